@@ -1,0 +1,222 @@
+"""The ``sce`` command line: parse, call the core, render, report."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from . import __version__
+from .commandline import NumbersCommand, SceGroup, say_warning
+from .errors import UsageProblem, command_line_problem
+from .parsing import parse_label, parse_numbers
+
+if TYPE_CHECKING:
+    from .core import SoftmaxCrossEntropyResult
+
+
+class DType(str, Enum):
+    float64 = "float64"
+    float32 = "float32"
+
+
+class ReductionChoice(str, Enum):
+    none = "none"
+    mean = "mean"
+    sum = "sum"
+
+
+class GradFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+app = typer.Typer(
+    cls=SceGroup,
+    name="sce",
+    help="Softmax cross-entropy: probabilities, loss and gradient ∂L/∂z, exactly.",
+    add_completion=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"sce {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _sce(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Softmax cross-entropy: probabilities, loss and gradient ∂L/∂z, exactly."""
+
+
+# Options shared by the commands that compute one vector of logits.
+LabelOption = Annotated[
+    Optional[str],
+    typer.Option("--label", "-l", help="The correct class, 0-based (as in PyTorch).", show_default=False),
+]
+TargetOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--target", "-t", help="Probability targets P1,P2,... in place of --label.", show_default=False
+    ),
+]
+SmoothingOption = Annotated[
+    float, typer.Option("--smoothing", help="Label smoothing ε in [0, 1].")
+]
+WeightOption = Annotated[
+    Optional[str],
+    typer.Option("--weight", "-w", help="Class weights W1,W2,... (one per class, >= 0).", show_default=False),
+]
+TemperatureOption = Annotated[
+    float, typer.Option("--temperature", "-T", help="Softmax temperature T > 0: p = softmax(z / T).")
+]
+ReductionOption = Annotated[
+    ReductionChoice,
+    typer.Option("--reduction", help="As PyTorch: none, mean (divides by the label's weight) or sum."),
+]
+IgnoreIndexOption = Annotated[
+    int, typer.Option("--ignore-index", help="A label that makes the row count for nothing.")
+]
+DTypeOption = Annotated[DType, typer.Option("--dtype", help="Floating-point type to compute in.")]
+DigitsOption = Annotated[
+    int, typer.Option("--digits", "-d", help="Decimals shown in tables (display only, 1 to 17).")
+]
+LogitsArgument = Annotated[
+    Optional[list[str]],
+    typer.Argument(
+        metavar="LOGITS...",
+        help="The logits z, as separate numbers (2 3 4) or one list (2,3,4). Negative numbers work as typed.",
+        show_default=False,
+    ),
+]
+
+
+def compute(
+    logit_texts: list[str] | None,
+    label: str | None,
+    target: str | None,
+    *,
+    smoothing: float,
+    weight: str | None,
+    temperature: float,
+    reduction: ReductionChoice,
+    ignore_index: int,
+    dtype: DType,
+) -> SoftmaxCrossEntropyResult:
+    """Parse the command line's numbers and run the core on them.
+
+    Every problem becomes a :class:`UsageProblem` naming the argument, and every
+    warning of the core a line on stderr.
+    """
+    if not logit_texts:
+        raise UsageProblem("no logits given; type them after the command, e.g. sce grad 2 3 4 --label 1")
+    logits = parse_numbers(logit_texts, "LOGITS")
+    if label is not None and target is not None:
+        raise UsageProblem("give either --label or --target, not both")
+    if label is None and target is None:
+        raise UsageProblem(
+            "say which class is correct with --label C (0-based), or give probabilities with --target P1,P2,..."
+        )
+    labels = None if label is None else parse_label(label)
+    targets = None if target is None else parse_numbers(target, "--target")
+    weights = None if weight is None else parse_numbers(weight, "--weight")
+    for name, values in (("--target", targets), ("--weight", weights)):
+        if values is not None and len(values) != len(logits):
+            raise UsageProblem(
+                f"{name}: {len(values)} numbers for {len(logits)} logits; give one per class"
+            )
+
+    from .core import InvalidInput, softmax_cross_entropy
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = softmax_cross_entropy(
+                logits,
+                labels,
+                targets=targets,
+                weight=weights,
+                label_smoothing=smoothing,
+                ignore_index=ignore_index,
+                reduction=reduction.value,
+                temperature=temperature,
+                dtype=dtype.value,
+            )
+        except InvalidInput as error:
+            raise command_line_problem(error) from None
+    for warning in caught:
+        say_warning(str(warning.message))
+    return result
+
+
+def check_digits(digits: int) -> None:
+    if not 1 <= digits <= 17:
+        raise UsageProblem(f"--digits: {digits} is out of range; use 1 to 17")
+
+
+def stdout_console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(file=sys.stdout, highlight=False)
+
+
+@app.command(cls=NumbersCommand, no_args_is_help=True)
+def grad(
+    logits: LogitsArgument = None,
+    label: LabelOption = None,
+    target: TargetOption = None,
+    smoothing: SmoothingOption = 0.0,
+    weight: WeightOption = None,
+    temperature: TemperatureOption = 1.0,
+    reduction: ReductionOption = ReductionChoice.none,
+    ignore_index: IgnoreIndexOption = -100,
+    dtype: DTypeOption = DType.float64,
+    digits: DigitsOption = 4,
+    output_format: Annotated[
+        GradFormat, typer.Option("--format", "-f", help="table (for people), json or csv (full precision).")
+    ] = GradFormat.table,
+) -> None:
+    """Probabilities, loss and gradient ∂L/∂z for one vector of logits.
+
+    Example: sce grad 2 3 4 --label 1
+    """
+    check_digits(digits)
+    result = compute(
+        logits,
+        label,
+        target,
+        smoothing=smoothing,
+        weight=weight,
+        temperature=temperature,
+        reduction=reduction,
+        ignore_index=ignore_index,
+        dtype=dtype,
+    )
+    if output_format is GradFormat.json:
+        from .render.json_format import dumps, grad_document
+
+        sys.stdout.write(dumps(grad_document(result)) + "\n")
+    elif output_format is GradFormat.csv:
+        from .render.csv_format import grad_csv
+
+        sys.stdout.write(grad_csv(result))
+    else:
+        from .render.table import print_grad
+
+        print_grad(stdout_console(), result, digits)
+
+
+def main() -> None:
+    app(prog_name="sce")

@@ -1,0 +1,138 @@
+"""What sce adds to typer: negative numbers as arguments, and one-line errors.
+
+Everything that goes wrong on the command line ends here, in
+:meth:`SceGroup.main`, as one line on stderr and an exit status.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from typer import _click as click
+from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer.exceptions import Abort
+
+from .errors import SceError
+
+# "-1", "-.5", "-3e-2", "-1,2,3", "-inf": a minus sign before a number, which
+# click would otherwise take for an option.
+_NEGATIVE_NUMBER = re.compile(r"-(\d|\.\d|inf\b|infinity\b)", re.IGNORECASE)
+
+#: Exit status after the reader of our output went away (as for SIGPIPE).
+BROKEN_PIPE = 141
+INTERRUPTED = 130
+INTERNAL_ERROR = 70
+
+
+class NumbersCommand(TyperCommand):
+    """A command whose positional arguments are numbers, negative ones included.
+
+    click reads any token that starts with "-" as an option, so ``sce grad -1 2``
+    fails with "No such option: -1". Before click parses, a negative number in
+    an argument position gets a leading space, which click does not take for an
+    option and float() ignores. Values of options (``--temperature -1``) and
+    everything after ``--`` are left alone, and so is a mistyped flag such as
+    ``--lable``, which click still reports.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, self._protect_negative_numbers(list(args)))
+
+    def _protect_negative_numbers(self, args: list[str]) -> list[str]:
+        takes_value = {
+            name
+            for param in self.params
+            if isinstance(param, TyperOption) and not param.is_flag and not param.count
+            for name in param.opts
+        }
+        protected: list[str] = []
+        position = 0
+        while position < len(args):
+            token = args[position]
+            if token == "--":
+                protected.extend(args[position:])
+                break
+            if token in takes_value:
+                protected.extend(args[position : position + 2])
+                position += 2
+                continue
+            protected.append(" " + token if _NEGATIVE_NUMBER.match(token) else token)
+            position += 1
+        return protected
+
+
+class SceGroup(TyperGroup):
+    """The ``sce`` command group: every error is one line and an exit status."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        code = run_reporting_errors(
+            lambda: super(SceGroup, self).main(
+                args, prog_name or "sce", complete_var, standalone_mode=False, **extra
+            )
+        )
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def run_reporting_errors(run: Callable[[], Any]) -> int:
+    """Run a command; turn any failure into one line on stderr and an exit status."""
+    try:
+        result = run()
+        sys.stdout.flush()
+        return result if isinstance(result, int) else 0
+    except SceError as error:
+        _say(f"sce: error: {error}")
+        return error.exit_code
+    except click.exceptions.NoArgsIsHelpError as error:
+        return error.exit_code  # typer has printed the help already
+    except click.exceptions.UsageError as error:
+        command = error.ctx.command_path if error.ctx is not None else "sce"
+        message = " ".join(error.format_message().split())
+        _say(f"{command}: error: {message} (see '{command} --help')")
+        return error.exit_code
+    except click.exceptions.ClickException as error:
+        _say(f"sce: error: {' '.join(error.format_message().split())}")
+        return error.exit_code
+    except (Abort, KeyboardInterrupt):
+        _say("sce: interrupted")
+        return INTERRUPTED
+    except BrokenPipeError:
+        # The reader (say, `head -1`) has what it wanted. Point stdout at
+        # /dev/null so that the interpreter's final flush does not complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return BROKEN_PIPE
+    except Exception as error:  # never a traceback, unless asked for one
+        if os.environ.get("SCE_DEBUG"):
+            raise
+        _say(
+            f"sce: internal error: {type(error).__name__}: {error} "
+            "(a bug in sce: please report it; SCE_DEBUG=1 shows the traceback)"
+        )
+        return INTERNAL_ERROR
+
+
+def say_warning(message: str) -> None:
+    _say(f"sce: warning: {message}")
+
+
+def _say(line: str) -> None:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (BrokenPipeError, ValueError):
+        pass

@@ -1,0 +1,1 @@
+"""Rendering: results and derivations to text, one module per format."""

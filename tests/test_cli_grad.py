@@ -1,0 +1,204 @@
+"""`sce grad` through typer's CliRunner: exact output, exit status, error text."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from sce_cli.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str, **env: str):
+    return runner.invoke(app, list(args), env={"COLUMNS": "100", **env})
+
+
+# The numbers are the seeds' example to four places (0.0900, 0.2447, 0.6652,
+# loss 1.4076, gradient -0.7553 where the post misprints -0.775).
+SEED_TABLE = """\
+class   logit z   target y   softmax p                ∂L/∂z            
+───────────────────────────────────────────────────────────────────────
+    0         2     0.0000      0.0900   ▊           0.0900            
+    1         3     1.0000      0.2447   ██         -0.7553   label    
+    2         4     0.0000      0.6652   █████▍      0.6652   predicted
+
+loss L = 1.4076
+"""
+
+
+def test_seed_example_table_exactly():
+    result = run("grad", "2", "3", "4", "--label", "1")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == SEED_TABLE
+    assert result.stderr == ""
+
+
+def test_output_carries_no_ansi_codes_when_not_a_terminal():
+    assert "\x1b[" not in run("grad", "2", "3", "4", "-l", "1").stdout
+
+
+def test_no_color_is_honoured_on_a_terminal():
+    forced = run("grad", "2", "3", "4", "-l", "1", FORCE_COLOR="1", TERM="xterm-256color")
+    plain = run(
+        "grad", "2", "3", "4", "-l", "1", FORCE_COLOR="1", TERM="xterm-256color", NO_COLOR="1"
+    )
+    assert "\x1b[36m" in forced.stdout  # the cyan bars
+    assert "\x1b[36m" not in plain.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["2", "3", "4", "--label", "1"],
+        ["2,3,4", "-l", "1"],
+        ["2, 3, 4", "-l", "1"],
+        ["--label", "1", "2", "3", "4"],
+        ["2", "3", "4", "-l1"],
+    ],
+)
+def test_logits_can_be_typed_in_several_ways(args):
+    result = run("grad", *args, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["logits"] == [2.0, 3.0, 4.0]
+
+
+def test_negative_logits_typed_naturally():
+    result = run("grad", "-1", "2.5", "-3e-2", "--label", "0", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["logits"] == [-1.0, 2.5, -0.03]
+
+
+@pytest.mark.parametrize(
+    "args,logits",
+    [
+        (["-1,-2,-3", "-l", "0"], [-1.0, -2.0, -3.0]),
+        (["-.5", "-inf", "1", "-l", "0"], [-0.5, "-inf", 1.0]),
+        (["1", "\u22122", "-l", "0"], [1.0, -2.0]),  # a pasted Unicode minus
+        (["-l", "0", "--", "-1", "-2"], [-1.0, -2.0]),
+    ],
+)
+def test_more_negative_number_spellings(args, logits):
+    result = run("grad", "-f", "json", *args)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["logits"] == logits
+
+
+def test_json_is_full_precision_with_the_documented_keys():
+    result = run("grad", "0", "40", "--label", "1", "--format", "json")
+    document = json.loads(result.stdout)
+    assert set(document) >= {"logits", "label", "target", "probabilities", "loss", "gradient"}
+    assert document["loss"] == 4.248354255291589e-18  # log1p(e^-40), the issue's value
+    assert document["label"] == 1
+    assert document["target"] == [0.0, 1.0]
+    assert document["gradient"][0] == -document["gradient"][1]
+    assert document["options"]["dtype"] == "float64"
+
+
+def test_json_target_is_the_smoothed_distribution():
+    document = json.loads(run("grad", "2", "3", "4", "-l", "1", "--smoothing", "0.3", "-f", "json").stdout)
+    assert document["target"] == pytest.approx([0.1, 0.8, 0.1], rel=1e-15)
+
+
+def test_json_float32_uses_float32_shortest_digits():
+    document = json.loads(run("grad", "2", "3", "4", "-l", "1", "--dtype", "float32", "-f", "json").stdout)
+    # float32's shortest repr of e^2/(e^2+e^3+e^4) = 0.0900305731...
+    assert document["probabilities"][0] == 0.09003057
+
+
+def test_csv_has_a_header_and_one_row_per_class():
+    lines = run("grad", "2", "3", "4", "-l", "1", "-f", "csv").stdout.splitlines()
+    assert lines[0] == "class,logit,target,probability,gradient,loss"
+    assert len(lines) == 4
+    row = lines[2].split(",")
+    assert row[:3] == ["1", "3.0", "1.0"]
+    assert float(row[4]) == pytest.approx(-0.755272, abs=5e-7)
+
+
+def test_digits_rounds_only_the_display():
+    result = run("grad", "2", "3", "4", "-l", "1", "--digits", "6")
+    assert "-0.755272" in result.stdout
+    assert "loss L = 1.407606" in result.stdout
+
+
+def test_tiny_values_are_shown_in_scientific_notation_not_as_zero():
+    result = run("grad", "0", "40", "-l", "1")
+    assert "loss L = 4.248e-18" in result.stdout
+    assert "-4.248e-18" in result.stdout
+
+
+def test_options_are_named_under_the_table():
+    result = run("grad", "2", "3", "4", "-l", "1", "--smoothing", "0.1", "-w", "1,2,3", "-T", "2")
+    assert "with label smoothing 0.1; class weights 1, 2, 3; temperature 2" in result.stdout
+
+
+def test_version_and_help():
+    from sce_cli import __version__
+
+    assert run("--version").stdout == f"sce {__version__}\n"
+    help_text = run("grad", "--help").stdout
+    assert "--label" in help_text and "--target" in help_text
+
+
+# --- bad input: one line on stderr, exit 2, no traceback -----------------------------
+
+BAD_INPUT = [
+    (["--label", "1"], "no logits given"),
+    (["2", "x", "4", "-l", "1"], "LOGITS (entry 1): 'x' is not a number"),
+    (["2", "nan", "4", "-l", "1"], "LOGITS (class 1): logit nan is not allowed"),
+    (["2", "inf", "4", "-l", "1"], "LOGITS (class 1): logit inf is not allowed"),
+    (["-inf", "-inf", "-l", "0"], "every logit in the row is -inf"),
+    (["2", "3", "4"], "say which class is correct with --label"),
+    (["2", "3", "4", "-l", "1", "-t", "0,1,0"], "give either --label or --target, not both"),
+    (["2", "3", "4", "-l", "-1"], "--label: label -1 is negative"),
+    (["2", "3", "4", "-l", "3"], "--label: label 3 is out of range for 3 classes"),
+    (["2", "3", "4", "-l", "1.5"], "--label: '1.5' is not a class index"),
+    (["2", "3", "4", "-l", "one"], "--label: 'one' is not a class index"),
+    (["2", "3", "4", "-t", "0.5,0.5"], "--target: 2 numbers for 3 logits"),
+    (["2", "3", "4", "-t", "-0.5,1,0.5"], "--target (class 0): target -0.5 is not a probability"),
+    (["2", "3", "4", "-t", "0.2,0.3,0.6"], "--target: targets sum to 1.1, not 1"),
+    (["2", "3", "4", "-l", "1", "--smoothing", "1.5"], "--smoothing: label smoothing 1.5 is outside [0, 1]"),
+    (["2", "3", "4", "-l", "1", "--smoothing", "-0.1"], "--smoothing: label smoothing -0.1 is outside [0, 1]"),
+    (["2", "3", "4", "-l", "1", "-w", "1,2"], "--weight: 2 numbers for 3 logits"),
+    (["2", "3", "4", "-l", "1", "-w", "1,-2,3"], "--weight (class 1): weight -2 is not a non-negative"),
+    (["2", "3", "4", "-l", "1", "-T", "0"], "--temperature: temperature 0.0 is not a positive"),
+    (["2", "3", "4", "-l", "1", "-T", "-1"], "--temperature: temperature -1.0 is not a positive"),
+    (["2", "3", "4", "-l", "1", "--dtype", "float16"], "'float16' is not one of 'float64', 'float32'"),
+    (["2", "3", "4", "-l", "1", "-f", "xml"], "'xml' is not one of 'table', 'json', 'csv'"),
+    (["2", "3", "4", "-l", "1", "--digits", "0"], "--digits: 0 is out of range"),
+    (["2", "3", "4", "--lable", "1"], "No such option: --lable"),
+    (["2", "3", "4", "-l"], "Option '-l' requires an argument"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUT, ids=[" ".join(a) or "(none)" for a, _ in BAD_INPUT])
+def test_bad_input_gets_one_clear_line_and_exit_2(args, message):
+    result = run("grad", *args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_bare_grad_shows_its_help():
+    result = run("grad")
+    assert "Usage: sce grad" in result.stdout
+    assert result.exit_code == 2
+
+
+def test_masked_label_warns_and_still_answers():
+    result = run("grad", "1", "-inf", "3", "-l", "1")
+    assert result.exit_code == 0
+    assert result.stderr.startswith("sce: warning: the loss is infinite")
+    assert "loss L = inf" in result.stdout
+
+
+def test_ignored_row_with_mean_warns_about_nan():
+    result = run("grad", "2", "3", "4", "-l", "-100", "--reduction", "mean")
+    assert result.exit_code == 0
+    assert "divides by 0" in result.stderr
+    assert "loss L = nan" in result.stdout
