@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .core import InvalidInput
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the core imports numpy, which `sce --help` need not wait for
+    from .core import InvalidInput
 
 #: Exit status for a command line that is wrong (as click uses for usage errors).
 USAGE = 2
