@@ -33,6 +33,7 @@ class GradFormat(str, Enum):
     table = "table"
     json = "json"
     csv = "csv"
+    markdown = "markdown"
 
 
 app = typer.Typer(
@@ -185,14 +186,22 @@ def grad(
     dtype: DTypeOption = DType.float64,
     digits: DigitsOption = 4,
     output_format: Annotated[
-        GradFormat, typer.Option("--format", "-f", help="table (for people), json or csv (full precision).")
+        GradFormat,
+        typer.Option(
+            "--format", "-f", help="table (for people), markdown, json or csv (full precision)."
+        ),
     ] = GradFormat.table,
+    steps: Annotated[
+        bool, typer.Option("--steps", help="Derive the result stage by stage with these numbers.")
+    ] = False,
 ) -> None:
     """Probabilities, loss and gradient ∂L/∂z for one vector of logits.
 
     Example: sce grad 2 3 4 --label 1
     """
     check_digits(digits)
+    if steps and output_format is GradFormat.csv:
+        raise UsageProblem("--steps cannot be written as csv; use --format table, markdown or json")
     result = compute(
         logits,
         label,
@@ -204,10 +213,16 @@ def grad(
         ignore_index=ignore_index,
         dtype=dtype,
     )
-    if output_format is GradFormat.json:
+    if steps:
+        print_derivation(result, digits, output_format)
+    elif output_format is GradFormat.json:
         from .render.json_format import dumps, grad_document
 
         sys.stdout.write(dumps(grad_document(result)) + "\n")
+    elif output_format is GradFormat.markdown:
+        from .render.markdown_format import grad_markdown
+
+        sys.stdout.write(grad_markdown(result, digits))
     elif output_format is GradFormat.csv:
         from .render.csv_format import grad_csv
 
@@ -216,6 +231,31 @@ def grad(
         from .render.table import print_grad
 
         print_grad(stdout_console(), result, digits)
+
+
+def print_derivation(result: SoftmaxCrossEntropyResult, digits: int, output_format: GradFormat) -> None:
+    from .derivation import build_derivation
+
+    if result.labels is not None and not result.counted[0]:
+        raise UsageProblem(
+            f"--steps: label {int(result.labels[0])} is the ignore index, so the loss is 0 "
+            "and there is nothing to derive; give a class index"
+        )
+    stages = build_derivation(result, digits)
+    if output_format is GradFormat.json:
+        from .render.json_format import dumps, grad_document, steps_document
+
+        document = grad_document(result)
+        document["steps"] = steps_document(stages, result.options.dtype)
+        sys.stdout.write(dumps(document) + "\n")
+    elif output_format is GradFormat.markdown:
+        from .render.markdown_format import steps_markdown
+
+        sys.stdout.write(steps_markdown(stages, digits))
+    else:
+        from .render.steps_terminal import print_steps
+
+        print_steps(stdout_console(), stages, digits)
 
 
 def main() -> None:

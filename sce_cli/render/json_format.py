@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
+
 from ..core import SoftmaxCrossEntropyResult
-from .numbers import json_number
+from ..derivation import Elided, Item, Matrix, Stage
+from .numbers import exact, fill, json_number
 
 
 def grad_document(result: SoftmaxCrossEntropyResult, row: int = 0) -> dict[str, Any]:
@@ -39,3 +42,36 @@ def grad_document(result: SoftmaxCrossEntropyResult, row: int = 0) -> dict[str, 
 
 def dumps(document: Any) -> str:
     return json.dumps(document, ensure_ascii=False, indent=2)
+
+
+def steps_document(stages: list[Stage], dtype: np.dtype) -> list[dict[str, Any]]:
+    """The derivation as data: per stage its title, notes (text with inline
+    $LaTeX$) and items; an equation's ``substituted`` LaTeX carries the numbers
+    at full precision, and ``values`` the numbers themselves."""
+    return [
+        {
+            "stage": number,
+            "title": stage.title,
+            "notes": list(stage.notes),
+            "items": [_step_item(item, dtype) for item in stage.items],
+        }
+        for number, stage in enumerate(stages, start=1)
+    ]
+
+
+def _step_item(item: Item, dtype: np.dtype) -> dict[str, Any]:
+    if isinstance(item, Elided):
+        return {"type": "elided", "count": item.count}
+    if isinstance(item, Matrix):
+        return {
+            "type": "matrix",
+            "name": item.name,
+            "indices": list(item.indices),
+            "rows": [[json_number(v, dtype) for v in row] for row in item.rows],
+        }
+    return {
+        "type": "equation",
+        "formula": item.symbolic,
+        "substituted": fill(item.substituted, item.values, lambda v: exact(v, dtype)),
+        "values": {name: json_number(v, dtype) for name, v in item.values.items()},
+    }

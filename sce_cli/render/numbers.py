@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 
 import numpy as np
 
@@ -49,3 +51,32 @@ def given(value: float, dtype: np.dtype = np.dtype(np.float64)) -> str:
     """An input number as the user would type it: 2 rather than 2.0."""
     text = exact(value, dtype)
     return text[:-2] if text.endswith(".0") else text
+
+
+def shown(value: float, digits: int = 4) -> str:
+    """Like :func:`display`, but whole numbers as whole numbers (a one-hot 1, a shift of -2)."""
+    value = float(value)
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return display(value, digits)
+
+
+def latex(value: float, digits: int = 4) -> str:
+    """:func:`shown` in LaTeX: 4.248e-18 becomes 4.248 \\times 10^{-18}."""
+    text = shown(value, digits)
+    if text in ("inf", "-inf"):
+        return text.replace("inf", "\\infty")
+    if text == "nan":
+        return "\\text{NaN}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        return f"{mantissa} \\times 10^{{{int(exponent)}}}"
+    return text
+
+
+_PLACEHOLDER = re.compile(r"⟨(\w+)⟩")
+
+
+def fill(template: str, values: dict[str, float], write: Callable[[float], str]) -> str:
+    """Replace each ⟨name⟩ in ``template`` by ``write(values[name])``."""
+    return _PLACEHOLDER.sub(lambda match: write(values[match.group(1)]), template)

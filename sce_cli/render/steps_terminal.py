@@ -1,0 +1,59 @@
+"""``sce grad --steps`` on a terminal (or piped as plain text): Unicode math."""
+
+from __future__ import annotations
+
+import re
+from functools import partial
+
+from rich import box
+from rich.console import Console
+from rich.padding import Padding
+from rich.rule import Rule
+from rich.table import Table
+from rich.text import Text
+
+from ..derivation import Elided, Equation, Matrix, Stage
+from .latex_text import to_unicode
+from .numbers import fill, shown
+
+_INLINE_MATH = re.compile(r"\$([^$]+)\$")
+
+
+def prose(note: str) -> str:
+    """A note with its inline $math$ turned into Unicode."""
+    return _INLINE_MATH.sub(lambda match: to_unicode(match.group(1)), note)
+
+
+def equation_line(equation: Equation, digits: int) -> str:
+    parts = [to_unicode(equation.symbolic)] if equation.symbolic else []
+    if equation.substituted:
+        parts.append(to_unicode(fill(equation.substituted, equation.values, partial(shown, digits=digits))))
+    return " = ".join(parts)
+
+
+def matrix_table(matrix: Matrix, digits: int) -> Table:
+    table = Table(box=box.SIMPLE, show_edge=False, title=to_unicode(matrix.name), title_justify="left")
+    table.add_column("", justify="right", style="dim")
+    for k in matrix.indices:
+        table.add_column(str(k), justify="right")
+    for k, row in zip(matrix.indices, matrix.rows):
+        table.add_row(str(k), *(shown(v, digits) for v in row))
+    return table
+
+
+def print_steps(console: Console, stages: list[Stage], digits: int = 4) -> None:
+    for number, stage in enumerate(stages, start=1):
+        # Text objects, never markup strings: formulas are full of [brackets].
+        console.print(Rule(Text(f"{number}. {stage.title}", style="bold"), align="left"))
+        for note in stage.notes:
+            console.print(Text(prose(note)))
+        if stage.notes and stage.items:
+            console.print()
+        for item in stage.items:
+            if isinstance(item, Equation):
+                console.print(Text("    " + equation_line(item, digits)))
+            elif isinstance(item, Elided):
+                console.print(Text(f"    ⋮  ({item.count} more {'class' if item.count == 1 else 'classes'})", style="dim"))
+            else:
+                console.print(Padding(matrix_table(item, digits), (0, 0, 0, 4)))
+        console.print()
