@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from enum import Enum
@@ -256,6 +257,125 @@ def print_derivation(result: SoftmaxCrossEntropyResult, digits: int, output_form
         from .render.steps_terminal import print_steps
 
         print_steps(stdout_console(), stages, digits)
+
+
+class BatchFormat(str, Enum):
+    csv = "csv"
+    tsv = "tsv"
+    jsonl = "jsonl"
+
+
+def _delimiter(value: str | None, input_path: str) -> str:
+    if value is None:
+        return "\t" if input_path.lower().endswith((".tsv", ".tab")) else ","
+    named = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
+    delimiter = named.get(value.lower(), value)
+    if len(delimiter) != 1:
+        raise UsageProblem(f"--delimiter: {value!r} is not one character; use for example ',' ';' or tab")
+    return delimiter
+
+
+def _output_format(value: BatchFormat | None, output: str | None, delimiter: str) -> str:
+    if value is not None:
+        return value.value
+    suffix = os.path.splitext(output or "")[1].lower()
+    if suffix in (".tsv", ".jsonl", ".csv"):
+        return suffix[1:]
+    return "tsv" if delimiter == "\t" else "csv"
+
+
+@app.command(no_args_is_help=True)
+def batch(
+    input_path: Annotated[
+        str, typer.Argument(metavar="INPUT", help="A CSV or TSV file, or - for stdin.", show_default=False)
+    ],
+    output: Annotated[
+        Optional[str],
+        typer.Option("--output", "-o", help="Output file (default: stdout). Written whole or not at all."),
+    ] = None,
+    label_col: Annotated[
+        Optional[str], typer.Option("--label-col", help="The label column (default: 'label'; the last without a header).")
+    ] = None,
+    logit_cols: Annotated[
+        Optional[str], typer.Option("--logit-cols", help="Logit columns: a comma list or a glob such as 'z*' (default: all others).")
+    ] = None,
+    target_cols: Annotated[
+        Optional[str], typer.Option("--target-cols", help="Soft-target columns, in place of a label column.")
+    ] = None,
+    no_header: Annotated[bool, typer.Option("--no-header", help="The input has no header line; columns are 0..n-1.")] = False,
+    delimiter: Annotated[
+        Optional[str], typer.Option("--delimiter", help="Field separator (default: tab for .tsv files, else comma).")
+    ] = None,
+    encoding: Annotated[str, typer.Option("--encoding", help="The input's text encoding.")] = "utf-8",
+    smoothing: SmoothingOption = 0.0,
+    weight: WeightOption = None,
+    temperature: TemperatureOption = 1.0,
+    reduction: ReductionOption = ReductionChoice.none,
+    ignore_index: IgnoreIndexOption = -100,
+    dtype: DTypeOption = DType.float64,
+    digits: Annotated[
+        Optional[int], typer.Option("--digits", "-d", help="Round output floats to N significant digits (default: full precision).")
+    ] = None,
+    output_format: Annotated[
+        Optional[BatchFormat], typer.Option("--format", "-f", help="csv, tsv or jsonl (default: from -o's name, else like the input).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
+) -> None:
+    """Probabilities, loss and gradient for every row of a CSV file, streaming.
+
+    Example: sce batch samples/batch.csv -o scored.csv
+    """
+    if digits is not None:
+        check_digits(digits)
+    from .batch_io import BatchRequest, CoreOptions, run_batch
+
+    separator = _delimiter(delimiter, input_path)
+    request = BatchRequest(
+        input_path=input_path,
+        output_path=output,
+        label_col=label_col,
+        logit_cols=logit_cols,
+        target_cols=target_cols,
+        has_header=not no_header,
+        delimiter=separator,
+        encoding=encoding,
+        output_format=_output_format(output_format, output, separator),
+        digits=digits,
+        options=CoreOptions(
+            weight=None if weight is None else parse_numbers(weight, "--weight"),
+            label_smoothing=smoothing,
+            ignore_index=ignore_index,
+            reduction=reduction.value,
+            temperature=temperature,
+            dtype=dtype.value,
+        ),
+    )
+    from rich.console import Console
+
+    stderr = Console(stderr=True, highlight=False)
+    if quiet or not stderr.is_terminal:
+        summary = run_batch(request)
+    else:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        size = os.path.getsize(input_path) if input_path != "-" and os.path.isfile(input_path) else None
+        # Progress redirects stdout by default, which would put the bar into the output stream.
+        with Progress(
+            TextColumn("sce batch"), BarColumn(), TextColumn("{task.fields[rows]:,} rows"), TimeElapsedColumn(),
+            console=stderr, redirect_stdout=False, redirect_stderr=False, transient=True,
+        ) as progress:
+            task = progress.add_task("rows", total=size, rows=0)
+            summary = run_batch(
+                request, on_progress=lambda done, rows: progress.update(task, completed=done, rows=rows)
+            )
+    if summary.reduction == "mean" and summary.denominator == 0:
+        say_warning("every row is ignored or has weight 0, so the mean divides by 0: the loss is NaN")
+    if summary.infinite_losses:
+        say_warning(f"{summary.infinite_losses:,} rows have an infinite loss (a target class with probability 0)")
+    if not quiet:
+        from .render.table import batch_summary_table
+
+        stderr.print(batch_summary_table(summary))
 
 
 def main() -> None:

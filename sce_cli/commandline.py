@@ -6,6 +6,7 @@ Everything that goes wrong on the command line ends here, in
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -108,15 +109,19 @@ def run_reporting_errors(run: Callable[[], Any]) -> int:
     except (Abort, KeyboardInterrupt):
         _say("sce: interrupted")
         return INTERRUPTED
-    except BrokenPipeError:
-        # The reader (say, `head -1`) has what it wanted. Point stdout at
-        # /dev/null so that the interpreter's final flush does not complain.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
-        return BROKEN_PIPE
+    except OSError as error:
+        if _is_broken_pipe(error):
+            # The reader (say, `head -1`) has what it wanted. Point stdout at
+            # /dev/null so that the interpreter's final flush does not complain.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+            return BROKEN_PIPE
+        target = f" {error.filename}" if getattr(error, "filename", None) else ""
+        _say(f"sce: error:{target} {error.strerror or error}")
+        return 1
     except Exception as error:  # never a traceback, unless asked for one
         if os.environ.get("SCE_DEBUG"):
             raise
@@ -125,6 +130,11 @@ def run_reporting_errors(run: Callable[[], Any]) -> int:
             "(a bug in sce: please report it; SCE_DEBUG=1 shows the traceback)"
         )
         return INTERNAL_ERROR
+
+
+def _is_broken_pipe(error: OSError) -> bool:
+    # polars reports a closed pipe as a plain OSError("Broken pipe (os error 32)").
+    return isinstance(error, BrokenPipeError) or error.errno == errno.EPIPE or "os error 32" in str(error)
 
 
 def say_warning(message: str) -> None:

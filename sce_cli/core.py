@@ -152,6 +152,7 @@ def softmax_cross_entropy(
     reduction: Reduction = "none",
     temperature: float = 1.0,
     dtype: DTypeLike = np.float64,
+    mean_denominator: float | None = None,
 ) -> SoftmaxCrossEntropyResult:
     """Softmax cross-entropy of ``logits`` against ``labels`` or ``targets``.
 
@@ -178,6 +179,11 @@ def softmax_cross_entropy(
         respect to the logits as given.
     dtype
         float64 (default) or float32, used throughout.
+    mean_denominator
+        With reduction 'mean', divide by this rather than by this call's own
+        weight sum or row count: for a large batch computed chunk by chunk,
+        pass the denominator of the whole batch so that every chunk's
+        gradient is that of the whole batch's mean.
 
     Raises :class:`InvalidInput` for an input the loss is not defined for and
     warns with :class:`LossWarning` where the result is infinite or NaN.
@@ -226,6 +232,7 @@ def softmax_cross_entropy(
         with np.errstate(invalid="ignore"):
             losses = np.where(counted, label_weight * nll, 0).astype(options.dtype)
         gradient = label_weight[:, None] * p_minus_onehot
+        gradient[~counted] = 0  # not 0 × (p - e_c), which leaves -0.0 where p - e_c < 0
         target = np.zeros_like(probabilities)
         target[rows[counted], safe_labels[counted]] = 1
         if eps > 0:
@@ -242,8 +249,8 @@ def softmax_cross_entropy(
             target = np.where(counted[:, None], (1 - eps) * target + eps / n_classes, 0).astype(
                 options.dtype
             )
-        mean_denominator = float(label_weight.sum())
-        if options.reduction == "mean" and mean_denominator == 0:
+        own_denominator = float(label_weight.sum())
+        if options.reduction == "mean" and (own_denominator if mean_denominator is None else mean_denominator) == 0:
             warnings.warn(
                 LossWarning(
                     "every row is ignored or has weight 0, so the mean divides by 0: "
@@ -265,7 +272,7 @@ def softmax_cross_entropy(
             terms = np.where(target > 0, weighted_target * ls.log_probabilities, 0)
         losses = -terms.sum(axis=1).astype(options.dtype)
         gradient = probabilities * weighted_target.sum(axis=1, keepdims=True) - weighted_target
-        mean_denominator = float(n_rows)
+        own_denominator = float(n_rows)
 
     infinite_rows = np.flatnonzero(np.isinf(losses))
     if infinite_rows.size:
@@ -278,7 +285,9 @@ def softmax_cross_entropy(
             stacklevel=2,
         )
 
-    denominator = mean_denominator if options.reduction == "mean" else 1.0
+    if mean_denominator is None:
+        mean_denominator = own_denominator
+    denominator = float(mean_denominator) if options.reduction == "mean" else 1.0
     gradient = gradient / float_type(options.temperature) if options.temperature != 1.0 else gradient
     loss: float | np.ndarray
     if options.reduction == "none":

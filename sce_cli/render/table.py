@@ -82,3 +82,24 @@ def print_grad(console: Console, result: SoftmaxCrossEntropyResult, digits: int 
     summary = options_summary(result)
     if summary:
         console.print("with " + "; ".join(summary), highlight=False)
+
+
+def batch_summary_table(summary) -> Table:  # type: ignore[no-untyped-def]
+    """The summary `sce batch` prints on stderr (a BatchSummary)."""
+    table = Table(
+        box=None, show_header=False, pad_edge=False, title="sce batch", title_justify="left", title_style="bold"
+    )
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    loss_name = {"mean": "loss (mean)", "sum": "loss (sum)"}.get(summary.reduction, "mean row loss")
+    rows = [
+        ("rows", f"{summary.rows:,}"),
+        ("ignored rows", f"{summary.ignored_rows:,}"),
+        ("classes", str(summary.classes)),
+        (loss_name, display(summary.reduced_loss, 6)),
+        ("accuracy", "nan" if summary.counted == 0 else f"{summary.accuracy:.2%}"),
+        ("rows per second", f"{summary.rows / summary.seconds:,.0f}" if summary.seconds else "-"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
