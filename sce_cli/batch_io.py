@@ -53,9 +53,9 @@ class BlockReader:
     Bytes that do not decode are reported with their line.
     """
 
-    def __init__(self, stream: BinaryIO, encoding: str = "utf-8", block_bytes: int = BLOCK_BYTES) -> None:
+    def __init__(self, stream: BinaryIO, encoding: str = "utf-8", block_bytes: int | None = None) -> None:
         self.stream = stream
-        self.block_bytes = block_bytes
+        self.block_bytes = block_bytes or BLOCK_BYTES
         try:
             codec = codecs.lookup(encoding)
         except LookupError:

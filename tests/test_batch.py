@@ -1,0 +1,338 @@
+"""`sce batch`: files in and out, compared with the core row by row."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sce_cli import batch_io
+from sce_cli.cli import app
+from sce_cli.core import softmax_cross_entropy
+
+runner = CliRunner()
+SAMPLES = Path(__file__).parent.parent / "samples"
+
+
+def run(*args: str, input: str | bytes | None = None, **env: str):
+    return runner.invoke(app, ["batch", *args], input=input, env={"COLUMNS": "100", **env})
+
+
+def read_csv(text: str, delimiter: str = ",") -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
+
+
+def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path
+
+
+def make_rows(n: int = 40, k: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    logits = np.round(rng.normal(0, 3, (n, k)), 6)
+    labels = rng.integers(0, k, n)
+    labels[::7] = -100
+    return logits, labels
+
+
+def as_csv(logits: np.ndarray, labels: np.ndarray | None = None, targets: np.ndarray | None = None) -> str:
+    k = logits.shape[1]
+    header = [f"z{j}" for j in range(k)]
+    if labels is not None:
+        header.append("label")
+    if targets is not None:
+        header += [f"t{j}" for j in range(k)]
+    lines = [",".join(header)]
+    for n, row in enumerate(logits):
+        fields = [repr(float(v)) for v in row]
+        if labels is not None:
+            fields.append(str(int(labels[n])))
+        if targets is not None:
+            fields += [repr(float(v)) for v in targets[n]]
+        lines.append(",".join(fields))
+    return "\n".join(lines) + "\n"
+
+
+def assert_rows_match(rows: list[dict[str, str]], result, k: int) -> None:
+    assert len(rows) == result.num_rows
+    for n, row in enumerate(rows):
+        for j in range(k):
+            assert float(row[f"p_z{j}"]) == result.probabilities[n, j]
+            assert float(row[f"grad_z{j}"]) == result.gradient[n, j]
+        assert float(row["loss"]) == result.losses[n]
+
+
+OPTIONS = [
+    ([], {}),
+    (["--reduction", "mean"], {"reduction": "mean"}),
+    (["--reduction", "sum"], {"reduction": "sum"}),
+    (["--weight", "0.5,2,1,1.5", "--reduction", "mean"], {"weight": [0.5, 2, 1, 1.5], "reduction": "mean"}),
+    (["--smoothing", "0.2", "--temperature", "1.7"], {"label_smoothing": 0.2, "temperature": 1.7}),
+    (["--ignore-index", "3", "--reduction", "mean"], {"ignore_index": 3, "reduction": "mean"}),
+    (["--dtype", "float32"], {"dtype": np.float32}),
+]
+
+
+@pytest.mark.parametrize("args,kwargs", OPTIONS, ids=[" ".join(a) or "defaults" for a, _ in OPTIONS])
+def test_output_rows_equal_the_core(tmp_path, args, kwargs):
+    logits, labels = make_rows()
+    if kwargs.get("ignore_index") == 3:
+        labels = np.where(labels == -100, 3, labels)
+    path = write(tmp_path, "in.csv", as_csv(logits, labels))
+    result = run(str(path), "-q", *args)
+    assert result.exit_code == 0, result.stderr
+    expected = softmax_cross_entropy(logits, labels, **kwargs)
+    rows = read_csv(result.stdout)
+    if kwargs.get("dtype") is np.float32:
+        for n, row in enumerate(rows):
+            assert np.float32(row["grad_z0"]) == expected.gradient[n, 0]
+        return
+    assert_rows_match(rows, expected, 4)
+
+
+def test_input_columns_are_kept_exactly_as_written(tmp_path):
+    path = write(tmp_path, "in.csv", "id,z0,z1,label,note\nA-1,2.50,-3e-2,1,\"x, y\"\n")
+    result = run(str(path), "--logit-cols", "z*", "-q")
+    row = read_csv(result.stdout)[0]
+    assert (row["id"], row["z0"], row["z1"], row["label"], row["note"]) == ("A-1", "2.50", "-3e-2", "1", "x, y")
+    assert list(row)[-5:] == ["p_z0", "p_z1", "loss", "grad_z0", "grad_z1"]
+
+
+def test_stdin_to_stdout():
+    logits, labels = make_rows(10)
+    result = run("-", "-q", input=as_csv(logits, labels))
+    assert result.exit_code == 0, result.stderr
+    assert_rows_match(read_csv(result.stdout), softmax_cross_entropy(logits, labels), 4)
+
+
+def test_stdin_with_mean_is_read_twice():
+    logits, labels = make_rows(10)
+    result = run("-", "-q", "--reduction", "mean", input=as_csv(logits, labels))
+    assert result.exit_code == 0, result.stderr
+    assert_rows_match(read_csv(result.stdout), softmax_cross_entropy(logits, labels, reduction="mean"), 4)
+
+
+def test_headerless_input_names_columns_by_number(tmp_path):
+    path = write(tmp_path, "in.csv", "2,3,4,1\n0,40,-1,1\n")
+    result = run(str(path), "--no-header", "-q")
+    rows = read_csv(result.stdout)
+    assert list(rows[0]) == ["0", "1", "2", "3", "p_0", "p_1", "p_2", "loss", "grad_0", "grad_1", "grad_2"]
+    assert float(rows[1]["loss"]) == softmax_cross_entropy([0, 40, -1], 1).losses[0]
+
+
+def test_tsv_in_tsv_out(tmp_path):
+    path = write(tmp_path, "in.tsv", "z0\tz1\tlabel\n2\t3\t0\n")
+    result = run(str(path), "-q")
+    assert result.stdout.splitlines()[0].split("\t")[:4] == ["z0", "z1", "label", "p_z0"]
+    assert float(read_csv(result.stdout, "\t")[0]["loss"]) == softmax_cross_entropy([2, 3], 0).losses[0]
+
+
+def test_soft_targets(tmp_path):
+    logits, _ = make_rows(12)
+    rng = np.random.default_rng(3)
+    targets = rng.dirichlet(np.ones(4), 12)
+    path = write(tmp_path, "in.csv", as_csv(logits, targets=targets))
+    result = run(str(path), "--target-cols", "t*", "--logit-cols", "z*", "-q", "--reduction", "mean")
+    assert result.exit_code == 0, result.stderr
+    expected = softmax_cross_entropy(logits, targets=targets, reduction="mean")
+    assert_rows_match(read_csv(result.stdout), expected, 4)
+
+
+def test_jsonl_has_numbers(tmp_path):
+    path = write(tmp_path, "in.csv", "z0,z1,label\n2,3,0\n")
+    lines = run(str(path), "-f", "jsonl", "-q").stdout.splitlines()
+    record = json.loads(lines[0])
+    assert record["z0"] == 2.0 and record["label"] == 0
+    assert record["loss"] == softmax_cross_entropy([2, 3], 0).losses[0]
+
+
+def test_digits_rounds_to_significant_digits(tmp_path):
+    path = write(tmp_path, "in.csv", "z0,z1,label\n0,40,1\n")
+    row = read_csv(run(str(path), "--digits", "4", "-q").stdout)[0]
+    assert row["loss"] == "4.248e-18"
+
+
+def test_summary_on_stderr_and_quiet(tmp_path):
+    path = SAMPLES / "batch.csv"
+    loud = run(str(path))
+    assert "rows" in loud.stderr and "accuracy" in loud.stderr
+    assert loud.stdout == run(str(path), "--quiet").stdout
+    assert run(str(path), "--quiet").stderr == ""
+
+
+def test_progress_bar_never_enters_the_output(tmp_path):
+    logits, labels = make_rows(2000)
+    path = write(tmp_path, "in.csv", as_csv(logits, labels))
+    quiet = run(str(path), "-q").stdout
+    forced = run(str(path), FORCE_COLOR="1", TTY_COMPATIBLE="1", TERM="xterm")
+    assert forced.exit_code == 0, forced.stderr
+    assert "━" in forced.stderr  # the bar was drawn, on stderr
+    assert forced.stdout == quiet
+
+
+# --- chunks -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_chunk_boundaries_change_nothing(tmp_path, monkeypatch, reduction):
+    logits, labels = make_rows(300, 5)
+    text = as_csv(logits, labels)
+    path = write(tmp_path, "in.csv", text)
+    whole = run(str(path), "-q", "--reduction", reduction).stdout
+    monkeypatch.setattr(batch_io, "BLOCK_BYTES", 97)  # many blocks, cut mid-line
+    chunked = run(str(path), "-q", "--reduction", reduction).stdout
+    assert chunked == whole
+    assert_rows_match(read_csv(chunked), softmax_cross_entropy(logits, labels, reduction=reduction), 5)
+
+
+def test_quoted_newline_across_a_block_boundary(tmp_path, monkeypatch):
+    text = "id,z0,z1,label\n" + "".join(f'"row\n{n}",{n % 3},1,0\n' for n in range(40))
+    path = write(tmp_path, "in.csv", text)
+    monkeypatch.setattr(batch_io, "BLOCK_BYTES", 50)
+    rows = read_csv(run(str(path), "--logit-cols", "z0,z1", "-q").stdout)
+    assert [row["id"] for row in rows] == [f"row\n{n}" for n in range(40)]
+
+
+def test_errors_after_a_quoted_newline_name_the_right_line(tmp_path):
+    path = write(tmp_path, "in.csv", 'id,z0,z1,label\n"a\nb",1,2,0\nc,1,x,0\n')
+    result = run(str(path), "--logit-cols", "z*", "-q")
+    assert "line 4, column z1: 'x' is not a number" in result.stderr
+
+
+# --- encodings ---------------------------------------------------------------------------------------
+
+
+def test_utf8_bom_is_ignored(tmp_path):
+    path = write(tmp_path, "in.csv", b"\xef\xbb\xbfz0,z1,label\n2,3,0\n")
+    assert read_csv(run(str(path), "-q").stdout)[0]["z0"] == "2"
+
+
+def test_latin1_with_encoding(tmp_path):
+    path = write(tmp_path, "in.csv", "café,z1,label\n2,3,0\n".encode("latin-1"))
+    assert run(str(path), "-q").exit_code == 1
+    result = run(str(path), "--encoding", "latin-1", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert "p_café" in result.stdout
+
+
+# --- bad input ----------------------------------------------------------------------------------------
+
+BAD_FILES = [
+    ("few.csv", "z0,z1,z2,label\n1,2,3,0\n1,2\n", [], "line 3: 2 fields, but the header has 4"),
+    ("many.csv", "z0,z1,z2,label\n1,2,3,0\n1,2,3,4,5\n", [], "line 3: 5 fields, but the header has 4"),
+    ("word.csv", "z0,z1,z2,label\n1,2,3,0\n1,x,3,0\n", [], "line 3, column z1: 'x' is not a number"),
+    ("nan.csv", "z0,z1,z2,label\n1,2,3,0\n1,nan,3,0\n", [], "line 3, column z1: logit nan is not allowed"),
+    ("inf.csv", "z0,z1,z2,label\n1,2,3,0\n1,2,inf,0\n", [], "line 3, column z2: logit inf is not allowed"),
+    ("frac.csv", "z0,z1,z2,label\n1,2,3,1.5\n", [], "line 2, column label: '1.5' is not a class index"),
+    ("range.csv", "z0,z1,z2,label\n1,2,3,0\n1,2,3,7\n", [], "line 3, column label: label 7 is out of range for 3 classes"),
+    ("negative.csv", "z0,z1,label\n1,2,-1\n", [], "line 2, column label: label -1 is negative"),
+    ("nolabel.csv", "z0,z1,y\n1,2,0\n", [], "there is no column named 'label'; the columns are z0, z1, y"),
+    ("nomatch.csv", "z0,z1,label\n1,2,0\n", ["--logit-cols", "q*"], "--logit-cols: 'q*' matches no column"),
+    ("empty.csv", "", [], "the input is empty"),
+    ("header.csv", "z0,z1,label\n", [], "the input has a header but no rows"),
+    ("dup.csv", "z0,z1,z0,label\n1,2,3,0\n", [], "line 1: column name 'z0' appears twice (columns 1 and 3)"),
+    ("utf.csv", b"z0,z1,label\n1,2,0\n\xff1,2,0\n", [], "line 3, byte 1: byte 0xff is not valid UTF-8; give the file's encoding with --encoding"),
+    ("sum.csv", "z0,z1,t0,t1\n1,2,0.5,0.6\n", ["--target-cols", "t0,t1"], "line 2: targets sum to 1.1, not 1"),
+    ("blank.csv", "z0,z1,label\n1,2,0\n\n4,5,1\n1,,0\n", [], "line 5, column z1: the value is empty"),
+    ("clash.csv", "z0,loss,label\n1,2,0\n", [], "the input already has a column 'loss'"),
+    ("unnamed.csv", "z0,,label\n1,2,0\n", [], "line 1: column 2 has no name"),
+]
+
+
+@pytest.mark.parametrize("name,text,args,message", BAD_FILES, ids=[b[0] for b in BAD_FILES])
+def test_bad_input_names_the_line_and_exits_1(tmp_path, name, text, args, message):
+    path = write(tmp_path, name, text)
+    result = run(str(path), "-q", *args)
+    assert result.exit_code == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_input_file(tmp_path):
+    result = run(str(tmp_path / "nope.csv"), "-q")
+    assert result.exit_code == 1
+    assert "cannot read" in result.stderr and "No such file" in result.stderr
+
+
+def test_bad_options_are_usage_errors(tmp_path):
+    path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,0\n")
+    assert "--weight: 3 weights for 2 classes" in run(str(path), "-w", "1,2,3").stderr
+    result = run(str(path), "--smoothing", "2")
+    assert result.exit_code == 2 and "--smoothing" in result.stderr
+    assert run(str(path), "--delimiter", "ab").exit_code == 2
+
+
+# --- never losing data ------------------------------------------------------------------------------
+
+
+def test_failed_run_leaves_an_existing_output_untouched(tmp_path):
+    good = write(tmp_path, "good.csv", "z0,z1,label\n1,2,0\n")
+    bad = write(tmp_path, "bad.csv", "z0,z1,label\n1,2,0\n" * 50 + "1,x,0\n")
+    out = tmp_path / "out.csv"
+    assert run(str(good), "-o", str(out), "-q").exit_code == 0
+    before = out.read_bytes()
+    result = run(str(bad), "-o", str(out), "-q")
+    assert result.exit_code == 1
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "good.csv", "out.csv"]
+
+
+def test_failed_run_creates_no_output(tmp_path):
+    bad = write(tmp_path, "bad.csv", "z0,z1,label\n1,x,0\n")
+    assert run(str(bad), "-o", str(tmp_path / "out.csv"), "-q").exit_code == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
+
+
+def test_output_over_the_input_is_refused(tmp_path):
+    path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,0\n")
+    result = run(str(path), "-o", str(path), "-q")
+    assert result.exit_code == 2
+    assert "is the input file" in result.stderr
+    assert path.read_text() == "z0,z1,label\n1,2,0\n"
+
+
+def test_output_to_dev_null_is_written_directly(tmp_path):
+    path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,0\n")
+    assert run(str(path), "-o", os.devnull, "-q").exit_code == 0
+    assert Path(os.devnull).is_char_device()
+
+
+def test_output_format_follows_the_output_name(tmp_path):
+    path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,0\n")
+    out = tmp_path / "out.jsonl"
+    run(str(path), "-o", str(out), "-q")
+    assert json.loads(out.read_text().splitlines()[0])["label"] == 0
+
+
+def test_interrupt_leaves_no_partial_output(tmp_path):
+    logits, labels = make_rows(400_000, 10, seed=5)
+    path = write(tmp_path, "in.csv", as_csv(logits, labels))
+    out = write(tmp_path, "out.csv", "precious\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sce_cli", "batch", str(path), "-o", str(out), "-q"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not any(p.name.endswith(".partial") for p in tmp_path.iterdir()):
+        assert process.poll() is None, "finished before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=30)
+    assert process.returncode == 130
+    assert "Traceback" not in process.stderr.read()
+    assert out.read_text() == "precious\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
