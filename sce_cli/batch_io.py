@@ -160,6 +160,10 @@ class ColumnPlan:
     label: str | None
     targets: tuple[str, ...] | None
     logits_by_default: bool = False
+    grads: tuple[str, ...] | None = None
+    """Given gradient columns, for `sce check --csv`."""
+    loss: str | None = None
+    """A given loss column, for `sce check --csv`."""
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -177,6 +181,8 @@ def plan_columns(
     logit_cols: str | None,
     target_cols: str | None,
     has_header: bool,
+    grad_cols: str | None = None,
+    loss_col: str | None = None,
 ) -> ColumnPlan:
     listing = _listing(names)
     seen: dict[str, int] = {}
@@ -202,7 +208,15 @@ def plan_columns(
                     "Name the label column with --label-col, or give soft targets with --target-cols"
                 )
             raise UsageProblem(f"--label-col: there is no column {label!r}; the columns are {listing}")
-    taken = {label} | set(targets or ())
+    grads = None if grad_cols is None else _select(grad_cols, names, "--grad-cols")
+    if loss_col is not None and loss_col not in names:
+        raise DataProblem(f"--loss-col: there is no column {loss_col!r}; the columns are {listing}")
+    taken = {label} | set(targets or ()) | set(grads or ()) | {loss_col}
+    if logit_cols is None and grads and all(
+        name.startswith("grad_") and name[5:] in names for name in grads
+    ):
+        # Checking sce batch's output: grad_z0 is the gradient of column z0.
+        logit_cols = ",".join(name[5:] for name in grads)
     if logit_cols is not None:
         logits = _select(logit_cols, names, "--logit-cols")
         overlap = taken & set(logits)
@@ -219,9 +233,16 @@ def plan_columns(
             f"--target-cols: {len(targets)} target columns for {len(logits)} logit columns; "
             "give one target column per logit column"
         )
-    plan = ColumnPlan(tuple(names), logits, label, targets, logits_by_default=logit_cols is None)
+    if grads is not None and len(grads) != len(logits):
+        raise UsageProblem(
+            f"--grad-cols: {len(grads)} gradient columns for {len(logits)} logit columns; "
+            "give one gradient column per logit column"
+        )
+    plan = ColumnPlan(
+        tuple(names), logits, label, targets, logits_by_default=logit_cols is None, grads=grads, loss=loss_col
+    )
     clash = set(plan.output_names) & set(names)
-    if clash:
+    if clash and grads is None and loss_col is None:
         raise DataProblem(
             f"the input already has a column {sorted(clash)[0]!r}, which sce batch writes; "
             "rename it, or choose the logit columns with --logit-cols"
@@ -646,6 +667,8 @@ class BatchRequest:
     output_format: str = "csv"
     digits: int | None = None
     options: CoreOptions = field(default_factory=CoreOptions)
+    grad_cols: str | None = None
+    loss_col: str | None = None
 
 
 def open_input(path: str) -> BinaryIO:
@@ -682,6 +705,8 @@ def read_blocks(path: str, request: BatchRequest) -> Iterator[tuple[ColumnPlan, 
             logit_cols=request.logit_cols,
             target_cols=request.target_cols,
             has_header=request.has_header,
+            grad_cols=request.grad_cols,
+            loss_col=request.loss_col,
         )
         if first.data.strip():
             yield plan, first, reader
@@ -691,6 +716,21 @@ def read_blocks(path: str, request: BatchRequest) -> Iterator[tuple[ColumnPlan, 
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
+
+
+def mean_denominator(path: str, request: BatchRequest) -> float | None:
+    """For reduction 'mean', the weight sum (or row count) of the whole input.
+
+    The mean divides every gradient by it, so it must be known before the
+    first row is written: a first pass computes it.
+    """
+    if request.options.reduction != "mean":
+        return None
+    total = 0.0
+    for plan, block, _ in read_blocks(path, request):
+        parsed = parse_block(block, plan, request.delimiter)
+        total += compute_block(parsed, plan, request.options, None).denominator
+    return total
 
 
 def run_batch(request: BatchRequest, on_progress=None) -> BatchSummary:  # type: ignore[no-untyped-def]
@@ -708,14 +748,7 @@ def run_batch(request: BatchRequest, on_progress=None) -> BatchSummary:  # type:
         spooled = spool_to_temporary(sys.stdin.buffer)
         path = spooled
     try:
-        denominator = None
-        if options.reduction == "mean":
-            # The mean divides every gradient by the weight sum of the whole
-            # batch, which must be known before the first row is written.
-            denominator = 0.0
-            for plan, block, _ in read_blocks(path, request):
-                parsed = parse_block(block, plan, request.delimiter)
-                denominator += compute_block(parsed, plan, options, None).denominator
+        denominator = mean_denominator(path, request)
         summary = BatchSummary(reduction=options.reduction, denominator=denominator or 0.0)
         target = OutputTarget(request.output_path, request.input_path)
         writer = BackgroundWriter(target, request.output_format)
@@ -742,3 +775,98 @@ def run_batch(request: BatchRequest, on_progress=None) -> BatchSummary:  # type:
             os.unlink(spooled)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+# --- sce check --csv ---------------------------------------------------------------------------------
+
+
+@dataclass
+class WrongCell:
+    line: int
+    column: str
+    expected: float
+    given: str
+    error: float
+
+
+@dataclass
+class FileCheck:
+    rows: int = 0
+    wrong_rows: int = 0
+    max_abs_error: float = 0.0
+    max_rel_error: float = 0.0
+    worst: list[WrongCell] = field(default_factory=list)
+
+    @property
+    def correct(self) -> bool:
+        return self.wrong_rows == 0
+
+
+#: How many of the worst rows `sce check --csv` lists.
+WORST_SHOWN = 5
+
+
+def check_file(request: BatchRequest, tolerance: float | None = None) -> FileCheck:
+    """Grade the gradient (and loss) columns of a file against the exact values, streaming."""
+    from .grading import within
+
+    path = request.input_path
+    spooled = None
+    if path == "-" and request.options.reduction == "mean":
+        spooled = spool_to_temporary(sys.stdin.buffer)
+        path = spooled
+    try:
+        denominator = mean_denominator(path, request)
+        found = FileCheck()
+        for plan, block, _ in read_blocks(path, request):
+            parsed = parse_block(block, plan, request.delimiter)
+            result = compute_block(parsed, plan, request.options, denominator)
+            pairs = []
+            if plan.grads:
+                pairs.append((plan.grads, result.gradient))
+            if plan.loss:
+                pairs.append(((plan.loss,), result.losses[:, None]))
+            wrong = np.zeros(result.num_rows, dtype=bool)
+            for columns, expected in pairs:
+                expected = expected.astype(np.float64)
+                given = _numbers(parsed.text, columns, block, plan, request.delimiter)
+                allowed = tolerance if tolerance is not None else written_tolerances(parsed.text, columns)
+                ok = within(given, expected, allowed)
+                wrong |= ~ok.all(axis=1)
+                error = np.abs(given - expected)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    relative = np.where(expected != 0, error / np.abs(expected), np.where(error > 0, np.inf, 0))
+                found.max_abs_error = max(found.max_abs_error, float(np.nanmax(error)))
+                found.max_rel_error = max(found.max_rel_error, float(np.nanmax(relative)))
+                bad = np.argwhere(~ok)
+                if len(bad):
+                    errors = error[bad[:, 0], bad[:, 1]]
+                    keep = bad[np.argsort(-errors, kind="stable")[:WORST_SHOWN]]
+                    lines = _record_lines(block, request.delimiter)
+                    found.worst += [
+                        WrongCell(
+                            lines[row], columns[col], float(expected[row, col]),
+                            str(parsed.text[int(row), columns[col]]).strip(), float(error[row, col]),
+                        )
+                        for row, col in keep
+                    ]
+                    found.worst = sorted(found.worst, key=lambda cell: -cell.error)[:WORST_SHOWN]
+            found.rows += result.num_rows
+            found.wrong_rows += int(wrong.sum())
+        if found.rows == 0:
+            raise DataProblem("the input has a header but no rows")
+        return found
+    finally:
+        if spooled is not None:
+            os.unlink(spooled)
+
+
+def written_tolerances(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    """Half a unit in the last digit written, cell by cell (as grading.tolerance_of)."""
+    exprs = []
+    for name in columns:
+        text = pl.col(name).str.strip_chars()
+        decimals = text.str.extract(r"\.(\d*)", 1).str.len_chars().fill_null(0)
+        exponent = text.str.extract(r"[eE]([-+]?\d+)", 1).cast(pl.Int64, strict=False).fill_null(0)
+        exprs.append((0.5 * pl.lit(10.0).pow(exponent - decimals)).alias(name))
+    return frame.select(exprs).to_numpy().reshape(frame.height, len(columns))

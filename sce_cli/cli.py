@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -13,7 +14,7 @@ import typer
 from . import __version__
 from .commandline import NumbersCommand, SceGroup, say_warning
 from .errors import UsageProblem, command_line_problem
-from .parsing import parse_label, parse_numbers
+from .parsing import parse_label, parse_numbers, split_numbers
 
 if TYPE_CHECKING:
     from .core import SoftmaxCrossEntropyResult
@@ -105,7 +106,31 @@ LogitsArgument = Annotated[
 ]
 
 
-def compute(
+@dataclass
+class CoreCall:
+    """The core's inputs as parsed from the command line."""
+
+    logits: list[float]
+    labels: int | None
+    targets: list[float] | None
+    options: dict = field(default_factory=dict)
+
+    def run(self, **changes: object) -> SoftmaxCrossEntropyResult:
+        """Run the core (with some options changed, for `sce check`'s what-ifs).
+
+        Every problem becomes a :class:`UsageProblem` naming the argument.
+        """
+        from .core import InvalidInput, softmax_cross_entropy
+
+        options = {**self.options, **changes}
+        labels = options.pop("labels", self.labels)
+        try:
+            return softmax_cross_entropy(self.logits, labels, targets=self.targets, **options)
+        except InvalidInput as error:
+            raise command_line_problem(error) from None
+
+
+def parse_core_call(
     logit_texts: list[str] | None,
     label: str | None,
     target: str | None,
@@ -116,12 +141,7 @@ def compute(
     reduction: ReductionChoice,
     ignore_index: int,
     dtype: DType,
-) -> SoftmaxCrossEntropyResult:
-    """Parse the command line's numbers and run the core on them.
-
-    Every problem becomes a :class:`UsageProblem` naming the argument, and every
-    warning of the core a line on stderr.
-    """
+) -> CoreCall:
     if not logit_texts:
         raise UsageProblem("no logits given; type them after the command, e.g. sce grad 2 3 4 --label 1")
     logits = parse_numbers(logit_texts, "LOGITS")
@@ -131,7 +151,6 @@ def compute(
         raise UsageProblem(
             "say which class is correct with --label C (0-based), or give probabilities with --target P1,P2,..."
         )
-    labels = None if label is None else parse_label(label)
     targets = None if target is None else parse_numbers(target, "--target")
     weights = None if weight is None else parse_numbers(weight, "--weight")
     for name, values in (("--target", targets), ("--weight", weights)):
@@ -139,25 +158,27 @@ def compute(
             raise UsageProblem(
                 f"{name}: {len(values)} numbers for {len(logits)} logits; give one per class"
             )
+    return CoreCall(
+        logits,
+        None if label is None else parse_label(label),
+        targets,
+        dict(
+            weight=weights,
+            label_smoothing=smoothing,
+            ignore_index=ignore_index,
+            reduction=reduction.value,
+            temperature=temperature,
+            dtype=dtype.value,
+        ),
+    )
 
-    from .core import InvalidInput, softmax_cross_entropy
 
+def compute(logit_texts: list[str] | None, label: str | None, target: str | None, **options) -> SoftmaxCrossEntropyResult:  # type: ignore[no-untyped-def]
+    """Parse the command line's numbers, run the core, and print its warnings on stderr."""
+    call = parse_core_call(logit_texts, label, target, **options)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            result = softmax_cross_entropy(
-                logits,
-                labels,
-                targets=targets,
-                weight=weights,
-                label_smoothing=smoothing,
-                ignore_index=ignore_index,
-                reduction=reduction.value,
-                temperature=temperature,
-                dtype=dtype.value,
-            )
-        except InvalidInput as error:
-            raise command_line_problem(error) from None
+        result = call.run()
     for warning in caught:
         say_warning(str(warning.message))
     return result
@@ -195,6 +216,15 @@ def grad(
     steps: Annotated[
         bool, typer.Option("--steps", help="Derive the result stage by stage with these numbers.")
     ] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Check the gradient against central finite differences of the loss.")
+    ] = False,
+    jacobian: Annotated[
+        bool, typer.Option("--jacobian", help="Show ∂s/∂z = diag(s) - s sᵀ, ∂L/∂s and their product.")
+    ] = False,
+    hessian: Annotated[
+        bool, typer.Option("--hessian", help="Show ∇²L with respect to the logits and its eigenvalues.")
+    ] = False,
 ) -> None:
     """Probabilities, loss and gradient ∂L/∂z for one vector of logits.
 
@@ -203,6 +233,9 @@ def grad(
     check_digits(digits)
     if steps and output_format is GradFormat.csv:
         raise UsageProblem("--steps cannot be written as csv; use --format table, markdown or json")
+    extras = [name for name, on in (("--verify", verify), ("--jacobian", jacobian), ("--hessian", hessian)) if on]
+    if extras and output_format in (GradFormat.csv, GradFormat.markdown):
+        raise UsageProblem(f"{extras[0]} is shown as a table or in JSON; use --format table or json")
     result = compute(
         logits,
         label,
@@ -219,7 +252,9 @@ def grad(
     elif output_format is GradFormat.json:
         from .render.json_format import dumps, grad_document
 
-        sys.stdout.write(dumps(grad_document(result)) + "\n")
+        document = grad_document(result)
+        document.update(proofs_document(result, verify, jacobian, hessian))
+        sys.stdout.write(dumps(document) + "\n")
     elif output_format is GradFormat.markdown:
         from .render.markdown_format import grad_markdown
 
@@ -231,7 +266,88 @@ def grad(
     else:
         from .render.table import print_grad
 
-        print_grad(stdout_console(), result, digits)
+        console = stdout_console()
+        print_grad(console, result, digits)
+        if extras:
+            console.print()
+            print_proofs(console, result, digits, verify, jacobian, hessian)
+
+
+def _proofs(result: SoftmaxCrossEntropyResult, verify: bool, jacobian: bool, hessian: bool) -> dict:
+    """The numbers behind --verify, --jacobian and --hessian."""
+    import numpy as np
+
+    from .core import loss_gradient_wrt_probabilities, loss_hessian, softmax_jacobian
+    from .grading import finite_difference_check
+
+    found: dict = {}
+    if verify:
+        options = result.options
+        labels = result.labels
+
+        def loss_of(z):  # type: ignore[no-untyped-def]
+            from .core import softmax_cross_entropy
+
+            moved = softmax_cross_entropy(
+                z, labels,
+                targets=None if labels is not None else result.target,
+                weight=options.weight, ignore_index=options.ignore_index, reduction=options.reduction,
+                temperature=options.temperature, dtype=np.float64,
+                # the smoothed target is passed as it is for probability targets
+                label_smoothing=options.label_smoothing if labels is not None else 0.0,
+            )
+            return float(moved.loss if options.reduction != "none" else moved.losses[0])
+
+        found["verify"] = finite_difference_check(result, loss_of)
+    if jacobian:
+        matrix = softmax_jacobian(result.probabilities[0].astype(np.float64))
+        dl_ds = loss_gradient_wrt_probabilities(result).astype(np.float64)
+        scale = 1.0 / (result.options.temperature * result.denominator)
+        with np.errstate(invalid="ignore", over="ignore"):
+            found["jacobian"] = (matrix, dl_ds, scale * (dl_ds @ matrix))
+    if hessian:
+        matrix = loss_hessian(result).astype(np.float64)
+        found["hessian"] = (matrix, np.linalg.eigvalsh(matrix))
+    return found
+
+
+def print_proofs(console, result, digits: int, verify: bool, jacobian: bool, hessian: bool) -> None:  # type: ignore[no-untyped-def]
+    from .render.table import print_hessian, print_jacobian, print_verification
+
+    found = _proofs(result, verify, jacobian, hessian)
+    if "jacobian" in found:
+        print_jacobian(console, *found["jacobian"], result.gradient[0], digits)
+    if "hessian" in found:
+        print_hessian(console, *found["hessian"], digits)
+    if "verify" in found:
+        print_verification(console, found["verify"], digits)
+
+
+def proofs_document(result, verify: bool, jacobian: bool, hessian: bool) -> dict:  # type: ignore[no-untyped-def]
+    from .render.json_format import matrix
+    from .render.numbers import json_number
+
+    found = _proofs(result, verify, jacobian, hessian)
+    document: dict = {}
+    if "verify" in found:
+        check = found["verify"]
+        document["verify"] = {
+            "numeric": [json_number(v) for v in check.numeric],
+            "steps": [json_number(v) for v in check.steps],
+            "relative_difference": [json_number(v) for v in check.relative_difference],
+            "max_relative_difference": json_number(check.worst),
+        }
+    if "jacobian" in found:
+        jac, dl_ds, product = found["jacobian"]
+        document["jacobian"] = {
+            "ds_dz": matrix(jac),
+            "dL_ds": [json_number(v) for v in dl_ds],
+            "product": [json_number(v) for v in product],
+        }
+    if "hessian" in found:
+        hess, eigenvalues = found["hessian"]
+        document["hessian"] = {"matrix": matrix(hess), "eigenvalues": [json_number(v) for v in eigenvalues]}
+    return document
 
 
 def print_derivation(result: SoftmaxCrossEntropyResult, digits: int, output_format: GradFormat) -> None:
@@ -376,6 +492,141 @@ def batch(
         from .render.table import batch_summary_table
 
         stderr.print(batch_summary_table(summary))
+
+
+class CheckFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+@app.command(cls=NumbersCommand, no_args_is_help=True)
+def check(
+    logits: LogitsArgument = None,
+    label: LabelOption = None,
+    target: TargetOption = None,
+    grad: Annotated[
+        Optional[str], typer.Option("--grad", "-g", help="Your gradient G1,G2,... to grade.", show_default=False)
+    ] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help="Your loss to grade.", show_default=False)] = None,
+    probs: Annotated[
+        Optional[str], typer.Option("--probs", "-p", help="Your probabilities P1,P2,... to grade.", show_default=False)
+    ] = None,
+    tol: Annotated[
+        Optional[float],
+        typer.Option("--tol", help="Absolute tolerance (default: half a unit in the last digit you wrote).", show_default=False),
+    ] = None,
+    csv_input: Annotated[
+        Optional[str], typer.Option("--csv", help="Grade a file row by row instead (INPUT, or - for stdin).", show_default=False)
+    ] = None,
+    grad_cols: Annotated[
+        Optional[str], typer.Option("--grad-cols", help="With --csv: the gradient columns (a list or a glob such as 'grad_*').")
+    ] = None,
+    loss_col: Annotated[Optional[str], typer.Option("--loss-col", help="With --csv: the loss column.")] = None,
+    label_col: Annotated[Optional[str], typer.Option("--label-col", help="With --csv: the label column.")] = None,
+    logit_cols: Annotated[Optional[str], typer.Option("--logit-cols", help="With --csv: the logit columns.")] = None,
+    target_cols: Annotated[Optional[str], typer.Option("--target-cols", help="With --csv: soft-target columns.")] = None,
+    no_header: Annotated[bool, typer.Option("--no-header", help="With --csv: the file has no header line.")] = False,
+    delimiter: Annotated[Optional[str], typer.Option("--delimiter", help="With --csv: the field separator.")] = None,
+    encoding: Annotated[str, typer.Option("--encoding", help="With --csv: the text encoding.")] = "utf-8",
+    smoothing: SmoothingOption = 0.0,
+    weight: WeightOption = None,
+    temperature: TemperatureOption = 1.0,
+    reduction: ReductionOption = ReductionChoice.none,
+    ignore_index: IgnoreIndexOption = -100,
+    dtype: DTypeOption = DType.float64,
+    digits: DigitsOption = 4,
+    output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="table or json.")] = CheckFormat.table,
+) -> None:
+    """Grade a hand-computed gradient, loss or probabilities; name the mistake.
+
+    Example: sce check 2 3 4 --label 1 --grad 0.090,-0.755,0.665
+    Exit status 0 when everything matches, 1 when something does not.
+    """
+    check_digits(digits)
+    if tol is not None and not tol > 0:
+        raise UsageProblem(f"--tol: {tol:g} is not a positive number; give the largest difference to accept, e.g. --tol 1e-4")
+    options = dict(
+        smoothing=smoothing, weight=weight, temperature=temperature,
+        reduction=reduction, ignore_index=ignore_index, dtype=dtype,
+    )
+    if csv_input is not None:
+        if logits:
+            raise UsageProblem("give LOGITS or --csv INPUT, not both")
+        if grad_cols is None and loss_col is None:
+            raise UsageProblem("--csv: say which columns to grade with --grad-cols (e.g. 'grad_*') or --loss-col")
+        check_file(
+            csv_input, grad_cols=grad_cols, loss_col=loss_col, label_col=label_col, logit_cols=logit_cols,
+            target_cols=target_cols, no_header=no_header, delimiter=delimiter, encoding=encoding,
+            tol=tol, digits=digits, output_format=output_format, **options,
+        )
+        return
+    for name, value in (("--grad-cols", grad_cols), ("--loss-col", loss_col), ("--label-col", label_col),
+                        ("--logit-cols", logit_cols), ("--target-cols", target_cols)):
+        if value is not None:
+            raise UsageProblem(f"{name} goes with --csv INPUT")
+    given: dict[str, list[str]] = {}
+    call = parse_core_call(logits, label, target, **options)
+    for name, option, text in (("gradient", "--grad", grad), ("probabilities", "--probs", probs), ("loss", "--loss", loss)):
+        if text is None:
+            continue
+        tokens = split_numbers(text)
+        parse_numbers(tokens, option)  # every entry must be a number
+        expected = 1 if name == "loss" else len(call.logits)
+        if len(tokens) != expected:
+            raise UsageProblem(
+                f"{option}: {len(tokens)} {'number' if len(tokens) == 1 else 'numbers'} for "
+                f"{'one loss' if name == 'loss' else f'{expected} classes'}; give "
+                + ("one number" if name == "loss" else "one per class")
+            )
+        given[name] = tokens
+    if not given:
+        raise UsageProblem("nothing to check: give your answer with --grad G1,G2,..., --loss X or --probs P1,P2,...")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = call.run()
+    for warning in caught:
+        say_warning(str(warning.message))
+    from .grading import check_answer
+
+    checks = check_answer(result, call.run, given, tol)
+    if output_format is CheckFormat.json:
+        from .render.json_format import check_document, dumps
+
+        sys.stdout.write(dumps(check_document(checks)) + "\n")
+    else:
+        from .render.table import print_check
+
+        print_check(stdout_console(), checks, digits)
+    if not all(c.passed for c in checks):
+        raise typer.Exit(1)
+
+
+def check_file(path: str, *, grad_cols, loss_col, label_col, logit_cols, target_cols, no_header, delimiter,  # type: ignore[no-untyped-def]
+               encoding, tol, digits, output_format, smoothing, weight, temperature, reduction, ignore_index, dtype) -> None:
+    from .batch_io import BatchRequest, CoreOptions
+    from .batch_io import check_file as grade_file
+
+    request = BatchRequest(
+        input_path=path, output_path=None, label_col=label_col, logit_cols=logit_cols, target_cols=target_cols,
+        has_header=not no_header, delimiter=_delimiter(delimiter, path), encoding=encoding,
+        grad_cols=grad_cols, loss_col=loss_col,
+        options=CoreOptions(
+            weight=None if weight is None else parse_numbers(weight, "--weight"),
+            label_smoothing=smoothing, ignore_index=ignore_index, reduction=reduction.value,
+            temperature=temperature, dtype=dtype.value,
+        ),
+    )
+    found = grade_file(request, tol)
+    if output_format is CheckFormat.json:
+        from .render.json_format import dumps, file_check_document
+
+        sys.stdout.write(dumps(file_check_document(found)) + "\n")
+    else:
+        from .render.table import print_file_check
+
+        print_file_check(stdout_console(), found, digits)
+    if not found.correct:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -516,3 +516,41 @@ def _check_targets(targets: ArrayLike, n_rows: int, n_classes: int, dtype: np.dt
             hint=f"make them sum to 1 (within {TARGET_SUM_TOLERANCE:g})",
         )
     return y.astype(dtype)
+
+
+def softmax_jacobian(probabilities: ArrayLike) -> np.ndarray:
+    """∂s/∂z of the softmax at one row of probabilities s: diag(s) - s sᵀ (K×K).
+
+    (With a temperature T the Jacobian with respect to the logits as given is
+    this divided by T.)
+    """
+    s = np.asarray(probabilities)
+    return np.diag(s) - np.outer(s, s)
+
+
+def loss_gradient_wrt_probabilities(result: SoftmaxCrossEntropyResult, row: int = 0) -> np.ndarray:
+    """∂l/∂s for one row's loss l = -Σ_c w_c y_c log s_c: -w ⊙ y / s (0 where y is 0).
+
+    Before the reduction and the temperature, which scale the gradient with
+    respect to the logits by 1/D and 1/T.
+    """
+    s = result.probabilities[row]
+    y = result.target[row]
+    w = np.ones_like(s) if result.options.weight is None else result.options.weight
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(y > 0, -(w * y) / s, 0).astype(s.dtype)
+
+
+def loss_hessian(result: SoftmaxCrossEntropyResult, row: int = 0) -> np.ndarray:
+    """∇²l with respect to one row's logits (K×K), for the reduced loss.
+
+    ∂l/∂z_i = (s_i Σ_c w_c y_c - w_i y_i) / T differentiates to
+    (Σ_c w_c y_c) s_i (δ_ij - s_j) / T²: a positive semidefinite matrix (a
+    scaled softmax Jacobian) that is zero along the all-ones direction, since
+    adding a constant to every logit changes nothing. Divided by D for 'mean'.
+    """
+    s = result.probabilities[row]
+    w = np.ones_like(s) if result.options.weight is None else result.options.weight
+    mass = float((w * result.target[row]).sum())
+    scale = mass / (result.options.temperature**2 * result.denominator)
+    return scale * softmax_jacobian(s)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .core import SoftmaxCrossEntropyResult
+from .core import SoftmaxCrossEntropyResult, loss_gradient_wrt_probabilities, softmax_jacobian
 from .render.numbers import display
 
 #: Up to this many classes every class gets its own line; beyond, the middle is elided.
@@ -266,8 +266,8 @@ def _softmax(result: SoftmaxCrossEntropyResult) -> Stage:
 def _jacobian_route(result: SoftmaxCrossEntropyResult, classic: bool) -> Stage:
     s = result.probabilities[0].astype(np.float64)
     n_classes = result.num_classes
-    jacobian = np.diag(s) - np.outer(s, s)
-    dl_ds = _dl_ds(result)
+    jacobian = softmax_jacobian(s)
+    dl_ds = loss_gradient_wrt_probabilities(result).astype(np.float64)
     scale = _gradient_scale(result)
     with np.errstate(invalid="ignore", over="ignore"):
         product = scale * (dl_ds @ jacobian)
@@ -502,7 +502,7 @@ def _general_route(result: SoftmaxCrossEntropyResult, digits: int) -> list[Stage
         loss_items.append(reduced[1])
     loss_stage = Stage("Loss", tuple(loss_notes), tuple(loss_items))
 
-    dl_ds = _dl_ds(result)
+    dl_ds = loss_gradient_wrt_probabilities(result).astype(np.float64)
     chain = Stage(
         "Chain rule",
         (
@@ -590,15 +590,6 @@ def _important(result: SoftmaxCrossEntropyResult) -> tuple[int, ...]:
     else:
         keep.extend(int(k) for k in np.flatnonzero(result.target[0])[:3])
     return tuple(keep)
-
-
-def _dl_ds(result: SoftmaxCrossEntropyResult) -> np.ndarray:
-    """∂L/∂s = -w ⊙ y / s (0 where y is 0), before the reduction and temperature."""
-    s = result.probabilities[0].astype(np.float64)
-    y = result.target[0].astype(np.float64)
-    w = np.ones_like(s) if result.options.weight is None else result.options.weight.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(y > 0, -(w * y) / s, 0.0)
 
 
 def _gradient_scale(result: SoftmaxCrossEntropyResult) -> float:

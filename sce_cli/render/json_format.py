@@ -75,3 +75,48 @@ def _step_item(item: Item, dtype: np.dtype) -> dict[str, Any]:
         "substituted": fill(item.substituted, item.values, lambda v: exact(v, dtype)),
         "values": {name: json_number(v, dtype) for name, v in item.values.items()},
     }
+
+
+def check_document(checks) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    return {
+        "correct": all(check.passed for check in checks),
+        "quantities": [
+            {
+                "name": check.name,
+                "correct": check.passed,
+                "mistake": check.mistake,
+                "slips": list(check.slips),
+                "entries": [
+                    {
+                        "index": k,
+                        "expected": json_number(check.expected[k]),
+                        "given": json_number(check.given[k]),
+                        "difference": json_number(check.given[k] - check.expected[k]),
+                        "tolerance": json_number(check.tolerance[k]),
+                        "correct": bool(check.ok[k]),
+                    }
+                    for k in range(len(check.given))
+                ],
+            }
+            for check in checks
+        ],
+    }
+
+
+def matrix(values) -> list[list[float | str]]:  # type: ignore[no-untyped-def]
+    return [[json_number(v) for v in row] for row in values]
+
+
+def file_check_document(found) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    return {
+        "correct": found.correct,
+        "rows": found.rows,
+        "wrong_rows": found.wrong_rows,
+        "max_abs_error": json_number(found.max_abs_error),
+        "max_rel_error": json_number(found.max_rel_error),
+        "worst": [
+            {"line": c.line, "column": c.column, "expected": json_number(c.expected), "given": c.given,
+             "difference": json_number(c.error)}
+            for c in found.worst
+        ],
+    }

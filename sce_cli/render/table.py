@@ -103,3 +103,127 @@ def batch_summary_table(summary) -> Table:  # type: ignore[no-untyped-def]
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _mark(ok: bool) -> Text:
+    return Text("✓", style="green") if ok else Text("✗ wrong", style="bold red")
+
+
+def print_check(console: Console, checks, digits: int = 4) -> None:  # type: ignore[no-untyped-def]
+    """`sce check`: each quantity entry by entry, then a verdict."""
+    for check in checks:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=check.name, title_justify="left", title_style="bold")
+        if check.name != "loss":
+            table.add_column("class", justify="right")
+        for heading in ("expected", "given", "difference", "tolerance"):
+            table.add_column(heading, justify="right")
+        table.add_column("")
+        for k in range(len(check.given)):
+            cells = [] if check.name == "loss" else [str(k)]
+            cells += [
+                display(check.expected[k], digits),
+                check.texts[k] if check.texts else given(check.given[k]),
+                display(check.given[k] - check.expected[k], 2),
+                display(check.tolerance[k], 1),
+            ]
+            table.add_row(*cells, _mark(bool(check.ok[k])))
+        console.print(table)
+        console.print()
+    for check in checks:
+        wrong = int((~check.ok).sum())
+        if wrong == 0:
+            console.print(Text.assemble(("✓ ", "green"), f"{check.name}: correct"))
+            continue
+        where = "" if check.name == "loss" else f" ({wrong} of {len(check.ok)} entries)"
+        console.print(Text.assemble(("✗ ", "bold red"), f"{check.name}: wrong{where}"))
+        if check.mistake:
+            console.print(Text(f"  This is {check.mistake}."))
+        for slip in check.slips:
+            console.print(Text(f"  {slip[0].upper()}{slip[1:]}."))
+    passed = all(check.passed for check in checks)
+    console.print(Text("verdict: correct" if passed else "verdict: not correct", style="bold green" if passed else "bold red"))
+
+
+def print_verification(console: Console, verification, digits: int = 4) -> None:  # type: ignore[no-untyped-def]
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  title="--verify: central differences of the loss", title_justify="left", title_style="bold")
+    for heading in ("class", "analytic ∂L/∂z", "numeric", "step h", "relative difference"):
+        table.add_column(heading, justify="right")
+    for k in range(len(verification.analytic)):
+        table.add_row(
+            str(k),
+            display(verification.analytic[k], max(digits, 8)),
+            display(verification.numeric[k], max(digits, 8)),
+            display(verification.steps[k], 1),
+            display(verification.relative_difference[k], 1),
+        )
+    console.print(table)
+    console.print()
+    worst = verification.worst
+    verdict = "agree" if worst < 1e-6 else "DISAGREE"
+    console.print(
+        f"max relative difference {display(worst, 1)}: the analytic gradient and the finite differences {verdict} "
+        "(differences are relative to the largest gradient entry)."
+    )
+
+
+def matrix_table(matrix, digits: int) -> Table:  # type: ignore[no-untyped-def]
+    table = Table(box=box.SIMPLE, show_edge=False)
+    table.add_column("", justify="right", style="dim")
+    for k in range(matrix.shape[1]):
+        table.add_column(str(k), justify="right")
+    for k, row in enumerate(matrix):
+        table.add_row(str(k), *(display(v, digits) for v in row))
+    return table
+
+
+#: Beyond this many classes a K×K matrix is described rather than printed.
+MAX_PRINTED_MATRIX = 12
+
+
+def print_jacobian(console: Console, jacobian, dl_ds, product, gradient, digits: int = 4) -> None:  # type: ignore[no-untyped-def]
+    console.print(Text("--jacobian: ∂L/∂z = ∂L/∂s · ∂s/∂z", style="bold"))
+    if len(jacobian) <= MAX_PRINTED_MATRIX:
+        console.print("∂s/∂z = diag(s) - s sᵀ")
+        console.print(matrix_table(jacobian, digits))
+    else:
+        console.print(f"∂s/∂z = diag(s) - s sᵀ is {len(jacobian)}×{len(jacobian)}: too large to print.")
+    console.print("∂L/∂s = (" + ", ".join(display(v, digits) for v in dl_ds) + ")")
+    console.print("∂L/∂s · ∂s/∂z = (" + ", ".join(display(v, digits) for v in product) + ")")
+    difference = float(max(abs(a - b) for a, b in zip(product, gradient)))
+    console.print(f"max |product - gradient| = {display(difference, 1)}")
+    console.print()
+
+
+def print_hessian(console: Console, hessian, eigenvalues, digits: int = 4) -> None:  # type: ignore[no-untyped-def]
+    console.print(Text("--hessian: ∇²L with respect to the logits", style="bold"))
+    if len(hessian) <= MAX_PRINTED_MATRIX:
+        console.print("∇²L = (Σ_c w_c y_c) (diag(s) - s sᵀ) / T²")
+        console.print(matrix_table(hessian, digits))
+    else:
+        console.print(f"∇²L is {len(hessian)}×{len(hessian)}: too large to print.")
+    console.print("eigenvalues: " + ", ".join(display(v, digits) for v in eigenvalues))
+    console.print(
+        "All are ≥ 0 (up to rounding): the loss is convex in z. The smallest is 0, along (1, 1, …, 1): "
+        "adding the same number to every logit changes nothing."
+    )
+    console.print()
+
+
+def print_file_check(console: Console, found, digits: int = 4) -> None:  # type: ignore[no-untyped-def]
+    """`sce check --csv`: the worst rows, then the summary."""
+    if found.worst:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                      title="worst entries", title_justify="left", title_style="bold")
+        for heading in ("line", "column", "expected", "given", "difference"):
+            table.add_column(heading, justify="right")
+        for cell in found.worst:
+            table.add_row(str(cell.line), cell.column, display(cell.expected, digits), cell.given, display(cell.error, 2))
+        console.print(table)
+        console.print()
+    console.print(f"rows checked: {found.rows:,}")
+    console.print(f"rows wrong: {found.wrong_rows:,}")
+    console.print(f"max absolute error: {display(found.max_abs_error, 2)}")
+    console.print(f"max relative error: {display(found.max_rel_error, 2)}")
+    verdict = "verdict: correct" if found.correct else "verdict: not correct"
+    console.print(Text(verdict, style="bold green" if found.correct else "bold red"))

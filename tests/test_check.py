@@ -1,0 +1,305 @@
+"""`sce check` and `sce grad --verify/--jacobian/--hessian`."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from typer.testing import CliRunner
+
+from sce_cli.cli import app
+from sce_cli.core import loss_hessian, softmax_cross_entropy, softmax_jacobian
+from sce_cli.grading import digit_slip, finite_difference_check, tolerance_of
+
+runner = CliRunner()
+
+# The seeds' example by hand.
+E = [math.exp(2), math.exp(3), math.exp(4)]
+P = [e / sum(E) for e in E]
+LOSS = math.log(sum(E)) - 3
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args), env={"COLUMNS": "120"})
+
+
+def vector(values) -> str:  # type: ignore[no-untyped-def]
+    return ",".join(f"{v:.4f}" for v in values)
+
+
+# --- the posts' example ----------------------------------------------------------------------------
+
+
+def test_the_posts_typo_fails_on_class_1():
+    result = run("check", "2", "3", "4", "--label", "1", "--grad", "0.090,-0.775,0.665")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    row = next(line for line in lines if line.strip().startswith("1 "))
+    assert "-0.7553" in row and "-0.775" in row and "✗" in row
+    assert "-0.775 looks like a slip for -0.755 (one digit differs)" in result.stdout
+    assert "verdict: not correct" in result.stdout
+
+
+def test_the_right_answer_passes():
+    result = run("check", "2", "3", "4", "--label", "1", "--grad", "0.090,-0.755,0.665", "--loss", "1.408")
+    assert result.exit_code == 0, result.stdout
+    assert "verdict: correct" in result.stdout
+    assert "0.090" in result.stdout  # shown as typed
+
+
+def test_the_posts_rounded_loss_fails():
+    # The post's 1.406 comes from rounding p first; the loss is 1.4076.
+    assert run("check", "2", "3", "4", "-l", "1", "--loss", "1.406").exit_code == 1
+
+
+# --- tolerance from the digits typed -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text,tolerance",
+    [("0.1", 0.05), ("0.10", 0.005), ("1e-3", 0.0005), ("-0.7553", 0.00005), ("0.090", 0.0005), ("2", 0.5), ("1.5E+2", 5.0)],
+)
+def test_tolerance_of(text, tolerance):
+    assert tolerance_of(text) == pytest.approx(tolerance, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "loss,passes",
+    [("1.4", True), ("1.41", True), ("1.40", False), ("1.4076", True), ("1.4075", False), ("1e0", True)],
+)
+def test_loss_tolerance_follows_the_digits(loss, passes):
+    assert (run("check", "2", "3", "4", "-l", "1", "--loss", loss).exit_code == 0) is passes
+
+
+def test_explicit_tolerance():
+    assert run("check", "2", "3", "4", "-l", "1", "--loss", "1.40", "--tol", "0.01").exit_code == 0
+    assert run("check", "2", "3", "4", "-l", "1", "--loss", "1.4", "--tol", "0.001").exit_code == 1
+
+
+@pytest.mark.parametrize(
+    "text,expected,slip",
+    [
+        ("-0.775", -0.7552715, "one digit differs"),
+        ("0.6625", 0.66524096, "two digits swapped"),
+        ("-0.900", -0.7552715, None),
+    ],
+)
+def test_digit_slips(text, expected, slip):
+    found = digit_slip(text, expected)
+    assert (found is None) if slip is None else (slip in found)
+
+
+# --- the usual mistakes, each recognised --------------------------------------------------------------
+
+
+def mistake_of(*args: str) -> str:
+    result = run("check", *args, "-f", "json")
+    assert result.exit_code == 1, result.stdout
+    quantities = json.loads(result.stdout)["quantities"]
+    return next(q["mistake"] for q in quantities if not q["correct"]) or ""
+
+
+def test_probabilities_without_subtracting_one():
+    assert "without subtracting 1" in mistake_of("2", "3", "4", "-l", "1", "--grad", vector(P))
+
+
+def test_sign_flipped():
+    assert "sign is flipped" in mistake_of("2", "3", "4", "-l", "1", "--grad", vector([-P[0], 1 - P[1], -P[2]]))
+
+
+def test_mean_not_divided_by_the_weight_sum():
+    # One row, weight 2 on the label: the mean divides 2·(p - y) by 2.
+    summed = [2 * P[0], 2 * (P[1] - 1), 2 * P[2]]
+    name = mistake_of("2", "3", "4", "-l", "1", "-w", "1,2,3", "--reduction", "mean", "--grad", vector(summed))
+    assert "the mean divides by the weight sum" in name
+
+
+def test_mean_not_divided_by_n_for_soft_targets():
+    result = run("check", "2", "3", "4", "-t", "0,1,0", "--reduction", "mean", "--loss", f"{LOSS:.4f}")
+    assert result.exit_code == 0  # N = 1: nothing to divide
+
+
+def test_weights_applied_class_by_class():
+    weights = [1, 2, 3]
+    wrong = [w * (p - (k == 1)) for k, (w, p) in enumerate(zip(weights, P))]
+    name = mistake_of("2", "3", "4", "-l", "1", "-w", "1,2,3", "--grad", vector(wrong))
+    assert "weights applied class by class" in name
+
+
+def test_temperature_factor_missing():
+    t = 2.0
+    e = [math.exp(z / t) for z in (2, 3, 4)]
+    p = [v / sum(e) for v in e]
+    without_factor = [p[0], p[1] - 1, p[2]]  # (p - y), not (p - y) / T
+    assert "1/T" in mistake_of("2", "3", "4", "-l", "1", "-T", "2", "--grad", vector(without_factor))
+
+
+@pytest.mark.parametrize("base,word", [(10, "base 10"), (2, "base 2")])
+def test_loss_in_another_log_base(base, word):
+    assert word in mistake_of("2", "3", "4", "-l", "1", "--loss", f"{-math.log(P[1], base):.4f}")
+
+
+def test_label_smoothing_left_out():
+    assert "smoothing left out" in mistake_of(
+        "2", "3", "4", "-l", "1", "--smoothing", "0.1", "--grad", vector([P[0], P[1] - 1, P[2]])
+    )
+
+
+def test_label_read_as_one_based():
+    assert "labels are 0-based" in mistake_of("2", "3", "4", "-l", "1", "--grad", vector([P[0] - 1, P[1], P[2]]))
+
+
+def test_unnormalised_exponentials_for_probabilities():
+    shifted = [math.exp(-2), math.exp(-1), 1.0]
+    assert "not divided by their sum" in mistake_of("2", "3", "4", "-l", "1", "--probs", vector(shifted))
+
+
+def test_no_mistake_named_for_an_unrecognised_answer():
+    assert mistake_of("2", "3", "4", "-l", "1", "--grad", "0.3,0.3,0.3") == ""
+
+
+# --- bad input -------------------------------------------------------------------------------------------
+
+BAD = [
+    (["2", "3", "4", "-l", "1"], 2, "nothing to check"),
+    (["2", "3", "4", "-l", "1", "--grad", "0.1,0.2"], 2, "--grad: 2 numbers for 3 classes"),
+    (["2", "3", "4", "-l", "1", "--probs", "0.1,x,0.2"], 2, "--probs (entry 1): 'x' is not a number"),
+    (["2", "3", "4", "-l", "1", "--loss", "1,2"], 2, "--loss: 2 numbers for one loss"),
+    (["2", "3", "4", "-l", "1", "--loss", "1.4", "--tol", "0"], 2, "--tol: 0 is not a positive number"),
+    (["2", "3", "4", "-l", "1", "--loss", "1.4", "--tol", "-1"], 2, "--tol: -1 is not a positive number"),
+    (["2", "3", "4", "-l", "1", "--grad-cols", "g*", "--loss", "1"], 2, "--grad-cols goes with --csv INPUT"),
+]
+
+
+@pytest.mark.parametrize("args,status,message", BAD, ids=[" ".join(a) for a, _, _ in BAD])
+def test_bad_input(args, status, message):
+    result = run("check", *args)
+    assert result.exit_code == status
+    assert len(result.stderr.splitlines()) == 1
+    assert message in result.stderr
+
+
+# --- files ---------------------------------------------------------------------------------------------------
+
+
+def scored(tmp_path: Path) -> Path:
+    source = tmp_path / "in.csv"
+    source.write_text("z0,z1,z2,label\n2,3,4,1\n0,40,-1,1\n1.5,-0.5,0.25,0\n-1,2,0.5,2\n")
+    out = tmp_path / "scored.csv"
+    assert run("batch", str(source), "-o", str(out), "-q").exit_code == 0
+    return out
+
+
+def test_file_of_right_answers_passes(tmp_path):
+    result = run("check", "--csv", str(scored(tmp_path)), "--grad-cols", "grad_*", "--loss-col", "loss")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "rows checked: 4" in result.stdout and "rows wrong: 0" in result.stdout
+
+
+def test_file_with_one_wrong_row_found_at_its_line(tmp_path):
+    path = scored(tmp_path)
+    lines = path.read_text().splitlines()
+    fields = lines[3].split(",")
+    fields[-2] = "0.5"  # grad_z1 of the third data row (line 4)
+    lines[3] = ",".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    result = run("check", "--csv", str(path), "--grad-cols", "grad_*", "-f", "json")
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["rows"] == 4 and document["wrong_rows"] == 1
+    assert document["worst"][0]["line"] == 4
+    assert document["worst"][0]["column"] == "grad_z1"
+    assert document["worst"][0]["given"] == "0.5"
+
+
+def test_file_rounded_answers_use_their_digits(tmp_path):
+    path = tmp_path / "hand.csv"
+    path.write_text("z0,z1,z2,label,g0,g1,g2\n2,3,4,1,0.090,-0.755,0.665\n2,3,4,1,0.09,-0.78,0.67\n")
+    result = run("check", "--csv", str(path), "--grad-cols", "g0,g1,g2", "--logit-cols", "z*", "-f", "json")
+    document = json.loads(result.stdout)
+    assert document["wrong_rows"] == 1
+    assert document["worst"][0]["line"] == 3
+
+
+def test_file_without_the_named_columns(tmp_path):
+    path = scored(tmp_path)
+    result = run("check", "--csv", str(path), "--grad-cols", "gradient_*")
+    assert result.exit_code == 1
+    assert "--grad-cols: 'gradient_*' matches no column" in result.stderr
+    result = run("check", "--csv", str(path), "--loss-col", "nll")
+    assert "--loss-col: there is no column 'nll'" in result.stderr
+
+
+# --- --verify, --jacobian, --hessian ------------------------------------------------------------------------
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    st.integers(2, 8).flatmap(lambda k: st.tuples(arrays(np.float64, k, elements=st.floats(-20, 20)), st.integers(0, k - 1))),
+    st.floats(0, 0.5),
+    st.floats(0.5, 3),
+)
+def test_verify_agrees_to_1e7_on_random_inputs(case, smoothing, temperature):
+    z, label = case
+    result = softmax_cross_entropy(z, label, label_smoothing=smoothing, temperature=temperature)
+
+    def loss_of(x):  # type: ignore[no-untyped-def]
+        return softmax_cross_entropy(x, label, label_smoothing=smoothing, temperature=temperature).losses[0]
+
+    assert finite_difference_check(result, loss_of).worst < 1e-7
+
+
+def test_verify_in_the_cli():
+    result = run("grad", "2", "3", "4", "-l", "1", "--verify", "-f", "json")
+    document = json.loads(result.stdout)
+    assert document["verify"]["max_relative_difference"] < 1e-7
+    assert document["verify"]["numeric"] == pytest.approx([P[0], P[1] - 1, P[2]], rel=1e-8)
+    assert "agree" in run("grad", "2", "3", "4", "-l", "1", "--verify").stdout
+
+
+def test_jacobian_times_dl_ds_is_the_gradient():
+    document = json.loads(run("grad", "2", "3", "4", "-l", "1", "-w", "1,2,3", "-T", "2", "--jacobian", "-f", "json").stdout)
+    np.testing.assert_allclose(document["jacobian"]["product"], document["gradient"], rtol=1e-13)
+    matrix = np.array(document["jacobian"]["ds_dz"])
+    p = np.array(document["probabilities"])
+    np.testing.assert_allclose(matrix, np.diag(p) - np.outer(p, p), rtol=1e-15)
+
+
+def test_hessian_eigenvalues():
+    document = json.loads(run("grad", "2", "3", "4", "-l", "1", "--hessian", "-f", "json").stdout)
+    hessian = np.array(document["hessian"]["matrix"])
+    eigenvalues = np.array(document["hessian"]["eigenvalues"])
+    assert (eigenvalues > -1e-15).all()  # positive semidefinite
+    assert abs(eigenvalues.min()) < 1e-15  # zero along (1, 1, 1)
+    np.testing.assert_allclose(hessian @ np.ones(3), 0, atol=1e-16)
+    assert "convex" in run("grad", "2", "3", "4", "-l", "1", "--hessian").stdout
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"temperature": 2.0, "weight": [1, 2, 3]}, {"label_smoothing": 0.3}])
+def test_hessian_matches_finite_differences_of_the_gradient(kwargs):
+    z = np.array([2.0, 3.0, 4.0])
+    result = softmax_cross_entropy(z, 1, **kwargs)
+    h = 1e-6
+    numeric = np.empty((3, 3))
+    for j in range(3):
+        up, down = z.copy(), z.copy()
+        up[j] += h
+        down[j] -= h
+        numeric[:, j] = (softmax_cross_entropy(up, 1, **kwargs).gradient[0] - softmax_cross_entropy(down, 1, **kwargs).gradient[0]) / (2 * h)
+    np.testing.assert_allclose(loss_hessian(result), numeric, atol=1e-8)
+
+
+def test_softmax_jacobian_rows_sum_to_zero():
+    p = np.array(P)
+    np.testing.assert_allclose(softmax_jacobian(p).sum(axis=1), 0, atol=1e-16)
+
+
+def test_proofs_need_table_or_json():
+    result = run("grad", "2", "3", "-l", "0", "--verify", "-f", "csv")
+    assert result.exit_code == 2 and "--verify is shown as a table or in JSON" in result.stderr
