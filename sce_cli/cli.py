@@ -400,6 +400,50 @@ def _output_format(value: BatchFormat | None, output: str | None, delimiter: str
     return "tsv" if delimiter == "\t" else "csv"
 
 
+# Options of the commands that read files (sce batch, sce check --csv).
+LabelColOption = Annotated[
+    Optional[str], typer.Option("--label-col", help="The label column (default: 'label'; the last without a header).")
+]
+LogitColsOption = Annotated[
+    Optional[str],
+    typer.Option("--logit-cols", help="Logit columns: a comma list or a glob such as 'z*' (default: all others)."),
+]
+TargetColsOption = Annotated[
+    Optional[str], typer.Option("--target-cols", help="Soft-target columns, in place of a label column.")
+]
+NoHeaderOption = Annotated[bool, typer.Option("--no-header", help="The input has no header line; columns are 0..n-1.")]
+DelimiterOption = Annotated[
+    Optional[str], typer.Option("--delimiter", help="Field separator (default: tab for .tsv files, else comma).")
+]
+EncodingOption = Annotated[str, typer.Option("--encoding", help="The input's text encoding.")]
+
+
+def file_request(input_path: str, output: str | None, *, label_col, logit_cols, target_cols, no_header,  # type: ignore[no-untyped-def]
+                 delimiter, encoding, smoothing, weight, temperature, reduction, ignore_index, dtype, **extra):
+    """The BatchRequest that both file-reading commands build from their options."""
+    from .batch_io import BatchRequest, CoreOptions
+
+    return BatchRequest(
+        input_path=input_path,
+        output_path=output,
+        label_col=label_col,
+        logit_cols=logit_cols,
+        target_cols=target_cols,
+        has_header=not no_header,
+        delimiter=_delimiter(delimiter, input_path),
+        encoding=encoding,
+        options=CoreOptions(
+            weight=None if weight is None else parse_numbers(weight, "--weight"),
+            label_smoothing=smoothing,
+            ignore_index=ignore_index,
+            reduction=reduction.value,
+            temperature=temperature,
+            dtype=dtype.value,
+        ),
+        **extra,
+    )
+
+
 @app.command(no_args_is_help=True)
 def batch(
     input_path: Annotated[
@@ -409,20 +453,12 @@ def batch(
         Optional[str],
         typer.Option("--output", "-o", help="Output file (default: stdout). Written whole or not at all."),
     ] = None,
-    label_col: Annotated[
-        Optional[str], typer.Option("--label-col", help="The label column (default: 'label'; the last without a header).")
-    ] = None,
-    logit_cols: Annotated[
-        Optional[str], typer.Option("--logit-cols", help="Logit columns: a comma list or a glob such as 'z*' (default: all others).")
-    ] = None,
-    target_cols: Annotated[
-        Optional[str], typer.Option("--target-cols", help="Soft-target columns, in place of a label column.")
-    ] = None,
-    no_header: Annotated[bool, typer.Option("--no-header", help="The input has no header line; columns are 0..n-1.")] = False,
-    delimiter: Annotated[
-        Optional[str], typer.Option("--delimiter", help="Field separator (default: tab for .tsv files, else comma).")
-    ] = None,
-    encoding: Annotated[str, typer.Option("--encoding", help="The input's text encoding.")] = "utf-8",
+    label_col: LabelColOption = None,
+    logit_cols: LogitColsOption = None,
+    target_cols: TargetColsOption = None,
+    no_header: NoHeaderOption = False,
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = "utf-8",
     smoothing: SmoothingOption = 0.0,
     weight: WeightOption = None,
     temperature: TemperatureOption = 1.0,
@@ -443,29 +479,14 @@ def batch(
     """
     if digits is not None:
         check_digits(digits)
-    from .batch_io import BatchRequest, CoreOptions, run_batch
+    from .batch_io import run_batch
 
-    separator = _delimiter(delimiter, input_path)
-    request = BatchRequest(
-        input_path=input_path,
-        output_path=output,
-        label_col=label_col,
-        logit_cols=logit_cols,
-        target_cols=target_cols,
-        has_header=not no_header,
-        delimiter=separator,
-        encoding=encoding,
-        output_format=_output_format(output_format, output, separator),
-        digits=digits,
-        options=CoreOptions(
-            weight=None if weight is None else parse_numbers(weight, "--weight"),
-            label_smoothing=smoothing,
-            ignore_index=ignore_index,
-            reduction=reduction.value,
-            temperature=temperature,
-            dtype=dtype.value,
-        ),
+    request = file_request(
+        input_path, output, label_col=label_col, logit_cols=logit_cols, target_cols=target_cols,
+        no_header=no_header, delimiter=delimiter, encoding=encoding, smoothing=smoothing, weight=weight,
+        temperature=temperature, reduction=reduction, ignore_index=ignore_index, dtype=dtype, digits=digits,
     )
+    request.output_format = _output_format(output_format, output, request.delimiter)
     from rich.console import Console
 
     stderr = Console(stderr=True, highlight=False)
@@ -522,12 +543,12 @@ def check(
         Optional[str], typer.Option("--grad-cols", help="With --csv: the gradient columns (a list or a glob such as 'grad_*').")
     ] = None,
     loss_col: Annotated[Optional[str], typer.Option("--loss-col", help="With --csv: the loss column.")] = None,
-    label_col: Annotated[Optional[str], typer.Option("--label-col", help="With --csv: the label column.")] = None,
-    logit_cols: Annotated[Optional[str], typer.Option("--logit-cols", help="With --csv: the logit columns.")] = None,
-    target_cols: Annotated[Optional[str], typer.Option("--target-cols", help="With --csv: soft-target columns.")] = None,
-    no_header: Annotated[bool, typer.Option("--no-header", help="With --csv: the file has no header line.")] = False,
-    delimiter: Annotated[Optional[str], typer.Option("--delimiter", help="With --csv: the field separator.")] = None,
-    encoding: Annotated[str, typer.Option("--encoding", help="With --csv: the text encoding.")] = "utf-8",
+    label_col: LabelColOption = None,
+    logit_cols: LogitColsOption = None,
+    target_cols: TargetColsOption = None,
+    no_header: NoHeaderOption = False,
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = "utf-8",
     smoothing: SmoothingOption = 0.0,
     weight: WeightOption = None,
     temperature: TemperatureOption = 1.0,
@@ -603,18 +624,12 @@ def check(
 
 def check_file(path: str, *, grad_cols, loss_col, label_col, logit_cols, target_cols, no_header, delimiter,  # type: ignore[no-untyped-def]
                encoding, tol, digits, output_format, smoothing, weight, temperature, reduction, ignore_index, dtype) -> None:
-    from .batch_io import BatchRequest, CoreOptions
     from .batch_io import check_file as grade_file
 
-    request = BatchRequest(
-        input_path=path, output_path=None, label_col=label_col, logit_cols=logit_cols, target_cols=target_cols,
-        has_header=not no_header, delimiter=_delimiter(delimiter, path), encoding=encoding,
-        grad_cols=grad_cols, loss_col=loss_col,
-        options=CoreOptions(
-            weight=None if weight is None else parse_numbers(weight, "--weight"),
-            label_smoothing=smoothing, ignore_index=ignore_index, reduction=reduction.value,
-            temperature=temperature, dtype=dtype.value,
-        ),
+    request = file_request(
+        path, None, label_col=label_col, logit_cols=logit_cols, target_cols=target_cols, no_header=no_header,
+        delimiter=delimiter, encoding=encoding, smoothing=smoothing, weight=weight, temperature=temperature,
+        reduction=reduction, ignore_index=ignore_index, dtype=dtype, grad_cols=grad_cols, loss_col=loss_col,
     )
     found = grade_file(request, tol)
     if output_format is CheckFormat.json:
