@@ -277,34 +277,18 @@ def _proofs(result: SoftmaxCrossEntropyResult, verify: bool, jacobian: bool, hes
     """The numbers behind --verify, --jacobian and --hessian."""
     import numpy as np
 
-    from .core import loss_gradient_wrt_probabilities, loss_hessian, softmax_jacobian
-    from .grading import finite_difference_check
+    from .core import gradient_via_jacobian, loss_gradient_wrt_probabilities, loss_hessian, softmax_jacobian
+    from .grading import verify_gradient
 
     found: dict = {}
     if verify:
-        options = result.options
-        labels = result.labels
-
-        def loss_of(z):  # type: ignore[no-untyped-def]
-            from .core import softmax_cross_entropy
-
-            moved = softmax_cross_entropy(
-                z, labels,
-                targets=None if labels is not None else result.target,
-                weight=options.weight, ignore_index=options.ignore_index, reduction=options.reduction,
-                temperature=options.temperature, dtype=np.float64,
-                # the smoothed target is passed as it is for probability targets
-                label_smoothing=options.label_smoothing if labels is not None else 0.0,
-            )
-            return float(moved.loss if options.reduction != "none" else moved.losses[0])
-
-        found["verify"] = finite_difference_check(result, loss_of)
+        found["verify"] = verify_gradient(result)
     if jacobian:
-        matrix = softmax_jacobian(result.probabilities[0].astype(np.float64))
-        dl_ds = loss_gradient_wrt_probabilities(result).astype(np.float64)
-        scale = 1.0 / (result.options.temperature * result.denominator)
-        with np.errstate(invalid="ignore", over="ignore"):
-            found["jacobian"] = (matrix, dl_ds, scale * (dl_ds @ matrix))
+        found["jacobian"] = (
+            softmax_jacobian(result.probabilities[0].astype(np.float64)),
+            loss_gradient_wrt_probabilities(result).astype(np.float64),
+            gradient_via_jacobian(result),
+        )
     if hessian:
         matrix = loss_hessian(result).astype(np.float64)
         found["hessian"] = (matrix, np.linalg.eigvalsh(matrix))

@@ -554,3 +554,17 @@ def loss_hessian(result: SoftmaxCrossEntropyResult, row: int = 0) -> np.ndarray:
     mass = float((w * result.target[row]).sum())
     scale = mass / (result.options.temperature**2 * result.denominator)
     return scale * softmax_jacobian(s)
+
+
+def gradient_via_jacobian(result: SoftmaxCrossEntropyResult, row: int = 0) -> np.ndarray:
+    """The gradient the long way: ∂l/∂s · ∂s/∂z, times 1/T and 1/D.
+
+    Equal to ``result.gradient[row]`` up to rounding, except where a
+    probability with target mass underflows to 0: then ∂l/∂s is infinite and
+    the product meets ∞ × 0 (NaN), which is why the core never takes this route.
+    """
+    s = result.probabilities[row].astype(np.float64)
+    dl_ds = loss_gradient_wrt_probabilities(result, row).astype(np.float64)
+    scale = 1.0 / (result.options.temperature * result.denominator)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return scale * (dl_ds @ softmax_jacobian(s))

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .core import SoftmaxCrossEntropyResult, loss_gradient_wrt_probabilities, softmax_jacobian
+from .core import (
+    SoftmaxCrossEntropyResult,
+    gradient_via_jacobian,
+    loss_gradient_wrt_probabilities,
+    softmax_jacobian,
+)
 from .render.numbers import display
 
 #: Up to this many classes every class gets its own line; beyond, the middle is elided.
@@ -268,9 +273,7 @@ def _jacobian_route(result: SoftmaxCrossEntropyResult, classic: bool) -> Stage:
     n_classes = result.num_classes
     jacobian = softmax_jacobian(s)
     dl_ds = loss_gradient_wrt_probabilities(result).astype(np.float64)
-    scale = _gradient_scale(result)
-    with np.errstate(invalid="ignore", over="ignore"):
-        product = scale * (dl_ds @ jacobian)
+    product = gradient_via_jacobian(result)
     important = _important(result)
     notes = [
         "The other route the first post mentions: the row vector $\\frac{\\partial L}{\\partial \\mathbf{s}}$ "
@@ -590,11 +593,6 @@ def _important(result: SoftmaxCrossEntropyResult) -> tuple[int, ...]:
     else:
         keep.extend(int(k) for k in np.flatnonzero(result.target[0])[:3])
     return tuple(keep)
-
-
-def _gradient_scale(result: SoftmaxCrossEntropyResult) -> float:
-    """What the options multiply ∂L/∂z by: 1/T, and 1/D for a mean."""
-    return 1.0 / (result.options.temperature * result.denominator)
 
 
 def _reduced_note(result: SoftmaxCrossEntropyResult) -> tuple[str, Equation] | None:

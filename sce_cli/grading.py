@@ -229,6 +229,28 @@ def finite_difference_check(result: SoftmaxCrossEntropyResult, loss_of: Callable
     return Verification(analytic, numeric, steps, np.abs(numeric - analytic) / scale)
 
 
+def verify_gradient(result: SoftmaxCrossEntropyResult) -> Verification:
+    """`sce grad --verify`: finite differences of the same loss, in float64."""
+    options = result.options
+    labels = result.labels
+
+    def loss_of(logits: np.ndarray) -> float:
+        moved = softmax_cross_entropy(
+            logits,
+            labels,
+            # For probability targets the effective (already smoothed) target is passed as it is.
+            targets=None if labels is not None else result.target[:1],
+            weight=options.weight,
+            label_smoothing=options.label_smoothing if labels is not None else 0.0,
+            ignore_index=options.ignore_index,
+            reduction=options.reduction,
+            temperature=options.temperature,
+        )
+        return _loss_of(moved)
+
+    return finite_difference_check(result, loss_of)
+
+
 def recompute_with(logits, labels, targets, options_kwargs: dict) -> Callable[..., SoftmaxCrossEntropyResult]:  # type: ignore[no-untyped-def]
     """A function that reruns the core on the same input with some options changed."""
 
@@ -242,6 +264,6 @@ def recompute_with(logits, labels, targets, options_kwargs: dict) -> Callable[..
 
 
 __all__ = [
-    "QuantityCheck", "Verification", "check_answer", "finite_difference_check",
+    "QuantityCheck", "Verification", "check_answer", "finite_difference_check", "verify_gradient",
     "recompute_with", "tolerance_of", "usual_mistakes", "within",
 ]

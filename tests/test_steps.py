@@ -292,3 +292,16 @@ def test_json_steps_are_data_with_full_precision():
 )
 def test_latex_to_unicode(latex, text):
     assert to_unicode(latex) == text
+
+
+def test_brackets_in_formulas_are_not_taken_for_rich_markup():
+    from rich.console import Console
+
+    from sce_cli.derivation import Stage
+    from sce_cli.render.steps_terminal import print_steps
+
+    console = Console(record=True, width=100, color_system=None)
+    stage = Stage("Setup", ("an interval $[0, 1]$ and [bold]not markup[/bold]",), (Equation("x", "[⟨v⟩]", {"v": 0.5}),))
+    print_steps(console, [stage])
+    text = console.export_text()
+    assert "[0, 1]" in text and "[bold]not markup[/bold]" in text and "[0.5000]" in text
