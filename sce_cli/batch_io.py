@@ -31,6 +31,8 @@ from .errors import DataProblem, UsageProblem, command_line_problem
 
 #: Bytes read at a time; a block is this much text cut back to a record boundary.
 BLOCK_BYTES = 4 << 20
+#: A record longer than this is taken for an unclosed quote, not read on into memory.
+MAX_RECORD_BYTES = 64 << 20
 _UTF8 = ("utf-8", "utf8", "utf_8", "utf-8-sig", "utf_8_sig")
 
 
@@ -83,7 +85,7 @@ class BlockReader:
         try:
             text = self.decoder.decode(raw, final=not raw)
         except UnicodeDecodeError as error:
-            line = self.next_line + (self.pending.count(b"\n"))
+            line = self.next_line + self.pending.count(b"\n") + raw[: error.start].count(b"\n")
             raise DataProblem(
                 f"line {line}: bytes that are not {self.encoding} ({error.reason}); "
                 "give the file's encoding with --encoding"
@@ -99,12 +101,19 @@ class BlockReader:
             else:
                 cut = _record_boundary(self.pending)
                 if cut == 0:
+                    if len(self.pending) > MAX_RECORD_BYTES:
+                        raise DataProblem(
+                            f"line {self.next_line}: a quoted field is never closed "
+                            f"(no record ends within {MAX_RECORD_BYTES:,} bytes); check the quote characters"
+                        )
                     continue  # one record longer than a block: read on
             data, self.pending = self.pending[:cut], self.pending[cut:]
             if data:
                 _check_utf8(data, self.next_line)
-                yield Block(self.next_line, data)
-                self.next_line += data.count(b"\n")
+                # Advance before yielding: a consumer may stop after this block
+                # (first_record does) and a new generator must go on from here.
+                first_line, self.next_line = self.next_line, self.next_line + data.count(b"\n")
+                yield Block(first_line, data)
 
     def first_record(self, delimiter: str) -> tuple[list[str], Block | None]:
         """The first record's fields, and a block that starts with it
@@ -123,16 +132,25 @@ class BlockReader:
 
 def _record_boundary(data: bytes, first: bool = False) -> int:
     """The offset just after the last (or, with ``first``, the first) complete
-    record: after a newline with an even number of quote characters before it."""
+    record: after a newline with an even number of quote characters before it.
+    0 when there is none (a quoted field still open)."""
     if first:
         cut = data.find(b"\n") + 1
-        while cut and data.count(b'"', 0, cut) % 2:
-            cut = data.find(b"\n", cut) + 1
+        quotes = data.count(b'"', 0, cut)
+        while cut and quotes % 2:
+            following = data.find(b"\n", cut) + 1
+            quotes += data.count(b'"', cut, following or len(data))
+            cut = following
         return cut or len(data)
     cut = data.rfind(b"\n") + 1
     if b'"' in data:
-        while cut and data.count(b'"', 0, cut) % 2:
-            cut = data.rfind(b"\n", 0, cut - 1) + 1
+        # Counted once, then line by line backwards: recounting from the start
+        # for every line would be quadratic in a block with an open quote.
+        quotes = data.count(b'"', 0, cut)
+        while cut and quotes % 2:
+            previous = data.rfind(b"\n", 0, cut - 1) + 1
+            quotes -= data.count(b'"', previous, cut)
+            cut = previous
     return cut
 
 

@@ -336,3 +336,39 @@ def test_interrupt_leaves_no_partial_output(tmp_path):
     assert "Traceback" not in process.stderr.read()
     assert out.read_text() == "precious\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
+
+
+def test_an_unclosed_quote_is_reported_not_read_into_memory(tmp_path, monkeypatch):
+    monkeypatch.setattr(batch_io, "BLOCK_BYTES", 64)
+    monkeypatch.setattr(batch_io, "MAX_RECORD_BYTES", 1024)
+    path = write(tmp_path, "in.csv", "id,z0,z1,label\n" + 'x,1,2,0\n' * 3 + '"open,1,2,0\n' + "y,1,2,0\n" * 400)
+    result = run(str(path), "--logit-cols", "z*", "-q")
+    assert result.exit_code == 1
+    assert "line 5: a quoted field is never closed" in result.stderr
+
+
+def test_record_boundary_with_an_open_quote_is_fast():
+    data = b'"' + b"a,1\n" * 500_000  # one quote opened at the start of 2 MB
+    start = time.perf_counter()
+    assert batch_io._record_boundary(data) == 0
+    assert time.perf_counter() - start < 5  # was quadratic: hours
+
+
+def test_undecodable_latin_text_names_its_line(tmp_path):
+    path = write(tmp_path, "in.csv", b"z0,z1,label\n1,2,0\n1,2,0\n\xff\xfe,2,0\n")
+    result = run(str(path), "--encoding", "ascii", "-q")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("sce: error: line 4: bytes that are not ascii")
+
+
+@pytest.mark.parametrize("block_bytes", [50, 4096])
+def test_errors_deep_in_a_file_name_the_right_line(tmp_path, monkeypatch, block_bytes):
+    # Regression: lines were counted from 1 again in every block after the first.
+    monkeypatch.setattr(batch_io, "BLOCK_BYTES", block_bytes)
+    rows = ["z0,z1,label"] + ["1.5,2.5,0"] * 998 + ["1.5,oops,0"]
+    path = write(tmp_path, "in.csv", "\n".join(rows) + "\n")
+    result = run(str(path), "-q")
+    assert "line 1000, column z1: 'oops' is not a number" in result.stderr
+    rows[999] = "1.5,2.5,9"
+    path.write_text("\n".join(rows) + "\n")
+    assert "line 1000, column label: label 9 is out of range" in run(str(path), "-q").stderr
