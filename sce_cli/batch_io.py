@@ -19,7 +19,7 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -609,6 +609,29 @@ class BackgroundWriter:
             raise self.error
 
 
+def _hold_interrupts() -> Callable[[], None]:
+    """Block SIGINT in this thread; return a function that unblocks it (once).
+
+    A Ctrl-C that arrives meanwhile is delivered on release, as a
+    KeyboardInterrupt where the caller is ready to clean up.
+    """
+    import signal
+    import threading
+
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+    return release
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -623,9 +646,16 @@ def split_header(block: Block) -> Block:
 
 def spool_to_temporary(stream: BinaryIO) -> str:
     """Copy a stream (stdin) to a temporary file, for inputs read twice."""
+    release_interrupts = _hold_interrupts()
     handle = tempfile.NamedTemporaryFile(prefix="sce-batch-", suffix=".csv", delete=False)
-    with handle:
-        shutil.copyfileobj(stream, handle, 1 << 20)
+    try:
+        release_interrupts()
+        with handle:
+            shutil.copyfileobj(stream, handle, 1 << 20)
+    except BaseException:
+        release_interrupts()
+        os.unlink(handle.name)
+        raise
     return handle.name
 
 
@@ -762,15 +792,20 @@ def run_batch(request: BatchRequest, on_progress=None) -> BatchSummary:  # type:
     options = request.options
     path = request.input_path
     spooled = None
-    if path == "-" and options.reduction == "mean":
-        spooled = spool_to_temporary(sys.stdin.buffer)
-        path = spooled
     try:
+        if path == "-" and options.reduction == "mean":
+            spooled = path = spool_to_temporary(sys.stdin.buffer)
         denominator = mean_denominator(path, request)
         summary = BatchSummary(reduction=options.reduction, denominator=denominator or 0.0)
-        target = OutputTarget(request.output_path, request.input_path)
-        writer = BackgroundWriter(target, request.output_format)
+        # Ctrl-C between the temporary file's creation and this try would
+        # leave it behind: hold SIGINT until the cleanup below is in force.
+        release_interrupts = _hold_interrupts()
+        target: OutputTarget | None = None
+        writer: BackgroundWriter | None = None
         try:
+            target = OutputTarget(request.output_path, request.input_path)
+            writer = BackgroundWriter(target, request.output_format)
+            release_interrupts()
             for plan, block, reader in read_blocks(path, request):
                 parsed = parse_block(block, plan, request.delimiter)
                 result = compute_block(parsed, plan, options, denominator)
@@ -783,10 +818,12 @@ def run_batch(request: BatchRequest, on_progress=None) -> BatchSummary:  # type:
                 raise DataProblem("the input has a header but no rows")
             target.finish()
         except BaseException:
-            if writer.thread.is_alive():
+            release_interrupts()
+            if writer is not None and writer.thread.is_alive():
                 writer.error = writer.error or KeyboardInterrupt()
                 writer.close_quietly()
-            target.abandon()
+            if target is not None:
+                target.abandon()
             raise
     finally:
         if spooled is not None:
@@ -830,10 +867,9 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
 
     path = request.input_path
     spooled = None
-    if path == "-" and request.options.reduction == "mean":
-        spooled = spool_to_temporary(sys.stdin.buffer)
-        path = spooled
     try:
+        if path == "-" and request.options.reduction == "mean":
+            spooled = path = spool_to_temporary(sys.stdin.buffer)
         denominator = mean_denominator(path, request)
         found = FileCheck()
         for plan, block, _ in read_blocks(path, request):
