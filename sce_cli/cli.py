@@ -116,10 +116,23 @@ class CoreCall:
     options: dict = field(default_factory=dict)
 
     def run(self, **changes: object) -> SoftmaxCrossEntropyResult:
-        """Run the core (with some options changed, for `sce check`'s what-ifs).
+        """Run the core silently, with some options changed: `sce check`'s
+        what-ifs, whose warnings are not the user's business."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self._call(changes)
 
-        Every problem becomes a :class:`UsageProblem` naming the argument.
-        """
+    def run_reporting_warnings(self) -> SoftmaxCrossEntropyResult:
+        """Run the core as asked; each of its warnings becomes a line on stderr."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = self._call({})
+        for warning in caught:
+            say_warning(str(warning.message))
+        return result
+
+    def _call(self, changes: dict) -> SoftmaxCrossEntropyResult:
+        """Every problem becomes a :class:`UsageProblem` naming the argument."""
         from .core import InvalidInput, softmax_cross_entropy
 
         options = {**self.options, **changes}
@@ -171,17 +184,6 @@ def parse_core_call(
             dtype=dtype.value,
         ),
     )
-
-
-def compute(logit_texts: list[str] | None, label: str | None, target: str | None, **options) -> SoftmaxCrossEntropyResult:  # type: ignore[no-untyped-def]
-    """Parse the command line's numbers, run the core, and print its warnings on stderr."""
-    call = parse_core_call(logit_texts, label, target, **options)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = call.run()
-    for warning in caught:
-        say_warning(str(warning.message))
-    return result
 
 
 def check_digits(digits: int) -> None:
@@ -236,7 +238,7 @@ def grad(
     extras = [name for name, on in (("--verify", verify), ("--jacobian", jacobian), ("--hessian", hessian)) if on]
     if extras and output_format in (GradFormat.csv, GradFormat.markdown):
         raise UsageProblem(f"{extras[0]} is shown as a table or in JSON; use --format table or json")
-    result = compute(
+    result = parse_core_call(
         logits,
         label,
         target,
@@ -246,7 +248,7 @@ def grad(
         reduction=reduction,
         ignore_index=ignore_index,
         dtype=dtype,
-    )
+    ).run_reporting_warnings()
     if steps:
         print_derivation(result, digits, output_format)
     elif output_format is GradFormat.json:
@@ -586,11 +588,7 @@ def check(
         given[name] = tokens
     if not given:
         raise UsageProblem("nothing to check: give your answer with --grad G1,G2,..., --loss X or --probs P1,P2,...")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = call.run()
-    for warning in caught:
-        say_warning(str(warning.message))
+    result = call.run_reporting_warnings()
     from .grading import check_answer
 
     checks = check_answer(result, call.run, given, tol)

@@ -303,3 +303,16 @@ def test_softmax_jacobian_rows_sum_to_zero():
 def test_proofs_need_table_or_json():
     result = run("grad", "2", "3", "-l", "0", "--verify", "-f", "csv")
     assert result.exit_code == 2 and "--verify is shown as a table or in JSON" in result.stderr
+
+
+def test_what_if_runs_do_not_leak_warnings():
+    # Regression: the 1-based-label what-if met the -inf logit of class 1 and
+    # its LossWarning reached stderr as a raw Python warning.
+    result = run("check", "1", "-inf", "3", "-l", "2", "--grad", "1,1,1")
+    assert result.exit_code == 1
+    assert result.stderr == ""
+
+
+def test_the_real_run_still_warns():
+    result = run("check", "1", "-inf", "3", "-l", "1", "--loss", "1")
+    assert result.stderr.startswith("sce: warning: the loss is infinite")
