@@ -140,6 +140,18 @@ class SoftmaxCrossEntropyResult:
     def num_classes(self) -> int:
         return int(self.logits.shape[1])
 
+    @property
+    def class_weights(self) -> np.ndarray:
+        """The class weights, all 1 when none were given (K)."""
+        if self.options.weight is not None:
+            return self.options.weight
+        return np.ones(self.num_classes, self.options.dtype)
+
+    def reported_loss(self, row: int = 0) -> float:
+        """The loss to report for one row: its own loss with reduction 'none',
+        else the reduced loss (which, for one row, is that row's)."""
+        return float(self.loss if self.options.reduction != "none" else self.losses[row])
+
 
 def softmax_cross_entropy(
     logits: ArrayLike,
@@ -536,7 +548,7 @@ def loss_gradient_wrt_probabilities(result: SoftmaxCrossEntropyResult, row: int 
     """
     s = result.probabilities[row]
     y = result.target[row]
-    w = np.ones_like(s) if result.options.weight is None else result.options.weight
+    w = result.class_weights
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(y > 0, -(w * y) / s, 0).astype(s.dtype)
 
@@ -550,8 +562,7 @@ def loss_hessian(result: SoftmaxCrossEntropyResult, row: int = 0) -> np.ndarray:
     adding a constant to every logit changes nothing. Divided by D for 'mean'.
     """
     s = result.probabilities[row]
-    w = np.ones_like(s) if result.options.weight is None else result.options.weight
-    mass = float((w * result.target[row]).sum())
+    mass = float((result.class_weights * result.target[row]).sum())
     scale = mass / (result.options.temperature**2 * result.denominator)
     return scale * softmax_jacobian(s)
 

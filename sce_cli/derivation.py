@@ -466,7 +466,7 @@ def _general_route(result: SoftmaxCrossEntropyResult, digits: int) -> list[Stage
     options = result.options
     s = result.probabilities[0].astype(np.float64)
     y = result.target[0].astype(np.float64)
-    w = np.ones_like(s) if options.weight is None else options.weight.astype(np.float64)
+    w = result.class_weights.astype(np.float64)
     log_s = result.log_probabilities[0].astype(np.float64)
     gradient = result.gradient[0]
     n_classes = result.num_classes

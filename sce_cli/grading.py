@@ -81,9 +81,9 @@ def usual_mistakes(result: SoftmaxCrossEntropyResult, recompute: Callable[..., S
     p = result.probabilities[0].astype(np.float64)
     g = result.gradient[0].astype(np.float64)
     y = result.target[0].astype(np.float64)
-    w = np.ones_like(p) if options.weight is None else options.weight.astype(np.float64)
+    w = result.class_weights.astype(np.float64)
     scale = 1.0 / (options.temperature * result.denominator)
-    loss = float(result.loss if options.reduction != "none" else result.losses[0])
+    loss = result.reported_loss()
     found = [
         Mistake("the probabilities, without subtracting 1 at the correct class (∂L/∂z = s - y)", "gradient", g + w * y * scale),
         Mistake("y - s: the sign is flipped (∂L/∂z = s - y)", "gradient", -g),
@@ -109,23 +109,19 @@ def usual_mistakes(result: SoftmaxCrossEntropyResult, recompute: Callable[..., S
         found.append(Mistake("the factor 1/T of the temperature is missing", "gradient", g * options.temperature))
         untempered = recompute(temperature=1.0)
         found.append(Mistake("the softmax of z, not of z / T", "probabilities", untempered.probabilities[0].astype(np.float64)))
-        found.append(Mistake("the loss without the temperature (softmax of z, not z / T)", "loss", np.array([_loss_of(untempered)])))
+        found.append(Mistake("the loss without the temperature (softmax of z, not z / T)", "loss", np.array([untempered.reported_loss()])))
     if options.label_smoothing:
         plain = recompute(label_smoothing=0.0)
         found.append(Mistake("label smoothing left out", "gradient", plain.gradient[0].astype(np.float64)))
-        found.append(Mistake("label smoothing left out", "loss", np.array([_loss_of(plain)])))
+        found.append(Mistake("label smoothing left out", "loss", np.array([plain.reported_loss()])))
     if result.labels is not None and int(result.labels[0]) >= 1:
         # A label read as 1-based: "--label 2" taken to mean the second class.
         label = int(result.labels[0])
         other = recompute(labels=label - 1)
         why = f"labels are 0-based, so --label {label} is the class at index {label}"
         found.append(Mistake(f"the gradient for class {label - 1}: {why}", "gradient", other.gradient[0].astype(np.float64)))
-        found.append(Mistake(f"the loss for class {label - 1}: {why}", "loss", np.array([_loss_of(other)])))
+        found.append(Mistake(f"the loss for class {label - 1}: {why}", "loss", np.array([other.reported_loss()])))
     return found
-
-
-def _loss_of(result: SoftmaxCrossEntropyResult) -> float:
-    return float(result.loss if result.options.reduction != "none" else result.losses[0])
 
 
 def check_answer(
@@ -138,7 +134,7 @@ def check_answer(
     with the exact values; name a usual mistake where the answer matches one."""
     exact = {
         "probabilities": result.probabilities[0],
-        "loss": np.array([_loss_of(result)]),
+        "loss": np.array([result.reported_loss()]),
         "gradient": result.gradient[0],
     }
     mistakes: list[Mistake] | None = None
@@ -246,24 +242,12 @@ def verify_gradient(result: SoftmaxCrossEntropyResult) -> Verification:
             reduction=options.reduction,
             temperature=options.temperature,
         )
-        return _loss_of(moved)
+        return moved.reported_loss()
 
     return finite_difference_check(result, loss_of)
 
 
-def recompute_with(logits, labels, targets, options_kwargs: dict) -> Callable[..., SoftmaxCrossEntropyResult]:  # type: ignore[no-untyped-def]
-    """A function that reruns the core on the same input with some options changed."""
-
-    def recompute(**changes):  # type: ignore[no-untyped-def]
-        kwargs = dict(options_kwargs)
-        call_labels = changes.pop("labels", labels)
-        kwargs.update(changes)
-        return softmax_cross_entropy(logits, call_labels, targets=targets, **kwargs)
-
-    return recompute
-
-
 __all__ = [
-    "QuantityCheck", "Verification", "check_answer", "finite_difference_check", "verify_gradient",
-    "recompute_with", "tolerance_of", "usual_mistakes", "within",
+    "QuantityCheck", "Verification", "check_answer", "digit_slip", "finite_difference_check",
+    "tolerance_of", "usual_mistakes", "verify_gradient", "within",
 ]

@@ -14,7 +14,7 @@ GRAD_COLUMNS = ("class", "logit", "target", "probability", "gradient", "loss")
 def grad_csv(result: SoftmaxCrossEntropyResult, row: int = 0) -> str:
     """One line per class; ``loss`` (the row's loss) repeats so each line stands alone."""
     dtype = result.options.dtype
-    loss = result.loss if result.options.reduction != "none" else result.losses[row]
+    loss = result.reported_loss(row)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(GRAD_COLUMNS)

@@ -20,7 +20,7 @@ def grad_document(result: SoftmaxCrossEntropyResult, row: int = 0) -> dict[str, 
     def numbers(values: Any) -> list[float | str]:
         return [json_number(v, dtype) for v in values]
 
-    loss = result.loss if options.reduction != "none" else result.losses[row]
+    loss = result.reported_loss(row)
     return {
         "logits": numbers(result.logits[row]),
         "label": None if result.labels is None else int(result.labels[row]),

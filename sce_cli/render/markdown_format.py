@@ -26,7 +26,7 @@ def grad_markdown(result: SoftmaxCrossEntropyResult, digits: int = 4) -> str:
             f"| {display(result.probabilities[0, k], digits)} | {display(result.gradient[0, k], digits)} "
             f"| {', '.join(notes)} |"
         )
-    loss = float(result.loss if result.options.reduction != "none" else result.losses[0])
+    loss = result.reported_loss()
     lines += ["", f"Loss $L = {latex(loss, digits)}$."]
     summary = options_summary(result)
     if summary:

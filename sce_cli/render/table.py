@@ -74,7 +74,7 @@ def grad_table(result: SoftmaxCrossEntropyResult, digits: int = 4, row: int = 0)
 def print_grad(console: Console, result: SoftmaxCrossEntropyResult, digits: int = 4) -> None:
     console.print(grad_table(result, digits))
     console.print()
-    loss = float(result.loss if result.options.reduction != "none" else result.losses[0])
+    loss = result.reported_loss()
     line = Text.assemble(("loss L = ", "bold"), (display(loss, digits), "bold"))
     if result.labels is not None and not result.counted[0]:
         line.append(f"  (label {int(result.labels[0])} is the ignore index: the row counts for nothing)")
