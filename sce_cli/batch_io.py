@@ -20,6 +20,7 @@ import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -766,6 +767,29 @@ def read_blocks(path: str, request: BatchRequest) -> Iterator[tuple[ColumnPlan, 
             stream.close()
 
 
+@contextmanager
+def readable_input(request: BatchRequest) -> Iterator[str]:
+    """A path to read the input from, as often as needed: stdin is first
+    copied to a temporary file (removed afterwards) when 'mean' needs two passes."""
+    if request.input_path != "-" or request.options.reduction != "mean":
+        yield request.input_path
+        return
+    spooled = spool_to_temporary(sys.stdin.buffer)
+    try:
+        yield spooled
+    finally:
+        os.unlink(spooled)
+
+
+def computed_blocks(
+    path: str, request: BatchRequest, denominator: float | None
+) -> Iterator[tuple[ParsedBlock, ColumnPlan, SoftmaxCrossEntropyResult, BlockReader]]:
+    """Every block of the input, parsed and run through the core."""
+    for plan, block, reader in read_blocks(path, request):
+        parsed = parse_block(block, plan, request.delimiter)
+        yield parsed, plan, compute_block(parsed, plan, request.options, denominator), reader
+
+
 def mean_denominator(path: str, request: BatchRequest) -> float | None:
     """For reduction 'mean', the weight sum (or row count) of the whole input.
 
@@ -774,11 +798,7 @@ def mean_denominator(path: str, request: BatchRequest) -> float | None:
     """
     if request.options.reduction != "mean":
         return None
-    total = 0.0
-    for plan, block, _ in read_blocks(path, request):
-        parsed = parse_block(block, plan, request.delimiter)
-        total += compute_block(parsed, plan, request.options, None).denominator
-    return total
+    return sum(result.denominator for _, _, result, _ in computed_blocks(path, request, None))
 
 
 def run_batch(request: BatchRequest, on_progress=None) -> BatchSummary:  # type: ignore[no-untyped-def]
@@ -789,14 +809,9 @@ def run_batch(request: BatchRequest, on_progress=None) -> BatchSummary:  # type:
     import time
 
     started = time.perf_counter()
-    options = request.options
-    path = request.input_path
-    spooled = None
-    try:
-        if path == "-" and options.reduction == "mean":
-            spooled = path = spool_to_temporary(sys.stdin.buffer)
+    with readable_input(request) as path:
         denominator = mean_denominator(path, request)
-        summary = BatchSummary(reduction=options.reduction, denominator=denominator or 0.0)
+        summary = BatchSummary(reduction=request.options.reduction, denominator=denominator or 0.0)
         # Ctrl-C between the temporary file's creation and this try would
         # leave it behind: hold SIGINT until the cleanup below is in force.
         release_interrupts = _hold_interrupts()
@@ -806,9 +821,7 @@ def run_batch(request: BatchRequest, on_progress=None) -> BatchSummary:  # type:
             target = OutputTarget(request.output_path, request.input_path)
             writer = BackgroundWriter(target, request.output_format)
             release_interrupts()
-            for plan, block, reader in read_blocks(path, request):
-                parsed = parse_block(block, plan, request.delimiter)
-                result = compute_block(parsed, plan, options, denominator)
+            for parsed, plan, result, reader in computed_blocks(path, request, denominator):
                 summary.add(result)
                 writer.put(output_frame(parsed, plan, result, request.digits, request.output_format == "jsonl"))
                 if on_progress is not None:
@@ -825,9 +838,6 @@ def run_batch(request: BatchRequest, on_progress=None) -> BatchSummary:  # type:
             if target is not None:
                 target.abandon()
             raise
-    finally:
-        if spooled is not None:
-            os.unlink(spooled)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -865,16 +875,10 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
     """Grade the gradient (and loss) columns of a file against the exact values, streaming."""
     from .grading import within
 
-    path = request.input_path
-    spooled = None
-    try:
-        if path == "-" and request.options.reduction == "mean":
-            spooled = path = spool_to_temporary(sys.stdin.buffer)
+    with readable_input(request) as path:
         denominator = mean_denominator(path, request)
         found = FileCheck()
-        for plan, block, _ in read_blocks(path, request):
-            parsed = parse_block(block, plan, request.delimiter)
-            result = compute_block(parsed, plan, request.options, denominator)
+        for parsed, plan, result, _ in computed_blocks(path, request, denominator):
             pairs = []
             if plan.grads:
                 pairs.append((plan.grads, result.gradient))
@@ -883,7 +887,7 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
             wrong = np.zeros(result.num_rows, dtype=bool)
             for columns, expected in pairs:
                 expected = expected.astype(np.float64)
-                given = _numbers(parsed.text, columns, block, plan, request.delimiter)
+                given = _numbers(parsed.text, columns, parsed.block, plan, request.delimiter)
                 allowed = tolerance if tolerance is not None else written_tolerances(parsed.text, columns)
                 ok = within(given, expected, allowed)
                 wrong |= ~ok.all(axis=1)
@@ -896,7 +900,7 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
                 if len(bad):
                     errors = error[bad[:, 0], bad[:, 1]]
                     keep = bad[np.argsort(-errors, kind="stable")[:WORST_SHOWN]]
-                    lines = _record_lines(block, request.delimiter)
+                    lines = _record_lines(parsed.block, request.delimiter)
                     found.worst += [
                         WrongCell(
                             lines[row], columns[col], float(expected[row, col]),
@@ -907,12 +911,9 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
                     found.worst = sorted(found.worst, key=lambda cell: -cell.error)[:WORST_SHOWN]
             found.rows += result.num_rows
             found.wrong_rows += int(wrong.sum())
-        if found.rows == 0:
-            raise DataProblem("the input has a header but no rows")
-        return found
-    finally:
-        if spooled is not None:
-            os.unlink(spooled)
+    if found.rows == 0:
+        raise DataProblem("the input has a header but no rows")
+    return found
 
 
 def written_tolerances(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
