@@ -874,6 +874,7 @@ WORST_SHOWN = 5
 def check_file(request: BatchRequest, tolerance: float | None = None) -> FileCheck:
     """Grade the gradient (and loss) columns of a file against the exact values, streaming."""
     from .grading import within
+    from .numbers import written_tolerances
 
     with readable_input(request) as path:
         denominator = mean_denominator(path, request)
@@ -914,14 +915,3 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
     if found.rows == 0:
         raise DataProblem("the input has a header but no rows")
     return found
-
-
-def written_tolerances(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
-    """Half a unit in the last digit written, cell by cell (as grading.tolerance_of)."""
-    exprs = []
-    for name in columns:
-        text = pl.col(name).str.strip_chars()
-        decimals = text.str.extract(r"\.(\d*)", 1).str.len_chars().fill_null(0)
-        exponent = text.str.extract(r"[eE]([-+]?\d+)", 1).cast(pl.Int64, strict=False).fill_null(0)
-        exprs.append((0.5 * pl.lit(10.0).pow(exponent - decimals)).alias(name))
-    return frame.select(exprs).to_numpy().reshape(frame.height, len(columns))

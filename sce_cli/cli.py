@@ -311,7 +311,7 @@ def print_proofs(console, result, digits: int, verify: bool, jacobian: bool, hes
 
 def proofs_document(result, verify: bool, jacobian: bool, hessian: bool) -> dict:  # type: ignore[no-untyped-def]
     from .render.json_format import matrix
-    from .render.numbers import json_number
+    from .numbers import json_number
 
     found = _proofs(result, verify, jacobian, hessian)
     document: dict = {}

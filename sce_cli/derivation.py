@@ -20,7 +20,7 @@ from .core import (
     loss_gradient_wrt_probabilities,
     softmax_jacobian,
 )
-from .render.numbers import display
+from .numbers import display
 
 #: Up to this many classes every class gets its own line; beyond, the middle is elided.
 MAX_LISTED_CLASSES = 10

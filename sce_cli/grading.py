@@ -14,25 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .core import SoftmaxCrossEntropyResult, softmax_cross_entropy
+from .numbers import WRITTEN_NUMBER, normalise_minus, read_number, tolerance_of
 
 #: Below this (relative to max(1, |expected|)) a difference is float rounding, not a mistake.
 ROUNDING_FLOOR = 1e-9
-
-_DECIMAL = re.compile(r"\s*[+-]?(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?\s*")
-
-
-def tolerance_of(text: str) -> float:
-    """Half a unit in the last place written: 0.090 → 0.0005, 1e-3 → 0.0005, 2 → 0.5.
-
-    A correctly rounded answer is within this of the exact value.
-    """
-    match = _DECIMAL.fullmatch(text.translate(str.maketrans({"\u2212": "-"})))
-    if match is None or not (match.group(1) or match.group(2)):
-        return 0.0  # inf, nan: only the same value matches
-    decimals = len(match.group(2) or "")
-    exponent = int(match.group(3) or 0)
-    return 0.5 * 10.0 ** (exponent - decimals)
-
 
 def within(given: np.ndarray | float, expected: np.ndarray | float, tolerance: np.ndarray | float) -> np.ndarray:
     given, expected = np.asarray(given, dtype=float), np.asarray(expected, dtype=float)
@@ -143,7 +128,7 @@ def check_answer(
         if name not in given:
             continue
         texts = given[name]
-        values = np.array([float(t.replace("\u2212", "-")) for t in texts])
+        values = np.array([read_number(t) for t in texts], dtype=float)
         tolerances = np.full(len(texts), tolerance) if tolerance is not None else np.array([tolerance_of(t) for t in texts])
         expected = exact[name].astype(np.float64)
         ok = within(values, expected, tolerances)
@@ -170,7 +155,7 @@ def digit_slip(text: str, expected: float) -> str | None:
     """Say so when ``text`` is the correctly rounded value with one digit
     changed or two neighbouring digits swapped (the second post's -0.775
     for -0.755)."""
-    match = _DECIMAL.fullmatch(text)
+    match = re.fullmatch(WRITTEN_NUMBER, normalise_minus(text))
     if match is None or match.group(3) or not (match.group(1) or match.group(2)):
         return None
     decimals = len(match.group(2) or "")

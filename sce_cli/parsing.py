@@ -5,29 +5,13 @@ from __future__ import annotations
 import re
 
 from .errors import UsageProblem
-
-# Web pages and PDFs write minus as U+2212; people paste from them.
-_MINUS_SIGNS = str.maketrans({"\u2212": "-", "\u2012": "-", "\u2013": "-"})
-_SEPARATORS = re.compile(r"[,\s;]+")
-
-
-def split_numbers(texts: list[str] | str) -> list[str]:
-    """Split arguments such as ``["2,3", "4"]`` or ``"2, 3; 4"`` into number tokens."""
-    if isinstance(texts, str):
-        texts = [texts]
-    tokens: list[str] = []
-    for text in texts:
-        tokens.extend(t for t in _SEPARATORS.split(text.translate(_MINUS_SIGNS)) if t)
-    return tokens
+from .numbers import normalise_minus, read_number, split_numbers
 
 
 def parse_number(token: str, what: str) -> float:
-    try:
-        value = float(token)
-    except ValueError:
-        raise UsageProblem(
-            f"{what}: {token!r} is not a number; write numbers such as 2, -1.5 or 3e-2"
-        ) from None
+    value = read_number(token)
+    if value is None:
+        raise UsageProblem(f"{what}: {token!r} is not a number; write numbers such as 2, -1.5 or 3e-2")
     return value
 
 
@@ -40,7 +24,7 @@ def parse_numbers(texts: list[str] | str, what: str) -> list[float]:
 
 
 def parse_label(text: str) -> int:
-    token = text.strip().translate(_MINUS_SIGNS)
+    token = normalise_minus(text.strip())
     if not re.fullmatch(r"[+-]?\d+", token):
         raise UsageProblem(
             f"--label: {text!r} is not a class index; labels are 0-based integers such as 0, 1, 2"

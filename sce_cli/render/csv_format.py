@@ -6,7 +6,7 @@ import csv
 import io
 
 from ..core import SoftmaxCrossEntropyResult
-from .numbers import exact
+from ..numbers import exact
 
 GRAD_COLUMNS = ("class", "logit", "target", "probability", "gradient", "loss")
 

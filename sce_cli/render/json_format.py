@@ -9,7 +9,7 @@ import numpy as np
 
 from ..core import SoftmaxCrossEntropyResult
 from ..derivation import Elided, Item, Matrix, Stage
-from .numbers import exact, fill, json_number
+from ..numbers import exact, fill, json_number
 
 
 def grad_document(result: SoftmaxCrossEntropyResult, row: int = 0) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from functools import partial
 
 from ..core import SoftmaxCrossEntropyResult
 from ..derivation import Elided, Equation, Matrix, Stage
-from .numbers import display, fill, given, latex
+from ..numbers import display, fill, given, latex
 from .table import options_summary
 
 

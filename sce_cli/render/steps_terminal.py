@@ -14,7 +14,7 @@ from rich.text import Text
 
 from ..derivation import Elided, Equation, Matrix, Stage
 from .latex_text import to_unicode
-from .numbers import fill, shown
+from ..numbers import fill, shown
 
 _INLINE_MATH = re.compile(r"\$([^$]+)\$")
 

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..core import SoftmaxCrossEntropyResult
-from .numbers import display, given
+from ..numbers import display, given
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 BAR_WIDTH = 8

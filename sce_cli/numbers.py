@@ -1,0 +1,166 @@
+"""Numbers in and out: one place for each rule.
+
+How numbers are written (shortest round trip, rounded for display, LaTeX),
+how typed numbers are read (one set of minus signs, one parser), and how
+many digits an answer was written with says how close it must be (the
+digits-to-tolerance rule). Below both the derivation and the renderers;
+imports nothing of sce.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # numpy is imported where it is used: `sce --help` need not wait for it
+    import numpy as np
+
+#: A float type named as numpy names it ("float64"), or a numpy dtype.
+DTypeName = Any
+
+
+def exact(value: float, dtype: DTypeName = "float64") -> str:
+    """The shortest text that reads back as the same number in ``dtype``.
+
+    float32 values are written with float32's shortest digits (0.09003057, not
+    the float64 expansion 0.09003057330846786 of the same number).
+    """
+    value = float(value)
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if str(dtype) == "float32":
+        import numpy as np
+
+        return str(np.float32(value))
+    return repr(value)
+
+
+def json_number(value: float, dtype: DTypeName = "float64") -> float | str:
+    """A JSON-ready value: a float with the shortest digits, or "inf"/"-inf"/"nan"."""
+    text = exact(value, dtype)
+    return text if text in ("inf", "-inf", "nan") else float(text)
+
+
+def display(value: float, digits: int = 4) -> str:
+    """Round for people: ``digits`` decimals, or ``digits`` significant digits
+    in scientific notation where the fixed form would show 0 or be very long."""
+    value = float(value)
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value == 0:
+        return f"{0:.{digits}f}"
+    magnitude = abs(value)
+    if magnitude < 0.5 * 10.0**-digits or magnitude >= 1e6:
+        return f"{value:.{max(digits - 1, 0)}e}"
+    return f"{value:.{digits}f}"
+
+
+def given(value: float, dtype: DTypeName = "float64") -> str:
+    """An input number as the user would type it: 2 rather than 2.0."""
+    text = exact(value, dtype)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def shown(value: float, digits: int = 4) -> str:
+    """Like :func:`display`, but whole numbers as whole numbers (a one-hot 1, a shift of -2)."""
+    value = float(value)
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return display(value, digits)
+
+
+def latex(value: float, digits: int = 4) -> str:
+    """:func:`shown` in LaTeX: 4.248e-18 becomes 4.248 \\times 10^{-18}."""
+    text = shown(value, digits)
+    if text in ("inf", "-inf"):
+        return text.replace("inf", "\\infty")
+    if text == "nan":
+        return "\\text{NaN}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        return f"{mantissa} \\times 10^{{{int(exponent)}}}"
+    return text
+
+
+_PLACEHOLDER = re.compile(r"⟨(\w+)⟩")
+
+
+def fill(template: str, values: dict[str, float], write: Callable[[float], str]) -> str:
+    """Replace each ⟨name⟩ in ``template`` by ``write(values[name])``."""
+    return _PLACEHOLDER.sub(lambda match: write(values[match.group(1)]), template)
+
+
+# --- reading numbers ----------------------------------------------------------
+
+# Web pages and PDFs write minus as U+2212 (or a dash); people paste from them.
+MINUS_SIGNS = "\u2212\u2012\u2013\ufe63\uff0d"
+_TO_HYPHEN_MINUS = str.maketrans({sign: "-" for sign in MINUS_SIGNS})
+_SEPARATORS = re.compile(r"[,\s;]+")
+
+
+def normalise_minus(text: str) -> str:
+    """Every minus sign people paste, as the ASCII hyphen-minus."""
+    return text.translate(_TO_HYPHEN_MINUS)
+
+
+def split_numbers(texts: list[str] | str) -> list[str]:
+    """Split arguments such as ``["2,3", "4"]`` or ``"2, 3; 4"`` into number tokens."""
+    if isinstance(texts, str):
+        texts = [texts]
+    tokens: list[str] = []
+    for text in texts:
+        tokens.extend(t for t in _SEPARATORS.split(normalise_minus(text)) if t)
+    return tokens
+
+
+def read_number(text: str) -> float | None:
+    """The number ``text`` spells, or None: what Python's float() reads
+    (``1_000``, other scripts' digits, inf, nan), after minus normalisation."""
+    try:
+        return float(normalise_minus(text))
+    except ValueError:
+        return None
+
+
+# --- the digits-to-tolerance rule ---------------------------------------------
+
+#: A written decimal number: its integer digits, decimals and exponent.
+WRITTEN_NUMBER = r"\s*[+-]?(\d*)(?:\.(\d*))?(?:[eE]([-+]?\d+))?\s*"
+_WRITTEN_NUMBER = re.compile(WRITTEN_NUMBER)
+
+
+def half_unit(decimals, exponent):  # type: ignore[no-untyped-def]
+    """Half a unit in the last place written, from the number of decimals and
+    the exponent (scalars or arrays): a correctly rounded answer is within it."""
+    return 0.5 * 10.0 ** (exponent - decimals)
+
+
+def tolerance_of(text: str) -> float:
+    """Half a unit in the last place written: 0.090 → 0.0005, 1e-3 → 0.0005, 2 → 0.5.
+
+    0 for text that is not a decimal number (inf, nan): only the same value matches.
+    """
+    match = _WRITTEN_NUMBER.fullmatch(normalise_minus(text))
+    if match is None or not (match.group(1) or match.group(2)):
+        return 0.0
+    return float(half_unit(len(match.group(2) or ""), int(match.group(3) or 0)))
+
+
+def written_tolerances(frame, columns: tuple[str, ...]) -> "np.ndarray":  # type: ignore[no-untyped-def]
+    """:func:`tolerance_of` for every cell of the named columns of a polars frame."""
+    import polars as pl
+
+    exprs = []
+    for name in columns:
+        text = pl.col(name).str.strip_chars()
+        matched = text.str.contains(f"^{WRITTEN_NUMBER}$") & text.str.contains(r"\d")
+        decimals = text.str.extract(WRITTEN_NUMBER, 2).str.len_chars().fill_null(0)
+        exponent = text.str.extract(WRITTEN_NUMBER, 3).cast(pl.Int64, strict=False).fill_null(0)
+        exprs.append(pl.when(matched).then(half_unit(decimals, exponent)).otherwise(0.0).alias(name))
+    return frame.select(exprs).to_numpy().reshape(frame.height, len(columns))
