@@ -116,13 +116,7 @@ DL_DS = r"\frac{\partial L}{\partial \mathbf{s}}"
 def build_derivation(result: SoftmaxCrossEntropyResult, digits: int = 4) -> list[Stage]:
     """The stages for row 0 of ``result``: the one-hot route of the two posts
     when no option changes it, else the general forms."""
-    classic = (
-        result.labels is not None
-        and result.options.label_smoothing == 0
-        and result.options.weight is None
-        and result.options.temperature == 1.0
-        and result.options.dtype == np.float64
-    )
+    classic = result.labels is not None and result.options.is_plain
     stages = [_setup(result), _softmax(result)]
     if classic:
         stages += _one_hot_route(result, digits)
@@ -175,14 +169,14 @@ def _setup(result: SoftmaxCrossEntropyResult) -> Stage:
             "Class weights $\\mathbf{w}$ multiply each class's term of the loss: "
             "$L = -\\sum_i w_i y_i \\log s_i$."
         )
-        items.append(vector("w", r"\mathbf{w}", options.weight, important))
+        items.append(vector("w", r"\mathbf{w}", result.class_weights, important))
     if options.temperature != 1.0:
         notes.append(
             f"Temperature $T = {_plain(options.temperature)}$ divides the logits before the softmax, "
             "$\\mathbf{s} = S(\\mathbf{z} / T)$, and the chain rule through $\\mathbf{z} / T$ "
             "multiplies the gradient by $1 / T$."
         )
-    if options.dtype == np.float32:
+    if options.dtype == "float32":
         notes.append(
             "Everything is computed in float32 (about 7 significant digits), as a float32 framework would."
         )

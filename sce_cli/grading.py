@@ -67,7 +67,7 @@ def usual_mistakes(result: SoftmaxCrossEntropyResult, recompute: Callable[..., S
     g = result.gradient[0].astype(np.float64)
     y = result.target[0].astype(np.float64)
     w = result.class_weights.astype(np.float64)
-    scale = 1.0 / (options.temperature * result.denominator)
+    scale = result.gradient_scale
     loss = result.reported_loss()
     found = [
         Mistake("the probabilities, without subtracting 1 at the correct class (∂L/∂z = s - y)", "gradient", g + w * y * scale),

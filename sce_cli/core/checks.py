@@ -1,0 +1,194 @@
+"""Checking the core's inputs: every problem an :class:`InvalidInput` that says where."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ..options import FLOAT_TYPES, REDUCTIONS, LossOptions
+from .result import InvalidInput
+
+#: How far a row of probability targets may sum from 1 before it is rejected.
+TARGET_SUM_TOLERANCE = 1e-6
+
+
+def float_type_name(dtype: Any) -> str:
+    """"float64" or "float32" for anything numpy reads as those types."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in FLOAT_TYPES:
+        raise InvalidInput(f"unsupported dtype {dtype!r}", field="dtype", hint="use float64 or float32")
+    return name
+
+
+def weight_tuple(weight: ArrayLike | None) -> tuple[float, ...] | None:
+    """Class weights as the options hold them: a tuple of floats, or None."""
+    if weight is None:
+        return None
+    try:
+        array = np.asarray(weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidInput("weights must be numbers", field="weight") from None
+    if array.ndim != 1:
+        raise InvalidInput("weight must be a vector, one number per class", field="weight")
+    return tuple(float(w) for w in array)
+
+
+def validated_options(options: LossOptions) -> tuple[np.dtype, np.ndarray | None]:
+    """Check every option; return the float type and the class weights (None for all 1)."""
+    dtype = np.dtype(float_type_name(options.dtype))
+    if options.reduction not in REDUCTIONS:
+        raise InvalidInput(
+            f"unknown reduction {options.reduction!r}", field="reduction", hint="use none, mean or sum"
+        )
+    _check_label_smoothing(options.label_smoothing)
+    _check_temperature(options.temperature)
+    if isinstance(options.ignore_index, bool) or not isinstance(options.ignore_index, (int, np.integer)):
+        raise InvalidInput(f"ignore_index {options.ignore_index!r} is not an integer", field="ignore_index")
+    return dtype, _checked_weights(options.weight, dtype)
+
+
+def _check_label_smoothing(value: float) -> None:
+    # PyTorch silently treats a negative ε as 0; a typo deserves an error instead.
+    if not 0.0 <= float(value) <= 1.0:
+        raise InvalidInput(
+            f"label smoothing {value!r} is outside [0, 1]",
+            field="label_smoothing",
+            hint="use a value from 0 (none) to 1",
+        )
+
+
+def _check_temperature(value: float) -> None:
+    if not (float(value) > 0 and np.isfinite(float(value))):
+        raise InvalidInput(
+            f"temperature {value!r} is not a positive finite number",
+            field="temperature",
+            hint="use T > 0 (1 leaves the logits as they are)",
+        )
+
+
+def _checked_weights(weight: tuple[float, ...] | None, dtype: np.dtype) -> np.ndarray | None:
+    if weight is None:
+        return None
+    weights = np.asarray(weight_tuple(weight), dtype=np.float64)
+    for column, value in enumerate(weights):
+        if not np.isfinite(value) or value < 0:
+            raise InvalidInput(
+                f"weight {float(value):g} is not a non-negative finite number",
+                field="weight",
+                column=column,
+                hint="class weights must be >= 0",
+            )
+    return weights.astype(dtype)
+
+
+def class_weights(weights: np.ndarray | None, n_classes: int, dtype: np.dtype) -> np.ndarray:
+    """The K class weights: as given (after a check of their number), or all 1."""
+    if weights is None:
+        return np.ones(n_classes, dtype)
+    if weights.shape != (n_classes,):
+        raise InvalidInput(
+            f"{weights.size} weights for {n_classes} classes",
+            field="weight",
+            hint=f"give one weight per class ({n_classes})",
+        )
+    return weights
+
+
+def checked_logits(logits: ArrayLike, dtype: np.dtype) -> np.ndarray:
+    z = np.asarray(logits)
+    if z.dtype.kind not in "biuf":
+        raise InvalidInput("logits must be numbers", field="logits")
+    z = z.astype(dtype, copy=False)
+    if z.ndim == 1:
+        z = z[None, :]
+    if z.ndim != 2:
+        raise InvalidInput(f"logits must be N×K, not {z.ndim}-dimensional", field="logits")
+    if z.shape[0] == 0 or z.shape[1] == 0:
+        raise InvalidInput("no logits", field="logits", hint="give at least one class")
+    bad = np.isnan(z) | (z == np.inf)
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        raise InvalidInput(
+            f"logit {float(z[row, column]):g} is not allowed",
+            field="logits",
+            row=row,
+            column=column,
+            hint="logits must be finite numbers or -inf (a masked class)",
+        )
+    all_masked = np.all(z == -np.inf, axis=1)
+    if all_masked.any():
+        raise InvalidInput(
+            "every logit in the row is -inf, so the softmax is undefined",
+            field="logits",
+            row=int(np.flatnonzero(all_masked)[0]),
+            hint="leave at least one class finite",
+        )
+    return z
+
+
+def checked_labels(labels: ArrayLike, n_rows: int, n_classes: int, ignore_index: int) -> np.ndarray:
+    label_arr = np.asarray(labels)
+    if label_arr.ndim == 0:
+        label_arr = label_arr[None]
+    if label_arr.shape != (n_rows,):
+        raise InvalidInput(f"{label_arr.size} labels for {n_rows} rows", field="labels")
+    if label_arr.dtype.kind == "f":
+        fractional = label_arr != np.round(label_arr)
+        if fractional.any() or not np.isfinite(label_arr).all():
+            row = int(np.flatnonzero(fractional | ~np.isfinite(label_arr))[0])
+            raise InvalidInput(
+                f"label {float(label_arr[row]):g} is not an integer", field="labels", row=row,
+                hint="labels are 0-based class indices",
+            )
+    elif label_arr.dtype.kind not in "biu":
+        raise InvalidInput("labels must be integers", field="labels")
+    label_arr = label_arr.astype(np.int64)
+    bad = ((label_arr < 0) | (label_arr >= n_classes)) & (label_arr != ignore_index)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        problem = "is negative" if label_arr[row] < 0 else f"is out of range for {n_classes} classes"
+        raise InvalidInput(
+            f"label {label_arr[row]} {problem}",
+            field="labels",
+            row=row,
+            hint=f"labels are 0-based: use 0 to {n_classes - 1} (or {ignore_index} to ignore the row)",
+        )
+    return label_arr
+
+
+def checked_targets(targets: ArrayLike, n_rows: int, n_classes: int, dtype: np.dtype) -> np.ndarray:
+    y = np.asarray(targets, dtype=np.float64)
+    if y.ndim == 1:
+        y = y[None, :]
+    if y.shape != (n_rows, n_classes):
+        raise InvalidInput(
+            f"targets have {y.shape[-1]} entries per row for {n_classes} classes",
+            field="targets",
+            hint=f"give one probability per class ({n_classes})",
+        )
+    bad = ~np.isfinite(y) | (y < 0)
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        raise InvalidInput(
+            f"target {float(y[row, column]):g} is not a probability",
+            field="targets",
+            row=row,
+            column=column,
+            hint="target entries must be >= 0 and sum to 1",
+        )
+    sums = y.sum(axis=1)
+    off = np.abs(sums - 1) > TARGET_SUM_TOLERANCE
+    if off.any():
+        row = int(np.flatnonzero(off)[0])
+        raise InvalidInput(
+            f"targets sum to {sums[row]:.10g}, not 1",
+            field="targets",
+            row=row,
+            hint=f"make them sum to 1 (within {TARGET_SUM_TOLERANCE:g})",
+        )
+    return y.astype(dtype)
