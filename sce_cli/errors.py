@@ -31,6 +31,17 @@ class DataProblem(SceError):
         super().__init__(message, DATA)
 
 
+class OptionProblem(SceError):
+    """A problem with the value of one option, named by its field (``label_col``,
+    ``output_path``, ``encoding``…) rather than by a flag: the library does not
+    know the command line; the command line words the field as its flag."""
+
+    def __init__(self, option: str, problem: str, exit_code: int = USAGE) -> None:
+        super().__init__(f"{option}: {problem}", exit_code)
+        self.option = option
+        self.problem = problem
+
+
 #: Where each core input comes from on the command line.
 OPTION_OF_FIELD = {
     "logits": "LOGITS",
