@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..core import SoftmaxCrossEntropyResult
 from ..numbers import WRITTEN_NUMBER, normalise_minus, read_number, tolerance_of
@@ -46,9 +46,9 @@ class QuantityCheck:
 
 def check_answer(
     result: SoftmaxCrossEntropyResult,
-    recompute: Callable[..., SoftmaxCrossEntropyResult],
     given: dict[str, list[str]],
     tolerance: float | None = None,
+    targets: ArrayLike | None = None,
 ) -> list[QuantityCheck]:
     """Compare the given texts (per quantity: 'gradient', 'probabilities', 'loss')
     with the exact values; name a usual mistake where the answer matches one."""
@@ -70,7 +70,7 @@ def check_answer(
         mistake = None
         if not ok.all():
             if mistakes is None:
-                mistakes = usual_mistakes(result, recompute)
+                mistakes = usual_mistakes(result, targets)
             mistake = next(
                 (m.name for m in mistakes if m.quantity == name and within(values, m.value, tolerances).all()),
                 None,

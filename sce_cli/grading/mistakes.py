@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from ..core import SoftmaxCrossEntropyResult
+from ..core import SoftmaxCrossEntropyResult, softmax_cross_entropy
 
 
 @dataclass(frozen=True)
@@ -18,11 +20,38 @@ class Mistake:
     value: np.ndarray
 
 
-def usual_mistakes(result: SoftmaxCrossEntropyResult, recompute: Callable[..., SoftmaxCrossEntropyResult]) -> list[Mistake]:
+def rerun(
+    result: SoftmaxCrossEntropyResult,
+    targets: ArrayLike | None = None,
+    *,
+    label: int | None = None,
+    **changes: Any,
+) -> SoftmaxCrossEntropyResult:
+    """Row 0 of ``result`` again, with some options (or the label) changed.
+
+    ``targets`` are the probability targets as given (before smoothing).
+    Silent: a what-if's warnings are not the user's business.
+    """
+    labels = None if result.labels is None else [int(result.labels[0]) if label is None else label]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return softmax_cross_entropy(
+            result.logits[:1],
+            labels,
+            targets=None if labels is not None else targets,
+            options=result.options.replace(**changes),
+        )
+
+
+def usual_mistakes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None = None) -> list[Mistake]:
     """What the usual slips give, for the gradient, the probabilities and the loss.
 
-    ``recompute(**changes)`` reruns the core with some options changed.
+    ``targets`` are the probability targets as given, if any (before smoothing).
     """
+
+    def recompute(label: int | None = None, **changes: Any) -> SoftmaxCrossEntropyResult:
+        return rerun(result, targets, label=label, **changes)
+
     options = result.options
     p = result.probabilities[0].astype(np.float64)
     g = result.gradient[0].astype(np.float64)
@@ -63,7 +92,7 @@ def usual_mistakes(result: SoftmaxCrossEntropyResult, recompute: Callable[..., S
     if result.labels is not None and int(result.labels[0]) >= 1:
         # A label read as 1-based: "--label 2" taken to mean the second class.
         label = int(result.labels[0])
-        other = recompute(labels=label - 1)
+        other = recompute(label=label - 1)
         why = f"labels are 0-based, so --label {label} is the class at index {label}"
         found.append(Mistake(f"the gradient for class {label - 1}: {why}", "gradient", other.gradient[0].astype(np.float64)))
         found.append(Mistake(f"the loss for class {label - 1}: {why}", "loss", np.array([other.reported_loss()])))

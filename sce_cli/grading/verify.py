@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,17 +53,17 @@ def verify_gradient(result: SoftmaxCrossEntropyResult) -> Verification:
     labels = result.labels
 
     def loss_of(logits: np.ndarray) -> float:
-        moved = softmax_cross_entropy(
-            logits,
-            labels,
-            # For probability targets the effective (already smoothed) target is passed as it is.
-            targets=None if labels is not None else result.target[:1],
-            weight=options.weight,
-            label_smoothing=options.label_smoothing if labels is not None else 0.0,
-            ignore_index=options.ignore_index,
-            reduction=options.reduction,
-            temperature=options.temperature,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the result's own warnings were reported already
+            moved = softmax_cross_entropy(
+                logits,
+                labels,
+                # For probability targets the effective (already smoothed) target is passed as it is.
+                targets=None if labels is not None else result.target[:1],
+                options=options.replace(
+                    dtype="float64", label_smoothing=options.label_smoothing if labels is not None else 0.0
+                ),
+            )
         return moved.reported_loss()
 
     return finite_difference_check(result, loss_of)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..core import SoftmaxCrossEntropyResult
 from ..derivation import Elided, Item, Matrix, Stage
+from ..proofs import Proofs
 from ..numbers import exact, fill, json_number
 
 
@@ -42,6 +43,11 @@ def grad_document(result: SoftmaxCrossEntropyResult, row: int = 0) -> dict[str, 
 
 def dumps(document: Any) -> str:
     return json.dumps(document, ensure_ascii=False, indent=2)
+
+
+def steps_json_document(result: SoftmaxCrossEntropyResult, stages: list[Stage]) -> dict[str, Any]:
+    """``sce grad --steps --format json``: the result's document with the stages under ``steps``."""
+    return {**grad_document(result), "steps": steps_document(stages, result.dtype)}
 
 
 def steps_document(stages: list[Stage], dtype: np.dtype) -> list[dict[str, Any]]:
@@ -120,3 +126,28 @@ def file_check_document(found) -> dict[str, Any]:  # type: ignore[no-untyped-def
             for c in found.worst
         ],
     }
+
+
+def proofs_document(proofs: Proofs) -> dict[str, Any]:
+    """The keys ``verify``, ``jacobian`` and ``hessian`` that ``sce grad --format json`` adds."""
+    document: dict[str, Any] = {}
+    if proofs.verification is not None:
+        check = proofs.verification
+        document["verify"] = {
+            "numeric": [json_number(v) for v in check.numeric],
+            "steps": [json_number(v) for v in check.steps],
+            "relative_difference": [json_number(v) for v in check.relative_difference],
+            "max_relative_difference": json_number(check.worst),
+        }
+    if proofs.jacobian is not None:
+        document["jacobian"] = {
+            "ds_dz": matrix(proofs.jacobian.jacobian),
+            "dL_ds": [json_number(v) for v in proofs.jacobian.dl_ds],
+            "product": [json_number(v) for v in proofs.jacobian.product],
+        }
+    if proofs.hessian is not None:
+        document["hessian"] = {
+            "matrix": matrix(proofs.hessian.hessian),
+            "eigenvalues": [json_number(v) for v in proofs.hessian.eigenvalues],
+        }
+    return document

@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..core import SoftmaxCrossEntropyResult
+from ..proofs import HessianProof, JacobianProof, Proofs
 from ..numbers import display, given
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -181,21 +182,33 @@ def matrix_table(matrix, digits: int) -> Table:  # type: ignore[no-untyped-def]
 MAX_PRINTED_MATRIX = 12
 
 
-def print_jacobian(console: Console, jacobian, dl_ds, product, gradient, digits: int = 4) -> None:  # type: ignore[no-untyped-def]
+def print_proofs(console: Console, proofs: Proofs, digits: int = 4) -> None:
+    """--jacobian, --hessian and --verify, in that order, after the result table."""
+    if proofs.jacobian is not None:
+        print_jacobian(console, proofs.jacobian, digits)
+    if proofs.hessian is not None:
+        print_hessian(console, proofs.hessian, digits)
+    if proofs.verification is not None:
+        print_verification(console, proofs.verification, digits)
+
+
+def print_jacobian(console: Console, proof: JacobianProof, digits: int = 4) -> None:
+    jacobian = proof.jacobian
     console.print(Text("--jacobian: ∂L/∂z = ∂L/∂s · ∂s/∂z", style="bold"))
     if len(jacobian) <= MAX_PRINTED_MATRIX:
         console.print("∂s/∂z = diag(s) - s sᵀ")
         console.print(matrix_table(jacobian, digits))
     else:
         console.print(f"∂s/∂z = diag(s) - s sᵀ is {len(jacobian)}×{len(jacobian)}: too large to print.")
-    console.print("∂L/∂s = (" + ", ".join(display(v, digits) for v in dl_ds) + ")")
-    console.print("∂L/∂s · ∂s/∂z = (" + ", ".join(display(v, digits) for v in product) + ")")
-    difference = float(max(abs(a - b) for a, b in zip(product, gradient)))
+    console.print("∂L/∂s = (" + ", ".join(display(v, digits) for v in proof.dl_ds) + ")")
+    console.print("∂L/∂s · ∂s/∂z = (" + ", ".join(display(v, digits) for v in proof.product) + ")")
+    difference = float(max(abs(a - b) for a, b in zip(proof.product, proof.gradient)))
     console.print(f"max |product - gradient| = {display(difference, 1)}")
     console.print()
 
 
-def print_hessian(console: Console, hessian, eigenvalues, digits: int = 4) -> None:  # type: ignore[no-untyped-def]
+def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> None:
+    hessian, eigenvalues = proof.hessian, proof.eigenvalues
     console.print(Text("--hessian: ∇²L with respect to the logits", style="bold"))
     if len(hessian) <= MAX_PRINTED_MATRIX:
         console.print("∇²L = (Σ_c w_c y_c) (diag(s) - s sᵀ) / T²")

@@ -1,0 +1,109 @@
+"""``sce batch``: every row of a file through the core, streaming."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Optional
+
+import typer
+
+from ..commandline import say_warning
+from .declarations import (
+    BatchFormat,
+    DelimiterOption,
+    DType,
+    DTypeOption,
+    EncodingOption,
+    IgnoreIndexOption,
+    LabelColOption,
+    LogitColsOption,
+    NoHeaderOption,
+    ReductionChoice,
+    ReductionOption,
+    SmoothingOption,
+    TargetColsOption,
+    TemperatureOption,
+    WeightOption,
+)
+from .files import file_request, output_format_for
+from .inputs import check_digits, parse_loss_options
+
+
+def batch(
+    input_path: Annotated[
+        str, typer.Argument(metavar="INPUT", help="A CSV or TSV file, or - for stdin.", show_default=False)
+    ],
+    output: Annotated[
+        Optional[str],
+        typer.Option("--output", "-o", help="Output file (default: stdout). Written whole or not at all."),
+    ] = None,
+    label_col: LabelColOption = None,
+    logit_cols: LogitColsOption = None,
+    target_cols: TargetColsOption = None,
+    no_header: NoHeaderOption = False,
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = "utf-8",
+    smoothing: SmoothingOption = 0.0,
+    weight: WeightOption = None,
+    temperature: TemperatureOption = 1.0,
+    reduction: ReductionOption = ReductionChoice.none,
+    ignore_index: IgnoreIndexOption = -100,
+    dtype: DTypeOption = DType.float64,
+    digits: Annotated[
+        Optional[int], typer.Option("--digits", "-d", help="Round output floats to N significant digits (default: full precision).")
+    ] = None,
+    output_format: Annotated[
+        Optional[BatchFormat], typer.Option("--format", "-f", help="csv, tsv or jsonl (default: from -o's name, else like the input).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
+) -> None:
+    """Probabilities, loss and gradient for every row of a CSV file, streaming.
+
+    Example: sce batch samples/batch.csv -o scored.csv
+    """
+    if digits is not None:
+        check_digits(digits)
+    options = parse_loss_options(
+        smoothing=smoothing, weight=weight, temperature=temperature, reduction=reduction,
+        ignore_index=ignore_index, dtype=dtype,
+    )
+    request = file_request(
+        input_path, output, options, label_col=label_col, logit_cols=logit_cols, target_cols=target_cols,
+        no_header=no_header, delimiter=delimiter, encoding=encoding, digits=digits,
+    )
+    request.output_format = output_format_for(
+        None if output_format is None else output_format.value, output, request.delimiter
+    )
+    from rich.console import Console
+
+    from ..batch_io import run_batch
+
+    stderr = Console(stderr=True, highlight=False)
+    if quiet or not stderr.is_terminal:
+        summary = run_batch(request)
+    else:
+        summary = _run_with_progress(request, stderr)
+    if summary.reduction == "mean" and summary.denominator == 0:
+        say_warning("every row is ignored or has weight 0, so the mean divides by 0: the loss is NaN")
+    if summary.infinite_losses:
+        say_warning(f"{summary.infinite_losses:,} rows have an infinite loss (a target class with probability 0)")
+    if not quiet:
+        from ..render.table import batch_summary_table
+
+        stderr.print(batch_summary_table(summary))
+
+
+def _run_with_progress(request, stderr):  # type: ignore[no-untyped-def]
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..batch_io import run_batch
+
+    path = request.input_path
+    size = os.path.getsize(path) if path != "-" and os.path.isfile(path) else None
+    # Progress redirects stdout by default, which would put the bar into the output stream.
+    with Progress(
+        TextColumn("sce batch"), BarColumn(), TextColumn("{task.fields[rows]:,} rows"), TimeElapsedColumn(),
+        console=stderr, redirect_stdout=False, redirect_stderr=False, transient=True,
+    ) as progress:
+        task = progress.add_task("rows", total=size, rows=0)
+        return run_batch(request, on_progress=lambda done, rows: progress.update(task, completed=done, rows=rows))

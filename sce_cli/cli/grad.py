@@ -1,0 +1,135 @@
+"""``sce grad``: one vector of logits, its loss and gradient, and their explanations."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ..errors import UsageProblem
+from .declarations import (
+    DigitsOption,
+    DType,
+    DTypeOption,
+    GradFormat,
+    IgnoreIndexOption,
+    LabelOption,
+    LogitsArgument,
+    ReductionChoice,
+    ReductionOption,
+    SmoothingOption,
+    TargetOption,
+    TemperatureOption,
+    WeightOption,
+)
+from .inputs import check_digits, parse_loss_options, parse_vector_input, run_core, stdout_console
+
+if TYPE_CHECKING:
+    from ..core import SoftmaxCrossEntropyResult
+    from ..proofs import Proofs
+
+
+def grad(
+    logits: LogitsArgument = None,
+    label: LabelOption = None,
+    target: TargetOption = None,
+    smoothing: SmoothingOption = 0.0,
+    weight: WeightOption = None,
+    temperature: TemperatureOption = 1.0,
+    reduction: ReductionOption = ReductionChoice.none,
+    ignore_index: IgnoreIndexOption = -100,
+    dtype: DTypeOption = DType.float64,
+    digits: DigitsOption = 4,
+    output_format: Annotated[
+        GradFormat,
+        typer.Option(
+            "--format", "-f", help="table (for people), markdown, json or csv (full precision)."
+        ),
+    ] = GradFormat.table,
+    steps: Annotated[
+        bool, typer.Option("--steps", help="Derive the result stage by stage with these numbers.")
+    ] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Check the gradient against central finite differences of the loss.")
+    ] = False,
+    jacobian: Annotated[
+        bool, typer.Option("--jacobian", help="Show ∂s/∂z = diag(s) - s sᵀ, ∂L/∂s and their product.")
+    ] = False,
+    hessian: Annotated[
+        bool, typer.Option("--hessian", help="Show ∇²L with respect to the logits and its eigenvalues.")
+    ] = False,
+) -> None:
+    """Probabilities, loss and gradient ∂L/∂z for one vector of logits.
+
+    Example: sce grad 2 3 4 --label 1
+    """
+    check_digits(digits)
+    _check_format(output_format, steps, verify, jacobian, hessian)
+    vector = parse_vector_input(logits, label, target)
+    options = parse_loss_options(
+        smoothing=smoothing, weight=weight, temperature=temperature, reduction=reduction,
+        ignore_index=ignore_index, dtype=dtype, classes=len(vector.logits),
+    )
+    result = run_core(vector, options)
+    if steps:
+        _print_derivation(result, digits, output_format)
+        return
+    from ..proofs import prove
+
+    proofs = prove(result, verify=verify, jacobian=jacobian, hessian=hessian)
+    _print_result(result, proofs, digits, output_format)
+
+
+def _check_format(output_format: GradFormat, steps: bool, verify: bool, jacobian: bool, hessian: bool) -> None:
+    if steps and output_format is GradFormat.csv:
+        raise UsageProblem("--steps cannot be written as csv; use --format table, markdown or json")
+    extras = [name for name, on in (("--verify", verify), ("--jacobian", jacobian), ("--hessian", hessian)) if on]
+    if extras and output_format in (GradFormat.csv, GradFormat.markdown):
+        raise UsageProblem(f"{extras[0]} is shown as a table or in JSON; use --format table or json")
+
+
+def _print_result(result: SoftmaxCrossEntropyResult, proofs: Proofs, digits: int, output_format: GradFormat) -> None:
+    if output_format is GradFormat.json:
+        from ..render.json_format import dumps, grad_document, proofs_document
+
+        sys.stdout.write(dumps({**grad_document(result), **proofs_document(proofs)}) + "\n")
+    elif output_format is GradFormat.markdown:
+        from ..render.markdown_format import grad_markdown
+
+        sys.stdout.write(grad_markdown(result, digits))
+    elif output_format is GradFormat.csv:
+        from ..render.csv_format import grad_csv
+
+        sys.stdout.write(grad_csv(result))
+    else:
+        from ..render.table import print_grad, print_proofs
+
+        console = stdout_console()
+        print_grad(console, result, digits)
+        if proofs.any:
+            console.print()
+            print_proofs(console, proofs, digits)
+
+
+def _print_derivation(result: SoftmaxCrossEntropyResult, digits: int, output_format: GradFormat) -> None:
+    from ..derivation import build_derivation
+
+    if result.labels is not None and not result.counted[0]:
+        raise UsageProblem(
+            f"--steps: label {int(result.labels[0])} is the ignore index, so the loss is 0 "
+            "and there is nothing to derive; give a class index"
+        )
+    stages = build_derivation(result, digits)
+    if output_format is GradFormat.json:
+        from ..render.json_format import dumps, steps_json_document
+
+        sys.stdout.write(dumps(steps_json_document(result, stages)) + "\n")
+    elif output_format is GradFormat.markdown:
+        from ..render.markdown_format import steps_markdown
+
+        sys.stdout.write(steps_markdown(stages, digits))
+    else:
+        from ..render.steps_terminal import print_steps
+
+        print_steps(stdout_console(), stages, digits)

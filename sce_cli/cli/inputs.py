@@ -1,0 +1,131 @@
+"""What was typed, read into the core's inputs: one vector, its target, one LossOptions.
+
+Every problem becomes a :class:`UsageProblem` that names the argument.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..commandline import say_warning
+from ..errors import UsageProblem, command_line_problem
+from ..numbers import normalise_minus, read_number, split_numbers
+from ..options import LossOptions
+from .declarations import DType, ReductionChoice
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..core import SoftmaxCrossEntropyResult
+
+
+def parse_number(token: str, what: str) -> float:
+    value = read_number(token)
+    if value is None:
+        raise UsageProblem(f"{what}: {token!r} is not a number; write numbers such as 2, -1.5 or 3e-2")
+    return value
+
+
+def parse_numbers(texts: list[str] | str, what: str) -> list[float]:
+    """Parse a list of numbers; ``what`` names the argument in errors (``--weight``)."""
+    tokens = split_numbers(texts)
+    if not tokens:
+        raise UsageProblem(f"{what}: no numbers given")
+    return [parse_number(token, f"{what} (entry {i})") for i, token in enumerate(tokens)]
+
+
+def parse_label(text: str) -> int:
+    token = normalise_minus(text.strip())
+    if not re.fullmatch(r"[+-]?\d+", token):
+        raise UsageProblem(
+            f"--label: {text!r} is not a class index; labels are 0-based integers such as 0, 1, 2"
+        )
+    return int(token)
+
+
+@dataclass(frozen=True)
+class VectorInput:
+    """One vector of logits and its target, as typed on the command line."""
+
+    logits: list[float]
+    label: int | None
+    targets: list[float] | None
+
+
+def parse_vector_input(logit_texts: list[str] | None, label: str | None, target: str | None) -> VectorInput:
+    if not logit_texts:
+        raise UsageProblem("no logits given; type them after the command, e.g. sce grad 2 3 4 --label 1")
+    logits = parse_numbers(logit_texts, "LOGITS")
+    if label is not None and target is not None:
+        raise UsageProblem("give either --label or --target, not both")
+    if label is None and target is None:
+        raise UsageProblem(
+            "say which class is correct with --label C (0-based), or give probabilities with --target P1,P2,..."
+        )
+    targets = None if target is None else parse_numbers(target, "--target")
+    _check_count("--target", targets, len(logits))
+    return VectorInput(logits, None if label is None else parse_label(label), targets)
+
+
+def parse_loss_options(
+    *,
+    smoothing: float,
+    weight: str | None,
+    temperature: float,
+    reduction: ReductionChoice,
+    ignore_index: int,
+    dtype: DType,
+    classes: int | None = None,
+) -> LossOptions:
+    """The one options object every command builds; ``classes``, where known, checks --weight's count."""
+    weights = None if weight is None else parse_numbers(weight, "--weight")
+    if classes is not None:
+        _check_count("--weight", weights, classes)
+    return LossOptions(
+        weight=None if weights is None else tuple(weights),
+        label_smoothing=smoothing,
+        ignore_index=ignore_index,
+        reduction=reduction.value,  # type: ignore[arg-type]
+        temperature=temperature,
+        dtype=dtype.value,  # type: ignore[arg-type]
+    )
+
+
+def _check_count(option: str, values: list[float] | None, classes: int) -> None:
+    if values is not None and len(values) != classes:
+        raise UsageProblem(f"{option}: {len(values)} numbers for {classes} logits; give one per class")
+
+
+def run_core(vector: VectorInput, options: LossOptions) -> SoftmaxCrossEntropyResult:
+    """Run the core as asked; each of its warnings becomes one line on stderr."""
+    from ..core import InvalidInput, softmax_cross_entropy
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = softmax_cross_entropy(
+                vector.logits,
+                None if vector.label is None else vector.label,
+                targets=vector.targets,
+                options=options,
+            )
+        except InvalidInput as error:
+            raise command_line_problem(error) from None
+    for warning in caught:
+        say_warning(str(warning.message))
+    return result
+
+
+def check_digits(digits: int) -> None:
+    if not 1 <= digits <= 17:
+        raise UsageProblem(f"--digits: {digits} is out of range; use 1 to 17")
+
+
+def stdout_console() -> Console:
+    from rich.console import Console
+
+    return Console(file=sys.stdout, highlight=False)
