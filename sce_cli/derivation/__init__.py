@@ -1,0 +1,28 @@
+"""The derivation of ``sce grad --steps``, stage by stage, as data.
+
+Stages are built from a core result (they compute nothing the core already
+computed: probabilities, losses and gradient come from the result) and are
+rendered per format by ``render.steps_*``, ``render.markdown_format`` and
+``render.json_format``.
+"""
+
+from __future__ import annotations
+
+from ..core import SoftmaxCrossEntropyResult
+from .general import general_stages
+from .jacobian import jacobian_stage
+from .one_hot import one_hot_stages
+from .opening import setup_stage, softmax_stage
+from .stages import Elided, Equation, Item, Matrix, Stage
+
+__all__ = ["Elided", "Equation", "Item", "Matrix", "Stage", "build_derivation"]
+
+
+def build_derivation(result: SoftmaxCrossEntropyResult, digits: int = 4) -> list[Stage]:
+    """The stages for row 0 of ``result``: the one-hot route of the two posts
+    when no option changes it, else the general forms."""
+    one_hot = result.labels is not None and result.options.is_plain
+    stages = [setup_stage(result), softmax_stage(result)]
+    stages += one_hot_stages(result, digits) if one_hot else general_stages(result, digits)
+    stages.append(jacobian_stage(result, one_hot))
+    return stages

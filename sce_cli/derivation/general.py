@@ -1,0 +1,154 @@
+"""The general route: soft or smoothed targets, weights, temperature: (s Σ w y − w ⊙ y) / T."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core import SoftmaxCrossEntropyResult, loss_gradient_wrt_probabilities
+from ..numbers import display
+from .stages import (
+    DL_DZ,
+    Equation,
+    Item,
+    Stage,
+    denominator_notes,
+    important_classes,
+    per_class,
+    plain,
+    reduced_note,
+    rounding_of_sum,
+    scale_factor,
+    vector,
+)
+
+
+def general_stages(result: SoftmaxCrossEntropyResult, digits: int) -> list[Stage]:
+    return [
+        _loss_stage(result, digits),
+        _chain_stage(result),
+        _softmax_derivative_stage(),
+        _combine_stage(result),
+        _result_stage(result),
+    ]
+
+
+def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
+    s = result.probabilities[0].astype(np.float64)
+    y = result.target[0].astype(np.float64)
+    w = result.class_weights.astype(np.float64)
+    log_s = result.log_probabilities[0].astype(np.float64)
+    row_loss = float(result.losses[0])
+
+    def term(k: int) -> Equation:
+        value = 0.0 if y[k] == 0 else -(w[k] * y[k] * log_s[k])
+        return Equation(
+            f"-w_{{{k}}} y_{{{k}}} \\log s_{{{k}}}",
+            "-⟨w⟩ \\times ⟨y⟩ \\times \\log(⟨s⟩) = ⟨t⟩",
+            {"w": float(w[k]), "y": float(y[k]), "s": float(s[k]), "t": value},
+        )
+
+    loss_notes = [
+        "With a target that is not one-hot (or with weights), no term drops out: "
+        "$L = -\\sum_i w_i y_i \\log s_i$, with $0 \\log 0 = 0$."
+    ]
+    if result.labels is not None and result.options.label_smoothing:
+        loss_notes.append(
+            "This equals PyTorch's $(1 - \\varepsilon)\\,w_c(-\\log s_c) + "
+            "\\frac{\\varepsilon}{K} \\, \\sum_i w_i(-\\log s_i)$."
+        )
+    loss_items: list[Item] = per_class(result.num_classes, important_classes(result), term)
+    shown_terms = [float(display(item.values["t"], digits)) for item in loss_items if isinstance(item, Equation)]
+    if len(shown_terms) == result.num_classes and display(sum(shown_terms), digits) != display(row_loss, digits):
+        loss_notes.append(
+            f"The terms as shown add up to ${display(sum(shown_terms), digits)}$; the exact terms give "
+            f"$L = {plain(row_loss)}$, the value shown."
+        )
+    loss_items.append(Equation("L = -\\sum_i w_i y_i \\log s_i", "⟨L⟩", {"L": row_loss}))
+    reduced = reduced_note(result)
+    if reduced:
+        loss_notes.append(reduced[0])
+        loss_items.append(reduced[1])
+    return Stage("Loss", tuple(loss_notes), tuple(loss_items))
+
+
+def _chain_stage(result: SoftmaxCrossEntropyResult) -> Stage:
+    dl_ds = loss_gradient_wrt_probabilities(result).astype(np.float64)
+    return Stage(
+        "Chain rule",
+        (
+            "Every $s_j$ with $y_j > 0$ now carries loss, so "
+            "$\\frac{\\partial L}{\\partial z_i} = \\sum_j \\frac{\\partial L}{\\partial s_j} \\, "
+            "\\frac{\\partial s_j}{\\partial z_i}$, with "
+            "$\\frac{\\partial L}{\\partial s_j} = -\\frac{w_j y_j}{s_j}$.",
+        ),
+        tuple(
+            per_class(
+                result.num_classes,
+                important_classes(result),
+                lambda k: Equation(
+                    f"\\frac{{\\partial L}}{{\\partial s_{{{k}}}}} = -\\frac{{w_{{{k}}} y_{{{k}}}}}{{s_{{{k}}}}}",
+                    "⟨v⟩",
+                    {"v": float(dl_ds[k])},
+                ),
+            )
+        ),
+    )
+
+
+def _softmax_derivative_stage() -> Stage:
+    return Stage(
+        "Softmax derivative",
+        (
+            "For every pair of classes, $\\frac{\\partial s_j}{\\partial z_i} = s_j(\\delta_{ij} - s_i)$: "
+            "$s_i(1 - s_i)$ on the diagonal ($i = j$, the posts' case $i = c$) and $-s_i s_j$ off it "
+            "(the case $i \\neq c$).",
+        ),
+        (),
+    )
+
+
+def _combine_stage(result: SoftmaxCrossEntropyResult) -> Stage:
+    w = result.class_weights.astype(np.float64)
+    y = result.target[0].astype(np.float64)
+    factor = scale_factor(result)
+    combine_notes = [
+        "Summing over $j$: $\\frac{\\partial L}{\\partial z_i} = \\sum_j \\left(-\\frac{w_j y_j}{s_j}\\right) "
+        "s_j(\\delta_{ij} - s_i) = s_i \\sum_j w_j y_j - w_i y_i$"
+        + (", and the temperature adds the factor $\\frac{1}{T}$." if result.options.temperature != 1.0 else ".")
+    ]
+    combine_notes += denominator_notes(result)
+    return Stage(
+        "Combining the cases",
+        tuple(combine_notes),
+        (
+            Equation("\\sum_j w_j y_j", "⟨sum⟩", {"sum": float((w * y).sum())}),
+            *per_class(
+                result.num_classes,
+                important_classes(result),
+                lambda k: Equation(
+                    f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = "
+                    f"{factor}\\left(s_{{{k}}} \\sum_j w_j y_j - w_{{{k}}} y_{{{k}}}\\right)",
+                    "⟨g⟩",
+                    {"g": float(result.gradient[0, k])},
+                ),
+            ),
+        ),
+    )
+
+
+def _result_stage(result: SoftmaxCrossEntropyResult) -> Stage:
+    gradient = result.gradient[0]
+    return Stage(
+        "Result",
+        (
+            f"$\\frac{{\\partial L}}{{\\partial \\mathbf{{z}}}} = {scale_factor(result)}\\left(\\mathbf{{s}} \\sum_c w_c y_c - "
+            "\\mathbf{w} \\odot \\mathbf{y}\\right)"
+            "$; with one-hot $\\mathbf{y}$ and no options this is $\\mathbf{s} - \\mathbf{y}$. "
+            "Its entries sum to $\\left(\\sum_c w_c y_c\\right)\\left(\\sum_i s_i - 1\\right) = 0$.",
+            *rounding_of_sum(gradient),
+        ),
+        (
+            vector("g", DL_DZ, gradient, important_classes(result)),
+            Equation("\\sum_i \\frac{\\partial L}{\\partial z_i}", "⟨sum⟩", {"sum": float(gradient.sum())}),
+        ),
+    )

@@ -1,0 +1,153 @@
+"""The first stages, common to every derivation: the setup and the stabilised softmax."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core import SoftmaxCrossEntropyResult
+from ..numbers import display
+from .stages import (
+    EXP_LIMIT,
+    Equation,
+    Item,
+    Stage,
+    important_classes,
+    per_class,
+    plain,
+    vector,
+)
+
+
+def setup_stage(result: SoftmaxCrossEntropyResult) -> Stage:
+    z = result.logits[0]
+    n_classes = result.num_classes
+    options = result.options
+    important = important_classes(result)
+    notes = [
+        f"There are $K = {n_classes}$ classes. We write $\\mathbf{{z}}$ for the logits, "
+        "$\\mathbf{s} = S(\\mathbf{z})$ for the softmax output and $\\mathbf{y}$ for the target "
+        "(the second post writes $o$, $p$ and $k$ for $z$, $s$ and $c$). Classes are numbered from 0, as in PyTorch."
+    ]
+    items: list[Item] = [vector("z", r"\mathbf{z}", z, important)]
+    if result.labels is not None:
+        label = int(result.labels[0])
+        notes.append(
+            f"The correct class is $c = {label}$, so $\\mathbf{{y}}$ is one-hot: "
+            f"$y_{{{label}}} = 1$ and $y_i = 0$ for $i \\neq c$."
+        )
+        if options.label_smoothing:
+            eps = display(options.label_smoothing, 6).rstrip("0").rstrip(".")
+            notes.append(
+                f"Label smoothing $\\varepsilon = {eps}$ replaces the one-hot target by "
+                f"$(1 - \\varepsilon)\\,\\mathbf{{y}} + \\varepsilon / K$: every class gets "
+                f"$\\varepsilon / K$ and the label $1 - \\varepsilon + \\varepsilon / K$."
+            )
+    else:
+        notes.append(
+            "The target is a probability distribution $\\mathbf{y}$ (soft targets), "
+            "so no term of the loss drops out."
+        )
+        if options.label_smoothing:
+            notes.append(
+                "Label smoothing $\\varepsilon$ mixes it with the uniform distribution: "
+                "$\\mathbf{y} \\leftarrow (1 - \\varepsilon)\\,\\mathbf{y} + \\varepsilon / K$."
+            )
+    items.append(vector("y", r"\mathbf{y}", result.target[0], important))
+    if options.weight is not None:
+        notes.append(
+            "Class weights $\\mathbf{w}$ multiply each class's term of the loss: "
+            "$L = -\\sum_i w_i y_i \\log s_i$."
+        )
+        items.append(vector("w", r"\mathbf{w}", result.class_weights, important))
+    if options.temperature != 1.0:
+        notes.append(
+            f"Temperature $T = {plain(options.temperature)}$ divides the logits before the softmax, "
+            "$\\mathbf{s} = S(\\mathbf{z} / T)$, and the chain rule through $\\mathbf{z} / T$ "
+            "multiplies the gradient by $1 / T$."
+        )
+    if options.dtype == "float32":
+        notes.append(
+            "Everything is computed in float32 (about 7 significant digits), as a float32 framework would."
+        )
+    return Stage("Setup", tuple(notes), tuple(items))
+
+
+def softmax_stage(result: SoftmaxCrossEntropyResult) -> Stage:
+    n_classes = result.num_classes
+    important = important_classes(result)
+    z = result.scaled_logits[0]
+    zs = "z_{%d}" if result.options.temperature == 1.0 else "z_{%d}/T"
+    notes = [
+        "Softmax turns the logits into probabilities: "
+        "$s_i = \\frac{e^{z_i}}{\\sum_j e^{z_j}}$.",
+        "It is computed with the largest logit $M$ subtracted first: the shift cancels in the ratio "
+        "(multiply the top and the bottom by $e^{M}$), so it changes nothing, and it keeps every "
+        "exponent at or below 0, so nothing overflows even for logits of 1000.",
+    ]
+    items: list[Item] = []
+    if result.options.temperature != 1.0:
+        items.append(vector("zt", r"\mathbf{z} / T", z, important))
+        notes.append("With a temperature, the logits here are $z_i / T$.")
+    items.append(
+        Equation(
+            "M = \\max_i z_i" + ("" if result.options.temperature == 1.0 else " / T"),
+            "⟨M⟩",
+            {"M": float(result.max_logit[0])},
+        )
+    )
+    items += per_class(
+        n_classes,
+        important,
+        lambda k: Equation(
+            f"{zs % k} - M",
+            "⟨d⟩",
+            {"d": float(result.shifted_logits[0, k])},
+        ),
+    )
+    items += per_class(
+        n_classes,
+        important,
+        lambda k: Equation(
+            f"e^{{{zs % k} - M}}",
+            "e^{⟨d⟩} = ⟨e⟩",
+            {"d": float(result.shifted_logits[0, k]), "e": float(result.exp_shifted[0, k])},
+        ),
+    )
+    items.append(
+        Equation("\\sum_j e^{z_j - M}", "⟨sum⟩", {"sum": float(result.exp_sum[0])})
+    )
+    if np.all(np.abs(z[np.isfinite(z)]) < EXP_LIMIT):
+        # Shown because the posts show e^2 = 7.389: the unshifted route gives the same s.
+        unshifted = np.exp(z.astype(np.float64))
+        notes.append(
+            "Without the shift the same numbers appear scaled by $e^{M}$: "
+            "the ratios, and so the probabilities, are the same."
+        )
+        items += per_class(
+            n_classes,
+            important,
+            lambda k: Equation(f"e^{{{zs % k}}}", "⟨e⟩", {"e": float(unshifted[k])}),
+        )
+        items.append(Equation("\\sum_j e^{z_j}", "⟨sum⟩", {"sum": float(unshifted.sum())}))
+    else:
+        notes.append(
+            "Here $e^{z_i}$ itself overflows float64 (its logits reach "
+            f"${plain(float(np.max(np.abs(z[np.isfinite(z)]))))}$), so only the shifted "
+            "exponentials can be shown: this is exactly what the shift is for."
+        )
+    items += per_class(
+        n_classes,
+        important,
+        lambda k: Equation(
+            f"s_{{{k}}} = \\frac{{e^{{{zs % k} - M}}}}{{\\sum_j e^{{z_j - M}}}}",
+            "\\frac{⟨e⟩}{⟨sum⟩} = ⟨s⟩",
+            {
+                "e": float(result.exp_shifted[0, k]),
+                "sum": float(result.exp_sum[0]),
+                "s": float(result.probabilities[0, k]),
+            },
+        ),
+    )
+    return Stage("Softmax, stabilised", tuple(notes), tuple(items))
+
+
