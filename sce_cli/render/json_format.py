@@ -9,8 +9,8 @@ import numpy as np
 
 from ..core import SoftmaxCrossEntropyResult
 from ..derivation import Elided, Item, Matrix, Stage
-from ..proofs import Proofs
 from ..numbers import exact, fill, json_number
+from ..proofs import Proofs
 
 
 def grad_document(result: SoftmaxCrossEntropyResult, row: int = 0) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from functools import partial
 from ..core import SoftmaxCrossEntropyResult
 from ..derivation import Elided, Equation, Matrix, Stage
 from ..numbers import display, fill, given, latex
-from .table import options_summary
+from .words import options_summary
 
 
 def grad_markdown(result: SoftmaxCrossEntropyResult, digits: int = 4) -> str:

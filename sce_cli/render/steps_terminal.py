@@ -5,16 +5,15 @@ from __future__ import annotations
 import re
 from functools import partial
 
-from rich import box
 from rich.console import Console
 from rich.padding import Padding
 from rich.rule import Rule
-from rich.table import Table
 from rich.text import Text
 
-from ..derivation import Elided, Equation, Matrix, Stage
-from .latex_text import to_unicode
+from ..derivation import Elided, Equation, Stage
 from ..numbers import fill, shown
+from .latex_text import to_unicode
+from .table import matrix_table
 
 _INLINE_MATH = re.compile(r"\$([^$]+)\$")
 
@@ -31,16 +30,6 @@ def equation_line(equation: Equation, digits: int) -> str:
     return " = ".join(parts)
 
 
-def matrix_table(matrix: Matrix, digits: int) -> Table:
-    table = Table(box=box.SIMPLE, show_edge=False, title=to_unicode(matrix.name), title_justify="left")
-    table.add_column("", justify="right", style="dim")
-    for k in matrix.indices:
-        table.add_column(str(k), justify="right")
-    for k, row in zip(matrix.indices, matrix.rows):
-        table.add_row(str(k), *(shown(v, digits) for v in row))
-    return table
-
-
 def print_steps(console: Console, stages: list[Stage], digits: int = 4) -> None:
     for number, stage in enumerate(stages, start=1):
         # Text objects, never markup strings: formulas are full of [brackets].
@@ -55,5 +44,6 @@ def print_steps(console: Console, stages: list[Stage], digits: int = 4) -> None:
             elif isinstance(item, Elided):
                 console.print(Text(f"    ⋮  ({item.count} more {'class' if item.count == 1 else 'classes'})", style="dim"))
             else:
-                console.print(Padding(matrix_table(item, digits), (0, 0, 0, 4)))
+                table = matrix_table(item.rows, item.indices, partial(shown, digits=digits), to_unicode(item.name))
+                console.print(Padding(table, (0, 0, 0, 4)))
         console.print()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from ..core import SoftmaxCrossEntropyResult
-from ..proofs import HessianProof, JacobianProof, Proofs
 from ..numbers import display, given
+from ..proofs import HessianProof, JacobianProof, Proofs
+from .words import options_summary
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 BAR_WIDTH = 8
@@ -20,24 +24,6 @@ def probability_bar(probability: float, width: int = BAR_WIDTH) -> str:
     eighths = round(max(0.0, min(1.0, probability)) * width * 8)
     full, rest = divmod(eighths, 8)
     return ("█" * full + (_EIGHTHS[rest] if rest else "")).ljust(width)
-
-
-def options_summary(result: SoftmaxCrossEntropyResult) -> list[str]:
-    """The options that differ from the defaults, in words."""
-    options = result.options
-    dtype = options.dtype
-    words = []
-    if options.label_smoothing:
-        words.append(f"label smoothing {given(options.label_smoothing)}")
-    if options.weight is not None:
-        words.append("class weights " + ", ".join(given(w, dtype) for w in options.weight))
-    if options.temperature != 1.0:
-        words.append(f"temperature {given(options.temperature)}")
-    if options.reduction != "none":
-        words.append(f"reduction {options.reduction}")
-    if dtype != "float64":
-        words.append(f"computed in {dtype}")
-    return words
 
 
 def grad_table(result: SoftmaxCrossEntropyResult, digits: int = 4, row: int = 0) -> Table:
@@ -168,13 +154,19 @@ def print_verification(console: Console, verification, digits: int = 4) -> None:
     )
 
 
-def matrix_table(matrix, digits: int) -> Table:  # type: ignore[no-untyped-def]
-    table = Table(box=box.SIMPLE, show_edge=False)
+def matrix_table(
+    rows: Iterable[Iterable[float]],
+    indices: Sequence[int],
+    write: Callable[[float], str],
+    title: str | None = None,
+) -> Table:
+    """A matrix with rows and columns labelled by class index, each entry written by ``write``."""
+    table = Table(box=box.SIMPLE, show_edge=False, title=title, title_justify="left")
     table.add_column("", justify="right", style="dim")
-    for k in range(matrix.shape[1]):
+    for k in indices:
         table.add_column(str(k), justify="right")
-    for k, row in enumerate(matrix):
-        table.add_row(str(k), *(display(v, digits) for v in row))
+    for k, row in zip(indices, rows):
+        table.add_row(str(k), *(write(v) for v in row))
     return table
 
 
@@ -197,7 +189,7 @@ def print_jacobian(console: Console, proof: JacobianProof, digits: int = 4) -> N
     console.print(Text("--jacobian: ∂L/∂z = ∂L/∂s · ∂s/∂z", style="bold"))
     if len(jacobian) <= MAX_PRINTED_MATRIX:
         console.print("∂s/∂z = diag(s) - s sᵀ")
-        console.print(matrix_table(jacobian, digits))
+        console.print(matrix_table(jacobian, range(len(jacobian)), partial(display, digits=digits)))
     else:
         console.print(f"∂s/∂z = diag(s) - s sᵀ is {len(jacobian)}×{len(jacobian)}: too large to print.")
     console.print("∂L/∂s = (" + ", ".join(display(v, digits) for v in proof.dl_ds) + ")")
@@ -212,7 +204,7 @@ def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> Non
     console.print(Text("--hessian: ∇²L with respect to the logits", style="bold"))
     if len(hessian) <= MAX_PRINTED_MATRIX:
         console.print("∇²L = (Σ_c w_c y_c) (diag(s) - s sᵀ) / T²")
-        console.print(matrix_table(hessian, digits))
+        console.print(matrix_table(hessian, range(len(hessian)), partial(display, digits=digits)))
     else:
         console.print(f"∇²L is {len(hessian)}×{len(hessian)}: too large to print.")
     console.print("eigenvalues: " + ", ".join(display(v, digits) for v in eigenvalues))

@@ -1,0 +1,24 @@
+"""Plain words shared by the renderers (no rich: the Markdown format needs none)."""
+
+from __future__ import annotations
+
+from ..core import SoftmaxCrossEntropyResult
+from ..numbers import given
+
+
+def options_summary(result: SoftmaxCrossEntropyResult) -> list[str]:
+    """The options that differ from the defaults, in words."""
+    options = result.options
+    dtype = options.dtype
+    words = []
+    if options.label_smoothing:
+        words.append(f"label smoothing {given(options.label_smoothing)}")
+    if options.weight is not None:
+        words.append("class weights " + ", ".join(given(w, dtype) for w in options.weight))
+    if options.temperature != 1.0:
+        words.append(f"temperature {given(options.temperature)}")
+    if options.reduction != "none":
+        words.append(f"reduction {options.reduction}")
+    if dtype != "float64":
+        words.append(f"computed in {dtype}")
+    return words
