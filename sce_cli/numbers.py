@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # numpy is imported where it is used: `sce --help` need not wait for it
     import numpy as np
+    import polars as pl
 
 #: A float type named as numpy names it ("float64"), or a numpy dtype.
 DTypeName = Any
@@ -135,9 +136,10 @@ WRITTEN_NUMBER = r"\s*[+-]?(\d*)(?:\.(\d*))?(?:[eE]([-+]?\d+))?\s*"
 _WRITTEN_NUMBER = re.compile(WRITTEN_NUMBER)
 
 
-def half_unit(decimals, exponent):  # type: ignore[no-untyped-def]
+def half_unit(decimals: Any, exponent: Any) -> Any:
     """Half a unit in the last place written, from the number of decimals and
-    the exponent (scalars or arrays): a correctly rounded answer is within it."""
+    the exponent: a correctly rounded answer is within it. Written once for
+    ints, numpy arrays and polars expressions alike (hence Any)."""
     return 0.5 * 10.0 ** (exponent - decimals)
 
 
@@ -152,7 +154,7 @@ def tolerance_of(text: str) -> float:
     return float(half_unit(len(match.group(2) or ""), int(match.group(3) or 0)))
 
 
-def written_tolerances(frame, columns: tuple[str, ...]) -> "np.ndarray":  # type: ignore[no-untyped-def]
+def written_tolerances(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     """:func:`tolerance_of` for every cell of the named columns of a polars frame."""
     import polars as pl
 

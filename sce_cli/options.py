@@ -42,9 +42,4 @@ class LossOptions:
     @property
     def is_plain(self) -> bool:
         """No option changes the posts' one-hot derivation (reduction and ignore index aside)."""
-        return (
-            self.label_smoothing == 0
-            and self.weight is None
-            and self.temperature == 1.0
-            and self.dtype == "float64"
-        )
+        return self.label_smoothing == 0 and self.weight is None and self.temperature == 1.0 and self.dtype == "float64"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -28,6 +28,11 @@ from .declarations import (
 from .files import file_request, output_format_for
 from .inputs import check_digits, parse_loss_options
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..batch_io import BatchRequest, BatchSummary
+
 
 def batch(
     input_path: Annotated[
@@ -50,10 +55,12 @@ def batch(
     ignore_index: IgnoreIndexOption = -100,
     dtype: DTypeOption = DType.float64,
     digits: Annotated[
-        Optional[int], typer.Option("--digits", "-d", help="Round output floats to N significant digits (default: full precision).")
+        Optional[int],
+        typer.Option("--digits", "-d", help="Round output floats to N significant digits (default: full precision)."),
     ] = None,
     output_format: Annotated[
-        Optional[BatchFormat], typer.Option("--format", "-f", help="csv, tsv or jsonl (default: from -o's name, else like the input).")
+        Optional[BatchFormat],
+        typer.Option("--format", "-f", help="csv, tsv or jsonl (default: from -o's name, else like the input)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
 ) -> None:
@@ -64,12 +71,24 @@ def batch(
     if digits is not None:
         check_digits(digits)
     options = parse_loss_options(
-        smoothing=smoothing, weight=weight, temperature=temperature, reduction=reduction,
-        ignore_index=ignore_index, dtype=dtype,
+        smoothing=smoothing,
+        weight=weight,
+        temperature=temperature,
+        reduction=reduction,
+        ignore_index=ignore_index,
+        dtype=dtype,
     )
     request = file_request(
-        input_path, output, options, label_col=label_col, logit_cols=logit_cols, target_cols=target_cols,
-        no_header=no_header, delimiter=delimiter, encoding=encoding, digits=digits,
+        input_path,
+        output,
+        options,
+        label_col=label_col,
+        logit_cols=logit_cols,
+        target_cols=target_cols,
+        no_header=no_header,
+        delimiter=delimiter,
+        encoding=encoding,
+        digits=digits,
     )
     request.output_format = output_format_for(
         None if output_format is None else output_format.value, output, request.delimiter
@@ -79,10 +98,8 @@ def batch(
     from ..batch_io import run_batch
 
     stderr = Console(stderr=True, highlight=False)
-    if quiet or not stderr.is_terminal:
-        summary = run_batch(request)
-    else:
-        summary = _run_with_progress(request, stderr)
+    show_progress = not quiet and stderr.is_terminal
+    summary = _run_with_progress(request, stderr) if show_progress else run_batch(request)
     if summary.reduction == "mean" and summary.denominator == 0:
         say_warning("every row is ignored or has weight 0, so the mean divides by 0: the loss is NaN")
     if summary.infinite_losses:
@@ -93,7 +110,7 @@ def batch(
         stderr.print(batch_summary_table(summary))
 
 
-def _run_with_progress(request, stderr):  # type: ignore[no-untyped-def]
+def _run_with_progress(request: BatchRequest, stderr: Console) -> BatchSummary:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..batch_io import run_batch
@@ -102,8 +119,14 @@ def _run_with_progress(request, stderr):  # type: ignore[no-untyped-def]
     size = os.path.getsize(path) if path != "-" and os.path.isfile(path) else None
     # Progress redirects stdout by default, which would put the bar into the output stream.
     with Progress(
-        TextColumn("sce batch"), BarColumn(), TextColumn("{task.fields[rows]:,} rows"), TimeElapsedColumn(),
-        console=stderr, redirect_stdout=False, redirect_stderr=False, transient=True,
+        TextColumn("sce batch"),
+        BarColumn(),
+        TextColumn("{task.fields[rows]:,} rows"),
+        TimeElapsedColumn(),
+        console=stderr,
+        redirect_stdout=False,
+        redirect_stderr=False,
+        transient=True,
     ) as progress:
         task = progress.add_task("rows", total=size, rows=0)
         return run_batch(request, on_progress=lambda done, rows: progress.update(task, completed=done, rows=rows))

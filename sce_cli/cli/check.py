@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -32,7 +32,19 @@ from .declarations import (
     WeightOption,
 )
 from .files import file_request
-from .inputs import VectorInput, check_digits, parse_loss_options, parse_numbers, parse_vector_input, run_core, stdout_console
+from .inputs import (
+    VectorInput,
+    check_class_counts,
+    check_digits,
+    parse_loss_options,
+    parse_numbers,
+    parse_vector_input,
+    run_core,
+    stdout_console,
+)
+
+if TYPE_CHECKING:
+    from ..batch_io import BatchRequest
 
 #: Each quantity a typed answer can give: (name, option).
 QUANTITIES = (("gradient", "--grad"), ("probabilities", "--probs"), ("loss", "--loss"))
@@ -51,13 +63,17 @@ def check(
     ] = None,
     tol: Annotated[
         Optional[float],
-        typer.Option("--tol", help="Absolute tolerance (default: half a unit in the last digit you wrote).", show_default=False),
+        typer.Option(
+            "--tol", help="Absolute tolerance (default: half a unit in the last digit you wrote).", show_default=False
+        ),
     ] = None,
     csv_input: Annotated[
-        Optional[str], typer.Option("--csv", help="Grade a file row by row instead (INPUT, or - for stdin).", show_default=False)
+        Optional[str],
+        typer.Option("--csv", help="Grade a file row by row instead (INPUT, or - for stdin).", show_default=False),
     ] = None,
     grad_cols: Annotated[
-        Optional[str], typer.Option("--grad-cols", help="With --csv: the gradient columns (a list or a glob such as 'grad_*').")
+        Optional[str],
+        typer.Option("--grad-cols", help="With --csv: the gradient columns (a list or a glob such as 'grad_*')."),
     ] = None,
     loss_col: Annotated[Optional[str], typer.Option("--loss-col", help="With --csv: the loss column.")] = None,
     label_col: LabelColOption = None,
@@ -82,10 +98,16 @@ def check(
     """
     check_digits(digits)
     if tol is not None and not tol > 0:
-        raise UsageProblem(f"--tol: {tol:g} is not a positive number; give the largest difference to accept, e.g. --tol 1e-4")
-    loss_options = dict(
-        smoothing=smoothing, weight=weight, temperature=temperature,
-        reduction=reduction, ignore_index=ignore_index, dtype=dtype,
+        raise UsageProblem(
+            f"--tol: {tol:g} is not a positive number; give the largest difference to accept, e.g. --tol 1e-4"
+        )
+    options = parse_loss_options(
+        smoothing=smoothing,
+        weight=weight,
+        temperature=temperature,
+        reduction=reduction,
+        ignore_index=ignore_index,
+        dtype=dtype,
     )
     if csv_input is not None:
         if logits:
@@ -93,18 +115,31 @@ def check(
         if grad_cols is None and loss_col is None:
             raise UsageProblem("--csv: say which columns to grade with --grad-cols (e.g. 'grad_*') or --loss-col")
         request = file_request(
-            csv_input, None, parse_loss_options(**loss_options), label_col=label_col, logit_cols=logit_cols,  # type: ignore[arg-type]
-            target_cols=target_cols, no_header=no_header, delimiter=delimiter, encoding=encoding,
-            grad_cols=grad_cols, loss_col=loss_col,
+            csv_input,
+            None,
+            options,
+            label_col=label_col,
+            logit_cols=logit_cols,
+            target_cols=target_cols,
+            no_header=no_header,
+            delimiter=delimiter,
+            encoding=encoding,
+            grad_cols=grad_cols,
+            loss_col=loss_col,
         )
         _grade_file(request, tol, digits, output_format)
         return
-    for name, value in (("--grad-cols", grad_cols), ("--loss-col", loss_col), ("--label-col", label_col),
-                        ("--logit-cols", logit_cols), ("--target-cols", target_cols)):
+    for name, value in (
+        ("--grad-cols", grad_cols),
+        ("--loss-col", loss_col),
+        ("--label-col", label_col),
+        ("--logit-cols", logit_cols),
+        ("--target-cols", target_cols),
+    ):
         if value is not None:
             raise UsageProblem(f"{name} goes with --csv INPUT")
     vector = parse_vector_input(logits, label, target)
-    options = parse_loss_options(**loss_options, classes=len(vector.logits))  # type: ignore[arg-type]
+    check_class_counts(vector, options)
     given = _typed_answers(vector, {"gradient": grad, "probabilities": probs, "loss": loss})
     _grade_answers(vector, options, given, tol, digits, output_format)
 
@@ -132,8 +167,12 @@ def _typed_answers(vector: VectorInput, texts: dict[str, str | None]) -> dict[st
 
 
 def _grade_answers(
-    vector: VectorInput, options: LossOptions, given: dict[str, list[str]], tol: float | None,
-    digits: int, output_format: CheckFormat,
+    vector: VectorInput,
+    options: LossOptions,
+    given: dict[str, list[str]],
+    tol: float | None,
+    digits: int,
+    output_format: CheckFormat,
 ) -> None:
     from ..grading import check_answer
 
@@ -151,7 +190,7 @@ def _grade_answers(
         raise typer.Exit(1)
 
 
-def _grade_file(request, tol: float | None, digits: int, output_format: CheckFormat) -> None:  # type: ignore[no-untyped-def]
+def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_format: CheckFormat) -> None:
     from ..batch_io import check_file
 
     found = check_file(request, tol)

@@ -56,9 +56,7 @@ LabelOption = Annotated[
 ]
 TargetOption = Annotated[
     Optional[str],
-    typer.Option(
-        "--target", "-t", help="Probability targets P1,P2,... in place of --label.", show_default=False
-    ),
+    typer.Option("--target", "-t", help="Probability targets P1,P2,... in place of --label.", show_default=False),
 ]
 SmoothingOption = Annotated[float, typer.Option("--smoothing", help="Label smoothing ε in [0, 1].")]
 WeightOption = Annotated[
@@ -72,13 +70,9 @@ ReductionOption = Annotated[
     ReductionChoice,
     typer.Option("--reduction", help="As PyTorch: none, mean (divides by the label's weight) or sum."),
 ]
-IgnoreIndexOption = Annotated[
-    int, typer.Option("--ignore-index", help="A label that makes the row count for nothing.")
-]
+IgnoreIndexOption = Annotated[int, typer.Option("--ignore-index", help="A label that makes the row count for nothing.")]
 DTypeOption = Annotated[DType, typer.Option("--dtype", help="Floating-point type to compute in.")]
-DigitsOption = Annotated[
-    int, typer.Option("--digits", "-d", help="Decimals shown in tables (display only, 1 to 17).")
-]
+DigitsOption = Annotated[int, typer.Option("--digits", "-d", help="Decimals shown in tables (display only, 1 to 17).")]
 
 # Options of the commands that read files (sce batch, sce check --csv).
 LabelColOption = Annotated[

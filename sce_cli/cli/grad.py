@@ -23,7 +23,14 @@ from .declarations import (
     TemperatureOption,
     WeightOption,
 )
-from .inputs import check_digits, parse_loss_options, parse_vector_input, run_core, stdout_console
+from .inputs import (
+    check_class_counts,
+    check_digits,
+    parse_loss_options,
+    parse_vector_input,
+    run_core,
+    stdout_console,
+)
 
 if TYPE_CHECKING:
     from ..core import SoftmaxCrossEntropyResult
@@ -43,9 +50,7 @@ def grad(
     digits: DigitsOption = 4,
     output_format: Annotated[
         GradFormat,
-        typer.Option(
-            "--format", "-f", help="table (for people), markdown, json or csv (full precision)."
-        ),
+        typer.Option("--format", "-f", help="table (for people), markdown, json or csv (full precision)."),
     ] = GradFormat.table,
     steps: Annotated[
         bool, typer.Option("--steps", help="Derive the result stage by stage with these numbers.")
@@ -68,9 +73,14 @@ def grad(
     _check_format(output_format, steps, verify, jacobian, hessian)
     vector = parse_vector_input(logits, label, target)
     options = parse_loss_options(
-        smoothing=smoothing, weight=weight, temperature=temperature, reduction=reduction,
-        ignore_index=ignore_index, dtype=dtype, classes=len(vector.logits),
+        smoothing=smoothing,
+        weight=weight,
+        temperature=temperature,
+        reduction=reduction,
+        ignore_index=ignore_index,
+        dtype=dtype,
     )
+    check_class_counts(vector, options)
     result = run_core(vector, options)
     if steps:
         _print_derivation(result, digits, output_format)

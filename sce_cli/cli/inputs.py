@@ -41,9 +41,7 @@ def parse_numbers(texts: list[str] | str, what: str) -> list[float]:
 def parse_label(text: str) -> int:
     token = normalise_minus(text.strip())
     if not re.fullmatch(r"[+-]?\d+", token):
-        raise UsageProblem(
-            f"--label: {text!r} is not a class index; labels are 0-based integers such as 0, 1, 2"
-        )
+        raise UsageProblem(f"--label: {text!r} is not a class index; labels are 0-based integers such as 0, 1, 2")
     return int(token)
 
 
@@ -79,20 +77,22 @@ def parse_loss_options(
     reduction: ReductionChoice,
     ignore_index: int,
     dtype: DType,
-    classes: int | None = None,
 ) -> LossOptions:
-    """The one options object every command builds; ``classes``, where known, checks --weight's count."""
+    """The one options object every command builds."""
     weights = None if weight is None else parse_numbers(weight, "--weight")
-    if classes is not None:
-        _check_count("--weight", weights, classes)
     return LossOptions(
         weight=None if weights is None else tuple(weights),
         label_smoothing=smoothing,
         ignore_index=ignore_index,
-        reduction=reduction.value,  # type: ignore[arg-type]
+        reduction=reduction.value,
         temperature=temperature,
-        dtype=dtype.value,  # type: ignore[arg-type]
+        dtype=dtype.value,
     )
+
+
+def check_class_counts(vector: VectorInput, options: LossOptions) -> None:
+    """One weight per logit (the core would say so too, but in its own words)."""
+    _check_count("--weight", None if options.weight is None else list(options.weight), len(vector.logits))
 
 
 def _check_count(option: str, values: list[float] | None, classes: int) -> None:

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..options import FLOAT_TYPES, REDUCTIONS, LossOptions
+from ..options import FLOAT_TYPES, REDUCTIONS, FloatType, LossOptions
 from .result import InvalidInput
 
 #: How far a row of probability targets may sum from 1 before it is rejected.
 TARGET_SUM_TOLERANCE = 1e-6
 
 
-def float_type_name(dtype: Any) -> str:
-    """"float64" or "float32" for anything numpy reads as those types."""
+def float_type_name(dtype: Any) -> FloatType:
+    """ "float64" or "float32" for anything numpy reads as those types."""
     try:
         name = np.dtype(dtype).name
     except TypeError:
         name = None
     if name not in FLOAT_TYPES:
         raise InvalidInput(f"unsupported dtype {dtype!r}", field="dtype", hint="use float64 or float32")
-    return name
+    return cast(FloatType, name)
 
 
 def weight_tuple(weight: ArrayLike | None) -> tuple[float, ...] | None:
@@ -42,9 +42,7 @@ def validated_options(options: LossOptions) -> tuple[np.dtype, np.ndarray | None
     """Check every option; return the float type and the class weights (None for all 1)."""
     dtype = np.dtype(float_type_name(options.dtype))
     if options.reduction not in REDUCTIONS:
-        raise InvalidInput(
-            f"unknown reduction {options.reduction!r}", field="reduction", hint="use none, mean or sum"
-        )
+        raise InvalidInput(f"unknown reduction {options.reduction!r}", field="reduction", hint="use none, mean or sum")
     _check_label_smoothing(options.label_smoothing)
     _check_temperature(options.temperature)
     if isinstance(options.ignore_index, bool) or not isinstance(options.ignore_index, (int, np.integer)):
@@ -142,7 +140,9 @@ def checked_labels(labels: ArrayLike, n_rows: int, n_classes: int, ignore_index:
         if fractional.any() or not np.isfinite(label_arr).all():
             row = int(np.flatnonzero(fractional | ~np.isfinite(label_arr))[0])
             raise InvalidInput(
-                f"label {float(label_arr[row]):g} is not an integer", field="labels", row=row,
+                f"label {float(label_arr[row]):g} is not an integer",
+                field="labels",
+                row=row,
                 hint="labels are 0-based class indices",
             )
     elif label_arr.dtype.kind not in "biu":

@@ -87,7 +87,7 @@ def softmax_cross_entropy(
         ignore_index=ignore_index,
         reduction=reduction,
         temperature=temperature,
-        dtype=float_type_name(dtype),  # type: ignore[arg-type]
+        dtype=float_type_name(dtype),
     )
     if options is None:
         options = keywords
@@ -123,23 +123,22 @@ def _compute(
     z = checked_logits(logits, dtype)
     n_rows, n_classes = z.shape
     weight_vec = class_weights(weights, n_classes, dtype)
-    if (labels is None) == (targets is None):
-        raise InvalidInput(
-            "give either class-index labels or probability targets, not both or neither",
-            field="labels",
-        )
+    if labels is not None and targets is not None:
+        raise _neither_or_both()
     temperature = dtype.type(options.temperature)
     scaled = z / temperature if options.temperature != 1.0 else z
     ls = log_softmax(scaled)
     probabilities = ls.exp_shifted / ls.exp_sum[:, None]
     eps = dtype.type(options.label_smoothing)
     label_vec = None
-    if labels is not None:
+    if targets is not None:
+        y = checked_targets(targets, n_rows, n_classes, dtype)
+        terms = _soft_target_terms(ls, probabilities, y, weight_vec, eps)
+    elif labels is not None:
         label_vec = checked_labels(labels, n_rows, n_classes, options.ignore_index)
         terms = _hard_label_terms(ls, probabilities, label_vec, weight_vec, eps, options.ignore_index)
     else:
-        y = checked_targets(targets, n_rows, n_classes, dtype)  # type: ignore[arg-type]
-        terms = _soft_target_terms(ls, probabilities, y, weight_vec, eps)
+        raise _neither_or_both()
     _warn_about_infinite_losses(terms.losses)
     denominator = terms.denominator if mean_denominator is None else float(mean_denominator)
     loss, gradient, denominator = _reduce(terms, options.reduction, denominator, temperature)
@@ -161,6 +160,13 @@ def _compute(
         denominator=denominator,
         gradient=gradient.astype(dtype, copy=False),
         options=options,
+    )
+
+
+def _neither_or_both() -> InvalidInput:
+    return InvalidInput(
+        "give either class-index labels or probability targets, not both or neither",
+        field="labels",
     )
 
 
@@ -202,9 +208,7 @@ def _hard_label_terms(
         # (1 - ε) times the weighted NLL; its gradient is p·Σw - w.
         with np.errstate(invalid="ignore"):
             smooth = -(ls.log_probabilities * weight_vec).sum(axis=1)
-            losses = np.where(
-                counted, (1 - eps) * label_weight * nll + (eps / n_classes) * smooth, 0
-            ).astype(dtype)
+            losses = np.where(counted, (1 - eps) * label_weight * nll + (eps / n_classes) * smooth, 0).astype(dtype)
         smooth_gradient = probabilities * weight_vec.sum() - weight_vec
         gradient = (1 - eps) * gradient + (eps / n_classes) * smooth_gradient
         gradient[~counted] = 0

@@ -129,6 +129,12 @@ class SoftmaxCrossEntropyResult:
             return 0.0
         return 1.0 / (self.options.temperature * self.denominator)
 
+    def label_of(self, row: int) -> int:
+        """The class-index label of a row (for results computed from labels)."""
+        if self.labels is None:
+            raise ValueError("this result was computed from probability targets, not labels")
+        return int(self.labels[row])
+
     def reported_loss(self, row: int = 0) -> float:
         """The loss to report for one row: its own loss with reduction 'none',
         else the reduced loss (which, for one row, is that row's)."""

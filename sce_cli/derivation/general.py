@@ -141,8 +141,8 @@ def _result_stage(result: SoftmaxCrossEntropyResult) -> Stage:
     return Stage(
         "Result",
         (
-            f"$\\frac{{\\partial L}}{{\\partial \\mathbf{{z}}}} = {scale_factor(result)}\\left(\\mathbf{{s}} \\sum_c w_c y_c - "
-            "\\mathbf{w} \\odot \\mathbf{y}\\right)"
+            f"${DL_DZ} = {scale_factor(result)}"
+            "\\left(\\mathbf{s} \\sum_c w_c y_c - \\mathbf{w} \\odot \\mathbf{y}\\right)"
             "$; with one-hot $\\mathbf{y}$ and no options this is $\\mathbf{s} - \\mathbf{y}$. "
             "Its entries sum to $\\left(\\sum_c w_c y_c\\right)\\left(\\sum_i s_i - 1\\right) = 0$.",
             *rounding_of_sum(gradient),

@@ -47,7 +47,7 @@ def jacobian_stage(result: SoftmaxCrossEntropyResult, classic: bool) -> Stage:
     else:
         rows_that_matter = [int(k) for k in np.flatnonzero(dl_ds)]
         if classic:
-            label = int(result.labels[0])  # type: ignore[index]
+            label = result.label_of(0)
             notes.append(
                 f"The Jacobian is ${n_classes} \\times {n_classes}$, too large to show; "
                 f"$\\frac{{\\partial L}}{{\\partial \\mathbf{{s}}}}$ is zero except at $c = {label}$, "
@@ -91,5 +91,3 @@ def jacobian_stage(result: SoftmaxCrossEntropyResult, classic: bool) -> Stage:
             "meets $\\infty \\times 0$: this route fails in floating point, the simplified one does not."
         )
     return Stage("The Jacobian route", tuple(notes), tuple(items))
-
-

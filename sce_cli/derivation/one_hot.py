@@ -29,7 +29,7 @@ def one_hot_stages(result: SoftmaxCrossEntropyResult, digits: int) -> list[Stage
 
 
 def _label_and_probability(result: SoftmaxCrossEntropyResult) -> tuple[int, float]:
-    c = int(result.labels[0])  # type: ignore[index]
+    c = result.label_of(0)
     return c, float(result.probabilities[0, c])
 
 
@@ -123,14 +123,16 @@ def _off_label_stage(result: SoftmaxCrossEntropyResult) -> Stage:
         off_label_items = per_class(
             n_classes,
             important_classes(result),
-            lambda k: Equation(
-                f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = -\\frac{{1}}{{s_{{{c}}}}}"
-                f"\\left(-s_{{{k}}} s_{{{c}}}\\right) = s_{{{k}}}",
-                "⟨g⟩",
-                {"g": float(gradient[k])},
-            )
-            if k != c
-            else Equation(f"\\frac{{\\partial L}}{{\\partial z_{{{c}}}}}", "\\text{(case } i = c \\text{ above)}"),
+            lambda k: (
+                Equation(
+                    f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = -\\frac{{1}}{{s_{{{c}}}}}"
+                    f"\\left(-s_{{{k}}} s_{{{c}}}\\right) = s_{{{k}}}",
+                    "⟨g⟩",
+                    {"g": float(gradient[k])},
+                )
+                if k != c
+                else Equation(f"\\frac{{\\partial L}}{{\\partial z_{{{c}}}}}", "\\text{(case } i = c \\text{ above)}")
+            ),
         )
     return Stage(
         "Case i ≠ c",
@@ -158,5 +160,3 @@ def _result_stage(result: SoftmaxCrossEntropyResult) -> Stage:
             Equation("\\sum_i \\frac{\\partial L}{\\partial z_i}", "⟨sum⟩", {"sum": float(gradient.sum())}),
         ),
     )
-
-

@@ -44,8 +44,7 @@ def setup_stage(result: SoftmaxCrossEntropyResult) -> Stage:
             )
     else:
         notes.append(
-            "The target is a probability distribution $\\mathbf{y}$ (soft targets), "
-            "so no term of the loss drops out."
+            "The target is a probability distribution $\\mathbf{y}$ (soft targets), so no term of the loss drops out."
         )
         if options.label_smoothing:
             notes.append(
@@ -55,8 +54,7 @@ def setup_stage(result: SoftmaxCrossEntropyResult) -> Stage:
     items.append(vector("y", r"\mathbf{y}", result.target[0], important))
     if options.weight is not None:
         notes.append(
-            "Class weights $\\mathbf{w}$ multiply each class's term of the loss: "
-            "$L = -\\sum_i w_i y_i \\log s_i$."
+            "Class weights $\\mathbf{w}$ multiply each class's term of the loss: $L = -\\sum_i w_i y_i \\log s_i$."
         )
         items.append(vector("w", r"\mathbf{w}", result.class_weights, important))
     if options.temperature != 1.0:
@@ -66,9 +64,7 @@ def setup_stage(result: SoftmaxCrossEntropyResult) -> Stage:
             "multiplies the gradient by $1 / T$."
         )
     if options.dtype == "float32":
-        notes.append(
-            "Everything is computed in float32 (about 7 significant digits), as a float32 framework would."
-        )
+        notes.append("Everything is computed in float32 (about 7 significant digits), as a float32 framework would.")
     return Stage("Setup", tuple(notes), tuple(items))
 
 
@@ -78,8 +74,7 @@ def softmax_stage(result: SoftmaxCrossEntropyResult) -> Stage:
     z = result.scaled_logits[0]
     zs = "z_{%d}" if result.options.temperature == 1.0 else "z_{%d}/T"
     notes = [
-        "Softmax turns the logits into probabilities: "
-        "$s_i = \\frac{e^{z_i}}{\\sum_j e^{z_j}}$.",
+        "Softmax turns the logits into probabilities: $s_i = \\frac{e^{z_i}}{\\sum_j e^{z_j}}$.",
         "It is computed with the largest logit $M$ subtracted first: the shift cancels in the ratio "
         "(multiply the top and the bottom by $e^{M}$), so it changes nothing, and it keeps every "
         "exponent at or below 0, so nothing overflows even for logits of 1000.",
@@ -113,9 +108,7 @@ def softmax_stage(result: SoftmaxCrossEntropyResult) -> Stage:
             {"d": float(result.shifted_logits[0, k]), "e": float(result.exp_shifted[0, k])},
         ),
     )
-    items.append(
-        Equation("\\sum_j e^{z_j - M}", "⟨sum⟩", {"sum": float(result.exp_sum[0])})
-    )
+    items.append(Equation("\\sum_j e^{z_j - M}", "⟨sum⟩", {"sum": float(result.exp_sum[0])}))
     if np.all(np.abs(z[np.isfinite(z)]) < EXP_LIMIT):
         # Shown because the posts show e^2 = 7.389: the unshifted route gives the same s.
         unshifted = np.exp(z.astype(np.float64))
@@ -149,5 +142,3 @@ def softmax_stage(result: SoftmaxCrossEntropyResult) -> Stage:
         ),
     )
     return Stage("Softmax, stabilised", tuple(notes), tuple(items))
-
-

@@ -128,11 +128,18 @@ def reduced_note(result: SoftmaxCrossEntropyResult) -> tuple[str, Equation] | No
         "With reduction mean the loss is divided by "
         + ("the label's weight" if result.labels is not None else "the number of rows")
         + f", $D = {plain(result.denominator)}$.",
-        Equation("L / D", "⟨L⟩", {"L": float(result.loss)}),  # type: ignore[arg-type]
+        Equation("L / D", "⟨L⟩", {"L": result.reported_loss()}),
     )
 
 
-def rounding_note(exact_input, exact_output, digits, function, symbol, function_latex) -> list[str]:  # type: ignore[no-untyped-def]
+def rounding_note(
+    exact_input: float,
+    exact_output: float,
+    digits: int,
+    function: Callable[[float], float],
+    symbol: str,
+    function_latex: str,
+) -> list[str]:
     """Say so where rounding the input first would change the shown output
     (as the second post's -log(0.245) = 1.406 for 1.4076)."""
     rounded = float(display(exact_input, digits))

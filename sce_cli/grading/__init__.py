@@ -7,6 +7,14 @@ from .mistakes import Mistake, usual_mistakes
 from .verify import Verification, finite_difference_check, verify_gradient
 
 __all__ = [
-    "Mistake", "QuantityCheck", "Verification", "check_answer", "digit_slip", "finite_difference_check",
-    "tolerance_of", "usual_mistakes", "verify_gradient", "within",
+    "Mistake",
+    "QuantityCheck",
+    "Verification",
+    "check_answer",
+    "digit_slip",
+    "finite_difference_check",
+    "tolerance_of",
+    "usual_mistakes",
+    "verify_gradient",
+    "within",
 ]

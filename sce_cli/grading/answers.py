@@ -64,7 +64,9 @@ def check_answer(
             continue
         texts = given[name]
         values = np.array([read_number(t) for t in texts], dtype=float)
-        tolerances = np.full(len(texts), tolerance) if tolerance is not None else np.array([tolerance_of(t) for t in texts])
+        tolerances = (
+            np.full(len(texts), tolerance) if tolerance is not None else np.array([tolerance_of(t) for t in texts])
+        )
         expected = exact[name].astype(np.float64)
         ok = within(values, expected, tolerances)
         mistake = None
@@ -76,9 +78,7 @@ def check_answer(
                 None,
             )
         slips = tuple(
-            slip
-            for k in np.flatnonzero(~ok)
-            if (slip := digit_slip(texts[k], float(expected[k]))) is not None
+            slip for k in np.flatnonzero(~ok) if (slip := digit_slip(texts[k], float(expected[k]))) is not None
         )
         if name != "loss":
             slips = tuple(f"class {k}: {slip}" for k, slip in zip(np.flatnonzero(~ok), slips))
@@ -99,7 +99,12 @@ def digit_slip(text: str, expected: float) -> str | None:
     if len(right) != len(typed) or right == typed:
         return None
     differ = [i for i, (a, b) in enumerate(zip(right, typed)) if a != b]
-    swapped = len(differ) == 2 and differ[1] == differ[0] + 1 and right[differ[0]] == typed[differ[1]] and right[differ[1]] == typed[differ[0]]
+    swapped = (
+        len(differ) == 2
+        and differ[1] == differ[0] + 1
+        and right[differ[0]] == typed[differ[1]]
+        and right[differ[1]] == typed[differ[0]]
+    )
     if len(differ) == 1 or swapped:
         how = "two digits swapped" if swapped else "one digit differs"
         return f"{typed} looks like a slip for {right} ({how})"

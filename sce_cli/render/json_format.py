@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -11,6 +11,10 @@ from ..core import SoftmaxCrossEntropyResult
 from ..derivation import Elided, Item, Matrix, Stage
 from ..numbers import exact, fill, json_number
 from ..proofs import Proofs
+
+if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars
+    from ..batch_io import FileCheck
+    from ..grading import QuantityCheck
 
 
 def grad_document(result: SoftmaxCrossEntropyResult, row: int = 0) -> dict[str, Any]:
@@ -83,7 +87,7 @@ def _step_item(item: Item, dtype: np.dtype) -> dict[str, Any]:
     }
 
 
-def check_document(checks) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def check_document(checks: list[QuantityCheck]) -> dict[str, Any]:
     return {
         "correct": all(check.passed for check in checks),
         "quantities": [
@@ -109,11 +113,11 @@ def check_document(checks) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     }
 
 
-def matrix(values) -> list[list[float | str]]:  # type: ignore[no-untyped-def]
+def matrix(values: np.ndarray) -> list[list[float | str]]:
     return [[json_number(v) for v in row] for row in values]
 
 
-def file_check_document(found) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def file_check_document(found: FileCheck) -> dict[str, Any]:
     return {
         "correct": found.correct,
         "rows": found.rows,
@@ -121,8 +125,13 @@ def file_check_document(found) -> dict[str, Any]:  # type: ignore[no-untyped-def
         "max_abs_error": json_number(found.max_abs_error),
         "max_rel_error": json_number(found.max_rel_error),
         "worst": [
-            {"line": c.line, "column": c.column, "expected": json_number(c.expected), "given": c.given,
-             "difference": json_number(c.error)}
+            {
+                "line": c.line,
+                "column": c.column,
+                "expected": json_number(c.expected),
+                "given": c.given,
+                "difference": json_number(c.error),
+            }
             for c in found.worst
         ],
     }

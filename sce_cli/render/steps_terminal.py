@@ -42,7 +42,9 @@ def print_steps(console: Console, stages: list[Stage], digits: int = 4) -> None:
             if isinstance(item, Equation):
                 console.print(Text("    " + equation_line(item, digits)))
             elif isinstance(item, Elided):
-                console.print(Text(f"    ⋮  ({item.count} more {'class' if item.count == 1 else 'classes'})", style="dim"))
+                console.print(
+                    Text(f"    ⋮  ({item.count} more {'class' if item.count == 1 else 'classes'})", style="dim")
+                )
             else:
                 table = matrix_table(item.rows, item.indices, partial(shown, digits=digits), to_unicode(item.name))
                 console.print(Padding(table, (0, 0, 0, 4)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console
@@ -14,6 +15,10 @@ from ..core import SoftmaxCrossEntropyResult
 from ..numbers import display, given
 from ..proofs import HessianProof, JacobianProof, Proofs
 from .words import options_summary
+
+if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars
+    from ..batch_io import BatchSummary, FileCheck
+    from ..grading import QuantityCheck, Verification
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 BAR_WIDTH = 8
@@ -71,7 +76,7 @@ def print_grad(console: Console, result: SoftmaxCrossEntropyResult, digits: int 
         console.print("with " + "; ".join(summary), highlight=False)
 
 
-def batch_summary_table(summary) -> Table:  # type: ignore[no-untyped-def]
+def batch_summary_table(summary: BatchSummary) -> Table:
     """The summary `sce batch` prints on stderr (a BatchSummary)."""
     table = Table(
         box=None, show_header=False, pad_edge=False, title="sce batch", title_justify="left", title_style="bold"
@@ -96,10 +101,17 @@ def _mark(ok: bool) -> Text:
     return Text("✓", style="green") if ok else Text("✗ wrong", style="bold red")
 
 
-def print_check(console: Console, checks, digits: int = 4) -> None:  # type: ignore[no-untyped-def]
+def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) -> None:
     """`sce check`: each quantity entry by entry, then a verdict."""
     for check in checks:
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=check.name, title_justify="left", title_style="bold")
+        table = Table(
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            title=check.name,
+            title_justify="left",
+            title_style="bold",
+        )
         if check.name != "loss":
             table.add_column("class", justify="right")
         for heading in ("expected", "given", "difference", "tolerance"):
@@ -128,12 +140,20 @@ def print_check(console: Console, checks, digits: int = 4) -> None:  # type: ign
         for slip in check.slips:
             console.print(Text(f"  {slip[0].upper()}{slip[1:]}."))
     passed = all(check.passed for check in checks)
-    console.print(Text("verdict: correct" if passed else "verdict: not correct", style="bold green" if passed else "bold red"))
+    console.print(
+        Text("verdict: correct" if passed else "verdict: not correct", style="bold green" if passed else "bold red")
+    )
 
 
-def print_verification(console: Console, verification, digits: int = 4) -> None:  # type: ignore[no-untyped-def]
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                  title="--verify: central differences of the loss", title_justify="left", title_style="bold")
+def print_verification(console: Console, verification: Verification, digits: int = 4) -> None:
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        title="--verify: central differences of the loss",
+        title_justify="left",
+        title_style="bold",
+    )
     for heading in ("class", "analytic ∂L/∂z", "numeric", "step h", "relative difference"):
         table.add_column(heading, justify="right")
     for k in range(len(verification.analytic)):
@@ -215,15 +235,23 @@ def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> Non
     console.print()
 
 
-def print_file_check(console: Console, found, digits: int = 4) -> None:  # type: ignore[no-untyped-def]
+def print_file_check(console: Console, found: FileCheck, digits: int = 4) -> None:
     """`sce check --csv`: the worst rows, then the summary."""
     if found.worst:
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                      title="worst entries", title_justify="left", title_style="bold")
+        table = Table(
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            title="worst entries",
+            title_justify="left",
+            title_style="bold",
+        )
         for heading in ("line", "column", "expected", "given", "difference"):
             table.add_column(heading, justify="right")
         for cell in found.worst:
-            table.add_row(str(cell.line), cell.column, display(cell.expected, digits), cell.given, display(cell.error, 2))
+            table.add_row(
+                str(cell.line), cell.column, display(cell.expected, digits), cell.given, display(cell.error, 2)
+            )
         console.print(table)
         console.print()
     console.print(f"rows checked: {found.rows:,}")
