@@ -154,8 +154,9 @@ def test_temperature_divides_the_logits_and_the_gradient():
     stages = build_derivation(softmax_cross_entropy([2, 3, 4], 1, temperature=2.0))
     assert any("Temperature $T = 2$" in note for note in stages[0].notes)
     softmax = stages[1]
-    assert value_of(softmax, "M =", "M") == 2.0
-    assert [value_of(softmax, f"z_{{{k}}}/T - M", "d") for k in range(3)] == [-1, -0.5, 0]
+    # The shift comes before the division (issue 10): M = max z = 4, then (z_i - M) / T.
+    assert value_of(softmax, "M =", "M") == 4.0
+    assert [value_of(softmax, f"(z_{{{k}}} - M) / T", "d") for k in range(3)] == [-1, -0.5, 0]
     e1, e15, e2 = math.exp(1), math.exp(1.5), math.exp(2)
     p = [e1 / (e1 + e15 + e2), e15 / (e1 + e15 + e2), e2 / (e1 + e15 + e2)]
     result = stages[[s.title for s in stages].index("Result")]

@@ -8,6 +8,7 @@ reduction (and anything added later) is written once.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -125,9 +126,7 @@ def _compute(
     weight_vec = class_weights(weights, n_classes, dtype)
     if labels is not None and targets is not None:
         raise _neither_or_both()
-    temperature = dtype.type(options.temperature)
-    scaled = z / temperature if options.temperature != 1.0 else z
-    ls = log_softmax(scaled)
+    ls = log_softmax(z, options.temperature)
     probabilities = ls.exp_shifted / ls.exp_sum[:, None]
     eps = dtype.type(options.label_smoothing)
     label_vec = None
@@ -141,7 +140,10 @@ def _compute(
         raise _neither_or_both()
     _warn_about_infinite_losses(terms.losses)
     denominator = terms.denominator if mean_denominator is None else float(mean_denominator)
-    loss, gradient, denominator = _reduce(terms, options.reduction, denominator, temperature)
+    loss, gradient, denominator = _reduce(terms, options.reduction, denominator, dtype.type(options.temperature))
+    _warn_about_overflowing_gradients(gradient, options.temperature)
+    with np.errstate(over="ignore"):
+        scaled = z / dtype.type(options.temperature) if options.temperature != 1.0 else z
     return SoftmaxCrossEntropyResult(
         logits=z,
         scaled_logits=scaled,
@@ -178,42 +180,49 @@ def _hard_label_terms(
     eps: np.floating,
     ignore_index: int,
 ) -> _RowTerms:
+    """Class-index targets, smoothed or not: the target row is q = (1 - ε)·e_c + ε/K
+    and the gradient p·Σ_j w_j q_j - w ⊙ q, formed without the dense one-hot."""
     n_rows, n_classes = probabilities.shape
     dtype = probabilities.dtype
     counted = labels != ignore_index
     rows = np.arange(n_rows)
     safe_labels = np.where(counted, labels, 0)
     label_weight = np.where(counted, weight_vec[safe_labels], 0).astype(dtype)
+    uniform = eps / dtype.type(n_classes)  # ε/K, the smoothed mass of every class
+    one_hot_weight = (1 - eps) * label_weight  # (1 - ε)·w_c, the label's own share
 
     nll = -ls.log_probabilities[rows, safe_labels]
-    # p - e_c, with 1 - p_c taken from the sum of the other classes when c is
-    # the argmax: p_c - 1 would cancel to 0 for a confident prediction.
-    p_minus_onehot = probabilities.copy()
-    label_is_argmax = safe_labels == ls.argmax
-    complement = np.where(
-        label_is_argmax,
-        ls.others_sum / ls.exp_sum,
-        1 - probabilities[rows, safe_labels],
-    )
-    p_minus_onehot[rows, safe_labels] = -complement
-
-    with np.errstate(invalid="ignore"):
-        losses = np.where(counted, label_weight * nll, 0).astype(dtype)
-    gradient = label_weight[:, None] * p_minus_onehot
-    gradient[~counted] = 0  # not 0 × (p - e_c), which leaves -0.0 where p - e_c < 0
-    target = np.zeros_like(probabilities)
-    target[rows[counted], safe_labels[counted]] = 1
+    losses = one_hot_weight * nll
     if eps > 0:
-        # PyTorch adds ε/K times the "smooth loss" -Σ_c w_c log p_c to
-        # (1 - ε) times the weighted NLL; its gradient is p·Σw - w.
-        with np.errstate(invalid="ignore"):
-            smooth = -(ls.log_probabilities * weight_vec).sum(axis=1)
-            losses = np.where(counted, (1 - eps) * label_weight * nll + (eps / n_classes) * smooth, 0).astype(dtype)
-        smooth_gradient = probabilities * weight_vec.sum() - weight_vec
-        gradient = (1 - eps) * gradient + (eps / n_classes) * smooth_gradient
-        gradient[~counted] = 0
-        target = np.where(counted[:, None], (1 - eps) * target + eps / n_classes, 0).astype(dtype)
+        # PyTorch adds ε/K times the "smooth loss" Σ_j w_j (-log p_j); a class
+        # of weight 0 adds nothing, even where its -log p_j is infinite.
+        losses = losses + uniform * _weighted_sum(-ls.log_probabilities, weight_vec)
+    losses = np.where(counted, losses, 0).astype(dtype)
+
+    # w ⊙ q summed, for each row, over all classes and over all but the argmax.
+    mass = one_hot_weight + uniform * weight_vec.sum(dtype=dtype)
+    weight_but = _sums_leaving_one_out(weight_vec)
+    mass_but_max = np.where(safe_labels != ls.argmax, one_hot_weight, 0) + uniform * weight_but[ls.argmax]
+    gradient = probabilities * mass[:, None]
+    if eps > 0:
+        gradient -= uniform * weight_vec
+    gradient[rows, safe_labels] -= one_hot_weight
+    target_at_max = np.where(safe_labels == ls.argmax, one_hot_weight, 0) + uniform * weight_vec[ls.argmax]
+    gradient[rows, ls.argmax] = _gradient_at_max(ls, probabilities, mass_but_max, target_at_max)
+    gradient[~counted] = 0
+    target = _smoothed_one_hot(safe_labels, counted, eps, n_classes, dtype)
     return _RowTerms(losses, gradient, target, counted, float(label_weight.sum()))
+
+
+def _smoothed_one_hot(
+    labels: np.ndarray, counted: np.ndarray, eps: np.floating, n_classes: int, dtype: np.dtype
+) -> np.ndarray:
+    rows = np.arange(len(labels))
+    target = np.zeros((len(labels), n_classes), dtype)
+    target[rows[counted], labels[counted]] = 1
+    if eps > 0:
+        target = np.where(counted[:, None], (1 - eps) * target + eps / n_classes, 0).astype(dtype)
+    return target
 
 
 def _soft_target_terms(
@@ -225,16 +234,56 @@ def _soft_target_terms(
 ) -> _RowTerms:
     n_rows, n_classes = probabilities.shape
     dtype = probabilities.dtype
+    rows = np.arange(n_rows)
     if eps > 0:
         target = ((1 - eps) * target + eps / n_classes).astype(dtype)
     weighted_target = weight_vec * target
-    # 0·log 0 = 0: a class the target gives no mass contributes nothing,
-    # even when its logit is -inf (where frameworks produce NaN).
+    # 0·log 0 = 0: a class the target (or its weight) gives no mass contributes
+    # nothing, even when its logit is -inf (where frameworks produce NaN).
     with np.errstate(invalid="ignore"):
-        terms = np.where(target > 0, weighted_target * ls.log_probabilities, 0)
+        terms = np.where(weighted_target > 0, weighted_target * ls.log_probabilities, 0)
     losses = -terms.sum(axis=1).astype(dtype)
-    gradient = probabilities * weighted_target.sum(axis=1, keepdims=True) - weighted_target
+    mass = weighted_target.sum(axis=1)
+    at_max = weighted_target[rows, ls.argmax]
+    weighted_target[rows, ls.argmax] = 0
+    mass_but_max = weighted_target.sum(axis=1)
+    weighted_target[rows, ls.argmax] = at_max
+    gradient = probabilities * mass[:, None] - weighted_target
+    gradient[rows, ls.argmax] = _gradient_at_max(ls, probabilities, mass_but_max, at_max)
     return _RowTerms(losses, gradient, target, np.ones(n_rows, dtype=bool), float(n_rows))
+
+
+def _gradient_at_max(
+    ls: LogSoftmax, probabilities: np.ndarray, mass_but_max: np.ndarray, target_at_max: np.ndarray
+) -> np.ndarray:
+    """p_m·Σ_j w_j q_j - w_m q_m at the argmax m, as p_m·Σ_{j≠m} w_j q_j - w_m q_m·(1 - p_m).
+
+    The direct form subtracts two numbers near w_m q_m when the target's mass
+    sits on the predicted class and cancels to 0 for a confident prediction
+    ([0, 40] with target (0, 1): -4.2e-18 becomes 0); in this form each
+    product keeps its digits and 1 - p_m = S / (1 + S) is never formed by a
+    subtraction.
+    """
+    p_max = probabilities[np.arange(len(mass_but_max)), ls.argmax]
+    return p_max * mass_but_max - target_at_max * ls.complement_of_max
+
+
+def _weighted_sum(values: np.ndarray, weight_vec: np.ndarray) -> np.ndarray:
+    """Σ_j w_j·values_j per row, leaving out classes of weight 0 (0·∞ is 0 here, not NaN)."""
+    if (weight_vec > 0).all():
+        return values @ weight_vec
+    return values[:, weight_vec > 0] @ weight_vec[weight_vec > 0]
+
+
+def _sums_leaving_one_out(values: np.ndarray) -> np.ndarray:
+    """Σ_{j≠k} values_j for every k, accurately even where values_k is nearly the whole sum.
+
+    The total is kept as an unevaluated sum high + low (Neumaier); high - v_k
+    is then exact where it would cancel (Sterbenz), and low restores the rest.
+    """
+    high = values.sum(dtype=np.float64)
+    low = math.fsum([*values.astype(np.float64).tolist(), -high])
+    return ((high - values.astype(np.float64)) + low).astype(values.dtype)
 
 
 def _reduce(
@@ -242,7 +291,9 @@ def _reduce(
 ) -> tuple[float | np.ndarray, np.ndarray, float]:
     """The loss as PyTorch returns it, the gradient of that loss, and D (1 unless 'mean')."""
     dtype = terms.losses.dtype
-    gradient = terms.gradient / temperature if temperature != 1.0 else terms.gradient
+    with np.errstate(over="ignore"):  # an overflow to ±inf is reported by the caller's warning
+        gradient = terms.gradient / temperature if temperature != 1.0 else terms.gradient
+    gradient += 0.0  # -0.0 (from -w·0 or 0·-1) reads as a sign where there is none
     if reduction == "none":
         return terms.losses, gradient, 1.0
     if reduction == "sum":
@@ -261,13 +312,26 @@ def _reduce(
     return loss, gradient / dtype.type(denominator), denominator
 
 
+def _warn_about_overflowing_gradients(gradient: np.ndarray, temperature: float) -> None:
+    overflowing = np.flatnonzero(np.isinf(gradient).any(axis=1))
+    if overflowing.size:
+        why = f" (the temperature {temperature:g} divides by almost 0)" if temperature < 1 else ""
+        warnings.warn(
+            LossWarning(
+                f"the gradient overflows float64: its largest entries exceed 1.8e308 and are shown as ±inf{why}",
+                tuple(overflowing.tolist()),
+            ),
+            stacklevel=4,
+        )
+
+
 def _warn_about_infinite_losses(losses: np.ndarray) -> None:
     infinite_rows = np.flatnonzero(np.isinf(losses))
     if infinite_rows.size:
         warnings.warn(
             LossWarning(
-                "the loss is infinite: a class with target mass has probability 0 "
-                "(its logit is -inf or far below the others)",
+                "the loss is infinite: a class with target mass has probability 0 in float64 "
+                "(its logit is -inf, or so far below the others that the loss exceeds 1.8e308)",
                 tuple(infinite_rows.tolist()),
             ),
             stacklevel=4,

@@ -69,70 +69,28 @@ def setup_stage(result: SoftmaxCrossEntropyResult) -> Stage:
 
 
 def softmax_stage(result: SoftmaxCrossEntropyResult) -> Stage:
-    n_classes = result.num_classes
-    important = important_classes(result)
-    z = result.scaled_logits[0]
-    zs = "z_{%d}" if result.options.temperature == 1.0 else "z_{%d}/T"
+    tempered = result.options.temperature != 1.0
     notes = [
         "Softmax turns the logits into probabilities: $s_i = \\frac{e^{z_i}}{\\sum_j e^{z_j}}$.",
         "It is computed with the largest logit $M$ subtracted first: the shift cancels in the ratio "
         "(multiply the top and the bottom by $e^{M}$), so it changes nothing, and it keeps every "
         "exponent at or below 0, so nothing overflows even for logits of 1000.",
     ]
-    items: list[Item] = []
-    if result.options.temperature != 1.0:
-        items.append(vector("zt", r"\mathbf{z} / T", z, important))
-        notes.append("With a temperature, the logits here are $z_i / T$.")
-    items.append(
-        Equation(
-            "M = \\max_i z_i" + ("" if result.options.temperature == 1.0 else " / T"),
-            "⟨M⟩",
-            {"M": float(result.max_logit[0])},
-        )
-    )
-    items += per_class(
-        n_classes,
-        important,
-        lambda k: Equation(
-            f"{zs % k} - M",
-            "⟨d⟩",
-            {"d": float(result.shifted_logits[0, k])},
-        ),
-    )
-    items += per_class(
-        n_classes,
-        important,
-        lambda k: Equation(
-            f"e^{{{zs % k} - M}}",
-            "e^{⟨d⟩} = ⟨e⟩",
-            {"d": float(result.shifted_logits[0, k]), "e": float(result.exp_shifted[0, k])},
-        ),
-    )
-    items.append(Equation("\\sum_j e^{z_j - M}", "⟨sum⟩", {"sum": float(result.exp_sum[0])}))
-    if np.all(np.abs(z[np.isfinite(z)]) < EXP_LIMIT):
-        # Shown because the posts show e^2 = 7.389: the unshifted route gives the same s.
-        unshifted = np.exp(z.astype(np.float64))
+    if tempered:
         notes.append(
-            "Without the shift the same numbers appear scaled by $e^{M}$: "
-            "the ratios, and so the probabilities, are the same."
+            "With a temperature the exponents are $(z_i - M) / T$: the shift comes before the division, "
+            "so that a small $T$ cannot overflow $z_i / T$ on the way."
         )
-        items += per_class(
-            n_classes,
-            important,
-            lambda k: Equation(f"e^{{{zs % k}}}", "⟨e⟩", {"e": float(unshifted[k])}),
-        )
-        items.append(Equation("\\sum_j e^{z_j}", "⟨sum⟩", {"sum": float(unshifted.sum())}))
-    else:
-        notes.append(
-            "Here $e^{z_i}$ itself overflows float64 (its logits reach "
-            f"${plain(float(np.max(np.abs(z[np.isfinite(z)]))))}$), so only the shifted "
-            "exponentials can be shown: this is exactly what the shift is for."
-        )
+    items: list[Item] = [Equation("M = \\max_i z_i", "⟨M⟩", {"M": float(result.max_logit[0])})]
+    items += _shifted_exponentials(result)
+    unshifted_items, unshifted_note = _unshifted_exponentials(result)
+    notes.append(unshifted_note)
+    items += unshifted_items
     items += per_class(
-        n_classes,
-        important,
+        result.num_classes,
+        important_classes(result),
         lambda k: Equation(
-            f"s_{{{k}}} = \\frac{{e^{{{zs % k} - M}}}}{{\\sum_j e^{{z_j - M}}}}",
+            f"s_{{{k}}} = \\frac{{e^{{{_exponent(result, k)}}}}}{{{_shifted_sum(result)}}}",
             "\\frac{⟨e⟩}{⟨sum⟩} = ⟨s⟩",
             {
                 "e": float(result.exp_shifted[0, k]),
@@ -142,3 +100,64 @@ def softmax_stage(result: SoftmaxCrossEntropyResult) -> Stage:
         ),
     )
     return Stage("Softmax, stabilised", tuple(notes), tuple(items))
+
+
+def _exponent(result: SoftmaxCrossEntropyResult, k: int | str) -> str:
+    """The exponent of class k's shifted term, in LaTeX: z_k - M, or (z_k - M)/T."""
+    z = f"z_{{{k}}}" if isinstance(k, int) else f"z_{k}"
+    return f"{z} - M" if result.options.temperature == 1.0 else f"({z} - M) / T"
+
+
+def _shifted_sum(result: SoftmaxCrossEntropyResult) -> str:
+    return f"\\sum_j e^{{{_exponent(result, 'j')}}}"
+
+
+def _shifted_exponentials(result: SoftmaxCrossEntropyResult) -> list[Item]:
+    important = important_classes(result)
+    items = per_class(
+        result.num_classes,
+        important,
+        lambda k: Equation(_exponent(result, k), "⟨d⟩", {"d": float(result.shifted_logits[0, k])}),
+    )
+    items += per_class(
+        result.num_classes,
+        important,
+        lambda k: Equation(
+            f"e^{{{_exponent(result, k)}}}",
+            "e^{⟨d⟩} = ⟨e⟩",
+            {"d": float(result.shifted_logits[0, k]), "e": float(result.exp_shifted[0, k])},
+        ),
+    )
+    items.append(Equation(_shifted_sum(result), "⟨sum⟩", {"sum": float(result.exp_sum[0])}))
+    return items
+
+
+def _unshifted_exponentials(result: SoftmaxCrossEntropyResult) -> tuple[list[Item], str]:
+    """e^{z_i} (or e^{z_i/T}) themselves where they fit in float64, as the posts show
+    e^2 = 7.389, with the note that says what they show; else only the note."""
+    z = result.scaled_logits[0].astype(np.float64)
+    finite = z[np.isfinite(z)]
+    if not np.all(np.abs(finite) < EXP_LIMIT):
+        return [], (
+            f"Here $e^{{{_power(result, 'i')}}}$ itself overflows float64 (its exponents reach "
+            f"${plain(float(np.max(np.abs(finite))))}$), so only the shifted "
+            "exponentials can be shown: this is exactly what the shift is for."
+        )
+    unshifted = np.exp(z)
+    items = per_class(
+        result.num_classes,
+        important_classes(result),
+        lambda k: Equation(f"e^{{{_power(result, k)}}}", "⟨e⟩", {"e": float(unshifted[k])}),
+    )
+    items.append(Equation(f"\\sum_j e^{{{_power(result, 'j')}}}", "⟨sum⟩", {"sum": float(unshifted.sum())}))
+    note = (
+        "Without the shift the same numbers appear scaled by "
+        + ("$e^{M}$" if result.options.temperature == 1.0 else "$e^{M/T}$")
+        + ": the ratios, and so the probabilities, are the same."
+    )
+    return items, note
+
+
+def _power(result: SoftmaxCrossEntropyResult, k: int | str) -> str:
+    z = f"z_{{{k}}}" if isinstance(k, int) else f"z_{k}"
+    return z if result.options.temperature == 1.0 else f"{z} / T"
