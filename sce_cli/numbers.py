@@ -154,6 +154,14 @@ def tolerance_of(text: str) -> float:
     return float(half_unit(len(match.group(2) or ""), int(match.group(3) or 0)))
 
 
+def decimal_places(text: str) -> int:
+    """How many decimal places ``text`` writes (0.090 → 3, 1.5e-3 → 4, 12 → 0)."""
+    match = _WRITTEN_NUMBER.fullmatch(normalise_minus(text))
+    if match is None:
+        return 0
+    return max(0, len(match.group(2) or "") - int(match.group(3) or 0))
+
+
 def written_tolerances(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     """:func:`tolerance_of` for every cell of the named columns of a polars frame."""
     import polars as pl

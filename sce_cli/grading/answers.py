@@ -12,13 +12,15 @@ from ..core import SoftmaxCrossEntropyResult
 from ..numbers import WRITTEN_NUMBER, normalise_minus, read_number, tolerance_of
 from .mistakes import Mistake, usual_mistakes
 
-#: Below this (relative to max(1, |expected|)) a difference is float rounding, not a mistake.
-ROUNDING_FLOOR = 1e-9
+#: A difference below this many float64 epsilons of the expected value is
+#: rounding (another engine's, or the last digit of a shortest repr), never a
+#: mistake. Relative only: an absolute floor would let a wrong tiny answer pass.
+ROUNDING_ALLOWANCE = 4 * float(np.finfo(np.float64).eps)
 
 
 def within(given: np.ndarray | float, expected: np.ndarray | float, tolerance: np.ndarray | float) -> np.ndarray:
     given, expected = np.asarray(given, dtype=float), np.asarray(expected, dtype=float)
-    allowed = np.asarray(tolerance) + ROUNDING_FLOOR * np.maximum(1.0, np.abs(expected))
+    allowed = np.asarray(tolerance) + ROUNDING_ALLOWANCE * np.abs(expected)
     with np.errstate(invalid="ignore"):
         close = np.abs(given - expected) <= allowed
     return close | (given == expected)  # infinities
@@ -37,7 +39,11 @@ class QuantityCheck:
     texts: tuple[str, ...] = ()
     """The answer as it was typed."""
     slips: tuple[str, ...] = ()
-    """Wrong entries that are the right number with one digit miswritten."""
+    """Wrong entries that are the right number with one digit miswritten, each naming its entry."""
+    ambiguous: str | None = None
+    """A usual mistake that the answer, right to the digits given, also fits:
+    too few digits to tell the right answer from it. The answer still passes
+    (it is right to its digits); the flag says more digits are needed to be sure."""
 
     @property
     def passed(self) -> bool:
@@ -51,39 +57,38 @@ def check_answer(
     targets: ArrayLike | None = None,
 ) -> list[QuantityCheck]:
     """Compare the given texts (per quantity: 'gradient', 'probabilities', 'loss')
-    with the exact values; name a usual mistake where the answer matches one."""
+    with the exact values; name a usual mistake where the answer matches one,
+    and say so where the digits given cannot tell the answer from one."""
     exact = {
         "probabilities": result.probabilities[0],
         "loss": np.array([result.reported_loss()]),
         "gradient": result.gradient[0],
     }
-    mistakes: list[Mistake] | None = None
+    mistakes = usual_mistakes(result, targets)
     checks = []
     for name in ("probabilities", "loss", "gradient"):
-        if name not in given:
-            continue
-        texts = given[name]
-        values = np.array([read_number(t) for t in texts], dtype=float)
-        tolerances = (
-            np.full(len(texts), tolerance) if tolerance is not None else np.array([tolerance_of(t) for t in texts])
-        )
-        expected = exact[name].astype(np.float64)
-        ok = within(values, expected, tolerances)
-        mistake = None
-        if not ok.all():
-            if mistakes is None:
-                mistakes = usual_mistakes(result, targets)
-            mistake = next(
-                (m.name for m in mistakes if m.quantity == name and within(values, m.value, tolerances).all()),
-                None,
-            )
-        slips = tuple(
-            slip for k in np.flatnonzero(~ok) if (slip := digit_slip(texts[k], float(expected[k]))) is not None
-        )
-        if name != "loss":
-            slips = tuple(f"class {k}: {slip}" for k, slip in zip(np.flatnonzero(~ok), slips))
-        checks.append(QuantityCheck(name, expected, values, tolerances, ok, mistake, tuple(texts), slips))
+        if name in given:
+            expected = exact[name].astype(np.float64)
+            candidates = [m for m in mistakes if m.quantity == name and not np.allclose(m.value, expected)]
+            checks.append(_check_quantity(name, given[name], expected, tolerance, candidates))
     return checks
+
+
+def _check_quantity(
+    name: str, texts: list[str], expected: np.ndarray, tolerance: float | None, mistakes: list[Mistake]
+) -> QuantityCheck:
+    values = np.array([read_number(t) for t in texts], dtype=float)
+    tolerances = np.full(len(texts), tolerance) if tolerance is not None else np.array([tolerance_of(t) for t in texts])
+    ok = within(values, expected, tolerances)
+    fits = [m.name for m in mistakes if within(values, m.value, tolerances).all()]
+    mistake = fits[0] if fits and not ok.all() else None
+    ambiguous = fits[0] if fits and ok.all() else None
+    slips = []
+    for k in np.flatnonzero(~ok):
+        slip = digit_slip(texts[k], float(expected[k]))
+        if slip is not None:
+            slips.append(slip if name == "loss" else f"class {k}: {slip}")
+    return QuantityCheck(name, expected, values, tolerances, ok, mistake, tuple(texts), tuple(slips), ambiguous)
 
 
 def digit_slip(text: str, expected: float) -> str | None:

@@ -44,22 +44,27 @@ def rerun(
 
 
 def usual_mistakes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None = None) -> list[Mistake]:
-    """What the usual slips give, for the gradient, the probabilities and the loss.
+    """What the usual slips give, for every quantity where each can occur.
 
     ``targets`` are the probability targets as given, if any (before smoothing).
     """
+    found = _formula_mistakes(result) + _reduction_mistakes(result) + _weight_mistakes(result)
+    found += _temperature_mistakes(result, targets) + _smoothing_mistakes(result, targets)
+    found += _label_mistakes(result)
+    return found
 
-    def recompute(label: int | None = None, **changes: Any) -> SoftmaxCrossEntropyResult:
-        return rerun(result, targets, label=label, **changes)
 
-    options = result.options
-    p = result.probabilities[0].astype(np.float64)
-    g = result.gradient[0].astype(np.float64)
-    y = result.target[0].astype(np.float64)
-    w = result.class_weights.astype(np.float64)
+def _row(values: np.ndarray) -> np.ndarray:
+    return values[0].astype(np.float64)
+
+
+def _formula_mistakes(result: SoftmaxCrossEntropyResult) -> list[Mistake]:
+    g, y, w = _row(result.gradient), _row(result.target), result.class_weights.astype(np.float64)
     scale = result.gradient_scale
+    mass = float((w * y).sum())
     loss = result.reported_loss()
-    found = [
+    unnormalised = _row(result.exp_shifted)
+    return [
         Mistake(
             "the probabilities, without subtracting 1 at the correct class (∂L/∂z = s - y)",
             "gradient",
@@ -69,61 +74,86 @@ def usual_mistakes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None 
         Mistake("the loss in log base 10: cross-entropy uses the natural log", "loss", np.array([loss / math.log(10)])),
         Mistake("the loss in log base 2: cross-entropy uses the natural log", "loss", np.array([loss / math.log(2)])),
         Mistake(
-            "the shifted exponentials e^(z - M), not divided by their sum",
-            "probabilities",
-            result.exp_shifted[0].astype(np.float64),
+            "the gradient of a loss in log base 10: cross-entropy uses the natural log", "gradient", g / math.log(10)
+        ),
+        Mistake(
+            "the gradient of a loss in log base 2: cross-entropy uses the natural log", "gradient", g / math.log(2)
+        ),
+        Mistake("the shifted exponentials e^(z - M), not divided by their sum", "probabilities", unnormalised),
+        Mistake(
+            "the shifted exponentials e^(z - M) in place of the probabilities: they are not divided by their sum",
+            "gradient",
+            (unnormalised * mass - w * y) * scale,
         ),
     ]
-    if result.denominator != 1:
-        what = "the weight sum" if result.labels is not None else "N"
-        found.append(
-            Mistake(
-                f"the gradient of the summed loss: the mean divides by {what} ({result.denominator:g})",
-                "gradient",
-                g * result.denominator,
-            )
+
+
+def _reduction_mistakes(result: SoftmaxCrossEntropyResult) -> list[Mistake]:
+    if result.denominator in (0, 1):
+        return []
+    what = "the weight sum" if result.labels is not None else "N"
+    why = f"the mean divides by {what} ({result.denominator:g})"
+    loss = result.reported_loss()
+    return [
+        Mistake(f"the gradient of the summed loss: {why}", "gradient", _row(result.gradient) * result.denominator),
+        Mistake(f"the summed loss: {why}", "loss", np.array([loss * result.denominator])),
+    ]
+
+
+def _weight_mistakes(result: SoftmaxCrossEntropyResult) -> list[Mistake]:
+    if result.labels is None or result.options.weight is None:
+        return []
+    label = result.label_of(0)
+    p, w = _row(result.probabilities), result.class_weights.astype(np.float64)
+    per_class = w * (p - np.eye(len(p))[label]) * result.gradient_scale
+    return [
+        Mistake(
+            f"weights applied class by class, w ⊙ (s - y): every entry is scaled by the label's weight w_{label}",
+            "gradient",
+            per_class,
         )
-        found.append(
-            Mistake(
-                f"the summed loss: the mean divides by {what} ({result.denominator:g})",
-                "loss",
-                np.array([loss * result.denominator]),
-            )
-        )
-    if result.labels is not None and options.weight is not None:
-        label = int(result.labels[0])
-        per_class = w * (p - np.eye(len(p))[label]) * scale
-        found.append(
-            Mistake(
-                f"weights applied class by class, w ⊙ (s - y): every entry is scaled by the label's weight w_{label}",
-                "gradient",
-                per_class,
-            )
-        )
-    if options.temperature != 1.0:
-        found.append(Mistake("the factor 1/T of the temperature is missing", "gradient", g * options.temperature))
-        untempered = recompute(temperature=1.0)
-        found.append(
-            Mistake("the softmax of z, not of z / T", "probabilities", untempered.probabilities[0].astype(np.float64))
-        )
-        found.append(
-            Mistake(
-                "the loss without the temperature (softmax of z, not z / T)",
-                "loss",
-                np.array([untempered.reported_loss()]),
-            )
-        )
-    if options.label_smoothing:
-        plain = recompute(label_smoothing=0.0)
-        found.append(Mistake("label smoothing left out", "gradient", plain.gradient[0].astype(np.float64)))
-        found.append(Mistake("label smoothing left out", "loss", np.array([plain.reported_loss()])))
-    if result.labels is not None and int(result.labels[0]) >= 1:
-        # A label read as 1-based: "--label 2" taken to mean the second class.
-        label = int(result.labels[0])
-        other = recompute(label=label - 1)
-        why = f"labels are 0-based, so --label {label} is the class at index {label}"
-        found.append(
-            Mistake(f"the gradient for class {label - 1}: {why}", "gradient", other.gradient[0].astype(np.float64))
-        )
-        found.append(Mistake(f"the loss for class {label - 1}: {why}", "loss", np.array([other.reported_loss()])))
-    return found
+    ]
+
+
+def _temperature_mistakes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None) -> list[Mistake]:
+    temperature = result.options.temperature
+    if temperature == 1.0:
+        return []
+    untempered = rerun(result, targets, temperature=1.0)
+    return [
+        Mistake("the factor 1/T of the temperature is missing", "gradient", _row(result.gradient) * temperature),
+        Mistake("the softmax of z, not of z / T", "probabilities", _row(untempered.probabilities)),
+        Mistake(
+            "the gradient without the temperature: the softmax of z, not of z / T, and no factor 1/T",
+            "gradient",
+            _row(untempered.gradient),
+        ),
+        Mistake(
+            "the loss without the temperature (softmax of z, not z / T)",
+            "loss",
+            np.array([untempered.reported_loss()]),
+        ),
+    ]
+
+
+def _smoothing_mistakes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None) -> list[Mistake]:
+    if not result.options.label_smoothing:
+        return []
+    plain = rerun(result, targets, label_smoothing=0.0)
+    return [
+        Mistake("label smoothing left out", "gradient", _row(plain.gradient)),
+        Mistake("label smoothing left out", "loss", np.array([plain.reported_loss()])),
+    ]
+
+
+def _label_mistakes(result: SoftmaxCrossEntropyResult) -> list[Mistake]:
+    if result.labels is None or result.label_of(0) < 1:
+        return []
+    # A label read as 1-based: "--label 2" taken to mean the second class.
+    label = result.label_of(0)
+    other = rerun(result, label=label - 1)
+    why = f"labels are 0-based, so --label {label} is the class at index {label}"
+    return [
+        Mistake(f"the gradient for class {label - 1}: {why}", "gradient", _row(other.gradient)),
+        Mistake(f"the loss for class {label - 1}: {why}", "loss", np.array([other.reported_loss()])),
+    ]

@@ -95,6 +95,7 @@ def check_document(checks: list[QuantityCheck]) -> dict[str, Any]:
                 "name": check.name,
                 "correct": check.passed,
                 "mistake": check.mistake,
+                "ambiguous_with": check.ambiguous,
                 "slips": list(check.slips),
                 "entries": [
                     {

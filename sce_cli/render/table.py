@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..core import SoftmaxCrossEntropyResult
-from ..numbers import display, given
+from ..numbers import decimal_places, display, given
 from ..proofs import HessianProof, JacobianProof, Proofs
 from .words import options_summary
 
@@ -119,8 +119,10 @@ def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) 
         table.add_column("")
         for k in range(len(check.given)):
             cells = [] if check.name == "loss" else [str(k)]
+            # At least as many digits as the answer, so that the two can be compared by eye.
+            shown = min(17, max(digits, decimal_places(check.texts[k]) if check.texts else 0))
             cells += [
-                display(check.expected[k], digits),
+                display(check.expected[k], shown),
                 check.texts[k] if check.texts else given(check.given[k]),
                 display(check.given[k] - check.expected[k], 2),
                 display(check.tolerance[k], 1),
@@ -132,6 +134,13 @@ def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) 
         wrong = int((~check.ok).sum())
         if wrong == 0:
             console.print(Text.assemble(("✓ ", "green"), f"{check.name}: correct"))
+            if check.ambiguous:
+                console.print(
+                    Text(
+                        "  ⚠ Right to the digits given, but these digits also fit a usual mistake "
+                        f"({check.ambiguous}); give more digits to tell them apart."
+                    )
+                )
             continue
         where = "" if check.name == "loss" else f" ({wrong} of {len(check.ok)} entries)"
         console.print(Text.assemble(("✗ ", "bold red"), f"{check.name}: wrong{where}"))
