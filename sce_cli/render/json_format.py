@@ -148,6 +148,9 @@ def proofs_document(proofs: Proofs) -> dict[str, Any]:
             "steps": [json_number(v) for v in check.steps],
             "relative_difference": [json_number(v) for v in check.relative_difference],
             "max_relative_difference": json_number(check.worst),
+            "classes": [int(k) for k in check.classes],
+            "relative_resolution": [json_number(v) for v in check.relative_resolution],
+            "verdict": check.verdict,
         }
     if proofs.jacobian is not None:
         document["jacobian"] = {

@@ -165,9 +165,9 @@ def print_verification(console: Console, verification: Verification, digits: int
     )
     for heading in ("class", "analytic ∂L/∂z", "numeric", "step h", "relative difference"):
         table.add_column(heading, justify="right")
-    for k in range(len(verification.analytic)):
+    for k, class_index in enumerate(verification.classes):
         table.add_row(
-            str(k),
+            str(class_index),
             display(verification.analytic[k], max(digits, 8)),
             display(verification.numeric[k], max(digits, 8)),
             display(verification.steps[k], 1),
@@ -175,10 +175,21 @@ def print_verification(console: Console, verification: Verification, digits: int
         )
     console.print(table)
     console.print()
-    worst = verification.worst
-    verdict = "agree" if worst < 1e-6 else "DISAGREE"
+    worst = display(verification.worst, 1)
+    if len(verification.classes) < verification.num_classes:
+        console.print(
+            f"{len(verification.classes)} of {verification.num_classes:,} classes checked: the label, "
+            "the prediction, the largest entries and an even spread (each check is a pass over every class)."
+        )
+    if verification.verdict == "cannot verify":
+        console.print(
+            f"max relative difference {worst}: cannot verify at this scale: finite differences of this loss "
+            "cannot resolve the gradient here (rounding noise or curvature over the step exceeds the difference)."
+        )
+        return
+    verdict = "agree" if verification.verdict == "agree" else "DISAGREE"
     console.print(
-        f"max relative difference {display(worst, 1)}: the analytic gradient and the finite differences {verdict} "
+        f"max relative difference {worst}: the analytic gradient and the finite differences {verdict} "
         "(differences are relative to the largest gradient entry)."
     )
 
