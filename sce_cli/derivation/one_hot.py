@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..core import SoftmaxCrossEntropyResult
@@ -21,8 +23,8 @@ from .stages import (
 def one_hot_stages(result: SoftmaxCrossEntropyResult, digits: int) -> list[Stage]:
     return [
         _loss_stage(result, digits),
-        _chain_stage(result),
-        _at_label_stage(result),
+        _chain_stage(result, digits),
+        _at_label_stage(result, digits),
         _off_label_stage(result),
         _result_stage(result),
     ]
@@ -42,7 +44,12 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
     ]
     if s_c > 0:
         loss_notes += rounding_note(
-            s_c, loss, digits, lambda rounded: -np.log(rounded) if rounded > 0 else np.inf, "s_c", "-\\log"
+            s_c,
+            loss,
+            digits,
+            lambda rounded: -np.log(rounded) if rounded > 0 else np.inf,
+            "s_c",
+            lambda x: f"-\\log({x})",
         )
         loss_equation = Equation(f"L = -\\log s_{{{c}}}", "-\\log(⟨s⟩) = ⟨L⟩", {"s": s_c, "L": loss})
     else:
@@ -58,16 +65,17 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
     return Stage("Loss", tuple(loss_notes), (loss_equation,))
 
 
-def _chain_stage(result: SoftmaxCrossEntropyResult) -> Stage:
+def _chain_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
     c, s_c = _label_and_probability(result)
-    underflow_note = (
-        ()
-        if s_c > 0
-        else (
-            "With $s_c$ rounded to 0, $-\\frac{1}{s_c}$ is infinite in floating point; the "
-            "simplified $s_c - 1$ below needs no division, which is why it is the formula to compute.",
+    if s_c > 0:
+        underflow_note = rounding_note(
+            s_c, -1.0 / s_c, digits, _minus_reciprocal, "s_c", lambda x: f"-\\frac{{1}}{{{x}}}"
         )
-    )
+    else:
+        underflow_note = [
+            "With $s_c$ rounded to 0, $-\\frac{1}{s_c}$ is infinite in floating point; the "
+            "simplified $s_c - 1$ below needs no division, which is why it is the formula to compute."
+        ]
     return Stage(
         "Chain rule",
         (
@@ -87,8 +95,21 @@ def _chain_stage(result: SoftmaxCrossEntropyResult) -> Stage:
     )
 
 
-def _at_label_stage(result: SoftmaxCrossEntropyResult) -> Stage:
+def _minus_log(value: float) -> float:
+    return -math.log(value) if value > 0 else math.inf
+
+
+def _minus_reciprocal(value: float) -> float:
+    return -1.0 / value if value else -math.inf
+
+
+def _at_label_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
     c, s_c = _label_and_probability(result)
+    gradient_at_label = float(result.gradient[0, c])
+    notes = rounding_note(
+        s_c, s_c * (1 - s_c), digits, lambda s: s * (1 - s), "s_c", lambda x: f"{x} \\times (1 - {x})"
+    )
+    notes += rounding_note(s_c, gradient_at_label, digits, lambda s: s - 1, "s_c", lambda x: f"{x} - 1")
     return Stage(
         "Case i = c",
         (
@@ -98,6 +119,7 @@ def _at_label_stage(result: SoftmaxCrossEntropyResult) -> Stage:
             "so $\\frac{\\partial L}{\\partial z_c} = -\\frac{1}{s_c}\\,s_c(1 - s_c) = s_c - 1$.",
             "sce computes $s_c - 1$ as $-\\sum_{j \\neq c} s_j$ when $s_c > 1/2$: the subtraction "
             "would cancel the digits of a confident prediction.",
+            *notes,
         ),
         (
             Equation(

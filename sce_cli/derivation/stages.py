@@ -138,16 +138,17 @@ def rounding_note(
     digits: int,
     function: Callable[[float], float],
     symbol: str,
-    function_latex: str,
+    formula: Callable[[str], str],
 ) -> list[str]:
     """Say so where rounding the input first would change the shown output
-    (as the second post's -log(0.245) = 1.406 for 1.4076)."""
+    (as the second post's -log(0.245) = 1.406 for 1.4076); ``formula`` writes
+    the LaTeX of ``function`` applied to a number's text."""
     rounded = float(display(exact_input, digits))
     from_rounded = float(function(rounded))
     if display(from_rounded, digits) == display(exact_output, digits):
         return []
     return [
-        f"Rounding first would mislead: ${function_latex}({display(rounded, digits)}) = "
+        f"Rounding first would mislead: ${formula(display(rounded, digits))} = "
         f"{display(from_rounded, digits)}$, but the exact ${symbol} = {repr(float(exact_input))}$ "
         f"gives ${display(exact_output, digits)}$, the value shown."
     ]
