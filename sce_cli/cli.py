@@ -407,7 +407,8 @@ EncodingOption = Annotated[str, typer.Option("--encoding", help="The input's tex
 def file_request(input_path: str, output: str | None, *, label_col, logit_cols, target_cols, no_header,  # type: ignore[no-untyped-def]
                  delimiter, encoding, smoothing, weight, temperature, reduction, ignore_index, dtype, **extra):
     """The BatchRequest that both file-reading commands build from their options."""
-    from .batch_io import BatchRequest, CoreOptions
+    from .batch import BatchRequest
+    from .batch.frames import CoreOptions
 
     return BatchRequest(
         input_path=input_path,
@@ -465,7 +466,7 @@ def batch(
     """
     if digits is not None:
         check_digits(digits)
-    from .batch_io import run_batch
+    from .batch import run_batch
 
     request = file_request(
         input_path, output, label_col=label_col, logit_cols=logit_cols, target_cols=target_cols,
@@ -606,7 +607,7 @@ def check(
 
 def check_file(path: str, *, grad_cols, loss_col, label_col, logit_cols, target_cols, no_header, delimiter,  # type: ignore[no-untyped-def]
                encoding, tol, digits, output_format, smoothing, weight, temperature, reduction, ignore_index, dtype) -> None:
-    from .batch_io import check_file as grade_file
+    from .grading.file_check import check_file as grade_file
 
     request = file_request(
         path, None, label_col=label_col, logit_cols=logit_cols, target_cols=target_cols, no_header=no_header,
