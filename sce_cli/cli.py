@@ -408,7 +408,7 @@ def file_request(input_path: str, output: str | None, *, label_col, logit_cols, 
                  delimiter, encoding, smoothing, weight, temperature, reduction, ignore_index, dtype, **extra):
     """The BatchRequest that both file-reading commands build from their options."""
     from .batch import BatchRequest
-    from .batch.frames import CoreOptions
+    from .options import LossOptions
 
     return BatchRequest(
         input_path=input_path,
@@ -419,8 +419,8 @@ def file_request(input_path: str, output: str | None, *, label_col, logit_cols, 
         has_header=not no_header,
         delimiter=_delimiter(delimiter, input_path),
         encoding=encoding,
-        options=CoreOptions(
-            weight=None if weight is None else parse_numbers(weight, "--weight"),
+        options=LossOptions(
+            weight=None if weight is None else tuple(parse_numbers(weight, "--weight")),
             label_smoothing=smoothing,
             ignore_index=ignore_index,
             reduction=reduction.value,

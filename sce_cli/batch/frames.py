@@ -12,6 +12,7 @@ import polars as pl
 
 from ..core import InvalidInput, SoftmaxCrossEntropyResult, softmax_cross_entropy
 from ..errors import DataProblem, command_line_problem
+from ..options import LossOptions
 from .columns import ColumnPlan
 from .records import Block, _record_at, _record_lines, _records
 
@@ -110,17 +111,7 @@ def _format_name(delimiter: str) -> str:
     return "TSV" if delimiter == "\t" else "CSV"
 
 
-@dataclass
-class CoreOptions:
-    weight: list[float] | None = None
-    label_smoothing: float = 0.0
-    ignore_index: int = -100
-    reduction: str = "none"
-    temperature: float = 1.0
-    dtype: str = "float64"
-
-
-def compute_block(parsed: ParsedBlock, plan: ColumnPlan, options: CoreOptions, mean_denominator: float | None) -> SoftmaxCrossEntropyResult:
+def compute_block(parsed: ParsedBlock, plan: ColumnPlan, options: LossOptions, mean_denominator: float | None) -> SoftmaxCrossEntropyResult:
     """Run the core on one block; its errors name the line and column."""
     import warnings
 
@@ -131,12 +122,7 @@ def compute_block(parsed: ParsedBlock, plan: ColumnPlan, options: CoreOptions, m
                 parsed.logits,
                 parsed.labels,
                 targets=parsed.targets,
-                weight=options.weight,
-                label_smoothing=options.label_smoothing,
-                ignore_index=options.ignore_index,
-                reduction=options.reduction,  # type: ignore[arg-type]
-                temperature=options.temperature,
-                dtype=options.dtype,
+                options=options,
                 mean_denominator=mean_denominator,
             )
         except InvalidInput as error:

@@ -14,8 +14,9 @@ import numpy as np
 
 from ..core import SoftmaxCrossEntropyResult
 from ..errors import DataProblem
+from ..options import LossOptions
 from .columns import ColumnPlan, plan_columns
-from .frames import CoreOptions, ParsedBlock, compute_block, output_frame, parse_block
+from .frames import ParsedBlock, compute_block, output_frame, parse_block
 from .output import BackgroundWriter, OutputTarget, _hold_interrupts, spool_to_temporary
 from .records import Block, BlockReader, split_header
 
@@ -71,7 +72,7 @@ class BatchRequest:
     encoding: str = "utf-8"
     output_format: str = "csv"
     digits: int | None = None
-    options: CoreOptions = field(default_factory=CoreOptions)
+    options: LossOptions = field(default_factory=LossOptions)
     grad_cols: str | None = None
     loss_col: str | None = None
 
