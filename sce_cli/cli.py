@@ -13,7 +13,8 @@ import typer
 
 from . import __version__
 from .commandline import NumbersCommand, SceGroup, say_warning
-from .errors import UsageProblem, command_line_problem
+from .errors import UsageProblem
+from .errors import option_problem as command_line_problem
 from .parsing import parse_label, parse_numbers, split_numbers
 
 if TYPE_CHECKING:

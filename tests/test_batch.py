@@ -372,3 +372,16 @@ def test_errors_deep_in_a_file_name_the_right_line(tmp_path, monkeypatch, block_
     rows[999] = "1.5,2.5,9"
     path.write_text("\n".join(rows) + "\n")
     assert "line 1000, column label: label 9 is out of range" in run(str(path), "-q").stderr
+
+
+def test_the_file_layer_names_the_request_field_and_the_cli_words_it_as_a_flag(tmp_path):
+    from sce_cli.batch import BatchRequest, plan_columns, run_batch
+    from sce_cli.errors import OptionProblem
+
+    with pytest.raises(OptionProblem) as caught:
+        plan_columns(["z0", "label"], label_col="nope", logit_cols=None, target_cols=None, has_header=True)
+    assert (caught.value.option, caught.value.exit_code) == ("label_col", 2)
+    with pytest.raises(OptionProblem) as caught:
+        run_batch(BatchRequest(str(tmp_path / "missing.csv"), None))
+    assert (caught.value.option, caught.value.exit_code) == ("input_path", 1)
+    assert "sce: error: --label-col: there is no column 'nope'" in run(str(SAMPLES / "batch.csv"), "--label-col", "nope").stderr

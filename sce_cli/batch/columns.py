@@ -6,7 +6,8 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from ..errors import DataProblem, UsageProblem
+from ..errors import DATA, DataProblem, OptionProblem, UsageProblem
+
 
 @dataclass(frozen=True)
 class ColumnPlan:
@@ -55,7 +56,7 @@ def plan_columns(
     label = None
     targets = None
     if target_cols is not None:
-        targets = _select(target_cols, names, "--target-cols")
+        targets = _select(target_cols, names, "target_cols")
     else:
         label = label_col if label_col is not None else ("label" if has_header else names[-1])
         if label not in names:
@@ -64,10 +65,10 @@ def plan_columns(
                     f"there is no column named 'label'; the columns are {listing}. "
                     "Name the label column with --label-col, or give soft targets with --target-cols"
                 )
-            raise UsageProblem(f"--label-col: there is no column {label!r}; the columns are {listing}")
-    grads = None if grad_cols is None else _select(grad_cols, names, "--grad-cols")
+            raise OptionProblem("label_col", f"there is no column {label!r}; the columns are {listing}")
+    grads = None if grad_cols is None else _select(grad_cols, names, "grad_cols")
     if loss_col is not None and loss_col not in names:
-        raise DataProblem(f"--loss-col: there is no column {loss_col!r}; the columns are {listing}")
+        raise OptionProblem("loss_col", f"there is no column {loss_col!r}; the columns are {listing}", DATA)
     taken = {label} | set(targets or ()) | set(grads or ()) | {loss_col}
     if logit_cols is None and grads and all(
         name.startswith("grad_") and name[5:] in names for name in grads
@@ -75,24 +76,26 @@ def plan_columns(
         # Checking sce batch's output: grad_z0 is the gradient of column z0.
         logit_cols = ",".join(name[5:] for name in grads)
     if logit_cols is not None:
-        logits = _select(logit_cols, names, "--logit-cols")
+        logits = _select(logit_cols, names, "logit_cols")
         overlap = taken & set(logits)
         if overlap:
-            raise UsageProblem(
-                f"--logit-cols: column {sorted(overlap)[0]!r} is also the label or a target column"
+            raise OptionProblem(
+                "logit_cols", f"column {sorted(overlap)[0]!r} is also the label or a target column"
             )
     else:
         logits = tuple(name for name in names if name not in taken)
         if not logits:
             raise DataProblem(f"no logit columns: the only columns are {listing}")
     if targets is not None and len(targets) != len(logits):
-        raise UsageProblem(
-            f"--target-cols: {len(targets)} target columns for {len(logits)} logit columns; "
+        raise OptionProblem(
+            "target_cols",
+            f"{len(targets)} target columns for {len(logits)} logit columns; "
             "give one target column per logit column"
         )
     if grads is not None and len(grads) != len(logits):
-        raise UsageProblem(
-            f"--grad-cols: {len(grads)} gradient columns for {len(logits)} logit columns; "
+        raise OptionProblem(
+            "grad_cols",
+            f"{len(grads)} gradient columns for {len(logits)} logit columns; "
             "give one gradient column per logit column"
         )
     plan = ColumnPlan(
@@ -120,13 +123,13 @@ def _select(pattern: str, names: list[str], option: str) -> tuple[str, ...]:
         if any(ch in item for ch in "*?["):
             matches = [name for name in names if fnmatch.fnmatchcase(name, item)]
             if not matches:
-                raise DataProblem(f"{option}: {item!r} matches no column; the columns are {_listing(names)}")
+                raise OptionProblem(option, f"{item!r} matches no column; the columns are {_listing(names)}", DATA)
         elif item in names:
             matches = [item]
         else:
-            raise DataProblem(f"{option}: there is no column {item!r}; the columns are {_listing(names)}")
+            raise OptionProblem(option, f"there is no column {item!r}; the columns are {_listing(names)}", DATA)
         chosen += [name for name in matches if name not in chosen]
     if not chosen:
-        raise UsageProblem(f"{option}: no columns named")
+        raise OptionProblem(option, "no columns named")
     return tuple(chosen)
 

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from ..core import InvalidInput, SoftmaxCrossEntropyResult, softmax_cross_entropy
-from ..errors import DataProblem, command_line_problem
+from ..errors import DataProblem, option_problem
 from ..options import LossOptions
 from .columns import ColumnPlan
 from .records import Block, _record_at, _record_lines, _records
@@ -127,7 +127,7 @@ def compute_block(parsed: ParsedBlock, plan: ColumnPlan, options: LossOptions, m
             )
         except InvalidInput as error:
             if error.field not in ("logits", "labels", "targets") or error.row is None:
-                raise command_line_problem(error) from None
+                raise option_problem(error) from None
             line = parsed.line_of_row(error.row)
             if error.field == "labels":
                 column = plan.label

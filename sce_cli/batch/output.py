@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 import polars as pl
 
-from ..errors import DataProblem, UsageProblem
+from ..errors import DATA, OptionProblem
 from .frames import write_frame
 
 
@@ -40,8 +40,8 @@ class OutputTarget:
             except OSError:
                 same = False
             if same:
-                raise UsageProblem(
-                    f"-o: {self.path} is the input file; write the output to another file"
+                raise OptionProblem(
+                    "output_path", f"{self.path} is the input file; write the output to another file"
                 )
         if os.path.exists(self.path) and not stat.S_ISREG(os.stat(self.path).st_mode):
             self.stream = open(self.path, "wb")  # noqa: SIM115 (closed in finish/abandon)
@@ -52,7 +52,7 @@ class OutputTarget:
                 dir=directory, prefix=f".{os.path.basename(self.path)}.", suffix=".partial", delete=False
             )
         except OSError as error:
-            raise DataProblem(f"-o: cannot write in {directory}: {error.strerror}") from None
+            raise OptionProblem("output_path", f"cannot write in {directory}: {error.strerror}", DATA) from None
         self.temporary = handle.name
         self.stream = handle  # type: ignore[assignment]
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from ..errors import DataProblem, UsageProblem
+from ..errors import DataProblem, OptionProblem
 
 #: Bytes read at a time; a block is this much text cut back to a record boundary.
 BLOCK_BYTES = 4 << 20
@@ -41,7 +41,7 @@ class BlockReader:
         try:
             codec = codecs.lookup(encoding)
         except LookupError:
-            raise UsageProblem(f"--encoding: unknown encoding {encoding!r}; try utf-8, latin-1 or cp1252") from None
+            raise OptionProblem("encoding", f"unknown encoding {encoding!r}; try utf-8, latin-1 or cp1252") from None
         self.encoding = codec.name
         self.passthrough = codec.name in ("utf-8", "utf-8-sig") or encoding.lower() in _UTF8
         self.decoder = None if self.passthrough else codec.incrementaldecoder("strict")

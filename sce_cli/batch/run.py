@@ -13,7 +13,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ..core import SoftmaxCrossEntropyResult
-from ..errors import DataProblem
+from ..errors import DATA, DataProblem, OptionProblem
 from ..options import LossOptions
 from .columns import ColumnPlan, plan_columns
 from .frames import ParsedBlock, compute_block, output_frame, parse_block
@@ -83,7 +83,7 @@ def open_input(path: str) -> BinaryIO:
     try:
         return open(path, "rb")  # noqa: SIM115 (closed by the caller)
     except OSError as error:
-        raise DataProblem(f"INPUT: cannot read {path}: {error.strerror}") from None
+        raise OptionProblem("input_path", f"cannot read {path}: {error.strerror}", DATA) from None
 
 
 def read_blocks(path: str, request: BatchRequest) -> Iterator[tuple[ColumnPlan, Block, BlockReader]]:
