@@ -122,10 +122,13 @@ class BackgroundWriter:
         self._raise_if_failed()
         self.queue.put(frame)
 
-    def close_quietly(self) -> None:
+    def abort(self) -> None:
         """Stop after a failure elsewhere: drop what is queued, wait for the thread."""
-        self.queue.put(self._DONE)
-        self.thread.join()
+        if self.thread.is_alive():
+            # With an error set, the thread drains the queue without writing.
+            self.error = self.error or KeyboardInterrupt()
+            self.queue.put(self._DONE)
+            self.thread.join()
 
     def close(self) -> None:
         """Wait until everything queued is written; raise what the thread met."""

@@ -189,9 +189,8 @@ def run_batch(request: BatchRequest, on_progress=None) -> BatchSummary:  # type:
             target.finish()
         except BaseException:
             release_interrupts()
-            if writer is not None and writer.thread.is_alive():
-                writer.error = writer.error or KeyboardInterrupt()
-                writer.close_quietly()
+            if writer is not None:
+                writer.abort()
             if target is not None:
                 target.abandon()
             raise
