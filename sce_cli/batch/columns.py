@@ -42,30 +42,13 @@ def plan_columns(
     grad_cols: str | None = None,
     loss_col: str | None = None,
 ) -> ColumnPlan:
+    """Which input columns are what: the options that name columns, checked
+    against the header's names (or 0..n-1 without a header)."""
     listing = _listing(names)
-    seen: dict[str, int] = {}
-    for position, name in enumerate(names, start=1):
-        if name in seen:
-            raise DataProblem(
-                f"line 1: column name {name!r} appears twice (columns {seen[name]} and {position}); "
-                "column names must be unique"
-            )
-        seen[name] = position
+    _check_unique(names)
     if target_cols is not None and label_col is not None:
         raise UsageProblem("give --label-col or --target-cols, not both")
-    label = None
-    targets = None
-    if target_cols is not None:
-        targets = _select(target_cols, names, "target_cols")
-    else:
-        label = label_col if label_col is not None else ("label" if has_header else names[-1])
-        if label not in names:
-            if label_col is None:
-                raise DataProblem(
-                    f"there is no column named 'label'; the columns are {listing}. "
-                    "Name the label column with --label-col, or give soft targets with --target-cols"
-                )
-            raise OptionProblem("label_col", f"there is no column {label!r}; the columns are {listing}")
+    label, targets = _label_or_targets(names, label_col, target_cols, has_header, listing)
     grads = None if grad_cols is None else _select(grad_cols, names, "grad_cols")
     if loss_col is not None and loss_col not in names:
         raise OptionProblem("loss_col", f"there is no column {loss_col!r}; the columns are {listing}", DATA)
@@ -75,17 +58,65 @@ def plan_columns(
     ):
         # Checking sce batch's output: grad_z0 is the gradient of column z0.
         logit_cols = ",".join(name[5:] for name in grads)
+    logits = _logit_columns(names, logit_cols, taken, listing)
+    _check_counts(logits, targets, grads)
+    plan = ColumnPlan(
+        tuple(names), logits, label, targets, logits_by_default=logit_cols is None, grads=grads, loss=loss_col
+    )
+    clash = set(plan.output_names) & set(names)
+    if clash and grads is None and loss_col is None:
+        raise DataProblem(
+            f"the input already has a column {sorted(clash)[0]!r}, which sce batch writes; "
+            "rename it, or choose the logit columns with --logit-cols"
+        )
+    return plan
+
+
+def _check_unique(names: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        if name in seen:
+            raise DataProblem(
+                f"line 1: column name {name!r} appears twice (columns {seen[name]} and {position}); "
+                "column names must be unique"
+            )
+        seen[name] = position
+
+
+def _label_or_targets(
+    names: list[str], label_col: str | None, target_cols: str | None, has_header: bool, listing: str
+) -> tuple[str | None, tuple[str, ...] | None]:
+    if target_cols is not None:
+        return None, _select(target_cols, names, "target_cols")
+    label = label_col if label_col is not None else ("label" if has_header else names[-1])
+    if label not in names:
+        if label_col is None:
+            raise DataProblem(
+                f"there is no column named 'label'; the columns are {listing}. "
+                "Name the label column with --label-col, or give soft targets with --target-cols"
+            )
+        raise OptionProblem("label_col", f"there is no column {label!r}; the columns are {listing}")
+    return label, None
+
+
+def _logit_columns(
+    names: list[str], logit_cols: str | None, taken: set[str | None], listing: str
+) -> tuple[str, ...]:
     if logit_cols is not None:
         logits = _select(logit_cols, names, "logit_cols")
-        overlap = taken & set(logits)
+        overlap = set(logits) & taken
         if overlap:
             raise OptionProblem(
                 "logit_cols", f"column {sorted(overlap)[0]!r} is also the label or a target column"
             )
-    else:
-        logits = tuple(name for name in names if name not in taken)
-        if not logits:
-            raise DataProblem(f"no logit columns: the only columns are {listing}")
+        return logits
+    logits = tuple(name for name in names if name not in taken)
+    if not logits:
+        raise DataProblem(f"no logit columns: the only columns are {listing}")
+    return logits
+
+
+def _check_counts(logits: tuple[str, ...], targets: tuple[str, ...] | None, grads: tuple[str, ...] | None) -> None:
     if targets is not None and len(targets) != len(logits):
         raise OptionProblem(
             "target_cols",
@@ -98,16 +129,6 @@ def plan_columns(
             f"{len(grads)} gradient columns for {len(logits)} logit columns; "
             "give one gradient column per logit column"
         )
-    plan = ColumnPlan(
-        tuple(names), logits, label, targets, logits_by_default=logit_cols is None, grads=grads, loss=loss_col
-    )
-    clash = set(plan.output_names) & set(names)
-    if clash and grads is None and loss_col is None:
-        raise DataProblem(
-            f"the input already has a column {sorted(clash)[0]!r}, which sce batch writes; "
-            "rename it, or choose the logit columns with --logit-cols"
-        )
-    return plan
 
 
 def _listing(names: list[str] | tuple[str, ...]) -> str:

@@ -16,6 +16,7 @@ from ..options import LossOptions
 from .columns import ColumnPlan
 from .records import Block, _record_at, _record_lines, _records
 
+
 @dataclass
 class ParsedBlock:
     text: pl.DataFrame  # every input column, as the text it was
@@ -60,7 +61,8 @@ def _numbers(frame: pl.DataFrame, columns: tuple[str, ...], block: Block, plan: 
         values = frame.select(pl.col(columns).str.strip_chars().cast(pl.Float64, strict=False))
         failed = values.select(pl.any_horizontal(pl.all().is_null())).to_series()
         if failed.any():
-            row = int(failed.arg_max())
+            row = failed.arg_max()
+            assert row is not None  # some row failed
             for name in columns:
                 if values[row, name] is None:
                     raise _cell_problem(frame, row, name, block, plan, delimiter, "is not a number")

@@ -36,7 +36,7 @@ class OutputTarget:
             return
         if input_path not in (None, "-") and os.path.exists(self.path):
             try:
-                same = os.path.samefile(self.path, input_path)  # type: ignore[arg-type]
+                same = os.path.samefile(self.path, input_path)
             except OSError:
                 same = False
             if same:

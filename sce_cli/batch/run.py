@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -19,6 +19,7 @@ from .columns import ColumnPlan, plan_columns
 from .frames import ParsedBlock, compute_block, output_frame, parse_block
 from .output import BackgroundWriter, OutputTarget, _hold_interrupts, spool_to_temporary
 from .records import Block, BlockReader, split_header
+
 
 @dataclass
 class BatchSummary:
@@ -158,7 +159,7 @@ def mean_denominator(path: str, request: BatchRequest) -> float | None:
     return sum(result.denominator for _, _, result, _ in computed_blocks(path, request, None))
 
 
-def run_batch(request: BatchRequest, on_progress=None) -> BatchSummary:  # type: ignore[no-untyped-def]
+def run_batch(request: BatchRequest, on_progress: Callable[[int, int], None] | None = None) -> BatchSummary:
     """Compute every row of the input and write the output; return the summary.
 
     ``on_progress(bytes_read, rows)`` is called after each block.
