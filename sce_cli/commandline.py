@@ -17,7 +17,7 @@ from typer import _click as click
 from typer.core import TyperCommand, TyperGroup, TyperOption
 from typer.exceptions import Abort
 
-from .errors import SceError
+from .errors import OptionProblem, SceError
 
 # "-1", "-.5", "-3e-2", "-1,2,3", "-inf": a minus sign before a number, which
 # click would otherwise take for an option.
@@ -27,6 +27,29 @@ _NEGATIVE_NUMBER = re.compile(r"-(\d|\.\d|inf\b|infinity\b)", re.IGNORECASE)
 BROKEN_PIPE = 141
 INTERRUPTED = 130
 INTERNAL_ERROR = 70
+
+#: The command line's name for each field an OptionProblem can name: the
+#: core's inputs and options, and the fields of a batch request.
+FLAG_OF_FIELD = {
+    "logits": "LOGITS",
+    "labels": "--label",
+    "targets": "--target",
+    "weight": "--weight",
+    "label_smoothing": "--smoothing",
+    "temperature": "--temperature",
+    "reduction": "--reduction",
+    "dtype": "--dtype",
+    "ignore_index": "--ignore-index",
+    "input_path": "INPUT",
+    "output_path": "-o",
+    "label_col": "--label-col",
+    "logit_cols": "--logit-cols",
+    "target_cols": "--target-cols",
+    "grad_cols": "--grad-cols",
+    "loss_col": "--loss-col",
+    "encoding": "--encoding",
+    "delimiter": "--delimiter",
+}
 
 
 class NumbersCommand(TyperCommand):
@@ -93,6 +116,9 @@ def run_reporting_errors(run: Callable[[], Any]) -> int:
         result = run()
         sys.stdout.flush()
         return result if isinstance(result, int) else 0
+    except OptionProblem as error:
+        _say(f"sce: error: {error.worded(FLAG_OF_FIELD.get(error.option, error.option))}")
+        return error.exit_code
     except SceError as error:
         _say(f"sce: error: {error}")
         return error.exit_code

@@ -34,34 +34,22 @@ class DataProblem(SceError):
 class OptionProblem(SceError):
     """A problem with the value of one option, named by its field (``label_col``,
     ``output_path``, ``encoding``…) rather than by a flag: the library does not
-    know the command line; the command line words the field as its flag."""
+    know the command line; the command line words the field as its flag.
+    ``column`` is the class the problem is in, where it is in one (a weight)."""
 
-    def __init__(self, option: str, problem: str, exit_code: int = USAGE) -> None:
-        super().__init__(f"{option}: {problem}", exit_code)
+    def __init__(self, option: str, problem: str, exit_code: int = USAGE, *, column: int | None = None) -> None:
         self.option = option
         self.problem = problem
+        self.column = column
+        super().__init__(self.worded(option), exit_code)
+
+    def worded(self, name: str) -> str:
+        """The message, with the option called ``name`` (its flag, on the command line)."""
+        where = name if self.column is None else f"{name} (class {self.column})"
+        return f"{where}: {self.problem}"
 
 
-#: Where each core input comes from on the command line.
-OPTION_OF_FIELD = {
-    "logits": "LOGITS",
-    "labels": "--label",
-    "targets": "--target",
-    "weight": "--weight",
-    "label_smoothing": "--smoothing",
-    "temperature": "--temperature",
-    "reduction": "--reduction",
-    "dtype": "--dtype",
-    "ignore_index": "--ignore-index",
-}
-
-
-def command_line_problem(error: InvalidInput) -> UsageProblem:
-    """Phrase a core error about values typed on the command line."""
-    where = OPTION_OF_FIELD.get(error.field, error.field)
-    if error.column is not None:
-        where += f" (class {error.column})"
-    text = f"{where}: {error.problem}"
-    if error.hint:
-        text += f"; {error.hint}"
-    return UsageProblem(text)
+def option_problem(error: InvalidInput) -> OptionProblem:
+    """The core's error about one of its inputs or options, naming that field."""
+    hint = f"; {error.hint}" if error.hint else ""
+    return OptionProblem(error.field, f"{error.problem}{hint}", USAGE, column=error.column)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sce_cli import batch_io
+from sce_cli.batch import records
 from sce_cli.cli import app
 from sce_cli.core import softmax_cross_entropy
 
@@ -190,7 +190,7 @@ def test_chunk_boundaries_change_nothing(tmp_path, monkeypatch, reduction):
     text = as_csv(logits, labels)
     path = write(tmp_path, "in.csv", text)
     whole = run(str(path), "-q", "--reduction", reduction).stdout
-    monkeypatch.setattr(batch_io, "BLOCK_BYTES", 97)  # many blocks, cut mid-line
+    monkeypatch.setattr(records, "BLOCK_BYTES", 97)  # many blocks, cut mid-line
     chunked = run(str(path), "-q", "--reduction", reduction).stdout
     assert chunked == whole
     assert_rows_match(read_csv(chunked), softmax_cross_entropy(logits, labels, reduction=reduction), 5)
@@ -199,7 +199,7 @@ def test_chunk_boundaries_change_nothing(tmp_path, monkeypatch, reduction):
 def test_quoted_newline_across_a_block_boundary(tmp_path, monkeypatch):
     text = "id,z0,z1,label\n" + "".join(f'"row\n{n}",{n % 3},1,0\n' for n in range(40))
     path = write(tmp_path, "in.csv", text)
-    monkeypatch.setattr(batch_io, "BLOCK_BYTES", 50)
+    monkeypatch.setattr(records, "BLOCK_BYTES", 50)
     rows = read_csv(run(str(path), "--logit-cols", "z0,z1", "-q").stdout)
     assert [row["id"] for row in rows] == [f"row\n{n}" for n in range(40)]
 
@@ -339,8 +339,8 @@ def test_interrupt_leaves_no_partial_output(tmp_path):
 
 
 def test_an_unclosed_quote_is_reported_not_read_into_memory(tmp_path, monkeypatch):
-    monkeypatch.setattr(batch_io, "BLOCK_BYTES", 64)
-    monkeypatch.setattr(batch_io, "MAX_RECORD_BYTES", 1024)
+    monkeypatch.setattr(records, "BLOCK_BYTES", 64)
+    monkeypatch.setattr(records, "MAX_RECORD_BYTES", 1024)
     path = write(tmp_path, "in.csv", "id,z0,z1,label\n" + 'x,1,2,0\n' * 3 + '"open,1,2,0\n' + "y,1,2,0\n" * 400)
     result = run(str(path), "--logit-cols", "z*", "-q")
     assert result.exit_code == 1
@@ -350,7 +350,7 @@ def test_an_unclosed_quote_is_reported_not_read_into_memory(tmp_path, monkeypatc
 def test_record_boundary_with_an_open_quote_is_fast():
     data = b'"' + b"a,1\n" * 500_000  # one quote opened at the start of 2 MB
     start = time.perf_counter()
-    assert batch_io._record_boundary(data) == 0
+    assert records._record_boundary(data) == 0
     assert time.perf_counter() - start < 5  # was quadratic: hours
 
 
@@ -364,7 +364,7 @@ def test_undecodable_latin_text_names_its_line(tmp_path):
 @pytest.mark.parametrize("block_bytes", [50, 4096])
 def test_errors_deep_in_a_file_name_the_right_line(tmp_path, monkeypatch, block_bytes):
     # Regression: lines were counted from 1 again in every block after the first.
-    monkeypatch.setattr(batch_io, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(records, "BLOCK_BYTES", block_bytes)
     rows = ["z0,z1,label"] + ["1.5,2.5,0"] * 998 + ["1.5,oops,0"]
     path = write(tmp_path, "in.csv", "\n".join(rows) + "\n")
     result = run(str(path), "-q")
@@ -372,3 +372,16 @@ def test_errors_deep_in_a_file_name_the_right_line(tmp_path, monkeypatch, block_
     rows[999] = "1.5,2.5,9"
     path.write_text("\n".join(rows) + "\n")
     assert "line 1000, column label: label 9 is out of range" in run(str(path), "-q").stderr
+
+
+def test_the_file_layer_names_the_request_field_and_the_cli_words_it_as_a_flag(tmp_path):
+    from sce_cli.batch import BatchRequest, plan_columns, run_batch
+    from sce_cli.errors import OptionProblem
+
+    with pytest.raises(OptionProblem) as caught:
+        plan_columns(["z0", "label"], label_col="nope", logit_cols=None, target_cols=None, has_header=True)
+    assert (caught.value.option, caught.value.exit_code) == ("label_col", 2)
+    with pytest.raises(OptionProblem) as caught:
+        run_batch(BatchRequest(str(tmp_path / "missing.csv"), None))
+    assert (caught.value.option, caught.value.exit_code) == ("input_path", 1)
+    assert "sce: error: --label-col: there is no column 'nope'" in run(str(SAMPLES / "batch.csv"), "--label-col", "nope").stderr

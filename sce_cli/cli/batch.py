@@ -31,7 +31,7 @@ from .inputs import check_digits, parse_loss_options
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..batch_io import BatchRequest, BatchSummary
+    from ..batch import BatchRequest, BatchSummary
 
 
 def batch(
@@ -95,7 +95,7 @@ def batch(
     )
     from rich.console import Console
 
-    from ..batch_io import run_batch
+    from ..batch import run_batch
 
     stderr = Console(stderr=True, highlight=False)
     show_progress = not quiet and stderr.is_terminal
@@ -113,7 +113,7 @@ def batch(
 def _run_with_progress(request: BatchRequest, stderr: Console) -> BatchSummary:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..batch_io import run_batch
+    from ..batch import run_batch
 
     path = request.input_path
     size = os.path.getsize(path) if path != "-" and os.path.isfile(path) else None

@@ -44,7 +44,7 @@ from .inputs import (
 )
 
 if TYPE_CHECKING:
-    from ..batch_io import BatchRequest
+    from ..batch import BatchRequest
 
 #: Each quantity a typed answer can give: (name, option).
 QUANTITIES = (("gradient", "--grad"), ("probabilities", "--probs"), ("loss", "--loss"))
@@ -191,7 +191,7 @@ def _grade_answers(
 
 
 def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_format: CheckFormat) -> None:
-    from ..batch_io import check_file
+    from ..grading.file_check import check_file
 
     found = check_file(request, tol)
     if output_format is CheckFormat.json:

@@ -9,7 +9,7 @@ from ..errors import UsageProblem
 from ..options import LossOptions
 
 if TYPE_CHECKING:
-    from ..batch_io import BatchRequest
+    from ..batch import BatchRequest
 
 _NAMED_DELIMITERS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
 
@@ -48,7 +48,7 @@ def file_request(
 ) -> BatchRequest:
     """The request both file-reading commands build from their options;
     ``extra`` holds the fields only one of them has (digits, grad_cols, …)."""
-    from ..batch_io import BatchRequest
+    from ..batch import BatchRequest
 
     return BatchRequest(
         input_path=input_path,
@@ -59,6 +59,6 @@ def file_request(
         has_header=not no_header,
         delimiter=parse_delimiter(delimiter, input_path),
         encoding=encoding,
-        options=options,  # type: ignore[arg-type]
+        options=options,
         **extra,
     )

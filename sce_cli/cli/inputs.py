@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..commandline import say_warning
-from ..errors import UsageProblem, command_line_problem
+from ..errors import UsageProblem, option_problem
 from ..numbers import normalise_minus, read_number, split_numbers
 from ..options import LossOptions
 from .declarations import DType, ReductionChoice
@@ -114,7 +114,7 @@ def run_core(vector: VectorInput, options: LossOptions) -> SoftmaxCrossEntropyRe
                 options=options,
             )
         except InvalidInput as error:
-            raise command_line_problem(error) from None
+            raise option_problem(error) from None
     for warning in caught:
         say_warning(str(warning.message))
     return result

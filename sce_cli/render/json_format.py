@@ -13,7 +13,7 @@ from ..numbers import exact, fill, json_number
 from ..proofs import Proofs
 
 if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars
-    from ..batch_io import FileCheck
+    from ..grading.file_check import FileCheck
     from ..grading import QuantityCheck
 
 

@@ -17,7 +17,8 @@ from ..proofs import HessianProof, JacobianProof, Proofs
 from .words import options_summary
 
 if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars
-    from ..batch_io import BatchSummary, FileCheck
+    from ..batch import BatchSummary
+    from ..grading.file_check import FileCheck
     from ..grading import QuantityCheck, Verification
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"

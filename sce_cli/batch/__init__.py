@@ -1,0 +1,24 @@
+"""Batch I/O: CSV or TSV in, block by block, through the core, and out.
+
+The input is read in blocks of whole records (a few MiB each) and every
+block is parsed by polars, so memory stays bounded whatever the input size
+and the same code reads files and pipes. polars is fast but does not say
+where a bad row is; on any problem the block is scanned again with Python's
+csv module, which knows each record's line number, so that every error names
+its line, column and value.
+"""
+
+from .columns import ColumnPlan, plan_columns
+from .frames import ParsedBlock, compute_block, output_frame, parse_block, write_frame
+from .output import BackgroundWriter, OutputTarget, spool_to_temporary
+from .records import BLOCK_BYTES, MAX_RECORD_BYTES, Block, BlockReader, split_header
+from .run import (
+    BatchRequest, BatchSummary, computed_blocks, mean_denominator, open_input, read_blocks, readable_input, run_batch,
+)
+
+__all__ = [
+    "BLOCK_BYTES", "MAX_RECORD_BYTES", "BackgroundWriter", "BatchRequest", "BatchSummary", "Block", "BlockReader",
+    "ColumnPlan", "OutputTarget", "ParsedBlock", "compute_block", "computed_blocks", "mean_denominator", "open_input",
+    "output_frame", "parse_block", "plan_columns", "read_blocks", "readable_input", "run_batch", "spool_to_temporary",
+    "split_header", "write_frame",
+]

@@ -1,0 +1,171 @@
+"""Bytes and line numbers: the input cut into blocks of whole records, checked
+as UTF-8, and the csv-module scan that says which line each record is on."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from ..errors import DataProblem, OptionProblem
+
+#: Bytes read at a time; a block is this much text cut back to a record boundary.
+BLOCK_BYTES = 4 << 20
+#: A record longer than this is taken for an unclosed quote, not read on into memory.
+MAX_RECORD_BYTES = 64 << 20
+_UTF8 = ("utf-8", "utf8", "utf_8", "utf-8-sig", "utf_8_sig")
+
+
+@dataclass
+class Block:
+    """Whole records as UTF-8 bytes, and the line number of the first."""
+
+    first_line: int
+    data: bytes
+
+
+class BlockReader:
+    """Cuts a byte stream into blocks of whole records, decoded to UTF-8.
+
+    UTF-8 input (with or without a byte-order mark) is passed on as it is,
+    after a check that it decodes; other encodings are decoded and re-encoded.
+    Bytes that do not decode are reported with their line.
+    """
+
+    def __init__(self, stream: BinaryIO, encoding: str = "utf-8", block_bytes: int | None = None) -> None:
+        self.stream = stream
+        self.block_bytes = block_bytes or BLOCK_BYTES
+        try:
+            codec = codecs.lookup(encoding)
+        except LookupError:
+            raise OptionProblem("encoding", f"unknown encoding {encoding!r}; try utf-8, latin-1 or cp1252") from None
+        self.encoding = codec.name
+        self.passthrough = codec.name in ("utf-8", "utf-8-sig") or encoding.lower() in _UTF8
+        self.decoder = None if self.passthrough else codec.incrementaldecoder("strict")
+        self.pending = b""
+        self.next_line = 1
+        self.bytes_read = 0
+        self.started = False
+        self.finished = False
+
+    def _read(self) -> bytes:
+        raw = self.stream.read(self.block_bytes)
+        self.bytes_read += len(raw)
+        if not raw:
+            self.finished = True
+        if self.passthrough:
+            if not self.started and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            self.started = True
+            return raw
+        assert self.decoder is not None
+        try:
+            text = self.decoder.decode(raw, final=not raw)
+        except UnicodeDecodeError as error:
+            line = self.next_line + self.pending.count(b"\n") + raw[: error.start].count(b"\n")
+            raise DataProblem(
+                f"line {line}: bytes that are not {self.encoding} ({error.reason}); "
+                "give the file's encoding with --encoding"
+            ) from None
+        self.started = True
+        return text.encode("utf-8")
+
+    def blocks(self) -> Iterator[Block]:
+        while not self.finished:
+            self.pending += self._read()
+            if self.finished:
+                cut = len(self.pending)
+            else:
+                cut = _record_boundary(self.pending)
+                if cut == 0:
+                    if len(self.pending) > MAX_RECORD_BYTES:
+                        raise DataProblem(
+                            f"line {self.next_line}: a quoted field is never closed "
+                            f"(no record ends within {MAX_RECORD_BYTES:,} bytes); check the quote characters"
+                        )
+                    continue  # one record longer than a block: read on
+            data, self.pending = self.pending[:cut], self.pending[cut:]
+            if data:
+                _check_utf8(data, self.next_line)
+                # Advance before yielding: a consumer may stop after this block
+                # (first_record does) and a new generator must go on from here.
+                first_line, self.next_line = self.next_line, self.next_line + data.count(b"\n")
+                yield Block(first_line, data)
+
+    def first_record(self, delimiter: str) -> tuple[list[str], Block | None]:
+        """The first record's fields, and a block that starts with it
+        (leading blank lines are skipped, as pandas and polars do)."""
+        for block in self.blocks():
+            stripped = block.data.lstrip(b"\r\n")
+            first_line = block.first_line + block.data[: len(block.data) - len(stripped)].count(b"\n")
+            if not stripped:
+                continue
+            end = _record_boundary(stripped, first=True)
+            text = stripped[:end].decode("utf-8")
+            fields = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+            return fields, Block(first_line, stripped)
+        return [], None
+
+
+def _record_boundary(data: bytes, first: bool = False) -> int:
+    """The offset just after the last (or, with ``first``, the first) complete
+    record: after a newline with an even number of quote characters before it.
+    0 when there is none (a quoted field still open)."""
+    if first:
+        cut = data.find(b"\n") + 1
+        quotes = data.count(b'"', 0, cut)
+        while cut and quotes % 2:
+            following = data.find(b"\n", cut) + 1
+            quotes += data.count(b'"', cut, following or len(data))
+            cut = following
+        return cut or len(data)
+    cut = data.rfind(b"\n") + 1
+    if b'"' in data:
+        # Counted once, then line by line backwards: recounting from the start
+        # for every line would be quadratic in a block with an open quote.
+        quotes = data.count(b'"', 0, cut)
+        while cut and quotes % 2:
+            previous = data.rfind(b"\n", 0, cut - 1) + 1
+            quotes -= data.count(b'"', previous, cut)
+            cut = previous
+    return cut
+
+
+def _check_utf8(data: bytes, first_line: int) -> None:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        start = data.rfind(b"\n", 0, error.start) + 1
+        line = first_line + data.count(b"\n", 0, error.start)
+        raise DataProblem(
+            f"line {line}, byte {error.start - start + 1}: byte 0x{data[error.start]:02x} is not valid UTF-8; "
+            "give the file's encoding with --encoding, for example --encoding latin-1"
+        ) from None
+
+
+def split_header(block: Block) -> Block:
+    """The block without its first record (the header)."""
+    end = _record_boundary(block.data, first=True)
+    return Block(block.first_line + block.data[:end].count(b"\n"), block.data[end:])
+
+
+def _records(block: Block, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of every record in the block, blank lines included."""
+    reader = csv.reader(io.StringIO(block.data.decode("utf-8")), delimiter=delimiter)
+    line = block.first_line
+    for fields in reader:
+        yield line, fields
+        line = block.first_line + reader.line_num
+
+
+def _record_lines(block: Block, delimiter: str) -> list[int]:
+    return [line for line, fields in _records(block, delimiter) if fields]
+
+
+def _record_at(block: Block, delimiter: str, row: int) -> tuple[int, list[str]]:
+    records = [(line, fields) for line, fields in _records(block, delimiter) if fields]
+    return records[row]
+
