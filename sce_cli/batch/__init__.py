@@ -13,12 +13,38 @@ from .frames import ParsedBlock, compute_block, output_frame, parse_block, write
 from .output import BackgroundWriter, OutputTarget, spool_to_temporary
 from .records import BLOCK_BYTES, MAX_RECORD_BYTES, Block, BlockReader, split_header
 from .run import (
-    BatchRequest, BatchSummary, computed_blocks, mean_denominator, open_input, read_blocks, readable_input, run_batch,
+    BatchRequest,
+    BatchSummary,
+    computed_blocks,
+    mean_denominator,
+    open_input,
+    read_blocks,
+    readable_input,
+    run_batch,
 )
 
 __all__ = [
-    "BLOCK_BYTES", "MAX_RECORD_BYTES", "BackgroundWriter", "BatchRequest", "BatchSummary", "Block", "BlockReader",
-    "ColumnPlan", "OutputTarget", "ParsedBlock", "compute_block", "computed_blocks", "mean_denominator", "open_input",
-    "output_frame", "parse_block", "plan_columns", "read_blocks", "readable_input", "run_batch", "spool_to_temporary",
-    "split_header", "write_frame",
+    "BLOCK_BYTES",
+    "MAX_RECORD_BYTES",
+    "BackgroundWriter",
+    "BatchRequest",
+    "BatchSummary",
+    "Block",
+    "BlockReader",
+    "ColumnPlan",
+    "OutputTarget",
+    "ParsedBlock",
+    "compute_block",
+    "computed_blocks",
+    "mean_denominator",
+    "open_input",
+    "output_frame",
+    "parse_block",
+    "plan_columns",
+    "read_blocks",
+    "readable_input",
+    "run_batch",
+    "spool_to_temporary",
+    "split_header",
+    "write_frame",
 ]

@@ -53,9 +53,7 @@ def plan_columns(
     if loss_col is not None and loss_col not in names:
         raise OptionProblem("loss_col", f"there is no column {loss_col!r}; the columns are {listing}", DATA)
     taken = {label} | set(targets or ()) | set(grads or ()) | {loss_col}
-    if logit_cols is None and grads and all(
-        name.startswith("grad_") and name[5:] in names for name in grads
-    ):
+    if logit_cols is None and grads and all(name.startswith("grad_") and name[5:] in names for name in grads):
         # Checking sce batch's output: grad_z0 is the gradient of column z0.
         logit_cols = ",".join(name[5:] for name in grads)
     logits = _logit_columns(names, logit_cols, taken, listing)
@@ -99,16 +97,12 @@ def _label_or_targets(
     return label, None
 
 
-def _logit_columns(
-    names: list[str], logit_cols: str | None, taken: set[str | None], listing: str
-) -> tuple[str, ...]:
+def _logit_columns(names: list[str], logit_cols: str | None, taken: set[str | None], listing: str) -> tuple[str, ...]:
     if logit_cols is not None:
         logits = _select(logit_cols, names, "logit_cols")
         overlap = set(logits) & taken
         if overlap:
-            raise OptionProblem(
-                "logit_cols", f"column {sorted(overlap)[0]!r} is also the label or a target column"
-            )
+            raise OptionProblem("logit_cols", f"column {sorted(overlap)[0]!r} is also the label or a target column")
         return logits
     logits = tuple(name for name in names if name not in taken)
     if not logits:
@@ -120,14 +114,12 @@ def _check_counts(logits: tuple[str, ...], targets: tuple[str, ...] | None, grad
     if targets is not None and len(targets) != len(logits):
         raise OptionProblem(
             "target_cols",
-            f"{len(targets)} target columns for {len(logits)} logit columns; "
-            "give one target column per logit column"
+            f"{len(targets)} target columns for {len(logits)} logit columns; give one target column per logit column",
         )
     if grads is not None and len(grads) != len(logits):
         raise OptionProblem(
             "grad_cols",
-            f"{len(grads)} gradient columns for {len(logits)} logit columns; "
-            "give one gradient column per logit column"
+            f"{len(grads)} gradient columns for {len(logits)} logit columns; give one gradient column per logit column",
         )
 
 
@@ -153,4 +145,3 @@ def _select(pattern: str, names: list[str], option: str) -> tuple[str, ...]:
     if not chosen:
         raise OptionProblem(option, "no columns named")
     return tuple(chosen)
-

@@ -53,7 +53,9 @@ def parse_block(block: Block, plan: ColumnPlan, delimiter: str) -> ParsedBlock:
     return ParsedBlock(frame, logits, labels, targets, block, delimiter)
 
 
-def _numbers(frame: pl.DataFrame, columns: tuple[str, ...], block: Block, plan: ColumnPlan, delimiter: str) -> np.ndarray:
+def _numbers(
+    frame: pl.DataFrame, columns: tuple[str, ...], block: Block, plan: ColumnPlan, delimiter: str
+) -> np.ndarray:
     values = frame.select(pl.col(columns).cast(pl.Float64, strict=False))
     failed = values.select(pl.any_horizontal(pl.all().is_null())).to_series()
     if failed.any():
@@ -113,7 +115,9 @@ def _format_name(delimiter: str) -> str:
     return "TSV" if delimiter == "\t" else "CSV"
 
 
-def compute_block(parsed: ParsedBlock, plan: ColumnPlan, options: LossOptions, mean_denominator: float | None) -> SoftmaxCrossEntropyResult:
+def compute_block(
+    parsed: ParsedBlock, plan: ColumnPlan, options: LossOptions, mean_denominator: float | None
+) -> SoftmaxCrossEntropyResult:
     """Run the core on one block; its errors name the line and column."""
     import warnings
 
@@ -145,7 +149,9 @@ def compute_block(parsed: ParsedBlock, plan: ColumnPlan, options: LossOptions, m
 # --- writing ------------------------------------------------------------------------------------------
 
 
-def output_frame(parsed: ParsedBlock, plan: ColumnPlan, result: SoftmaxCrossEntropyResult, digits: int | None, numeric_inputs: bool) -> pl.DataFrame:
+def output_frame(
+    parsed: ParsedBlock, plan: ColumnPlan, result: SoftmaxCrossEntropyResult, digits: int | None, numeric_inputs: bool
+) -> pl.DataFrame:
     """The input columns as they were, then p_*, loss, grad_*."""
     columns: dict[str, np.ndarray] = {}
     for k, name in enumerate(plan.logits):

@@ -3,6 +3,7 @@ writer, holding Ctrl-C while cleanup is not yet in force, and the stdin spool.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -40,15 +41,13 @@ class OutputTarget:
             except OSError:
                 same = False
             if same:
-                raise OptionProblem(
-                    "output_path", f"{self.path} is the input file; write the output to another file"
-                )
+                raise OptionProblem("output_path", f"{self.path} is the input file; write the output to another file")
         if os.path.exists(self.path) and not stat.S_ISREG(os.stat(self.path).st_mode):
             self.stream = open(self.path, "wb")  # noqa: SIM115 (closed in finish/abandon)
             return
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
-            handle = tempfile.NamedTemporaryFile(
+            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (renamed or removed in finish/abandon)
                 dir=directory, prefix=f".{os.path.basename(self.path)}.", suffix=".partial", delete=False
             )
         except OSError as error:
@@ -71,15 +70,11 @@ class OutputTarget:
 
     def abandon(self) -> None:
         if self.path is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self.stream.close()
-            except OSError:
-                pass
         if self.temporary is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(self.temporary)
-            except OSError:
-                pass
             self.temporary = None
 
 
@@ -173,7 +168,7 @@ def _umask() -> int:
 def spool_to_temporary(stream: BinaryIO) -> str:
     """Copy a stream (stdin) to a temporary file, for inputs read twice."""
     release_interrupts = _hold_interrupts()
-    handle = tempfile.NamedTemporaryFile(prefix="sce-batch-", suffix=".csv", delete=False)
+    handle = tempfile.NamedTemporaryFile(prefix="sce-batch-", suffix=".csv", delete=False)  # noqa: SIM115 (removed by the caller)
     try:
         release_interrupts()
         with handle:

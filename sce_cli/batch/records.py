@@ -58,7 +58,7 @@ class BlockReader:
             self.finished = True
         if self.passthrough:
             if not self.started and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8):]
+                raw = raw[len(codecs.BOM_UTF8) :]
             self.started = True
             return raw
         assert self.decoder is not None
@@ -168,4 +168,3 @@ def _record_lines(block: Block, delimiter: str) -> list[int]:
 def _record_at(block: Block, delimiter: str, row: int) -> tuple[int, list[str]]:
     records = [(line, fields) for line, fields in _records(block, delimiter) if fields]
     return records[row]
-

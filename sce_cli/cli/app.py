@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from ..commandline import NumbersCommand, SceGroup
 from .batch import batch
 from .check import check
+from .commandline import NumbersCommand, SceGroup
 from .grad import grad
 
 app = typer.Typer(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ..commandline import say_warning
+from .commandline import say_warning
 from .declarations import (
     BatchFormat,
     DelimiterOption,

@@ -11,10 +11,10 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..commandline import say_warning
 from ..errors import UsageProblem, option_problem
 from ..numbers import normalise_minus, read_number, split_numbers
 from ..options import LossOptions
+from .commandline import say_warning
 from .declarations import DType, ReductionChoice
 
 if TYPE_CHECKING:

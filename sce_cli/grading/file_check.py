@@ -71,8 +71,11 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
                     lines = _record_lines(parsed.block, request.delimiter)
                     found.worst += [
                         WrongCell(
-                            lines[row], columns[col], float(expected[row, col]),
-                            str(parsed.text[int(row), columns[col]]).strip(), float(error[row, col]),
+                            lines[row],
+                            columns[col],
+                            float(expected[row, col]),
+                            str(parsed.text[int(row), columns[col]]).strip(),
+                            float(error[row, col]),
                         )
                         for row, col in keep
                     ]

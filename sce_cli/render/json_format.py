@@ -13,8 +13,8 @@ from ..numbers import exact, fill, json_number
 from ..proofs import Proofs
 
 if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars
-    from ..grading.file_check import FileCheck
     from ..grading import QuantityCheck
+    from ..grading.file_check import FileCheck
 
 
 def grad_document(result: SoftmaxCrossEntropyResult, row: int = 0) -> dict[str, Any]:

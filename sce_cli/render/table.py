@@ -18,8 +18,8 @@ from .words import options_summary
 
 if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars
     from ..batch import BatchSummary
-    from ..grading.file_check import FileCheck
     from ..grading import QuantityCheck, Verification
+    from ..grading.file_check import FileCheck
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 BAR_WIDTH = 8

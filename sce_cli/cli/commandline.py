@@ -6,6 +6,7 @@ Everything that goes wrong on the command line ends here, in
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -17,7 +18,7 @@ from typer import _click as click
 from typer.core import TyperCommand, TyperGroup, TyperOption
 from typer.exceptions import Abort
 
-from .errors import OptionProblem, SceError
+from ..errors import OptionProblem, SceError
 
 # "-1", "-.5", "-3e-2", "-1,2,3", "-inf": a minus sign before a number, which
 # click would otherwise take for an option.
@@ -101,9 +102,7 @@ class SceGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         code = run_reporting_errors(
-            lambda: super(SceGroup, self).main(
-                args, prog_name or "sce", complete_var, standalone_mode=False, **extra
-            )
+            lambda: super(SceGroup, self).main(args, prog_name or "sce", complete_var, standalone_mode=False, **extra)
         )
         if standalone_mode:
             sys.exit(code)
@@ -116,46 +115,62 @@ def run_reporting_errors(run: Callable[[], Any]) -> int:
         result = run()
         sys.stdout.flush()
         return result if isinstance(result, int) else 0
-    except OptionProblem as error:
+    except Exception as error:
+        if os.environ.get("SCE_DEBUG") and not isinstance(
+            error, SceError | click.exceptions.ClickException | Abort | OSError
+        ):
+            raise
+        return _report(error)
+    except KeyboardInterrupt:
+        _say("sce: interrupted")
+        return INTERRUPTED
+
+
+def _report(error: Exception) -> int:
+    """One line on stderr for ``error``; its exit status."""
+    if isinstance(error, OptionProblem):
         _say(f"sce: error: {error.worded(FLAG_OF_FIELD.get(error.option, error.option))}")
         return error.exit_code
-    except SceError as error:
+    if isinstance(error, SceError):
         _say(f"sce: error: {error}")
         return error.exit_code
-    except click.exceptions.NoArgsIsHelpError as error:
+    if isinstance(error, click.exceptions.ClickException | Abort):
+        return _report_click(error)
+    if isinstance(error, OSError):
+        return _report_os_error(error)
+    _say(
+        f"sce: internal error: {type(error).__name__}: {error} "
+        "(a bug in sce: please report it; SCE_DEBUG=1 shows the traceback)"
+    )
+    return INTERNAL_ERROR
+
+
+def _report_click(error: click.exceptions.ClickException | Abort) -> int:
+    if isinstance(error, Abort):
+        _say("sce: interrupted")
+        return INTERRUPTED
+    if isinstance(error, click.exceptions.NoArgsIsHelpError):
         return error.exit_code  # typer has printed the help already
-    except click.exceptions.UsageError as error:
+    if isinstance(error, click.exceptions.UsageError):
         command = error.ctx.command_path if error.ctx is not None else "sce"
         message = " ".join(error.format_message().split())
         _say(f"{command}: error: {message} (see '{command} --help')")
         return error.exit_code
-    except click.exceptions.ClickException as error:
-        _say(f"sce: error: {' '.join(error.format_message().split())}")
-        return error.exit_code
-    except (Abort, KeyboardInterrupt):
-        _say("sce: interrupted")
-        return INTERRUPTED
-    except OSError as error:
-        if _is_broken_pipe(error):
-            # The reader (say, `head -1`) has what it wanted. Point stdout at
-            # /dev/null so that the interpreter's final flush does not complain.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(devnull, sys.stdout.fileno())
-            except (OSError, ValueError):
-                pass
-            return BROKEN_PIPE
-        target = f" {error.filename}" if getattr(error, "filename", None) else ""
-        _say(f"sce: error:{target} {error.strerror or error}")
-        return 1
-    except Exception as error:  # never a traceback, unless asked for one
-        if os.environ.get("SCE_DEBUG"):
-            raise
-        _say(
-            f"sce: internal error: {type(error).__name__}: {error} "
-            "(a bug in sce: please report it; SCE_DEBUG=1 shows the traceback)"
-        )
-        return INTERNAL_ERROR
+    _say(f"sce: error: {' '.join(error.format_message().split())}")
+    return error.exit_code
+
+
+def _report_os_error(error: OSError) -> int:
+    if _is_broken_pipe(error):
+        # The reader (say, `head -1`) has what it wanted. Point stdout at
+        # /dev/null so that the interpreter's final flush does not complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, sys.stdout.fileno())
+        return BROKEN_PIPE
+    target = f" {error.filename}" if getattr(error, "filename", None) else ""
+    _say(f"sce: error:{target} {error.strerror or error}")
+    return 1
 
 
 def _is_broken_pipe(error: OSError) -> bool:
@@ -168,7 +183,5 @@ def say_warning(message: str) -> None:
 
 
 def _say(line: str) -> None:
-    try:
+    with contextlib.suppress(BrokenPipeError, ValueError):
         print(line, file=sys.stderr, flush=True)
-    except (BrokenPipeError, ValueError):
-        pass
