@@ -105,9 +105,10 @@ def batch(
     if summary.infinite_losses:
         say_warning(f"{summary.infinite_losses:,} rows have an infinite loss (a target class with probability 0)")
     if not quiet:
-        from ..render.table import batch_summary_table
+        from ..render.grid import print_grid
+        from ..render.table import batch_summary_grid
 
-        stderr.print(batch_summary_table(summary))
+        print_grid(stderr, batch_summary_grid(summary))
 
 
 def _run_with_progress(request: BatchRequest, stderr: Console) -> BatchSummary:

@@ -6,14 +6,14 @@ import re
 from functools import partial
 
 from rich.console import Console
-from rich.padding import Padding
 from rich.rule import Rule
 from rich.text import Text
 
 from ..derivation import Elided, Equation, Stage
 from ..numbers import fill, shown
+from .grid import print_grid
 from .latex_text import to_unicode
-from .table import matrix_table
+from .table import matrix_grid
 
 _INLINE_MATH = re.compile(r"\$([^$]+)\$")
 
@@ -46,6 +46,6 @@ def print_steps(console: Console, stages: list[Stage], digits: int = 4) -> None:
                     Text(f"    ⋮  ({item.count} more {'class' if item.count == 1 else 'classes'})", style="dim")
                 )
             else:
-                table = matrix_table(item.rows, item.indices, partial(shown, digits=digits), to_unicode(item.name))
-                console.print(Padding(table, (0, 0, 0, 4)))
+                grid = matrix_grid(item.rows, item.indices, partial(shown, digits=digits), to_unicode(item.name))
+                print_grid(console, grid, indent=4)
         console.print()

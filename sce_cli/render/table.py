@@ -1,4 +1,9 @@
-"""The terminal view of one row's result: a rich table and the loss."""
+"""The terminal views: results, verdicts and proofs as tables and lines.
+
+Every table is a :class:`~.grid.Grid`, printed by :func:`~.grid.print_grid`:
+rich's layout on a terminal, the same text without colour elsewhere, and
+never a number cut to fit a width.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,13 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from ..core import SoftmaxCrossEntropyResult
 from ..numbers import decimal_places, display, given
 from ..proofs import HessianProof, JacobianProof, Proofs
+from .grid import Column, Grid, print_grid
 from .words import options_summary
 
 if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars
@@ -32,40 +36,38 @@ def probability_bar(probability: float, width: int = BAR_WIDTH) -> str:
     return ("█" * full + (_EIGHTHS[rest] if rest else "")).ljust(width)
 
 
-def grad_table(result: SoftmaxCrossEntropyResult, digits: int = 4, row: int = 0) -> Table:
+def grad_grid(result: SoftmaxCrossEntropyResult, digits: int = 4, row: int = 0) -> Grid:
     dtype = result.options.dtype
     label = None if result.labels is None else int(result.labels[row])
     predicted = int(result.argmax[row])
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    table.add_column("class", justify="right")
-    table.add_column("logit z", justify="right")
-    table.add_column("target y", justify="right")
-    table.add_column("softmax p", justify="right")
-    table.add_column("", justify="left", no_wrap=True)
-    table.add_column("∂L/∂z", justify="right")
-    table.add_column("", justify="left")
+    grid = Grid(
+        [
+            Column("class", "right"),
+            Column("logit z", "right"),
+            Column("target y", "right"),
+            Column("softmax p", "right"),
+            Column("", "left", gives_way=True),
+            Column("∂L/∂z", "right"),
+            Column("", "left"),
+        ]
+    )
     for k in range(result.num_classes):
-        notes = []
-        if k == label:
-            notes.append("label")
-        if k == predicted:
-            notes.append("predicted")
-        style = "bold" if k == predicted else ""
-        table.add_row(
+        notes = [word for word, on in (("label", k == label), ("predicted", k == predicted)) if on]
+        grid.add_row(
             str(k),
             given(result.logits[row, k], dtype),
             display(result.target[row, k], digits),
             display(result.probabilities[row, k], digits),
-            Text(probability_bar(float(result.probabilities[row, k])), style="cyan"),
+            (probability_bar(float(result.probabilities[row, k])), "cyan"),
             display(result.gradient[row, k], digits),
             ", ".join(notes),
-            style=style,
+            style="bold" if k == predicted else "",
         )
-    return table
+    return grid
 
 
 def print_grad(console: Console, result: SoftmaxCrossEntropyResult, digits: int = 4) -> None:
-    console.print(grad_table(result, digits))
+    print_grid(console, grad_grid(result, digits))
     console.print()
     loss = result.reported_loss()
     line = Text.assemble(("loss L = ", "bold"), (display(loss, digits), "bold"))
@@ -77,13 +79,9 @@ def print_grad(console: Console, result: SoftmaxCrossEntropyResult, digits: int 
         console.print("with " + "; ".join(summary), highlight=False)
 
 
-def batch_summary_table(summary: BatchSummary) -> Table:
-    """The summary `sce batch` prints on stderr (a BatchSummary)."""
-    table = Table(
-        box=None, show_header=False, pad_edge=False, title="sce batch", title_justify="left", title_style="bold"
-    )
-    table.add_column("", style="bold")
-    table.add_column("", justify="right")
+def batch_summary_grid(summary: BatchSummary) -> Grid:
+    """The summary `sce batch` prints on stderr."""
+    grid = Grid([Column("", style="bold"), Column("", "right")], title="sce batch", boxed=False, show_header=False)
     loss_name = {"mean": "loss (mean)", "sum": "loss (sum)"}.get(summary.reduction, "mean row loss")
     rows = [
         ("rows", f"{summary.rows:,}"),
@@ -94,30 +92,20 @@ def batch_summary_table(summary: BatchSummary) -> Table:
         ("rows per second", f"{summary.rows / summary.seconds:,.0f}" if summary.seconds else "-"),
     ]
     for name, value in rows:
-        table.add_row(name, value)
-    return table
+        grid.add_row(name, value)
+    return grid
 
 
-def _mark(ok: bool) -> Text:
-    return Text("✓", style="green") if ok else Text("✗ wrong", style="bold red")
+def _mark(ok: bool) -> tuple[str, str]:
+    return ("✓", "green") if ok else ("✗ wrong", "bold red")
 
 
 def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) -> None:
     """`sce check`: each quantity entry by entry, then a verdict."""
     for check in checks:
-        table = Table(
-            box=box.SIMPLE_HEAD,
-            show_edge=False,
-            pad_edge=False,
-            title=check.name,
-            title_justify="left",
-            title_style="bold",
-        )
-        if check.name != "loss":
-            table.add_column("class", justify="right")
-        for heading in ("expected", "given", "difference", "tolerance"):
-            table.add_column(heading, justify="right")
-        table.add_column("")
+        headings = ("expected", "given", "difference", "tolerance")
+        columns = [] if check.name == "loss" else [Column("class", "right")]
+        grid = Grid([*columns, *(Column(heading, "right") for heading in headings), Column()], title=check.name)
         for k in range(len(check.given)):
             cells = [] if check.name == "loss" else [str(k)]
             # At least as many digits as the answer, so that the two can be compared by eye.
@@ -128,8 +116,8 @@ def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) 
                 display(check.given[k] - check.expected[k], 2),
                 display(check.tolerance[k], 1),
             ]
-            table.add_row(*cells, _mark(bool(check.ok[k])))
-        console.print(table)
+            grid.add_row(*cells, _mark(bool(check.ok[k])))
+        print_grid(console, grid)
         console.print()
     for check in checks:
         wrong = int((~check.ok).sum())
@@ -156,25 +144,17 @@ def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) 
 
 
 def print_verification(console: Console, verification: Verification, digits: int = 4) -> None:
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        title="--verify: central differences of the loss",
-        title_justify="left",
-        title_style="bold",
-    )
-    for heading in ("class", "analytic ∂L/∂z", "numeric", "step h", "relative difference"):
-        table.add_column(heading, justify="right")
+    headings = ("class", "analytic ∂L/∂z", "numeric", "step h", "relative difference")
+    grid = Grid([Column(heading, "right") for heading in headings], title="--verify: central differences of the loss")
     for k, class_index in enumerate(verification.classes):
-        table.add_row(
+        grid.add_row(
             str(class_index),
             display(verification.analytic[k], max(digits, 8)),
             display(verification.numeric[k], max(digits, 8)),
             display(verification.steps[k], 1),
             display(verification.relative_difference[k], 1),
         )
-    console.print(table)
+    print_grid(console, grid)
     console.print()
     worst = display(verification.worst, 1)
     if len(verification.classes) < verification.num_classes:
@@ -195,20 +175,17 @@ def print_verification(console: Console, verification: Verification, digits: int
     )
 
 
-def matrix_table(
+def matrix_grid(
     rows: Iterable[Iterable[float]],
     indices: Sequence[int],
     write: Callable[[float], str],
     title: str | None = None,
-) -> Table:
+) -> Grid:
     """A matrix with rows and columns labelled by class index, each entry written by ``write``."""
-    table = Table(box=box.SIMPLE, show_edge=False, title=title, title_justify="left")
-    table.add_column("", justify="right", style="dim")
-    for k in indices:
-        table.add_column(str(k), justify="right")
+    grid = Grid([Column("", "right", "dim"), *(Column(str(k), "right") for k in indices)], title=title, pad_edge=True)
     for k, row in zip(indices, rows):
-        table.add_row(str(k), *(write(v) for v in row))
-    return table
+        grid.add_row(str(k), *(write(v) for v in row))
+    return grid
 
 
 #: Beyond this many classes a K×K matrix is described rather than printed.
@@ -230,7 +207,7 @@ def print_jacobian(console: Console, proof: JacobianProof, digits: int = 4) -> N
     console.print(Text("--jacobian: ∂L/∂z = ∂L/∂s · ∂s/∂z", style="bold"))
     if len(jacobian) <= MAX_PRINTED_MATRIX:
         console.print("∂s/∂z = diag(s) - s sᵀ")
-        console.print(matrix_table(jacobian, range(len(jacobian)), partial(display, digits=digits)))
+        print_grid(console, matrix_grid(jacobian, range(len(jacobian)), partial(display, digits=digits)))
     else:
         console.print(f"∂s/∂z = diag(s) - s sᵀ is {len(jacobian)}×{len(jacobian)}: too large to print.")
     console.print("∂L/∂s = (" + ", ".join(display(v, digits) for v in proof.dl_ds) + ")")
@@ -245,7 +222,7 @@ def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> Non
     console.print(Text("--hessian: ∇²L with respect to the logits", style="bold"))
     if len(hessian) <= MAX_PRINTED_MATRIX:
         console.print("∇²L = (Σ_c w_c y_c) (diag(s) - s sᵀ) / T²")
-        console.print(matrix_table(hessian, range(len(hessian)), partial(display, digits=digits)))
+        print_grid(console, matrix_grid(hessian, range(len(hessian)), partial(display, digits=digits)))
     else:
         console.print(f"∇²L is {len(hessian)}×{len(hessian)}: too large to print.")
     console.print("eigenvalues: " + ", ".join(display(v, digits) for v in eigenvalues))
@@ -259,21 +236,13 @@ def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> Non
 def print_file_check(console: Console, found: FileCheck, digits: int = 4) -> None:
     """`sce check --csv`: the worst rows, then the summary."""
     if found.worst:
-        table = Table(
-            box=box.SIMPLE_HEAD,
-            show_edge=False,
-            pad_edge=False,
-            title="worst entries",
-            title_justify="left",
-            title_style="bold",
-        )
-        for heading in ("line", "column", "expected", "given", "difference"):
-            table.add_column(heading, justify="right")
+        headings = ("line", "column", "expected", "given", "difference")
+        grid = Grid([Column(heading, "right") for heading in headings], title="worst entries")
         for cell in found.worst:
-            table.add_row(
+            grid.add_row(
                 str(cell.line), cell.column, display(cell.expected, digits), cell.given, display(cell.error, 2)
             )
-        console.print(table)
+        print_grid(console, grid)
         console.print()
     console.print(f"rows checked: {found.rows:,}")
     console.print(f"rows wrong: {found.wrong_rows:,}")

@@ -1,0 +1,160 @@
+"""Tables as data, printed the same way everywhere.
+
+A :class:`Grid` is laid out exactly as rich lays out the tables sce uses
+(box SIMPLE_HEAD or SIMPLE without edges, one space of padding each side of
+a cell, columns one space apart), so a pipe gets the text a terminal shows
+minus the colour. Unlike rich's, the plain layout is always as wide as its
+content: a table written to a file never cuts a number to fit 80 columns.
+
+On a terminal rich draws the grid (colour, styles), unless the grid is too
+large for rich to draw quickly or too wide for the terminal: then the plain
+layout is printed, which the terminal wraps but never truncates.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+#: Beyond this many rows rich takes seconds to lay a table out; the plain layout takes milliseconds.
+RICH_ROW_LIMIT = 2000
+
+Cell = str | tuple[str, str]
+"""A cell's text, or (text, style) where the terminal may colour it."""
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str = ""
+    justify: Literal["left", "right"] = "left"
+    style: str = ""
+    gives_way: bool = False
+    """Dropped first when the terminal is too narrow (the probability bar)."""
+
+
+@dataclass
+class Grid:
+    columns: list[Column]
+    rows: list[list[Cell]] = field(default_factory=list)
+    row_styles: list[str] = field(default_factory=list)
+    title: str | None = None
+    boxed: bool = True
+    """rich's SIMPLE_HEAD box (SIMPLE with ``pad_edge``): columns one space apart
+    between their padding and a rule under the header; else no box at all."""
+    show_header: bool = True
+    pad_edge: bool = False
+
+    def add_row(self, *cells: Cell, style: str = "") -> None:
+        self.rows.append(list(cells))
+        self.row_styles.append(style)
+
+    def without(self, dropped: set[int]) -> Grid:
+        keep = [k for k in range(len(self.columns)) if k not in dropped]
+        return Grid(
+            [self.columns[k] for k in keep],
+            [[row[k] for k in keep] for row in self.rows],
+            list(self.row_styles),
+            self.title,
+            self.boxed,
+            self.show_header,
+            self.pad_edge,
+        )
+
+
+def _text(cell: Cell) -> str:
+    return cell if isinstance(cell, str) else cell[0]
+
+
+def _width(text: str) -> int:
+    """Terminal cells: wide (East Asian) characters take two, as rich counts them."""
+    if text.isascii():
+        return len(text)
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _justify(text: str, width: int, justify: str) -> str:
+    pad = " " * (width - _width(text))
+    return pad + text if justify == "right" else text + pad
+
+
+def _layout(grid: Grid) -> tuple[list[int], str, str, int]:
+    """Column widths, the gap between columns, the edge padding, and the total width."""
+    widths = [_width(column.header) if grid.show_header else 0 for column in grid.columns]
+    for row in grid.rows:
+        widths = [max(width, _width(_text(cell))) for width, cell in zip(widths, row)]
+    gap = "   " if grid.boxed else "  "
+    edge = " " if grid.pad_edge else ""
+    return widths, gap, edge, sum(widths) + len(gap) * (len(widths) - 1) + 2 * len(edge)
+
+
+def plain_lines(grid: Grid) -> list[str]:
+    """The grid as rich would draw it without colour, as wide as its content."""
+    widths, gap, edge, total = _layout(grid)
+
+    def line(cells: list[str]) -> str:
+        parts = [_justify(text, width, column.justify) for text, width, column in zip(cells, widths, grid.columns)]
+        return edge + gap.join(parts) + edge
+
+    lines = [] if grid.title is None else [_justify(grid.title, total, "left")]
+    if grid.show_header:
+        lines.append(line([column.header for column in grid.columns]))
+        if grid.boxed:
+            lines.append("─" * total)
+    lines += [line([_text(cell) for cell in row]) for row in grid.rows]
+    return lines
+
+
+def rich_table(grid: Grid) -> Table:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(
+        box=(box.SIMPLE if grid.pad_edge else box.SIMPLE_HEAD) if grid.boxed else None,
+        show_edge=False,
+        pad_edge=grid.pad_edge,
+        show_header=grid.show_header,
+        title=grid.title,
+        title_justify="left",
+        title_style="bold",
+    )
+    for column in grid.columns:
+        table.add_column(column.header, justify=column.justify, style=column.style or None, no_wrap=True)
+    for row, style in zip(grid.rows, grid.row_styles):
+        # Text objects, never markup strings: cells may hold [brackets].
+        cells = [Text(cell) if isinstance(cell, str) else Text(cell[0], style=cell[1]) for cell in row]
+        table.add_row(*cells, style=style or None)
+    return table
+
+
+def print_grid(console: Console, grid: Grid, indent: int = 0) -> None:
+    """rich on a terminal where it fits; else the plain layout, never cut."""
+    if console.is_terminal and len(grid.rows) <= RICH_ROW_LIMIT:
+        fitting = _fit(grid, console.width - indent)
+        if fitting is not None:
+            from rich.padding import Padding
+
+            console.print(Padding(rich_table(fitting), (0, 0, 0, indent)))
+            return
+    write_lines(console, [" " * indent + line for line in plain_lines(grid)])
+
+
+def _fit(grid: Grid, available: int) -> Grid | None:
+    """The grid, less the columns that give way, if that fits the terminal; else None."""
+    if _layout(grid)[3] <= available:
+        return grid
+    dropped = {k for k, column in enumerate(grid.columns) if column.gives_way}
+    narrower = grid.without(dropped)
+    if dropped and _layout(narrower)[3] <= available:
+        return narrower
+    return None
+
+
+def write_lines(console: Console, lines: list[str]) -> None:
+    """Plain lines straight to the console's file: no wrapping, no markup, no cutting."""
+    console.file.write("".join(line + "\n" for line in lines))
