@@ -18,13 +18,20 @@ from .core import (
     loss_hessian,
     softmax_jacobian,
 )
+from .core.matrices import hessian_scale, softmax_jacobian_top_eigenvalues
 from .grading import Verification, verify_gradient
+
+#: Beyond this many classes the K×K matrices are not formed (K = 1,000 is 8 MB;
+#: K = 100,000 would be 75 GiB): their shown rows and eigenvalues follow from s.
+MATRIX_LIMIT = 1000
+#: How many of the largest eigenvalues are found when the matrix is not formed.
+TOP_EIGENVALUES = 5
 
 
 @dataclass(frozen=True)
 class JacobianProof:
-    jacobian: np.ndarray
-    """∂s/∂z = diag(s) − s sᵀ (K×K)."""
+    jacobian: np.ndarray | None
+    """∂s/∂z = diag(s) − s sᵀ (K×K), or None beyond MATRIX_LIMIT classes."""
     dl_ds: np.ndarray
     """∂L/∂s (K)."""
     product: np.ndarray
@@ -35,8 +42,15 @@ class JacobianProof:
 
 @dataclass(frozen=True)
 class HessianProof:
-    hessian: np.ndarray
+    hessian: np.ndarray | None
+    """∇²L (K×K), or None beyond MATRIX_LIMIT classes."""
     eigenvalues: np.ndarray
+    """All eigenvalues, ascending; beyond MATRIX_LIMIT classes the largest few, descending, and 0."""
+    num_classes: int
+
+    @property
+    def all_eigenvalues(self) -> bool:
+        return len(self.eigenvalues) == self.num_classes
 
 
 @dataclass(frozen=True)
@@ -51,17 +65,24 @@ class Proofs:
 
 
 def prove(result: SoftmaxCrossEntropyResult, *, verify: bool, jacobian: bool, hessian: bool) -> Proofs:
-    """The proofs asked for, for row 0 of ``result``."""
+    """The proofs asked for, for row 0 of ``result``; time and memory linear in K
+    beyond MATRIX_LIMIT classes."""
+    small = result.num_classes <= MATRIX_LIMIT
+    s = result.probabilities[0].astype(np.float64)
     jacobian_proof = None
     if jacobian:
         jacobian_proof = JacobianProof(
-            softmax_jacobian(result.probabilities[0].astype(np.float64)),
+            softmax_jacobian(s) if small else None,
             loss_gradient_wrt_probabilities(result).astype(np.float64),
             gradient_via_jacobian(result),
             result.gradient[0].astype(np.float64),
         )
     hessian_proof = None
     if hessian:
-        matrix = loss_hessian(result).astype(np.float64)
-        hessian_proof = HessianProof(matrix, np.linalg.eigvalsh(matrix))
+        if small:
+            matrix = loss_hessian(result).astype(np.float64)
+            hessian_proof = HessianProof(matrix, np.linalg.eigvalsh(matrix), result.num_classes)
+        else:
+            top = hessian_scale(result) * softmax_jacobian_top_eigenvalues(s, TOP_EIGENVALUES)
+            hessian_proof = HessianProof(None, np.append(top, 0.0), result.num_classes)
     return Proofs(verify_gradient(result) if verify else None, jacobian_proof, hessian_proof)

@@ -42,6 +42,7 @@ FLAG_OF_FIELD = {
     "dtype": "--dtype",
     "ignore_index": "--ignore-index",
     "input_path": "INPUT",
+    "logits_file": "--logits-file",
     "output_path": "-o",
     "label_col": "--label-col",
     "logit_cols": "--logit-cols",

@@ -50,6 +50,14 @@ LogitsArgument = Annotated[
         show_default=False,
     ),
 ]
+LogitsFileOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--logits-file",
+        help="Read the logits from a text file (numbers separated by spaces, commas or new lines), or - for stdin.",
+        show_default=False,
+    ),
+]
 LabelOption = Annotated[
     Optional[str],
     typer.Option("--label", "-l", help="The correct class, 0-based (as in PyTorch).", show_default=False),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import UsageProblem
+from .commandline import say_warning
 from .declarations import (
     DigitsOption,
     DType,
@@ -16,6 +17,7 @@ from .declarations import (
     IgnoreIndexOption,
     LabelOption,
     LogitsArgument,
+    LogitsFileOption,
     ReductionChoice,
     ReductionOption,
     SmoothingOption,
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 
 def grad(
     logits: LogitsArgument = None,
+    logits_file: LogitsFileOption = None,
     label: LabelOption = None,
     target: TargetOption = None,
     smoothing: SmoothingOption = 0.0,
@@ -71,7 +74,7 @@ def grad(
     """
     check_digits(digits)
     _check_format(output_format, steps, verify, jacobian, hessian)
-    vector = parse_vector_input(logits, label, target)
+    vector = parse_vector_input(logits, label, target, logits_file)
     options = parse_loss_options(
         smoothing=smoothing,
         weight=weight,
@@ -88,7 +91,25 @@ def grad(
     from ..proofs import prove
 
     proofs = prove(result, verify=verify, jacobian=jacobian, hessian=hessian)
+    if output_format is GradFormat.json:
+        _warn_about_omitted_matrices(proofs, result.num_classes)
     _print_result(result, proofs, digits, output_format)
+
+
+def _warn_about_omitted_matrices(proofs: Proofs, classes: int) -> None:
+    from ..proofs import MATRIX_LIMIT
+
+    omitted = [
+        name
+        for name, proof in (("--jacobian", proofs.jacobian), ("--hessian", proofs.hessian))
+        if proof is not None and classes > MATRIX_LIMIT
+    ]
+    if omitted:
+        say_warning(
+            f"{' and '.join(omitted)}: the {classes:,}×{classes:,} matrices are written as null "
+            f"(JSON writes them up to {MATRIX_LIMIT:,} classes); they are diag(s) - s sᵀ times a factor, "
+            "from the probabilities"
+        )
 
 
 def _check_format(output_format: GradFormat, steps: bool, verify: bool, jacobian: bool, hessian: bool) -> None:

@@ -11,7 +11,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import UsageProblem, option_problem
+from ..errors import DATA, OptionProblem, UsageProblem, option_problem
 from ..numbers import normalise_minus, read_number, split_numbers
 from ..options import LossOptions
 from .commandline import say_warning
@@ -45,6 +45,35 @@ def parse_label(text: str) -> int:
     return int(token)
 
 
+def read_logits_file(path: str) -> list[float]:
+    """One vector of logits from a text file or stdin: every number in it, in order.
+
+    The way past the shell's limit on the length of an argument (about
+    128 KiB: some 10,000 logits), up to a vocabulary of a million classes.
+    """
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8-sig") as handle:
+                text = handle.read()
+    except OSError as error:
+        raise OptionProblem("logits_file", f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise OptionProblem("logits_file", f"{path} is not UTF-8 text (byte {error.start + 1})") from None
+    values = []
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        for token in split_numbers(line):
+            value = read_number(token)
+            if value is None:
+                problem = f"line {line_number}: {token!r} is not a number; the file holds logits only"
+                raise OptionProblem("logits_file", problem, DATA)
+            values.append(value)
+    if not values:
+        raise OptionProblem("logits_file", f"{path} holds no numbers", DATA)
+    return values
+
+
 @dataclass(frozen=True)
 class VectorInput:
     """One vector of logits and its target, as typed on the command line."""
@@ -54,10 +83,17 @@ class VectorInput:
     targets: list[float] | None
 
 
-def parse_vector_input(logit_texts: list[str] | None, label: str | None, target: str | None) -> VectorInput:
-    if not logit_texts:
+def parse_vector_input(
+    logit_texts: list[str] | None, label: str | None, target: str | None, logits_file: str | None = None
+) -> VectorInput:
+    if logit_texts and logits_file is not None:
+        raise UsageProblem("give the logits as LOGITS or with --logits-file, not both")
+    if logits_file is not None:
+        logits = read_logits_file(logits_file)
+    elif not logit_texts:
         raise UsageProblem("no logits given; type them after the command, e.g. sce grad 2 3 4 --label 1")
-    logits = parse_numbers(logit_texts, "LOGITS")
+    else:
+        logits = parse_numbers(logit_texts, "LOGITS")
     if label is not None and target is not None:
         raise UsageProblem("give either --label or --target, not both")
     if label is None and target is None:

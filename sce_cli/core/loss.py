@@ -201,8 +201,9 @@ def _hard_label_terms(
 
     # w ⊙ q summed, for each row, over all classes and over all but the argmax.
     mass = one_hot_weight + uniform * weight_vec.sum(dtype=dtype)
-    weight_but = _sums_leaving_one_out(weight_vec)
-    mass_but_max = np.where(safe_labels != ls.argmax, one_hot_weight, 0) + uniform * weight_but[ls.argmax]
+    mass_but_max = np.where(safe_labels != ls.argmax, one_hot_weight, 0)
+    if eps > 0:
+        mass_but_max = mass_but_max + uniform * _sums_leaving_one_out(weight_vec)[ls.argmax]
     gradient = probabilities * mass[:, None]
     if eps > 0:
         gradient -= uniform * weight_vec

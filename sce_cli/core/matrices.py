@@ -40,20 +40,61 @@ def loss_hessian(result: SoftmaxCrossEntropyResult, row: int = 0) -> np.ndarray:
     adding a constant to every logit changes nothing. Divided by D for 'mean'
     (and 0 where D is 0, as the gradient is).
     """
-    s = result.probabilities[row]
-    mass = float((result.class_weights * result.target[row]).sum())
-    scale = mass * result.gradient_scale / result.options.temperature
-    return scale * softmax_jacobian(s)
+    return hessian_scale(result, row) * softmax_jacobian(result.probabilities[row])
+
+
+def hessian_scale(result: SoftmaxCrossEntropyResult, row: int = 0) -> float:
+    """(Σ_c w_c y_c)/(T²·D): the Hessian is this times diag(s) - s sᵀ (0 where D is 0)."""
+    mass = float((result.class_weights.astype(np.float64) * result.target[row]).sum())
+    return mass * result.gradient_scale / result.options.temperature
 
 
 def gradient_via_jacobian(result: SoftmaxCrossEntropyResult, row: int = 0) -> np.ndarray:
     """The gradient the long way: ∂l/∂s · ∂s/∂z, times 1/T and 1/D.
 
-    Equal to ``result.gradient[row]`` up to rounding, except where a
-    probability with target mass underflows to 0: then ∂l/∂s is infinite and
-    the product meets ∞ × 0 (NaN), which is why the core never takes this route.
+    With ∂s/∂z = diag(s) - s sᵀ the product is v ⊙ s - s (v · s) for v = ∂l/∂s:
+    O(K), never the K×K matrix. Equal to ``result.gradient[row]`` up to
+    rounding, except where a probability with target mass underflows to 0:
+    then ∂l/∂s is infinite and the product meets ∞ × 0 (NaN), which is why
+    the core never takes this route.
     """
     s = result.probabilities[row].astype(np.float64)
     dl_ds = loss_gradient_wrt_probabilities(result, row).astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
-        return result.gradient_scale * (dl_ds @ softmax_jacobian(s))
+        return result.gradient_scale * (dl_ds * s - s * float(dl_ds @ s))
+
+
+def softmax_jacobian_top_eigenvalues(probabilities: ArrayLike, count: int) -> np.ndarray:
+    """The ``count`` largest eigenvalues of diag(s) - s sᵀ, in O(K) each, never forming K×K.
+
+    A rank-one update of a diagonal: between consecutive distinct values
+    u < v of s lies exactly one eigenvalue, the root of the secular equation
+    1 = Σ_i s_i² / (s_i - λ) (which decreases from +∞ to -∞ there), and a
+    value that s takes m times is also an eigenvalue m - 1 times. The
+    smallest eigenvalue is 0, along (1, …, 1). Returned in descending order.
+    """
+    s = np.asarray(probabilities, dtype=np.float64)
+    values, counts = np.unique(s, return_counts=True)
+    # Repeated values, the roots of the `count` highest intervals (each at least
+    # every root below it) and 0: the `count` largest are among these.
+    found = [float(v) for v, m in zip(values, counts) for _ in range(min(m - 1, count))]
+    squares = s * s
+    for upper, lower in list(zip(values[::-1], values[-2::-1]))[:count]:
+        found.append(_secular_root(s, squares, float(lower), float(upper)))
+    found.append(0.0)
+    return np.array(sorted(found, reverse=True)[:count])
+
+
+def _secular_root(s: np.ndarray, squares: np.ndarray, lower: float, upper: float) -> float:
+    """The root of 1 - Σ s_i²/(s_i - λ) in (lower, upper), by bisection to the last bit."""
+    for _ in range(200):
+        middle = 0.5 * (lower + upper)
+        if middle in (lower, upper):
+            break
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = 1.0 - float(np.sum(squares / (s - middle)))
+        if value > 0:
+            lower = middle
+        else:
+            upper = middle
+    return 0.5 * (lower + upper)

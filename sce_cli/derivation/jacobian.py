@@ -18,14 +18,15 @@ from .stages import (
     Matrix,
     Stage,
     important_classes,
+    scale_factor,
     vector,
 )
 
+THIN_SPACE = " \\, "
 
-def jacobian_stage(result: SoftmaxCrossEntropyResult, classic: bool) -> Stage:
+
+def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool) -> Stage:
     s = result.probabilities[0].astype(np.float64)
-    n_classes = result.num_classes
-    jacobian = softmax_jacobian(s)
     dl_ds = loss_gradient_wrt_probabilities(result).astype(np.float64)
     product = gradient_via_jacobian(result)
     important = important_classes(result)
@@ -36,44 +37,16 @@ def jacobian_stage(result: SoftmaxCrossEntropyResult, classic: bool) -> Stage:
         "$s_i(\\delta_{ij} - s_j)$.",
     ]
     items: list[Item] = [vector("v", DL_DS, dl_ds, important)]
-    if n_classes <= MAX_MATRIX_CLASSES:
-        items.append(
-            Matrix(
-                "\\frac{\\partial \\mathbf{s}}{\\partial \\mathbf{z}}",
-                tuple(tuple(float(v) for v in row) for row in jacobian),
-                tuple(range(n_classes)),
-            )
-        )
-    else:
-        rows_that_matter = [int(k) for k in np.flatnonzero(dl_ds)]
-        if classic:
-            label = result.label_of(0)
-            notes.append(
-                f"The Jacobian is ${n_classes} \\times {n_classes}$, too large to show; "
-                f"$\\frac{{\\partial L}}{{\\partial \\mathbf{{s}}}}$ is zero except at $c = {label}$, "
-                f"so only row {label} matters: $s_c(\\delta_{{cj}} - s_j)$."
-            )
-            items.append(
-                vector("J", f"\\frac{{\\partial s_{{{label}}}}}{{\\partial \\mathbf{{z}}}}", jacobian[label], important)
-            )
-        else:
-            notes.append(
-                f"The Jacobian is ${n_classes} \\times {n_classes}$, too large to show; "
-                f"{len(rows_that_matter)} of its rows meet a non-zero entry of "
-                "$\\frac{\\partial L}{\\partial \\mathbf{s}}$."
-            )
-    factors = []
-    if result.options.temperature != 1.0:
-        factors.append("$\\frac{1}{T}$")
-    if result.denominator != 1:
-        factors.append("$\\frac{1}{D}$ of the mean")
-    factor_latex = "".join(f.split("$")[1] + " \\, " for f in factors)
+    matrix_notes, matrix_items = _jacobian_itself(result, s, dl_ds, one_hot)
+    notes += matrix_notes
+    items += matrix_items
+    factor = scale_factor(result)
     items.append(
-        vector("p", factor_latex + DL_DS + r" \, \frac{\partial \mathbf{s}}{\partial \mathbf{z}}", product, important)
+        vector("p", factor + DL_DS + r" \, \frac{\partial \mathbf{s}}{\partial \mathbf{z}}", product, important)
     )
     if np.isfinite(product).all():
         notes.append(
-            ("Their product" if not factors else "Their product, times " + " and ".join(factors) + ",")
+            ("Their product" if not factor else f"Their product, times ${factor.removesuffix(THIN_SPACE)}$,")
             + " is the gradient found above, "
             "but the Jacobian costs $K^2$ numbers where $\\mathbf{s} - \\mathbf{y}$ needs $K$."
         )
@@ -91,3 +64,32 @@ def jacobian_stage(result: SoftmaxCrossEntropyResult, classic: bool) -> Stage:
             "meets $\\infty \\times 0$: this route fails in floating point, the simplified one does not."
         )
     return Stage("The Jacobian route", tuple(notes), tuple(items))
+
+
+def _jacobian_itself(
+    result: SoftmaxCrossEntropyResult, s: np.ndarray, dl_ds: np.ndarray, one_hot: bool
+) -> tuple[list[str], list[Item]]:
+    """The K×K Jacobian for a few classes; beyond, the one row that matters (built
+    as a vector: a K×K matrix of 100,000 classes would take 75 GiB)."""
+    n_classes = result.num_classes
+    if n_classes <= MAX_MATRIX_CLASSES:
+        jacobian = softmax_jacobian(s)
+        rows = tuple(tuple(float(v) for v in row) for row in jacobian)
+        return [], [Matrix("\\frac{\\partial \\mathbf{s}}{\\partial \\mathbf{z}}", rows, tuple(range(n_classes)))]
+    if one_hot:
+        label = result.label_of(0)
+        row = -s[label] * s
+        row[label] += s[label]  # s_c(δ_cj - s_j)
+        note = (
+            f"The Jacobian is ${n_classes} \\times {n_classes}$, too large to show; "
+            f"$\\frac{{\\partial L}}{{\\partial \\mathbf{{s}}}}$ is zero except at $c = {label}$, "
+            f"so only row {label} matters: $s_c(\\delta_{{cj}} - s_j)$."
+        )
+        symbol = f"\\frac{{\\partial s_{{{label}}}}}{{\\partial \\mathbf{{z}}}}"
+        return [note], [vector("J", symbol, row, important_classes(result))]
+    note = (
+        f"The Jacobian is ${n_classes} \\times {n_classes}$, too large to show; "
+        f"{int(np.count_nonzero(dl_ds))} of its rows meet a non-zero entry of "
+        "$\\frac{\\partial L}{\\partial \\mathbf{s}}$."
+    )
+    return [note], []

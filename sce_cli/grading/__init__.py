@@ -7,8 +7,20 @@ from .mistakes import Mistake, usual_mistakes
 from .verify import Verification, finite_difference_check, verify_gradient
 
 __all__ = [
-    "WORST_SHOWN", "FileCheck", "Mistake", "QuantityCheck", "Verification", "WrongCell", "check_answer", "check_file",
-    "digit_slip", "finite_difference_check", "tolerance_of", "usual_mistakes", "verify_gradient", "within",
+    "WORST_SHOWN",
+    "FileCheck",
+    "Mistake",
+    "QuantityCheck",
+    "Verification",
+    "WrongCell",
+    "check_answer",
+    "check_file",
+    "digit_slip",
+    "finite_difference_check",
+    "tolerance_of",
+    "usual_mistakes",
+    "verify_gradient",
+    "within",
 ]
 
 _FILE_CHECK_NAMES = ("WORST_SHOWN", "FileCheck", "WrongCell", "check_file")

@@ -84,28 +84,39 @@ def _justify(text: str, width: int, justify: str) -> str:
 
 def _layout(grid: Grid) -> tuple[list[int], str, str, int]:
     """Column widths, the gap between columns, the edge padding, and the total width."""
-    widths = [_width(column.header) if grid.show_header else 0 for column in grid.columns]
-    for row in grid.rows:
-        widths = [max(width, _width(_text(cell))) for width, cell in zip(widths, row)]
+    widths = [_column_width(grid, k) for k in range(len(grid.columns))]
     gap = "   " if grid.boxed else "  "
     edge = " " if grid.pad_edge else ""
     return widths, gap, edge, sum(widths) + len(gap) * (len(widths) - 1) + 2 * len(edge)
 
 
+def _column_width(grid: Grid, k: int) -> int:
+    texts = [_text(row[k]) for row in grid.rows]
+    if grid.show_header:
+        texts.append(grid.columns[k].header)
+    if "".join(texts).isascii():  # the common case, at C speed for a million rows
+        return max(map(len, texts), default=0)
+    return max(map(_width, texts), default=0)
+
+
 def plain_lines(grid: Grid) -> list[str]:
     """The grid as rich would draw it without colour, as wide as its content."""
     widths, gap, edge, total = _layout(grid)
-
-    def line(cells: list[str]) -> str:
-        parts = [_justify(text, width, column.justify) for text, width, column in zip(cells, widths, grid.columns)]
-        return edge + gap.join(parts) + edge
-
+    columns = [[_text(row[k]) for row in grid.rows] for k in range(len(grid.columns))]
+    for k, column in enumerate(grid.columns):
+        texts = columns[k]
+        if "".join(texts).isascii():
+            pad = str.rjust if column.justify == "right" else str.ljust
+            columns[k] = [pad(text, widths[k]) for text in texts]
+        else:
+            columns[k] = [_justify(text, widths[k], column.justify) for text in texts]
     lines = [] if grid.title is None else [_justify(grid.title, total, "left")]
     if grid.show_header:
-        lines.append(line([column.header for column in grid.columns]))
+        headers = [_justify(c.header, width, c.justify) for c, width in zip(grid.columns, widths)]
+        lines.append(edge + gap.join(headers) + edge)
         if grid.boxed:
             lines.append("─" * total)
-    lines += [line([_text(cell) for cell in row]) for row in grid.rows]
+    lines += [edge + gap.join(cells) + edge for cells in zip(*columns)] if columns else []
     return lines
 
 

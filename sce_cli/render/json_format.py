@@ -10,7 +10,7 @@ import numpy as np
 from ..core import SoftmaxCrossEntropyResult
 from ..derivation import Elided, Item, Matrix, Stage
 from ..numbers import exact, fill, json_number
-from ..proofs import Proofs
+from ..proofs import TOP_EIGENVALUES, Proofs
 
 if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars
     from ..grading import QuantityCheck
@@ -153,14 +153,19 @@ def proofs_document(proofs: Proofs) -> dict[str, Any]:
             "verdict": check.verdict,
         }
     if proofs.jacobian is not None:
+        jacobian = proofs.jacobian.jacobian
         document["jacobian"] = {
-            "ds_dz": matrix(proofs.jacobian.jacobian),
+            # null beyond MATRIX_LIMIT classes: diag(s) - s sᵀ follows from "probabilities".
+            "ds_dz": None if jacobian is None else matrix(jacobian),
             "dL_ds": [json_number(v) for v in proofs.jacobian.dl_ds],
             "product": [json_number(v) for v in proofs.jacobian.product],
         }
     if proofs.hessian is not None:
+        hessian = proofs.hessian
+        largest = np.sort(hessian.eigenvalues)[::-1][:TOP_EIGENVALUES]
         document["hessian"] = {
-            "matrix": matrix(proofs.hessian.hessian),
-            "eigenvalues": [json_number(v) for v in proofs.hessian.eigenvalues],
+            "matrix": None if hessian.hessian is None else matrix(hessian.hessian),
+            "eigenvalues": [json_number(v) for v in hessian.eigenvalues] if hessian.all_eigenvalues else None,
+            "largest_eigenvalues": [json_number(v) for v in largest],
         }
     return document

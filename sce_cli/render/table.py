@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
+import numpy as np
 from rich.console import Console
 from rich.text import Text
 
@@ -203,29 +204,51 @@ def print_proofs(console: Console, proofs: Proofs, digits: int = 4) -> None:
 
 
 def print_jacobian(console: Console, proof: JacobianProof, digits: int = 4) -> None:
-    jacobian = proof.jacobian
+    jacobian, size = proof.jacobian, len(proof.dl_ds)
     console.print(Text("--jacobian: ∂L/∂z = ∂L/∂s · ∂s/∂z", style="bold"))
-    if len(jacobian) <= MAX_PRINTED_MATRIX:
+    if jacobian is not None and size <= MAX_PRINTED_MATRIX:
         console.print("∂s/∂z = diag(s) - s sᵀ")
-        print_grid(console, matrix_grid(jacobian, range(len(jacobian)), partial(display, digits=digits)))
+        print_grid(console, matrix_grid(jacobian, range(size), partial(display, digits=digits)))
     else:
-        console.print(f"∂s/∂z = diag(s) - s sᵀ is {len(jacobian)}×{len(jacobian)}: too large to print.")
-    console.print("∂L/∂s = (" + ", ".join(display(v, digits) for v in proof.dl_ds) + ")")
-    console.print("∂L/∂s · ∂s/∂z = (" + ", ".join(display(v, digits) for v in proof.product) + ")")
+        console.print(f"∂s/∂z = diag(s) - s sᵀ is {size}×{size}: too large to print.")
+    console.print(Text("∂L/∂s = " + _vector_text(proof.dl_ds, digits)))
+    console.print(Text("∂L/∂s · ∂s/∂z = " + _vector_text(proof.product, digits)))
     difference = float(max(abs(a - b) for a, b in zip(proof.product, proof.gradient)))
     console.print(f"max |product - gradient| = {display(difference, 1)}")
     console.print()
 
 
+def _vector_text(values: np.ndarray, digits: int) -> str:
+    """(v0, v1, …) with the middle elided beyond a dozen classes (JSON has every entry)."""
+    if len(values) <= MAX_PRINTED_MATRIX:
+        return "(" + ", ".join(display(v, digits) for v in values) + ")"
+    largest = int(np.argmax(np.abs(values)))
+    shown = sorted({0, 1, 2, largest, len(values) - 2, len(values) - 1})
+    parts, previous = [], -1
+    for k in shown:
+        if k > previous + 1:
+            parts.append("…")
+        parts.append(f"[{k}] {display(values[k], digits)}")
+        previous = k
+    return "(" + ", ".join(parts) + ")"
+
+
 def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> None:
-    hessian, eigenvalues = proof.hessian, proof.eigenvalues
+    hessian, size = proof.hessian, proof.num_classes
     console.print(Text("--hessian: ∇²L with respect to the logits", style="bold"))
-    if len(hessian) <= MAX_PRINTED_MATRIX:
+    if hessian is not None and size <= MAX_PRINTED_MATRIX:
         console.print("∇²L = (Σ_c w_c y_c) (diag(s) - s sᵀ) / T²")
-        print_grid(console, matrix_grid(hessian, range(len(hessian)), partial(display, digits=digits)))
+        print_grid(console, matrix_grid(hessian, range(size), partial(display, digits=digits)))
     else:
-        console.print(f"∇²L is {len(hessian)}×{len(hessian)}: too large to print.")
-    console.print("eigenvalues: " + ", ".join(display(v, digits) for v in eigenvalues))
+        console.print(f"∇²L = (Σ_c w_c y_c) (diag(s) - s sᵀ) / T² is {size}×{size}: too large to print.")
+    if proof.all_eigenvalues and size <= MAX_PRINTED_MATRIX:
+        console.print("eigenvalues: " + ", ".join(display(v, digits) for v in proof.eigenvalues))
+    else:
+        largest = np.sort(proof.eigenvalues)[::-1][:5]
+        console.print(
+            f"eigenvalues: the largest {', '.join(display(v, digits) for v in largest)}; "
+            f"the smallest {display(float(np.min(proof.eigenvalues)), digits)}"
+        )
     console.print(
         "All are ≥ 0 (up to rounding): the loss is convex in z. The smallest is 0, along (1, 1, …, 1): "
         "adding the same number to every logit changes nothing."
