@@ -628,3 +628,6 @@ def check_file(path: str, *, grad_cols, loss_col, label_col, logit_cols, target_
 
 def main() -> None:
     app(prog_name="sce")
+
+
+from . import test_command; app.command(name="test", no_args_is_help=True)(test_command.test)  # noqa: E402, E702
