@@ -19,6 +19,7 @@ Reduction = Literal["none", "mean", "sum"]
 #: An allowance is MARGIN times a straightforward implementation's error, plus ULPS units in the last place.
 MARGIN = 4.0
 ULPS = 8.0
+INPUT_ULPS = 4.0
 
 
 class Mismatch(Exception):
@@ -68,14 +69,30 @@ def straightforward_answer(exact: Exact, dtype: np.dtype) -> dict[str, np.ndarra
     return {"gradient": gradient, "loss": row_losses}
 
 
-def allowance(right: np.ndarray, baseline: np.ndarray, dtype: np.dtype) -> float:
-    """MARGIN × the straightforward implementation's error + ULPS ulps of the largest entry."""
+def allowance(right: np.ndarray, baseline: np.ndarray, dtype: np.dtype, input_sensitivity: float) -> float:
+    """What a correct implementation may be off by: MARGIN × the straightforward
+    implementation's error, + ULPS ulps of the largest entry, + the effect of
+    rounding the logits by INPUT_ULPS ulps (``input_sensitivity`` is how far the
+    answer moves per unit change of every logit). The last term keeps correct
+    but differently organised code (log-softmax as z − logsumexp(z)) from failing
+    at logits of 1000, where the inputs' own last digits are worth 1e-13."""
     with np.errstate(all="ignore"):
         error = float(np.max(np.abs(baseline.astype(np.float64) - right)))
     scale = float(np.max(np.abs(right))) if right.size else 0.0
     eps = float(np.finfo(dtype).eps)
     margin = MARGIN * error if np.isfinite(error) else 0.0
-    return margin + ULPS * eps * scale + float(np.finfo(dtype).tiny)
+    return margin + ULPS * eps * scale + INPUT_ULPS * eps * input_sensitivity + float(np.finfo(dtype).tiny)
+
+
+def input_sensitivities(exact: Exact) -> dict[str, float]:
+    """Bounds on how far the gradient and the loss move when every logit moves by
+    up to max|z|: Σ_j |∂g_i/∂z_j| = 2 p_i (1 − p_i) and Σ_j |∂L/∂z_j| = Σ_j |p_j − y_j|."""
+    reach = float(np.max(np.abs(exact.logits))) if exact.logits.size else 0.0
+    p = exact.probabilities
+    per_row_loss = np.abs(p - exact.target).sum(axis=1)
+    rows = exact.rows if exact.reduction == "sum" else 1.0
+    return {"gradient": reach * float(np.max(2 * p * (1 - p))) / exact.divisor,
+            "loss": reach * float(np.max(per_row_loss)) * rows}
 
 
 def judged_dtype(case: Case, answer: np.ndarray) -> np.dtype:
@@ -102,14 +119,20 @@ def quantities(outcome: CaseOutcome, case: Case, configuration: Configuration) -
 def _unpack(answer: dict[str, Any], configuration: Configuration) -> dict[str, dict[str, Any]]:
     if configuration.returns == "loss,grad":
         if answer["kind"] != "pair":
-            hint = " (if it returns only the gradient, use --returns grad)" if "array" in answer.get("type", "") \
-                or answer["kind"] == "array" else ""
-            raise Mismatch(f"expected a pair (loss, grad); found {_what(answer)}{hint}")
+            raise Mismatch(f"expected a pair (loss, grad); found {_what(answer)}{_returns_hint(answer)}")
         return {"loss": answer["items"][0], "gradient": answer["items"][1]}
     if answer["kind"] == "other" and answer["type"] == "a tuple of 2":
         raise Mismatch(f"expected only the {_returned(configuration)}; found a tuple of 2 "
                        "(if it returns (loss, grad), use --returns loss,grad)")
     return {"gradient" if configuration.returns == "grad" else "loss": answer}
+
+
+def _returns_hint(answer: dict[str, Any]) -> str:
+    if answer["kind"] != "array":
+        return ""
+    if answer["array"].ndim == 0:
+        return " (if it returns only the loss, use --returns loss)"
+    return " (if it returns only the gradient, use --returns grad)"
 
 
 def _returned(configuration: Configuration) -> str:
@@ -169,21 +192,25 @@ def _in_place_mistake(outcome: CaseOutcome) -> Mistake | None:
 def _compare(case: Case, arrays: dict[str, np.ndarray], exact: Exact, changed: Mistake | None) -> CaseResult:
     """Each quantity's error against its allowance; the worst one is reported."""
     worst: tuple[float, str, float, float] | None = None  # ratio, quantity, error, allowance
-    named: Mistake | None = None
+    named: list[Mistake] = []
+    worst_failing: str | None = None
     notes: list[str] = []
+    sensitivity = input_sensitivities(exact)
     for quantity in ("gradient", "loss"):
         if quantity not in arrays:
             continue
         given = arrays[quantity]
         right = exact.gradient if quantity == "gradient" else exact.loss
         dtype = judged_dtype(case, given)
-        allowed = allowance(right, straightforward_answer(exact, dtype)[quantity], dtype)
+        allowed = allowance(right, straightforward_answer(exact, dtype)[quantity], dtype, sensitivity[quantity])
         error = _error(given, right)
         ratio = np.inf if not np.isfinite(error) else error / allowed
         if worst is None or ratio > worst[0]:
             worst = (ratio, quantity, error, allowed)
-        if ratio > 1 and named is None:
-            named = _name_mistake(case, quantity, given, right, exact, allowed)
+        if ratio > 1 and worst_failing is None:  # the mistake is named from the first wrong quantity
+            worst_failing = quantity
+            with np.errstate(all="ignore"):
+                named = _name_mistakes(case, quantity, given, right, exact, allowed)
         if ratio > 1:
             notes.append(_describe_error(quantity, given, error, allowed))
     assert worst is not None
@@ -191,12 +218,15 @@ def _compare(case: Case, arrays: dict[str, np.ndarray], exact: Exact, changed: M
     passed = ratio <= 1 and changed is None
     if case.logits.dtype == np.float32:
         notes.append(_dtype_note(arrays))
-    mistake = named or changed
-    if changed is not None and named is not None:
+    mistake = named[0] if named else changed
+    if changed is not None and named:
         notes.append(f"also: {changed.name}")
     elif changed is not None and ratio <= 1:
         notes.insert(0, "right answer, but the function wrote into its input")
-    return CaseResult(case.name, passed, error, allowed, mistake, "; ".join(notes))
+    non_finite = any(not np.isfinite(_error(arrays[q], exact.gradient if q == "gradient" else exact.loss))
+                     for q in arrays)
+    return CaseResult(case.name, passed, error, allowed, mistake, "; ".join(notes), tuple(named), non_finite,
+                      case.overflow_prone or case.label_probability_underflows)
 
 
 def _error(given: np.ndarray, right: np.ndarray) -> float:
@@ -228,16 +258,15 @@ def _dtype_note(arrays: dict[str, np.ndarray]) -> str:
     return f"returns {', '.join(sorted(kinds))} for float32 logits"
 
 
-def _name_mistake(case: Case, quantity: str, given: np.ndarray, right: np.ndarray, exact: Exact,
-                  allowed: float) -> Mistake | None:
+def _name_mistakes(case: Case, quantity: str, given: np.ndarray, right: np.ndarray, exact: Exact,
+                   allowed: float) -> list[Mistake]:
     with np.errstate(all="ignore"):
         finite = bool(np.all(np.isfinite(given.astype(np.float64))))
     if case.label_probability_underflows and quantity == "loss" and np.any(np.isposinf(given)) \
             and not np.any(np.isnan(given)):
-        return mistakes.LOG_OF_ZERO
+        return [mistakes.LOG_OF_ZERO]
     if not finite:
-        overflow = case.overflow_prone or case.label_probability_underflows
-        return mistakes.NO_MAX_SHIFT if overflow else None
+        return [mistakes.NO_MAX_SHIFT] if _like_no_max_shift(case, quantity, given, exact) else []
     variants = mistakes.gradient_variants(exact) if quantity == "gradient" else mistakes.loss_variants(exact)
     scale = float(np.max(np.abs(right))) if right.size else 1.0
 
@@ -247,3 +276,17 @@ def _name_mistake(case: Case, quantity: str, given: np.ndarray, right: np.ndarra
         return 2.0 * allowed * max(1.0, size / scale if scale > 0 else 1.0)
 
     return mistakes.match(given, right, variants, tolerance)
+
+
+def _like_no_max_shift(case: Case, quantity: str, given: np.ndarray, exact: Exact) -> bool:
+    """Non-finite where exp(z) without the shift overflows or underflows, and only there
+    (a function that returns NaN everywhere has some other problem)."""
+    if not (case.overflow_prone or case.label_probability_underflows):
+        return False
+    dtype = judged_dtype(case, given)
+    z = exact.logits.astype(dtype)
+    exps = np.exp(z)
+    naive = (exps / exps.sum(axis=1, keepdims=True) - exact.target) / exact.divisor
+    if quantity == "loss":
+        return not bool(np.all(np.isfinite(naive)))
+    return bool(np.array_equal(np.isfinite(given.astype(np.float64)), np.isfinite(naive)))

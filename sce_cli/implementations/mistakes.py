@@ -122,8 +122,8 @@ def loss_variants(exact: Exact) -> list[Variant]:
 
 def _one_hot_at(exact: Exact, shift: int) -> np.ndarray | None:
     """A one-hot target at each label + shift, wrapping as numpy's negative indices do."""
-    if exact.labels is None:
-        return None
+    if exact.labels is None or exact.gradient.shape[1] == 2:
+        return None  # with two classes, label + 1 and label − 1 are the same class: no way to tell which
     classes = exact.gradient.shape[1]
     one_hot = np.zeros_like(exact.gradient)
     one_hot[np.arange(exact.rows), (exact.labels + shift) % classes] = 1.0
@@ -137,17 +137,19 @@ def _column_softmax(exact: Exact) -> np.ndarray:
 
 
 def match(given: np.ndarray, right: np.ndarray, variants: list[Variant],
-          tolerance: Callable[[np.ndarray], float]) -> Mistake | None:
-    """The first mistaken variant that ``given`` matches and the right answer does not."""
+          tolerance: Callable[[np.ndarray], float]) -> list[Mistake]:
+    """Every mistaken variant that ``given`` matches and the right answer does not
+    (on a small case several can coincide: with one row, the wrong axis gives 1 − y)."""
     if not np.all(np.isfinite(given)):
-        return None
+        return []
+    found = []
     for mistake, variant in variants:
-        if variant.shape != given.shape or not np.all(np.isfinite(variant)):
+        if variant.shape != given.shape or not np.all(np.isfinite(variant)) or mistake in found:
             continue
         allowed = tolerance(variant)
         if _distance(variant, right) > allowed and _distance(given, variant) <= allowed:
-            return mistake
-    return None
+            found.append(mistake)
+    return found
 
 
 def _distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -43,6 +43,12 @@ class CaseResult:
     """The error a straightforward correct implementation gets, with a margin (same quantity)."""
     mistake: Mistake | None = None
     message: str = ""
+    candidates: tuple[Mistake, ...] = ()
+    """Every known mistake the answer matches (``mistake`` is the likeliest)."""
+    non_finite: bool = False
+    """The answer has NaN or infinite entries where the exact one is finite."""
+    overflow_prone: bool = False
+    """The case's logits overflow exp without the max shift."""
 
     @property
     def error_ratio(self) -> float | None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import replace
+
+from . import mistakes
 from .cases import build_cases
 from .grade import grade_case
 from .loading import FunctionSpec
@@ -30,4 +34,20 @@ def grade_implementation(spec: FunctionSpec, configuration: Configuration) -> Im
             outcome = runner.run(case)
             timeouts_in_a_row = timeouts_in_a_row + 1 if outcome.timed_out else 0
             results.append(grade_case(case, outcome, configuration, first=index == 0))
-    return ImplementationReport(spec.text, framework, configuration, tuple(results))
+    return ImplementationReport(spec.text, framework, configuration, tuple(settle_ambiguous_mistakes(results)))
+
+
+def settle_ambiguous_mistakes(results: list[CaseResult]) -> list[CaseResult]:
+    """Where a case's answer matches several mistakes, name the one the other cases show most."""
+    counts = Counter(case.mistake for case in results if len(case.candidates) == 1)
+    nan_elsewhere = any(case.non_finite and not case.overflow_prone for case in results)
+    settled = []
+    for case in results:
+        if nan_elsewhere and case.mistake is mistakes.NO_MAX_SHIFT:
+            # NaN on ordinary logits too: the max shift is not what is wrong (or not all).
+            case = replace(case, mistake=None, candidates=())
+        if len(case.candidates) > 1:
+            likeliest = max(case.candidates, key=lambda mistake: counts.get(mistake, 0))  # ties: the first
+            case = replace(case, mistake=likeliest)
+        settled.append(case)
+    return settled
