@@ -7,12 +7,13 @@ child process (``worker``).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
 import re
 import sys
-import traceback
+import linecache
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -119,15 +120,22 @@ def describe_exception(error: BaseException, user_file: str | None) -> str:
     else:
         message = str(error).splitlines()[0] if str(error) else ""
         text = f"{type(error).__name__}: {message}" if message else type(error).__name__
-    frames = traceback.extract_tb(error.__traceback__)
-    theirs = [frame for frame in frames if _is_users(frame.filename, user_file)]
-    if theirs:
-        frame = theirs[-1]
-        source = f": {frame.line.strip()}" if frame.line else ""
-        text += f" ({Path(frame.filename).name}, line {frame.lineno}{source})"
+    # Walk the traceback by hand: extract_tb would read the source of every one of
+    # a RecursionError's thousand frames.
+    last: tuple[str, int] | None = None
+    tb = error.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if _is_users(filename, user_file):
+            last = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    if last is not None:
+        line = linecache.getline(last[0], last[1]).strip()
+        text += f" ({Path(last[0]).name}, line {last[1]}{': ' + line if line else ''})"
     return text
 
 
+@functools.lru_cache(maxsize=256)
 def _is_users(filename: str, user_file: str | None) -> bool:
     if user_file is not None:
         return Path(filename).resolve() == Path(user_file).resolve()

@@ -35,6 +35,7 @@ class CaseOutcome:
     """Inputs the function wrote into: "logits", "second"."""
     read_only_violation: bool = False
     timed_out: bool = False
+    process_ended: bool = False
 
 
 class ChildRunner:
@@ -107,7 +108,8 @@ class ChildRunner:
             return CaseOutcome(error=f"timed out after {self.timeout:g} s", timed_out=True)
         if isinstance(reply, str):
             self.close(graceful=False)
-            return CaseOutcome(error=f"the process running your function ended during the call ({reply})")
+            return CaseOutcome(error=f"the process running your function ended during the call ({reply})",
+                               process_ended=True)
         return CaseOutcome(reply.get("answers", []), reply.get("error"), reply.get("changed", []),
                            reply.get("read_only_violation", False))
 

@@ -12,8 +12,9 @@ from .loading import FunctionSpec
 from .report import CaseResult, Configuration, ImplementationReport
 from .runner import ChildRunner
 
-#: After this many cases in a row time out, the rest are not run: the function hangs, and waiting helps no one.
-TIMEOUTS_BEFORE_GIVING_UP = 2
+#: After this many cases in a row time out (or end the child process), the rest are
+#: not run: the function hangs or crashes, and waiting for it helps no one.
+CASES_LOST_BEFORE_GIVING_UP = 2
 
 
 def grade_implementation(spec: FunctionSpec, configuration: Configuration) -> ImplementationReport:
@@ -21,18 +22,22 @@ def grade_implementation(spec: FunctionSpec, configuration: Configuration) -> Im
     when the function cannot be loaded or called as configured."""
     cases = build_cases(configuration.seed, targets=configuration.targets)
     results: list[CaseResult] = []
-    timeouts_in_a_row = 0
+    lost: list[str] = []  # how each of the latest cases in a row was lost: "timed out", "ended the process"
     with ChildRunner(spec, convention=configuration.convention, targets=configuration.targets,
                      returns=configuration.returns, framework=configuration.framework,
                      timeout=configuration.timeout) as runner:
         framework = runner.start()
         for index, case in enumerate(cases):
-            if timeouts_in_a_row >= TIMEOUTS_BEFORE_GIVING_UP:
+            if len(lost) >= CASES_LOST_BEFORE_GIVING_UP:
+                how = lost[0] if len(set(lost)) == 1 else "timed out or ended the process"
                 results.append(CaseResult(case.name, False, None, None, None,
-                                          f"not run: the {TIMEOUTS_BEFORE_GIVING_UP} cases before timed out"))
+                                          f"not run: the {len(lost)} cases before {how}"))
                 continue
             outcome = runner.run(case)
-            timeouts_in_a_row = timeouts_in_a_row + 1 if outcome.timed_out else 0
+            if outcome.timed_out or outcome.process_ended:
+                lost.append("timed out" if outcome.timed_out else "ended the process")
+            else:
+                lost = []
             results.append(grade_case(case, outcome, configuration, first=index == 0))
     return ImplementationReport(spec.text, framework, configuration, tuple(settle_ambiguous_mistakes(results)))
 

@@ -187,7 +187,6 @@ def serve(inbox: Connection, outbox: Connection) -> None:
 def main() -> None:
     read_fd, write_fd = int(sys.argv[1]), int(sys.argv[2])
     inbox, outbox = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 3000))
     serve(inbox, outbox)
     os._exit(0)  # skip interpreter shutdown: the user's atexit handlers and threads are not our business
 
