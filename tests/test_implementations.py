@@ -97,6 +97,24 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+@pytest.mark.parametrize(
+    "sample, options",
+    [
+        ("implementation_batch.py:softmax_cross_entropy", []),
+        ("implementation_row.py:row_loss_and_gradient", ["--convention", "row"]),
+        ("implementation_targets.py:soft_cross_entropy", ["--targets"]),
+        ("implementation_grad_only.py:softmax_backward", ["--returns", "grad"]),
+        ("implementation_torch.py:softmax_cross_entropy", []),
+    ],
+)
+def test_the_samples_pass_as_the_readme_runs_them(sample, options):
+    if "torch" in sample:
+        pytest.importorskip("torch")
+    result = run(str(REPO / "samples" / sample), *options)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1].startswith("verdict: correct (")
+
+
 # --- each named mistake ----------------------------------------------------------------------------
 
 
@@ -325,7 +343,7 @@ def test_table_verdict_and_what_to_fix_first():
     lines = result.stdout.splitlines()
     assert "verdict: not correct (4 of 17 cases fail)" in lines
     assert (
-        "fix first: no max shift: exp overflows (or underflows) at large logits: subtract each row's largest "
+        "fix first: no max shift: exp overflows or underflows: subtract each row's largest "
         "logit before exp, softmax(z) = softmax(z − max z) (case “large logits: 1000 and 0”)"
     ) in lines
     row = next(line for line in lines if line.startswith("large logits: 1000 and 0"))

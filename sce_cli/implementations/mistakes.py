@@ -14,7 +14,7 @@ import numpy as np
 
 from .report import Mistake
 
-NO_MAX_SHIFT = Mistake("no max shift: exp overflows (or underflows) at large logits",
+NO_MAX_SHIFT = Mistake("no max shift: exp overflows or underflows",
                        "subtract each row's largest logit before exp, softmax(z) = softmax(z − max z)")
 SUM_NOT_MEAN = Mistake("1/N missing: the sum over rows, not the mean",
                        "divide by N, the number of rows (or grade with --reduction sum)")

@@ -24,18 +24,24 @@ def _ratio(case: CaseResult) -> str:
     return f"{ratio:.2g}×" if ratio >= 0.01 or ratio == 0 else "<0.01×"
 
 
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
+    return "0" if value == 0 else display(value, 1)
+
+
 def report_table(report: ImplementationReport) -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("case")
     table.add_column("result")
     table.add_column("error", justify="right")
     table.add_column("allowance", justify="right")
-    table.add_column("error / allowance", justify="right")
+    table.add_column("error/allowance", justify="right")
     table.add_column("mistake or message")
     for case in report.cases:
         mark = Text("✓ pass", style="green") if case.passed else Text("✗ fail", style="bold red")
-        error = "" if case.max_error is None else display(case.max_error, 1)
-        allowance = "" if case.allowance is None else display(case.allowance, 1)
+        error = _number(case.max_error)
+        allowance = _number(case.allowance)
         note = case.mistake.name if case.mistake is not None else case.message
         table.add_row(case.name, mark, error, allowance, _ratio(case), note)
     return table
