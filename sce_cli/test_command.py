@@ -77,7 +77,7 @@ def test(
     except UnusableImplementation as problem:
         raise UsageProblem(str(problem)) from None
     except ValueError as problem:  # an option out of range, e.g. --timeout 0
-        raise UsageProblem(str(problem).replace("timeout=", "--timeout ")) from None
+        raise UsageProblem(str(problem).replace("timeout=", "--timeout ").replace("seed=", "--seed ")) from None
     if output_format is ReportFormat.json:
         from .render.json_format import dumps
         from .render.implementation_report import report_document

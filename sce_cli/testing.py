@@ -31,6 +31,8 @@ CONVENTIONS = ("batch", "row")
 RETURNS = ("loss,grad", "grad", "loss")
 REDUCTIONS = ("mean", "sum", "none")
 FRAMEWORKS = ("numpy", "torch", "jax")
+#: An hour per case: beyond that a timeout is no longer a time limit (and overflows the OS's timers).
+MAX_TIMEOUT = 3600
 
 
 def check_implementation(
@@ -83,8 +85,10 @@ def make_configuration(*, convention: str, returns: str, reduction: str, targets
             raise ValueError(f"{name}={value!r}: use one of {', '.join(map(repr, allowed))}")
     if framework is not None and framework not in FRAMEWORKS:
         raise ValueError(f"framework={framework!r}: use one of {', '.join(map(repr, FRAMEWORKS))}, or None")
-    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
-        raise ValueError(f"timeout={timeout!r}: give the seconds each case may take, e.g. 3")
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
+        raise ValueError(f"timeout={timeout!r}: give the seconds each case may take, e.g. 3 (at most {MAX_TIMEOUT})")
+    if not (isinstance(seed, int) and seed >= 0):
+        raise ValueError(f"seed={seed!r}: give a whole number >= 0")
     return Configuration(convention, returns, reduction, bool(targets), framework, int(seed), float(timeout))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -306,6 +307,7 @@ def test_bad_specs(tmp_path, monkeypatch):
     (tmp_path / "hw.py").write_text("def softmax_loss_naive(a, b):\n    pass\n\n\ndef helper(x, y):\n    pass\n")
     cases = {
         "missing.py:f": "missing.py: no such file",
+        "hw.py:": "'hw.py:': say which function to test, as FILE.py:FUNCTION or package.module:FUNCTION",
         "hw.py": "'hw.py': say which function to test, as FILE.py:FUNCTION or package.module:FUNCTION",
         "hw.py:softmax_loss": "hw.py has no function 'softmax_loss'; it defines softmax_loss_naive, helper",
         "broken.py:f": "broken.py, line 1: SyntaxError: expected ':'",
@@ -331,7 +333,11 @@ def test_option_problems():
         2, "sce: error: --reduction goes with --convention batch; a row function returns its row's own loss\n")
     result = run(spec("correct_vectorized"), "--timeout", "0")
     assert (result.exit_code, result.stderr) == (
-        2, "sce: error: --timeout 0.0: give the seconds each case may take, e.g. 3\n")
+        2, "sce: error: --timeout 0.0: give the seconds each case may take, e.g. 3 (at most 3600)\n")
+    result = run(spec("correct_vectorized"), "--timeout", "1e12")
+    assert result.exit_code == 2 and "(at most 3600)" in result.stderr
+    result = run(spec("correct_vectorized"), "--seed", "-1")
+    assert (result.exit_code, result.stderr) == (2, "sce: error: --seed -1: give a whole number >= 0\n")
 
 
 # --- output ---------------------------------------------------------------------------------------
@@ -419,3 +425,34 @@ def test_seed_varies_only_the_random_cases():
     assert np.array_equal(zero[0].logits, one[0].logits)
     assert not np.array_equal(zero[1].logits, one[1].logits)
     assert np.array_equal(build_cases(1)[1].logits, one[1].logits)  # deterministic
+
+
+def test_ctrl_c_stops_sce_and_the_child_process(tmp_path):
+    pid_file = tmp_path / "pid"
+    (tmp_path / "spin.py").write_text(
+        "import os\n\n\ndef f(logits, labels):\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "    while True:\n        pass\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sce_cli", "test", f"{tmp_path / 'spin.py'}:f", "--timeout", "60"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    deadline = time.monotonic() + 20
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the function never started"
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=10)
+    assert process.returncode == 130
+    time.sleep(0.2)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

@@ -39,7 +39,7 @@ _DOTTED_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 def parse_spec(text: str) -> FunctionSpec:
     """Read ``FILE.py:FUNCTION`` or ``package.module:FUNCTION``; every problem is one line."""
     where, colon, function = text.rpartition(":")
-    if not colon or not where:
+    if not colon or not where or not function:
         raise UnusableImplementation(
             f"{text!r}: say which function to test, as FILE.py:FUNCTION or package.module:FUNCTION"
         )

@@ -20,7 +20,7 @@ from .cases import Case
 from .loading import FunctionSpec, UnusableImplementation
 
 #: Importing the user's module may take a while (torch takes seconds); this is on top of --timeout.
-IMPORT_GRACE_SECONDS = 20.0
+IMPORT_GRACE_SECONDS = 10.0
 
 
 @dataclass
