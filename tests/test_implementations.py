@@ -456,3 +456,28 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def test_oddities():
+    odd = str(IMPLEMENTATIONS / "oddities.py")
+    report = check_implementation(f"{odd}:bad_error")
+    assert report.cases[0].message == "BadError: (its message cannot be shown) (oddities.py, line 21: raise BadError())"
+    report = check_implementation(f"{odd}:bad_array")
+    assert report.cases[0].message == (
+        'converting the answer raised RuntimeError: no array for you (oddities.py, line 8: '
+        'raise RuntimeError("no array for you"))'
+    )
+    report = check_implementation(f"{odd}:upcast")
+    assert report.passed and case(report, "float32 logits").message == "returns float64 for float32 logits"
+    report = check_implementation(f"{odd}:labels_in_place")
+    assert report.mistakes[0] == mistakes.LABELS_IN_PLACE
+    assert check_implementation(f"{odd}:defaults").passed  # an extra parameter with a default is fine
+    for function, message in (
+        ("complex_out", "the gradient should be an array of shape (1, 3); found an array of complex128, " + FIRST),
+        ("kwonly", "kwonly takes (logits, *, labels); with --convention batch sce calls kwonly(logits, labels) "
+                   "with 2 arguments"),
+        ("Softmax", "expected a pair (loss, grad); found a Softmax, " + FIRST),
+    ):
+        with pytest.raises(UnusableImplementation) as raised:
+            check_implementation(f"{odd}:{function}")
+        assert str(raised.value) == message

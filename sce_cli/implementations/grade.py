@@ -146,7 +146,9 @@ def _what(item: dict[str, Any]) -> str:
     if item["kind"] == "too_large":
         return f"an array of shape {tuple(item['shape'])}"
     found = item["type"]
-    return found if found.startswith(("a ", "an ", "one ")) or found == "None" else f"a {found}"
+    if found.startswith(("a ", "an ", "one ")) or found == "None":
+        return str(found)
+    return f"{'an' if found[:1].lower() in 'aeiou' else 'a'} {found}"
 
 
 def _as_array(item: dict[str, Any], quantity: str, shape: tuple[int, ...], configuration: Configuration) -> np.ndarray:

@@ -118,7 +118,10 @@ def describe_exception(error: BaseException, user_file: str | None) -> str:
     if isinstance(error, SystemExit):
         text = f"sys.exit({error.code!r})" if error.code is not None else "sys.exit()"
     else:
-        message = str(error).splitlines()[0] if str(error) else ""
+        try:
+            message = str(error).splitlines()[0] if str(error) else ""
+        except Exception:  # noqa: BLE001 - their exception's __str__ may itself be broken
+            message = "(its message cannot be shown)"
         text = f"{type(error).__name__}: {message}" if message else type(error).__name__
     # Walk the traceback by hand: extract_tb would read the source of every one of
     # a RecursionError's thousand frames.

@@ -78,8 +78,8 @@ def check_signature(fn: Callable[..., Any], convention: str, targets: bool, name
 
 
 def _parameters(signature: inspect.Signature) -> str:
-    names = list(signature.parameters)
-    return f"({', '.join(names)})" if names else "no arguments"
+    return str(signature.replace(return_annotation=inspect.Signature.empty)) if signature.parameters \
+        else "no arguments"
 
 
 def to_framework(array: np.ndarray, framework: str) -> Any:
@@ -110,7 +110,7 @@ def describe_value(value: Any, largest: int) -> dict[str, Any]:
     except (ValueError, TypeError):
         return {"kind": "other", "type": type(value).__name__}
     if array.dtype.kind not in "fiub":
-        return {"kind": "other", "type": f"{type(value).__name__} of {array.dtype}"}
+        return {"kind": "other", "type": f"array of {array.dtype}"}
     if array.size > largest:
         return {"kind": "too_large", "shape": array.shape}
     return {"kind": "array", "array": np.array(array, copy=True)}
@@ -142,9 +142,14 @@ def run_case(fn: Callable[..., Any], request: dict[str, Any], framework: str, us
         try:
             answer = _call(fn, row_logits, row_second, framework)
         except BaseException as error:  # noqa: BLE001 - KeyboardInterrupt and SystemExit are theirs too
-            return {"error": describe_exception(error, user_file),
-                    "read_only_violation": "read-only" in str(error), "changed": _changed(before, logits, second)}
-        answers.append(describe_return(answer, request["returns"], largest))
+            described = describe_exception(error, user_file)
+            return {"error": described, "read_only_violation": "is read-only" in described,
+                    "changed": _changed(before, logits, second)}
+        try:
+            answers.append(describe_return(answer, request["returns"], largest))
+        except BaseException as error:  # noqa: BLE001 - an answer whose __array__ or __len__ raises
+            return {"error": f"converting the answer raised {describe_exception(error, user_file)}",
+                    "changed": _changed(before, logits, second)}
     return {"answers": answers, "changed": _changed(before, logits, second)}
 
 
