@@ -268,7 +268,11 @@ def _name_mistakes(case: Case, quantity: str, given: np.ndarray, right: np.ndarr
             and not np.any(np.isnan(given)):
         return [mistakes.LOG_OF_ZERO]
     if not finite:
-        return [mistakes.NO_MAX_SHIFT] if _like_no_max_shift(case, quantity, given, exact) else []
+        if _like_no_max_shift(case, quantity, given, exact):
+            return [mistakes.NO_MAX_SHIFT]
+        if case.label_probability_underflows and quantity == "gradient":
+            return [mistakes.DIVIDED_BY_P]  # the posts' Jacobian route, −1/s_c · ∂s_c/∂z, taken literally
+        return []
     variants = mistakes.gradient_variants(exact) if quantity == "gradient" else mistakes.loss_variants(exact)
     scale = float(np.max(np.abs(right))) if right.size else 1.0
 

@@ -37,6 +37,8 @@ NOT_NORMALISED = Mistake("probabilities not normalised: the exponentials are not
                          "divide exp(z − max z) by its row sum")
 LOG_OF_ZERO = Mistake("log of a probability that rounded to 0 (−log p gives inf)",
                       "compute the loss as log Σ exp(z − max) − (z_c − max) (log-sum-exp) instead of −log p_c")
+DIVIDED_BY_P = Mistake("divides by the label's probability, which rounded to 0 (the chain rule's −1/s_c)",
+                       "simplify the chain rule first: ∂L/∂z = p − y has no division")
 LOGITS_IN_PLACE = Mistake("logits modified in place",
                           "work on a copy: z = logits - logits.max(...) makes a new array, logits -= ... "
                           "overwrites the caller's")

@@ -48,8 +48,8 @@ def settle_ambiguous_mistakes(results: list[CaseResult]) -> list[CaseResult]:
     nan_elsewhere = any(case.non_finite and not case.overflow_prone for case in results)
     settled = []
     for case in results:
-        if nan_elsewhere and case.mistake is mistakes.NO_MAX_SHIFT:
-            # NaN on ordinary logits too: the max shift is not what is wrong (or not all).
+        if nan_elsewhere and case.mistake in (mistakes.NO_MAX_SHIFT, mistakes.DIVIDED_BY_P):
+            # NaN on ordinary logits too: extreme logits are not what is wrong (or not all).
             case = replace(case, mistake=None, candidates=())
         if len(case.candidates) > 1:
             likeliest = max(case.candidates, key=lambda mistake: counts.get(mistake, 0))  # ties: the first
