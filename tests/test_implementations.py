@@ -482,3 +482,38 @@ def test_oddities():
         with pytest.raises(UnusableImplementation) as raised:
             check_implementation(f"{odd}:{function}")
         assert str(raised.value) == message
+
+
+def test_torch_tensors_in_and_out_with_a_stand_in_torch(tmp_path):
+    # torch is not a dependency: a minimal stand-in checks the conversions both ways.
+    (tmp_path / "torch.py").write_text(
+        "class Tensor:\n"
+        "    def __init__(self, array):\n        self.array = array\n"
+        "    def detach(self):\n        return self\n"
+        "    def cpu(self):\n        return self\n"
+        "    def numpy(self):\n        return self.array\n\n\n"
+        "def from_numpy(array):\n    return Tensor(array)\n"
+    )
+    (tmp_path / "homework.py").write_text(
+        "import numpy as np\nimport torch\n\n\n"
+        "def f(logits, labels):\n"
+        "    assert isinstance(logits, torch.Tensor) and isinstance(labels, torch.Tensor)\n"
+        "    z, y = logits.numpy(), labels.numpy()\n"
+        "    n = z.shape[0]\n"
+        "    s = z - z.max(axis=1, keepdims=True)\n"
+        "    t = np.exp(s).sum(axis=1, keepdims=True)\n"
+        "    g = np.exp(s) / t\n"
+        "    g[np.arange(n), y] -= 1\n"
+        "    loss = np.mean(np.log(t[:, 0]) - s[np.arange(n), y])\n"
+        "    return torch.from_numpy(np.asarray(loss)), torch.from_numpy(g / n)\n"
+    )
+    report = check_implementation(f"{tmp_path / 'homework.py'}:f")
+    assert report.framework == "torch"
+    assert report.passed, [(c.name, c.message) for c in report.failed]
+
+
+def test_framework_not_installed_is_one_line():
+    if _installed("jax"):
+        pytest.skip("jax is installed")
+    result = run(spec("correct_vectorized"), "--framework", "jax")
+    assert (result.exit_code, result.stderr) == (2, "sce: error: --framework jax: JAX is not installed here\n")
