@@ -11,6 +11,7 @@ from .batch import batch
 from .check import check
 from .commandline import NumbersCommand, SceGroup
 from .grad import grad
+from .test import test
 
 app = typer.Typer(
     cls=SceGroup,
@@ -41,6 +42,7 @@ def _sce(
 app.command(cls=NumbersCommand, no_args_is_help=True)(grad)
 app.command(no_args_is_help=True)(batch)
 app.command(cls=NumbersCommand, no_args_is_help=True)(check)
+app.command(name="test", no_args_is_help=True)(test)
 
 
 def main() -> None:

@@ -1,0 +1,111 @@
+"""``sce test FILE.py:FUNCTION``: grade an implementation of the loss and gradient."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UsageProblem
+
+
+class Convention(str, Enum):
+    batch = "batch"
+    row = "row"
+
+
+class Returns(str, Enum):
+    loss_grad = "loss,grad"
+    grad = "grad"
+    loss = "loss"
+
+
+class Reduction(str, Enum):
+    mean = "mean"
+    sum = "sum"
+    none = "none"
+
+
+class Framework(str, Enum):
+    auto = "auto"
+    numpy = "numpy"
+    torch = "torch"
+    jax = "jax"
+
+
+class ReportFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def test(
+    function: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE.py:FUNCTION", help="The function to grade (also package.module:FUNCTION). Its file is run."
+        ),
+    ],
+    convention: Annotated[
+        Convention,
+        typer.Option("--convention", help="batch: f(logits N×K, labels N); row: f(logits K, label), once per row."),
+    ] = Convention.batch,
+    returns: Annotated[Returns, typer.Option("--returns", help="What the function returns.")] = Returns.loss_grad,
+    reduction: Annotated[
+        Optional[Reduction],
+        typer.Option(
+            "--reduction",
+            help="The batch loss: mean (default, as PyTorch), sum, or none (one per row).",
+            show_default=False,
+        ),
+    ] = None,
+    targets: Annotated[
+        bool, typer.Option("--targets", help="The function takes probability targets (N×K) instead of labels.")
+    ] = False,
+    framework: Annotated[
+        Framework, typer.Option("--framework", help="Arrays as numpy, torch or jax (auto: from the file's imports).")
+    ] = Framework.auto,
+    seed: Annotated[int, typer.Option("--seed", help="Varies the random cases.")] = 0,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds each case may take.")] = 3.0,
+    output_format: Annotated[ReportFormat, typer.Option("--format", "-f", help="table or json.")] = ReportFormat.table,
+) -> None:
+    """Grade your implementation of the loss and gradient; name the mistake.
+
+    Example: sce test homework.py:softmax_loss
+    Runs the file's code (in a separate process). Exit status 0 when every case
+    passes, 1 when one fails, 2 when the function cannot be used as configured.
+    """
+    if reduction is not None and convention is Convention.row:
+        raise UsageProblem("--reduction goes with --convention batch; a row function returns its row's own loss")
+    from ..implementations.loading import UnusableImplementation
+    from ..testing import check_implementation
+
+    try:
+        report = check_implementation(
+            function,
+            convention=convention.value,
+            returns=returns.value,
+            reduction=(reduction or Reduction.mean).value,
+            targets=targets,
+            framework=None if framework is Framework.auto else framework.value,
+            seed=seed,
+            timeout=timeout,
+        )
+    except UnusableImplementation as problem:
+        raise UsageProblem(str(problem)) from None
+    except ValueError as problem:  # an option out of range, e.g. --timeout 0
+        raise UsageProblem(str(problem).replace("timeout=", "--timeout ").replace("seed=", "--seed ")) from None
+    if output_format is ReportFormat.json:
+        from ..render.implementation_report import report_document
+        from ..render.json_format import dumps
+
+        sys.stdout.write(dumps(report_document(report)) + "\n")
+    else:
+        from rich.console import Console
+
+        from ..render.implementation_report import print_report
+
+        print_report(Console(file=sys.stdout, highlight=False), report)
+    if not report.passed:
+        raise typer.Exit(1)

@@ -1,0 +1,108 @@
+"""`sce test`: the report on an implementation as a rich table, a verdict, or JSON."""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..implementations.report import CaseResult, ImplementationReport
+from ..numbers import display, json_number
+
+
+def _ratio(case: CaseResult) -> str:
+    ratio = case.error_ratio
+    if ratio is None:
+        return ""
+    if math.isinf(ratio):
+        return "nan" if case.max_error is not None and math.isnan(case.max_error) else "∞"
+    return f"{ratio:.2g}×" if ratio >= 0.01 or ratio == 0 else "<0.01×"
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
+    return "0" if value == 0 else display(value, 1)
+
+
+def report_table(report: ImplementationReport) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("case")
+    table.add_column("result")
+    table.add_column("error", justify="right")
+    table.add_column("allowance", justify="right")
+    table.add_column("error/allowance", justify="right")
+    table.add_column("mistake or message")
+    for case in report.cases:
+        mark = Text("✓ pass", style="green") if case.passed else Text("✗ fail", style="bold red")
+        error = _number(case.max_error)
+        allowance = _number(case.allowance)
+        note = case.mistake.name if case.mistake is not None else case.message
+        table.add_row(case.name, mark, error, allowance, _ratio(case), note)
+    return table
+
+
+def verdict_lines(report: ImplementationReport) -> list[Text]:
+    total = len(report.cases)
+    if report.passed:
+        return [Text(f"verdict: correct ({total} of {total} cases pass)", style="bold green")]
+    failed = len(report.failed)
+    lines = [Text(f"verdict: not correct ({failed} of {total} cases fail)", style="bold red")]
+    fix = report.fix_first
+    if fix:
+        lines.append(Text(f"fix first: {fix}"))
+    return lines
+
+
+def details(report: ImplementationReport) -> list[Text]:
+    """The full message of each failing case whose table cell shows only the mistake."""
+    return [
+        Text(f"  {case.name}: {case.message}") for case in report.failed if case.mistake is not None and case.message
+    ]
+
+
+def print_report(console: Console, report: ImplementationReport) -> None:
+    console.print(
+        Text(
+            f"{report.function} ({report.configuration.convention} convention, "
+            f"returns {report.configuration.returns}, {report.framework})",
+            style="bold",
+        )
+    )
+    console.print(report_table(report))
+    console.print()
+    for line in details(report):
+        console.print(line)
+    for line in verdict_lines(report):
+        console.print(line)
+
+
+def report_text(report: ImplementationReport, width: int = 120) -> str:
+    """The report as plain text (for AssertionError messages)."""
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None, highlight=False)
+    print_report(console, report)
+    return console.export_text()
+
+
+def report_document(report: ImplementationReport) -> dict[str, Any]:
+    return {
+        "passed": report.passed,
+        "function": report.function,
+        "cases": [
+            {
+                "name": case.name,
+                "passed": case.passed,
+                "max_error": None if case.max_error is None else json_number(case.max_error),
+                "allowance": None if case.allowance is None else json_number(case.allowance),
+                "mistake": None if case.mistake is None else case.mistake.name,
+                "message": case.message,
+            }
+            for case in report.cases
+        ],
+        "mistakes": [mistake.name for mistake in report.mistakes],
+    }

@@ -1,0 +1,132 @@
+"""Grade an implementation of the softmax cross-entropy loss and gradient from Python or pytest.
+
+    from sce_cli.testing import assert_implementation_correct
+    from homework import softmax_loss
+
+    def test_softmax_loss():
+        assert_implementation_correct(softmax_loss)
+
+The function runs in a child process (importing its file again there), so that
+a hang or a crash in it cannot stop the caller: it must be defined at the top
+level of a file or module. ``fn`` may also be a string, "FILE.py:FUNCTION" or
+"package.module:FUNCTION".
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .implementations.loading import FunctionSpec, UnusableImplementation, parse_spec
+from .implementations.report import CaseResult, Configuration, ImplementationReport, Mistake
+
+__all__ = [
+    "check_implementation",
+    "assert_implementation_correct",
+    "ImplementationReport",
+    "CaseResult",
+    "Mistake",
+    "UnusableImplementation",
+]
+
+CONVENTIONS = ("batch", "row")
+RETURNS = ("loss,grad", "grad", "loss")
+REDUCTIONS = ("mean", "sum", "none")
+FRAMEWORKS = ("numpy", "torch", "jax")
+#: An hour per case: beyond that a timeout is no longer a time limit (and overflows the OS's timers).
+MAX_TIMEOUT = 3600
+
+
+def check_implementation(
+    fn: Callable[..., Any] | str,
+    *,
+    convention: str = "batch",
+    returns: str = "loss,grad",
+    reduction: str = "mean",
+    targets: bool = False,
+    framework: str | None = None,
+    seed: int = 0,
+    timeout: float = 3.0,
+) -> ImplementationReport:
+    """Run ``fn`` over sce's battery of cases and grade each answer.
+
+    ``convention``: "batch" calls fn(logits N×K, labels N); "row" calls fn(logits K, label)
+    once per row. ``returns``: "loss,grad", "grad" or "loss". ``reduction`` (batch only):
+    "mean", "sum" or "none". ``targets``: fn takes probability targets instead of labels.
+    ``framework``: "numpy", "torch" or "jax" (None: from the imports of fn's file).
+    ``timeout``: seconds each case may take.
+
+    Raises UnusableImplementation (a ValueError) when fn cannot be loaded or called as configured.
+    """
+    configuration = make_configuration(
+        convention=convention,
+        returns=returns,
+        reduction=reduction,
+        targets=targets,
+        framework=framework,
+        seed=seed,
+        timeout=timeout,
+    )
+    from .implementations.session import grade_implementation
+
+    return grade_implementation(function_spec(fn), configuration)
+
+
+def assert_implementation_correct(fn: Callable[..., Any] | str, **options: Any) -> ImplementationReport:
+    """Like :func:`check_implementation`, but raise AssertionError with the report as
+    text unless every case passes (or the function cannot be used)."""
+    try:
+        report = check_implementation(fn, **options)
+    except UnusableImplementation as problem:
+        raise AssertionError(f"sce test: {problem}") from None
+    if not report.passed:
+        from .render.implementation_report import report_text
+
+        raise AssertionError("\n" + report_text(report))
+    return report
+
+
+def make_configuration(
+    *, convention: str, returns: str, reduction: str, targets: bool, framework: str | None, seed: int, timeout: float
+) -> Configuration:
+    for name, value, allowed in (
+        ("convention", convention, CONVENTIONS),
+        ("returns", returns, RETURNS),
+        ("reduction", reduction, REDUCTIONS),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{name}={value!r}: use one of {', '.join(map(repr, allowed))}")
+    if framework is not None and framework not in FRAMEWORKS:
+        raise ValueError(f"framework={framework!r}: use one of {', '.join(map(repr, FRAMEWORKS))}, or None")
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
+        raise ValueError(f"timeout={timeout!r}: give the seconds each case may take, e.g. 3 (at most {MAX_TIMEOUT})")
+    if not (isinstance(seed, int) and seed >= 0):
+        raise ValueError(f"seed={seed!r}: give a whole number >= 0")
+    return Configuration(convention, returns, reduction, bool(targets), framework, int(seed), float(timeout))
+
+
+def function_spec(fn: Callable[..., Any] | str) -> FunctionSpec:
+    """Where the child process finds ``fn``: its file and its name there."""
+    if isinstance(fn, str):
+        return parse_spec(fn)
+    if not callable(fn):
+        raise UnusableImplementation(f"{fn!r} is not a function")
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if not name or "<" in name:
+        raise UnusableImplementation(
+            f"{name or fn!r} is not defined at the top level of a file, so the child process that runs it "
+            "cannot import it; define it with def at the top level (lambdas and nested functions cannot be tested)"
+        )
+    try:
+        path = inspect.getsourcefile(fn)
+    except TypeError:
+        path = None
+    if path and Path(path).is_file():
+        return FunctionSpec(f"{Path(path).name}:{name}", name, path=str(Path(path).resolve()))
+    module = getattr(fn, "__module__", None)
+    if module and module != "__main__":
+        return FunctionSpec(f"{module}:{name}", name, module=module)
+    raise UnusableImplementation(f"{name}: cannot find the file it is defined in")

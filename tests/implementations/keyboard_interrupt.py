@@ -1,0 +1,5 @@
+"""Raises KeyboardInterrupt itself."""
+
+
+def softmax_loss(logits, labels):
+    raise KeyboardInterrupt

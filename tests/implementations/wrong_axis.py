@@ -1,0 +1,16 @@
+"""Mistake: softmax over the columns (axis=0)."""
+
+import numpy as np
+
+
+def softmax_loss(logits, labels):
+    n = logits.shape[0]
+    rows = np.arange(n)
+    shifted = logits - logits.max(axis=0, keepdims=True)
+    exps = np.exp(shifted)
+    sums = exps.sum(axis=0, keepdims=True)
+    probabilities = exps / sums
+    loss = -np.mean(np.log(probabilities[rows, labels]))
+    grad = probabilities.copy()
+    grad[rows, labels] -= 1
+    return loss, grad / n
