@@ -396,3 +396,276 @@ def test_a_hundred_thousand_classes():
     )
     exact = reference.analytic([z.tolist()], [4242], **{**options, "weight": weight.tolist()}, columns=columns)
     check_result(result, exact, "mean")
+
+
+# --- the one inherent case: a soft target equal to the prediction ----------------------
+
+
+@pytest.mark.parametrize(
+    "logits,targets,options",
+    [
+        ([[0.0, 1e-9]], [[0.5, 0.5]], dict()),
+        ([[0.0, 1e-300]], [[0.5, 0.5]], dict()),
+        ([[3.0, 3.0 + 2**-40, 3.0 - 2**-41]], [[1 / 3, 1 / 3, 1 / 3]], dict(temperature=0.37)),
+        ([[40.0, 0.0, 40.0]], [[0.5, 0.0, 0.5]], dict(weight=[1.0, 2.0, 1.0])),  # a tie, its mass split
+        ([[0.0, 1e-9, 5.0]], [[0.5, 0.5, 0.0]], dict(temperature=1e-3, weight=[2.0, 2.0, 0.0], reduction="mean")),
+        ([[1.0, 1.0 + 1e-12]], [[0.5, 0.5]], dict(label_smoothing=0.5, reduction="sum")),
+    ],
+)
+def test_inherent_case_is_held_to_its_absolute_bound(logits, targets, options):
+    result = softmax_cross_entropy(logits, targets=targets, **options)
+    exact = reference.analytic(logits, targets=targets, **{"reduction": "none", **options})
+    reduction = options.get("reduction", "none")
+    for n, row in enumerate(exact.gradient):
+        for k, value in enumerate(row):
+            error = abs(mp.mpf(float(result.gradient[n, k])) - value)
+            assert error <= inherent_bound(exact, n, k), (n, k, float(result.gradient[n, k]), value)
+            assert exact.condition[n][k] > WELL_CONDITIONED or mismatch(result.gradient[n, k], value) is None
+    assert mismatch(result.loss if reduction != "none" else result.losses[0], exact.loss if reduction != "none" else exact.losses[0]) is None
+
+
+def test_inherent_bound_is_not_an_escape_for_the_structural_case():
+    # The structural cases have κ ≈ 1: a core that returned 0 there would fail
+    # check_result, although 0 is within 4·eps·(a + b).
+    exact = reference.analytic([[0.0, 40.0, -1.0]], targets=[[0, 1, 0]], reduction="none")
+    assert exact.condition[0][1] < WELL_CONDITIONED
+    assert abs(exact.gradient[0][1]) < inherent_bound(exact, 0, 1)  # what makes κ necessary
+    assert mismatch(0.0, exact.gradient[0][1]) is not None
+
+
+# --- issue 10's cases, by name ---------------------------------------------------------
+# "Probability targets and label smoothing lose digits"
+
+
+def test_grad_0_40_m1_targets_010_keeps_class_1():
+    # `sce grad 0 40 -1 -t 0,1,0` gave 0.0 at class 1; exact -5.811...e-18, what -l 1 gives.
+    soft, exact, _ = both([[0.0, 40.0, -1.0]], targets=[[0.0, 1.0, 0.0]])
+    check_result(soft, exact, "none", inherent_ok=False)
+    assert soft.gradient[0, 1] < 0 and mp.nstr(mp.mpf(float(soft.gradient[0, 1])), 4) == "-5.811e-18"
+    hard = softmax_cross_entropy([[0.0, 40.0, -1.0]], [1])
+    check_result(hard, exact, "none", inherent_ok=False)
+    # Every entry, tiny ones included, with its sign: 4.25e-18, -5.81e-18, 1.56e-18.
+    assert np.sign(soft.gradient[0]).tolist() == [1.0, -1.0, 1.0]
+    np.testing.assert_allclose(soft.gradient, hard.gradient, rtol=4 * EPS, atol=0)
+
+
+def test_grad_0_40_m1_targets_010_verify_does_not_disagree():
+    # `--verify` reported DISAGREE against our own answer.
+    from typer.testing import CliRunner
+
+    from sce_cli.cli import app
+
+    out = CliRunner().invoke(app, ["grad", "0", "40", "-1", "-t", "0,1,0", "--verify"], env={"COLUMNS": "100"})
+    assert out.exit_code == 0, out.output
+    assert "DISAGREE" not in out.output.upper(), out.output
+
+
+def test_grad_0_1e_9_targets_half_half_is_within_the_inherent_bound():
+    # `sce grad 0 1e-9 -t 0.5,0.5` kept 7 correct digits. The exact gradient is
+    # ∓tanh(5e-10)/2 = ∓2.5e-10, a difference of two numbers near 1/2: the
+    # inherent case, held to 4·eps·(p_i·Σ w q + w_i q_i) ≈ 4.4e-16 absolute.
+    result, exact, _ = both([[0.0, 1e-9]], targets=[[0.5, 0.5]], reduction="none")
+    for k in range(2):
+        error = abs(mp.mpf(float(result.gradient[0, k])) - exact.gradient[0][k])
+        assert error <= inherent_bound(exact, 0, k)
+        assert float(result.gradient[0, k]) == pytest.approx(float(exact.gradient[0][k]), rel=2e-6)
+    assert result.gradient[0, 0] < 0 < result.gradient[0, 1]
+    assert mismatch(result.losses[0], exact.losses[0]) is None
+
+
+@pytest.mark.parametrize("smoothing", [1e-20, 1e-10, 0.1])
+def test_smoothing_term_does_not_cancel_at_a_confident_label(smoothing):
+    # p·Σw - w cancels where the prediction is confident: [0, 40], label 1.
+    # With ε = 1e-20 the exact entry is -(1 - ε)(1 - p_1) + (ε/2)(2p_1 - 1) =
+    # -4.243e-18; with ε = 1e-10 the smoothing wins and the sign flips (+5e-11).
+    result, exact, _ = both([[0.0, 40.0]], [1], label_smoothing=smoothing, weight=[3.0, 0.5], reduction="mean")
+    check_result(result, exact, "mean", inherent_ok=False)
+    assert np.sign(result.gradient[0, 1]) == np.sign(float(exact.gradient[0][1]))
+
+
+# "Silent NaN"
+
+
+def test_grad_minus_inf_3_4_label_1_smoothing_weight_0():
+    # `sce grad -inf 3 4 -l 1 --smoothing 0.1 -w 0,1,1` printed nan; the loss is 1.2361529…
+    for reduction in REDUCTIONS:
+        result, exact, caught = both(
+            [[-INF, 3.0, 4.0]], [1], label_smoothing=0.1, weight=[0.0, 1.0, 1.0], reduction=reduction
+        )
+        check_result(result, exact, reduction, inherent_ok=False)
+        assert str(float(result.losses[0])).startswith("1.2361529")
+        assert np.isfinite(result.gradient).all() and result.gradient[0, 0] == 0
+        assert not caught, [str(w.message) for w in caught]
+
+
+def test_batch_minus_inf_3_4_label_1_smoothing_weight_0_writes_no_nan(tmp_path):
+    # "The same row in sce batch writes NaN."
+    from typer.testing import CliRunner
+
+    from sce_cli.cli import app
+
+    data = tmp_path / "rows.csv"
+    data.write_text("z0,z1,z2,label\n-inf,3,4,1\n2,3,4,1\n")
+    out = CliRunner().invoke(
+        app, ["batch", str(data), "--smoothing", "0.1", "-w", "0,1,1"], env={"COLUMNS": "100"}
+    )
+    assert out.exit_code == 0, out.output
+    assert "nan" not in out.output.lower(), out.output
+    assert "1.2361529" in out.output, out.output
+
+
+# "Scaling before shifting"
+
+
+def test_grad_2_3_4_label_1_temperature_1e_310():
+    # `sce grad 2 3 4 -l 1 --temperature 1e-310` printed NaN everywhere and
+    # marked class 0 as predicted. (z - M)/T = (-2e310, -1e310, 0): p = (0, 0, 1);
+    # the loss 1e310 and the gradient (0, -1e310, 1e310) overflow float64.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = softmax_cross_entropy([2.0, 3.0, 4.0], [1], temperature=1e-310)
+    for name in ("probabilities", "log_probabilities", "exp_shifted", "exp_sum", "shifted_logits",
+                 "scaled_logits", "max_logit", "losses", "gradient", "target"):
+        assert not np.isnan(getattr(result, name)).any(), name
+    assert not np.isnan(result.loss).any()
+    assert int(result.argmax[0]) == 2
+    assert result.probabilities[0].tolist() == [0.0, 0.0, 1.0]
+    assert result.losses[0] == INF
+    assert result.gradient[0].tolist() == [0.0, -INF, INF] and not np.signbit(result.gradient[0, 0])
+    exact = reference.analytic([[2.0, 3.0, 4.0]], [1], temperature=1e-310, reduction="none")
+    check_result(result, exact, "none", inherent_ok=False)
+    messages = [str(w.message) for w in caught]
+    assert {type(w.message) for w in caught} == {LossWarning}, messages
+    assert any("gradient" in m and "overflow" in m for m in messages), messages
+    assert any("loss" in m and ("overflow" in m or "exceeds 1.8e308" in m) for m in messages), messages
+
+
+@pytest.mark.parametrize("temperature", [1e-300, 1e-310, 5e-324])
+def test_tiny_temperatures_shift_before_scaling(temperature):
+    # Logits 1e-300 apart: (z - M)/T is representable although z/T overflows.
+    z = [[1e-300, 2e-300, 3e-300]] if temperature != 5e-324 else [[0.0, 5e-324, 1e-323]]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = softmax_cross_entropy(z, [1], temperature=temperature)
+    exact = reference.analytic(z, [1], temperature=temperature, reduction="none")
+    check_result(result, exact, "none", inherent_ok=False)
+    assert int(result.argmax[0]) == 2
+    assert {type(w.message) for w in caught} <= {LossWarning}
+
+
+# --- properties, on inputs hypothesis chooses ------------------------------------------
+
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SMALLEST = 5e-324
+
+
+@st.composite
+def any_problem(draw, elements=st.floats(-1e6, 1e6), max_classes=6, max_rows=3):
+    """Logits, labels or targets, and every option."""
+    n, k = draw(st.integers(1, max_rows)), draw(st.integers(1, max_classes))
+    z = [[draw(elements) for _ in range(k)] for _ in range(n)]
+    options = dict(
+        weight=draw(st.none() | st.lists(st.sampled_from([0.0, 0.5, 1.0, 3.0]) | st.floats(0, 5), min_size=k, max_size=k)),
+        label_smoothing=draw(st.sampled_from([0.0, 0.1, 1e-20, 1.0]) | st.floats(0, 1)),
+        temperature=draw(st.sampled_from([1.0, 1e-3, 0.37, 1e3]) | st.floats(0.01, 100)),
+        reduction=draw(st.sampled_from(REDUCTIONS)),
+    )
+    if draw(st.booleans()):
+        options["ignore_index"] = draw(st.sampled_from([-100, 0]))
+        labels = [draw(st.integers(0, k - 1) | st.just(options["ignore_index"])) for _ in range(n)]
+        return z, dict(labels=labels), options
+    targets = []
+    for _ in range(n):
+        raw = np.array([draw(st.sampled_from([0.0, 1.0]) | st.floats(0, 1)) for _ in range(k)])
+        assume(raw.sum() > 0.1)
+        targets.append((raw / raw.sum()).tolist())
+    return z, dict(targets=targets), options
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(any_problem())
+def test_every_gradient_row_sums_to_zero(problem):
+    z, inputs, options = problem
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LossWarning)
+        g = softmax_cross_entropy(z, **inputs, **options).gradient
+    assume(np.isfinite(g).all())
+    k = g.shape[1]
+    for row in g:
+        # Exactly summed: only the rounding of the entries themselves remains.
+        total = math.fsum(row.tolist())
+        assert abs(total) <= k * EPS * np.abs(row).max() + k * SMALLEST, (row.tolist(), total)
+
+
+def central_difference(loss_of, z: np.ndarray, n: int, k: int, step: float) -> float:
+    up, down = z.copy(), z.copy()
+    up[n, k] += step
+    down[n, k] -= step
+    return (loss_of(up) - loss_of(down)) / (up[n, k] - down[n, k])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(any_problem(elements=st.floats(-20, 20), max_classes=4, max_rows=2), st.floats(0.25, 4))
+def test_gradient_agrees_with_central_differences(problem, temperature):
+    z, inputs, options = problem
+    options = {**options, "temperature": temperature}
+    z = np.array(z)
+    reduction = options["reduction"]
+
+    def loss_of(x):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LossWarning)
+            result = softmax_cross_entropy(x, **inputs, **options)
+        return float(np.sum(result.loss)) if reduction == "none" else result.loss
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LossWarning)
+        result = softmax_cross_entropy(z, **inputs, **options)
+    assume(np.isfinite(result.loss).all())
+    scale = max(1.0, float(np.abs(result.gradient).max()))
+    for n in range(z.shape[0]):
+        for k in range(z.shape[1]):
+            step = 1e-5 * temperature
+            numeric = central_difference(loss_of, z, n, k, step)
+            assert abs(numeric - result.gradient[n, k]) <= 1e-6 * scale, (n, k, numeric, result.gradient[n, k])
+
+
+F32 = np.float32
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(any_problem(elements=st.floats(-10, 10), max_classes=5, max_rows=2))
+def test_float32_within_1e_5_of_the_reference(problem):
+    z, inputs, options = problem
+    assume(options["temperature"] >= 0.1)
+    # The reference reads the float32-rounded inputs, exactly what float32 computes from.
+    as32 = dict(options)
+    as32["temperature"] = float(F32(options["temperature"]))
+    as32["label_smoothing"] = float(F32(options["label_smoothing"]))
+    if options["weight"] is not None:
+        as32["weight"] = [float(F32(w)) for w in options["weight"]]
+    z32 = [[float(F32(v)) for v in row] for row in z]
+    inputs32 = dict(inputs)
+    if "targets" in inputs:
+        inputs32["targets"] = [[float(F32(v)) for v in row] for row in inputs["targets"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LossWarning)
+        result = softmax_cross_entropy(z32, **inputs32, **as32, dtype=np.float32)
+    assert result.gradient.dtype == np.float32
+    exact = reference.analytic(z32, **inputs32, **as32)
+    eps32 = float(np.finfo(np.float32).eps)
+    losses = np.atleast_1d(result.loss) if options["reduction"] == "none" else [result.loss]
+    exact_losses = exact.loss if options["reduction"] == "none" else [exact.loss]
+    for computed, value in zip(losses, exact_losses):
+        if mp.isnan(value):
+            assert math.isnan(computed)
+            continue
+        assert abs(mp.mpf(float(computed)) - value) <= 1e-5 * abs(value) + 1e-30
+    for n, row in enumerate(exact.gradient):
+        for k, value in enumerate(row):
+            error = abs(mp.mpf(float(result.gradient[n, k])) - value)
+            # 1e-5 relative; where the data make the entry a near-difference (κ
+            # large) the float32 version of inherent_bound.
+            assert error <= 1e-5 * abs(value) + 8 * eps32 * exact.gradient_terms[n][k] + 1e-37, (n, k, float(result.gradient[n, k]), value)
