@@ -192,12 +192,14 @@ def _hard_label_terms(
     one_hot_weight = (1 - eps) * label_weight  # (1 - ε)·w_c, the label's own share
 
     nll = -ls.log_probabilities[rows, safe_labels]
-    losses = one_hot_weight * nll
+    # A label of weight 0 (or an ignored row) contributes 0, even where -log p_c
+    # is infinite: never 0·∞, which is NaN.
+    losses = np.multiply(one_hot_weight, nll, out=np.zeros_like(nll), where=one_hot_weight > 0)
     if eps > 0:
         # PyTorch adds ε/K times the "smooth loss" Σ_j w_j (-log p_j); a class
         # of weight 0 adds nothing, even where its -log p_j is infinite.
         losses = losses + uniform * _weighted_sum(-ls.log_probabilities, weight_vec)
-    losses = np.where(counted, losses, 0).astype(dtype)
+    losses = np.where(counted, losses, 0).astype(dtype) + 0.0  # + 0.0: no -0.0
 
     # w ⊙ q summed, for each row, over all classes and over all but the argmax.
     mass = one_hot_weight + uniform * weight_vec.sum(dtype=dtype)
@@ -243,7 +245,7 @@ def _soft_target_terms(
     # nothing, even when its logit is -inf (where frameworks produce NaN).
     with np.errstate(invalid="ignore"):
         terms = np.where(weighted_target > 0, weighted_target * ls.log_probabilities, 0)
-    losses = -terms.sum(axis=1).astype(dtype)
+    losses = -terms.sum(axis=1).astype(dtype) + 0.0  # + 0.0: a loss of 0 is not -0.0
     mass = weighted_target.sum(axis=1)
     at_max = weighted_target[rows, ls.argmax]
     weighted_target[rows, ls.argmax] = 0
