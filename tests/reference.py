@@ -265,8 +265,5 @@ def analytic(
             return Exact(losses, mp.nan, zero, probabilities, target, denominator, zero, condition)
         gradient = [[None if g is None else g / denominator for g in row] for row in gradient]
         terms = [[None if s is None else s / denominator for s in row] for row in terms]
-        if reduction == "none":
-            loss = losses
-        else:
-            loss = mp.fsum(losses) / denominator
+        loss = losses if reduction == "none" else mp.fsum(losses) / denominator
         return Exact(losses, loss, gradient, probabilities, target, denominator, terms, condition)
