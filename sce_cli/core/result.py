@@ -135,6 +135,13 @@ class SoftmaxCrossEntropyResult:
             raise ValueError("this result was computed from probability targets, not labels")
         return int(self.labels[row])
 
+    def others_sum(self, row: int = 0) -> float:
+        """S = Σ_{j≠argmax} e^{(z_j - M)/T} of a row: ``exp_sum`` less the maximum's
+        exact 1, which rounding has not swallowed (the loss of a confident row is log1p(S))."""
+        exponentials = self.exp_shifted[row].astype(np.float64)
+        top = int(self.argmax[row])
+        return float(exponentials[:top].sum() + exponentials[top + 1 :].sum())
+
     def reported_loss(self, row: int = 0) -> float:
         """The loss to report for one row: its own loss with reduction 'none',
         else the reduced loss (which, for one row, is that row's)."""

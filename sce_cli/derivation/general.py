@@ -8,6 +8,7 @@ from ..core import SoftmaxCrossEntropyResult, loss_gradient_wrt_probabilities
 from ..numbers import display
 from .stages import (
     DL_DZ,
+    OTHERS_SUM,
     Equation,
     Item,
     Stage,
@@ -17,6 +18,7 @@ from .stages import (
     plain,
     reduced_note,
     rounding_of_sum,
+    rounds_to_one,
     scale_factor,
     vector,
 )
@@ -40,7 +42,15 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
     row_loss = float(result.losses[0])
 
     def term(k: int) -> Equation:
-        value = 0.0 if y[k] == 0 else -(w[k] * y[k] * log_s[k])
+        if w[k] * y[k] == 0:  # no weight or no target mass: nothing, even where log s_k is -inf
+            return Equation(f"-w_{{{k}}} y_{{{k}}} \\log s_{{{k}}}", "⟨t⟩", {"t": 0.0})
+        value = -(w[k] * y[k] * log_s[k])
+        if y[k] > 0 and rounds_to_one(result, k):
+            return Equation(
+                f"-w_{{{k}}} y_{{{k}}} \\log s_{{{k}}} = w_{{{k}}} y_{{{k}}} \\log\\left(1 + {OTHERS_SUM}\\right)",
+                "⟨w⟩ \\times ⟨y⟩ \\times \\log(1 + ⟨S⟩) = ⟨t⟩",
+                {"w": float(w[k]), "y": float(y[k]), "S": result.others_sum(), "t": value},
+            )
         return Equation(
             f"-w_{{{k}}} y_{{{k}}} \\log s_{{{k}}}",
             "-⟨w⟩ \\times ⟨y⟩ \\times \\log(⟨s⟩) = ⟨t⟩",

@@ -8,7 +8,9 @@ import numpy as np
 
 from ..core import SoftmaxCrossEntropyResult
 from .stages import (
+    CONFIDENT_NOTE,
     DL_DZ,
+    OTHERS_SUM,
     Equation,
     Item,
     Stage,
@@ -16,6 +18,7 @@ from .stages import (
     per_class,
     rounding_note,
     rounding_of_sum,
+    rounds_to_one,
     vector,
 )
 
@@ -42,7 +45,14 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
         "The cross-entropy is $L = -\\sum_i y_i \\log s_i$. Every $y_i$ but $y_c$ is 0, so "
         "$L = -\\log s_c$ (the natural logarithm)."
     ]
-    if s_c > 0:
+    if rounds_to_one(result, c):
+        loss_notes.append(CONFIDENT_NOTE.format(others=OTHERS_SUM))
+        loss_equation = Equation(
+            f"L = -\\log s_{{{c}}} = \\log\\left(1 + {OTHERS_SUM}\\right)",
+            "\\log(1 + ⟨S⟩) = ⟨L⟩",
+            {"S": result.others_sum(), "L": loss},
+        )
+    elif s_c > 0:
         loss_notes += rounding_note(
             s_c,
             loss,
@@ -121,19 +131,29 @@ def _at_label_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
             "would cancel the digits of a confident prediction.",
             *notes,
         ),
-        (
-            Equation(
-                f"\\frac{{\\partial s_{{{c}}}}}{{\\partial z_{{{c}}}}} = s_{{{c}}}(1 - s_{{{c}}})",
-                "⟨s⟩ \\times (1 - ⟨s⟩) = ⟨v⟩",
-                {"s": s_c, "v": s_c * (1 - s_c)},
-            ),
-            Equation(
-                f"\\frac{{\\partial L}}{{\\partial z_{{{c}}}}} = s_{{{c}}} - 1",
-                "⟨s⟩ - 1 = ⟨g⟩",
-                {"s": s_c, "g": float(result.gradient[0, c])},
-            ),
-        ),
+        (*_at_label_equations(result, c, s_c),),
     )
+
+
+def _at_label_equations(result: SoftmaxCrossEntropyResult, c: int, s_c: float) -> list[Item]:
+    derivative = f"\\frac{{\\partial s_{{{c}}}}}{{\\partial z_{{{c}}}}} = s_{{{c}}}(1 - s_{{{c}}})"
+    gradient = f"\\frac{{\\partial L}}{{\\partial z_{{{c}}}}} = s_{{{c}}} - 1"
+    g = float(result.gradient[0, c])
+    if rounds_to_one(result, c):
+        others = result.others_sum()
+        complement = others / float(result.exp_sum[0])
+        return [
+            Equation(
+                derivative,
+                "⟨s⟩ \\times \\frac{⟨S⟩}{⟨sum⟩} = ⟨v⟩",
+                {"s": s_c, "S": others, "sum": float(result.exp_sum[0]), "v": s_c * complement},
+            ),
+            Equation(gradient, "-\\frac{⟨S⟩}{⟨sum⟩} = ⟨g⟩", {"S": others, "sum": float(result.exp_sum[0]), "g": g}),
+        ]
+    return [
+        Equation(derivative, "⟨s⟩ \\times (1 - ⟨s⟩) = ⟨v⟩", {"s": s_c, "v": s_c * (1 - s_c)}),
+        Equation(gradient, "⟨s⟩ - 1 = ⟨g⟩", {"s": s_c, "g": g}),
+    ]
 
 
 def _off_label_stage(result: SoftmaxCrossEntropyResult) -> Stage:

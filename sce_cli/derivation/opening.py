@@ -11,6 +11,7 @@ from .stages import (
     Equation,
     Item,
     Stage,
+    exponent,
     important_classes,
     per_class,
     plain,
@@ -90,7 +91,7 @@ def softmax_stage(result: SoftmaxCrossEntropyResult) -> Stage:
         result.num_classes,
         important_classes(result),
         lambda k: Equation(
-            f"s_{{{k}}} = \\frac{{e^{{{_exponent(result, k)}}}}}{{{_shifted_sum(result)}}}",
+            f"s_{{{k}}} = \\frac{{e^{{{exponent(result, k)}}}}}{{{_shifted_sum(result)}}}",
             "\\frac{⟨e⟩}{⟨sum⟩} = ⟨s⟩",
             {
                 "e": float(result.exp_shifted[0, k]),
@@ -102,14 +103,8 @@ def softmax_stage(result: SoftmaxCrossEntropyResult) -> Stage:
     return Stage("Softmax, stabilised", tuple(notes), tuple(items))
 
 
-def _exponent(result: SoftmaxCrossEntropyResult, k: int | str) -> str:
-    """The exponent of class k's shifted term, in LaTeX: z_k - M, or (z_k - M)/T."""
-    z = f"z_{{{k}}}" if isinstance(k, int) else f"z_{k}"
-    return f"{z} - M" if result.options.temperature == 1.0 else f"({z} - M) / T"
-
-
 def _shifted_sum(result: SoftmaxCrossEntropyResult) -> str:
-    return f"\\sum_j e^{{{_exponent(result, 'j')}}}"
+    return f"\\sum_j e^{{{exponent(result, 'j')}}}"
 
 
 def _shifted_exponentials(result: SoftmaxCrossEntropyResult) -> list[Item]:
@@ -117,13 +112,13 @@ def _shifted_exponentials(result: SoftmaxCrossEntropyResult) -> list[Item]:
     items = per_class(
         result.num_classes,
         important,
-        lambda k: Equation(_exponent(result, k), "⟨d⟩", {"d": float(result.shifted_logits[0, k])}),
+        lambda k: Equation(exponent(result, k), "⟨d⟩", {"d": float(result.shifted_logits[0, k])}),
     )
     items += per_class(
         result.num_classes,
         important,
         lambda k: Equation(
-            f"e^{{{_exponent(result, k)}}}",
+            f"e^{{{exponent(result, k)}}}",
             "e^{⟨d⟩} = ⟨e⟩",
             {"d": float(result.shifted_logits[0, k]), "e": float(result.exp_shifted[0, k])},
         ),

@@ -7,6 +7,7 @@ write them its own way (rounded for people, full precision in JSON).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -189,3 +190,28 @@ def denominator_notes(result: SoftmaxCrossEntropyResult) -> list[str]:
             "$0/0$, NaN (as in PyTorch), and sce gives the gradient as 0, the factor $\\frac{1}{D}$ taken as 0."
         ]
     return [f"The mean divides the gradient by $D = {plain(result.denominator)}$ too."]
+
+
+def rounds_to_one(result: SoftmaxCrossEntropyResult, k: int, row: int = 0) -> bool:
+    """Whether class k is the prediction and so close to certain that -log s_k and
+    s_k - 1, formed from the rounded s_k, lose the digits the core keeps (s_k = 1 - 4e-18
+    is 1.0 in float64): then the derivation shows the log1p(S) forms the core uses."""
+    if k != int(result.argmax[row]):
+        return False
+    s_k = float(result.probabilities[row, k])
+    others = result.others_sum(row)
+    return others > 0 and not math.isclose(-math.log(s_k), math.log1p(others), rel_tol=1e-12)
+
+
+OTHERS_SUM = "\\sum_{j \\neq c} e^{z_j - M}"
+CONFIDENT_NOTE = (
+    "Here $s_c$ is so close to 1 that it rounds to 1 in float64, and $-\\log s_c$ or $s_c - 1$ "
+    "formed from it would be 0. With $S = {others}$ (the other classes' shifted exponentials), "
+    "$-\\log s_c = \\log(1 + S)$ and $s_c - 1 = -S / (1 + S)$ keep every digit: the forms sce computes."
+)
+
+
+def exponent(result: SoftmaxCrossEntropyResult, k: int | str) -> str:
+    """The exponent of class k's shifted term, in LaTeX: z_k - M, or (z_k - M)/T."""
+    z = f"z_{{{k}}}" if isinstance(k, int) else f"z_{k}"
+    return f"{z} - M" if result.options.temperature == 1.0 else f"({z} - M) / T"

@@ -1,0 +1,85 @@
+"""Evaluate the arithmetic LaTeX that the derivation writes, at 60 digits.
+
+Only the subset the stages use: numbers, placeholders ⟨name⟩, + - × ·,
+parentheses (\\left( \\right)), \\frac{a}{b}, e^{x}, \\log(x) and \\log x. It
+exists so that a test can check every substituted equation against its own
+displayed value, independently of how the derivation computed it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import mpmath as mp
+
+mp.mp.dps = 60
+
+_PLACEHOLDER = re.compile(r"⟨(\w+)⟩")
+_NUMBER = re.compile(r"\d+(\.\d*)?([eE][-+]?\d+)?")
+
+
+class NotArithmetic(ValueError):
+    """The text is not (only) arithmetic: prose, a vector, a case reference."""
+
+
+def _group(text: str, start: int) -> tuple[str, int]:
+    """The contents of the {…} group opening at ``start``, and the index after it."""
+    if text[start] != "{":
+        raise NotArithmetic(text)
+    depth = 0
+    for position in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[position], 0)
+        if depth == 0:
+            return text[start + 1 : position], position + 1
+    raise NotArithmetic(text)
+
+
+def to_python(latex: str) -> str:
+    """The expression as Python source over exp, log and v[name]."""
+    text = latex.replace("\\left(", "(").replace("\\right)", ")").replace("\\,", " ")
+    text = text.replace("\\times", "*").replace("\\cdot", "*")
+    out: list[str] = []
+    position = 0
+    while position < len(text):
+        if text.startswith("\\frac", position):
+            top, position = _group(text, position + 5)
+            bottom, position = _group(text, position)
+            out.append(f"(({to_python(top)})/({to_python(bottom)}))")
+        elif text.startswith("e^", position):
+            exponent, position = _group(text, position + 2)
+            out.append(f"exp({to_python(exponent)})")
+        elif text.startswith("\\log", position):
+            position += 4
+            rest = text[position:].lstrip()
+            position = len(text) - len(rest)
+            if rest.startswith("("):
+                out.append("log")
+            else:
+                match = _PLACEHOLDER.match(rest) or _NUMBER.match(rest)
+                if match is None:
+                    raise NotArithmetic(latex)
+                out.append(f"log({to_python(match.group(0))})")
+                position += match.end()
+        elif text[position] == "\\":
+            raise NotArithmetic(latex)
+        elif text[position] == "⟨":
+            end = text.index("⟩", position) + 1
+            out.append(text[position:end])
+            position = end
+        elif (number := _NUMBER.match(text, position)) is not None:
+            out.append(f'N("{number.group(0)}")')  # exact: 1 + 4e-18 is not 1 here
+            position = number.end()
+        else:
+            out.append(text[position])
+            position += 1
+    return _PLACEHOLDER.sub(lambda match: f'v["{match.group(1)}"]', "".join(out))
+
+
+_KNOWN = re.compile(r"⟨\w+⟩|\\(frac|log|left|right|times|cdot)|\\,|e\^|\d[eE][-+]?\d")
+
+
+def evaluate(latex: str, values: dict[str, float]) -> mp.mpf:
+    if re.search(r"[A-Za-z_\\]", _KNOWN.sub("", latex)):
+        raise NotArithmetic(latex)  # prose, a vector, a case reference
+    exact = {name: mp.mpf(value) for name, value in values.items()}
+    return eval(to_python(latex), {"exp": mp.exp, "log": mp.log, "N": mp.mpf, "v": exact, "__builtins__": {}})  # noqa: S307
