@@ -39,6 +39,11 @@ class JacobianProof:
     gradient: np.ndarray
     """The core's gradient, to compare the product with (K)."""
 
+    @property
+    def fails_in_floating_point(self) -> bool:
+        """A probability with target mass is 0 in float64: ∂L/∂s is infinite and the product meets ∞·0."""
+        return not bool(np.isfinite(self.product).all())
+
 
 @dataclass(frozen=True)
 class HessianProof:
@@ -47,6 +52,10 @@ class HessianProof:
     eigenvalues: np.ndarray
     """All eigenvalues, ascending; beyond MATRIX_LIMIT classes the largest few, descending, and 0."""
     num_classes: int
+
+    @property
+    def finite(self) -> bool:
+        return bool(np.isfinite(self.eigenvalues).all())
 
     @property
     def all_eigenvalues(self) -> bool:
@@ -81,7 +90,9 @@ def prove(result: SoftmaxCrossEntropyResult, *, verify: bool, jacobian: bool, he
     if hessian:
         if small:
             matrix = loss_hessian(result).astype(np.float64)
-            hessian_proof = HessianProof(matrix, np.linalg.eigvalsh(matrix), result.num_classes)
+            finite = np.isfinite(matrix).all()  # a tiny T overflows it, as it did the gradient
+            eigenvalues = np.linalg.eigvalsh(matrix) if finite else np.full(result.num_classes, np.nan)
+            hessian_proof = HessianProof(matrix, eigenvalues, result.num_classes)
         else:
             top = hessian_scale(result) * softmax_jacobian_top_eigenvalues(s, TOP_EIGENVALUES)
             hessian_proof = HessianProof(None, np.append(top, 0.0), result.num_classes)

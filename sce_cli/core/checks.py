@@ -97,10 +97,30 @@ def class_weights(weights: np.ndarray | None, n_classes: int, dtype: np.dtype) -
     return weights
 
 
+def _check_range(z: np.ndarray, dtype: np.dtype) -> None:
+    """A finite logit that the float type cannot hold (1e308 in float32) is an error, not inf."""
+    if z.dtype.kind != "f" or np.finfo(z.dtype).max <= np.finfo(dtype).max:
+        return
+    with np.errstate(invalid="ignore"):
+        too_large = np.isfinite(z) & (np.abs(z) > np.finfo(dtype).max)
+    if too_large.any():
+        position = tuple(int(i) for i in np.argwhere(np.atleast_2d(too_large))[0])
+        row, column = (0, position[0]) if z.ndim == 1 else position[:2]
+        raise InvalidInput(
+            f"logit {float(np.atleast_2d(z)[row, column]):g} is beyond {dtype.name}'s range "
+            f"(±{float(np.finfo(dtype).max):.3g})",
+            field="logits",
+            row=row,
+            column=column,
+            hint="compute in float64 (--dtype float64)",
+        )
+
+
 def checked_logits(logits: ArrayLike, dtype: np.dtype) -> np.ndarray:
     z = np.asarray(logits)
     if z.dtype.kind not in "biuf":
         raise InvalidInput("logits must be numbers", field="logits")
+    _check_range(z, dtype)
     z = z.astype(dtype, copy=False)
     if z.ndim == 1:
         z = z[None, :]

@@ -194,11 +194,12 @@ def _hard_label_terms(
     nll = -ls.log_probabilities[rows, safe_labels]
     # A label of weight 0 (or an ignored row) contributes 0, even where -log p_c
     # is infinite: never 0·∞, which is NaN.
-    losses = np.multiply(one_hot_weight, nll, out=np.zeros_like(nll), where=one_hot_weight > 0)
-    if eps > 0:
-        # PyTorch adds ε/K times the "smooth loss" Σ_j w_j (-log p_j); a class
-        # of weight 0 adds nothing, even where its -log p_j is infinite.
-        losses = losses + uniform * _weighted_sum(-ls.log_probabilities, weight_vec)
+    with np.errstate(over="ignore"):  # a loss beyond 1.8e308 is inf, and warned about
+        losses = np.multiply(one_hot_weight, nll, out=np.zeros_like(nll), where=one_hot_weight > 0)
+        if eps > 0:
+            # PyTorch adds ε/K times the "smooth loss" Σ_j w_j (-log p_j); a class
+            # of weight 0 adds nothing, even where its -log p_j is infinite.
+            losses = losses + uniform * _weighted_sum(-ls.log_probabilities, weight_vec)
     losses = np.where(counted, losses, 0).astype(dtype) + 0.0  # + 0.0: no -0.0
 
     # w ⊙ q summed, for each row, over all classes and over all but the argmax.
@@ -243,9 +244,9 @@ def _soft_target_terms(
     weighted_target = weight_vec * target
     # 0·log 0 = 0: a class the target (or its weight) gives no mass contributes
     # nothing, even when its logit is -inf (where frameworks produce NaN).
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # a loss beyond 1.8e308 is inf, and warned about
         terms = np.where(weighted_target > 0, weighted_target * ls.log_probabilities, 0)
-    losses = -terms.sum(axis=1).astype(dtype) + 0.0  # + 0.0: a loss of 0 is not -0.0
+        losses = -terms.sum(axis=1).astype(dtype) + 0.0  # + 0.0: a loss of 0 is not -0.0
     mass = weighted_target.sum(axis=1)
     at_max = weighted_target[rows, ls.argmax]
     weighted_target[rows, ls.argmax] = 0

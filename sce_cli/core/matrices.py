@@ -40,13 +40,15 @@ def loss_hessian(result: SoftmaxCrossEntropyResult, row: int = 0) -> np.ndarray:
     adding a constant to every logit changes nothing. Divided by D for 'mean'
     (and 0 where D is 0, as the gradient is).
     """
-    return hessian_scale(result, row) * softmax_jacobian(result.probabilities[row])
+    with np.errstate(over="ignore", invalid="ignore"):
+        return hessian_scale(result, row) * softmax_jacobian(result.probabilities[row])
 
 
 def hessian_scale(result: SoftmaxCrossEntropyResult, row: int = 0) -> float:
     """(Σ_c w_c y_c)/(T²·D): the Hessian is this times diag(s) - s sᵀ (0 where D is 0)."""
     mass = float((result.class_weights.astype(np.float64) * result.target[row]).sum())
-    return mass * result.gradient_scale / result.options.temperature
+    with np.errstate(over="ignore", invalid="ignore"):  # a tiny T: the Hessian overflows, as the gradient did
+        return float(np.float64(mass) * result.gradient_scale / result.options.temperature)
 
 
 def gradient_via_jacobian(result: SoftmaxCrossEntropyResult, row: int = 0) -> np.ndarray:

@@ -8,6 +8,8 @@ rendered per format by ``render.steps_*``, ``render.markdown_format`` and
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..core import SoftmaxCrossEntropyResult
 from .general import general_stages
 from .jacobian import jacobian_stage
@@ -22,7 +24,10 @@ def build_derivation(result: SoftmaxCrossEntropyResult, digits: int = 4) -> list
     """The stages for row 0 of ``result``: the one-hot route of the two posts
     when no option changes it, else the general forms."""
     one_hot = result.labels is not None and result.options.is_plain
-    stages = [setup_stage(result), softmax_stage(result)]
-    stages += one_hot_stages(result, digits) if one_hot else general_stages(result, digits)
-    stages.append(jacobian_stage(result, one_hot))
+    # Where the result itself overflows (a tiny T), the stages show ±inf and the
+    # sums of such entries NaN: the core has said why in a warning already.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        stages = [setup_stage(result), softmax_stage(result)]
+        stages += one_hot_stages(result, digits) if one_hot else general_stages(result, digits)
+        stages.append(jacobian_stage(result, one_hot))
     return stages

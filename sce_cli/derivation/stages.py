@@ -156,6 +156,11 @@ def rounding_note(
 
 
 def rounding_of_sum(gradient: np.ndarray) -> list[str]:
+    if not np.isfinite(gradient).all():
+        return [
+            "Here entries of the gradient overflow float64 (they exceed 1.8e308 and are shown as "
+            "$\\pm\\infty$), so their sum is undefined (NaN) in floating point; the exact entries sum to 0."
+        ]
     total = float(gradient.sum())
     if total == 0:
         return []

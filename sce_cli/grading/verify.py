@@ -71,27 +71,24 @@ def finite_difference_check(
         up, down = z.copy(), z.copy()
         up[i] += steps[n]
         down[i] -= steps[n]
-        high, low = loss_of(up), loss_of(down)
-        numeric[n] = (high - low) / (up[i] - down[i])
-        noise[n] = 4 * np.finfo(np.float64).eps * max(abs(high), abs(low)) / (up[i] - down[i])
+        high, low = np.float64(loss_of(up)), np.float64(loss_of(down))
+        with np.errstate(over="ignore", invalid="ignore"):  # an infinite loss: "cannot verify"
+            numeric[n] = (high - low) / (up[i] - down[i])
+            noise[n] = 4 * np.finfo(np.float64).eps * max(abs(high), abs(low)) / (up[i] - down[i])
     scale = max(float(np.max(np.abs(analytic))), np.finfo(np.float64).tiny)
-    truncation = steps**2 * _third_derivative_bound(result) / 6
-    return Verification(
-        classes,
-        analytic[classes],
-        numeric,
-        steps,
-        np.abs(numeric - analytic[classes]) / scale,
-        (noise + truncation) / scale,
-        len(z),
-    )
+    with np.errstate(over="ignore", invalid="ignore"):  # an infinite bound: nothing can be verified
+        truncation = steps**2 * _third_derivative_bound(result) / 6
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: reported as "cannot verify"
+        relative = np.abs(numeric - analytic[classes]) / scale
+        resolution = (noise + truncation) / scale
+    return Verification(classes, analytic[classes], numeric, steps, relative, resolution, len(z))
 
 
 def _third_derivative_bound(result: SoftmaxCrossEntropyResult) -> float:
     """|∂³L/∂z_i³| ≤ (Σ_c w_c y_c)·max|s(1 - s)(1 - 2s)|/T³·(1/D), and max|s(1-s)(1-2s)| < 0.1."""
     mass = (result.class_weights.astype(np.float64) * result.target[0]).sum()
     temperature = np.float64(result.options.temperature)
-    with np.errstate(over="ignore"):  # an infinite bound only says: nothing can be verified
+    with np.errstate(over="ignore", invalid="ignore"):  # an infinite bound only says: nothing can be verified
         return float(0.1 * mass * result.gradient_scale / temperature / temperature)
 
 

@@ -11,6 +11,7 @@ from ..core import SoftmaxCrossEntropyResult
 from ..derivation import Elided, Item, Matrix, Stage
 from ..numbers import exact, fill, json_number
 from ..proofs import TOP_EIGENVALUES, Proofs
+from .words import HESSIAN_OVERFLOWS, JACOBIAN_ROUTE_FAILS
 
 if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars
     from ..grading import QuantityCheck
@@ -159,6 +160,8 @@ def proofs_document(proofs: Proofs) -> dict[str, Any]:
             "ds_dz": None if jacobian is None else matrix(jacobian),
             "dL_ds": [json_number(v) for v in proofs.jacobian.dl_ds],
             "product": [json_number(v) for v in proofs.jacobian.product],
+            # Why the product holds NaN where it does (null where it does not).
+            "note": JACOBIAN_ROUTE_FAILS if proofs.jacobian.fails_in_floating_point else None,
         }
     if proofs.hessian is not None:
         hessian = proofs.hessian
@@ -167,5 +170,6 @@ def proofs_document(proofs: Proofs) -> dict[str, Any]:
             "matrix": None if hessian.hessian is None else matrix(hessian.hessian),
             "eigenvalues": [json_number(v) for v in hessian.eigenvalues] if hessian.all_eigenvalues else None,
             "largest_eigenvalues": [json_number(v) for v in largest],
+            "note": None if hessian.finite else HESSIAN_OVERFLOWS,
         }
     return document

@@ -19,7 +19,7 @@ from ..core import SoftmaxCrossEntropyResult
 from ..numbers import decimal_places, display, given
 from ..proofs import HessianProof, JacobianProof, Proofs
 from .grid import Column, Grid, print_grid
-from .words import options_summary
+from .words import HESSIAN_OVERFLOWS, JACOBIAN_ROUTE_FAILS, options_summary
 
 if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars
     from ..batch import BatchSummary
@@ -213,8 +213,11 @@ def print_jacobian(console: Console, proof: JacobianProof, digits: int = 4) -> N
         console.print(f"∂s/∂z = diag(s) - s sᵀ is {size}×{size}: too large to print.")
     console.print(Text("∂L/∂s = " + _vector_text(proof.dl_ds, digits)))
     console.print(Text("∂L/∂s · ∂s/∂z = " + _vector_text(proof.product, digits)))
-    difference = float(max(abs(a - b) for a, b in zip(proof.product, proof.gradient)))
-    console.print(f"max |product - gradient| = {display(difference, 1)}")
+    if proof.fails_in_floating_point:
+        console.print(Text(JACOBIAN_ROUTE_FAILS))
+    else:
+        difference = float(np.max(np.abs(proof.product - proof.gradient)))
+        console.print(f"max |product - gradient| = {display(difference, 1)}")
     console.print()
 
 
@@ -241,6 +244,10 @@ def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> Non
         print_grid(console, matrix_grid(hessian, range(size), partial(display, digits=digits)))
     else:
         console.print(f"∇²L = (Σ_c w_c y_c) (diag(s) - s sᵀ) / T² is {size}×{size}: too large to print.")
+    if not proof.finite:
+        console.print(Text(HESSIAN_OVERFLOWS))
+        console.print()
+        return
     if proof.all_eigenvalues and size <= MAX_PRINTED_MATRIX:
         console.print("eigenvalues: " + ", ".join(display(v, digits) for v in proof.eigenvalues))
     else:

@@ -22,3 +22,13 @@ def options_summary(result: SoftmaxCrossEntropyResult) -> list[str]:
     if dtype != "float64":
         words.append(f"computed in {dtype}")
     return words
+
+
+JACOBIAN_ROUTE_FAILS = (
+    "A probability with target mass is 0 in float64, so ∂L/∂s has an infinite entry and the product "
+    "meets ∞ × 0 (NaN): this route fails in floating point, s - y does not."
+)
+HESSIAN_OVERFLOWS = (
+    "The Hessian overflows float64 here (its factor 1/T² is beyond 1.8e308), so its eigenvalues "
+    "cannot be computed (NaN); they are ≥ 0, the smallest 0 along (1, 1, …, 1)."
+)
