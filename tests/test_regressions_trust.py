@@ -1,0 +1,180 @@
+"""Regression tests named after what broke (issues 9 and 10), through the command line.
+
+Expected values are derived by hand here (math.exp and the formulas), never
+taken from sce's own output.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tracemalloc
+
+import numpy as np
+from typer.testing import CliRunner
+
+from sce_cli.cli import app
+from sce_cli.core import softmax_cross_entropy
+from sce_cli.derivation import build_derivation
+from sce_cli.proofs import prove
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def softmax(z: list[float], temperature: float = 1.0) -> list[float]:
+    top = max(z)
+    e = [math.exp((v - top) / temperature) for v in z]
+    return [v / sum(e) for v in e]
+
+
+# --- issue 9: the zero-denominator crashes -----------------------------------------------
+
+ZERO_DENOMINATOR = ["2", "3", "4", "-l", "0", "-w", "0,1,1", "--reduction", "mean"]
+
+
+def test_zero_denominator_hessian_prints_a_zero_matrix_not_an_internal_error():
+    result = run("grad", *ZERO_DENOMINATOR, "--hessian")
+    assert result.exit_code == 0, result.stderr
+    assert "eigenvalues: 0.0000, 0.0000, 0.0000" in result.stdout
+    assert "the mean divides by 0" in result.stderr
+
+
+def test_zero_denominator_jacobian_prints_a_zero_product():
+    result = run("grad", *ZERO_DENOMINATOR, "--jacobian", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["jacobian"]["product"] == [0.0, 0.0, 0.0]
+
+
+def test_zero_denominator_steps_say_why_the_gradient_is_zero():
+    result = run("grad", *ZERO_DENOMINATOR, "--steps")
+    assert result.exit_code == 0, result.stderr
+    assert "divides by D = 0" in result.stdout
+    assert "NaN (as in PyTorch)" in result.stdout
+
+
+def test_zero_denominator_check_of_a_wrong_answer_is_graded_not_crashed():
+    result = run("check", *ZERO_DENOMINATOR, "--grad", "1,2,3")
+    assert result.exit_code == 1, result.stderr
+    assert "verdict: not correct" in result.stdout
+
+
+# --- issue 10: fair verdicts ---------------------------------------------------------------
+
+
+def test_tiny_wrong_loss_no_longer_passes_on_an_absolute_floor():
+    # log(1 + e^-40) = 4.25e-18; 5e-10 is 1e8 times too large.
+    assert run("check", "0", "40", "-l", "1", "--loss", "5e-10").exit_code == 1
+    assert run("check", "0", "40", "-l", "1", "--loss", "4.248e-18").exit_code == 0
+
+
+def test_slip_hint_names_the_entry_it_is_about():
+    p = softmax([2, 3, 4])
+    assert round(p[2], 4) == 0.6652  # so 0.6752 is one digit off at class 2
+    result = run("check", "2", "3", "4", "-l", "1", "--grad", "0.3000,-0.7553,0.6752")
+    assert "Class 2: 0.6752 looks like a slip for 0.6652" in result.stdout
+    assert "Class 0: 0.6752" not in result.stdout
+
+
+def test_expected_column_shows_at_least_the_answers_digits():
+    loss = math.log(sum(math.exp(v) for v in (2, 3, 4))) - 3  # 1.4076060…
+    result = run("check", "2", "3", "4", "-l", "1", "--loss", "1.40760")
+    assert f"{loss:.5f}" in result.stdout  # 1.40761, not 1.4076
+
+
+def test_answer_with_too_few_digits_is_flagged_but_passes():
+    # 1e0 is within 0.5 of the loss 1.4076 and of its log-10 twin 0.6113.
+    result = run("check", "2", "3", "4", "-l", "1", "--loss", "1e0")
+    assert result.exit_code == 0
+    assert "also fit a usual mistake (the loss in log base 10" in result.stdout
+
+
+def test_temperature_mistakes_named_for_the_gradient():
+    p, q = softmax([2, 3, 4], 2.0), softmax([2, 3, 4])
+    without_factor = ",".join(f"{v - (k == 1):.6f}" for k, v in enumerate(p))
+    untempered = ",".join(f"{v - (k == 1):.6f}" for k, v in enumerate(q))
+    result = run("check", "2", "3", "4", "-l", "1", "-T", "2", "--grad", without_factor)
+    assert "the factor 1/T of the temperature is missing" in result.stdout
+    result = run("check", "2", "3", "4", "-l", "1", "-T", "2", "--grad", untempered)
+    assert "the softmax of z, not of z / T, and no factor 1/T" in result.stdout
+
+
+def test_verify_says_cannot_verify_where_differences_cannot_resolve():
+    # T = 1e-5 and logits 1e-5 apart: the curvature over the step dwarfs the difference.
+    result = run("grad", "0", "0.00001", "-l", "0", "-T", "0.00001", "--verify", "-f", "json")
+    assert json.loads(result.stdout)["verify"]["verdict"] == "cannot verify"
+    result = run("grad", "2", "3", "4", "-l", "1", "--verify", "-f", "json")
+    assert json.loads(result.stdout)["verify"]["verdict"] == "agree"
+
+
+# --- issue 10: the derivation agrees with itself -------------------------------------------
+
+
+def test_steps_formula_carries_the_1_over_D_its_number_includes():
+    result = run("grad", "2", "3", "4", "-l", "1", "-w", "0.5,2,1", "-T", "2", "--reduction", "mean", "--steps")
+    p = softmax([2, 3, 4], 2.0)
+    # ∂L/∂z₀ = (p₀·w₁ − 0)/(T·D) with D = w₁ = 2.
+    assert f"∂L/∂z₀ = 1/(T · D) (s₀ Σⱼ wⱼ yⱼ - w₀ y₀) = {p[0] * 2 / (2 * 2):.4f}" in result.stdout
+
+
+def test_steps_sums_under_a_temperature_carry_the_division():
+    result = run("grad", "2", "3", "4", "-l", "1", "-T", "2", "--steps")
+    assert "Σⱼ e^((zⱼ - M) / T) = " in result.stdout
+    assert "Σⱼ e^(zⱼ - M) =" not in result.stdout
+
+
+def test_steps_label_0_has_the_rounding_note_for_minus_one_over_s():
+    # -1/0.0900 = -11.1111, but the exact s₀ = 0.0900306 gives -11.1073.
+    s0 = softmax([2, 3, 4])[0]
+    assert round(-1 / s0, 4) == -11.1073
+    result = run("grad", "2", "3", "4", "-l", "0", "--steps")
+    assert "Rounding first would mislead: -1/0.0900 = -11.1111" in result.stdout
+
+
+def test_gradients_never_print_negative_zero():
+    result = run("grad", "5", "-l", "0", "-f", "json")
+    assert json.loads(result.stdout)["gradient"] == [0.0]
+    assert "-0.0" not in result.stdout
+    assert "-0.0000" not in run("grad", "0", "800", "-l", "1").stdout
+
+
+def test_scaling_before_shifting_no_longer_gives_nan_everywhere():
+    result = run("grad", "2", "3", "4", "-l", "1", "--temperature", "1e-310", "-f", "json")
+    document = json.loads(result.stdout)
+    assert document["probabilities"] == [0.0, 0.0, 1.0]
+    assert document["predicted"] == 2
+    assert "overflows float64" in result.stderr
+    assert "nan" not in json.dumps(document["probabilities"])
+
+
+def test_silent_nan_with_a_weight_0_masked_class_is_the_exact_loss():
+    # Classes 1 and 2 only (class 0 has weight 0): (1 - ε + ε/3)·(-log p₁) + (ε/3)·(-log p₂).
+    p = softmax([3, 4])
+    expected = (1 - 0.1 + 0.1 / 3) * -math.log(p[0]) + (0.1 / 3) * -math.log(p[1])
+    result = run("grad", "-inf", "3", "4", "-l", "1", "--smoothing", "0.1", "-w", "0,1,1", "-f", "json")
+    assert math.isclose(json.loads(result.stdout)["loss"], expected, rel_tol=1e-14)
+    assert round(expected, 7) == 1.2361530
+
+
+# --- issue 10: large K -------------------------------------------------------------------------
+
+
+def test_large_k_explanations_never_form_a_k_by_k_matrix():
+    # 100,000 classes: a K×K float64 matrix would take 80 GB; everything here stays far below 1 GB.
+    logits = np.random.default_rng(0).normal(size=100_000)
+    result = softmax_cross_entropy(logits, 7)
+    tracemalloc.start()
+    build_derivation(result)
+    proofs = prove(result, verify=True, jacobian=True, hessian=True)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 200e6, peak
+    assert proofs.jacobian is not None and proofs.jacobian.jacobian is None
+    assert proofs.hessian is not None and proofs.hessian.hessian is None
+    assert abs(proofs.jacobian.product - result.gradient[0]).max() < 1e-15
+    # The largest Hessian eigenvalue lies between the two largest probabilities (interlacing).
+    top_two = np.sort(result.probabilities[0])[-2:]
+    assert top_two[0] <= proofs.hessian.eigenvalues[0] <= top_two[1]
