@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # numpy is imported where it is used: `sce --help` need not wait for it
@@ -60,6 +60,24 @@ def display(value: float, digits: int = 4) -> str:
     if magnitude < 0.5 * 10.0**-digits or magnitude >= 1e6:
         return f"{value:.{max(digits - 1, 0)}e}"
     return f"{value:.{digits}f}"
+
+
+def display_all(values: Iterable[float], digits: int = 4) -> list[str]:
+    """:func:`display` of many values at once, the same text for each (a table of a
+    million classes spends its time here)."""
+    fixed = f"{{:.{digits}f}}".format
+    scientific = f"{{:.{max(digits - 1, 0)}e}}".format
+    smallest = 0.5 * 10.0**-digits
+    texts = []
+    for value in values:
+        magnitude = abs(value)
+        if smallest <= magnitude < 1e6:
+            texts.append(fixed(value))
+        elif magnitude == 0 or magnitude != magnitude or magnitude == math.inf:
+            texts.append(display(value, digits))
+        else:
+            texts.append(scientific(value))
+    return texts
 
 
 def given(value: float, dtype: DTypeName = "float64") -> str:
