@@ -37,8 +37,30 @@ class BatchFormat(str, Enum):
 
 
 class CheckFormat(str, Enum):
+    """The formats of the grading commands, sce check and sce test."""
+
     table = "table"
     json = "json"
+
+
+class Convention(str, Enum):
+    """How sce test calls a function: a batch of rows, or one row at a time."""
+
+    batch = "batch"
+    row = "row"
+
+
+class Returns(str, Enum):
+    loss_grad = "loss,grad"
+    grad = "grad"
+    loss = "loss"
+
+
+class Framework(str, Enum):
+    auto = "auto"
+    numpy = "numpy"
+    torch = "torch"
+    jax = "jax"
 
 
 # Options of the commands that compute one vector of logits (and of sce batch).

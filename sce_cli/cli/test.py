@@ -3,41 +3,12 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
 from ..errors import UsageProblem
-
-
-class Convention(str, Enum):
-    batch = "batch"
-    row = "row"
-
-
-class Returns(str, Enum):
-    loss_grad = "loss,grad"
-    grad = "grad"
-    loss = "loss"
-
-
-class Reduction(str, Enum):
-    mean = "mean"
-    sum = "sum"
-    none = "none"
-
-
-class Framework(str, Enum):
-    auto = "auto"
-    numpy = "numpy"
-    torch = "torch"
-    jax = "jax"
-
-
-class ReportFormat(str, Enum):
-    table = "table"
-    json = "json"
+from .declarations import CheckFormat, Convention, Framework, ReductionChoice, Returns
 
 
 def test(
@@ -53,7 +24,7 @@ def test(
     ] = Convention.batch,
     returns: Annotated[Returns, typer.Option("--returns", help="What the function returns.")] = Returns.loss_grad,
     reduction: Annotated[
-        Optional[Reduction],
+        Optional[ReductionChoice],
         typer.Option(
             "--reduction",
             help="The batch loss: mean (default, as PyTorch), sum, or none (one per row).",
@@ -68,7 +39,7 @@ def test(
     ] = Framework.auto,
     seed: Annotated[int, typer.Option("--seed", help="Varies the random cases.")] = 0,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds each case may take.")] = 3.0,
-    output_format: Annotated[ReportFormat, typer.Option("--format", "-f", help="table or json.")] = ReportFormat.table,
+    output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="table or json.")] = CheckFormat.table,
 ) -> None:
     """Grade your implementation of the loss and gradient; name the mistake.
 
@@ -86,7 +57,7 @@ def test(
             function,
             convention=convention.value,
             returns=returns.value,
-            reduction=(reduction or Reduction.mean).value,
+            reduction=(reduction or ReductionChoice.mean).value,
             targets=targets,
             framework=None if framework is Framework.auto else framework.value,
             seed=seed,
@@ -96,7 +67,7 @@ def test(
         raise UsageProblem(str(problem)) from None
     except ValueError as problem:  # an option out of range, e.g. --timeout 0
         raise UsageProblem(str(problem).replace("timeout=", "--timeout ").replace("seed=", "--seed ")) from None
-    if output_format is ReportFormat.json:
+    if output_format is CheckFormat.json:
         from ..render.implementation_report import report_document
         from ..render.json_format import dumps
 
