@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -119,13 +120,24 @@ def fill(template: str, values: dict[str, float], write: Callable[[float], str])
 
 # Web pages and PDFs write minus as U+2212 (or a dash); people paste from them.
 MINUS_SIGNS = "\u2212\u2012\u2013\ufe63\uff0d"
-_TO_HYPHEN_MINUS = str.maketrans({sign: "-" for sign in MINUS_SIGNS})
+# ... and the Arabic decimal separator with Arabic-Indic digits (٠٫٠٩٠).
+_TO_HYPHEN_MINUS = str.maketrans({**{sign: "-" for sign in MINUS_SIGNS}, "\u066b": "."})
 _SEPARATORS = re.compile(r"[,\s;]+")
 
 
 def normalise_minus(text: str) -> str:
     """Every minus sign people paste, as the ASCII hyphen-minus."""
     return text.translate(_TO_HYPHEN_MINUS)
+
+
+def plain_spelling(text: str) -> str:
+    """A number as ASCII: minus signs, other scripts' digits (١٫ → 1) and the
+    underscores Python allows (1_000) made plain, so that the digits-to-tolerance
+    rule and the slip detector read the digits that float() reads."""
+    plain = normalise_minus(text.strip()).replace("_", "")
+    if plain.isascii():
+        return plain
+    return "".join(str(unicodedata.digit(ch)) if ch.isdecimal() else ch for ch in plain)
 
 
 def split_numbers(texts: list[str] | str) -> list[str]:
@@ -166,15 +178,18 @@ def tolerance_of(text: str) -> float:
 
     0 for text that is not a decimal number (inf, nan): only the same value matches.
     """
-    match = _WRITTEN_NUMBER.fullmatch(normalise_minus(text))
+    match = _WRITTEN_NUMBER.fullmatch(plain_spelling(text))
     if match is None or not (match.group(1) or match.group(2)):
         return 0.0
-    return float(half_unit(len(match.group(2) or ""), int(match.group(3) or 0)))
+    try:
+        return float(half_unit(len(match.group(2) or ""), int(match.group(3) or 0)))
+    except OverflowError:  # 1e400: beyond float64, and refused where it is read
+        return math.inf
 
 
 def decimal_places(text: str) -> int:
     """How many decimal places ``text`` writes (0.090 → 3, 1.5e-3 → 4, 12 → 0)."""
-    match = _WRITTEN_NUMBER.fullmatch(normalise_minus(text))
+    match = _WRITTEN_NUMBER.fullmatch(plain_spelling(text))
     if match is None:
         return 0
     return max(0, len(match.group(2) or "") - int(match.group(3) or 0))

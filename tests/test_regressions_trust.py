@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import tracemalloc
+import warnings
 
 import numpy as np
 from typer.testing import CliRunner
@@ -178,3 +179,49 @@ def test_large_k_explanations_never_form_a_k_by_k_matrix():
     # The largest Hessian eigenvalue lies between the two largest probabilities (interlacing).
     top_two = np.sort(result.probabilities[0])[-2:]
     assert top_two[0] <= proofs.hessian.eigenvalues[0] <= top_two[1]
+
+
+# --- found by a hostile sce check ----------------------------------------------------------
+
+
+def test_an_infinite_expected_value_is_matched_only_by_the_same_infinity():
+    # T = 1e-310: the gradient is (0, -inf, inf); a finite answer once passed, the
+    # relative rounding allowance of an infinite value being infinite.
+    result = run("check", "2", "3", "4", "-l", "1", "-T", "1e-310", "--grad", "0,-1,1")
+    assert result.exit_code == 1
+    assert run("check", "2", "3", "4", "-l", "1", "-T", "1e-310", "--grad", "0,-inf,inf").exit_code == 0
+
+
+def test_a_typed_number_beyond_float64_is_refused_not_read_as_inf():
+    result = run("check", "2", "3", "4", "-l", "1", "--grad", "1e400,0,0")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "sce: error: --grad (entry 0): 1e400 is beyond float64's range (±1.8e308); write a smaller number or inf\n"
+    )
+
+
+def test_a_coarse_answer_is_not_blamed_on_a_mistake_it_cannot_tell_apart():
+    # 0,0,0 with a tolerance of 0.5 is within 0.5 of the log-10 gradient too.
+    result = run("check", "-inf", "3", "4", "-l", "0", "--grad", "0,0,0")
+    assert result.exit_code == 1
+    assert "This is" not in result.stdout
+
+
+def test_one_digit_answers_are_not_called_slips():
+    result = run("check", "-inf", "3", "4", "-l", "0", "--grad", "0,0,0")
+    assert "looks like a slip" not in result.stdout
+
+
+def test_arabic_indic_digits_are_read_and_graded_like_ascii_ones():
+    # ٠٫٠٩٠ is 0.090 with the Arabic decimal separator: the same tolerance, the same slip hint.
+    assert run("check", "2", "3", "4", "-l", "1", "--probs", "٠٫٠٩٠,٠٫٢٤٥,٠٫٦٦٥").exit_code == 0
+    result = run("check", "2", "3", "4", "-l", "1", "--grad", "٠.٠٩٠,-٠.٧٧٥,٠.٦٦٥")
+    assert "Class 1: -0.775 looks like a slip for -0.755" in result.stdout
+
+
+def test_a_what_if_under_a_tiny_temperature_prints_no_raw_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = run("check", "2", "3", "4", "-l", "1", "-T", "1e-310", "--grad", "0,-1,1")
+    assert result.exit_code == 1
+    assert all(line.startswith("sce: warning: ") for line in result.stderr.splitlines())

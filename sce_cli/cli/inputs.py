@@ -5,6 +5,7 @@ Every problem becomes a :class:`UsageProblem` that names the argument.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 import warnings
@@ -27,6 +28,9 @@ def parse_number(token: str, what: str) -> float:
     value = read_number(token)
     if value is None:
         raise UsageProblem(f"{what}: {token!r} is not a number; write numbers such as 2, -1.5 or 3e-2")
+    if math.isinf(value) and "inf" not in token.lower():
+        # float("1e400") is inf: as an answer it would be within any tolerance of anything.
+        raise UsageProblem(f"{what}: {token} is beyond float64's range (±1.8e308); write a smaller number or inf")
     return value
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..core import SoftmaxCrossEntropyResult
-from ..numbers import WRITTEN_NUMBER, normalise_minus, read_number, tolerance_of
+from ..numbers import WRITTEN_NUMBER, plain_spelling, read_number, tolerance_of
 from .mistakes import Mistake, usual_mistakes
 
 #: A difference below this many float64 epsilons of the expected value is
@@ -20,10 +20,12 @@ ROUNDING_ALLOWANCE = 4 * float(np.finfo(np.float64).eps)
 
 def within(given: np.ndarray | float, expected: np.ndarray | float, tolerance: np.ndarray | float) -> np.ndarray:
     given, expected = np.asarray(given, dtype=float), np.asarray(expected, dtype=float)
-    allowed = np.asarray(tolerance) + ROUNDING_ALLOWANCE * np.abs(expected)
-    with np.errstate(invalid="ignore"):
-        close = np.abs(given - expected) <= allowed
-    return close | (given == expected)  # infinities
+    with np.errstate(invalid="ignore", over="ignore"):
+        # An infinite expected value is matched only by the same infinity: its
+        # relative allowance would be infinite too, and let any answer pass.
+        allowed = np.where(np.isfinite(expected), np.asarray(tolerance) + ROUNDING_ALLOWANCE * np.abs(expected), 0)
+        close = np.isfinite(expected) & (np.abs(given - expected) <= allowed)
+    return close | (given == expected)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,12 @@ class QuantityCheck:
     @property
     def passed(self) -> bool:
         return bool(self.ok.all())
+
+    @property
+    def difference(self) -> np.ndarray:
+        """given - expected per entry (NaN where both are the same infinity)."""
+        with np.errstate(invalid="ignore"):
+            return self.given - self.expected
 
 
 def check_answer(
@@ -80,9 +88,12 @@ def _check_quantity(
     values = np.array([read_number(t) for t in texts], dtype=float)
     tolerances = np.full(len(texts), tolerance) if tolerance is not None else np.array([tolerance_of(t) for t in texts])
     ok = within(values, expected, tolerances)
-    fits = [m.name for m in mistakes if within(values, m.value, tolerances).all()]
-    mistake = fits[0] if fits and not ok.all() else None
-    ambiguous = fits[0] if fits and ok.all() else None
+    if ok.all():  # right to its digits: say if those digits fit a usual mistake too
+        mistake = None
+        ambiguous = next((m.name for m in mistakes if within(values, m.value, tolerances).all()), None)
+    else:
+        mistake = next((m.name for m in mistakes if _tells_apart(values, m.value, expected, tolerances)), None)
+        ambiguous = None
     slips = []
     for k in np.flatnonzero(~ok):
         slip = digit_slip(texts[k], float(expected[k]))
@@ -91,16 +102,28 @@ def _check_quantity(
     return QuantityCheck(name, expected, values, tolerances, ok, mistake, tuple(texts), tuple(slips), ambiguous)
 
 
+def _tells_apart(given: np.ndarray, mistaken: np.ndarray, expected: np.ndarray, tolerance: np.ndarray) -> bool:
+    """The answer fits the mistake, and the mistake differs from the truth by more
+    than the answer's own precision somewhere (0,0,0 with a tolerance of 0.5
+    fits many things and tells none of them apart)."""
+    if not within(given, mistaken, tolerance).all():
+        return False
+    with np.errstate(invalid="ignore"):
+        return bool((np.abs(mistaken - expected) > 2 * tolerance).any())
+
+
 def digit_slip(text: str, expected: float) -> str | None:
     """Say so when ``text`` is the correctly rounded value with one digit
     changed or two neighbouring digits swapped (the second post's -0.775
     for -0.755)."""
-    match = re.fullmatch(WRITTEN_NUMBER, normalise_minus(text))
+    typed = plain_spelling(text).lstrip("+")
+    match = re.fullmatch(WRITTEN_NUMBER, typed)
     if match is None or match.group(3) or not (match.group(1) or match.group(2)):
         return None
+    if sum(ch.isdigit() for ch in typed) < 3:
+        return None  # "2" for 0 is not a slip of one digit: there is nothing else to it
     decimals = len(match.group(2) or "")
     right = f"{expected:.{decimals}f}"
-    typed = text.strip().lstrip("+")
     if len(right) != len(typed) or right == typed:
         return None
     differ = [i for i, (a, b) in enumerate(zip(right, typed)) if a != b]

@@ -103,7 +103,7 @@ def check_document(checks: list[QuantityCheck]) -> dict[str, Any]:
                         "index": k,
                         "expected": json_number(check.expected[k]),
                         "given": json_number(check.given[k]),
-                        "difference": json_number(check.given[k] - check.expected[k]),
+                        "difference": json_number(check.difference[k]),
                         "tolerance": json_number(check.tolerance[k]),
                         "correct": bool(check.ok[k]),
                     }

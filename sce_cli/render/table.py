@@ -121,7 +121,7 @@ def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) 
             cells += [
                 display(check.expected[k], shown),
                 check.texts[k] if check.texts else given(check.given[k]),
-                display(check.given[k] - check.expected[k], 2),
+                display(check.difference[k], 2),
                 display(check.tolerance[k], 1),
             ]
             grid.add_row(*cells, _mark(bool(check.ok[k])))
