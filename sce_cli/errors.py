@@ -13,6 +13,26 @@ USAGE = 2
 DATA = 1
 
 
+class Interrupted(BaseException):
+    """The run was stopped by a signal; exit with 128 + its number. A
+    BaseException, as KeyboardInterrupt is, so that no ``except Exception``
+    swallows it; not a KeyboardInterrupt, which typer turns into a silent exit."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def name(self) -> str:
+        import signal
+
+        return signal.Signals(self.signum).name
+
+
 class SceError(Exception):
     """A problem to report as ``sce: error: <message>`` and exit with ``exit_code``."""
 

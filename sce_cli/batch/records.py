@@ -146,6 +146,15 @@ def _check_utf8(data: bytes, first_line: int) -> None:
         ) from None
 
 
+def skip_leading_blank_lines(block: Block) -> Block:
+    """The block from its first non-blank line: polars takes a block's first
+    line for the number of columns."""
+    stripped = block.data.lstrip(b"\r\n")
+    if len(stripped) == len(block.data):
+        return block
+    return Block(block.first_line + block.data[: len(block.data) - len(stripped)].count(b"\n"), stripped)
+
+
 def split_header(block: Block) -> Block:
     """The block without its first record (the header)."""
     end = _record_boundary(block.data, first=True)

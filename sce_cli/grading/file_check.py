@@ -10,6 +10,7 @@ import numpy as np
 from ..batch.frames import _numbers
 from ..batch.records import _record_lines
 from ..batch.run import BatchRequest, computed_blocks, mean_denominator, readable_input
+from ..batch.signals import stopping_signals_handled
 from ..errors import DataProblem
 from ..numbers import written_tolerances
 from .answers import within
@@ -43,7 +44,7 @@ WORST_SHOWN = 5
 
 def check_file(request: BatchRequest, tolerance: float | None = None) -> FileCheck:
     """Grade the gradient (and loss) columns of a file against the exact values, streaming."""
-    with readable_input(request) as path:
+    with stopping_signals_handled(), readable_input(request) as path:
         denominator = mean_denominator(path, request)
         found = FileCheck()
         for parsed, plan, result, _ in computed_blocks(path, request, denominator):
