@@ -11,6 +11,9 @@ if TYPE_CHECKING:  # the core imports numpy, which `sce --help` need not wait fo
 USAGE = 2
 #: Exit status for data that cannot be used, or an answer that does not match.
 DATA = 1
+#: Exit status of a grading command whose file cannot be graded at all: not 1,
+#: which says "graded, and wrong" (diff and cmp use 2 for trouble too).
+UNGRADED = 2
 
 
 class Interrupted(BaseException):

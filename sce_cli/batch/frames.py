@@ -143,10 +143,58 @@ def _field_count_problem(line: int, found: int, expected: int) -> DataProblem:
 
 
 def _locate_structure_problem(block: Block, plan: ColumnPlan, delimiter: str) -> DataProblem:
+    quote = _quote_problem(block, plan, delimiter)
+    if quote is not None:
+        return quote
     for line, fields in _records(block, delimiter):
         if fields and len(fields) != len(plan.names):
             return _field_count_problem(line, len(fields), len(plan.names))
     return DataProblem(f"lines {block.first_line} and after could not be read as {_format_name(delimiter)}")
+
+
+def _quote_problem(block: Block, plan: ColumnPlan, delimiter: str) -> DataProblem | None:
+    """The first stray quote (inside a field that does not start with one:
+    12" screen) or a quote never closed. Only on the error path: a plain scan."""
+    line, column, start = block.first_line, 0, 0
+    text = block.data.decode("utf-8")
+    position = 0
+    while position < len(text):
+        char = text[position]
+        if char == '"':
+            if text[start:position].strip(" "):
+                return _stray_quote(text[start:], line, column, plan, delimiter)
+            closing = _closing_quote(text, position + 1)
+            if closing < 0:
+                return DataProblem(
+                    f"line {line}: a quoted field is never closed (it runs to the end of the input); "
+                    'close the quote, or write a quote inside a field as two ("")'
+                )
+            line += text.count("\n", position, closing)
+            position = closing
+        elif char == delimiter:
+            column, start = column + 1, position + 1
+        elif char == "\n":
+            line, column, start = line + 1, 0, position + 1
+        position += 1
+    return None
+
+
+def _closing_quote(text: str, position: int) -> int:
+    """Where the quoted field from ``position`` ends ("" is a quote inside it); -1 if never."""
+    while True:
+        position = text.find('"', position)
+        if position < 0 or not text.startswith('"', position + 1):
+            return position
+        position += 2
+
+
+def _stray_quote(rest: str, line: int, column: int, plan: ColumnPlan, delimiter: str) -> DataProblem:
+    field = rest.split("\n")[0].split(delimiter)[0].rstrip("\r")
+    name = plan.names[column] if column < len(plan.names) else str(column + 1)
+    return DataProblem(
+        f"line {line}, column {name}: a stray quote in {field!r}; put the field in quotes and "
+        f'double the quote inside ("{field.replace(chr(34), chr(34) * 2)}"), or remove the quote'
+    )
 
 
 def _format_name(delimiter: str) -> str:

@@ -217,10 +217,8 @@ _TMPDIR_HINT = "; set TMPDIR to a folder with room"
 
 def _reason(error: OSError) -> str:
     """What went wrong, in words, without "[Errno 28]"."""
-    if error.strerror:
-        return error.strerror[0].lower() + error.strerror[1:]
-    text = str(error)
-    return text.split(" (os error")[0] or type(error).__name__
+    text = error.strerror or str(error).split(" (os error")[0] or type(error).__name__
+    return text[0].lower() + text[1:]
 
 
 def _is_broken_pipe(error: OSError) -> bool:

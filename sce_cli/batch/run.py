@@ -167,6 +167,7 @@ def computed_blocks(
 ) -> Iterator[tuple[ParsedBlock, ColumnPlan, SoftmaxCrossEntropyResult, BlockReader]]:
     """Every block of the input, parsed and run through the core."""
     for plan, block, reader in read_blocks(path, request):
+        raise_if_interrupted()  # a signal that arrived in polars' code, or a SIGPIPE
         parsed = parse_block(block, plan, request.delimiter)
         yield parsed, plan, compute_block(parsed, plan, request.options, denominator), reader
 

@@ -6,14 +6,15 @@ Python runs signal handlers in the main thread only, whichever thread the
 signal was delivered to (polars' worker threads included), so one handler
 covers the whole process. It raises at once, except inside a
 :func:`shielded` section (creating a temporary file and taking charge of it,
-closing a stream in a generator's ``finally``, cleaning up): there it only
-records the signal, and :func:`raise_if_interrupted` raises it at the next
+closing a stream in a generator's ``finally``, cleaning up) or in polars'
+code: there it only records the signal, and :func:`raise_if_interrupted` raises it at the next
 safe point. A raise inside a generator's ``finally`` would be printed as
 "Exception ignored in generator" and lost.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -39,7 +40,22 @@ _state = _State()
 def _record(signum: int, frame: FrameType | None) -> None:
     if _state.pending is None:
         _state.pending = signum
-    raise_if_interrupted()
+    # Raised in polars' Python code called back from Rust, the exception
+    # would be printed as "Exception ignored in 'DataTypeClass'" and lost;
+    # a closed pipe fails the write itself. Both wait for the next safe point.
+    if signum != getattr(signal, "SIGPIPE", None) and not _in_polars(frame):
+        raise_if_interrupted()
+
+
+def _in_polars(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if _POLARS in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
+_POLARS = f"{os.sep}polars{os.sep}"
 
 
 @contextmanager
