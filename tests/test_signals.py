@@ -149,8 +149,13 @@ def test_sigterm_at_any_moment_leaves_nothing_behind(tmp_path, big, delay):
     time.sleep(delay)
     process.send_signal(signal.SIGTERM)
     stderr = finish(process)
-    assert process.returncode in (143, -signal.SIGTERM), stderr  # before the handlers are in place, SIGTERM kills
+    # -15: before the handlers are in place, SIGTERM kills; 0: a fast machine finished first.
+    assert process.returncode in (143, -signal.SIGTERM, 0), stderr
     assert "Traceback" not in stderr and "Exception ignored" not in stderr
-    assert out.read_text() == "precious\n"
+    # Kept as it was, or (a signal after the rename, when the run is done) the whole new output: never a part.
+    text = out.read_text()
+    assert (text == "precious\n" and process.returncode != 0) or (
+        text.startswith("z0,") and text.count("\n") == ROWS + 1
+    )
     assert [p.name for p in folder.iterdir()] == ["out.csv"]
     assert list(temporary.iterdir()) == []
