@@ -11,6 +11,29 @@ if TYPE_CHECKING:  # the core imports numpy, which `sce --help` need not wait fo
 USAGE = 2
 #: Exit status for data that cannot be used, or an answer that does not match.
 DATA = 1
+#: Exit status of a grading command whose file cannot be graded at all: not 1,
+#: which says "graded, and wrong" (diff and cmp use 2 for trouble too).
+UNGRADED = 2
+
+
+class Interrupted(BaseException):
+    """The run was stopped by a signal; exit with 128 + its number. A
+    BaseException, as KeyboardInterrupt is, so that no ``except Exception``
+    swallows it; not a KeyboardInterrupt, which typer turns into a silent exit."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def name(self) -> str:
+        import signal
+
+        return signal.Signals(self.signum).name
 
 
 class SceError(Exception):

@@ -380,7 +380,8 @@ def test_the_file_layer_names_the_request_field_and_the_cli_words_it_as_a_flag(t
 
     with pytest.raises(OptionProblem) as caught:
         plan_columns(["z0", "label"], label_col="nope", logit_cols=None, target_cols=None, has_header=True)
-    assert (caught.value.option, caught.value.exit_code) == ("label_col", 2)
+    # A missing --label-col column exits as a missing default label column does (issue 11).
+    assert (caught.value.option, caught.value.exit_code) == ("label_col", 1)
     with pytest.raises(OptionProblem) as caught:
         run_batch(BatchRequest(str(tmp_path / "missing.csv"), None))
     assert (caught.value.option, caught.value.exit_code) == ("input_path", 1)

@@ -215,7 +215,10 @@ def test_file_with_one_wrong_row_found_at_its_line(tmp_path):
     assert document["rows"] == 4 and document["wrong_rows"] == 1
     assert document["worst"][0]["line"] == 4
     assert document["worst"][0]["column"] == "grad_z1"
-    assert document["worst"][0]["given"] == "0.5"
+    # One shape with `sce check`'s entries (issue 11): numbers as numbers, the text as written, a signed difference.
+    assert document["worst"][0]["given"] == 0.5
+    assert document["worst"][0]["written"] == "0.5"
+    assert document["worst"][0]["difference"] == 0.5 - document["worst"][0]["expected"]
 
 
 def test_file_rounded_answers_use_their_digits(tmp_path):
@@ -230,7 +233,7 @@ def test_file_rounded_answers_use_their_digits(tmp_path):
 def test_file_without_the_named_columns(tmp_path):
     path = scored(tmp_path)
     result = run("check", "--csv", str(path), "--grad-cols", "gradient_*")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # cannot be graded: not 1, "graded and wrong" (issue 11)
     assert "--grad-cols: 'gradient_*' matches no column" in result.stderr
     result = run("check", "--csv", str(path), "--loss-col", "nll")
     assert "--loss-col: there is no column 'nll'" in result.stderr

@@ -10,7 +10,7 @@ its line, column and value.
 
 from .columns import ColumnPlan, plan_columns
 from .frames import ParsedBlock, compute_block, output_frame, parse_block, write_frame
-from .output import BackgroundWriter, OutputTarget, spool_to_temporary
+from .output import BackgroundWriter, OutputTarget, spooled_copy
 from .records import BLOCK_BYTES, MAX_RECORD_BYTES, Block, BlockReader, split_header
 from .run import (
     BatchRequest,
@@ -44,7 +44,7 @@ __all__ = [
     "read_blocks",
     "readable_input",
     "run_batch",
-    "spool_to_temporary",
+    "spooled_copy",
     "split_header",
     "write_frame",
 ]

@@ -93,7 +93,7 @@ def _label_or_targets(
                 f"there is no column named 'label'; the columns are {listing}. "
                 "Name the label column with --label-col, or give soft targets with --target-cols"
             )
-        raise OptionProblem("label_col", f"there is no column {label!r}; the columns are {listing}")
+        raise OptionProblem("label_col", f"there is no column {label!r}; the columns are {listing}", DATA)
     return label, None
 
 

@@ -4,6 +4,7 @@ building and writing the output frame."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -12,6 +13,7 @@ import polars as pl
 
 from ..core import InvalidInput, SoftmaxCrossEntropyResult, softmax_cross_entropy
 from ..errors import DataProblem, option_problem
+from ..numbers import read_number
 from ..options import LossOptions
 from .columns import ColumnPlan
 from .records import Block, _record_at, _record_lines, _records
@@ -43,42 +45,78 @@ def parse_block(block: Block, plan: ColumnPlan, delimiter: str) -> ParsedBlock:
         )
     except pl.exceptions.PolarsError:
         raise _locate_structure_problem(block, plan, delimiter) from None
-    # Blank lines come through as rows of nulls; they are skipped.
-    blank = frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
-    if blank.any():
-        frame = frame.filter(~blank)
+    empty = frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
+    if empty.any():
+        frame = frame.filter(~_blank_lines(block, delimiter, empty))
     logits = _numbers(frame, plan.logits, block, plan, delimiter)
     targets = None if plan.targets is None else _numbers(frame, plan.targets, block, plan, delimiter)
     labels = None if plan.label is None else _labels(frame, plan.label, block, plan, delimiter)
     return ParsedBlock(frame, logits, labels, targets, block, delimiter)
 
 
+def _blank_lines(block: Block, delimiter: str, empty: pl.Series) -> pl.Series:
+    """Which of the rows polars read as all-null are blank lines, which are
+    skipped, rather than rows of empty fields (",,"), which are errors like a
+    row with one empty field (and must stay, or every later line is misnamed)."""
+    records = [fields for _, fields in _records(block, delimiter)]
+    if len(records) != len(empty):  # not one polars row per record: skip all-null rows, as polars does
+        return empty
+    return empty & pl.Series([not fields for fields in records])
+
+
 def _numbers(
     frame: pl.DataFrame, columns: tuple[str, ...], block: Block, plan: ColumnPlan, delimiter: str
 ) -> np.ndarray:
     values = frame.select(pl.col(columns).cast(pl.Float64, strict=False))
-    failed = values.select(pl.any_horizontal(pl.all().is_null())).to_series()
-    if failed.any():
-        # Spaces around the numbers ("1, 2, 3") are allowed; try again without them.
+    if values.null_count().sum_horizontal().item():
+        # Spaces around the numbers ("1, 2, 3") are common: polars strips them fast.
         values = frame.select(pl.col(columns).str.strip_chars().cast(pl.Float64, strict=False))
-        failed = values.select(pl.any_horizontal(pl.all().is_null())).to_series()
-        if failed.any():
-            row = failed.arg_max()
-            assert row is not None  # some row failed
-            for name in columns:
-                if values[row, name] is None:
-                    raise _cell_problem(frame, row, name, block, plan, delimiter, "is not a number")
-    return values.to_numpy().astype(np.float64, copy=False).reshape(frame.height, len(columns))
+    array = values.to_numpy().astype(np.float64, copy=False).reshape(frame.height, len(columns))
+    for k, name in enumerate(columns):
+        rejected = values.get_column(name).is_null()
+        if rejected.any():
+            array[:, k] = _read_rejected(frame, array[:, k], rejected, name, block, plan, delimiter)
+    return array
+
+
+def _read_rejected(
+    frame: pl.DataFrame,
+    column: np.ndarray,
+    rejected: pl.Series,
+    name: str,
+    block: Block,
+    plan: ColumnPlan,
+    delimiter: str,
+    problem: str = "is not a number",
+) -> np.ndarray:
+    """The cells polars' cast rejects, read again by the command line's parser
+    (1_000, other scripts' digits, the minus sign U+2212): both accept the
+    same spellings, and the fast path stays fast. The first unreadable cell is an error."""
+    column = column.copy()
+    rows = np.flatnonzero(rejected.to_numpy())
+    for row, cell in zip(rows, frame.get_column(name).gather(rows), strict=True):
+        number = None if cell is None else read_number(cell)
+        if number is None:
+            raise _cell_problem(frame, int(row), name, block, plan, delimiter, problem)
+        column[row] = number
+    return column
 
 
 def _labels(frame: pl.DataFrame, column: str, block: Block, plan: ColumnPlan, delimiter: str) -> np.ndarray:
-    raw = frame.get_column(column).str.strip_chars()
-    values = raw.cast(pl.Float64, strict=False).to_numpy()
+    problem = "is not a class index (an integer)"
+    cast = frame.get_column(column).str.strip_chars().cast(pl.Float64, strict=False)
+    values = cast.to_numpy()
+    rejected = cast.is_null()
+    if rejected.any():
+        values = _read_rejected(frame, values, rejected, column, block, plan, delimiter, problem)
     # Integral floats such as 1.0 (as pandas writes integer columns with gaps) are accepted.
     bad = ~np.isfinite(values) | (values != np.round(values))
     if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise _cell_problem(frame, row, column, block, plan, delimiter, "is not a class index (an integer)")
+        raise _cell_problem(frame, int(np.flatnonzero(bad)[0]), column, block, plan, delimiter, problem)
+    huge = np.abs(values) >= 2.0**63
+    if huge.any():
+        problem = "is too large for a class index (beyond a 64-bit integer); labels are 0 to K-1"
+        raise _cell_problem(frame, int(np.flatnonzero(huge)[0]), column, block, plan, delimiter, problem)
     return values.astype(np.int64)
 
 
@@ -105,10 +143,58 @@ def _field_count_problem(line: int, found: int, expected: int) -> DataProblem:
 
 
 def _locate_structure_problem(block: Block, plan: ColumnPlan, delimiter: str) -> DataProblem:
+    quote = _quote_problem(block, plan, delimiter)
+    if quote is not None:
+        return quote
     for line, fields in _records(block, delimiter):
         if fields and len(fields) != len(plan.names):
             return _field_count_problem(line, len(fields), len(plan.names))
     return DataProblem(f"lines {block.first_line} and after could not be read as {_format_name(delimiter)}")
+
+
+def _quote_problem(block: Block, plan: ColumnPlan, delimiter: str) -> DataProblem | None:
+    """The first stray quote (inside a field that does not start with one:
+    12" screen) or a quote never closed. Only on the error path: a plain scan."""
+    line, column, start = block.first_line, 0, 0
+    text = block.data.decode("utf-8")
+    position = 0
+    while position < len(text):
+        char = text[position]
+        if char == '"':
+            if text[start:position].strip(" "):
+                return _stray_quote(text[start:], line, column, plan, delimiter)
+            closing = _closing_quote(text, position + 1)
+            if closing < 0:
+                return DataProblem(
+                    f"line {line}: a quoted field is never closed (it runs to the end of the input); "
+                    'close the quote, or write a quote inside a field as two ("")'
+                )
+            line += text.count("\n", position, closing)
+            position = closing
+        elif char == delimiter:
+            column, start = column + 1, position + 1
+        elif char == "\n":
+            line, column, start = line + 1, 0, position + 1
+        position += 1
+    return None
+
+
+def _closing_quote(text: str, position: int) -> int:
+    """Where the quoted field from ``position`` ends ("" is a quote inside it); -1 if never."""
+    while True:
+        position = text.find('"', position)
+        if position < 0 or not text.startswith('"', position + 1):
+            return position
+        position += 2
+
+
+def _stray_quote(rest: str, line: int, column: int, plan: ColumnPlan, delimiter: str) -> DataProblem:
+    field = rest.split("\n")[0].split(delimiter)[0].rstrip("\r")
+    name = plan.names[column] if column < len(plan.names) else str(column + 1)
+    return DataProblem(
+        f"line {line}, column {name}: a stray quote in {field!r}; put the field in quotes and "
+        f'double the quote inside ("{field.replace(chr(34), chr(34) * 2)}"), or remove the quote'
+    )
 
 
 def _format_name(delimiter: str) -> str:
@@ -174,8 +260,46 @@ def output_frame(
 
 
 def write_frame(frame: pl.DataFrame, stream: BinaryIO, output_format: str, header: bool) -> None:
-    # Straight into the file: through a BytesIO first took half as long again.
+    """Non-finite numbers are spelled as everywhere in sce: inf, -inf and nan
+    (polars writes NaN in CSV, and null in JSON Lines); the blocks without
+    any take polars' fast path."""
+    floats = [name for name, dtype in frame.schema.items() if dtype.is_float()]
     if output_format == "jsonl":
-        frame.write_ndjson(stream)
-    else:
-        frame.write_csv(stream, include_header=header, separator="\t" if output_format == "tsv" else ",")
+        if floats and not frame.select(pl.all_horizontal(pl.col(floats).is_finite().all())).item():
+            stream.write(frame.select(_json_line(frame)).to_series().str.join("\n").item().encode() + b"\n")
+        else:
+            # Straight into the file: through a BytesIO first took half as long again.
+            frame.write_ndjson(stream)
+        return
+    if floats and frame.select(pl.any_horizontal(pl.col(floats).is_nan().any())).item():
+        frame = frame.with_columns(
+            pl.when(pl.col(name).is_nan()).then(pl.lit("nan")).otherwise(pl.col(name).cast(pl.String)).alias(name)
+            for name in floats
+        )
+    frame.write_csv(stream, include_header=header, separator="\t" if output_format == "tsv" else ",")
+
+
+def _json_line(frame: pl.DataFrame) -> pl.Expr:
+    """Each row as a JSON object, with "inf", "-inf" and "nan" as strings."""
+    parts: list[pl.Expr] = []
+    for position, (name, dtype) in enumerate(frame.schema.items()):
+        key = ("{" if position == 0 else ",") + json.dumps(name, ensure_ascii=False) + ":"
+        column = pl.col(name)
+        if dtype.is_float():
+            value = (
+                pl.when(column.is_nan())
+                .then(pl.lit('"nan"'))
+                .when(column == float("inf"))
+                .then(pl.lit('"inf"'))
+                .when(column == float("-inf"))
+                .then(pl.lit('"-inf"'))
+                .otherwise(column.cast(pl.String))
+            )
+        elif dtype == pl.String:
+            # {"name":"value"} from polars, which escapes as JSON does; keep the value.
+            encoded = pl.struct(column.alias("v")).struct.json_encode()
+            value = encoded.str.strip_prefix('{"v":').str.strip_suffix("}")
+        else:
+            value = column.cast(pl.String)
+        parts.append(pl.lit(key) + value.fill_null("null"))
+    return pl.concat_str(parts) + pl.lit("}")

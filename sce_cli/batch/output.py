@@ -1,31 +1,36 @@
 """Writing without losing data: the atomic output target, the background
-writer, holding Ctrl-C while cleanup is not yet in force, and the stdin spool."""
+writer, and the spool of an input read twice."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import BinaryIO
 
 import polars as pl
 
-from ..errors import DATA, OptionProblem
+from ..errors import DATA, DataProblem, OptionProblem
 from .frames import write_frame
+from .signals import raise_if_interrupted, shielded
 
 
 class OutputTarget:
     """Where the output goes, written so that a failure destroys nothing.
 
     A regular file is written to a temporary file beside it and renamed into
-    place only when everything has been written; on any failure (Ctrl-C
+    place only when everything has been written; on any failure (a signal
     included) the temporary file is removed and an existing file is left as
-    it was. stdout, pipes and devices (/dev/null) are written directly: a
-    rename over a device would replace it.
+    it was. A symbolic link is followed: the temporary file goes beside the
+    link's target and is renamed onto the target, so the link stays a link.
+    stdout, pipes and devices (/dev/null) are written directly: a rename
+    over a device would replace it.
     """
 
     def __init__(self, path: str | None, input_path: str | None) -> None:
@@ -35,38 +40,68 @@ class OutputTarget:
         if self.path is None:
             self.stream = sys.stdout.buffer
             return
-        if input_path not in (None, "-") and os.path.exists(self.path):
+        if not self.path:
+            raise OptionProblem("output_path", "the output file name is empty; name a file, or give - for stdout")
+        self.written = os.path.realpath(self.path)
+        if os.path.isdir(self.written):
+            raise OptionProblem(
+                "output_path", f"{self.path} is a folder; name a file in it, e.g. {os.path.join(self.path, 'out.csv')}"
+            )
+        if input_path not in (None, "-") and os.path.exists(self.written):
             try:
-                same = os.path.samefile(self.path, input_path)
+                same = os.path.samefile(self.written, input_path)
             except OSError:
                 same = False
             if same:
                 raise OptionProblem("output_path", f"{self.path} is the input file; write the output to another file")
-        if os.path.exists(self.path) and not stat.S_ISREG(os.stat(self.path).st_mode):
-            self.stream = open(self.path, "wb")  # noqa: SIM115 (closed in finish/abandon)
+        if os.path.exists(self.written) and not stat.S_ISREG(os.stat(self.written).st_mode):
+            self.stream = self._open_directly()
             return
-        directory = os.path.dirname(os.path.abspath(self.path))
+        directory = os.path.dirname(self.written)
+        with shielded():  # the temporary file is ours to remove from the moment it exists
+            try:
+                handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (renamed or removed in finish/abandon)
+                    dir=directory, prefix=f".{os.path.basename(self.written)}.", suffix=".partial", delete=False
+                )
+            except OSError as error:
+                raise OptionProblem("output_path", f"cannot write in {directory}: {_reason(error)}", DATA) from None
+            self.temporary = handle.name
+            self.stream = handle  # type: ignore[assignment]
+
+    def _open_directly(self) -> BinaryIO:
+        assert self.path is not None
         try:
-            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (renamed or removed in finish/abandon)
-                dir=directory, prefix=f".{os.path.basename(self.path)}.", suffix=".partial", delete=False
-            )
+            return open(self.path, "wb")  # noqa: SIM115 (closed in finish/abandon)
         except OSError as error:
-            raise OptionProblem("output_path", f"cannot write in {directory}: {error.strerror}", DATA) from None
-        self.temporary = handle.name
-        self.stream = handle  # type: ignore[assignment]
+            raise OptionProblem("output_path", f"cannot write {self.path}: {_reason(error)}", DATA) from None
+
+    def write_failure(self, error: OSError) -> OptionProblem:
+        """A failed write, worded: which file, why, and that nothing was replaced."""
+        name = "stdout" if self.path is None else self.path
+        kept = f"; {self.path} is unchanged" if self.temporary is not None and os.path.exists(self.written) else ""
+        full = error.errno == errno.ENOSPC or "os error 28" in str(error)
+        hint = "; free some space or write the output elsewhere" if full else ""
+        return OptionProblem("output_path", f"writing the output {name} failed: {_reason(error)}{kept}{hint}", DATA)
 
     def finish(self) -> None:
         if self.path is None:
             self.stream.flush()
             return
-        self.stream.close()
+        try:
+            self.stream.close()
+        except OSError as error:
+            if _is_broken_pipe(error):
+                raise
+            raise self.write_failure(error) from None
         if self.temporary is not None:
             mode = 0o666 & ~_umask()
-            if os.path.exists(self.path):
-                mode = stat.S_IMODE(os.stat(self.path).st_mode)
+            if os.path.exists(self.written):
+                mode = stat.S_IMODE(os.stat(self.written).st_mode)
             os.chmod(self.temporary, mode)
-            os.replace(self.temporary, self.path)
-            self.temporary = None
+            raise_if_interrupted()  # the last moment at which the old output can still be kept
+            with shielded():
+                os.replace(self.temporary, self.written)
+                self.temporary = None
 
     def abandon(self) -> None:
         if self.path is not None:
@@ -110,7 +145,9 @@ class BackgroundWriter:
             try:
                 write_frame(frame, self.target.stream, self.output_format, header=self.header)
                 self.header = False
-            except BaseException as error:  # re-raised on the main thread
+            except OSError as error:  # re-raised on the main thread, naming the file
+                self.error = error if _is_broken_pipe(error) else self.target.write_failure(error)
+            except BaseException as error:
                 self.error = error
 
     def put(self, frame: pl.DataFrame) -> None:
@@ -122,8 +159,10 @@ class BackgroundWriter:
         if self.thread.is_alive():
             # With an error set, the thread drains the queue without writing.
             self.error = self.error or KeyboardInterrupt()
-            self.queue.put(self._DONE)
-            self.thread.join()
+            with contextlib.suppress(Exception):  # queue.Full: the thread is stuck in a write
+                self.queue.put(self._DONE, timeout=2)
+            # A write blocked on a stalled pipe must not hold up the exit: the thread is a daemon.
+            self.thread.join(timeout=2)
 
     def close(self) -> None:
         """Wait until everything queued is written; raise what the thread met."""
@@ -136,45 +175,52 @@ class BackgroundWriter:
             raise self.error
 
 
-def _hold_interrupts() -> Callable[[], None]:
-    """Block SIGINT in this thread; return a function that unblocks it (once).
-
-    A Ctrl-C that arrives meanwhile is delivered on release, as a
-    KeyboardInterrupt where the caller is ready to clean up.
-    """
-    import signal
-    import threading
-
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    released = False
-
-    def release() -> None:
-        nonlocal released
-        if not released:
-            released = True
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-    return release
-
-
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-def spool_to_temporary(stream: BinaryIO) -> str:
-    """Copy a stream (stdin) to a temporary file, for inputs read twice."""
-    release_interrupts = _hold_interrupts()
-    handle = tempfile.NamedTemporaryFile(prefix="sce-batch-", suffix=".csv", delete=False)  # noqa: SIM115 (removed by the caller)
+@contextmanager
+def spooled_copy(stream: BinaryIO, name: str) -> Iterator[str]:
+    """A copy of a stream that cannot be read twice (stdin, a pipe), for a
+    second pass, in the temporary folder; removed on leaving, whatever
+    happens. ``name`` is the input's name, for errors."""
+    spool: str | None = None
     try:
-        release_interrupts()
+        with shielded():  # from the moment the file exists, the finally below removes it
+            try:
+                handle = tempfile.NamedTemporaryFile(prefix="sce-spool-", suffix=".csv", delete=False)  # noqa: SIM115
+            except OSError as error:
+                raise DataProblem(
+                    f"cannot create a spool file in {tempfile.gettempdir()}: {_reason(error)}{_TMPDIR_HINT}"
+                ) from None
+            spool = handle.name
         with handle:
-            shutil.copyfileobj(stream, handle, 1 << 20)
-    except BaseException:
-        release_interrupts()
-        os.unlink(handle.name)
-        raise
-    return handle.name
+            try:
+                shutil.copyfileobj(stream, handle, 1 << 20)
+            except OSError as error:
+                raise DataProblem(
+                    f"copying {name} to the spool file {spool} (kept for the second pass of "
+                    f"--reduction mean) failed: {_reason(error)}{_TMPDIR_HINT}"
+                ) from None
+        yield spool
+    finally:
+        with shielded():
+            if spool is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(spool)
+
+
+_TMPDIR_HINT = "; set TMPDIR to a folder with room"
+
+
+def _reason(error: OSError) -> str:
+    """What went wrong, in words, without "[Errno 28]"."""
+    text = error.strerror or str(error).split(" (os error")[0] or type(error).__name__
+    return text[0].lower() + text[1:]
+
+
+def _is_broken_pipe(error: OSError) -> bool:
+    # polars reports a closed pipe as a plain OSError("Broken pipe (os error 32)").
+    return isinstance(error, BrokenPipeError) or error.errno == errno.EPIPE or "os error 32" in str(error)

@@ -42,6 +42,8 @@ class BlockReader:
             codec = codecs.lookup(encoding)
         except LookupError:
             raise OptionProblem("encoding", f"unknown encoding {encoding!r}; try utf-8, latin-1 or cp1252") from None
+        if not getattr(codec, "_is_text_encoding", True):
+            raise OptionProblem("encoding", f"{encoding!r} is not a text encoding; try utf-8, latin-1 or cp1252")
         self.encoding = codec.name
         self.passthrough = codec.name in ("utf-8", "utf-8-sig") or encoding.lower() in _UTF8
         self.decoder = None if self.passthrough else codec.incrementaldecoder("strict")
@@ -69,6 +71,11 @@ class BlockReader:
             raise DataProblem(
                 f"line {line}: bytes that are not {self.encoding} ({error.reason}); "
                 "give the file's encoding with --encoding"
+            ) from None
+        except UnicodeError as error:  # utf-16 without a byte-order mark, and the like
+            raise DataProblem(
+                f"line {self.next_line}: the input cannot be read as {self.encoding} ({error}); "
+                "give the file's encoding with --encoding, for example --encoding utf-8"
             ) from None
         self.started = True
         return text.encode("utf-8")
@@ -144,6 +151,15 @@ def _check_utf8(data: bytes, first_line: int) -> None:
             f"line {line}, byte {error.start - start + 1}: byte 0x{data[error.start]:02x} is not valid UTF-8; "
             "give the file's encoding with --encoding, for example --encoding latin-1"
         ) from None
+
+
+def skip_leading_blank_lines(block: Block) -> Block:
+    """The block from its first non-blank line: polars takes a block's first
+    line for the number of columns."""
+    stripped = block.data.lstrip(b"\r\n")
+    if len(stripped) == len(block.data):
+        return block
+    return Block(block.first_line + block.data[: len(block.data) - len(stripped)].count(b"\n"), stripped)
 
 
 def split_header(block: Block) -> Block:

@@ -4,6 +4,7 @@ two for 'mean'), and the summary."""
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,8 +18,9 @@ from ..errors import DATA, DataProblem, OptionProblem
 from ..options import LossOptions
 from .columns import ColumnPlan, plan_columns
 from .frames import ParsedBlock, compute_block, output_frame, parse_block
-from .output import BackgroundWriter, OutputTarget, _hold_interrupts, spool_to_temporary
-from .records import Block, BlockReader, split_header
+from .output import BackgroundWriter, OutputTarget, spooled_copy
+from .records import Block, BlockReader, skip_leading_blank_lines, split_header
+from .signals import raise_if_interrupted, shielded, stopping_signals_handled
 
 
 @dataclass
@@ -116,27 +118,48 @@ def read_blocks(path: str, request: BatchRequest) -> Iterator[tuple[ColumnPlan, 
             loss_col=request.loss_col,
         )
         if first.data.strip():
-            yield plan, first, reader
+            yield plan, skip_leading_blank_lines(first), reader
         for block in reader.blocks():
             if block.data.strip():
-                yield plan, block, reader
+                yield plan, skip_leading_blank_lines(block), reader
     finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
+        # Shielded: a signal raised here, while the generator is being closed,
+        # would be printed as "Exception ignored in generator" and lost.
+        with shielded():
+            if stream is not sys.stdin.buffer:
+                stream.close()
 
 
 @contextmanager
 def readable_input(request: BatchRequest) -> Iterator[str]:
-    """A path to read the input from, as often as needed: stdin is first
-    copied to a temporary file (removed afterwards) when 'mean' needs two passes."""
-    if request.input_path != "-" or request.options.reduction != "mean":
+    """A path to read the input from, as often as needed. For 'mean', which
+    reads twice, an input that is not a regular file (stdin, a pipe, a FIFO,
+    a process substitution, a device) is first copied to a spool file in the
+    temporary folder, removed afterwards whatever happens."""
+    if request.options.reduction != "mean" or _is_regular_file(request.input_path):
         yield request.input_path
         return
-    spooled = spool_to_temporary(sys.stdin.buffer)
+    stream = open_input(request.input_path)
+    name = "stdin" if request.input_path == "-" else request.input_path
     try:
-        yield spooled
+        with spooled_copy(stream, name) as spooled:
+            with shielded():
+                if stream is not sys.stdin.buffer:
+                    stream.close()
+            yield spooled
     finally:
-        os.unlink(spooled)
+        with shielded():
+            if stream is not sys.stdin.buffer:
+                stream.close()
+
+
+def _is_regular_file(path: str) -> bool:
+    if path == "-":
+        return False
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True  # not there: open_input says so, naming it
 
 
 def computed_blocks(
@@ -144,6 +167,7 @@ def computed_blocks(
 ) -> Iterator[tuple[ParsedBlock, ColumnPlan, SoftmaxCrossEntropyResult, BlockReader]]:
     """Every block of the input, parsed and run through the core."""
     for plan, block, reader in read_blocks(path, request):
+        raise_if_interrupted()  # a signal that arrived in polars' code, or a SIGPIPE
         parsed = parse_block(block, plan, request.delimiter)
         yield parsed, plan, compute_block(parsed, plan, request.options, denominator), reader
 
@@ -167,33 +191,41 @@ def run_batch(request: BatchRequest, on_progress: Callable[[int, int], None] | N
     import time
 
     started = time.perf_counter()
-    with readable_input(request) as path:
+    with stopping_signals_handled(), readable_input(request) as path:
         denominator = mean_denominator(path, request)
         summary = BatchSummary(reduction=request.options.reduction, denominator=denominator or 0.0)
-        # Ctrl-C between the temporary file's creation and this try would
-        # leave it behind: hold SIGINT until the cleanup below is in force.
-        release_interrupts = _hold_interrupts()
-        target: OutputTarget | None = None
-        writer: BackgroundWriter | None = None
-        try:
+        _write_output(request, path, denominator, summary, on_progress)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _write_output(
+    request: BatchRequest,
+    path: str,
+    denominator: float | None,
+    summary: BatchSummary,
+    on_progress: Callable[[int, int], None] | None,
+) -> None:
+    target: OutputTarget | None = None
+    writer: BackgroundWriter | None = None
+    try:
+        with shielded():  # assigned before a signal can be raised, so the except below cleans up
             target = OutputTarget(request.output_path, request.input_path)
             writer = BackgroundWriter(target, request.output_format)
-            release_interrupts()
-            for parsed, plan, result, reader in computed_blocks(path, request, denominator):
-                summary.add(result)
-                writer.put(output_frame(parsed, plan, result, request.digits, request.output_format == "jsonl"))
-                if on_progress is not None:
-                    on_progress(reader.bytes_read, summary.rows)
-            writer.close()
-            if summary.rows == 0:
-                raise DataProblem("the input has a header but no rows")
-            target.finish()
-        except BaseException:
-            release_interrupts()
+        for parsed, plan, result, reader in computed_blocks(path, request, denominator):
+            raise_if_interrupted()
+            summary.add(result)
+            writer.put(output_frame(parsed, plan, result, request.digits, request.output_format == "jsonl"))
+            if on_progress is not None:
+                on_progress(reader.bytes_read, summary.rows)
+        writer.close()
+        if summary.rows == 0:
+            raise DataProblem("the input has a header but no rows")
+        target.finish()
+    except BaseException:
+        with shielded():
             if writer is not None:
                 writer.abort()
             if target is not None:
                 target.abandon()
-            raise
-    summary.seconds = time.perf_counter() - started
-    return summary
+        raise

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ..errors import UsageProblem
+from ..errors import UNGRADED, SceError, UsageProblem
 from ..numbers import split_numbers
 from ..options import LossOptions
 from .declarations import (
@@ -94,7 +94,8 @@ def check(
     """Grade a hand-computed gradient, loss or probabilities; name the mistake.
 
     Example: sce check 2 3 4 --label 1 --grad 0.090,-0.755,0.665
-    Exit status 0 when everything matches, 1 when something does not.
+    Exit status 0 when everything matches, 1 when something does not, 2 when
+    the answer or the file cannot be graded.
     """
     check_digits(digits)
     if tol is not None and not tol > 0:
@@ -193,7 +194,12 @@ def _grade_answers(
 def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_format: CheckFormat) -> None:
     from ..grading.file_check import check_file
 
-    found = check_file(request, tol)
+    try:
+        found = check_file(request, tol)
+    except SceError as error:
+        # 1 means "graded, and wrong": a file that could not be graded must differ (as diff and cmp do).
+        error.exit_code = UNGRADED
+        raise
     if output_format is CheckFormat.json:
         from ..render.json_format import dumps, file_check_document
 

@@ -18,7 +18,7 @@ from typer import _click as click
 from typer.core import TyperCommand, TyperGroup, TyperOption
 from typer.exceptions import Abort
 
-from ..errors import OptionProblem, SceError
+from ..errors import Interrupted, OptionProblem, SceError
 
 # "-1", "-.5", "-3e-2", "-1,2,3", "-inf": a minus sign before a number, which
 # click would otherwise take for an option.
@@ -91,8 +91,23 @@ class NumbersCommand(TyperCommand):
         return protected
 
 
+class _Escaped(BaseException):
+    """An error carried past typer, which would turn a KeyboardInterrupt into a
+    silent exit 130 and a closed pipe into a silent exit 1."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 class SceGroup(TyperGroup):
     """The ``sce`` command group: every error is one line and an exit status."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (KeyboardInterrupt, OSError) as error:
+            raise _Escaped(error) from None
 
     def main(  # type: ignore[override]
         self,
@@ -113,9 +128,17 @@ class SceGroup(TyperGroup):
 def run_reporting_errors(run: Callable[[], Any]) -> int:
     """Run a command; turn any failure into one line on stderr and an exit status."""
     try:
-        result = run()
-        sys.stdout.flush()
-        return result if isinstance(result, int) else 0
+        try:
+            result = run()
+            sys.stdout.flush()
+            return result if isinstance(result, int) else 0
+        except _Escaped as escaped:
+            raise escaped.error from None
+    except Interrupted as interrupted:
+        if interrupted.name == "SIGPIPE":
+            return _report_os_error(BrokenPipeError())
+        _say(f"sce: interrupted ({interrupted.name})")
+        return interrupted.exit_code
     except Exception as error:
         if os.environ.get("SCE_DEBUG") and not isinstance(
             error, SceError | click.exceptions.ClickException | Abort | OSError
@@ -123,7 +146,7 @@ def run_reporting_errors(run: Callable[[], Any]) -> int:
             raise
         return _report(error)
     except KeyboardInterrupt:
-        _say("sce: interrupted")
+        _say("sce: interrupted (SIGINT)")
         return INTERRUPTED
 
 
@@ -148,7 +171,7 @@ def _report(error: Exception) -> int:
 
 def _report_click(error: click.exceptions.ClickException | Abort) -> int:
     if isinstance(error, Abort):
-        _say("sce: interrupted")
+        _say("sce: interrupted (SIGINT)")
         return INTERRUPTED
     if isinstance(error, click.exceptions.NoArgsIsHelpError):
         return error.exit_code  # typer has printed the help already

@@ -10,6 +10,7 @@ import numpy as np
 from ..batch.frames import _numbers
 from ..batch.records import _record_lines
 from ..batch.run import BatchRequest, computed_blocks, mean_denominator, readable_input
+from ..batch.signals import stopping_signals_handled
 from ..errors import DataProblem
 from ..numbers import written_tolerances
 from .answers import within
@@ -20,8 +21,14 @@ class WrongCell:
     line: int
     column: str
     expected: float
-    given: str
-    error: float
+    written: str
+    """The answer as written in the file."""
+    given: float
+    tolerance: float
+
+    @property
+    def error(self) -> float:
+        return abs(self.given - self.expected)
 
 
 @dataclass
@@ -43,7 +50,7 @@ WORST_SHOWN = 5
 
 def check_file(request: BatchRequest, tolerance: float | None = None) -> FileCheck:
     """Grade the gradient (and loss) columns of a file against the exact values, streaming."""
-    with readable_input(request) as path:
+    with stopping_signals_handled(), readable_input(request) as path:
         denominator = mean_denominator(path, request)
         found = FileCheck()
         for parsed, plan, result, _ in computed_blocks(path, request, denominator):
@@ -57,10 +64,12 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
                 expected = expected.astype(np.float64)
                 given = _numbers(parsed.text, columns, parsed.block, plan, request.delimiter)
                 allowed = tolerance if tolerance is not None else written_tolerances(parsed.text, columns)
+                allowed = np.broadcast_to(np.asarray(allowed, dtype=np.float64), given.shape)
                 ok = within(given, expected, allowed)
                 wrong |= ~ok.all(axis=1)
-                error = np.abs(given - expected)
                 with np.errstate(divide="ignore", invalid="ignore"):
+                    # The same infinity read back is no error (inf - inf would be NaN).
+                    error = np.where(given == expected, 0.0, np.abs(given - expected))
                     relative = np.where(expected != 0, error / np.abs(expected), np.where(error > 0, np.inf, 0))
                 found.max_abs_error = max(found.max_abs_error, float(np.nanmax(error)))
                 found.max_rel_error = max(found.max_rel_error, float(np.nanmax(relative)))
@@ -75,7 +84,8 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
                             columns[col],
                             float(expected[row, col]),
                             str(parsed.text[int(row), columns[col]]).strip(),
-                            float(error[row, col]),
+                            float(given[row, col]),
+                            float(allowed[row, col]),
                         )
                         for row, col in keep
                     ]

@@ -128,11 +128,15 @@ def file_check_document(found: FileCheck) -> dict[str, Any]:
         "max_rel_error": json_number(found.max_rel_error),
         "worst": [
             {
+                # The shape of an entry of `sce check`, located by line and column.
                 "line": c.line,
                 "column": c.column,
                 "expected": json_number(c.expected),
-                "given": c.given,
-                "difference": json_number(c.error),
+                "given": json_number(c.given),
+                "written": c.written,
+                "difference": json_number(c.given - c.expected),
+                "tolerance": json_number(c.tolerance),
+                "correct": False,
             }
             for c in found.worst
         ],

@@ -277,7 +277,11 @@ def print_file_check(console: Console, found: FileCheck, digits: int = 4) -> Non
         grid = Grid([Column(heading, "right") for heading in headings], title="worst entries")
         for cell in found.worst:
             grid.add_row(
-                str(cell.line), cell.column, display(cell.expected, digits), cell.given, display(cell.error, 2)
+                str(cell.line),
+                cell.column,
+                display(cell.expected, digits),
+                cell.written,
+                display(cell.given - cell.expected, 2),
             )
         print_grid(console, grid)
         console.print()

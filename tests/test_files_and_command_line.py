@@ -1,0 +1,326 @@
+"""Issue 11: never lose, misplace or misreport data. One test per case of the
+issue, each pinning the exact line on stderr and the exit status."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from sce_cli.batch import output, records
+from sce_cli.batch.frames import write_frame
+from sce_cli.cli import app
+
+runner = CliRunner()
+
+
+def sce(*args: str, input: str | bytes | None = None, **env: str):
+    return runner.invoke(app, list(args), input=input, env={"COLUMNS": "100", **env})
+
+
+def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path
+
+
+# --- every input row is accounted for ------------------------------------------------------------
+
+
+def test_a_row_of_empty_fields_is_an_error_like_a_partly_empty_one(tmp_path):
+    path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,1\n,,\n3,4,0\n")
+    result = sce("batch", str(path), "-q")
+    assert (result.exit_code, result.stderr) == (
+        1,
+        "sce: error: line 3, column z0: the value is empty; every row needs a value here\n",
+    )
+    partly = sce("batch", str(write(tmp_path, "partly.csv", "z0,z1,label\n1,2,1\n,,1\n")), "-q")
+    assert (partly.exit_code, partly.stderr) == (1, result.stderr)
+
+
+def test_errors_after_blank_lines_name_the_right_line(tmp_path):
+    path = write(tmp_path, "in.csv", "z0,z1,label\n\n\n1,2,1\n\n3,4,0\n\n5,x,0\n")
+    result = sce("batch", str(path), "-q")
+    assert result.stderr == (
+        "sce: error: line 8, column z1: 'x' is not a number; "
+        "if z1 is not a logit column, name the logit columns with --logit-cols\n"
+    )
+
+
+def test_check_csv_names_the_line_after_an_empty_row(tmp_path):
+    path = write(tmp_path, "in.csv", "z0,z1,label,grad_z0,grad_z1\n1,2,1,0.27,-0.27\n,,,,\n5,6,0,x,1\n")
+    result = sce("check", "--csv", str(path), "--grad-cols", "grad_*")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "sce: error: line 3, column z0: the value is empty; every row needs a value here\n",
+    )
+
+
+@pytest.mark.parametrize("block_bytes", [9, 16, 23])
+def test_blank_lines_at_a_block_boundary_are_skipped(tmp_path, monkeypatch, block_bytes):
+    # A block that began with a blank line was read by polars as one column.
+    monkeypatch.setattr(records, "BLOCK_BYTES", block_bytes)
+    path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,1\n\n\n3,4,0\n\n5,6,1\n")
+    result = sce("batch", str(path), "-q")
+    assert result.exit_code == 0, result.stderr
+    assert [line.split(",")[:3] for line in result.stdout.splitlines()[1:]] == [
+        ["1", "2", "1"],
+        ["3", "4", "0"],
+        ["5", "6", "1"],
+    ]
+
+
+# --- nothing becomes null -----------------------------------------------------------------------------
+
+
+def test_jsonl_writes_non_finite_numbers_as_strings(tmp_path):
+    path = write(tmp_path, "in.csv", 'id,z0,z1,label\n"a ""q"",é",-inf,2,1\n,1,2,1\nb,-inf,2,0\n')
+    result = sce("batch", str(path), "--logit-cols", "z0,z1", "-f", "jsonl", "-q")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows[0]["id"] == 'a "q",é' and rows[0]["z0"] == "-inf" and rows[0]["z1"] == 2.0
+    assert rows[1]["id"] is None and rows[1]["z0"] == 1.0
+    assert rows[2]["loss"] == "inf" and rows[2]["grad_z0"] == -1.0 and rows[2]["p_z0"] == 0.0
+    assert '"loss":"inf"' in result.stdout.splitlines()[2]
+
+
+def test_csv_writes_nan_as_sce_grad_does():
+    frame = pl.DataFrame({"id": ["a", "b", "c"], "loss": [float("nan"), float("inf"), 0.1]})
+    stream = io.BytesIO()
+    write_frame(frame, stream, "csv", header=True)
+    assert stream.getvalue() == b"id,loss\na,nan\nb,inf\nc,0.1\n"
+    stream = io.BytesIO()
+    write_frame(frame, stream, "jsonl", header=True)
+    assert stream.getvalue() == b'{"id":"a","loss":"nan"}\n{"id":"b","loss":"inf"}\n{"id":"c","loss":0.1}\n'
+
+
+def test_check_csv_reads_back_the_non_finite_spellings(tmp_path):
+    path = write(tmp_path, "in.csv", "z0,z1,label,loss\n-inf,2,0,inf\n1,2,1,0.3133\n")
+    result = sce("check", "--csv", str(path), "--loss-col", "loss", "--logit-cols", "z0,z1")
+    assert result.exit_code == 0, result.stdout + result.stderr
+
+
+# --- files: links, pipes, encodings, quotes, full disks ------------------------------------------
+
+
+def test_output_through_a_symbolic_link_writes_its_target(tmp_path):
+    source = write(tmp_path, "in.csv", "z0,z1,label\n1,2,1\n")
+    (tmp_path / "elsewhere").mkdir()
+    target = write(tmp_path / "elsewhere", "t.csv", "old\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    result = sce("batch", str(source), "-o", str(link), "-q")
+    assert result.exit_code == 0, result.stderr
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text().startswith("z0,z1,label,p_z0,")
+    assert sorted(p.name for p in target.parent.iterdir()) == ["t.csv"]
+
+
+def test_process_substitution_with_mean_is_spooled(tmp_path):
+    source = write(tmp_path, "in.csv", "z0,z1,label\n1,2,1\n3,4,0\n")
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    done = subprocess.run(
+        ["bash", "-c", f'"{sys.executable}" -m sce_cli batch <(cat "{source}") --reduction mean -q'],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TMPDIR": str(temporary)},
+        timeout=60,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert [line.split(",")[7] for line in done.stdout.splitlines()[1:]] == [
+        repr(-0.2689414213699951 / 2),
+        repr(0.7310585786300049 / 2),
+    ]
+    assert list(temporary.iterdir()) == []
+
+
+def test_utf16_encoding_on_utf8_input_is_one_line(tmp_path):
+    path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,1\n")
+    result = sce("batch", str(path), "--encoding", "utf-16", "-q")
+    assert (result.exit_code, result.stderr) == (
+        1,
+        "sce: error: line 1: the input cannot be read as utf-16 (UTF-16 stream does not start with BOM); "
+        "give the file's encoding with --encoding, for example --encoding utf-8\n",
+    )
+    result = sce("batch", str(path), "--encoding", "rot13", "-q")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "sce: error: --encoding: 'rot13' is not a text encoding; try utf-8, latin-1 or cp1252\n",
+    )
+
+
+def test_a_label_beyond_int64_is_one_line(tmp_path):
+    path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,99999999999999999999999\n")
+    result = sce("batch", str(path), "-q")
+    assert (result.exit_code, result.stderr) == (
+        1,
+        "sce: error: line 2, column label: '99999999999999999999999' is too large for a class index "
+        "(beyond a 64-bit integer); labels are 0 to K-1\n",
+    )
+
+
+def test_empty_and_folder_output_paths(tmp_path):
+    path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,1\n")
+    result = sce("batch", str(path), "-o", "", "-q")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "sce: error: -o: the output file name is empty; name a file, or give - for stdout\n",
+    )
+    result = sce("batch", str(path), "-o", str(tmp_path), "-q")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"sce: error: -o: {tmp_path} is a folder; name a file in it, e.g. {tmp_path / 'out.csv'}\n",
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_stray_and_unclosed_quotes_are_told_apart(tmp_path):
+    stray = write(tmp_path, "stray.csv", 'id,z0,z1,label\n12" screen,1,2,1\n')
+    result = sce("batch", str(stray), "--logit-cols", "z0,z1", "-q")
+    assert (result.exit_code, result.stderr) == (
+        1,
+        "sce: error: line 2, column id: a stray quote in '12\" screen'; put the field in quotes and double "
+        'the quote inside ("12"" screen"), or remove the quote\n',
+    )
+    unclosed = write(tmp_path, "unclosed.csv", 'id,z0,z1,label\n"a\nb",1,2,1\n"12 screen,1,2,1\nx,1,2,0\n')
+    result = sce("batch", str(unclosed), "--logit-cols", "z0,z1", "-q")
+    assert (result.exit_code, result.stderr) == (
+        1,
+        "sce: error: line 4: a quoted field is never closed (it runs to the end of the input); "
+        'close the quote, or write a quote inside a field as two ("")\n',
+    )
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_disk_full_on_a_device_names_the_output():
+    result = sce("batch", "samples/batch.csv", "-o", "/dev/full", "-q")
+    assert (result.exit_code, result.stderr) == (
+        1,
+        "sce: error: -o: writing the output /dev/full failed: no space left on device; "
+        "free some space or write the output elsewhere\n",
+    )
+
+
+def test_disk_full_names_the_output_and_keeps_the_old_one(tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(output, "write_frame", full)
+    out = write(tmp_path, "out.csv", "precious\n")
+    result = sce("batch", "samples/batch.csv", "-o", str(out), "-q")
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"sce: error: -o: writing the output {out} failed: no space left on device; {out} is unchanged; "
+        "free some space or write the output elsewhere\n",
+    )
+    assert out.read_text() == "precious\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+
+
+def test_disk_full_in_the_spool_names_the_spool(tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(output.shutil, "copyfileobj", full)
+    result = sce("batch", "-", "--reduction", "mean", "-q", input="z0,z1,label\n1,2,1\n")
+    assert result.exit_code == 1
+    assert re.fullmatch(
+        rf"sce: error: copying stdin to the spool file {re.escape(str(tmp_path))}/sce-spool-\w+\.csv "
+        r"\(kept for the second pass of --reduction mean\) failed: no space left on device; "
+        r"set TMPDIR to a folder with room\n",
+        result.stderr,
+    ), result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- one language across commands ----------------------------------------------------------------
+
+
+def test_files_read_numbers_as_the_command_line_does(tmp_path):
+    path = write(tmp_path, "in.csv", "z0,z1,label\n1_000,\u22122,1\n\u0663, 4 ,\u0660\n")
+    result = sce("batch", str(path), "-q")
+    assert result.exit_code == 0, result.stderr
+    rows = [line.split(",") for line in result.stdout.splitlines()[1:]]
+    typed = sce("grad", "1_000", "\u22122", "-l", "1", "-f", "json")
+    assert float(rows[0][5]) == json.loads(typed.stdout)["loss"] == 1002.0
+    assert rows[1][:3] == ["\u0663", " 4 ", "\u0660"]  # the input as written
+    assert float(rows[1][5]) == 1.3132616875182228  # logits 3, 4 and label 0
+    bad = sce("batch", str(write(tmp_path, "bad.csv", "z0,z1,label\n1,0x1,1\n")), "-q")
+    assert bad.stderr == (
+        "sce: error: line 2, column z1: '0x1' is not a number; "
+        "if z1 is not a logit column, name the logit columns with --logit-cols\n"
+    )
+
+
+def test_a_closed_pipe_before_writing_exits_141(tmp_path):
+    for output_format in ("table", "json", "csv", "markdown"):
+        read, written = os.pipe()
+        os.close(read)
+        done = subprocess.run(
+            [sys.executable, "-m", "sce_cli", "grad", "2", "3", "4", "-l", "1", "-f", output_format],
+            stdout=written,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+        os.close(written)
+        assert (output_format, done.returncode, done.stderr) == (output_format, 141, "")
+
+
+def test_check_csv_that_cannot_be_read_exits_2_not_1(tmp_path):
+    missing = sce("check", "--csv", str(tmp_path / "nope.csv"), "--grad-cols", "grad_*")
+    assert missing.exit_code == 2
+    assert missing.stderr.startswith(f"sce: error: INPUT: cannot read {tmp_path / 'nope.csv'}: ")
+    wrong = write(tmp_path, "wrong.csv", "z0,z1,label,grad_z0,grad_z1\n1,2,1,0.5,-0.5\n")
+    assert sce("check", "--csv", str(wrong), "--grad-cols", "grad_*").exit_code == 1
+
+
+def test_a_missing_label_column_exits_alike_named_or_not(tmp_path):
+    path = write(tmp_path, "in.csv", "z0,z1\n1,2\n")
+    default = sce("batch", str(path), "-q")
+    named = sce("batch", str(path), "--label-col", "y", "-q")
+    assert (default.exit_code, named.exit_code) == (1, 1)
+    assert named.stderr == "sce: error: --label-col: there is no column 'y'; the columns are z0, z1\n"
+
+
+def test_check_json_entries_have_one_shape(tmp_path):
+    typed = json.loads(sce("check", "2", "3", "4", "-l", "1", "--grad", "0.09,-0.7,0.665", "-f", "json").stdout)
+    path = write(tmp_path, "in.csv", "z0,z1,z2,label,g0,g1,g2\n2,3,4,1,0.09,-0.7,0.665\n")
+    filed = json.loads(
+        sce("check", "--csv", str(path), "--grad-cols", "g0,g1,g2", "--logit-cols", "z*", "-f", "json").stdout
+    )
+    entry = typed["quantities"][0]["entries"][1]
+    cell = filed["worst"][0]
+    shared = ("expected", "given", "difference", "tolerance", "correct")
+    assert {key: entry[key] for key in shared} == {key: cell[key] for key in shared}
+    assert cell["difference"] > 0 and cell["given"] == -0.7 and cell["written"] == "-0.7"
+
+
+# --- tables never hide digits (done on main; kept as regression tests) ----------------------------
+
+
+def test_digits_12_into_a_pipe_are_not_cut():
+    done = subprocess.run(
+        [sys.executable, "-m", "sce_cli", "grad", "2", "3", "4", "-l", "1", "-d", "12"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "COLUMNS"},
+    )
+    assert "0.090030573170" in done.stdout and "…" not in done.stdout
+
+
+def test_columns_40_cuts_no_number():
+    result = sce("grad", "2", "3", "4", "-l", "1", COLUMNS="40")
+    assert "…" not in result.stdout and "0.0900" in result.stdout and "-0.7553" in result.stdout
