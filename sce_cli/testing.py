@@ -15,15 +15,19 @@ level of a file or module. ``fn`` may also be a string, "FILE.py:FUNCTION" or
 from __future__ import annotations
 
 import inspect
+import io
 import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .implementations.loading import FunctionSpec, UnusableImplementation, parse_spec
 from .implementations.report import CaseResult, Configuration, ImplementationReport, Mistake
 
 __all__ = [
+    "assert_cross_entropy_close",
     "check_implementation",
     "assert_implementation_correct",
     "ImplementationReport",
@@ -130,3 +134,52 @@ def function_spec(fn: Callable[..., Any] | str) -> FunctionSpec:
     if module and module != "__main__":
         return FunctionSpec(f"{module}:{name}", name, module=module)
     raise UnusableImplementation(f"{name}: cannot find the file it is defined in")
+
+
+def assert_cross_entropy_close(
+    logits: Any, labels_or_targets: Any, grad: Any, loss: Any = None, *, dtype: str | None = None, **options: Any
+) -> None:
+    """Assert that ``grad`` (and ``loss``) are as accurate as their float type allows; see
+    ``sce check --arrays``. Integer ``labels_or_targets`` are labels, floats are probability
+    targets. ``dtype`` is the type the answer was computed in (default: ``grad``'s own).
+    ``options``: weight, label_smoothing, ignore_index, reduction (default 'mean'), temperature.
+    Torch and JAX arrays are converted through numpy. Raises AssertionError with the report."""
+    from .arrays.dump import ArrayDump, float_name
+    from .grading.by_dtype import check_dump
+    from .options import LossOptions
+
+    arrays = {name: _as_numpy(value) for name, value in (("logits", logits), ("grad", grad), ("loss", loss))}
+    answer_type = float_name(arrays["grad"].dtype) if dtype is None else dtype
+    given = _as_numpy(labels_or_targets)
+    is_labels = given.dtype.kind in "iu"
+    options.setdefault("reduction", "mean")
+    if options.get("weight") is not None:
+        options["weight"] = tuple(float(w) for w in _as_numpy(options["weight"]))
+    dump = ArrayDump(
+        np.atleast_2d(arrays["logits"]),
+        given.astype(np.int64) if is_labels else None,
+        None if is_labels else np.atleast_2d(given),
+        np.atleast_2d(arrays["grad"]),
+        None if loss is None else arrays["loss"],
+        {},
+    )
+    found = check_dump(dump, LossOptions(**options), answer_type or "float64")
+    if not found.correct:
+        from rich.console import Console
+
+        from .render.dtype_check import print_dtype_check
+
+        console = Console(width=120, record=True, file=io.StringIO(), color_system=None)
+        print_dtype_check(console, found)
+        raise AssertionError("\n" + console.export_text())
+
+
+def _as_numpy(value: Any) -> np.ndarray:
+    """numpy, torch (bfloat16 through ml_dtypes) or JAX arrays, as numpy arrays."""
+    if value is None:
+        return np.zeros(())
+    if type(value).__module__.startswith("torch"):
+        from .arrays.formats import _tensor_to_numpy
+
+        return _tensor_to_numpy(value)
+    return np.asarray(value)

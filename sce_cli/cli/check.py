@@ -10,6 +10,22 @@ import typer
 from ..errors import UNGRADED, SceError, UsageProblem
 from ..numbers import split_numbers
 from ..options import LossOptions
+from .check_arrays import (
+    ARRAY_ROLES,
+    ArraysOption,
+    ClaimedDTypeOption,
+    KeyGrad,
+    KeyLabels,
+    KeyLogits,
+    KeyLoss,
+    KeyTargets,
+    LabelsPathOption,
+    LogitsPathOption,
+    TargetsPathOption,
+    check_arrays,
+    refuse_array_options,
+    refuse_typed_inputs,
+)
 from .declarations import (
     CheckFormat,
     DelimiterOption,
@@ -90,10 +106,21 @@ def check(
     dtype: DTypeOption = DType.float64,
     digits: DigitsOption = 4,
     output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="table or json.")] = CheckFormat.table,
+    arrays: ArraysOption = None,
+    logits_path: LogitsPathOption = None,
+    labels_path: LabelsPathOption = None,
+    targets_path: TargetsPathOption = None,
+    key_logits: KeyLogits = None,
+    key_labels: KeyLabels = None,
+    key_targets: KeyTargets = None,
+    key_grad: KeyGrad = None,
+    key_loss: KeyLoss = None,
+    claimed_dtype: ClaimedDTypeOption = None,
 ) -> None:
     """Grade a hand-computed gradient, loss or probabilities; name the mistake.
 
     Example: sce check 2 3 4 --label 1 --grad 0.090,-0.755,0.665
+    Dumped tensors: sce check --arrays dump.npz --reduction mean (--grad and --loss are then files).
     Exit status 0 when everything matches, 1 when something does not, 2 when
     the answer or the file cannot be graded.
     """
@@ -110,6 +137,19 @@ def check(
         ignore_index=ignore_index,
         dtype=dtype,
     )
+    if arrays is not None or logits_path is not None:
+        refuse_typed_inputs(logits, csv_input, label, target)
+        check_arrays(
+            arrays=arrays,
+            paths={"logits": logits_path, "labels": labels_path, "targets": targets_path, "grad": grad, "loss": loss},
+            keys=dict(zip(ARRAY_ROLES, (key_logits, key_labels, key_targets, key_grad, key_loss))),
+            claimed=claimed_dtype,
+            options=options,
+            digits=digits,
+            output_format=output_format,
+        )
+        return
+    refuse_array_options(labels_path, targets_path, claimed_dtype)
     if csv_input is not None:
         if logits:
             raise UsageProblem("give LOGITS or --csv INPUT, not both")

@@ -15,6 +15,7 @@ from .words import HESSIAN_OVERFLOWS, JACOBIAN_ROUTE_FAILS
 
 if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars
     from ..grading import QuantityCheck
+    from ..grading.by_dtype import DtypeCheck
     from ..grading.file_check import FileCheck
 
 
@@ -177,3 +178,45 @@ def proofs_document(proofs: Proofs) -> dict[str, Any]:
             "note": None if hessian.finite else HESSIAN_OVERFLOWS,
         }
     return document
+
+
+def dtype_check_document(check: DtypeCheck) -> dict[str, Any]:
+    """``sce check --arrays --format json``: the verdict by type, every error in ulps."""
+    from .dtype_check import histogram_rows
+
+    def ulps(value: float) -> float | str:
+        return json_number(value)
+
+    return {
+        "correct": check.correct,
+        "claimed_dtype": check.claimed_dtype,
+        "rows": check.rows,
+        "classes": check.classes,
+        "reduction": check.options.reduction,
+        "mistakes": list(check.mistakes),
+        "quantities": [
+            {
+                "name": q.name,
+                "correct": q.wrong == 0,
+                "entries": q.entries,
+                "wrong": q.wrong,
+                "max_error_ulps": ulps(q.max_ulps),
+                "baseline_max_error_ulps": ulps(q.baseline_ulps),
+                "allowed_ulps": ulps(q.allowed_ulps),
+                "histogram": [
+                    {"ulps": label, "entries": count, "beyond": beyond} for label, count, beyond in histogram_rows(q)
+                ],
+                "worst": [
+                    {
+                        "row": e.row,
+                        "class": e.column,
+                        "expected": json_number(e.expected),
+                        "given": json_number(e.given),
+                        "error_ulps": ulps(e.ulps),
+                    }
+                    for e in q.worst
+                ],
+            }
+            for q in check.quantities
+        ],
+    }

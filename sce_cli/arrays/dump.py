@@ -1,0 +1,178 @@
+"""A dump: logits, labels or targets, and the answer to grade (gradient, loss), from one
+file of named arrays or from one file per array, each checked for its shape and type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import DataProblem, UsageProblem
+from .formats import ArrayFile, open_arrays
+from .tables import WHOLE_TABLE
+
+#: The float types a tensor may be stored in, by numpy name.
+FLOAT_NAMES = ("float16", "bfloat16", "float32", "float64")
+ROLES = ("logits", "labels", "targets", "grad", "loss")
+
+
+@dataclass(frozen=True)
+class DumpRequest:
+    """Where each array is: ``arrays`` (one file of named arrays) and/or one path per role;
+    ``keys`` renames the arrays looked for (``--key-logits`` …)."""
+
+    arrays: str | None = None
+    paths: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ArrayDump:
+    logits: np.ndarray
+    """N×K, in the type stored (memory-mapped for .npy)."""
+    labels: np.ndarray | None
+    targets: np.ndarray | None
+    grad: np.ndarray | None
+    loss: np.ndarray | None
+    where: dict[str, str]
+    """Each role's "file: array 'name'", for messages."""
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.logits.shape[0]), int(self.logits.shape[1])
+
+
+def float_name(dtype: np.dtype) -> str | None:
+    """'float32', 'bfloat16'…, or None for a type that is not a float sce reads."""
+    name = str(dtype)
+    return name if name in FLOAT_NAMES else None
+
+
+def read_dump(request: DumpRequest, ignore_index: int = -100) -> ArrayDump:
+    """Every array asked for, each checked; labels checked against the class count."""
+    shared = None if request.arrays is None else open_arrays(request.arrays)
+    found: dict[str, np.ndarray] = {}
+    where: dict[str, str] = {}
+    for role in ROLES:
+        located = _locate(request, shared, role)
+        if located is not None:
+            source, key = located
+            where[role] = f"{source.path}: array '{key}'"
+            found[role] = _as_float_or_int(source.load(key), where[role], role)
+    if "logits" not in found:
+        raise UsageProblem("no logits: give --arrays FILE (with an array 'logits') or --logits FILE")
+    if ("labels" in found) == ("targets" in found):
+        raise UsageProblem(
+            "give the labels (an array 'labels', or --labels FILE) or probability targets ('targets'), one of them"
+            if "labels" not in found
+            else "give labels or targets, not both"
+        )
+    if "grad" not in found and "loss" not in found:
+        raise UsageProblem("nothing to check: the answer to grade is an array 'grad' and/or 'loss' (or --grad/--loss)")
+    logits = _logits(found["logits"], where["logits"])
+    rows, classes = logits.shape
+    labels = None if "labels" not in found else _labels(found["labels"], where["labels"], rows, classes, ignore_index)
+    targets = None if "targets" not in found else _matrix(found["targets"], where["targets"], rows, classes, "targets")
+    grad = None if "grad" not in found else _matrix(found["grad"], where["grad"], rows, classes, "gradient")
+    loss = None if "loss" not in found else _loss(found["loss"], where["loss"], rows)
+    return ArrayDump(logits, labels, targets, grad, loss, where)
+
+
+def _locate(request: DumpRequest, shared: ArrayFile | None, role: str) -> tuple[ArrayFile, str] | None:
+    key = request.keys.get(role, role)
+    path = request.paths.get(role)
+    if path is not None:
+        source = open_arrays(path)
+        if key in source.names:
+            return source, key
+        plain = [name for name in source.names if name != WHOLE_TABLE]
+        if WHOLE_TABLE in source.names:
+            return source, WHOLE_TABLE
+        if len(plain) == 1:
+            return source, plain[0]
+        listed = ", ".join(f"'{n}'" for n in plain) or "none"
+        raise DataProblem(f"{path}: no array '{key}' (it holds {listed}); name it with --key-{role}")
+    if shared is None or key not in shared.names:
+        if shared is not None and role in request.keys:
+            listed = ", ".join(f"'{n}'" for n in shared.names if n != WHOLE_TABLE) or "none"
+            raise DataProblem(f"{shared.path}: no array '{key}' (it holds {listed})")
+        return None
+    return shared, key
+
+
+def _as_float_or_int(array: np.ndarray, where: str, role: str) -> np.ndarray:
+    if array.dtype.kind == "V" and array.dtype.itemsize == 2:
+        # numpy writes ml_dtypes' bfloat16 as 2-byte raw values ('|V2').
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise DataProblem(
+                f"{where} holds 2-byte raw values (bfloat16 saved by numpy); to read them: pip install 'sce[bfloat16]'"
+            ) from None
+        return array.view(ml_dtypes.bfloat16)
+    if array.dtype.kind in "iu" or float_name(array.dtype) is not None or array.dtype == np.bool_:
+        return array
+    raise DataProblem(f"{where} has type {array.dtype}; {role} must be numbers ({', '.join(FLOAT_NAMES)})")
+
+
+def _require_float(array: np.ndarray, where: str, what: str) -> None:
+    if float_name(array.dtype) is None:
+        raise DataProblem(f"{where} has type {array.dtype}; {what} must be floats ({', '.join(FLOAT_NAMES)})")
+
+
+def _logits(array: np.ndarray, where: str) -> np.ndarray:
+    _require_float(array, where, "logits")
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    if array.ndim != 2:
+        raise DataProblem(f"{where} has shape {tuple(array.shape)}; logits must be N × K (rows × classes)")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise DataProblem(f"{where} is empty (shape {tuple(array.shape)}); give at least one row of one class")
+    return array
+
+
+def _matrix(array: np.ndarray, where: str, rows: int, classes: int, what: str) -> np.ndarray:
+    _require_float(array, where, what)
+    if array.ndim == 1 and rows == 1:
+        array = array.reshape(1, -1)
+    if array.shape != (rows, classes):
+        raise DataProblem(
+            f"{where} has shape {tuple(array.shape)} but the logits are {rows} × {classes}; "
+            f"give one {what} entry per logit"
+        )
+    return array
+
+
+def _labels(array: np.ndarray, where: str, rows: int, classes: int, ignore_index: int) -> np.ndarray:
+    if array.dtype.kind not in "iu":
+        hint = " (probabilities N × K are targets: pass them as --targets)" if array.ndim == 2 else ""
+        raise DataProblem(f"{where} has type {array.dtype}; labels are class indices: save them as integers{hint}")
+    if array.ndim == 0:
+        array = array.reshape(1)
+    if array.shape != (rows,):
+        raise DataProblem(
+            f"{where} has shape {tuple(array.shape)} but the logits have {rows} rows; give one label per row"
+        )
+    labels = np.asarray(array, dtype=np.int64)
+    bad = np.flatnonzero(((labels < 0) | (labels >= classes)) & (labels != ignore_index))
+    if len(bad):
+        row = int(bad[0])
+        more = f" (and {len(bad) - 1:,} more rows)" if len(bad) > 1 else ""
+        raise DataProblem(
+            f"{where}: row {row}: label {labels[row]} is out of range for {classes} classes{more}; "
+            f"labels are 0-based: use 0 to {classes - 1} (or {ignore_index} to ignore the row)"
+        )
+    return labels
+
+
+def _loss(array: np.ndarray, where: str, rows: int) -> np.ndarray:
+    _require_float(array, where, "the loss")
+    if array.shape == (rows,) and rows > 1:
+        return array
+    if array.size == 1 and array.ndim <= 1:
+        return array.reshape(())
+    if array.shape != (rows,):
+        raise DataProblem(
+            f"{where} has shape {tuple(array.shape)}; give one loss (reduction mean or sum) or one per row ({rows})"
+        )
+    return array

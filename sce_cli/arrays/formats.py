@@ -1,0 +1,195 @@
+"""One reader per file format, each giving an :class:`ArrayFile`: names → arrays, read lazily.
+
+.npy is memory-mapped (a 4 GB dump costs no memory until its rows are read);
+the others are read whole when an array is first asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import USAGE, DataProblem, SceError
+from .tables import table_arrays
+
+#: The suffixes read as arrays; anything else given to --logits-file is text.
+ARRAY_SUFFIXES = (".npy", ".npz", ".safetensors", ".parquet", ".arrow", ".ipc", ".feather", ".pt", ".pth")
+
+#: The first bytes of each format, for a file whose name does not say.
+_MAGIC = ((b"\x93NUMPY", ".npy"), (b"PK\x03\x04", ".npz"), (b"PAR1", ".parquet"), (b"ARROW1", ".arrow"))
+
+
+@dataclass
+class ArrayFile:
+    """The arrays of one file, by name; ``load`` reads one (memory-mapped where it can)."""
+
+    path: str
+    names: list[str]
+    loader: Callable[[str], np.ndarray]
+    cache: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def load(self, name: str) -> np.ndarray:
+        if name not in self.cache:
+            self.cache[name] = self.loader(name)
+        return self.cache[name]
+
+
+def is_array_path(path: str) -> bool:
+    return Path(path).suffix.lower() in ARRAY_SUFFIXES
+
+
+def unreadable(path: str, error: OSError) -> SceError:
+    """A file that cannot be opened at all: exit 2, as cmp and diff do."""
+    reason = "is a directory" if isinstance(error, IsADirectoryError) else (error.strerror or str(error)).lower()
+    if isinstance(error, FileNotFoundError):
+        reason = "no such file"
+    return SceError(f"{path}: cannot read: {reason}", USAGE)
+
+
+def open_arrays(path: str) -> ArrayFile:
+    """The arrays in ``path``, by format (from its suffix, else from its first bytes)."""
+    try:
+        if os.path.isdir(path):
+            raise IsADirectoryError(21, "Is a directory", path)
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as error:
+        raise unreadable(path, error) from None
+    if not head:
+        raise DataProblem(f"{path}: the file is empty (0 bytes)")
+    suffix = Path(path).suffix.lower()
+    if suffix not in ARRAY_SUFFIXES:
+        suffix = next((kind for magic, kind in _MAGIC if head.startswith(magic)), "")
+    reader = _READERS.get(suffix)
+    if reader is None:
+        raise DataProblem(
+            f"{path}: not a format sce reads as arrays; use .npy, .npz, .safetensors, .parquet, .arrow or .pt"
+        )
+    return reader(path)
+
+
+def _npy(path: str) -> ArrayFile:
+    name = Path(path).stem
+    array = _map_npy(path)
+    return ArrayFile(path, [name], lambda _: array)
+
+
+def _map_npy(path: str) -> np.ndarray:
+    """The array of a .npy file, memory-mapped; its header checked against its size first,
+    so that a truncated file is named as such rather than failing half-way through."""
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as handle:
+            version = fmt.read_magic(handle)
+            header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, fortran, dtype = header(handle)
+            offset = handle.tell()
+    except OSError as error:
+        raise unreadable(path, error) from None
+    except (ValueError, EOFError):
+        raise DataProblem(f"{path}: not a .npy file (its header is missing or damaged)") from None
+    if dtype.hasobject:
+        raise DataProblem(f"{path}: holds Python objects, not numbers; save a numeric array")
+    needed = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = os.path.getsize(path) - offset
+    if size < needed:
+        raise DataProblem(f"{path}: truncated: {size:,} bytes of data where its header promises {needed:,}")
+    if needed == 0:
+        return np.zeros(shape, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+
+
+def _npz(path: str) -> ArrayFile:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except OSError as error:
+        raise unreadable(path, error) from None
+    except (ValueError, EOFError, zipfile.BadZipFile):
+        raise DataProblem(f"{path}: not a .npz file (not a complete zip archive)") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataProblem(f"{path}: holds one array (a .npy file), not named arrays; rename it .npy")
+
+    def load(name: str) -> np.ndarray:
+        try:
+            return np.asarray(archive[name])
+        except ValueError as error:
+            if "allow_pickle" in str(error):
+                raise DataProblem(f"{path}: array '{name}' holds Python objects, not numbers") from None
+            raise DataProblem(f"{path}: array '{name}' is damaged ({error})") from None
+        except (OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
+            raise DataProblem(f"{path}: array '{name}' cannot be read: truncated or damaged ({error})") from None
+
+    return ArrayFile(path, list(archive.files), load)
+
+
+def _safetensors(path: str) -> ArrayFile:
+    try:
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+    except ImportError:
+        raise DataProblem(
+            f"{path}: reading .safetensors needs the safetensors package: pip install 'sce[safetensors]'"
+        ) from None
+    try:
+        arrays = load_file(path)
+    except (SafetensorError, OSError, ValueError, TypeError) as error:
+        problem = " ".join(str(error).split())
+        if "bf16" in problem.lower() or "bfloat16" in problem.lower():
+            problem += "; bfloat16 needs ml_dtypes: pip install 'sce[bfloat16]'"
+        raise DataProblem(f"{path}: not a readable .safetensors file ({problem})") from None
+    return ArrayFile(path, list(arrays), lambda name: arrays[name])
+
+
+def _torch(path: str) -> ArrayFile:
+    try:
+        torch: Any = importlib.import_module("torch")  # optional: never a dependency
+    except ImportError:
+        raise DataProblem(
+            f"{path}: reading .pt files needs PyTorch; save the tensors with numpy.save instead"
+        ) from None
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds; every one means the same here
+        raise DataProblem(f"{path}: not a readable .pt file ({' '.join(str(error).split())[:200]})") from None
+    tensors = loaded if isinstance(loaded, dict) else {Path(path).stem: loaded}
+    arrays = {str(name): _tensor_to_numpy(tensor) for name, tensor in tensors.items() if torch.is_tensor(tensor)}
+    return ArrayFile(path, list(arrays), lambda name: arrays[name])
+
+
+def _tensor_to_numpy(tensor: Any) -> np.ndarray:
+    """A tensor as numpy; bfloat16 through ml_dtypes when installed, else widened to float32."""
+    torch: Any = importlib.import_module("torch")
+    tensor = tensor.detach().cpu()
+    if tensor.dtype == torch.bfloat16:
+        try:
+            import ml_dtypes
+
+            return np.asarray(tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16))
+        except ImportError:
+            return np.asarray(tensor.float().numpy())
+    return np.asarray(tensor.numpy())
+
+
+def _table(path: str) -> ArrayFile:
+    arrays = table_arrays(path)
+    return ArrayFile(path, list(arrays), lambda name: arrays[name])
+
+
+_READERS: dict[str, Callable[[str], ArrayFile]] = {
+    ".npy": _npy,
+    ".npz": _npz,
+    ".safetensors": _safetensors,
+    ".parquet": _table,
+    ".arrow": _table,
+    ".ipc": _table,
+    ".feather": _table,
+    ".pt": _torch,
+    ".pth": _torch,
+}

@@ -1,0 +1,80 @@
+"""Parquet and Arrow IPC through polars: each column an array, list columns as rows of classes.
+
+A 2-D array is stored either as one list (or fixed-size array) column, or as
+one column per class: columns ``grad_0, grad_1, …`` are also the array
+``grad``, and a table of plain number columns is also the array ``*`` (the
+whole table, one column per class), which is what a file given for one array
+(``--logits logits.parquet``) holds.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ..errors import DataProblem
+
+#: The name of the whole table as one array (one column per class).
+WHOLE_TABLE = "*"
+
+
+def table_arrays(path: str) -> dict[str, np.ndarray]:
+    import polars as pl
+
+    try:
+        frame = pl.read_parquet(path) if path.lower().endswith(".parquet") else pl.read_ipc(path)
+    except OSError as error:
+        from .formats import unreadable
+
+        raise unreadable(path, error) from None
+    except Exception as error:  # polars raises its own kinds for damaged files; all mean "not readable"
+        problem = " ".join(str(error).split())[:200]
+        raise DataProblem(f"{path}: not a readable Parquet or Arrow file ({problem})") from None
+    arrays = {name: _column(path, frame[name]) for name in frame.columns}
+    groups: dict[str, list[str]] = {}
+    for name in frame.columns:
+        match = re.fullmatch(r"(.+?)_?\d+", name)
+        if match and arrays[name].ndim == 1:
+            groups.setdefault(match.group(1), []).append(name)
+    for prefix, names in groups.items():
+        if prefix not in arrays and len(names) > 1:
+            arrays[prefix] = _stacked(path, prefix, [arrays[n] for n in names])
+    scalar = [n for n in frame.columns if arrays[n].ndim == 1]
+    if len(scalar) == len(frame.columns) > 1:
+        arrays[WHOLE_TABLE] = _stacked(path, "the table", [arrays[n] for n in scalar])
+    return arrays
+
+
+def _stacked(path: str, what: str, columns: list[np.ndarray]) -> np.ndarray:
+    dtypes = {column.dtype for column in columns}
+    if len(dtypes) > 1:
+        kinds = ", ".join(sorted(str(d) for d in dtypes))
+        raise DataProblem(f"{path}: array '{what}': its class columns mix types ({kinds}); give them one type")
+    return np.stack(columns, axis=1)
+
+
+def _column(path: str, series: object) -> np.ndarray:
+    import polars as pl
+
+    assert isinstance(series, pl.Series)
+    name = series.name
+    if series.null_count():
+        row = int(series.is_null().arg_true()[0])
+        raise DataProblem(f"{path}: array '{name}': row {row} is empty (null); every row needs a value")
+    if isinstance(series.dtype, pl.List):
+        lengths = series.list.len()
+        if lengths.n_unique() > 1:
+            first = int(lengths[0])
+            row = int((lengths != first).arg_true()[0])
+            raise DataProblem(
+                f"{path}: array '{name}': row {row} has {int(lengths[row])} entries where row 0 has {first}; "
+                "every row needs one per class"
+            )
+        if series.list.eval(pl.element().is_null().any()).any():
+            raise DataProblem(f"{path}: array '{name}' has a null entry; every entry needs a value")
+        series = series.list.to_array(int(lengths[0]) if len(series) else 0)
+    values = series.to_numpy()
+    if values.dtype == object:
+        raise DataProblem(f"{path}: array '{name}' holds {series.dtype}, not numbers")
+    return values

@@ -1,0 +1,171 @@
+"""The denominator mistakes real kernels make, as what-ifs of the exact result, block by block.
+
+Most are the exact gradient with each row scaled (a wrong denominator); the
+label read 1-based and the smoothing term that counts ignored rows need the
+exact computation again with a change. Each what-if gives, for a block, its
+gradient and each row's contribution to the reported loss (None where the
+mistake says nothing about the loss).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core import SoftmaxCrossEntropyResult, softmax_cross_entropy
+from ..options import LossOptions
+
+#: Micro-batch counts tried for "the mean of per-batch means" (equal batches only).
+BATCH_COUNTS = (2, 4, 8, 16)
+
+
+@dataclass(frozen=True)
+class Denominators:
+    rows: int
+    counted_rows: int
+    total: float
+    """What 'mean' divides by: the counted rows' weight sum (labels) or N (targets)."""
+    ignored: bool
+    weighted: bool
+
+
+@dataclass(frozen=True)
+class Block:
+    start: int
+    logits: np.ndarray
+    labels: np.ndarray | None
+    targets: np.ndarray | None
+    exact: SoftmaxCrossEntropyResult
+    contributions: np.ndarray
+    """Each row's share of the reported loss (its loss, or its loss / D for 'mean')."""
+
+
+WhatIf = Callable[[Block], tuple[np.ndarray, np.ndarray | None]]
+
+
+def denominators(labels: np.ndarray | None, rows: int, options: LossOptions) -> Denominators:
+    if labels is None:
+        return Denominators(rows, rows, float(rows), False, options.weight is not None)
+    counted = labels != options.ignore_index
+    total = float(_label_weights(labels, options).sum())
+    return Denominators(rows, int(counted.sum()), total, bool((~counted).any()), options.weight is not None)
+
+
+def _label_weights(labels: np.ndarray, options: LossOptions) -> np.ndarray:
+    counted = labels != options.ignore_index
+    if options.weight is None:
+        return counted.astype(np.float64)
+    weights = np.asarray(options.weight, dtype=np.float64)
+    return np.where(counted, weights[np.where(counted, labels, 0)], 0.0)
+
+
+def what_ifs(labels: np.ndarray | None, d: Denominators, options: LossOptions) -> dict[str, WhatIf]:
+    """The mistakes that differ from the truth for these inputs, by name."""
+    found: dict[str, WhatIf] = {}
+    if options.reduction == "mean" and d.total > 0:
+        if d.ignored:
+            found[
+                f"the mean over all {d.rows:,} rows, ignored (padding) rows included, where it divides by {d.total:g}"
+            ] = _scaled(d.total / d.rows)
+        if d.weighted and d.counted_rows and d.total != d.counted_rows:
+            found[
+                f"the weighted mean divided by the row count {d.counted_rows:,} instead of the weight sum {d.total:g}"
+            ] = _scaled(d.total / d.counted_rows)
+        found[f"the sum instead of the mean (not divided by {d.total:g})"] = _scaled(d.total)
+        if labels is not None:
+            found.update(_per_batch_means(labels, d, options))
+        if labels is not None and d.ignored and options.label_smoothing > 0:
+            found["the smoothing term divided by every row, ignored rows included (PyTorch #73205)"] = _smoothing(
+                options, d.total / d.rows
+            )
+    if options.reduction == "sum" and d.total > 0:
+        found[f"the mean instead of the sum (divided by {d.total:g})"] = _scaled(1 / d.total)
+    if options.reduction == "none" and d.total > 0:
+        found["the gradient of the mean loss, where per-row gradients were asked for (--reduction none)"] = _scaled(
+            1 / d.total, loss=False
+        )
+    if labels is not None:
+        found["the labels read as 1-based (the gradient's −1 at class label − 1)"] = _one_based(options)
+    return found
+
+
+def _scaled(factor: float, loss: bool = True) -> WhatIf:
+    def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+        return block.exact.gradient * factor, block.contributions * factor if loss else None
+
+    return what_if
+
+
+def _per_batch_means(labels: np.ndarray, d: Denominators, options: LossOptions) -> dict[str, WhatIf]:
+    """x1/n1 + x2/n2 (or their mean) instead of (x1 + x2)/(n1 + n2), over equal micro-batches."""
+    found: dict[str, WhatIf] = {}
+    weights = _label_weights(labels, options)
+    for count in BATCH_COUNTS:
+        if d.rows % count or d.rows < 2 * count:
+            continue
+        per_batch = weights.reshape(count, -1).sum(axis=1)
+        if (per_batch == 0).any() or np.allclose(per_batch, per_batch[0]):
+            continue  # equal batches: the mean of means is the mean
+        size = d.rows // count
+        row_factor = np.repeat(d.total / per_batch, size)
+        found[f"the mean of per-batch means over {count} batches of {size:,} rows (x1/n1 + x2/n2 …)/{count}"] = (
+            _row_scaled(row_factor / count)
+        )
+        found[f"the sum of per-batch means over {count} batches of {size:,} rows x1/n1 + x2/n2 + …"] = _row_scaled(
+            row_factor
+        )
+    return found
+
+
+def _row_scaled(factors: np.ndarray) -> WhatIf:
+    def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+        rows = factors[block.start : block.start + block.exact.num_rows]
+        return block.exact.gradient * rows[:, None], block.contributions * rows
+
+    return what_if
+
+
+def _rerun(block: Block, labels: np.ndarray | None, options: LossOptions) -> SoftmaxCrossEntropyResult:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return softmax_cross_entropy(
+            block.logits,
+            labels,
+            targets=None if labels is not None else block.targets,
+            options=options,
+            mean_denominator=block.exact.denominator if options.reduction == "mean" else None,
+        )
+
+
+def _contributions(result: SoftmaxCrossEntropyResult) -> np.ndarray:
+    if result.options.reduction == "mean":
+        return result.losses * (0.0 if result.denominator == 0 else 1 / result.denominator)
+    return result.losses
+
+
+def _one_based(options: LossOptions) -> WhatIf:
+    def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+        assert block.labels is not None
+        classes = block.exact.num_classes
+        shifted = np.where(block.labels == options.ignore_index, block.labels, (block.labels - 1) % classes)
+        other = _rerun(block, shifted, options)
+        return other.gradient, _contributions(other)
+
+    return what_if
+
+
+def _smoothing(options: LossOptions, factor: float) -> WhatIf:
+    """(1 − ε)·nll/D + ε·smooth/N: the smoothing term's share scaled by D/N."""
+    eps = options.label_smoothing
+
+    def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+        plain = _rerun(block, block.labels, options.replace(label_smoothing=0.0))
+        nll_gradient = (1 - eps) * plain.gradient
+        nll_loss = (1 - eps) * _contributions(plain)
+        gradient = nll_gradient + (block.exact.gradient - nll_gradient) * factor
+        return gradient, nll_loss + (block.contributions - nll_loss) * factor
+
+    return what_if

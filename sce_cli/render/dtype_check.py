@@ -1,0 +1,93 @@
+"""`sce check --arrays`: the worst entries, a histogram of errors in ulps, the verdict."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..numbers import display
+from .grid import Column, Grid, print_grid
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..grading.by_dtype import DtypeCheck, QuantityVerdict
+
+BAR_WIDTH = 30
+
+
+def histogram_rows(verdict: QuantityVerdict) -> list[tuple[str, int, bool]]:
+    """(range of ulps, entries, beyond what is allowed) per octave: below 1 ulp, [1, 2), [2, 4)…,
+    and the entries that are not finite; empty octaves left out."""
+    from ..grading.by_dtype import EDGES
+
+    counts = verdict.counts
+    below_one = int(counts[: int((EDGES < 1).sum())].sum())
+    rows: list[tuple[str, int, bool]] = [("< 1", below_one, verdict.allowed_ulps <= 0.5)]
+    first_one = int((EDGES < 1).sum())
+    for octave, start in enumerate(range(first_one, len(EDGES), 4)):
+        low, high = 2**octave, 2 ** (octave + 1)
+        finite = int(counts[start : min(start + 4, len(EDGES))].sum())
+        rows.append((f"{low:,} – {high:,}", finite, high > verdict.allowed_ulps))
+    rows = [row for row in rows if row[1]]
+    if counts[-1]:
+        rows.append(("inf or NaN", int(counts[-1]), True))
+    return rows
+
+
+def _histogram_grid(verdict: QuantityVerdict) -> Grid:
+    rows = histogram_rows(verdict)
+    peak = max((count for _, count, _ in rows), default=0) or 1
+    grid = Grid(
+        [Column("error (ulp)", "right"), Column("entries", "right"), Column("", gives_way=True)],
+        title=f"{verdict.name}: errors in ulps of the claimed type",
+    )
+    for label, count, beyond in rows:
+        bar = "█" * max(1 if count else 0, round(BAR_WIDTH * count / peak))
+        grid.add_row(label, f"{count:,}", (bar, "red" if beyond else "green"))
+    return grid
+
+
+def _worst_grid(verdict: QuantityVerdict, digits: int) -> Grid:
+    headings = ("row", "class", "expected", "given", "error (ulp)")
+    grid = Grid([Column(h, "right") for h in headings], title=f"{verdict.name}: worst entries")
+    for entry in verdict.worst:
+        cells = (
+            f"{entry.row:,}",
+            "" if entry.column is None else f"{entry.column:,}",
+            display(entry.expected, digits),
+            display(entry.given, digits),
+            _ulps(entry.ulps),
+        )
+        grid.add_row(*cells, style="red" if entry.ulps >= verdict.allowed_ulps else "")
+    return grid
+
+
+def _ulps(value: float) -> str:
+    if value != value or value == float("inf"):
+        return "inf"
+    return f"{value:.3g}" if value < 1000 else f"{value:,.0f}"
+
+
+def print_dtype_check(console: Console, check: DtypeCheck, digits: int = 4) -> None:
+    from rich.text import Text
+
+    for verdict in check.quantities:
+        if verdict.entries > 1:
+            print_grid(console, _histogram_grid(verdict))
+            console.print()
+        if verdict.max_ulps > 0:
+            print_grid(console, _worst_grid(verdict, min(max(digits, 8), 17)))
+            console.print()
+    console.print(f"checked: {check.rows:,} rows × {check.classes:,} classes, as {check.claimed_dtype}")
+    for verdict in check.quantities:
+        line = (
+            f"{verdict.name}: worst error {_ulps(verdict.max_ulps)} ulp; a straightforward {check.claimed_dtype} "
+            f"computation's worst is {_ulps(verdict.baseline_ulps)}, "
+            f"so up to {_ulps(verdict.allowed_ulps)} is allowed; "
+            f"{verdict.wrong:,} of {verdict.entries:,} entries beyond"
+        )
+        console.print(Text(line), soft_wrap=True)
+    for mistake in check.mistakes:
+        console.print(Text(f"mistake: {mistake}"), soft_wrap=True)
+    verdict_line = f"verdict: {'correct' if check.correct else 'not correct'} for {check.claimed_dtype}"
+    console.print(Text(verdict_line, style="bold green" if check.correct else "bold red"))

@@ -1,0 +1,260 @@
+"""sce check --arrays: dumps written here with numpy, graded by their float type (issue 15).
+
+The answers are computed in this file by plain numpy in each type (an
+independent implementation, with and without the named mistakes); the
+expected verdicts follow from how they were made, never from sce's output.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sce_cli.cli import app
+
+runner = CliRunner()
+IGNORE = -100
+
+
+def plain_gradient(z, labels, dtype, *, reduction="mean", divide_by=None, one_based=False):
+    """Max-shifted softmax, p − onehot, the mean over counted rows, all in ``dtype``."""
+    work = np.float32 if np.dtype(dtype).itemsize == 2 else dtype
+    x = np.asarray(z).astype(dtype).astype(work)
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    p = (e / e.sum(axis=1, keepdims=True)).astype(dtype)
+    counted = labels != IGNORE
+    rows = np.flatnonzero(counted)
+    classes = labels[counted] - 1 if one_based else labels[counted]
+    g = p.astype(work)
+    g[rows, classes] -= 1
+    g[~counted] = 0
+    if reduction == "mean":
+        g = g / (counted.sum() if divide_by is None else divide_by)
+    return g.astype(dtype)
+
+
+def make_dump(tmp_path, n=12, k=7, dtype=np.float32, seed=0, name="dump.npz", **mistake):
+    rng = np.random.default_rng(seed)
+    z = (3 * rng.standard_normal((n, k))).astype(dtype)
+    labels = rng.integers(0, k, n)
+    labels[[1, 5]] = IGNORE
+    path = tmp_path / name
+    np.savez(path, logits=z, labels=labels, grad=plain_gradient(z, labels, dtype, **mistake))
+    return str(path), z, labels
+
+
+def run(*args):
+    result = runner.invoke(app, ["check", *map(str, args)])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+def test_a_correct_implementation_in_each_type_passes(tmp_path, dtype):
+    path, _, _ = make_dump(tmp_path, dtype=dtype)
+    code, out, err = run("--arrays", path, "--reduction", "mean")
+    assert code == 0, out + err
+    assert f"verdict: correct for {np.dtype(dtype).name}" in out
+
+
+def test_bfloat16_when_ml_dtypes_is_installed(tmp_path):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    path, _, _ = make_dump(tmp_path, dtype=ml_dtypes.bfloat16)
+    code, out, _ = run("--arrays", path, "--reduction", "mean")
+    assert code == 0 and "verdict: correct for bfloat16" in out
+
+
+def test_a_float32_answer_is_not_failed_for_lacking_float64_digits_but_1000_ulp_off_is(tmp_path):
+    path, z, labels = make_dump(tmp_path)
+    grad = plain_gradient(z, labels, np.float32)
+    # Upcast and graded as float32: passes; graded as float64 (what the stored type says): fails.
+    np.savez(tmp_path / "up.npz", logits=z.astype(np.float64), labels=labels, grad=grad.astype(np.float64))
+    assert run("--arrays", tmp_path / "up.npz", "--reduction", "mean", "--claimed-dtype", "float32")[0] == 0
+    assert run("--arrays", tmp_path / "up.npz", "--reduction", "mean")[0] == 1
+    off = grad.copy()
+    off[3, 2] += np.float32(1000) * np.spacing(np.abs(off[3, 2]))
+    np.savez(tmp_path / "off.npz", logits=z, labels=labels, grad=off)
+    code, out, _ = run("--arrays", tmp_path / "off.npz", "--reduction", "mean")
+    assert code == 1
+    assert "1 of 84 entries beyond" in out
+    worst = next(line for line in out.splitlines() if line.strip().startswith("3 "))
+    assert worst.split()[:2] == ["3", "2"]
+    assert abs(float(worst.split()[-1].replace(",", "")) - 1000) <= 3  # the float32 answer's own ~2 ulp aside
+
+
+@pytest.mark.parametrize(
+    ("mistake", "options", "named"),
+    [
+        ({"divide_by": 12}, ["--reduction", "mean"], "the mean over all 12 rows, ignored (padding) rows included"),
+        ({"reduction": "sum"}, ["--reduction", "mean"], "the sum instead of the mean"),
+        ({"reduction": "mean"}, ["--reduction", "sum"], "the mean instead of the sum"),
+        ({"reduction": "mean"}, ["--reduction", "none"], "the gradient of the mean loss, where per-row gradients"),
+        ({"one_based": True}, ["--reduction", "mean"], "the labels read as 1-based"),
+    ],
+)
+def test_each_named_mistake_is_recognised(tmp_path, mistake, options, named):
+    path, _, _ = make_dump(tmp_path, **mistake)
+    code, out, _ = run("--arrays", path, *options)
+    assert code == 1
+    assert f"mistake: {named}" in out
+
+
+def test_the_mean_of_per_batch_means(tmp_path):
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((8, 5)).astype(np.float32)
+    labels = rng.integers(0, 5, 8)
+    labels[[0, 1, 2]] = IGNORE  # the first half has 1 counted row, the second 4
+    halves = [plain_gradient(z[:4], labels[:4], np.float32), plain_gradient(z[4:], labels[4:], np.float32)]
+    np.savez(tmp_path / "d.npz", logits=z, labels=labels, grad=np.concatenate(halves) / np.float32(2))
+    code, out, _ = run("--arrays", tmp_path / "d.npz", "--reduction", "mean")
+    assert code == 1
+    assert "mistake: the mean of per-batch means over 2 batches of 4 rows" in out
+
+
+def test_separate_files_and_json(tmp_path):
+    _, z, labels = make_dump(tmp_path)
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", labels)
+    np.save(tmp_path / "g.npy", plain_gradient(z, labels, np.float32))
+    args = ["--logits", tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--grad", tmp_path / "g.npy"]
+    code, out, _ = run(*args, "--reduction", "mean", "--format", "json")
+    assert code == 0
+    import json
+
+    document = json.loads(out)
+    assert document["correct"] is True and document["claimed_dtype"] == "float32"
+    assert document["quantities"][0]["entries"] == 84
+
+
+def test_parquet_list_column_and_one_column_per_class(tmp_path):
+    import polars as pl
+
+    _, z, labels = make_dump(tmp_path)
+    grad = plain_gradient(z, labels, np.float32)
+    pl.DataFrame({"logits": z, "labels": labels, "grad": grad}).write_parquet(tmp_path / "d.parquet")
+    assert run("--arrays", tmp_path / "d.parquet", "--reduction", "mean")[0] == 0
+    pl.DataFrame({f"z{j}": z[:, j] for j in range(7)}).write_ipc(tmp_path / "z.arrow")
+    np.save(tmp_path / "y.npy", labels)
+    np.save(tmp_path / "g.npy", grad)
+    code, out, err = run(
+        "--logits",
+        tmp_path / "z.arrow",
+        "--labels",
+        tmp_path / "y.npy",
+        "--grad",
+        tmp_path / "g.npy",
+        "--reduction",
+        "mean",
+    )
+    assert code == 0, out + err
+
+
+def test_safetensors_when_installed(tmp_path):
+    pytest.importorskip("safetensors")
+    from safetensors.numpy import save_file
+
+    _, z, labels = make_dump(tmp_path)
+    save_file({"x": z, "y": labels, "g": plain_gradient(z, labels, np.float32)}, str(tmp_path / "d.safetensors"))
+    keys = ["--key-logits", "x", "--key-labels", "y", "--key-grad", "g"]
+    assert run("--arrays", tmp_path / "d.safetensors", *keys, "--reduction", "mean")[0] == 0
+
+
+def test_nan_and_infinity_in_a_given_gradient_fail(tmp_path):
+    _, z, labels = make_dump(tmp_path)
+    grad = plain_gradient(z, labels, np.float32)
+    grad[0, 0], grad[2, 1] = np.nan, np.inf
+    np.savez(tmp_path / "d.npz", logits=z, labels=labels, grad=grad)
+    code, out, _ = run("--arrays", tmp_path / "d.npz", "--reduction", "mean")
+    assert code == 1 and "inf or NaN" in out and "2 of 84 entries beyond" in out
+
+
+def test_negative_zero_for_an_ignored_row_is_zero(tmp_path):
+    _, z, labels = make_dump(tmp_path)
+    grad = plain_gradient(z, labels, np.float32)
+    grad[1] = -0.0
+    np.savez(tmp_path / "d.npz", logits=z, labels=labels, grad=grad)
+    assert run("--arrays", tmp_path / "d.npz", "--reduction", "mean")[0] == 0
+
+
+def _error(tmp_path, arrays, *extra):
+    np.savez(tmp_path / "d.npz", **arrays)
+    code, out, err = run("--arrays", tmp_path / "d.npz", *extra)
+    return code, err.replace(str(tmp_path) + os.sep, "")
+
+
+def test_bad_arrays_get_one_line_naming_the_file_and_the_array(tmp_path):
+    z = np.zeros((3, 4), np.float32)
+    g = np.zeros((3, 4), np.float32)
+    y = np.array([0, 1, 2])
+    assert _error(tmp_path, {"logits": z, "labels": y}) == (
+        2,
+        "sce: error: nothing to check: the answer to grade is an array 'grad' and/or 'loss' (or --grad/--loss)\n",
+    )
+    assert _error(tmp_path, {"logits": z, "labels": y, "grad": g[:, :3]}) == (
+        1,
+        "sce: error: d.npz: array 'grad' has shape (3, 3) but the logits are 3 × 4; give one gradient entry per logit\n",
+    )
+    assert _error(tmp_path, {"logits": z, "labels": y.astype(np.float32), "grad": g}) == (
+        1,
+        "sce: error: d.npz: array 'labels' has type float32; labels are class indices: save them as integers\n",
+    )
+    assert _error(tmp_path, {"logits": z, "labels": np.array([0, 4, 1]), "grad": g}) == (
+        1,
+        "sce: error: d.npz: array 'labels': row 1: label 4 is out of range for 4 classes; "
+        "labels are 0-based: use 0 to 3 (or -100 to ignore the row)\n",
+    )
+    assert _error(tmp_path, {"logits": z.astype(np.int32), "labels": y, "grad": g}) == (
+        1,
+        "sce: error: d.npz: array 'logits' has type int32; logits must be floats (float16, bfloat16, float32, float64)\n",
+    )
+    assert _error(tmp_path, {"logits": np.zeros((0, 4), np.float32), "labels": y[:0], "grad": g[:0]}) == (
+        1,
+        "sce: error: d.npz: array 'logits' is empty (shape (0, 4)); give at least one row of one class\n",
+    )
+    assert _error(tmp_path, {"logits": z, "labels": y, "grad": g}, "--key-grad", "dz") == (
+        1,
+        "sce: error: d.npz: no array 'dz' (it holds 'logits', 'labels', 'grad')\n",
+    )
+
+
+def test_bad_files_get_one_line_and_the_right_status(tmp_path):
+    def error(path, *extra):
+        code, _, err = run("--arrays", path, *extra)
+        return code, err.replace(str(tmp_path) + os.sep, "")
+
+    (tmp_path / "empty.npz").write_bytes(b"")
+    assert error(tmp_path / "empty.npz") == (1, "sce: error: empty.npz: the file is empty (0 bytes)\n")
+    assert error(tmp_path / "missing.npz") == (2, "sce: error: missing.npz: cannot read: no such file\n")
+    assert error(tmp_path) == (2, f"sce: error: {tmp_path}: cannot read: is a directory\n")
+    (tmp_path / "text.npy").write_text("1 2 3\n")
+    code, _, err = run(
+        "--logits", tmp_path / "text.npy", "--labels", tmp_path / "text.npy", "--grad", tmp_path / "text.npy"
+    )
+    assert (code, err.replace(str(tmp_path) + os.sep, "")) == (
+        1,
+        "sce: error: text.npy: not a .npy file (its header is missing or damaged)\n",
+    )
+    np.save(tmp_path / "z.npy", np.zeros((100, 10), np.float32))
+    data = (tmp_path / "z.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(data[:-1000])
+    os.symlink(tmp_path / "cut.npy", tmp_path / "link.npy")
+    code, _, err = run("--logits", tmp_path / "link.npy", "--labels", tmp_path / "z.npy", "--grad", tmp_path / "z.npy")
+    assert (code, err.replace(str(tmp_path) + os.sep, "")) == (
+        1,
+        "sce: error: link.npy: truncated: 3,000 bytes of data where its header promises 4,000\n",
+    )
+    make_dump(tmp_path)
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "dump.npz").read_bytes()[:300])
+    assert error(tmp_path / "cut.npz")[0] == 1
+
+
+def test_the_python_assertion(tmp_path):
+    from sce_cli.testing import assert_cross_entropy_close
+
+    _, z, labels = make_dump(tmp_path)
+    grad = plain_gradient(z, labels, np.float32)
+    assert_cross_entropy_close(z, labels, grad, reduction="mean")
+    with pytest.raises(AssertionError, match="the mean over all 12 rows"):
+        assert_cross_entropy_close(z, labels, plain_gradient(z, labels, np.float32, divide_by=12), reduction="mean")
