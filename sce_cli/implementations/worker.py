@@ -56,11 +56,11 @@ def prepare_framework(framework: str) -> None:
         return
     try:
         if framework == "jax":
-            import jax  # type: ignore[import-not-found]
+            import jax
 
             jax.config.update("jax_enable_x64", True)  # else jax silently turns float64 inputs into float32
         else:
-            import torch  # type: ignore[import-not-found]  # noqa: F401
+            import torch  # noqa: F401
     except ImportError:
         name = {"torch": "PyTorch", "jax": "JAX"}[framework]
         raise UnusableImplementation(f"--framework {framework}: {name} is not installed here") from None
@@ -92,7 +92,7 @@ def to_framework(array: np.ndarray, framework: str) -> Any:
 
         return torch.from_numpy(array)  # shares memory, so writing into it shows in `array`
     if framework == "jax":
-        import jax.numpy as jnp  # type: ignore[import-not-found]
+        import jax.numpy as jnp
 
         return jnp.asarray(array)
     return array
