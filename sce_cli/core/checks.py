@@ -101,7 +101,9 @@ def checked_logits(logits: ArrayLike, dtype: np.dtype) -> np.ndarray:
     z = np.asarray(logits)
     if z.dtype.kind not in "biuf":
         raise InvalidInput("logits must be numbers", field="logits")
-    z = z.astype(dtype, copy=False)
+    # Row-major whatever the caller's layout: a row's sums then always add in
+    # the same (pairwise) order, so the same logits give the same bits.
+    z = np.asarray(z, dtype=dtype, order="C")
     if z.ndim == 1:
         z = z[None, :]
     if z.ndim != 2:
@@ -191,4 +193,4 @@ def checked_targets(targets: ArrayLike, n_rows: int, n_classes: int, dtype: np.d
             row=row,
             hint=f"make them sum to 1 (within {TARGET_SUM_TOLERANCE:g})",
         )
-    return y.astype(dtype)
+    return np.array(y, dtype=dtype, order="C")  # a copy: the result never aliases the caller's targets

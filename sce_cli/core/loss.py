@@ -272,10 +272,14 @@ def _gradient_at_max(
 
 
 def _weighted_sum(values: np.ndarray, weight_vec: np.ndarray) -> np.ndarray:
-    """Σ_j w_j·values_j per row, leaving out classes of weight 0 (0·∞ is 0 here, not NaN)."""
-    if (weight_vec > 0).all():
-        return values @ weight_vec
-    return values[:, weight_vec > 0] @ weight_vec[weight_vec > 0]
+    """Σ_j w_j·values_j per row, leaving out classes of weight 0 (0·∞ is 0 here, not NaN).
+
+    numpy's row-wise (pairwise) sum, not a matrix-vector product: BLAS splits
+    that work by the number of rows and threads, so a row's last bits would
+    depend on the rows computed with it.
+    """
+    products = np.multiply(values, weight_vec, out=np.zeros_like(values), where=weight_vec > 0)
+    return products.sum(axis=1)
 
 
 def _sums_leaving_one_out(values: np.ndarray) -> np.ndarray:
