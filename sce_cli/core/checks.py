@@ -97,19 +97,24 @@ def class_weights(weights: np.ndarray | None, n_classes: int, dtype: np.dtype) -
     return weights
 
 
+def checked_logits_and_argmax(logits: ArrayLike, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The logits as an N×K row-major array of ``dtype``, and each row's first maximal logit's class.
+
+    One pass finds both: argmax returns a row's first NaN if it has one, and
+    its +inf, or a -inf when every logit is -inf, so a row whose maximum is
+    finite is valid; only where one is not does :func:`checked_logits` look
+    for the first problem to report.
+    """
+    z = _logit_array(logits, dtype)
+    argmax = np.argmax(z, axis=1)
+    if not np.isfinite(z[np.arange(z.shape[0]), argmax]).all():
+        checked_logits(z, dtype)
+        raise AssertionError("a row without a finite maximum passed the check")  # pragma: no cover
+    return z, argmax
+
+
 def checked_logits(logits: ArrayLike, dtype: np.dtype) -> np.ndarray:
-    z = np.asarray(logits)
-    if z.dtype.kind not in "biuf":
-        raise InvalidInput("logits must be numbers", field="logits")
-    # Row-major whatever the caller's layout: a row's sums then always add in
-    # the same (pairwise) order, so the same logits give the same bits.
-    z = np.asarray(z, dtype=dtype, order="C")
-    if z.ndim == 1:
-        z = z[None, :]
-    if z.ndim != 2:
-        raise InvalidInput(f"logits must be N×K, not {z.ndim}-dimensional", field="logits")
-    if z.shape[0] == 0 or z.shape[1] == 0:
-        raise InvalidInput("no logits", field="logits", hint="give at least one class")
+    z = _logit_array(logits, dtype)
     bad = np.isnan(z) | (z == np.inf)
     if bad.any():
         row, column = (int(i) for i in np.argwhere(bad)[0])
@@ -128,6 +133,22 @@ def checked_logits(logits: ArrayLike, dtype: np.dtype) -> np.ndarray:
             row=int(np.flatnonzero(all_masked)[0]),
             hint="leave at least one class finite",
         )
+    return z
+
+
+def _logit_array(logits: ArrayLike, dtype: np.dtype) -> np.ndarray:
+    z = np.asarray(logits)
+    if z.dtype.kind not in "biuf":
+        raise InvalidInput("logits must be numbers", field="logits")
+    # Row-major whatever the caller's layout: a row's sums then always add in
+    # the same (pairwise) order, so the same logits give the same bits.
+    z = np.asarray(z, dtype=dtype, order="C")
+    if z.ndim == 1:
+        z = z[None, :]
+    if z.ndim != 2:
+        raise InvalidInput(f"logits must be N×K, not {z.ndim}-dimensional", field="logits")
+    if z.shape[0] == 0 or z.shape[1] == 0:
+        raise InvalidInput("no logits", field="logits", hint="give at least one class")
     return z
 
 

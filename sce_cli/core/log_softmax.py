@@ -9,30 +9,43 @@ import numpy as np
 
 @dataclass(frozen=True)
 class LogSoftmax:
-    max_logit: np.ndarray
-    """M = max_j z_j, of the logits as given (N)."""
+    """One block of rows on the way to the log-softmax; N×K arrays are the block's."""
+
     argmax: np.ndarray
     """The first maximal logit's class (N)."""
     shifted: np.ndarray
-    """(z - M) / T, rounded (N×K)."""
+    """(z - M) / T, rounded (N×K), M = max_j z_j of the logits as given."""
+    err: np.ndarray
+    """Its rounding error: shifted + err = (z - M) / T to first order (N×K)."""
     exp_shifted: np.ndarray
     """exp((z - M) / T), with the rounding of the shift and the division compensated (N×K)."""
     others_sum: np.ndarray
     """S = Σ_{j ≠ argmax} exp((z_j - M) / T) (N)."""
     exp_sum: np.ndarray
     """1 + S (N)."""
-    log_probabilities: np.ndarray
-    """log softmax(z / T) (N×K)."""
+    log_sum: np.ndarray
+    """log(1 + S) = log1p(S) (N)."""
 
     @property
     def complement_of_max(self) -> np.ndarray:
         """1 - p_max = S / (1 + S), without the cancellation of 1 - p_max (N)."""
         return self.others_sum / self.exp_sum
 
+    def log_probabilities(self) -> np.ndarray:
+        """log softmax(z / T) (N×K)."""
+        return log_probabilities(self.shifted, self.err, self.argmax, self.log_sum)
 
-def log_softmax(z: np.ndarray, temperature: float = 1.0) -> LogSoftmax:
+    def log_probabilities_at(self, classes: np.ndarray) -> np.ndarray:
+        """log softmax(z / T) at one class per row (N): the same numbers as :meth:`log_probabilities`."""
+        rows = np.arange(len(classes))
+        at = (self.shifted[rows, classes] - self.log_sum) + self.err[rows, classes]
+        return np.where(classes == self.argmax, -self.log_sum, at)
+
+
+def log_softmax(z: np.ndarray, max_logit: np.ndarray, argmax: np.ndarray, temperature: float = 1.0) -> LogSoftmax:
     """Row-wise log-softmax of z / T, accurate to a few ulp even far from the maximum.
 
+    ``argmax`` is each row's first maximal logit and ``max_logit`` that logit.
     Four choices keep the last digits:
 
     * The shift comes before the scaling: (z - M) / T, never z / T - M / T,
@@ -49,22 +62,32 @@ def log_softmax(z: np.ndarray, temperature: float = 1.0) -> LogSoftmax:
       (logits [0, 40], label 1: 4.2e-18 where log(1 + S) rounds to 0).
     * Where an exponent overflows (-inf) its term is 0 and its correction is
       dropped rather than turned into NaN.
+
+    Every step is row by row: a block of rows gives the same bits as the
+    whole (for row-major z).
     """
-    rows = np.arange(z.shape[0])
-    argmax = np.argmax(z, axis=1)
-    max_logit = z[rows, argmax]
-    shifted, err = _shift_and_scale(z, max_logit, temperature)
-    exp_shifted = np.exp(shifted) * (1 + err)
-    exp_shifted[rows, argmax] = 0
+    shifted, err = shift_and_scale(z, max_logit, temperature)
+    exp_shifted = exp_shifted_of(shifted, err, argmax, zero_at_max=True)
     others_sum = exp_shifted.sum(axis=1)
-    exp_shifted[rows, argmax] = 1
-    exp_sum = 1 + others_sum
-    log_probabilities = (shifted - np.log1p(others_sum)[:, None]) + err
-    log_probabilities[rows, argmax] = -np.log1p(others_sum)
-    return LogSoftmax(max_logit, argmax, shifted, exp_shifted, others_sum, exp_sum, log_probabilities)
+    exp_shifted[np.arange(len(argmax)), argmax] = 1
+    return LogSoftmax(argmax, shifted, err, exp_shifted, others_sum, 1 + others_sum, np.log1p(others_sum))
 
 
-def _shift_and_scale(z: np.ndarray, max_logit: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+def exp_shifted_of(shifted: np.ndarray, err: np.ndarray, argmax: np.ndarray, zero_at_max: bool = False) -> np.ndarray:
+    """exp(shifted)·(1 + err), exactly 1 at the argmax (or 0, to sum the others) (N×K)."""
+    exp_shifted = np.exp(shifted) * (1 + err)
+    exp_shifted[np.arange(len(argmax)), argmax] = 0 if zero_at_max else 1
+    return exp_shifted
+
+
+def log_probabilities(shifted: np.ndarray, err: np.ndarray, argmax: np.ndarray, log_sum: np.ndarray) -> np.ndarray:
+    """(shifted - log(1 + S)) + err, exactly -log(1 + S) at the argmax (N×K)."""
+    result = (shifted - log_sum[:, None]) + err
+    result[np.arange(len(argmax)), argmax] = -log_sum
+    return result
+
+
+def shift_and_scale(z: np.ndarray, max_logit: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
     """(z - M) / T rounded, and the error e with rounded + e = (z - M) / T to first order."""
     neg_max = -max_logit[:, None]
     with np.errstate(invalid="ignore", over="ignore"):
