@@ -25,6 +25,8 @@ class LogSoftmax:
     """1 + S (N)."""
     log_sum: np.ndarray
     """log(1 + S) = log1p(S) (N)."""
+    at_max: np.ndarray
+    """Each row's argmax as an index into the flattened block (N)."""
 
     @property
     def complement_of_max(self) -> np.ndarray:
@@ -37,9 +39,9 @@ class LogSoftmax:
 
     def log_probabilities_at(self, classes: np.ndarray) -> np.ndarray:
         """log softmax(z / T) at one class per row (N): the same numbers as :meth:`log_probabilities`."""
-        rows = np.arange(len(classes))
-        at = (self.shifted[rows, classes] - self.log_sum) + self.err[rows, classes]
-        return np.where(classes == self.argmax, -self.log_sum, at)
+        at = flat_indices(classes, self.shifted.shape[1])
+        at_class = (flat(self.shifted).take(at) - self.log_sum) + flat(self.err).take(at)
+        return np.where(classes == self.argmax, -self.log_sum, at_class)
 
 
 def log_softmax(z: np.ndarray, max_logit: np.ndarray, argmax: np.ndarray, temperature: float = 1.0) -> LogSoftmax:
@@ -67,23 +69,41 @@ def log_softmax(z: np.ndarray, max_logit: np.ndarray, argmax: np.ndarray, temper
     whole (for row-major z).
     """
     shifted, err = shift_and_scale(z, max_logit, temperature)
-    exp_shifted = exp_shifted_of(shifted, err, argmax, zero_at_max=True)
+    at_max = flat_indices(argmax, z.shape[1])
+    exp_shifted = exp_shifted_of(shifted, err, at_max, zero_at_max=True)
     others_sum = exp_shifted.sum(axis=1)
-    exp_shifted[np.arange(len(argmax)), argmax] = 1
-    return LogSoftmax(argmax, shifted, err, exp_shifted, others_sum, 1 + others_sum, np.log1p(others_sum))
+    flat(exp_shifted)[at_max] = 1
+    return LogSoftmax(argmax, shifted, err, exp_shifted, others_sum, 1 + others_sum, np.log1p(others_sum), at_max)
 
 
-def exp_shifted_of(shifted: np.ndarray, err: np.ndarray, argmax: np.ndarray, zero_at_max: bool = False) -> np.ndarray:
-    """exp(shifted)·(1 + err), exactly 1 at the argmax (or 0, to sum the others) (N×K)."""
-    exp_shifted = np.exp(shifted) * (1 + err)
-    exp_shifted[np.arange(len(argmax)), argmax] = 0 if zero_at_max else 1
+def flat_indices(classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Where each row's class sits in the flattened (row-major) block."""
+    return np.arange(0, len(classes) * n_classes, n_classes) + classes
+
+
+def flat(a: np.ndarray) -> np.ndarray:
+    """A 1-D view of a row-major array: indexing it with :func:`flat_indices` reads and writes ``a``."""
+    if not a.flags.c_contiguous:
+        raise ValueError("a flat view needs a row-major array")
+    return a.reshape(-1)
+
+
+def exp_shifted_of(shifted: np.ndarray, err: np.ndarray, at_max: np.ndarray, zero_at_max: bool = False) -> np.ndarray:
+    """exp(shifted)·(1 + err), exactly 1 at the argmax (or 0, to sum the others) (N×K).
+
+    ``at_max``: the argmax as :func:`flat_indices`.
+    """
+    exp_shifted = np.exp(shifted)
+    exp_shifted *= 1 + err
+    flat(exp_shifted)[at_max] = 0 if zero_at_max else 1
     return exp_shifted
 
 
 def log_probabilities(shifted: np.ndarray, err: np.ndarray, argmax: np.ndarray, log_sum: np.ndarray) -> np.ndarray:
     """(shifted - log(1 + S)) + err, exactly -log(1 + S) at the argmax (N×K)."""
-    result = (shifted - log_sum[:, None]) + err
-    result[np.arange(len(argmax)), argmax] = -log_sum
+    result = shifted - log_sum[:, None]
+    result += err
+    flat(result)[flat_indices(argmax, shifted.shape[1])] = -log_sum
     return result
 
 
@@ -95,7 +115,10 @@ def shift_and_scale(z: np.ndarray, max_logit: np.ndarray, temperature: float) ->
         # TwoSum: difference + err == z - M exactly (NaN or inf only where the
         # logit is -inf or the difference overflows; those terms are 0).
         virtual = difference - z
-        err = (z - (difference - virtual)) + (neg_max - virtual)
+        # err = (z - (difference - virtual)) + (neg_max - virtual), in place.
+        err = difference - virtual
+        np.subtract(z, err, out=err)
+        np.add(err, np.subtract(neg_max, virtual, out=virtual), out=err)
         if temperature != 1.0:
             t = z.dtype.type(temperature)
             quotient = difference / t
@@ -104,7 +127,12 @@ def shift_and_scale(z: np.ndarray, max_logit: np.ndarray, temperature: float) ->
             # bits), so the remainder of the division is known exactly.
             err = ((difference - product) - product_err + err) / t
             difference = quotient
-    err = np.where(np.isfinite(err) & np.isfinite(difference), err, 0).astype(z.dtype, copy=False)
+        # Sums are finite exactly when no entry is NaN or ±inf (unless they
+        # overflow, which only sends finite rows the long way).
+        # (With T = 1 a non-finite difference always makes err NaN.)
+        all_finite = np.isfinite(err.sum()) and (temperature == 1.0 or np.isfinite(difference.sum()))
+    if not all_finite:
+        err = np.where(np.isfinite(err) & np.isfinite(difference), err, 0).astype(z.dtype, copy=False)
     return difference, err
 
 

@@ -26,7 +26,7 @@ from .checks import (
     validated_options,
     weight_tuple,
 )
-from .log_softmax import LogSoftmax, log_softmax
+from .log_softmax import LogSoftmax, flat, flat_indices, log_softmax
 from .result import InvalidInput, LossWarning, SoftmaxCrossEntropyResult
 from .targets import smoothed_targets
 
@@ -130,6 +130,7 @@ def _compute(
     gradient = np.empty_like(z)
     losses = np.empty(n_rows, dtype)
     others_sum = np.empty(n_rows, dtype)
+    overflowing: list[int] = []
     scale = _GradientScale(options.reduction, denominator, dtype.type(options.temperature))
     for block in blocks.row_blocks(n_rows, n_classes, z.itemsize):
         ls = log_softmax(z[block], max_logit[block], argmax[block], options.temperature)
@@ -139,9 +140,12 @@ def _compute(
         g = gradient[block]
         losses[block] = terms.block(block, ls, p, g)
         scale.apply(g)
+        overflowing.extend(_overflowing_rows(g, block))
     _warn_about_infinite_losses(losses)
     loss, denominator = _reduce(losses, terms.counted, options.reduction, denominator, gradient)
-    _warn_about_overflowing_gradients(gradient, options.temperature)
+    if denominator == 0 and options.reduction == "mean":
+        overflowing = []  # the gradient is 0
+    _warn_about_overflowing_gradients(overflowing, options.temperature)
     return SoftmaxCrossEntropyResult(
         logits=z,
         max_logit=max_logit,
@@ -190,27 +194,37 @@ class _HardLabels:
         n_classes = len(weight_vec)
         dtype = weight_vec.dtype
         self.counted = labels != ignore_index
-        self.safe_labels = np.where(self.counted, labels, 0)
-        label_weight = np.where(self.counted, weight_vec[self.safe_labels], 0).astype(dtype)
+        self.all_counted = bool(self.counted.all())
+        self.safe_labels = labels if self.all_counted else np.where(self.counted, labels, 0)
+        if (weight_vec == 1).all():
+            label_weight = self.counted.astype(dtype)  # the same 1s and 0s, without the gather
+        else:
+            label_weight = np.where(self.counted, weight_vec[self.safe_labels], 0).astype(dtype)
         self.denominator = float(label_weight.sum())
         self.eps = eps
         self.weight_vec = weight_vec
         self.uniform = eps / dtype.type(n_classes)  # ε/K, the smoothed mass of every class
-        self.one_hot_weight = (1 - eps) * label_weight  # (1 - ε)·w_c, the label's own share
+        # Without smoothing the terms of ε below are exactly (1 - 0)·x = x and x + 0·w = x
+        # (no weight is -0.0, which + 0 would turn into +0.0): skipping them keeps every bit.
+        plain = eps == 0 and not np.signbit(weight_vec).any()
+        self.one_hot_weight = label_weight if plain else (1 - eps) * label_weight  # (1 - ε)·w_c, the label's share
         # w ⊙ q summed, for each row, over all classes and over all but the argmax.
-        self.mass = self.one_hot_weight + self.uniform * weight_vec.sum(dtype=dtype)
-        mass_but_max = np.where(self.safe_labels != argmax, self.one_hot_weight, 0)
+        if plain:
+            self.mass = self.one_hot_weight
+        else:
+            self.mass = self.one_hot_weight + self.uniform * weight_vec.sum(dtype=dtype)
+        at_max = self.safe_labels == argmax
+        mass_but_max = np.where(at_max, 0, self.one_hot_weight)
         if eps > 0:
             mass_but_max = mass_but_max + self.uniform * _sums_leaving_one_out(weight_vec)[argmax]
         self.mass_but_max = mass_but_max
-        self.target_at_max = (
-            np.where(self.safe_labels == argmax, self.one_hot_weight, 0) + self.uniform * weight_vec[argmax]
-        )
+        self.target_at_max = np.where(at_max, self.one_hot_weight, 0)
+        if not plain:
+            self.target_at_max = self.target_at_max + self.uniform * weight_vec[argmax]
 
     def block(self, rows: slice, ls: LogSoftmax, probabilities: np.ndarray, gradient: np.ndarray) -> np.ndarray:
         labels, counted, one_hot_weight = self.safe_labels[rows], self.counted[rows], self.one_hot_weight[rows]
         dtype = probabilities.dtype
-        within = np.arange(len(labels))
         nll = -ls.log_probabilities_at(labels)
         # A label of weight 0 (or an ignored row) contributes 0, even where -log p_c
         # is infinite: never 0·∞, which is NaN.
@@ -224,11 +238,13 @@ class _HardLabels:
         np.multiply(probabilities, self.mass[rows, None], out=gradient)
         if self.eps > 0:
             gradient -= self.uniform * self.weight_vec
-        gradient[within, labels] -= one_hot_weight
-        gradient[within, ls.argmax] = _gradient_at_max(
-            ls, probabilities, self.mass_but_max[rows], self.target_at_max[rows]
-        )
-        gradient[~counted] = 0
+        flat_gradient = flat(gradient)
+        at_label = flat_indices(labels, gradient.shape[1])
+        flat_gradient[at_label] = flat_gradient.take(at_label) - one_hot_weight
+        at_max = _gradient_at_max(ls, probabilities, self.mass_but_max[rows], self.target_at_max[rows])
+        flat_gradient[ls.at_max] = at_max
+        if not self.all_counted:
+            gradient[~counted] = 0
         return losses
 
 
@@ -276,7 +292,7 @@ def _gradient_at_max(
     product keeps its digits and 1 - p_m = S / (1 + S) is never formed by a
     subtraction.
     """
-    p_max = probabilities[np.arange(len(mass_but_max)), ls.argmax]
+    p_max = flat(probabilities).take(ls.at_max)
     return p_max * mass_but_max - target_at_max * ls.complement_of_max
 
 
@@ -342,14 +358,21 @@ def _reduce(
     return float(losses.sum(dtype=dtype) / dtype.type(denominator)), denominator
 
 
-def _warn_about_overflowing_gradients(gradient: np.ndarray, temperature: float) -> None:
-    overflowing = np.flatnonzero(np.isinf(gradient).any(axis=1))
-    if overflowing.size:
+def _overflowing_rows(gradient: np.ndarray, rows: slice) -> list[int]:
+    """The rows of a block whose gradient has an infinite entry."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(gradient.sum()):  # no entry is ±inf (or NaN)
+            return []
+    return (rows.start + np.flatnonzero(np.isinf(gradient).any(axis=1))).tolist()
+
+
+def _warn_about_overflowing_gradients(overflowing: list[int], temperature: float) -> None:
+    if overflowing:
         why = f" (the temperature {temperature:g} divides by almost 0)" if temperature < 1 else ""
         warnings.warn(
             LossWarning(
                 f"the gradient overflows float64: its largest entries exceed 1.8e308 and are shown as ±inf{why}",
-                tuple(overflowing.tolist()),
+                tuple(overflowing),
             ),
             stacklevel=4,
         )

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..options import LossOptions
 from . import blocks
-from .log_softmax import exp_shifted_of, log_probabilities, shift_and_scale
+from .log_softmax import exp_shifted_of, flat_indices, log_probabilities, shift_and_scale
 from .targets import smoothed_one_hot, smoothed_targets
 
 
@@ -114,7 +114,9 @@ class SoftmaxCrossEntropyResult:
     @cached_property
     def exp_shifted(self) -> np.ndarray:
         """exp((logits - M) / T), with the rounding of the shift compensated; 1 at the argmax (N×K)."""
-        return self._by_blocks(lambda rows: exp_shifted_of(*self._shifted(rows), self.argmax[rows]))
+        return self._by_blocks(
+            lambda rows: exp_shifted_of(*self._shifted(rows), flat_indices(self.argmax[rows], self.num_classes))
+        )
 
     @cached_property
     def log_probabilities(self) -> np.ndarray:
