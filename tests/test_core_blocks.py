@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sce_cli.core import LossOptions, blocks, softmax_cross_entropy
+from sce_cli.core import InvalidInput, LossOptions, blocks, softmax_cross_entropy
 
 from .core_reference import reference_softmax_cross_entropy
 
@@ -233,3 +233,27 @@ def test_the_result_does_not_alias_the_callers_targets():
     result = softmax_cross_entropy([[1.0, 2.0]], targets=targets)
     targets[0] = [1.0, 0.0]
     assert result.target.tolist() == [[0.25, 0.75]]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("k", [2, 17, 100, 1000])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_bad_logit_anywhere_in_a_row_is_found_where_it_is(dtype, k, bad):
+    # The check goes through each row's argmax: a NaN or +inf before or after
+    # the row's largest finite logit must still be found, at its own place.
+    rng = np.random.default_rng(k)
+    for column in sorted({0, k // 2, k - 1}):
+        z = rng.normal(size=(4, k))
+        z[2, (column + 1) % k] = 100.0
+        z[2, column] = bad
+        with pytest.raises(InvalidInput) as caught:
+            softmax_cross_entropy(z.astype(dtype), np.zeros(4, dtype=np.int64))
+        assert (caught.value.field, caught.value.row, caught.value.column) == ("logits", 2, column)
+
+
+def test_a_row_of_minus_infinity_is_found():
+    z = np.zeros((5, 7))
+    z[3] = -np.inf
+    with pytest.raises(InvalidInput, match="every logit in the row is -inf") as caught:
+        softmax_cross_entropy(z, np.zeros(5, dtype=np.int64))
+    assert caught.value.row == 3

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 #: The bytes of one N×K intermediate of a block (a few such are live at once).
-BLOCK_BYTES = 1 << 20
+BLOCK_BYTES = 1 << 19
 
 
 def block_rows(n_classes: int, itemsize: int) -> int:

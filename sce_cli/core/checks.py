@@ -97,8 +97,8 @@ def class_weights(weights: np.ndarray | None, n_classes: int, dtype: np.dtype) -
     return weights
 
 
-def checked_logits_and_argmax(logits: ArrayLike, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """The logits as an N×K row-major array of ``dtype``, and each row's first maximal logit's class.
+def checked_logits_and_argmax(logits: ArrayLike, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The logits as an N×K row-major array of ``dtype``, each row's first maximal logit's class, and that logit.
 
     One pass finds both: argmax returns a row's first NaN if it has one, and
     its +inf, or a -inf when every logit is -inf, so a row whose maximum is
@@ -107,10 +107,11 @@ def checked_logits_and_argmax(logits: ArrayLike, dtype: np.dtype) -> tuple[np.nd
     """
     z = _logit_array(logits, dtype)
     argmax = np.argmax(z, axis=1)
-    if not np.isfinite(z[np.arange(z.shape[0]), argmax]).all():
+    max_logit = z.reshape(-1).take(np.arange(0, z.size, z.shape[1]) + argmax)
+    if not np.isfinite(max_logit).all():
         checked_logits(z, dtype)
         raise AssertionError("a row without a finite maximum passed the check")  # pragma: no cover
-    return z, argmax
+    return z, argmax, max_logit
 
 
 def checked_logits(logits: ArrayLike, dtype: np.dtype) -> np.ndarray:

@@ -44,7 +44,24 @@ class LogSoftmax:
         return np.where(classes == self.argmax, -self.log_sum, at_class)
 
 
-def log_softmax(z: np.ndarray, max_logit: np.ndarray, argmax: np.ndarray, temperature: float = 1.0) -> LogSoftmax:
+class Workspace:
+    """Four N×K buffers reused block after block, so that a block's intermediates stay in
+    the cache instead of being allocated (and their pages faulted in) afresh."""
+
+    def __init__(self, rows: int, n_classes: int, dtype: np.dtype) -> None:
+        self.buffers = [np.empty((rows, n_classes), dtype) for _ in range(4)]
+
+    def for_rows(self, rows: int) -> list[np.ndarray]:
+        return [buffer[:rows] for buffer in self.buffers]
+
+
+def log_softmax(
+    z: np.ndarray,
+    max_logit: np.ndarray,
+    argmax: np.ndarray,
+    temperature: float = 1.0,
+    workspace: Workspace | None = None,
+) -> LogSoftmax:
     """Row-wise log-softmax of z / T, accurate to a few ulp even far from the maximum.
 
     ``argmax`` is each row's first maximal logit and ``max_logit`` that logit.
@@ -66,11 +83,13 @@ def log_softmax(z: np.ndarray, max_logit: np.ndarray, argmax: np.ndarray, temper
       dropped rather than turned into NaN.
 
     Every step is row by row: a block of rows gives the same bits as the
-    whole (for row-major z).
+    whole (for row-major z). With a ``workspace`` the N×K results live in its
+    buffers, until the next block.
     """
-    shifted, err = shift_and_scale(z, max_logit, temperature)
+    difference, virtual, err, exp = workspace.for_rows(len(z)) if workspace else (None, None, None, None)
+    shifted, err = shift_and_scale(z, max_logit, temperature, (difference, virtual, err))
     at_max = flat_indices(argmax, z.shape[1])
-    exp_shifted = exp_shifted_of(shifted, err, at_max, zero_at_max=True)
+    exp_shifted = exp_shifted_of(shifted, err, at_max, zero_at_max=True, out=exp, scratch=virtual)
     others_sum = exp_shifted.sum(axis=1)
     flat(exp_shifted)[at_max] = 1
     return LogSoftmax(argmax, shifted, err, exp_shifted, others_sum, 1 + others_sum, np.log1p(others_sum), at_max)
@@ -88,13 +107,20 @@ def flat(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1)
 
 
-def exp_shifted_of(shifted: np.ndarray, err: np.ndarray, at_max: np.ndarray, zero_at_max: bool = False) -> np.ndarray:
+def exp_shifted_of(
+    shifted: np.ndarray,
+    err: np.ndarray,
+    at_max: np.ndarray,
+    zero_at_max: bool = False,
+    out: np.ndarray | None = None,
+    scratch: np.ndarray | None = None,
+) -> np.ndarray:
     """exp(shifted)·(1 + err), exactly 1 at the argmax (or 0, to sum the others) (N×K).
 
-    ``at_max``: the argmax as :func:`flat_indices`.
+    ``at_max``: the argmax as :func:`flat_indices`; ``out`` and ``scratch``: buffers to use.
     """
-    exp_shifted = np.exp(shifted)
-    exp_shifted *= 1 + err
+    exp_shifted = np.exp(shifted, out=out)
+    exp_shifted *= np.add(err, 1, out=scratch)
     flat(exp_shifted)[at_max] = 0 if zero_at_max else 1
     return exp_shifted
 
@@ -107,16 +133,24 @@ def log_probabilities(shifted: np.ndarray, err: np.ndarray, argmax: np.ndarray, 
     return result
 
 
-def shift_and_scale(z: np.ndarray, max_logit: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
-    """(z - M) / T rounded, and the error e with rounded + e = (z - M) / T to first order."""
+def shift_and_scale(
+    z: np.ndarray,
+    max_logit: np.ndarray,
+    temperature: float,
+    buffers: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None] = (None, None, None),
+) -> tuple[np.ndarray, np.ndarray]:
+    """(z - M) / T rounded, and the error e with rounded + e = (z - M) / T to first order.
+
+    ``buffers``: where to put the difference, a scratch term and the error (None: new arrays).
+    """
     neg_max = -max_logit[:, None]
     with np.errstate(invalid="ignore", over="ignore"):
-        difference = z + neg_max
+        difference = np.add(z, neg_max, out=buffers[0])
         # TwoSum: difference + err == z - M exactly (NaN or inf only where the
         # logit is -inf or the difference overflows; those terms are 0).
-        virtual = difference - z
+        virtual = np.subtract(difference, z, out=buffers[1])
         # err = (z - (difference - virtual)) + (neg_max - virtual), in place.
-        err = difference - virtual
+        err = np.subtract(difference, virtual, out=buffers[2])
         np.subtract(z, err, out=err)
         np.add(err, np.subtract(neg_max, virtual, out=virtual), out=err)
         if temperature != 1.0:

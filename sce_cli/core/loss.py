@@ -26,7 +26,7 @@ from .checks import (
     validated_options,
     weight_tuple,
 )
-from .log_softmax import LogSoftmax, flat, flat_indices, log_softmax
+from .log_softmax import LogSoftmax, Workspace, flat, flat_indices, log_softmax
 from .result import InvalidInput, LossWarning, SoftmaxCrossEntropyResult
 from .targets import smoothed_targets
 
@@ -107,7 +107,7 @@ def _compute(
     mean_denominator: float | None,
 ) -> SoftmaxCrossEntropyResult:
     dtype, weights = validated_options(options)
-    z, argmax = checked_logits_and_argmax(logits, dtype)
+    z, argmax, max_logit = checked_logits_and_argmax(logits, dtype)
     n_rows, n_classes = z.shape
     weight_vec = class_weights(weights, n_classes, dtype)
     if labels is not None and targets is not None:
@@ -124,16 +124,15 @@ def _compute(
     else:
         raise _neither_or_both()
     denominator = terms.denominator if mean_denominator is None else float(mean_denominator)
-    rows = np.arange(n_rows)
-    max_logit = z[rows, argmax]
     probabilities = np.empty_like(z)
     gradient = np.empty_like(z)
     losses = np.empty(n_rows, dtype)
     others_sum = np.empty(n_rows, dtype)
     overflowing: list[int] = []
     scale = _GradientScale(options.reduction, denominator, dtype.type(options.temperature))
+    workspace = Workspace(min(n_rows, blocks.block_rows(n_classes, z.itemsize)), n_classes, dtype)
     for block in blocks.row_blocks(n_rows, n_classes, z.itemsize):
-        ls = log_softmax(z[block], max_logit[block], argmax[block], options.temperature)
+        ls = log_softmax(z[block], max_logit[block], argmax[block], options.temperature, workspace)
         others_sum[block] = ls.others_sum
         p = probabilities[block]
         np.divide(ls.exp_shifted, ls.exp_sum[:, None], out=p)
