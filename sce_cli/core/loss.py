@@ -1,9 +1,12 @@
 """Softmax cross-entropy: the public function over private steps.
 
-The steps: check the inputs, take the log-softmax, compute each row's loss
-and gradient for the kind of target given (class indices or probabilities),
-then reduce. Each target kind returns the same small record, so the
-reduction (and anything added later) is written once.
+The steps: check the inputs (finding each row's argmax on the way), then,
+block of rows by block of rows (:mod:`.blocks`), take the log-softmax and
+compute each row's loss and gradient for the kind of target given (class
+indices or probabilities: each kind is a small object with the same
+``block`` method, so the loop, the scaling and the reduction are written
+once), and finally reduce. The intermediates only explanations need are
+left to the result, which computes them when they are read.
 """
 
 from __future__ import annotations
