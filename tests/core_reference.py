@@ -224,7 +224,7 @@ def _hard_label_terms(
     # A label of weight 0 (or an ignored row) contributes 0, even where -log p_c
     # is infinite: never 0·∞, which is NaN.
     losses = np.multiply(one_hot_weight, nll, out=np.zeros_like(nll), where=one_hot_weight > 0)
-    if eps > 0:
+    if uniform > 0:  # fixed after the freeze: an ε/K that underflows to 0 adds nothing (never 0·∞)
         # PyTorch adds ε/K times the "smooth loss" Σ_j w_j (-log p_j); a class
         # of weight 0 adds nothing, even where its -log p_j is infinite.
         losses = losses + uniform * _weighted_sum(-ls.log_probabilities, weight_vec)

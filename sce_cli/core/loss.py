@@ -99,7 +99,11 @@ def softmax_cross_entropy(
         options = keywords
     elif keywords != _DEFAULTS:
         raise TypeError("give the options either as options= or as keywords, not both")
-    return _compute(logits, labels, targets, options, mean_denominator)
+    # Floating-point events are not reported as numpy's warnings: the core
+    # checks its results instead, and every inf or NaN it returns comes with a
+    # LossWarning that says why (no raw warning reaches a user, issue 10).
+    with np.errstate(all="ignore"):
+        return _compute(logits, labels, targets, options, mean_denominator)
 
 
 def _compute(
@@ -148,6 +152,7 @@ def _compute(
     if denominator == 0 and options.reduction == "mean":
         overflowing = []  # the gradient is 0
     _warn_about_overflowing_gradients(overflowing, options.temperature)
+    _warn_about_nan(losses, gradient, z.dtype)
     return SoftmaxCrossEntropyResult(
         logits=z,
         max_logit=max_logit,
@@ -164,6 +169,23 @@ def _compute(
         others_sum=others_sum,
         given_targets=y,
     )
+
+
+def _warn_about_nan(losses: np.ndarray, gradient: np.ndarray, dtype: np.dtype) -> None:
+    """A NaN that no other warning explains: an intermediate beyond the float type's range."""
+    with np.errstate(invalid="ignore"):
+        bad = np.isnan(losses) | np.isnan(gradient.sum(axis=1))
+        bad &= ~np.isinf(gradient).any(axis=1)  # ±inf - ±inf: the overflow warning says why
+    if bad.any():
+        rows = tuple(np.flatnonzero(bad).tolist())
+        warnings.warn(
+            LossWarning(
+                f"the result of row {rows[0]} is NaN: an intermediate value went beyond {dtype.name}'s range "
+                "(compute in float64, or bring the logits or the temperature nearer 1)",
+                rows,
+            ),
+            stacklevel=4,
+        )
 
 
 def _neither_or_both() -> InvalidInput:
@@ -232,9 +254,10 @@ class _HardLabels:
         # is infinite: never 0·∞, which is NaN.
         with np.errstate(over="ignore"):  # a loss beyond 1.8e308 is inf, and warned about
             losses = np.multiply(one_hot_weight, nll, out=np.zeros_like(nll), where=one_hot_weight > 0)
-            if self.eps > 0:
+            if self.uniform > 0:
                 # PyTorch adds ε/K times the "smooth loss" Σ_j w_j (-log p_j); a class
-                # of weight 0 adds nothing, even where its -log p_j is infinite.
+                # of weight 0 adds nothing, even where its -log p_j is infinite. (An ε/K
+                # that underflows to 0 adds nothing either: never 0·∞.)
                 losses = losses + self.uniform * _weighted_sum(-ls.log_probabilities(), self.weight_vec)
         losses = np.where(counted, losses, 0).astype(dtype) + 0.0  # + 0.0: no -0.0
 
@@ -346,7 +369,7 @@ def _reduce(
     if reduction == "none":
         return losses, 1.0
     if reduction == "sum":
-        return float(losses.sum(dtype=dtype)), 1.0
+        return _total(losses), 1.0
     if denominator == 0:
         warnings.warn(
             LossWarning(
@@ -358,7 +381,22 @@ def _reduce(
         )
         gradient[...] = 0
         return float("nan"), 0.0
-    return float(losses.sum(dtype=dtype) / dtype.type(denominator)), denominator
+    return float(_total(losses) / dtype.type(denominator)), denominator
+
+
+def _total(losses: np.ndarray) -> float:
+    """The losses' sum; where it overflows float64 (rows of 1e308 each), inf with a warning."""
+    with np.errstate(over="ignore"):
+        total = losses.sum(dtype=losses.dtype)
+    if np.isinf(total) and np.isfinite(losses).all():
+        warnings.warn(
+            LossWarning(
+                f"the reduced loss overflows {losses.dtype.name}: the rows' losses are finite "
+                "but their sum exceeds its range, so it is inf"
+            ),
+            stacklevel=5,
+        )
+    return float(total)
 
 
 def _overflowing_rows(gradient: np.ndarray, rows: slice) -> list[int]:

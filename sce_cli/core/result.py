@@ -139,8 +139,9 @@ class SoftmaxCrossEntropyResult:
 
     def _by_blocks(self, block: Callable[[slice], np.ndarray]) -> np.ndarray:
         out = np.empty_like(self.logits)
-        for rows in blocks.row_blocks(self.num_rows, self.num_classes, self.logits.itemsize):
-            out[rows] = block(rows)
+        with np.errstate(all="ignore"):  # as in the core: results are checked, not warned about
+            for rows in blocks.row_blocks(self.num_rows, self.num_classes, self.logits.itemsize):
+                out[rows] = block(rows)
         return out
 
     @property
