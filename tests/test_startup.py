@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import io
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 from sce_cli.cli import app
 from sce_cli.cli.app import BLAS_THREAD_VARIABLES, COMMANDS
+from sce_cli.render.grid import PlainConsole, console_for
 
 # The console script's own two lines, then what it left loaded and the BLAS variables.
 ENTRY_POINT = """
@@ -43,13 +45,13 @@ def loaded(modules: list[str], package: str) -> list[str]:
     return [m for m in modules if m == package or m.startswith(package + ".")]
 
 
-def test_grad_loads_neither_polars_nor_the_other_commands(tmp_path):
+def test_grad_into_a_pipe_loads_neither_rich_nor_polars_nor_the_other_commands(tmp_path):
     done, report = run_sce(tmp_path, "grad", "2", "3", "4", "-l", "1")
     assert done.returncode == 0, done.stderr
     assert "loss L = 1.4076" in done.stdout
     modules = report["modules"]
     assert "sce_cli.cli.grad" in modules
-    for package in ("polars", "typer.rich_utils", "sce_cli.batch", "sce_cli.implementations"):
+    for package in ("rich", "polars", "typer.rich_utils", "sce_cli.batch", "sce_cli.implementations"):
         assert loaded(modules, package) == [], package
     for command in ("batch", "check", "test"):
         assert f"sce_cli.cli.{command}" not in modules
@@ -120,3 +122,73 @@ def test_an_unknown_command_is_still_named_with_a_suggestion():
     result = CliRunner().invoke(app, ["gard", "1"])
     assert result.exit_code == 2
     assert "No such command 'gard'. Did you mean 'grad'?" in result.stderr
+
+
+# The plain console prints exactly what rich's Console prints away from a terminal.
+
+LINES = [
+    "",
+    "loss L = 1.4076",
+    "with label smoothing 0.1; temperature 2",
+    "∂s/∂z = diag(s) - s sᵀ is 1000×1000: too large to print.",
+    "with class weights " + ", ".join(["0.125"] * 30),  # longer than 80: rich wraps it
+    "[bold]markup[/bold] and [brackets]",
+    "an :emoji: code, a :smile:",
+    "tab\tand\nnewline",
+    "trailing spaces   ",
+    "漢字 " * 30,
+]
+
+
+def rich_output(call, columns: str) -> str:
+    from rich.console import Console
+
+    file = io.StringIO()
+    os.environ["COLUMNS"] = columns
+    try:
+        call(Console(file=file, highlight=False))
+    finally:
+        del os.environ["COLUMNS"]
+    return file.getvalue()
+
+
+def plain_output(call, columns: str) -> str:
+    file = io.StringIO()
+    os.environ["COLUMNS"] = columns
+    try:
+        console = console_for(file)
+        assert isinstance(console, PlainConsole)
+        call(console)
+    finally:
+        del os.environ["COLUMNS"]
+    return file.getvalue()
+
+
+@pytest.mark.parametrize("columns", ["80", "40", "200"])
+@pytest.mark.parametrize("line", LINES)
+def test_the_plain_console_prints_what_rich_prints(line, columns, monkeypatch):
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    from rich.text import Text
+
+    from sce_cli.render.grid import print_styled
+
+    for call in (
+        lambda c: c.print(line),
+        lambda c: c.print(line, highlight=False),
+        lambda c: print_styled(c, (line, "bold"), " end"),
+        lambda c: c.print(Text(line), style="bold"),
+        lambda c: c.print(),
+    ):
+        assert plain_output(call, columns) == rich_output(call, columns)
+
+
+def test_rich_decides_where_it_might_see_a_terminal(monkeypatch):
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert not isinstance(console_for(io.StringIO()), PlainConsole)
+    monkeypatch.delenv("FORCE_COLOR")
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    assert not isinstance(console_for(io.StringIO()), PlainConsole)
+    monkeypatch.setenv("TTY_COMPATIBLE", "0")
+    assert isinstance(console_for(io.StringIO()), PlainConsole)
