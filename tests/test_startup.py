@@ -51,7 +51,7 @@ def test_grad_into_a_pipe_loads_neither_rich_nor_polars_nor_the_other_commands(t
     assert "loss L = 1.4076" in done.stdout
     modules = report["modules"]
     assert "sce_cli.cli.grad" in modules
-    for package in ("rich", "polars", "typer.rich_utils", "sce_cli.batch", "sce_cli.implementations"):
+    for package in ("rich", "polars", "typer.rich_utils", "sce_cli.batch", "sce_cli.implementations", "sce_cli.grading"):
         assert loaded(modules, package) == [], package
     for command in ("batch", "check", "test"):
         assert f"sce_cli.cli.{command}" not in modules
