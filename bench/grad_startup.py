@@ -5,7 +5,10 @@ machine hits all of them alike), and prints the median wall time and CPU
 time (user + system, the process and its threads) of each as a Markdown
 table, with the ratio of the wall times to `python -c "import numpy"`.
 
-    python bench/grad_startup.py [--rounds 21]
+    python bench/grad_startup.py [--rounds 21] [--compare OTHER_VENV/bin/python]
+
+With --compare, the same rows for the sce installed beside another Python
+(say, a release or main) run in the same rounds.
 
 Run it with the Python of an environment where sce is installed with `pip
 install .` (not `-e`): an editable install adds an import hook that costs
@@ -42,10 +45,14 @@ TORCH_ONE_LINER = (
 BASELINE = 'python -c "import numpy"'
 
 
-def commands() -> dict[str, list[str]]:
+def sce_of(python: str) -> list[str]:
+    found = shutil.which("sce", path=str(Path(python).parent))
+    return [found] if found else [python, "-m", "sce_cli"]
+
+
+def commands(compare: str | None) -> dict[str, list[str]]:
     python = sys.executable
-    found = shutil.which("sce", path=str(Path(python).parent)) or shutil.which("sce")
-    sce = [found] if found else [python, "-m", "sce_cli"]
+    sce = sce_of(python)
     table = {
         "sce grad 2 3 4 --label 1": [*sce, "grad", "2", "3", "4", "--label", "1"],
         "sce --version": [*sce, "--version"],
@@ -54,6 +61,12 @@ def commands() -> dict[str, list[str]]:
         'python -c "import typer"': [python, "-c", "import typer"],
         "python -c pass (the interpreter alone)": [python, "-c", "pass"],
     }
+    if compare:
+        table = {
+            "sce grad 2 3 4 --label 1 (--compare)": [*sce_of(compare), "grad", "2", "3", "4", "--label", "1"],
+            "sce --version (--compare)": [*sce_of(compare), "--version"],
+            **table,
+        }
     if subprocess.run([python, "-c", "import torch"], capture_output=True).returncode == 0:
         table["PyTorch one-liner (F.cross_entropy + backward)"] = [python, "-c", TORCH_ONE_LINER]
     return table
@@ -77,8 +90,9 @@ def run(argv: list[str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--compare", metavar="PYTHON", help="also time the sce installed beside this Python")
     args = parser.parse_args()
-    table = commands()
+    table = commands(args.compare)
     walls: dict[str, list[float]] = {name: [] for name in table}
     cpus: dict[str, list[float]] = {name: [] for name in table}
     for argv in table.values():  # warm the file cache once
