@@ -18,7 +18,9 @@ a few milliseconds. The rows:
   --version` (the group alone: typer, no numpy);
 - `import numpy`, the floor of any numpy program (the ratios' baseline),
   and `import numpy, typer`, the floor of a typer command line on numpy:
-  what typer costs is the difference between the two;
+  what typer costs is the difference between the two; both again with one
+  BLAS thread (`OPENBLAS_NUM_THREADS=1`, as sce sets it), the floors sce
+  itself can reach;
 - `import typer` alone, and the interpreter alone;
 - the PyTorch one-liner, when torch is installed in the same environment
   (it is not a dependency of sce: `pip install torch`); else left out.
@@ -43,6 +45,9 @@ TORCH_ONE_LINER = (
     "print(loss.item(), z.grad.tolist())"
 )
 BASELINE = 'python -c "import numpy"'
+ONE_THREAD = "OPENBLAS_NUM_THREADS=1"
+#: Left out of every command's environment: colour, and the thread counts (sce would keep a user's).
+UNSET = ("FORCE_COLOR", "TTY_COMPATIBLE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def sce_of(python: str) -> list[str]:
@@ -58,6 +63,8 @@ def commands(compare: str | None) -> dict[str, list[str]]:
         "sce --version": [*sce, "--version"],
         BASELINE: [python, "-c", "import numpy"],
         'python -c "import numpy, typer"': [python, "-c", "import numpy, typer"],
+        f'{ONE_THREAD} python -c "import numpy"': [ONE_THREAD, python, "-c", "import numpy"],
+        f'{ONE_THREAD} python -c "import numpy, typer"': [ONE_THREAD, python, "-c", "import numpy, typer"],
         'python -c "import typer"': [python, "-c", "import typer"],
         "python -c pass (the interpreter alone)": [python, "-c", "pass"],
     }
@@ -74,7 +81,11 @@ def commands(compare: str | None) -> dict[str, list[str]]:
 
 def run(argv: list[str]) -> tuple[float, float]:
     """Wall time and CPU time (user + system) of one run, in seconds."""
-    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    env = {k: v for k, v in os.environ.items() if k not in UNSET}
+    while "=" in argv[0]:  # NAME=value before the command, as in a shell
+        name, _, value = argv[0].partition("=")
+        env[name] = value
+        argv = argv[1:]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
