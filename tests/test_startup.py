@@ -192,3 +192,40 @@ def test_rich_decides_where_it_might_see_a_terminal(monkeypatch):
     assert not isinstance(console_for(io.StringIO()), PlainConsole)
     monkeypatch.setenv("TTY_COMPATIBLE", "0")
     assert isinstance(console_for(io.StringIO()), PlainConsole)
+
+
+# After the command, sce leaves without the interpreter's teardown when nothing waits for it.
+
+SEED_TABLE_END = "    2         4     0.0000      0.6652   █████▍      0.6652   predicted\n\nloss L = 1.4076\n"
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sce_cli", *args], capture_output=True, text=True, env=ENV, check=False
+    )
+
+
+def test_a_quick_exit_keeps_the_whole_output_and_the_status():
+    done = run_module("grad", "2", "3", "4", "-l", "1")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.endswith(SEED_TABLE_END)
+    failed = run_module("grad", "2", "3", "4", "-l", "7")
+    assert failed.returncode == 2
+    assert failed.stdout == "" and failed.stderr.count("\n") == 1
+    assert run_module("--version").stdout == "sce 0.1.0\n"
+
+
+def test_a_quick_exit_into_a_closed_pipe_still_ends_quietly_with_141():
+    done = subprocess.run(
+        f"'{sys.executable}' -m sce_cli grad $(seq 1 3000) --label 5 | head -1; echo \"${{PIPESTATUS[0]}}\"",
+        shell=True, executable="/bin/bash", capture_output=True, text=True, env=ENV, check=False,
+    )
+    assert done.stdout.splitlines()[1] == "141"
+    assert done.stderr == ""
+
+
+def test_atexit_callbacks_still_run(tmp_path):
+    # run_sce's report is an atexit callback: with one registered, sce exits the usual way.
+    done, report = run_sce(tmp_path, "grad", "2", "3", "4", "-l", "7")
+    assert done.returncode == 2
+    assert "sce_cli.cli.grad" in report["modules"]

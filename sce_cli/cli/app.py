@@ -8,10 +8,13 @@ to list them with their one-line help.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
+import sys
+import threading
 from collections.abc import Iterator, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer import _click as click
@@ -111,4 +114,28 @@ def main() -> None:
     variables when it loads (tests/test_startup.py checks both).
     """
     one_blas_thread()
-    app(prog_name="sce")
+    try:
+        app(prog_name="sce")
+    except SystemExit as done:
+        _exit(done)
+
+
+def _exit(done: SystemExit) -> NoReturn:
+    """Leave with ``done``'s status; without the interpreter's teardown when nothing waits for it.
+
+    Tearing down numpy's and typer's modules takes about 14 ms, a tenth of
+    ``sce grad``. When no atexit callback is registered (coverage, logging,
+    a temporary file's finalizer, a test's report) and no other thread
+    runs, there is nothing left to do but flush: then sce leaves at once.
+    Anything else takes the interpreter's usual way out.
+    """
+    ncallbacks = getattr(atexit, "_ncallbacks", None)  # CPython's count of atexit callbacks
+    code = done.code
+    if ncallbacks is not None and ncallbacks() == 0 and threading.active_count() == 1 and isinstance(code, int | None):
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            raise done from None
+        os._exit(code or 0)
+    raise done
