@@ -173,7 +173,8 @@ def test_arrow_with_a_list_column(tmp_path):
 
 
 def test_blocks_do_not_change_the_verdict(tmp_path, monkeypatch):
-    """Rows cut into blocks of one or two: the same counts, worst entries and named mistake."""
+    """Rows cut into blocks of one or two, graded one at a time or in two threads: the same
+    counts, worst entries and named mistake."""
     import sce_cli.grading.by_dtype as by_dtype
 
     z, labels = inputs()
@@ -183,14 +184,15 @@ def test_blocks_do_not_change_the_verdict(tmp_path, monkeypatch):
     np.save(tmp_path / "z.npy", z)
     np.save(tmp_path / "y.npy", labels)
     documents = {}
-    for entries in (by_dtype.BLOCK_ENTRIES, K, 2 * K):
+    for entries, workers in ((by_dtype.BLOCK_ENTRIES, 1), (K, 1), (2 * K, 2), (K, 2)):
         monkeypatch.setattr(by_dtype, "BLOCK_ENTRIES", entries)
+        monkeypatch.setattr(by_dtype, "WORKERS", workers)
         for name in ("ok", "bad"):
             args = ["--logits", tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--grad", tmp_path / f"{name}.npy"]
             code, out, _ = run("check", *args, "--reduction", "mean", "--format", "json")
             documents.setdefault(name, []).append((code, json.loads(out)))
-    assert [code for code, _ in documents["ok"]] == [0, 0, 0]
-    assert [code for code, _ in documents["bad"]] == [1, 1, 1]
+    assert [code for code, _ in documents["ok"]] == [0, 0, 0, 0]
+    assert [code for code, _ in documents["bad"]] == [1, 1, 1, 1]
     for name in ("ok", "bad"):
         first = documents[name][0][1]
         assert all(document == first for _, document in documents[name])

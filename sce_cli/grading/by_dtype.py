@@ -26,8 +26,12 @@ block it does not fit.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -47,8 +51,12 @@ from .dump_mistakes import Block, denominators, exact_block
 
 MARGIN_FACTOR = 4.0
 MARGIN_ULPS = 8.0
-#: Entries of logits per block: 2^21 (16 MB per float64 array; the block's ~15 arrays stay under 300 MB).
-BLOCK_ENTRIES = 1 << 21
+#: Entries of logits per block: 2^20 (8 MB per float64 array; the block's ~20 arrays stay under 200 MB).
+BLOCK_ENTRIES = 1 << 20
+#: Blocks graded at once, in threads (at most WORKERS + 1 blocks in memory). 1 for now: on the
+#: development machine (2 cores, shared with other work) two threads measured no faster, not even
+#: for np.exp alone; set 2 where a second core is free (the verdict is the same, see the tests).
+WORKERS = 1
 WORST_SHOWN = 10
 #: Quarter-octaves 2^(k/4) below each power of two, built so that each edge is exactly twice the one
 #: four below it: the bin of an error is then read from its exponent and mantissa (see _bins).
@@ -89,40 +97,74 @@ class QuantityVerdict:
         first_wrong = int(np.searchsorted(EDGES, self.allowed_ulps))
         return int(self.counts[first_wrong:].sum())
 
+    def merge(self, block: BlockErrors) -> None:
+        """One block's summary, blocks taken in order (the worst entries' ties go to the earliest)."""
+        self.entries += block.entries
+        self.counts += block.counts
+        self.max_ulps = max(self.max_ulps, block.max_ulps)
+        self.baseline_ulps = max(self.baseline_ulps, block.baseline_ulps)
+        self.worst = sorted([*self.worst, *block.worst], key=lambda e: -e.ulps)[:WORST_SHOWN]
+
     def add(
         self, errors: np.ndarray, baseline_worst: float, expected: np.ndarray, given: np.ndarray, start: int
     ) -> None:
-        """One block's errors; ``baseline_worst`` is the straightforward computation's worst finite one."""
-        self.entries += errors.size
-        self.baseline_ulps = max(self.baseline_ulps, baseline_worst)
-        if not errors.size:
-            return
-        worst = float(errors.max())
-        if not math.isfinite(worst):
-            errors = np.nan_to_num(errors, nan=np.inf, posinf=np.inf)
-            finite = np.isfinite(errors)
-            self.counts[-1] += int((~finite).sum())
-            self.counts += np.bincount(_bins(errors[finite]), minlength=len(self.counts))
-            worst = math.inf
-        else:
-            self.counts += np.bincount(_bins(errors.ravel()), minlength=len(self.counts))
-        self.max_ulps = max(self.max_ulps, worst)
-        self._keep_worst(errors, expected, given, start)
+        self.merge(summarize(errors, baseline_worst, expected, given, start))
 
-    def _keep_worst(self, errors: np.ndarray, expected: np.ndarray, given: np.ndarray, start: int) -> None:
-        flat = errors.ravel()
-        if len(self.worst) == WORST_SHOWN:  # only entries beating the shown ones matter: usually none
-            candidates = np.flatnonzero(flat > self.worst[-1].ulps)
-        else:
-            candidates = np.arange(flat.size)
-        if candidates.size > WORST_SHOWN:
-            candidates = candidates[np.argpartition(-flat[candidates], WORST_SHOWN - 1)[:WORST_SHOWN]]
-        for index in candidates:
-            position = np.unravel_index(int(index), errors.shape)
-            column = int(position[1]) if errors.ndim == 2 else None
-            row = start + int(position[0]) if errors.ndim else 0
-            self.worst.append(Entry(row, column, float(expected[position]), float(given[position]), float(flat[index])))
-        self.worst = sorted(self.worst, key=lambda e: -e.ulps)[:WORST_SHOWN]
+
+@dataclass
+class BlockErrors:
+    """What a verdict keeps of one block's errors: small, so that blocks can be graded apart."""
+
+    entries: int
+    counts: np.ndarray
+    max_ulps: float
+    baseline_ulps: float
+    worst: list[Entry]
+
+
+def summarize(
+    errors: np.ndarray, baseline_worst: float, expected: np.ndarray, given: np.ndarray, start: int
+) -> BlockErrors:
+    """Bin counts, the worst error and entries of one block; ``baseline_worst`` is the
+    straightforward computation's worst finite error on it."""
+    counts = np.zeros(len(EDGES) + 1, dtype=np.int64)
+    if not errors.size:
+        return BlockErrors(0, counts, 0.0, baseline_worst, [])
+    worst = float(errors.max())
+    if not math.isfinite(worst):
+        errors = np.nan_to_num(errors, nan=np.inf, posinf=np.inf)
+        finite = np.isfinite(errors)
+        counts[-1] += int((~finite).sum())
+        counts += np.bincount(_bins(errors[finite]), minlength=len(counts))
+        worst = math.inf
+    else:
+        counts += np.bincount(_bins(errors.ravel()), minlength=len(counts))
+    entries = _worst_entries(errors, counts, expected, given, start)
+    return BlockErrors(errors.size, counts, worst, baseline_worst, entries)
+
+
+def _worst_entries(
+    errors: np.ndarray, counts: np.ndarray, expected: np.ndarray, given: np.ndarray, start: int
+) -> list[Entry]:
+    """The block's WORST_SHOWN largest errors, ties to the earliest entry. The bins say which
+    edge they all lie above: one comparison finds them, and only they are sorted."""
+    flat = errors.ravel()
+    from_top = np.cumsum(counts[::-1])
+    first_bin = len(counts) - 1 - int(np.searchsorted(from_top, min(WORST_SHOWN, flat.size)))
+    floor = math.inf if first_bin == len(EDGES) else float(EDGES[first_bin])
+    candidates = np.flatnonzero(flat >= floor) if first_bin > 0 else np.arange(flat.size)
+    if candidates.size > WORST_SHOWN:
+        kth = np.partition(flat[candidates], candidates.size - WORST_SHOWN)[candidates.size - WORST_SHOWN]
+        above = candidates[flat[candidates] > kth]
+        ties = candidates[flat[candidates] == kth][: WORST_SHOWN - above.size]
+        candidates = np.concatenate([above, ties])
+    found = []
+    for index in sorted(candidates.tolist(), key=lambda i: (-flat[i], i)):
+        position = np.unravel_index(index, errors.shape)
+        column = int(position[1]) if errors.ndim == 2 else None
+        row = start + int(position[0]) if errors.ndim else 0
+        found.append(Entry(row, column, float(expected[position]), float(given[position]), float(flat[index])))
+    return found
 
 
 def _bins(errors: np.ndarray) -> np.ndarray:
@@ -170,34 +212,96 @@ def check_dump(
     per_row_loss = dump.loss is not None and dump.loss.ndim == 1
     loss = QuantityVerdict("loss") if per_row_loss else None
     scalar = _ScalarLoss() if dump.loss is not None and not per_row_loss else None
-    for start, stop in block_bounds(rows, classes, BLOCK_ENTRIES):
-        block, coef = exact_block(dump, start, stop, options, d.total)
-        base = baseline(block.logits, coef, options, claimed_dtype)
-        if grad is not None and dump.grad is not None:
-            given = read_rows(dump.grad, start, stop)
-            _grade_gradient(grad, block, coef, base.gradients, given, claimed_dtype)
-        if loss is not None and dump.loss is not None:
-            _grade_row_losses(loss, block, coef, base.losses[0], np.asarray(dump.loss[start:stop]), claimed_dtype)
-        if scalar is not None:
-            scalar.add(block, coef, base.losses[0], options)
-        if progress is not None:
-            progress("checking", stop - start)
-    quantities = [q for q in (grad, loss) if q is not None]
-    scalar_verdict = None
-    if scalar is not None and dump.loss is not None:
-        scalar_verdict = scalar.verdict(float(dump.loss), claimed_dtype, options, d.total)
-        quantities.append(scalar_verdict)
-    check = DtypeCheck(claimed_dtype, rows, classes, options, quantities, [])
-    if not check.correct:
-        allowed = Allowed(
-            None if grad is None else grad.allowed_ulps,
-            None if loss is None else loss.allowed_ulps,
-            None
-            if scalar is None or scalar_verdict is None
-            else (scalar.given, scalar.size, scalar_verdict.allowed_ulps),
-        )
-        check.mistakes = matching_mistakes(dump, options, d, claimed_dtype, allowed, progress)
+    job = _BlockJob(dump, options, claimed_dtype, d.total, per_row_loss, scalar is not None)
+    with warnings.catch_warnings():
+        # Here, not in each block: catch_warnings is not thread-safe. An infinite loss is graded, not warned about.
+        warnings.simplefilter("ignore")
+        for graded in in_order(job.grade, block_bounds(rows, classes, BLOCK_ENTRIES)):
+            if grad is not None and graded.gradient is not None:
+                grad.merge(graded.gradient)
+            if loss is not None and graded.losses is not None:
+                loss.merge(graded.losses)
+            if scalar is not None and graded.reduced is not None:
+                scalar.add(*graded.reduced)
+            if progress is not None:
+                progress("checking", graded.rows)
+        quantities = [q for q in (grad, loss) if q is not None]
+        scalar_verdict = None
+        if scalar is not None and dump.loss is not None:
+            scalar_verdict = scalar.verdict(float(dump.loss), claimed_dtype, options, d.total)
+            quantities.append(scalar_verdict)
+        check = DtypeCheck(claimed_dtype, rows, classes, options, quantities, [])
+        if not check.correct:
+            allowed = Allowed(
+                None if grad is None else grad.allowed_ulps,
+                None if loss is None else loss.allowed_ulps,
+                None
+                if scalar is None or scalar_verdict is None
+                else (scalar.given, scalar.size, scalar_verdict.allowed_ulps),
+            )
+            check.mistakes = matching_mistakes(dump, options, d, claimed_dtype, allowed, progress)
     return check
+
+
+T = TypeVar("T")
+
+
+def in_order(work: Callable[[tuple[int, int]], T], bounds: list[tuple[int, int]]) -> Iterator[T]:
+    """work(block) for every block, WORKERS at a time in threads (numpy lets go of the
+    interpreter lock inside its loops), yielded in block order. At most WORKERS + 1 blocks
+    are in flight, which bounds the memory; on an error or Ctrl-C the blocks not started
+    are cancelled and the running ones finish before it propagates."""
+    if WORKERS < 2 or len(bounds) < 2:
+        yield from map(work, bounds)
+        return
+    pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="sce-check")
+    try:
+        pending: deque[Future[T]] = deque()
+        for bound in bounds:
+            pending.append(pool.submit(work, bound))
+            if len(pending) > WORKERS:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class _BlockGrade:
+    rows: int
+    gradient: BlockErrors | None
+    losses: BlockErrors | None
+    reduced: tuple[float, float, np.ndarray] | None
+    """For a reduced loss: the block's exact contribution, its magnitude and its baseline row losses."""
+
+
+@dataclass(frozen=True)
+class _BlockJob:
+    """Grading one block, with nothing shared but what it reads: safe to run in a thread."""
+
+    dump: ArrayDump
+    options: LossOptions
+    dtype: str
+    total: float
+    per_row_loss: bool
+    reduced_loss: bool
+
+    def grade(self, bounds: tuple[int, int]) -> _BlockGrade:
+        start, stop = bounds
+        dump, dtype = self.dump, self.dtype
+        block, coef = exact_block(dump, start, stop, self.options, self.total)
+        base = baseline(block.logits, coef, self.options, dtype)
+        gradient = losses = reduced = None
+        if dump.grad is not None:
+            gradient = _grade_gradient(block, coef, base.gradients, read_rows(dump.grad, start, stop), dtype)
+        if self.per_row_loss and dump.loss is not None:
+            losses = _grade_row_losses(block, coef, base.losses[0], np.asarray(dump.loss[start:stop]), dtype)
+        if self.reduced_loss:
+            share = coef.a * self.options.temperature  # 1/D for 'mean', 1 for 'sum'
+            magnitude = math.fsum(loss_magnitude(block.exact.losses, coef) * share)
+            reduced = (math.fsum(block.contributions), magnitude, base.losses[0])
+        return _BlockGrade(stop - start, gradient, losses, reduced)
 
 
 def _errors(given: np.ndarray, expected: np.ndarray, unit: np.ndarray, magnitude: np.ndarray, dtype: str) -> np.ndarray:
@@ -216,27 +320,22 @@ def _finite_worst(errors: np.ndarray) -> float:
 
 
 def _grade_gradient(
-    verdict: QuantityVerdict,
-    block: Block,
-    coef: RowCoefficients,
-    routes: tuple[np.ndarray, ...],
-    given: np.ndarray,
-    dtype: str,
-) -> None:
+    block: Block, coef: RowCoefficients, routes: tuple[np.ndarray, ...], given: np.ndarray, dtype: str
+) -> BlockErrors:
     magnitude = gradient_magnitude(block.exact.probabilities, coef)
     unit = ulp_unit(magnitude, dtype)
     expected = block.exact.gradient
     baseline_worst = max(_finite_worst(_errors(route, expected, unit, magnitude, dtype)) for route in routes)
-    verdict.add(_errors(given, expected, unit, magnitude, dtype), baseline_worst, expected, given, block.start)
+    return summarize(_errors(given, expected, unit, magnitude, dtype), baseline_worst, expected, given, block.start)
 
 
 def _grade_row_losses(
-    verdict: QuantityVerdict, block: Block, coef: RowCoefficients, route: np.ndarray, given: np.ndarray, dtype: str
-) -> None:
+    block: Block, coef: RowCoefficients, route: np.ndarray, given: np.ndarray, dtype: str
+) -> BlockErrors:
     expected = block.exact.losses
     magnitude = loss_magnitude(expected, coef)
     baseline_worst = _finite_worst(ulps(route, expected, magnitude, dtype))
-    verdict.add(ulps(given, expected, magnitude, dtype), baseline_worst, expected, given, block.start)
+    return summarize(ulps(given, expected, magnitude, dtype), baseline_worst, expected, given, block.start)
 
 
 class _ScalarLoss:
@@ -250,10 +349,9 @@ class _ScalarLoss:
         self.size = 0.0
         """The magnitude the reduced loss's errors are measured at."""
 
-    def add(self, block: Block, coef: RowCoefficients, baseline_losses: np.ndarray, options: LossOptions) -> None:
-        self.exact.append(math.fsum(block.contributions))
-        share = coef.a * options.temperature  # 1/D for 'mean', 1 for 'sum'
-        self.magnitude.append(math.fsum(loss_magnitude(block.exact.losses, coef) * share))
+    def add(self, exact: float, magnitude: float, baseline_losses: np.ndarray) -> None:
+        self.exact.append(exact)
+        self.magnitude.append(magnitude)
         self.baseline_rows.append(baseline_losses)
 
     def verdict(self, given: float, dtype: str, options: LossOptions, total: float) -> QuantityVerdict:

@@ -56,15 +56,14 @@ def exact_block(
     logits = read_rows(dump.logits, start, stop).astype(np.float64, copy=False)
     labels = None if dump.labels is None else np.asarray(dump.labels[start:stop])
     targets = None if dump.targets is None else read_rows(dump.targets, start, stop).astype(np.float64, copy=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # an infinite loss is graded, not warned about
-        exact = softmax_cross_entropy(
-            logits,
-            labels,
-            targets=targets,
-            options=options,
-            mean_denominator=total if options.reduction == "mean" else None,
-        )
+    # Called in threads: the caller silences the core's warnings (catch_warnings is not thread-safe).
+    exact = softmax_cross_entropy(
+        logits,
+        labels,
+        targets=targets,
+        options=options,
+        mean_denominator=total if options.reduction == "mean" else None,
+    )
     contributions = exact.losses * (0.0 if total == 0 else 1 / total) if options.reduction == "mean" else exact.losses
     coef = coefficients(labels, targets, logits.shape[1], options, total)
     return Block(start, logits, labels, targets, exact, contributions), coef
