@@ -178,6 +178,6 @@ def check_digits(digits: int) -> None:
 
 
 def stdout_console() -> Console:
-    from rich.console import Console
+    from ..render.grid import console_for
 
-    return Console(file=sys.stdout, highlight=False)
+    return console_for(sys.stdout)

@@ -116,18 +116,25 @@ def _check_range(z: np.ndarray, dtype: np.dtype) -> None:
         )
 
 
+def checked_logits_and_argmax(logits: ArrayLike, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The logits as an N×K row-major array of ``dtype``, each row's first maximal logit's class, and that logit.
+
+    One pass finds both: argmax returns a row's first NaN if it has one, and
+    its +inf, or a -inf when every logit is -inf, so a row whose maximum is
+    finite is valid; only where one is not does :func:`checked_logits` look
+    for the first problem to report.
+    """
+    z = _logit_array(logits, dtype)
+    argmax = np.argmax(z, axis=1)
+    max_logit = z.reshape(-1).take(np.arange(0, z.size, z.shape[1]) + argmax)
+    if not np.isfinite(max_logit).all():
+        checked_logits(z, dtype)
+        raise AssertionError("a row without a finite maximum passed the check")  # pragma: no cover
+    return z, argmax, max_logit
+
+
 def checked_logits(logits: ArrayLike, dtype: np.dtype) -> np.ndarray:
-    z = np.asarray(logits)
-    if z.dtype.kind not in "biuf":
-        raise InvalidInput("logits must be numbers", field="logits")
-    _check_range(z, dtype)
-    z = z.astype(dtype, copy=False)
-    if z.ndim == 1:
-        z = z[None, :]
-    if z.ndim != 2:
-        raise InvalidInput(f"logits must be N×K, not {z.ndim}-dimensional", field="logits")
-    if z.shape[0] == 0 or z.shape[1] == 0:
-        raise InvalidInput("no logits", field="logits", hint="give at least one class")
+    z = _logit_array(logits, dtype)
     bad = np.isnan(z) | (z == np.inf)
     if bad.any():
         row, column = (int(i) for i in np.argwhere(bad)[0])
@@ -146,6 +153,23 @@ def checked_logits(logits: ArrayLike, dtype: np.dtype) -> np.ndarray:
             row=int(np.flatnonzero(all_masked)[0]),
             hint="leave at least one class finite",
         )
+    return z
+
+
+def _logit_array(logits: ArrayLike, dtype: np.dtype) -> np.ndarray:
+    z = np.asarray(logits)
+    if z.dtype.kind not in "biuf":
+        raise InvalidInput("logits must be numbers", field="logits")
+    _check_range(z, dtype)
+    # Row-major whatever the caller's layout: a row's sums then always add in
+    # the same (pairwise) order, so the same logits give the same bits.
+    z = np.asarray(z, dtype=dtype, order="C")
+    if z.ndim == 1:
+        z = z[None, :]
+    if z.ndim != 2:
+        raise InvalidInput(f"logits must be N×K, not {z.ndim}-dimensional", field="logits")
+    if z.shape[0] == 0 or z.shape[1] == 0:
+        raise InvalidInput("no logits", field="logits", hint="give at least one class")
     return z
 
 
@@ -211,4 +235,4 @@ def checked_targets(targets: ArrayLike, n_rows: int, n_classes: int, dtype: np.d
             row=row,
             hint=f"make them sum to 1 (within {TARGET_SUM_TOLERANCE:g})",
         )
-    return y.astype(dtype)
+    return np.array(y, dtype=dtype, order="C")  # a copy: the result never aliases the caller's targets

@@ -9,30 +9,62 @@ import numpy as np
 
 @dataclass(frozen=True)
 class LogSoftmax:
-    max_logit: np.ndarray
-    """M = max_j z_j, of the logits as given (N)."""
+    """One block of rows on the way to the log-softmax; N×K arrays are the block's."""
+
     argmax: np.ndarray
     """The first maximal logit's class (N)."""
     shifted: np.ndarray
-    """(z - M) / T, rounded (N×K)."""
+    """(z - M) / T, rounded (N×K), M = max_j z_j of the logits as given."""
+    err: np.ndarray
+    """Its rounding error: shifted + err = (z - M) / T to first order (N×K)."""
     exp_shifted: np.ndarray
     """exp((z - M) / T), with the rounding of the shift and the division compensated (N×K)."""
     others_sum: np.ndarray
     """S = Σ_{j ≠ argmax} exp((z_j - M) / T) (N)."""
     exp_sum: np.ndarray
     """1 + S (N)."""
-    log_probabilities: np.ndarray
-    """log softmax(z / T) (N×K)."""
+    log_sum: np.ndarray
+    """log(1 + S) = log1p(S) (N)."""
+    at_max: np.ndarray
+    """Each row's argmax as an index into the flattened block (N)."""
 
     @property
     def complement_of_max(self) -> np.ndarray:
         """1 - p_max = S / (1 + S), without the cancellation of 1 - p_max (N)."""
         return self.others_sum / self.exp_sum
 
+    def log_probabilities(self) -> np.ndarray:
+        """log softmax(z / T) (N×K)."""
+        return log_probabilities(self.shifted, self.err, self.argmax, self.log_sum)
 
-def log_softmax(z: np.ndarray, temperature: float = 1.0) -> LogSoftmax:
+    def log_probabilities_at(self, classes: np.ndarray) -> np.ndarray:
+        """log softmax(z / T) at one class per row (N): the same numbers as :meth:`log_probabilities`."""
+        at = flat_indices(classes, self.shifted.shape[1])
+        at_class = (flat(self.shifted).take(at) - self.log_sum) + flat(self.err).take(at)
+        return np.where(classes == self.argmax, -self.log_sum, at_class)
+
+
+class Workspace:
+    """Four N×K buffers reused block after block, so that a block's intermediates stay in
+    the cache instead of being allocated (and their pages faulted in) afresh."""
+
+    def __init__(self, rows: int, n_classes: int, dtype: np.dtype) -> None:
+        self.buffers = [np.empty((rows, n_classes), dtype) for _ in range(4)]
+
+    def for_rows(self, rows: int) -> list[np.ndarray]:
+        return [buffer[:rows] for buffer in self.buffers]
+
+
+def log_softmax(
+    z: np.ndarray,
+    max_logit: np.ndarray,
+    argmax: np.ndarray,
+    temperature: float = 1.0,
+    workspace: Workspace | None = None,
+) -> LogSoftmax:
     """Row-wise log-softmax of z / T, accurate to a few ulp even far from the maximum.
 
+    ``argmax`` is each row's first maximal logit and ``max_logit`` that logit.
     Four choices keep the last digits:
 
     * The shift comes before the scaling: (z - M) / T, never z / T - M / T,
@@ -49,30 +81,78 @@ def log_softmax(z: np.ndarray, temperature: float = 1.0) -> LogSoftmax:
       (logits [0, 40], label 1: 4.2e-18 where log(1 + S) rounds to 0).
     * Where an exponent overflows (-inf) its term is 0 and its correction is
       dropped rather than turned into NaN.
+
+    Every step is row by row: a block of rows gives the same bits as the
+    whole (for row-major z). With a ``workspace`` the N×K results live in its
+    buffers, until the next block.
     """
-    rows = np.arange(z.shape[0])
-    argmax = np.argmax(z, axis=1)
-    max_logit = z[rows, argmax]
-    shifted, err = _shift_and_scale(z, max_logit, temperature)
-    exp_shifted = np.exp(shifted) * (1 + err)
-    exp_shifted[rows, argmax] = 0
+    difference, virtual, err, exp = workspace.for_rows(len(z)) if workspace else (None, None, None, None)
+    shifted, err = shift_and_scale(z, max_logit, temperature, (difference, virtual, err))
+    at_max = flat_indices(argmax, z.shape[1])
+    exp_shifted = exp_shifted_of(shifted, err, at_max, zero_at_max=True, out=exp, scratch=virtual)
     others_sum = exp_shifted.sum(axis=1)
-    exp_shifted[rows, argmax] = 1
-    exp_sum = 1 + others_sum
-    log_probabilities = (shifted - np.log1p(others_sum)[:, None]) + err
-    log_probabilities[rows, argmax] = -np.log1p(others_sum)
-    return LogSoftmax(max_logit, argmax, shifted, exp_shifted, others_sum, exp_sum, log_probabilities)
+    flat(exp_shifted)[at_max] = 1
+    return LogSoftmax(argmax, shifted, err, exp_shifted, others_sum, 1 + others_sum, np.log1p(others_sum), at_max)
 
 
-def _shift_and_scale(z: np.ndarray, max_logit: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
-    """(z - M) / T rounded, and the error e with rounded + e = (z - M) / T to first order."""
+def flat_indices(classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Where each row's class sits in the flattened (row-major) block."""
+    return np.arange(0, len(classes) * n_classes, n_classes) + classes
+
+
+def flat(a: np.ndarray) -> np.ndarray:
+    """A 1-D view of a row-major array: indexing it with :func:`flat_indices` reads and writes ``a``."""
+    if not a.flags.c_contiguous:
+        raise ValueError("a flat view needs a row-major array")
+    return a.reshape(-1)
+
+
+def exp_shifted_of(
+    shifted: np.ndarray,
+    err: np.ndarray,
+    at_max: np.ndarray,
+    zero_at_max: bool = False,
+    out: np.ndarray | None = None,
+    scratch: np.ndarray | None = None,
+) -> np.ndarray:
+    """exp(shifted)·(1 + err), exactly 1 at the argmax (or 0, to sum the others) (N×K).
+
+    ``at_max``: the argmax as :func:`flat_indices`; ``out`` and ``scratch``: buffers to use.
+    """
+    exp_shifted = np.exp(shifted, out=out)
+    exp_shifted *= np.add(err, 1, out=scratch)
+    flat(exp_shifted)[at_max] = 0 if zero_at_max else 1
+    return exp_shifted
+
+
+def log_probabilities(shifted: np.ndarray, err: np.ndarray, argmax: np.ndarray, log_sum: np.ndarray) -> np.ndarray:
+    """(shifted - log(1 + S)) + err, exactly -log(1 + S) at the argmax (N×K)."""
+    result = shifted - log_sum[:, None]
+    result += err
+    flat(result)[flat_indices(argmax, shifted.shape[1])] = -log_sum
+    return result
+
+
+def shift_and_scale(
+    z: np.ndarray,
+    max_logit: np.ndarray,
+    temperature: float,
+    buffers: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None] = (None, None, None),
+) -> tuple[np.ndarray, np.ndarray]:
+    """(z - M) / T rounded, and the error e with rounded + e = (z - M) / T to first order.
+
+    ``buffers``: where to put the difference, a scratch term and the error (None: new arrays).
+    """
     neg_max = -max_logit[:, None]
     with np.errstate(invalid="ignore", over="ignore"):
-        difference = z + neg_max
+        difference = np.add(z, neg_max, out=buffers[0])
         # TwoSum: difference + err == z - M exactly (NaN or inf only where the
         # logit is -inf or the difference overflows; those terms are 0).
-        virtual = difference - z
-        err = (z - (difference - virtual)) + (neg_max - virtual)
+        virtual = np.subtract(difference, z, out=buffers[1])
+        # err = (z - (difference - virtual)) + (neg_max - virtual), in place.
+        err = np.subtract(difference, virtual, out=buffers[2])
+        np.subtract(z, err, out=err)
+        np.add(err, np.subtract(neg_max, virtual, out=virtual), out=err)
         if temperature != 1.0:
             t = z.dtype.type(temperature)
             quotient = difference / t
@@ -81,7 +161,12 @@ def _shift_and_scale(z: np.ndarray, max_logit: np.ndarray, temperature: float) -
             # bits), so the remainder of the division is known exactly.
             err = ((difference - product) - product_err + err) / t
             difference = quotient
-    err = np.where(np.isfinite(err) & np.isfinite(difference), err, 0).astype(z.dtype, copy=False)
+        # Sums are finite exactly when no entry is NaN or ±inf (unless they
+        # overflow, which only sends finite rows the long way).
+        # (With T = 1 a non-finite difference always makes err NaN.)
+        all_finite = np.isfinite(err.sum()) and (temperature == 1.0 or np.isfinite(difference.sum()))
+    if not all_finite:
+        err = np.where(np.isfinite(err) & np.isfinite(difference), err, 0).astype(z.dtype, copy=False)
     return difference, err
 
 

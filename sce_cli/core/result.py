@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from ..options import LossOptions
+from . import blocks
+from .log_softmax import exp_shifted_of, flat_indices, log_probabilities, shift_and_scale
+from .targets import smoothed_one_hot, smoothed_targets
 
 
 class InvalidInput(ValueError):
@@ -57,33 +62,26 @@ class LossWarning(UserWarning):
 class SoftmaxCrossEntropyResult:
     """Everything computed on the way from logits to gradient, N rows by K classes.
 
-    The intermediate arrays (``shifted_logits``, ``exp_shifted``, ``exp_sum``)
-    are kept so that explanations (``sce grad --steps``) can show them without
-    computing anything again.
+    The intermediate arrays only explanations need (``scaled_logits``,
+    ``shifted_logits``, ``exp_shifted``, ``log_probabilities``, ``target``)
+    are computed the first time they are read, with the same arithmetic as
+    the loss and the gradient (and so the same bits), from the per-row
+    numbers kept here: a caller that wants only the loss, the probabilities
+    and the gradient never pays for them.
     """
 
     logits: np.ndarray
-    """The logits as given (N×K, in ``options.dtype``)."""
-    scaled_logits: np.ndarray
-    """logits / temperature (N×K)."""
+    """The logits as given (N×K, in ``options.dtype``, row-major)."""
     max_logit: np.ndarray
-    """M, the row maximum of the scaled logits (N)."""
+    """M, the row maximum of the logits as given (N)."""
     argmax: np.ndarray
     """Index of the first maximal logit: the predicted class (N)."""
-    shifted_logits: np.ndarray
-    """scaled_logits - M, rounded (N×K)."""
-    exp_shifted: np.ndarray
-    """exp(scaled_logits - M), with the rounding of the shift compensated (N×K)."""
     exp_sum: np.ndarray
-    """Σ_j exp(scaled_logits_j - M), at least 1 (N)."""
+    """Σ_j exp((logits_j - M) / T), at least 1 (N)."""
     probabilities: np.ndarray
     """softmax(logits / temperature) (N×K)."""
-    log_probabilities: np.ndarray
-    """log softmax(logits / temperature) (N×K)."""
     labels: np.ndarray | None
     """Class-index targets (N), or None for probability targets."""
-    target: np.ndarray
-    """The effective target distribution after label smoothing (N×K); zero rows where ignored."""
     counted: np.ndarray
     """Whether each row counts (False where the label is the ignore index) (N)."""
     losses: np.ndarray
@@ -95,6 +93,56 @@ class SoftmaxCrossEntropyResult:
     gradient: np.ndarray
     """∂loss/∂logits (N×K): each row's own loss for 'none', the reduced loss otherwise."""
     options: LossOptions
+    others_sum: np.ndarray = field(repr=False)
+    """S = Σ_{j ≠ argmax} exp((logits_j - M) / T), so that exp_sum = 1 + S (N)."""
+    given_targets: np.ndarray | None = field(default=None, repr=False)
+    """The probability targets as given, before smoothing (N×K), or None for labels."""
+
+    @cached_property
+    def scaled_logits(self) -> np.ndarray:
+        """logits / temperature (N×K)."""
+        if self.options.temperature == 1.0:
+            return self.logits
+        with np.errstate(over="ignore"):
+            return self.logits / self.dtype.type(self.options.temperature)
+
+    @cached_property
+    def shifted_logits(self) -> np.ndarray:
+        """(logits - M) / T, rounded (N×K)."""
+        return self._by_blocks(lambda rows: self._shifted(rows)[0])
+
+    @cached_property
+    def exp_shifted(self) -> np.ndarray:
+        """exp((logits - M) / T), with the rounding of the shift compensated; 1 at the argmax (N×K)."""
+        return self._by_blocks(
+            lambda rows: exp_shifted_of(*self._shifted(rows), flat_indices(self.argmax[rows], self.num_classes))
+        )
+
+    @cached_property
+    def log_probabilities(self) -> np.ndarray:
+        """log softmax(logits / temperature) (N×K)."""
+        log_sum = np.log1p(self.others_sum)
+        return self._by_blocks(lambda rows: log_probabilities(*self._shifted(rows), self.argmax[rows], log_sum[rows]))
+
+    @cached_property
+    def target(self) -> np.ndarray:
+        """The effective target distribution after label smoothing (N×K); zero rows where ignored."""
+        eps = self.dtype.type(self.options.label_smoothing)
+        if self.labels is None:
+            assert self.given_targets is not None
+            return smoothed_targets(self.given_targets, eps, self.num_classes, self.dtype)
+        safe_labels = np.where(self.counted, self.labels, 0)
+        return smoothed_one_hot(safe_labels, self.counted, eps, self.num_classes, self.dtype)
+
+    def _shifted(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        return shift_and_scale(self.logits[rows], self.max_logit[rows], self.options.temperature)
+
+    def _by_blocks(self, block: Callable[[slice], np.ndarray]) -> np.ndarray:
+        out = np.empty_like(self.logits)
+        with np.errstate(all="ignore"):  # as in the core: results are checked, not warned about
+            for rows in blocks.row_blocks(self.num_rows, self.num_classes, self.logits.itemsize):
+                out[rows] = block(rows)
+        return out
 
     @property
     def num_rows(self) -> int:
@@ -134,13 +182,6 @@ class SoftmaxCrossEntropyResult:
         if self.labels is None:
             raise ValueError("this result was computed from probability targets, not labels")
         return int(self.labels[row])
-
-    def others_sum(self, row: int = 0) -> float:
-        """S = Σ_{j≠argmax} e^{(z_j - M)/T} of a row: ``exp_sum`` less the maximum's
-        exact 1, which rounding has not swallowed (the loss of a confident row is log1p(S))."""
-        exponentials = self.exp_shifted[row].astype(np.float64)
-        top = int(self.argmax[row])
-        return float(exponentials[:top].sum() + exponentials[top + 1 :].sum())
 
     def reported_loss(self, row: int = 0) -> float:
         """The loss to report for one row: its own loss with reduction 'none',

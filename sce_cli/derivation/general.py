@@ -49,7 +49,7 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
             return Equation(
                 f"-w_{{{k}}} y_{{{k}}} \\log s_{{{k}}} = w_{{{k}}} y_{{{k}}} \\log\\left(1 + {OTHERS_SUM}\\right)",
                 "⟨w⟩ \\times ⟨y⟩ \\times \\log(1 + ⟨S⟩) = ⟨t⟩",
-                {"w": float(w[k]), "y": float(y[k]), "S": result.others_sum(), "t": value},
+                {"w": float(w[k]), "y": float(y[k]), "S": float(result.others_sum[0]), "t": value},
             )
         return Equation(
             f"-w_{{{k}}} y_{{{k}}} \\log s_{{{k}}}",

@@ -50,7 +50,7 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
         loss_equation = Equation(
             f"L = -\\log s_{{{c}}} = \\log\\left(1 + {OTHERS_SUM}\\right)",
             "\\log(1 + ⟨S⟩) = ⟨L⟩",
-            {"S": result.others_sum(), "L": loss},
+            {"S": float(result.others_sum[0]), "L": loss},
         )
     elif s_c > 0:
         loss_notes += rounding_note(
@@ -140,7 +140,7 @@ def _at_label_equations(result: SoftmaxCrossEntropyResult, c: int, s_c: float) -
     gradient = f"\\frac{{\\partial L}}{{\\partial z_{{{c}}}}} = s_{{{c}}} - 1"
     g = float(result.gradient[0, c])
     if rounds_to_one(result, c):
-        others = result.others_sum()
+        others = float(result.others_sum[0])
         complement = others / float(result.exp_sum[0])
         return [
             Equation(

@@ -204,7 +204,7 @@ def rounds_to_one(result: SoftmaxCrossEntropyResult, k: int, row: int = 0) -> bo
     if k != int(result.argmax[row]):
         return False
     s_k = float(result.probabilities[row, k])
-    others = result.others_sum(row)
+    others = float(result.others_sum[row])
     return others > 0 and not math.isclose(-math.log(s_k), math.log1p(others), rel_tol=1e-12)
 
 

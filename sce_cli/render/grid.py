@@ -9,13 +9,20 @@ content: a table written to a file never cuts a number to fit 80 columns.
 On a terminal rich draws the grid (colour, styles), unless the grid is too
 large for rich to draw quickly or too wide for the terminal: then the plain
 layout is printed, which the terminal wraps but never truncates.
+
+Where rich would colour nothing (stdout a pipe or a file), :func:`console_for`
+gives a :class:`PlainConsole`, which prints plain lines without importing
+rich at all, and hands anything else to a rich Console made on first need.
 """
 
 from __future__ import annotations
 
+import builtins
+import os
+import sys
 import unicodedata
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -169,3 +176,119 @@ def _fit(grid: Grid, available: int) -> Grid | None:
 def write_lines(console: Console, lines: list[str]) -> None:
     """Plain lines straight to the console's file: no wrapping, no markup, no cutting."""
     console.file.write("".join(line + "\n" for line in lines))
+
+
+def print_styled(console: Console, *parts: Cell) -> None:
+    """One line of text, in parts that a terminal may style (as ``Text.assemble``), never read as markup."""
+    if isinstance(console, PlainConsole):
+        console.print_text("".join(_text(part) for part in parts))
+        return
+    from rich.text import Text
+
+    console.print(Text.assemble(*parts))
+
+
+def console_for(file: IO[str]) -> Console:
+    """A console for ``file``: rich's, or where rich would colour nothing, a :class:`PlainConsole`.
+
+    The same text either way: a PlainConsole prints only what rich would
+    print unchanged, and hands everything else to rich.
+    """
+    if _rich_decides(file):
+        from rich.console import Console
+
+        return Console(file=file, highlight=False)
+    # A stand-in with the part of Console's interface sce uses, the rest delegated.
+    return cast("Console", PlainConsole(file))
+
+
+def _rich_decides(file: IO[str]) -> bool:
+    """Whether rich could see a terminal in ``file`` (rich's Console.is_terminal, in the cases sce meets)."""
+    if sys.platform == "win32" or hasattr(builtins, "get_ipython") or hasattr(file, "rich_proxied_file"):
+        return True  # legacy consoles, notebooks, rich's own redirections: rich knows best
+    if getattr(sys.stdin, "__module__", "").startswith("idlelib"):
+        return True
+    tty_compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if tty_compatible in ("0", "1"):
+        return tty_compatible == "1"
+    if os.environ.get("FORCE_COLOR") is not None:
+        return True
+    try:
+        return file.isatty()
+    except ValueError:  # a closed file: rich says no terminal
+        return False
+
+
+class PlainConsole:
+    """rich's Console where it is not a terminal, for plain text, without importing rich.
+
+    ``print()`` of a string without markup (or emoji codes) and
+    :meth:`print_text` write the text and a newline, as rich does when the
+    line fits its width; a longer line, markup, any other object or option,
+    and any other attribute go to a rich Console made on first need with the
+    settings :func:`console_for` gives it, so the output is rich's.
+    """
+
+    is_terminal = False
+
+    def __init__(self, file: IO[str]) -> None:
+        self.file = file
+        self._width: int | None = None
+        self._rich: Console | None = None
+
+    @property
+    def rich(self) -> Console:
+        if self._rich is None:
+            from rich.console import Console
+
+            self._rich = Console(file=self.file, highlight=False)
+        return self._rich
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rich, name)
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        if not objects and not options and self._fits(""):
+            self.file.write("\n")
+        elif (
+            len(objects) == 1
+            and isinstance(objects[0], str)
+            and options.keys() <= {"highlight"}  # highlighting only styles: invisible here
+            and "[" not in objects[0]
+            and ":" not in objects[0]
+            and self._fits(objects[0])
+        ):
+            self.file.write(objects[0] + "\n")
+        else:
+            self.rich.print(*objects, **options)
+
+    def print_text(self, text: str) -> None:
+        """``print(Text(text))``: the text as it is, markup and all."""
+        if self._fits(text):
+            self.file.write(text + "\n")
+        else:
+            from rich.text import Text
+
+            self.rich.print(Text(text))
+
+    def _fits(self, text: str) -> bool:
+        """Whether rich would print ``text`` on one line as it is (printable, no wider than rich's width)."""
+        cells = len(text) if text.isascii() else 2 * len(text)  # at most two cells a character
+        return text.isprintable() and cells <= self.width and self.width > 0
+
+    @property
+    def width(self) -> int:
+        """rich's width away from a terminal: $COLUMNS, else the size of a terminal on fd 0, 1 or 2, else 80."""
+        if self._width is None:
+            columns = os.environ.get("COLUMNS")
+            if columns is not None and columns.isdigit():
+                self._width = int(columns)
+            else:
+                self._width = 80
+                for fd in (0, 1, 2):
+                    try:
+                        self._width = os.get_terminal_size(fd).columns or 80
+                        break
+                    except (AttributeError, ValueError, OSError):
+                        pass
+        return self._width

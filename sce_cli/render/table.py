@@ -12,16 +12,16 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
-from rich.console import Console
-from rich.text import Text
 
 from ..core import SoftmaxCrossEntropyResult
 from ..numbers import decimal_places, display, display_all, given
 from ..proofs import HessianProof, JacobianProof, Proofs
-from .grid import Column, Grid, print_grid
+from .grid import Cell, Column, Grid, print_grid, print_styled
 from .words import HESSIAN_OVERFLOWS, JACOBIAN_ROUTE_FAILS, options_summary
 
-if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars
+if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars, nor a pipe rich
+    from rich.console import Console
+
     from ..batch import BatchSummary
     from ..grading import QuantityCheck, Verification
     from ..grading.file_check import FileCheck
@@ -78,10 +78,10 @@ def print_grad(console: Console, result: SoftmaxCrossEntropyResult, digits: int 
     print_grid(console, grad_grid(result, digits))
     console.print()
     loss = result.reported_loss()
-    line = Text.assemble(("loss L = ", "bold"), (display(loss, digits), "bold"))
+    line: list[Cell] = [("loss L = ", "bold"), (display(loss, digits), "bold")]
     if result.labels is not None and not result.counted[0]:
         line.append(f"  (label {int(result.labels[0])} is the ignore index: the row counts for nothing)")
-    console.print(line)
+    print_styled(console, *line)
     summary = options_summary(result)
     if summary:
         console.print("with " + "; ".join(summary), highlight=False)
@@ -110,6 +110,8 @@ def _mark(ok: bool) -> tuple[str, str]:
 
 def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) -> None:
     """`sce check`: each quantity entry by entry, then a verdict."""
+    from rich.text import Text
+
     for check in checks:
         headings = ("expected", "given", "difference", "tolerance")
         columns = [] if check.name == "loss" else [Column("class", "right")]
@@ -211,6 +213,8 @@ def print_proofs(console: Console, proofs: Proofs, digits: int = 4) -> None:
 
 
 def print_jacobian(console: Console, proof: JacobianProof, digits: int = 4) -> None:
+    from rich.text import Text
+
     jacobian, size = proof.jacobian, len(proof.dl_ds)
     console.print(Text("--jacobian: ∂L/∂z = ∂L/∂s · ∂s/∂z", style="bold"))
     if jacobian is not None and size <= MAX_PRINTED_MATRIX:
@@ -244,6 +248,8 @@ def _vector_text(values: np.ndarray, digits: int) -> str:
 
 
 def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> None:
+    from rich.text import Text
+
     hessian, size = proof.hessian, proof.num_classes
     console.print(Text("--hessian: ∇²L with respect to the logits", style="bold"))
     if hessian is not None and size <= MAX_PRINTED_MATRIX:
@@ -272,6 +278,8 @@ def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> Non
 
 def print_file_check(console: Console, found: FileCheck, digits: int = 4) -> None:
     """`sce check --csv`: the worst rows, then the summary."""
+    from rich.text import Text
+
     if found.worst:
         headings = ("line", "column", "expected", "given", "difference")
         grid = Grid([Column(heading, "right") for heading in headings], title="worst entries")

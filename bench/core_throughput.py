@@ -1,0 +1,124 @@
+"""The core beside a naive numpy softmax cross-entropy: time and peak memory.
+
+    python bench/core_throughput.py [--rounds 7] [--shapes 1000000x10 1000x100000 4096x32000] [--sce-from DIR]
+
+For each shape a separate child process makes the logits (normal, σ = 3) and
+labels once, then times, round after round and alternating which goes first:
+
+- naive numpy: max-shifted softmax, log of the sum, p − one-hot (as an
+  in-place subtraction at the labels, not a dense one-hot), / N; returning
+  the loss, the probabilities and the gradient, as sce's result holds them;
+- sce: ``softmax_cross_entropy(logits, labels, reduction="mean")``.
+
+It prints the median wall time of each and their ratio, and the peak memory
+each call allocates beyond its inputs (tracemalloc, which numpy reports its
+arrays to; measured in calls of their own, outside the timed rounds).
+With ``--sce-from DIR`` the sce measured is the one in DIR (a checkout or
+``git archive`` of another commit), to compare before and after.
+
+Goal (issue 12): sce within 1.3× of naive at 1M × 10 and 1.5× at
+1,000 × 100,000, with at most 1.5× its memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+CHILD = r"""
+import gc, json, statistics, sys, time, tracemalloc
+import numpy as np
+import sce_cli
+from sce_cli import softmax_cross_entropy
+
+print("sce_cli from", sce_cli.__file__, file=sys.stderr)
+n, k, rounds = (int(a) for a in sys.argv[1:4])
+rng = np.random.default_rng(0)
+z = rng.normal(0.0, 3.0, (n, k))
+labels = rng.integers(0, k, n)
+
+def naive(z, labels):
+    rows = np.arange(z.shape[0])
+    m = z.max(axis=1, keepdims=True)
+    e = np.exp(z - m)
+    s = e.sum(axis=1, keepdims=True)
+    p = e / s
+    loss = float(np.mean(np.log(s[:, 0]) - (z[rows, labels] - m[:, 0])))
+    g = p.copy()
+    g[rows, labels] -= 1
+    g /= z.shape[0]
+    return loss, p, g
+
+def sce(z, labels):
+    return softmax_cross_entropy(z, labels, reduction="mean")
+
+contenders = {"naive numpy": naive, "sce": sce}
+for f in contenders.values():  # warm up (imports, first-touch of the allocator)
+    f(z, labels)
+    gc.collect()
+times = {name: [] for name in contenders}
+for r in range(rounds):
+    order = list(contenders) if r % 2 == 0 else list(contenders)[::-1]
+    for name in order:
+        gc.collect()
+        start = time.perf_counter()
+        out = contenders[name](z, labels)
+        times[name].append(time.perf_counter() - start)
+        del out
+peaks = {}
+for name, f in contenders.items():
+    gc.collect()
+    tracemalloc.start()
+    out = f(z, labels)
+    peaks[name] = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    del out
+print(json.dumps({"times": times, "peaks": peaks}))
+"""
+
+
+def measure(shape: str, rounds: int, sce_from: str | None) -> dict:
+    n, k = (int(x) for x in shape.split("x"))
+    # The child runs in the checkout to measure, whose sce_cli then comes first on sys.path.
+    checkout = Path(sce_from or Path(__file__).resolve().parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(n), str(k), str(rounds)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=checkout,
+    )
+    print(done.stderr.strip(), file=sys.stderr)
+    return json.loads(done.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--shapes", nargs="+", default=["1000000x10", "1000x100000", "4096x32000"])
+    parser.add_argument("--sce-from", help="measure the sce_cli package in this directory instead")
+    args = parser.parse_args()
+    import statistics
+
+    print(f"median of {args.rounds} interleaved rounds; peak memory allocated by the call (tracemalloc)")
+    print(f"sce from {args.sce_from or 'this checkout'}\n")
+    print("| N × K | naive numpy | sce | time ratio | naive peak | sce peak | memory ratio |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for shape in args.shapes:
+        data = measure(shape, args.rounds, args.sce_from)
+        naive_t = statistics.median(data["times"]["naive numpy"])
+        sce_t = statistics.median(data["times"]["sce"])
+        naive_m, sce_m = data["peaks"]["naive numpy"], data["peaks"]["sce"]
+        n, k = shape.split("x")
+        print(
+            f"| {int(n):,} × {int(k):,} | {naive_t * 1000:.0f} ms | {sce_t * 1000:.0f} ms | {sce_t / naive_t:.2f}× "
+            f"| {naive_m / 2**20:.0f} MiB | {sce_m / 2**20:.0f} MiB | {sce_m / naive_m:.2f}× |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
