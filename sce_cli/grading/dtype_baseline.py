@@ -120,21 +120,25 @@ def baseline(logits: np.ndarray, coef: RowCoefficients, options: LossOptions, dt
     """The two straightforward computations in ``dtype_name`` (half types summed in float32)."""
     dtype = numpy_dtype(dtype_name)
     work = np.dtype(np.float32) if dtype.itemsize == 2 else dtype
+    # copy=False throughout: a stage already in the type is not copied (in float32 most are).
     with np.errstate(all="ignore"):
-        x = np.asarray(logits).astype(dtype)
+        x = np.asarray(logits).astype(dtype, copy=False)
         if options.temperature != 1.0:
-            x = (x / dtype.type(options.temperature)).astype(dtype)
-        shifted = (x - x.max(axis=1, keepdims=True)).astype(dtype).astype(work)
+            x = (x / dtype.type(options.temperature)).astype(dtype, copy=False)
+        shifted = (x - x.max(axis=1, keepdims=True)).astype(dtype, copy=False).astype(work, copy=False)
         exponentials = np.exp(shifted)
         total = exponentials.sum(axis=1, keepdims=True)
-        direct = (exponentials / total).astype(dtype)
-        log_p = (shifted - np.log(total)).astype(dtype)
-        via_log = np.exp(log_p.astype(work)).astype(dtype)
-        c = coef.c.astype(dtype)
-        s = coef.s.astype(dtype)[:, None]
+        direct = (exponentials / total).astype(dtype, copy=False)
+        log_p = (shifted - np.log(total)).astype(dtype, copy=False)
+        via_log = np.exp(log_p.astype(work, copy=False)).astype(dtype, copy=False)
+        c = coef.c.astype(dtype, copy=False)
+        s = coef.s.astype(dtype, copy=False)[:, None]
         a = dtype.type(coef.a)
-        gradients = tuple((((p * s).astype(dtype) - c).astype(dtype) * a).astype(dtype) for p in (direct, via_log))
-        loss = (-(log_p.astype(work) * c.astype(work)).sum(axis=1)).astype(dtype)
+        gradients = tuple(
+            (((p * s).astype(dtype, copy=False) - c).astype(dtype, copy=False) * a).astype(dtype, copy=False)
+            for p in (direct, via_log)
+        )
+        loss = (-(log_p.astype(work, copy=False) * c.astype(work, copy=False)).sum(axis=1)).astype(dtype, copy=False)
     return Baseline(gradients, (loss,))
 
 
