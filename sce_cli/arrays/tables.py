@@ -71,7 +71,8 @@ def _column(path: str, series: object) -> np.ndarray:
                 f"{path}: array '{name}': row {row} has {int(lengths[row])} entries where row 0 has {first}; "
                 "every row needs one per class"
             )
-        if series.list.eval(pl.element().is_null().any()).any():
+        # explode: one entry per value (polars' list.eval(...any()) gives lists, not one bool per row)
+        if int(lengths[0] if len(series) else 0) and series.explode().null_count():
             raise DataProblem(f"{path}: array '{name}' has a null entry; every entry needs a value")
         series = series.list.to_array(int(lengths[0]) if len(series) else 0)
     values = series.to_numpy()

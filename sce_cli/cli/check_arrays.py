@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from enum import Enum
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -13,6 +13,12 @@ from ..errors import UsageProblem
 from ..options import LossOptions
 from .declarations import CheckFormat
 from .inputs import stdout_console
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from ..arrays import ArrayDump
+    from ..grading.by_dtype import DtypeCheck
 
 
 class ClaimedDType(str, Enum):
@@ -84,7 +90,6 @@ def check_arrays(
     """Read the dump, grade it by type, print the verdict; exit 1 when wrong."""
     from ..arrays import DumpRequest, read_dump
     from ..arrays.dump import float_name
-    from ..grading.by_dtype import check_dump
 
     if options.dtype != "float64":
         raise UsageProblem(
@@ -105,7 +110,7 @@ def check_arrays(
     if dump.loss is not None and dump.loss.ndim == 0 and dump.shape[0] == 1 and options.reduction == "none":
         dump = dataclasses.replace(dump, loss=dump.loss.reshape(1))
     _check_loss_shape(dump.loss, options, dump.where.get("loss", ""))
-    found = check_dump(dump, options, claimed_name)
+    found = _check_with_progress(dump, options, claimed_name)
     if output_format is CheckFormat.json:
         from ..render.json_format import dtype_check_document, dumps
 
@@ -116,6 +121,38 @@ def check_arrays(
         print_dtype_check(stdout_console(), found, digits)
     if not found.correct:
         raise typer.Exit(1)
+
+
+def _check_with_progress(dump: ArrayDump, options: LossOptions, claimed: str) -> DtypeCheck:
+    """check_dump, with a bar on stderr when it is a terminal (never in a pipe or a log)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from ..grading.by_dtype import check_dump
+
+    stderr = Console(stderr=True)
+    if not stderr.is_terminal:
+        return check_dump(dump, options, claimed)
+    rows = dump.shape[0]
+    with Progress(
+        TextColumn("sce check: {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,} of {task.total:,} rows"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        redirect_stdout=False,
+        redirect_stderr=False,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(phase: str, done: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=rows)
+            bar.advance(tasks[phase], done)
+
+        return check_dump(dump, options, claimed, progress=advance)
 
 
 def _require_ml_dtypes() -> None:

@@ -76,7 +76,8 @@ LogitsFileOption = Annotated[
     Optional[str],
     typer.Option(
         "--logits-file",
-        help="Read the logits from a text file (numbers separated by spaces, commas or new lines), or - for stdin.",
+        help="Read the logits from a file, or - for stdin: text (numbers separated by spaces, commas or new lines) "
+        "or one array (.npy, .npz, .safetensors, .parquet, .arrow, .pt: K, or 1 × K).",
         show_default=False,
     ),
 ]

@@ -55,16 +55,28 @@ def read_logits_file(path: str) -> list[float]:
     The way past the shell's limit on the length of an argument (about
     128 KiB: some 10,000 logits), up to a vocabulary of a million classes.
     """
+    from ..arrays.formats import is_array_path
+    from ..arrays.vector import array_suffix, read_vector, read_vector_bytes
+
     try:
         if path == "-":
-            text = sys.stdin.read()
+            raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+            suffix = array_suffix(raw[:8])
+            if suffix is not None:  # numpy, zip (.npz), Parquet or Arrow bytes
+                return read_vector_bytes(raw, suffix)
+            text = raw.decode("utf-8-sig")
         else:
+            with open(path, "rb") as binary:
+                head = binary.read(8)
+            if is_array_path(path) or array_suffix(head) is not None:
+                return read_vector(path)
             with open(path, encoding="utf-8-sig") as handle:
                 text = handle.read()
     except OSError as error:
         raise OptionProblem("logits_file", f"cannot read {path}: {error.strerror}") from None
     except UnicodeDecodeError as error:
-        raise OptionProblem("logits_file", f"{path} is not UTF-8 text (byte {error.start + 1})") from None
+        where = "stdin" if path == "-" else path
+        raise OptionProblem("logits_file", f"{where} is not UTF-8 text (byte {error.start + 1})") from None
     values = []
     for line_number, line in enumerate(text.splitlines(), start=1):
         for token in split_numbers(line):

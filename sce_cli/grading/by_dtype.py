@@ -13,32 +13,57 @@ rows are cut into blocks. The factor 4 covers a framework whose sums and
 exponentials round differently (PyTorch's float32 gradient on 256 × 32,000
 logits is up to ~60 ulp off where numpy's is ~20: a factor of 3); the 8 ulps
 cover tiny baselines. A float32 answer 1,000 ulp off still fails: the
-baseline's worst there is ~20, so 88 ulps are allowed. A dump is processed in blocks of rows, so a memory-mapped
-4 GB array costs one block of memory.
+baseline's worst there is ~20, so 88 ulps are allowed.
+
+A dump is processed in blocks of rows read from the file (a memory-mapped 4 GB
+array costs one block of memory), in one pass that computes only what the
+verdict needs: the exact result, the baseline, the answer's errors. Which
+mistake a wrong answer made is asked only once it is known to be wrong, in a
+second pass (:mod:`.mistake_pass`) that drops each candidate at the first
+block it does not fit.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
 from ..arrays import ArrayDump
-from ..core import softmax_cross_entropy
+from ..arrays.blocks import block_bounds, read_rows
 from ..options import LossOptions
-from .dtype_baseline import RowCoefficients, baseline, coefficients, gradient_magnitude, loss_magnitude, ulps
-from .dump_mistakes import Block, denominators, what_ifs
+from .dtype_baseline import (
+    RowCoefficients,
+    baseline,
+    gradient_magnitude,
+    loss_magnitude,
+    ulp_unit,
+    ulps,
+    ulps_if_finite,
+)
+from .dump_mistakes import Block, denominators, exact_block
 
 MARGIN_FACTOR = 4.0
 MARGIN_ULPS = 8.0
-#: Entries of logits per block: 2^21 (16 MB per float64 array; the block's ~15 arrays stay under 300 MB).
-BLOCK_ENTRIES = 1 << 21
+#: Entries of logits per block: 2^20 (8 MB per float64 array; the block's ~20 arrays stay under 200 MB).
+BLOCK_ENTRIES = 1 << 20
+#: Blocks graded at once, in threads (at most WORKERS + 1 blocks in memory). 1 for now: on the
+#: development machine (2 cores, shared with other work) two threads measured no faster, not even
+#: for np.exp alone; set 2 where a second core is free (the verdict is the same, see the tests).
+WORKERS = 1
 WORST_SHOWN = 10
+#: Quarter-octaves 2^(k/4) below each power of two, built so that each edge is exactly twice the one
+#: four below it: the bin of an error is then read from its exponent and mantissa (see _bins).
+_QUARTERS = np.array([1.0, 2.0**0.25, 2.0**0.5, 2.0**0.75])
 #: Bin edges in ulps: 0, then 2^(k/4) from 2^-10 to 2^60.
-EDGES = np.concatenate([[0.0], 2.0 ** (np.arange(-40, 241) / 4)])
+EDGES = np.concatenate([[0.0], (2.0 ** np.arange(-10, 60)[:, None] * _QUARTERS).ravel(), [2.0**60]])
+_LOWEST_EXPONENT = -10
 
 
 @dataclass
@@ -61,7 +86,6 @@ class QuantityVerdict:
     max_ulps: float = 0.0
     baseline_ulps: float = 0.0
     worst: list[Entry] = field(default_factory=list)
-    mistake_ulps: dict[str, float] = field(default_factory=dict)
 
     @property
     def allowed_ulps(self) -> float:
@@ -73,37 +97,87 @@ class QuantityVerdict:
         first_wrong = int(np.searchsorted(EDGES, self.allowed_ulps))
         return int(self.counts[first_wrong:].sum())
 
+    def merge(self, block: BlockErrors) -> None:
+        """One block's summary, blocks taken in order (the worst entries' ties go to the earliest)."""
+        self.entries += block.entries
+        self.counts += block.counts
+        self.max_ulps = max(self.max_ulps, block.max_ulps)
+        self.baseline_ulps = max(self.baseline_ulps, block.baseline_ulps)
+        self.worst = sorted([*self.worst, *block.worst], key=lambda e: -e.ulps)[:WORST_SHOWN]
+
     def add(
-        self, errors: np.ndarray, baseline_errors: np.ndarray, expected: np.ndarray, given: np.ndarray, start: int
+        self, errors: np.ndarray, baseline_worst: float, expected: np.ndarray, given: np.ndarray, start: int
     ) -> None:
+        self.merge(summarize(errors, baseline_worst, expected, given, start))
+
+
+@dataclass
+class BlockErrors:
+    """What a verdict keeps of one block's errors: small, so that blocks can be graded apart."""
+
+    entries: int
+    counts: np.ndarray
+    max_ulps: float
+    baseline_ulps: float
+    worst: list[Entry]
+
+
+def summarize(
+    errors: np.ndarray, baseline_worst: float, expected: np.ndarray, given: np.ndarray, start: int
+) -> BlockErrors:
+    """Bin counts, the worst error and entries of one block; ``baseline_worst`` is the
+    straightforward computation's worst finite error on it."""
+    counts = np.zeros(len(EDGES) + 1, dtype=np.int64)
+    if not errors.size:
+        return BlockErrors(0, counts, 0.0, baseline_worst, [])
+    worst = float(errors.max())
+    if not math.isfinite(worst):
         errors = np.nan_to_num(errors, nan=np.inf, posinf=np.inf)
-        self.entries += errors.size
         finite = np.isfinite(errors)
-        bins = np.searchsorted(EDGES, errors[finite], side="right") - 1
-        self.counts += np.bincount(bins, minlength=len(self.counts))
-        self.counts[-1] += int((~finite).sum())
-        if errors.size:
-            self.max_ulps = max(self.max_ulps, float(errors.max()))
-            # Where the straightforward computation overflows (inf, NaN) it sets no allowance:
-            # an infinite allowance would pass any answer.
-            usable = baseline_errors[np.isfinite(baseline_errors)]
-            self.baseline_ulps = max(self.baseline_ulps, float(usable.max()) if usable.size else 0.0)
-            self._keep_worst(errors, expected, given, start)
+        counts[-1] += int((~finite).sum())
+        counts += np.bincount(_bins(errors[finite]), minlength=len(counts))
+        worst = math.inf
+    else:
+        counts += np.bincount(_bins(errors.ravel()), minlength=len(counts))
+    entries = _worst_entries(errors, counts, expected, given, start)
+    return BlockErrors(errors.size, counts, worst, baseline_worst, entries)
 
-    def _keep_worst(self, errors: np.ndarray, expected: np.ndarray, given: np.ndarray, start: int) -> None:
-        flat = errors.ravel()
-        take = min(WORST_SHOWN, flat.size)
-        top = np.argpartition(-flat, take - 1)[:take]
-        for index in top:
-            position = np.unravel_index(int(index), errors.shape)
-            column = int(position[1]) if errors.ndim == 2 else None
-            row = start + int(position[0]) if errors.ndim else 0
-            self.worst.append(Entry(row, column, float(expected[position]), float(given[position]), float(flat[index])))
-        self.worst = sorted(self.worst, key=lambda e: -e.ulps)[:WORST_SHOWN]
 
-    def note_mistake(self, name: str, errors: np.ndarray) -> None:
-        worst = float(np.nan_to_num(errors, nan=np.inf, posinf=np.inf).max()) if errors.size else 0.0
-        self.mistake_ulps[name] = max(self.mistake_ulps.get(name, 0.0), worst)
+def _worst_entries(
+    errors: np.ndarray, counts: np.ndarray, expected: np.ndarray, given: np.ndarray, start: int
+) -> list[Entry]:
+    """The block's WORST_SHOWN largest errors, ties to the earliest entry. The bins say which
+    edge they all lie above: one comparison finds them, and only they are sorted."""
+    flat = errors.ravel()
+    from_top = np.cumsum(counts[::-1])
+    first_bin = len(counts) - 1 - int(np.searchsorted(from_top, min(WORST_SHOWN, flat.size)))
+    floor = math.inf if first_bin == len(EDGES) else float(EDGES[first_bin])
+    candidates = np.flatnonzero(flat >= floor) if first_bin > 0 else np.arange(flat.size)
+    if candidates.size > WORST_SHOWN:
+        kth = np.partition(flat[candidates], candidates.size - WORST_SHOWN)[candidates.size - WORST_SHOWN]
+        above = candidates[flat[candidates] > kth]
+        ties = candidates[flat[candidates] == kth][: WORST_SHOWN - above.size]
+        candidates = np.concatenate([above, ties])
+    found = []
+    for index in sorted(candidates.tolist(), key=lambda i: (-flat[i], i)):
+        position = np.unravel_index(index, errors.shape)
+        column = int(position[1]) if errors.ndim == 2 else None
+        row = start + int(position[0]) if errors.ndim else 0
+        found.append(Entry(row, column, float(expected[position]), float(given[position]), float(flat[index])))
+    return found
+
+
+def _bins(errors: np.ndarray) -> np.ndarray:
+    """Each finite error's bin (searchsorted(EDGES, e, 'right') − 1), from its exponent and
+    mantissa: four times cheaper than a search, and exact because the edges are built from
+    the same quarter powers in every octave."""
+    bits = np.ascontiguousarray(errors, dtype=np.float64).view(np.int64)
+    exponent = (bits >> 52) - 1023  # 0 and subnormals give −1023: bin 0
+    mantissa = ((bits & np.int64((1 << 52) - 1)) | np.int64(1023 << 52)).view(np.float64)
+    quarter = (mantissa >= _QUARTERS[1]).view(np.int8) + (mantissa >= _QUARTERS[2]).view(np.int8)
+    quarter += (mantissa >= _QUARTERS[3]).view(np.int8)
+    index = 4 * (exponent - _LOWEST_EXPONENT) + 1 + quarter
+    return np.clip(index, 0, len(EDGES) - 1)
 
 
 @dataclass
@@ -120,135 +194,173 @@ class DtypeCheck:
         return all(q.wrong == 0 for q in self.quantities)
 
 
-Progress = Callable[[int], None]
+Progress = Callable[[str, int], None]
+"""Told (phase, rows) after each block: phase "checking", then, for a wrong answer,
+"naming the mistake" (a second pass, often cut short)."""
 
 
 def check_dump(
     dump: ArrayDump, options: LossOptions, claimed_dtype: str, progress: Progress | None = None
 ) -> DtypeCheck:
     """Grade the dump's gradient and loss, block by block; name the mistake that fits."""
+    from .mistake_pass import Allowed, matching_mistakes
+
     options = options.replace(dtype="float64")
     rows, classes = dump.shape
     d = denominators(dump.labels, rows, options)
-    candidates = what_ifs(dump.labels, d, options)
     grad = QuantityVerdict("gradient") if dump.grad is not None else None
     per_row_loss = dump.loss is not None and dump.loss.ndim == 1
     loss = QuantityVerdict("loss") if per_row_loss else None
-    scalar = _ScalarLoss(candidates) if dump.loss is not None and not per_row_loss else None
-    step = max(1, BLOCK_ENTRIES // classes)
-    for start in range(0, rows, step):
-        stop = min(rows, start + step)
-        block, coef = _exact_block(dump, start, stop, options, d.total)
-        base = baseline(block.logits, coef, options, claimed_dtype)
-        if grad is not None and dump.grad is not None:
-            _grade_gradient(
-                grad, block, coef, base.gradients, np.asarray(dump.grad[start:stop]), claimed_dtype, candidates
+    scalar = _ScalarLoss() if dump.loss is not None and not per_row_loss else None
+    job = _BlockJob(dump, options, claimed_dtype, d.total, per_row_loss, scalar is not None)
+    with warnings.catch_warnings():
+        # Here, not in each block: catch_warnings is not thread-safe. An infinite loss is graded, not warned about.
+        warnings.simplefilter("ignore")
+        for graded in in_order(job.grade, block_bounds(rows, classes, BLOCK_ENTRIES)):
+            if grad is not None and graded.gradient is not None:
+                grad.merge(graded.gradient)
+            if loss is not None and graded.losses is not None:
+                loss.merge(graded.losses)
+            if scalar is not None and graded.reduced is not None:
+                scalar.add(*graded.reduced)
+            if progress is not None:
+                progress("checking", graded.rows)
+        quantities = [q for q in (grad, loss) if q is not None]
+        scalar_verdict = None
+        if scalar is not None and dump.loss is not None:
+            scalar_verdict = scalar.verdict(float(dump.loss), claimed_dtype, options, d.total)
+            quantities.append(scalar_verdict)
+        check = DtypeCheck(claimed_dtype, rows, classes, options, quantities, [])
+        if not check.correct:
+            allowed = Allowed(
+                None if grad is None else grad.allowed_ulps,
+                None if loss is None else loss.allowed_ulps,
+                None
+                if scalar is None or scalar_verdict is None
+                else (scalar.given, scalar.size, scalar_verdict.allowed_ulps),
             )
-        if loss is not None and dump.loss is not None:
-            _grade_row_losses(
-                loss, block, coef, base.losses[0], np.asarray(dump.loss[start:stop]), claimed_dtype, candidates
-            )
-        if scalar is not None:
-            scalar.add(block, coef, base.losses[0], options)
-        if progress is not None:
-            progress(stop - start)
-    quantities = [q for q in (grad, loss) if q is not None]
-    if scalar is not None and dump.loss is not None:
-        quantities.append(scalar.verdict(float(dump.loss), claimed_dtype, options, d.total))
-    check = DtypeCheck(claimed_dtype, rows, classes, options, quantities, [])
-    if not check.correct:
-        check.mistakes = [name for name in candidates if _fits(name, quantities)]
+            check.mistakes = matching_mistakes(dump, options, d, claimed_dtype, allowed, progress)
     return check
 
 
-def _fits(name: str, quantities: list[QuantityVerdict]) -> bool:
-    graded = [q for q in quantities if name in q.mistake_ulps]
-    return bool(graded) and all(q.mistake_ulps[name] < q.allowed_ulps for q in graded)
+T = TypeVar("T")
 
 
-def _exact_block(
-    dump: ArrayDump, start: int, stop: int, options: LossOptions, total: float
-) -> tuple[Block, RowCoefficients]:
-    logits = np.asarray(dump.logits[start:stop], dtype=np.float64)
-    labels = None if dump.labels is None else np.asarray(dump.labels[start:stop])
-    targets = None if dump.targets is None else np.asarray(dump.targets[start:stop], dtype=np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # an infinite loss is graded, not warned about
-        exact = softmax_cross_entropy(
-            logits,
-            labels,
-            targets=targets,
-            options=options,
-            mean_denominator=total if options.reduction == "mean" else None,
-        )
-    contributions = exact.losses * (0.0 if total == 0 else 1 / total) if options.reduction == "mean" else exact.losses
-    coef = coefficients(labels, targets, logits.shape[1], options, total)
-    return Block(start, logits, labels, targets, exact, contributions), coef
+def in_order(work: Callable[[tuple[int, int]], T], bounds: list[tuple[int, int]]) -> Iterator[T]:
+    """work(block) for every block, WORKERS at a time in threads (numpy lets go of the
+    interpreter lock inside its loops), yielded in block order. At most WORKERS + 1 blocks
+    are in flight, which bounds the memory; on an error or Ctrl-C the blocks not started
+    are cancelled and the running ones finish before it propagates."""
+    if WORKERS < 2 or len(bounds) < 2:
+        yield from map(work, bounds)
+        return
+    pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="sce-check")
+    try:
+        pending: deque[Future[T]] = deque()
+        for bound in bounds:
+            pending.append(pool.submit(work, bound))
+            if len(pending) > WORKERS:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class _BlockGrade:
+    rows: int
+    gradient: BlockErrors | None
+    losses: BlockErrors | None
+    reduced: tuple[float, float, np.ndarray] | None
+    """For a reduced loss: the block's exact contribution, its magnitude and its baseline row losses."""
+
+
+@dataclass(frozen=True)
+class _BlockJob:
+    """Grading one block, with nothing shared but what it reads: safe to run in a thread."""
+
+    dump: ArrayDump
+    options: LossOptions
+    dtype: str
+    total: float
+    per_row_loss: bool
+    reduced_loss: bool
+
+    def grade(self, bounds: tuple[int, int]) -> _BlockGrade:
+        start, stop = bounds
+        dump, dtype = self.dump, self.dtype
+        block, coef = exact_block(dump, start, stop, self.options, self.total)
+        base = baseline(block.logits, coef, self.options, dtype)
+        gradient = losses = reduced = None
+        if dump.grad is not None:
+            gradient = _grade_gradient(block, coef, base.gradients, read_rows(dump.grad, start, stop), dtype)
+        if self.per_row_loss and dump.loss is not None:
+            losses = _grade_row_losses(block, coef, base.losses[0], np.asarray(dump.loss[start:stop]), dtype)
+        if self.reduced_loss:
+            share = coef.a * self.options.temperature  # 1/D for 'mean', 1 for 'sum'
+            magnitude = math.fsum(loss_magnitude(block.exact.losses, coef) * share)
+            reduced = (math.fsum(block.contributions), magnitude, base.losses[0])
+        return _BlockGrade(stop - start, gradient, losses, reduced)
+
+
+def _errors(given: np.ndarray, expected: np.ndarray, unit: np.ndarray, magnitude: np.ndarray, dtype: str) -> np.ndarray:
+    fast = ulps_if_finite(given, expected, unit)
+    return fast if fast is not None else ulps(given, expected, magnitude, dtype)
+
+
+def _finite_worst(errors: np.ndarray) -> float:
+    """The worst finite error: where the straightforward computation overflows (inf, NaN) it sets
+    no allowance (an infinite allowance would pass any answer)."""
+    worst = float(errors.max(initial=0.0))
+    if math.isfinite(worst):
+        return worst
+    usable = errors[np.isfinite(errors)]
+    return float(usable.max()) if usable.size else 0.0
 
 
 def _grade_gradient(
-    verdict: QuantityVerdict,
-    block: Block,
-    coef: RowCoefficients,
-    routes: tuple[np.ndarray, ...],
-    given: np.ndarray,
-    dtype: str,
-    candidates: dict,
-) -> None:
+    block: Block, coef: RowCoefficients, routes: tuple[np.ndarray, ...], given: np.ndarray, dtype: str
+) -> BlockErrors:
     magnitude = gradient_magnitude(block.exact.probabilities, coef)
+    unit = ulp_unit(magnitude, dtype)
     expected = block.exact.gradient
-    baseline_errors = np.maximum.reduce([ulps(route, expected, magnitude, dtype) for route in routes])
-    verdict.add(ulps(given, expected, magnitude, dtype), baseline_errors, expected, given, block.start)
-    for name, what_if in candidates.items():
-        other, _ = what_if(block)
-        verdict.note_mistake(name, ulps(given, other, np.maximum(magnitude, np.abs(other)), dtype))
+    baseline_worst = max(_finite_worst(_errors(route, expected, unit, magnitude, dtype)) for route in routes)
+    return summarize(_errors(given, expected, unit, magnitude, dtype), baseline_worst, expected, given, block.start)
 
 
 def _grade_row_losses(
-    verdict: QuantityVerdict,
-    block: Block,
-    coef: RowCoefficients,
-    route: np.ndarray,
-    given: np.ndarray,
-    dtype: str,
-    candidates: dict,
-) -> None:
+    block: Block, coef: RowCoefficients, route: np.ndarray, given: np.ndarray, dtype: str
+) -> BlockErrors:
     expected = block.exact.losses
     magnitude = loss_magnitude(expected, coef)
-    verdict.add(
-        ulps(given, expected, magnitude, dtype), ulps(route, expected, magnitude, dtype), expected, given, block.start
-    )
-    for name, what_if in candidates.items():
-        _, other = what_if(block)
-        if other is not None:
-            verdict.note_mistake(name, ulps(given, other, np.maximum(magnitude, np.abs(other)), dtype))
+    baseline_worst = _finite_worst(ulps(route, expected, magnitude, dtype))
+    return summarize(ulps(given, expected, magnitude, dtype), baseline_worst, expected, given, block.start)
 
 
 class _ScalarLoss:
-    """A reduced loss: sums of the exact, baseline and what-if contributions over the blocks."""
+    """A reduced loss: sums of the exact and baseline contributions over the blocks."""
 
-    def __init__(self, candidates: dict) -> None:
-        self.candidates = candidates
+    def __init__(self) -> None:
         self.exact: list[float] = []
         self.magnitude: list[float] = []
         self.baseline_rows: list[np.ndarray] = []
-        self.what_if: dict[str, list[float]] = {name: [] for name in candidates}
+        self.given = math.nan
+        self.size = 0.0
+        """The magnitude the reduced loss's errors are measured at."""
 
-    def add(self, block: Block, coef: RowCoefficients, baseline_losses: np.ndarray, options: LossOptions) -> None:
-        self.exact.append(math.fsum(block.contributions))
-        share = coef.a * options.temperature  # 1/D for 'mean', 1 for 'sum'
-        self.magnitude.append(math.fsum(loss_magnitude(block.exact.losses, coef) * share))
+    def add(self, exact: float, magnitude: float, baseline_losses: np.ndarray) -> None:
+        self.exact.append(exact)
+        self.magnitude.append(magnitude)
         self.baseline_rows.append(baseline_losses)
-        for name, what_if in self.candidates.items():
-            _, other = what_if(block)
-            if other is not None:
-                self.what_if[name].append(math.fsum(other))
 
     def verdict(self, given: float, dtype: str, options: LossOptions, total: float) -> QuantityVerdict:
         from .dtype_baseline import numpy_dtype
 
+        self.given = given
+        self.size = math.fsum(self.magnitude)
         expected = np.array(math.fsum(self.exact))
-        magnitude = np.array(math.fsum(self.magnitude))
+        magnitude = np.array(self.size)
         kind = numpy_dtype(dtype)
         with np.errstate(all="ignore"):
             reduced = np.concatenate(self.baseline_rows).astype(kind).sum(dtype=kind)
@@ -256,15 +368,6 @@ class _ScalarLoss:
                 reduced = (reduced / kind.type(total)).astype(kind)
         found = QuantityVerdict("loss")
         given_array = np.array(given)
-        found.add(
-            ulps(given_array, expected, magnitude, dtype),
-            ulps(reduced, expected, magnitude, dtype),
-            expected,
-            given_array,
-            0,
-        )
-        for name, parts in self.what_if.items():
-            if parts:
-                other = np.array(math.fsum(parts))
-                found.note_mistake(name, ulps(given_array, other, np.maximum(magnitude, np.abs(other)), dtype))
+        baseline_worst = _finite_worst(np.atleast_1d(ulps(reduced, expected, magnitude, dtype)))
+        found.add(ulps(given_array, expected, magnitude, dtype), baseline_worst, expected, given_array, 0)
         return found

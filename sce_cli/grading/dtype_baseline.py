@@ -27,6 +27,7 @@ from ..options import LossOptions
 
 #: Mantissa bits (after the point) and the smallest normal exponent of each type.
 _FORMAT = {"float16": (10, -14), "bfloat16": (7, -126), "float32": (23, -126), "float64": (52, -1022)}
+_NUMPY_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
 def numpy_dtype(name: str) -> np.dtype:
@@ -51,6 +52,28 @@ def ulps(given: np.ndarray, expected: np.ndarray, magnitude: np.ndarray, dtype_n
     same = (given == expected) | (np.isnan(given) & np.isnan(expected))
     error = np.where(same, 0.0, error)
     return np.where(np.isfinite(given) & np.isfinite(expected) | same, error, np.inf)
+
+
+def ulp_unit(magnitude: np.ndarray, dtype_name: str) -> np.ndarray:
+    """One ulp of ``dtype_name`` at each ``magnitude`` (a power of two; the smallest normal's
+    ulp below it): :func:`ulps`' unit, from the exponent bits rather than ``frexp``."""
+    mantissa, min_exponent = _FORMAT[dtype_name]
+    bits = np.abs(np.asarray(magnitude, dtype=np.float64)).view(np.int64) & np.int64(0x7FF0000000000000)
+    power = np.maximum(bits.view(np.float64), 2.0**min_exponent)
+    power *= 2.0**-mantissa
+    return power
+
+
+def ulps_if_finite(given: np.ndarray, expected: np.ndarray, unit: np.ndarray) -> np.ndarray | None:
+    """|given − expected| / unit where every entry is finite (the common case, one pass cheaper
+    than :func:`ulps`), else None: the caller then asks :func:`ulps`, which knows NaN and infinity."""
+    if given.dtype not in _NUMPY_FLOATS:
+        given = given.astype(np.float64)  # bfloat16 (ml_dtypes) has no mixed-type subtraction
+    error = np.subtract(given, expected, dtype=np.float64)
+    np.abs(error, out=error)
+    with np.errstate(invalid="ignore", over="ignore"):
+        error /= unit
+    return error if np.isfinite(error.max(initial=0.0)) else None
 
 
 @dataclass(frozen=True)
@@ -97,21 +120,25 @@ def baseline(logits: np.ndarray, coef: RowCoefficients, options: LossOptions, dt
     """The two straightforward computations in ``dtype_name`` (half types summed in float32)."""
     dtype = numpy_dtype(dtype_name)
     work = np.dtype(np.float32) if dtype.itemsize == 2 else dtype
+    # copy=False throughout: a stage already in the type is not copied (in float32 most are).
     with np.errstate(all="ignore"):
-        x = np.asarray(logits).astype(dtype)
+        x = np.asarray(logits).astype(dtype, copy=False)
         if options.temperature != 1.0:
-            x = (x / dtype.type(options.temperature)).astype(dtype)
-        shifted = (x - x.max(axis=1, keepdims=True)).astype(dtype).astype(work)
+            x = (x / dtype.type(options.temperature)).astype(dtype, copy=False)
+        shifted = (x - x.max(axis=1, keepdims=True)).astype(dtype, copy=False).astype(work, copy=False)
         exponentials = np.exp(shifted)
         total = exponentials.sum(axis=1, keepdims=True)
-        direct = (exponentials / total).astype(dtype)
-        log_p = (shifted - np.log(total)).astype(dtype)
-        via_log = np.exp(log_p.astype(work)).astype(dtype)
-        c = coef.c.astype(dtype)
-        s = coef.s.astype(dtype)[:, None]
+        direct = (exponentials / total).astype(dtype, copy=False)
+        log_p = (shifted - np.log(total)).astype(dtype, copy=False)
+        via_log = np.exp(log_p.astype(work, copy=False)).astype(dtype, copy=False)
+        c = coef.c.astype(dtype, copy=False)
+        s = coef.s.astype(dtype, copy=False)[:, None]
         a = dtype.type(coef.a)
-        gradients = tuple((((p * s).astype(dtype) - c).astype(dtype) * a).astype(dtype) for p in (direct, via_log))
-        loss = (-(log_p.astype(work) * c.astype(work)).sum(axis=1)).astype(dtype)
+        gradients = tuple(
+            (((p * s).astype(dtype, copy=False) - c).astype(dtype, copy=False) * a).astype(dtype, copy=False)
+            for p in (direct, via_log)
+        )
+        loss = (-(log_p.astype(work, copy=False) * c.astype(work, copy=False)).sum(axis=1)).astype(dtype, copy=False)
     return Baseline(gradients, (loss,))
 
 

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..arrays import ArrayDump
+from ..arrays.blocks import read_rows
 from ..core import SoftmaxCrossEntropyResult, softmax_cross_entropy
 from ..options import LossOptions
+from .dtype_baseline import RowCoefficients, coefficients
 
 #: Micro-batch counts tried for "the mean of per-batch means" (equal batches only).
 BATCH_COUNTS = (2, 4, 8, 16)
@@ -44,6 +47,26 @@ class Block:
 
 
 WhatIf = Callable[[Block], tuple[np.ndarray, np.ndarray | None]]
+
+
+def exact_block(
+    dump: ArrayDump, start: int, stop: int, options: LossOptions, total: float
+) -> tuple[Block, RowCoefficients]:
+    """Rows start:stop of the dump, their exact float64 result and their loss coefficients."""
+    logits = read_rows(dump.logits, start, stop).astype(np.float64, copy=False)
+    labels = None if dump.labels is None else np.asarray(dump.labels[start:stop])
+    targets = None if dump.targets is None else read_rows(dump.targets, start, stop).astype(np.float64, copy=False)
+    # Called in threads: the caller silences the core's warnings (catch_warnings is not thread-safe).
+    exact = softmax_cross_entropy(
+        logits,
+        labels,
+        targets=targets,
+        options=options,
+        mean_denominator=total if options.reduction == "mean" else None,
+    )
+    contributions = exact.losses * (0.0 if total == 0 else 1 / total) if options.reduction == "mean" else exact.losses
+    coef = coefficients(labels, targets, logits.shape[1], options, total)
+    return Block(start, logits, labels, targets, exact, contributions), coef
 
 
 def denominators(labels: np.ndarray | None, rows: int, options: LossOptions) -> Denominators:
@@ -122,7 +145,7 @@ def _per_batch_means(labels: np.ndarray, d: Denominators, options: LossOptions) 
 
 def _row_scaled(factors: np.ndarray) -> WhatIf:
     def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
-        rows = factors[block.start : block.start + block.exact.num_rows]
+        rows = factors[block.start : block.start + len(block.logits)]
         return block.exact.gradient * rows[:, None], block.contributions * rows
 
     return what_if
@@ -140,8 +163,8 @@ def _rerun(block: Block, labels: np.ndarray | None, options: LossOptions) -> Sof
         )
 
 
-def _contributions(result: SoftmaxCrossEntropyResult) -> np.ndarray:
-    if result.options.reduction == "mean":
+def _contributions(result: SoftmaxCrossEntropyResult, options: LossOptions) -> np.ndarray:
+    if options.reduction == "mean":
         return result.losses * (0.0 if result.denominator == 0 else 1 / result.denominator)
     return result.losses
 
@@ -149,10 +172,10 @@ def _contributions(result: SoftmaxCrossEntropyResult) -> np.ndarray:
 def _one_based(options: LossOptions) -> WhatIf:
     def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
         assert block.labels is not None
-        classes = block.exact.num_classes
+        classes = block.logits.shape[1]
         shifted = np.where(block.labels == options.ignore_index, block.labels, (block.labels - 1) % classes)
         other = _rerun(block, shifted, options)
-        return other.gradient, _contributions(other)
+        return other.gradient, _contributions(other, options)
 
     return what_if
 
@@ -162,9 +185,10 @@ def _smoothing(options: LossOptions, factor: float) -> WhatIf:
     eps = options.label_smoothing
 
     def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
-        plain = _rerun(block, block.labels, options.replace(label_smoothing=0.0))
+        plain_options = options.replace(label_smoothing=0.0)
+        plain = _rerun(block, block.labels, plain_options)
         nll_gradient = (1 - eps) * plain.gradient
-        nll_loss = (1 - eps) * _contributions(plain)
+        nll_loss = (1 - eps) * _contributions(plain, plain_options)
         gradient = nll_gradient + (block.exact.gradient - nll_gradient) * factor
         return gradient, nll_loss + (block.contributions - nll_loss) * factor
 
