@@ -81,6 +81,17 @@ def test_torch_implementation_passes():
     assert report.passed, [(c.name, c.message) for c in report.failed]
 
 
+def test_jax_implementations_are_graded_in_jax():
+    # Run with jax 0.10.2 installed: a correct one passes; one without the max shift is named.
+    pytest.importorskip("jax")
+    report = check_implementation(spec("correct_jax"))
+    assert report.framework == "jax"
+    assert report.passed, [(c.name, c.message) for c in report.failed]
+    wrong = check_implementation(spec("no_max_shift_jax"))
+    assert not wrong.passed
+    assert wrong.mistakes[0] == mistakes.NO_MAX_SHIFT
+
+
 def test_torch_file_without_torch_installed_is_one_line():
     if _installed("torch"):
         pytest.skip("torch is installed")
