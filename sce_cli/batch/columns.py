@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from functools import cached_property
 
 from ..errors import DATA, DataProblem, OptionProblem, UsageProblem
 
@@ -22,6 +23,11 @@ class ColumnPlan:
     """Given gradient columns, for `sce check --csv`."""
     loss: str | None = None
     """A given loss column, for `sce check --csv`."""
+
+    @cached_property
+    def positions(self) -> dict[str, int]:
+        """Each input column's position: looked up, not searched for, in a row of 100,000 columns."""
+        return {name: position for position, name in enumerate(self.names)}
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -53,7 +59,8 @@ def plan_columns(
     if loss_col is not None and loss_col not in names:
         raise OptionProblem("loss_col", f"there is no column {loss_col!r}; the columns are {listing}", DATA)
     taken = {label} | set(targets or ()) | set(grads or ()) | {loss_col}
-    if logit_cols is None and grads and all(name.startswith("grad_") and name[5:] in names for name in grads):
+    known = set(names)
+    if logit_cols is None and grads and all(name.startswith("grad_") and name[5:] in known for name in grads):
         # Checking sce batch's output: grad_z0 is the gradient of column z0.
         logit_cols = ",".join(name[5:] for name in grads)
     logits = _logit_columns(names, logit_cols, taken, listing)
@@ -129,7 +136,10 @@ def _listing(names: list[str] | tuple[str, ...]) -> str:
 
 
 def _select(pattern: str, names: list[str], option: str) -> tuple[str, ...]:
+    # Sets beside the lists: a glob over 100,000 columns must not search a list for each.
+    known = set(names)
     chosen: list[str] = []
+    seen: set[str] = set()
     for item in (part.strip() for part in pattern.split(",")):
         if not item:
             continue
@@ -137,11 +147,14 @@ def _select(pattern: str, names: list[str], option: str) -> tuple[str, ...]:
             matches = [name for name in names if fnmatch.fnmatchcase(name, item)]
             if not matches:
                 raise OptionProblem(option, f"{item!r} matches no column; the columns are {_listing(names)}", DATA)
-        elif item in names:
+        elif item in known:
             matches = [item]
         else:
             raise OptionProblem(option, f"there is no column {item!r}; the columns are {_listing(names)}", DATA)
-        chosen += [name for name in matches if name not in chosen]
+        for name in matches:
+            if name not in seen:
+                seen.add(name)
+                chosen.append(name)
     if not chosen:
         raise OptionProblem(option, "no columns named")
     return tuple(chosen)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import polars as pl
@@ -17,6 +17,9 @@ from ..numbers import read_number
 from ..options import LossOptions
 from .columns import ColumnPlan
 from .records import Block, _record_at, _record_lines, _records
+
+if TYPE_CHECKING:
+    from .wide import TextRows, WideBlock
 
 
 @dataclass
@@ -202,7 +205,7 @@ def _format_name(delimiter: str) -> str:
 
 
 def compute_block(
-    parsed: ParsedBlock, plan: ColumnPlan, options: LossOptions, mean_denominator: float | None
+    parsed: ParsedBlock | WideBlock, plan: ColumnPlan, options: LossOptions, mean_denominator: float | None
 ) -> SoftmaxCrossEntropyResult:
     """Run the core on one block; its errors name the line and column."""
     import warnings
@@ -259,10 +262,13 @@ def output_frame(
     return inputs.hstack(computed)
 
 
-def write_frame(frame: pl.DataFrame, stream: BinaryIO, output_format: str, header: bool) -> None:
+def write_frame(frame: pl.DataFrame | TextRows, stream: BinaryIO, output_format: str, header: bool) -> None:
     """Non-finite numbers are spelled as everywhere in sce: inf, -inf and nan
     (polars writes NaN in CSV, and null in JSON Lines); the blocks without
-    any take polars' fast path."""
+    any take polars' fast path. Rows of many columns come already encoded."""
+    if not isinstance(frame, pl.DataFrame):
+        frame.write(stream, header)
+        return
     floats = [name for name, dtype in frame.schema.items() if dtype.is_float()]
     if output_format == "jsonl":
         if floats and not frame.select(pl.all_horizontal(pl.col(floats).is_finite().all())).item():

@@ -19,6 +19,7 @@ import polars as pl
 from ..errors import DATA, DataProblem, OptionProblem
 from .frames import write_frame
 from .signals import raise_if_interrupted, shielded
+from .wide import TextRows
 
 
 class OutputTarget:
@@ -150,7 +151,7 @@ class BackgroundWriter:
             except BaseException as error:
                 self.error = error
 
-    def put(self, frame: pl.DataFrame) -> None:
+    def put(self, frame: pl.DataFrame | TextRows) -> None:
         self._raise_if_failed()
         self.queue.put(frame)
 

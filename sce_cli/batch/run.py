@@ -21,6 +21,7 @@ from .frames import ParsedBlock, compute_block, output_frame, parse_block
 from .output import BackgroundWriter, OutputTarget, spooled_copy
 from .records import Block, BlockReader, skip_leading_blank_lines, split_header
 from .signals import raise_if_interrupted, shielded, stopping_signals_handled
+from .wide import WIDE_COLUMNS, WideBlock, parse_wide_block, wide_rows
 
 
 @dataclass
@@ -163,13 +164,23 @@ def _is_regular_file(path: str) -> bool:
 
 
 def computed_blocks(
-    path: str, request: BatchRequest, denominator: float | None
-) -> Iterator[tuple[ParsedBlock, ColumnPlan, SoftmaxCrossEntropyResult, BlockReader]]:
-    """Every block of the input, parsed and run through the core."""
+    path: str, request: BatchRequest, denominator: float | None, wide: bool = False
+) -> Iterator[tuple[ParsedBlock | WideBlock, ColumnPlan, SoftmaxCrossEntropyResult, BlockReader]]:
+    """Every block of the input, parsed and run through the core. With
+    ``wide``, blocks of many columns may come as WideBlocks (no text frame)."""
     for plan, block, reader in read_blocks(path, request):
         raise_if_interrupted()  # a signal that arrived in polars' code, or a SIGPIPE
-        parsed = parse_block(block, plan, request.delimiter)
+        parsed: ParsedBlock | WideBlock | None = None
+        if wide and len(plan.names) >= WIDE_COLUMNS:
+            parsed = parse_wide_block(block, plan, request.delimiter, _output_separator(request))
+        if parsed is None:
+            parsed = parse_block(block, plan, request.delimiter)
         yield parsed, plan, compute_block(parsed, plan, request.options, denominator), reader
+
+
+def _output_separator(request: BatchRequest) -> str | None:
+    """The CSV or TSV output's separator; None for JSON Lines."""
+    return {"csv": ",", "tsv": "\t"}.get(request.output_format)
 
 
 def mean_denominator(path: str, request: BatchRequest) -> float | None:
@@ -180,7 +191,8 @@ def mean_denominator(path: str, request: BatchRequest) -> float | None:
     """
     if request.options.reduction != "mean":
         return None
-    return sum(result.denominator for _, _, result, _ in computed_blocks(path, request, None))
+    # Nothing is written in this pass: any block of many columns may be read the wide way.
+    return sum(result.denominator for _, _, result, _ in computed_blocks(path, request, None, wide=True))
 
 
 def run_batch(request: BatchRequest, on_progress: Callable[[int, int], None] | None = None) -> BatchSummary:
@@ -212,10 +224,15 @@ def _write_output(
         with shielded():  # assigned before a signal can be raised, so the except below cleans up
             target = OutputTarget(request.output_path, request.input_path)
             writer = BackgroundWriter(target, request.output_format)
-        for parsed, plan, result, reader in computed_blocks(path, request, denominator):
+        separator = _output_separator(request)
+        for parsed, plan, result, reader in computed_blocks(path, request, denominator, wide=separator is not None):
             raise_if_interrupted()
             summary.add(result)
-            writer.put(output_frame(parsed, plan, result, request.digits, request.output_format == "jsonl"))
+            if isinstance(parsed, WideBlock):
+                assert separator is not None
+                writer.put(wide_rows(parsed, plan, result, request.digits, separator))
+            else:
+                writer.put(output_frame(parsed, plan, result, request.digits, request.output_format == "jsonl"))
             if on_progress is not None:
                 on_progress(reader.bytes_read, summary.rows)
         writer.close()

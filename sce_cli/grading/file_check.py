@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..batch.frames import _numbers
+from ..batch.frames import ParsedBlock, _numbers
 from ..batch.records import _record_lines
 from ..batch.run import BatchRequest, computed_blocks, mean_denominator, readable_input
 from ..batch.signals import stopping_signals_handled
@@ -54,6 +54,7 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
         denominator = mean_denominator(path, request)
         found = FileCheck()
         for parsed, plan, result, _ in computed_blocks(path, request, denominator):
+            assert isinstance(parsed, ParsedBlock)  # the wide way is asked for by sce batch only
             pairs = []
             if plan.grads:
                 pairs.append((plan.grads, result.gradient))
