@@ -21,9 +21,13 @@ from .declarations import (
     ReductionChoice,
     ReductionOption,
     SmoothingOption,
+    SmoothingStyleChoice,
+    SmoothingStyleOption,
+    SoftcapOption,
     TargetOption,
     TemperatureOption,
     WeightOption,
+    ZLossOption,
 )
 from .inputs import (
     check_class_counts,
@@ -47,6 +51,9 @@ def grad(
     smoothing: SmoothingOption = 0.0,
     weight: WeightOption = None,
     temperature: TemperatureOption = 1.0,
+    softcap: SoftcapOption = None,
+    z_loss: ZLossOption = 0.0,
+    smoothing_style: SmoothingStyleOption = SmoothingStyleChoice.uniform,
     reduction: ReductionOption = ReductionChoice.none,
     ignore_index: IgnoreIndexOption = -100,
     dtype: DTypeOption = DType.float64,
@@ -82,6 +89,9 @@ def grad(
         reduction=reduction,
         ignore_index=ignore_index,
         dtype=dtype,
+        softcap=softcap,
+        z_loss=z_loss,
+        smoothing_style=smoothing_style,
     )
     check_class_counts(vector, options)
     result = run_core(vector, options)

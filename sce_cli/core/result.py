@@ -214,9 +214,7 @@ class SoftmaxCrossEntropyResult:
         eps = self.dtype.type(self.options.label_smoothing)
         if self.labels is None:
             assert self.given_targets is not None
-            return smoothed_targets(
-                self.given_targets, eps, self.num_classes, self.dtype, self.options.smoothing_style
-            )
+            return smoothed_targets(self.given_targets, eps, self.num_classes, self.dtype, self.options.smoothing_style)
         safe_labels = np.where(self.counted, self.labels, 0)
         return smoothed_one_hot(
             safe_labels, self.counted, eps, self.num_classes, self.dtype, self.options.smoothing_style
