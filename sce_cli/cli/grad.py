@@ -40,6 +40,7 @@ from .inputs import (
 
 if TYPE_CHECKING:
     from ..core import SoftmaxCrossEntropyResult
+    from ..options import LossOptions
     from ..proofs import Proofs
 
 
@@ -94,6 +95,7 @@ def grad(
         smoothing_style=smoothing_style,
     )
     check_class_counts(vector, options)
+    _check_language_model_options(options, steps, verify, jacobian, hessian)
     result = run_core(vector, options)
     if steps:
         _print_derivation(result, digits, output_format)
@@ -119,6 +121,23 @@ def _warn_about_omitted_matrices(proofs: Proofs, classes: int) -> None:
             f"{' and '.join(omitted)}: the {classes:,}×{classes:,} matrices are written as null "
             f"(JSON writes them up to {MATRIX_LIMIT:,} classes); they are diag(s) - s sᵀ times a factor, "
             "from the probabilities"
+        )
+
+
+def _check_language_model_options(
+    options: LossOptions, steps: bool, verify: bool, jacobian: bool, hessian: bool
+) -> None:
+    """The derivation and the proofs do not know soft-capping, the z-loss or off-target smoothing yet."""
+    extras = [
+        name
+        for name, on in (("--steps", steps), ("--verify", verify), ("--jacobian", jacobian), ("--hessian", hessian))
+        if on
+    ]
+    off_target = options.label_smoothing != 0 and options.smoothing_style != "uniform"
+    if extras and (options.has_llm_options or off_target):
+        raise UsageProblem(
+            f"{extras[0]} does not derive --softcap, --z-loss or --smoothing-style off-target yet; "
+            "leave it out to see the numbers"
         )
 
 
