@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from ..errors import UsageProblem
 from .commandline import say_warning
 from .declarations import (
     BatchFormat,
@@ -21,9 +22,13 @@ from .declarations import (
     ReductionChoice,
     ReductionOption,
     SmoothingOption,
+    SmoothingStyleChoice,
+    SmoothingStyleOption,
+    SoftcapOption,
     TargetColsOption,
     TemperatureOption,
     WeightOption,
+    ZLossOption,
 )
 from .files import file_request, output_format_for
 from .inputs import check_digits, parse_loss_options
@@ -51,6 +56,9 @@ def batch(
     smoothing: SmoothingOption = 0.0,
     weight: WeightOption = None,
     temperature: TemperatureOption = 1.0,
+    softcap: SoftcapOption = None,
+    z_loss: ZLossOption = 0.0,
+    smoothing_style: SmoothingStyleOption = SmoothingStyleChoice.uniform,
     reduction: ReductionOption = ReductionChoice.none,
     ignore_index: IgnoreIndexOption = -100,
     dtype: DTypeOption = DType.float64,
@@ -77,7 +85,14 @@ def batch(
         reduction=reduction,
         ignore_index=ignore_index,
         dtype=dtype,
+        softcap=softcap,
+        z_loss=z_loss,
+        smoothing_style=smoothing_style,
     )
+    if options.z_loss and options.reduction == "mean":
+        # The z-loss's mean divides by the whole input's counted rows, which the
+        # first pass does not count yet (it sums the cross-entropy's Σ w[y]).
+        raise UsageProblem("--z-loss with --reduction mean is not supported by sce batch yet; use sum or none")
     request = file_request(
         input_path,
         output,

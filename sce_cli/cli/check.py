@@ -42,10 +42,14 @@ from .declarations import (
     ReductionChoice,
     ReductionOption,
     SmoothingOption,
+    SmoothingStyleChoice,
+    SmoothingStyleOption,
+    SoftcapOption,
     TargetColsOption,
     TargetOption,
     TemperatureOption,
     WeightOption,
+    ZLossOption,
 )
 from .files import file_request
 from .inputs import (
@@ -101,6 +105,9 @@ def check(
     smoothing: SmoothingOption = 0.0,
     weight: WeightOption = None,
     temperature: TemperatureOption = 1.0,
+    softcap: SoftcapOption = None,
+    z_loss: ZLossOption = 0.0,
+    smoothing_style: SmoothingStyleOption = SmoothingStyleChoice.uniform,
     reduction: ReductionOption = ReductionChoice.none,
     ignore_index: IgnoreIndexOption = -100,
     dtype: DTypeOption = DType.float64,
@@ -136,6 +143,9 @@ def check(
         reduction=reduction,
         ignore_index=ignore_index,
         dtype=dtype,
+        softcap=softcap,
+        z_loss=z_loss,
+        smoothing_style=smoothing_style,
     )
     if arrays is not None or logits_path is not None:
         refuse_typed_inputs(logits, csv_input, label, target)

@@ -23,6 +23,11 @@ class ReductionChoice(str, Enum):
     sum = "sum"
 
 
+class SmoothingStyleChoice(str, Enum):
+    uniform = "uniform"
+    off_target = "off-target"
+
+
 class GradFormat(str, Enum):
     table = "table"
     json = "json"
@@ -96,6 +101,27 @@ WeightOption = Annotated[
 ]
 TemperatureOption = Annotated[
     float, typer.Option("--temperature", "-T", help="Softmax temperature T > 0: p = softmax(z / T).")
+]
+SoftcapOption = Annotated[
+    Optional[float],
+    typer.Option(
+        "--softcap",
+        help="Logit soft-capping c > 0 (Gemma 2): a = c·tanh(z/c), before the temperature.",
+        show_default=False,
+    ),
+]
+ZLossOption = Annotated[
+    float,
+    typer.Option(
+        "--z-loss", help="z-loss λ >= 0 (PaLM): each counted row adds λ·lse², unweighted; mean over counted rows."
+    ),
+]
+SmoothingStyleOption = Annotated[
+    SmoothingStyleChoice,
+    typer.Option(
+        "--smoothing-style",
+        help="uniform: ε/K on every class (PyTorch); off-target: 1 − ε on the label, ε/(K − 1) elsewhere (Megatron).",
+    ),
 ]
 ReductionOption = Annotated[
     ReductionChoice,

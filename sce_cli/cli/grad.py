@@ -21,9 +21,13 @@ from .declarations import (
     ReductionChoice,
     ReductionOption,
     SmoothingOption,
+    SmoothingStyleChoice,
+    SmoothingStyleOption,
+    SoftcapOption,
     TargetOption,
     TemperatureOption,
     WeightOption,
+    ZLossOption,
 )
 from .inputs import (
     check_class_counts,
@@ -36,6 +40,7 @@ from .inputs import (
 
 if TYPE_CHECKING:
     from ..core import SoftmaxCrossEntropyResult
+    from ..options import LossOptions
     from ..proofs import Proofs
 
 
@@ -47,6 +52,9 @@ def grad(
     smoothing: SmoothingOption = 0.0,
     weight: WeightOption = None,
     temperature: TemperatureOption = 1.0,
+    softcap: SoftcapOption = None,
+    z_loss: ZLossOption = 0.0,
+    smoothing_style: SmoothingStyleOption = SmoothingStyleChoice.uniform,
     reduction: ReductionOption = ReductionChoice.none,
     ignore_index: IgnoreIndexOption = -100,
     dtype: DTypeOption = DType.float64,
@@ -82,8 +90,12 @@ def grad(
         reduction=reduction,
         ignore_index=ignore_index,
         dtype=dtype,
+        softcap=softcap,
+        z_loss=z_loss,
+        smoothing_style=smoothing_style,
     )
     check_class_counts(vector, options)
+    _check_language_model_options(options, steps, verify, jacobian, hessian)
     result = run_core(vector, options)
     if steps:
         _print_derivation(result, digits, output_format)
@@ -109,6 +121,23 @@ def _warn_about_omitted_matrices(proofs: Proofs, classes: int) -> None:
             f"{' and '.join(omitted)}: the {classes:,}×{classes:,} matrices are written as null "
             f"(JSON writes them up to {MATRIX_LIMIT:,} classes); they are diag(s) - s sᵀ times a factor, "
             "from the probabilities"
+        )
+
+
+def _check_language_model_options(
+    options: LossOptions, steps: bool, verify: bool, jacobian: bool, hessian: bool
+) -> None:
+    """The derivation and the proofs do not know soft-capping, the z-loss or off-target smoothing yet."""
+    extras = [
+        name
+        for name, on in (("--steps", steps), ("--verify", verify), ("--jacobian", jacobian), ("--hessian", hessian))
+        if on
+    ]
+    off_target = options.label_smoothing != 0 and options.smoothing_style != "uniform"
+    if extras and (options.has_llm_options or off_target):
+        raise UsageProblem(
+            f"{extras[0]} does not derive --softcap, --z-loss or --smoothing-style off-target yet; "
+            "leave it out to see the numbers"
         )
 
 

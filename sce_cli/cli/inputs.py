@@ -16,7 +16,7 @@ from ..errors import DATA, OptionProblem, UsageProblem, option_problem
 from ..numbers import normalise_minus, read_number, split_numbers
 from ..options import LossOptions
 from .commandline import say_warning
-from .declarations import DType, ReductionChoice
+from .declarations import DType, ReductionChoice, SmoothingStyleChoice
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -129,8 +129,11 @@ def parse_loss_options(
     reduction: ReductionChoice,
     ignore_index: int,
     dtype: DType,
+    softcap: float | None = None,
+    z_loss: float = 0.0,
+    smoothing_style: SmoothingStyleChoice = SmoothingStyleChoice.uniform,
 ) -> LossOptions:
-    """The one options object every command builds."""
+    """The one options object every command builds (the core checks the values)."""
     weights = None if weight is None else parse_numbers(weight, "--weight")
     return LossOptions(
         weight=None if weights is None else tuple(weights),
@@ -139,6 +142,9 @@ def parse_loss_options(
         reduction=reduction.value,
         temperature=temperature,
         dtype=dtype.value,
+        softcap=softcap,
+        z_loss=z_loss,
+        smoothing_style=smoothing_style.value,
     )
 
 

@@ -8,7 +8,17 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageProblem
-from .declarations import CheckFormat, Convention, Framework, ReductionChoice, Returns
+from .declarations import (
+    CheckFormat,
+    Convention,
+    Framework,
+    ReductionChoice,
+    Returns,
+    SmoothingStyleChoice,
+    SmoothingStyleOption,
+    SoftcapOption,
+    ZLossOption,
+)
 
 
 def test(
@@ -40,6 +50,9 @@ def test(
     seed: Annotated[int, typer.Option("--seed", help="Varies the random cases.")] = 0,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds each case may take.")] = 3.0,
     output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="table or json.")] = CheckFormat.table,
+    softcap: SoftcapOption = None,
+    z_loss: ZLossOption = 0.0,
+    smoothing_style: SmoothingStyleOption = SmoothingStyleChoice.uniform,
 ) -> None:
     """Grade your implementation of the loss and gradient; name the mistake.
 
@@ -47,6 +60,20 @@ def test(
     Runs the file's code (in a separate process). Exit status 0 when every case
     passes, 1 when one fails, 2 when the function cannot be used as configured.
     """
+    asked = [
+        name
+        for name, given in (
+            ("--softcap", softcap is not None),
+            ("--z-loss", z_loss != 0),
+            ("--smoothing-style", smoothing_style is not SmoothingStyleChoice.uniform),
+        )
+        if given
+    ]
+    if asked:
+        raise UsageProblem(
+            f"{asked[0]}: sce test calls f(logits, labels) without it, so it cannot grade a function that takes it; "
+            "grade its output with sce check --arrays instead"
+        )
     if reduction is not None and convention is Convention.row:
         raise UsageProblem("--reduction goes with --convention batch; a row function returns its row's own loss")
     from ..implementations.loading import UnusableImplementation

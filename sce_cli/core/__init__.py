@@ -11,13 +11,15 @@ from ..options import REDUCTIONS, LossOptions, Reduction
 from .checks import TARGET_SUM_TOLERANCE
 from .loss import softmax_cross_entropy
 from .matrices import gradient_via_jacobian, loss_gradient_wrt_probabilities, loss_hessian, softmax_jacobian
-from .result import InvalidInput, LossWarning, SoftmaxCrossEntropyResult
+from .result import InvalidInput, Layout, LossWarning, Shaped, SoftmaxCrossEntropyResult
 
 __all__ = [
     "InvalidInput",
+    "Layout",
     "LossOptions",
     "LossWarning",
     "REDUCTIONS",
+    "Shaped",
     "Reduction",
     "SoftmaxCrossEntropyResult",
     "TARGET_SUM_TOLERANCE",

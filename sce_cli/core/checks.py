@@ -7,7 +7,7 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..options import FLOAT_TYPES, REDUCTIONS, FloatType, LossOptions
+from ..options import FLOAT_TYPES, REDUCTIONS, SMOOTHING_STYLES, FloatType, LossOptions
 from .result import InvalidInput
 
 #: How far a row of probability targets may sum from 1 before it is rejected.
@@ -45,6 +45,14 @@ def validated_options(options: LossOptions) -> tuple[np.dtype, np.ndarray | None
         raise InvalidInput(f"unknown reduction {options.reduction!r}", field="reduction", hint="use none, mean or sum")
     _check_label_smoothing(options.label_smoothing)
     _check_temperature(options.temperature)
+    _check_softcap(options.softcap)
+    _check_z_loss(options.z_loss)
+    if options.smoothing_style not in SMOOTHING_STYLES:
+        raise InvalidInput(
+            f"unknown smoothing style {options.smoothing_style!r}",
+            field="smoothing_style",
+            hint="use uniform (PyTorch: ε/K on every class) or off-target (Megatron, t5x: ε/(K−1) off the label)",
+        )
     if isinstance(options.ignore_index, bool) or not isinstance(options.ignore_index, (int, np.integer)):
         raise InvalidInput(f"ignore_index {options.ignore_index!r} is not an integer", field="ignore_index")
     return dtype, _checked_weights(options.weight, dtype)
@@ -66,6 +74,37 @@ def _check_temperature(value: float) -> None:
             f"temperature {value!r} is not a positive finite number",
             field="temperature",
             hint="use T > 0 (1 leaves the logits as they are)",
+        )
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_softcap(value: float | None) -> None:
+    if value is None:
+        return
+    number = _number(value)
+    if number is None or not (number > 0 and np.isfinite(number)):
+        raise InvalidInput(
+            f"softcap {value!r} is not a positive finite number",
+            field="softcap",
+            hint="use c > 0 (the logits become c·tanh(z/c)), or leave it out for no cap",
+        )
+
+
+def _check_z_loss(value: float) -> None:
+    number = _number(value)
+    if number is None or not (number >= 0 and np.isfinite(number)):
+        raise InvalidInput(
+            f"z-loss {value!r} is not a non-negative finite number",
+            field="z_loss",
+            hint="use λ >= 0 (0: no z-loss; PaLM uses 1e-4)",
         )
 
 
@@ -168,7 +207,7 @@ def _logit_array(logits: ArrayLike, dtype: np.dtype) -> np.ndarray:
         z = z[None, :]
     if z.ndim != 2:
         raise InvalidInput(f"logits must be N×K, not {z.ndim}-dimensional", field="logits")
-    if z.shape[0] == 0 or z.shape[1] == 0:
+    if z.shape[1] == 0:
         raise InvalidInput("no logits", field="logits", hint="give at least one class")
     return z
 

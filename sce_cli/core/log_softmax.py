@@ -61,6 +61,7 @@ def log_softmax(
     argmax: np.ndarray,
     temperature: float = 1.0,
     workspace: Workspace | None = None,
+    low: np.ndarray | None = None,
 ) -> LogSoftmax:
     """Row-wise log-softmax of z / T, accurate to a few ulp even far from the maximum.
 
@@ -85,10 +86,15 @@ def log_softmax(
     Every step is row by row: a block of rows gives the same bits as the
     whole (for row-major z). With a ``workspace`` the N×K results live in its
     buffers, until the next block.
+
+    ``low``: where the logits are soft-capped, z is the high part of the
+    capped logits and ``low`` their low part (:class:`Capped`), so that the
+    shift is that of z + low.
     """
     difference, virtual, err, exp = workspace.for_rows(len(z)) if workspace else (None, None, None, None)
-    shifted, err = shift_and_scale(z, max_logit, temperature, (difference, virtual, err))
     at_max = flat_indices(argmax, z.shape[1])
+    low_max = None if low is None else flat(low).take(at_max)
+    shifted, err = shift_and_scale(z, max_logit, temperature, (difference, virtual, err), low, low_max)
     exp_shifted = exp_shifted_of(shifted, err, at_max, zero_at_max=True, out=exp, scratch=virtual)
     others_sum = exp_shifted.sum(axis=1)
     flat(exp_shifted)[at_max] = 1
@@ -138,10 +144,15 @@ def shift_and_scale(
     max_logit: np.ndarray,
     temperature: float,
     buffers: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None] = (None, None, None),
+    low: np.ndarray | None = None,
+    low_max: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(z - M) / T rounded, and the error e with rounded + e = (z - M) / T to first order.
 
     ``buffers``: where to put the difference, a scratch term and the error (None: new arrays).
+    ``low`` and ``low_max``: low parts of the logits and of their maximum (soft-capped
+    logits are a high part, exact, and a small low part): the shift is then
+    (z + low) - (M + low_max), its rounding kept in e.
     """
     neg_max = -max_logit[:, None]
     with np.errstate(invalid="ignore", over="ignore"):
@@ -153,6 +164,13 @@ def shift_and_scale(
         err = np.subtract(difference, virtual, out=buffers[2])
         np.subtract(z, err, out=err)
         np.add(err, np.subtract(neg_max, virtual, out=virtual), out=err)
+        if low is not None and low_max is not None:
+            # The low parts' difference, added to the high parts' with TwoSum.
+            low_difference = low - low_max[:, None]
+            total = difference + low_difference
+            virtual = total - difference
+            err += (difference - (total - virtual)) + (low_difference - virtual)
+            difference = total
         if temperature != 1.0:
             t = z.dtype.type(temperature)
             quotient = difference / t
@@ -185,3 +203,77 @@ def _split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scaled = factor * x
     high = scaled - (scaled - x)
     return high, x - high
+
+
+# tanh(x) = x + x³·P(x²) for |x| < SMALL_TANH: the Taylor coefficients of P
+# (those of tanh from x³ on), enough for 1 ulp where x² < 0.09.
+_TANH_SERIES = (
+    -0.3333333333333333,
+    0.13333333333333333,
+    -0.05396825396825397,
+    0.021869488536155203,
+    -0.008863235529902197,
+    0.003592128036572481,
+    -0.0014558343870513183,
+    0.000590027440945586,
+    -0.00023912911424355248,
+    9.691537956929451e-05,
+    -3.927832388331683e-05,
+    1.5918905069328964e-05,
+    -6.451689215655431e-06,
+)
+SMALL_TANH = 0.3
+
+
+@dataclass(frozen=True)
+class Capped:
+    """Soft-capped logits a = c·tanh(z/c) as an unevaluated sum high + low, and tanh's derivative.
+
+    ``high`` is exact (z itself where |z/c| < 0.3, else ±c) and ``low`` a small
+    correction known to a few ulp of itself, so that the differences a_j - a_m
+    the softmax needs keep their digits: c·tanh(z/c) rounded would lose them
+    wherever |a| is much larger than a difference (a logit 600 below the
+    maximum, or a weak cap c ≫ |z|).
+    """
+
+    high: np.ndarray
+    low: np.ndarray
+    derivative: np.ndarray
+    """1 - tanh²(z/c), as 4E/(1 + E)² with E = exp(-2|z/c|): never 1 minus a number near 1."""
+
+    @property
+    def rounded(self) -> np.ndarray:
+        """a = c·tanh(z/c), rounded."""
+        return self.high + self.low
+
+
+def soft_capped(z: np.ndarray, cap: float) -> Capped:
+    """c·tanh(z/c) for each logit (any shape), as :class:`Capped`.
+
+    x = z/c is kept as x + x_lo (TwoProduct gives the division's remainder).
+    Small |x|: tanh(x + x_lo) = x + x³·P(x²) + x_lo·(1 - x²), so
+    a = z + c·(x³·P(x²) - x_lo·x²). Larger |x|: tanh|x| = 1 - ω with
+    ω = 2E/(1 + E), E = exp(-2|x|)·(1 - 2·x_lo·sign x), so a = ±c ∓ c·ω, and
+    ω keeps its digits however near 1 tanh is. A masked logit (-inf) becomes -c.
+    """
+    c = z.dtype.type(cap)
+    with np.errstate(all="ignore"):
+        x = z / c
+        product, product_err = _two_product(x, c)
+        x_low = ((z - product) - product_err) / c
+        x_low = np.where(np.isfinite(x_low), x_low, 0).astype(z.dtype, copy=False)
+        magnitude = np.abs(x)
+        sign = np.where(x < 0, -1, 1).astype(z.dtype)
+        e = np.exp(-2 * magnitude) * (1 - 2 * sign * x_low)
+        derivative = (4 * e) / np.square(1 + e)
+        derivative = np.where(np.isfinite(derivative), derivative, 0).astype(z.dtype, copy=False)
+        small = magnitude < SMALL_TANH
+        square = x * x
+        series = np.full_like(x, _TANH_SERIES[-1])
+        for coefficient in _TANH_SERIES[-2::-1]:
+            series = series * square + coefficient
+        small_low = c * (x * square * series - x_low * square)
+        omega = 2 * e / (1 + e)
+        high = np.where(small, z, sign * c).astype(z.dtype, copy=False)
+        low = np.where(small, small_low, -sign * c * omega).astype(z.dtype, copy=False)
+    return Capped(high, low, derivative)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..options import LossOptions
 from . import blocks
-from .log_softmax import exp_shifted_of, flat_indices, log_probabilities, shift_and_scale
+from .log_softmax import exp_shifted_of, flat, flat_indices, log_probabilities, shift_and_scale, soft_capped
 from .targets import smoothed_one_hot, smoothed_targets
 
 
@@ -59,6 +59,30 @@ class LossWarning(UserWarning):
 
 
 @dataclass(frozen=True)
+class Layout:
+    """The caller's layout: the logits' shape and the axis of the classes in it."""
+
+    shape: tuple[int, ...]
+    class_axis: int
+
+
+@dataclass(frozen=True)
+class Shaped:
+    """A result's arrays in the caller's layout (see :attr:`SoftmaxCrossEntropyResult.shaped`)."""
+
+    probabilities: np.ndarray
+    gradient: np.ndarray
+    """Shaped like the logits."""
+    losses: np.ndarray
+    log_sum_exp: np.ndarray
+    z_losses: np.ndarray
+    """Shaped like the labels: the logits without the class axis (0-d for a single vector)."""
+    loss: float | np.ndarray
+    """A float for 'mean' and 'sum', and for 'none' of a single vector; else shaped like ``losses``."""
+    z_loss: float | np.ndarray
+
+
+@dataclass(frozen=True)
 class SoftmaxCrossEntropyResult:
     """Everything computed on the way from logits to gradient, N rows by K classes.
 
@@ -97,14 +121,74 @@ class SoftmaxCrossEntropyResult:
     """S = Σ_{j ≠ argmax} exp((logits_j - M) / T), so that exp_sum = 1 + S (N)."""
     given_targets: np.ndarray | None = field(default=None, repr=False)
     """The probability targets as given, before smoothing (N×K), or None for labels."""
+    log_sum_exp: np.ndarray | None = field(default=None, repr=False)
+    """lse(b) = log Σ_j e^(b_j) of each row, b the capped logits over T (N)."""
+    z_losses: np.ndarray | None = field(default=None, repr=False)
+    """Each row's z-loss term λ·lse², 0 where the row is ignored (N); included in ``losses``."""
+    z_loss: float | np.ndarray = 0.0
+    """The z-loss reduced ('mean': over the counted rows; 'sum'), or ``z_losses`` for 'none'; included in ``loss``."""
+    z_loss_denominator: float = 1.0
+    """What the z-loss's 'mean' divides by: the number of counted rows; 1 otherwise."""
+    layout: Layout | None = field(default=None, repr=False)
+    """The caller's layout where it is not N×K rows (see :attr:`shaped`), else None."""
+
+    @cached_property
+    def capped_logits(self) -> np.ndarray:
+        """a = c·tanh(logits/c) with the softcap c, else the logits (N×K)."""
+        if self.options.softcap is None:
+            return self.logits
+        return self._by_blocks(lambda rows: soft_capped(self.logits[rows], self._cap).rounded)
+
+    @cached_property
+    def cap_derivative(self) -> np.ndarray:
+        """1 - tanh²(logits/c) with the softcap c, else 1 (N×K)."""
+        if self.options.softcap is None:
+            return np.ones_like(self.logits)
+        return self._by_blocks(lambda rows: soft_capped(self.logits[rows], self._cap).derivative)
+
+    @property
+    def _cap(self) -> float:
+        assert self.options.softcap is not None
+        return float(self.options.softcap)
+
+    @cached_property
+    def shaped(self) -> Shaped:
+        """The arrays in the caller's layout: the gradient and probabilities shaped like the
+        logits as given (classes on their axis), the losses like the labels; a single
+        vector gives 0-d losses and, with 'none', a float loss, as PyTorch's unbatched input."""
+        layout = self.layout
+        per_row = [self.losses, self._lse, self._z_losses]
+        if layout is None:
+            shaped = [self.probabilities, self.gradient]
+            rows = per_row
+            loss, z_loss = self.loss, self.z_loss
+        else:
+            axis, shape = layout.class_axis, layout.shape
+            moved = shape[:axis] + shape[axis + 1 :] + (shape[axis],)
+            shaped = [np.moveaxis(a.reshape(moved), -1, axis) for a in (self.probabilities, self.gradient)]
+            rows = [a.reshape(moved[:-1]) for a in per_row]
+            loss, z_loss = self.loss, self.z_loss
+            if self.options.reduction == "none":
+                loss, z_loss = rows[0], rows[2]
+                if len(shape) == 1:
+                    loss, z_loss = float(rows[0]), float(rows[2])
+        return Shaped(shaped[0], shaped[1], rows[0], rows[1], rows[2], loss, z_loss)
+
+    @property
+    def _lse(self) -> np.ndarray:
+        return self.log_sum_exp if self.log_sum_exp is not None else np.full(self.num_rows, np.nan)
+
+    @property
+    def _z_losses(self) -> np.ndarray:
+        return self.z_losses if self.z_losses is not None else np.zeros(self.num_rows, self.dtype)
 
     @cached_property
     def scaled_logits(self) -> np.ndarray:
-        """logits / temperature (N×K)."""
+        """logits / temperature (N×K); with a softcap c, c·tanh(logits/c) / temperature."""
         if self.options.temperature == 1.0:
-            return self.logits
+            return self.capped_logits
         with np.errstate(over="ignore"):
-            return self.logits / self.dtype.type(self.options.temperature)
+            return self.capped_logits / self.dtype.type(self.options.temperature)
 
     @cached_property
     def shifted_logits(self) -> np.ndarray:
@@ -130,12 +214,24 @@ class SoftmaxCrossEntropyResult:
         eps = self.dtype.type(self.options.label_smoothing)
         if self.labels is None:
             assert self.given_targets is not None
-            return smoothed_targets(self.given_targets, eps, self.num_classes, self.dtype)
+            return smoothed_targets(self.given_targets, eps, self.num_classes, self.dtype, self.options.smoothing_style)
         safe_labels = np.where(self.counted, self.labels, 0)
-        return smoothed_one_hot(safe_labels, self.counted, eps, self.num_classes, self.dtype)
+        return smoothed_one_hot(
+            safe_labels, self.counted, eps, self.num_classes, self.dtype, self.options.smoothing_style
+        )
 
     def _shifted(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
-        return shift_and_scale(self.logits[rows], self.max_logit[rows], self.options.temperature)
+        if self.options.softcap is None:
+            return shift_and_scale(self.logits[rows], self.max_logit[rows], self.options.temperature)
+        capped = soft_capped(self.logits[rows], self._cap)
+        at_max = flat_indices(self.argmax[rows], self.num_classes)
+        return shift_and_scale(
+            capped.high,
+            flat(capped.high).take(at_max),
+            self.options.temperature,
+            low=capped.low,
+            low_max=flat(capped.low).take(at_max),
+        )
 
     def _by_blocks(self, block: Callable[[slice], np.ndarray]) -> np.ndarray:
         out = np.empty_like(self.logits)

@@ -43,7 +43,22 @@ def grad_document(result: SoftmaxCrossEntropyResult, row: int = 0) -> dict[str, 
             "reduction": options.reduction,
             "ignore_index": options.ignore_index,
             "dtype": str(options.dtype),
+            "softcap": options.softcap,
+            "z_loss": options.z_loss,
+            "smoothing_style": options.smoothing_style,
         },
+        **_language_model_terms(result, row, dtype),
+    }
+
+
+def _language_model_terms(result: SoftmaxCrossEntropyResult, row: int, dtype: Any) -> dict[str, Any]:
+    """With a z-loss: the row's lse(b) and its z-loss term (included in "loss") apart."""
+    if result.options.z_loss == 0 or result.log_sum_exp is None or result.z_losses is None:
+        return {}
+    z_loss = result.z_losses[row] if result.options.reduction == "none" else result.z_loss
+    return {
+        "log_sum_exp": json_number(result.log_sum_exp[row], dtype),
+        "z_loss": json_number(float(z_loss), dtype),
     }
 
 

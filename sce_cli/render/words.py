@@ -15,8 +15,14 @@ def options_summary(result: SoftmaxCrossEntropyResult) -> list[str]:
         words.append(f"label smoothing {given(options.label_smoothing)}")
     if options.weight is not None:
         words.append("class weights " + ", ".join(given(w, dtype) for w in options.weight))
+    if options.label_smoothing and options.smoothing_style != "uniform":
+        words.append("smoothed off the target (1 − ε on the label, ε/(K − 1) on each other class)")
+    if options.softcap is not None:
+        words.append(f"logits soft-capped at {given(options.softcap)} (c·tanh(z/c))")
     if options.temperature != 1.0:
         words.append(f"temperature {given(options.temperature)}")
+    if options.z_loss:
+        words.append(f"z-loss {given(options.z_loss)}·lse²")
     if options.reduction != "none":
         words.append(f"reduction {options.reduction}")
     if dtype != "float64":

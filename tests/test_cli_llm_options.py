@@ -1,0 +1,108 @@
+"""Issue 14 on the command line: --softcap, --z-loss, --smoothing-style; one line per bad value."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from sce_cli.cli import app
+
+from . import reference
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+@pytest.mark.parametrize(
+    "args,line",
+    [
+        (["--softcap", "0"], "sce: error: --softcap: softcap 0.0 is not a positive finite number"),
+        (["--softcap", "-1"], "sce: error: --softcap: softcap -1.0 is not a positive finite number"),
+        (["--z-loss", "-1"], "sce: error: --z-loss: z-loss -1.0 is not a non-negative finite number"),
+        (["--z-loss", "nan"], "sce: error: --z-loss: z-loss nan is not a non-negative finite number"),
+    ],
+)
+def test_bad_values_are_one_line(args, line):
+    result = run("grad", "1", "2", "3", "--label", "0", *args)
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and result.output.startswith(line), result.output
+
+
+def test_grad_json_reports_the_options_and_the_z_loss_apart():
+    result = run(
+        "grad",
+        "1",
+        "2",
+        "40",
+        "--label",
+        "2",
+        "--softcap",
+        "30",
+        "--z-loss",
+        "1e-4",
+        "--smoothing",
+        "0.1",
+        "--smoothing-style",
+        "off-target",
+        "-f",
+        "json",
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["options"]["softcap"] == 30.0 and doc["options"]["z_loss"] == 1e-4
+    assert doc["options"]["smoothing_style"] == "off-target"
+    exact = reference.analytic(
+        [[1.0, 2.0, 40.0]],
+        [2],
+        softcap=30.0,
+        z_loss=1e-4,
+        label_smoothing=0.1,
+        smoothing_style="off-target",
+        reduction="none",
+    )
+    assert abs(doc["loss"] - float(exact.losses[0])) <= 1e-14 * float(exact.losses[0])
+    assert abs(doc["z_loss"] - float(exact.z_losses[0])) <= 1e-14 * float(exact.z_losses[0])
+    for computed, value in zip(doc["gradient"], exact.gradient[0]):
+        assert abs(computed - float(value)) <= 1e-14 * abs(float(value))
+    assert doc["target"][0] == pytest.approx(0.05) and doc["target"][2] == pytest.approx(0.9)
+
+
+def test_grad_table_says_the_options_in_words():
+    result = run("grad", "1", "2", "3", "--label", "0", "--softcap", "5", "--z-loss", "0.01")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "soft-capped at 5" in text and "z-loss 0.01·lse²" in text
+
+
+def test_batch_takes_the_options(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("z0,z1,z2,label\n1,2,3,0\n0,40,-1,1\n")
+    out = tmp_path / "out.jsonl"
+    result = run("batch", str(source), "-o", str(out), "--softcap", "3", "--z-loss", "0.1", "--reduction", "sum", "-q")
+    assert result.exit_code == 0, result.output
+    assert out.read_text().strip()
+
+
+def test_batch_refuses_z_loss_with_mean_in_one_line(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("z0,z1,label\n1,2,0\n")
+    result = run("batch", str(source), "--z-loss", "0.1", "--reduction", "mean")
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+
+
+def test_sce_test_refuses_what_it_cannot_pass(tmp_path):
+    result = run("test", "tests/implementations/correct_vectorized.py:softmax_cross_entropy", "--softcap", "30")
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert result.output.startswith("sce: error: --softcap: sce test calls f(logits, labels) without it")
+
+
+@pytest.mark.parametrize("extra", ["--steps", "--verify", "--jacobian", "--hessian"])
+def test_derivations_that_do_not_know_the_options_refuse_in_one_line(extra):
+    result = run("grad", "1", "2", "3", "--label", "0", "--softcap", "5", extra)
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert result.output.startswith(f"sce: error: {extra} does not derive --softcap")
