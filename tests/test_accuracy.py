@@ -662,6 +662,11 @@ F32 = np.float32
 def test_float32_within_1e_5_of_the_reference(problem):
     z, inputs, options = problem
     assume(options["temperature"] >= 0.1)
+    # A weight below float32's normal range (1.4e-45, found by hypothesis) has a
+    # handful of significant bits: w·loss then rounds to w, and the mean divides
+    # it back to 1.0 for 1.0986. That is float32's subnormal arithmetic, not sce's.
+    tiny32 = float(np.finfo(np.float32).tiny)
+    assume(options["weight"] is None or all(w == 0 or abs(w) >= tiny32 for w in options["weight"]))
     # The reference reads the float32-rounded inputs, exactly what float32 computes from.
     as32 = dict(options)
     as32["temperature"] = float(F32(options["temperature"]))
