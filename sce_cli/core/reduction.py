@@ -1,0 +1,124 @@
+"""The reduction, the gradient's scale 1/(T·D), and the warnings that explain
+every infinite or NaN value the core returns."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .result import LossWarning
+
+
+class GradientScale:
+    """Each block's gradient from ∂(row loss)/∂(z/T) to ∂loss/∂z: times 1/T, and 1/D for 'mean'."""
+
+    def __init__(self, reduction: str, denominator: float, temperature: np.floating) -> None:
+        self.temperature = temperature
+        self.denominator = temperature.dtype.type(denominator) if reduction == "mean" and denominator != 0 else None
+
+    def apply(self, gradient: np.ndarray) -> None:
+        with np.errstate(over="ignore"):  # an overflow to ±inf is reported by the caller's warning
+            if self.temperature != 1.0:
+                np.divide(gradient, self.temperature, out=gradient)
+            gradient += 0.0  # -0.0 (from -w·0 or 0·-1) reads as a sign where there is none
+            if self.denominator is not None:
+                np.divide(gradient, self.denominator, out=gradient)
+
+
+def reduce(
+    losses: np.ndarray,
+    counted: np.ndarray,
+    reduction: str,
+    denominator: float,
+    gradient: np.ndarray,
+    *,
+    zero_gradient: bool = True,
+    z_loss: bool = False,
+) -> tuple[float | np.ndarray, float]:
+    """The loss as PyTorch returns it, and D (1 unless 'mean'); the gradient is already scaled,
+    except where the mean divides by 0: then it becomes 0 (``zero_gradient``)."""
+    dtype = losses.dtype
+    if reduction == "none":
+        return losses, 1.0
+    if reduction == "sum":
+        return _total(losses), 1.0
+    if denominator == 0:
+        which = "the cross-entropy's gradient is 0 (the z-loss keeps its own)" if z_loss else "the gradient is 0"
+        why = "there are no rows" if len(losses) == 0 else "every row is ignored or has weight 0"
+        warnings.warn(
+            LossWarning(
+                f"{why}, so the mean divides by 0: the loss is NaN (as in PyTorch) and {which}",
+                tuple(np.flatnonzero(~counted)[:1].tolist()),
+            ),
+            stacklevel=4,
+        )
+        if zero_gradient:
+            gradient[...] = 0
+        return float("nan"), 0.0
+    return float(_total(losses) / dtype.type(denominator)), denominator
+
+
+def _total(losses: np.ndarray) -> float:
+    """The losses' sum; where it overflows float64 (rows of 1e308 each), inf with a warning."""
+    with np.errstate(over="ignore"):
+        total = losses.sum(dtype=losses.dtype)
+    if np.isinf(total) and np.isfinite(losses).all():
+        warnings.warn(
+            LossWarning(
+                f"the reduced loss overflows {losses.dtype.name}: the rows' losses are finite "
+                "but their sum exceeds its range, so it is inf"
+            ),
+            stacklevel=5,
+        )
+    return float(total)
+
+
+def overflowing_rows(gradient: np.ndarray, rows: slice) -> list[int]:
+    """The rows of a block whose gradient has an infinite entry."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(gradient.sum()):  # no entry is ±inf (or NaN)
+            return []
+    return (rows.start + np.flatnonzero(np.isinf(gradient).any(axis=1))).tolist()
+
+
+def warn_about_overflowing_gradients(overflowing: list[int], temperature: float) -> None:
+    if overflowing:
+        why = f" (the temperature {temperature:g} divides by almost 0)" if temperature < 1 else ""
+        warnings.warn(
+            LossWarning(
+                f"the gradient overflows float64: its largest entries exceed 1.8e308 and are shown as ±inf{why}",
+                tuple(overflowing),
+            ),
+            stacklevel=4,
+        )
+
+
+def warn_about_infinite_losses(losses: np.ndarray) -> None:
+    infinite_rows = np.flatnonzero(np.isinf(losses))
+    if infinite_rows.size:
+        warnings.warn(
+            LossWarning(
+                "the loss is infinite: a class with target mass has probability 0 in float64 "
+                "(its logit is -inf, or so far below the others that the loss exceeds 1.8e308)",
+                tuple(infinite_rows.tolist()),
+            ),
+            stacklevel=4,
+        )
+
+
+def warn_about_nan(losses: np.ndarray, gradient: np.ndarray, dtype: np.dtype) -> None:
+    """A NaN that no other warning explains: an intermediate beyond the float type's range."""
+    with np.errstate(invalid="ignore"):
+        bad = np.isnan(losses) | np.isnan(gradient.sum(axis=1))
+        bad &= ~np.isinf(gradient).any(axis=1)  # ±inf - ±inf: the overflow warning says why
+    if bad.any():
+        rows = tuple(np.flatnonzero(bad).tolist())
+        warnings.warn(
+            LossWarning(
+                f"the result of row {rows[0]} is NaN: an intermediate value went beyond {dtype.name}'s range "
+                "(compute in float64, or bring the logits or the temperature nearer 1)",
+                rows,
+            ),
+            stacklevel=4,
+        )
