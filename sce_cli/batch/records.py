@@ -13,7 +13,10 @@ from typing import BinaryIO
 from ..errors import DataProblem, OptionProblem
 
 #: Bytes read at a time; a block is this much text cut back to a record boundary.
-BLOCK_BYTES = 4 << 20
+#: 1 MiB rather than 4: the same speed, and about half the peak memory (a
+#: block lives on as its text frame, its arrays and its output frame, and up
+#: to three output frames wait for or are in the writer).
+BLOCK_BYTES = 1 << 20
 #: A record longer than this is taken for an unclosed quote, not read on into memory.
 MAX_RECORD_BYTES = 64 << 20
 _UTF8 = ("utf-8", "utf8", "utf_8", "utf-8-sig", "utf_8_sig")
