@@ -127,12 +127,8 @@ def _warn_about_omitted_matrices(proofs: Proofs, classes: int) -> None:
 def _check_language_model_options(
     options: LossOptions, steps: bool, verify: bool, jacobian: bool, hessian: bool
 ) -> None:
-    """The derivation and the proofs do not know soft-capping, the z-loss or off-target smoothing yet."""
-    extras = [
-        name
-        for name, on in (("--steps", steps), ("--verify", verify), ("--jacobian", jacobian), ("--hessian", hessian))
-        if on
-    ]
+    """The proofs do not know soft-capping, the z-loss or off-target smoothing yet (--steps derives them)."""
+    extras = [name for name, on in (("--verify", verify), ("--jacobian", jacobian), ("--hessian", hessian)) if on]
     off_target = options.label_smoothing != 0 and options.smoothing_style != "uniform"
     if extras and (options.has_llm_options or off_target):
         raise UsageProblem(
