@@ -101,13 +101,6 @@ def test_sce_test_refuses_what_it_cannot_pass(tmp_path):
     assert result.output.startswith("sce: error: --softcap: sce test calls f(logits, labels) without it")
 
 
-@pytest.mark.parametrize("extra", ["--verify", "--jacobian", "--hessian"])
-def test_derivations_that_do_not_know_the_options_refuse_in_one_line(extra):
-    result = run("grad", "1", "2", "3", "--label", "0", "--softcap", "5", extra)
-    assert result.exit_code == 2 and result.output.count("\n") == 1
-    assert result.output.startswith(f"sce: error: {extra} does not derive --softcap")
-
-
 @pytest.mark.parametrize("output_format", ["table", "markdown", "json"])
 def test_steps_derive_the_cap_the_z_loss_and_off_target_smoothing(output_format):
     result = run(
