@@ -19,7 +19,7 @@ from .core import (
     loss_hessian,
     softmax_jacobian,
 )
-from .core.matrices import hessian_scale, softmax_jacobian_top_eigenvalues
+from .core.matrices import hessian_scale, language_model_hessian, softmax_jacobian_top_eigenvalues
 
 if TYPE_CHECKING:  # grading is imported by --verify alone
     from .grading import Verification
@@ -41,6 +41,8 @@ class JacobianProof:
     """∂L/∂s · ∂s/∂z times 1/T and 1/D: the gradient the long way (K)."""
     gradient: np.ndarray
     """The core's gradient, to compare the product with (K)."""
+    language_model: bool = False
+    """The product includes the cap's factor 1 − tanh²(z/c) and the z-loss's 2λ·lse·s."""
 
     @property
     def fails_in_floating_point(self) -> bool:
@@ -55,6 +57,8 @@ class HessianProof:
     eigenvalues: np.ndarray
     """All eigenvalues, ascending; beyond MATRIX_LIMIT classes the largest few, descending, and 0."""
     num_classes: int
+    language_model: bool = False
+    """Soft-capping or a z-loss: not a multiple of diag(s) − s sᵀ, and not convex in general."""
 
     @property
     def finite(self) -> bool:
@@ -88,14 +92,16 @@ def prove(result: SoftmaxCrossEntropyResult, *, verify: bool, jacobian: bool, he
             loss_gradient_wrt_probabilities(result).astype(np.float64),
             gradient_via_jacobian(result),
             result.gradient[0].astype(np.float64),
+            result.options.has_llm_options,
         )
     hessian_proof = None
     if hessian:
         if small:
-            matrix = loss_hessian(result).astype(np.float64)
+            with_options = result.options.has_llm_options
+            matrix = language_model_hessian(result) if with_options else loss_hessian(result).astype(np.float64)
             finite = np.isfinite(matrix).all()  # a tiny T overflows it, as it did the gradient
             eigenvalues = np.linalg.eigvalsh(matrix) if finite else np.full(result.num_classes, np.nan)
-            hessian_proof = HessianProof(matrix, eigenvalues, result.num_classes)
+            hessian_proof = HessianProof(matrix, eigenvalues, result.num_classes, with_options)
         else:
             top = hessian_scale(result) * softmax_jacobian_top_eigenvalues(s, TOP_EIGENVALUES)
             hessian_proof = HessianProof(None, np.append(top, 0.0), result.num_classes)

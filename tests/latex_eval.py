@@ -1,7 +1,7 @@
 """Evaluate the arithmetic LaTeX that the derivation writes, at 60 digits.
 
 Only the subset the stages use: numbers, placeholders ⟨name⟩, + - × ·,
-parentheses (\\left( \\right)), \\frac{a}{b}, e^{x}, \\log(x) and \\log x. It
+parentheses (\\left( \\right)), \\frac{a}{b}, e^{x}, \\log(x), \\log x and \\tanh(x). It
 exists so that a test can check every substituted equation against its own
 displayed value, independently of how the derivation computed it.
 """
@@ -34,6 +34,14 @@ def _group(text: str, start: int) -> tuple[str, int]:
     raise NotArithmetic(text)
 
 
+def _function_at(text: str, position: int) -> str | None:
+    """The name of the function (log or tanh) whose command starts at ``position``, if any."""
+    for name in ("log", "tanh"):
+        if text.startswith(f"\\{name}", position):
+            return name
+    return None
+
+
 def to_python(latex: str) -> str:
     """The expression as Python source over exp, log and v[name]."""
     text = latex.replace("\\left(", "(").replace("\\right)", ")").replace("\\,", " ")
@@ -48,17 +56,17 @@ def to_python(latex: str) -> str:
         elif text.startswith("e^", position):
             exponent, position = _group(text, position + 2)
             out.append(f"exp({to_python(exponent)})")
-        elif text.startswith("\\log", position):
-            position += 4
+        elif (function := _function_at(text, position)) is not None:
+            position += len(function) + 1
             rest = text[position:].lstrip()
             position = len(text) - len(rest)
             if rest.startswith("("):
-                out.append("log")
-            else:
+                out.append(function)
+            else:  # \log x: the argument is the number or placeholder that follows
                 match = _PLACEHOLDER.match(rest) or _NUMBER.match(rest)
                 if match is None:
                     raise NotArithmetic(latex)
-                out.append(f"log({to_python(match.group(0))})")
+                out.append(f"{function}({to_python(match.group(0))})")
                 position += match.end()
         elif text[position] == "\\":
             raise NotArithmetic(latex)
@@ -75,11 +83,11 @@ def to_python(latex: str) -> str:
     return _PLACEHOLDER.sub(lambda match: f'v["{match.group(1)}"]', "".join(out))
 
 
-_KNOWN = re.compile(r"⟨\w+⟩|\\(frac|log|left|right|times|cdot)|\\,|e\^|\d[eE][-+]?\d")
+_KNOWN = re.compile(r"⟨\w+⟩|\\(frac|log|tanh|left|right|times|cdot)|\\,|e\^|\d[eE][-+]?\d")
 
 
 def evaluate(latex: str, values: dict[str, float]) -> mp.mpf:
     if re.search(r"[A-Za-z_\\]", _KNOWN.sub("", latex)):
         raise NotArithmetic(latex)  # prose, a vector, a case reference
     exact = {name: mp.mpf(value) for name, value in values.items()}
-    return eval(to_python(latex), {"exp": mp.exp, "log": mp.log, "N": mp.mpf, "v": exact, "__builtins__": {}})  # noqa: S307
+    return eval(to_python(latex), {"exp": mp.exp, "log": mp.log, "tanh": mp.tanh, "N": mp.mpf, "v": exact, "__builtins__": {}})  # noqa: S307

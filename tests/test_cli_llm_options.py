@@ -88,11 +88,31 @@ def test_batch_takes_the_options(tmp_path):
     assert out.read_text().strip()
 
 
-def test_batch_refuses_z_loss_with_mean_in_one_line(tmp_path):
-    source = tmp_path / "in.csv"
-    source.write_text("z0,z1,label\n1,2,0\n")
-    result = run("batch", str(source), "--z-loss", "0.1", "--reduction", "mean")
-    assert result.exit_code == 2 and result.output.count("\n") == 1
+@pytest.mark.parametrize("block_bytes", [40, 1 << 20])
+def test_batch_z_loss_with_mean_matches_the_core_on_the_whole_file(tmp_path, monkeypatch, block_bytes):
+    # The z-loss's mean divides by the counted rows of the whole file (4 here, one row ignored), the
+    # cross-entropy's by their weight sum: the first pass counts both, whatever the blocks.
+    import numpy as np
+
+    from sce_cli import softmax_cross_entropy
+    from sce_cli.batch import BatchRequest, records, run_batch
+    from sce_cli.options import LossOptions
+
+    monkeypatch.setattr(records, "BLOCK_BYTES", block_bytes)
+    rows = [[1, 2, 3, 0], [0, 4, -1, 1], [2, 2, 2, -100], [5, -1, 0, 2], [0.5, 0.25, -3, 1]]
+    source, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    source.write_text("z0,z1,z2,label\n" + "".join(",".join(map(str, row)) + "\n" for row in rows))
+    options = LossOptions(weight=(1.0, 2.0, 0.5), softcap=3.0, z_loss=0.1, reduction="mean")
+    summary = run_batch(BatchRequest(str(source), str(out), options=options))
+    logits = np.array([row[:3] for row in rows], dtype=np.float64)
+    labels = np.array([row[3] for row in rows])
+    core = softmax_cross_entropy(logits, labels, options=options)
+    assert core.z_loss_denominator == 4 and core.denominator == 1 + 2 + 0.5 + 2
+    written = np.loadtxt(out, delimiter=",", skiprows=1)
+    assert np.array_equal(written[:, -3:], core.gradient)
+    assert summary.reduced_loss == pytest.approx(core.loss, rel=1e-15)
+    result = run("batch", str(source), "-o", str(tmp_path / "again.csv"), "--z-loss", "0.1", "--reduction", "mean")
+    assert result.exit_code == 0, result.output
 
 
 def test_sce_test_refuses_what_it_cannot_pass(tmp_path):
@@ -101,8 +121,13 @@ def test_sce_test_refuses_what_it_cannot_pass(tmp_path):
     assert result.output.startswith("sce: error: --softcap: sce test calls f(logits, labels) without it")
 
 
-@pytest.mark.parametrize("extra", ["--steps", "--verify", "--jacobian", "--hessian"])
-def test_derivations_that_do_not_know_the_options_refuse_in_one_line(extra):
-    result = run("grad", "1", "2", "3", "--label", "0", "--softcap", "5", extra)
-    assert result.exit_code == 2 and result.output.count("\n") == 1
-    assert result.output.startswith(f"sce: error: {extra} does not derive --softcap")
+@pytest.mark.parametrize("output_format", ["table", "markdown", "json"])
+def test_steps_derive_the_cap_the_z_loss_and_off_target_smoothing(output_format):
+    result = run(
+        "grad", "1", "2", "3", "--label", "0", "--softcap", "5", "--z-loss", "0.01",
+        "--smoothing", "0.1", "--smoothing-style", "off-target", "--steps", "-f", output_format,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for stage in ("Soft-capping", "The z-loss", "Combining the cases"):
+        assert stage in result.stdout
+    assert "off-target" in result.stdout

@@ -44,6 +44,31 @@ CASES = {
     "twelve classes": [str(k * 0.7 - 3) for k in range(12)] + ["-l", "7"],
     "twelve classes, soft": [str(k * 0.3) for k in range(12)] + ["-t", ",".join(["0.1"] * 10 + ["0", "0"])],
     "float32": ["2", "3", "4", "-l", "1", "--dtype", "float32"],
+    # The language-model options (issue 14), alone and together.
+    "softcap": ["2", "3", "4", "-l", "1", "--softcap", "3"],
+    "softcap, saturated": ["-60", "25", "40", "-l", "0", "--softcap", "5"],
+    "softcap, a masked class": ["-inf", "1", "2", "-l", "2", "--softcap", "2"],
+    "z-loss": ["2", "3", "4", "-l", "1", "--z-loss", "0.001"],
+    "z-loss, large logits": ["30", "31", "35", "-l", "0", "--z-loss", "0.5"],
+    "off-target smoothing": ["1", "-2", "0.5", "7", "-l", "3", "--smoothing", "0.2", "--smoothing-style", "off-target"],
+    "off-target smoothing, soft": ["1", "2", "3", "-t", "0.2,0.3,0.5", "--smoothing", "0.1",
+                                   "--smoothing-style", "off-target"],
+    "softcap and z-loss": ["2", "3", "4", "-l", "1", "--softcap", "3", "--z-loss", "0.01"],
+    "softcap, z-loss, temperature": ["2", "-3", "4", "-l", "0", "--softcap", "5", "--z-loss", "0.1", "-T", "2"],
+    "everything, mean": ["2", "3", "4", "-l", "1", "-w", "0.5,2,1", "-T", "0.7", "--softcap", "4",
+                         "--z-loss", "0.01", "--smoothing", "0.1", "--smoothing-style", "off-target",
+                         "--reduction", "mean"],
+    "everything, sum, soft": ["0.5", "8", "-1", "-t", "0.1,0.6,0.3", "--softcap", "6", "--z-loss", "0.2",
+                              "--smoothing", "0.3", "--smoothing-style", "off-target", "--reduction", "sum"],
+    "softcap, z-loss, float32": ["2", "3", "4", "-l", "1", "--dtype", "float32", "--softcap", "3", "--z-loss", "0.01"],
+    "huge logits, softcap, z-loss": ["1e300", "-1e300", "-l", "1", "--softcap", "30", "--z-loss", "1e-4"],
+    "tiny cap": ["2", "3", "4", "-l", "1", "--softcap", "1e-3"],
+    "small temperature, softcap, z-loss": ["2", "3", "4", "-l", "1", "-T", "0.01", "--softcap", "3", "--z-loss", "0.01"],
+    "confident, z-loss": ["0", "40", "-l", "1", "--z-loss", "1e-4"],
+    "one class, softcap, z-loss": ["5", "-l", "0", "--softcap", "2", "--z-loss", "0.1"],
+    "z-loss, mean over nothing": ["2", "3", "4", "-l", "0", "-w", "0,1,1", "--z-loss", "0.1", "--reduction", "mean"],
+    "z-loss, twelve classes": [str(k * 0.7 - 3) for k in range(12)] + ["-l", "7", "--z-loss", "0.05",
+                                                                        "--softcap", "2.5"],
 }
 
 
@@ -94,11 +119,12 @@ def test_the_evaluator_is_independent_and_strict():
     assert evaluate("\\frac{1}{⟨a⟩}", {"a": 4.0}) == mp.mpf("0.25")
     assert evaluate("e^{-1} \\times (1 - 0.5)", {}) == mp.exp(-1) / 2
     assert math.isclose(float(evaluate("-\\left(-2 - \\log 3\\right)", {})), 2 + math.log(3))
+    assert evaluate("⟨c⟩ \\times \\tanh\\left(\\frac{1}{⟨c⟩}\\right)", {"c": 2.0}) == 2 * mp.tanh(mp.mpf("0.5"))
     with pytest.raises(NotArithmetic):
         evaluate("\\text{(case } i = c \\text{ above)}", {})
 
 
-@pytest.mark.parametrize("name", [name for name in CASES if name != "mean over nothing"])
+@pytest.mark.parametrize("name", [name for name in CASES if "mean over nothing" not in name])
 def test_no_step_shows_nan_where_the_result_is_defined(name):
     # A class of weight 0 at -inf once showed "-0 × 0.0333 × log(0) = nan" in the loss terms.
     assert not [s for _, s in equations(CASES[name]) if "nan" in s]

@@ -224,6 +224,9 @@ MARKDOWN_CASES = [
     ["0", "40", "-l", "1"],
     ["1000", "-1000", "0", "-l", "1"],
     [*[str(k) for k in range(50)], "-l", "7"],
+    # Issue 14's options: the cap's and the z-loss's stages, off-target smoothing, D and D_z.
+    ["2", "-3", "4", "-l", "1", "--softcap", "3", "--z-loss", "0.01", "-T", "2", "-w", "1,2,1", "--reduction", "mean"],
+    ["1", "2", "3", "-t", "0.2,0.3,0.5", "--smoothing", "0.1", "--smoothing-style", "off-target", "--z-loss", "0.1"],
 ]
 
 

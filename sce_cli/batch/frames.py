@@ -204,8 +204,18 @@ def _format_name(delimiter: str) -> str:
     return "TSV" if delimiter == "\t" else "CSV"
 
 
+@dataclass(frozen=True)
+class MeanDenominators:
+    """What the whole input's mean divides by, counted in a first pass."""
+
+    cross_entropy: float
+    """The weight sum of the counted rows (class indices), or the row count (probabilities)."""
+    z_loss: float
+    """The counted rows: the z-loss is unweighted."""
+
+
 def compute_block(
-    parsed: ParsedBlock | WideBlock, plan: ColumnPlan, options: LossOptions, mean_denominator: float | None
+    parsed: ParsedBlock | WideBlock, plan: ColumnPlan, options: LossOptions, mean_denominator: MeanDenominators | None
 ) -> SoftmaxCrossEntropyResult:
     """Run the core on one block; its errors name the line and column."""
     import warnings
@@ -218,7 +228,8 @@ def compute_block(
                 parsed.labels,
                 targets=parsed.targets,
                 options=options,
-                mean_denominator=mean_denominator,
+                mean_denominator=None if mean_denominator is None else mean_denominator.cross_entropy,
+                z_loss_denominator=None if mean_denominator is None else mean_denominator.z_loss,
             )
         except InvalidInput as error:
             if error.field not in ("logits", "labels", "targets") or error.row is None:

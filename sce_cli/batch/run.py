@@ -17,7 +17,7 @@ from ..core import SoftmaxCrossEntropyResult
 from ..errors import DATA, DataProblem, OptionProblem
 from ..options import LossOptions
 from .columns import ColumnPlan, plan_columns
-from .frames import ParsedBlock, compute_block, output_frame, parse_block
+from .frames import MeanDenominators, ParsedBlock, compute_block, output_frame, parse_block
 from .output import BackgroundWriter, OutputTarget, spooled_copy
 from .records import Block, BlockReader, skip_leading_blank_lines, split_header
 from .signals import raise_if_interrupted, shielded, stopping_signals_handled
@@ -33,6 +33,8 @@ class BatchSummary:
     counted: int = 0
     infinite_losses: int = 0
     loss_sums: list[float] = field(default_factory=list)
+    z_loss_sums: list[float] = field(default_factory=list)
+    """The z-loss terms' part of ``loss_sums`` (the mean divides it by the counted rows instead)."""
     denominator: float = 0.0
     reduction: str = "none"
     seconds: float = 0.0
@@ -45,7 +47,9 @@ class BatchSummary:
         if self.reduction == "sum":
             return total
         if self.reduction == "mean":
-            return total / self.denominator if self.denominator else float("nan")
+            z_total = math.fsum(self.z_loss_sums)
+            cross_entropy = (total - z_total) / self.denominator if self.denominator else float("nan")
+            return cross_entropy + (z_total / self.counted if self.counted else 0.0)
         return total / self.counted if self.counted else float("nan")
 
     @property
@@ -62,6 +66,8 @@ class BatchSummary:
         self.correct += int(((result.argmax == truth) & counted).sum())
         self.infinite_losses += int(np.isinf(result.losses).sum())
         self.loss_sums.append(float(result.losses.sum(dtype=np.float64)))
+        if result.z_losses is not None:
+            self.z_loss_sums.append(float(result.z_losses.sum(dtype=np.float64)))
 
 
 @dataclass
@@ -164,7 +170,7 @@ def _is_regular_file(path: str) -> bool:
 
 
 def computed_blocks(
-    path: str, request: BatchRequest, denominator: float | None, wide: bool = False
+    path: str, request: BatchRequest, denominator: MeanDenominators | None, wide: bool = False
 ) -> Iterator[tuple[ParsedBlock | WideBlock, ColumnPlan, SoftmaxCrossEntropyResult, BlockReader]]:
     """Every block of the input, parsed and run through the core. With
     ``wide``, blocks of many columns may come as WideBlocks (no text frame)."""
@@ -183,16 +189,21 @@ def _output_separator(request: BatchRequest) -> str | None:
     return {"csv": ",", "tsv": "\t"}.get(request.output_format)
 
 
-def mean_denominator(path: str, request: BatchRequest) -> float | None:
-    """For reduction 'mean', the weight sum (or row count) of the whole input.
+def mean_denominator(path: str, request: BatchRequest) -> MeanDenominators | None:
+    """For reduction 'mean', the weight sum (or row count) of the whole input, and its
+    counted rows, which divide the z-loss.
 
-    The mean divides every gradient by it, so it must be known before the
-    first row is written: a first pass computes it.
+    The mean divides every gradient by them, so they must be known before the
+    first row is written: a first pass computes them.
     """
     if request.options.reduction != "mean":
         return None
+    weight_sum = counted_rows = 0.0
     # Nothing is written in this pass: any block of many columns may be read the wide way.
-    return sum(result.denominator for _, _, result, _ in computed_blocks(path, request, None, wide=True))
+    for _, _, result, _ in computed_blocks(path, request, None, wide=True):
+        weight_sum += result.denominator
+        counted_rows += float(result.counted.sum())
+    return MeanDenominators(weight_sum, counted_rows)
 
 
 def run_batch(request: BatchRequest, on_progress: Callable[[int, int], None] | None = None) -> BatchSummary:
@@ -205,7 +216,9 @@ def run_batch(request: BatchRequest, on_progress: Callable[[int, int], None] | N
     started = time.perf_counter()
     with stopping_signals_handled(), readable_input(request) as path:
         denominator = mean_denominator(path, request)
-        summary = BatchSummary(reduction=request.options.reduction, denominator=denominator or 0.0)
+        summary = BatchSummary(
+            reduction=request.options.reduction, denominator=denominator.cross_entropy if denominator else 0.0
+        )
         _write_output(request, path, denominator, summary, on_progress)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -214,7 +227,7 @@ def run_batch(request: BatchRequest, on_progress: Callable[[int, int], None] | N
 def _write_output(
     request: BatchRequest,
     path: str,
-    denominator: float | None,
+    denominator: MeanDenominators | None,
     summary: BatchSummary,
     on_progress: Callable[[int, int], None] | None,
 ) -> None:

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ..errors import UsageProblem
 from .commandline import say_warning
 from .declarations import (
     BatchFormat,
@@ -89,10 +88,6 @@ def batch(
         z_loss=z_loss,
         smoothing_style=smoothing_style,
     )
-    if options.z_loss and options.reduction == "mean":
-        # The z-loss's mean divides by the whole input's counted rows, which the
-        # first pass does not count yet (it sums the cross-entropy's Σ w[y]).
-        raise UsageProblem("--z-loss with --reduction mean is not supported by sce batch yet; use sum or none")
     request = file_request(
         input_path,
         output,

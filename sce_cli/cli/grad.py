@@ -95,8 +95,8 @@ def grad(
         smoothing_style=smoothing_style,
     )
     check_class_counts(vector, options)
-    _check_language_model_options(options, steps, verify, jacobian, hessian)
     result = run_core(vector, options)
+    _check_language_model_options(options, hessian, result.num_classes)
     if steps:
         _print_derivation(result, digits, output_format)
         return
@@ -124,20 +124,14 @@ def _warn_about_omitted_matrices(proofs: Proofs, classes: int) -> None:
         )
 
 
-def _check_language_model_options(
-    options: LossOptions, steps: bool, verify: bool, jacobian: bool, hessian: bool
-) -> None:
-    """The derivation and the proofs do not know soft-capping, the z-loss or off-target smoothing yet."""
-    extras = [
-        name
-        for name, on in (("--steps", steps), ("--verify", verify), ("--jacobian", jacobian), ("--hessian", hessian))
-        if on
-    ]
-    off_target = options.label_smoothing != 0 and options.smoothing_style != "uniform"
-    if extras and (options.has_llm_options or off_target):
+def _check_language_model_options(options: LossOptions, hessian: bool, classes: int) -> None:
+    """With a cap or a z-loss the Hessian is no multiple of diag(s) − s sᵀ: it is formed, so K is bounded."""
+    from ..proofs import MATRIX_LIMIT
+
+    if hessian and options.has_llm_options and classes > MATRIX_LIMIT:
         raise UsageProblem(
-            f"{extras[0]} does not derive --softcap, --z-loss or --smoothing-style off-target yet; "
-            "leave it out to see the numbers"
+            f"--hessian with --softcap or --z-loss forms the K×K matrix, up to {MATRIX_LIMIT:,} classes "
+            f"(here {classes:,}); leave out --hessian or those options"
         )
 
 

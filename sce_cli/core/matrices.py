@@ -63,7 +63,49 @@ def gradient_via_jacobian(result: SoftmaxCrossEntropyResult, row: int = 0) -> np
     s = result.probabilities[row].astype(np.float64)
     dl_ds = loss_gradient_wrt_probabilities(result, row).astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
-        return result.gradient_scale * (dl_ds * s - s * float(dl_ds @ s))
+        product = result.gradient_scale * (dl_ds * s - s * float(dl_ds @ s))
+        if not result.options.has_llm_options:
+            return product
+        # The z-loss's gradient with respect to b is 2λ·lse·s (over D_z), and the cap's chain factor
+        # 1 − tanh²(z/c) multiplies everything: the same chain rule as the core's gradient.
+        return (product + z_loss_gradient(result, row)) * result.cap_derivative[row].astype(np.float64)
+
+
+def z_loss_gradient(result: SoftmaxCrossEntropyResult, row: int = 0) -> np.ndarray:
+    """∂(λ·lse²/D_z)/∂a for one row, a the capped logits: 2λ·lse·s/(T·D_z) (0 without a z-loss) (K)."""
+    s = result.probabilities[row].astype(np.float64)
+    if not result.options.z_loss or result.log_sum_exp is None or not result.counted[row]:
+        return np.zeros_like(s)
+    factor = 2 * result.options.z_loss * float(result.log_sum_exp[row]) / result.z_loss_denominator
+    return factor * s / result.options.temperature
+
+
+def language_model_hessian(result: SoftmaxCrossEntropyResult, row: int = 0) -> np.ndarray:
+    """∇²L with respect to one row's logits as given, with the cap and the z-loss (K×K, float64).
+
+    With respect to b = a/T the cross-entropy gives (Σ w y / D)(diag(s) − s sᵀ) and
+    λ·lse²/D_z gives (λ/D_z)(2 s sᵀ + 2·lse·(diag(s) − s sᵀ)); b = a/T divides by T²;
+    a = c·tanh(z/c) elementwise gives diag(a′) H_a diag(a′) + diag(g_a ⊙ a″), with
+    a′ = 1 − tanh², a″ = −2·tanh·(1 − tanh²)/c and g_a = ∂L/∂a.
+    """
+    s = result.probabilities[row].astype(np.float64)
+    jacobian = softmax_jacobian(s)
+    temperature = result.options.temperature
+    with np.errstate(over="ignore", invalid="ignore"):
+        hessian_a = hessian_scale(result, row) * jacobian
+        if result.options.z_loss and result.counted[row] and result.log_sum_exp is not None:
+            lse = float(result.log_sum_exp[row])
+            z_part = 2 * np.outer(s, s) + 2 * lse * jacobian
+            hessian_a = hessian_a + result.options.z_loss / result.z_loss_denominator * z_part / temperature**2
+        if result.options.softcap is None:
+            return hessian_a
+        cap = float(result.options.softcap)
+        first = result.cap_derivative[row].astype(np.float64)
+        tanh = result.capped_logits[row].astype(np.float64) / cap
+        second = -2 * tanh * first / cap
+        w, y = result.class_weights.astype(np.float64), result.target[row].astype(np.float64)
+        gradient_a = result.gradient_scale * (s * float((w * y).sum()) - w * y) + z_loss_gradient(result, row)
+        return first[:, None] * hessian_a * first[None, :] + np.diag(gradient_a * second)
 
 
 def softmax_jacobian_top_eigenvalues(probabilities: ArrayLike, count: int) -> np.ndarray:

@@ -13,6 +13,7 @@ import numpy as np
 from ..core import SoftmaxCrossEntropyResult
 from .general import general_stages
 from .jacobian import jacobian_stage
+from .language_model import softcap_stage, z_loss_stage
 from .one_hot import one_hot_stages
 from .opening import setup_stage, softmax_stage
 from .stages import Elided, Equation, Item, Matrix, Stage
@@ -27,7 +28,14 @@ def build_derivation(result: SoftmaxCrossEntropyResult, digits: int = 4) -> list
     # Where the result itself overflows (a tiny T), the stages show ±inf and the
     # sums of such entries NaN: the core has said why in a warning already.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        stages = [setup_stage(result), softmax_stage(result)]
+        stages = [setup_stage(result)]
+        if result.options.softcap is not None:
+            stages.append(softcap_stage(result))
+        stages.append(softmax_stage(result))
+        if result.options.z_loss:
+            stages.append(z_loss_stage(result))
         stages += one_hot_stages(result, digits) if one_hot else general_stages(result, digits)
-        stages.append(jacobian_stage(result, one_hot))
+        if not result.options.has_llm_options:
+            # The Jacobian route is of the softmax alone: the cap and the z-loss are derived above.
+            stages.append(jacobian_stage(result, one_hot))
     return stages

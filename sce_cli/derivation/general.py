@@ -6,6 +6,7 @@ import numpy as np
 
 from ..core import SoftmaxCrossEntropyResult, loss_gradient_wrt_probabilities
 from ..numbers import display
+from .language_model import LSE, combined_gradient, combined_gradient_notes, cross_entropy_part
 from .stages import (
     DL_DZ,
     OTHERS_SUM,
@@ -39,7 +40,7 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
     y = result.target[0].astype(np.float64)
     w = result.class_weights.astype(np.float64)
     log_s = result.log_probabilities[0].astype(np.float64)
-    row_loss = float(result.losses[0])
+    row_loss = cross_entropy_part(result)  # the z-loss term is added after the sum, below
 
     def term(k: int) -> Equation:
         if w[k] * y[k] == 0:  # no weight or no target mass: nothing, even where log s_k is -inf
@@ -73,12 +74,36 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
             f"The terms as shown add up to ${display(sum(shown_terms), digits)}$; the exact terms give "
             f"$L = {plain(row_loss)}$, the value shown."
         )
-    loss_items.append(Equation("L = -\\sum_i w_i y_i \\log s_i", "⟨L⟩", {"L": row_loss}))
-    reduced = reduced_note(result)
-    if reduced:
-        loss_notes.append(reduced[0])
-        loss_items.append(reduced[1])
+    if not result.options.z_loss:
+        loss_items.append(Equation("L = -\\sum_i w_i y_i \\log s_i", "⟨L⟩", {"L": row_loss}))
+        reduced = reduced_note(result)
+        if reduced:
+            loss_notes.append(reduced[0])
+            loss_items.append(reduced[1])
+        return Stage("Loss", tuple(loss_notes), tuple(loss_items))
+    loss_items.append(Equation("L_{\\mathrm{CE}} = -\\sum_i w_i y_i \\log s_i", "⟨L⟩", {"L": row_loss}))
+    loss_notes.append(
+        f"The z-loss term found above is added: $L = L_{{\\mathrm{{CE}}}} + \\lambda \\, {LSE}^2$"
+        + (
+            "; the mean divides $L_{\\mathrm{CE}}$ by $D$ and the z-loss by $D_z$, the number of counted rows."
+            if result.options.reduction == "mean"
+            else "."
+        )
+    )
+    loss_items.append(_total_with_z_loss(result, row_loss))
     return Stage("Loss", tuple(loss_notes), tuple(loss_items))
+
+
+def _total_with_z_loss(result: SoftmaxCrossEntropyResult, cross_entropy: float) -> Equation:
+    z_term = float(result.z_losses[0]) if result.z_losses is not None else 0.0
+    values = {"ce": cross_entropy, "zl": z_term, "L": result.reported_loss()}
+    if result.options.reduction != "mean":
+        return Equation(f"L = L_{{\\mathrm{{CE}}}} + \\lambda \\, {LSE}^2", "⟨ce⟩ + ⟨zl⟩ = ⟨L⟩", values)
+    return Equation(
+        f"L = \\frac{{L_{{\\mathrm{{CE}}}}}}{{D}} + \\frac{{\\lambda \\, {LSE}^2}}{{D_z}}",
+        "\\frac{⟨ce⟩}{⟨D⟩} + \\frac{⟨zl⟩}{⟨Dz⟩} = ⟨L⟩",
+        {**values, "D": float(result.denominator), "Dz": float(result.z_loss_denominator)},
+    )
 
 
 def _chain_stage(result: SoftmaxCrossEntropyResult) -> Stage:
@@ -118,6 +143,8 @@ def _softmax_derivative_stage() -> Stage:
 
 
 def _combine_stage(result: SoftmaxCrossEntropyResult) -> Stage:
+    if result.options.has_llm_options:
+        return _combine_stage_language_model(result)
     w = result.class_weights.astype(np.float64)
     y = result.target[0].astype(np.float64)
     factor = scale_factor(result)
@@ -146,8 +173,24 @@ def _combine_stage(result: SoftmaxCrossEntropyResult) -> Stage:
     )
 
 
+def _combine_stage_language_model(result: SoftmaxCrossEntropyResult) -> Stage:
+    w = result.class_weights.astype(np.float64)
+    y = result.target[0].astype(np.float64)
+    notes = [
+        "Summing over $j$ as without the options: the cross-entropy's gradient with respect to "
+        "$b_i$ is $\\sum_j \\left(-\\frac{w_j y_j}{s_j}\\right) s_j(\\delta_{ij} - s_i) = "
+        "s_i \\sum_j w_j y_j - w_i y_i$.",
+        *combined_gradient_notes(result),
+    ]
+    items: list[Item] = [Equation("\\sum_j w_j y_j", "⟨sum⟩", {"sum": float((w * y).sum())})]
+    items += per_class(result.num_classes, important_classes(result), lambda k: combined_gradient(result, k))
+    return Stage("Combining the cases", tuple(notes), tuple(items))
+
+
 def _result_stage(result: SoftmaxCrossEntropyResult) -> Stage:
     gradient = result.gradient[0]
+    if result.options.has_llm_options:
+        return _result_stage_language_model(result)
     return Stage(
         "Result",
         (
@@ -156,6 +199,26 @@ def _result_stage(result: SoftmaxCrossEntropyResult) -> Stage:
             "$; with one-hot $\\mathbf{y}$ and no options this is $\\mathbf{s} - \\mathbf{y}$. "
             "Its entries sum to $\\left(\\sum_c w_c y_c\\right)\\left(\\sum_i s_i - 1\\right) = 0$.",
             *rounding_of_sum(gradient),
+        ),
+        (
+            vector("g", DL_DZ, gradient, important_classes(result)),
+            Equation("\\sum_i \\frac{\\partial L}{\\partial z_i}", "⟨sum⟩", {"sum": float(gradient.sum())}),
+        ),
+    )
+
+
+def _result_stage_language_model(result: SoftmaxCrossEntropyResult) -> Stage:
+    gradient = result.gradient[0]
+    return Stage(
+        "Result",
+        (
+            f"${DL_DZ} = \\frac{{1}}{{T}} \\left(1 - \\tanh^2(\\mathbf{{z}} / c)\\right) \\odot "
+            f"\\left[\\left(\\frac{{\\sum_c w_c y_c}}{{D}} + \\frac{{2 \\lambda \\, {LSE}}}{{D_z}}\\right)"
+            "\\mathbf{s} - \\frac{\\mathbf{w} \\odot \\mathbf{y}}{D}\\right]$; "
+            "unweighted, with $D = D_z = 1$, this is "
+            f"$\\frac{{1}}{{T}}(1 - \\tanh^2)\\left[(1 + 2 \\lambda \\, {LSE})\\mathbf{{s}} - \\mathbf{{y}}\\right]$.",
+            "Its entries no longer sum to 0: the z-loss moves every logit the same way "
+            "(its part sums to $2 \\lambda \\, \\operatorname{lse}$), and the cap's factor differs by class.",
         ),
         (
             vector("g", DL_DZ, gradient, important_classes(result)),

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..core import SoftmaxCrossEntropyResult
 from ..numbers import display
+from ..options import LossOptions
 from .stages import (
     EXP_LIMIT,
     Equation,
@@ -13,6 +14,7 @@ from .stages import (
     Stage,
     exponent,
     important_classes,
+    logit_symbol,
     per_class,
     plain,
     vector,
@@ -37,17 +39,18 @@ def setup_stage(result: SoftmaxCrossEntropyResult) -> Stage:
             f"$y_{{{label}}} = 1$ and $y_i = 0$ for $i \\neq c$."
         )
         if options.label_smoothing:
-            eps = display(options.label_smoothing, 6).rstrip("0").rstrip(".")
-            notes.append(
-                f"Label smoothing $\\varepsilon = {eps}$ replaces the one-hot target by "
-                f"$(1 - \\varepsilon)\\,\\mathbf{{y}} + \\varepsilon / K$: every class gets "
-                f"$\\varepsilon / K$ and the label $1 - \\varepsilon + \\varepsilon / K$."
-            )
+            notes.append(_smoothing_note(options.label_smoothing, options.smoothing_style))
     else:
         notes.append(
             "The target is a probability distribution $\\mathbf{y}$ (soft targets), so no term of the loss drops out."
         )
-        if options.label_smoothing:
+        if options.label_smoothing and options.smoothing_style == "off-target":
+            notes.append(
+                "Label smoothing $\\varepsilon$, off-target (Megatron, t5x): "
+                "$\\mathbf{y} \\leftarrow (1 - \\varepsilon)\\,\\mathbf{y} + "
+                "\\frac{\\varepsilon}{K - 1}(1 - \\mathbf{y})$."
+            )
+        elif options.label_smoothing:
             notes.append(
                 "Label smoothing $\\varepsilon$ mixes it with the uniform distribution: "
                 "$\\mathbf{y} \\leftarrow (1 - \\varepsilon)\\,\\mathbf{y} + \\varepsilon / K$."
@@ -64,9 +67,41 @@ def setup_stage(result: SoftmaxCrossEntropyResult) -> Stage:
             "$\\mathbf{s} = S(\\mathbf{z} / T)$, and the chain rule through $\\mathbf{z} / T$ "
             "multiplies the gradient by $1 / T$."
         )
+    notes += _language_model_notes(options)
     if options.dtype == "float32":
         notes.append("Everything is computed in float32 (about 7 significant digits), as a float32 framework would.")
     return Stage("Setup", tuple(notes), tuple(items))
+
+
+def _smoothing_note(label_smoothing: float, style: str) -> str:
+    """The target under either smoothing convention: PyTorch's uniform one, or off-target."""
+    eps = display(label_smoothing, 6).rstrip("0").rstrip(".")
+    if style == "off-target":
+        return (
+            f"Label smoothing $\\varepsilon = {eps}$, off-target (Megatron, t5x): the label keeps "
+            f"$1 - \\varepsilon$ and each of the $K - 1$ other classes gets $\\frac{{\\varepsilon}}{{K - 1}}$ "
+            "(PyTorch's uniform convention would give every class $\\varepsilon / K$, the label included)."
+        )
+    return (
+        f"Label smoothing $\\varepsilon = {eps}$ replaces the one-hot target by "
+        f"$(1 - \\varepsilon)\\,\\mathbf{{y}} + \\varepsilon / K$: every class gets "
+        f"$\\varepsilon / K$ and the label $1 - \\varepsilon + \\varepsilon / K$."
+    )
+
+
+def _language_model_notes(options: LossOptions) -> list[str]:
+    notes = []
+    if options.softcap is not None:
+        notes.append(
+            f"Soft-capping $c = {plain(options.softcap)}$: the logits become $a_i = c \\tanh(z_i / c)$ "
+            "before anything else (Gemma 2)."
+        )
+    if options.z_loss:
+        notes.append(
+            f"A z-loss $\\lambda = {plain(options.z_loss)}$ adds $\\lambda \\operatorname{{lse}}^2$ to the "
+            "loss (PaLM), $\\operatorname{lse}$ the log of the softmax's denominator."
+        )
+    return notes
 
 
 def softmax_stage(result: SoftmaxCrossEntropyResult) -> Stage:
@@ -82,7 +117,10 @@ def softmax_stage(result: SoftmaxCrossEntropyResult) -> Stage:
             "With a temperature the exponents are $(z_i - M) / T$: the shift comes before the division, "
             "so that a small $T$ cannot overflow $z_i / T$ on the way."
         )
-    items: list[Item] = [Equation("M = \\max_i z_i", "⟨M⟩", {"M": float(result.max_logit[0])})]
+    if result.options.softcap is not None:
+        notes.append("With soft-capping the softmax is of the capped logits $\\mathbf{a}$, and $M = \\max_i a_i$.")
+    top = float(result.capped_logits[0, int(result.argmax[0])])  # the logits themselves without a cap
+    items: list[Item] = [Equation(f"M = \\max_i {logit_symbol(result, 'i')}", "⟨M⟩", {"M": top})]
     items += _shifted_exponentials(result)
     unshifted_items, unshifted_note = _unshifted_exponentials(result)
     notes.append(unshifted_note)
@@ -154,5 +192,5 @@ def _unshifted_exponentials(result: SoftmaxCrossEntropyResult) -> tuple[list[Ite
 
 
 def _power(result: SoftmaxCrossEntropyResult, k: int | str) -> str:
-    z = f"z_{{{k}}}" if isinstance(k, int) else f"z_{k}"
+    z = logit_symbol(result, k)
     return z if result.options.temperature == 1.0 else f"{z} / T"

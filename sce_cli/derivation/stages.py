@@ -217,6 +217,12 @@ CONFIDENT_NOTE = (
 
 
 def exponent(result: SoftmaxCrossEntropyResult, k: int | str) -> str:
-    """The exponent of class k's shifted term, in LaTeX: z_k - M, or (z_k - M)/T."""
-    z = f"z_{{{k}}}" if isinstance(k, int) else f"z_{k}"
+    """The exponent of class k's shifted term, in LaTeX: z_k - M, or (z_k - M)/T (a_k for capped logits)."""
+    z = logit_symbol(result, k)
     return f"{z} - M" if result.options.temperature == 1.0 else f"({z} - M) / T"
+
+
+def logit_symbol(result: SoftmaxCrossEntropyResult, k: int | str) -> str:
+    """z_k, or a_k where soft-capping has replaced the logits before the softmax."""
+    letter = "a" if result.options.softcap is not None else "z"
+    return f"{letter}_{{{k}}}" if isinstance(k, int) else f"{letter}_{k}"

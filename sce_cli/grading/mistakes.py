@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..core import SoftmaxCrossEntropyResult, softmax_cross_entropy
+from ..core.matrices import z_loss_gradient
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ def usual_mistakes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None 
         found = _formula_mistakes(result) + _reduction_mistakes(result) + _weight_mistakes(result)
         found += _temperature_mistakes(result, targets) + _smoothing_mistakes(result, targets)
         found += _label_mistakes(result)
+        found += _smoothing_style_mistakes(result, targets) + _z_loss_denominator_mistakes(result)
+        found += _softcap_mistakes(result, targets)
     return found
 
 
@@ -160,3 +163,71 @@ def _label_mistakes(result: SoftmaxCrossEntropyResult) -> list[Mistake]:
         Mistake(f"the gradient for class {label - 1}: {why}", "gradient", _row(other.gradient)),
         Mistake(f"the loss for class {label - 1}: {why}", "loss", np.array([other.reported_loss()])),
     ]
+
+
+def _smoothing_style_mistakes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None) -> list[Mistake]:
+    """The other convention: ε/K on every class (PyTorch) against 1 − ε and ε/(K − 1) off the label."""
+    if not result.options.label_smoothing or result.num_classes < 2:
+        return []
+    style = result.options.smoothing_style
+    other = "uniform" if style == "off-target" else "off-target"
+    swapped = rerun(result, targets, smoothing_style=other)
+    conventions = {
+        "uniform": "ε/K on every class, the label included (PyTorch)",
+        "off-target": "1 − ε on the label and ε/(K − 1) on each other class (Megatron, t5x)",
+    }
+    why = f"smoothed {other}, {conventions[other]}; asked for {style}: {conventions[style]}"
+    return [
+        Mistake(f"the gradient with the target {why}", "gradient", _row(swapped.gradient)),
+        Mistake(f"the loss with the target {why}", "loss", np.array([swapped.reported_loss()])),
+    ]
+
+
+def _z_loss_denominator_mistakes(result: SoftmaxCrossEntropyResult) -> list[Mistake]:
+    """The z-loss's mean divides by the counted rows D_z, not the weight sum D; summing it skips D_z."""
+    if not result.options.z_loss or result.options.reduction != "mean" or result.z_losses is None:
+        return []
+    z_count, weight_sum = result.z_loss_denominator, result.denominator
+    z_term = float(result.z_losses[0]) / z_count if z_count else 0.0
+    z_gradient = z_loss_gradient(result) * _row(result.cap_derivative)
+    loss, gradient = result.reported_loss(), _row(result.gradient)
+    found = []
+    if weight_sum not in (0, z_count):
+        why = f"the z-loss is unweighted: the mean divides it by the counted rows ({z_count:g}), not the weight sum"
+        found += [
+            Mistake(f"the z-loss divided by the weight sum ({weight_sum:g}): {why}", "loss",
+                    np.array([loss + z_term * (z_count / weight_sum - 1)])),
+            Mistake(f"the z-loss's gradient divided by the weight sum ({weight_sum:g}): {why}", "gradient",
+                    gradient + z_gradient * (z_count / weight_sum - 1)),
+        ]  # fmt: skip
+    if z_count not in (0, 1):
+        why = f"the mean divides the z-loss by the counted rows ({z_count:g})"
+        found += [
+            Mistake(f"the z-loss summed: {why}", "loss", np.array([loss + z_term * (z_count - 1)])),
+            Mistake(f"the z-loss's gradient summed: {why}", "gradient", gradient + z_gradient * (z_count - 1)),
+        ]
+    return found
+
+
+def _softcap_mistakes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None) -> list[Mistake]:
+    """The cap left out altogether, or only its chain factor 1 − tanh²(z/c) left out of the gradient."""
+    if result.options.softcap is None:
+        return []
+    uncapped = rerun(result, targets, softcap=None)
+    s, y = _row(result.probabilities), _row(result.target)
+    w = result.class_weights.astype(np.float64)
+    # ∂L/∂a, the gradient with respect to the capped logits: the gradient without the factor 1 − tanh².
+    without_factor = result.gradient_scale * (s * float((w * y).sum()) - w * y) + z_loss_gradient(result)
+    cap = f"c·tanh(z/c) with c = {result.options.softcap:g}"
+    return [
+        Mistake(f"the softcap left out: the logits are first capped, {cap}", "gradient", _row(uncapped.gradient)),
+        Mistake(f"the softcap left out: the logits are first capped, {cap}", "loss",
+                np.array([uncapped.reported_loss()])),
+        Mistake(f"the softcap left out: the softmax is of {cap}", "probabilities", _row(uncapped.probabilities)),
+        Mistake(
+            "the gradient with respect to the capped logits: the chain rule through the cap multiplies "
+            "each entry by its derivative 1 − tanh²(z/c)",
+            "gradient",
+            without_factor,
+        ),
+    ]  # fmt: skip

@@ -85,11 +85,35 @@ def finite_difference_check(
 
 
 def _third_derivative_bound(result: SoftmaxCrossEntropyResult) -> float:
-    """|∂³L/∂z_i³| ≤ (Σ_c w_c y_c)·max|s(1 - s)(1 - 2s)|/T³·(1/D), and max|s(1-s)(1-2s)| < 0.1."""
+    """|∂³L/∂z_i³| ≤ (Σ_c w_c y_c)·max|s(1 - s)(1 - 2s)|/T³·(1/D), and max|s(1-s)(1-2s)| < 0.1;
+    with the language-model options, the bound of :func:`_language_model_bound`."""
     mass = (result.class_weights.astype(np.float64) * result.target[0]).sum()
     temperature = np.float64(result.options.temperature)
     with np.errstate(over="ignore", invalid="ignore"):  # an infinite bound only says: nothing can be verified
-        return float(0.1 * mass * result.gradient_scale / temperature / temperature)
+        third = float(0.1 * mass * result.gradient_scale / temperature / temperature)
+        if not result.options.has_llm_options:
+            return third
+        return _language_model_bound(result, float(mass), third)
+
+
+def _language_model_bound(result: SoftmaxCrossEntropyResult, mass: float, third: float) -> float:
+    """A bound on |∂³L/∂z_i³| with a z-loss and a cap, term by term.
+
+    The z-loss λ·lse²/D_z has, along b_i, derivatives 2·lse·s, 2s² + 2·lse·s(1 - s) and
+    6s²(1 - s) + 2·lse·s(1 - s)(1 - 2s): at most 2|lse|, 2 + |lse|/2 and 0.9 + 0.2|lse|
+    (times λ/D_z, over T, T², T³). Through a = c·tanh(z/c), with |a′| ≤ 1, |a″| ≤ 0.77/c and
+    |a‴| ≤ 2/c², ∂³ = F‴a′³ + 3F″a′a″ + F′a‴ for the first, second and third derivatives F of the rest.
+    """
+    temperature = result.options.temperature
+    lse = abs(float(result.log_sum_exp[0])) if result.log_sum_exp is not None else 0.0
+    weight = result.options.z_loss / result.z_loss_denominator
+    first = mass * result.gradient_scale + weight * 2 * lse / temperature
+    second = 0.25 * mass * result.gradient_scale / temperature + weight * (2 + lse / 2) / temperature**2
+    third += weight * (0.9 + 0.2 * lse) / temperature**3
+    if result.options.softcap is None:
+        return float(third)
+    cap = float(result.options.softcap)
+    return float(third + 3 * second * 0.77 / cap + first * 2 / cap**2)
 
 
 def checked_classes(result: SoftmaxCrossEntropyResult) -> np.ndarray:

@@ -21,6 +21,8 @@ SYMBOLS = {
     "odot": "⊙",
     "delta": "δ",
     "varepsilon": "ε",
+    "lambda": "λ",
+    "tanh": "tanh",
     "Sigma": "Σ",
     "ldots": "…",
     "approx": "≈",

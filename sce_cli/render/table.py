@@ -223,7 +223,10 @@ def print_jacobian(console: Console, proof: JacobianProof, digits: int = 4) -> N
     else:
         console.print(f"∂s/∂z = diag(s) - s sᵀ is {size}×{size}: too large to print.")
     console.print(Text("∂L/∂s = " + _vector_text(proof.dl_ds, digits)))
-    console.print(Text("∂L/∂s · ∂s/∂z = " + _vector_text(proof.product, digits)))
+    if proof.language_model:
+        console.print(Text("product = (1 − tanh²(z/c)) ⊙ (∂L/∂s · ∂s/∂b /(T·D) + 2λ·lse·s/(T·D_z)), b = a/T"))
+    label = "product" if proof.language_model else "∂L/∂s · ∂s/∂z"
+    console.print(Text(f"{label} = " + _vector_text(proof.product, digits)))
     if proof.fails_in_floating_point:
         console.print(Text(JACOBIAN_ROUTE_FAILS))
     else:
@@ -247,12 +250,22 @@ def _vector_text(values: np.ndarray, digits: int) -> str:
     return "(" + ", ".join(parts) + ")"
 
 
+HESSIAN_WITH_OPTIONS = (
+    "∇²L = diag(a′) H_a diag(a′) + diag(∂L/∂a ⊙ a″), a = c·tanh(z/c), "
+    "H_a = [(Σ_c w_c y_c)/D (diag(s) - s sᵀ) + λ/D_z (2 s sᵀ + 2·lse·(diag(s) - s sᵀ))] / T²"
+)
+
+
 def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> None:
     from rich.text import Text
 
     hessian, size = proof.hessian, proof.num_classes
     console.print(Text("--hessian: ∇²L with respect to the logits", style="bold"))
-    if hessian is not None and size <= MAX_PRINTED_MATRIX:
+    if proof.language_model:
+        console.print(HESSIAN_WITH_OPTIONS)
+        if hessian is not None and size <= MAX_PRINTED_MATRIX:
+            print_grid(console, matrix_grid(hessian, range(size), partial(display, digits=digits)))
+    elif hessian is not None and size <= MAX_PRINTED_MATRIX:
         console.print("∇²L = (Σ_c w_c y_c) (diag(s) - s sᵀ) / T²")
         print_grid(console, matrix_grid(hessian, range(size), partial(display, digits=digits)))
     else:
@@ -269,10 +282,16 @@ def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> Non
             f"eigenvalues: the largest {', '.join(display(v, digits) for v in largest)}; "
             f"the smallest {display(float(np.min(proof.eigenvalues)), digits)}"
         )
-    console.print(
-        "All are ≥ 0 (up to rounding): the loss is convex in z. The smallest is 0, along (1, 1, …, 1): "
-        "adding the same number to every logit changes nothing."
-    )
+    if proof.language_model:
+        console.print(
+            "With a cap the loss need not be convex in z (tanh bends the logits), and with a z-loss "
+            "adding the same number to every logit changes lse: no eigenvalue need be 0."
+        )
+    else:
+        console.print(
+            "All are ≥ 0 (up to rounding): the loss is convex in z. The smallest is 0, along (1, 1, …, 1): "
+            "adding the same number to every logit changes nothing."
+        )
     console.print()
 
 
