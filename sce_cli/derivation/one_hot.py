@@ -57,7 +57,7 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
             s_c,
             loss,
             digits,
-            lambda rounded: -np.log(rounded) if rounded > 0 else np.inf,
+            _minus_log,
             "s_c",
             lambda x: f"-\\log({x})",
         )
