@@ -225,3 +225,27 @@ def test_a_what_if_under_a_tiny_temperature_prints_no_raw_warning():
         result = run("check", "2", "3", "4", "-l", "1", "-T", "1e-310", "--grad", "0,-1,1")
     assert result.exit_code == 1
     assert all(line.startswith("sce: warning: ") for line in result.stderr.splitlines())
+
+
+# --- found by a hostile --logits-file ---------------------------------------------------------
+
+
+def test_a_logits_file_number_beyond_float64_is_named_with_its_line(tmp_path):
+    path = tmp_path / "logits.txt"
+    path.write_text("2 3\n1e400\n")
+    result = run("grad", "--logits-file", str(path), "-l", "0")
+    assert result.exit_code == 1
+    assert result.stderr == "sce: error: --logits-file: line 2: 1e400 is beyond float64's range (±1.8e308)\n"
+
+
+def test_a_bad_logit_in_a_file_names_the_file_option_and_is_bad_data(tmp_path):
+    path = tmp_path / "logits.txt"
+    path.write_text("2 3 nan\n")
+    result = run("grad", "--logits-file", str(path), "-l", "0")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "sce: error: --logits-file (class 2): logit nan is not allowed; "
+        "logits must be finite numbers or -inf (a masked class)\n"
+    )
+    typed = run("grad", "2", "3", "nan", "-l", "0")
+    assert typed.exit_code == 2 and typed.stderr.startswith("sce: error: LOGITS (class 2): ")

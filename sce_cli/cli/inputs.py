@@ -28,10 +28,15 @@ def parse_number(token: str, what: str) -> float:
     value = read_number(token)
     if value is None:
         raise UsageProblem(f"{what}: {token!r} is not a number; write numbers such as 2, -1.5 or 3e-2")
-    if math.isinf(value) and "inf" not in token.lower():
-        # float("1e400") is inf: as an answer it would be within any tolerance of anything.
+    if beyond_float64(token, value):
         raise UsageProblem(f"{what}: {token} is beyond float64's range (±1.8e308); write a smaller number or inf")
     return value
+
+
+def beyond_float64(token: str, value: float) -> bool:
+    """float("1e400") is inf: as an answer it would be within any tolerance of
+    anything, and as a logit it would be reported as an inf nobody wrote."""
+    return math.isinf(value) and "inf" not in token.lower()
 
 
 def parse_numbers(texts: list[str] | str, what: str) -> list[float]:
@@ -77,12 +82,20 @@ def read_logits_file(path: str) -> list[float]:
     except UnicodeDecodeError as error:
         where = "stdin" if path == "-" else path
         raise OptionProblem("logits_file", f"{where} is not UTF-8 text (byte {error.start + 1})") from None
+    return _numbers_in_text(text, path)
+
+
+def _numbers_in_text(text: str, path: str) -> list[float]:
+    """Every number of a logits text, in order; a bad one named with its line."""
     values = []
     for line_number, line in enumerate(text.splitlines(), start=1):
         for token in split_numbers(line):
             value = read_number(token)
             if value is None:
                 problem = f"line {line_number}: {token!r} is not a number; the file holds logits only"
+                raise OptionProblem("logits_file", problem, DATA)
+            if beyond_float64(token, value):
+                problem = f"line {line_number}: {token} is beyond float64's range (±1.8e308)"
                 raise OptionProblem("logits_file", problem, DATA)
             values.append(value)
     if not values:
@@ -97,6 +110,8 @@ class VectorInput:
     logits: list[float]
     label: int | None
     targets: list[float] | None
+    logits_field: str = "logits"
+    """Where the logits came from, for errors: typed (LOGITS) or from --logits-file."""
 
 
 def parse_vector_input(
@@ -118,7 +133,8 @@ def parse_vector_input(
         )
     targets = None if target is None else parse_numbers(target, "--target")
     _check_count("--target", targets, len(logits))
-    return VectorInput(logits, None if label is None else parse_label(label), targets)
+    source = "logits" if logits_file is None else "logits_file"
+    return VectorInput(logits, None if label is None else parse_label(label), targets, source)
 
 
 def parse_loss_options(
@@ -172,7 +188,11 @@ def run_core(vector: VectorInput, options: LossOptions) -> SoftmaxCrossEntropyRe
                 options=options,
             )
         except InvalidInput as error:
-            raise option_problem(error) from None
+            problem = option_problem(error)
+            if error.field == "logits" and vector.logits_field == "logits_file":
+                # Bad data in a file (status 1), named by the file's option, not LOGITS.
+                problem = OptionProblem("logits_file", problem.problem, DATA, column=error.column)
+            raise problem from None
     for warning in caught:
         say_warning(str(warning.message))
     return result
