@@ -38,6 +38,10 @@ OPTIONS = {
     "huge temperature": ["-T", "1e300"],
     "float32": ["--dtype", "float32"],
     "zero weights, mean": ["-w", "0,0,0", "--reduction", "mean"],
+    "tiny softcap, huge z-loss": ["--softcap", "1e-300", "--z-loss", "1e308"],
+    "softcap, z-loss, off-target, float32": [
+        "--softcap", "5", "--z-loss", "1", "--smoothing-style", "off-target", "--smoothing", "0.3", "--dtype", "float32",
+    ],
 }
 MODES = {
     "table": [],

@@ -249,3 +249,22 @@ def test_a_bad_logit_in_a_file_names_the_file_option_and_is_bad_data(tmp_path):
     )
     typed = run("grad", "2", "3", "nan", "-l", "0")
     assert typed.exit_code == 2 and typed.stderr.startswith("sce: error: LOGITS (class 2): ")
+
+
+def test_verify_with_a_tiny_softcap_cannot_verify_rather_than_crash():
+    # --softcap 1e-300: the truncation bound divided by c² in Python floats (ZeroDivisionError).
+    for extra in (["--softcap", "1e-300"], ["--softcap", "1e-300", "-T", "1e-300"]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no raw numpy warning either
+            result = run("grad", "-inf", "3", "4", "-l", "1", *extra, "--verify", "-f", "json")
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["verify"]["verdict"] in ("agree", "cannot verify")
+
+
+def test_a_vanishing_softcap_factor_gives_a_zero_gradient_not_nan():
+    # --softcap 1e-300: 1 - tanh²(z/c) = 4e^(-2|z|/c)/(1 + …)² is 0 in float64 and the z-loss's
+    # 2λ·lse·p overflows; the product was inf·0 = NaN, where the true entries are e^(-4e300)·… = 0.
+    result = run("grad", "2", "3", "4", "-l", "1", "--softcap", "1e-300", "--z-loss", "1e308", "-f", "json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["gradient"] == [0.0, 0.0, 0.0]
+    assert "NaN" not in result.stderr

@@ -97,5 +97,8 @@ class LanguageModelScale:
             if self.temperature != 1.0:
                 np.divide(gradient, self.temperature, out=gradient)
             if derivative is not None:
-                gradient *= derivative
+                # Where 1 - tanh²(z/c) underflows to 0 the true entry is 0 (e^(-2|z|/c) beside any
+                # finite factor), not the inf·0 = NaN that an overflowed factor would make it.
+                np.multiply(gradient, derivative, out=gradient, where=derivative != 0)
+                gradient[derivative == 0] = 0
             gradient += 0.0

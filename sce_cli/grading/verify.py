@@ -89,7 +89,7 @@ def _third_derivative_bound(result: SoftmaxCrossEntropyResult) -> float:
     with the language-model options, the bound of :func:`_language_model_bound`."""
     mass = (result.class_weights.astype(np.float64) * result.target[0]).sum()
     temperature = np.float64(result.options.temperature)
-    with np.errstate(over="ignore", invalid="ignore"):  # an infinite bound only says: nothing can be verified
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # an infinite bound: nothing verifiable
         third = float(0.1 * mass * result.gradient_scale / temperature / temperature)
         if not result.options.has_llm_options:
             return third
@@ -104,7 +104,9 @@ def _language_model_bound(result: SoftmaxCrossEntropyResult, mass: float, third:
     (times λ/D_z, over T, T², T³). Through a = c·tanh(z/c), with |a′| ≤ 1, |a″| ≤ 0.77/c and
     |a‴| ≤ 2/c², ∂³ = F‴a′³ + 3F″a′a″ + F′a‴ for the first, second and third derivatives F of the rest.
     """
-    temperature = result.options.temperature
+    # numpy floats, under the caller's errstate: a tiny T or cap makes the bound inf
+    # (nothing can be verified), where Python floats would raise ZeroDivisionError.
+    temperature = np.float64(result.options.temperature)
     lse = abs(float(result.log_sum_exp[0])) if result.log_sum_exp is not None else 0.0
     weight = result.options.z_loss / result.z_loss_denominator
     first = mass * result.gradient_scale + weight * 2 * lse / temperature
@@ -112,7 +114,7 @@ def _language_model_bound(result: SoftmaxCrossEntropyResult, mass: float, third:
     third += weight * (0.9 + 0.2 * lse) / temperature**3
     if result.options.softcap is None:
         return float(third)
-    cap = float(result.options.softcap)
+    cap = np.float64(result.options.softcap)
     return float(third + 3 * second * 0.77 / cap + first * 2 / cap**2)
 
 
