@@ -30,7 +30,7 @@ from .declarations import (
     ZLossOption,
 )
 from .files import file_request, output_format_for
-from .inputs import check_digits, parse_loss_options
+from .inputs import check_digits, command_loss_options
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -77,17 +77,7 @@ def batch(
     """
     if digits is not None:
         check_digits(digits)
-    options = parse_loss_options(
-        smoothing=smoothing,
-        weight=weight,
-        temperature=temperature,
-        reduction=reduction,
-        ignore_index=ignore_index,
-        dtype=dtype,
-        softcap=softcap,
-        z_loss=z_loss,
-        smoothing_style=smoothing_style,
-    )
+    options = command_loss_options()  # the loss options declared above
     request = file_request(
         input_path,
         output,

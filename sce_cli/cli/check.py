@@ -56,7 +56,7 @@ from .inputs import (
     VectorInput,
     check_class_counts,
     check_digits,
-    parse_loss_options,
+    command_loss_options,
     parse_numbers,
     parse_vector_input,
     run_core,
@@ -136,17 +136,7 @@ def check(
         raise UsageProblem(
             f"--tol: {tol:g} is not a positive number; give the largest difference to accept, e.g. --tol 1e-4"
         )
-    options = parse_loss_options(
-        smoothing=smoothing,
-        weight=weight,
-        temperature=temperature,
-        reduction=reduction,
-        ignore_index=ignore_index,
-        dtype=dtype,
-        softcap=softcap,
-        z_loss=z_loss,
-        smoothing_style=smoothing_style,
-    )
+    options = command_loss_options()  # the loss options declared above
     if arrays is not None or logits_path is not None:
         refuse_typed_inputs(logits, csv_input, label, target)
         check_arrays(

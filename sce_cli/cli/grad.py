@@ -32,7 +32,7 @@ from .declarations import (
 from .inputs import (
     check_class_counts,
     check_digits,
-    parse_loss_options,
+    command_loss_options,
     parse_vector_input,
     run_core,
     stdout_console,
@@ -83,17 +83,7 @@ def grad(
     check_digits(digits)
     _check_format(output_format, steps, verify, jacobian, hessian)
     vector = parse_vector_input(logits, label, target, logits_file)
-    options = parse_loss_options(
-        smoothing=smoothing,
-        weight=weight,
-        temperature=temperature,
-        reduction=reduction,
-        ignore_index=ignore_index,
-        dtype=dtype,
-        softcap=softcap,
-        z_loss=z_loss,
-        smoothing_style=smoothing_style,
-    )
+    options = command_loss_options()  # the loss options declared above
     check_class_counts(vector, options)
     result = run_core(vector, options)
     _check_language_model_options(options, hessian, result.num_classes)

@@ -164,6 +164,26 @@ def parse_loss_options(
     )
 
 
+def command_loss_options() -> LossOptions:
+    """The running command's LossOptions, from the loss options it declares under the same
+    names as every computing command (declarations.py): one reading instead of nine keywords
+    in each command. click keeps them parsed, a choice as its string."""
+    from typer._click.globals import get_current_context  # typer 0.28 vendors click
+
+    params = get_current_context().params
+    return parse_loss_options(
+        smoothing=params["smoothing"],
+        weight=params["weight"],
+        temperature=params["temperature"],
+        reduction=ReductionChoice(params["reduction"]),
+        ignore_index=params["ignore_index"],
+        dtype=DType(params["dtype"]),
+        softcap=params["softcap"],
+        z_loss=params["z_loss"],
+        smoothing_style=SmoothingStyleChoice(params["smoothing_style"]),
+    )
+
+
 def check_class_counts(vector: VectorInput, options: LossOptions) -> None:
     """One weight per logit (the core would say so too, but in its own words)."""
     _check_count("--weight", None if options.weight is None else list(options.weight), len(vector.logits))
