@@ -324,3 +324,46 @@ def test_digits_12_into_a_pipe_are_not_cut():
 def test_columns_40_cuts_no_number():
     result = sce("grad", "2", "3", "4", "-l", "1", COLUMNS="40")
     assert "…" not in result.stdout and "0.0900" in result.stdout and "-0.7553" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["-f", "csv"], ["-f", "json"], ["-f", "markdown"], ["-f", "table"], ["--steps"], ["--steps", "-f", "json"]],
+    ids=" ".join,
+)
+def test_a_reader_that_leaves_mid_output_gives_141_whatever_the_format(tmp_path, options):
+    """Regression: `sce grad … -f csv | head -c 100` exited 0 (the rest of a
+    large write was dropped unnoticed) and `--steps | head -1` exited 1 with
+    no message (rich's own broken-pipe exit)."""
+    import numpy as np
+
+    logits = tmp_path / "logits.npy"
+    np.save(logits, np.random.default_rng(0).normal(size=100_000))
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "sce_cli", "grad", "--logits-file", str(logits), "-l", "5", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    reader = subprocess.run(["head", "-c", "100"], stdin=writer.stdout, capture_output=True, timeout=120)
+    writer.stdout.close()
+    stderr = writer.stderr.read().decode()
+    writer.wait(timeout=120)
+    assert len(reader.stdout) == 100
+    assert (writer.returncode, stderr) == (141, "")
+
+
+def test_whole_writes_finish_what_a_short_buffered_write_leaves():
+    """Python's buffered writer may return a short count for one large write;
+    sys.stdout.write ignores it. WholeWrites writes the rest."""
+    from sce_cli.cli.stdout import WholeWrites
+
+    class ShortBuffer(io.BytesIO):
+        def write(self, data) -> int:
+            return super().write(bytes(data[:7]))
+
+    buffer = ShortBuffer()
+    stream = io.TextIOWrapper(buffer, encoding="utf-8")
+    text = "∂L/∂z = p − y\n" * 50
+    assert WholeWrites(stream).write(text) == len(text)
+    stream.flush()
+    assert buffer.getvalue().decode("utf-8") == text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -60,8 +59,8 @@ from .inputs import (
     parse_numbers,
     parse_vector_input,
     run_core,
-    stdout_console,
 )
+from .stdout import stdout_console, write_stdout
 
 if TYPE_CHECKING:
     from ..batch import BatchRequest
@@ -222,7 +221,7 @@ def _grade_answers(
     if output_format is CheckFormat.json:
         from ..render.json_format import check_document, dumps
 
-        sys.stdout.write(dumps(check_document(checks)) + "\n")
+        write_stdout(dumps(check_document(checks)) + "\n")
     else:
         from ..render.table import print_check
 
@@ -243,7 +242,7 @@ def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_fo
     if output_format is CheckFormat.json:
         from ..render.json_format import dumps, file_check_document
 
-        sys.stdout.write(dumps(file_check_document(found)) + "\n")
+        write_stdout(dumps(file_check_document(found)) + "\n")
     else:
         from ..render.table import print_file_check
 

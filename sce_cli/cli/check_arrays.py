@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -12,7 +11,7 @@ import typer
 from ..errors import UsageProblem
 from ..options import LossOptions
 from .declarations import CheckFormat
-from .inputs import stdout_console
+from .stdout import stdout_console, write_stdout
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -114,7 +113,7 @@ def check_arrays(
     if output_format is CheckFormat.json:
         from ..render.json_format import dtype_check_document, dumps
 
-        sys.stdout.write(dumps(dtype_check_document(found)) + "\n")
+        write_stdout(dumps(dtype_check_document(found)) + "\n")
     else:
         from ..render.dtype_check import print_dtype_check
 

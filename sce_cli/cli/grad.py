@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -35,8 +34,8 @@ from .inputs import (
     command_loss_options,
     parse_vector_input,
     run_core,
-    stdout_console,
 )
+from .stdout import stdout_console, write_stdout
 
 if TYPE_CHECKING:
     from ..core import SoftmaxCrossEntropyResult
@@ -137,15 +136,15 @@ def _print_result(result: SoftmaxCrossEntropyResult, proofs: Proofs, digits: int
     if output_format is GradFormat.json:
         from ..render.json_format import dumps, grad_document, proofs_document
 
-        sys.stdout.write(dumps({**grad_document(result), **proofs_document(proofs)}) + "\n")
+        write_stdout(dumps({**grad_document(result), **proofs_document(proofs)}) + "\n")
     elif output_format is GradFormat.markdown:
         from ..render.markdown_format import grad_markdown
 
-        sys.stdout.write(grad_markdown(result, digits))
+        write_stdout(grad_markdown(result, digits))
     elif output_format is GradFormat.csv:
         from ..render.csv_format import grad_csv
 
-        sys.stdout.write(grad_csv(result))
+        write_stdout(grad_csv(result))
     else:
         from ..render.table import print_grad, print_proofs
 
@@ -168,11 +167,11 @@ def _print_derivation(result: SoftmaxCrossEntropyResult, digits: int, output_for
     if output_format is GradFormat.json:
         from ..render.json_format import dumps, steps_json_document
 
-        sys.stdout.write(dumps(steps_json_document(result, stages)) + "\n")
+        write_stdout(dumps(steps_json_document(result, stages)) + "\n")
     elif output_format is GradFormat.markdown:
         from ..render.markdown_format import steps_markdown
 
-        sys.stdout.write(steps_markdown(stages, digits))
+        write_stdout(steps_markdown(stages, digits))
     else:
         from ..render.steps_terminal import print_steps
 

@@ -19,7 +19,6 @@ from .commandline import say_warning
 from .declarations import DType, ReductionChoice, SmoothingStyleChoice
 
 if TYPE_CHECKING:
-    from rich.console import Console
 
     from ..core import SoftmaxCrossEntropyResult
 
@@ -221,9 +220,3 @@ def run_core(vector: VectorInput, options: LossOptions) -> SoftmaxCrossEntropyRe
 def check_digits(digits: int) -> None:
     if not 1 <= digits <= 17:
         raise UsageProblem(f"--digits: {digits} is out of range; use 1 to 17")
-
-
-def stdout_console() -> Console:
-    from ..render.grid import console_for
-
-    return console_for(sys.stdout)

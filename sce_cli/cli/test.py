@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Optional
 
 import typer
@@ -97,13 +96,13 @@ def test(
     if output_format is CheckFormat.json:
         from ..render.implementation_report import report_document
         from ..render.json_format import dumps
+        from .stdout import write_stdout
 
-        sys.stdout.write(dumps(report_document(report)) + "\n")
+        write_stdout(dumps(report_document(report)) + "\n")
     else:
-        from rich.console import Console
-
         from ..render.implementation_report import print_report
+        from .stdout import stdout_console
 
-        print_report(Console(file=sys.stdout, highlight=False), report)
+        print_report(stdout_console(), report)
     if not report.passed:
         raise typer.Exit(1)

@@ -195,11 +195,25 @@ def console_for(file: IO[str]) -> Console:
     print unchanged, and hands everything else to rich.
     """
     if _rich_decides(file):
-        from rich.console import Console
-
-        return Console(file=file, highlight=False)
+        return rich_console(file)
     # A stand-in with the part of Console's interface sce uses, the rest delegated.
     return cast("Console", PlainConsole(file))
+
+
+def rich_console(file: IO[str]) -> Console:
+    """rich's Console, except that a closed pipe raises BrokenPipeError.
+
+    rich's own handling exits with status 1 and no message; sce's command
+    line gives a closed pipe its own status, 141, whatever the format.
+    """
+    from rich.console import Console
+
+    class PipeAwareConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return PipeAwareConsole(file=file, highlight=False)
 
 
 def _rich_decides(file: IO[str]) -> bool:
@@ -239,9 +253,7 @@ class PlainConsole:
     @property
     def rich(self) -> Console:
         if self._rich is None:
-            from rich.console import Console
-
-            self._rich = Console(file=self.file, highlight=False)
+            self._rich = rich_console(self.file)
         return self._rich
 
     def __getattr__(self, name: str) -> Any:
