@@ -142,3 +142,29 @@ def test_the_option_cases_are_added_only_with_their_options():
     assert len(build_cases(options=LossOptions(softcap=1e307))) == len(plain)
     with_targets = build_cases(targets=True, options=LossOptions(z_loss=1e-4))
     assert with_targets[-1].targets is not None and np.allclose(with_targets[-1].targets.sum(axis=1), 1)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(softcap=1.0),
+        dict(softcap=1.0, z_loss=0.3, temperature=2.0),
+        dict(softcap=5.0, z_loss=1e-4, temperature=0.5, label_smoothing=0.1, smoothing_style="off-target"),
+        dict(softcap=30.0, z_loss=1e-4, dtype="float32"),
+        dict(softcap=2.0, z_loss=0.01, temperature=3.0, label_smoothing=0.2, dtype="float32"),
+        dict(softcap=1e6, z_loss=1e-4),
+        dict(softcap=1e-3),
+    ],
+)
+def test_a_correct_kernel_passes_under_every_combination_of_options(options, monkeypatch):
+    # The function reads its options from the environment, which its child process inherits.
+    names = {"softcap": "CAP", "z_loss": "ZL", "temperature": "TT", "label_smoothing": "EPS",
+             "smoothing_style": "STYLE", "dtype": "DT"}  # fmt: skip
+    for key, value in options.items():
+        monkeypatch.setenv(names[key], str(value))
+    loss_options = {key: value for key, value in options.items() if key != "dtype"}
+    report = check_implementation(spec("llm_general"), **loss_options)
+    assert report.passed, [(case.name, case.message) for case in report.failed]
+    # And the same kernel graded without its cap is wrong, and named so on the first case.
+    uncapped = check_implementation(spec("llm_general"), **{**loss_options, "softcap": None})
+    assert not uncapped.passed
