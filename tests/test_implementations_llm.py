@@ -168,3 +168,13 @@ def test_a_correct_kernel_passes_under_every_combination_of_options(options, mon
     # And the same kernel graded without its cap is wrong, and named so on the first case.
     uncapped = check_implementation(spec("llm_general"), **{**loss_options, "softcap": None})
     assert not uncapped.passed
+
+
+def test_regression_an_overflowing_exact_answer_does_not_give_an_infinite_allowance():
+    # --z-loss 1e300: λ·lse² overflows float64 on the large-logit cases, and the allowance
+    # (8 ulps of the largest entry, inf) once passed the plain cross-entropy there.
+    report = check_implementation(spec("llm_correct"), softcap=30, z_loss=1e300)
+    assert all(case.allowance is None or np.isfinite(case.allowance) for case in report.cases)
+    assert not report.passed
+    huge = check_implementation(spec("llm_correct"), temperature=1e-300)
+    assert all(not case.passed for case in huge.cases if case.name.startswith("the posts' example"))
