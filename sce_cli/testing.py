@@ -25,6 +25,7 @@ import numpy as np
 
 from .implementations.loading import FunctionSpec, UnusableImplementation, parse_spec
 from .implementations.report import CaseResult, Configuration, ImplementationReport, Mistake
+from .options import LossOptions
 
 __all__ = [
     "assert_cross_entropy_close",
@@ -54,6 +55,11 @@ def check_implementation(
     framework: str | None = None,
     seed: int = 0,
     timeout: float = 3.0,
+    label_smoothing: float = 0.0,
+    temperature: float = 1.0,
+    softcap: float | None = None,
+    z_loss: float = 0.0,
+    smoothing_style: str = "uniform",
 ) -> ImplementationReport:
     """Run ``fn`` over sce's battery of cases and grade each answer.
 
@@ -62,6 +68,13 @@ def check_implementation(
     "mean", "sum" or "none". ``targets``: fn takes probability targets instead of labels.
     ``framework``: "numpy", "torch" or "jax" (None: from the imports of fn's file).
     ``timeout``: seconds each case may take.
+
+    The options of the loss that ``fn`` computes (it is still called fn(logits, labels)):
+    ``label_smoothing`` ε, ``temperature`` T, ``softcap`` c (logits c·tanh(z/c), Gemma 2),
+    ``z_loss`` λ (each row adds λ·lse², divided by N with "mean") and ``smoothing_style``
+    ("uniform", as PyTorch, or "off-target", as Megatron and t5x), as in
+    :func:`sce_cli.core.softmax_cross_entropy`. The exact answers, the allowance and the
+    named mistakes all follow them.
 
     Raises UnusableImplementation (a ValueError) when fn cannot be loaded or called as configured.
     """
@@ -73,6 +86,13 @@ def check_implementation(
         framework=framework,
         seed=seed,
         timeout=timeout,
+        loss=loss_options(
+            label_smoothing=label_smoothing,
+            temperature=temperature,
+            softcap=softcap,
+            z_loss=z_loss,
+            smoothing_style=smoothing_style,
+        ),
     )
     from .implementations.session import grade_implementation
 
@@ -93,8 +113,30 @@ def assert_implementation_correct(fn: Callable[..., Any] | str, **options: Any) 
     return report
 
 
+def loss_options(**options: Any) -> LossOptions:
+    """The loss's options, checked as the core checks them; ValueError names the keyword."""
+    from .core import InvalidInput
+    from .core.checks import validated_options
+
+    chosen = LossOptions(**options)
+    try:
+        validated_options(chosen)
+    except InvalidInput as problem:
+        raise ValueError(f"{problem.field}={getattr(chosen, problem.field)!r}: {problem.problem}"
+                         + (f"; {problem.hint}" if problem.hint else "")) from None  # fmt: skip
+    return chosen
+
+
 def make_configuration(
-    *, convention: str, returns: str, reduction: str, targets: bool, framework: str | None, seed: int, timeout: float
+    *,
+    convention: str,
+    returns: str,
+    reduction: str,
+    targets: bool,
+    framework: str | None,
+    seed: int,
+    timeout: float,
+    loss: LossOptions | None = None,
 ) -> Configuration:
     for name, value, allowed in (
         ("convention", convention, CONVENTIONS),
@@ -109,7 +151,9 @@ def make_configuration(
         raise ValueError(f"timeout={timeout!r}: give the seconds each case may take, e.g. 3 (at most {MAX_TIMEOUT})")
     if not (isinstance(seed, int) and seed >= 0):
         raise ValueError(f"seed={seed!r}: give a whole number >= 0")
-    return Configuration(convention, returns, reduction, bool(targets), framework, int(seed), float(timeout))
+    return Configuration(
+        convention, returns, reduction, bool(targets), framework, int(seed), float(timeout), loss or LossOptions()
+    )
 
 
 def function_spec(fn: Callable[..., Any] | str) -> FunctionSpec:

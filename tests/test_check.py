@@ -269,9 +269,11 @@ def test_verify_in_the_cli():
 def test_jacobian_times_dl_ds_is_the_gradient():
     document = json.loads(run("grad", "2", "3", "4", "-l", "1", "-w", "1,2,3", "-T", "2", "--jacobian", "-f", "json").stdout)
     np.testing.assert_allclose(document["jacobian"]["product"], document["gradient"], rtol=1e-13)
-    matrix = np.array(document["jacobian"]["ds_dz"])
+    # With T = 2 the softmax's Jacobian at its input z/T is diag(s) - s sᵀ, and ∂s/∂z half of it.
     p = np.array(document["probabilities"])
-    np.testing.assert_allclose(matrix, np.diag(p) - np.outer(p, p), rtol=1e-15)
+    np.testing.assert_allclose(np.array(document["jacobian"]["ds_db"]), np.diag(p) - np.outer(p, p), rtol=1e-15)
+    np.testing.assert_allclose(np.array(document["jacobian"]["ds_dz"]), (np.diag(p) - np.outer(p, p)) / 2, rtol=1e-15)
+    assert document["jacobian"]["ds_dz_is"].startswith("∂s/∂z = (diag(s) - s sᵀ) / T")
 
 
 def test_hessian_eigenvalues():

@@ -91,3 +91,14 @@ def test_the_right_answers_pass():
          "--smoothing-style", "off-target", "--grad", typed(gradient), "--loss", f"{loss:.6f}"],
     )  # fmt: skip
     assert result.exit_code == 0, result.stdout
+
+
+def test_a_z_loss_left_out_is_named():
+    # The cross-entropy's own gradient and loss, by hand, where --z-loss 0.5 was asked for.
+    loss, gradient, lse, _ = by_hand(1)
+    with_z_loss = by_hand(1, lam=0.5)
+    assert np.max(np.abs(with_z_loss[1] - gradient)) > 1e-2 and lse > 1
+    found = mistake_of("-l", "1", "--z-loss", "0.5", "--grad", typed(gradient))
+    assert found.startswith("the gradient without the z-loss's 2λ·lse·s: each counted row adds λ·lse² with λ = 0.5")
+    found = mistake_of("-l", "1", "--z-loss", "0.5", "--loss", typed(loss))
+    assert found.startswith("the loss without the z-loss")

@@ -115,12 +115,6 @@ def test_batch_z_loss_with_mean_matches_the_core_on_the_whole_file(tmp_path, mon
     assert result.exit_code == 0, result.output
 
 
-def test_sce_test_refuses_what_it_cannot_pass(tmp_path):
-    result = run("test", "tests/implementations/correct_vectorized.py:softmax_cross_entropy", "--softcap", "30")
-    assert result.exit_code == 2 and result.output.count("\n") == 1
-    assert result.output.startswith("sce: error: --softcap: sce test calls f(logits, labels) without it")
-
-
 @pytest.mark.parametrize("output_format", ["table", "markdown", "json"])
 def test_steps_derive_the_cap_the_z_loss_and_off_target_smoothing(output_format):
     result = run(

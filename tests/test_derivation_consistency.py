@@ -67,6 +67,8 @@ CASES = {
     "confident, z-loss": ["0", "40", "-l", "1", "--z-loss", "1e-4"],
     "one class, softcap, z-loss": ["5", "-l", "0", "--softcap", "2", "--z-loss", "0.1"],
     "z-loss, mean over nothing": ["2", "3", "4", "-l", "0", "-w", "0,1,1", "--z-loss", "0.1", "--reduction", "mean"],
+    "z-loss, soft, mean, weights": ["1", "2", "3", "-t", "0.2,0.3,0.5", "-w", "1,2,3", "--z-loss", "0.3",
+                                   "--reduction", "mean", "-T", "3"],
     "z-loss, twelve classes": [str(k * 0.7 - 3) for k in range(12)] + ["-l", "7", "--z-loss", "0.05",
                                                                         "--softcap", "2.5"],
 }
@@ -128,3 +130,19 @@ def test_the_evaluator_is_independent_and_strict():
 def test_no_step_shows_nan_where_the_result_is_defined(name):
     # A class of weight 0 at -inf once showed "-0 × 0.0333 × log(0) = nan" in the loss terms.
     assert not [s for _, s in equations(CASES[name]) if "nan" in s]
+
+
+@pytest.mark.parametrize("name", [name for name in CASES if "--softcap" in CASES[name] or "--z-loss" in CASES[name]])
+def test_the_jacobian_route_covers_the_language_model_options(name):
+    # The route's per-class equations are among those checked above; here: it is there,
+    # and where it does not fail (∞ × 0) it lands on the core's gradient.
+    result = runner.invoke(app, ["grad", *CASES[name], "--steps", "-f", "json"])
+    document = json.loads(result.stdout)
+    route = next(stage for stage in document["steps"] if stage["title"] == "The Jacobian route")
+    formulas = [item.get("formula", "") for item in route["items"]]
+    infinite = any("inf" in item.get("substituted", "") for item in route["items"][:1])
+    assert infinite or any(formula.startswith("\\frac{\\partial L}{\\partial z_") for formula in formulas)
+    for item in route["items"]:
+        if "route" in item.get("formula", ""):
+            scale = max(1.0, max(abs(float(g)) for g in document["gradient"]))
+            assert item["values"]["diff"] <= (1e-6 if "float32" in name else 4e-16) * scale

@@ -83,4 +83,70 @@ def test_the_hessian_with_the_options_refuses_beyond_the_matrix_limit_in_one_lin
     logits = [str(k % 7) for k in range(1001)]
     result = runner.invoke(app, ["grad", *logits, "--label", "3", "--z-loss", "0.1", "--hessian"])
     assert result.exit_code == 2 and result.output.count("\n") == 1
-    assert result.output.startswith("sce: error: --hessian with --softcap or --z-loss forms the K×K matrix")
+    assert result.output.startswith("sce: error: --hessian with --z-loss forms the K×K matrix (it is no multiple")
+
+
+def finite_difference_of_probabilities(z: np.ndarray, label: int, options: dict) -> np.ndarray:
+    h = 1e-6
+    return np.array(
+        [(softmax_cross_entropy(z + h * e, [label], **options).probabilities[0]
+          - softmax_cross_entropy(z - h * e, [label], **options).probabilities[0]) / (2 * h)
+         for e in np.eye(len(z))]
+    ).T  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_ds_dz_is_the_derivative_of_the_probabilities_with_the_options(name):
+    # The words say ∂s/∂z, with respect to the logits as given: central differences agree.
+    logits, label, options = CASES[name]
+    document = proofs(name)["jacobian"]
+    z = np.array([float(v) for v in logits])
+    numeric = finite_difference_of_probabilities(z, label, options)
+    assert np.max(np.abs(np.array(document["ds_dz"]) - numeric)) < 1e-8
+    p = softmax_cross_entropy(z, [label], **options).probabilities[0]
+    if "softcap" in options or "temperature" in options:
+        assert np.allclose(document["ds_db"], np.diag(p) - np.outer(p, p), rtol=1e-15, atol=0)
+    else:
+        assert "ds_db" not in document  # b is z itself
+    assert ("tanh" in document["ds_dz_is"]) == ("softcap" in options)
+    assert ("z-loss" in document["product_is"]) == ("z_loss" in options)
+
+
+def hessian_of(args: list[str]) -> dict:
+    result = runner.invoke(app, ["grad", *args, "--hessian", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)["hessian"]
+
+
+def test_convexity_is_stated_only_where_the_eigenvalues_show_it():
+    plain = hessian_of(["2", "3", "4", "-l", "1"])
+    assert plain["statement"].startswith("All are ≥ 0 (up to rounding): the loss is convex in z.")
+    capped = hessian_of(["2", "-3", "4", "-l", "1", "--softcap", "3"])
+    assert min(capped["eigenvalues"]) < 0
+    assert "is negative: the loss is not convex in z at these logits (tanh bends the logits)" in capped["statement"]
+    negative_lse = hessian_of(["-5", "-6", "-7", "-l", "0", "--z-loss", "3"])
+    assert min(negative_lse["eigenvalues"]) < 0
+    assert "(λ·lse² is not convex where lse < 0, as here)" in negative_lse["statement"]
+    convex_here = hessian_of(["2", "3", "4", "-l", "0", "--z-loss", "0.1"])
+    assert min(convex_here["eigenvalues"]) > 0
+    assert convex_here["statement"].startswith("All are ≥ 0 (up to rounding) here: the loss is convex near these")
+    assert "no eigenvalue need be 0" in convex_here["statement"] and "convex in z." not in convex_here["statement"]
+    assert "tanh" not in convex_here["formula"]
+
+
+def test_the_hessian_refusal_names_the_option_given():
+    logits = [str(k % 7) for k in range(1001)]
+    result = runner.invoke(app, ["grad", *logits, "--label", "3", "--softcap", "30", "--hessian"])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert result.output.startswith("sce: error: --hessian with --softcap forms the K×K matrix")
+    assert result.output.endswith("up to 1,000 classes (here 1,001); leave out --hessian or --softcap\n")
+    both = runner.invoke(app, ["grad", *logits, "--label", "3", "--softcap", "30", "--z-loss", "1", "--hessian"])
+    assert "--hessian with --softcap and --z-loss forms" in both.output
+
+
+def test_the_json_warning_about_omitted_matrices_says_what_ds_dz_is_with_a_cap():
+    logits = [str(k % 7) for k in range(1001)]
+    result = runner.invoke(app, ["grad", *logits, "--label", "3", "--softcap", "30", "--jacobian", "-f", "json"])
+    assert result.exit_code == 0
+    assert "∂s/∂z is (diag(s) - s sᵀ)·diag(1 − tanh²(z/c))/T" in result.stderr
+    assert json.loads(result.stdout)["jacobian"]["ds_dz"] is None

@@ -93,11 +93,11 @@ def grad(
 
     proofs = prove(result, verify=verify, jacobian=jacobian, hessian=hessian)
     if output_format is GradFormat.json:
-        _warn_about_omitted_matrices(proofs, result.num_classes)
+        _warn_about_omitted_matrices(proofs, result.num_classes, result.options)
     _print_result(result, proofs, digits, output_format)
 
 
-def _warn_about_omitted_matrices(proofs: Proofs, classes: int) -> None:
+def _warn_about_omitted_matrices(proofs: Proofs, classes: int, options: LossOptions) -> None:
     from ..proofs import MATRIX_LIMIT
 
     omitted = [
@@ -106,10 +106,14 @@ def _warn_about_omitted_matrices(proofs: Proofs, classes: int) -> None:
         if proof is not None and classes > MATRIX_LIMIT
     ]
     if omitted:
+        what = (
+            "∂s/∂z is (diag(s) - s sᵀ)·diag(1 − tanh²(z/c))/T, from the probabilities and the logits"
+            if options.softcap is not None
+            else "they are diag(s) - s sᵀ times a factor, from the probabilities"
+        )
         say_warning(
             f"{' and '.join(omitted)}: the {classes:,}×{classes:,} matrices are written as null "
-            f"(JSON writes them up to {MATRIX_LIMIT:,} classes); they are diag(s) - s sᵀ times a factor, "
-            "from the probabilities"
+            f"(JSON writes them up to {MATRIX_LIMIT:,} classes); {what}"
         )
 
 
@@ -118,9 +122,10 @@ def _check_language_model_options(options: LossOptions, hessian: bool, classes: 
     from ..proofs import MATRIX_LIMIT
 
     if hessian and options.has_llm_options and classes > MATRIX_LIMIT:
+        given = [name for name, on in (("--softcap", options.softcap is not None), ("--z-loss", options.z_loss)) if on]
         raise UsageProblem(
-            f"--hessian with --softcap or --z-loss forms the K×K matrix, up to {MATRIX_LIMIT:,} classes "
-            f"(here {classes:,}); leave out --hessian or those options"
+            f"--hessian with {' and '.join(given)} forms the K×K matrix (it is no multiple of diag(s) - s sᵀ), "
+            f"up to {MATRIX_LIMIT:,} classes (here {classes:,}); leave out --hessian or {' and '.join(given)}"
         )
 
 

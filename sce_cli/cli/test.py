@@ -13,11 +13,24 @@ from .declarations import (
     Framework,
     ReductionChoice,
     Returns,
+    SmoothingOption,
     SmoothingStyleChoice,
     SmoothingStyleOption,
     SoftcapOption,
+    TemperatureOption,
     ZLossOption,
 )
+
+#: The core's keyword for each loss option, as the user typed it (in messages about its value).
+_FLAGS = {
+    "label_smoothing=": "--smoothing ",
+    "temperature=": "--temperature ",
+    "softcap=": "--softcap ",
+    "z_loss=": "--z-loss ",
+    "smoothing_style=": "--smoothing-style ",
+    "timeout=": "--timeout ",
+    "seed=": "--seed ",
+}
 
 
 def test(
@@ -49,6 +62,8 @@ def test(
     seed: Annotated[int, typer.Option("--seed", help="Varies the random cases.")] = 0,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds each case may take.")] = 3.0,
     output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="table or json.")] = CheckFormat.table,
+    smoothing: SmoothingOption = 0.0,
+    temperature: TemperatureOption = 1.0,
     softcap: SoftcapOption = None,
     z_loss: ZLossOption = 0.0,
     smoothing_style: SmoothingStyleOption = SmoothingStyleChoice.uniform,
@@ -58,20 +73,13 @@ def test(
     Example: sce test homework.py:softmax_loss
     Runs the file's code (in a separate process). Exit status 0 when every case
     passes, 1 when one fails, 2 when the function cannot be used as configured.
+    The loss options (--smoothing, --temperature, --softcap, --z-loss,
+    --smoothing-style) describe the loss the function computes, with them
+    built in: it is still called f(logits, labels).
     """
-    asked = [
-        name
-        for name, given in (
-            ("--softcap", softcap is not None),
-            ("--z-loss", z_loss != 0),
-            ("--smoothing-style", smoothing_style is not SmoothingStyleChoice.uniform),
-        )
-        if given
-    ]
-    if asked:
+    if smoothing_style is not SmoothingStyleChoice.uniform and not smoothing:
         raise UsageProblem(
-            f"{asked[0]}: sce test calls f(logits, labels) without it, so it cannot grade a function that takes it; "
-            "grade its output with sce check --arrays instead"
+            "--smoothing-style changes only how label smoothing spreads ε: give --smoothing too (e.g. --smoothing 0.1)"
         )
     if reduction is not None and convention is Convention.row:
         raise UsageProblem("--reduction goes with --convention batch; a row function returns its row's own loss")
@@ -88,11 +96,16 @@ def test(
             framework=None if framework is Framework.auto else framework.value,
             seed=seed,
             timeout=timeout,
+            label_smoothing=smoothing,
+            temperature=temperature,
+            softcap=softcap,
+            z_loss=z_loss,
+            smoothing_style=smoothing_style.value,
         )
     except UnusableImplementation as problem:
         raise UsageProblem(str(problem)) from None
     except ValueError as problem:  # an option out of range, e.g. --timeout 0
-        raise UsageProblem(str(problem).replace("timeout=", "--timeout ").replace("seed=", "--seed ")) from None
+        raise UsageProblem(_as_flags(str(problem))) from None
     if output_format is CheckFormat.json:
         from ..render.implementation_report import report_document
         from ..render.json_format import dumps
@@ -106,3 +119,10 @@ def test(
         print_report(stdout_console(), report)
     if not report.passed:
         raise typer.Exit(1)
+
+
+def _as_flags(message: str) -> str:
+    for keyword, flag in _FLAGS.items():
+        if message.startswith(keyword):
+            return flag + message[len(keyword) :]
+    return message

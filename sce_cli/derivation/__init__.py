@@ -12,7 +12,7 @@ import numpy as np
 
 from ..core import SoftmaxCrossEntropyResult
 from .general import general_stages
-from .jacobian import jacobian_stage
+from .jacobian import jacobian_stage, language_model_jacobian_stage
 from .language_model import softcap_stage, z_loss_stage
 from .one_hot import one_hot_stages
 from .opening import setup_stage, softmax_stage
@@ -35,7 +35,8 @@ def build_derivation(result: SoftmaxCrossEntropyResult, digits: int = 4) -> list
         if result.options.z_loss:
             stages.append(z_loss_stage(result))
         stages += one_hot_stages(result, digits) if one_hot else general_stages(result, digits)
-        if not result.options.has_llm_options:
-            # The Jacobian route is of the softmax alone: the cap and the z-loss are derived above.
+        if result.options.has_llm_options:
+            stages.append(language_model_jacobian_stage(result))
+        else:
             stages.append(jacobian_stage(result, one_hot))
     return stages

@@ -11,7 +11,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..core import SoftmaxCrossEntropyResult, softmax_cross_entropy
-from ..core.matrices import z_loss_gradient
+from . import conventions
+from .conventions import convention_slips
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,7 @@ def usual_mistakes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None 
         found = _formula_mistakes(result) + _reduction_mistakes(result) + _weight_mistakes(result)
         found += _temperature_mistakes(result, targets) + _smoothing_mistakes(result, targets)
         found += _label_mistakes(result)
-        found += _smoothing_style_mistakes(result, targets) + _z_loss_denominator_mistakes(result)
-        found += _softcap_mistakes(result, targets)
+        found += _slip_mistakes(result, targets)
     return found
 
 
@@ -165,69 +165,61 @@ def _label_mistakes(result: SoftmaxCrossEntropyResult) -> list[Mistake]:
     ]
 
 
-def _smoothing_style_mistakes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None) -> list[Mistake]:
-    """The other convention: ε/K on every class (PyTorch) against 1 − ε and ε/(K − 1) off the label."""
-    if not result.options.label_smoothing or result.num_classes < 2:
-        return []
-    style = result.options.smoothing_style
-    other = "uniform" if style == "off-target" else "off-target"
-    swapped = rerun(result, targets, smoothing_style=other)
-    conventions = {
-        "uniform": "ε/K on every class, the label included (PyTorch)",
-        "off-target": "1 − ε on the label and ε/(K − 1) on each other class (Megatron, t5x)",
-    }
-    why = f"smoothed {other}, {conventions[other]}; asked for {style}: {conventions[style]}"
-    return [
-        Mistake(f"the gradient with the target {why}", "gradient", _row(swapped.gradient)),
-        Mistake(f"the loss with the target {why}", "loss", np.array([swapped.reported_loss()])),
-    ]
-
-
-def _z_loss_denominator_mistakes(result: SoftmaxCrossEntropyResult) -> list[Mistake]:
-    """The z-loss's mean divides by the counted rows D_z, not the weight sum D; summing it skips D_z."""
-    if not result.options.z_loss or result.options.reduction != "mean" or result.z_losses is None:
-        return []
-    z_count, weight_sum = result.z_loss_denominator, result.denominator
-    z_term = float(result.z_losses[0]) / z_count if z_count else 0.0
-    z_gradient = z_loss_gradient(result) * _row(result.cap_derivative)
-    loss, gradient = result.reported_loss(), _row(result.gradient)
-    found = []
-    if weight_sum not in (0, z_count):
-        why = f"the z-loss is unweighted: the mean divides it by the counted rows ({z_count:g}), not the weight sum"
-        found += [
-            Mistake(f"the z-loss divided by the weight sum ({weight_sum:g}): {why}", "loss",
-                    np.array([loss + z_term * (z_count / weight_sum - 1)])),
-            Mistake(f"the z-loss's gradient divided by the weight sum ({weight_sum:g}): {why}", "gradient",
-                    gradient + z_gradient * (z_count / weight_sum - 1)),
-        ]  # fmt: skip
-    if z_count not in (0, 1):
-        why = f"the mean divides the z-loss by the counted rows ({z_count:g})"
-        found += [
-            Mistake(f"the z-loss summed: {why}", "loss", np.array([loss + z_term * (z_count - 1)])),
-            Mistake(f"the z-loss's gradient summed: {why}", "gradient", gradient + z_gradient * (z_count - 1)),
-        ]
+def _slip_mistakes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None) -> list[Mistake]:
+    """The language-model options' other conventions (grading.conventions), for row 0, in sce check's words."""
+    found: list[Mistake] = []
+    for slip in convention_slips(result, targets):
+        words = _slip_words(slip.kind, result)
+        if words is None:
+            continue
+        gradient_words, loss_words = words
+        if slip.gradient is not None:
+            found.append(Mistake(gradient_words, "gradient", slip.gradient[0]))
+        if slip.loss is not None and loss_words:
+            loss = slip.loss if slip.loss.ndim == 0 else slip.loss[0]
+            found.append(Mistake(loss_words, "loss", np.array([float(loss)])))
+        if slip.kind == conventions.SOFTCAP_LEFT_OUT and slip.rerun is not None:
+            found.append(Mistake(f"the softcap left out: the softmax is of {_cap(result)}", "probabilities",
+                                 _row(slip.rerun.probabilities)))  # fmt: skip
     return found
 
 
-def _softcap_mistakes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None) -> list[Mistake]:
-    """The cap left out altogether, or only its chain factor 1 − tanh²(z/c) left out of the gradient."""
-    if result.options.softcap is None:
-        return []
-    uncapped = rerun(result, targets, softcap=None)
-    s, y = _row(result.probabilities), _row(result.target)
-    w = result.class_weights.astype(np.float64)
-    # ∂L/∂a, the gradient with respect to the capped logits: the gradient without the factor 1 − tanh².
-    without_factor = result.gradient_scale * (s * float((w * y).sum()) - w * y) + z_loss_gradient(result)
-    cap = f"c·tanh(z/c) with c = {result.options.softcap:g}"
-    return [
-        Mistake(f"the softcap left out: the logits are first capped, {cap}", "gradient", _row(uncapped.gradient)),
-        Mistake(f"the softcap left out: the logits are first capped, {cap}", "loss",
-                np.array([uncapped.reported_loss()])),
-        Mistake(f"the softcap left out: the softmax is of {cap}", "probabilities", _row(uncapped.probabilities)),
-        Mistake(
+def _cap(result: SoftmaxCrossEntropyResult) -> str:
+    return f"c·tanh(z/c) with c = {result.options.softcap:g}"
+
+
+def _slip_words(kind: str, result: SoftmaxCrossEntropyResult) -> tuple[str, str] | None:
+    """(the gradient's words, the loss's) for each slip sce check names."""
+    options = result.options
+    z_count, weight_sum = result.z_loss_denominator, result.denominator
+    if kind == conventions.OTHER_SMOOTHING_STYLE:
+        style = options.smoothing_style
+        other = "uniform" if style == "off-target" else "off-target"
+        styles = {
+            "uniform": "ε/K on every class, the label included (PyTorch)",
+            "off-target": "1 − ε on the label and ε/(K − 1) on each other class (Megatron, t5x)",
+        }
+        why = f"smoothed {other}, {styles[other]}; asked for {style}: {styles[style]}"
+        return f"the gradient with the target {why}", f"the loss with the target {why}"
+    if kind == conventions.Z_LOSS_LEFT_OUT:
+        why = f"each counted row adds λ·lse² with λ = {options.z_loss:g}"
+        return f"the gradient without the z-loss's 2λ·lse·s: {why}", f"the loss without the z-loss: {why}"
+    if kind == conventions.Z_LOSS_BY_WEIGHT_SUM:
+        why = f"the z-loss is unweighted: the mean divides it by the counted rows ({z_count:g}), not the weight sum"
+        return (
+            f"the z-loss's gradient divided by the weight sum ({weight_sum:g}): {why}",
+            f"the z-loss divided by the weight sum ({weight_sum:g}): {why}",
+        )
+    if kind == conventions.Z_LOSS_SUMMED:
+        why = f"the mean divides the z-loss by the counted rows ({z_count:g})"
+        return f"the z-loss's gradient summed: {why}", f"the z-loss summed: {why}"
+    if kind == conventions.SOFTCAP_LEFT_OUT:
+        words = f"the softcap left out: the logits are first capped, {_cap(result)}"
+        return words, words
+    if kind == conventions.TANH_DERIVATIVE_LEFT_OUT:
+        return (
             "the gradient with respect to the capped logits: the chain rule through the cap multiplies "
             "each entry by its derivative 1 − tanh²(z/c)",
-            "gradient",
-            without_factor,
-        ),
-    ]  # fmt: skip
+            "",
+        )
+    return None  # smoothing and temperature left out: named above, with the probabilities' what-ifs

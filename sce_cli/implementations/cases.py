@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..options import LossOptions
+
 
 @dataclass(frozen=True)
 class Case:
@@ -86,16 +88,15 @@ def target_cases(seed: int = 0) -> list[Case]:
     for case in label_cases(seed):
         if case.name.startswith("labels as"):
             continue
-        targets = np.full(case.logits.shape, 0.3 / case.classes)
-        targets[np.arange(case.rows), case.labels] += 0.7
         name = case.name.replace(", label 1", "").replace(", label 0", "")
         name = name.replace("labels at the first and last class", "targets peaked at the first and last class")
+        with_targets = _with_targets(case)
         cases.append(
             Case(
                 name,
                 case.logits,
                 case.labels,
-                targets.astype(case.logits.dtype),
+                None if with_targets.targets is None else with_targets.targets.astype(case.logits.dtype),
                 case.overflow_prone,
                 False,
                 case.read_only,
@@ -104,5 +105,43 @@ def target_cases(seed: int = 0) -> list[Case]:
     return cases
 
 
-def build_cases(seed: int = 0, *, targets: bool = False) -> list[Case]:
-    return target_cases(seed) if targets else label_cases(seed)
+def option_cases(options: LossOptions) -> list[Case]:
+    """Cases where the loss's options are hard: logits far beyond the cap, where
+    1 − tanh²(z/c) is tiny and 1 minus a tanh near 1 loses its digits; a row whose
+    log-sum-exp is near 0, where the z-loss and its gradient 2λ·lse·p nearly vanish."""
+    found = []
+    if options.softcap is not None:
+        c = float(options.softcap)
+        far = [[0.5 * c, 5 * c, -5 * c, 0.0], [20 * c, -20 * c, 10 * c, 2 * c]]
+        if np.all(np.isfinite(far)):
+            found.append(
+                Case(
+                    f"logits far beyond the cap: 5c and 20c (c = {c:g})",
+                    *_fixed(far, [1, 3]),
+                    overflow_prone=c / options.temperature > 700,  # the capped logits' range
+                )
+            )
+    if options.z_loss:
+        # b = log p gives lse(b) = log Σ p = 0 (up to rounding); z from b through T and the cap.
+        b = np.log(np.array([[0.5, 0.3, 0.2], [0.25, 0.25, 0.5]]))
+        a = b * options.temperature
+        cap = options.softcap
+        if cap is None or np.all(np.abs(a) < 0.9 * cap):
+            z = a if cap is None else cap * np.arctanh(a / cap)
+            if np.all(np.isfinite(z)):
+                found.append(Case("rows whose log-sum-exp is near 0 (the z-loss's lse ≈ 0)", z, np.array([0, 2])))
+    return found
+
+
+def build_cases(seed: int = 0, *, targets: bool = False, options: LossOptions | None = None) -> list[Case]:
+    cases = target_cases(seed) if targets else label_cases(seed)
+    extra = option_cases(options) if options is not None else []
+    if targets:
+        extra = [_with_targets(case) for case in extra]
+    return cases + extra
+
+
+def _with_targets(case: Case) -> Case:
+    targets = np.full(case.logits.shape, 0.3 / case.classes)
+    targets[np.arange(case.rows), case.labels] += 0.7
+    return Case(case.name, case.logits, case.labels, targets, case.overflow_prone)

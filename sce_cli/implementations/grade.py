@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
 
@@ -27,21 +27,18 @@ class Mismatch(Exception):
 
 
 def exact_answer(case: Case, configuration: Configuration) -> Exact:
-    """sce's exact result for the case (the core, in float64)."""
+    """sce's exact result for the case (the core, in float64), with the loss's options."""
     from ..core import softmax_cross_entropy
 
-    batch = configuration.convention == "batch"
-    reduction = cast(Reduction, configuration.reduction if batch else "none")
+    options = configuration.loss_options()
     logits = case.logits.astype(np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # an infinite or zero loss is part of the case
         if configuration.targets:
             assert case.targets is not None
-            result = softmax_cross_entropy(
-                logits, targets=case.targets.astype(np.float64), reduction=reduction, dtype=np.float64
-            )
+            result = softmax_cross_entropy(logits, targets=case.targets.astype(np.float64), options=options)
         else:
-            result = softmax_cross_entropy(logits, case.labels.astype(np.int64), reduction=reduction, dtype=np.float64)
+            result = softmax_cross_entropy(logits, case.labels.astype(np.int64), options=options)
     return Exact(
         logits=logits,
         loss=np.asarray(result.loss, dtype=np.float64),
@@ -52,22 +49,45 @@ def exact_answer(case: Case, configuration: Configuration) -> Exact:
         shifted_logits=result.shifted_logits,
         target=result.target,
         labels=None if configuration.targets else case.labels.astype(np.int64),
-        reduction=reduction,
-        batch=batch,
+        reduction=options.reduction,
+        batch=configuration.convention == "batch",
+        result=result,
     )
 
 
 def straightforward_answer(exact: Exact, dtype: np.dtype) -> dict[str, np.ndarray]:
-    """What a straightforward correct implementation gets in ``dtype``: max-shifted
-    softmax, p − y, divided by N; the loss as log Σ exp(z − max) − (z_c − max)."""
+    """What a straightforward correct implementation gets in ``dtype``: the cap
+    c·tanh(z/c) and its factor 1/cosh²(z/c), the temperature, max-shifted softmax,
+    (1 + 2λ·lse)·p − q, divided by N; the loss as
+    log Σ exp(b − max) − (b_c − max) plus λ·lse²."""
+    options = exact.options
     z = exact.logits.astype(dtype)
     target = exact.target.astype(dtype)
     with np.errstate(all="ignore"):
-        shifted = z - z.max(axis=1, keepdims=True)
+        b, factor = z, None
+        if options.softcap is not None:
+            cap = dtype.type(options.softcap)
+            b = cap * np.tanh(z / cap)
+            factor = (dtype.type(1) / np.square(np.cosh(z / cap))).astype(dtype)
+        if options.temperature != 1.0:
+            b = b / dtype.type(options.temperature)
+        top = b.max(axis=1, keepdims=True)
+        shifted = b - top
         exps = np.exp(shifted)
         sums = exps.sum(axis=1, keepdims=True)
-        gradient = exps / sums - target
+        p = exps / sums
+        gradient = p - target
         row_losses = (target * (np.log(sums) - shifted)).sum(axis=1)
+        if options.z_loss:
+            # The issue's formula (1 + 2λ·lse)·p − q: it rounds the coefficient's product with p
+            # at the size of p, not of p − q (a kernel's usual organisation; allowed its error).
+            lse = (top + np.log(sums))[:, 0]
+            gradient = (dtype.type(1) + dtype.type(2 * options.z_loss) * lse[:, None]) * p - target
+            row_losses = row_losses + dtype.type(options.z_loss) * np.square(lse)
+        if options.temperature != 1.0:
+            gradient = gradient / dtype.type(options.temperature)
+        if factor is not None:
+            gradient = gradient * factor
         if exact.reduction == "mean":
             return {"gradient": gradient / dtype.type(exact.rows), "loss": row_losses.sum() / dtype.type(exact.rows)}
         if exact.reduction == "sum":
@@ -84,22 +104,33 @@ def allowance(right: np.ndarray, baseline: np.ndarray, dtype: np.dtype, input_se
     at logits of 1000, where the inputs' own last digits are worth 1e-13."""
     with np.errstate(all="ignore"):
         error = float(np.max(np.abs(baseline.astype(np.float64) - right)))
-    scale = float(np.max(np.abs(right))) if right.size else 0.0
+    # Only finite terms: where the exact answer or its sensitivity overflows (a z-loss of 1e300,
+    # T = 1e-300) an infinite allowance would pass any answer; a NaN one would pass none.
+    finite = np.abs(right[np.isfinite(right)]) if right.size else np.zeros(0)
+    scale = float(np.max(finite, initial=0.0))
     eps = float(np.finfo(dtype).eps)
     margin = MARGIN * error if np.isfinite(error) else 0.0
-    return margin + ULPS * eps * scale + INPUT_ULPS * eps * input_sensitivity + float(np.finfo(dtype).tiny)
+    rounding = INPUT_ULPS * eps * input_sensitivity if np.isfinite(input_sensitivity) else 0.0
+    return margin + ULPS * eps * scale + rounding + float(np.finfo(dtype).tiny)
 
 
 def input_sensitivities(exact: Exact) -> dict[str, float]:
     """Bounds on how far the gradient and the loss move when every logit moves by
-    up to max|z|: Σ_j |∂g_i/∂z_j| = 2 p_i (1 − p_i) and Σ_j |∂L/∂z_j| = Σ_j |p_j − y_j|."""
-    reach = float(np.max(np.abs(exact.logits))) if exact.logits.size else 0.0
+    up to max|z|: Σ_j |∂g_i/∂z_j| = 2 p_i (1 − p_i) and Σ_j |∂L/∂z_j| = Σ_j |p_j − y_j|,
+    times 1/T per derivative through the temperature (the cap's factor is at most 1)
+    and 1 + 2λ·(|lse| + 1) for the z-loss."""
+    reach = float(np.max(np.abs(exact.logits[np.isfinite(exact.logits)]), initial=0.0))
     p = exact.probabilities
     per_row_loss = np.abs(p - exact.target).sum(axis=1)
     rows = exact.rows if exact.reduction == "sum" else 1.0
+    options = exact.options
+    z_factor = 1.0
+    if options.z_loss and exact.result is not None and exact.result.log_sum_exp is not None:
+        z_factor += 2 * options.z_loss * (float(np.max(np.abs(exact.result.log_sum_exp), initial=0.0)) + 1)
+    over_t = 1 / options.temperature
     return {
-        "gradient": reach * float(np.max(2 * p * (1 - p))) / exact.divisor,
-        "loss": reach * float(np.max(per_row_loss)) * rows,
+        "gradient": reach * float(np.max(2 * p * (1 - p), initial=0.0)) * z_factor * over_t * over_t / exact.divisor,
+        "loss": reach * float(np.max(per_row_loss, initial=0.0)) * z_factor * over_t * rows,
     }
 
 
@@ -213,10 +244,11 @@ def _compare(case: Case, arrays: dict[str, np.ndarray], exact: Exact, changed: M
     for quantity in ("gradient", "loss"):
         if quantity not in arrays:
             continue
-        given = arrays[quantity]
-        right = exact.gradient if quantity == "gradient" else exact.loss
-        dtype = judged_dtype(case, given)
-        allowed = allowance(right, straightforward_answer(exact, dtype)[quantity], dtype, sensitivity[quantity])
+        dtype = judged_dtype(case, arrays[quantity])
+        given = per_cap_factor(exact, quantity, arrays[quantity])
+        right = per_cap_factor(exact, quantity, exact.gradient if quantity == "gradient" else exact.loss)
+        baseline = per_cap_factor(exact, quantity, straightforward_answer(exact, dtype)[quantity])
+        allowed = allowance(right, baseline, dtype, sensitivity[quantity])
         error = _error(given, right)
         ratio = np.inf if not np.isfinite(error) else error / allowed
         if worst is None or ratio > worst[0]:
@@ -251,6 +283,17 @@ def _compare(case: Case, arrays: dict[str, np.ndarray], exact: Exact, changed: M
         non_finite,
         case.overflow_prone or case.label_probability_underflows,
     )
+
+
+def per_cap_factor(exact: Exact, quantity: str, values: np.ndarray) -> np.ndarray:
+    """With a softcap, the gradient is judged divided by each entry's factor 1 − tanh²(z/c)
+    (where it is not 0): an entry of a large logit is tiny, and an absolute error would
+    hide that it lost its digits; per unit of the factor it is ∂L/∂a, of the size of p − q."""
+    factor = exact.cap_factor
+    if quantity != "gradient" or factor is None or values.shape != factor.shape:
+        return values
+    with np.errstate(all="ignore"):
+        return np.where(factor > 0, values.astype(np.float64) / np.where(factor > 0, factor, 1.0), values)
 
 
 def _error(given: np.ndarray, right: np.ndarray) -> float:
@@ -301,6 +344,9 @@ def _name_mistakes(
             return [mistakes.DIVIDED_BY_P]  # the posts' Jacobian route, −1/s_c · ∂s_c/∂z, taken literally
         return []
     variants = mistakes.gradient_variants(exact) if quantity == "gradient" else mistakes.loss_variants(exact)
+    if quantity == "gradient" and exact.cap_factor is not None:
+        variants = [(mistake, per_cap_factor(exact, quantity, value)) for mistake, value in variants]
+        variants.append((mistakes.CAP_FACTOR_LOSES_DIGITS, right * _naive_cap_factor(exact, case, given)))
     scale = float(np.max(np.abs(right))) if right.size else 1.0
 
     def tolerance(variant: np.ndarray) -> float:
@@ -311,14 +357,25 @@ def _name_mistakes(
     return mistakes.match(given, right, variants, tolerance)
 
 
+def _naive_cap_factor(exact: Exact, case: Case, given: np.ndarray) -> np.ndarray:
+    """1 − tanh²(z/c) as 1 minus a number near 1, in the answer's type, over the exact factor."""
+    assert exact.cap_factor is not None and exact.options.softcap is not None
+    dtype = judged_dtype(case, given)
+    z = exact.logits.astype(dtype)
+    tanh = np.tanh(z / dtype.type(exact.options.softcap))
+    naive = (dtype.type(1) - tanh * tanh).astype(np.float64)
+    factor = exact.cap_factor
+    return np.where(factor > 0, naive / np.where(factor > 0, factor, 1.0), 1.0)
+
+
 def _like_no_max_shift(case: Case, quantity: str, given: np.ndarray, exact: Exact) -> bool:
     """Non-finite where exp(z) without the shift overflows or underflows, and only there
     (a function that returns NaN everywhere has some other problem)."""
     if not (case.overflow_prone or case.label_probability_underflows):
         return False
     dtype = judged_dtype(case, given)
-    z = exact.logits.astype(dtype)
-    exps = np.exp(z)
+    z = exact.logits if exact.result is None else exact.result.scaled_logits
+    exps = np.exp(z.astype(dtype))
     naive = (exps / exps.sum(axis=1, keepdims=True) - exact.target) / exact.divisor
     if quantity == "loss":
         return not bool(np.all(np.isfinite(naive)))

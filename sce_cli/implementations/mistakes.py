@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core import SoftmaxCrossEntropyResult
+from ..grading import conventions
+from ..options import LossOptions
 from .report import Mistake
 
 NO_MAX_SHIFT = Mistake(
@@ -60,6 +63,52 @@ LOGITS_IN_PLACE = Mistake(
 )
 LABELS_IN_PLACE = Mistake("labels (or targets) modified in place", "leave the caller's arrays unchanged: copy first")
 
+SOFTCAP_LEFT_OUT = Mistake(
+    "softcap left out: the softmax is of the logits, not of the capped c·tanh(z/c)",
+    "cap the logits first, a = c·tanh(z/c), and take the softmax (and the z-loss) of a",
+)
+TANH_DERIVATIVE_LEFT_OUT = Mistake(
+    "the derivative of tanh left out: this is ∂L/∂a, the gradient with respect to the capped logits",
+    "the chain rule through a = c·tanh(z/c) multiplies each entry by 1 − tanh²(z/c)",
+)
+CAP_FACTOR_LOSES_DIGITS = Mistake(
+    "1 − tanh²(z/c) computed as 1 minus a number near 1: it loses its digits (or is 0) where |z/c| is large",
+    "compute the factor as 1/cosh²(z/c), or 4e^(−2|x|)/(1 + e^(−2|x|))² with x = z/c",
+)
+Z_LOSS_LEFT_OUT = Mistake(
+    "z-loss missing: each row adds λ·lse², whose gradient is 2λ·lse·p",
+    "add λ·(log Σ_j e^(b_j))² to each row's loss and 2λ·lse·p to its gradient",
+)
+Z_LOSS_SUMMED = Mistake(
+    "z-loss summed: the mean divides it by N, the number of rows, as the cross-entropy",
+    "divide the z-loss (and its gradient) by N with the mean",
+)
+Z_LOSS_BY_WEIGHT_SUM = Mistake(
+    "z-loss divided by the weight sum: it is unweighted, so the mean divides it by the counted rows",
+    "divide the z-loss by the number of counted rows, the cross-entropy by the weight sum",
+)
+OTHER_SMOOTHING_STYLE = Mistake(
+    "the other label-smoothing convention", "see --smoothing-style: uniform puts ε/K on every class (PyTorch); "
+    "off-target puts 1 − ε on the label and ε/(K − 1) on each other class (Megatron, t5x)",
+)  # fmt: skip
+SMOOTHING_LEFT_OUT = Mistake(
+    "label smoothing left out", "the target is (1 − ε)·y + ε/K (or off-target: see --smoothing-style)"
+)
+TEMPERATURE_LEFT_OUT = Mistake(
+    "temperature left out: the softmax of z, not of z/T, and no factor 1/T",
+    "divide the logits by T before the softmax, and the gradient by T",
+)
+_SLIPS = {
+    conventions.SOFTCAP_LEFT_OUT: SOFTCAP_LEFT_OUT,
+    conventions.TANH_DERIVATIVE_LEFT_OUT: TANH_DERIVATIVE_LEFT_OUT,
+    conventions.Z_LOSS_LEFT_OUT: Z_LOSS_LEFT_OUT,
+    conventions.Z_LOSS_SUMMED: Z_LOSS_SUMMED,
+    conventions.Z_LOSS_BY_WEIGHT_SUM: Z_LOSS_BY_WEIGHT_SUM,
+    conventions.OTHER_SMOOTHING_STYLE: OTHER_SMOOTHING_STYLE,
+    conventions.SMOOTHING_LEFT_OUT: SMOOTHING_LEFT_OUT,
+    conventions.TEMPERATURE_LEFT_OUT: TEMPERATURE_LEFT_OUT,
+}
+
 
 @dataclass(frozen=True)
 class Exact:
@@ -77,6 +126,19 @@ class Exact:
     reduction: str
     """"mean", "sum" or "none" (each row's own loss: also --convention row)."""
     batch: bool
+    result: SoftmaxCrossEntropyResult | None = None
+    """The core's result, for the options' what-ifs."""
+
+    @property
+    def options(self) -> LossOptions:
+        return LossOptions() if self.result is None else self.result.options
+
+    @property
+    def cap_factor(self) -> np.ndarray | None:
+        """1 − tanh²(z/c) of each logit with a softcap, else None (N×K)."""
+        if self.result is None or self.options.softcap is None:
+            return None
+        return self.result.cap_derivative.astype(np.float64)
 
     @property
     def rows(self) -> int:
@@ -115,7 +177,21 @@ def gradient_variants(exact: Exact) -> list[Variant]:
     with np.errstate(all="ignore"):
         variants.append((NOT_NORMALISED, (np.exp(exact.shifted_logits) - exact.target) / d))
     variants += [(LOG10, g / math.log(10)), (LOG2, g / math.log(2))]
-    return variants
+    return variants + _slip_variants(exact, "gradient")
+
+
+def _slip_variants(exact: Exact, quantity: str) -> list[Variant]:
+    """The options' slips (grading.conventions, shared with sce check), in a learner's words.
+    Listed after the plain mistakes: where both match, the options' slip is the likelier
+    only if the other cases say so (the session settles ties by count)."""
+    if exact.result is None:
+        return []
+    found: list[Variant] = []
+    for slip in conventions.convention_slips(exact.result):
+        value = slip.gradient if quantity == "gradient" else slip.loss
+        if value is not None:
+            found.append((_SLIPS[slip.kind], value))
+    return found
 
 
 def loss_variants(exact: Exact) -> list[Variant]:
@@ -135,7 +211,7 @@ def loss_variants(exact: Exact) -> list[Variant]:
             column_log = np.log(_column_softmax(exact))
         variants.append((WRONG_AXIS, exact.reduce(-(exact.target * column_log).sum(axis=1))))
     variants.append((NOT_NORMALISED, exact.reduce(-(exact.target * exact.shifted_logits).sum(axis=1))))
-    return variants
+    return variants + _slip_variants(exact, "loss")
 
 
 def _one_hot_at(exact: Exact, shift: int) -> np.ndarray | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..options import LossOptions
+
 
 @dataclass(frozen=True)
 class Mistake:
@@ -31,6 +33,14 @@ class Configuration:
     seed: int = 0
     timeout: float = 3.0
     """Seconds each case may take."""
+    loss: LossOptions = LossOptions()
+    """The options of the loss the function computes (label smoothing, temperature, softcap,
+    z-loss, smoothing style); its reduction and float type are the fields above and the case's."""
+
+    def loss_options(self) -> LossOptions:
+        """The options of the exact answer: a row function's loss is its row's own."""
+        reduction = self.reduction if self.convention == "batch" else "none"
+        return self.loss.replace(reduction=reduction, dtype="float64")
 
 
 @dataclass(frozen=True)

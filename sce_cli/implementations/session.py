@@ -20,7 +20,7 @@ CASES_LOST_BEFORE_GIVING_UP = 2
 def grade_implementation(spec: FunctionSpec, configuration: Configuration) -> ImplementationReport:
     """Run the battery on the function in a child process. Raises UnusableImplementation
     when the function cannot be loaded or called as configured."""
-    cases = build_cases(configuration.seed, targets=configuration.targets)
+    cases = build_cases(configuration.seed, targets=configuration.targets, options=configuration.loss)
     results: list[CaseResult] = []
     lost: list[str] = []  # how each of the latest cases in a row was lost: "timed out", "ended the process"
     with ChildRunner(

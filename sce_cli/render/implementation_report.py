@@ -66,11 +66,27 @@ def details(report: ImplementationReport) -> list[Text]:
     ]
 
 
+def loss_option_words(report: ImplementationReport) -> list[str]:
+    """The loss's options that differ from the defaults, as the function is graded with them."""
+    options = report.configuration.loss
+    words = []
+    if options.label_smoothing:
+        words.append(f"smoothing {options.label_smoothing:g} ({options.smoothing_style})")
+    if options.temperature != 1.0:
+        words.append(f"temperature {options.temperature:g}")
+    if options.softcap is not None:
+        words.append(f"softcap {options.softcap:g}")
+    if options.z_loss:
+        words.append(f"z-loss {options.z_loss:g}")
+    return words
+
+
 def print_report(console: Console, report: ImplementationReport) -> None:
+    options = "".join(f", {words}" for words in loss_option_words(report))
     console.print(
         Text(
             f"{report.function} ({report.configuration.convention} convention, "
-            f"returns {report.configuration.returns}, {report.framework})",
+            f"returns {report.configuration.returns}{options}, {report.framework})",
             style="bold",
         )
     )
@@ -93,6 +109,13 @@ def report_document(report: ImplementationReport) -> dict[str, Any]:
     return {
         "passed": report.passed,
         "function": report.function,
+        "options": {
+            "label_smoothing": report.configuration.loss.label_smoothing,
+            "smoothing_style": report.configuration.loss.smoothing_style,
+            "temperature": report.configuration.loss.temperature,
+            "softcap": report.configuration.loss.softcap,
+            "z_loss": report.configuration.loss.z_loss,
+        },
         "cases": [
             {
                 "name": case.name,

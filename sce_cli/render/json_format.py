@@ -11,7 +11,7 @@ from ..core import SoftmaxCrossEntropyResult
 from ..derivation import Elided, Item, Matrix, Stage
 from ..numbers import exact, fill, json_number
 from ..proofs import TOP_EIGENVALUES, Proofs
-from .words import HESSIAN_OVERFLOWS, JACOBIAN_ROUTE_FAILS
+from .words import HESSIAN_OVERFLOWS, JACOBIAN_ROUTE_FAILS, hessian_formula, hessian_statement, jacobian_words
 
 if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars
     from ..grading import QuantityCheck
@@ -175,9 +175,15 @@ def proofs_document(proofs: Proofs) -> dict[str, Any]:
         }
     if proofs.jacobian is not None:
         jacobian = proofs.jacobian.jacobian
+        at_b = proofs.jacobian.softmax_jacobian
+        matrix_words, product_words = jacobian_words(proofs.jacobian)
         document["jacobian"] = {
             # null beyond MATRIX_LIMIT classes: diag(s) - s sᵀ follows from "probabilities".
             "ds_dz": None if jacobian is None else matrix(jacobian),
+            "ds_dz_is": matrix_words,
+            # The softmax's Jacobian at its own input b, where b is not z (a temperature or a cap).
+            **({} if at_b is None else {"ds_db": matrix(at_b)}),
+            "product_is": product_words,
             "dL_ds": [json_number(v) for v in proofs.jacobian.dl_ds],
             "product": [json_number(v) for v in proofs.jacobian.product],
             # Why the product holds NaN where it does (null where it does not).
@@ -190,6 +196,8 @@ def proofs_document(proofs: Proofs) -> dict[str, Any]:
             "matrix": None if hessian.hessian is None else matrix(hessian.hessian),
             "eigenvalues": [json_number(v) for v in hessian.eigenvalues] if hessian.all_eigenvalues else None,
             "largest_eigenvalues": [json_number(v) for v in largest],
+            "formula": hessian_formula(hessian),
+            "statement": hessian_statement(hessian) if hessian.finite else None,
             "note": None if hessian.finite else HESSIAN_OVERFLOWS,
         }
     return document

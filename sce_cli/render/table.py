@@ -17,7 +17,14 @@ from ..core import SoftmaxCrossEntropyResult
 from ..numbers import decimal_places, display, display_all, given
 from ..proofs import HessianProof, JacobianProof, Proofs
 from .grid import Cell, Column, Grid, print_grid, print_styled
-from .words import HESSIAN_OVERFLOWS, JACOBIAN_ROUTE_FAILS, options_summary
+from .words import (
+    HESSIAN_OVERFLOWS,
+    JACOBIAN_ROUTE_FAILS,
+    hessian_formula,
+    hessian_statement,
+    jacobian_words,
+    options_summary,
+)
 
 if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars, nor a pipe rich
     from rich.console import Console
@@ -216,17 +223,22 @@ def print_jacobian(console: Console, proof: JacobianProof, digits: int = 4) -> N
     from rich.text import Text
 
     jacobian, size = proof.jacobian, len(proof.dl_ds)
-    console.print(Text("--jacobian: ∂L/∂z = ∂L/∂s · ∂s/∂z", style="bold"))
+    matrix_words, product_words = jacobian_words(proof)
+    console.print(
+        Text(
+            "--jacobian: ∂L/∂z = ∂L/∂s · ∂s/∂z"
+            + (" + the z-loss's share" if proof.language_model and "z-loss" in product_words else ""),
+            style="bold",
+        )
+    )
     if jacobian is not None and size <= MAX_PRINTED_MATRIX:
-        console.print("∂s/∂z = diag(s) - s sᵀ")
+        console.print(matrix_words)
         print_grid(console, matrix_grid(jacobian, range(size), partial(display, digits=digits)))
     else:
-        console.print(f"∂s/∂z = diag(s) - s sᵀ is {size}×{size}: too large to print.")
+        console.print(f"{matrix_words} is {size}×{size}: too large to print.")
     console.print(Text("∂L/∂s = " + _vector_text(proof.dl_ds, digits)))
-    if proof.language_model:
-        console.print(Text("product = (1 − tanh²(z/c)) ⊙ (∂L/∂s · ∂s/∂b /(T·D) + 2λ·lse·s/(T·D_z)), b = a/T"))
-    label = "product" if proof.language_model else "∂L/∂s · ∂s/∂z"
-    console.print(Text(f"{label} = " + _vector_text(proof.product, digits)))
+    console.print(Text(f"product = {product_words}"))
+    console.print(Text("product = " + _vector_text(proof.product, digits)))
     if proof.fails_in_floating_point:
         console.print(Text(JACOBIAN_ROUTE_FAILS))
     else:
@@ -250,19 +262,13 @@ def _vector_text(values: np.ndarray, digits: int) -> str:
     return "(" + ", ".join(parts) + ")"
 
 
-HESSIAN_WITH_OPTIONS = (
-    "∇²L = diag(a′) H_a diag(a′) + diag(∂L/∂a ⊙ a″), a = c·tanh(z/c), "
-    "H_a = [(Σ_c w_c y_c)/D (diag(s) - s sᵀ) + λ/D_z (2 s sᵀ + 2·lse·(diag(s) - s sᵀ))] / T²"
-)
-
-
 def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> None:
     from rich.text import Text
 
     hessian, size = proof.hessian, proof.num_classes
     console.print(Text("--hessian: ∇²L with respect to the logits", style="bold"))
     if proof.language_model:
-        console.print(HESSIAN_WITH_OPTIONS)
+        console.print(hessian_formula(proof))
         if hessian is not None and size <= MAX_PRINTED_MATRIX:
             print_grid(console, matrix_grid(hessian, range(size), partial(display, digits=digits)))
     elif hessian is not None and size <= MAX_PRINTED_MATRIX:
@@ -282,16 +288,7 @@ def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> Non
             f"eigenvalues: the largest {', '.join(display(v, digits) for v in largest)}; "
             f"the smallest {display(float(np.min(proof.eigenvalues)), digits)}"
         )
-    if proof.language_model:
-        console.print(
-            "With a cap the loss need not be convex in z (tanh bends the logits), and with a z-loss "
-            "adding the same number to every logit changes lse: no eigenvalue need be 0."
-        )
-    else:
-        console.print(
-            "All are ≥ 0 (up to rounding): the loss is convex in z. The smallest is 0, along (1, 1, …, 1): "
-            "adding the same number to every logit changes nothing."
-        )
+    console.print(hessian_statement(proof))
     console.print()
 
 
