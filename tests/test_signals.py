@@ -159,3 +159,29 @@ def test_sigterm_at_any_moment_leaves_nothing_behind(tmp_path, big, delay):
     )
     assert [p.name for p in folder.iterdir()] == ["out.csv"]
     assert list(temporary.iterdir()) == []
+
+
+def waiting_on_stdin(process: subprocess.Popen) -> bool:
+    """Whether the process sits in read(0, …): it has loaded and is running its command."""
+    try:
+        return Path(f"/proc/{process.pid}/syscall").read_text().startswith("0 0x0 ")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/syscall").exists(), reason="needs /proc/PID/syscall")
+@pytest.mark.parametrize("signum, status, said", STOPPING[:3])
+def test_a_signal_during_grad_prints_its_line(signum, status, said):
+    """Regression: SIGTERM and SIGHUP killed `sce grad` (and `sce check`'s typed
+    answers) silently: only sce batch and check --csv handled them."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sce_cli", "grad", "--logits-file", "-", "-l", "1"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while not waiting_on_stdin(process):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    process.send_signal(signum)
+    assert (finish(process), process.returncode) == (said, status)

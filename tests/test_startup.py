@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sce_cli.cli import app
-from sce_cli.cli.app import BLAS_THREAD_VARIABLES, COMMANDS
+from sce_cli.cli.application import BLAS_THREAD_VARIABLES, COMMANDS
 from sce_cli.render.grid import PlainConsole, console_for
 
 # The console script's own two lines, then what it left loaded and the BLAS variables.

@@ -1,10 +1,66 @@
 """The ``sce`` command line: thin typer commands that parse, call, render and report.
 
-One module per command (:mod:`.grad`, :mod:`.batch`, :mod:`.check`), the
-shared option declarations (:mod:`.declarations`), and what they read typed
-text into (:mod:`.inputs`, :mod:`.files`).
+One module per command (:mod:`.grad`, :mod:`.batch`, :mod:`.check`, :mod:`.test`),
+the shared option declarations (:mod:`.declarations`), and what they read typed
+text into (:mod:`.inputs`, :mod:`.files`). The app itself (:mod:`.application`) is
+imported by :func:`main`, not here, so that a signal while typer, numpy and
+the command load is reported like one during the command.
 """
 
-from .app import app, main
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+from ..errors import Interrupted
 
 __all__ = ["app", "main"]
+
+#: Signals that end sce with one line and 128 + their number wherever they
+#: arrive. `sce batch` and `sce check --csv` install their own handlers over
+#: these for the run, which clean up its files first.
+_STOPPING = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+_pending: list[int] = []
+
+
+def _note(signum: int, frame: FrameType | None) -> None:
+    _pending.append(signum)
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
+def main() -> None:
+    """The ``sce`` command (the console script and ``python -m sce_cli``).
+
+    A signal while the modules load is noted and acted on once they have:
+    raised inside an import it could land in importlib's own callbacks,
+    where Python prints it as ignored and goes on.
+    """
+    for signum in _STOPPING:
+        signal.signal(signum, _note)
+    try:
+        from .application import main as run
+
+        for signum in _STOPPING:
+            signal.signal(signum, _stop)
+        if _pending:
+            raise Interrupted(_pending[0])
+        run()
+    except Interrupted as interrupted:  # while loading, or outside the command's own handling
+        print(f"sce: interrupted ({interrupted.name})", file=sys.stderr, flush=True)
+        os._exit(interrupted.exit_code)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from .application import app
+
+        return app
+    raise AttributeError(f"module 'sce_cli.cli' has no attribute {name!r}")

@@ -107,7 +107,7 @@ def one_blas_thread() -> None:
 
 
 def main() -> None:
-    """The ``sce`` command (the console script and ``python -m sce_cli``).
+    """Run the app as the ``sce`` command (called by :func:`sce_cli.cli.main`).
 
     Only here, not on import: a program that imports sce keeps its own
     threads. Nothing imported so far has loaded numpy, which reads the
