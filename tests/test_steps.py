@@ -309,3 +309,19 @@ def test_brackets_in_formulas_are_not_taken_for_rich_markup():
     print_steps(console, [stage])
     text = console.export_text()
     assert "[0, 1]" in text and "[bold]not markup[/bold]" in text and "[0.5000]" in text
+
+
+def test_every_latex_command_the_derivation_writes_has_a_unicode_form():
+    """Regression: `Near $\\pm 1$` showed as "Near pm 1" in the terminal, the
+    converter's fallback for a command it does not know being its name."""
+    import pathlib
+    import re
+
+    from sce_cli.render import latex_text
+
+    known = set(latex_text.SYMBOLS) | latex_text.STYLES | {"frac"}
+    package = pathlib.Path(latex_text.__file__).parents[1]
+    sources = [*package.joinpath("derivation").glob("*.py"), package / "proofs.py"]
+    written = {name for path in sources for name in re.findall(r"\\\\([A-Za-z]+)", path.read_text(encoding="utf-8"))}
+    assert written - {"n"} <= known  # "\\n" is a newline in a Python string
+    assert to_unicode(r"\pm 1") == "± 1"

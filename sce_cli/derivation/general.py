@@ -64,7 +64,10 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
     ]
     if result.labels is not None and result.options.label_smoothing:
         loss_notes.append(
-            "This equals PyTorch's $(1 - \\varepsilon)\\,w_c(-\\log s_c) + "
+            "This equals Megatron's and t5x's $(1 - \\varepsilon)\\,w_c(-\\log s_c) + "
+            "\\frac{\\varepsilon}{K - 1} \\, \\sum_{i \\neq c} w_i(-\\log s_i)$."
+            if result.options.smoothing_style == "off-target"
+            else "This equals PyTorch's $(1 - \\varepsilon)\\,w_c(-\\log s_c) + "
             "\\frac{\\varepsilon}{K} \\, \\sum_i w_i(-\\log s_i)$."
         )
     loss_items: list[Item] = per_class(result.num_classes, important_classes(result), term)
@@ -212,7 +215,7 @@ def _result_stage_language_model(result: SoftmaxCrossEntropyResult) -> Stage:
     return Stage(
         "Result",
         (
-            f"${DL_DZ} = \\frac{{1}}{{T}} \\left(1 - \\tanh^2(\\mathbf{{z}} / c)\\right) \\odot "
+            f"${DL_DZ} = \\frac{{1}}{{T}} \\left(1 - \\tanh^2(\\mathbf{{z}} / C)\\right) \\odot "
             f"\\left[\\left(\\frac{{\\sum_c w_c y_c}}{{D}} + \\frac{{2 \\lambda \\, {LSE}}}{{D_z}}\\right)"
             "\\mathbf{s} - \\frac{\\mathbf{w} \\odot \\mathbf{y}}{D}\\right]$; "
             "unweighted, with $D = D_z = 1$, this is "

@@ -105,7 +105,7 @@ def language_model_jacobian_stage(result: SoftmaxCrossEntropyResult) -> Stage:
     important = important_classes(result)
     notes = [
         "The other route, through the Jacobians of each step: $\\mathbf{z} \\to \\mathbf{a}$ "
-        "(the cap, diagonal: $\\frac{\\partial a_i}{\\partial z_i} = 1 - \\tanh^2(z_i / c)$, 1 without a cap), "
+        "(the cap, diagonal: $\\frac{\\partial a_i}{\\partial z_i} = 1 - \\tanh^2(z_i / C)$, 1 without a cap), "
         "$\\mathbf{a} \\to \\mathbf{b} = \\mathbf{a} / T$, $\\mathbf{b} \\to \\mathbf{s}$ (the softmax: "
         "$\\frac{\\partial \\mathbf{s}}{\\partial \\mathbf{b}} = \\operatorname{diag}(\\mathbf{s}) - "
         "\\mathbf{s}\\mathbf{s}^\\top$) and $\\mathbf{s} \\to$ the cross-entropy, "
@@ -196,7 +196,7 @@ class _ChainRoute:
     def gradient_equation(self, k: int) -> Equation:
         z_part = " + ⟨r⟩" if self.result.options.z_loss else ""
         return Equation(
-            f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = \\left(1 - \\tanh^2(z_{{{k}}} / c)\\right) "
+            f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = \\left(1 - \\tanh^2(z_{{{k}}} / C)\\right) "
             f"\\frac{{u_{{{k}}}{' + r_{' + str(k) + '}' if z_part else ''}}}{{T}}",
             f"⟨d⟩ \\times \\frac{{⟨u⟩{z_part}}}{{⟨T⟩}} = ⟨g⟩",
             {

@@ -25,30 +25,30 @@ def softcap_stage(result: SoftmaxCrossEntropyResult) -> Stage:
         # t = e^{-2|z/c|} <= 1: the form that keeps 1 - tanh² accurate where tanh is near ±1.
         t = np.exp(-2 * np.abs(z) / cap)
     notes = (
-        f"Soft-capping with $c = {plain(cap)}$ replaces each logit by $a_i = c \\tanh(z_i / c)$, "
-        "which stays within $(-c, c)$; everything after it (temperature, softmax, loss) sees $\\mathbf{a}$.",
-        "Its derivative is $\\frac{\\partial a_i}{\\partial z_i} = 1 - \\tanh^2(z_i / c)$. Near $\\pm 1$, "
+        f"Soft-capping with $C = {plain(cap)}$ replaces each logit by $a_i = C \\tanh(z_i / C)$, "
+        "which stays within $(-C, C)$; everything after it (temperature, softmax, loss) sees $\\mathbf{a}$.",
+        "Its derivative is $\\frac{\\partial a_i}{\\partial z_i} = 1 - \\tanh^2(z_i / C)$. Near $\\pm 1$, "
         "$1 - \\tanh^2$ formed from a rounded $\\tanh$ loses its digits, so it is computed as "
-        "$\\frac{4 t_i}{(1 + t_i)^2}$ with $t_i = e^{-2|z_i / c|}$, the same number exactly.",
+        "$\\frac{4 t_i}{(1 + t_i)^2}$ with $t_i = e^{-2|z_i / C|}$, the same number exactly.",
     )
 
     def capped_logit(k: int) -> Equation:
         return Equation(
-            f"a_{{{k}}} = c \\tanh(z_{{{k}}} / c)",
+            f"a_{{{k}}} = C \\tanh(z_{{{k}}} / C)",
             "⟨c⟩ \\times \\tanh\\left(\\frac{⟨z⟩}{⟨c⟩}\\right) = ⟨a⟩",
             {"c": cap, "z": float(z[k]), "a": float(capped[k])},
         )
 
     def factor(k: int) -> Equation:
         return Equation(
-            f"1 - \\tanh^2(z_{{{k}}} / c) = \\frac{{4 t_{{{k}}}}}{{(1 + t_{{{k}}})^2}}",
+            f"1 - \\tanh^2(z_{{{k}}} / C) = \\frac{{4 t_{{{k}}}}}{{(1 + t_{{{k}}})^2}}",
             "\\frac{4 \\times ⟨t⟩}{\\left(1 + ⟨t⟩\\right) \\times \\left(1 + ⟨t⟩\\right)} = ⟨d⟩",
             {"t": float(t[k]), "d": float(derivative[k])},
         )
 
     def exponential(k: int) -> Equation:
         return Equation(
-            f"t_{{{k}}} = e^{{-2|z_{{{k}}} / c|}}",
+            f"t_{{{k}}} = e^{{-2|z_{{{k}}} / C|}}",
             "e^{-2 \\times \\frac{⟨x⟩}{⟨c⟩}} = ⟨t⟩",
             {"x": float(abs(z[k])), "c": cap, "t": float(t[k])},
         )
@@ -126,7 +126,7 @@ def combined_gradient(result: SoftmaxCrossEntropyResult, k: int) -> Equation:
     mean = result.options.reduction == "mean"
     lse = float(result.log_sum_exp[0]) if result.log_sum_exp is not None else 0.0
     return Equation(
-        f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = \\frac{{1 - \\tanh^2(z_{{{k}}} / c)}}{{T}} "
+        f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = \\frac{{1 - \\tanh^2(z_{{{k}}} / C)}}{{T}} "
         f"\\left[\\frac{{s_{{{k}}} \\sum_j w_j y_j - w_{{{k}}} y_{{{k}}}}}{{D}} + "
         f"\\frac{{2 \\lambda \\, {LSE} \\, s_{{{k}}}}}{{D_z}}\\right]",
         "\\frac{⟨d⟩}{⟨T⟩} \\times \\left("
@@ -152,7 +152,7 @@ def combined_gradient_notes(result: SoftmaxCrossEntropyResult) -> list[str]:
     """How the chain rule carries the cap, the temperature, the z-loss and the mean into the gradient."""
     notes = [
         "The chain rule runs back through $b = a / T$ (the factor $\\frac{1}{T}$) and "
-        "$a_i = c \\tanh(z_i / c)$ (the factor $1 - \\tanh^2(z_i / c)$, 1 without a cap); the z-loss adds "
+        "$a_i = C \\tanh(z_i / C)$ (the factor $1 - \\tanh^2(z_i / C)$, 1 without a cap); the z-loss adds "
         f"$2 \\lambda \\, {LSE} \\, s_i$ to the cross-entropy's $s_i \\sum_j w_j y_j - w_i y_i$.",
     ]
     if result.options.reduction == "mean":

@@ -93,7 +93,7 @@ def _language_model_notes(options: LossOptions) -> list[str]:
     notes = []
     if options.softcap is not None:
         notes.append(
-            f"Soft-capping $c = {plain(options.softcap)}$: the logits become $a_i = c \\tanh(z_i / c)$ "
+            f"Soft-capping $C = {plain(options.softcap)}$: the logits become $a_i = C \\tanh(z_i / C)$ "
             "before anything else (Gemma 2)."
         )
     if options.z_loss:

@@ -41,6 +41,7 @@ SYMBOLS = {
     "}": "}",
     "mid": "|",
     "infty": "∞",
+    "pm": "±",
 }
 STYLES = {"mathbf", "mathrm", "operatorname", "text", "mathit"}
 SUBSCRIPT = dict(zip("0123456789aehijklmnoprstuvx+-=()", "₀₁₂₃₄₅₆₇₈₉ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ₊₋₌₍₎"))
