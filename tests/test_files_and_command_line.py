@@ -367,3 +367,29 @@ def test_whole_writes_finish_what_a_short_buffered_write_leaves():
     assert WholeWrites(stream).write(text) == len(text)
     stream.flush()
     assert buffer.getvalue().decode("utf-8") == text
+
+
+CARRIAGE_RETURN = (
+    "a carriage return (\\r) alone ends a line; sce reads lines that end with \\n or \\r\\n: "
+    "convert the line ends, for example with tr '\\r' '\\n' < IN > OUT\n"
+)
+
+
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("z0,z1,label\r1,2,0\r3,4,1\r", 1),  # old Mac line ends throughout
+        ("z0,z1,label\n1,2,0\r3,4,1\n5,6,1\n", 2),  # one stray
+        ("z0,z1,label\r\n1,2,0\r\n3,4\r1\r\n", 3),  # inside a CRLF file
+        (",".join(f"z{k}" for k in range(1200)) + ",label\r" + ",".join(["0.5"] * 1200) + ",1\r", 1),  # wide rows
+    ],
+)
+def test_bare_carriage_returns_are_named_with_their_line_not_an_internal_error(tmp_path, text, line):
+    """Regression: the csv module's "new-line character seen in unquoted field"
+    reached the user as an internal error, exit 70."""
+    path = write(tmp_path, "cr.csv", text)
+    batch = sce("batch", str(path), "-q")
+    assert (batch.exit_code, batch.stderr) == (1, f"sce: error: line {line}: {CARRIAGE_RETURN}")
+    graded_text = text.replace(",label", ",label,grad_z0,grad_z1", 1).replace(",0\r", ",0,-0.5,0.5\r")
+    graded = sce("check", "--csv", str(write(tmp_path, "graded.csv", graded_text)), "--grad-cols", "grad_*")
+    assert (graded.exit_code, graded.stderr) == (2, f"sce: error: line {line}: {CARRIAGE_RETURN}")

@@ -115,7 +115,10 @@ class BlockReader:
                 continue
             end = _record_boundary(stripped, first=True)
             text = stripped[:end].decode("utf-8")
-            fields = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+            try:
+                fields = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+            except csv.Error as error:
+                raise _unreadable(first_line, error) from None
             return fields, Block(first_line, stripped)
         return [], None
 
@@ -175,9 +178,22 @@ def _records(block: Block, delimiter: str) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of every record in the block, blank lines included."""
     reader = csv.reader(io.StringIO(block.data.decode("utf-8")), delimiter=delimiter)
     line = block.first_line
-    for fields in reader:
-        yield line, fields
-        line = block.first_line + reader.line_num
+    try:
+        for fields in reader:
+            yield line, fields
+            line = block.first_line + reader.line_num
+    except csv.Error as error:
+        raise _unreadable(block.first_line + reader.line_num - 1, error) from None
+
+
+def _unreadable(line: int, error: csv.Error) -> DataProblem:
+    if "new-line character seen in unquoted field" in str(error):
+        # The csv module's words for a carriage return not followed by a newline.
+        return DataProblem(
+            f"line {line}: a carriage return (\\r) alone ends a line; sce reads lines that end with \\n or \\r\\n: "
+            "convert the line ends, for example with tr '\\r' '\\n' < IN > OUT"
+        )
+    return DataProblem(f"line {line}: cannot be read as CSV ({error})")
 
 
 def _record_lines(block: Block, delimiter: str) -> list[int]:
