@@ -192,6 +192,16 @@ def test_an_infinite_expected_value_is_matched_only_by_the_same_infinity():
     assert run("check", "2", "3", "4", "-l", "1", "-T", "1e-310", "--grad", "0,-inf,inf").exit_code == 0
 
 
+def test_nan_is_the_right_answer_for_a_mean_over_no_counted_rows():
+    """Regression: PyTorch's NaN (every row ignored, mean) failed as an answer,
+    and then was flagged as fitting the log-10 mistake, whose NaN is the same."""
+    right = run("check", "2", "3", "4", "-l", "-100", "--reduction", "mean", "--loss", "nan", "-f", "json")
+    assert right.exit_code == 0
+    assert json.loads(right.stdout)["quantities"][0]["ambiguous_with"] is None
+    assert run("check", "2", "3", "4", "-l", "-100", "--reduction", "mean", "--loss", "0").exit_code == 1
+    assert run("check", "2", "3", "4", "-l", "1", "--loss", "nan").exit_code == 1
+
+
 def test_a_typed_number_beyond_float64_is_refused_not_read_as_inf():
     result = run("check", "2", "3", "4", "-l", "1", "--grad", "1e400,0,0")
     assert result.exit_code == 2
