@@ -393,3 +393,58 @@ def test_bare_carriage_returns_are_named_with_their_line_not_an_internal_error(t
     graded_text = text.replace(",label", ",label,grad_z0,grad_z1", 1).replace(",0\r", ",0,-0.5,0.5\r")
     graded = sce("check", "--csv", str(write(tmp_path, "graded.csv", graded_text)), "--grad-cols", "grad_*")
     assert (graded.exit_code, graded.stderr) == (2, f"sce: error: line {line}: {CARRIAGE_RETURN}")
+
+
+def fifo_with(tmp_path: Path, data: bytes) -> Path:
+    """A FIFO that gives ``data`` to its first reader, fed by a thread."""
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as out:
+            out.write(data)
+
+    threading.Thread(target=feed, daemon=True).start()
+    return fifo
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize("kind", ["text", "npy"])
+def test_logits_file_from_a_fifo_is_read_once_not_waited_on(tmp_path, kind):
+    """Regression: the file was opened once to sniff its first bytes and again
+    to read it; a FIFO's second open waited forever for a writer (and <(…)
+    said it held no numbers)."""
+    import numpy as np
+
+    if kind == "text":
+        data = b"2 3 4\n"
+    else:
+        buffer = io.BytesIO()
+        np.save(buffer, np.array([2.0, 3.0, 4.0]))
+        data = buffer.getvalue()
+    done = subprocess.run(
+        [sys.executable, "-m", "sce_cli", "grad", "--logits-file", str(fifo_with(tmp_path, data)), "-l", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # L = log(e^2 + e^3 + e^4) - 3, by hand
+    assert (done.returncode, done.stdout.splitlines()[-1]) == (0, "loss L = 1.4076")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_arrays_from_a_pipe_are_refused_with_why_not_called_damaged(tmp_path):
+    fifo = fifo_with(tmp_path, b"\x93NUMPY")
+    labels = tmp_path / "labels.npy"
+    import numpy as np
+
+    np.save(labels, np.array([1]))
+    result = sce("check", "--logits", str(fifo), "--labels", str(labels), "--grad", str(labels))
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"sce: error: {fifo}: is a pipe or a device; arrays are read from a file: save them first\n",
+    )
+    with open(fifo, "rb") as drain:  # let the feeding thread finish
+        drain.read()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import stat
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ def open_arrays(path: str) -> ArrayFile:
     try:
         if os.path.isdir(path):
             raise IsADirectoryError(21, "Is a directory", path)
+        if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+            # Arrays are read by seeking (a .npy is memory-mapped, a zip read from its end).
+            raise SceError(f"{path}: is a pipe or a device; arrays are read from a file: save them first", USAGE)
         with open(path, "rb") as handle:
             head = handle.read(8)
     except OSError as error:

@@ -50,14 +50,14 @@ def read_vector(path: str) -> list[float]:
     return [float(value) for value in np.asarray(array, dtype=np.float64)]
 
 
-def read_vector_bytes(data: bytes, suffix: str) -> list[float]:
-    """The logits of one row from array bytes (stdin), named "stdin" in every message."""
+def read_vector_bytes(data: bytes, suffix: str, name: str = "stdin") -> list[float]:
+    """The logits of one row from array bytes (stdin, a pipe), named ``name`` in every message."""
     handle, temporary = tempfile.mkstemp(suffix=suffix, prefix="sce-stdin-")
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
         return read_vector(temporary)
     except SceError as error:
-        raise type(error)(str(error).replace(temporary, "stdin")) from None
+        raise type(error)(str(error).replace(temporary, name)) from None
     finally:
         os.unlink(temporary)

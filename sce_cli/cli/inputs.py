@@ -5,8 +5,11 @@ Every problem becomes a :class:`UsageProblem` that names the argument.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
+import stat
 import sys
 import warnings
 from dataclasses import dataclass
@@ -63,11 +66,14 @@ def read_logits_file(path: str) -> list[float]:
     from ..arrays.vector import array_suffix, read_vector, read_vector_bytes
 
     try:
-        if path == "-":
-            raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+        if path == "-" or not _regular_file(path):
+            # Read once: a pipe, FIFO or <(…) gives its bytes to the first reader only.
+            with contextlib.nullcontext(sys.stdin) if path == "-" else open(path, "rb") as stream:
+                raw = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
+            raw = raw if isinstance(raw, bytes) else raw.encode()
             suffix = array_suffix(raw[:8])
             if suffix is not None:  # numpy, zip (.npz), Parquet or Arrow bytes
-                return read_vector_bytes(raw, suffix)
+                return read_vector_bytes(raw, suffix, "stdin" if path == "-" else path)
             text = raw.decode("utf-8-sig")
         else:
             with open(path, "rb") as binary:
@@ -82,6 +88,14 @@ def read_logits_file(path: str) -> list[float]:
         where = "stdin" if path == "-" else path
         raise OptionProblem("logits_file", f"{where} is not UTF-8 text (byte {error.start + 1})") from None
     return _numbers_in_text(text, path)
+
+
+def _regular_file(path: str) -> bool:
+    """Whether ``path`` is a file that can be read twice (False for pipes, FIFOs and devices)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True  # let the open say why it cannot be read
 
 
 def _numbers_in_text(text: str, path: str) -> list[float]:
