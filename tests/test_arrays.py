@@ -258,3 +258,28 @@ def test_the_python_assertion(tmp_path):
     assert_cross_entropy_close(z, labels, grad, reduction="mean")
     with pytest.raises(AssertionError, match="the mean over all 12 rows"):
         assert_cross_entropy_close(z, labels, plain_gradient(z, labels, np.float32, divide_by=12), reduction="mean")
+
+
+def test_without_reduction_a_dump_is_graded_as_pytorchs_default_mean(tmp_path):
+    """Regression: --arrays defaulted to none (sce check's one-vector default),
+    failing PyTorch's default answer that assert_cross_entropy_close passes."""
+    path, z, labels = make_dump(tmp_path)
+    code, out, _ = run("--arrays", path)
+    assert (code, out.splitlines()[-1]) == (0, "verdict: correct for float32")
+    assert run("--arrays", path, "--reduction", "sum")[0] == 1
+    per_row = tmp_path / "per_row.npz"
+    counted = labels != IGNORE
+    z64 = z.astype(np.float64)
+    shifted = z64 - z64.max(axis=1, keepdims=True)
+    losses = np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(len(labels)), np.where(counted, labels, 0)]
+    grad = plain_gradient(z, labels, np.float32, reduction="none")
+    np.savez(per_row, logits=z, labels=labels, grad=grad, loss=np.where(counted, losses, 0).astype(np.float32))
+    assert run("--arrays", per_row)[0] == 0  # one loss per row: none
+
+
+def test_tol_is_refused_with_arrays(tmp_path):
+    path, _, _ = make_dump(tmp_path)
+    assert run("--arrays", path, "--tol", "1")[:3:2] == (
+        2,
+        "sce: error: --tol: arrays are graded in ulps of their type against a baseline; leave out --tol\n",
+    )

@@ -138,12 +138,15 @@ def check(
     options = command_loss_options()  # the loss options declared above
     if arrays is not None or logits_path is not None:
         refuse_typed_inputs(logits, csv_input, label, target)
+        if tol is not None:
+            raise UsageProblem("--tol: arrays are graded in ulps of their type against a baseline; leave out --tol")
         check_arrays(
             arrays=arrays,
             paths={"logits": logits_path, "labels": labels_path, "targets": targets_path, "grad": grad, "loss": loss},
             keys=dict(zip(ARRAY_ROLES, (key_logits, key_labels, key_targets, key_grad, key_loss))),
             claimed=claimed_dtype,
             options=options,
+            reduction_given=_given("reduction"),
             digits=digits,
             output_format=output_format,
         )
@@ -249,3 +252,11 @@ def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_fo
         print_file_check(stdout_console(), found, digits)
     if not found.correct:
         raise typer.Exit(1)
+
+
+def _given(parameter: str) -> bool:
+    """Whether the command line set ``parameter`` (rather than its default applying)."""
+    from typer._click.core import ParameterSource
+    from typer._click.globals import get_current_context
+
+    return get_current_context().get_parameter_source(parameter) is not ParameterSource.DEFAULT

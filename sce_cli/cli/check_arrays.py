@@ -85,8 +85,12 @@ def check_arrays(
     options: LossOptions,
     digits: int,
     output_format: CheckFormat,
+    reduction_given: bool = True,
 ) -> None:
-    """Read the dump, grade it by type, print the verdict; exit 1 when wrong."""
+    """Read the dump, grade it by type, print the verdict; exit 1 when wrong.
+
+    Without --reduction, the reduction is PyTorch's default, mean, unless
+    the dump's loss is one per row (then none)."""
     from ..arrays import DumpRequest, read_dump
     from ..arrays.dump import float_name
 
@@ -101,6 +105,9 @@ def check_arrays(
         {role: key for role, key in keys.items() if key is not None},
     )
     dump = read_dump(request, options.ignore_index)
+    if not reduction_given:
+        per_row = dump.loss is not None and dump.loss.ndim == 1 and dump.shape[0] > 1
+        options = options.replace(reduction="none" if per_row else "mean")
     answer = dump.grad if dump.grad is not None else dump.loss
     assert answer is not None
     claimed_name = claimed.value if claimed is not None else float_name(answer.dtype) or "float64"
