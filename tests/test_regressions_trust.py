@@ -278,3 +278,29 @@ def test_a_vanishing_softcap_factor_gives_a_zero_gradient_not_nan():
     assert result.exit_code == 0
     assert json.loads(result.stdout)["gradient"] == [0.0, 0.0, 0.0]
     assert "NaN" not in result.stderr
+
+
+def test_the_empty_mean_warning_mentions_the_z_loss_gradient_only_when_one_is_kept():
+    """Regression: with every row ignored, or with a softcap and no z-loss at all,
+    the warning said "the z-loss keeps its own" gradient; there was none."""
+    from sce_cli import LossWarning
+
+    def warning_of(**options) -> str:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            softmax_cross_entropy([[2.0, 3.0, 4.0]], labels=options.pop("labels"), reduction="mean", **options)
+        return " ".join(str(w.message) for w in caught if issubclass(w.category, LossWarning))
+
+    assert warning_of(labels=[-100], z_loss=0.1).endswith("and the gradient is 0")
+    assert warning_of(labels=[-100], softcap=3.0).endswith("and the gradient is 0")
+    # Weight 0 on the label: the row still counts for the z-loss, whose gradient remains.
+    assert warning_of(labels=[1], weight=[1.0, 0.0, 1.0], z_loss=0.1).endswith("(the z-loss keeps its own)")
+
+
+def test_a_label_beyond_64_bits_is_named_as_too_large_not_as_not_an_integer():
+    result = runner.invoke(app, ["grad", "2", "3", "4", "-l", "99999999999999999999"])
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "sce: error: --label: label 99999999999999999999 is too large for a class index "
+        "(beyond a 64-bit integer); labels are 0-based class indices\n",
+    )

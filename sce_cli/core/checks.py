@@ -229,6 +229,16 @@ def checked_labels(labels: ArrayLike, n_rows: int, n_classes: int, ignore_index:
                 hint="labels are 0-based class indices",
             )
     elif label_arr.dtype.kind not in "biu":
+        # numpy keeps integers beyond 64 bits as Python objects.
+        values = label_arr.tolist()
+        huge = next((i for i, v in enumerate(values) if isinstance(v, int) and not -(2**63) <= v < 2**63), None)
+        if huge is not None:
+            raise InvalidInput(
+                f"label {label_arr[huge]} is too large for a class index (beyond a 64-bit integer)",
+                field="labels",
+                row=huge,
+                hint="labels are 0-based class indices",
+            )
         raise InvalidInput("labels must be integers", field="labels")
     label_arr = label_arr.astype(np.int64)
     bad = ((label_arr < 0) | (label_arr >= n_classes)) & (label_arr != ignore_index)

@@ -86,7 +86,8 @@ def softmax_cross_entropy(
     ignore_index
         Label value whose rows contribute neither loss nor gradient.
     reduction
-        'none' (per-row losses), 'mean' or 'sum'. With class indices 'mean'
+        'none' (per-row losses; the default here, unlike PyTorch's 'mean', so
+        that a result holds every row), 'mean' or 'sum'. With class indices 'mean'
         divides by the weight sum of the counted rows, with probability
         targets by N, exactly as PyTorch does.
     temperature
@@ -259,8 +260,10 @@ def _compute(
         overflowing.extend(overflowing_rows(g, block))
     warn_about_infinite_losses(losses)
     z_losses = z_losses_of(lse, terms.counted, options.z_loss, dtype)
+    # Only rows that count have a z-loss: with every row ignored it has no gradient to keep either.
+    z_gradient_kept = options.z_loss != 0 and bool(terms.counted.any())
     loss, denominator = reduce(
-        losses, terms.counted, options.reduction, denominator, gradient, zero_gradient=not llm, z_loss=llm
+        losses, terms.counted, options.reduction, denominator, gradient, zero_gradient=not llm, z_loss=z_gradient_kept
     )
     z_loss: float | np.ndarray = z_losses
     if options.z_loss != 0:
