@@ -448,3 +448,25 @@ def test_arrays_from_a_pipe_are_refused_with_why_not_called_damaged(tmp_path):
     )
     with open(fifo, "rb") as drain:  # let the feeding thread finish
         drain.read()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["grad", "2", "3", "4", "-l", "1"], ""),
+        (["grad", "2", "3", "4", "-l", "1", "-f", "json"], ""),
+        (["batch", "samples/batch.csv", "-q"], "; free some space or write the output elsewhere"),
+    ],
+)
+def test_a_full_stdout_is_named_as_stdout(args, said):
+    """Regression: `sce grad … > /dev/full` said only "No space left on device",
+    and sce batch blamed a -o that was never given."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "sce_cli", *args], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60
+        )
+    assert (done.returncode, done.stderr) == (
+        1,
+        f"sce: error: writing the output to stdout failed: no space left on device{said}\n",
+    )

@@ -76,12 +76,14 @@ class OutputTarget:
         except OSError as error:
             raise OptionProblem("output_path", f"cannot write {self.path}: {_reason(error)}", DATA) from None
 
-    def write_failure(self, error: OSError) -> OptionProblem:
+    def write_failure(self, error: OSError) -> DataProblem | OptionProblem:
         """A failed write, worded: which file, why, and that nothing was replaced."""
         name = "stdout" if self.path is None else self.path
         kept = f"; {self.path} is unchanged" if self.temporary is not None and os.path.exists(self.written) else ""
         full = error.errno == errno.ENOSPC or "os error 28" in str(error)
         hint = "; free some space or write the output elsewhere" if full else ""
+        if self.path is None:  # no -o to name
+            return DataProblem(f"writing the output to stdout failed: {_reason(error)}{hint}")
         return OptionProblem("output_path", f"writing the output {name} failed: {_reason(error)}{kept}{hint}", DATA)
 
     def finish(self) -> None:

@@ -195,9 +195,16 @@ def _report_os_error(error: OSError) -> int:
         with contextlib.suppress(OSError, ValueError):
             os.dup2(devnull, sys.stdout.fileno())
         return BROKEN_PIPE
-    target = f" {error.filename}" if getattr(error, "filename", None) else ""
-    _say(f"sce: error:{target} {error.strerror or error}")
+    if getattr(error, "filename", None):
+        _say(f"sce: error: {error.filename} {error.strerror or error}")
+    elif error.errno in _WRITE_ERRORS:  # writing stdout: the one file without a name
+        _say(f"sce: error: writing the output to stdout failed: {(error.strerror or str(error)).lower()}")
+    else:
+        _say(f"sce: error: {error.strerror or error}")
     return 1
+
+
+_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
 
 
 def _is_broken_pipe(error: OSError) -> bool:
