@@ -470,3 +470,26 @@ def test_a_full_stdout_is_named_as_stdout(args, said):
         1,
         f"sce: error: writing the output to stdout failed: no space left on device{said}\n",
     )
+
+
+@pytest.mark.parametrize(
+    "text, said",
+    [
+        ("z0\tz1\tlabel\n1\t2\t0\n", "'z0\\tz1\\tlabel': it looks separated by tabs, not commas; say --delimiter tab"),
+        ("z0;z1;label\n1;2;0\n", "'z0;z1;label': it looks separated by semicolons, not commas; say --delimiter ';'"),
+    ],
+)
+def test_a_file_of_another_separator_is_named_so(tmp_path, text, said):
+    """Regression: a tab-separated .csv was told it has no column 'label', the
+    columns being 'z0<TAB>z1<TAB>label', with no word of --delimiter."""
+    result = sce("batch", str(write(tmp_path, "in.csv", text)), "-q")
+    assert (result.exit_code, result.stderr) == (1, f"sce: error: the file has one column, {said}\n")
+
+
+def test_an_empty_archive_is_said_to_hold_no_arrays(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "empty.npz"
+    np.savez(path)
+    result = sce("grad", "--logits-file", str(path), "-l", "0")
+    assert (result.exit_code, result.stderr) == (1, f"sce: error: {path}: holds no arrays; save the logits in it\n")

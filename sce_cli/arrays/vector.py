@@ -31,8 +31,10 @@ def read_vector(path: str) -> list[float]:
         name = "logits"
     elif len(names) == 1 or (WHOLE_TABLE in source.names):
         name = WHOLE_TABLE if WHOLE_TABLE in source.names else names[0]
+    elif not names:
+        raise DataProblem(f"{path}: holds no arrays; save the logits in it")
     else:
-        listed = ", ".join(f"'{n}'" for n in names) or "none"
+        listed = ", ".join(f"'{n}'" for n in names)
         raise DataProblem(f"{path}: holds several arrays ({listed}) and none named 'logits'; save the logits alone")
     where = path if name == WHOLE_TABLE or len(source.names) == 1 else f"{path}: array '{name}'"
     array = _as_float_or_int(source.load(name), where, "logits")  # bfloat16 saved by numpy is viewed as such

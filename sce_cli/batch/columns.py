@@ -88,6 +88,10 @@ def _check_unique(names: list[str]) -> None:
         seen[name] = position
 
 
+#: Separators a one-column header may hide: (character, in words, as --delimiter takes it).
+_OTHER_SEPARATORS = (("\t", "tabs", "tab"), (";", "semicolons", "';'"), ("|", "vertical bars", "'|'"))
+
+
 def _label_or_targets(
     names: list[str], label_col: str | None, target_cols: str | None, has_header: bool, listing: str
 ) -> tuple[str | None, tuple[str, ...] | None]:
@@ -95,6 +99,12 @@ def _label_or_targets(
         return None, _select(target_cols, names, "target_cols")
     label = label_col if label_col is not None else ("label" if has_header else names[-1])
     if label not in names:
+        separator = next((each for each in _OTHER_SEPARATORS if each[0] in names[0]), None)
+        if len(names) == 1 and separator is not None:
+            raise DataProblem(
+                f"the file has one column, {names[0]!r}: it looks separated by {separator[1]}, not commas; "
+                f"say --delimiter {separator[2]}"
+            )
         if label_col is None:
             raise DataProblem(
                 f"there is no column named 'label'; the columns are {listing}. "
