@@ -493,3 +493,18 @@ def test_an_empty_archive_is_said_to_hold_no_arrays(tmp_path):
     np.savez(path)
     result = sce("grad", "--logits-file", str(path), "-l", "0")
     assert (result.exit_code, result.stderr) == (1, f"sce: error: {path}: holds no arrays; save the logits in it\n")
+
+
+def test_json_lines_given_as_input_is_named_as_such(tmp_path):
+    """Regression: sce batch's own JSON Lines output, given to sce check --csv,
+    was parsed as CSV and its JSON fragments listed as column names."""
+    source = write(tmp_path, "in.csv", "z0,z1,label\n-inf,2,0\n3,4,1\n")
+    jsonl = tmp_path / "out.jsonl"
+    assert sce("batch", str(source), "-q", "-o", str(jsonl)).exit_code == 0
+    said = (
+        "sce: error: line 1: this is JSON Lines, not CSV; sce reads files of comma- or tab-separated values "
+        "(write sce batch's output with -o OUT.csv to read it again)\n"
+    )
+    checked = sce("check", "--csv", str(jsonl), "--grad-cols", "grad_*")
+    assert (checked.exit_code, checked.stderr) == (2, said)
+    assert (sce("batch", str(jsonl), "-q").stderr) == said

@@ -113,6 +113,11 @@ class BlockReader:
             first_line = block.first_line + block.data[: len(block.data) - len(stripped)].count(b"\n")
             if not stripped:
                 continue
+            if stripped.startswith(b"{"):
+                raise DataProblem(
+                    f"line {first_line}: this is JSON Lines, not CSV; sce reads files of comma- or tab-separated "
+                    "values (write sce batch's output with -o OUT.csv to read it again)"
+                )
             end = _record_boundary(stripped, first=True)
             text = stripped[:end].decode("utf-8")
             try:
