@@ -207,3 +207,8 @@ def written_tolerances(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndar
         exponent = text.str.extract(WRITTEN_NUMBER, 3).cast(pl.Int64, strict=False).fill_null(0)
         exprs.append(pl.when(matched).then(half_unit(decimals, exponent)).otherwise(0.0).alias(name))
     return frame.select(exprs).to_numpy().reshape(frame.height, len(columns))
+
+
+def count_of(count: int, noun: str, plural: str | None = None) -> str:
+    """'1 row', '2 rows', '1,000 rows': a count and its noun, singular for one."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {plural or noun + 's'}"

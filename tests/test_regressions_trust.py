@@ -304,3 +304,15 @@ def test_a_label_beyond_64_bits_is_named_as_too_large_not_as_not_an_integer():
         "sce: error: --label: label 99999999999999999999 is too large for a class index "
         "(beyond a 64-bit integer); labels are 0-based class indices\n",
     )
+
+
+def test_counts_of_one_are_singular():
+    from sce_cli.numbers import count_of
+
+    assert [count_of(1, "row"), count_of(2, "row"), count_of(1000, "class", "classes")] == [
+        "1 row",
+        "2 rows",
+        "1,000 classes",
+    ]
+    result = runner.invoke(app, ["batch", "-", "-q"], input="z0,z1,label\n-inf,2,0\n3,4,1\n")
+    assert result.stderr == "sce: warning: 1 row has an infinite loss (a target class with probability 0)\n"

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from ..numbers import count_of
 from .commandline import say_warning
 from .declarations import (
     BatchFormat,
@@ -103,7 +104,10 @@ def batch(
     if summary.reduction == "mean" and summary.denominator == 0:
         say_warning("every row is ignored or has weight 0, so the mean divides by 0: the loss is NaN")
     if summary.infinite_losses:
-        say_warning(f"{summary.infinite_losses:,} rows have an infinite loss (a target class with probability 0)")
+        have = "has" if summary.infinite_losses == 1 else "have"
+        say_warning(
+            f"{count_of(summary.infinite_losses, 'row')} {have} an infinite loss (a target class with probability 0)"
+        )
     if not quiet:
         from ..render.grid import print_grid
         from ..render.table import batch_summary_grid

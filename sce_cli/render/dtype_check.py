@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..numbers import display
+from ..numbers import count_of, display
 from .grid import Column, Grid, print_grid
 
 if TYPE_CHECKING:
@@ -78,7 +78,8 @@ def print_dtype_check(console: Console, check: DtypeCheck, digits: int = 4) -> N
         if verdict.max_ulps > 0:
             print_grid(console, _worst_grid(verdict, min(max(digits, 8), 17)))
             console.print()
-    console.print(f"checked: {check.rows:,} rows × {check.classes:,} classes, as {check.claimed_dtype}")
+    shape = f"{count_of(check.rows, 'row')} × {count_of(check.classes, 'class', 'classes')}"
+    console.print(f"checked: {shape}, as {check.claimed_dtype}")
     for verdict in check.quantities:
         line = (
             f"{verdict.name}: worst error {_ulps(verdict.max_ulps)} ulp; a straightforward {check.claimed_dtype} "
