@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -243,7 +244,10 @@ def _hard_label_terms(
     gradient[rows, ls.argmax] = _gradient_at_max(ls, probabilities, mass_but_max, target_at_max)
     gradient[~counted] = 0
     target = _smoothed_one_hot(safe_labels, counted, eps, n_classes, dtype)
-    return _RowTerms(losses, gradient, target, counted, float(label_weight.sum()))
+    # The weight sum correctly rounded (sce's core since the batch review: a row sum rounds
+    # differently however the rows are split), here exactly, with fractions.
+    exact = sum((Fraction(float(w)) for w in label_weight[counted]), Fraction(0))
+    return _RowTerms(losses, gradient, target, counted, float(exact) if math.isfinite(label_weight.sum()) else math.inf)
 
 
 def _smoothed_one_hot(

@@ -198,11 +198,22 @@ def mean_denominator(path: str, request: BatchRequest) -> MeanDenominators | Non
     """
     if request.options.reduction != "mean":
         return None
+    from ..core.checks import class_weights, validated_options
+    from ..core.reduction import class_counts, weighted_total
+
     weight_sum = counted_rows = 0.0
+    counts: np.ndarray | None = None  # per class, for labels: D as one call of the core rounds it
     # Nothing is written in this pass: any block of many columns may be read the wide way.
     for _, _, result, _ in computed_blocks(path, request, None, wide=True):
-        weight_sum += result.denominator
         counted_rows += float(result.counted.sum())
+        if result.labels is None:
+            weight_sum += result.denominator  # probability targets: the row count, exact
+        else:
+            block = class_counts(result.labels, result.counted, result.num_classes)
+            counts = block if counts is None else counts + block
+    if counts is not None:
+        dtype, weights = validated_options(request.options)
+        weight_sum = weighted_total(counts, class_weights(weights, len(counts), dtype))
     return MeanDenominators(weight_sum, counted_rows)
 
 

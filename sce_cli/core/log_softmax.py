@@ -188,7 +188,7 @@ def shift_and_scale(
     return difference, err
 
 
-def _two_product(a: np.ndarray, b: np.floating) -> tuple[np.ndarray, np.ndarray]:
+def _two_product(a: np.ndarray, b: np.floating | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Dekker's TwoProduct: a·b = product + error exactly (numpy has no fma)."""
     product = a * b
     a_high, a_low = _split(a)

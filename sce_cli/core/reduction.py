@@ -3,10 +3,12 @@ every infinite or NaN value the core returns."""
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
 
+from .log_softmax import _two_product
 from .result import LossWarning
 
 
@@ -24,6 +26,31 @@ class GradientScale:
             gradient += 0.0  # -0.0 (from -w·0 or 0·-1) reads as a sign where there is none
             if self.denominator is not None:
                 np.divide(gradient, self.denominator, out=gradient)
+
+
+def class_counts(labels: np.ndarray, counted: np.ndarray, n_classes: int) -> np.ndarray:
+    """How many counted rows have each label (K integers): exact, and additive over blocks of rows."""
+    return np.bincount(labels[counted], minlength=n_classes)
+
+
+def weighted_total(counts: np.ndarray, weight_vec: np.ndarray) -> float:
+    """Σ_k w_k·n_k, the weight sum of the counted rows, correctly rounded.
+
+    From the counts per class, not by summing a weight per row: a sum of rows
+    rounds differently however the rows are split, and sce batch, which reads
+    its input in blocks, must divide by the same D as one call of the core
+    (bit-identical rows). Each product is split exactly (TwoProduct) and
+    fsum rounds their total once.
+    """
+    present = np.flatnonzero(counts)
+    n = counts[present].astype(np.float64)
+    w = weight_vec[present].astype(np.float64)
+    if (w == 1).all():
+        return float(counts.sum())
+    high, low = _two_product(w, n)
+    if not np.isfinite(high).all():
+        return float(high.sum())  # an overflowing weight: inf, as a plain sum gives
+    return math.fsum([*high.tolist(), *low.tolist()])
 
 
 def reduce(

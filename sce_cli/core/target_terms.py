@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from .log_softmax import LogSoftmax, flat, flat_indices
+from .reduction import class_counts, weighted_total
 from .targets import smoothed_targets
 
 
@@ -47,7 +48,7 @@ class HardLabels:
             label_weight = self.counted.astype(dtype)  # the same 1s and 0s, without the gather
         else:
             label_weight = np.where(self.counted, weight_vec[self.safe_labels], 0).astype(dtype)
-        self.denominator = float(label_weight.sum())
+        self.denominator = weighted_total(class_counts(self.safe_labels, self.counted, n_classes), weight_vec)
         self.eps = eps
         self.weight_vec = weight_vec
         self.uniform = eps / dtype.type(n_classes)  # ε/K, the smoothed mass of every class
@@ -115,7 +116,7 @@ class OffTargetLabels:
         self.counted = labels != ignore_index
         self.safe_labels = np.where(self.counted, labels, 0)
         label_weight = np.where(self.counted, weight_vec[self.safe_labels], 0).astype(dtype)
-        self.denominator = float(label_weight.sum())
+        self.denominator = weighted_total(class_counts(self.safe_labels, self.counted, len(weight_vec)), weight_vec)
         self.weight_vec = weight_vec
         self.uniform = uniform
         self.one_hot_weight = label_share * label_weight  # (1 - ε)·w_c
