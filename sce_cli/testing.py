@@ -19,13 +19,16 @@ import io
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .implementations.loading import FunctionSpec, UnusableImplementation, parse_spec
 from .implementations.report import CaseResult, Configuration, ImplementationReport, Mistake
 from .options import LossOptions
+
+if TYPE_CHECKING:
+    from .arrays.dump import ArrayDump
 
 __all__ = [
     "assert_cross_entropy_close",
@@ -181,33 +184,42 @@ def function_spec(fn: Callable[..., Any] | str) -> FunctionSpec:
 
 
 def assert_cross_entropy_close(
-    logits: Any, labels_or_targets: Any, grad: Any, loss: Any = None, *, dtype: str | None = None, **options: Any
+    logits: Any,
+    labels_or_targets: Any,
+    grad: Any,
+    loss: Any = None,
+    *,
+    dtype: str | None = None,
+    class_axis: int = -1,
+    **options: Any,
 ) -> None:
     """Assert that ``grad`` (and ``loss``) are as accurate as their float type allows; see
-    ``sce check --arrays``. Integer ``labels_or_targets`` are labels, floats are probability
-    targets. ``dtype`` is the type the answer was computed in (default: ``grad``'s own).
-    ``options``: weight, label_smoothing, ignore_index, reduction (default 'mean'), temperature.
-    Torch and JAX arrays are converted through numpy. Raises AssertionError with the report."""
-    from .arrays.dump import ArrayDump, float_name
+    ``sce check --arrays``. Integer ``labels_or_targets`` are labels, floats shaped like the
+    logits are probability targets. Any layout ``softmax_cross_entropy`` takes: N×K, PyTorch's
+    (N, K, d1, …) with ``class_axis=1``, or one vector of K with a scalar label. ``dtype`` is
+    the type the answer was computed in (default: ``grad``'s own). ``options``: weight,
+    label_smoothing, ignore_index, reduction (default 'mean', as PyTorch), temperature, softcap,
+    z_loss, smoothing_style. Torch and JAX arrays are converted through numpy. Raises
+    AssertionError with the report, ValueError for arrays that do not fit together."""
+    from .arrays.dump import FLOAT_NAMES, float_name
+    from .errors import SceError
     from .grading.by_dtype import check_dump
-    from .options import LossOptions
 
-    arrays = {name: _as_numpy(value) for name, value in (("logits", logits), ("grad", grad), ("loss", loss))}
-    answer_type = float_name(arrays["grad"].dtype) if dtype is None else dtype
-    given = _as_numpy(labels_or_targets)
-    is_labels = given.dtype.kind in "iu"
+    unknown = sorted(set(options) - set(_ASSERT_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown option {unknown[0]!r}; the options are {', '.join(_ASSERT_OPTIONS)}")
+    if dtype is not None and dtype not in FLOAT_NAMES:
+        raise ValueError(f"dtype={dtype!r}: give one of {', '.join(FLOAT_NAMES)}")
     options.setdefault("reduction", "mean")
     if options.get("weight") is not None:
         options["weight"] = tuple(float(w) for w in _as_numpy(options["weight"]))
-    dump = ArrayDump(
-        np.atleast_2d(arrays["logits"]),
-        given.astype(np.int64) if is_labels else None,
-        None if is_labels else np.atleast_2d(given),
-        np.atleast_2d(arrays["grad"]),
-        None if loss is None else arrays["loss"],
-        {},
-    )
-    found = check_dump(dump, LossOptions(**options), answer_type or "float64")
+    arrays = {name: _as_numpy(value) for name, value in (("logits", logits), ("grad", grad), ("loss", loss))}
+    answer_type = float_name(arrays["grad"].dtype) if dtype is None else dtype
+    try:
+        dump = _dump_in_rows(arrays, _as_numpy(labels_or_targets), loss is not None, class_axis, options)
+    except SceError as problem:
+        raise ValueError(str(problem)) from None
+    found = check_dump(dump, _loss_options(options), answer_type or "float64")
     if not found.correct:
         from rich.console import Console
 
@@ -216,6 +228,58 @@ def assert_cross_entropy_close(
         console = Console(width=120, record=True, file=io.StringIO(), color_system=None)
         print_dtype_check(console, found)
         raise AssertionError("\n" + console.export_text())
+
+
+_ASSERT_OPTIONS = (
+    "weight",
+    "label_smoothing",
+    "ignore_index",
+    "reduction",
+    "temperature",
+    "softcap",
+    "z_loss",
+    "smoothing_style",
+)
+
+
+def _loss_options(options: dict[str, Any]) -> LossOptions:
+    try:
+        return LossOptions(**options)
+    except (TypeError, ValueError) as problem:
+        raise ValueError(str(problem)) from None
+
+
+def _dump_in_rows(
+    arrays: dict[str, np.ndarray], given: np.ndarray, has_loss: bool, class_axis: int, options: dict[str, Any]
+) -> ArrayDump:
+    """The arrays as rows × classes (the class axis last, the others flattened), each checked as
+    ``sce check --arrays`` checks a dump's (the same messages, naming the argument)."""
+    from .arrays.dump import ArrayDump, _labels, _logits, _loss, _matrix
+
+    z = arrays["logits"]
+    if z.ndim == 0:
+        raise ValueError("logits: a single number; give a vector of K logits or an N × K array")
+    axis = class_axis % z.ndim if -z.ndim <= class_axis < z.ndim else None
+    if axis is None:
+        raise ValueError(f"class_axis={class_axis}: the logits have {z.ndim} axes")
+
+    def rows(array: np.ndarray) -> np.ndarray:
+        return np.moveaxis(array, axis, -1).reshape(-1, array.shape[axis]) if array.ndim == z.ndim else array
+
+    logits = _logits(rows(z), "logits")
+    n, k = logits.shape
+    is_labels = given.dtype.kind in "iu"
+    if not is_labels and given.ndim != z.ndim:
+        raise ValueError(
+            f"labels_or_targets has type {given.dtype}: labels are class indices (give them as integers); "
+            "probability targets have the logits' shape"
+        )
+    ignore = int(options.get("ignore_index", -100))
+    labels = _labels(given.reshape(-1), "labels", n, k, ignore) if is_labels else None
+    targets = None if is_labels else _matrix(rows(given), "targets", n, k, "targets")
+    grad = _matrix(rows(arrays["grad"]), "grad", n, k, "gradient")
+    loss = _loss(arrays["loss"].reshape(-1) if arrays["loss"].ndim > 1 else arrays["loss"], "loss", n)
+    return ArrayDump(logits, labels, targets, grad, loss if has_loss else None, {})
 
 
 def _as_numpy(value: Any) -> np.ndarray:

@@ -283,3 +283,46 @@ def test_tol_is_refused_with_arrays(tmp_path):
         2,
         "sce: error: --tol: arrays are graded in ulps of their type against a baseline; leave out --tol\n",
     )
+
+
+# --- assert_cross_entropy_close takes the layouts softmax_cross_entropy takes ---------------------
+
+
+def test_assert_close_takes_an_unbatched_vector_and_pytorchs_class_axis():
+    """Regression: a vector with a scalar label raised IndexError, and class_axis was a TypeError."""
+    from sce_cli.testing import assert_cross_entropy_close
+
+    z = np.array([2.0, 3.0, 4.0], np.float32)
+    e = np.exp(np.array([2.0, 3.0, 4.0]) - 4.0)
+    p = e / e.sum()  # by hand: the softmax, then p − onehot at label 1
+    assert_cross_entropy_close(z, 1, (p - [0, 1, 0]).astype(np.float32))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 5, 3)).astype(np.float32)  # (N, C, d1)
+    y = rng.integers(0, 5, (2, 3))
+    rows = np.moveaxis(x, 1, -1).reshape(-1, 5).astype(np.float64)
+    by_hand = np.exp(rows - rows.max(axis=1, keepdims=True))
+    by_hand /= by_hand.sum(axis=1, keepdims=True)
+    by_hand[np.arange(6), y.reshape(-1)] -= 1
+    grad = np.moveaxis((by_hand / 6).reshape(2, 3, 5), -1, 1).astype(np.float32)
+    assert_cross_entropy_close(x, y, grad, class_axis=1)
+    with pytest.raises(AssertionError, match="not correct for float32"):
+        assert_cross_entropy_close(x, y, -grad, class_axis=1)
+
+
+@pytest.mark.parametrize(
+    "call, error, said",
+    [
+        (lambda a, z, y: a(z, y, np.zeros((4, 4), np.float32)), ValueError, "grad has shape (4, 4) but the logits are 4 × 5"),
+        (lambda a, z, y: a(z, y, np.zeros((4, 5), np.float32), dtype="float8"), ValueError, "dtype='float8': give one of"),
+        (lambda a, z, y: a(z, y, np.zeros((4, 5), np.float32), reducton="sum"), TypeError, "unknown option 'reducton'"),
+        (lambda a, z, y: a(z, y.astype(float), np.zeros((4, 5), np.float32)), ValueError, "labels are class indices"),
+        (lambda a, z, y: a(z, y, np.zeros((4, 5), np.float32), class_axis=2), ValueError, "class_axis=2: the logits have 2 axes"),
+    ],
+)
+def test_assert_close_names_what_does_not_fit(call, error, said):
+    """Regression: a raw numpy broadcast error, a TypeError from LossOptions, float labels taken as targets."""
+    from sce_cli.testing import assert_cross_entropy_close
+
+    with pytest.raises(error) as raised:
+        call(assert_cross_entropy_close, np.zeros((4, 5), np.float32), np.zeros(4, np.int64))
+    assert said in str(raised.value)
