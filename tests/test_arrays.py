@@ -326,3 +326,13 @@ def test_assert_close_names_what_does_not_fit(call, error, said):
     with pytest.raises(error) as raised:
         call(assert_cross_entropy_close, np.zeros((4, 5), np.float32), np.zeros(4, np.int64))
     assert said in str(raised.value)
+
+
+def test_big_endian_arrays_are_read_as_the_numbers_they_are(tmp_path):
+    """Regression: '>f4' was refused as "must be numbers (…, float32, …)"."""
+    path, z, labels = make_dump(tmp_path)
+    big = tmp_path / "big_endian.npz"
+    with np.load(path) as dump:
+        np.savez(big, **{name: dump[name].astype(dump[name].dtype.newbyteorder(">")) for name in dump.files})
+    code, out, err = run("--arrays", big)
+    assert (code, out.splitlines()[-1], err) == (0, "verdict: correct for float32", "")

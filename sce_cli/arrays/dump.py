@@ -101,6 +101,9 @@ def _locate(request: DumpRequest, shared: ArrayFile | None, role: str) -> tuple[
 
 
 def _as_float_or_int(array: np.ndarray, where: str, role: str) -> np.ndarray:
+    if not array.dtype.isnative:
+        # Big-endian numbers (np.save of '>f4'): read into this machine's order, at the cost of a copy.
+        array = array.astype(array.dtype.newbyteorder("="))
     if array.dtype.kind == "V" and array.dtype.itemsize == 2:
         # numpy writes ml_dtypes' bfloat16 as 2-byte raw values ('|V2').
         try:
