@@ -336,3 +336,35 @@ def test_big_endian_arrays_are_read_as_the_numbers_they_are(tmp_path):
         np.savez(big, **{name: dump[name].astype(dump[name].dtype.newbyteorder(">")) for name in dump.files})
     code, out, err = run("--arrays", big)
     assert (code, out.splitlines()[-1], err) == (0, "verdict: correct for float32", "")
+
+
+def test_class_columns_are_taken_by_their_number_not_their_place(tmp_path):
+    """Regression: grad_0, grad_1, grad_10, grad_11, grad_2 … (sorted by name) were
+    stacked in that order, so a right answer failed; a gap went unnoticed."""
+    import polars as pl
+
+    path, z, labels = make_dump(tmp_path, k=12)
+    with np.load(path) as dump:
+        grad = dump["grad"]
+    np.save(tmp_path / "labels.npy", labels)
+    columns = {**{f"logits_{j}": z[:, j] for j in range(12)}, **{f"grad_{j}": grad[:, j] for j in range(12)}}
+    pl.DataFrame({name: columns[name] for name in sorted(columns)}).write_parquet(tmp_path / "sorted.parquet")
+    code, out, _ = run("--arrays", tmp_path / "sorted.parquet", "--labels", tmp_path / "labels.npy")
+    assert (code, out.splitlines()[-1]) == (0, "verdict: correct for float32")
+    del columns["grad_3"]
+    pl.DataFrame(columns).write_parquet(tmp_path / "gap.parquet")
+    code, _, err = run("--arrays", tmp_path / "gap.parquet", "--labels", tmp_path / "labels.npy")
+    assert (code, err) == (
+        1,
+        f"sce: error: {tmp_path / 'gap.parquet'}: array 'grad': its columns are numbered 0, 1, 2, 4, 5, 6, … "
+        "(11 columns), where class 3 has no column; number the class columns 0 to K-1 (grad_0, grad_1, …)\n",
+    )
+
+
+def test_a_parquet_file_is_known_by_its_bytes_whatever_its_name(tmp_path):
+    import polars as pl
+
+    for name in ("logits", "logits.arrow"):
+        pl.DataFrame({"logits": [[2.0, 3.0, 4.0]]}).write_parquet(tmp_path / name)
+        result = runner.invoke(app, ["grad", "--logits-file", str(tmp_path / name), "-l", "1"])
+        assert (result.exit_code, result.stdout.splitlines()[-1]) == (0, "loss L = 1.4076")

@@ -23,7 +23,9 @@ def table_arrays(path: str) -> dict[str, np.ndarray]:
     import polars as pl
 
     try:
-        frame = pl.read_parquet(path) if path.lower().endswith(".parquet") else pl.read_ipc(path)
+        with open(path, "rb") as handle:
+            parquet = handle.read(4) == b"PAR1"  # by its bytes, whatever its name says
+        frame = pl.read_parquet(path) if parquet else pl.read_ipc(path)
     except OSError as error:
         from .formats import unreadable
 
@@ -32,18 +34,38 @@ def table_arrays(path: str) -> dict[str, np.ndarray]:
         problem = " ".join(str(error).split())[:200]
         raise DataProblem(f"{path}: not a readable Parquet or Arrow file ({problem})") from None
     arrays = {name: _column(path, frame[name]) for name in frame.columns}
-    groups: dict[str, list[str]] = {}
+    groups: dict[str, list[tuple[int, str]]] = {}
     for name in frame.columns:
-        match = re.fullmatch(r"(.+?)_?\d+", name)
+        match = re.fullmatch(r"(.+?)_?(\d+)", name)
         if match and arrays[name].ndim == 1:
-            groups.setdefault(match.group(1), []).append(name)
-    for prefix, names in groups.items():
-        if prefix not in arrays and len(names) > 1:
-            arrays[prefix] = _stacked(path, prefix, [arrays[n] for n in names])
+            groups.setdefault(match.group(1), []).append((int(match.group(2)), name))
+    for prefix, numbered in groups.items():
+        if prefix not in arrays and len(numbered) > 1:
+            arrays[prefix] = _stacked(path, prefix, [arrays[name] for name in _class_order(path, prefix, numbered)])
     scalar = [n for n in frame.columns if arrays[n].ndim == 1]
     if len(scalar) == len(frame.columns) > 1:
         arrays[WHOLE_TABLE] = _stacked(path, "the table", [arrays[n] for n in scalar])
     return arrays
+
+
+def _class_order(path: str, prefix: str, numbered: list[tuple[int, str]]) -> list[str]:
+    """The columns prefix_0 … prefix_{K-1} by their number, wherever they stand in the file
+    (a file whose columns were sorted by name has prefix_10 before prefix_2)."""
+    numbered = sorted(numbered)
+    numbers = [number for number, _ in numbered]
+    if numbers != list(range(len(numbers))):
+        missing = sorted(set(range(len(numbers))) - set(numbers))
+        problem = f"class {missing[0]} has no column" if missing else "a class has two columns"
+        raise DataProblem(
+            f"{path}: array '{prefix}': its columns are numbered {_ranges(numbers)}, where {problem}; "
+            f"number the class columns 0 to K-1 ({prefix}_0, {prefix}_1, …)"
+        )
+    return [name for _, name in numbered]
+
+
+def _ranges(numbers: list[int]) -> str:
+    shown = ", ".join(map(str, numbers[:6]))
+    return shown + (f", … ({len(numbers)} columns)" if len(numbers) > 6 else "")
 
 
 def _stacked(path: str, what: str, columns: list[np.ndarray]) -> np.ndarray:
