@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import stat
+import struct
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,7 +123,9 @@ def _npz(path: str) -> ArrayFile:
 
     def load(name: str) -> np.ndarray:
         try:
-            return np.asarray(archive[name])
+            stored = archive.zip.getinfo(f"{name}.npy") if archive.zip is not None else None
+            mapped = None if stored is None else _map_stored_member(path, stored)
+            return mapped if mapped is not None else np.asarray(archive[name])
         except ValueError as error:
             if "allow_pickle" in str(error):
                 raise DataProblem(f"{path}: array '{name}' holds Python objects, not numbers") from None
@@ -131,6 +134,31 @@ def _npz(path: str) -> ArrayFile:
             raise DataProblem(f"{path}: array '{name}' cannot be read: truncated or damaged ({error})") from None
 
     return ArrayFile(path, list(archive.files), load)
+
+
+def _map_stored_member(path: str, member: zipfile.ZipInfo) -> np.ndarray | None:
+    """An uncompressed member of a .npz (np.savez's default), memory-mapped where it lies in
+    the archive, as a .npy file is: a large dump then costs no memory until its rows are read.
+    None for a compressed member (np.savez_compressed), which is read whole."""
+    if member.compress_type != zipfile.ZIP_STORED:
+        return None
+    fmt = np.lib.format
+    with open(path, "rb") as handle:
+        handle.seek(member.header_offset)
+        local = handle.read(30)  # the zip format's local file header: its name and extra field follow
+        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            return None
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        start = member.header_offset + 30 + name_length + extra_length
+        handle.seek(start)
+        version = fmt.read_magic(handle)
+        header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, dtype = header(handle)
+        offset = handle.tell()
+    needed = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if dtype.hasobject or needed == 0 or member.file_size < offset - start + needed:
+        return None  # numpy's own reader says what is wrong (objects, truncation), or there is nothing to map
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
 def _safetensors(path: str) -> ArrayFile:
