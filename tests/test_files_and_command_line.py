@@ -508,3 +508,22 @@ def test_json_lines_given_as_input_is_named_as_such(tmp_path):
     checked = sce("check", "--csv", str(jsonl), "--grad-cols", "grad_*")
     assert (checked.exit_code, checked.stderr) == (2, said)
     assert (sce("batch", str(jsonl), "-q").stderr) == said
+
+
+def test_logits_file_statuses_follow_the_one_table(tmp_path):
+    """A file that cannot be opened is usage (2); what is in it, bad, is data (1) —
+    not UTF-8 was 2 while a bad number was 1."""
+    import numpy as np
+
+    missing = sce("grad", "--logits-file", str(tmp_path / "nope.txt"), "-l", "1")
+    assert missing.exit_code == 2
+    not_text = sce("grad", "--logits-file", str(write(tmp_path, "bad.txt", b"\xff\xfe")), "-l", "1")
+    assert (not_text.exit_code, not_text.stderr) == (
+        1,
+        f"sce: error: --logits-file: {tmp_path / 'bad.txt'} is not UTF-8 text (byte 1)\n",
+    )
+    assert sce("grad", "--logits-file", str(write(tmp_path, "word.txt", "2 x 4")), "-l", "1").exit_code == 1
+    damaged = tmp_path / "damaged.npy"
+    np.save(damaged, np.array([2.0, 3.0, 4.0]))
+    damaged.write_bytes(damaged.read_bytes()[:-8])
+    assert sce("grad", "--logits-file", str(damaged), "-l", "1").exit_code == 1

@@ -86,7 +86,7 @@ def read_logits_file(path: str) -> list[float]:
         raise OptionProblem("logits_file", f"cannot read {path}: {error.strerror}") from None
     except UnicodeDecodeError as error:
         where = "stdin" if path == "-" else path
-        raise OptionProblem("logits_file", f"{where} is not UTF-8 text (byte {error.start + 1})") from None
+        raise OptionProblem("logits_file", f"{where} is not UTF-8 text (byte {error.start + 1})", DATA) from None
     return _numbers_in_text(text, path)
 
 
