@@ -7,6 +7,8 @@ expected verdicts follow from how they were made, never from sce's output.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 
 import numpy as np
@@ -384,3 +386,15 @@ def test_an_uncompressed_npz_member_is_memory_mapped_and_reads_the_same(tmp_path
         assert isinstance(stored.load(name), np.memmap)
         assert not isinstance(compressed.load(name), np.memmap)
         assert np.array_equal(stored.load(name), array) and np.array_equal(compressed.load(name), array)
+
+
+def test_the_json_histogram_gives_its_bounds_as_numbers(tmp_path):
+    """Regression: the bins were only display strings ('1,048,576 – 2,097,152')."""
+    path, z, labels = make_dump(tmp_path, divide_by=16)  # the padding mistake: far beyond
+    code, out, _ = run("--arrays", path, "-f", "json")
+    histogram = json.loads(out)["quantities"][0]["histogram"]
+    assert code == 1
+    for row in histogram:
+        low, high = row["from_ulps"], row["below_ulps"]
+        assert (low, high) == (0.0, 1.0) or (high == 2 * low and math.log2(low).is_integer())
+    assert sum(row["entries"] for row in histogram) == z.size

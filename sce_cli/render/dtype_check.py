@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..numbers import count_of, display
@@ -15,35 +16,50 @@ if TYPE_CHECKING:
 BAR_WIDTH = 30
 
 
-def histogram_rows(verdict: QuantityVerdict) -> list[tuple[str, int, bool]]:
-    """(range of ulps, entries, beyond what is allowed) per octave: below 1 ulp, [1, 2), [2, 4)…,
-    and the entries that are not finite; empty octaves left out."""
+@dataclass(frozen=True)
+class HistogramRow:
+    """Entries whose error is in [low, high) ulps (both None: not finite)."""
+
+    low: float | None
+    high: float | None
+    entries: int
+    beyond: bool
+
+    @property
+    def label(self) -> str:
+        if self.low is None or self.high is None:
+            return "inf or NaN"
+        return "< 1" if self.low == 0 else f"{self.low:,.0f} – {self.high:,.0f}"
+
+
+def histogram_rows(verdict: QuantityVerdict) -> list[HistogramRow]:
+    """Per octave of ulps: below 1 ulp, [1, 2), [2, 4)…, and the entries that are not finite;
+    empty octaves left out."""
     from ..grading.by_dtype import EDGES
 
     counts = verdict.counts
-    below_one = int(counts[: int((EDGES < 1).sum())].sum())
-    rows: list[tuple[str, int, bool]] = [("< 1", below_one, verdict.allowed_ulps <= 0.5)]
     first_one = int((EDGES < 1).sum())
+    rows = [HistogramRow(0.0, 1.0, int(counts[:first_one].sum()), verdict.allowed_ulps <= 0.5)]
     for octave, start in enumerate(range(first_one, len(EDGES), 4)):
-        low, high = 2**octave, 2 ** (octave + 1)
+        low, high = 2.0**octave, 2.0 ** (octave + 1)
         finite = int(counts[start : min(start + 4, len(EDGES))].sum())
-        rows.append((f"{low:,} – {high:,}", finite, high > verdict.allowed_ulps))
-    rows = [row for row in rows if row[1]]
+        rows.append(HistogramRow(low, high, finite, high > verdict.allowed_ulps))
+    rows = [row for row in rows if row.entries]
     if counts[-1]:
-        rows.append(("inf or NaN", int(counts[-1]), True))
+        rows.append(HistogramRow(None, None, int(counts[-1]), True))
     return rows
 
 
 def _histogram_grid(verdict: QuantityVerdict) -> Grid:
     rows = histogram_rows(verdict)
-    peak = max((count for _, count, _ in rows), default=0) or 1
+    peak = max((row.entries for row in rows), default=0) or 1
     grid = Grid(
         [Column("error (ulp)", "right"), Column("entries", "right"), Column("", gives_way=True)],
         title=f"{verdict.name}: errors in ulps of the claimed type",
     )
-    for label, count, beyond in rows:
-        bar = "█" * max(1 if count else 0, round(BAR_WIDTH * count / peak))
-        grid.add_row(label, f"{count:,}", (bar, "red" if beyond else "green"))
+    for row in rows:
+        bar = "█" * max(1 if row.entries else 0, round(BAR_WIDTH * row.entries / peak))
+        grid.add_row(row.label, f"{row.entries:,}", (bar, "red" if row.beyond else "green"))
     return grid
 
 

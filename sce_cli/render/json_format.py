@@ -227,7 +227,14 @@ def dtype_check_document(check: DtypeCheck) -> dict[str, Any]:
                 "baseline_max_error_ulps": ulps(q.baseline_ulps),
                 "allowed_ulps": ulps(q.allowed_ulps),
                 "histogram": [
-                    {"ulps": label, "entries": count, "beyond": beyond} for label, count, beyond in histogram_rows(q)
+                    {
+                        "ulps": row.label,
+                        "from_ulps": row.low,
+                        "below_ulps": row.high,
+                        "entries": row.entries,
+                        "beyond": row.beyond,
+                    }
+                    for row in histogram_rows(q)
                 ],
                 "worst": [
                     {
