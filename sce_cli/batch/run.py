@@ -66,9 +66,10 @@ class BatchSummary:
         truth = result.labels if result.labels is not None else np.argmax(result.target, axis=1)
         self.correct += int(((result.argmax == truth) & counted).sum())
         self.infinite_losses += int(np.isinf(result.losses).sum())
-        self.loss_sums.append(float(result.losses.sum(dtype=np.float64)))
-        if result.z_losses is not None:
-            self.z_loss_sums.append(float(result.z_losses.sum(dtype=np.float64)))
+        with np.errstate(over="ignore"):  # losses near the largest float add up to inf, without a raw warning
+            self.loss_sums.append(float(result.losses.sum(dtype=np.float64)))
+            if result.z_losses is not None:
+                self.z_loss_sums.append(float(result.z_losses.sum(dtype=np.float64)))
 
 
 @dataclass
