@@ -405,7 +405,7 @@ def test_the_file_layer_names_the_request_field_and_the_cli_words_it_as_a_flag(t
 def test_losses_summing_past_the_largest_float_print_no_raw_warning(tmp_path):
     # Regression: the summary's sum of two losses near 1e308 overflowed with
     # numpy's "RuntimeWarning: overflow encountered in reduce" on stderr.
-    source = write(tmp_path, "huge.csv", "z0,z1,label\n1e308,-1e308,1\n1e308,-1e308,1\n")
+    source = write(tmp_path, "huge.csv", "z0,z1,label\n0,1.7e308,0\n0,1.7e308,0\n")
     result = subprocess.run(
         [sys.executable, "-m", "sce_cli", "batch", str(source), "-o", str(tmp_path / "out.csv")],
         capture_output=True,
