@@ -415,3 +415,17 @@ def test_losses_summing_past_the_largest_float_print_no_raw_warning(tmp_path):
     assert result.returncode == 0
     assert "Warning" not in result.stderr and "umr_sum" not in result.stderr
     assert "mean row loss      inf" in result.stderr
+
+
+def test_quiet_runs_warn_but_never_load_rich(tmp_path):
+    # -q draws nothing, so importing rich (20 ms) would be start-up paid for nothing.
+    source = write(tmp_path, "soft.csv", "z0,z1,t0,t1\n-1e308,1e308,1,0\n")
+    probe = (
+        "import sys\nfrom sce_cli.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as end:\n    status = end.code\n"
+        "print('rich' in sys.modules, status)\n"
+    )
+    argv = ["batch", str(source), "--target-cols", "t*", "-o", str(tmp_path / "out.csv"), "-q"]
+    result = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True)
+    assert result.stdout.split() == ["False", "0"]
+    assert result.stderr == "sce: warning: 1 rows have an infinite loss (a target class with probability 0)\n"
