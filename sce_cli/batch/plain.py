@@ -59,6 +59,9 @@ class PlainRows:
     def write(self, stream: BinaryIO, header: bool) -> None:
         if header:
             stream.write(self.header)
+            # Out of Python's buffer before polars writes: a failure (a full disk) is then a plain
+            # OSError with its errno, as when polars wrote the header, and worded the same way.
+            stream.flush()
         # "never": the line is written as it is, delimiters and all; no other cell needs quotes.
         nan_spelled(self.frame).write_csv(stream, include_header=False, separator=self.separator, quote_style="never")
 
