@@ -84,6 +84,8 @@ CASES = {
     "label out of range": (b"z0,z1,label\n1,2,1\n1,2,7\n", {}),
     "a lone carriage return": (b"z0,z1,label\n1,2\r,1\n", {}),
     "header only": (b"z0,z1,label\n", {}),
+    "header names that need quotes": (b'"a,b",z0,"q""x"," s ",label\nid,1,2,3,1\n', {"logit_cols": "z0,q\"x,s"}),
+    "a header name with a tab, tsv out": (b'"a\tb",z0,z1,label\nid,1,2,1\n', {"logit_cols": "z*", "output_format": "tsv"}),
     "no header": (b"1,2,1\n3,4,0\n", {"has_header": False}),
     "latin-1": ("id,z0,z1,label\ncafé,1,2,1\n".encode("latin-1"), {"encoding": "latin-1", "logit_cols": "z*"}),
 }
