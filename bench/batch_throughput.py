@@ -1,10 +1,12 @@
 """`sce batch` on generated files, side by side with the pipelines it replaces.
 
-    python bench/batch_throughput.py [--rows 1000000] [--classes 10] [--rounds 3] [--rss-gb 1]
+    python bench/batch_throughput.py [--shape 400000x10 --shape 4000x1000] [--rounds 5] [--rss-gb 1]
 
-Generates bench/out/logits-<rows>x<classes>.csv (logits with 6 decimals, as a
-model's outputs are usually dumped: about 97 MB for 1M × 10) and times, in
-turn, round after round:
+For each shape (rows × classes; default 400,000 × 10 and 4,000 × 1,000),
+generates bench/out/logits-<rows>x<classes>.csv (logits with 6 decimals, as a
+model's outputs are usually dumped: about 38 MB for 400,000 × 10) and times,
+in turn, round after round, each as a child process (wall time, and CPU time
+from os.wait4: on a machine shared with other work the CPU time says more):
 
 - sce batch INPUT -o OUTPUT --quiet (a separate process);
 - pandas: read_csv → numpy → sce's core → DataFrame → to_csv, the same work
@@ -12,13 +14,19 @@ turn, round after round:
 - polars, bare: read_csv of the input and write_csv of a frame of the output's
   shape, with no computing at all: the floor for any CSV-to-CSV tool.
 
-With --rss-gb G it also writes a file of about G GB and reports the peak
-resident memory of sce batch on it.
+With --rss-gb G it also writes a file of about G GB (copies of the first
+shape's rows) and reports the peak resident memory of sce batch on it.
+
+sce's own modules are byte-compiled first, as installing the package does:
+with PYTHONDONTWRITEBYTECODE set, an editable checkout would otherwise
+compile its thirty modules from source on every run (20-50 ms).
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
+import os
 import shutil
 import statistics
 import subprocess
@@ -75,30 +83,30 @@ def sce_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "sce_cli"]
 
 
-def timed(argv: list[str]) -> float:
+def timed(argv: list[str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + system) of one run."""
     start = time.perf_counter()
-    subprocess.run(argv, check=True, capture_output=True)
-    return time.perf_counter() - start
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    assert child.stderr is not None
+    errors = child.stderr.read()
+    child.stderr.close()
+    if status != 0:
+        raise SystemExit(f"{argv[0]} failed: {errors.decode(errors='replace')}")
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mb(argv: list[str]) -> float:
-    probe = (
-        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-    )
-    out = subprocess.run([sys.executable, "-c", probe, *argv], check=True, capture_output=True, text=True)
-    return int(out.stdout) / 1024
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{argv[0]} failed")
+    return usage.ru_maxrss / 1024
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--rss-gb", type=float, default=0)
-    args = parser.parse_args()
-    OUT.mkdir(exist_ok=True)
-    source = generate(args.rows, args.classes, OUT / f"logits-{args.rows}x{args.classes}.csv")
+def compare(rows: int, classes: int, rounds: int) -> Path:
+    source = generate(rows, classes, OUT / f"logits-{rows}x{classes}.csv")
     target = OUT / "scored.csv"
     candidates = {
         "sce batch": [*sce_command(), "batch", str(source), "-o", str(target), "--quiet"],
@@ -112,22 +120,46 @@ def main() -> None:
         ]
     except ImportError:
         print("(pandas is not installed: its row is left out)", file=sys.stderr)
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(args.rounds):
+    walls: dict[str, list[float]] = {name: [] for name in candidates}
+    cpus: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(rounds):
         for name, argv in candidates.items():
             target.unlink(missing_ok=True)
-            times[name].append(timed(argv))
+            wall, cpu = timed(argv)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+    target.unlink(missing_ok=True)
     size_mb = source.stat().st_size / 1e6
-    sce = statistics.median(times["sce batch"])
-    print(f"{args.rows:,} rows × {args.classes} classes ({size_mb:.0f} MB of CSV), median of {args.rounds} rounds\n")
-    print("| pipeline | median wall time | relative to sce batch |")
-    print("| --- | ---: | ---: |")
-    for name, samples in times.items():
-        median = statistics.median(samples)
-        print(f"| {name} | {median:.2f} s | {median / sce:.2f}× |")
+    bare = "polars bare read + write (no computing)"
+    print(f"{rows:,} rows × {classes} classes ({size_mb:.0f} MB of CSV), median of {rounds} rounds\n")
+    print("| pipeline | median wall time (range) | relative to polars bare | median CPU time | relative |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name in candidates:
+        wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
+        spread = f"{min(walls[name]):.2f}–{max(walls[name]):.2f}"
+        relative_wall = wall / statistics.median(walls[bare])
+        relative_cpu = cpu / statistics.median(cpus[bare])
+        print(f"| {name} | {wall:.2f} s ({spread}) | {relative_wall:.2f}× | {cpu:.2f} s | {relative_cpu:.2f}× |")
+    print()
+    return source
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", action="append", help="ROWSxCLASSES (repeatable)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rss-gb", type=float, default=0)
+    args = parser.parse_args()
+    OUT.mkdir(exist_ok=True)
+    compileall.compile_dir(str(Path(__file__).parent.parent / "sce_cli"), quiet=1)
+    shapes = [tuple(int(n) for n in shape.split("x")) for shape in args.shape or ["400000x10", "4000x1000"]]
+    print(f"load average before: {' '.join(f'{load:.2f}' for load in os.getloadavg())}\n")
+    sources = [compare(rows, classes, args.rounds) for rows, classes in shapes]
+    print(f"load average after: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
     if args.rss_gb:
+        (rows, classes), source = shapes[0], sources[0]
         copies = max(1, round(args.rss_gb * 1e9 / source.stat().st_size))
-        big = generate(args.rows, args.classes, OUT / f"logits-{args.rows}x{args.classes}x{copies}.csv", copies)
+        big = generate(rows, classes, OUT / f"logits-{rows}x{classes}x{copies}.csv", copies)
         rss = peak_rss_mb([*sce_command(), "batch", str(big), "-o", "/dev/null", "--quiet"])
         print(f"\nPeak RSS of sce batch on {big.stat().st_size / 1e9:.2f} GB: {rss:.0f} MB")
 

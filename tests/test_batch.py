@@ -102,7 +102,7 @@ def test_output_rows_equal_the_core(tmp_path, args, kwargs):
 
 
 def test_input_columns_are_kept_exactly_as_written(tmp_path):
-    path = write(tmp_path, "in.csv", "id,z0,z1,label,note\nA-1,2.50,-3e-2,1,\"x, y\"\n")
+    path = write(tmp_path, "in.csv", 'id,z0,z1,label,note\nA-1,2.50,-3e-2,1,"x, y"\n')
     result = run(str(path), "--logit-cols", "z*", "-q")
     row = read_csv(result.stdout)[0]
     assert (row["id"], row["z0"], row["z1"], row["label"], row["note"]) == ("A-1", "2.50", "-3e-2", "1", "x, y")
@@ -235,14 +235,24 @@ BAD_FILES = [
     ("nan.csv", "z0,z1,z2,label\n1,2,3,0\n1,nan,3,0\n", [], "line 3, column z1: logit nan is not allowed"),
     ("inf.csv", "z0,z1,z2,label\n1,2,3,0\n1,2,inf,0\n", [], "line 3, column z2: logit inf is not allowed"),
     ("frac.csv", "z0,z1,z2,label\n1,2,3,1.5\n", [], "line 2, column label: '1.5' is not a class index"),
-    ("range.csv", "z0,z1,z2,label\n1,2,3,0\n1,2,3,7\n", [], "line 3, column label: label 7 is out of range for 3 classes"),
+    (
+        "range.csv",
+        "z0,z1,z2,label\n1,2,3,0\n1,2,3,7\n",
+        [],
+        "line 3, column label: label 7 is out of range for 3 classes",
+    ),
     ("negative.csv", "z0,z1,label\n1,2,-1\n", [], "line 2, column label: label -1 is negative"),
     ("nolabel.csv", "z0,z1,y\n1,2,0\n", [], "there is no column named 'label'; the columns are z0, z1, y"),
     ("nomatch.csv", "z0,z1,label\n1,2,0\n", ["--logit-cols", "q*"], "--logit-cols: 'q*' matches no column"),
     ("empty.csv", "", [], "the input is empty"),
     ("header.csv", "z0,z1,label\n", [], "the input has a header but no rows"),
     ("dup.csv", "z0,z1,z0,label\n1,2,3,0\n", [], "line 1: column name 'z0' appears twice (columns 1 and 3)"),
-    ("utf.csv", b"z0,z1,label\n1,2,0\n\xff1,2,0\n", [], "line 3, byte 1: byte 0xff is not valid UTF-8; give the file's encoding with --encoding"),
+    (
+        "utf.csv",
+        b"z0,z1,label\n1,2,0\n\xff1,2,0\n",
+        [],
+        "line 3, byte 1: byte 0xff is not valid UTF-8; give the file's encoding with --encoding",
+    ),
     ("sum.csv", "z0,z1,t0,t1\n1,2,0.5,0.6\n", ["--target-cols", "t0,t1"], "line 2: targets sum to 1.1, not 1"),
     ("blank.csv", "z0,z1,label\n1,2,0\n\n4,5,1\n1,,0\n", [], "line 5, column z1: the value is empty"),
     ("clash.csv", "z0,loss,label\n1,2,0\n", [], "the input already has a column 'loss'"),
@@ -323,7 +333,8 @@ def test_interrupt_leaves_no_partial_output(tmp_path):
     out = write(tmp_path, "out.csv", "precious\n")
     process = subprocess.Popen(
         [sys.executable, "-m", "sce_cli", "batch", str(path), "-o", str(out), "-q"],
-        stderr=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 30
     while not any(p.name.endswith(".partial") for p in tmp_path.iterdir()):
@@ -341,7 +352,7 @@ def test_interrupt_leaves_no_partial_output(tmp_path):
 def test_an_unclosed_quote_is_reported_not_read_into_memory(tmp_path, monkeypatch):
     monkeypatch.setattr(records, "BLOCK_BYTES", 64)
     monkeypatch.setattr(records, "MAX_RECORD_BYTES", 1024)
-    path = write(tmp_path, "in.csv", "id,z0,z1,label\n" + 'x,1,2,0\n' * 3 + '"open,1,2,0\n' + "y,1,2,0\n" * 400)
+    path = write(tmp_path, "in.csv", "id,z0,z1,label\n" + "x,1,2,0\n" * 3 + '"open,1,2,0\n' + "y,1,2,0\n" * 400)
     result = run(str(path), "--logit-cols", "z*", "-q")
     assert result.exit_code == 1
     assert "line 5: a quoted field is never closed" in result.stderr
@@ -385,7 +396,39 @@ def test_the_file_layer_names_the_request_field_and_the_cli_words_it_as_a_flag(t
     with pytest.raises(OptionProblem) as caught:
         run_batch(BatchRequest(str(tmp_path / "missing.csv"), None))
     assert (caught.value.option, caught.value.exit_code) == ("input_path", 1)
-    assert "sce: error: --label-col: there is no column 'nope'" in run(str(SAMPLES / "batch.csv"), "--label-col", "nope").stderr
+    assert (
+        "sce: error: --label-col: there is no column 'nope'"
+        in run(str(SAMPLES / "batch.csv"), "--label-col", "nope").stderr
+    )
+
+
+def test_losses_summing_past_the_largest_float_print_no_raw_warning(tmp_path):
+    # Regression: the summary's sum of two losses near 1e308 overflowed with
+    # numpy's "RuntimeWarning: overflow encountered in reduce" on stderr.
+    source = write(tmp_path, "huge.csv", "z0,z1,label\n0,1.7e308,0\n0,1.7e308,0\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "sce_cli", "batch", str(source), "-o", str(tmp_path / "out.csv")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+    assert result.returncode == 0
+    assert "Warning" not in result.stderr and "umr_sum" not in result.stderr
+    assert "mean row loss      inf" in result.stderr
+
+
+def test_quiet_runs_warn_but_never_load_rich(tmp_path):
+    # -q draws nothing, so importing rich (20 ms) would be start-up paid for nothing.
+    source = write(tmp_path, "soft.csv", "z0,z1,t0,t1\n-1e308,1e308,1,0\n")
+    probe = (
+        "import sys\nfrom sce_cli.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as end:\n    status = end.code\n"
+        "print('rich' in sys.modules, status)\n"
+    )
+    argv = ["batch", str(source), "--target-cols", "t*", "-o", str(tmp_path / "out.csv"), "-q"]
+    result = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True)
+    assert result.stdout.split() == ["False", "0"]
+    assert result.stderr == "sce: warning: 1 row has an infinite loss (a target class with probability 0)\n"
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -44,7 +44,9 @@ def outcome(tmp_path: Path, name: str, data: bytes, **fields) -> bytes | str:
 def both_ways(tmp_path: Path, monkeypatch, name: str, data: bytes, **fields) -> tuple[bytes | str, bytes | str]:
     """The outcome the frame way (no input is wide) and the wide way (every input is)."""
     monkeypatch.setattr(batch_run, "WIDE_COLUMNS", 10**9)
-    framed = outcome(tmp_path, name, data, **fields)
+    with monkeypatch.context() as patched:  # nor is any block taken for plain lines (test_batch_plain.py)
+        patched.setattr(batch_run, "parse_plain_block", lambda *args: None)
+        framed = outcome(tmp_path, name, data, **fields)
     monkeypatch.setattr(batch_run, "WIDE_COLUMNS", 1)
     return framed, outcome(tmp_path, name, data, **fields)
 

@@ -18,6 +18,7 @@ import polars as pl
 
 from ..errors import DATA, DataProblem, OptionProblem
 from .frames import write_frame
+from .plain import PlainRows
 from .signals import raise_if_interrupted, shielded
 from .wide import TextRows
 
@@ -153,7 +154,7 @@ class BackgroundWriter:
             except BaseException as error:
                 self.error = error
 
-    def put(self, frame: pl.DataFrame | TextRows) -> None:
+    def put(self, frame: pl.DataFrame | TextRows | PlainRows) -> None:
         self._raise_if_failed()
         self.queue.put(frame)
 

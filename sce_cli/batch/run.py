@@ -14,11 +14,12 @@ from typing import BinaryIO
 import numpy as np
 
 from ..core import SoftmaxCrossEntropyResult
-from ..errors import DATA, DataProblem, OptionProblem
+from ..errors import DATA, DataProblem, OptionProblem, SceError
 from ..options import LossOptions
 from .columns import ColumnPlan, plan_columns
 from .frames import MeanDenominators, ParsedBlock, compute_block, output_frame, parse_block
 from .output import BackgroundWriter, OutputTarget, spooled_copy
+from .plain import PlainBlock, parse_plain_block, plain_rows
 from .records import Block, BlockReader, skip_leading_blank_lines, split_header
 from .signals import raise_if_interrupted, shielded, stopping_signals_handled
 from .wide import WIDE_COLUMNS, WideBlock, parse_wide_block, wide_rows
@@ -65,9 +66,10 @@ class BatchSummary:
         truth = result.labels if result.labels is not None else np.argmax(result.target, axis=1)
         self.correct += int(((result.argmax == truth) & counted).sum())
         self.infinite_losses += int(np.isinf(result.losses).sum())
-        self.loss_sums.append(float(result.losses.sum(dtype=np.float64)))
-        if result.z_losses is not None:
-            self.z_loss_sums.append(float(result.z_losses.sum(dtype=np.float64)))
+        with np.errstate(over="ignore"):  # losses near the largest float add up to inf, without a raw warning
+            self.loss_sums.append(float(result.losses.sum(dtype=np.float64)))
+            if result.z_losses is not None:
+                self.z_loss_sums.append(float(result.z_losses.sum(dtype=np.float64)))
 
 
 @dataclass
@@ -170,18 +172,38 @@ def _is_regular_file(path: str) -> bool:
 
 
 def computed_blocks(
-    path: str, request: BatchRequest, denominator: MeanDenominators | None, wide: bool = False
-) -> Iterator[tuple[ParsedBlock | WideBlock, ColumnPlan, SoftmaxCrossEntropyResult, BlockReader]]:
+    path: str, request: BatchRequest, denominator: MeanDenominators | None, wide: bool = False, plain: bool = False
+) -> Iterator[tuple[ParsedBlock | WideBlock | PlainBlock, ColumnPlan, SoftmaxCrossEntropyResult, BlockReader]]:
     """Every block of the input, parsed and run through the core. With
-    ``wide``, blocks of many columns may come as WideBlocks (no text frame)."""
+    ``wide``, blocks of many columns may come as WideBlocks (no text frame);
+    with ``plain``, blocks of plain lines as PlainBlocks (their lines kept whole)."""
     for plan, block, reader in read_blocks(path, request):
         raise_if_interrupted()  # a signal that arrived in polars' code, or a SIGPIPE
-        parsed: ParsedBlock | WideBlock | None = None
-        if wide and len(plan.names) >= WIDE_COLUMNS:
-            parsed = parse_wide_block(block, plan, request.delimiter, _output_separator(request))
-        if parsed is None:
-            parsed = parse_block(block, plan, request.delimiter)
-        yield parsed, plan, compute_block(parsed, plan, request.options, denominator), reader
+        parsed, result = _computed_block(block, plan, request, denominator, wide, plain)
+        yield parsed, plan, result, reader
+
+
+def _computed_block(
+    block: Block,
+    plan: ColumnPlan,
+    request: BatchRequest,
+    denominator: MeanDenominators | None,
+    wide: bool,
+    plain: bool,
+) -> tuple[ParsedBlock | WideBlock | PlainBlock, SoftmaxCrossEntropyResult]:
+    if wide and len(plan.names) >= WIDE_COLUMNS:
+        wide_block = parse_wide_block(block, plan, request.delimiter, _output_separator(request))
+        if wide_block is not None:
+            return wide_block, compute_block(wide_block, plan, request.options, denominator)
+    elif plain:
+        plain_block = parse_plain_block(block, plan, request.delimiter)
+        if plain_block is not None:
+            try:
+                return plain_block, compute_block(plain_block, plan, request.options, denominator)
+            except SceError:
+                pass  # read again the usual way, which words the error
+    parsed = parse_block(block, plan, request.delimiter)
+    return parsed, compute_block(parsed, plan, request.options, denominator)
 
 
 def _output_separator(request: BatchRequest) -> str | None:
@@ -204,7 +226,7 @@ def mean_denominator(path: str, request: BatchRequest) -> MeanDenominators | Non
     weight_sum = counted_rows = 0.0
     counts: np.ndarray | None = None  # per class, for labels: D as one call of the core rounds it
     # Nothing is written in this pass: any block of many columns may be read the wide way.
-    for _, _, result, _ in computed_blocks(path, request, None, wide=True):
+    for _, _, result, _ in computed_blocks(path, request, None, wide=True, plain=True):
         counted_rows += float(result.counted.sum())
         if result.labels is None:
             weight_sum += result.denominator  # probability targets: the row count, exact
@@ -249,12 +271,18 @@ def _write_output(
             target = OutputTarget(request.output_path, request.input_path)
             writer = BackgroundWriter(target, request.output_format)
         separator = _output_separator(request)
-        for parsed, plan, result, reader in computed_blocks(path, request, denominator, wide=separator is not None):
+        blocks = computed_blocks(
+            path, request, denominator, wide=separator is not None, plain=separator == request.delimiter
+        )
+        for parsed, plan, result, reader in blocks:
             raise_if_interrupted()
             summary.add(result)
             if isinstance(parsed, WideBlock):
                 assert separator is not None
                 writer.put(wide_rows(parsed, plan, result, request.digits, separator))
+            elif isinstance(parsed, PlainBlock):
+                assert separator is not None
+                writer.put(plain_rows(parsed, plan, result, request.digits, separator))
             else:
                 writer.put(output_frame(parsed, plan, result, request.digits, request.output_format == "jsonl"))
             if on_progress is not None:

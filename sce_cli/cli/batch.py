@@ -94,13 +94,23 @@ def batch(
     request.output_format = output_format_for(
         None if output_format is None else output_format.value, output, request.delimiter
     )
-    from rich.console import Console
-
     from ..batch import run_batch
 
+    if quiet:  # nothing to draw: rich is not even imported (20 ms of a run)
+        _warn_about(run_batch(request))
+        return
+    from rich.console import Console
+
+    from ..render.grid import print_grid
+    from ..render.table import batch_summary_grid
+
     stderr = Console(stderr=True, highlight=False)
-    show_progress = not quiet and stderr.is_terminal
-    summary = _run_with_progress(request, stderr) if show_progress else run_batch(request)
+    summary = _run_with_progress(request, stderr) if stderr.is_terminal else run_batch(request)
+    _warn_about(summary)
+    print_grid(stderr, batch_summary_grid(summary))
+
+
+def _warn_about(summary: BatchSummary) -> None:
     if summary.reduction == "mean" and summary.denominator == 0:
         say_warning("every row is ignored or has weight 0, so the mean divides by 0: the loss is NaN")
     if summary.infinite_losses:
@@ -108,11 +118,6 @@ def batch(
         say_warning(
             f"{count_of(summary.infinite_losses, 'row')} {have} an infinite loss (a target class with probability 0)"
         )
-    if not quiet:
-        from ..render.grid import print_grid
-        from ..render.table import batch_summary_grid
-
-        print_grid(stderr, batch_summary_grid(summary))
 
 
 def _run_with_progress(request: BatchRequest, stderr: Console) -> BatchSummary:
