@@ -398,3 +398,23 @@ def test_the_json_histogram_gives_its_bounds_as_numbers(tmp_path):
         low, high = row["from_ulps"], row["below_ulps"]
         assert (low, high) == (0.0, 1.0) or (high == 2 * low and math.log2(low).is_integer())
     assert sum(row["entries"] for row in histogram) == z.size
+
+
+def test_a_compressed_batch_given_to_logits_file_is_refused_from_its_header(tmp_path, monkeypatch):
+    """Regression: a 1.5 MB np.savez_compressed of 20,000 × 10,000 zeros was decompressed
+    (1.6 GB, 13 s) before the refusal its header already allowed."""
+    from sce_cli.arrays import formats
+
+    path = tmp_path / "batch.npz"
+    np.savez_compressed(path, logits=np.zeros((300, 200)))
+
+    def never(self, name):
+        raise AssertionError("the data was read")
+
+    monkeypatch.setattr(formats.ArrayFile, "load", never)
+    result = runner.invoke(app, ["grad", "--logits-file", str(path), "-l", "1"])
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"sce: error: {path} has shape (300, 200); sce grad takes one vector (K, or 1 × K); "
+        "for a batch use sce check --arrays or sce batch\n",
+    )

@@ -36,6 +36,9 @@ class ArrayFile:
     names: list[str]
     loader: Callable[[str], np.ndarray]
     cache: dict[str, np.ndarray] = field(default_factory=dict)
+    header_shape: Callable[[str], tuple[int, ...] | None] = lambda _: None
+    """An array's shape from its header, without reading its data (None where unknown):
+    a compressed .npz member's data can be a thousand times its size on disk."""
 
     def load(self, name: str) -> np.ndarray:
         if name not in self.cache:
@@ -133,7 +136,18 @@ def _npz(path: str) -> ArrayFile:
         except (OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
             raise DataProblem(f"{path}: array '{name}' cannot be read: truncated or damaged ({error})") from None
 
-    return ArrayFile(path, list(archive.files), load)
+    def header_shape(name: str) -> tuple[int, ...] | None:
+        fmt = np.lib.format
+        try:
+            assert archive.zip is not None
+            with archive.zip.open(f"{name}.npy") as member:
+                version = fmt.read_magic(member)
+                header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+                return tuple(header(member)[0])
+        except (AssertionError, KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile):
+            return None  # load() says what is wrong
+
+    return ArrayFile(path, list(archive.files), load, header_shape=header_shape)
 
 
 def _map_stored_member(path: str, member: zipfile.ZipInfo) -> np.ndarray | None:

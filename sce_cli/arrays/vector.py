@@ -37,19 +37,26 @@ def read_vector(path: str) -> list[float]:
         listed = ", ".join(f"'{n}'" for n in names)
         raise DataProblem(f"{path}: holds several arrays ({listed}) and none named 'logits'; save the logits alone")
     where = path if name == WHOLE_TABLE or len(source.names) == 1 else f"{path}: array '{name}'"
+    shape = source.header_shape(name)
+    if shape is not None and len([n for n in shape if n != 1]) > 1:
+        _not_a_vector(where, shape)  # before reading what may be gigabytes
     array = _as_float_or_int(source.load(name), where, "logits")  # bfloat16 saved by numpy is viewed as such
     if array.dtype == np.bool_:
         raise DataProblem(f"{where} has type bool; logits must be numbers")
     if array.ndim == 2 and array.shape[0] == 1:
         array = array[0]
     if array.ndim != 1:
-        raise DataProblem(
-            f"{where} has shape {tuple(array.shape)}; sce grad takes one vector (K, or 1 × K); "
-            "for a batch use sce check --arrays or sce batch"
-        )
+        _not_a_vector(where, tuple(array.shape))
     if array.size == 0:
         raise DataProblem(f"{where} is empty; give at least one logit")
     return [float(value) for value in np.asarray(array, dtype=np.float64)]
+
+
+def _not_a_vector(where: str, shape: tuple[int, ...]) -> None:
+    raise DataProblem(
+        f"{where} has shape {shape}; sce grad takes one vector (K, or 1 × K); "
+        "for a batch use sce check --arrays or sce batch"
+    )
 
 
 def read_vector_bytes(data: bytes, suffix: str, name: str = "stdin") -> list[float]:
