@@ -418,3 +418,22 @@ def test_a_compressed_batch_given_to_logits_file_is_refused_from_its_header(tmp_
         f"sce: error: {path} has shape (300, 200); sce grad takes one vector (K, or 1 × K); "
         "for a batch use sce check --arrays or sce batch\n",
     )
+
+
+def test_an_array_given_twice_or_a_key_not_found_is_refused_not_guessed(tmp_path):
+    """Regression: --arrays with --logits silently used the file, and --key-grad foo with
+    --grad g.npy silently read g.npy's only array."""
+    path, z, labels = make_dump(tmp_path)
+    np.save(tmp_path / "other.npy", z)
+    code, _, err = run("--arrays", path, "--logits", tmp_path / "other.npy")
+    assert (code, err) == (
+        2,
+        f"sce: error: logits given twice: array 'logits' in {path} and the file {tmp_path / 'other.npy'}; "
+        "give one of them\n",
+    )
+    np.save(tmp_path / "labels.npy", labels)
+    code, _, err = run(
+        "--logits", tmp_path / "other.npy", "--labels", tmp_path / "labels.npy", "--grad", tmp_path / "other.npy",
+        "--key-grad", "foo",
+    )
+    assert (code, err) == (1, f"sce: error: {tmp_path / 'other.npy'}: no array 'foo' (it holds 'other'); fix --key-grad\n")

@@ -82,9 +82,16 @@ def _locate(request: DumpRequest, shared: ArrayFile | None, role: str) -> tuple[
     key = request.keys.get(role, role)
     path = request.paths.get(role)
     if path is not None:
+        if shared is not None and key in shared.names:
+            raise UsageProblem(
+                f"{role} given twice: array '{key}' in {shared.path} and the file {path}; give one of them"
+            )
         source = open_arrays(path)
         if key in source.names:
             return source, key
+        if role in request.keys:  # a name asked for is never replaced by a guess
+            listed = ", ".join(f"'{n}'" for n in source.names if n != WHOLE_TABLE) or "none"
+            raise DataProblem(f"{path}: no array '{key}' (it holds {listed}); fix --key-{role}")
         plain = [name for name in source.names if name != WHOLE_TABLE]
         if WHOLE_TABLE in source.names:
             return source, WHOLE_TABLE
