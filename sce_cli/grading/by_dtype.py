@@ -31,23 +31,29 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache, partial
 from typing import TypeVar
 
 import numpy as np
 
 from ..arrays import ArrayDump
 from ..arrays.blocks import block_bounds, read_rows
+from ..arrays.heap import reused_heap
 from ..options import LossOptions
+from . import label_block
 from .dtype_baseline import (
-    RowCoefficients,
+    Baseline,
+    RowScale,
     baseline,
+    coefficients,
     gradient_magnitude,
     loss_magnitude,
+    numpy_dtype,
     ulp_unit,
     ulps,
     ulps_if_finite,
 )
-from .dump_mistakes import Block, denominators, exact_block
+from .dump_mistakes import Block, denominators, exact_block, exact_rows
 
 MARGIN_FACTOR = 4.0
 MARGIN_ULPS = 8.0
@@ -57,6 +63,9 @@ BLOCK_ENTRIES = 1 << 20
 #: development machine (2 cores, shared with other work) two threads measured no faster, not even
 #: for np.exp alone; set 2 where a second core is free (the verdict is the same, see the tests).
 WORKERS = 1
+#: Blocks of labels without smoothing are graded by :mod:`.label_block` (the same numbers in fewer
+#: passes); False: every block by the dense coefficients (the tests compare the two).
+SPARSE_LABELS = True
 WORST_SHOWN = 10
 #: Quarter-octaves 2^(k/4) below each power of two, built so that each edge is exactly twice the one
 #: four below it: the bin of an error is then read from its exponent and mantissa (see _bins).
@@ -135,10 +144,10 @@ def summarize(
         errors = np.nan_to_num(errors, nan=np.inf, posinf=np.inf)
         finite = np.isfinite(errors)
         counts[-1] += int((~finite).sum())
-        counts += np.bincount(_bins(errors[finite]), minlength=len(counts))
+        counts += _bin_counts(errors[finite])
         worst = math.inf
     else:
-        counts += np.bincount(_bins(errors.ravel()), minlength=len(counts))
+        counts += _bin_counts(errors.ravel())
     entries = _worst_entries(errors, counts, expected, given, start)
     return BlockErrors(errors.size, counts, worst, baseline_worst, entries)
 
@@ -165,6 +174,35 @@ def _worst_entries(
         row = start + int(position[0]) if errors.ndim else 0
         found.append(Entry(row, column, float(expected[position]), float(given[position]), float(flat[index])))
     return found
+
+
+#: The bits of a float64 kept in a bin key: its exponent and the top 8 bits of its mantissa.
+_KEY_SHIFT = 44
+
+
+@cache
+def _bins_by_key() -> np.ndarray:
+    """Each key's bin, or len(EDGES) + 1 ("look closer") for the three keys per octave that
+    a quarter-octave edge cuts in two."""
+    low = np.arange(1 << (63 - _KEY_SHIFT), dtype=np.int64) << _KEY_SHIFT
+    high = low | np.int64((1 << _KEY_SHIFT) - 1)
+    first, last = _bins(low.view(np.float64)), _bins(high.view(np.float64))
+    return np.where(first == last, first, len(EDGES) + 1)
+
+
+def _bin_counts(errors: np.ndarray) -> np.ndarray:
+    """Counts per bin of finite non-negative errors (1-D), as bincount(_bins(errors)): the bin
+    is looked up by its key, and only the errors near an edge (about 1 in 100) are binned
+    one by one."""
+    keys = np.right_shift(np.ascontiguousarray(errors, dtype=np.float64).view(np.int64), _KEY_SHIFT)
+    table = _bins_by_key()
+    binned = table.take(keys, out=keys)
+    counts = np.bincount(binned, minlength=len(EDGES) + 2)
+    near_edge = counts[-1]
+    counts = counts[:-1]
+    if near_edge:
+        counts += np.bincount(_bins(errors[binned == len(EDGES) + 1]), minlength=len(counts))
+    return counts
 
 
 def _bins(errors: np.ndarray) -> np.ndarray:
@@ -213,7 +251,7 @@ def check_dump(
     loss = QuantityVerdict("loss") if per_row_loss else None
     scalar = _ScalarLoss() if dump.loss is not None and not per_row_loss else None
     job = _BlockJob(dump, options, claimed_dtype, d.total, per_row_loss, scalar is not None)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), reused_heap(rows * classes > BLOCK_ENTRIES):
         # Here, not in each block: catch_warnings is not thread-safe. An infinite loss is graded, not warned about.
         warnings.simplefilter("ignore")
         for graded in in_order(job.grade, block_bounds(rows, classes, BLOCK_ENTRIES)):
@@ -290,11 +328,16 @@ class _BlockJob:
     def grade(self, bounds: tuple[int, int]) -> _BlockGrade:
         start, stop = bounds
         dump, dtype = self.dump, self.dtype
-        block, coef = exact_block(dump, start, stop, self.options, self.total)
-        base = baseline(block.logits, coef, self.options, dtype)
+        if SPARSE_LABELS and label_block.applies(dump.labels, self.options):
+            block, coef, base, grad_magnitude = self._labels_without_smoothing(start, stop)
+        else:
+            block, dense = exact_block(dump, start, stop, self.options, self.total)
+            coef, base = dense, baseline(block.logits, dense, self.options, dtype)
+            grad_magnitude = partial(gradient_magnitude, block.exact.probabilities, dense)
         gradient = losses = reduced = None
         if dump.grad is not None:
-            gradient = _grade_gradient(block, coef, base.gradients, read_rows(dump.grad, start, stop), dtype)
+            given = read_rows(dump.grad, start, stop)
+            gradient = _grade_gradient(block, grad_magnitude(), base.gradients, given, dtype)
         if self.per_row_loss and dump.loss is not None:
             losses = _grade_row_losses(block, coef, base.losses[0], np.asarray(dump.loss[start:stop]), dtype)
         if self.reduced_loss:
@@ -302,6 +345,23 @@ class _BlockJob:
             magnitude = math.fsum(loss_magnitude(block.exact.losses, coef) * share)
             reduced = (math.fsum(block.contributions), magnitude, base.losses[0])
         return _BlockGrade(stop - start, gradient, losses, reduced)
+
+    def _labels_without_smoothing(
+        self, start: int, stop: int
+    ) -> tuple[Block, RowScale, Baseline, Callable[[], np.ndarray]]:
+        """The block by :mod:`.label_block` (the same numbers, fewer passes); by the dense
+        coefficients where its baseline is not finite."""
+        block, stored = exact_rows(self.dump, start, stop, self.options, self.total)
+        assert block.labels is not None
+        classes = block.logits.shape[1]
+        sparse = label_block.label_coefficients(block.labels, classes, self.options, self.total)
+        logits = stored if stored.dtype == numpy_dtype(self.dtype) else block.logits
+        base = label_block.baseline(logits, sparse, self.options, self.dtype, self.per_row_loss or self.reduced_loss)
+        if base is not None:
+            return block, sparse, base, partial(label_block.gradient_magnitude, block.exact.probabilities, sparse)
+        dense = coefficients(block.labels, None, classes, self.options, self.total)
+        base = baseline(block.logits, dense, self.options, self.dtype)
+        return block, dense, base, partial(gradient_magnitude, block.exact.probabilities, dense)
 
 
 def _errors(given: np.ndarray, expected: np.ndarray, unit: np.ndarray, magnitude: np.ndarray, dtype: str) -> np.ndarray:
@@ -320,18 +380,15 @@ def _finite_worst(errors: np.ndarray) -> float:
 
 
 def _grade_gradient(
-    block: Block, coef: RowCoefficients, routes: tuple[np.ndarray, ...], given: np.ndarray, dtype: str
+    block: Block, magnitude: np.ndarray, routes: tuple[np.ndarray, ...], given: np.ndarray, dtype: str
 ) -> BlockErrors:
-    magnitude = gradient_magnitude(block.exact.probabilities, coef)
     unit = ulp_unit(magnitude, dtype)
     expected = block.exact.gradient
     baseline_worst = max(_finite_worst(_errors(route, expected, unit, magnitude, dtype)) for route in routes)
     return summarize(_errors(given, expected, unit, magnitude, dtype), baseline_worst, expected, given, block.start)
 
 
-def _grade_row_losses(
-    block: Block, coef: RowCoefficients, route: np.ndarray, given: np.ndarray, dtype: str
-) -> BlockErrors:
+def _grade_row_losses(block: Block, coef: RowScale, route: np.ndarray, given: np.ndarray, dtype: str) -> BlockErrors:
     expected = block.exact.losses
     magnitude = loss_magnitude(expected, coef)
     baseline_worst = _finite_worst(ulps(route, expected, magnitude, dtype))

@@ -53,7 +53,15 @@ def exact_block(
     dump: ArrayDump, start: int, stop: int, options: LossOptions, total: float
 ) -> tuple[Block, RowCoefficients]:
     """Rows start:stop of the dump, their exact float64 result and their loss coefficients."""
-    logits = read_rows(dump.logits, start, stop).astype(np.float64, copy=False)
+    block, _ = exact_rows(dump, start, stop, options, total)
+    coef = coefficients(block.labels, block.targets, block.logits.shape[1], options, total)
+    return block, coef
+
+
+def exact_rows(dump: ArrayDump, start: int, stop: int, options: LossOptions, total: float) -> tuple[Block, np.ndarray]:
+    """Rows start:stop of the dump and their exact float64 result; also the logits as stored."""
+    stored = read_rows(dump.logits, start, stop)
+    logits = stored.astype(np.float64, copy=False)
     labels = None if dump.labels is None else np.asarray(dump.labels[start:stop])
     targets = None if dump.targets is None else read_rows(dump.targets, start, stop).astype(np.float64, copy=False)
     # Called in threads: the caller silences the core's warnings (catch_warnings is not thread-safe).
@@ -65,8 +73,7 @@ def exact_block(
         mean_denominator=total if options.reduction == "mean" else None,
     )
     contributions = exact.losses * (0.0 if total == 0 else 1 / total) if options.reduction == "mean" else exact.losses
-    coef = coefficients(labels, targets, logits.shape[1], options, total)
-    return Block(start, logits, labels, targets, exact, contributions), coef
+    return Block(start, logits, labels, targets, exact, contributions), stored
 
 
 def denominators(labels: np.ndarray | None, rows: int, options: LossOptions) -> Denominators:
