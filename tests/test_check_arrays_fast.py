@@ -105,11 +105,12 @@ def dumps(draw):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(dumps(), st.sampled_from([1 << 20, 7, 30]))
-def test_sparse_labels_give_the_reports_of_the_dense_coefficients(case, entries):
+@given(dumps(), st.sampled_from([1 << 20, 7, 30]), st.sampled_from([1 << 18, 1, 20]))
+def test_sparse_labels_give_the_reports_of_the_dense_coefficients(case, entries, slice_entries):
     dump, options, claimed = case
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(by_dtype, "BLOCK_ENTRIES", entries)
+        patch.setattr(by_dtype, "SLICE_ENTRIES", slice_entries)
         fast = _report(by_dtype.check_dump(dump, options, claimed))
         patch.setattr(by_dtype, "SPARSE_LABELS", False)
         dense = _report(by_dtype.check_dump(dump, options, claimed))
@@ -176,3 +177,29 @@ def test_ulp_unit_is_a_power_of_two_from_frexp(dtype):
     expected = np.ldexp(1.0, np.maximum(exponent, lowest) - mantissa)
     assert (ulp_unit(magnitudes, dtype) == expected).all()
     assert (ulp_unit(np.array([np.nan, -np.nan, -np.inf]), dtype) == np.inf).all()  # as with abs first
+
+
+def test_z_loss_mean_divides_by_the_whole_dumps_counted_rows_in_every_block(monkeypatch):
+    """Regression: each block's exact result divided the z-loss's mean by that block's counted
+    rows, so a correct answer of a dump longer than one block was failed. The answer here is
+    float64 numpy, Liger's convention (README): (p − onehot)/D + 2λ·lse·p/D."""
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((6, 5))
+    labels = np.array([1, IGNORE, 0, 4, 2, 3])
+    lam = 0.01
+    counted = labels != IGNORE
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    lse = np.log(np.exp(z).sum(axis=1))
+    g = p.copy()
+    g[np.flatnonzero(counted), labels[counted]] -= 1
+    g += 2 * lam * lse[:, None] * p
+    g[~counted] = 0
+    g /= counted.sum()
+    dump = ArrayDump(z.astype(np.float32), labels, None, g.astype(np.float32), None, {})
+    options = LossOptions(reduction="mean", z_loss=lam)
+    for entries in (1 << 20, 5, 10):
+        monkeypatch.setattr(by_dtype, "BLOCK_ENTRIES", entries)
+        found = by_dtype.check_dump(dump, options, "float32")
+        assert found.correct, entries
+        assert found.quantities[0].max_ulps <= 1

@@ -53,7 +53,7 @@ from .dtype_baseline import (
     ulps,
     ulps_if_finite,
 )
-from .dump_mistakes import Block, denominators, exact_block, exact_rows
+from .dump_mistakes import Block, Denominators, denominators, exact_block, exact_rows
 
 MARGIN_FACTOR = 4.0
 MARGIN_ULPS = 8.0
@@ -63,6 +63,9 @@ BLOCK_ENTRIES = 1 << 20
 #: development machine (2 cores, shared with other work) two threads measured no faster, not even
 #: for np.exp alone; set 2 where a second core is free (the verdict is the same, see the tests).
 WORKERS = 1
+#: Entries of a slice of a block graded at once (labels without smoothing): its float64 arrays,
+#: 2 MB each, stay in the cache from one step to the next.
+SLICE_ENTRIES = 1 << 18
 #: Blocks of labels without smoothing are graded by :mod:`.label_block` (the same numbers in fewer
 #: passes); False: every block by the dense coefficients (the tests compare the two).
 SPARSE_LABELS = True
@@ -250,7 +253,7 @@ def check_dump(
     per_row_loss = dump.loss is not None and dump.loss.ndim == 1
     loss = QuantityVerdict("loss") if per_row_loss else None
     scalar = _ScalarLoss() if dump.loss is not None and not per_row_loss else None
-    job = _BlockJob(dump, options, claimed_dtype, d.total, per_row_loss, scalar is not None)
+    job = _BlockJob(dump, options, claimed_dtype, d, per_row_loss, scalar is not None)
     with warnings.catch_warnings(), reused_heap(rows * classes > BLOCK_ENTRIES):
         # Here, not in each block: catch_warnings is not thread-safe. An infinite loss is graded, not warned about.
         warnings.simplefilter("ignore")
@@ -315,51 +318,101 @@ class _BlockGrade:
 
 
 @dataclass(frozen=True)
+class _Slice:
+    """Some rows of a block, graded: the gradient's summary, and what the loss's grading needs."""
+
+    gradient: BlockErrors | None
+    losses: np.ndarray
+    contributions: np.ndarray
+    loss_magnitude: np.ndarray
+    baseline_losses: np.ndarray
+    scale: float
+
+
+def _merged(parts: list[BlockErrors]) -> BlockErrors:
+    """Consecutive slices' summaries as the summary of the rows they make up together."""
+    if len(parts) == 1:
+        return parts[0]
+    worst = sorted([entry for part in parts for entry in part.worst], key=lambda e: -e.ulps)[:WORST_SHOWN]
+    return BlockErrors(
+        sum(part.entries for part in parts),
+        np.sum([part.counts for part in parts], axis=0),
+        max(part.max_ulps for part in parts),
+        max(part.baseline_ulps for part in parts),
+        worst,
+    )
+
+
+@dataclass(frozen=True)
 class _BlockJob:
     """Grading one block, with nothing shared but what it reads: safe to run in a thread."""
 
     dump: ArrayDump
     options: LossOptions
     dtype: str
-    total: float
+    d: Denominators
     per_row_loss: bool
     reduced_loss: bool
 
     def grade(self, bounds: tuple[int, int]) -> _BlockGrade:
         start, stop = bounds
+        sparse = SPARSE_LABELS and label_block.applies(self.dump.labels, self.options)
+        # Rows are graded in slices whose arrays stay in the cache; the results are row by row
+        # (the reduced loss's sums are taken over the whole block, as before).
+        step = max(1, SLICE_ENTRIES // max(1, self.dump.shape[1])) if sparse else stop - start
+        slices = [self._slice(first, min(first + step, stop), sparse) for first in range(start, stop, step)]
+        gradients = [piece.gradient for piece in slices if piece.gradient is not None]
+        gradient = _merged(gradients) if gradients else None
+        losses = reduced = None
+        if self.per_row_loss or self.reduced_loss:
+            expected = np.concatenate([piece.losses for piece in slices])
+            magnitude = np.concatenate([piece.loss_magnitude for piece in slices])
+            route = np.concatenate([piece.baseline_losses for piece in slices])
+            if self.per_row_loss and self.dump.loss is not None:
+                given = np.asarray(self.dump.loss[start:stop])
+                losses = _grade_row_losses(expected, magnitude, route, given, self.dtype, start)
+            if self.reduced_loss:
+                share = slices[0].scale * self.options.temperature  # 1/D for 'mean', 1 for 'sum'
+                contributions = np.concatenate([piece.contributions for piece in slices])
+                reduced = (math.fsum(contributions), math.fsum(magnitude * share), route)
+        return _BlockGrade(stop - start, gradient, losses, reduced)
+
+    def _slice(self, start: int, stop: int, sparse: bool) -> _Slice:
         dump, dtype = self.dump, self.dtype
-        if SPARSE_LABELS and label_block.applies(dump.labels, self.options):
+        if sparse:
             block, coef, base, grad_magnitude = self._labels_without_smoothing(start, stop)
         else:
-            block, dense = exact_block(dump, start, stop, self.options, self.total)
+            block, dense = exact_block(dump, start, stop, self.options, self.d)
             coef, base = dense, baseline(block.logits, dense, self.options, dtype)
             grad_magnitude = partial(gradient_magnitude, block.exact.probabilities, dense)
-        gradient = losses = reduced = None
+        gradient = None
         if dump.grad is not None:
             given = read_rows(dump.grad, start, stop)
             gradient = _grade_gradient(block, grad_magnitude(), base.gradients, given, dtype)
-        if self.per_row_loss and dump.loss is not None:
-            losses = _grade_row_losses(block, coef, base.losses[0], np.asarray(dump.loss[start:stop]), dtype)
-        if self.reduced_loss:
-            share = coef.a * self.options.temperature  # 1/D for 'mean', 1 for 'sum'
-            magnitude = math.fsum(loss_magnitude(block.exact.losses, coef) * share)
-            reduced = (math.fsum(block.contributions), magnitude, base.losses[0])
-        return _BlockGrade(stop - start, gradient, losses, reduced)
+        rows = self.per_row_loss or self.reduced_loss
+        return _Slice(
+            gradient,
+            block.exact.losses,
+            block.contributions,
+            loss_magnitude(block.exact.losses, coef) if rows else block.exact.losses,
+            base.losses[0] if rows else block.exact.losses,
+            coef.a,
+        )
 
     def _labels_without_smoothing(
         self, start: int, stop: int
     ) -> tuple[Block, RowScale, Baseline, Callable[[], np.ndarray]]:
         """The block by :mod:`.label_block` (the same numbers, fewer passes); by the dense
         coefficients where its baseline is not finite."""
-        block, stored = exact_rows(self.dump, start, stop, self.options, self.total)
+        block, stored = exact_rows(self.dump, start, stop, self.options, self.d)
         assert block.labels is not None
         classes = block.logits.shape[1]
-        sparse = label_block.label_coefficients(block.labels, classes, self.options, self.total)
+        sparse = label_block.label_coefficients(block.labels, classes, self.options, self.d.total)
         logits = stored if stored.dtype == numpy_dtype(self.dtype) else block.logits
         base = label_block.baseline(logits, sparse, self.options, self.dtype, self.per_row_loss or self.reduced_loss)
         if base is not None:
             return block, sparse, base, partial(label_block.gradient_magnitude, block.exact.probabilities, sparse)
-        dense = coefficients(block.labels, None, classes, self.options, self.total)
+        dense = coefficients(block.labels, None, classes, self.options, self.d.total)
         base = baseline(block.logits, dense, self.options, self.dtype)
         return block, dense, base, partial(gradient_magnitude, block.exact.probabilities, dense)
 
@@ -388,11 +441,11 @@ def _grade_gradient(
     return summarize(_errors(given, expected, unit, magnitude, dtype), baseline_worst, expected, given, block.start)
 
 
-def _grade_row_losses(block: Block, coef: RowScale, route: np.ndarray, given: np.ndarray, dtype: str) -> BlockErrors:
-    expected = block.exact.losses
-    magnitude = loss_magnitude(expected, coef)
+def _grade_row_losses(
+    expected: np.ndarray, magnitude: np.ndarray, route: np.ndarray, given: np.ndarray, dtype: str, start: int
+) -> BlockErrors:
     baseline_worst = _finite_worst(ulps(route, expected, magnitude, dtype))
-    return summarize(ulps(given, expected, magnitude, dtype), baseline_worst, expected, given, block.start)
+    return summarize(ulps(given, expected, magnitude, dtype), baseline_worst, expected, given, start)
 
 
 class _ScalarLoss:
