@@ -203,3 +203,26 @@ def test_z_loss_mean_divides_by_the_whole_dumps_counted_rows_in_every_block(monk
         found = by_dtype.check_dump(dump, options, "float32")
         assert found.correct, entries
         assert found.quantities[0].max_ulps <= 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_routes_worst_error_is_that_of_its_errors(dtype):
+    """max(max d, −min d) in place of the largest |d|: the same number, 0.0 for no error, and
+    NaN or infinity left to the general errors (whose finite worst is taken)."""
+    from sce_cli.grading.by_dtype import _errors, _finite_worst, _worst_error
+
+    rng = np.random.default_rng(3)
+    expected = rng.standard_normal((4, 50))
+    magnitude = np.abs(expected) + 0.5
+    unit = ulp_unit(magnitude, dtype)
+    kind = _numpy(dtype)
+    cases = [expected.astype(kind), (expected * (1 + 1e-3 * rng.standard_normal(expected.shape))).astype(kind)]
+    spoiled = cases[1].copy()
+    spoiled[0, 0], spoiled[1, 1] = np.nan, -np.inf
+    zero = np.zeros_like(expected)
+    pairs = [(cases[0], expected), (cases[1], expected), (spoiled, expected), (zero.astype(kind), -zero)]
+    pairs.append(((-zero).astype(kind), zero))
+    for route, exact in pairs:
+        old = _finite_worst(_errors(route, exact, unit, magnitude, dtype))
+        new = _worst_error(route, exact, unit, magnitude, dtype)
+        assert repr(new) == repr(old)

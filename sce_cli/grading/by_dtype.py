@@ -76,6 +76,7 @@ _QUARTERS = np.array([1.0, 2.0**0.25, 2.0**0.5, 2.0**0.75])
 #: Bin edges in ulps: 0, then 2^(k/4) from 2^-10 to 2^60.
 EDGES = np.concatenate([[0.0], (2.0 ** np.arange(-10, 60)[:, None] * _QUARTERS).ravel(), [2.0**60]])
 _LOWEST_EXPONENT = -10
+_NUMPY_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
 @dataclass
@@ -422,6 +423,18 @@ def _errors(given: np.ndarray, expected: np.ndarray, unit: np.ndarray, magnitude
     return fast if fast is not None else ulps(given, expected, magnitude, dtype)
 
 
+def _worst_error(route: np.ndarray, expected: np.ndarray, unit: np.ndarray, magnitude: np.ndarray, dtype: str) -> float:
+    """_finite_worst(_errors(...)) of a baseline route, one pass cheaper: the largest |d| is
+    max(max d, −min d), read without writing |d| (where d is finite; else as _errors does)."""
+    difference = np.subtract(route.astype(np.float64) if route.dtype not in _NUMPY_FLOATS else route, expected)
+    with np.errstate(invalid="ignore", over="ignore"):
+        difference /= unit
+    worst = max(float(difference.max(initial=0.0)), -float(difference.min(initial=0.0)))
+    if math.isfinite(worst):
+        return worst + 0.0  # not −0.0
+    return _finite_worst(_errors(route, expected, unit, magnitude, dtype))
+
+
 def _finite_worst(errors: np.ndarray) -> float:
     """The worst finite error: where the straightforward computation overflows (inf, NaN) it sets
     no allowance (an infinite allowance would pass any answer)."""
@@ -437,7 +450,7 @@ def _grade_gradient(
 ) -> BlockErrors:
     unit = ulp_unit(magnitude, dtype)
     expected = block.exact.gradient
-    baseline_worst = max(_finite_worst(_errors(route, expected, unit, magnitude, dtype)) for route in routes)
+    baseline_worst = max(_worst_error(route, expected, unit, magnitude, dtype) for route in routes)
     return summarize(_errors(given, expected, unit, magnitude, dtype), baseline_worst, expected, given, block.start)
 
 
