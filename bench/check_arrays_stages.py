@@ -5,8 +5,11 @@ writes one), each stage the way it was and the way it is.
     python bench/check_arrays_stages.py DIR [--blocks 16] [--repeats 3]
 
 Stages are timed block by block over the first --blocks blocks (2^20 entries each), the
-best and the median of --repeats runs, interleaved; the whole pass with and without
-the heap kept (sce_cli.arrays.heap) and with and without the sparse labels' path.
+best and the median of --repeats runs, interleaved, in CPU time (user + system: the
+kernel's zeroing of fresh pages counts, a busy machine's other work does not); the whole
+pass with the dense coefficients and with the sparse labels' path. (What keeping the heap
+saves is measured by whole processes, bench/check_arrays_large.py against main: inside
+one process glibc's thresholds depend on what ran before.)
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -61,41 +63,34 @@ def main() -> None:
 
         return grade
 
-    stages: dict[str, tuple[Callable[[tuple[int, int]], object], bool]] = {
-        "whole block: fresh pages, dense c": (job(False), False),
-        "read logits and gradient": (lambda b: (read_rows(logits, *b), read_rows(grad, *b)), True),
-        "exact (sce's core)": (lambda b: exact_rows(dump, *b, options, d), True),
-        "baseline, dense c, via float64": (lambda b: baseline(first.logits, dense, options, "float32"), True),
-        "baseline, sparse c, as stored": (
-            lambda b: label_block.baseline(stored, sparse, options, "float32", False),
-            True,
+    stages: dict[str, Callable[[tuple[int, int]], object]] = {
+        "read logits and gradient": lambda b: (read_rows(logits, *b), read_rows(grad, *b)),
+        "exact (sce's core)": lambda b: exact_rows(dump, *b, options, d),
+        "baseline, dense c, via float64": lambda b: baseline(first.logits, dense, options, "float32"),
+        "baseline, sparse c, as stored": lambda b: label_block.baseline(stored, sparse, options, "float32", False),
+        "magnitude + unit, dense c": lambda b: ulp_unit(
+            gradient_magnitude(first.exact.probabilities, dense), "float32"
         ),
-        "magnitude + unit, dense c": (
-            lambda b: ulp_unit(gradient_magnitude(first.exact.probabilities, dense), "float32"),
-            True,
+        "magnitude + unit, sparse c": lambda b: ulp_unit(
+            label_block.gradient_magnitude(first.exact.probabilities, sparse), "float32"
         ),
-        "magnitude + unit, sparse c": (
-            lambda b: ulp_unit(label_block.gradient_magnitude(first.exact.probabilities, sparse), "float32"),
-            True,
+        "one quantity's errors": lambda b: ulps_if_finite(given, first.exact.gradient, unit),
+        "histogram, exponent formula": lambda b: np.bincount(
+            by_dtype._bins(errors.ravel()), minlength=len(by_dtype.EDGES) + 1
         ),
-        "one quantity's errors": (lambda b: ulps_if_finite(given, first.exact.gradient, unit), True),
-        "histogram, exponent formula": (
-            lambda b: np.bincount(by_dtype._bins(errors.ravel()), minlength=len(by_dtype.EDGES) + 1),
-            True,
-        ),
-        "histogram, looked up": (lambda b: by_dtype._bin_counts(errors.ravel()), True),
-        "whole block: heap kept, dense c": (job(False), True),
-        "whole block: heap kept, sparse c": (job(True), True),
+        "histogram, looked up": lambda b: by_dtype._bin_counts(errors.ravel()),
+        "whole block, dense c": job(False),
+        "whole block, sparse c (in slices)": job(True),
     }
     times: dict[str, list[float]] = {name: [] for name in stages}
     warnings.simplefilter("ignore")
     for _ in range(args.repeats):
-        for name, (stage, heap) in stages.items():
-            with reused_heap() if heap else nullcontext():
-                began = time.perf_counter()
+        for name, stage in stages.items():
+            with reused_heap():
+                began = time.process_time()
                 for bound in bounds:
                     stage(bound)
-                times[name].append(time.perf_counter() - began)
+                times[name].append(time.process_time() - began)
     by_dtype.SPARSE_LABELS = True
     print(f"{len(bounds)} blocks of {dump.shape[1]:,} classes, {entries:,} entries; load {os.getloadavg()[0]:.1f}")
     for name, spent in times.items():
