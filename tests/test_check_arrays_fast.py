@@ -226,3 +226,4 @@ def test_a_routes_worst_error_is_that_of_its_errors(dtype):
         old = _finite_worst(_errors(route, exact, unit, magnitude, dtype))
         new = _worst_error(route, exact, unit, magnitude, dtype)
         assert repr(new) == repr(old)
+
