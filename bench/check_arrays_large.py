@@ -78,8 +78,9 @@ def generate(folder: Path, rows: int, classes: int) -> None:
     grad.flush()
 
 
-def measure(command: list[str]) -> tuple[float, float, int, str]:
-    """Wall seconds, peak resident MB, exit status and stdout of a child."""
+def measure(command: list[str]) -> tuple[float, float, float, int, str]:
+    """Wall seconds, CPU seconds (user + system, every thread), peak resident MB, exit status
+    and stdout of a child."""
     began = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert child.stdout is not None and child.stderr is not None
@@ -88,7 +89,8 @@ def measure(command: list[str]) -> tuple[float, float, int, str]:
     wall = time.perf_counter() - began
     if err.strip():
         print(err, file=sys.stderr)
-    return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), out
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, cpu, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), out
 
 
 def warm(paths: tuple[Path, ...]) -> None:
@@ -121,19 +123,22 @@ def main() -> None:
         warm(paths)
         logits, labels, grad = map(str, paths)
         sce = [sys.executable, "-m", "sce_cli", "check", "--logits", logits, "--labels", labels, "--grad", grad]
-        wall, rss, code, out = measure([*sce, "--reduction", "mean"])
+        wall, cpu, rss, code, out = measure([*sce, "--reduction", "mean"])
         verdict = next((line for line in out.splitlines() if line.startswith("verdict")), out.strip()[-200:])
-        plain_wall, plain_rss, _, _ = measure([sys.executable, "-c", PLAIN_NUMPY, logits, labels])
+        plain_wall, plain_cpu, plain_rss, _, _ = measure([sys.executable, "-c", PLAIN_NUMPY, logits, labels])
         entries = args.rows * args.classes
         print(
-            f"sce check:        {wall:7.1f} s  {wall / entries * 1e9:5.1f} ns/entry  peak RSS {rss:6.0f} MB  "
-            f"exit {code}  ({verdict})"
+            f"sce check:        {wall:7.1f} s  {wall / entries * 1e9:5.1f} ns/entry  CPU {cpu:6.1f} s  "
+            f"peak RSS {rss:6.0f} MB  exit {code}  ({verdict})"
         )
         print(
             f"plain numpy f64:  {plain_wall:7.1f} s  {plain_wall / entries * 1e9:5.1f} ns/entry  "
-            f"peak RSS {plain_rss:6.0f} MB"
+            f"CPU {plain_cpu:6.1f} s  peak RSS {plain_rss:6.0f} MB"
         )
-        print(f"ratio: {wall / plain_wall:.1f}× (goal: within 2×); peak memory goal: under 1,024 MB")
+        print(
+            f"ratio: {wall / plain_wall:.1f}× wall, {cpu / plain_cpu:.1f}× CPU (goal: within 2×); "
+            f"peak memory goal: under 1,024 MB; load average {os.getloadavg()[0]:.1f}"
+        )
 
 
 if __name__ == "__main__":

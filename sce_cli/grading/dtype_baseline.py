@@ -20,6 +20,7 @@ reduction's scale). Without this, a float32 gradient that prints 0 for a true
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -58,8 +59,10 @@ def ulp_unit(magnitude: np.ndarray, dtype_name: str) -> np.ndarray:
     """One ulp of ``dtype_name`` at each ``magnitude`` (a power of two; the smallest normal's
     ulp below it): :func:`ulps`' unit, from the exponent bits rather than ``frexp``."""
     mantissa, min_exponent = _FORMAT[dtype_name]
-    bits = np.abs(np.asarray(magnitude, dtype=np.float64)).view(np.int64) & np.int64(0x7FF0000000000000)
-    power = np.maximum(bits.view(np.float64), 2.0**min_exponent)
+    # The mask leaves out the sign bit: no abs needed. In place in one new array, for speed.
+    bits = np.bitwise_and(np.asarray(magnitude, dtype=np.float64).view(np.int64), np.int64(0x7FF0000000000000))
+    power = bits.view(np.float64)
+    np.maximum(power, 2.0**min_exponent, out=power)
     power *= 2.0**-mantissa
     return power
 
@@ -74,6 +77,16 @@ def ulps_if_finite(given: np.ndarray, expected: np.ndarray, unit: np.ndarray) ->
     with np.errstate(invalid="ignore", over="ignore"):
         error /= unit
     return error if np.isfinite(error.max(initial=0.0)) else None
+
+
+class RowScale(Protocol):
+    """What a row's loss magnitude needs of its coefficients (dense or kept sparse)."""
+
+    @property
+    def s(self) -> np.ndarray: ...
+
+    @property
+    def a(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -147,6 +160,6 @@ def gradient_magnitude(probabilities: np.ndarray, coef: RowCoefficients) -> np.n
     return coef.a * np.maximum(coef.s[:, None] * probabilities, coef.c)
 
 
-def loss_magnitude(losses: np.ndarray, coef: RowCoefficients) -> np.ndarray:
+def loss_magnitude(losses: np.ndarray, coef: RowScale) -> np.ndarray:
     """max(|loss|, s): a row's loss is log Σe − z_y, computed at the scale of 1 at least."""
     return np.maximum(np.abs(losses), coef.s)

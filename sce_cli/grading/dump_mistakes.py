@@ -50,10 +50,22 @@ WhatIf = Callable[[Block], tuple[np.ndarray, np.ndarray | None]]
 
 
 def exact_block(
-    dump: ArrayDump, start: int, stop: int, options: LossOptions, total: float
+    dump: ArrayDump, start: int, stop: int, options: LossOptions, d: Denominators
 ) -> tuple[Block, RowCoefficients]:
     """Rows start:stop of the dump, their exact float64 result and their loss coefficients."""
-    logits = read_rows(dump.logits, start, stop).astype(np.float64, copy=False)
+    block, _ = exact_rows(dump, start, stop, options, d)
+    coef = coefficients(block.labels, block.targets, block.logits.shape[1], options, d.total)
+    return block, coef
+
+
+def exact_rows(
+    dump: ArrayDump, start: int, stop: int, options: LossOptions, d: Denominators
+) -> tuple[Block, np.ndarray]:
+    """Rows start:stop of the dump and their exact float64 result, with the whole dump's
+    denominators (the mean's and the z-loss's); also the logits as stored."""
+    total = d.total
+    stored = read_rows(dump.logits, start, stop)
+    logits = stored.astype(np.float64, copy=False)
     labels = None if dump.labels is None else np.asarray(dump.labels[start:stop])
     targets = None if dump.targets is None else read_rows(dump.targets, start, stop).astype(np.float64, copy=False)
     # Called in threads: the caller silences the core's warnings (catch_warnings is not thread-safe).
@@ -63,10 +75,10 @@ def exact_block(
         targets=targets,
         options=options,
         mean_denominator=total if options.reduction == "mean" else None,
+        z_loss_denominator=d.counted_rows if options.reduction == "mean" else None,
     )
     contributions = exact.losses * (0.0 if total == 0 else 1 / total) if options.reduction == "mean" else exact.losses
-    coef = coefficients(labels, targets, logits.shape[1], options, total)
-    return Block(start, logits, labels, targets, exact, contributions), coef
+    return Block(start, logits, labels, targets, exact, contributions), stored
 
 
 def denominators(labels: np.ndarray | None, rows: int, options: LossOptions) -> Denominators:
@@ -160,6 +172,7 @@ def _rerun(block: Block, labels: np.ndarray | None, options: LossOptions) -> Sof
             targets=None if labels is not None else block.targets,
             options=options,
             mean_denominator=block.exact.denominator if options.reduction == "mean" else None,
+            z_loss_denominator=block.exact.z_loss_denominator if options.reduction == "mean" else None,
         )
 
 

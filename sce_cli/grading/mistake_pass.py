@@ -55,7 +55,7 @@ def matching_mistakes(
     for start, stop in block_bounds(rows, classes, BLOCK_ENTRIES):
         if not alive:
             break
-        block, coef = exact_block(dump, start, stop, options, d.total)
+        block, coef = exact_block(dump, start, stop, options, d)
         grad_magnitude = None if allowed.gradient is None else gradient_magnitude(block.exact.probabilities, coef)
         loss_size = loss_magnitude(block.exact.losses, coef)
         given_grad = None if dump.grad is None else read_rows(dump.grad, start, stop)

@@ -1,0 +1,102 @@
+"""Where `sce check --arrays` spends its time: ns per entry of each stage of the verdict's pass,
+in one process, on blocks of a float32 .npy dump (bench/check_arrays_large.py --keep DIR
+writes one), each stage the way it was and the way it is.
+
+    python bench/check_arrays_stages.py DIR [--blocks 16] [--repeats 3]
+
+Stages are timed block by block over the first --blocks blocks (2^20 entries each), the
+best and the median of --repeats runs, interleaved, in CPU time (user + system: the
+kernel's zeroing of fresh pages counts, a busy machine's other work does not); the whole
+pass with the dense coefficients and with the sparse labels' path. (What keeping the heap
+saves is measured by whole processes, bench/check_arrays_large.py against main: inside
+one process glibc's thresholds depend on what ran before.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from sce_cli.arrays import ArrayDump
+from sce_cli.arrays.blocks import block_bounds, read_rows
+from sce_cli.arrays.heap import reused_heap
+from sce_cli.grading import by_dtype, label_block
+from sce_cli.grading.dtype_baseline import baseline, coefficients, gradient_magnitude, ulp_unit, ulps_if_finite
+from sce_cli.grading.dump_mistakes import denominators, exact_rows
+from sce_cli.options import LossOptions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder")
+    parser.add_argument("--blocks", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    folder = Path(args.folder)
+    logits = np.load(folder / "logits.npy", mmap_mode="r")
+    labels = np.load(folder / "labels.npy")
+    grad = np.load(folder / "grad.npy", mmap_mode="r")
+    dump = ArrayDump(logits, labels, None, grad, None, {})
+    options = LossOptions(reduction="mean").replace(dtype="float64")
+    d = denominators(labels, len(labels), options)
+    bounds = block_bounds(*dump.shape, by_dtype.BLOCK_ENTRIES)[: args.blocks]
+    entries = sum(stop - start for start, stop in bounds) * dump.shape[1]
+    first = exact_rows(dump, *bounds[0], options, d)[0]
+    dense = coefficients(first.labels, None, dump.shape[1], options, d.total)
+    sparse = label_block.label_coefficients(first.labels, dump.shape[1], options, d.total)
+    stored = read_rows(logits, *bounds[0])
+    given = read_rows(grad, *bounds[0])
+    unit = ulp_unit(gradient_magnitude(first.exact.probabilities, dense), "float32")
+    errors = ulps_if_finite(given, first.exact.gradient, unit)
+    assert errors is not None
+
+    def job(sparse_labels: bool) -> Callable[[tuple[int, int]], object]:
+        def grade(bound: tuple[int, int]) -> object:
+            by_dtype.SPARSE_LABELS = sparse_labels
+            return by_dtype._BlockJob(dump, options, "float32", d, False, False).grade(bound)
+
+        return grade
+
+    stages: dict[str, Callable[[tuple[int, int]], object]] = {
+        "read logits and gradient": lambda b: (read_rows(logits, *b), read_rows(grad, *b)),
+        "exact (sce's core)": lambda b: exact_rows(dump, *b, options, d),
+        "baseline, dense c, via float64": lambda b: baseline(first.logits, dense, options, "float32"),
+        "baseline, sparse c, as stored": lambda b: label_block.baseline(stored, sparse, options, "float32", False),
+        "magnitude + unit, dense c": lambda b: ulp_unit(
+            gradient_magnitude(first.exact.probabilities, dense), "float32"
+        ),
+        "magnitude + unit, sparse c": lambda b: ulp_unit(
+            label_block.gradient_magnitude(first.exact.probabilities, sparse), "float32"
+        ),
+        "one quantity's errors": lambda b: ulps_if_finite(given, first.exact.gradient, unit),
+        "histogram, exponent formula": lambda b: np.bincount(
+            by_dtype._bins(errors.ravel()), minlength=len(by_dtype.EDGES) + 1
+        ),
+        "histogram, looked up": lambda b: by_dtype._bin_counts(errors.ravel()),
+        "whole block, dense c": job(False),
+        "whole block, sparse c (in slices)": job(True),
+    }
+    times: dict[str, list[float]] = {name: [] for name in stages}
+    warnings.simplefilter("ignore")
+    for _ in range(args.repeats):
+        for name, stage in stages.items():
+            with reused_heap():
+                began = time.process_time()
+                for bound in bounds:
+                    stage(bound)
+                times[name].append(time.process_time() - began)
+    by_dtype.SPARSE_LABELS = True
+    print(f"{len(bounds)} blocks of {dump.shape[1]:,} classes, {entries:,} entries; load {os.getloadavg()[0]:.1f}")
+    for name, spent in times.items():
+        best, median = min(spent) / entries * 1e9, sorted(spent)[len(spent) // 2] / entries * 1e9
+        print(f"{name:36s} {best:6.2f} ns/entry (median {median:6.2f})")
+
+
+if __name__ == "__main__":
+    main()
