@@ -48,12 +48,15 @@ def float_name(dtype: np.dtype) -> str | None:
     return name if name in FLOAT_NAMES else None
 
 
-def read_dump(request: DumpRequest, ignore_index: int = -100) -> ArrayDump:
-    """Every array asked for, each checked; labels checked against the class count."""
+def read_dump(request: DumpRequest, ignore_index: int = -100, *, answer: bool = True) -> ArrayDump:
+    """Every array asked for, each checked; labels checked against the class count.
+
+    ``answer=False`` reads the inputs alone (logits, labels or targets), for ``sce batch``:
+    a gradient or loss in the file is then neither needed nor read."""
     shared = None if request.arrays is None else open_arrays(request.arrays)
     found: dict[str, np.ndarray] = {}
     where: dict[str, str] = {}
-    for role in ROLES:
+    for role in ROLES if answer else ROLES[:3]:
         located = _locate(request, shared, role)
         if located is not None:
             source, key = located
@@ -67,7 +70,7 @@ def read_dump(request: DumpRequest, ignore_index: int = -100) -> ArrayDump:
             if "labels" not in found
             else "give labels or targets, not both"
         )
-    if "grad" not in found and "loss" not in found:
+    if answer and "grad" not in found and "loss" not in found:
         raise UsageProblem("nothing to check: the answer to grade is an array 'grad' and/or 'loss' (or --grad/--loss)")
     logits = _logits(found["logits"], where["logits"])
     rows, classes = logits.shape

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from .output import BackgroundWriter, OutputTarget, spooled_copy
 from .records import Block, BlockReader, skip_leading_blank_lines, split_header
 from .signals import raise_if_interrupted, shielded, stopping_signals_handled
 from .wide import WIDE_COLUMNS, WideBlock, parse_wide_block, wide_rows
+
+if TYPE_CHECKING:
+    from ..arrays import DumpRequest
 
 
 @dataclass
@@ -85,6 +88,8 @@ class BatchRequest:
     options: LossOptions = field(default_factory=LossOptions)
     grad_cols: str | None = None
     loss_col: str | None = None
+    arrays: DumpRequest | None = None
+    """A dump of arrays to read instead of the CSV input (see :mod:`.array_run`)."""
 
 
 def open_input(path: str) -> BinaryIO:
@@ -213,6 +218,10 @@ def run_batch(request: BatchRequest, on_progress: Callable[[int, int], None] | N
     """
     import time
 
+    if request.arrays is not None:
+        from .array_run import run_array_batch
+
+        return run_array_batch(request, on_progress)
     started = time.perf_counter()
     with stopping_signals_handled(), readable_input(request) as path:
         denominator = mean_denominator(path, request)
@@ -231,6 +240,11 @@ def _write_output(
     summary: BatchSummary,
     on_progress: Callable[[int, int], None] | None,
 ) -> None:
+    if request.output_format in ("npz", "parquet", "arrow"):
+        from .array_run import write_table_from_csv
+
+        write_table_from_csv(request, path, denominator, summary, on_progress)
+        return
     target: OutputTarget | None = None
     writer: BackgroundWriter | None = None
     try:
