@@ -65,8 +65,10 @@ def read_dump(request: DumpRequest, ignore_index: int = -100, *, answer: bool = 
     if "logits" not in found:
         raise UsageProblem("no logits: give --arrays FILE (with an array 'logits') or --logits FILE")
     if ("labels" in found) == ("targets" in found):
+        held = "" if shared is None or "labels" in found else f" ({shared.path} holds {_listing(shared)})"
         raise UsageProblem(
-            "give the labels (an array 'labels', or --labels FILE) or probability targets ('targets'), one of them"
+            "give the labels (an array 'labels', or --labels FILE) or probability targets ('targets'), "
+            f"one of them{held}"
             if "labels" not in found
             else "give labels or targets, not both"
         )
@@ -103,6 +105,10 @@ def _locate(request: DumpRequest, shared: ArrayFile | None, role: str) -> tuple[
     return shared, key
 
 
+def _listing(source: ArrayFile) -> str:
+    return ", ".join(f"'{n}'" for n in source.names if n != WHOLE_TABLE) or "no arrays"
+
+
 def _as_float_or_int(array: np.ndarray, where: str, role: str) -> np.ndarray:
     if array.dtype.kind == "V" and array.dtype.itemsize == 2:
         # numpy writes ml_dtypes' bfloat16 as 2-byte raw values ('|V2').
@@ -115,6 +121,8 @@ def _as_float_or_int(array: np.ndarray, where: str, role: str) -> np.ndarray:
         return array.view(ml_dtypes.bfloat16)
     if array.dtype.kind in "iu" or float_name(array.dtype) is not None or array.dtype == np.bool_:
         return array
+    if role == "labels":
+        raise DataProblem(f"{where} has type {array.dtype}; labels are class indices: save them as integers")
     raise DataProblem(f"{where} has type {array.dtype}; {role} must be numbers ({', '.join(FLOAT_NAMES)})")
 
 

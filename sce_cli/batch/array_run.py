@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from ..arrays import ArrayDump
-from ..errors import DataProblem, OptionProblem
+from ..errors import DATA, DataProblem, OptionProblem, SceError
 from .array_input import ArrayBlock, array_blocks, compute_array_block, mean_denominators, read_inputs
 from .array_output import BINARY_FORMATS, BinarySink, NpzSink, TableSink, computed_columns
 from .columns import ColumnPlan
@@ -37,7 +37,12 @@ def run_array_batch(request: BatchRequest, on_progress: Progress | None = None) 
     assert request.arrays is not None
     started = time.perf_counter()
     with stopping_signals_handled():
-        dump = read_inputs(request.arrays, request.options)
+        try:
+            dump = read_inputs(request.arrays, request.options)
+        except SceError as error:
+            if type(error) is SceError:  # a file that cannot be opened: 1 in sce batch, as for a CSV input
+                error.exit_code = DATA
+            raise
         _refuse_output_over_inputs(request)
         denominators = mean_denominators(dump, request.options)
         summary = BatchSummary(

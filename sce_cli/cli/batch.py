@@ -115,6 +115,8 @@ def batch(
     if dump is not None:
         _refuse_csv_options(label_col, logit_cols, target_cols, no_header, delimiter, encoding)
         input_path = dump.arrays or dump.paths.get("logits", "")  # for the progress bar and -o's checks
+    elif input_path == "-":
+        _refuse_arrays_on_stdin()
     elif input_path is None:
         raise UsageProblem(
             "give INPUT (a CSV or TSV file, or - for stdin) or arrays (INPUT as .npz etc., --arrays FILE, "
@@ -196,6 +198,20 @@ def _is_arrays(path: str) -> bool:
             return array_suffix(handle.read(8)) is not None
     except OSError:
         return False
+
+
+def _refuse_arrays_on_stdin() -> None:
+    """Array bytes piped in would be read as CSV and fail on their first byte: say what they are."""
+    import sys
+
+    from ..arrays.vector import array_suffix
+
+    peek = getattr(sys.stdin.buffer, "peek", None)
+    suffix = array_suffix(peek(8)[:8]) if peek is not None else None
+    if suffix is not None:
+        raise UsageProblem(
+            f"stdin holds arrays ({suffix}), which sce batch reads from a file: save them and give the file's name"
+        )
 
 
 def _refuse_csv_options(
