@@ -172,8 +172,16 @@ def _labels(array: np.ndarray, where: str, rows: int, classes: int, ignore_index
         raise DataProblem(
             f"{where}: row {row}: label {labels[row]} is out of range for {classes} classes{more}; "
             f"labels are 0-based: use 0 to {classes - 1} (or {ignore_index} to ignore the row)"
+            + _wrapped(array.dtype, int(labels[row]), ignore_index)
         )
     return labels
+
+
+def _wrapped(dtype: np.dtype, label: int, ignore_index: int) -> str:
+    """A hint where an unsigned type has turned the ignore index into a large number (-100 → 156 in uint8)."""
+    if dtype.kind != "u" or ignore_index >= 0 or label != ignore_index % (1 << (8 * dtype.itemsize)):
+        return ""
+    return f"; {dtype} cannot hold {ignore_index} (it became {label}): save the labels as a signed type such as int64"
 
 
 def _loss(array: np.ndarray, where: str, rows: int) -> np.ndarray:

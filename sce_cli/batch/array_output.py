@@ -103,10 +103,12 @@ class TableSink:
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
+        self.rows = 1
 
     def put(self, columns: dict[str, Any]) -> None:
         frame = pl.DataFrame(columns)
         if self.thread is None:
+            self.rows = max(1, frame.height)
             self.thread = threading.Thread(target=self._run, args=(frame.schema,), name="sce-batch-sink", daemon=True)
             self.thread.start()
         self._raise_if_failed()
@@ -133,10 +135,12 @@ class TableSink:
         frames = register_io_source(source, schema=schema)
         path = self.target.temporary or self.target.written
         try:
+            # One row group (record batch) per block: polars would otherwise gather about
+            # 500,000 rows before writing any, whatever their width.
             if self.output_format == "parquet":
-                frames.sink_parquet(path)
+                frames.sink_parquet(path, row_group_size=self.rows)
             else:
-                frames.sink_ipc(path)
+                frames.sink_ipc(path, record_batch_size=self.rows)
         except OSError as error:
             self.error = self.target.write_failure(error)
         except Exception as error:  # polars' own kinds: a full disk among them
