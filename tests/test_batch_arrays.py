@@ -400,10 +400,33 @@ def test_array_options_with_a_csv_input_and_nothing_at_all(tmp_path):
     assert code == 2 and err.startswith("sce: error: give INPUT (a CSV or TSV file, or - for stdin) or arrays")
 
 
-def test_a_csv_input_cannot_go_to_npz_and_says_what_can(tmp_path):
-    source = write_csv(tmp_path / "d.csv", Z, np.array([0, 1]))
-    code, _, err = run(source, "-o", tmp_path / "o.npz")
-    assert code == 2 and "write Parquet (-o out.parquet) or Arrow (-o out.arrow)" in err
+@pytest.mark.parametrize("stdin", [False, True], ids=["file", "stdin"])
+def test_a_csv_input_into_npz_counts_its_rows_first(tmp_path, stdin):
+    logits, labels = make_data(n=30, k=3)
+    names = ["", "a", "ünïcödé long name"] * 10  # an empty cell, and text wider than the first block's
+    frame = pl.DataFrame({"id": names}).hstack(pl.DataFrame({f"z{k}": logits[:, k] for k in range(3)} | {"label": labels}))
+    frame.write_csv(tmp_path / "d.csv")
+    args = ["--logit-cols", "z*", "-q", "-o", tmp_path / "o.npz", "--reduction", "mean"]
+    if stdin:
+        result = runner.invoke(app, ["batch", "-", *map(str, args)], input=(tmp_path / "d.csv").read_bytes())
+        assert result.exit_code == 0, result.stderr
+    else:
+        batch_ok(tmp_path / "d.csv", *args)
+    got = read_output(tmp_path / "o.npz")
+    assert list(got) == ["id", "logits", "labels", "probabilities", "loss", "grad"]
+    assert got["id"].tolist() == names
+    core = softmax_cross_entropy(logits, labels, reduction="mean")
+    assert np.array_equal(got["grad"], core.gradient) and np.array_equal(got["logits"], logits)
+    batch_ok(tmp_path / "d.csv", "--logit-cols", "z*", "-q", "-o", tmp_path / "o.parquet", "--reduction", "mean")
+    table = pl.read_parquet(tmp_path / "o.parquet")
+    assert table["id"].to_list() == names
+    assert all(np.array_equal(got[name], table[name].to_numpy()) for name in list(got)[1:])
+
+
+def test_a_csv_with_a_header_and_no_rows_writes_no_npz(tmp_path):
+    (tmp_path / "d.csv").write_text("z0,z1,label\n")
+    code, _, err = run(tmp_path / "d.csv", "-o", tmp_path / "o.npz")
+    assert (code, err) == (1, "sce: error: the input has a header but no rows\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv"]
 
 

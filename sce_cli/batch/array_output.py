@@ -55,6 +55,24 @@ def _rounded(values: np.ndarray, digits: int) -> np.ndarray:
     return flat.astype(values.dtype, copy=False).reshape(values.shape)
 
 
+def npz_layout(
+    rows: int, classes: int, labels: bool, dtype: str, text_widths: dict[str, int] | None = None
+) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+    """Each member's type and shape, in order: text columns (numpy strings of their widest
+    cell), logits, labels or targets, then the computed arrays in the type computed in."""
+    computed, exact = np.dtype(dtype), np.dtype(np.float64)
+    matrix, vector = (rows, classes), (rows,)
+    layout: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
+        name: (np.dtype(f"<U{width}"), vector) for name, width in (text_widths or {}).items()
+    }
+    layout["logits"] = (exact, matrix)
+    if labels:
+        layout["labels"] = (np.dtype(np.int64), vector)
+    else:
+        layout["targets"] = (exact, matrix)
+    return layout | {"probabilities": (computed, matrix), "loss": (computed, vector), "grad": (computed, matrix)}
+
+
 class BinarySink(Protocol):
     def put(self, columns: dict[str, Any]) -> None: ...
     def close(self) -> None: ...

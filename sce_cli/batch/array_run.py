@@ -18,7 +18,7 @@ import polars as pl
 from ..arrays import ArrayDump
 from ..errors import DATA, DataProblem, OptionProblem, SceError
 from .array_input import ArrayBlock, array_blocks, compute_array_block, mean_denominators, read_inputs
-from .array_output import BINARY_FORMATS, BinarySink, NpzSink, TableSink, computed_columns
+from .array_output import BINARY_FORMATS, BinarySink, NpzSink, TableSink, computed_columns, npz_layout
 from .columns import ColumnPlan
 from .frames import MeanDenominators, ParsedBlock
 from .output import BackgroundWriter, OutputTarget
@@ -119,43 +119,34 @@ def _array_sink(request: BatchRequest, target: OutputTarget, dump: ArrayDump) ->
     if request.output_format == "parquet" or request.output_format == "arrow":
         return TableSink(target, request.output_format)
     rows, classes = dump.shape
-    computed, wide = np.dtype(request.options.dtype), np.dtype(np.float64)
-    matrix, vector = (rows, classes), (rows,)
-    shapes: dict[str, tuple[np.dtype, tuple[int, ...]]] = {"logits": (wide, matrix)}
-    if dump.labels is not None:
-        shapes["labels"] = (np.dtype(np.int64), vector)
-    else:
-        shapes["targets"] = (wide, matrix)
-    shapes |= {"probabilities": (computed, matrix), "loss": (computed, vector), "grad": (computed, matrix)}
+    shapes = npz_layout(rows, classes, dump.labels is not None, request.options.dtype)
     return NpzSink(target, shapes)
 
 
-# --- a CSV input into Parquet or Arrow ------------------------------------------------------------
+# --- a CSV input into .npz, Parquet or Arrow ------------------------------------------------------------
 
 
-def write_table_from_csv(
+def write_arrays_from_csv(
     request: BatchRequest,
     path: str,
     denominator: MeanDenominators | None,
     summary: BatchSummary,
     on_progress: Progress | None,
 ) -> None:
-    """The CSV pipeline's blocks, each as a frame of arrays (the other input columns as text)."""
-    if request.output_format == "npz":
-        raise OptionProblem(
-            "output_path",
-            ".npz output needs the row count before the first row is written, which a CSV input does not "
-            "say; write Parquet (-o out.parquet) or Arrow (-o out.arrow), which numpy reads through polars",
-        )
+    """The CSV pipeline's blocks, each as arrays (the other input columns as text). For .npz,
+    whose members' shapes come first, a first pass counts the rows and measures the text."""
+    layout = _csv_layout(path, request) if request.output_format == "npz" else None
     target: OutputTarget | None = None
-    sink: TableSink | None = None
+    sink: BinarySink | None = None
     try:
         with shielded():
             target = OutputTarget(request.output_path, request.input_path)
-            sink = TableSink(target, request.output_format)
+            sink = TableSink(target, request.output_format) if layout is None else NpzSink(target, layout)
         for parsed, plan, result, reader in computed_blocks(path, request, denominator, wide=True):
             summary.add(result)
             inputs = _csv_inputs(parsed, plan, request.delimiter, request.output_format)
+            if layout is not None:
+                inputs = _as_npz_text(inputs, layout)
             sink.put(computed_columns(inputs, result, request.digits))
             if on_progress is not None:
                 on_progress(reader.bytes_read, summary.rows)
@@ -170,6 +161,30 @@ def write_table_from_csv(
             if target is not None:
                 target.abandon()
         raise
+
+
+def _csv_layout(path: str, request: BatchRequest) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+    """Each .npz member's type and shape: a pass over the input (through the core, so that
+    a bad row stops the run before the output is begun) for the rows and the widest text."""
+    rows, widths, classes, labels = 0, dict[str, int](), 0, True
+    for parsed, plan, result, _ in computed_blocks(path, request, None, wide=True):
+        rows += result.num_rows
+        classes, labels = result.num_classes, parsed.labels is not None
+        for name, column in _csv_inputs(parsed, plan, request.delimiter, "npz").items():
+            if isinstance(column, pl.Series):
+                longest = column.str.len_chars().max()
+                widths[name] = max(widths.get(name, 1), longest if isinstance(longest, int) else 0)
+    if rows == 0:
+        raise DataProblem("the input has a header but no rows")
+    return npz_layout(rows, classes, labels, request.options.dtype, widths)
+
+
+def _as_npz_text(inputs: dict[str, Any], layout: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> dict[str, Any]:
+    """The text columns as numpy strings of the member's width (an empty cell as "")."""
+    return {
+        name: column.fill_null("").to_numpy().astype(layout[name][0]) if isinstance(column, pl.Series) else column
+        for name, column in inputs.items()
+    }
 
 
 def _csv_inputs(

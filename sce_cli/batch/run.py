@@ -144,11 +144,13 @@ def read_blocks(path: str, request: BatchRequest) -> Iterator[tuple[ColumnPlan, 
 
 @contextmanager
 def readable_input(request: BatchRequest) -> Iterator[str]:
-    """A path to read the input from, as often as needed. For 'mean', which
-    reads twice, an input that is not a regular file (stdin, a pipe, a FIFO,
-    a process substitution, a device) is first copied to a spool file in the
-    temporary folder, removed afterwards whatever happens."""
-    if request.options.reduction != "mean" or _is_regular_file(request.input_path):
+    """A path to read the input from, as often as needed. For 'mean' (and .npz
+    output, which needs the row count first), which read twice, an input that
+    is not a regular file (stdin, a pipe, a FIFO, a process substitution, a
+    device) is first copied to a spool file in the temporary folder, removed
+    afterwards whatever happens."""
+    reads_twice = request.options.reduction == "mean" or request.output_format == "npz"
+    if not reads_twice or _is_regular_file(request.input_path):
         yield request.input_path
         return
     stream = open_input(request.input_path)
@@ -241,9 +243,9 @@ def _write_output(
     on_progress: Callable[[int, int], None] | None,
 ) -> None:
     if request.output_format in ("npz", "parquet", "arrow"):
-        from .array_run import write_table_from_csv
+        from .array_run import write_arrays_from_csv
 
-        write_table_from_csv(request, path, denominator, summary, on_progress)
+        write_arrays_from_csv(request, path, denominator, summary, on_progress)
         return
     target: OutputTarget | None = None
     writer: BackgroundWriter | None = None
