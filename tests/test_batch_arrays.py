@@ -343,6 +343,31 @@ def test_a_bad_dump_is_one_line_naming_file_and_array(tmp_path, arrays, status, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]  # nothing written
 
 
+def test_logits_of_more_than_two_axes_say_how_to_flatten_them(tmp_path):
+    path = save(tmp_path, logits=np.zeros((2, 3, 4)), labels=np.zeros((2, 4), int))
+    code, _, err = run(path)
+    assert (code, err) == (
+        1,
+        f"sce: error: {path}: array 'logits' has shape (2, 3, 4); logits must be N × K (rows × classes); "
+        "for classes on axis 1 (N × K × …) save np.moveaxis(x, 1, -1).reshape(-1, K)\n",
+    )
+
+
+def test_progress_is_told_in_bytes_of_the_input_and_rows(tmp_path, monkeypatch):
+    from sce_cli.arrays import DumpRequest
+    from sce_cli.batch import BatchRequest, array_input, run_batch
+
+    monkeypatch.setattr(array_input, "BLOCK_ENTRIES", 40)  # blocks of 10 rows of 4 classes
+    logits, labels = make_data(n=35, k=4)
+    path = save(tmp_path, logits=logits, labels=labels)
+    told: list[tuple[int, int]] = []
+    request = BatchRequest(str(path), str(tmp_path / "o.npz"), output_format="npz", arrays=DumpRequest(str(path)))
+    summary = run_batch(request, on_progress=lambda done, rows: told.append((done, rows)))
+    size = path.stat().st_size
+    assert [rows for _, rows in told] == [10, 20, 30, 35] and summary.rows == 35
+    assert [done for done, _ in told] == [size * rows // 35 for rows in (10, 20, 30, 35)]
+
+
 def test_unsigned_labels_that_wrapped_the_ignore_index_are_explained(tmp_path):
     path = save(tmp_path, logits=Z, labels=np.array([0, -100]).astype(np.uint8))
     code, _, err = run(path)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.test_batch_memory import PROBE
-from tests.test_signals import STOPPING, finish, start, wait_for
+from tests.test_signals import STOPPING, finish, generate, start, wait_for
 
 #: The interpreter with numpy, polars and sce loaded is about 64 MB; a block of
 #: 2^18 entries costs a few MB for each of its arrays. A run that read the
@@ -95,6 +95,30 @@ def test_signal_during_array_output_keeps_the_old_file(tmp_path, medium, suffix,
     process.send_signal(signum)
     stderr = finish(process)
     assert (process.returncode, stderr) == (status, said)
+    assert out.read_bytes() == b"precious\n"
+    assert [p.name for p in folder.iterdir()] == [out.name]
+    assert list(temporary.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory) -> Path:
+    """tests/test_signals.py's 25 MB of CSV logits and labels."""
+    return generate(tmp_path_factory.mktemp("big"), with_gradients=False)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".parquet"])
+def test_signal_during_csv_into_arrays_from_stdin_removes_spool_and_partial_output(tmp_path, big, suffix):
+    # .npz from a pipe: the input is spooled for its two passes; the signal comes in the first or the second.
+    folder = tmp_path / "out"
+    folder.mkdir()
+    out = folder / f"out{suffix}"
+    out.write_bytes(b"precious\n")
+    with open(big, "rb") as stdin:
+        process, temporary = start(["batch", "-", "-o", str(out), "-q"], tmp_path, stdin=stdin)
+        wait_for(process, folder, f".out{suffix}.*.partial")
+        process.send_signal(signal.SIGINT)
+        stderr = finish(process)
+    assert (process.returncode, stderr) == (130, "sce: interrupted (SIGINT)\n")
     assert out.read_bytes() == b"precious\n"
     assert [p.name for p in folder.iterdir()] == [out.name]
     assert list(temporary.iterdir()) == []

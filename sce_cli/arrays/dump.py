@@ -136,7 +136,9 @@ def _logits(array: np.ndarray, where: str) -> np.ndarray:
     if array.ndim == 1:
         array = array.reshape(1, -1)
     if array.ndim != 2:
-        raise DataProblem(f"{where} has shape {tuple(array.shape)}; logits must be N × K (rows × classes)")
+        flat = "; for classes on axis 1 (N × K × …) save np.moveaxis(x, 1, -1).reshape(-1, K)"
+        layout = flat if array.ndim > 2 else ""
+        raise DataProblem(f"{where} has shape {tuple(array.shape)}; logits must be N × K (rows × classes){layout}")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise DataProblem(f"{where} is empty (shape {tuple(array.shape)}); give at least one row of one class")
     return array

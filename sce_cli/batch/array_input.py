@@ -45,9 +45,9 @@ def read_inputs(request: DumpRequest, options: LossOptions) -> ArrayDump:
     return read_dump(request, options.ignore_index, answer=False)
 
 
-def array_blocks(dump: ArrayDump, block_entries: int = BLOCK_ENTRIES) -> Iterator[ArrayBlock]:
+def array_blocks(dump: ArrayDump, block_entries: int | None = None) -> Iterator[ArrayBlock]:
     rows, classes = dump.shape
-    for start, stop in block_bounds(rows, classes, block_entries):
+    for start, stop in block_bounds(rows, classes, block_entries or BLOCK_ENTRIES):
         raise_if_interrupted()
         logits = _widened(read_rows(dump.logits, start, stop))
         labels = None if dump.labels is None else np.asarray(dump.labels[start:stop])
