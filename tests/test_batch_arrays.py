@@ -462,6 +462,22 @@ def test_a_csv_column_named_like_an_output_array_is_refused(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv"]
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a FIFO")
+def test_npz_into_a_fifo_is_refused_before_a_byte_is_written(tmp_path):
+    import threading
+
+    path = save(tmp_path, logits=Z, labels=np.array([0, 1]))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    code, _, err = run(path, "-o", fifo, "-f", "npz")
+    reader.join(timeout=10)
+    assert (code, err) == (2, f"sce: error: -o: {fifo} is a pipe; .npz output is written out of order: name a regular file\n")
+    assert received == [b""]
+
+
 def test_the_output_cannot_be_an_input(tmp_path):
     np.save(tmp_path / "z.npy", Z)
     labels = save(tmp_path, "y.npz", labels=np.array([0, 1]))

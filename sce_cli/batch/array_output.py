@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from ..core import SoftmaxCrossEntropyResult
-from ..errors import DataProblem, SceError
+from ..errors import DataProblem, OptionProblem, SceError
 from .npz_writer import NpzWriter
 from .output import OutputTarget
 
@@ -85,6 +85,12 @@ class NpzSink:
     def __init__(self, target: OutputTarget, shapes: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> None:
         self.target = target
         try:
+            os.lseek(target.stream.fileno(), 0, os.SEEK_CUR)
+        except OSError:
+            raise OptionProblem(
+                "output_path", f"{target.path} is a pipe; .npz output is written out of order: name a regular file"
+            ) from None
+        try:
             self.writer = NpzWriter(target.stream.fileno(), [(name, *spec) for name, spec in shapes.items()])
         except OSError as error:
             raise target.write_failure(error) from None
@@ -122,6 +128,7 @@ class TableSink:
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
         self.rows = 1
+        self.started = False
 
     def put(self, columns: dict[str, Any]) -> None:
         frame = pl.DataFrame(columns)
@@ -148,6 +155,9 @@ class TableSink:
         from polars.io.plugins import register_io_source
 
         def source(*_: Any) -> Iterator[pl.DataFrame]:
+            if self.started:  # a second reader would take some of the frames: refuse, never lose rows
+                raise RuntimeError("polars read the output frames twice")
+            self.started = True
             return self._frames()
 
         frames = register_io_source(source, schema=schema)
