@@ -80,9 +80,15 @@ class BinarySink(Protocol):
 
 
 class NpzSink:
-    """Arrays of known shapes into a .npz, block after block (see :mod:`.npz_writer`)."""
+    """Arrays of known shapes into a .npz, block after block (see :mod:`.npz_writer`), on a
+    second thread: the CRC-32s and the writes (both let go of the interpreter lock) overlap
+    the next block's computing. At most ``depth`` blocks wait, which bounds the memory."""
 
-    def __init__(self, target: OutputTarget, shapes: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> None:
+    _DONE = object()
+
+    def __init__(
+        self, target: OutputTarget, shapes: dict[str, tuple[np.dtype, tuple[int, ...]]], depth: int = 2
+    ) -> None:
         self.target = target
         try:
             os.lseek(target.stream.fileno(), 0, os.SEEK_CUR)
@@ -94,21 +100,48 @@ class NpzSink:
             self.writer = NpzWriter(target.stream.fileno(), [(name, *spec) for name, spec in shapes.items()])
         except OSError as error:
             raise target.write_failure(error) from None
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="sce-batch-npz", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            columns = self.queue.get()
+            if columns is self._DONE:
+                return
+            if self.error is not None:
+                continue  # drain after a failure, so that put() never blocks
+            try:
+                self.writer.write(columns)
+            except OSError as error:  # re-raised on the main thread, naming the file
+                self.error = self.target.write_failure(error)
+            except BaseException as error:
+                self.error = error
 
     def put(self, columns: dict[str, Any]) -> None:
-        try:
-            self.writer.write(columns)
-        except OSError as error:
-            raise self.target.write_failure(error) from None
+        if self.error is not None:
+            raise self.error
+        self.queue.put(columns)
 
     def close(self) -> None:
+        self.queue.put(self._DONE)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
         try:
             self.writer.finish()
         except OSError as error:
             raise self.target.write_failure(error) from None
 
     def abort(self) -> None:
-        pass
+        """Stop after a failure elsewhere: drop what is queued, wait for the thread (before
+        the caller closes the file it writes into)."""
+        if self.thread.is_alive():
+            self.error = self.error or KeyboardInterrupt()
+            with contextlib.suppress(queue.Full):
+                self.queue.put(self._DONE, timeout=2)
+            self.thread.join(timeout=2)
 
 
 class TableSink:

@@ -1,5 +1,5 @@
 """``sce batch`` with arrays on either side: a dump of arrays in (any output
-format), or a CSV input out to Parquet or Arrow.
+format), or a CSV input out to .npz, Parquet or Arrow.
 
 Written as the CSV pipeline writes: to a temporary file renamed into place
 at the end, removed on any failure or signal (see :class:`.output.OutputTarget`).
@@ -74,7 +74,7 @@ def _write_arrays(
     sink: BinarySink | BackgroundWriter | None = None
     rows = dump.shape[0]
     size = _size(request.input_path)
-    plan = array_plan(dump)
+    plan = array_plan(dump) if request.output_format not in BINARY_FORMATS else None
     try:
         with shielded():  # assigned before a signal can be raised, so the except below cleans up
             target = OutputTarget(request.output_path, request.input_path)
@@ -83,6 +83,7 @@ def _write_arrays(
             result = compute_array_block(block, dump, request.options, denominators)
             summary.add(result)
             if isinstance(sink, BackgroundWriter):
+                assert plan is not None
                 sink.put(text_output(block, plan, result, request.digits, request.output_format))
             else:
                 sink.put(computed_columns(_block_inputs(block), result, request.digits))
