@@ -85,7 +85,7 @@ def _json_lines(
         computed = pl.Series(computed.ravel()).round_sig_figs(digits).to_numpy().reshape(computed.shape)
     as_text = not (np.isfinite(inputs).all() and np.isfinite(computed).all())
     names = plan.names + plan.output_names
-    keys = [(("{" if i == 0 else ",") + json.dumps(name, ensure_ascii=False) + ":").encode() for i, name in enumerate(names)]
+    keys = [f"{',' if i else '{'}{json.dumps(name, ensure_ascii=False)}:".encode() for i, name in enumerate(names)]
     labels = [] if block.labels is None else [str(label).encode() for label in block.labels.tolist()]
     lines = []
     for row in range(len(inputs)):
