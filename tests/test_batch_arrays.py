@@ -492,6 +492,35 @@ def test_npz_into_a_fifo_is_refused_before_a_byte_is_written(tmp_path):
     assert received == [b""]
 
 
+def test_a_full_disk_while_writing_npz_names_the_output_and_keeps_the_old_one(tmp_path, monkeypatch):
+    import errno
+
+    from sce_cli.batch import npz_writer
+
+    logits, labels = make_data(n=2000, k=300, seed=11)  # several blocks
+    path = save(tmp_path, logits=logits, labels=labels)
+    out = tmp_path / "o.npz"
+    out.write_bytes(b"precious")
+    real = os.pwrite
+    calls = []
+
+    def pwrite(fd: int, data, position: int) -> int:
+        calls.append(position)
+        if len(calls) > 12:  # in the second block (5 npy headers, then 5 arrays a block)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, position)
+
+    monkeypatch.setattr(npz_writer.os, "pwrite", pwrite)
+    code, _, err = run(path, "-o", out)
+    assert (code, err) == (
+        1,
+        f"sce: error: -o: writing the output {out} failed: no space left on device; {out} is unchanged; "
+        "free some space or write the output elsewhere\n",
+    )
+    assert out.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz", "o.npz"]
+
+
 def test_the_output_cannot_be_an_input(tmp_path):
     np.save(tmp_path / "z.npy", Z)
     labels = save(tmp_path, "y.npz", labels=np.array([0, 1]))
