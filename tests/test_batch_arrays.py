@@ -521,6 +521,20 @@ def test_a_full_disk_while_writing_npz_names_the_output_and_keeps_the_old_one(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz", "o.npz"]
 
 
+def test_an_unknown_format_and_a_dump_named_otherwise(tmp_path):
+    (tmp_path / "x.txt").write_text("z0,z1\n1,2\n")
+    code, _, err = run("--arrays", tmp_path / "x.txt")
+    assert (code, err) == (
+        1,
+        f"sce: error: {tmp_path / 'x.txt'}: not a format sce reads as arrays; "
+        "use .npy, .npz, .safetensors, .parquet, .arrow or .pt\n",
+    )
+    dump = save(tmp_path, logits=Z, labels=np.array([0, 1]))
+    renamed = tmp_path / "dump.bin"  # an .npz by its first bytes
+    renamed.write_bytes(dump.read_bytes())
+    assert batch_ok(renamed, "-q") == batch_ok(dump, "-q")
+
+
 def test_the_output_cannot_be_an_input(tmp_path):
     np.save(tmp_path / "z.npy", Z)
     labels = save(tmp_path, "y.npz", labels=np.array([0, 1]))

@@ -157,3 +157,13 @@ def test_arrays_piped_on_stdin_are_refused_in_one_line(tmp_path, medium):
     assert done.stderr == (
         b"sce: error: stdin holds arrays (.npz), which sce batch reads from a file: save them and give the file's name\n"
     )
+
+
+def test_a_closed_pipe_during_csv_output_of_arrays_exits_141_quietly(tmp_path, medium):
+    process, temporary = start(["batch", str(medium), "-q"], tmp_path, stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith(b"z0,z1,")
+    process.stdout.close()
+    stderr = finish(process)
+    assert (process.returncode, stderr) == (141, "")
+    assert list(temporary.iterdir()) == []
