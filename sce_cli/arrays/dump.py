@@ -48,12 +48,15 @@ def float_name(dtype: np.dtype) -> str | None:
     return name if name in FLOAT_NAMES else None
 
 
-def read_dump(request: DumpRequest, ignore_index: int = -100) -> ArrayDump:
-    """Every array asked for, each checked; labels checked against the class count."""
+def read_dump(request: DumpRequest, ignore_index: int = -100, *, answer: bool = True) -> ArrayDump:
+    """Every array asked for, each checked; labels checked against the class count.
+
+    ``answer=False`` reads the inputs alone (logits, labels or targets), for ``sce batch``:
+    a gradient or loss in the file is then neither needed nor read."""
     shared = None if request.arrays is None else open_arrays(request.arrays)
     found: dict[str, np.ndarray] = {}
     where: dict[str, str] = {}
-    for role in ROLES:
+    for role in ROLES if answer else ROLES[:3]:
         located = _locate(request, shared, role)
         if located is not None:
             source, key = located
@@ -62,12 +65,14 @@ def read_dump(request: DumpRequest, ignore_index: int = -100) -> ArrayDump:
     if "logits" not in found:
         raise UsageProblem("no logits: give --arrays FILE (with an array 'logits') or --logits FILE")
     if ("labels" in found) == ("targets" in found):
+        held = "" if shared is None or "labels" in found else f" ({shared.path} holds {_listing(shared)})"
         raise UsageProblem(
-            "give the labels (an array 'labels', or --labels FILE) or probability targets ('targets'), one of them"
+            "give the labels (an array 'labels', or --labels FILE) or probability targets ('targets'), "
+            f"one of them{held}"
             if "labels" not in found
             else "give labels or targets, not both"
         )
-    if "grad" not in found and "loss" not in found:
+    if answer and "grad" not in found and "loss" not in found:
         raise UsageProblem("nothing to check: the answer to grade is an array 'grad' and/or 'loss' (or --grad/--loss)")
     logits = _logits(found["logits"], where["logits"])
     rows, classes = logits.shape
@@ -107,6 +112,10 @@ def _locate(request: DumpRequest, shared: ArrayFile | None, role: str) -> tuple[
     return shared, key
 
 
+def _listing(source: ArrayFile) -> str:
+    return ", ".join(f"'{n}'" for n in source.names if n != WHOLE_TABLE) or "no arrays"
+
+
 def _as_float_or_int(array: np.ndarray, where: str, role: str) -> np.ndarray:
     if not array.dtype.isnative:
         # Big-endian numbers (np.save of '>f4'): read into this machine's order, at the cost of a copy.
@@ -122,6 +131,8 @@ def _as_float_or_int(array: np.ndarray, where: str, role: str) -> np.ndarray:
         return array.view(ml_dtypes.bfloat16)
     if array.dtype.kind in "iu" or float_name(array.dtype) is not None or array.dtype == np.bool_:
         return array
+    if role == "labels":
+        raise DataProblem(f"{where} has type {array.dtype}; labels are class indices: save them as integers")
     raise DataProblem(f"{where} has type {array.dtype}; {role} must be numbers ({', '.join(FLOAT_NAMES)})")
 
 
@@ -135,7 +146,9 @@ def _logits(array: np.ndarray, where: str) -> np.ndarray:
     if array.ndim == 1:
         array = array.reshape(1, -1)
     if array.ndim != 2:
-        raise DataProblem(f"{where} has shape {tuple(array.shape)}; logits must be N × K (rows × classes)")
+        flat = "; for classes on axis 1 (N × K × …) save np.moveaxis(x, 1, -1).reshape(-1, K)"
+        layout = flat if array.ndim > 2 else ""
+        raise DataProblem(f"{where} has shape {tuple(array.shape)}; logits must be N × K (rows × classes){layout}")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise DataProblem(f"{where} is empty (shape {tuple(array.shape)}); give at least one row of one class")
     return array
@@ -171,8 +184,16 @@ def _labels(array: np.ndarray, where: str, rows: int, classes: int, ignore_index
         raise DataProblem(
             f"{where}: row {row}: label {labels[row]} is out of range for {classes} classes{more}; "
             f"labels are 0-based: use 0 to {classes - 1} (or {ignore_index} to ignore the row)"
+            + _wrapped(array.dtype, int(labels[row]), ignore_index)
         )
     return labels
+
+
+def _wrapped(dtype: np.dtype, label: int, ignore_index: int) -> str:
+    """A hint where an unsigned type has turned the ignore index into a large number (-100 → 156 in uint8)."""
+    if dtype.kind != "u" or ignore_index >= 0 or label != ignore_index % (1 << (8 * dtype.itemsize)):
+        return ""
+    return f"; {dtype} cannot hold {ignore_index} (it became {label}): save the labels as a signed type such as int64"
 
 
 def _loss(array: np.ndarray, where: str, rows: int) -> np.ndarray:

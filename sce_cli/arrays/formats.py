@@ -6,6 +6,7 @@ the others are read whole when an array is first asked for.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import stat
@@ -183,6 +184,8 @@ def _safetensors(path: str) -> ArrayFile:
         raise DataProblem(
             f"{path}: reading .safetensors needs the safetensors package: pip install 'sce[safetensors]'"
         ) from None
+    with contextlib.suppress(ImportError):
+        import ml_dtypes  # noqa: F401  (registers the name 'bfloat16' with numpy, which safetensors asks for)
     try:
         arrays = load_file(path)
     except (SafetensorError, OSError, ValueError, TypeError) as error:

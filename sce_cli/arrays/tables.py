@@ -43,7 +43,9 @@ def table_arrays(path: str) -> dict[str, np.ndarray]:
         if prefix not in arrays and len(numbered) > 1:
             arrays[prefix] = _stacked(path, prefix, [arrays[name] for name in _class_order(path, prefix, numbered)])
     scalar = [n for n in frame.columns if arrays[n].ndim == 1]
-    if len(scalar) == len(frame.columns) > 1:
+    # Only a table of one type is one array: logits_0 … logits_K-1 beside an integer
+    # column 'labels' are the arrays 'logits' and 'labels', not a mixed whole.
+    if len(scalar) == len(frame.columns) > 1 and len({arrays[n].dtype for n in scalar}) == 1:
         arrays[WHOLE_TABLE] = _stacked(path, "the table", [arrays[n] for n in scalar])
     return arrays
 

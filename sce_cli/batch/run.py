@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from .plain import PlainBlock, parse_plain_block, plain_rows
 from .records import Block, BlockReader, skip_leading_blank_lines, split_header
 from .signals import raise_if_interrupted, shielded, stopping_signals_handled
 from .wide import WIDE_COLUMNS, WideBlock, parse_wide_block, wide_rows
+
+if TYPE_CHECKING:
+    from ..arrays import DumpRequest
 
 
 @dataclass
@@ -87,6 +90,8 @@ class BatchRequest:
     options: LossOptions = field(default_factory=LossOptions)
     grad_cols: str | None = None
     loss_col: str | None = None
+    arrays: DumpRequest | None = None
+    """A dump of arrays to read instead of the CSV input (see :mod:`.array_run`)."""
 
 
 def open_input(path: str) -> BinaryIO:
@@ -141,11 +146,13 @@ def read_blocks(path: str, request: BatchRequest) -> Iterator[tuple[ColumnPlan, 
 
 @contextmanager
 def readable_input(request: BatchRequest) -> Iterator[str]:
-    """A path to read the input from, as often as needed. For 'mean', which
-    reads twice, an input that is not a regular file (stdin, a pipe, a FIFO,
-    a process substitution, a device) is first copied to a spool file in the
-    temporary folder, removed afterwards whatever happens."""
-    if request.options.reduction != "mean" or _is_regular_file(request.input_path):
+    """A path to read the input from, as often as needed. For 'mean' (and .npz
+    output, which needs the row count first), which read twice, an input that
+    is not a regular file (stdin, a pipe, a FIFO, a process substitution, a
+    device) is first copied to a spool file in the temporary folder, removed
+    afterwards whatever happens."""
+    reads_twice = request.options.reduction == "mean" or request.output_format == "npz"
+    if not reads_twice or _is_regular_file(request.input_path):
         yield request.input_path
         return
     stream = open_input(request.input_path)
@@ -246,6 +253,10 @@ def run_batch(request: BatchRequest, on_progress: Callable[[int, int], None] | N
     """
     import time
 
+    if request.arrays is not None:
+        from .array_run import run_array_batch
+
+        return run_array_batch(request, on_progress)
     started = time.perf_counter()
     with stopping_signals_handled(), readable_input(request) as path:
         denominator = mean_denominator(path, request)
@@ -264,6 +275,11 @@ def _write_output(
     summary: BatchSummary,
     on_progress: Callable[[int, int], None] | None,
 ) -> None:
+    if request.output_format in ("npz", "parquet", "arrow"):
+        from .array_run import write_arrays_from_csv
+
+        write_arrays_from_csv(request, path, denominator, summary, on_progress)
+        return
     target: OutputTarget | None = None
     writer: BackgroundWriter | None = None
     try:

@@ -7,7 +7,17 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from ..errors import UsageProblem
 from ..numbers import count_of
+from .check_arrays import (
+    ArraysOption,
+    KeyLabels,
+    KeyLogits,
+    KeyTargets,
+    LabelsPathOption,
+    LogitsPathOption,
+    TargetsPathOption,
+)
 from .commandline import say_warning
 from .declarations import (
     BatchFormat,
@@ -36,13 +46,19 @@ from .inputs import check_digits, command_loss_options
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from ..arrays import DumpRequest
     from ..batch import BatchRequest, BatchSummary
 
 
 def batch(
     input_path: Annotated[
-        str, typer.Argument(metavar="INPUT", help="A CSV or TSV file, or - for stdin.", show_default=False)
-    ],
+        Optional[str],
+        typer.Argument(
+            metavar="[INPUT]",
+            help="A CSV or TSV file, or - for stdin; or arrays (.npz, .npy, .safetensors, .parquet, .arrow, .pt).",
+            show_default=False,
+        ),
+    ] = None,
     output: Annotated[
         Optional[str],
         typer.Option("--output", "-o", help="Output file (default: stdout). Written whole or not at all."),
@@ -68,17 +84,45 @@ def batch(
     ] = None,
     output_format: Annotated[
         Optional[BatchFormat],
-        typer.Option("--format", "-f", help="csv, tsv or jsonl (default: from -o's name, else like the input)."),
+        typer.Option(
+            "--format",
+            "-f",
+            help="csv, tsv, jsonl, npz, parquet or arrow (default: from -o's name, else csv or tsv like the input).",
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
+    arrays: ArraysOption = None,
+    logits_path: LogitsPathOption = None,
+    labels_path: LabelsPathOption = None,
+    targets_path: TargetsPathOption = None,
+    key_logits: KeyLogits = None,
+    key_labels: KeyLabels = None,
+    key_targets: KeyTargets = None,
 ) -> None:
-    """Probabilities, loss and gradient for every row of a CSV file, streaming.
+    """Probabilities, loss and gradient for every row of a CSV file or a dump of arrays, streaming.
 
     Example: sce batch samples/batch.csv -o scored.csv
+    Arrays: sce batch dump.npz -o scored.parquet (or --logits a.npy --labels b.npy).
     """
     if digits is not None:
         check_digits(digits)
     options = command_loss_options()  # the loss options declared above
+    dump = _dump_request(
+        input_path,
+        arrays,
+        {"logits": logits_path, "labels": labels_path, "targets": targets_path},
+        {"logits": key_logits, "labels": key_labels, "targets": key_targets},
+    )
+    if dump is not None:
+        _refuse_csv_options(label_col, logit_cols, target_cols, no_header, delimiter, encoding)
+        input_path = dump.arrays or dump.paths.get("logits", "")  # for the progress bar and -o's checks
+    elif input_path == "-":
+        _refuse_arrays_on_stdin()
+    elif input_path is None:
+        raise UsageProblem(
+            "give INPUT (a CSV or TSV file, or - for stdin) or arrays (INPUT as .npz etc., --arrays FILE, "
+            "or --logits FILE --labels FILE)"
+        )
     request = file_request(
         input_path,
         output,
@@ -90,6 +134,7 @@ def batch(
         delimiter=delimiter,
         encoding=encoding,
         digits=digits,
+        arrays=dump,
     )
     request.output_format = output_format_for(
         None if output_format is None else output_format.value, output, request.delimiter
@@ -118,6 +163,84 @@ def _warn_about(summary: BatchSummary) -> None:
         say_warning(
             f"{count_of(summary.infinite_losses, 'row')} {have} an infinite loss (a target class with probability 0)"
         )
+
+
+def _dump_request(
+    input_path: str | None, arrays: str | None, paths: dict[str, str | None], keys: dict[str, str | None]
+) -> DumpRequest | None:
+    """The arrays to read, or None for a CSV input. INPUT is a dump when its name
+    or its first bytes say so: a .npy file is the logits, any other the named arrays."""
+    from ..arrays import DumpRequest
+
+    given = {role: path for role, path in paths.items() if path is not None}
+    renamed = {role: key for role, key in keys.items() if key is not None}
+    if input_path is not None and _is_arrays(input_path):
+        if input_path.lower().endswith(".npy"):
+            if "logits" in given:
+                raise UsageProblem(f"{input_path} is the logits: give it as INPUT or --logits, not both")
+            given["logits"] = input_path
+        elif arrays is not None:
+            raise UsageProblem(f"give the dump once: as INPUT ({input_path}) or --arrays ({arrays})")
+        else:
+            arrays = input_path
+    elif input_path is not None and (arrays is not None or given or renamed):
+        raise UsageProblem(
+            f"{input_path} is read as CSV; --arrays, --logits, --labels, --targets and --key-* go with arrays "
+            "(give the dump alone, without a CSV INPUT)"
+        )
+    if arrays is None and not given and not renamed:
+        return None
+    return DumpRequest(arrays, given, renamed)
+
+
+def _is_arrays(path: str) -> bool:
+    """An array file by its name (.npz, .npy …) or, for a file named otherwise, its first bytes."""
+    from ..arrays import is_array_path
+    from ..arrays.vector import array_suffix
+
+    if is_array_path(path):
+        return True
+    if path == "-" or not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "rb") as handle:
+            return array_suffix(handle.read(8)) is not None
+    except OSError:
+        return False
+
+
+def _refuse_arrays_on_stdin() -> None:
+    """Array bytes piped in would be read as CSV and fail on their first byte: say what they are."""
+    import sys
+
+    from ..arrays.vector import array_suffix
+
+    peek = getattr(sys.stdin.buffer, "peek", None)
+    suffix = array_suffix(peek(8)[:8]) if peek is not None else None
+    if suffix is not None:
+        raise UsageProblem(
+            f"stdin holds arrays ({suffix}), which sce batch reads from a file: save them and give the file's name"
+        )
+
+
+def _refuse_csv_options(
+    label_col: str | None,
+    logit_cols: str | None,
+    target_cols: str | None,
+    no_header: bool,
+    delimiter: str | None,
+    encoding: str,
+) -> None:
+    for name, given, instead in (
+        ("--label-col", label_col is not None, "; name the labels array with --key-labels"),
+        ("--logit-cols", logit_cols is not None, "; name the logits array with --key-logits"),
+        ("--target-cols", target_cols is not None, "; name the targets array with --key-targets"),
+        ("--no-header", no_header, ""),
+        ("--delimiter", delimiter is not None, ""),
+        ("--encoding", encoding != "utf-8", ""),
+    ):
+        if given:
+            raise UsageProblem(f"{name} goes with a CSV input, not with arrays{instead}")
 
 
 def _run_with_progress(request: BatchRequest, stderr: Console) -> BatchSummary:

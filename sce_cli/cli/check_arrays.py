@@ -31,8 +31,8 @@ ArraysOption = Annotated[
     Optional[str],
     typer.Option(
         "--arrays",
-        help="Grade a dump of arrays (.npz, .safetensors, .parquet, .arrow, .pt) named logits, labels or targets, "
-        "grad, loss.",
+        help="A dump of arrays (.npz, .safetensors, .parquet, .arrow, .pt) named logits, labels or targets "
+        "(and for sce check grad, loss).",
         show_default=False,
     ),
 ]

@@ -39,6 +39,9 @@ class BatchFormat(str, Enum):
     csv = "csv"
     tsv = "tsv"
     jsonl = "jsonl"
+    npz = "npz"
+    parquet = "parquet"
+    arrow = "arrow"
 
 
 class CheckFormat(str, Enum):

@@ -24,13 +24,20 @@ def parse_delimiter(value: str | None, input_path: str) -> str:
 
 
 def output_format_for(chosen: str | None, output: str | None, delimiter: str) -> str:
-    """--format, else from -o's name, else like the input."""
-    if chosen is not None:
-        return chosen
+    """--format, else from -o's name, else like the input. The array formats
+    (.npz, Parquet, Arrow) are written to a file, never to stdout."""
+    from ..batch.array_output import BINARY_FORMATS, BINARY_SUFFIXES, UNWRITTEN_SUFFIXES
+
     suffix = os.path.splitext(output or "")[1].lower()
-    if suffix in (".tsv", ".jsonl", ".csv"):
-        return suffix[1:]
-    return "tsv" if delimiter == "\t" else "csv"
+    if chosen is None and suffix in UNWRITTEN_SUFFIXES:
+        raise UsageProblem(f"-o {output}: {UNWRITTEN_SUFFIXES[suffix]}")
+    if chosen is None:
+        chosen = BINARY_SUFFIXES.get(suffix) or (suffix[1:] if suffix in (".tsv", ".jsonl", ".csv") else None)
+    if chosen is None:
+        chosen = "tsv" if delimiter == "\t" else "csv"
+    if chosen in BINARY_FORMATS and output in (None, "-"):
+        raise UsageProblem(f"--format {chosen}: binary output goes to a file; name it with -o FILE")
+    return chosen
 
 
 def file_request(

@@ -1,0 +1,217 @@
+"""``sce batch`` with arrays on either side: a dump of arrays in (any output
+format), or a CSV input out to .npz, Parquet or Arrow.
+
+Written as the CSV pipeline writes: to a temporary file renamed into place
+at the end, removed on any failure or signal (see :class:`.output.OutputTarget`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ..arrays import ArrayDump
+from ..errors import DATA, DataProblem, OptionProblem, SceError
+from .array_input import ArrayBlock, array_blocks, compute_array_block, mean_denominators, read_inputs
+from .array_output import BINARY_FORMATS, BinarySink, NpzSink, TableSink, computed_columns, npz_layout
+from .columns import ColumnPlan
+from .frames import MeanDenominators, ParsedBlock
+from .output import BackgroundWriter, OutputTarget
+from .plain import PlainBlock
+from .run import BatchRequest, BatchSummary, computed_blocks
+from .signals import shielded, stopping_signals_handled
+from .text_of_arrays import array_plan, text_output
+from .wide import WideBlock
+
+Progress = Callable[[int, int], None]
+#: The names of the binary outputs' arrays, which a CSV input's other columns must not take.
+ARRAY_NAMES = ("logits", "labels", "targets", "probabilities", "loss", "grad")
+
+
+def run_array_batch(request: BatchRequest, on_progress: Progress | None = None) -> BatchSummary:
+    """Every row of the dump through the core, into the output; the summary."""
+    assert request.arrays is not None
+    started = time.perf_counter()
+    with stopping_signals_handled():
+        try:
+            dump = read_inputs(request.arrays, request.options)
+        except SceError as error:
+            if type(error) is SceError:  # a file that cannot be opened: 1 in sce batch, as for a CSV input
+                error.exit_code = DATA
+            raise
+        _refuse_output_over_inputs(request)
+        denominators = mean_denominators(dump, request.options)
+        summary = BatchSummary(
+            reduction=request.options.reduction, denominator=denominators.cross_entropy if denominators else 0.0
+        )
+        _write_arrays(request, dump, denominators, summary, on_progress)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _refuse_output_over_inputs(request: BatchRequest) -> None:
+    assert request.arrays is not None
+    output = request.output_path
+    if output in (None, "-", "") or not os.path.exists(output):
+        return
+    for path in (request.arrays.arrays, *request.arrays.paths.values()):
+        if path is not None and os.path.exists(path) and os.path.samefile(path, output):
+            raise OptionProblem("output_path", f"{output} is an input file; write the output to another file")
+
+
+def _write_arrays(
+    request: BatchRequest,
+    dump: ArrayDump,
+    denominators: MeanDenominators | None,
+    summary: BatchSummary,
+    on_progress: Progress | None,
+) -> None:
+    target: OutputTarget | None = None
+    sink: BinarySink | BackgroundWriter | None = None
+    rows = dump.shape[0]
+    size = _size(request.input_path)
+    plan = array_plan(dump) if request.output_format not in BINARY_FORMATS else None
+    try:
+        with shielded():  # assigned before a signal can be raised, so the except below cleans up
+            target = OutputTarget(request.output_path, request.input_path)
+            sink = _array_sink(request, target, dump)
+        for block in array_blocks(dump):
+            result = compute_array_block(block, dump, request.options, denominators)
+            summary.add(result)
+            if isinstance(sink, BackgroundWriter):
+                assert plan is not None
+                sink.put(text_output(block, plan, result, request.digits, request.output_format))
+            else:
+                sink.put(computed_columns(_block_inputs(block), result, request.digits))
+            if on_progress is not None:
+                on_progress(size * summary.rows // rows, summary.rows)
+        sink.close()
+        target.finish()
+    except BaseException:
+        with shielded():
+            if sink is not None:
+                sink.abort()
+            if target is not None:
+                target.abandon()
+        raise
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _block_inputs(block: ArrayBlock) -> dict[str, np.ndarray]:
+    if block.labels is not None:
+        return {"logits": block.logits, "labels": block.labels}
+    assert block.targets is not None
+    return {"logits": block.logits, "targets": block.targets}
+
+
+def _array_sink(request: BatchRequest, target: OutputTarget, dump: ArrayDump) -> BinarySink | BackgroundWriter:
+    if request.output_format not in BINARY_FORMATS:
+        return BackgroundWriter(target, request.output_format)
+    if request.output_format == "parquet" or request.output_format == "arrow":
+        return TableSink(target, request.output_format)
+    rows, classes = dump.shape
+    shapes = npz_layout(rows, classes, dump.labels is not None, request.options.dtype)
+    return NpzSink(target, shapes)
+
+
+# --- a CSV input into .npz, Parquet or Arrow ------------------------------------------------------------
+
+
+def write_arrays_from_csv(
+    request: BatchRequest,
+    path: str,
+    denominator: MeanDenominators | None,
+    summary: BatchSummary,
+    on_progress: Progress | None,
+) -> None:
+    """The CSV pipeline's blocks, each as arrays (the other input columns as text). For .npz,
+    whose members' shapes come first, a first pass counts the rows and measures the text."""
+    layout = _csv_layout(path, request) if request.output_format == "npz" else None
+    target: OutputTarget | None = None
+    sink: BinarySink | None = None
+    try:
+        with shielded():
+            target = OutputTarget(request.output_path, request.input_path)
+            sink = TableSink(target, request.output_format) if layout is None else NpzSink(target, layout)
+        for parsed, plan, result, reader in computed_blocks(path, request, denominator, wide=True):
+            assert not isinstance(parsed, PlainBlock)  # plain blocks only when asked for (plain=True)
+            summary.add(result)
+            inputs = _csv_inputs(parsed, plan, request.delimiter, request.output_format)
+            if layout is not None:
+                inputs = _as_npz_text(inputs, layout)
+            sink.put(computed_columns(inputs, result, request.digits))
+            if on_progress is not None:
+                on_progress(reader.bytes_read, summary.rows)
+        if summary.rows == 0:
+            raise DataProblem("the input has a header but no rows")
+        sink.close()
+        target.finish()
+    except BaseException:
+        with shielded():
+            if sink is not None:
+                sink.abort()
+            if target is not None:
+                target.abandon()
+        raise
+
+
+def _csv_layout(path: str, request: BatchRequest) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+    """Each .npz member's type and shape: a pass over the input (through the core, so that
+    a bad row stops the run before the output is begun) for the rows and the widest text."""
+    rows, widths, classes, labels = 0, dict[str, int](), 0, True
+    for parsed, plan, result, _ in computed_blocks(path, request, None, wide=True):
+        assert not isinstance(parsed, PlainBlock)  # plain blocks only when asked for (plain=True)
+        rows += result.num_rows
+        classes, labels = result.num_classes, parsed.labels is not None
+        for name, column in _csv_inputs(parsed, plan, request.delimiter, "npz").items():
+            if isinstance(column, pl.Series):
+                longest = column.str.len_chars().max()
+                widths[name] = max(widths.get(name, 1), longest if isinstance(longest, int) else 0)
+    if rows == 0:
+        raise DataProblem("the input has a header but no rows")
+    return npz_layout(rows, classes, labels, request.options.dtype, widths)
+
+
+def _as_npz_text(inputs: dict[str, Any], layout: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> dict[str, Any]:
+    """The text columns as numpy strings of the member's width (an empty cell as "")."""
+    return {
+        name: column.fill_null("").to_numpy().astype(layout[name][0]) if isinstance(column, pl.Series) else column
+        for name, column in inputs.items()
+    }
+
+
+def _csv_inputs(
+    parsed: ParsedBlock | WideBlock, plan: ColumnPlan, delimiter: str, output_format: str
+) -> dict[str, Any]:
+    """The block's input columns: the other columns as their text, then the grouped ones as arrays."""
+    grouped = {plan.label, *plan.logits, *(plan.targets or ())}
+    others = [name for name in plan.names if name not in grouped]
+    clash = [name for name in others if name in ARRAY_NAMES]
+    if clash:
+        raise DataProblem(
+            f"the input has a column {clash[0]!r}, the name of one of the {output_format} output's arrays; "
+            "rename the column, or choose the logit columns with --logit-cols"
+        )
+    inputs: dict[str, Any] = {}
+    if isinstance(parsed, ParsedBlock):
+        inputs = {name: parsed.text.get_column(name) for name in others}
+    elif others:  # plain lines (no quotes): each cell is the text between delimiters
+        cells = [record.decode("utf-8").split(delimiter) for record in parsed.records]
+        inputs = {name: pl.Series(name, [row[plan.positions[name]] for row in cells], pl.String) for name in others}
+    inputs["logits"] = parsed.logits
+    if parsed.labels is not None:
+        inputs["labels"] = parsed.labels
+    else:
+        inputs["targets"] = parsed.targets
+    return inputs
