@@ -217,9 +217,9 @@ def assert_cross_entropy_close(
     answer_type = float_name(arrays["grad"].dtype) if dtype is None else dtype
     try:
         dump = _dump_in_rows(arrays, _as_numpy(labels_or_targets), loss is not None, class_axis, options)
+        found = check_dump(dump, _loss_options(options), answer_type or "float64")
     except SceError as problem:
         raise ValueError(str(problem)) from None
-    found = check_dump(dump, _loss_options(options), answer_type or "float64")
     if not found.correct:
         from rich.console import Console
 

@@ -437,3 +437,29 @@ def test_an_array_given_twice_or_a_key_not_found_is_refused_not_guessed(tmp_path
         "--key-grad", "foo",
     )
     assert (code, err) == (1, f"sce: error: {tmp_path / 'other.npy'}: no array 'foo' (it holds 'other'); fix --key-grad\n")
+
+
+def test_a_dump_the_loss_is_not_defined_for_is_bad_data_named_where_not_an_internal_error(tmp_path):
+    """Regression: a NaN logit, a row of -inf or targets that do not sum to 1 in a dump were
+    'internal error' (exit 70); the row must be the dump's, not the block's."""
+    from sce_cli.grading import by_dtype
+
+    z = np.random.default_rng(0).normal(size=(3000, 400)).astype(np.float32)
+    z[2900, :] = -np.inf  # beyond the first block of rows
+    np.savez(tmp_path / "masked.npz", logits=z, labels=np.zeros(3000, np.int64), grad=np.zeros_like(z))
+    assert 3000 * 400 > by_dtype.BLOCK_ENTRIES
+    code, _, err = run("--arrays", tmp_path / "masked.npz")
+    assert (code, err) == (
+        1,
+        f"sce: error: {tmp_path / 'masked.npz'}: array 'logits', row 2900: every logit in the row is -inf, "
+        "so the softmax is undefined; leave at least one class finite\n",
+    )
+    z = np.zeros((4, 5), np.float32)
+    z[2, 3] = np.nan
+    np.savez(tmp_path / "nan.npz", logits=z, labels=np.arange(4), grad=z)
+    code, _, err = run("--arrays", tmp_path / "nan.npz")
+    assert (code, err) == (
+        1,
+        f"sce: error: {tmp_path / 'nan.npz'}: array 'logits', row 2, class 3: logit nan is not allowed; "
+        "logits must be finite numbers or -inf (a masked class)\n",
+    )

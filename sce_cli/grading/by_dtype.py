@@ -40,6 +40,8 @@ import numpy as np
 from ..arrays import ArrayDump
 from ..arrays.blocks import block_bounds, read_rows
 from ..arrays.heap import reused_heap
+from ..core import InvalidInput
+from ..errors import DataProblem
 from ..options import LossOptions
 from . import label_block
 from .dtype_baseline import (
@@ -362,6 +364,12 @@ class _BlockJob:
     reduced_loss: bool
 
     def grade(self, bounds: tuple[int, int]) -> _BlockGrade:
+        try:
+            return self._grade(bounds)
+        except InvalidInput as problem:  # a NaN logit, a row of -inf, targets that do not sum to 1
+            raise _bad_dump(problem, self.dump.where, bounds[0]) from None
+
+    def _grade(self, bounds: tuple[int, int]) -> _BlockGrade:
         start, stop = bounds
         sparse = SPARSE_LABELS and label_block.applies(self.dump.labels, self.options)
         # Rows are graded in slices whose arrays stay in the cache; the results are row by row
@@ -422,6 +430,17 @@ class _BlockJob:
         dense = coefficients(block.labels, None, classes, self.options, self.d.total)
         base = baseline(block.logits, dense, self.options, self.dtype)
         return block, dense, base, partial(gradient_magnitude, block.exact.probabilities, dense)
+
+
+def _bad_dump(problem: InvalidInput, where: dict[str, str], first_row: int) -> DataProblem:
+    """The core's words for a bad input, placed in the dump: its file and array, its row in the whole dump."""
+    place = [where.get(problem.field, problem.field)]
+    if problem.row is not None:
+        place.append(f"row {first_row + problem.row}")
+    if problem.column is not None:
+        place.append(f"class {problem.column}")
+    hint = f"; {problem.hint}" if problem.hint else ""
+    return DataProblem(f"{', '.join(place)}: {problem.problem}{hint}")
 
 
 def _errors(given: np.ndarray, expected: np.ndarray, unit: np.ndarray, magnitude: np.ndarray, dtype: str) -> np.ndarray:
