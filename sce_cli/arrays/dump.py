@@ -54,14 +54,25 @@ def read_dump(request: DumpRequest, ignore_index: int = -100, *, answer: bool = 
     ``answer=False`` reads the inputs alone (logits, labels or targets), for ``sce batch``:
     a gradient or loss in the file is then neither needed nor read."""
     shared = None if request.arrays is None else open_arrays(request.arrays)
-    found: dict[str, np.ndarray] = {}
-    where: dict[str, str] = {}
+    sources: dict[str, tuple[ArrayFile, str]] = {}
     for role in ROLES if answer else ROLES[:3]:
         located = _locate(request, shared, role)
         if located is not None:
-            source, key = located
-            where[role] = f"{source.path}: array '{key}'"
-            found[role] = _as_float_or_int(source.load(key), where[role], role)
+            sources[role] = located
+    _check_roles(sources, shared, answer)  # before any data is read: a compressed member may be huge
+    where = {role: f"{source.path}: array '{key}'" for role, (source, key) in sources.items()}
+    found = {role: _as_float_or_int(source.load(key), where[role], role) for role, (source, key) in sources.items()}
+    logits = _logits(found["logits"], where["logits"])
+    rows, classes = logits.shape
+    labels = None if "labels" not in found else _labels(found["labels"], where["labels"], rows, classes, ignore_index)
+    targets = None if "targets" not in found else _matrix(found["targets"], where["targets"], rows, classes, "targets")
+    grad = None if "grad" not in found else _matrix(found["grad"], where["grad"], rows, classes, "gradient")
+    loss = None if "loss" not in found else _loss(found["loss"], where["loss"], rows)
+    return ArrayDump(logits, labels, targets, grad, loss, where)
+
+
+def _check_roles(found: dict[str, tuple[ArrayFile, str]], shared: ArrayFile | None, answer: bool) -> None:
+    """The usage errors: which arrays are missing or given both ways."""
     if "logits" not in found:
         raise UsageProblem("no logits: give --arrays FILE (with an array 'logits') or --logits FILE")
     if ("labels" in found) == ("targets" in found):
@@ -74,13 +85,6 @@ def read_dump(request: DumpRequest, ignore_index: int = -100, *, answer: bool = 
         )
     if answer and "grad" not in found and "loss" not in found:
         raise UsageProblem("nothing to check: the answer to grade is an array 'grad' and/or 'loss' (or --grad/--loss)")
-    logits = _logits(found["logits"], where["logits"])
-    rows, classes = logits.shape
-    labels = None if "labels" not in found else _labels(found["labels"], where["labels"], rows, classes, ignore_index)
-    targets = None if "targets" not in found else _matrix(found["targets"], where["targets"], rows, classes, "targets")
-    grad = None if "grad" not in found else _matrix(found["grad"], where["grad"], rows, classes, "gradient")
-    loss = None if "loss" not in found else _loss(found["loss"], where["loss"], rows)
-    return ArrayDump(logits, labels, targets, grad, loss, where)
 
 
 def _locate(request: DumpRequest, shared: ArrayFile | None, role: str) -> tuple[ArrayFile, str] | None:
