@@ -527,3 +527,39 @@ def test_logits_file_statuses_follow_the_one_table(tmp_path):
     np.save(damaged, np.array([2.0, 3.0, 4.0]))
     damaged.write_bytes(damaged.read_bytes()[:-8])
     assert sce("grad", "--logits-file", str(damaged), "-l", "1").exit_code == 1
+
+
+@pytest.mark.parametrize(
+    "row, said",
+    [
+        (
+            "1" + "0" * 400 + ",0,0",
+            "line 2, column z0: '1000000000000000000000000000000000000000'… (401 characters) is beyond float64's "
+            "range (±1.8e308); write a smaller number, or inf",
+        ),
+        ("0,-1e400,0", "line 2, column z1: '-1e400' is beyond float64's range (±1.8e308); write a smaller number, or inf"),
+        (
+            "x" * 5000 + ",0,0",
+            "line 2, column z0: 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'… (5,000 characters) is not a number; "
+            "if z0 is not a logit column, name the logit columns with --logit-cols",
+        ),
+        ("1" * 200_000 + ",0,0", "line 2: a field of more than 131,072 characters; a cell holds a number, a label or a short text"),
+    ],
+    ids=["beyond float64", "-1e400 not a masked class", "a long bad cell", "beyond the csv field limit"],
+)
+def test_numbers_beyond_float64_and_long_cells_in_a_file(tmp_path, row, said):
+    """Regression: 1e400 in a file was read as an inf nobody wrote (and -1e400 as a masked
+    class, silently); a 5,000-character cell was echoed whole; a field beyond the csv
+    module's limit was an internal error (exit 70)."""
+    result = sce("batch", str(write(tmp_path, "in.csv", f"z0,z1,label\n{row}\n")), "-q")
+    assert (result.exit_code, result.stderr) == (1, f"sce: error: {said}\n")
+
+
+def test_a_number_beyond_float64_in_a_wide_row(tmp_path):
+    names = ",".join(f"z{k}" for k in range(1200))
+    text = f"{names},label\n" + ",".join(["0.5"] * 1199) + ",1e999,1\n"
+    result = sce("batch", str(write(tmp_path, "wide.csv", text)), "-q")
+    assert (result.exit_code, result.stderr) == (
+        1,
+        "sce: error: line 2, column z1199: '1e999' is beyond float64's range (±1.8e308); write a smaller number, or inf\n",
+    )

@@ -5,6 +5,7 @@ building and writing the output frame."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -80,7 +81,27 @@ def _numbers(
         rejected = values.get_column(name).is_null()
         if rejected.any():
             array[:, k] = _read_rejected(frame, array[:, k], rejected, name, block, plan, delimiter)
+    overflow = overflowed_cell(array, lambda row, k: frame[row, columns[k]])
+    if overflow is not None:
+        row, k = overflow
+        raise _cell_problem(frame, row, columns[k], block, plan, delimiter, BEYOND_FLOAT64)
     return array
+
+
+#: A written number whose value is beyond float64: read as ±inf, it would be an inf nobody wrote
+#: (and -1e400 a masked class), so it is refused where it is written, as sce grad refuses it typed.
+BEYOND_FLOAT64 = "is beyond float64's range (±1.8e308); write a smaller number, or inf"
+
+
+def overflowed_cell(array: np.ndarray, text_of: Callable[[int, int], str | None]) -> tuple[int, int] | None:
+    """The first cell read as ±inf whose text does not spell inf (1e400), as (row, column)."""
+    if not np.isinf(array).any():
+        return None
+    for row, k in np.argwhere(np.isinf(array)):
+        text = text_of(int(row), int(k))
+        if text is None or "inf" not in text.lower():
+            return int(row), int(k)
+    return None
 
 
 def _read_rejected(
@@ -134,9 +155,14 @@ def _cell_problem(
     if value is None or not value.strip():
         return DataProblem(f"line {line}, column {column}: the value is empty; every row needs a value here")
     hint = ""
-    if plan.logits_by_default and column in plan.logits:
+    if plan.logits_by_default and column in plan.logits and problem.startswith("is not a number"):
         hint = f"; if {column} is not a logit column, name the logit columns with --logit-cols"
-    return DataProblem(f"line {line}, column {column}: {value!r} {problem}{hint}")
+    return DataProblem(f"line {line}, column {column}: {shown(value)} {problem}{hint}")
+
+
+def shown(value: str, limit: int = 40) -> str:
+    """A cell as an error line quotes it: whole, or its start and its length when long."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value):,} characters)"
 
 
 def _field_count_problem(line: int, found: int, expected: int) -> DataProblem:

@@ -90,13 +90,12 @@ def parse_plain_block(block: Block, plan: ColumnPlan, delimiter: str) -> PlainBl
         return None
     if plan.names[-1] not in _numeric_schema(plan) and not _one_field_per_column(lines, plan, delimiter):
         return None
-    return PlainBlock(
-        lines,
-        numbers.select(plan.logits).to_numpy(),
-        None if plan.label is None else numbers.get_column(plan.label).to_numpy(),
-        None if plan.targets is None else numbers.select(plan.targets).to_numpy(),
-        block.first_line,
-    )
+    logits = numbers.select(plan.logits).to_numpy()
+    targets = None if plan.targets is None else numbers.select(plan.targets).to_numpy()
+    if np.isinf(logits).any() or (targets is not None and np.isinf(targets).any()):
+        return None  # inf written, or a number beyond float64 read as inf: the usual way tells them apart
+    labels = None if plan.label is None else numbers.get_column(plan.label).to_numpy()
+    return PlainBlock(lines, logits, labels, targets, block.first_line)
 
 
 def _numeric_schema(plan: ColumnPlan) -> dict[str, type[pl.DataType]]:

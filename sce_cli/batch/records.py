@@ -198,6 +198,11 @@ def _unreadable(line: int, error: csv.Error) -> DataProblem:
             f"line {line}: a carriage return (\\r) alone ends a line; sce reads lines that end with \\n or \\r\\n: "
             "convert the line ends, for example with tr '\\r' '\\n' < IN > OUT"
         )
+    if "field larger than field limit" in str(error):
+        return DataProblem(
+            f"line {line}: a field of more than {csv.field_size_limit():,} characters; "
+            "a cell holds a number, a label or a short text"
+        )
     return DataProblem(f"line {line}: cannot be read as CSV ({error})")
 
 

@@ -28,7 +28,7 @@ import polars as pl
 from ..core import SoftmaxCrossEntropyResult
 from ..numbers import read_number
 from .columns import ColumnPlan
-from .frames import _cell_problem, _labels
+from .frames import BEYOND_FLOAT64, _cell_problem, _labels, overflowed_cell
 from .records import Block
 
 #: From this many input columns on, a block is read and written the wide way.
@@ -129,6 +129,11 @@ def _numbers(
                 column = texts.gather(np.arange(rows) * len(columns) + k).to_frame(name)
                 raise _cell_problem(column, int(row), name, block, plan, delimiter, "is not a number")
             array[row, k] = number
+    overflow = overflowed_cell(array, lambda row, k: texts[row * len(columns) + k])
+    if overflow is not None:
+        row, k = overflow
+        column = texts.gather(np.arange(rows) * len(columns) + k).to_frame(columns[k])
+        raise _cell_problem(column, row, columns[k], block, plan, delimiter, BEYOND_FLOAT64)
     return array
 
 
