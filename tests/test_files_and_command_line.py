@@ -563,3 +563,13 @@ def test_a_number_beyond_float64_in_a_wide_row(tmp_path):
         1,
         "sce: error: line 2, column z1199: '1e999' is beyond float64's range (±1.8e308); write a smaller number, or inf\n",
     )
+
+
+def test_a_utf16_file_is_told_its_encoding(tmp_path):
+    path = write(tmp_path, "u16.csv", "z0,z1,label\n1,2,0\n".encode("utf-16"))
+    result = sce("batch", str(path), "-q")
+    assert (result.exit_code, result.stderr) == (
+        1,
+        "sce: error: line 1: the file starts with a UTF-16 byte-order mark; give --encoding utf-16\n",
+    )
+    assert sce("batch", str(path), "-q", "--encoding", "utf-16").stdout.startswith("z0,z1,label,p_z0")

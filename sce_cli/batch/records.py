@@ -62,6 +62,9 @@ class BlockReader:
         if not raw:
             self.finished = True
         if self.passthrough:
+            if not self.started and raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                # What Windows PowerShell 5's Out-File writes; latin-1 would read it as garbage.
+                raise DataProblem("line 1: the file starts with a UTF-16 byte-order mark; give --encoding utf-16")
             if not self.started and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8) :]
             self.started = True
