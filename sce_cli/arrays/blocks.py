@@ -27,7 +27,9 @@ def read_rows(array: np.ndarray, start: int, stop: int) -> np.ndarray:
     """``array[start:stop]`` as an array of its own (read from the file when memory-mapped)."""
     root = _mapped_root(array)
     if root is None:
-        return np.asarray(array[start:stop])
+        # Row-major always: a Fortran-order array's rows would be summed in another order, and
+        # the same-type baseline (so the allowance) would depend on how the dump was stored.
+        return np.ascontiguousarray(array[start:stop])
     row_shape = tuple(array.shape[1:])
     out = np.empty((stop - start, *row_shape), dtype=array.dtype)
     row_bytes = array.dtype.itemsize * math.prod(row_shape)
