@@ -9,7 +9,6 @@ against the class count before the first row is written.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,10 +16,10 @@ import numpy as np
 
 from ..arrays import ArrayDump, DumpRequest, read_dump
 from ..arrays.blocks import block_bounds, read_rows
-from ..core import InvalidInput, SoftmaxCrossEntropyResult, softmax_cross_entropy
-from ..errors import DataProblem, option_problem
+from ..core import InvalidInput, SoftmaxCrossEntropyResult
+from ..errors import DataProblem
 from ..options import LossOptions
-from .frames import MeanDenominators
+from .frames import MeanDenominators, core_on_block
 from .signals import raise_if_interrupted
 
 #: Entries of logits per block: 2^18 (2 MB per float64 array). 2^20, as ``sce check
@@ -84,21 +83,11 @@ def compute_array_block(
     block: ArrayBlock, dump: ArrayDump, options: LossOptions, denominators: MeanDenominators | None
 ) -> SoftmaxCrossEntropyResult:
     """The core on one block; its errors name the file, the array, the row and the class."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # batch reports infinite losses in its summary
-        try:
-            return softmax_cross_entropy(
-                block.logits,
-                block.labels,
-                targets=block.targets,
-                options=options,
-                mean_denominator=None if denominators is None else denominators.cross_entropy,
-                z_loss_denominator=None if denominators is None else denominators.z_loss,
-            )
-        except InvalidInput as error:
-            if error.field not in ("logits", "labels", "targets") or error.row is None:
-                raise option_problem(error) from None
-            where = dump.where[error.field]
-            column = "" if error.column is None else f", class {error.column}"
-            hint = f"; {error.hint}" if error.hint else ""
-            raise DataProblem(f"{where}: row {block.start + error.row}{column}: {error.problem}{hint}") from None
+
+    def placed(error: InvalidInput) -> DataProblem:
+        assert error.row is not None
+        column = "" if error.column is None else f", class {error.column}"
+        hint = f"; {error.hint}" if error.hint else ""
+        return DataProblem(f"{dump.where[error.field]}: row {block.start + error.row}{column}: {error.problem}{hint}")
+
+    return core_on_block(block.logits, block.labels, block.targets, options, denominators, placed)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -71,15 +72,10 @@ def _write_arrays(
     summary: BatchSummary,
     on_progress: Progress | None,
 ) -> None:
-    target: OutputTarget | None = None
-    sink: BinarySink | BackgroundWriter | None = None
     rows = dump.shape[0]
     size = _size(request.input_path)
     plan = array_plan(dump) if request.output_format not in BINARY_FORMATS else None
-    try:
-        with shielded():  # assigned before a signal can be raised, so the except below cleans up
-            target = OutputTarget(request.output_path, request.input_path)
-            sink = _array_sink(request, target, dump)
+    with _output(request, lambda target: _array_sink(request, target, dump)) as sink:
         for block in array_blocks(dump):
             result = compute_array_block(block, dump, request.options, denominators)
             summary.add(result)
@@ -90,6 +86,22 @@ def _write_arrays(
                 sink.put(computed_columns(_block_inputs(block), result, request.digits))
             if on_progress is not None:
                 on_progress(size * summary.rows // rows, summary.rows)
+
+
+Sink = TypeVar("Sink", bound="BinarySink | BackgroundWriter")
+
+
+@contextmanager
+def _output(request: BatchRequest, make_sink: Callable[[OutputTarget], Sink]) -> Iterator[Sink]:
+    """The output's sink, closed and renamed into place when the block ends, or abandoned
+    (the old output kept) when it raises, by a signal too."""
+    target: OutputTarget | None = None
+    sink: Sink | None = None
+    try:
+        with shielded():  # assigned before a signal can be raised, so the except below cleans up
+            target = OutputTarget(request.output_path, request.input_path)
+            sink = make_sink(target)
+        yield sink
         sink.close()
         target.finish()
     except BaseException:
@@ -138,12 +150,11 @@ def write_arrays_from_csv(
     """The CSV pipeline's blocks, each as arrays (the other input columns as text). For .npz,
     whose members' shapes come first, a first pass counts the rows and measures the text."""
     layout = _csv_layout(path, request) if request.output_format == "npz" else None
-    target: OutputTarget | None = None
-    sink: BinarySink | None = None
-    try:
-        with shielded():
-            target = OutputTarget(request.output_path, request.input_path)
-            sink = TableSink(target, request.output_format) if layout is None else NpzSink(target, layout)
+
+    def sink_for(target: OutputTarget) -> BinarySink:
+        return TableSink(target, request.output_format) if layout is None else NpzSink(target, layout)
+
+    with _output(request, sink_for) as sink:
         for parsed, plan, result, reader in computed_blocks(path, request, denominator, wide=True):
             assert not isinstance(parsed, PlainBlock)  # plain blocks only when asked for (plain=True)
             summary.add(result)
@@ -155,15 +166,6 @@ def write_arrays_from_csv(
                 on_progress(reader.bytes_read, summary.rows)
         if summary.rows == 0:
             raise DataProblem("the input has a header but no rows")
-        sink.close()
-        target.finish()
-    except BaseException:
-        with shielded():
-            if sink is not None:
-                sink.abort()
-            if target is not None:
-                target.abandon()
-        raise
 
 
 def _csv_layout(path: str, request: BatchRequest) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:

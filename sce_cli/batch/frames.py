@@ -248,32 +248,49 @@ def compute_block(
     mean_denominator: MeanDenominators | None,
 ) -> SoftmaxCrossEntropyResult:
     """Run the core on one block; its errors name the line and column."""
+
+    def placed(error: InvalidInput) -> DataProblem:
+        assert error.row is not None
+        if error.field == "labels":
+            column = plan.label
+        elif error.column is None:
+            column = None
+        else:
+            column = (plan.logits if error.field == "logits" else plan.targets)[error.column]  # type: ignore[index]
+        where = f"line {parsed.line_of_row(error.row)}" + (f", column {column}" if column else "")
+        hint = f"; {error.hint}" if error.hint else ""
+        return DataProblem(f"{where}: {error.problem}{hint}")
+
+    return core_on_block(parsed.logits, parsed.labels, parsed.targets, options, mean_denominator, placed)
+
+
+def core_on_block(
+    logits: np.ndarray,
+    labels: np.ndarray | None,
+    targets: np.ndarray | None,
+    options: LossOptions,
+    denominators: MeanDenominators | None,
+    placed: Callable[[InvalidInput], DataProblem],
+) -> SoftmaxCrossEntropyResult:
+    """The core on one block of a file, with the whole file's denominators; an error about
+    the block's data is ``placed`` in the file (an option's is worded as the option's)."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # batch reports infinite losses in its summary
         try:
             return softmax_cross_entropy(
-                parsed.logits,
-                parsed.labels,
-                targets=parsed.targets,
+                logits,
+                labels,
+                targets=targets,
                 options=options,
-                mean_denominator=None if mean_denominator is None else mean_denominator.cross_entropy,
-                z_loss_denominator=None if mean_denominator is None else mean_denominator.z_loss,
+                mean_denominator=None if denominators is None else denominators.cross_entropy,
+                z_loss_denominator=None if denominators is None else denominators.z_loss,
             )
         except InvalidInput as error:
             if error.field not in ("logits", "labels", "targets") or error.row is None:
                 raise option_problem(error) from None
-            line = parsed.line_of_row(error.row)
-            if error.field == "labels":
-                column = plan.label
-            elif error.column is None:
-                column = None
-            else:
-                column = (plan.logits if error.field == "logits" else plan.targets)[error.column]  # type: ignore[index]
-            where = f"line {line}" + (f", column {column}" if column else "")
-            hint = f"; {error.hint}" if error.hint else ""
-            raise DataProblem(f"{where}: {error.problem}{hint}") from None
+            raise placed(error) from None
 
 
 # --- writing ------------------------------------------------------------------------------------------
