@@ -80,18 +80,16 @@ def parse_wide_block(
         return None  # each input line is copied as it is: with another separator it would be one field
     records: list[bytes] = []
     line_numbers: list[int] = []
-    commas = len(plan.names) - 1
     for offset, line in enumerate(data.split(b"\n")):
         if line.endswith(b"\r"):
             line = line[:-1]
-        if not line:
-            continue  # a blank line, skipped
-        if line.count(separator) != commas:
-            return None
-        records.append(line)
-        line_numbers.append(block.first_line + offset)
-    cells = pl.Series([record.decode("utf-8") for record in records], dtype=pl.String)
-    cells = cells.str.split(delimiter).explode()
+        if line:  # a blank line is skipped
+            records.append(line)
+            line_numbers.append(block.first_line + offset)
+    lines = pl.Series([record.decode("utf-8") for record in records], dtype=pl.String)
+    if not lines.str.count_matches(delimiter, literal=True).eq(len(plan.names) - 1).all():
+        return None  # a row of the wrong length
+    cells = lines.str.split(delimiter).explode()
     logits = _numbers(cells, plan.logits, block, plan, delimiter)
     targets = None if plan.targets is None else _numbers(cells, plan.targets, block, plan, delimiter)
     labels = None
