@@ -46,12 +46,15 @@ from ..options import LossOptions
 from . import label_block
 from .dtype_baseline import (
     Baseline,
+    RowCoefficients,
     RowScale,
+    autograd_route_applies,
     baseline,
     coefficients,
     gradient_magnitude,
     loss_magnitude,
     numpy_dtype,
+    result_magnitudes,
     ulp_unit,
     ulps,
     ulps_if_finite,
@@ -278,7 +281,7 @@ def check_dump(
         quantities = [q for q in (grad, loss) if q is not None]
         scalar_verdict = None
         if scalar is not None and dump.loss is not None:
-            scalar_verdict = scalar.verdict(float(dump.loss), claimed_dtype, options, d.total)
+            scalar_verdict = scalar.verdict(float(dump.loss), claimed_dtype, options, d)
             quantities.append(scalar_verdict)
         check = DtypeCheck(claimed_dtype, rows, classes, options, quantities, [])
         if not check.correct:
@@ -322,8 +325,9 @@ class _BlockGrade:
     rows: int
     gradient: BlockErrors | None
     losses: BlockErrors | None
-    reduced: tuple[float, float, np.ndarray] | None
-    """For a reduced loss: the block's exact contribution, its magnitude and its baseline row losses."""
+    reduced: tuple[float, float, np.ndarray, np.ndarray | None] | None
+    """For a reduced loss: the block's exact contribution, its magnitude, its baseline row losses
+    and their z-loss terms (None without a z-loss)."""
 
 
 @dataclass(frozen=True)
@@ -336,6 +340,9 @@ class _Slice:
     loss_magnitude: np.ndarray
     baseline_losses: np.ndarray
     scale: float
+    baseline_z_losses: np.ndarray | None = None
+    """The baseline's z-loss terms, where there is a z-loss (for the reduced loss: 'mean' divides
+    them by the counted rows, the rest by the weight sum)."""
 
 
 def _merged(parts: list[BlockErrors]) -> BlockErrors:
@@ -389,7 +396,9 @@ class _BlockJob:
             if self.reduced_loss:
                 share = slices[0].scale * self.options.temperature  # 1/D for 'mean', 1 for 'sum'
                 contributions = np.concatenate([piece.contributions for piece in slices])
-                reduced = (math.fsum(contributions), math.fsum(magnitude * share), route)
+                z_parts = [piece.baseline_z_losses for piece in slices if piece.baseline_z_losses is not None]
+                z_route = np.concatenate(z_parts) if z_parts else None
+                reduced = (math.fsum(contributions), math.fsum(magnitude * share), route, z_route)
         return _BlockGrade(stop - start, gradient, losses, reduced)
 
     def _slice(self, start: int, stop: int, sparse: bool) -> _Slice:
@@ -398,21 +407,27 @@ class _BlockJob:
             block, coef, base, grad_magnitude = self._labels_without_smoothing(start, stop)
         else:
             block, dense = exact_block(dump, start, stop, self.options, self.d)
-            coef, base = dense, baseline(block.logits, dense, self.options, dtype)
-            grad_magnitude = partial(gradient_magnitude, block.exact.probabilities, dense)
+            autograd = autograd_route_applies(block.targets, self.options)
+            coef, base = dense, baseline(block.logits, dense, self.options, dtype, autograd)
+            grad_magnitude = partial(self._magnitudes, block, dense)
         gradient = None
         if dump.grad is not None:
             given = read_rows(dump.grad, start, stop)
             gradient = _grade_gradient(block, grad_magnitude(), base.gradients, given, dtype)
         rows = self.per_row_loss or self.reduced_loss
+        z_losses = block.exact.z_losses if self.options.z_loss else None
         return _Slice(
             gradient,
             block.exact.losses,
             block.contributions,
-            loss_magnitude(block.exact.losses, coef) if rows else block.exact.losses,
+            loss_magnitude(block.exact.losses, coef, z_losses) if rows else block.exact.losses,
             base.losses[0] if rows else block.exact.losses,
             coef.a,
+            base.z_losses if rows else None,
         )
+
+    def _magnitudes(self, block: Block, coef: RowCoefficients) -> np.ndarray:
+        return result_magnitudes(block.exact, coef)[0]
 
     def _labels_without_smoothing(
         self, start: int, stop: int
@@ -427,7 +442,7 @@ class _BlockJob:
         base = label_block.baseline(logits, sparse, self.options, self.dtype, self.per_row_loss or self.reduced_loss)
         if base is not None:
             return block, sparse, base, partial(label_block.gradient_magnitude, block.exact.probabilities, sparse)
-        dense = coefficients(block.labels, None, classes, self.options, self.d.total)
+        dense = coefficients(block.labels, None, classes, self.options, self.d.total, self.d.counted_rows)
         base = baseline(block.logits, dense, self.options, self.dtype)
         return block, dense, base, partial(gradient_magnitude, block.exact.probabilities, dense)
 
@@ -493,27 +508,35 @@ class _ScalarLoss:
         self.exact: list[float] = []
         self.magnitude: list[float] = []
         self.baseline_rows: list[np.ndarray] = []
+        self.baseline_z_rows: list[np.ndarray] = []
         self.given = math.nan
         self.size = 0.0
         """The magnitude the reduced loss's errors are measured at."""
 
-    def add(self, exact: float, magnitude: float, baseline_losses: np.ndarray) -> None:
+    def add(self, exact: float, magnitude: float, baseline_losses: np.ndarray, z_losses: np.ndarray | None) -> None:
         self.exact.append(exact)
         self.magnitude.append(magnitude)
         self.baseline_rows.append(baseline_losses)
+        if z_losses is not None:
+            self.baseline_z_rows.append(z_losses)
 
-    def verdict(self, given: float, dtype: str, options: LossOptions, total: float) -> QuantityVerdict:
-        from .dtype_baseline import numpy_dtype
-
+    def verdict(self, given: float, dtype: str, options: LossOptions, d: Denominators) -> QuantityVerdict:
         self.given = given
         self.size = math.fsum(self.magnitude)
         expected = np.array(math.fsum(self.exact))
         magnitude = np.array(self.size)
         kind = numpy_dtype(dtype)
         with np.errstate(all="ignore"):
-            reduced = np.concatenate(self.baseline_rows).astype(kind).sum(dtype=kind)
-            if options.reduction == "mean":
-                reduced = (reduced / kind.type(total)).astype(kind)
+            rows = np.concatenate(self.baseline_rows).astype(kind)
+            z_rows = np.concatenate(self.baseline_z_rows).astype(kind) if self.baseline_z_rows else None
+            if z_rows is not None and options.reduction == "mean":
+                # The cross-entropy over the weight sum, the z-loss over the counted rows.
+                ce = (rows - z_rows).astype(kind).sum(dtype=kind) / kind.type(d.total)
+                reduced = (ce + z_rows.sum(dtype=kind) / kind.type(d.counted_rows)).astype(kind)
+            else:
+                reduced = rows.sum(dtype=kind)
+                if options.reduction == "mean":
+                    reduced = (reduced / kind.type(d.total)).astype(kind)
         found = QuantityVerdict("loss")
         given_array = np.array(given)
         baseline_worst = _finite_worst(np.atleast_1d(ulps(reduced, expected, magnitude, dtype)))

@@ -24,6 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..core import SoftmaxCrossEntropyResult
 from ..options import LossOptions
 
 #: Mantissa bits (after the point) and the smallest normal exponent of each type.
@@ -91,34 +92,89 @@ class RowScale(Protocol):
 
 @dataclass(frozen=True)
 class RowCoefficients:
-    """Each row's loss is Σ_j c_j·(−log p_j): c (B×K), its row sums s, and the factor a
-    (1/(T·D) for 'mean', 1/T otherwise) that turns s·p − c into the gradient."""
+    """Each row's loss is Σ_j c_j·(−log p_j) (+ λ·lse² with a z-loss): c (B×K), its row sums s,
+    the factor a (1/(T·D) for 'mean', 1/T otherwise) that turns s·p − c into the gradient, and
+    the z-loss's: 2λ/(T·D_z) per counted row (``z_scale``; D_z the counted rows for 'mean', else 1)."""
 
     c: np.ndarray
     s: np.ndarray
     a: float
+    counted: np.ndarray | None = None
+    """Which rows are counted (B, bool); None: all of them."""
+    z_scale: float = 0.0
 
 
 def coefficients(
-    labels: np.ndarray | None, targets: np.ndarray | None, classes: int, options: LossOptions, denominator: float
+    labels: np.ndarray | None,
+    targets: np.ndarray | None,
+    classes: int,
+    options: LossOptions,
+    denominator: float,
+    z_denominator: float = 1.0,
 ) -> RowCoefficients:
-    """PyTorch's weights, smoothing and ignore index as one coefficient matrix (float64)."""
+    """PyTorch's weights, smoothing (either style) and ignore index as one coefficient matrix
+    (float64); ``z_denominator`` is what a 'mean' z-loss divides by (the counted rows)."""
     weights = np.ones(classes) if options.weight is None else np.asarray(options.weight, dtype=np.float64)
-    eps = options.label_smoothing
+    label_share, smoothed = _smoothing_masses(options, classes)
+    counted = None
     if labels is not None:
         counted = labels != options.ignore_index
         safe = np.where(counted, labels, 0)
         c = np.zeros((len(labels), classes))
-        c += (eps / classes) * weights
-        c[np.arange(len(labels)), safe] += (1 - eps) * weights[safe]
+        c += smoothed * weights
+        rows = np.arange(len(labels))
+        if options.smoothing_style == "off-target":
+            c[rows, safe] = label_share * weights[safe]
+        else:
+            c[rows, safe] += label_share * weights[safe]
         c[~counted] = 0.0
     else:
         assert targets is not None
-        c = ((1 - eps) * np.asarray(targets, dtype=np.float64) + eps / classes) * weights
+        given = np.asarray(targets, dtype=np.float64)
+        if options.smoothing_style == "off-target":
+            c = (label_share * given + smoothed * (1 - given)) * weights
+        else:
+            c = (label_share * given + smoothed) * weights
     scale = 1.0 / options.temperature
     if options.reduction == "mean":
         scale = 0.0 if denominator == 0 else scale / denominator
-    return RowCoefficients(c, c.sum(axis=1), scale)
+    z_scale = 0.0
+    if options.z_loss:
+        z_count = z_denominator if options.reduction == "mean" else 1.0
+        z_scale = 0.0 if z_count == 0 else 2 * options.z_loss / (options.temperature * z_count)
+    return RowCoefficients(c, c.sum(axis=1), scale, counted, z_scale)
+
+
+def _smoothing_masses(options: LossOptions, classes: int) -> tuple[float, float]:
+    """(the label's share, each smoothed class's mass): (1 − ε, ε/K) uniform, (1 − ε, ε/(K − 1))
+    off-target (where the label's entry is set, not added to), (1, 0) without smoothing or K = 1."""
+    eps = options.label_smoothing
+    if options.smoothing_style == "off-target":
+        return (1.0, 0.0) if eps == 0 or classes == 1 else (1 - eps, eps / (classes - 1))
+    return 1 - eps, eps / classes
+
+
+def autograd_route_applies(targets: np.ndarray | None, options: LossOptions) -> bool:
+    """Where PyTorch forms the gradient through log-softmax's backward with a sum over the
+    classes of the incoming gradient (smoothing, probability targets): see :func:`baseline`."""
+    return targets is not None or options.label_smoothing > 0
+
+
+#: Lanes a vectorized float32 sum keeps apart (AVX2's 8), each summed in order: PyTorch's CPU
+#: reductions. Over K = 32,000 classes its error is that of 4,000 terms added one by one.
+SUM_LANES = 8
+
+
+def lane_sum(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Each row's sum as a vectorized kernel forms it in ``dtype``: SUM_LANES running sums,
+    each over every SUM_LANES-th entry in order, then added together (B×1)."""
+    rows, classes = values.shape
+    padded = -(-classes // SUM_LANES) * SUM_LANES
+    lanes = np.zeros((rows, padded), dtype=dtype)
+    lanes[:, :classes] = values
+    # Reducing over a non-innermost axis, numpy adds the lanes' rows one after the other.
+    running = np.add.reduce(lanes.reshape(rows, padded // SUM_LANES, SUM_LANES), axis=1, dtype=dtype)
+    return running.sum(axis=1, keepdims=True, dtype=dtype)
 
 
 @dataclass(frozen=True)
@@ -126,19 +182,28 @@ class Baseline:
     gradients: tuple[np.ndarray, ...]
     """The gradient by each route, in the claimed type (B×K)."""
     losses: tuple[np.ndarray, ...]
-    """Each row's loss by each route, in the claimed type (B)."""
+    """Each row's loss by each route, in the claimed type (B), the z-loss's term included."""
+    z_losses: np.ndarray | None = None
+    """Each row's z-loss term λ·lse² in the claimed type (B), where there is a z-loss."""
 
 
-def baseline(logits: np.ndarray, coef: RowCoefficients, options: LossOptions, dtype_name: str) -> Baseline:
-    """The two straightforward computations in ``dtype_name`` (half types summed in float32)."""
+def baseline(
+    logits: np.ndarray, coef: RowCoefficients, options: LossOptions, dtype_name: str, autograd: bool = False
+) -> Baseline:
+    """The straightforward computations in ``dtype_name`` (half types summed in float32): the
+    cap a = c·tanh(z/c), a/T, max-shifted softmax by e/Σe and by exp(log-softmax), (p·s − c)·a,
+    plus 2λ·lse·p/(T·D_z), times 1/cosh²(z/c). With ``autograd`` a third route, PyTorch's through
+    log-softmax's backward: g = c·a − p·Σ_k (c·a)_k with the sum in the type (:func:`lane_sum`)."""
     dtype = numpy_dtype(dtype_name)
     work = np.dtype(np.float32) if dtype.itemsize == 2 else dtype
     # copy=False throughout: a stage already in the type is not copied (in float32 most are).
     with np.errstate(all="ignore"):
         x = np.asarray(logits).astype(dtype, copy=False)
+        x, cap_factor = _capped(x, options, dtype)
         if options.temperature != 1.0:
             x = (x / dtype.type(options.temperature)).astype(dtype, copy=False)
-        shifted = (x - x.max(axis=1, keepdims=True)).astype(dtype, copy=False).astype(work, copy=False)
+        top = x.max(axis=1, keepdims=True)
+        shifted = (x - top).astype(dtype, copy=False).astype(work, copy=False)
         exponentials = np.exp(shifted)
         total = exponentials.sum(axis=1, keepdims=True)
         direct = (exponentials / total).astype(dtype, copy=False)
@@ -147,19 +212,103 @@ def baseline(logits: np.ndarray, coef: RowCoefficients, options: LossOptions, dt
         c = coef.c.astype(dtype, copy=False)
         s = coef.s.astype(dtype, copy=False)[:, None]
         a = dtype.type(coef.a)
-        gradients = tuple(
+        gradients = [
             (((p * s).astype(dtype, copy=False) - c).astype(dtype, copy=False) * a).astype(dtype, copy=False)
             for p in (direct, via_log)
-        )
+        ]
+        probabilities = [direct, via_log]
+        if autograd:
+            incoming = (c * a).astype(dtype, copy=False)  # −∂L/∂log p, in the type
+            summed = lane_sum(incoming.astype(work, copy=False), work).astype(dtype, copy=False)
+            gradients.append(((via_log * summed).astype(dtype, copy=False) - incoming).astype(dtype, copy=False))
+            probabilities.append(via_log)
         loss = (-(log_p.astype(work, copy=False) * c.astype(work, copy=False)).sum(axis=1)).astype(dtype, copy=False)
-    return Baseline(gradients, (loss,))
+        z_losses = None
+        if options.z_loss:
+            lse = (top.astype(work) + np.log(total)).astype(dtype, copy=False)
+            gradients = _with_z_loss(gradients, probabilities, lse, coef, dtype)
+            z_losses = _z_losses(lse[:, 0], coef, options, dtype)
+            loss = (loss + z_losses).astype(dtype, copy=False)
+        if cap_factor is not None:
+            gradients = [(g * cap_factor).astype(dtype, copy=False) for g in gradients]
+    return Baseline(tuple(gradients), (loss,), z_losses)
 
 
-def gradient_magnitude(probabilities: np.ndarray, coef: RowCoefficients) -> np.ndarray:
-    """a·max(s·p, c): the size of the operands of each gradient entry's subtraction."""
-    return coef.a * np.maximum(coef.s[:, None] * probabilities, coef.c)
+def _capped(x: np.ndarray, options: LossOptions, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray | None]:
+    """a = c·tanh(z/c) and its derivative 1/cosh²(z/c) in the type (as sce test's straightforward
+    answer: the form that keeps its digits where |z/c| is large); x itself without a softcap."""
+    if options.softcap is None:
+        return x, None
+    cap = dtype.type(options.softcap)
+    ratio = (x / cap).astype(dtype, copy=False)
+    capped = (cap * np.tanh(ratio)).astype(dtype, copy=False)
+    factor = (dtype.type(1) / np.square(np.cosh(ratio)).astype(dtype, copy=False)).astype(dtype, copy=False)
+    return capped, factor
 
 
-def loss_magnitude(losses: np.ndarray, coef: RowScale) -> np.ndarray:
-    """max(|loss|, s): a row's loss is log Σe − z_y, computed at the scale of 1 at least."""
-    return np.maximum(np.abs(losses), coef.s)
+def _counted(coef: RowCoefficients, rows: int) -> np.ndarray:
+    return np.ones(rows, dtype=bool) if coef.counted is None else coef.counted
+
+
+def _with_z_loss(
+    gradients: list[np.ndarray],
+    probabilities: list[np.ndarray],
+    lse: np.ndarray,
+    coef: RowCoefficients,
+    dtype: np.dtype,
+) -> list[np.ndarray]:
+    """Each route plus 2λ·lse·p/(T·D_z) on the counted rows, in the type."""
+    factor = (dtype.type(coef.z_scale) * lse).astype(dtype, copy=False)
+    factor = np.where(_counted(coef, len(lse))[:, None], factor, dtype.type(0)).astype(dtype, copy=False)
+    return [
+        (g + (factor * p).astype(dtype, copy=False)).astype(dtype, copy=False)
+        for g, p in zip(gradients, probabilities, strict=True)
+    ]
+
+
+def _z_losses(lse: np.ndarray, coef: RowCoefficients, options: LossOptions, dtype: np.dtype) -> np.ndarray:
+    """λ·lse² on the counted rows, 0 on the others, in the type."""
+    term = (dtype.type(options.z_loss) * np.square(lse).astype(dtype, copy=False)).astype(dtype, copy=False)
+    return np.where(_counted(coef, len(lse)), term, dtype.type(0)).astype(dtype, copy=False)
+
+
+def gradient_magnitude(
+    probabilities: np.ndarray,
+    coef: RowCoefficients,
+    log_sum_exp: np.ndarray | None = None,
+    cap_factor: np.ndarray | None = None,
+) -> np.ndarray:
+    """a·max(s·p, c): the size of the operands of each gradient entry's subtraction; with a
+    z-loss (given ``log_sum_exp``) its term |2λ·lse/(T·D_z)|·p is added to s·p's side, and with
+    a softcap the whole is scaled by the cap's factor 1 − tanh²(z/c)."""
+    magnitude = coef.a * np.maximum(coef.s[:, None] * probabilities, coef.c)
+    if coef.z_scale and log_sum_exp is not None:
+        counted = _counted(coef, len(log_sum_exp))
+        z_term = np.where(counted, np.abs(coef.z_scale * log_sum_exp.astype(np.float64)), 0.0)
+        scaled = (coef.a * coef.s + z_term)[:, None] * probabilities
+        magnitude = np.maximum(scaled, coef.a * coef.c)
+    if cap_factor is not None:
+        magnitude = magnitude * cap_factor
+    return magnitude
+
+
+def loss_magnitude(losses: np.ndarray, coef: RowScale, z_losses: np.ndarray | None = None) -> np.ndarray:
+    """max(|loss|, s): a row's loss is log Σe − z_y, computed at the scale of 1 at least; with a
+    z-loss, max(|loss|, s + λ·lse²)."""
+    if z_losses is None:
+        return np.maximum(np.abs(losses), coef.s)
+    return np.maximum(np.abs(losses), coef.s + np.abs(z_losses))
+
+
+def result_magnitudes(result: SoftmaxCrossEntropyResult, coef: RowCoefficients) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`gradient_magnitude` and :func:`loss_magnitude` of an exact result, with its options'
+    terms: the z-loss's (its lse, its row terms) and the cap's factor."""
+    options = result.options
+    z_loss = bool(options.z_loss)
+    gradient = gradient_magnitude(
+        result.probabilities,
+        coef,
+        result.log_sum_exp if z_loss else None,
+        result.cap_derivative if options.softcap is not None else None,
+    )
+    return gradient, loss_magnitude(result.losses, coef, result.z_losses if z_loss else None)

@@ -19,7 +19,9 @@ from ..arrays import ArrayDump
 from ..arrays.blocks import read_rows
 from ..core import SoftmaxCrossEntropyResult, softmax_cross_entropy
 from ..options import LossOptions
+from . import conventions
 from .dtype_baseline import RowCoefficients, coefficients
+from .mistakes import slip_words
 
 #: Micro-batch counts tried for "the mean of per-batch means" (equal batches only).
 BATCH_COUNTS = (2, 4, 8, 16)
@@ -54,7 +56,7 @@ def exact_block(
 ) -> tuple[Block, RowCoefficients]:
     """Rows start:stop of the dump, their exact float64 result and their loss coefficients."""
     block, _ = exact_rows(dump, start, stop, options, d)
-    coef = coefficients(block.labels, block.targets, block.logits.shape[1], options, d.total)
+    coef = coefficients(block.labels, block.targets, block.logits.shape[1], options, d.total, d.counted_rows)
     return block, coef
 
 
@@ -77,8 +79,7 @@ def exact_rows(
         mean_denominator=total if options.reduction == "mean" else None,
         z_loss_denominator=d.counted_rows if options.reduction == "mean" else None,
     )
-    contributions = exact.losses * (0.0 if total == 0 else 1 / total) if options.reduction == "mean" else exact.losses
-    return Block(start, logits, labels, targets, exact, contributions), stored
+    return Block(start, logits, labels, targets, exact, _contributions(exact, options)), stored
 
 
 def denominators(labels: np.ndarray | None, rows: int, options: LossOptions) -> Denominators:
@@ -124,7 +125,67 @@ def what_ifs(labels: np.ndarray | None, d: Denominators, options: LossOptions) -
         )
     if labels is not None:
         found["the labels read as 1-based (the gradient's −1 at class label − 1)"] = _one_based(options)
+    found.update(_convention_what_ifs(d, options))
     return found
+
+
+def _convention_what_ifs(d: Denominators, options: LossOptions) -> dict[str, WhatIf]:
+    """The options' slips (:mod:`.conventions`), in the words sce check gives them: the other
+    smoothing style; the z-loss left out, divided by the weight sum or summed; the softcap or
+    its derivative left out."""
+    z_count = float(d.counted_rows) if options.reduction == "mean" else 1.0
+    kinds: dict[str, WhatIf] = {}
+    if options.label_smoothing:
+        other = "uniform" if options.smoothing_style == "off-target" else "off-target"
+        kinds[conventions.OTHER_SMOOTHING_STYLE] = _changed(options, smoothing_style=other)
+    if options.z_loss:
+        kinds[conventions.Z_LOSS_LEFT_OUT] = _z_loss_scaled(0.0)
+        if options.reduction == "mean" and d.total not in (0, z_count):
+            kinds[conventions.Z_LOSS_BY_WEIGHT_SUM] = _z_loss_scaled(z_count / d.total)
+        if options.reduction == "mean" and z_count not in (0, 1):
+            kinds[conventions.Z_LOSS_SUMMED] = _z_loss_scaled(z_count)
+    if options.softcap is not None:
+        kinds[conventions.SOFTCAP_LEFT_OUT] = _changed(options, softcap=None)
+        kinds[conventions.TANH_DERIVATIVE_LEFT_OUT] = _without_cap_factor
+    found: dict[str, WhatIf] = {}
+    for kind, what_if in kinds.items():
+        words = slip_words(kind, options, z_count, d.total)
+        if words is not None:
+            found[words[0]] = what_if
+    return found
+
+
+def _changed(options: LossOptions, **changes: object) -> WhatIf:
+    """The exact computation again with an option changed (the same denominators)."""
+    other_options = options.replace(**changes)
+
+    def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+        other = _rerun(block, block.labels, other_options)
+        return other.gradient, _contributions(other, other_options)
+
+    return what_if
+
+
+def _z_loss_scaled(factor: float) -> WhatIf:
+    """The z-loss's term (gradient and loss) times ``factor`` instead of 1: 0 left out, D_z/D
+    divided by the weight sum, D_z summed."""
+
+    def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+        exact = block.exact
+        z_gradient = conventions.z_loss_gradients(exact)
+        z_losses = np.zeros(len(block.logits)) if exact.z_losses is None else exact.z_losses.astype(np.float64)
+        if exact.options.reduction == "mean":
+            z_count = exact.z_loss_denominator
+            z_losses = z_losses * (0.0 if z_count == 0 else 1 / z_count)
+        change = factor - 1
+        return exact.gradient + z_gradient * change, block.contributions + z_losses * change
+
+    return what_if
+
+
+def _without_cap_factor(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+    """∂L/∂a, the gradient with respect to the capped logits; the loss is not changed."""
+    return conventions.gradient_wrt_capped(block.exact), None
 
 
 def _scaled(factor: float, loss: bool = True) -> WhatIf:
@@ -177,9 +238,17 @@ def _rerun(block: Block, labels: np.ndarray | None, options: LossOptions) -> Sof
 
 
 def _contributions(result: SoftmaxCrossEntropyResult, options: LossOptions) -> np.ndarray:
-    if options.reduction == "mean":
-        return result.losses * (0.0 if result.denominator == 0 else 1 / result.denominator)
-    return result.losses
+    """Each row's share of the reported loss: for 'mean' its cross-entropy over the weight sum D
+    and its z-loss over the counted rows D_z (the z-loss is unweighted)."""
+    if options.reduction != "mean":
+        return result.losses
+    shares = result.losses * (0.0 if result.denominator == 0 else 1 / result.denominator)
+    if options.z_loss and result.z_losses is not None and result.denominator != result.z_loss_denominator:
+        z_losses = result.z_losses.astype(np.float64)
+        z_count = result.z_loss_denominator
+        shares = shares - z_losses * (0.0 if result.denominator == 0 else 1 / result.denominator)
+        shares = shares + z_losses * (0.0 if z_count == 0 else 1 / z_count)
+    return shares
 
 
 def _one_based(options: LossOptions) -> WhatIf:

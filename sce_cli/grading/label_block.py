@@ -43,7 +43,8 @@ class LabelCoefficients:
 
 
 def applies(labels: np.ndarray | None, options: LossOptions) -> bool:
-    return labels is not None and options.label_smoothing == 0
+    """Labels without smoothing, softcap or z-loss (the options' terms are the dense path's)."""
+    return labels is not None and options.label_smoothing == 0 and not options.has_llm_options
 
 
 def label_coefficients(labels: np.ndarray, classes: int, options: LossOptions, denominator: float) -> LabelCoefficients:

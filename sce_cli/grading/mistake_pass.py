@@ -19,7 +19,7 @@ import numpy as np
 from ..arrays import ArrayDump
 from ..arrays.blocks import block_bounds, read_rows
 from ..options import LossOptions
-from .dtype_baseline import gradient_magnitude, loss_magnitude, ulps
+from .dtype_baseline import result_magnitudes, ulps
 from .dump_mistakes import Denominators, exact_block, what_ifs
 
 if TYPE_CHECKING:
@@ -56,8 +56,7 @@ def matching_mistakes(
         if not alive:
             break
         block, coef = exact_block(dump, start, stop, options, d)
-        grad_magnitude = None if allowed.gradient is None else gradient_magnitude(block.exact.probabilities, coef)
-        loss_size = loss_magnitude(block.exact.losses, coef)
+        grad_magnitude, loss_size = result_magnitudes(block.exact, coef)
         given_grad = None if dump.grad is None else read_rows(dump.grad, start, stop)
         given_losses = None if allowed.row_losses is None or dump.loss is None else np.asarray(dump.loss[start:stop])
         for name, what_if in list(alive.items()):

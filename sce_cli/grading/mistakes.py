@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..core import SoftmaxCrossEntropyResult, softmax_cross_entropy
+from ..options import LossOptions
 from . import conventions
 from .conventions import convention_slips
 
@@ -169,7 +170,7 @@ def _slip_mistakes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None)
     """The language-model options' other conventions (grading.conventions), for row 0, in sce check's words."""
     found: list[Mistake] = []
     for slip in convention_slips(result, targets):
-        words = _slip_words(slip.kind, result)
+        words = slip_words(slip.kind, result.options, result.z_loss_denominator, result.denominator)
         if words is None:
             continue
         gradient_words, loss_words = words
@@ -185,13 +186,16 @@ def _slip_mistakes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None)
 
 
 def _cap(result: SoftmaxCrossEntropyResult) -> str:
-    return f"c·tanh(z/c) with c = {result.options.softcap:g}"
+    return _cap_words(result.options)
 
 
-def _slip_words(kind: str, result: SoftmaxCrossEntropyResult) -> tuple[str, str] | None:
-    """(the gradient's words, the loss's) for each slip sce check names."""
-    options = result.options
-    z_count, weight_sum = result.z_loss_denominator, result.denominator
+def _cap_words(options: LossOptions) -> str:
+    return f"c·tanh(z/c) with c = {options.softcap:g}"
+
+
+def slip_words(kind: str, options: LossOptions, z_count: float, weight_sum: float) -> tuple[str, str] | None:
+    """(the gradient's words, the loss's) for each slip sce check names (``z_count``: what the
+    z-loss's mean divides by; ``weight_sum``: the cross-entropy's)."""
     if kind == conventions.OTHER_SMOOTHING_STYLE:
         style = options.smoothing_style
         other = "uniform" if style == "off-target" else "off-target"
@@ -214,7 +218,7 @@ def _slip_words(kind: str, result: SoftmaxCrossEntropyResult) -> tuple[str, str]
         why = f"the mean divides the z-loss by the counted rows ({z_count:g})"
         return f"the z-loss's gradient summed: {why}", f"the z-loss summed: {why}"
     if kind == conventions.SOFTCAP_LEFT_OUT:
-        words = f"the softcap left out: the logits are first capped, {_cap(result)}"
+        words = f"the softcap left out: the logits are first capped, {_cap_words(options)}"
         return words, words
     if kind == conventions.TANH_DERIVATIVE_LEFT_OUT:
         return (
