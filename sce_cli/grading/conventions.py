@@ -73,8 +73,8 @@ def z_loss_gradients(result: SoftmaxCrossEntropyResult, *, through_cap: bool = T
     2λ·lse·s/(T·D_z), times the cap's factor 1 − tanh²(z/c) unless ``through_cap`` is
     False (then with respect to the capped logits); 0 on uncounted rows (N×K, float64)."""
     s = result.probabilities.astype(np.float64)
-    if not result.options.z_loss or result.log_sum_exp is None:
-        return np.zeros_like(s)
+    if not result.options.z_loss or result.log_sum_exp is None or result.z_loss_denominator == 0:
+        return np.zeros_like(s)  # (no counted row: a 'mean' z-loss of nothing has no gradient)
     lse = np.where(result.counted, result.log_sum_exp.astype(np.float64), 0.0)
     factor = 2 * result.options.z_loss / (result.z_loss_denominator * result.options.temperature)
     gradient = (factor * lse)[:, None] * s

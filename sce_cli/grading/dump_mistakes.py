@@ -138,7 +138,7 @@ def _convention_what_ifs(d: Denominators, options: LossOptions) -> dict[str, Wha
     if options.label_smoothing:
         other = "uniform" if options.smoothing_style == "off-target" else "off-target"
         kinds[conventions.OTHER_SMOOTHING_STYLE] = _changed(options, smoothing_style=other)
-    if options.z_loss:
+    if options.z_loss and z_count != 0:  # no counted row: no z-loss to leave out
         kinds[conventions.Z_LOSS_LEFT_OUT] = _z_loss_scaled(0.0)
         if options.reduction == "mean" and d.total not in (0, z_count):
             kinds[conventions.Z_LOSS_BY_WEIGHT_SUM] = _z_loss_scaled(z_count / d.total)
