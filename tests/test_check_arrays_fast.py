@@ -88,7 +88,8 @@ def dumps(draw):
         label_smoothing=draw(st.sampled_from([0.0, 0.0, 0.1])),
         temperature=draw(st.sampled_from([1.0, 1.0, 0.7])),
         softcap=draw(st.sampled_from([None, 5.0])),
-        z_loss=draw(st.sampled_from([0.0, 1e-4])),
+        z_loss=draw(st.sampled_from([0.0, 1e-4, 1.0])),
+        smoothing_style=draw(st.sampled_from(["uniform", "off-target"])),
     )
     mistake = draw(st.sampled_from(["none", "noise", "all rows", "nan"]))
     grad, losses = _answer(z, labels, options, dtype, rng, mistake)

@@ -1,0 +1,423 @@
+"""sce check --arrays with the loss's options: the same-type baseline that sets the allowance
+computes the loss the options ask for (softcap, z-loss, off-target smoothing), so that a wrong
+answer fails and the options' slips are named; and PyTorch's own smoothed float32 gradient,
+whose sum over the classes rounds as a vectorized kernel's, passes at a vocabulary's K.
+
+Every expected answer here is computed in this file by a plain numpy implementation of the
+formulas (PyTorch's semantics, written out), or by torch where it is installed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from sce_cli.arrays import ArrayDump
+from sce_cli.cli import app
+from sce_cli.grading.by_dtype import check_dump
+from sce_cli.options import LossOptions
+from sce_cli.testing import assert_cross_entropy_close
+
+runner = CliRunner()
+IGNORE = -100
+
+
+def reference(
+    z,
+    labels=None,
+    targets=None,
+    *,
+    weight=None,
+    eps=0.0,
+    style="uniform",
+    temperature=1.0,
+    cap=None,
+    z_loss=0.0,
+    reduction="mean",
+    dtype=np.float64,
+    cap_factor=True,
+    z_divisor="counted rows",
+):
+    """The loss and its gradient by the textbook formulas in ``dtype``: a = c·tanh(z/c),
+    b = a/T, p = softmax(b), target q (smoothed uniform: (1 − ε)·y + ε/K; off-target: 1 − ε on
+    the label, ε/(K − 1) elsewhere), per class weights w: row loss −Σ w q log p + λ·lse², its
+    gradient (p·Σ w q − w q)/T + 2λ·lse·p/T, times 1/cosh²(z/c). 'mean' divides the cross-entropy
+    by the weight sum (targets: by N) and the z-loss by ``z_divisor`` ('counted rows', or the
+    slips' 'weight sum' and 'nothing')."""
+    kind = np.dtype(dtype)
+    one = kind.type(1)
+    z = np.asarray(z).astype(kind)
+    n, k = z.shape
+    w = np.ones(k, kind) if weight is None else np.asarray(weight, kind)
+    factor = one
+    a = z
+    if cap is not None:
+        ratio = z / kind.type(cap)
+        a = kind.type(cap) * np.tanh(ratio)
+        factor = one / np.cosh(ratio) ** 2 if cap_factor else one
+    b = a / kind.type(temperature)
+    top = b.max(axis=1, keepdims=True)
+    e = np.exp(b - top)
+    total = e.sum(axis=1, keepdims=True)
+    p = e / total
+    log_p = b - top - np.log(total)
+    lse = (top + np.log(total))[:, 0]
+    epsilon = kind.type(eps)
+    if labels is not None:
+        counted = labels != IGNORE
+        y = np.zeros((n, k), kind)
+        y[np.flatnonzero(counted), labels[counted]] = 1
+        denominator = w[np.where(counted, labels, 0)][counted].sum()
+    else:
+        counted = np.ones(n, bool)
+        y = np.asarray(targets).astype(kind)
+        denominator = kind.type(n)
+    if style == "off-target" and eps:
+        q = (one - epsilon) * y + epsilon / kind.type(k - 1) * (one - y)
+    else:
+        q = (one - epsilon) * y + epsilon / kind.type(k)
+    q = np.where(counted[:, None], q, 0).astype(kind)
+    c = q * w
+    row_ce = -(c * log_p).sum(axis=1)
+    d_ce = p * c.sum(axis=1, keepdims=True) - c
+    row_z = np.where(counted, kind.type(z_loss) * lse * lse, 0).astype(kind)
+    d_z = np.where(counted[:, None], kind.type(2 * z_loss) * lse[:, None] * p, 0).astype(kind)
+    if reduction == "mean":
+        z_count = {"counted rows": counted.sum(), "weight sum": denominator, "nothing": 1}[z_divisor]
+        gradient = d_ce / denominator + d_z / kind.type(z_count)
+        loss = row_ce.sum() / denominator + row_z.sum() / kind.type(z_count)
+    elif reduction == "sum":
+        gradient, loss = d_ce + d_z, row_ce.sum() + row_z.sum()
+    else:
+        gradient, loss = d_ce + d_z, row_ce + row_z
+    gradient = gradient / kind.type(temperature) * factor
+    return np.asarray(gradient, kind), np.asarray(loss, kind)
+
+
+def _options(eps=0.0, style="uniform", temperature=1.0, cap=None, z_loss=0.0, reduction="mean", weight=None):
+    return LossOptions(
+        reduction=reduction,
+        label_smoothing=eps,
+        smoothing_style=style,
+        temperature=temperature,
+        softcap=cap,
+        z_loss=z_loss,
+        weight=None if weight is None else tuple(float(x) for x in weight),
+    )
+
+
+def _reference_keywords(options):
+    return {
+        "weight": options.weight,
+        "eps": options.label_smoothing,
+        "style": options.smoothing_style,
+        "temperature": options.temperature,
+        "cap": options.softcap,
+        "z_loss": options.z_loss,
+        "reduction": options.reduction,
+    }
+
+
+def _data(rows=8, classes=50, scale=3.0, seed=0, ignored=0):
+    rng = np.random.default_rng(seed)
+    z = (rng.normal(size=(rows, classes)) * scale).astype(np.float32)
+    y = rng.integers(0, classes, rows)
+    y[:ignored] = IGNORE
+    return z, y
+
+
+def _grade(z, y, grad, loss, options, claimed="float32", targets=None):
+    dump = ArrayDump(z, None if targets is not None else y, targets, grad, loss, {})
+    return check_dump(dump, options, claimed)
+
+
+# The hostile tester's reproductions (finding 1): each passed as "correct for float32".
+
+
+def _hostile_cases():
+    z, y = _data()
+    capped = _options(cap=30.0)
+    g, loss = reference(z, y, **_reference_keywords(capped))
+    yield "cap_zeros", z, y, np.zeros((8, 50), np.float32), np.float32(loss), capped
+    z_lossed = _options(z_loss=1.0)
+    g, loss = reference(z, y, **_reference_keywords(z_lossed))
+    yield "zl_negated_doubled", z, y, (-g).astype(np.float32), np.float32(2 * loss), z_lossed
+    off_target = _options(eps=0.1, style="off-target")
+    g, loss = reference(z, y, **_reference_keywords(_options(eps=0.1)))  # the uniform convention's answer
+    yield "style_wrong", z, y, g.astype(np.float32), np.float32(loss), off_target
+
+
+@pytest.mark.parametrize("name", ["cap_zeros", "zl_negated_doubled", "style_wrong"])
+def test_regression_hostile_answers_with_options_are_not_correct(name):
+    case = {c[0]: c[1:] for c in _hostile_cases()}[name]
+    z, y, grad, loss, options = case
+    check = _grade(z, y, grad, loss, options)
+    assert not check.correct
+    if name == "style_wrong":
+        assert any("smoothed uniform" in m and "asked for off-target" in m for m in check.mistakes)
+
+
+def test_regression_hostile_answers_fail_on_the_command_line(tmp_path):
+    flags = {
+        "cap_zeros": ["--softcap", "30"],
+        "zl_negated_doubled": ["--z-loss", "1"],
+        "style_wrong": ["--smoothing", "0.1", "--smoothing-style", "off-target"],
+    }
+    for name, z, y, grad, loss, _ in _hostile_cases():
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, logits=z, labels=y, grad=grad, loss=loss)
+        result = runner.invoke(app, ["check", "--arrays", str(path), "--reduction", "mean", *flags[name]])
+        assert result.exit_code == 1, (name, result.output)
+        assert "verdict: not correct for float32" in result.output
+
+
+def test_regression_assert_close_refuses_zeros_with_a_softcap():
+    z, y = _data()
+    with pytest.raises(AssertionError):
+        assert_cross_entropy_close(z, y, np.zeros((8, 50), np.float32), reduction="mean", softcap=30.0)
+    grad, loss = reference(z, y, cap=30.0, dtype=np.float32)
+    assert_cross_entropy_close(z, y, grad, loss, reduction="mean", softcap=30.0)
+
+
+def test_regression_torch_style_wrong_answers_with_large_logits_fail():
+    """The tester's torch dumps: logits ~ N(0, 20²), softcap 30 and z-loss 1e-4; gradients ×2,
+    ×(−1), zeros and a loss ×1.5 all passed."""
+    z, y = _data(rows=16, classes=100, scale=20.0, seed=3)
+    options = _options(cap=30.0, z_loss=1e-4)
+    grad, loss = reference(z, y, **_reference_keywords(options), dtype=np.float32)
+    assert _grade(z, y, grad, loss, options).correct
+    for wrong_grad, wrong_loss in [(2 * grad, loss), (-grad, loss), (0 * grad, loss), (grad, np.float32(1.5 * loss))]:
+        assert not _grade(z, y, wrong_grad, wrong_loss, options).correct
+
+
+# Correct answers computed straightforwardly in the claimed type pass, whatever the options.
+
+OPTION_SETS = [
+    {"cap": 30.0},
+    {"cap": 5.0},
+    {"z_loss": 1e-4},
+    {"z_loss": 1.0},
+    {"eps": 0.1, "style": "off-target"},
+    {"eps": 0.1},
+    {"temperature": 0.7, "cap": 30.0, "z_loss": 1e-4},
+    {"eps": 0.2, "style": "off-target", "z_loss": 1e-2, "cap": 10.0, "temperature": 1.5},
+]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("settings", OPTION_SETS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()))
+def test_straightforward_float32_answers_pass_with_every_option(settings, weighted, reduction):
+    z, y = _data(rows=12, classes=40, scale=20.0 if "cap" in settings else 3.0, seed=5, ignored=2)
+    weight = np.random.default_rng(1).uniform(0.2, 3.0, 40) if weighted else None
+    options = _options(reduction=reduction, weight=weight, **settings)
+    grad, loss = reference(z, y, **_reference_keywords(options), dtype=np.float32)
+    check = _grade(z, y, grad, loss, options)
+    assert check.correct, [(q.name, q.max_ulps, q.allowed_ulps) for q in check.quantities]
+
+
+@pytest.mark.parametrize("settings", OPTION_SETS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()))
+def test_straightforward_float16_answers_pass_with_every_option(settings):
+    """A half-type kernel: float32 arithmetic, each result rounded to float16."""
+    z, y = _data(rows=12, classes=40, scale=20.0 if "cap" in settings else 3.0, seed=6, ignored=1)
+    z = z.astype(np.float16)
+    options = _options(**settings)
+    grad, loss = reference(z, y, **_reference_keywords(options), dtype=np.float32)
+    check = _grade(z, y, grad.astype(np.float16), np.float16(loss), options, claimed="float16")
+    assert check.correct, [(q.name, q.max_ulps, q.allowed_ulps) for q in check.quantities]
+
+
+@pytest.mark.parametrize("style", ["uniform", "off-target"])
+def test_straightforward_answers_with_targets_pass_and_the_other_style_is_named(style):
+    rng = np.random.default_rng(7)
+    z = (rng.normal(size=(10, 30)) * 3).astype(np.float32)
+    t = rng.dirichlet(np.ones(30) * 0.3, size=10)
+    options = _options(eps=0.1, style=style, z_loss=1e-3, reduction="sum")
+    grad, loss = reference(z, targets=t, **_reference_keywords(options), dtype=np.float32)
+    assert _grade(z, None, grad, loss, options, targets=t).correct
+    other = "uniform" if style == "off-target" else "off-target"
+    grad, loss = reference(z, targets=t, **_reference_keywords(options.replace(smoothing_style=other)))
+    check = _grade(z, None, grad.astype(np.float32), np.float32(loss), options, targets=t)
+    assert not check.correct
+    assert any(f"smoothed {other}" in m for m in check.mistakes)
+
+
+# Each option's slip fails and is named.
+
+SLIPS = [
+    ("softcap left out", {"cap": 30.0}, {"cap": None}, "the softcap left out"),
+    ("tanh derivative left out", {"cap": 30.0}, {"cap": 30.0, "cap_factor": False}, "capped logits"),
+    ("z-loss left out", {"z_loss": 1e-2}, {"z_loss": 0.0}, "without the z-loss"),
+    ("z-loss summed", {"z_loss": 1e-2}, {"z_divisor": "nothing"}, "z-loss's gradient summed"),
+    ("z-loss by weight sum", {"z_loss": 1e-2, "weighted": True}, {"z_divisor": "weight sum"}, "by the weight sum"),
+    ("other smoothing style", {"eps": 0.1, "style": "off-target"}, {"style": "uniform"}, "smoothed uniform"),
+    ("other smoothing style (uniform asked)", {"eps": 0.1}, {"style": "off-target"}, "smoothed off-target"),
+]
+
+
+@pytest.mark.parametrize(("name", "settings", "slip", "words"), SLIPS, ids=[s[0] for s in SLIPS])
+def test_each_options_slip_fails_and_is_named(name, settings, slip, words):
+    settings = dict(settings)
+    weighted = settings.pop("weighted", False)
+    z, y = _data(rows=16, classes=40, scale=20.0 if "cap" in settings else 3.0, seed=11, ignored=3)
+    weight = np.random.default_rng(2).uniform(0.2, 3.0, 40) if weighted else None
+    options = _options(weight=weight, **settings)
+    keywords = {**_reference_keywords(options), **slip}
+    grad, loss = reference(z, y, **keywords)
+    check = _grade(z, y, grad.astype(np.float32), np.float32(loss), options)
+    assert not check.correct
+    assert any(words in mistake for mistake in check.mistakes), check.mistakes
+
+
+def test_a_mean_z_loss_with_weights_divides_the_loss_by_the_counted_rows():
+    """The reduced loss's exact value: cross-entropy over the weight sum, z-loss over the
+    counted rows (not both over the weight sum)."""
+    z, y = _data(rows=10, classes=20, seed=4, ignored=2)
+    weight = np.random.default_rng(3).uniform(0.2, 3.0, 20)
+    options = _options(z_loss=0.5, weight=weight)
+    grad, loss = reference(z, y, **_reference_keywords(options), dtype=np.float32)
+    assert _grade(z, y, grad, loss, options).correct
+    _, by_weights = reference(z, y, **_reference_keywords(options), z_divisor="weight sum")
+    assert not _grade(z, y, grad, np.float32(by_weights), options).correct
+
+
+# PyTorch's smoothed float32 backward (finding 7).
+
+
+def torch_like_smoothed_gradient(z, y, eps, reduction, lanes=16):
+    """PyTorch's route, emulated in float32: the incoming gradient of log-softmax is −ε/K·a on
+    every class plus −(1 − ε)·a at the label (a = 1, or 1/counted rows for 'mean'); its backward
+    is g − exp(log p)·Σ g, the sum taken by a vectorized loop: ``lanes`` running sums over the
+    classes in order, then added."""
+    f32 = np.float32
+    n, k = z.shape
+    counted = y != IGNORE
+    scale = f32(1) if reduction == "sum" else f32(1) / f32(counted.sum())
+    incoming = np.where(counted[:, None], np.full((n, k), -(f32(eps) / f32(k)) * scale, f32), f32(0)).astype(f32)
+    rows = np.flatnonzero(counted)
+    incoming[rows, y[counted]] += -(f32(1) - f32(eps)) * scale
+    running = np.zeros((n, lanes), f32)
+    padded = np.zeros((n, -(-k // lanes) * lanes), f32)
+    padded[:, :k] = incoming
+    for start in range(0, padded.shape[1], lanes):
+        running = (running + padded[:, start : start + lanes]).astype(f32)
+    summed = running.sum(axis=1, dtype=f32)[:, None]
+    shifted = z - z.max(axis=1, keepdims=True)
+    log_p = (shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))).astype(f32)
+    return (incoming - np.exp(log_p) * summed).astype(f32)
+
+
+def _vocabulary_case(classes=32_000):
+    z, y = _data(rows=8, classes=classes, scale=3.0, seed=1)
+    y[0] = IGNORE
+    return z, y
+
+
+@pytest.mark.parametrize("lanes", [8, 16])
+def test_regression_pytorch_smoothed_float32_gradient_passes_at_a_vocabularys_classes(lanes):
+    z, y = _vocabulary_case()
+    grad = torch_like_smoothed_gradient(z, y, 0.1, "sum", lanes)
+    options = _options(eps=0.1, reduction="sum")
+    check = _grade(z, y, grad, None, options)
+    (verdict,) = check.quantities
+    assert verdict.max_ulps > 300  # the sum over 32,000 classes costs hundreds of ulps…
+    assert check.correct  # …and a kernel that sums as PyTorch does is right
+
+
+def test_a_gradient_beyond_the_smoothed_allowance_still_fails():
+    z, y = _vocabulary_case()
+    options = _options(eps=0.1, reduction="sum")
+    right, _ = reference(z, y, **_reference_keywords(options))
+    (verdict,) = _grade(z, y, right.astype(np.float32), None, options).quantities
+    allowed = verdict.allowed_ulps
+    assert allowed < 10_000
+    # Every entry off by 2 × the allowance, in ulps of 1 (the size of s·p's operands at most).
+    wrong = (right + np.sign(right) * 2 * allowed * 2.0**-23 * np.abs(right).clip(2.0**-10)).astype(np.float32)
+    assert not _grade(z, y, wrong, None, options).correct
+
+
+def test_a_smoothed_gradient_1000_ulp_off_fails_where_the_sum_over_classes_is_short():
+    """At K = 1,000 the sum over the classes costs a few ulps: 1,000 ulp off fails."""
+    z, y = _vocabulary_case(classes=1_000)
+    options = _options(eps=0.1, reduction="sum")
+    grad = torch_like_smoothed_gradient(z, y, 0.1, "sum")
+    assert _grade(z, y, grad, None, options).correct
+    right, _ = reference(z, y, **_reference_keywords(options))
+    ulp_of_one = 2.0**-23
+    wrong = grad.astype(np.float64)
+    wrong[1, :] += 1000 * ulp_of_one * np.maximum(np.abs(right[1, :]), 2.0**-3)
+    check = _grade(z, y, wrong.astype(np.float32), None, options)
+    assert not check.correct
+
+
+def test_pytorch_itself_smoothed_float32_gradient_passes():
+    torch = pytest.importorskip("torch")
+    functional = torch.nn.functional
+    for reduction in ("sum", "mean"):
+        torch.manual_seed(1)
+        z = (torch.randn(8, 32_000) * 3).requires_grad_(True)
+        y = torch.randint(0, 32_000, (8,))
+        y[0] = IGNORE
+        loss = functional.cross_entropy(z, y, reduction=reduction, label_smoothing=0.1)
+        loss.backward()
+        check = _grade(
+            z.detach().numpy(), y.numpy(), z.grad.numpy(), loss.detach().numpy(), _options(0.1, reduction=reduction)
+        )
+        assert check.correct, reduction
+
+
+# Bigger picture: any options, a straightforward float32 answer passes and its negation fails.
+
+
+@st.composite
+def _cases(draw):
+    rows, classes = draw(st.integers(1, 12)), draw(st.integers(2, 60))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    z = (rng.normal(size=(rows, classes)) * draw(st.sampled_from([0.3, 3.0, 20.0]))).astype(np.float32)
+    y = rng.integers(0, classes, rows)
+    y[1:][rng.random(rows - 1) < draw(st.sampled_from([0.0, 0.3]))] = IGNORE  # row 0 counted: 'mean' has a D
+    options = _options(
+        eps=draw(st.sampled_from([0.0, 0.1, 0.3])),
+        style=draw(st.sampled_from(["uniform", "off-target"])),
+        temperature=draw(st.sampled_from([1.0, 0.5, 2.0])),
+        cap=draw(st.sampled_from([None, 5.0, 30.0])),
+        z_loss=draw(st.sampled_from([0.0, 1e-4, 1.0])),
+        reduction=draw(st.sampled_from(["mean", "sum", "none"])),
+        weight=rng.uniform(0.2, 3.0, classes) if draw(st.booleans()) else None,
+    )
+    return z, y, options, draw(st.sampled_from(["float32", "float16"]))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_cases())
+def test_any_options_straightforward_answer_passes_and_its_negation_fails(case):
+    """float32 arithmetic, the answer (and, for float16, the logits) rounded to the claimed type."""
+    z, y, options, claimed = case
+    kind = np.dtype(claimed)
+    z = z.astype(kind)
+    grad, loss = reference(z, y, **_reference_keywords(options), dtype=np.float32)
+    with np.errstate(over="ignore"):
+        grad, loss = grad.astype(kind), loss.astype(kind)
+    assume(np.isfinite(grad).all() and np.isfinite(loss).all())  # a z-loss of 1 beyond float16's range
+    check = _grade(z, y, grad, loss, options, claimed)
+    assert check.correct, [(q.name, q.max_ulps, q.allowed_ulps) for q in check.quantities]
+    exact, _ = reference(z, y, **_reference_keywords(options))
+    if np.abs(exact).max() > 1e-2:  # a gradient that is not all but zero
+        assert not _grade(z, y, -grad, loss, options, claimed).correct
+
+
+@pytest.mark.parametrize("name", ["cap_zeros", "zl_negated_doubled", "style_wrong"])
+def test_regression_hostile_answers_fail_through_assert_cross_entropy_close(name):
+    z, y, grad, loss, options = {c[0]: c[1:] for c in _hostile_cases()}[name]
+    keywords = {
+        "softcap": options.softcap,
+        "z_loss": options.z_loss,
+        "label_smoothing": options.label_smoothing,
+        "smoothing_style": options.smoothing_style,
+    }
+    with pytest.raises(AssertionError):
+        assert_cross_entropy_close(z, y, grad, loss, reduction="mean", **keywords)
+    right, right_loss = reference(z, y, **_reference_keywords(options), dtype=np.float32)
+    assert_cross_entropy_close(z, y, right, right_loss, reduction="mean", **keywords)
