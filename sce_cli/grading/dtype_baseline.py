@@ -170,8 +170,10 @@ def lane_sum(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     each over every SUM_LANES-th entry in order, then added together (B×1)."""
     rows, classes = values.shape
     padded = -(-classes // SUM_LANES) * SUM_LANES
-    lanes = np.zeros((rows, padded), dtype=dtype)
-    lanes[:, :classes] = values
+    lanes = np.ascontiguousarray(values, dtype=dtype)
+    if padded != classes:  # the last lanes' missing entries are 0
+        lanes = np.zeros((rows, padded), dtype=dtype)
+        lanes[:, :classes] = values
     # Reducing over a non-innermost axis, numpy adds the lanes' rows one after the other.
     running = np.add.reduce(lanes.reshape(rows, padded // SUM_LANES, SUM_LANES), axis=1, dtype=dtype)
     return running.sum(axis=1, keepdims=True, dtype=dtype)
