@@ -421,3 +421,36 @@ def test_regression_hostile_answers_fail_through_assert_cross_entropy_close(name
         assert_cross_entropy_close(z, y, grad, loss, reduction="mean", **keywords)
     right, right_loss = reference(z, y, **_reference_keywords(options), dtype=np.float32)
     assert_cross_entropy_close(z, y, right, right_loss, reduction="mean", **keywords)
+
+
+# A softcap's factor as frameworks form it: 1 − tanh², from tanh's rounded result.
+
+
+def test_regression_the_cap_factor_as_autograd_forms_it_passes_at_large_logits():
+    """PyTorch's autograd of c·tanh(z/c) multiplies by 1 − y·y, y = tanh(z/c) rounded: where
+    |z/c| is large that loses its digits relative to the factor (13,676 ulp of the factored
+    size at logits ~ N(0, 40²)), but not relative to 1, which is where it is counted."""
+    z, y = _data(rows=64, classes=300, scale=40.0, seed=8)
+    options = _options(cap=30.0, z_loss=1e-4)
+    f32 = np.float32
+    tanh = np.tanh(z / f32(30.0))
+    grad_capped, loss = reference(z, y, **_reference_keywords(options), cap_factor=False, dtype=np.float32)
+    grad = (grad_capped * (f32(1) - tanh * tanh)).astype(f32)
+    assert _grade(z, y, grad, loss, options).correct
+    assert not _grade(z, y, np.zeros_like(grad), loss, options).correct
+    assert not _grade(z, y, grad_capped, loss, options).correct  # the factor left out
+
+
+def test_pytorch_itself_softcapped_float32_gradient_passes():
+    torch = pytest.importorskip("torch")
+    functional = torch.nn.functional
+    torch.manual_seed(0)
+    z = (torch.randn(64, 1000) * 40).requires_grad_(True)
+    y = torch.randint(0, 1000, (64,))
+    capped = 30.0 * torch.tanh(z / 30.0)
+    loss = functional.cross_entropy(capped, y) + 1e-4 * (torch.logsumexp(capped, 1) ** 2).mean()
+    loss.backward()
+    logits, grad = z.detach().numpy(), z.grad.numpy()
+    options = _options(cap=30.0, z_loss=1e-4)
+    assert _grade(logits, y.numpy(), grad, loss.detach().numpy(), options).correct
+    assert not _grade(logits, y.numpy(), -grad, loss.detach().numpy(), options).correct

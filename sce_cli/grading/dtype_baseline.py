@@ -275,22 +275,20 @@ def _z_losses(lse: np.ndarray, coef: RowCoefficients, options: LossOptions, dtyp
 
 
 def gradient_magnitude(
-    probabilities: np.ndarray,
-    coef: RowCoefficients,
-    log_sum_exp: np.ndarray | None = None,
-    cap_factor: np.ndarray | None = None,
+    probabilities: np.ndarray, coef: RowCoefficients, log_sum_exp: np.ndarray | None = None
 ) -> np.ndarray:
     """a·max(s·p, c): the size of the operands of each gradient entry's subtraction; with a
-    z-loss (given ``log_sum_exp``) its term |2λ·lse/(T·D_z)|·p is added to s·p's side, and with
-    a softcap the whole is scaled by the cap's factor 1 − tanh²(z/c)."""
+    z-loss (given ``log_sum_exp``) its term |2λ·lse/(T·D_z)|·p is added to s·p's side.
+
+    A softcap's factor 1 − tanh²(z/c) does not scale it: frameworks form the factor from
+    tanh's result, as 1 minus a number near 1 (PyTorch's autograd of c·tanh(z/c)), so that
+    its error is counted in ulps of 1, as the label's p − 1 is."""
     magnitude = coef.a * np.maximum(coef.s[:, None] * probabilities, coef.c)
     if coef.z_scale and log_sum_exp is not None:
         counted = _counted(coef, len(log_sum_exp))
         z_term = np.where(counted, np.abs(coef.z_scale * log_sum_exp.astype(np.float64)), 0.0)
         scaled = (coef.a * coef.s + z_term)[:, None] * probabilities
         magnitude = np.maximum(scaled, coef.a * coef.c)
-    if cap_factor is not None:
-        magnitude = magnitude * cap_factor
     return magnitude
 
 
@@ -303,14 +301,8 @@ def loss_magnitude(losses: np.ndarray, coef: RowScale, z_losses: np.ndarray | No
 
 
 def result_magnitudes(result: SoftmaxCrossEntropyResult, coef: RowCoefficients) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`gradient_magnitude` and :func:`loss_magnitude` of an exact result, with its options'
-    terms: the z-loss's (its lse, its row terms) and the cap's factor."""
-    options = result.options
-    z_loss = bool(options.z_loss)
-    gradient = gradient_magnitude(
-        result.probabilities,
-        coef,
-        result.log_sum_exp if z_loss else None,
-        result.cap_derivative if options.softcap is not None else None,
-    )
+    """:func:`gradient_magnitude` and :func:`loss_magnitude` of an exact result, with the
+    z-loss's terms (its lse, its row terms) where there is one."""
+    z_loss = bool(result.options.z_loss)
+    gradient = gradient_magnitude(result.probabilities, coef, result.log_sum_exp if z_loss else None)
     return gradient, loss_magnitude(result.losses, coef, result.z_losses if z_loss else None)
