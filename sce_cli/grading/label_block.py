@@ -12,7 +12,8 @@ stored float32, rather than through a float64 copy rounded back). Every
 number it gives is bit for bit the one :func:`.dtype_baseline.baseline` and
 :func:`.dtype_baseline.gradient_magnitude` give (tested on generated dumps of
 every type and option); a block whose baseline is not finite everywhere is
-left to them, as is anything else than labels without smoothing.
+left to them, as is anything else than labels without smoothing, softcap or
+z-loss.
 """
 
 from __future__ import annotations
