@@ -15,6 +15,8 @@ import warnings
 import mpmath as mp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sce_cli.core import InvalidInput, LossOptions, LossWarning, blocks, softmax_cross_entropy
 
@@ -220,10 +222,30 @@ def test_a_strong_cap_over_the_temperature_keeps_every_digit(cap, temperature, l
 @pytest.mark.parametrize("cap, temperature, logits", STRONG_CAPS)
 def test_a_strong_cap_with_probability_targets(cap, temperature, logits):
     # Mass on three classes only: elsewhere the gradient is (1 + 2λ·lse)·p_j/T·(1 - tanh²), all of p's digits.
-    targets = [[{n + 1: 0.5, n + 2: 0.25, n + 3: 0.25}.get(j, 0.0) for j in range(len(row))] for n, row in enumerate(logits)]
+    targets = [
+        [{n + 1: 0.5, n + 2: 0.25, n + 3: 0.25}.get(j, 0.0) for j in range(len(row))] for n, row in enumerate(logits)
+    ]
     options = dict(softcap=cap, temperature=temperature, z_loss=1e-3, reduction="none")
     result = computed(logits, targets=targets, **options)
     check_result(result, reference.analytic(logits, targets=targets, **options), "none")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    cap_exponent=st.floats(-1, 5),
+    temperature_exponent=st.floats(-2, 1),
+    spread=st.sampled_from([0.01, 0.3, 1.0, 3.0]),
+    fractions=st.lists(st.floats(-2, 2), min_size=1, max_size=8),
+    label=st.integers(0, 7),
+)
+def test_any_cap_and_temperature_keep_every_digit(cap_exponent, temperature_exponent, spread, fractions, label):
+    # Logits spread over ±2c (or a fraction of c), caps 0.1 to 1e5, T 0.01 to 10: c/T up to 1e7.
+    cap, temperature = 10.0**cap_exponent, 10.0**temperature_exponent
+    logits = [[f * cap * spread for f in fractions]]
+    labels = [label % len(fractions)]
+    options = dict(softcap=cap, temperature=temperature, z_loss=1e-4, reduction="none")
+    result = computed(logits, labels, **options)
+    check_result(result, reference.analytic(logits, labels, **options), "none")
 
 
 def test_a_weak_cap_is_the_plain_loss_to_the_last_digits():

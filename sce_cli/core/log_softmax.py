@@ -311,9 +311,13 @@ def soft_capped(z: np.ndarray, cap: float, temperature: float = 1.0) -> Capped:
         precise = _needing_precision(magnitude, omega, float(cap) / float(temperature))
         if not precise.size:
             return Capped(high, low, derivative)
-        at_x, at_x_low = flat(x)[precise], flat(x_low)[precise]
-        flat(high)[precise] = np.where(at_x < 0, -c, c)
-        flat(low)[precise], lower = _precise_tail(at_x, at_x_low, c)
+        lower = np.empty(precise.size, z.dtype)
+        # In chunks that stay in the cache: the tail makes some thirty temporaries.
+        for start in range(0, precise.size, _TAIL_CHUNK):
+            at = precise[start : start + _TAIL_CHUNK]
+            at_x = flat(x)[at]
+            flat(high)[at] = np.where(at_x < 0, -c, c)
+            flat(low)[at], lower[start : start + _TAIL_CHUNK] = _precise_tail(at_x, flat(x_low)[at], c)
     return Capped(high, low, derivative, precise, lower)
 
 
@@ -325,6 +329,7 @@ _SERIES_LIMIT = 3.0  # on |x|³·c/T
 # exp(-k/64) as double-double for 2|x| = k/64 up to 64 (beyond, E < 2e-28 and
 # c·ω/T needs c/T > 1e27 to matter).
 _TABLE_STEPS = 64
+_TAIL_CHUNK = 16384
 _TABLE_END = 64.0
 
 
