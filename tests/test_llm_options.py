@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sce_cli.core import InvalidInput, LossOptions, LossWarning, blocks, softmax_cross_entropy
+from sce_cli.core.log_softmax import flat_indices, soft_capped
 
 from . import reference
 from .test_accuracy import GROUPS, INF, TINY, WELL_CONDITIONED, group_inputs, inherent_bound, mismatch
@@ -246,6 +247,23 @@ def test_any_cap_and_temperature_keep_every_digit(cap_exponent, temperature_expo
     options = dict(softcap=cap, temperature=temperature, z_loss=1e-4, reduction="none")
     result = computed(logits, labels, **options)
     check_result(result, reference.analytic(logits, labels, **options), "none")
+
+
+@pytest.mark.parametrize("x", [0.02, 0.1, 0.29, 0.3, 0.31, 0.9009, 1.0, 2.0, 7.5, 31.0])
+def test_the_precise_parts_of_a_capped_logit_are_good_to_1e_22_of_the_cap(x):
+    # Regression: the first version rounded y²/2 of e^y and was 3e-21 off (a few 1e-13
+    # of the gradient at c/T = 1e8).
+    cap = 100.0
+    z = np.array([[x * cap, -x * cap, 1e-4]])
+    capped = soft_capped(z, cap, temperature=1e-6)
+    # Far out (x = 31) the plain low part, c·2e^(-62), is good enough as it is.
+    assert capped.precise.tolist() == ([0, 1] if x < 10 else [])
+    everywhere = flat_indices(np.zeros(1, np.intp), 3) + np.arange(3)
+    lower = capped.lower_at(everywhere)
+    for k, value in enumerate(z[0]):
+        parts = mp.mpf(float(capped.high[0, k])) + mp.mpf(float(capped.low[0, k])) + mp.mpf(float(lower[k]))
+        exact = cap * mp.tanh(mp.mpf(float(value)) / cap)
+        assert abs(parts - exact) <= 1e-22 * cap, (k, mp.nstr(parts - exact, 5))
 
 
 def test_a_weak_cap_is_the_plain_loss_to_the_last_digits():
