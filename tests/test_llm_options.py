@@ -15,8 +15,11 @@ import warnings
 import mpmath as mp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sce_cli.core import InvalidInput, LossOptions, LossWarning, blocks, softmax_cross_entropy
+from sce_cli.core.log_softmax import flat_indices, soft_capped
 
 from . import reference
 from .test_accuracy import GROUPS, INF, TINY, WELL_CONDITIONED, group_inputs, inherent_bound, mismatch
@@ -161,6 +164,106 @@ def test_the_z_loss_gradient_where_lse_is_near_0(z):
     failures = [mismatch(result.gradient[0, k], exact.gradient[0][k]) for k in range(len(z))]
     assert failures == [None] * len(z)
     assert mismatch(result.log_sum_exp[0], exact.log_sum_exp[0]) is None
+
+
+# Soft-capped logits where |z/c| is of order 1 and c/T is large: each capped
+# logit is about c, and an ulp of c over T would be 1e-13 of e^((a_j - a_m)/T) at
+# c/T = 500, so the low parts there are formed to twice the digits. The rows
+# spread the logits over ±c: near the cap, at it, beyond it (the series and the
+# exp table's end), equal, tiny, masked.
+STRONG_CAPS = [
+    (
+        500.0,
+        1.0,
+        [
+            [450.0, 449.5, 300.0, 100.0, -75.0, -380.0, -500.0, 40.0, 0.5, 38.15],
+            [500.0, 500.0, -499.0, 250.0, 1e-9, 76.65, 5e4, 4.9e4, -INF, 160.0],
+            [-500.0, -450.0, -600.0, -700.0, -1000.0, -1200.0, -2500.0, -16000.0, -30.0, -510.0],
+        ],
+    ),
+    (
+        5000.0,
+        1.0,
+        [
+            [5000.0, 4999.25, 4990.0, 4600.0, 5200.0, 5300.0, 4400.0, 3900.0, 5050.0, 4950.0],
+            [-5000.0, -4999.0, -5100.0, -5400.0, -5600.0, -5500.0, -4700.0, -4650.0, -6000.0, -INF],
+            [900.0, 1000.0, 1100.0, 800.0, 1250.0, 1300.0, 950.0, 990.0, 1010.0, 1200.0],
+        ],
+    ),
+    (
+        30.0,
+        0.1,
+        [
+            [30.0, 29.0, 25.0, 10.0, -30.0, 45.0, 3.0, 31.0, 28.0, 44.0],
+            [-30.0, -29.5, -33.0, -40.0, -45.0, -60.0, -28.0, -36.0, -200.0, -INF],
+        ],
+    ),
+    (3e3, 0.5, [[3000.0, 2900.0, 2600.0, 3400.0, 3500.0, 2000.0, 1800.0, 4000.0, 3300.0, 1000.0]]),
+]
+STRONG_CAP_OPTIONS = [
+    dict(),
+    dict(z_loss=1e-4, weight=[0.5, 2.0, 1.25, 1.0, 0.75, 1.5, 1.0, 0.25, 3.0, 1.0], label_smoothing=0.1),
+    dict(z_loss=1e-2, smoothing_style="off-target", label_smoothing=0.3),
+]
+
+
+@pytest.mark.parametrize("cap, temperature, logits", STRONG_CAPS)
+@pytest.mark.parametrize("options", STRONG_CAP_OPTIONS)
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_a_strong_cap_over_the_temperature_keeps_every_digit(cap, temperature, logits, options, reduction):
+    labels = [n % 3 + 1 for n in range(len(logits))]
+    options = dict(options, softcap=cap, temperature=temperature, reduction=reduction)
+    result = computed(logits, labels, **options)
+    exact = reference.analytic(logits, labels, **options)
+    check_result(result, exact, reduction)
+    for n, value in enumerate(exact.log_sum_exp):
+        assert mismatch(result.log_sum_exp[n], value) is None, n
+
+
+@pytest.mark.parametrize("cap, temperature, logits", STRONG_CAPS)
+def test_a_strong_cap_with_probability_targets(cap, temperature, logits):
+    # Mass on three classes only: elsewhere the gradient is (1 + 2λ·lse)·p_j/T·(1 - tanh²), all of p's digits.
+    targets = [
+        [{n + 1: 0.5, n + 2: 0.25, n + 3: 0.25}.get(j, 0.0) for j in range(len(row))] for n, row in enumerate(logits)
+    ]
+    options = dict(softcap=cap, temperature=temperature, z_loss=1e-3, reduction="none")
+    result = computed(logits, targets=targets, **options)
+    check_result(result, reference.analytic(logits, targets=targets, **options), "none")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    cap_exponent=st.floats(-1, 5),
+    temperature_exponent=st.floats(-2, 1),
+    spread=st.sampled_from([0.01, 0.3, 1.0, 3.0]),
+    fractions=st.lists(st.floats(-2, 2), min_size=1, max_size=8),
+    label=st.integers(0, 7),
+)
+def test_any_cap_and_temperature_keep_every_digit(cap_exponent, temperature_exponent, spread, fractions, label):
+    # Logits spread over ±2c (or a fraction of c), caps 0.1 to 1e5, T 0.01 to 10: c/T up to 1e7.
+    cap, temperature = 10.0**cap_exponent, 10.0**temperature_exponent
+    logits = [[f * cap * spread for f in fractions]]
+    labels = [label % len(fractions)]
+    options = dict(softcap=cap, temperature=temperature, z_loss=1e-4, reduction="none")
+    result = computed(logits, labels, **options)
+    check_result(result, reference.analytic(logits, labels, **options), "none")
+
+
+@pytest.mark.parametrize("x", [0.02, 0.1, 0.29, 0.3, 0.31, 0.9009, 1.0, 2.0, 7.5, 31.0])
+def test_the_precise_parts_of_a_capped_logit_are_good_to_1e_22_of_the_cap(x):
+    # Regression: the first version rounded y²/2 of e^y and was 3e-21 off (a few 1e-13
+    # of the gradient at c/T = 1e8).
+    cap = 100.0
+    z = np.array([[x * cap, -x * cap, 1e-4]])
+    capped = soft_capped(z, cap, temperature=1e-6)
+    # Far out (x = 31) the plain low part, c·2e^(-62), is good enough as it is.
+    assert capped.precise.tolist() == ([0, 1] if x < 10 else [])
+    everywhere = flat_indices(np.zeros(1, np.intp), 3) + np.arange(3)
+    lower = capped.lower_at(everywhere)
+    for k, value in enumerate(z[0]):
+        parts = mp.mpf(float(capped.high[0, k])) + mp.mpf(float(capped.low[0, k])) + mp.mpf(float(lower[k]))
+        exact = cap * mp.tanh(mp.mpf(float(value)) / cap)
+        assert abs(parts - exact) <= 1e-22 * cap, (k, mp.nstr(parts - exact, 5))
 
 
 def test_a_weak_cap_is_the_plain_loss_to_the_last_digits():

@@ -12,12 +12,18 @@ from .result import LossWarning
 
 
 def log_sum_exp(
-    high_max: np.ndarray, low_max: np.ndarray | None, temperature: np.floating, log_sum: np.ndarray
+    high_max: np.ndarray,
+    low_max: np.ndarray | None,
+    temperature: np.floating,
+    log_sum: np.ndarray,
+    lower_max: np.ndarray | None = None,
 ) -> np.ndarray:
-    """lse(b) = M_b + log1p(S) per row, M_b = (high + low)/T of the maximum, kept as a
+    """lse(b) = M_b + log1p(S) per row, M_b = (high + low + lower)/T of the maximum, kept as a
     double-length number until the sum: lse near 0 keeps the digits of log1p(S) (N)."""
     m = high_max if low_max is None else high_max + low_max
     m_low = np.zeros_like(m) if low_max is None else (high_max - m) + low_max
+    if lower_max is not None:
+        m_low = m_low + lower_max
     if temperature != 1.0:
         quotient = m / temperature
         product, product_err = _two_product_scalar(quotient, temperature)

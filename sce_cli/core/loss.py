@@ -243,11 +243,11 @@ def _compute(
             ls = log_softmax(z[block], max_logit[block], argmax[block], options.temperature, workspace)
             lse[block] = log_sum_exp(max_logit[block], None, temperature, ls.log_sum)
         else:
-            capped = soft_capped(z[block], options.softcap)
+            capped = soft_capped(z[block], options.softcap, options.temperature)
             at_max = flat_indices(argmax[block], n_classes)
             high_max, low_max = flat(capped.high).take(at_max), flat(capped.low).take(at_max)
-            ls = log_softmax(capped.high, high_max, argmax[block], options.temperature, workspace, low=capped.low)
-            lse[block] = log_sum_exp(high_max, low_max, temperature, ls.log_sum)
+            ls = log_softmax(capped.high, high_max, argmax[block], options.temperature, workspace, capped)
+            lse[block] = log_sum_exp(high_max, low_max, temperature, ls.log_sum, capped.lower_at(at_max))
         others_sum[block] = ls.others_sum
         p = probabilities[block]
         np.divide(ls.exp_shifted, ls.exp_sum[:, None], out=p)

@@ -137,14 +137,15 @@ class SoftmaxCrossEntropyResult:
         """a = c·tanh(logits/c) with the softcap c, else the logits (N×K)."""
         if self.options.softcap is None:
             return self.logits
-        return self._by_blocks(lambda rows: soft_capped(self.logits[rows], self._cap).rounded)
+        return self._by_blocks(lambda rows: soft_capped(self.logits[rows], self._cap, self.options.temperature).rounded)
 
     @cached_property
     def cap_derivative(self) -> np.ndarray:
         """1 - tanh²(logits/c) with the softcap c, else 1 (N×K)."""
         if self.options.softcap is None:
             return np.ones_like(self.logits)
-        return self._by_blocks(lambda rows: soft_capped(self.logits[rows], self._cap).derivative)
+        temperature = self.options.temperature
+        return self._by_blocks(lambda rows: soft_capped(self.logits[rows], self._cap, temperature).derivative)
 
     @property
     def _cap(self) -> float:
@@ -223,14 +224,10 @@ class SoftmaxCrossEntropyResult:
     def _shifted(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
         if self.options.softcap is None:
             return shift_and_scale(self.logits[rows], self.max_logit[rows], self.options.temperature)
-        capped = soft_capped(self.logits[rows], self._cap)
+        capped = soft_capped(self.logits[rows], self._cap, self.options.temperature)
         at_max = flat_indices(self.argmax[rows], self.num_classes)
         return shift_and_scale(
-            capped.high,
-            flat(capped.high).take(at_max),
-            self.options.temperature,
-            low=capped.low,
-            low_max=flat(capped.low).take(at_max),
+            capped.high, flat(capped.high).take(at_max), self.options.temperature, capped=capped, at_max=at_max
         )
 
     def _by_blocks(self, block: Callable[[slice], np.ndarray]) -> np.ndarray:
