@@ -316,3 +316,16 @@ def test_counts_of_one_are_singular():
     ]
     result = runner.invoke(app, ["batch", "-", "-q"], input="z0,z1,label\n-inf,2,0\n3,4,1\n")
     assert result.stderr == "sce: warning: 1 row has an infinite loss (a target class with probability 0)\n"
+
+
+def test_weights_whose_sum_exceeds_float64_do_not_crash_the_exact_divisor():
+    """Regression: the exactly rounded weight sum (math.fsum) raised OverflowError
+    ('intermediate overflow in fsum') for two weights of 1e308; the sum is inf, as a plain
+    sum says, and the mean NaN."""
+    from sce_cli.core.reduction import weighted_total
+
+    assert weighted_total(np.array([1, 1]), np.array([1e308, 1e308])) == math.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = softmax_cross_entropy([[1.0, 2.0], [3.0, 1.0]], labels=[0, 1], weight=[1e308, 1e308], reduction="mean")
+    assert math.isnan(result.loss) and result.denominator == math.inf

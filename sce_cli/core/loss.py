@@ -232,6 +232,7 @@ def _compute(
     others_sum = np.empty(n_rows, dtype)
     lse = np.empty(n_rows, dtype)
     overflowing: list[int] = []
+    nonfinite: list[slice] = []  # blocks whose gradient has an entry that is not finite
     temperature = dtype.type(options.temperature)
     llm = options.has_llm_options
     scale = GradientScale(options.reduction, denominator, temperature)
@@ -257,7 +258,10 @@ def _compute(
             llm_scale.apply(g, p, lse[block], terms.counted[block], None if capped is None else capped.derivative)
         else:
             scale.apply(g)
-        overflowing.extend(overflowing_rows(g, block))
+        found = overflowing_rows(g, block)
+        if found is not None:
+            nonfinite.append(block)
+            overflowing.extend(found)
     warn_about_infinite_losses(losses)
     z_losses = z_losses_of(lse, terms.counted, options.z_loss, dtype)
     # Only rows that count have a z-loss: with every row ignored it has no gradient to keep either.
@@ -278,7 +282,7 @@ def _compute(
     if denominator == 0 and options.reduction == "mean" and not llm:
         overflowing = []  # the gradient is 0
     warn_about_overflowing_gradients(overflowing, options.temperature)
-    warn_about_nan(losses, gradient, z.dtype)
+    warn_about_nan(losses, gradient, z.dtype, nonfinite)
     return SoftmaxCrossEntropyResult(
         logits=z,
         max_logit=max_logit,

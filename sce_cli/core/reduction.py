@@ -30,7 +30,8 @@ class GradientScale:
 
 def class_counts(labels: np.ndarray, counted: np.ndarray, n_classes: int) -> np.ndarray:
     """How many counted rows have each label (K integers): exact, and additive over blocks of rows."""
-    return np.bincount(labels[counted], minlength=n_classes)
+    # Every row counted (the usual case): no masked copy of the labels.
+    return np.bincount(labels if counted.all() else labels[counted], minlength=n_classes)
 
 
 def weighted_total(counts: np.ndarray, weight_vec: np.ndarray) -> float:
@@ -50,7 +51,10 @@ def weighted_total(counts: np.ndarray, weight_vec: np.ndarray) -> float:
     high, low = _two_product(w, n)
     if not np.isfinite(high).all():
         return float(high.sum())  # an overflowing weight: inf, as a plain sum gives
-    return math.fsum([*high.tolist(), *low.tolist()])
+    try:
+        return math.fsum([*high.tolist(), *low.tolist()])
+    except OverflowError:  # finite weights whose sum exceeds float64 (weights are never negative)
+        return math.inf
 
 
 def reduce(
@@ -101,11 +105,12 @@ def _total(losses: np.ndarray) -> float:
     return float(total)
 
 
-def overflowing_rows(gradient: np.ndarray, rows: slice) -> list[int]:
-    """The rows of a block whose gradient has an infinite entry."""
+def overflowing_rows(gradient: np.ndarray, rows: slice) -> list[int] | None:
+    """The rows of a block whose gradient has an infinite entry; None where every entry is
+    finite (the usual case, found by one sum while the block is in the cache)."""
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(gradient.sum()):  # no entry is ±inf (or NaN)
-            return []
+            return None
     return (rows.start + np.flatnonzero(np.isinf(gradient).any(axis=1))).tolist()
 
 
@@ -134,11 +139,16 @@ def warn_about_infinite_losses(losses: np.ndarray) -> None:
         )
 
 
-def warn_about_nan(losses: np.ndarray, gradient: np.ndarray, dtype: np.dtype) -> None:
-    """A NaN that no other warning explains: an intermediate beyond the float type's range."""
+def warn_about_nan(losses: np.ndarray, gradient: np.ndarray, dtype: np.dtype, nonfinite: list[slice]) -> None:
+    """A NaN that no other warning explains: an intermediate beyond the float type's range.
+    Only the ``nonfinite`` blocks' gradients can hold one (a pass over all of it cost a fifth
+    of a call at 1M × 10)."""
+    bad = np.isnan(losses)
     with np.errstate(invalid="ignore"):
-        bad = np.isnan(losses) | np.isnan(gradient.sum(axis=1))
-        bad &= ~np.isinf(gradient).any(axis=1)  # ±inf - ±inf: the overflow warning says why
+        for where in nonfinite:
+            block = gradient[where]
+            bad[where] |= np.isnan(block.sum(axis=1))
+            bad[where] &= ~np.isinf(block).any(axis=1)  # ±inf - ±inf: the overflow warning says why
     if bad.any():
         rows = tuple(np.flatnonzero(bad).tolist())
         warnings.warn(

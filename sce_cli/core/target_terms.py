@@ -46,9 +46,10 @@ class HardLabels:
         self.safe_labels = labels if self.all_counted else np.where(self.counted, labels, 0)
         if (weight_vec == 1).all():
             label_weight = self.counted.astype(dtype)  # the same 1s and 0s, without the gather
+            self.denominator = float(np.count_nonzero(self.counted))  # weighted_total's value, without the counts
         else:
             label_weight = np.where(self.counted, weight_vec[self.safe_labels], 0).astype(dtype)
-        self.denominator = weighted_total(class_counts(self.safe_labels, self.counted, n_classes), weight_vec)
+            self.denominator = weighted_total(class_counts(self.safe_labels, self.counted, n_classes), weight_vec)
         self.eps = eps
         self.weight_vec = weight_vec
         self.uniform = eps / dtype.type(n_classes)  # ε/K, the smoothed mass of every class
