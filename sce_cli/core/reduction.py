@@ -48,7 +48,10 @@ def weighted_total(counts: np.ndarray, weight_vec: np.ndarray) -> float:
     w = weight_vec[present].astype(np.float64)
     if (w == 1).all():
         return float(counts.sum())
-    high, low = _two_product(w, n)
+    with np.errstate(all="ignore"):
+        high, low = _two_product(w, n)
+    # Veltkamp's split overflows for weights beyond about 1e300: there the product is taken as rounded.
+    low = np.where(np.isfinite(low), low, 0.0)
     if not np.isfinite(high).all():
         return float(high.sum())  # an overflowing weight: inf, as a plain sum gives
     try:
