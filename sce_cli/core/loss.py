@@ -26,7 +26,7 @@ from .checks import (
     weight_tuple,
 )
 from .language_model import LanguageModelScale, log_sum_exp, reduced_z_loss, z_losses_of
-from .log_softmax import Workspace, flat, flat_indices, log_softmax, soft_capped
+from .log_softmax import Capped, LogSoftmax, Workspace, flat, flat_indices, log_softmax, soft_capped
 from .reduction import (
     GradientScale,
     overflowing_rows,
@@ -210,6 +210,21 @@ def _labels_and_targets_as_rows(
     return label_rows, target_rows
 
 
+def _block_log_softmax(
+    z: np.ndarray, max_logit: np.ndarray, argmax: np.ndarray, options: LossOptions, workspace: Workspace
+) -> tuple[LogSoftmax, np.ndarray, Capped | None]:
+    """A block's log-softmax, its rows' log-sum-exp lse(b), and the soft cap's parts (None without one)."""
+    temperature = z.dtype.type(options.temperature)
+    if options.softcap is None:
+        ls = log_softmax(z, max_logit, argmax, options.temperature, workspace)
+        return ls, log_sum_exp(max_logit, None, temperature, ls.log_sum), None
+    capped = soft_capped(z, options.softcap, options.temperature)
+    at_max = flat_indices(argmax, z.shape[1])
+    high_max, low_max = flat(capped.high).take(at_max), flat(capped.low).take(at_max)
+    ls = log_softmax(capped.high, high_max, argmax, options.temperature, workspace, capped)
+    return ls, log_sum_exp(high_max, low_max, temperature, ls.log_sum, capped.lower_at(at_max)), capped
+
+
 def _compute(
     logits: ArrayLike,
     labels: ArrayLike | None,
@@ -239,16 +254,7 @@ def _compute(
     llm_scale = LanguageModelScale(options, denominator, z_denominator, temperature)
     workspace = Workspace(min(n_rows, blocks.block_rows(n_classes, z.itemsize)), n_classes, dtype)
     for block in blocks.row_blocks(n_rows, n_classes, z.itemsize):
-        capped = None
-        if options.softcap is None:
-            ls = log_softmax(z[block], max_logit[block], argmax[block], options.temperature, workspace)
-            lse[block] = log_sum_exp(max_logit[block], None, temperature, ls.log_sum)
-        else:
-            capped = soft_capped(z[block], options.softcap, options.temperature)
-            at_max = flat_indices(argmax[block], n_classes)
-            high_max, low_max = flat(capped.high).take(at_max), flat(capped.low).take(at_max)
-            ls = log_softmax(capped.high, high_max, argmax[block], options.temperature, workspace, capped)
-            lse[block] = log_sum_exp(high_max, low_max, temperature, ls.log_sum, capped.lower_at(at_max))
+        ls, lse[block], capped = _block_log_softmax(z[block], max_logit[block], argmax[block], options, workspace)
         others_sum[block] = ls.others_sum
         p = probabilities[block]
         np.divide(ls.exp_shifted, ls.exp_sum[:, None], out=p)
