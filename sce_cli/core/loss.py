@@ -225,6 +225,35 @@ def _block_log_softmax(
     return ls, log_sum_exp(high_max, low_max, temperature, ls.log_sum, capped.lower_at(at_max)), capped
 
 
+def _reduced(
+    losses: np.ndarray,
+    z_losses: np.ndarray,
+    counted: np.ndarray,
+    options: LossOptions,
+    denominator: float,
+    z_denominator: float,
+    gradient: np.ndarray,
+) -> tuple[np.ndarray, float | np.ndarray, float, float | np.ndarray]:
+    """The rows' losses with their z-loss, the reduced loss, D, and the z-loss as reported."""
+    # Only rows that count have a z-loss: with every row ignored it has no gradient to keep either.
+    z_gradient_kept = options.z_loss != 0 and bool(counted.any())
+    llm = options.has_llm_options
+    loss, denominator = reduce(
+        losses, counted, options.reduction, denominator, gradient, zero_gradient=not llm, z_loss=z_gradient_kept
+    )
+    z_loss: float | np.ndarray = z_losses
+    if options.z_loss != 0:
+        losses = losses + z_losses
+        if options.reduction == "none":
+            loss = losses
+        else:
+            z_loss = reduced_z_loss(z_losses, options.reduction, z_denominator)
+            loss = float(loss) + float(z_loss)
+    elif options.reduction != "none":
+        z_loss = 0.0
+    return losses, loss, denominator, z_loss
+
+
 def _compute(
     logits: ArrayLike,
     labels: ArrayLike | None,
@@ -270,21 +299,9 @@ def _compute(
             overflowing.extend(found)
     warn_about_infinite_losses(losses)
     z_losses = z_losses_of(lse, terms.counted, options.z_loss, dtype)
-    # Only rows that count have a z-loss: with every row ignored it has no gradient to keep either.
-    z_gradient_kept = options.z_loss != 0 and bool(terms.counted.any())
-    loss, denominator = reduce(
-        losses, terms.counted, options.reduction, denominator, gradient, zero_gradient=not llm, z_loss=z_gradient_kept
+    losses, loss, denominator, z_loss = _reduced(
+        losses, z_losses, terms.counted, options, denominator, z_denominator, gradient
     )
-    z_loss: float | np.ndarray = z_losses
-    if options.z_loss != 0:
-        losses = losses + z_losses
-        if options.reduction == "none":
-            loss = losses
-        else:
-            z_loss = reduced_z_loss(z_losses, options.reduction, z_denominator)
-            loss = float(loss) + float(z_loss)
-    elif options.reduction != "none":
-        z_loss = 0.0
     if denominator == 0 and options.reduction == "mean" and not llm:
         overflowing = []  # the gradient is 0
     warn_about_overflowing_gradients(overflowing, options.temperature)
