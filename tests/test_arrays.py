@@ -495,3 +495,32 @@ def test_the_allowance_does_not_depend_on_how_the_dump_is_stored_in_memory(tmp_p
     np.savez(tmp_path / "f.npz", logits=np.asfortranarray(z), labels=labels, grad=np.asfortranarray(grad))
     reports = [json.loads(run("--arrays", tmp_path / name, "-f", "json")[1]) for name in ("c.npz", "f.npz")]
     assert reports[0] == reports[1]
+
+
+@pytest.mark.parametrize(
+    "option, said",
+    [
+        (["-w", "1,-2,3"], "--weight (class 1): weight -2 is not a non-negative finite number; class weights must be >= 0"),
+        (["-w", "1,2,3"], "--weight: 3 weights for 7 classes; give one weight per class (7)"),
+        (["--smoothing", "2"], "--smoothing: label smoothing 2.0 is outside [0, 1]; use a value from 0 (none) to 1"),
+    ],
+)
+def test_a_bad_option_with_arrays_is_usage_worded_as_its_flag(tmp_path, option, said):
+    """Regression: sce batch DUMP --reduction mean with a bad option was an internal error (70),
+    check --arrays -w 1,-2,3 said 'weight, class 1' with status 1, and a weight count that
+    did not fit the classes was an IndexError."""
+    path, _, _ = make_dump(tmp_path)
+    for command in (["check", "--arrays", path], ["batch", path, "--reduction", "mean", "-q"]):
+        result = runner.invoke(app, [*command, *option])
+        assert (command[0], result.exit_code, result.stderr) == (command[0], 2, f"sce: error: {said}\n")
+
+
+def test_a_weight_beyond_float32_is_refused_not_overflowed():
+    """Regression: 1e39 became inf in float32 (a raw numpy overflow warning in sce batch) and
+    the result was explained as a class with probability 0."""
+    result = runner.invoke(app, ["grad", "1", "2", "3", "-l", "0", "-w", "1e39,1,1", "--dtype", "float32"])
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "sce: error: --weight (class 0): weight 1e+39 is beyond float32's range (3.4e+38); class weights must fit "
+        "the type computed in; scale them down or compute in float64\n",
+    )

@@ -71,7 +71,10 @@ def mean_denominators(dump: ArrayDump, options: LossOptions) -> MeanDenominators
     from ..core.reduction import class_counts, weighted_total
 
     counted = dump.labels != options.ignore_index
-    dtype, weights = validated_options(options)
+    try:
+        dtype, weights = validated_options(options)
+    except InvalidInput:
+        return None  # the core names the option, worded as its flag, at the first block
     if weights is not None and len(weights) != dump.shape[1]:
         return None  # the core names the mismatch, with its flag, at the first block
     counts = class_counts(np.where(counted, dump.labels, 0), counted, dump.shape[1])

@@ -120,6 +120,13 @@ def _checked_weights(weight: tuple[float, ...] | None, dtype: np.dtype) -> np.nd
                 column=column,
                 hint="class weights must be >= 0",
             )
+        if value > np.finfo(dtype).max:
+            raise InvalidInput(
+                f"weight {float(value):g} is beyond {dtype.name}'s range ({float(np.finfo(dtype).max):.2g})",
+                field="weight",
+                column=column,
+                hint="class weights must fit the type computed in; scale them down or compute in float64",
+            )
     return weights.astype(dtype)
 
 

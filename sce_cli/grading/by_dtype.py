@@ -41,7 +41,7 @@ from ..arrays import ArrayDump
 from ..arrays.blocks import block_bounds, read_rows
 from ..arrays.heap import reused_heap
 from ..core import InvalidInput
-from ..errors import DataProblem
+from ..errors import DataProblem, option_problem
 from ..options import LossOptions
 from . import label_block
 from .dtype_baseline import (
@@ -260,6 +260,7 @@ def check_dump(
 
     options = options.replace(dtype="float64")
     rows, classes = dump.shape
+    _check_options(options, classes)
     d = denominators(dump.labels, rows, options)
     grad = QuantityVerdict("gradient") if dump.grad is not None else None
     per_row_loss = dump.loss is not None and dump.loss.ndim == 1
@@ -374,6 +375,8 @@ class _BlockJob:
         try:
             return self._grade(bounds)
         except InvalidInput as problem:  # a NaN logit, a row of -inf, targets that do not sum to 1
+            if problem.field not in ("logits", "labels", "targets"):
+                raise option_problem(problem) from None  # an option: the command line words it as its flag
             raise _bad_dump(problem, self.dump.where, bounds[0]) from None
 
     def _grade(self, bounds: tuple[int, int]) -> _BlockGrade:
@@ -445,6 +448,17 @@ class _BlockJob:
         dense = coefficients(block.labels, None, classes, self.options, self.d.total, self.d.counted_rows)
         base = baseline(block.logits, dense, self.options, self.dtype)
         return block, dense, base, partial(gradient_magnitude, block.exact.probabilities, dense)
+
+
+def _check_options(options: LossOptions, classes: int) -> None:
+    """Every option checked before the first block (a weight per class among them), as the core checks them."""
+    from ..core.checks import class_weights, validated_options
+
+    try:
+        dtype, weights = validated_options(options)
+        class_weights(weights, classes, dtype)
+    except InvalidInput as problem:
+        raise option_problem(problem) from None
 
 
 def _bad_dump(problem: InvalidInput, where: dict[str, str], first_row: int) -> DataProblem:
