@@ -524,3 +524,16 @@ def test_a_weight_beyond_float32_is_refused_not_overflowed():
         "sce: error: --weight (class 0): weight 1e+39 is beyond float32's range (3.4e+38); class weights must fit "
         "the type computed in; scale them down or compute in float64\n",
     )
+
+
+def test_a_mean_over_no_counted_weight_is_graded_as_pytorch_gives_it(tmp_path):
+    """Regression: an all-padding batch's mean is 0/0, NaN in PyTorch, but the grader expected
+    0 (PyTorch's answer failed and 0 passed); with every counted weight 0 PyTorch's gradient is
+    NaN too (0/0 in its backward), which failed every entry."""
+    z = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    np.savez(tmp_path / "padding.npz", logits=z, labels=np.full(4, IGNORE), grad=np.zeros_like(z), loss=np.float32("nan"))
+    np.savez(tmp_path / "zero_loss.npz", logits=z, labels=np.full(4, IGNORE), grad=np.zeros_like(z), loss=np.float32(0))
+    np.savez(tmp_path / "weights0.npz", logits=z, labels=np.zeros(4, np.int64), grad=np.full_like(z, np.nan), loss=np.float32("nan"))
+    assert run("--arrays", tmp_path / "padding.npz")[0] == 0
+    assert run("--arrays", tmp_path / "zero_loss.npz")[0] == 1
+    assert run("--arrays", tmp_path / "weights0.npz", "-w", "0,1,1")[0] == 0

@@ -416,6 +416,10 @@ class _BlockJob:
         gradient = None
         if dump.grad is not None:
             given = read_rows(dump.grad, start, stop)
+            if self.options.reduction == "mean" and self.d.total == 0:
+                # The gradient of 0/0: sce says 0 (nothing counts); PyTorch's backward gives NaN where
+                # the counted rows' weights are all 0. Either is the right answer.
+                given = np.where(np.isnan(given), 0, given).astype(given.dtype, copy=False)
             gradient = _grade_gradient(block, grad_magnitude(), base.gradients, given, dtype)
         rows = self.per_row_loss or self.reduced_loss
         z_losses = block.exact.z_losses if self.options.z_loss else None
@@ -538,6 +542,8 @@ class _ScalarLoss:
         self.given = given
         self.size = math.fsum(self.magnitude)
         expected = np.array(math.fsum(self.exact))
+        if options.reduction == "mean" and d.total == 0:
+            expected = np.array(math.nan)  # 0/0: a mean over no counted weight is NaN, as PyTorch returns it
         magnitude = np.array(self.size)
         kind = numpy_dtype(dtype)
         with np.errstate(all="ignore"):
