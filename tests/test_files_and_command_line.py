@@ -22,6 +22,8 @@ from sce_cli.batch.frames import write_frame
 from sce_cli.cli import app
 
 runner = CliRunner()
+#: By its full path: the tests run from any folder.
+SAMPLE_BATCH = Path(__file__).resolve().parents[1] / "samples" / "batch.csv"
 
 
 def sce(*args: str, input: str | bytes | None = None, **env: str):
@@ -203,7 +205,7 @@ def test_stray_and_unclosed_quotes_are_told_apart(tmp_path):
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
 def test_disk_full_on_a_device_names_the_output():
-    result = sce("batch", "samples/batch.csv", "-o", "/dev/full", "-q")
+    result = sce("batch", str(SAMPLE_BATCH), "-o", "/dev/full", "-q")
     assert (result.exit_code, result.stderr) == (
         1,
         "sce: error: -o: writing the output /dev/full failed: no space left on device; "
@@ -217,7 +219,7 @@ def test_disk_full_names_the_output_and_keeps_the_old_one(tmp_path, monkeypatch)
 
     monkeypatch.setattr(output, "write_frame", full)
     out = write(tmp_path, "out.csv", "precious\n")
-    result = sce("batch", "samples/batch.csv", "-o", str(out), "-q")
+    result = sce("batch", str(SAMPLE_BATCH), "-o", str(out), "-q")
     assert (result.exit_code, result.stderr) == (
         1,
         f"sce: error: -o: writing the output {out} failed: no space left on device; {out} is unchanged; "
@@ -456,7 +458,7 @@ def test_arrays_from_a_pipe_are_refused_with_why_not_called_damaged(tmp_path):
     [
         (["grad", "2", "3", "4", "-l", "1"], ""),
         (["grad", "2", "3", "4", "-l", "1", "-f", "json"], ""),
-        (["batch", "samples/batch.csv", "-q"], "; free some space or write the output elsewhere"),
+        (["batch", str(SAMPLE_BATCH), "-q"], "; free some space or write the output elsewhere"),
     ],
 )
 def test_a_full_stdout_is_named_as_stdout(args, said):
