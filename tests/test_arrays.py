@@ -537,3 +537,27 @@ def test_a_mean_over_no_counted_weight_is_graded_as_pytorch_gives_it(tmp_path):
     assert run("--arrays", tmp_path / "padding.npz")[0] == 0
     assert run("--arrays", tmp_path / "zero_loss.npz")[0] == 1
     assert run("--arrays", tmp_path / "weights0.npz", "-w", "0,1,1")[0] == 0
+
+
+def test_the_python_assertion_leaves_the_callers_malloc_alone(tmp_path, monkeypatch):
+    """Regression: assert_cross_entropy_close tuned glibc's malloc (for good: any mallopt ends
+    its own adjustment) inside the caller's process, e.g. a training run's; only sce check does."""
+    from sce_cli.arrays import heap
+    from sce_cli.grading import by_dtype
+    from sce_cli.testing import assert_cross_entropy_close
+
+    asked: list[bool] = []
+    real = heap.reused_heap
+
+    def spy(enabled: bool = True):
+        asked.append(enabled)
+        return real(False)
+
+    monkeypatch.setattr(by_dtype, "reused_heap", spy)
+    monkeypatch.setattr(by_dtype, "BLOCK_ENTRIES", 8)  # many blocks: the check would tune the heap
+    path, z, labels = make_dump(tmp_path)
+    with np.load(path) as dump:
+        assert_cross_entropy_close(z, labels, dump["grad"])
+    assert asked == [False]
+    assert run("--arrays", path)[0] == 0
+    assert asked == [False, True]

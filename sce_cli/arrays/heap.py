@@ -7,7 +7,10 @@ zero: measured, that was more than half the CPU time of `sce check --arrays`
 on a large dump (9 of 16 s were system time). Raising the threshold and the trim
 threshold for the duration of the check lets the next block reuse the last
 one's memory; the peak stays what one block needs. Elsewhere (not glibc:
-macOS, musl) nothing is changed.
+macOS, musl) nothing is changed. Any mallopt ends glibc's own adjustment of
+the threshold for the rest of the process, so only the command line's own
+process does this (`sce check --arrays`), never a library caller's
+(`assert_cross_entropy_close` inside a training process).
 """
 
 from __future__ import annotations

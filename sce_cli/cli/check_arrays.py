@@ -138,7 +138,7 @@ def _check_with_progress(dump: ArrayDump, options: LossOptions, claimed: str) ->
 
     stderr = Console(stderr=True)
     if not stderr.is_terminal:
-        return check_dump(dump, options, claimed)
+        return check_dump(dump, options, claimed, tune_heap=True)
     rows = dump.shape[0]
     with Progress(
         TextColumn("sce check: {task.description}"),
@@ -158,7 +158,7 @@ def _check_with_progress(dump: ArrayDump, options: LossOptions, claimed: str) ->
                 tasks[phase] = bar.add_task(phase, total=rows)
             bar.advance(tasks[phase], done)
 
-        return check_dump(dump, options, claimed, progress=advance)
+        return check_dump(dump, options, claimed, progress=advance, tune_heap=True)
 
 
 def _require_ml_dtypes() -> None:

@@ -253,9 +253,16 @@ Progress = Callable[[str, int], None]
 
 
 def check_dump(
-    dump: ArrayDump, options: LossOptions, claimed_dtype: str, progress: Progress | None = None
+    dump: ArrayDump,
+    options: LossOptions,
+    claimed_dtype: str,
+    progress: Progress | None = None,
+    tune_heap: bool = False,
 ) -> DtypeCheck:
-    """Grade the dump's gradient and loss, block by block; name the mistake that fits."""
+    """Grade the dump's gradient and loss, block by block; name the mistake that fits.
+
+    ``tune_heap``: keep freed blocks in the heap (glibc's malloc settings, see
+    :mod:`..arrays.heap`) — for the command line's own process, never a library caller's."""
     from .mistake_pass import Allowed, matching_mistakes
 
     options = options.replace(dtype="float64")
@@ -267,7 +274,7 @@ def check_dump(
     loss = QuantityVerdict("loss") if per_row_loss else None
     scalar = _ScalarLoss() if dump.loss is not None and not per_row_loss else None
     job = _BlockJob(dump, options, claimed_dtype, d, per_row_loss, scalar is not None)
-    with warnings.catch_warnings(), reused_heap(rows * classes > BLOCK_ENTRIES):
+    with warnings.catch_warnings(), reused_heap(tune_heap and rows * classes > BLOCK_ENTRIES):
         # Here, not in each block: catch_warnings is not thread-safe. An infinite loss is graded, not warned about.
         warnings.simplefilter("ignore")
         for graded in in_order(job.grade, block_bounds(rows, classes, BLOCK_ENTRIES)):
