@@ -561,3 +561,16 @@ def test_the_python_assertion_leaves_the_callers_malloc_alone(tmp_path, monkeypa
     assert asked == [False]
     assert run("--arrays", path)[0] == 0
     assert asked == [False, True]
+
+
+def test_a_dump_holding_both_labels_and_targets_is_bad_data_named_by_its_file(tmp_path):
+    """Regression: 'give labels or targets, not both' (status 2) named neither the file nor its arrays."""
+    z = np.zeros((2, 3), np.float32)
+    path = tmp_path / "both.npz"
+    np.savez(path, logits=z, labels=np.array([0, 1]), targets=np.full((2, 3), 1 / 3), grad=z)
+    code, _, err = run("--arrays", path)
+    assert (code, err) == (
+        1,
+        f"sce: error: {path}: holds both 'labels' and 'targets'; a dump has labels or probability targets, "
+        "not both: save it with one of them\n",
+    )

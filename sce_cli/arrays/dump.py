@@ -75,6 +75,12 @@ def _check_roles(found: dict[str, tuple[ArrayFile, str]], shared: ArrayFile | No
     """The usage errors: which arrays are missing or given both ways."""
     if "logits" not in found:
         raise UsageProblem("no logits: give --arrays FILE (with an array 'logits') or --logits FILE")
+    if "labels" in found and "targets" in found and found["labels"][0] is found["targets"][0]:
+        source = found["labels"][0]
+        raise DataProblem(
+            f"{source.path}: holds both '{found['labels'][1]}' and '{found['targets'][1]}'; "
+            "a dump has labels or probability targets, not both: save it with one of them"
+        )
     if ("labels" in found) == ("targets" in found):
         held = "" if shared is None or "labels" in found else f" ({shared.path} holds {_listing(shared)})"
         raise UsageProblem(
