@@ -345,7 +345,7 @@ Z = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
         ({"logits": Z, "labels": np.array(["a", "b"])}, 1, "{path}: array 'labels' has type <U1; labels are class indices"),
         ({"logits": np.where(Z == 2.0, np.nan, Z), "labels": np.array([0, 1])}, 1, "{path}: array 'logits': row 0, class 1: logit nan"),
         ({"logits": np.zeros((0, 3)), "labels": np.zeros(0, int)}, 1, "{path}: array 'logits' is empty"),
-        ({"logits": Z, "labels": np.array([0, 1]), "targets": np.full((2, 3), 1 / 3)}, 2, "give labels or targets, not both"),
+        ({"logits": Z, "labels": np.array([0, 1]), "targets": np.full((2, 3), 1 / 3)}, 1, "{path}: holds both 'labels' and 'targets'"),
     ],
     ids=["no labels", "labels shape", "K mismatch", "label range", "float labels", "text labels", "nan", "empty", "both"],
 )  # fmt: skip
