@@ -95,12 +95,12 @@ def test_the_python_api_takes_the_options_and_the_header_names_them():
             ("--smoothing-style", "off-target"),
             "sce: error: --smoothing-style changes only how label smoothing spreads ε: give --smoothing too",
         ),
-        (("--softcap", "0"), "sce: error: --softcap 0.0: softcap 0.0 is not a positive finite number"),
-        (("--softcap", "inf"), "sce: error: --softcap inf: softcap inf is not a positive finite number"),
-        (("--z-loss", "-1"), "sce: error: --z-loss -1.0: z-loss -1.0 is not a non-negative finite number"),
-        (("--z-loss", "nan"), "sce: error: --z-loss nan: z-loss nan is not a non-negative finite number"),
-        (("--smoothing", "1.5"), "sce: error: --smoothing 1.5: label smoothing 1.5 is outside [0, 1]"),
-        (("--temperature", "0"), "sce: error: --temperature 0.0: temperature 0.0 is not a positive finite number"),
+        (("--softcap", "0"), "sce: error: --softcap: softcap 0.0 is not a positive finite number"),
+        (("--softcap", "inf"), "sce: error: --softcap: softcap inf is not a positive finite number"),
+        (("--z-loss", "-1"), "sce: error: --z-loss: z-loss -1.0 is not a non-negative finite number"),
+        (("--z-loss", "nan"), "sce: error: --z-loss: z-loss nan is not a non-negative finite number"),
+        (("--smoothing", "1.5"), "sce: error: --smoothing: label smoothing 1.5 is outside [0, 1]"),
+        (("--temperature", "0"), "sce: error: --temperature: temperature 0.0 is not a positive finite number"),
     ],
 )
 def test_bad_options_are_one_line_and_status_2(arguments, message):

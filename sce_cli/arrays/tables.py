@@ -14,6 +14,7 @@ import re
 import numpy as np
 
 from ..errors import DataProblem
+from ..numbers import count_of
 
 #: The name of the whole table as one array (one column per class).
 WHOLE_TABLE = "*"
@@ -92,7 +93,8 @@ def _column(path: str, series: object) -> np.ndarray:
             first = int(lengths[0])
             row = int((lengths != first).arg_true()[0])
             raise DataProblem(
-                f"{path}: array '{name}': row {row} has {int(lengths[row])} entries where row 0 has {first}; "
+                f"{path}: array '{name}': row {row} has {count_of(int(lengths[row]), 'entry', 'entries')} "
+                f"where row 0 has {first}; "
                 "every row needs one per class"
             )
         # explode: one entry per value (polars' list.eval(...any()) gives lists, not one bool per row)

@@ -23,11 +23,6 @@ from .declarations import (
 
 #: The core's keyword for each loss option, as the user typed it (in messages about its value).
 _FLAGS = {
-    "label_smoothing=": "--smoothing ",
-    "temperature=": "--temperature ",
-    "softcap=": "--softcap ",
-    "z_loss=": "--z-loss ",
-    "smoothing_style=": "--smoothing-style ",
     "timeout=": "--timeout ",
     "seed=": "--seed ",
 }
@@ -86,6 +81,7 @@ def test(
     from ..implementations.loading import UnusableImplementation
     from ..testing import check_implementation
 
+    _check_loss_options(smoothing, temperature, softcap, z_loss, smoothing_style)
     try:
         report = check_implementation(
             function,
@@ -126,3 +122,25 @@ def _as_flags(message: str) -> str:
         if message.startswith(keyword):
             return flag + message[len(keyword) :]
     return message
+
+
+def _check_loss_options(
+    smoothing: float, temperature: float, softcap: float | None, z_loss: float, style: SmoothingStyleChoice
+) -> None:
+    """The loss options checked as the core checks them, worded as their flags as in sce grad."""
+    from ..core import InvalidInput
+    from ..core.checks import validated_options
+    from ..errors import option_problem
+    from ..options import LossOptions
+
+    chosen = LossOptions(
+        label_smoothing=smoothing,
+        temperature=temperature,
+        softcap=softcap,
+        z_loss=z_loss,
+        smoothing_style=style.value,
+    )
+    try:
+        validated_options(chosen)
+    except InvalidInput as problem:
+        raise option_problem(problem) from None
