@@ -168,7 +168,7 @@ def test_arrow_with_a_list_column(tmp_path):
     code, _, err = check(tmp_path / "r.arrow")
     assert (code, err.replace(str(tmp_path) + os.sep, "")) == (
         1,
-        "sce: error: r.arrow: array 'logits': row 1 has 1 entries where row 0 has 2; every row needs one per class\n",
+        "sce: error: r.arrow: array 'logits': row 1 has 1 entry where row 0 has 2; every row needs one per class\n",
     )
 
 
