@@ -51,6 +51,15 @@ def is_array_path(path: str) -> bool:
     return Path(path).suffix.lower() in ARRAY_SUFFIXES
 
 
+def is_regular_file(path: str) -> bool:
+    """Whether ``path`` can be read twice, or seeked in (False for pipes, FIFOs, <(…) and devices);
+    True for a path that cannot be looked at: opening it then says why."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True
+
+
 def unreadable(path: str, error: OSError) -> SceError:
     """A file that cannot be opened at all: exit 2, as cmp and diff do."""
     reason = "is a directory" if isinstance(error, IsADirectoryError) else (error.strerror or str(error)).lower()
@@ -64,7 +73,7 @@ def open_arrays(path: str) -> ArrayFile:
     try:
         if os.path.isdir(path):
             raise IsADirectoryError(21, "Is a directory", path)
-        if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        if not is_regular_file(path):
             # Arrays are read by seeking (a .npy is memory-mapped, a zip read from its end).
             raise SceError(f"{path}: is a pipe or a device; arrays are read from a file: save them first", USAGE)
         with open(path, "rb") as handle:

@@ -3,8 +3,6 @@ two for 'mean'), and the summary."""
 
 from __future__ import annotations
 
-import os
-import stat
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,6 +11,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
+from ..arrays.formats import is_regular_file
 from ..core import SoftmaxCrossEntropyResult
 from ..errors import DATA, DataProblem, OptionProblem, SceError
 from ..options import LossOptions
@@ -170,12 +169,7 @@ def readable_input(request: BatchRequest) -> Iterator[str]:
 
 
 def _is_regular_file(path: str) -> bool:
-    if path == "-":
-        return False
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return True  # not there: open_input says so, naming it
+    return path != "-" and is_regular_file(path)  # a path not there: open_input says so, naming it
 
 
 def computed_blocks(

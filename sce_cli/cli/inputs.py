@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import re
-import stat
 import sys
 import warnings
 from dataclasses import dataclass
@@ -62,11 +60,11 @@ def read_logits_file(path: str) -> list[float]:
     The way past the shell's limit on the length of an argument (about
     128 KiB: some 10,000 logits), up to a vocabulary of a million classes.
     """
-    from ..arrays.formats import is_array_path
+    from ..arrays.formats import is_array_path, is_regular_file
     from ..arrays.vector import array_suffix, read_vector, read_vector_bytes
 
     try:
-        if path == "-" or not _regular_file(path):
+        if path == "-" or not is_regular_file(path):
             # Read once: a pipe, FIFO or <(…) gives its bytes to the first reader only.
             with contextlib.nullcontext(sys.stdin) if path == "-" else open(path, "rb") as stream:
                 raw = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
@@ -88,14 +86,6 @@ def read_logits_file(path: str) -> list[float]:
         where = "stdin" if path == "-" else path
         raise OptionProblem("logits_file", f"{where} is not UTF-8 text (byte {error.start + 1})", DATA) from None
     return _numbers_in_text(text, path)
-
-
-def _regular_file(path: str) -> bool:
-    """Whether ``path`` is a file that can be read twice (False for pipes, FIFOs and devices)."""
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return True  # let the open say why it cannot be read
 
 
 def _numbers_in_text(text: str, path: str) -> list[float]:
