@@ -150,6 +150,16 @@ def split_numbers(texts: list[str] | str) -> list[str]:
     return tokens
 
 
+#: What a written number beyond float64 (1e400) is told, wherever it is written.
+BEYOND_FLOAT64 = "is beyond float64's range (±1.8e308); write a smaller number or inf"
+
+
+def beyond_float64(text: str, value: float) -> bool:
+    """float("1e400") is inf: as an answer it would be within any tolerance of anything,
+    as a logit an inf nobody wrote (and -1e400 a masked class). Refused where it is read."""
+    return math.isinf(value) and "inf" not in text.lower()
+
+
 def read_number(text: str) -> float | None:
     """The number ``text`` spells, or None: what Python's float() reads
     (``1_000``, other scripts' digits, inf, nan), after minus normalisation."""

@@ -537,9 +537,9 @@ def test_logits_file_statuses_follow_the_one_table(tmp_path):
         (
             "1" + "0" * 400 + ",0,0",
             "line 2, column z0: '1000000000000000000000000000000000000000'… (401 characters) is beyond float64's "
-            "range (±1.8e308); write a smaller number, or inf",
+            "range (±1.8e308); write a smaller number or inf",
         ),
-        ("0,-1e400,0", "line 2, column z1: '-1e400' is beyond float64's range (±1.8e308); write a smaller number, or inf"),
+        ("0,-1e400,0", "line 2, column z1: '-1e400' is beyond float64's range (±1.8e308); write a smaller number or inf"),
         (
             "x" * 5000 + ",0,0",
             "line 2, column z0: 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'… (5,000 characters) is not a number; "
@@ -563,7 +563,7 @@ def test_a_number_beyond_float64_in_a_wide_row(tmp_path):
     result = sce("batch", str(write(tmp_path, "wide.csv", text)), "-q")
     assert (result.exit_code, result.stderr) == (
         1,
-        "sce: error: line 2, column z1199: '1e999' is beyond float64's range (±1.8e308); write a smaller number, or inf\n",
+        "sce: error: line 2, column z1199: '1e999' is beyond float64's range (±1.8e308); write a smaller number or inf\n",
     )
 
 

@@ -14,7 +14,7 @@ import polars as pl
 
 from ..core import InvalidInput, SoftmaxCrossEntropyResult, softmax_cross_entropy
 from ..errors import DataProblem, option_problem
-from ..numbers import read_number
+from ..numbers import BEYOND_FLOAT64, beyond_float64, read_number
 from ..options import LossOptions
 from .columns import ColumnPlan
 from .records import Block, _record_at, _record_lines, _records
@@ -88,18 +88,13 @@ def _numbers(
     return array
 
 
-#: A written number whose value is beyond float64: read as ±inf, it would be an inf nobody wrote
-#: (and -1e400 a masked class), so it is refused where it is written, as sce grad refuses it typed.
-BEYOND_FLOAT64 = "is beyond float64's range (±1.8e308); write a smaller number, or inf"
-
-
 def overflowed_cell(array: np.ndarray, text_of: Callable[[int, int], str | None]) -> tuple[int, int] | None:
     """The first cell read as ±inf whose text does not spell inf (1e400), as (row, column)."""
     if not np.isinf(array).any():
         return None
     for row, k in np.argwhere(np.isinf(array)):
         text = text_of(int(row), int(k))
-        if text is None or "inf" not in text.lower():
+        if text is None or beyond_float64(text, float(array[row, k])):
             return int(row), int(k)
     return None
 

@@ -26,9 +26,9 @@ import numpy as np
 import polars as pl
 
 from ..core import SoftmaxCrossEntropyResult
-from ..numbers import read_number
+from ..numbers import BEYOND_FLOAT64, read_number
 from .columns import ColumnPlan
-from .frames import BEYOND_FLOAT64, _cell_problem, _labels, overflowed_cell
+from .frames import _cell_problem, _labels, overflowed_cell
 from .records import Block
 
 #: From this many input columns on, a block is read and written the wide way.

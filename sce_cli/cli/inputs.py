@@ -6,7 +6,6 @@ Every problem becomes a :class:`UsageProblem` that names the argument.
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 import sys
 import warnings
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import DATA, OptionProblem, UsageProblem, option_problem
-from ..numbers import normalise_minus, read_number, split_numbers
+from ..numbers import BEYOND_FLOAT64, beyond_float64, normalise_minus, read_number, split_numbers
 from ..options import LossOptions
 from .commandline import say_warning
 from .declarations import DType, ReductionChoice, SmoothingStyleChoice
@@ -29,14 +28,8 @@ def parse_number(token: str, what: str) -> float:
     if value is None:
         raise UsageProblem(f"{what}: {token!r} is not a number; write numbers such as 2, -1.5 or 3e-2")
     if beyond_float64(token, value):
-        raise UsageProblem(f"{what}: {token} is beyond float64's range (±1.8e308); write a smaller number or inf")
+        raise UsageProblem(f"{what}: {token} {BEYOND_FLOAT64}")
     return value
-
-
-def beyond_float64(token: str, value: float) -> bool:
-    """float("1e400") is inf: as an answer it would be within any tolerance of
-    anything, and as a logit it would be reported as an inf nobody wrote."""
-    return math.isinf(value) and "inf" not in token.lower()
 
 
 def parse_numbers(texts: list[str] | str, what: str) -> list[float]:
