@@ -67,19 +67,15 @@ def mean_denominators(dump: ArrayDump, options: LossOptions) -> MeanDenominators
     if dump.labels is None:
         rows = float(dump.shape[0])
         return MeanDenominators(rows, rows)
-    from ..core.checks import class_weights, validated_options
-    from ..core.reduction import class_counts, weighted_total
+    from ..core.reduction import class_counts, weight_sum_of_counts
 
     counted = dump.labels != options.ignore_index
-    try:
-        dtype, weights = validated_options(options)
-    except InvalidInput:
-        return None  # the core names the option, worded as its flag, at the first block
-    if weights is not None and len(weights) != dump.shape[1]:
-        return None  # the core names the mismatch, with its flag, at the first block
     counts = class_counts(np.where(counted, dump.labels, 0), counted, dump.shape[1])
-    # The core's own rule (class counts, rounded once), so that every row is what one call gives.
-    return MeanDenominators(weighted_total(counts, class_weights(weights, dump.shape[1], dtype)), float(counted.sum()))
+    try:
+        # The core's own rule (class counts, rounded once), so that every row is what one call gives.
+        return MeanDenominators(weight_sum_of_counts(counts, options), float(counted.sum()))
+    except InvalidInput:
+        return None  # a bad option, or a weight per class missing: the core names it, as its flag, at the first block
 
 
 def compute_array_block(

@@ -221,8 +221,7 @@ def mean_denominator(path: str, request: BatchRequest) -> MeanDenominators | Non
     """
     if request.options.reduction != "mean":
         return None
-    from ..core.checks import class_weights, validated_options
-    from ..core.reduction import class_counts, weighted_total
+    from ..core.reduction import class_counts, weight_sum_of_counts
 
     weight_sum = counted_rows = 0.0
     counts: np.ndarray | None = None  # per class, for labels: D as one call of the core rounds it
@@ -235,8 +234,7 @@ def mean_denominator(path: str, request: BatchRequest) -> MeanDenominators | Non
             block = class_counts(result.labels, result.counted, result.num_classes)
             counts = block if counts is None else counts + block
     if counts is not None:
-        dtype, weights = validated_options(request.options)
-        weight_sum = weighted_total(counts, class_weights(weights, len(counts), dtype))
+        weight_sum = weight_sum_of_counts(counts, request.options)
     return MeanDenominators(weight_sum, counted_rows)
 
 

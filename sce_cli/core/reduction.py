@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 
+from ..options import LossOptions
 from .log_softmax import _two_product
 from .result import LossWarning
 
@@ -58,6 +59,16 @@ def weighted_total(counts: np.ndarray, weight_vec: np.ndarray) -> float:
         return math.fsum([*high.tolist(), *low.tolist()])
     except OverflowError:  # finite weights whose sum exceeds float64 (weights are never negative)
         return math.inf
+
+
+def weight_sum_of_counts(counts: np.ndarray, options: LossOptions) -> float:
+    """D for class labels from their counts per class: :func:`weighted_total` with the weights
+    as the core types them (in the options' float type), so that a file read in blocks
+    divides by exactly what one call of the core does. Raises InvalidInput for bad options."""
+    from .checks import class_weights, validated_options
+
+    dtype, weights = validated_options(options)
+    return weighted_total(counts, class_weights(weights, len(counts), dtype))
 
 
 def reduce(
