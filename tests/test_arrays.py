@@ -451,7 +451,7 @@ def test_a_dump_the_loss_is_not_defined_for_is_bad_data_named_where_not_an_inter
     code, _, err = run("--arrays", tmp_path / "masked.npz")
     assert (code, err) == (
         1,
-        f"sce: error: {tmp_path / 'masked.npz'}: array 'logits', row 2900: every logit in the row is -inf, "
+        f"sce: error: {tmp_path / 'masked.npz'}: array 'logits': row 2900: every logit in the row is -inf, "
         "so the softmax is undefined; leave at least one class finite\n",
     )
     z = np.zeros((4, 5), np.float32)
@@ -460,7 +460,7 @@ def test_a_dump_the_loss_is_not_defined_for_is_bad_data_named_where_not_an_inter
     code, _, err = run("--arrays", tmp_path / "nan.npz")
     assert (code, err) == (
         1,
-        f"sce: error: {tmp_path / 'nan.npz'}: array 'logits', row 2, class 3: logit nan is not allowed; "
+        f"sce: error: {tmp_path / 'nan.npz'}: array 'logits': row 2, class 3: logit nan is not allowed; "
         "logits must be finite numbers or -inf (a masked class)\n",
     )
 

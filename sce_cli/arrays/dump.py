@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..core.result import InvalidInput
 from ..errors import DataProblem, UsageProblem
 from .formats import ArrayFile, open_arrays
 from .tables import WHOLE_TABLE
@@ -91,6 +92,16 @@ def _check_roles(found: dict[str, tuple[ArrayFile, str]], shared: ArrayFile | No
         )
     if answer and "grad" not in found and "loss" not in found:
         raise UsageProblem("nothing to check: the answer to grade is an array 'grad' and/or 'loss' (or --grad/--loss)")
+
+
+def placed_in_dump(problem: InvalidInput, where: dict[str, str], first_row: int) -> DataProblem:
+    """The core's words for a bad input in rows from ``first_row`` on, placed in the dump as
+    the readers place theirs: the file and array, then the row of the whole dump, and the class."""
+    place = where.get(problem.field, problem.field)
+    row = "" if problem.row is None else f": row {first_row + problem.row}"
+    column = "" if problem.column is None else f", class {problem.column}"
+    hint = f"; {problem.hint}" if problem.hint else ""
+    return DataProblem(f"{place}{row}{column}: {problem.problem}{hint}")
 
 
 def _locate(request: DumpRequest, shared: ArrayFile | None, role: str) -> tuple[ArrayFile, str] | None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..arrays import ArrayDump, DumpRequest, read_dump
 from ..arrays.blocks import block_bounds, read_rows
+from ..arrays.dump import placed_in_dump
 from ..core import InvalidInput, SoftmaxCrossEntropyResult
 from ..errors import DataProblem
 from ..options import LossOptions
@@ -84,9 +85,6 @@ def compute_array_block(
     """The core on one block; its errors name the file, the array, the row and the class."""
 
     def placed(error: InvalidInput) -> DataProblem:
-        assert error.row is not None
-        column = "" if error.column is None else f", class {error.column}"
-        hint = f"; {error.hint}" if error.hint else ""
-        return DataProblem(f"{dump.where[error.field]}: row {block.start + error.row}{column}: {error.problem}{hint}")
+        return placed_in_dump(error, dump.where, block.start)
 
     return core_on_block(block.logits, block.labels, block.targets, options, denominators, placed)

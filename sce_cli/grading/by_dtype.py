@@ -39,9 +39,10 @@ import numpy as np
 
 from ..arrays import ArrayDump
 from ..arrays.blocks import block_bounds, read_rows
+from ..arrays.dump import placed_in_dump
 from ..arrays.heap import reused_heap
 from ..core import InvalidInput
-from ..errors import DataProblem, option_problem
+from ..errors import option_problem
 from ..options import LossOptions
 from . import label_block
 from .dtype_baseline import (
@@ -384,7 +385,7 @@ class _BlockJob:
         except InvalidInput as problem:  # a NaN logit, a row of -inf, targets that do not sum to 1
             if problem.field not in ("logits", "labels", "targets"):
                 raise option_problem(problem) from None  # an option: the command line words it as its flag
-            raise _bad_dump(problem, self.dump.where, bounds[0]) from None
+            raise placed_in_dump(problem, self.dump.where, bounds[0]) from None
 
     def _grade(self, bounds: tuple[int, int]) -> _BlockGrade:
         start, stop = bounds
@@ -470,17 +471,6 @@ def _check_options(options: LossOptions, classes: int) -> None:
         class_weights(weights, classes, dtype)
     except InvalidInput as problem:
         raise option_problem(problem) from None
-
-
-def _bad_dump(problem: InvalidInput, where: dict[str, str], first_row: int) -> DataProblem:
-    """The core's words for a bad input, placed in the dump: its file and array, its row in the whole dump."""
-    place = [where.get(problem.field, problem.field)]
-    if problem.row is not None:
-        place.append(f"row {first_row + problem.row}")
-    if problem.column is not None:
-        place.append(f"class {problem.column}")
-    hint = f"; {problem.hint}" if problem.hint else ""
-    return DataProblem(f"{', '.join(place)}: {problem.problem}{hint}")
 
 
 def _errors(given: np.ndarray, expected: np.ndarray, unit: np.ndarray, magnitude: np.ndarray, dtype: str) -> np.ndarray:
