@@ -368,6 +368,64 @@ def test_pytorch_itself_smoothed_float32_gradient_passes():
         assert check.correct, reduction
 
 
+def torch_like_gradient(z, y, lanes):
+    """PyTorch's float32 gradient of the 'mean' loss over labels, emulated: log-softmax with
+    Σ e^(z − max) summed by a vectorized loop (``lanes`` running sums over the classes in order,
+    then added), then nll's incoming −1/D at the label and log-softmax's backward g − exp(log p)·Σg."""
+    f32 = np.float32
+    n, k = z.shape
+    shifted = (z - z.max(axis=1, keepdims=True)).astype(f32)
+    padded = np.zeros((n, -(-k // lanes) * lanes), f32)
+    padded[:, :k] = np.exp(shifted)
+    running = np.zeros((n, lanes), f32)
+    for start in range(0, padded.shape[1], lanes):
+        running = (running + padded[:, start : start + lanes]).astype(f32)
+    log_p = (shifted - np.log(running.sum(axis=1, dtype=f32))[:, None]).astype(f32)
+    counted = y != IGNORE
+    scale = f32(1) / f32(counted.sum())
+    incoming = np.zeros((n, k), f32)
+    incoming[np.flatnonzero(counted), y[counted]] = -scale
+    summed = np.where(counted, -scale, f32(0)).astype(f32)[:, None]
+    return (incoming - np.exp(log_p) * summed).astype(f32)
+
+
+@pytest.mark.parametrize("lanes", [8, 16])
+def test_regression_pytorch_float32_gradient_passes_at_a_256000_class_vocabulary(lanes):
+    """PyTorch's float32 gradient at Gemma's K = 256,000 was ~200 ulp off (AVX-512's 16 lanes;
+    ~500 with AVX2's 8), where numpy's pairwise sum is a few ulps off, and it failed: the sum of
+    a vocabulary's exponentials in lanes is the error of every probability in the row."""
+    z, y = _data(rows=4, classes=256_000, seed=5, ignored=1)
+    check = _grade(z, y, torch_like_gradient(z, y, lanes), None, _options())
+    (verdict,) = check.quantities
+    assert verdict.max_ulps > 100  # the lanes' error, far beyond a pairwise sum's…
+    assert check.correct  # …and yet the answer of a correct kernel
+
+
+def test_a_gradient_1000_ulp_off_fails_at_128000_classes():
+    z, y = _data(rows=4, classes=128_000, seed=6, ignored=1)
+    right, _ = reference(z, y)
+    assert _grade(z, y, right.astype(np.float32), None, _options()).correct
+    wrong = (right * (1 + 1000 * 2.0**-23)).astype(np.float32)  # 1,000 to 2,000 ulp off
+    check = _grade(z, y, wrong, None, _options())
+    (verdict,) = check.quantities
+    assert verdict.allowed_ulps < 1000
+    assert not check.correct
+
+
+def test_pytorch_itself_float32_gradient_passes_at_a_vocabularys_classes():
+    torch = pytest.importorskip("torch")
+    functional = torch.nn.functional
+    for classes, reduction in ((128_000, "mean"), (256_000, "none")):
+        torch.manual_seed(2)
+        z = (torch.randn(4, classes) * 3).requires_grad_(True)
+        y = torch.randint(0, classes, (4,))
+        y[0] = IGNORE
+        loss = functional.cross_entropy(z, y, reduction=reduction)
+        loss.sum().backward()
+        check = _grade(z.detach().numpy(), y.numpy(), z.grad.numpy(), loss.detach().numpy(), _options(reduction=reduction))
+        assert check.correct, (classes, [(q.name, q.max_ulps, q.allowed_ulps) for q in check.quantities])
+
+
 # Bigger picture: any options, a straightforward float32 answer passes and its negation fails.
 
 

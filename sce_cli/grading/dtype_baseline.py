@@ -161,8 +161,9 @@ def autograd_route_applies(targets: np.ndarray | None, options: LossOptions) -> 
 
 
 #: Lanes a vectorized float32 sum keeps apart (AVX2's 8), each summed in order: PyTorch's CPU
-#: reductions. Over K = 32,000 classes its error is that of 4,000 terms added one by one.
-SUM_LANES = 8
+#: reductions (its log-softmax's Σe among them). Over K = 32,000 classes its error is that of
+#: 4,000 terms added one by one. (AVX-512's 16 lanes make smaller errors.)
+SUM_LANES = 16
 
 
 def lane_sum(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -193,9 +194,16 @@ def baseline(
     logits: np.ndarray, coef: RowCoefficients, options: LossOptions, dtype_name: str, autograd: bool = False
 ) -> Baseline:
     """The straightforward computations in ``dtype_name`` (half types summed in float32): the
-    cap a = c·tanh(z/c), a/T, max-shifted softmax by e/Σe and by exp(log-softmax), (p·s − c)·a,
-    plus 2λ·lse·p/(T·D_z), times 1/cosh²(z/c). With ``autograd`` a third route, PyTorch's through
-    log-softmax's backward: g = c·a − p·Σ_k (c·a)_k with the sum in the type (:func:`lane_sum`)."""
+    cap a = c·tanh(z/c), a/T, max-shifted softmax by e/Σe (numpy's: Σ pairwise) and by
+    exp(log-softmax) (PyTorch's CPU kernel: Σ in lanes, :func:`lane_sum`), (p·s − c)·a, plus
+    2λ·lse·p/(T·D_z), times 1/cosh²(z/c); the loss from that log-softmax. With ``autograd`` a
+    third route, PyTorch's through log-softmax's backward: g = c·a − p·Σ_k (c·a)_k with the sum
+    in the type, in lanes.
+
+    The lanes matter at a vocabulary's K: a sum of 128,000 terms in 8 lanes adds 16,000 terms
+    one after another in each, and is some 40 ulp off where numpy's pairwise sum is 1 or 2;
+    every probability of the row inherits that error. PyTorch's own float32 gradient at
+    K = 256,000 was 206 ulp off, where the pairwise route allowed 152: a right answer failed."""
     dtype = numpy_dtype(dtype_name)
     work = np.dtype(np.float32) if dtype.itemsize == 2 else dtype
     # copy=False throughout: a stage already in the type is not copied (in float32 most are).
@@ -209,7 +217,7 @@ def baseline(
         exponentials = np.exp(shifted)
         total = exponentials.sum(axis=1, keepdims=True)
         direct = (exponentials / total).astype(dtype, copy=False)
-        log_p = (shifted - np.log(total)).astype(dtype, copy=False)
+        log_p = (shifted - np.log(lane_sum(exponentials, work))).astype(dtype, copy=False)
         via_log = np.exp(log_p.astype(work, copy=False)).astype(dtype, copy=False)
         c = coef.c.astype(dtype, copy=False)
         s = coef.s.astype(dtype, copy=False)[:, None]

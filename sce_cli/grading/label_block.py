@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..options import LossOptions
-from .dtype_baseline import Baseline, numpy_dtype
+from .dtype_baseline import Baseline, lane_sum, numpy_dtype
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,8 @@ def baseline(
         exponentials = np.exp(shifted)
         total = exponentials.sum(axis=1, keepdims=True)
         direct = (exponentials / total).astype(dtype, copy=False)
+        log_p = (shifted - np.log(lane_sum(exponentials, work))).astype(dtype, copy=False)
         del exponentials
-        log_p = (shifted - np.log(total)).astype(dtype, copy=False)
         del shifted
         if losses and not np.isfinite(log_p.sum(dtype=np.float64)):
             return None
