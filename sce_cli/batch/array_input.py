@@ -37,6 +37,9 @@ class ArrayBlock:
     logits: np.ndarray
     labels: np.ndarray | None
     targets: np.ndarray | None
+    stored_targets: np.ndarray | None = None
+    """The targets as the dump stores them, for the core: float32 targets sum to 1 only within
+    float32's rounding (see core.checks.target_sum_tolerance)."""
 
 
 def read_inputs(request: DumpRequest, options: LossOptions) -> ArrayDump:
@@ -50,8 +53,8 @@ def array_blocks(dump: ArrayDump, block_entries: int | None = None) -> Iterator[
         raise_if_interrupted()
         logits = _widened(read_rows(dump.logits, start, stop))
         labels = None if dump.labels is None else np.asarray(dump.labels[start:stop])
-        targets = None if dump.targets is None else _widened(read_rows(dump.targets, start, stop))
-        yield ArrayBlock(start, logits, labels, targets)
+        stored = None if dump.targets is None else read_rows(dump.targets, start, stop)
+        yield ArrayBlock(start, logits, labels, None if stored is None else _widened(stored), stored)
 
 
 def _widened(values: np.ndarray) -> np.ndarray:
@@ -87,4 +90,5 @@ def compute_array_block(
     def placed(error: InvalidInput) -> DataProblem:
         return placed_in_dump(error, dump.where, block.start)
 
-    return core_on_block(block.logits, block.labels, block.targets, options, denominators, placed)
+    targets = block.targets if block.stored_targets is None else block.stored_targets
+    return core_on_block(block.logits, block.labels, targets, options, denominators, placed)

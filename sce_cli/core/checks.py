@@ -10,8 +10,26 @@ from numpy.typing import ArrayLike
 from ..options import FLOAT_TYPES, REDUCTIONS, SMOOTHING_STYLES, FloatType, LossOptions
 from .result import InvalidInput
 
-#: How far a row of probability targets may sum from 1 before it is rejected.
+#: How far a row of probability targets may sum from 1 before it is rejected (targets given in a
+#: narrower float type may be further off: :func:`target_sum_tolerance`).
 TARGET_SUM_TOLERANCE = 1e-6
+
+#: Unit roundoff of the narrower float types targets may be given in (bfloat16: ml_dtypes').
+_NARROW_UNITS = {"float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
+
+
+def target_sum_tolerance(given_type: np.dtype, n_classes: int) -> float:
+    """How far a row of targets given as ``given_type`` may sum from 1.
+
+    Targets computed in float32 (a softmax over a vocabulary, saved by a framework) do not sum
+    to 1 within 1e-6: over 256,000 classes PyTorch's float32 softmax sums to 1 + 1.1e-6. Given
+    in a narrower type, a row may be off by the rounding of each stored value (2u of the type)
+    plus what a float32 sum over K terms typically leaves (4·√K·u of float32): 1.2e-4 for
+    float32 at K = 256,000. float64 and typed targets keep 1e-6."""
+    unit = _NARROW_UNITS.get(given_type.name)
+    if unit is None:
+        return TARGET_SUM_TOLERANCE
+    return max(TARGET_SUM_TOLERANCE, 2 * unit + 4 * float(np.sqrt(n_classes)) * 2.0**-24)
 
 
 def float_type_name(dtype: Any) -> FloatType:
@@ -262,7 +280,9 @@ def checked_labels(labels: ArrayLike, n_rows: int, n_classes: int, ignore_index:
 
 
 def checked_targets(targets: ArrayLike, n_rows: int, n_classes: int, dtype: np.dtype) -> np.ndarray:
-    y = np.asarray(targets, dtype=np.float64)
+    given = np.asarray(targets)
+    tolerance = target_sum_tolerance(given.dtype, n_classes)
+    y = given.astype(np.float64, copy=False)
     if y.ndim == 1:
         y = y[None, :]
     if y.shape != (n_rows, n_classes):
@@ -282,13 +302,14 @@ def checked_targets(targets: ArrayLike, n_rows: int, n_classes: int, dtype: np.d
             hint="target entries must be >= 0 and sum to 1",
         )
     sums = y.sum(axis=1)
-    off = np.abs(sums - 1) > TARGET_SUM_TOLERANCE
+    off = np.abs(sums - 1) > tolerance
     if off.any():
         row = int(np.flatnonzero(off)[0])
+        kind = "" if tolerance == TARGET_SUM_TOLERANCE else f" for {given.dtype.name} targets"
         raise InvalidInput(
             f"targets sum to {sums[row]:.10g}, not 1",
             field="targets",
             row=row,
-            hint=f"make them sum to 1 (within {TARGET_SUM_TOLERANCE:g})",
+            hint=f"make them sum to 1 (within {tolerance:.2g}{kind})",
         )
     return np.array(y, dtype=dtype, order="C")  # a copy: the result never aliases the caller's targets

@@ -75,7 +75,8 @@ def softmax_cross_entropy(
         shaped like the logits without the class axis (a scalar for a vector).
     targets
         Probability targets shaped like the logits (each non-negative, summing
-        to 1 along the class axis), in place of labels.
+        to 1 along the class axis within 1e-6, or within their type's rounding
+        when given as float32, float16 or bfloat16), in place of labels.
     weight
         K non-negative class weights (default all 1).
     label_smoothing

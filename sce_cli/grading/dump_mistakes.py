@@ -46,6 +46,8 @@ class Block:
     exact: SoftmaxCrossEntropyResult
     contributions: np.ndarray
     """Each row's share of the reported loss (its loss, or its loss / D for 'mean')."""
+    stored_targets: np.ndarray | None = None
+    """The targets as stored, for the core (which allows float32 targets float32's rounding)."""
 
 
 WhatIf = Callable[[Block], tuple[np.ndarray, np.ndarray | None]]
@@ -69,17 +71,19 @@ def exact_rows(
     stored = read_rows(dump.logits, start, stop)
     logits = stored.astype(np.float64, copy=False)
     labels = None if dump.labels is None else np.asarray(dump.labels[start:stop])
-    targets = None if dump.targets is None else read_rows(dump.targets, start, stop).astype(np.float64, copy=False)
+    stored_targets = None if dump.targets is None else read_rows(dump.targets, start, stop)
+    targets = None if stored_targets is None else stored_targets.astype(np.float64, copy=False)
     # Called in threads: the caller silences the core's warnings (catch_warnings is not thread-safe).
     exact = softmax_cross_entropy(
         logits,
         labels,
-        targets=targets,
+        targets=stored_targets,  # as stored: float32 targets may sum to 1 only within float32's rounding
         options=options,
         mean_denominator=total if options.reduction == "mean" else None,
         z_loss_denominator=d.counted_rows if options.reduction == "mean" else None,
     )
-    return Block(start, logits, labels, targets, exact, _contributions(exact, options)), stored
+    block = Block(start, logits, labels, targets, exact, _contributions(exact, options), stored_targets)
+    return block, stored
 
 
 def denominators(labels: np.ndarray | None, rows: int, options: LossOptions) -> Denominators:
@@ -230,7 +234,7 @@ def _rerun(block: Block, labels: np.ndarray | None, options: LossOptions) -> Sof
         return softmax_cross_entropy(
             block.logits,
             labels,
-            targets=None if labels is not None else block.targets,
+            targets=None if labels is not None else block.stored_targets,
             options=options,
             mean_denominator=block.exact.denominator if options.reduction == "mean" else None,
             z_loss_denominator=block.exact.z_loss_denominator if options.reduction == "mean" else None,
