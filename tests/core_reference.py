@@ -29,6 +29,7 @@ from sce_cli.core.checks import (
     class_weights,
     validated_options,
 )
+from sce_cli.core.reduction import warn_about_infinite_losses
 from sce_cli.core.result import InvalidInput, LossWarning
 from sce_cli.options import LossOptions
 
@@ -168,7 +169,7 @@ def _compute(
         terms = _hard_label_terms(ls, probabilities, label_vec, weight_vec, eps, options.ignore_index)
     else:
         raise _neither_or_both()
-    _warn_about_infinite_losses(terms.losses)
+    warn_about_infinite_losses(terms.losses, weight_vec)  # the words, not the digits: shared
     denominator = terms.denominator if mean_denominator is None else float(mean_denominator)
     loss, gradient, denominator = _reduce(terms, options.reduction, denominator, dtype.type(options.temperature))
     _warn_about_overflowing_gradients(gradient, options.temperature)
@@ -360,19 +361,6 @@ def _warn_about_overflowing_gradients(gradient: np.ndarray, temperature: float) 
             LossWarning(
                 f"the gradient overflows float64: its largest entries exceed 1.8e308 and are shown as ±inf{why}",
                 tuple(overflowing.tolist()),
-            ),
-            stacklevel=4,
-        )
-
-
-def _warn_about_infinite_losses(losses: np.ndarray) -> None:
-    infinite_rows = np.flatnonzero(np.isinf(losses))
-    if infinite_rows.size:
-        warnings.warn(
-            LossWarning(
-                "the loss is infinite: a class with target mass has probability 0 in float64 "
-                "(its logit is -inf, or so far below the others that the loss exceeds 1.8e308)",
-                tuple(infinite_rows.tolist()),
             ),
             stacklevel=4,
         )

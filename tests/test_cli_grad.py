@@ -184,6 +184,26 @@ def test_bad_input_gets_one_clear_line_and_exit_2(args, message):
     assert "Traceback" not in result.stderr
 
 
+def test_regression_an_overflowing_weight_is_named_as_a_cause_of_an_infinite_loss():
+    """The loss 5.0067… times a weight of 1e308 exceeds float64's 1.8e308: the warning blamed
+    a target class of probability 0 alone."""
+    result = run("grad", "0", "0", "-5", "-l", "2", "--weight", "1e308,1e308,1e308")
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "sce: warning: the loss is infinite: a class with target mass has probability 0 in float64 "
+        "(its logit is -inf, or so far below the others that the loss exceeds 1.8e308), "
+        "or its class weight times the loss exceeds 1.8e308 (scale the weights down)\n"
+    )
+
+
+def test_regression_an_infinite_float32_loss_names_float32s_range():
+    result = run("grad", "0", "-inf", "-l", "1", "--dtype", "float32")
+    assert result.stderr == (
+        "sce: warning: the loss is infinite: a class with target mass has probability 0 in float32 "
+        "(its logit is -inf, or so far below the others that the loss exceeds 3.4e38)\n"
+    )
+
+
 def test_bare_grad_shows_its_help():
     result = run("grad")
     assert "Usage: sce grad" in result.stdout

@@ -298,7 +298,7 @@ def _compute(
         if found is not None:
             nonfinite.append(block)
             overflowing.extend(found)
-    warn_about_infinite_losses(losses)
+    warn_about_infinite_losses(losses, weight_vec)
     z_losses = z_losses_of(lse, terms.counted, options.z_loss, dtype)
     losses, loss, denominator, z_loss = _reduced(
         losses, z_losses, terms.counted, options, denominator, z_denominator, gradient

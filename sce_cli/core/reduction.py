@@ -140,17 +140,19 @@ def warn_about_overflowing_gradients(overflowing: list[int], temperature: float)
         )
 
 
-def warn_about_infinite_losses(losses: np.ndarray) -> None:
+def warn_about_infinite_losses(losses: np.ndarray, class_weights: np.ndarray) -> None:
+    """Rows whose loss is infinite: a target class of probability 0, or, where a class weight
+    is above 1, a weight times a finite loss beyond float64's range."""
     infinite_rows = np.flatnonzero(np.isinf(losses))
     if infinite_rows.size:
-        warnings.warn(
-            LossWarning(
-                "the loss is infinite: a class with target mass has probability 0 in float64 "
-                "(its logit is -inf, or so far below the others that the loss exceeds 1.8e308)",
-                tuple(infinite_rows.tolist()),
-            ),
-            stacklevel=4,
+        largest = f"{float(np.finfo(losses.dtype).max):.2g}".replace("e+", "e")
+        why = (
+            f"a class with target mass has probability 0 in {losses.dtype.name} "
+            f"(its logit is -inf, or so far below the others that the loss exceeds {largest})"
         )
+        if class_weights.size and float(class_weights.max()) > 1:
+            why += f", or its class weight times the loss exceeds {largest} (scale the weights down)"
+        warnings.warn(LossWarning(f"the loss is infinite: {why}", tuple(infinite_rows.tolist())), stacklevel=4)
 
 
 def warn_about_nan(losses: np.ndarray, gradient: np.ndarray, dtype: np.dtype, nonfinite: list[slice]) -> None:
