@@ -456,3 +456,25 @@ def test_a_weighted_mean_over_many_blocks_is_bit_identical_to_one_call_of_the_co
     written = np.array([[float(row[f"grad_z{j}"]) for j in range(k)] for row in rows])
     core = softmax_cross_entropy(z, labels=y, reduction="mean", weight=weights, dtype=dtype)
     assert np.array_equal(written.astype(dtype), core.gradient)
+
+
+def test_regression_an_output_in_a_missing_folder_says_so(tmp_path):
+    (tmp_path / "in.csv").write_text("z0,z1,label\n1,2,0\n")
+    missing = tmp_path / "missing" / "deeper"
+    result = run(str(tmp_path / "in.csv"), "-o", str(missing / "out.csv"))
+    assert result.exit_code == 1
+    assert result.stderr == f"sce: error: -o: the folder {missing} does not exist; create it, or write the output elsewhere\n"
+    assert not missing.exists()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_regression_an_output_in_proc_says_the_folder_takes_no_files(tmp_path):
+    """/proc exists, yet creating a file there fails with 'no such file or directory': the
+    message said 'cannot write in /proc: no such file or directory'."""
+    (tmp_path / "in.csv").write_text("z0,z1,label\n1,2,0\n")
+    result = run(str(tmp_path / "in.csv"), "-o", "/proc/out.csv")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "sce: error: -o: cannot create a file in /proc (no such file or directory: it takes no new files); "
+        "write the output elsewhere\n"
+    )

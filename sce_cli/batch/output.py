@@ -66,7 +66,7 @@ class OutputTarget:
                     dir=directory, prefix=f".{os.path.basename(self.written)}.", suffix=".partial", delete=False
                 )
             except OSError as error:
-                raise OptionProblem("output_path", f"cannot write in {directory}: {_reason(error)}", DATA) from None
+                raise OptionProblem("output_path", _cannot_create_in(directory, error), DATA) from None
             self.temporary = handle.name
             self.stream = handle  # type: ignore[assignment]
 
@@ -217,6 +217,16 @@ def spooled_copy(stream: BinaryIO, name: str) -> Iterator[str]:
 
 
 _TMPDIR_HINT = "; set TMPDIR to a folder with room"
+
+
+def _cannot_create_in(directory: str, error: OSError) -> str:
+    """Why the output's temporary file cannot be made in its folder, and what to do."""
+    if not os.path.isdir(directory):
+        return f"the folder {directory} does not exist; create it, or write the output elsewhere"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot create a file in {directory}: {_reason(error)}; write the output elsewhere"
+    # /proc and its kind exist but take no new files (ENOENT there, not "no such folder").
+    return f"cannot create a file in {directory} ({_reason(error)}: it takes no new files); write the output elsewhere"
 
 
 def _reason(error: OSError) -> str:
