@@ -574,3 +574,45 @@ def test_json_lines_of_an_array_input_are_numbers(tmp_path):
     first, second = (json.loads(line) for line in out.splitlines())
     assert first["z0"] == 1.0 and first["label"] == 0 and second["label"] == IGNORE
     assert second["loss"] == 0.0 and second["grad_z2"] == 0.0
+
+
+def test_regression_an_npz_writer_stuck_in_a_write_keeps_its_descriptor_open_on_abort(tmp_path, monkeypatch):
+    """An abort waited 2 s for the writer's thread, then closed the file it was still writing
+    into: a file opened next could take its descriptor and the thread's bytes. Now the
+    descriptor stays open (the writes go to the removed temporary file) until the process ends."""
+    import threading
+
+    from sce_cli.batch import array_output
+    from sce_cli.batch.output import OutputTarget
+
+    monkeypatch.setattr(array_output, "ABORT_WAIT", 0.05)
+    entered, release = threading.Event(), threading.Event()
+    target = OutputTarget(str(tmp_path / "out.npz"), None)
+    sink = array_output.NpzSink(target, {"loss": (np.dtype(np.float64), (4,))})
+
+    def stuck(columns):
+        entered.set()
+        release.wait(10)
+
+    monkeypatch.setattr(sink.writer, "write", stuck)
+    sink.put({"loss": np.zeros(4)})
+    assert entered.wait(5)
+    sink.abort()
+    target.abandon()
+    assert not target.stream.closed
+    assert list(tmp_path.iterdir()) == []  # the temporary file is removed all the same
+    release.set()
+    sink.thread.join(5)
+    target.stream.close()
+
+
+def test_an_npz_writer_that_finished_has_its_file_closed_on_abort(tmp_path):
+    from sce_cli.batch import array_output
+    from sce_cli.batch.output import OutputTarget
+
+    target = OutputTarget(str(tmp_path / "out.npz"), None)
+    sink = array_output.NpzSink(target, {"loss": (np.dtype(np.float64), (4,))})
+    sink.abort()
+    target.abandon()
+    assert target.stream.closed
+    assert list(tmp_path.iterdir()) == []

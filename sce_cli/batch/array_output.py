@@ -79,6 +79,11 @@ class BinarySink(Protocol):
     def abort(self) -> None: ...
 
 
+#: Seconds an abort waits for the .npz writer's thread, stuck perhaps in a write to a slow disk,
+#: before the process goes on to exit without it.
+ABORT_WAIT = 2.0
+
+
 class NpzSink:
     """Arrays of known shapes into a .npz, block after block (see :mod:`.npz_writer`), on a
     second thread: the CRC-32s and the writes (both let go of the interpreter lock) overlap
@@ -140,8 +145,9 @@ class NpzSink:
         if self.thread.is_alive():
             self.error = self.error or KeyboardInterrupt()
             with contextlib.suppress(queue.Full):
-                self.queue.put(self._DONE, timeout=2)
-            self.thread.join(timeout=2)
+                self.queue.put(self._DONE, timeout=ABORT_WAIT)
+            self.thread.join(timeout=ABORT_WAIT)
+            self.target.still_written = self.thread.is_alive()  # stuck in a write: see OutputTarget.abandon
 
 
 class TableSink:

@@ -38,6 +38,8 @@ class OutputTarget:
     def __init__(self, path: str | None, input_path: str | None) -> None:
         self.path = None if path in (None, "-") else path
         self.temporary: str | None = None
+        self.still_written = False
+        """A writer thread may still write into the stream: abandon() leaves it open."""
         self.stream: BinaryIO
         if self.path is None:
             self.stream = sys.stdout.buffer
@@ -108,7 +110,10 @@ class OutputTarget:
                 self.temporary = None
 
     def abandon(self) -> None:
-        if self.path is not None:
+        # Closed under a thread still writing into it, its descriptor could be reused by a file
+        # opened next, and the thread's writes would land there; left open, they land in the
+        # removed temporary file, and the descriptor closes when the process exits.
+        if self.path is not None and not self.still_written:
             with contextlib.suppress(OSError):
                 self.stream.close()
         if self.temporary is not None:
