@@ -462,6 +462,22 @@ def test_a_csv_input_into_npz_counts_its_rows_first(tmp_path, stdin):
     assert all(np.array_equal(got[name], table[name].to_numpy()) for name in list(got)[1:])
 
 
+def test_regression_a_csv_into_npz_with_mean_runs_the_core_twice_not_three_times(tmp_path, monkeypatch):
+    """The mean's first pass and the .npz's first pass (its members' shapes) were two passes
+    through the core before the one that writes; now one first pass does both."""
+    from sce_cli.batch import frames
+
+    logits, labels = make_data(n=30, k=3)
+    pl.DataFrame({f"z{k}": logits[:, k] for k in range(3)} | {"label": labels}).write_csv(tmp_path / "d.csv")
+    calls = []
+    counted = frames.softmax_cross_entropy
+    monkeypatch.setattr(frames, "softmax_cross_entropy", lambda *a, **k: calls.append(1) or counted(*a, **k))
+    batch_ok(tmp_path / "d.csv", "-q", "-o", tmp_path / "o.npz", "--reduction", "mean", "--weight", "0.5,2,1")
+    assert len(calls) == 2  # one block, twice
+    core = softmax_cross_entropy(logits, labels, reduction="mean", weight=[0.5, 2, 1])
+    assert np.array_equal(read_output(tmp_path / "o.npz")["grad"], core.gradient)
+
+
 def test_a_csv_with_a_header_and_no_rows_writes_no_npz(tmp_path):
     (tmp_path / "d.csv").write_text("z0,z1,label\n")
     code, _, err = run(tmp_path / "d.csv", "-o", tmp_path / "o.npz")

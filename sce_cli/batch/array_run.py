@@ -24,7 +24,7 @@ from .columns import ColumnPlan
 from .frames import MeanDenominators, ParsedBlock
 from .output import BackgroundWriter, OutputTarget
 from .plain import PlainBlock
-from .run import BatchRequest, BatchSummary, computed_blocks
+from .run import BatchRequest, BatchSummary, DenominatorTally, computed_blocks
 from .signals import shielded, stopping_signals_handled
 from .text_of_arrays import array_plan, text_output
 from .wide import WideBlock
@@ -148,8 +148,13 @@ def write_arrays_from_csv(
     on_progress: Progress | None,
 ) -> None:
     """The CSV pipeline's blocks, each as arrays (the other input columns as text). For .npz,
-    whose members' shapes come first, a first pass counts the rows and measures the text."""
-    layout = _csv_layout(path, request) if request.output_format == "npz" else None
+    whose members' shapes come first, a first pass counts the rows and measures the text (and,
+    for 'mean', sums the denominators: the caller leaves them to it)."""
+    layout = None
+    if request.output_format == "npz":
+        layout, counted = _csv_layout(path, request)
+        denominator = counted if request.options.reduction == "mean" else None
+        summary.denominator = 0.0 if denominator is None else denominator.cross_entropy
 
     def sink_for(target: OutputTarget) -> BinarySink:
         return TableSink(target, request.output_format) if layout is None else NpzSink(target, layout)
@@ -168,12 +173,17 @@ def write_arrays_from_csv(
             raise DataProblem("the input has a header but no rows")
 
 
-def _csv_layout(path: str, request: BatchRequest) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+def _csv_layout(
+    path: str, request: BatchRequest
+) -> tuple[dict[str, tuple[np.dtype, tuple[int, ...]]], MeanDenominators]:
     """Each .npz member's type and shape: a pass over the input (through the core, so that
-    a bad row stops the run before the output is begun) for the rows and the widest text."""
+    a bad row stops the run before the output is begun) for the rows and the widest text;
+    and the mean's denominators, counted on the way."""
     rows, widths, classes, labels = 0, dict[str, int](), 0, True
+    tally = DenominatorTally()
     for parsed, plan, result, _ in computed_blocks(path, request, None, wide=True):
         assert not isinstance(parsed, PlainBlock)  # plain blocks only when asked for (plain=True)
+        tally.add(result)
         rows += result.num_rows
         classes, labels = result.num_classes, parsed.labels is not None
         for name, column in _csv_inputs(parsed, plan, request.delimiter, "npz").items():
@@ -182,7 +192,7 @@ def _csv_layout(path: str, request: BatchRequest) -> dict[str, tuple[np.dtype, t
                 widths[name] = max(widths.get(name, 1), longest if isinstance(longest, int) else 0)
     if rows == 0:
         raise DataProblem("the input has a header but no rows")
-    return npz_layout(rows, classes, labels, request.options.dtype, widths)
+    return npz_layout(rows, classes, labels, request.options.dtype, widths), tally.denominators(request.options)
 
 
 def _as_npz_text(inputs: dict[str, Any], layout: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> dict[str, Any]:

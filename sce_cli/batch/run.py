@@ -221,21 +221,37 @@ def mean_denominator(path: str, request: BatchRequest) -> MeanDenominators | Non
     """
     if request.options.reduction != "mean":
         return None
-    from ..core.reduction import class_counts, weight_sum_of_counts
-
-    weight_sum = counted_rows = 0.0
-    counts: np.ndarray | None = None  # per class, for labels: D as one call of the core rounds it
+    tally = DenominatorTally()
     # Nothing is written in this pass: any block of many columns may be read the wide way.
     for _, _, result, _ in computed_blocks(path, request, None, wide=True, plain=True):
-        counted_rows += float(result.counted.sum())
+        tally.add(result)
+    return tally.denominators(request.options)
+
+
+@dataclass
+class DenominatorTally:
+    """The mean's denominators, summed block by block over a first pass."""
+
+    weight_sum: float = 0.0
+    counted_rows: float = 0.0
+    counts: np.ndarray | None = None
+    """Counted rows per class, for labels: D as one call of the core rounds it."""
+
+    def add(self, result: SoftmaxCrossEntropyResult) -> None:
+        from ..core.reduction import class_counts
+
+        self.counted_rows += float(result.counted.sum())
         if result.labels is None:
-            weight_sum += result.denominator  # probability targets: the row count, exact
+            self.weight_sum += result.denominator  # probability targets: the row count, exact
         else:
             block = class_counts(result.labels, result.counted, result.num_classes)
-            counts = block if counts is None else counts + block
-    if counts is not None:
-        weight_sum = weight_sum_of_counts(counts, request.options)
-    return MeanDenominators(weight_sum, counted_rows)
+            self.counts = block if self.counts is None else self.counts + block
+
+    def denominators(self, options: LossOptions) -> MeanDenominators:
+        from ..core.reduction import weight_sum_of_counts
+
+        weight_sum = self.weight_sum if self.counts is None else weight_sum_of_counts(self.counts, options)
+        return MeanDenominators(weight_sum, self.counted_rows)
 
 
 def run_batch(request: BatchRequest, on_progress: Callable[[int, int], None] | None = None) -> BatchSummary:
@@ -251,7 +267,8 @@ def run_batch(request: BatchRequest, on_progress: Callable[[int, int], None] | N
         return run_array_batch(request, on_progress)
     started = time.perf_counter()
     with stopping_signals_handled(), readable_input(request) as path:
-        denominator = mean_denominator(path, request)
+        # An .npz output's own first pass (its members' shapes) counts the mean's denominators too.
+        denominator = None if request.output_format == "npz" else mean_denominator(path, request)
         summary = BatchSummary(
             reduction=request.options.reduction, denominator=denominator.cross_entropy if denominator else 0.0
         )
