@@ -208,10 +208,13 @@ def test_z_loss_mean_divides_by_the_whole_dumps_counted_rows_in_every_block(monk
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_a_routes_worst_error_is_that_of_its_errors(dtype):
+def test_a_routes_worst_error_and_squares_are_those_of_its_errors(dtype):
     """max(max d, −min d) in place of the largest |d|: the same number, 0.0 for no error, and
-    NaN or infinity left to the general errors (whose finite worst is taken)."""
-    from sce_cli.grading.by_dtype import _errors, _finite_worst, _worst_error
+    NaN or infinity left to the general errors (whose finite worst is taken); Σ d² that of
+    the finite errors, summed here one by one in 60 digits."""
+    import mpmath
+
+    from sce_cli.grading.by_dtype import _errors, _finite_worst, _route_errors
 
     rng = np.random.default_rng(3)
     expected = rng.standard_normal((4, 50))
@@ -225,7 +228,10 @@ def test_a_routes_worst_error_is_that_of_its_errors(dtype):
     pairs = [(cases[0], expected), (cases[1], expected), (spoiled, expected), (zero.astype(kind), -zero)]
     pairs.append(((-zero).astype(kind), zero))
     for route, exact in pairs:
-        old = _finite_worst(_errors(route, exact, unit, magnitude, dtype))
-        new = _worst_error(route, exact, unit, magnitude, dtype)
-        assert repr(new) == repr(old)
+        errors = _errors(route, exact, unit, magnitude, dtype)
+        found = _route_errors(route, exact, unit, magnitude, dtype)
+        assert repr(found.worst) == repr(_finite_worst(errors))
+        with mpmath.workdps(60):
+            squares = mpmath.fsum(mpmath.mpf(float(e)) ** 2 for e in errors.ravel() if np.isfinite(e))
+        assert found.squares[0] == pytest.approx(float(squares), rel=1e-13, abs=0)
 

@@ -512,3 +512,85 @@ def test_pytorch_itself_softcapped_float32_gradient_passes():
     options = _options(cap=30.0, z_loss=1e-4)
     assert _grade(logits, y.numpy(), grad, loss.detach().numpy(), options).correct
     assert not _grade(logits, y.numpy(), -grad, loss.detach().numpy(), options).correct
+
+
+# The hostile tester's fairness findings (second round): half types and the typical error.
+
+
+def _bfloat16():
+    return pytest.importorskip("ml_dtypes").bfloat16
+
+
+def _bf16_case(rows=1024, classes=32, seed=17):
+    bf16 = _bfloat16()
+    rng = np.random.default_rng(seed)
+    z = (rng.normal(size=(rows, classes)) * 3).astype(bf16)
+    y = rng.integers(0, classes, rows)
+    y[::10] = IGNORE
+    return z, y
+
+
+def test_regression_a_bfloat16_mean_loss_of_zero_or_twice_the_truth_fails():
+    """The baseline summed 1,024 row losses in bfloat16 itself (~150 ulp off), so 4× that was
+    allowed: a mean loss of 0, twice or half the truth passed. Frameworks sum half types in float32."""
+    bf16 = _bfloat16()
+    z, y = _bf16_case()
+    grad, loss = reference(z.astype(np.float64), y)  # exact, rounded once to bfloat16 below
+    options = _options()
+    assert _grade(z, y, grad.astype(bf16), np.array(loss, dtype=bf16), options, "bfloat16").correct
+    for wrong in (0.0, 2 * loss, loss / 2):
+        assert not _grade(z, y, grad.astype(bf16), np.array(wrong, dtype=bf16), options, "bfloat16").correct, wrong
+
+
+def test_regression_a_bfloat16_gradient_scaled_by_a_half_fails():
+    """A bfloat16 entry 20 below its row's maximum loses ~6 % to the shift's rounding, so the
+    baseline's worst is ~30 ulp and 152 were allowed at every entry: a gradient scaled by 0.5
+    passed. Its typical error (root-mean-square) is ~100 ulp where the baseline's is ~5."""
+    bf16 = _bfloat16()
+    z, y = _bf16_case(rows=64, classes=1000, seed=2)
+    y[::10] = 0
+    straightforward, _ = reference(z.astype(np.float32), y, dtype=np.float32)  # computed in float32
+    options = _options()
+    right = _grade(z, y, straightforward.astype(bf16), None, options, "bfloat16")
+    assert right.correct
+    for factor in (0.5, 0.75, 1.5):
+        check = _grade(z, y, (straightforward * np.float32(factor)).astype(bf16), None, options, "bfloat16")
+        (verdict,) = check.quantities
+        assert verdict.wrong == 0  # each entry is within 4 × the baseline's worst…
+        assert verdict.typical_beyond and not check.correct  # …but not typically
+
+
+def test_the_typical_error_is_reported_in_text_and_json(tmp_path):
+    z, y = _data(rows=8, classes=50)
+    grad, _ = reference(z, y)
+    np.savez(tmp_path / "d.npz", logits=z, labels=y, grad=(grad * 1.001).astype(np.float32))
+    result = runner.invoke(app, ["check", "--arrays", str(tmp_path / "d.npz"), "--reduction", "mean"])
+    assert result.exit_code == 1
+    line = next(line for line in result.stdout.splitlines() if line.startswith("gradient: typical"))
+    assert line.startswith("gradient: typical (root-mean-square) error ")
+    assert line.endswith("is allowed; beyond")
+    result = runner.invoke(
+        app, ["check", "--arrays", str(tmp_path / "d.npz"), "--reduction", "mean", "--format", "json"]
+    )
+    (quantity,) = __import__("json").loads(result.stdout)["quantities"]
+    assert quantity["typical_beyond"] is True and quantity["correct"] is False
+    # 1.001 × the gradient: every entry 0.1 % off, 8,400 to 16,800 ulp of float32.
+    assert 8_000 < quantity["rms_error_ulps"] < 17_000
+    assert quantity["rms_error_ulps"] > quantity["allowed_rms_ulps"]
+
+
+@pytest.mark.parametrize(("dtype", "lanes"), [(np.float32, 16), (np.float64, 8)])
+def test_a_lane_sum_keeps_a_vector_registers_lanes(dtype, lanes):
+    """64 bytes of lanes (AVX-512): 16 float32 or 8 float64 running sums, each in order. With
+    16 float64 lanes PyTorch's own float64 gradient (AVX2: 4 lanes) failed at K = 128,000."""
+    from sce_cli.grading.dtype_baseline import lane_sum
+
+    rng = np.random.default_rng(4)
+    values = rng.random((3, 1_000)).astype(dtype)
+    running = np.zeros((3, lanes), dtype)
+    padded = np.zeros((3, -(-1_000 // lanes) * lanes), dtype)
+    padded[:, :1_000] = values
+    for start in range(0, padded.shape[1], lanes):
+        running = (running + padded[:, start : start + lanes]).astype(dtype)
+    expected = running.sum(axis=1, keepdims=True, dtype=dtype)
+    assert np.array_equal(lane_sum(values, np.dtype(dtype)), expected)

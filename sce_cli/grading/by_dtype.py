@@ -16,6 +16,12 @@ further off); the 8 ulps cover tiny baselines. A float32 answer 1,000 ulp off
 still fails: at 62 × 32,000 the baseline's worst is ~40, so 181 ulps are
 allowed; at K = 128,000, 512.
 
+The same rule holds for the typical error, the root-mean-square over all
+entries: the worst alone is a few entries' (in bfloat16 an entry 20 below
+the row's maximum loses 6 % of its value to the shift's rounding, so 152 ulp
+were allowed at every entry, and a gradient scaled by 0.5 passed), while a
+wrong factor, denominator or term is off at every entry.
+
 A dump is processed in blocks of rows read from the file (a memory-mapped 4 GB
 array costs one block of memory), in one pass that computes only what the
 verdict needs: the exact result, the baseline, the answer's errors. Which
@@ -26,11 +32,12 @@ block it does not fit.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache, partial
@@ -108,16 +115,41 @@ class QuantityVerdict:
     max_ulps: float = 0.0
     baseline_ulps: float = 0.0
     worst: list[Entry] = field(default_factory=list)
+    squares: float = 0.0
+    """Σ e² of the finite errors."""
+    baseline_squares: tuple[float, ...] = ()
+    """The same of each of the baseline's routes."""
 
     @property
     def allowed_ulps(self) -> float:
-        wanted = MARGIN_FACTOR * self.baseline_ulps + MARGIN_ULPS
-        return float(EDGES[min(int(np.searchsorted(EDGES, wanted)), len(EDGES) - 1)])
+        return allowance(self.baseline_ulps)
 
     @property
     def wrong(self) -> int:
         first_wrong = int(np.searchsorted(EDGES, self.allowed_ulps))
         return int(self.counts[first_wrong:].sum())
+
+    @property
+    def rms_ulps(self) -> float:
+        """The typical error: the root-mean-square of the finite errors over all entries."""
+        return _root_mean(self.squares, self.entries)
+
+    @property
+    def baseline_rms_ulps(self) -> float:
+        """The typical error of the baseline's route whose errors are larger."""
+        return _root_mean(max(self.baseline_squares, default=0.0), self.entries)
+
+    @property
+    def allowed_rms_ulps(self) -> float:
+        return allowance(self.baseline_rms_ulps)
+
+    @property
+    def typical_beyond(self) -> bool:
+        return self.rms_ulps > self.allowed_rms_ulps
+
+    @property
+    def correct(self) -> bool:
+        return self.wrong == 0 and not self.typical_beyond
 
     def merge(self, block: BlockErrors) -> None:
         """One block's summary, blocks taken in order (the worst entries' ties go to the earliest)."""
@@ -125,12 +157,58 @@ class QuantityVerdict:
         self.counts += block.counts
         self.max_ulps = max(self.max_ulps, block.max_ulps)
         self.baseline_ulps = max(self.baseline_ulps, block.baseline_ulps)
+        self.squares += block.squares
+        self.baseline_squares = _added(self.baseline_squares, block.baseline_squares)
         self.worst = sorted([*self.worst, *block.worst], key=lambda e: -e.ulps)[:WORST_SHOWN]
 
     def add(
-        self, errors: np.ndarray, baseline_worst: float, expected: np.ndarray, given: np.ndarray, start: int
+        self, errors: np.ndarray, baseline: RouteErrors, expected: np.ndarray, given: np.ndarray, start: int
     ) -> None:
-        self.merge(summarize(errors, baseline_worst, expected, given, start))
+        self.merge(summarize(errors, baseline, expected, given, start))
+
+
+def _root_mean(squares: float, entries: int) -> float:
+    """√(squares / entries) to 6 digits: the squares are summed block by block, and the last bits
+    of the sum would otherwise change with the rows' cut into blocks (and threads)."""
+    return float(f"{math.sqrt(squares / entries):.6g}") if entries else 0.0
+
+
+def allowance(baseline_ulps: float) -> float:
+    """MARGIN_FACTOR × the baseline's error + MARGIN_ULPS, rounded up to a bin's edge."""
+    wanted = MARGIN_FACTOR * baseline_ulps + MARGIN_ULPS
+    return float(EDGES[min(int(np.searchsorted(EDGES, wanted)), len(EDGES) - 1)])
+
+
+def _added(sums: tuple[float, ...], more: tuple[float, ...]) -> tuple[float, ...]:
+    """Two blocks' sums, route by route (a route missing from one adds nothing)."""
+    longer, shorter = (sums, more) if len(sums) >= len(more) else (more, sums)
+    return tuple(a + (shorter[i] if i < len(shorter) else 0.0) for i, a in enumerate(longer))
+
+
+@dataclass(frozen=True)
+class RouteErrors:
+    """What the allowance needs of a baseline's errors on a block."""
+
+    worst: float
+    """The worst finite error of any route."""
+    squares: tuple[float, ...]
+    """Σ e² of each route's finite errors (kept apart: the whole dump's largest is taken)."""
+
+    @staticmethod
+    def of_routes(routes: Iterable[RouteErrors]) -> RouteErrors:
+        found = list(routes)
+        return RouteErrors(max(r.worst for r in found), tuple(sq for r in found for sq in r.squares))
+
+
+def sum_of_squares(errors: np.ndarray) -> float:
+    """Σ e² over the finite errors: one pass (a dot product) where all are finite."""
+    flat = np.ascontiguousarray(errors, dtype=np.float64).ravel()
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(np.dot(flat, flat))
+        if math.isfinite(total):
+            return total
+        finite = flat[np.isfinite(flat)]
+        return float(np.dot(finite, finite))
 
 
 @dataclass
@@ -142,27 +220,31 @@ class BlockErrors:
     max_ulps: float
     baseline_ulps: float
     worst: list[Entry]
+    squares: float = 0.0
+    baseline_squares: tuple[float, ...] = ()
 
 
 def summarize(
-    errors: np.ndarray, baseline_worst: float, expected: np.ndarray, given: np.ndarray, start: int
+    errors: np.ndarray, baseline: RouteErrors, expected: np.ndarray, given: np.ndarray, start: int
 ) -> BlockErrors:
-    """Bin counts, the worst error and entries of one block; ``baseline_worst`` is the
-    straightforward computation's worst finite error on it."""
+    """Bin counts, the worst error and entries of one block; ``baseline``: the straightforward
+    computation's errors on it."""
     counts = np.zeros(len(EDGES) + 1, dtype=np.int64)
     if not errors.size:
-        return BlockErrors(0, counts, 0.0, baseline_worst, [])
+        return BlockErrors(0, counts, 0.0, baseline.worst, [], 0.0, baseline.squares)
     worst = float(errors.max())
     if not math.isfinite(worst):
         errors = np.nan_to_num(errors, nan=np.inf, posinf=np.inf)
         finite = np.isfinite(errors)
         counts[-1] += int((~finite).sum())
         counts += _bin_counts(errors[finite])
+        squares = sum_of_squares(errors[finite])
         worst = math.inf
     else:
         counts += _bin_counts(errors.ravel())
+        squares = sum_of_squares(errors)
     entries = _worst_entries(errors, counts, expected, given, start)
-    return BlockErrors(errors.size, counts, worst, baseline_worst, entries)
+    return BlockErrors(errors.size, counts, worst, baseline.worst, entries, squares, baseline.squares)
 
 
 def _worst_entries(
@@ -246,7 +328,7 @@ class DtypeCheck:
 
     @property
     def correct(self) -> bool:
-        return all(q.wrong == 0 for q in self.quantities)
+        return all(q.correct for q in self.quantities)
 
 
 Progress = Callable[[str, int], None]
@@ -265,7 +347,7 @@ def check_dump(
 
     ``tune_heap``: keep freed blocks in the heap (glibc's malloc settings, see
     :mod:`..arrays.heap`) — for the command line's own process, never a library caller's."""
-    from .mistake_pass import Allowed, matching_mistakes
+    from .mistake_pass import Allowance, Allowed, matching_mistakes
 
     options = options.replace(dtype="float64")
     rows, classes = dump.shape
@@ -296,8 +378,8 @@ def check_dump(
         check = DtypeCheck(claimed_dtype, rows, classes, options, quantities, [])
         if not check.correct:
             allowed = Allowed(
-                None if grad is None else grad.allowed_ulps,
-                None if loss is None else loss.allowed_ulps,
+                None if grad is None else Allowance(grad.allowed_ulps, grad.allowed_rms_ulps),
+                None if loss is None else Allowance(loss.allowed_ulps, loss.allowed_rms_ulps),
                 None
                 if scalar is None or scalar_verdict is None
                 else (scalar.given, scalar.size, scalar_verdict.allowed_ulps),
@@ -366,6 +448,8 @@ def _merged(parts: list[BlockErrors]) -> BlockErrors:
         max(part.max_ulps for part in parts),
         max(part.baseline_ulps for part in parts),
         worst,
+        sum(part.squares for part in parts),
+        functools.reduce(_added, (part.baseline_squares for part in parts), ()),
     )
 
 
@@ -479,16 +563,18 @@ def _errors(given: np.ndarray, expected: np.ndarray, unit: np.ndarray, magnitude
     return fast if fast is not None else ulps(given, expected, magnitude, dtype)
 
 
-def _worst_error(route: np.ndarray, expected: np.ndarray, unit: np.ndarray, magnitude: np.ndarray, dtype: str) -> float:
-    """_finite_worst(_errors(...)) of a baseline route, one pass cheaper: the largest |d| is
-    max(max d, −min d), read without writing |d| (where d is finite; else as _errors does)."""
+def _route_errors(
+    route: np.ndarray, expected: np.ndarray, unit: np.ndarray, magnitude: np.ndarray, dtype: str
+) -> RouteErrors:
+    """The worst and Σ e² of _errors(...) of a baseline route, one pass cheaper: the largest
+    |d| is max(max d, −min d), read without writing |d| (where d is finite; else as _errors does)."""
     difference = np.subtract(route.astype(np.float64) if route.dtype not in _NUMPY_FLOATS else route, expected)
     with np.errstate(invalid="ignore", over="ignore"):
         difference /= unit
     worst = max(float(difference.max(initial=0.0)), -float(difference.min(initial=0.0)))
     if math.isfinite(worst):
-        return worst + 0.0  # not −0.0
-    return _finite_worst(_errors(route, expected, unit, magnitude, dtype))
+        return RouteErrors(worst + 0.0, (sum_of_squares(difference),))  # + 0.0: not −0.0
+    return _finite_errors(_errors(route, expected, unit, magnitude, dtype))
 
 
 def _finite_worst(errors: np.ndarray) -> float:
@@ -501,20 +587,24 @@ def _finite_worst(errors: np.ndarray) -> float:
     return float(usable.max()) if usable.size else 0.0
 
 
+def _finite_errors(errors: np.ndarray) -> RouteErrors:
+    return RouteErrors(_finite_worst(errors), (sum_of_squares(errors),))
+
+
 def _grade_gradient(
     block: Block, magnitude: np.ndarray, routes: tuple[np.ndarray, ...], given: np.ndarray, dtype: str
 ) -> BlockErrors:
     unit = ulp_unit(magnitude, dtype)
     expected = block.exact.gradient
-    baseline_worst = max(_worst_error(route, expected, unit, magnitude, dtype) for route in routes)
-    return summarize(_errors(given, expected, unit, magnitude, dtype), baseline_worst, expected, given, block.start)
+    base = RouteErrors.of_routes(_route_errors(route, expected, unit, magnitude, dtype) for route in routes)
+    return summarize(_errors(given, expected, unit, magnitude, dtype), base, expected, given, block.start)
 
 
 def _grade_row_losses(
     expected: np.ndarray, magnitude: np.ndarray, route: np.ndarray, given: np.ndarray, dtype: str, start: int
 ) -> BlockErrors:
-    baseline_worst = _finite_worst(ulps(route, expected, magnitude, dtype))
-    return summarize(ulps(given, expected, magnitude, dtype), baseline_worst, expected, given, start)
+    base = _finite_errors(ulps(route, expected, magnitude, dtype))
+    return summarize(ulps(given, expected, magnitude, dtype), base, expected, given, start)
 
 
 class _ScalarLoss:
@@ -544,19 +634,23 @@ class _ScalarLoss:
             expected = np.array(math.nan)  # 0/0: a mean over no counted weight is NaN, as PyTorch returns it
         magnitude = np.array(self.size)
         kind = numpy_dtype(dtype)
+        # Half types are summed in float32, as frameworks do (a bfloat16 sum of N losses is
+        # ~150 ulp off, and 4× that allowed a mean loss of 0, or twice the truth).
+        work = np.dtype(np.float32) if kind.itemsize == 2 else kind
         with np.errstate(all="ignore"):
-            rows = np.concatenate(self.baseline_rows).astype(kind)
-            z_rows = np.concatenate(self.baseline_z_rows).astype(kind) if self.baseline_z_rows else None
+            rows = np.concatenate(self.baseline_rows).astype(kind).astype(work)
+            z_rows = np.concatenate(self.baseline_z_rows).astype(kind).astype(work) if self.baseline_z_rows else None
             if z_rows is not None and options.reduction == "mean":
                 # The cross-entropy over the weight sum, the z-loss over the counted rows.
-                ce = (rows - z_rows).astype(kind).sum(dtype=kind) / kind.type(d.total)
-                reduced = (ce + z_rows.sum(dtype=kind) / kind.type(d.counted_rows)).astype(kind)
+                ce = (rows - z_rows).sum(dtype=work) / work.type(d.total)
+                reduced = (ce + z_rows.sum(dtype=work) / work.type(d.counted_rows)).astype(kind)
             else:
-                reduced = rows.sum(dtype=kind)
+                reduced = rows.sum(dtype=work)
                 if options.reduction == "mean":
-                    reduced = (reduced / kind.type(d.total)).astype(kind)
+                    reduced = reduced / work.type(d.total)
+                reduced = reduced.astype(kind)
         found = QuantityVerdict("loss")
         given_array = np.array(given)
-        baseline_worst = _finite_worst(np.atleast_1d(ulps(reduced, expected, magnitude, dtype)))
-        found.add(ulps(given_array, expected, magnitude, dtype), baseline_worst, expected, given_array, 0)
+        base = _finite_errors(np.atleast_1d(ulps(reduced, expected, magnitude, dtype)))
+        found.add(ulps(given_array, expected, magnitude, dtype), base, expected, given_array, 0)
         return found

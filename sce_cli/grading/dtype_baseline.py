@@ -160,23 +160,26 @@ def autograd_route_applies(targets: np.ndarray | None, options: LossOptions) -> 
     return targets is not None or options.label_smoothing > 0
 
 
-#: Lanes a vectorized float32 sum keeps apart (AVX2's 8), each summed in order: PyTorch's CPU
-#: reductions (its log-softmax's Σe among them). Over K = 32,000 classes its error is that of
-#: 4,000 terms added one by one. (AVX-512's 16 lanes make smaller errors.)
-SUM_LANES = 16
+#: Bytes of the vector registers whose lanes a vectorized sum keeps apart (AVX-512's 64: 16
+#: float32 or 8 float64 lanes), each summed in order: PyTorch's CPU reductions (its
+#: log-softmax's Σe among them). Over K = 32,000 classes a float32 sum's error is that of 2,000
+#: terms added one by one. AVX2's registers, half as wide, make errors ~2.5× larger, within
+#: the margin; sizing the lanes by float type keeps a float64 sum's chains as long as a float32's.
+VECTOR_BYTES = 64
 
 
 def lane_sum(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Each row's sum as a vectorized kernel forms it in ``dtype``: SUM_LANES running sums,
-    each over every SUM_LANES-th entry in order, then added together (B×1)."""
+    """Each row's sum as a vectorized kernel forms it in ``dtype``: VECTOR_BYTES / itemsize
+    running sums, each over every so-many-th entry in order, then added together (B×1)."""
     rows, classes = values.shape
-    padded = -(-classes // SUM_LANES) * SUM_LANES
+    width = VECTOR_BYTES // np.dtype(dtype).itemsize
+    padded = -(-classes // width) * width
     lanes = np.ascontiguousarray(values, dtype=dtype)
     if padded != classes:  # the last lanes' missing entries are 0
         lanes = np.zeros((rows, padded), dtype=dtype)
         lanes[:, :classes] = values
     # Reducing over a non-innermost axis, numpy adds the lanes' rows one after the other.
-    running = np.add.reduce(lanes.reshape(rows, padded // SUM_LANES, SUM_LANES), axis=1, dtype=dtype)
+    running = np.add.reduce(lanes.reshape(rows, padded // width, width), axis=1, dtype=dtype)
     return running.sum(axis=1, keepdims=True, dtype=dtype)
 
 

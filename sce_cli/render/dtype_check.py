@@ -104,6 +104,13 @@ def print_dtype_check(console: Console, check: DtypeCheck, digits: int = 4) -> N
             f"{verdict.wrong:,} of {verdict.entries:,} entries beyond"
         )
         console.print(Text(line), soft_wrap=True)
+        if verdict.entries > 1:
+            typical = (
+                f"{verdict.name}: typical (root-mean-square) error {_ulps(verdict.rms_ulps)} ulp; "
+                f"the straightforward computation's is {_ulps(verdict.baseline_rms_ulps)}, "
+                f"so up to {_ulps(verdict.allowed_rms_ulps)} is allowed"
+            )
+            console.print(Text(typical + ("; beyond" if verdict.typical_beyond else "")), soft_wrap=True)
     for mistake in check.mistakes:
         console.print(Text(f"mistake: {mistake}"), soft_wrap=True)
     verdict_line = f"verdict: {'correct' if check.correct else 'not correct'} for {check.claimed_dtype}"

@@ -220,12 +220,16 @@ def dtype_check_document(check: DtypeCheck) -> dict[str, Any]:
         "quantities": [
             {
                 "name": q.name,
-                "correct": q.wrong == 0,
+                "correct": q.correct,
                 "entries": q.entries,
                 "wrong": q.wrong,
                 "max_error_ulps": ulps(q.max_ulps),
                 "baseline_max_error_ulps": ulps(q.baseline_ulps),
                 "allowed_ulps": ulps(q.allowed_ulps),
+                "rms_error_ulps": ulps(q.rms_ulps),
+                "baseline_rms_error_ulps": ulps(q.baseline_rms_ulps),
+                "allowed_rms_ulps": ulps(q.allowed_rms_ulps),
+                "typical_beyond": q.typical_beyond,
                 "histogram": [
                     {
                         "ulps": row.label,
