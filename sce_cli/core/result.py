@@ -8,6 +8,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ..errors import worded
 from ..options import LossOptions
 from . import blocks
 from .log_softmax import exp_shifted_of, flat, flat_indices, log_probabilities, shift_and_scale, soft_capped
@@ -21,7 +22,8 @@ class InvalidInput(ValueError):
     field name such as "weight" or "temperature"); ``row`` and ``column`` are
     0-based positions inside it where they apply, so that a caller can say
     "argument 3" or "line 7, column z2" in its own terms. ``problem`` says
-    what is wrong, ``hint`` how to fix it.
+    what is wrong, ``hint`` how to fix it; an option the hint names is an
+    :func:`sce_cli.errors.option`, worded in ``str(error)`` as its field.
     """
 
     def __init__(
@@ -44,7 +46,7 @@ class InvalidInput(ValueError):
         if column is not None:
             where.append(f"class {column}")
         text = f"{problem} ({', '.join(where)})"
-        super().__init__(f"{text}; {hint}" if hint else text)
+        super().__init__(f"{text}; {worded(hint)}" if hint else text)
 
 
 class LossWarning(UserWarning):
