@@ -127,3 +127,43 @@ def test_every_option_named_in_a_message_has_a_flag():
     assert len(fields) > 20
     missing = [place for place in fields if place[2] not in FLAG_OF_FIELD]
     assert not missing
+
+
+IMPLEMENTATIONS = Path(__file__).parent / "implementations"
+
+
+def test_sce_tests_advice_is_a_keyword_in_python_and_a_flag_in_sce_test():
+    from sce_cli.implementations import mistakes
+    from sce_cli.testing import check_implementation
+
+    assert mistakes.MEAN_NOT_SUM.name == "divided by N, but reduction='sum' has no 1/N"
+    assert mistakes.MEAN_NOT_SUM.fix == "drop the division by N (or grade with reduction='mean')"
+    spec = f"{IMPLEMENTATIONS / 'correct_vectorized'}.py:softmax_loss"
+    report = check_implementation(spec, reduction="sum")
+    assert report.fix_first is not None
+    assert report.fix_first.startswith(
+        "divided by N, but reduction='sum' has no 1/N: drop the division by N (or grade with reduction='mean')"
+    )
+    result = runner.invoke(app, ["test", spec, "--reduction", "sum"], env={"COLUMNS": "200"})
+    assert result.exit_code == 1
+    assert (
+        "fix first: divided by N, but --reduction sum has no 1/N: drop the division by N "
+        "(or grade with --reduction mean)"
+    ) in result.output
+    assert "reduction='" not in result.output
+
+
+def test_a_dump_mistake_names_the_reduction_as_a_keyword_in_python_and_a_flag_in_sce_check(tmp_path):
+    from sce_cli.testing import assert_cross_entropy_close
+
+    logits = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]])
+    labels = np.array([2, 0])
+    mean_grad = softmax_cross_entropy(logits, labels, reduction="mean").gradient
+    with pytest.raises(AssertionError) as caught:
+        assert_cross_entropy_close(logits, labels, mean_grad, reduction="none")
+    asked = "the gradient of the mean loss, where per-row gradients were asked for"
+    assert f"{asked} (reduction='none')" in str(caught.value)
+    np.savez(tmp_path / "dump.npz", logits=logits, labels=labels, grad=mean_grad)
+    result = runner.invoke(app, ["check", "--arrays", str(tmp_path / "dump.npz"), "--reduction", "none"])
+    assert result.exit_code == 1
+    assert f"mistake: {asked} (--reduction none)" in result.output
