@@ -12,7 +12,6 @@ that sets it (``encoding='latin-1'``, ``has_header=False``).
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -49,8 +48,9 @@ class Interrupted(BaseException):
         return signal.Signals(self.signum).name
 
 
-# Control characters no message, path or value of ours contains: the marker
-# cannot be mistaken for text.
+# Control characters (shift out, shift in) that no message of ours holds, so
+# that the marker is not mistaken for text; a file name or value holding both
+# around an identifier would be worded too.
 _OPEN, _CLOSE = "\x0e", "\x0f"
 _MARKER = re.compile(f"{_OPEN}([A-Za-z_][A-Za-z0-9_]*)(?:=([^{_CLOSE}]*))?{_CLOSE}")
 
@@ -67,8 +67,9 @@ def option(field: str, value: str | bool | None = None) -> str:
 
 def worded(text: str, flag_of: Mapping[str, str] | None = None) -> str:
     """``text`` with every :func:`option` in it worded: as a field's Python name,
-    or, given ``flag_of`` (the command line's flag of each field, and of each
-    switch as ``"field=value"``), as its flag."""
+    or, given ``flag_of`` (the command line's flag of each field; of a switch,
+    or a value the command line spells its own way, keyed ``"field=repr(value)"``:
+    ``"has_header=False"``, ``"delimiter='\\t'"``), as its flag."""
     if flag_of is None:
         return _MARKER.sub(lambda match: match.group(0)[1:-1], text)
     return _MARKER.sub(lambda match: _flag_wording(match, flag_of), text)
@@ -81,7 +82,13 @@ def _flag_wording(match: re.Match[str], flag_of: Mapping[str, str]) -> str:
     switch = flag_of.get(f"{field}={value}")
     if switch is not None:
         return switch
-    return f"{flag_of.get(field, field)} {ast.literal_eval(value)}"
+    import ast  # only to word an option with a value, on the way to an error
+
+    try:
+        typed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):  # not one of option()'s: leave it as it is
+        return match.group(0)
+    return f"{flag_of.get(field, field)} {typed}"
 
 
 class SceError(Exception):

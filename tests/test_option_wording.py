@@ -167,3 +167,8 @@ def test_a_dump_mistake_names_the_reduction_as_a_keyword_in_python_and_a_flag_in
     result = runner.invoke(app, ["check", "--arrays", str(tmp_path / "dump.npz"), "--reduction", "none"])
     assert result.exit_code == 1
     assert f"mistake: {asked} (--reduction none)" in result.output
+
+
+def test_a_marker_with_a_value_option_never_writes_is_left_as_it_is():
+    odd = "\x0eencoding=latin-1\x0f"  # not a repr: option() never writes it
+    assert worded(odd, FLAG_OF_FIELD) == odd

@@ -121,7 +121,7 @@ class BlockReader:
             if stripped.startswith(b"{"):
                 raise DataProblem(
                     f"line {first_line}: this is JSON Lines, not CSV; sce reads files of comma- or tab-separated "
-                    "values (write sce batch's output with -o OUT.csv to read it again)"
+                    f"values (write sce batch's output with {option('output_path', 'OUT.csv')} to read it again)"
                 )
             end = _record_boundary(stripped, first=True)
             text = stripped[:end].decode("utf-8")
