@@ -136,5 +136,5 @@ class OptionProblem(SceError):
 
 def option_problem(error: InvalidInput) -> OptionProblem:
     """The core's error about one of its inputs or options, naming that field."""
-    hint = f"; {error.hint}" if error.hint else ""
+    hint = f"; {error.marked_hint}" if error.marked_hint else ""
     return OptionProblem(error.field, f"{error.problem}{hint}", USAGE, column=error.column)

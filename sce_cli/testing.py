@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import worded
 from .implementations.loading import FunctionSpec, UnusableImplementation, parse_spec
 from .implementations.report import CaseResult, Configuration, ImplementationReport, Mistake
 from .options import LossOptions
@@ -127,7 +126,7 @@ def loss_options(**options: Any) -> LossOptions:
         validated_options(chosen)
     except InvalidInput as problem:
         raise ValueError(f"{problem.field}={getattr(chosen, problem.field)!r}: {problem.problem}"
-                         + (f"; {worded(problem.hint)}" if problem.hint else "")) from None  # fmt: skip
+                         + (f"; {problem.hint}" if problem.hint else "")) from None  # fmt: skip
     return chosen
 
 

@@ -79,6 +79,7 @@ def test_the_cores_hint_names_the_dtype_field_in_python_and_the_flag_on_the_comm
     with pytest.raises(InvalidInput) as caught:
         softmax_cross_entropy(np.array([[1e39, 0.0]]), np.array([0]), dtype="float32")
     assert str(caught.value).endswith("; compute in float64 (dtype='float64')")
+    assert caught.value.hint == "compute in float64 (dtype='float64')"
     result = runner.invoke(app, ["grad", "1e39", "0", "--label", "0", "--dtype", "float32"])
     assert result.exit_code == 2
     assert result.stderr.endswith("; compute in float64 (--dtype float64)\n")

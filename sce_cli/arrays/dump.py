@@ -105,7 +105,7 @@ def placed_in_dump(problem: InvalidInput, where: dict[str, str], first_row: int)
     place = where.get(problem.field, problem.field)
     row = "" if problem.row is None else f": row {first_row + problem.row}"
     column = "" if problem.column is None else f", class {problem.column}"
-    hint = f"; {problem.hint}" if problem.hint else ""
+    hint = f"; {problem.marked_hint}" if problem.marked_hint else ""
     return DataProblem(f"{place}{row}{column}: {problem.problem}{hint}")
 
 

@@ -253,7 +253,7 @@ def compute_block(
         else:
             column = (plan.logits if error.field == "logits" else plan.targets)[error.column]  # type: ignore[index]
         where = f"line {parsed.line_of_row(error.row)}" + (f", column {column}" if column else "")
-        hint = f"; {error.hint}" if error.hint else ""
+        hint = f"; {error.marked_hint}" if error.marked_hint else ""
         return DataProblem(f"{where}: {error.problem}{hint}")
 
     return core_on_block(parsed.logits, parsed.labels, parsed.targets, options, mean_denominator, placed)
