@@ -124,7 +124,7 @@ def test_errors_in_a_wide_file_name_the_line_and_column(tmp_path):
     said = outcome(tmp_path, "bad.csv", ("\n".join(lines) + "\n").encode())
     assert said == (
         "line 3, column z12345: 'oops' is not a number; "
-        "if z12345 is not a logit column, name the logit columns with --logit-cols"
+        "if z12345 is not a logit column, name the logit columns with logit_cols"
     )
     lines[2] = ",".join(cells[:-1])  # the label left out
     said = outcome(tmp_path, "short.csv", ("\n".join(lines) + "\n").encode())

@@ -489,7 +489,7 @@ def test_oddities():
     assert check_implementation(f"{odd}:defaults").passed  # an extra parameter with a default is fine
     for function, message in (
         ("complex_out", "the gradient should be an array of shape (1, 3); found an array of complex128, " + FIRST),
-        ("kwonly", "kwonly takes (logits, *, labels); with --convention batch sce calls kwonly(logits, labels) "
+        ("kwonly", "kwonly takes (logits, *, labels); with convention='batch' sce calls kwonly(logits, labels) "
                    "with 2 arguments"),
         ("Softmax", "expected a pair (loss, grad); found a Softmax, " + FIRST),
     ):

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sce_cli.cli import app
+from sce_cli.cli.commandline import FLAG_OF_FIELD
 from sce_cli.implementations import mistakes
 from sce_cli.implementations.cases import build_cases
 from sce_cli.options import LossOptions
@@ -64,7 +65,8 @@ def test_each_slip_of_the_options_is_named(name, options, mistake):
     assert document["mistakes"][0] == mistake.name
     table = run(spec(name), *options)
     assert table.exit_code == 1
-    assert f"fix first: {mistake.name}: {mistake.fix}" in table.output
+    # the catalog names options by their fields; sce test words them as its flags
+    assert f"fix first: {mistake.name}: {mistake.worded_fix(FLAG_OF_FIELD)}" in table.output
 
 
 def test_the_cap_factor_slip_fails_only_where_tanh_is_near_1():

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.result import InvalidInput
-from ..errors import DataProblem, UsageProblem
+from ..errors import DataProblem, UsageProblem, option
 from .formats import ArrayFile, open_arrays
 from .tables import WHOLE_TABLE
 
@@ -75,7 +75,9 @@ def read_dump(request: DumpRequest, ignore_index: int = -100, *, answer: bool = 
 def _check_roles(found: dict[str, tuple[ArrayFile, str]], shared: ArrayFile | None, answer: bool) -> None:
     """The usage errors: which arrays are missing or given both ways."""
     if "logits" not in found:
-        raise UsageProblem("no logits: give --arrays FILE (with an array 'logits') or --logits FILE")
+        raise UsageProblem(
+            f"no logits: give {option('arrays')} FILE (with an array 'logits') or {option('logits_path')} FILE"
+        )
     if "labels" in found and "targets" in found and found["labels"][0] is found["targets"][0]:
         source = found["labels"][0]
         raise DataProblem(
@@ -85,13 +87,16 @@ def _check_roles(found: dict[str, tuple[ArrayFile, str]], shared: ArrayFile | No
     if ("labels" in found) == ("targets" in found):
         held = "" if shared is None or "labels" in found else f" ({shared.path} holds {_listing(shared)})"
         raise UsageProblem(
-            "give the labels (an array 'labels', or --labels FILE) or probability targets ('targets'), "
+            f"give the labels (an array 'labels', or {option('labels_path')} FILE) or probability targets ('targets'), "
             f"one of them{held}"
             if "labels" not in found
             else "give labels or targets, not both"
         )
     if answer and "grad" not in found and "loss" not in found:
-        raise UsageProblem("nothing to check: the answer to grade is an array 'grad' and/or 'loss' (or --grad/--loss)")
+        raise UsageProblem(
+            "nothing to check: the answer to grade is an array 'grad' and/or 'loss' "
+            f"(or {option('grad_path')}/{option('loss_path')})"
+        )
 
 
 def placed_in_dump(problem: InvalidInput, where: dict[str, str], first_row: int) -> DataProblem:
@@ -100,7 +105,7 @@ def placed_in_dump(problem: InvalidInput, where: dict[str, str], first_row: int)
     place = where.get(problem.field, problem.field)
     row = "" if problem.row is None else f": row {first_row + problem.row}"
     column = "" if problem.column is None else f", class {problem.column}"
-    hint = f"; {problem.hint}" if problem.hint else ""
+    hint = f"; {problem.marked_hint}" if problem.marked_hint else ""
     return DataProblem(f"{place}{row}{column}: {problem.problem}{hint}")
 
 
@@ -117,14 +122,14 @@ def _locate(request: DumpRequest, shared: ArrayFile | None, role: str) -> tuple[
             return source, key
         if role in request.keys:  # a name asked for is never replaced by a guess
             listed = ", ".join(f"'{n}'" for n in source.names if n != WHOLE_TABLE) or "none"
-            raise DataProblem(f"{path}: no array '{key}' (it holds {listed}); fix --key-{role}")
+            raise DataProblem(f"{path}: no array '{key}' (it holds {listed}); fix {option('key_' + role)}")
         plain = [name for name in source.names if name != WHOLE_TABLE]
         if WHOLE_TABLE in source.names:
             return source, WHOLE_TABLE
         if len(plain) == 1:
             return source, plain[0]
         listed = ", ".join(f"'{n}'" for n in plain) or "none"
-        raise DataProblem(f"{path}: no array '{key}' (it holds {listed}); name it with --key-{role}")
+        raise DataProblem(f"{path}: no array '{key}' (it holds {listed}); name it with {option('key_' + role)}")
     if shared is None or key not in shared.names:
         if shared is not None and role in request.keys:
             listed = ", ".join(f"'{n}'" for n in shared.names if n != WHOLE_TABLE) or "none"
@@ -189,7 +194,7 @@ def _matrix(array: np.ndarray, where: str, rows: int, classes: int, what: str) -
 
 def _labels(array: np.ndarray, where: str, rows: int, classes: int, ignore_index: int) -> np.ndarray:
     if array.dtype.kind not in "iu":
-        hint = " (probabilities N × K are targets: pass them as --targets)" if array.ndim == 2 else ""
+        hint = f" (probabilities N × K are targets: pass them as {option('targets_path')})" if array.ndim == 2 else ""
         raise DataProblem(f"{where} has type {array.dtype}; labels are class indices: save them as integers{hint}")
     if array.ndim == 0:
         array = array.reshape(1)

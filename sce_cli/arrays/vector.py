@@ -67,6 +67,6 @@ def read_vector_bytes(data: bytes, suffix: str, name: str = "stdin") -> list[flo
             out.write(data)
         return read_vector(temporary)
     except SceError as error:
-        raise type(error)(str(error).replace(temporary, name)) from None
+        raise type(error)(error.message.replace(temporary, name)) from None
     finally:
         os.unlink(temporary)

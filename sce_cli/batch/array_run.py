@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from ..arrays import ArrayDump
-from ..errors import DATA, DataProblem, OptionProblem, SceError
+from ..errors import DATA, DataProblem, OptionProblem, SceError, option
 from .array_input import ArrayBlock, array_blocks, compute_array_block, mean_denominators, read_inputs
 from .array_output import BINARY_FORMATS, BinarySink, NpzSink, TableSink, computed_columns, npz_layout
 from .columns import ColumnPlan
@@ -213,7 +213,7 @@ def _csv_inputs(
     if clash:
         raise DataProblem(
             f"the input has a column {clash[0]!r}, the name of one of the {output_format} output's arrays; "
-            "rename the column, or choose the logit columns with --logit-cols"
+            f"rename the column, or choose the logit columns with {option('logit_cols')}"
         )
     inputs: dict[str, Any] = {}
     if isinstance(parsed, ParsedBlock):

@@ -7,7 +7,7 @@ import fnmatch
 from dataclasses import dataclass
 from functools import cached_property
 
-from ..errors import DATA, DataProblem, OptionProblem, UsageProblem
+from ..errors import DATA, DataProblem, OptionProblem, UsageProblem, option
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def plan_columns(
     listing = _listing(names)
     _check_unique(names)
     if target_cols is not None and label_col is not None:
-        raise UsageProblem("give --label-col or --target-cols, not both")
+        raise UsageProblem(f"give {option('label_col')} or {option('target_cols')}, not both")
     label, targets = _label_or_targets(names, label_col, target_cols, has_header, listing)
     grads = None if grad_cols is None else _select(grad_cols, names, "grad_cols")
     if loss_col is not None and loss_col not in names:
@@ -72,7 +72,7 @@ def plan_columns(
     if clash and grads is None and loss_col is None:
         raise DataProblem(
             f"the input already has a column {sorted(clash)[0]!r}, which sce batch writes; "
-            "rename it, or choose the logit columns with --logit-cols"
+            f"rename it, or choose the logit columns with {option('logit_cols')}"
         )
     return plan
 
@@ -88,8 +88,8 @@ def _check_unique(names: list[str]) -> None:
         seen[name] = position
 
 
-#: Separators a one-column header may hide: (character, in words, as --delimiter takes it).
-_OTHER_SEPARATORS = (("\t", "tabs", "tab"), (";", "semicolons", "';'"), ("|", "vertical bars", "'|'"))
+#: Separators a one-column header may hide: (character, in words).
+_OTHER_SEPARATORS = (("\t", "tabs"), (";", "semicolons"), ("|", "vertical bars"))
 
 
 def _label_or_targets(
@@ -103,12 +103,12 @@ def _label_or_targets(
         if len(names) == 1 and separator is not None:
             raise DataProblem(
                 f"the file has one column, {names[0]!r}: it looks separated by {separator[1]}, not commas; "
-                f"say --delimiter {separator[2]}"
+                f"say {option('delimiter', separator[0])}"
             )
         if label_col is None:
             raise DataProblem(
                 f"there is no column named 'label'; the columns are {listing}. "
-                "Name the label column with --label-col, or give soft targets with --target-cols"
+                f"Name the label column with {option('label_col')}, or give soft targets with {option('target_cols')}"
             )
         raise OptionProblem("label_col", f"there is no column {label!r}; the columns are {listing}", DATA)
     return label, None

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 
 from ..core import InvalidInput, SoftmaxCrossEntropyResult, softmax_cross_entropy
-from ..errors import DataProblem, option_problem
+from ..errors import DataProblem, option, option_problem
 from ..numbers import BEYOND_FLOAT64, beyond_float64, read_number
 from ..options import LossOptions
 from .columns import ColumnPlan
@@ -151,7 +151,7 @@ def _cell_problem(
         return DataProblem(f"line {line}, column {column}: the value is empty; every row needs a value here")
     hint = ""
     if plan.logits_by_default and column in plan.logits and problem.startswith("is not a number"):
-        hint = f"; if {column} is not a logit column, name the logit columns with --logit-cols"
+        hint = f"; if {column} is not a logit column, name the logit columns with {option('logit_cols')}"
     return DataProblem(f"line {line}, column {column}: {shown(value)} {problem}{hint}")
 
 
@@ -253,7 +253,7 @@ def compute_block(
         else:
             column = (plan.logits if error.field == "logits" else plan.targets)[error.column]  # type: ignore[index]
         where = f"line {parsed.line_of_row(error.row)}" + (f", column {column}" if column else "")
-        hint = f"; {error.hint}" if error.hint else ""
+        hint = f"; {error.marked_hint}" if error.marked_hint else ""
         return DataProblem(f"{where}: {error.problem}{hint}")
 
     return core_on_block(parsed.logits, parsed.labels, parsed.targets, options, mean_denominator, placed)

@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 import polars as pl
 
-from ..errors import DATA, DataProblem, OptionProblem
+from ..errors import DATA, DataProblem, OptionProblem, option
 from .frames import write_frame
 from .plain import PlainRows
 from .signals import raise_if_interrupted, shielded
@@ -211,7 +211,7 @@ def spooled_copy(stream: BinaryIO, name: str) -> Iterator[str]:
             except OSError as error:
                 raise DataProblem(
                     f"copying {name} to the spool file {spool} (kept for the second pass of "
-                    f"--reduction mean) failed: {_reason(error)}{_TMPDIR_HINT}"
+                    f"{option('reduction', 'mean')}) failed: {_reason(error)}{_TMPDIR_HINT}"
                 ) from None
         yield spool
     finally:

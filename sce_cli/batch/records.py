@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from ..errors import DataProblem, OptionProblem
+from ..errors import DataProblem, OptionProblem, option
 
 #: Bytes read at a time; a block is this much text cut back to a record boundary.
 #: 1 MiB rather than 4: the same speed, and about half the peak memory (a
@@ -64,7 +64,9 @@ class BlockReader:
         if self.passthrough:
             if not self.started and raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
                 # What Windows PowerShell 5's Out-File writes; latin-1 would read it as garbage.
-                raise DataProblem("line 1: the file starts with a UTF-16 byte-order mark; give --encoding utf-16")
+                raise DataProblem(
+                    f"line 1: the file starts with a UTF-16 byte-order mark; give {option('encoding', 'utf-16')}"
+                )
             if not self.started and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8) :]
             self.started = True
@@ -76,12 +78,12 @@ class BlockReader:
             line = self.next_line + self.pending.count(b"\n") + raw[: error.start].count(b"\n")
             raise DataProblem(
                 f"line {line}: bytes that are not {self.encoding} ({error.reason}); "
-                "give the file's encoding with --encoding"
+                f"give the file's encoding with {option('encoding')}"
             ) from None
         except UnicodeError as error:  # utf-16 without a byte-order mark, and the like
             raise DataProblem(
                 f"line {self.next_line}: the input cannot be read as {self.encoding} ({error}); "
-                "give the file's encoding with --encoding, for example --encoding utf-8"
+                f"give the file's encoding with {option('encoding')}, for example {option('encoding', 'utf-8')}"
             ) from None
         self.started = True
         return text.encode("utf-8")
@@ -119,7 +121,7 @@ class BlockReader:
             if stripped.startswith(b"{"):
                 raise DataProblem(
                     f"line {first_line}: this is JSON Lines, not CSV; sce reads files of comma- or tab-separated "
-                    "values (write sce batch's output with -o OUT.csv to read it again)"
+                    f"values (write sce batch's output with {option('output_path', 'OUT.csv')} to read it again)"
                 )
             end = _record_boundary(stripped, first=True)
             text = stripped[:end].decode("utf-8")
@@ -163,7 +165,7 @@ def _check_utf8(data: bytes, first_line: int) -> None:
         line = first_line + data.count(b"\n", 0, error.start)
         raise DataProblem(
             f"line {line}, byte {error.start - start + 1}: byte 0x{data[error.start]:02x} is not valid UTF-8; "
-            "give the file's encoding with --encoding, for example --encoding latin-1"
+            f"give the file's encoding with {option('encoding')}, for example {option('encoding', 'latin-1')}"
         ) from None
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..arrays.formats import is_regular_file
 from ..core import SoftmaxCrossEntropyResult
-from ..errors import DATA, DataProblem, OptionProblem, SceError
+from ..errors import DATA, DataProblem, OptionProblem, SceError, option
 from ..options import LossOptions
 from .columns import ColumnPlan, plan_columns
 from .frames import MeanDenominators, ParsedBlock, compute_block, output_frame, parse_block
@@ -116,7 +116,7 @@ def read_blocks(path: str, request: BatchRequest) -> Iterator[tuple[ColumnPlan, 
                 if not name:
                     raise DataProblem(
                         f"line {first.first_line}: column {position} has no name; "
-                        "name every column, or read the file with --no-header"
+                        f"name every column, or read the file with {option('has_header', False)}"
                     )
             first = split_header(first)
         else:

@@ -10,6 +10,7 @@ import typer
 
 from ..errors import UsageProblem
 from ..options import LossOptions
+from .commandline import FLAG_OF_FIELD
 from .declarations import CheckFormat
 from .stdout import stdout_console, write_stdout
 
@@ -120,11 +121,11 @@ def check_arrays(
     if output_format is CheckFormat.json:
         from ..render.json_format import dtype_check_document, dumps
 
-        write_stdout(dumps(dtype_check_document(found)) + "\n")
+        write_stdout(dumps(dtype_check_document(found, FLAG_OF_FIELD)) + "\n")
     else:
         from ..render.dtype_check import print_dtype_check
 
-        print_dtype_check(stdout_console(), found, digits)
+        print_dtype_check(stdout_console(), found, digits, FLAG_OF_FIELD)
     if not found.correct:
         raise typer.Exit(1)
 

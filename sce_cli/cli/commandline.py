@@ -18,7 +18,7 @@ from typer import _click as click
 from typer.core import TyperCommand, TyperGroup, TyperOption
 from typer.exceptions import Abort
 
-from ..errors import Interrupted, OptionProblem, SceError
+from ..errors import Interrupted, SceError
 
 # "-1", "-.5", "-3e-2", "-1,2,3", "-inf": a minus sign before a number, which
 # click would otherwise take for an option.
@@ -29,8 +29,10 @@ BROKEN_PIPE = 141
 INTERRUPTED = 130
 INTERNAL_ERROR = 70
 
-#: The command line's name for each field an OptionProblem can name: the
-#: core's inputs and options, and the fields of a batch request.
+#: The command line's name for each field a message can name (an OptionProblem's
+#: field, an errors.option() in any SceError): the core's inputs and options, the
+#: fields of a batch request and of sce test's configuration; a switch is keyed
+#: by the field and the value it sets ("has_header=False").
 FLAG_OF_FIELD = {
     "logits": "LOGITS",
     "labels": "--label",
@@ -54,6 +56,24 @@ FLAG_OF_FIELD = {
     "loss_col": "--loss-col",
     "encoding": "--encoding",
     "delimiter": "--delimiter",
+    "has_header=False": "--no-header",
+    "delimiter='\\t'": "--delimiter tab",
+    "delimiter=';'": "--delimiter ';'",
+    "delimiter='|'": "--delimiter '|'",
+    "arrays": "--arrays",
+    "logits_path": "--logits",
+    "labels_path": "--labels",
+    "targets_path": "--targets",
+    "grad_path": "--grad",
+    "loss_path": "--loss",
+    "key_logits": "--key-logits",
+    "key_labels": "--key-labels",
+    "key_targets": "--key-targets",
+    "key_grad": "--key-grad",
+    "key_loss": "--key-loss",
+    "framework": "--framework",
+    "convention": "--convention",
+    "returns": "--returns",
 }
 
 
@@ -155,11 +175,8 @@ def run_reporting_errors(run: Callable[[], Any]) -> int:
 
 def _report(error: Exception) -> int:
     """One line on stderr for ``error``; its exit status."""
-    if isinstance(error, OptionProblem):
-        _say(f"sce: error: {error.worded(FLAG_OF_FIELD.get(error.option, error.option))}")
-        return error.exit_code
     if isinstance(error, SceError):
-        _say(f"sce: error: {error}")
+        _say(f"sce: error: {error.worded(FLAG_OF_FIELD)}")
         return error.exit_code
     if isinstance(error, click.exceptions.ClickException | Abort):
         return _report_click(error)

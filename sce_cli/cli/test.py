@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageProblem
+from .commandline import FLAG_OF_FIELD
 from .declarations import (
     CheckFormat,
     Convention,
@@ -99,7 +100,7 @@ def test(
             smoothing_style=smoothing_style.value,
         )
     except UnusableImplementation as problem:
-        raise UsageProblem(str(problem)) from None
+        raise UsageProblem(problem.message) from None
     except ValueError as problem:  # an option out of range, e.g. --timeout 0
         raise UsageProblem(_as_flags(str(problem))) from None
     if output_format is CheckFormat.json:
@@ -107,12 +108,12 @@ def test(
         from ..render.json_format import dumps
         from .stdout import write_stdout
 
-        write_stdout(dumps(report_document(report)) + "\n")
+        write_stdout(dumps(report_document(report, FLAG_OF_FIELD)) + "\n")
     else:
         from ..render.implementation_report import print_report
         from .stdout import stdout_console
 
-        print_report(stdout_console(), report)
+        print_report(stdout_console(), report, FLAG_OF_FIELD)
     if not report.passed:
         raise typer.Exit(1)
 

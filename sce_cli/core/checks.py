@@ -7,6 +7,7 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..errors import option
 from ..options import FLOAT_TYPES, REDUCTIONS, SMOOTHING_STYLES, FloatType, LossOptions
 from .result import InvalidInput
 
@@ -176,7 +177,7 @@ def _check_range(z: np.ndarray, dtype: np.dtype) -> None:
             field="logits",
             row=row,
             column=column,
-            hint="compute in float64 (--dtype float64)",
+            hint=f"compute in float64 ({option('dtype', 'float64')})",
         )
 
 

@@ -8,6 +8,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ..errors import worded
 from ..options import LossOptions
 from . import blocks
 from .log_softmax import exp_shifted_of, flat, flat_indices, log_probabilities, shift_and_scale, soft_capped
@@ -21,7 +22,10 @@ class InvalidInput(ValueError):
     field name such as "weight" or "temperature"); ``row`` and ``column`` are
     0-based positions inside it where they apply, so that a caller can say
     "argument 3" or "line 7, column z2" in its own terms. ``problem`` says
-    what is wrong, ``hint`` how to fix it.
+    what is wrong, ``hint`` how to fix it. An option the hint names is an
+    :func:`sce_cli.errors.option`: ``hint`` and ``str(error)`` word it as its
+    keyword (``dtype='float64'``), ``marked_hint`` keeps the marker for the
+    command line to word as its flag.
     """
 
     def __init__(
@@ -37,14 +41,15 @@ class InvalidInput(ValueError):
         self.field = field
         self.row = row
         self.column = column
-        self.hint = hint
+        self.marked_hint = hint
+        self.hint = None if hint is None else worded(hint)
         where = [f"{field}"]
         if row is not None:
             where.append(f"row {row}")
         if column is not None:
             where.append(f"class {column}")
         text = f"{problem} ({', '.join(where)})"
-        super().__init__(f"{text}; {hint}" if hint else text)
+        super().__init__(f"{text}; {self.hint}" if self.hint else text)
 
 
 class LossWarning(UserWarning):

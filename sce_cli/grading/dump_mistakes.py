@@ -18,6 +18,7 @@ import numpy as np
 from ..arrays import ArrayDump
 from ..arrays.blocks import read_rows
 from ..core import SoftmaxCrossEntropyResult, softmax_cross_entropy
+from ..errors import option
 from ..options import LossOptions
 from . import conventions
 from .dtype_baseline import RowCoefficients, coefficients
@@ -124,9 +125,8 @@ def what_ifs(labels: np.ndarray | None, d: Denominators, options: LossOptions) -
     if options.reduction == "sum" and d.total > 0:
         found[f"the mean instead of the sum (divided by {d.total:g})"] = _scaled(1 / d.total)
     if options.reduction == "none" and d.total > 0:
-        found["the gradient of the mean loss, where per-row gradients were asked for (--reduction none)"] = _scaled(
-            1 / d.total, loss=False
-        )
+        asked = f"the gradient of the mean loss, where per-row gradients were asked for ({option('reduction', 'none')})"
+        found[asked] = _scaled(1 / d.total, loss=False)
     if labels is not None:
         found["the labels read as 1-based (the gradient's −1 at class label − 1)"] = _one_based(options)
     found.update(_convention_what_ifs(d, options))

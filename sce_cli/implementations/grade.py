@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..errors import option
 from . import mistakes
 from .cases import Case
 from .loading import UnusableImplementation
@@ -165,7 +166,7 @@ def _unpack(answer: dict[str, Any], configuration: Configuration) -> dict[str, d
     if answer["kind"] == "other" and answer["type"] == "a tuple of 2":
         raise Mismatch(
             f"expected only the {_returned(configuration)}; found a tuple of 2 "
-            "(if it returns (loss, grad), use --returns loss,grad)"
+            f"(if it returns (loss, grad), use {option('returns', 'loss,grad')})"
         )
     return {"gradient" if configuration.returns == "grad" else "loss": answer}
 
@@ -174,8 +175,8 @@ def _returns_hint(answer: dict[str, Any]) -> str:
     if answer["kind"] != "array":
         return ""
     if answer["array"].ndim == 0:
-        return " (if it returns only the loss, use --returns loss)"
-    return " (if it returns only the gradient, use --returns grad)"
+        return f" (if it returns only the loss, use {option('returns', 'loss')})"
+    return f" (if it returns only the gradient, use {option('returns', 'grad')})"
 
 
 def _returned(configuration: Configuration) -> str:
@@ -205,9 +206,9 @@ def _as_array(item: dict[str, Any], quantity: str, shape: tuple[int, ...], confi
         return array
     hint = ""
     if quantity == "gradient" and array.shape == shape[1:] and configuration.convention == "batch":
-        hint = " (a function of one row? use --convention row)"
+        hint = f" (a function of one row? use {option('convention', 'row')})"
     elif quantity == "loss" and shape == () and array.ndim == 1:
-        hint = " (a loss per row? use --reduction none)"
+        hint = f" (a loss per row? use {option('reduction', 'none')})"
     raise Mismatch(f"the {quantity} should be {wanted}; found {_what(item)}{hint}")
 
 

@@ -19,9 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import worded
+
 
 class UnusableImplementation(ValueError):
-    """The function cannot be found, loaded or called as configured: a usage error."""
+    """The function cannot be found, loaded or called as configured: a usage error.
+
+    ``message`` may name options (:func:`sce_cli.errors.option`): ``str()`` words
+    them as check_implementation's keywords, sce test as its flags."""
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __str__(self) -> str:
+        return worded(self.message)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core import SoftmaxCrossEntropyResult
+from ..errors import option
 from ..grading import conventions
 from ..options import LossOptions
 from .report import Mistake
@@ -22,11 +23,13 @@ NO_MAX_SHIFT = Mistake(
     "subtract each row's largest logit before exp, softmax(z) = softmax(z − max z)",
 )
 SUM_NOT_MEAN = Mistake(
-    "1/N missing: the sum over rows, not the mean", "divide by N, the number of rows (or grade with --reduction sum)"
+    "1/N missing: the sum over rows, not the mean",
+    f"divide by N, the number of rows (or grade with {option('reduction', 'sum')})",
 )
 MEAN_TWICE = Mistake("1/N applied twice", "divide by N once")
 MEAN_NOT_SUM = Mistake(
-    "divided by N, but --reduction sum has no 1/N", "drop the division by N (or grade with --reduction mean)"
+    f"divided by N, but {option('reduction', 'sum')} has no 1/N",
+    f"drop the division by N (or grade with {option('reduction', 'mean')})",
 )
 SIGN_FLIPPED = Mistake("sign flipped: y − p instead of p − y", "the gradient is p − y, probabilities minus the target")
 PROBABILITIES = Mistake("−1 missing: these are the probabilities", "subtract 1 at the label's class: p − y")
@@ -88,11 +91,12 @@ Z_LOSS_BY_WEIGHT_SUM = Mistake(
     "divide the z-loss by the number of counted rows, the cross-entropy by the weight sum",
 )
 OTHER_SMOOTHING_STYLE = Mistake(
-    "the other label-smoothing convention", "see --smoothing-style: uniform puts ε/K on every class (PyTorch); "
+    "the other label-smoothing convention",
+    f"see {option('smoothing_style')}: uniform puts ε/K on every class (PyTorch); "
     "off-target puts 1 − ε on the label and ε/(K − 1) on each other class (Megatron, t5x)",
 )  # fmt: skip
 SMOOTHING_LEFT_OUT = Mistake(
-    "label smoothing left out", "the target is (1 − ε)·y + ε/K (or off-target: see --smoothing-style)"
+    "label smoothing left out", f"the target is (1 − ε)·y + ε/K (or off-target: see {option('smoothing_style')})"
 )
 TEMPERATURE_LEFT_OUT = Mistake(
     "temperature left out: the softmax of z, not of z/T, and no factor 1/T",

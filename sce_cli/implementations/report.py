@@ -3,17 +3,37 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..errors import worded
 from ..options import LossOptions
 
 
 @dataclass(frozen=True)
 class Mistake:
-    """A known mistake, in a learner's words, and what to do about it."""
+    """A known mistake, in a learner's words, and what to do about it.
 
-    name: str
-    fix: str
+    Both texts may name options (:func:`sce_cli.errors.option`): ``name`` and
+    ``fix`` word them as check_implementation's keywords, :meth:`worded_name`
+    and :meth:`worded_fix` as the command line's flags (``flag_of``)."""
+
+    words: str
+    advice: str
+
+    @property
+    def name(self) -> str:
+        return worded(self.words)
+
+    @property
+    def fix(self) -> str:
+        return worded(self.advice)
+
+    def worded_name(self, flag_of: Mapping[str, str] | None = None) -> str:
+        return worded(self.words, flag_of)
+
+    def worded_fix(self, flag_of: Mapping[str, str] | None = None) -> str:
+        return worded(self.advice, flag_of)
 
 
 @dataclass(frozen=True)
@@ -52,13 +72,22 @@ class CaseResult:
     allowance: float | None
     """The error a straightforward correct implementation gets, with a margin (same quantity)."""
     mistake: Mistake | None = None
-    message: str = ""
+    note: str = ""
+    """What else to say (a wrong shape, a timeout…); options named as in :class:`Mistake`."""
     candidates: tuple[Mistake, ...] = ()
     """Every known mistake the answer matches (``mistake`` is the likeliest)."""
     non_finite: bool = False
     """The answer has NaN or infinite entries where the exact one is finite."""
     overflow_prone: bool = False
     """The case's logits overflow exp without the max shift."""
+
+    @property
+    def message(self) -> str:
+        """The note, its options named as check_implementation's keywords."""
+        return worded(self.note)
+
+    def worded_message(self, flag_of: Mapping[str, str] | None = None) -> str:
+        return worded(self.note, flag_of)
 
     @property
     def error_ratio(self) -> float | None:
@@ -98,9 +127,13 @@ class ImplementationReport:
     @property
     def fix_first(self) -> str | None:
         """What to fix first: the first failing case (the cases go from easy to hard)."""
+        return self.worded_fix_first()
+
+    def worded_fix_first(self, flag_of: Mapping[str, str] | None = None) -> str | None:
+        """:attr:`fix_first`, its options named by ``flag_of`` (see :func:`sce_cli.errors.worded`)."""
         if not self.failed:
             return None
         case = self.failed[0]
         if case.mistake is not None:
-            return f"{case.mistake.name}: {case.mistake.fix} (case “{case.name}”)"
-        return f"case “{case.name}”: {case.message}"
+            return f"{case.mistake.worded_name(flag_of)}: {case.mistake.worded_fix(flag_of)} (case “{case.name}”)"
+        return f"case “{case.name}”: {case.worded_message(flag_of)}"

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import option
 from .loading import FunctionSpec, UnusableImplementation, describe_exception, load_function
 
 #: The second argument of the function in each calling convention, as said to the user.
@@ -63,7 +64,7 @@ def prepare_framework(framework: str) -> None:
             import torch  # noqa: F401
     except ImportError:
         name = {"torch": "PyTorch", "jax": "JAX"}[framework]
-        raise UnusableImplementation(f"--framework {framework}: {name} is not installed here") from None
+        raise UnusableImplementation(f"{option('framework', framework)}: {name} is not installed here") from None
 
 
 def check_signature(fn: Callable[..., Any], convention: str, targets: bool, name: str) -> None:
@@ -77,7 +78,7 @@ def check_signature(fn: Callable[..., Any], convention: str, targets: bool, name
         signature.bind(None, None)
     except TypeError:
         raise UnusableImplementation(
-            f"{name} takes {_parameters(signature)}; with --convention {convention} sce calls "
+            f"{name} takes {_parameters(signature)}; with {option('convention', convention)} sce calls "
             f"{name}(logits, {second}) with 2 arguments"
         ) from None
 
@@ -188,7 +189,7 @@ def serve(inbox: Connection, outbox: Connection) -> None:
         framework = request["framework"] or detect_framework(fn)
         prepare_framework(framework)
     except UnusableImplementation as problem:
-        outbox.send({"load_error": str(problem)})
+        outbox.send({"load_error": problem.message})
         return
     user_file = spec.path or source_file(fn)
     outbox.send({"loaded": True, "framework": framework})

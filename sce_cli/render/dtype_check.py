@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..errors import worded
 from ..numbers import count_of, display
 from .grid import Column, Grid, print_grid
 
@@ -84,7 +86,11 @@ def _ulps(value: float) -> str:
     return f"{value:.3g}" if value < 1000 else f"{value:,.0f}"
 
 
-def print_dtype_check(console: Console, check: DtypeCheck, digits: int = 4) -> None:
+def print_dtype_check(
+    console: Console, check: DtypeCheck, digits: int = 4, flag_of: Mapping[str, str] | None = None
+) -> None:
+    """The verdict by type; options a mistake names are worded by ``flag_of`` (the
+    command line's flags), or without it as the Python API's keywords."""
     from rich.text import Text
 
     for verdict in check.quantities:
@@ -112,6 +118,6 @@ def print_dtype_check(console: Console, check: DtypeCheck, digits: int = 4) -> N
             )
             console.print(Text(typical + ("; beyond" if verdict.typical_beyond else "")), soft_wrap=True)
     for mistake in check.mistakes:
-        console.print(Text(f"mistake: {mistake}"), soft_wrap=True)
+        console.print(Text(f"mistake: {worded(mistake, flag_of)}"), soft_wrap=True)
     verdict_line = f"verdict: {'correct' if check.correct else 'not correct'} for {check.claimed_dtype}"
     console.print(Text(verdict_line, style="bold green" if check.correct else "bold red"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from rich import box
@@ -30,7 +31,7 @@ def _number(value: float | None) -> str:
     return "0" if value == 0 else display(value, 1)
 
 
-def report_table(report: ImplementationReport) -> Table:
+def report_table(report: ImplementationReport, flag_of: Mapping[str, str] | None = None) -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("case")
     table.add_column("result")
@@ -42,27 +43,29 @@ def report_table(report: ImplementationReport) -> Table:
         mark = Text("✓ pass", style="green") if case.passed else Text("✗ fail", style="bold red")
         error = _number(case.max_error)
         allowance = _number(case.allowance)
-        note = case.mistake.name if case.mistake is not None else case.message
+        note = case.mistake.worded_name(flag_of) if case.mistake is not None else case.worded_message(flag_of)
         table.add_row(case.name, mark, error, allowance, _ratio(case), note)
     return table
 
 
-def verdict_lines(report: ImplementationReport) -> list[Text]:
+def verdict_lines(report: ImplementationReport, flag_of: Mapping[str, str] | None = None) -> list[Text]:
     total = len(report.cases)
     if report.passed:
         return [Text(f"verdict: correct ({total} of {total} cases pass)", style="bold green")]
     failed = len(report.failed)
     lines = [Text(f"verdict: not correct ({failed} of {total} cases fail)", style="bold red")]
-    fix = report.fix_first
+    fix = report.worded_fix_first(flag_of)
     if fix:
         lines.append(Text(f"fix first: {fix}"))
     return lines
 
 
-def details(report: ImplementationReport) -> list[Text]:
+def details(report: ImplementationReport, flag_of: Mapping[str, str] | None = None) -> list[Text]:
     """The full message of each failing case whose table cell shows only the mistake."""
     return [
-        Text(f"  {case.name}: {case.message}") for case in report.failed if case.mistake is not None and case.message
+        Text(f"  {case.name}: {case.worded_message(flag_of)}")
+        for case in report.failed
+        if case.mistake is not None and case.note
     ]
 
 
@@ -81,7 +84,9 @@ def loss_option_words(report: ImplementationReport) -> list[str]:
     return words
 
 
-def print_report(console: Console, report: ImplementationReport) -> None:
+def print_report(console: Console, report: ImplementationReport, flag_of: Mapping[str, str] | None = None) -> None:
+    """The report; options its texts name are worded by ``flag_of`` (the command
+    line's flags), or without it as check_implementation's keywords."""
     options = "".join(f", {words}" for words in loss_option_words(report))
     console.print(
         Text(
@@ -90,11 +95,11 @@ def print_report(console: Console, report: ImplementationReport) -> None:
             style="bold",
         )
     )
-    console.print(report_table(report))
+    console.print(report_table(report, flag_of))
     console.print()
-    for line in details(report):
+    for line in details(report, flag_of):
         console.print(line)
-    for line in verdict_lines(report):
+    for line in verdict_lines(report, flag_of):
         console.print(line)
 
 
@@ -105,7 +110,7 @@ def report_text(report: ImplementationReport, width: int = 120) -> str:
     return console.export_text()
 
 
-def report_document(report: ImplementationReport) -> dict[str, Any]:
+def report_document(report: ImplementationReport, flag_of: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {
         "passed": report.passed,
         "function": report.function,
@@ -122,10 +127,10 @@ def report_document(report: ImplementationReport) -> dict[str, Any]:
                 "passed": case.passed,
                 "max_error": None if case.max_error is None else json_number(case.max_error),
                 "allowance": None if case.allowance is None else json_number(case.allowance),
-                "mistake": None if case.mistake is None else case.mistake.name,
-                "message": case.message,
+                "mistake": None if case.mistake is None else case.mistake.worded_name(flag_of),
+                "message": case.worded_message(flag_of),
             }
             for case in report.cases
         ],
-        "mistakes": [mistake.name for mistake in report.mistakes],
+        "mistakes": [mistake.worded_name(flag_of) for mistake in report.mistakes],
     }

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core import SoftmaxCrossEntropyResult
 from ..derivation import Elided, Item, Matrix, Stage
+from ..errors import worded
 from ..numbers import exact, fill, json_number
 from ..proofs import TOP_EIGENVALUES, Proofs
 from .words import HESSIAN_OVERFLOWS, JACOBIAN_ROUTE_FAILS, hessian_formula, hessian_statement, jacobian_words
@@ -203,8 +205,9 @@ def proofs_document(proofs: Proofs) -> dict[str, Any]:
     return document
 
 
-def dtype_check_document(check: DtypeCheck) -> dict[str, Any]:
-    """``sce check --arrays --format json``: the verdict by type, every error in ulps."""
+def dtype_check_document(check: DtypeCheck, flag_of: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``sce check --arrays --format json``: the verdict by type, every error in ulps
+    (options a mistake names worded by ``flag_of``, as in :func:`sce_cli.errors.worded`)."""
     from .dtype_check import histogram_rows
 
     def ulps(value: float) -> float | str:
@@ -216,7 +219,7 @@ def dtype_check_document(check: DtypeCheck) -> dict[str, Any]:
         "rows": check.rows,
         "classes": check.classes,
         "reduction": check.options.reduction,
-        "mistakes": list(check.mistakes),
+        "mistakes": [worded(mistake, flag_of) for mistake in check.mistakes],
         "quantities": [
             {
                 "name": q.name,
