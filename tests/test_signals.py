@@ -185,3 +185,26 @@ def test_a_signal_during_grad_prints_its_line(signum, status, said):
         time.sleep(0.005)
     process.send_signal(signum)
     assert (finish(process), process.returncode) == (said, status)
+
+
+IGNORABLE = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+
+
+@pytest.mark.parametrize("signum", IGNORABLE, ids=[s.name for s in IGNORABLE])
+def test_regression_a_signal_the_caller_ignores_stays_ignored(tmp_path, big, signum):
+    """`nohup sce batch …` was stopped by SIGHUP (exit 129, the run thrown away), and a script's
+    background job (SIGINT ignored) by Ctrl-C: sce installed its handlers over the caller's
+    SIG_IGN. The caller's decision is kept; the run finishes."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    out = folder / "out.csv"
+
+    def ignore() -> None:
+        signal.signal(signum, signal.SIG_IGN)
+
+    process, _ = start(["batch", str(big), "-o", str(out), "-q"], tmp_path, preexec_fn=ignore)
+    wait_for(process, folder, ".out.csv.*.partial")
+    process.send_signal(signum)
+    stderr = finish(process)
+    assert (process.returncode, stderr) == (0, "")
+    assert len(out.read_text().splitlines()) == ROWS + 1

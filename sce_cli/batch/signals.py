@@ -68,9 +68,15 @@ def stopping_signals_handled() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread() or _state.installed:
         yield
         return
-    previous = {signum: signal.getsignal(signum) for signum in STOPPING}
+    # Left ignored where the caller ignores them (nohup); Python itself ignores SIGPIPE, which
+    # is always handled: a closed pipe ends the run.
+    previous = {
+        signum: handler
+        for signum in STOPPING
+        if (handler := signal.getsignal(signum)) is not signal.SIG_IGN or signum == getattr(signal, "SIGPIPE", None)
+    }
     _state.pending, _state.raised = None, False
-    for signum in STOPPING:
+    for signum in previous:
         signal.signal(signum, _record)
     _state.installed += 1
     try:

@@ -43,12 +43,15 @@ def main() -> None:
     raised inside an import it could land in importlib's own callbacks,
     where Python prints it as ignored and goes on.
     """
-    for signum in _STOPPING:
+    # A signal the caller set to be ignored (nohup, `trap '' INT`, a script's background job)
+    # stays ignored: that was the caller's decision, as GNU tools keep it.
+    handled = [signum for signum in _STOPPING if signal.getsignal(signum) is not signal.SIG_IGN]
+    for signum in handled:
         signal.signal(signum, _note)
     try:
         from .application import main as run
 
-        for signum in _STOPPING:
+        for signum in handled:
             signal.signal(signum, _stop)
         if _pending:
             raise Interrupted(_pending[0])
