@@ -75,6 +75,10 @@ def stopping_signals_handled() -> Iterator[None]:
         for signum in STOPPING
         if (handler := signal.getsignal(signum)) is not signal.SIG_IGN or signum == getattr(signal, "SIGPIPE", None)
     }
+    for signum in set(STOPPING) - set(previous):
+        # Ignored again for the operating system: importing polars puts its own SIGINT handler
+        # under Python's, which would turn an ignored Ctrl-C during polars' work into an interrupt.
+        signal.signal(signum, signal.SIG_IGN)
     _state.pending, _state.raised = None, False
     for signum in previous:
         signal.signal(signum, _record)
