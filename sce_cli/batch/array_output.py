@@ -84,6 +84,14 @@ class BinarySink(Protocol):
 ABORT_WAIT = 2.0
 
 
+def _appending(descriptor: int) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # not on Windows
+        return False
+    return bool(fcntl.fcntl(descriptor, fcntl.F_GETFL) & os.O_APPEND)
+
+
 class NpzSink:
     """Arrays of known shapes into a .npz, block after block (see :mod:`.npz_writer`), on a
     second thread: the CRC-32s and the writes (both let go of the interpreter lock) overlap
@@ -101,6 +109,12 @@ class NpzSink:
             raise OptionProblem(
                 "output_path", f"{target.path} is a pipe; .npz output is written out of order: name a regular file"
             ) from None
+        if _appending(target.stream.fileno()):
+            # Every write would land at the end, whatever the .npz writer's seeks: a damaged file.
+            name = target.path or "stdout"
+            raise OptionProblem(
+                "output_path", f"{name} is open for appending (>>); .npz output is written out of order: name a file"
+            )
         try:
             self.writer = NpzWriter(target.stream.fileno(), [(name, *spec) for name, spec in shapes.items()])
         except OSError as error:

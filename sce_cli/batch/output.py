@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import stat
 import sys
@@ -46,18 +47,18 @@ class OutputTarget:
             return
         if not self.path:
             raise OptionProblem("output_path", "the output file name is empty; name a file, or give - for stdout")
-        self.written = os.path.realpath(self.path)
-        if os.path.isdir(self.written):
-            raise OptionProblem(
-                "output_path", f"{self.path} is a folder; name a file in it, e.g. {os.path.join(self.path, 'out.csv')}"
-            )
-        if input_path not in (None, "-") and os.path.exists(self.written):
+        descriptor = _own_descriptor(self.path)
+        if descriptor is not None:
+            # /dev/stdout, /dev/fd/N: the file behind is what the shell opened (`>> log`, a pipe);
+            # followed to that file and replaced by a rename, it would lose what it held.
+            self.written = self.path
             try:
-                same = os.path.samefile(self.written, input_path)
-            except OSError:
-                same = False
-            if same:
-                raise OptionProblem("output_path", f"{self.path} is the input file; write the output to another file")
+                self.stream = os.fdopen(os.dup(descriptor), "wb")
+            except OSError as error:
+                raise OptionProblem("output_path", f"cannot write {self.path}: {_reason(error)}", DATA) from None
+            return
+        self.written = os.path.realpath(self.path)
+        self._check_destination(input_path)
         if os.path.exists(self.written) and not stat.S_ISREG(os.stat(self.written).st_mode):
             self.stream = self._open_directly()
             return
@@ -71,6 +72,19 @@ class OutputTarget:
                 raise OptionProblem("output_path", _cannot_create_in(directory, error), DATA) from None
             self.temporary = handle.name
             self.stream = handle  # type: ignore[assignment]
+
+    def _check_destination(self, input_path: str | None) -> None:
+        """Neither a folder nor the input file."""
+        if os.path.isdir(self.written):
+            example = os.path.join(self.path or "", "out.csv")
+            raise OptionProblem("output_path", f"{self.path} is a folder; name a file in it, e.g. {example}")
+        if input_path not in (None, "-") and os.path.exists(self.written):
+            try:
+                same = os.path.samefile(self.written, input_path)
+            except OSError:
+                same = False
+            if same:
+                raise OptionProblem("output_path", f"{self.path} is the input file; write the output to another file")
 
     def _open_directly(self) -> BinaryIO:
         assert self.path is not None
@@ -222,6 +236,28 @@ def spooled_copy(stream: BinaryIO, name: str) -> Iterator[str]:
 
 
 _TMPDIR_HINT = "; set TMPDIR to a folder with room"
+
+
+_OWN_DESCRIPTOR = re.compile(r"/proc/(?:self|thread-self|(\d+))(?:/task/\d+)?/fd/(\d+)")
+
+
+def _own_descriptor(path: str) -> int | None:
+    """The descriptor N that ``path`` names, where it is one of this process's own
+    (/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N, through links too), else None."""
+    current = path
+    for _ in range(40):  # the kernel's own limit on links followed
+        try:
+            candidate = os.path.join(os.path.realpath(os.path.dirname(current) or "."), os.path.basename(current))
+        except OSError:
+            return None
+        found = _OWN_DESCRIPTOR.fullmatch(candidate)
+        if found is not None:
+            return int(found.group(2)) if found.group(1) in (None, str(os.getpid())) else None
+        if not os.path.islink(candidate):
+            return None
+        target = os.readlink(candidate)
+        current = target if os.path.isabs(target) else os.path.join(os.path.dirname(candidate), target)
+    return None
 
 
 def _cannot_create_in(directory: str, error: OSError) -> str:

@@ -1,0 +1,82 @@
+"""`-o /dev/stdout` and its kin name the process's own descriptors: what the shell opened
+(`>> log`, a pipe, a file). Regression: sce followed /dev/stdout to the file behind it and
+renamed its temporary output over that file, so `sce batch in.csv -o /dev/stdout >> log`
+lost the log's earlier lines; on a pipe it failed ("cannot write in /proc/N/fd")."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+INPUT = "z0,z1,z2,label\n2,3,4,1\n"
+# p = softmax([2, 3, 4]) and loss −log p₁, worked out independently of sce:
+P = np.exp([2.0, 3.0, 4.0]) / np.exp([2.0, 3.0, 4.0]).sum()
+
+
+def sce(*args: str, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sce_cli", *args], stdout=stdout, stderr=subprocess.PIPE)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "in.csv"
+    path.write_text(INPUT)
+    return path
+
+
+def _rows(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("2,3,4,1,")]
+
+
+@pytest.mark.parametrize("name", ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"])
+def test_regression_output_to_dev_stdout_appends_where_the_shell_appends(tmp_path, source, name):
+    log = tmp_path / "log.txt"
+    log.write_text("PRECIOUS 1\nPRECIOUS 2\n")
+    with open(log, "ab") as appended:
+        done = sce("batch", str(source), "-o", name, "-q", stdout=appended)
+    assert done.returncode == 0, done.stderr
+    lines = log.read_text().splitlines()
+    assert lines[:2] == ["PRECIOUS 1", "PRECIOUS 2"]
+    (row,) = _rows(log.read_text())
+    loss = float(row.split(",")[7])
+    assert loss == pytest.approx(-np.log(P[1]), rel=1e-15)
+
+
+def test_regression_output_to_dev_stdout_goes_down_a_pipe(source):
+    done = sce("batch", str(source), "-o", "/dev/stdout", "-q")  # stdout is a pipe here
+    assert done.returncode == 0, done.stderr
+    assert len(_rows(done.stdout.decode())) == 1
+
+
+def test_a_link_to_dev_stdout_is_followed_to_the_descriptor(tmp_path, source):
+    link = tmp_path / "out"
+    link.symlink_to("/dev/stdout")
+    done = sce("batch", str(source), "-o", str(link), "-q")
+    assert done.returncode == 0, done.stderr
+    assert len(_rows(done.stdout.decode())) == 1
+    assert link.is_symlink()
+
+
+def test_npz_output_to_a_descriptor_open_for_appending_is_refused(tmp_path, source):
+    target = tmp_path / "out.npz"
+    target.write_bytes(b"old")
+    with open(target, "ab") as appended:
+        done = sce("batch", str(source), "-f", "npz", "-o", "/dev/stdout", "-q", stdout=appended)
+    assert done.returncode == 2
+    assert done.stderr.decode() == (
+        "sce: error: -o: /dev/stdout is open for appending (>>); .npz output is written out of order: name a file\n"
+    )
+    assert target.read_bytes() == b"old"
+
+
+def test_npz_output_to_dev_stdout_redirected_to_a_file_is_whole(tmp_path, source):
+    target = tmp_path / "out.npz"
+    with open(target, "wb") as written:
+        done = sce("batch", str(source), "-f", "npz", "-o", "/dev/stdout", "-q", stdout=written)
+    assert done.returncode == 0, done.stderr
+    with np.load(target) as arrays:
+        assert arrays["loss"][0] == pytest.approx(-np.log(P[1]), rel=1e-15)
