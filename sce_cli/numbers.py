@@ -122,7 +122,7 @@ def fill(template: str, values: dict[str, float], write: Callable[[float], str])
 MINUS_SIGNS = "\u2212\u2012\u2013\ufe63\uff0d"
 # ... and the Arabic decimal separator with Arabic-Indic digits (٠٫٠٩٠).
 _TO_HYPHEN_MINUS = str.maketrans({**{sign: "-" for sign in MINUS_SIGNS}, "\u066b": "."})
-_SEPARATORS = re.compile(r"[,\s;]+")
+_FIELD_SEPARATORS = re.compile(r"[,;]")
 
 
 def normalise_minus(text: str) -> str:
@@ -140,13 +140,31 @@ def plain_spelling(text: str) -> str:
     return "".join(str(unicodedata.digit(ch)) if ch.isdecimal() else ch for ch in plain)
 
 
+class EmptyField(ValueError):
+    """Two commas or semicolons in a row (``2,3,,4``): a number left out, which read as one
+    longer separator would move every later entry to the class before it."""
+
+    def __init__(self, entry: int) -> None:
+        super().__init__(
+            f"entry {entry} is empty (two commas or semicolons in a row); write its number, or remove the extra one"
+        )
+        self.entry = entry
+
+
 def split_numbers(texts: list[str] | str) -> list[str]:
-    """Split arguments such as ``["2,3", "4"]`` or ``"2, 3; 4"`` into number tokens."""
+    """Split arguments such as ``["2,3", "4"]`` or ``"2, 3; 4"`` into number tokens. Spaces
+    may run on; a comma or semicolon ends a field, and an empty field (``2,,4``, ``,2``) is an
+    :class:`EmptyField` (one comma at the very end is let pass)."""
     if isinstance(texts, str):
         texts = [texts]
     tokens: list[str] = []
     for text in texts:
-        tokens.extend(t for t in _SEPARATORS.split(normalise_minus(text)) if t)
+        fields = _FIELD_SEPARATORS.split(normalise_minus(text))
+        for position, field in enumerate(fields):
+            words = field.split()
+            if not words and len(fields) > 1 and position < len(fields) - 1:
+                raise EmptyField(len(tokens))
+            tokens.extend(words)
     return tokens
 
 

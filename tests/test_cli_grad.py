@@ -222,3 +222,39 @@ def test_ignored_row_with_mean_warns_about_nan():
     assert result.exit_code == 0
     assert "divides by 0" in result.stderr
     assert "loss L = nan" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["2,3,,4", "-l", "1"], "LOGITS: entry 2 is empty"),
+        ([",2,3", "-l", "1"], "LOGITS: entry 0 is empty"),
+        (["2;3;;4", "-l", "1"], "LOGITS: entry 2 is empty"),
+        (["2", "3", "4", "-l", "1", "-w", "1,,2"], "--weight: entry 1 is empty"),
+        (["2", "3", "4", "-t", "0.5,,0.5"], "--target: entry 1 is empty"),
+    ],
+)
+def test_regression_an_empty_field_is_refused_not_skipped(args, said):
+    """`2,3,,4` was read as three logits: the 4 of class 3 became class 2's, and --label 2
+    pointed at it. A doubled comma or semicolon is a number left out."""
+    result = run("grad", *args)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"sce: error: {said} (two commas or semicolons in a row); write its number, or remove the extra one\n"
+    )
+
+
+def test_a_trailing_comma_and_runs_of_spaces_are_separators():
+    result = run("grad", "2, 3 ,  4,", "-l", "1", "--format", "json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["logits"] == [2.0, 3.0, 4.0]
+
+
+def test_regression_an_empty_field_in_a_logits_file_names_its_line(tmp_path):
+    (tmp_path / "z.txt").write_text("1\n2,3,,4\n")
+    result = run("grad", "--logits-file", str(tmp_path / "z.txt"), "-l", "2")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "sce: error: --logits-file: line 2: entry 2 is empty (two commas or semicolons in a row); "
+        "write its number, or remove the extra one\n"
+    )

@@ -194,8 +194,8 @@ def _typed_answers(vector: VectorInput, texts: dict[str, str | None]) -> dict[st
         text = texts[name]
         if text is None:
             continue
+        parse_numbers(text, option)  # every entry a number, none left empty
         tokens = split_numbers(text)
-        parse_numbers(tokens, option)  # every entry must be a number
         expected = 1 if name == "loss" else len(vector.logits)
         if len(tokens) != expected:
             raise UsageProblem(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import DATA, OptionProblem, UsageProblem, option_problem
-from ..numbers import BEYOND_FLOAT64, beyond_float64, normalise_minus, read_number, split_numbers
+from ..numbers import BEYOND_FLOAT64, EmptyField, beyond_float64, normalise_minus, read_number, split_numbers
 from ..options import LossOptions
 from .commandline import say_warning
 from .declarations import DType, ReductionChoice, SmoothingStyleChoice
@@ -34,7 +34,10 @@ def parse_number(token: str, what: str) -> float:
 
 def parse_numbers(texts: list[str] | str, what: str) -> list[float]:
     """Parse a list of numbers; ``what`` names the argument in errors (``--weight``)."""
-    tokens = split_numbers(texts)
+    try:
+        tokens = split_numbers(texts)
+    except EmptyField as error:
+        raise UsageProblem(f"{what}: {error}") from None
     if not tokens:
         raise UsageProblem(f"{what}: no numbers given")
     return [parse_number(token, f"{what} (entry {i})") for i, token in enumerate(tokens)]
@@ -85,7 +88,11 @@ def _numbers_in_text(text: str, path: str) -> list[float]:
     """Every number of a logits text, in order; a bad one named with its line."""
     values = []
     for line_number, line in enumerate(text.splitlines(), start=1):
-        for token in split_numbers(line):
+        try:
+            tokens = split_numbers(line)
+        except EmptyField as error:
+            raise OptionProblem("logits_file", f"line {line_number}: {error}", DATA) from None
+        for token in tokens:
             value = read_number(token)
             if value is None:
                 problem = f"line {line_number}: {token!r} is not a number; the file holds logits only"
