@@ -258,3 +258,22 @@ def test_regression_an_empty_field_in_a_logits_file_names_its_line(tmp_path):
         "sce: error: --logits-file: line 2: entry 2 is empty (two commas or semicolons in a row); "
         "write its number, or remove the extra one\n"
     )
+
+
+def test_regression_an_endless_logits_file_stops_at_a_bound(tmp_path, monkeypatch):
+    """`--logits-file /dev/zero` (or a producer that never closes its pipe) grew until the
+    kernel killed it, 24 GB later; the read is now in pieces, up to 256 MB (here 100 bytes)."""
+    import sce_cli.cli.inputs as inputs
+
+    monkeypatch.setattr(inputs, "LOGITS_FILE_BYTES", 100)
+    said = (
+        "holds more than 0 MB; --logits-file takes one vector of logits (a million classes is about 20 MB): "
+        "for many rows use sce batch\n"
+    )
+    result = runner.invoke(app, ["grad", "--logits-file", "-", "-l", "0"], input="1 " * 60)
+    assert (result.exit_code, result.stderr) == (1, f"sce: error: --logits-file: stdin {said}")
+    (tmp_path / "z.txt").write_text("1 " * 60)
+    result = run("grad", "--logits-file", str(tmp_path / "z.txt"), "-l", "0")
+    assert (result.exit_code, result.stderr) == (1, f"sce: error: --logits-file: {tmp_path / 'z.txt'} {said}")
+    result = runner.invoke(app, ["grad", "--logits-file", "-", "-l", "0", "--format", "json"], input="1 " * 50)
+    assert result.exit_code == 0 and json.loads(result.stdout)["logits"] == [1.0] * 50

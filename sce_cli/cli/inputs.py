@@ -6,11 +6,12 @@ Every problem becomes a :class:`UsageProblem` that names the argument.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DATA, OptionProblem, UsageProblem, option_problem
 from ..numbers import BEYOND_FLOAT64, EmptyField, beyond_float64, normalise_minus, read_number, split_numbers
@@ -63,8 +64,7 @@ def read_logits_file(path: str) -> list[float]:
         if path == "-" or not is_regular_file(path):
             # Read once: a pipe, FIFO or <(…) gives its bytes to the first reader only.
             with contextlib.nullcontext(sys.stdin) if path == "-" else open(path, "rb") as stream:
-                raw = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
-            raw = raw if isinstance(raw, bytes) else raw.encode()
+                raw = _bounded_read(stream.buffer if hasattr(stream, "buffer") else stream, path)
             suffix = array_suffix(raw[:8])
             if suffix is not None:  # numpy, zip (.npz), Parquet or Arrow bytes
                 return read_vector_bytes(raw, suffix, "stdin" if path == "-" else path)
@@ -74,6 +74,8 @@ def read_logits_file(path: str) -> list[float]:
                 head = binary.read(8)
             if is_array_path(path) or array_suffix(head) is not None:
                 return read_vector(path)
+            if os.path.getsize(path) > LOGITS_FILE_BYTES:
+                raise OptionProblem("logits_file", _too_long(path), DATA)
             with open(path, encoding="utf-8-sig") as handle:
                 text = handle.read()
     except OSError as error:
@@ -82,6 +84,32 @@ def read_logits_file(path: str) -> list[float]:
         where = "stdin" if path == "-" else path
         raise OptionProblem("logits_file", f"{where} is not UTF-8 text (byte {error.start + 1})", DATA) from None
     return _numbers_in_text(text, path)
+
+
+#: The most a --logits-file of text (or a stream) may hold: one vector of some ten million
+#: logits. A vocabulary of a million is about 20 MB; /dev/zero or a producer that never ends
+#: would otherwise take all the memory there is.
+LOGITS_FILE_BYTES = 256 << 20
+
+
+def _bounded_read(stream: Any, path: str) -> bytes:
+    """A stream's bytes, read in pieces (a signal is acted on between them) up to LOGITS_FILE_BYTES."""
+    pieces: list[bytes] = []
+    total = 0
+    while piece := stream.read(1 << 20):
+        piece = piece if isinstance(piece, bytes) else piece.encode()
+        total += len(piece)
+        if total > LOGITS_FILE_BYTES:
+            raise OptionProblem("logits_file", _too_long("stdin" if path == "-" else path), DATA)
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+def _too_long(where: str) -> str:
+    return (
+        f"{where} holds more than {LOGITS_FILE_BYTES >> 20} MB; --logits-file takes one vector of logits "
+        "(a million classes is about 20 MB): for many rows use sce batch"
+    )
 
 
 def _numbers_in_text(text: str, path: str) -> list[float]:
