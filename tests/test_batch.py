@@ -478,3 +478,38 @@ def test_regression_an_output_in_proc_says_the_folder_takes_no_files(tmp_path):
         "sce: error: -o: cannot create a file in /proc (no such file or directory: it takes no new files); "
         "write the output elsewhere\n"
     )
+
+
+def test_regression_an_input_that_grows_between_the_means_two_passes_is_refused(tmp_path, monkeypatch):
+    """With --reduction mean the input is read twice; rows added in between were written with
+    gradients divided by the first pass's count, exit 0. The second pass counts again."""
+    from sce_cli.batch import run as batch_run
+
+    source = tmp_path / "in.csv"
+    source.write_text("z0,z1,label\n1,2,0\n3,1,1\n")
+    out = tmp_path / "out.csv"
+    out.write_text("precious\n")
+    first_pass = batch_run.mean_denominator
+
+    def then_grow(path, request):
+        found = first_pass(path, request)
+        with open(source, "a") as more:
+            more.write("0,5,1\n")
+        return found
+
+    monkeypatch.setattr(batch_run, "mean_denominator", then_grow)
+    result = run(str(source), "--reduction", "mean", "-o", str(out), "-q")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"sce: error: {source} changed while it was read twice for --reduction mean: 2 counted rows of weight 2 "
+        "the first time, 3 of weight 3 the second; run it again on a file that stays as it is (or a copy)\n"
+    )
+    assert out.read_text() == "precious\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
+
+
+def test_the_means_second_pass_agrees_with_the_first_on_an_unchanged_file(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("z0,z1,t0,t1\n1,2,0.5,0.5\n3,1,0.25,0.75\n")
+    result = run(str(source), "--target-cols", "t0,t1", "--reduction", "mean", "-o", str(tmp_path / "o.csv"), "-q")
+    assert result.exit_code == 0, result.stderr

@@ -177,11 +177,31 @@ def computed_blocks(
 ) -> Iterator[tuple[ParsedBlock | WideBlock | PlainBlock, ColumnPlan, SoftmaxCrossEntropyResult, BlockReader]]:
     """Every block of the input, parsed and run through the core. With
     ``wide``, blocks of many columns may come as WideBlocks (no text frame);
-    with ``plain``, blocks of plain lines as PlainBlocks (their lines kept whole)."""
+    with ``plain``, blocks of plain lines as PlainBlocks (their lines kept whole).
+
+    Given the ``denominator`` a first pass counted, the blocks' own are counted too, and a
+    difference (the file changed between the passes) raises after the last block, before
+    any output is put in place."""
+    tally = None if denominator is None else DenominatorTally()
     for plan, block, reader in read_blocks(path, request):
         raise_if_interrupted()  # a signal that arrived in polars' code, or a SIGPIPE
         parsed, result = _computed_block(block, plan, request, denominator, wide, plain)
+        if tally is not None:
+            tally.add(result)
         yield parsed, plan, result, reader
+    if tally is not None and denominator is not None:
+        _check_unchanged(request, denominator, tally.denominators(request.options))
+
+
+def _check_unchanged(request: BatchRequest, first: MeanDenominators, second: MeanDenominators) -> None:
+    if first != second:
+        name = "stdin" if request.input_path == "-" else request.input_path
+        raise DataProblem(
+            f"{name} changed while it was read twice for {option('reduction', 'mean')}: "
+            f"{first.z_loss:,.0f} counted rows of weight {first.cross_entropy:g} the first time, "
+            f"{second.z_loss:,.0f} of weight {second.cross_entropy:g} the second; "
+            "run it again on a file that stays as it is (or a copy)"
+        )
 
 
 def _computed_block(
@@ -242,7 +262,7 @@ class DenominatorTally:
 
         self.counted_rows += float(result.counted.sum())
         if result.labels is None:
-            self.weight_sum += result.denominator  # probability targets: the row count, exact
+            self.weight_sum += result.num_rows  # probability targets: the mean divides by N
         else:
             block = class_counts(result.labels, result.counted, result.num_classes)
             self.counts = block if self.counts is None else self.counts + block
