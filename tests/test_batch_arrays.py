@@ -632,3 +632,31 @@ def test_an_npz_writer_that_finished_has_its_file_closed_on_abort(tmp_path):
     target.abandon()
     assert target.stream.closed
     assert list(tmp_path.iterdir()) == []
+
+
+def _flipped_member_byte(path, flipped, member="logits.npy", at=200):
+    """A copy of the .npz with one bit of a stored member's data flipped (its CRC-32 kept)."""
+    data = bytearray(path.read_bytes())
+    info = zipfile.ZipFile(path).getinfo(member)
+    data[info.header_offset + 30 + len(info.filename) + len(info.extra) + at] ^= 1
+    flipped.write_bytes(bytes(data))
+
+
+def test_regression_a_damaged_stored_npz_member_is_refused_not_read(tmp_path):
+    """Memory-mapped, a stored member skipped zipfile's CRC-32 check: a flipped bit was scored
+    by sce batch (exit 0) and judged a wrong answer by sce check --arrays."""
+    logits, labels = make_data(n=50, k=4)
+    grad = softmax_cross_entropy(logits, labels, reduction="mean").gradient
+    np.savez(tmp_path / "d.npz", logits=logits, labels=labels, grad=grad)
+    _flipped_member_byte(tmp_path / "d.npz", tmp_path / "bad.npz")
+    said = (
+        f"sce: error: {tmp_path / 'bad.npz'}: array 'logits' is damaged: its bytes do not match the archive's "
+        "CRC-32 (the file changed or was corrupted after it was written); write it again\n"
+    )
+    code, _, err = run(tmp_path / "bad.npz", "-q", "-o", tmp_path / "out.npz")
+    assert (code, err) == (1, said)
+    assert not (tmp_path / "out.npz").exists()
+    result = runner.invoke(app, ["check", "--arrays", str(tmp_path / "bad.npz"), "--reduction", "mean"])
+    assert (result.exit_code, result.stderr) == (1, said)
+    result = runner.invoke(app, ["check", "--arrays", str(tmp_path / "d.npz"), "--reduction", "mean"])
+    assert result.exit_code == 0, result.stdout + result.stderr

@@ -37,6 +37,15 @@ class ArrayDump:
     loss: np.ndarray | None
     where: dict[str, str]
     """Each role's "file: array 'name'", for messages."""
+    sources: tuple[ArrayFile, ...] = field(default=(), repr=False, compare=False)
+    """The files read, for :meth:`verify`."""
+
+    def verify(self) -> None:
+        """Raise a DataProblem where an array read without its format's check is damaged (a
+        memory-mapped .npz member whose CRC-32 does not match): called once the rows are used,
+        before a verdict or an output is given."""
+        for source in self.sources:
+            source.verify()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -69,7 +78,8 @@ def read_dump(request: DumpRequest, ignore_index: int = -100, *, answer: bool = 
     targets = None if "targets" not in found else _matrix(found["targets"], where["targets"], rows, classes, "targets")
     grad = None if "grad" not in found else _matrix(found["grad"], where["grad"], rows, classes, "gradient")
     loss = None if "loss" not in found else _loss(found["loss"], where["loss"], rows)
-    return ArrayDump(logits, labels, targets, grad, loss, where)
+    files = tuple({id(source): source for source, _ in sources.values()}.values())
+    return ArrayDump(logits, labels, targets, grad, loss, where, files)
 
 
 def _check_roles(found: dict[str, tuple[ArrayFile, str]], shared: ArrayFile | None, answer: bool) -> None:

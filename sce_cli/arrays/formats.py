@@ -40,6 +40,9 @@ class ArrayFile:
     header_shape: Callable[[str], tuple[int, ...] | None] = lambda _: None
     """An array's shape from its header, without reading its data (None where unknown):
     a compressed .npz member's data can be a thousand times its size on disk."""
+    verify: Callable[[], None] = lambda: None
+    """Check what was read without its format's own check (a .npz member memory-mapped rather
+    than read through zipfile, which checks the CRC-32); raise a DataProblem if it is damaged."""
 
     def load(self, name: str) -> np.ndarray:
         if name not in self.cache:
@@ -133,12 +136,29 @@ def _npz(path: str) -> ArrayFile:
         raise DataProblem(f"{path}: not a .npz file (not a complete zip archive)") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataProblem(f"{path}: holds one array (a .npy file), not named arrays; rename it .npy")
+    members = _NpzMembers(path, archive)
+    return ArrayFile(path, list(archive.files), members.load, header_shape=members.header_shape, verify=members.verify)
 
-    def load(name: str) -> np.ndarray:
+
+class _NpzMembers:
+    """A .npz's arrays: stored members memory-mapped (their CRC-32s checked by ``verify``,
+    as zipfile would have checked them reading), compressed ones read through numpy."""
+
+    def __init__(self, path: str, archive: np.lib.npyio.NpzFile) -> None:
+        self.path = path
+        self.archive = archive
+        self.mapped: list[tuple[str, zipfile.ZipInfo, int]] = []
+
+    def load(self, name: str) -> np.ndarray:
+        path, archive = self.path, self.archive
         try:
             stored = archive.zip.getinfo(f"{name}.npy") if archive.zip is not None else None
-            mapped = None if stored is None else _map_stored_member(path, stored)
-            return mapped if mapped is not None else np.asarray(archive[name])
+            found = None if stored is None else _map_stored_member(path, stored)
+            if found is None:
+                return np.asarray(archive[name])
+            assert stored is not None
+            self.mapped.append((name, stored, found[1]))
+            return found[0]
         except ValueError as error:
             if "allow_pickle" in str(error):
                 raise DataProblem(f"{path}: array '{name}' holds Python objects, not numbers") from None
@@ -146,24 +166,47 @@ def _npz(path: str) -> ArrayFile:
         except (OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
             raise DataProblem(f"{path}: array '{name}' cannot be read: truncated or damaged ({error})") from None
 
-    def header_shape(name: str) -> tuple[int, ...] | None:
+    def header_shape(self, name: str) -> tuple[int, ...] | None:
         fmt = np.lib.format
         try:
-            assert archive.zip is not None
-            with archive.zip.open(f"{name}.npy") as member:
+            assert self.archive.zip is not None
+            with self.archive.zip.open(f"{name}.npy") as member:
                 version = fmt.read_magic(member)
                 header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
                 return tuple(header(member)[0])
         except (AssertionError, KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile):
             return None  # load() says what is wrong
 
-    return ArrayFile(path, list(archive.files), load, header_shape=header_shape)
+    def verify(self) -> None:
+        for name, member, start in self.mapped:
+            if _crc32_of(self.path, start, member.file_size) != member.CRC:
+                raise DataProblem(
+                    f"{self.path}: array '{name}' is damaged: its bytes do not match the archive's CRC-32 "
+                    "(the file changed or was corrupted after it was written); write it again"
+                )
 
 
-def _map_stored_member(path: str, member: zipfile.ZipInfo) -> np.ndarray | None:
+def _crc32_of(path: str, start: int, size: int) -> int:
+    """The CRC-32 of ``size`` bytes of ``path`` from ``start``, read in pieces."""
+    import zlib
+
+    crc = 0
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        while size > 0:
+            piece = handle.read(min(size, 1 << 24))
+            if not piece:
+                break
+            crc = zlib.crc32(piece, crc)
+            size -= len(piece)
+    return crc
+
+
+def _map_stored_member(path: str, member: zipfile.ZipInfo) -> tuple[np.ndarray, int] | None:
     """An uncompressed member of a .npz (np.savez's default), memory-mapped where it lies in
-    the archive, as a .npy file is: a large dump then costs no memory until its rows are read.
-    None for a compressed member (np.savez_compressed), which is read whole."""
+    the archive, as a .npy file is: a large dump then costs no memory until its rows are read;
+    with where the member's bytes start (its CRC-32 covers them). None for a compressed member
+    (np.savez_compressed), which is read whole."""
     if member.compress_type != zipfile.ZIP_STORED:
         return None
     fmt = np.lib.format
@@ -182,7 +225,8 @@ def _map_stored_member(path: str, member: zipfile.ZipInfo) -> np.ndarray | None:
     needed = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if dtype.hasobject or needed == 0 or member.file_size < offset - start + needed:
         return None  # numpy's own reader says what is wrong (objects, truncation), or there is nothing to map
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+    mapped = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+    return mapped, start
 
 
 def _safetensors(path: str) -> ArrayFile:

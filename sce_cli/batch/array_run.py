@@ -86,6 +86,7 @@ def _write_arrays(
                 sink.put(computed_columns(_block_inputs(block), result, request.digits))
             if on_progress is not None:
                 on_progress(size * summary.rows // rows, summary.rows)
+        dump.verify()  # a damaged file fails the run before its output is put in place
 
 
 Sink = TypeVar("Sink", bound="BinarySink | BackgroundWriter")

@@ -370,6 +370,7 @@ def check_dump(
                 scalar.add(*graded.reduced)
             if progress is not None:
                 progress("checking", graded.rows)
+        dump.verify()  # a damaged file is a data error, not an answer judged wrong
         quantities = [q for q in (grad, loss) if q is not None]
         scalar_verdict = None
         if scalar is not None and dump.loss is not None:
