@@ -80,3 +80,36 @@ def test_npz_output_to_dev_stdout_redirected_to_a_file_is_whole(tmp_path, source
     assert done.returncode == 0, done.stderr
     with np.load(target) as arrays:
         assert arrays["loss"][0] == pytest.approx(-np.log(P[1]), rel=1e-15)
+
+
+def test_regression_stdin_read_from_the_output_file_is_refused(tmp_path, source):
+    """`sce batch - -o a.csv < a.csv` replaced the input; `sce batch a.csv -o a.csv` was caught."""
+    before = source.read_bytes()
+    with open(source, "rb") as stdin:
+        done = subprocess.run(
+            [sys.executable, "-m", "sce_cli", "batch", "-", "-o", str(source), "-q"], stdin=stdin, capture_output=True
+        )
+    assert done.returncode == 2
+    assert done.stderr.decode() == f"sce: error: -o: {source} is the input file; write the output to another file\n"
+    assert source.read_bytes() == before
+
+
+def test_regression_a_read_only_output_is_not_replaced(tmp_path, source, monkeypatch):
+    """The temporary file renamed over the output needs only the folder's permission, so a file
+    its owner made read-only (or another user's) was replaced; `>` would have been refused."""
+    from typer.testing import CliRunner
+
+    from sce_cli.batch import output
+    from sce_cli.cli import app
+
+    out = tmp_path / "out.csv"
+    out.write_text("KEEP\n")
+    real_access = output.os.access
+    monkeypatch.setattr(output.os, "access", lambda path, mode: False if path == str(out) else real_access(path, mode))
+    result = CliRunner().invoke(app, ["batch", str(source), "-o", str(out), "-q"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"sce: error: -o: {out} is not writable (read-only, or not yours); make it writable or write the output "
+        "elsewhere\n"
+    )
+    assert out.read_text() == "KEEP\n"

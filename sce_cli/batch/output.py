@@ -78,13 +78,16 @@ class OutputTarget:
         if os.path.isdir(self.written):
             example = os.path.join(self.path or "", "out.csv")
             raise OptionProblem("output_path", f"{self.path} is a folder; name a file in it, e.g. {example}")
-        if input_path not in (None, "-") and os.path.exists(self.written):
-            try:
-                same = os.path.samefile(self.written, input_path)
-            except OSError:
-                same = False
-            if same:
-                raise OptionProblem("output_path", f"{self.path} is the input file; write the output to another file")
+        if not os.path.exists(self.written):
+            return
+        if _same_file(self.written, input_path):
+            raise OptionProblem("output_path", f"{self.path} is the input file; write the output to another file")
+        if stat.S_ISREG(os.stat(self.written).st_mode) and not os.access(self.written, os.W_OK):
+            # The rename needs only the folder's permission: it would replace a file one may not write.
+            raise OptionProblem(
+                "output_path", f"{self.path} is not writable (read-only, or not yours); make it writable or write "
+                "the output elsewhere", DATA
+            )
 
     def _open_directly(self) -> BinaryIO:
         assert self.path is not None
@@ -236,6 +239,19 @@ def spooled_copy(stream: BinaryIO, name: str) -> Iterator[str]:
 
 
 _TMPDIR_HINT = "; set TMPDIR to a folder with room"
+
+
+def _same_file(path: str, input_path: str | None) -> bool:
+    """Whether ``path`` is the input: the file named, or the one stdin reads (`- < a.csv`)."""
+    if input_path is None:
+        return False
+    try:
+        if input_path == "-":
+            given, written = os.fstat(0), os.stat(path)
+            return stat.S_ISREG(given.st_mode) and (given.st_dev, given.st_ino) == (written.st_dev, written.st_ino)
+        return os.path.samefile(path, input_path)
+    except (OSError, ValueError):
+        return False
 
 
 _OWN_DESCRIPTOR = re.compile(r"/proc/(?:self|thread-self|(\d+))(?:/task/\d+)?/fd/(\d+)")
