@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import os
 import stat
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +98,14 @@ def open_arrays(path: str) -> ArrayFile:
     return reader(path)
 
 
+def declared_bytes(shape: tuple[int, ...], dtype: np.dtype, where: str) -> int:
+    """The bytes a .npy header's shape and type promise, in Python's integers (numpy's int64
+    product overflows, and warns, for shapes a damaged header can declare)."""
+    if any(not isinstance(n, int) or n < 0 for n in shape):
+        raise DataProblem(f"{where}: not a .npy array (its header declares the shape {shape})")
+    return math.prod(shape) * dtype.itemsize
+
+
 def _npy(path: str) -> ArrayFile:
     name = Path(path).stem
     array = _map_npy(path)
@@ -118,7 +128,7 @@ def _map_npy(path: str) -> np.ndarray:
         raise DataProblem(f"{path}: not a .npy file (its header is missing or damaged)") from None
     if dtype.hasobject:
         raise DataProblem(f"{path}: holds Python objects, not numbers; save a numeric array")
-    needed = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    needed = declared_bytes(shape, dtype, path)
     size = os.path.getsize(path) - offset
     if size < needed:
         raise DataProblem(f"{path}: truncated: {size:,} bytes of data where its header promises {needed:,}")
@@ -155,6 +165,8 @@ class _NpzMembers:
             stored = archive.zip.getinfo(f"{name}.npy") if archive.zip is not None else None
             found = None if stored is None else _map_stored_member(path, stored)
             if found is None:
+                if stored is not None:
+                    self._check_size(name, stored)
                 return np.asarray(archive[name])
             assert stored is not None
             self.mapped.append((name, stored, found[1]))
@@ -163,8 +175,42 @@ class _NpzMembers:
             if "allow_pickle" in str(error):
                 raise DataProblem(f"{path}: array '{name}' holds Python objects, not numbers") from None
             raise DataProblem(f"{path}: array '{name}' is damaged ({error})") from None
-        except (OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
+        except (OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error) as error:
             raise DataProblem(f"{path}: array '{name}' cannot be read: truncated or damaged ({error})") from None
+
+    def _check_size(self, name: str, member: zipfile.ZipInfo) -> None:
+        """A member read whole (compressed, or not mappable) is first held to what its header
+        promises: the archive's own count of its bytes, and half this machine's memory (a 3 MB
+        compressed member can declare 3 GB, a damaged one 2 TB)."""
+        declared = self._declared(name)
+        if declared is None:
+            return  # numpy's reader says what is wrong with the header
+        needed, header_bytes = declared
+        where = f"{self.path}: array '{name}'"
+        if member.file_size < header_bytes + needed:
+            raise DataProblem(
+                f"{where}: truncated or damaged: its header promises {needed:,} bytes of data, the archive holds "
+                f"{max(0, member.file_size - header_bytes):,}"
+            )
+        memory = _physical_memory()
+        if memory is not None and needed > memory // 2:
+            raise DataProblem(
+                f"{where}: compressed, it inflates to {needed / 1e9:.1f} GB, more than half this machine's memory; "
+                "save it uncompressed (np.savez, not np.savez_compressed), which is read block by block"
+            )
+
+    def _declared(self, name: str) -> tuple[int, int] | None:
+        """(the data's bytes, the header's bytes) a member's .npy header declares, or None."""
+        fmt = np.lib.format
+        try:
+            assert self.archive.zip is not None
+            with self.archive.zip.open(f"{name}.npy") as member:
+                version = fmt.read_magic(member)
+                header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+                shape, _, dtype = header(member)
+                return declared_bytes(shape, dtype, f"{self.path}: array '{name}'"), member.tell()
+        except (AssertionError, KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error):
+            return None
 
     def header_shape(self, name: str) -> tuple[int, ...] | None:
         fmt = np.lib.format
@@ -174,7 +220,7 @@ class _NpzMembers:
                 version = fmt.read_magic(member)
                 header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
                 return tuple(header(member)[0])
-        except (AssertionError, KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile):
+        except (AssertionError, KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error):
             return None  # load() says what is wrong
 
     def verify(self) -> None:
@@ -186,10 +232,15 @@ class _NpzMembers:
                 )
 
 
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on every system
+        return None
+
+
 def _crc32_of(path: str, start: int, size: int) -> int:
     """The CRC-32 of ``size`` bytes of ``path`` from ``start``, read in pieces."""
-    import zlib
-
     crc = 0
     with open(path, "rb") as handle:
         handle.seek(start)
@@ -222,7 +273,7 @@ def _map_stored_member(path: str, member: zipfile.ZipInfo) -> tuple[np.ndarray, 
         header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
         shape, fortran, dtype = header(handle)
         offset = handle.tell()
-    needed = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    needed = declared_bytes(shape, dtype, f"{path}: array '{member.filename.removesuffix('.npy')}'")
     if dtype.hasobject or needed == 0 or member.file_size < offset - start + needed:
         return None  # numpy's own reader says what is wrong (objects, truncation), or there is nothing to map
     mapped = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")

@@ -1,0 +1,88 @@
+"""Damaged array files, each one line and exit 1, never an internal error (70) or a raw
+numpy warning: regressions from the hostile tester's second round (a corrupt deflate stream,
+headers that declare impossible or enormous shapes)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sce_cli.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stderr
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _header(shape: str, version: int = 1) -> bytes:
+    text = f"{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}".encode()
+    if version == 1:
+        text += b" " * (118 - len(text)) + b"\n"
+        return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text
+    text += b" " * ((64 - (len(text) + 13) % 64) % 64) + b"\n"
+    return b"\x93NUMPY\x02\x00" + struct.pack("<I", len(text)) + text
+
+
+def test_regression_a_corrupt_deflate_stream_is_a_damaged_array(tmp_path):
+    path = tmp_path / "dc.npz"
+    np.savez_compressed(path, logits=np.array([[2, 3, 4], [0, 40, -1.0]]), labels=np.array([1, 1]))
+    data = bytearray(path.read_bytes())
+    data[60] ^= 0xFF
+    (tmp_path / "bad.npz").write_bytes(bytes(data))
+    said = (
+        f"sce: error: {tmp_path / 'bad.npz'}: array 'logits' cannot be read: truncated or damaged "
+        "(Error -3 while decompressing data: invalid code lengths set)\n"
+    )
+    assert run("batch", str(tmp_path / "bad.npz"), "-q") == (1, said)
+    assert run("grad", "--logits-file", str(tmp_path / "bad.npz"), "-l", "0") == (1, said)
+
+
+@pytest.mark.parametrize("shape", ["(100000000000, 3)", "(100000000000,)"])
+def test_regression_an_npz_member_declaring_terabytes_is_refused_before_it_is_read(tmp_path, shape):
+    """numpy reserved 2.18 TiB for it and failed (MemoryError, exit 70)."""
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("logits.npy", _header(shape) + b"\0" * 48)
+        archive.writestr("labels.npy", _npy_bytes(np.array([1, 1])))
+    count = 8 * 100_000_000_000 * (3 if "3" in shape else 1)
+    said = (
+        f"sce: error: {path}: array 'logits': truncated or damaged: its header promises {count:,} bytes of "
+        "data, the archive holds 48\n"
+    )
+    command = ("batch", str(path), "-q") if "3" in shape else ("grad", "--logits-file", str(path), "-l", "0")
+    assert run(*command) == (1, said)
+
+
+@pytest.mark.parametrize(
+    ("shape", "said"),
+    [
+        ("(-2, 3)", "not a .npy array (its header declares the shape (-2, 3))"),
+        (
+            "(9223372036854775807, 9223372036854775807)",
+            "truncated: 48 bytes of data where its header promises "
+            f"{8 * 9223372036854775807 * 9223372036854775807:,}",
+        ),
+    ],
+)
+def test_regression_a_npy_header_with_an_impossible_shape_is_one_line(tmp_path, shape, said):
+    """A negative dimension was numpy's ValueError (exit 70); a product beyond int64 overflowed
+    with a raw RuntimeWarning. The byte count is now taken in Python's integers."""
+    path = tmp_path / "z.npy"
+    path.write_bytes(_header(shape, version=2) + b"\0" * 48)
+    np.save(tmp_path / "y.npy", np.array([1, 1]))
+    code, err = run("batch", str(path), "--labels", str(tmp_path / "y.npy"), "-q")
+    assert (code, err) == (1, f"sce: error: {path}: {said}\n")
