@@ -574,3 +574,24 @@ def test_a_dump_holding_both_labels_and_targets_is_bad_data_named_by_its_file(tm
         f"sce: error: {path}: holds both 'labels' and 'targets'; a dump has labels or probability targets, "
         "not both: save it with one of them\n",
     )
+
+
+def test_regression_the_assertions_report_holds_the_worst_entries_and_the_histogram():
+    """The AssertionError was rich's record of the report, which left out the tables (written
+    as plain lines around rich): three blank lines where the worst entries belong."""
+    from sce_cli.testing import assert_cross_entropy_close
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((4, 6)).astype(np.float32)
+    with pytest.raises(AssertionError) as raised:
+        assert_cross_entropy_close(z, np.array([1, 2, 3, 4]), np.zeros((4, 6), np.float32))
+    lines = [line.rstrip() for line in str(raised.value).splitlines()]
+    assert "gradient: errors in ulps of the claimed type" in lines
+    assert "gradient: worst entries" in lines
+    header = next(i for i, line in enumerate(lines) if line.startswith("row   class"))
+    worst = lines[header + 2].split()
+    # Row 1's class 4: its probability exp(z)/Σexp(z), worked out here, given as 0.
+    p = np.exp(z[1].astype(np.float64)) / np.exp(z[1].astype(np.float64)).sum()
+    assert worst[:2] == ["1", "4"]
+    assert float(worst[2]) == pytest.approx(p[4] / 4, rel=1e-7)
+    assert lines[-1] == "verdict: not correct for float32"
