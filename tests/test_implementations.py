@@ -81,6 +81,22 @@ def test_torch_implementation_passes():
     assert report.passed, [(c.name, c.message) for c in report.failed]
 
 
+def test_regression_pytorchs_own_cross_entropy_passes_without_a_long_cast():
+    pytest.importorskip("torch")
+    report = check_implementation(spec("plain_torch"))
+    assert report.passed, [(c.name, c.message) for c in report.failed]
+    assert "labels as int32" not in [c.name for c in report.cases]
+
+
+def test_the_int32_labels_case_is_left_out_for_pytorch_alone():
+    from sce_cli.implementations.cases import for_framework
+
+    cases = build_cases()
+    assert "labels as int32" in [c.name for c in cases]
+    assert [c.name for c in for_framework(cases, "torch")] == [c.name for c in cases if c.name != "labels as int32"]
+    assert for_framework(cases, "jax") == cases and for_framework(cases, "numpy") == cases
+
+
 def test_jax_implementations_are_graded_in_jax():
     # Run with jax 0.10.2 installed: a correct one passes; one without the max shift is named.
     pytest.importorskip("jax")

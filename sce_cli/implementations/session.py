@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import replace
 
 from . import mistakes
-from .cases import build_cases
+from .cases import build_cases, for_framework
 from .grade import grade_case
 from .loading import FunctionSpec
 from .report import CaseResult, Configuration, ImplementationReport
@@ -32,6 +32,7 @@ def grade_implementation(spec: FunctionSpec, configuration: Configuration) -> Im
         timeout=configuration.timeout,
     ) as runner:
         framework = runner.start()
+        cases = for_framework(cases, framework)
         for index, case in enumerate(cases):
             if len(lost) >= CASES_LOST_BEFORE_GIVING_UP:
                 how = lost[0] if len(set(lost)) == 1 else "timed out or ended the process"
