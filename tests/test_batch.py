@@ -513,3 +513,15 @@ def test_the_means_second_pass_agrees_with_the_first_on_an_unchanged_file(tmp_pa
     source.write_text("z0,z1,t0,t1\n1,2,0.5,0.5\n3,1,0.25,0.75\n")
     result = run(str(source), "--target-cols", "t0,t1", "--reduction", "mean", "-o", str(tmp_path / "o.csv"), "-q")
     assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/mem"), reason="needs Linux's /proc")
+def test_regression_a_read_error_on_the_input_names_the_input(tmp_path):
+    """Reading /proc/self/mem fails with EIO; it was reported as "writing the output to stdout
+    failed", with -o naming a file."""
+    result = run("/proc/self/mem", "-q", "-o", str(tmp_path / "out.csv"))
+    assert (result.exit_code, result.stderr) == (
+        1,
+        "sce: error: INPUT: reading /proc/self/mem failed: input/output error\n",
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from ..errors import DataProblem, OptionProblem, option
+from ..errors import DATA, DataProblem, OptionProblem, option
 
 #: Bytes read at a time; a block is this much text cut back to a record boundary.
 #: 1 MiB rather than 4: the same speed, and about half the peak memory (a
@@ -38,8 +38,11 @@ class BlockReader:
     Bytes that do not decode are reported with their line.
     """
 
-    def __init__(self, stream: BinaryIO, encoding: str = "utf-8", block_bytes: int | None = None) -> None:
+    def __init__(
+        self, stream: BinaryIO, encoding: str = "utf-8", block_bytes: int | None = None, name: str = "the input"
+    ) -> None:
         self.stream = stream
+        self.name = name
         self.block_bytes = block_bytes or BLOCK_BYTES
         try:
             codec = codecs.lookup(encoding)
@@ -57,7 +60,11 @@ class BlockReader:
         self.finished = False
 
     def _read(self) -> bytes:
-        raw = self.stream.read(self.block_bytes)
+        try:
+            raw = self.stream.read(self.block_bytes)
+        except OSError as error:  # a failing disk or mount under the input: not the output's
+            reason = (error.strerror or str(error)).lower()
+            raise OptionProblem("input_path", f"reading {self.name} failed: {reason}", DATA) from None
         self.bytes_read += len(raw)
         if not raw:
             self.finished = True

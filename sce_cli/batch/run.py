@@ -106,7 +106,7 @@ def read_blocks(path: str, request: BatchRequest) -> Iterator[tuple[ColumnPlan, 
     """Every block of records after the header, with the column plan."""
     stream = open_input(path)
     try:
-        reader = BlockReader(stream, request.encoding)
+        reader = BlockReader(stream, request.encoding, name="stdin" if path == "-" else path)
         fields, first = reader.first_record(request.delimiter)
         if first is None:
             raise DataProblem("the input is empty; it needs a header line and rows of logits")
