@@ -36,6 +36,21 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
+def _closed_streams_on_devnull() -> None:
+    """A standard stream the caller closed (`<&-`, `2>&-`) gets /dev/null, as daemons do: else
+    the next file sce opens takes its number, and an error line meant for stderr lands in the
+    output file (Python leaves sys.stderr None, and sce would end in an AttributeError)."""
+    for descriptor, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(descriptor)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != descriptor:
+                os.dup2(null, descriptor)
+                os.close(null)
+            setattr(sys, name, open(descriptor, mode, encoding="utf-8", closefd=False))  # noqa: SIM115
+
+
 def main() -> None:
     """The ``sce`` command (the console script and ``python -m sce_cli``).
 
@@ -43,6 +58,7 @@ def main() -> None:
     raised inside an import it could land in importlib's own callbacks,
     where Python prints it as ignored and goes on.
     """
+    _closed_streams_on_devnull()
     # A signal the caller set to be ignored (nohup, `trap '' INT`, a script's background job)
     # stays ignored: that was the caller's decision, as GNU tools keep it.
     handled = [signum for signum in _STOPPING if signal.getsignal(signum) is not signal.SIG_IGN]

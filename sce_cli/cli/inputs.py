@@ -130,7 +130,7 @@ def _numbers_in_text(text: str, path: str) -> list[float]:
                 raise OptionProblem("logits_file", problem, DATA)
             values.append(value)
     if not values:
-        raise OptionProblem("logits_file", f"{path} holds no numbers", DATA)
+        raise OptionProblem("logits_file", f"{'stdin' if path == '-' else path} holds no numbers", DATA)
     return values
 
 
