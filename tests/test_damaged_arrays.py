@@ -86,3 +86,28 @@ def test_regression_a_npy_header_with_an_impossible_shape_is_one_line(tmp_path, 
     np.save(tmp_path / "y.npy", np.array([1, 1]))
     code, err = run("batch", str(path), "--labels", str(tmp_path / "y.npy"), "-q")
     assert (code, err) == (1, f"sce: error: {path}: {said}\n")
+
+
+def test_regression_pt_tensors_sce_cannot_read_are_one_line(tmp_path):
+    """A sparse or float8 tensor was an internal error (70); a pickle with code was refused
+    with PyTorch's text cut where it advises weights_only=False, which would run the code."""
+    torch = pytest.importorskip("torch")
+    import os
+
+    torch.save({"logits": torch.randn(2, 3).to_sparse(), "labels": torch.tensor([1, 0])}, tmp_path / "sp.pt")
+    torch.save({"logits": torch.randn(2, 3).to(torch.float8_e4m3fn), "labels": torch.tensor([1, 0])}, tmp_path / "f8.pt")
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    torch.save({"logits": Evil()}, tmp_path / "evil.pt")
+    expected = {
+        "sp.pt": "tensor 'logits' is sparse_coo; save it dense (.to_dense())",
+        "f8.pt": "tensor 'logits' has type float8_e4m3fn; save it as float16, bfloat16, float32 or float64",
+        "evil.pt": "holds Python objects besides tensors, which sce never unpickles (weights_only=True); "
+        "save a dict of tensors",
+    }
+    for name, said in expected.items():
+        assert run("batch", str(tmp_path / name), "-q") == (1, f"sce: error: {tmp_path / name}: {said}\n")
+    assert not (tmp_path / "ran").exists()

@@ -310,16 +310,35 @@ def _torch(path: str) -> ArrayFile:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many kinds; every one means the same here
-        raise DataProblem(f"{path}: not a readable .pt file ({' '.join(str(error).split())[:200]})") from None
+        text = " ".join(str(error).split())
+        if "weights_only" in text or "Unsupported global" in text:
+            # PyTorch's own text goes on to advise weights_only=False, which runs the file's code.
+            raise DataProblem(
+                f"{path}: holds Python objects besides tensors, which sce never unpickles (weights_only=True); "
+                "save a dict of tensors"
+            ) from None
+        raise DataProblem(f"{path}: not a readable .pt file ({text[:200]})") from None
     tensors = loaded if isinstance(loaded, dict) else {Path(path).stem: loaded}
-    arrays = {str(name): _tensor_to_numpy(tensor) for name, tensor in tensors.items() if torch.is_tensor(tensor)}
+    arrays = {
+        str(name): _tensor_to_numpy(tensor, f"{path}: tensor '{name}'")
+        for name, tensor in tensors.items()
+        if torch.is_tensor(tensor)
+    }
     return ArrayFile(path, list(arrays), lambda name: arrays[name])
 
 
-def _tensor_to_numpy(tensor: Any) -> np.ndarray:
+def _tensor_to_numpy(tensor: Any, where: str = "a tensor") -> np.ndarray:
     """A tensor as numpy; bfloat16 through ml_dtypes when installed, else widened to float32."""
     torch: Any = importlib.import_module("torch")
     tensor = tensor.detach().cpu()
+    if tensor.layout != torch.strided:
+        raise DataProblem(f"{where} is {str(tensor.layout).removeprefix('torch.')}; save it dense (.to_dense())")
+    readable = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+    if tensor.dtype.is_floating_point and tensor.dtype not in readable:
+        raise DataProblem(
+            f"{where} has type {str(tensor.dtype).removeprefix('torch.')}; "
+            "save it as float16, bfloat16, float32 or float64"
+        )
     if tensor.dtype == torch.bfloat16:
         try:
             import ml_dtypes
