@@ -299,3 +299,12 @@ def test_grad_array_file_errors_are_one_line(tmp_path):
     )
     code, _, err = _grad("--logits-file", "-", "--label", 0, stdin=b"PK\x03\x04 not really a zip")
     assert (code, err) == (1, "sce: error: stdin: not a .npz file (not a complete zip archive)\n")
+
+
+def test_regression_a_dump_without_logits_lists_what_it_holds(tmp_path):
+    np.savez(tmp_path / "foo.npz", scores=np.zeros((2, 3)), y=np.zeros(2, dtype=int))
+    code, _, err = run("batch", str(tmp_path / "foo.npz"), "-q")
+    assert (code, err) == (
+        1,
+        f"sce: error: {tmp_path / 'foo.npz'}: no array 'logits' (it holds 'scores', 'y'); name it with --key-logits\n",
+    )

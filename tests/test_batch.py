@@ -525,3 +525,45 @@ def test_regression_a_read_error_on_the_input_names_the_input(tmp_path):
         "sce: error: INPUT: reading /proc/self/mem failed: input/output error\n",
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_regression_an_output_with_a_trailing_slash_names_a_folder(tmp_path):
+    """`-o results/` wrote a file named results."""
+    (tmp_path / "in.csv").write_text("z0,z1,label\n1,2,0\n")
+    target = f"{tmp_path / 'results'}/"
+    result = run(str(tmp_path / "in.csv"), "-o", target, "-q")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"sce: error: -o: {target} names a folder, which does not exist; create it, or name a file: {target}out.csv\n",
+    )
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "said"),
+    [
+        ("p.tsv", "z0,z1,label\n1,2,0\n", "it looks separated by commas, not tabs; say --delimiter comma"),
+        ("p.csv", "z0;z1;label\n1;2;0\n", "it looks separated by semicolons, not commas; say --delimiter ';'"),
+    ],
+)
+def test_regression_a_file_separated_otherwise_than_its_name_says(tmp_path, name, text, said):
+    """A comma-separated .tsv was told "there is no column named 'label'; the columns are
+    z0,z1,label", one column worded as three, with advice that could not work."""
+    (tmp_path / name).write_text(text)
+    result = run(str(tmp_path / name), "-q")
+    header = text.splitlines()[0]
+    assert (result.exit_code, result.stderr) == (1, f"sce: error: the file has one column, {header!r}: {said}\n")
+
+
+def test_regression_a_line_without_an_end_is_not_called_an_open_quote(tmp_path, monkeypatch):
+    """No record end within the bound, in a file without a quote, was "a quoted field is never
+    closed"."""
+    monkeypatch.setattr(records, "MAX_RECORD_BYTES", 1000)
+    monkeypatch.setattr(records, "BLOCK_BYTES", 256)
+    (tmp_path / "long.csv").write_text("z0,z1,label\n" + "1" * 5000 + ",2,0\n")
+    result = run(str(tmp_path / "long.csv"), "-q")
+    assert (result.exit_code, result.stderr) == (
+        1,
+        "sce: error: line 2: no line ends within 1,000 bytes: a line longer than sce reads, or not a text file; "
+        "check the input\n",
+    )

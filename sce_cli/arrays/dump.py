@@ -84,6 +84,10 @@ def read_dump(request: DumpRequest, ignore_index: int = -100, *, answer: bool = 
 
 def _check_roles(found: dict[str, tuple[ArrayFile, str]], shared: ArrayFile | None, answer: bool) -> None:
     """The usage errors: which arrays are missing or given both ways."""
+    if "logits" not in found and shared is not None:
+        raise DataProblem(
+            f"{shared.path}: no array 'logits' (it holds {_listing(shared)}); name it with {option('key_logits')}"
+        )
     if "logits" not in found:
         raise UsageProblem(
             f"no logits: give {option('arrays')} FILE (with an array 'logits') or {option('logits_path')} FILE"

@@ -47,6 +47,7 @@ def plan_columns(
     has_header: bool,
     grad_cols: str | None = None,
     loss_col: str | None = None,
+    delimiter: str = ",",
 ) -> ColumnPlan:
     """Which input columns are what: the options that name columns, checked
     against the header's names (or 0..n-1 without a header)."""
@@ -54,6 +55,8 @@ def plan_columns(
     _check_unique(names)
     if target_cols is not None and label_col is not None:
         raise UsageProblem(f"give {option('label_col')} or {option('target_cols')}, not both")
+    if target_cols is None and label_col is None and len(names) == 1:
+        _check_one_column(names[0], delimiter)
     label, targets = _label_or_targets(names, label_col, target_cols, has_header, listing)
     grads = None if grad_cols is None else _select(grad_cols, names, "grad_cols")
     if loss_col is not None and loss_col not in names:
@@ -89,7 +92,20 @@ def _check_unique(names: list[str]) -> None:
 
 
 #: Separators a one-column header may hide: (character, in words).
-_OTHER_SEPARATORS = (("\t", "tabs"), (";", "semicolons"), ("|", "vertical bars"))
+_SEPARATORS = ((",", "commas"), ("\t", "tabs"), (";", "semicolons"), ("|", "vertical bars"))
+
+
+def _check_one_column(name: str, delimiter: str) -> None:
+    """A header read as one column whose name holds another separator: the file is separated
+    by that one (a comma-separated file named .tsv, a semicolon-separated .csv)."""
+    words = dict(_SEPARATORS)
+    found = next((each for each in _SEPARATORS if each[0] != delimiter and each[0] in name), None)
+    if found is not None:
+        expected = words.get(delimiter, repr(delimiter))
+        raise DataProblem(
+            f"the file has one column, {name!r}: it looks separated by {found[1]}, not {expected}; "
+            f"say {option('delimiter', found[0])}"
+        )
 
 
 def _label_or_targets(
@@ -99,12 +115,6 @@ def _label_or_targets(
         return None, _select(target_cols, names, "target_cols")
     label = label_col if label_col is not None else ("label" if has_header else names[-1])
     if label not in names:
-        separator = next((each for each in _OTHER_SEPARATORS if each[0] in names[0]), None)
-        if len(names) == 1 and separator is not None:
-            raise DataProblem(
-                f"the file has one column, {names[0]!r}: it looks separated by {separator[1]}, not commas; "
-                f"say {option('delimiter', separator[0])}"
-            )
         if label_col is None:
             raise DataProblem(
                 f"there is no column named 'label'; the columns are {listing}. "

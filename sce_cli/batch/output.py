@@ -47,6 +47,11 @@ class OutputTarget:
             return
         if not self.path:
             raise OptionProblem("output_path", "the output file name is empty; name a file, or give - for stdout")
+        if self.path.endswith(os.sep) and not os.path.isdir(self.path):
+            example = os.path.join(self.path, "out.csv")
+            raise OptionProblem(
+                "output_path", f"{self.path} names a folder, which does not exist; create it, or name a file: {example}"
+            )
         descriptor = _own_descriptor(self.path)
         if descriptor is not None:
             # /dev/stdout, /dev/fd/N: the file behind is what the shell opened (`>> log`, a pipe);

@@ -104,10 +104,7 @@ class BlockReader:
                 cut = _record_boundary(self.pending)
                 if cut == 0:
                     if len(self.pending) > MAX_RECORD_BYTES:
-                        raise DataProblem(
-                            f"line {self.next_line}: a quoted field is never closed "
-                            f"(no record ends within {MAX_RECORD_BYTES:,} bytes); check the quote characters"
-                        )
+                        raise DataProblem(self._overlong())
                     continue  # one record longer than a block: read on
             data, self.pending = self.pending[:cut], self.pending[cut:]
             if data:
@@ -116,6 +113,20 @@ class BlockReader:
                 # (first_record does) and a new generator must go on from here.
                 first_line, self.next_line = self.next_line, self.next_line + data.count(b"\n")
                 yield Block(first_line, data)
+
+    def _overlong(self) -> str:
+        """Why no record ends within MAX_RECORD_BYTES: an open quote where one is open, else a
+        line that long (or bytes that are not text: /dev/zero, a binary file)."""
+        within = f"within {MAX_RECORD_BYTES:,} bytes"
+        if b"\n" in self.pending:
+            return (
+                f"line {self.next_line}: a quoted field is never closed (no record ends {within}); "
+                "check the quote characters"
+            )
+        return (
+            f"line {self.next_line}: no line ends {within}: a line longer than sce reads, or not a text file; "
+            "check the input"
+        )
 
     def first_record(self, delimiter: str) -> tuple[list[str], Block | None]:
         """The first record's fields, and a block that starts with it

@@ -129,6 +129,7 @@ def read_blocks(path: str, request: BatchRequest) -> Iterator[tuple[ColumnPlan, 
             has_header=request.has_header,
             grad_cols=request.grad_cols,
             loss_col=request.loss_col,
+            delimiter=request.delimiter,
         )
         if first.data.strip():
             yield plan, skip_leading_blank_lines(first), reader

@@ -57,6 +57,7 @@ FLAG_OF_FIELD = {
     "encoding": "--encoding",
     "delimiter": "--delimiter",
     "has_header=False": "--no-header",
+    "delimiter=','": "--delimiter comma",
     "delimiter='\\t'": "--delimiter tab",
     "delimiter=';'": "--delimiter ';'",
     "delimiter='|'": "--delimiter '|'",
