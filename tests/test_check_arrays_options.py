@@ -594,3 +594,23 @@ def test_a_lane_sum_keeps_a_vector_registers_lanes(dtype, lanes):
         running = (running + padded[:, start : start + lanes]).astype(dtype)
     expected = running.sum(axis=1, keepdims=True, dtype=dtype)
     assert np.array_equal(lane_sum(values, np.dtype(dtype)), expected)
+
+
+def test_regression_where_the_type_cannot_hold_the_answer_the_verdict_says_so(tmp_path):
+    """float16 logits near 1,000 at T = 0.05: z/T ≈ 20,000, where float16's ulp is 16, so a
+    straightforward float16 computation has no digit right. 4× its error was allowed at every
+    entry: an all-zero gradient was "correct for float16" (and PyTorch's own loss failed)."""
+    rng = np.random.default_rng(8)
+    z = (rng.normal(size=(16, 2000)) * 3 + 1000).astype(np.float16)
+    y = rng.integers(0, 2000, 16)
+    np.savez(tmp_path / "d.npz", logits=z, labels=y, grad=np.zeros_like(z))
+    result = runner.invoke(app, ["check", "--arrays", str(tmp_path / "d.npz"), "--temperature", "0.05"])
+    assert result.exit_code == 2
+    last = result.stdout.splitlines()[-1]
+    assert last.startswith("verdict: cannot be judged in float16: a straightforward float16 computation of these ")
+    assert last.endswith(" ulp off, no digit right; grade it in a wider type")
+    check = _grade(z, y, np.zeros_like(z), None, _options(temperature=0.05), "float16")
+    assert not check.judgeable and not check.correct
+    # The same logits graded as float32 (an answer computed in float32) are judged.
+    grad, _ = reference(z.astype(np.float64), y, temperature=0.05)
+    assert _grade(z, y, grad.astype(np.float32), None, _options(temperature=0.05), "float32").correct

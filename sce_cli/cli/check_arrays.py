@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ..errors import UsageProblem
+from ..errors import UNGRADED, UsageProblem
 from ..options import LossOptions
 from .commandline import FLAG_OF_FIELD
 from .declarations import CheckFormat
@@ -126,6 +126,8 @@ def check_arrays(
         from ..render.dtype_check import print_dtype_check
 
         print_dtype_check(stdout_console(), found, digits, FLAG_OF_FIELD)
+    if not found.judgeable:
+        raise typer.Exit(UNGRADED)  # neither right nor wrong: the type cannot hold the answer
     if not found.correct:
         raise typer.Exit(1)
 

@@ -119,5 +119,19 @@ def print_dtype_check(
             console.print(Text(typical + ("; beyond" if verdict.typical_beyond else "")), soft_wrap=True)
     for mistake in check.mistakes:
         console.print(Text(f"mistake: {worded(mistake, flag_of)}"), soft_wrap=True)
-    verdict_line = f"verdict: {'correct' if check.correct else 'not correct'} for {check.claimed_dtype}"
-    console.print(Text(verdict_line, style="bold green" if check.correct else "bold red"))
+    console.print(Text(*_verdict_line(check)), soft_wrap=True)
+
+
+def _verdict_line(check: DtypeCheck) -> tuple[str, str]:
+    """The verdict and its colour: correct, not correct, or cannot be judged in the type."""
+    dtype = check.claimed_dtype
+    if not check.judgeable:
+        off = max(q.baseline_rms_ulps for q in check.quantities)
+        return (
+            f"verdict: cannot be judged in {dtype}: a straightforward {dtype} computation of these inputs is "
+            f"typically {_ulps(off)} ulp off, no digit right; grade it in a wider type",
+            "bold yellow",
+        )
+    return f"verdict: {'correct' if check.correct else 'not correct'} for {dtype}", (
+        "bold green" if check.correct else "bold red"
+    )

@@ -215,6 +215,7 @@ def dtype_check_document(check: DtypeCheck, flag_of: Mapping[str, str] | None = 
 
     return {
         "correct": check.correct,
+        "judgeable": check.judgeable,
         "claimed_dtype": check.claimed_dtype,
         "rows": check.rows,
         "classes": check.classes,
