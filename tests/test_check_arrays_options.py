@@ -614,3 +614,30 @@ def test_regression_where_the_type_cannot_hold_the_answer_the_verdict_says_so(tm
     # The same logits graded as float32 (an answer computed in float32) are judged.
     grad, _ = reference(z.astype(np.float64), y, temperature=0.05)
     assert _grade(z, y, grad.astype(np.float32), None, _options(temperature=0.05), "float32").correct
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".txt"])
+def test_weights_of_a_vocabulary_are_read_from_a_file(tmp_path, suffix):
+    """-w W1,W2,… at K = 32,000 is 200 KB, past the shell's 128 KiB limit on one argument:
+    a weighted dump of a vocabulary could not be graded from the command line."""
+    z, y = _data(rows=4, classes=32_000, seed=1)
+    weight = np.random.default_rng(2).uniform(0.2, 2.0, 32_000)
+    grad, _ = reference(z, y, weight=weight)
+    np.savez(tmp_path / "d.npz", logits=z, labels=y, grad=grad.astype(np.float32))
+    if suffix == ".npy":
+        np.save(tmp_path / "w.npy", weight)
+    else:
+        (tmp_path / "w.txt").write_text("\n".join(repr(float(w)) for w in weight))
+    args = ["check", "--arrays", str(tmp_path / "d.npz"), "--reduction", "mean"]
+    result = runner.invoke(app, [*args, "-w", f"@{tmp_path / ('w' + suffix)}"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert runner.invoke(app, args).exit_code == 1  # the same answer, graded without its weights
+
+
+def test_a_weight_file_that_is_not_numbers_names_its_line(tmp_path):
+    (tmp_path / "w.txt").write_text("1 2\n3 x\n")
+    result = runner.invoke(app, ["grad", "1", "2", "3", "4", "-l", "0", "-w", f"@{tmp_path / 'w.txt'}"])
+    assert (result.exit_code, result.stderr) == (
+        1,
+        "sce: error: --weight: line 2: 'x' is not a number; the file holds numbers only\n",
+    )

@@ -100,7 +100,12 @@ TargetOption = Annotated[
 SmoothingOption = Annotated[float, typer.Option("--smoothing", help="Label smoothing ε in [0, 1].")]
 WeightOption = Annotated[
     Optional[str],
-    typer.Option("--weight", "-w", help="Class weights W1,W2,... (one per class, >= 0).", show_default=False),
+    typer.Option(
+        "--weight",
+        "-w",
+        help="Class weights W1,W2,... (one per class, >= 0), or @FILE to read them.",
+        show_default=False,
+    ),
 ]
 TemperatureOption = Annotated[
     float, typer.Option("--temperature", "-T", help="Softmax temperature T > 0: p = softmax(z / T).")

@@ -51,11 +51,12 @@ def parse_label(text: str) -> int:
     return int(token)
 
 
-def read_logits_file(path: str) -> list[float]:
+def read_logits_file(path: str, field: str = "logits_file") -> list[float]:
     """One vector of logits from a text file or stdin: every number in it, in order.
 
     The way past the shell's limit on the length of an argument (about
     128 KiB: some 10,000 logits), up to a vocabulary of a million classes.
+    ``field``: the option whose file it is, for errors (``weight`` for ``-w @FILE``).
     """
     from ..arrays.formats import is_array_path, is_regular_file
     from ..arrays.vector import array_suffix, read_vector, read_vector_bytes
@@ -64,7 +65,7 @@ def read_logits_file(path: str) -> list[float]:
         if path == "-" or not is_regular_file(path):
             # Read once: a pipe, FIFO or <(…) gives its bytes to the first reader only.
             with contextlib.nullcontext(sys.stdin) if path == "-" else open(path, "rb") as stream:
-                raw = _bounded_read(stream.buffer if hasattr(stream, "buffer") else stream, path)
+                raw = _bounded_read(stream.buffer if hasattr(stream, "buffer") else stream, path, field)
             suffix = array_suffix(raw[:8])
             if suffix is not None:  # numpy, zip (.npz), Parquet or Arrow bytes
                 return read_vector_bytes(raw, suffix, "stdin" if path == "-" else path)
@@ -75,15 +76,15 @@ def read_logits_file(path: str) -> list[float]:
             if is_array_path(path) or array_suffix(head) is not None:
                 return read_vector(path)
             if os.path.getsize(path) > LOGITS_FILE_BYTES:
-                raise OptionProblem("logits_file", _too_long(path), DATA)
+                raise OptionProblem(field, _too_long(path), DATA)
             with open(path, encoding="utf-8-sig") as handle:
                 text = handle.read()
     except OSError as error:
-        raise OptionProblem("logits_file", f"cannot read {path}: {error.strerror}") from None
+        raise OptionProblem(field, f"cannot read {path}: {error.strerror}") from None
     except UnicodeDecodeError as error:
         where = "stdin" if path == "-" else path
-        raise OptionProblem("logits_file", f"{where} is not UTF-8 text (byte {error.start + 1})", DATA) from None
-    return _numbers_in_text(text, path)
+        raise OptionProblem(field, f"{where} is not UTF-8 text (byte {error.start + 1})", DATA) from None
+    return _numbers_in_text(text, path, field)
 
 
 #: The most a --logits-file of text (or a stream) may hold: one vector of some ten million
@@ -92,7 +93,7 @@ def read_logits_file(path: str) -> list[float]:
 LOGITS_FILE_BYTES = 256 << 20
 
 
-def _bounded_read(stream: Any, path: str) -> bytes:
+def _bounded_read(stream: Any, path: str, field: str) -> bytes:
     """A stream's bytes, read in pieces (a signal is acted on between them) up to LOGITS_FILE_BYTES."""
     pieces: list[bytes] = []
     total = 0
@@ -100,7 +101,7 @@ def _bounded_read(stream: Any, path: str) -> bytes:
         piece = piece if isinstance(piece, bytes) else piece.encode()
         total += len(piece)
         if total > LOGITS_FILE_BYTES:
-            raise OptionProblem("logits_file", _too_long("stdin" if path == "-" else path), DATA)
+            raise OptionProblem(field, _too_long("stdin" if path == "-" else path), DATA)
         pieces.append(piece)
     return b"".join(pieces)
 
@@ -112,25 +113,25 @@ def _too_long(where: str) -> str:
     )
 
 
-def _numbers_in_text(text: str, path: str) -> list[float]:
+def _numbers_in_text(text: str, path: str, field: str) -> list[float]:
     """Every number of a logits text, in order; a bad one named with its line."""
     values = []
     for line_number, line in enumerate(text.splitlines(), start=1):
         try:
             tokens = split_numbers(line)
         except EmptyField as error:
-            raise OptionProblem("logits_file", f"line {line_number}: {error}", DATA) from None
+            raise OptionProblem(field, f"line {line_number}: {error}", DATA) from None
         for token in tokens:
             value = read_number(token)
             if value is None:
-                problem = f"line {line_number}: {token!r} is not a number; the file holds logits only"
-                raise OptionProblem("logits_file", problem, DATA)
+                problem = f"line {line_number}: {token!r} is not a number; the file holds numbers only"
+                raise OptionProblem(field, problem, DATA)
             if beyond_float64(token, value):
                 problem = f"line {line_number}: {token} is beyond float64's range (±1.8e308)"
-                raise OptionProblem("logits_file", problem, DATA)
+                raise OptionProblem(field, problem, DATA)
             values.append(value)
     if not values:
-        raise OptionProblem("logits_file", f"{'stdin' if path == '-' else path} holds no numbers", DATA)
+        raise OptionProblem(field, f"{'stdin' if path == '-' else path} holds no numbers", DATA)
     return values
 
 
@@ -181,7 +182,7 @@ def parse_loss_options(
     smoothing_style: SmoothingStyleChoice = SmoothingStyleChoice.uniform,
 ) -> LossOptions:
     """The one options object every command builds (the core checks the values)."""
-    weights = None if weight is None else parse_numbers(weight, "--weight")
+    weights = None if weight is None else _weights(weight)
     return LossOptions(
         weight=None if weights is None else tuple(weights),
         label_smoothing=smoothing,
@@ -193,6 +194,14 @@ def parse_loss_options(
         z_loss=z_loss,
         smoothing_style=smoothing_style.value,
     )
+
+
+def _weights(text: str) -> list[float]:
+    """--weight W1,W2,… or --weight @FILE: a vocabulary's K weights (text or an array file)
+    would not fit in one argument (the shell's limit is about 128 KiB: some 20,000 weights)."""
+    if text.startswith("@") and len(text) > 1:
+        return read_logits_file(text[1:], "weight")
+    return parse_numbers(text, "--weight")
 
 
 def command_loss_options() -> LossOptions:
