@@ -111,3 +111,11 @@ def test_regression_pt_tensors_sce_cannot_read_are_one_line(tmp_path):
     for name, said in expected.items():
         assert run("batch", str(tmp_path / name), "-q") == (1, f"sce: error: {tmp_path / name}: {said}\n")
     assert not (tmp_path / "ran").exists()
+
+
+def test_regression_dash_for_an_array_file_says_arrays_come_from_files(tmp_path):
+    """`--arrays -` said "-: cannot read: no such file"."""
+    np.save(tmp_path / "y.npy", np.array([1]))
+    said = "sce: error: -: arrays are read from a file by its name, out of order: save them to a file first\n"
+    assert run("check", "--arrays", "-", "--reduction", "mean") == (2, said)
+    assert run("check", "--logits", "-", "--labels", str(tmp_path / "y.npy"), "--grad", "-") == (2, said)

@@ -239,7 +239,7 @@ def test_disk_full_in_the_spool_names_the_spool(tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert re.fullmatch(
         rf"sce: error: copying stdin to the spool file {re.escape(str(tmp_path))}/sce-spool-\w+\.csv "
-        r"\(kept for the second pass of --reduction mean\) failed: no space left on device; "
+        r"\(kept to read the input twice\) failed: no space left on device; "
         r"set TMPDIR to a folder with room\n",
         result.stderr,
     ), result.stderr

@@ -75,6 +75,8 @@ def unreadable(path: str, error: OSError) -> SceError:
 
 def open_arrays(path: str) -> ArrayFile:
     """The arrays in ``path``, by format (from its suffix, else from its first bytes)."""
+    if path == "-":
+        raise SceError("-: arrays are read from a file by its name, out of order: save them to a file first", USAGE)
     try:
         if os.path.isdir(path):
             raise IsADirectoryError(21, "Is a directory", path)

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import polars as pl
 
-from ..errors import DATA, DataProblem, OptionProblem, option
+from ..errors import DATA, DataProblem, OptionProblem
 from .frames import write_frame
 from .plain import PlainRows
 from .signals import raise_if_interrupted, shielded
@@ -232,8 +232,8 @@ def spooled_copy(stream: BinaryIO, name: str) -> Iterator[str]:
                 shutil.copyfileobj(stream, handle, 1 << 20)
             except OSError as error:
                 raise DataProblem(
-                    f"copying {name} to the spool file {spool} (kept for the second pass of "
-                    f"{option('reduction', 'mean')}) failed: {_reason(error)}{_TMPDIR_HINT}"
+                    f"copying {name} to the spool file {spool} (kept to read the input twice) failed: "
+                    f"{_reason(error)}{_TMPDIR_HINT}"
                 ) from None
         yield spool
     finally:
