@@ -321,3 +321,18 @@ def test_what_if_runs_do_not_leak_warnings():
 def test_the_real_run_still_warns():
     result = run("check", "1", "-inf", "3", "-l", "1", "--loss", "1")
     assert result.stderr.startswith("sce: warning: the loss is infinite")
+
+
+def test_regression_a_float32_answer_pasted_with_17_digits_passes_with_dtype_float32():
+    """PyTorch's float32 loss and gradient for [2, 3, 4], label 1, printed with 17 digits: with
+    --dtype float32 the tolerance came from the digits typed (5e-17), so every other float32
+    engine failed by its last ulp. 4 ulps of float32 are now rounding."""
+    torch_loss = "1.4076058864593506"  # recorded from torch 2.13's F.cross_entropy in float32
+    torch_grad = "0.09003058075904846,-0.7552714943885803,0.665241003036499"
+    result = run("check", "2", "3", "4", "--label", "1", "--dtype", "float32", "--loss", torch_loss, "--grad", torch_grad)
+    assert result.exit_code == 0, result.stdout
+    # One float32 ulp at 1.4 is 1.2e-7: a loss 1e-6 off is 8 ulps, and fails.
+    result = run("check", "2", "3", "4", "--label", "1", "--dtype", "float32", "--loss", "1.4076068864593506")
+    assert result.exit_code == 1
+    # Without --dtype float32, the float64 answer's 17 digits still rule: the float32 loss fails.
+    assert run("check", "2", "3", "4", "--label", "1", "--loss", torch_loss).exit_code == 1
