@@ -336,3 +336,17 @@ def test_regression_a_float32_answer_pasted_with_17_digits_passes_with_dtype_flo
     assert result.exit_code == 1
     # Without --dtype float32, the float64 answer's 17 digits still rule: the float32 loss fails.
     assert run("check", "2", "3", "4", "--label", "1", "--loss", torch_loss).exit_code == 1
+
+
+def test_regression_every_entry_off_by_one_digit_is_not_five_slips():
+    """The gradient for ε = 0.2 where 0.1 was asked, every entry 0.02 (0.08 at the label) off in
+    the same digit, was told as five independent digit slips. The numbers are the exact
+    gradient of [2, 3, 4, -1, 0.5], label 1, with ε = 0.2: p − (0.8·y + 0.04)."""
+    z = np.array([2.0, 3.0, 4.0, -1.0, 0.5])
+    p = np.exp(z) / np.exp(z).sum()
+    grad = p - 0.04
+    grad[1] -= 0.8
+    result = run("check", "2", "3", "4", "-1", "0.5", "--label", "1", "--smoothing", "0.1",
+                 "--grad", ",".join(f"{g:.10g}" for g in grad))
+    assert result.exit_code == 1
+    assert "slip" not in result.stdout
