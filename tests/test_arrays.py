@@ -595,3 +595,29 @@ def test_regression_the_assertions_report_holds_the_worst_entries_and_the_histog
     assert worst[:2] == ["1", "4"]
     assert float(worst[2]) == pytest.approx(p[4] / 4, rel=1e-7)
     assert lines[-1] == "verdict: not correct for float32"
+
+
+def test_regression_a_mistake_in_the_loss_alone_or_the_gradient_alone_is_named():
+    """The loss logged with one denominator while the backward uses another: no mistake fitted
+    both, and none was named. Each wrong quantity now names the mistake that fits it alone."""
+    from sce_cli.testing import assert_cross_entropy_close
+
+    rng = np.random.default_rng(9)
+    z = (rng.standard_normal((32, 50)) * 2).astype(np.float32)
+    y = rng.integers(0, 50, 32)
+    y[::4] = -100
+    counted = int((y >= 0).sum())
+    grad = plain_gradient(z, y, np.float64)
+    # The mean loss, by hand: Σ over counted rows of −log p_y, over the 24 counted rows.
+    shifted = z.astype(np.float64) - z.astype(np.float64).max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -log_p[np.flatnonzero(y >= 0), y[y >= 0]].sum() / counted
+    named = "the mean over all 32 rows, ignored (padding) rows included, where it divides by 24"
+    cases = (
+        (grad, loss * counted / 32, f"mistake: loss: {named}"),
+        (grad * counted / 32, loss, f"mistake: gradient: {named}"),
+    )
+    for given_grad, given_loss, said in cases:
+        with pytest.raises(AssertionError) as raised:
+            assert_cross_entropy_close(z, y, given_grad.astype(np.float32), np.float32(given_loss))
+        assert said in str(raised.value).splitlines()

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache, partial
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -72,6 +72,9 @@ from .dump_mistakes import Block, Denominators, denominators, exact_block, exact
 
 #: Stored mantissa bits of each claimed type.
 _MANTISSA_BITS = {"float16": 10, "bfloat16": 7, "float32": 23, "float64": 52}
+if TYPE_CHECKING:
+    from .mistake_pass import Allowed
+
 MARGIN_FACTOR = 4.0
 MARGIN_ULPS = 8.0
 #: Entries of logits per block: 2^20 (8 MB per float64 array; the block's ~20 arrays stay under 200 MB).
@@ -397,7 +400,33 @@ def check_dump(
                 else (scalar.given, scalar.size, scalar_verdict.allowed_ulps),
             )
             check.mistakes = matching_mistakes(dump, options, d, claimed_dtype, allowed, progress)
+            if not check.mistakes and len(quantities) > 1:
+                check.mistakes = _mistakes_by_quantity(dump, options, d, claimed_dtype, allowed, quantities, progress)
     return check
+
+
+def _mistakes_by_quantity(
+    dump: ArrayDump,
+    options: LossOptions,
+    d: Denominators,
+    dtype: str,
+    allowed: Allowed,
+    quantities: list[QuantityVerdict],
+    progress: Progress | None,
+) -> list[str]:
+    """Where no mistake fits the gradient and the loss together, one that fits a wrong one alone
+    (the loss logged with one denominator while the backward uses another), named with it."""
+    from .mistake_pass import Allowed, matching_mistakes  # noqa: F811 (the class, at run time)
+
+    found = []
+    for verdict, alone in (
+        (quantities[0], Allowed(allowed.gradient, None, None)),
+        (quantities[-1], Allowed(None, allowed.row_losses, allowed.reduced_loss)),
+    ):
+        if verdict.correct or (alone.gradient is None and alone.row_losses is None and alone.reduced_loss is None):
+            continue
+        found += [f"{verdict.name}: {name}" for name in matching_mistakes(dump, options, d, dtype, alone, progress)]
+    return found
 
 
 T = TypeVar("T")
