@@ -151,6 +151,12 @@ class EmptyField(ValueError):
         self.entry = entry
 
 
+def quoted_cell(value: str, limit: int = 40) -> str:
+    """A cell or token as an error line quotes it: whole, or its start and its length when long
+    (a 30 MB line of digits would otherwise be a 30 MB error line)."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value):,} characters)"
+
+
 def split_numbers(texts: list[str] | str) -> list[str]:
     """Split arguments such as ``["2,3", "4"]`` or ``"2, 3; 4"`` into number tokens. Spaces
     may run on; a comma or semicolon ends a field, and an empty field (``2,,4``, ``,2``) is an

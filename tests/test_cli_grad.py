@@ -277,3 +277,13 @@ def test_regression_an_endless_logits_file_stops_at_a_bound(tmp_path, monkeypatc
     assert (result.exit_code, result.stderr) == (1, f"sce: error: --logits-file: {tmp_path / 'z.txt'} {said}")
     result = runner.invoke(app, ["grad", "--logits-file", "-", "-l", "0", "--format", "json"], input="1 " * 50)
     assert result.exit_code == 0 and json.loads(result.stdout)["logits"] == [1.0] * 50
+
+
+def test_regression_a_long_bad_token_in_a_logits_file_is_quoted_by_its_start(tmp_path):
+    (tmp_path / "z.txt").write_text("1 2 " + "1" * 100 + "x 2\n")
+    result = run("grad", "--logits-file", str(tmp_path / "z.txt"), "-l", "0")
+    assert (result.exit_code, result.stderr) == (
+        1,
+        "sce: error: --logits-file: line 1: '" + "1" * 40 + "'… (101 characters) is not a number; "
+        "the file holds numbers only\n",
+    )

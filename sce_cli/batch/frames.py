@@ -14,7 +14,7 @@ import polars as pl
 
 from ..core import InvalidInput, SoftmaxCrossEntropyResult, softmax_cross_entropy
 from ..errors import DataProblem, option, option_problem
-from ..numbers import BEYOND_FLOAT64, beyond_float64, read_number
+from ..numbers import BEYOND_FLOAT64, beyond_float64, quoted_cell, read_number
 from ..options import LossOptions
 from .columns import ColumnPlan
 from .records import Block, _record_at, _record_lines, _records
@@ -152,12 +152,7 @@ def _cell_problem(
     hint = ""
     if plan.logits_by_default and column in plan.logits and problem.startswith("is not a number"):
         hint = f"; if {column} is not a logit column, name the logit columns with {option('logit_cols')}"
-    return DataProblem(f"line {line}, column {column}: {shown(value)} {problem}{hint}")
-
-
-def shown(value: str, limit: int = 40) -> str:
-    """A cell as an error line quotes it: whole, or its start and its length when long."""
-    return repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value):,} characters)"
+    return DataProblem(f"line {line}, column {column}: {quoted_cell(value)} {problem}{hint}")
 
 
 def _field_count_problem(line: int, found: int, expected: int) -> DataProblem:

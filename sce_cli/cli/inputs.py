@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DATA, OptionProblem, UsageProblem, option_problem
-from ..numbers import BEYOND_FLOAT64, EmptyField, beyond_float64, normalise_minus, read_number, split_numbers
+from ..numbers import (
+    BEYOND_FLOAT64,
+    EmptyField,
+    beyond_float64,
+    normalise_minus,
+    quoted_cell,
+    read_number,
+    split_numbers,
+)
 from ..options import LossOptions
 from .commandline import say_warning
 from .declarations import DType, ReductionChoice, SmoothingStyleChoice
@@ -124,7 +132,7 @@ def _numbers_in_text(text: str, path: str, field: str) -> list[float]:
         for token in tokens:
             value = read_number(token)
             if value is None:
-                problem = f"line {line_number}: {token!r} is not a number; the file holds numbers only"
+                problem = f"line {line_number}: {quoted_cell(token)} is not a number; the file holds numbers only"
                 raise OptionProblem(field, problem, DATA)
             if beyond_float64(token, value):
                 problem = f"line {line_number}: {token} is beyond float64's range (±1.8e308)"
