@@ -567,3 +567,26 @@ def test_regression_a_line_without_an_end_is_not_called_an_open_quote(tmp_path, 
         "sce: error: line 2: no line ends within 1,000 bytes: a line longer than sce reads, or not a text file; "
         "check the input\n",
     )
+
+
+def test_regression_arrays_through_a_fifo_are_named_as_arrays(tmp_path):
+    """A .npz given as a FIFO (or <(cat d.npz)) was read as CSV: "byte 0xcc is not valid
+    UTF-8; give the file's encoding with --encoding latin-1", advice that made it worse."""
+    import threading
+
+    np.savez(tmp_path / "d.npz", logits=np.array([[2.0, 3.0, 4.0]]), labels=np.array([1]))
+    fifo = tmp_path / "ff"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as pipe:
+            pipe.write((tmp_path / "d.npz").read_bytes())
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    result = run(str(fifo), "-q")
+    feeder.join(5)
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"sce: error: {fifo} holds arrays (.npz), which sce reads from a file: save them and give its name\n",
+    )

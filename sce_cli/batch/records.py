@@ -68,6 +68,8 @@ class BlockReader:
         self.bytes_read += len(raw)
         if not raw:
             self.finished = True
+        if not self.bytes_read - len(raw):
+            _refuse_arrays(raw, self.name)
         if self.passthrough:
             if not self.started and raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
                 # What Windows PowerShell 5's Out-File writes; latin-1 would read it as garbage.
@@ -149,6 +151,16 @@ class BlockReader:
                 raise _unreadable(first_line, error) from None
             return fields, Block(first_line, stripped)
         return [], None
+
+
+def _refuse_arrays(head: bytes, name: str) -> None:
+    """Array bytes read as text (a FIFO or <(…) of a .npz) would fail on their first odd byte,
+    with advice about encodings: say what they are."""
+    from ..arrays.vector import array_suffix
+
+    suffix = array_suffix(head[:8])
+    if suffix is not None:
+        raise DataProblem(f"{name} holds arrays ({suffix}), which sce reads from a file: save them and give its name")
 
 
 def _record_boundary(data: bytes, first: bool = False) -> int:
