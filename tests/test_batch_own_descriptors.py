@@ -113,3 +113,15 @@ def test_regression_a_read_only_output_is_not_replaced(tmp_path, source, monkeyp
         "elsewhere\n"
     )
     assert out.read_text() == "KEEP\n"
+
+
+@pytest.mark.parametrize(("output", "said"), [(["-o", "/dev/stdout"], "-o: /dev/stdout"), ([], "stdout")])
+def test_regression_a_descriptor_opened_on_the_input_is_refused(tmp_path, source, output, said):
+    """`sce batch in.csv -o /dev/stdout >> in.csv` wrote into its own input (a 6 MB input grew to
+    45 MB before the run failed on its own output rows)."""
+    before = source.read_bytes()
+    with open(source, "ab") as appended:
+        done = sce("batch", str(source), *output, "-q", stdout=appended)
+    assert done.returncode == 2
+    assert done.stderr.decode() == f"sce: error: {said} is the input file; write the output to another file\n"
+    assert source.read_bytes() == before

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import polars as pl
 
-from ..errors import DATA, DataProblem, OptionProblem
+from ..errors import DATA, DataProblem, OptionProblem, UsageProblem
 from .frames import write_frame
 from .plain import PlainRows
 from .signals import raise_if_interrupted, shielded
@@ -43,6 +43,7 @@ class OutputTarget:
         """A writer thread may still write into the stream: abandon() leaves it open."""
         self.stream: BinaryIO
         if self.path is None:
+            _refuse_input_behind(1, "stdout", input_path)
             self.stream = sys.stdout.buffer
             return
         if not self.path:
@@ -57,6 +58,7 @@ class OutputTarget:
             # /dev/stdout, /dev/fd/N: the file behind is what the shell opened (`>> log`, a pipe);
             # followed to that file and replaced by a rename, it would lose what it held.
             self.written = self.path
+            _refuse_input_behind(descriptor, self.path, input_path)
             try:
                 self.stream = os.fdopen(os.dup(descriptor), "wb")
             except OSError as error:
@@ -244,6 +246,21 @@ def spooled_copy(stream: BinaryIO, name: str) -> Iterator[str]:
 
 
 _TMPDIR_HINT = "; set TMPDIR to a folder with room"
+
+
+def _refuse_input_behind(descriptor: int, name: str, input_path: str | None) -> None:
+    """Refuse a descriptor opened on the input file (`sce batch in.csv >> in.csv`): the run
+    would read what it writes, and alter its input."""
+    if input_path is None or input_path == "-":
+        return
+    try:
+        behind, given = os.fstat(descriptor), os.stat(input_path)
+    except (OSError, ValueError):
+        return
+    if stat.S_ISREG(behind.st_mode) and (behind.st_dev, behind.st_ino) == (given.st_dev, given.st_ino):
+        if descriptor == 1 and name == "stdout":
+            raise UsageProblem("stdout is the input file; write the output to another file")
+        raise OptionProblem("output_path", f"{name} is the input file; write the output to another file")
 
 
 def _same_file(path: str, input_path: str | None) -> bool:
