@@ -608,12 +608,41 @@ def test_regression_where_the_type_cannot_hold_the_answer_the_verdict_says_so(tm
     assert result.exit_code == 2
     last = result.stdout.splitlines()[-1]
     assert last.startswith("verdict: cannot be judged in float16: a straightforward float16 computation of these ")
-    assert last.endswith(" ulp off, no digit right; grade it in a wider type")
+    assert last.endswith(" ulp off, more than an eighth of the values; grade it in a wider type")
     check = _grade(z, y, np.zeros_like(z), None, _options(temperature=0.05), "float16")
     assert not check.judgeable and not check.correct
     # The same logits graded as float32 (an answer computed in float32) are judged.
     grad, _ = reference(z.astype(np.float64), y, temperature=0.05)
     assert _grade(z, y, grad.astype(np.float32), None, _options(temperature=0.05), "float32").correct
+
+
+@pytest.mark.parametrize("offset", [600, 2400])
+def test_regression_an_all_zero_float16_gradient_is_never_correct(tmp_path, offset):
+    """The review's case: float16 logits near 600 at T = 0.3, where the shift's rounding costs a
+    straightforward float16 computation ~100 ulp typically: 4× that let zeros pass ("correct
+    for float16", exit 0). A quantity is judged only where that error is within an eighth of
+    the values' own size; here it is not, and the verdict says so."""
+    rng = np.random.default_rng(0)
+    z = (rng.normal(size=(64, 50)) * 3 + offset).astype(np.float16)
+    y = rng.integers(0, 50, 64)
+    check = _grade(z, y, np.zeros_like(z), None, _options(temperature=0.3), "float16")
+    assert not check.correct and not check.judgeable
+    (verdict,) = check.quantities
+    assert verdict.rms_ulps <= verdict.allowed_rms_ulps  # the allowance alone would have passed the zeros
+
+
+def test_a_wrong_loss_the_type_can_judge_is_wrong_even_beside_a_gradient_it_cannot():
+    """'Cannot be judged' is per quantity: a wrong quantity that can be judged makes the
+    verdict 'not correct' (exit 1), whatever the others."""
+    rng = np.random.default_rng(0)
+    z = (rng.normal(size=(64, 50)) * 3 + 600).astype(np.float16)
+    y = rng.integers(0, 50, 64)
+    grad, loss = reference(z.astype(np.float64), y, temperature=0.3)
+    good = _grade(z, y, grad.astype(np.float16), np.float16(loss), _options(temperature=0.3), "float16")
+    gradient, reduced = good.quantities
+    assert not gradient.judgeable and reduced.judgeable and reduced.correct
+    bad = _grade(z, y, grad.astype(np.float16), np.float16(2 * loss), _options(temperature=0.3), "float16")
+    assert bad.wrong and not bad.correct
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".txt"])

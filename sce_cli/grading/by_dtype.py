@@ -70,8 +70,9 @@ from .dtype_baseline import (
 )
 from .dump_mistakes import Block, Denominators, denominators, exact_block, exact_rows
 
-#: Stored mantissa bits of each claimed type.
-_MANTISSA_BITS = {"float16": 10, "bfloat16": 7, "float32": 23, "float64": 52}
+#: A quantity is judged where the straightforward computation's typical error is at most this
+#: share of the values' own size (both in ulps): else 4× its error passes an all-zero answer.
+UNJUDGEABLE_SHARE = 8.0
 if TYPE_CHECKING:
     from .mistake_pass import Allowed
 
@@ -124,6 +125,8 @@ class QuantityVerdict:
     """Σ e² of the finite errors."""
     baseline_squares: tuple[float, ...] = ()
     """The same of each of the baseline's routes."""
+    zero_squares: float = 0.0
+    """The same of an all-zero answer: the values' own size, in ulps."""
 
     @property
     def allowed_ulps(self) -> float:
@@ -156,6 +159,14 @@ class QuantityVerdict:
     def correct(self) -> bool:
         return self.wrong == 0 and not self.typical_beyond
 
+    @property
+    def judgeable(self) -> bool:
+        """Whether the type can tell an answer from a wrong one here: where a straightforward
+        computation in it is typically off by more than an eighth of the values themselves
+        (float16 logits near 600 / 0.3: the shift's rounding costs whole units), 4× its error
+        would let an all-zero answer pass. Both sizes are diluted alike by entries that are 0."""
+        return UNJUDGEABLE_SHARE * self.baseline_rms_ulps <= _root_mean(self.zero_squares, self.entries)
+
     def merge(self, block: BlockErrors) -> None:
         """One block's summary, blocks taken in order (the worst entries' ties go to the earliest)."""
         self.entries += block.entries
@@ -164,6 +175,7 @@ class QuantityVerdict:
         self.baseline_ulps = max(self.baseline_ulps, block.baseline_ulps)
         self.squares += block.squares
         self.baseline_squares = _added(self.baseline_squares, block.baseline_squares)
+        self.zero_squares += block.zero_squares
         self.worst = sorted([*self.worst, *block.worst], key=lambda e: -e.ulps)[:WORST_SHOWN]
 
     def add(
@@ -198,11 +210,13 @@ class RouteErrors:
     """The worst finite error of any route."""
     squares: tuple[float, ...]
     """Σ e² of each route's finite errors (kept apart: the whole dump's largest is taken)."""
+    zero_squares: float = 0.0
+    """Σ e² of an all-zero answer on the block: the values' own size, in ulps."""
 
     @staticmethod
-    def of_routes(routes: Iterable[RouteErrors]) -> RouteErrors:
+    def of_routes(routes: Iterable[RouteErrors], zero_squares: float = 0.0) -> RouteErrors:
         found = list(routes)
-        return RouteErrors(max(r.worst for r in found), tuple(sq for r in found for sq in r.squares))
+        return RouteErrors(max(r.worst for r in found), tuple(sq for r in found for sq in r.squares), zero_squares)
 
 
 def sum_of_squares(errors: np.ndarray) -> float:
@@ -227,6 +241,7 @@ class BlockErrors:
     worst: list[Entry]
     squares: float = 0.0
     baseline_squares: tuple[float, ...] = ()
+    zero_squares: float = 0.0
 
 
 def summarize(
@@ -236,7 +251,7 @@ def summarize(
     computation's errors on it."""
     counts = np.zeros(len(EDGES) + 1, dtype=np.int64)
     if not errors.size:
-        return BlockErrors(0, counts, 0.0, baseline.worst, [], 0.0, baseline.squares)
+        return BlockErrors(0, counts, 0.0, baseline.worst, [], 0.0, baseline.squares, baseline.zero_squares)
     worst = float(errors.max())
     if not math.isfinite(worst):
         errors = np.nan_to_num(errors, nan=np.inf, posinf=np.inf)
@@ -249,7 +264,9 @@ def summarize(
         counts += _bin_counts(errors.ravel())
         squares = sum_of_squares(errors)
     entries = _worst_entries(errors, counts, expected, given, start)
-    return BlockErrors(errors.size, counts, worst, baseline.worst, entries, squares, baseline.squares)
+    return BlockErrors(
+        errors.size, counts, worst, baseline.worst, entries, squares, baseline.squares, baseline.zero_squares
+    )
 
 
 def _worst_entries(
@@ -332,17 +349,19 @@ class DtypeCheck:
     mistakes: list[str]
 
     @property
+    def wrong(self) -> bool:
+        """Some quantity the type can judge is wrong."""
+        return any(q.judgeable and not q.correct for q in self.quantities)
+
+    @property
     def judgeable(self) -> bool:
-        """Whether the claimed type can hold these inputs' answer at all: where a straightforward
-        computation in it is typically off by a whole unit of its value (2^p ulps: no digit
-        right, as for float16 logits near 2e4 / T), any answer, zeros included, would be within
-        4× that, and a framework's could fail by chance."""
-        bits = 2.0 ** (_MANTISSA_BITS[self.claimed_dtype] + 1)
-        return all(q.baseline_rms_ulps < bits for q in self.quantities)
+        """Not wrong, and some quantity the type cannot judge (see QuantityVerdict.judgeable):
+        neither right nor wrong, when False."""
+        return self.wrong or all(q.judgeable for q in self.quantities)
 
     @property
     def correct(self) -> bool:
-        return self.judgeable and all(q.correct for q in self.quantities)
+        return all(q.judgeable and q.correct for q in self.quantities)
 
 
 Progress = Callable[[str, int], None]
@@ -391,7 +410,7 @@ def check_dump(
             scalar_verdict = scalar.verdict(float(dump.loss), claimed_dtype, options, d)
             quantities.append(scalar_verdict)
         check = DtypeCheck(claimed_dtype, rows, classes, options, quantities, [])
-        if check.judgeable and not check.correct:
+        if check.wrong:
             allowed = Allowed(
                 None if grad is None else Allowance(grad.allowed_ulps, grad.allowed_rms_ulps),
                 None if loss is None else Allowance(loss.allowed_ulps, loss.allowed_rms_ulps),
@@ -491,6 +510,7 @@ def _merged(parts: list[BlockErrors]) -> BlockErrors:
         worst,
         sum(part.squares for part in parts),
         functools.reduce(_added, (part.baseline_squares for part in parts), ()),
+        sum(part.zero_squares for part in parts),
     )
 
 
@@ -628,8 +648,9 @@ def _finite_worst(errors: np.ndarray) -> float:
     return float(usable.max()) if usable.size else 0.0
 
 
-def _finite_errors(errors: np.ndarray) -> RouteErrors:
-    return RouteErrors(_finite_worst(errors), (sum_of_squares(errors),))
+def _finite_errors(errors: np.ndarray, zero_errors: np.ndarray | None = None) -> RouteErrors:
+    zero = 0.0 if zero_errors is None else sum_of_squares(zero_errors)
+    return RouteErrors(_finite_worst(errors), (sum_of_squares(errors),), zero)
 
 
 def _grade_gradient(
@@ -637,14 +658,17 @@ def _grade_gradient(
 ) -> BlockErrors:
     unit = ulp_unit(magnitude, dtype)
     expected = block.exact.gradient
-    base = RouteErrors.of_routes(_route_errors(route, expected, unit, magnitude, dtype) for route in routes)
+    with np.errstate(invalid="ignore", over="ignore"):
+        zero = sum_of_squares(np.divide(expected, unit))
+    base = RouteErrors.of_routes((_route_errors(route, expected, unit, magnitude, dtype) for route in routes), zero)
     return summarize(_errors(given, expected, unit, magnitude, dtype), base, expected, given, block.start)
 
 
 def _grade_row_losses(
     expected: np.ndarray, magnitude: np.ndarray, route: np.ndarray, given: np.ndarray, dtype: str, start: int
 ) -> BlockErrors:
-    base = _finite_errors(ulps(route, expected, magnitude, dtype))
+    zero = ulps(np.zeros_like(expected), expected, magnitude, dtype)
+    base = _finite_errors(ulps(route, expected, magnitude, dtype), zero)
     return summarize(ulps(given, expected, magnitude, dtype), base, expected, given, start)
 
 
@@ -692,6 +716,9 @@ class _ScalarLoss:
                 reduced = reduced.astype(kind)
         found = QuantityVerdict("loss")
         given_array = np.array(given)
-        base = _finite_errors(np.atleast_1d(ulps(reduced, expected, magnitude, dtype)))
+        base = _finite_errors(
+            np.atleast_1d(ulps(reduced, expected, magnitude, dtype)),
+            np.atleast_1d(ulps(np.zeros(()), expected, magnitude, dtype)),
+        )
         found.add(ulps(given_array, expected, magnitude, dtype), base, expected, given_array, 0)
         return found

@@ -126,10 +126,10 @@ def _verdict_line(check: DtypeCheck) -> tuple[str, str]:
     """The verdict and its colour: correct, not correct, or cannot be judged in the type."""
     dtype = check.claimed_dtype
     if not check.judgeable:
-        off = max(q.baseline_rms_ulps for q in check.quantities)
+        off = max(q.baseline_rms_ulps for q in check.quantities if not q.judgeable)
         return (
             f"verdict: cannot be judged in {dtype}: a straightforward {dtype} computation of these inputs is "
-            f"typically {_ulps(off)} ulp off, no digit right; grade it in a wider type",
+            f"typically {_ulps(off)} ulp off, more than an eighth of the values; grade it in a wider type",
             "bold yellow",
         )
     return f"verdict: {'correct' if check.correct else 'not correct'} for {dtype}", (
