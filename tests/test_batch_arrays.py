@@ -660,3 +660,32 @@ def test_regression_a_damaged_stored_npz_member_is_refused_not_read(tmp_path):
     assert (result.exit_code, result.stderr) == (1, said)
     result = runner.invoke(app, ["check", "--arrays", str(tmp_path / "d.npz"), "--reduction", "mean"])
     assert result.exit_code == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("reduction", "change", "second"), [("sum", "grow", "more"), ("none", "shrink", "1")])
+def test_regression_a_csv_that_changes_before_its_npz_is_written_is_refused(tmp_path, monkeypatch, reduction, change, second):
+    """The .npz's members are shaped by a first pass's row count: an input that grew or shrank
+    before the second ended in an internal error (exit 70, 'more rows than its shape')."""
+    from sce_cli.batch import array_run
+
+    source = tmp_path / "in.csv"
+    source.write_text("z0,z1,label\n1,2,0\n3,1,1\n")
+    first_pass = array_run._csv_layout
+
+    def then_change(path, request):
+        found = first_pass(path, request)
+        if change == "grow":
+            with open(source, "a") as more:
+                more.write("0,5,1\n")
+        else:
+            source.write_text("z0,z1,label\n1,2,0\n")
+        return found
+
+    monkeypatch.setattr(array_run, "_csv_layout", then_change)
+    code, _, err = run(source, "--reduction", reduction, "-o", tmp_path / "out.npz", "-q")
+    assert (code, err) == (
+        1,
+        f"sce: error: {source} changed while it was read twice for the .npz output: 2 rows the first time, "
+        f"{second} the second; run it again on a file that stays as it is (or a copy)\n",
+    )
+    assert not (tmp_path / "out.npz").exists()

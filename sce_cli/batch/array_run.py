@@ -166,12 +166,30 @@ def write_arrays_from_csv(
             summary.add(result)
             inputs = _csv_inputs(parsed, plan, request.delimiter, request.output_format)
             if layout is not None:
+                _check_rows(request, layout, summary.rows, final=False)
                 inputs = _as_npz_text(inputs, layout)
             sink.put(computed_columns(inputs, result, request.digits))
             if on_progress is not None:
                 on_progress(reader.bytes_read, summary.rows)
         if summary.rows == 0:
             raise DataProblem("the input has a header but no rows")
+        if layout is not None:
+            _check_rows(request, layout, summary.rows, final=True)
+
+
+def _check_rows(
+    request: BatchRequest, layout: dict[str, tuple[np.dtype, tuple[int, ...]]], rows: int, final: bool
+) -> None:
+    """The .npz's members were shaped by the first pass's row count: an input that changed
+    since (more rows, or, at the end, fewer) would not fit them."""
+    counted = next(iter(layout.values()))[1][0]
+    if rows > counted or (final and rows != counted):
+        name = "stdin" if request.input_path == "-" else request.input_path
+        raise DataProblem(
+            f"{name} changed while it was read twice for the .npz output: {counted:,} rows the first time, "
+            f"{'more' if rows > counted else f'{rows:,}'} the second; run it again on a file that stays as it is "
+            "(or a copy)"
+        )
 
 
 def _csv_layout(
