@@ -267,8 +267,8 @@ def test_regression_an_endless_logits_file_stops_at_a_bound(tmp_path, monkeypatc
 
     monkeypatch.setattr(inputs, "LOGITS_FILE_BYTES", 100)
     said = (
-        "holds more than 0 MB; --logits-file takes one vector of logits (a million classes is about 20 MB): "
-        "for many rows use sce batch\n"
+        "holds more than 0 MB; the file is read as one vector, one number per class (a million classes is about "
+        "20 MB): for many rows use sce batch\n"
     )
     result = runner.invoke(app, ["grad", "--logits-file", "-", "-l", "0"], input="1 " * 60)
     assert (result.exit_code, result.stderr) == (1, f"sce: error: --logits-file: stdin {said}")

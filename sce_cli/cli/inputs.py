@@ -116,8 +116,8 @@ def _bounded_read(stream: Any, path: str, field: str) -> bytes:
 
 def _too_long(where: str) -> str:
     return (
-        f"{where} holds more than {LOGITS_FILE_BYTES >> 20} MB; --logits-file takes one vector of logits "
-        "(a million classes is about 20 MB): for many rows use sce batch"
+        f"{where} holds more than {LOGITS_FILE_BYTES >> 20} MB; the file is read as one vector, one number per "
+        "class (a million classes is about 20 MB): for many rows use sce batch"
     )
 
 
