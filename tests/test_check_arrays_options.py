@@ -670,3 +670,19 @@ def test_a_weight_file_that_is_not_numbers_names_its_line(tmp_path):
         1,
         "sce: error: --weight: line 2: 'x' is not a number; the file holds numbers only\n",
     )
+
+
+def test_regression_a_float16_sum_beyond_its_range_is_rightly_inf():
+    """A float16 sum loss of ~80,000 rounds to inf in float16 (its largest is 65,504, and
+    anything from 65,520 on rounds up): PyTorch's inf was judged wrong, with 'a straightforward
+    computation's worst is 0'. An inf where the sum fits is still wrong."""
+    rng = np.random.default_rng(3)
+    z = (rng.normal(size=(10_000, 50)) * 3).astype(np.float16)
+    y = rng.integers(0, 50, 10_000)
+    grad, loss = reference(z.astype(np.float64), y, reduction="sum")
+    assert loss > 65_520
+    options = _options(reduction="sum")
+    assert _grade(z, y, grad.astype(np.float16), np.float16(np.inf), options, "float16").correct
+    assert not _grade(z, y, grad.astype(np.float16), np.float16(-np.inf), options, "float16").correct
+    fits = _grade(z[:10], y[:10], grad[:10].astype(np.float16), np.float16(np.inf), options, "float16")
+    assert not fits.correct

@@ -19,6 +19,7 @@ reduction's scale). Without this, a float32 gradient that prints 0 for a true
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,9 +52,23 @@ def ulps(given: np.ndarray, expected: np.ndarray, magnitude: np.ndarray, dtype_n
     unit = np.ldexp(1.0, exponent - mantissa)
     with np.errstate(invalid="ignore", over="ignore"):
         error = np.abs(given - expected) / unit
-    same = (given == expected) | (np.isnan(given) & np.isnan(expected))
+    # An exact value beyond the type's largest (by half an ulp or more) rounds to ±inf in it:
+    # a float16 sum loss above 65,520 is inf, correctly.
+    rounds_to = np.sign(expected) * np.inf
+    beyond = np.abs(expected) >= _rounds_to_infinity(dtype_name)
+    same = (given == expected) | (np.isnan(given) & np.isnan(expected)) | (beyond & (given == rounds_to))
     error = np.where(same, 0.0, error)
     return np.where(np.isfinite(given) & np.isfinite(expected) | same, error, np.inf)
+
+
+def _rounds_to_infinity(dtype_name: str) -> float:
+    """The smallest magnitude that rounds to infinity in the type: its largest plus half an ulp."""
+    mantissa, _ = _FORMAT[dtype_name]
+    largest = {"float16": 65504.0, "bfloat16": 3.3895313892515355e38, "float32": 3.4028234663852886e38}
+    if dtype_name not in largest:
+        return math.inf
+    _, exponent = math.frexp(largest[dtype_name])  # largest = m·2^exponent, 0.5 ≤ m < 1
+    return largest[dtype_name] + 2.0 ** (exponent - 1 - mantissa - 1)
 
 
 def ulp_unit(magnitude: np.ndarray, dtype_name: str) -> np.ndarray:
