@@ -203,27 +203,28 @@ class _NpzMembers:
 
     def _declared(self, name: str) -> tuple[int, int] | None:
         """(the data's bytes, the header's bytes) a member's .npy header declares, or None."""
-        fmt = np.lib.format
-        try:
-            assert self.archive.zip is not None
-            with self.archive.zip.open(f"{name}.npy") as member:
-                version = fmt.read_magic(member)
-                header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-                shape, _, dtype = header(member)
-                return declared_bytes(shape, dtype, f"{self.path}: array '{name}'"), member.tell()
-        except (AssertionError, KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error):
+        header = self._header(name)
+        if header is None:
             return None
+        shape, dtype, header_bytes = header
+        return declared_bytes(shape, dtype, f"{self.path}: array '{name}'"), header_bytes
 
     def header_shape(self, name: str) -> tuple[int, ...] | None:
+        header = self._header(name)
+        return None if header is None else header[0]  # None: load() says what is wrong
+
+    def _header(self, name: str) -> tuple[tuple[int, ...], np.dtype, int] | None:
+        """A member's .npy header: its shape, type and length in bytes, or None if unreadable."""
         fmt = np.lib.format
         try:
             assert self.archive.zip is not None
             with self.archive.zip.open(f"{name}.npy") as member:
                 version = fmt.read_magic(member)
-                header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-                return tuple(header(member)[0])
+                read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+                shape, _, dtype = read(member)
+                return tuple(shape), dtype, member.tell()
         except (AssertionError, KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error):
-            return None  # load() says what is wrong
+            return None
 
     def verify(self) -> None:
         for name, member, start in self.mapped:
