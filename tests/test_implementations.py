@@ -97,6 +97,16 @@ def test_the_int32_labels_case_is_left_out_for_pytorch_alone():
     assert for_framework(cases, "jax") == cases and for_framework(cases, "numpy") == cases
 
 
+def test_regression_a_float16_kernel_is_judged_as_float16():
+    """A kernel returning float16 was judged by float32's allowances and failed 14 of 17
+    cases ("off by 0.000202, allowed 1.7e-06"); a float16 answer 5 % off still fails."""
+    report = check_implementation(spec("half_float16"))
+    assert report.passed, [(c.name, c.message) for c in report.failed]
+    off = check_implementation(spec("half_float16_off"))
+    assert not off.passed
+    assert off.failed[0].message.startswith("the gradient is off by")
+
+
 def test_jax_implementations_are_graded_in_jax():
     # Run with jax 0.10.2 installed: a correct one passes; one without the max shift is named.
     pytest.importorskip("jax")

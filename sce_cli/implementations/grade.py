@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any, Literal
 
@@ -60,7 +61,13 @@ def straightforward_answer(exact: Exact, dtype: np.dtype) -> dict[str, np.ndarra
     """What a straightforward correct implementation gets in ``dtype``: the cap
     c·tanh(z/c) and its factor 1/cosh²(z/c), the temperature, max-shifted softmax,
     (1 + 2λ·lse)·p − q, divided by N; the loss as
-    log Σ exp(b − max) − (b_c − max) plus λ·lse²."""
+    log Σ exp(b − max) − (b_c − max) plus λ·lse². A half type's answer is computed in
+    float32 from the logits rounded to it, and rounded to it at the end, as frameworks
+    compute half types."""
+    if dtype.itemsize == 2:
+        rounded = dataclasses.replace(exact, logits=exact.logits.astype(dtype).astype(np.float32))
+        answer = straightforward_answer(rounded, np.dtype(np.float32))
+        return {name: value.astype(dtype) for name, value in answer.items()}
     options = exact.options
     z = exact.logits.astype(dtype)
     target = exact.target.astype(dtype)
@@ -136,7 +143,10 @@ def input_sensitivities(exact: Exact) -> dict[str, float]:
 
 
 def judged_dtype(case: Case, answer: np.ndarray) -> np.dtype:
-    """float32 answers (and answers for float32 logits) are judged as float32."""
+    """float32 answers (and answers for float32 logits) are judged as float32, float16 ones
+    as float16 (a half-precision kernel's output has float16's rounding, not float32's)."""
+    if answer.dtype == np.float16:
+        return np.dtype(np.float16)
     if case.logits.dtype == np.float32 or (answer.dtype.kind == "f" and answer.dtype.itemsize <= 4):
         return np.dtype(np.float32)
     return np.dtype(np.float64)
