@@ -590,3 +590,21 @@ def test_regression_arrays_through_a_fifo_are_named_as_arrays(tmp_path):
         1,
         f"sce: error: {fifo} holds arrays (.npz), which sce reads from a file: save them and give its name\n",
     )
+
+
+@pytest.mark.parametrize("text", ["[Errno 28] No space left on device", "No space left on device (os error 28)"])
+def test_regression_a_full_disk_is_worded_one_way(tmp_path, text):
+    """Python's "[Errno 28]" showed through on CSV and JSON Lines outputs, without the hint."""
+    from sce_cli.batch.output import OutputTarget
+
+    out = tmp_path / "out.csv"
+    out.write_text("OLD")
+    target = OutputTarget(str(out), None)
+    try:
+        said = target.write_failure(OSError(text)).worded({"output_path": "-o"})
+    finally:
+        target.abandon()
+    assert said == (
+        f"-o: writing the output {out} failed: no space left on device; {out} is unchanged; "
+        "free some space or write the output elsewhere"
+    )

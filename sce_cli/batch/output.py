@@ -107,7 +107,7 @@ class OutputTarget:
         """A failed write, worded: which file, why, and that nothing was replaced."""
         name = "stdout" if self.path is None else self.path
         kept = f"; {self.path} is unchanged" if self.temporary is not None and os.path.exists(self.written) else ""
-        full = error.errno == errno.ENOSPC or "os error 28" in str(error)
+        full = error.errno == errno.ENOSPC or _errno_in_text(str(error)) == errno.ENOSPC
         hint = "; free some space or write the output elsewhere" if full else ""
         if self.path is None:  # no -o to name
             return DataProblem(f"writing the output to stdout failed: {_reason(error)}{hint}")
@@ -309,9 +309,16 @@ def _cannot_create_in(directory: str, error: OSError) -> str:
 
 
 def _reason(error: OSError) -> str:
-    """What went wrong, in words, without "[Errno 28]"."""
+    """What went wrong, in words, without "[Errno 28]" (Python's) or "(os error 28)" (polars')."""
     text = error.strerror or str(error).split(" (os error")[0] or type(error).__name__
+    text = re.sub(r"^\[Errno \d+\] ", "", text)
     return text[0].lower() + text[1:]
+
+
+def _errno_in_text(text: str) -> int | None:
+    """The error number an OSError's text carries ("[Errno 28] …", "… (os error 28)"), if any."""
+    found = re.search(r"\[Errno (\d+)\]|os error (\d+)", text)
+    return None if found is None else int(found.group(1) or found.group(2))
 
 
 def _is_broken_pipe(error: OSError) -> bool:
