@@ -608,3 +608,16 @@ def test_regression_a_full_disk_is_worded_one_way(tmp_path, text):
         f"-o: writing the output {out} failed: no space left on device; {out} is unchanged; "
         "free some space or write the output elsewhere"
     )
+
+
+@pytest.mark.parametrize("order", ["utf-16le", "utf-16be"])
+def test_regression_utf16_without_a_byte_order_mark_is_named(tmp_path, order):
+    """Read as UTF-8, its header became one column name full of NUL bytes, written raw to the
+    terminal, with advice about --label-col."""
+    (tmp_path / "u.csv").write_bytes("z0,z1,label\n1,2,0\n".encode(order))
+    result = run(str(tmp_path / "u.csv"), "-q")
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"sce: error: line 1: the file looks like UTF-16 (a NUL byte beside every character); give --encoding {order}\n",
+    )
+    assert run(str(tmp_path / "u.csv"), "--encoding", order, "-q").exit_code == 0

@@ -78,6 +78,8 @@ class BlockReader:
                 )
             if not self.started and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8) :]
+            if not self.started:
+                _refuse_utf16_without_mark(raw)
             self.started = True
             return raw
         assert self.decoder is not None
@@ -151,6 +153,20 @@ class BlockReader:
                 raise _unreadable(first_line, error) from None
             return fields, Block(first_line, stripped)
         return [], None
+
+
+def _refuse_utf16_without_mark(head: bytes) -> None:
+    """UTF-16 without a byte-order mark (some Windows tools): read as UTF-8 its header would be
+    one odd column name full of NUL bytes. A NUL beside every character of the first line says it."""
+    line = head[: max(2, head.find(b"\n") + 1 if b"\n" in head else 64)][:64]
+    if len(line) < 4:
+        return
+    for order, zeros, letters in (("utf-16le", line[1::2], line[0::2]), ("utf-16be", line[0::2], line[1::2])):
+        if not zeros.strip(b"\x00") and letters.strip(b"\x00"):
+            raise DataProblem(
+                "line 1: the file looks like UTF-16 (a NUL byte beside every character); "
+                f"give {option('encoding', order)}"
+            )
 
 
 def _refuse_arrays(head: bytes, name: str) -> None:
