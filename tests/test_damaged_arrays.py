@@ -119,3 +119,16 @@ def test_regression_dash_for_an_array_file_says_arrays_come_from_files(tmp_path)
     said = "sce: error: -: arrays are read from a file by its name, out of order: save them to a file first\n"
     assert run("check", "--arrays", "-", "--reduction", "mean") == (2, said)
     assert run("check", "--logits", "-", "--labels", str(tmp_path / "y.npy"), "--grad", "-") == (2, said)
+
+
+def test_regression_a_pytorch_zip_under_another_name_is_read_as_pt(tmp_path):
+    """torch.save writes a zip: named .bin or piped on stdin, it was read as an .npz whose
+    arrays were torch's internals ('v/data.pkl', 'v/byteorder', …)."""
+    with zipfile.ZipFile(tmp_path / "d.bin", "w") as archive:  # the layout torch.save writes
+        archive.writestr("d/data.pkl", b"\x80\x02}q\x00.")
+        archive.writestr("d/version", b"3\n")
+    code, err = run("batch", str(tmp_path / "d.bin"), "-q")
+    if code == 1 and "needs PyTorch" in err:
+        assert err == f"sce: error: {tmp_path / 'd.bin'}: reading .pt files needs PyTorch; save the tensors with numpy.save instead\n"
+    else:  # with PyTorch installed, this fake is read by torch and refused as a .pt file
+        assert code == 1 and err.startswith(f"sce: error: {tmp_path / 'd.bin'}: ") and "data.pkl" not in err

@@ -92,6 +92,8 @@ def open_arrays(path: str) -> ArrayFile:
     suffix = Path(path).suffix.lower()
     if suffix not in ARRAY_SUFFIXES:
         suffix = next((kind for magic, kind in _MAGIC if head.startswith(magic)), "")
+    if suffix == ".npz" and _is_torch_zip(path):
+        suffix = ".pt"  # torch.save writes a zip too (stdin's bytes, a .bin): its members are not arrays
     reader = _READERS.get(suffix)
     if reader is None:
         raise DataProblem(
@@ -106,6 +108,15 @@ def declared_bytes(shape: tuple[int, ...], dtype: np.dtype, where: str) -> int:
     if any(not isinstance(n, int) or n < 0 for n in shape):
         raise DataProblem(f"{where}: not a .npy array (its header declares the shape {shape})")
     return math.prod(shape) * dtype.itemsize
+
+
+def _is_torch_zip(path: str) -> bool:
+    """A zip that torch.save wrote: its pickle is ``<name>/data.pkl``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def _npy(path: str) -> ArrayFile:
