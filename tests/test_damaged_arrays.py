@@ -132,3 +132,24 @@ def test_regression_a_pytorch_zip_under_another_name_is_read_as_pt(tmp_path):
         assert err == f"sce: error: {tmp_path / 'd.bin'}: reading .pt files needs PyTorch; save the tensors with numpy.save instead\n"
     else:  # with PyTorch installed, this fake is read by torch and refused as a .pt file
         assert code == 1 and err.startswith(f"sce: error: {tmp_path / 'd.bin'}: ") and "data.pkl" not in err
+
+
+def test_regression_ambiguous_dumps_are_refused(tmp_path):
+    """A .npz with two members named logits.npy was read with one of them; a Parquet file with
+    both a list column 'logits' and columns logits_0… with the list column, without a word."""
+    import polars as pl
+
+    with zipfile.ZipFile(tmp_path / "dup.npz", "w") as archive:
+        archive.writestr("logits.npy", _npy_bytes(np.array([[2.0, 3.0, 4.0]])))
+        archive.writestr("logits.npy", _npy_bytes(np.array([[1.0, 1.0, 1.0]])))
+        archive.writestr("labels.npy", _npy_bytes(np.array([1])))
+    assert run("batch", str(tmp_path / "dup.npz"), "-q") == (
+        1,
+        f"sce: error: {tmp_path / 'dup.npz'}: holds two members named 'logits.npy'; write the dump again with one\n",
+    )
+    pl.DataFrame({"logits": [[2.0, 3.0, 4.0]], "labels": [1], "logits_0": [9.0]}).write_parquet(tmp_path / "b.parquet")
+    assert run("batch", str(tmp_path / "b.parquet"), "-q") == (
+        1,
+        f"sce: error: {tmp_path / 'b.parquet'}: array 'logits' is both a column of lists and columns logits_0…; "
+        "keep one of them\n",
+    )

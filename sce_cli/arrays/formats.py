@@ -159,6 +159,10 @@ def _npz(path: str) -> ArrayFile:
         raise DataProblem(f"{path}: not a .npz file (not a complete zip archive)") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataProblem(f"{path}: holds one array (a .npy file), not named arrays; rename it .npy")
+    names = archive.zip.namelist() if archive.zip is not None else []
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:  # zip allows it; numpy would read one of them without a word
+        raise DataProblem(f"{path}: holds two members named '{twice[0]}'; write the dump again with one")
     members = _NpzMembers(path, archive)
     return ArrayFile(path, list(archive.files), members.load, header_shape=members.header_shape, verify=members.verify)
 

@@ -41,6 +41,10 @@ def table_arrays(path: str) -> dict[str, np.ndarray]:
         if match and arrays[name].ndim == 1:
             groups.setdefault(match.group(1), []).append((int(match.group(2)), name))
     for prefix, numbered in groups.items():
+        if prefix in arrays and arrays[prefix].ndim == 2 and numbered:
+            raise DataProblem(
+                f"{path}: array '{prefix}' is both a column of lists and columns {numbered[0][1]}…; keep one of them"
+            )
         if prefix not in arrays and len(numbered) > 1:
             arrays[prefix] = _stacked(path, prefix, [arrays[name] for name in _class_order(path, prefix, numbered)])
     scalar = [n for n in frame.columns if arrays[n].ndim == 1]
