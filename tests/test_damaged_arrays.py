@@ -139,7 +139,7 @@ def test_regression_ambiguous_dumps_are_refused(tmp_path):
     both a list column 'logits' and columns logits_0… with the list column, without a word."""
     import polars as pl
 
-    with zipfile.ZipFile(tmp_path / "dup.npz", "w") as archive:
+    with zipfile.ZipFile(tmp_path / "dup.npz", "w") as archive, pytest.warns(UserWarning, match="Duplicate name"):
         archive.writestr("logits.npy", _npy_bytes(np.array([[2.0, 3.0, 4.0]])))
         archive.writestr("logits.npy", _npy_bytes(np.array([[1.0, 1.0, 1.0]])))
         archive.writestr("labels.npy", _npy_bytes(np.array([1])))
