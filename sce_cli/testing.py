@@ -267,7 +267,7 @@ def _dump_in_rows(
     def rows(array: np.ndarray) -> np.ndarray:
         return np.moveaxis(array, axis, -1).reshape(-1, array.shape[axis]) if array.ndim == z.ndim else array
 
-    logits = _logits(rows(z), "logits")
+    logits = _logits(rows(z), "logits", empty_batch=True)
     n, k = logits.shape
     is_labels = given.dtype.kind in "iu"
     if not is_labels and given.ndim != z.ndim:

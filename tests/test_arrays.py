@@ -211,9 +211,10 @@ def test_bad_arrays_get_one_line_naming_the_file_and_the_array(tmp_path):
         1,
         "sce: error: d.npz: array 'logits' has type int32; logits must be floats (float16, bfloat16, float32, float64)\n",
     )
-    assert _error(tmp_path, {"logits": np.zeros((0, 4), np.float32), "labels": y[:0], "grad": g[:0]}) == (
+    # No classes is no dump (no rows is a batch: graded, see test_regression_an_empty_batch…).
+    assert _error(tmp_path, {"logits": np.zeros((3, 0), np.float32), "labels": y, "grad": g[:, :0]}) == (
         1,
-        "sce: error: d.npz: array 'logits' is empty (shape (0, 4)); give at least one row of one class\n",
+        "sce: error: d.npz: array 'logits' is empty (shape (3, 0)); give at least one row of one class\n",
     )
     assert _error(tmp_path, {"logits": z, "labels": y, "grad": g}, "--key-grad", "dz") == (
         1,
@@ -621,3 +622,18 @@ def test_regression_a_mistake_in_the_loss_alone_or_the_gradient_alone_is_named()
         with pytest.raises(AssertionError) as raised:
             assert_cross_entropy_close(z, y, given_grad.astype(np.float32), np.float32(given_loss))
         assert said in str(raised.value).splitlines()
+
+
+@pytest.mark.parametrize(("reduction", "given", "right"), [("sum", 0.0, True), ("sum", 1.0, False), ("mean", math.nan, True)])
+def test_regression_an_empty_batch_is_graded_as_pytorch_computes_it(reduction, given, right):
+    """A batch of no rows (a data-parallel rank's, the last micro-batch after filtering) was a data
+    error ("logits is empty"). PyTorch gives 0 for 'sum', NaN for 'mean' and an empty gradient."""
+    from sce_cli.testing import assert_cross_entropy_close
+
+    z, y = np.zeros((0, 5), np.float32), np.zeros(0, np.int64)
+    grad = np.zeros((0, 5), np.float32)
+    if right:
+        assert_cross_entropy_close(z, y, grad, np.float32(given), reduction=reduction)
+    else:
+        with pytest.raises(AssertionError, match="not correct for float32"):
+            assert_cross_entropy_close(z, y, grad, np.float32(given), reduction=reduction)

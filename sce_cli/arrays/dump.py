@@ -72,7 +72,7 @@ def read_dump(request: DumpRequest, ignore_index: int = -100, *, answer: bool = 
     _check_roles(sources, shared, answer)  # before any data is read: a compressed member may be huge
     where = {role: f"{source.path}: array '{key}'" for role, (source, key) in sources.items()}
     found = {role: _as_float_or_int(source.load(key), where[role], role) for role, (source, key) in sources.items()}
-    logits = _logits(found["logits"], where["logits"])
+    logits = _logits(found["logits"], where["logits"], empty_batch=answer)
     rows, classes = logits.shape
     labels = None if "labels" not in found else _labels(found["labels"], where["labels"], rows, classes, ignore_index)
     targets = None if "targets" not in found else _matrix(found["targets"], where["targets"], rows, classes, "targets")
@@ -181,7 +181,9 @@ def _require_float(array: np.ndarray, where: str, what: str) -> None:
         raise DataProblem(f"{where} has type {array.dtype}; {what} must be floats ({', '.join(FLOAT_NAMES)})")
 
 
-def _logits(array: np.ndarray, where: str) -> np.ndarray:
+def _logits(array: np.ndarray, where: str, empty_batch: bool = False) -> np.ndarray:
+    """``empty_batch``: N = 0 is a batch (graded as PyTorch computes it: 0 for 'sum', NaN for
+    'mean'); K = 0 never is."""
     _require_float(array, where, "logits")
     if array.ndim == 1:
         array = array.reshape(1, -1)
@@ -189,7 +191,7 @@ def _logits(array: np.ndarray, where: str) -> np.ndarray:
         flat = "; for classes on axis 1 (N × K × …) save np.moveaxis(x, 1, -1).reshape(-1, K)"
         layout = flat if array.ndim > 2 else ""
         raise DataProblem(f"{where} has shape {tuple(array.shape)}; logits must be N × K (rows × classes){layout}")
-    if array.shape[0] == 0 or array.shape[1] == 0:
+    if (array.shape[0] == 0 and not empty_batch) or array.shape[1] == 0:
         raise DataProblem(f"{where} is empty (shape {tuple(array.shape)}); give at least one row of one class")
     return array
 

@@ -164,8 +164,11 @@ class QuantityVerdict:
         """Whether the type can tell an answer from a wrong one here: where a straightforward
         computation in it is typically off by more than an eighth of the values themselves
         (float16 logits near 600 / 0.3: the shift's rounding costs whole units), 4× its error
-        would let an all-zero answer pass. Both sizes are diluted alike by entries that are 0."""
-        return UNJUDGEABLE_SHARE * self.baseline_rms_ulps <= _root_mean(self.zero_squares, self.entries)
+        would let an all-zero answer pass. Both sizes are diluted alike by entries that are 0.
+        A baseline within an ulp is precise, whatever the values (a loss of 4e-13 measured in
+        ulps of 1, where 0 is as right as the truth)."""
+        baseline = self.baseline_rms_ulps
+        return baseline <= 1.0 or UNJUDGEABLE_SHARE * baseline <= _root_mean(self.zero_squares, self.entries)
 
     def merge(self, block: BlockErrors) -> None:
         """One block's summary, blocks taken in order (the worst entries' ties go to the earliest)."""
@@ -703,7 +706,7 @@ class _ScalarLoss:
         # ~150 ulp off, and 4× that allowed a mean loss of 0, or twice the truth).
         work = np.dtype(np.float32) if kind.itemsize == 2 else kind
         with np.errstate(all="ignore"):
-            rows = np.concatenate(self.baseline_rows).astype(kind).astype(work)
+            rows = np.concatenate([np.zeros(0, kind), *self.baseline_rows]).astype(kind).astype(work)  # N = 0 too
             z_rows = np.concatenate(self.baseline_z_rows).astype(kind).astype(work) if self.baseline_z_rows else None
             if z_rows is not None and options.reduction == "mean":
                 # The cross-entropy over the weight sum, the z-loss over the counted rows.
