@@ -689,3 +689,15 @@ def test_regression_a_csv_that_changes_before_its_npz_is_written_is_refused(tmp_
         f"{second} the second; run it again on a file that stays as it is (or a copy)\n",
     )
     assert not (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.parametrize("name", ["d.arrows", "d.arrow", "d.bin"])
+def test_regression_an_arrow_ipc_stream_is_read(tmp_path, name):
+    """The stream format (what Arrow writes to pipes; polars' write_ipc_stream) was read as CSV
+    ("byte 0xff is not valid UTF-8") or refused ("InvalidFooter")."""
+    pl.DataFrame({"logits": [[2.0, 3.0, 4.0]], "labels": [1]}).write_ipc_stream(tmp_path / name)
+    code, out, err = run(tmp_path / name, "-q")
+    assert code == 0, err
+    # −log softmax([2, 3, 4])₁, by hand
+    loss = float(out.splitlines()[1].split(",")[7])
+    assert loss == pytest.approx(np.log(np.exp([2.0, 3.0, 4.0]).sum()) - 3.0, rel=1e-15)

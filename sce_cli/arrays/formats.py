@@ -25,10 +25,16 @@ from ..errors import USAGE, DataProblem, SceError
 from .tables import table_arrays
 
 #: The suffixes read as arrays; anything else given to --logits-file is text.
-ARRAY_SUFFIXES = (".npy", ".npz", ".safetensors", ".parquet", ".arrow", ".ipc", ".feather", ".pt", ".pth")
+ARRAY_SUFFIXES = (".npy", ".npz", ".safetensors", ".parquet", ".arrow", ".arrows", ".ipc", ".feather", ".pt", ".pth")
 
 #: The first bytes of each format, for a file whose name does not say.
-_MAGIC = ((b"\x93NUMPY", ".npy"), (b"PK\x03\x04", ".npz"), (b"PAR1", ".parquet"), (b"ARROW1", ".arrow"))
+_MAGIC = (
+    (b"\x93NUMPY", ".npy"),
+    (b"PK\x03\x04", ".npz"),
+    (b"PAR1", ".parquet"),
+    (b"ARROW1", ".arrow"),
+    (b"\xff\xff\xff\xff", ".arrows"),  # an Arrow IPC stream: a continuation marker, then its schema
+)
 
 
 @dataclass
@@ -378,6 +384,7 @@ _READERS: dict[str, Callable[[str], ArrayFile]] = {
     ".safetensors": _safetensors,
     ".parquet": _table,
     ".arrow": _table,
+    ".arrows": _table,
     ".ipc": _table,
     ".feather": _table,
     ".pt": _torch,

@@ -10,6 +10,7 @@ whole table, one column per class), which is what a file given for one array
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 
@@ -20,13 +21,23 @@ from ..numbers import count_of
 WHOLE_TABLE = "*"
 
 
+def _read_arrow(path: str) -> Any:
+    """Arrow IPC, the file format (ARROW1 … ARROW1) or the stream format (what Arrow writes to a
+    pipe or socket: no footer, a continuation marker first)."""
+    import polars as pl
+
+    with open(path, "rb") as handle:
+        stream = handle.read(6) != b"ARROW1"
+    return pl.read_ipc_stream(path) if stream else pl.read_ipc(path)
+
+
 def table_arrays(path: str) -> dict[str, np.ndarray]:
     import polars as pl
 
     try:
         with open(path, "rb") as handle:
             parquet = handle.read(4) == b"PAR1"  # by its bytes, whatever its name says
-        frame = pl.read_parquet(path) if parquet else pl.read_ipc(path)
+        frame = pl.read_parquet(path) if parquet else _read_arrow(path)
     except OSError as error:
         from .formats import unreadable
 
