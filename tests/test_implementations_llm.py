@@ -180,3 +180,13 @@ def test_regression_an_overflowing_exact_answer_does_not_give_an_infinite_allowa
     assert not report.passed
     huge = check_implementation(spec("llm_correct"), temperature=1e-300)
     assert all(not case.passed for case in huge.cases if case.name.startswith("the posts' example"))
+
+
+def test_regression_a_capped_gradients_error_is_told_per_unit_of_the_factor_and_in_itself():
+    """'the gradient is off by 0.333 (allowed 4e-13)' read as a large error, where the gradient
+    itself was off by ~1e-29 (a factor of ~1e-29 at logits of 1000 under a cap of 30)."""
+    report = check_implementation(spec("llm_cap_factor_digits"), softcap=30, z_loss=1e-4)
+    case = next(c for c in report.failed if c.name == "large logits: 1000 and 0")
+    assert "per unit of the cap's factor 1 − tanh²(z/c)" in case.message
+    itself = float(case.message.rsplit("in the gradient itself by ", 1)[1])
+    assert 0 < itself < 1e-25

@@ -269,7 +269,9 @@ def _compare(case: Case, arrays: dict[str, np.ndarray], exact: Exact, changed: M
             with np.errstate(all="ignore"):
                 named = _name_mistakes(case, quantity, given, right, exact, allowed)
         if ratio > 1:
-            notes.append(_describe_error(quantity, given, error, allowed))
+            capped = quantity == "gradient" and exact.cap_factor is not None
+            absolute = _error(arrays[quantity], exact.gradient) if capped else None
+            notes.append(_describe_error(quantity, given, error, allowed, absolute))
     assert worst is not None
     ratio, quantity, error, allowed = worst
     passed = ratio <= 1 and changed is None
@@ -321,11 +323,20 @@ def _error(given: np.ndarray, right: np.ndarray) -> float:
     return float(np.max(difference))
 
 
-def _describe_error(quantity: str, given: np.ndarray, error: float, allowed: float) -> str:
+def _describe_error(
+    quantity: str, given: np.ndarray, error: float, allowed: float, absolute: float | None = None
+) -> str:
+    """``absolute``: under a softcap, the gradient's own error, beside the one per unit of the
+    cap's factor it is judged by (0.333 per unit of a factor of 1e-29 is 3e-30 of gradient)."""
     if np.any(np.isnan(given)):
         return f"the {quantity} has NaN entries"
     if np.any(np.isinf(given)):
         return f"the {quantity} has infinite entries"
+    if absolute is not None:
+        return (
+            f"the {quantity} is off by {error:.3g} per unit of the cap's factor 1 − tanh²(z/c) "
+            f"(allowed {allowed:.2g}); in the gradient itself by {absolute:.2g}"
+        )
     return f"the {quantity} is off by {error:.3g} (allowed {allowed:.2g})"
 
 
