@@ -125,3 +125,15 @@ def test_regression_a_descriptor_opened_on_the_input_is_refused(tmp_path, source
     assert done.returncode == 2
     assert done.stderr.decode() == f"sce: error: {said} is the input file; write the output to another file\n"
     assert source.read_bytes() == before
+
+
+def test_regression_stdin_and_stdout_on_one_file_are_refused(tmp_path, source):
+    """`sce batch - < in.csv >> in.csv` read its own output (a 4 MB input grew to 28 MB)."""
+    before = source.read_bytes()
+    with open(source, "rb") as stdin, open(source, "ab") as appended:
+        done = subprocess.run(
+            [sys.executable, "-m", "sce_cli", "batch", "-", "-q"], stdin=stdin, stdout=appended, stderr=subprocess.PIPE
+        )
+    assert done.returncode == 2
+    assert done.stderr.decode() == "sce: error: stdout is the input file; write the output to another file\n"
+    assert source.read_bytes() == before

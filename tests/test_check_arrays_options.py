@@ -608,7 +608,7 @@ def test_regression_where_the_type_cannot_hold_the_answer_the_verdict_says_so(tm
     assert result.exit_code == 2
     last = result.stdout.splitlines()[-1]
     assert last.startswith("verdict: cannot be judged in float16: a straightforward float16 computation of these ")
-    assert last.endswith(" ulp off, more than an eighth of the values; grade it in a wider type")
+    assert last.endswith(" ulp off, and 4× that would pass an all-zero answer; grade it in a wider type")
     check = _grade(z, y, np.zeros_like(z), None, _options(temperature=0.05), "float16")
     assert not check.judgeable and not check.correct
     # The same logits graded as float32 (an answer computed in float32) are judged.
@@ -686,3 +686,34 @@ def test_regression_a_float16_sum_beyond_its_range_is_rightly_inf():
     assert not _grade(z, y, grad.astype(np.float16), np.float16(-np.inf), options, "float16").correct
     fits = _grade(z[:10], y[:10], grad[:10].astype(np.float16), np.float16(np.inf), options, "float16")
     assert not fits.correct
+
+
+def _near_600(labels=None):
+    rng = np.random.default_rng(0)
+    z = (rng.normal(size=(4096, 50)) * 3 + 600).astype(np.float16)
+    y = rng.integers(0, 50, 4096) if labels is None else np.full(4096, labels)
+    grad, _ = reference(z.astype(np.float64), y, temperature=0.3)
+    return z, y, grad
+
+
+@pytest.mark.parametrize("answer", ["nan", "times 1000", "sign flipped"])
+def test_regression_a_plainly_wrong_answer_is_wrong_even_where_the_type_cannot_judge(answer):
+    """The second review: an all-NaN gradient, one 1,000× too large and one with its sign
+    flipped were "cannot be judged" (exit 2): further from the truth than zeros, they are wrong."""
+    z, y, grad = _near_600()
+    given = {"nan": np.full_like(grad, np.nan), "times 1000": grad * 1000, "sign flipped": -grad}[answer]
+    check = _grade(z, y, given.astype(np.float16), None, _options(temperature=0.3), "float16")
+    assert check.wrong and not check.correct
+
+
+def test_regression_whether_the_type_can_judge_does_not_depend_on_where_the_labels_sit():
+    """The zero answer's size was sampled every 50th entry of a 50-class block: column 0 only,
+    the labels' column when every label is 0, so that the verdict changed with the labels."""
+    verdicts = set()
+    for labels in (None, 0):
+        z, y, _ = _near_600(labels)
+        check = _grade(z, y, np.zeros_like(z), None, _options(temperature=0.3), "float16")
+        verdicts.add((check.correct, check.judgeable, check.wrong))
+    assert len(verdicts) == 1  # the same verdict for both layouts…
+    (verdict,) = verdicts
+    assert verdict[0] is False  # …and the zeros are not correct

@@ -251,10 +251,11 @@ _TMPDIR_HINT = "; set TMPDIR to a folder with room"
 def _refuse_input_behind(descriptor: int, name: str, input_path: str | None) -> None:
     """Refuse a descriptor opened on the input file (`sce batch in.csv >> in.csv`): the run
     would read what it writes, and alter its input."""
-    if input_path is None or input_path == "-":
+    if input_path is None:
         return
     try:
-        behind, given = os.fstat(descriptor), os.stat(input_path)
+        behind = os.fstat(descriptor)
+        given = os.fstat(0) if input_path == "-" else os.stat(input_path)  # stdin: what it reads
     except (OSError, ValueError):
         return
     if stat.S_ISREG(behind.st_mode) and (behind.st_dev, behind.st_ino) == (given.st_dev, given.st_ino):

@@ -70,9 +70,6 @@ from .dtype_baseline import (
 )
 from .dump_mistakes import Block, Denominators, denominators, exact_block, exact_rows
 
-#: A quantity is judged where the straightforward computation's typical error is at most this
-#: share of the values' own size (both in ulps): else 4× its error passes an all-zero answer.
-UNJUDGEABLE_SHARE = 8.0
 if TYPE_CHECKING:
     from .mistake_pass import Allowed
 
@@ -160,15 +157,24 @@ class QuantityVerdict:
         return self.wrong == 0 and not self.typical_beyond
 
     @property
+    def zero_rms_ulps(self) -> float:
+        """The typical error of an all-zero answer: the values' own size, in ulps."""
+        return _root_mean(self.zero_squares, self.entries)
+
+    @property
     def judgeable(self) -> bool:
-        """Whether the type can tell an answer from a wrong one here: where a straightforward
-        computation in it is typically off by more than an eighth of the values themselves
-        (float16 logits near 600 / 0.3: the shift's rounding costs whole units), 4× its error
-        would let an all-zero answer pass. Both sizes are diluted alike by entries that are 0.
-        A baseline within an ulp is precise, whatever the values (a loss of 4e-13 measured in
-        ulps of 1, where 0 is as right as the truth)."""
-        baseline = self.baseline_rms_ulps
-        return baseline <= 1.0 or UNJUDGEABLE_SHARE * baseline <= _root_mean(self.zero_squares, self.entries)
+        """Whether the type can tell an answer from a wrong one here: where the typical error
+        allowed (4× a straightforward computation's + 8) reaches an all-zero answer's (float16
+        logits near 600 / 0.3: the shift's rounding costs whole units), zeros would pass. Both
+        are diluted alike by entries that are 0. A baseline within an ulp is precise, whatever
+        the values (a loss of 4e-13 measured in ulps of 1, where 0 is as right as the truth)."""
+        return self.baseline_rms_ulps <= 1.0 or self.allowed_rms_ulps < self.zero_rms_ulps
+
+    @property
+    def plainly_wrong(self) -> bool:
+        """Wrong whatever the type can judge: not finite where the truth is, or typically
+        further from the truth than an all-zero answer (a sign flipped, a factor of 1,000)."""
+        return bool(self.counts[-1]) or self.rms_ulps > self.zero_rms_ulps > 0
 
     def merge(self, block: BlockErrors) -> None:
         """One block's summary, blocks taken in order (the worst entries' ties go to the earliest)."""
@@ -354,7 +360,7 @@ class DtypeCheck:
     @property
     def wrong(self) -> bool:
         """Some quantity the type can judge is wrong."""
-        return any(q.judgeable and not q.correct for q in self.quantities)
+        return any((q.judgeable and not q.correct) or q.plainly_wrong for q in self.quantities)
 
     @property
     def judgeable(self) -> bool:
@@ -673,8 +679,12 @@ ZERO_SAMPLE = 1 << 12
 
 
 def _zero_squares(expected: np.ndarray, unit: np.ndarray) -> float:
-    """Σ (expected/unit)², the errors of an all-zero answer, from evenly spaced entries."""
+    """Σ (expected/unit)², the errors of an all-zero answer, from evenly spaced entries: a step
+    prime to the row's length, so that the sample goes through every column (a step of K would
+    read one class only, the label's column for labels all 0)."""
     step = max(1, expected.size // ZERO_SAMPLE)
+    while expected.ndim == 2 and step > 1 and math.gcd(step, expected.shape[1]) != 1:
+        step += 1
     sample = expected.reshape(-1)[::step]
     with np.errstate(invalid="ignore", over="ignore"):
         return sum_of_squares(np.divide(sample, unit.reshape(-1)[::step])) * (expected.size / sample.size)

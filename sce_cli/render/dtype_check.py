@@ -129,7 +129,7 @@ def _verdict_line(check: DtypeCheck) -> tuple[str, str]:
         off = max(q.baseline_rms_ulps for q in check.quantities if not q.judgeable)
         return (
             f"verdict: cannot be judged in {dtype}: a straightforward {dtype} computation of these inputs is "
-            f"typically {_ulps(off)} ulp off, more than an eighth of the values; grade it in a wider type",
+            f"typically {_ulps(off)} ulp off, and 4× that would pass an all-zero answer; grade it in a wider type",
             "bold yellow",
         )
     return f"verdict: {'correct' if check.correct else 'not correct'} for {dtype}", (
