@@ -637,3 +637,21 @@ def test_regression_an_empty_batch_is_graded_as_pytorch_computes_it(reduction, g
     else:
         with pytest.raises(AssertionError, match="not correct for float32"):
             assert_cross_entropy_close(z, y, grad, np.float32(given), reduction=reduction)
+
+
+def test_regression_labels_shifted_by_one_upwards_are_named():
+    """Labels read one class up (the −1 at label + 1: `sce test` names it "label + 1") were failed
+    by check --arrays with no mistake named; one class down was named."""
+    from sce_cli.testing import assert_cross_entropy_close
+
+    rng = np.random.default_rng(9)
+    z = (rng.standard_normal((32, 50)) * 2).astype(np.float32)
+    y = rng.integers(0, 50, 32)
+    y[::4] = IGNORE
+    shifted = np.where(y >= 0, (y + 1) % 50, y)
+    grad = plain_gradient(z, shifted, np.float64)  # the gradient for the shifted labels, by hand
+    with pytest.raises(AssertionError) as raised:
+        assert_cross_entropy_close(z, y, grad.astype(np.float32))
+    assert "mistake: the labels shifted by one the other way (the gradient's −1 at class label + 1)" in str(
+        raised.value
+    ).splitlines()

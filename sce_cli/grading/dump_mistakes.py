@@ -128,7 +128,10 @@ def what_ifs(labels: np.ndarray | None, d: Denominators, options: LossOptions) -
         asked = f"the gradient of the mean loss, where per-row gradients were asked for ({option('reduction', 'none')})"
         found[asked] = _scaled(1 / d.total, loss=False)
     if labels is not None:
-        found["the labels read as 1-based (the gradient's −1 at class label − 1)"] = _one_based(options)
+        found["the labels read as 1-based (the gradient's −1 at class label − 1)"] = _label_shifted(options, -1)
+        found["the labels shifted by one the other way (the gradient's −1 at class label + 1)"] = _label_shifted(
+            options, +1
+        )
     found.update(_convention_what_ifs(d, options))
     return found
 
@@ -255,11 +258,13 @@ def _contributions(result: SoftmaxCrossEntropyResult, options: LossOptions) -> n
     return shares
 
 
-def _one_based(options: LossOptions) -> WhatIf:
+def _label_shifted(options: LossOptions, by: int) -> WhatIf:
+    """The labels read one class off: label − 1 (1-based labels read as 0-based) or label + 1."""
+
     def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
         assert block.labels is not None
         classes = block.logits.shape[1]
-        shifted = np.where(block.labels == options.ignore_index, block.labels, (block.labels - 1) % classes)
+        shifted = np.where(block.labels == options.ignore_index, block.labels, (block.labels + by) % classes)
         other = _rerun(block, shifted, options)
         return other.gradient, _contributions(other, options)
 
