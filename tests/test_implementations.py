@@ -107,6 +107,19 @@ def test_regression_a_float16_kernel_is_judged_as_float16():
     assert off.failed[0].message.startswith("the gradient is off by")
 
 
+def test_regression_a_bfloat16_answer_is_refused_for_what_it_is():
+    """A bfloat16 answer was refused as "the loss should be a number; found an array of
+    bfloat16": it is a number. sce test's floor of 16 ulps is 12 % in bfloat16, too loose to
+    judge, so it says so and points to check --arrays."""
+    pytest.importorskip("ml_dtypes")
+    result = run(spec("half_bfloat16"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "sce: error: the loss is bfloat16: sce test grades float16, float32 and float64 answers; grade a bfloat16 "
+        "kernel's dump with sce check --arrays"
+    )
+
+
 def test_jax_implementations_are_graded_in_jax():
     # Run with jax 0.10.2 installed: a correct one passes; one without the max shift is named.
     pytest.importorskip("jax")
