@@ -116,7 +116,7 @@ def test_regression_a_bfloat16_answer_is_refused_for_what_it_is():
     assert result.exit_code == 2
     assert result.stderr.startswith(
         "sce: error: the loss is bfloat16: sce test grades float16, float32 and float64 answers; grade a bfloat16 "
-        "kernel's dump with sce check --arrays"
+        "kernel's arrays, dumped, with sce check"
     )
 
 

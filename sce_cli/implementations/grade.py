@@ -211,7 +211,7 @@ def _as_array(item: dict[str, Any], quantity: str, shape: tuple[int, ...], confi
         # 16 ulps of the largest entry, this grading's floor, are 12 % in bfloat16: too loose to judge.
         raise Mismatch(
             f"the {quantity} is bfloat16: sce test grades float16, float32 and float64 answers; grade a bfloat16 "
-            "kernel's dump with sce check --arrays, which judges bfloat16 by its own baseline"
+            "kernel's arrays, dumped, with sce check, which judges bfloat16 by its own baseline"
         )
     if item["kind"] != "array":
         raise Mismatch(f"the {quantity} should be {wanted}; found {_what(item)}")
