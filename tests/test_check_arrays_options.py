@@ -717,3 +717,15 @@ def test_regression_whether_the_type_can_judge_does_not_depend_on_where_the_labe
     assert len(verdicts) == 1  # the same verdict for both layouts…
     (verdict,) = verdicts
     assert verdict[0] is False  # …and the zeros are not correct
+
+
+def test_a_tiny_loss_off_by_less_than_an_ulp_of_one_is_not_plainly_wrong():
+    """A confident row's loss (4e-13) is measured in ulps of 1: a float32 answer of 1e-7 is within
+    an ulp there, though further from the truth than 0 is."""
+    z = np.array([[40.0, 10.0]], np.float32)
+    y = np.array([0])
+    grad, loss = reference(z.astype(np.float64), y)
+    assert 0 < loss < 1e-12
+    check = _grade(z, y, grad.astype(np.float32), np.float32(1e-7), _options(), "float32")
+    assert check.correct, [(q.name, q.rms_ulps, q.zero_rms_ulps, q.allowed_rms_ulps) for q in check.quantities]
+    assert not check.wrong  # correct and wrong at once, before: the mistakes were looked for

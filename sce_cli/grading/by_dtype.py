@@ -173,8 +173,9 @@ class QuantityVerdict:
     @property
     def plainly_wrong(self) -> bool:
         """Wrong whatever the type can judge: not finite where the truth is, or typically
-        further from the truth than an all-zero answer (a sign flipped, a factor of 1,000)."""
-        return bool(self.counts[-1]) or self.rms_ulps > self.zero_rms_ulps > 0
+        further from the truth than an all-zero answer (a sign flipped, a factor of 1,000) and
+        than is allowed (a loss of 4e-13, in ulps of 1, is as right at 1e-7 as at 0)."""
+        return bool(self.counts[-1]) or self.rms_ulps > max(self.zero_rms_ulps, self.allowed_rms_ulps)
 
     def merge(self, block: BlockErrors) -> None:
         """One block's summary, blocks taken in order (the worst entries' ties go to the earliest)."""
