@@ -138,4 +138,17 @@ def _exit(done: SystemExit) -> NoReturn:
         except (OSError, ValueError):
             raise done from None
         os._exit(code or 0)
+    _stopping_signals_end_teardown()
     raise done
+
+
+def _stopping_signals_end_teardown() -> None:
+    """The work is done; in the interpreter's teardown (joining threads, atexit) a stopping
+    signal ends the process at once with 128 + its number: raised there, it would be printed
+    as "Exception ignored in threading._shutdown" with a traceback."""
+    import signal
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, lambda number, frame: os._exit(128 + number))
