@@ -24,7 +24,7 @@ from .columns import ColumnPlan
 from .frames import MeanDenominators, ParsedBlock
 from .output import BackgroundWriter, OutputTarget
 from .plain import PlainBlock
-from .run import BatchRequest, BatchSummary, DenominatorTally, computed_blocks
+from .run import BatchRequest, BatchSummary, DenominatorTally, changed_between_passes, computed_blocks
 from .signals import shielded, stopping_signals_handled
 from .text_of_arrays import array_plan, text_output
 from .wide import WideBlock
@@ -184,12 +184,8 @@ def _check_rows(
     since (more rows, or, at the end, fewer) would not fit them."""
     counted = next(iter(layout.values()))[1][0]
     if rows > counted or (final and rows != counted):
-        name = "stdin" if request.input_path == "-" else request.input_path
-        raise DataProblem(
-            f"{name} changed while it was read twice for the .npz output: {counted:,} rows the first time, "
-            f"{'more' if rows > counted else f'{rows:,}'} the second; run it again on a file that stays as it is "
-            "(or a copy)"
-        )
+        second = "more" if rows > counted else f"{rows:,}"
+        raise changed_between_passes(request, "the .npz output", f"{counted:,} rows", second)
 
 
 def _csv_layout(

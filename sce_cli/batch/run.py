@@ -196,13 +196,21 @@ def computed_blocks(
 
 def _check_unchanged(request: BatchRequest, first: MeanDenominators, second: MeanDenominators) -> None:
     if first != second:
-        name = "stdin" if request.input_path == "-" else request.input_path
-        raise DataProblem(
-            f"{name} changed while it was read twice for {option('reduction', 'mean')}: "
-            f"{first.z_loss:,.0f} counted rows of weight {first.cross_entropy:g} the first time, "
-            f"{second.z_loss:,.0f} of weight {second.cross_entropy:g} the second; "
-            "run it again on a file that stays as it is (or a copy)"
+        raise changed_between_passes(
+            request,
+            option("reduction", "mean"),
+            f"{first.z_loss:,.0f} counted rows of weight {first.cross_entropy:g}",
+            f"{second.z_loss:,.0f} of weight {second.cross_entropy:g}",
         )
+
+
+def changed_between_passes(request: BatchRequest, why: str, first: str, second: str) -> DataProblem:
+    """An input read twice (for ``why``) that did not read the same the second time."""
+    name = "stdin" if request.input_path == "-" else request.input_path
+    return DataProblem(
+        f"{name} changed while it was read twice for {why}: {first} the first time, {second} the second; "
+        "run it again on a file that stays as it is (or a copy)"
+    )
 
 
 def _computed_block(
