@@ -98,8 +98,6 @@ def open_arrays(path: str) -> ArrayFile:
     suffix = Path(path).suffix.lower()
     if suffix not in ARRAY_SUFFIXES:
         suffix = next((kind for magic, kind in _MAGIC if head.startswith(magic)), "")
-    if suffix == ".npz" and _is_torch_zip(path):
-        suffix = ".pt"  # torch.save writes a zip too (stdin's bytes, a .bin): its members are not arrays
     reader = _READERS.get(suffix)
     if reader is None:
         raise DataProblem(
@@ -114,15 +112,6 @@ def declared_bytes(shape: tuple[int, ...], dtype: np.dtype, where: str) -> int:
     if any(not isinstance(n, int) or n < 0 for n in shape):
         raise DataProblem(f"{where}: not a .npy array (its header declares the shape {shape})")
     return math.prod(shape) * dtype.itemsize
-
-
-def _is_torch_zip(path: str) -> bool:
-    """A zip that torch.save wrote: its pickle is ``<name>/data.pkl``."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False
 
 
 def _npy(path: str) -> ArrayFile:
@@ -166,6 +155,9 @@ def _npz(path: str) -> ArrayFile:
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataProblem(f"{path}: holds one array (a .npy file), not named arrays; rename it .npy")
     names = archive.zip.namelist() if archive.zip is not None else []
+    if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+        archive.close()  # torch.save writes a zip too (a .bin, stdin's bytes): its members are not arrays
+        return _torch(path)
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:  # zip allows it; numpy would read one of them without a word
         raise DataProblem(f"{path}: holds two members named '{twice[0]}'; write the dump again with one")
