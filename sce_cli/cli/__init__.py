@@ -28,6 +28,11 @@ _STOPPING = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHU
 _pending: list[int] = []
 
 
+def handled_stopping_signals() -> list[int]:
+    """The stopping signals sce acts on: those the caller did not set to be ignored."""
+    return [signum for signum in _STOPPING if signal.getsignal(signum) is not signal.SIG_IGN]
+
+
 def _note(signum: int, frame: FrameType | None) -> None:
     _pending.append(signum)
 
@@ -61,7 +66,7 @@ def main() -> None:
     _closed_streams_on_devnull()
     # A signal the caller set to be ignored (nohup, `trap '' INT`, a script's background job)
     # stays ignored: that was the caller's decision, as GNU tools keep it.
-    handled = [signum for signum in _STOPPING if signal.getsignal(signum) is not signal.SIG_IGN]
+    handled = handled_stopping_signals()
     for signum in handled:
         signal.signal(signum, _note)
     try:

@@ -148,7 +148,7 @@ def _stopping_signals_end_teardown() -> None:
     as "Exception ignored in threading._shutdown" with a traceback."""
     import signal
 
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        signum = getattr(signal, name, None)
-        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
-            signal.signal(signum, lambda number, frame: os._exit(128 + number))
+    from . import handled_stopping_signals
+
+    for signum in handled_stopping_signals():
+        signal.signal(signum, lambda number, frame: os._exit(128 + number))
