@@ -48,6 +48,8 @@ CASES = {
     "crlf, bom and blank lines": (b"\xef\xbb\xbfz0,z1,label\r\n\r\n1,2,1\r\n\r\n3,4,0\r\n", {}),
     "crlf only": (b"z0,z1,label\r\n1,2,1\r\n3,4,0\r\n", {}),
     "blank lines at the end": (b"z0,z1,label\n1,2,1\n3,4,0\n\n\n", {}),
+    "a blank line between rows": (b"z0,z1,label\n1,2,1\n\n3,4,0\n", {}),
+    "a line of spaces between rows": (b"z0,z1,label\n1,2,1\n   \n3,4,0\n", {}),
     "a row of empty fields": (b"z0,z1,label\n1,2,1\n,,\n3,4,0\n", {}),
     "an empty logit": (b"z0,z1,label\n1,2,1\n3,,0\n", {}),
     "bad cells, the first column first": (b"z0,z1,label\n1,x,1\n2,3,0\ny,4,0\n", {}),

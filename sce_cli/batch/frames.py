@@ -332,7 +332,22 @@ def write_frame(frame: pl.DataFrame | TextRows | PlainRows, stream: BinaryIO, ou
             # Straight into the file: through a BytesIO first took half as long again.
             frame.write_ndjson(stream)
         return
-    nan_spelled(frame).write_csv(stream, include_header=header, separator="\t" if output_format == "tsv" else ",")
+    separator = "\t" if output_format == "tsv" else ","
+    in_chunks(nan_spelled(frame)).write_csv(stream, include_header=header, separator=separator)
+
+
+#: Row chunks a block's frame is cut into before polars writes it: its CSV writer formats the
+#: chunks of a frame in parallel, and a frame built from numpy has one (measured at 10,800 × 22:
+#: 7.5 ms on one core as one chunk, 4.1 ms on both as four).
+WRITE_CHUNKS = 4
+
+
+def in_chunks(frame: pl.DataFrame) -> pl.DataFrame:
+    """The same rows as WRITE_CHUNKS chunks (slices: nothing is copied)."""
+    step = -(-frame.height // WRITE_CHUNKS)
+    if frame.height < 2 * WRITE_CHUNKS or frame.n_chunks() >= WRITE_CHUNKS:
+        return frame
+    return pl.concat([frame.slice(start, step) for start in range(0, frame.height, step)], rechunk=False)
 
 
 def nan_spelled(frame: pl.DataFrame) -> pl.DataFrame:
