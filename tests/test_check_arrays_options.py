@@ -580,16 +580,17 @@ def test_the_typical_error_is_reported_in_text_and_json(tmp_path):
 
 
 @pytest.mark.parametrize(("dtype", "lanes"), [(np.float32, 16), (np.float64, 8)])
-def test_a_lane_sum_keeps_a_vector_registers_lanes(dtype, lanes):
+@pytest.mark.parametrize(("rows", "classes"), [(3, 1_000), (2, 128_000), (1, 7)])
+def test_a_lane_sum_keeps_a_vector_registers_lanes(dtype, lanes, rows, classes):
     """64 bytes of lanes (AVX-512): 16 float32 or 8 float64 running sums, each in order. With
     16 float64 lanes PyTorch's own float64 gradient (AVX2: 4 lanes) failed at K = 128,000."""
     from sce_cli.grading.dtype_baseline import lane_sum
 
     rng = np.random.default_rng(4)
-    values = rng.random((3, 1_000)).astype(dtype)
-    running = np.zeros((3, lanes), dtype)
-    padded = np.zeros((3, -(-1_000 // lanes) * lanes), dtype)
-    padded[:, :1_000] = values
+    values = rng.random((rows, classes)).astype(dtype)
+    running = np.zeros((rows, lanes), dtype)
+    padded = np.zeros((rows, -(-classes // lanes) * lanes), dtype)
+    padded[:, :classes] = values
     for start in range(0, padded.shape[1], lanes):
         running = (running + padded[:, start : start + lanes]).astype(dtype)
     expected = running.sum(axis=1, keepdims=True, dtype=dtype)
