@@ -50,6 +50,21 @@ CASES = {
     "blank lines at the end": (b"z0,z1,label\n1,2,1\n3,4,0\n\n\n", {}),
     "a blank line between rows": (b"z0,z1,label\n1,2,1\n\n3,4,0\n", {}),
     "a line of spaces between rows": (b"z0,z1,label\n1,2,1\n   \n3,4,0\n", {}),
+    "a byte-order mark starting a row": (b"z0,z1,label\n\xef\xbb\xbf1,2,1\n3,4,0\n", {}),
+    "a byte-order mark starting an id": (b"id,z0,z1,label\n\xef\xbb\xbfa,1,2,1\n", {"logit_cols": "z*"}),
+    "a byte-order mark after the file's own": (b"\xef\xbb\xbfz0,z1,label\n\xef\xbb\xbf1,2,1\n", {}),
+    "a label beyond 2**53 that is the ignore index": (
+        b"z0,z1,label\n0,1,9007199254740993\n3,4,0\n",
+        {"options": LossOptions(ignore_index=9007199254740993)},
+    ),
+    "the largest int64 label as the ignore index": (
+        b"z0,z1,label\n0,1,9223372036854775807\n3,4,0\n",
+        {"options": LossOptions(ignore_index=2**63 - 1)},
+    ),
+    "the smallest int64 label as the ignore index": (
+        b"z0,z1,label\n0,1,-9223372036854775808\n3,4,0\n",
+        {"options": LossOptions(ignore_index=-(2**63))},
+    ),
     "a row of empty fields": (b"z0,z1,label\n1,2,1\n,,\n3,4,0\n", {}),
     "an empty logit": (b"z0,z1,label\n1,2,1\n3,,0\n", {}),
     "bad cells, the first column first": (b"z0,z1,label\n1,x,1\n2,3,0\ny,4,0\n", {}),
@@ -154,8 +169,9 @@ NUMBER_SPELLINGS = [
     "x",
     "nan",
     "inf",
+    "\ufeff1",
 ]
-ID_SPELLINGS = ["a", "", "b c", "naïve", '"q,1"', '"x""y"', "日本", "a;b", "-0.0"]
+ID_SPELLINGS = ["a", "", "b c", "naïve", '"q,1"', '"x""y"', "日本", "a;b", "-0.0", "\ufeffa"]
 
 
 def _line(rng: random.Random, names: list[str], classes: int, delimiter: str, odd: float) -> str:

@@ -21,6 +21,7 @@ words every error with its line, column and value.
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -32,6 +33,10 @@ from .columns import ColumnPlan
 from .frames import computed_frame, in_chunks, nan_spelled
 from .records import Block
 from .wide import _header_line
+
+#: Labels beyond ±2^53 read as Int64 here are exact, and rounded the usual way (through float64):
+#: one equal to a huge --ignore-index would be ignored here and refused there.
+_EXACT_LABELS = 2**53
 
 
 @dataclass
@@ -71,7 +76,9 @@ def parse_plain_block(block: Block, plan: ColumnPlan, delimiter: str) -> PlainBl
     """The block's lines and numbers, or None where it is not plain or any
     cell is not read as a number: the usual path reads those."""
     data = block.data
-    if len(delimiter.encode()) != 1 or b'"' in data or b"\r" in data:
+    # polars drops a byte-order mark that starts what it reads, as the usual way does; cut by
+    # Python, the line would keep it.
+    if len(delimiter.encode()) != 1 or b'"' in data or b"\r" in data or data.startswith(codecs.BOM_UTF8):
         return None
     # One call of polars' reader (its thread pool is shared with the writer's, and each call
     # waits behind the block being written: five calls per block made the parse 3× slower).
@@ -101,6 +108,8 @@ def parse_plain_block(block: Block, plan: ColumnPlan, delimiter: str) -> PlainBl
     if np.isinf(logits).any() or (targets is not None and np.isinf(targets).any()):
         return None  # inf written, or a number beyond float64 read as inf: the usual way tells them apart
     labels = None if plan.label is None else numbers.get_column(plan.label).to_numpy()
+    if labels is not None and ((labels > _EXACT_LABELS) | (labels < -_EXACT_LABELS)).any():
+        return None  # read exactly here, through float64 the usual way: it words those labels
     return PlainBlock(line_cells, logits, labels, targets, block.first_line)
 
 
