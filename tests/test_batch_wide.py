@@ -6,16 +6,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from sce_cli.batch import BatchRequest, run_batch
+from sce_cli.batch import BatchRequest, records, run_batch
 from sce_cli.batch import run as batch_run
 from sce_cli.core import softmax_cross_entropy
 from sce_cli.errors import SceError
 from sce_cli.options import LossOptions
+
+from .test_batch_plain import CASES as PLAIN_CASES
+from .test_batch_plain import generated_files
 
 SAMPLES = Path(__file__).parent.parent / "samples"
 
@@ -150,3 +156,22 @@ def test_memory_of_a_wide_block_follows_the_block_not_k(tmp_path):
     tiny = tmp_path / "tiny.csv"
     tiny.write_text("z0,z1,label\n1,2,1\n")
     assert peak_rss_mb(tmp_path, wide) - peak_rss_mb(tmp_path, tiny) < 120
+
+
+@pytest.mark.parametrize("name", list(PLAIN_CASES))
+def test_the_plain_ways_cases_come_out_the_same_the_wide_way(tmp_path, monkeypatch, name):
+    """Every case of the plain lines' way (tests/test_batch_plain.py), through the wide way's
+    cells read at once (a byte-order mark, labels beyond 2^53, odd spellings, short rows)."""
+    data, fields = PLAIN_CASES[name]
+    framed, wide = both_ways(tmp_path, monkeypatch, "input.csv", data, **fields)
+    assert wide == framed
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(generated=generated_files(), block_bytes=st.sampled_from([64, 300, 1 << 20]))
+def test_generated_files_come_out_the_same_the_wide_way(monkeypatch, generated, block_bytes):
+    data, fields = generated
+    monkeypatch.setattr(records, "BLOCK_BYTES", block_bytes)  # many blocks, plain and not, cut anywhere
+    with tempfile.TemporaryDirectory() as folder:
+        framed, wide = both_ways(Path(folder), monkeypatch, "input.csv", data, **fields)
+    assert wide == framed

@@ -4,6 +4,7 @@ building and writing the output frame."""
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,10 @@ def parse_block(block: Block, plan: ColumnPlan, delimiter: str) -> ParsedBlock:
         )
     except pl.exceptions.PolarsError:
         raise _locate_structure_problem(block, plan, delimiter) from None
+    if block.data.startswith(codecs.BOM_UTF8) and frame.height:
+        # polars drops a byte-order mark that starts what it reads: put back (the file's own
+        # was taken off before), or a row would read differently where a block starts.
+        frame[0, plan.names[0]] = "\ufeff" + (frame[0, plan.names[0]] or "")
     empty = frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
     if empty.any():
         frame = frame.filter(~_blank_lines(block, delimiter, empty))
