@@ -249,8 +249,10 @@ def test_regression_a_byte_order_mark_starting_a_row_reads_the_same_wherever_the
     tester); a number after one was read as the number there, and refused elsewhere."""
     ids = b"id,z0,z1,label\nb,1,2,1\n\xef\xbb\xbfa,1,2,1\nc,1,2,0\n"
     numbers = b"z0,z1,label\n1,2,1\n\xef\xbb\xbf1,2,1\n"
-    seen: dict[bytes, set] = {ids: set(), numbers: set()}
-    for block_bytes in (7, 20, 23, 1 << 20):
+    quoted_number = b'z0,z1,label\n1,2,0\n\xef\xbb\xbf"3",4,1\n'
+    quoted_id = b'id,z0,z1,label\nx,1,2,0\n\xef\xbb\xbf"a,b",3,4,1\n'
+    seen: dict[bytes, set] = {ids: set(), numbers: set(), quoted_number: set(), quoted_id: set()}
+    for block_bytes in (7, 13, 20, 23, 50, 1 << 20):
         monkeypatch.setattr(records, "BLOCK_BYTES", block_bytes)
         for data in seen:
             usual, plain = both_ways(tmp_path, monkeypatch, data, logit_cols="z*")
@@ -259,3 +261,7 @@ def test_regression_a_byte_order_mark_starting_a_row_reads_the_same_wherever_the
     (written,) = seen[ids]
     assert isinstance(written, bytes) and b"\nb,1,2,1," in written and b"\n\xef\xbb\xbfa,1,2,1," in written
     assert seen[numbers] == {"line 3, column z0: '\\ufeff1' is not a number"}
+    # A quote after the mark does not start a quoted field, there as anywhere in a field.
+    assert seen[quoted_number] == {"line 3, column z0: '\\ufeff\"3\"' is not a number"}
+    (quoted_id_outcome,) = seen[quoted_id]
+    assert isinstance(quoted_id_outcome, str) and quoted_id_outcome.startswith("line 3")

@@ -81,6 +81,13 @@ CASES = {
     "targets not summing to 1": (b"z0,z1,t0,t1\n1,2,0.25,0.7\n", {"target_cols": "t*"}),
     "label out of range": (b"z0,z1,label\n1,2,1\n1,2,7\n", {}),
     "a lone carriage return": (b"z0,z1,label\n1,2\r,1\n", {}),
+    "tsv, a comma after the last label": (b"z0\tz1\tlabel\n1\t2\t1\n3\t4\t0,", {"delimiter": "\t"}),
+    "tsv, a comma after the last logit": (b"z0\tz1\tlabel\n1\t2\t1\n3\t4,\t0\n", {"delimiter": "\t"}),
+    "tsv, a comma after the last cell, tsv out": (
+        b"z0\tz1\tlabel\n1\t2\t1\n3\t4\t0,",
+        {"delimiter": "\t", "output_format": "tsv"},
+    ),
+    "semicolons, a comma in the last cell": (b"z0;z1;label\n1;2;1\n3;4,5;0", {"delimiter": ";"}),
 }
 
 

@@ -39,9 +39,12 @@ class ParsedBlock:
 
 
 def parse_block(block: Block, plan: ColumnPlan, delimiter: str) -> ParsedBlock:
+    # polars drops one byte-order mark that starts what it reads (the file's own was taken off
+    # before): a second in front keeps a row that starts with one as it reads mid-block.
+    data = codecs.BOM_UTF8 + block.data if block.data.startswith(codecs.BOM_UTF8) else block.data
     try:
         frame = pl.read_csv(
-            block.data,
+            data,
             has_header=False,
             new_columns=list(plan.names),
             schema={name: pl.String for name in plan.names},
@@ -51,10 +54,6 @@ def parse_block(block: Block, plan: ColumnPlan, delimiter: str) -> ParsedBlock:
         )
     except pl.exceptions.PolarsError:
         raise _locate_structure_problem(block, plan, delimiter) from None
-    if block.data.startswith(codecs.BOM_UTF8) and frame.height:
-        # polars drops a byte-order mark that starts what it reads: put back (the file's own
-        # was taken off before), or a row would read differently where a block starts.
-        frame[0, plan.names[0]] = "\ufeff" + (frame[0, plan.names[0]] or "")
     empty = frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
     if empty.any():
         frame = frame.filter(~_blank_lines(block, delimiter, empty))

@@ -112,9 +112,13 @@ def _plain_numbers(
     otherwise: the cells are then read one by one, and a problem worded."""
     if not records or records[0].startswith(codecs.BOM_UTF8):
         return None  # polars drops a byte-order mark that starts what it reads
-    text = b"\n".join(records).replace(separator, b"\n")
+    text = b"\n".join(records).replace(separator, b"\n") + b"\n"
     try:
-        read = pl.read_csv(text, has_header=False, quote_char=None, schema={"cell": pl.Float64}).to_series()
+        # Read with the input's separator, which the text no longer holds: a TSV's "5," is one
+        # cell (polars' default "," read a last line's "5," as 5).
+        read = pl.read_csv(
+            text, has_header=False, separator=separator.decode(), quote_char=None, schema={"cell": pl.Float64}
+        ).to_series()
     except pl.exceptions.PolarsError:
         return None
     width = len(plan.names)
