@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sce_cli.batch import BatchRequest, records, run_batch
+from sce_cli.batch import BatchRequest, run_batch
 from sce_cli.batch import run as batch_run
 from sce_cli.core import softmax_cross_entropy
 from sce_cli.errors import SceError
 from sce_cli.options import LossOptions
 
 from .test_batch_plain import CASES as PLAIN_CASES
-from .test_batch_plain import generated_files
+from .test_batch_plain import assert_the_same_either_way, generated_files
 
 SAMPLES = Path(__file__).parent.parent / "samples"
 
@@ -177,8 +176,7 @@ def test_the_plain_ways_cases_come_out_the_same_the_wide_way(tmp_path, monkeypat
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(generated=generated_files(), block_bytes=st.sampled_from([64, 300, 1 << 20]))
 def test_generated_files_come_out_the_same_the_wide_way(monkeypatch, generated, block_bytes):
-    data, fields = generated
-    monkeypatch.setattr(records, "BLOCK_BYTES", block_bytes)  # many blocks, plain and not, cut anywhere
-    with tempfile.TemporaryDirectory() as folder:
-        framed, wide = both_ways(Path(folder), monkeypatch, "input.csv", data, **fields)
-    assert wide == framed
+    def ways(folder: Path, patched, data: bytes, **fields) -> tuple[bytes | str, bytes | str]:
+        return both_ways(folder, patched, "input.csv", data, **fields)
+
+    assert_the_same_either_way(ways, monkeypatch, generated, block_bytes)
