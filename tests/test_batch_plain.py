@@ -3,17 +3,23 @@ the usual way writes them, and every error in them is worded the same."""
 
 from __future__ import annotations
 
+import io
 import random
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sce_cli.batch import records
 from sce_cli.batch import run as batch_run
+from sce_cli.batch.columns import plan_columns
+from sce_cli.batch.frames import compute_block
+from sce_cli.batch.plain import parse_plain_block, plain_rows
+from sce_cli.batch.records import Block
 from sce_cli.batch.run import BatchRequest, run_batch
 from sce_cli.errors import SceError
 from sce_cli.options import LossOptions
@@ -271,3 +277,23 @@ def test_regression_a_byte_order_mark_starting_a_row_reads_the_same_wherever_the
     assert seen[quoted_number] == {"line 3, column z0: '\\ufeff\"3\"' is not a number"}
     (quoted_id_outcome,) = seen[quoted_id]
     assert isinstance(quoted_id_outcome, str) and quoted_id_outcome.startswith("line 3")
+
+
+def test_a_nan_in_a_plain_blocks_output_is_spelled_nan():
+    """Whether a block's output holds a NaN is looked at by numpy on the main thread (polars'
+    look on the writer's thread waited for the thread pool); a NaN must still be spelled as
+    everywhere in sce, not as polars' "NaN"."""
+    plan = plan_columns(["z0", "z1", "label"], label_col=None, logit_cols=None, target_cols=None, has_header=True)
+    parsed = parse_plain_block(Block(2, b"1,2,1\n3,4,0\n"), plan, ",")
+    assert parsed is not None
+    result = compute_block(parsed, plan, LossOptions(), None)
+    written = []
+    for poisoned in (None, result.probabilities, result.losses, result.gradient):
+        if poisoned is not None:
+            poisoned.reshape(-1)[-1] = np.nan
+        stream = io.BytesIO()
+        plain_rows(parsed, plan, result, None, ",").write(stream, header=False)
+        written.append(stream.getvalue())
+    assert b"nan" not in written[0].lower()
+    for text in written[1:]:
+        assert b"nan" in text and b"NaN" not in text

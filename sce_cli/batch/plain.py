@@ -60,6 +60,9 @@ class PlainRows:
     header: bytes
     frame: pl.DataFrame
     separator: str
+    holds_nan: bool
+    """Whether a computed number is NaN (looked at by numpy: polars' own look, on the writer's
+    thread, was a call into the thread pool that the main thread's reader waits for)."""
 
     def write(self, stream: BinaryIO, header: bool) -> None:
         if header:
@@ -68,7 +71,7 @@ class PlainRows:
             # OSError with its errno, as when polars wrote the header, and worded the same way.
             stream.flush()
         # "never": the line is written as it is, delimiters and all; no other cell needs quotes.
-        frame = in_chunks(nan_spelled(self.frame))
+        frame = in_chunks(nan_spelled(self.frame) if self.holds_nan else self.frame)
         frame.write_csv(stream, include_header=False, separator=self.separator, quote_style="never")
 
 
@@ -134,5 +137,7 @@ def _one_field_per_column(lines: pl.Series, plan: ColumnPlan, delimiter: str) ->
 def plain_rows(
     parsed: PlainBlock, plan: ColumnPlan, result: SoftmaxCrossEntropyResult, digits: int | None, separator: str
 ) -> PlainRows:
-    frame = computed_frame(plan, result, digits).insert_column(0, parsed.lines)
-    return PlainRows(_header_line(plan.names + plan.output_names, separator), frame, separator)
+    computed = computed_frame(plan, result, digits)
+    holds_nan = any(np.isnan(column.to_numpy()).any() for column in computed.get_columns())
+    frame = computed.insert_column(0, parsed.lines)
+    return PlainRows(_header_line(plan.names + plan.output_names, separator), frame, separator, holds_nan)
