@@ -8,7 +8,7 @@ import codecs
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import polars as pl
@@ -38,13 +38,17 @@ class ParsedBlock:
         return _record_lines(self.block, self.delimiter)[row]
 
 
+def read_block_csv(data: bytes, **options: Any) -> pl.DataFrame:
+    """``pl.read_csv`` of a block's bytes as they are. polars drops one byte-order mark that starts
+    what it reads (the file's own was taken off before): a second in front keeps a row that
+    starts with one as it reads mid-block (an id keeps it, a number after it is refused)."""
+    return pl.read_csv(codecs.BOM_UTF8 + data if data.startswith(codecs.BOM_UTF8) else data, **options)
+
+
 def parse_block(block: Block, plan: ColumnPlan, delimiter: str) -> ParsedBlock:
-    # polars drops one byte-order mark that starts what it reads (the file's own was taken off
-    # before): a second in front keeps a row that starts with one as it reads mid-block.
-    data = codecs.BOM_UTF8 + block.data if block.data.startswith(codecs.BOM_UTF8) else block.data
     try:
-        frame = pl.read_csv(
-            data,
+        frame = read_block_csv(
+            block.data,
             has_header=False,
             new_columns=list(plan.names),
             schema={name: pl.String for name in plan.names},

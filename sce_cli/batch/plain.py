@@ -21,7 +21,6 @@ words every error with its line, column and value.
 
 from __future__ import annotations
 
-import codecs
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -30,7 +29,7 @@ import polars as pl
 
 from ..core import SoftmaxCrossEntropyResult
 from .columns import ColumnPlan
-from .frames import computed_frame, in_chunks, nan_spelled
+from .frames import computed_frame, in_chunks, nan_spelled, read_block_csv
 from .records import Block
 from .wide import _header_line
 
@@ -79,9 +78,7 @@ def parse_plain_block(block: Block, plan: ColumnPlan, delimiter: str) -> PlainBl
     """The block's lines and numbers, or None where it is not plain or any
     cell is not read as a number: the usual path reads those."""
     data = block.data
-    # polars drops a byte-order mark that starts what it reads, as the usual way does; cut by
-    # Python, the line would keep it.
-    if len(delimiter.encode()) != 1 or b'"' in data or b"\r" in data or data.startswith(codecs.BOM_UTF8):
+    if len(delimiter.encode()) != 1 or b'"' in data or b"\r" in data:
         return None
     # One call of polars' reader (its thread pool is shared with the writer's, and each call
     # waits behind the block being written: five calls per block made the parse 3× slower).
@@ -90,7 +87,7 @@ def parse_plain_block(block: Block, plan: ColumnPlan, delimiter: str) -> PlainBl
         return None  # a blank line: polars skips it (a search for b"\n\n" took 0.75 ms a MB)
     schema = {name: pl.String for name in plan.names} | _numeric_schema(plan)
     try:
-        numbers = pl.read_csv(
+        numbers = read_block_csv(
             data, has_header=False, separator=delimiter, quote_char=None, schema=schema, truncate_ragged_lines=False
         )
     except pl.exceptions.PolarsError:

@@ -17,7 +17,6 @@ same functions, so the messages and the output are the same bytes.
 
 from __future__ import annotations
 
-import codecs
 import io
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,7 +28,7 @@ import polars as pl
 from ..core import SoftmaxCrossEntropyResult
 from ..numbers import BEYOND_FLOAT64, read_number
 from .columns import ColumnPlan
-from .frames import _cell_problem, _labels, overflowed_cell
+from .frames import _cell_problem, _labels, overflowed_cell, read_block_csv
 from .records import Block
 
 #: From this many input columns on, a block is read and written the wide way.
@@ -110,13 +109,11 @@ def _plain_numbers(
     one a line, read by polars' reader in one call (its text cast, cell by cell, took twice as
     long and three calls into polars' thread pool, which the writer's thread shares). None
     otherwise: the cells are then read one by one, and a problem worded."""
-    if not records or records[0].startswith(codecs.BOM_UTF8):
-        return None  # polars drops a byte-order mark that starts what it reads
     text = b"\n".join(records).replace(separator, b"\n") + b"\n"
     try:
         # Read with the input's separator, which the text no longer holds: a TSV's "5," is one
         # cell (polars' default "," read a last line's "5," as 5).
-        read = pl.read_csv(
+        read = read_block_csv(
             text, has_header=False, separator=separator.decode(), quote_char=None, schema={"cell": pl.Float64}
         ).to_series()
     except pl.exceptions.PolarsError:
