@@ -52,7 +52,7 @@ from ..arrays.heap import reused_heap
 from ..core import InvalidInput
 from ..errors import option_problem
 from ..options import LossOptions
-from . import label_block
+from . import label_block, ulp_kernel
 from .dtype_baseline import (
     Baseline,
     RowCoefficients,
@@ -64,6 +64,7 @@ from .dtype_baseline import (
     loss_magnitude,
     numpy_dtype,
     result_magnitudes,
+    ulp_format,
     ulp_unit,
     ulps,
     ulps_if_finite,
@@ -570,12 +571,14 @@ class _BlockJob:
 
     def _slice(self, start: int, stop: int, sparse: bool) -> _Slice:
         dump, dtype = self.dump, self.dtype
+        base: Baseline | label_block.LabelBaseline
         if sparse:
             block, coef, base, grad_magnitude = self._labels_without_smoothing(start, stop)
         else:
             block, dense = exact_block(dump, start, stop, self.options, self.d)
             autograd = autograd_route_applies(block.targets, self.options)
-            coef, base = dense, baseline(block.logits, dense, self.options, dtype, autograd)
+            coef = dense
+            base = baseline(block.logits, dense, self.options, dtype, autograd)
             grad_magnitude = partial(self._magnitudes, block, dense)
         gradient = None
         if dump.grad is not None:
@@ -584,7 +587,10 @@ class _BlockJob:
                 # The gradient of 0/0: sce says 0 (nothing counts); PyTorch's backward gives NaN where
                 # the counted rows' weights are all 0. Either is the right answer.
                 given = np.where(np.isnan(given), 0, given).astype(given.dtype, copy=False)
-            gradient = _grade_gradient(block, grad_magnitude(), base.gradients, given, dtype)
+            if isinstance(coef, label_block.LabelCoefficients) and isinstance(base, label_block.LabelBaseline):
+                gradient = _grade_gradient_compiled(block, coef, base, given, dtype)
+            if gradient is None:
+                gradient = _grade_gradient(block, grad_magnitude(), base.gradients, given, dtype)
         rows = self.per_row_loss or self.reduced_loss
         z_losses = block.exact.z_losses if self.options.z_loss else None
         return _Slice(
@@ -602,7 +608,7 @@ class _BlockJob:
 
     def _labels_without_smoothing(
         self, start: int, stop: int
-    ) -> tuple[Block, RowScale, Baseline, Callable[[], np.ndarray]]:
+    ) -> tuple[Block, RowScale, Baseline | label_block.LabelBaseline, Callable[[], np.ndarray]]:
         """The block by :mod:`.label_block` (the same numbers, fewer passes); by the dense
         coefficients where its baseline is not finite."""
         block, stored = exact_rows(self.dump, start, stop, self.options, self.d)
@@ -610,9 +616,12 @@ class _BlockJob:
         classes = block.logits.shape[1]
         sparse = label_block.label_coefficients(block.labels, classes, self.options, self.d.total)
         logits = stored if stored.dtype == numpy_dtype(self.dtype) else block.logits
-        base = label_block.baseline(logits, sparse, self.options, self.dtype, self.per_row_loss or self.reduced_loss)
-        if base is not None:
-            return block, sparse, base, partial(label_block.gradient_magnitude, block.exact.probabilities, sparse)
+        labels_base = label_block.baseline(
+            logits, sparse, self.options, self.dtype, self.per_row_loss or self.reduced_loss
+        )
+        if labels_base is not None:
+            magnitude = partial(label_block.gradient_magnitude, block.exact.probabilities, sparse)
+            return block, sparse, labels_base, magnitude
         dense = coefficients(block.labels, None, classes, self.options, self.d.total, self.d.counted_rows)
         base = baseline(block.logits, dense, self.options, self.dtype)
         return block, dense, base, partial(gradient_magnitude, block.exact.probabilities, dense)
@@ -674,6 +683,44 @@ def _grade_gradient(
     return summarize(_errors(given, expected, unit, magnitude, dtype), base, expected, given, block.start)
 
 
+#: False: every gradient graded by numpy (the tests compare the two).
+COMPILED = True
+
+
+def _grade_gradient_compiled(
+    block: Block, coef: label_block.LabelCoefficients, base: label_block.LabelBaseline, given: np.ndarray, dtype: str
+) -> BlockErrors | None:
+    """_grade_gradient(...) by the compiled loop (:mod:`.ulp_kernel`): the same bins, largest
+    errors and worst entries; None where it does not apply or something is not finite."""
+    expected = block.exact.gradient
+    routes = base.parts or base.gradients
+    if not (COMPILED and expected.size and ulp_kernel.grades(given, routes, dtype)):
+        return None
+    classes = expected.shape[1]
+    counted = np.flatnonzero(coef.counted)
+    label = np.full(len(expected), -1, np.int64)
+    label[counted] = coef.at - counted * classes
+    c = np.zeros(len(expected))
+    c[counted] = coef.c
+    rows = ulp_kernel.Rows(expected, block.exact.probabilities, coef.s, label, c, coef.a, not coef.unweighted)
+    step = _zero_step(expected)
+    found = ulp_kernel.grade(
+        rows, given, routes, ulp_format(dtype), step, (_QUARTERS[1:], _LOWEST_EXPONENT, len(EDGES) - 1)
+    )
+    if found is None:
+        return None
+    stats = found.stats.tolist()
+    two = isinstance(routes, ulp_kernel.RouteParts) or len(routes) > 1
+    route_worst = max(stats[2], stats[4]) if two else stats[2]
+    worst = []
+    for index, error in zip(found.worst_index.tolist(), found.worst_error.tolist()):
+        row, column = divmod(index, classes)
+        worst.append(Entry(block.start + row, column, float(expected[row, column]), float(given[row, column]), error))
+    zero_squares = stats[6] * (expected.size / len(range(0, expected.size, step)))
+    squares = (stats[3], stats[5]) if two else (stats[3],)
+    return BlockErrors(expected.size, found.counts, stats[0], route_worst + 0.0, worst, stats[1], squares, zero_squares)
+
+
 #: Entries of a block whose size sets a zero answer's Σ e²: it only decides whether the type can
 #: judge at all (against 8× the baseline's), so a sample serves, at a 64th of a full pass's cost.
 ZERO_SAMPLE = 1 << 12
@@ -683,12 +730,17 @@ def _zero_squares(expected: np.ndarray, unit: np.ndarray) -> float:
     """Σ (expected/unit)², the errors of an all-zero answer, from evenly spaced entries: a step
     prime to the row's length, so that the sample goes through every column (a step of K would
     read one class only, the label's column for labels all 0)."""
-    step = max(1, expected.size // ZERO_SAMPLE)
-    while expected.ndim == 2 and step > 1 and math.gcd(step, expected.shape[1]) != 1:
-        step += 1
+    step = _zero_step(expected)
     sample = expected.reshape(-1)[::step]
     with np.errstate(invalid="ignore", over="ignore"):
         return sum_of_squares(np.divide(sample, unit.reshape(-1)[::step])) * (expected.size / sample.size)
+
+
+def _zero_step(expected: np.ndarray) -> int:
+    step = max(1, expected.size // ZERO_SAMPLE)
+    while expected.ndim == 2 and step > 1 and math.gcd(step, expected.shape[1]) != 1:
+        step += 1
+    return step
 
 
 def _grade_row_losses(

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..core import SoftmaxCrossEntropyResult
 from ..options import LossOptions
+from . import ulp_kernel
 
 #: Mantissa bits (after the point) and the smallest normal exponent of each type.
 _FORMAT = {"float16": (10, -14), "bfloat16": (7, -126), "float32": (23, -126), "float64": (52, -1022)}
@@ -69,6 +70,11 @@ def _rounds_to_infinity(dtype_name: str) -> float:
         return math.inf
     _, exponent = math.frexp(largest[dtype_name])  # largest = m·2^exponent, 0.5 ≤ m < 1
     return largest[dtype_name] + 2.0 ** (exponent - 1 - mantissa - 1)
+
+
+def ulp_format(dtype_name: str) -> tuple[int, int]:
+    """The type's mantissa bits and lowest normal exponent."""
+    return _FORMAT[dtype_name]
 
 
 def ulp_unit(magnitude: np.ndarray, dtype_name: str) -> np.ndarray:
@@ -186,6 +192,15 @@ VECTOR_BYTES = 64
 def lane_sum(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Each row's sum as a vectorized kernel forms it in ``dtype``: VECTOR_BYTES / itemsize
     running sums, each over every so-many-th entry in order, then added together (B×1)."""
+    if np.dtype(dtype) == np.float32:
+        compiled = ulp_kernel.lane_sum_f32(np.asarray(values, np.float32))
+        if compiled is not None:  # the same sums, without the transposed copy (tested)
+            return compiled
+    return numpy_lane_sum(values, dtype)
+
+
+def numpy_lane_sum(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """:func:`lane_sum` by numpy."""
     rows, classes = values.shape
     width = VECTOR_BYTES // np.dtype(dtype).itemsize
     padded = -(-classes // width) * width

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..options import LossOptions
-from .dtype_baseline import Baseline, lane_sum, numpy_dtype
+from .dtype_baseline import lane_sum, numpy_dtype
+from .ulp_kernel import RouteParts
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,42 @@ def gradient_magnitude(probabilities: np.ndarray, coef: LabelCoefficients) -> np
     return magnitude
 
 
+@dataclass(frozen=True)
+class LabelBaseline:
+    """:class:`.dtype_baseline.Baseline` of labels without smoothing, its gradients formed on
+    demand from the routes' probabilities (the compiled loop forms float32 ones itself)."""
+
+    exponentials: np.ndarray
+    totals: np.ndarray
+    """Σe of each row (B×1), in the work type."""
+    via_log: np.ndarray
+    coef: LabelCoefficients
+    dtype: np.dtype
+    losses: tuple[np.ndarray, ...]
+    z_losses: None = None
+
+    @property
+    def gradients(self) -> tuple[np.ndarray, ...]:
+        dtype = self.dtype
+        with np.errstate(all="ignore"):
+            direct = (self.exponentials / self.totals).astype(dtype, copy=False)
+            c, s, a = self.coef.c.astype(dtype), self.coef.s.astype(dtype)[:, None], dtype.type(self.coef.a)
+            return tuple(_gradient(p, s, c, a, self.coef.at, dtype) for p in (direct, self.via_log))
+
+    @property
+    def parts(self) -> RouteParts | None:
+        """The routes for the compiled loop, for a float32 claim."""
+        if self.dtype != np.float32:
+            return None
+        c = np.zeros(len(self.totals), np.float32)
+        c[self.coef.counted] = self.coef.c
+        s = self.coef.s.astype(np.float32)
+        return RouteParts(self.exponentials, self.totals.reshape(-1), self.via_log, s, c, np.float32(self.coef.a))
+
+
 def baseline(
     logits: np.ndarray, coef: LabelCoefficients, options: LossOptions, dtype_name: str, losses: bool
-) -> Baseline | None:
+) -> LabelBaseline | None:
     """:func:`.dtype_baseline.baseline` of ``logits`` (as stored, or float64), the row losses only
     when ``losses``; None where a log-probability is not finite (the general path knows NaN)."""
     dtype = numpy_dtype(dtype_name)
@@ -90,24 +124,18 @@ def baseline(
         shifted = (x - x.max(axis=1, keepdims=True)).astype(dtype, copy=False).astype(work, copy=False)
         exponentials = np.exp(shifted)
         total = exponentials.sum(axis=1, keepdims=True)
-        direct = (exponentials / total).astype(dtype, copy=False)
         log_p = (shifted - np.log(lane_sum(exponentials, work))).astype(dtype, copy=False)
-        del exponentials
         del shifted
         if losses and not np.isfinite(log_p.sum(dtype=np.float64)):
             return None
         via_log = np.exp(log_p.astype(work, copy=False)).astype(dtype, copy=False)
-        c = coef.c.astype(dtype)
-        s = coef.s.astype(dtype)[:, None]
-        a = dtype.type(coef.a)
-        gradients = tuple(_gradient(p, s, c, a, coef.at, dtype) for p in (direct, via_log))
         row_losses: tuple[np.ndarray, ...] = ()
         if losses:
-            products = log_p.reshape(-1)[coef.at].astype(work) * c.astype(work)
+            products = log_p.reshape(-1)[coef.at].astype(work) * coef.c.astype(dtype).astype(work)
             loss = np.zeros(len(x), dtype=work)
             loss[coef.counted] = -products
             row_losses = (loss.astype(dtype, copy=False),)
-    return Baseline(gradients, row_losses)
+    return LabelBaseline(exponentials, total, via_log, coef, dtype, row_losses)
 
 
 def _gradient(

@@ -1,0 +1,329 @@
+/* The arithmetic after the exponentials of sce check --arrays' pass over labels without
+ * smoothing, fused into one loop over the entries (sce_cli/grading/ulp_kernel.py).
+ *
+ * numpy makes some twenty passes over a block's float64 arrays to grade a gradient: the
+ * magnitude, its ulp unit, the answer's error, each baseline route's error, their largest,
+ * their sums of squares, the histogram's bins and counts, the worst entries. Each pass is
+ * memory-bound; here they are one, a chunk of a row at a time in the first-level cache.
+ *
+ * Every value is formed by the same IEEE operations as in the numpy code it replaces
+ * (sce_cli/grading/label_block.py, dtype_baseline.py, by_dtype.py), so that the magnitude,
+ * the unit, each error and each bin are the same bits. Dividing by the unit, a power of two,
+ * is multiplying by its inverse where that is a normal number: both round the same quotient.
+ * Only the sums of squares are added in another order (numpy's dot product has its own), and
+ * they are shown to 6 digits. Built with -ffp-contract=off, so that no multiply and add is
+ * fused into one rounding.
+ *
+ * Where an error, a sum of squares or a magnitude is not finite, the call returns 1 and the
+ * caller grades the rows with numpy, which knows NaN and infinity.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__FAST_MATH__) || (defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD != 0)
+/* Reassociated or wider arithmetic would not round as numpy does: no library, numpy grades. */
+#error "_ulp_errors.c needs IEEE arithmetic in each operand's own type"
+#endif
+
+#define CHUNK 512
+#define LANES 8
+#define WORST 10
+#define MAX_BINS 512
+/* Copies of the histogram, entry j counted in copy j % COPIES: consecutive entries mostly fall
+ * in the same bin, and one counter would wait on its own last store at every entry. */
+#define COPIES 4
+
+#if defined(__GNUC__) && defined(__linux__) && defined(__x86_64__)
+#define WIDE_VECTORS __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define WIDE_VECTORS
+#endif
+#if defined(__GNUC__)
+#define ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE
+#endif
+
+typedef union {
+    double value;
+    int64_t bits;
+} Bits;
+
+static const int64_t EXPONENT_BITS = INT64_C(0x7FF0000000000000);
+static const int64_t MANTISSA_BITS = (INT64_C(1) << 52) - 1;
+
+typedef struct {
+    double quarters[3]; /* 2^(1/4), 2^(1/2), 2^(3/4), as numpy has them */
+    int64_t lowest_exponent;
+    int64_t last_bin;
+    int64_t counts[COPIES][MAX_BINS];
+    int64_t worst_index[WORST];
+    double worst_error[WORST];
+    int64_t worst_count;
+} Histogram;
+
+/* The WORST largest errors, ties to the earliest entry (entries come in order). */
+static void keep_worst(Histogram *h, double e, int64_t index)
+{
+    int64_t n = h->worst_count;
+    int64_t at = n < WORST ? n : WORST - 1;
+    while (at > 0 && e > h->worst_error[at - 1]) {
+        h->worst_error[at] = h->worst_error[at - 1];
+        h->worst_index[at] = h->worst_index[at - 1];
+        at--;
+    }
+    h->worst_error[at] = e;
+    h->worst_index[at] = index;
+    if (n < WORST)
+        h->worst_count = n + 1;
+}
+
+/* Each error's bin, as by_dtype._bins: from its exponent and the quarter its mantissa is in. */
+static inline ALWAYS_INLINE void count(Histogram *h, const double *e, int64_t n, int64_t offset)
+{
+    int64_t bins[CHUNK];
+    for (int64_t j = 0; j < n; j++) {
+        Bits b = {.value = e[j]};
+        int64_t exponent = (b.bits >> 52) - 1023;
+        Bits m = {.bits = (b.bits & MANTISSA_BITS) | (INT64_C(1023) << 52)};
+        int64_t quarter = (m.value >= h->quarters[0]) + (m.value >= h->quarters[1]) + (m.value >= h->quarters[2]);
+        int64_t index = 4 * (exponent - h->lowest_exponent) + 1 + quarter;
+        bins[j] = index < 0 ? 0 : (index > h->last_bin ? h->last_bin : index);
+    }
+    double threshold = h->worst_count == WORST ? h->worst_error[WORST - 1] : -1.0;
+    for (int64_t j = 0; j < n; j++) {
+        h->counts[j % COPIES][bins[j]]++;
+        if (e[j] > threshold) {
+            keep_worst(h, e[j], offset + j);
+            threshold = h->worst_count == WORST ? h->worst_error[WORST - 1] : -1.0;
+        }
+    }
+}
+
+static inline ALWAYS_INLINE void widen(double *out, const void *in, int is_double, int64_t n)
+{
+    if (is_double)
+        memcpy(out, in, (size_t)n * sizeof(double));
+    else
+        for (int64_t j = 0; j < n; j++)
+            out[j] = (double)((const float *)in)[j];
+}
+
+typedef struct {
+    double squares[LANES];
+    double largest[LANES];
+} Sums;
+
+/* Σ v² and the largest |v| of v = (value − x)/unit, in LANES running sums, and the errors |v|
+ * themselves into ``errors`` (NAME_into). ``scale`` holds the units' inverses (multiplied), or
+ * the units themselves (divided, in NAME_divided). One function each, without a branch inside
+ * the loop, so that the compiler turns the loop into vector instructions. */
+#define ADD_ERRORS(NAME, OPERATION, STORE, STORE_TAIL)                                                          \
+    static inline ALWAYS_INLINE void NAME(Sums *sums, const double *value, const double *x,          \
+                                          const double *scale, double *errors, int64_t n)            \
+    {                                                                                               \
+        int64_t j = 0;                                                                              \
+        for (; j + LANES <= n; j += LANES)                                                          \
+            for (int k = 0; k < LANES; k++) {                                                       \
+                double d = (value[j + k] - x[j + k]) OPERATION scale[j + k];                        \
+                double size = fabs(d);                                                              \
+                sums->squares[k] += d * d;                                                          \
+                sums->largest[k] = sums->largest[k] > size ? sums->largest[k] : size;               \
+                STORE;                                                                              \
+            }                                                                                       \
+        for (int k = 0; j < n; j++, k++) {                                                          \
+            double d = (value[j] - x[j]) OPERATION scale[j];                                        \
+            double size = fabs(d);                                                                  \
+            sums->squares[k] += d * d;                                                              \
+            sums->largest[k] = sums->largest[k] > size ? sums->largest[k] : size;                   \
+            STORE_TAIL;                                                                             \
+        }                                                                                           \
+    }
+ADD_ERRORS(add_errors_into, *, errors[j + k] = size, errors[j] = size)
+ADD_ERRORS(add_errors, *, (void)errors, (void)errors)
+ADD_ERRORS(add_errors_into_divided, /, errors[j + k] = size, errors[j] = size)
+ADD_ERRORS(add_errors_divided, /, (void)errors, (void)errors)
+
+/* The unit is a power of two, max(2^exponent(m), smallest)·ulp_scale. Its inverse, formed from
+ * its exponent E as 2^(1023 − (E − 1023)), where every unit is normal; else the unit itself. */
+static inline ALWAYS_INLINE void units(double *m, int64_t n, double smallest, double ulp_scale, int divide)
+{
+    for (int64_t j = 0; j < n; j++) {
+        Bits b = {.value = m[j]};
+        b.bits &= EXPONENT_BITS;
+        Bits unit = {.value = (b.value > smallest ? b.value : smallest) * ulp_scale};
+        Bits inverse = {.bits = (INT64_C(2046) << 52) - unit.bits};
+        m[j] = divide ? unit.value : inverse.value;
+    }
+}
+
+/* The same-type baseline's two routes: gradients as arrays (FORMED, float32 or float64), or,
+ * for a float32 claim, formed here as label_block._gradient forms them in float32 from the
+ * exponentials e with their row sums (p = e / Σe) and from exp(log p): ((p·s) − c)·a, with
+ * c only at the label. */
+enum { FORMED = 0, FROM_PROBABILITIES = 1 };
+
+typedef struct {
+    int kind;
+    int is_double;      /* FORMED: the arrays are float64 */
+    const void *first;  /* FORMED: route 1; FROM_PROBABILITIES: e (float32) */
+    const void *second; /* FORMED: route 2 or NULL; FROM_PROBABILITIES: exp(log p) (float32) */
+    const float *row_total, *row_s, *row_c; /* FROM_PROBABILITIES: Σe, s and c (0 off the label) per row */
+    float a;
+} Routes;
+
+static inline ALWAYS_INLINE void form_route(double *out, const Routes *routes, int k, int64_t r, int64_t offset,
+                                            int64_t n, int64_t y)
+{
+    if (routes->kind == FORMED) {
+        size_t size = routes->is_double ? sizeof(double) : sizeof(float);
+        widen(out, (const char *)(k ? routes->second : routes->first) + (size_t)offset * size, routes->is_double, n);
+        return;
+    }
+    const float *q = (const float *)(k ? routes->second : routes->first) + offset;
+    float s = routes->row_s[r], a = routes->a;
+    if (k == 0) {
+        float total = routes->row_total[r];
+        for (int64_t j = 0; j < n; j++)
+            out[j] = (double)(((q[j] / total) * s) * a);
+        if (y >= 0)
+            out[y] = (double)((((q[y] / total) * s) - routes->row_c[r]) * a);
+    } else {
+        for (int64_t j = 0; j < n; j++)
+            out[j] = (double)((q[j] * s) * a);
+        if (y >= 0)
+            out[y] = (double)(((q[y] * s) - routes->row_c[r]) * a);
+    }
+}
+
+/* stats: [answer's largest error, its Σe², route 1's largest |d|, its Σd², route 2's, its Σd²,
+ * the sampled Σ(x/u)² of an all-zero answer]. Returns 0, or 1 where something is not finite. */
+WIDE_VECTORS
+int grade(int64_t rows, int64_t classes, const double *expected, const double *probabilities, const void *given,
+          int given_double, const Routes *routes, const double *row_s,
+          const int64_t *label, const double *label_c, double a, int weighted, double smallest, double ulp_scale,
+          int64_t zero_step, const double *quarters, int64_t lowest_exponent, int64_t last_bin, int64_t *counts,
+          double *stats, int64_t *worst_index, double *worst_error, int64_t *worst_count)
+{
+    if (last_bin + 1 > MAX_BINS)
+        return 2;
+    Histogram h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.quarters, quarters, sizeof h.quarters);
+    h.lowest_exponent = lowest_exponent;
+    h.last_bin = last_bin;
+    Sums sums[3];
+    memset(sums, 0, sizeof sums);
+    /* Where the smallest unit is normal, every unit's inverse is a normal number, so exact. */
+    int divide = !(smallest * ulp_scale >= DBL_MIN);
+    double zero_squares = 0.0;
+    int64_t next_sample = 0;
+    double m[CHUNK], e[CHUNK], values[CHUNK];
+    size_t given_size = given_double ? sizeof(double) : sizeof(float);
+    for (int64_t r = 0; r < rows; r++) {
+        double s = row_s[r], sa = s * a;
+        for (int64_t first = 0; first < classes; first += CHUNK) {
+            int64_t n = classes - first < CHUNK ? classes - first : CHUNK;
+            int64_t offset = r * classes + first;
+            const double *p = probabilities + offset, *x = expected + offset;
+            if (weighted)
+                for (int64_t j = 0; j < n; j++)
+                    m[j] = (p[j] * s) * a;
+            else
+                for (int64_t j = 0; j < n; j++)
+                    m[j] = p[j] * sa;
+            int64_t y = label[r] - first;
+            if (!(label[r] >= 0 && y >= 0 && y < n))
+                y = -1;
+            if (y >= 0) {
+                double ps = p[y] * s;
+                m[y] = (ps > label_c[r] ? ps : label_c[r]) * a;
+            }
+            units(m, n, smallest, ulp_scale, divide);
+            widen(values, (const char *)given + (size_t)offset * given_size, given_double, n);
+            if (divide)
+                add_errors_into_divided(&sums[0], values, x, m, e, n);
+            else
+                add_errors_into(&sums[0], values, x, m, e, n);
+            for (int k = 0; k < 2; k++)
+                if (k == 0 || routes->second) {
+                    form_route(values, routes, k, r, offset, n, y);
+                    if (divide)
+                        add_errors_divided(&sums[k + 1], values, x, m, NULL, n);
+                    else
+                        add_errors(&sums[k + 1], values, x, m, NULL, n);
+                }
+            for (; next_sample < offset + n; next_sample += zero_step) {
+                double z = divide ? x[next_sample - offset] / m[next_sample - offset]
+                                  : x[next_sample - offset] * m[next_sample - offset];
+                zero_squares += z * z;
+            }
+            count(&h, e, n, offset);
+        }
+    }
+    for (int k = 0; k < 3; k++) {
+        double total = 0.0, largest = 0.0;
+        for (int lane = 0; lane < LANES; lane++) {
+            total += sums[k].squares[lane];
+            largest = largest > sums[k].largest[lane] ? largest : sums[k].largest[lane];
+        }
+        stats[2 * k] = largest;
+        stats[2 * k + 1] = total;
+    }
+    stats[6] = zero_squares;
+    for (int64_t bin = 0; bin <= last_bin; bin++)
+        for (int copy = 0; copy < COPIES; copy++)
+            counts[bin] += h.counts[copy][bin];
+    *worst_count = h.worst_count;
+    memcpy(worst_index, h.worst_index, sizeof h.worst_index);
+    memcpy(worst_error, h.worst_error, sizeof h.worst_error);
+    for (int k = 0; k < 6; k++)
+        if (!(stats[k] - stats[k] == 0.0))
+            return 1;
+    return 0;
+}
+
+/* The calling convention's version: ulp_kernel.py loads no library of another. */
+int sce_ulp_errors_abi(void)
+{
+    return 1;
+}
+
+/* dtype_baseline.lane_sum in float32: LANES32 running sums, each over every LANES32-th entry in
+ * order (the missing entries of the last step added as 0), then added together as numpy's
+ * pairwise sum adds 16 numbers: eight running sums, then ((r0 + r1) + (r2 + r3)) + ((r4 + r5) +
+ * (r6 + r7)). */
+#define LANES32 16
+WIDE_VECTORS
+void lane_sum_f32(int64_t rows, int64_t classes, const float *values, float *out)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *v = values + r * classes;
+        float running[LANES32];
+        int64_t full = classes / LANES32 * LANES32;
+        int64_t j = 0;
+        if (full) {
+            for (int k = 0; k < LANES32; k++)
+                running[k] = v[k];
+            j = LANES32;
+        } else {
+            for (int k = 0; k < LANES32; k++)
+                running[k] = 0.0f;
+        }
+        for (; j < full; j += LANES32)
+            for (int k = 0; k < LANES32; k++)
+                running[k] += v[j + k];
+        if (full < classes) {
+            for (int k = 0; k < LANES32; k++) {
+                float next = full + k < classes ? v[full + k] : 0.0f;
+                running[k] = full ? running[k] + next : next;
+            }
+        }
+        float r8[8];
+        for (int k = 0; k < 8; k++)
+            r8[k] = running[k] + running[k + 8];
+        out[r] = ((r8[0] + r8[1]) + (r8[2] + r8[3])) + ((r8[4] + r8[5]) + (r8[6] + r8[7]));
+    }
+}

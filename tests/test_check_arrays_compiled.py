@@ -1,0 +1,154 @@
+"""The compiled loop of sce check --arrays (sce_cli/grading/_ulp_errors.c) gives the reports of
+the numpy code it replaces (issue 15's speed goal)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sce_cli.grading.by_dtype as by_dtype
+from sce_cli.arrays import ArrayDump
+from sce_cli.grading import ulp_kernel
+from sce_cli.grading.dtype_baseline import numpy_lane_sum
+from sce_cli.options import LossOptions
+
+from .test_check_arrays_fast import _report, dumps
+
+IGNORE = -100
+
+
+def _full_report(check):
+    """_report, and the sums of squares behind the typical errors (added in another order by the
+    loop: equal to a few ulps, and the same to the 6 digits shown)."""
+    squares = [(q.squares, q.baseline_squares, q.zero_squares) for q in check.quantities]
+    typical = [(q.rms_ulps, q.baseline_rms_ulps, q.zero_rms_ulps) for q in check.quantities]
+    return _report(check), squares, typical
+
+
+def _assert_same(compiled, plain):
+    assert compiled[0] == plain[0]
+    for (s, b, z), (s2, b2, z2) in zip(compiled[1], plain[1]):
+        assert s == pytest.approx(s2, rel=1e-12, abs=0)
+        assert b == pytest.approx(b2, rel=1e-12, abs=0)
+        assert z == pytest.approx(z2, rel=1e-12, abs=0)
+    for found, expected in zip(compiled[2], plain[2]):
+        assert found == pytest.approx(expected, rel=2e-6)
+
+
+def test_the_compiled_loop_is_built_and_loaded():
+    """pip install builds it where there is a C compiler (CI's machine has one): without it
+    the tests below would compare numpy with itself."""
+    assert ulp_kernel.library() is not None, "sce_cli/grading/_ulp_errors.c was not built (no C compiler?)"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dumps(), st.sampled_from([1 << 20, 7, 30]), st.sampled_from([1 << 18, 1, 20]))
+def test_the_compiled_loop_gives_the_reports_of_numpy(case, entries, slice_entries):
+    dump, options, claimed = case
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(by_dtype, "BLOCK_ENTRIES", entries)
+        patch.setattr(by_dtype, "SLICE_ENTRIES", slice_entries)
+        compiled = _full_report(by_dtype.check_dump(dump, options, claimed))
+        patch.setattr(by_dtype, "COMPILED", False)
+        plain = _full_report(by_dtype.check_dump(dump, options, claimed))
+    _assert_same(compiled, plain)
+
+
+def _calls(monkeypatch):
+    calls = {"graded": 0, "left": 0}
+    original = ulp_kernel.grade
+
+    def counted(*args, **kwargs):
+        found = original(*args, **kwargs)
+        calls["graded" if found is not None else "left"] += 1
+        return found
+
+    monkeypatch.setattr(ulp_kernel, "grade", counted)
+    return calls
+
+
+def _dump(rng, rows=6, classes=40, dtype=np.float32, ignored=(1,), scale=1.0):
+    z = (3 * rng.standard_normal((rows, classes))).astype(np.float32)
+    labels = rng.integers(0, classes, rows)
+    labels[list(ignored)] = IGNORE
+    counted = labels != IGNORE
+    e = np.exp(z.astype(np.float64) - z.max(axis=1, keepdims=True))
+    g = e / e.sum(axis=1, keepdims=True)
+    g[np.flatnonzero(counted), labels[counted]] -= 1
+    g[~counted] = 0
+    return z, labels, (g / counted.sum() * scale).astype(dtype)
+
+
+@pytest.mark.parametrize("claimed, stored", [("float32", np.float32), ("float64", np.float64), ("float32", np.float64)])
+def test_the_compiled_loop_is_the_path_taken(monkeypatch, claimed, stored):
+    """The comparison above means something only if the loop grades: count its calls."""
+    calls = _calls(monkeypatch)
+    z, labels, g = _dump(np.random.default_rng(1), dtype=stored)
+    check = by_dtype.check_dump(ArrayDump(z, labels, None, g, None, {}), LossOptions(reduction="mean"), claimed)
+    assert check.correct
+    assert calls == {"graded": 1, "left": 0}
+    check = by_dtype.check_dump(ArrayDump(z, labels, None, g * 2, None, {}), LossOptions(reduction="mean"), claimed)
+    assert not check.correct
+    assert calls == {"graded": 2, "left": 0}
+
+
+@pytest.mark.parametrize("spoil", [np.nan, np.inf, -np.inf, 1e300])
+def test_an_answer_that_is_not_finite_or_overflows_is_left_to_numpy(monkeypatch, spoil):
+    """NaN and infinity are numpy's to grade (ulps knows them); an error whose square overflows
+    too (the sums of squares would be inf)."""
+    calls = _calls(monkeypatch)
+    z, labels, g = _dump(np.random.default_rng(2), dtype=np.float64)
+    g[0, 3] = spoil
+    dump = ArrayDump(z, labels, None, g, None, {})
+    compiled = _full_report(by_dtype.check_dump(dump, LossOptions(reduction="mean"), "float64"))
+    assert calls == {"graded": 0, "left": 1}
+    monkeypatch.setattr(by_dtype, "COMPILED", False)
+    _assert_same(compiled, _full_report(by_dtype.check_dump(dump, LossOptions(reduction="mean"), "float64")))
+    assert compiled[0][0] is False  # not correct
+
+
+def test_a_minus_zero_answer_is_no_error():
+    """Regression (found while writing the loop): |−0.0 − 0.0| kept its sign bit, which read as an
+    exponent of 1024 and the histogram's last bin. An ignored row's gradient of −0.0 is right."""
+    z, labels, g = _dump(np.random.default_rng(3))
+    g[1] = -0.0  # the ignored row
+    check = by_dtype.check_dump(ArrayDump(z, labels, None, g, None, {}), LossOptions(reduction="mean"), "float32")
+    assert check.correct
+    assert check.quantities[0].counts[-2:].sum() == 0
+
+
+def test_worst_entries_tie_to_the_earliest_as_numpys_do(monkeypatch):
+    """An answer equal to the truth everywhere: every error is 0, and the worst shown are the
+    first ten entries, as numpy's partition-then-sort picks them."""
+    z = np.zeros((3, 7), np.float32)
+    labels = np.array([0, 1, 2])
+    g = np.full((3, 7), 1 / 7)
+    g[[0, 1, 2], labels] -= 1
+    dump = ArrayDump(z, labels, None, (g / 3).astype(np.float32), None, {})
+    compiled = by_dtype.check_dump(dump, LossOptions(reduction="mean"), "float32").quantities[0].worst
+    monkeypatch.setattr(by_dtype, "COMPILED", False)
+    plain = by_dtype.check_dump(dump, LossOptions(reduction="mean"), "float32").quantities[0].worst
+    assert [(e.row, e.column, e.ulps) for e in compiled] == [(e.row, e.column, e.ulps) for e in plain]
+    assert len(compiled) == 10
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 5),
+    st.integers(1, 70),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([1e-30, 1e-3, 1.0, 1e3, 1e30]),
+    st.booleans(),
+)
+def test_the_compiled_lane_sum_is_numpys(rows, classes, seed, scale, special):
+    rng = np.random.default_rng(seed)
+    values = (scale * rng.standard_normal((rows, classes))).astype(np.float32)
+    if special:
+        values.ravel()[rng.integers(0, values.size, 3)] = rng.choice([0.0, -0.0, np.inf, np.nan, 1e38], 3)
+    found = ulp_kernel.lane_sum_f32(values)
+    assert found is not None
+    expected = numpy_lane_sum(values, np.dtype(np.float32))
+    assert found.shape == expected.shape == (rows, 1)
+    assert found.tobytes() == expected.tobytes()
