@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import decimal
+import math
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -17,8 +18,9 @@ class LogSoftmax:
     """The first maximal logit's class (N)."""
     shifted: np.ndarray
     """(z - M) / T, rounded (N×K), M = max_j z_j of the logits as given."""
-    err: np.ndarray
-    """Its rounding error: shifted + err = (z - M) / T to first order (N×K)."""
+    err: np.ndarray | None
+    """Its rounding error: shifted + err = (z - M) / T to first order (N×K); None where the
+    shift is exact (:func:`shift_is_exact`)."""
     exp_shifted: np.ndarray
     """exp((z - M) / T), with the rounding of the shift and the division compensated (N×K)."""
     others_sum: np.ndarray
@@ -42,7 +44,9 @@ class LogSoftmax:
     def log_probabilities_at(self, classes: np.ndarray) -> np.ndarray:
         """log softmax(z / T) at one class per row (N): the same numbers as :meth:`log_probabilities`."""
         at = flat_indices(classes, self.shifted.shape[1])
-        at_class = (flat(self.shifted).take(at) - self.log_sum) + flat(self.err).take(at)
+        at_class = flat(self.shifted).take(at) - self.log_sum
+        if self.err is not None:
+            at_class += flat(self.err).take(at)
         return np.where(classes == self.argmax, -self.log_sum, at_class)
 
 
@@ -64,6 +68,7 @@ def log_softmax(
     temperature: float = 1.0,
     workspace: Workspace | None = None,
     capped: Capped | None = None,
+    exact_shift: bool = False,
 ) -> LogSoftmax:
     """Row-wise log-softmax of z / T, accurate to a few ulp even far from the maximum.
 
@@ -91,14 +96,46 @@ def log_softmax(
 
     ``capped``: where the logits are soft-capped, z is the high part of the
     capped logits (:class:`Capped`), so that the shift is that of all their parts.
+    ``exact_shift``: every z - M is known to be exact (:func:`shift_is_exact`), so
+    that TwoSum would find no error; with T = 1 and no cap it is not looked for.
     """
     difference, virtual, err, exp = workspace.for_rows(len(z)) if workspace else (None, None, None, None)
     at_max = flat_indices(argmax, z.shape[1])
-    shifted, err = shift_and_scale(z, max_logit, temperature, (difference, virtual, err), capped, at_max)
+    shifted: np.ndarray
+    errors: np.ndarray | None
+    if exact_shift and temperature == 1.0 and capped is None:
+        shifted, errors = np.add(z, -max_logit[:, None], out=difference), None
+    else:
+        shifted, errors = shift_and_scale(z, max_logit, temperature, (difference, virtual, err), capped, at_max)
+    err = errors
     exp_shifted = exp_shifted_of(shifted, err, at_max, zero_at_max=True, out=exp, scratch=virtual)
     others_sum = exp_shifted.sum(axis=1)
     flat(exp_shifted)[at_max] = 1
     return LogSoftmax(argmax, shifted, err, exp_shifted, others_sum, 1 + others_sum, np.log1p(others_sum), at_max)
+
+
+#: Significand bits of float32 and float64.
+_FLOAT32_DIGITS, _FLOAT64_DIGITS = 24, 53
+
+
+def shift_is_exact(stored: np.ndarray) -> bool:
+    """Whether every z_j - M of these float32 logits (M a logit of z_j's row) is exact in float64.
+
+    A normal float32 x is an integer times 2^(e - 23), e = floor(log2 |x|). So z_j - M
+    is an integer multiple of 2^(e_min - 23), e_min the smallest exponent among the
+    logits, and below 2^(e_max + 2) in size: it has at most e_max - e_min + 25 bits, and
+    float64 holds 53: a spread of 28 octaves is exact (|z| from 1e-7 to 13, the logits
+    of one scale), and skips TwoSum's five passes. A zero, a subnormal, a masked -inf
+    or a NaN sends the block the usual way.
+    """
+    if stored.dtype != np.float32 or not stored.size:
+        return False
+    magnitude = np.abs(stored)
+    smallest, largest = float(magnitude.min()), float(magnitude.max())
+    if not (smallest >= float(np.finfo(np.float32).smallest_normal) and math.isfinite(largest)):
+        return False
+    spread = math.frexp(largest)[1] - math.frexp(smallest)[1]
+    return spread + 2 + _FLOAT32_DIGITS - 1 <= _FLOAT64_DIGITS
 
 
 def flat_indices(classes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -115,7 +152,7 @@ def flat(a: np.ndarray) -> np.ndarray:
 
 def exp_shifted_of(
     shifted: np.ndarray,
-    err: np.ndarray,
+    err: np.ndarray | None,
     at_max: np.ndarray,
     zero_at_max: bool = False,
     out: np.ndarray | None = None,
@@ -126,15 +163,19 @@ def exp_shifted_of(
     ``at_max``: the argmax as :func:`flat_indices`; ``out`` and ``scratch``: buffers to use.
     """
     exp_shifted = np.exp(shifted, out=out)
-    exp_shifted *= np.add(err, 1, out=scratch)
+    if err is not None:
+        exp_shifted *= np.add(err, 1, out=scratch)
     flat(exp_shifted)[at_max] = 0 if zero_at_max else 1
     return exp_shifted
 
 
-def log_probabilities(shifted: np.ndarray, err: np.ndarray, argmax: np.ndarray, log_sum: np.ndarray) -> np.ndarray:
+def log_probabilities(
+    shifted: np.ndarray, err: np.ndarray | None, argmax: np.ndarray, log_sum: np.ndarray
+) -> np.ndarray:
     """(shifted - log(1 + S)) + err, exactly -log(1 + S) at the argmax (N×K)."""
     result = shifted - log_sum[:, None]
-    result += err
+    if err is not None:
+        result += err
     flat(result)[flat_indices(argmax, shifted.shape[1])] = -log_sum
     return result
 

@@ -26,7 +26,7 @@ from .checks import (
     weight_tuple,
 )
 from .language_model import LanguageModelScale, log_sum_exp, reduced_z_loss, z_losses_of
-from .log_softmax import Capped, LogSoftmax, Workspace, flat, flat_indices, log_softmax, soft_capped
+from .log_softmax import Capped, LogSoftmax, Workspace, flat, flat_indices, log_softmax, shift_is_exact, soft_capped
 from .reduction import (
     GradientScale,
     overflowing_rows,
@@ -212,12 +212,20 @@ def _labels_and_targets_as_rows(
 
 
 def _block_log_softmax(
-    z: np.ndarray, max_logit: np.ndarray, argmax: np.ndarray, options: LossOptions, workspace: Workspace
+    z: np.ndarray,
+    max_logit: np.ndarray,
+    argmax: np.ndarray,
+    options: LossOptions,
+    workspace: Workspace,
+    stored: np.ndarray | None = None,
 ) -> tuple[LogSoftmax, np.ndarray, Capped | None]:
-    """A block's log-softmax, its rows' log-sum-exp lse(b), and the soft cap's parts (None without one)."""
+    """A block's log-softmax, its rows' log-sum-exp lse(b), and the soft cap's parts (None without one).
+
+    ``stored``: the block's logits as given, where they were float32 and z is float64."""
     temperature = z.dtype.type(options.temperature)
     if options.softcap is None:
-        ls = log_softmax(z, max_logit, argmax, options.temperature, workspace)
+        exact = stored is not None and options.temperature == 1.0 and shift_is_exact(stored)
+        ls = log_softmax(z, max_logit, argmax, options.temperature, workspace, exact_shift=exact)
         return ls, log_sum_exp(max_logit, None, temperature, ls.log_sum), None
     capped = soft_capped(z, options.softcap, options.temperature)
     at_max = flat_indices(argmax, z.shape[1])
@@ -267,6 +275,9 @@ def _compute(
     dtype, weights = validated_options(options)
     z, argmax, max_logit = checked_logits_and_argmax(logits, dtype)
     n_rows, n_classes = z.shape
+    given = np.asarray(logits)
+    # float32 logits computed in float64: their shifts may be exact (log_softmax.shift_is_exact).
+    stored = given if given.dtype == np.float32 and dtype == np.float64 and given.ndim == 2 else None
     weight_vec = class_weights(weights, n_classes, dtype)
     terms, label_vec, y = _terms_for(labels, targets, argmax, weight_vec, options, dtype)
     denominator = terms.denominator if mean_denominator is None else float(mean_denominator)
@@ -284,7 +295,9 @@ def _compute(
     llm_scale = LanguageModelScale(options, denominator, z_denominator, temperature)
     workspace = Workspace(min(n_rows, blocks.block_rows(n_classes, z.itemsize)), n_classes, dtype)
     for block in blocks.row_blocks(n_rows, n_classes, z.itemsize):
-        ls, lse[block], capped = _block_log_softmax(z[block], max_logit[block], argmax[block], options, workspace)
+        ls, lse[block], capped = _block_log_softmax(
+            z[block], max_logit[block], argmax[block], options, workspace, None if stored is None else stored[block]
+        )
         others_sum[block] = ls.others_sum
         p = probabilities[block]
         np.divide(ls.exp_shifted, ls.exp_sum[:, None], out=p)

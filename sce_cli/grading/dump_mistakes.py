@@ -70,7 +70,9 @@ def exact_rows(
     denominators (the mean's and the z-loss's); also the logits as stored."""
     total = d.total
     stored = read_rows(dump.logits, start, stop)
-    logits = stored.astype(np.float64, copy=False)
+    # As stored where numpy knows the type: the core converts, and knows where float32's shifts
+    # are exact (bfloat16, from ml_dtypes, is not one of numpy's floats).
+    logits = stored if stored.dtype.kind == "f" else stored.astype(np.float64)
     labels = None if dump.labels is None else np.asarray(dump.labels[start:stop])
     stored_targets = None if dump.targets is None else read_rows(dump.targets, start, stop)
     targets = None if stored_targets is None else stored_targets.astype(np.float64, copy=False)
@@ -83,7 +85,7 @@ def exact_rows(
         mean_denominator=total if options.reduction == "mean" else None,
         z_loss_denominator=d.counted_rows if options.reduction == "mean" else None,
     )
-    block = Block(start, logits, labels, targets, exact, _contributions(exact, options), stored_targets)
+    block = Block(start, exact.logits, labels, targets, exact, _contributions(exact, options), stored_targets)
     return block, stored
 
 
