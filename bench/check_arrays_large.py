@@ -1,7 +1,7 @@
 """`sce check` on a large memory-mapped float32 dump: wall time, peak memory, and the ratio
 to a plain numpy float64 loss and gradient of the same arrays.
 
-    python bench/check_arrays_large.py [--rows 2048] [--classes 128000] [--keep DIR]
+    python bench/check_arrays_large.py [--rows 2048] [--classes 128000] [--keep DIR] [--rounds 5]
 
 --rows 8192 is the issue's 8,192 × 128,000 (4 GB of logits and 4 GB of
 gradient; needs about 8.5 GB of disk). The arrays are written to a temporary
@@ -10,13 +10,16 @@ computation (a correct answer). Each measurement runs in a child process whose
 peak resident memory comes from os.wait4 (the arrays are written by a child too:
 Linux hands a parent's peak down to the children it forks, and writing 2 GB
 through a memory map makes that peak 2 GB); the files are read once
-beforehand so that both children find them in the page cache.
+beforehand so that both children find them in the page cache. The two are run
+--rounds times, alternately (the machine's other work then falls on both alike), and
+the ratio is that of the medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,6 +108,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2048)
     parser.add_argument("--classes", type=int, default=128_000)
     parser.add_argument("--keep", help="write (or reuse) the arrays in this folder instead of a temporary one")
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each, alternately (the medians are compared)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(args.keep or temporary)
@@ -123,20 +127,25 @@ def main() -> None:
         warm(paths)
         logits, labels, grad = map(str, paths)
         sce = [sys.executable, "-m", "sce_cli", "check", "--logits", logits, "--labels", labels, "--grad", grad]
-        wall, cpu, rss, code, out = measure([*sce, "--reduction", "mean"])
-        verdict = next((line for line in out.splitlines() if line.startswith("verdict")), out.strip()[-200:])
-        plain_wall, plain_cpu, plain_rss, _, _ = measure([sys.executable, "-c", PLAIN_NUMPY, logits, labels])
         entries = args.rows * args.classes
+        runs: dict[str, list[tuple[float, float, float]]] = {"sce check": [], "plain numpy f64": []}
+        for _ in range(args.rounds):
+            wall, cpu, rss, code, out = measure([*sce, "--reduction", "mean"])
+            verdict = next((line for line in out.splitlines() if line.startswith("verdict")), out.strip()[-200:])
+            print(f"sce check:        {wall:7.2f} s  CPU {cpu:6.2f} s  peak RSS {rss:6.0f} MB  exit {code} ({verdict})")
+            runs["sce check"].append((wall, cpu, rss))
+            wall, cpu, rss, _, _ = measure([sys.executable, "-c", PLAIN_NUMPY, logits, labels])
+            print(f"plain numpy f64:  {wall:7.2f} s  CPU {cpu:6.2f} s  peak RSS {rss:6.0f} MB")
+            runs["plain numpy f64"].append((wall, cpu, rss))
+        medians = {name: [statistics.median(run[i] for run in found) for i in range(3)] for name, found in runs.items()}
+        for name, (wall, cpu, rss) in medians.items():
+            print(
+                f"median {name + ':':17} {wall:6.2f} s  {wall / entries * 1e9:5.1f} ns/entry  CPU {cpu:6.2f} s  "
+                f"peak RSS {rss:6.0f} MB"
+            )
+        (wall, cpu, _), (plain_wall, plain_cpu, _) = medians.values()
         print(
-            f"sce check:        {wall:7.1f} s  {wall / entries * 1e9:5.1f} ns/entry  CPU {cpu:6.1f} s  "
-            f"peak RSS {rss:6.0f} MB  exit {code}  ({verdict})"
-        )
-        print(
-            f"plain numpy f64:  {plain_wall:7.1f} s  {plain_wall / entries * 1e9:5.1f} ns/entry  "
-            f"CPU {plain_cpu:6.1f} s  peak RSS {plain_rss:6.0f} MB"
-        )
-        print(
-            f"ratio: {wall / plain_wall:.1f}× wall, {cpu / plain_cpu:.1f}× CPU (goal: within 2×); "
+            f"ratio of the medians: {wall / plain_wall:.2f}× wall, {cpu / plain_cpu:.2f}× CPU (goal: within 2×); "
             f"peak memory goal: under 1,024 MB; load average {os.getloadavg()[0]:.1f}"
         )
 
