@@ -231,14 +231,17 @@ class RouteErrors:
 
 
 def sum_of_squares(errors: np.ndarray) -> float:
-    """Σ e² over the finite errors: one pass (a dot product) where all are finite."""
+    """Σ e² over the finite errors: one pass where all are finite. By einsum's own loop, not
+    BLAS's dot: OpenBLAS wakes a thread per core for it, and with both cores grading blocks
+    they wait on each other (a dump of 1,024 × 128,000 took 3.2 s instead of 1.6 on a busy
+    machine)."""
     flat = np.ascontiguousarray(errors, dtype=np.float64).ravel()
     with np.errstate(over="ignore", invalid="ignore"):
-        total = float(np.dot(flat, flat))
+        total = float(np.einsum("i,i->", flat, flat))
         if math.isfinite(total):
             return total
         finite = flat[np.isfinite(flat)]
-        return float(np.dot(finite, finite))
+        return float(np.einsum("i,i->", finite, finite))
 
 
 @dataclass
