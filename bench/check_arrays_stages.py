@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sce_cli import softmax_cross_entropy
 from sce_cli.arrays import ArrayDump
 from sce_cli.arrays.blocks import block_bounds, read_rows
 from sce_cli.arrays.heap import reused_heap
@@ -48,6 +49,7 @@ def main() -> None:
     bounds = block_bounds(*dump.shape, by_dtype.BLOCK_ENTRIES)[: args.blocks]
     entries = sum(stop - start for start, stop in bounds) * dump.shape[1]
     first = exact_rows(dump, *bounds[0], options, d)[0]
+    assert first.labels is not None
     dense = coefficients(first.labels, None, dump.shape[1], options, d.total)
     sparse = label_block.label_coefficients(first.labels, dump.shape[1], options, d.total)
     stored = read_rows(logits, *bounds[0])
@@ -56,16 +58,32 @@ def main() -> None:
     errors = ulps_if_finite(given, first.exact.gradient, unit)
     assert errors is not None
 
-    def job(sparse_labels: bool) -> Callable[[tuple[int, int]], object]:
+    def job(sparse_labels: bool, compiled: bool = True) -> Callable[[tuple[int, int]], object]:
         def grade(bound: tuple[int, int]) -> object:
-            by_dtype.SPARSE_LABELS = sparse_labels
+            by_dtype.SPARSE_LABELS, by_dtype.COMPILED = sparse_labels, compiled
             return by_dtype._BlockJob(dump, options, "float32", d, False, False).grade(bound)
 
         return grade
 
+    def exact(as_float64: bool) -> Callable[[tuple[int, int]], object]:
+        def compute(bound: tuple[int, int]) -> object:
+            rows = read_rows(logits, *bound)
+            return softmax_cross_entropy(
+                rows.astype(np.float64) if as_float64 else rows,
+                labels[bound[0] : bound[1]],
+                options=options,
+                mean_denominator=d.total,
+            )
+
+        return compute
+
+    label_base = label_block.baseline(stored, sparse, options, "float32", False)
+    assert label_base is not None
+
     stages: dict[str, Callable[[tuple[int, int]], object]] = {
         "read logits and gradient": lambda b: (read_rows(logits, *b), read_rows(grad, *b)),
-        "exact (sce's core)": lambda b: exact_rows(dump, *b, options, d),
+        "exact (sce's core), float64 copy: TwoSum": exact(True),
+        "exact (sce's core), float32: exact shift": exact(False),
         "baseline, dense c, via float64": lambda b: baseline(first.logits, dense, options, "float32"),
         "baseline, sparse c, as stored": lambda b: label_block.baseline(stored, sparse, options, "float32", False),
         "magnitude + unit, dense c": lambda b: ulp_unit(
@@ -79,8 +97,12 @@ def main() -> None:
             by_dtype._bins(errors.ravel()), minlength=len(by_dtype.EDGES) + 1
         ),
         "histogram, looked up": lambda b: by_dtype._bin_counts(errors.ravel()),
+        "graded by the compiled loop": lambda b: by_dtype._grade_gradient_compiled(
+            first, sparse, label_base, given, "float32"
+        ),
         "whole block, dense c": job(False),
-        "whole block, sparse c (in slices)": job(True),
+        "whole block, sparse c (in slices), numpy": job(True, False),
+        "whole block, sparse c, compiled loop": job(True),
     }
     times: dict[str, list[float]] = {name: [] for name in stages}
     warnings.simplefilter("ignore")
@@ -91,11 +113,11 @@ def main() -> None:
                 for bound in bounds:
                     stage(bound)
                 times[name].append(time.process_time() - began)
-    by_dtype.SPARSE_LABELS = True
+    by_dtype.SPARSE_LABELS, by_dtype.COMPILED = True, True
     print(f"{len(bounds)} blocks of {dump.shape[1]:,} classes, {entries:,} entries; load {os.getloadavg()[0]:.1f}")
     for name, spent in times.items():
         best, median = min(spent) / entries * 1e9, sorted(spent)[len(spent) // 2] / entries * 1e9
-        print(f"{name:36s} {best:6.2f} ns/entry (median {median:6.2f})")
+        print(f"{name:44s} {best:6.2f} ns/entry (median {median:6.2f})")
 
 
 if __name__ == "__main__":
