@@ -14,7 +14,7 @@ from sce_cli.grading import ulp_kernel
 from sce_cli.grading.dtype_baseline import numpy_lane_sum
 from sce_cli.options import LossOptions
 
-from .test_check_arrays_fast import _report, dumps
+from .test_check_arrays_fast import _report, count_calls, dumps, reports_with_and_without
 
 IGNORE = -100
 
@@ -46,27 +46,11 @@ def test_the_compiled_loop_is_built_and_loaded():
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dumps(), st.sampled_from([1 << 20, 7, 30]), st.sampled_from([1 << 18, 1, 20]))
 def test_the_compiled_loop_gives_the_reports_of_numpy(case, entries, slice_entries):
-    dump, options, claimed = case
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(by_dtype, "BLOCK_ENTRIES", entries)
-        patch.setattr(by_dtype, "SLICE_ENTRIES", slice_entries)
-        compiled = _full_report(by_dtype.check_dump(dump, options, claimed))
-        patch.setattr(by_dtype, "COMPILED", False)
-        plain = _full_report(by_dtype.check_dump(dump, options, claimed))
-    _assert_same(compiled, plain)
+    _assert_same(*reports_with_and_without("COMPILED", case, entries, slice_entries, _full_report))
 
 
 def _calls(monkeypatch):
-    calls = {"graded": 0, "left": 0}
-    original = ulp_kernel.grade
-
-    def counted(*args, **kwargs):
-        found = original(*args, **kwargs)
-        calls["graded" if found is not None else "left"] += 1
-        return found
-
-    monkeypatch.setattr(ulp_kernel, "grade", counted)
-    return calls
+    return count_calls(monkeypatch, ulp_kernel, "grade", "graded", "left")
 
 
 def _dump(rng, rows=6, classes=40, dtype=np.float32, ignored=(1,), scale=1.0):

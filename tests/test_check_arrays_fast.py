@@ -108,29 +108,27 @@ def dumps(draw):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dumps(), st.sampled_from([1 << 20, 7, 30]), st.sampled_from([1 << 18, 1, 20]))
 def test_sparse_labels_give_the_reports_of_the_dense_coefficients(case, entries, slice_entries):
+    fast, dense = reports_with_and_without("SPARSE_LABELS", case, entries, slice_entries)
+    assert fast == dense
+
+
+def reports_with_and_without(flag, case, entries, slice_entries, report=_report):
+    """The dump's report with by_dtype's ``flag`` on and off, in blocks and slices of that many entries."""
     dump, options, claimed = case
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(by_dtype, "BLOCK_ENTRIES", entries)
         patch.setattr(by_dtype, "SLICE_ENTRIES", slice_entries)
-        fast = _report(by_dtype.check_dump(dump, options, claimed))
-        patch.setattr(by_dtype, "SPARSE_LABELS", False)
-        dense = _report(by_dtype.check_dump(dump, options, claimed))
-    assert fast == dense
+        on = report(by_dtype.check_dump(dump, options, claimed))
+        patch.setattr(by_dtype, flag, False)
+        off = report(by_dtype.check_dump(dump, options, claimed))
+    return on, off
 
 
 def test_sparse_labels_are_the_path_taken_and_a_bad_row_is_left_to_the_dense_one(monkeypatch):
     """The equivalence above means something only if both paths run: count them."""
     from sce_cli.grading import label_block
 
-    calls = {"sparse": 0, "none": 0}
-    original = label_block.baseline
-
-    def counted_baseline(*args, **kwargs):
-        found = original(*args, **kwargs)
-        calls["sparse" if found is not None else "none"] += 1
-        return found
-
-    monkeypatch.setattr(label_block, "baseline", counted_baseline)
+    calls = count_calls(monkeypatch, label_block, "baseline", "sparse", "none")
     z = np.array([[1.0, 2.0, 3.0], [0.0, -60000.0, 60000.0]], np.float16)
     labels = np.array([2, 0])
     grad = np.zeros((2, 3), np.float16)
@@ -141,6 +139,20 @@ def test_sparse_labels_are_the_path_taken_and_a_bad_row_is_left_to_the_dense_one
     assert calls == {"sparse": 0, "none": 1}
     by_dtype.check_dump(ArrayDump(z[:1], labels[:1], None, grad[:1], loss[:1], {}), LossOptions(), "float16")
     assert calls == {"sparse": 1, "none": 1}
+
+
+def count_calls(monkeypatch, module, name, found, none):
+    """Calls of module.name from now on, counted under ``found`` or ``none`` by what they return."""
+    calls = {found: 0, none: 0}
+    original = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        result = original(*args, **kwargs)
+        calls[found if result is not None else none] += 1
+        return result
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
 
 
 def test_looked_up_bins_count_as_the_exponent_formula():
@@ -234,4 +246,3 @@ def test_a_routes_worst_error_and_squares_are_those_of_its_errors(dtype):
         with mpmath.workdps(60):
             squares = mpmath.fsum(mpmath.mpf(float(e)) ** 2 for e in errors.ravel() if np.isfinite(e))
         assert found.squares[0] == pytest.approx(float(squares), rel=1e-13, abs=0)
-
