@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sce_cli.grading.by_dtype as by_dtype
+from sce_cli import softmax_cross_entropy
 from sce_cli.arrays import ArrayDump
 from sce_cli.grading import ulp_kernel
 from sce_cli.grading.dtype_baseline import numpy_lane_sum
@@ -39,10 +40,26 @@ def _assert_same(compiled, plain):
 
 def test_the_compiled_loop_is_built_and_loaded():
     """pip install builds it where there is a C compiler (CI's machine has one): without it
-    the tests below would compare numpy with itself."""
+    the tests below would compare numpy with itself (this one fails, the ones that need the
+    loop are skipped)."""
     assert ulp_kernel.library() is not None, "sce_cli/grading/_ulp_errors.c was not built (no C compiler?)"
 
 
+needs_the_loop = pytest.mark.skipif(ulp_kernel.library() is None, reason="the compiled loop was not built")
+
+
+@needs_the_loop
+def test_loading_the_loop_keeps_subnormal_numbers():
+    """Regression (hostile review): built with CFLAGS=-Ofast, the library brought gcc's
+    crtfastmath.o, which flushes subnormals to zero in the whole process once loaded, and a
+    correct float64 gradient was failed by "inf" ulps. The build's flags now come after CFLAGS."""
+    assert ulp_kernel.library() is not None
+    tiny = np.array([5e-324, 1e-310])
+    assert (tiny * np.float64(1.0) == tiny).all()
+    assert softmax_cross_entropy(np.array([[0.0, 745.0]]), [1]).losses[0] == 5e-324  # e^-745, subnormal
+
+
+@needs_the_loop
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dumps(), st.sampled_from([1 << 20, 7, 30]), st.sampled_from([1 << 18, 1, 20]))
 def test_the_compiled_loop_gives_the_reports_of_numpy(case, entries, slice_entries):
@@ -65,6 +82,7 @@ def _dump(rng, rows=6, classes=40, dtype=np.float32, ignored=(1,), scale=1.0):
     return z, labels, (g / counted.sum() * scale).astype(dtype)
 
 
+@needs_the_loop
 @pytest.mark.parametrize("claimed, stored", [("float32", np.float32), ("float64", np.float64), ("float32", np.float64)])
 def test_the_compiled_loop_is_the_path_taken(monkeypatch, claimed, stored):
     """The comparison above means something only if the loop grades: count its calls."""
@@ -78,6 +96,7 @@ def test_the_compiled_loop_is_the_path_taken(monkeypatch, claimed, stored):
     assert calls == {"graded": 2, "left": 0}
 
 
+@needs_the_loop
 @pytest.mark.parametrize("spoil", [np.nan, np.inf, -np.inf, 1e300])
 def test_an_answer_that_is_not_finite_or_overflows_is_left_to_numpy(monkeypatch, spoil):
     """NaN and infinity are numpy's to grade (ulps knows them); an error whose square overflows
@@ -118,6 +137,7 @@ def test_worst_entries_tie_to_the_earliest_as_numpys_do(monkeypatch):
     assert len(compiled) == 10
 
 
+@needs_the_loop
 @settings(max_examples=300, deadline=None)
 @given(
     st.integers(1, 5),

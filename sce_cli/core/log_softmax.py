@@ -99,15 +99,14 @@ def log_softmax(
     ``exact_shift``: every z - M is known to be exact (:func:`shift_is_exact`), so
     that TwoSum would find no error; with T = 1 and no cap it is not looked for.
     """
-    difference, virtual, err, exp = workspace.for_rows(len(z)) if workspace else (None, None, None, None)
+    difference, virtual, rounding, exp = workspace.for_rows(len(z)) if workspace else (None, None, None, None)
     at_max = flat_indices(argmax, z.shape[1])
     shifted: np.ndarray
-    errors: np.ndarray | None
+    err: np.ndarray | None
     if exact_shift and temperature == 1.0 and capped is None:
-        shifted, errors = np.add(z, -max_logit[:, None], out=difference), None
+        shifted, err = np.add(z, -max_logit[:, None], out=difference), None
     else:
-        shifted, errors = shift_and_scale(z, max_logit, temperature, (difference, virtual, err), capped, at_max)
-    err = errors
+        shifted, err = shift_and_scale(z, max_logit, temperature, (difference, virtual, rounding), capped, at_max)
     exp_shifted = exp_shifted_of(shifted, err, at_max, zero_at_max=True, out=exp, scratch=virtual)
     others_sum = exp_shifted.sum(axis=1)
     flat(exp_shifted)[at_max] = 1

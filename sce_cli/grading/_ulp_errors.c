@@ -22,7 +22,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__FAST_MATH__) || (defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD != 0)
+#if defined(__FAST_MATH__) || defined(__ASSOCIATIVE_MATH__) || defined(__RECIPROCAL_MATH__) || \
+    defined(__NO_SIGNED_ZEROS__) || (defined(__FINITE_MATH_ONLY__) && __FINITE_MATH_ONLY__) || \
+    (defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD != 0)
 /* Reassociated or wider arithmetic would not round as numpy does: no library, numpy grades. */
 #error "_ulp_errors.c needs IEEE arithmetic in each operand's own type"
 #endif

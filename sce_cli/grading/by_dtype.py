@@ -696,8 +696,10 @@ def _grade_gradient_compiled(
     """_grade_gradient(...) by the compiled loop (:mod:`.ulp_kernel`): the same bins, largest
     errors and worst entries; None where it does not apply or something is not finite."""
     expected = block.exact.gradient
+    if not (COMPILED and expected.size and dtype in ("float32", "float64")):
+        return None
     routes = base.parts or base.gradients
-    if not (COMPILED and expected.size and ulp_kernel.grades(given, routes, dtype)):
+    if not ulp_kernel.grades(given, routes, dtype):
         return None
     classes = expected.shape[1]
     counted = np.flatnonzero(coef.counted)

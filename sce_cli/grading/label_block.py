@@ -18,6 +18,7 @@ z-loss.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,7 +92,7 @@ class LabelBaseline:
     losses: tuple[np.ndarray, ...]
     z_losses: None = None
 
-    @property
+    @functools.cached_property
     def gradients(self) -> tuple[np.ndarray, ...]:
         dtype = self.dtype
         with np.errstate(all="ignore"):
