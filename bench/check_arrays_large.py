@@ -85,7 +85,10 @@ def measure(command: list[str]) -> tuple[float, float, float, int, str]:
     """Wall seconds, CPU seconds (user + system, every thread), peak resident MB, exit status
     and stdout of a child."""
     began = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Both children may use compiled bytecode, as an installed tool does (PYTHONDONTWRITEBYTECODE
+    # would have sce compile its modules at every start, and numpy's are compiled at install).
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert child.stdout is not None and child.stderr is not None
     out, err = child.stdout.read(), child.stderr.read()
     _, status, usage = os.wait4(child.pid, 0)
