@@ -55,8 +55,42 @@ def test_loading_the_loop_keeps_subnormal_numbers():
     correct float64 gradient was failed by "inf" ulps. The build's flags now come after CFLAGS."""
     assert ulp_kernel.library() is not None
     tiny = np.array([5e-324, 1e-310])
-    assert (tiny * np.float64(1.0) == tiny).all()
-    assert softmax_cross_entropy(np.array([[0.0, 745.0]]), [1]).losses[0] == 5e-324  # e^-745, subnormal
+    # Bits, not ==: with subnormals flushed, == reads them as 0 on both sides (review 6).
+    assert (tiny * np.float64(1.0)).tobytes() == tiny.tobytes()
+    assert np.nextafter(0.0, 1.0) + 0.0 > 0
+    loss = softmax_cross_entropy(np.array([[0.0, 745.0]]), [1]).losses[0]  # e^-745, subnormal
+    assert loss.tobytes() == np.float64(5e-324).tobytes()
+
+
+def test_a_library_built_from_another_source_is_not_loaded(monkeypatch, tmp_path):
+    """Regression (review 6): an editable install's library, built from an older source, was
+    loaded after a checkout of a newer one, with the older one's bugs. The library carries its
+    source's digest, and is loaded only where the source beside the Python code matches."""
+    other = tmp_path / "_ulp_errors.c"
+    other.write_bytes(b"/* another version */\n" + ulp_kernel._SOURCE.read_bytes())
+    monkeypatch.setattr(ulp_kernel, "_SOURCE", other)
+    ulp_kernel.library.cache_clear()
+    try:
+        assert ulp_kernel.library() is None
+        assert ulp_kernel.lane_sum_f32(np.ones((1, 3), np.float32)) is None
+    finally:
+        monkeypatch.undo()
+        ulp_kernel.library.cache_clear()
+    missing = tmp_path / "nothing.c"
+    monkeypatch.setattr(ulp_kernel, "_SOURCE", missing)
+    ulp_kernel.library.cache_clear()
+    try:
+        assert ulp_kernel.library() is None  # no source to compare with: numpy grades
+    finally:
+        monkeypatch.undo()
+        ulp_kernel.library.cache_clear()
+
+
+@needs_the_loop
+def test_the_library_beside_the_module_comes_first():
+    candidates = ulp_kernel._candidates()
+    assert candidates and candidates[0].parent == ulp_kernel._SOURCE.parent
+    assert ulp_kernel.library() is not None
 
 
 @needs_the_loop

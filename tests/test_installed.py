@@ -52,3 +52,15 @@ def test_an_error_is_one_line_without_traceback():
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
     assert "Traceback" not in done.stderr
+
+
+def test_the_installed_sce_loads_its_compiled_loop(tmp_path):
+    """What a user runs (imported from outside the checkout) grades with the compiled loop where
+    pip could build it; skipped where it could not (tests/test_check_arrays_compiled.py fails then)."""
+    from sce_cli.grading import ulp_kernel
+
+    if ulp_kernel.library() is None:
+        pytest.skip("the compiled loop was not built")
+    code = "from sce_cli.grading import ulp_kernel; print(ulp_kernel.library() is not None)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "True\n", "")

@@ -275,9 +275,11 @@ def _compute(
     dtype, weights = validated_options(options)
     z, argmax, max_logit = checked_logits_and_argmax(logits, dtype)
     n_rows, n_classes = z.shape
-    given = np.asarray(logits)
     # float32 logits computed in float64: their shifts may be exact (log_softmax.shift_is_exact).
-    stored = given if given.dtype == np.float32 and dtype == np.float64 and given.ndim == 2 else None
+    # Only an array is looked at: a list would be converted a second time.
+    stored: np.ndarray | None = None
+    if isinstance(logits, np.ndarray) and logits.dtype == np.float32 and logits.ndim == 2 and dtype == np.float64:
+        stored = logits
     weight_vec = class_weights(weights, n_classes, dtype)
     terms, label_vec, y = _terms_for(labels, targets, argmax, weight_vec, options, dtype)
     denominator = terms.denominator if mean_denominator is None else float(mean_denominator)

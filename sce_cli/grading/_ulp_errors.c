@@ -32,6 +32,8 @@
 #define CHUNK 512
 #define LANES 8
 #define WORST 10
+/* float32 lanes of a 64-byte vector register (dtype_baseline.VECTOR_BYTES). */
+#define LANES32 16
 #define MAX_BINS 512
 /* Copies of the histogram, entry j counted in copy j % COPIES: consecutive entries mostly fall
  * in the same bin, and one counter would wait on its own last store at every entry. */
@@ -172,9 +174,46 @@ typedef struct {
     int is_double;      /* FORMED: the arrays are float64 */
     const void *first;  /* FORMED: route 1; FROM_PROBABILITIES: e (float32) */
     const void *second; /* FORMED: route 2 or NULL; FROM_PROBABILITIES: exp(log p) (float32) */
-    const float *row_total, *row_s, *row_c; /* FROM_PROBABILITIES: Σe, s and c (0 off the label) per row */
-    float a;
+    /* FROM_PROBABILITIES, float32, one per row: Σe, the row's s, and c at its label (0 if ignored) */
+    const float *total32, *s32, *c32;
+    float a32;
 } Routes;
+
+/* A slice of rows: the exact result (float64, rows × classes) and each row's coefficients. */
+typedef struct {
+    int64_t rows, classes;
+    const double *expected, *probabilities;
+    const double *s;      /* Σ_j c_j of each row: w[y], or 0 for an ignored row */
+    const int64_t *label; /* each row's label column, −1 for an ignored row */
+    const double *c;      /* c at each row's label (0 for an ignored row) */
+    double a;             /* the gradient's factor: 1/(T·D) for 'mean', 1/T otherwise */
+    int weighted;         /* magnitude (p·s)·a instead of p·(s·a) (label_block.gradient_magnitude) */
+} Rows;
+
+/* The answer: float32 or float64, rows × classes. */
+typedef struct {
+    const void *values;
+    int is_double;
+} Answer;
+
+/* The claimed type's ulp and the histogram's edges (by_dtype.EDGES). */
+typedef struct {
+    double smallest;  /* 2^(lowest exponent): the unit of a smaller magnitude is that of this one */
+    double ulp_scale; /* 2^−(mantissa bits) */
+    int64_t zero_step; /* every zero_step-th entry samples an all-zero answer's errors */
+    double quarters[3];
+    int64_t lowest_exponent, last_bin;
+} Scale;
+
+/* stats: the answer's largest error, its Σe², route 1's largest |d|, its Σd², route 2's, its Σd²,
+ * the sampled Σ(x/u)² of an all-zero answer. */
+typedef struct {
+    int64_t counts[MAX_BINS];
+    double stats[7];
+    int64_t worst_index[WORST];
+    double worst_error[WORST];
+    int64_t worst_count;
+} Found;
 
 static inline ALWAYS_INLINE void form_route(double *out, const Routes *routes, int k, int64_t r, int64_t offset,
                                             int64_t n, int64_t y)
@@ -185,66 +224,94 @@ static inline ALWAYS_INLINE void form_route(double *out, const Routes *routes, i
         return;
     }
     const float *q = (const float *)(k ? routes->second : routes->first) + offset;
-    float s = routes->row_s[r], a = routes->a;
+    float s = routes->s32[r], a = routes->a32;
     if (k == 0) {
-        float total = routes->row_total[r];
+        float total = routes->total32[r];
         for (int64_t j = 0; j < n; j++)
             out[j] = (double)(((q[j] / total) * s) * a);
         if (y >= 0)
-            out[y] = (double)((((q[y] / total) * s) - routes->row_c[r]) * a);
+            out[y] = (double)((((q[y] / total) * s) - routes->c32[r]) * a);
     } else {
         for (int64_t j = 0; j < n; j++)
             out[j] = (double)((q[j] * s) * a);
         if (y >= 0)
-            out[y] = (double)(((q[y] * s) - routes->row_c[r]) * a);
+            out[y] = (double)(((q[y] * s) - routes->c32[r]) * a);
     }
 }
 
-/* stats: [answer's largest error, its Σe², route 1's largest |d|, its Σd², route 2's, its Σd²,
- * the sampled Σ(x/u)² of an all-zero answer]. Returns 0, or 1 where something is not finite. */
-WIDE_VECTORS
-int grade(int64_t rows, int64_t classes, const double *expected, const double *probabilities, const void *given,
-          int given_double, const Routes *routes, const double *row_s,
-          const int64_t *label, const double *label_c, double a, int weighted, double smallest, double ulp_scale,
-          int64_t zero_step, const double *quarters, int64_t lowest_exponent, int64_t last_bin, int64_t *counts,
-          double *stats, int64_t *worst_index, double *worst_error, int64_t *worst_count)
+/* The units (or their inverses) of a chunk of row r, from the magnitudes a·max(s·p, c). */
+static inline ALWAYS_INLINE void chunk_units(double *m, const Rows *rows, const Scale *scale, int divide, int64_t r,
+                                             int64_t offset, int64_t n, int64_t y)
 {
-    if (last_bin + 1 > MAX_BINS)
+    const double *p = rows->probabilities + offset;
+    double s = rows->s[r], a = rows->a, sa = s * a;
+    if (rows->weighted)
+        for (int64_t j = 0; j < n; j++)
+            m[j] = (p[j] * s) * a;
+    else
+        for (int64_t j = 0; j < n; j++)
+            m[j] = p[j] * sa;
+    if (y >= 0) {
+        double ps = p[y] * s;
+        m[y] = (ps > rows->c[r] ? ps : rows->c[r]) * a;
+    }
+    units(m, n, scale->smallest, scale->ulp_scale, divide);
+}
+
+/* The stats from the running sums, the counts from the histogram's copies; 1 where a sum or a
+ * largest error is not finite. */
+static int finish(Found *found, Sums *sums, const Histogram *h, double zero_squares)
+{
+    for (int k = 0; k < 3; k++) {
+        double total = 0.0, largest = 0.0;
+        for (int lane = 0; lane < LANES; lane++) {
+            total += sums[k].squares[lane];
+            largest = largest > sums[k].largest[lane] ? largest : sums[k].largest[lane];
+        }
+        found->stats[2 * k] = largest;
+        found->stats[2 * k + 1] = total;
+    }
+    found->stats[6] = zero_squares;
+    for (int64_t bin = 0; bin <= h->last_bin; bin++)
+        for (int copy = 0; copy < COPIES; copy++)
+            found->counts[bin] += h->counts[copy][bin];
+    found->worst_count = h->worst_count;
+    memcpy(found->worst_index, h->worst_index, sizeof h->worst_index);
+    memcpy(found->worst_error, h->worst_error, sizeof h->worst_error);
+    for (int k = 0; k < 6; k++)
+        if (!(found->stats[k] - found->stats[k] == 0.0))
+            return 1;
+    return 0;
+}
+
+/* Grades the answer's gradient on a slice of rows, into ``found`` (zeroed by the caller).
+ * Returns 0, 1 where something is not finite (numpy grades those rows), 2 for too many bins. */
+WIDE_VECTORS
+int grade(const Rows *rows, const Answer *given, const Routes *routes, const Scale *scale, Found *found)
+{
+    if (scale->last_bin + 1 > MAX_BINS)
         return 2;
     Histogram h;
     memset(&h, 0, sizeof h);
-    memcpy(h.quarters, quarters, sizeof h.quarters);
-    h.lowest_exponent = lowest_exponent;
-    h.last_bin = last_bin;
+    memcpy(h.quarters, scale->quarters, sizeof h.quarters);
+    h.lowest_exponent = scale->lowest_exponent;
+    h.last_bin = scale->last_bin;
     Sums sums[3];
     memset(sums, 0, sizeof sums);
     /* Where the smallest unit is normal, every unit's inverse is a normal number, so exact. */
-    int divide = !(smallest * ulp_scale >= DBL_MIN);
-    double zero_squares = 0.0;
-    int64_t next_sample = 0;
-    double m[CHUNK], e[CHUNK], values[CHUNK];
-    size_t given_size = given_double ? sizeof(double) : sizeof(float);
-    for (int64_t r = 0; r < rows; r++) {
-        double s = row_s[r], sa = s * a;
+    int divide = !(scale->smallest * scale->ulp_scale >= DBL_MIN);
+    double zero_squares = 0.0, m[CHUNK], e[CHUNK], values[CHUNK];
+    int64_t next_sample = 0, classes = rows->classes;
+    size_t given_size = given->is_double ? sizeof(double) : sizeof(float);
+    for (int64_t r = 0; r < rows->rows; r++)
         for (int64_t first = 0; first < classes; first += CHUNK) {
             int64_t n = classes - first < CHUNK ? classes - first : CHUNK;
-            int64_t offset = r * classes + first;
-            const double *p = probabilities + offset, *x = expected + offset;
-            if (weighted)
-                for (int64_t j = 0; j < n; j++)
-                    m[j] = (p[j] * s) * a;
-            else
-                for (int64_t j = 0; j < n; j++)
-                    m[j] = p[j] * sa;
-            int64_t y = label[r] - first;
-            if (!(label[r] >= 0 && y >= 0 && y < n))
+            int64_t offset = r * classes + first, y = rows->label[r] - first;
+            const double *x = rows->expected + offset;
+            if (!(rows->label[r] >= 0 && y >= 0 && y < n))
                 y = -1;
-            if (y >= 0) {
-                double ps = p[y] * s;
-                m[y] = (ps > label_c[r] ? ps : label_c[r]) * a;
-            }
-            units(m, n, smallest, ulp_scale, divide);
-            widen(values, (const char *)given + (size_t)offset * given_size, given_double, n);
+            chunk_units(m, rows, scale, divide, r, offset, n, y);
+            widen(values, (const char *)given->values + (size_t)offset * given_size, given->is_double, n);
             if (divide)
                 add_errors_into_divided(&sums[0], values, x, m, e, n);
             else
@@ -257,47 +324,42 @@ int grade(int64_t rows, int64_t classes, const double *expected, const double *p
                     else
                         add_errors(&sums[k + 1], values, x, m, NULL, n);
                 }
-            for (; next_sample < offset + n; next_sample += zero_step) {
+            for (; next_sample < offset + n; next_sample += scale->zero_step) {
                 double z = divide ? x[next_sample - offset] / m[next_sample - offset]
                                   : x[next_sample - offset] * m[next_sample - offset];
                 zero_squares += z * z;
             }
             count(&h, e, n, offset);
         }
-    }
-    for (int k = 0; k < 3; k++) {
-        double total = 0.0, largest = 0.0;
-        for (int lane = 0; lane < LANES; lane++) {
-            total += sums[k].squares[lane];
-            largest = largest > sums[k].largest[lane] ? largest : sums[k].largest[lane];
-        }
-        stats[2 * k] = largest;
-        stats[2 * k + 1] = total;
-    }
-    stats[6] = zero_squares;
-    for (int64_t bin = 0; bin <= last_bin; bin++)
-        for (int copy = 0; copy < COPIES; copy++)
-            counts[bin] += h.counts[copy][bin];
-    *worst_count = h.worst_count;
-    memcpy(worst_index, h.worst_index, sizeof h.worst_index);
-    memcpy(worst_error, h.worst_error, sizeof h.worst_error);
-    for (int k = 0; k < 6; k++)
-        if (!(stats[k] - stats[k] == 0.0))
-            return 1;
-    return 0;
+    return finish(found, sums, &h, zero_squares);
 }
 
-/* The calling convention's version: ulp_kernel.py loads no library of another. */
-int sce_ulp_errors_abi(void)
+#ifndef SOURCE_DIGEST
+#define SOURCE_DIGEST "unknown"
+#endif
+
+/* The SHA-256 of the source this library was built from (setup.py): ulp_kernel.py loads a
+ * library only where it matches the source beside it, so never one of another version. */
+const char *sce_ulp_errors_digest(void)
 {
-    return 1;
+    return SOURCE_DIGEST;
+}
+
+/* The constants the Python code must agree with. */
+int sce_ulp_errors_worst(void)
+{
+    return WORST;
+}
+
+int sce_ulp_errors_lanes(void)
+{
+    return LANES32;
 }
 
 /* dtype_baseline.lane_sum in float32: LANES32 running sums, each over every LANES32-th entry in
  * order (the missing entries of the last step added as 0), then added together as numpy's
  * pairwise sum adds 16 numbers: eight running sums, then ((r0 + r1) + (r2 + r3)) + ((r4 + r5) +
  * (r6 + r7)). */
-#define LANES32 16
 WIDE_VECTORS
 void lane_sum_f32(int64_t rows, int64_t classes, const float *values, float *out)
 {

@@ -89,7 +89,8 @@ SLICE_ENTRIES = 1 << 18
 #: Blocks of labels without smoothing are graded by :mod:`.label_block` (the same numbers in fewer
 #: passes); False: every block by the dense coefficients (the tests compare the two).
 SPARSE_LABELS = True
-WORST_SHOWN = 10
+#: The worst entries a report shows (as many as the compiled loop keeps).
+WORST_SHOWN = ulp_kernel.WORST_SHOWN
 #: Quarter-octaves 2^(k/4) below each power of two, built so that each edge is exactly twice the one
 #: four below it: the bin of an error is then read from its exponent and mantissa (see _bins).
 _QUARTERS = np.array([1.0, 2.0**0.25, 2.0**0.5, 2.0**0.75])

@@ -192,7 +192,7 @@ VECTOR_BYTES = 64
 def lane_sum(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Each row's sum as a vectorized kernel forms it in ``dtype``: VECTOR_BYTES / itemsize
     running sums, each over every so-many-th entry in order, then added together (B×1)."""
-    if np.dtype(dtype) == np.float32:
+    if np.dtype(dtype) == np.float32 and ulp_kernel.lane_sum_width() == VECTOR_BYTES // 4:
         compiled = ulp_kernel.lane_sum_f32(np.asarray(values, np.float32))
         if compiled is not None:  # the same sums, without the transposed copy (tested)
             return compiled

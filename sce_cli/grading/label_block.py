@@ -18,7 +18,6 @@ z-loss.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,7 +91,7 @@ class LabelBaseline:
     losses: tuple[np.ndarray, ...]
     z_losses: None = None
 
-    @functools.cached_property
+    @property
     def gradients(self) -> tuple[np.ndarray, ...]:
         dtype = self.dtype
         with np.errstate(all="ignore"):

@@ -5,27 +5,31 @@ unit, the answer's and each baseline route's errors, their largest and sums of s
 histogram, the worst entries, and for a float32 claim the routes' gradients themselves); the C
 loop makes them one, a chunk of a row at a time, with the same operations in the same order, so
 that every number but the sums of squares is the same bits (tested against the numpy path).
-``pip install`` builds it where a C compiler is at hand; without one, for the half types, or
-where anything is not finite, the numpy path grades the rows.
+``pip install`` builds it where a C compiler is at hand (setup.py); without one, for the half
+types, or where anything is not finite, the numpy path grades the rows.
+
+The arguments cross into C as structures whose fields are named on both sides (``Rows``,
+``Answer``, ``Routes``, ``Scale``, ``Found`` in the C file), never as a long positional list.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import importlib.machinery
 import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_WORST = 10
-#: The stats the C loop returns: the answer's largest error and Σe², each route's largest |d|
-#: and Σd², and the sampled Σ(x/u)² of an all-zero answer.
-_STATS = 7
+#: The worst entries a report shows (the C loop's WORST, checked when it loads).
+WORST_SHOWN = 10
+#: The C loop's MAX_BINS: room for the histogram's bins.
+_MAX_BINS = 512
+_SOURCE = Path(__file__).with_name("_ulp_errors.c")
 
 
 @dataclass(frozen=True)
@@ -43,45 +47,51 @@ class RouteParts:
     a: np.float32
 
 
+_P, _I, _D, _C = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
+
+
 class _Routes(ctypes.Structure):
-    _fields_ = [
-        ("kind", ctypes.c_int),
-        ("is_double", ctypes.c_int),
-        ("first", ctypes.c_void_p),
-        ("second", ctypes.c_void_p),
-        ("row_total", ctypes.c_void_p),
-        ("row_s", ctypes.c_void_p),
-        ("row_c", ctypes.c_void_p),
-        ("a", ctypes.c_float),
-    ]
+    _fields_ = [("kind", _C), ("is_double", _C), ("first", _P), ("second", _P)]
+    _fields_ += [("total32", _P), ("s32", _P), ("c32", _P), ("a32", ctypes.c_float)]
 
 
-_P = ctypes.c_void_p
-_I = ctypes.c_int64
-_D = ctypes.c_double
-_C = ctypes.c_int
-_GRADE: list[Any] = [_I, _I, _P, _P, _P, _C, ctypes.POINTER(_Routes), _P, _P, _P, _D, _C, _D, _D, _I, _P, _I, _I]
-_GRADE += [_P] * 5
+class _Rows(ctypes.Structure):
+    _fields_ = [("rows", _I), ("classes", _I), ("expected", _P), ("probabilities", _P)]
+    _fields_ += [("s", _P), ("label", _P), ("c", _P), ("a", _D), ("weighted", _C)]
 
 
-#: The calling convention this module speaks (sce_ulp_errors_abi in the C file).
-_ABI = 1
+class _Answer(ctypes.Structure):
+    _fields_ = [("values", _P), ("is_double", _C)]
+
+
+class _Scale(ctypes.Structure):
+    _fields_ = [("smallest", _D), ("ulp_scale", _D), ("zero_step", _I), ("quarters", _D * 3)]
+    _fields_ += [("lowest_exponent", _I), ("last_bin", _I)]
+
+
+class _Found(ctypes.Structure):
+    _fields_ = [("counts", _I * _MAX_BINS), ("stats", _D * 7), ("worst_index", _I * WORST_SHOWN)]
+    _fields_ += [("worst_error", _D * WORST_SHOWN), ("worst_count", _I)]
 
 
 @cache
 def library() -> ctypes.CDLL | None:
-    """The compiled loop, or None where it was not built."""
+    """The compiled loop, or None where it was not built from the source beside this file."""
+    if not _SOURCE.is_file():
+        return None
+    digest = hashlib.sha256(_SOURCE.read_bytes()).hexdigest().encode()
     for path in _candidates():
         try:
             found = ctypes.CDLL(str(path))
-            if found.sce_ulp_errors_abi() != _ABI:
-                continue
+            found.sce_ulp_errors_digest.restype = ctypes.c_char_p
+            if found.sce_ulp_errors_digest() != digest or found.sce_ulp_errors_worst() != WORST_SHOWN:
+                continue  # built from another version of the source
+            found.grade.restype = _C
+            found.grade.argtypes = [ctypes.POINTER(t) for t in (_Rows, _Answer, _Routes, _Scale, _Found)]
+            found.lane_sum_f32.restype = None
+            found.lane_sum_f32.argtypes = [_I, _I, _P, _P]
         except (OSError, AttributeError):
             continue
-        found.grade.restype = ctypes.c_int
-        found.grade.argtypes = _GRADE
-        found.lane_sum_f32.restype = None
-        found.lane_sum_f32.argtypes = [_I, _I, _P, _P]
         return found
     return None
 
@@ -103,8 +113,15 @@ def grades(given: np.ndarray, routes: tuple[np.ndarray, ...] | RouteParts, dtype
     return 1 <= len(routes) <= 2 and all(r.dtype in _FLOATS and r.dtype == routes[0].dtype for r in routes)
 
 
+def lane_sum_width() -> int | None:
+    """The lanes of the compiled lane sum (float32), or None without the loop."""
+    found = library()
+    return None if found is None else int(found.sce_ulp_errors_lanes())
+
+
 def lane_sum_f32(values: np.ndarray) -> np.ndarray | None:
-    """:func:`.dtype_baseline.lane_sum` of float32 rows (B×1), or None without the loop."""
+    """:func:`.dtype_baseline.lane_sum` of float32 rows (B×1) in lane_sum_width() lanes, or None
+    without the loop."""
     found = library()
     if found is None or values.dtype != np.float32 or values.ndim != 2:
         return None
@@ -133,6 +150,8 @@ class Rows:
 class Found:
     counts: np.ndarray
     stats: np.ndarray
+    """The answer's largest error and Σe², each route's largest |d| and Σd², and the sampled
+    Σ(x/u)² of an all-zero answer."""
     worst_index: np.ndarray
     """The worst entries' flat indices in the slice, worst first (ties: the earliest first)."""
     worst_error: np.ndarray
@@ -146,47 +165,36 @@ def grade(
     zero_step: int,
     histogram: tuple[np.ndarray, int, int],
 ) -> Found | None:
-    """Bin counts, the stats (see _STATS) and the worst entries of one slice of rows; None where
-    something is not finite (the numpy path knows NaN and inf).
+    """Bin counts, the stats and the worst entries of one slice of rows; None where something is
+    not finite (the numpy path knows NaN and inf).
 
     ``unit_format``: the claimed type's mantissa bits and lowest exponent; ``histogram``: the
     quarter-octaves, the lowest exponent and the last bin of its edges."""
     found = library()
     assert found is not None
-    count, classes = rows.expected.shape
-    keep = [np.ascontiguousarray(rows.expected), np.ascontiguousarray(rows.probabilities), np.ascontiguousarray(given)]
-    keep += [np.ascontiguousarray(rows.s, np.float64), np.ascontiguousarray(rows.label, np.int64)]
-    keep += [np.ascontiguousarray(rows.c, np.float64), np.ascontiguousarray(histogram[0], np.float64)]
-    spec, kept = _routes(routes)
+    kept = [np.ascontiguousarray(a, np.float64) for a in (rows.expected, rows.probabilities, rows.s, rows.c)]
+    kept += [np.ascontiguousarray(rows.label, np.int64), np.ascontiguousarray(given)]
+    expected, probabilities, s, c, label, answer = kept
+    count, classes = expected.shape
+    c_rows = _Rows(count, classes, *(a.ctypes.data for a in (expected, probabilities, s, label, c)))
+    c_rows.a, c_rows.weighted = rows.a, int(rows.weighted)
+    c_answer = _Answer(answer.ctypes.data, int(answer.dtype == np.float64))
+    c_routes, route_arrays = _routes(routes)
     mantissa, min_exponent = unit_format
-    result = Found(np.zeros(histogram[2] + 2, np.int64), np.zeros(_STATS), np.zeros(_WORST, np.int64), np.zeros(_WORST))
-    shown = np.zeros(1, np.int64)
-    status = found.grade(
-        count,
-        classes,
-        *(array.ctypes.data for array in keep[:3]),
-        int(given.dtype == np.float64),
-        ctypes.byref(spec),
-        *(array.ctypes.data for array in keep[3:6]),
-        rows.a,
-        int(rows.weighted),
-        2.0**min_exponent,
-        2.0**-mantissa,
-        zero_step,
-        keep[6].ctypes.data,
-        histogram[1],
-        histogram[2],
-        result.counts.ctypes.data,
-        result.stats.ctypes.data,
-        result.worst_index.ctypes.data,
-        result.worst_error.ctypes.data,
-        shown.ctypes.data,
-    )
-    del kept  # the arrays whose addresses the call read
+    quarters, lowest, last = histogram
+    c_scale = _Scale(2.0**min_exponent, 2.0**-mantissa, zero_step, (_D * 3)(*quarters.tolist()), lowest, last)
+    result = _Found()
+    status = found.grade(c_rows, c_answer, c_routes, c_scale, result)
+    del kept, route_arrays  # alive until here: the call read them by address
     if status:
         return None
-    n = int(shown[0])
-    return Found(result.counts, result.stats, result.worst_index[:n], result.worst_error[:n])
+    shown = int(result.worst_count)
+    return Found(
+        np.array(result.counts[: last + 2], np.int64),
+        np.array(result.stats[:]),
+        np.array(result.worst_index[:shown], np.int64),
+        np.array(result.worst_error[:shown]),
+    )
 
 
 def _routes(routes: tuple[np.ndarray, ...] | RouteParts) -> tuple[_Routes, list[np.ndarray]]:
@@ -196,8 +204,7 @@ def _routes(routes: tuple[np.ndarray, ...] | RouteParts) -> tuple[_Routes, list[
             np.ascontiguousarray(a, np.float32)
             for a in (routes.exponentials, routes.via_log, routes.totals, routes.s, routes.c)
         ]
-        addresses = [a.ctypes.data for a in arrays]
-        return _Routes(1, 0, *addresses, float(routes.a)), arrays
+        return _Routes(1, 0, *(a.ctypes.data for a in arrays), float(routes.a)), arrays
     arrays = [np.ascontiguousarray(route) for route in routes]
     second = arrays[1].ctypes.data if len(arrays) > 1 else None
-    return _Routes(0, int(arrays[0].dtype == np.float64), arrays[0].ctypes.data, second, None, None, None, 0.0), arrays
+    return _Routes(0, int(arrays[0].dtype == np.float64), arrays[0].ctypes.data, second), arrays
