@@ -86,11 +86,27 @@ def test_a_library_built_from_another_source_is_not_loaded(monkeypatch, tmp_path
         ulp_kernel.library.cache_clear()
 
 
-@needs_the_loop
-def test_the_library_beside_the_module_comes_first():
+def test_the_library_beside_the_module_comes_before_those_on_sys_path(monkeypatch, tmp_path):
+    """Beside ulp_kernel.py: an install, or a build in place; then sys.path's, where a checkout's
+    tests find the installed one (CI runs them from the checkout, which has no library)."""
+    import importlib.machinery
+    import sys
+
+    elsewhere = tmp_path / "sce_cli" / "grading"
+    elsewhere.mkdir(parents=True)
+    planted = elsewhere / f"_ulp_errors{importlib.machinery.EXTENSION_SUFFIXES[0]}"
+    planted.write_bytes(b"not a library")
+    monkeypatch.setattr(sys, "path", [*sys.path, str(tmp_path)])
     candidates = ulp_kernel._candidates()
-    assert candidates and candidates[0].parent == ulp_kernel._SOURCE.parent
-    assert ulp_kernel.library() is not None
+    beside = [path for path in candidates if path.parent == ulp_kernel._SOURCE.parent]
+    assert candidates[: len(beside)] == beside
+    assert candidates[-1] == planted
+    ulp_kernel.library.cache_clear()
+    try:
+        assert (ulp_kernel.library() is None) == (len(candidates) == 1)  # the planted file is skipped
+    finally:
+        monkeypatch.undo()
+        ulp_kernel.library.cache_clear()
 
 
 @needs_the_loop
