@@ -3,16 +3,17 @@
  *
  * numpy makes some twenty passes over a block's float64 arrays to grade a gradient: the
  * magnitude, its ulp unit, the answer's error, each baseline route's error, their largest,
- * their sums of squares, the histogram's bins and counts, the worst entries. Each pass is
- * memory-bound; here they are one, a chunk of a row at a time in the first-level cache.
+ * their sums of squares, the histogram's bins and counts, the worst entries, and for a float32
+ * claim the routes' gradients themselves. Here they are one loop, a chunk of a row at a time in
+ * the first-level cache. lane_sum_f32 is the baseline's sum in lanes, without numpy's transposed
+ * copy.
  *
  * Every value is formed by the same IEEE operations as in the numpy code it replaces
  * (sce_cli/grading/label_block.py, dtype_baseline.py, by_dtype.py), so that the magnitude,
  * the unit, each error and each bin are the same bits. Dividing by the unit, a power of two,
  * is multiplying by its inverse where that is a normal number: both round the same quotient.
- * Only the sums of squares are added in another order (numpy's dot product has its own), and
- * they are shown to 6 digits. Built with -ffp-contract=off, so that no multiply and add is
- * fused into one rounding.
+ * Only the sums of squares are added in another order than numpy's, and they are shown to 6
+ * digits. setup.py builds it without fused multiply-adds or fast-math, whatever CFLAGS say.
  *
  * Where an error, a sum of squares or a magnitude is not finite, the call returns 1 and the
  * caller grades the rows with numpy, which knows NaN and infinity.
