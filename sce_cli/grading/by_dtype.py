@@ -743,6 +743,7 @@ def _zero_squares(expected: np.ndarray, unit: np.ndarray) -> float:
 
 
 def _zero_step(expected: np.ndarray) -> int:
+    """The step between the entries that sample an all-zero answer (see _zero_squares)."""
     step = max(1, expected.size // ZERO_SAMPLE)
     while expected.ndim == 2 and step > 1 and math.gcd(step, expected.shape[1]) != 1:
         step += 1
