@@ -21,23 +21,23 @@ from ..numbers import count_of
 WHOLE_TABLE = "*"
 
 
-def _read_arrow(path: str) -> Any:
-    """Arrow IPC, the file format (ARROW1 … ARROW1) or the stream format (what Arrow writes to a
-    pipe or socket: no footer, a continuation marker first)."""
+def _read_table(path: str) -> Any:
+    """Parquet, or Arrow IPC: the file format (ARROW1 … ARROW1) or the stream format (what Arrow
+    writes to a pipe or socket: no footer, a continuation marker first). By its bytes, whatever
+    its name says."""
     import polars as pl
 
     with open(path, "rb") as handle:
-        stream = handle.read(6) != b"ARROW1"
-    return pl.read_ipc_stream(path) if stream else pl.read_ipc(path)
+        head = handle.read(6)
+    if head.startswith(b"PAR1"):
+        return pl.read_parquet(path)
+    return pl.read_ipc(path) if head == b"ARROW1" else pl.read_ipc_stream(path)
 
 
 def table_arrays(path: str) -> dict[str, np.ndarray]:
-    import polars as pl
 
     try:
-        with open(path, "rb") as handle:
-            parquet = handle.read(4) == b"PAR1"  # by its bytes, whatever its name says
-        frame = pl.read_parquet(path) if parquet else _read_arrow(path)
+        frame = _read_table(path)
     except OSError as error:
         from .formats import unreadable
 

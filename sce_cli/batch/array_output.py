@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import re
 import threading
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -25,7 +24,7 @@ import polars as pl
 from ..core import SoftmaxCrossEntropyResult
 from ..errors import DataProblem, OptionProblem, SceError
 from .npz_writer import NpzWriter
-from .output import OutputTarget
+from .output import OutputTarget, errno_in_text
 
 #: The output formats written as arrays, by -o's suffix.
 BINARY_SUFFIXES = {".npz": "npz", ".parquet": "parquet", ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow"}
@@ -263,8 +262,7 @@ class TableSink:
 def _sink_failure(target: OutputTarget, error: Exception) -> SceError:
     """polars' error for a failed write, worded as any failed write of the output is."""
     text = " ".join(str(error).split())
-    found = re.search(r"os error (\d+)", text)
-    if found:
-        number = int(found.group(1))
+    number = errno_in_text(text)
+    if number is not None:
         return target.write_failure(OSError(number, os.strerror(number)))
     return DataProblem(f"writing the output {target.path} failed: {text[:200]}")

@@ -107,7 +107,7 @@ class OutputTarget:
         """A failed write, worded: which file, why, and that nothing was replaced."""
         name = "stdout" if self.path is None else self.path
         kept = f"; {self.path} is unchanged" if self.temporary is not None and os.path.exists(self.written) else ""
-        full = error.errno == errno.ENOSPC or _errno_in_text(str(error)) == errno.ENOSPC
+        full = error.errno == errno.ENOSPC or errno_in_text(str(error)) == errno.ENOSPC
         hint = "; free some space or write the output elsewhere" if full else ""
         if self.path is None:  # no -o to name
             return DataProblem(f"writing the output to stdout failed: {_reason(error)}{hint}")
@@ -316,7 +316,7 @@ def _reason(error: OSError) -> str:
     return text[0].lower() + text[1:]
 
 
-def _errno_in_text(text: str) -> int | None:
+def errno_in_text(text: str) -> int | None:
     """The error number an OSError's text carries ("[Errno 28] …", "… (os error 28)"), if any."""
     found = re.search(r"\[Errno (\d+)\]|os error (\d+)", text)
     return None if found is None else int(found.group(1) or found.group(2))
@@ -324,4 +324,4 @@ def _errno_in_text(text: str) -> int | None:
 
 def _is_broken_pipe(error: OSError) -> bool:
     # polars reports a closed pipe as a plain OSError("Broken pipe (os error 32)").
-    return isinstance(error, BrokenPipeError) or error.errno == errno.EPIPE or "os error 32" in str(error)
+    return isinstance(error, BrokenPipeError) or error.errno == errno.EPIPE or errno_in_text(str(error)) == errno.EPIPE
