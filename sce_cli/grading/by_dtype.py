@@ -706,9 +706,8 @@ def _grade_gradient_compiled(
     counted = np.flatnonzero(coef.counted)
     label = np.full(len(expected), -1, np.int64)
     label[counted] = coef.at - counted * classes
-    c = np.zeros(len(expected))
-    c[counted] = coef.c
-    rows = ulp_kernel.Rows(expected, block.exact.probabilities, coef.s, label, c, coef.a, not coef.unweighted)
+    weighted = not coef.unweighted
+    rows = ulp_kernel.Rows(expected, block.exact.probabilities, coef.s, label, coef.row_c(), coef.a, weighted)
     step = _zero_step(expected)
     found = ulp_kernel.grade(
         rows, given, routes, ulp_format(dtype), step, (_QUARTERS[1:], _LOWEST_EXPONENT, len(EDGES) - 1)

@@ -43,6 +43,12 @@ class LabelCoefficients:
     unweighted: bool
     """No class weights: s is 1 for a counted row and 0 for an ignored one."""
 
+    def row_c(self) -> np.ndarray:
+        """c at each row's label, 0 for an ignored row (B, float64)."""
+        c = np.zeros(len(self.counted))
+        c[self.counted] = self.c
+        return c
+
 
 def applies(labels: np.ndarray | None, options: LossOptions) -> bool:
     """Labels without smoothing, softcap or z-loss (the options' terms are the dense path's)."""
@@ -104,9 +110,7 @@ class LabelBaseline:
         """The routes for the compiled loop, for a float32 claim."""
         if self.dtype != np.float32:
             return None
-        c = np.zeros(len(self.totals), np.float32)
-        c[self.coef.counted] = self.coef.c
-        s = self.coef.s.astype(np.float32)
+        c, s = self.coef.row_c().astype(np.float32), self.coef.s.astype(np.float32)
         return RouteParts(self.exponentials, self.totals.reshape(-1), self.via_log, s, c, np.float32(self.coef.a))
 
 
