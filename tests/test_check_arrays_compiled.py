@@ -206,3 +206,21 @@ def test_the_compiled_lane_sum_is_numpys(rows, classes, seed, scale, special):
     expected = numpy_lane_sum(values, np.dtype(np.float32))
     assert found.shape == expected.shape == (rows, 1)
     assert found.tobytes() == expected.tobytes()
+
+
+@needs_the_loop
+@pytest.mark.parametrize("classes", [1, 511, 513, 1_000_000])
+def test_the_compiled_loop_at_one_class_and_a_million(monkeypatch, classes):
+    """Chunks of 512 entries: a row of one class, rows just short of and past a chunk, and a
+    vocabulary of a million; a right answer passes and one 1 % off fails, the loop grading both
+    (hostile review of this session's change: the class of sizes, not the sizes the issue names)."""
+    calls = _calls(monkeypatch)
+    rng = np.random.default_rng(classes)
+    rows = 3 if classes < 1_000_000 else 1
+    z, labels, g = _dump(rng, rows=rows, classes=classes, ignored=())
+    right = by_dtype.check_dump(ArrayDump(z, labels, None, g, None, {}), LossOptions(reduction="mean"), "float32")
+    wrong_g = (g * np.float32(1.01)).astype(np.float32)
+    wrong = by_dtype.check_dump(ArrayDump(z, labels, None, wrong_g, None, {}), LossOptions(reduction="mean"), "float32")
+    assert right.correct
+    assert wrong.correct == (classes == 1)  # one class: the gradient is 0, and 1 % of 0 is 0
+    assert calls["graded"] >= 2 and calls["left"] == 0
