@@ -1,4 +1,4 @@
-"""The compiled loop of sce check --arrays (sce_cli/grading/ulp_kernel.py); everything else is in
+"""The compiled loop of sce check --arrays (sce/grading/dump/ulp_kernel.py); everything else is in
 pyproject.toml.
 
 Optional: where no C compiler is at hand the install goes on, and numpy grades the same numbers,
@@ -15,7 +15,7 @@ from pathlib import Path
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-SOURCE = "sce_cli/grading/_ulp_errors.c"
+SOURCE = "sce/grading/dump/_ulp_errors.c"
 
 
 class FreshBuild(build_ext):
@@ -28,7 +28,7 @@ class FreshBuild(build_ext):
 
 
 loop = Extension(
-    "sce_cli.grading._ulp_errors",
+    "sce.grading.dump._ulp_errors",
     sources=[SOURCE],
     define_macros=[("SOURCE_DIGEST", '"' + sha256(Path(SOURCE).read_bytes()).hexdigest() + '"')],
     extra_compile_args=[

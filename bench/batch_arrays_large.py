@@ -108,7 +108,7 @@ def main() -> None:
             code += f"b.generate(b.Path({str(folder)!r}), {args.rows}, {args.classes})"
             subprocess.run([sys.executable, "-c", code], check=True)
         print(f"{args.rows:,} × {args.classes:,} float32 logits: {logits.stat().st_size / 1e9:.2f} GB")
-        sce = [sys.executable, "-m", "sce_cli", "batch", str(logits), "--labels", str(labels), "-q"]
+        sce = [sys.executable, "-m", "sce", "batch", str(logits), "--labels", str(labels), "-q"]
         sce += ["--reduction", "mean"]
         commands = {
             "plain numpy float64 (nothing written)": [sys.executable, "-c", PLAIN_NUMPY, str(logits), str(labels)],

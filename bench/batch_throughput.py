@@ -40,7 +40,7 @@ OUT = Path(__file__).parent / "out"
 
 PANDAS_PIPELINE = """
 import sys, numpy as np, pandas as pd
-from sce_cli import softmax_cross_entropy
+from sce import softmax_cross_entropy
 frame = pd.read_csv(sys.argv[1])
 logit_cols = [c for c in frame.columns if c != "label"]
 result = softmax_cross_entropy(frame[logit_cols].to_numpy(), frame["label"].to_numpy())
@@ -80,7 +80,7 @@ def generate(rows: int, classes: int, path: Path, copies: int = 1) -> Path:
 
 def sce_command() -> list[str]:
     found = shutil.which("sce", path=str(Path(sys.executable).parent))
-    return [found] if found else [sys.executable, "-m", "sce_cli"]
+    return [found] if found else [sys.executable, "-m", "sce"]
 
 
 def timed(argv: list[str]) -> tuple[float, float]:
@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument("--rss-gb", type=float, default=0)
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
-    compileall.compile_dir(str(Path(__file__).parent.parent / "sce_cli"), quiet=1)
+    compileall.compile_dir(str(Path(__file__).parent.parent / "sce"), quiet=1)
     shapes = [tuple(int(n) for n in shape.split("x")) for shape in args.shape or ["400000x10", "4000x1000"]]
     print(f"load average before: {' '.join(f'{load:.2f}' for load in os.getloadavg())}\n")
     sources = [compare(rows, classes, args.rounds) for rows, classes in shapes]

@@ -4,10 +4,10 @@
 
 Generates bench/out/wide-<rows>x<classes>.csv (logits with 6 decimals and a
 label) for 3 × 100,000, 20 × 100,000 and 1,000 × 10,000 and runs
-`python -m sce_cli batch FILE -o OUT --quiet` on each, as a child process of
+`python -m sce batch FILE -o OUT --quiet` on each, as a child process of
 its own: its wall time and its peak resident memory (os.wait4's ru_maxrss).
 A tiny file gives the floor (the interpreter, numpy and polars). --source DIR
-runs the sce_cli of another checkout (e.g. a git worktree of an older
+runs the sce of another checkout (e.g. a git worktree of an older
 commit), to compare before and after.
 """
 
@@ -42,7 +42,7 @@ def generate(rows: int, classes: int) -> Path:
 
 def run(source: Path, env: dict[str, str]) -> tuple[float, float]:
     """Wall seconds and peak RSS in MB of one `sce batch` child."""
-    argv = [sys.executable, "-m", "sce_cli", "batch", str(source), "-o", str(OUT / "wide-out.csv"), "--quiet"]
+    argv = [sys.executable, "-m", "sce", "batch", str(source), "-o", str(OUT / "wide-out.csv"), "--quiet"]
     start = time.perf_counter()
     # Run from bench/out: `python -m` puts the working folder first on the path.
     child = subprocess.Popen(argv, env=env, cwd=OUT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -56,7 +56,7 @@ def run(source: Path, env: dict[str, str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--source", help="a checkout whose sce_cli to run instead of the installed one")
+    parser.add_argument("--source", help="a checkout whose sce to run instead of the installed one")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     env = dict(os.environ)

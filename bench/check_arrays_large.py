@@ -129,7 +129,7 @@ def main() -> None:
         print(f"{args.rows:,} × {args.classes:,} float32: {size:.1f} GB of .npy ({time.perf_counter() - began:.0f} s)")
         warm(paths)
         logits, labels, grad = map(str, paths)
-        sce = [sys.executable, "-m", "sce_cli", "check", "--logits", logits, "--labels", labels, "--grad", grad]
+        sce = [sys.executable, "-m", "sce", "check", "--logits", logits, "--labels", labels, "--grad", grad]
         entries = args.rows * args.classes
         runs: dict[str, list[tuple[float, float, float]]] = {"sce check": [], "plain numpy f64": []}
         for _ in range(args.rounds):

@@ -23,14 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sce_cli import softmax_cross_entropy
-from sce_cli.arrays import ArrayDump
-from sce_cli.arrays.blocks import block_bounds, read_rows
-from sce_cli.arrays.heap import reused_heap
-from sce_cli.grading import by_dtype, label_block
-from sce_cli.grading.dtype_baseline import baseline, coefficients, gradient_magnitude, ulp_unit, ulps_if_finite
-from sce_cli.grading.dump_mistakes import denominators, exact_rows
-from sce_cli.options import LossOptions
+from sce import softmax_cross_entropy
+from sce.grading.dump import by_dtype
+from sce.grading.dump import sparse_labels as label_block
+from sce.grading.dump.baseline import baseline, coefficients, gradient_magnitude, ulp_unit, ulps_if_finite
+from sce.grading.dump.kernel_mistakes import denominators, exact_rows
+from sce.io.arrays import ArrayDump
+from sce.io.arrays.heap import reused_heap
+from sce.io.arrays.mapped_rows import block_bounds, read_rows
+from sce.options import LossOptions
 
 
 def main() -> None:

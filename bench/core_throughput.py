@@ -16,10 +16,10 @@ arrays to; measured in calls of their own, outside the timed rounds).
 With ``--sce-from DIR`` the sce measured is the one in DIR (a checkout or
 ``git archive`` of another commit), to compare before and after.
 
-Goal (issue 12): sce within 1.3× of naive at 1M × 10 and 1.5× at
+Goal: sce within 1.3× of naive at 1M × 10 and 1.5× at
 1,000 × 100,000, with at most 1.5× its memory.
 
-``--language-model`` measures issue 14's options instead: softcap 30 and
+``--language-model`` measures the language-model options instead: softcap 30 and
 z-loss 1e-4 on both sides, on a language model's vocabulary (128,000). At
 4,096 × 128,000 one float64 array is 4 GB and the naive side holds six: on a
 24 GB machine measure fewer rows (the ratio is per row).
@@ -36,10 +36,10 @@ from pathlib import Path
 CHILD = r"""
 import gc, json, statistics, sys, time, tracemalloc
 import numpy as np
-import sce_cli
-from sce_cli import softmax_cross_entropy
+import sce
+from sce import softmax_cross_entropy
 
-print("sce_cli from", sce_cli.__file__, file=sys.stderr)
+print("sce from", sce.__file__, file=sys.stderr)
 n, k, rounds = (int(a) for a in sys.argv[1:4])
 language_model = sys.argv[4] == "llm"
 CAP, LAMBDA = 30.0, 1e-4  # Gemma 2's cap; PaLM's z-loss weight
@@ -113,7 +113,7 @@ print(json.dumps({"times": times, "peaks": peaks}))
 
 def measure(shape: str, rounds: int, sce_from: str | None, language_model: bool = False) -> dict:
     n, k = (int(x) for x in shape.split("x"))
-    # The child runs in the checkout to measure, whose sce_cli then comes first on sys.path.
+    # The child runs in the checkout to measure, whose sce then comes first on sys.path.
     checkout = Path(sce_from or Path(__file__).resolve().parent.parent)
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(n), str(k), str(rounds), "llm" if language_model else "plain"],
@@ -130,11 +130,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--shapes", nargs="+", default=["1000000x10", "1000x100000", "4096x32000"])
-    parser.add_argument("--sce-from", help="measure the sce_cli package in this directory instead")
+    parser.add_argument("--sce-from", help="measure the sce package in this directory instead")
     parser.add_argument(
         "--language-model",
         action="store_true",
-        help="both sides with softcap 30 and z-loss 1e-4 (issue 14), e.g. --shapes 512x128000",
+        help="both sides with softcap 30 and z-loss 1e-4, e.g. --shapes 512x128000",
     )
     args = parser.parse_args()
     import statistics

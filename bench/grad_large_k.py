@@ -56,7 +56,7 @@ def main() -> None:
         path = os.path.join(folder, f"logits-{size}.txt")
         np.savetxt(path, rng.normal(scale=3, size=size)[None, :], fmt="%.6g")
         for name, extra in OUTPUTS.items():
-            argv = [sys.executable, "-m", "sce_cli", "grad", "--logits-file", path, "-l", "5", *extra]
+            argv = [sys.executable, "-m", "sce", "grad", "--logits-file", path, "-l", "5", *extra]
             runs = [run_once(argv) for _ in range(args.rounds)]
             results[name, size] = (statistics.median(r[0] for r in runs), max(r[1] for r in runs))
     header = " | ".join(f"K = {size:,}" for size in sizes)

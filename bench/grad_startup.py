@@ -52,7 +52,7 @@ UNSET = ("FORCE_COLOR", "TTY_COMPATIBLE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREA
 
 def sce_of(python: str) -> list[str]:
     found = shutil.which("sce", path=str(Path(python).parent))
-    return [found] if found else [python, "-m", "sce_cli"]
+    return [found] if found else [python, "-m", "sce"]
 
 
 def commands(compare: str | None) -> dict[str, list[str]]:

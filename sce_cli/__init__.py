@@ -1,21 +1,25 @@
-"""sce: softmax cross-entropy, its loss and its gradient, exactly.
+"""The former name of the :mod:`sce` library, kept for one release.
 
-The Python API is :func:`softmax_cross_entropy` (see :mod:`sce_cli.core`).
+``import sce_cli`` still works and gives :mod:`sce`'s public names, with a
+:class:`DeprecationWarning`; import :mod:`sce` instead.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
-__version__ = "0.1.0"
+import sce
 
-__all__ = ["softmax_cross_entropy", "SoftmaxCrossEntropyResult", "InvalidInput", "LossWarning"]
+warnings.warn(
+    "the sce_cli package is now called sce: write 'import sce' (sce_cli goes away in the next release)",
+    DeprecationWarning,
+    stacklevel=2,
+)
+
+__version__ = sce.__version__
+__all__ = list(sce.__all__)
 
 
 def __getattr__(name: str) -> Any:
-    # The core imports numpy; `sce --version` and `sce --help` should not wait for it.
-    if name in __all__:
-        from . import core
-
-        return getattr(core, name)
-    raise AttributeError(f"module 'sce_cli' has no attribute {name!r}")
+    return getattr(sce, name)

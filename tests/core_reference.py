@@ -1,6 +1,6 @@
-"""The core as it was before it worked in row blocks (issue 12): the reference path.
+"""The core as it was before it worked in row blocks: the reference path.
 
-A frozen copy of ``sce_cli/core/loss.py`` and ``log_softmax.py`` at the
+A frozen copy of ``sce/loss/cross_entropy.py`` and ``log_softmax.py`` at the
 commit that made the core layout-independent, every N×K intermediate formed
 for all rows at once. ``tests/test_core_blocks.py`` checks that the public
 core gives the same results as this, bit for bit. Do not "improve" it: it
@@ -22,16 +22,16 @@ from fractions import Fraction
 
 import numpy as np
 
-from sce_cli.core.checks import (
+from sce.loss.validation import (
     checked_labels,
     checked_logits,
     checked_targets,
     class_weights,
     validated_options,
 )
-from sce_cli.core.reduction import warn_about_infinite_losses
-from sce_cli.core.result import InvalidInput, LossWarning
-from sce_cli.options import LossOptions
+from sce.loss.reduction import warn_about_infinite_losses
+from sce.loss.result import InvalidInput, LossWarning
+from sce.options import LossOptions
 
 
 @dataclass(frozen=True)

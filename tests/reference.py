@@ -399,7 +399,7 @@ def analytic_lm(
     z_loss=0,
     smoothing_style="uniform",
 ) -> Exact:
-    """The options of language-model losses at 60 digits, from the definitions of issue 14.
+    """The options of language-model losses at 60 digits, from their definitions (Gemma 2's cap, PaLM's z-loss, Megatron's off-target smoothing).
 
     b = c·tanh(z/c)/T, p = softmax(b); the target q is smoothed uniformly (ε/K on
     every class) or off the target (1 - ε on the label, ε/(K - 1) elsewhere;

@@ -1,4 +1,4 @@
-"""Issue 10's accuracy promise, against the 60-digit analytic reference.
+"""The accuracy promise, against the 60-digit analytic reference.
 
 In float64 the loss and every gradient entry are within 1e-14 relative
 (absolute 1e-300 where the exact value is below 1e-290) of
@@ -21,7 +21,7 @@ import mpmath as mp
 import numpy as np
 import pytest
 
-from sce_cli.core import LossWarning, softmax_cross_entropy
+from sce.loss import LossWarning, softmax_cross_entropy
 
 from . import reference
 
@@ -286,7 +286,7 @@ def test_probability_targets_every_combination(group, weight_name, smoothing, te
 @pytest.mark.parametrize("temperature", [1.0, 0.37])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_silent_nan_label_of_weight_0_with_minus_inf_logit(smoothing, temperature, reduction):
-    # Issue 10, "Silent NaN": a class of weight 0 contributes nothing, the label's too.
+    # "Silent NaN": a class of weight 0 contributes nothing, the label's too.
     # [-inf, 3, 4], label 0, w = [0, 1, 1]: loss 0 (ε = 0) or (ε/3)·Σ_{j≥1} -log p_j.
     logits, labels = [[-INF, 3.0, 4.0], [2.0, 3.0, 1.0]], [0, 1]
     options = dict(weight=[0.0, 1.0, 1.0], label_smoothing=smoothing, temperature=temperature, reduction=reduction)
@@ -422,7 +422,7 @@ def test_inherent_bound_is_not_an_escape_for_the_structural_case():
     assert mismatch(0.0, exact.gradient[0][1]) is not None
 
 
-# --- issue 10's cases, by name ---------------------------------------------------------
+# --- the named cases of the accuracy promise ---------------------------------------------------------
 # "Probability targets and label smoothing lose digits"
 
 
@@ -442,7 +442,7 @@ def test_grad_0_40_m1_targets_010_verify_does_not_disagree():
     # `--verify` reported DISAGREE against our own answer.
     from typer.testing import CliRunner
 
-    from sce_cli.cli import app
+    from sce.cli import app
 
     out = CliRunner().invoke(app, ["grad", "0", "40", "-1", "-t", "0,1,0", "--verify"], env={"COLUMNS": "100"})
     assert out.exit_code == 0, out.output
@@ -491,7 +491,7 @@ def test_batch_minus_inf_3_4_label_1_smoothing_weight_0_writes_no_nan(tmp_path):
     # "The same row in sce batch writes NaN."
     from typer.testing import CliRunner
 
-    from sce_cli.cli import app
+    from sce.cli import app
 
     data = tmp_path / "rows.csv"
     data.write_text("z0,z1,z2,label\n-inf,3,4,1\n2,3,4,1\n")

@@ -18,7 +18,7 @@ import mpmath as mp
 import numpy as np
 import pytest
 
-from sce_cli.core import softmax_cross_entropy
+from sce.loss import softmax_cross_entropy
 
 torch = pytest.importorskip("torch")
 functional = pytest.importorskip("torch.nn.functional")

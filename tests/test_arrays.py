@@ -1,4 +1,4 @@
-"""sce check --arrays: dumps written here with numpy, graded by their float type (issue 15).
+"""sce check --arrays: dumps written here with numpy, graded by their float type.
 
 The answers are computed in this file by plain numpy in each type (an
 independent implementation, with and without the named mistakes); the
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sce_cli.cli import app
+from sce.cli import app
 
 runner = CliRunner()
 IGNORE = -100
@@ -254,7 +254,7 @@ def test_bad_files_get_one_line_and_the_right_status(tmp_path):
 
 
 def test_the_python_assertion(tmp_path):
-    from sce_cli.testing import assert_cross_entropy_close
+    from sce.testing import assert_cross_entropy_close
 
     _, z, labels = make_dump(tmp_path)
     grad = plain_gradient(z, labels, np.float32)
@@ -293,7 +293,7 @@ def test_tol_is_refused_with_arrays(tmp_path):
 
 def test_assert_close_takes_an_unbatched_vector_and_pytorchs_class_axis():
     """Regression: a vector with a scalar label raised IndexError, and class_axis was a TypeError."""
-    from sce_cli.testing import assert_cross_entropy_close
+    from sce.testing import assert_cross_entropy_close
 
     z = np.array([2.0, 3.0, 4.0], np.float32)
     e = np.exp(np.array([2.0, 3.0, 4.0]) - 4.0)
@@ -324,7 +324,7 @@ def test_assert_close_takes_an_unbatched_vector_and_pytorchs_class_axis():
 )
 def test_assert_close_names_what_does_not_fit(call, error, said):
     """Regression: a raw numpy broadcast error, a TypeError from LossOptions, float labels taken as targets."""
-    from sce_cli.testing import assert_cross_entropy_close
+    from sce.testing import assert_cross_entropy_close
 
     with pytest.raises(error) as raised:
         call(assert_cross_entropy_close, np.zeros((4, 5), np.float32), np.zeros(4, np.int64))
@@ -376,7 +376,7 @@ def test_a_parquet_file_is_known_by_its_bytes_whatever_its_name(tmp_path):
 def test_an_uncompressed_npz_member_is_memory_mapped_and_reads_the_same(tmp_path):
     """A .npz dump was loaded whole (920 MB for a 10,000 × 10,000 float32 dump); np.savez's
     members are stored uncompressed, so they can be mapped where they lie, as a .npy is."""
-    from sce_cli.arrays.formats import open_arrays
+    from sce.io.arrays.formats import open_arrays
 
     rng = np.random.default_rng(3)
     arrays = {"logits": rng.normal(size=(50, 7)).astype(np.float32), "fortran": np.asfortranarray(rng.normal(size=(5, 3)))}
@@ -404,7 +404,7 @@ def test_the_json_histogram_gives_its_bounds_as_numbers(tmp_path):
 def test_a_compressed_batch_given_to_logits_file_is_refused_from_its_header(tmp_path, monkeypatch):
     """Regression: a 1.5 MB np.savez_compressed of 20,000 × 10,000 zeros was decompressed
     (1.6 GB, 13 s) before the refusal its header already allowed."""
-    from sce_cli.arrays import formats
+    from sce.io.arrays import formats
 
     path = tmp_path / "batch.npz"
     np.savez_compressed(path, logits=np.zeros((300, 200)))
@@ -443,7 +443,7 @@ def test_an_array_given_twice_or_a_key_not_found_is_refused_not_guessed(tmp_path
 def test_a_dump_the_loss_is_not_defined_for_is_bad_data_named_where_not_an_internal_error(tmp_path):
     """Regression: a NaN logit, a row of -inf or targets that do not sum to 1 in a dump were
     'internal error' (exit 70); the row must be the dump's, not the block's."""
-    from sce_cli.grading import by_dtype
+    from sce.grading.dump import by_dtype
 
     z = np.random.default_rng(0).normal(size=(3000, 400)).astype(np.float32)
     z[2900, :] = -np.inf  # beyond the first block of rows
@@ -469,7 +469,7 @@ def test_a_dump_the_loss_is_not_defined_for_is_bad_data_named_where_not_an_inter
 def test_a_dump_missing_an_array_is_refused_before_its_data_is_read(tmp_path, monkeypatch):
     """Regression: every array was decompressed before the usage error (1.6 GB and 12 s for a
     1.5 MB np.savez_compressed of zeros that had no labels)."""
-    from sce_cli.arrays import formats
+    from sce.io.arrays import formats
 
     np.savez_compressed(tmp_path / "logits_only.npz", logits=np.zeros((300, 200)))
 
@@ -543,9 +543,9 @@ def test_a_mean_over_no_counted_weight_is_graded_as_pytorch_gives_it(tmp_path):
 def test_the_python_assertion_leaves_the_callers_malloc_alone(tmp_path, monkeypatch):
     """Regression: assert_cross_entropy_close tuned glibc's malloc (for good: any mallopt ends
     its own adjustment) inside the caller's process, e.g. a training run's; only sce check does."""
-    from sce_cli.arrays import heap
-    from sce_cli.grading import by_dtype
-    from sce_cli.testing import assert_cross_entropy_close
+    from sce.grading.dump import by_dtype
+    from sce.io.arrays import heap
+    from sce.testing import assert_cross_entropy_close
 
     asked: list[bool] = []
     real = heap.reused_heap
@@ -580,7 +580,7 @@ def test_a_dump_holding_both_labels_and_targets_is_bad_data_named_by_its_file(tm
 def test_regression_the_assertions_report_holds_the_worst_entries_and_the_histogram():
     """The AssertionError was rich's record of the report, which left out the tables (written
     as plain lines around rich): three blank lines where the worst entries belong."""
-    from sce_cli.testing import assert_cross_entropy_close
+    from sce.testing import assert_cross_entropy_close
 
     rng = np.random.default_rng(0)
     z = rng.standard_normal((4, 6)).astype(np.float32)
@@ -601,7 +601,7 @@ def test_regression_the_assertions_report_holds_the_worst_entries_and_the_histog
 def test_regression_a_mistake_in_the_loss_alone_or_the_gradient_alone_is_named():
     """The loss logged with one denominator while the backward uses another: no mistake fitted
     both, and none was named. Each wrong quantity now names the mistake that fits it alone."""
-    from sce_cli.testing import assert_cross_entropy_close
+    from sce.testing import assert_cross_entropy_close
 
     rng = np.random.default_rng(9)
     z = (rng.standard_normal((32, 50)) * 2).astype(np.float32)
@@ -628,7 +628,7 @@ def test_regression_a_mistake_in_the_loss_alone_or_the_gradient_alone_is_named()
 def test_regression_an_empty_batch_is_graded_as_pytorch_computes_it(reduction, given, right):
     """A batch of no rows (a data-parallel rank's, the last micro-batch after filtering) was a data
     error ("logits is empty"). PyTorch gives 0 for 'sum', NaN for 'mean' and an empty gradient."""
-    from sce_cli.testing import assert_cross_entropy_close
+    from sce.testing import assert_cross_entropy_close
 
     z, y = np.zeros((0, 5), np.float32), np.zeros(0, np.int64)
     grad = np.zeros((0, 5), np.float32)
@@ -642,7 +642,7 @@ def test_regression_an_empty_batch_is_graded_as_pytorch_computes_it(reduction, g
 def test_regression_labels_shifted_by_one_upwards_are_named():
     """Labels read one class up (the −1 at label + 1: `sce test` names it "label + 1") were failed
     by check --arrays with no mistake named; one class down was named."""
-    from sce_cli.testing import assert_cross_entropy_close
+    from sce.testing import assert_cross_entropy_close
 
     rng = np.random.default_rng(9)
     z = (rng.standard_normal((32, 50)) * 2).astype(np.float32)

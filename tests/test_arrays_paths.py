@@ -1,4 +1,4 @@
-"""sce check --arrays on the paths tests/test_arrays.py leaves out (issue 15), and
+"""sce check --arrays on the paths tests/test_arrays.py leaves out, and
 sce grad --logits-file reading arrays.
 
 Every dump is written here with numpy: the answers are computed in this file
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sce_cli.cli import app
+from sce.cli import app
 
 runner = CliRunner()
 IGNORE = -100
@@ -175,7 +175,7 @@ def test_arrow_with_a_list_column(tmp_path):
 def test_blocks_do_not_change_the_verdict(tmp_path, monkeypatch):
     """Rows cut into blocks of one or two, graded one at a time or in two threads: the same
     counts, worst entries and named mistake."""
-    import sce_cli.grading.by_dtype as by_dtype
+    import sce.grading.dump.by_dtype as by_dtype
 
     z, labels = inputs()
     g, _, counted = row_terms(z, labels)
@@ -200,7 +200,7 @@ def test_blocks_do_not_change_the_verdict(tmp_path, monkeypatch):
 
 
 def test_histogram_bins_match_a_search_of_the_edges():
-    from sce_cli.grading.by_dtype import EDGES, _bins
+    from sce.grading.dump.by_dtype import EDGES, _bins
 
     rng = np.random.default_rng(0)
     edges = EDGES[1:]
@@ -217,9 +217,9 @@ def test_histogram_bins_match_a_search_of_the_edges():
 
 
 def test_progress_is_told_each_block_and_the_naming_pass(tmp_path, monkeypatch):
-    import sce_cli.grading.by_dtype as by_dtype
-    from sce_cli.arrays import DumpRequest, read_dump
-    from sce_cli.options import LossOptions
+    import sce.grading.dump.by_dtype as by_dtype
+    from sce.io.arrays import DumpRequest, read_dump
+    from sce.options import LossOptions
 
     z, labels = inputs()
     g, _, _ = row_terms(z, labels)

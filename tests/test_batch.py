@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sce_cli.batch import records
-from sce_cli.cli import app
-from sce_cli.core import softmax_cross_entropy
+from sce.cli import app
+from sce.io.csv import records
+from sce.loss import softmax_cross_entropy
 
 runner = CliRunner()
 SAMPLES = Path(__file__).parent.parent / "samples"
@@ -332,7 +332,7 @@ def test_interrupt_leaves_no_partial_output(tmp_path):
     path = write(tmp_path, "in.csv", as_csv(logits, labels))
     out = write(tmp_path, "out.csv", "precious\n")
     process = subprocess.Popen(
-        [sys.executable, "-m", "sce_cli", "batch", str(path), "-o", str(out), "-q"],
+        [sys.executable, "-m", "sce", "batch", str(path), "-o", str(out), "-q"],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -386,12 +386,12 @@ def test_errors_deep_in_a_file_name_the_right_line(tmp_path, monkeypatch, block_
 
 
 def test_the_file_layer_names_the_request_field_and_the_cli_words_it_as_a_flag(tmp_path):
-    from sce_cli.batch import BatchRequest, plan_columns, run_batch
-    from sce_cli.errors import OptionProblem
+    from sce.batch import BatchRequest, plan_columns, run_batch
+    from sce.errors import OptionProblem
 
     with pytest.raises(OptionProblem) as caught:
         plan_columns(["z0", "label"], label_col="nope", logit_cols=None, target_cols=None, has_header=True)
-    # A missing --label-col column exits as a missing default label column does (issue 11).
+    # A missing --label-col column exits as a missing default label column does.
     assert (caught.value.option, caught.value.exit_code) == ("label_col", 1)
     with pytest.raises(OptionProblem) as caught:
         run_batch(BatchRequest(str(tmp_path / "missing.csv"), None))
@@ -407,7 +407,7 @@ def test_losses_summing_past_the_largest_float_print_no_raw_warning(tmp_path):
     # numpy's "RuntimeWarning: overflow encountered in reduce" on stderr.
     source = write(tmp_path, "huge.csv", "z0,z1,label\n0,1.7e308,0\n0,1.7e308,0\n")
     result = subprocess.run(
-        [sys.executable, "-m", "sce_cli", "batch", str(source), "-o", str(tmp_path / "out.csv")],
+        [sys.executable, "-m", "sce", "batch", str(source), "-o", str(tmp_path / "out.csv")],
         capture_output=True,
         text=True,
         env={**os.environ, "COLUMNS": "100"},
@@ -421,7 +421,7 @@ def test_quiet_runs_warn_but_never_load_rich(tmp_path):
     # -q draws nothing, so importing rich (20 ms) would be start-up paid for nothing.
     source = write(tmp_path, "soft.csv", "z0,z1,t0,t1\n-1e308,1e308,1,0\n")
     probe = (
-        "import sys\nfrom sce_cli.cli import main\n"
+        "import sys\nfrom sce.cli import main\n"
         "try:\n    main()\nexcept SystemExit as end:\n    status = end.code\n"
         "print('rich' in sys.modules, status)\n"
     )
@@ -483,7 +483,7 @@ def test_regression_an_output_in_proc_says_the_folder_takes_no_files(tmp_path):
 def test_regression_an_input_that_grows_between_the_means_two_passes_is_refused(tmp_path, monkeypatch):
     """With --reduction mean the input is read twice; rows added in between were written with
     gradients divided by the first pass's count, exit 0. The second pass counts again."""
-    from sce_cli.batch import run as batch_run
+    from sce.batch import run as batch_run
 
     source = tmp_path / "in.csv"
     source.write_text("z0,z1,label\n1,2,0\n3,1,1\n")
@@ -595,7 +595,7 @@ def test_regression_arrays_through_a_fifo_are_named_as_arrays(tmp_path):
 @pytest.mark.parametrize("text", ["[Errno 28] No space left on device", "No space left on device (os error 28)"])
 def test_regression_a_full_disk_is_worded_one_way(tmp_path, text):
     """Python's "[Errno 28]" showed through on CSV and JSON Lines outputs, without the hint."""
-    from sce_cli.batch.output import OutputTarget
+    from sce.batch.output import OutputTarget
 
     out = tmp_path / "out.csv"
     out.write_text("OLD")

@@ -1,4 +1,4 @@
-"""`sce batch` on dumps of arrays, and its .npz, Parquet and Arrow outputs (issue 15).
+"""`sce batch` on dumps of arrays, and its .npz, Parquet and Arrow outputs.
 
 The dumps are written here with numpy, polars and safetensors. An array input
 must give exactly what a CSV of the same numbers gives (the CSV written here
@@ -20,9 +20,9 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from sce_cli.batch.npz_writer import NpzWriter
-from sce_cli.cli import app
-from sce_cli.core import softmax_cross_entropy
+from sce.cli import app
+from sce.io.writers.npz import NpzWriter
+from sce.loss import softmax_cross_entropy
 from tests import reference
 
 runner = CliRunner()
@@ -368,8 +368,8 @@ def test_logits_of_more_than_two_axes_say_how_to_flatten_them(tmp_path):
 
 
 def test_progress_is_told_in_bytes_of_the_input_and_rows(tmp_path, monkeypatch):
-    from sce_cli.arrays import DumpRequest
-    from sce_cli.batch import BatchRequest, array_input, run_batch
+    from sce.batch import BatchRequest, array_input, run_batch
+    from sce.io.arrays import DumpRequest
 
     monkeypatch.setattr(array_input, "BLOCK_ENTRIES", 40)  # blocks of 10 rows of 4 classes
     logits, labels = make_data(n=35, k=4)
@@ -465,7 +465,7 @@ def test_a_csv_input_into_npz_counts_its_rows_first(tmp_path, stdin):
 def test_regression_a_csv_into_npz_with_mean_runs_the_core_twice_not_three_times(tmp_path, monkeypatch):
     """The mean's first pass and the .npz's first pass (its members' shapes) were two passes
     through the core before the one that writes; now one first pass does both."""
-    from sce_cli.batch import frames
+    from sce.batch import frames
 
     logits, labels = make_data(n=30, k=3)
     pl.DataFrame({f"z{k}": logits[:, k] for k in range(3)} | {"label": labels}).write_csv(tmp_path / "d.csv")
@@ -511,7 +511,7 @@ def test_npz_into_a_fifo_is_refused_before_a_byte_is_written(tmp_path):
 def test_a_full_disk_while_writing_npz_names_the_output_and_keeps_the_old_one(tmp_path, monkeypatch):
     import errno
 
-    from sce_cli.batch import npz_writer
+    from sce.io.writers import npz as npz_writer
 
     logits, labels = make_data(n=2000, k=300, seed=11)  # several blocks
     path = save(tmp_path, logits=logits, labels=labels)
@@ -598,8 +598,8 @@ def test_regression_an_npz_writer_stuck_in_a_write_keeps_its_descriptor_open_on_
     descriptor stays open (the writes go to the removed temporary file) until the process ends."""
     import threading
 
-    from sce_cli.batch import array_output
-    from sce_cli.batch.output import OutputTarget
+    from sce.batch import array_output
+    from sce.batch.output import OutputTarget
 
     monkeypatch.setattr(array_output, "ABORT_WAIT", 0.05)
     entered, release = threading.Event(), threading.Event()
@@ -623,8 +623,8 @@ def test_regression_an_npz_writer_stuck_in_a_write_keeps_its_descriptor_open_on_
 
 
 def test_an_npz_writer_that_finished_has_its_file_closed_on_abort(tmp_path):
-    from sce_cli.batch import array_output
-    from sce_cli.batch.output import OutputTarget
+    from sce.batch import array_output
+    from sce.batch.output import OutputTarget
 
     target = OutputTarget(str(tmp_path / "out.npz"), None)
     sink = array_output.NpzSink(target, {"loss": (np.dtype(np.float64), (4,))})
@@ -666,7 +666,7 @@ def test_regression_a_damaged_stored_npz_member_is_refused_not_read(tmp_path):
 def test_regression_a_csv_that_changes_before_its_npz_is_written_is_refused(tmp_path, monkeypatch, reduction, change, second):
     """The .npz's members are shaped by a first pass's row count: an input that grew or shrank
     before the second ended in an internal error (exit 70, 'more rows than its shape')."""
-    from sce_cli.batch import array_run
+    from sce.batch import array_run
 
     source = tmp_path / "in.csv"
     source.write_text("z0,z1,label\n1,2,0\n3,1,1\n")

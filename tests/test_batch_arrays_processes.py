@@ -1,4 +1,4 @@
-"""`sce batch` on arrays as a real process (issue 15): its peak memory on a large
+"""`sce batch` on arrays as a real process: its peak memory on a large
 memory-mapped .npy, and signals during .npz, Parquet and Arrow output, in the
 style of tests/test_batch_memory.py and tests/test_signals.py."""
 
@@ -54,7 +54,7 @@ def large(tmp_path_factory) -> tuple[Path, Path]:
 def test_peak_memory_stays_bounded_on_a_large_memory_mapped_npy(large):
     logits, labels = large
     assert logits.stat().st_size > 190e6
-    command = [sys.executable, "-m", "sce_cli", "batch", str(logits), "--labels", str(labels)]
+    command = [sys.executable, "-m", "sce", "batch", str(logits), "--labels", str(labels)]
     peak = peak_mb([*command, "--reduction", "mean", "-f", "npz", "-o", os.devnull, "-q"])
     assert peak < LIMIT_MB, f"peak RSS {peak:.0f} MB on a {logits.stat().st_size / 1e6:.0f} MB .npy"
 
@@ -67,7 +67,7 @@ def test_parquet_output_is_written_in_row_groups_not_gathered(tmp_path):
     np.save(tmp_path / "z.npy", rng.normal(0, 3, (60_000, 200)).astype(np.float32))
     np.save(tmp_path / "y.npy", rng.integers(0, 200, 60_000))
     out = tmp_path / "o.parquet"
-    command = [sys.executable, "-m", "sce_cli", "batch", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy")]
+    command = [sys.executable, "-m", "sce", "batch", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy")]
     peak = peak_mb([*command, "-o", str(out), "-q"])
     assert out.stat().st_size > 100e6
     assert peak < 64 + 288 - 60, f"peak RSS {peak:.0f} MB"
@@ -151,7 +151,7 @@ def test_sigterm_at_any_moment_leaves_the_old_npz_or_a_whole_new_one(tmp_path, m
 def test_arrays_piped_on_stdin_are_refused_in_one_line(tmp_path, medium):
     with open(medium, "rb") as stdin:
         done = subprocess.run(
-            [sys.executable, "-m", "sce_cli", "batch", "-"], stdin=stdin, capture_output=True, check=False, timeout=60
+            [sys.executable, "-m", "sce", "batch", "-"], stdin=stdin, capture_output=True, check=False, timeout=60
         )
     assert done.returncode == 2 and done.stdout == b""
     assert done.stderr == (

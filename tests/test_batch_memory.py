@@ -33,7 +33,7 @@ def test_peak_memory_stays_bounded_on_a_large_input(tmp_path: Path) -> None:
     assert source.stat().st_size > 180e6
     # Measured from a small intermediate process: a child's ru_maxrss counts the
     # resident size of the process it was forked from at exec (pytest's, here).
-    command = [sys.executable, "-m", "sce_cli", "batch", str(source), "-o", os.devnull, "--quiet"]
+    command = [sys.executable, "-m", "sce", "batch", str(source), "-o", os.devnull, "--quiet"]
     probe = subprocess.run(
         [sys.executable, "-c", PROBE, *command], capture_output=True, text=True, check=False, timeout=600
     )

@@ -18,7 +18,7 @@ P = np.exp([2.0, 3.0, 4.0]) / np.exp([2.0, 3.0, 4.0]).sum()
 
 
 def sce(*args: str, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sce_cli", *args], stdout=stdout, stderr=subprocess.PIPE)
+    return subprocess.run([sys.executable, "-m", "sce", *args], stdout=stdout, stderr=subprocess.PIPE)
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_regression_stdin_read_from_the_output_file_is_refused(tmp_path, source)
     before = source.read_bytes()
     with open(source, "rb") as stdin:
         done = subprocess.run(
-            [sys.executable, "-m", "sce_cli", "batch", "-", "-o", str(source), "-q"], stdin=stdin, capture_output=True
+            [sys.executable, "-m", "sce", "batch", "-", "-o", str(source), "-q"], stdin=stdin, capture_output=True
         )
     assert done.returncode == 2
     assert done.stderr.decode() == f"sce: error: -o: {source} is the input file; write the output to another file\n"
@@ -99,8 +99,8 @@ def test_regression_a_read_only_output_is_not_replaced(tmp_path, source, monkeyp
     its owner made read-only (or another user's) was replaced; `>` would have been refused."""
     from typer.testing import CliRunner
 
-    from sce_cli.batch import output
-    from sce_cli.cli import app
+    from sce.batch import output
+    from sce.cli import app
 
     out = tmp_path / "out.csv"
     out.write_text("KEEP\n")
@@ -132,7 +132,7 @@ def test_regression_stdin_and_stdout_on_one_file_are_refused(tmp_path, source):
     before = source.read_bytes()
     with open(source, "rb") as stdin, open(source, "ab") as appended:
         done = subprocess.run(
-            [sys.executable, "-m", "sce_cli", "batch", "-", "-q"], stdin=stdin, stdout=appended, stderr=subprocess.PIPE
+            [sys.executable, "-m", "sce", "batch", "-", "-q"], stdin=stdin, stdout=appended, stderr=subprocess.PIPE
         )
     assert done.returncode == 2
     assert done.stderr.decode() == "sce: error: stdout is the input file; write the output to another file\n"

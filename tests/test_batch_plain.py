@@ -1,4 +1,4 @@
-"""Blocks of plain lines (sce_cli/batch/plain.py) come out byte for byte as
+"""Blocks of plain lines (sce/batch/plain.py) come out byte for byte as
 the usual way writes them, and every error in them is worded the same."""
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sce_cli.batch import records
-from sce_cli.batch import run as batch_run
-from sce_cli.batch.columns import plan_columns
-from sce_cli.batch.frames import compute_block
-from sce_cli.batch.plain import parse_plain_block, plain_rows
-from sce_cli.batch.records import Block
-from sce_cli.batch.run import BatchRequest, run_batch
-from sce_cli.errors import SceError
-from sce_cli.options import LossOptions
+from sce.batch import run as batch_run
+from sce.batch.frames import compute_block
+from sce.batch.plain import parse_plain_block, plain_rows
+from sce.batch.run import BatchRequest, run_batch
+from sce.errors import SceError
+from sce.io.csv import records
+from sce.io.csv.columns import plan_columns
+from sce.io.csv.records import Block
+from sce.options import LossOptions
 
 SAMPLES = Path(__file__).parent.parent / "samples"
 

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sce_cli.batch import BatchRequest, run_batch
-from sce_cli.batch import run as batch_run
-from sce_cli.core import softmax_cross_entropy
-from sce_cli.errors import SceError
-from sce_cli.options import LossOptions
+from sce.batch import BatchRequest, run_batch
+from sce.batch import run as batch_run
+from sce.errors import SceError
+from sce.loss import softmax_cross_entropy
+from sce.options import LossOptions
 
 from .test_batch_plain import CASES as PLAIN_CASES
 from .test_batch_plain import assert_the_same_either_way, generated_files
@@ -145,7 +145,7 @@ def test_errors_in_a_wide_file_name_the_line_and_column(tmp_path):
 
 def peak_rss_mb(tmp_path: Path, source: Path) -> float:
     """The peak resident memory of `sce batch` on ``source``, in a child of its own."""
-    argv = [sys.executable, "-m", "sce_cli", "batch", str(source), "-o", str(tmp_path / "out.csv"), "--quiet"]
+    argv = [sys.executable, "-m", "sce", "batch", str(source), "-o", str(tmp_path / "out.csv"), "--quiet"]
     child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, child.stderr.read() if child.stderr else ""

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from typer.testing import CliRunner
 
-from sce_cli.cli import app
-from sce_cli.core import loss_hessian, softmax_cross_entropy, softmax_jacobian
-from sce_cli.grading import digit_slip, finite_difference_check, tolerance_of
+from sce.cli import app
+from sce.grading import digit_slip, finite_difference_check, tolerance_of
+from sce.loss import loss_hessian, softmax_cross_entropy, softmax_jacobian
 
 runner = CliRunner()
 
@@ -215,7 +215,7 @@ def test_file_with_one_wrong_row_found_at_its_line(tmp_path):
     assert document["rows"] == 4 and document["wrong_rows"] == 1
     assert document["worst"][0]["line"] == 4
     assert document["worst"][0]["column"] == "grad_z1"
-    # One shape with `sce check`'s entries (issue 11): numbers as numbers, the text as written, a signed difference.
+    # One shape with `sce check`'s entries: numbers as numbers, the text as written, a signed difference.
     assert document["worst"][0]["given"] == 0.5
     assert document["worst"][0]["written"] == "0.5"
     assert document["worst"][0]["difference"] == 0.5 - document["worst"][0]["expected"]
@@ -233,7 +233,7 @@ def test_file_rounded_answers_use_their_digits(tmp_path):
 def test_file_without_the_named_columns(tmp_path):
     path = scored(tmp_path)
     result = run("check", "--csv", str(path), "--grad-cols", "gradient_*")
-    assert result.exit_code == 2  # cannot be graded: not 1, "graded and wrong" (issue 11)
+    assert result.exit_code == 2  # cannot be graded: not 1, "graded and wrong"
     assert "--grad-cols: 'gradient_*' matches no column" in result.stderr
     result = run("check", "--csv", str(path), "--loss-col", "nll")
     assert "--loss-col: there is no column 'nll'" in result.stderr

@@ -1,5 +1,5 @@
-"""The compiled loop of sce check --arrays (sce_cli/grading/_ulp_errors.c) gives the reports of
-the numpy code it replaces (issue 15's speed goal)."""
+"""The compiled loop of sce check --arrays (sce/grading/dump/_ulp_errors.c) gives the reports of
+the numpy code it replaces."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import sce_cli.grading.by_dtype as by_dtype
-from sce_cli import softmax_cross_entropy
-from sce_cli.arrays import ArrayDump
-from sce_cli.grading import ulp_kernel
-from sce_cli.grading.dtype_baseline import numpy_lane_sum
-from sce_cli.options import LossOptions
+import sce.grading.dump.by_dtype as by_dtype
+from sce import softmax_cross_entropy
+from sce.grading.dump import ulp_kernel
+from sce.grading.dump.baseline import numpy_lane_sum
+from sce.io.arrays import ArrayDump
+from sce.options import LossOptions
 
 from .test_check_arrays_fast import _report, count_calls, dumps, reports_with_and_without
 
@@ -42,7 +42,7 @@ def test_the_compiled_loop_is_built_and_loaded():
     """pip install builds it where there is a C compiler (CI's machine has one): without it
     the tests below would compare numpy with itself (this one fails, the ones that need the
     loop are skipped)."""
-    assert ulp_kernel.library() is not None, "sce_cli/grading/_ulp_errors.c was not built (no C compiler?)"
+    assert ulp_kernel.library() is not None, "sce/grading/dump/_ulp_errors.c was not built (no C compiler?)"
 
 
 needs_the_loop = pytest.mark.skipif(ulp_kernel.library() is None, reason="the compiled loop was not built")
@@ -92,7 +92,7 @@ def test_the_library_beside_the_module_comes_before_those_on_sys_path(monkeypatc
     import importlib.machinery
     import sys
 
-    elsewhere = tmp_path / "sce_cli" / "grading"
+    elsewhere = tmp_path / "sce" / "grading"
     elsewhere.mkdir(parents=True)
     planted = elsewhere / f"_ulp_errors{importlib.machinery.EXTENSION_SUFFIXES[0]}"
     planted.write_bytes(b"not a library")
@@ -213,7 +213,7 @@ def test_the_compiled_lane_sum_is_numpys(rows, classes, seed, scale, special):
 def test_the_compiled_loop_at_one_class_and_a_million(monkeypatch, classes):
     """Chunks of 512 entries: a row of one class, rows just short of and past a chunk, and a
     vocabulary of a million; a right answer passes and one 1 % off fails, the loop grading both
-    (hostile review of this session's change: the class of sizes, not the sizes the issue names)."""
+    (the class of sizes around the loop's lanes and blocks, not only the usual ones)."""
     calls = _calls(monkeypatch)
     rng = np.random.default_rng(classes)
     rows = 3 if classes < 1_000_000 else 1

@@ -1,5 +1,5 @@
-"""sce check --arrays' faster pass (issue 15's speed goal) gives the very reports of the path it
-replaces: labels without smoothing graded by sce_cli.grading.label_block against the dense
+"""sce check --arrays' faster pass gives the very reports of the path it
+replaces: labels without smoothing graded by sce.grading.dump.sparse_labels against the dense
 coefficients (SPARSE_LABELS off), and the histogram's looked-up bins and the in-place ulp unit
 against the formulas they replace, on dumps of every type and option generated here."""
 
@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import sce_cli.grading.by_dtype as by_dtype
-from sce_cli.arrays import ArrayDump
-from sce_cli.grading.dtype_baseline import ulp_unit
-from sce_cli.options import LossOptions
+import sce.grading.dump.by_dtype as by_dtype
+from sce.grading.dump.baseline import ulp_unit
+from sce.io.arrays import ArrayDump
+from sce.options import LossOptions
 
 IGNORE = -100
 DTYPES = ["float64", "float32", "float16"]
@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - the test extra installs it
 
 
 def _numpy(name):
-    from sce_cli.grading.dtype_baseline import numpy_dtype
+    from sce.grading.dump.baseline import numpy_dtype
 
     return numpy_dtype(name)
 
@@ -126,7 +126,7 @@ def reports_with_and_without(flag, case, entries, slice_entries, report=_report)
 
 def test_sparse_labels_are_the_path_taken_and_a_bad_row_is_left_to_the_dense_one(monkeypatch):
     """The equivalence above means something only if both paths run: count them."""
-    from sce_cli.grading import label_block
+    from sce.grading.dump import sparse_labels as label_block
 
     calls = count_calls(monkeypatch, label_block, "baseline", "sparse", "none")
     z = np.array([[1.0, 2.0, 3.0], [0.0, -60000.0, 60000.0]], np.float16)
@@ -156,7 +156,7 @@ def count_calls(monkeypatch, module, name, found, none):
 
 
 def test_looked_up_bins_count_as_the_exponent_formula():
-    from sce_cli.grading.by_dtype import EDGES, _bin_counts, _bins
+    from sce.grading.dump.by_dtype import EDGES, _bin_counts, _bins
 
     rng = np.random.default_rng(1)
     edges = EDGES[1:]
@@ -226,7 +226,7 @@ def test_a_routes_worst_error_and_squares_are_those_of_its_errors(dtype):
     the finite errors, summed here one by one in 60 digits."""
     import mpmath
 
-    from sce_cli.grading.by_dtype import _errors, _finite_worst, _route_errors
+    from sce.grading.dump.by_dtype import _errors, _finite_worst, _route_errors
 
     rng = np.random.default_rng(3)
     expected = rng.standard_normal((4, 50))

@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from sce_cli.arrays import ArrayDump
-from sce_cli.cli import app
-from sce_cli.grading.by_dtype import check_dump
-from sce_cli.options import LossOptions
-from sce_cli.testing import assert_cross_entropy_close
+from sce.cli import app
+from sce.grading.dump.by_dtype import check_dump
+from sce.io.arrays import ArrayDump
+from sce.options import LossOptions
+from sce.testing import assert_cross_entropy_close
 
 runner = CliRunner()
 IGNORE = -100
@@ -584,7 +584,7 @@ def test_the_typical_error_is_reported_in_text_and_json(tmp_path):
 def test_a_lane_sum_keeps_a_vector_registers_lanes(dtype, lanes, rows, classes):
     """64 bytes of lanes (AVX-512): 16 float32 or 8 float64 running sums, each in order. With
     16 float64 lanes PyTorch's own float64 gradient (AVX2: 4 lanes) failed at K = 128,000."""
-    from sce_cli.grading.dtype_baseline import lane_sum
+    from sce.grading.dump.baseline import lane_sum
 
     rng = np.random.default_rng(4)
     values = rng.random((rows, classes)).astype(dtype)

@@ -1,7 +1,7 @@
-"""`sce check` names the slips of the language-model options (issue 14).
+"""`sce check` names the slips of the language-model options.
 
 Every typed answer is derived here, by hand in numpy, from the formulas of
-issue 14, not from sce's code: a = c·tanh(z/c), b = a/T, p = softmax(b),
+the options' published definitions, not from sce's code: a = c·tanh(z/c), b = a/T, p = softmax(b),
 L = -Σ w q log p / D + λ·lse(b)² / D_z.
 """
 
@@ -12,7 +12,7 @@ import json
 import numpy as np
 from typer.testing import CliRunner
 
-from sce_cli.cli import app
+from sce.cli import app
 
 runner = CliRunner()
 Z = np.array([2.0, -1.0, 4.0, 0.5])

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from sce_cli.cli import app
+from sce.cli import app
 
 runner = CliRunner()
 
@@ -135,7 +135,7 @@ def test_options_are_named_under_the_table():
 
 
 def test_version_and_help():
-    from sce_cli import __version__
+    from sce import __version__
 
     assert run("--version").stdout == f"sce {__version__}\n"
     help_text = run("grad", "--help").stdout
@@ -263,7 +263,7 @@ def test_regression_an_empty_field_in_a_logits_file_names_its_line(tmp_path):
 def test_regression_an_endless_logits_file_stops_at_a_bound(tmp_path, monkeypatch):
     """`--logits-file /dev/zero` (or a producer that never closes its pipe) grew until the
     kernel killed it, 24 GB later; the read is now in pieces, up to 256 MB (here 100 bytes)."""
-    import sce_cli.cli.inputs as inputs
+    import sce.cli.typed_inputs as inputs
 
     monkeypatch.setattr(inputs, "LOGITS_FILE_BYTES", 100)
     said = (

@@ -1,4 +1,4 @@
-"""Issue 14 on the command line: --softcap, --z-loss, --smoothing-style; one line per bad value."""
+"""The language-model options on the command line: --softcap, --z-loss, --smoothing-style; one line per bad value."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from sce_cli.cli import app
+from sce.cli import app
 
 from . import reference
 
@@ -94,9 +94,10 @@ def test_batch_z_loss_with_mean_matches_the_core_on_the_whole_file(tmp_path, mon
     # cross-entropy's by their weight sum: the first pass counts both, whatever the blocks.
     import numpy as np
 
-    from sce_cli import softmax_cross_entropy
-    from sce_cli.batch import BatchRequest, records, run_batch
-    from sce_cli.options import LossOptions
+    from sce import softmax_cross_entropy
+    from sce.batch import BatchRequest, run_batch
+    from sce.io.csv import records
+    from sce.options import LossOptions
 
     monkeypatch.setattr(records, "BLOCK_BYTES", block_bytes)
     rows = [[1, 2, 3, 0], [0, 4, -1, 1], [2, 2, 2, -100], [5, -1, 0, 2], [0.5, 0.25, -3, 1]]

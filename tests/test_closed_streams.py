@@ -21,7 +21,7 @@ def sce(args: list[str], close: int, stdout=subprocess.PIPE, stdin=None) -> subp
         os.close(close)
 
     return subprocess.run(
-        [sys.executable, "-m", "sce_cli", *args],
+        [sys.executable, "-m", "sce", *args],
         stdin=stdin,
         stdout=stdout,
         stderr=subprocess.PIPE if close != 2 else None,

@@ -1,4 +1,4 @@
-"""The core in row blocks gives the reference path's results, bit for bit (issue 12).
+"""The core in row blocks gives the reference path's results, bit for bit.
 
 The reference (:mod:`tests.core_reference`) forms every N×K intermediate for
 all rows at once; the public core works through cache-sized blocks of rows
@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sce_cli.core import InvalidInput, LossOptions, blocks, softmax_cross_entropy
+from sce.loss import InvalidInput, LossOptions, row_blocks, softmax_cross_entropy
 
 from .core_reference import reference_softmax_cross_entropy
 
@@ -51,12 +51,12 @@ def rows_per_block(rows: int | None) -> Iterator[None]:
     if rows is None:
         yield
         return
-    saved = blocks.block_rows
-    blocks.block_rows = lambda n_classes, itemsize: rows
+    saved = row_blocks.block_rows
+    row_blocks.block_rows = lambda n_classes, itemsize: rows
     try:
         yield
     finally:
-        blocks.block_rows = saved
+        row_blocks.block_rows = saved
 
 
 def recorded(compute: Any) -> tuple[Any, list[tuple[str, str, tuple[int, ...]]]]:
@@ -95,7 +95,7 @@ def check_same(logits, labels, targets, options: LossOptions, mean_denominator, 
             )
         )
     # LossWarnings exactly, in order; and never one of numpy's own RuntimeWarnings
-    # (issue 10: no raw warning reaches the user), which the frozen reference
+    # (no raw warning reaches the user), which the frozen reference
     # path may still give where a loss overflows.
     # (The frozen reference predates the warning that a sum of finite losses
     # overflows; test_overflowing_sum_of_finite_losses_is_warned_about checks it.)

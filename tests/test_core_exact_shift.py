@@ -1,5 +1,5 @@
 """float32 logits computed in float64 skip TwoSum where every shift z − M is exact
-(sce_cli.core.log_softmax.shift_is_exact), and give the bits of the same logits given as float64."""
+(sce.loss.log_softmax.shift_is_exact), and give the bits of the same logits given as float64."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sce_cli import softmax_cross_entropy
-from sce_cli.core import log_softmax as log_softmax_module
-from sce_cli.core.log_softmax import shift_and_scale, shift_is_exact
+from sce import softmax_cross_entropy
+from sce.loss import log_softmax as log_softmax_module
+from sce.loss.log_softmax import shift_and_scale, shift_is_exact
 
 IGNORE = -100
 

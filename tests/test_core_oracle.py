@@ -9,8 +9,8 @@ import mpmath as mp
 import numpy as np
 import pytest
 
-from sce_cli import core
-from sce_cli.core import InvalidInput, LossWarning, softmax_cross_entropy
+from sce import loss as core
+from sce.loss import InvalidInput, LossWarning, softmax_cross_entropy
 
 from . import reference
 
@@ -275,6 +275,6 @@ def test_float32_computes_in_float32():
 
 
 def test_public_api_is_exported_from_the_package():
-    import sce_cli
+    import sce
 
-    assert sce_cli.softmax_cross_entropy is core.softmax_cross_entropy
+    assert sce.softmax_cross_entropy is core.softmax_cross_entropy

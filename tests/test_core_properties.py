@@ -7,7 +7,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sce_cli.core import softmax_cross_entropy
+from sce.loss import softmax_cross_entropy
 
 EPS = np.finfo(np.float64).eps
 

@@ -1,4 +1,4 @@
-"""Every substituted equation of `--steps` gives its own displayed value (issue 10).
+"""Every substituted equation of `--steps` gives its own displayed value.
 
 The JSON of `sce grad --steps` writes each equation's substitution at full
 precision (`substituted`: "-\\log(0.24472847105479764) = 1.4076060240540763").
@@ -16,7 +16,7 @@ import mpmath as mp
 import pytest
 from typer.testing import CliRunner
 
-from sce_cli.cli import app
+from sce.cli import app
 
 from .latex_eval import NotArithmetic, evaluate
 
@@ -44,7 +44,7 @@ CASES = {
     "twelve classes": [str(k * 0.7 - 3) for k in range(12)] + ["-l", "7"],
     "twelve classes, soft": [str(k * 0.3) for k in range(12)] + ["-t", ",".join(["0.1"] * 10 + ["0", "0"])],
     "float32": ["2", "3", "4", "-l", "1", "--dtype", "float32"],
-    # The language-model options (issue 14), alone and together.
+    # The language-model options, alone and together.
     "softcap": ["2", "3", "4", "-l", "1", "--softcap", "3"],
     "softcap, saturated": ["-60", "25", "40", "-l", "0", "--softcap", "5"],
     "softcap, a masked class": ["-inf", "1", "2", "-l", "2", "--softcap", "2"],

@@ -1,4 +1,4 @@
-"""Issue 11: never lose, misplace or misreport data. One test per case of the
+"""Never lose, misplace or misreport data. One test per case of the
 issue, each pinning the exact line on stderr and the exit status."""
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from sce_cli.batch import output, records
-from sce_cli.batch.frames import write_frame
-from sce_cli.cli import app
+from sce.batch import output
+from sce.batch.frames import write_frame
+from sce.cli import app
+from sce.io.csv import records
 
 runner = CliRunner()
 #: By its full path: the tests run from any folder.
@@ -132,7 +133,7 @@ def test_process_substitution_with_mean_is_spooled(tmp_path):
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     done = subprocess.run(
-        ["bash", "-c", f'"{sys.executable}" -m sce_cli batch <(cat "{source}") --reduction mean -q'],
+        ["bash", "-c", f'"{sys.executable}" -m sce batch <(cat "{source}") --reduction mean -q'],
         capture_output=True,
         text=True,
         env={**os.environ, "TMPDIR": str(temporary)},
@@ -270,7 +271,7 @@ def test_a_closed_pipe_before_writing_exits_141(tmp_path):
         read, written = os.pipe()
         os.close(read)
         done = subprocess.run(
-            [sys.executable, "-m", "sce_cli", "grad", "2", "3", "4", "-l", "1", "-f", output_format],
+            [sys.executable, "-m", "sce", "grad", "2", "3", "4", "-l", "1", "-f", output_format],
             stdout=written,
             stderr=subprocess.PIPE,
             text=True,
@@ -314,7 +315,7 @@ def test_check_json_entries_have_one_shape(tmp_path):
 
 def test_digits_12_into_a_pipe_are_not_cut():
     done = subprocess.run(
-        [sys.executable, "-m", "sce_cli", "grad", "2", "3", "4", "-l", "1", "-d", "12"],
+        [sys.executable, "-m", "sce", "grad", "2", "3", "4", "-l", "1", "-d", "12"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -342,7 +343,7 @@ def test_a_reader_that_leaves_mid_output_gives_141_whatever_the_format(tmp_path,
     logits = tmp_path / "logits.npy"
     np.save(logits, np.random.default_rng(0).normal(size=100_000))
     writer = subprocess.Popen(
-        [sys.executable, "-m", "sce_cli", "grad", "--logits-file", str(logits), "-l", "5", *options],
+        [sys.executable, "-m", "sce", "grad", "--logits-file", str(logits), "-l", "5", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -357,7 +358,7 @@ def test_a_reader_that_leaves_mid_output_gives_141_whatever_the_format(tmp_path,
 def test_whole_writes_finish_what_a_short_buffered_write_leaves():
     """Python's buffered writer may return a short count for one large write;
     sys.stdout.write ignores it. WholeWrites writes the rest."""
-    from sce_cli.cli.stdout import WholeWrites
+    from sce.cli.stdout import WholeWrites
 
     class ShortBuffer(io.BytesIO):
         def write(self, data) -> int:
@@ -427,7 +428,7 @@ def test_logits_file_from_a_fifo_is_read_once_not_waited_on(tmp_path, kind):
         np.save(buffer, np.array([2.0, 3.0, 4.0]))
         data = buffer.getvalue()
     done = subprocess.run(
-        [sys.executable, "-m", "sce_cli", "grad", "--logits-file", str(fifo_with(tmp_path, data)), "-l", "1"],
+        [sys.executable, "-m", "sce", "grad", "--logits-file", str(fifo_with(tmp_path, data)), "-l", "1"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -466,7 +467,7 @@ def test_a_full_stdout_is_named_as_stdout(args, said):
     and sce batch blamed a -o that was never given."""
     with open("/dev/full", "w") as full:
         done = subprocess.run(
-            [sys.executable, "-m", "sce_cli", *args], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60
+            [sys.executable, "-m", "sce", *args], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60
         )
     assert (done.returncode, done.stderr) == (
         1,

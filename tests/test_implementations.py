@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sce_cli.cli import app
-from sce_cli.implementations import mistakes
-from sce_cli.implementations.cases import build_cases
-from sce_cli.implementations.loading import UnusableImplementation
-from sce_cli.testing import assert_implementation_correct, check_implementation
+from sce.cli import app
+from sce.grading.implementations import mistakes
+from sce.grading.implementations.cases import build_cases
+from sce.grading.implementations.loading import UnusableImplementation
+from sce.testing import assert_implementation_correct, check_implementation
 
 HERE = Path(__file__).parent
 IMPLEMENTATIONS = HERE / "implementations"
@@ -89,7 +89,7 @@ def test_regression_pytorchs_own_cross_entropy_passes_without_a_long_cast():
 
 
 def test_the_int32_labels_case_is_left_out_for_pytorch_alone():
-    from sce_cli.implementations.cases import for_framework
+    from sce.grading.implementations.cases import for_framework
 
     cases = build_cases()
     assert "labels as int32" in [c.name for c in cases]
@@ -431,7 +431,7 @@ def test_json_document_has_exactly_the_promised_keys():
 
 def test_python_dash_m_in_a_separate_process():
     done = subprocess.run(
-        [sys.executable, "-m", "sce_cli", "test", spec("prints"), "--format", "json"],
+        [sys.executable, "-m", "sce", "test", spec("prints"), "--format", "json"],
         capture_output=True, text=True, cwd=REPO, check=False,
         env={k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR")},
     )
@@ -486,7 +486,7 @@ def test_ctrl_c_stops_sce_and_the_child_process(tmp_path):
         "    while True:\n        pass\n"
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "sce_cli", "test", f"{tmp_path / 'spin.py'}:f", "--timeout", "60"],
+        [sys.executable, "-m", "sce", "test", f"{tmp_path / 'spin.py'}:f", "--timeout", "60"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     deadline = time.monotonic() + 20

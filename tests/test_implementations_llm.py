@@ -1,4 +1,4 @@
-"""`sce test` with the loss options of issue 14: the function computes the loss with the
+"""`sce test` with the language-model loss options: the function computes the loss with the
 options built in (Gemma's softcap 30, a z-loss of 1e-4, Megatron's smoothing), and sce
 test grades it against the reference with those options."""
 
@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sce_cli.cli import app
-from sce_cli.cli.commandline import FLAG_OF_FIELD
-from sce_cli.implementations import mistakes
-from sce_cli.implementations.cases import build_cases
-from sce_cli.options import LossOptions
-from sce_cli.testing import check_implementation
+from sce.cli import app
+from sce.cli.commandline import FLAG_OF_FIELD
+from sce.grading.implementations import mistakes
+from sce.grading.implementations.cases import build_cases
+from sce.options import LossOptions
+from sce.testing import check_implementation
 
 IMPLEMENTATIONS = Path(__file__).parent / "implementations"
 GEMMA = ("--softcap", "30", "--z-loss", "1e-4")

@@ -29,7 +29,7 @@ def test_installed_sce_computes_the_seed_example():
 
 def test_python_dash_m_works_too():
     done = subprocess.run(
-        [sys.executable, "-m", "sce_cli", "grad", "-1", "2", "-l", "0", "-f", "csv"],
+        [sys.executable, "-m", "sce", "grad", "-1", "2", "-l", "0", "-f", "csv"],
         capture_output=True, text=True, env=ENV, check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -57,10 +57,10 @@ def test_an_error_is_one_line_without_traceback():
 def test_the_installed_sce_loads_its_compiled_loop(tmp_path):
     """What a user runs (imported from outside the checkout) grades with the compiled loop where
     pip could build it; skipped where it could not (tests/test_check_arrays_compiled.py fails then)."""
-    from sce_cli.grading import ulp_kernel
+    from sce.grading.dump import ulp_kernel
 
     if ulp_kernel.library() is None:
         pytest.skip("the compiled loop was not built")
-    code = "from sce_cli.grading import ulp_kernel; print(ulp_kernel.library() is not None)"
+    code = "from sce.grading.dump import ulp_kernel; print(ulp_kernel.library() is not None)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (0, "True\n", "")

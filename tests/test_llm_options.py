@@ -1,4 +1,4 @@
-"""Issue 14: soft-capping, z-loss, the off-target smoothing convention, and any layout.
+"""The language-model options: soft-capping, z-loss, the off-target smoothing convention, and any layout.
 
 Every number is held to the 60-digit reference (``reference.analytic``, which
 writes the loss from the definitions: b = c·tanh(z/c)/T, λ·lse(b)² per counted
@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sce_cli.core import InvalidInput, LossOptions, LossWarning, blocks, softmax_cross_entropy
-from sce_cli.core.log_softmax import flat_indices, soft_capped
+from sce.loss import InvalidInput, LossOptions, LossWarning, row_blocks, softmax_cross_entropy
+from sce.loss.log_softmax import flat_indices, soft_capped
 
 from . import reference
 from .test_accuracy import GROUPS, INF, TINY, WELL_CONDITIONED, group_inputs, inherent_bound, mismatch
@@ -472,7 +472,7 @@ def test_new_options_in_blocks_of_one_row_give_the_same_bits(kind, monkeypatch):
         reduction="mean",
     )
     whole = computed(z, **inputs, **options)
-    monkeypatch.setattr(blocks, "block_rows", lambda n_classes, itemsize: 1)
+    monkeypatch.setattr(row_blocks, "block_rows", lambda n_classes, itemsize: 1)
     one = computed(z, **inputs, **options)
     for name in (
         "losses",

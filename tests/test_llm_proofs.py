@@ -1,4 +1,4 @@
-"""`sce grad --verify`, `--jacobian` and `--hessian` with --softcap, --z-loss and off-target smoothing (issue 14).
+"""`sce grad --verify`, `--jacobian` and `--hessian` with --softcap, --z-loss and off-target smoothing.
 
 The Hessian is checked against central differences of the core's gradient, not
 against its own formula; the Jacobian route against the core's gradient.
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sce_cli import softmax_cross_entropy
-from sce_cli.cli import app
+from sce import softmax_cross_entropy
+from sce.cli import app
 
 runner = CliRunner()
 

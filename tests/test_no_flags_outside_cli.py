@@ -8,7 +8,7 @@ import ast
 import re
 from pathlib import Path
 
-PACKAGE = Path(__file__).parent.parent / "sce_cli"
+PACKAGE = Path(__file__).parent.parent / "sce"
 
 
 #: A flag as a user types it: "--encoding", not "x--y", "---" or "--" alone.
@@ -17,7 +17,7 @@ FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
 #: Strings outside cli/ and render/ that keep a flag on purpose, each with why.
 CLI_FACING = {
     # sce grad --logits-file's reader, pointing at other commands: a command line, not an option of this call.
-    ("arrays/vector.py", "--arrays"),
+    ("io/arrays/vector.py", "--arrays"),
     # sce check's explanation of a label the user typed as --label on the command line.
     ("grading/mistakes.py", "--label"),
 }

@@ -1,4 +1,4 @@
-"""No raw Python warning and no numpy wording ever reaches the terminal (issue 10).
+"""No raw Python warning and no numpy wording ever reaches the terminal.
 
 Every sce grad output runs here with numpy set to raise on any floating-point
 event that the code did not guard deliberately, and Python warnings turned
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sce_cli.cli import app
+from sce.cli import app
 
 runner = CliRunner()
 

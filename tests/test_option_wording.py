@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sce_cli.batch.run import BatchRequest, run_batch
-from sce_cli.cli import app
-from sce_cli.cli.commandline import FLAG_OF_FIELD, run_reporting_errors
-from sce_cli.core import InvalidInput, softmax_cross_entropy
-from sce_cli.errors import DataProblem, OptionProblem, SceError, UsageProblem, option, worded
+from sce.batch.run import BatchRequest, run_batch
+from sce.cli import app
+from sce.cli.commandline import FLAG_OF_FIELD, run_reporting_errors
+from sce.errors import DataProblem, OptionProblem, SceError, UsageProblem, option, worded
+from sce.loss import InvalidInput, softmax_cross_entropy
 
-PACKAGE = Path(__file__).parent.parent / "sce_cli"
+PACKAGE = Path(__file__).parent.parent / "sce"
 runner = CliRunner()
 
 
@@ -134,8 +134,8 @@ IMPLEMENTATIONS = Path(__file__).parent / "implementations"
 
 
 def test_sce_tests_advice_is_a_keyword_in_python_and_a_flag_in_sce_test():
-    from sce_cli.implementations import mistakes
-    from sce_cli.testing import check_implementation
+    from sce.grading.implementations import mistakes
+    from sce.testing import check_implementation
 
     assert mistakes.MEAN_NOT_SUM.name == "divided by N, but reduction='sum' has no 1/N"
     assert mistakes.MEAN_NOT_SUM.fix == "drop the division by N (or grade with reduction='mean')"
@@ -155,7 +155,7 @@ def test_sce_tests_advice_is_a_keyword_in_python_and_a_flag_in_sce_test():
 
 
 def test_a_dump_mistake_names_the_reduction_as_a_keyword_in_python_and_a_flag_in_sce_check(tmp_path):
-    from sce_cli.testing import assert_cross_entropy_close
+    from sce.testing import assert_cross_entropy_close
 
     logits = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]])
     labels = np.array([2, 0])

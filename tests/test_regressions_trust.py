@@ -1,4 +1,4 @@
-"""Regression tests named after what broke (issues 9 and 10), through the command line.
+"""Regression tests named after what broke, through the command line.
 
 Expected values are derived by hand here (math.exp and the formulas), never
 taken from sce's own output.
@@ -14,10 +14,10 @@ import warnings
 import numpy as np
 from typer.testing import CliRunner
 
-from sce_cli.cli import app
-from sce_cli.core import softmax_cross_entropy
-from sce_cli.derivation import build_derivation
-from sce_cli.proofs import prove
+from sce.cli import app
+from sce.explain.derivation import build_derivation
+from sce.explain.proofs import prove
+from sce.loss import softmax_cross_entropy
 
 runner = CliRunner()
 
@@ -32,7 +32,7 @@ def softmax(z: list[float], temperature: float = 1.0) -> list[float]:
     return [v / sum(e) for v in e]
 
 
-# --- issue 9: the zero-denominator crashes -----------------------------------------------
+# --- the zero-denominator crashes -----------------------------------------------
 
 ZERO_DENOMINATOR = ["2", "3", "4", "-l", "0", "-w", "0,1,1", "--reduction", "mean"]
 
@@ -63,7 +63,7 @@ def test_zero_denominator_check_of_a_wrong_answer_is_graded_not_crashed():
     assert "verdict: not correct" in result.stdout
 
 
-# --- issue 10: fair verdicts ---------------------------------------------------------------
+# --- fair verdicts ---------------------------------------------------------------
 
 
 def test_tiny_wrong_loss_no_longer_passes_on_an_absolute_floor():
@@ -111,7 +111,7 @@ def test_verify_says_cannot_verify_where_differences_cannot_resolve():
     assert json.loads(result.stdout)["verify"]["verdict"] == "agree"
 
 
-# --- issue 10: the derivation agrees with itself -------------------------------------------
+# --- the derivation agrees with itself -------------------------------------------
 
 
 def test_steps_formula_carries_the_1_over_D_its_number_includes():
@@ -160,7 +160,7 @@ def test_silent_nan_with_a_weight_0_masked_class_is_the_exact_loss():
     assert round(expected, 7) == 1.2361530
 
 
-# --- issue 10: large K -------------------------------------------------------------------------
+# --- large K -------------------------------------------------------------------------
 
 
 def test_large_k_explanations_never_form_a_k_by_k_matrix():
@@ -283,7 +283,7 @@ def test_a_vanishing_softcap_factor_gives_a_zero_gradient_not_nan():
 def test_the_empty_mean_warning_mentions_the_z_loss_gradient_only_when_one_is_kept():
     """Regression: with every row ignored, or with a softcap and no z-loss at all,
     the warning said "the z-loss keeps its own" gradient; there was none."""
-    from sce_cli import LossWarning
+    from sce import LossWarning
 
     def warning_of(**options) -> str:
         with warnings.catch_warnings(record=True) as caught:
@@ -307,7 +307,7 @@ def test_a_label_beyond_64_bits_is_named_as_too_large_not_as_not_an_integer():
 
 
 def test_counts_of_one_are_singular():
-    from sce_cli.numbers import count_of
+    from sce.number_text import count_of
 
     assert [count_of(1, "row"), count_of(2, "row"), count_of(1000, "class", "classes")] == [
         "1 row",
@@ -322,7 +322,7 @@ def test_weights_whose_sum_exceeds_float64_do_not_crash_the_exact_divisor():
     """Regression: the exactly rounded weight sum (math.fsum) raised OverflowError
     ('intermediate overflow in fsum') for two weights of 1e308; the sum is inf, as a plain
     sum says, and the mean NaN."""
-    from sce_cli.core.reduction import weighted_total
+    from sce.loss.reduction import weighted_total
 
     assert weighted_total(np.array([1, 1]), np.array([1e308, 1e308])) == math.inf
     with warnings.catch_warnings():

@@ -1,4 +1,4 @@
-"""Signals against a real `sce` process on a large generated file (issue 11):
+"""Signals against a real `sce` process on a large generated file:
 every exit path removes the temporary output and the spool, leaves an existing
 output exactly as it was, and exits with 128 + the signal's number."""
 
@@ -44,11 +44,11 @@ def graded(tmp_path_factory) -> Path:
 
 
 def start(args: list[str], tmp_path: Path, **kwargs) -> tuple[subprocess.Popen, Path]:
-    """`python -m sce_cli ARGS` with its own temporary folder, which the test checks afterwards."""
+    """`python -m sce ARGS` with its own temporary folder, which the test checks afterwards."""
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     env = {**os.environ, "TMPDIR": str(temporary)}
-    process = subprocess.Popen([sys.executable, "-m", "sce_cli", *args], stderr=subprocess.PIPE, env=env, **kwargs)
+    process = subprocess.Popen([sys.executable, "-m", "sce", *args], stderr=subprocess.PIPE, env=env, **kwargs)
     return process, temporary
 
 
@@ -175,7 +175,7 @@ def test_a_signal_during_grad_prints_its_line(signum, status, said):
     """Regression: SIGTERM and SIGHUP killed `sce grad` (and `sce check`'s typed
     answers) silently: only sce batch and check --csv handled them."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "sce_cli", "grad", "--logits-file", "-", "-l", "1"],
+        [sys.executable, "-m", "sce", "grad", "--logits-file", "-", "-l", "1"],
         stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

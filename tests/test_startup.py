@@ -12,9 +12,9 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from sce_cli.cli import app
-from sce_cli.cli.application import BLAS_THREAD_VARIABLES, COMMANDS
-from sce_cli.render.grid import PlainConsole, console_for
+from sce.cli import app
+from sce.cli.application import BLAS_THREAD_VARIABLES, COMMANDS
+from sce.render.grid import PlainConsole, console_for
 
 # The console script's own two lines, then what it left loaded and the BLAS variables.
 ENTRY_POINT = """
@@ -25,7 +25,7 @@ def report():
         json.dump({"modules": sorted(sys.modules), "environ": dict(os.environ)}, out)
 atexit.register(report)
 sys.argv[0] = "sce"
-from sce_cli.cli import main
+from sce.cli import main
 main()
 """
 ENV = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", *BLAS_THREAD_VARIABLES)}
@@ -50,11 +50,11 @@ def test_grad_into_a_pipe_loads_neither_rich_nor_polars_nor_the_other_commands(t
     assert done.returncode == 0, done.stderr
     assert "loss L = 1.4076" in done.stdout
     modules = report["modules"]
-    assert "sce_cli.cli.grad" in modules
-    for package in ("rich", "polars", "typer.rich_utils", "sce_cli.batch", "sce_cli.implementations", "sce_cli.grading"):
+    assert "sce.cli.grad" in modules
+    for package in ("rich", "polars", "typer.rich_utils", "sce.batch", "sce.grading.implementations", "sce.grading"):
         assert loaded(modules, package) == [], package
     for command in ("batch", "check", "test"):
-        assert f"sce_cli.cli.{command}" not in modules
+        assert f"sce.cli.{command}" not in modules
 
 
 def test_grad_on_a_terminal_still_draws_with_rich(tmp_path):
@@ -74,7 +74,7 @@ def test_version_and_help_load_no_numpy(tmp_path):
 def test_importing_the_cli_loads_no_numpy():
     # main() sets the BLAS variables after this import and before numpy loads.
     done = subprocess.run(
-        [sys.executable, "-c", "import sys, sce_cli.cli; print('numpy' in sys.modules)"],
+        [sys.executable, "-c", "import sys, sce.cli; print('numpy' in sys.modules)"],
         capture_output=True, text=True, env=ENV, check=True,
     )
     assert done.stdout == "False\n"
@@ -99,7 +99,7 @@ def test_a_users_thread_count_is_kept(tmp_path, name):
 
 def test_a_program_importing_sce_keeps_its_threads():
     code = (
-        "import os, sce_cli, sce_cli.cli; from sce_cli import softmax_cross_entropy; "
+        "import os, sce, sce.cli; from sce import softmax_cross_entropy; "
         "softmax_cross_entropy([[2.0, 3.0, 4.0]], [1]); print(os.environ.get('OPENBLAS_NUM_THREADS'))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, check=True)
@@ -113,7 +113,7 @@ def test_help_lists_the_four_commands_with_their_one_line_help():
     listed = [line.split("│")[1].split() for line in lines if line.startswith("│ ") and "--" not in line]
     assert [words[0] for words in listed] == ["grad", "batch", "check", "test"]
     for name, words in zip(COMMANDS, listed):
-        module = __import__(f"sce_cli.cli.{name}", fromlist=[name])
+        module = __import__(f"sce.cli.{name}", fromlist=[name])
         first_line = inspect.getdoc(getattr(module, name)).splitlines()[0]
         assert " ".join(words[1:]) == first_line
 
@@ -171,7 +171,7 @@ def test_the_plain_console_prints_what_rich_prints(line, columns, monkeypatch):
     monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
     from rich.text import Text
 
-    from sce_cli.render.grid import print_styled
+    from sce.render.grid import print_styled
 
     for call in (
         lambda c: c.print(line),
@@ -201,7 +201,7 @@ SEED_TABLE_END = "    2         4     0.0000      0.6652   █████▍   
 
 def run_module(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sce_cli", *args], capture_output=True, text=True, env=ENV, check=False
+        [sys.executable, "-m", "sce", *args], capture_output=True, text=True, env=ENV, check=False
     )
 
 
@@ -217,7 +217,7 @@ def test_a_quick_exit_keeps_the_whole_output_and_the_status():
 
 def test_a_quick_exit_into_a_closed_pipe_still_ends_quietly_with_141():
     done = subprocess.run(
-        f"'{sys.executable}' -m sce_cli grad $(seq 1 3000) --label 5 | head -1; echo \"${{PIPESTATUS[0]}}\"",
+        f"'{sys.executable}' -m sce grad $(seq 1 3000) --label 5 | head -1; echo \"${{PIPESTATUS[0]}}\"",
         shell=True, executable="/bin/bash", capture_output=True, text=True, env=ENV, check=False,
     )
     assert done.stdout.splitlines()[1] == "141"
@@ -228,4 +228,4 @@ def test_atexit_callbacks_still_run(tmp_path):
     # run_sce's report is an atexit callback: with one registered, sce exits the usual way.
     done, report = run_sce(tmp_path, "grad", "2", "3", "4", "-l", "7")
     assert done.returncode == 2
-    assert "sce_cli.cli.grad" in report["modules"]
+    assert "sce.cli.grad" in report["modules"]

@@ -10,10 +10,10 @@ import pytest
 from latex2mathml.converter import convert
 from typer.testing import CliRunner
 
-from sce_cli.cli import app
-from sce_cli.core import softmax_cross_entropy
-from sce_cli.derivation import Elided, Equation, Matrix, build_derivation
-from sce_cli.render.latex_text import to_unicode
+from sce.cli import app
+from sce.explain.derivation import Elided, Equation, Matrix, build_derivation
+from sce.loss import softmax_cross_entropy
+from sce.render.latex_text import to_unicode
 
 runner = CliRunner()
 
@@ -154,7 +154,7 @@ def test_temperature_divides_the_logits_and_the_gradient():
     stages = build_derivation(softmax_cross_entropy([2, 3, 4], 1, temperature=2.0))
     assert any("Temperature $T = 2$" in note for note in stages[0].notes)
     softmax = stages[1]
-    # The shift comes before the division (issue 10): M = max z = 4, then (z_i - M) / T.
+    # The shift comes before the division: M = max z = 4, then (z_i - M) / T.
     assert value_of(softmax, "M =", "M") == 4.0
     assert [value_of(softmax, f"(z_{{{k}}} - M) / T", "d") for k in range(3)] == [-1, -0.5, 0]
     e1, e15, e2 = math.exp(1), math.exp(1.5), math.exp(2)
@@ -224,7 +224,7 @@ MARKDOWN_CASES = [
     ["0", "40", "-l", "1"],
     ["1000", "-1000", "0", "-l", "1"],
     [*[str(k) for k in range(50)], "-l", "7"],
-    # Issue 14's options: the cap's and the z-loss's stages, off-target smoothing, D and D_z.
+    # The language-model options: the cap's and the z-loss's stages, off-target smoothing, D and D_z.
     ["2", "-3", "4", "-l", "1", "--softcap", "3", "--z-loss", "0.01", "-T", "2", "-w", "1,2,1", "--reduction", "mean"],
     ["1", "2", "3", "-t", "0.2,0.3,0.5", "--smoothing", "0.1", "--smoothing-style", "off-target", "--z-loss", "0.1"],
 ]
@@ -301,8 +301,8 @@ def test_latex_to_unicode(latex, text):
 def test_brackets_in_formulas_are_not_taken_for_rich_markup():
     from rich.console import Console
 
-    from sce_cli.derivation import Stage
-    from sce_cli.render.steps_terminal import print_steps
+    from sce.explain.derivation import Stage
+    from sce.render.steps_terminal import print_steps
 
     console = Console(record=True, width=100, color_system=None)
     stage = Stage("Setup", ("an interval $[0, 1]$ and [bold]not markup[/bold]",), (Equation("x", "[⟨v⟩]", {"v": 0.5}),))
@@ -317,11 +317,11 @@ def test_every_latex_command_the_derivation_writes_has_a_unicode_form():
     import pathlib
     import re
 
-    from sce_cli.render import latex_text
+    from sce.render import latex_text
 
     known = set(latex_text.SYMBOLS) | latex_text.STYLES | {"frac"}
     package = pathlib.Path(latex_text.__file__).parents[1]
-    sources = [*package.joinpath("derivation").glob("*.py"), package / "proofs.py"]
+    sources = [*package.joinpath("explain", "derivation").glob("*.py"), package / "explain" / "proofs.py"]
     written = {name for path in sources for name in re.findall(r"\\\\([A-Za-z]+)", path.read_text(encoding="utf-8"))}
     assert written - {"n"} <= known  # "\\n" is a newline in a Python string
     assert to_unicode(r"\pm 1") == "± 1"

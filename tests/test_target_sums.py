@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sce_cli.arrays import ArrayDump
-from sce_cli.cli import app
-from sce_cli.core import InvalidInput, softmax_cross_entropy
-from sce_cli.core.checks import target_sum_tolerance
-from sce_cli.grading.by_dtype import check_dump
-from sce_cli.options import LossOptions
+from sce.cli import app
+from sce.grading.dump.by_dtype import check_dump
+from sce.io.arrays import ArrayDump
+from sce.loss import InvalidInput, softmax_cross_entropy
+from sce.loss.validation import target_sum_tolerance
+from sce.options import LossOptions
 
 runner = CliRunner()
 U32 = 2.0**-24

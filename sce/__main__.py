@@ -1,0 +1,3 @@
+from sce.cli import main
+
+main()

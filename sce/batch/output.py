@@ -1,0 +1,327 @@
+"""Writing without losing data: the atomic output target, the background
+writer, and the spool of an input read twice."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+import polars as pl
+
+from sce.batch.frames import write_frame
+from sce.batch.plain import PlainRows
+from sce.batch.wide import TextRows
+from sce.errors import DATA, DataProblem, OptionProblem, UsageProblem
+from sce.io.signals import raise_if_interrupted, shielded
+
+
+class OutputTarget:
+    """Where the output goes, written so that a failure destroys nothing.
+
+    A regular file is written to a temporary file beside it and renamed into
+    place only when everything has been written; on any failure (a signal
+    included) the temporary file is removed and an existing file is left as
+    it was. A symbolic link is followed: the temporary file goes beside the
+    link's target and is renamed onto the target, so the link stays a link.
+    stdout, pipes and devices (/dev/null) are written directly: a rename
+    over a device would replace it.
+    """
+
+    def __init__(self, path: str | None, input_path: str | None) -> None:
+        self.path = None if path in (None, "-") else path
+        self.temporary: str | None = None
+        self.still_written = False
+        """A writer thread may still write into the stream: abandon() leaves it open."""
+        self.stream: BinaryIO
+        if self.path is None:
+            _refuse_input_behind(1, "stdout", input_path)
+            self.stream = sys.stdout.buffer
+            return
+        if not self.path:
+            raise OptionProblem("output_path", "the output file name is empty; name a file, or give - for stdout")
+        if self.path.endswith(os.sep) and not os.path.isdir(self.path):
+            example = os.path.join(self.path, "out.csv")
+            raise OptionProblem(
+                "output_path", f"{self.path} names a folder, which does not exist; create it, or name a file: {example}"
+            )
+        descriptor = _own_descriptor(self.path)
+        if descriptor is not None:
+            # /dev/stdout, /dev/fd/N: the file behind is what the shell opened (`>> log`, a pipe);
+            # followed to that file and replaced by a rename, it would lose what it held.
+            self.written = self.path
+            _refuse_input_behind(descriptor, self.path, input_path)
+            try:
+                self.stream = os.fdopen(os.dup(descriptor), "wb")
+            except OSError as error:
+                raise OptionProblem("output_path", f"cannot write {self.path}: {_reason(error)}", DATA) from None
+            return
+        self.written = os.path.realpath(self.path)
+        self._check_destination(input_path)
+        if os.path.exists(self.written) and not stat.S_ISREG(os.stat(self.written).st_mode):
+            self.stream = self._open_directly()
+            return
+        directory = os.path.dirname(self.written)
+        with shielded():  # the temporary file is ours to remove from the moment it exists
+            try:
+                handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (renamed or removed in finish/abandon)
+                    dir=directory, prefix=f".{os.path.basename(self.written)}.", suffix=".partial", delete=False
+                )
+            except OSError as error:
+                raise OptionProblem("output_path", _cannot_create_in(directory, error), DATA) from None
+            self.temporary = handle.name
+            self.stream = handle  # type: ignore[assignment]
+
+    def _check_destination(self, input_path: str | None) -> None:
+        """Neither a folder nor the input file."""
+        if os.path.isdir(self.written):
+            example = os.path.join(self.path or "", "out.csv")
+            raise OptionProblem("output_path", f"{self.path} is a folder; name a file in it, e.g. {example}")
+        if not os.path.exists(self.written):
+            return
+        if _same_file(self.written, input_path):
+            raise OptionProblem("output_path", f"{self.path} is the input file; write the output to another file")
+        if stat.S_ISREG(os.stat(self.written).st_mode) and not os.access(self.written, os.W_OK):
+            # The rename needs only the folder's permission: it would replace a file one may not write.
+            raise OptionProblem(
+                "output_path", f"{self.path} is not writable (read-only, or not yours); make it writable or write "
+                "the output elsewhere", DATA
+            )
+
+    def _open_directly(self) -> BinaryIO:
+        assert self.path is not None
+        try:
+            return open(self.path, "wb")  # noqa: SIM115 (closed in finish/abandon)
+        except OSError as error:
+            raise OptionProblem("output_path", f"cannot write {self.path}: {_reason(error)}", DATA) from None
+
+    def write_failure(self, error: OSError) -> DataProblem | OptionProblem:
+        """A failed write, worded: which file, why, and that nothing was replaced."""
+        name = "stdout" if self.path is None else self.path
+        kept = f"; {self.path} is unchanged" if self.temporary is not None and os.path.exists(self.written) else ""
+        full = error.errno == errno.ENOSPC or errno_in_text(str(error)) == errno.ENOSPC
+        hint = "; free some space or write the output elsewhere" if full else ""
+        if self.path is None:  # no -o to name
+            return DataProblem(f"writing the output to stdout failed: {_reason(error)}{hint}")
+        return OptionProblem("output_path", f"writing the output {name} failed: {_reason(error)}{kept}{hint}", DATA)
+
+    def finish(self) -> None:
+        if self.path is None:
+            self.stream.flush()
+            return
+        try:
+            self.stream.close()
+        except OSError as error:
+            if _is_broken_pipe(error):
+                raise
+            raise self.write_failure(error) from None
+        if self.temporary is not None:
+            mode = 0o666 & ~_umask()
+            if os.path.exists(self.written):
+                mode = stat.S_IMODE(os.stat(self.written).st_mode)
+            os.chmod(self.temporary, mode)
+            raise_if_interrupted()  # the last moment at which the old output can still be kept
+            with shielded():
+                os.replace(self.temporary, self.written)
+                self.temporary = None
+
+    def abandon(self) -> None:
+        # Closed under a thread still writing into it, its descriptor could be reused by a file
+        # opened next, and the thread's writes would land there; left open, they land in the
+        # removed temporary file, and the descriptor closes when the process exits.
+        if self.path is not None and not self.still_written:
+            with contextlib.suppress(OSError):
+                self.stream.close()
+        if self.temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.temporary)
+            self.temporary = None
+
+
+class BackgroundWriter:
+    """Encodes and writes output frames on a second thread.
+
+    polars' CSV writer and the file write release the GIL, so on two cores
+    the next block is read and computed while this one is written. At most
+    ``depth`` frames wait, which bounds the memory.
+    """
+
+    _DONE = object()
+
+    def __init__(self, target: OutputTarget, output_format: str, depth: int = 2) -> None:
+        import queue
+        import threading
+
+        self.target = target
+        self.output_format = output_format
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.header = True
+        self.thread = threading.Thread(target=self._run, name="sce-batch-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            frame = self.queue.get()
+            if frame is self._DONE:
+                return
+            if self.error is not None:
+                continue  # drain after a failure, so that put() never blocks
+            try:
+                write_frame(frame, self.target.stream, self.output_format, header=self.header)
+                self.header = False
+            except OSError as error:  # re-raised on the main thread, naming the file
+                self.error = error if _is_broken_pipe(error) else self.target.write_failure(error)
+            except BaseException as error:
+                self.error = error
+
+    def put(self, frame: pl.DataFrame | TextRows | PlainRows) -> None:
+        self._raise_if_failed()
+        self.queue.put(frame)
+
+    def abort(self) -> None:
+        """Stop after a failure elsewhere: drop what is queued, wait for the thread."""
+        if self.thread.is_alive():
+            # With an error set, the thread drains the queue without writing.
+            self.error = self.error or KeyboardInterrupt()
+            with contextlib.suppress(Exception):  # queue.Full: the thread is stuck in a write
+                self.queue.put(self._DONE, timeout=2)
+            # A write blocked on a stalled pipe must not hold up the exit: the thread is a daemon.
+            self.thread.join(timeout=2)
+
+    def close(self) -> None:
+        """Wait until everything queued is written; raise what the thread met."""
+        self.queue.put(self._DONE)
+        self.thread.join()
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def spooled_copy(stream: BinaryIO, name: str) -> Iterator[str]:
+    """A copy of a stream that cannot be read twice (stdin, a pipe), for a
+    second pass, in the temporary folder; removed on leaving, whatever
+    happens. ``name`` is the input's name, for errors."""
+    spool: str | None = None
+    try:
+        with shielded():  # from the moment the file exists, the finally below removes it
+            try:
+                handle = tempfile.NamedTemporaryFile(prefix="sce-spool-", suffix=".csv", delete=False)  # noqa: SIM115
+            except OSError as error:
+                raise DataProblem(
+                    f"cannot create a spool file in {tempfile.gettempdir()}: {_reason(error)}{_TMPDIR_HINT}"
+                ) from None
+            spool = handle.name
+        with handle:
+            try:
+                shutil.copyfileobj(stream, handle, 1 << 20)
+            except OSError as error:
+                raise DataProblem(
+                    f"copying {name} to the spool file {spool} (kept to read the input twice) failed: "
+                    f"{_reason(error)}{_TMPDIR_HINT}"
+                ) from None
+        yield spool
+    finally:
+        with shielded():
+            if spool is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(spool)
+
+
+_TMPDIR_HINT = "; set TMPDIR to a folder with room"
+
+
+def _refuse_input_behind(descriptor: int, name: str, input_path: str | None) -> None:
+    """Refuse a descriptor opened on the input file (`sce batch in.csv >> in.csv`): the run
+    would read what it writes, and alter its input."""
+    if input_path is None:
+        return
+    try:
+        behind = os.fstat(descriptor)
+        given = os.fstat(0) if input_path == "-" else os.stat(input_path)  # stdin: what it reads
+    except (OSError, ValueError):
+        return
+    if stat.S_ISREG(behind.st_mode) and (behind.st_dev, behind.st_ino) == (given.st_dev, given.st_ino):
+        if descriptor == 1 and name == "stdout":
+            raise UsageProblem("stdout is the input file; write the output to another file")
+        raise OptionProblem("output_path", f"{name} is the input file; write the output to another file")
+
+
+def _same_file(path: str, input_path: str | None) -> bool:
+    """Whether ``path`` is the input: the file named, or the one stdin reads (`- < a.csv`)."""
+    if input_path is None:
+        return False
+    try:
+        if input_path == "-":
+            given, written = os.fstat(0), os.stat(path)
+            return stat.S_ISREG(given.st_mode) and (given.st_dev, given.st_ino) == (written.st_dev, written.st_ino)
+        return os.path.samefile(path, input_path)
+    except (OSError, ValueError):
+        return False
+
+
+_OWN_DESCRIPTOR = re.compile(r"/proc/(?:self|thread-self|(\d+))(?:/task/\d+)?/fd/(\d+)")
+
+
+def _own_descriptor(path: str) -> int | None:
+    """The descriptor N that ``path`` names, where it is one of this process's own
+    (/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N, through links too), else None."""
+    current = path
+    for _ in range(40):  # the kernel's own limit on links followed
+        try:
+            candidate = os.path.join(os.path.realpath(os.path.dirname(current) or "."), os.path.basename(current))
+        except OSError:
+            return None
+        found = _OWN_DESCRIPTOR.fullmatch(candidate)
+        if found is not None:
+            return int(found.group(2)) if found.group(1) in (None, str(os.getpid())) else None
+        if not os.path.islink(candidate):
+            return None
+        target = os.readlink(candidate)
+        current = target if os.path.isabs(target) else os.path.join(os.path.dirname(candidate), target)
+    return None
+
+
+def _cannot_create_in(directory: str, error: OSError) -> str:
+    """Why the output's temporary file cannot be made in its folder, and what to do."""
+    if not os.path.isdir(directory):
+        return f"the folder {directory} does not exist; create it, or write the output elsewhere"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot create a file in {directory}: {_reason(error)}; write the output elsewhere"
+    # /proc and its kind exist but take no new files (ENOENT there, not "no such folder").
+    return f"cannot create a file in {directory} ({_reason(error)}: it takes no new files); write the output elsewhere"
+
+
+def _reason(error: OSError) -> str:
+    """What went wrong, in words, without "[Errno 28]" (Python's) or "(os error 28)" (polars')."""
+    text = error.strerror or str(error).split(" (os error")[0] or type(error).__name__
+    text = re.sub(r"^\[Errno \d+\] ", "", text)
+    return text[0].lower() + text[1:]
+
+
+def errno_in_text(text: str) -> int | None:
+    """The error number an OSError's text carries ("[Errno 28] …", "… (os error 28)"), if any."""
+    found = re.search(r"\[Errno (\d+)\]|os error (\d+)", text)
+    return None if found is None else int(found.group(1) or found.group(2))
+
+
+def _is_broken_pipe(error: OSError) -> bool:
+    # polars reports a closed pipe as a plain OSError("Broken pipe (os error 32)").
+    return isinstance(error, BrokenPipeError) or error.errno == errno.EPIPE or errno_in_text(str(error)) == errno.EPIPE

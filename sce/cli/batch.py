@@ -1,0 +1,265 @@
+"""``sce batch``: every row of a file through the core, streaming."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from sce.cli.check_arrays import (
+    ArraysOption,
+    KeyLabels,
+    KeyLogits,
+    KeyTargets,
+    LabelsPathOption,
+    LogitsPathOption,
+    TargetsPathOption,
+)
+from sce.cli.commandline import say_warning
+from sce.cli.declarations import (
+    BatchFormat,
+    DelimiterOption,
+    DType,
+    DTypeOption,
+    EncodingOption,
+    IgnoreIndexOption,
+    LabelColOption,
+    LogitColsOption,
+    NoHeaderOption,
+    ReductionChoice,
+    ReductionOption,
+    SmoothingOption,
+    SmoothingStyleChoice,
+    SmoothingStyleOption,
+    SoftcapOption,
+    TargetColsOption,
+    TemperatureOption,
+    WeightOption,
+    ZLossOption,
+)
+from sce.cli.file_request import file_request, output_format_for
+from sce.cli.typed_inputs import check_digits, command_loss_options
+from sce.errors import UsageProblem
+from sce.number_text import count_of
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from sce.batch import BatchRequest, BatchSummary
+    from sce.io.arrays import DumpRequest
+
+
+def batch(
+    input_path: Annotated[
+        Optional[str],
+        typer.Argument(
+            metavar="[INPUT]",
+            help="A CSV or TSV file, or - for stdin; or arrays (.npz, .npy, .safetensors, .parquet, .arrow, .pt).",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Optional[str],
+        typer.Option("--output", "-o", help="Output file (default: stdout). Written whole or not at all."),
+    ] = None,
+    label_col: LabelColOption = None,
+    logit_cols: LogitColsOption = None,
+    target_cols: TargetColsOption = None,
+    no_header: NoHeaderOption = False,
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = "utf-8",
+    smoothing: SmoothingOption = 0.0,
+    weight: WeightOption = None,
+    temperature: TemperatureOption = 1.0,
+    softcap: SoftcapOption = None,
+    z_loss: ZLossOption = 0.0,
+    smoothing_style: SmoothingStyleOption = SmoothingStyleChoice.uniform,
+    reduction: ReductionOption = ReductionChoice.none,
+    ignore_index: IgnoreIndexOption = -100,
+    dtype: DTypeOption = DType.float64,
+    digits: Annotated[
+        Optional[int],
+        typer.Option("--digits", "-d", help="Round output floats to N significant digits (default: full precision)."),
+    ] = None,
+    output_format: Annotated[
+        Optional[BatchFormat],
+        typer.Option(
+            "--format",
+            "-f",
+            help="csv, tsv, jsonl, npz, parquet or arrow (default: from -o's name, else csv or tsv like the input).",
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
+    arrays: ArraysOption = None,
+    logits_path: LogitsPathOption = None,
+    labels_path: LabelsPathOption = None,
+    targets_path: TargetsPathOption = None,
+    key_logits: KeyLogits = None,
+    key_labels: KeyLabels = None,
+    key_targets: KeyTargets = None,
+) -> None:
+    """Probabilities, loss and gradient for every row of a CSV file or a dump of arrays, streaming.
+
+    Example: sce batch samples/batch.csv -o scored.csv
+    Arrays: sce batch dump.npz -o scored.parquet (or --logits a.npy --labels b.npy).
+    """
+    if digits is not None:
+        check_digits(digits)
+    options = command_loss_options()  # the loss options declared above
+    dump = _dump_request(
+        input_path,
+        arrays,
+        {"logits": logits_path, "labels": labels_path, "targets": targets_path},
+        {"logits": key_logits, "labels": key_labels, "targets": key_targets},
+    )
+    if dump is not None:
+        _refuse_csv_options(label_col, logit_cols, target_cols, no_header, delimiter, encoding)
+        input_path = dump.arrays or dump.paths.get("logits", "")  # for the progress bar and -o's checks
+    elif input_path == "-":
+        _refuse_arrays_on_stdin()
+    elif input_path is None:
+        raise UsageProblem(
+            "give INPUT (a CSV or TSV file, or - for stdin) or arrays (INPUT as .npz etc., --arrays FILE, "
+            "or --logits FILE --labels FILE)"
+        )
+    request = file_request(
+        input_path,
+        output,
+        options,
+        label_col=label_col,
+        logit_cols=logit_cols,
+        target_cols=target_cols,
+        no_header=no_header,
+        delimiter=delimiter,
+        encoding=encoding,
+        digits=digits,
+        arrays=dump,
+    )
+    request.output_format = output_format_for(
+        None if output_format is None else output_format.value, output, request.delimiter
+    )
+    from sce.batch import run_batch
+
+    if quiet:  # nothing to draw: rich is not even imported (20 ms of a run)
+        _warn_about(run_batch(request))
+        return
+    from rich.console import Console
+
+    from sce.render.grid import print_grid
+    from sce.render.table import batch_summary_grid
+
+    stderr = Console(stderr=True, highlight=False)
+    summary = _run_with_progress(request, stderr) if stderr.is_terminal else run_batch(request)
+    _warn_about(summary)
+    print_grid(stderr, batch_summary_grid(summary))
+
+
+def _warn_about(summary: BatchSummary) -> None:
+    if summary.reduction == "mean" and summary.denominator == 0:
+        say_warning("every row is ignored or has weight 0, so the mean divides by 0: the loss is NaN")
+    if summary.infinite_losses:
+        have = "has" if summary.infinite_losses == 1 else "have"
+        say_warning(
+            f"{count_of(summary.infinite_losses, 'row')} {have} an infinite loss (a target class with probability 0)"
+        )
+
+
+def _dump_request(
+    input_path: str | None, arrays: str | None, paths: dict[str, str | None], keys: dict[str, str | None]
+) -> DumpRequest | None:
+    """The arrays to read, or None for a CSV input. INPUT is a dump when its name
+    or its first bytes say so: a .npy file is the logits, any other the named arrays."""
+    from sce.io.arrays import DumpRequest
+
+    given = {role: path for role, path in paths.items() if path is not None}
+    renamed = {role: key for role, key in keys.items() if key is not None}
+    if input_path is not None and _is_arrays(input_path):
+        if input_path.lower().endswith(".npy"):
+            if "logits" in given:
+                raise UsageProblem(f"{input_path} is the logits: give it as INPUT or --logits, not both")
+            given["logits"] = input_path
+        elif arrays is not None:
+            raise UsageProblem(f"give the dump once: as INPUT ({input_path}) or --arrays ({arrays})")
+        else:
+            arrays = input_path
+    elif input_path is not None and (arrays is not None or given or renamed):
+        raise UsageProblem(
+            f"{input_path} is read as CSV; --arrays, --logits, --labels, --targets and --key-* go with arrays "
+            "(give the dump alone, without a CSV INPUT)"
+        )
+    if arrays is None and not given and not renamed:
+        return None
+    return DumpRequest(arrays, given, renamed)
+
+
+def _is_arrays(path: str) -> bool:
+    """An array file by its name (.npz, .npy …) or, for a file named otherwise, its first bytes."""
+    from sce.io.arrays import is_array_path
+    from sce.io.arrays.vector import array_suffix
+
+    if is_array_path(path):
+        return True
+    if path == "-" or not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "rb") as handle:
+            return array_suffix(handle.read(8)) is not None
+    except OSError:
+        return False
+
+
+def _refuse_arrays_on_stdin() -> None:
+    """Array bytes piped in would be read as CSV and fail on their first byte: say what they are."""
+    import sys
+
+    from sce.io.arrays.vector import array_suffix
+
+    peek = getattr(sys.stdin.buffer, "peek", None)
+    suffix = array_suffix(peek(8)[:8]) if peek is not None else None
+    if suffix is not None:
+        raise UsageProblem(
+            f"stdin holds arrays ({suffix}), which sce batch reads from a file: save them and give the file's name"
+        )
+
+
+def _refuse_csv_options(
+    label_col: str | None,
+    logit_cols: str | None,
+    target_cols: str | None,
+    no_header: bool,
+    delimiter: str | None,
+    encoding: str,
+) -> None:
+    for name, given, instead in (
+        ("--label-col", label_col is not None, "; name the labels array with --key-labels"),
+        ("--logit-cols", logit_cols is not None, "; name the logits array with --key-logits"),
+        ("--target-cols", target_cols is not None, "; name the targets array with --key-targets"),
+        ("--no-header", no_header, ""),
+        ("--delimiter", delimiter is not None, ""),
+        ("--encoding", encoding != "utf-8", ""),
+    ):
+        if given:
+            raise UsageProblem(f"{name} goes with a CSV input, not with arrays{instead}")
+
+
+def _run_with_progress(request: BatchRequest, stderr: Console) -> BatchSummary:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sce.batch import run_batch
+
+    path = request.input_path
+    size = os.path.getsize(path) if path != "-" and os.path.isfile(path) else None
+    # Progress redirects stdout by default, which would put the bar into the output stream.
+    with Progress(
+        TextColumn("sce batch"),
+        BarColumn(),
+        TextColumn("{task.fields[rows]:,} rows"),
+        TimeElapsedColumn(),
+        console=stderr,
+        redirect_stdout=False,
+        redirect_stderr=False,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("rows", total=size, rows=0)
+        return run_batch(request, on_progress=lambda done, rows: progress.update(task, completed=done, rows=rows))

@@ -1,0 +1,184 @@
+"""``sce check --arrays DUMP`` and ``sce check --logits FILE …``: grade dumped tensors by their type."""
+
+from __future__ import annotations
+
+import dataclasses
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from sce.cli.commandline import FLAG_OF_FIELD
+from sce.cli.declarations import CheckFormat
+from sce.cli.stdout import stdout_console, write_stdout
+from sce.errors import UNGRADED, UsageProblem
+from sce.options import LossOptions
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from sce.grading.dump.by_dtype import DtypeCheck
+    from sce.io.arrays import ArrayDump
+
+
+class ClaimedDType(str, Enum):
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+    float32 = "float32"
+    float64 = "float64"
+
+
+ArraysOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--arrays",
+        help="A dump of arrays (.npz, .safetensors, .parquet, .arrow, .pt) named logits, labels or targets "
+        "(and for sce check grad, loss).",
+        show_default=False,
+    ),
+]
+LogitsPathOption = Annotated[
+    Optional[str], typer.Option("--logits", help="The logits array's file, one file per array.", show_default=False)
+]
+LabelsPathOption = Annotated[
+    Optional[str], typer.Option("--labels", help="The labels array's file.", show_default=False)
+]
+TargetsPathOption = Annotated[
+    Optional[str], typer.Option("--targets", help="The probability targets array's file.", show_default=False)
+]
+KeyLogits = Annotated[Optional[str], typer.Option("--key-logits", help="The logits array's name in the file.")]
+KeyLabels = Annotated[Optional[str], typer.Option("--key-labels", help="The labels array's name in the file.")]
+KeyTargets = Annotated[Optional[str], typer.Option("--key-targets", help="The targets array's name in the file.")]
+KeyGrad = Annotated[Optional[str], typer.Option("--key-grad", help="The gradient array's name in the file.")]
+KeyLoss = Annotated[Optional[str], typer.Option("--key-loss", help="The loss array's name in the file.")]
+ClaimedDTypeOption = Annotated[
+    Optional[ClaimedDType],
+    typer.Option(
+        "--claimed-dtype",
+        help="The float type the answer was computed in (default: the gradient's stored type).",
+        show_default=False,
+    ),
+]
+
+
+ARRAY_ROLES = ("logits", "labels", "targets", "grad", "loss")
+
+
+def refuse_typed_inputs(logits: list[str] | None, csv_input: str | None, label: str | None, target: str | None) -> None:
+    if logits or csv_input is not None or label is not None or target is not None:
+        raise UsageProblem(
+            "give the arrays (--arrays or --logits FILE) alone, without LOGITS, --csv, --label or --target"
+        )
+
+
+def refuse_array_options(labels: str | None, targets: str | None, claimed: ClaimedDType | None) -> None:
+    for name, value in (("--labels", labels), ("--targets", targets), ("--claimed-dtype", claimed)):
+        if value is not None:
+            raise UsageProblem(f"{name} goes with --arrays FILE or --logits FILE")
+
+
+def check_arrays(
+    *,
+    arrays: str | None,
+    paths: dict[str, str | None],
+    keys: dict[str, str | None],
+    claimed: ClaimedDType | None,
+    options: LossOptions,
+    digits: int,
+    output_format: CheckFormat,
+    reduction_given: bool = True,
+) -> None:
+    """Read the dump, grade it by type, print the verdict; exit 1 when wrong.
+
+    Without --reduction, the reduction is PyTorch's default, mean, unless
+    the dump's loss is one per row (then none)."""
+    from sce.io.arrays import DumpRequest, read_dump
+    from sce.io.arrays.dump import float_name
+
+    if options.dtype != "float64":
+        raise UsageProblem(
+            "--dtype: arrays are graded against the exact float64 result; "
+            "say what the answer was computed in with --claimed-dtype"
+        )
+    request = DumpRequest(
+        arrays,
+        {role: path for role, path in paths.items() if path is not None},
+        {role: key for role, key in keys.items() if key is not None},
+    )
+    dump = read_dump(request, options.ignore_index)
+    if not reduction_given:
+        per_row = dump.loss is not None and dump.loss.ndim == 1 and dump.shape[0] > 1
+        options = options.replace(reduction="none" if per_row else "mean")
+    answer = dump.grad if dump.grad is not None else dump.loss
+    assert answer is not None
+    claimed_name = claimed.value if claimed is not None else float_name(answer.dtype) or "float64"
+    if claimed_name == "bfloat16":
+        _require_ml_dtypes()
+    if dump.loss is not None and dump.loss.ndim == 0 and dump.shape[0] == 1 and options.reduction == "none":
+        dump = dataclasses.replace(dump, loss=dump.loss.reshape(1))
+    _check_loss_shape(dump.loss, options, dump.where.get("loss", ""))
+    found = _check_with_progress(dump, options, claimed_name)
+    if output_format is CheckFormat.json:
+        from sce.render.json_format import dtype_check_document, dumps
+
+        write_stdout(dumps(dtype_check_document(found, FLAG_OF_FIELD)) + "\n")
+    else:
+        from sce.render.dtype_check import print_dtype_check
+
+        print_dtype_check(stdout_console(), found, digits, FLAG_OF_FIELD)
+    if not found.judgeable:
+        raise typer.Exit(UNGRADED)  # neither right nor wrong: the type cannot hold the answer
+    if not found.correct:
+        raise typer.Exit(1)
+
+
+def _check_with_progress(dump: ArrayDump, options: LossOptions, claimed: str) -> DtypeCheck:
+    """check_dump, with a bar on stderr when it is a terminal (never in a pipe or a log)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from sce.grading.dump.by_dtype import check_dump
+
+    stderr = Console(stderr=True)
+    if not stderr.is_terminal:
+        return check_dump(dump, options, claimed, tune_heap=True)
+    rows = dump.shape[0]
+    with Progress(
+        TextColumn("sce check: {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,} of {task.total:,} rows"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        redirect_stdout=False,
+        redirect_stderr=False,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(phase: str, done: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=rows)
+            bar.advance(tasks[phase], done)
+
+        return check_dump(dump, options, claimed, progress=advance, tune_heap=True)
+
+
+def _require_ml_dtypes() -> None:
+    try:
+        import ml_dtypes  # noqa: F401
+    except ImportError:
+        raise UsageProblem("--claimed-dtype bfloat16 needs ml_dtypes: pip install 'sce[bfloat16]'") from None
+
+
+def _check_loss_shape(loss: object, options: LossOptions, where: str) -> None:
+    import numpy as np
+
+    if not isinstance(loss, np.ndarray):
+        return
+    if loss.ndim == 0 and options.reduction == "none":
+        raise UsageProblem(
+            f"{where} is one number but --reduction is none (one loss per row); say --reduction mean or sum"
+        )
+    if loss.ndim == 1 and options.reduction != "none":
+        raise UsageProblem(f"{where} has one loss per row but --reduction is {options.reduction}; say --reduction none")

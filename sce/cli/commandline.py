@@ -1,0 +1,239 @@
+"""What sce adds to typer: negative numbers as arguments, and one-line errors.
+
+Everything that goes wrong on the command line ends here, in
+:meth:`SceGroup.main`, as one line on stderr and an exit status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from typer import _click as click
+from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer.exceptions import Abort
+
+from sce.errors import Interrupted, SceError
+
+# "-1", "-.5", "-3e-2", "-1,2,3", "-inf": a minus sign before a number, which
+# click would otherwise take for an option.
+_NEGATIVE_NUMBER = re.compile(r"-(\d|\.\d|inf\b|infinity\b)", re.IGNORECASE)
+
+#: Exit status after the reader of our output went away (as for SIGPIPE).
+BROKEN_PIPE = 141
+INTERRUPTED = 130
+INTERNAL_ERROR = 70
+
+#: The command line's name for each field a message can name (an OptionProblem's
+#: field, an errors.option() in any SceError): the core's inputs and options, the
+#: fields of a batch request and of sce test's configuration; a switch is keyed
+#: by the field and the value it sets ("has_header=False").
+FLAG_OF_FIELD = {
+    "logits": "LOGITS",
+    "labels": "--label",
+    "targets": "--target",
+    "weight": "--weight",
+    "label_smoothing": "--smoothing",
+    "temperature": "--temperature",
+    "reduction": "--reduction",
+    "dtype": "--dtype",
+    "ignore_index": "--ignore-index",
+    "softcap": "--softcap",
+    "z_loss": "--z-loss",
+    "smoothing_style": "--smoothing-style",
+    "input_path": "INPUT",
+    "logits_file": "--logits-file",
+    "output_path": "-o",
+    "label_col": "--label-col",
+    "logit_cols": "--logit-cols",
+    "target_cols": "--target-cols",
+    "grad_cols": "--grad-cols",
+    "loss_col": "--loss-col",
+    "encoding": "--encoding",
+    "delimiter": "--delimiter",
+    "has_header=False": "--no-header",
+    "delimiter=','": "--delimiter comma",
+    "delimiter='\\t'": "--delimiter tab",
+    "delimiter=';'": "--delimiter ';'",
+    "delimiter='|'": "--delimiter '|'",
+    "arrays": "--arrays",
+    "logits_path": "--logits",
+    "labels_path": "--labels",
+    "targets_path": "--targets",
+    "grad_path": "--grad",
+    "loss_path": "--loss",
+    "key_logits": "--key-logits",
+    "key_labels": "--key-labels",
+    "key_targets": "--key-targets",
+    "key_grad": "--key-grad",
+    "key_loss": "--key-loss",
+    "framework": "--framework",
+    "convention": "--convention",
+    "returns": "--returns",
+}
+
+
+class NumbersCommand(TyperCommand):
+    """A command whose positional arguments are numbers, negative ones included.
+
+    click reads any token that starts with "-" as an option, so ``sce grad -1 2``
+    fails with "No such option: -1". Before click parses, a negative number in
+    an argument position gets a leading space, which click does not take for an
+    option and float() ignores. Values of options (``--temperature -1``) and
+    everything after ``--`` are left alone, and so is a mistyped flag such as
+    ``--lable``, which click still reports.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, self._protect_negative_numbers(list(args)))
+
+    def _protect_negative_numbers(self, args: list[str]) -> list[str]:
+        takes_value = {
+            name
+            for param in self.params
+            if isinstance(param, TyperOption) and not param.is_flag and not param.count
+            for name in param.opts
+        }
+        protected: list[str] = []
+        position = 0
+        while position < len(args):
+            token = args[position]
+            if token == "--":
+                protected.extend(args[position:])
+                break
+            if token in takes_value:
+                protected.extend(args[position : position + 2])
+                position += 2
+                continue
+            protected.append(" " + token if _NEGATIVE_NUMBER.match(token) else token)
+            position += 1
+        return protected
+
+
+class _Escaped(BaseException):
+    """An error carried past typer, which would turn a KeyboardInterrupt into a
+    silent exit 130 and a closed pipe into a silent exit 1."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class SceGroup(TyperGroup):
+    """The ``sce`` command group: every error is one line and an exit status."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (KeyboardInterrupt, OSError) as error:
+            raise _Escaped(error) from None
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        code = run_reporting_errors(
+            lambda: super(SceGroup, self).main(args, prog_name or "sce", complete_var, standalone_mode=False, **extra)
+        )
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def run_reporting_errors(run: Callable[[], Any]) -> int:
+    """Run a command; turn any failure into one line on stderr and an exit status."""
+    try:
+        try:
+            result = run()
+            sys.stdout.flush()
+            return result if isinstance(result, int) else 0
+        except _Escaped as escaped:
+            raise escaped.error from None
+    except Interrupted as interrupted:
+        if interrupted.name == "SIGPIPE":
+            return _report_os_error(BrokenPipeError())
+        _say(f"sce: interrupted ({interrupted.name})")
+        return interrupted.exit_code
+    except Exception as error:
+        if os.environ.get("SCE_DEBUG") and not isinstance(
+            error, SceError | click.exceptions.ClickException | Abort | OSError
+        ):
+            raise
+        return _report(error)
+    except KeyboardInterrupt:
+        _say("sce: interrupted (SIGINT)")
+        return INTERRUPTED
+
+
+def _report(error: Exception) -> int:
+    """One line on stderr for ``error``; its exit status."""
+    if isinstance(error, SceError):
+        _say(f"sce: error: {error.worded(FLAG_OF_FIELD)}")
+        return error.exit_code
+    if isinstance(error, click.exceptions.ClickException | Abort):
+        return _report_click(error)
+    if isinstance(error, OSError):
+        return _report_os_error(error)
+    _say(
+        f"sce: internal error: {type(error).__name__}: {error} "
+        "(a bug in sce: please report it; SCE_DEBUG=1 shows the traceback)"
+    )
+    return INTERNAL_ERROR
+
+
+def _report_click(error: click.exceptions.ClickException | Abort) -> int:
+    if isinstance(error, Abort):
+        _say("sce: interrupted (SIGINT)")
+        return INTERRUPTED
+    if isinstance(error, click.exceptions.NoArgsIsHelpError):
+        return error.exit_code  # typer has printed the help already
+    if isinstance(error, click.exceptions.UsageError):
+        command = error.ctx.command_path if error.ctx is not None else "sce"
+        message = " ".join(error.format_message().split())
+        _say(f"{command}: error: {message} (see '{command} --help')")
+        return error.exit_code
+    _say(f"sce: error: {' '.join(error.format_message().split())}")
+    return error.exit_code
+
+
+def _report_os_error(error: OSError) -> int:
+    if _is_broken_pipe(error):
+        # The reader (say, `head -1`) has what it wanted. Point stdout at
+        # /dev/null so that the interpreter's final flush does not complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, sys.stdout.fileno())
+        return BROKEN_PIPE
+    if getattr(error, "filename", None):
+        _say(f"sce: error: {error.filename} {error.strerror or error}")
+    elif error.errno in _WRITE_ERRORS:  # writing stdout: the one file without a name
+        _say(f"sce: error: writing the output to stdout failed: {(error.strerror or str(error)).lower()}")
+    else:
+        _say(f"sce: error: {error.strerror or error}")
+    return 1
+
+
+_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+
+
+def _is_broken_pipe(error: OSError) -> bool:
+    # polars reports a closed pipe as a plain OSError("Broken pipe (os error 32)").
+    return isinstance(error, BrokenPipeError) or error.errno == errno.EPIPE or "os error 32" in str(error)
+
+
+def say_warning(message: str) -> None:
+    _say(f"sce: warning: {message}")
+
+
+def _say(line: str) -> None:
+    with contextlib.suppress(BrokenPipeError, ValueError):
+        print(line, file=sys.stderr, flush=True)

@@ -1,0 +1,183 @@
+"""``sce grad``: one vector of logits, its loss and gradient, and their explanations."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from sce.cli.commandline import say_warning
+from sce.cli.declarations import (
+    DigitsOption,
+    DType,
+    DTypeOption,
+    GradFormat,
+    IgnoreIndexOption,
+    LabelOption,
+    LogitsArgument,
+    LogitsFileOption,
+    ReductionChoice,
+    ReductionOption,
+    SmoothingOption,
+    SmoothingStyleChoice,
+    SmoothingStyleOption,
+    SoftcapOption,
+    TargetOption,
+    TemperatureOption,
+    WeightOption,
+    ZLossOption,
+)
+from sce.cli.stdout import stdout_console, write_stdout
+from sce.cli.typed_inputs import (
+    check_class_counts,
+    check_digits,
+    command_loss_options,
+    parse_vector_input,
+    run_core,
+)
+from sce.errors import UsageProblem
+
+if TYPE_CHECKING:
+    from sce.explain.proofs import Proofs
+    from sce.loss import SoftmaxCrossEntropyResult
+    from sce.options import LossOptions
+
+
+def grad(
+    logits: LogitsArgument = None,
+    logits_file: LogitsFileOption = None,
+    label: LabelOption = None,
+    target: TargetOption = None,
+    smoothing: SmoothingOption = 0.0,
+    weight: WeightOption = None,
+    temperature: TemperatureOption = 1.0,
+    softcap: SoftcapOption = None,
+    z_loss: ZLossOption = 0.0,
+    smoothing_style: SmoothingStyleOption = SmoothingStyleChoice.uniform,
+    reduction: ReductionOption = ReductionChoice.none,
+    ignore_index: IgnoreIndexOption = -100,
+    dtype: DTypeOption = DType.float64,
+    digits: DigitsOption = 4,
+    output_format: Annotated[
+        GradFormat,
+        typer.Option("--format", "-f", help="table (for people), markdown, json or csv (full precision)."),
+    ] = GradFormat.table,
+    steps: Annotated[
+        bool, typer.Option("--steps", help="Derive the result stage by stage with these numbers.")
+    ] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Check the gradient against central finite differences of the loss.")
+    ] = False,
+    jacobian: Annotated[
+        bool, typer.Option("--jacobian", help="Show ∂s/∂z = diag(s) - s sᵀ, ∂L/∂s and their product.")
+    ] = False,
+    hessian: Annotated[
+        bool, typer.Option("--hessian", help="Show ∇²L with respect to the logits and its eigenvalues.")
+    ] = False,
+) -> None:
+    """Probabilities, loss and gradient ∂L/∂z for one vector of logits.
+
+    Example: sce grad 2 3 4 --label 1
+    """
+    check_digits(digits)
+    _check_format(output_format, steps, verify, jacobian, hessian)
+    vector = parse_vector_input(logits, label, target, logits_file)
+    options = command_loss_options()  # the loss options declared above
+    check_class_counts(vector, options)
+    result = run_core(vector, options)
+    _check_language_model_options(options, hessian, result.num_classes)
+    if steps:
+        _print_derivation(result, digits, output_format)
+        return
+    from sce.explain.proofs import prove
+
+    proofs = prove(result, verify=verify, jacobian=jacobian, hessian=hessian)
+    if output_format is GradFormat.json:
+        _warn_about_omitted_matrices(proofs, result.num_classes, result.options)
+    _print_result(result, proofs, digits, output_format)
+
+
+def _warn_about_omitted_matrices(proofs: Proofs, classes: int, options: LossOptions) -> None:
+    from sce.explain.proofs import MATRIX_LIMIT
+
+    omitted = [
+        name
+        for name, proof in (("--jacobian", proofs.jacobian), ("--hessian", proofs.hessian))
+        if proof is not None and classes > MATRIX_LIMIT
+    ]
+    if omitted:
+        what = (
+            "∂s/∂z is (diag(s) - s sᵀ)·diag(1 − tanh²(z/c))/T, from the probabilities and the logits"
+            if options.softcap is not None
+            else "they are diag(s) - s sᵀ times a factor, from the probabilities"
+        )
+        say_warning(
+            f"{' and '.join(omitted)}: the {classes:,}×{classes:,} matrices are written as null "
+            f"(JSON writes them up to {MATRIX_LIMIT:,} classes); {what}"
+        )
+
+
+def _check_language_model_options(options: LossOptions, hessian: bool, classes: int) -> None:
+    """With a cap or a z-loss the Hessian is no multiple of diag(s) − s sᵀ: it is formed, so K is bounded."""
+    from sce.explain.proofs import MATRIX_LIMIT
+
+    if hessian and options.has_llm_options and classes > MATRIX_LIMIT:
+        given = [name for name, on in (("--softcap", options.softcap is not None), ("--z-loss", options.z_loss)) if on]
+        raise UsageProblem(
+            f"--hessian with {' and '.join(given)} forms the K×K matrix (it is no multiple of diag(s) - s sᵀ), "
+            f"up to {MATRIX_LIMIT:,} classes (here {classes:,}); leave out --hessian or {' and '.join(given)}"
+        )
+
+
+def _check_format(output_format: GradFormat, steps: bool, verify: bool, jacobian: bool, hessian: bool) -> None:
+    if steps and output_format is GradFormat.csv:
+        raise UsageProblem("--steps cannot be written as csv; use --format table, markdown or json")
+    extras = [name for name, on in (("--verify", verify), ("--jacobian", jacobian), ("--hessian", hessian)) if on]
+    if extras and output_format in (GradFormat.csv, GradFormat.markdown):
+        raise UsageProblem(f"{extras[0]} is shown as a table or in JSON; use --format table or json")
+
+
+def _print_result(result: SoftmaxCrossEntropyResult, proofs: Proofs, digits: int, output_format: GradFormat) -> None:
+    if output_format is GradFormat.json:
+        from sce.render.json_format import dumps, grad_document, proofs_document
+
+        write_stdout(dumps({**grad_document(result), **proofs_document(proofs)}) + "\n")
+    elif output_format is GradFormat.markdown:
+        from sce.render.markdown_format import grad_markdown
+
+        write_stdout(grad_markdown(result, digits))
+    elif output_format is GradFormat.csv:
+        from sce.render.csv_format import grad_csv
+
+        write_stdout(grad_csv(result))
+    else:
+        from sce.render.table import print_grad, print_proofs
+
+        console = stdout_console()
+        print_grad(console, result, digits)
+        if proofs.any:
+            console.print()
+            print_proofs(console, proofs, digits)
+
+
+def _print_derivation(result: SoftmaxCrossEntropyResult, digits: int, output_format: GradFormat) -> None:
+    from sce.explain.derivation import build_derivation
+
+    if result.labels is not None and not result.counted[0]:
+        raise UsageProblem(
+            f"--steps: label {int(result.labels[0])} is the ignore index, so the loss is 0 "
+            "and there is nothing to derive; give a class index"
+        )
+    stages = build_derivation(result, digits)
+    if output_format is GradFormat.json:
+        from sce.render.json_format import dumps, steps_json_document
+
+        write_stdout(dumps(steps_json_document(result, stages)) + "\n")
+    elif output_format is GradFormat.markdown:
+        from sce.render.markdown_format import steps_markdown
+
+        write_stdout(steps_markdown(stages, digits))
+    else:
+        from sce.render.steps_terminal import print_steps
+
+        print_steps(stdout_console(), stages, digits)

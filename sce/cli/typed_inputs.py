@@ -1,0 +1,271 @@
+"""What was typed, read into the core's inputs: one vector, its target, one LossOptions.
+
+Every problem becomes a :class:`UsageProblem` that names the argument.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sce.cli.commandline import say_warning
+from sce.cli.declarations import DType, ReductionChoice, SmoothingStyleChoice
+from sce.errors import DATA, OptionProblem, UsageProblem, option_problem
+from sce.number_text import (
+    BEYOND_FLOAT64,
+    EmptyField,
+    beyond_float64,
+    normalise_minus,
+    quoted_cell,
+    read_number,
+    split_numbers,
+)
+from sce.options import LossOptions
+
+if TYPE_CHECKING:
+
+    from sce.loss import SoftmaxCrossEntropyResult
+
+
+def parse_number(token: str, what: str) -> float:
+    value = read_number(token)
+    if value is None:
+        raise UsageProblem(f"{what}: {token!r} is not a number; write numbers such as 2, -1.5 or 3e-2")
+    if beyond_float64(token, value):
+        raise UsageProblem(f"{what}: {token} {BEYOND_FLOAT64}")
+    return value
+
+
+def parse_numbers(texts: list[str] | str, what: str) -> list[float]:
+    """Parse a list of numbers; ``what`` names the argument in errors (``--weight``)."""
+    try:
+        tokens = split_numbers(texts)
+    except EmptyField as error:
+        raise UsageProblem(f"{what}: {error}") from None
+    if not tokens:
+        raise UsageProblem(f"{what}: no numbers given")
+    return [parse_number(token, f"{what} (entry {i})") for i, token in enumerate(tokens)]
+
+
+def parse_label(text: str) -> int:
+    token = normalise_minus(text.strip())
+    if not re.fullmatch(r"[+-]?\d+", token):
+        raise UsageProblem(f"--label: {text!r} is not a class index; labels are 0-based integers such as 0, 1, 2")
+    return int(token)
+
+
+def read_logits_file(path: str, field: str = "logits_file") -> list[float]:
+    """One vector of logits from a text file or stdin: every number in it, in order.
+
+    The way past the shell's limit on the length of an argument (about
+    128 KiB: some 10,000 logits), up to a vocabulary of a million classes.
+    ``field``: the option whose file it is, for errors (``weight`` for ``-w @FILE``).
+    """
+    from sce.io.arrays.formats import is_array_path, is_regular_file
+    from sce.io.arrays.vector import array_suffix, read_vector, read_vector_bytes
+
+    try:
+        if path == "-" or not is_regular_file(path):
+            # Read once: a pipe, FIFO or <(…) gives its bytes to the first reader only.
+            with contextlib.nullcontext(sys.stdin) if path == "-" else open(path, "rb") as stream:
+                raw = _bounded_read(stream.buffer if hasattr(stream, "buffer") else stream, path, field)
+            suffix = array_suffix(raw[:8])
+            if suffix is not None:  # numpy, zip (.npz), Parquet or Arrow bytes
+                return read_vector_bytes(raw, suffix, "stdin" if path == "-" else path)
+            text = raw.decode("utf-8-sig")
+        else:
+            with open(path, "rb") as binary:
+                head = binary.read(8)
+            if is_array_path(path) or array_suffix(head) is not None:
+                return read_vector(path)
+            if os.path.getsize(path) > LOGITS_FILE_BYTES:
+                raise OptionProblem(field, _too_long(path), DATA)
+            with open(path, encoding="utf-8-sig") as handle:
+                text = handle.read()
+    except OSError as error:
+        raise OptionProblem(field, f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        where = "stdin" if path == "-" else path
+        raise OptionProblem(field, f"{where} is not UTF-8 text (byte {error.start + 1})", DATA) from None
+    return _numbers_in_text(text, path, field)
+
+
+#: The most a --logits-file of text (or a stream) may hold: one vector of some ten million
+#: logits. A vocabulary of a million is about 20 MB; /dev/zero or a producer that never ends
+#: would otherwise take all the memory there is.
+LOGITS_FILE_BYTES = 256 << 20
+
+
+def _bounded_read(stream: Any, path: str, field: str) -> bytes:
+    """A stream's bytes, read in pieces (a signal is acted on between them) up to LOGITS_FILE_BYTES."""
+    pieces: list[bytes] = []
+    total = 0
+    while piece := stream.read(1 << 20):
+        piece = piece if isinstance(piece, bytes) else piece.encode()
+        total += len(piece)
+        if total > LOGITS_FILE_BYTES:
+            raise OptionProblem(field, _too_long("stdin" if path == "-" else path), DATA)
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+def _too_long(where: str) -> str:
+    return (
+        f"{where} holds more than {LOGITS_FILE_BYTES >> 20} MB; the file is read as one vector, one number per "
+        "class (a million classes is about 20 MB): for many rows use sce batch"
+    )
+
+
+def _numbers_in_text(text: str, path: str, field: str) -> list[float]:
+    """Every number of a logits text, in order; a bad one named with its line."""
+    values = []
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        try:
+            tokens = split_numbers(line)
+        except EmptyField as error:
+            raise OptionProblem(field, f"line {line_number}: {error}", DATA) from None
+        for token in tokens:
+            value = read_number(token)
+            if value is None:
+                problem = f"line {line_number}: {quoted_cell(token)} is not a number; the file holds numbers only"
+                raise OptionProblem(field, problem, DATA)
+            if beyond_float64(token, value):
+                problem = f"line {line_number}: {token} is beyond float64's range (±1.8e308)"
+                raise OptionProblem(field, problem, DATA)
+            values.append(value)
+    if not values:
+        raise OptionProblem(field, f"{'stdin' if path == '-' else path} holds no numbers", DATA)
+    return values
+
+
+@dataclass(frozen=True)
+class VectorInput:
+    """One vector of logits and its target, as typed on the command line."""
+
+    logits: list[float]
+    label: int | None
+    targets: list[float] | None
+    logits_field: str = "logits"
+    """Where the logits came from, for errors: typed (LOGITS) or from --logits-file."""
+
+
+def parse_vector_input(
+    logit_texts: list[str] | None, label: str | None, target: str | None, logits_file: str | None = None
+) -> VectorInput:
+    if logit_texts and logits_file is not None:
+        raise UsageProblem("give the logits as LOGITS or with --logits-file, not both")
+    if logits_file is not None:
+        logits = read_logits_file(logits_file)
+    elif not logit_texts:
+        raise UsageProblem("no logits given; type them after the command, e.g. sce grad 2 3 4 --label 1")
+    else:
+        logits = parse_numbers(logit_texts, "LOGITS")
+    if label is not None and target is not None:
+        raise UsageProblem("give either --label or --target, not both")
+    if label is None and target is None:
+        raise UsageProblem(
+            "say which class is correct with --label C (0-based), or give probabilities with --target P1,P2,..."
+        )
+    targets = None if target is None else parse_numbers(target, "--target")
+    _check_count("--target", targets, len(logits))
+    source = "logits" if logits_file is None else "logits_file"
+    return VectorInput(logits, None if label is None else parse_label(label), targets, source)
+
+
+def parse_loss_options(
+    *,
+    smoothing: float,
+    weight: str | None,
+    temperature: float,
+    reduction: ReductionChoice,
+    ignore_index: int,
+    dtype: DType,
+    softcap: float | None = None,
+    z_loss: float = 0.0,
+    smoothing_style: SmoothingStyleChoice = SmoothingStyleChoice.uniform,
+) -> LossOptions:
+    """The one options object every command builds (the core checks the values)."""
+    weights = None if weight is None else _weights(weight)
+    return LossOptions(
+        weight=None if weights is None else tuple(weights),
+        label_smoothing=smoothing,
+        ignore_index=ignore_index,
+        reduction=reduction.value,
+        temperature=temperature,
+        dtype=dtype.value,
+        softcap=softcap,
+        z_loss=z_loss,
+        smoothing_style=smoothing_style.value,
+    )
+
+
+def _weights(text: str) -> list[float]:
+    """--weight W1,W2,… or --weight @FILE: a vocabulary's K weights (text or an array file)
+    would not fit in one argument (the shell's limit is about 128 KiB: some 20,000 weights)."""
+    if text.startswith("@") and len(text) > 1:
+        return read_logits_file(text[1:], "weight")
+    return parse_numbers(text, "--weight")
+
+
+def command_loss_options() -> LossOptions:
+    """The running command's LossOptions, from the loss options it declares under the same
+    names as every computing command (declarations.py): one reading instead of nine keywords
+    in each command. click keeps them parsed, a choice as its string."""
+    from typer._click.globals import get_current_context  # typer 0.28 vendors click
+
+    params = get_current_context().params
+    return parse_loss_options(
+        smoothing=params["smoothing"],
+        weight=params["weight"],
+        temperature=params["temperature"],
+        reduction=ReductionChoice(params["reduction"]),
+        ignore_index=params["ignore_index"],
+        dtype=DType(params["dtype"]),
+        softcap=params["softcap"],
+        z_loss=params["z_loss"],
+        smoothing_style=SmoothingStyleChoice(params["smoothing_style"]),
+    )
+
+
+def check_class_counts(vector: VectorInput, options: LossOptions) -> None:
+    """One weight per logit (the core would say so too, but in its own words)."""
+    _check_count("--weight", None if options.weight is None else list(options.weight), len(vector.logits))
+
+
+def _check_count(option: str, values: list[float] | None, classes: int) -> None:
+    if values is not None and len(values) != classes:
+        raise UsageProblem(f"{option}: {len(values)} numbers for {classes} logits; give one per class")
+
+
+def run_core(vector: VectorInput, options: LossOptions) -> SoftmaxCrossEntropyResult:
+    """Run the core as asked; each of its warnings becomes one line on stderr."""
+    from sce.loss import InvalidInput, softmax_cross_entropy
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = softmax_cross_entropy(
+                vector.logits,
+                None if vector.label is None else vector.label,
+                targets=vector.targets,
+                options=options,
+            )
+        except InvalidInput as error:
+            problem = option_problem(error)
+            if error.field == "logits" and vector.logits_field == "logits_file":
+                # Bad data in a file (status 1), named by the file's option, not LOGITS.
+                problem = OptionProblem("logits_file", problem.problem, DATA, column=error.column)
+            raise problem from None
+    for warning in caught:
+        say_warning(str(warning.message))
+    return result
+
+
+def check_digits(digits: int) -> None:
+    if not 1 <= digits <= 17:
+        raise UsageProblem(f"--digits: {digits} is out of range; use 1 to 17")

@@ -1,0 +1,42 @@
+"""The derivation of ``sce grad --steps``, stage by stage, as data.
+
+Stages are built from a core result (they compute nothing the core already
+computed: probabilities, losses and gradient come from the result) and are
+rendered per format by ``render.steps_*``, ``render.markdown_format`` and
+``render.json_format``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sce.explain.derivation.general import general_stages
+from sce.explain.derivation.jacobian import jacobian_stage, language_model_jacobian_stage
+from sce.explain.derivation.language_model import softcap_stage, z_loss_stage
+from sce.explain.derivation.one_hot import one_hot_stages
+from sce.explain.derivation.opening import setup_stage, softmax_stage
+from sce.explain.derivation.stages import Elided, Equation, Item, Matrix, Stage
+from sce.loss import SoftmaxCrossEntropyResult
+
+__all__ = ["Elided", "Equation", "Item", "Matrix", "Stage", "build_derivation"]
+
+
+def build_derivation(result: SoftmaxCrossEntropyResult, digits: int = 4) -> list[Stage]:
+    """The stages for row 0 of ``result``: the one-hot route of the two posts
+    when no option changes it, else the general forms."""
+    one_hot = result.labels is not None and result.options.is_plain
+    # Where the result itself overflows (a tiny T), the stages show ±inf and the
+    # sums of such entries NaN: the core has said why in a warning already.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        stages = [setup_stage(result)]
+        if result.options.softcap is not None:
+            stages.append(softcap_stage(result))
+        stages.append(softmax_stage(result))
+        if result.options.z_loss:
+            stages.append(z_loss_stage(result))
+        stages += one_hot_stages(result, digits) if one_hot else general_stages(result, digits)
+        if result.options.has_llm_options:
+            stages.append(language_model_jacobian_stage(result))
+        else:
+            stages.append(jacobian_stage(result, one_hot))
+    return stages

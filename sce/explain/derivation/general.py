@@ -1,0 +1,230 @@
+"""The general route: soft or smoothed targets, weights, temperature: (s Σ w y − w ⊙ y) / T."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sce.explain.derivation.language_model import LSE, combined_gradient, combined_gradient_notes, cross_entropy_part
+from sce.explain.derivation.stages import (
+    DL_DZ,
+    OTHERS_SUM,
+    Equation,
+    Item,
+    Stage,
+    denominator_notes,
+    important_classes,
+    per_class,
+    plain,
+    reduced_note,
+    rounding_of_sum,
+    rounds_to_one,
+    scale_factor,
+    vector,
+)
+from sce.loss import SoftmaxCrossEntropyResult, loss_gradient_wrt_probabilities
+from sce.number_text import display
+
+
+def general_stages(result: SoftmaxCrossEntropyResult, digits: int) -> list[Stage]:
+    return [
+        _loss_stage(result, digits),
+        _chain_stage(result),
+        _softmax_derivative_stage(),
+        _combine_stage(result),
+        _result_stage(result),
+    ]
+
+
+def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
+    s = result.probabilities[0].astype(np.float64)
+    y = result.target[0].astype(np.float64)
+    w = result.class_weights.astype(np.float64)
+    log_s = result.log_probabilities[0].astype(np.float64)
+    row_loss = cross_entropy_part(result)  # the z-loss term is added after the sum, below
+
+    def term(k: int) -> Equation:
+        if w[k] * y[k] == 0:  # no weight or no target mass: nothing, even where log s_k is -inf
+            return Equation(f"-w_{{{k}}} y_{{{k}}} \\log s_{{{k}}}", "⟨t⟩", {"t": 0.0})
+        value = -(w[k] * y[k] * log_s[k])
+        if y[k] > 0 and rounds_to_one(result, k):
+            return Equation(
+                f"-w_{{{k}}} y_{{{k}}} \\log s_{{{k}}} = w_{{{k}}} y_{{{k}}} \\log\\left(1 + {OTHERS_SUM}\\right)",
+                "⟨w⟩ \\times ⟨y⟩ \\times \\log(1 + ⟨S⟩) = ⟨t⟩",
+                {"w": float(w[k]), "y": float(y[k]), "S": float(result.others_sum[0]), "t": value},
+            )
+        return Equation(
+            f"-w_{{{k}}} y_{{{k}}} \\log s_{{{k}}}",
+            "-⟨w⟩ \\times ⟨y⟩ \\times \\log(⟨s⟩) = ⟨t⟩",
+            {"w": float(w[k]), "y": float(y[k]), "s": float(s[k]), "t": value},
+        )
+
+    loss_notes = [
+        "With a target that is not one-hot (or with weights), no term drops out: "
+        "$L = -\\sum_i w_i y_i \\log s_i$, with $0 \\log 0 = 0$."
+    ]
+    if result.labels is not None and result.options.label_smoothing:
+        loss_notes.append(
+            "This equals Megatron's and t5x's $(1 - \\varepsilon)\\,w_c(-\\log s_c) + "
+            "\\frac{\\varepsilon}{K - 1} \\, \\sum_{i \\neq c} w_i(-\\log s_i)$."
+            if result.options.smoothing_style == "off-target"
+            else "This equals PyTorch's $(1 - \\varepsilon)\\,w_c(-\\log s_c) + "
+            "\\frac{\\varepsilon}{K} \\, \\sum_i w_i(-\\log s_i)$."
+        )
+    loss_items: list[Item] = per_class(result.num_classes, important_classes(result), term)
+    shown_terms = [float(display(item.values["t"], digits)) for item in loss_items if isinstance(item, Equation)]
+    if len(shown_terms) == result.num_classes and display(sum(shown_terms), digits) != display(row_loss, digits):
+        loss_notes.append(
+            f"The terms as shown add up to ${display(sum(shown_terms), digits)}$; the exact terms give "
+            f"$L = {plain(row_loss)}$, the value shown."
+        )
+    if not result.options.z_loss:
+        loss_items.append(Equation("L = -\\sum_i w_i y_i \\log s_i", "⟨L⟩", {"L": row_loss}))
+        reduced = reduced_note(result)
+        if reduced:
+            loss_notes.append(reduced[0])
+            loss_items.append(reduced[1])
+        return Stage("Loss", tuple(loss_notes), tuple(loss_items))
+    loss_items.append(Equation("L_{\\mathrm{CE}} = -\\sum_i w_i y_i \\log s_i", "⟨L⟩", {"L": row_loss}))
+    loss_notes.append(
+        f"The z-loss term found above is added: $L = L_{{\\mathrm{{CE}}}} + \\lambda \\, {LSE}^2$"
+        + (
+            "; the mean divides $L_{\\mathrm{CE}}$ by $D$ and the z-loss by $D_z$, the number of counted rows."
+            if result.options.reduction == "mean"
+            else "."
+        )
+    )
+    loss_items.append(_total_with_z_loss(result, row_loss))
+    return Stage("Loss", tuple(loss_notes), tuple(loss_items))
+
+
+def _total_with_z_loss(result: SoftmaxCrossEntropyResult, cross_entropy: float) -> Equation:
+    z_term = float(result.z_losses[0]) if result.z_losses is not None else 0.0
+    values = {"ce": cross_entropy, "zl": z_term, "L": result.reported_loss()}
+    if result.options.reduction != "mean":
+        return Equation(f"L = L_{{\\mathrm{{CE}}}} + \\lambda \\, {LSE}^2", "⟨ce⟩ + ⟨zl⟩ = ⟨L⟩", values)
+    return Equation(
+        f"L = \\frac{{L_{{\\mathrm{{CE}}}}}}{{D}} + \\frac{{\\lambda \\, {LSE}^2}}{{D_z}}",
+        "\\frac{⟨ce⟩}{⟨D⟩} + \\frac{⟨zl⟩}{⟨Dz⟩} = ⟨L⟩",
+        {**values, "D": float(result.denominator), "Dz": float(result.z_loss_denominator)},
+    )
+
+
+def _chain_stage(result: SoftmaxCrossEntropyResult) -> Stage:
+    dl_ds = loss_gradient_wrt_probabilities(result).astype(np.float64)
+    return Stage(
+        "Chain rule",
+        (
+            "Every $s_j$ with $y_j > 0$ now carries loss, so "
+            "$\\frac{\\partial L}{\\partial z_i} = \\sum_j \\frac{\\partial L}{\\partial s_j} \\, "
+            "\\frac{\\partial s_j}{\\partial z_i}$, with "
+            "$\\frac{\\partial L}{\\partial s_j} = -\\frac{w_j y_j}{s_j}$.",
+        ),
+        tuple(
+            per_class(
+                result.num_classes,
+                important_classes(result),
+                lambda k: Equation(
+                    f"\\frac{{\\partial L}}{{\\partial s_{{{k}}}}} = -\\frac{{w_{{{k}}} y_{{{k}}}}}{{s_{{{k}}}}}",
+                    "⟨v⟩",
+                    {"v": float(dl_ds[k])},
+                ),
+            )
+        ),
+    )
+
+
+def _softmax_derivative_stage() -> Stage:
+    return Stage(
+        "Softmax derivative",
+        (
+            "For every pair of classes, $\\frac{\\partial s_j}{\\partial z_i} = s_j(\\delta_{ij} - s_i)$: "
+            "$s_i(1 - s_i)$ on the diagonal ($i = j$, the posts' case $i = c$) and $-s_i s_j$ off it "
+            "(the case $i \\neq c$).",
+        ),
+        (),
+    )
+
+
+def _combine_stage(result: SoftmaxCrossEntropyResult) -> Stage:
+    if result.options.has_llm_options:
+        return _combine_stage_language_model(result)
+    w = result.class_weights.astype(np.float64)
+    y = result.target[0].astype(np.float64)
+    factor = scale_factor(result)
+    combine_notes = [
+        "Summing over $j$: $\\frac{\\partial L}{\\partial z_i} = \\sum_j \\left(-\\frac{w_j y_j}{s_j}\\right) "
+        "s_j(\\delta_{ij} - s_i) = s_i \\sum_j w_j y_j - w_i y_i$"
+        + (", and the temperature adds the factor $\\frac{1}{T}$." if result.options.temperature != 1.0 else ".")
+    ]
+    combine_notes += denominator_notes(result)
+    return Stage(
+        "Combining the cases",
+        tuple(combine_notes),
+        (
+            Equation("\\sum_j w_j y_j", "⟨sum⟩", {"sum": float((w * y).sum())}),
+            *per_class(
+                result.num_classes,
+                important_classes(result),
+                lambda k: Equation(
+                    f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = "
+                    f"{factor}\\left(s_{{{k}}} \\sum_j w_j y_j - w_{{{k}}} y_{{{k}}}\\right)",
+                    "⟨g⟩",
+                    {"g": float(result.gradient[0, k])},
+                ),
+            ),
+        ),
+    )
+
+
+def _combine_stage_language_model(result: SoftmaxCrossEntropyResult) -> Stage:
+    w = result.class_weights.astype(np.float64)
+    y = result.target[0].astype(np.float64)
+    notes = [
+        "Summing over $j$ as without the options: the cross-entropy's gradient with respect to "
+        "$b_i$ is $\\sum_j \\left(-\\frac{w_j y_j}{s_j}\\right) s_j(\\delta_{ij} - s_i) = "
+        "s_i \\sum_j w_j y_j - w_i y_i$.",
+        *combined_gradient_notes(result),
+    ]
+    items: list[Item] = [Equation("\\sum_j w_j y_j", "⟨sum⟩", {"sum": float((w * y).sum())})]
+    items += per_class(result.num_classes, important_classes(result), lambda k: combined_gradient(result, k))
+    return Stage("Combining the cases", tuple(notes), tuple(items))
+
+
+def _result_stage(result: SoftmaxCrossEntropyResult) -> Stage:
+    gradient = result.gradient[0]
+    if result.options.has_llm_options:
+        return _result_stage_language_model(result)
+    return Stage(
+        "Result",
+        (
+            f"${DL_DZ} = {scale_factor(result)}"
+            "\\left(\\mathbf{s} \\sum_c w_c y_c - \\mathbf{w} \\odot \\mathbf{y}\\right)"
+            "$; with one-hot $\\mathbf{y}$ and no options this is $\\mathbf{s} - \\mathbf{y}$. "
+            "Its entries sum to $\\left(\\sum_c w_c y_c\\right)\\left(\\sum_i s_i - 1\\right) = 0$.",
+            *rounding_of_sum(gradient),
+        ),
+        (
+            vector("g", DL_DZ, gradient, important_classes(result)),
+            Equation("\\sum_i \\frac{\\partial L}{\\partial z_i}", "⟨sum⟩", {"sum": float(gradient.sum())}),
+        ),
+    )
+
+
+def _result_stage_language_model(result: SoftmaxCrossEntropyResult) -> Stage:
+    gradient = result.gradient[0]
+    return Stage(
+        "Result",
+        (
+            f"${DL_DZ} = \\frac{{1}}{{T}} \\left(1 - \\tanh^2(\\mathbf{{z}} / C)\\right) \\odot "
+            f"\\left[\\left(\\frac{{\\sum_c w_c y_c}}{{D}} + \\frac{{2 \\lambda \\, {LSE}}}{{D_z}}\\right)"
+            "\\mathbf{s} - \\frac{\\mathbf{w} \\odot \\mathbf{y}}{D}\\right]$; "
+            "unweighted, with $D = D_z = 1$, this is "
+            f"$\\frac{{1}}{{T}}(1 - \\tanh^2)\\left[(1 + 2 \\lambda \\, {LSE})\\mathbf{{s}} - \\mathbf{{y}}\\right]$.",
+            "Its entries no longer sum to 0: the z-loss moves every logit the same way "
+            "(its part sums to $2 \\lambda \\, \\operatorname{lse}$), and the cap's factor differs by class.",
+        ),
+        (
+            vector("g", DL_DZ, gradient, important_classes(result)),
+            Equation("\\sum_i \\frac{\\partial L}{\\partial z_i}", "⟨sum⟩", {"sum": float(gradient.sum())}),
+        ),
+    )

@@ -1,0 +1,213 @@
+"""The last stage: the gradient the long way, through the Jacobian of the softmax."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sce.explain.derivation.stages import (
+    DL_DS,
+    MAX_MATRIX_CLASSES,
+    Equation,
+    Item,
+    Matrix,
+    Stage,
+    important_classes,
+    per_class,
+    scale_factor,
+    vector,
+)
+from sce.loss import (
+    SoftmaxCrossEntropyResult,
+    gradient_via_jacobian,
+    loss_gradient_wrt_probabilities,
+    softmax_jacobian,
+)
+
+THIN_SPACE = " \\, "
+LSE = "\\operatorname{lse}"
+
+
+def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool) -> Stage:
+    s = result.probabilities[0].astype(np.float64)
+    dl_ds = loss_gradient_wrt_probabilities(result).astype(np.float64)
+    product = gradient_via_jacobian(result)
+    important = important_classes(result)
+    notes = [
+        "The other route the first post mentions: the row vector $\\frac{\\partial L}{\\partial \\mathbf{s}}$ "
+        "times the Jacobian $\\frac{\\partial \\mathbf{s}}{\\partial \\mathbf{z}} = "
+        "\\operatorname{diag}(\\mathbf{s}) - \\mathbf{s}\\mathbf{s}^\\top$, whose entries are "
+        "$s_i(\\delta_{ij} - s_j)$.",
+    ]
+    items: list[Item] = [vector("v", DL_DS, dl_ds, important)]
+    matrix_notes, matrix_items = _jacobian_itself(result, s, dl_ds, one_hot)
+    notes += matrix_notes
+    items += matrix_items
+    factor = scale_factor(result)
+    items.append(
+        vector("p", factor + DL_DS + r" \, \frac{\partial \mathbf{s}}{\partial \mathbf{z}}", product, important)
+    )
+    if np.isfinite(product).all():
+        notes.append(
+            ("Their product" if not factor else f"Their product, times ${factor.removesuffix(THIN_SPACE)}$,")
+            + " is the gradient found above, "
+            "but the Jacobian costs $K^2$ numbers where $\\mathbf{s} - \\mathbf{y}$ needs $K$."
+        )
+        items.append(
+            Equation(
+                "\\max_i \\left|\\text{product}_i - \\frac{\\partial L}{\\partial z_i}\\right|",
+                "⟨diff⟩",
+                {"diff": float(np.max(np.abs(product - result.gradient[0])))},
+            )
+        )
+    else:
+        notes.append(
+            "Here a probability with target mass rounds to 0, so "
+            "$\\frac{\\partial L}{\\partial \\mathbf{s}}$ has an infinite entry and the product "
+            "meets $\\infty \\times 0$: this route fails in floating point, the simplified one does not."
+        )
+    return Stage("The Jacobian route", tuple(notes), tuple(items))
+
+
+def _jacobian_itself(
+    result: SoftmaxCrossEntropyResult, s: np.ndarray, dl_ds: np.ndarray, one_hot: bool
+) -> tuple[list[str], list[Item]]:
+    """The K×K Jacobian for a few classes; beyond, the one row that matters (built
+    as a vector: a K×K matrix of 100,000 classes would take 75 GiB)."""
+    n_classes = result.num_classes
+    if n_classes <= MAX_MATRIX_CLASSES:
+        jacobian = softmax_jacobian(s)
+        rows = tuple(tuple(float(v) for v in row) for row in jacobian)
+        return [], [Matrix("\\frac{\\partial \\mathbf{s}}{\\partial \\mathbf{z}}", rows, tuple(range(n_classes)))]
+    if one_hot:
+        label = result.label_of(0)
+        row = -s[label] * s
+        row[label] += s[label]  # s_c(δ_cj - s_j)
+        note = (
+            f"The Jacobian is ${n_classes} \\times {n_classes}$, too large to show; "
+            f"$\\frac{{\\partial L}}{{\\partial \\mathbf{{s}}}}$ is zero except at $c = {label}$, "
+            f"so only row {label} matters: $s_c(\\delta_{{cj}} - s_j)$."
+        )
+        symbol = f"\\frac{{\\partial s_{{{label}}}}}{{\\partial \\mathbf{{z}}}}"
+        return [note], [vector("J", symbol, row, important_classes(result))]
+    note = (
+        f"The Jacobian is ${n_classes} \\times {n_classes}$, too large to show; "
+        f"{int(np.count_nonzero(dl_ds))} of its rows meet a non-zero entry of "
+        "$\\frac{\\partial L}{\\partial \\mathbf{s}}$."
+    )
+    return [note], []
+
+
+def language_model_jacobian_stage(result: SoftmaxCrossEntropyResult) -> Stage:
+    """The Jacobian route with a softcap or a z-loss: ∂L/∂z = diag(1 − tanh²) · (1/T) · (Jᵀ v / D + 2λ·lse·s / D_z),
+    J = ∂s/∂b the softmax's Jacobian at b = a/T, v = ∂ℓ/∂s the cross-entropy's; each product written out."""
+    s = result.probabilities[0].astype(np.float64)
+    v = loss_gradient_wrt_probabilities(result).astype(np.float64)
+    important = important_classes(result)
+    notes = [
+        "The other route, through the Jacobians of each step: $\\mathbf{z} \\to \\mathbf{a}$ "
+        "(the cap, diagonal: $\\frac{\\partial a_i}{\\partial z_i} = 1 - \\tanh^2(z_i / C)$, 1 without a cap), "
+        "$\\mathbf{a} \\to \\mathbf{b} = \\mathbf{a} / T$, $\\mathbf{b} \\to \\mathbf{s}$ (the softmax: "
+        "$\\frac{\\partial \\mathbf{s}}{\\partial \\mathbf{b}} = \\operatorname{diag}(\\mathbf{s}) - "
+        "\\mathbf{s}\\mathbf{s}^\\top$) and $\\mathbf{s} \\to$ the cross-entropy, "
+        f"$\\mathbf{{v}} = {DL_DS}$; the z-loss depends on $\\mathbf{{b}}$ through ${LSE}$, "
+        f"with $\\frac{{\\partial {LSE}}}{{\\partial \\mathbf{{b}}}} = \\mathbf{{s}}$.",
+        "Row $k$ of $\\mathbf{v}^\\top \\frac{\\partial \\mathbf{s}}{\\partial \\mathbf{b}}$ is "
+        "$\\sum_j v_j s_j (\\delta_{jk} - s_k) = s_k (v_k - \\mathbf{v} \\cdot \\mathbf{s})$: "
+        "$O(K)$, never the $K^2$ matrix.",
+    ]
+    items: list[Item] = [vector("v", DL_DS, v, important)]
+    if not np.all(np.isfinite(v)):
+        notes.append(
+            "Here a probability with target mass rounds to 0, so "
+            "$\\frac{\\partial L}{\\partial \\mathbf{s}}$ has an infinite entry and the product "
+            "meets $\\infty \\times 0$: this route fails in floating point, the simplified one does not."
+        )
+        return Stage("The Jacobian route", tuple(notes), tuple(items))
+    matrix_notes, matrix_items = _jacobian_itself(result, s, v, result.labels is not None)
+    notes += [note.replace("\\mathbf{z}", "\\mathbf{b}") for note in matrix_notes]
+    items += [
+        Matrix(item.name.replace("\\mathbf{z}", "\\mathbf{b}"), item.rows, item.indices)
+        if isinstance(item, Matrix)
+        else item
+        for item in matrix_items
+    ]
+    chain = _ChainRoute(result, s, v)
+    items.append(chain.dot_equation())
+    items += per_class(result.num_classes, important, chain.cross_entropy_equation)
+    if result.options.z_loss:
+        items += per_class(result.num_classes, important, chain.z_loss_equation)
+    items += per_class(result.num_classes, important, chain.gradient_equation)
+    notes.append("Each entry is the gradient found above, up to rounding; the product's largest difference from it:")
+    items.append(
+        Equation(
+            "\\max_i \\left|\\text{route}_i - \\frac{\\partial L}{\\partial z_i}\\right|",
+            "⟨diff⟩",
+            {"diff": chain.largest_difference()},
+        )
+    )
+    return Stage("The Jacobian route", tuple(notes), tuple(items))
+
+
+class _ChainRoute:
+    """The route's numbers for row 0, each computed from the numbers its equation shows."""
+
+    def __init__(self, result: SoftmaxCrossEntropyResult, s: np.ndarray, v: np.ndarray) -> None:
+        self.result = result
+        self.s = s
+        self.v = v
+        self.terms = np.flatnonzero(v)
+        self.dot = float(np.sum(v[self.terms] * s[self.terms])) if self.terms.size else 0.0
+        options = result.options
+        mean = options.reduction == "mean"
+        self.d = float(result.denominator) if mean else 1.0
+        self.d_z = float(result.z_loss_denominator) if mean else 1.0
+        self.counted = bool(result.counted[0])
+        self.lse = float(result.log_sum_exp[0]) if result.log_sum_exp is not None else 0.0
+        self.lam = float(options.z_loss) if self.counted and not (mean and self.d_z == 0) else 0.0
+        self.derivative = result.cap_derivative[0].astype(np.float64)
+        with np.errstate(all="ignore"):
+            self.u = s * (v - self.dot) / self.d if self.d != 0 else np.zeros_like(s)
+            self.r = 2 * self.lam * self.lse * s / self.d_z
+            self.g = self.derivative * ((self.u + self.r) / float(options.temperature))
+
+    def dot_equation(self) -> Equation:
+        terms = " + ".join(f"⟨v{j}⟩ \\times ⟨s{j}⟩" for j in self.terms) or "0"
+        named = {f"v{j}": float(self.v[j]) for j in self.terms} | {f"s{j}": float(self.s[j]) for j in self.terms}
+        return Equation(
+            "\\mathbf{v} \\cdot \\mathbf{s} = \\sum_j v_j s_j", f"{terms} = ⟨dot⟩", named | {"dot": self.dot}
+        )
+
+    def cross_entropy_equation(self, k: int) -> Equation:
+        if self.d == 0:  # the mean over no weight: the cross-entropy's part is 0, as in the core
+            return Equation(f"u_{{{k}}} = 0", "0", {})
+        return Equation(
+            f"u_{{{k}}} = \\frac{{s_{{{k}}} (v_{{{k}}} - \\mathbf{{v}} \\cdot \\mathbf{{s}})}}{{D}}",
+            "\\frac{⟨s⟩ \\times \\left(⟨v⟩ - ⟨dot⟩\\right)}{⟨D⟩} = ⟨u⟩",
+            {"s": float(self.s[k]), "v": float(self.v[k]), "dot": self.dot, "D": self.d, "u": float(self.u[k])},
+        )
+
+    def z_loss_equation(self, k: int) -> Equation:
+        return Equation(
+            f"r_{{{k}}} = \\frac{{2 \\lambda \\, {LSE} \\, s_{{{k}}}}}{{D_z}}",
+            "\\frac{2 \\times ⟨lam⟩ \\times ⟨lse⟩ \\times ⟨s⟩}{⟨Dz⟩} = ⟨r⟩",
+            {"lam": self.lam, "lse": self.lse, "s": float(self.s[k]), "Dz": self.d_z, "r": float(self.r[k])},
+        )
+
+    def gradient_equation(self, k: int) -> Equation:
+        z_part = " + ⟨r⟩" if self.result.options.z_loss else ""
+        return Equation(
+            f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = \\left(1 - \\tanh^2(z_{{{k}}} / C)\\right) "
+            f"\\frac{{u_{{{k}}}{' + r_{' + str(k) + '}' if z_part else ''}}}{{T}}",
+            f"⟨d⟩ \\times \\frac{{⟨u⟩{z_part}}}{{⟨T⟩}} = ⟨g⟩",
+            {
+                "d": float(self.derivative[k]),
+                "u": float(self.u[k]),
+                "r": float(self.r[k]),
+                "T": float(self.result.options.temperature),
+                "g": float(self.g[k]),
+            },
+        )
+
+    def largest_difference(self) -> float:
+        with np.errstate(invalid="ignore"):
+            return float(np.max(np.abs(self.g - self.result.gradient[0].astype(np.float64))))

@@ -1,0 +1,165 @@
+"""The language-model options in the derivation: soft-capping, the z-loss and the combined gradient.
+
+Each option is derived where it acts: the cap on the logits before the softmax
+(:func:`softcap_stage`), the z-loss after it, from the log-sum-exp
+(:func:`z_loss_stage`), and both in the gradient (:func:`combined_gradient`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sce.explain.derivation.stages import Equation, Item, Stage, important_classes, per_class, plain
+from sce.loss import SoftmaxCrossEntropyResult
+
+LSE = "\\operatorname{lse}"
+
+
+def softcap_stage(result: SoftmaxCrossEntropyResult) -> Stage:
+    """a_k = c·tanh(z_k/c) and its derivative 1 − tanh²(z_k/c), computed as 4t/(1 + t)²."""
+    cap = float(result.options.softcap or 0.0)
+    z = result.logits[0].astype(np.float64)
+    capped = result.capped_logits[0].astype(np.float64)
+    derivative = result.cap_derivative[0].astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        # t = e^{-2|z/c|} <= 1: the form that keeps 1 - tanh² accurate where tanh is near ±1.
+        t = np.exp(-2 * np.abs(z) / cap)
+    notes = (
+        f"Soft-capping with $C = {plain(cap)}$ replaces each logit by $a_i = C \\tanh(z_i / C)$, "
+        "which stays within $(-C, C)$; everything after it (temperature, softmax, loss) sees $\\mathbf{a}$.",
+        "Its derivative is $\\frac{\\partial a_i}{\\partial z_i} = 1 - \\tanh^2(z_i / C)$. Near $\\pm 1$, "
+        "$1 - \\tanh^2$ formed from a rounded $\\tanh$ loses its digits, so it is computed as "
+        "$\\frac{4 t_i}{(1 + t_i)^2}$ with $t_i = e^{-2|z_i / C|}$, the same number exactly.",
+    )
+
+    def capped_logit(k: int) -> Equation:
+        return Equation(
+            f"a_{{{k}}} = C \\tanh(z_{{{k}}} / C)",
+            "⟨c⟩ \\times \\tanh\\left(\\frac{⟨z⟩}{⟨c⟩}\\right) = ⟨a⟩",
+            {"c": cap, "z": float(z[k]), "a": float(capped[k])},
+        )
+
+    def factor(k: int) -> Equation:
+        return Equation(
+            f"1 - \\tanh^2(z_{{{k}}} / C) = \\frac{{4 t_{{{k}}}}}{{(1 + t_{{{k}}})^2}}",
+            "\\frac{4 \\times ⟨t⟩}{\\left(1 + ⟨t⟩\\right) \\times \\left(1 + ⟨t⟩\\right)} = ⟨d⟩",
+            {"t": float(t[k]), "d": float(derivative[k])},
+        )
+
+    def exponential(k: int) -> Equation:
+        return Equation(
+            f"t_{{{k}}} = e^{{-2|z_{{{k}}} / C|}}",
+            "e^{-2 \\times \\frac{⟨x⟩}{⟨c⟩}} = ⟨t⟩",
+            {"x": float(abs(z[k])), "c": cap, "t": float(t[k])},
+        )
+
+    important = important_classes(result)
+    items: list[Item] = per_class(result.num_classes, important, capped_logit)
+    items += per_class(result.num_classes, important, exponential)
+    items += per_class(result.num_classes, important, factor)
+    return Stage("Soft-capping", notes, tuple(items))
+
+
+def log_sum_exp_equation(result: SoftmaxCrossEntropyResult) -> Equation:
+    """lse = M/T + log(1 + S), M the largest (capped) logit, S the other shifted exponentials."""
+    temperature = result.options.temperature
+    top = float(result.capped_logits[0, int(result.argmax[0])])
+    lse = float(result.log_sum_exp[0]) if result.log_sum_exp is not None else float("nan")
+    if temperature == 1.0:
+        return Equation(
+            f"{LSE} = M + \\log(1 + S)",
+            "⟨M⟩ + \\log\\left(1 + ⟨S⟩\\right) = ⟨lse⟩",
+            {"M": top, "S": float(result.others_sum[0]), "lse": lse},
+        )
+    return Equation(
+        f"{LSE} = \\frac{{M}}{{T}} + \\log(1 + S)",
+        "\\frac{⟨M⟩}{⟨T⟩} + \\log\\left(1 + ⟨S⟩\\right) = ⟨lse⟩",
+        {"M": top, "T": float(temperature), "S": float(result.others_sum[0]), "lse": lse},
+    )
+
+
+def z_loss_stage(result: SoftmaxCrossEntropyResult) -> Stage:
+    """The z-loss λ·lse² of the row and its gradient 2λ·lse·s with respect to b = a/T."""
+    lam = float(result.options.z_loss)
+    lse = float(result.log_sum_exp[0]) if result.log_sum_exp is not None else float("nan")
+    z_term = float(result.z_losses[0]) if result.z_losses is not None else 0.0
+    s = result.probabilities[0].astype(np.float64)
+    notes = (
+        f"The z-loss with $\\lambda = {plain(lam)}$ adds $\\lambda \\, {LSE}^2$ to the row's loss, "
+        f"${LSE} = \\log \\sum_j e^{{b_j}}$ the log of the softmax's denominator (unweighted); it pulls "
+        f"${LSE}$ towards 0. From the stabilised sums above, ${LSE} = M + \\log(1 + S)$ "
+        "(over $T$ where there is a temperature), $S$ the sum of the other shifted exponentials.",
+        f"Since $\\frac{{\\partial {LSE}}}{{\\partial b_i}} = s_i$, its gradient is "
+        f"$\\frac{{\\partial}}{{\\partial b_i}} \\lambda \\, {LSE}^2 = 2 \\lambda \\, {LSE} \\, s_i$.",
+    )
+    items: list[Item] = [
+        log_sum_exp_equation(result),
+        Equation(
+            f"\\lambda \\, {LSE}^2",
+            "⟨lam⟩ \\times ⟨lse⟩ \\times ⟨lse⟩ = ⟨zl⟩",
+            {"lam": lam, "lse": lse, "zl": z_term},
+        ),
+    ]
+    items += per_class(
+        result.num_classes,
+        important_classes(result),
+        lambda k: Equation(
+            f"2 \\lambda \\, {LSE} \\, s_{{{k}}}",
+            "2 \\times ⟨lam⟩ \\times ⟨lse⟩ \\times ⟨s⟩ = ⟨v⟩",
+            {"lam": lam, "lse": lse, "s": float(s[k]), "v": 2 * lam * lse * float(s[k])},
+        ),
+    )
+    return Stage("The z-loss", notes, tuple(items))
+
+
+def cross_entropy_part(result: SoftmaxCrossEntropyResult) -> float:
+    """The row's loss without its z-loss term."""
+    z_term = float(result.z_losses[0]) if result.z_losses is not None else 0.0
+    return float(result.losses[0]) - z_term
+
+
+def combined_gradient(result: SoftmaxCrossEntropyResult, k: int) -> Equation:
+    """∂L/∂z_k = (1 − tanh²)/T · [(s_k Σ w y − w_k y_k)/D + 2λ·lse·s_k/D_z], every factor written out."""
+    s = float(result.probabilities[0, k])
+    w = result.class_weights.astype(np.float64)
+    y = result.target[0].astype(np.float64)
+    mean = result.options.reduction == "mean"
+    lse = float(result.log_sum_exp[0]) if result.log_sum_exp is not None else 0.0
+    return Equation(
+        f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = \\frac{{1 - \\tanh^2(z_{{{k}}} / C)}}{{T}} "
+        f"\\left[\\frac{{s_{{{k}}} \\sum_j w_j y_j - w_{{{k}}} y_{{{k}}}}}{{D}} + "
+        f"\\frac{{2 \\lambda \\, {LSE} \\, s_{{{k}}}}}{{D_z}}\\right]",
+        "\\frac{⟨d⟩}{⟨T⟩} \\times \\left("
+        # D = 0 (every counted label of weight 0): the cross-entropy's part is taken as 0, as in the core.
+        + ("\\frac{⟨s⟩ \\times ⟨sum⟩ - ⟨wy⟩}{⟨D⟩}" if not mean or result.denominator != 0 else "0")
+        + " + \\frac{2 \\times ⟨lam⟩ \\times ⟨lse⟩ \\times ⟨s⟩}{⟨Dz⟩}\\right) = ⟨g⟩",
+        {
+            "d": float(result.cap_derivative[0, k]),
+            "T": float(result.options.temperature),
+            "s": s,
+            "sum": float((w * y).sum()),
+            "wy": float(w[k] * y[k]),
+            "D": float(result.denominator) if mean else 1.0,
+            "lam": float(result.options.z_loss),
+            "lse": lse,
+            "Dz": float(result.z_loss_denominator) if mean else 1.0,
+            "g": float(result.gradient[0, k]),
+        },
+    )
+
+
+def combined_gradient_notes(result: SoftmaxCrossEntropyResult) -> list[str]:
+    """How the chain rule carries the cap, the temperature, the z-loss and the mean into the gradient."""
+    notes = [
+        "The chain rule runs back through $b = a / T$ (the factor $\\frac{1}{T}$) and "
+        "$a_i = C \\tanh(z_i / C)$ (the factor $1 - \\tanh^2(z_i / C)$, 1 without a cap); the z-loss adds "
+        f"$2 \\lambda \\, {LSE} \\, s_i$ to the cross-entropy's $s_i \\sum_j w_j y_j - w_i y_i$.",
+    ]
+    if result.options.reduction == "mean":
+        notes.append(
+            f"The mean divides the cross-entropy by $D = {plain(result.denominator)}$ and the z-loss by "
+            f"the number of counted rows, $D_z = {plain(result.z_loss_denominator)}$ (the z-loss is unweighted)."
+        )
+    else:
+        notes.append("Without the mean, $D = D_z = 1$.")
+    return notes

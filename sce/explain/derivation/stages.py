@@ -1,0 +1,228 @@
+"""The derivation's building blocks: stages of equations, elided lists, matrices.
+
+Every formula is written once, in LaTeX; numbers enter through placeholders
+``⟨name⟩`` whose values travel with the equation, so that each format can
+write them its own way (rounded for people, full precision in JSON).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sce.loss import SoftmaxCrossEntropyResult
+from sce.number_text import display
+
+#: Up to this many classes every class gets its own line; beyond, the middle is elided.
+MAX_LISTED_CLASSES = 10
+#: Up to this many classes the K×K Jacobian is shown in full.
+MAX_MATRIX_CLASSES = 6
+#: exp() of a float64 overflows beyond this.
+EXP_LIMIT = 709.0
+
+
+@dataclass(frozen=True)
+class Equation:
+    """``symbolic = substituted``; either part may be empty.
+
+    Both are LaTeX; ``substituted`` holds placeholders ``⟨name⟩`` for ``values``.
+    """
+
+    symbolic: str = ""
+    substituted: str = ""
+    values: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Elided:
+    """Classes left out of a per-class list."""
+
+    count: int
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """A matrix of numbers, rows and columns labelled by class index."""
+
+    name: str  # LaTeX
+    rows: tuple[tuple[float, ...], ...]
+    indices: tuple[int, ...]
+
+
+Item = Equation | Elided | Matrix
+
+
+@dataclass(frozen=True)
+class Stage:
+    title: str
+    notes: tuple[str, ...]  # prose with inline LaTeX between $...$
+    items: tuple[Item, ...]
+
+
+def shown_classes(n_classes: int, *important: int) -> list[int]:
+    """The classes to list: all of them when few, else the ends and the important ones."""
+    if n_classes <= MAX_LISTED_CLASSES:
+        return list(range(n_classes))
+    keep = {0, 1, 2, n_classes - 2, n_classes - 1, *important}
+    return sorted(k for k in keep if 0 <= k < n_classes)
+
+
+def walk_classes(n_classes: int, important: tuple[int, ...]) -> Iterator[tuple[int, int]]:
+    """(skipped, k) for each shown class k, ``skipped`` the classes elided before it;
+    a last (skipped, -1) where classes after the last shown one are elided."""
+    previous = -1
+    for k in shown_classes(n_classes, *important):
+        yield k - previous - 1, k
+        previous = k
+    if previous < n_classes - 1:
+        yield n_classes - 1 - previous, -1
+
+
+def per_class(n_classes: int, important: tuple[int, ...], make: Callable[[int], Item]) -> list[Item]:
+    """One item per shown class, with an Elided marker where classes are skipped."""
+    items: list[Item] = []
+    for skipped, k in walk_classes(n_classes, important):
+        if skipped:
+            items.append(Elided(skipped))
+        if k >= 0:
+            items.append(make(k))
+    return items
+
+
+def vector(key: str, symbol: str, values: np.ndarray, important: tuple[int, ...] = ()) -> Equation:
+    """``symbol = (v0, v1, ...)`` with the middle elided for many classes.
+
+    ``key`` names the placeholders (key0, key1, ...); ``symbol`` is LaTeX.
+    """
+    parts: list[str] = []
+    named: dict[str, float] = {}
+    for skipped, k in walk_classes(len(values), important):
+        if skipped:
+            parts.append(r"\ldots")
+        if k >= 0:
+            parts.append(f"⟨{key}{k}⟩")
+            named[f"{key}{k}"] = float(values[k])
+    return Equation(symbol, r"\left(" + ", ".join(parts) + r"\right)", named)
+
+
+DL_DZ = r"\frac{\partial L}{\partial \mathbf{z}}"
+DL_DS = r"\frac{\partial L}{\partial \mathbf{s}}"
+
+
+def important_classes(result: SoftmaxCrossEntropyResult) -> tuple[int, ...]:
+    """Classes that must stay visible when the middle is elided: the label and the argmax."""
+    keep = [int(result.argmax[0])]
+    if result.labels is not None:
+        keep.append(int(result.labels[0]))
+    else:
+        keep.extend(int(k) for k in np.flatnonzero(result.target[0])[:3])
+    return tuple(keep)
+
+
+def reduced_note(result: SoftmaxCrossEntropyResult) -> tuple[str, Equation] | None:
+    if result.options.reduction != "mean" or result.denominator == 1:
+        return None
+    return (
+        "With reduction mean the loss is divided by "
+        + ("the label's weight" if result.labels is not None else "the number of rows")
+        + f", $D = {plain(result.denominator)}$.",
+        Equation("L / D", "⟨L⟩", {"L": result.reported_loss()}),
+    )
+
+
+def rounding_note(
+    exact_input: float,
+    exact_output: float,
+    digits: int,
+    function: Callable[[float], float],
+    symbol: str,
+    formula: Callable[[str], str],
+) -> list[str]:
+    """Say so where rounding the input first would change the shown output
+    (as the second post's -log(0.245) = 1.406 for 1.4076); ``formula`` writes
+    the LaTeX of ``function`` applied to a number's text."""
+    rounded = float(display(exact_input, digits))
+    from_rounded = float(function(rounded))
+    if display(from_rounded, digits) == display(exact_output, digits):
+        return []
+    return [
+        f"Rounding first would mislead: ${formula(display(rounded, digits))} = "
+        f"{display(from_rounded, digits)}$, but the exact ${symbol} = {repr(float(exact_input))}$ "
+        f"gives ${display(exact_output, digits)}$, the value shown."
+    ]
+
+
+def rounding_of_sum(gradient: np.ndarray) -> list[str]:
+    if not np.isfinite(gradient).all():
+        return [
+            "Here entries of the gradient overflow float64 (they exceed 1.8e308 and are shown as "
+            "$\\pm\\infty$), so their sum is undefined (NaN) in floating point; the exact entries sum to 0."
+        ]
+    total = float(gradient.sum())
+    if total == 0:
+        return []
+    return [
+        f"Added up in floating point the entries give ${plain(total)}$ rather than 0: "
+        "the rounding of each entry, not an error in the formula."
+    ]
+
+
+def plain(value: float) -> str:
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def scale_factor(result: SoftmaxCrossEntropyResult) -> str:
+    """The LaTeX factor 1/T, 1/D or 1/(TD) that turns a row's ∂l/∂(z/T) into the
+    gradient shown, followed by a thin space; empty where it is 1."""
+    t = result.options.temperature != 1.0
+    d = result.options.reduction == "mean" and result.denominator != 1
+    if not (t or d):
+        return ""
+    return "\\frac{1}{" + " \\cdot ".join(name for name, on in (("T", t), ("D", d)) if on) + "} \\, "
+
+
+def denominator_notes(result: SoftmaxCrossEntropyResult) -> list[str]:
+    """What the mean's denominator D does to the gradient (nothing to say where D is 1)."""
+    if result.options.reduction != "mean" or result.denominator == 1:
+        return []
+    if result.denominator == 0:
+        return [
+            "Every row is ignored or has weight 0, so the mean divides by $D = 0$: the loss is "
+            "$0/0$, NaN (as in PyTorch), and sce gives the gradient as 0, the factor $\\frac{1}{D}$ taken as 0."
+        ]
+    return [f"The mean divides the gradient by $D = {plain(result.denominator)}$ too."]
+
+
+def rounds_to_one(result: SoftmaxCrossEntropyResult, k: int, row: int = 0) -> bool:
+    """Whether class k is the prediction and so close to certain that -log s_k and
+    s_k - 1, formed from the rounded s_k, lose the digits the core keeps (s_k = 1 - 4e-18
+    is 1.0 in float64): then the derivation shows the log1p(S) forms the core uses."""
+    if k != int(result.argmax[row]):
+        return False
+    s_k = float(result.probabilities[row, k])
+    others = float(result.others_sum[row])
+    return others > 0 and not math.isclose(-math.log(s_k), math.log1p(others), rel_tol=1e-12)
+
+
+OTHERS_SUM = "\\sum_{j \\neq c} e^{z_j - M}"
+CONFIDENT_NOTE = (
+    "Here $s_c$ is so close to 1 that it rounds to 1 in float64, and $-\\log s_c$ or $s_c - 1$ "
+    "formed from it would be 0. With $S = {others}$ (the other classes' shifted exponentials), "
+    "$-\\log s_c = \\log(1 + S)$ and $s_c - 1 = -S / (1 + S)$ keep every digit: the forms sce computes."
+)
+
+
+def exponent(result: SoftmaxCrossEntropyResult, k: int | str) -> str:
+    """The exponent of class k's shifted term, in LaTeX: z_k - M, or (z_k - M)/T (a_k for capped logits)."""
+    z = logit_symbol(result, k)
+    return f"{z} - M" if result.options.temperature == 1.0 else f"({z} - M) / T"
+
+
+def logit_symbol(result: SoftmaxCrossEntropyResult, k: int | str) -> str:
+    """z_k, or a_k where soft-capping has replaced the logits before the softmax."""
+    letter = "a" if result.options.softcap is not None else "z"
+    return f"{letter}_{{{k}}}" if isinstance(k, int) else f"{letter}_{k}"

@@ -1,0 +1,36 @@
+"""Grading answers (typed or in files) against the core's exact result, and
+proving the formula numerically. Pure functions over core results: no
+printing; the renderers show what these return."""
+
+from sce.explain.finite_differences import Verification, finite_difference_check, verify_gradient
+from sce.grading.answers import QuantityCheck, check_answer, digit_slip, tolerance_of, within
+from sce.grading.mistakes import Mistake, usual_mistakes
+
+__all__ = [
+    "WORST_SHOWN",
+    "FileCheck",
+    "Mistake",
+    "QuantityCheck",
+    "Verification",
+    "WrongCell",
+    "check_answer",
+    "check_file",
+    "digit_slip",
+    "finite_difference_check",
+    "tolerance_of",
+    "usual_mistakes",
+    "verify_gradient",
+    "within",
+]
+
+_FILE_CHECK_NAMES = ("WORST_SHOWN", "FileCheck", "WrongCell", "check_file")
+
+
+def __getattr__(name: str) -> object:
+    # Imported on first use: csv_file reads files with polars, which
+    # `sce check` with typed answers must not wait for.
+    if name in _FILE_CHECK_NAMES:
+        from sce.grading import csv_file
+
+        return getattr(csv_file, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,168 @@
+"""Grading a typed answer: entry by entry, with a tolerance from the digits written."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from sce.grading.mistakes import Mistake, usual_mistakes
+from sce.loss import SoftmaxCrossEntropyResult
+from sce.number_text import WRITTEN_NUMBER, plain_spelling, read_number, tolerance_of
+
+#: A difference below this many float64 epsilons of the expected value is
+#: rounding (another engine's, or the last digit of a shortest repr), never a
+#: mistake. Relative only: an absolute floor would let a wrong tiny answer pass.
+ROUNDING_ALLOWANCE = 4 * float(np.finfo(np.float64).eps)
+
+
+def within(
+    given: np.ndarray | float,
+    expected: np.ndarray | float,
+    tolerance: np.ndarray | float,
+    rounding: float = ROUNDING_ALLOWANCE,
+) -> np.ndarray:
+    """``rounding``: the relative difference that is the type's rounding, never a mistake."""
+    given, expected = np.asarray(given, dtype=float), np.asarray(expected, dtype=float)
+    with np.errstate(invalid="ignore", over="ignore"):
+        # An infinite expected value is matched only by the same infinity: its
+        # relative allowance would be infinite too, and let any answer pass.
+        allowed = np.where(np.isfinite(expected), np.asarray(tolerance) + rounding * np.abs(expected), 0)
+        close = np.isfinite(expected) & (np.abs(given - expected) <= allowed)
+    # NaN where the exact value is NaN (a mean over no counted rows, as PyTorch gives it) is the right answer.
+    return close | (given == expected) | (np.isnan(given) & np.isnan(expected))
+
+
+@dataclass(frozen=True)
+class QuantityCheck:
+    """One quantity (gradient, probabilities or loss) compared entry by entry."""
+
+    name: str
+    expected: np.ndarray
+    given: np.ndarray
+    tolerance: np.ndarray
+    ok: np.ndarray
+    mistake: str | None = None
+    texts: tuple[str, ...] = ()
+    """The answer as it was typed."""
+    slips: tuple[str, ...] = ()
+    """Wrong entries that are the right number with one digit miswritten, each naming its entry."""
+    ambiguous: str | None = None
+    """A usual mistake that the answer, right to the digits given, also fits:
+    too few digits to tell the right answer from it. The answer still passes
+    (it is right to its digits); the flag says more digits are needed to be sure."""
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.ok.all())
+
+    @property
+    def difference(self) -> np.ndarray:
+        """given - expected per entry (NaN where both are the same infinity)."""
+        with np.errstate(invalid="ignore"):
+            return self.given - self.expected
+
+
+def check_answer(
+    result: SoftmaxCrossEntropyResult,
+    given: dict[str, list[str]],
+    tolerance: float | None = None,
+    targets: ArrayLike | None = None,
+) -> list[QuantityCheck]:
+    """Compare the given texts (per quantity: 'gradient', 'probabilities', 'loss')
+    with the exact values; name a usual mistake where the answer matches one,
+    and say so where the digits given cannot tell the answer from one."""
+    exact = {
+        "probabilities": result.probabilities[0],
+        "loss": np.array([result.reported_loss()]),
+        "gradient": result.gradient[0],
+    }
+    mistakes = usual_mistakes(result, targets)
+    # Computed in float32 (--dtype float32), another float32 engine's answer differs in its last
+    # bits: 4 ulps of float32, not of float64, are rounding (PyTorch's loss for [2, 3, 4] is 1 ulp off).
+    rounding = 4 * float(np.finfo(result.gradient.dtype).eps)
+    checks = []
+    for name in ("probabilities", "loss", "gradient"):
+        if name in given:
+            expected = exact[name].astype(np.float64)
+            candidates = [m for m in mistakes if m.quantity == name and not np.allclose(m.value, expected)]
+            checks.append(_check_quantity(name, given[name], expected, tolerance, candidates, rounding))
+    return checks
+
+
+def _check_quantity(
+    name: str,
+    texts: list[str],
+    expected: np.ndarray,
+    tolerance: float | None,
+    mistakes: list[Mistake],
+    rounding: float = ROUNDING_ALLOWANCE,
+) -> QuantityCheck:
+    values = np.array([read_number(t) for t in texts], dtype=float)
+    tolerances = np.full(len(texts), tolerance) if tolerance is not None else np.array([tolerance_of(t) for t in texts])
+    ok = within(values, expected, tolerances, rounding)
+    if ok.all():  # right to its digits: say if those digits fit a usual mistake too
+        mistake = None
+        # Only a mistake that differs from the truth: where it gives the same numbers, no digits tell them apart.
+        ambiguous = next(
+            (
+                m.name
+                for m in mistakes
+                if within(values, m.value, tolerances).all() and not within(m.value, expected, 0.0).all()
+            ),
+            None,
+        )
+    else:
+        mistake = next((m.name for m in mistakes if _tells_apart(values, m.value, expected, tolerances)), None)
+        ambiguous = None
+    slips = []
+    wrong = np.flatnonzero(~ok)
+    # A slip is a typo: one or two entries, or fewer than half. Every entry off by one digit is
+    # one mistake made everywhere (the gradient of another ε), not so many typos.
+    for k in wrong if len(wrong) <= max(2, len(texts) // 2 - 1) else []:
+        slip = digit_slip(texts[k], float(expected[k]))
+        if slip is not None:
+            slips.append(slip if name == "loss" else f"class {k}: {slip}")
+    return QuantityCheck(name, expected, values, tolerances, ok, mistake, tuple(texts), tuple(slips), ambiguous)
+
+
+def _tells_apart(given: np.ndarray, mistaken: np.ndarray, expected: np.ndarray, tolerance: np.ndarray) -> bool:
+    """The answer fits the mistake, and the mistake differs from the truth by more
+    than the answer's own precision somewhere (0,0,0 with a tolerance of 0.5
+    fits many things and tells none of them apart)."""
+    if not within(given, mistaken, tolerance).all():
+        return False
+    with np.errstate(invalid="ignore"):
+        return bool((np.abs(mistaken - expected) > 2 * tolerance).any())
+
+
+def digit_slip(text: str, expected: float) -> str | None:
+    """Say so when ``text`` is the correctly rounded value with one digit
+    changed or two neighbouring digits swapped (the second post's -0.775
+    for -0.755)."""
+    typed = plain_spelling(text).lstrip("+")
+    match = re.fullmatch(WRITTEN_NUMBER, typed)
+    if match is None or match.group(3) or not (match.group(1) or match.group(2)):
+        return None
+    if sum(ch.isdigit() for ch in typed) < 3:
+        return None  # "2" for 0 is not a slip of one digit: there is nothing else to it
+    decimals = len(match.group(2) or "")
+    right = f"{expected:.{decimals}f}"
+    if len(right) != len(typed) or right == typed:
+        return None
+    differ = [i for i, (a, b) in enumerate(zip(right, typed)) if a != b]
+    swapped = (
+        len(differ) == 2
+        and differ[1] == differ[0] + 1
+        and right[differ[0]] == typed[differ[1]]
+        and right[differ[1]] == typed[differ[0]]
+    )
+    if len(differ) == 1 or swapped:
+        how = "two digits swapped" if swapped else "one digit differs"
+        return f"{typed} looks like a slip for {right} ({how})"
+    return None
+
+
+__all__ = ["QuantityCheck", "check_answer", "digit_slip", "tolerance_of", "within"]

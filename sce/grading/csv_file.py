@@ -1,0 +1,98 @@
+"""`sce check --csv`: grading the gradient and loss columns of a file against
+the exact values, block by block."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sce.batch.frames import ParsedBlock, _numbers
+from sce.batch.run import BatchRequest, computed_blocks, mean_denominator, readable_input
+from sce.errors import DataProblem
+from sce.grading.answers import within
+from sce.io.csv.records import _record_lines
+from sce.io.signals import stopping_signals_handled
+from sce.number_text import written_tolerances
+
+
+@dataclass
+class WrongCell:
+    line: int
+    column: str
+    expected: float
+    written: str
+    """The answer as written in the file."""
+    given: float
+    tolerance: float
+
+    @property
+    def error(self) -> float:
+        return abs(self.given - self.expected)
+
+
+@dataclass
+class FileCheck:
+    rows: int = 0
+    wrong_rows: int = 0
+    max_abs_error: float = 0.0
+    max_rel_error: float = 0.0
+    worst: list[WrongCell] = field(default_factory=list)
+
+    @property
+    def correct(self) -> bool:
+        return self.wrong_rows == 0
+
+
+#: How many of the worst rows `sce check --csv` lists.
+WORST_SHOWN = 5
+
+
+def check_file(request: BatchRequest, tolerance: float | None = None) -> FileCheck:
+    """Grade the gradient (and loss) columns of a file against the exact values, streaming."""
+    with stopping_signals_handled(), readable_input(request) as path:
+        denominator = mean_denominator(path, request)
+        found = FileCheck()
+        for parsed, plan, result, _ in computed_blocks(path, request, denominator):
+            assert isinstance(parsed, ParsedBlock)  # the wide way is asked for by sce batch only
+            pairs = []
+            if plan.grads:
+                pairs.append((plan.grads, result.gradient))
+            if plan.loss:
+                pairs.append(((plan.loss,), result.losses[:, None]))
+            wrong = np.zeros(result.num_rows, dtype=bool)
+            for columns, expected in pairs:
+                expected = expected.astype(np.float64)
+                given = _numbers(parsed.text, columns, parsed.block, plan, request.delimiter)
+                allowed = tolerance if tolerance is not None else written_tolerances(parsed.text, columns)
+                allowed = np.broadcast_to(np.asarray(allowed, dtype=np.float64), given.shape)
+                ok = within(given, expected, allowed)
+                wrong |= ~ok.all(axis=1)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    # The same infinity read back is no error (inf - inf would be NaN).
+                    error = np.where(given == expected, 0.0, np.abs(given - expected))
+                    relative = np.where(expected != 0, error / np.abs(expected), np.where(error > 0, np.inf, 0))
+                found.max_abs_error = max(found.max_abs_error, float(np.nanmax(error)))
+                found.max_rel_error = max(found.max_rel_error, float(np.nanmax(relative)))
+                bad = np.argwhere(~ok)
+                if len(bad):
+                    errors = error[bad[:, 0], bad[:, 1]]
+                    keep = bad[np.argsort(-errors, kind="stable")[:WORST_SHOWN]]
+                    lines = _record_lines(parsed.block, request.delimiter)
+                    found.worst += [
+                        WrongCell(
+                            lines[row],
+                            columns[col],
+                            float(expected[row, col]),
+                            str(parsed.text[int(row), columns[col]]).strip(),
+                            float(given[row, col]),
+                            float(allowed[row, col]),
+                        )
+                        for row, col in keep
+                    ]
+                    found.worst = sorted(found.worst, key=lambda cell: -cell.error)[:WORST_SHOWN]
+            found.rows += result.num_rows
+            found.wrong_rows += int(wrong.sum())
+    if found.rows == 0:
+        raise DataProblem("the input has a header but no rows")
+    return found

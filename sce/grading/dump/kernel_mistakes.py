@@ -1,0 +1,288 @@
+"""The denominator mistakes real kernels make, as what-ifs of the exact result, block by block.
+
+Most are the exact gradient with each row scaled (a wrong denominator); the
+label read 1-based and the smoothing term that counts ignored rows need the
+exact computation again with a change. Each what-if gives, for a block, its
+gradient and each row's contribution to the reported loss (None where the
+mistake says nothing about the loss).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sce.errors import option
+from sce.grading import conventions
+from sce.grading.dump.baseline import RowCoefficients, coefficients
+from sce.grading.mistakes import slip_words
+from sce.io.arrays import ArrayDump
+from sce.io.arrays.mapped_rows import read_rows
+from sce.loss import SoftmaxCrossEntropyResult, softmax_cross_entropy
+from sce.options import LossOptions
+
+#: Micro-batch counts tried for "the mean of per-batch means" (equal batches only).
+BATCH_COUNTS = (2, 4, 8, 16)
+
+
+@dataclass(frozen=True)
+class Denominators:
+    rows: int
+    counted_rows: int
+    total: float
+    """What 'mean' divides by: the counted rows' weight sum (labels) or N (targets)."""
+    ignored: bool
+    weighted: bool
+
+
+@dataclass(frozen=True)
+class Block:
+    start: int
+    logits: np.ndarray
+    labels: np.ndarray | None
+    targets: np.ndarray | None
+    exact: SoftmaxCrossEntropyResult
+    contributions: np.ndarray
+    """Each row's share of the reported loss (its loss, or its loss / D for 'mean')."""
+    stored_targets: np.ndarray | None = None
+    """The targets as stored, for the core (which allows float32 targets float32's rounding)."""
+
+
+WhatIf = Callable[[Block], tuple[np.ndarray, np.ndarray | None]]
+
+
+def exact_block(
+    dump: ArrayDump, start: int, stop: int, options: LossOptions, d: Denominators
+) -> tuple[Block, RowCoefficients]:
+    """Rows start:stop of the dump, their exact float64 result and their loss coefficients."""
+    block, _ = exact_rows(dump, start, stop, options, d)
+    coef = coefficients(block.labels, block.targets, block.logits.shape[1], options, d.total, d.counted_rows)
+    return block, coef
+
+
+def exact_rows(
+    dump: ArrayDump, start: int, stop: int, options: LossOptions, d: Denominators
+) -> tuple[Block, np.ndarray]:
+    """Rows start:stop of the dump and their exact float64 result, with the whole dump's
+    denominators (the mean's and the z-loss's); also the logits as stored."""
+    total = d.total
+    stored = read_rows(dump.logits, start, stop)
+    # As stored where numpy knows the type: the core converts, and knows where float32's shifts
+    # are exact (bfloat16, from ml_dtypes, is not one of numpy's floats).
+    logits = stored if stored.dtype.kind == "f" else stored.astype(np.float64)
+    labels = None if dump.labels is None else np.asarray(dump.labels[start:stop])
+    stored_targets = None if dump.targets is None else read_rows(dump.targets, start, stop)
+    targets = None if stored_targets is None else stored_targets.astype(np.float64, copy=False)
+    # Called in threads: the caller silences the core's warnings (catch_warnings is not thread-safe).
+    exact = softmax_cross_entropy(
+        logits,
+        labels,
+        targets=stored_targets,  # as stored: float32 targets may sum to 1 only within float32's rounding
+        options=options,
+        mean_denominator=total if options.reduction == "mean" else None,
+        z_loss_denominator=d.counted_rows if options.reduction == "mean" else None,
+    )
+    block = Block(start, exact.logits, labels, targets, exact, _contributions(exact, options), stored_targets)
+    return block, stored
+
+
+def denominators(labels: np.ndarray | None, rows: int, options: LossOptions) -> Denominators:
+    if labels is None:
+        return Denominators(rows, rows, float(rows), False, options.weight is not None)
+    counted = labels != options.ignore_index
+    total = float(_label_weights(labels, options).sum())
+    return Denominators(rows, int(counted.sum()), total, bool((~counted).any()), options.weight is not None)
+
+
+def _label_weights(labels: np.ndarray, options: LossOptions) -> np.ndarray:
+    counted = labels != options.ignore_index
+    if options.weight is None:
+        return counted.astype(np.float64)
+    weights = np.asarray(options.weight, dtype=np.float64)
+    return np.where(counted, weights[np.where(counted, labels, 0)], 0.0)
+
+
+def what_ifs(labels: np.ndarray | None, d: Denominators, options: LossOptions) -> dict[str, WhatIf]:
+    """The mistakes that differ from the truth for these inputs, by name."""
+    found: dict[str, WhatIf] = {}
+    if options.reduction == "mean" and d.total > 0:
+        if d.ignored:
+            found[
+                f"the mean over all {d.rows:,} rows, ignored (padding) rows included, where it divides by {d.total:g}"
+            ] = _scaled(d.total / d.rows)
+        if d.weighted and d.counted_rows and d.total != d.counted_rows:
+            found[
+                f"the weighted mean divided by the row count {d.counted_rows:,} instead of the weight sum {d.total:g}"
+            ] = _scaled(d.total / d.counted_rows)
+        found[f"the sum instead of the mean (not divided by {d.total:g})"] = _scaled(d.total)
+        if labels is not None:
+            found.update(_per_batch_means(labels, d, options))
+        if labels is not None and d.ignored and options.label_smoothing > 0:
+            found["the smoothing term divided by every row, ignored rows included (PyTorch #73205)"] = _smoothing(
+                options, d.total / d.rows
+            )
+    if options.reduction == "sum" and d.total > 0:
+        found[f"the mean instead of the sum (divided by {d.total:g})"] = _scaled(1 / d.total)
+    if options.reduction == "none" and d.total > 0:
+        asked = f"the gradient of the mean loss, where per-row gradients were asked for ({option('reduction', 'none')})"
+        found[asked] = _scaled(1 / d.total, loss=False)
+    if labels is not None:
+        found["the labels read as 1-based (the gradient's −1 at class label − 1)"] = _label_shifted(options, -1)
+        found["the labels shifted by one the other way (the gradient's −1 at class label + 1)"] = _label_shifted(
+            options, +1
+        )
+    found.update(_convention_what_ifs(d, options))
+    return found
+
+
+def _convention_what_ifs(d: Denominators, options: LossOptions) -> dict[str, WhatIf]:
+    """The options' slips (:mod:`.conventions`), in the words sce check gives them: the other
+    smoothing style; the z-loss left out, divided by the weight sum or summed; the softcap or
+    its derivative left out."""
+    z_count = float(d.counted_rows) if options.reduction == "mean" else 1.0
+    kinds: dict[str, WhatIf] = {}
+    if options.label_smoothing:
+        other = "uniform" if options.smoothing_style == "off-target" else "off-target"
+        kinds[conventions.OTHER_SMOOTHING_STYLE] = _changed(options, smoothing_style=other)
+    if options.z_loss and z_count != 0:  # no counted row: no z-loss to leave out
+        kinds[conventions.Z_LOSS_LEFT_OUT] = _z_loss_scaled(0.0)
+        if options.reduction == "mean" and d.total not in (0, z_count):
+            kinds[conventions.Z_LOSS_BY_WEIGHT_SUM] = _z_loss_scaled(z_count / d.total)
+        if options.reduction == "mean" and z_count not in (0, 1):
+            kinds[conventions.Z_LOSS_SUMMED] = _z_loss_scaled(z_count)
+    if options.softcap is not None:
+        kinds[conventions.SOFTCAP_LEFT_OUT] = _changed(options, softcap=None)
+        kinds[conventions.TANH_DERIVATIVE_LEFT_OUT] = _without_cap_factor
+    found: dict[str, WhatIf] = {}
+    for kind, what_if in kinds.items():
+        words = slip_words(kind, options, z_count, d.total)
+        if words is not None:
+            found[words[0]] = what_if
+    return found
+
+
+def _changed(options: LossOptions, **changes: object) -> WhatIf:
+    """The exact computation again with an option changed (the same denominators)."""
+    other_options = options.replace(**changes)
+
+    def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+        other = _rerun(block, block.labels, other_options)
+        return other.gradient, _contributions(other, other_options)
+
+    return what_if
+
+
+def _z_loss_scaled(factor: float) -> WhatIf:
+    """The z-loss's term (gradient and loss) times ``factor`` instead of 1: 0 left out, D_z/D
+    divided by the weight sum, D_z summed."""
+
+    def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+        exact = block.exact
+        z_gradient = conventions.z_loss_gradients(exact)
+        z_losses = np.zeros(len(block.logits)) if exact.z_losses is None else exact.z_losses.astype(np.float64)
+        if exact.options.reduction == "mean":
+            z_count = exact.z_loss_denominator
+            z_losses = z_losses * (0.0 if z_count == 0 else 1 / z_count)
+        change = factor - 1
+        return exact.gradient + z_gradient * change, block.contributions + z_losses * change
+
+    return what_if
+
+
+def _without_cap_factor(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+    """∂L/∂a, the gradient with respect to the capped logits; the loss is not changed."""
+    return conventions.gradient_wrt_capped(block.exact), None
+
+
+def _scaled(factor: float, loss: bool = True) -> WhatIf:
+    def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+        return block.exact.gradient * factor, block.contributions * factor if loss else None
+
+    return what_if
+
+
+def _per_batch_means(labels: np.ndarray, d: Denominators, options: LossOptions) -> dict[str, WhatIf]:
+    """x1/n1 + x2/n2 (or their mean) instead of (x1 + x2)/(n1 + n2), over equal micro-batches."""
+    found: dict[str, WhatIf] = {}
+    weights = _label_weights(labels, options)
+    for count in BATCH_COUNTS:
+        if d.rows % count or d.rows < 2 * count:
+            continue
+        per_batch = weights.reshape(count, -1).sum(axis=1)
+        if (per_batch == 0).any() or np.allclose(per_batch, per_batch[0]):
+            continue  # equal batches: the mean of means is the mean
+        size = d.rows // count
+        row_factor = np.repeat(d.total / per_batch, size)
+        found[f"the mean of per-batch means over {count} batches of {size:,} rows (x1/n1 + x2/n2 …)/{count}"] = (
+            _row_scaled(row_factor / count)
+        )
+        found[f"the sum of per-batch means over {count} batches of {size:,} rows x1/n1 + x2/n2 + …"] = _row_scaled(
+            row_factor
+        )
+    return found
+
+
+def _row_scaled(factors: np.ndarray) -> WhatIf:
+    def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+        rows = factors[block.start : block.start + len(block.logits)]
+        return block.exact.gradient * rows[:, None], block.contributions * rows
+
+    return what_if
+
+
+def _rerun(block: Block, labels: np.ndarray | None, options: LossOptions) -> SoftmaxCrossEntropyResult:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return softmax_cross_entropy(
+            block.logits,
+            labels,
+            targets=None if labels is not None else block.stored_targets,
+            options=options,
+            mean_denominator=block.exact.denominator if options.reduction == "mean" else None,
+            z_loss_denominator=block.exact.z_loss_denominator if options.reduction == "mean" else None,
+        )
+
+
+def _contributions(result: SoftmaxCrossEntropyResult, options: LossOptions) -> np.ndarray:
+    """Each row's share of the reported loss: for 'mean' its cross-entropy over the weight sum D
+    and its z-loss over the counted rows D_z (the z-loss is unweighted)."""
+    if options.reduction != "mean":
+        return result.losses
+    shares = result.losses * (0.0 if result.denominator == 0 else 1 / result.denominator)
+    if options.z_loss and result.z_losses is not None and result.denominator != result.z_loss_denominator:
+        z_losses = result.z_losses.astype(np.float64)
+        z_count = result.z_loss_denominator
+        shares = shares - z_losses * (0.0 if result.denominator == 0 else 1 / result.denominator)
+        shares = shares + z_losses * (0.0 if z_count == 0 else 1 / z_count)
+    return shares
+
+
+def _label_shifted(options: LossOptions, by: int) -> WhatIf:
+    """The labels read one class off: label − 1 (1-based labels read as 0-based) or label + 1."""
+
+    def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+        assert block.labels is not None
+        classes = block.logits.shape[1]
+        shifted = np.where(block.labels == options.ignore_index, block.labels, (block.labels + by) % classes)
+        other = _rerun(block, shifted, options)
+        return other.gradient, _contributions(other, options)
+
+    return what_if
+
+
+def _smoothing(options: LossOptions, factor: float) -> WhatIf:
+    """(1 − ε)·nll/D + ε·smooth/N: the smoothing term's share scaled by D/N."""
+    eps = options.label_smoothing
+
+    def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+        plain_options = options.replace(label_smoothing=0.0)
+        plain = _rerun(block, block.labels, plain_options)
+        nll_gradient = (1 - eps) * plain.gradient
+        nll_loss = (1 - eps) * _contributions(plain, plain_options)
+        gradient = nll_gradient + (block.exact.gradient - nll_gradient) * factor
+        return gradient, nll_loss + (block.contributions - nll_loss) * factor
+
+    return what_if

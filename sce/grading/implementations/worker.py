@@ -1,0 +1,216 @@
+"""The child process that runs the user's function: ``python -m sce.grading.implementations.worker R W``.
+
+It talks to sce over two pipes (file descriptors R and W, pickled messages);
+its own stdin, stdout and stderr point at /dev/null, so that the user's prints
+cannot corrupt sce's output (``--format json``) or the conversation. Nothing
+the user's code does here (raise, hang, sys.exit, os._exit, crash) can take
+sce down: sce only waits, with a time limit, for the next message.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import sys
+import warnings
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sce.errors import option
+from sce.grading.implementations.loading import FunctionSpec, UnusableImplementation, describe_exception, load_function
+
+#: The second argument of the function in each calling convention, as said to the user.
+SECOND_ARGUMENT = {
+    ("batch", False): "labels",
+    ("row", False): "label",
+    ("batch", True): "targets",
+    ("row", True): "targets",
+}
+_IMPORTS = re.compile(r"^\s*(?:import|from)\s+(torch|jax)\b", re.MULTILINE)
+
+
+def source_file(fn: Callable[..., Any]) -> str | None:
+    try:
+        return inspect.getsourcefile(fn)
+    except TypeError:  # a builtin or a C extension
+        return None
+
+
+def detect_framework(fn: Callable[..., Any]) -> str:
+    """torch or jax when the function's file imports it, else numpy."""
+    path = source_file(fn)
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace") if path else ""
+    except OSError:
+        text = ""
+    found = _IMPORTS.search(text)
+    return found.group(1) if found else "numpy"
+
+
+def prepare_framework(framework: str) -> None:
+    if framework == "numpy":
+        return
+    try:
+        if framework == "jax":
+            import jax
+
+            jax.config.update("jax_enable_x64", True)  # else jax silently turns float64 inputs into float32
+        else:
+            import torch  # noqa: F401
+    except ImportError:
+        name = {"torch": "PyTorch", "jax": "JAX"}[framework]
+        raise UnusableImplementation(f"{option('framework', framework)}: {name} is not installed here") from None
+
+
+def check_signature(fn: Callable[..., Any], convention: str, targets: bool, name: str) -> None:
+    """Refuse a function that cannot be called as f(logits, second)."""
+    second = SECOND_ARGUMENT[(convention, targets)]
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # a builtin: find out when calling
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        raise UnusableImplementation(
+            f"{name} takes {_parameters(signature)}; with {option('convention', convention)} sce calls "
+            f"{name}(logits, {second}) with 2 arguments"
+        ) from None
+
+
+def _parameters(signature: inspect.Signature) -> str:
+    return str(signature.replace(return_annotation=inspect.Signature.empty)) if signature.parameters else "no arguments"
+
+
+def to_framework(array: np.ndarray, framework: str) -> Any:
+    if framework == "torch":
+        import torch
+
+        return torch.from_numpy(array)  # shares memory, so writing into it shows in `array`
+    if framework == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(array)
+    return array
+
+
+def describe_value(value: Any, largest: int) -> dict[str, Any]:
+    """A returned value as sce can receive it: an array (copied, so that later
+    writes by the user do not change it), or what it was instead."""
+    if value is None:
+        return {"kind": "other", "type": "None"}
+    if hasattr(value, "detach"):  # a torch tensor, perhaps requiring grad or on a GPU
+        if "bfloat16" in str(getattr(value, "dtype", "")):  # which .numpy() refuses
+            return {"kind": "other", "type": "bfloat16 values"}
+        value = value.detach().cpu().numpy()
+    if not isinstance(value, (np.ndarray, np.generic, int, float, list, tuple)) and not hasattr(value, "__array__"):
+        return {"kind": "other", "type": type(value).__name__}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            array = np.asarray(value)
+    except (ValueError, TypeError):
+        return {"kind": "other", "type": type(value).__name__}
+    if array.dtype.name == "bfloat16":  # ml_dtypes' (kind V): judged nowhere here, said so
+        return {"kind": "other", "type": "bfloat16 values"}
+    if array.dtype.kind not in "fiub":
+        return {"kind": "other", "type": f"array of {array.dtype}"}
+    if array.size > largest:
+        return {"kind": "too_large", "shape": array.shape}
+    return {"kind": "array", "array": np.array(array, copy=True)}
+
+
+def describe_return(value: Any, returns: str, largest: int) -> dict[str, Any]:
+    if returns == "loss,grad" and isinstance(value, (tuple, list)) and len(value) == 2:
+        return {"kind": "pair", "items": [describe_value(item, largest) for item in value]}
+    if isinstance(value, tuple):
+        return {"kind": "other", "type": f"a tuple of {len(value)}"}
+    return describe_value(value, largest)
+
+
+def run_case(fn: Callable[..., Any], request: dict[str, Any], framework: str, user_file: str | None) -> dict[str, Any]:
+    """Call the function on one case (once, or once per row) and describe what came back."""
+    logits, second = request["logits"], request["second"]
+    if request["read_only"]:
+        logits.flags.writeable = False
+        second.flags.writeable = False
+    before = (logits.copy(), second.copy())
+    largest = 8 * logits.size + 64  # room for any honest answer; stops a runaway one from filling memory
+    if request["convention"] == "row":
+        calls = [(logits[row], second[row]) for row in range(logits.shape[0])]
+    else:
+        calls = [(logits, second)]
+    answers = []
+    for row_logits, row_second in calls:
+        try:
+            answer = _call(fn, row_logits, row_second, framework)
+        except BaseException as error:  # noqa: BLE001 - KeyboardInterrupt and SystemExit are theirs too
+            described = describe_exception(error, user_file)
+            return {
+                "error": described,
+                "read_only_violation": "is read-only" in described,
+                "changed": _changed(before, logits, second),
+            }
+        try:
+            answers.append(describe_return(answer, request["returns"], largest))
+        except BaseException as error:  # noqa: BLE001 - an answer whose __array__ or __len__ raises
+            return {
+                "error": f"converting the answer raised {describe_exception(error, user_file)}",
+                "changed": _changed(before, logits, second),
+            }
+    return {"answers": answers, "changed": _changed(before, logits, second)}
+
+
+def _call(fn: Callable[..., Any], logits: np.ndarray, second: np.ndarray, framework: str) -> Any:
+    if second.ndim == 0 and framework != "numpy":
+        second_argument: Any = int(second)
+    elif second.ndim == 0:
+        second_argument = second[()]  # a numpy integer of the case's label dtype
+    else:
+        second_argument = to_framework(second, framework)
+    return fn(to_framework(logits, framework), second_argument)
+
+
+def _changed(before: tuple[np.ndarray, np.ndarray], logits: np.ndarray, second: np.ndarray) -> list[str]:
+    return [
+        name
+        for name, old, new in (("logits", before[0], logits), ("second", before[1], second))
+        if not np.array_equal(old, new, equal_nan=True)
+    ]
+
+
+def serve(inbox: Connection, outbox: Connection) -> None:
+    request = inbox.recv()
+    spec: FunctionSpec = request["spec"]
+    try:
+        fn = load_function(spec)
+        check_signature(fn, request["convention"], request["targets"], spec.function)
+        framework = request["framework"] or detect_framework(fn)
+        prepare_framework(framework)
+    except UnusableImplementation as problem:
+        outbox.send({"load_error": problem.message})
+        return
+    user_file = spec.path or source_file(fn)
+    outbox.send({"loaded": True, "framework": framework})
+    while True:
+        try:
+            request = inbox.recv()
+        except EOFError:
+            return
+        outbox.send(run_case(fn, request, framework, user_file))
+
+
+def main() -> None:
+    read_fd, write_fd = int(sys.argv[1]), int(sys.argv[2])
+    inbox, outbox = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    serve(inbox, outbox)
+    os._exit(0)  # skip interpreter shutdown: the user's atexit handlers and threads are not our business
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""A dump: logits, labels or targets, and the answer to grade (gradient, loss), from one
+file of named arrays or from one file per array, each checked for its shape and type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sce.errors import DataProblem, UsageProblem, option
+from sce.io.arrays.formats import ArrayFile, open_arrays
+from sce.io.arrays.tables import WHOLE_TABLE
+from sce.loss.result import InvalidInput
+
+#: The float types a tensor may be stored in, by numpy name.
+FLOAT_NAMES = ("float16", "bfloat16", "float32", "float64")
+ROLES = ("logits", "labels", "targets", "grad", "loss")
+
+
+@dataclass(frozen=True)
+class DumpRequest:
+    """Where each array is: ``arrays`` (one file of named arrays) and/or one path per role;
+    ``keys`` renames the arrays looked for (``--key-logits`` …)."""
+
+    arrays: str | None = None
+    paths: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ArrayDump:
+    logits: np.ndarray
+    """N×K, in the type stored (memory-mapped for .npy)."""
+    labels: np.ndarray | None
+    targets: np.ndarray | None
+    grad: np.ndarray | None
+    loss: np.ndarray | None
+    where: dict[str, str]
+    """Each role's "file: array 'name'", for messages."""
+    sources: tuple[ArrayFile, ...] = field(default=(), repr=False, compare=False)
+    """The files read, for :meth:`verify`."""
+
+    def verify(self) -> None:
+        """Raise a DataProblem where an array read without its format's check is damaged (a
+        memory-mapped .npz member whose CRC-32 does not match): called once the rows are used,
+        before a verdict or an output is given."""
+        for source in self.sources:
+            source.verify()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.logits.shape[0]), int(self.logits.shape[1])
+
+
+def float_name(dtype: np.dtype) -> str | None:
+    """'float32', 'bfloat16'…, or None for a type that is not a float sce reads."""
+    name = str(dtype)
+    return name if name in FLOAT_NAMES else None
+
+
+def read_dump(request: DumpRequest, ignore_index: int = -100, *, answer: bool = True) -> ArrayDump:
+    """Every array asked for, each checked; labels checked against the class count.
+
+    ``answer=False`` reads the inputs alone (logits, labels or targets), for ``sce batch``:
+    a gradient or loss in the file is then neither needed nor read."""
+    shared = None if request.arrays is None else open_arrays(request.arrays)
+    sources: dict[str, tuple[ArrayFile, str]] = {}
+    for role in ROLES if answer else ROLES[:3]:
+        located = _locate(request, shared, role)
+        if located is not None:
+            sources[role] = located
+    _check_roles(sources, shared, answer)  # before any data is read: a compressed member may be huge
+    where = {role: f"{source.path}: array '{key}'" for role, (source, key) in sources.items()}
+    found = {role: _as_float_or_int(source.load(key), where[role], role) for role, (source, key) in sources.items()}
+    logits = _logits(found["logits"], where["logits"], empty_batch=answer)
+    rows, classes = logits.shape
+    labels = None if "labels" not in found else _labels(found["labels"], where["labels"], rows, classes, ignore_index)
+    targets = None if "targets" not in found else _matrix(found["targets"], where["targets"], rows, classes, "targets")
+    grad = None if "grad" not in found else _matrix(found["grad"], where["grad"], rows, classes, "gradient")
+    loss = None if "loss" not in found else _loss(found["loss"], where["loss"], rows)
+    files = tuple({id(source): source for source, _ in sources.values()}.values())
+    return ArrayDump(logits, labels, targets, grad, loss, where, files)
+
+
+def _check_roles(found: dict[str, tuple[ArrayFile, str]], shared: ArrayFile | None, answer: bool) -> None:
+    """The usage errors: which arrays are missing or given both ways."""
+    if "logits" not in found and shared is not None:
+        raise DataProblem(
+            f"{shared.path}: no array 'logits' (it holds {_listing(shared)}); name it with {option('key_logits')}"
+        )
+    if "logits" not in found:
+        raise UsageProblem(
+            f"no logits: give {option('arrays')} FILE (with an array 'logits') or {option('logits_path')} FILE"
+        )
+    if "labels" in found and "targets" in found and found["labels"][0] is found["targets"][0]:
+        source = found["labels"][0]
+        raise DataProblem(
+            f"{source.path}: holds both '{found['labels'][1]}' and '{found['targets'][1]}'; "
+            "a dump has labels or probability targets, not both: save it with one of them"
+        )
+    if ("labels" in found) == ("targets" in found):
+        held = "" if shared is None or "labels" in found else f" ({shared.path} holds {_listing(shared)})"
+        raise UsageProblem(
+            f"give the labels (an array 'labels', or {option('labels_path')} FILE) or probability targets ('targets'), "
+            f"one of them{held}"
+            if "labels" not in found
+            else "give labels or targets, not both"
+        )
+    if answer and "grad" not in found and "loss" not in found:
+        raise UsageProblem(
+            "nothing to check: the answer to grade is an array 'grad' and/or 'loss' "
+            f"(or {option('grad_path')}/{option('loss_path')})"
+        )
+
+
+def placed_in_dump(problem: InvalidInput, where: dict[str, str], first_row: int) -> DataProblem:
+    """The core's words for a bad input in rows from ``first_row`` on, placed in the dump as
+    the readers place theirs: the file and array, then the row of the whole dump, and the class."""
+    place = where.get(problem.field, problem.field)
+    row = "" if problem.row is None else f": row {first_row + problem.row}"
+    column = "" if problem.column is None else f", class {problem.column}"
+    hint = f"; {problem.marked_hint}" if problem.marked_hint else ""
+    return DataProblem(f"{place}{row}{column}: {problem.problem}{hint}")
+
+
+def _locate(request: DumpRequest, shared: ArrayFile | None, role: str) -> tuple[ArrayFile, str] | None:
+    key = request.keys.get(role, role)
+    path = request.paths.get(role)
+    if path is not None:
+        if shared is not None and key in shared.names:
+            raise UsageProblem(
+                f"{role} given twice: array '{key}' in {shared.path} and the file {path}; give one of them"
+            )
+        source = open_arrays(path)
+        if key in source.names:
+            return source, key
+        if role in request.keys:  # a name asked for is never replaced by a guess
+            listed = ", ".join(f"'{n}'" for n in source.names if n != WHOLE_TABLE) or "none"
+            raise DataProblem(f"{path}: no array '{key}' (it holds {listed}); fix {option('key_' + role)}")
+        plain = [name for name in source.names if name != WHOLE_TABLE]
+        if WHOLE_TABLE in source.names:
+            return source, WHOLE_TABLE
+        if len(plain) == 1:
+            return source, plain[0]
+        listed = ", ".join(f"'{n}'" for n in plain) or "none"
+        raise DataProblem(f"{path}: no array '{key}' (it holds {listed}); name it with {option('key_' + role)}")
+    if shared is None or key not in shared.names:
+        if shared is not None and role in request.keys:
+            listed = ", ".join(f"'{n}'" for n in shared.names if n != WHOLE_TABLE) or "none"
+            raise DataProblem(f"{shared.path}: no array '{key}' (it holds {listed})")
+        return None
+    return shared, key
+
+
+def _listing(source: ArrayFile) -> str:
+    return ", ".join(f"'{n}'" for n in source.names if n != WHOLE_TABLE) or "no arrays"
+
+
+def _as_float_or_int(array: np.ndarray, where: str, role: str) -> np.ndarray:
+    if not array.dtype.isnative:
+        # Big-endian numbers (np.save of '>f4'): read into this machine's order, at the cost of a copy.
+        array = array.astype(array.dtype.newbyteorder("="))
+    if array.dtype.kind == "V" and array.dtype.itemsize == 2:
+        # numpy writes ml_dtypes' bfloat16 as 2-byte raw values ('|V2').
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise DataProblem(
+                f"{where} holds 2-byte raw values (bfloat16 saved by numpy); to read them: pip install 'sce[bfloat16]'"
+            ) from None
+        return array.view(ml_dtypes.bfloat16)
+    if array.dtype.kind in "iu" or float_name(array.dtype) is not None or array.dtype == np.bool_:
+        return array
+    if role == "labels":
+        raise DataProblem(f"{where} has type {array.dtype}; labels are class indices: save them as integers")
+    raise DataProblem(f"{where} has type {array.dtype}; {role} must be numbers ({', '.join(FLOAT_NAMES)})")
+
+
+def _require_float(array: np.ndarray, where: str, what: str) -> None:
+    if float_name(array.dtype) is None:
+        raise DataProblem(f"{where} has type {array.dtype}; {what} must be floats ({', '.join(FLOAT_NAMES)})")
+
+
+def _logits(array: np.ndarray, where: str, empty_batch: bool = False) -> np.ndarray:
+    """``empty_batch``: N = 0 is a batch (graded as PyTorch computes it: 0 for 'sum', NaN for
+    'mean'); K = 0 never is."""
+    _require_float(array, where, "logits")
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    if array.ndim != 2:
+        flat = "; for classes on axis 1 (N × K × …) save np.moveaxis(x, 1, -1).reshape(-1, K)"
+        layout = flat if array.ndim > 2 else ""
+        raise DataProblem(f"{where} has shape {tuple(array.shape)}; logits must be N × K (rows × classes){layout}")
+    if (array.shape[0] == 0 and not empty_batch) or array.shape[1] == 0:
+        raise DataProblem(f"{where} is empty (shape {tuple(array.shape)}); give at least one row of one class")
+    return array
+
+
+def _matrix(array: np.ndarray, where: str, rows: int, classes: int, what: str) -> np.ndarray:
+    _require_float(array, where, what)
+    if array.ndim == 1 and rows == 1:
+        array = array.reshape(1, -1)
+    if array.shape != (rows, classes):
+        raise DataProblem(
+            f"{where} has shape {tuple(array.shape)} but the logits are {rows} × {classes}; "
+            f"give one {what} entry per logit"
+        )
+    return array
+
+
+def _labels(array: np.ndarray, where: str, rows: int, classes: int, ignore_index: int) -> np.ndarray:
+    if array.dtype.kind not in "iu":
+        hint = f" (probabilities N × K are targets: pass them as {option('targets_path')})" if array.ndim == 2 else ""
+        raise DataProblem(f"{where} has type {array.dtype}; labels are class indices: save them as integers{hint}")
+    if array.ndim == 0:
+        array = array.reshape(1)
+    if array.shape != (rows,):
+        raise DataProblem(
+            f"{where} has shape {tuple(array.shape)} but the logits have {rows} rows; give one label per row"
+        )
+    labels = np.asarray(array, dtype=np.int64)
+    bad = np.flatnonzero(((labels < 0) | (labels >= classes)) & (labels != ignore_index))
+    if len(bad):
+        row = int(bad[0])
+        more = f" (and {len(bad) - 1:,} more rows)" if len(bad) > 1 else ""
+        raise DataProblem(
+            f"{where}: row {row}: label {labels[row]} is out of range for {classes} classes{more}; "
+            f"labels are 0-based: use 0 to {classes - 1} (or {ignore_index} to ignore the row)"
+            + _wrapped(array.dtype, int(labels[row]), ignore_index)
+        )
+    return labels
+
+
+def _wrapped(dtype: np.dtype, label: int, ignore_index: int) -> str:
+    """A hint where an unsigned type has turned the ignore index into a large number (-100 → 156 in uint8)."""
+    if dtype.kind != "u" or ignore_index >= 0 or label != ignore_index % (1 << (8 * dtype.itemsize)):
+        return ""
+    return f"; {dtype} cannot hold {ignore_index} (it became {label}): save the labels as a signed type such as int64"
+
+
+def _loss(array: np.ndarray, where: str, rows: int) -> np.ndarray:
+    _require_float(array, where, "the loss")
+    if array.shape == (rows,) and rows > 1:
+        return array
+    if array.size == 1 and array.ndim <= 1:
+        return array.reshape(())
+    if array.shape != (rows,):
+        raise DataProblem(
+            f"{where} has shape {tuple(array.shape)}; give one loss (reduction mean or sum) or one per row ({rows})"
+        )
+    return array

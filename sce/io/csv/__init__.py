@@ -1,0 +1,1 @@
+"""CSV and TSV input: the bytes cut into blocks of whole records, and which column is what."""

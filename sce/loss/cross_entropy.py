@@ -1,0 +1,388 @@
+"""Softmax cross-entropy: the public function over private steps.
+
+The steps: check the inputs (finding each row's argmax on the way), then,
+block of rows by block of rows (:mod:`.blocks`), take the log-softmax and
+compute each row's loss and gradient for the kind of target given (class
+indices or probabilities: each kind is a small object with the same
+``block`` method, so the loop, the scaling and the reduction are written
+once), and finally reduce. The intermediates only explanations need are
+left to the result, which computes them when they are read.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
+
+from sce.loss import row_blocks
+from sce.loss.language_model import LanguageModelScale, log_sum_exp, reduced_z_loss, z_losses_of
+from sce.loss.log_softmax import (
+    Capped,
+    LogSoftmax,
+    Workspace,
+    flat,
+    flat_indices,
+    log_softmax,
+    shift_is_exact,
+    soft_capped,
+)
+from sce.loss.reduction import (
+    GradientScale,
+    overflowing_rows,
+    reduce,
+    warn_about_infinite_losses,
+    warn_about_nan,
+    warn_about_overflowing_gradients,
+)
+from sce.loss.result import InvalidInput, Layout, SoftmaxCrossEntropyResult
+from sce.loss.target_kinds import HardLabels, OffTargetLabels, SoftTargets, Terms
+from sce.loss.targets import smoothing_masses
+from sce.loss.validation import (
+    checked_labels,
+    checked_logits_and_argmax,
+    checked_targets,
+    class_weights,
+    float_type_name,
+    validated_options,
+    weight_tuple,
+)
+from sce.options import LossOptions, Reduction, SmoothingStyle
+
+_DEFAULTS = LossOptions()
+
+
+def softmax_cross_entropy(
+    logits: ArrayLike,
+    labels: ArrayLike | None = None,
+    *,
+    targets: ArrayLike | None = None,
+    weight: ArrayLike | None = None,
+    label_smoothing: float = 0.0,
+    ignore_index: int = -100,
+    reduction: Reduction = "none",
+    temperature: float = 1.0,
+    dtype: DTypeLike = np.float64,
+    softcap: float | None = None,
+    z_loss: float = 0.0,
+    smoothing_style: SmoothingStyle = "uniform",
+    options: LossOptions | None = None,
+    mean_denominator: float | None = None,
+    z_loss_denominator: float | None = None,
+    class_axis: int = -1,
+) -> SoftmaxCrossEntropyResult:
+    """Softmax cross-entropy of ``logits`` against ``labels`` or ``targets``.
+
+    Parameters mirror ``torch.nn.functional.cross_entropy``:
+
+    logits
+        Scores with the classes on ``class_axis``: N×K (classes last), PyTorch's
+        (N, K, d1, …) with ``class_axis=1``, or a single vector of K (one
+        unbatched row). An empty batch (N = 0) is allowed: 'none' gives no
+        losses, 'sum' 0 and 'mean' NaN with a :class:`LossWarning`, as PyTorch.
+    labels
+        Class indices in [0, K), or ``ignore_index`` to leave a row out,
+        shaped like the logits without the class axis (a scalar for a vector).
+    targets
+        Probability targets shaped like the logits (each non-negative, summing
+        to 1 along the class axis within 1e-6, or within their type's rounding
+        when given as float32, float16 or bfloat16), in place of labels.
+    weight
+        K non-negative class weights (default all 1).
+    label_smoothing
+        ε in [0, 1]: the target becomes (1 - ε)·y + ε/K (``smoothing_style``
+        'uniform', PyTorch's) or (1 - ε)·y + ε/(K - 1)·(1 - y) ('off-target',
+        Megatron's and t5x's: 1 - ε on the label, ε/(K - 1) on each other
+        class; with K = 1 the target is left as it is).
+    ignore_index
+        Label value whose rows contribute neither loss nor gradient.
+    reduction
+        'none' (per-row losses; the default here, unlike PyTorch's 'mean', so
+        that a result holds every row), 'mean' or 'sum'. With class indices 'mean'
+        divides by the weight sum of the counted rows, with probability
+        targets by N, exactly as PyTorch does.
+    temperature
+        T > 0; the softmax is taken of logits / T and the gradient is with
+        respect to the logits as given.
+    dtype
+        float64 (default) or float32, used throughout.
+    softcap
+        c > 0: the logits are first capped, a = c·tanh(z/c) (Gemma 2), then
+        divided by the temperature: b = a/T, p = softmax(b). The gradient is
+        with respect to z, so each entry carries 1 - tanh²(z/c). A masked
+        logit (-inf) becomes -c.
+    z_loss
+        λ >= 0: each counted (not ignored) row adds λ·lse(b)², lse(b) =
+        log Σ_j e^(b_j), not weighted; its gradient with respect to b is
+        2λ·lse·p. With 'mean' the z-loss is divided by the number of counted
+        rows while the cross-entropy keeps PyTorch's Σ w[y] (Liger's
+        convention; without weights also flash-attention's). The result
+        reports it apart too (``z_losses``, ``z_loss``, ``log_sum_exp``).
+    smoothing_style
+        'uniform' (default) or 'off-target', see ``label_smoothing``.
+    options
+        All of the above as one :class:`~sce.options.LossOptions`, in
+        place of the separate keywords.
+    mean_denominator
+        With reduction 'mean', divide by this rather than by this call's own
+        weight sum or row count: for a large batch computed chunk by chunk,
+        pass the denominator of the whole batch so that every chunk's
+        gradient is that of the whole batch's mean.
+    z_loss_denominator
+        The same for the z-loss's mean: the whole batch's number of counted rows.
+    class_axis
+        The axis of the classes (default -1; 1 for PyTorch's (N, K, d1, …)).
+        The result's arrays are rows (N×K, one row per position of the other
+        axes in C order, ``gradient[0]`` the first); ``result.shaped`` gives
+        them in the caller's layout.
+
+    Order of operations: soft-capping of the logits as given, then the
+    temperature, then the softmax.
+
+    Raises :class:`InvalidInput` for an input the loss is not defined for and
+    warns with :class:`LossWarning` where the result is infinite or NaN.
+    """
+    keywords = LossOptions(
+        weight=weight_tuple(weight),
+        label_smoothing=label_smoothing,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        temperature=temperature,
+        dtype=float_type_name(dtype),
+        softcap=softcap,
+        z_loss=z_loss,
+        smoothing_style=smoothing_style,
+    )
+    if options is None:
+        options = keywords
+    elif keywords != _DEFAULTS:
+        raise TypeError("give the options either as options= or as keywords, not both")
+    # Floating-point events are not reported as numpy's warnings: the core
+    # checks its results instead, and every inf or NaN it returns comes with a
+    # LossWarning that says why (no raw warning reaches a user).
+    with np.errstate(all="ignore"):
+        logits, labels, targets, layout = _as_rows(logits, labels, targets, class_axis)
+        return _compute(logits, labels, targets, options, mean_denominator, z_loss_denominator, layout)
+
+
+def _as_rows(
+    logits: ArrayLike, labels: ArrayLike | None, targets: ArrayLike | None, class_axis: int
+) -> tuple[ArrayLike, ArrayLike | None, ArrayLike | None, Layout | None]:
+    """Logits with the classes on any axis as N×K rows (labels as N, targets as N×K), and the layout to return."""
+    if isinstance(class_axis, bool) or not isinstance(class_axis, (int, np.integer)):
+        raise InvalidInput(f"class_axis {class_axis!r} is not an integer", field="class_axis")
+    z = np.asarray(logits)
+    if z.ndim == 0:
+        raise InvalidInput("logits must be an array, not one number", field="logits", hint="give at least one class")
+    if z.ndim == 1:
+        if class_axis not in (-1, 0, 1):
+            raise InvalidInput(f"class_axis {class_axis} for a vector of logits", field="class_axis", hint="use -1")
+        return logits, labels, targets, Layout(z.shape, 0)
+    if not -z.ndim <= class_axis < z.ndim:
+        raise InvalidInput(
+            f"class_axis {class_axis} is out of range for {z.ndim}-dimensional logits",
+            field="class_axis",
+            hint=f"use -1 (classes last) or 0 to {z.ndim - 1}",
+        )
+    axis = int(class_axis) % z.ndim
+    if z.ndim == 2 and axis == 1:
+        return logits, labels, targets, None  # already rows
+    moved = np.moveaxis(z, axis, -1)
+    labels, targets = _labels_and_targets_as_rows(z.shape, axis, moved.shape, labels, targets)
+    return moved.reshape(-1, moved.shape[-1]), labels, targets, Layout(z.shape, axis)
+
+
+def _labels_and_targets_as_rows(
+    shape: tuple[int, ...],
+    axis: int,
+    moved: tuple[int, ...],
+    labels: ArrayLike | None,
+    targets: ArrayLike | None,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    label_rows = target_rows = None
+    if labels is not None:
+        label_arr = np.asarray(labels)
+        if label_arr.shape != moved[:-1]:
+            raise InvalidInput(
+                f"labels of shape {label_arr.shape} for logits of shape {shape} with the classes on axis {axis}",
+                field="labels",
+                hint=f"give labels of shape {moved[:-1]} (the logits' without the class axis)",
+            )
+        label_rows = label_arr.reshape(-1)
+    if targets is not None:
+        target_arr = np.asarray(targets)
+        if target_arr.shape != shape:
+            raise InvalidInput(
+                f"targets of shape {target_arr.shape} for logits of shape {shape}",
+                field="targets",
+                hint="give targets shaped like the logits",
+            )
+        target_rows = np.moveaxis(target_arr, axis, -1).reshape(-1, moved[-1])
+    return label_rows, target_rows
+
+
+def _block_log_softmax(
+    z: np.ndarray,
+    max_logit: np.ndarray,
+    argmax: np.ndarray,
+    options: LossOptions,
+    workspace: Workspace,
+    stored: np.ndarray | None = None,
+) -> tuple[LogSoftmax, np.ndarray, Capped | None]:
+    """A block's log-softmax, its rows' log-sum-exp lse(b), and the soft cap's parts (None without one).
+
+    ``stored``: the block's logits as given, where they were float32 and z is float64."""
+    temperature = z.dtype.type(options.temperature)
+    if options.softcap is None:
+        exact = stored is not None and options.temperature == 1.0 and shift_is_exact(stored)
+        ls = log_softmax(z, max_logit, argmax, options.temperature, workspace, exact_shift=exact)
+        return ls, log_sum_exp(max_logit, None, temperature, ls.log_sum), None
+    capped = soft_capped(z, options.softcap, options.temperature)
+    at_max = flat_indices(argmax, z.shape[1])
+    high_max, low_max = flat(capped.high).take(at_max), flat(capped.low).take(at_max)
+    ls = log_softmax(capped.high, high_max, argmax, options.temperature, workspace, capped)
+    return ls, log_sum_exp(high_max, low_max, temperature, ls.log_sum, capped.lower_at(at_max)), capped
+
+
+def _reduced(
+    losses: np.ndarray,
+    z_losses: np.ndarray,
+    counted: np.ndarray,
+    options: LossOptions,
+    denominator: float,
+    z_denominator: float,
+    gradient: np.ndarray,
+) -> tuple[np.ndarray, float | np.ndarray, float, float | np.ndarray]:
+    """The rows' losses with their z-loss, the reduced loss, D, and the z-loss as reported."""
+    # Only rows that count have a z-loss: with every row ignored it has no gradient to keep either.
+    z_gradient_kept = options.z_loss != 0 and bool(counted.any())
+    llm = options.has_llm_options
+    loss, denominator = reduce(
+        losses, counted, options.reduction, denominator, gradient, zero_gradient=not llm, z_loss=z_gradient_kept
+    )
+    z_loss: float | np.ndarray = z_losses
+    if options.z_loss != 0:
+        losses = losses + z_losses
+        if options.reduction == "none":
+            loss = losses
+        else:
+            z_loss = reduced_z_loss(z_losses, options.reduction, z_denominator)
+            loss = float(loss) + float(z_loss)
+    elif options.reduction != "none":
+        z_loss = 0.0
+    return losses, loss, denominator, z_loss
+
+
+def _compute(
+    logits: ArrayLike,
+    labels: ArrayLike | None,
+    targets: ArrayLike | None,
+    options: LossOptions,
+    mean_denominator: float | None,
+    z_loss_denominator: float | None = None,
+    layout: Layout | None = None,
+) -> SoftmaxCrossEntropyResult:
+    dtype, weights = validated_options(options)
+    z, argmax, max_logit = checked_logits_and_argmax(logits, dtype)
+    n_rows, n_classes = z.shape
+    # float32 logits computed in float64: their shifts may be exact (log_softmax.shift_is_exact).
+    # Only an array is looked at: a list would be converted a second time.
+    stored: np.ndarray | None = None
+    if isinstance(logits, np.ndarray) and logits.dtype == np.float32 and logits.ndim == 2 and dtype == np.float64:
+        stored = logits
+    weight_vec = class_weights(weights, n_classes, dtype)
+    terms, label_vec, y = _terms_for(labels, targets, argmax, weight_vec, options, dtype)
+    denominator = terms.denominator if mean_denominator is None else float(mean_denominator)
+    z_denominator = float(terms.counted.sum()) if z_loss_denominator is None else float(z_loss_denominator)
+    probabilities = np.empty_like(z)
+    gradient = np.empty_like(z)
+    losses = np.empty(n_rows, dtype)
+    others_sum = np.empty(n_rows, dtype)
+    lse = np.empty(n_rows, dtype)
+    overflowing: list[int] = []
+    nonfinite: list[slice] = []  # blocks whose gradient has an entry that is not finite
+    temperature = dtype.type(options.temperature)
+    llm = options.has_llm_options
+    scale = GradientScale(options.reduction, denominator, temperature)
+    llm_scale = LanguageModelScale(options, denominator, z_denominator, temperature)
+    workspace = Workspace(min(n_rows, row_blocks.block_rows(n_classes, z.itemsize)), n_classes, dtype)
+    for block in row_blocks.row_blocks(n_rows, n_classes, z.itemsize):
+        ls, lse[block], capped = _block_log_softmax(
+            z[block], max_logit[block], argmax[block], options, workspace, None if stored is None else stored[block]
+        )
+        others_sum[block] = ls.others_sum
+        p = probabilities[block]
+        np.divide(ls.exp_shifted, ls.exp_sum[:, None], out=p)
+        g = gradient[block]
+        losses[block] = terms.block(block, ls, p, g)
+        if llm:
+            llm_scale.apply(g, p, lse[block], terms.counted[block], None if capped is None else capped.derivative)
+        else:
+            scale.apply(g)
+        found = overflowing_rows(g, block)
+        if found is not None:
+            nonfinite.append(block)
+            overflowing.extend(found)
+    warn_about_infinite_losses(losses, weight_vec)
+    z_losses = z_losses_of(lse, terms.counted, options.z_loss, dtype)
+    losses, loss, denominator, z_loss = _reduced(
+        losses, z_losses, terms.counted, options, denominator, z_denominator, gradient
+    )
+    if denominator == 0 and options.reduction == "mean" and not llm:
+        overflowing = []  # the gradient is 0
+    warn_about_overflowing_gradients(overflowing, options.temperature)
+    warn_about_nan(losses, gradient, z.dtype, nonfinite)
+    return SoftmaxCrossEntropyResult(
+        logits=z,
+        max_logit=max_logit,
+        argmax=argmax,
+        exp_sum=1 + others_sum,
+        probabilities=probabilities,
+        labels=label_vec,
+        counted=terms.counted,
+        losses=losses,
+        loss=loss,
+        denominator=denominator,
+        gradient=gradient,
+        options=options,
+        others_sum=others_sum,
+        given_targets=y,
+        log_sum_exp=lse,
+        z_losses=z_losses,
+        z_loss=z_loss,
+        z_loss_denominator=z_denominator if options.reduction == "mean" else 1.0,
+        layout=layout,
+    )
+
+
+def _terms_for(
+    labels: ArrayLike | None,
+    targets: ArrayLike | None,
+    argmax: np.ndarray,
+    weight_vec: np.ndarray,
+    options: LossOptions,
+    dtype: np.dtype,
+) -> tuple[Terms, np.ndarray | None, np.ndarray | None]:
+    """The kind of target's terms, and the checked labels or targets."""
+    n_rows, n_classes = len(argmax), len(weight_vec)
+    if labels is not None and targets is not None:
+        raise _neither_or_both()
+    eps = dtype.type(options.label_smoothing)
+    if targets is not None:
+        y = checked_targets(targets, n_rows, n_classes, dtype)
+        return SoftTargets(y, weight_vec, eps, options.smoothing_style), None, y
+    if labels is None:
+        raise _neither_or_both()
+    label_vec = checked_labels(labels, n_rows, n_classes, options.ignore_index)
+    label_share, uniform, off_target = smoothing_masses(eps, n_classes, options.smoothing_style, dtype)
+    if off_target:
+        terms: Terms = OffTargetLabels(label_vec, argmax, weight_vec, label_share, uniform, options.ignore_index)
+    else:
+        terms = HardLabels(label_vec, argmax, weight_vec, eps, options.ignore_index)
+    return terms, label_vec, None
+
+
+def _neither_or_both() -> InvalidInput:
+    return InvalidInput(
+        "give either class-index labels or probability targets, not both or neither",
+        field="labels",
+    )

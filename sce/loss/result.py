@@ -1,0 +1,287 @@
+"""What the core returns, and how it reports what it cannot compute."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from sce.errors import worded
+from sce.loss import row_blocks
+from sce.loss.log_softmax import exp_shifted_of, flat, flat_indices, log_probabilities, shift_and_scale, soft_capped
+from sce.loss.targets import smoothed_one_hot, smoothed_targets
+from sce.options import LossOptions
+
+
+class InvalidInput(ValueError):
+    """An input the loss is not defined for.
+
+    ``field`` names the input ("logits", "labels", "targets", or an option's
+    field name such as "weight" or "temperature"); ``row`` and ``column`` are
+    0-based positions inside it where they apply, so that a caller can say
+    "argument 3" or "line 7, column z2" in its own terms. ``problem`` says
+    what is wrong, ``hint`` how to fix it. An option the hint names is an
+    :func:`sce.errors.option`: ``hint`` and ``str(error)`` word it as its
+    keyword (``dtype='float64'``), ``marked_hint`` keeps the marker for the
+    command line to word as its flag.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        field: str,
+        row: int | None = None,
+        column: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.problem = problem
+        self.field = field
+        self.row = row
+        self.column = column
+        self.marked_hint = hint
+        self.hint = None if hint is None else worded(hint)
+        where = [f"{field}"]
+        if row is not None:
+            where.append(f"row {row}")
+        if column is not None:
+            where.append(f"class {column}")
+        text = f"{problem} ({', '.join(where)})"
+        super().__init__(f"{text}; {self.hint}" if self.hint else text)
+
+
+class LossWarning(UserWarning):
+    """A result that is defined but probably not what the caller wanted.
+
+    ``rows`` lists the 0-based rows concerned (possibly empty).
+    """
+
+    def __init__(self, message: str, rows: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.rows = rows
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The caller's layout: the logits' shape and the axis of the classes in it."""
+
+    shape: tuple[int, ...]
+    class_axis: int
+
+
+@dataclass(frozen=True)
+class Shaped:
+    """A result's arrays in the caller's layout (see :attr:`SoftmaxCrossEntropyResult.shaped`)."""
+
+    probabilities: np.ndarray
+    gradient: np.ndarray
+    """Shaped like the logits."""
+    losses: np.ndarray
+    log_sum_exp: np.ndarray
+    z_losses: np.ndarray
+    """Shaped like the labels: the logits without the class axis (0-d for a single vector)."""
+    loss: float | np.ndarray
+    """A float for 'mean' and 'sum', and for 'none' of a single vector; else shaped like ``losses``."""
+    z_loss: float | np.ndarray
+
+
+@dataclass(frozen=True)
+class SoftmaxCrossEntropyResult:
+    """Everything computed on the way from logits to gradient, N rows by K classes.
+
+    The intermediate arrays only explanations need (``scaled_logits``,
+    ``shifted_logits``, ``exp_shifted``, ``log_probabilities``, ``target``)
+    are computed the first time they are read, with the same arithmetic as
+    the loss and the gradient (and so the same bits), from the per-row
+    numbers kept here: a caller that wants only the loss, the probabilities
+    and the gradient never pays for them.
+    """
+
+    logits: np.ndarray
+    """The logits as given (N×K, in ``options.dtype``, row-major)."""
+    max_logit: np.ndarray
+    """M, the row maximum of the logits as given (N)."""
+    argmax: np.ndarray
+    """Index of the first maximal logit: the predicted class (N)."""
+    exp_sum: np.ndarray
+    """Σ_j exp((logits_j - M) / T), at least 1 (N)."""
+    probabilities: np.ndarray
+    """softmax(logits / temperature) (N×K)."""
+    labels: np.ndarray | None
+    """Class-index targets (N), or None for probability targets."""
+    counted: np.ndarray
+    """Whether each row counts (False where the label is the ignore index) (N)."""
+    losses: np.ndarray
+    """Each row's own loss, weights and smoothing included, as with reduction 'none' (N)."""
+    loss: float | np.ndarray
+    """The loss as PyTorch returns it: ``losses`` for 'none', a float for 'mean' and 'sum'."""
+    denominator: float
+    """What 'mean' divides by: the weight sum of counted rows (class indices) or N (probabilities); 1 otherwise."""
+    gradient: np.ndarray
+    """∂loss/∂logits (N×K): each row's own loss for 'none', the reduced loss otherwise."""
+    options: LossOptions
+    others_sum: np.ndarray = field(repr=False)
+    """S = Σ_{j ≠ argmax} exp((logits_j - M) / T), so that exp_sum = 1 + S (N)."""
+    given_targets: np.ndarray | None = field(default=None, repr=False)
+    """The probability targets as given, before smoothing (N×K), or None for labels."""
+    log_sum_exp: np.ndarray | None = field(default=None, repr=False)
+    """lse(b) = log Σ_j e^(b_j) of each row, b the capped logits over T (N)."""
+    z_losses: np.ndarray | None = field(default=None, repr=False)
+    """Each row's z-loss term λ·lse², 0 where the row is ignored (N); included in ``losses``."""
+    z_loss: float | np.ndarray = 0.0
+    """The z-loss reduced ('mean': over the counted rows; 'sum'), or ``z_losses`` for 'none'; included in ``loss``."""
+    z_loss_denominator: float = 1.0
+    """What the z-loss's 'mean' divides by: the number of counted rows; 1 otherwise."""
+    layout: Layout | None = field(default=None, repr=False)
+    """The caller's layout where it is not N×K rows (see :attr:`shaped`), else None."""
+
+    @cached_property
+    def capped_logits(self) -> np.ndarray:
+        """a = c·tanh(logits/c) with the softcap c, else the logits (N×K)."""
+        if self.options.softcap is None:
+            return self.logits
+        return self._by_blocks(lambda rows: soft_capped(self.logits[rows], self._cap, self.options.temperature).rounded)
+
+    @cached_property
+    def cap_derivative(self) -> np.ndarray:
+        """1 - tanh²(logits/c) with the softcap c, else 1 (N×K)."""
+        if self.options.softcap is None:
+            return np.ones_like(self.logits)
+        temperature = self.options.temperature
+        return self._by_blocks(lambda rows: soft_capped(self.logits[rows], self._cap, temperature).derivative)
+
+    @property
+    def _cap(self) -> float:
+        assert self.options.softcap is not None
+        return float(self.options.softcap)
+
+    @cached_property
+    def shaped(self) -> Shaped:
+        """The arrays in the caller's layout: the gradient and probabilities shaped like the
+        logits as given (classes on their axis), the losses like the labels; a single
+        vector gives 0-d losses and, with 'none', a float loss, as PyTorch's unbatched input."""
+        layout = self.layout
+        per_row = [self.losses, self._lse, self._z_losses]
+        if layout is None:
+            shaped = [self.probabilities, self.gradient]
+            rows = per_row
+            loss, z_loss = self.loss, self.z_loss
+        else:
+            axis, shape = layout.class_axis, layout.shape
+            moved = shape[:axis] + shape[axis + 1 :] + (shape[axis],)
+            shaped = [np.moveaxis(a.reshape(moved), -1, axis) for a in (self.probabilities, self.gradient)]
+            rows = [a.reshape(moved[:-1]) for a in per_row]
+            loss, z_loss = self.loss, self.z_loss
+            if self.options.reduction == "none":
+                loss, z_loss = rows[0], rows[2]
+                if len(shape) == 1:
+                    loss, z_loss = float(rows[0]), float(rows[2])
+        return Shaped(shaped[0], shaped[1], rows[0], rows[1], rows[2], loss, z_loss)
+
+    @property
+    def _lse(self) -> np.ndarray:
+        return self.log_sum_exp if self.log_sum_exp is not None else np.full(self.num_rows, np.nan)
+
+    @property
+    def _z_losses(self) -> np.ndarray:
+        return self.z_losses if self.z_losses is not None else np.zeros(self.num_rows, self.dtype)
+
+    @cached_property
+    def scaled_logits(self) -> np.ndarray:
+        """logits / temperature (N×K); with a softcap c, c·tanh(logits/c) / temperature."""
+        if self.options.temperature == 1.0:
+            return self.capped_logits
+        with np.errstate(over="ignore"):
+            return self.capped_logits / self.dtype.type(self.options.temperature)
+
+    @cached_property
+    def shifted_logits(self) -> np.ndarray:
+        """(logits - M) / T, rounded (N×K)."""
+        return self._by_blocks(lambda rows: self._shifted(rows)[0])
+
+    @cached_property
+    def exp_shifted(self) -> np.ndarray:
+        """exp((logits - M) / T), with the rounding of the shift compensated; 1 at the argmax (N×K)."""
+        return self._by_blocks(
+            lambda rows: exp_shifted_of(*self._shifted(rows), flat_indices(self.argmax[rows], self.num_classes))
+        )
+
+    @cached_property
+    def log_probabilities(self) -> np.ndarray:
+        """log softmax(logits / temperature) (N×K)."""
+        log_sum = np.log1p(self.others_sum)
+        return self._by_blocks(lambda rows: log_probabilities(*self._shifted(rows), self.argmax[rows], log_sum[rows]))
+
+    @cached_property
+    def target(self) -> np.ndarray:
+        """The effective target distribution after label smoothing (N×K); zero rows where ignored."""
+        eps = self.dtype.type(self.options.label_smoothing)
+        if self.labels is None:
+            assert self.given_targets is not None
+            return smoothed_targets(self.given_targets, eps, self.num_classes, self.dtype, self.options.smoothing_style)
+        safe_labels = np.where(self.counted, self.labels, 0)
+        return smoothed_one_hot(
+            safe_labels, self.counted, eps, self.num_classes, self.dtype, self.options.smoothing_style
+        )
+
+    def _shifted(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        if self.options.softcap is None:
+            return shift_and_scale(self.logits[rows], self.max_logit[rows], self.options.temperature)
+        capped = soft_capped(self.logits[rows], self._cap, self.options.temperature)
+        at_max = flat_indices(self.argmax[rows], self.num_classes)
+        return shift_and_scale(
+            capped.high, flat(capped.high).take(at_max), self.options.temperature, capped=capped, at_max=at_max
+        )
+
+    def _by_blocks(self, block: Callable[[slice], np.ndarray]) -> np.ndarray:
+        out = np.empty_like(self.logits)
+        with np.errstate(all="ignore"):  # as in the core: results are checked, not warned about
+            for rows in row_blocks.row_blocks(self.num_rows, self.num_classes, self.logits.itemsize):
+                out[rows] = block(rows)
+        return out
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.logits.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.logits.shape[1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The float type computed in."""
+        return np.dtype(self.options.dtype)
+
+    @property
+    def class_weights(self) -> np.ndarray:
+        """The class weights, all 1 when none were given (K)."""
+        if self.options.weight is not None:
+            return np.asarray(self.options.weight, dtype=self.dtype)
+        return np.ones(self.num_classes, self.dtype)
+
+    @property
+    def gradient_scale(self) -> float:
+        """1/(T·D): what turns a row's ∂l/∂(z/T) into this result's ∂loss/∂z.
+
+        0 where the mean divides by D = 0 (every row ignored or of weight 0):
+        the loss is then NaN, as in PyTorch, and the gradient 0. Everything
+        derived from the gradient (the Jacobian product, the Hessian,
+        grading's what-ifs, the derivation) scales by this, never by 1/D itself.
+        """
+        if self.denominator == 0:
+            return 0.0
+        return 1.0 / (self.options.temperature * self.denominator)
+
+    def label_of(self, row: int) -> int:
+        """The class-index label of a row (for results computed from labels)."""
+        if self.labels is None:
+            raise ValueError("this result was computed from probability targets, not labels")
+        return int(self.labels[row])
+
+    def reported_loss(self, row: int = 0) -> float:
+        """The loss to report for one row: its own loss with reduction 'none',
+        else the reduced loss (which, for one row, is that row's)."""
+        return float(self.loss if self.options.reduction != "none" else self.losses[row])

@@ -1,0 +1,316 @@
+"""Checking the core's inputs: every problem an :class:`InvalidInput` that says where."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from sce.errors import option
+from sce.loss.result import InvalidInput
+from sce.options import FLOAT_TYPES, REDUCTIONS, SMOOTHING_STYLES, FloatType, LossOptions
+
+#: How far a row of probability targets may sum from 1 before it is rejected (targets given in a
+#: narrower float type may be further off: :func:`target_sum_tolerance`).
+TARGET_SUM_TOLERANCE = 1e-6
+
+#: Unit roundoff of the narrower float types targets may be given in (bfloat16: ml_dtypes').
+_NARROW_UNITS = {"float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
+
+
+def target_sum_tolerance(given_type: np.dtype, n_classes: int) -> float:
+    """How far a row of targets given as ``given_type`` may sum from 1.
+
+    Targets computed in float32 (a softmax over a vocabulary, saved by a framework) do not sum
+    to 1 within 1e-6: over 256,000 classes PyTorch's float32 softmax sums to 1 + 1.1e-6. Given
+    in a narrower type, a row may be off by the rounding of each stored value (2u of the type)
+    plus what a float32 sum over K terms typically leaves (4·√K·u of float32): 1.2e-4 for
+    float32 at K = 256,000. float64 and typed targets keep 1e-6."""
+    unit = _NARROW_UNITS.get(given_type.name)
+    if unit is None:
+        return TARGET_SUM_TOLERANCE
+    return max(TARGET_SUM_TOLERANCE, 2 * unit + 4 * float(np.sqrt(n_classes)) * 2.0**-24)
+
+
+def float_type_name(dtype: Any) -> FloatType:
+    """ "float64" or "float32" for anything numpy reads as those types."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in FLOAT_TYPES:
+        raise InvalidInput(f"unsupported dtype {dtype!r}", field="dtype", hint="use float64 or float32")
+    return cast(FloatType, name)
+
+
+def weight_tuple(weight: ArrayLike | None) -> tuple[float, ...] | None:
+    """Class weights as the options hold them: a tuple of floats, or None."""
+    if weight is None:
+        return None
+    try:
+        array = np.asarray(weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidInput("weights must be numbers", field="weight") from None
+    if array.ndim != 1:
+        raise InvalidInput("weight must be a vector, one number per class", field="weight")
+    return tuple(float(w) for w in array)
+
+
+def validated_options(options: LossOptions) -> tuple[np.dtype, np.ndarray | None]:
+    """Check every option; return the float type and the class weights (None for all 1)."""
+    dtype = np.dtype(float_type_name(options.dtype))
+    if options.reduction not in REDUCTIONS:
+        raise InvalidInput(f"unknown reduction {options.reduction!r}", field="reduction", hint="use none, mean or sum")
+    _check_label_smoothing(options.label_smoothing)
+    _check_temperature(options.temperature)
+    _check_softcap(options.softcap)
+    _check_z_loss(options.z_loss)
+    if options.smoothing_style not in SMOOTHING_STYLES:
+        raise InvalidInput(
+            f"unknown smoothing style {options.smoothing_style!r}",
+            field="smoothing_style",
+            hint="use uniform (PyTorch: ε/K on every class) or off-target (Megatron, t5x: ε/(K−1) off the label)",
+        )
+    if isinstance(options.ignore_index, bool) or not isinstance(options.ignore_index, (int, np.integer)):
+        raise InvalidInput(f"ignore_index {options.ignore_index!r} is not an integer", field="ignore_index")
+    return dtype, _checked_weights(options.weight, dtype)
+
+
+def _check_label_smoothing(value: float) -> None:
+    # PyTorch silently treats a negative ε as 0; a typo deserves an error instead.
+    if not 0.0 <= float(value) <= 1.0:
+        raise InvalidInput(
+            f"label smoothing {value!r} is outside [0, 1]",
+            field="label_smoothing",
+            hint="use a value from 0 (none) to 1",
+        )
+
+
+def _check_temperature(value: float) -> None:
+    if not (float(value) > 0 and np.isfinite(float(value))):
+        raise InvalidInput(
+            f"temperature {value!r} is not a positive finite number",
+            field="temperature",
+            hint="use T > 0 (1 leaves the logits as they are)",
+        )
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_softcap(value: float | None) -> None:
+    if value is None:
+        return
+    number = _number(value)
+    if number is None or not (number > 0 and np.isfinite(number)):
+        raise InvalidInput(
+            f"softcap {value!r} is not a positive finite number",
+            field="softcap",
+            hint="use c > 0 (the logits become c·tanh(z/c)), or leave it out for no cap",
+        )
+
+
+def _check_z_loss(value: float) -> None:
+    number = _number(value)
+    if number is None or not (number >= 0 and np.isfinite(number)):
+        raise InvalidInput(
+            f"z-loss {value!r} is not a non-negative finite number",
+            field="z_loss",
+            hint="use λ >= 0 (0: no z-loss; PaLM uses 1e-4)",
+        )
+
+
+def _checked_weights(weight: tuple[float, ...] | None, dtype: np.dtype) -> np.ndarray | None:
+    if weight is None:
+        return None
+    weights = np.asarray(weight_tuple(weight), dtype=np.float64)
+    for column, value in enumerate(weights):
+        if not np.isfinite(value) or value < 0:
+            raise InvalidInput(
+                f"weight {float(value):g} is not a non-negative finite number",
+                field="weight",
+                column=column,
+                hint="class weights must be >= 0",
+            )
+        if value > np.finfo(dtype).max:
+            raise InvalidInput(
+                f"weight {float(value):g} is beyond {dtype.name}'s range ({float(np.finfo(dtype).max):.2g})",
+                field="weight",
+                column=column,
+                hint="class weights must fit the type computed in; scale them down or compute in float64",
+            )
+    return weights.astype(dtype)
+
+
+def class_weights(weights: np.ndarray | None, n_classes: int, dtype: np.dtype) -> np.ndarray:
+    """The K class weights: as given (after a check of their number), or all 1."""
+    if weights is None:
+        return np.ones(n_classes, dtype)
+    if weights.shape != (n_classes,):
+        raise InvalidInput(
+            f"{weights.size} weights for {n_classes} classes",
+            field="weight",
+            hint=f"give one weight per class ({n_classes})",
+        )
+    return weights
+
+
+def _check_range(z: np.ndarray, dtype: np.dtype) -> None:
+    """A finite logit that the float type cannot hold (1e308 in float32) is an error, not inf."""
+    if z.dtype.kind != "f" or np.finfo(z.dtype).max <= np.finfo(dtype).max:
+        return
+    with np.errstate(invalid="ignore"):
+        too_large = np.isfinite(z) & (np.abs(z) > np.finfo(dtype).max)
+    if too_large.any():
+        position = tuple(int(i) for i in np.argwhere(np.atleast_2d(too_large))[0])
+        row, column = (0, position[0]) if z.ndim == 1 else position[:2]
+        raise InvalidInput(
+            f"logit {float(np.atleast_2d(z)[row, column]):g} is beyond {dtype.name}'s range "
+            f"(±{float(np.finfo(dtype).max):.3g})",
+            field="logits",
+            row=row,
+            column=column,
+            hint=f"compute in float64 ({option('dtype', 'float64')})",
+        )
+
+
+def checked_logits_and_argmax(logits: ArrayLike, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The logits as an N×K row-major array of ``dtype``, each row's first maximal logit's class, and that logit.
+
+    One pass finds both: argmax returns a row's first NaN if it has one, and
+    its +inf, or a -inf when every logit is -inf, so a row whose maximum is
+    finite is valid; only where one is not does :func:`checked_logits` look
+    for the first problem to report.
+    """
+    z = _logit_array(logits, dtype)
+    argmax = np.argmax(z, axis=1)
+    max_logit = z.reshape(-1).take(np.arange(0, z.size, z.shape[1]) + argmax)
+    if not np.isfinite(max_logit).all():
+        checked_logits(z, dtype)
+        raise AssertionError("a row without a finite maximum passed the check")  # pragma: no cover
+    return z, argmax, max_logit
+
+
+def checked_logits(logits: ArrayLike, dtype: np.dtype) -> np.ndarray:
+    z = _logit_array(logits, dtype)
+    bad = np.isnan(z) | (z == np.inf)
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        raise InvalidInput(
+            f"logit {float(z[row, column]):g} is not allowed",
+            field="logits",
+            row=row,
+            column=column,
+            hint="logits must be finite numbers or -inf (a masked class)",
+        )
+    all_masked = np.all(z == -np.inf, axis=1)
+    if all_masked.any():
+        raise InvalidInput(
+            "every logit in the row is -inf, so the softmax is undefined",
+            field="logits",
+            row=int(np.flatnonzero(all_masked)[0]),
+            hint="leave at least one class finite",
+        )
+    return z
+
+
+def _logit_array(logits: ArrayLike, dtype: np.dtype) -> np.ndarray:
+    z = np.asarray(logits)
+    if z.dtype.kind not in "biuf":
+        raise InvalidInput("logits must be numbers", field="logits")
+    _check_range(z, dtype)
+    # Row-major whatever the caller's layout: a row's sums then always add in
+    # the same (pairwise) order, so the same logits give the same bits.
+    z = np.asarray(z, dtype=dtype, order="C")
+    if z.ndim == 1:
+        z = z[None, :]
+    if z.ndim != 2:
+        raise InvalidInput(f"logits must be N×K, not {z.ndim}-dimensional", field="logits")
+    if z.shape[1] == 0:
+        raise InvalidInput("no logits", field="logits", hint="give at least one class")
+    return z
+
+
+def checked_labels(labels: ArrayLike, n_rows: int, n_classes: int, ignore_index: int) -> np.ndarray:
+    label_arr = np.asarray(labels)
+    if label_arr.ndim == 0:
+        label_arr = label_arr[None]
+    if label_arr.shape != (n_rows,):
+        raise InvalidInput(f"{label_arr.size} labels for {n_rows} rows", field="labels")
+    if label_arr.dtype.kind == "f":
+        fractional = label_arr != np.round(label_arr)
+        if fractional.any() or not np.isfinite(label_arr).all():
+            row = int(np.flatnonzero(fractional | ~np.isfinite(label_arr))[0])
+            raise InvalidInput(
+                f"label {float(label_arr[row]):g} is not an integer",
+                field="labels",
+                row=row,
+                hint="labels are 0-based class indices",
+            )
+    elif label_arr.dtype.kind not in "biu":
+        # numpy keeps integers beyond 64 bits as Python objects.
+        values = label_arr.tolist()
+        huge = next((i for i, v in enumerate(values) if isinstance(v, int) and not -(2**63) <= v < 2**63), None)
+        if huge is not None:
+            raise InvalidInput(
+                f"label {label_arr[huge]} is too large for a class index (beyond a 64-bit integer)",
+                field="labels",
+                row=huge,
+                hint="labels are 0-based class indices",
+            )
+        raise InvalidInput("labels must be integers", field="labels")
+    label_arr = label_arr.astype(np.int64)
+    bad = ((label_arr < 0) | (label_arr >= n_classes)) & (label_arr != ignore_index)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        problem = "is negative" if label_arr[row] < 0 else f"is out of range for {n_classes} classes"
+        raise InvalidInput(
+            f"label {label_arr[row]} {problem}",
+            field="labels",
+            row=row,
+            hint=f"labels are 0-based: use 0 to {n_classes - 1} (or {ignore_index} to ignore the row)",
+        )
+    return label_arr
+
+
+def checked_targets(targets: ArrayLike, n_rows: int, n_classes: int, dtype: np.dtype) -> np.ndarray:
+    given = np.asarray(targets)
+    tolerance = target_sum_tolerance(given.dtype, n_classes)
+    y = given.astype(np.float64, copy=False)
+    if y.ndim == 1:
+        y = y[None, :]
+    if y.shape != (n_rows, n_classes):
+        raise InvalidInput(
+            f"targets have {y.shape[-1]} entries per row for {n_classes} classes",
+            field="targets",
+            hint=f"give one probability per class ({n_classes})",
+        )
+    bad = ~np.isfinite(y) | (y < 0)
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        raise InvalidInput(
+            f"target {float(y[row, column]):g} is not a probability",
+            field="targets",
+            row=row,
+            column=column,
+            hint="target entries must be >= 0 and sum to 1",
+        )
+    sums = y.sum(axis=1)
+    off = np.abs(sums - 1) > tolerance
+    if off.any():
+        row = int(np.flatnonzero(off)[0])
+        kind = "" if tolerance == TARGET_SUM_TOLERANCE else f" for {given.dtype.name} targets"
+        raise InvalidInput(
+            f"targets sum to {sums[row]:.10g}, not 1",
+            field="targets",
+            row=row,
+            hint=f"make them sum to 1 (within {tolerance:.2g}{kind})",
+        )
+    return np.array(y, dtype=dtype, order="C")  # a copy: the result never aliases the caller's targets

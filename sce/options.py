@@ -1,0 +1,71 @@
+"""Everything the loss depends on, targets aside, in one typed value.
+
+Built once (from the command line, a file request or Python keywords),
+passed unchanged to the core, batch and grading, and printed by the
+renderers. The core validates it (:func:`sce.loss.validated_options`).
+Adding an option means adding a field here, using it in the core, and
+parsing it in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Reduction = Literal["none", "mean", "sum"]
+REDUCTIONS: tuple[str, ...] = ("none", "mean", "sum")
+FloatType = Literal["float64", "float32"]
+FLOAT_TYPES: tuple[str, ...] = ("float64", "float32")
+SmoothingStyle = Literal["uniform", "off-target"]
+SMOOTHING_STYLES: tuple[str, ...] = ("uniform", "off-target")
+
+
+@dataclass(frozen=True)
+class LossOptions:
+    """The options of ``torch.nn.functional.cross_entropy``, plus a temperature, a float type
+    and the options of language-model losses (soft-capping, z-loss, the smoothing convention).
+
+    Order of operations: softcap on the logits as given (a = c·tanh(z/c)),
+    then the temperature (b = a/T), then the softmax p = softmax(b).
+    """
+
+    weight: tuple[float, ...] | None = None
+    """One non-negative weight per class, or None for all 1."""
+    label_smoothing: float = 0.0
+    """ε in [0, 1]: the target becomes (1 − ε)·y + ε/K."""
+    ignore_index: int = -100
+    """A label whose rows contribute neither loss nor gradient."""
+    reduction: Reduction = "none"
+    """'none' (per-row losses), 'mean' or 'sum'."""
+    temperature: float = 1.0
+    """T > 0: the softmax is taken of logits / T."""
+    dtype: FloatType = "float64"
+    """The float type computed in, throughout."""
+    softcap: float | None = None
+    """c > 0: the logits become c·tanh(z/c) before the temperature (Gemma 2); None: no cap."""
+    z_loss: float = 0.0
+    """λ >= 0: each counted row adds λ·lse(b)², lse(b) = log Σ_j e^(b_j), unweighted;
+    with 'mean' divided by the number of counted rows (PaLM, Liger, flash-attention)."""
+    smoothing_style: SmoothingStyle = "uniform"
+    """'uniform' (PyTorch, Liger, optax): ε/K on every class; 'off-target' (Megatron,
+    t5x): 1 − ε on the label and ε/(K − 1) on each other class."""
+
+    def replace(self, **changes: Any) -> LossOptions:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def is_plain(self) -> bool:
+        """No option changes the posts' one-hot derivation (reduction and ignore index aside)."""
+        return (
+            self.label_smoothing == 0
+            and self.weight is None
+            and self.temperature == 1.0
+            and self.dtype == "float64"
+            and not self.has_llm_options
+        )
+
+    @property
+    def has_llm_options(self) -> bool:
+        """Soft-capping or a z-loss (the smoothing style changes nothing without smoothing)."""
+        return self.softcap is not None or self.z_loss != 0

@@ -1,0 +1,75 @@
+"""Markdown: the result as a table, the derivation with LaTeX math like the posts."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from sce.explain.derivation import Elided, Equation, Matrix, Stage
+from sce.loss import SoftmaxCrossEntropyResult
+from sce.number_text import display, fill, given, latex
+from sce.render.words import options_summary
+
+
+def grad_markdown(result: SoftmaxCrossEntropyResult, digits: int = 4) -> str:
+    """One row's result as a Markdown table, ready to paste into notes."""
+    dtype = result.options.dtype
+    label = None if result.labels is None else int(result.labels[0])
+    predicted = int(result.argmax[0])
+    lines = [
+        "| class | logit $z$ | target $y$ | softmax $p$ | $\\partial L / \\partial z$ | |",
+        "| ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for k in range(result.num_classes):
+        notes = [word for word, on in (("label", k == label), ("predicted", k == predicted)) if on]
+        lines.append(
+            f"| {k} | {given(result.logits[0, k], dtype)} | {display(result.target[0, k], digits)} "
+            f"| {display(result.probabilities[0, k], digits)} | {display(result.gradient[0, k], digits)} "
+            f"| {', '.join(notes)} |"
+        )
+    loss = result.reported_loss()
+    lines += ["", f"Loss $L = {latex(loss, digits)}$."]
+    summary = options_summary(result)
+    if summary:
+        lines.append("With " + "; ".join(summary) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def equation_latex(equation: Equation, digits: int) -> str:
+    parts = [equation.symbolic] if equation.symbolic else []
+    if equation.substituted:
+        parts.append(fill(equation.substituted, equation.values, partial(latex, digits=digits)))
+    return " = ".join(parts)
+
+
+def matrix_latex(matrix: Matrix, digits: int) -> str:
+    rows = " \\\\\n".join(" & ".join(latex(v, digits) for v in row) for row in matrix.rows)
+    return f"{matrix.name} = \\begin{{bmatrix}}\n{rows}\n\\end{{bmatrix}}"
+
+
+def steps_markdown(stages: list[Stage], digits: int = 4) -> str:
+    lines: list[str] = []
+    for number, stage in enumerate(stages, start=1):
+        lines += [f"## {number}. {stage.title}", ""]
+        for note in stage.notes:
+            lines += [note, ""]
+        block: list[str] = []
+        for item in stage.items:
+            if isinstance(item, Elided):
+                if block:
+                    lines += _math_block(block)
+                    block = []
+                lines += [f"*… {item.count} more {'class' if item.count == 1 else 'classes'} …*", ""]
+            elif isinstance(item, Matrix):
+                block.append(matrix_latex(item, digits))
+            else:
+                block.append(equation_latex(item, digits))
+        if block:
+            lines += _math_block(block)
+    return "\n".join(lines)
+
+
+def _math_block(equations: list[str]) -> list[str]:
+    if len(equations) == 1:
+        return ["$$", equations[0], "$$", ""]
+    body = " \\\\\n".join(equations)
+    return ["$$", "\\begin{gathered}", body, "\\end{gathered}", "$$", ""]

@@ -1,0 +1,317 @@
+"""The terminal views: results, verdicts and proofs as tables and lines.
+
+Every table is a :class:`~.grid.Grid`, printed by :func:`~.grid.print_grid`:
+rich's layout on a terminal, the same text without colour elsewhere, and
+never a number cut to fit a width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sce.explain.proofs import HessianProof, JacobianProof, Proofs
+from sce.loss import SoftmaxCrossEntropyResult
+from sce.number_text import decimal_places, display, display_all, given
+from sce.render.grid import Cell, Column, Grid, print_grid, print_styled
+from sce.render.words import (
+    HESSIAN_OVERFLOWS,
+    JACOBIAN_ROUTE_FAILS,
+    hessian_formula,
+    hessian_statement,
+    jacobian_words,
+    options_summary,
+)
+
+if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars, nor a pipe rich
+    from rich.console import Console
+
+    from sce.batch import BatchSummary
+    from sce.grading import QuantityCheck, Verification
+    from sce.grading.csv_file import FileCheck
+
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+BAR_WIDTH = 8
+
+
+def probability_bar(probability: float, width: int = BAR_WIDTH) -> str:
+    """A bar of ``width`` cells, in eighths of a cell, for a probability in [0, 1]."""
+    eighths = round(max(0.0, min(1.0, probability)) * width * 8)
+    full, rest = divmod(eighths, 8)
+    return ("█" * full + (_EIGHTHS[rest] if rest else "")).ljust(width)
+
+
+def grad_grid(result: SoftmaxCrossEntropyResult, digits: int = 4, row: int = 0) -> Grid:
+    dtype = result.options.dtype
+    label = None if result.labels is None else int(result.labels[row])
+    predicted = int(result.argmax[row])
+    grid = Grid(
+        [
+            Column("class", "right"),
+            Column("logit z", "right"),
+            Column("target y", "right"),
+            Column("softmax p", "right"),
+            Column("", "left", gives_way=True),
+            Column("∂L/∂z", "right"),
+            Column("", "left"),
+        ]
+    )
+    # Column by column: a table of a million classes is built in seconds, not minutes.
+    n_classes = result.num_classes
+    notes = [""] * n_classes
+    if label is not None and 0 <= label < n_classes:  # not the ignore index -100
+        notes[label] = "label"
+    notes[predicted] = "label, predicted" if predicted == label else "predicted"
+    probabilities = result.probabilities[row].tolist()
+    columns = [
+        [str(k) for k in range(n_classes)],
+        [given(value, dtype) for value in result.logits[row].tolist()],
+        display_all(result.target[row].tolist(), digits),
+        display_all(probabilities, digits),
+        [(probability_bar(p), "cyan") for p in probabilities],
+        display_all(result.gradient[row].tolist(), digits),
+        notes,
+    ]
+    grid.rows = [list(cells) for cells in zip(*columns)]
+    grid.row_styles = [""] * n_classes
+    grid.row_styles[predicted] = "bold"
+    return grid
+
+
+def print_grad(console: Console, result: SoftmaxCrossEntropyResult, digits: int = 4) -> None:
+    print_grid(console, grad_grid(result, digits))
+    console.print()
+    loss = result.reported_loss()
+    line: list[Cell] = [("loss L = ", "bold"), (display(loss, digits), "bold")]
+    if result.labels is not None and not result.counted[0]:
+        line.append(f"  (label {int(result.labels[0])} is the ignore index: the row counts for nothing)")
+    print_styled(console, *line)
+    summary = options_summary(result)
+    if summary:
+        console.print("with " + "; ".join(summary), highlight=False)
+
+
+def batch_summary_grid(summary: BatchSummary) -> Grid:
+    """The summary `sce batch` prints on stderr."""
+    grid = Grid([Column("", style="bold"), Column("", "right")], title="sce batch", boxed=False, show_header=False)
+    loss_name = {"mean": "loss (mean)", "sum": "loss (sum)"}.get(summary.reduction, "mean row loss")
+    rows = [
+        ("rows", f"{summary.rows:,}"),
+        ("ignored rows", f"{summary.ignored_rows:,}"),
+        ("classes", str(summary.classes)),
+        (loss_name, display(summary.reduced_loss, 6)),
+        ("accuracy", "nan" if summary.counted == 0 else f"{summary.accuracy:.2%}"),
+        ("rows per second", f"{summary.rows / summary.seconds:,.0f}" if summary.seconds else "-"),
+    ]
+    for name, value in rows:
+        grid.add_row(name, value)
+    return grid
+
+
+def _mark(ok: bool) -> tuple[str, str]:
+    return ("✓", "green") if ok else ("✗ wrong", "bold red")
+
+
+def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) -> None:
+    """`sce check`: each quantity entry by entry, then a verdict."""
+    from rich.text import Text
+
+    for check in checks:
+        headings = ("expected", "given", "difference", "tolerance")
+        columns = [] if check.name == "loss" else [Column("class", "right")]
+        grid = Grid([*columns, *(Column(heading, "right") for heading in headings), Column()], title=check.name)
+        for k in range(len(check.given)):
+            cells = [] if check.name == "loss" else [str(k)]
+            # At least as many digits as the answer, so that the two can be compared by eye.
+            shown = min(17, max(digits, decimal_places(check.texts[k]) if check.texts else 0))
+            cells += [
+                display(check.expected[k], shown),
+                check.texts[k] if check.texts else given(check.given[k]),
+                display(check.difference[k], 2),
+                display(check.tolerance[k], 1),
+            ]
+            grid.add_row(*cells, _mark(bool(check.ok[k])))
+        print_grid(console, grid)
+        console.print()
+    for check in checks:
+        wrong = int((~check.ok).sum())
+        if wrong == 0:
+            console.print(Text.assemble(("✓ ", "green"), f"{check.name}: correct"))
+            if check.ambiguous:
+                console.print(
+                    Text(
+                        "  ⚠ Right to the digits given, but these digits also fit a usual mistake "
+                        f"({check.ambiguous}); give more digits to tell them apart."
+                    )
+                )
+            continue
+        where = "" if check.name == "loss" else f" ({wrong} of {len(check.ok)} entries)"
+        console.print(Text.assemble(("✗ ", "bold red"), f"{check.name}: wrong{where}"))
+        if check.mistake:
+            console.print(Text(f"  This is {check.mistake}."))
+        for slip in check.slips:
+            console.print(Text(f"  {slip[0].upper()}{slip[1:]}."))
+    passed = all(check.passed for check in checks)
+    console.print(
+        Text("verdict: correct" if passed else "verdict: not correct", style="bold green" if passed else "bold red")
+    )
+
+
+def print_verification(console: Console, verification: Verification, digits: int = 4) -> None:
+    headings = ("class", "analytic ∂L/∂z", "numeric", "step h", "relative difference")
+    grid = Grid([Column(heading, "right") for heading in headings], title="--verify: central differences of the loss")
+    for k, class_index in enumerate(verification.classes):
+        grid.add_row(
+            str(class_index),
+            display(verification.analytic[k], max(digits, 8)),
+            display(verification.numeric[k], max(digits, 8)),
+            display(verification.steps[k], 1),
+            display(verification.relative_difference[k], 1),
+        )
+    print_grid(console, grid)
+    console.print()
+    worst = display(verification.worst, 1)
+    if len(verification.classes) < verification.num_classes:
+        console.print(
+            f"{len(verification.classes)} of {verification.num_classes:,} classes checked: the label, "
+            "the prediction, the largest entries and an even spread (each check is a pass over every class)."
+        )
+    if verification.verdict == "cannot verify":
+        console.print(
+            f"max relative difference {worst}: cannot verify at this scale: finite differences of this loss "
+            "cannot resolve the gradient here (rounding noise or curvature over the step exceeds the difference)."
+        )
+        return
+    verdict = "agree" if verification.verdict == "agree" else "DISAGREE"
+    console.print(
+        f"max relative difference {worst}: the analytic gradient and the finite differences {verdict} "
+        "(differences are relative to the largest gradient entry)."
+    )
+
+
+def matrix_grid(
+    rows: Iterable[Iterable[float]],
+    indices: Sequence[int],
+    write: Callable[[float], str],
+    title: str | None = None,
+) -> Grid:
+    """A matrix with rows and columns labelled by class index, each entry written by ``write``."""
+    grid = Grid([Column("", "right", "dim"), *(Column(str(k), "right") for k in indices)], title=title, pad_edge=True)
+    for k, row in zip(indices, rows):
+        grid.add_row(str(k), *(write(v) for v in row))
+    return grid
+
+
+#: Beyond this many classes a K×K matrix is described rather than printed.
+MAX_PRINTED_MATRIX = 12
+
+
+def print_proofs(console: Console, proofs: Proofs, digits: int = 4) -> None:
+    """--jacobian, --hessian and --verify, in that order, after the result table."""
+    if proofs.jacobian is not None:
+        print_jacobian(console, proofs.jacobian, digits)
+    if proofs.hessian is not None:
+        print_hessian(console, proofs.hessian, digits)
+    if proofs.verification is not None:
+        print_verification(console, proofs.verification, digits)
+
+
+def print_jacobian(console: Console, proof: JacobianProof, digits: int = 4) -> None:
+    from rich.text import Text
+
+    jacobian, size = proof.jacobian, len(proof.dl_ds)
+    matrix_words, product_words = jacobian_words(proof)
+    console.print(
+        Text(
+            "--jacobian: ∂L/∂z = ∂L/∂s · ∂s/∂z"
+            + (" + the z-loss's share" if proof.language_model and "z-loss" in product_words else ""),
+            style="bold",
+        )
+    )
+    if jacobian is not None and size <= MAX_PRINTED_MATRIX:
+        console.print(matrix_words)
+        print_grid(console, matrix_grid(jacobian, range(size), partial(display, digits=digits)))
+    else:
+        console.print(f"{matrix_words} is {size}×{size}: too large to print.")
+    console.print(Text("∂L/∂s = " + _vector_text(proof.dl_ds, digits)))
+    console.print(Text(f"product = {product_words}"))
+    console.print(Text("product = " + _vector_text(proof.product, digits)))
+    if proof.fails_in_floating_point:
+        console.print(Text(JACOBIAN_ROUTE_FAILS))
+    else:
+        difference = float(np.max(np.abs(proof.product - proof.gradient)))
+        console.print(f"max |product - gradient| = {display(difference, 1)}")
+    console.print()
+
+
+def _vector_text(values: np.ndarray, digits: int) -> str:
+    """(v0, v1, …) with the middle elided beyond a dozen classes (JSON has every entry)."""
+    if len(values) <= MAX_PRINTED_MATRIX:
+        return "(" + ", ".join(display(v, digits) for v in values) + ")"
+    largest = int(np.argmax(np.abs(values)))
+    shown = sorted({0, 1, 2, largest, len(values) - 2, len(values) - 1})
+    parts, previous = [], -1
+    for k in shown:
+        if k > previous + 1:
+            parts.append("…")
+        parts.append(f"[{k}] {display(values[k], digits)}")
+        previous = k
+    return "(" + ", ".join(parts) + ")"
+
+
+def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> None:
+    from rich.text import Text
+
+    hessian, size = proof.hessian, proof.num_classes
+    console.print(Text("--hessian: ∇²L with respect to the logits", style="bold"))
+    if proof.language_model:
+        console.print(hessian_formula(proof))
+        if hessian is not None and size <= MAX_PRINTED_MATRIX:
+            print_grid(console, matrix_grid(hessian, range(size), partial(display, digits=digits)))
+    elif hessian is not None and size <= MAX_PRINTED_MATRIX:
+        console.print("∇²L = (Σ_c w_c y_c) (diag(s) - s sᵀ) / T²")
+        print_grid(console, matrix_grid(hessian, range(size), partial(display, digits=digits)))
+    else:
+        console.print(f"∇²L = (Σ_c w_c y_c) (diag(s) - s sᵀ) / T² is {size}×{size}: too large to print.")
+    if not proof.finite:
+        console.print(Text(HESSIAN_OVERFLOWS))
+        console.print()
+        return
+    if proof.all_eigenvalues and size <= MAX_PRINTED_MATRIX:
+        console.print("eigenvalues: " + ", ".join(display(v, digits) for v in proof.eigenvalues))
+    else:
+        largest = np.sort(proof.eigenvalues)[::-1][:5]
+        console.print(
+            f"eigenvalues: the largest {', '.join(display(v, digits) for v in largest)}; "
+            f"the smallest {display(float(np.min(proof.eigenvalues)), digits)}"
+        )
+    console.print(hessian_statement(proof))
+    console.print()
+
+
+def print_file_check(console: Console, found: FileCheck, digits: int = 4) -> None:
+    """`sce check --csv`: the worst rows, then the summary."""
+    from rich.text import Text
+
+    if found.worst:
+        headings = ("line", "column", "expected", "given", "difference")
+        grid = Grid([Column(heading, "right") for heading in headings], title="worst entries")
+        for cell in found.worst:
+            grid.add_row(
+                str(cell.line),
+                cell.column,
+                display(cell.expected, digits),
+                cell.written,
+                display(cell.given - cell.expected, 2),
+            )
+        print_grid(console, grid)
+        console.print()
+    console.print(f"rows checked: {found.rows:,}")
+    console.print(f"rows wrong: {found.wrong_rows:,}")
+    console.print(f"max absolute error: {display(found.max_abs_error, 2)}")
+    console.print(f"max relative error: {display(found.max_rel_error, 2)}")
+    verdict = "verdict: correct" if found.correct else "verdict: not correct"
+    console.print(Text(verdict, style="bold green" if found.correct else "bold red"))
