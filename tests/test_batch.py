@@ -21,7 +21,7 @@ from sce.io.csv import records
 from sce.loss import softmax_cross_entropy
 
 runner = CliRunner()
-SAMPLES = Path(__file__).parent.parent / "samples"
+SAMPLES = Path(__file__).parent.parent / "sce" / "samples"
 
 
 def run(*args: str, input: str | bytes | None = None, **env: str):

@@ -24,7 +24,7 @@ from sce.io.csv.columns import plan_columns
 from sce.io.csv.records import Block
 from sce.options import LossOptions
 
-SAMPLES = Path(__file__).parent.parent / "samples"
+SAMPLES = Path(__file__).parent.parent / "sce" / "samples"
 
 
 def outcome(folder: Path, data: bytes, **fields) -> tuple[bytes | str, tuple[object, ...]]:

@@ -30,7 +30,7 @@ def relative_error(computed: float, exact) -> float:
 
 
 def test_seed_example_matches_the_posts_to_their_three_digits():
-    # ../shared/seeds/001: p = [0.090, 0.245, 0.665], L = -log(0.245) = 1.406,
+    # A hand-worked example published for students: p = [0.090, 0.245, 0.665], L = -log(0.245) = 1.406,
     # gradient [0.090, -0.775 (typo for -0.755), 0.665].
     result = softmax_cross_entropy([2, 3, 4], 1)
     np.testing.assert_allclose(result.probabilities[0], [0.090, 0.245, 0.665], atol=5e-4)

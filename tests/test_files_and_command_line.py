@@ -24,7 +24,7 @@ from sce.io.csv import records
 
 runner = CliRunner()
 #: By its full path: the tests run from any folder.
-SAMPLE_BATCH = Path(__file__).resolve().parents[1] / "samples" / "batch.csv"
+SAMPLE_BATCH = Path(__file__).resolve().parents[1] / "sce" / "samples" / "batch.csv"
 
 
 def sce(*args: str, input: str | bytes | None = None, **env: str):

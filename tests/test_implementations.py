@@ -161,7 +161,7 @@ def _installed(module: str) -> bool:
 def test_the_samples_pass_as_the_readme_runs_them(sample, options):
     if "torch" in sample:
         pytest.importorskip("torch")
-    result = run(str(REPO / "samples" / sample), *options)
+    result = run(str(REPO / "sce" / "samples" / sample), *options)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-1].startswith("verdict: correct (")
 

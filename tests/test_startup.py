@@ -106,12 +106,12 @@ def test_a_program_importing_sce_keeps_its_threads():
     assert done.stdout == "None\n"
 
 
-def test_help_lists_the_four_commands_with_their_one_line_help():
+def test_help_lists_every_command_with_its_one_line_help():
     result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     listed = [line.split("│")[1].split() for line in lines if line.startswith("│ ") and "--" not in line]
-    assert [words[0] for words in listed] == ["grad", "batch", "check", "test"]
+    assert [words[0] for words in listed] == ["grad", "batch", "check", "test", "samples", "completion"]
     for name, words in zip(COMMANDS, listed):
         module = __import__(f"sce.cli.{name}", fromlist=[name])
         first_line = inspect.getdoc(getattr(module, name)).splitlines()[0]

@@ -2,7 +2,7 @@
 
 Each command is built when it is needed, from its own module: ``sce grad``
 imports and builds ``grad`` alone (not ``batch``'s polars plumbing, nor the
-other commands' option declarations), while ``sce --help`` builds all four
+other commands' option declarations), while ``sce --help`` builds them all
 to list them with their one-line help.
 """
 
@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, type[typer.core.TyperCommand] | None]] = {
     "batch": (".batch", None),
     "check": (".check", NumbersCommand),
     "test": (".test", None),
+    "samples": (".samples", None),
+    "completion": (".completion", None),
 }
 
 
@@ -114,6 +116,10 @@ def main() -> None:
     variables when it loads (tests/test_startup.py checks both).
     """
     one_blas_thread()
+    if "_SCE_COMPLETE" in os.environ:  # a script from `sce completion` asking at <TAB>
+        from sce.cli.completion import ready_shells
+
+        ready_shells()
     try:
         app(prog_name="sce")
     except SystemExit as done:

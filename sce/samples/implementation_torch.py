@@ -1,6 +1,6 @@
 """The batch convention in PyTorch (needs torch installed; sce converts arrays in and out).
 
-    sce test samples/implementation_torch.py:softmax_cross_entropy
+    sce test implementation_torch.py:softmax_cross_entropy
 
 sce sees `import torch` and passes torch tensors (float64 logits, integer labels).
 """

@@ -1,6 +1,6 @@
 """The batch convention (sce test's default): f(logits, labels) -> (loss, grad).
 
-    sce test samples/implementation_batch.py:softmax_cross_entropy
+    sce test implementation_batch.py:softmax_cross_entropy
 
 logits: an N×K float array; labels: N integer class indices (0-based).
 loss: the mean over the N rows; grad: ∂loss/∂logits, N×K.

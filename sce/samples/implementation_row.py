@@ -1,9 +1,9 @@
 """The row convention: f(z, label) -> (loss, grad) for one vector of K logits.
 
-    sce test samples/implementation_row.py:row_loss_and_gradient --convention row
+    sce test implementation_row.py:row_loss_and_gradient --convention row
 
-This is the function the derivations in ../shared/seeds/ describe: L = −log s_c
-and ∂L/∂z = s − y. sce calls it once per row of each case.
+This is the function the textbook derivation gives: L = −log s_c and
+∂L/∂z = s − y. sce calls it once per row of each case.
 """
 
 import numpy as np
