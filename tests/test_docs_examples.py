@@ -138,3 +138,15 @@ def test_no_example_prints_a_timing() -> None:
             if block.language == "console":
                 for command, output in commands(block):
                     assert "per second" not in output, f"{block.where}: $ {command} prints a timing"
+
+
+def test_readme_links_lead_to_files_that_exist() -> None:
+    """mkdocs checks the site's own links; README's point into it from outside."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme):
+        if "://" not in target:
+            assert (ROOT / target).exists(), f"README.md links to {target}, which does not exist"
+
+
+def test_readme_is_a_front_door_of_at_most_150_lines() -> None:
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 150
