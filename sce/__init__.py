@@ -5,7 +5,10 @@ The Python API is :func:`softmax_cross_entropy` (see :mod:`sce.loss`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the types a user's mypy sees; at run time the names load lazily (below)
+    from sce.loss import InvalidInput, LossWarning, SoftmaxCrossEntropyResult, softmax_cross_entropy
 
 __version__ = "0.1.0"
 
