@@ -105,6 +105,35 @@ def test_a_file_where_the_folder_should_be_is_refused(tmp_path):
     assert result.stderr == f"sce: error: {tmp_path / 'x'}: not a folder; name a folder to copy the samples into\n"
 
 
+def test_an_empty_folder_name_is_refused_not_read_as_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = sce("samples", "")
+    assert result.exit_code == 2
+    assert result.stderr == "sce: error: DIR: the folder name is empty; name a folder, or . for the current one\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_write_names_the_file_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    class FullDisk:
+        def __init__(self, descriptor: int, mode: str) -> None:
+            os.close(descriptor)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exception) -> None:
+            return None
+
+        def write(self, data: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", FullDisk)
+    result = sce("samples", str(tmp_path))
+    assert result.exit_code == 1
+    assert result.stderr == f"sce: error: {tmp_path / 'batch.csv'} No space left on device\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_copied_files_follow_the_umask(tmp_path):
     result = sce("samples", str(tmp_path))
     assert result.exit_code == 0

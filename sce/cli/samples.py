@@ -33,8 +33,8 @@ SAMPLES = {
 
 
 def samples(
-    folder: Annotated[
-        Path,
+    folder_name: Annotated[
+        str,
         typer.Argument(metavar="DIR", help="Where to copy them: . for the current folder (created if missing)."),
     ],
     force: Annotated[bool, typer.Option("--force", help="Overwrite files of the same names.")] = False,
@@ -44,6 +44,9 @@ def samples(
     Example: sce samples . && sce batch batch.csv
     Files of the same names are never overwritten without --force.
     """
+    if not folder_name:
+        raise UsageProblem("DIR: the folder name is empty; name a folder, or . for the current one")
+    folder = Path(folder_name)
     shipped = resources.files("sce") / "samples"
     targets = [folder / name for name in SAMPLES]
     if folder.exists() and not folder.is_dir():
@@ -64,12 +67,18 @@ def samples(
 
 def _write_whole(target: Path, data: bytes) -> None:
     """Write ``target`` through a temporary file beside it, renamed into place: never half-written."""
-    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(target)) from None
     try:
         with os.fdopen(descriptor, "wb") as file:
             file.write(data)
         os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, target)
+    except OSError as error:  # a full disk, say: named by the file it was writing
+        os.unlink(temporary)
+        raise OSError(error.errno, error.strerror, str(target)) from None
     except BaseException:
         os.unlink(temporary)
         raise
