@@ -52,3 +52,9 @@ def test_every_command_has_its_page_in_the_site():
         assert page.is_file(), f"docs/commands/{name}.md is missing"
         assert f"commands/{name}.md" in navigation
         assert page.read_text(encoding="utf-8").startswith(f"# sce {name}")
+
+
+def test_every_page_of_the_manual_is_in_the_sites_navigation():
+    navigation = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    for page in (ROOT / "docs").rglob("*.md"):
+        assert str(page.relative_to(ROOT / "docs")) in navigation, f"{page} is not in mkdocs.yml's nav"

@@ -192,6 +192,19 @@ def test_bash_completes_an_option_and_a_choice():
     assert bash_completions("sce completion f") == ["fish"]
 
 
+def completions_asked(shell: str, words: str, **env: str) -> str:
+    """What the installed sce answers when zsh's or fish's script asks (as the script would at <TAB>)."""
+    sce_path = installed()
+    asking = {**ENV, "_SCE_COMPLETE": f"complete_{shell}", "_TYPER_COMPLETE_ARGS": words, **env}
+    return subprocess.run([sce_path], capture_output=True, text=True, env=asking, check=True).stdout
+
+
+def test_zsh_and_fish_are_answered_too():
+    assert '"batch":' in completions_asked("zsh", "sce b")
+    fish = completions_asked("fish", "sce c", _TYPER_COMPLETE_FISH_ACTION="get-args")
+    assert [line.split("\t")[0] for line in fish.splitlines()] == ["check", "completion"]
+
+
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_each_shell_gets_its_script(shell):
     result = sce("completion", shell)
