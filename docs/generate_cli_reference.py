@@ -62,13 +62,14 @@ def _command(name: str, command: click.Command, context: click.Context) -> str:
         text.append("| argument | description |\n| --- | --- |")
         text += [f"| `{_metavar(argument)}` | {_cell(getattr(argument, 'help', '') or '')} |" for argument in arguments]
         text.append("")
-    panels: dict[str, list[str]] = {}
+    panels: dict[str, list[str]] = {"Options": []}  # as --help: the unnamed panel first, then the others in order
     for param in command.get_params(context):
         if isinstance(param, Option) and not param.hidden:
             panel = getattr(param, "rich_help_panel", None) or "Options"
             panels.setdefault(panel, []).append(_option_row(param, context))
     for panel, rows in panels.items():
-        text.append(f"**{panel}**\n\n" + _table(rows) + "\n")
+        if rows:
+            text.append(f"**{panel}**\n\n" + _table(rows) + "\n")
     return "\n".join(text)
 
 
