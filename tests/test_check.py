@@ -33,7 +33,7 @@ def vector(values) -> str:  # type: ignore[no-untyped-def]
     return ",".join(f"{v:.4f}" for v in values)
 
 
-# --- the posts' example ----------------------------------------------------------------------------
+# --- the textbook example ----------------------------------------------------------------------------
 
 
 def test_the_posts_typo_fails_on_class_1():

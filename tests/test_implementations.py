@@ -209,7 +209,7 @@ def test_no_max_shift_fails_exactly_the_large_logit_cases():
 def test_a_missing_mean_passes_the_one_row_cases():
     # With N = 1, the sum and the mean are the same: nothing to see there.
     report = check_implementation(spec("sum_not_mean"))
-    assert case(report, "the posts' example").passed
+    assert case(report, "the textbook example").passed
     assert case(report, "a batch of one row").passed
     assert case(report, "small random batch (4 rows").mistake == mistakes.SUM_NOT_MEAN
 
@@ -226,13 +226,13 @@ def test_in_place_write_into_a_read_only_input_shows_the_users_line():
         "ValueError: output array is read-only (in_place.py, line 9: logits -= logits.max(axis=1, keepdims=True))"
     )
     assert read_only.mistake == mistakes.LOGITS_IN_PLACE
-    assert case(report, "the posts' example").message == "right answer, but the function wrote into its input"
+    assert case(report, "the textbook example").message == "right answer, but the function wrote into its input"
 
 
 def test_nan_everywhere_is_not_called_a_missing_max_shift():
     report = check_implementation(spec("returns_nan"))
     assert not report.passed and report.mistakes == []
-    assert case(report, "the posts' example").message == "the gradient has NaN entries; the loss has NaN entries"
+    assert case(report, "the textbook example").message == "the gradient has NaN entries; the loss has NaN entries"
 
 
 # --- errors and allowances from independent sources ------------------------------------------------
@@ -321,7 +321,7 @@ def test_prints_do_not_reach_the_json_output():
 
 # --- functions that cannot be called as configured: exit 2, one line -------------------------------
 
-FIRST = "for the posts' example: [2, 3, 4], label 1"
+FIRST = "for the textbook example: [2, 3, 4], label 1"
 
 
 @pytest.mark.parametrize(
@@ -405,7 +405,7 @@ def test_table_verdict_and_what_to_fix_first():
     ) in lines
     row = next(line for line in lines if line.startswith("large logits: 1000 and 0"))
     assert "✗ fail" in row and "no max shift" in row
-    row = next(line for line in lines if line.startswith("the posts' example"))
+    row = next(line for line in lines if line.startswith("the textbook example"))
     assert "✓ pass" in row
 
 

@@ -40,7 +40,7 @@ def value_of(stage, symbolic_prefix: str, name: str) -> float:
     raise AssertionError(f"no equation {symbolic_prefix!r} in {stage.title}")
 
 
-# --- the posts' example at every stage ----------------------------------------------------
+# --- the textbook example at every stage ----------------------------------------------------
 
 
 @pytest.fixture(scope="module")
