@@ -189,6 +189,7 @@ def test_bash_completes_a_command():
 
 def test_bash_completes_an_option_and_a_choice():
     assert "--label" in bash_completions("sce grad 2 3 4 --la")
+    assert bash_completions("sce grad --sm") == ["--smoothing", "--smoothing-style"]  # as docs/commands/completion.md says
     assert bash_completions("sce completion f") == ["fish"]
 
 
