@@ -21,8 +21,14 @@ SCE = shutil.which("sce", path=str(Path(sys.executable).parent)) or shutil.which
 ENV = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR", "_SCE_COMPLETE")}
 
 
-def sce(*args: str):
-    return CliRunner().invoke(app, list(args))
+@pytest.fixture
+def sce():
+    """`sce ARGS...` in-process (the same as the test suite's shared `sce` fixture, where conftest has one)."""
+
+    def run(*args: object, input: str | bytes | None = None, env: dict[str, str] | None = None):
+        return CliRunner().invoke(app, [str(arg) for arg in args], input=input, env={"COLUMNS": "100", **(env or {})})
+
+    return run
 
 
 def installed() -> str:
@@ -41,7 +47,7 @@ def test_every_shipped_sample_is_listed_and_every_listed_one_ships():
     assert shipped == set(SAMPLES)
 
 
-def test_samples_are_copied_byte_for_byte_and_listed(tmp_path):
+def test_samples_are_copied_byte_for_byte_and_listed(sce, tmp_path):
     result = sce("samples", str(tmp_path))
     assert result.exit_code == 0, result.output
     for name in SAMPLES:
@@ -51,13 +57,13 @@ def test_samples_are_copied_byte_for_byte_and_listed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(SAMPLES)  # no temporary file left
 
 
-def test_a_missing_folder_is_created_with_its_parents(tmp_path):
+def test_a_missing_folder_is_created_with_its_parents(sce, tmp_path):
     result = sce("samples", str(tmp_path / "a" / "b"))
     assert result.exit_code == 0, result.output
     assert (tmp_path / "a" / "b" / "batch.csv").is_file()
 
 
-def test_an_existing_file_of_the_same_name_is_refused_in_one_line_and_nothing_is_written(tmp_path):
+def test_an_existing_file_of_the_same_name_is_refused_in_one_line_and_nothing_is_written(sce, tmp_path):
     (tmp_path / "batch.csv").write_text("my own data\n")
     result = sce("samples", str(tmp_path))
     assert result.exit_code == 2
@@ -69,7 +75,7 @@ def test_an_existing_file_of_the_same_name_is_refused_in_one_line_and_nothing_is
     assert [p.name for p in tmp_path.iterdir()] == ["batch.csv"]
 
 
-def test_several_existing_files_are_counted(tmp_path):
+def test_several_existing_files_are_counted(sce, tmp_path):
     assert sce("samples", str(tmp_path)).exit_code == 0
     result = sce("samples", str(tmp_path))
     assert result.exit_code == 2
@@ -77,7 +83,7 @@ def test_several_existing_files_are_counted(tmp_path):
     assert result.stderr.count("\n") == 1
 
 
-def test_force_overwrites_and_replaces_a_link_instead_of_writing_through_it(tmp_path):
+def test_force_overwrites_and_replaces_a_link_instead_of_writing_through_it(sce, tmp_path):
     precious = tmp_path / "precious.txt"
     precious.write_text("keep me\n")
     folder = tmp_path / "here"
@@ -92,20 +98,20 @@ def test_force_overwrites_and_replaces_a_link_instead_of_writing_through_it(tmp_
     assert (folder / "batch.tsv").read_bytes() == (SHIPPED / "batch.tsv").read_bytes()
 
 
-def test_a_dangling_link_counts_as_an_existing_file(tmp_path):
+def test_a_dangling_link_counts_as_an_existing_file(sce, tmp_path):
     (tmp_path / "seed_logits.txt").symlink_to(tmp_path / "nowhere")
     assert sce("samples", str(tmp_path)).exit_code == 2
     assert not (tmp_path / "nowhere").exists()
 
 
-def test_a_file_where_the_folder_should_be_is_refused(tmp_path):
+def test_a_file_where_the_folder_should_be_is_refused(sce, tmp_path):
     (tmp_path / "x").write_text("")
     result = sce("samples", str(tmp_path / "x"))
     assert result.exit_code == 2
     assert result.stderr == f"sce: error: {tmp_path / 'x'}: not a folder; name a folder to copy the samples into\n"
 
 
-def test_an_empty_folder_name_is_refused_not_read_as_the_current_folder(tmp_path, monkeypatch):
+def test_an_empty_folder_name_is_refused_not_read_as_the_current_folder(sce, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = sce("samples", "")
     assert result.exit_code == 2
@@ -113,7 +119,7 @@ def test_an_empty_folder_name_is_refused_not_read_as_the_current_folder(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_failed_write_names_the_file_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+def test_a_failed_write_names_the_file_and_leaves_no_temporary_file(sce, tmp_path, monkeypatch):
     class FullDisk:
         def __init__(self, descriptor: int, mode: str) -> None:
             os.close(descriptor)
@@ -134,7 +140,7 @@ def test_a_failed_write_names_the_file_and_leaves_no_temporary_file(tmp_path, mo
     assert list(tmp_path.iterdir()) == []
 
 
-def test_copied_files_follow_the_umask(tmp_path):
+def test_copied_files_follow_the_umask(sce, tmp_path):
     result = sce("samples", str(tmp_path))
     assert result.exit_code == 0
     mask = os.umask(0o22)
@@ -153,7 +159,7 @@ def test_from_an_empty_folder_the_installed_sce_scores_a_sample(tmp_path):
     assert len(done.stdout.splitlines()) == 5
 
 
-def test_the_samples_implementations_pass_sce_test_as_their_docstrings_run_them(tmp_path):
+def test_the_samples_implementations_pass_sce_test_as_their_docstrings_run_them(sce, tmp_path):
     installed()
     assert sce("samples", str(tmp_path)).exit_code == 0
     done = subprocess.run(
@@ -207,14 +213,14 @@ def test_zsh_and_fish_are_answered_too():
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
-def test_each_shell_gets_its_script(shell):
+def test_each_shell_gets_its_script(sce, shell):
     result = sce("completion", shell)
     assert result.exit_code == 0, result.output
     assert "_SCE_COMPLETE" in result.stdout
     assert f"complete_{shell}" in result.stdout
 
 
-def test_an_unknown_shell_is_one_line_naming_the_shells():
+def test_an_unknown_shell_is_one_line_naming_the_shells(sce):
     result = sce("completion", "ksh")
     assert result.exit_code == 2
     assert result.stderr == (
