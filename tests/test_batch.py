@@ -386,8 +386,9 @@ def test_errors_deep_in_a_file_name_the_right_line(tmp_path, monkeypatch, block_
 
 
 def test_the_file_layer_names_the_request_field_and_the_cli_words_it_as_a_flag(tmp_path):
-    from sce.batch import BatchRequest, plan_columns, run_batch
+    from sce.batch import BatchRequest, run_batch
     from sce.errors import OptionProblem
+    from sce.io.csv.columns import plan_columns
 
     with pytest.raises(OptionProblem) as caught:
         plan_columns(["z0", "label"], label_col="nope", logit_cols=None, target_cols=None, has_header=True)
@@ -595,7 +596,7 @@ def test_regression_arrays_through_a_fifo_are_named_as_arrays(tmp_path):
 @pytest.mark.parametrize("text", ["[Errno 28] No space left on device", "No space left on device (os error 28)"])
 def test_regression_a_full_disk_is_worded_one_way(tmp_path, text):
     """Python's "[Errno 28]" showed through on CSV and JSON Lines outputs, without the hint."""
-    from sce.batch.output import OutputTarget
+    from sce.io.writers.atomic import OutputTarget
 
     out = tmp_path / "out.csv"
     out.write_text("OLD")

@@ -465,7 +465,7 @@ def test_a_csv_input_into_npz_counts_its_rows_first(tmp_path, stdin):
 def test_regression_a_csv_into_npz_with_mean_runs_the_core_twice_not_three_times(tmp_path, monkeypatch):
     """The mean's first pass and the .npz's first pass (its members' shapes) were two passes
     through the core before the one that writes; now one first pass does both."""
-    from sce.batch import frames
+    from sce.batch import compute as frames
 
     logits, labels = make_data(n=30, k=3)
     pl.DataFrame({f"z{k}": logits[:, k] for k in range(3)} | {"label": labels}).write_csv(tmp_path / "d.csv")
@@ -598,8 +598,8 @@ def test_regression_an_npz_writer_stuck_in_a_write_keeps_its_descriptor_open_on_
     descriptor stays open (the writes go to the removed temporary file) until the process ends."""
     import threading
 
-    from sce.batch import array_output
-    from sce.batch.output import OutputTarget
+    from sce.io.writers import arrays as array_output
+    from sce.io.writers.atomic import OutputTarget
 
     monkeypatch.setattr(array_output, "ABORT_WAIT", 0.05)
     entered, release = threading.Event(), threading.Event()
@@ -623,8 +623,8 @@ def test_regression_an_npz_writer_stuck_in_a_write_keeps_its_descriptor_open_on_
 
 
 def test_an_npz_writer_that_finished_has_its_file_closed_on_abort(tmp_path):
-    from sce.batch import array_output
-    from sce.batch.output import OutputTarget
+    from sce.io.writers import arrays as array_output
+    from sce.io.writers.atomic import OutputTarget
 
     target = OutputTarget(str(tmp_path / "out.npz"), None)
     sink = array_output.NpzSink(target, {"loss": (np.dtype(np.float64), (4,))})

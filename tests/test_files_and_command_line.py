@@ -17,10 +17,10 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from sce.batch import output
-from sce.batch.frames import write_frame
 from sce.cli import app
 from sce.io.csv import records
+from sce.io.writers import atomic as output
+from sce.io.writers.text import write_frame
 
 runner = CliRunner()
 #: By its full path: the tests run from any folder.

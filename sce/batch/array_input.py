@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sce.batch.frames import MeanDenominators, core_on_block
+from sce.batch.compute import MeanDenominators, core_on_block
 from sce.errors import DataProblem
 from sce.io.arrays import ArrayDump, DumpRequest, read_dump
 from sce.io.arrays.dump import placed_in_dump

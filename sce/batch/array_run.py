@@ -17,17 +17,19 @@ import numpy as np
 import polars as pl
 
 from sce.batch.array_input import ArrayBlock, array_blocks, compute_array_block, mean_denominators, read_inputs
-from sce.batch.array_output import BINARY_FORMATS, BinarySink, NpzSink, TableSink, computed_columns, npz_layout
-from sce.batch.frames import MeanDenominators, ParsedBlock
-from sce.batch.output import BackgroundWriter, OutputTarget
-from sce.batch.plain import PlainBlock
-from sce.batch.run import BatchRequest, BatchSummary, DenominatorTally, changed_between_passes, computed_blocks
+from sce.batch.compute import MeanDenominators
+from sce.batch.request import BatchRequest, BatchSummary
+from sce.batch.run import DenominatorTally, changed_between_passes, computed_blocks
 from sce.batch.text_of_arrays import array_plan, text_output
-from sce.batch.wide import WideBlock
 from sce.errors import DATA, DataProblem, OptionProblem, SceError, option
 from sce.io.arrays import ArrayDump
 from sce.io.csv.columns import ColumnPlan
+from sce.io.csv.parse import ParsedBlock
+from sce.io.csv.plain import PlainBlock
+from sce.io.csv.wide import WideBlock
 from sce.io.signals import shielded, stopping_signals_handled
+from sce.io.writers.arrays import BINARY_FORMATS, BinarySink, NpzSink, TableSink, computed_columns, npz_layout
+from sce.io.writers.atomic import BackgroundWriter, OutputTarget
 
 Progress = Callable[[int, int], None]
 #: The names of the binary outputs' arrays, which a CSV input's other columns must not take.

@@ -18,9 +18,9 @@ import numpy as np
 import polars as pl
 
 from sce.batch.array_input import ArrayBlock
-from sce.batch.wide import WIDE_COLUMNS, TextRows, WideBlock, _formatted_rows, wide_rows
 from sce.io.arrays import ArrayDump
 from sce.io.csv.columns import ColumnPlan
+from sce.io.csv.wide import WIDE_COLUMNS, TextRows, WideBlock, formatted_rows, wide_rows
 from sce.loss import SoftmaxCrossEntropyResult
 
 
@@ -61,7 +61,7 @@ def text_output(
 def _as_records(block: ArrayBlock, separator: str) -> WideBlock:
     """The block's input rows as the text lines a CSV of them holds."""
     numbers = block.logits if block.targets is None else np.concatenate([block.logits, block.targets], axis=1)
-    records = _formatted_rows(numbers, bool(np.isnan(numbers).any()), separator.encode())
+    records = formatted_rows(numbers, bool(np.isnan(numbers).any()), separator.encode())
     if block.labels is not None:
         suffix = separator.encode()
         records = [record + suffix + str(label).encode() for record, label in zip(records, block.labels.tolist())]
@@ -77,7 +77,7 @@ def _json_lines(
 ) -> TextRows:
     """JSON Lines of rows of many columns, built as text row by row: a frame of 3K
     columns costs polars kilobytes per column (3.4 GB for 20 rows of 128,000 classes).
-    The bytes are the frame path's (frames.write_frame): polars' float text, or where a
+    The bytes are the frame path's (text.write_frame): polars' float text, or where a
     block holds a non-finite number, every float cast to text and the non-finite quoted."""
     inputs = block.logits if block.targets is None else np.concatenate([block.logits, block.targets], axis=1)
     computed = np.concatenate([result.probabilities, result.losses[:, None], result.gradient], axis=1)

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sce.batch.frames import ParsedBlock, _numbers
-from sce.batch.run import BatchRequest, computed_blocks, mean_denominator, readable_input
+from sce.batch.request import BatchRequest
+from sce.batch.run import computed_blocks, mean_denominator, readable_input
 from sce.errors import DataProblem
 from sce.grading.answers import within
-from sce.io.csv.records import _record_lines
+from sce.io.csv.parse import ParsedBlock, read_numbers
+from sce.io.csv.records import record_lines
 from sce.io.signals import stopping_signals_handled
 from sce.number_text import written_tolerances
 
@@ -63,7 +64,7 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
             wrong = np.zeros(result.num_rows, dtype=bool)
             for columns, expected in pairs:
                 expected = expected.astype(np.float64)
-                given = _numbers(parsed.text, columns, parsed.block, plan, request.delimiter)
+                given = read_numbers(parsed.text, columns, parsed.block, plan, request.delimiter)
                 allowed = tolerance if tolerance is not None else written_tolerances(parsed.text, columns)
                 allowed = np.broadcast_to(np.asarray(allowed, dtype=np.float64), given.shape)
                 ok = within(given, expected, allowed)
@@ -78,7 +79,7 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
                 if len(bad):
                     errors = error[bad[:, 0], bad[:, 1]]
                     keep = bad[np.argsort(-errors, kind="stable")[:WORST_SHOWN]]
-                    lines = _record_lines(parsed.block, request.delimiter)
+                    lines = record_lines(parsed.block, request.delimiter)
                     found.worst += [
                         WrongCell(
                             lines[row],

@@ -21,8 +21,8 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
-from sce.batch.output import OutputTarget, errno_in_text
 from sce.errors import DataProblem, OptionProblem, SceError
+from sce.io.writers.atomic import OutputTarget, errno_in_text
 from sce.io.writers.npz import NpzWriter
 from sce.loss import SoftmaxCrossEntropyResult
 
@@ -92,7 +92,7 @@ def _appending(descriptor: int) -> bool:
 
 
 class NpzSink:
-    """Arrays of known shapes into a .npz, block after block (see :mod:`.npz_writer`), on a
+    """Arrays of known shapes into a .npz, block after block (see :mod:`.npz`), on a
     second thread: the CRC-32s and the writes (both let go of the interpreter lock) overlap
     the next block's computing. At most ``depth`` blocks wait, which bounds the memory."""
 

@@ -17,11 +17,9 @@ from typing import BinaryIO
 
 import polars as pl
 
-from sce.batch.frames import write_frame
-from sce.batch.plain import PlainRows
-from sce.batch.wide import TextRows
 from sce.errors import DATA, DataProblem, OptionProblem, UsageProblem
 from sce.io.signals import raise_if_interrupted, shielded
+from sce.io.writers.text import EncodedRows, write_frame
 
 
 class OutputTarget:
@@ -62,7 +60,7 @@ class OutputTarget:
             try:
                 self.stream = os.fdopen(os.dup(descriptor), "wb")
             except OSError as error:
-                raise OptionProblem("output_path", f"cannot write {self.path}: {_reason(error)}", DATA) from None
+                raise OptionProblem("output_path", f"cannot write {self.path}: {reason(error)}", DATA) from None
             return
         self.written = os.path.realpath(self.path)
         self._check_destination(input_path)
@@ -101,7 +99,7 @@ class OutputTarget:
         try:
             return open(self.path, "wb")  # noqa: SIM115 (closed in finish/abandon)
         except OSError as error:
-            raise OptionProblem("output_path", f"cannot write {self.path}: {_reason(error)}", DATA) from None
+            raise OptionProblem("output_path", f"cannot write {self.path}: {reason(error)}", DATA) from None
 
     def write_failure(self, error: OSError) -> DataProblem | OptionProblem:
         """A failed write, worded: which file, why, and that nothing was replaced."""
@@ -110,8 +108,8 @@ class OutputTarget:
         full = error.errno == errno.ENOSPC or errno_in_text(str(error)) == errno.ENOSPC
         hint = "; free some space or write the output elsewhere" if full else ""
         if self.path is None:  # no -o to name
-            return DataProblem(f"writing the output to stdout failed: {_reason(error)}{hint}")
-        return OptionProblem("output_path", f"writing the output {name} failed: {_reason(error)}{kept}{hint}", DATA)
+            return DataProblem(f"writing the output to stdout failed: {reason(error)}{hint}")
+        return OptionProblem("output_path", f"writing the output {name} failed: {reason(error)}{kept}{hint}", DATA)
 
     def finish(self) -> None:
         if self.path is None:
@@ -120,7 +118,7 @@ class OutputTarget:
         try:
             self.stream.close()
         except OSError as error:
-            if _is_broken_pipe(error):
+            if is_broken_pipe(error):
                 raise
             raise self.write_failure(error) from None
         if self.temporary is not None:
@@ -179,11 +177,11 @@ class BackgroundWriter:
                 write_frame(frame, self.target.stream, self.output_format, header=self.header)
                 self.header = False
             except OSError as error:  # re-raised on the main thread, naming the file
-                self.error = error if _is_broken_pipe(error) else self.target.write_failure(error)
+                self.error = error if is_broken_pipe(error) else self.target.write_failure(error)
             except BaseException as error:
                 self.error = error
 
-    def put(self, frame: pl.DataFrame | TextRows | PlainRows) -> None:
+    def put(self, frame: pl.DataFrame | EncodedRows) -> None:
         self._raise_if_failed()
         self.queue.put(frame)
 
@@ -226,7 +224,7 @@ def spooled_copy(stream: BinaryIO, name: str) -> Iterator[str]:
                 handle = tempfile.NamedTemporaryFile(prefix="sce-spool-", suffix=".csv", delete=False)  # noqa: SIM115
             except OSError as error:
                 raise DataProblem(
-                    f"cannot create a spool file in {tempfile.gettempdir()}: {_reason(error)}{_TMPDIR_HINT}"
+                    f"cannot create a spool file in {tempfile.gettempdir()}: {reason(error)}{_TMPDIR_HINT}"
                 ) from None
             spool = handle.name
         with handle:
@@ -235,7 +233,7 @@ def spooled_copy(stream: BinaryIO, name: str) -> Iterator[str]:
             except OSError as error:
                 raise DataProblem(
                     f"copying {name} to the spool file {spool} (kept to read the input twice) failed: "
-                    f"{_reason(error)}{_TMPDIR_HINT}"
+                    f"{reason(error)}{_TMPDIR_HINT}"
                 ) from None
         yield spool
     finally:
@@ -304,12 +302,12 @@ def _cannot_create_in(directory: str, error: OSError) -> str:
     if not os.path.isdir(directory):
         return f"the folder {directory} does not exist; create it, or write the output elsewhere"
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"cannot create a file in {directory}: {_reason(error)}; write the output elsewhere"
+        return f"cannot create a file in {directory}: {reason(error)}; write the output elsewhere"
     # /proc and its kind exist but take no new files (ENOENT there, not "no such folder").
-    return f"cannot create a file in {directory} ({_reason(error)}: it takes no new files); write the output elsewhere"
+    return f"cannot create a file in {directory} ({reason(error)}: it takes no new files); write the output elsewhere"
 
 
-def _reason(error: OSError) -> str:
+def reason(error: OSError) -> str:
     """What went wrong, in words, without "[Errno 28]" (Python's) or "(os error 28)" (polars')."""
     text = error.strerror or str(error).split(" (os error")[0] or type(error).__name__
     text = re.sub(r"^\[Errno \d+\] ", "", text)
@@ -322,6 +320,6 @@ def errno_in_text(text: str) -> int | None:
     return None if found is None else int(found.group(1) or found.group(2))
 
 
-def _is_broken_pipe(error: OSError) -> bool:
+def is_broken_pipe(error: OSError) -> bool:
     # polars reports a closed pipe as a plain OSError("Broken pipe (os error 32)").
     return isinstance(error, BrokenPipeError) or error.errno == errno.EPIPE or errno_in_text(str(error)) == errno.EPIPE
