@@ -484,7 +484,7 @@ def test_regression_an_output_in_proc_says_the_folder_takes_no_files(tmp_path):
 def test_regression_an_input_that_grows_between_the_means_two_passes_is_refused(tmp_path, monkeypatch):
     """With --reduction mean the input is read twice; rows added in between were written with
     gradients divided by the first pass's count, exit 0. The second pass counts again."""
-    from sce.batch import run as batch_run
+    from sce.batch import csv_source as batch_run
 
     source = tmp_path / "in.csv"
     source.write_text("z0,z1,label\n1,2,0\n3,1,1\n")
@@ -492,8 +492,8 @@ def test_regression_an_input_that_grows_between_the_means_two_passes_is_refused(
     out.write_text("precious\n")
     first_pass = batch_run.mean_denominator
 
-    def then_grow(path, request):
-        found = first_pass(path, request)
+    def then_grow(path, *reading):
+        found = first_pass(path, *reading)
         with open(source, "a") as more:
             more.write("0,5,1\n")
         return found

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sce.batch import run as batch_run
+from sce.batch import csv_source as batch_run
+from sce.batch import run_batch
 from sce.batch.compute import compute_block
 from sce.batch.request import BatchRequest
-from sce.batch.run import run_batch
 from sce.errors import SceError
 from sce.io.csv import records
 from sce.io.csv.columns import plan_columns

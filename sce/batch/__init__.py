@@ -7,7 +7,7 @@ rows, or arrays) written whole or not at all, so memory stays bounded
 whatever the input size and the same code reads files and pipes.
 """
 
+from sce.batch.loop import run_batch
 from sce.batch.request import BatchRequest, BatchSummary
-from sce.batch.run import run_batch
 
 __all__ = ["BatchRequest", "BatchSummary", "run_batch"]

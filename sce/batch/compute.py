@@ -13,6 +13,7 @@ import numpy as np
 from sce.errors import DataProblem, option_problem
 from sce.io.csv.columns import ColumnPlan
 from sce.loss import InvalidInput, SoftmaxCrossEntropyResult, softmax_cross_entropy
+from sce.loss.reduction import class_counts, weight_sum_of_counts
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
@@ -79,3 +80,25 @@ def core_on_block(
             if error.field not in ("logits", "labels", "targets") or error.row is None:
                 raise option_problem(error) from None
             raise placed(error) from None
+
+
+@dataclass
+class DenominatorTally:
+    """The mean's denominators, summed block by block over a first pass."""
+
+    weight_sum: float = 0.0
+    counted_rows: float = 0.0
+    counts: np.ndarray | None = None
+    """Counted rows per class, for labels: D as one call of the core rounds it."""
+
+    def add(self, result: SoftmaxCrossEntropyResult) -> None:
+        self.counted_rows += float(result.counted.sum())
+        if result.labels is None:
+            self.weight_sum += result.num_rows  # probability targets: the mean divides by N
+        else:
+            block = class_counts(result.labels, result.counted, result.num_classes)
+            self.counts = block if self.counts is None else self.counts + block
+
+    def denominators(self, options: LossOptions) -> MeanDenominators:
+        weight_sum = self.weight_sum if self.counts is None else weight_sum_of_counts(self.counts, options)
+        return MeanDenominators(weight_sum, self.counted_rows)

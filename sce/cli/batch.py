@@ -140,9 +140,12 @@ def batch(
         None if output_format is None else output_format.value, output, request.delimiter
     )
     from sce.batch import run_batch
+    from sce.io.signals import stopping_signals_handled
 
     if quiet:  # nothing to draw: rich is not even imported (20 ms of a run)
-        _warn_about(run_batch(request))
+        with stopping_signals_handled():
+            summary = run_batch(request)
+        _warn_about(summary)
         return
     from rich.console import Console
 
@@ -150,7 +153,8 @@ def batch(
     from sce.render.table import batch_summary_grid
 
     stderr = Console(stderr=True, highlight=False)
-    summary = _run_with_progress(request, stderr) if stderr.is_terminal else run_batch(request)
+    with stopping_signals_handled():
+        summary = _run_with_progress(request, stderr) if stderr.is_terminal else run_batch(request)
     _warn_about(summary)
     print_grid(stderr, batch_summary_grid(summary))
 

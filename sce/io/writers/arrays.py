@@ -11,18 +11,15 @@ group as a fixed-size array column.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import queue
-import threading
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from sce.errors import DataProblem, OptionProblem, SceError
-from sce.io.writers.atomic import OutputTarget, errno_in_text
+from sce.io.writers.atomic import BackgroundWriter, OutputTarget, errno_in_text
 from sce.io.writers.npz import NpzWriter
 from sce.loss import SoftmaxCrossEntropyResult
 
@@ -72,17 +69,6 @@ def npz_layout(
     return layout | {"probabilities": (computed, matrix), "loss": (computed, vector), "grad": (computed, matrix)}
 
 
-class BinarySink(Protocol):
-    def put(self, columns: dict[str, Any]) -> None: ...
-    def close(self) -> None: ...
-    def abort(self) -> None: ...
-
-
-#: Seconds an abort waits for the .npz writer's thread, stuck perhaps in a write to a slow disk,
-#: before the process goes on to exit without it.
-ABORT_WAIT = 2.0
-
-
 def _appending(descriptor: int) -> bool:
     try:
         import fcntl
@@ -91,17 +77,13 @@ def _appending(descriptor: int) -> bool:
     return bool(fcntl.fcntl(descriptor, fcntl.F_GETFL) & os.O_APPEND)
 
 
-class NpzSink:
+class NpzSink(BackgroundWriter):
     """Arrays of known shapes into a .npz, block after block (see :mod:`.npz`), on a
     second thread: the CRC-32s and the writes (both let go of the interpreter lock) overlap
-    the next block's computing. At most ``depth`` blocks wait, which bounds the memory."""
+    the next block's computing."""
 
-    _DONE = object()
-
-    def __init__(
-        self, target: OutputTarget, shapes: dict[str, tuple[np.dtype, tuple[int, ...]]], depth: int = 2
-    ) -> None:
-        self.target = target
+    def __init__(self, target: OutputTarget, shapes: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> None:
+        super().__init__(target)
         try:
             os.lseek(target.stream.fileno(), 0, os.SEEK_CUR)
         except OSError:
@@ -118,145 +100,63 @@ class NpzSink:
             self.writer = NpzWriter(target.stream.fileno(), [(name, *spec) for name, spec in shapes.items()])
         except OSError as error:
             raise target.write_failure(error) from None
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="sce-batch-npz", daemon=True)
-        self.thread.start()
+        self.start()
 
-    def _run(self) -> None:
-        while True:
-            columns = self.queue.get()
-            if columns is self._DONE:
-                return
-            if self.error is not None:
-                continue  # drain after a failure, so that put() never blocks
-            try:
-                self.writer.write(columns)
-            except OSError as error:  # re-raised on the main thread, naming the file
-                self.error = self.target.write_failure(error)
-            except BaseException as error:
-                self.error = error
+    def write_all(self, items: Iterator[dict[str, Any]]) -> None:
+        for columns in items:
+            self.writer.write(columns)
 
-    def put(self, columns: dict[str, Any]) -> None:
-        if self.error is not None:
-            raise self.error
-        self.queue.put(columns)
-
-    def close(self) -> None:
-        self.queue.put(self._DONE)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-        try:
-            self.writer.finish()
-        except OSError as error:
-            raise self.target.write_failure(error) from None
-
-    def abort(self) -> None:
-        """Stop after a failure elsewhere: drop what is queued, wait for the thread (before
-        the caller closes the file it writes into)."""
-        if self.thread.is_alive():
-            self.error = self.error or KeyboardInterrupt()
-            with contextlib.suppress(queue.Full):
-                self.queue.put(self._DONE, timeout=ABORT_WAIT)
-            self.thread.join(timeout=ABORT_WAIT)
-            self.target.still_written = self.thread.is_alive()  # stuck in a write: see OutputTarget.abandon
+    def finished(self) -> None:
+        self.writer.finish()
 
 
-class TableSink:
-    """Frames into Parquet or Arrow IPC, streamed: polars' sink reads them, on its own
-    thread, from a short queue that this side fills, so memory holds a few blocks.
+class TableSink(BackgroundWriter):
+    """Frames into Parquet or Arrow IPC, streamed: polars' sink reads them, on the writer's
+    thread, from the short queue that this side fills, so memory holds a few blocks.
 
     The main thread stays in Python (signals are handled at once); on an abort the
     source ends, polars finishes its (partial) file, and the caller removes it.
     """
 
-    _DONE = object()
-
-    def __init__(self, target: OutputTarget, output_format: str, depth: int = 2) -> None:
-        self.target = target
+    def __init__(self, target: OutputTarget, output_format: str) -> None:
+        super().__init__(target)
         self.output_format = output_format
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self.error: BaseException | None = None
-        self.thread: threading.Thread | None = None
+        self.schema: pl.Schema | None = None
         self.rows = 1
         self.started = False
 
-    def put(self, columns: dict[str, Any]) -> None:
-        frame = pl.DataFrame(columns)
-        if self.thread is None:
-            self.rows = max(1, frame.height)
-            self.thread = threading.Thread(target=self._run, args=(frame.schema,), name="sce-batch-sink", daemon=True)
-            self.thread.start()
-        self._raise_if_failed()
-        while True:  # in steps, so that a failed sink (which no longer reads) cannot block the put
-            try:
-                self.queue.put(frame, timeout=0.1)
-                return
-            except queue.Full:
-                self._raise_if_failed()
+    def put(self, item: dict[str, Any]) -> None:
+        frame = pl.DataFrame(item)
+        if self.thread is None:  # the first block gives the schema
+            self.rows, self.schema = max(1, frame.height), frame.schema
+            self.start()
+        super().put(frame)
 
-    def _frames(self) -> Iterator[pl.DataFrame]:
-        while True:
-            frame = self.queue.get()
-            if frame is self._DONE:
-                return
-            yield frame
-
-    def _run(self, schema: pl.Schema) -> None:
+    def write_all(self, items: Iterator[pl.DataFrame]) -> None:
         from polars.io.plugins import register_io_source
 
         def source(*_: Any) -> Iterator[pl.DataFrame]:
             if self.started:  # a second reader would take some of the frames: refuse, never lose rows
                 raise RuntimeError("polars read the output frames twice")
             self.started = True
-            return self._frames()
+            return items
 
-        frames = register_io_source(source, schema=schema)
+        assert self.schema is not None
+        frames = register_io_source(source, schema=self.schema)
         path = self.target.temporary or self.target.written
-        try:
-            # One row group (record batch) per block: polars would otherwise gather about
-            # 500,000 rows before writing any, whatever their width.
-            if self.output_format == "parquet":
-                frames.sink_parquet(path, row_group_size=self.rows)
-            else:
-                frames.sink_ipc(path, record_batch_size=self.rows)
-        except OSError as error:
-            self.error = self.target.write_failure(error)
-        except Exception as error:  # polars' own kinds: a full disk among them
-            self.error = _sink_failure(self.target, error)
+        # One row group (record batch) per block: polars would otherwise gather about
+        # 500,000 rows before writing any, whatever their width.
+        if self.output_format == "parquet":
+            frames.sink_parquet(path, row_group_size=self.rows)
+        else:
+            frames.sink_ipc(path, record_batch_size=self.rows)
 
-    def close(self) -> None:
-        if self.thread is None:
-            return
-        self._put_done()
-        self.thread.join()
-        self._raise_if_failed()
-
-    def abort(self) -> None:
-        if self.thread is None or not self.thread.is_alive():
-            return
-        self._put_done()
-        # polars ends the file and returns; the caller then removes it (never before: the sink
-        # could create it again). A sink stuck in a write must not hold up the exit: a daemon.
-        self.thread.join(timeout=10)
-
-    def _put_done(self) -> None:
-        while True:
-            try:
-                self.queue.put(self._DONE, timeout=0.1)
-                return
-            except queue.Full:
-                if self.thread is None or not self.thread.is_alive():
-                    return
-                with contextlib.suppress(queue.Empty):
-                    self.queue.get_nowait()  # dropped: nothing more is written after an abort
-
-    def _raise_if_failed(self) -> None:
-        if self.error is not None:
-            raise self.error
-        if self.thread is not None and not self.thread.is_alive() and self.queue.full():
-            raise DataProblem(f"writing {self.target.path}: the writer stopped")
+    def worded(self, error: BaseException) -> BaseException:
+        if isinstance(error, OSError):
+            return self.target.write_failure(error)
+        if isinstance(error, Exception):  # polars' own kinds: a full disk among them
+            return _sink_failure(self.target, error)
+        return error
 
 
 def _sink_failure(target: OutputTarget, error: Exception) -> SceError:

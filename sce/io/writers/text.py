@@ -5,6 +5,7 @@ spelled as everywhere in sce (inf, -inf, nan)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import BinaryIO, Protocol
 
@@ -13,6 +14,7 @@ import polars as pl
 
 from sce.io.csv.columns import ColumnPlan
 from sce.io.csv.parse import ParsedBlock
+from sce.io.writers.atomic import BackgroundWriter, OutputTarget
 from sce.loss import SoftmaxCrossEntropyResult
 
 
@@ -20,6 +22,21 @@ class EncodedRows(Protocol):
     """Output rows already encoded (rows of many columns, plain lines), with their header."""
 
     def write(self, stream: BinaryIO, header: bool) -> None: ...
+
+
+class TextWriter(BackgroundWriter):
+    """Frames and encoded rows into CSV, TSV or JSON Lines, the header before the first."""
+
+    def __init__(self, target: OutputTarget, output_format: str) -> None:
+        super().__init__(target)
+        self.output_format = output_format
+        self.start()
+
+    def write_all(self, items: Iterator[pl.DataFrame | EncodedRows]) -> None:
+        header = True
+        for frame in items:
+            write_frame(frame, self.target.stream, self.output_format, header=header)
+            header = False
 
 
 def output_frame(
