@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 from sce.errors import DATA, DataProblem, OptionProblem, UsageProblem
 from sce.io.signals import raise_if_interrupted, shielded
+from sce.io.writers.replace import put_in_place
 
 
 class OutputTarget:
@@ -127,7 +128,7 @@ class OutputTarget:
             os.chmod(self.temporary, mode)
             raise_if_interrupted()  # the last moment at which the old output can still be kept
             with shielded():
-                os.replace(self.temporary, self.written)
+                put_in_place(self.temporary, self.written)
                 self.temporary = None
 
     def abandon(self) -> None:
