@@ -622,3 +622,12 @@ def test_regression_utf16_without_a_byte_order_mark_is_named(tmp_path, order):
         f"sce: error: line 1: the file looks like UTF-16 (a NUL byte beside every character); give --encoding {order}\n",
     )
     assert run(str(tmp_path / "u.csv"), "--encoding", order, "-q").exit_code == 0
+
+
+def test_run_batch_docstring_examples_run():
+    import doctest
+
+    import sce.batch.loop
+
+    failures, tried = doctest.testmod(sce.batch.loop)
+    assert tried > 0 and failures == 0

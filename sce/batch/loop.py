@@ -37,11 +37,40 @@ class Source(Protocol):
 
 
 def run_batch(request: BatchRequest, on_progress: Progress | None = None) -> BatchSummary:
-    """Compute every row of the input and write the output; return the summary.
+    r"""Compute every row of the input and write the output; return the summary.
 
-    ``on_progress(bytes_read, rows)`` is called after each block. The caller installs the
-    stopping signals' handlers around the run (:func:`sce.io.signals.stopping_signals_handled`),
-    so that a signal ends it as :class:`sce.errors.Interrupted`, with nothing left half-written.
+    Parameters
+    ----------
+    request
+        The input (a CSV or TSV file, ``-`` for stdin, or a dump of arrays), the output
+        (a file, or None for stdout) and its format, and the loss options.
+    on_progress
+        Called after each block as ``on_progress(bytes_read, rows)``.
+
+    Returns
+    -------
+    BatchSummary
+        Rows, ignored rows, accuracy, the reduced loss and the time taken.
+
+    Notes
+    -----
+    The input is read in blocks, so memory stays bounded whatever its size; for
+    ``reduction="mean"`` (and an .npz output) a first pass counts what the mean divides by.
+    The output is written to a temporary file put in place only when complete: a failure
+    leaves an existing output as it was. The caller installs the stopping signals'
+    handlers around the run (:func:`sce.io.signals.stopping_signals_handled`), so that a
+    signal ends it as :class:`sce.errors.Interrupted` with nothing left half-written.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "in.csv").write_text("z0,z1,z2,label\n2,3,4,1\n")
+    >>> summary = run_batch(BatchRequest(str(folder / "in.csv"), str(folder / "out.csv")))
+    >>> summary.rows, round(summary.reduced_loss, 9)
+    (1, 1.407605964)
+    >>> (folder / "out.csv").read_text().splitlines()[0]
+    'z0,z1,z2,label,p_z0,p_z1,p_z2,loss,grad_z0,grad_z1,grad_z2'
     """
     started = time.perf_counter()
     options, output_format, digits = request.options, request.output_format, request.digits

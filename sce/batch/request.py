@@ -76,4 +76,4 @@ class BatchRequest:
     grad_cols: str | None = None
     loss_col: str | None = None
     arrays: DumpRequest | None = None
-    """A dump of arrays to read instead of the CSV input (see :mod:`.array_run`)."""
+    """A dump of arrays to read instead of the CSV input (see :mod:`.array_source`)."""
