@@ -23,7 +23,7 @@ from sce.io.csv.plain import PlainBlock, parse_plain_block, plain_rows
 from sce.io.csv.records import Block, BlockReader, skip_leading_blank_lines, split_header
 from sce.io.csv.wide import WIDE_COLUMNS, WideBlock, parse_wide_block, wide_rows
 from sce.io.signals import raise_if_interrupted, shielded
-from sce.io.writers.arrays import npz_layout
+from sce.io.writers.arrays import BINARY_FORMATS, npz_layout
 from sce.io.writers.atomic import spooled_copy
 from sce.io.writers.text import EncodedRows, output_frame
 from sce.loss import SoftmaxCrossEntropyResult
@@ -245,7 +245,9 @@ class CsvSource:
     """The input's blocks through the loss, for the batch loop; ``path`` is where the input
     is read from (itself, or its spool)."""
 
-    def __init__(self, path: str, given: CsvInput, options: LossOptions, output_format: str, digits: int | None):
+    def __init__(
+        self, path: str, given: CsvInput, options: LossOptions, output_format: str, digits: int | None
+    ) -> None:
         self.path, self.given, self.options = path, given, options
         self.output_format, self.digits = output_format, digits
         self.denominators: MeanDenominators | None = None
@@ -264,7 +266,7 @@ class CsvSource:
 
     def blocks(self) -> Iterator[tuple[AnyBlock, SoftmaxCrossEntropyResult]]:
         separator = self.given.output_separator
-        wide = separator is not None or self.output_format in ("npz", "parquet", "arrow")
+        wide = separator is not None or self.output_format in BINARY_FORMATS  # no frame of K text columns
         plain = separator is not None and separator == self.given.delimiter
         for parsed, plan, result, reader in computed_blocks(
             self.path, self.given, self.options, self.denominators, wide=wide, plain=plain

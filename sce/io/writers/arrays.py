@@ -1,4 +1,4 @@
-"""``sce batch``'s outputs as arrays (``.npz``, Parquet, Arrow IPC), and its text outputs of an array input.
+"""``sce batch``'s outputs as arrays (``.npz``, Parquet, Arrow IPC).
 
 The binary outputs hold what the CSV output holds, with each group of
 per-class columns as one N × K array, named as a dump's arrays are (so that
