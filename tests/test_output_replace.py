@@ -133,3 +133,48 @@ def test_sce_batch_over_its_own_output_leaves_one_file(tmp_path, quiet):
     assert second.returncode == 0, second.stderr
     assert out.read_bytes() == written
     assert sorted(path.name for path in tmp_path.iterdir()) == ["in.csv", "out.csv"]
+
+
+@pytest.mark.parametrize("kind", ["text", "npz"])
+def test_every_writer_stuck_in_a_write_is_waited_for_the_same_time_then_left_its_file(tmp_path, monkeypatch, kind):
+    """One abort rule for every writer: the item being written may finish within ABORT_WAIT; a
+    thread still writing after that keeps its file open (a descriptor closed under it could be
+    taken by a file opened next), and the temporary file is removed all the same."""
+    import threading
+    import time
+
+    import numpy as np
+
+    from sce.io.writers import arrays, atomic, text
+
+    monkeypatch.setattr(atomic, "ABORT_WAIT", 0.2)
+    entered, release = threading.Event(), threading.Event()
+    calls = []
+
+    def stuck(*args, **kwargs):
+        calls.append(1)
+        entered.set()
+        release.wait(10)
+
+    target = OutputTarget(str(tmp_path / f"out.{kind}"), None)
+    if kind == "text":
+        monkeypatch.setattr(text, "write_frame", stuck)
+        writer: atomic.BackgroundWriter = text.TextWriter(target, "csv")
+    else:
+        writer = arrays.NpzSink(target, {"loss": (np.dtype(np.float64), (4,))})
+        monkeypatch.setattr(writer.writer, "write", stuck)
+    writer.put({"loss": np.zeros(4)} if kind == "npz" else object())
+    writer.put({"loss": np.zeros(4)} if kind == "npz" else object())  # queued: dropped by the abort
+    assert entered.wait(5)
+    started = time.perf_counter()
+    writer.abort()
+    assert 0.15 < time.perf_counter() - started < 2
+    target.abandon()
+    assert target.still_written and not target.stream.closed
+    assert list(tmp_path.iterdir()) == []
+    release.set()
+    assert writer.thread is not None
+    writer.thread.join(5)
+    assert not writer.thread.is_alive()
+    assert len(calls) == 1  # the queued item was dropped, never written
+    target.stream.close()
