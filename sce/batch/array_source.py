@@ -22,6 +22,7 @@ from sce.errors import DATA, DataProblem, OptionProblem, SceError
 from sce.io.arrays import ArrayDump, DumpRequest, read_dump
 from sce.io.arrays.dump import placed_in_dump
 from sce.io.arrays.mapped_rows import block_bounds, read_rows
+from sce.io.csv.columns import ColumnPlan
 from sce.io.signals import raise_if_interrupted
 from sce.io.writers.arrays import npz_layout
 from sce.io.writers.text import EncodedRows
@@ -110,6 +111,8 @@ class ArraySource:
         self.output_path, self.output_format = output
         self.denominators: MeanDenominators | None = None
         self.dump: ArrayDump | None = None
+        self.plan: ColumnPlan | None = None
+        self.size = 0
 
     def prepare(self) -> None:
         """The dump opened and checked, and the mean's denominators from its labels."""
@@ -142,6 +145,7 @@ class ArraySource:
         return self.size * rows // self.dump.shape[0]
 
     def text(self, block: ArrayBlock, result: SoftmaxCrossEntropyResult, rows: int) -> pl.DataFrame | EncodedRows:
+        assert self.plan is not None
         return text_output(block, self.plan, result, self.digits, self.output_format)
 
     def columns(self, block: ArrayBlock, result: SoftmaxCrossEntropyResult, rows: int) -> dict[str, Any]:
