@@ -24,7 +24,7 @@ from sce.batch.plain import PlainBlock
 from sce.batch.run import BatchRequest, BatchSummary, DenominatorTally, changed_between_passes, computed_blocks
 from sce.batch.text_of_arrays import array_plan, text_output
 from sce.batch.wide import WideBlock
-from sce.errors import DATA, DataProblem, OptionProblem, SceError, option
+from sce.errors import DataProblem, OptionProblem, option
 from sce.io.arrays import ArrayDump
 from sce.io.csv.columns import ColumnPlan
 from sce.io.signals import shielded, stopping_signals_handled
@@ -39,12 +39,7 @@ def run_array_batch(request: BatchRequest, on_progress: Progress | None = None) 
     assert request.arrays is not None
     started = time.perf_counter()
     with stopping_signals_handled():
-        try:
-            dump = read_inputs(request.arrays, request.options)
-        except SceError as error:
-            if type(error) is SceError:  # a file that cannot be opened: 1 in sce batch, as for a CSV input
-                error.exit_code = DATA
-            raise
+        dump = read_inputs(request.arrays, request.options)
         _refuse_output_over_inputs(request)
         denominators = mean_denominators(dump, request.options)
         summary = BatchSummary(

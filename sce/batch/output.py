@@ -20,7 +20,7 @@ import polars as pl
 from sce.batch.frames import write_frame
 from sce.batch.plain import PlainRows
 from sce.batch.wide import TextRows
-from sce.errors import DATA, DataProblem, OptionProblem, UsageProblem
+from sce.errors import DataProblem, OptionDataProblem, OptionProblem, UsageProblem
 from sce.io.signals import raise_if_interrupted, shielded
 
 
@@ -62,7 +62,7 @@ class OutputTarget:
             try:
                 self.stream = os.fdopen(os.dup(descriptor), "wb")
             except OSError as error:
-                raise OptionProblem("output_path", f"cannot write {self.path}: {_reason(error)}", DATA) from None
+                raise OptionDataProblem("output_path", f"cannot write {self.path}: {_reason(error)}") from None
             return
         self.written = os.path.realpath(self.path)
         self._check_destination(input_path)
@@ -76,7 +76,7 @@ class OutputTarget:
                     dir=directory, prefix=f".{os.path.basename(self.written)}.", suffix=".partial", delete=False
                 )
             except OSError as error:
-                raise OptionProblem("output_path", _cannot_create_in(directory, error), DATA) from None
+                raise OptionDataProblem("output_path", _cannot_create_in(directory, error)) from None
             self.temporary = handle.name
             self.stream = handle  # type: ignore[assignment]
 
@@ -91,9 +91,9 @@ class OutputTarget:
             raise OptionProblem("output_path", f"{self.path} is the input file; write the output to another file")
         if stat.S_ISREG(os.stat(self.written).st_mode) and not os.access(self.written, os.W_OK):
             # The rename needs only the folder's permission: it would replace a file one may not write.
-            raise OptionProblem(
+            raise OptionDataProblem(
                 "output_path", f"{self.path} is not writable (read-only, or not yours); make it writable or write "
-                "the output elsewhere", DATA
+                "the output elsewhere",
             )
 
     def _open_directly(self) -> BinaryIO:
@@ -101,7 +101,7 @@ class OutputTarget:
         try:
             return open(self.path, "wb")  # noqa: SIM115 (closed in finish/abandon)
         except OSError as error:
-            raise OptionProblem("output_path", f"cannot write {self.path}: {_reason(error)}", DATA) from None
+            raise OptionDataProblem("output_path", f"cannot write {self.path}: {_reason(error)}") from None
 
     def write_failure(self, error: OSError) -> DataProblem | OptionProblem:
         """A failed write, worded: which file, why, and that nothing was replaced."""
@@ -111,7 +111,7 @@ class OutputTarget:
         hint = "; free some space or write the output elsewhere" if full else ""
         if self.path is None:  # no -o to name
             return DataProblem(f"writing the output to stdout failed: {_reason(error)}{hint}")
-        return OptionProblem("output_path", f"writing the output {name} failed: {_reason(error)}{kept}{hint}", DATA)
+        return OptionDataProblem("output_path", f"writing the output {name} failed: {_reason(error)}{kept}{hint}")
 
     def finish(self) -> None:
         if self.path is None:

@@ -15,7 +15,7 @@ from sce.batch.frames import MeanDenominators, ParsedBlock, compute_block, outpu
 from sce.batch.output import BackgroundWriter, OutputTarget, spooled_copy
 from sce.batch.plain import PlainBlock, parse_plain_block, plain_rows
 from sce.batch.wide import WIDE_COLUMNS, WideBlock, parse_wide_block, wide_rows
-from sce.errors import DATA, DataProblem, OptionProblem, SceError, option
+from sce.errors import DataProblem, OptionDataProblem, SceError, option
 from sce.io.arrays.formats import is_regular_file
 from sce.io.csv.columns import ColumnPlan, plan_columns
 from sce.io.csv.records import Block, BlockReader, skip_leading_blank_lines, split_header
@@ -99,7 +99,7 @@ def open_input(path: str) -> BinaryIO:
     try:
         return open(path, "rb")  # noqa: SIM115 (closed by the caller)
     except OSError as error:
-        raise OptionProblem("input_path", f"cannot read {path}: {error.strerror}", DATA) from None
+        raise OptionDataProblem("input_path", f"cannot read {path}: {error.strerror}") from None
 
 
 def read_blocks(path: str, request: BatchRequest) -> Iterator[tuple[ColumnPlan, Block, BlockReader]]:

@@ -47,6 +47,7 @@ from sce.cli.declarations import (
     WeightOption,
     ZLossOption,
 )
+from sce.cli.exit_status import ExitStatus
 from sce.cli.file_request import file_request
 from sce.cli.stdout import stdout_console, write_stdout
 from sce.cli.typed_inputs import (
@@ -58,7 +59,7 @@ from sce.cli.typed_inputs import (
     parse_vector_input,
     run_core,
 )
-from sce.errors import UNGRADED, SceError, UsageProblem
+from sce.errors import UsageProblem
 from sce.number_text import split_numbers
 from sce.options import LossOptions
 
@@ -230,18 +231,13 @@ def _grade_answers(
 
         print_check(stdout_console(), checks, digits)
     if not all(c.passed for c in checks):
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.WRONG)
 
 
 def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_format: CheckFormat) -> None:
     from sce.grading.csv_file import check_file
 
-    try:
-        found = check_file(request, tol)
-    except SceError as error:
-        # 1 means "graded, and wrong": a file that could not be graded must differ (as diff and cmp do).
-        error.exit_code = UNGRADED
-        raise
+    found = check_file(request, tol)  # what stops the grading ends with UNGRADED (exit_status.py)
     if output_format is CheckFormat.json:
         from sce.render.json_format import dumps, file_check_document
 
@@ -251,7 +247,7 @@ def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_fo
 
         print_file_check(stdout_console(), found, digits)
     if not found.correct:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.WRONG)
 
 
 def _given(parameter: str) -> bool:

@@ -10,8 +10,9 @@ import typer
 
 from sce.cli.commandline import FLAG_OF_FIELD
 from sce.cli.declarations import CheckFormat
+from sce.cli.exit_status import ExitStatus
 from sce.cli.stdout import stdout_console, write_stdout
-from sce.errors import UNGRADED, UsageProblem
+from sce.errors import UsageProblem
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
@@ -127,9 +128,9 @@ def check_arrays(
 
         print_dtype_check(stdout_console(), found, digits, FLAG_OF_FIELD)
     if not found.judgeable:
-        raise typer.Exit(UNGRADED)  # neither right nor wrong: the type cannot hold the answer
+        raise typer.Exit(ExitStatus.UNGRADED)  # neither right nor wrong: the type cannot hold the answer
     if not found.correct:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.WRONG)
 
 
 def _check_with_progress(dump: ArrayDump, options: LossOptions, claimed: str) -> DtypeCheck:

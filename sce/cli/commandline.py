@@ -15,19 +15,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from typer import _click as click
+from typer._click.core import ParameterSource
 from typer.core import TyperCommand, TyperGroup, TyperOption
 from typer.exceptions import Abort
 
+from sce.cli.exit_status import ExitStatus, command_as_run, exit_status, signal_status
 from sce.errors import Interrupted, SceError
 
 # "-1", "-.5", "-3e-2", "-1,2,3", "-inf": a minus sign before a number, which
 # click would otherwise take for an option.
 _NEGATIVE_NUMBER = re.compile(r"-(\d|\.\d|inf\b|infinity\b)", re.IGNORECASE)
-
-#: Exit status after the reader of our output went away (as for SIGPIPE).
-BROKEN_PIPE = 141
-INTERRUPTED = 130
-INTERNAL_ERROR = 70
 
 #: The command line's name for each field a message can name (an OptionProblem's
 #: field, an errors.option() in any SceError): the core's inputs and options, the
@@ -78,7 +75,24 @@ FLAG_OF_FIELD = {
 }
 
 
-class NumbersCommand(TyperCommand):
+class SceCommand(TyperCommand):
+    """A command whose errors carry its name (and mode) to the reporter, which
+    finds their status in the one table of :mod:`.exit_status`."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SceError as error:
+            given = {
+                flag
+                for param in self.params
+                if param.name is not None and ctx.get_parameter_source(param.name) is not ParameterSource.DEFAULT
+                for flag in param.opts
+            }
+            raise _Escaped(error, command_as_run(ctx.info_name or "", given)) from None
+
+
+class NumbersCommand(SceCommand):
     """A command whose positional arguments are numbers, negative ones included.
 
     click reads any token that starts with "-" as an option, so ``sce grad -1 2``
@@ -119,9 +133,10 @@ class _Escaped(BaseException):
     """An error carried past typer, which would turn a KeyboardInterrupt into a
     silent exit 130 and a closed pipe into a silent exit 1."""
 
-    def __init__(self, error: BaseException) -> None:
+    def __init__(self, error: BaseException, command: str | None = None) -> None:
         super().__init__(error)
         self.error = error
+        self.command = command
 
 
 class SceGroup(TyperGroup):
@@ -151,34 +166,36 @@ class SceGroup(TyperGroup):
 
 def run_reporting_errors(run: Callable[[], Any]) -> int:
     """Run a command; turn any failure into one line on stderr and an exit status."""
+    command = None
     try:
         try:
             result = run()
             sys.stdout.flush()
             return result if isinstance(result, int) else 0
         except _Escaped as escaped:
+            command = escaped.command
             raise escaped.error from None
     except Interrupted as interrupted:
         if interrupted.name == "SIGPIPE":
             return _report_os_error(BrokenPipeError())
         _say(f"sce: interrupted ({interrupted.name})")
-        return interrupted.exit_code
+        return signal_status(interrupted.signum)
     except Exception as error:
         if os.environ.get("SCE_DEBUG") and not isinstance(
             error, SceError | click.exceptions.ClickException | Abort | OSError
         ):
             raise
-        return _report(error)
+        return _report(error, command)
     except KeyboardInterrupt:
         _say("sce: interrupted (SIGINT)")
-        return INTERRUPTED
+        return ExitStatus.INTERRUPTED
 
 
-def _report(error: Exception) -> int:
-    """One line on stderr for ``error``; its exit status."""
+def _report(error: Exception, command: str | None = None) -> int:
+    """One line on stderr for ``error``; its exit status in ``command`` (as :func:`command_as_run` names it)."""
     if isinstance(error, SceError):
         _say(f"sce: error: {error.worded(FLAG_OF_FIELD)}")
-        return error.exit_code
+        return exit_status(error, command)
     if isinstance(error, click.exceptions.ClickException | Abort):
         return _report_click(error)
     if isinstance(error, OSError):
@@ -187,13 +204,13 @@ def _report(error: Exception) -> int:
         f"sce: internal error: {type(error).__name__}: {error} "
         "(a bug in sce: please report it; SCE_DEBUG=1 shows the traceback)"
     )
-    return INTERNAL_ERROR
+    return ExitStatus.INTERNAL_ERROR
 
 
 def _report_click(error: click.exceptions.ClickException | Abort) -> int:
     if isinstance(error, Abort):
         _say("sce: interrupted (SIGINT)")
-        return INTERRUPTED
+        return ExitStatus.INTERRUPTED
     if isinstance(error, click.exceptions.NoArgsIsHelpError):
         return error.exit_code  # typer has printed the help already
     if isinstance(error, click.exceptions.UsageError):
@@ -212,14 +229,14 @@ def _report_os_error(error: OSError) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         with contextlib.suppress(OSError, ValueError):
             os.dup2(devnull, sys.stdout.fileno())
-        return BROKEN_PIPE
+        return ExitStatus.BROKEN_PIPE
     if getattr(error, "filename", None):
         _say(f"sce: error: {error.filename} {error.strerror or error}")
     elif error.errno in _WRITE_ERRORS:  # writing stdout: the one file without a name
         _say(f"sce: error: writing the output to stdout failed: {(error.strerror or str(error)).lower()}")
     else:
         _say(f"sce: error: {error.strerror or error}")
-    return 1
+    return ExitStatus.ERROR
 
 
 _WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)

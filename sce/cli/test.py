@@ -20,6 +20,7 @@ from sce.cli.declarations import (
     TemperatureOption,
     ZLossOption,
 )
+from sce.cli.exit_status import ExitStatus
 from sce.errors import UsageProblem
 
 #: The core's keyword for each loss option, as the user typed it (in messages about its value).
@@ -115,7 +116,7 @@ def test(
 
         print_report(stdout_console(), report, FLAG_OF_FIELD)
     if not report.passed:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.WRONG)
 
 
 def _as_flags(message: str) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sce.cli.commandline import say_warning
 from sce.cli.declarations import DType, ReductionChoice, SmoothingStyleChoice
-from sce.errors import DATA, OptionProblem, UsageProblem, option_problem
+from sce.errors import OptionDataProblem, OptionProblem, UsageProblem, option_problem
 from sce.number_text import (
     BEYOND_FLOAT64,
     EmptyField,
@@ -84,14 +84,14 @@ def read_logits_file(path: str, field: str = "logits_file") -> list[float]:
             if is_array_path(path) or array_suffix(head) is not None:
                 return read_vector(path)
             if os.path.getsize(path) > LOGITS_FILE_BYTES:
-                raise OptionProblem(field, _too_long(path), DATA)
+                raise OptionDataProblem(field, _too_long(path))
             with open(path, encoding="utf-8-sig") as handle:
                 text = handle.read()
     except OSError as error:
         raise OptionProblem(field, f"cannot read {path}: {error.strerror}") from None
     except UnicodeDecodeError as error:
         where = "stdin" if path == "-" else path
-        raise OptionProblem(field, f"{where} is not UTF-8 text (byte {error.start + 1})", DATA) from None
+        raise OptionDataProblem(field, f"{where} is not UTF-8 text (byte {error.start + 1})") from None
     return _numbers_in_text(text, path, field)
 
 
@@ -109,7 +109,7 @@ def _bounded_read(stream: Any, path: str, field: str) -> bytes:
         piece = piece if isinstance(piece, bytes) else piece.encode()
         total += len(piece)
         if total > LOGITS_FILE_BYTES:
-            raise OptionProblem(field, _too_long("stdin" if path == "-" else path), DATA)
+            raise OptionDataProblem(field, _too_long("stdin" if path == "-" else path))
         pieces.append(piece)
     return b"".join(pieces)
 
@@ -128,18 +128,18 @@ def _numbers_in_text(text: str, path: str, field: str) -> list[float]:
         try:
             tokens = split_numbers(line)
         except EmptyField as error:
-            raise OptionProblem(field, f"line {line_number}: {error}", DATA) from None
+            raise OptionDataProblem(field, f"line {line_number}: {error}") from None
         for token in tokens:
             value = read_number(token)
             if value is None:
                 problem = f"line {line_number}: {quoted_cell(token)} is not a number; the file holds numbers only"
-                raise OptionProblem(field, problem, DATA)
+                raise OptionDataProblem(field, problem)
             if beyond_float64(token, value):
                 problem = f"line {line_number}: {token} is beyond float64's range (±1.8e308)"
-                raise OptionProblem(field, problem, DATA)
+                raise OptionDataProblem(field, problem)
             values.append(value)
     if not values:
-        raise OptionProblem(field, f"{'stdin' if path == '-' else path} holds no numbers", DATA)
+        raise OptionDataProblem(field, f"{'stdin' if path == '-' else path} holds no numbers")
     return values
 
 
@@ -259,7 +259,7 @@ def run_core(vector: VectorInput, options: LossOptions) -> SoftmaxCrossEntropyRe
             problem = option_problem(error)
             if error.field == "logits" and vector.logits_field == "logits_file":
                 # Bad data in a file (status 1), named by the file's option, not LOGITS.
-                problem = OptionProblem("logits_file", problem.problem, DATA, column=error.column)
+                problem = OptionDataProblem("logits_file", problem.problem, column=error.column)
             raise problem from None
     for warning in caught:
         say_warning(str(warning.message))
