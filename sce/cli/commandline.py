@@ -19,61 +19,13 @@ from typer._click.core import ParameterSource
 from typer.core import TyperCommand, TyperGroup, TyperOption
 from typer.exceptions import Abort
 
+from sce.cli.declarations import FLAG_OF_FIELD
 from sce.cli.exit_status import ExitStatus, command_as_run, exit_status, signal_status
 from sce.errors import Interrupted, SceError
 
 # "-1", "-.5", "-3e-2", "-1,2,3", "-inf": a minus sign before a number, which
 # click would otherwise take for an option.
 _NEGATIVE_NUMBER = re.compile(r"-(\d|\.\d|inf\b|infinity\b)", re.IGNORECASE)
-
-#: The command line's name for each field a message can name (an OptionProblem's
-#: field, an errors.option() in any SceError): the core's inputs and options, the
-#: fields of a batch request and of sce test's configuration; a switch is keyed
-#: by the field and the value it sets ("has_header=False").
-FLAG_OF_FIELD = {
-    "logits": "LOGITS",
-    "labels": "--label",
-    "targets": "--target",
-    "weight": "--weight",
-    "label_smoothing": "--smoothing",
-    "temperature": "--temperature",
-    "reduction": "--reduction",
-    "dtype": "--dtype",
-    "ignore_index": "--ignore-index",
-    "softcap": "--softcap",
-    "z_loss": "--z-loss",
-    "smoothing_style": "--smoothing-style",
-    "input_path": "INPUT",
-    "logits_file": "--logits-file",
-    "output_path": "-o",
-    "label_col": "--label-col",
-    "logit_cols": "--logit-cols",
-    "target_cols": "--target-cols",
-    "grad_cols": "--grad-cols",
-    "loss_col": "--loss-col",
-    "encoding": "--encoding",
-    "delimiter": "--delimiter",
-    "has_header=False": "--no-header",
-    "delimiter=','": "--delimiter comma",
-    "delimiter='\\t'": "--delimiter tab",
-    "delimiter=';'": "--delimiter ';'",
-    "delimiter='|'": "--delimiter '|'",
-    "arrays": "--arrays",
-    "logits_path": "--logits",
-    "labels_path": "--labels",
-    "targets_path": "--targets",
-    "grad_path": "--grad",
-    "loss_path": "--loss",
-    "key_logits": "--key-logits",
-    "key_labels": "--key-labels",
-    "key_targets": "--key-targets",
-    "key_grad": "--key-grad",
-    "key_loss": "--key-loss",
-    "framework": "--framework",
-    "convention": "--convention",
-    "returns": "--returns",
-}
-
 
 class SceCommand(TyperCommand):
     """A command whose errors carry its name (and mode) to the reporter, which

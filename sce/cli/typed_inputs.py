@@ -10,11 +10,12 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from sce.cli.commandline import say_warning
-from sce.cli.declarations import DType, ReductionChoice, SmoothingStyleChoice
 from sce.errors import OptionDataProblem, OptionProblem, UsageProblem, option_problem
 from sce.number_text import (
     BEYOND_FLOAT64,
@@ -177,31 +178,14 @@ def parse_vector_input(
     return VectorInput(logits, None if label is None else parse_label(label), targets, source)
 
 
-def parse_loss_options(
-    *,
-    smoothing: float,
-    weight: str | None,
-    temperature: float,
-    reduction: ReductionChoice,
-    ignore_index: int,
-    dtype: DType,
-    softcap: float | None = None,
-    z_loss: float = 0.0,
-    smoothing_style: SmoothingStyleChoice = SmoothingStyleChoice.uniform,
-) -> LossOptions:
-    """The one options object every command builds (the core checks the values)."""
-    weights = None if weight is None else _weights(weight)
-    return LossOptions(
-        weight=None if weights is None else tuple(weights),
-        label_smoothing=smoothing,
-        ignore_index=ignore_index,
-        reduction=reduction.value,
-        temperature=temperature,
-        dtype=dtype.value,
-        softcap=softcap,
-        z_loss=z_loss,
-        smoothing_style=smoothing_style.value,
-    )
+def loss_options_from(given: Mapping[str, Any]) -> LossOptions:
+    """The one options object every command builds, from the loss options given on
+    its command line by field (the others keep LossOptions' defaults; the core
+    checks the values)."""
+    values = {field: value.value if isinstance(value, Enum) else value for field, value in given.items()}
+    if "weight" in values:
+        values["weight"] = tuple(_weights(values["weight"]))
+    return LossOptions(**values)
 
 
 def _weights(text: str) -> list[float]:
@@ -210,26 +194,6 @@ def _weights(text: str) -> list[float]:
     if text.startswith("@") and len(text) > 1:
         return read_logits_file(text[1:], "weight")
     return parse_numbers(text, "--weight")
-
-
-def command_loss_options() -> LossOptions:
-    """The running command's LossOptions, from the loss options it declares under the same
-    names as every computing command (declarations.py): one reading instead of nine keywords
-    in each command. click keeps them parsed, a choice as its string."""
-    from typer._click.globals import get_current_context  # typer 0.28 vendors click
-
-    params = get_current_context().params
-    return parse_loss_options(
-        smoothing=params["smoothing"],
-        weight=params["weight"],
-        temperature=params["temperature"],
-        reduction=ReductionChoice(params["reduction"]),
-        ignore_index=params["ignore_index"],
-        dtype=DType(params["dtype"]),
-        softcap=params["softcap"],
-        z_loss=params["z_loss"],
-        smoothing_style=SmoothingStyleChoice(params["smoothing_style"]),
-    )
 
 
 def check_class_counts(vector: VectorInput, options: LossOptions) -> None:
