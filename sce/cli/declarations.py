@@ -97,6 +97,7 @@ LOSS_PANEL = "The loss"
 TYPED_PANEL = "A student's typed answers"
 ARRAYS_PANEL = "An engineer's arrays"
 FILES_PANEL = "Files"
+FUNCTION_PANEL = "Your function"
 
 
 @dataclass(frozen=True)
@@ -206,19 +207,20 @@ LOGITS_FILE = Declared(
     TYPED_PANEL, show_default=False,
 )
 LABEL = Declared(
-    "labels", ("--label", "-l"), "The correct class, 0-based (as in PyTorch).", TYPED_PANEL, show_default=False
+    "labels", ("--label", "-l"), "The correct class, 0-based (as in PyTorch).", TYPED_PANEL,
+    show_default=False, parameter="label",
 )
 TARGET = Declared(
     "targets", ("--target", "-t"), "Probability targets P1,P2,... in place of --label.", TYPED_PANEL,
-    show_default=False,
+    show_default=False, parameter="target",
 )
 GRAD = Declared(
     "grad_path", ("--grad", "-g"), "Your gradient G1,G2,... to grade; with arrays, the gradient array's file.",
-    TYPED_PANEL, show_default=False,
+    TYPED_PANEL, show_default=False, parameter="grad",
 )
 LOSS = Declared(
     "loss_path", ("--loss",), "Your loss to grade; with arrays, the loss array's file.", TYPED_PANEL,
-    show_default=False,
+    show_default=False, parameter="loss",
 )
 
 # The files the commands read and write (sce batch, sce check --csv).
@@ -229,7 +231,7 @@ INPUT = Declared(
 )
 OUTPUT = Declared(
     "output_path", ("--output", "-o"), "Output file (default: stdout). Written whole or not at all.", FILES_PANEL,
-    spoken="-o",
+    spoken="-o", parameter="output",
 )
 LABEL_COL = Declared(
     "label_col", ("--label-col",), "The label column (default: 'label'; the last without a header).", FILES_PANEL
@@ -292,11 +294,11 @@ CLAIMED_DTYPE = Declared(
 # sce test's configuration of the function it grades.
 CONVENTION = Declared(
     "convention", ("--convention",),
-    "batch: f(logits N×K, labels N); row: f(logits K, label), once per row.", "Your function",
+    "batch: f(logits N×K, labels N); row: f(logits K, label), once per row.", FUNCTION_PANEL,
 )
-RETURNS = Declared("returns", ("--returns",), "What the function returns.", "Your function")
+RETURNS = Declared("returns", ("--returns",), "What the function returns.", FUNCTION_PANEL)
 FRAMEWORK = Declared(
-    "framework", ("--framework",), "Arrays as numpy, torch or jax (auto: from the file's imports).", "Your function"
+    "framework", ("--framework",), "Arrays as numpy, torch or jax (auto: from the file's imports).", FUNCTION_PANEL
 )
 
 #: Every record, in one place: the table of flags is made from it, and a test checks

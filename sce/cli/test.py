@@ -9,6 +9,7 @@ import typer
 
 from sce.cli.declarations import (
     FLAG_OF_FIELD,
+    FUNCTION_PANEL,
     REDUCTION,
     SMOOTHING,
     SMOOTHING_STYLE,
@@ -64,7 +65,12 @@ def test(
     convention: ConventionOption = Convention.batch,
     returns: ReturnsOption = Returns.loss_grad,
     targets: Annotated[
-        bool, typer.Option("--targets", help="The function takes probability targets (N×K) instead of labels.")
+        bool,
+        typer.Option(
+            "--targets",
+            help="The function takes probability targets (N×K) instead of labels.",
+            rich_help_panel=FUNCTION_PANEL,
+        ),
     ] = False,
     framework: FrameworkOption = Framework.auto,
     seed: Annotated[int, typer.Option("--seed", help="Varies the random cases.")] = 0,
