@@ -70,9 +70,9 @@ def _fields_named_by_raise_sites() -> set[str]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
                 continue
-            if node.func.id in ("OptionProblem", "OptionDataProblem") and node.args:
-                if isinstance(node.args[0], ast.Constant):
-                    fields.add(node.args[0].value)
+            named = node.func.id in ("OptionProblem", "OptionDataProblem") and node.args
+            if named and isinstance(node.args[0], ast.Constant):
+                fields.add(node.args[0].value)
             if node.func.id == "InvalidInput":
                 for keyword in node.keywords:
                     if keyword.arg == "field" and isinstance(keyword.value, ast.Constant):
