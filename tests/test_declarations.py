@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from sce.cli import app
 from sce.cli.application import COMMANDS
-from sce.cli.declarations import DECLARED, FLAG_OF_FIELD, LOSS_OPTIONS, Declared, flag_table
+from sce.cli.declarations import DECLARED, FLAG_OF_FIELD, LOSS_OPTIONS, Declared, flag_table, flags_of_command
 from sce.options import LossOptions
 
 PACKAGE = Path(__file__).parent.parent / "sce"
@@ -153,3 +153,17 @@ def test_a_loss_option_given_reaches_the_loss_and_one_left_out_keeps_its_default
     # the target column: 1 on the label without smoothing, 1 - ε + ε/K with it
     assert plain.stdout.splitlines()[2].split(",")[2] == "1.0"
     assert smoothed.stdout.splitlines()[2].split(",")[2].startswith("0.93333")
+
+
+def test_each_command_words_a_field_its_own_way():
+    assert flags_of_command(_command("batch").params)["input_path"] == "INPUT"
+    assert flags_of_command(_command("check").params)["input_path"] == "--csv"
+    assert flags_of_command(_command("grad").params)["labels"] == "--label"
+
+
+def test_sce_check_names_the_file_it_could_not_read_by_csv_and_sce_batch_by_input(tmp_path):
+    missing = str(tmp_path / "nope.csv")
+    check = runner.invoke(app, ["check", "--csv", missing, "--grad-cols", "grad_*"])
+    batch = runner.invoke(app, ["batch", missing, "-q"])
+    assert (check.exit_code, check.stderr) == (2, f"sce: error: --csv: cannot read {missing}: No such file or directory\n")
+    assert (batch.exit_code, batch.stderr) == (1, f"sce: error: INPUT: cannot read {missing}: No such file or directory\n")

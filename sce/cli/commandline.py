@@ -11,7 +11,7 @@ import errno
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from typer import _click as click
@@ -19,7 +19,7 @@ from typer._click.core import ParameterSource
 from typer.core import TyperCommand, TyperGroup, TyperOption
 from typer.exceptions import Abort
 
-from sce.cli.declarations import FLAG_OF_FIELD
+from sce.cli.declarations import FLAG_OF_FIELD, flags_of_command
 from sce.cli.exit_status import ExitStatus, command_as_run, exit_status, signal_status
 from sce.errors import Interrupted, SceError
 
@@ -41,7 +41,7 @@ class SceCommand(TyperCommand):
                 if param.name is not None and ctx.get_parameter_source(param.name) is not ParameterSource.DEFAULT
                 for flag in param.opts
             }
-            raise _Escaped(error, command_as_run(ctx.info_name or "", given)) from None
+            raise _Escaped(error, command_as_run(ctx.info_name or "", given), flags_of_command(self.params)) from None
 
 
 class NumbersCommand(SceCommand):
@@ -85,10 +85,13 @@ class _Escaped(BaseException):
     """An error carried past typer, which would turn a KeyboardInterrupt into a
     silent exit 130 and a closed pipe into a silent exit 1."""
 
-    def __init__(self, error: BaseException, command: str | None = None) -> None:
+    def __init__(
+        self, error: BaseException, command: str | None = None, flag_of: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(error)
         self.error = error
         self.command = command
+        self.flag_of = flag_of
 
 
 class SceGroup(TyperGroup):
@@ -118,14 +121,14 @@ class SceGroup(TyperGroup):
 
 def run_reporting_errors(run: Callable[[], Any]) -> int:
     """Run a command; turn any failure into one line on stderr and an exit status."""
-    command = None
+    command, flag_of = None, FLAG_OF_FIELD
     try:
         try:
             result = run()
             sys.stdout.flush()
             return result if isinstance(result, int) else 0
         except _Escaped as escaped:
-            command = escaped.command
+            command, flag_of = escaped.command, escaped.flag_of or FLAG_OF_FIELD
             raise escaped.error from None
     except Interrupted as interrupted:
         if interrupted.name == "SIGPIPE":
@@ -137,16 +140,17 @@ def run_reporting_errors(run: Callable[[], Any]) -> int:
             error, SceError | click.exceptions.ClickException | Abort | OSError
         ):
             raise
-        return _report(error, command)
+        return _report(error, command, flag_of)
     except KeyboardInterrupt:
         _say("sce: interrupted (SIGINT)")
         return ExitStatus.INTERRUPTED
 
 
-def _report(error: Exception, command: str | None = None) -> int:
-    """One line on stderr for ``error``; its exit status in ``command`` (as :func:`command_as_run` names it)."""
+def _report(error: Exception, command: str | None = None, flag_of: Mapping[str, str] = FLAG_OF_FIELD) -> int:
+    """One line on stderr for ``error``, its fields worded by ``flag_of``; its exit status
+    in ``command`` (as :func:`command_as_run` names it)."""
     if isinstance(error, SceError):
-        _say(f"sce: error: {error.worded(FLAG_OF_FIELD)}")
+        _say(f"sce: error: {error.worded(flag_of)}")
         return exit_status(error, command)
     if isinstance(error, click.exceptions.ClickException | Abort):
         return _report_click(error)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import Enum
 from typing import Annotated, Any, NamedTuple, Optional, TypeVar
 
@@ -258,7 +258,7 @@ DELIMITER = Declared(
 ENCODING = Declared("encoding", ("--encoding",), "The input's text encoding.", FILES_PANEL)
 CSV_INPUT = Declared(
     "input_path", ("--csv",), "Grade a file row by row instead (INPUT, or - for stdin).", FILES_PANEL,
-    spoken="INPUT", show_default=False, parameter="csv_input",
+    show_default=False, parameter="csv_input",
 )
 GRAD_COLS = Declared(
     "grad_cols", ("--grad-cols",), "With --csv: the gradient columns (a list or a glob such as 'grad_*').", FILES_PANEL
@@ -321,8 +321,21 @@ def flag_table(declared: Sequence[Declared]) -> dict[str, str]:
     return table
 
 
-#: Field → flag, for wording the library's messages (see :func:`sce.errors.worded`).
+#: Field → flag, for wording the library's messages (see :func:`sce.errors.worded`);
+#: where two commands spell a field two ways, the first record's (see :func:`flags_of_command`).
 FLAG_OF_FIELD: Mapping[str, str] = flag_table(DECLARED)
+
+
+def flags_of_command(params: Iterable[Any]) -> dict[str, str]:
+    """The flag table as one command spells it, given its click parameters: its own
+    records first (sce check reads the file it grades from --csv, sce batch from INPUT)."""
+    own = [
+        record
+        for param in params
+        for record in DECLARED
+        if param.name == record.parameter_name and set(record.flags) <= set(param.opts)
+    ]
+    return {**FLAG_OF_FIELD, **flag_table(own)}
 
 # The typed parameters the commands declare, one per record.
 LogitsArgument = Annotated[Optional[list[str]], LOGITS.argument()]
