@@ -167,3 +167,12 @@ def test_sce_check_names_the_file_it_could_not_read_by_csv_and_sce_batch_by_inpu
     batch = runner.invoke(app, ["batch", missing, "-q"])
     assert (check.exit_code, check.stderr) == (2, f"sce: error: --csv: cannot read {missing}: No such file or directory\n")
     assert (batch.exit_code, batch.stderr) == (1, f"sce: error: INPUT: cannot read {missing}: No such file or directory\n")
+
+
+def test_the_examples_in_the_docstrings_run():
+    import doctest
+
+    from sce.cli import declarations
+
+    assert doctest.testmod(declarations).attempted >= 2
+    assert doctest.testmod(declarations).failed == 0

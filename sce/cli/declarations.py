@@ -312,7 +312,14 @@ DECLARED: tuple[Declared, ...] = (
 
 def flag_table(declared: Sequence[Declared]) -> dict[str, str]:
     """The command line's name for each field a message can name, and for each value
-    it spells its own way (keyed ``"field=repr(value)"``, as :func:`sce.errors.worded` reads it)."""
+    it spells its own way (keyed ``"field=repr(value)"``, as :func:`sce.errors.worded` reads it).
+
+    Examples
+    --------
+    >>> table = flag_table([SMOOTHING, NO_HEADER])
+    >>> table["label_smoothing"], table["has_header=False"]
+    ('--smoothing', '--no-header')
+    """
     table: dict[str, str] = {}
     for record in declared:
         table.setdefault(record.field, record.name.removesuffix("..."))

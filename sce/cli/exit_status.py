@@ -85,8 +85,27 @@ def exit_status(error: SceError, command: str | None = None) -> ExitStatus:
 
 
 def command_as_run(name: str, given: Collection[str]) -> str:
-    """The command's name, and its mode where STATUS_IN_COMMAND has one: ``"check --csv"``
-    for ``sce check --csv …``. ``given`` holds the flags on the command line."""
+    """The command's name, and its mode where STATUS_IN_COMMAND has one.
+
+    Parameters
+    ----------
+    name
+        The command's name, as typed (``"check"``).
+    given
+        The flags given on the command line (not left to their defaults).
+
+    Returns
+    -------
+    str
+        ``"check --csv"`` for ``sce check --csv …``, else the name alone.
+
+    Examples
+    --------
+    >>> command_as_run("check", {"--csv", "--grad-cols"})
+    'check --csv'
+    >>> command_as_run("check", {"--arrays"})
+    'check'
+    """
     for command, _kind in STATUS_IN_COMMAND:
         words = command.split()
         if words[0] == name and len(words) > 1 and words[1] in given:
