@@ -299,6 +299,8 @@ RETURNS = Declared("returns", ("--returns",), "What the function returns.", FUNC
 FRAMEWORK = Declared(
     "framework", ("--framework",), "Arrays as numpy, torch or jax (auto: from the file's imports).", FUNCTION_PANEL
 )
+SEED = Declared("seed", ("--seed",), "Varies the random cases.", FUNCTION_PANEL)
+TIMEOUT = Declared("timeout", ("--timeout",), "Seconds each case may take.", FUNCTION_PANEL)
 
 #: Every record, in one place: the table of flags is made from it, and a test checks
 #: that each appears in its commands' --help, in its panel.
@@ -306,7 +308,7 @@ DECLARED: tuple[Declared, ...] = (
     *LOSS_OPTIONS, LOGITS, LOGITS_FILE, LABEL, TARGET, GRAD, LOSS,
     INPUT, OUTPUT, LABEL_COL, LOGIT_COLS, TARGET_COLS, NO_HEADER, DELIMITER, ENCODING, CSV_INPUT, GRAD_COLS, LOSS_COL,
     ARRAYS, LOGITS_PATH, LABELS_PATH, TARGETS_PATH, KEY_LOGITS, KEY_LABELS, KEY_TARGETS, KEY_GRAD, KEY_LOSS,
-    CLAIMED_DTYPE, CONVENTION, RETURNS, FRAMEWORK,
+    CLAIMED_DTYPE, CONVENTION, RETURNS, FRAMEWORK, SEED, TIMEOUT,
 )
 
 

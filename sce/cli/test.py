@@ -11,10 +11,12 @@ from sce.cli.declarations import (
     FLAG_OF_FIELD,
     FUNCTION_PANEL,
     REDUCTION,
+    SEED,
     SMOOTHING,
     SMOOTHING_STYLE,
     SOFTCAP,
     TEMPERATURE,
+    TIMEOUT,
     Z_LOSS,
     CheckFormat,
     Convention,
@@ -29,12 +31,6 @@ from sce.cli.exit_status import ExitStatus
 from sce.cli.typed_inputs import loss_options_from
 from sce.errors import UsageProblem
 from sce.options import LossOptions
-
-#: The core's keyword for each loss option, as the user typed it (in messages about its value).
-_FLAGS = {
-    "timeout=": "--timeout ",
-    "seed=": "--seed ",
-}
 
 
 def graded_loss(given: Mapping[str, Any]) -> LossOptions:
@@ -73,8 +69,8 @@ def test(
         ),
     ] = False,
     framework: FrameworkOption = Framework.auto,
-    seed: Annotated[int, typer.Option("--seed", help="Varies the random cases.")] = 0,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds each case may take.")] = 3.0,
+    seed: Annotated[int, SEED.option()] = 0,
+    timeout: Annotated[float, TIMEOUT.option()] = 3.0,
     output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="table or json.")] = CheckFormat.table,
     *,
     options: LossOptions,
@@ -135,9 +131,10 @@ def test(
 
 
 def _as_flags(message: str) -> str:
-    for keyword, flag in _FLAGS.items():
-        if message.startswith(keyword):
-            return flag + message[len(keyword) :]
+    """check_implementation's "timeout=0.0: …" as the command line's "--timeout 0.0: …"."""
+    keyword, equals, rest = message.partition("=")
+    if equals and keyword in (SEED.field, TIMEOUT.field):
+        return f"{FLAG_OF_FIELD[keyword]} {rest}"
     return message
 
 
