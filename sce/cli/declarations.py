@@ -96,6 +96,9 @@ TYPED_PANEL = "A student's typed answers"
 ARRAYS_PANEL = "An engineer's arrays"
 FILES_PANEL = "Files"
 FUNCTION_PANEL = "Your function"
+#: typer's own panel for the positional arguments: given to an option panel's name instead,
+#: they would stand in a second box of that name, apart from its options.
+ARGUMENTS_PANEL = "Arguments"
 
 
 class Declared(NamedTuple):
@@ -197,7 +200,7 @@ LOSS_OPTIONS = (SMOOTHING, WEIGHT, TEMPERATURE, SOFTCAP, Z_LOSS, SMOOTHING_STYLE
 # One vector of logits and its target, typed (sce grad, sce check).
 LOGITS = Declared(
     "logits", (), "The logits z, as separate numbers (2 3 4) or one list (2,3,4). Negative numbers work as typed.",
-    TYPED_PANEL, spoken="LOGITS...",
+    ARGUMENTS_PANEL, spoken="LOGITS...",
 )
 LOGITS_FILE = Declared(
     "logits_file", ("--logits-file",),
@@ -226,7 +229,7 @@ LOSS = Declared(
 INPUT = Declared(
     "input_path", (),
     "A CSV or TSV file, or - for stdin; or arrays (.npz, .npy, .safetensors, .parquet, .arrow, .pt).",
-    FILES_PANEL, spoken="INPUT",
+    ARGUMENTS_PANEL, spoken="INPUT",
 )
 OUTPUT = Declared(
     "output_path", ("--output", "-o"), "Output file (default: stdout). Written whole or not at all.", FILES_PANEL,
