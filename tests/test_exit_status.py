@@ -156,3 +156,11 @@ def test_bad_data_is_1_in_sce_check_arrays_and_2_in_sce_check_csv(dump):
     csv = runner.invoke(app, ["check", "--csv", str(dump / "bad.csv"), "--grad-cols", "grad_*"])
     assert csv.exit_code == 2
     assert csv.stderr.startswith("sce: error: line 2, column z1: 'x' is not a number")
+
+
+def test_the_table_of_kinds_for_the_docs_says_what_each_kind_is_and_where_its_status_differs():
+    rows = {name: (what, status, elsewhere) for name, what, status, elsewhere in exit_status.kind_table()}
+    assert set(rows) == {kind.__name__ for kind in STATUS_OF_KIND}
+    assert all(what for what, _, _ in rows.values())
+    assert rows["OptionDataProblem"][1:] == (1, {"check --csv": 2})
+    assert rows["UsageProblem"][1:] == (2, {})

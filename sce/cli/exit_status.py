@@ -74,14 +74,19 @@ def exit_status(error: SceError, command: str | None = None) -> ExitStatus:
     >>> int(exit_status(DataProblem("line 2: 'x' is not a number"), "check --csv"))
     2
     """
-    kinds = [kind for kind in type(error).__mro__ if issubclass(kind, SceError)]
-    for kind in kinds:
-        if command is not None and (command, kind) in STATUS_IN_COMMAND:
-            return STATUS_IN_COMMAND[command, kind]
-    for kind in kinds:
-        if kind in STATUS_OF_KIND:
-            return STATUS_OF_KIND[kind]
-    raise LookupError(f"{type(error).__name__} has no exit status")  # pragma: no cover - guarded by a test
+    return status_of_kind(type(error), command)
+
+
+def status_of_kind(kind: type[SceError], command: str | None = None) -> ExitStatus:
+    """The status of an error of ``kind`` in ``command``: see :func:`exit_status`."""
+    kinds = [base for base in kind.__mro__ if issubclass(base, SceError)]
+    for base in kinds:
+        if command is not None and (command, base) in STATUS_IN_COMMAND:
+            return STATUS_IN_COMMAND[command, base]
+    for base in kinds:
+        if base in STATUS_OF_KIND:
+            return STATUS_OF_KIND[base]
+    raise LookupError(f"{kind.__name__} has no exit status")  # pragma: no cover - guarded by a test
 
 
 def command_as_run(name: str, given: Collection[str]) -> str:
@@ -122,6 +127,27 @@ def status_table() -> list[tuple[int, str, str]]:
     (0, 'SUCCESS', 'success (for sce check and sce test: every answer right)')
     """
     return [(int(status), name, MEANING[name]) for name, status in ExitStatus.__members__.items()]
+
+
+def kind_table() -> list[tuple[str, str, int, dict[str, int]]]:
+    """Every kind of error as (name, what it is, its status, {command: its own status there,
+    where that differs}), for the docs' table of errors.
+
+    Examples
+    --------
+    >>> rows = {name: (status, elsewhere) for name, _, status, elsewhere in kind_table()}
+    >>> rows["UnreadableFile"], rows["DataProblem"]
+    ((2, {'batch': 1}), (1, {'check --csv': 2}))
+    """
+    commands = dict.fromkeys(command for command, _ in STATUS_IN_COMMAND)
+    rows = []
+    for kind, status in STATUS_OF_KIND.items():
+        elsewhere = {
+            command: int(own) for command in commands if (own := status_of_kind(kind, command)) != status
+        }
+        what = " ".join((kind.__doc__ or "").split("\n\n")[0].split())
+        rows.append((kind.__name__, what, int(status), elsewhere))
+    return rows
 
 
 #: What each status says, by its name (two names share 1, and two share 2).
