@@ -4,7 +4,8 @@ The library raises errors by kind (:mod:`sce.errors`) and knows no status;
 here the command line gives each kind one, as httpie's ``status.py`` does.
 Where a command gives a kind another status than the rest, that is a row of
 :data:`STATUS_IN_COMMAND`, not an ``except`` that rewrites it. The docs'
-table of statuses is generated from :func:`status_table`.
+tables of statuses and of errors are made from :func:`status_table` and
+:func:`kind_table`.
 """
 
 from __future__ import annotations
