@@ -176,3 +176,12 @@ def test_the_examples_in_the_docstrings_run():
 
     assert doctest.testmod(declarations).attempted >= 2
     assert doctest.testmod(declarations).failed == 0
+
+
+def test_the_defaults_help_shows_are_loss_options_own():
+    text = runner.invoke(app, ["grad", "--help"], env={"COLUMNS": "250", "NO_COLOR": "1"}).stdout
+    defaults = LossOptions()
+    for flag, value in (("--temperature", "1.0"), ("--reduction", "none"), ("--ignore-index", "-100")):
+        line = next(line for line in text.splitlines() if f"│ {flag} " in line)
+        assert f"[default: ({value})]" in line, line
+    assert (defaults.temperature, defaults.reduction, defaults.ignore_index) == (1.0, "none", -100)
