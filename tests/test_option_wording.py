@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from sce.batch.run import BatchRequest, run_batch
 from sce.cli import app
-from sce.cli.commandline import FLAG_OF_FIELD, run_reporting_errors
+from sce.cli.commandline import run_reporting_errors
+from sce.cli.declarations import FLAG_OF_FIELD
 from sce.cli.exit_status import exit_status
 from sce.errors import DataProblem, OptionProblem, SceError, UsageProblem, option, worded
 from sce.loss import InvalidInput, softmax_cross_entropy

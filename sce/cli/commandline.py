@@ -19,7 +19,6 @@ from typer._click.core import ParameterSource
 from typer.core import TyperCommand, TyperGroup, TyperOption
 from typer.exceptions import Abort
 
-from sce.cli.declarations import FLAG_OF_FIELD, flags_of_command
 from sce.cli.exit_status import ExitStatus, command_as_run, exit_status, signal_status
 from sce.errors import Interrupted, SceError
 
@@ -35,6 +34,9 @@ class SceCommand(TyperCommand):
         try:
             return super().invoke(ctx)
         except SceError as error:
+            # Only on the way to an error: sce --version and --help load no declarations.
+            from sce.cli.declarations import flags_of_command
+
             given = {
                 flag
                 for param in self.params
@@ -121,14 +123,15 @@ class SceGroup(TyperGroup):
 
 def run_reporting_errors(run: Callable[[], Any]) -> int:
     """Run a command; turn any failure into one line on stderr and an exit status."""
-    command, flag_of = None, FLAG_OF_FIELD
+    command: str | None = None
+    flag_of: Mapping[str, str] | None = None
     try:
         try:
             result = run()
             sys.stdout.flush()
             return result if isinstance(result, int) else 0
         except _Escaped as escaped:
-            command, flag_of = escaped.command, escaped.flag_of or FLAG_OF_FIELD
+            command, flag_of = escaped.command, escaped.flag_of
             raise escaped.error from None
     except Interrupted as interrupted:
         if interrupted.name == "SIGPIPE":
@@ -146,10 +149,15 @@ def run_reporting_errors(run: Callable[[], Any]) -> int:
         return ExitStatus.INTERRUPTED
 
 
-def _report(error: Exception, command: str | None = None, flag_of: Mapping[str, str] = FLAG_OF_FIELD) -> int:
-    """One line on stderr for ``error``, its fields worded by ``flag_of``; its exit status
-    in ``command`` (as :func:`command_as_run` names it)."""
+def _report(error: Exception, command: str | None = None, flag_of: Mapping[str, str] | None = None) -> int:
+    """One line on stderr for ``error``, its fields worded by ``flag_of`` (the command's, else
+    every command's :data:`~sce.cli.declarations.FLAG_OF_FIELD`); its exit status in ``command``
+    (as :func:`command_as_run` names it)."""
     if isinstance(error, SceError):
+        if flag_of is None:
+            from sce.cli.declarations import FLAG_OF_FIELD
+
+            flag_of = FLAG_OF_FIELD
         _say(f"sce: error: {error.worded(flag_of)}")
         return exit_status(error, command)
     if isinstance(error, click.exceptions.ClickException | Abort):
