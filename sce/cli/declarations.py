@@ -403,6 +403,16 @@ def bundled(
     ``given_into`` names a keyword that receives the set of fields given, for a command
     whose default depends on the input (sce check --arrays' reduction); ``changes``,
     per field, another help text or default shown for one command.
+
+    Examples
+    --------
+    >>> @bundled([TEMPERATURE, REDUCTION], dict, into="options")
+    ... def show(*, options):
+    ...     return options
+    >>> list(inspect.signature(show).parameters)
+    ['temperature', 'reduction']
+    >>> show(temperature=2.0, reduction=None)
+    {'temperature': 2.0}
     """
 
     def decorate(command: Command) -> Command:
