@@ -9,7 +9,16 @@ import typer
 
 from sce.cli.commandline import say_warning
 from sce.cli.declarations import (
+    DELIMITER,
+    ENCODING,
+    KEY_LABELS,
+    KEY_LOGITS,
+    KEY_TARGETS,
+    LABEL_COL,
+    LOGIT_COLS,
     LOSS_OPTIONS,
+    NO_HEADER,
+    TARGET_COLS,
     ArraysOption,
     BatchFormat,
     DelimiterOption,
@@ -206,12 +215,12 @@ def _refuse_csv_options(
     encoding: str,
 ) -> None:
     for name, given, instead in (
-        ("--label-col", label_col is not None, "; name the labels array with --key-labels"),
-        ("--logit-cols", logit_cols is not None, "; name the logits array with --key-logits"),
-        ("--target-cols", target_cols is not None, "; name the targets array with --key-targets"),
-        ("--no-header", no_header, ""),
-        ("--delimiter", delimiter is not None, ""),
-        ("--encoding", encoding != "utf-8", ""),
+        (LABEL_COL.name, label_col is not None, f"; name the labels array with {KEY_LABELS.name}"),
+        (LOGIT_COLS.name, logit_cols is not None, f"; name the logits array with {KEY_LOGITS.name}"),
+        (TARGET_COLS.name, target_cols is not None, f"; name the targets array with {KEY_TARGETS.name}"),
+        (NO_HEADER.name, no_header, ""),
+        (DELIMITER.name, delimiter is not None, ""),
+        (ENCODING.name, encoding != "utf-8", ""),
     ):
         if given:
             raise UsageProblem(f"{name} goes with a CSV input, not with arrays{instead}")

@@ -8,7 +8,12 @@ import typer
 
 from sce.cli.check_arrays import ARRAY_ROLES, check_arrays, refuse_array_options, refuse_typed_inputs
 from sce.cli.declarations import (
+    GRAD_COLS,
+    LABEL_COL,
+    LOGIT_COLS,
+    LOSS_COL,
     LOSS_OPTIONS,
+    TARGET_COLS,
     TYPED_PANEL,
     ArraysOption,
     CheckFormat,
@@ -161,11 +166,11 @@ def check(
         _grade_file(request, tol, digits, output_format)
         return
     for name, value in (
-        ("--grad-cols", grad_cols),
-        ("--loss-col", loss_col),
-        ("--label-col", label_col),
-        ("--logit-cols", logit_cols),
-        ("--target-cols", target_cols),
+        (GRAD_COLS.name, grad_cols),
+        (LOSS_COL.name, loss_col),
+        (LABEL_COL.name, label_col),
+        (LOGIT_COLS.name, logit_cols),
+        (TARGET_COLS.name, target_cols),
     ):
         if value is not None:
             raise UsageProblem(f"{name} goes with --csv INPUT")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from sce.cli.declarations import FLAG_OF_FIELD, CheckFormat, ClaimedDType
+from sce.cli.declarations import CLAIMED_DTYPE, FLAG_OF_FIELD, LABELS_PATH, TARGETS_PATH, CheckFormat, ClaimedDType
 from sce.cli.exit_status import ExitStatus
 from sce.cli.stdout import stdout_console, write_stdout
 from sce.errors import UsageProblem
@@ -31,7 +31,7 @@ def refuse_typed_inputs(logits: list[str] | None, csv_input: str | None, label: 
 
 
 def refuse_array_options(labels: str | None, targets: str | None, claimed: ClaimedDType | None) -> None:
-    for name, value in (("--labels", labels), ("--targets", targets), ("--claimed-dtype", claimed)):
+    for name, value in ((LABELS_PATH.name, labels), (TARGETS_PATH.name, targets), (CLAIMED_DTYPE.name, claimed)):
         if value is not None:
             raise UsageProblem(f"{name} goes with --arrays FILE or --logits FILE")
 
