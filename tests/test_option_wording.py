@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sce.batch.run import BatchRequest, run_batch
+from sce.batch import BatchRequest, run_batch
 from sce.cli import app
 from sce.cli.commandline import run_reporting_errors
 from sce.cli.declarations import FLAG_OF_FIELD

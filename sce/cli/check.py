@@ -228,8 +228,10 @@ def _grade_answers(
 
 def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_format: CheckFormat) -> None:
     from sce.grading.csv_file import check_file
+    from sce.io.signals import stopping_signals_handled
 
-    found = check_file(request, tol)  # what stops the grading ends with UNGRADED (exit_status.py)
+    with stopping_signals_handled():
+        found = check_file(request, tol)  # what stops the grading ends with UNGRADED (exit_status.py)
     if output_format is CheckFormat.json:
         from sce.render.json_format import dumps, file_check_document
 
