@@ -16,16 +16,7 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from sce.loss import row_blocks
 from sce.loss.language_model import LanguageModelScale, log_sum_exp, reduced_z_loss, z_losses_of
-from sce.loss.log_softmax import (
-    Capped,
-    LogSoftmax,
-    Workspace,
-    flat,
-    flat_indices,
-    log_softmax,
-    shift_is_exact,
-    soft_capped,
-)
+from sce.loss.log_softmax import LogSoftmax, Workspace, log_softmax, shift_is_exact
 from sce.loss.reduction import (
     GradientScale,
     overflowing_rows,
@@ -35,6 +26,8 @@ from sce.loss.reduction import (
     warn_about_overflowing_gradients,
 )
 from sce.loss.result import InvalidInput, Layout, SoftmaxCrossEntropyResult
+from sce.loss.row_blocks import flat, flat_indices
+from sce.loss.softcap import Capped, soft_capped
 from sce.loss.target_kinds import HardLabels, OffTargetLabels, SoftTargets, Terms
 from sce.loss.targets import smoothing_masses
 from sce.loss.validation import (

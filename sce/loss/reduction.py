@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from sce.loss.log_softmax import _two_product
+from sce.loss.exact_arithmetic import two_product
 from sce.loss.result import LossWarning
 from sce.options import LossOptions
 
@@ -50,7 +50,7 @@ def weighted_total(counts: np.ndarray, weight_vec: np.ndarray) -> float:
     if (w == 1).all():
         return float(counts.sum())
     with np.errstate(all="ignore"):
-        high, low = _two_product(w, n)
+        high, low = two_product(w, n)
     # Veltkamp's split overflows for weights beyond about 1e300: there the product is taken as rounded.
     low = np.where(np.isfinite(low), low, 0.0)
     if not np.isfinite(high).all():
