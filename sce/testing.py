@@ -202,7 +202,7 @@ def assert_cross_entropy_close(
     z_loss, smoothing_style. Torch and JAX arrays are converted through numpy. Raises
     AssertionError with the report, ValueError for arrays that do not fit together."""
     from sce.errors import SceError
-    from sce.grading.dump.by_dtype import check_dump
+    from sce.grading.dump.check import check_dump
     from sce.io.arrays.dump import FLOAT_NAMES, float_name
 
     unknown = sorted(set(options) - set(_ASSERT_OPTIONS))

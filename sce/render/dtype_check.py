@@ -13,7 +13,7 @@ from sce.render.grid import Column, Grid, print_grid
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from sce.grading.dump.by_dtype import DtypeCheck, QuantityVerdict
+    from sce.grading.dump.verdict import DtypeCheck, QuantityVerdict
 
 BAR_WIDTH = 30
 
@@ -37,7 +37,7 @@ class HistogramRow:
 def histogram_rows(verdict: QuantityVerdict) -> list[HistogramRow]:
     """Per octave of ulps: below 1 ulp, [1, 2), [2, 4)…, and the entries that are not finite;
     empty octaves left out."""
-    from sce.grading.dump.by_dtype import EDGES
+    from sce.grading.dump.histogram import EDGES
 
     counts = verdict.counts
     first_one = int((EDGES < 1).sum())
