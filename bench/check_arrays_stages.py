@@ -1,6 +1,6 @@
 """Where `sce check --arrays` spends its time: ns per entry of each stage of the verdict's pass,
 in one process, on blocks of a float32 .npy dump (bench/check_arrays_large.py --keep DIR
-writes one), each stage the way it was and the way it is.
+writes one), each stage by the plain numpy way and by the faster way sce takes.
 
     python bench/check_arrays_stages.py DIR [--blocks 16] [--repeats 3]
 
@@ -8,8 +8,8 @@ Stages are timed block by block over the first --blocks blocks (2^20 entries eac
 best and the median of --repeats runs, interleaved, in CPU time (user + system: the
 kernel's zeroing of fresh pages counts, a busy machine's other work does not); the whole
 pass with the dense coefficients and with the sparse labels' path. (What keeping the heap
-saves is measured by whole processes, bench/check_arrays_large.py against main: inside
-one process glibc's thresholds depend on what ran before.)
+saves is measured by whole processes, bench/check_arrays_large.py with and without it:
+inside one process glibc's thresholds depend on what ran earlier.)
 """
 
 from __future__ import annotations

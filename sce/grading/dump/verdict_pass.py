@@ -48,9 +48,9 @@ from sce.loss import InvalidInput
 from sce.options import LossOptions
 
 #: Blocks graded at once, in threads (at most WORKERS + 1 blocks in memory, about 40 MB each). Two
-#: where there are two cores: once freed pages stopped being faulted in afresh (arrays.heap), two
-#: threads measured 20–35 % faster even on the busy development machine (README, Large dumps); the
-#: verdict is the same (see the tests).
+#: where there are two cores: numpy lets go of the interpreter lock in its loops, and with freed
+#: pages kept in the heap (:mod:`sce.io.arrays.heap`) two threads grade 20–35 % faster than one
+#: on two cores; the verdict is the same (see the tests).
 WORKERS = min(2, os.cpu_count() or 1)
 #: Entries of a slice of a block graded at once (labels without smoothing): its float64 arrays,
 #: 2 MB each, stay in the cache from one step to the next.
@@ -137,7 +137,7 @@ class BlockJob:
         start, stop = bounds
         sparse = SPARSE_LABELS and sparse_labels.applies(self.dump.labels, self.options)
         # Rows are graded in slices whose arrays stay in the cache; the results are row by row
-        # (the reduced loss's sums are taken over the whole block, as before).
+        # (the reduced loss's sums are taken over the whole block, as without slices).
         step = max(1, SLICE_ENTRIES // max(1, self.dump.shape[1])) if sparse else stop - start
         slices = [self._slice(first, min(first + step, stop), sparse) for first in range(start, stop, step)]
         gradients = [piece.gradient for piece in slices if piece.gradient is not None]
