@@ -8,7 +8,7 @@ Stages are timed block by block over the first --blocks blocks (2^20 entries eac
 best and the median of --repeats runs, interleaved, in CPU time (user + system: the
 kernel's zeroing of fresh pages counts, a busy machine's other work does not); the whole
 pass with the dense coefficients and with the sparse labels' path. (What keeping the heap
-saves is measured by whole processes, bench/check_arrays_large.py with and without it:
+saves is measured by whole processes, bench/check_arrays_large.py run on two checkouts:
 inside one process glibc's thresholds depend on what ran earlier.)
 """
 
