@@ -77,7 +77,34 @@ def log_softmax(
 ) -> LogSoftmax:
     """Row-wise log-softmax of z / T, accurate to a few ulp even far from the maximum.
 
-    ``argmax`` is each row's first maximal logit and ``max_logit`` that logit.
+    Parameters
+    ----------
+    z : numpy.ndarray
+        A row-major block of logits (N×K), float32 or float64; with ``capped``, the high parts
+        of the capped logits.
+    max_logit : numpy.ndarray
+        Each row's largest logit M (N).
+    argmax : numpy.ndarray
+        Each row's first maximal logit's class (N).
+    temperature : float
+        T > 0: the logits are divided by it after the shift.
+    workspace : Workspace, optional
+        Buffers for the N×K results, reused block after block (the results live in them until
+        the next block).
+    capped : Capped, optional
+        The soft-capped logits' parts (:mod:`sce.loss.softcap`): the shift is then that of all
+        their parts.
+    exact_shift : bool
+        Every z - M is known to be exact (:func:`shift_is_exact`): with T = 1 and no cap,
+        TwoSum is skipped.
+
+    Returns
+    -------
+    LogSoftmax
+        The shifted logits and their rounding errors, the exponentials, S and log1p(S).
+
+    Notes
+    -----
     Four choices keep the last digits:
 
     * The shift comes before the scaling: (z - M) / T, never z / T - M / T,
@@ -96,13 +123,22 @@ def log_softmax(
       dropped rather than turned into NaN.
 
     Every step is row by row: a block of rows gives the same bits as the
-    whole (for row-major z). With a ``workspace`` the N×K results live in its
-    buffers, until the next block.
+    whole (for row-major z).
 
-    ``capped``: where the logits are soft-capped, z is the high part of the
-    capped logits (:class:`Capped`), so that the shift is that of all their parts.
-    ``exact_shift``: every z - M is known to be exact (:func:`shift_is_exact`), so
-    that TwoSum would find no error; with T = 1 and no cap it is not looked for.
+    The shifted log-sum-exp and its error analysis are those of P. Blanchard, D. J. Higham and
+    N. J. Higham, "Accurately computing the log-sum-exp and softmax functions", IMA Journal of
+    Numerical Analysis 41 (2021); TwoSum is Knuth's (after Møller), TwoProduct Dekker's
+    (:mod:`sce.loss.exact_arithmetic`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z = np.array([[2.0, 3.0, 4.0]])
+    >>> result = log_softmax(z, z.max(axis=1), z.argmax(axis=1))
+    >>> [round(float(v), 4) for v in np.exp(result.log_probabilities()[0])]
+    [0.09, 0.2447, 0.6652]
+    >>> float(log_softmax(np.array([[0.0, 40.0]]), np.array([40.0]), np.array([1])).log_sum[0])
+    4.248354255291589e-18
     """
     difference, virtual, rounding, exp = workspace.for_rows(len(z)) if workspace else (None, None, None, None)
     at_max = flat_indices(argmax, z.shape[1])

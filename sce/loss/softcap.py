@@ -99,13 +99,42 @@ class Capped:
 def soft_capped(z: np.ndarray, cap: float, temperature: float = 1.0) -> Capped:
     """c·tanh(z/c) for each logit of a row-major block, as :class:`Capped`.
 
+    Parameters
+    ----------
+    z : numpy.ndarray
+        A row-major block of logits (N×K), float32 or float64; -inf marks a masked logit.
+    cap : float
+        c > 0.
+    temperature : float
+        T, which the capped logits are divided by later: it decides where the low part needs
+        a second part (a few ulp of it over T would show in exp((a_j - a_m)/T)).
+
+    Returns
+    -------
+    Capped
+        The capped logits as high + low (+ lower), and tanh's derivative 1 - tanh²(z/c).
+
+    Notes
+    -----
     x = z/c is kept as x + x_lo (TwoProduct gives the division's remainder).
     Small |x|: tanh(x + x_lo) = x + x³·P(x²) + x_lo·(1 - x²), so
     a = z + c·(x³·P(x²) - x_lo·x²). Larger |x|: tanh|x| = 1 - ω with
     ω = 2E/(1 + E), E = exp(-2|x|)·(1 - 2·x_lo·sign x), so a = ±c ∓ c·ω, and
     ω keeps its digits however near 1 tanh is. A masked logit (-inf) becomes -c.
     Where c/T makes a few ulp of the low part matter (:func:`_needing_precision`),
-    ω is formed in double-double arithmetic instead (:func:`_precise_tail`).
+    ω is formed in double-double arithmetic instead (:func:`_precise_tail`). The division's
+    remainder and the double-double products are Dekker's TwoProduct
+    (:func:`~sce.loss.exact_arithmetic.two_product`).
+
+    Examples
+    --------
+    >>> import math
+    >>> import numpy as np
+    >>> capped = soft_capped(np.array([[0.0, 100.0, -np.inf]]), 30.0)
+    >>> [float(v) for v in capped.high[0]], float(capped.rounded[0, 2])
+    ([0.0, 30.0, -30.0], -30.0)
+    >>> abs(float(capped.rounded[0, 1]) - 30 * math.tanh(100 / 30)) < 1e-14
+    True
     """
     c = z.dtype.type(cap)
     with np.errstate(all="ignore"):

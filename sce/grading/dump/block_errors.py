@@ -35,7 +35,13 @@ class Entry:
 
 
 def added_by_route(sums: tuple[float, ...], more: tuple[float, ...]) -> tuple[float, ...]:
-    """Two blocks' sums, route by route (a route missing from one adds nothing)."""
+    """Two blocks' sums, route by route (a route missing from one adds nothing).
+
+    Examples
+    --------
+    >>> added_by_route((1.0, 2.0), (3.0,))
+    (4.0, 2.0)
+    """
     longer, shorter = (sums, more) if len(sums) >= len(more) else (more, sums)
     return tuple(a + (shorter[i] if i < len(shorter) else 0.0) for i, a in enumerate(longer))
 
@@ -88,8 +94,27 @@ class BlockErrors:
 def summarize(
     errors: np.ndarray, baseline: RouteErrors, expected: np.ndarray, given: np.ndarray, start: int
 ) -> BlockErrors:
-    """Bin counts, the worst error and entries of one block; ``baseline``: the straightforward
-    computation's errors on it."""
+    """What a verdict keeps of one block's errors.
+
+    Parameters
+    ----------
+    errors : numpy.ndarray
+        The answer's errors in ulps (N×K for a gradient, N for row losses); NaN and ±inf
+        count as not finite.
+    baseline : RouteErrors
+        The straightforward computation's errors on the same block.
+    expected, given : numpy.ndarray
+        The exact values and the answer's, shaped as ``errors`` (for the worst entries).
+    start : int
+        The block's first row in the dump.
+
+    Returns
+    -------
+    BlockErrors
+        The histogram's counts (the last bin: not finite), the worst error, the
+        :data:`WORST_SHOWN` worst entries (ties to the earliest), Σ e² of the finite errors,
+        and the baseline's figures.
+    """
     counts = np.zeros(len(EDGES) + 1, dtype=np.int64)
     if not errors.size:
         return BlockErrors(0, counts, 0.0, baseline.worst, [], 0.0, baseline.squares, baseline.zero_squares)
@@ -135,7 +160,8 @@ def _worst_entries(
 
 
 def merged_in_order(parts: list[BlockErrors]) -> BlockErrors:
-    """Consecutive slices' summaries as the summary of the rows they make up together."""
+    """Consecutive slices' summaries as the summary of the rows they make up together
+    (the worst entries' ties go to the earliest slice)."""
     if len(parts) == 1:
         return parts[0]
     worst = sorted([entry for part in parts for entry in part.worst], key=lambda e: -e.ulps)[:WORST_SHOWN]
@@ -181,6 +207,8 @@ def _finite_worst(errors: np.ndarray) -> float:
 
 
 def finite_errors(errors: np.ndarray, zero_errors: np.ndarray | None = None) -> RouteErrors:
+    """A route's errors as the allowance needs them: the worst finite one and Σ e², and Σ e² of
+    an all-zero answer's ``zero_errors`` (0 where not given)."""
     zero = 0.0 if zero_errors is None else sum_of_squares(zero_errors)
     return RouteErrors(_finite_worst(errors), (sum_of_squares(errors),), zero)
 
@@ -188,6 +216,27 @@ def finite_errors(errors: np.ndarray, zero_errors: np.ndarray | None = None) -> 
 def grade_gradient(
     block: Block, magnitude: np.ndarray, routes: tuple[np.ndarray, ...], given: np.ndarray, dtype: str
 ) -> BlockErrors:
+    """A block's gradient graded by numpy: the answer's errors, and the baseline's ``routes``' and
+    an all-zero answer's, in ulps of ``dtype`` at each entry's ``magnitude``.
+
+    Parameters
+    ----------
+    block : Block
+        The block's rows and their exact result.
+    magnitude : numpy.ndarray
+        The size of the operands of each entry (N×K): its ulp is the unit of its error.
+    routes : tuple of numpy.ndarray
+        The baseline's gradients, one per way of computing it straightforwardly.
+    given : numpy.ndarray
+        The answer's gradient on the block (N×K).
+    dtype : str
+        The claimed type: "float16", "bfloat16", "float32" or "float64".
+
+    Returns
+    -------
+    BlockErrors
+        The block's summary (:func:`summarize`).
+    """
     unit = ulp_unit(magnitude, dtype)
     expected = block.exact.gradient
     base = RouteErrors.of_routes(
@@ -261,6 +310,7 @@ def _zero_step(expected: np.ndarray) -> int:
 def grade_row_losses(
     expected: np.ndarray, magnitude: np.ndarray, route: np.ndarray, given: np.ndarray, dtype: str, start: int
 ) -> BlockErrors:
+    """A block's row losses graded as :func:`grade_gradient` grades a gradient (one route)."""
     zero = ulps(np.zeros_like(expected), expected, magnitude, dtype)
     base = finite_errors(ulps(route, expected, magnitude, dtype), zero)
     return summarize(ulps(given, expected, magnitude, dtype), base, expected, given, start)

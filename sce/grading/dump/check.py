@@ -36,10 +36,46 @@ def check_dump(
     progress: Progress | None = None,
     tune_heap: bool = False,
 ) -> DtypeCheck:
-    """Grade the dump's gradient and loss, block by block; name the mistake that fits.
+    """Grade the dump's gradient and loss by their type, block by block; name the mistake that fits.
 
-    ``tune_heap``: keep freed blocks in the heap (glibc's malloc settings, see
-    :mod:`..arrays.heap`) — for the command line's own process, never a library caller's."""
+    Parameters
+    ----------
+    dump : ArrayDump
+        The logits, the labels or targets, and the answer: a gradient, a loss, or both.
+    options : LossOptions
+        The loss the answer claims to compute (its ``dtype`` is ignored: the exact result is float64's).
+    claimed_dtype : str
+        The type the answer was computed in: "float16", "bfloat16", "float32" or "float64".
+    progress : callable, optional
+        Told ("checking", rows) after each block, then ("naming the mistake", rows) during
+        the second pass.
+    tune_heap : bool
+        Keep freed blocks in the heap (glibc's malloc settings, :mod:`sce.io.arrays.heap`): for
+        the command line's own process, never a library caller's.
+
+    Returns
+    -------
+    DtypeCheck
+        Each quantity's verdict, and the names of the mistakes that fit a wrong answer.
+
+    Raises
+    ------
+    sce.errors.SceError
+        An option the loss does not accept, or logits, labels or targets it is not defined for
+        (placed at their row of the dump), or a damaged file.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sce import softmax_cross_entropy
+    >>> from sce.io.arrays import ArrayDump
+    >>> z, labels = np.array([[2.0, 3.0, 4.0]]), np.array([1])
+    >>> right = softmax_cross_entropy(z, labels).gradient
+    >>> check_dump(ArrayDump(z, labels, None, right, None, {}), LossOptions(), "float64").correct
+    True
+    >>> check_dump(ArrayDump(z, labels, None, 2 * right, None, {}), LossOptions(), "float64").correct
+    False
+    """
     options = options.replace(dtype="float64")
     rows, classes = dump.shape
     _check_options(options, classes)

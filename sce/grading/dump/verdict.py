@@ -142,7 +142,27 @@ def _root_mean(squares: float, entries: int) -> float:
 
 
 def allowance(baseline_ulps: float) -> float:
-    """MARGIN_FACTOR × the baseline's error + MARGIN_ULPS, rounded up to a bin's edge."""
+    """The error allowed where a straightforward correct computation is ``baseline_ulps`` off.
+
+    Parameters
+    ----------
+    baseline_ulps : float
+        The baseline's error in ulps (its worst, or its root-mean-square).
+
+    Returns
+    -------
+    float
+        MARGIN_FACTOR × ``baseline_ulps`` + MARGIN_ULPS, rounded up to the next edge of the
+        histogram (:data:`~sce.grading.dump.histogram.EDGES`), so that the entries beyond it are
+        whole bins.
+
+    Examples
+    --------
+    >>> allowance(0.0)  # a baseline without error: 8 ulps, an edge itself
+    8.0
+    >>> round(allowance(40.0), 2)  # 4 × 40 + 8 = 168, up to 2^7.5
+    181.02
+    """
     wanted = MARGIN_FACTOR * baseline_ulps + MARGIN_ULPS
     return float(EDGES[min(int(np.searchsorted(EDGES, wanted)), len(EDGES) - 1)])
 

@@ -69,10 +69,31 @@ T = TypeVar("T")
 
 
 def in_order(work: Callable[[tuple[int, int]], T], bounds: list[tuple[int, int]]) -> Iterator[T]:
-    """work(block) for every block, WORKERS at a time in threads (numpy lets go of the
-    interpreter lock inside its loops), yielded in block order. At most WORKERS + 1 blocks
-    are in flight, which bounds the memory; on an error or Ctrl-C the blocks not started
-    are cancelled and the running ones finish before it propagates."""
+    """``work(bound)`` for every block, WORKERS at a time in threads, yielded in block order.
+
+    Parameters
+    ----------
+    work : callable
+        Grades one block from its (first row, end row); it must share nothing it writes.
+    bounds : list of (int, int)
+        The blocks, in order.
+
+    Yields
+    ------
+    T
+        Each block's result, in the order of ``bounds``.
+
+    Notes
+    -----
+    numpy lets go of the interpreter lock inside its loops, so threads grade blocks at once.
+    At most WORKERS + 1 blocks are in flight, which bounds the memory; on an error or Ctrl-C
+    the blocks not started are cancelled and the running ones finish before it propagates.
+
+    Examples
+    --------
+    >>> list(in_order(lambda bound: bound[1] - bound[0], [(0, 2), (2, 5), (5, 6)]))
+    [2, 3, 1]
+    """
     if WORKERS < 2 or len(bounds) < 2:
         yield from map(work, bounds)
         return
@@ -91,6 +112,9 @@ def in_order(work: Callable[[tuple[int, int]], T], bounds: list[tuple[int, int]]
 
 @dataclass(frozen=True)
 class BlockGrade:
+    """One block, graded: its rows, the summaries of its gradient's and row losses' errors (None
+    where the dump has none), and what the reduced loss needs of it."""
+
     rows: int
     gradient: BlockErrors | None
     losses: BlockErrors | None
@@ -126,6 +150,8 @@ class BlockJob:
     reduced_loss: bool
 
     def grade(self, bounds: tuple[int, int]) -> BlockGrade:
+        """The block of rows ``bounds`` (first, end), graded; a logit, label or target the loss is
+        not defined for is bad data placed at its row of the dump."""
         try:
             return self._grade(bounds)
         except InvalidInput as problem:  # a NaN logit, a row of -inf, targets that do not sum to 1
