@@ -10,6 +10,7 @@ import numpy as np
 
 from sce.loss.exact_arithmetic import two_product
 from sce.loss.result import LossWarning
+from sce.loss.validation import class_weights, validated_options
 from sce.options import LossOptions
 
 
@@ -65,8 +66,6 @@ def weight_sum_of_counts(counts: np.ndarray, options: LossOptions) -> float:
     """D for class labels from their counts per class: :func:`weighted_total` with the weights
     as the core types them (in the options' float type), so that a file read in blocks
     divides by exactly what one call of the core does. Raises InvalidInput for bad options."""
-    from sce.loss.validation import class_weights, validated_options
-
     dtype, weights = validated_options(options)
     return weighted_total(counts, class_weights(weights, len(counts), dtype))
 

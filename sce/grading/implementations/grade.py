@@ -15,6 +15,7 @@ from sce.grading.implementations.loading import UnusableImplementation
 from sce.grading.implementations.mistakes import Exact
 from sce.grading.implementations.report import CaseResult, Configuration, Mistake
 from sce.grading.implementations.runner import CaseOutcome
+from sce.loss import softmax_cross_entropy
 
 Reduction = Literal["none", "mean", "sum"]
 
@@ -30,8 +31,6 @@ class Mismatch(Exception):
 
 def exact_answer(case: Case, configuration: Configuration) -> Exact:
     """sce's exact result for the case (the core, in float64), with the loss's options."""
-    from sce.loss import softmax_cross_entropy
-
     options = configuration.loss_options()
     logits = case.logits.astype(np.float64)
     with warnings.catch_warnings():
