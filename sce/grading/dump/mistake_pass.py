@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sce.grading.dump.baseline import result_magnitudes, ulps
 from sce.grading.dump.block_errors import sum_of_squares
 from sce.grading.dump.kernel_mistakes import Denominators, exact_block, what_ifs
+from sce.grading.dump.verdict_pass import Progress
 from sce.io.arrays import ArrayDump
 from sce.io.arrays.mapped_rows import read_rows
 from sce.options import LossOptions
-
-if TYPE_CHECKING:
-    from sce.grading.dump.verdict_pass import Progress
 
 
 @dataclass(frozen=True)
