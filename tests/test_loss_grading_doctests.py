@@ -1,6 +1,6 @@
 """The Examples in the docstrings of the loss's arithmetic and of the dump grader run, and give
-what they show (their values checked by hand, with mpmath, or against the posts' 0.0900, 0.2447,
-0.6652)."""
+what they show (their values checked by hand, with mpmath, or against the textbook example's
+0.0900, 0.2447, 0.6652)."""
 
 from __future__ import annotations
 
