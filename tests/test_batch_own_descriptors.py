@@ -99,8 +99,8 @@ def test_regression_a_read_only_output_is_not_replaced(tmp_path, source, monkeyp
     its owner made read-only (or another user's) was replaced; `>` would have been refused."""
     from typer.testing import CliRunner
 
-    from sce.batch import output
     from sce.cli import app
+    from sce.io.writers import atomic as output
 
     out = tmp_path / "out.csv"
     out.write_text("KEEP\n")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sce.batch.run import BatchRequest, run_batch
+from sce.batch import BatchRequest, run_batch
 from sce.cli import app
 from sce.cli.commandline import FLAG_OF_FIELD, run_reporting_errors
 from sce.errors import DataProblem, OptionProblem, SceError, UsageProblem, option, worded
