@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from sce.loss.exact_arithmetic import two_product
+from sce.loss.exact_arithmetic import two_product, two_sum
 from sce.loss.result import LossWarning
 from sce.options import LossOptions
 
@@ -31,9 +31,7 @@ def log_sum_exp(
         m_low = ((m - product) - product_err + m_low) / temperature
         m_low = np.where(np.isfinite(m_low), m_low, 0)  # the split of a huge quotient overflows: no correction
         m = quotient
-    total = m + log_sum
-    virtual = total - m
-    err = (m - (total - virtual)) + (log_sum - virtual)
+    total, err = two_sum(m, log_sum)
     with np.errstate(invalid="ignore"):
         return np.where(np.isfinite(total), total + (err + m_low), total)
 

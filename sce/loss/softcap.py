@@ -13,7 +13,7 @@ from functools import cache
 
 import numpy as np
 
-from sce.loss.exact_arithmetic import two_product
+from sce.loss.exact_arithmetic import fast_two_sum, two_product, two_sum
 from sce.loss.row_blocks import flat
 
 # tanh(x) = x + x³·P(x²) for |x| < SMALL_TANH: the Taylor coefficients of P
@@ -84,15 +84,13 @@ class Capped:
         low_max = flat(self.low).take(at_max)
         # Both TwoSums: a low part is as large as c (|z/c| of order 1), and the
         # rounding of a difference of two of them would be an ulp of c, over T.
-        low_difference = self.low - low_max[:, None]
-        virtual = low_difference - self.low
-        err += (self.low - (low_difference - virtual)) + (-low_max[:, None] - virtual)
+        low_difference, rounding = two_sum(self.low, -low_max[:, None])
+        err += rounding
         if self.precise.size:
             flat(err)[self.precise] += self.lower
             err -= self.lower_at(at_max)[:, None]  # the max's lower part, in every entry of its row
-        total = difference + low_difference
-        virtual = total - difference
-        err += (difference - (total - virtual)) + (low_difference - virtual)
+        total, rounding = two_sum(difference, low_difference)
+        err += rounding
         return total
 
 
@@ -226,8 +224,7 @@ def _precise_tail(x: np.ndarray, x_low: np.ndarray, c: np.floating) -> tuple[np.
     # rounding of y²/2 alone would be 3e-21 of E.
     square, square_err = two_product(y, y)
     half_square = square / 2
-    u = y + half_square
-    u_err = (y - u) + half_square
+    u, u_err = fast_two_sum(y, half_square)
     series = np.full_like(y, _EXP_SERIES[-1])
     for coefficient in _EXP_SERIES[-2:0:-1]:
         series = series * y + coefficient
@@ -236,7 +233,7 @@ def _precise_tail(x: np.ndarray, x_low: np.ndarray, c: np.floating) -> tuple[np.
     product, product_err = two_product(t_high, u)
     e_high = t_high + product
     e_low = ((t_high - e_high) + product) + product_err + t_high * (rest + y_low * (1 + u)) + t_low * (1 + u)
-    e_high, e_low = e_high + e_low, (e_high - (e_high + e_low)) + e_low
+    e_high, e_low = fast_two_sum(e_high, e_low)
     # ω = 2E/(1 + E): rounded, then the remainder 2E - ω·(1 + E) formed exactly (Sterbenz, TwoProduct).
     denominator = 1 + e_high
     denominator_low = ((1 - denominator) + e_high) + e_low
