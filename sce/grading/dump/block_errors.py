@@ -59,6 +59,7 @@ class RouteErrors:
 
     @staticmethod
     def of_routes(routes: Iterable[RouteErrors], zero_squares: float = 0.0) -> RouteErrors:
+        """Several routes' errors as one: the worst of all, each route's Σ e² kept apart."""
         found = list(routes)
         return RouteErrors(max(r.worst for r in found), tuple(sq for r in found for sq in r.squares), zero_squares)
 
