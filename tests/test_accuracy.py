@@ -438,13 +438,9 @@ def test_grad_0_40_m1_targets_010_keeps_class_1():
     np.testing.assert_allclose(soft.gradient, hard.gradient, rtol=4 * EPS, atol=0)
 
 
-def test_grad_0_40_m1_targets_010_verify_does_not_disagree():
+def test_grad_0_40_m1_targets_010_verify_does_not_disagree(sce):
     # `--verify` reported DISAGREE against our own answer.
-    from typer.testing import CliRunner
-
-    from sce.cli import app
-
-    out = CliRunner().invoke(app, ["grad", "0", "40", "-1", "-t", "0,1,0", "--verify"], env={"COLUMNS": "100"})
+    out = sce("grad", "0", "40", "-1", "-t", "0,1,0", "--verify")
     assert out.exit_code == 0, out.output
     assert "DISAGREE" not in out.output.upper(), out.output
 
@@ -487,17 +483,11 @@ def test_grad_minus_inf_3_4_label_1_smoothing_weight_0():
         assert not caught, [str(w.message) for w in caught]
 
 
-def test_batch_minus_inf_3_4_label_1_smoothing_weight_0_writes_no_nan(tmp_path):
+def test_batch_minus_inf_3_4_label_1_smoothing_weight_0_writes_no_nan(tmp_path, sce):
     # "The same row in sce batch writes NaN."
-    from typer.testing import CliRunner
-
-    from sce.cli import app
-
     data = tmp_path / "rows.csv"
     data.write_text("z0,z1,z2,label\n-inf,3,4,1\n2,3,4,1\n")
-    out = CliRunner().invoke(
-        app, ["batch", str(data), "--smoothing", "0.1", "-w", "0,1,1"], env={"COLUMNS": "100"}
-    )
+    out = sce("batch", str(data), "--smoothing", "0.1", "-w", "0,1,1")
     assert out.exit_code == 0, out.output
     assert "nan" not in out.output.lower(), out.output
     assert "1.2361529" in out.output, out.output

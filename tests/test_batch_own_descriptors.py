@@ -94,19 +94,17 @@ def test_regression_stdin_read_from_the_output_file_is_refused(tmp_path, source)
     assert source.read_bytes() == before
 
 
-def test_regression_a_read_only_output_is_not_replaced(tmp_path, source, monkeypatch):
+def test_regression_a_read_only_output_is_not_replaced(tmp_path, source, monkeypatch, sce):
     """The temporary file renamed over the output needs only the folder's permission, so a file
     its owner made read-only (or another user's) was replaced; `>` would have been refused."""
-    from typer.testing import CliRunner
 
     from sce.batch import output
-    from sce.cli import app
 
     out = tmp_path / "out.csv"
     out.write_text("KEEP\n")
     real_access = output.os.access
     monkeypatch.setattr(output.os, "access", lambda path, mode: False if path == str(out) else real_access(path, mode))
-    result = CliRunner().invoke(app, ["batch", str(source), "-o", str(out), "-q"])
+    result = sce("batch", str(source), "-o", str(out), "-q")
     assert result.exit_code == 1
     assert result.stderr == (
         f"sce: error: -o: {out} is not writable (read-only, or not yours); make it writable or write the output "
