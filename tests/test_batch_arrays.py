@@ -576,7 +576,7 @@ def test_an_existing_output_survives_a_failed_run(tmp_path, sce):
 def test_arrays_piped_on_stdin_are_named_as_such(tmp_path, sce):
     path = save(tmp_path, logits=Z, labels=np.array([0, 1]))
     result = sce("batch", "-", input=path.read_bytes())
-    # The in-process runner's stdin cannot be peeked at: the refusal is checked on a real pipe in test_batch_arrays_signals.
+    # The in-process runner's stdin cannot be peeked at: the refusal is checked on a real pipe in test_batch_arrays_processes.py.
     assert result.exit_code in (1, 2)
     assert result.stderr.count("\n") == 1
 

@@ -130,7 +130,7 @@ def _grade(z, y, grad, loss, options, claimed="float32", targets=None):
     return check_dump(dump, options, claimed)
 
 
-# The hostile tester's reproductions (finding 1): each passed as "correct for float32".
+# Hostile answers, each once passed as "correct for float32".
 
 
 def _hostile_cases():
@@ -280,7 +280,7 @@ def test_a_mean_z_loss_with_weights_divides_the_loss_by_the_counted_rows():
     assert not _grade(z, y, grad, np.float32(by_weights), options).correct
 
 
-# PyTorch's smoothed float32 backward (finding 7).
+# PyTorch's smoothed float32 backward.
 
 
 def torch_like_smoothed_gradient(z, y, eps, reduction, lanes=16):
@@ -511,7 +511,7 @@ def test_pytorch_itself_softcapped_float32_gradient_passes():
     assert not _grade(logits, y.numpy(), -grad, loss.detach().numpy(), options).correct
 
 
-# The hostile tester's fairness findings (second round): half types and the typical error.
+# Fair verdicts for half types, and the typical error.
 
 
 def _bfloat16():

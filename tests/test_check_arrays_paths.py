@@ -1,4 +1,4 @@
-"""sce check --arrays on the paths tests/test_arrays.py leaves out, and
+"""sce check --arrays on the paths tests/test_check_arrays.py leaves out, and
 sce grad --logits-file reading arrays.
 
 Every dump is written here with numpy: the answers are computed in this file

@@ -1,5 +1,5 @@
 """Damaged array files, each one line and exit 1, never an internal error (70) or a raw
-numpy warning: regressions from the hostile tester's second round (a corrupt deflate stream,
+numpy warning: regressions for hostile files (a corrupt deflate stream,
 headers that declare impossible or enormous shapes)."""
 
 from __future__ import annotations

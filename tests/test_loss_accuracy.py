@@ -176,8 +176,8 @@ def test_analytic_reference_agrees_with_numerical_differentiation(
             assert abs(a - b) <= mp.mpf(10) ** -25 * max(1, abs(b)), (a, b)
 
 
-def test_analytic_reference_knows_the_issues_numbers():
-    # From the issue, by other means: e^-40-sized entries and the masked row.
+def test_analytic_reference_agrees_with_closed_forms_at_e_minus_40_and_on_a_masked_row():
+    # Checked by other means: e^-40-sized entries and the masked row.
     exact = reference.analytic([[0.0, 40.0, -1.0]], targets=[[0, 1, 0]], reduction="none")
     assert mp.nstr(exact.gradient[0][1], 4) == "-5.811e-18"
     by_hand = -(mp.exp(-40) + mp.exp(-41)) / (1 + mp.exp(-40) + mp.exp(-41))
@@ -206,7 +206,7 @@ GROUPS = {
         ([5.0, 3.0], IGNORED, [0.2, 0.8]),
     ],
     "K=3": [
-        ([0.0, 40.0, -1.0], 1, [0.0, 1.0, 0.0]),  # the issue's -5.811e-18
+        ([0.0, 40.0, -1.0], 1, [0.0, 1.0, 0.0]),  # ∂L/∂z1 = -5.811e-18
         ([2.0, 3.0, 4.0], 1, [0.1, 0.6, 0.3]),
         ([0.0, -600.123456789, -599.987654321], 2, [0.0, 0.5, 0.5]),
         ([1e300, -1e300, 5e299], 0, [0.9, 0.1, 0.0]),

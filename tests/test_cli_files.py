@@ -1,5 +1,5 @@
-"""Never lose, misplace or misreport data. One test per case of the
-issue, each pinning the exact line on stderr and the exit status."""
+"""Files, links, pipes, encodings and full disks through the commands: never lose, misplace or misreport
+data. Each case pins the exact line on stderr and the exit status."""
 
 from __future__ import annotations
 
@@ -303,7 +303,7 @@ def test_check_json_entries_have_one_shape(tmp_path, sce):
     assert cell["difference"] > 0 and cell["given"] == -0.7 and cell["written"] == "-0.7"
 
 
-# --- tables never hide digits (done on main; kept as regression tests) ----------------------------
+# --- tables never hide digits -----------------------------------------------------------------------
 
 
 def test_digits_12_into_a_pipe_are_not_cut():
