@@ -302,8 +302,8 @@ HISTORY_PATTERNS = [
     re.compile(r"\bsess" r"ions?\s+\d+", re.IGNORECASE),
     re.compile(r"\bsess" r"ions'", re.IGNORECASE),
     re.compile(r"\bperiods?\s+of\s+w" r"ork\b", re.IGNORECASE),
+    re.compile(r"\bthe\s+iss" r"ue's\b", re.IGNORECASE),
     re.compile(r"\bwhere\s+the\s+iss" r"ues?\s+(?:was|were)\s+silent\b", re.IGNORECASE),
-    re.compile(r"\bhistory\s+of\s+the\s+w" r"ork\b", re.IGNORECASE),
 ]
 # A bare #N, unless it follows owner/repo or another project's capitalised name.
 BARE_NUMBER = re.compile(r"(?<![\w/.-])#\d+\b")
@@ -452,7 +452,7 @@ def test_a_function_body_is_counted_without_its_signature_and_docstring(tmp_path
     "line",
     [
         "fixed in " + "iss" + "ue 12",
-        "(see " + "Iss" + "ue #7)",
+        "(see " + "Iss" + "ue #" + "7)",
         "as " + "iss" + "ue 14's options say",
         "measured in this " + "sess" + "ion",
         "before the fifth " + "sess" + "ion",
@@ -461,6 +461,7 @@ def test_a_function_body_is_counted_without_its_signature_and_docstring(tmp_path
         "in " + "sess" + "ion 3",
         "numbered by " + "period of " + "work",
         "Decisions where the " + "iss" + "ues were silent",
+        "as in the " + "iss" + "ue's example",
         "closes #" + "12",
         "Fixes #" + "3",
         "(#" + "21)",
