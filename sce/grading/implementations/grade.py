@@ -87,7 +87,7 @@ def straightforward_answer(exact: Exact, dtype: np.dtype) -> dict[str, np.ndarra
         gradient = p - target
         row_losses = (target * (np.log(sums) - shifted)).sum(axis=1)
         if options.z_loss:
-            # The usual formula (1 + 2λ·lse)·p − q: it rounds the coefficient's product with p
+            # The fused kernels' formula (1 + 2λ·lse)·p − q: it rounds the coefficient's product with p
             # at the size of p, not of p − q (a kernel's usual organisation; allowed its error).
             lse = (top + np.log(sums))[:, 0]
             gradient = (dtype.type(1) + dtype.type(2 * options.z_loss) * lse[:, None]) * p - target
