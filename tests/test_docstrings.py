@@ -1,23 +1,32 @@
-"""The public API's docstrings: numpy-style sections, and Examples that run as written.
+"""Docstrings: every Example in the package runs as written, and the public API's are numpy-style.
 
-The examples' numbers come from outside the code: z = (2, 3, 4), label 1 gives p = (0.0900, 0.2447,
-0.6652) and L = 1.4076 by hand (and mpmath at 50 digits: 1.40760596444438); log(1 + e^-40) is
-4.248354255291589e-18 by mpmath.
+The public API's examples take their numbers from outside the code: z = (2, 3, 4), label 1 gives
+p = (0.0900, 0.2447, 0.6652) and L = 1.4076 by hand (mpmath at 50 digits: 1.40760596444438);
+log(1 + e^-40) is 4.248354255291589e-18 by mpmath.
 """
 
 from __future__ import annotations
 
 import doctest
 import importlib
+import importlib.util
 import inspect
 import io
+import pkgutil
 
 import pytest
 
 import sce
 import sce.testing
 
-MODULES = ["sce", "sce.options", "sce.loss.cross_entropy", "sce.loss.result", "sce.testing"]
+# Every module of the package (`python -m sce` runs the command line when imported; compiled helpers have no
+# docstrings), so that an example written anywhere is run.
+MODULES = ["sce"] + [
+    found.name
+    for found in pkgutil.walk_packages(sce.__path__, "sce.")
+    if found.name != "sce.__main__" and str(importlib.util.find_spec(found.name).origin).endswith(".py")
+]
+PUBLIC_MODULES = ["sce", "sce.options", "sce.loss.cross_entropy", "sce.loss.result", "sce.testing"]
 
 # What each public name's docstring holds, at least.
 SECTIONS = {
@@ -33,17 +42,25 @@ SECTIONS = {
 }
 
 
-@pytest.mark.parametrize("name", MODULES)
-def test_the_examples_in_the_docstrings_run_as_written(name):
+def run_examples(name: str) -> tuple[doctest.TestResults, str]:
     module = importlib.import_module(name)
-    finder = doctest.DocTestFinder(exclude_empty=True)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     said = io.StringIO()
-    for test in finder.find(module, name):
+    for test in doctest.DocTestFinder(exclude_empty=True).find(module, name):
         runner.run(test, out=said.write)
-    results = runner.summarize(verbose=False)
-    assert results.attempted > 0, f"{name} has no examples"
-    assert results.failed == 0, said.getvalue()
+    return runner.summarize(verbose=False), said.getvalue()
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_the_examples_in_the_docstrings_run_as_written(name):
+    results, said = run_examples(name)
+    assert results.failed == 0, said
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_the_public_modules_show_examples(name):
+    assert name in MODULES
+    assert run_examples(name)[0].attempted > 0, f"{name} has no examples"
 
 
 @pytest.mark.parametrize("public", SECTIONS, ids=lambda public: public.__qualname__)
