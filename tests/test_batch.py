@@ -102,7 +102,7 @@ def test_input_columns_are_kept_exactly_as_written(tmp_path, sce):
     assert list(row)[-5:] == ["p_z0", "p_z1", "loss", "grad_z0", "grad_z1"]
 
 
-def test_stdin_to_stdout(sce):
+def test_stdin_to_stdout_matches_the_loss_row_by_row(sce):
     logits, labels = make_rows(10)
     result = sce("batch", "-", "-q", input=as_csv(logits, labels))
     assert result.exit_code == 0, result.stderr
@@ -124,14 +124,14 @@ def test_headerless_input_names_columns_by_number(tmp_path, sce):
     assert float(rows[1]["loss"]) == softmax_cross_entropy([0, 40, -1], 1).losses[0]
 
 
-def test_tsv_in_tsv_out(tmp_path, sce):
+def test_a_tsv_input_gives_a_tsv_output(tmp_path, sce):
     path = write(tmp_path, "in.tsv", "z0\tz1\tlabel\n2\t3\t0\n")
     result = sce("batch", str(path), "-q")
     assert result.stdout.splitlines()[0].split("\t")[:4] == ["z0", "z1", "label", "p_z0"]
     assert float(read_csv(result.stdout, "\t")[0]["loss"]) == softmax_cross_entropy([2, 3], 0).losses[0]
 
 
-def test_soft_targets(tmp_path, sce):
+def test_probability_target_columns_give_the_loss_of_soft_targets(tmp_path, sce):
     logits, _ = make_rows(12)
     rng = np.random.default_rng(3)
     targets = rng.dirichlet(np.ones(4), 12)

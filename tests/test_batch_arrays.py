@@ -403,7 +403,7 @@ def test_a_truncated_npy_and_a_missing_file(tmp_path, sce):
     assert (code, err) == (1, f"sce: error: {tmp_path / 'missing.npz'}: cannot read: no such file\n")
 
 
-def test_a_damaged_npz(tmp_path, sce):
+def test_a_truncated_npz_is_named_as_not_an_npz_file(tmp_path, sce):
     path = save(tmp_path, logits=Z, labels=np.array([0, 1]))
     path.write_bytes(path.read_bytes()[:-30])
     code, _, err = run(sce, path)

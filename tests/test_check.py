@@ -60,7 +60,7 @@ def test_the_posts_rounded_loss_fails(sce):
     "text,tolerance",
     [("0.1", 0.05), ("0.10", 0.005), ("1e-3", 0.0005), ("-0.7553", 0.00005), ("0.090", 0.0005), ("2", 0.5), ("1.5E+2", 5.0)],
 )
-def test_tolerance_of(text, tolerance):
+def test_the_tolerance_follows_the_digits_typed(text, tolerance):
     assert tolerance_of(text) == pytest.approx(tolerance, rel=1e-12)
 
 
@@ -85,7 +85,7 @@ def test_explicit_tolerance(sce):
         ("-0.900", -0.7552715, None),
     ],
 )
-def test_digit_slips(text, expected, slip):
+def test_a_digit_slip_is_named_and_a_right_answer_is_not(text, expected, slip):
     found = digit_slip(text, expected)
     assert (found is None) if slip is None else (slip in found)
 
@@ -173,7 +173,7 @@ BAD = [
 
 
 @pytest.mark.parametrize("args,status,message", BAD, ids=[" ".join(a) for a, _, _ in BAD])
-def test_bad_input(args, status, message, sce):
+def test_bad_input_is_one_line_with_its_status(args, status, message, sce):
     result = sce("check", *args)
     assert result.exit_code == status
     assert len(result.stderr.splitlines()) == 1
