@@ -30,28 +30,20 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def run_sce(
-    *args: object, input: str | bytes | None = None, env: Mapping[str, str] | None = None, columns: int = DEFAULT_COLUMNS
-) -> Result:
-    """Run `sce ARGS...` in-process, as a user would type it, and return its exit status, stdout and stderr.
-
-    Each argument is passed as its `str` (so paths and numbers can be given as they are); `input` is
-    what stdin holds; `env` adds to (or overrides) the environment, COLUMNS included.
-    """
-    environment = {"COLUMNS": str(columns), **(env or {})}
-    return CliRunner().invoke(app, [str(arg) for arg in args], input=input, env=environment)
-
-
 @pytest.fixture
 def sce(request: pytest.FixtureRequest) -> SceRunner:
-    """`sce("grad", "2", "3", "4", "-l", "1")` → a result with `exit_code`, `stdout`, `stderr` and `output`.
+    """Run `sce ARGS...` in-process, as a user would type it: `sce("grad", "2", "3", "4", "-l", "1")`.
 
-    A test module or test marked `@pytest.mark.columns(n)` runs the command line `n` columns wide.
+    Returns click's result: `exit_code`, `stdout`, `stderr` (and `output`, both interleaved). Each argument is
+    passed as its `str`, so paths and numbers can be given as they are; `input` is what stdin holds; `env` adds
+    to the environment. The terminal is 100 columns wide, or `n` in a module or test marked
+    `@pytest.mark.columns(n)` (an `env` COLUMNS overrides both).
     """
     marker = request.node.get_closest_marker("columns")
     columns = marker.args[0] if marker else DEFAULT_COLUMNS
 
     def run(*args: object, input: str | bytes | None = None, env: Mapping[str, str] | None = None) -> Result:
-        return run_sce(*args, input=input, env=env, columns=columns)
+        environment = {"COLUMNS": str(columns), **(env or {})}
+        return CliRunner().invoke(app, [str(arg) for arg in args], input=input, env=environment)
 
     return run
