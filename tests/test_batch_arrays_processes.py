@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.test_batch_memory import PROBE
-from tests.test_signals import STOPPING, finish, generate, start, wait_for
+from tests.test_batch_signals import STOPPING, finish, generate, start, wait_for
 
 #: The interpreter with numpy, polars and sce loaded is about 64 MB; a block of
 #: 2^18 entries costs a few MB for each of its arrays. A run that read the

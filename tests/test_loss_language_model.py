@@ -22,7 +22,7 @@ from sce.loss import InvalidInput, LossOptions, LossWarning, row_blocks, softmax
 from sce.loss.log_softmax import flat_indices, soft_capped
 
 from . import reference
-from .test_accuracy import GROUPS, INF, TINY, WELL_CONDITIONED, group_inputs, inherent_bound, mismatch
+from .test_loss_accuracy import GROUPS, INF, TINY, WELL_CONDITIONED, group_inputs, inherent_bound, mismatch
 
 LM_OPTIONS = [
     dict(softcap=30.0),
