@@ -106,7 +106,20 @@ class Layout:
 
 @dataclass(frozen=True)
 class Shaped:
-    """A result's arrays in the caller's layout (see :attr:`SoftmaxCrossEntropyResult.shaped`)."""
+    """A result's arrays in the caller's layout (see :attr:`SoftmaxCrossEntropyResult.shaped`).
+
+    Examples
+    --------
+    PyTorch's (N, K, d1) layout: 2 images of 4 pixels, 3 classes each; the rows are N·d1 = 8.
+
+    >>> import numpy as np
+    >>> from sce import softmax_cross_entropy
+    >>> result = softmax_cross_entropy(np.zeros((2, 3, 4)), np.zeros((2, 4), dtype=int), class_axis=1)
+    >>> result.gradient.shape, result.shaped.gradient.shape, result.shaped.losses.shape
+    ((8, 3), (2, 3, 4), (2, 4))
+    >>> print(f"{result.shaped.losses[0, 0]:.4f}")  # log 3, every class alike
+    1.0986
+    """
 
     probabilities: np.ndarray
     gradient: np.ndarray
