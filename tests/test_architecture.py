@@ -306,18 +306,20 @@ HISTORY_PATTERNS = [
     re.compile(r"\bwhere\s+the\s+iss" r"ues?\s+(?:was|were)\s+silent\b", re.IGNORECASE),
 ]
 # A bare #N, unless it follows owner/repo or another project's capitalised name.
-BARE_NUMBER = re.compile(r"(?<![\w/.-])#\d+\b")
+BARE_NUMBER = re.compile(r"(?<![\w/.&-])#\d+\b")
+# Colours (#333) are no issue numbers.
+COLOUR_FILES = (".css", ".scss", ".svg")
 PROJECT_NAME_BEFORE = re.compile(r"\b([A-Z][A-Za-z0-9]+) $")
 NOT_PROJECT_NAMES = {"Issue", "Issues", "Fix", "Fixes", "Fixed", "Close", "Closes", "Closed", "See", "Ref", "Refs"}
 
 
-def history_wording(text: str) -> list[tuple[int, str]]:
+def history_wording(text: str, bare_numbers: bool = True) -> list[tuple[int, str]]:
     """(line number, matched words) for each mention of an issue number or of the history of the work."""
     found = []
     for number, line in enumerate(text.splitlines(), start=1):
         for pattern in HISTORY_PATTERNS:
             found += [(number, match.group(0)) for match in pattern.finditer(line)]
-        for match in BARE_NUMBER.finditer(line):
+        for match in BARE_NUMBER.finditer(line) if bare_numbers else ():
             name = PROJECT_NAME_BEFORE.search(line[: match.start()])
             if not name or name.group(1) in NOT_PROJECT_NAMES:
                 found.append((number, match.group(0)))
@@ -351,7 +353,8 @@ def history_in_files(root: Path) -> list[str]:
         data = path.read_bytes() if path.is_file() else b""
         if b"\0" in data:
             continue  # arrays and compiled files: no words
-        for line, words in history_wording(data.decode("utf-8", errors="replace")):
+        text = data.decode("utf-8", errors="replace")
+        for line, words in history_wording(text, bare_numbers=not path.name.endswith(COLOUR_FILES)):
             found.append(f"{path.relative_to(root)}:{line}: {words!r}")
     return found
 
@@ -478,6 +481,7 @@ def test_history_wording_is_found(line):
         "(PyTorch #73205)",
         "the grading session settles ties by count",
         "from sce.grading.implementations.session import grade_implementation",
+        "an em dash, &#8212;, in HTML",
     ],
 )
 def test_citations_and_the_words_of_the_product_are_not_history(line):
@@ -490,6 +494,7 @@ def test_learners_code_and_binary_files_are_not_read_for_history(tmp_path):
         "README.md": "# sce\n\n" + words,
         "tests/implementations/wrong.py": words,
         "samples/dump.npz": "\0" + words,
+        "docs/extra.css": "h1 { color: #333; }\n",
     })
     assert history_in_files(tmp_path) == ["README.md:3: " + repr(words.strip()[3:-5])]
 
