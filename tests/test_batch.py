@@ -379,8 +379,9 @@ def test_errors_deep_in_a_file_name_the_right_line(tmp_path, monkeypatch, block_
 
 
 def test_the_file_layer_names_the_request_field_and_the_cli_words_it_as_a_flag(tmp_path, sce):
-    from sce.batch import BatchRequest, plan_columns, run_batch
+    from sce.batch import BatchRequest, run_batch
     from sce.errors import OptionProblem
+    from sce.io.csv.columns import plan_columns
 
     with pytest.raises(OptionProblem) as caught:
         plan_columns(["z0", "label"], label_col="nope", logit_cols=None, target_cols=None, has_header=True)
@@ -476,7 +477,7 @@ def test_regression_an_output_in_proc_says_the_folder_takes_no_files(tmp_path, s
 def test_regression_an_input_that_grows_between_the_means_two_passes_is_refused(tmp_path, monkeypatch, sce):
     """With --reduction mean the input is read twice; rows added in between were written with
     gradients divided by the first pass's count, exit 0. The second pass counts again."""
-    from sce.batch import run as batch_run
+    from sce.batch import csv_source as batch_run
 
     source = tmp_path / "in.csv"
     source.write_text("z0,z1,label\n1,2,0\n3,1,1\n")
@@ -484,8 +485,8 @@ def test_regression_an_input_that_grows_between_the_means_two_passes_is_refused(
     out.write_text("precious\n")
     first_pass = batch_run.mean_denominator
 
-    def then_grow(path, request):
-        found = first_pass(path, request)
+    def then_grow(path, *reading):
+        found = first_pass(path, *reading)
         with open(source, "a") as more:
             more.write("0,5,1\n")
         return found
@@ -588,7 +589,7 @@ def test_regression_arrays_through_a_fifo_are_named_as_arrays(tmp_path, sce):
 @pytest.mark.parametrize("text", ["[Errno 28] No space left on device", "No space left on device (os error 28)"])
 def test_regression_a_full_disk_is_worded_one_way(tmp_path, text):
     """Python's "[Errno 28]" showed through on CSV and JSON Lines outputs, without the hint."""
-    from sce.batch.output import OutputTarget
+    from sce.io.writers.atomic import OutputTarget
 
     out = tmp_path / "out.csv"
     out.write_text("OLD")
@@ -614,3 +615,12 @@ def test_regression_utf16_without_a_byte_order_mark_is_named(tmp_path, order, sc
         f"sce: error: line 1: the file looks like UTF-16 (a NUL byte beside every character); give --encoding {order}\n",
     )
     assert sce("batch", str(tmp_path / "u.csv"), "--encoding", order, "-q").exit_code == 0
+
+
+def test_run_batch_docstring_examples_run():
+    import doctest
+
+    import sce.batch.loop
+
+    failures, tried = doctest.testmod(sce.batch.loop)
+    assert tried > 0 and failures == 0

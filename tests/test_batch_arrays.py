@@ -365,10 +365,10 @@ def test_logits_of_more_than_two_axes_say_how_to_flatten_them(tmp_path, sce):
 
 
 def test_progress_is_told_in_bytes_of_the_input_and_rows(tmp_path, monkeypatch):
-    from sce.batch import BatchRequest, array_input, run_batch
+    from sce.batch import BatchRequest, array_source, run_batch
     from sce.io.arrays import DumpRequest
 
-    monkeypatch.setattr(array_input, "BLOCK_ENTRIES", 40)  # blocks of 10 rows of 4 classes
+    monkeypatch.setattr(array_source, "BLOCK_ENTRIES", 40)  # blocks of 10 rows of 4 classes
     logits, labels = make_data(n=35, k=4)
     path = save(tmp_path, logits=logits, labels=labels)
     told: list[tuple[int, int]] = []
@@ -462,7 +462,7 @@ def test_a_csv_input_into_npz_counts_its_rows_first(tmp_path, stdin, sce):
 def test_regression_a_csv_into_npz_with_mean_runs_the_core_twice_not_three_times(tmp_path, monkeypatch, sce):
     """The mean's first pass and the .npz's first pass (its members' shapes) were two passes
     through the core before the one that writes; now one first pass does both."""
-    from sce.batch import frames
+    from sce.batch import compute as frames
 
     logits, labels = make_data(n=30, k=3)
     pl.DataFrame({f"z{k}": logits[:, k] for k in range(3)} | {"label": labels}).write_csv(tmp_path / "d.csv")
@@ -595,10 +595,11 @@ def test_regression_an_npz_writer_stuck_in_a_write_keeps_its_descriptor_open_on_
     descriptor stays open (the writes go to the removed temporary file) until the process ends."""
     import threading
 
-    from sce.batch import array_output
-    from sce.batch.output import OutputTarget
+    from sce.io.writers import arrays as array_output
+    from sce.io.writers import atomic
+    from sce.io.writers.atomic import OutputTarget
 
-    monkeypatch.setattr(array_output, "ABORT_WAIT", 0.05)
+    monkeypatch.setattr(atomic, "ABORT_WAIT", 0.05)
     entered, release = threading.Event(), threading.Event()
     target = OutputTarget(str(tmp_path / "out.npz"), None)
     sink = array_output.NpzSink(target, {"loss": (np.dtype(np.float64), (4,))})
@@ -620,8 +621,8 @@ def test_regression_an_npz_writer_stuck_in_a_write_keeps_its_descriptor_open_on_
 
 
 def test_an_npz_writer_that_finished_has_its_file_closed_on_abort(tmp_path):
-    from sce.batch import array_output
-    from sce.batch.output import OutputTarget
+    from sce.io.writers import arrays as array_output
+    from sce.io.writers.atomic import OutputTarget
 
     target = OutputTarget(str(tmp_path / "out.npz"), None)
     sink = array_output.NpzSink(target, {"loss": (np.dtype(np.float64), (4,))})
@@ -663,14 +664,14 @@ def test_regression_a_damaged_stored_npz_member_is_refused_not_read(tmp_path, sc
 def test_regression_a_csv_that_changes_before_its_npz_is_written_is_refused(tmp_path, monkeypatch, reduction, change, second, sce):
     """The .npz's members are shaped by a first pass's row count: an input that grew or shrank
     before the second ended in an internal error (exit 70, 'more rows than its shape')."""
-    from sce.batch import array_run
+    from sce.batch import csv_source
 
     source = tmp_path / "in.csv"
     source.write_text("z0,z1,label\n1,2,0\n3,1,1\n")
-    first_pass = array_run._csv_layout
+    first_pass = csv_source._csv_layout
 
-    def then_change(path, request):
-        found = first_pass(path, request)
+    def then_change(path, *reading):
+        found = first_pass(path, *reading)
         if change == "grow":
             with open(source, "a") as more:
                 more.write("0,5,1\n")
@@ -678,7 +679,7 @@ def test_regression_a_csv_that_changes_before_its_npz_is_written_is_refused(tmp_
             source.write_text("z0,z1,label\n1,2,0\n")
         return found
 
-    monkeypatch.setattr(array_run, "_csv_layout", then_change)
+    monkeypatch.setattr(csv_source, "_csv_layout", then_change)
     code, _, err = run(sce, source, "--reduction", reduction, "-o", tmp_path / "out.npz", "-q")
     assert (code, err) == (
         1,

@@ -98,7 +98,7 @@ def test_regression_a_read_only_output_is_not_replaced(tmp_path, source, monkeyp
     """The temporary file renamed over the output needs only the folder's permission, so a file
     its owner made read-only (or another user's) was replaced; `>` would have been refused."""
 
-    from sce.batch import output
+    from sce.io.writers import atomic as output
 
     out = tmp_path / "out.csv"
     out.write_text("KEEP\n")

@@ -14,13 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sce.batch import run as batch_run
-from sce.batch.frames import compute_block
-from sce.batch.plain import parse_plain_block, plain_rows
-from sce.batch.run import BatchRequest, run_batch
+from sce.batch import csv_source as batch_run
+from sce.batch import run_batch
+from sce.batch.compute import compute_block
+from sce.batch.request import BatchRequest
 from sce.errors import SceError
 from sce.io.csv import records
 from sce.io.csv.columns import plan_columns
+from sce.io.csv.plain import parse_plain_block, plain_rows
 from sce.io.csv.records import Block
 from sce.options import LossOptions
 

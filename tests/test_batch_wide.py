@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sce.batch import BatchRequest, run_batch
-from sce.batch import run as batch_run
+from sce.batch import csv_source as batch_run
 from sce.errors import SceError
 from sce.loss import softmax_cross_entropy
 from sce.options import LossOptions

@@ -16,9 +16,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from sce.batch import output
-from sce.batch.frames import write_frame
 from sce.io.csv import records
+from sce.io.writers import atomic as output
+from sce.io.writers import text as text_writer
+from sce.io.writers.text import write_frame
 
 #: By its full path: the tests run from any folder.
 SAMPLE_BATCH = Path(__file__).resolve().parents[1] / "samples" / "batch.csv"
@@ -211,7 +212,7 @@ def test_disk_full_names_the_output_and_keeps_the_old_one(tmp_path, monkeypatch,
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(output, "write_frame", full)
+    monkeypatch.setattr(text_writer, "write_frame", full)
     out = write(tmp_path, "out.csv", "precious\n")
     result = sce("batch", str(SAMPLE_BATCH), "-o", str(out), "-q")
     assert (result.exit_code, result.stderr) == (

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sce.batch.run import BatchRequest, run_batch
+from sce.batch import BatchRequest, run_batch
 from sce.cli.commandline import FLAG_OF_FIELD, run_reporting_errors
 from sce.errors import DataProblem, OptionProblem, SceError, UsageProblem, option, worded
 from sce.loss import InvalidInput, softmax_cross_entropy

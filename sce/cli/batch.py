@@ -140,9 +140,13 @@ def batch(
         None if output_format is None else output_format.value, output, request.delimiter
     )
     from sce.batch import run_batch
+    from sce.io.signals import stopping_signals_handled
+    from sce.io.writers.replace import old_outputs_removed_last
 
     if quiet:  # nothing to draw: rich is not even imported (20 ms of a run)
-        _warn_about(run_batch(request))
+        with stopping_signals_handled():
+            summary = run_batch(request)
+        _warn_about(summary)
         return
     from rich.console import Console
 
@@ -150,9 +154,11 @@ def batch(
     from sce.render.table import batch_summary_grid
 
     stderr = Console(stderr=True, highlight=False)
-    summary = _run_with_progress(request, stderr) if stderr.is_terminal else run_batch(request)
-    _warn_about(summary)
-    print_grid(stderr, batch_summary_grid(summary))
+    with old_outputs_removed_last():  # an old output's removal takes a while: the summary comes first
+        with stopping_signals_handled():
+            summary = _run_with_progress(request, stderr) if stderr.is_terminal else run_batch(request)
+        _warn_about(summary)
+        print_grid(stderr, batch_summary_grid(summary))
 
 
 def _warn_about(summary: BatchSummary) -> None:

@@ -235,9 +235,11 @@ def _grade_answers(
 
 def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_format: CheckFormat) -> None:
     from sce.grading.csv_file import check_file
+    from sce.io.signals import stopping_signals_handled
 
     try:
-        found = check_file(request, tol)
+        with stopping_signals_handled():
+            found = check_file(request, tol)
     except SceError as error:
         # 1 means "graded, and wrong": a file that could not be graded must differ (as diff and cmp do).
         error.exit_code = UNGRADED

@@ -26,7 +26,7 @@ def parse_delimiter(value: str | None, input_path: str) -> str:
 def output_format_for(chosen: str | None, output: str | None, delimiter: str) -> str:
     """--format, else from -o's name, else like the input. The array formats
     (.npz, Parquet, Arrow) are written to a file, never to stdout."""
-    from sce.batch.array_output import BINARY_FORMATS, BINARY_SUFFIXES, UNWRITTEN_SUFFIXES
+    from sce.io.writers.arrays import BINARY_FORMATS, BINARY_SUFFIXES, UNWRITTEN_SUFFIXES
 
     suffix = os.path.splitext(output or "")[1].lower()
     if chosen is None and suffix in UNWRITTEN_SUFFIXES:

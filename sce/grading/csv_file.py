@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sce.batch.frames import ParsedBlock, _numbers
-from sce.batch.run import BatchRequest, computed_blocks, mean_denominator, readable_input
+from sce.batch.csv_source import computed_blocks, csv_input, mean_denominator, readable_input
+from sce.batch.request import BatchRequest
 from sce.errors import DataProblem
 from sce.grading.answers import within
-from sce.io.csv.records import _record_lines
-from sce.io.signals import stopping_signals_handled
+from sce.io.csv.parse import ParsedBlock, read_numbers
+from sce.io.csv.records import record_lines
 from sce.number_text import written_tolerances
 
 
@@ -49,11 +49,14 @@ WORST_SHOWN = 5
 
 
 def check_file(request: BatchRequest, tolerance: float | None = None) -> FileCheck:
-    """Grade the gradient (and loss) columns of a file against the exact values, streaming."""
-    with stopping_signals_handled(), readable_input(request) as path:
-        denominator = mean_denominator(path, request)
+    """Grade the gradient (and loss) columns of a file against the exact values, streaming.
+
+    The caller installs the stopping signals' handlers around it (as around :func:`sce.batch.run_batch`)."""
+    reading, options = csv_input(request), request.options
+    with readable_input(request.input_path, reads_twice=options.reduction == "mean") as path:
+        denominator = mean_denominator(path, reading, options)
         found = FileCheck()
-        for parsed, plan, result, _ in computed_blocks(path, request, denominator):
+        for parsed, plan, result, _ in computed_blocks(path, reading, options, denominator):
             assert isinstance(parsed, ParsedBlock)  # the wide way is asked for by sce batch only
             pairs = []
             if plan.grads:
@@ -63,7 +66,7 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
             wrong = np.zeros(result.num_rows, dtype=bool)
             for columns, expected in pairs:
                 expected = expected.astype(np.float64)
-                given = _numbers(parsed.text, columns, parsed.block, plan, request.delimiter)
+                given = read_numbers(parsed.text, columns, parsed.block, plan, request.delimiter)
                 allowed = tolerance if tolerance is not None else written_tolerances(parsed.text, columns)
                 allowed = np.broadcast_to(np.asarray(allowed, dtype=np.float64), given.shape)
                 ok = within(given, expected, allowed)
@@ -78,7 +81,7 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
                 if len(bad):
                     errors = error[bad[:, 0], bad[:, 1]]
                     keep = bad[np.argsort(-errors, kind="stable")[:WORST_SHOWN]]
-                    lines = _record_lines(parsed.block, request.delimiter)
+                    lines = record_lines(parsed.block, request.delimiter)
                     found.worst += [
                         WrongCell(
                             lines[row],

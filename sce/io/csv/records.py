@@ -230,7 +230,7 @@ def split_header(block: Block) -> Block:
     return Block(block.first_line + block.data[:end].count(b"\n"), block.data[end:])
 
 
-def _records(block: Block, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+def records_with_lines(block: Block, delimiter: str) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of every record in the block, blank lines included."""
     reader = csv.reader(io.StringIO(block.data.decode("utf-8")), delimiter=delimiter)
     line = block.first_line
@@ -257,10 +257,12 @@ def _unreadable(line: int, error: csv.Error) -> DataProblem:
     return DataProblem(f"line {line}: cannot be read as CSV ({error})")
 
 
-def _record_lines(block: Block, delimiter: str) -> list[int]:
-    return [line for line, fields in _records(block, delimiter) if fields]
+def record_lines(block: Block, delimiter: str) -> list[int]:
+    """The line number of each record (each row) of the block, blank lines left out."""
+    return [line for line, fields in records_with_lines(block, delimiter) if fields]
 
 
-def _record_at(block: Block, delimiter: str, row: int) -> tuple[int, list[str]]:
-    records = [(line, fields) for line, fields in _records(block, delimiter) if fields]
+def record_at(block: Block, delimiter: str, row: int) -> tuple[int, list[str]]:
+    """Row ``row`` of the block (blank lines left out) as (line number, fields)."""
+    records = [(line, fields) for line, fields in records_with_lines(block, delimiter) if fields]
     return records[row]

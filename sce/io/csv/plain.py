@@ -15,7 +15,7 @@ previous block: both use polars' thread pool).
 
 This path never reports a problem: a block that is not plain, or that has
 any problem at all (a cell the reader does not take as a number, a label
-out of range), is read again the usual way (frames.parse_block), which
+out of range), is read again the usual way (parse.parse_block), which
 words every error with its line, column and value.
 """
 
@@ -27,10 +27,10 @@ from typing import BinaryIO
 import numpy as np
 import polars as pl
 
-from sce.batch.frames import computed_frame, in_chunks, nan_spelled, read_block_csv
-from sce.batch.wide import _header_line
 from sce.io.csv.columns import ColumnPlan
+from sce.io.csv.parse import read_block_csv
 from sce.io.csv.records import Block
+from sce.io.writers.text import computed_frame, header_line, in_chunks, nan_spelled
 from sce.loss import SoftmaxCrossEntropyResult
 
 #: Labels beyond ±2^53 read as Int64 here are exact, and rounded the usual way (through float64):
@@ -137,4 +137,4 @@ def plain_rows(
     computed = computed_frame(plan, result, digits)
     holds_nan = any(np.isnan(column.to_numpy()).any() for column in computed.get_columns())
     frame = computed.insert_column(0, parsed.lines)
-    return PlainRows(_header_line(plan.names + plan.output_names, separator), frame, separator, holds_nan)
+    return PlainRows(header_line(plan.names + plan.output_names, separator), frame, separator, holds_nan)

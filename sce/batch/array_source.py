@@ -1,4 +1,4 @@
-"""``sce batch`` on a dump of arrays: the rows of the logits (and labels or
+"""A dump of arrays as a source of the batch loop: the rows of the logits (and labels or
 targets) in blocks through the core, each block read from the file on its own.
 
 The readers are ``sce check --arrays``'s (:mod:`sce.io.arrays`): a
@@ -9,17 +9,24 @@ against the class count before the first row is written.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import polars as pl
 
-from sce.batch.frames import MeanDenominators, core_on_block
-from sce.errors import DataProblem
+from sce.batch.compute import MeanDenominators, core_on_block
+from sce.errors import DATA, DataProblem, OptionProblem, SceError
 from sce.io.arrays import ArrayDump, DumpRequest, read_dump
 from sce.io.arrays.dump import placed_in_dump
 from sce.io.arrays.mapped_rows import block_bounds, read_rows
+from sce.io.csv.columns import ColumnPlan
 from sce.io.signals import raise_if_interrupted
+from sce.io.writers.arrays import npz_layout
+from sce.io.writers.text import EncodedRows
+from sce.io.writers.text_of_arrays import array_plan, text_output
 from sce.loss import InvalidInput, SoftmaxCrossEntropyResult
 from sce.options import LossOptions
 
@@ -39,7 +46,7 @@ class ArrayBlock:
     targets: np.ndarray | None
     stored_targets: np.ndarray | None = None
     """The targets as the dump stores them, for the core: float32 targets sum to 1 only within
-    float32's rounding (see core.checks.target_sum_tolerance)."""
+    float32's rounding (see loss.validation.target_sum_tolerance)."""
 
 
 def read_inputs(request: DumpRequest, options: LossOptions) -> ArrayDump:
@@ -92,3 +99,73 @@ def compute_array_block(
 
     targets = block.targets if block.stored_targets is None else block.stored_targets
     return core_on_block(block.logits, block.labels, targets, options, denominators, placed)
+
+
+class ArraySource:
+    """The dump's row blocks through the loss, for the batch loop."""
+
+    def __init__(
+        self, request: DumpRequest, options: LossOptions, output: tuple[str | None, str], digits: int | None
+    ) -> None:
+        self.request, self.options, self.digits = request, options, digits
+        self.output_path, self.output_format = output
+        self.denominators: MeanDenominators | None = None
+        self.dump: ArrayDump | None = None
+        self.plan: ColumnPlan | None = None
+        self.size = 0
+
+    def prepare(self) -> None:
+        """The dump opened and checked, and the mean's denominators from its labels."""
+        try:
+            self.dump = read_inputs(self.request, self.options)
+        except SceError as error:
+            if type(error) is SceError:  # a file that cannot be opened: 1 in sce batch, as for a CSV input
+                error.exit_code = DATA
+            raise
+        self._refuse_output_over_inputs()
+        self.denominators = mean_denominators(self.dump, self.options)
+        self.plan = array_plan(self.dump)
+        self.size = _size(self.request.arrays or self.request.paths.get("logits", ""))
+
+    def _refuse_output_over_inputs(self) -> None:
+        output = self.output_path
+        if output in (None, "-", "") or not os.path.exists(output):
+            return
+        for path in (self.request.arrays, *self.request.paths.values()):
+            if path is not None and os.path.exists(path) and os.path.samefile(path, output):
+                raise OptionProblem("output_path", f"{output} is an input file; write the output to another file")
+
+    def blocks(self) -> Iterator[tuple[ArrayBlock, SoftmaxCrossEntropyResult]]:
+        assert self.dump is not None
+        for block in array_blocks(self.dump):
+            yield block, compute_array_block(block, self.dump, self.options, self.denominators)
+
+    def progress(self, rows: int) -> int:
+        assert self.dump is not None
+        return self.size * rows // self.dump.shape[0]
+
+    def text(self, block: ArrayBlock, result: SoftmaxCrossEntropyResult, rows: int) -> pl.DataFrame | EncodedRows:
+        assert self.plan is not None
+        return text_output(block, self.plan, result, self.digits, self.output_format)
+
+    def columns(self, block: ArrayBlock, result: SoftmaxCrossEntropyResult, rows: int) -> dict[str, Any]:
+        if block.labels is not None:
+            return {"logits": block.logits, "labels": block.labels}
+        assert block.targets is not None
+        return {"logits": block.logits, "targets": block.targets}
+
+    def npz_layout(self) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+        assert self.dump is not None
+        rows, classes = self.dump.shape
+        return npz_layout(rows, classes, self.dump.labels is not None, self.options.dtype)
+
+    def finish(self, rows: int) -> None:
+        assert self.dump is not None
+        self.dump.verify()  # a damaged file fails the run before its output is put in place
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0

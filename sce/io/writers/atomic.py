@@ -1,27 +1,25 @@
-"""Writing without losing data: the atomic output target, the background
-writer, and the spool of an input read twice."""
+"""Writing without losing data: the atomic output target, the base of the
+background writers, and the spool of an input read twice."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
+import queue
 import re
 import shutil
 import stat
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-import polars as pl
-
-from sce.batch.frames import write_frame
-from sce.batch.plain import PlainRows
-from sce.batch.wide import TextRows
 from sce.errors import DATA, DataProblem, OptionProblem, UsageProblem
 from sce.io.signals import raise_if_interrupted, shielded
+from sce.io.writers.replace import put_in_place
 
 
 class OutputTarget:
@@ -62,7 +60,7 @@ class OutputTarget:
             try:
                 self.stream = os.fdopen(os.dup(descriptor), "wb")
             except OSError as error:
-                raise OptionProblem("output_path", f"cannot write {self.path}: {_reason(error)}", DATA) from None
+                raise OptionProblem("output_path", f"cannot write {self.path}: {reason(error)}", DATA) from None
             return
         self.written = os.path.realpath(self.path)
         self._check_destination(input_path)
@@ -101,7 +99,7 @@ class OutputTarget:
         try:
             return open(self.path, "wb")  # noqa: SIM115 (closed in finish/abandon)
         except OSError as error:
-            raise OptionProblem("output_path", f"cannot write {self.path}: {_reason(error)}", DATA) from None
+            raise OptionProblem("output_path", f"cannot write {self.path}: {reason(error)}", DATA) from None
 
     def write_failure(self, error: OSError) -> DataProblem | OptionProblem:
         """A failed write, worded: which file, why, and that nothing was replaced."""
@@ -110,8 +108,8 @@ class OutputTarget:
         full = error.errno == errno.ENOSPC or errno_in_text(str(error)) == errno.ENOSPC
         hint = "; free some space or write the output elsewhere" if full else ""
         if self.path is None:  # no -o to name
-            return DataProblem(f"writing the output to stdout failed: {_reason(error)}{hint}")
-        return OptionProblem("output_path", f"writing the output {name} failed: {_reason(error)}{kept}{hint}", DATA)
+            return DataProblem(f"writing the output to stdout failed: {reason(error)}{hint}")
+        return OptionProblem("output_path", f"writing the output {name} failed: {reason(error)}{kept}{hint}", DATA)
 
     def finish(self) -> None:
         if self.path is None:
@@ -120,7 +118,7 @@ class OutputTarget:
         try:
             self.stream.close()
         except OSError as error:
-            if _is_broken_pipe(error):
+            if is_broken_pipe(error):
                 raise
             raise self.write_failure(error) from None
         if self.temporary is not None:
@@ -130,7 +128,7 @@ class OutputTarget:
             os.chmod(self.temporary, mode)
             raise_if_interrupted()  # the last moment at which the old output can still be kept
             with shielded():
-                os.replace(self.temporary, self.written)
+                put_in_place(self.temporary, self.written)
                 self.temporary = None
 
     def abandon(self) -> None:
@@ -146,66 +144,110 @@ class OutputTarget:
             self.temporary = None
 
 
-class BackgroundWriter:
-    """Encodes and writes output frames on a second thread.
+#: Seconds an abort waits for a writer's thread, stuck perhaps in a write to a stalled pipe or a
+#: slow disk, before the run goes on to exit without it (the thread is a daemon).
+ABORT_WAIT = 2.0
 
-    polars' CSV writer and the file write release the GIL, so on two cores
-    the next block is read and computed while this one is written. At most
-    ``depth`` frames wait, which bounds the memory.
+
+class BackgroundWriter:
+    """The base of every output writer: what :meth:`put` queues is written on a second thread.
+
+    Encoding and writing (polars' CSV writer, a file's writes, CRC-32s) let go of the interpreter
+    lock, so on two cores the next block is read and computed while this one is written. At most
+    ``depth`` items wait, which bounds the memory. A failure on the writer's thread is raised on
+    the main thread at the next :meth:`put` or at :meth:`close`, a failed write worded by the target.
+
+    One abort rule for every writer: drop what is queued, let the item being written finish, and
+    wait at most :data:`ABORT_WAIT` seconds; a thread still writing after that keeps the target's
+    file open (see :meth:`OutputTarget.abandon`).
     """
 
     _DONE = object()
 
-    def __init__(self, target: OutputTarget, output_format: str, depth: int = 2) -> None:
-        import queue
-        import threading
-
+    def __init__(self, target: OutputTarget, depth: int = 2) -> None:
         self.target = target
-        self.output_format = output_format
-        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
-        self.header = True
+        self.stopping = False
+        self.thread: threading.Thread | None = None
+
+    def write_all(self, items: Iterator[Any]) -> None:
+        """Write every item, on the writer's thread (each kind of output its own way)."""
+        raise NotImplementedError
+
+    def finished(self) -> None:
+        """After the last item is written, on the main thread (an archive's directory)."""
+
+    def worded(self, error: BaseException) -> BaseException:
+        """A failure of the writer's thread, as the main thread raises it."""
+        if isinstance(error, OSError):
+            return error if is_broken_pipe(error) else self.target.write_failure(error)
+        return error
+
+    def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="sce-batch-writer", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
+        try:
+            self.write_all(self.items())
+        except BaseException as error:  # re-raised on the main thread
+            self.error = self.worded(error)
+
+    def items(self) -> Iterator[Any]:
+        """What put() queues, until close() or abort()."""
         while True:
-            frame = self.queue.get()
-            if frame is self._DONE:
+            item = self.queue.get()
+            if item is self._DONE or self.stopping:
                 return
-            if self.error is not None:
-                continue  # drain after a failure, so that put() never blocks
-            try:
-                write_frame(frame, self.target.stream, self.output_format, header=self.header)
-                self.header = False
-            except OSError as error:  # re-raised on the main thread, naming the file
-                self.error = error if _is_broken_pipe(error) else self.target.write_failure(error)
-            except BaseException as error:
-                self.error = error
+            yield item
 
-    def put(self, frame: pl.DataFrame | TextRows | PlainRows) -> None:
+    def put(self, item: Any) -> None:
         self._raise_if_failed()
-        self.queue.put(frame)
-
-    def abort(self) -> None:
-        """Stop after a failure elsewhere: drop what is queued, wait for the thread."""
-        if self.thread.is_alive():
-            # With an error set, the thread drains the queue without writing.
-            self.error = self.error or KeyboardInterrupt()
-            with contextlib.suppress(Exception):  # queue.Full: the thread is stuck in a write
-                self.queue.put(self._DONE, timeout=2)
-            # A write blocked on a stalled pipe must not hold up the exit: the thread is a daemon.
-            self.thread.join(timeout=2)
+        while True:  # in steps, so that a writer that failed (and no longer reads) cannot block the put
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                self._raise_if_failed()
 
     def close(self) -> None:
         """Wait until everything queued is written; raise what the thread met."""
-        self.queue.put(self._DONE)
-        self.thread.join()
+        if self.thread is not None:
+            self._put_done()
+            self.thread.join()
         self._raise_if_failed()
+        try:
+            self.finished()
+        except OSError as error:
+            raise self.target.write_failure(error) from None
+
+    def abort(self) -> None:
+        """Stop after a failure elsewhere (see the class's abort rule)."""
+        if self.thread is None or not self.thread.is_alive():
+            return
+        self.stopping = True
+        self._put_done()
+        self.thread.join(timeout=ABORT_WAIT)
+        self.target.still_written = self.thread.is_alive()  # stuck in a write: see OutputTarget.abandon
+
+    def _put_done(self) -> None:
+        while True:
+            try:
+                self.queue.put(self._DONE, timeout=0.1)
+                return
+            except queue.Full:
+                if self.thread is None or not self.thread.is_alive():
+                    return
+                if self.stopping:
+                    with contextlib.suppress(queue.Empty):
+                        self.queue.get_nowait()  # dropped: nothing more is written after an abort
 
     def _raise_if_failed(self) -> None:
         if self.error is not None:
             raise self.error
+        if self.thread is not None and not self.thread.is_alive() and self.queue.full():
+            raise DataProblem(f"writing {self.target.path}: the writer stopped")
 
 
 def _umask() -> int:
@@ -226,7 +268,7 @@ def spooled_copy(stream: BinaryIO, name: str) -> Iterator[str]:
                 handle = tempfile.NamedTemporaryFile(prefix="sce-spool-", suffix=".csv", delete=False)  # noqa: SIM115
             except OSError as error:
                 raise DataProblem(
-                    f"cannot create a spool file in {tempfile.gettempdir()}: {_reason(error)}{_TMPDIR_HINT}"
+                    f"cannot create a spool file in {tempfile.gettempdir()}: {reason(error)}{_TMPDIR_HINT}"
                 ) from None
             spool = handle.name
         with handle:
@@ -235,7 +277,7 @@ def spooled_copy(stream: BinaryIO, name: str) -> Iterator[str]:
             except OSError as error:
                 raise DataProblem(
                     f"copying {name} to the spool file {spool} (kept to read the input twice) failed: "
-                    f"{_reason(error)}{_TMPDIR_HINT}"
+                    f"{reason(error)}{_TMPDIR_HINT}"
                 ) from None
         yield spool
     finally:
@@ -304,12 +346,12 @@ def _cannot_create_in(directory: str, error: OSError) -> str:
     if not os.path.isdir(directory):
         return f"the folder {directory} does not exist; create it, or write the output elsewhere"
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"cannot create a file in {directory}: {_reason(error)}; write the output elsewhere"
+        return f"cannot create a file in {directory}: {reason(error)}; write the output elsewhere"
     # /proc and its kind exist but take no new files (ENOENT there, not "no such folder").
-    return f"cannot create a file in {directory} ({_reason(error)}: it takes no new files); write the output elsewhere"
+    return f"cannot create a file in {directory} ({reason(error)}: it takes no new files); write the output elsewhere"
 
 
-def _reason(error: OSError) -> str:
+def reason(error: OSError) -> str:
     """What went wrong, in words, without "[Errno 28]" (Python's) or "(os error 28)" (polars')."""
     text = error.strerror or str(error).split(" (os error")[0] or type(error).__name__
     text = re.sub(r"^\[Errno \d+\] ", "", text)
@@ -322,6 +364,6 @@ def errno_in_text(text: str) -> int | None:
     return None if found is None else int(found.group(1) or found.group(2))
 
 
-def _is_broken_pipe(error: OSError) -> bool:
+def is_broken_pipe(error: OSError) -> bool:
     # polars reports a closed pipe as a plain OSError("Broken pipe (os error 32)").
     return isinstance(error, BrokenPipeError) or error.errno == errno.EPIPE or errno_in_text(str(error)) == errno.EPIPE

@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import BinaryIO
 
 import numpy as np
 import polars as pl
 
-from sce.batch.frames import _cell_problem, _labels, overflowed_cell, read_block_csv
 from sce.io.csv.columns import ColumnPlan
+from sce.io.csv.parse import overflowed_cell, read_block_csv, read_labels
+from sce.io.csv.problems import cell_problem
 from sce.io.csv.records import Block
+from sce.io.writers.text import header_line
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import BEYOND_FLOAT64, read_number
 
@@ -98,7 +99,7 @@ def parse_wide_block(
     labels = None
     if plan.label is not None:
         label_cells = _gather(cells, len(records), len(plan.names), [plan.positions[plan.label]])
-        labels = _labels(label_cells.to_frame(plan.label), plan.label, block, plan, delimiter)
+        labels = read_labels(label_cells.to_frame(plan.label), plan.label, block, plan, delimiter)
     return WideBlock(records, line_numbers, logits, labels, targets)
 
 
@@ -144,7 +145,7 @@ def _gather(cells: pl.Series, rows: int, width: int, columns: list[int]) -> pl.S
 def _numbers(
     cells: pl.Series, columns: tuple[str, ...], block: Block, plan: ColumnPlan, delimiter: str
 ) -> np.ndarray:
-    """As frames._numbers reads a frame's columns: polars' cast, then the same
+    """As parse.read_numbers reads a frame's columns: polars' cast, then the same
     with spaces stripped, then the command line's parser for the cells both
     reject; the first unreadable cell of the first column that has one is the error."""
     rows = len(cells) // len(plan.names)
@@ -161,13 +162,13 @@ def _numbers(
             if number is None:
                 name = columns[k]
                 column = texts.gather(np.arange(rows) * len(columns) + k).to_frame(name)
-                raise _cell_problem(column, int(row), name, block, plan, delimiter, "is not a number")
+                raise cell_problem(column, int(row), name, block, plan, delimiter, "is not a number")
             array[row, k] = number
     overflow = overflowed_cell(array, lambda row, k: texts[row * len(columns) + k])
     if overflow is not None:
         row, k = overflow
         column = texts.gather(np.arange(rows) * len(columns) + k).to_frame(columns[k])
-        raise _cell_problem(column, row, columns[k], block, plan, delimiter, BEYOND_FLOAT64)
+        raise cell_problem(column, row, columns[k], block, plan, delimiter, BEYOND_FLOAT64)
     return array
 
 
@@ -180,19 +181,19 @@ def wide_rows(
     numbers = np.concatenate([result.probabilities, result.losses[:, None], result.gradient], axis=1)
     if digits is not None:
         numbers = pl.Series(numbers.ravel()).round_sig_figs(digits).to_numpy().reshape(numbers.shape)
-    # frames.write_frame spells every float of a block by its cast to text if any is NaN.
+    # text.write_frame spells every float of a block by its cast to text if any is NaN.
     as_text = bool(np.isnan(numbers).any())
     rows_at_a_time = max(1, FORMAT_CELLS // numbers.shape[1])
     sep = separator.encode()
     pieces: list[bytes] = []
     for start in range(0, len(numbers), rows_at_a_time):
-        formatted = _formatted_rows(numbers[start : start + rows_at_a_time], as_text, sep)
+        formatted = formatted_rows(numbers[start : start + rows_at_a_time], as_text, sep)
         for record, row in zip(parsed.records[start : start + rows_at_a_time], formatted, strict=True):
             pieces += (record, sep, row, b"\n")
     return TextRows(_header(plan, separator), b"".join(pieces))
 
 
-def _formatted_rows(numbers: np.ndarray, as_text: bool, separator: bytes) -> list[bytes]:
+def formatted_rows(numbers: np.ndarray, as_text: bool, separator: bytes) -> list[bytes]:
     """Each row of ``numbers`` as polars writes it, the numbers joined by the separator."""
     column = pl.Series("v", numbers.ravel())
     if as_text:
@@ -213,15 +214,4 @@ def _formatted_rows(numbers: np.ndarray, as_text: bool, separator: bytes) -> lis
 
 
 def _header(plan: ColumnPlan, separator: str) -> bytes:
-    return _header_line(plan.names + plan.output_names, separator)
-
-
-@lru_cache(maxsize=4)
-def _header_line(names: tuple[str, ...], separator: str) -> bytes:
-    """The header as polars writes it: a name in quotes where it holds the
-    separator, a quote or a line break."""
-    special = (separator, '"', "\n", "\r")
-    quoted = (
-        '"' + name.replace('"', '""') + '"' if any(char in name for char in special) else name for name in names
-    )
-    return (separator.join(quoted) + "\n").encode("utf-8")
+    return header_line(plan.names + plan.output_names, separator)

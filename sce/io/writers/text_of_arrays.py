@@ -13,15 +13,26 @@ from __future__ import annotations
 import io
 import json
 from itertools import chain
+from typing import Protocol
 
 import numpy as np
 import polars as pl
 
-from sce.batch.array_input import ArrayBlock
-from sce.batch.wide import WIDE_COLUMNS, TextRows, WideBlock, _formatted_rows, wide_rows
 from sce.io.arrays import ArrayDump
 from sce.io.csv.columns import ColumnPlan
+from sce.io.csv.wide import WIDE_COLUMNS, TextRows, WideBlock, formatted_rows, wide_rows
 from sce.loss import SoftmaxCrossEntropyResult
+
+
+class InputRows(Protocol):
+    """A block of an array input's rows: the logits, and the labels or the targets."""
+
+    @property
+    def logits(self) -> np.ndarray: ...
+    @property
+    def labels(self) -> np.ndarray | None: ...
+    @property
+    def targets(self) -> np.ndarray | None: ...
 
 
 def array_plan(dump: ArrayDump) -> ColumnPlan:
@@ -34,7 +45,7 @@ def array_plan(dump: ArrayDump) -> ColumnPlan:
 
 
 def text_output(
-    block: ArrayBlock, plan: ColumnPlan, result: SoftmaxCrossEntropyResult, digits: int | None, output_format: str
+    block: InputRows, plan: ColumnPlan, result: SoftmaxCrossEntropyResult, digits: int | None, output_format: str
 ) -> pl.DataFrame | TextRows:
     """One block's output rows: a frame, or for rows of many columns already-encoded text."""
     separator = {"csv": ",", "tsv": "\t"}.get(output_format)
@@ -58,10 +69,10 @@ def text_output(
     return pl.DataFrame(columns).hstack(frame)
 
 
-def _as_records(block: ArrayBlock, separator: str) -> WideBlock:
+def _as_records(block: InputRows, separator: str) -> WideBlock:
     """The block's input rows as the text lines a CSV of them holds."""
     numbers = block.logits if block.targets is None else np.concatenate([block.logits, block.targets], axis=1)
-    records = _formatted_rows(numbers, bool(np.isnan(numbers).any()), separator.encode())
+    records = formatted_rows(numbers, bool(np.isnan(numbers).any()), separator.encode())
     if block.labels is not None:
         suffix = separator.encode()
         records = [record + suffix + str(label).encode() for record, label in zip(records, block.labels.tolist())]
@@ -73,11 +84,11 @@ _QUOTED = {b"inf": b'"inf"', b"-inf": b'"-inf"', b"NaN": b'"nan"', b"nan": b'"na
 
 
 def _json_lines(
-    block: ArrayBlock, plan: ColumnPlan, result: SoftmaxCrossEntropyResult, digits: int | None
+    block: InputRows, plan: ColumnPlan, result: SoftmaxCrossEntropyResult, digits: int | None
 ) -> TextRows:
     """JSON Lines of rows of many columns, built as text row by row: a frame of 3K
     columns costs polars kilobytes per column (3.4 GB for 20 rows of 128,000 classes).
-    The bytes are the frame path's (frames.write_frame): polars' float text, or where a
+    The bytes are the frame path's (text.write_frame): polars' float text, or where a
     block holds a non-finite number, every float cast to text and the non-finite quoted."""
     inputs = block.logits if block.targets is None else np.concatenate([block.logits, block.targets], axis=1)
     computed = np.concatenate([result.probabilities, result.losses[:, None], result.gradient], axis=1)

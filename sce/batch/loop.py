@@ -1,0 +1,138 @@
+"""The one streaming loop of ``sce batch``: a source's blocks (a CSV input's, or a dump
+of arrays') through the loss, into a sink (text rows, or arrays), written whole or
+not at all."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from sce.batch.array_source import ArraySource
+from sce.batch.compute import MeanDenominators
+from sce.batch.csv_source import CsvSource, csv_input, readable_input
+from sce.batch.request import BatchRequest, BatchSummary
+from sce.io.signals import raise_if_interrupted, shielded
+from sce.io.writers.arrays import BINARY_FORMATS, NpzSink, TableSink, computed_columns
+from sce.io.writers.atomic import BackgroundWriter, OutputTarget
+from sce.io.writers.text import TextWriter
+from sce.loss import SoftmaxCrossEntropyResult
+
+Progress = Callable[[int, int], None]
+
+
+class Source(Protocol):
+    """Where the rows come from (see :class:`.csv_source.CsvSource`, :class:`.array_source.ArraySource`)."""
+
+    denominators: MeanDenominators | None
+
+    def prepare(self) -> None: ...
+    def blocks(self) -> Iterator[tuple[Any, SoftmaxCrossEntropyResult]]: ...
+    def progress(self, rows: int) -> int: ...
+    def text(self, block: Any, result: SoftmaxCrossEntropyResult, rows: int) -> Any: ...
+    def columns(self, block: Any, result: SoftmaxCrossEntropyResult, rows: int) -> dict[str, Any]: ...
+    def npz_layout(self) -> Any: ...
+    def finish(self, rows: int) -> None: ...
+
+
+def run_batch(request: BatchRequest, on_progress: Progress | None = None) -> BatchSummary:
+    r"""Compute every row of the input and write the output; return the summary.
+
+    Parameters
+    ----------
+    request
+        The input (a CSV or TSV file, ``-`` for stdin, or a dump of arrays), the output
+        (a file, or None for stdout) and its format, and the loss options.
+    on_progress
+        Called after each block as ``on_progress(bytes_read, rows)``.
+
+    Returns
+    -------
+    BatchSummary
+        Rows, ignored rows, accuracy, the reduced loss and the time taken.
+
+    Notes
+    -----
+    The input is read in blocks, so memory stays bounded whatever its size; for
+    ``reduction="mean"`` (and an .npz output) a first pass counts what the mean divides by.
+    The output is written to a temporary file put in place only when complete: a failure
+    leaves an existing output as it was. The caller installs the stopping signals'
+    handlers around the run (:func:`sce.io.signals.stopping_signals_handled`), so that a
+    signal ends it as :class:`sce.errors.Interrupted` with nothing left half-written.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "in.csv").write_text("z0,z1,z2,label\n2,3,4,1\n")
+    >>> summary = run_batch(BatchRequest(str(folder / "in.csv"), str(folder / "out.csv")))
+    >>> summary.rows, round(summary.reduced_loss, 9)
+    (1, 1.407605964)
+    >>> (folder / "out.csv").read_text().splitlines()[0]
+    'z0,z1,z2,label,p_z0,p_z1,p_z2,loss,grad_z0,grad_z1,grad_z2'
+    """
+    started = time.perf_counter()
+    options, output_format, digits = request.options, request.output_format, request.digits
+    output_path, input_path = request.output_path, request.input_path
+    with _source(request) as source:
+        source.prepare()  # a bad input or a first pass's problem stops the run before the output is begun
+        denominator = 0.0 if source.denominators is None else source.denominators.cross_entropy
+        summary = BatchSummary(reduction=options.reduction, denominator=denominator)
+        with written_whole(output_path, input_path, lambda target: _sink(target, output_format, source)) as sink:
+            text = isinstance(sink, TextWriter)
+            for block, result in source.blocks():
+                raise_if_interrupted()
+                summary.add(result)
+                if text:
+                    sink.put(source.text(block, result, summary.rows))
+                else:
+                    sink.put(computed_columns(source.columns(block, result, summary.rows), result, digits))
+                if on_progress is not None:
+                    on_progress(source.progress(summary.rows), summary.rows)
+            source.finish(summary.rows)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+@contextmanager
+def _source(request: BatchRequest) -> Iterator[Source]:
+    output = (request.output_path, request.output_format)
+    if request.arrays is not None:
+        yield ArraySource(request.arrays, request.options, output, request.digits)
+        return
+    reads_twice = request.options.reduction == "mean" or request.output_format == "npz"
+    with readable_input(request.input_path, reads_twice) as path:
+        yield CsvSource(path, csv_input(request), request.options, request.output_format, request.digits)
+
+
+def _sink(target: OutputTarget, output_format: str, source: Source) -> BackgroundWriter:
+    if output_format not in BINARY_FORMATS:
+        return TextWriter(target, output_format)
+    if output_format == "npz":
+        return NpzSink(target, source.npz_layout())
+    return TableSink(target, output_format)
+
+
+@contextmanager
+def written_whole(
+    output_path: str | None, input_path: str | None, make_writer: Callable[[OutputTarget], BackgroundWriter]
+) -> Iterator[BackgroundWriter]:
+    """The output's writer: closed and renamed into place when the block ends, or
+    abandoned (the old output kept) when it raises, by a signal too."""
+    target: OutputTarget | None = None
+    writer: BackgroundWriter | None = None
+    try:
+        with shielded():  # assigned before a signal can be raised, so the except below cleans up
+            target = OutputTarget(output_path, input_path)
+            writer = make_writer(target)
+        yield writer
+        writer.close()
+        target.finish()
+    except BaseException:
+        with shielded():
+            if writer is not None:
+                writer.abort()
+            if target is not None:
+                target.abandon()
+        raise
