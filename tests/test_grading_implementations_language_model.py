@@ -11,7 +11,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from sce.cli.commandline import FLAG_OF_FIELD
+from sce.cli.declarations import FLAG_OF_FIELD
 from sce.grading.implementations import mistakes
 from sce.grading.implementations.cases import build_cases
 from sce.options import LossOptions
