@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sce.grading import digit_slip, finite_difference_check, tolerance_of
+from sce.explain.finite_differences import finite_difference_check
+from sce.grading import digit_slip, tolerance_of
 from sce.loss import loss_hessian, softmax_cross_entropy, softmax_jacobian
 
 pytestmark = pytest.mark.columns(120)

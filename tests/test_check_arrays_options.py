@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from sce.grading.dump.by_dtype import check_dump
+from sce.grading.dump.check import check_dump
 from sce.io.arrays import ArrayDump
 from sce.options import LossOptions
 from sce.testing import assert_cross_entropy_close

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sce.grading.dump.by_dtype import check_dump
+from sce.grading.dump.check import check_dump
 from sce.io.arrays import ArrayDump
 from sce.loss import InvalidInput, softmax_cross_entropy
 from sce.loss.validation import target_sum_tolerance
