@@ -66,20 +66,75 @@ def check_implementation(
 ) -> ImplementationReport:
     """Run ``fn`` over sce's battery of cases and grade each answer.
 
-    ``convention``: "batch" calls fn(logits N×K, labels N); "row" calls fn(logits K, label)
-    once per row. ``returns``: "loss,grad", "grad" or "loss". ``reduction`` (batch only):
-    "mean", "sum" or "none". ``targets``: fn takes probability targets instead of labels.
-    ``framework``: "numpy", "torch" or "jax" (None: from the imports of fn's file).
-    ``timeout``: seconds each case may take.
+    ``fn`` runs in a child process, so that a hang or a crash in it cannot stop the caller.
 
-    The options of the loss that ``fn`` computes (it is still called fn(logits, labels)):
-    ``label_smoothing`` ε, ``temperature`` T, ``softcap`` c (logits c·tanh(z/c), Gemma 2),
-    ``z_loss`` λ (each row adds λ·lse², divided by N with "mean") and ``smoothing_style``
-    ("uniform", as PyTorch, or "off-target", as Megatron and t5x), as in
-    :func:`sce.loss.softmax_cross_entropy`. The exact answers, the allowance and the
-    named mistakes all follow them.
+    Parameters
+    ----------
+    fn : callable or str
+        A function defined at the top level of a file or module, or "FILE.py:FUNCTION" or
+        "package.module:FUNCTION".
+    convention : {'batch', 'row'}, default 'batch'
+        "batch" calls fn(logits N×K, labels N); "row" calls fn(logits K, label) once per row.
+    returns : {'loss,grad', 'grad', 'loss'}, default 'loss,grad'
+        What fn returns.
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+        How fn reduces the loss (batch convention only).
+    targets : bool, default False
+        fn takes probability targets instead of labels.
+    framework : {'numpy', 'torch', 'jax'}, optional
+        The arrays fn takes; None: from the imports of fn's file.
+    seed : int, default 0
+        Varies the random cases only.
+    timeout : float, default 3.0
+        Seconds each case may take.
+    label_smoothing, temperature, softcap, z_loss, smoothing_style
+        The options of the loss that ``fn`` computes (it is still called fn(logits, labels)):
+        ε, T, c (logits c·tanh(z/c), Gemma 2), λ (each row adds λ·lse², divided by N with
+        "mean") and "uniform" (PyTorch) or "off-target" (Megatron, t5x), as in
+        :func:`sce.softmax_cross_entropy`. The exact answers, the allowance and the named
+        mistakes all follow them.
 
-    Raises UnusableImplementation (a ValueError) when fn cannot be loaded or called as configured.
+    Returns
+    -------
+    ImplementationReport
+        One :class:`CaseResult` per case (``report.cases``), each with its verdict and the
+        mistake it shows; ``report.passed`` when every case passes.
+
+    Raises
+    ------
+    UnusableImplementation
+        A ValueError, when fn cannot be loaded or called as configured.
+    ValueError
+        For an option out of its range, naming the keyword.
+
+    See Also
+    --------
+    assert_implementation_correct : the same, as an assertion for pytest.
+
+    Examples
+    --------
+    An implementation that passes every case but one: its loss takes the log of a probability,
+    which rounds to 0 when the label's logit is 1,000 below the largest:
+
+    >>> import pathlib, tempfile
+    >>> from sce.testing import check_implementation
+    >>> homework = pathlib.Path(tempfile.mkdtemp(), "homework.py")
+    >>> _ = homework.write_text('''
+    ... import numpy as np
+    ...
+    ... def softmax_loss(logits, labels):
+    ...     rows = np.arange(len(labels))
+    ...     shifted = logits - logits.max(axis=1, keepdims=True)
+    ...     p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    ...     loss = -np.log(p[rows, labels]).mean()
+    ...     p[rows, labels] -= 1
+    ...     return loss, p / len(labels)
+    ... ''')
+    >>> report = check_implementation(f"{homework}:softmax_loss")
+    >>> report.passed
+    False
+    >>> [case.name for case in report.cases if not case.passed]
+    ["the label's probability rounds to 0: [0, 1000], label 0"]
     """
     configuration = make_configuration(
         convention=convention,
@@ -104,7 +159,35 @@ def check_implementation(
 
 def assert_implementation_correct(fn: Callable[..., Any] | str, **options: Any) -> ImplementationReport:
     """Like :func:`check_implementation`, but raise AssertionError with the report as
-    text unless every case passes (or the function cannot be used)."""
+    text unless every case passes (or the function cannot be used).
+
+    Parameters
+    ----------
+    fn : callable or str
+        As for :func:`check_implementation`.
+    **options
+        Its keywords (convention, returns, reduction, the loss's options, …).
+
+    Returns
+    -------
+    ImplementationReport
+        The report, when every case passes.
+
+    Raises
+    ------
+    AssertionError
+        With the report as text (or why fn cannot be used).
+
+    Examples
+    --------
+    In a test file, beside the implementation::
+
+        from homework import softmax_loss
+        from sce.testing import assert_implementation_correct
+
+        def test_softmax_loss():
+            assert_implementation_correct(softmax_loss)
+    """
     try:
         report = check_implementation(fn, **options)
     except UnusableImplementation as problem:
@@ -117,7 +200,33 @@ def assert_implementation_correct(fn: Callable[..., Any] | str, **options: Any) 
 
 
 def loss_options(**options: Any) -> LossOptions:
-    """The loss's options, checked as the core checks them; ValueError names the keyword."""
+    """The loss's options, checked as the loss checks them.
+
+    Parameters
+    ----------
+    **options
+        The fields of :class:`~sce.options.LossOptions`, as keywords.
+
+    Returns
+    -------
+    LossOptions
+
+    Raises
+    ------
+    ValueError
+        Naming the keyword, its value, what is wrong and how to fix it.
+
+    Examples
+    --------
+    >>> from sce.testing import loss_options
+    >>> loss_options(label_smoothing=0.1).label_smoothing
+    0.1
+    >>> try:
+    ...     loss_options(temperature=0)
+    ... except ValueError as error:
+    ...     print(error)
+    temperature=0: temperature 0 is not a positive finite number; use T > 0 (1 leaves the logits as they are)
+    """
     from sce.loss import InvalidInput
     from sce.loss.validation import validated_options
 
@@ -160,7 +269,23 @@ def make_configuration(
 
 
 def function_spec(fn: Callable[..., Any] | str) -> FunctionSpec:
-    """Where the child process finds ``fn``: its file and its name there."""
+    """Where the child process finds ``fn``: its file and its name there.
+
+    Parameters
+    ----------
+    fn : callable or str
+        A function defined at the top level of a file or module, or "FILE.py:FUNCTION" or
+        "package.module:FUNCTION".
+
+    Returns
+    -------
+    FunctionSpec
+
+    Raises
+    ------
+    UnusableImplementation
+        For a lambda, a nested function, or anything that is not a function.
+    """
     if isinstance(fn, str):
         return parse_spec(fn)
     if not callable(fn):
@@ -193,14 +318,61 @@ def assert_cross_entropy_close(
     class_axis: int = -1,
     **options: Any,
 ) -> None:
-    """Assert that ``grad`` (and ``loss``) are as accurate as their float type allows; see
-    ``sce check --arrays``. Integer ``labels_or_targets`` are labels, floats shaped like the
-    logits are probability targets. Any layout ``softmax_cross_entropy`` takes: N×K, PyTorch's
-    (N, K, d1, …) with ``class_axis=1``, or one vector of K with a scalar label. ``dtype`` is
-    the type the answer was computed in (default: ``grad``'s own). ``options``: weight,
-    label_smoothing, ignore_index, reduction (default 'mean', as PyTorch), temperature, softcap,
-    z_loss, smoothing_style. Torch and JAX arrays are converted through numpy. Raises
-    AssertionError with the report, ValueError for arrays that do not fit together."""
+    """Assert that ``grad`` (and ``loss``) are as accurate as their float type allows.
+
+    The verdict of ``sce check --arrays``: the answer's errors, in units in the last place of its
+    type, against the exact gradient, allowed what a straightforward computation in the same type
+    makes on the same logits.
+
+    Parameters
+    ----------
+    logits : array_like
+        Any layout ``softmax_cross_entropy`` takes: N×K, PyTorch's (N, K, d1, …) with
+        ``class_axis=1``, or one vector of K with a scalar label. Torch and JAX arrays are
+        converted through numpy.
+    labels_or_targets : array_like
+        Integers are labels; floats shaped like the logits are probability targets.
+    grad : array_like
+        The gradient to grade, shaped like the logits.
+    loss : array_like, optional
+        The loss to grade too.
+    dtype : str, optional
+        The type the answer was computed in (default: ``grad``'s own).
+    class_axis : int, default -1
+        The axis of the classes.
+    **options
+        weight, label_smoothing, ignore_index, reduction (default 'mean', as PyTorch),
+        temperature, softcap, z_loss, smoothing_style.
+
+    Raises
+    ------
+    AssertionError
+        With the report, when the answer is not as accurate as its type allows.
+    ValueError
+        For arrays that do not fit together.
+
+    See Also
+    --------
+    sce.softmax_cross_entropy : the exact loss and gradient.
+
+    Examples
+    --------
+    A float32 gradient computed the plain way passes; one entry off by 0.01 does not:
+
+    >>> import numpy as np
+    >>> from sce.testing import assert_cross_entropy_close
+    >>> z = np.array([[2.0, 3.0, 4.0]], dtype=np.float32)
+    >>> p = np.exp(z - z.max(axis=1, keepdims=True))
+    >>> p /= p.sum(axis=1, keepdims=True)
+    >>> grad = p - np.eye(3, dtype=np.float32)[[1]]
+    >>> assert_cross_entropy_close(z, np.array([1]), grad)
+    >>> grad[0, 1] += np.float32(0.01)
+    >>> try:
+    ...     assert_cross_entropy_close(z, np.array([1]), grad)
+    ... except AssertionError as report:
+    ...     print(str(report).splitlines()[-1])
+    verdict: not correct for float32
+    """
     from sce.errors import SceError
     from sce.grading.dump.check import check_dump
     from sce.io.arrays.dump import FLOAT_NAMES, float_name

@@ -11,24 +11,13 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from sce.cli import app
 from sce.cli.samples import SAMPLES
 
 SHIPPED = resources.files("sce") / "samples"
 SCE = shutil.which("sce", path=str(Path(sys.executable).parent)) or shutil.which("sce")
 ENV = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR", "_SCE_COMPLETE")}
 
-
-@pytest.fixture
-def sce():
-    """`sce ARGS...` in-process (the same as the test suite's shared `sce` fixture, where conftest has one)."""
-
-    def run(*args: object, input: str | bytes | None = None, env: dict[str, str] | None = None):
-        return CliRunner().invoke(app, [str(arg) for arg in args], input=input, env={"COLUMNS": "100", **(env or {})})
-
-    return run
 
 
 def installed() -> str:

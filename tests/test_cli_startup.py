@@ -10,9 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
-from sce.cli import app
 from sce.cli.application import BLAS_THREAD_VARIABLES, COMMANDS
 from sce.render.grid import PlainConsole, console_for
 
@@ -113,8 +111,8 @@ def test_a_program_importing_sce_keeps_its_threads():
     assert done.stdout == "None\n"
 
 
-def test_help_lists_every_command_with_its_one_line_help():
-    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
+def test_help_lists_every_command_with_its_one_line_help(sce):
+    result = sce("--help", env={"COLUMNS": "200"})
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     listed = [line.split("│")[1].split() for line in lines if line.startswith("│ ") and "--" not in line]
@@ -125,8 +123,8 @@ def test_help_lists_every_command_with_its_one_line_help():
         assert " ".join(words[1:]) == first_line
 
 
-def test_an_unknown_command_is_still_named_with_a_suggestion():
-    result = CliRunner().invoke(app, ["gard", "1"])
+def test_an_unknown_command_is_still_named_with_a_suggestion(sce):
+    result = sce("gard", "1")
     assert result.exit_code == 2
     assert "No such command 'gard'. Did you mean 'grad'?" in result.stderr
 

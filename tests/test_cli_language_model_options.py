@@ -5,17 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
-
-from sce.cli import app
 
 from . import reference
-
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, list(args))
 
 
 @pytest.mark.parametrize(
@@ -27,31 +18,14 @@ def run(*args: str):
         (["--z-loss", "nan"], "sce: error: --z-loss: z-loss nan is not a non-negative finite number"),
     ],
 )
-def test_bad_values_are_one_line(args, line):
-    result = run("grad", "1", "2", "3", "--label", "0", *args)
+def test_bad_values_are_one_line(args, line, sce):
+    result = sce("grad", "1", "2", "3", "--label", "0", *args)
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and result.output.startswith(line), result.output
 
 
-def test_grad_json_reports_the_options_and_the_z_loss_apart():
-    result = run(
-        "grad",
-        "1",
-        "2",
-        "40",
-        "--label",
-        "2",
-        "--softcap",
-        "30",
-        "--z-loss",
-        "1e-4",
-        "--smoothing",
-        "0.1",
-        "--smoothing-style",
-        "off-target",
-        "-f",
-        "json",
-    )
+def test_grad_json_reports_the_options_and_the_z_loss_apart(sce):
+    result = sce("grad", "1", "2", "40", "--label", "2", "--softcap", "30", "--z-loss", "1e-4", "--smoothing", "0.1", "--smoothing-style", "off-target", "-f", "json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert doc["options"]["softcap"] == 30.0 and doc["options"]["z_loss"] == 1e-4
@@ -72,24 +46,24 @@ def test_grad_json_reports_the_options_and_the_z_loss_apart():
     assert doc["target"][0] == pytest.approx(0.05) and doc["target"][2] == pytest.approx(0.9)
 
 
-def test_grad_table_says_the_options_in_words():
-    result = run("grad", "1", "2", "3", "--label", "0", "--softcap", "5", "--z-loss", "0.01")
+def test_grad_table_says_the_options_in_words(sce):
+    result = sce("grad", "1", "2", "3", "--label", "0", "--softcap", "5", "--z-loss", "0.01")
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "soft-capped at 5" in text and "z-loss 0.01·lse²" in text
 
 
-def test_batch_takes_the_options(tmp_path):
+def test_batch_takes_the_options(tmp_path, sce):
     source = tmp_path / "in.csv"
     source.write_text("z0,z1,z2,label\n1,2,3,0\n0,40,-1,1\n")
     out = tmp_path / "out.jsonl"
-    result = run("batch", str(source), "-o", str(out), "--softcap", "3", "--z-loss", "0.1", "--reduction", "sum", "-q")
+    result = sce("batch", str(source), "-o", str(out), "--softcap", "3", "--z-loss", "0.1", "--reduction", "sum", "-q")
     assert result.exit_code == 0, result.output
     assert out.read_text().strip()
 
 
 @pytest.mark.parametrize("block_bytes", [40, 1 << 20])
-def test_batch_z_loss_with_mean_matches_the_core_on_the_whole_file(tmp_path, monkeypatch, block_bytes):
+def test_batch_z_loss_with_mean_matches_the_core_on_the_whole_file(tmp_path, monkeypatch, block_bytes, sce):
     # The z-loss's mean divides by the counted rows of the whole file (4 here, one row ignored), the
     # cross-entropy's by their weight sum: the first pass counts both, whatever the blocks.
     import numpy as np
@@ -112,16 +86,13 @@ def test_batch_z_loss_with_mean_matches_the_core_on_the_whole_file(tmp_path, mon
     written = np.loadtxt(out, delimiter=",", skiprows=1)
     assert np.array_equal(written[:, -3:], core.gradient)
     assert summary.reduced_loss == pytest.approx(core.loss, rel=1e-15)
-    result = run("batch", str(source), "-o", str(tmp_path / "again.csv"), "--z-loss", "0.1", "--reduction", "mean")
+    result = sce("batch", str(source), "-o", str(tmp_path / "again.csv"), "--z-loss", "0.1", "--reduction", "mean")
     assert result.exit_code == 0, result.output
 
 
 @pytest.mark.parametrize("output_format", ["table", "markdown", "json"])
-def test_steps_derive_the_cap_the_z_loss_and_off_target_smoothing(output_format):
-    result = run(
-        "grad", "1", "2", "3", "--label", "0", "--softcap", "5", "--z-loss", "0.01",
-        "--smoothing", "0.1", "--smoothing-style", "off-target", "--steps", "-f", output_format,
-    )  # fmt: skip
+def test_steps_derive_the_cap_the_z_loss_and_off_target_smoothing(output_format, sce):
+    result = sce("grad", "1", "2", "3", "--label", "0", "--softcap", "5", "--z-loss", "0.01", "--smoothing", "0.1", "--smoothing-style", "off-target", "--steps", "-f", output_format)  # fmt: skip
     assert result.exit_code == 0, result.output
     for stage in ("Soft-capping", "The z-loss", "Combining the cases"):
         assert stage in result.stdout

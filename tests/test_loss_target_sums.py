@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from sce.cli import app
 from sce.grading.dump.check import check_dump
 from sce.io.arrays import ArrayDump
 from sce.loss import InvalidInput, softmax_cross_entropy
 from sce.loss.validation import target_sum_tolerance
 from sce.options import LossOptions
 
-runner = CliRunner()
 U32 = 2.0**-24
 
 
@@ -89,12 +86,12 @@ def test_regression_a_float32_vocabulary_softmax_as_targets_checks():
     assert not wrong.correct
 
 
-def test_regression_sce_batch_takes_float32_targets_within_their_rounding(tmp_path):
+def test_regression_sce_batch_takes_float32_targets_within_their_rounding(tmp_path, sce):
     targets = np.repeat(_uniform_off_by(1_000, 5e-6), 2, axis=0)
     logits = np.zeros((2, 1_000), np.float32)
     np.savez(tmp_path / "dump.npz", logits=logits, targets=targets)
     out = tmp_path / "out.npz"
-    result = runner.invoke(app, ["batch", str(tmp_path / "dump.npz"), "-o", str(out), "--quiet"])
+    result = sce("batch", str(tmp_path / "dump.npz"), "-o", str(out), "--quiet")
     assert result.exit_code == 0, result.stderr
     with np.load(out) as written:
         assert np.isfinite(written["loss"]).all()

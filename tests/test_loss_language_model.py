@@ -23,7 +23,7 @@ from sce.loss.row_blocks import flat_indices
 from sce.loss.softcap import soft_capped
 
 from . import reference
-from .test_accuracy import GROUPS, INF, TINY, WELL_CONDITIONED, group_inputs, inherent_bound, mismatch
+from .test_loss_accuracy import GROUPS, INF, TINY, WELL_CONDITIONED, group_inputs, inherent_bound, mismatch
 
 LM_OPTIONS = [
     dict(softcap=30.0),

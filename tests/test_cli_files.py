@@ -1,5 +1,5 @@
-"""Never lose, misplace or misreport data. One test per case of the
-issue, each pinning the exact line on stderr and the exit status."""
+"""Files, links, pipes, encodings and full disks through the commands: never lose, misplace or misreport
+data. Each case pins the exact line on stderr and the exit status."""
 
 from __future__ import annotations
 
@@ -15,21 +15,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from typer.testing import CliRunner
 
-from sce.cli import app
 from sce.io.csv import records
 from sce.io.writers import atomic as output
 from sce.io.writers import text as text_writer
 from sce.io.writers.text import write_frame
 
-runner = CliRunner()
 #: By its full path: the tests run from any folder.
 SAMPLE_BATCH = Path(__file__).resolve().parents[1] / "sce" / "samples" / "batch.csv"
-
-
-def sce(*args: str, input: str | bytes | None = None, **env: str):
-    return runner.invoke(app, list(args), input=input, env={"COLUMNS": "100", **env})
 
 
 def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
@@ -41,7 +34,7 @@ def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
 # --- every input row is accounted for ------------------------------------------------------------
 
 
-def test_a_row_of_empty_fields_is_an_error_like_a_partly_empty_one(tmp_path):
+def test_a_row_of_empty_fields_is_an_error_like_a_partly_empty_one(tmp_path, sce):
     path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,1\n,,\n3,4,0\n")
     result = sce("batch", str(path), "-q")
     assert (result.exit_code, result.stderr) == (
@@ -52,7 +45,7 @@ def test_a_row_of_empty_fields_is_an_error_like_a_partly_empty_one(tmp_path):
     assert (partly.exit_code, partly.stderr) == (1, result.stderr)
 
 
-def test_errors_after_blank_lines_name_the_right_line(tmp_path):
+def test_errors_after_blank_lines_name_the_right_line(tmp_path, sce):
     path = write(tmp_path, "in.csv", "z0,z1,label\n\n\n1,2,1\n\n3,4,0\n\n5,x,0\n")
     result = sce("batch", str(path), "-q")
     assert result.stderr == (
@@ -61,7 +54,7 @@ def test_errors_after_blank_lines_name_the_right_line(tmp_path):
     )
 
 
-def test_check_csv_names_the_line_after_an_empty_row(tmp_path):
+def test_check_csv_names_the_line_after_an_empty_row(tmp_path, sce):
     path = write(tmp_path, "in.csv", "z0,z1,label,grad_z0,grad_z1\n1,2,1,0.27,-0.27\n,,,,\n5,6,0,x,1\n")
     result = sce("check", "--csv", str(path), "--grad-cols", "grad_*")
     assert (result.exit_code, result.stderr) == (
@@ -71,7 +64,7 @@ def test_check_csv_names_the_line_after_an_empty_row(tmp_path):
 
 
 @pytest.mark.parametrize("block_bytes", [9, 16, 23])
-def test_blank_lines_at_a_block_boundary_are_skipped(tmp_path, monkeypatch, block_bytes):
+def test_blank_lines_at_a_block_boundary_are_skipped(tmp_path, monkeypatch, block_bytes, sce):
     # A block that began with a blank line was read by polars as one column.
     monkeypatch.setattr(records, "BLOCK_BYTES", block_bytes)
     path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,1\n\n\n3,4,0\n\n5,6,1\n")
@@ -87,7 +80,7 @@ def test_blank_lines_at_a_block_boundary_are_skipped(tmp_path, monkeypatch, bloc
 # --- nothing becomes null -----------------------------------------------------------------------------
 
 
-def test_jsonl_writes_non_finite_numbers_as_strings(tmp_path):
+def test_jsonl_writes_non_finite_numbers_as_strings(tmp_path, sce):
     path = write(tmp_path, "in.csv", 'id,z0,z1,label\n"a ""q"",é",-inf,2,1\n,1,2,1\nb,-inf,2,0\n')
     result = sce("batch", str(path), "--logit-cols", "z0,z1", "-f", "jsonl", "-q")
     rows = [json.loads(line) for line in result.stdout.splitlines()]
@@ -107,7 +100,7 @@ def test_csv_writes_nan_as_sce_grad_does():
     assert stream.getvalue() == b'{"id":"a","loss":"nan"}\n{"id":"b","loss":"inf"}\n{"id":"c","loss":0.1}\n'
 
 
-def test_check_csv_reads_back_the_non_finite_spellings(tmp_path):
+def test_check_csv_reads_back_the_non_finite_spellings(tmp_path, sce):
     path = write(tmp_path, "in.csv", "z0,z1,label,loss\n-inf,2,0,inf\n1,2,1,0.3133\n")
     result = sce("check", "--csv", str(path), "--loss-col", "loss", "--logit-cols", "z0,z1")
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -116,7 +109,7 @@ def test_check_csv_reads_back_the_non_finite_spellings(tmp_path):
 # --- files: links, pipes, encodings, quotes, full disks ------------------------------------------
 
 
-def test_output_through_a_symbolic_link_writes_its_target(tmp_path):
+def test_output_through_a_symbolic_link_writes_its_target(tmp_path, sce):
     source = write(tmp_path, "in.csv", "z0,z1,label\n1,2,1\n")
     (tmp_path / "elsewhere").mkdir()
     target = write(tmp_path / "elsewhere", "t.csv", "old\n")
@@ -148,7 +141,7 @@ def test_process_substitution_with_mean_is_spooled(tmp_path):
     assert list(temporary.iterdir()) == []
 
 
-def test_utf16_encoding_on_utf8_input_is_one_line(tmp_path):
+def test_utf16_encoding_on_utf8_input_is_one_line(tmp_path, sce):
     path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,1\n")
     result = sce("batch", str(path), "--encoding", "utf-16", "-q")
     assert (result.exit_code, result.stderr) == (
@@ -163,7 +156,7 @@ def test_utf16_encoding_on_utf8_input_is_one_line(tmp_path):
     )
 
 
-def test_a_label_beyond_int64_is_one_line(tmp_path):
+def test_a_label_beyond_int64_is_one_line(tmp_path, sce):
     path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,99999999999999999999999\n")
     result = sce("batch", str(path), "-q")
     assert (result.exit_code, result.stderr) == (
@@ -173,7 +166,7 @@ def test_a_label_beyond_int64_is_one_line(tmp_path):
     )
 
 
-def test_empty_and_folder_output_paths(tmp_path):
+def test_empty_and_folder_output_paths(tmp_path, sce):
     path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,1\n")
     result = sce("batch", str(path), "-o", "", "-q")
     assert (result.exit_code, result.stderr) == (
@@ -188,7 +181,7 @@ def test_empty_and_folder_output_paths(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
 
 
-def test_stray_and_unclosed_quotes_are_told_apart(tmp_path):
+def test_stray_and_unclosed_quotes_are_told_apart(tmp_path, sce):
     stray = write(tmp_path, "stray.csv", 'id,z0,z1,label\n12" screen,1,2,1\n')
     result = sce("batch", str(stray), "--logit-cols", "z0,z1", "-q")
     assert (result.exit_code, result.stderr) == (
@@ -206,7 +199,7 @@ def test_stray_and_unclosed_quotes_are_told_apart(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
-def test_disk_full_on_a_device_names_the_output():
+def test_disk_full_on_a_device_names_the_output(sce):
     result = sce("batch", str(SAMPLE_BATCH), "-o", "/dev/full", "-q")
     assert (result.exit_code, result.stderr) == (
         1,
@@ -215,7 +208,7 @@ def test_disk_full_on_a_device_names_the_output():
     )
 
 
-def test_disk_full_names_the_output_and_keeps_the_old_one(tmp_path, monkeypatch):
+def test_disk_full_names_the_output_and_keeps_the_old_one(tmp_path, monkeypatch, sce):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -231,7 +224,7 @@ def test_disk_full_names_the_output_and_keeps_the_old_one(tmp_path, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
 
 
-def test_disk_full_in_the_spool_names_the_spool(tmp_path, monkeypatch):
+def test_disk_full_in_the_spool_names_the_spool(tmp_path, monkeypatch, sce):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -251,7 +244,7 @@ def test_disk_full_in_the_spool_names_the_spool(tmp_path, monkeypatch):
 # --- one language across commands ----------------------------------------------------------------
 
 
-def test_files_read_numbers_as_the_command_line_does(tmp_path):
+def test_files_read_numbers_as_the_command_line_does(tmp_path, sce):
     path = write(tmp_path, "in.csv", "z0,z1,label\n1_000,\u22122,1\n\u0663, 4 ,\u0660\n")
     result = sce("batch", str(path), "-q")
     assert result.exit_code == 0, result.stderr
@@ -282,7 +275,7 @@ def test_a_closed_pipe_before_writing_exits_141(tmp_path):
         assert (output_format, done.returncode, done.stderr) == (output_format, 141, "")
 
 
-def test_check_csv_that_cannot_be_read_exits_2_not_1(tmp_path):
+def test_check_csv_that_cannot_be_read_exits_2_not_1(tmp_path, sce):
     missing = sce("check", "--csv", str(tmp_path / "nope.csv"), "--grad-cols", "grad_*")
     assert missing.exit_code == 2
     # sce check reads the file from --csv: the message names that, not sce batch's INPUT.
@@ -291,7 +284,7 @@ def test_check_csv_that_cannot_be_read_exits_2_not_1(tmp_path):
     assert sce("check", "--csv", str(wrong), "--grad-cols", "grad_*").exit_code == 1
 
 
-def test_a_missing_label_column_exits_alike_named_or_not(tmp_path):
+def test_a_missing_label_column_exits_alike_named_or_not(tmp_path, sce):
     path = write(tmp_path, "in.csv", "z0,z1\n1,2\n")
     default = sce("batch", str(path), "-q")
     named = sce("batch", str(path), "--label-col", "y", "-q")
@@ -299,7 +292,7 @@ def test_a_missing_label_column_exits_alike_named_or_not(tmp_path):
     assert named.stderr == "sce: error: --label-col: there is no column 'y'; the columns are z0, z1\n"
 
 
-def test_check_json_entries_have_one_shape(tmp_path):
+def test_check_json_entries_have_one_shape(tmp_path, sce):
     typed = json.loads(sce("check", "2", "3", "4", "-l", "1", "--grad", "0.09,-0.7,0.665", "-f", "json").stdout)
     path = write(tmp_path, "in.csv", "z0,z1,z2,label,g0,g1,g2\n2,3,4,1,0.09,-0.7,0.665\n")
     filed = json.loads(
@@ -312,7 +305,7 @@ def test_check_json_entries_have_one_shape(tmp_path):
     assert cell["difference"] > 0 and cell["given"] == -0.7 and cell["written"] == "-0.7"
 
 
-# --- tables never hide digits (done on main; kept as regression tests) ----------------------------
+# --- tables never hide digits -----------------------------------------------------------------------
 
 
 def test_digits_12_into_a_pipe_are_not_cut():
@@ -326,8 +319,8 @@ def test_digits_12_into_a_pipe_are_not_cut():
     assert "0.090030573170" in done.stdout and "…" not in done.stdout
 
 
-def test_columns_40_cuts_no_number():
-    result = sce("grad", "2", "3", "4", "-l", "1", COLUMNS="40")
+def test_columns_40_cuts_no_number(sce):
+    result = sce("grad", "2", "3", "4", "-l", "1", env={"COLUMNS": "40"})
     assert "…" not in result.stdout and "0.0900" in result.stdout and "-0.7553" in result.stdout
 
 
@@ -389,7 +382,7 @@ CARRIAGE_RETURN = (
         (",".join(f"z{k}" for k in range(1200)) + ",label\r" + ",".join(["0.5"] * 1200) + ",1\r", 1),  # wide rows
     ],
 )
-def test_bare_carriage_returns_are_named_with_their_line_not_an_internal_error(tmp_path, text, line):
+def test_bare_carriage_returns_are_named_with_their_line_not_an_internal_error(tmp_path, text, line, sce):
     """Regression: the csv module's "new-line character seen in unquoted field"
     reached the user as an internal error, exit 70."""
     path = write(tmp_path, "cr.csv", text)
@@ -440,7 +433,7 @@ def test_logits_file_from_a_fifo_is_read_once_not_waited_on(tmp_path, kind):
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
-def test_arrays_from_a_pipe_are_refused_with_why_not_called_damaged(tmp_path):
+def test_arrays_from_a_pipe_are_refused_with_why_not_called_damaged(tmp_path, sce):
     fifo = fifo_with(tmp_path, b"\x93NUMPY")
     labels = tmp_path / "labels.npy"
     import numpy as np
@@ -484,14 +477,14 @@ def test_a_full_stdout_is_named_as_stdout(args, said):
         ("z0;z1;label\n1;2;0\n", "'z0;z1;label': it looks separated by semicolons, not commas; say --delimiter ';'"),
     ],
 )
-def test_a_file_of_another_separator_is_named_so(tmp_path, text, said):
+def test_a_file_of_another_separator_is_named_so(tmp_path, text, said, sce):
     """Regression: a tab-separated .csv was told it has no column 'label', the
     columns being 'z0<TAB>z1<TAB>label', with no word of --delimiter."""
     result = sce("batch", str(write(tmp_path, "in.csv", text)), "-q")
     assert (result.exit_code, result.stderr) == (1, f"sce: error: the file has one column, {said}\n")
 
 
-def test_an_empty_archive_is_said_to_hold_no_arrays(tmp_path):
+def test_an_empty_archive_is_said_to_hold_no_arrays(tmp_path, sce):
     import numpy as np
 
     path = tmp_path / "empty.npz"
@@ -500,7 +493,7 @@ def test_an_empty_archive_is_said_to_hold_no_arrays(tmp_path):
     assert (result.exit_code, result.stderr) == (1, f"sce: error: {path}: holds no arrays; save the logits in it\n")
 
 
-def test_json_lines_given_as_input_is_named_as_such(tmp_path):
+def test_json_lines_given_as_input_is_named_as_such(tmp_path, sce):
     """Regression: sce batch's own JSON Lines output, given to sce check --csv,
     was parsed as CSV and its JSON fragments listed as column names."""
     source = write(tmp_path, "in.csv", "z0,z1,label\n-inf,2,0\n3,4,1\n")
@@ -515,7 +508,7 @@ def test_json_lines_given_as_input_is_named_as_such(tmp_path):
     assert (sce("batch", str(jsonl), "-q").stderr) == said
 
 
-def test_logits_file_statuses_follow_the_one_table(tmp_path):
+def test_logits_file_statuses_follow_the_one_table(tmp_path, sce):
     """A file that cannot be opened is usage (2); what is in it, bad, is data (1) —
     not UTF-8 was 2 while a bad number was 1."""
     import numpy as np
@@ -552,7 +545,7 @@ def test_logits_file_statuses_follow_the_one_table(tmp_path):
     ],
     ids=["beyond float64", "-1e400 not a masked class", "a long bad cell", "beyond the csv field limit"],
 )
-def test_numbers_beyond_float64_and_long_cells_in_a_file(tmp_path, row, said):
+def test_numbers_beyond_float64_and_long_cells_in_a_file(tmp_path, row, said, sce):
     """Regression: 1e400 in a file was read as an inf nobody wrote (and -1e400 as a masked
     class, silently); a 5,000-character cell was echoed whole; a field beyond the csv
     module's limit was an internal error (exit 70)."""
@@ -560,7 +553,7 @@ def test_numbers_beyond_float64_and_long_cells_in_a_file(tmp_path, row, said):
     assert (result.exit_code, result.stderr) == (1, f"sce: error: {said}\n")
 
 
-def test_a_number_beyond_float64_in_a_wide_row(tmp_path):
+def test_a_number_beyond_float64_in_a_wide_row(tmp_path, sce):
     names = ",".join(f"z{k}" for k in range(1200))
     text = f"{names},label\n" + ",".join(["0.5"] * 1199) + ",1e999,1\n"
     result = sce("batch", str(write(tmp_path, "wide.csv", text)), "-q")
@@ -570,7 +563,7 @@ def test_a_number_beyond_float64_in_a_wide_row(tmp_path):
     )
 
 
-def test_a_utf16_file_is_told_its_encoding(tmp_path):
+def test_a_utf16_file_is_told_its_encoding(tmp_path, sce):
     path = write(tmp_path, "u16.csv", "z0,z1,label\n1,2,0\n".encode("utf-16"))
     result = sce("batch", str(path), "-q")
     assert (result.exit_code, result.stderr) == (

@@ -13,26 +13,21 @@ from pathlib import Path
 import mpmath
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from sce.cli import app
 from sce.grading.implementations import mistaken_variants as mistakes
 from sce.grading.implementations.cases import build_cases
 from sce.grading.implementations.loading import UnusableImplementation
 from sce.testing import assert_implementation_correct, check_implementation
 
+pytestmark = pytest.mark.columns(200)
+
 HERE = Path(__file__).parent
 IMPLEMENTATIONS = HERE / "implementations"
 REPO = HERE.parent
-runner = CliRunner()
 
 
 def spec(name: str, function: str = "softmax_loss") -> str:
     return f"{IMPLEMENTATIONS / name}.py:{function}"
-
-
-def run(*args: str):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, ["test", *args], env={"COLUMNS": "200"})
 
 
 def case(report, name_start: str):  # type: ignore[no-untyped-def]
@@ -107,12 +102,12 @@ def test_regression_a_float16_kernel_is_judged_as_float16():
     assert off.failed[0].message.startswith("the gradient is off by")
 
 
-def test_regression_a_bfloat16_answer_is_refused_for_what_it_is():
+def test_regression_a_bfloat16_answer_is_refused_for_what_it_is(sce):
     """A bfloat16 answer was refused as "the loss should be a number; found an array of
     bfloat16": it is a number. sce test's floor of 16 ulps is 12 % in bfloat16, too loose to
     judge, so it says so and points to check --arrays."""
     pytest.importorskip("ml_dtypes")
-    result = run(spec("half_bfloat16"))
+    result = sce("test", spec("half_bfloat16"))
     assert result.exit_code == 2
     assert result.stderr.startswith(
         "sce: error: the loss is bfloat16: sce test grades float16, float32 and float64 answers; grade a bfloat16 "
@@ -131,10 +126,10 @@ def test_jax_implementations_are_graded_in_jax():
     assert wrong.mistakes[0] == mistakes.NO_MAX_SHIFT
 
 
-def test_torch_file_without_torch_installed_is_one_line():
+def test_torch_file_without_torch_installed_is_one_line(sce):
     if _installed("torch"):
         pytest.skip("torch is installed")
-    result = run(spec("correct_torch"))
+    result = sce("test", spec("correct_torch"))
     assert result.exit_code == 2
     assert result.stderr.strip() == (
         "sce: error: importing correct_torch.py raised ModuleNotFoundError: No module named 'torch' "
@@ -158,10 +153,10 @@ def _installed(module: str) -> bool:
         ("implementation_torch.py:softmax_cross_entropy", []),
     ],
 )
-def test_the_samples_pass_as_the_readme_runs_them(sample, options):
+def test_the_samples_pass_as_the_readme_runs_them(sample, options, sce):
     if "torch" in sample:
         pytest.importorskip("torch")
-    result = run(str(REPO / "sce" / "samples" / sample), *options)
+    result = sce("test", str(REPO / "sce" / "samples" / sample), *options)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-1].startswith("verdict: correct (")
 
@@ -297,8 +292,8 @@ def test_a_case_that_hangs_does_not_stop_the_others():
                           "(exit status 7: os._exit() or a crash)"),
     ],
 )
-def test_a_function_that_raises_or_exits_fails_its_cases_with_its_own_line(name, message):
-    result = run(spec(name), "--format", "json")
+def test_a_function_that_raises_or_exits_fails_its_cases_with_its_own_line(name, message, sce):
+    result = sce("test", spec(name), "--format", "json")
     assert result.exit_code == 1, result.output
     assert result.stderr == ""
     cases = json.loads(result.stdout)["cases"]
@@ -311,8 +306,8 @@ def test_a_function_that_keeps_ending_its_process_is_given_up_on():
     assert report.cases[2].message == "not run: the 2 cases before ended the process"
 
 
-def test_prints_do_not_reach_the_json_output():
-    result = run(spec("prints"), "--format", "json")
+def test_prints_do_not_reach_the_json_output(sce):
+    result = sce("test", spec("prints"), "--format", "json")
     assert result.exit_code == 0
     document = json.loads(result.stdout)
     assert document["passed"] is True
@@ -338,20 +333,20 @@ FIRST = "for the textbook example: [2, 3, 4], label 1"
         ("returns_huge", f"the gradient should be an array of shape (1, 3); found an array of shape (10000000,), {FIRST}"),
     ],
 )
-def test_unusable_functions_are_one_line_and_exit_2(name, message):
-    result = run(spec(name))
+def test_unusable_functions_are_one_line_and_exit_2(name, message, sce):
+    result = sce("test", spec(name))
     assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr == f"sce: error: {message}\n"
 
 
-def test_gradient_only_function_without_returns_grad_gets_a_hint():
-    result = run(spec("correct_grad_only", "softmax_grad"))
+def test_gradient_only_function_without_returns_grad_gets_a_hint(sce):
+    result = sce("test", spec("correct_grad_only", "softmax_grad"))
     assert result.exit_code == 2
     assert "found an array of shape (1, 3) (if it returns only the gradient, use --returns grad)" in result.stderr
 
 
-def test_bad_specs(tmp_path, monkeypatch):
+def test_bad_specs(tmp_path, monkeypatch, sce):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "broken.py").write_text("def f(logits, labels)\n    return 1\n")
     (tmp_path / "explodes.py").write_text("import numpy\n\nraise RuntimeError('not today')\n")
@@ -368,34 +363,34 @@ def test_bad_specs(tmp_path, monkeypatch):
                                     "that holds it, or give FILE.py:FUNCTION)",
     }
     for given, message in cases.items():
-        result = run(given)
+        result = sce("test", given)
         assert (result.exit_code, result.stderr) == (2, f"sce: error: {message}\n"), given
 
 
-def test_a_module_spec_works_from_its_folder(monkeypatch):
+def test_a_module_spec_works_from_its_folder(monkeypatch, sce):
     monkeypatch.chdir(REPO)
-    result = run("tests.implementations.correct_vectorized:softmax_loss")
+    result = sce("test", "tests.implementations.correct_vectorized:softmax_loss")
     assert result.exit_code == 0, result.output
 
 
-def test_option_problems():
-    result = run(spec("correct_row", "row_loss"), "--convention", "row", "--reduction", "sum")
+def test_option_problems(sce):
+    result = sce("test", spec("correct_row", "row_loss"), "--convention", "row", "--reduction", "sum")
     assert (result.exit_code, result.stderr) == (
         2, "sce: error: --reduction goes with --convention batch; a row function returns its row's own loss\n")
-    result = run(spec("correct_vectorized"), "--timeout", "0")
+    result = sce("test", spec("correct_vectorized"), "--timeout", "0")
     assert (result.exit_code, result.stderr) == (
         2, "sce: error: --timeout 0.0: give the seconds each case may take, e.g. 3 (at most 3600)\n")
-    result = run(spec("correct_vectorized"), "--timeout", "1e12")
+    result = sce("test", spec("correct_vectorized"), "--timeout", "1e12")
     assert result.exit_code == 2 and "(at most 3600)" in result.stderr
-    result = run(spec("correct_vectorized"), "--seed", "-1")
+    result = sce("test", spec("correct_vectorized"), "--seed", "-1")
     assert (result.exit_code, result.stderr) == (2, "sce: error: --seed -1: give a whole number >= 0\n")
 
 
 # --- output ---------------------------------------------------------------------------------------
 
 
-def test_table_verdict_and_what_to_fix_first():
-    result = run(spec("no_max_shift"))
+def test_table_verdict_and_what_to_fix_first(sce):
+    result = sce("test", spec("no_max_shift"))
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert "verdict: not correct (4 of 17 cases fail)" in lines
@@ -409,14 +404,14 @@ def test_table_verdict_and_what_to_fix_first():
     assert "✓ pass" in row
 
 
-def test_correct_verdict():
-    result = run(spec("correct_vectorized"))
+def test_correct_verdict(sce):
+    result = sce("test", spec("correct_vectorized"))
     assert result.exit_code == 0
     assert result.stdout.splitlines()[-1] == "verdict: correct (17 of 17 cases pass)"
 
 
-def test_json_document_has_exactly_the_promised_keys():
-    result = run(spec("sign_flipped"), "-f", "json")
+def test_json_document_has_exactly_the_promised_keys(sce):
+    result = sce("test", spec("sign_flipped"), "-f", "json")
     assert result.exit_code == 1
     document = json.loads(result.stdout)
     assert list(document) == ["passed", "function", "options", "cases", "mistakes"]
@@ -565,8 +560,8 @@ def test_torch_tensors_in_and_out_with_a_stand_in_torch(tmp_path):
     assert report.passed, [(c.name, c.message) for c in report.failed]
 
 
-def test_framework_not_installed_is_one_line():
+def test_framework_not_installed_is_one_line(sce):
     if _installed("jax"):
         pytest.skip("jax is installed")
-    result = run(spec("correct_vectorized"), "--framework", "jax")
+    result = sce("test", spec("correct_vectorized"), "--framework", "jax")
     assert (result.exit_code, result.stderr) == (2, "sce: error: --framework jax: JAX is not installed here\n")

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from sce.batch import BatchRequest, run_batch
-from sce.cli import app
 from sce.cli.commandline import run_reporting_errors
 from sce.cli.declarations import FLAG_OF_FIELD
 from sce.cli.exit_status import exit_status
@@ -22,7 +20,6 @@ from sce.errors import DataProblem, OptionProblem, SceError, UsageProblem, optio
 from sce.loss import InvalidInput, softmax_cross_entropy
 
 PACKAGE = Path(__file__).parent.parent / "sce"
-runner = CliRunner()
 
 
 def reported(error: SceError, capsys: pytest.CaptureFixture[str]) -> str:
@@ -77,17 +74,17 @@ def test_text_that_only_looks_like_a_marker_is_left_alone():
     assert worded(text, FLAG_OF_FIELD) == text
 
 
-def test_the_cores_hint_names_the_dtype_field_in_python_and_the_flag_on_the_command_line():
+def test_the_cores_hint_names_the_dtype_field_in_python_and_the_flag_on_the_command_line(sce):
     with pytest.raises(InvalidInput) as caught:
         softmax_cross_entropy(np.array([[1e39, 0.0]]), np.array([0]), dtype="float32")
     assert str(caught.value).endswith("; compute in float64 (dtype='float64')")
     assert caught.value.hint == "compute in float64 (dtype='float64')"
-    result = runner.invoke(app, ["grad", "1e39", "0", "--label", "0", "--dtype", "float32"])
+    result = sce("grad", "1e39", "0", "--label", "0", "--dtype", "float32")
     assert result.exit_code == 2
     assert result.stderr.endswith("; compute in float64 (--dtype float64)\n")
 
 
-def test_sce_batch_says_no_header_where_run_batch_says_has_header(tmp_path):
+def test_sce_batch_says_no_header_where_run_batch_says_has_header(tmp_path, sce):
     source = tmp_path / "unnamed.csv"
     source.write_text("z0,,label\n1,2,0\n")
     with pytest.raises(SceError) as caught:
@@ -95,7 +92,7 @@ def test_sce_batch_says_no_header_where_run_batch_says_has_header(tmp_path):
     assert str(caught.value) == (
         "line 1: column 2 has no name; name every column, or read the file with has_header=False"
     )
-    result = runner.invoke(app, ["batch", str(source), "-o", str(tmp_path / "out.csv")])
+    result = sce("batch", str(source), "-o", str(tmp_path / "out.csv"))
     assert result.exit_code == 1
     assert result.stderr == (
         "sce: error: line 1: column 2 has no name; name every column, or read the file with --no-header\n"
@@ -135,7 +132,7 @@ def test_every_option_named_in_a_message_has_a_flag():
 IMPLEMENTATIONS = Path(__file__).parent / "implementations"
 
 
-def test_sce_tests_advice_is_a_keyword_in_python_and_a_flag_in_sce_test():
+def test_sce_tests_advice_is_a_keyword_in_python_and_a_flag_in_sce_test(sce):
     from sce.grading.implementations import mistaken_variants as mistakes
     from sce.testing import check_implementation
 
@@ -147,7 +144,7 @@ def test_sce_tests_advice_is_a_keyword_in_python_and_a_flag_in_sce_test():
     assert report.fix_first.startswith(
         "divided by N, but reduction='sum' has no 1/N: drop the division by N (or grade with reduction='mean')"
     )
-    result = runner.invoke(app, ["test", spec, "--reduction", "sum"], env={"COLUMNS": "200"})
+    result = sce("test", spec, "--reduction", "sum", env={"COLUMNS": "200"})
     assert result.exit_code == 1
     assert (
         "fix first: divided by N, but --reduction sum has no 1/N: drop the division by N "
@@ -156,7 +153,7 @@ def test_sce_tests_advice_is_a_keyword_in_python_and_a_flag_in_sce_test():
     assert "reduction='" not in result.output
 
 
-def test_a_dump_mistake_names_the_reduction_as_a_keyword_in_python_and_a_flag_in_sce_check(tmp_path):
+def test_a_dump_mistake_names_the_reduction_as_a_keyword_in_python_and_a_flag_in_sce_check(tmp_path, sce):
     from sce.testing import assert_cross_entropy_close
 
     logits = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]])
@@ -167,7 +164,7 @@ def test_a_dump_mistake_names_the_reduction_as_a_keyword_in_python_and_a_flag_in
     asked = "the gradient of the mean loss, where per-row gradients were asked for"
     assert f"{asked} (reduction='none')" in str(caught.value)
     np.savez(tmp_path / "dump.npz", logits=logits, labels=labels, grad=mean_grad)
-    result = runner.invoke(app, ["check", "--arrays", str(tmp_path / "dump.npz"), "--reduction", "none"])
+    result = sce("check", "--arrays", str(tmp_path / "dump.npz"), "--reduction", "none")
     assert result.exit_code == 1
     assert f"mistake: {asked} (--reduction none)" in result.output
 

@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from sce.cli import app
 from sce.cli.application import COMMANDS
@@ -17,7 +16,6 @@ from sce.cli.declarations import DECLARED, FLAG_OF_FIELD, LOSS_OPTIONS, Declared
 from sce.options import LossOptions
 
 PACKAGE = Path(__file__).parent.parent / "sce"
-runner = CliRunner()
 
 
 def _command(name: str):
@@ -115,9 +113,9 @@ def test_every_record_is_a_parameter_of_some_command():
         assert any(name == record.parameter_name and set(record.flags) <= set(opts) for name, opts in used), record
 
 
-def _panels_in_help(name: str) -> dict[str, str]:
+def _panels_in_help(sce, name: str) -> dict[str, str]:
     """Each flag in ``sce NAME --help`` and the title of the panel it is listed under."""
-    text = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"}).stdout
+    text = sce(name, "--help", env={"COLUMNS": "200", "NO_COLOR": "1"}).stdout
     panel_of: dict[str, str] = {}
     panel = ""
     for line in text.splitlines():
@@ -132,8 +130,8 @@ def _panels_in_help(name: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("name", SHARING)
-def test_help_lists_each_declared_option_under_its_panel(name):
-    panel_of = _panels_in_help(name)
+def test_help_lists_each_declared_option_under_its_panel(name, sce):
+    panel_of = _panels_in_help(sce, name)
     checked = 0
     for param in _command(name).params:
         record = _record_of(param)
@@ -144,15 +142,15 @@ def test_help_lists_each_declared_option_under_its_panel(name):
 
 
 @pytest.mark.parametrize("name", ["grad", "batch", "check"])
-def test_the_computing_commands_take_every_loss_option(name):
-    panel_of = _panels_in_help(name)
+def test_the_computing_commands_take_every_loss_option(name, sce):
+    panel_of = _panels_in_help(sce, name)
     assert {record.flags[0] for record in LOSS_OPTIONS} <= {flag for flag, panel in panel_of.items() if panel == "The loss"}
 
 
-def test_a_loss_option_given_reaches_the_loss_and_one_left_out_keeps_its_default():
-    plain = runner.invoke(app, ["grad", "2", "3", "4", "-l", "1", "-f", "csv"])
-    smoothed = runner.invoke(app, ["grad", "2", "3", "4", "-l", "1", "-f", "csv", "--smoothing", "0.1"])
-    said_zero = runner.invoke(app, ["grad", "2", "3", "4", "-l", "1", "-f", "csv", "--smoothing", "0"])
+def test_a_loss_option_given_reaches_the_loss_and_one_left_out_keeps_its_default(sce):
+    plain = sce("grad", "2", "3", "4", "-l", "1", "-f", "csv")
+    smoothed = sce("grad", "2", "3", "4", "-l", "1", "-f", "csv", "--smoothing", "0.1")
+    said_zero = sce("grad", "2", "3", "4", "-l", "1", "-f", "csv", "--smoothing", "0")
     assert plain.exit_code == smoothed.exit_code == said_zero.exit_code == 0
     assert plain.stdout == said_zero.stdout != smoothed.stdout
     # the target column: 1 on the label without smoothing, 1 - ε + ε/K with it
@@ -166,10 +164,10 @@ def test_each_command_words_a_field_its_own_way():
     assert flags_of_command(_command("grad").params)["labels"] == "--label"
 
 
-def test_sce_check_names_the_file_it_could_not_read_by_csv_and_sce_batch_by_input(tmp_path):
+def test_sce_check_names_the_file_it_could_not_read_by_csv_and_sce_batch_by_input(tmp_path, sce):
     missing = str(tmp_path / "nope.csv")
-    check = runner.invoke(app, ["check", "--csv", missing, "--grad-cols", "grad_*"])
-    batch = runner.invoke(app, ["batch", missing, "-q"])
+    check = sce("check", "--csv", missing, "--grad-cols", "grad_*")
+    batch = sce("batch", missing, "-q")
     assert (check.exit_code, check.stderr) == (2, f"sce: error: --csv: cannot read {missing}: No such file or directory\n")
     assert (batch.exit_code, batch.stderr) == (1, f"sce: error: INPUT: cannot read {missing}: No such file or directory\n")
 
@@ -183,8 +181,8 @@ def test_the_examples_in_the_docstrings_run():
     assert doctest.testmod(declarations).failed == 0
 
 
-def test_the_defaults_help_shows_are_loss_options_own():
-    text = runner.invoke(app, ["grad", "--help"], env={"COLUMNS": "250", "NO_COLOR": "1"}).stdout
+def test_the_defaults_help_shows_are_loss_options_own(sce):
+    text = sce("grad", "--help", env={"COLUMNS": "250", "NO_COLOR": "1"}).stdout
     defaults = LossOptions()
     for flag, value in (("--temperature", "1.0"), ("--reduction", "none"), ("--ignore-index", "-100")):
         line = next(line for line in text.splitlines() if f"│ {flag} " in line)

@@ -14,13 +14,8 @@ import math
 
 import mpmath as mp
 import pytest
-from typer.testing import CliRunner
-
-from sce.cli import app
 
 from .latex_eval import NotArithmetic, evaluate
-
-runner = CliRunner()
 
 CASES = {
     "seed": ["2", "3", "4", "-l", "1"],
@@ -74,8 +69,8 @@ CASES = {
 }
 
 
-def equations(args: list[str]) -> list[tuple[str, str]]:
-    result = runner.invoke(app, ["grad", *args, "--steps", "-f", "json"])
+def equations(sce, args: list[str]) -> list[tuple[str, str]]:
+    result = sce("grad", *args, "--steps", "-f", "json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     return [
@@ -98,11 +93,11 @@ def checked(substituted: str) -> tuple[mp.mpf, mp.mpf] | None:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_every_substituted_equation_gives_its_displayed_value(name):
+def test_every_substituted_equation_gives_its_displayed_value(name, sce):
     tolerance = 1e-6 if "float32" in CASES[name] else 1e-12
     found = 0
     failures = []
-    for title, substituted in equations(CASES[name]):
+    for title, substituted in equations(sce, CASES[name]):
         pair = checked(substituted)
         if pair is None:
             continue
@@ -127,16 +122,16 @@ def test_the_evaluator_is_independent_and_strict():
 
 
 @pytest.mark.parametrize("name", [name for name in CASES if "mean over nothing" not in name])
-def test_no_step_shows_nan_where_the_result_is_defined(name):
+def test_no_step_shows_nan_where_the_result_is_defined(name, sce):
     # A class of weight 0 at -inf once showed "-0 × 0.0333 × log(0) = nan" in the loss terms.
-    assert not [s for _, s in equations(CASES[name]) if "nan" in s]
+    assert not [s for _, s in equations(sce, CASES[name]) if "nan" in s]
 
 
 @pytest.mark.parametrize("name", [name for name in CASES if "--softcap" in CASES[name] or "--z-loss" in CASES[name]])
-def test_the_jacobian_route_covers_the_language_model_options(name):
+def test_the_jacobian_route_covers_the_language_model_options(name, sce):
     # The route's per-class equations are among those checked above; here: it is there,
     # and where it does not fail (∞ × 0) it lands on the core's gradient.
-    result = runner.invoke(app, ["grad", *CASES[name], "--steps", "-f", "json"])
+    result = sce("grad", *CASES[name], "--steps", "-f", "json")
     document = json.loads(result.stdout)
     route = next(stage for stage in document["steps"] if stage["title"] == "The Jacobian route")
     formulas = [item.get("formula", "") for item in route["items"]]

@@ -10,12 +10,8 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from sce import softmax_cross_entropy
-from sce.cli import app
-
-runner = CliRunner()
 
 CASES = {
     "softcap": (["2", "-3", "4"], 1, dict(softcap=3.0)),
@@ -42,11 +38,9 @@ def command_line(logits: list[str], label: int, options: dict) -> list[str]:
     return args
 
 
-def proofs(name: str) -> dict:
+def proofs(sce, name: str) -> dict:
     logits, label, options = CASES[name]
-    result = runner.invoke(
-        app, ["grad", *command_line(logits, label, options), "--verify", "--jacobian", "--hessian", "-f", "json"]
-    )
+    result = sce("grad", *command_line(logits, label, options), "--verify", "--jacobian", "--hessian", "-f", "json")
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -56,7 +50,7 @@ def gradient_at(z: np.ndarray, label: int, options: dict) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_the_hessian_is_the_derivative_of_the_gradient(name):
+def test_the_hessian_is_the_derivative_of_the_gradient(name, sce):
     logits, label, options = CASES[name]
     z = np.array([float(v) for v in logits])
     h = 1e-5
@@ -64,14 +58,14 @@ def test_the_hessian_is_the_derivative_of_the_gradient(name):
         [(gradient_at(z + h * e, label, options) - gradient_at(z - h * e, label, options)) / (2 * h)
          for e in np.eye(len(z))]
     )  # fmt: skip
-    hessian = np.array(proofs(name)["hessian"]["matrix"])
+    hessian = np.array(proofs(sce, name)["hessian"]["matrix"])
     assert np.allclose(hessian, hessian.T, atol=1e-15)
     assert np.max(np.abs(hessian - numeric)) < 1e-8 * max(1.0, np.max(np.abs(numeric)))
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_the_jacobian_route_and_the_finite_differences_give_the_gradient(name):
-    document = proofs(name)
+def test_the_jacobian_route_and_the_finite_differences_give_the_gradient(name, sce):
+    document = proofs(sce, name)
     logits, label, options = CASES[name]
     expected = gradient_at(np.array([float(v) for v in logits]), label, options)
     assert np.array_equal(np.array(document["gradient"]), expected)
@@ -79,9 +73,9 @@ def test_the_jacobian_route_and_the_finite_differences_give_the_gradient(name):
     assert document["verify"]["verdict"] == "agree"
 
 
-def test_the_hessian_with_the_options_refuses_beyond_the_matrix_limit_in_one_line():
+def test_the_hessian_with_the_options_refuses_beyond_the_matrix_limit_in_one_line(sce):
     logits = [str(k % 7) for k in range(1001)]
-    result = runner.invoke(app, ["grad", *logits, "--label", "3", "--z-loss", "0.1", "--hessian"])
+    result = sce("grad", *logits, "--label", "3", "--z-loss", "0.1", "--hessian")
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert result.output.startswith("sce: error: --hessian with --z-loss forms the K×K matrix (it is no multiple")
 
@@ -96,10 +90,10 @@ def finite_difference_of_probabilities(z: np.ndarray, label: int, options: dict)
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_ds_dz_is_the_derivative_of_the_probabilities_with_the_options(name):
+def test_ds_dz_is_the_derivative_of_the_probabilities_with_the_options(name, sce):
     # The words say ∂s/∂z, with respect to the logits as given: central differences agree.
     logits, label, options = CASES[name]
-    document = proofs(name)["jacobian"]
+    document = proofs(sce, name)["jacobian"]
     z = np.array([float(v) for v in logits])
     numeric = finite_difference_of_probabilities(z, label, options)
     assert np.max(np.abs(np.array(document["ds_dz"]) - numeric)) < 1e-8
@@ -112,41 +106,41 @@ def test_ds_dz_is_the_derivative_of_the_probabilities_with_the_options(name):
     assert ("z-loss" in document["product_is"]) == ("z_loss" in options)
 
 
-def hessian_of(args: list[str]) -> dict:
-    result = runner.invoke(app, ["grad", *args, "--hessian", "-f", "json"])
+def hessian_of(sce, args: list[str]) -> dict:
+    result = sce("grad", *args, "--hessian", "-f", "json")
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)["hessian"]
 
 
-def test_convexity_is_stated_only_where_the_eigenvalues_show_it():
-    plain = hessian_of(["2", "3", "4", "-l", "1"])
+def test_convexity_is_stated_only_where_the_eigenvalues_show_it(sce):
+    plain = hessian_of(sce, ["2", "3", "4", "-l", "1"])
     assert plain["statement"].startswith("All are ≥ 0 (up to rounding): the loss is convex in z.")
-    capped = hessian_of(["2", "-3", "4", "-l", "1", "--softcap", "3"])
+    capped = hessian_of(sce, ["2", "-3", "4", "-l", "1", "--softcap", "3"])
     assert min(capped["eigenvalues"]) < 0
     assert "is negative: the loss is not convex in z at these logits (tanh bends the logits)" in capped["statement"]
-    negative_lse = hessian_of(["-5", "-6", "-7", "-l", "0", "--z-loss", "3"])
+    negative_lse = hessian_of(sce, ["-5", "-6", "-7", "-l", "0", "--z-loss", "3"])
     assert min(negative_lse["eigenvalues"]) < 0
     assert "(λ·lse² is not convex where lse < 0, as here)" in negative_lse["statement"]
-    convex_here = hessian_of(["2", "3", "4", "-l", "0", "--z-loss", "0.1"])
+    convex_here = hessian_of(sce, ["2", "3", "4", "-l", "0", "--z-loss", "0.1"])
     assert min(convex_here["eigenvalues"]) > 0
     assert convex_here["statement"].startswith("All are ≥ 0 (up to rounding) here: the loss is convex near these")
     assert "no eigenvalue need be 0" in convex_here["statement"] and "convex in z." not in convex_here["statement"]
     assert "tanh" not in convex_here["formula"]
 
 
-def test_the_hessian_refusal_names_the_option_given():
+def test_the_hessian_refusal_names_the_option_given(sce):
     logits = [str(k % 7) for k in range(1001)]
-    result = runner.invoke(app, ["grad", *logits, "--label", "3", "--softcap", "30", "--hessian"])
+    result = sce("grad", *logits, "--label", "3", "--softcap", "30", "--hessian")
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert result.output.startswith("sce: error: --hessian with --softcap forms the K×K matrix")
     assert result.output.endswith("up to 1,000 classes (here 1,001); leave out --hessian or --softcap\n")
-    both = runner.invoke(app, ["grad", *logits, "--label", "3", "--softcap", "30", "--z-loss", "1", "--hessian"])
+    both = sce("grad", *logits, "--label", "3", "--softcap", "30", "--z-loss", "1", "--hessian")
     assert "--hessian with --softcap and --z-loss forms" in both.output
 
 
-def test_the_json_warning_about_omitted_matrices_says_what_ds_dz_is_with_a_cap():
+def test_the_json_warning_about_omitted_matrices_says_what_ds_dz_is_with_a_cap(sce):
     logits = [str(k % 7) for k in range(1001)]
-    result = runner.invoke(app, ["grad", *logits, "--label", "3", "--softcap", "30", "--jacobian", "-f", "json"])
+    result = sce("grad", *logits, "--label", "3", "--softcap", "30", "--jacobian", "-f", "json")
     assert result.exit_code == 0
     assert "∂s/∂z is (diag(s) - s sᵀ)·diag(1 − tanh²(z/c))/T" in result.stderr
     assert json.loads(result.stdout)["jacobian"]["ds_dz"] is None

@@ -13,11 +13,6 @@ import warnings
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from sce.cli import app
-
-runner = CliRunner()
 
 INPUTS = {
     "seed": ["2", "3", "4", "-l", "1"],
@@ -65,11 +60,11 @@ def fits(args: list[str], options: list[str]) -> bool:
         if fits(INPUTS[i], OPTIONS[o])
     ],
 )
-def test_every_warning_is_one_sce_line(input_name, option_name, mode):
+def test_every_warning_is_one_sce_line(input_name, option_name, mode, sce):
     args = ["grad", *INPUTS[input_name], *OPTIONS[option_name], *MODES[mode]]
     with warnings.catch_warnings(), np.errstate(divide="raise", over="raise", invalid="raise", under="ignore"):
         warnings.simplefilter("error")
-        result = runner.invoke(app, args)
+        result = sce(*args)
     assert result.exit_code in (0, 2), (args, result.exit_code, result.stderr)
     lines = result.stderr.splitlines()
     assert all(line.startswith(("sce: warning: ", "sce: error: ")) for line in lines), (args, lines)

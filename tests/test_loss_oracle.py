@@ -14,7 +14,7 @@ from sce.loss import InvalidInput, LossWarning, softmax_cross_entropy
 
 from . import reference
 
-# A few units in the last place of float64 (the bound).
+# A few units in the last place of float64: the accuracy promised.
 ULPS_BOUND = 4e-15
 
 
@@ -47,7 +47,7 @@ def test_seed_example_closed_form():
         assert relative_error(result.probabilities[0, k], exact_p[k]) < ULPS_BOUND
     assert relative_error(result.losses[0], mp.log(total) - 3) < ULPS_BOUND
     assert relative_error(result.gradient[0, 1], exact_p[1] - 1) < ULPS_BOUND
-    # The six digits: -0.755272 and 1.407606.
+    # To six digits, by hand: -0.755272 and 1.407606.
     assert round(float(result.gradient[0, 1]), 6) == -0.755272
     assert round(float(result.losses[0]), 6) == 1.407606
 

@@ -8,14 +8,10 @@ import re
 
 import pytest
 from latex2mathml.converter import convert
-from typer.testing import CliRunner
 
-from sce.cli import app
 from sce.explain.derivation import Elided, Equation, Matrix, build_derivation
 from sce.loss import softmax_cross_entropy
 from sce.render.latex_text import to_unicode
-
-runner = CliRunner()
 
 # The seeds' example, by hand: e^2, e^3, e^4 and their sum (the post shows e^2 = 7.389).
 E2, E3, E4 = math.exp(2), math.exp(3), math.exp(4)
@@ -23,8 +19,8 @@ TOTAL = E2 + E3 + E4
 S = (E2 / TOTAL, E3 / TOTAL, E4 / TOTAL)
 
 
-def steps(*args: str) -> str:
-    result = runner.invoke(app, ["grad", *args, "--steps"], env={"COLUMNS": "200"})
+def steps(sce, *args: str) -> str:
+    result = sce("grad", *args, "--steps", env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.stderr
     return result.stdout
 
@@ -107,8 +103,8 @@ def test_seed_jacobian_route(seed_stages):
     assert list(product.values.values()) == pytest.approx([S[0], S[1] - 1, S[2]], rel=1e-14)
 
 
-def test_seed_terminal_text_has_the_posts_numbers_and_not_the_typo():
-    text = steps("2", "3", "4", "--label", "1")
+def test_seed_terminal_text_has_the_posts_numbers_and_not_the_typo(sce):
+    text = steps(sce, "2", "3", "4", "--label", "1")
     assert "e^(z₀) = 7.3891" in text
     assert "s₁ = e^(z₁ - M)/(Σⱼ e^(zⱼ - M)) = 0.3679/1.5032 = 0.2447" in text
     assert "L = -log s₁ = -log(0.2447) = 1.4076" in text
@@ -164,8 +160,8 @@ def test_temperature_divides_the_logits_and_the_gradient():
     assert gradient == pytest.approx([p[0] / 2, (p[1] - 1) / 2, p[2] / 2], rel=1e-14)
 
 
-def test_float32_is_named_and_uses_the_general_forms():
-    text = steps("2", "3", "4", "-l", "1", "--dtype", "float32")
+def test_float32_is_named_and_uses_the_general_forms(sce):
+    text = steps(sce, "2", "3", "4", "-l", "1", "--dtype", "float32")
     assert "computed in float32" in text
     assert "Combining the cases" in text
 
@@ -181,8 +177,8 @@ def test_two_classes():
     assert [list(row) for row in matrix.rows] == [pytest.approx([v, -v]), pytest.approx([-v, v])]
 
 
-def test_fifty_classes_are_elided_and_summarised():
-    text = steps(*[str(k) for k in range(50)], "--label", "7")
+def test_fifty_classes_are_elided_and_summarised(sce):
+    text = steps(sce, *[str(k) for k in range(50)], "--label", "7")
     assert "⋮  (4 more classes)" in text
     assert "z₇ - M = -42" in text  # the label stays visible
     assert "z₄₉ - M = 0" in text  # so does the argmax
@@ -193,8 +189,8 @@ def test_fifty_classes_are_elided_and_summarised():
     assert any(isinstance(item, Elided) for stage in stages for item in stage.items)
 
 
-def test_logits_of_a_thousand_stay_readable():
-    text = steps("1000", "-1000", "0", "--label", "1")
+def test_logits_of_a_thousand_stay_readable(sce):
+    text = steps(sce, "1000", "-1000", "0", "--label", "1")
     assert "overflows float64" in text
     assert "e^(z₀) =" not in text  # no unshifted exponentials
     assert "L = -(z₁ - M - log Σⱼ e^(zⱼ - M)) = -(-2000 - log 1) = 2000" in text
@@ -202,14 +198,14 @@ def test_logits_of_a_thousand_stay_readable():
     assert "this route fails in floating point" in text
 
 
-def test_ignored_label_is_refused():
-    result = runner.invoke(app, ["grad", "2", "3", "-l", "-100", "--steps"])
+def test_ignored_label_is_refused(sce):
+    result = sce("grad", "2", "3", "-l", "-100", "--steps")
     assert result.exit_code == 2
     assert "nothing to derive" in result.stderr
 
 
-def test_steps_as_csv_is_refused():
-    result = runner.invoke(app, ["grad", "2", "3", "-l", "0", "--steps", "-f", "csv"])
+def test_steps_as_csv_is_refused(sce):
+    result = sce("grad", "2", "3", "-l", "0", "--steps", "-f", "csv")
     assert result.exit_code == 2
     assert "--steps cannot be written as csv" in result.stderr
 
@@ -238,8 +234,8 @@ def math_pieces(markdown: str) -> list[str]:
 
 
 @pytest.mark.parametrize("args", MARKDOWN_CASES, ids=[" ".join(a)[:30] for a in MARKDOWN_CASES])
-def test_markdown_math_is_valid_latex(args):
-    result = runner.invoke(app, ["grad", *args, "--steps", "--format", "markdown"])
+def test_markdown_math_is_valid_latex(args, sce):
+    result = sce("grad", *args, "--steps", "--format", "markdown")
     assert result.exit_code == 0, result.stderr
     pieces = math_pieces(result.stdout)
     assert len(pieces) > 20
@@ -254,17 +250,15 @@ def test_markdown_math_is_valid_latex(args):
         assert "\\" not in mathml, (piece, mathml)
 
 
-def test_markdown_follows_the_posts_layout():
-    markdown = runner.invoke(app, ["grad", "2", "3", "4", "-l", "1", "--steps", "-f", "markdown"]).stdout
+def test_markdown_follows_the_posts_layout(sce):
+    markdown = sce("grad", "2", "3", "4", "-l", "1", "--steps", "-f", "markdown").stdout
     assert markdown.startswith("## 1. Setup\n")
     assert "$$\nL = -\\log s_{1} = -\\log(0.2447) = 1.4076\n$$" in markdown
-    assert "4.248 \\times 10^{-18}" in runner.invoke(
-        app, ["grad", "0", "40", "-l", "1", "--steps", "-f", "markdown"]
-    ).stdout
+    assert "4.248 \\times 10^{-18}" in sce("grad", "0", "40", "-l", "1", "--steps", "-f", "markdown").stdout
 
 
-def test_json_steps_are_data_with_full_precision():
-    result = runner.invoke(app, ["grad", "2", "3", "4", "-l", "1", "--steps", "-f", "json"])
+def test_json_steps_are_data_with_full_precision(sce):
+    result = sce("grad", "2", "3", "4", "-l", "1", "--steps", "-f", "json")
     document = json.loads(result.stdout)
     assert document["gradient"][1] == pytest.approx(S[1] - 1, rel=1e-15)
     loss_stage = document["steps"][2]

@@ -16,7 +16,7 @@ import pytest
 GOOD = "z0,z1,z2,label\n2,3,4,1\n"
 
 
-def sce(args: list[str], close: int, stdout=subprocess.PIPE, stdin=None) -> subprocess.CompletedProcess:
+def sce_process(args: list[str], close: int, stdout=subprocess.PIPE, stdin=None) -> subprocess.CompletedProcess:
     def closed() -> None:
         os.close(close)
 
@@ -30,10 +30,10 @@ def sce(args: list[str], close: int, stdout=subprocess.PIPE, stdin=None) -> subp
 
 
 def test_closed_stdin_is_an_empty_input():
-    done = sce(["batch", "-", "-q"], close=0)
+    done = sce_process(["batch", "-", "-q"], close=0)
     assert done.returncode == 1
     assert done.stderr == b"sce: error: the input is empty; it needs a header line and rows of logits\n"
-    done = sce(["grad", "--logits-file", "-", "-l", "0"], close=0)
+    done = sce_process(["grad", "--logits-file", "-", "-l", "0"], close=0)
     assert done.returncode == 1
     assert done.stderr == b"sce: error: --logits-file: stdin holds no numbers\n"
 
@@ -42,7 +42,7 @@ def test_closed_stdin_is_an_empty_input():
 def test_closed_stdout_is_no_internal_error(tmp_path, args):
     (tmp_path / "in.csv").write_text(GOOD)
     args = [str(tmp_path / "in.csv") if a == "IN" else a for a in args]
-    done = sce(args, close=1)
+    done = sce_process(args, close=1)
     assert done.returncode == 0
     assert done.stderr == b""
 
@@ -50,6 +50,6 @@ def test_closed_stdout_is_no_internal_error(tmp_path, args):
 def test_closed_stderr_keeps_the_error_out_of_the_output(tmp_path: Path):
     (tmp_path / "bad.csv").write_text(GOOD + "1,2,x,0\n")
     with open(tmp_path / "out.csv", "wb") as out:
-        done = sce(["batch", str(tmp_path / "bad.csv"), "-q"], close=2, stdout=out)
+        done = sce_process(["batch", str(tmp_path / "bad.csv"), "-q"], close=2, stdout=out)
     assert done.returncode == 1
     assert b"error" not in (tmp_path / "out.csv").read_bytes()

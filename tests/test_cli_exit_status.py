@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 import sce.errors
 from sce.cli import app, exit_status
@@ -27,7 +26,6 @@ from sce.cli.exit_status import (
 from sce.errors import DataProblem, OptionDataProblem, OptionProblem, SceError, UnreadableFile, UsageProblem
 
 PACKAGE = Path(__file__).parent.parent / "sce"
-runner = CliRunner()
 
 
 def _error_kinds() -> list[type[SceError]]:
@@ -138,22 +136,22 @@ def dump(tmp_path):
     return tmp_path
 
 
-def test_a_missing_array_file_is_1_in_sce_batch_and_2_in_sce_check(dump):
+def test_a_missing_array_file_is_1_in_sce_batch_and_2_in_sce_check(dump, sce):
     missing = str(dump / "missing.npz")
     said = f"sce: error: {missing}: cannot read: no such file\n"
-    batch = runner.invoke(app, ["batch", missing, "-q"])
-    check = runner.invoke(app, ["check", "--arrays", missing])
+    batch = sce("batch", missing, "-q")
+    check = sce("check", "--arrays", missing)
     assert (batch.exit_code, batch.stderr) == (1, said)
     assert (check.exit_code, check.stderr) == (2, said)
 
 
-def test_bad_data_is_1_in_sce_check_arrays_and_2_in_sce_check_csv(dump):
+def test_bad_data_is_1_in_sce_check_arrays_and_2_in_sce_check_csv(dump, sce):
     np.savez(dump / "ints.npz", logits=np.array([[2.0, 3.0, 4.0]]), labels=np.array([1]), grad=np.zeros((1, 3), int))
-    arrays = runner.invoke(app, ["check", "--arrays", str(dump / "ints.npz")])
+    arrays = sce("check", "--arrays", str(dump / "ints.npz"))
     assert arrays.exit_code == 1
     assert "array 'grad' has type int64" in arrays.stderr
     (dump / "bad.csv").write_text("z0,z1,label,grad_z0,grad_z1\n1,x,0,0.1,0.2\n")
-    csv = runner.invoke(app, ["check", "--csv", str(dump / "bad.csv"), "--grad-cols", "grad_*"])
+    csv = sce("check", "--csv", str(dump / "bad.csv"), "--grad-cols", "grad_*")
     assert csv.exit_code == 2
     assert csv.stderr.startswith("sce: error: line 2, column z1: 'x' is not a number")
 

@@ -176,8 +176,8 @@ def test_analytic_reference_agrees_with_numerical_differentiation(
             assert abs(a - b) <= mp.mpf(10) ** -25 * max(1, abs(b)), (a, b)
 
 
-def test_analytic_reference_knows_the_issues_numbers():
-    # From the issue, by other means: e^-40-sized entries and the masked row.
+def test_analytic_reference_agrees_with_closed_forms_at_e_minus_40_and_on_a_masked_row():
+    # Checked by other means: e^-40-sized entries and the masked row.
     exact = reference.analytic([[0.0, 40.0, -1.0]], targets=[[0, 1, 0]], reduction="none")
     assert mp.nstr(exact.gradient[0][1], 4) == "-5.811e-18"
     by_hand = -(mp.exp(-40) + mp.exp(-41)) / (1 + mp.exp(-40) + mp.exp(-41))
@@ -206,7 +206,7 @@ GROUPS = {
         ([5.0, 3.0], IGNORED, [0.2, 0.8]),
     ],
     "K=3": [
-        ([0.0, 40.0, -1.0], 1, [0.0, 1.0, 0.0]),  # the issue's -5.811e-18
+        ([0.0, 40.0, -1.0], 1, [0.0, 1.0, 0.0]),  # ∂L/∂z1 = -5.811e-18
         ([2.0, 3.0, 4.0], 1, [0.1, 0.6, 0.3]),
         ([0.0, -600.123456789, -599.987654321], 2, [0.0, 0.5, 0.5]),
         ([1e300, -1e300, 5e299], 0, [0.9, 0.1, 0.0]),
@@ -438,13 +438,9 @@ def test_grad_0_40_m1_targets_010_keeps_class_1():
     np.testing.assert_allclose(soft.gradient, hard.gradient, rtol=4 * EPS, atol=0)
 
 
-def test_grad_0_40_m1_targets_010_verify_does_not_disagree():
+def test_grad_0_40_m1_targets_010_verify_does_not_disagree(sce):
     # `--verify` reported DISAGREE against our own answer.
-    from typer.testing import CliRunner
-
-    from sce.cli import app
-
-    out = CliRunner().invoke(app, ["grad", "0", "40", "-1", "-t", "0,1,0", "--verify"], env={"COLUMNS": "100"})
+    out = sce("grad", "0", "40", "-1", "-t", "0,1,0", "--verify")
     assert out.exit_code == 0, out.output
     assert "DISAGREE" not in out.output.upper(), out.output
 
@@ -487,17 +483,11 @@ def test_grad_minus_inf_3_4_label_1_smoothing_weight_0():
         assert not caught, [str(w.message) for w in caught]
 
 
-def test_batch_minus_inf_3_4_label_1_smoothing_weight_0_writes_no_nan(tmp_path):
+def test_batch_minus_inf_3_4_label_1_smoothing_weight_0_writes_no_nan(tmp_path, sce):
     # "The same row in sce batch writes NaN."
-    from typer.testing import CliRunner
-
-    from sce.cli import app
-
     data = tmp_path / "rows.csv"
     data.write_text("z0,z1,z2,label\n-inf,3,4,1\n2,3,4,1\n")
-    out = CliRunner().invoke(
-        app, ["batch", str(data), "--smoothing", "0.1", "-w", "0,1,1"], env={"COLUMNS": "100"}
-    )
+    out = sce("batch", str(data), "--smoothing", "0.1", "-w", "0,1,1")
     assert out.exit_code == 0, out.output
     assert "nan" not in out.output.lower(), out.output
     assert "1.2361529" in out.output, out.output

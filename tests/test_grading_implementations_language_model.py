@@ -10,24 +10,19 @@ from pathlib import Path
 import mpmath
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from sce.cli import app
 from sce.cli.declarations import FLAG_OF_FIELD
 from sce.grading.implementations import mistaken_variants as mistakes
 from sce.grading.implementations.cases import build_cases
 from sce.options import LossOptions
 from sce.testing import check_implementation
 
+pytestmark = pytest.mark.columns(200)
+
 IMPLEMENTATIONS = Path(__file__).parent / "implementations"
 GEMMA = ("--softcap", "30", "--z-loss", "1e-4")
 MEGATRON = ("--smoothing", "0.1", "--smoothing-style", "off-target")
 PYTORCH_SMOOTHING = ("--smoothing", "0.1")
-runner = CliRunner()
-
-
-def run(*args: str):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, ["test", *args], env={"COLUMNS": "200"})
 
 
 def spec(name: str) -> str:
@@ -38,8 +33,8 @@ def spec(name: str) -> str:
     ("name", "options"),
     [("llm_correct", GEMMA), ("llm_correct_float32", GEMMA), ("llm_smoothing_off_target", MEGATRON)],
 )
-def test_a_correct_implementation_of_the_options_passes(name, options):
-    result = run(spec(name), *options, "--format", "json")
+def test_a_correct_implementation_of_the_options_passes(name, options, sce):
+    result = sce("test", spec(name), *options, "--format", "json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
     assert document["passed"] and document["mistakes"] == []
@@ -58,12 +53,12 @@ def test_a_correct_implementation_of_the_options_passes(name, options):
         ("correct_vectorized", ("--temperature", "2"), mistakes.TEMPERATURE_LEFT_OUT),
     ],
 )
-def test_each_slip_of_the_options_is_named(name, options, mistake):
-    result = run(spec(name), *options, "--format", "json")
+def test_each_slip_of_the_options_is_named(name, options, mistake, sce):
+    result = sce("test", spec(name), *options, "--format", "json")
     assert result.exit_code == 1, result.output
     document = json.loads(result.output)
     assert document["mistakes"][0] == mistake.name
-    table = run(spec(name), *options)
+    table = sce("test", spec(name), *options)
     assert table.exit_code == 1
     # the catalog names options by their fields; sce test words them as its flags
     assert f"fix first: {mistake.name}: {mistake.worded_fix(FLAG_OF_FIELD)}" in table.output
@@ -79,11 +74,11 @@ def test_the_cap_factor_slip_fails_only_where_tanh_is_near_1():
     assert all(case.mistake == mistakes.CAP_FACTOR_LOSES_DIGITS for case in report.failed)
 
 
-def test_the_python_api_takes_the_options_and_the_header_names_them():
+def test_the_python_api_takes_the_options_and_the_header_names_them(sce):
     report = check_implementation(spec("llm_correct"), softcap=30, z_loss=1e-4)
     assert report.passed
     assert report.configuration.loss == LossOptions(softcap=30, z_loss=1e-4)
-    result = run(spec("llm_correct"), *GEMMA)
+    result = sce("test", spec("llm_correct"), *GEMMA)
     assert "(batch convention, returns loss,grad, softcap 30, z-loss 0.0001, numpy)" in result.output
     # The same function graded as the plain loss is not correct, and says why.
     plain = check_implementation(spec("llm_correct"))
@@ -105,8 +100,8 @@ def test_the_python_api_takes_the_options_and_the_header_names_them():
         (("--temperature", "0"), "sce: error: --temperature: temperature 0.0 is not a positive finite number"),
     ],
 )
-def test_bad_options_are_one_line_and_status_2(arguments, message):
-    result = run(spec("llm_correct"), *arguments)
+def test_bad_options_are_one_line_and_status_2(arguments, message, sce):
+    result = sce("test", spec("llm_correct"), *arguments)
     assert result.exit_code == 2
     assert result.output.startswith(message) and result.output.count("\n") == 1
 
