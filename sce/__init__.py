@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the types a user's mypy sees; at run time the names load lazily (below)
     from sce.loss import InvalidInput, LossWarning, SoftmaxCrossEntropyResult, softmax_cross_entropy
 
-__version__ = "0.1.0"
+from sce.version import __version__ as __version__
 
 __all__ = ["softmax_cross_entropy", "LossOptions", "SoftmaxCrossEntropyResult", "InvalidInput", "LossWarning"]
 

@@ -21,9 +21,9 @@ from typer import _click as click
 from typer.main import get_command_from_info
 from typer.models import CommandInfo
 
-from sce import __version__
 from sce.cli.commandline import NumbersCommand, SceCommand, SceGroup
 from sce.cli.exit_status import signal_status
+from sce.version import __version__
 
 #: name → (module in this package, command class), in the order --help lists them.
 #: The module's function of the same name is the command.
