@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sce.grading.implementations.configuration import check_implementation
+from sce.grading.implementations.configuration import check_implementation, loss_options
 from sce.grading.implementations.loading import UnusableImplementation
 from sce.grading.implementations.report import CaseResult, ImplementationReport, Mistake
 from sce.options import LossOptions
@@ -31,12 +31,14 @@ if TYPE_CHECKING:
 __all__ = [
     "assert_cross_entropy_close",
     "check_implementation",
+    "loss_options",
     "assert_implementation_correct",
     "ImplementationReport",
     "CaseResult",
     "Mistake",
     "UnusableImplementation",
 ]
+
 
 def assert_implementation_correct(fn: Callable[..., Any] | str, **options: Any) -> ImplementationReport:
     """Like :func:`check_implementation`, but raise AssertionError with the report as
