@@ -10,6 +10,7 @@ while the page differs from what this writes.
 from __future__ import annotations
 
 import enum
+import re
 import sys
 from pathlib import Path
 
@@ -94,7 +95,11 @@ def _option_row(option: Option, context: click.Context) -> str:
     flags = ", ".join(f"`{flag}`" for flag in [*option.opts, *option.secondary_opts])
     value = "" if option.is_flag else _cell(_value(option))
     description = option.help or ""
-    default = _default(option)
+    # A loss option's default is None ("not given"), so its help text names the real one.
+    named = re.search(r" \\\[default: (.*)\]$", description)
+    if named:
+        description = description[: named.start()]
+    default = f"`{named.group(1)}`" if named else _default(option)
     if default:
         description += f" (default: {default})"
     return f"| {flags} | {value} | {_cell(description)} |"

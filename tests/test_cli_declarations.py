@@ -186,5 +186,5 @@ def test_the_defaults_help_shows_are_loss_options_own(sce):
     defaults = LossOptions()
     for flag, value in (("--temperature", "1.0"), ("--reduction", "none"), ("--ignore-index", "-100")):
         line = next(line for line in text.splitlines() if f"│ {flag} " in line)
-        assert f"[default: ({value})]" in line, line
+        assert f"[default: {value}]" in line, line
     assert (defaults.temperature, defaults.reduction, defaults.ignore_index) == (1.0, "none", -100)
