@@ -167,8 +167,8 @@ BAD = [
     (["2", "3", "4", "-l", "1", "--grad", "0.1,0.2"], 2, "--grad: 2 numbers for 3 classes"),
     (["2", "3", "4", "-l", "1", "--probs", "0.1,x,0.2"], 2, "--probs (entry 1): 'x' is not a number"),
     (["2", "3", "4", "-l", "1", "--loss", "1,2"], 2, "--loss: 2 numbers for one loss"),
-    (["2", "3", "4", "-l", "1", "--loss", "1.4", "--tol", "0"], 2, "--tol: 0 is not a positive number"),
-    (["2", "3", "4", "-l", "1", "--loss", "1.4", "--tol", "-1"], 2, "--tol: -1 is not a positive number"),
+    (["2", "3", "4", "-l", "1", "--loss", "1.4", "--tol", "0"], 2, "--tol: 0 is not a positive finite number"),
+    (["2", "3", "4", "-l", "1", "--loss", "1.4", "--tol", "-1"], 2, "--tol: -1 is not a positive finite number"),
     (["2", "3", "4", "-l", "1", "--grad-cols", "g*", "--loss", "1"], 2, "--grad-cols goes with --csv INPUT"),
 ]
 

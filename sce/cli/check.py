@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -125,9 +126,9 @@ def check(
     the answer or the file cannot be graded.
     """
     check_digits(digits)
-    if tol is not None and not tol > 0:
+    if tol is not None and not 0 < tol < math.inf:  # inf would pass every answer
         raise UsageProblem(
-            f"--tol: {tol:g} is not a positive number; give the largest difference to accept, e.g. --tol 1e-4"
+            f"--tol: {tol:g} is not a positive finite number; give the largest difference to accept, e.g. --tol 1e-4"
         )
     if arrays is not None or logits_path is not None:
         refuse_typed_inputs(logits, csv_input, label, target)

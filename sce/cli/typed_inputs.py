@@ -125,11 +125,16 @@ def _too_long(where: str) -> str:
 def _numbers_in_text(text: str, path: str, field: str) -> list[float]:
     """Every number of a logits text, in order; a bad one named with its line."""
     values = []
+    first_row = None  # the first line of several numbers: a second one means rows, not one vector
     for line_number, line in enumerate(text.splitlines(), start=1):
         try:
             tokens = split_numbers(line)
         except EmptyField as error:
             raise OptionDataProblem(field, f"line {line_number}: {error}") from None
+        if len(tokens) > 1 and field == "logits_file":
+            if first_row is not None:
+                raise OptionDataProblem(field, _rows_problem(first_row, line_number))
+            first_row = line_number
         for token in tokens:
             value = read_number(token)
             if value is None:
@@ -142,6 +147,13 @@ def _numbers_in_text(text: str, path: str, field: str) -> list[float]:
     if not values:
         raise OptionDataProblem(field, f"{'stdin' if path == '-' else path} holds no numbers")
     return values
+
+
+def _rows_problem(first: int, second: int) -> str:
+    return (
+        f"lines {first} and {second} each hold several numbers, as rows do; the file is read as one vector "
+        "(one line, or one number per line): for a file of rows use sce batch"
+    )
 
 
 @dataclass(frozen=True)

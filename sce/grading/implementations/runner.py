@@ -67,7 +67,14 @@ class ChildRunner:
         to_child_read, to_child_write = os.pipe()
         from_child_read, from_child_write = os.pipe()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "sce.grading.implementations.worker", str(to_child_read), str(from_child_write)],
+            [
+                sys.executable,
+                "-m",
+                "sce.grading.implementations.worker",
+                str(to_child_read),
+                str(from_child_write),
+                str(os.getpid()),
+            ],
             pass_fds=(to_child_read, from_child_write),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

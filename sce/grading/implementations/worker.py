@@ -9,6 +9,7 @@ sce down: sce only waits, with a time limit, for the next message.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import re
@@ -205,8 +206,23 @@ def serve(inbox: Connection, outbox: Connection) -> None:
         outbox.send(run_case(fn, request, framework, user_file))
 
 
+def end_with_the_parent(parent: int) -> None:
+    """Ask Linux to kill this process when sce test's process ends, however it ends: the time limit
+    is the parent's, so a user's endless loop would otherwise run on after a SIGKILL of sce test."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent ended before the request took effect
+        os._exit(0)
+
+
 def main() -> None:
     read_fd, write_fd = int(sys.argv[1]), int(sys.argv[2])
+    end_with_the_parent(int(sys.argv[3]))
     inbox, outbox = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     serve(inbox, outbox)
     os._exit(0)  # skip interpreter shutdown: the user's atexit handlers and threads are not our business

@@ -1,0 +1,88 @@
+"""What a fumbling or malicious user met: an infinite tolerance, a file of rows given as one vector, a worker left
+running by a killed sce test, and the former package's documented submodules."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def one_error_line(result) -> str:
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+@pytest.mark.parametrize("module", ["sce_cli.testing"])
+def test_the_former_packages_documented_submodules_still_import(module):
+    # The former README taught `from sce_cli.testing import assert_implementation_correct`.
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr.splitlines()[-1:]
+
+@pytest.mark.parametrize("answer", [("--loss", "-5"), ("--grad", "9,9,9")])
+def test_an_infinite_tolerance_is_refused_not_a_pass_for_any_answer(sce, answer):
+    # `--tol inf` graded a loss of -5 "correct" (status 0), and added that its digits "also fit" the log-base-10
+    # mistake: a wrong answer passed, with a misleading hint. --tol nan and --tol -1 are refused already.
+    result = sce("check", "2", "3", "4", "-l", "1", *answer, "--tol", "inf")
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert line.startswith("sce: error: --tol"), line
+
+def test_a_logits_file_of_several_rows_is_refused_not_read_as_one_long_row(sce, tmp_path):
+    # "2 3 4" and "5 6 7" on two lines were read as one row of 6 classes, label 1 of 6: loss 4.4562, status 0,
+    # where the user meant two rows of 3 (loss 1.4076 each). One number per line, or one line, stays one row.
+    (tmp_path / "rows.txt").write_text("2 3 4\n5 6 7\n")
+    result = sce("grad", "--logits-file", tmp_path / "rows.txt", "-l", "1")
+    assert result.exit_code in (1, 2), result.output
+    line = one_error_line(result)
+    assert "sce batch" in line, line
+    (tmp_path / "column.txt").write_text("2\n3\n4\n")
+    assert sce("grad", "--logits-file", tmp_path / "column.txt", "-l", "1").exit_code == 0
+
+def test_the_worker_of_a_killed_sce_test_does_not_outlive_it(tmp_path):
+    # SIGKILL (or the OOM killer) on sce test left the worker running the user's `while True: pass` at full CPU,
+    # reparented to init, for as long as anyone cared to look: only the parent enforces --timeout.
+    import shutil
+    import signal
+    import time
+
+    sce_command = shutil.which("sce", path=os.path.dirname(sys.executable))
+    if sce_command is None:
+        pytest.skip("sce is not installed")
+    (tmp_path / "spin.py").write_text("def f(logits, labels):\n    while True:\n        pass\n")
+    parent = subprocess.Popen(
+        [sce_command, "test", "spin.py:f", "--timeout", "60"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = None
+    try:
+        for _ in range(100):
+            children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()
+            if children:
+                worker = int(children[0])
+                break
+            time.sleep(0.1)
+        assert worker is not None, "no worker started"
+        time.sleep(1)  # inside the user's loop
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and os.path.exists(f"/proc/{worker}"):
+            state = Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state == "Z":
+                break
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{worker}") or state == "Z", "the worker outlived sce test by 5 s"
+    finally:
+        if worker is not None and os.path.exists(f"/proc/{worker}"):
+            os.kill(worker, signal.SIGKILL)
