@@ -3,12 +3,15 @@ running by a killed sce test, and the former package's documented submodules."""
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import sce.cli.samples as samples_command
 
 
 def one_error_line(result) -> str:
@@ -86,3 +89,34 @@ def test_the_worker_of_a_killed_sce_test_does_not_outlive_it(tmp_path):
     finally:
         if worker is not None and os.path.exists(f"/proc/{worker}"):
             os.kill(worker, signal.SIGKILL)
+
+
+def test_samples_on_a_full_disk_leave_no_partial_set(sce, tmp_path, monkeypatch):
+    # On a 64 KiB tmpfs the first three samples stayed, and the rerun then refused: "batch.csv and 2 more exist".
+    write_beside = samples_command._write_beside
+    written = []
+
+    def disk_fills_at_the_fourth(target, data):
+        if len(written) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        written.append(target)
+        return write_beside(target, data)
+
+    monkeypatch.setattr(samples_command, "_write_beside", disk_fills_at_the_fourth)
+    result = sce("samples", tmp_path / "work")
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert "space" in line and "; " in line, line  # the problem, then how to fix it
+    left = sorted(p.name for p in (tmp_path / "work").iterdir()) if (tmp_path / "work").exists() else []
+    assert left == [], left
+
+
+def test_samples_over_a_folder_of_a_samples_name_say_so_with_a_fix(sce, tmp_path):
+    # Printed "sce: error: DIR/batch.csv Is a directory" (status 1): the raw system words, no colon, no fix.
+    (tmp_path / "batch.csv").mkdir()
+    result = sce("samples", tmp_path, "--force")
+    assert result.exit_code != 0
+    line = one_error_line(result)
+    assert "Is a directory" not in line, line
+    assert "folder" in line and "; " in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["batch.csv"]

@@ -125,7 +125,10 @@ def test_a_failed_write_names_the_file_and_leaves_no_temporary_file(sce, tmp_pat
     monkeypatch.setattr(os, "fdopen", FullDisk)
     result = sce("samples", str(tmp_path))
     assert result.exit_code == 1
-    assert result.stderr == f"sce: error: {tmp_path / 'batch.csv'} No space left on device\n"
+    assert result.stderr == (
+        f"sce: error: {tmp_path / 'batch.csv'}: cannot write it (no space left on device); free some space, "
+        "or copy the samples into another DIR\n"
+    )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import tempfile
 from importlib import resources
@@ -11,7 +13,7 @@ from typing import Annotated
 import typer
 
 from sce.cli.stdout import write_stdout
-from sce.errors import UsageProblem
+from sce.errors import DataProblem, UsageProblem
 
 #: Each sample file, and what it is for, in the order they are listed.
 SAMPLES = {
@@ -57,16 +59,41 @@ def samples(
         if len(existing) > 1:
             which = f"{existing[0]} and {len(existing) - 1} more exist"
         raise UsageProblem(f"{which}; use --force to overwrite, or copy the samples into another DIR")
+    folders = [target for target in targets if target.is_dir() and not target.is_symlink()]
+    if folders:
+        raise UsageProblem(f"{folders[0]} is a folder; move it away, or copy the samples into another DIR")
     folder.mkdir(parents=True, exist_ok=True)
-    for name, target in zip(SAMPLES, targets):
-        _write_whole(target, (shipped / name).read_bytes())
+    _write_all_or_none({target: (shipped / name).read_bytes() for name, target in zip(SAMPLES, targets)})
     width = max(map(len, SAMPLES))
     lines = [f"{name:<{width}}  {about}" for name, about in SAMPLES.items()]
     write_stdout("\n".join(lines) + f"\n{len(SAMPLES)} sample files in {folder}\n")
 
 
-def _write_whole(target: Path, data: bytes) -> None:
-    """Write ``target`` through a temporary file beside it, renamed into place: never half-written."""
+def _write_all_or_none(contents: dict[Path, bytes]) -> None:
+    """Every file written beside its name first, then each renamed into place: a full disk or a
+    failed write leaves none of them, never a partial set that a second run would refuse."""
+    written: dict[Path, str] = {}
+    try:
+        for target, data in contents.items():
+            written[target] = _write_beside(target, data)
+        for target, temporary in written.items():
+            os.replace(temporary, target)
+    except BaseException as error:  # a signal too: no temporary file stays behind
+        for temporary in written.values():
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+        if not isinstance(error, OSError):
+            raise
+        where = error.filename or next(iter(contents))
+        fix = "free some space" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "check the folder"
+        raise DataProblem(
+            f"{where}: cannot write it ({(error.strerror or str(error)).lower()}); {fix}, or copy the samples "
+            "into another DIR"
+        ) from None
+
+
+def _write_beside(target: Path, data: bytes) -> str:
+    """``data`` in a temporary file beside ``target``, with the mode a new file gets; its path."""
     try:
         descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as error:
@@ -75,13 +102,12 @@ def _write_whole(target: Path, data: bytes) -> None:
         with os.fdopen(descriptor, "wb") as file:
             file.write(data)
         os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, target)
-    except OSError as error:  # a full disk, say: named by the file it was writing
+    except BaseException as error:
         os.unlink(temporary)
-        raise OSError(error.errno, error.strerror, str(target)) from None
-    except BaseException:
-        os.unlink(temporary)
+        if isinstance(error, OSError):
+            raise OSError(error.errno, error.strerror, str(target)) from None
         raise
+    return temporary
 
 
 def _umask() -> int:
