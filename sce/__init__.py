@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the types a user's mypy sees; at run time the names load lazily (below)
     from sce.loss import InvalidInput, LossWarning, SoftmaxCrossEntropyResult, softmax_cross_entropy
+    from sce.options import LossOptions
 
 from sce.version import __version__ as __version__
 
@@ -39,4 +40,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+    # The public names only: not the helpers this module itself imports (Any, TYPE_CHECKING).
+    return sorted({*__all__, "__version__"})
