@@ -18,6 +18,7 @@ same functions, so the messages and the output are the same bytes.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -184,11 +185,12 @@ def wide_rows(
 
 @dataclass
 class WideRows:
-    """Output rows of many columns, encoded as they are written.
+    """Output rows of many columns, encoded when written, or before by :meth:`encode`.
 
     Spelling the numbers is most of the work of a wide block (more than reading and
-    computing it): done by :meth:`write`, on the background writer's thread, it runs
-    while the main thread reads and computes the next block.
+    computing it): done as the rows are written, on the background writer's thread, it
+    runs while the main thread reads and computes the next block; a main thread that
+    would wait for the writer encodes the rows itself instead.
     """
 
     header: bytes
@@ -198,10 +200,20 @@ class WideRows:
     """p_*, loss, grad_* of each row."""
     digits: int | None
     separator: bytes
+    encoded: list[bytes] | None = None
+
+    def encode(self) -> None:
+        if self.encoded is None:
+            self.encoded = list(self._encoded())
 
     def write(self, stream: BinaryIO, header: bool) -> None:
         if header:
             stream.write(self.header)
+        for text in self.encoded if self.encoded is not None else self._encoded():
+            stream.write(text)
+
+    def _encoded(self) -> Iterator[bytes]:
+        """The rows' text, a few rows at a time."""
         numbers = self.numbers
         if self.digits is not None:
             numbers = pl.Series(numbers.ravel()).round_sig_figs(self.digits).to_numpy().reshape(numbers.shape)
@@ -214,7 +226,7 @@ class WideRows:
             pieces: list[bytes] = []
             for record, row in zip(self.records[start : start + rows_at_a_time], formatted, strict=True):
                 pieces += (record, sep, row, b"\n")
-            stream.write(b"".join(pieces))
+            yield b"".join(pieces)
 
 
 def formatted_rows(numbers: np.ndarray, as_text: bool, separator: bytes) -> list[bytes]:
