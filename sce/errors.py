@@ -1,4 +1,9 @@
-"""Errors the command line reports as one line on stderr, with an exit status.
+"""The library's errors: what went wrong and where, in words; never an exit status.
+
+Each kind of problem is a class (:class:`UsageProblem`, :class:`DataProblem`,
+:class:`OptionProblem`, :class:`OptionDataProblem`, :class:`UnreadableFile`);
+the command line gives each kind its exit status in one table
+(:mod:`sce.cli.exit_status`), as httpie's ``status.py`` does.
 
 The library does not know the command line's flags, so a message that names an
 option names it by its field (``encoding``, ``label_col``, ``has_header``…)
@@ -19,27 +24,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the core imports numpy, which `sce --help` need not wait for
     from sce.loss import InvalidInput
 
-#: Exit status for a command line that is wrong (as click uses for usage errors).
-USAGE = 2
-#: Exit status for data that cannot be used, or an answer that does not match.
-DATA = 1
-#: Exit status of a grading command whose file cannot be graded at all: not 1,
-#: which says "graded, and wrong" (diff and cmp use 2 for trouble too).
-UNGRADED = 2
-
 
 class Interrupted(BaseException):
-    """The run was stopped by a signal; exit with 128 + its number. A
+    """The run was stopped by the signal ``signum``. A
     BaseException, as KeyboardInterrupt is, so that no ``except Exception``
     swallows it; not a KeyboardInterrupt, which typer turns into a silent exit."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
 
     @property
     def name(self) -> str:
@@ -92,15 +85,15 @@ def _flag_wording(match: re.Match[str], flag_of: Mapping[str, str]) -> str:
 
 
 class SceError(Exception):
-    """A problem to report as ``sce: error: <message>`` and exit with ``exit_code``.
+    """A problem sce reports as one line: ``sce: error: <message>``.
 
     ``message`` may name options with :func:`option`; ``str(error)`` words them
-    by their fields, :meth:`worded` by the command line's flags."""
+    by their fields, :meth:`worded` by the command line's flags. The kind of
+    problem is the class; the command line maps it to an exit status."""
 
-    def __init__(self, message: str, exit_code: int = USAGE) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.exit_code = exit_code
 
     def __str__(self) -> str:
         return self.worded()
@@ -111,13 +104,12 @@ class SceError(Exception):
 
 
 class UsageProblem(SceError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, USAGE)
+    """A request that cannot be carried out as asked: options that do not go together,
+    an input missing, a value out of range."""
 
 
 class DataProblem(SceError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, DATA)
+    """Data that cannot be used: a cell that is no number, a damaged array, an empty file."""
 
 
 class OptionProblem(SceError):
@@ -126,15 +118,26 @@ class OptionProblem(SceError):
     know the command line; the command line words the field as its flag.
     ``column`` is the class the problem is in, where it is in one (a weight)."""
 
-    def __init__(self, field: str, problem: str, exit_code: int = USAGE, *, column: int | None = None) -> None:
+    def __init__(self, field: str, problem: str, *, column: int | None = None) -> None:
         self.option = field
         self.problem = problem
         self.column = column
         where = option(field) if column is None else f"{option(field)} (class {column})"
-        super().__init__(f"{where}: {problem}", exit_code)
+        super().__init__(f"{where}: {problem}")
+
+
+class OptionDataProblem(OptionProblem, DataProblem):
+    """A data problem reached through an option: the file it names cannot be read or
+    holds bad data, the column it names is not in the file, the output it names
+    cannot be written. The option is right as typed; what it leads to is not."""
+
+
+class UnreadableFile(SceError):
+    """An input file that cannot be opened, or not read the way its format needs
+    (missing, a folder, no permission; a pipe where arrays are read out of order)."""
 
 
 def option_problem(error: InvalidInput) -> OptionProblem:
     """The core's error about one of its inputs or options, naming that field."""
     hint = f"; {error.marked_hint}" if error.marked_hint else ""
-    return OptionProblem(error.field, f"{error.problem}{hint}", USAGE, column=error.column)
+    return OptionProblem(error.field, f"{error.problem}{hint}", column=error.column)

@@ -387,16 +387,17 @@ def test_errors_deep_in_a_file_name_the_right_line(tmp_path, monkeypatch, block_
 
 def test_the_file_layer_names_the_request_field_and_the_cli_words_it_as_a_flag(tmp_path):
     from sce.batch import BatchRequest, run_batch
+    from sce.cli.exit_status import exit_status
     from sce.errors import OptionProblem
     from sce.io.csv.columns import plan_columns
 
     with pytest.raises(OptionProblem) as caught:
         plan_columns(["z0", "label"], label_col="nope", logit_cols=None, target_cols=None, has_header=True)
     # A missing --label-col column exits as a missing default label column does.
-    assert (caught.value.option, caught.value.exit_code) == ("label_col", 1)
+    assert (caught.value.option, exit_status(caught.value, "batch")) == ("label_col", 1)
     with pytest.raises(OptionProblem) as caught:
         run_batch(BatchRequest(str(tmp_path / "missing.csv"), None))
-    assert (caught.value.option, caught.value.exit_code) == ("input_path", 1)
+    assert (caught.value.option, exit_status(caught.value, "batch")) == ("input_path", 1)
     assert (
         "sce: error: --label-col: there is no column 'nope'"
         in run(str(SAMPLES / "batch.csv"), "--label-col", "nope").stderr

@@ -285,7 +285,8 @@ def test_a_closed_pipe_before_writing_exits_141(tmp_path):
 def test_check_csv_that_cannot_be_read_exits_2_not_1(tmp_path):
     missing = sce("check", "--csv", str(tmp_path / "nope.csv"), "--grad-cols", "grad_*")
     assert missing.exit_code == 2
-    assert missing.stderr.startswith(f"sce: error: INPUT: cannot read {tmp_path / 'nope.csv'}: ")
+    # sce check reads the file from --csv: the message names that, not sce batch's INPUT.
+    assert missing.stderr.startswith(f"sce: error: --csv: cannot read {tmp_path / 'nope.csv'}: ")
     wrong = write(tmp_path, "wrong.csv", "z0,z1,label,grad_z0,grad_z1\n1,2,1,0.5,-0.5\n")
     assert sce("check", "--csv", str(wrong), "--grad-cols", "grad_*").exit_code == 1
 

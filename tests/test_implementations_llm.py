@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sce.cli import app
-from sce.cli.commandline import FLAG_OF_FIELD
+from sce.cli.declarations import FLAG_OF_FIELD
 from sce.grading.implementations import mistakes
 from sce.grading.implementations.cases import build_cases
 from sce.options import LossOptions

@@ -15,7 +15,9 @@ from typer.testing import CliRunner
 
 from sce.batch import BatchRequest, run_batch
 from sce.cli import app
-from sce.cli.commandline import FLAG_OF_FIELD, run_reporting_errors
+from sce.cli.commandline import run_reporting_errors
+from sce.cli.declarations import FLAG_OF_FIELD
+from sce.cli.exit_status import exit_status
 from sce.errors import DataProblem, OptionProblem, SceError, UsageProblem, option, worded
 from sce.loss import InvalidInput, softmax_cross_entropy
 
@@ -29,7 +31,7 @@ def reported(error: SceError, capsys: pytest.CaptureFixture[str]) -> str:
     def fail() -> None:
         raise error
 
-    assert run_reporting_errors(fail) == error.exit_code
+    assert run_reporting_errors(fail) == exit_status(error)
     return capsys.readouterr().err
 
 

@@ -71,6 +71,13 @@ def test_version_and_help_load_no_numpy(tmp_path):
         assert loaded(report["modules"], "numpy") == [], args
 
 
+def test_version_loads_no_option_declarations(tmp_path):
+    """The group alone: the commands (and the options they declare) are built when named."""
+    done, report = run_sce(tmp_path, "--version")
+    assert done.returncode == 0, done.stderr
+    assert "sce.cli.declarations" not in report["modules"]
+
+
 def test_importing_the_cli_loads_no_numpy():
     # main() sets the BLAS variables after this import and before numpy loads.
     done = subprocess.run(

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from sce.batch.compute import MeanDenominators, core_on_block
-from sce.errors import DATA, DataProblem, OptionProblem, SceError
+from sce.errors import DataProblem, OptionProblem
 from sce.io.arrays import ArrayDump, DumpRequest, read_dump
 from sce.io.arrays.dump import placed_in_dump
 from sce.io.arrays.mapped_rows import block_bounds, read_rows
@@ -116,12 +116,7 @@ class ArraySource:
 
     def prepare(self) -> None:
         """The dump opened and checked, and the mean's denominators from its labels."""
-        try:
-            self.dump = read_inputs(self.request, self.options)
-        except SceError as error:
-            if type(error) is SceError:  # a file that cannot be opened: 1 in sce batch, as for a CSV input
-                error.exit_code = DATA
-            raise
+        self.dump = read_inputs(self.request, self.options)
         self._refuse_output_over_inputs()
         self.denominators = mean_denominators(self.dump, self.options)
         self.plan = array_plan(self.dump)

@@ -15,7 +15,7 @@ import polars as pl
 
 from sce.batch.compute import DenominatorTally, MeanDenominators, compute_block
 from sce.batch.request import BatchRequest
-from sce.errors import DATA, DataProblem, OptionProblem, SceError, option
+from sce.errors import DataProblem, OptionDataProblem, SceError, option
 from sce.io.arrays.formats import is_regular_file
 from sce.io.csv.columns import ColumnPlan, plan_columns
 from sce.io.csv.parse import ParsedBlock, parse_block
@@ -92,7 +92,7 @@ def open_input(path: str) -> BinaryIO:
     try:
         return open(path, "rb")  # noqa: SIM115 (closed by the caller)
     except OSError as error:
-        raise OptionProblem("input_path", f"cannot read {path}: {error.strerror}", DATA) from None
+        raise OptionDataProblem("input_path", f"cannot read {path}: {error.strerror}") from None
 
 
 def read_blocks(path: str, given: CsvInput) -> Iterator[tuple[ColumnPlan, Block, BlockReader]]:

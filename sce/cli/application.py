@@ -22,15 +22,16 @@ from typer.main import get_command_from_info
 from typer.models import CommandInfo
 
 from sce import __version__
-from sce.cli.commandline import NumbersCommand, SceGroup
+from sce.cli.commandline import NumbersCommand, SceCommand, SceGroup
+from sce.cli.exit_status import signal_status
 
 #: name → (module in this package, command class), in the order --help lists them.
 #: The module's function of the same name is the command.
-COMMANDS: dict[str, tuple[str, type[typer.core.TyperCommand] | None]] = {
+COMMANDS: dict[str, tuple[str, type[SceCommand]]] = {
     "grad": (".grad", NumbersCommand),
-    "batch": (".batch", None),
+    "batch": (".batch", SceCommand),
     "check": (".check", NumbersCommand),
-    "test": (".test", None),
+    "test": (".test", SceCommand),
 }
 
 
@@ -148,7 +149,7 @@ def _stopping_signals_end_teardown() -> None:
     as "Exception ignored in threading._shutdown" with a traceback."""
     import signal
 
-    from sce.cli import handled_stopping_signals
+    from sce.cli.startup import handled_stopping_signals
 
     for signum in handled_stopping_signals():
-        signal.signal(signum, lambda number, frame: os._exit(128 + number))
+        signal.signal(signum, lambda number, frame: os._exit(signal_status(number)))

@@ -7,41 +7,41 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from sce.cli.check_arrays import (
+from sce.cli.commandline import say_warning
+from sce.cli.declarations import (
+    DELIMITER,
+    ENCODING,
+    KEY_LABELS,
+    KEY_LOGITS,
+    KEY_TARGETS,
+    LABEL_COL,
+    LOGIT_COLS,
+    LOSS_OPTIONS,
+    NO_HEADER,
+    TARGET_COLS,
     ArraysOption,
+    BatchFormat,
+    DelimiterOption,
+    EncodingOption,
+    InputArgument,
     KeyLabels,
     KeyLogits,
     KeyTargets,
-    LabelsPathOption,
-    LogitsPathOption,
-    TargetsPathOption,
-)
-from sce.cli.commandline import say_warning
-from sce.cli.declarations import (
-    BatchFormat,
-    DelimiterOption,
-    DType,
-    DTypeOption,
-    EncodingOption,
-    IgnoreIndexOption,
     LabelColOption,
+    LabelsPathOption,
     LogitColsOption,
+    LogitsPathOption,
     NoHeaderOption,
-    ReductionChoice,
-    ReductionOption,
-    SmoothingOption,
-    SmoothingStyleChoice,
-    SmoothingStyleOption,
-    SoftcapOption,
+    OutputOption,
     TargetColsOption,
-    TemperatureOption,
-    WeightOption,
-    ZLossOption,
+    TargetsPathOption,
+    bundled,
 )
 from sce.cli.file_request import file_request, output_format_for
-from sce.cli.typed_inputs import check_digits, command_loss_options
+from sce.cli.typed_inputs import check_digits, loss_options_from
 from sce.errors import UsageProblem
 from sce.number_text import count_of
+from sce.options import LossOptions
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -50,34 +50,16 @@ if TYPE_CHECKING:
     from sce.io.arrays import DumpRequest
 
 
+@bundled(LOSS_OPTIONS, loss_options_from, into="options")
 def batch(
-    input_path: Annotated[
-        Optional[str],
-        typer.Argument(
-            metavar="[INPUT]",
-            help="A CSV or TSV file, or - for stdin; or arrays (.npz, .npy, .safetensors, .parquet, .arrow, .pt).",
-            show_default=False,
-        ),
-    ] = None,
-    output: Annotated[
-        Optional[str],
-        typer.Option("--output", "-o", help="Output file (default: stdout). Written whole or not at all."),
-    ] = None,
+    input_path: InputArgument = None,
+    output: OutputOption = None,
     label_col: LabelColOption = None,
     logit_cols: LogitColsOption = None,
     target_cols: TargetColsOption = None,
     no_header: NoHeaderOption = False,
     delimiter: DelimiterOption = None,
     encoding: EncodingOption = "utf-8",
-    smoothing: SmoothingOption = 0.0,
-    weight: WeightOption = None,
-    temperature: TemperatureOption = 1.0,
-    softcap: SoftcapOption = None,
-    z_loss: ZLossOption = 0.0,
-    smoothing_style: SmoothingStyleOption = SmoothingStyleChoice.uniform,
-    reduction: ReductionOption = ReductionChoice.none,
-    ignore_index: IgnoreIndexOption = -100,
-    dtype: DTypeOption = DType.float64,
     digits: Annotated[
         Optional[int],
         typer.Option("--digits", "-d", help="Round output floats to N significant digits (default: full precision)."),
@@ -98,6 +80,8 @@ def batch(
     key_logits: KeyLogits = None,
     key_labels: KeyLabels = None,
     key_targets: KeyTargets = None,
+    *,
+    options: LossOptions,
 ) -> None:
     """Probabilities, loss and gradient for every row of a CSV file or a dump of arrays, streaming.
 
@@ -106,7 +90,6 @@ def batch(
     """
     if digits is not None:
         check_digits(digits)
-    options = command_loss_options()  # the loss options declared above
     dump = _dump_request(
         input_path,
         arrays,
@@ -238,12 +221,12 @@ def _refuse_csv_options(
     encoding: str,
 ) -> None:
     for name, given, instead in (
-        ("--label-col", label_col is not None, "; name the labels array with --key-labels"),
-        ("--logit-cols", logit_cols is not None, "; name the logits array with --key-logits"),
-        ("--target-cols", target_cols is not None, "; name the targets array with --key-targets"),
-        ("--no-header", no_header, ""),
-        ("--delimiter", delimiter is not None, ""),
-        ("--encoding", encoding != "utf-8", ""),
+        (LABEL_COL.name, label_col is not None, f"; name the labels array with {KEY_LABELS.name}"),
+        (LOGIT_COLS.name, logit_cols is not None, f"; name the logits array with {KEY_LOGITS.name}"),
+        (TARGET_COLS.name, target_cols is not None, f"; name the targets array with {KEY_TARGETS.name}"),
+        (NO_HEADER.name, no_header, ""),
+        (DELIMITER.name, delimiter is not None, ""),
+        (ENCODING.name, encoding != "utf-8", ""),
     ):
         if given:
             raise UsageProblem(f"{name} goes with a CSV input, not with arrays{instead}")

@@ -6,59 +6,56 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from sce.cli.check_arrays import (
-    ARRAY_ROLES,
+from sce.cli.check_arrays import ARRAY_ROLES, check_arrays, refuse_array_options, refuse_typed_inputs
+from sce.cli.declarations import (
+    GRAD_COLS,
+    LABEL_COL,
+    LOGIT_COLS,
+    LOSS_COL,
+    LOSS_OPTIONS,
+    TARGET_COLS,
+    TYPED_PANEL,
     ArraysOption,
+    CheckFormat,
     ClaimedDTypeOption,
+    CsvInputOption,
+    DelimiterOption,
+    DigitsOption,
+    EncodingOption,
+    GradColsOption,
+    GradOption,
     KeyGrad,
     KeyLabels,
     KeyLogits,
     KeyLoss,
     KeyTargets,
-    LabelsPathOption,
-    LogitsPathOption,
-    TargetsPathOption,
-    check_arrays,
-    refuse_array_options,
-    refuse_typed_inputs,
-)
-from sce.cli.declarations import (
-    CheckFormat,
-    DelimiterOption,
-    DigitsOption,
-    DType,
-    DTypeOption,
-    EncodingOption,
-    IgnoreIndexOption,
     LabelColOption,
     LabelOption,
+    LabelsPathOption,
     LogitColsOption,
     LogitsArgument,
+    LogitsPathOption,
+    LossColOption,
+    LossOption,
     NoHeaderOption,
-    ReductionChoice,
-    ReductionOption,
-    SmoothingOption,
-    SmoothingStyleChoice,
-    SmoothingStyleOption,
-    SoftcapOption,
     TargetColsOption,
     TargetOption,
-    TemperatureOption,
-    WeightOption,
-    ZLossOption,
+    TargetsPathOption,
+    bundled,
 )
+from sce.cli.exit_status import ExitStatus
 from sce.cli.file_request import file_request
 from sce.cli.stdout import stdout_console, write_stdout
 from sce.cli.typed_inputs import (
     VectorInput,
     check_class_counts,
     check_digits,
-    command_loss_options,
+    loss_options_from,
     parse_numbers,
     parse_vector_input,
     run_core,
 )
-from sce.errors import UNGRADED, SceError, UsageProblem
+from sce.errors import UsageProblem
 from sce.number_text import split_numbers
 from sce.options import LossOptions
 
@@ -69,47 +66,41 @@ if TYPE_CHECKING:
 QUANTITIES = (("gradient", "--grad"), ("probabilities", "--probs"), ("loss", "--loss"))
 
 
+@bundled(LOSS_OPTIONS, loss_options_from, into="options", given_into="options_given")
 def check(
     logits: LogitsArgument = None,
     label: LabelOption = None,
     target: TargetOption = None,
-    grad: Annotated[
-        Optional[str], typer.Option("--grad", "-g", help="Your gradient G1,G2,... to grade.", show_default=False)
-    ] = None,
-    loss: Annotated[Optional[str], typer.Option("--loss", help="Your loss to grade.", show_default=False)] = None,
+    grad: GradOption = None,
+    loss: LossOption = None,
     probs: Annotated[
-        Optional[str], typer.Option("--probs", "-p", help="Your probabilities P1,P2,... to grade.", show_default=False)
+        Optional[str],
+        typer.Option(
+            "--probs",
+            "-p",
+            help="Your probabilities P1,P2,... to grade.",
+            show_default=False,
+            rich_help_panel=TYPED_PANEL,
+        ),
     ] = None,
     tol: Annotated[
         Optional[float],
         typer.Option(
-            "--tol", help="Absolute tolerance (default: half a unit in the last digit you wrote).", show_default=False
+            "--tol",
+            help="Absolute tolerance (default: half a unit in the last digit you wrote).",
+            show_default=False,
+            rich_help_panel=TYPED_PANEL,
         ),
     ] = None,
-    csv_input: Annotated[
-        Optional[str],
-        typer.Option("--csv", help="Grade a file row by row instead (INPUT, or - for stdin).", show_default=False),
-    ] = None,
-    grad_cols: Annotated[
-        Optional[str],
-        typer.Option("--grad-cols", help="With --csv: the gradient columns (a list or a glob such as 'grad_*')."),
-    ] = None,
-    loss_col: Annotated[Optional[str], typer.Option("--loss-col", help="With --csv: the loss column.")] = None,
+    csv_input: CsvInputOption = None,
+    grad_cols: GradColsOption = None,
+    loss_col: LossColOption = None,
     label_col: LabelColOption = None,
     logit_cols: LogitColsOption = None,
     target_cols: TargetColsOption = None,
     no_header: NoHeaderOption = False,
     delimiter: DelimiterOption = None,
     encoding: EncodingOption = "utf-8",
-    smoothing: SmoothingOption = 0.0,
-    weight: WeightOption = None,
-    temperature: TemperatureOption = 1.0,
-    softcap: SoftcapOption = None,
-    z_loss: ZLossOption = 0.0,
-    smoothing_style: SmoothingStyleOption = SmoothingStyleChoice.uniform,
-    reduction: ReductionOption = ReductionChoice.none,
-    ignore_index: IgnoreIndexOption = -100,
-    dtype: DTypeOption = DType.float64,
     digits: DigitsOption = 4,
     output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="table or json.")] = CheckFormat.table,
     arrays: ArraysOption = None,
@@ -122,6 +113,9 @@ def check(
     key_grad: KeyGrad = None,
     key_loss: KeyLoss = None,
     claimed_dtype: ClaimedDTypeOption = None,
+    *,
+    options: LossOptions,
+    options_given: frozenset[str],
 ) -> None:
     """Grade a hand-computed gradient, loss or probabilities; name the mistake.
 
@@ -135,7 +129,6 @@ def check(
         raise UsageProblem(
             f"--tol: {tol:g} is not a positive number; give the largest difference to accept, e.g. --tol 1e-4"
         )
-    options = command_loss_options()  # the loss options declared above
     if arrays is not None or logits_path is not None:
         refuse_typed_inputs(logits, csv_input, label, target)
         if tol is not None:
@@ -146,7 +139,7 @@ def check(
             keys=dict(zip(ARRAY_ROLES, (key_logits, key_labels, key_targets, key_grad, key_loss))),
             claimed=claimed_dtype,
             options=options,
-            reduction_given=_given("reduction"),
+            reduction_given="reduction" in options_given,
             digits=digits,
             output_format=output_format,
         )
@@ -173,11 +166,11 @@ def check(
         _grade_file(request, tol, digits, output_format)
         return
     for name, value in (
-        ("--grad-cols", grad_cols),
-        ("--loss-col", loss_col),
-        ("--label-col", label_col),
-        ("--logit-cols", logit_cols),
-        ("--target-cols", target_cols),
+        (GRAD_COLS.name, grad_cols),
+        (LOSS_COL.name, loss_col),
+        (LABEL_COL.name, label_col),
+        (LOGIT_COLS.name, logit_cols),
+        (TARGET_COLS.name, target_cols),
     ):
         if value is not None:
             raise UsageProblem(f"{name} goes with --csv INPUT")
@@ -230,20 +223,15 @@ def _grade_answers(
 
         print_check(stdout_console(), checks, digits)
     if not all(c.passed for c in checks):
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.WRONG)
 
 
 def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_format: CheckFormat) -> None:
     from sce.grading.csv_file import check_file
     from sce.io.signals import stopping_signals_handled
 
-    try:
-        with stopping_signals_handled():
-            found = check_file(request, tol)
-    except SceError as error:
-        # 1 means "graded, and wrong": a file that could not be graded must differ (as diff and cmp do).
-        error.exit_code = UNGRADED
-        raise
+    with stopping_signals_handled():
+        found = check_file(request, tol)  # what stops the grading ends with UNGRADED (exit_status.py)
     if output_format is CheckFormat.json:
         from sce.render.json_format import dumps, file_check_document
 
@@ -253,12 +241,5 @@ def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_fo
 
         print_file_check(stdout_console(), found, digits)
     if not found.correct:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.WRONG)
 
-
-def _given(parameter: str) -> bool:
-    """Whether the command line set ``parameter`` (rather than its default applying)."""
-    from typer._click.core import ParameterSource
-    from typer._click.globals import get_current_context
-
-    return get_current_context().get_parameter_source(parameter) is not ParameterSource.DEFAULT

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
-from sce.cli.commandline import FLAG_OF_FIELD
-from sce.cli.declarations import CheckFormat
+from sce.cli.declarations import CLAIMED_DTYPE, FLAG_OF_FIELD, LABELS_PATH, TARGETS_PATH, CheckFormat, ClaimedDType
+from sce.cli.exit_status import ExitStatus
 from sce.cli.stdout import stdout_console, write_stdout
-from sce.errors import UNGRADED, UsageProblem
+from sce.errors import UsageProblem
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
@@ -19,46 +18,6 @@ if TYPE_CHECKING:
 
     from sce.grading.dump.by_dtype import DtypeCheck
     from sce.io.arrays import ArrayDump
-
-
-class ClaimedDType(str, Enum):
-    float16 = "float16"
-    bfloat16 = "bfloat16"
-    float32 = "float32"
-    float64 = "float64"
-
-
-ArraysOption = Annotated[
-    Optional[str],
-    typer.Option(
-        "--arrays",
-        help="A dump of arrays (.npz, .safetensors, .parquet, .arrow, .pt) named logits, labels or targets "
-        "(and for sce check grad, loss).",
-        show_default=False,
-    ),
-]
-LogitsPathOption = Annotated[
-    Optional[str], typer.Option("--logits", help="The logits array's file, one file per array.", show_default=False)
-]
-LabelsPathOption = Annotated[
-    Optional[str], typer.Option("--labels", help="The labels array's file.", show_default=False)
-]
-TargetsPathOption = Annotated[
-    Optional[str], typer.Option("--targets", help="The probability targets array's file.", show_default=False)
-]
-KeyLogits = Annotated[Optional[str], typer.Option("--key-logits", help="The logits array's name in the file.")]
-KeyLabels = Annotated[Optional[str], typer.Option("--key-labels", help="The labels array's name in the file.")]
-KeyTargets = Annotated[Optional[str], typer.Option("--key-targets", help="The targets array's name in the file.")]
-KeyGrad = Annotated[Optional[str], typer.Option("--key-grad", help="The gradient array's name in the file.")]
-KeyLoss = Annotated[Optional[str], typer.Option("--key-loss", help="The loss array's name in the file.")]
-ClaimedDTypeOption = Annotated[
-    Optional[ClaimedDType],
-    typer.Option(
-        "--claimed-dtype",
-        help="The float type the answer was computed in (default: the gradient's stored type).",
-        show_default=False,
-    ),
-]
 
 
 ARRAY_ROLES = ("logits", "labels", "targets", "grad", "loss")
@@ -72,7 +31,7 @@ def refuse_typed_inputs(logits: list[str] | None, csv_input: str | None, label: 
 
 
 def refuse_array_options(labels: str | None, targets: str | None, claimed: ClaimedDType | None) -> None:
-    for name, value in (("--labels", labels), ("--targets", targets), ("--claimed-dtype", claimed)):
+    for name, value in ((LABELS_PATH.name, labels), (TARGETS_PATH.name, targets), (CLAIMED_DTYPE.name, claimed)):
         if value is not None:
             raise UsageProblem(f"{name} goes with --arrays FILE or --logits FILE")
 
@@ -127,9 +86,9 @@ def check_arrays(
 
         print_dtype_check(stdout_console(), found, digits, FLAG_OF_FIELD)
     if not found.judgeable:
-        raise typer.Exit(UNGRADED)  # neither right nor wrong: the type cannot hold the answer
+        raise typer.Exit(ExitStatus.UNGRADED)  # neither right nor wrong: the type cannot hold the answer
     if not found.correct:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.WRONG)
 
 
 def _check_with_progress(dump: ArrayDump, options: LossOptions, claimed: str) -> DtypeCheck:

@@ -11,74 +11,42 @@ import errno
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from typer import _click as click
+from typer._click.core import ParameterSource
 from typer.core import TyperCommand, TyperGroup, TyperOption
 from typer.exceptions import Abort
 
+from sce.cli.exit_status import ExitStatus, command_as_run, exit_status, signal_status
 from sce.errors import Interrupted, SceError
 
 # "-1", "-.5", "-3e-2", "-1,2,3", "-inf": a minus sign before a number, which
 # click would otherwise take for an option.
 _NEGATIVE_NUMBER = re.compile(r"-(\d|\.\d|inf\b|infinity\b)", re.IGNORECASE)
 
-#: Exit status after the reader of our output went away (as for SIGPIPE).
-BROKEN_PIPE = 141
-INTERRUPTED = 130
-INTERNAL_ERROR = 70
+class SceCommand(TyperCommand):
+    """A command whose errors carry its name (and mode) to the reporter, which
+    finds their status in the one table of :mod:`.exit_status`."""
 
-#: The command line's name for each field a message can name (an OptionProblem's
-#: field, an errors.option() in any SceError): the core's inputs and options, the
-#: fields of a batch request and of sce test's configuration; a switch is keyed
-#: by the field and the value it sets ("has_header=False").
-FLAG_OF_FIELD = {
-    "logits": "LOGITS",
-    "labels": "--label",
-    "targets": "--target",
-    "weight": "--weight",
-    "label_smoothing": "--smoothing",
-    "temperature": "--temperature",
-    "reduction": "--reduction",
-    "dtype": "--dtype",
-    "ignore_index": "--ignore-index",
-    "softcap": "--softcap",
-    "z_loss": "--z-loss",
-    "smoothing_style": "--smoothing-style",
-    "input_path": "INPUT",
-    "logits_file": "--logits-file",
-    "output_path": "-o",
-    "label_col": "--label-col",
-    "logit_cols": "--logit-cols",
-    "target_cols": "--target-cols",
-    "grad_cols": "--grad-cols",
-    "loss_col": "--loss-col",
-    "encoding": "--encoding",
-    "delimiter": "--delimiter",
-    "has_header=False": "--no-header",
-    "delimiter=','": "--delimiter comma",
-    "delimiter='\\t'": "--delimiter tab",
-    "delimiter=';'": "--delimiter ';'",
-    "delimiter='|'": "--delimiter '|'",
-    "arrays": "--arrays",
-    "logits_path": "--logits",
-    "labels_path": "--labels",
-    "targets_path": "--targets",
-    "grad_path": "--grad",
-    "loss_path": "--loss",
-    "key_logits": "--key-logits",
-    "key_labels": "--key-labels",
-    "key_targets": "--key-targets",
-    "key_grad": "--key-grad",
-    "key_loss": "--key-loss",
-    "framework": "--framework",
-    "convention": "--convention",
-    "returns": "--returns",
-}
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SceError as error:
+            # Only on the way to an error: sce --version and --help load no declarations.
+            from sce.cli.declarations import flags_of_command
+
+            given = {
+                flag
+                for param in self.params
+                if param.name is not None and ctx.get_parameter_source(param.name) is not ParameterSource.DEFAULT
+                for flag in param.opts
+            }
+            raise _Escaped(error, command_as_run(ctx.info_name or "", given), flags_of_command(self.params)) from None
 
 
-class NumbersCommand(TyperCommand):
+class NumbersCommand(SceCommand):
     """A command whose positional arguments are numbers, negative ones included.
 
     click reads any token that starts with "-" as an option, so ``sce grad -1 2``
@@ -119,9 +87,13 @@ class _Escaped(BaseException):
     """An error carried past typer, which would turn a KeyboardInterrupt into a
     silent exit 130 and a closed pipe into a silent exit 1."""
 
-    def __init__(self, error: BaseException) -> None:
+    def __init__(
+        self, error: BaseException, command: str | None = None, flag_of: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(error)
         self.error = error
+        self.command = command
+        self.flag_of = flag_of
 
 
 class SceGroup(TyperGroup):
@@ -151,34 +123,43 @@ class SceGroup(TyperGroup):
 
 def run_reporting_errors(run: Callable[[], Any]) -> int:
     """Run a command; turn any failure into one line on stderr and an exit status."""
+    command: str | None = None
+    flag_of: Mapping[str, str] | None = None
     try:
         try:
             result = run()
             sys.stdout.flush()
             return result if isinstance(result, int) else 0
         except _Escaped as escaped:
+            command, flag_of = escaped.command, escaped.flag_of
             raise escaped.error from None
     except Interrupted as interrupted:
         if interrupted.name == "SIGPIPE":
             return _report_os_error(BrokenPipeError())
         _say(f"sce: interrupted ({interrupted.name})")
-        return interrupted.exit_code
+        return signal_status(interrupted.signum)
     except Exception as error:
         if os.environ.get("SCE_DEBUG") and not isinstance(
             error, SceError | click.exceptions.ClickException | Abort | OSError
         ):
             raise
-        return _report(error)
+        return _report(error, command, flag_of)
     except KeyboardInterrupt:
         _say("sce: interrupted (SIGINT)")
-        return INTERRUPTED
+        return ExitStatus.INTERRUPTED
 
 
-def _report(error: Exception) -> int:
-    """One line on stderr for ``error``; its exit status."""
+def _report(error: Exception, command: str | None = None, flag_of: Mapping[str, str] | None = None) -> int:
+    """One line on stderr for ``error``, its fields worded by ``flag_of`` (the command's, else
+    every command's :data:`~sce.cli.declarations.FLAG_OF_FIELD`); its exit status in ``command``
+    (as :func:`command_as_run` names it)."""
     if isinstance(error, SceError):
-        _say(f"sce: error: {error.worded(FLAG_OF_FIELD)}")
-        return error.exit_code
+        if flag_of is None:
+            from sce.cli.declarations import FLAG_OF_FIELD
+
+            flag_of = FLAG_OF_FIELD
+        _say(f"sce: error: {error.worded(flag_of)}")
+        return exit_status(error, command)
     if isinstance(error, click.exceptions.ClickException | Abort):
         return _report_click(error)
     if isinstance(error, OSError):
@@ -187,13 +168,13 @@ def _report(error: Exception) -> int:
         f"sce: internal error: {type(error).__name__}: {error} "
         "(a bug in sce: please report it; SCE_DEBUG=1 shows the traceback)"
     )
-    return INTERNAL_ERROR
+    return ExitStatus.INTERNAL_ERROR
 
 
 def _report_click(error: click.exceptions.ClickException | Abort) -> int:
     if isinstance(error, Abort):
         _say("sce: interrupted (SIGINT)")
-        return INTERRUPTED
+        return ExitStatus.INTERRUPTED
     if isinstance(error, click.exceptions.NoArgsIsHelpError):
         return error.exit_code  # typer has printed the help already
     if isinstance(error, click.exceptions.UsageError):
@@ -212,14 +193,14 @@ def _report_os_error(error: OSError) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         with contextlib.suppress(OSError, ValueError):
             os.dup2(devnull, sys.stdout.fileno())
-        return BROKEN_PIPE
+        return ExitStatus.BROKEN_PIPE
     if getattr(error, "filename", None):
         _say(f"sce: error: {error.filename} {error.strerror or error}")
     elif error.errno in _WRITE_ERRORS:  # writing stdout: the one file without a name
         _say(f"sce: error: writing the output to stdout failed: {(error.strerror or str(error)).lower()}")
     else:
         _say(f"sce: error: {error.strerror or error}")
-    return 1
+    return ExitStatus.ERROR
 
 
 _WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)

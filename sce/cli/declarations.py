@@ -1,15 +1,26 @@
-"""The command line's vocabulary: choices and option declarations shared by the commands.
+"""The command line's vocabulary: every option declared once, as data.
 
-Declarations only (httpie keeps its option declarations apart from their
-processing too); what the values mean is decided in :mod:`.inputs`.
+Each option is one :class:`Declared` record: its flags, help, help panel, and
+the field it sets, by which the library's messages name it. From the records
+come the commands' parameters (the loss options as one bundle,
+:func:`bundled`, as sqlite-utils' ``output_options`` decorator does; the others
+as ``Annotated`` types), the table from field to flag (:data:`FLAG_OF_FIELD`)
+that words the messages, and the panels ``--help`` groups them in. What the
+values mean is decided in :mod:`.typed_inputs` and :mod:`.file_request`
+(httpie keeps its declarations apart from their processing too).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated, Any, NamedTuple, Optional, TypeVar
 
 import typer
+
+from sce.options import LossOptions
 
 
 class DType(str, Enum):
@@ -71,87 +82,365 @@ class Framework(str, Enum):
     jax = "jax"
 
 
-# Options of the commands that compute one vector of logits (and of sce batch).
-LogitsArgument = Annotated[
-    Optional[list[str]],
-    typer.Argument(
-        metavar="LOGITS...",
-        help="The logits z, as separate numbers (2 3 4) or one list (2,3,4). Negative numbers work as typed.",
-        show_default=False,
-    ),
-]
-LogitsFileOption = Annotated[
-    Optional[str],
-    typer.Option(
-        "--logits-file",
-        help="Read the logits from a file, or - for stdin: text (numbers separated by spaces, commas or new lines) "
-        "or one array (.npy, .npz, .safetensors, .parquet, .arrow, .pt: K, or 1 × K).",
-        show_default=False,
-    ),
-]
-LabelOption = Annotated[
-    Optional[str],
-    typer.Option("--label", "-l", help="The correct class, 0-based (as in PyTorch).", show_default=False),
-]
-TargetOption = Annotated[
-    Optional[str],
-    typer.Option("--target", "-t", help="Probability targets P1,P2,... in place of --label.", show_default=False),
-]
-SmoothingOption = Annotated[float, typer.Option("--smoothing", help="Label smoothing ε in [0, 1].")]
-WeightOption = Annotated[
-    Optional[str],
-    typer.Option(
-        "--weight",
-        "-w",
-        help="Class weights W1,W2,... (one per class, >= 0), or @FILE to read them.",
-        show_default=False,
-    ),
-]
-TemperatureOption = Annotated[
-    float, typer.Option("--temperature", "-T", help="Softmax temperature T > 0: p = softmax(z / T).")
-]
-SoftcapOption = Annotated[
-    Optional[float],
-    typer.Option(
-        "--softcap",
-        help="Logit soft-capping c > 0 (Gemma 2): a = c·tanh(z/c), before the temperature.",
-        show_default=False,
-    ),
-]
-ZLossOption = Annotated[
-    float,
-    typer.Option(
-        "--z-loss", help="z-loss λ >= 0 (PaLM): each counted row adds λ·lse², unweighted; mean over counted rows."
-    ),
-]
-SmoothingStyleOption = Annotated[
-    SmoothingStyleChoice,
-    typer.Option(
-        "--smoothing-style",
-        help="uniform: ε/K on every class (PyTorch); off-target: 1 − ε on the label, ε/(K − 1) elsewhere (Megatron).",
-    ),
-]
-ReductionOption = Annotated[
-    ReductionChoice,
-    typer.Option("--reduction", help="As PyTorch: none, mean (divides by the label's weight) or sum."),
-]
-IgnoreIndexOption = Annotated[int, typer.Option("--ignore-index", help="A label that makes the row count for nothing.")]
-DTypeOption = Annotated[DType, typer.Option("--dtype", help="Floating-point type to compute in.")]
-DigitsOption = Annotated[int, typer.Option("--digits", "-d", help="Decimals shown in tables (display only, 1 to 17).")]
+class ClaimedDType(str, Enum):
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+    float32 = "float32"
+    float64 = "float64"
 
-# Options of the commands that read files (sce batch, sce check --csv).
-LabelColOption = Annotated[
-    Optional[str], typer.Option("--label-col", help="The label column (default: 'label'; the last without a header).")
+
+
+#: The panels ``--help`` groups options in, by who reaches for them.
+LOSS_PANEL = "The loss"
+TYPED_PANEL = "A student's typed answers"
+ARRAYS_PANEL = "An engineer's arrays"
+FILES_PANEL = "Files"
+FUNCTION_PANEL = "Your function"
+#: typer's own panel for the positional arguments: given to an option panel's name instead,
+#: they would stand in a second box of that name, apart from its options.
+ARGUMENTS_PANEL = "Arguments"
+
+
+class Declared(NamedTuple):
+    """One option (or argument) of the command line, and the field it sets.
+
+    ``field`` is the name the library gives the value (a :class:`~sce.options.LossOptions`
+    field, a batch request's, sce test's keyword), by which its messages name the
+    option (:func:`sce.errors.option`); ``spoken`` is how the command line names it
+    back, where that is not the first flag (``-o``, ``LOGITS``); ``spellings`` are
+    values the command line writes its own way (``has_header=False`` is ``--no-header``).
+    A named tuple rather than a dataclass: made when any command starts, it costs a
+    third of the time to define.
+    """
+
+    field: str
+    flags: tuple[str, ...]
+    help: str
+    panel: str
+    spoken: str | None = None
+    spellings: Mapping[str, str] = {}  # never changed: shared by the records without spellings
+    show_default: bool | str = True
+    parameter: str | None = None
+    """The command function's parameter, where it is not ``field``."""
+    kind: Any = None
+    """The parameter's type, for a bundle (:func:`bundled`) to declare it."""
+
+    @property
+    def name(self) -> str:
+        """How a message names the option on the command line."""
+        return self.spoken or self.flags[0]
+
+    @property
+    def parameter_name(self) -> str:
+        return self.parameter or self.field
+
+    def option(self, **changes: Any) -> Any:
+        """The typer option (``changes`` overrides help or show_default for one command)."""
+        settings = {"help": self.help, "show_default": self.show_default, "rich_help_panel": self.panel, **changes}
+        return typer.Option(*self.flags, **settings)
+
+    def argument(self, **changes: Any) -> Any:
+        settings = {
+            "metavar": self.spoken,
+            "help": self.help,
+            "show_default": False,
+            "rich_help_panel": self.panel,
+            **changes,
+        }
+        return typer.Argument(**settings)
+
+
+def _loss_default(name: str) -> str:
+    value = getattr(LossOptions(), name)
+    return str(getattr(value, "value", value))
+
+
+# The loss: every option of LossOptions, one record each. A command gets them all
+# (or some) with @bundled(LOSS_OPTIONS, …), as one LossOptions; their defaults are
+# LossOptions' own (None on the command line means "not given").
+SMOOTHING = Declared(
+    "label_smoothing", ("--smoothing",), "Label smoothing ε in [0, 1].", LOSS_PANEL,
+    show_default=_loss_default("label_smoothing"), parameter="smoothing", kind=float,
+)
+WEIGHT = Declared(
+    "weight", ("--weight", "-w"), "Class weights W1,W2,... (one per class, >= 0), or @FILE to read them.",
+    LOSS_PANEL, show_default=False, kind=str,
+)
+TEMPERATURE = Declared(
+    "temperature", ("--temperature", "-T"), "Softmax temperature T > 0: p = softmax(z / T).", LOSS_PANEL,
+    show_default=_loss_default("temperature"), kind=float,
+)
+SOFTCAP = Declared(
+    "softcap", ("--softcap",), "Logit soft-capping c > 0 (Gemma 2): a = c·tanh(z/c), before the temperature.",
+    LOSS_PANEL, show_default=False, kind=float,
+)
+Z_LOSS = Declared(
+    "z_loss", ("--z-loss",), "z-loss λ >= 0 (PaLM): each counted row adds λ·lse², unweighted; mean over counted rows.",
+    LOSS_PANEL, show_default=_loss_default("z_loss"), kind=float,
+)
+SMOOTHING_STYLE = Declared(
+    "smoothing_style", ("--smoothing-style",),
+    "uniform: ε/K on every class (PyTorch); off-target: 1 − ε on the label, ε/(K − 1) elsewhere (Megatron).",
+    LOSS_PANEL, show_default=_loss_default("smoothing_style"), kind=SmoothingStyleChoice,
+)
+REDUCTION = Declared(
+    "reduction", ("--reduction",), "As PyTorch: none, mean (divides by the label's weight) or sum.", LOSS_PANEL,
+    show_default=_loss_default("reduction"), kind=ReductionChoice,
+)
+IGNORE_INDEX = Declared(
+    "ignore_index", ("--ignore-index",), "A label that makes the row count for nothing.", LOSS_PANEL,
+    show_default=_loss_default("ignore_index"), kind=int,
+)
+DTYPE = Declared(
+    "dtype", ("--dtype",), "Floating-point type to compute in.", LOSS_PANEL,
+    show_default=_loss_default("dtype"), kind=DType,
+)
+LOSS_OPTIONS = (SMOOTHING, WEIGHT, TEMPERATURE, SOFTCAP, Z_LOSS, SMOOTHING_STYLE, REDUCTION, IGNORE_INDEX, DTYPE)
+
+# One vector of logits and its target, typed (sce grad, sce check).
+LOGITS = Declared(
+    "logits", (), "The logits z, as separate numbers (2 3 4) or one list (2,3,4). Negative numbers work as typed.",
+    ARGUMENTS_PANEL, spoken="LOGITS...",
+)
+LOGITS_FILE = Declared(
+    "logits_file", ("--logits-file",),
+    "Read the logits from a file, or - for stdin: text (numbers separated by spaces, commas or new lines) "
+    "or one array (.npy, .npz, .safetensors, .parquet, .arrow, .pt: K, or 1 × K).",
+    TYPED_PANEL, show_default=False,
+)
+LABEL = Declared(
+    "labels", ("--label", "-l"), "The correct class, 0-based (as in PyTorch).", TYPED_PANEL,
+    show_default=False, parameter="label",
+)
+TARGET = Declared(
+    "targets", ("--target", "-t"), "Probability targets P1,P2,... in place of --label.", TYPED_PANEL,
+    show_default=False, parameter="target",
+)
+GRAD = Declared(
+    "grad_path", ("--grad", "-g"), "Your gradient G1,G2,... to grade; with arrays, the gradient array's file.",
+    TYPED_PANEL, show_default=False, parameter="grad",
+)
+LOSS = Declared(
+    "loss_path", ("--loss",), "Your loss to grade; with arrays, the loss array's file.", TYPED_PANEL,
+    show_default=False, parameter="loss",
+)
+
+# The files the commands read and write (sce batch, sce check --csv).
+INPUT = Declared(
+    "input_path", (),
+    "A CSV or TSV file, or - for stdin; or arrays (.npz, .npy, .safetensors, .parquet, .arrow, .pt).",
+    ARGUMENTS_PANEL, spoken="INPUT",
+)
+OUTPUT = Declared(
+    "output_path", ("--output", "-o"), "Output file (default: stdout). Written whole or not at all.", FILES_PANEL,
+    spoken="-o", parameter="output",
+)
+LABEL_COL = Declared(
+    "label_col", ("--label-col",), "The label column (default: 'label'; the last without a header).", FILES_PANEL
+)
+LOGIT_COLS = Declared(
+    "logit_cols", ("--logit-cols",), "Logit columns: a comma list or a glob such as 'z*' (default: all others).",
+    FILES_PANEL,
+)
+TARGET_COLS = Declared(
+    "target_cols", ("--target-cols",), "Soft-target columns, in place of a label column.", FILES_PANEL
+)
+NO_HEADER = Declared(
+    "has_header", ("--no-header",), "The input has no header line; columns are 0..n-1.", FILES_PANEL,
+    spellings={"False": "--no-header"}, parameter="no_header",
+)
+DELIMITER = Declared(
+    "delimiter", ("--delimiter",), "Field separator (default: tab for .tsv files, else comma).", FILES_PANEL,
+    spellings={
+        "','": "--delimiter comma",
+        "'\\t'": "--delimiter tab",
+        "';'": "--delimiter ';'",
+        "'|'": "--delimiter '|'",
+    },
+)
+ENCODING = Declared("encoding", ("--encoding",), "The input's text encoding.", FILES_PANEL)
+CSV_INPUT = Declared(
+    "input_path", ("--csv",), "Grade a file row by row instead (INPUT, or - for stdin).", FILES_PANEL,
+    show_default=False, parameter="csv_input",
+)
+GRAD_COLS = Declared(
+    "grad_cols", ("--grad-cols",), "With --csv: the gradient columns (a list or a glob such as 'grad_*').", FILES_PANEL
+)
+LOSS_COL = Declared("loss_col", ("--loss-col",), "With --csv: the loss column.", FILES_PANEL)
+
+# Dumps of arrays (sce batch, sce check).
+ARRAYS = Declared(
+    "arrays", ("--arrays",),
+    "A dump of arrays (.npz, .safetensors, .parquet, .arrow, .pt) named logits, labels or targets "
+    "(and for sce check grad, loss).",
+    ARRAYS_PANEL, show_default=False,
+)
+LOGITS_PATH = Declared(
+    "logits_path", ("--logits",), "The logits array's file, one file per array.", ARRAYS_PANEL, show_default=False
+)
+LABELS_PATH = Declared("labels_path", ("--labels",), "The labels array's file.", ARRAYS_PANEL, show_default=False)
+TARGETS_PATH = Declared(
+    "targets_path", ("--targets",), "The probability targets array's file.", ARRAYS_PANEL, show_default=False
+)
+KEY_LOGITS = Declared("key_logits", ("--key-logits",), "The logits array's name in the file.", ARRAYS_PANEL)
+KEY_LABELS = Declared("key_labels", ("--key-labels",), "The labels array's name in the file.", ARRAYS_PANEL)
+KEY_TARGETS = Declared("key_targets", ("--key-targets",), "The targets array's name in the file.", ARRAYS_PANEL)
+KEY_GRAD = Declared("key_grad", ("--key-grad",), "The gradient array's name in the file.", ARRAYS_PANEL)
+KEY_LOSS = Declared("key_loss", ("--key-loss",), "The loss array's name in the file.", ARRAYS_PANEL)
+CLAIMED_DTYPE = Declared(
+    "claimed_dtype", ("--claimed-dtype",),
+    "The float type the answer was computed in (default: the gradient's stored type).", ARRAYS_PANEL,
+    show_default=False,
+)
+
+# sce test's configuration of the function it grades.
+CONVENTION = Declared(
+    "convention", ("--convention",),
+    "batch: f(logits N×K, labels N); row: f(logits K, label), once per row.", FUNCTION_PANEL,
+)
+RETURNS = Declared("returns", ("--returns",), "What the function returns.", FUNCTION_PANEL)
+FRAMEWORK = Declared(
+    "framework", ("--framework",), "Arrays as numpy, torch or jax (auto: from the file's imports).", FUNCTION_PANEL
+)
+SEED = Declared("seed", ("--seed",), "Varies the random cases.", FUNCTION_PANEL)
+TIMEOUT = Declared("timeout", ("--timeout",), "Seconds each case may take.", FUNCTION_PANEL)
+
+#: Every record, in one place: the table of flags is made from it, and a test checks
+#: that each appears in its commands' --help, in its panel.
+DECLARED: tuple[Declared, ...] = (
+    *LOSS_OPTIONS, LOGITS, LOGITS_FILE, LABEL, TARGET, GRAD, LOSS,
+    INPUT, OUTPUT, LABEL_COL, LOGIT_COLS, TARGET_COLS, NO_HEADER, DELIMITER, ENCODING, CSV_INPUT, GRAD_COLS, LOSS_COL,
+    ARRAYS, LOGITS_PATH, LABELS_PATH, TARGETS_PATH, KEY_LOGITS, KEY_LABELS, KEY_TARGETS, KEY_GRAD, KEY_LOSS,
+    CLAIMED_DTYPE, CONVENTION, RETURNS, FRAMEWORK, SEED, TIMEOUT,
+)
+
+
+def flag_table(declared: Sequence[Declared]) -> dict[str, str]:
+    """The command line's name for each field a message can name, and for each value
+    it spells its own way (keyed ``"field=repr(value)"``, as :func:`sce.errors.worded` reads it).
+
+    Examples
+    --------
+    >>> table = flag_table([SMOOTHING, NO_HEADER])
+    >>> table["label_smoothing"], table["has_header=False"]
+    ('--smoothing', '--no-header')
+    """
+    table: dict[str, str] = {}
+    for record in declared:
+        table.setdefault(record.field, record.name.removesuffix("..."))
+        for value, spelling in record.spellings.items():
+            table[f"{record.field}={value}"] = spelling
+    return table
+
+
+#: Field → flag, for wording the library's messages (see :func:`sce.errors.worded`);
+#: where two commands spell a field two ways, the first record's (see :func:`flags_of_command`).
+FLAG_OF_FIELD: Mapping[str, str] = flag_table(DECLARED)
+
+
+def flags_of_command(params: Iterable[Any]) -> dict[str, str]:
+    """The flag table as one command spells it, given its click parameters: its own
+    records first (sce check reads the file it grades from --csv, sce batch from INPUT)."""
+    own = [
+        record
+        for param in params
+        for record in DECLARED
+        if param.name == record.parameter_name and set(record.flags) <= set(param.opts)
+    ]
+    return {**FLAG_OF_FIELD, **flag_table(own)}
+
+# The typed parameters the commands declare, one per record.
+LogitsArgument = Annotated[Optional[list[str]], LOGITS.argument()]
+LogitsFileOption = Annotated[Optional[str], LOGITS_FILE.option()]
+LabelOption = Annotated[Optional[str], LABEL.option()]
+TargetOption = Annotated[Optional[str], TARGET.option()]
+GradOption = Annotated[Optional[str], GRAD.option()]
+LossOption = Annotated[Optional[str], LOSS.option()]
+InputArgument = Annotated[Optional[str], INPUT.argument(metavar="[INPUT]")]
+OutputOption = Annotated[Optional[str], OUTPUT.option()]
+LabelColOption = Annotated[Optional[str], LABEL_COL.option()]
+LogitColsOption = Annotated[Optional[str], LOGIT_COLS.option()]
+TargetColsOption = Annotated[Optional[str], TARGET_COLS.option()]
+NoHeaderOption = Annotated[bool, NO_HEADER.option()]
+DelimiterOption = Annotated[Optional[str], DELIMITER.option()]
+EncodingOption = Annotated[str, ENCODING.option()]
+CsvInputOption = Annotated[Optional[str], CSV_INPUT.option()]
+GradColsOption = Annotated[Optional[str], GRAD_COLS.option()]
+LossColOption = Annotated[Optional[str], LOSS_COL.option()]
+ArraysOption = Annotated[Optional[str], ARRAYS.option()]
+LogitsPathOption = Annotated[Optional[str], LOGITS_PATH.option()]
+LabelsPathOption = Annotated[Optional[str], LABELS_PATH.option()]
+TargetsPathOption = Annotated[Optional[str], TARGETS_PATH.option()]
+KeyLogits = Annotated[Optional[str], KEY_LOGITS.option()]
+KeyLabels = Annotated[Optional[str], KEY_LABELS.option()]
+KeyTargets = Annotated[Optional[str], KEY_TARGETS.option()]
+KeyGrad = Annotated[Optional[str], KEY_GRAD.option()]
+KeyLoss = Annotated[Optional[str], KEY_LOSS.option()]
+ClaimedDTypeOption = Annotated[Optional[ClaimedDType], CLAIMED_DTYPE.option()]
+ConventionOption = Annotated[Convention, CONVENTION.option()]
+ReturnsOption = Annotated[Returns, RETURNS.option()]
+FrameworkOption = Annotated[Framework, FRAMEWORK.option()]
+DigitsOption = Annotated[
+    int,
+    typer.Option("--digits", "-d", help="Decimals shown in tables (display only, 1 to 17)."),
 ]
-LogitColsOption = Annotated[
-    Optional[str],
-    typer.Option("--logit-cols", help="Logit columns: a comma list or a glob such as 'z*' (default: all others)."),
-]
-TargetColsOption = Annotated[
-    Optional[str], typer.Option("--target-cols", help="Soft-target columns, in place of a label column.")
-]
-NoHeaderOption = Annotated[bool, typer.Option("--no-header", help="The input has no header line; columns are 0..n-1.")]
-DelimiterOption = Annotated[
-    Optional[str], typer.Option("--delimiter", help="Field separator (default: tab for .tsv files, else comma).")
-]
-EncodingOption = Annotated[str, typer.Option("--encoding", help="The input's text encoding.")]
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def bundled(
+    declared: Sequence[Declared],
+    build: Callable[[dict[str, Any]], Any],
+    *,
+    into: str,
+    given_into: str | None = None,
+    changes: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Callable[[Command], Command]:
+    """A decorator that gives a command the options ``declared`` as parameters, and
+    the command one value built from them: ``build({field: value})`` of the options
+    given (each left out has the default ``build`` gives it) as its keyword ``into``.
+
+    ``given_into`` names a keyword that receives the set of fields given, for a command
+    whose default depends on the input (sce check --arrays' reduction); ``changes``,
+    per field, another help text or default shown for one command.
+
+    Examples
+    --------
+    >>> @bundled([TEMPERATURE, REDUCTION], dict, into="options")
+    ... def show(*, options):
+    ...     return options
+    >>> list(inspect.signature(show).parameters)
+    ['temperature', 'reduction']
+    >>> show(temperature=2.0, reduction=None)
+    {'temperature': 2.0}
+    """
+
+    def decorate(command: Command) -> Command:
+        own = inspect.signature(command, eval_str=True)
+        kept = [parameter for name, parameter in own.parameters.items() if name not in (into, given_into)]
+        added = [
+            inspect.Parameter(
+                record.parameter_name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[Optional[record.kind], record.option(**(changes or {}).get(record.field, {}))],
+            )
+            for record in declared
+        ]
+
+        @functools.wraps(command)
+        def run(**values: Any) -> Any:
+            given = {
+                record.field: value
+                for record in declared
+                if (value := values.pop(record.parameter_name)) is not None
+            }
+            extra = {} if given_into is None else {given_into: frozenset(given)}
+            return command(**values, **{into: build(given)}, **extra)
+
+        parameters = [*kept, *added]
+        run.__signature__ = own.replace(parameters=parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+        return run  # type: ignore[return-value]
+
+    return decorate

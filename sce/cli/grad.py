@@ -8,55 +8,37 @@ import typer
 
 from sce.cli.commandline import say_warning
 from sce.cli.declarations import (
+    LOSS_OPTIONS,
     DigitsOption,
-    DType,
-    DTypeOption,
     GradFormat,
-    IgnoreIndexOption,
     LabelOption,
     LogitsArgument,
     LogitsFileOption,
-    ReductionChoice,
-    ReductionOption,
-    SmoothingOption,
-    SmoothingStyleChoice,
-    SmoothingStyleOption,
-    SoftcapOption,
     TargetOption,
-    TemperatureOption,
-    WeightOption,
-    ZLossOption,
+    bundled,
 )
 from sce.cli.stdout import stdout_console, write_stdout
 from sce.cli.typed_inputs import (
     check_class_counts,
     check_digits,
-    command_loss_options,
+    loss_options_from,
     parse_vector_input,
     run_core,
 )
 from sce.errors import UsageProblem
+from sce.options import LossOptions
 
 if TYPE_CHECKING:
     from sce.explain.proofs import Proofs
     from sce.loss import SoftmaxCrossEntropyResult
-    from sce.options import LossOptions
 
 
+@bundled(LOSS_OPTIONS, loss_options_from, into="options")
 def grad(
     logits: LogitsArgument = None,
     logits_file: LogitsFileOption = None,
     label: LabelOption = None,
     target: TargetOption = None,
-    smoothing: SmoothingOption = 0.0,
-    weight: WeightOption = None,
-    temperature: TemperatureOption = 1.0,
-    softcap: SoftcapOption = None,
-    z_loss: ZLossOption = 0.0,
-    smoothing_style: SmoothingStyleOption = SmoothingStyleChoice.uniform,
-    reduction: ReductionOption = ReductionChoice.none,
-    ignore_index: IgnoreIndexOption = -100,
-    dtype: DTypeOption = DType.float64,
     digits: DigitsOption = 4,
     output_format: Annotated[
         GradFormat,
@@ -74,6 +56,8 @@ def grad(
     hessian: Annotated[
         bool, typer.Option("--hessian", help="Show ∇²L with respect to the logits and its eigenvalues.")
     ] = False,
+    *,
+    options: LossOptions,
 ) -> None:
     """Probabilities, loss and gradient ∂L/∂z for one vector of logits.
 
@@ -82,7 +66,6 @@ def grad(
     check_digits(digits)
     _check_format(output_format, steps, verify, jacobian, hessian)
     vector = parse_vector_input(logits, label, target, logits_file)
-    options = command_loss_options()  # the loss options declared above
     check_class_counts(vector, options)
     result = run_core(vector, options)
     _check_language_model_options(options, hessian, result.num_classes)

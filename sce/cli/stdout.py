@@ -2,9 +2,9 @@
 
 Python's buffered writer can return a short count for one large write (a
 pipe whose reader went away after taking part of it: ``sce grad … -f csv |
-head -c 100``), and ``sys.stdout.write`` ignores that count, so the rest of
-the output was dropped without an error and sce exited 0. Here every write
-is finished or fails, so the command line's one handler exits 141.
+head -c 100``), and ``sys.stdout.write`` ignores that count: the rest of the
+output would be dropped without an error, and sce would exit 0. Here every
+write is finished or fails, so the command line's one handler exits 141.
 """
 
 from __future__ import annotations

@@ -2,33 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 import typer
 
-from sce.cli.commandline import FLAG_OF_FIELD
 from sce.cli.declarations import (
+    FLAG_OF_FIELD,
+    FUNCTION_PANEL,
+    REDUCTION,
+    SEED,
+    SMOOTHING,
+    SMOOTHING_STYLE,
+    SOFTCAP,
+    TEMPERATURE,
+    TIMEOUT,
+    Z_LOSS,
     CheckFormat,
     Convention,
+    ConventionOption,
     Framework,
-    ReductionChoice,
+    FrameworkOption,
     Returns,
-    SmoothingOption,
-    SmoothingStyleChoice,
-    SmoothingStyleOption,
-    SoftcapOption,
-    TemperatureOption,
-    ZLossOption,
+    ReturnsOption,
+    bundled,
 )
+from sce.cli.exit_status import ExitStatus
+from sce.cli.typed_inputs import loss_options_from
 from sce.errors import UsageProblem
+from sce.options import LossOptions
 
-#: The core's keyword for each loss option, as the user typed it (in messages about its value).
-_FLAGS = {
-    "timeout=": "--timeout ",
-    "seed=": "--seed ",
+
+def graded_loss(given: Mapping[str, Any]) -> LossOptions:
+    """The loss the graded function computes: the options given, and PyTorch's mean by default."""
+    return loss_options_from({"reduction": "mean", **given})
+
+
+_GRADED_REDUCTION = {
+    "help": "The batch loss: mean (default, as PyTorch), sum, or none (one per row).",
+    "show_default": False,
 }
 
 
+@bundled(
+    (SMOOTHING, TEMPERATURE, SOFTCAP, Z_LOSS, SMOOTHING_STYLE, REDUCTION),
+    graded_loss,
+    into="options",
+    given_into="options_given",
+    changes={"reduction": _GRADED_REDUCTION},
+)
 def test(
     function: Annotated[
         str,
@@ -36,33 +58,23 @@ def test(
             metavar="FILE.py:FUNCTION", help="The function to grade (also package.module:FUNCTION). Its file is run."
         ),
     ],
-    convention: Annotated[
-        Convention,
-        typer.Option("--convention", help="batch: f(logits N×K, labels N); row: f(logits K, label), once per row."),
-    ] = Convention.batch,
-    returns: Annotated[Returns, typer.Option("--returns", help="What the function returns.")] = Returns.loss_grad,
-    reduction: Annotated[
-        Optional[ReductionChoice],
-        typer.Option(
-            "--reduction",
-            help="The batch loss: mean (default, as PyTorch), sum, or none (one per row).",
-            show_default=False,
-        ),
-    ] = None,
+    convention: ConventionOption = Convention.batch,
+    returns: ReturnsOption = Returns.loss_grad,
     targets: Annotated[
-        bool, typer.Option("--targets", help="The function takes probability targets (N×K) instead of labels.")
+        bool,
+        typer.Option(
+            "--targets",
+            help="The function takes probability targets (N×K) instead of labels.",
+            rich_help_panel=FUNCTION_PANEL,
+        ),
     ] = False,
-    framework: Annotated[
-        Framework, typer.Option("--framework", help="Arrays as numpy, torch or jax (auto: from the file's imports).")
-    ] = Framework.auto,
-    seed: Annotated[int, typer.Option("--seed", help="Varies the random cases.")] = 0,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds each case may take.")] = 3.0,
+    framework: FrameworkOption = Framework.auto,
+    seed: Annotated[int, SEED.option()] = 0,
+    timeout: Annotated[float, TIMEOUT.option()] = 3.0,
     output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="table or json.")] = CheckFormat.table,
-    smoothing: SmoothingOption = 0.0,
-    temperature: TemperatureOption = 1.0,
-    softcap: SoftcapOption = None,
-    z_loss: ZLossOption = 0.0,
-    smoothing_style: SmoothingStyleOption = SmoothingStyleChoice.uniform,
+    *,
+    options: LossOptions,
+    options_given: frozenset[str],
 ) -> None:
     """Grade your implementation of the loss and gradient; name the mistake.
 
@@ -73,31 +85,31 @@ def test(
     --smoothing-style) describe the loss the function computes, with them
     built in: it is still called f(logits, labels).
     """
-    if smoothing_style is not SmoothingStyleChoice.uniform and not smoothing:
+    if options.smoothing_style != "uniform" and not options.label_smoothing:
         raise UsageProblem(
             "--smoothing-style changes only how label smoothing spreads ε: give --smoothing too (e.g. --smoothing 0.1)"
         )
-    if reduction is not None and convention is Convention.row:
+    if "reduction" in options_given and convention is Convention.row:
         raise UsageProblem("--reduction goes with --convention batch; a row function returns its row's own loss")
     from sce.grading.implementations.loading import UnusableImplementation
     from sce.testing import check_implementation
 
-    _check_loss_options(smoothing, temperature, softcap, z_loss, smoothing_style)
+    _check_loss_options(options)
     try:
         report = check_implementation(
             function,
             convention=convention.value,
             returns=returns.value,
-            reduction=(reduction or ReductionChoice.mean).value,
+            reduction=options.reduction,
             targets=targets,
             framework=None if framework is Framework.auto else framework.value,
             seed=seed,
             timeout=timeout,
-            label_smoothing=smoothing,
-            temperature=temperature,
-            softcap=softcap,
-            z_loss=z_loss,
-            smoothing_style=smoothing_style.value,
+            label_smoothing=options.label_smoothing,
+            temperature=options.temperature,
+            softcap=options.softcap,
+            z_loss=options.z_loss,
+            smoothing_style=options.smoothing_style,
         )
     except UnusableImplementation as problem:
         raise UsageProblem(problem.message) from None
@@ -115,33 +127,24 @@ def test(
 
         print_report(stdout_console(), report, FLAG_OF_FIELD)
     if not report.passed:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.WRONG)
 
 
 def _as_flags(message: str) -> str:
-    for keyword, flag in _FLAGS.items():
-        if message.startswith(keyword):
-            return flag + message[len(keyword) :]
+    """check_implementation's "timeout=0.0: …" as the command line's "--timeout 0.0: …"."""
+    keyword, equals, rest = message.partition("=")
+    if equals and keyword in (SEED.field, TIMEOUT.field):
+        return f"{FLAG_OF_FIELD[keyword]} {rest}"
     return message
 
 
-def _check_loss_options(
-    smoothing: float, temperature: float, softcap: float | None, z_loss: float, style: SmoothingStyleChoice
-) -> None:
+def _check_loss_options(options: LossOptions) -> None:
     """The loss options checked as the core checks them, worded as their flags as in sce grad."""
     from sce.errors import option_problem
     from sce.loss import InvalidInput
     from sce.loss.validation import validated_options
-    from sce.options import LossOptions
 
-    chosen = LossOptions(
-        label_smoothing=smoothing,
-        temperature=temperature,
-        softcap=softcap,
-        z_loss=z_loss,
-        smoothing_style=style.value,
-    )
     try:
-        validated_options(chosen)
+        validated_options(options)
     except InvalidInput as problem:
         raise option_problem(problem) from None

@@ -10,12 +10,13 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from sce.cli.commandline import say_warning
-from sce.cli.declarations import DType, ReductionChoice, SmoothingStyleChoice
-from sce.errors import DATA, OptionProblem, UsageProblem, option_problem
+from sce.errors import OptionDataProblem, OptionProblem, UsageProblem, option_problem
 from sce.number_text import (
     BEYOND_FLOAT64,
     EmptyField,
@@ -84,14 +85,14 @@ def read_logits_file(path: str, field: str = "logits_file") -> list[float]:
             if is_array_path(path) or array_suffix(head) is not None:
                 return read_vector(path)
             if os.path.getsize(path) > LOGITS_FILE_BYTES:
-                raise OptionProblem(field, _too_long(path), DATA)
+                raise OptionDataProblem(field, _too_long(path))
             with open(path, encoding="utf-8-sig") as handle:
                 text = handle.read()
     except OSError as error:
         raise OptionProblem(field, f"cannot read {path}: {error.strerror}") from None
     except UnicodeDecodeError as error:
         where = "stdin" if path == "-" else path
-        raise OptionProblem(field, f"{where} is not UTF-8 text (byte {error.start + 1})", DATA) from None
+        raise OptionDataProblem(field, f"{where} is not UTF-8 text (byte {error.start + 1})") from None
     return _numbers_in_text(text, path, field)
 
 
@@ -109,7 +110,7 @@ def _bounded_read(stream: Any, path: str, field: str) -> bytes:
         piece = piece if isinstance(piece, bytes) else piece.encode()
         total += len(piece)
         if total > LOGITS_FILE_BYTES:
-            raise OptionProblem(field, _too_long("stdin" if path == "-" else path), DATA)
+            raise OptionDataProblem(field, _too_long("stdin" if path == "-" else path))
         pieces.append(piece)
     return b"".join(pieces)
 
@@ -128,18 +129,18 @@ def _numbers_in_text(text: str, path: str, field: str) -> list[float]:
         try:
             tokens = split_numbers(line)
         except EmptyField as error:
-            raise OptionProblem(field, f"line {line_number}: {error}", DATA) from None
+            raise OptionDataProblem(field, f"line {line_number}: {error}") from None
         for token in tokens:
             value = read_number(token)
             if value is None:
                 problem = f"line {line_number}: {quoted_cell(token)} is not a number; the file holds numbers only"
-                raise OptionProblem(field, problem, DATA)
+                raise OptionDataProblem(field, problem)
             if beyond_float64(token, value):
                 problem = f"line {line_number}: {token} is beyond float64's range (±1.8e308)"
-                raise OptionProblem(field, problem, DATA)
+                raise OptionDataProblem(field, problem)
             values.append(value)
     if not values:
-        raise OptionProblem(field, f"{'stdin' if path == '-' else path} holds no numbers", DATA)
+        raise OptionDataProblem(field, f"{'stdin' if path == '-' else path} holds no numbers")
     return values
 
 
@@ -177,31 +178,14 @@ def parse_vector_input(
     return VectorInput(logits, None if label is None else parse_label(label), targets, source)
 
 
-def parse_loss_options(
-    *,
-    smoothing: float,
-    weight: str | None,
-    temperature: float,
-    reduction: ReductionChoice,
-    ignore_index: int,
-    dtype: DType,
-    softcap: float | None = None,
-    z_loss: float = 0.0,
-    smoothing_style: SmoothingStyleChoice = SmoothingStyleChoice.uniform,
-) -> LossOptions:
-    """The one options object every command builds (the core checks the values)."""
-    weights = None if weight is None else _weights(weight)
-    return LossOptions(
-        weight=None if weights is None else tuple(weights),
-        label_smoothing=smoothing,
-        ignore_index=ignore_index,
-        reduction=reduction.value,
-        temperature=temperature,
-        dtype=dtype.value,
-        softcap=softcap,
-        z_loss=z_loss,
-        smoothing_style=smoothing_style.value,
-    )
+def loss_options_from(given: Mapping[str, Any]) -> LossOptions:
+    """The one options object every command builds, from the loss options given on
+    its command line by field (the others keep LossOptions' defaults; the core
+    checks the values)."""
+    values = {field: value.value if isinstance(value, Enum) else value for field, value in given.items()}
+    if "weight" in values:
+        values["weight"] = tuple(_weights(values["weight"]))
+    return LossOptions(**values)
 
 
 def _weights(text: str) -> list[float]:
@@ -210,26 +194,6 @@ def _weights(text: str) -> list[float]:
     if text.startswith("@") and len(text) > 1:
         return read_logits_file(text[1:], "weight")
     return parse_numbers(text, "--weight")
-
-
-def command_loss_options() -> LossOptions:
-    """The running command's LossOptions, from the loss options it declares under the same
-    names as every computing command (declarations.py): one reading instead of nine keywords
-    in each command. click keeps them parsed, a choice as its string."""
-    from typer._click.globals import get_current_context  # typer 0.28 vendors click
-
-    params = get_current_context().params
-    return parse_loss_options(
-        smoothing=params["smoothing"],
-        weight=params["weight"],
-        temperature=params["temperature"],
-        reduction=ReductionChoice(params["reduction"]),
-        ignore_index=params["ignore_index"],
-        dtype=DType(params["dtype"]),
-        softcap=params["softcap"],
-        z_loss=params["z_loss"],
-        smoothing_style=SmoothingStyleChoice(params["smoothing_style"]),
-    )
 
 
 def check_class_counts(vector: VectorInput, options: LossOptions) -> None:
@@ -259,7 +223,7 @@ def run_core(vector: VectorInput, options: LossOptions) -> SoftmaxCrossEntropyRe
             problem = option_problem(error)
             if error.field == "logits" and vector.logits_field == "logits_file":
                 # Bad data in a file (status 1), named by the file's option, not LOGITS.
-                problem = OptionProblem("logits_file", problem.problem, DATA, column=error.column)
+                problem = OptionDataProblem("logits_file", problem.problem, column=error.column)
             raise problem from None
     for warning in caught:
         say_warning(str(warning.message))

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from sce.errors import USAGE, DataProblem, SceError
+from sce.errors import DataProblem, UnreadableFile
 from sce.io.arrays.tables import table_arrays
 
 #: The suffixes read as arrays; anything else given to --logits-file is text.
@@ -71,24 +71,24 @@ def is_regular_file(path: str) -> bool:
         return True
 
 
-def unreadable(path: str, error: OSError) -> SceError:
-    """A file that cannot be opened at all: exit 2, as cmp and diff do."""
+def unreadable(path: str, error: OSError) -> UnreadableFile:
+    """A file that cannot be opened at all."""
     reason = "is a directory" if isinstance(error, IsADirectoryError) else (error.strerror or str(error)).lower()
     if isinstance(error, FileNotFoundError):
         reason = "no such file"
-    return SceError(f"{path}: cannot read: {reason}", USAGE)
+    return UnreadableFile(f"{path}: cannot read: {reason}")
 
 
 def open_arrays(path: str) -> ArrayFile:
     """The arrays in ``path``, by format (from its suffix, else from its first bytes)."""
     if path == "-":
-        raise SceError("-: arrays are read from a file by its name, out of order: save them to a file first", USAGE)
+        raise UnreadableFile("-: arrays are read from a file by its name, out of order: save them to a file first")
     try:
         if os.path.isdir(path):
             raise IsADirectoryError(21, "Is a directory", path)
         if not is_regular_file(path):
             # Arrays are read by seeking (a .npy is memory-mapped, a zip read from its end).
-            raise SceError(f"{path}: is a pipe or a device; arrays are read from a file: save them first", USAGE)
+            raise UnreadableFile(f"{path}: is a pipe or a device; arrays are read from a file: save them first")
         with open(path, "rb") as handle:
             head = handle.read(8)
     except OSError as error:

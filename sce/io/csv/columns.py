@@ -7,7 +7,7 @@ import fnmatch
 from dataclasses import dataclass
 from functools import cached_property
 
-from sce.errors import DATA, DataProblem, OptionProblem, UsageProblem, option
+from sce.errors import DataProblem, OptionDataProblem, OptionProblem, UsageProblem, option
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def plan_columns(
     label, targets = _label_or_targets(names, label_col, target_cols, has_header, listing)
     grads = None if grad_cols is None else _select(grad_cols, names, "grad_cols")
     if loss_col is not None and loss_col not in names:
-        raise OptionProblem("loss_col", f"there is no column {loss_col!r}; the columns are {listing}", DATA)
+        raise OptionDataProblem("loss_col", f"there is no column {loss_col!r}; the columns are {listing}")
     taken = {label} | set(targets or ()) | set(grads or ()) | {loss_col}
     known = set(names)
     if logit_cols is None and grads and all(name.startswith("grad_") and name[5:] in known for name in grads):
@@ -120,7 +120,7 @@ def _label_or_targets(
                 f"there is no column named 'label'; the columns are {listing}. "
                 f"Name the label column with {option('label_col')}, or give soft targets with {option('target_cols')}"
             )
-        raise OptionProblem("label_col", f"there is no column {label!r}; the columns are {listing}", DATA)
+        raise OptionDataProblem("label_col", f"there is no column {label!r}; the columns are {listing}")
     return label, None
 
 
@@ -166,11 +166,11 @@ def _select(pattern: str, names: list[str], option: str) -> tuple[str, ...]:
         if any(ch in item for ch in "*?["):
             matches = [name for name in names if fnmatch.fnmatchcase(name, item)]
             if not matches:
-                raise OptionProblem(option, f"{item!r} matches no column; the columns are {_listing(names)}", DATA)
+                raise OptionDataProblem(option, f"{item!r} matches no column; the columns are {_listing(names)}")
         elif item in known:
             matches = [item]
         else:
-            raise OptionProblem(option, f"there is no column {item!r}; the columns are {_listing(names)}", DATA)
+            raise OptionDataProblem(option, f"there is no column {item!r}; the columns are {_listing(names)}")
         for name in matches:
             if name not in seen:
                 seen.add(name)

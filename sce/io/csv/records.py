@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from sce.errors import DATA, DataProblem, OptionProblem, option
+from sce.errors import DataProblem, OptionDataProblem, OptionProblem, option
 
 #: Bytes read at a time; a block is this much text cut back to a record boundary.
 #: 1 MiB rather than 4: the same speed, and about half the peak memory (a
@@ -64,7 +64,7 @@ class BlockReader:
             raw = self.stream.read(self.block_bytes)
         except OSError as error:  # a failing disk or mount under the input: not the output's
             reason = (error.strerror or str(error)).lower()
-            raise OptionProblem("input_path", f"reading {self.name} failed: {reason}", DATA) from None
+            raise OptionDataProblem("input_path", f"reading {self.name} failed: {reason}") from None
         self.bytes_read += len(raw)
         if not raw:
             self.finished = True

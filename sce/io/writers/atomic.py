@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
-from sce.errors import DATA, DataProblem, OptionProblem, UsageProblem
+from sce.errors import DataProblem, OptionDataProblem, OptionProblem, UsageProblem
 from sce.io.signals import raise_if_interrupted, shielded
 from sce.io.writers.replace import put_in_place
 
@@ -60,7 +60,7 @@ class OutputTarget:
             try:
                 self.stream = os.fdopen(os.dup(descriptor), "wb")
             except OSError as error:
-                raise OptionProblem("output_path", f"cannot write {self.path}: {reason(error)}", DATA) from None
+                raise OptionDataProblem("output_path", f"cannot write {self.path}: {reason(error)}") from None
             return
         self.written = os.path.realpath(self.path)
         self._check_destination(input_path)
@@ -74,7 +74,7 @@ class OutputTarget:
                     dir=directory, prefix=f".{os.path.basename(self.written)}.", suffix=".partial", delete=False
                 )
             except OSError as error:
-                raise OptionProblem("output_path", _cannot_create_in(directory, error), DATA) from None
+                raise OptionDataProblem("output_path", _cannot_create_in(directory, error)) from None
             self.temporary = handle.name
             self.stream = handle  # type: ignore[assignment]
 
@@ -89,9 +89,9 @@ class OutputTarget:
             raise OptionProblem("output_path", f"{self.path} is the input file; write the output to another file")
         if stat.S_ISREG(os.stat(self.written).st_mode) and not os.access(self.written, os.W_OK):
             # The rename needs only the folder's permission: it would replace a file one may not write.
-            raise OptionProblem(
+            raise OptionDataProblem(
                 "output_path", f"{self.path} is not writable (read-only, or not yours); make it writable or write "
-                "the output elsewhere", DATA
+                "the output elsewhere",
             )
 
     def _open_directly(self) -> BinaryIO:
@@ -99,7 +99,7 @@ class OutputTarget:
         try:
             return open(self.path, "wb")  # noqa: SIM115 (closed in finish/abandon)
         except OSError as error:
-            raise OptionProblem("output_path", f"cannot write {self.path}: {reason(error)}", DATA) from None
+            raise OptionDataProblem("output_path", f"cannot write {self.path}: {reason(error)}") from None
 
     def write_failure(self, error: OSError) -> DataProblem | OptionProblem:
         """A failed write, worded: which file, why, and that nothing was replaced."""
@@ -109,7 +109,7 @@ class OutputTarget:
         hint = "; free some space or write the output elsewhere" if full else ""
         if self.path is None:  # no -o to name
             return DataProblem(f"writing the output to stdout failed: {reason(error)}{hint}")
-        return OptionProblem("output_path", f"writing the output {name} failed: {reason(error)}{kept}{hint}", DATA)
+        return OptionDataProblem("output_path", f"writing the output {name} failed: {reason(error)}{kept}{hint}")
 
     def finish(self) -> None:
         if self.path is None:
