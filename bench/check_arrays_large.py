@@ -3,7 +3,7 @@ to a plain numpy float64 loss and gradient of the same arrays.
 
     python bench/check_arrays_large.py [--rows 2048] [--classes 128000] [--keep DIR] [--rounds 5]
 
---rows 8192 is the issue's 8,192 × 128,000 (4 GB of logits and 4 GB of
+--rows 8192 is a language model's batch, 8,192 × 128,000 (4 GB of logits and 4 GB of
 gradient; needs about 8.5 GB of disk). The arrays are written to a temporary
 folder (or DIR), block by block, with the gradient of a plain float32 numpy
 computation (a correct answer). Each measurement runs in a child process whose

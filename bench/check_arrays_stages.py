@@ -1,6 +1,6 @@
 """Where `sce check --arrays` spends its time: ns per entry of each stage of the verdict's pass,
 in one process, on blocks of a float32 .npy dump (bench/check_arrays_large.py --keep DIR
-writes one), each stage the way it was and the way it is.
+writes one), each stage by the plain numpy way and by the faster way sce takes.
 
     python bench/check_arrays_stages.py DIR [--blocks 16] [--repeats 3]
 
@@ -8,8 +8,8 @@ Stages are timed block by block over the first --blocks blocks (2^20 entries eac
 best and the median of --repeats runs, interleaved, in CPU time (user + system: the
 kernel's zeroing of fresh pages counts, a busy machine's other work does not); the whole
 pass with the dense coefficients and with the sparse labels' path. (What keeping the heap
-saves is measured by whole processes, bench/check_arrays_large.py against main: inside
-one process glibc's thresholds depend on what ran before.)
+saves is measured by whole processes, bench/check_arrays_large.py run on two checkouts:
+inside one process glibc's thresholds depend on what ran earlier.)
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from sce import softmax_cross_entropy
-from sce.grading.dump import by_dtype
+from sce.grading.dump import check, histogram, verdict_pass
 from sce.grading.dump import sparse_labels as label_block
 from sce.grading.dump.baseline import baseline, coefficients, gradient_magnitude, ulp_unit, ulps_if_finite
+from sce.grading.dump.block_errors import grade_gradient_compiled
 from sce.grading.dump.kernel_mistakes import denominators, exact_rows
 from sce.io.arrays import ArrayDump
 from sce.io.arrays.heap import reused_heap
@@ -47,7 +48,7 @@ def main() -> None:
     dump = ArrayDump(logits, labels, None, grad, None, {})
     options = LossOptions(reduction="mean").replace(dtype="float64")
     d = denominators(labels, len(labels), options)
-    bounds = block_bounds(*dump.shape, by_dtype.BLOCK_ENTRIES)[: args.blocks]
+    bounds = block_bounds(*dump.shape, check.BLOCK_ENTRIES)[: args.blocks]
     entries = sum(stop - start for start, stop in bounds) * dump.shape[1]
     first = exact_rows(dump, *bounds[0], options, d)[0]
     assert first.labels is not None
@@ -61,8 +62,8 @@ def main() -> None:
 
     def job(sparse_labels: bool, compiled: bool = True) -> Callable[[tuple[int, int]], object]:
         def grade(bound: tuple[int, int]) -> object:
-            by_dtype.SPARSE_LABELS, by_dtype.COMPILED = sparse_labels, compiled
-            return by_dtype._BlockJob(dump, options, "float32", d, False, False).grade(bound)
+            verdict_pass.SPARSE_LABELS, verdict_pass.COMPILED = sparse_labels, compiled
+            return verdict_pass.BlockJob(dump, options, "float32", d, False, False).grade(bound)
 
         return grade
 
@@ -95,12 +96,10 @@ def main() -> None:
         ),
         "one quantity's errors": lambda b: ulps_if_finite(given, first.exact.gradient, unit),
         "histogram, exponent formula": lambda b: np.bincount(
-            by_dtype._bins(errors.ravel()), minlength=len(by_dtype.EDGES) + 1
+            histogram.bins(errors.ravel()), minlength=len(histogram.EDGES) + 1
         ),
-        "histogram, looked up": lambda b: by_dtype._bin_counts(errors.ravel()),
-        "graded by the compiled loop": lambda b: by_dtype._grade_gradient_compiled(
-            first, sparse, label_base, given, "float32"
-        ),
+        "histogram, looked up": lambda b: histogram.bin_counts(errors.ravel()),
+        "graded by the compiled loop": lambda b: grade_gradient_compiled(first, sparse, label_base, given, "float32"),
         "whole block, dense c": job(False),
         "whole block, sparse c (in slices), numpy": job(True, False),
         "whole block, sparse c, compiled loop": job(True),
@@ -114,7 +113,7 @@ def main() -> None:
                 for bound in bounds:
                     stage(bound)
                 times[name].append(time.process_time() - began)
-    by_dtype.SPARSE_LABELS, by_dtype.COMPILED = True, True
+    verdict_pass.SPARSE_LABELS, verdict_pass.COMPILED = True, True
     print(f"{len(bounds)} blocks of {dump.shape[1]:,} classes, {entries:,} entries; load {os.getloadavg()[0]:.1f}")
     for name, spent in times.items():
         best, median = min(spent) / entries * 1e9, sorted(spent)[len(spent) // 2] / entries * 1e9

@@ -202,7 +202,7 @@ def assert_cross_entropy_close(
     z_loss, smoothing_style. Torch and JAX arrays are converted through numpy. Raises
     AssertionError with the report, ValueError for arrays that do not fit together."""
     from sce.errors import SceError
-    from sce.grading.dump.by_dtype import check_dump
+    from sce.grading.dump.check import check_dump
     from sce.io.arrays.dump import FLOAT_NAMES, float_name
 
     unknown = sorted(set(options) - set(_ASSERT_OPTIONS))
@@ -255,7 +255,7 @@ def _dump_in_rows(
 ) -> ArrayDump:
     """The arrays as rows × classes (the class axis last, the others flattened), each checked as
     ``sce check --arrays`` checks a dump's (the same messages, naming the argument)."""
-    from sce.io.arrays.dump import ArrayDump, _labels, _logits, _loss, _matrix
+    from sce.io.arrays.dump import ArrayDump, as_labels, as_logits, as_loss, as_matrix
 
     z = arrays["logits"]
     if z.ndim == 0:
@@ -267,7 +267,7 @@ def _dump_in_rows(
     def rows(array: np.ndarray) -> np.ndarray:
         return np.moveaxis(array, axis, -1).reshape(-1, array.shape[axis]) if array.ndim == z.ndim else array
 
-    logits = _logits(rows(z), "logits", empty_batch=True)
+    logits = as_logits(rows(z), "logits", empty_batch=True)
     n, k = logits.shape
     is_labels = given.dtype.kind in "iu"
     if not is_labels and given.ndim != z.ndim:
@@ -276,10 +276,10 @@ def _dump_in_rows(
             "probability targets have the logits' shape"
         )
     ignore = int(options.get("ignore_index", -100))
-    labels = _labels(given.reshape(-1), "labels", n, k, ignore) if is_labels else None
-    targets = None if is_labels else _matrix(rows(given), "targets", n, k, "targets")
-    grad = _matrix(rows(arrays["grad"]), "grad", n, k, "gradient")
-    loss = _loss(arrays["loss"].reshape(-1) if arrays["loss"].ndim > 1 else arrays["loss"], "loss", n)
+    labels = as_labels(given.reshape(-1), "labels", n, k, ignore) if is_labels else None
+    targets = None if is_labels else as_matrix(rows(given), "targets", n, k, "targets")
+    grad = as_matrix(rows(arrays["grad"]), "grad", n, k, "gradient")
+    loss = as_loss(arrays["loss"].reshape(-1) if arrays["loss"].ndim > 1 else arrays["loss"], "loss", n)
     return ArrayDump(logits, labels, targets, grad, loss if has_loss else None, {})
 
 
@@ -288,7 +288,7 @@ def _as_numpy(value: Any) -> np.ndarray:
     if value is None:
         return np.zeros(())
     if type(value).__module__.startswith("torch"):
-        from sce.io.arrays.formats import _tensor_to_numpy
+        from sce.io.arrays.formats import tensor_to_numpy
 
-        return _tensor_to_numpy(value)
+        return tensor_to_numpy(value)
     return np.asarray(value)

@@ -443,12 +443,12 @@ def test_an_array_given_twice_or_a_key_not_found_is_refused_not_guessed(tmp_path
 def test_a_dump_the_loss_is_not_defined_for_is_bad_data_named_where_not_an_internal_error(tmp_path):
     """Regression: a NaN logit, a row of -inf or targets that do not sum to 1 in a dump were
     'internal error' (exit 70); the row must be the dump's, not the block's."""
-    from sce.grading.dump import by_dtype
+    from sce.grading.dump import check
 
     z = np.random.default_rng(0).normal(size=(3000, 400)).astype(np.float32)
     z[2900, :] = -np.inf  # beyond the first block of rows
     np.savez(tmp_path / "masked.npz", logits=z, labels=np.zeros(3000, np.int64), grad=np.zeros_like(z))
-    assert by_dtype.BLOCK_ENTRIES < 3000 * 400
+    assert check.BLOCK_ENTRIES < 3000 * 400
     code, _, err = run("--arrays", tmp_path / "masked.npz")
     assert (code, err) == (
         1,
@@ -543,7 +543,7 @@ def test_a_mean_over_no_counted_weight_is_graded_as_pytorch_gives_it(tmp_path):
 def test_the_python_assertion_leaves_the_callers_malloc_alone(tmp_path, monkeypatch):
     """Regression: assert_cross_entropy_close tuned glibc's malloc (for good: any mallopt ends
     its own adjustment) inside the caller's process, e.g. a training run's; only sce check does."""
-    from sce.grading.dump import by_dtype
+    from sce.grading.dump import check
     from sce.io.arrays import heap
     from sce.testing import assert_cross_entropy_close
 
@@ -554,8 +554,8 @@ def test_the_python_assertion_leaves_the_callers_malloc_alone(tmp_path, monkeypa
         asked.append(enabled)
         return real(False)
 
-    monkeypatch.setattr(by_dtype, "reused_heap", spy)
-    monkeypatch.setattr(by_dtype, "BLOCK_ENTRIES", 8)  # many blocks: the check would tune the heap
+    monkeypatch.setattr(check, "reused_heap", spy)
+    monkeypatch.setattr(check, "BLOCK_ENTRIES", 8)  # many blocks: the check would tune the heap
     path, z, labels = make_dump(tmp_path)
     with np.load(path) as dump:
         assert_cross_entropy_close(z, labels, dump["grad"])

@@ -175,7 +175,8 @@ def test_arrow_with_a_list_column(tmp_path):
 def test_blocks_do_not_change_the_verdict(tmp_path, monkeypatch):
     """Rows cut into blocks of one or two, graded one at a time or in two threads: the same
     counts, worst entries and named mistake."""
-    import sce.grading.dump.by_dtype as by_dtype
+    from sce.grading.dump import check as dump_check
+    from sce.grading.dump import verdict_pass
 
     z, labels = inputs()
     g, _, counted = row_terms(z, labels)
@@ -184,9 +185,9 @@ def test_blocks_do_not_change_the_verdict(tmp_path, monkeypatch):
     np.save(tmp_path / "z.npy", z)
     np.save(tmp_path / "y.npy", labels)
     documents = {}
-    for entries, workers in ((by_dtype.BLOCK_ENTRIES, 1), (K, 1), (2 * K, 2), (K, 2)):
-        monkeypatch.setattr(by_dtype, "BLOCK_ENTRIES", entries)
-        monkeypatch.setattr(by_dtype, "WORKERS", workers)
+    for entries, workers in ((dump_check.BLOCK_ENTRIES, 1), (K, 1), (2 * K, 2), (K, 2)):
+        monkeypatch.setattr(dump_check, "BLOCK_ENTRIES", entries)
+        monkeypatch.setattr(verdict_pass, "WORKERS", workers)
         for name in ("ok", "bad"):
             args = ["--logits", tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--grad", tmp_path / f"{name}.npy"]
             code, out, _ = run("check", *args, "--reduction", "mean", "--format", "json")
@@ -200,7 +201,7 @@ def test_blocks_do_not_change_the_verdict(tmp_path, monkeypatch):
 
 
 def test_histogram_bins_match_a_search_of_the_edges():
-    from sce.grading.dump.by_dtype import EDGES, _bins
+    from sce.grading.dump.histogram import EDGES, bins
 
     rng = np.random.default_rng(0)
     edges = EDGES[1:]
@@ -213,21 +214,21 @@ def test_histogram_bins_match_a_search_of_the_edges():
             2.0 ** rng.uniform(-12, 62, 10_000),
         ]
     )
-    assert (_bins(errors) == np.searchsorted(EDGES, errors, side="right") - 1).all()
+    assert (bins(errors) == np.searchsorted(EDGES, errors, side="right") - 1).all()
 
 
 def test_progress_is_told_each_block_and_the_naming_pass(tmp_path, monkeypatch):
-    import sce.grading.dump.by_dtype as by_dtype
+    from sce.grading.dump import check as dump_check
     from sce.io.arrays import DumpRequest, read_dump
     from sce.options import LossOptions
 
     z, labels = inputs()
     g, _, _ = row_terms(z, labels)
     np.savez(tmp_path / "bad.npz", logits=z, labels=labels, grad=g / np.float32(N))
-    monkeypatch.setattr(by_dtype, "BLOCK_ENTRIES", 5 * K)
+    monkeypatch.setattr(dump_check, "BLOCK_ENTRIES", 5 * K)
     calls: list[tuple[str, int]] = []
     dump = read_dump(DumpRequest(str(tmp_path / "bad.npz")))
-    found = by_dtype.check_dump(dump, LossOptions(reduction="mean"), "float32", progress=lambda *a: calls.append(a))
+    found = dump_check.check_dump(dump, LossOptions(reduction="mean"), "float32", progress=lambda *a: calls.append(a))
     assert not found.correct
     assert [c for c in calls if c[0] == "checking"] == [("checking", 5), ("checking", 5), ("checking", 2)]
     naming = [rows for phase, rows in calls if phase == "naming the mistake"]

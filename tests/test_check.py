@@ -14,7 +14,8 @@ from hypothesis.extra.numpy import arrays
 from typer.testing import CliRunner
 
 from sce.cli import app
-from sce.grading import digit_slip, finite_difference_check, tolerance_of
+from sce.explain.finite_differences import finite_difference_check
+from sce.grading import digit_slip, tolerance_of
 from sce.loss import loss_hessian, softmax_cross_entropy, softmax_jacobian
 
 runner = CliRunner()

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import sce.grading.dump.by_dtype as by_dtype
 from sce import softmax_cross_entropy
-from sce.grading.dump import ulp_kernel
+from sce.grading.dump import ulp_kernel, verdict_pass
 from sce.grading.dump.baseline import numpy_lane_sum
+from sce.grading.dump.check import check_dump
 from sce.io.arrays import ArrayDump
 from sce.options import LossOptions
 
@@ -92,7 +92,7 @@ def test_the_library_beside_the_module_comes_before_those_on_sys_path(monkeypatc
     import importlib.machinery
     import sys
 
-    elsewhere = tmp_path / "sce" / "grading"
+    elsewhere = tmp_path / "sce" / "grading" / "dump"
     elsewhere.mkdir(parents=True)
     planted = elsewhere / f"_ulp_errors{importlib.machinery.EXTENSION_SUFFIXES[0]}"
     planted.write_bytes(b"not a library")
@@ -138,10 +138,10 @@ def test_the_compiled_loop_is_the_path_taken(monkeypatch, claimed, stored):
     """The comparison above means something only if the loop grades: count its calls."""
     calls = _calls(monkeypatch)
     z, labels, g = _dump(np.random.default_rng(1), dtype=stored)
-    check = by_dtype.check_dump(ArrayDump(z, labels, None, g, None, {}), LossOptions(reduction="mean"), claimed)
+    check = check_dump(ArrayDump(z, labels, None, g, None, {}), LossOptions(reduction="mean"), claimed)
     assert check.correct
     assert calls == {"graded": 1, "left": 0}
-    check = by_dtype.check_dump(ArrayDump(z, labels, None, g * 2, None, {}), LossOptions(reduction="mean"), claimed)
+    check = check_dump(ArrayDump(z, labels, None, g * 2, None, {}), LossOptions(reduction="mean"), claimed)
     assert not check.correct
     assert calls == {"graded": 2, "left": 0}
 
@@ -155,10 +155,10 @@ def test_an_answer_that_is_not_finite_or_overflows_is_left_to_numpy(monkeypatch,
     z, labels, g = _dump(np.random.default_rng(2), dtype=np.float64)
     g[0, 3] = spoil
     dump = ArrayDump(z, labels, None, g, None, {})
-    compiled = _full_report(by_dtype.check_dump(dump, LossOptions(reduction="mean"), "float64"))
+    compiled = _full_report(check_dump(dump, LossOptions(reduction="mean"), "float64"))
     assert calls == {"graded": 0, "left": 1}
-    monkeypatch.setattr(by_dtype, "COMPILED", False)
-    _assert_same(compiled, _full_report(by_dtype.check_dump(dump, LossOptions(reduction="mean"), "float64")))
+    monkeypatch.setattr(verdict_pass, "COMPILED", False)
+    _assert_same(compiled, _full_report(check_dump(dump, LossOptions(reduction="mean"), "float64")))
     assert compiled[0][0] is False  # not correct
 
 
@@ -167,7 +167,7 @@ def test_a_minus_zero_answer_is_no_error():
     exponent of 1024 and the histogram's last bin. An ignored row's gradient of −0.0 is right."""
     z, labels, g = _dump(np.random.default_rng(3))
     g[1] = -0.0  # the ignored row
-    check = by_dtype.check_dump(ArrayDump(z, labels, None, g, None, {}), LossOptions(reduction="mean"), "float32")
+    check = check_dump(ArrayDump(z, labels, None, g, None, {}), LossOptions(reduction="mean"), "float32")
     assert check.correct
     assert check.quantities[0].counts[-2:].sum() == 0
 
@@ -180,9 +180,9 @@ def test_worst_entries_tie_to_the_earliest_as_numpys_do(monkeypatch):
     g = np.full((3, 7), 1 / 7)
     g[[0, 1, 2], labels] -= 1
     dump = ArrayDump(z, labels, None, (g / 3).astype(np.float32), None, {})
-    compiled = by_dtype.check_dump(dump, LossOptions(reduction="mean"), "float32").quantities[0].worst
-    monkeypatch.setattr(by_dtype, "COMPILED", False)
-    plain = by_dtype.check_dump(dump, LossOptions(reduction="mean"), "float32").quantities[0].worst
+    compiled = check_dump(dump, LossOptions(reduction="mean"), "float32").quantities[0].worst
+    monkeypatch.setattr(verdict_pass, "COMPILED", False)
+    plain = check_dump(dump, LossOptions(reduction="mean"), "float32").quantities[0].worst
     assert [(e.row, e.column, e.ulps) for e in compiled] == [(e.row, e.column, e.ulps) for e in plain]
     assert len(compiled) == 10
 
@@ -218,9 +218,9 @@ def test_the_compiled_loop_at_one_class_and_a_million(monkeypatch, classes):
     rng = np.random.default_rng(classes)
     rows = 3 if classes < 1_000_000 else 1
     z, labels, g = _dump(rng, rows=rows, classes=classes, ignored=())
-    right = by_dtype.check_dump(ArrayDump(z, labels, None, g, None, {}), LossOptions(reduction="mean"), "float32")
+    right = check_dump(ArrayDump(z, labels, None, g, None, {}), LossOptions(reduction="mean"), "float32")
     wrong_g = (g * np.float32(1.01)).astype(np.float32)
-    wrong = by_dtype.check_dump(ArrayDump(z, labels, None, wrong_g, None, {}), LossOptions(reduction="mean"), "float32")
+    wrong = check_dump(ArrayDump(z, labels, None, wrong_g, None, {}), LossOptions(reduction="mean"), "float32")
     assert right.correct
     assert wrong.correct == (classes == 1)  # one class: the gradient is 0, and 1 % of 0 is 0
     assert calls["graded"] >= 2 and calls["left"] == 0

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import sce.grading.dump.by_dtype as by_dtype
+from sce.grading.dump import check, histogram, verdict_pass
 from sce.grading.dump.baseline import ulp_unit
 from sce.io.arrays import ArrayDump
 from sce.options import LossOptions
@@ -113,14 +113,14 @@ def test_sparse_labels_give_the_reports_of_the_dense_coefficients(case, entries,
 
 
 def reports_with_and_without(flag, case, entries, slice_entries, report=_report):
-    """The dump's report with by_dtype's ``flag`` on and off, in blocks and slices of that many entries."""
+    """The dump's report with the verdict pass's ``flag`` on and off, in blocks and slices of that many entries."""
     dump, options, claimed = case
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(by_dtype, "BLOCK_ENTRIES", entries)
-        patch.setattr(by_dtype, "SLICE_ENTRIES", slice_entries)
-        on = report(by_dtype.check_dump(dump, options, claimed))
-        patch.setattr(by_dtype, flag, False)
-        off = report(by_dtype.check_dump(dump, options, claimed))
+        patch.setattr(check, "BLOCK_ENTRIES", entries)
+        patch.setattr(verdict_pass, "SLICE_ENTRIES", slice_entries)
+        on = report(check.check_dump(dump, options, claimed))
+        patch.setattr(verdict_pass, flag, False)
+        off = report(check.check_dump(dump, options, claimed))
     return on, off
 
 
@@ -134,10 +134,10 @@ def test_sparse_labels_are_the_path_taken_and_a_bad_row_is_left_to_the_dense_one
     grad = np.zeros((2, 3), np.float16)
     loss = np.zeros(2, np.float16)
     dump = ArrayDump(z, labels, None, grad, loss, {})
-    by_dtype.check_dump(dump, LossOptions(reduction="none"), "float16")
+    check.check_dump(dump, LossOptions(reduction="none"), "float16")
     # float16's z − max overflows to −inf in the second row: not finite, so the dense path grades it
     assert calls == {"sparse": 0, "none": 1}
-    by_dtype.check_dump(ArrayDump(z[:1], labels[:1], None, grad[:1], loss[:1], {}), LossOptions(), "float16")
+    check.check_dump(ArrayDump(z[:1], labels[:1], None, grad[:1], loss[:1], {}), LossOptions(), "float16")
     assert calls == {"sparse": 1, "none": 1}
 
 
@@ -156,7 +156,7 @@ def count_calls(monkeypatch, module, name, found, none):
 
 
 def test_looked_up_bins_count_as_the_exponent_formula():
-    from sce.grading.dump.by_dtype import EDGES, _bin_counts, _bins
+    from sce.grading.dump.histogram import EDGES, bin_counts, bins
 
     rng = np.random.default_rng(1)
     edges = EDGES[1:]
@@ -171,9 +171,9 @@ def test_looked_up_bins_count_as_the_exponent_formula():
         ]
     )
     expected = np.bincount(np.searchsorted(EDGES, errors, side="right") - 1, minlength=len(EDGES) + 1)
-    assert errors.size > by_dtype._LOOKED_UP_FROM  # the table, not the formula
-    assert (_bin_counts(errors) == expected).all()
-    assert (np.bincount(_bins(errors), minlength=len(EDGES) + 1) == expected).all()
+    assert errors.size > histogram._LOOKED_UP_FROM  # the table, not the formula
+    assert (bin_counts(errors) == expected).all()
+    assert (np.bincount(bins(errors), minlength=len(EDGES) + 1) == expected).all()
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bfloat16"])
@@ -213,8 +213,8 @@ def test_z_loss_mean_divides_by_the_whole_dumps_counted_rows_in_every_block(monk
     dump = ArrayDump(z.astype(np.float32), labels, None, g.astype(np.float32), None, {})
     options = LossOptions(reduction="mean", z_loss=lam)
     for entries in (1 << 20, 5, 10):
-        monkeypatch.setattr(by_dtype, "BLOCK_ENTRIES", entries)
-        found = by_dtype.check_dump(dump, options, "float32")
+        monkeypatch.setattr(check, "BLOCK_ENTRIES", entries)
+        found = check.check_dump(dump, options, "float32")
         assert found.correct, entries
         assert found.quantities[0].max_ulps <= 1
 
@@ -226,7 +226,7 @@ def test_a_routes_worst_error_and_squares_are_those_of_its_errors(dtype):
     the finite errors, summed here one by one in 60 digits."""
     import mpmath
 
-    from sce.grading.dump.by_dtype import _errors, _finite_worst, _route_errors
+    from sce.grading.dump.block_errors import _errors, _finite_worst, _route_errors
 
     rng = np.random.default_rng(3)
     expected = rng.standard_normal((4, 50))

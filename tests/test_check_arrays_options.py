@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from sce.cli import app
-from sce.grading.dump.by_dtype import check_dump
+from sce.grading.dump.check import check_dump
 from sce.io.arrays import ArrayDump
 from sce.options import LossOptions
 from sce.testing import assert_cross_entropy_close

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sce.cli import app
-from sce.grading.implementations import mistakes
+from sce.grading.implementations import mistaken_variants as mistakes
 from sce.grading.implementations.cases import build_cases
 from sce.grading.implementations.loading import UnusableImplementation
 from sce.testing import assert_implementation_correct, check_implementation

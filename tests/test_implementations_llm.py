@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from sce.cli import app
 from sce.cli.declarations import FLAG_OF_FIELD
-from sce.grading.implementations import mistakes
+from sce.grading.implementations import mistaken_variants as mistakes
 from sce.grading.implementations.cases import build_cases
 from sce.options import LossOptions
 from sce.testing import check_implementation

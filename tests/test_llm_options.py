@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sce.loss import InvalidInput, LossOptions, LossWarning, row_blocks, softmax_cross_entropy
-from sce.loss.log_softmax import flat_indices, soft_capped
+from sce.loss.row_blocks import flat_indices
+from sce.loss.softcap import soft_capped
 
 from . import reference
 from .test_accuracy import GROUPS, INF, TINY, WELL_CONDITIONED, group_inputs, inherent_bound, mismatch

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sce.cli import app
-from sce.grading.dump.by_dtype import check_dump
+from sce.grading.dump.check import check_dump
 from sce.io.arrays import ArrayDump
 from sce.loss import InvalidInput, softmax_cross_entropy
 from sce.loss.validation import target_sum_tolerance

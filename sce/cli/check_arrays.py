@@ -16,7 +16,7 @@ from sce.options import LossOptions
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
-    from sce.grading.dump.by_dtype import DtypeCheck
+    from sce.grading.dump.verdict import DtypeCheck
     from sce.io.arrays import ArrayDump
 
 
@@ -96,7 +96,7 @@ def _check_with_progress(dump: ArrayDump, options: LossOptions, claimed: str) ->
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from sce.grading.dump.by_dtype import check_dump
+    from sce.grading.dump.check import check_dump
 
     stderr = Console(stderr=True)
     if not stderr.is_terminal:

@@ -2,16 +2,16 @@
 
 Built from a core result (row 0); rendered by ``render.table`` and
 ``render.json_format``. Nothing here is computed twice: the matrices come
-from :mod:`sce.loss.matrices`, the finite differences from grading.
+from :mod:`sce.loss.matrices`, the finite differences from :mod:`.finite_differences`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sce.explain.finite_differences import Verification, verify_gradient
 from sce.loss import (
     SoftmaxCrossEntropyResult,
     gradient_via_jacobian,
@@ -21,9 +21,6 @@ from sce.loss import (
 )
 from sce.loss.matrices import hessian_scale, language_model_hessian, softmax_jacobian_top_eigenvalues
 from sce.options import LossOptions
-
-if TYPE_CHECKING:  # grading is imported by --verify alone
-    from sce.grading import Verification
 
 #: Beyond this many classes the K×K matrices are not formed (K = 1,000 is 8 MB;
 #: K = 100,000 would be 75 GiB): their shown rows and eigenvalues follow from s.
@@ -144,7 +141,5 @@ def prove(result: SoftmaxCrossEntropyResult, *, verify: bool, jacobian: bool, he
             hessian_proof = HessianProof(None, np.append(top, 0.0), result.num_classes)
     verification = None
     if verify:
-        from sce.grading import verify_gradient
-
         verification = verify_gradient(result)
     return Proofs(verification, jacobian_proof, hessian_proof)

@@ -1,8 +1,7 @@
-"""Grading answers (typed or in files) against the core's exact result, and
-proving the formula numerically. Pure functions over core results: no
-printing; the renderers show what these return."""
+"""Grading answers (typed, in files, in tensor dumps, or a learner's function) against the
+loss's exact result. Pure functions over loss results: no printing; the renderers show what
+these return."""
 
-from sce.explain.finite_differences import Verification, finite_difference_check, verify_gradient
 from sce.grading.answers import QuantityCheck, check_answer, digit_slip, tolerance_of, within
 from sce.grading.mistakes import Mistake, usual_mistakes
 
@@ -11,15 +10,12 @@ __all__ = [
     "FileCheck",
     "Mistake",
     "QuantityCheck",
-    "Verification",
     "WrongCell",
     "check_answer",
     "check_file",
     "digit_slip",
-    "finite_difference_check",
     "tolerance_of",
     "usual_mistakes",
-    "verify_gradient",
     "within",
 ]
 

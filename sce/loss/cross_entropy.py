@@ -11,21 +11,14 @@ left to the result, which computes them when they are read.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from sce.loss import row_blocks
 from sce.loss.language_model import LanguageModelScale, log_sum_exp, reduced_z_loss, z_losses_of
-from sce.loss.log_softmax import (
-    Capped,
-    LogSoftmax,
-    Workspace,
-    flat,
-    flat_indices,
-    log_softmax,
-    shift_is_exact,
-    soft_capped,
-)
+from sce.loss.log_softmax import LogSoftmax, Workspace, log_softmax, shift_is_exact
 from sce.loss.reduction import (
     GradientScale,
     overflowing_rows,
@@ -35,6 +28,8 @@ from sce.loss.reduction import (
     warn_about_overflowing_gradients,
 )
 from sce.loss.result import InvalidInput, Layout, SoftmaxCrossEntropyResult
+from sce.loss.row_blocks import flat, flat_indices
+from sce.loss.softcap import Capped, soft_capped
 from sce.loss.target_kinds import HardLabels, OffTargetLabels, SoftTargets, Terms
 from sce.loss.targets import smoothing_masses
 from sce.loss.validation import (
@@ -283,7 +278,7 @@ def _compute(
 ) -> SoftmaxCrossEntropyResult:
     dtype, weights = validated_options(options)
     z, argmax, max_logit = checked_logits_and_argmax(logits, dtype)
-    n_rows, n_classes = z.shape
+    n_classes = z.shape[1]
     # float32 logits computed in float64: their shifts may be exact (log_softmax.shift_is_exact).
     # Only an array is looked at: a list would be converted a second time.
     stored: np.ndarray | None = None
@@ -293,35 +288,9 @@ def _compute(
     terms, label_vec, y = _terms_for(labels, targets, argmax, weight_vec, options, dtype)
     denominator = terms.denominator if mean_denominator is None else float(mean_denominator)
     z_denominator = float(terms.counted.sum()) if z_loss_denominator is None else float(z_loss_denominator)
-    probabilities = np.empty_like(z)
-    gradient = np.empty_like(z)
-    losses = np.empty(n_rows, dtype)
-    others_sum = np.empty(n_rows, dtype)
-    lse = np.empty(n_rows, dtype)
-    overflowing: list[int] = []
-    nonfinite: list[slice] = []  # blocks whose gradient has an entry that is not finite
-    temperature = dtype.type(options.temperature)
-    llm = options.has_llm_options
-    scale = GradientScale(options.reduction, denominator, temperature)
-    llm_scale = LanguageModelScale(options, denominator, z_denominator, temperature)
-    workspace = Workspace(min(n_rows, row_blocks.block_rows(n_classes, z.itemsize)), n_classes, dtype)
-    for block in row_blocks.row_blocks(n_rows, n_classes, z.itemsize):
-        ls, lse[block], capped = _block_log_softmax(
-            z[block], max_logit[block], argmax[block], options, workspace, None if stored is None else stored[block]
-        )
-        others_sum[block] = ls.others_sum
-        p = probabilities[block]
-        np.divide(ls.exp_shifted, ls.exp_sum[:, None], out=p)
-        g = gradient[block]
-        losses[block] = terms.block(block, ls, p, g)
-        if llm:
-            llm_scale.apply(g, p, lse[block], terms.counted[block], None if capped is None else capped.derivative)
-        else:
-            scale.apply(g)
-        found = overflowing_rows(g, block)
-        if found is not None:
-            nonfinite.append(block)
-            overflowing.extend(found)
+    rows = _rows_by_blocks(z, max_logit, argmax, stored, terms, options, dtype, (denominator, z_denominator))
+    probabilities, gradient, lse, others_sum = rows.probabilities, rows.gradient, rows.lse, rows.others_sum
+    losses, overflowing, llm = rows.losses, rows.overflowing, options.has_llm_options
     warn_about_infinite_losses(losses, weight_vec)
     z_losses = z_losses_of(lse, terms.counted, options.z_loss, dtype)
     losses, loss, denominator, z_loss = _reduced(
@@ -330,7 +299,7 @@ def _compute(
     if denominator == 0 and options.reduction == "mean" and not llm:
         overflowing = []  # the gradient is 0
     warn_about_overflowing_gradients(overflowing, options.temperature)
-    warn_about_nan(losses, gradient, z.dtype, nonfinite)
+    warn_about_nan(losses, gradient, z.dtype, rows.nonfinite)
     return SoftmaxCrossEntropyResult(
         logits=z,
         max_logit=max_logit,
@@ -352,6 +321,61 @@ def _compute(
         z_loss_denominator=z_denominator if options.reduction == "mean" else 1.0,
         layout=layout,
     )
+
+
+@dataclass
+class _Rows:
+    """What the loop over blocks of rows fills: each row's outputs, and where they overflowed."""
+
+    probabilities: np.ndarray
+    gradient: np.ndarray
+    losses: np.ndarray
+    others_sum: np.ndarray
+    lse: np.ndarray
+    overflowing: list[int] = field(default_factory=list)
+    nonfinite: list[slice] = field(default_factory=list)
+    """Blocks whose gradient has an entry that is not finite."""
+
+
+def _rows_by_blocks(
+    z: np.ndarray,
+    max_logit: np.ndarray,
+    argmax: np.ndarray,
+    stored: np.ndarray | None,
+    terms: Terms,
+    options: LossOptions,
+    dtype: np.dtype,
+    denominators: tuple[float, float],
+) -> _Rows:
+    """Each row's probabilities, gradient, loss and log-sum-exp, a block of rows at a time
+    (:mod:`.row_blocks`); ``denominators``: D of 'mean' and the z-loss's."""
+    n_rows, n_classes = z.shape
+    rows = _Rows(
+        np.empty_like(z), np.empty_like(z), np.empty(n_rows, dtype), np.empty(n_rows, dtype), np.empty(n_rows, dtype)
+    )
+    temperature = dtype.type(options.temperature)
+    llm = options.has_llm_options
+    scale = GradientScale(options.reduction, denominators[0], temperature)
+    llm_scale = LanguageModelScale(options, denominators[0], denominators[1], temperature)
+    workspace = Workspace(min(n_rows, row_blocks.block_rows(n_classes, z.itemsize)), n_classes, dtype)
+    for block in row_blocks.row_blocks(n_rows, n_classes, z.itemsize):
+        ls, rows.lse[block], capped = _block_log_softmax(
+            z[block], max_logit[block], argmax[block], options, workspace, None if stored is None else stored[block]
+        )
+        rows.others_sum[block] = ls.others_sum
+        p = rows.probabilities[block]
+        np.divide(ls.exp_shifted, ls.exp_sum[:, None], out=p)
+        g = rows.gradient[block]
+        rows.losses[block] = terms.block(block, ls, p, g)
+        if llm:
+            llm_scale.apply(g, p, rows.lse[block], terms.counted[block], None if capped is None else capped.derivative)
+        else:
+            scale.apply(g)
+        found = overflowing_rows(g, block)
+        if found is not None:
+            rows.nonfinite.append(block)
+            rows.overflowing.extend(found)
+    return rows
 
 
 def _terms_for(

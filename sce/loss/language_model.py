@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 
+from sce.loss.exact_arithmetic import two_product, two_sum
 from sce.loss.result import LossWarning
 from sce.options import LossOptions
 
@@ -26,21 +27,13 @@ def log_sum_exp(
         m_low = m_low + lower_max
     if temperature != 1.0:
         quotient = m / temperature
-        product, product_err = _two_product_scalar(quotient, temperature)
+        product, product_err = two_product(quotient, temperature)
         m_low = ((m - product) - product_err + m_low) / temperature
         m_low = np.where(np.isfinite(m_low), m_low, 0)  # the split of a huge quotient overflows: no correction
         m = quotient
-    total = m + log_sum
-    virtual = total - m
-    err = (m - (total - virtual)) + (log_sum - virtual)
+    total, err = two_sum(m, log_sum)
     with np.errstate(invalid="ignore"):
         return np.where(np.isfinite(total), total + (err + m_low), total)
-
-
-def _two_product_scalar(a: np.ndarray, b: np.floating) -> tuple[np.ndarray, np.ndarray]:
-    from sce.loss.log_softmax import _two_product
-
-    return _two_product(a, b)
 
 
 def z_losses_of(lse: np.ndarray, counted: np.ndarray, z_loss: float, dtype: np.dtype) -> np.ndarray:

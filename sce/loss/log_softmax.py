@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import decimal
 import math
-from dataclasses import dataclass, field
-from functools import cache
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from sce.loss.exact_arithmetic import two_product
+from sce.loss.row_blocks import flat, flat_indices
+
+if TYPE_CHECKING:
+    from sce.loss.softcap import Capped
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,34 @@ def log_softmax(
 ) -> LogSoftmax:
     """Row-wise log-softmax of z / T, accurate to a few ulp even far from the maximum.
 
-    ``argmax`` is each row's first maximal logit and ``max_logit`` that logit.
+    Parameters
+    ----------
+    z : numpy.ndarray
+        A row-major block of logits (N×K), float32 or float64; with ``capped``, the high parts
+        of the capped logits.
+    max_logit : numpy.ndarray
+        Each row's largest logit M (N).
+    argmax : numpy.ndarray
+        Each row's first maximal logit's class (N).
+    temperature : float
+        T > 0: the logits are divided by it after the shift.
+    workspace : Workspace, optional
+        Buffers for the N×K results, reused block after block (the results live in them until
+        the next block).
+    capped : Capped, optional
+        The soft-capped logits' parts (:mod:`sce.loss.softcap`): the shift is then that of all
+        their parts.
+    exact_shift : bool
+        Every z - M is known to be exact (:func:`shift_is_exact`): with T = 1 and no cap,
+        TwoSum is skipped.
+
+    Returns
+    -------
+    LogSoftmax
+        The shifted logits and their rounding errors, the exponentials, S and log1p(S).
+
+    Notes
+    -----
     Four choices keep the last digits:
 
     * The shift comes before the scaling: (z - M) / T, never z / T - M / T,
@@ -91,13 +123,22 @@ def log_softmax(
       dropped rather than turned into NaN.
 
     Every step is row by row: a block of rows gives the same bits as the
-    whole (for row-major z). With a ``workspace`` the N×K results live in its
-    buffers, until the next block.
+    whole (for row-major z).
 
-    ``capped``: where the logits are soft-capped, z is the high part of the
-    capped logits (:class:`Capped`), so that the shift is that of all their parts.
-    ``exact_shift``: every z - M is known to be exact (:func:`shift_is_exact`), so
-    that TwoSum would find no error; with T = 1 and no cap it is not looked for.
+    The shifted log-sum-exp and its error analysis are those of P. Blanchard, D. J. Higham and
+    N. J. Higham, "Accurately computing the log-sum-exp and softmax functions", IMA Journal of
+    Numerical Analysis 41 (2021); TwoSum is Knuth's (after Møller), TwoProduct Dekker's
+    (:mod:`sce.loss.exact_arithmetic`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z = np.array([[2.0, 3.0, 4.0]])
+    >>> result = log_softmax(z, z.max(axis=1), z.argmax(axis=1))
+    >>> [round(float(v), 4) for v in np.exp(result.log_probabilities()[0])]
+    [0.09, 0.2447, 0.6652]
+    >>> float(log_softmax(np.array([[0.0, 40.0]]), np.array([40.0]), np.array([1])).log_sum[0])
+    4.248354255291589e-18
     """
     difference, virtual, rounding, exp = workspace.for_rows(len(z)) if workspace else (None, None, None, None)
     at_max = flat_indices(argmax, z.shape[1])
@@ -135,18 +176,6 @@ def shift_is_exact(stored: np.ndarray) -> bool:
         return False
     spread = math.frexp(largest)[1] - math.frexp(smallest)[1]
     return spread + 2 + _FLOAT32_DIGITS - 1 <= _FLOAT64_DIGITS
-
-
-def flat_indices(classes: np.ndarray, n_classes: int) -> np.ndarray:
-    """Where each row's class sits in the flattened (row-major) block."""
-    return np.arange(0, len(classes) * n_classes, n_classes) + classes
-
-
-def flat(a: np.ndarray) -> np.ndarray:
-    """A 1-D view of a row-major array: indexing it with :func:`flat_indices` reads and writes ``a``."""
-    if not a.flags.c_contiguous:
-        raise ValueError("a flat view needs a row-major array")
-    return a.reshape(-1)
 
 
 def exp_shifted_of(
@@ -205,11 +234,11 @@ def shift_and_scale(
         np.subtract(z, err, out=err)
         np.add(err, np.subtract(neg_max, virtual, out=virtual), out=err)
         if capped is not None and at_max is not None:
-            difference = _add_capped_low_parts(difference, err, capped, at_max)
+            difference = capped.shift_low_parts(difference, err, at_max)
         if temperature != 1.0:
             t = z.dtype.type(temperature)
             quotient = difference / t
-            product, product_err = _two_product(quotient, t)
+            product, product_err = two_product(quotient, t)
             # difference - product is exact (Sterbenz: they agree to the last
             # bits), so the remainder of the division is known exactly.
             err = ((difference - product) - product_err + err) / t
@@ -221,220 +250,3 @@ def shift_and_scale(
     if not all_finite:
         err = np.where(np.isfinite(err) & np.isfinite(difference), err, 0).astype(z.dtype, copy=False)
     return difference, err
-
-
-def _add_capped_low_parts(difference: np.ndarray, err: np.ndarray, capped: Capped, at_max: np.ndarray) -> np.ndarray:
-    """difference + (low - low_max) + (lower - lower_max), the roundings added to ``err`` (in place)."""
-    low_max = flat(capped.low).take(at_max)
-    # Both TwoSums: a low part is as large as c (|z/c| of order 1), and the
-    # rounding of a difference of two of them would be an ulp of c, over T.
-    low_difference = capped.low - low_max[:, None]
-    virtual = low_difference - capped.low
-    err += (capped.low - (low_difference - virtual)) + (-low_max[:, None] - virtual)
-    if capped.precise.size:
-        flat(err)[capped.precise] += capped.lower
-        err -= capped.lower_at(at_max)[:, None]  # the max's lower part, in every entry of its row
-    total = difference + low_difference
-    virtual = total - difference
-    err += (difference - (total - virtual)) + (low_difference - virtual)
-    return total
-
-
-def _two_product(a: np.ndarray, b: np.floating | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dekker's TwoProduct: a·b = product + error exactly (numpy has no fma)."""
-    product = a * b
-    a_high, a_low = _split(a)
-    b_high, b_low = _split(np.asarray(b))
-    error = ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low
-    return product, error
-
-
-def _split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Veltkamp's split of x into a high half and a low half (each fits half the mantissa)."""
-    factor = x.dtype.type(134217729.0 if x.dtype == np.float64 else 4097.0)  # 2^27 + 1, 2^12 + 1
-    scaled = factor * x
-    high = scaled - (scaled - x)
-    return high, x - high
-
-
-# tanh(x) = x + x³·P(x²) for |x| < SMALL_TANH: the Taylor coefficients of P
-# (those of tanh from x³ on), enough for 1 ulp where x² < 0.09.
-_TANH_SERIES = (
-    -0.3333333333333333,
-    0.13333333333333333,
-    -0.05396825396825397,
-    0.021869488536155203,
-    -0.008863235529902197,
-    0.003592128036572481,
-    -0.0014558343870513183,
-    0.000590027440945586,
-    -0.00023912911424355248,
-    9.691537956929451e-05,
-    -3.927832388331683e-05,
-    1.5918905069328964e-05,
-    -6.451689215655431e-06,
-)
-SMALL_TANH = 0.3
-
-
-@dataclass(frozen=True)
-class Capped:
-    """Soft-capped logits a = c·tanh(z/c) as an unevaluated sum high + low (+ lower), and tanh's derivative.
-
-    ``high`` is exact (z itself where |z/c| < 0.3, else ±c) and ``low`` a
-    correction known to a few ulp of itself, so that the differences a_j - a_m
-    the softmax needs keep their digits: c·tanh(z/c) rounded would lose them
-    wherever |a| is much larger than a difference (a logit 600 below the
-    maximum, or a weak cap c ≫ |z|). Where a few ulp of ``low`` over T would
-    still be more than ~1e-16 (|z/c| of order 1 with c/T ≫ 1: the error of
-    the exponent e^((a_j - a_m)/T) is that of a_j - a_m over T), ``low`` is
-    known to twice the digits, as low + lower, at the flat indices ``precise``.
-    """
-
-    high: np.ndarray
-    low: np.ndarray
-    derivative: np.ndarray
-    """1 - tanh²(z/c), as 4E/(1 + E)² with E = exp(-2|z/c|): never 1 minus a number near 1."""
-    precise: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
-    """Flat (row-major) indices of the logits whose low part has a second part, ascending."""
-    lower: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    """That second part, the rounding of ``low`` there (as many as ``precise``)."""
-
-    @property
-    def rounded(self) -> np.ndarray:
-        """a = c·tanh(z/c), rounded."""
-        rounded = self.high + self.low
-        flat(rounded)[self.precise] += self.lower
-        return rounded
-
-    def lower_at(self, at: np.ndarray) -> np.ndarray:
-        """``lower`` at the flat indices ``at`` (ascending), 0 where there is none."""
-        values = np.zeros(len(at), self.low.dtype)
-        if self.precise.size:
-            where = np.minimum(np.searchsorted(self.precise, at), self.precise.size - 1)
-            found = self.precise[where] == at
-            values[found] = self.lower[where[found]]
-        return values
-
-
-def soft_capped(z: np.ndarray, cap: float, temperature: float = 1.0) -> Capped:
-    """c·tanh(z/c) for each logit of a row-major block, as :class:`Capped`.
-
-    x = z/c is kept as x + x_lo (TwoProduct gives the division's remainder).
-    Small |x|: tanh(x + x_lo) = x + x³·P(x²) + x_lo·(1 - x²), so
-    a = z + c·(x³·P(x²) - x_lo·x²). Larger |x|: tanh|x| = 1 - ω with
-    ω = 2E/(1 + E), E = exp(-2|x|)·(1 - 2·x_lo·sign x), so a = ±c ∓ c·ω, and
-    ω keeps its digits however near 1 tanh is. A masked logit (-inf) becomes -c.
-    Where c/T makes a few ulp of the low part matter (:func:`_needing_precision`),
-    ω is formed in double-double arithmetic instead (:func:`_precise_tail`).
-    """
-    c = z.dtype.type(cap)
-    with np.errstate(all="ignore"):
-        x = z / c
-        product, product_err = _two_product(x, c)
-        x_low = ((z - product) - product_err) / c
-        x_low = np.where(np.isfinite(x_low), x_low, 0).astype(z.dtype, copy=False)
-        magnitude = np.abs(x)
-        sign = np.where(x < 0, -1, 1).astype(z.dtype)
-        e = np.exp(-2 * magnitude) * (1 - 2 * sign * x_low)
-        derivative = (4 * e) / np.square(1 + e)
-        derivative = np.where(np.isfinite(derivative), derivative, 0).astype(z.dtype, copy=False)
-        small = magnitude < SMALL_TANH
-        square = x * x
-        series = np.full_like(x, _TANH_SERIES[-1])
-        for coefficient in _TANH_SERIES[-2::-1]:
-            series = series * square + coefficient
-        small_low = c * (x * square * series - x_low * square)
-        omega = 2 * e / (1 + e)
-        high = np.where(small, z, sign * c).astype(z.dtype, copy=False)
-        low = np.where(small, small_low, -sign * c * omega).astype(z.dtype, copy=False)
-        precise = _needing_precision(magnitude, omega, float(cap) / float(temperature))
-        if not precise.size:
-            return Capped(high, low, derivative)
-        lower = np.empty(precise.size, z.dtype)
-        # In chunks that stay in the cache: the tail makes some thirty temporaries.
-        for start in range(0, precise.size, _TAIL_CHUNK):
-            at = precise[start : start + _TAIL_CHUNK]
-            at_x = flat(x)[at]
-            flat(high)[at] = np.where(at_x < 0, -c, c)
-            flat(low)[at], lower[start : start + _TAIL_CHUNK] = _precise_tail(at_x, flat(x_low)[at], c)
-    return Capped(high, low, derivative, precise, lower)
-
-
-# The plain low part is within about 3 ulp of itself: c·ω beyond the series,
-# c·|x|³/3 within it. Where that over T exceeds ~3e-16 (the exponent's error,
-# so the relative error of e^((a_j - a_m)/T)), the low part is made precise.
-_PLAIN_LIMIT = 1.0  # on ω·c/T
-_SERIES_LIMIT = 3.0  # on |x|³·c/T
-# exp(-k/64) as double-double for 2|x| = k/64 up to 64 (beyond, E < 2e-28 and
-# c·ω/T needs c/T > 1e27 to matter).
-_TABLE_STEPS = 64
-_TAIL_CHUNK = 16384
-_TABLE_END = 64.0
-
-
-def _needing_precision(magnitude: np.ndarray, omega: np.ndarray, scale: float) -> np.ndarray:
-    """Flat indices where the plain low part's rounding, times c/T (``scale``), would show."""
-    need = omega * scale > _PLAIN_LIMIT
-    need &= magnitude >= SMALL_TANH
-    if scale * SMALL_TANH**3 > _SERIES_LIMIT:
-        need |= (magnitude < SMALL_TANH) & (np.square(magnitude) * magnitude * scale > _SERIES_LIMIT)
-    need &= 2 * magnitude <= _TABLE_END
-    return np.flatnonzero(need)
-
-
-@cache
-def _exp_table(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """exp(-k/64) for k = 0 … 4096, each as high + low (the rounding of high), from 40-digit decimals."""
-    context = decimal.Context(prec=40)
-    exact = [context.exp(decimal.Decimal(-k) / _TABLE_STEPS) for k in range(int(_TABLE_END * _TABLE_STEPS) + 1)]
-    high = np.array([float(v) for v in exact], dtype)
-    low = np.array([float(context.subtract(v, decimal.Decimal(float(h)))) for v, h in zip(exact, high)], dtype)
-    return high, low
-
-
-# exp(y) = 1 + y + y²·Q(y) for |y| <= 1/128: the coefficients of Q (the first, 1/2, is
-# applied exactly), enough for 1e-24 relative.
-_EXP_SERIES = (1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720, 1 / 5040, 1 / 40320)
-
-
-def _precise_tail(x: np.ndarray, x_low: np.ndarray, c: np.floating) -> tuple[np.ndarray, np.ndarray]:
-    """-sign(x)·c·ω with ω = 1 - tanh|x + x_low| = 2E/(1 + E), as high + low parts (1-D).
-
-    E = exp(-2|x|)·exp(-2·sign(x)·x_low) = exp(-k/64)·exp(y) with k = round(128|x|)
-    and y = k/64 - 2|x| exact (|y| <= 1/128): the first factor from a double-double
-    table, the second as 1 + y + y²·Q(y), to about 1e-23.
-    Then ω = 2E/(1 + E) with the division's remainder recovered exactly.
-    """
-    dtype = x.dtype
-    table_high, table_low = _exp_table(dtype)
-    sign = np.where(x < 0, -1, 1).astype(dtype)
-    double_magnitude = 2 * np.abs(x)
-    steps = np.rint(double_magnitude * _TABLE_STEPS)
-    y = steps / _TABLE_STEPS - double_magnitude
-    y_low = -2 * sign * x_low
-    t_high, t_low = table_high[steps.astype(np.intp)], table_low[steps.astype(np.intp)]
-    # e^y = 1 + u + rest, u = y + y²/2 as a double-double (TwoProduct, Fast2Sum): the
-    # rounding of y²/2 alone would be 3e-21 of E.
-    square, square_err = _two_product(y, y)
-    half_square = square / 2
-    u = y + half_square
-    u_err = (y - u) + half_square
-    series = np.full_like(y, _EXP_SERIES[-1])
-    for coefficient in _EXP_SERIES[-2:0:-1]:
-        series = series * y + coefficient
-    rest = u_err + square_err / 2 + y * square * series
-    # E = t·(1 + u + rest)·(1 + y_low): t_high·u exactly, the other products are below 1e-7 of E.
-    product, product_err = _two_product(t_high, u)
-    e_high = t_high + product
-    e_low = ((t_high - e_high) + product) + product_err + t_high * (rest + y_low * (1 + u)) + t_low * (1 + u)
-    e_high, e_low = e_high + e_low, (e_high - (e_high + e_low)) + e_low
-    # ω = 2E/(1 + E): rounded, then the remainder 2E - ω·(1 + E) formed exactly (Sterbenz, TwoProduct).
-    denominator = 1 + e_high
-    denominator_low = ((1 - denominator) + e_high) + e_low
-    omega = 2 * e_high / denominator
-    product, product_err = _two_product(omega, denominator)
-    remainder = ((2 * e_high - product) - product_err) + 2 * e_low - omega * denominator_low
-    omega_low = remainder / denominator
-    scaled, scaled_err = _two_product(omega, c)
-    return -sign * scaled, -sign * (scaled_err + c * omega_low)

@@ -8,8 +8,9 @@ import warnings
 
 import numpy as np
 
-from sce.loss.log_softmax import _two_product
+from sce.loss.exact_arithmetic import two_product
 from sce.loss.result import LossWarning
+from sce.loss.validation import class_weights, validated_options
 from sce.options import LossOptions
 
 
@@ -50,7 +51,7 @@ def weighted_total(counts: np.ndarray, weight_vec: np.ndarray) -> float:
     if (w == 1).all():
         return float(counts.sum())
     with np.errstate(all="ignore"):
-        high, low = _two_product(w, n)
+        high, low = two_product(w, n)
     # Veltkamp's split overflows for weights beyond about 1e300: there the product is taken as rounded.
     low = np.where(np.isfinite(low), low, 0.0)
     if not np.isfinite(high).all():
@@ -65,8 +66,6 @@ def weight_sum_of_counts(counts: np.ndarray, options: LossOptions) -> float:
     """D for class labels from their counts per class: :func:`weighted_total` with the weights
     as the core types them (in the options' float type), so that a file read in blocks
     divides by exactly what one call of the core does. Raises InvalidInput for bad options."""
-    from sce.loss.validation import class_weights, validated_options
-
     dtype, weights = validated_options(options)
     return weighted_total(counts, class_weights(weights, len(counts), dtype))
 

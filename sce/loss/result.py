@@ -10,7 +10,9 @@ import numpy as np
 
 from sce.errors import worded
 from sce.loss import row_blocks
-from sce.loss.log_softmax import exp_shifted_of, flat, flat_indices, log_probabilities, shift_and_scale, soft_capped
+from sce.loss.log_softmax import exp_shifted_of, log_probabilities, shift_and_scale
+from sce.loss.row_blocks import flat, flat_indices
+from sce.loss.softcap import soft_capped
 from sce.loss.targets import smoothed_one_hot, smoothed_targets
 from sce.options import LossOptions
 

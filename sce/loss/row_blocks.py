@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
+
 #: The bytes of one N×K intermediate of a block (a few such are live at once).
 BLOCK_BYTES = 1 << 19
 
@@ -25,3 +27,15 @@ def row_blocks(n_rows: int, n_classes: int, itemsize: int) -> Iterator[slice]:
     step = block_rows(n_classes, itemsize)
     for start in range(0, n_rows, step):
         yield slice(start, min(start + step, n_rows))
+
+
+def flat_indices(classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Where each row's class sits in the flattened (row-major) block."""
+    return np.arange(0, len(classes) * n_classes, n_classes) + classes
+
+
+def flat(a: np.ndarray) -> np.ndarray:
+    """A 1-D view of a row-major array: indexing it with :func:`flat_indices` reads and writes ``a``."""
+    if not a.flags.c_contiguous:
+        raise ValueError("a flat view needs a row-major array")
+    return a.reshape(-1)

@@ -14,8 +14,9 @@ from typing import Protocol
 
 import numpy as np
 
-from sce.loss.log_softmax import LogSoftmax, flat, flat_indices
+from sce.loss.log_softmax import LogSoftmax
 from sce.loss.reduction import class_counts, weighted_total
+from sce.loss.row_blocks import flat, flat_indices
 from sce.loss.targets import smoothed_targets
 
 

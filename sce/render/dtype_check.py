@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sce.errors import worded
+from sce.grading.dump.histogram import EDGES
 from sce.number_text import count_of, display
 from sce.render.grid import Column, Grid, print_grid
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from sce.grading.dump.by_dtype import DtypeCheck, QuantityVerdict
+    from sce.grading.dump.verdict import DtypeCheck, QuantityVerdict
 
 BAR_WIDTH = 30
 
@@ -37,8 +38,6 @@ class HistogramRow:
 def histogram_rows(verdict: QuantityVerdict) -> list[HistogramRow]:
     """Per octave of ulps: below 1 ulp, [1, 2), [2, 4)…, and the entries that are not finite;
     empty octaves left out."""
-    from sce.grading.dump.by_dtype import EDGES
-
     counts = verdict.counts
     first_one = int((EDGES < 1).sum())
     rows = [HistogramRow(0.0, 1.0, int(counts[:first_one].sum()), verdict.allowed_ulps <= 0.5)]

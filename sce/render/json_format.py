@@ -18,7 +18,7 @@ from sce.render.words import HESSIAN_OVERFLOWS, JACOBIAN_ROUTE_FAILS, hessian_fo
 if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars
     from sce.grading import QuantityCheck
     from sce.grading.csv_file import FileCheck
-    from sce.grading.dump.by_dtype import DtypeCheck
+    from sce.grading.dump.verdict import DtypeCheck
 
 
 def grad_document(result: SoftmaxCrossEntropyResult, row: int = 0) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Markdown: the result as a table, the derivation with LaTeX math like the posts."""
+"""Markdown: the result as a table, the derivation with LaTeX math."""
 
 from __future__ import annotations
 

@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # only for annotations: rendering a result must not load pola
     from rich.console import Console
 
     from sce.batch import BatchSummary
-    from sce.grading import QuantityCheck, Verification
+    from sce.explain.finite_differences import Verification
+    from sce.grading import QuantityCheck
     from sce.grading.csv_file import FileCheck
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"

@@ -12,9 +12,9 @@ import numpy as np
 
 from sce.explain.derivation.general import general_stages
 from sce.explain.derivation.jacobian import jacobian_stage, language_model_jacobian_stage
-from sce.explain.derivation.language_model import softcap_stage, z_loss_stage
 from sce.explain.derivation.one_hot import one_hot_stages
 from sce.explain.derivation.opening import setup_stage, softmax_stage
+from sce.explain.derivation.softcap_and_z_loss import softcap_stage, z_loss_stage
 from sce.explain.derivation.stages import Elided, Equation, Item, Matrix, Stage
 from sce.loss import SoftmaxCrossEntropyResult
 
@@ -22,7 +22,7 @@ __all__ = ["Elided", "Equation", "Item", "Matrix", "Stage", "build_derivation"]
 
 
 def build_derivation(result: SoftmaxCrossEntropyResult, digits: int = 4) -> list[Stage]:
-    """The stages for row 0 of ``result``: the one-hot route of the two posts
+    """The stages for row 0 of ``result``: the one-hot route of the textbook derivation
     when no option changes it, else the general forms."""
     one_hot = result.labels is not None and result.options.is_plain
     # Where the result itself overflows (a tiny T), the stages show ±inf and the

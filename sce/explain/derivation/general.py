@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from sce.explain.derivation.language_model import LSE, combined_gradient, combined_gradient_notes, cross_entropy_part
+from sce.explain.derivation.softcap_and_z_loss import (
+    LSE,
+    combined_gradient,
+    combined_gradient_notes,
+    cross_entropy_part,
+)
 from sce.explain.derivation.stages import (
     DL_DZ,
     OTHERS_SUM,

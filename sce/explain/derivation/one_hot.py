@@ -1,4 +1,4 @@
-"""The one-hot route of the two posts: L = -log s_c, the cases i = c and i ≠ c, s − y."""
+"""The one-hot route of the textbook derivation: L = -log s_c, the cases i = c and i ≠ c, s − y."""
 
 from __future__ import annotations
 

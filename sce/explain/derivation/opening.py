@@ -166,7 +166,7 @@ def _shifted_exponentials(result: SoftmaxCrossEntropyResult) -> list[Item]:
 
 
 def _unshifted_exponentials(result: SoftmaxCrossEntropyResult) -> tuple[list[Item], str]:
-    """e^{z_i} (or e^{z_i/T}) themselves where they fit in float64, as the posts show
+    """e^{z_i} (or e^{z_i/T}) themselves where they fit in float64, as a derivation by hand shows
     e^2 = 7.389, with the note that says what they show; else only the note."""
     z = result.scaled_logits[0].astype(np.float64)
     finite = z[np.isfinite(z)]

@@ -9,7 +9,7 @@
  * copy.
  *
  * Every value is formed by the same IEEE operations as in the numpy code it replaces
- * (sce/grading/dump/sparse_labels.py, dtype_baseline.py, by_dtype.py), so that the magnitude,
+ * (sce/grading/dump/sparse_labels.py, baseline.py, block_errors.py), so that the magnitude,
  * the unit, each error and each bin are the same bits. Dividing by the unit, a power of two,
  * is multiplying by its inverse where that is a normal number: both round the same quotient.
  * Only the sums of squares are added in another order than numpy's, and they are shown to 6
@@ -85,7 +85,7 @@ static void keep_worst(Histogram *h, double e, int64_t index)
         h->worst_count = n + 1;
 }
 
-/* Each error's bin, as by_dtype._bins: from its exponent and the quarter its mantissa is in. */
+/* Each error's bin, as histogram.bins: from its exponent and the quarter its mantissa is in. */
 static inline ALWAYS_INLINE void count(Histogram *h, const double *e, int64_t n, int64_t offset)
 {
     int64_t bins[CHUNK];
@@ -197,7 +197,7 @@ typedef struct {
     int is_double;
 } Answer;
 
-/* The claimed type's ulp and the histogram's edges (by_dtype.EDGES). */
+/* The claimed type's ulp and the histogram's edges (histogram.EDGES). */
 typedef struct {
     double smallest;  /* 2^(lowest exponent): the unit of a smaller magnitude is that of this one */
     double ulp_scale; /* 2^−(mantissa bits) */

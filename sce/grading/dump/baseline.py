@@ -239,7 +239,8 @@ def baseline(
     The lanes matter at a vocabulary's K: a sum of 128,000 terms in 8 lanes adds 16,000 terms
     one after another in each, and is some 40 ulp off where numpy's pairwise sum is 1 or 2;
     every probability of the row inherits that error. PyTorch's own float32 gradient at
-    K = 256,000 was 206 ulp off, where the pairwise route allowed 152: a right answer failed."""
+    K = 256,000 is 206 ulp off, where the pairwise route alone would allow 152: a right answer
+    would fail."""
     dtype = numpy_dtype(dtype_name)
     work = np.dtype(np.float32) if dtype.itemsize == 2 else dtype
     # copy=False throughout: a stage already in the type is not copied (in float32 most are).

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sce.grading.dump.baseline import result_magnitudes, ulps
+from sce.grading.dump.block_errors import sum_of_squares
 from sce.grading.dump.kernel_mistakes import Denominators, exact_block, what_ifs
+from sce.grading.dump.verdict_pass import Progress
 from sce.io.arrays import ArrayDump
-from sce.io.arrays.mapped_rows import block_bounds, read_rows
+from sce.io.arrays.mapped_rows import read_rows
 from sce.options import LossOptions
-
-if TYPE_CHECKING:
-    from sce.grading.dump.by_dtype import Progress
 
 
 @dataclass(frozen=True)
@@ -61,18 +59,17 @@ def matching_mistakes(
     d: Denominators,
     dtype: str,
     allowed: Allowed,
+    bounds: list[tuple[int, int]],
     progress: Progress | None = None,
 ) -> list[str]:
-    """The named mistakes whose what-if is within what is allowed for every quantity graded."""
-    from sce.grading.dump.by_dtype import BLOCK_ENTRIES
-
+    """The named mistakes whose what-if is within what is allowed for every quantity graded,
+    over the blocks of rows ``bounds`` (those of the first pass)."""
     candidates = what_ifs(dump.labels, d, options)
     alive = dict(candidates)
     graded: set[str] = set()
     sums: dict[str, list[float]] = {name: [] for name in candidates}
     spreads = {name: (_Spread(), _Spread()) for name in candidates}
-    rows, classes = dump.shape
-    for start, stop in block_bounds(rows, classes, BLOCK_ENTRIES):
+    for start, stop in bounds:
         if not alive:
             break
         block, coef = exact_block(dump, start, stop, options, d)
@@ -108,8 +105,6 @@ def _within(
     given: np.ndarray, other: np.ndarray, magnitude: np.ndarray, dtype: str, allowed: Allowance, spread: _Spread
 ) -> bool:
     """Every error within the worst allowed; the errors' Σ e² added to ``spread``."""
-    from sce.grading.dump.by_dtype import sum_of_squares
-
     errors = ulps(given, other, np.maximum(magnitude, np.abs(other)), dtype)
     if not errors.size:
         return True

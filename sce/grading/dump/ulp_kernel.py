@@ -100,7 +100,7 @@ def _candidates() -> list[Path]:
     """Where the library may be: beside this file (an install, or a build in place), then where
     an installed sce keeps it (tests run from a checkout import the checkout's sources)."""
     names = [f"_ulp_errors{suffix}" for suffix in importlib.machinery.EXTENSION_SUFFIXES]
-    folders = [Path(__file__).parent] + [Path(entry or ".") / "sce" / "grading" for entry in sys.path]
+    folders = [Path(__file__).parent] + [Path(entry or ".") / "sce" / "grading" / "dump" for entry in sys.path]
     return [folder / name for folder in folders for name in names if (folder / name).is_file()]
 
 

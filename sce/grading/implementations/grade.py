@@ -9,12 +9,13 @@ from typing import Any, Literal
 import numpy as np
 
 from sce.errors import option
-from sce.grading.implementations import mistakes
+from sce.grading.implementations import mistaken_variants
 from sce.grading.implementations.cases import Case
 from sce.grading.implementations.loading import UnusableImplementation
-from sce.grading.implementations.mistakes import Exact
+from sce.grading.implementations.mistaken_variants import Exact
 from sce.grading.implementations.report import CaseResult, Configuration, Mistake
 from sce.grading.implementations.runner import CaseOutcome
+from sce.loss import softmax_cross_entropy
 
 Reduction = Literal["none", "mean", "sum"]
 
@@ -30,8 +31,6 @@ class Mismatch(Exception):
 
 def exact_answer(case: Case, configuration: Configuration) -> Exact:
     """sce's exact result for the case (the core, in float64), with the loss's options."""
-    from sce.loss import softmax_cross_entropy
-
     options = configuration.loss_options()
     logits = case.logits.astype(np.float64)
     with warnings.catch_warnings():
@@ -87,7 +86,7 @@ def straightforward_answer(exact: Exact, dtype: np.dtype) -> dict[str, np.ndarra
         gradient = p - target
         row_losses = (target * (np.log(sums) - shifted)).sum(axis=1)
         if options.z_loss:
-            # The issue's formula (1 + 2λ·lse)·p − q: it rounds the coefficient's product with p
+            # The fused kernels' formula (1 + 2λ·lse)·p − q: it rounds the coefficient's product with p
             # at the size of p, not of p − q (a kernel's usual organisation; allowed its error).
             lse = (top + np.log(sums))[:, 0]
             gradient = (dtype.type(1) + dtype.type(2 * options.z_loss) * lse[:, None]) * p - target
@@ -245,9 +244,9 @@ def grade_case(case: Case, outcome: CaseOutcome, configuration: Configuration, f
 
 def _in_place_mistake(outcome: CaseOutcome) -> Mistake | None:
     if "logits" in outcome.changed or outcome.read_only_violation:
-        return mistakes.LOGITS_IN_PLACE
+        return mistaken_variants.LOGITS_IN_PLACE
     if "second" in outcome.changed:
-        return mistakes.LABELS_IN_PLACE
+        return mistaken_variants.LABELS_IN_PLACE
     return None
 
 
@@ -364,17 +363,20 @@ def _name_mistakes(
         and np.any(np.isposinf(given))
         and not np.any(np.isnan(given))
     ):
-        return [mistakes.LOG_OF_ZERO]
+        return [mistaken_variants.LOG_OF_ZERO]
     if not finite:
         if _like_no_max_shift(case, quantity, given, exact):
-            return [mistakes.NO_MAX_SHIFT]
+            return [mistaken_variants.NO_MAX_SHIFT]
         if case.label_probability_underflows and quantity == "gradient":
-            return [mistakes.DIVIDED_BY_P]  # the posts' Jacobian route, −1/s_c · ∂s_c/∂z, taken literally
+            # The chain rule through the Jacobian, −1/s_c · ∂s_c/∂z, taken literally.
+            return [mistaken_variants.DIVIDED_BY_P]
         return []
-    variants = mistakes.gradient_variants(exact) if quantity == "gradient" else mistakes.loss_variants(exact)
+    variants = (
+        mistaken_variants.gradient_variants(exact) if quantity == "gradient" else mistaken_variants.loss_variants(exact)
+    )
     if quantity == "gradient" and exact.cap_factor is not None:
         variants = [(mistake, per_cap_factor(exact, quantity, value)) for mistake, value in variants]
-        variants.append((mistakes.CAP_FACTOR_LOSES_DIGITS, right * _naive_cap_factor(exact, case, given)))
+        variants.append((mistaken_variants.CAP_FACTOR_LOSES_DIGITS, right * _naive_cap_factor(exact, case, given)))
     scale = float(np.max(np.abs(right))) if right.size else 1.0
 
     def tolerance(variant: np.ndarray) -> float:
@@ -382,7 +384,7 @@ def _name_mistakes(
         size = float(np.max(np.abs(variant))) if variant.size else 0.0
         return 2.0 * allowed * max(1.0, size / scale if scale > 0 else 1.0)
 
-    return mistakes.match(given, right, variants, tolerance)
+    return mistaken_variants.match(given, right, variants, tolerance)
 
 
 def _naive_cap_factor(exact: Exact, case: Case, given: np.ndarray) -> np.ndarray:

@@ -1,10 +1,10 @@
 """Reading tensors from the files people dump them in: path → named numpy arrays.
 
-Readers only: nothing here knows the loss. Every problem is one
+Readers only: nothing here computes the loss. Every problem is one
 :class:`~sce.errors.SceError` whose message names the file and, where it
 is about one array, that array. A file that cannot be opened at all (missing,
-a directory, no permission) exits 2, as ``cmp`` and ``diff`` do; a file that
-opens but holds something unusable is bad data and exits 1.
+a directory, no permission) is told apart from a file that opens but holds
+something unusable (bad data); the command line gives each its exit status.
 """
 
 from sce.io.arrays.dump import ArrayDump, DumpRequest, read_dump

@@ -71,13 +71,15 @@ def read_dump(request: DumpRequest, ignore_index: int = -100, *, answer: bool = 
             sources[role] = located
     _check_roles(sources, shared, answer)  # before any data is read: a compressed member may be huge
     where = {role: f"{source.path}: array '{key}'" for role, (source, key) in sources.items()}
-    found = {role: _as_float_or_int(source.load(key), where[role], role) for role, (source, key) in sources.items()}
-    logits = _logits(found["logits"], where["logits"], empty_batch=answer)
+    found = {role: as_float_or_int(source.load(key), where[role], role) for role, (source, key) in sources.items()}
+    logits = as_logits(found["logits"], where["logits"], empty_batch=answer)
     rows, classes = logits.shape
-    labels = None if "labels" not in found else _labels(found["labels"], where["labels"], rows, classes, ignore_index)
-    targets = None if "targets" not in found else _matrix(found["targets"], where["targets"], rows, classes, "targets")
-    grad = None if "grad" not in found else _matrix(found["grad"], where["grad"], rows, classes, "gradient")
-    loss = None if "loss" not in found else _loss(found["loss"], where["loss"], rows)
+    labels = None if "labels" not in found else as_labels(found["labels"], where["labels"], rows, classes, ignore_index)
+    targets = None
+    if "targets" in found:
+        targets = as_matrix(found["targets"], where["targets"], rows, classes, "targets")
+    grad = None if "grad" not in found else as_matrix(found["grad"], where["grad"], rows, classes, "gradient")
+    loss = None if "loss" not in found else as_loss(found["loss"], where["loss"], rows)
     files = tuple({id(source): source for source, _ in sources.values()}.values())
     return ArrayDump(logits, labels, targets, grad, loss, where, files)
 
@@ -156,7 +158,9 @@ def _listing(source: ArrayFile) -> str:
     return ", ".join(f"'{n}'" for n in source.names if n != WHOLE_TABLE) or "no arrays"
 
 
-def _as_float_or_int(array: np.ndarray, where: str, role: str) -> np.ndarray:
+def as_float_or_int(array: np.ndarray, where: str, role: str) -> np.ndarray:
+    """The array in this machine's byte order, bfloat16 saved by numpy viewed as such; a type that
+    is neither integer nor float is bad data named at ``where`` for its ``role``."""
     if not array.dtype.isnative:
         # Big-endian numbers (np.save of '>f4'): read into this machine's order, at the cost of a copy.
         array = array.astype(array.dtype.newbyteorder("="))
@@ -181,9 +185,9 @@ def _require_float(array: np.ndarray, where: str, what: str) -> None:
         raise DataProblem(f"{where} has type {array.dtype}; {what} must be floats ({', '.join(FLOAT_NAMES)})")
 
 
-def _logits(array: np.ndarray, where: str, empty_batch: bool = False) -> np.ndarray:
-    """``empty_batch``: N = 0 is a batch (graded as PyTorch computes it: 0 for 'sum', NaN for
-    'mean'); K = 0 never is."""
+def as_logits(array: np.ndarray, where: str, empty_batch: bool = False) -> np.ndarray:
+    """The logits as N × K floats (a vector is one row). ``empty_batch``: N = 0 is a batch
+    (graded as PyTorch computes it: 0 for 'sum', NaN for 'mean'); K = 0 never is."""
     _require_float(array, where, "logits")
     if array.ndim == 1:
         array = array.reshape(1, -1)
@@ -196,7 +200,8 @@ def _logits(array: np.ndarray, where: str, empty_batch: bool = False) -> np.ndar
     return array
 
 
-def _matrix(array: np.ndarray, where: str, rows: int, classes: int, what: str) -> np.ndarray:
+def as_matrix(array: np.ndarray, where: str, rows: int, classes: int, what: str) -> np.ndarray:
+    """An N × K float array beside the logits (``what``: targets or the gradient)."""
     _require_float(array, where, what)
     if array.ndim == 1 and rows == 1:
         array = array.reshape(1, -1)
@@ -208,7 +213,8 @@ def _matrix(array: np.ndarray, where: str, rows: int, classes: int, what: str) -
     return array
 
 
-def _labels(array: np.ndarray, where: str, rows: int, classes: int, ignore_index: int) -> np.ndarray:
+def as_labels(array: np.ndarray, where: str, rows: int, classes: int, ignore_index: int) -> np.ndarray:
+    """One class index per row as int64, each in 0 … K - 1 or ``ignore_index``."""
     if array.dtype.kind not in "iu":
         hint = f" (probabilities N × K are targets: pass them as {option('targets_path')})" if array.ndim == 2 else ""
         raise DataProblem(f"{where} has type {array.dtype}; labels are class indices: save them as integers{hint}")
@@ -238,7 +244,8 @@ def _wrapped(dtype: np.dtype, label: int, ignore_index: int) -> str:
     return f"; {dtype} cannot hold {ignore_index} (it became {label}): save the labels as a signed type such as int64"
 
 
-def _loss(array: np.ndarray, where: str, rows: int) -> np.ndarray:
+def as_loss(array: np.ndarray, where: str, rows: int) -> np.ndarray:
+    """The loss: one per row (N), or one reduced value (a 0-d array)."""
     _require_float(array, where, "the loss")
     if array.shape == (rows,) and rows > 1:
         return array

@@ -28,7 +28,7 @@ from sce.io.arrays.tables import table_arrays
 ARRAY_SUFFIXES = (".npy", ".npz", ".safetensors", ".parquet", ".arrow", ".arrows", ".ipc", ".feather", ".pt", ".pth")
 
 #: The first bytes of each format, for a file whose name does not say.
-_MAGIC = (
+MAGIC_BYTES = (
     (b"\x93NUMPY", ".npy"),
     (b"PK\x03\x04", ".npz"),
     (b"PAR1", ".parquet"),
@@ -97,7 +97,7 @@ def open_arrays(path: str) -> ArrayFile:
         raise DataProblem(f"{path}: the file is empty (0 bytes)")
     suffix = Path(path).suffix.lower()
     if suffix not in ARRAY_SUFFIXES:
-        suffix = next((kind for magic, kind in _MAGIC if head.startswith(magic)), "")
+        suffix = next((kind for magic, kind in MAGIC_BYTES if head.startswith(magic)), "")
     reader = _READERS.get(suffix)
     if reader is None:
         raise DataProblem(
@@ -336,14 +336,14 @@ def _torch(path: str) -> ArrayFile:
         raise DataProblem(f"{path}: not a readable .pt file ({text[:200]})") from None
     tensors = loaded if isinstance(loaded, dict) else {Path(path).stem: loaded}
     arrays = {
-        str(name): _tensor_to_numpy(tensor, f"{path}: tensor '{name}'")
+        str(name): tensor_to_numpy(tensor, f"{path}: tensor '{name}'")
         for name, tensor in tensors.items()
         if torch.is_tensor(tensor)
     }
     return ArrayFile(path, list(arrays), lambda name: arrays[name])
 
 
-def _tensor_to_numpy(tensor: Any, where: str = "a tensor") -> np.ndarray:
+def tensor_to_numpy(tensor: Any, where: str = "a tensor") -> np.ndarray:
     """A tensor as numpy; bfloat16 through ml_dtypes when installed, else widened to float32."""
     torch: Any = importlib.import_module("torch")
     tensor = tensor.detach().cpu()
@@ -366,7 +366,10 @@ def _tensor_to_numpy(tensor: Any, where: str = "a tensor") -> np.ndarray:
 
 
 def _table(path: str) -> ArrayFile:
-    arrays = table_arrays(path)
+    try:
+        arrays = table_arrays(path)
+    except OSError as error:
+        raise unreadable(path, error) from None
     return ArrayFile(path, list(arrays), lambda name: arrays[name])
 
 

@@ -35,13 +35,13 @@ def _read_table(path: str) -> Any:
 
 
 def table_arrays(path: str) -> dict[str, np.ndarray]:
-
+    """The arrays of a Parquet or Arrow file by name: each column, each group of numbered columns
+    (``grad_0, grad_1, …`` as ``grad``) and, for a table of one type, the whole table as ``*``.
+    A file that cannot be opened raises the OSError, for the caller to word."""
     try:
         frame = _read_table(path)
-    except OSError as error:
-        from sce.io.arrays.formats import unreadable
-
-        raise unreadable(path, error) from None
+    except OSError:
+        raise  # not opened at all: the caller words it as every format's
     except Exception as error:  # polars raises its own kinds for damaged files; all mean "not readable"
         problem = " ".join(str(error).split())[:200]
         raise DataProblem(f"{path}: not a readable Parquet or Arrow file ({problem})") from None

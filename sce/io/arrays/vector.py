@@ -13,14 +13,14 @@ import tempfile
 import numpy as np
 
 from sce.errors import DataProblem, SceError
-from sce.io.arrays.dump import _as_float_or_int
-from sce.io.arrays.formats import _MAGIC, open_arrays
+from sce.io.arrays.dump import as_float_or_int
+from sce.io.arrays.formats import MAGIC_BYTES, open_arrays
 from sce.io.arrays.tables import WHOLE_TABLE
 
 
 def array_suffix(head: bytes) -> str | None:
     """The format whose first bytes ``head`` starts with (".npy", ".npz"…), or None for text."""
-    return next((suffix for magic, suffix in _MAGIC if head.startswith(magic)), None)
+    return next((suffix for magic, suffix in MAGIC_BYTES if head.startswith(magic)), None)
 
 
 def read_vector(path: str) -> list[float]:
@@ -40,7 +40,7 @@ def read_vector(path: str) -> list[float]:
     shape = source.header_shape(name)
     if shape is not None and len([n for n in shape if n != 1]) > 1:
         _not_a_vector(where, shape)  # before reading what may be gigabytes
-    array = _as_float_or_int(source.load(name), where, "logits")  # bfloat16 saved by numpy is viewed as such
+    array = as_float_or_int(source.load(name), where, "logits")  # bfloat16 saved by numpy is viewed as such
     if array.dtype == np.bool_:
         raise DataProblem(f"{where} has type bool; logits must be numbers")
     if array.ndim == 2 and array.shape[0] == 1:

@@ -1,0 +1,157 @@
+"""Grading a dump by its float type: the verdict's pass, then, for a wrong answer, the mistake's.
+
+A dump is processed in blocks of rows read from the file (a memory-mapped 4 GB
+array costs one block of memory), in one pass that computes only what the
+verdict needs (:mod:`.verdict_pass`). Which mistake a wrong answer made is
+asked only once it is known to be wrong, in a second pass
+(:mod:`.mistake_pass`) that drops each candidate at the first block it does
+not fit.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+from sce.errors import option_problem
+from sce.grading.dump.kernel_mistakes import Denominators, denominators
+from sce.grading.dump.mistake_pass import Allowance, Allowed, matching_mistakes
+from sce.grading.dump.verdict import DtypeCheck, QuantityVerdict, ReducedLoss
+from sce.grading.dump.verdict_pass import BlockJob, Progress, in_order
+from sce.io.arrays import ArrayDump
+from sce.io.arrays.heap import reused_heap
+from sce.io.arrays.mapped_rows import block_bounds
+from sce.loss import InvalidInput
+from sce.loss.validation import class_weights, validated_options
+from sce.options import LossOptions
+
+#: Entries of logits per block: 2^20 (8 MB per float64 array; the block's ~20 arrays stay under 200 MB).
+BLOCK_ENTRIES = 1 << 20
+
+
+def check_dump(
+    dump: ArrayDump,
+    options: LossOptions,
+    claimed_dtype: str,
+    progress: Progress | None = None,
+    tune_heap: bool = False,
+) -> DtypeCheck:
+    """Grade the dump's gradient and loss by their type, block by block; name the mistake that fits.
+
+    Parameters
+    ----------
+    dump : ArrayDump
+        The logits, the labels or targets, and the answer: a gradient, a loss, or both.
+    options : LossOptions
+        The loss the answer claims to compute (its ``dtype`` is ignored: the exact result is float64's).
+    claimed_dtype : str
+        The type the answer was computed in: "float16", "bfloat16", "float32" or "float64".
+    progress : callable, optional
+        Told ("checking", rows) after each block, then ("naming the mistake", rows) during
+        the second pass.
+    tune_heap : bool
+        Keep freed blocks in the heap (glibc's malloc settings, :mod:`sce.io.arrays.heap`): for
+        the command line's own process, never a library caller's.
+
+    Returns
+    -------
+    DtypeCheck
+        Each quantity's verdict, and the names of the mistakes that fit a wrong answer.
+
+    Raises
+    ------
+    sce.errors.SceError
+        An option the loss does not accept, or logits, labels or targets it is not defined for
+        (placed at their row of the dump), or a damaged file.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sce import softmax_cross_entropy
+    >>> from sce.io.arrays import ArrayDump
+    >>> z, labels = np.array([[2.0, 3.0, 4.0]]), np.array([1])
+    >>> right = softmax_cross_entropy(z, labels).gradient
+    >>> check_dump(ArrayDump(z, labels, None, right, None, {}), LossOptions(), "float64").correct
+    True
+    >>> check_dump(ArrayDump(z, labels, None, 2 * right, None, {}), LossOptions(), "float64").correct
+    False
+    """
+    options = options.replace(dtype="float64")
+    rows, classes = dump.shape
+    _check_options(options, classes)
+    d = denominators(dump.labels, rows, options)
+    grad = QuantityVerdict("gradient") if dump.grad is not None else None
+    per_row_loss = dump.loss is not None and dump.loss.ndim == 1
+    loss = QuantityVerdict("loss") if per_row_loss else None
+    scalar = ReducedLoss() if dump.loss is not None and not per_row_loss else None
+    job = BlockJob(dump, options, claimed_dtype, d, per_row_loss, scalar is not None)
+    bounds = block_bounds(rows, classes, BLOCK_ENTRIES)
+    with warnings.catch_warnings(), reused_heap(tune_heap and rows * classes > BLOCK_ENTRIES):
+        # Here, not in each block: catch_warnings is not thread-safe. An infinite loss is graded, not warned about.
+        warnings.simplefilter("ignore")
+        for graded in in_order(job.grade, bounds):
+            if grad is not None and graded.gradient is not None:
+                grad.merge(graded.gradient)
+            if loss is not None and graded.losses is not None:
+                loss.merge(graded.losses)
+            if scalar is not None and graded.reduced is not None:
+                scalar.add(*graded.reduced)
+            if progress is not None:
+                progress("checking", graded.rows)
+        dump.verify()  # a damaged file is a data error, not an answer judged wrong
+        quantities = [q for q in (grad, loss) if q is not None]
+        scalar_verdict = None
+        if scalar is not None and dump.loss is not None:
+            scalar_verdict = scalar.verdict(float(dump.loss), claimed_dtype, options, d)
+            quantities.append(scalar_verdict)
+        check = DtypeCheck(claimed_dtype, rows, classes, options, quantities, [])
+        if check.wrong:
+            allowed = Allowed(
+                None if grad is None else Allowance(grad.allowed_ulps, grad.allowed_rms_ulps),
+                None if loss is None else Allowance(loss.allowed_ulps, loss.allowed_rms_ulps),
+                None
+                if scalar is None or scalar_verdict is None
+                else (scalar.given, scalar.size, scalar_verdict.allowed_ulps),
+            )
+            search = _MistakeSearch(dump, options, d, claimed_dtype, bounds, progress)
+            check.mistakes = search.matching(allowed)
+            if not check.mistakes and len(quantities) > 1:
+                check.mistakes = search.by_quantity(allowed, quantities)
+    return check
+
+
+@dataclass(frozen=True)
+class _MistakeSearch:
+    """The second pass's arguments, for the mistakes of all quantities and then of one alone."""
+
+    dump: ArrayDump
+    options: LossOptions
+    d: Denominators
+    dtype: str
+    bounds: list[tuple[int, int]]
+    progress: Progress | None
+
+    def matching(self, allowed: Allowed) -> list[str]:
+        return matching_mistakes(self.dump, self.options, self.d, self.dtype, allowed, self.bounds, self.progress)
+
+    def by_quantity(self, allowed: Allowed, quantities: list[QuantityVerdict]) -> list[str]:
+        """Where no mistake fits the gradient and the loss together, one that fits a wrong one alone
+        (the loss logged with one denominator while the backward uses another), named with it."""
+        found = []
+        for verdict, alone in (
+            (quantities[0], Allowed(allowed.gradient, None, None)),
+            (quantities[-1], Allowed(None, allowed.row_losses, allowed.reduced_loss)),
+        ):
+            if verdict.correct or (alone.gradient is None and alone.row_losses is None and alone.reduced_loss is None):
+                continue
+            found += [f"{verdict.name}: {name}" for name in self.matching(alone)]
+        return found
+
+
+def _check_options(options: LossOptions, classes: int) -> None:
+    """Every option checked before the first block (a weight per class among them), as the core checks them."""
+    try:
+        dtype, weights = validated_options(options)
+        class_weights(weights, classes, dtype)
+    except InvalidInput as problem:
+        raise option_problem(problem) from None

@@ -1,0 +1,244 @@
+"""Verdicts by float type: is a dumped gradient (or loss) as accurate as its type allows?
+
+Each entry's error is measured in ulps of the claimed type against the exact
+float64 result, and compared with the worst error of a straightforward
+correct implementation in that type on the same inputs (see
+:mod:`.baseline`). An entry is wrong when its error exceeds
+
+    allowed = MARGIN_FACTOR × (the baseline's worst error) + MARGIN_ULPS,
+
+rounded up to the next quarter-octave (2^(k/4) ulps), which is also how the
+errors are binned (:mod:`.histogram`), so that the count of wrong entries is
+exact however the rows are cut into blocks. The factor 4 covers a framework
+whose sums and exponentials round differently (the baseline sums as PyTorch's
+CPU kernel with AVX-512's 16 lanes; with AVX2's 8, PyTorch's float32 gradient
+is ~2.5× further off); the 8 ulps cover tiny baselines. A float32 answer
+1,000 ulp off still fails: at 62 × 32,000 the baseline's worst is ~40, so 181
+ulps are allowed; at K = 128,000, 512.
+
+The same rule holds for the typical error, the root-mean-square over all
+entries: the worst alone is a few entries' (in bfloat16 an entry 20 below
+the row's maximum loses 6 % of its value to the shift's rounding, so 152 ulp
+were allowed at every entry, and a gradient scaled by 0.5 passed), while a
+wrong factor, denominator or term is off at every entry.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sce.grading.dump.baseline import numpy_dtype, ulps
+from sce.grading.dump.block_errors import (
+    WORST_SHOWN,
+    BlockErrors,
+    Entry,
+    RouteErrors,
+    added_by_route,
+    finite_errors,
+    summarize,
+)
+from sce.grading.dump.histogram import EDGES
+from sce.grading.dump.kernel_mistakes import Denominators
+from sce.options import LossOptions
+
+MARGIN_FACTOR = 4.0
+MARGIN_ULPS = 8.0
+
+
+@dataclass
+class QuantityVerdict:
+    """One quantity (the gradient or the loss): its errors, against what the type allows."""
+
+    name: str
+    entries: int = 0
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(len(EDGES) + 1, dtype=np.int64))
+    """Entries per bin: bin i is [EDGES[i], EDGES[i+1]); the last counts the infinite and NaN."""
+    max_ulps: float = 0.0
+    baseline_ulps: float = 0.0
+    worst: list[Entry] = field(default_factory=list)
+    squares: float = 0.0
+    """Σ e² of the finite errors."""
+    baseline_squares: tuple[float, ...] = ()
+    """The same of each of the baseline's routes."""
+    zero_squares: float = 0.0
+    """The same of an all-zero answer: the values' own size, in ulps."""
+
+    @property
+    def allowed_ulps(self) -> float:
+        return allowance(self.baseline_ulps)
+
+    @property
+    def wrong(self) -> int:
+        first_wrong = int(np.searchsorted(EDGES, self.allowed_ulps))
+        return int(self.counts[first_wrong:].sum())
+
+    @property
+    def rms_ulps(self) -> float:
+        """The typical error: the root-mean-square of the finite errors over all entries."""
+        return _root_mean(self.squares, self.entries)
+
+    @property
+    def baseline_rms_ulps(self) -> float:
+        """The typical error of the baseline's route whose errors are larger."""
+        return _root_mean(max(self.baseline_squares, default=0.0), self.entries)
+
+    @property
+    def allowed_rms_ulps(self) -> float:
+        return allowance(self.baseline_rms_ulps)
+
+    @property
+    def typical_beyond(self) -> bool:
+        return self.rms_ulps > self.allowed_rms_ulps
+
+    @property
+    def correct(self) -> bool:
+        return self.wrong == 0 and not self.typical_beyond
+
+    @property
+    def zero_rms_ulps(self) -> float:
+        """The typical error of an all-zero answer: the values' own size, in ulps."""
+        return _root_mean(self.zero_squares, self.entries)
+
+    @property
+    def judgeable(self) -> bool:
+        """Whether the type can tell an answer from a wrong one here: where the typical error
+        allowed (4× a straightforward computation's + 8) reaches an all-zero answer's (float16
+        logits near 600 / 0.3: the shift's rounding costs whole units), zeros would pass. Both
+        are diluted alike by entries that are 0. A baseline within an ulp is precise, whatever
+        the values (a loss of 4e-13 measured in ulps of 1, where 0 is as right as the truth)."""
+        return self.baseline_rms_ulps <= 1.0 or self.allowed_rms_ulps < self.zero_rms_ulps
+
+    @property
+    def plainly_wrong(self) -> bool:
+        """Wrong whatever the type can judge: not finite where the truth is, or typically
+        further from the truth than an all-zero answer (a sign flipped, a factor of 1,000) and
+        than is allowed (a loss of 4e-13, in ulps of 1, is as right at 1e-7 as at 0)."""
+        return bool(self.counts[-1]) or self.rms_ulps > max(self.zero_rms_ulps, self.allowed_rms_ulps)
+
+    def merge(self, block: BlockErrors) -> None:
+        """One block's summary, blocks taken in order (the worst entries' ties go to the earliest)."""
+        self.entries += block.entries
+        self.counts += block.counts
+        self.max_ulps = max(self.max_ulps, block.max_ulps)
+        self.baseline_ulps = max(self.baseline_ulps, block.baseline_ulps)
+        self.squares += block.squares
+        self.baseline_squares = added_by_route(self.baseline_squares, block.baseline_squares)
+        self.zero_squares += block.zero_squares
+        self.worst = sorted([*self.worst, *block.worst], key=lambda e: -e.ulps)[:WORST_SHOWN]
+
+    def add(
+        self, errors: np.ndarray, baseline: RouteErrors, expected: np.ndarray, given: np.ndarray, start: int
+    ) -> None:
+        self.merge(summarize(errors, baseline, expected, given, start))
+
+
+def _root_mean(squares: float, entries: int) -> float:
+    """√(squares / entries) to 6 digits: the squares are summed block by block, and the last bits
+    of the sum would otherwise change with the rows' cut into blocks (and threads)."""
+    return float(f"{math.sqrt(squares / entries):.6g}") if entries else 0.0
+
+
+def allowance(baseline_ulps: float) -> float:
+    """The error allowed where a straightforward correct computation is ``baseline_ulps`` off.
+
+    Parameters
+    ----------
+    baseline_ulps : float
+        The baseline's error in ulps (its worst, or its root-mean-square).
+
+    Returns
+    -------
+    float
+        MARGIN_FACTOR × ``baseline_ulps`` + MARGIN_ULPS, rounded up to the next edge of the
+        histogram (:data:`~sce.grading.dump.histogram.EDGES`), so that the entries beyond it are
+        whole bins.
+
+    Examples
+    --------
+    >>> allowance(0.0)  # a baseline without error: 8 ulps, an edge itself
+    8.0
+    >>> round(allowance(40.0), 2)  # 4 × 40 + 8 = 168, up to 2^7.5
+    181.02
+    """
+    wanted = MARGIN_FACTOR * baseline_ulps + MARGIN_ULPS
+    return float(EDGES[min(int(np.searchsorted(EDGES, wanted)), len(EDGES) - 1)])
+
+
+@dataclass
+class DtypeCheck:
+    claimed_dtype: str
+    rows: int
+    classes: int
+    options: LossOptions
+    quantities: list[QuantityVerdict]
+    mistakes: list[str]
+
+    @property
+    def wrong(self) -> bool:
+        """Some quantity the type can judge is wrong."""
+        return any((q.judgeable and not q.correct) or q.plainly_wrong for q in self.quantities)
+
+    @property
+    def judgeable(self) -> bool:
+        """Not wrong, and some quantity the type cannot judge (see QuantityVerdict.judgeable):
+        neither right nor wrong, when False."""
+        return self.wrong or all(q.judgeable for q in self.quantities)
+
+    @property
+    def correct(self) -> bool:
+        return all(q.judgeable and q.correct for q in self.quantities)
+
+
+class ReducedLoss:
+    """A reduced loss: sums of the exact and baseline contributions over the blocks."""
+
+    def __init__(self) -> None:
+        self.exact: list[float] = []
+        self.magnitude: list[float] = []
+        self.baseline_rows: list[np.ndarray] = []
+        self.baseline_z_rows: list[np.ndarray] = []
+        self.given = math.nan
+        self.size = 0.0
+        """The magnitude the reduced loss's errors are measured at."""
+
+    def add(self, exact: float, magnitude: float, baseline_losses: np.ndarray, z_losses: np.ndarray | None) -> None:
+        self.exact.append(exact)
+        self.magnitude.append(magnitude)
+        self.baseline_rows.append(baseline_losses)
+        if z_losses is not None:
+            self.baseline_z_rows.append(z_losses)
+
+    def verdict(self, given: float, dtype: str, options: LossOptions, d: Denominators) -> QuantityVerdict:
+        self.given = given
+        self.size = math.fsum(self.magnitude)
+        expected = np.array(math.fsum(self.exact))
+        if options.reduction == "mean" and d.total == 0:
+            expected = np.array(math.nan)  # 0/0: a mean over no counted weight is NaN, as PyTorch returns it
+        magnitude = np.array(self.size)
+        kind = numpy_dtype(dtype)
+        # Half types are summed in float32, as frameworks do (a bfloat16 sum of N losses is
+        # ~150 ulp off, and 4× that allowed a mean loss of 0, or twice the truth).
+        work = np.dtype(np.float32) if kind.itemsize == 2 else kind
+        with np.errstate(all="ignore"):
+            rows = np.concatenate([np.zeros(0, kind), *self.baseline_rows]).astype(kind).astype(work)  # N = 0 too
+            z_rows = np.concatenate(self.baseline_z_rows).astype(kind).astype(work) if self.baseline_z_rows else None
+            if z_rows is not None and options.reduction == "mean":
+                # The cross-entropy over the weight sum, the z-loss over the counted rows.
+                ce = (rows - z_rows).sum(dtype=work) / work.type(d.total)
+                reduced = (ce + z_rows.sum(dtype=work) / work.type(d.counted_rows)).astype(kind)
+            else:
+                reduced = rows.sum(dtype=work)
+                if options.reduction == "mean":
+                    reduced = reduced / work.type(d.total)
+                reduced = reduced.astype(kind)
+        found = QuantityVerdict("loss")
+        given_array = np.array(given)
+        base = finite_errors(
+            np.atleast_1d(ulps(reduced, expected, magnitude, dtype)),
+            np.atleast_1d(ulps(np.zeros(()), expected, magnitude, dtype)),
+        )
+        found.add(ulps(given_array, expected, magnitude, dtype), base, expected, given_array, 0)
+        return found

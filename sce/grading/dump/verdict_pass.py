@@ -1,0 +1,246 @@
+"""The verdict's pass over a dump: each block graded in a thread, the blocks' summaries in order.
+
+A pass computes only what the verdict needs: the exact result, the baseline,
+the answer's errors (:mod:`.block_errors`). Blocks are graded apart, with
+nothing shared but what they read, and yielded in order so that merging them
+gives the same verdict however many threads graded them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
+
+import numpy as np
+
+from sce.errors import option_problem
+from sce.grading.dump import sparse_labels
+from sce.grading.dump.baseline import (
+    Baseline,
+    RowCoefficients,
+    RowScale,
+    autograd_route_applies,
+    baseline,
+    coefficients,
+    gradient_magnitude,
+    loss_magnitude,
+    numpy_dtype,
+    result_magnitudes,
+)
+from sce.grading.dump.block_errors import (
+    BlockErrors,
+    grade_gradient,
+    grade_gradient_compiled,
+    grade_row_losses,
+    merged_in_order,
+)
+from sce.grading.dump.kernel_mistakes import Block, Denominators, exact_block, exact_rows
+from sce.io.arrays import ArrayDump
+from sce.io.arrays.dump import placed_in_dump
+from sce.io.arrays.mapped_rows import read_rows
+from sce.loss import InvalidInput
+from sce.options import LossOptions
+
+#: Blocks graded at once, in threads (at most WORKERS + 1 blocks in memory, about 40 MB each). Two
+#: where there are two cores: numpy lets go of the interpreter lock in its loops, and with freed
+#: pages kept in the heap (:mod:`sce.io.arrays.heap`) two threads grade 20–35 % faster than one
+#: on two cores; the verdict is the same (see the tests).
+WORKERS = min(2, os.cpu_count() or 1)
+#: Entries of a slice of a block graded at once (labels without smoothing): its float64 arrays,
+#: 2 MB each, stay in the cache from one step to the next.
+SLICE_ENTRIES = 1 << 18
+#: Blocks of labels without smoothing are graded by :mod:`.sparse_labels` (the same numbers in fewer
+#: passes); False: every block by the dense coefficients (the tests compare the two).
+SPARSE_LABELS = True
+#: False: every gradient graded by numpy (the tests compare the two).
+COMPILED = True
+
+Progress = Callable[[str, int], None]
+"""Told (phase, rows) after each block: phase "checking", then, for a wrong answer,
+"naming the mistake" (a second pass, often cut short)."""
+
+T = TypeVar("T")
+
+
+def in_order(work: Callable[[tuple[int, int]], T], bounds: list[tuple[int, int]]) -> Iterator[T]:
+    """``work(bound)`` for every block, WORKERS at a time in threads, yielded in block order.
+
+    Parameters
+    ----------
+    work : callable
+        Grades one block from its (first row, end row); it must share nothing it writes.
+    bounds : list of (int, int)
+        The blocks, in order.
+
+    Yields
+    ------
+    T
+        Each block's result, in the order of ``bounds``.
+
+    Notes
+    -----
+    numpy lets go of the interpreter lock inside its loops, so threads grade blocks at once.
+    At most WORKERS + 1 blocks are in flight, which bounds the memory; on an error or Ctrl-C
+    the blocks not started are cancelled and the running ones finish before it propagates.
+
+    Examples
+    --------
+    >>> list(in_order(lambda bound: bound[1] - bound[0], [(0, 2), (2, 5), (5, 6)]))
+    [2, 3, 1]
+    """
+    if WORKERS < 2 or len(bounds) < 2:
+        yield from map(work, bounds)
+        return
+    pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="sce-check")
+    try:
+        pending: deque[Future[T]] = deque()
+        for bound in bounds:
+            pending.append(pool.submit(work, bound))
+            if len(pending) > WORKERS:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class BlockGrade:
+    """One block, graded: its rows, the summaries of its gradient's and row losses' errors (None
+    where the dump has none), and what the reduced loss needs of it."""
+
+    rows: int
+    gradient: BlockErrors | None
+    losses: BlockErrors | None
+    reduced: tuple[float, float, np.ndarray, np.ndarray | None] | None
+    """For a reduced loss: the block's exact contribution, its magnitude, its baseline row losses
+    and their z-loss terms (None without a z-loss)."""
+
+
+@dataclass(frozen=True)
+class _Slice:
+    """Some rows of a block, graded: the gradient's summary, and what the loss's grading needs."""
+
+    gradient: BlockErrors | None
+    losses: np.ndarray
+    contributions: np.ndarray
+    loss_magnitude: np.ndarray
+    baseline_losses: np.ndarray
+    scale: float
+    baseline_z_losses: np.ndarray | None = None
+    """The baseline's z-loss terms, where there is a z-loss (for the reduced loss: 'mean' divides
+    them by the counted rows, the rest by the weight sum)."""
+
+
+@dataclass(frozen=True)
+class BlockJob:
+    """Grading one block, with nothing shared but what it reads: safe to run in a thread."""
+
+    dump: ArrayDump
+    options: LossOptions
+    dtype: str
+    d: Denominators
+    per_row_loss: bool
+    reduced_loss: bool
+
+    def grade(self, bounds: tuple[int, int]) -> BlockGrade:
+        """The block of rows ``bounds`` (first, end), graded; a logit, label or target the loss is
+        not defined for is bad data placed at its row of the dump."""
+        try:
+            return self._grade(bounds)
+        except InvalidInput as problem:  # a NaN logit, a row of -inf, targets that do not sum to 1
+            if problem.field not in ("logits", "labels", "targets"):
+                raise option_problem(problem) from None  # an option: the command line words it as its flag
+            raise placed_in_dump(problem, self.dump.where, bounds[0]) from None
+
+    def _grade(self, bounds: tuple[int, int]) -> BlockGrade:
+        start, stop = bounds
+        sparse = SPARSE_LABELS and sparse_labels.applies(self.dump.labels, self.options)
+        # Rows are graded in slices whose arrays stay in the cache; the results are row by row
+        # (the reduced loss's sums are taken over the whole block, as without slices).
+        step = max(1, SLICE_ENTRIES // max(1, self.dump.shape[1])) if sparse else stop - start
+        slices = [self._slice(first, min(first + step, stop), sparse) for first in range(start, stop, step)]
+        gradients = [piece.gradient for piece in slices if piece.gradient is not None]
+        gradient = merged_in_order(gradients) if gradients else None
+        losses = reduced = None
+        if self.per_row_loss or self.reduced_loss:
+            expected = np.concatenate([piece.losses for piece in slices])
+            magnitude = np.concatenate([piece.loss_magnitude for piece in slices])
+            route = np.concatenate([piece.baseline_losses for piece in slices])
+            if self.per_row_loss and self.dump.loss is not None:
+                given = np.asarray(self.dump.loss[start:stop])
+                losses = grade_row_losses(expected, magnitude, route, given, self.dtype, start)
+            if self.reduced_loss:
+                share = slices[0].scale * self.options.temperature  # 1/D for 'mean', 1 for 'sum'
+                contributions = np.concatenate([piece.contributions for piece in slices])
+                z_parts = [piece.baseline_z_losses for piece in slices if piece.baseline_z_losses is not None]
+                z_route = np.concatenate(z_parts) if z_parts else None
+                reduced = (math.fsum(contributions), math.fsum(magnitude * share), route, z_route)
+        return BlockGrade(stop - start, gradient, losses, reduced)
+
+    def _slice(self, start: int, stop: int, sparse: bool) -> _Slice:
+        dump, dtype = self.dump, self.dtype
+        base: Baseline | sparse_labels.LabelBaseline
+        if sparse:
+            block, coef, base, grad_magnitude = self._labels_without_smoothing(start, stop)
+        else:
+            block, dense = exact_block(dump, start, stop, self.options, self.d)
+            autograd = autograd_route_applies(block.targets, self.options)
+            coef = dense
+            base = baseline(block.logits, dense, self.options, dtype, autograd)
+            grad_magnitude = partial(self._magnitudes, block, dense)
+        gradient = None
+        if dump.grad is not None:
+            given = read_rows(dump.grad, start, stop)
+            if self.options.reduction == "mean" and self.d.total == 0:
+                # The gradient of 0/0: sce says 0 (nothing counts); PyTorch's backward gives NaN where
+                # the counted rows' weights are all 0. Either is the right answer.
+                given = np.where(np.isnan(given), 0, given).astype(given.dtype, copy=False)
+            if (
+                COMPILED
+                and isinstance(coef, sparse_labels.LabelCoefficients)
+                and isinstance(base, sparse_labels.LabelBaseline)
+            ):
+                gradient = grade_gradient_compiled(block, coef, base, given, dtype)
+            if gradient is None:
+                gradient = grade_gradient(block, grad_magnitude(), base.gradients, given, dtype)
+        rows = self.per_row_loss or self.reduced_loss
+        z_losses = block.exact.z_losses if self.options.z_loss else None
+        return _Slice(
+            gradient,
+            block.exact.losses,
+            block.contributions,
+            loss_magnitude(block.exact.losses, coef, z_losses) if rows else block.exact.losses,
+            base.losses[0] if rows else block.exact.losses,
+            coef.a,
+            base.z_losses if rows else None,
+        )
+
+    def _magnitudes(self, block: Block, coef: RowCoefficients) -> np.ndarray:
+        return result_magnitudes(block.exact, coef)[0]
+
+    def _labels_without_smoothing(
+        self, start: int, stop: int
+    ) -> tuple[Block, RowScale, Baseline | sparse_labels.LabelBaseline, Callable[[], np.ndarray]]:
+        """The block by :mod:`.sparse_labels` (the same numbers, fewer passes); by the dense
+        coefficients where its baseline is not finite."""
+        block, stored = exact_rows(self.dump, start, stop, self.options, self.d)
+        assert block.labels is not None
+        classes = block.logits.shape[1]
+        sparse = sparse_labels.label_coefficients(block.labels, classes, self.options, self.d.total)
+        logits = stored if stored.dtype == numpy_dtype(self.dtype) else block.logits
+        labels_base = sparse_labels.baseline(
+            logits, sparse, self.options, self.dtype, self.per_row_loss or self.reduced_loss
+        )
+        if labels_base is not None:
+            magnitude = partial(sparse_labels.gradient_magnitude, block.exact.probabilities, sparse)
+            return block, sparse, labels_base, magnitude
+        dense = coefficients(block.labels, None, classes, self.options, self.d.total, self.d.counted_rows)
+        base = baseline(block.logits, dense, self.options, self.dtype)
+        return block, dense, base, partial(gradient_magnitude, block.exact.probabilities, dense)
