@@ -1,21 +1,42 @@
 """sce: softmax cross-entropy, its loss and its gradient, exactly.
 
-The Python API is :func:`softmax_cross_entropy` (see :mod:`sce.loss`).
+The Python API: :func:`softmax_cross_entropy` computes the loss and its gradient as
+``torch.nn.functional.cross_entropy`` defines them, with every digit right; :class:`LossOptions`
+holds its options as one value; :class:`SoftmaxCrossEntropyResult` is what it returns;
+:class:`InvalidInput` is raised for an input the loss is not defined for and :class:`LossWarning`
+warns of an infinite or NaN result. :mod:`sce.testing` grades an implementation or a gradient
+computed elsewhere (from pytest too).
+
+Examples
+--------
+>>> import sce
+>>> result = sce.softmax_cross_entropy([[2.0, 3.0, 4.0]], [1])
+>>> print(f"{result.losses[0]:.4f}", *(f"{g:.4f}" for g in result.gradient[0]))
+1.4076 0.0900 -0.7553 0.6652
+>>> sce.LossOptions(reduction="mean").reduction
+'mean'
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:  # the types a user's mypy sees; at run time the names load lazily (below)
+    from sce.loss import InvalidInput, LossWarning, SoftmaxCrossEntropyResult, softmax_cross_entropy
 
-__all__ = ["softmax_cross_entropy", "SoftmaxCrossEntropyResult", "InvalidInput", "LossWarning"]
+from sce.version import __version__ as __version__
+
+__all__ = ["softmax_cross_entropy", "LossOptions", "SoftmaxCrossEntropyResult", "InvalidInput", "LossWarning"]
 
 
 def __getattr__(name: str) -> Any:
-    # The core imports numpy; `sce --version` and `sce --help` should not wait for it.
+    # The loss imports numpy; `sce --version` and `sce --help` should not wait for it.
     if name in __all__:
         from sce import loss
 
         return getattr(loss, name)
     raise AttributeError(f"module 'sce' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -23,11 +23,58 @@ SMOOTHING_STYLES: tuple[str, ...] = ("uniform", "off-target")
 
 @dataclass(frozen=True)
 class LossOptions:
-    """The options of ``torch.nn.functional.cross_entropy``, plus a temperature, a float type
-    and the options of language-model losses (soft-capping, z-loss, the smoothing convention).
+    """Everything the loss depends on, targets aside: one frozen value.
 
+    The options of ``torch.nn.functional.cross_entropy``, plus a temperature, a float type
+    and the options of language-model losses (soft-capping, z-loss, the smoothing convention).
+    Built once (from the command line, a file request or Python keywords) and passed unchanged
+    to the loss, batch and grading; two equal options are the same loss.
+
+    Parameters
+    ----------
+    weight : tuple of float, optional
+        One non-negative weight per class; None for all 1.
+    label_smoothing : float, default 0.0
+        ε in [0, 1]: the target becomes (1 − ε)·y + ε/K ('uniform').
+    ignore_index : int, default -100
+        A label whose rows contribute neither loss nor gradient.
+    reduction : {'none', 'mean', 'sum'}, default 'none'
+        Per-row losses, or their mean or sum as PyTorch forms them.
+    temperature : float, default 1.0
+        T > 0: the softmax is taken of logits / T.
+    dtype : {'float64', 'float32'}, default 'float64'
+        The float type computed in, throughout.
+    softcap : float, optional
+        c > 0: the logits become c·tanh(z/c) before the temperature (Gemma 2).
+    z_loss : float, default 0.0
+        λ >= 0: each counted row adds λ·lse(b)².
+    smoothing_style : {'uniform', 'off-target'}, default 'uniform'
+        Where smoothing puts its mass: ε/K on every class, or 1 − ε on the label and
+        ε/(K − 1) on each other class (Megatron, t5x).
+
+    See Also
+    --------
+    sce.softmax_cross_entropy : takes these as keywords, or as ``options=``.
+
+    Notes
+    -----
     Order of operations: softcap on the logits as given (a = c·tanh(z/c)),
     then the temperature (b = a/T), then the softmax p = softmax(b).
+    The loss checks the values (:func:`sce.loss.validation.validated_options`); building a
+    ``LossOptions`` does not.
+
+    Examples
+    --------
+    >>> from sce import LossOptions, softmax_cross_entropy
+    >>> smoothed = LossOptions(label_smoothing=0.1)
+    >>> result = softmax_cross_entropy([2.0, 3.0, 4.0], 2, options=smoothed)
+    >>> print(f"{result.shaped.loss:.4f}")
+    0.5076
+    >>> mean = smoothed.replace(reduction="mean")
+    >>> mean.reduction, mean.label_smoothing, smoothed.reduction
+    ('mean', 0.1, 'none')
+    >>> LossOptions().is_plain, smoothed.is_plain
+    (True, False)
     """
 
     weight: tuple[float, ...] | None = None
@@ -52,6 +99,7 @@ class LossOptions:
     t5x): 1 − ε on the label and ε/(K − 1) on each other class."""
 
     def replace(self, **changes: Any) -> LossOptions:
+        """These options with some fields changed (the options are frozen)."""
         return dataclasses.replace(self, **changes)
 
     @property

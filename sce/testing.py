@@ -14,17 +14,15 @@ level of a file or module. ``fn`` may also be a string, "FILE.py:FUNCTION" or
 
 from __future__ import annotations
 
-import inspect
 import io
-import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sce.grading.implementations.loading import FunctionSpec, UnusableImplementation, parse_spec
-from sce.grading.implementations.report import CaseResult, Configuration, ImplementationReport, Mistake
+from sce.grading.implementations.configuration import check_implementation, loss_options
+from sce.grading.implementations.loading import UnusableImplementation
+from sce.grading.implementations.report import CaseResult, ImplementationReport, Mistake
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
@@ -33,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "assert_cross_entropy_close",
     "check_implementation",
+    "loss_options",
     "assert_implementation_correct",
     "ImplementationReport",
     "CaseResult",
@@ -40,71 +39,38 @@ __all__ = [
     "UnusableImplementation",
 ]
 
-CONVENTIONS = ("batch", "row")
-RETURNS = ("loss,grad", "grad", "loss")
-REDUCTIONS = ("mean", "sum", "none")
-FRAMEWORKS = ("numpy", "torch", "jax")
-#: An hour per case: beyond that a timeout is no longer a time limit (and overflows the OS's timers).
-MAX_TIMEOUT = 3600
-
-
-def check_implementation(
-    fn: Callable[..., Any] | str,
-    *,
-    convention: str = "batch",
-    returns: str = "loss,grad",
-    reduction: str = "mean",
-    targets: bool = False,
-    framework: str | None = None,
-    seed: int = 0,
-    timeout: float = 3.0,
-    label_smoothing: float = 0.0,
-    temperature: float = 1.0,
-    softcap: float | None = None,
-    z_loss: float = 0.0,
-    smoothing_style: str = "uniform",
-) -> ImplementationReport:
-    """Run ``fn`` over sce's battery of cases and grade each answer.
-
-    ``convention``: "batch" calls fn(logits N×K, labels N); "row" calls fn(logits K, label)
-    once per row. ``returns``: "loss,grad", "grad" or "loss". ``reduction`` (batch only):
-    "mean", "sum" or "none". ``targets``: fn takes probability targets instead of labels.
-    ``framework``: "numpy", "torch" or "jax" (None: from the imports of fn's file).
-    ``timeout``: seconds each case may take.
-
-    The options of the loss that ``fn`` computes (it is still called fn(logits, labels)):
-    ``label_smoothing`` ε, ``temperature`` T, ``softcap`` c (logits c·tanh(z/c), Gemma 2),
-    ``z_loss`` λ (each row adds λ·lse², divided by N with "mean") and ``smoothing_style``
-    ("uniform", as PyTorch, or "off-target", as Megatron and t5x), as in
-    :func:`sce.loss.softmax_cross_entropy`. The exact answers, the allowance and the
-    named mistakes all follow them.
-
-    Raises UnusableImplementation (a ValueError) when fn cannot be loaded or called as configured.
-    """
-    configuration = make_configuration(
-        convention=convention,
-        returns=returns,
-        reduction=reduction,
-        targets=targets,
-        framework=framework,
-        seed=seed,
-        timeout=timeout,
-        loss=loss_options(
-            label_smoothing=label_smoothing,
-            temperature=temperature,
-            softcap=softcap,
-            z_loss=z_loss,
-            smoothing_style=smoothing_style,
-        ),
-    )
-    from sce.grading.implementations.session import grade_implementation
-
-    return grade_implementation(function_spec(fn), configuration)
-
 
 def assert_implementation_correct(fn: Callable[..., Any] | str, **options: Any) -> ImplementationReport:
     """Like :func:`check_implementation`, but raise AssertionError with the report as
-    text unless every case passes (or the function cannot be used)."""
+    text unless every case passes (or the function cannot be used).
+
+    Parameters
+    ----------
+    fn : callable or str
+        As for :func:`check_implementation`.
+    **options
+        Its keywords (convention, returns, reduction, the loss's options, …).
+
+    Returns
+    -------
+    ImplementationReport
+        The report, when every case passes.
+
+    Raises
+    ------
+    AssertionError
+        With the report as text (or why fn cannot be used).
+
+    Examples
+    --------
+    In a test file, beside the implementation::
+
+        from homework import softmax_loss
+        from sce.testing import assert_implementation_correct
+
+        def test_softmax_loss():
+            assert_implementation_correct(softmax_loss)
+    """
     try:
         report = check_implementation(fn, **options)
     except UnusableImplementation as problem:
@@ -114,73 +80,6 @@ def assert_implementation_correct(fn: Callable[..., Any] | str, **options: Any) 
 
         raise AssertionError("\n" + report_text(report))
     return report
-
-
-def loss_options(**options: Any) -> LossOptions:
-    """The loss's options, checked as the core checks them; ValueError names the keyword."""
-    from sce.loss import InvalidInput
-    from sce.loss.validation import validated_options
-
-    chosen = LossOptions(**options)
-    try:
-        validated_options(chosen)
-    except InvalidInput as problem:
-        raise ValueError(f"{problem.field}={getattr(chosen, problem.field)!r}: {problem.problem}"
-                         + (f"; {problem.hint}" if problem.hint else "")) from None  # fmt: skip
-    return chosen
-
-
-def make_configuration(
-    *,
-    convention: str,
-    returns: str,
-    reduction: str,
-    targets: bool,
-    framework: str | None,
-    seed: int,
-    timeout: float,
-    loss: LossOptions | None = None,
-) -> Configuration:
-    for name, value, allowed in (
-        ("convention", convention, CONVENTIONS),
-        ("returns", returns, RETURNS),
-        ("reduction", reduction, REDUCTIONS),
-    ):
-        if value not in allowed:
-            raise ValueError(f"{name}={value!r}: use one of {', '.join(map(repr, allowed))}")
-    if framework is not None and framework not in FRAMEWORKS:
-        raise ValueError(f"framework={framework!r}: use one of {', '.join(map(repr, FRAMEWORKS))}, or None")
-    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
-        raise ValueError(f"timeout={timeout!r}: give the seconds each case may take, e.g. 3 (at most {MAX_TIMEOUT})")
-    if not (isinstance(seed, int) and seed >= 0):
-        raise ValueError(f"seed={seed!r}: give a whole number >= 0")
-    return Configuration(
-        convention, returns, reduction, bool(targets), framework, int(seed), float(timeout), loss or LossOptions()
-    )
-
-
-def function_spec(fn: Callable[..., Any] | str) -> FunctionSpec:
-    """Where the child process finds ``fn``: its file and its name there."""
-    if isinstance(fn, str):
-        return parse_spec(fn)
-    if not callable(fn):
-        raise UnusableImplementation(f"{fn!r} is not a function")
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-    if not name or "<" in name:
-        raise UnusableImplementation(
-            f"{name or fn!r} is not defined at the top level of a file, so the child process that runs it "
-            "cannot import it; define it with def at the top level (lambdas and nested functions cannot be tested)"
-        )
-    try:
-        path = inspect.getsourcefile(fn)
-    except TypeError:
-        path = None
-    if path and Path(path).is_file():
-        return FunctionSpec(f"{Path(path).name}:{name}", name, path=str(Path(path).resolve()))
-    module = getattr(fn, "__module__", None)
-    if module and module != "__main__":
-        return FunctionSpec(f"{module}:{name}", name, module=module)
-    raise UnusableImplementation(f"{name}: cannot find the file it is defined in")
 
 
 def assert_cross_entropy_close(
@@ -193,14 +92,61 @@ def assert_cross_entropy_close(
     class_axis: int = -1,
     **options: Any,
 ) -> None:
-    """Assert that ``grad`` (and ``loss``) are as accurate as their float type allows; see
-    ``sce check --arrays``. Integer ``labels_or_targets`` are labels, floats shaped like the
-    logits are probability targets. Any layout ``softmax_cross_entropy`` takes: N×K, PyTorch's
-    (N, K, d1, …) with ``class_axis=1``, or one vector of K with a scalar label. ``dtype`` is
-    the type the answer was computed in (default: ``grad``'s own). ``options``: weight,
-    label_smoothing, ignore_index, reduction (default 'mean', as PyTorch), temperature, softcap,
-    z_loss, smoothing_style. Torch and JAX arrays are converted through numpy. Raises
-    AssertionError with the report, ValueError for arrays that do not fit together."""
+    """Assert that ``grad`` (and ``loss``) are as accurate as their float type allows.
+
+    The verdict of ``sce check --arrays``: the answer's errors, in units in the last place of its
+    type, against the exact gradient, allowed what a straightforward computation in the same type
+    makes on the same logits.
+
+    Parameters
+    ----------
+    logits : array_like
+        Any layout ``softmax_cross_entropy`` takes: N×K, PyTorch's (N, K, d1, …) with
+        ``class_axis=1``, or one vector of K with a scalar label. Torch and JAX arrays are
+        converted through numpy.
+    labels_or_targets : array_like
+        Integers are labels; floats shaped like the logits are probability targets.
+    grad : array_like
+        The gradient to grade, shaped like the logits.
+    loss : array_like, optional
+        The loss to grade too.
+    dtype : str, optional
+        The type the answer was computed in (default: ``grad``'s own).
+    class_axis : int, default -1
+        The axis of the classes.
+    **options
+        weight, label_smoothing, ignore_index, reduction (default 'mean', as PyTorch),
+        temperature, softcap, z_loss, smoothing_style.
+
+    Raises
+    ------
+    AssertionError
+        With the report, when the answer is not as accurate as its type allows.
+    ValueError
+        For arrays that do not fit together.
+
+    See Also
+    --------
+    sce.softmax_cross_entropy : the exact loss and gradient.
+
+    Examples
+    --------
+    A float32 gradient computed the plain way passes; one entry off by 0.01 does not:
+
+    >>> import numpy as np
+    >>> from sce.testing import assert_cross_entropy_close
+    >>> z = np.array([[2.0, 3.0, 4.0]], dtype=np.float32)
+    >>> p = np.exp(z - z.max(axis=1, keepdims=True))
+    >>> p /= p.sum(axis=1, keepdims=True)
+    >>> grad = p - np.eye(3, dtype=np.float32)[[1]]
+    >>> assert_cross_entropy_close(z, np.array([1]), grad)
+    >>> grad[0, 1] += np.float32(0.01)
+    >>> try:
+    ...     assert_cross_entropy_close(z, np.array([1]), grad)
+    ... except AssertionError as report:
+    ...     print(str(report).splitlines()[-1])
+    verdict: not correct for float32
+    """
     from sce.errors import SceError
     from sce.grading.dump.check import check_dump
     from sce.io.arrays.dump import FLOAT_NAMES, float_name

@@ -2,7 +2,7 @@
 
 A frozen copy of ``sce/loss/cross_entropy.py`` and ``log_softmax.py`` at the
 commit that made the core layout-independent, every N×K intermediate formed
-for all rows at once. ``tests/test_core_blocks.py`` checks that the public
+for all rows at once. ``tests/test_loss_row_blocks.py`` checks that the public
 core gives the same results as this, bit for bit. Do not "improve" it: it
 is the definition of the digits the core must keep.
 

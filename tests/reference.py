@@ -174,7 +174,7 @@ def gradient(logits: Sequence[Sequence], **kwargs) -> list[list]:
 #
 # The loss is the same definition as loss() above; the gradient is written out
 # by hand, ∂loss/∂z_i = (p_i·Σ_c w_c q_c - w_i q_i) / (T·D), and checked against
-# gradient() (numerical differentiation of loss()) in tests/test_accuracy.py,
+# gradient() (numerical differentiation of loss()) in tests/test_loss_accuracy.py,
 # so it is independent of the core's formulas. Every subtraction whose
 # operands may agree in many digits is measured, and a row whose result would
 # keep fewer than 30 digits is computed again at a higher precision: the

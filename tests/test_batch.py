@@ -14,18 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from sce.cli import app
 from sce.io.csv import records
 from sce.loss import softmax_cross_entropy
 
-runner = CliRunner()
-SAMPLES = Path(__file__).parent.parent / "samples"
-
-
-def run(*args: str, input: str | bytes | None = None, **env: str):
-    return runner.invoke(app, ["batch", *args], input=input, env={"COLUMNS": "100", **env})
+SAMPLES = Path(__file__).parent.parent / "sce" / "samples"
 
 
 def read_csv(text: str, delimiter: str = ",") -> list[dict[str, str]]:
@@ -85,12 +78,12 @@ OPTIONS = [
 
 
 @pytest.mark.parametrize("args,kwargs", OPTIONS, ids=[" ".join(a) or "defaults" for a, _ in OPTIONS])
-def test_output_rows_equal_the_core(tmp_path, args, kwargs):
+def test_output_rows_equal_the_core(tmp_path, args, kwargs, sce):
     logits, labels = make_rows()
     if kwargs.get("ignore_index") == 3:
         labels = np.where(labels == -100, 3, labels)
     path = write(tmp_path, "in.csv", as_csv(logits, labels))
-    result = run(str(path), "-q", *args)
+    result = sce("batch", str(path), "-q", *args)
     assert result.exit_code == 0, result.stderr
     expected = softmax_cross_entropy(logits, labels, **kwargs)
     rows = read_csv(result.stdout)
@@ -101,81 +94,81 @@ def test_output_rows_equal_the_core(tmp_path, args, kwargs):
     assert_rows_match(rows, expected, 4)
 
 
-def test_input_columns_are_kept_exactly_as_written(tmp_path):
+def test_input_columns_are_kept_exactly_as_written(tmp_path, sce):
     path = write(tmp_path, "in.csv", 'id,z0,z1,label,note\nA-1,2.50,-3e-2,1,"x, y"\n')
-    result = run(str(path), "--logit-cols", "z*", "-q")
+    result = sce("batch", str(path), "--logit-cols", "z*", "-q")
     row = read_csv(result.stdout)[0]
     assert (row["id"], row["z0"], row["z1"], row["label"], row["note"]) == ("A-1", "2.50", "-3e-2", "1", "x, y")
     assert list(row)[-5:] == ["p_z0", "p_z1", "loss", "grad_z0", "grad_z1"]
 
 
-def test_stdin_to_stdout():
+def test_stdin_to_stdout_matches_the_loss_row_by_row(sce):
     logits, labels = make_rows(10)
-    result = run("-", "-q", input=as_csv(logits, labels))
+    result = sce("batch", "-", "-q", input=as_csv(logits, labels))
     assert result.exit_code == 0, result.stderr
     assert_rows_match(read_csv(result.stdout), softmax_cross_entropy(logits, labels), 4)
 
 
-def test_stdin_with_mean_is_read_twice():
+def test_stdin_with_mean_is_read_twice(sce):
     logits, labels = make_rows(10)
-    result = run("-", "-q", "--reduction", "mean", input=as_csv(logits, labels))
+    result = sce("batch", "-", "-q", "--reduction", "mean", input=as_csv(logits, labels))
     assert result.exit_code == 0, result.stderr
     assert_rows_match(read_csv(result.stdout), softmax_cross_entropy(logits, labels, reduction="mean"), 4)
 
 
-def test_headerless_input_names_columns_by_number(tmp_path):
+def test_headerless_input_names_columns_by_number(tmp_path, sce):
     path = write(tmp_path, "in.csv", "2,3,4,1\n0,40,-1,1\n")
-    result = run(str(path), "--no-header", "-q")
+    result = sce("batch", str(path), "--no-header", "-q")
     rows = read_csv(result.stdout)
     assert list(rows[0]) == ["0", "1", "2", "3", "p_0", "p_1", "p_2", "loss", "grad_0", "grad_1", "grad_2"]
     assert float(rows[1]["loss"]) == softmax_cross_entropy([0, 40, -1], 1).losses[0]
 
 
-def test_tsv_in_tsv_out(tmp_path):
+def test_a_tsv_input_gives_a_tsv_output(tmp_path, sce):
     path = write(tmp_path, "in.tsv", "z0\tz1\tlabel\n2\t3\t0\n")
-    result = run(str(path), "-q")
+    result = sce("batch", str(path), "-q")
     assert result.stdout.splitlines()[0].split("\t")[:4] == ["z0", "z1", "label", "p_z0"]
     assert float(read_csv(result.stdout, "\t")[0]["loss"]) == softmax_cross_entropy([2, 3], 0).losses[0]
 
 
-def test_soft_targets(tmp_path):
+def test_probability_target_columns_give_the_loss_of_soft_targets(tmp_path, sce):
     logits, _ = make_rows(12)
     rng = np.random.default_rng(3)
     targets = rng.dirichlet(np.ones(4), 12)
     path = write(tmp_path, "in.csv", as_csv(logits, targets=targets))
-    result = run(str(path), "--target-cols", "t*", "--logit-cols", "z*", "-q", "--reduction", "mean")
+    result = sce("batch", str(path), "--target-cols", "t*", "--logit-cols", "z*", "-q", "--reduction", "mean")
     assert result.exit_code == 0, result.stderr
     expected = softmax_cross_entropy(logits, targets=targets, reduction="mean")
     assert_rows_match(read_csv(result.stdout), expected, 4)
 
 
-def test_jsonl_has_numbers(tmp_path):
+def test_jsonl_has_numbers(tmp_path, sce):
     path = write(tmp_path, "in.csv", "z0,z1,label\n2,3,0\n")
-    lines = run(str(path), "-f", "jsonl", "-q").stdout.splitlines()
+    lines = sce("batch", str(path), "-f", "jsonl", "-q").stdout.splitlines()
     record = json.loads(lines[0])
     assert record["z0"] == 2.0 and record["label"] == 0
     assert record["loss"] == softmax_cross_entropy([2, 3], 0).losses[0]
 
 
-def test_digits_rounds_to_significant_digits(tmp_path):
+def test_digits_rounds_to_significant_digits(tmp_path, sce):
     path = write(tmp_path, "in.csv", "z0,z1,label\n0,40,1\n")
-    row = read_csv(run(str(path), "--digits", "4", "-q").stdout)[0]
+    row = read_csv(sce("batch", str(path), "--digits", "4", "-q").stdout)[0]
     assert row["loss"] == "4.248e-18"
 
 
-def test_summary_on_stderr_and_quiet(tmp_path):
+def test_summary_on_stderr_and_quiet(tmp_path, sce):
     path = SAMPLES / "batch.csv"
-    loud = run(str(path))
+    loud = sce("batch", str(path))
     assert "rows" in loud.stderr and "accuracy" in loud.stderr
-    assert loud.stdout == run(str(path), "--quiet").stdout
-    assert run(str(path), "--quiet").stderr == ""
+    assert loud.stdout == sce("batch", str(path), "--quiet").stdout
+    assert sce("batch", str(path), "--quiet").stderr == ""
 
 
-def test_progress_bar_never_enters_the_output(tmp_path):
+def test_progress_bar_never_enters_the_output(tmp_path, sce):
     logits, labels = make_rows(2000)
     path = write(tmp_path, "in.csv", as_csv(logits, labels))
-    quiet = run(str(path), "-q").stdout
-    forced = run(str(path), FORCE_COLOR="1", TTY_COMPATIBLE="1", TERM="xterm")
+    quiet = sce("batch", str(path), "-q").stdout
+    forced = sce("batch", str(path), env={"FORCE_COLOR": "1", "TTY_COMPATIBLE": "1", "TERM": "xterm"})
     assert forced.exit_code == 0, forced.stderr
     assert "━" in forced.stderr  # the bar was drawn, on stderr
     assert forced.stdout == quiet
@@ -185,43 +178,43 @@ def test_progress_bar_never_enters_the_output(tmp_path):
 
 
 @pytest.mark.parametrize("reduction", ["none", "mean"])
-def test_chunk_boundaries_change_nothing(tmp_path, monkeypatch, reduction):
+def test_chunk_boundaries_change_nothing(tmp_path, monkeypatch, reduction, sce):
     logits, labels = make_rows(300, 5)
     text = as_csv(logits, labels)
     path = write(tmp_path, "in.csv", text)
-    whole = run(str(path), "-q", "--reduction", reduction).stdout
+    whole = sce("batch", str(path), "-q", "--reduction", reduction).stdout
     monkeypatch.setattr(records, "BLOCK_BYTES", 97)  # many blocks, cut mid-line
-    chunked = run(str(path), "-q", "--reduction", reduction).stdout
+    chunked = sce("batch", str(path), "-q", "--reduction", reduction).stdout
     assert chunked == whole
     assert_rows_match(read_csv(chunked), softmax_cross_entropy(logits, labels, reduction=reduction), 5)
 
 
-def test_quoted_newline_across_a_block_boundary(tmp_path, monkeypatch):
+def test_quoted_newline_across_a_block_boundary(tmp_path, monkeypatch, sce):
     text = "id,z0,z1,label\n" + "".join(f'"row\n{n}",{n % 3},1,0\n' for n in range(40))
     path = write(tmp_path, "in.csv", text)
     monkeypatch.setattr(records, "BLOCK_BYTES", 50)
-    rows = read_csv(run(str(path), "--logit-cols", "z0,z1", "-q").stdout)
+    rows = read_csv(sce("batch", str(path), "--logit-cols", "z0,z1", "-q").stdout)
     assert [row["id"] for row in rows] == [f"row\n{n}" for n in range(40)]
 
 
-def test_errors_after_a_quoted_newline_name_the_right_line(tmp_path):
+def test_errors_after_a_quoted_newline_name_the_right_line(tmp_path, sce):
     path = write(tmp_path, "in.csv", 'id,z0,z1,label\n"a\nb",1,2,0\nc,1,x,0\n')
-    result = run(str(path), "--logit-cols", "z*", "-q")
+    result = sce("batch", str(path), "--logit-cols", "z*", "-q")
     assert "line 4, column z1: 'x' is not a number" in result.stderr
 
 
 # --- encodings ---------------------------------------------------------------------------------------
 
 
-def test_utf8_bom_is_ignored(tmp_path):
+def test_utf8_bom_is_ignored(tmp_path, sce):
     path = write(tmp_path, "in.csv", b"\xef\xbb\xbfz0,z1,label\n2,3,0\n")
-    assert read_csv(run(str(path), "-q").stdout)[0]["z0"] == "2"
+    assert read_csv(sce("batch", str(path), "-q").stdout)[0]["z0"] == "2"
 
 
-def test_latin1_with_encoding(tmp_path):
+def test_latin1_with_encoding(tmp_path, sce):
     path = write(tmp_path, "in.csv", "café,z1,label\n2,3,0\n".encode("latin-1"))
-    assert run(str(path), "-q").exit_code == 1
-    result = run(str(path), "--encoding", "latin-1", "-q")
+    assert sce("batch", str(path), "-q").exit_code == 1
+    result = sce("batch", str(path), "--encoding", "latin-1", "-q")
     assert result.exit_code == 0, result.stderr
     assert "p_café" in result.stdout
 
@@ -261,9 +254,9 @@ BAD_FILES = [
 
 
 @pytest.mark.parametrize("name,text,args,message", BAD_FILES, ids=[b[0] for b in BAD_FILES])
-def test_bad_input_names_the_line_and_exits_1(tmp_path, name, text, args, message):
+def test_bad_input_names_the_line_and_exits_1(tmp_path, name, text, args, message, sce):
     path = write(tmp_path, name, text)
-    result = run(str(path), "-q", *args)
+    result = sce("batch", str(path), "-q", *args)
     assert result.exit_code == 1, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1
@@ -271,59 +264,59 @@ def test_bad_input_names_the_line_and_exits_1(tmp_path, name, text, args, messag
     assert "Traceback" not in result.stderr
 
 
-def test_missing_input_file(tmp_path):
-    result = run(str(tmp_path / "nope.csv"), "-q")
+def test_missing_input_file(tmp_path, sce):
+    result = sce("batch", str(tmp_path / "nope.csv"), "-q")
     assert result.exit_code == 1
     assert "cannot read" in result.stderr and "No such file" in result.stderr
 
 
-def test_bad_options_are_usage_errors(tmp_path):
+def test_bad_options_are_usage_errors(tmp_path, sce):
     path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,0\n")
-    assert "--weight: 3 weights for 2 classes" in run(str(path), "-w", "1,2,3").stderr
-    result = run(str(path), "--smoothing", "2")
+    assert "--weight: 3 weights for 2 classes" in sce("batch", str(path), "-w", "1,2,3").stderr
+    result = sce("batch", str(path), "--smoothing", "2")
     assert result.exit_code == 2 and "--smoothing" in result.stderr
-    assert run(str(path), "--delimiter", "ab").exit_code == 2
+    assert sce("batch", str(path), "--delimiter", "ab").exit_code == 2
 
 
 # --- never losing data ------------------------------------------------------------------------------
 
 
-def test_failed_run_leaves_an_existing_output_untouched(tmp_path):
+def test_failed_run_leaves_an_existing_output_untouched(tmp_path, sce):
     good = write(tmp_path, "good.csv", "z0,z1,label\n1,2,0\n")
     bad = write(tmp_path, "bad.csv", "z0,z1,label\n1,2,0\n" * 50 + "1,x,0\n")
     out = tmp_path / "out.csv"
-    assert run(str(good), "-o", str(out), "-q").exit_code == 0
+    assert sce("batch", str(good), "-o", str(out), "-q").exit_code == 0
     before = out.read_bytes()
-    result = run(str(bad), "-o", str(out), "-q")
+    result = sce("batch", str(bad), "-o", str(out), "-q")
     assert result.exit_code == 1
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "good.csv", "out.csv"]
 
 
-def test_failed_run_creates_no_output(tmp_path):
+def test_failed_run_creates_no_output(tmp_path, sce):
     bad = write(tmp_path, "bad.csv", "z0,z1,label\n1,x,0\n")
-    assert run(str(bad), "-o", str(tmp_path / "out.csv"), "-q").exit_code == 1
+    assert sce("batch", str(bad), "-o", str(tmp_path / "out.csv"), "-q").exit_code == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
 
 
-def test_output_over_the_input_is_refused(tmp_path):
+def test_output_over_the_input_is_refused(tmp_path, sce):
     path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,0\n")
-    result = run(str(path), "-o", str(path), "-q")
+    result = sce("batch", str(path), "-o", str(path), "-q")
     assert result.exit_code == 2
     assert "is the input file" in result.stderr
     assert path.read_text() == "z0,z1,label\n1,2,0\n"
 
 
-def test_output_to_dev_null_is_written_directly(tmp_path):
+def test_output_to_dev_null_is_written_directly(tmp_path, sce):
     path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,0\n")
-    assert run(str(path), "-o", os.devnull, "-q").exit_code == 0
+    assert sce("batch", str(path), "-o", os.devnull, "-q").exit_code == 0
     assert Path(os.devnull).is_char_device()
 
 
-def test_output_format_follows_the_output_name(tmp_path):
+def test_output_format_follows_the_output_name(tmp_path, sce):
     path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,0\n")
     out = tmp_path / "out.jsonl"
-    run(str(path), "-o", str(out), "-q")
+    sce("batch", str(path), "-o", str(out), "-q")
     assert json.loads(out.read_text().splitlines()[0])["label"] == 0
 
 
@@ -349,11 +342,11 @@ def test_interrupt_leaves_no_partial_output(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
 
 
-def test_an_unclosed_quote_is_reported_not_read_into_memory(tmp_path, monkeypatch):
+def test_an_unclosed_quote_is_reported_not_read_into_memory(tmp_path, monkeypatch, sce):
     monkeypatch.setattr(records, "BLOCK_BYTES", 64)
     monkeypatch.setattr(records, "MAX_RECORD_BYTES", 1024)
     path = write(tmp_path, "in.csv", "id,z0,z1,label\n" + "x,1,2,0\n" * 3 + '"open,1,2,0\n' + "y,1,2,0\n" * 400)
-    result = run(str(path), "--logit-cols", "z*", "-q")
+    result = sce("batch", str(path), "--logit-cols", "z*", "-q")
     assert result.exit_code == 1
     assert "line 5: a quoted field is never closed" in result.stderr
 
@@ -365,27 +358,27 @@ def test_record_boundary_with_an_open_quote_is_fast():
     assert time.perf_counter() - start < 5  # was quadratic: hours
 
 
-def test_undecodable_latin_text_names_its_line(tmp_path):
+def test_undecodable_latin_text_names_its_line(tmp_path, sce):
     path = write(tmp_path, "in.csv", b"z0,z1,label\n1,2,0\n1,2,0\n\xff\xfe,2,0\n")
-    result = run(str(path), "--encoding", "ascii", "-q")
+    result = sce("batch", str(path), "--encoding", "ascii", "-q")
     assert result.exit_code == 1
     assert result.stderr.startswith("sce: error: line 4: bytes that are not ascii")
 
 
 @pytest.mark.parametrize("block_bytes", [50, 4096])
-def test_errors_deep_in_a_file_name_the_right_line(tmp_path, monkeypatch, block_bytes):
+def test_errors_deep_in_a_file_name_the_right_line(tmp_path, monkeypatch, block_bytes, sce):
     # Regression: lines were counted from 1 again in every block after the first.
     monkeypatch.setattr(records, "BLOCK_BYTES", block_bytes)
     rows = ["z0,z1,label"] + ["1.5,2.5,0"] * 998 + ["1.5,oops,0"]
     path = write(tmp_path, "in.csv", "\n".join(rows) + "\n")
-    result = run(str(path), "-q")
+    result = sce("batch", str(path), "-q")
     assert "line 1000, column z1: 'oops' is not a number" in result.stderr
     rows[999] = "1.5,2.5,9"
     path.write_text("\n".join(rows) + "\n")
-    assert "line 1000, column label: label 9 is out of range" in run(str(path), "-q").stderr
+    assert "line 1000, column label: label 9 is out of range" in sce("batch", str(path), "-q").stderr
 
 
-def test_the_file_layer_names_the_request_field_and_the_cli_words_it_as_a_flag(tmp_path):
+def test_the_file_layer_names_the_request_field_and_the_cli_words_it_as_a_flag(tmp_path, sce):
     from sce.batch import BatchRequest, run_batch
     from sce.cli.exit_status import exit_status
     from sce.errors import OptionProblem
@@ -400,7 +393,7 @@ def test_the_file_layer_names_the_request_field_and_the_cli_words_it_as_a_flag(t
     assert (caught.value.option, exit_status(caught.value, "batch")) == ("input_path", 1)
     assert (
         "sce: error: --label-col: there is no column 'nope'"
-        in run(str(SAMPLES / "batch.csv"), "--label-col", "nope").stderr
+        in sce("batch", str(SAMPLES / "batch.csv"), "--label-col", "nope").stderr
     )
 
 
@@ -434,7 +427,7 @@ def test_quiet_runs_warn_but_never_load_rich(tmp_path):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_a_weighted_mean_over_many_blocks_is_bit_identical_to_one_call_of_the_core(tmp_path, dtype):
+def test_a_weighted_mean_over_many_blocks_is_bit_identical_to_one_call_of_the_core(tmp_path, dtype, sce):
     """Regression: the weighted mean's D = Σ w[y] was summed block by block in
     sce batch and in one go by the core, so their last bits differed (1–2 ulp in
     most gradient entries). Both now round the exact Σ_k w_k·n_k once."""
@@ -451,7 +444,7 @@ def test_a_weighted_mean_over_many_blocks_is_bit_identical_to_one_call_of_the_co
     assert source.stat().st_size > 3 * records.BLOCK_BYTES
     out = tmp_path / "out.csv"
     weight = ",".join(map(repr, weights))
-    result = run(str(source), "-o", str(out), "-q", "--reduction", "mean", "-w", weight, "--dtype", dtype)
+    result = sce("batch", str(source), "-o", str(out), "-q", "--reduction", "mean", "-w", weight, "--dtype", dtype)
     assert result.exit_code == 0, result.stderr
     with out.open() as handle:
         rows = list(csv.DictReader(handle))
@@ -460,21 +453,21 @@ def test_a_weighted_mean_over_many_blocks_is_bit_identical_to_one_call_of_the_co
     assert np.array_equal(written.astype(dtype), core.gradient)
 
 
-def test_regression_an_output_in_a_missing_folder_says_so(tmp_path):
+def test_regression_an_output_in_a_missing_folder_says_so(tmp_path, sce):
     (tmp_path / "in.csv").write_text("z0,z1,label\n1,2,0\n")
     missing = tmp_path / "missing" / "deeper"
-    result = run(str(tmp_path / "in.csv"), "-o", str(missing / "out.csv"))
+    result = sce("batch", str(tmp_path / "in.csv"), "-o", str(missing / "out.csv"))
     assert result.exit_code == 1
     assert result.stderr == f"sce: error: -o: the folder {missing} does not exist; create it, or write the output elsewhere\n"
     assert not missing.exists()
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
-def test_regression_an_output_in_proc_says_the_folder_takes_no_files(tmp_path):
+def test_regression_an_output_in_proc_says_the_folder_takes_no_files(tmp_path, sce):
     """/proc exists, yet creating a file there fails with 'no such file or directory': the
     message said 'cannot write in /proc: no such file or directory'."""
     (tmp_path / "in.csv").write_text("z0,z1,label\n1,2,0\n")
-    result = run(str(tmp_path / "in.csv"), "-o", "/proc/out.csv")
+    result = sce("batch", str(tmp_path / "in.csv"), "-o", "/proc/out.csv")
     assert result.exit_code == 1
     assert result.stderr == (
         "sce: error: -o: cannot create a file in /proc (no such file or directory: it takes no new files); "
@@ -482,7 +475,7 @@ def test_regression_an_output_in_proc_says_the_folder_takes_no_files(tmp_path):
     )
 
 
-def test_regression_an_input_that_grows_between_the_means_two_passes_is_refused(tmp_path, monkeypatch):
+def test_regression_an_input_that_grows_between_the_means_two_passes_is_refused(tmp_path, monkeypatch, sce):
     """With --reduction mean the input is read twice; rows added in between were written with
     gradients divided by the first pass's count, exit 0. The second pass counts again."""
     from sce.batch import csv_source as batch_run
@@ -500,7 +493,7 @@ def test_regression_an_input_that_grows_between_the_means_two_passes_is_refused(
         return found
 
     monkeypatch.setattr(batch_run, "mean_denominator", then_grow)
-    result = run(str(source), "--reduction", "mean", "-o", str(out), "-q")
+    result = sce("batch", str(source), "--reduction", "mean", "-o", str(out), "-q")
     assert result.exit_code == 1
     assert result.stderr == (
         f"sce: error: {source} changed while it was read twice for --reduction mean: 2 counted rows of weight 2 "
@@ -510,18 +503,18 @@ def test_regression_an_input_that_grows_between_the_means_two_passes_is_refused(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
 
 
-def test_the_means_second_pass_agrees_with_the_first_on_an_unchanged_file(tmp_path):
+def test_the_means_second_pass_agrees_with_the_first_on_an_unchanged_file(tmp_path, sce):
     source = tmp_path / "in.csv"
     source.write_text("z0,z1,t0,t1\n1,2,0.5,0.5\n3,1,0.25,0.75\n")
-    result = run(str(source), "--target-cols", "t0,t1", "--reduction", "mean", "-o", str(tmp_path / "o.csv"), "-q")
+    result = sce("batch", str(source), "--target-cols", "t0,t1", "--reduction", "mean", "-o", str(tmp_path / "o.csv"), "-q")
     assert result.exit_code == 0, result.stderr
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/mem"), reason="needs Linux's /proc")
-def test_regression_a_read_error_on_the_input_names_the_input(tmp_path):
+def test_regression_a_read_error_on_the_input_names_the_input(tmp_path, sce):
     """Reading /proc/self/mem fails with EIO; it was reported as "writing the output to stdout
     failed", with -o naming a file."""
-    result = run("/proc/self/mem", "-q", "-o", str(tmp_path / "out.csv"))
+    result = sce("batch", "/proc/self/mem", "-q", "-o", str(tmp_path / "out.csv"))
     assert (result.exit_code, result.stderr) == (
         1,
         "sce: error: INPUT: reading /proc/self/mem failed: input/output error\n",
@@ -529,11 +522,11 @@ def test_regression_a_read_error_on_the_input_names_the_input(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_regression_an_output_with_a_trailing_slash_names_a_folder(tmp_path):
+def test_regression_an_output_with_a_trailing_slash_names_a_folder(tmp_path, sce):
     """`-o results/` wrote a file named results."""
     (tmp_path / "in.csv").write_text("z0,z1,label\n1,2,0\n")
     target = f"{tmp_path / 'results'}/"
-    result = run(str(tmp_path / "in.csv"), "-o", target, "-q")
+    result = sce("batch", str(tmp_path / "in.csv"), "-o", target, "-q")
     assert (result.exit_code, result.stderr) == (
         2,
         f"sce: error: -o: {target} names a folder, which does not exist; create it, or name a file: {target}out.csv\n",
@@ -548,22 +541,22 @@ def test_regression_an_output_with_a_trailing_slash_names_a_folder(tmp_path):
         ("p.csv", "z0;z1;label\n1;2;0\n", "it looks separated by semicolons, not commas; say --delimiter ';'"),
     ],
 )
-def test_regression_a_file_separated_otherwise_than_its_name_says(tmp_path, name, text, said):
+def test_regression_a_file_separated_otherwise_than_its_name_says(tmp_path, name, text, said, sce):
     """A comma-separated .tsv was told "there is no column named 'label'; the columns are
     z0,z1,label", one column worded as three, with advice that could not work."""
     (tmp_path / name).write_text(text)
-    result = run(str(tmp_path / name), "-q")
+    result = sce("batch", str(tmp_path / name), "-q")
     header = text.splitlines()[0]
     assert (result.exit_code, result.stderr) == (1, f"sce: error: the file has one column, {header!r}: {said}\n")
 
 
-def test_regression_a_line_without_an_end_is_not_called_an_open_quote(tmp_path, monkeypatch):
+def test_regression_a_line_without_an_end_is_not_called_an_open_quote(tmp_path, monkeypatch, sce):
     """No record end within the bound, in a file without a quote, was "a quoted field is never
     closed"."""
     monkeypatch.setattr(records, "MAX_RECORD_BYTES", 1000)
     monkeypatch.setattr(records, "BLOCK_BYTES", 256)
     (tmp_path / "long.csv").write_text("z0,z1,label\n" + "1" * 5000 + ",2,0\n")
-    result = run(str(tmp_path / "long.csv"), "-q")
+    result = sce("batch", str(tmp_path / "long.csv"), "-q")
     assert (result.exit_code, result.stderr) == (
         1,
         "sce: error: line 2: no line ends within 1,000 bytes: a line longer than sce reads, or not a text file; "
@@ -571,7 +564,7 @@ def test_regression_a_line_without_an_end_is_not_called_an_open_quote(tmp_path, 
     )
 
 
-def test_regression_arrays_through_a_fifo_are_named_as_arrays(tmp_path):
+def test_regression_arrays_through_a_fifo_are_named_as_arrays(tmp_path, sce):
     """A .npz given as a FIFO (or <(cat d.npz)) was read as CSV: "byte 0xcc is not valid
     UTF-8; give the file's encoding with --encoding latin-1", advice that made it worse."""
     import threading
@@ -586,7 +579,7 @@ def test_regression_arrays_through_a_fifo_are_named_as_arrays(tmp_path):
 
     feeder = threading.Thread(target=feed)
     feeder.start()
-    result = run(str(fifo), "-q")
+    result = sce("batch", str(fifo), "-q")
     feeder.join(5)
     assert (result.exit_code, result.stderr) == (
         1,
@@ -613,16 +606,16 @@ def test_regression_a_full_disk_is_worded_one_way(tmp_path, text):
 
 
 @pytest.mark.parametrize("order", ["utf-16le", "utf-16be"])
-def test_regression_utf16_without_a_byte_order_mark_is_named(tmp_path, order):
+def test_regression_utf16_without_a_byte_order_mark_is_named(tmp_path, order, sce):
     """Read as UTF-8, its header became one column name full of NUL bytes, written raw to the
     terminal, with advice about --label-col."""
     (tmp_path / "u.csv").write_bytes("z0,z1,label\n1,2,0\n".encode(order))
-    result = run(str(tmp_path / "u.csv"), "-q")
+    result = sce("batch", str(tmp_path / "u.csv"), "-q")
     assert (result.exit_code, result.stderr) == (
         1,
         f"sce: error: line 1: the file looks like UTF-16 (a NUL byte beside every character); give --encoding {order}\n",
     )
-    assert run(str(tmp_path / "u.csv"), "--encoding", order, "-q").exit_code == 0
+    assert sce("batch", str(tmp_path / "u.csv"), "--encoding", order, "-q").exit_code == 0
 
 
 def test_run_batch_docstring_examples_run():

@@ -1,6 +1,6 @@
 """`sce batch` on arrays as a real process: its peak memory on a large
 memory-mapped .npy, and signals during .npz, Parquet and Arrow output, in the
-style of tests/test_batch_memory.py and tests/test_signals.py."""
+style of tests/test_batch_memory.py and tests/test_batch_signals.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.test_batch_memory import PROBE
-from tests.test_signals import STOPPING, finish, generate, start, wait_for
+from tests.test_batch_signals import STOPPING, finish, generate, start, wait_for
 
 #: The interpreter with numpy, polars and sce loaded is about 64 MB; a block of
 #: 2^18 entries costs a few MB for each of its arrays. A run that read the
@@ -102,7 +102,7 @@ def test_signal_during_array_output_keeps_the_old_file(tmp_path, medium, suffix,
 
 @pytest.fixture(scope="module")
 def big(tmp_path_factory) -> Path:
-    """tests/test_signals.py's 25 MB of CSV logits and labels."""
+    """tests/test_batch_signals.py's 25 MB of CSV logits and labels."""
     return generate(tmp_path_factory.mktemp("big"), with_gradients=False)
 
 

@@ -17,7 +17,7 @@ INPUT = "z0,z1,z2,label\n2,3,4,1\n"
 P = np.exp([2.0, 3.0, 4.0]) / np.exp([2.0, 3.0, 4.0]).sum()
 
 
-def sce(*args: str, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+def sce_process(*args: str, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sce", *args], stdout=stdout, stderr=subprocess.PIPE)
 
 
@@ -37,7 +37,7 @@ def test_regression_output_to_dev_stdout_appends_where_the_shell_appends(tmp_pat
     log = tmp_path / "log.txt"
     log.write_text("PRECIOUS 1\nPRECIOUS 2\n")
     with open(log, "ab") as appended:
-        done = sce("batch", str(source), "-o", name, "-q", stdout=appended)
+        done = sce_process("batch", str(source), "-o", name, "-q", stdout=appended)
     assert done.returncode == 0, done.stderr
     lines = log.read_text().splitlines()
     assert lines[:2] == ["PRECIOUS 1", "PRECIOUS 2"]
@@ -47,7 +47,7 @@ def test_regression_output_to_dev_stdout_appends_where_the_shell_appends(tmp_pat
 
 
 def test_regression_output_to_dev_stdout_goes_down_a_pipe(source):
-    done = sce("batch", str(source), "-o", "/dev/stdout", "-q")  # stdout is a pipe here
+    done = sce_process("batch", str(source), "-o", "/dev/stdout", "-q")  # stdout is a pipe here
     assert done.returncode == 0, done.stderr
     assert len(_rows(done.stdout.decode())) == 1
 
@@ -55,7 +55,7 @@ def test_regression_output_to_dev_stdout_goes_down_a_pipe(source):
 def test_a_link_to_dev_stdout_is_followed_to_the_descriptor(tmp_path, source):
     link = tmp_path / "out"
     link.symlink_to("/dev/stdout")
-    done = sce("batch", str(source), "-o", str(link), "-q")
+    done = sce_process("batch", str(source), "-o", str(link), "-q")
     assert done.returncode == 0, done.stderr
     assert len(_rows(done.stdout.decode())) == 1
     assert link.is_symlink()
@@ -65,7 +65,7 @@ def test_npz_output_to_a_descriptor_open_for_appending_is_refused(tmp_path, sour
     target = tmp_path / "out.npz"
     target.write_bytes(b"old")
     with open(target, "ab") as appended:
-        done = sce("batch", str(source), "-f", "npz", "-o", "/dev/stdout", "-q", stdout=appended)
+        done = sce_process("batch", str(source), "-f", "npz", "-o", "/dev/stdout", "-q", stdout=appended)
     assert done.returncode == 2
     assert done.stderr.decode() == (
         "sce: error: -o: /dev/stdout is open for appending (>>); .npz output is written out of order: name a file\n"
@@ -76,7 +76,7 @@ def test_npz_output_to_a_descriptor_open_for_appending_is_refused(tmp_path, sour
 def test_npz_output_to_dev_stdout_redirected_to_a_file_is_whole(tmp_path, source):
     target = tmp_path / "out.npz"
     with open(target, "wb") as written:
-        done = sce("batch", str(source), "-f", "npz", "-o", "/dev/stdout", "-q", stdout=written)
+        done = sce_process("batch", str(source), "-f", "npz", "-o", "/dev/stdout", "-q", stdout=written)
     assert done.returncode == 0, done.stderr
     with np.load(target) as arrays:
         assert arrays["loss"][0] == pytest.approx(-np.log(P[1]), rel=1e-15)
@@ -94,19 +94,17 @@ def test_regression_stdin_read_from_the_output_file_is_refused(tmp_path, source)
     assert source.read_bytes() == before
 
 
-def test_regression_a_read_only_output_is_not_replaced(tmp_path, source, monkeypatch):
+def test_regression_a_read_only_output_is_not_replaced(tmp_path, source, monkeypatch, sce):
     """The temporary file renamed over the output needs only the folder's permission, so a file
     its owner made read-only (or another user's) was replaced; `>` would have been refused."""
-    from typer.testing import CliRunner
 
-    from sce.cli import app
     from sce.io.writers import atomic as output
 
     out = tmp_path / "out.csv"
     out.write_text("KEEP\n")
     real_access = output.os.access
     monkeypatch.setattr(output.os, "access", lambda path, mode: False if path == str(out) else real_access(path, mode))
-    result = CliRunner().invoke(app, ["batch", str(source), "-o", str(out), "-q"])
+    result = sce("batch", str(source), "-o", str(out), "-q")
     assert result.exit_code == 1
     assert result.stderr == (
         f"sce: error: -o: {out} is not writable (read-only, or not yours); make it writable or write the output "
@@ -121,7 +119,7 @@ def test_regression_a_descriptor_opened_on_the_input_is_refused(tmp_path, source
     45 MB before the run failed on its own output rows)."""
     before = source.read_bytes()
     with open(source, "ab") as appended:
-        done = sce("batch", str(source), *output, "-q", stdout=appended)
+        done = sce_process("batch", str(source), *output, "-q", stdout=appended)
     assert done.returncode == 2
     assert done.stderr.decode() == f"sce: error: {said} is the input file; write the output to another file\n"
     assert source.read_bytes() == before

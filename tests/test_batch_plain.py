@@ -25,7 +25,7 @@ from sce.io.csv.plain import parse_plain_block, plain_rows
 from sce.io.csv.records import Block
 from sce.options import LossOptions
 
-SAMPLES = Path(__file__).parent.parent / "samples"
+SAMPLES = Path(__file__).parent.parent / "sce" / "samples"
 
 
 def outcome(folder: Path, data: bytes, **fields) -> tuple[bytes | str, tuple[object, ...]]:

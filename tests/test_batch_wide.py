@@ -23,7 +23,7 @@ from sce.options import LossOptions
 from .test_batch_plain import CASES as PLAIN_CASES
 from .test_batch_plain import assert_the_same_either_way, generated_files
 
-SAMPLES = Path(__file__).parent.parent / "samples"
+SAMPLES = Path(__file__).parent.parent / "sce" / "samples"
 
 
 def wide_csv(rows: int, k: int, seed: int = 0) -> tuple[str, np.ndarray, np.ndarray]:

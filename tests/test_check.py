@@ -11,14 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from typer.testing import CliRunner
 
-from sce.cli import app
 from sce.explain.finite_differences import finite_difference_check
 from sce.grading import digit_slip, tolerance_of
 from sce.loss import loss_hessian, softmax_cross_entropy, softmax_jacobian
 
-runner = CliRunner()
+pytestmark = pytest.mark.columns(120)
+
 
 # The seeds' example by hand.
 E = [math.exp(2), math.exp(3), math.exp(4)]
@@ -26,19 +25,15 @@ P = [e / sum(E) for e in E]
 LOSS = math.log(sum(E)) - 3
 
 
-def run(*args: str):
-    return runner.invoke(app, list(args), env={"COLUMNS": "120"})
-
-
 def vector(values) -> str:  # type: ignore[no-untyped-def]
     return ",".join(f"{v:.4f}" for v in values)
 
 
-# --- the posts' example ----------------------------------------------------------------------------
+# --- the textbook example ----------------------------------------------------------------------------
 
 
-def test_the_posts_typo_fails_on_class_1():
-    result = run("check", "2", "3", "4", "--label", "1", "--grad", "0.090,-0.775,0.665")
+def test_the_posts_typo_fails_on_class_1(sce):
+    result = sce("check", "2", "3", "4", "--label", "1", "--grad", "0.090,-0.775,0.665")
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     row = next(line for line in lines if line.strip().startswith("1 "))
@@ -47,16 +42,16 @@ def test_the_posts_typo_fails_on_class_1():
     assert "verdict: not correct" in result.stdout
 
 
-def test_the_right_answer_passes():
-    result = run("check", "2", "3", "4", "--label", "1", "--grad", "0.090,-0.755,0.665", "--loss", "1.408")
+def test_the_right_answer_passes(sce):
+    result = sce("check", "2", "3", "4", "--label", "1", "--grad", "0.090,-0.755,0.665", "--loss", "1.408")
     assert result.exit_code == 0, result.stdout
     assert "verdict: correct" in result.stdout
     assert "0.090" in result.stdout  # shown as typed
 
 
-def test_the_posts_rounded_loss_fails():
+def test_the_posts_rounded_loss_fails(sce):
     # The post's 1.406 comes from rounding p first; the loss is 1.4076.
-    assert run("check", "2", "3", "4", "-l", "1", "--loss", "1.406").exit_code == 1
+    assert sce("check", "2", "3", "4", "-l", "1", "--loss", "1.406").exit_code == 1
 
 
 # --- tolerance from the digits typed -----------------------------------------------------------------
@@ -66,7 +61,7 @@ def test_the_posts_rounded_loss_fails():
     "text,tolerance",
     [("0.1", 0.05), ("0.10", 0.005), ("1e-3", 0.0005), ("-0.7553", 0.00005), ("0.090", 0.0005), ("2", 0.5), ("1.5E+2", 5.0)],
 )
-def test_tolerance_of(text, tolerance):
+def test_the_tolerance_follows_the_digits_typed(text, tolerance):
     assert tolerance_of(text) == pytest.approx(tolerance, rel=1e-12)
 
 
@@ -74,13 +69,13 @@ def test_tolerance_of(text, tolerance):
     "loss,passes",
     [("1.4", True), ("1.41", True), ("1.40", False), ("1.4076", True), ("1.4075", False), ("1e0", True)],
 )
-def test_loss_tolerance_follows_the_digits(loss, passes):
-    assert (run("check", "2", "3", "4", "-l", "1", "--loss", loss).exit_code == 0) is passes
+def test_loss_tolerance_follows_the_digits(loss, passes, sce):
+    assert (sce("check", "2", "3", "4", "-l", "1", "--loss", loss).exit_code == 0) is passes
 
 
-def test_explicit_tolerance():
-    assert run("check", "2", "3", "4", "-l", "1", "--loss", "1.40", "--tol", "0.01").exit_code == 0
-    assert run("check", "2", "3", "4", "-l", "1", "--loss", "1.4", "--tol", "0.001").exit_code == 1
+def test_explicit_tolerance(sce):
+    assert sce("check", "2", "3", "4", "-l", "1", "--loss", "1.40", "--tol", "0.01").exit_code == 0
+    assert sce("check", "2", "3", "4", "-l", "1", "--loss", "1.4", "--tol", "0.001").exit_code == 1
 
 
 @pytest.mark.parametrize(
@@ -91,7 +86,7 @@ def test_explicit_tolerance():
         ("-0.900", -0.7552715, None),
     ],
 )
-def test_digit_slips(text, expected, slip):
+def test_a_digit_slip_is_named_and_a_right_answer_is_not(text, expected, slip):
     found = digit_slip(text, expected)
     assert (found is None) if slip is None else (slip in found)
 
@@ -99,70 +94,70 @@ def test_digit_slips(text, expected, slip):
 # --- the usual mistakes, each recognised --------------------------------------------------------------
 
 
-def mistake_of(*args: str) -> str:
-    result = run("check", *args, "-f", "json")
+def mistake_of(sce, *args: str) -> str:
+    result = sce("check", *args, "-f", "json")
     assert result.exit_code == 1, result.stdout
     quantities = json.loads(result.stdout)["quantities"]
     return next(q["mistake"] for q in quantities if not q["correct"]) or ""
 
 
-def test_probabilities_without_subtracting_one():
-    assert "without subtracting 1" in mistake_of("2", "3", "4", "-l", "1", "--grad", vector(P))
+def test_probabilities_without_subtracting_one(sce):
+    assert "without subtracting 1" in mistake_of(sce, "2", "3", "4", "-l", "1", "--grad", vector(P))
 
 
-def test_sign_flipped():
-    assert "sign is flipped" in mistake_of("2", "3", "4", "-l", "1", "--grad", vector([-P[0], 1 - P[1], -P[2]]))
+def test_sign_flipped(sce):
+    assert "sign is flipped" in mistake_of(sce, "2", "3", "4", "-l", "1", "--grad", vector([-P[0], 1 - P[1], -P[2]]))
 
 
-def test_mean_not_divided_by_the_weight_sum():
+def test_mean_not_divided_by_the_weight_sum(sce):
     # One row, weight 2 on the label: the mean divides 2·(p - y) by 2.
     summed = [2 * P[0], 2 * (P[1] - 1), 2 * P[2]]
-    name = mistake_of("2", "3", "4", "-l", "1", "-w", "1,2,3", "--reduction", "mean", "--grad", vector(summed))
+    name = mistake_of(sce, "2", "3", "4", "-l", "1", "-w", "1,2,3", "--reduction", "mean", "--grad", vector(summed))
     assert "the mean divides by the weight sum" in name
 
 
-def test_mean_not_divided_by_n_for_soft_targets():
-    result = run("check", "2", "3", "4", "-t", "0,1,0", "--reduction", "mean", "--loss", f"{LOSS:.4f}")
+def test_mean_not_divided_by_n_for_soft_targets(sce):
+    result = sce("check", "2", "3", "4", "-t", "0,1,0", "--reduction", "mean", "--loss", f"{LOSS:.4f}")
     assert result.exit_code == 0  # N = 1: nothing to divide
 
 
-def test_weights_applied_class_by_class():
+def test_weights_applied_class_by_class(sce):
     weights = [1, 2, 3]
     wrong = [w * (p - (k == 1)) for k, (w, p) in enumerate(zip(weights, P))]
-    name = mistake_of("2", "3", "4", "-l", "1", "-w", "1,2,3", "--grad", vector(wrong))
+    name = mistake_of(sce, "2", "3", "4", "-l", "1", "-w", "1,2,3", "--grad", vector(wrong))
     assert "weights applied class by class" in name
 
 
-def test_temperature_factor_missing():
+def test_temperature_factor_missing(sce):
     t = 2.0
     e = [math.exp(z / t) for z in (2, 3, 4)]
     p = [v / sum(e) for v in e]
     without_factor = [p[0], p[1] - 1, p[2]]  # (p - y), not (p - y) / T
-    assert "1/T" in mistake_of("2", "3", "4", "-l", "1", "-T", "2", "--grad", vector(without_factor))
+    assert "1/T" in mistake_of(sce, "2", "3", "4", "-l", "1", "-T", "2", "--grad", vector(without_factor))
 
 
 @pytest.mark.parametrize("base,word", [(10, "base 10"), (2, "base 2")])
-def test_loss_in_another_log_base(base, word):
-    assert word in mistake_of("2", "3", "4", "-l", "1", "--loss", f"{-math.log(P[1], base):.4f}")
+def test_loss_in_another_log_base(base, word, sce):
+    assert word in mistake_of(sce, "2", "3", "4", "-l", "1", "--loss", f"{-math.log(P[1], base):.4f}")
 
 
-def test_label_smoothing_left_out():
-    assert "smoothing left out" in mistake_of(
+def test_label_smoothing_left_out(sce):
+    assert "smoothing left out" in mistake_of(sce, 
         "2", "3", "4", "-l", "1", "--smoothing", "0.1", "--grad", vector([P[0], P[1] - 1, P[2]])
     )
 
 
-def test_label_read_as_one_based():
-    assert "labels are 0-based" in mistake_of("2", "3", "4", "-l", "1", "--grad", vector([P[0] - 1, P[1], P[2]]))
+def test_label_read_as_one_based(sce):
+    assert "labels are 0-based" in mistake_of(sce, "2", "3", "4", "-l", "1", "--grad", vector([P[0] - 1, P[1], P[2]]))
 
 
-def test_unnormalised_exponentials_for_probabilities():
+def test_unnormalised_exponentials_for_probabilities(sce):
     shifted = [math.exp(-2), math.exp(-1), 1.0]
-    assert "not divided by their sum" in mistake_of("2", "3", "4", "-l", "1", "--probs", vector(shifted))
+    assert "not divided by their sum" in mistake_of(sce, "2", "3", "4", "-l", "1", "--probs", vector(shifted))
 
 
-def test_no_mistake_named_for_an_unrecognised_answer():
-    assert mistake_of("2", "3", "4", "-l", "1", "--grad", "0.3,0.3,0.3") == ""
+def test_no_mistake_named_for_an_unrecognised_answer(sce):
+    assert mistake_of(sce, "2", "3", "4", "-l", "1", "--grad", "0.3,0.3,0.3") == ""
 
 
 # --- bad input -------------------------------------------------------------------------------------------
@@ -179,8 +174,8 @@ BAD = [
 
 
 @pytest.mark.parametrize("args,status,message", BAD, ids=[" ".join(a) for a, _, _ in BAD])
-def test_bad_input(args, status, message):
-    result = run("check", *args)
+def test_bad_input_is_one_line_with_its_status(args, status, message, sce):
+    result = sce("check", *args)
     assert result.exit_code == status
     assert len(result.stderr.splitlines()) == 1
     assert message in result.stderr
@@ -189,28 +184,28 @@ def test_bad_input(args, status, message):
 # --- files ---------------------------------------------------------------------------------------------------
 
 
-def scored(tmp_path: Path) -> Path:
+def scored(sce, tmp_path: Path) -> Path:
     source = tmp_path / "in.csv"
     source.write_text("z0,z1,z2,label\n2,3,4,1\n0,40,-1,1\n1.5,-0.5,0.25,0\n-1,2,0.5,2\n")
     out = tmp_path / "scored.csv"
-    assert run("batch", str(source), "-o", str(out), "-q").exit_code == 0
+    assert sce("batch", str(source), "-o", str(out), "-q").exit_code == 0
     return out
 
 
-def test_file_of_right_answers_passes(tmp_path):
-    result = run("check", "--csv", str(scored(tmp_path)), "--grad-cols", "grad_*", "--loss-col", "loss")
+def test_file_of_right_answers_passes(tmp_path, sce):
+    result = sce("check", "--csv", str(scored(sce, tmp_path)), "--grad-cols", "grad_*", "--loss-col", "loss")
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "rows checked: 4" in result.stdout and "rows wrong: 0" in result.stdout
 
 
-def test_file_with_one_wrong_row_found_at_its_line(tmp_path):
-    path = scored(tmp_path)
+def test_file_with_one_wrong_row_found_at_its_line(tmp_path, sce):
+    path = scored(sce, tmp_path)
     lines = path.read_text().splitlines()
     fields = lines[3].split(",")
     fields[-2] = "0.5"  # grad_z1 of the third data row (line 4)
     lines[3] = ",".join(fields)
     path.write_text("\n".join(lines) + "\n")
-    result = run("check", "--csv", str(path), "--grad-cols", "grad_*", "-f", "json")
+    result = sce("check", "--csv", str(path), "--grad-cols", "grad_*", "-f", "json")
     assert result.exit_code == 1
     document = json.loads(result.stdout)
     assert document["rows"] == 4 and document["wrong_rows"] == 1
@@ -222,21 +217,21 @@ def test_file_with_one_wrong_row_found_at_its_line(tmp_path):
     assert document["worst"][0]["difference"] == 0.5 - document["worst"][0]["expected"]
 
 
-def test_file_rounded_answers_use_their_digits(tmp_path):
+def test_file_rounded_answers_use_their_digits(tmp_path, sce):
     path = tmp_path / "hand.csv"
     path.write_text("z0,z1,z2,label,g0,g1,g2\n2,3,4,1,0.090,-0.755,0.665\n2,3,4,1,0.09,-0.78,0.67\n")
-    result = run("check", "--csv", str(path), "--grad-cols", "g0,g1,g2", "--logit-cols", "z*", "-f", "json")
+    result = sce("check", "--csv", str(path), "--grad-cols", "g0,g1,g2", "--logit-cols", "z*", "-f", "json")
     document = json.loads(result.stdout)
     assert document["wrong_rows"] == 1
     assert document["worst"][0]["line"] == 3
 
 
-def test_file_without_the_named_columns(tmp_path):
-    path = scored(tmp_path)
-    result = run("check", "--csv", str(path), "--grad-cols", "gradient_*")
+def test_file_without_the_named_columns(tmp_path, sce):
+    path = scored(sce, tmp_path)
+    result = sce("check", "--csv", str(path), "--grad-cols", "gradient_*")
     assert result.exit_code == 2  # cannot be graded: not 1, "graded and wrong"
     assert "--grad-cols: 'gradient_*' matches no column" in result.stderr
-    result = run("check", "--csv", str(path), "--loss-col", "nll")
+    result = sce("check", "--csv", str(path), "--loss-col", "nll")
     assert "--loss-col: there is no column 'nll'" in result.stderr
 
 
@@ -259,16 +254,16 @@ def test_verify_agrees_to_1e7_on_random_inputs(case, smoothing, temperature):
     assert finite_difference_check(result, loss_of).worst < 1e-7
 
 
-def test_verify_in_the_cli():
-    result = run("grad", "2", "3", "4", "-l", "1", "--verify", "-f", "json")
+def test_verify_in_the_cli(sce):
+    result = sce("grad", "2", "3", "4", "-l", "1", "--verify", "-f", "json")
     document = json.loads(result.stdout)
     assert document["verify"]["max_relative_difference"] < 1e-7
     assert document["verify"]["numeric"] == pytest.approx([P[0], P[1] - 1, P[2]], rel=1e-8)
-    assert "agree" in run("grad", "2", "3", "4", "-l", "1", "--verify").stdout
+    assert "agree" in sce("grad", "2", "3", "4", "-l", "1", "--verify").stdout
 
 
-def test_jacobian_times_dl_ds_is_the_gradient():
-    document = json.loads(run("grad", "2", "3", "4", "-l", "1", "-w", "1,2,3", "-T", "2", "--jacobian", "-f", "json").stdout)
+def test_jacobian_times_dl_ds_is_the_gradient(sce):
+    document = json.loads(sce("grad", "2", "3", "4", "-l", "1", "-w", "1,2,3", "-T", "2", "--jacobian", "-f", "json").stdout)
     np.testing.assert_allclose(document["jacobian"]["product"], document["gradient"], rtol=1e-13)
     # With T = 2 the softmax's Jacobian at its input z/T is diag(s) - s sᵀ, and ∂s/∂z half of it.
     p = np.array(document["probabilities"])
@@ -277,14 +272,14 @@ def test_jacobian_times_dl_ds_is_the_gradient():
     assert document["jacobian"]["ds_dz_is"].startswith("∂s/∂z = (diag(s) - s sᵀ) / T")
 
 
-def test_hessian_eigenvalues():
-    document = json.loads(run("grad", "2", "3", "4", "-l", "1", "--hessian", "-f", "json").stdout)
+def test_hessian_eigenvalues(sce):
+    document = json.loads(sce("grad", "2", "3", "4", "-l", "1", "--hessian", "-f", "json").stdout)
     hessian = np.array(document["hessian"]["matrix"])
     eigenvalues = np.array(document["hessian"]["eigenvalues"])
     assert (eigenvalues > -1e-15).all()  # positive semidefinite
     assert abs(eigenvalues.min()) < 1e-15  # zero along (1, 1, 1)
     np.testing.assert_allclose(hessian @ np.ones(3), 0, atol=1e-16)
-    assert "convex" in run("grad", "2", "3", "4", "-l", "1", "--hessian").stdout
+    assert "convex" in sce("grad", "2", "3", "4", "-l", "1", "--hessian").stdout
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"temperature": 2.0, "weight": [1, 2, 3]}, {"label_smoothing": 0.3}])
@@ -306,40 +301,40 @@ def test_softmax_jacobian_rows_sum_to_zero():
     np.testing.assert_allclose(softmax_jacobian(p).sum(axis=1), 0, atol=1e-16)
 
 
-def test_proofs_need_table_or_json():
-    result = run("grad", "2", "3", "-l", "0", "--verify", "-f", "csv")
+def test_proofs_need_table_or_json(sce):
+    result = sce("grad", "2", "3", "-l", "0", "--verify", "-f", "csv")
     assert result.exit_code == 2 and "--verify is shown as a table or in JSON" in result.stderr
 
 
-def test_what_if_runs_do_not_leak_warnings():
+def test_what_if_runs_do_not_leak_warnings(sce):
     # Regression: the 1-based-label what-if met the -inf logit of class 1 and
     # its LossWarning reached stderr as a raw Python warning.
-    result = run("check", "1", "-inf", "3", "-l", "2", "--grad", "1,1,1")
+    result = sce("check", "1", "-inf", "3", "-l", "2", "--grad", "1,1,1")
     assert result.exit_code == 1
     assert result.stderr == ""
 
 
-def test_the_real_run_still_warns():
-    result = run("check", "1", "-inf", "3", "-l", "1", "--loss", "1")
+def test_the_real_run_still_warns(sce):
+    result = sce("check", "1", "-inf", "3", "-l", "1", "--loss", "1")
     assert result.stderr.startswith("sce: warning: the loss is infinite")
 
 
-def test_regression_a_float32_answer_pasted_with_17_digits_passes_with_dtype_float32():
+def test_regression_a_float32_answer_pasted_with_17_digits_passes_with_dtype_float32(sce):
     """PyTorch's float32 loss and gradient for [2, 3, 4], label 1, printed with 17 digits: with
     --dtype float32 the tolerance came from the digits typed (5e-17), so every other float32
     engine failed by its last ulp. 4 ulps of float32 are now rounding."""
     torch_loss = "1.4076058864593506"  # recorded from torch 2.13's F.cross_entropy in float32
     torch_grad = "0.09003058075904846,-0.7552714943885803,0.665241003036499"
-    result = run("check", "2", "3", "4", "--label", "1", "--dtype", "float32", "--loss", torch_loss, "--grad", torch_grad)
+    result = sce("check", "2", "3", "4", "--label", "1", "--dtype", "float32", "--loss", torch_loss, "--grad", torch_grad)
     assert result.exit_code == 0, result.stdout
     # One float32 ulp at 1.4 is 1.2e-7: a loss 1e-6 off is 8 ulps, and fails.
-    result = run("check", "2", "3", "4", "--label", "1", "--dtype", "float32", "--loss", "1.4076068864593506")
+    result = sce("check", "2", "3", "4", "--label", "1", "--dtype", "float32", "--loss", "1.4076068864593506")
     assert result.exit_code == 1
     # Without --dtype float32, the float64 answer's 17 digits still rule: the float32 loss fails.
-    assert run("check", "2", "3", "4", "--label", "1", "--loss", torch_loss).exit_code == 1
+    assert sce("check", "2", "3", "4", "--label", "1", "--loss", torch_loss).exit_code == 1
 
 
-def test_regression_every_entry_off_by_one_digit_is_not_five_slips():
+def test_regression_every_entry_off_by_one_digit_is_not_five_slips(sce):
     """The gradient for ε = 0.2 where 0.1 was asked, every entry 0.02 (0.08 at the label) off in
     the same digit, was told as five independent digit slips. The numbers are the exact
     gradient of [2, 3, 4, -1, 0.5], label 1, with ε = 0.2: p − (0.8·y + 0.04)."""
@@ -347,7 +342,6 @@ def test_regression_every_entry_off_by_one_digit_is_not_five_slips():
     p = np.exp(z) / np.exp(z).sum()
     grad = p - 0.04
     grad[1] -= 0.8
-    result = run("check", "2", "3", "4", "-1", "0.5", "--label", "1", "--smoothing", "0.1",
-                 "--grad", ",".join(f"{g:.10g}" for g in grad))
+    result = sce("check", "2", "3", "4", "-1", "0.5", "--label", "1", "--smoothing", "0.1", "--grad", ",".join(f"{g:.10g}" for g in grad))
     assert result.exit_code == 1
     assert "slip" not in result.stdout

@@ -12,15 +12,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from sce.cli import app
 from sce.grading.dump.check import check_dump
 from sce.io.arrays import ArrayDump
 from sce.options import LossOptions
 from sce.testing import assert_cross_entropy_close
 
-runner = CliRunner()
 IGNORE = -100
 
 
@@ -133,7 +130,7 @@ def _grade(z, y, grad, loss, options, claimed="float32", targets=None):
     return check_dump(dump, options, claimed)
 
 
-# The hostile tester's reproductions (finding 1): each passed as "correct for float32".
+# Hostile answers, each once passed as "correct for float32".
 
 
 def _hostile_cases():
@@ -159,7 +156,7 @@ def test_regression_hostile_answers_with_options_are_not_correct(name):
         assert any("smoothed uniform" in m and "asked for off-target" in m for m in check.mistakes)
 
 
-def test_regression_hostile_answers_fail_on_the_command_line(tmp_path):
+def test_regression_hostile_answers_fail_on_the_command_line(tmp_path, sce):
     flags = {
         "cap_zeros": ["--softcap", "30"],
         "zl_negated_doubled": ["--z-loss", "1"],
@@ -168,7 +165,7 @@ def test_regression_hostile_answers_fail_on_the_command_line(tmp_path):
     for name, z, y, grad, loss, _ in _hostile_cases():
         path = tmp_path / f"{name}.npz"
         np.savez(path, logits=z, labels=y, grad=grad, loss=loss)
-        result = runner.invoke(app, ["check", "--arrays", str(path), "--reduction", "mean", *flags[name]])
+        result = sce("check", "--arrays", str(path), "--reduction", "mean", *flags[name])
         assert result.exit_code == 1, (name, result.output)
         assert "verdict: not correct for float32" in result.output
 
@@ -283,7 +280,7 @@ def test_a_mean_z_loss_with_weights_divides_the_loss_by_the_counted_rows():
     assert not _grade(z, y, grad, np.float32(by_weights), options).correct
 
 
-# PyTorch's smoothed float32 backward (finding 7).
+# PyTorch's smoothed float32 backward.
 
 
 def torch_like_smoothed_gradient(z, y, eps, reduction, lanes=16):
@@ -514,7 +511,7 @@ def test_pytorch_itself_softcapped_float32_gradient_passes():
     assert not _grade(logits, y.numpy(), -grad, loss.detach().numpy(), options).correct
 
 
-# The hostile tester's fairness findings (second round): half types and the typical error.
+# Fair verdicts for half types, and the typical error.
 
 
 def _bfloat16():
@@ -560,18 +557,16 @@ def test_regression_a_bfloat16_gradient_scaled_by_a_half_fails():
         assert verdict.typical_beyond and not check.correct  # …but not typically
 
 
-def test_the_typical_error_is_reported_in_text_and_json(tmp_path):
+def test_the_typical_error_is_reported_in_text_and_json(tmp_path, sce):
     z, y = _data(rows=8, classes=50)
     grad, _ = reference(z, y)
     np.savez(tmp_path / "d.npz", logits=z, labels=y, grad=(grad * 1.001).astype(np.float32))
-    result = runner.invoke(app, ["check", "--arrays", str(tmp_path / "d.npz"), "--reduction", "mean"])
+    result = sce("check", "--arrays", str(tmp_path / "d.npz"), "--reduction", "mean")
     assert result.exit_code == 1
     line = next(line for line in result.stdout.splitlines() if line.startswith("gradient: typical"))
     assert line.startswith("gradient: typical (root-mean-square) error ")
     assert line.endswith("is allowed; beyond")
-    result = runner.invoke(
-        app, ["check", "--arrays", str(tmp_path / "d.npz"), "--reduction", "mean", "--format", "json"]
-    )
+    result = sce("check", "--arrays", str(tmp_path / "d.npz"), "--reduction", "mean", "--format", "json")
     (quantity,) = __import__("json").loads(result.stdout)["quantities"]
     assert quantity["typical_beyond"] is True and quantity["correct"] is False
     # 1.001 × the gradient: every entry 0.1 % off, 8,400 to 16,800 ulp of float32.
@@ -597,7 +592,7 @@ def test_a_lane_sum_keeps_a_vector_registers_lanes(dtype, lanes, rows, classes):
     assert np.array_equal(lane_sum(values, np.dtype(dtype)), expected)
 
 
-def test_regression_where_the_type_cannot_hold_the_answer_the_verdict_says_so(tmp_path):
+def test_regression_where_the_type_cannot_hold_the_answer_the_verdict_says_so(tmp_path, sce):
     """float16 logits near 1,000 at T = 0.05: z/T ≈ 20,000, where float16's ulp is 16, so a
     straightforward float16 computation has no digit right. 4× its error was allowed at every
     entry: an all-zero gradient was "correct for float16" (and PyTorch's own loss failed)."""
@@ -605,7 +600,7 @@ def test_regression_where_the_type_cannot_hold_the_answer_the_verdict_says_so(tm
     z = (rng.normal(size=(16, 2000)) * 3 + 1000).astype(np.float16)
     y = rng.integers(0, 2000, 16)
     np.savez(tmp_path / "d.npz", logits=z, labels=y, grad=np.zeros_like(z))
-    result = runner.invoke(app, ["check", "--arrays", str(tmp_path / "d.npz"), "--temperature", "0.05"])
+    result = sce("check", "--arrays", str(tmp_path / "d.npz"), "--temperature", "0.05")
     assert result.exit_code == 2
     last = result.stdout.splitlines()[-1]
     assert last.startswith("verdict: cannot be judged in float16: a straightforward float16 computation of these ")
@@ -647,7 +642,7 @@ def test_a_wrong_loss_the_type_can_judge_is_wrong_even_beside_a_gradient_it_cann
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".txt"])
-def test_weights_of_a_vocabulary_are_read_from_a_file(tmp_path, suffix):
+def test_weights_of_a_vocabulary_are_read_from_a_file(tmp_path, suffix, sce):
     """-w W1,W2,… at K = 32,000 is 200 KB, past the shell's 128 KiB limit on one argument:
     a weighted dump of a vocabulary could not be graded from the command line."""
     z, y = _data(rows=4, classes=32_000, seed=1)
@@ -659,14 +654,14 @@ def test_weights_of_a_vocabulary_are_read_from_a_file(tmp_path, suffix):
     else:
         (tmp_path / "w.txt").write_text("\n".join(repr(float(w)) for w in weight))
     args = ["check", "--arrays", str(tmp_path / "d.npz"), "--reduction", "mean"]
-    result = runner.invoke(app, [*args, "-w", f"@{tmp_path / ('w' + suffix)}"])
+    result = sce(*args, "-w", f"@{tmp_path / ('w' + suffix)}")
     assert result.exit_code == 0, result.stdout + result.stderr
-    assert runner.invoke(app, args).exit_code == 1  # the same answer, graded without its weights
+    assert sce(*args).exit_code == 1  # the same answer, graded without its weights
 
 
-def test_a_weight_file_that_is_not_numbers_names_its_line(tmp_path):
+def test_a_weight_file_that_is_not_numbers_names_its_line(tmp_path, sce):
     (tmp_path / "w.txt").write_text("1 2\n3 x\n")
-    result = runner.invoke(app, ["grad", "1", "2", "3", "4", "-l", "0", "-w", f"@{tmp_path / 'w.txt'}"])
+    result = sce("grad", "1", "2", "3", "4", "-l", "0", "-w", f"@{tmp_path / 'w.txt'}")
     assert (result.exit_code, result.stderr) == (
         1,
         "sce: error: --weight: line 2: 'x' is not a number; the file holds numbers only\n",

@@ -1,20 +1,10 @@
-"""`sce grad` through typer's CliRunner: exact output, exit status, error text."""
+"""`sce grad` run in-process (the `sce` fixture): exact output, exit status, error text."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from typer.testing import CliRunner
-
-from sce.cli import app
-
-runner = CliRunner()
-
-
-def run(*args: str, **env: str):
-    return runner.invoke(app, list(args), env={"COLUMNS": "100", **env})
-
 
 # The numbers are the seeds' example to four places (0.0900, 0.2447, 0.6652,
 # loss 1.4076, gradient -0.7553 where the post misprints -0.775).
@@ -29,22 +19,20 @@ loss L = 1.4076
 """
 
 
-def test_seed_example_table_exactly():
-    result = run("grad", "2", "3", "4", "--label", "1")
+def test_seed_example_table_exactly(sce):
+    result = sce("grad", "2", "3", "4", "--label", "1")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == SEED_TABLE
     assert result.stderr == ""
 
 
-def test_output_carries_no_ansi_codes_when_not_a_terminal():
-    assert "\x1b[" not in run("grad", "2", "3", "4", "-l", "1").stdout
+def test_output_carries_no_ansi_codes_when_not_a_terminal(sce):
+    assert "\x1b[" not in sce("grad", "2", "3", "4", "-l", "1").stdout
 
 
-def test_no_color_is_honoured_on_a_terminal():
-    forced = run("grad", "2", "3", "4", "-l", "1", FORCE_COLOR="1", TERM="xterm-256color")
-    plain = run(
-        "grad", "2", "3", "4", "-l", "1", FORCE_COLOR="1", TERM="xterm-256color", NO_COLOR="1"
-    )
+def test_no_color_is_honoured_on_a_terminal(sce):
+    forced = sce("grad", "2", "3", "4", "-l", "1", env={"FORCE_COLOR": "1", "TERM": "xterm-256color"})
+    plain = sce("grad", "2", "3", "4", "-l", "1", env={"FORCE_COLOR": "1", "TERM": "xterm-256color", "NO_COLOR": "1"})
     assert "\x1b[36m" in forced.stdout  # the cyan bars
     assert "\x1b[36m" not in plain.stdout
 
@@ -59,14 +47,14 @@ def test_no_color_is_honoured_on_a_terminal():
         ["2", "3", "4", "-l1"],
     ],
 )
-def test_logits_can_be_typed_in_several_ways(args):
-    result = run("grad", *args, "--format", "json")
+def test_logits_can_be_typed_in_several_ways(args, sce):
+    result = sce("grad", *args, "--format", "json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["logits"] == [2.0, 3.0, 4.0]
 
 
-def test_negative_logits_typed_naturally():
-    result = run("grad", "-1", "2.5", "-3e-2", "--label", "0", "-f", "json")
+def test_negative_logits_typed_naturally(sce):
+    result = sce("grad", "-1", "2.5", "-3e-2", "--label", "0", "-f", "json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["logits"] == [-1.0, 2.5, -0.03]
 
@@ -80,36 +68,36 @@ def test_negative_logits_typed_naturally():
         (["-l", "0", "--", "-1", "-2"], [-1.0, -2.0]),
     ],
 )
-def test_more_negative_number_spellings(args, logits):
-    result = run("grad", "-f", "json", *args)
+def test_more_negative_number_spellings(args, logits, sce):
+    result = sce("grad", "-f", "json", *args)
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["logits"] == logits
 
 
-def test_json_is_full_precision_with_the_documented_keys():
-    result = run("grad", "0", "40", "--label", "1", "--format", "json")
+def test_json_is_full_precision_with_the_documented_keys(sce):
+    result = sce("grad", "0", "40", "--label", "1", "--format", "json")
     document = json.loads(result.stdout)
     assert set(document) >= {"logits", "label", "target", "probabilities", "loss", "gradient"}
-    assert document["loss"] == 4.248354255291589e-18  # log1p(e^-40), the issue's value
+    assert document["loss"] == 4.248354255291589e-18  # log1p(e^-40) = 4.2483542552915889e-18 (mpmath)
     assert document["label"] == 1
     assert document["target"] == [0.0, 1.0]
     assert document["gradient"][0] == -document["gradient"][1]
     assert document["options"]["dtype"] == "float64"
 
 
-def test_json_target_is_the_smoothed_distribution():
-    document = json.loads(run("grad", "2", "3", "4", "-l", "1", "--smoothing", "0.3", "-f", "json").stdout)
+def test_json_target_is_the_smoothed_distribution(sce):
+    document = json.loads(sce("grad", "2", "3", "4", "-l", "1", "--smoothing", "0.3", "-f", "json").stdout)
     assert document["target"] == pytest.approx([0.1, 0.8, 0.1], rel=1e-15)
 
 
-def test_json_float32_uses_float32_shortest_digits():
-    document = json.loads(run("grad", "2", "3", "4", "-l", "1", "--dtype", "float32", "-f", "json").stdout)
+def test_json_float32_uses_float32_shortest_digits(sce):
+    document = json.loads(sce("grad", "2", "3", "4", "-l", "1", "--dtype", "float32", "-f", "json").stdout)
     # float32's shortest repr of e^2/(e^2+e^3+e^4) = 0.0900305731...
     assert document["probabilities"][0] == 0.09003057
 
 
-def test_csv_has_a_header_and_one_row_per_class():
-    lines = run("grad", "2", "3", "4", "-l", "1", "-f", "csv").stdout.splitlines()
+def test_csv_has_a_header_and_one_row_per_class(sce):
+    lines = sce("grad", "2", "3", "4", "-l", "1", "-f", "csv").stdout.splitlines()
     assert lines[0] == "class,logit,target,probability,gradient,loss"
     assert len(lines) == 4
     row = lines[2].split(",")
@@ -117,28 +105,28 @@ def test_csv_has_a_header_and_one_row_per_class():
     assert float(row[4]) == pytest.approx(-0.755272, abs=5e-7)
 
 
-def test_digits_rounds_only_the_display():
-    result = run("grad", "2", "3", "4", "-l", "1", "--digits", "6")
+def test_digits_rounds_only_the_display(sce):
+    result = sce("grad", "2", "3", "4", "-l", "1", "--digits", "6")
     assert "-0.755272" in result.stdout
     assert "loss L = 1.407606" in result.stdout
 
 
-def test_tiny_values_are_shown_in_scientific_notation_not_as_zero():
-    result = run("grad", "0", "40", "-l", "1")
+def test_tiny_values_are_shown_in_scientific_notation_not_as_zero(sce):
+    result = sce("grad", "0", "40", "-l", "1")
     assert "loss L = 4.248e-18" in result.stdout
     assert "-4.248e-18" in result.stdout
 
 
-def test_options_are_named_under_the_table():
-    result = run("grad", "2", "3", "4", "-l", "1", "--smoothing", "0.1", "-w", "1,2,3", "-T", "2")
+def test_options_are_named_under_the_table(sce):
+    result = sce("grad", "2", "3", "4", "-l", "1", "--smoothing", "0.1", "-w", "1,2,3", "-T", "2")
     assert "with label smoothing 0.1; class weights 1, 2, 3; temperature 2" in result.stdout
 
 
-def test_version_and_help():
+def test_version_and_help(sce):
     from sce import __version__
 
-    assert run("--version").stdout == f"sce {__version__}\n"
-    help_text = run("grad", "--help").stdout
+    assert sce("--version").stdout == f"sce {__version__}\n"
+    help_text = sce("grad", "--help").stdout
     assert "--label" in help_text and "--target" in help_text
 
 
@@ -174,8 +162,8 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize("args,message", BAD_INPUT, ids=[" ".join(a) or "(none)" for a, _ in BAD_INPUT])
-def test_bad_input_gets_one_clear_line_and_exit_2(args, message):
-    result = run("grad", *args)
+def test_bad_input_gets_one_clear_line_and_exit_2(args, message, sce):
+    result = sce("grad", *args)
     assert result.exit_code == 2
     assert result.stdout == ""
     lines = result.stderr.splitlines()
@@ -184,10 +172,10 @@ def test_bad_input_gets_one_clear_line_and_exit_2(args, message):
     assert "Traceback" not in result.stderr
 
 
-def test_regression_an_overflowing_weight_is_named_as_a_cause_of_an_infinite_loss():
+def test_regression_an_overflowing_weight_is_named_as_a_cause_of_an_infinite_loss(sce):
     """The loss 5.0067… times a weight of 1e308 exceeds float64's 1.8e308: the warning blamed
     a target class of probability 0 alone."""
-    result = run("grad", "0", "0", "-5", "-l", "2", "--weight", "1e308,1e308,1e308")
+    result = sce("grad", "0", "0", "-5", "-l", "2", "--weight", "1e308,1e308,1e308")
     assert result.exit_code == 0
     assert result.stderr == (
         "sce: warning: the loss is infinite: a class with target mass has probability 0 in float64 "
@@ -196,29 +184,29 @@ def test_regression_an_overflowing_weight_is_named_as_a_cause_of_an_infinite_los
     )
 
 
-def test_regression_an_infinite_float32_loss_names_float32s_range():
-    result = run("grad", "0", "-inf", "-l", "1", "--dtype", "float32")
+def test_regression_an_infinite_float32_loss_names_float32s_range(sce):
+    result = sce("grad", "0", "-inf", "-l", "1", "--dtype", "float32")
     assert result.stderr == (
         "sce: warning: the loss is infinite: a class with target mass has probability 0 in float32 "
         "(its logit is -inf, or so far below the others that the loss exceeds 3.4e38)\n"
     )
 
 
-def test_bare_grad_shows_its_help():
-    result = run("grad")
+def test_bare_grad_shows_its_help(sce):
+    result = sce("grad")
     assert "Usage: sce grad" in result.stdout
     assert result.exit_code == 2
 
 
-def test_masked_label_warns_and_still_answers():
-    result = run("grad", "1", "-inf", "3", "-l", "1")
+def test_masked_label_warns_and_still_answers(sce):
+    result = sce("grad", "1", "-inf", "3", "-l", "1")
     assert result.exit_code == 0
     assert result.stderr.startswith("sce: warning: the loss is infinite")
     assert "loss L = inf" in result.stdout
 
 
-def test_ignored_row_with_mean_warns_about_nan():
-    result = run("grad", "2", "3", "4", "-l", "-100", "--reduction", "mean")
+def test_ignored_row_with_mean_warns_about_nan(sce):
+    result = sce("grad", "2", "3", "4", "-l", "-100", "--reduction", "mean")
     assert result.exit_code == 0
     assert "divides by 0" in result.stderr
     assert "loss L = nan" in result.stdout
@@ -234,25 +222,25 @@ def test_ignored_row_with_mean_warns_about_nan():
         (["2", "3", "4", "-t", "0.5,,0.5"], "--target: entry 1 is empty"),
     ],
 )
-def test_regression_an_empty_field_is_refused_not_skipped(args, said):
+def test_regression_an_empty_field_is_refused_not_skipped(args, said, sce):
     """`2,3,,4` was read as three logits: the 4 of class 3 became class 2's, and --label 2
     pointed at it. A doubled comma or semicolon is a number left out."""
-    result = run("grad", *args)
+    result = sce("grad", *args)
     assert result.exit_code == 2
     assert result.stderr == (
         f"sce: error: {said} (two commas or semicolons in a row); write its number, or remove the extra one\n"
     )
 
 
-def test_a_trailing_comma_and_runs_of_spaces_are_separators():
-    result = run("grad", "2, 3 ,  4,", "-l", "1", "--format", "json")
+def test_a_trailing_comma_and_runs_of_spaces_are_separators(sce):
+    result = sce("grad", "2, 3 ,  4,", "-l", "1", "--format", "json")
     assert result.exit_code == 0
     assert json.loads(result.stdout)["logits"] == [2.0, 3.0, 4.0]
 
 
-def test_regression_an_empty_field_in_a_logits_file_names_its_line(tmp_path):
+def test_regression_an_empty_field_in_a_logits_file_names_its_line(tmp_path, sce):
     (tmp_path / "z.txt").write_text("1\n2,3,,4\n")
-    result = run("grad", "--logits-file", str(tmp_path / "z.txt"), "-l", "2")
+    result = sce("grad", "--logits-file", str(tmp_path / "z.txt"), "-l", "2")
     assert result.exit_code == 1
     assert result.stderr == (
         "sce: error: --logits-file: line 2: entry 2 is empty (two commas or semicolons in a row); "
@@ -260,7 +248,7 @@ def test_regression_an_empty_field_in_a_logits_file_names_its_line(tmp_path):
     )
 
 
-def test_regression_an_endless_logits_file_stops_at_a_bound(tmp_path, monkeypatch):
+def test_regression_an_endless_logits_file_stops_at_a_bound(tmp_path, monkeypatch, sce):
     """`--logits-file /dev/zero` (or a producer that never closes its pipe) grew until the
     kernel killed it, 24 GB later; the read is now in pieces, up to 256 MB (here 100 bytes)."""
     import sce.cli.typed_inputs as inputs
@@ -270,18 +258,18 @@ def test_regression_an_endless_logits_file_stops_at_a_bound(tmp_path, monkeypatc
         "holds more than 0 MB; the file is read as one vector, one number per class (a million classes is about "
         "20 MB): for many rows use sce batch\n"
     )
-    result = runner.invoke(app, ["grad", "--logits-file", "-", "-l", "0"], input="1 " * 60)
+    result = sce("grad", "--logits-file", "-", "-l", "0", input="1 " * 60)
     assert (result.exit_code, result.stderr) == (1, f"sce: error: --logits-file: stdin {said}")
     (tmp_path / "z.txt").write_text("1 " * 60)
-    result = run("grad", "--logits-file", str(tmp_path / "z.txt"), "-l", "0")
+    result = sce("grad", "--logits-file", str(tmp_path / "z.txt"), "-l", "0")
     assert (result.exit_code, result.stderr) == (1, f"sce: error: --logits-file: {tmp_path / 'z.txt'} {said}")
-    result = runner.invoke(app, ["grad", "--logits-file", "-", "-l", "0", "--format", "json"], input="1 " * 50)
+    result = sce("grad", "--logits-file", "-", "-l", "0", "--format", "json", input="1 " * 50)
     assert result.exit_code == 0 and json.loads(result.stdout)["logits"] == [1.0] * 50
 
 
-def test_regression_a_long_bad_token_in_a_logits_file_is_quoted_by_its_start(tmp_path):
+def test_regression_a_long_bad_token_in_a_logits_file_is_quoted_by_its_start(tmp_path, sce):
     (tmp_path / "z.txt").write_text("1 2 " + "1" * 100 + "x 2\n")
-    result = run("grad", "--logits-file", str(tmp_path / "z.txt"), "-l", "0")
+    result = sce("grad", "--logits-file", str(tmp_path / "z.txt"), "-l", "0")
     assert (result.exit_code, result.stderr) == (
         1,
         "sce: error: --logits-file: line 1: '" + "1" * 40 + "'… (101 characters) is not a number; "

@@ -1,6 +1,6 @@
 """No module outside the command line (cli/) and rendering (render/) spells a flag:
 the library names options by their fields with errors.option(), which only the
-command line words as flags (see test_option_wording.py)."""
+command line words as flags (see test_errors_option_wording.py)."""
 
 from __future__ import annotations
 

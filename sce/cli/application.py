@@ -2,7 +2,7 @@
 
 Each command is built when it is needed, from its own module: ``sce grad``
 imports and builds ``grad`` alone (not ``batch``'s polars plumbing, nor the
-other commands' option declarations), while ``sce --help`` builds all four
+other commands' option declarations), while ``sce --help`` builds them all
 to list them with their one-line help.
 """
 
@@ -21,9 +21,9 @@ from typer import _click as click
 from typer.main import get_command_from_info
 from typer.models import CommandInfo
 
-from sce import __version__
 from sce.cli.commandline import NumbersCommand, SceCommand, SceGroup
 from sce.cli.exit_status import signal_status
+from sce.version import __version__
 
 #: name → (module in this package, command class), in the order --help lists them.
 #: The module's function of the same name is the command.
@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, type[SceCommand]]] = {
     "batch": (".batch", SceCommand),
     "check": (".check", NumbersCommand),
     "test": (".test", SceCommand),
+    "samples": (".samples", SceCommand),
+    "completion": (".completion", SceCommand),
 }
 
 
@@ -115,6 +117,10 @@ def main() -> None:
     variables when it loads (tests/test_startup.py checks both).
     """
     one_blas_thread()
+    if "_SCE_COMPLETE" in os.environ:  # a script from `sce completion` asking at <TAB>
+        from sce.cli.completion import ready_shells
+
+        ready_shells()
     try:
         app(prog_name="sce")
     except SystemExit as done:

@@ -85,7 +85,7 @@ def batch(
 ) -> None:
     """Probabilities, loss and gradient for every row of a CSV file or a dump of arrays, streaming.
 
-    Example: sce batch samples/batch.csv -o scored.csv
+    Example: sce batch batch.csv -o scored.csv (run sce samples first to get batch.csv)
     Arrays: sce batch dump.npz -o scored.parquet (or --logits a.npy --labels b.npy).
     """
     if digits is not None:

@@ -92,6 +92,7 @@ class ClaimedDType(str, Enum):
 
 #: The panels ``--help`` groups options in, by who reaches for them.
 LOSS_PANEL = "The loss"
+VECTOR_PANEL = "The logits and their target"
 TYPED_PANEL = "A student's typed answers"
 ARRAYS_PANEL = "An engineer's arrays"
 FILES_PANEL = "Files"
@@ -137,6 +138,12 @@ class Declared(NamedTuple):
     def option(self, **changes: Any) -> Any:
         """The typer option (``changes`` overrides help or show_default for one command)."""
         settings = {"help": self.help, "show_default": self.show_default, "rich_help_panel": self.panel, **changes}
+        if isinstance(settings["show_default"], str):
+            # click shows a default given as text in parentheses, "[default: (0.0)]": the
+            # parameter's own default is None ("not given"), so the help says the real one
+            # (escaped: "[default: …]" would otherwise be read as a rich tag and vanish).
+            settings["help"] = f"{settings['help']} \\[default: {settings['show_default']}]"
+            settings["show_default"] = False
         return typer.Option(*self.flags, **settings)
 
     def argument(self, **changes: Any) -> Any:
@@ -206,14 +213,14 @@ LOGITS_FILE = Declared(
     "logits_file", ("--logits-file",),
     "Read the logits from a file, or - for stdin: text (numbers separated by spaces, commas or new lines) "
     "or one array (.npy, .npz, .safetensors, .parquet, .arrow, .pt: K, or 1 × K).",
-    TYPED_PANEL, show_default=False,
+    VECTOR_PANEL, show_default=False,
 )
 LABEL = Declared(
-    "labels", ("--label", "-l"), "The correct class, 0-based (as in PyTorch).", TYPED_PANEL,
+    "labels", ("--label", "-l"), "The correct class, 0-based (as in PyTorch).", VECTOR_PANEL,
     show_default=False, parameter="label",
 )
 TARGET = Declared(
-    "targets", ("--target", "-t"), "Probability targets P1,P2,... in place of --label.", TYPED_PANEL,
+    "targets", ("--target", "-t"), "Probability targets P1,P2,... in place of --label.", VECTOR_PANEL,
     show_default=False, parameter="target",
 )
 GRAD = Declared(

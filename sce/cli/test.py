@@ -91,8 +91,8 @@ def test(
         )
     if "reduction" in options_given and convention is Convention.row:
         raise UsageProblem("--reduction goes with --convention batch; a row function returns its row's own loss")
+    from sce.grading.implementations.configuration import check_implementation
     from sce.grading.implementations.loading import UnusableImplementation
-    from sce.testing import check_implementation
 
     _check_loss_options(options)
     try:

@@ -1,7 +1,7 @@
 """Softmax cross-entropy: the public function over private steps.
 
 The steps: check the inputs (finding each row's argmax on the way), then,
-block of rows by block of rows (:mod:`.blocks`), take the log-softmax and
+block of rows by block of rows (:mod:`.row_blocks`), take the log-softmax and
 compute each row's loss and gradient for the kind of target given (class
 indices or probabilities: each kind is a small object with the same
 ``block`` method, so the loop, the scaling and the reduction are written
@@ -65,76 +65,152 @@ def softmax_cross_entropy(
     z_loss_denominator: float | None = None,
     class_axis: int = -1,
 ) -> SoftmaxCrossEntropyResult:
-    """Softmax cross-entropy of ``logits`` against ``labels`` or ``targets``.
+    """Softmax cross-entropy of ``logits`` against ``labels`` or ``targets``: the loss and its gradient.
 
-    Parameters mirror ``torch.nn.functional.cross_entropy``:
+    For each row, p = softmax(z / T) and the loss is -Σ_j t_j·log p_j with t the target (the one-hot y of the label,
+    smoothed with ε if asked); its gradient is ∂L/∂z = (p - t) / T, weighted and reduced as PyTorch's does.
 
-    logits
-        Scores with the classes on ``class_axis``: N×K (classes last), PyTorch's
-        (N, K, d1, …) with ``class_axis=1``, or a single vector of K (one
-        unbatched row). An empty batch (N = 0) is allowed: 'none' gives no
-        losses, 'sum' 0 and 'mean' NaN with a :class:`LossWarning`, as PyTorch.
-    labels
-        Class indices in [0, K), or ``ignore_index`` to leave a row out,
-        shaped like the logits without the class axis (a scalar for a vector).
-    targets
-        Probability targets shaped like the logits (each non-negative, summing
-        to 1 along the class axis within 1e-6, or within their type's rounding
-        when given as float32, float16 or bfloat16), in place of labels.
-    weight
+    Parameters
+    ----------
+    logits : array_like
+        Scores with the classes on ``class_axis``: N×K (classes last), PyTorch's (N, K, d1, …) with
+        ``class_axis=1``, or a single vector of K (one unbatched row). An empty batch (N = 0) is allowed: 'none'
+        gives no losses, 'sum' 0 and 'mean' NaN with a :class:`LossWarning`, as PyTorch.
+    labels : array_like of int, optional
+        Class indices in [0, K), or ``ignore_index`` to leave a row out, shaped like the logits without the class
+        axis (a scalar for a vector).
+    targets : array_like, optional
+        Probability targets shaped like the logits (each non-negative, summing to 1 along the class axis within
+        1e-6, or within their type's rounding when given as float32, float16 or bfloat16), in place of labels.
+    weight : array_like, optional
         K non-negative class weights (default all 1).
-    label_smoothing
-        ε in [0, 1]: the target becomes (1 - ε)·y + ε/K (``smoothing_style``
-        'uniform', PyTorch's) or (1 - ε)·y + ε/(K - 1)·(1 - y) ('off-target',
-        Megatron's and t5x's: 1 - ε on the label, ε/(K - 1) on each other
-        class; with K = 1 the target is left as it is).
-    ignore_index
+    label_smoothing : float, default 0.0
+        ε in [0, 1]: the target becomes (1 - ε)·y + ε/K (``smoothing_style`` 'uniform', PyTorch's) or (1 - ε)·y +
+        ε/(K - 1)·(1 - y) ('off-target', Megatron's and t5x's: 1 - ε on the label, ε/(K - 1) on each other class;
+        with K = 1 the target is left as it is).
+    ignore_index : int, default -100
         Label value whose rows contribute neither loss nor gradient.
-    reduction
-        'none' (per-row losses; the default here, unlike PyTorch's 'mean', so
-        that a result holds every row), 'mean' or 'sum'. With class indices 'mean'
-        divides by the weight sum of the counted rows, with probability
-        targets by N, exactly as PyTorch does.
-    temperature
-        T > 0; the softmax is taken of logits / T and the gradient is with
-        respect to the logits as given.
-    dtype
-        float64 (default) or float32, used throughout.
-    softcap
-        c > 0: the logits are first capped, a = c·tanh(z/c) (Gemma 2), then
-        divided by the temperature: b = a/T, p = softmax(b). The gradient is
-        with respect to z, so each entry carries 1 - tanh²(z/c). A masked
-        logit (-inf) becomes -c.
-    z_loss
-        λ >= 0: each counted (not ignored) row adds λ·lse(b)², lse(b) =
-        log Σ_j e^(b_j), not weighted; its gradient with respect to b is
-        2λ·lse·p. With 'mean' the z-loss is divided by the number of counted
-        rows while the cross-entropy keeps PyTorch's Σ w[y] (Liger's
-        convention; without weights also flash-attention's). The result
-        reports it apart too (``z_losses``, ``z_loss``, ``log_sum_exp``).
-    smoothing_style
-        'uniform' (default) or 'off-target', see ``label_smoothing``.
-    options
-        All of the above as one :class:`~sce.options.LossOptions`, in
-        place of the separate keywords.
-    mean_denominator
-        With reduction 'mean', divide by this rather than by this call's own
-        weight sum or row count: for a large batch computed chunk by chunk,
-        pass the denominator of the whole batch so that every chunk's
-        gradient is that of the whole batch's mean.
-    z_loss_denominator
+    reduction : {'none', 'mean', 'sum'}, default 'none'
+        'none' (per-row losses; the default here, unlike PyTorch's 'mean', so that a result holds every row), 'mean'
+        or 'sum'. With class indices 'mean' divides by the weight sum of the counted rows, with probability targets
+        by N, exactly as PyTorch does.
+    temperature : float, default 1.0
+        T > 0; the softmax is taken of logits / T and the gradient is with respect to the logits as given.
+    dtype : {numpy.float64, numpy.float32}, default numpy.float64
+        The float type computed in, throughout.
+    softcap : float, optional
+        c > 0: the logits are first capped, a = c·tanh(z/c) (Gemma 2), then divided by the temperature: b = a/T, p =
+        softmax(b). The gradient is with respect to z, so each entry carries 1 - tanh²(z/c). A masked logit (-inf)
+        becomes -c.
+    z_loss : float, default 0.0
+        λ >= 0: each counted (not ignored) row adds λ·lse(b)², lse(b) = log Σ_j e^(b_j), not weighted; its gradient
+        with respect to b is 2λ·lse·p. With 'mean' the z-loss is divided by the number of counted rows while the
+        cross-entropy keeps PyTorch's Σ w[y] (Liger's convention; without weights also flash-attention's). The
+        result reports it apart too (``z_losses``, ``z_loss``, ``log_sum_exp``).
+    smoothing_style : {'uniform', 'off-target'}, default 'uniform'
+        See ``label_smoothing``.
+    options : LossOptions, optional
+        All of the above as one :class:`~sce.options.LossOptions`, in place of the separate keywords (giving both is
+        a TypeError).
+    mean_denominator : float, optional
+        With reduction 'mean', divide by this rather than by this call's own weight sum or row count: for a large
+        batch computed chunk by chunk, pass the denominator of the whole batch so that every chunk's gradient is
+        that of the whole batch's mean.
+    z_loss_denominator : float, optional
         The same for the z-loss's mean: the whole batch's number of counted rows.
-    class_axis
-        The axis of the classes (default -1; 1 for PyTorch's (N, K, d1, …)).
-        The result's arrays are rows (N×K, one row per position of the other
-        axes in C order, ``gradient[0]`` the first); ``result.shaped`` gives
-        them in the caller's layout.
+    class_axis : int, default -1
+        The axis of the classes (1 for PyTorch's (N, K, d1, …)). The result's arrays are rows (N×K, one row per
+        position of the other axes in C order, ``gradient[0]`` the first); ``result.shaped`` gives them in the
+        caller's layout.
 
-    Order of operations: soft-capping of the logits as given, then the
-    temperature, then the softmax.
+    Returns
+    -------
+    SoftmaxCrossEntropyResult
+        The probabilities, the per-row losses, the loss as PyTorch returns it and the gradient ∂loss/∂logits, as N×K
+        rows (``result.shaped``: in the caller's layout), with everything computed on the way.
 
-    Raises :class:`InvalidInput` for an input the loss is not defined for and
-    warns with :class:`LossWarning` where the result is infinite or NaN.
+    Raises
+    ------
+    InvalidInput
+        For an input the loss is not defined for; ``field``, ``row`` and ``column`` say where, ``problem`` what is
+        wrong and ``hint`` how to fix it.
+    TypeError
+        For options given both as ``options=`` and as keywords.
+
+    Warns
+    -----
+    LossWarning
+        Where the result is infinite or NaN, naming the rows.
+
+    See Also
+    --------
+    sce.LossOptions : the options as one value.
+    sce.loss.softmax_jacobian, sce.loss.loss_hessian : the derivatives as matrices.
+    sce.testing.assert_cross_entropy_close : grade a gradient computed elsewhere.
+
+    Notes
+    -----
+    Order of operations: soft-capping of the logits as given, then the temperature, then the softmax. The loss and
+    the gradient are accurate to a few units in the last place, far from the maximum too:
+
+    * the shift comes before the scaling, (z - M) / T with M the row's maximum, so that the largest term is exactly
+      e^0 = 1 and nothing overflows that the result does not need;
+    * the rounding error of z - M is recovered exactly with TwoSum [1]_ and that of the division by T with Dekker's
+      TwoProduct [2]_, and applied as a factor (1 + err) to each exponential;
+    * the maximum's 1 is kept out of the sum S of the others and log Σ = log1p(S), so that a confident prediction
+      keeps its tiny loss (the analysis of log-sum-exp and softmax by Blanchard, Higham and Higham [3]_);
+    * sums that decide a reported figure (the weight sum a mean divides by) are formed exactly and rounded once.
+
+    References
+    ----------
+    .. [1] D. E. Knuth, *The Art of Computer Programming*, vol. 2, §4.2.2 (TwoSum); O. Møller, "Quasi
+       double-precision in floating point addition", BIT 5, 1965.
+    .. [2] T. J. Dekker, "A floating-point technique for extending the available precision", Numerische
+       Mathematik 18, 224–242, 1971.
+    .. [3] P. Blanchard, D. J. Higham and N. J. Higham, "Accurate computation of the log-sum-exp and softmax
+       functions", IMA Journal of Numerical Analysis 41(4), 2311–2330, 2021.
+
+    Examples
+    --------
+    Logits z = (2, 3, 4) and label 1: p = softmax(z), L = -log p_1 and ∂L/∂z = p - y.
+
+    >>> from sce import softmax_cross_entropy
+    >>> result = softmax_cross_entropy([2.0, 3.0, 4.0], 1)
+    >>> print(*(f"{p:.4f}" for p in result.shaped.probabilities))
+    0.0900 0.2447 0.6652
+    >>> print(f"{result.shaped.loss:.4f}")
+    1.4076
+    >>> print(*(f"{g:.4f}" for g in result.shaped.gradient))
+    0.0900 -0.7553 0.6652
+
+    A confident prediction keeps its tiny loss, log(1 + e^-40) (where 1 + e^-40 rounds to 1):
+
+    >>> softmax_cross_entropy([0.0, 40.0], 1).shaped.loss
+    4.248354255291589e-18
+
+    PyTorch's default reduction, with the second row left out by ``ignore_index``:
+
+    >>> batch = softmax_cross_entropy([[2.0, 3.0, 4.0], [1.0, 1.0, 1.0]], [1, -100], reduction="mean")
+    >>> print(f"{batch.loss:.4f}", batch.denominator)
+    1.4076 1.0
+    >>> batch.gradient[1].tolist()
+    [0.0, 0.0, 0.0]
+
+    PyTorch's (N, K, d1) layout:
+
+    >>> import numpy as np
+    >>> spatial = softmax_cross_entropy(np.zeros((2, 3, 4)), np.zeros((2, 4), dtype=int), class_axis=1)
+    >>> spatial.shaped.gradient.shape, spatial.shaped.losses.shape
+    ((2, 3, 4), (2, 4))
+
+    A bad input says what is wrong and where:
+
+    >>> from sce import InvalidInput
+    >>> try:
+    ...     softmax_cross_entropy([2.0, 3.0, 4.0], 3)
+    ... except InvalidInput as error:
+    ...     print(error.field, error.row, "|", error.problem)
+    labels 0 | label 3 is out of range for 3 classes
     """
     keywords = LossOptions(
         weight=weight_tuple(weight),

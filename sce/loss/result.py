@@ -28,6 +28,26 @@ class InvalidInput(ValueError):
     :func:`sce.errors.option`: ``hint`` and ``str(error)`` word it as its
     keyword (``dtype='float64'``), ``marked_hint`` keeps the marker for the
     command line to word as its flag.
+
+    Parameters
+    ----------
+    problem : str
+        What is wrong, in words ("label 3 is out of range for 3 classes").
+    field : str
+        The input or option concerned.
+    row, column : int, optional
+        0-based positions inside it.
+    hint : str, optional
+        How to fix it.
+
+    Examples
+    --------
+    >>> from sce import InvalidInput, softmax_cross_entropy
+    >>> try:
+    ...     softmax_cross_entropy([[2.0, 3.0, 4.0], [1.0, 2.0, 3.0]], [1, 3])
+    ... except InvalidInput as error:
+    ...     print(error.field, error.row, error.column, "|", error.problem, "|", error.hint)
+    labels 1 None | label 3 is out of range for 3 classes | labels are 0-based: use 0 to 2 (or -100 to ignore the row)
     """
 
     def __init__(
@@ -58,6 +78,19 @@ class LossWarning(UserWarning):
     """A result that is defined but probably not what the caller wanted.
 
     ``rows`` lists the 0-based rows concerned (possibly empty).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from sce import LossWarning, softmax_cross_entropy
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     result = softmax_cross_entropy([[0.0, 0.0]], [-100], reduction="mean")
+    >>> [(type(w.message).__name__, w.message.rows) for w in caught], result.loss
+    ([('LossWarning', (0,))], nan)
+    >>> print(caught[0].message)  # doctest: +NORMALIZE_WHITESPACE
+    every row is ignored or has weight 0, so the mean divides by 0:
+    the loss is NaN (as in PyTorch) and the gradient is 0
     """
 
     def __init__(self, message: str, rows: tuple[int, ...] = ()) -> None:
@@ -75,7 +108,20 @@ class Layout:
 
 @dataclass(frozen=True)
 class Shaped:
-    """A result's arrays in the caller's layout (see :attr:`SoftmaxCrossEntropyResult.shaped`)."""
+    """A result's arrays in the caller's layout (see :attr:`SoftmaxCrossEntropyResult.shaped`).
+
+    Examples
+    --------
+    PyTorch's (N, K, d1) layout: 2 images of 4 pixels, 3 classes each; the rows are N·d1 = 8.
+
+    >>> import numpy as np
+    >>> from sce import softmax_cross_entropy
+    >>> result = softmax_cross_entropy(np.zeros((2, 3, 4)), np.zeros((2, 4), dtype=int), class_axis=1)
+    >>> result.gradient.shape, result.shaped.gradient.shape, result.shaped.losses.shape
+    ((8, 3), (2, 3, 4), (2, 4))
+    >>> print(f"{result.shaped.losses[0, 0]:.4f}")  # log 3, every class alike
+    1.0986
+    """
 
     probabilities: np.ndarray
     gradient: np.ndarray
@@ -99,6 +145,26 @@ class SoftmaxCrossEntropyResult:
     the loss and the gradient (and so the same bits), from the per-row
     numbers kept here: a caller that wants only the loss, the probabilities
     and the gradient never pays for them.
+
+    Every array is N rows by K classes (or N per-row values), whatever layout the logits came in;
+    :attr:`shaped` gives them back in that layout.
+
+    See Also
+    --------
+    sce.softmax_cross_entropy : computes it.
+
+    Examples
+    --------
+    Logits (2, 3, 4) and label 1, with exp_sum = 1 + e^-1 + e^-2 = 1.5032 (the maximum's term is 1):
+
+    >>> from sce import softmax_cross_entropy
+    >>> result = softmax_cross_entropy([[2.0, 3.0, 4.0]], [1])
+    >>> result.argmax.tolist(), result.counted.tolist(), result.target.tolist()
+    ([2], [True], [[0.0, 1.0, 0.0]])
+    >>> print(f"{result.exp_sum[0]:.4f}", f"{result.losses[0]:.4f}")
+    1.5032 1.4076
+    >>> bool((result.gradient == result.probabilities - result.target).all())
+    True
     """
 
     logits: np.ndarray

@@ -143,7 +143,7 @@ def _softmax_derivative_stage() -> Stage:
         "Softmax derivative",
         (
             "For every pair of classes, $\\frac{\\partial s_j}{\\partial z_i} = s_j(\\delta_{ij} - s_i)$: "
-            "$s_i(1 - s_i)$ on the diagonal ($i = j$, the posts' case $i = c$) and $-s_i s_j$ off it "
+            "$s_i(1 - s_i)$ on the diagonal ($i = j$, the one-hot derivation's case $i = c$) and $-s_i s_j$ off it "
             "(the case $i \\neq c$).",
         ),
         (),

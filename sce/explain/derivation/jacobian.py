@@ -33,7 +33,7 @@ def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool) -> Stage:
     product = gradient_via_jacobian(result)
     important = important_classes(result)
     notes = [
-        "The other route the first post mentions: the row vector $\\frac{\\partial L}{\\partial \\mathbf{s}}$ "
+        "The other route: the row vector $\\frac{\\partial L}{\\partial \\mathbf{s}}$ "
         "times the Jacobian $\\frac{\\partial \\mathbf{s}}{\\partial \\mathbf{z}} = "
         "\\operatorname{diag}(\\mathbf{s}) - \\mathbf{s}\\mathbf{s}^\\top$, whose entries are "
         "$s_i(\\delta_{ij} - s_j)$.",

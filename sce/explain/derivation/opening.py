@@ -29,7 +29,7 @@ def setup_stage(result: SoftmaxCrossEntropyResult) -> Stage:
     notes = [
         f"There are $K = {n_classes}$ classes. We write $\\mathbf{{z}}$ for the logits, "
         "$\\mathbf{s} = S(\\mathbf{z})$ for the softmax output and $\\mathbf{y}$ for the target "
-        "(the second post writes $o$, $p$ and $k$ for $z$, $s$ and $c$). Classes are numbered from 0, as in PyTorch."
+        "(other texts write $o$, $p$ and $k$ for $z$, $s$ and $c$). Classes are numbered from 0, as in PyTorch."
     ]
     items: list[Item] = [vector("z", r"\mathbf{z}", z, important)]
     if result.labels is not None:

@@ -52,7 +52,7 @@ def label_cases(seed: int = 0) -> list[Case]:
     float32_logits, float32_labels = _random(rng, 5, 4)
     read_only_logits, read_only_labels = _random(rng, 4, 3)
     return [
-        Case("the posts' example: [2, 3, 4], label 1", *_fixed([[2, 3, 4]], [1])),
+        Case("the textbook example: [2, 3, 4], label 1", *_fixed([[2, 3, 4]], [1])),
         Case("small random batch (4 rows, 3 classes)", *_random(rng, 4, 3)),
         Case("small random batch (8 rows, 5 classes)", *_random(rng, 8, 5)),
         Case("two classes (K = 2)", *_random(rng, 6, 2)),

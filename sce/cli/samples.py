@@ -1,0 +1,90 @@
+"""``sce samples DIR``: copy the sample files that ship with sce to where the user works."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sce.cli.stdout import write_stdout
+from sce.errors import UsageProblem
+
+#: Each sample file, and what it is for, in the order they are listed.
+SAMPLES = {
+    "batch.csv": "logits z0..z2 and a label per row, for sce batch (one row ignored: -100)",
+    "batch.tsv": "the same rows tab-separated",
+    "batch_headerless.csv": "no header: sce batch --no-header (the label is the last column)",
+    "batch_with_id.csv": "an id column beside the logits: sce batch --logit-cols 'z*'",
+    "batch_soft_targets.csv": "probability targets t0..t2: sce batch --target-cols 't*'",
+    "seed_logits.txt": "the logits 2 3 4, for sce grad --logits-file",
+    "confident_logits.txt": "a confident row, 0 40, for sce grad --logits-file",
+    "dump_float32_correct.npz": "a float32 dump with a right gradient: sce check --arrays",
+    "dump_float32_padding_mean.npz": "a float32 dump whose mean counts the ignored rows: sce check --arrays",
+    "implementation_batch.py": "f(logits, labels) -> (loss, grad): sce test",
+    "implementation_row.py": "f(z, label) -> (loss, grad), one row: sce test --convention row",
+    "implementation_targets.py": "f(logits, targets): sce test --targets",
+    "implementation_grad_only.py": "returns the gradient alone: sce test --returns grad",
+    "implementation_torch.py": "the same in PyTorch: sce test (with torch installed)",
+}
+
+
+def samples(
+    folder_name: Annotated[
+        str,
+        typer.Argument(metavar="DIR", help="Where to copy them: . for the current folder (created if missing)."),
+    ],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files of the same names.")] = False,
+) -> None:
+    """Copy the sample files (CSV, arrays, implementations) into DIR, to try every command on.
+
+    Example: sce samples . && sce batch batch.csv
+    Files of the same names are never overwritten without --force.
+    """
+    if not folder_name:
+        raise UsageProblem("DIR: the folder name is empty; name a folder, or . for the current one")
+    folder = Path(folder_name)
+    shipped = resources.files("sce") / "samples"
+    targets = [folder / name for name in SAMPLES]
+    if folder.exists() and not folder.is_dir():
+        raise UsageProblem(f"{folder}: not a folder; name a folder to copy the samples into")
+    existing = [target for target in targets if os.path.lexists(target)]
+    if existing and not force:
+        which = f"{existing[0]} already exists"
+        if len(existing) > 1:
+            which = f"{existing[0]} and {len(existing) - 1} more exist"
+        raise UsageProblem(f"{which}; use --force to overwrite, or copy the samples into another DIR")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, target in zip(SAMPLES, targets):
+        _write_whole(target, (shipped / name).read_bytes())
+    width = max(map(len, SAMPLES))
+    lines = [f"{name:<{width}}  {about}" for name, about in SAMPLES.items()]
+    write_stdout("\n".join(lines) + f"\n{len(SAMPLES)} sample files in {folder}\n")
+
+
+def _write_whole(target: Path, data: bytes) -> None:
+    """Write ``target`` through a temporary file beside it, renamed into place: never half-written."""
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(target)) from None
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, target)
+    except OSError as error:  # a full disk, say: named by the file it was writing
+        os.unlink(temporary)
+        raise OSError(error.errno, error.strerror, str(target)) from None
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,321 @@
+"""`sce grad --steps`: the derivation, checked stage by stage against values worked by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+from latex2mathml.converter import convert
+
+from sce.explain.derivation import Elided, Equation, Matrix, build_derivation
+from sce.loss import softmax_cross_entropy
+from sce.render.latex_text import to_unicode
+
+# The seeds' example, by hand: e^2, e^3, e^4 and their sum (the post shows e^2 = 7.389).
+E2, E3, E4 = math.exp(2), math.exp(3), math.exp(4)
+TOTAL = E2 + E3 + E4
+S = (E2 / TOTAL, E3 / TOTAL, E4 / TOTAL)
+
+
+def steps(sce, *args: str) -> str:
+    result = sce("grad", *args, "--steps", env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def equations(stage) -> list[Equation]:
+    return [item for item in stage.items if isinstance(item, Equation)]
+
+
+def value_of(stage, symbolic_prefix: str, name: str) -> float:
+    for equation in equations(stage):
+        if equation.symbolic.startswith(symbolic_prefix):
+            return equation.values[name]
+    raise AssertionError(f"no equation {symbolic_prefix!r} in {stage.title}")
+
+
+# --- the textbook example at every stage ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seed_stages():
+    return build_derivation(softmax_cross_entropy([2, 3, 4], 1))
+
+
+def test_seed_stages_in_order(seed_stages):
+    assert [stage.title for stage in seed_stages] == [
+        "Setup", "Softmax, stabilised", "Loss", "Chain rule",
+        "Case i = c", "Case i ≠ c", "Result", "The Jacobian route",
+    ]
+
+
+def test_seed_setup(seed_stages):
+    z, y = equations(seed_stages[0])
+    assert list(z.values.values()) == [2, 3, 4]
+    assert list(y.values.values()) == [0, 1, 0]
+    assert "c = 1" in seed_stages[0].notes[1]
+
+
+def test_seed_softmax(seed_stages):
+    stage = seed_stages[1]
+    assert value_of(stage, "M =", "M") == 4
+    assert [value_of(stage, f"z_{{{k}}} - M", "d") for k in range(3)] == [-2, -1, 0]
+    for k, expected in enumerate((math.exp(-2), math.exp(-1), 1.0)):
+        assert value_of(stage, f"e^{{z_{{{k}}} - M}}", "e") == pytest.approx(expected, rel=1e-15)
+    assert value_of(stage, "\\sum_j e^{z_j - M}", "sum") == pytest.approx(1 + math.exp(-1) + math.exp(-2), rel=1e-15)
+    assert value_of(stage, "e^{z_{0}}", "e") == pytest.approx(7.389, abs=5e-4)  # the post's e^2
+    assert value_of(stage, "\\sum_j e^{z_j}", "sum") == pytest.approx(TOTAL, rel=1e-15)
+    for k in range(3):
+        assert value_of(stage, f"s_{{{k}}} =", "s") == pytest.approx(S[k], rel=1e-15)
+    assert any("cancels in the ratio" in note for note in stage.notes)
+    assert any("overflow" in note for note in stage.notes)
+
+
+def test_seed_loss_and_rounding_note(seed_stages):
+    stage = seed_stages[2]
+    assert value_of(stage, "L = -\\log s_{1}", "L") == pytest.approx(math.log(TOTAL) - 3, rel=1e-15)
+    # -log(0.2447) = 1.4077 in four places, but the exact loss is 1.4076: said so.
+    assert any("1.4077" in note and "1.4076" in note for note in stage.notes)
+
+
+def test_seed_chain_rule_and_cases(seed_stages):
+    chain, at_label, off_label, result = seed_stages[3:7]
+    assert value_of(chain, "\\frac{\\partial L}{\\partial s_{1}}", "v") == pytest.approx(-1 / S[1], rel=1e-15)
+    assert value_of(at_label, "\\frac{\\partial s_{1}}{\\partial z_{1}}", "v") == pytest.approx(S[1] * (1 - S[1]), rel=1e-14)
+    assert value_of(at_label, "\\frac{\\partial L}{\\partial z_{1}} = s_{1} - 1", "g") == pytest.approx(S[1] - 1, rel=1e-15)
+    assert value_of(off_label, "\\frac{\\partial L}{\\partial z_{0}}", "g") == pytest.approx(S[0], rel=1e-15)
+    assert value_of(off_label, "\\frac{\\partial L}{\\partial z_{2}}", "g") == pytest.approx(S[2], rel=1e-15)
+    gradient = equations(result)[0].values
+    assert list(gradient.values()) == pytest.approx([S[0], S[1] - 1, S[2]], rel=1e-15)
+    assert abs(equations(result)[1].values["sum"]) < 1e-15
+
+
+def test_seed_jacobian_route(seed_stages):
+    stage = seed_stages[7]
+    matrix = next(item for item in stage.items if isinstance(item, Matrix))
+    for i in range(3):
+        for j in range(3):
+            expected = S[i] * ((i == j) - S[j])
+            assert matrix.rows[i][j] == pytest.approx(expected, rel=1e-14, abs=1e-17)
+    product = [eq for eq in equations(stage) if eq.symbolic.endswith("\\partial \\mathbf{z}}")][-1]
+    assert list(product.values.values()) == pytest.approx([S[0], S[1] - 1, S[2]], rel=1e-14)
+
+
+def test_seed_terminal_text_has_the_posts_numbers_and_not_the_typo(sce):
+    text = steps(sce, "2", "3", "4", "--label", "1")
+    assert "e^(z₀) = 7.3891" in text
+    assert "s₁ = e^(z₁ - M)/(Σⱼ e^(zⱼ - M)) = 0.3679/1.5032 = 0.2447" in text
+    assert "L = -log s₁ = -log(0.2447) = 1.4076" in text
+    assert "∂L/∂z₁ = s₁ - 1 = 0.2447 - 1 = -0.7553" in text
+    assert "∂L/∂z = (0.0900, -0.7553, 0.6652)" in text
+    assert "-0.775" not in text.replace("-0.7553", "")
+    for number, title in enumerate(["Setup", "Softmax, stabilised", "Loss", "Chain rule"], start=1):
+        assert re.search(rf"^{number}\. {re.escape(title)} ─", text, re.MULTILINE)
+    assert "\x1b[" not in text
+
+
+# --- the general forms ------------------------------------------------------------------------
+
+
+def test_soft_targets_use_the_general_form():
+    stages = build_derivation(softmax_cross_entropy([2, 3, 4], targets=[0.2, 0.5, 0.3]))
+    titles = [stage.title for stage in stages]
+    assert "Combining the cases" in titles and "Case i = c" not in titles
+    result = stages[titles.index("Result")]
+    assert "\\mathbf{w} \\odot \\mathbf{y}" in result.notes[0]
+    gradient = list(equations(result)[0].values.values())
+    assert gradient == pytest.approx([S[0] - 0.2, S[1] - 0.5, S[2] - 0.3], rel=1e-14)
+    loss = stages[2]
+    expected = -(0.2 * math.log(S[0]) + 0.5 * math.log(S[1]) + 0.3 * math.log(S[2]))
+    assert value_of(loss, "L = -\\sum_i", "L") == pytest.approx(expected, rel=1e-14)
+
+
+def test_smoothing_and_weight_say_what_they_changed():
+    stages = build_derivation(
+        softmax_cross_entropy([2, 3, 4], 1, label_smoothing=0.1, weight=[1, 2, 3])
+    )
+    notes = " ".join(stages[0].notes)
+    assert "Label smoothing $\\varepsilon = 0.1$" in notes
+    assert "Class weights" in notes
+    # By hand: y = (0.1/3, 0.9 + 0.1/3, 0.1/3), Σ w y = 0.9·2 + (0.1/3)(1 + 2 + 3) = 2.
+    y = list(equations(stages[0])[1].values.values())
+    assert y == pytest.approx([0.1 / 3, 0.9 + 0.1 / 3, 0.1 / 3], rel=1e-14)
+    combine = stages[[s.title for s in stages].index("Combining the cases")]
+    assert value_of(combine, "\\sum_j w_j y_j", "sum") == pytest.approx(2.0, rel=1e-14)
+
+
+def test_temperature_divides_the_logits_and_the_gradient():
+    stages = build_derivation(softmax_cross_entropy([2, 3, 4], 1, temperature=2.0))
+    assert any("Temperature $T = 2$" in note for note in stages[0].notes)
+    softmax = stages[1]
+    # The shift comes before the division: M = max z = 4, then (z_i - M) / T.
+    assert value_of(softmax, "M =", "M") == 4.0
+    assert [value_of(softmax, f"(z_{{{k}}} - M) / T", "d") for k in range(3)] == [-1, -0.5, 0]
+    e1, e15, e2 = math.exp(1), math.exp(1.5), math.exp(2)
+    p = [e1 / (e1 + e15 + e2), e15 / (e1 + e15 + e2), e2 / (e1 + e15 + e2)]
+    result = stages[[s.title for s in stages].index("Result")]
+    gradient = list(equations(result)[0].values.values())
+    assert gradient == pytest.approx([p[0] / 2, (p[1] - 1) / 2, p[2] / 2], rel=1e-14)
+
+
+def test_float32_is_named_and_uses_the_general_forms(sce):
+    text = steps(sce, "2", "3", "4", "-l", "1", "--dtype", "float32")
+    assert "computed in float32" in text
+    assert "Combining the cases" in text
+
+
+# --- sizes and extremes --------------------------------------------------------------------------
+
+
+def test_two_classes():
+    stages = build_derivation(softmax_cross_entropy([0.5, -0.5], 0))
+    s0 = 1 / (1 + math.exp(-1))
+    matrix = next(item for item in stages[-1].items if isinstance(item, Matrix))
+    v = s0 * (1 - s0)
+    assert [list(row) for row in matrix.rows] == [pytest.approx([v, -v]), pytest.approx([-v, v])]
+
+
+def test_fifty_classes_are_elided_and_summarised(sce):
+    text = steps(sce, *[str(k) for k in range(50)], "--label", "7")
+    assert "⋮  (4 more classes)" in text
+    assert "z₇ - M = -42" in text  # the label stays visible
+    assert "z₄₉ - M = 0" in text  # so does the argmax
+    assert "too large to show" in text and "only row 7 matters" in text
+    assert len(text.splitlines()) < 150
+    stages = build_derivation(softmax_cross_entropy(list(range(50)), 7))
+    assert not any(isinstance(item, Matrix) for stage in stages for item in stage.items)
+    assert any(isinstance(item, Elided) for stage in stages for item in stage.items)
+
+
+def test_logits_of_a_thousand_stay_readable(sce):
+    text = steps(sce, "1000", "-1000", "0", "--label", "1")
+    assert "overflows float64" in text
+    assert "e^(z₀) =" not in text  # no unshifted exponentials
+    assert "L = -(z₁ - M - log Σⱼ e^(zⱼ - M)) = -(-2000 - log 1) = 2000" in text
+    assert "∂L/∂z = (1, -1, 0)" in text
+    assert "this route fails in floating point" in text
+
+
+def test_ignored_label_is_refused(sce):
+    result = sce("grad", "2", "3", "-l", "-100", "--steps")
+    assert result.exit_code == 2
+    assert "nothing to derive" in result.stderr
+
+
+def test_steps_as_csv_is_refused(sce):
+    result = sce("grad", "2", "3", "-l", "0", "--steps", "-f", "csv")
+    assert result.exit_code == 2
+    assert "--steps cannot be written as csv" in result.stderr
+
+
+# --- formats ------------------------------------------------------------------------------------------
+
+MARKDOWN_CASES = [
+    ["2", "3", "4", "-l", "1"],
+    ["2", "3", "4", "-t", "0.2,0.5,0.3"],
+    ["2", "3", "4", "-l", "1", "--smoothing", "0.1", "-w", "1,2,3", "-T", "2"],
+    ["2", "3", "4", "-l", "1", "--reduction", "mean", "-w", "1,2,3"],
+    ["0", "40", "-l", "1"],
+    ["1000", "-1000", "0", "-l", "1"],
+    [*[str(k) for k in range(50)], "-l", "7"],
+    # The language-model options: the cap's and the z-loss's stages, off-target smoothing, D and D_z.
+    ["2", "-3", "4", "-l", "1", "--softcap", "3", "--z-loss", "0.01", "-T", "2", "-w", "1,2,1", "--reduction", "mean"],
+    ["1", "2", "3", "-t", "0.2,0.3,0.5", "--smoothing", "0.1", "--smoothing-style", "off-target", "--z-loss", "0.1"],
+]
+
+
+def math_pieces(markdown: str) -> list[str]:
+    blocks = re.findall(r"^\$\$\n(.*?)\n\$\$$", markdown, re.MULTILINE | re.DOTALL)
+    without_blocks = re.sub(r"^\$\$\n.*?\n\$\$$", "", markdown, flags=re.MULTILINE | re.DOTALL)
+    inline = re.findall(r"\$([^$\n]+)\$", without_blocks)
+    return blocks + inline
+
+
+@pytest.mark.parametrize("args", MARKDOWN_CASES, ids=[" ".join(a)[:30] for a in MARKDOWN_CASES])
+def test_markdown_math_is_valid_latex(args, sce):
+    result = sce("grad", *args, "--steps", "--format", "markdown")
+    assert result.exit_code == 0, result.stderr
+    pieces = math_pieces(result.stdout)
+    assert len(pieces) > 20
+    for piece in pieces:
+        depth = 0
+        for char in re.sub(r"\\[{}]", "", piece):
+            depth += {"{": 1, "}": -1}.get(char, 0)
+            assert depth >= 0, piece
+        assert depth == 0, piece
+        mathml = convert(piece)  # raises on unbalanced \left/\right, missing arguments
+        # latex2mathml passes unknown commands through as text: none may remain.
+        assert "\\" not in mathml, (piece, mathml)
+
+
+def test_markdown_follows_the_posts_layout(sce):
+    markdown = sce("grad", "2", "3", "4", "-l", "1", "--steps", "-f", "markdown").stdout
+    assert markdown.startswith("## 1. Setup\n")
+    assert "$$\nL = -\\log s_{1} = -\\log(0.2447) = 1.4076\n$$" in markdown
+    assert "4.248 \\times 10^{-18}" in sce("grad", "0", "40", "-l", "1", "--steps", "-f", "markdown").stdout
+
+
+def test_json_steps_are_data_with_full_precision(sce):
+    result = sce("grad", "2", "3", "4", "-l", "1", "--steps", "-f", "json")
+    document = json.loads(result.stdout)
+    assert document["gradient"][1] == pytest.approx(S[1] - 1, rel=1e-15)
+    loss_stage = document["steps"][2]
+    assert loss_stage["title"] == "Loss"
+    equation = loss_stage["items"][0]
+    assert equation["type"] == "equation"
+    assert equation["formula"] == "L = -\\log s_{1}"
+    assert equation["values"]["L"] == pytest.approx(math.log(TOTAL) - 3, rel=1e-15)
+    assert "1.4076059644443" in equation["substituted"]
+    kinds = {item["type"] for stage in document["steps"] for item in stage["items"]}
+    assert kinds == {"equation", "matrix"}
+
+
+# --- the LaTeX to Unicode converter ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "latex,text",
+    [
+        (r"\frac{\partial L}{\partial z_i}", "∂L/∂zᵢ"),
+        (r"s_{12} = \frac{e^{z_{1} - M}}{\sum_j e^{z_j - M}}", "s₁₂ = e^(z₁ - M)/(Σⱼ e^(zⱼ - M))"),
+        (r"\operatorname{diag}(\mathbf{s}) - \mathbf{s}\mathbf{s}^\top", "diag(s) - ssᵀ"),
+        (r"-\sum_i y_i \log s_i", "-Σᵢ yᵢ log sᵢ"),
+        (r"\sum_{j \neq c} s_j", "Σ_(j≠c) sⱼ"),
+        (r"e^{-2} = 0.1353", "e⁻² = 0.1353"),
+        (r"\frac{5.243e-22}{1.5820}", "5.243e-22/1.5820"),
+        (r"a \times [b]", "a × [b]"),
+    ],
+)
+def test_latex_to_unicode(latex, text):
+    assert to_unicode(latex) == text
+
+
+def test_brackets_in_formulas_are_not_taken_for_rich_markup():
+    from rich.console import Console
+
+    from sce.explain.derivation import Stage
+    from sce.render.steps_terminal import print_steps
+
+    console = Console(record=True, width=100, color_system=None)
+    stage = Stage("Setup", ("an interval $[0, 1]$ and [bold]not markup[/bold]",), (Equation("x", "[⟨v⟩]", {"v": 0.5}),))
+    print_steps(console, [stage])
+    text = console.export_text()
+    assert "[0, 1]" in text and "[bold]not markup[/bold]" in text and "[0.5000]" in text
+
+
+def test_every_latex_command_the_derivation_writes_has_a_unicode_form():
+    """Regression: `Near $\\pm 1$` showed as "Near pm 1" in the terminal, the
+    converter's fallback for a command it does not know being its name."""
+    import pathlib
+    import re
+
+    from sce.render import latex_text
+
+    known = set(latex_text.SYMBOLS) | latex_text.STYLES | {"frac"}
+    package = pathlib.Path(latex_text.__file__).parents[1]
+    sources = [*package.joinpath("explain", "derivation").glob("*.py"), package / "explain" / "proofs.py"]
+    written = {name for path in sources for name in re.findall(r"\\\\([A-Za-z]+)", path.read_text(encoding="utf-8"))}
+    assert written - {"n"} <= known  # "\\n" is a newline in a Python string
+    assert to_unicode(r"\pm 1") == "± 1"
