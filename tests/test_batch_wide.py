@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from sce.batch import BatchRequest, run_batch
 from sce.batch import csv_source as batch_run
 from sce.errors import SceError
+from sce.io.writers.text import EncodedLater, TextWriter
 from sce.loss import softmax_cross_entropy
 from sce.options import LossOptions
 
@@ -95,6 +96,25 @@ def test_the_wide_way_writes_and_says_what_the_frame_way_does(tmp_path, monkeypa
     data, fields = CASES[name]
     framed, wide = both_ways(tmp_path, monkeypatch, "input.csv", data, **fields)
     assert wide == framed
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_rows_the_main_thread_encodes_are_the_writers_bytes(tmp_path, monkeypatch, name):
+    """A main thread that would wait for the writer encodes the wide rows itself: the same bytes."""
+    data, fields = CASES[name]
+    framed, _ = both_ways(tmp_path, monkeypatch, "input.csv", data, **fields)
+    put, encoded = TextWriter.put, []
+
+    def put_encoded(self, item):
+        if isinstance(item, EncodedLater):
+            item.encode()
+            encoded.append(item)
+        put(self, item)
+
+    monkeypatch.setattr(TextWriter, "put", put_encoded)
+    assert outcome(tmp_path, "input.csv", data, **fields) == framed
+    if name == "plain":
+        assert encoded
 
 
 @pytest.mark.parametrize("sample", ["batch.csv", "batch.tsv", "batch_with_id.csv", "batch_soft_targets.csv"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from functools import lru_cache
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 import numpy as np
 import polars as pl
@@ -24,6 +24,13 @@ class EncodedRows(Protocol):
     def write(self, stream: BinaryIO, header: bool) -> None: ...
 
 
+@runtime_checkable
+class EncodedLater(Protocol):
+    """Output rows whose encoding waits for the writer's thread, or for :meth:`encode`."""
+
+    def encode(self) -> None: ...
+
+
 class TextWriter(BackgroundWriter):
     """Frames and encoded rows into CSV, TSV or JSON Lines, the header before the first."""
 
@@ -31,6 +38,12 @@ class TextWriter(BackgroundWriter):
         super().__init__(target)
         self.output_format = output_format
         self.start()
+
+    def put(self, item: Any) -> None:
+        if isinstance(item, EncodedLater) and self.queue.full():
+            # The writer is behind: rather than wait for it, this thread does the encoding.
+            item.encode()
+        super().put(item)
 
     def write_all(self, items: Iterator[pl.DataFrame | EncodedRows]) -> None:
         header = True

@@ -20,7 +20,7 @@ import polars as pl
 
 from sce.io.arrays import ArrayDump
 from sce.io.csv.columns import ColumnPlan
-from sce.io.csv.wide import WIDE_COLUMNS, TextRows, WideBlock, formatted_rows, wide_rows
+from sce.io.csv.wide import WIDE_COLUMNS, TextRows, WideBlock, WideRows, formatted_rows, wide_rows
 from sce.loss import SoftmaxCrossEntropyResult
 
 
@@ -46,7 +46,7 @@ def array_plan(dump: ArrayDump) -> ColumnPlan:
 
 def text_output(
     block: InputRows, plan: ColumnPlan, result: SoftmaxCrossEntropyResult, digits: int | None, output_format: str
-) -> pl.DataFrame | TextRows:
+) -> pl.DataFrame | TextRows | WideRows:
     """One block's output rows: a frame, or for rows of many columns already-encoded text."""
     separator = {"csv": ",", "tsv": "\t"}.get(output_format)
     if separator is not None and len(plan.names) >= WIDE_COLUMNS:
