@@ -14,6 +14,7 @@ import typer
 
 from sce.cli.stdout import write_stdout
 from sce.errors import DataProblem, UsageProblem
+from sce.io.writers.atomic import current_umask
 
 #: Each sample file, and what it is for, in the order they are listed.
 SAMPLES = {
@@ -101,16 +102,10 @@ def _write_beside(target: Path, data: bytes) -> str:
     try:
         with os.fdopen(descriptor, "wb") as file:
             file.write(data)
-        os.chmod(temporary, 0o666 & ~_umask())
+        os.chmod(temporary, 0o666 & ~current_umask())
     except BaseException as error:
         os.unlink(temporary)
         if isinstance(error, OSError):
             raise OSError(error.errno, error.strerror, str(target)) from None
         raise
     return temporary
-
-
-def _umask() -> int:
-    mask = os.umask(0o22)
-    os.umask(mask)
-    return mask

@@ -122,7 +122,7 @@ class OutputTarget:
                 raise
             raise self.write_failure(error) from None
         if self.temporary is not None:
-            mode = 0o666 & ~_umask()
+            mode = 0o666 & ~current_umask()
             if os.path.exists(self.written):
                 mode = stat.S_IMODE(os.stat(self.written).st_mode)
             os.chmod(self.temporary, mode)
@@ -250,7 +250,8 @@ class BackgroundWriter:
             raise DataProblem(f"writing {self.target.path}: the writer stopped")
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's file mode creation mask (read by setting it, then setting it back)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
