@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sce.explain.derivation.by_hand import checked_by_hand
 from sce.explain.derivation.general import general_stages
 from sce.explain.derivation.jacobian import jacobian_stage, language_model_jacobian_stage
 from sce.explain.derivation.one_hot import one_hot_stages
@@ -39,4 +40,4 @@ def build_derivation(result: SoftmaxCrossEntropyResult, digits: int = 4) -> list
             stages.append(language_model_jacobian_stage(result))
         else:
             stages.append(jacobian_stage(result, one_hot))
-    return stages
+    return [checked_by_hand(stage, digits, str(result.dtype)) for stage in stages]

@@ -8,13 +8,14 @@ write them its own way (rounded for people, full precision in JSON).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from sce.loss import SoftmaxCrossEntropyResult
-from sce.number_text import display
+from sce.number_text import display, fill
 
 #: Up to this many classes every class gets its own line; beyond, the middle is elided.
 MAX_LISTED_CLASSES = 10
@@ -22,6 +23,8 @@ MAX_LISTED_CLASSES = 10
 MAX_MATRIX_CLASSES = 6
 #: exp() of a float64 overflows beyond this.
 EXP_LIMIT = 709.0
+#: A substitution whose last part is one number, the result: ``formula = ⟨name⟩``.
+RESULT = re.compile(r"(?P<formula>.*) = ⟨(?P<result>\w+)⟩")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,22 @@ class Equation:
     symbolic: str = ""
     substituted: str = ""
     values: dict[str, float] = field(default_factory=dict)
+    #: Significant digits of the operands (the numbers left of the last ``=``), where
+    #: more than those asked for are needed for the line to check by hand.
+    operand_digits: int | None = None
+    #: No number of digits up to 17 makes the line check: it is written with ≈.
+    approximate: bool = False
+
+    def written(self, write: Callable[[float, int], str], digits: int) -> str:
+        """The substitution with its numbers written by ``write(value, digits)``: the result
+        with ``digits``, its operands with :attr:`operand_digits`, ``\\approx`` where approximate."""
+        match = RESULT.fullmatch(self.substituted)
+        if match is None:
+            return fill(self.substituted, self.values, lambda value: write(value, digits))
+        operand_digits = self.operand_digits or digits
+        formula = fill(match.group("formula"), self.values, lambda value: write(value, operand_digits))
+        sign = " \\approx " if self.approximate else " = "
+        return formula + sign + write(self.values[match.group("result")], digits)
 
 
 @dataclass(frozen=True)
@@ -141,17 +160,21 @@ def rounding_note(
     symbol: str,
     formula: Callable[[str], str],
 ) -> list[str]:
-    """Say so where rounding the input first would change the shown output
-    (as the second post's -log(0.245) = 1.406 for 1.4076); ``formula`` writes
-    the LaTeX of ``function`` applied to a number's text."""
+    """The rounding-first mistake, where it would change the shown output (as
+    -log(0.2447) = 1.4077 for the loss 1.4076): ``formula`` writes the LaTeX of
+    ``function`` applied to a number's text. Past 12 digits the lesson is moot: rounding
+    is then float64's own."""
+    if digits > 12:
+        return []
     rounded = float(display(exact_input, digits))
     from_rounded = float(function(rounded))
     if display(from_rounded, digits) == display(exact_output, digits):
         return []
     return [
-        f"Rounding first would mislead: ${formula(display(rounded, digits))} = "
-        f"{display(from_rounded, digits)}$, but the exact ${symbol} = {repr(float(exact_input))}$ "
-        f"gives ${display(exact_output, digits)}$, the value shown."
+        f"Rounding first would mislead: with ${symbol}$ as rounded above, "
+        f"${formula(display(rounded, digits))} = {display(from_rounded, digits)}$, not "
+        f"${display(exact_output, digits)}$; so ${symbol}$ is written here with the digits "
+        "it takes to give the value shown."
     ]
 
 

@@ -1,0 +1,133 @@
+"""Every substituted equation of `--steps`, as displayed, checks by hand.
+
+The derivation is rendered as Markdown with the digits asked for; each displayed
+line ``… = formula with numbers = result`` is read back from the text (not from
+the derivation's data), its formula evaluated at 60 digits by tests/latex_eval.py
+on the numbers exactly as written, and the value rounded as the displayed result
+is written must give that result: within half a unit of its last digit. A line
+written with ≈ must really not check. Swept over the options, sizes, extremes
+and every `--digits` from 1 to 17.
+"""
+
+from __future__ import annotations
+
+import re
+
+import mpmath as mp
+import pytest
+
+from sce.explain.derivation import Equation, build_derivation
+from sce.loss import softmax_cross_entropy
+from sce.render.markdown_format import steps_markdown
+
+from .latex_eval import NotArithmetic, evaluate, scientific
+
+LABEL = {"labels": 1, "reduction": "none"}
+SOFT = {"targets": [0.2, 0.3, 0.5], "reduction": "none"}
+TWELVE = [k * 0.7 - 3 for k in range(12)]
+
+#: (logits, options) for softmax_cross_entropy.
+CASES: dict[str, tuple[list[float], dict]] = {
+    "seed": ([2, 3, 4], LABEL),
+    "seed, label 0": ([1, 2, 3], {"labels": 0, "reduction": "none"}),
+    "temperature": ([2, 3, 4], {**LABEL, "temperature": 0.7}),
+    "large temperature": ([2, 3, 4], {"labels": 2, "temperature": 1000.0, "reduction": "none"}),
+    "softcap": ([2, 3, 4], {**LABEL, "softcap": 3.0}),
+    "softcap, saturated": ([-60, 25, 40], {"labels": 0, "softcap": 5.0, "reduction": "none"}),
+    "z-loss": ([10, 0, -10], {**LABEL, "z_loss": 0.01}),
+    "z-loss, large logits": ([30, 31, 35], {"labels": 0, "z_loss": 0.5, "reduction": "none"}),
+    "softcap, z-loss, temperature": ([2, -3, 4], {"labels": 0, "softcap": 5.0, "z_loss": 0.1, "temperature": 2.0,
+                                                   "reduction": "none"}),
+    "smoothing": ([1, -2, 0.5, 7], {"labels": 3, "label_smoothing": 0.2, "reduction": "sum"}),
+    "smoothing, off-target": ([1, -2, 0.5, 7], {"labels": 3, "label_smoothing": 0.2, "reduction": "none",
+                                                "smoothing_style": "off-target"}),
+    "weights, mean": ([2, 3, 4], {**LABEL, "weight": [0.5, 2, 1], "reduction": "mean"}),
+    "weights, temperature, mean": ([2, 3, 4], {**LABEL, "weight": [0.5, 2, 1], "temperature": 2.0,
+                                               "reduction": "mean"}),
+    "weights with a zero, smoothing": ([-float("inf"), 3, 4], {**LABEL, "label_smoothing": 0.1, "weight": [0, 1, 1]}),
+    "ignore index elsewhere": ([2, 3, 4], {**LABEL, "ignore_index": 0}),
+    "soft targets": ([1, 2, 3], SOFT),
+    "soft targets, weights, z-loss, mean": ([1, 2, 3], {**SOFT, "weight": [1, 2, 3], "z_loss": 0.3,
+                                                        "temperature": 3.0, "reduction": "mean"}),
+    "soft, off-target smoothing": ([1, 2, 3], {**SOFT, "label_smoothing": 0.1, "smoothing_style": "off-target"}),
+    "one class": ([5], {"labels": 0, "reduction": "none"}),
+    "one class, softcap, z-loss": ([5], {"labels": 0, "softcap": 2.0, "z_loss": 0.1, "reduction": "none"}),
+    "two classes": ([0.5, -0.5], {"labels": 0, "reduction": "none"}),
+    "twelve classes": (TWELVE, {"labels": 7, "reduction": "none"}),
+    "twelve classes, soft": ([k * 0.3 for k in range(12)], {"targets": [0.1] * 10 + [0, 0], "reduction": "none"}),
+    "twelve classes, z-loss, softcap": (TWELVE, {"labels": 7, "z_loss": 0.05, "softcap": 2.5, "reduction": "none"}),
+    "confident": ([0, 40], LABEL),
+    "confident, against it": ([0, 40], {"labels": 0, "reduction": "none"}),
+    "nearly confident": ([0, 9], LABEL),
+    "confident, soft": ([0, 40, -1], {"targets": [0, 1, 0], "reduction": "none"}),
+    "confident, z-loss": ([0, 40], {**LABEL, "z_loss": 1e-4}),
+    "logits of ±1000": ([1000, -1000, 0], LABEL),
+    "logits of ±1000, softcap": ([1000, -1000, 0], {**LABEL, "softcap": 30.0}),
+    "tiny logits": ([1e-300, -2e-300, 3e-310], LABEL),
+    "huge logits": ([1e300, -1e300], LABEL),
+    "close logits": ([1, 1.000000000001], {"labels": 0, "reduction": "none"}),
+    "small temperature, softcap, z-loss": ([2, 3, 4], {**LABEL, "temperature": 0.01, "softcap": 3.0, "z_loss": 0.01}),
+    "tiny cap": ([2, 3, 4], {**LABEL, "softcap": 1e-3}),
+    "float32": ([2, 3, 4], {**LABEL, "dtype": "float32"}),
+}
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d*)?(?:e[-+]?\d+)?")
+
+
+def displayed_lines(markdown: str) -> list[str]:
+    """The equations of the Markdown's display math, one per line (matrices left out)."""
+    lines = []
+    for block in re.findall(r"^\$\$\n(.*?)\n\$\$$", markdown, re.MULTILINE | re.DOTALL):
+        for line in block.split("\n"):
+            line = line.removesuffix(" \\\\")
+            if line and not line.startswith("\\begin") and not line.startswith("\\end") and "&" not in line:
+                lines.append(line)
+    return lines
+
+
+def half_unit(text: str) -> mp.mpf:
+    mantissa, _, exponent = text.partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return mp.mpf(5) * mp.mpf(10) ** (int(exponent or 0) - decimals - 1)
+
+
+def check_line(line: str) -> tuple[bool, bool] | None:
+    """(written with ≈, checks by hand), or None where the line holds no arithmetic to check."""
+    approximate = " \\approx " in line
+    formula_and_result = line.replace(" \\approx ", " = ")
+    parts = formula_and_result.split(" = ")
+    if len(parts) < 2 or re.search(r"infty|NaN", line):
+        return None
+    result = scientific(parts[-1])
+    if not _NUMBER.fullmatch(result):
+        return None
+    try:
+        exact = evaluate(parts[-2], {})
+    except (NotArithmetic, SyntaxError, ZeroDivisionError, ValueError):
+        return None
+    return approximate, bool(abs(exact - mp.mpf(result)) <= half_unit(result))
+
+
+def derivation_markdown(logits: list[float], options: dict, digits: int) -> str:
+    options = dict(options)
+    labels = options.pop("labels", None)
+    result = softmax_cross_entropy([logits], None if labels is None else [labels], **{
+        **options, **({"targets": [options["targets"]]} if "targets" in options else {})})
+    return steps_markdown(build_derivation(result, digits), digits)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_every_displayed_substitution_checks_by_hand(name):
+    logits, options = CASES[name]
+    failures, checked = [], 0
+    for digits in range(1, 18):
+        for line in displayed_lines(derivation_markdown(logits, options, digits)):
+            verdict = check_line(line)
+            if verdict is None:
+                continue
+            checked += 1
+            approximate, checks = verdict
+            if checks == approximate:
+                failures.append(f"--digits {digits}: {line} ({'≈ but checks' if approximate else 'does not check'})")
+    assert checked >= 17 * 3
+    assert not failures, "\n".join(failures[:20])
