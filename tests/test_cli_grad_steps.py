@@ -319,3 +319,49 @@ def test_every_latex_command_the_derivation_writes_has_a_unicode_form():
     written = {name for path in sources for name in re.findall(r"\\\\([A-Za-z]+)", path.read_text(encoding="utf-8"))}
     assert written - {"n"} <= known  # "\\n" is a newline in a Python string
     assert to_unicode(r"\pm 1") == "± 1"
+
+
+# --- every combination of outputs ------------------------------------------------------------------
+
+EXTRAS = {"--verify": ("--verify:", "verify"), "--jacobian": ("--jacobian:", "jacobian"),
+          "--hessian": ("--hessian:", "hessian")}
+OUTPUT_FLAGS = [
+    [flag for flag, on in zip(["--steps", *EXTRAS], mask) if on]
+    for mask in ((a, b, c, d) for a in (0, 1) for b in (0, 1) for c in (0, 1) for d in (0, 1))
+]
+
+
+@pytest.mark.parametrize("output_format", ["table", "json", "markdown", "csv"])
+@pytest.mark.parametrize("flags", OUTPUT_FLAGS, ids=[" ".join(f) or "none" for f in OUTPUT_FLAGS])
+@pytest.mark.parametrize("options", [[], ["--softcap", "3", "--z-loss", "0.01", "-T", "2"]], ids=["plain", "lm"])
+def test_no_requested_output_is_silently_dropped(flags, output_format, options, sce):
+    result = sce("grad", "2", "3", "4", "-l", "1", *options, *flags, "-f", output_format, env={"COLUMNS": "200"})
+    if result.exit_code != 0:
+        # Refused: one line that names a flag asked for, and the usage status.
+        assert result.exit_code == 2, result.output
+        assert result.stdout == ""
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert any(flag in result.stderr for flag in flags), result.stderr
+        assert output_format in ("markdown", "csv")
+        return
+    out = result.stdout
+    if output_format == "json":
+        document = json.loads(out)
+        assert ("steps" in document) == ("--steps" in flags)
+        for flag, (_, key) in EXTRAS.items():
+            assert (key in document) == (flag in flags), (flag, list(document))
+        return
+    if "--steps" in flags:
+        assert re.search(r"^(## )?1\. Setup", out, re.MULTILINE)
+    for flag, (heading, _) in EXTRAS.items():
+        assert (heading in out) == (flag in flags), flag
+    assert output_format in ("table", "json") or len(flags) <= 1
+
+
+def test_steps_with_hessian_as_json_has_the_hessian(sce):
+    """Regression: `--steps --hessian -f json` once wrote the derivation and dropped the Hessian."""
+    document = json.loads(sce("grad", "2", "3", "4", "-l", "1", "--steps", "--hessian", "-f", "json").stdout)
+    s = S
+    # By hand: the Hessian of -log s_1 is diag(s) - s sᵀ; its (0, 0) entry is s_0 (1 - s_0).
+    assert document["hessian"]["matrix"][0][0] == pytest.approx(s[0] * (1 - s[0]), rel=1e-14)
+    assert document["steps"][0]["title"] == "Setup"

@@ -16,7 +16,7 @@ import re
 import mpmath as mp
 import pytest
 
-from sce.explain.derivation import Equation, build_derivation
+from sce.explain.derivation import build_derivation
 from sce.loss import softmax_cross_entropy
 from sce.render.markdown_format import steps_markdown
 
