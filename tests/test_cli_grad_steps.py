@@ -160,10 +160,10 @@ def test_temperature_divides_the_logits_and_the_gradient():
     assert gradient == pytest.approx([p[0] / 2, (p[1] - 1) / 2, p[2] / 2], rel=1e-14)
 
 
-def test_float32_is_named_and_uses_the_general_forms(sce):
+def test_float32_is_named_and_takes_the_one_hot_route(sce):
     text = steps(sce, "2", "3", "4", "-l", "1", "--dtype", "float32")
     assert "computed in float32" in text
-    assert "Combining the cases" in text
+    assert "Case i = c" in text and "Combining the cases" not in text
 
 
 # --- sizes and extremes --------------------------------------------------------------------------
@@ -365,3 +365,44 @@ def test_steps_with_hessian_as_json_has_the_hessian(sce):
     # By hand: the Hessian of -log s_1 is diag(s) - s sᵀ; its (0, 0) entry is s_0 (1 - s_0).
     assert document["hessian"]["matrix"][0][0] == pytest.approx(s[0] * (1 - s[0]), rel=1e-14)
     assert document["steps"][0]["title"] == "Setup"
+
+
+# --- the words follow the route taken ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", [["-T", "2"], ["--softcap", "3"], ["--z-loss", "0.01"], ["--dtype", "float32"]])
+def test_a_plain_label_with_one_option_takes_the_one_hot_route(option, sce):
+    """Regression: with only a temperature, a cap or a z-loss, `--steps` said the target was not one-hot."""
+    text = steps(sce, "2", "3", "4", "-l", "1", *option)
+    assert "not one-hot" not in text
+    assert "Every yᵢ but y_c is 0" in text and "Case i = c" in text and "Combining the cases" not in text
+
+
+def test_with_a_temperature_the_route_names_b_and_the_factor():
+    """Regression: diag(s) − ssᵀ was labelled ∂s/∂z with a temperature, and the softmax opened with e^(zᵢ)."""
+    stages = build_derivation(softmax_cross_entropy([2, 3, 4], 1, temperature=2.0))
+    titles = [stage.title for stage in stages]
+    softmax = stages[titles.index("Softmax, stabilised")]
+    assert "s_i = \\frac{e^{z_i / T}}{\\sum_j e^{z_j / T}}" in softmax.notes[0]
+    route = stages[titles.index("The Jacobian route")]
+    matrix = next(item for item in route.items if isinstance(item, Matrix))
+    assert matrix.name == "\\frac{\\partial \\mathbf{s}}{\\partial \\mathbf{b}}"
+    assert "divided by $T$" in route.notes[0]
+    # By hand: b = (1, 1.5, 2), ∂L/∂z_k = (s_k - y_k) / 2.
+    e = [math.exp(1), math.exp(1.5), math.exp(2)]
+    p = [v / sum(e) for v in e]
+    back = stages[titles.index("Back to the logits")]
+    assert [eq.values["g"] for eq in equations(back)] == pytest.approx([p[0] / 2, (p[1] - 1) / 2, p[2] / 2], rel=1e-14)
+    assert [eq.values["gb"] for eq in equations(back)] == pytest.approx([p[0], p[1] - 1, p[2]], rel=1e-14)
+
+
+def test_softcap_and_z_loss_are_chain_rule_factors_on_the_one_hot_route():
+    cap, lam = 3.0, 0.01
+    stages = build_derivation(softmax_cross_entropy([2, 3, 4], 1, softcap=cap, z_loss=lam))
+    back = stages[[stage.title for stage in stages].index("Back to the logits")]
+    a = [cap * math.tanh(z / cap) for z in (2, 3, 4)]
+    lse = math.log(sum(math.exp(v) for v in a))
+    s = [math.exp(v - lse) for v in a]
+    y = [0, 1, 0]
+    expected = [(1 - math.tanh(z / cap) ** 2) * (s[k] - y[k] + 2 * lam * lse * s[k]) for k, z in enumerate((2, 3, 4))]
+    assert [eq.values["g"] for eq in equations(back)] == pytest.approx(expected, rel=1e-13)

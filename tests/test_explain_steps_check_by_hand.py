@@ -131,3 +131,48 @@ def test_every_displayed_substitution_checks_by_hand(name):
                 failures.append(f"--digits {digits}: {line} ({'≈ but checks' if approximate else 'does not check'})")
     assert checked >= 17 * 3
     assert not failures, "\n".join(failures[:20])
+
+
+def markdown_steps(sce, *args: str) -> str:
+    result = sce("grad", *args, "--steps", "-f", "markdown")
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def unchecked_lines(markdown: str) -> list[str]:
+    return [line for line in displayed_lines(markdown) if (verdict := check_line(line)) and verdict != (False, True)]
+
+
+def test_steps_reciprocal_of_rounded_probability_checks_by_hand(sce):
+    """Regression: `-1/0.0900 = -11.1073`, where -1/0.0900 is -11.1111."""
+    markdown = markdown_steps(sce, "1", "2", "3", "-l", "0")
+    line = next(line for line in displayed_lines(markdown) if line.startswith("\\frac{\\partial L}{\\partial s_{0}}"))
+    assert check_line(line) == (False, True), line
+    assert not unchecked_lines(markdown)
+    # The lesson stays, in the words of what is on screen: s_0 as rounded above gives the wrong value.
+    assert "Rounding first would mislead" in markdown and "-\\frac{1}{0.0900} = -11.1111" in markdown
+
+
+def test_steps_cross_entropy_plus_z_loss_checks_by_hand(sce):
+    """Regression: `10.0000 + 1.0000 = 11.0001`."""
+    markdown = markdown_steps(sce, "10", "0", "-10", "-l", "1", "--z-loss", "0.01")
+    line = next(line for line in displayed_lines(markdown) if line.startswith("L = L_{\\mathrm{CE}} + "))
+    assert check_line(line) == (False, True), line
+    assert not unchecked_lines(markdown)
+
+
+def test_a_line_that_cannot_check_is_marked_and_explained(sce):
+    # At 17 digits s_1 - 1 is computed as -(s_0 + s_2): no 17-digit s_1 reproduces it.
+    markdown = markdown_steps(sce, "2", "3", "4", "-l", "1", "--digits", "17")
+    approximate = [line for line in displayed_lines(markdown) if "\\approx" in line]
+    assert approximate
+    assert all(check_line(line) == (True, False) for line in approximate if check_line(line))
+    assert "does not check by hand to 17 digits" in markdown
+    text = sce("grad", "2", "3", "4", "-l", "1", "--steps", "--digits", "17", env={"COLUMNS": "300"}).stdout
+    assert " ≈ " in text
+
+
+def test_digits_asked_for_are_kept_where_they_suffice():
+    # e^{-1} = 0.3679 needs nothing more than the 4 digits asked for: the operand -1 is exact.
+    markdown = derivation_markdown([2, 3, 4], LABEL, 4)
+    assert "e^{z_{1} - M} = e^{-1} = 0.3679" in markdown

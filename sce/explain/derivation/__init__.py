@@ -25,7 +25,10 @@ __all__ = ["Elided", "Equation", "Item", "Matrix", "Stage", "build_derivation"]
 def build_derivation(result: SoftmaxCrossEntropyResult, digits: int = 4) -> list[Stage]:
     """The stages for row 0 of ``result``: the one-hot route of the textbook derivation
     when no option changes it, else the general forms."""
-    one_hot = result.labels is not None and result.options.is_plain
+    options = result.options
+    # A label without smoothing is a one-hot target: the textbook route, whatever else is set
+    # (a temperature, a cap or a z-loss add a chain-rule factor or term; weights take the general form).
+    one_hot = result.labels is not None and options.label_smoothing == 0 and options.weight is None
     # Where the result itself overflows (a tiny T), the stages show ±inf and the
     # sums of such entries NaN: the core has said why in a warning already.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

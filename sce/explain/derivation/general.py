@@ -9,6 +9,7 @@ from sce.explain.derivation.softcap_and_z_loss import (
     combined_gradient,
     combined_gradient_notes,
     cross_entropy_part,
+    total_with_z_loss,
 )
 from sce.explain.derivation.stages import (
     DL_DZ,
@@ -98,20 +99,8 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
             else "."
         )
     )
-    loss_items.append(_total_with_z_loss(result, row_loss))
+    loss_items.append(total_with_z_loss(result, row_loss))
     return Stage("Loss", tuple(loss_notes), tuple(loss_items))
-
-
-def _total_with_z_loss(result: SoftmaxCrossEntropyResult, cross_entropy: float) -> Equation:
-    z_term = float(result.z_losses[0]) if result.z_losses is not None else 0.0
-    values = {"ce": cross_entropy, "zl": z_term, "L": result.reported_loss()}
-    if result.options.reduction != "mean":
-        return Equation(f"L = L_{{\\mathrm{{CE}}}} + \\lambda \\, {LSE}^2", "⟨ce⟩ + ⟨zl⟩ = ⟨L⟩", values)
-    return Equation(
-        f"L = \\frac{{L_{{\\mathrm{{CE}}}}}}{{D}} + \\frac{{\\lambda \\, {LSE}^2}}{{D_z}}",
-        "\\frac{⟨ce⟩}{⟨D⟩} + \\frac{⟨zl⟩}{⟨Dz⟩} = ⟨L⟩",
-        {**values, "D": float(result.denominator), "Dz": float(result.z_loss_denominator)},
-    )
 
 
 def _chain_stage(result: SoftmaxCrossEntropyResult) -> Stage:

@@ -7,6 +7,8 @@ Each option is derived where it acts: the cap on the logits before the softmax
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from sce.explain.derivation.stages import Equation, Item, Stage, important_classes, per_class, plain
@@ -113,9 +115,27 @@ def z_loss_stage(result: SoftmaxCrossEntropyResult) -> Stage:
 
 
 def cross_entropy_part(result: SoftmaxCrossEntropyResult) -> float:
-    """The row's loss without its z-loss term."""
+    """The row's loss without its z-loss term: -Σ w_i y_i log s_i from the log-softmax (the loss
+    less the z-loss term would cancel the digits of a tiny cross-entropy beside a large z-loss)."""
+    if result.z_losses is None:
+        return float(result.losses[0])
+    weighted = (result.class_weights * result.target[0]).astype(np.float64)
+    log_s = result.log_probabilities[0].astype(np.float64)
+    carried = weighted != 0  # 0·log 0 = 0, even where log s_i is -inf
+    return -math.fsum((weighted[carried] * log_s[carried]).tolist())
+
+
+def total_with_z_loss(result: SoftmaxCrossEntropyResult, cross_entropy: float) -> Equation:
+    """L = L_CE + λ·lse², each divided by its denominator under the mean."""
     z_term = float(result.z_losses[0]) if result.z_losses is not None else 0.0
-    return float(result.losses[0]) - z_term
+    values = {"ce": cross_entropy, "zl": z_term, "L": result.reported_loss()}
+    if result.options.reduction != "mean":
+        return Equation(f"L = L_{{\\mathrm{{CE}}}} + \\lambda \\, {LSE}^2", "⟨ce⟩ + ⟨zl⟩ = ⟨L⟩", values)
+    return Equation(
+        f"L = \\frac{{L_{{\\mathrm{{CE}}}}}}{{D}} + \\frac{{\\lambda \\, {LSE}^2}}{{D_z}}",
+        "\\frac{⟨ce⟩}{⟨D⟩} + \\frac{⟨zl⟩}{⟨Dz⟩} = ⟨L⟩",
+        {**values, "D": float(result.denominator), "Dz": float(result.z_loss_denominator)},
+    )
 
 
 def combined_gradient(result: SoftmaxCrossEntropyResult, k: int) -> Equation:
@@ -163,3 +183,70 @@ def combined_gradient_notes(result: SoftmaxCrossEntropyResult) -> list[str]:
     else:
         notes.append("Without the mean, $D = D_z = 1$.")
     return notes
+
+
+def one_hot_gradient_formula(result: SoftmaxCrossEntropyResult) -> str:
+    """∂L/∂z for a one-hot target, in LaTeX, with only the factors and terms the options add."""
+    options = result.options
+    inner = "\\mathbf{s} - \\mathbf{y}" + (f" + 2 \\lambda \\, {LSE} \\, \\mathbf{{s}}" if options.z_loss else "")
+    formula = f"\\left({inner}\\right)"
+    if options.temperature != 1.0:
+        formula = f"\\frac{{1}}{{T}} {formula}"
+    if options.softcap is not None:
+        formula = f"\\left(1 - \\tanh^2(\\mathbf{{z}} / C)\\right) \\odot {formula}"
+    return formula
+
+
+def back_to_logits_stage(result: SoftmaxCrossEntropyResult, input_gradient: np.ndarray) -> Stage:
+    """The one-hot route's last step: from ∂L_CE/∂b = s − y to ∂L/∂z, one factor per option."""
+    options = result.options
+    notes = []
+    letter = "z" if options.temperature == 1.0 and options.softcap is None else "b"
+    if options.z_loss:
+        notes.append(
+            f"The z-loss adds $2 \\lambda \\, {LSE} \\, s_i$ (found above) to $s_i - y_i$: "
+            f"$\\frac{{\\partial {LSE}}}{{\\partial {letter}_i}} = s_i$."
+        )
+    if options.temperature != 1.0:
+        divided = "\\mathbf{a}" if options.softcap is not None else "\\mathbf{z}"
+        notes.append(f"Through $\\mathbf{{b}} = {divided} / T$ the chain rule adds the factor $\\frac{{1}}{{T}}$.")
+    if options.softcap is not None:
+        notes.append(
+            "Through the cap $a_i = C \\tanh(z_i / C)$ it adds the factor $1 - \\tanh^2(z_i / C)$ "
+            "found above, one per class."
+        )
+    lse = float(result.log_sum_exp[0]) if result.log_sum_exp is not None else 0.0
+
+    def entry(k: int) -> Equation:
+        symbolic, substituted = _factors(result, k)
+        values = {
+            "gb": float(input_gradient[k]),
+            "lam": float(options.z_loss),
+            "lse": lse,
+            "s": float(result.probabilities[0, k]),
+            "T": float(options.temperature),
+            "d": float(result.cap_derivative[0, k]),
+            "g": float(result.gradient[0, k]),
+        }
+        used = {name: value for name, value in values.items() if f"⟨{name}⟩" in substituted}
+        return Equation(symbolic, substituted, used)
+
+    items = per_class(result.num_classes, important_classes(result), entry)
+    return Stage("Back to the logits", tuple(notes), tuple(items))
+
+
+def _factors(result: SoftmaxCrossEntropyResult, k: int) -> tuple[str, str]:
+    """(symbolic, substituted) of ∂L/∂z_k for the one-hot route with the options given."""
+    options = result.options
+    symbolic, substituted = f"s_{{{k}}} - y_{{{k}}}", "⟨gb⟩"
+    if options.z_loss:
+        symbolic += f" + 2 \\lambda \\, {LSE} \\, s_{{{k}}}"
+        substituted += " + 2 \\times ⟨lam⟩ \\times ⟨lse⟩ \\times ⟨s⟩"
+    if options.temperature != 1.0:
+        symbolic, substituted = f"\\frac{{{symbolic}}}{{T}}", f"\\frac{{{substituted}}}{{⟨T⟩}}"
+    elif options.softcap is not None and options.z_loss:
+        symbolic, substituted = f"\\left({symbolic}\\right)", f"\\left({substituted}\\right)"
+    if options.softcap is not None:
+        symbolic = f"\\left(1 - \\tanh^2(z_{{{k}}} / C)\\right) {symbolic}"
+        substituted = f"⟨d⟩ \\times {substituted}"
+    return f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = {symbolic}", f"{substituted} = ⟨g⟩"
