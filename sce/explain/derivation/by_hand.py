@@ -25,6 +25,8 @@ from sce.number_text import shown
 #: Significant digits beyond which a float64 operand has nothing more to show.
 MOST_DIGITS = 17
 _PRECISION = Context(prec=60, Emax=10**6, Emin=-(10**6))
+# Sums and differences exactly (1 + 4e-300 is not 1 here): 1000 digits span float64's exponents.
+_EXACT = Context(prec=1000, Emax=10**6, Emin=-(10**6))
 
 Value = Callable[[dict[str, Decimal]], Decimal]
 
@@ -95,7 +97,7 @@ class _Parser:
         if self.peek() == "-":
             self.take()
             inner = self.signed()
-            return lambda v: -inner(v)
+            return lambda v: inner(v).copy_negate()
         return self.atom()
 
     def group(self, opening: str, closing: str) -> Value:
@@ -135,11 +137,11 @@ class _Parser:
 
 
 def _added(left: Value, right: Value) -> Value:
-    return lambda v: left(v) + right(v)
+    return lambda v: _EXACT.add(left(v), right(v))
 
 
 def _subtracted(left: Value, right: Value) -> Value:
-    return lambda v: left(v) - right(v)
+    return lambda v: _EXACT.subtract(left(v), right(v))
 
 
 def _multiplied(left: Value, right: Value) -> Value:
@@ -147,6 +149,8 @@ def _multiplied(left: Value, right: Value) -> Value:
 
 
 def _tanh(x: Decimal) -> Decimal:
+    if abs(x) < Decimal("1e-10"):  # 1 - e^{-2|x|} would cancel: the series, exact to x⁸
+        return x - x**3 / 3 + 2 * x**5 / 15 - 17 * x**7 / 315
     t = (-2 * abs(x)).exp()
     return ((1 - t) / (1 + t)).copy_sign(x)
 

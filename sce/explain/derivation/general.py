@@ -64,10 +64,7 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
             {"w": float(w[k]), "y": float(y[k]), "s": float(s[k]), "t": value},
         )
 
-    loss_notes = [
-        "With a target that is not one-hot (or with weights), no term drops out: "
-        "$L = -\\sum_i w_i y_i \\log s_i$, with $0 \\log 0 = 0$."
-    ]
+    loss_notes = [_why_general(result) + ": $L = -\\sum_i w_i y_i \\log s_i$, with $0 \\log 0 = 0$."]
     if result.labels is not None and result.options.label_smoothing:
         loss_notes.append(
             "This equals Megatron's and t5x's $(1 - \\varepsilon)\\,w_c(-\\log s_c) + "
@@ -101,6 +98,15 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
     )
     loss_items.append(total_with_z_loss(result, row_loss))
     return Stage("Loss", tuple(loss_notes), tuple(loss_items))
+
+
+def _why_general(result: SoftmaxCrossEntropyResult) -> str:
+    """Why the loss keeps every class's term: the reason this route was taken."""
+    if result.labels is None:
+        return "With a target that is not one-hot, no term drops out"
+    if result.options.label_smoothing:
+        return "Label smoothing gives every class some of the target, so no term drops out"
+    return "With class weights the loss is written in its general form (only the label's term is not 0)"
 
 
 def _chain_stage(result: SoftmaxCrossEntropyResult) -> Stage:
