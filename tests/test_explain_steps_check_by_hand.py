@@ -149,8 +149,6 @@ def test_steps_reciprocal_of_rounded_probability_checks_by_hand(sce):
     line = next(line for line in displayed_lines(markdown) if line.startswith("\\frac{\\partial L}{\\partial s_{0}}"))
     assert check_line(line) == (False, True), line
     assert not unchecked_lines(markdown)
-    # The lesson stays, in the words of what is on screen: s_0 as rounded above gives the wrong value.
-    assert "Rounding first would mislead" in markdown and "-\\frac{1}{0.0900} = -11.1111" in markdown
 
 
 def test_steps_cross_entropy_plus_z_loss_checks_by_hand(sce):
@@ -176,3 +174,25 @@ def test_digits_asked_for_are_kept_where_they_suffice():
     # e^{-1} = 0.3679 needs nothing more than the 4 digits asked for: the operand -1 is exact.
     markdown = derivation_markdown([2, 3, 4], LABEL, 4)
     assert "e^{z_{1} - M} = e^{-1} = 0.3679" in markdown
+
+
+LESSON_LOGITS = [[2, 3, 4], [1, 2, 3], [0.3, -1.2, 2.2, 0.1], [5, 1], [0, 2.5, 1.7], [3, -1, 0.25]]
+_LESSON = re.compile(r"Rounding first would mislead: with \$s_c\$ as rounded above, \$-\\log\((?P<x>[^)]*)\) = "
+                     r"(?P<y>[^$]*)\$, not \$(?P<z>[^$]*)\$")
+
+
+def test_the_rounding_first_lesson_speaks_of_the_numbers_on_screen():
+    found = 0
+    for logits, digits in ((logits, digits) for logits in LESSON_LOGITS for digits in range(1, 9)):
+        markdown = derivation_markdown(logits, {"labels": 0, "reduction": "none"}, digits)
+        for lesson in _LESSON.finditer(markdown):
+            found += 1
+            rounded, wrong, right = (scientific(lesson.group(name)) for name in ("x", "y", "z"))
+            # The rounded probability is the one the softmax stage shows for s_0 ...
+            shown_s = re.search(r"^s_\{0\} = .* = (?P<v>[^=]*?)( \\\\)?$", markdown, re.MULTILINE)
+            assert mp.mpf(scientific(shown_s.group("v"))) == mp.mpf(rounded)
+            # ... the wrong value is what it gives, and differs from the loss shown.
+            assert abs(-mp.log(mp.mpf(rounded)) - mp.mpf(wrong)) <= half_unit(wrong)
+            shown_loss = re.search(r"^L = -\\log s_\{0\} = -\\log\([^)]*\) = (?P<v>.*)$", markdown, re.MULTILINE)
+            assert mp.mpf(scientific(shown_loss.group("v"))) == mp.mpf(right) != mp.mpf(wrong)
+    assert found >= 3  # at some digits, for some of these logits, rounding first misleads
