@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from decimal import Context, Decimal, localcontext
 
-from sce.explain.derivation.stages import RESULT, Equation, Stage
+from sce.explain.derivation.stages import RESULT, Equation, Stage, exact_short
 from sce.number_text import shown
 
 #: Significant digits beyond which a float64 operand has nothing more to show.
@@ -191,7 +191,10 @@ def fewest_digits(formula: Value, values: dict[str, float], result: str, digits:
     result_text = shown(values[result], digits)
     operand_names = [name for name in values if name != result]
     for operand_digits in range(digits, max(digits, MOST_DIGITS) + 1):
-        operands = {name: shown(values[name], operand_digits) for name in operand_names}
+        operands = {
+            name: exact_short(values[name], operand_digits) or shown(values[name], operand_digits)
+            for name in operand_names
+        }
         if checks(formula, operands, result_text):
             return operand_digits
     return None

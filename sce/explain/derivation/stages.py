@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sce.loss import SoftmaxCrossEntropyResult
-from sce.number_text import display, fill
+from sce.number_text import display
 
 #: Up to this many classes every class gets its own line; beyond, the middle is elided.
 MAX_LISTED_CLASSES = 10
@@ -48,11 +48,41 @@ class Equation:
         with ``digits``, its operands with :attr:`operand_digits`, ``\\approx`` where approximate."""
         match = RESULT.fullmatch(self.substituted)
         if match is None:
-            return fill(self.substituted, self.values, lambda value: write(value, digits))
+            return _signed_fill(self.substituted, self.values, lambda value: write(value, digits))
         operand_digits = self.operand_digits or digits
-        formula = fill(match.group("formula"), self.values, lambda value: write(value, operand_digits))
+        formula = _signed_fill(
+            match.group("formula"),
+            self.values,
+            lambda value: exact_short(value, operand_digits) or write(value, operand_digits),
+        )
         sign = " \\approx " if self.approximate else " = "
         return formula + sign + write(self.values[match.group("result")], digits)
+
+
+def exact_short(value: float, digits: int) -> str | None:
+    """An operand's own shortest text where it has at most ``digits`` significant digits and
+    no exponent (λ = 0.5, T = 0.7, y = 0.1): exact, and easier to read than 0.50000; else None."""
+    text = repr(float(value))
+    if not text[-1].isdigit() or "e" in text:  # inf, nan, 1e-05
+        return None
+    significant = text.lstrip("-").replace(".", "").strip("0")
+    return text.removesuffix(".0") if len(significant) <= digits else None
+
+
+_PLACEHOLDER = re.compile(r"⟨(\w+)⟩")
+_OPERATOR_BEFORE = re.compile(r"(?:[-+]|\\times|\\cdot)\s*$")
+
+
+def _signed_fill(template: str, values: dict[str, float], write: Callable[[float], str]) -> str:
+    """:func:`fill`, with a negative number after an operator in parentheses: ``a - (-1)``, never ``a - -1``."""
+
+    def number(match: re.Match[str]) -> str:
+        text = write(values[match.group(1)])
+        if text.startswith("-") and _OPERATOR_BEFORE.search(template, 0, match.start()):
+            return f"\\left({text}\\right)"
+        return text
+
+    return _PLACEHOLDER.sub(number, template)
 
 
 @dataclass(frozen=True)
