@@ -212,7 +212,7 @@ def back_to_logits_stage(result: SoftmaxCrossEntropyResult, input_gradient: np.n
         notes.append(f"Through $\\mathbf{{b}} = {divided} / T$ the chain rule adds the factor $\\frac{{1}}{{T}}$.")
     if options.softcap is not None:
         notes.append(
-            "Through the cap $a_i = C \\tanh(z_i / C)$ it adds the factor $1 - \\tanh^2(z_i / C)$ "
+            "Through the cap $a_i = C \\tanh(z_i / C)$ the chain rule adds the factor $1 - \\tanh^2(z_i / C)$ "
             "found above, one per class."
         )
     lse = float(result.log_sum_exp[0]) if result.log_sum_exp is not None else 0.0
@@ -247,6 +247,8 @@ def _factors(result: SoftmaxCrossEntropyResult, k: int) -> tuple[str, str]:
     elif options.softcap is not None and options.z_loss:
         symbolic, substituted = f"\\left({symbolic}\\right)", f"\\left({substituted}\\right)"
     if options.softcap is not None:
+        if options.temperature == 1.0 and not options.z_loss:
+            symbolic = f"\\left({symbolic}\\right)"
         symbolic = f"\\left(1 - \\tanh^2(z_{{{k}}} / C)\\right) {symbolic}"
         substituted = f"⟨d⟩ \\times {substituted}"
     return f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = {symbolic}", f"{substituted} = ⟨g⟩"
