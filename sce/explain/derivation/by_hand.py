@@ -20,7 +20,7 @@ from dataclasses import replace
 from decimal import Context, Decimal, localcontext
 
 from sce.explain.derivation.stages import RESULT, Equation, Stage, exact_short
-from sce.number_text import display, shown
+from sce.number_text import shown
 
 #: Significant digits beyond which a float64 operand has nothing more to show.
 MOST_DIGITS = 17
@@ -188,8 +188,7 @@ def _finite(text: str) -> bool:
 def fewest_digits(formula: Value, values: dict[str, float], result: str, digits: int) -> int | None:
     """The fewest significant digits, from ``digits`` to 17, with which the operands make the
     formula give ``values[result]`` as displayed with ``digits``; None where none do."""
-    # Held to the digits asked for even where the result is shown as a whole number (v · s = -1).
-    result_text = display(values[result], digits)
+    result_text = shown(values[result], digits)
     operand_names = [name for name in values if name != result]
     for operand_digits in range(digits, max(digits, MOST_DIGITS) + 1):
         operands = {
