@@ -244,3 +244,14 @@ def test_any_derivation_checks_by_hand(case):
     for line in displayed_lines(markdown):
         verdict = check_line(line)
         assert verdict is None or verdict[0] != verdict[1], f"--digits {digits}: {line}"
+
+
+def test_json_says_which_equations_are_approximate(sce):
+    import json
+
+    def flags(*args: str) -> list[bool]:
+        document = json.loads(sce("grad", "2", "3", "4", "-l", "1", "--steps", "-f", "json", *args).stdout)
+        return [item["approximate"] for stage in document["steps"] for item in stage["items"] if item["type"] == "equation"]
+
+    assert not any(flags())
+    assert any(flags("--digits", "17"))
