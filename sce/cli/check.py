@@ -57,7 +57,7 @@ from sce.cli.typed_inputs import (
     run_core,
 )
 from sce.errors import UsageProblem
-from sce.number_text import split_numbers
+from sce.number_text import DISPLAY_DIGITS, split_numbers
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def check(
     no_header: NoHeaderOption = False,
     delimiter: DelimiterOption = None,
     encoding: EncodingOption = "utf-8",
-    digits: DigitsOption = 4,
+    digits: DigitsOption = DISPLAY_DIGITS,
     output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="table or json.")] = CheckFormat.table,
     arrays: ArraysOption = None,
     logits_path: LogitsPathOption = None,
