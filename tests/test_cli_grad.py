@@ -193,9 +193,12 @@ def test_regression_an_infinite_float32_loss_names_float32s_range(sce):
     )
 
 
-def test_bare_grad_shows_its_help(sce):
-    result = sce("grad")
-    assert "Usage: sce grad" in result.stdout
+@pytest.mark.parametrize("command", [(), ("grad",), ("batch",), ("check",), ("test",), ("samples",), ("completion",)])
+def test_a_bare_command_shows_its_help_and_says_why_it_failed(sce, command):
+    result = sce(*command)
+    name = " ".join(("sce", *command))
+    assert f"Usage: {name}" in result.stdout
+    assert result.stderr == f"{name}: error: no arguments given; the help above shows what {name} takes\n"
     assert result.exit_code == 2
 
 

@@ -120,3 +120,18 @@ def test_samples_over_a_folder_of_a_samples_name_say_so_with_a_fix(sce, tmp_path
     assert "Is a directory" not in line, line
     assert "folder" in line and "; " in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["batch.csv"]
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [("out.json", "name the file .jsonl"), ("out.xlsx", "write .csv"), ("out.csv.gz", "pipe it through gzip")],
+)
+def test_an_output_name_of_a_format_sce_does_not_write_is_refused_not_filled_with_csv(sce, tmp_path, name, hint):
+    table = tmp_path / "in.csv"
+    table.write_text("z0,z1,label\n1,2,0\n")
+    result = sce("batch", str(table), "-o", str(tmp_path / name), "--quiet")
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert line.startswith(f"sce: error: -o {tmp_path / name}: ") and hint in line
+    assert not (tmp_path / name).exists()
+    assert sce("batch", str(table), "-o", str(tmp_path / name), "--format", "csv", "--quiet").exit_code == 0

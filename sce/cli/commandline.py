@@ -176,7 +176,10 @@ def _report_click(error: click.exceptions.ClickException | Abort) -> int:
         _say("sce: interrupted (SIGINT)")
         return ExitStatus.INTERRUPTED
     if isinstance(error, click.exceptions.NoArgsIsHelpError):
-        return error.exit_code  # typer has printed the help already
+        # typer has printed the help on stdout; stderr still says why the status is not 0.
+        command = error.ctx.command_path if error.ctx is not None else "sce"
+        _say(f"{command}: error: no arguments given; the help above shows what {command} takes")
+        return error.exit_code
     if isinstance(error, click.exceptions.UsageError):
         command = error.ctx.command_path if error.ctx is not None else "sce"
         message = " ".join(error.format_message().split())
