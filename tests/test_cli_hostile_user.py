@@ -135,3 +135,15 @@ def test_an_output_name_of_a_format_sce_does_not_write_is_refused_not_filled_wit
     assert line.startswith(f"sce: error: -o {tmp_path / name}: ") and hint in line
     assert not (tmp_path / name).exists()
     assert sce("batch", str(table), "-o", str(tmp_path / name), "--format", "csv", "--quiet").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "line"),
+    [
+        (["grad", "1", "2", "3", "-l", "0", "-w", "1"], "sce: error: --weight: 1 number for 3 logits; give one per class"),
+        (["grad", "1", "-l", "0", "-w", "1,2"], "sce: error: --weight: 2 numbers for 1 logit; give one per class"),
+        (["check", "1", "-l", "0", "--grad", "0,0"], "sce: error: --grad: 2 numbers for 1 class; give one per class"),
+    ],
+)
+def test_counts_of_one_are_worded_in_the_singular(sce, arguments, line):
+    assert one_error_line(sce(*arguments)) == line

@@ -21,6 +21,7 @@ from sce.number_text import (
     BEYOND_FLOAT64,
     EmptyField,
     beyond_float64,
+    count_of,
     normalise_minus,
     quoted_cell,
     read_number,
@@ -215,7 +216,9 @@ def check_class_counts(vector: VectorInput, options: LossOptions) -> None:
 
 def _check_count(option: str, values: list[float] | None, classes: int) -> None:
     if values is not None and len(values) != classes:
-        raise UsageProblem(f"{option}: {len(values)} numbers for {classes} logits; give one per class")
+        raise UsageProblem(
+            f"{option}: {count_of(len(values), 'number')} for {count_of(classes, 'logit')}; give one per class"
+        )
 
 
 def run_core(vector: VectorInput, options: LossOptions) -> SoftmaxCrossEntropyResult:
