@@ -147,3 +147,24 @@ def test_an_output_name_of_a_format_sce_does_not_write_is_refused_not_filled_wit
 )
 def test_counts_of_one_are_worded_in_the_singular(sce, arguments, line):
     assert one_error_line(sce(*arguments)) == line
+
+
+@pytest.mark.parametrize(
+    ("arguments", "line"),
+    [
+        (["grad", "1", "2", "-l", "0", "-l", "1"], "sce grad: error: -l 0 and -l 1: one option given two values"),
+        (["grad", "1", "2", "-l0", "-T", "2", "--temperature=3"], "sce grad: error: -T 2 and --temperature 3: one"),
+        (["batch", "in.csv", "-o", "a.csv", "-o", "b.csv"], "sce batch: error: -o a.csv and -o b.csv: one option"),
+        (["check", "1", "2", "-l", "0", "--grad", "0,0", "--grad=1,1"], "sce check: error: --grad 0,0 and --grad 1,1"),
+    ],
+)
+def test_an_option_given_two_values_is_refused_not_the_last_kept(sce, arguments, line):
+    result = sce(*arguments)
+    assert result.exit_code == 2
+    assert one_error_line(result).startswith(line)
+
+
+def test_an_option_repeated_with_the_same_value_is_harmless(sce):
+    assert sce("grad", "1", "2", "-l", "0", "--label", "0").exit_code == 0
+    # After "--" everything is an argument: no option is read there.
+    assert "'-l' is not a number" in sce("grad", "-1", "-2", "-l", "1", "--", "-l").stderr
