@@ -168,3 +168,17 @@ def test_an_option_repeated_with_the_same_value_is_harmless(sce):
     assert sce("grad", "1", "2", "-l", "0", "--label", "0").exit_code == 0
     # After "--" everything is an argument: no option is read there.
     assert "'-l' is not a number" in sce("grad", "-1", "-2", "-l", "1", "--", "-l").stderr
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["grad", "1", "2", "-l", "0"], ["batch", "in.csv"], ["check", "1", "2", "-l", "0", "--grad", "0,0"],
+     ["check", "--arrays", "dump.npz"], ["test", "homework.py:f"]],
+)
+def test_a_smoothing_style_without_smoothing_is_refused_by_every_command(sce, arguments):
+    result = sce(*arguments, "--smoothing-style", "off-target")
+    assert result.exit_code == 2
+    assert one_error_line(result) == (
+        "sce: error: --smoothing-style changes only how label smoothing spreads ε: give --smoothing too "
+        "(e.g. --smoothing 0.1)"
+    )

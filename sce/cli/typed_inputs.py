@@ -198,6 +198,11 @@ def loss_options_from(given: Mapping[str, Any]) -> LossOptions:
     values = {field: value.value if isinstance(value, Enum) else value for field, value in given.items()}
     if "weight" in values:
         values["weight"] = tuple(_weights(values["weight"]))
+    if values.get("smoothing_style", "uniform") != "uniform" and not values.get("label_smoothing"):
+        # Accepted, it would change nothing: the user meant some smoothing.
+        raise UsageProblem(
+            "--smoothing-style changes only how label smoothing spreads ε: give --smoothing too (e.g. --smoothing 0.1)"
+        )
     return LossOptions(**values)
 
 
