@@ -182,3 +182,17 @@ def test_a_smoothing_style_without_smoothing_is_refused_by_every_command(sce, ar
         "sce: error: --smoothing-style changes only how label smoothing spreads ε: give --smoothing too "
         "(e.g. --smoothing 0.1)"
     )
+
+
+def test_an_ignore_index_beyond_int64_is_refused(sce):
+    result = sce("grad", "1", "2", "-l", "0", "--ignore-index", str(2**63))
+    assert result.exit_code == 2
+    assert one_error_line(result) == (
+        f"sce: error: --ignore-index: {2**63} is beyond int64; labels are int64: use an index such as -100 (the default)"
+    )
+    assert sce("grad", "1", "2", "-l", "0", "--ignore-index", str(-(2**63))).exit_code == 0
+
+
+def test_version_asked_of_a_command_points_at_sce_version(sce):
+    result = sce("grad", "--version")
+    assert (result.exit_code, one_error_line(result)) == (2, "sce: error: --version belongs to sce itself: sce --version")

@@ -213,6 +213,9 @@ def _report_click(error: click.exceptions.ClickException | Abort) -> int:
         command = error.ctx.command_path if error.ctx is not None else "sce"
         _say(f"{command}: error: no arguments given; the help above shows what {command} takes")
         return error.exit_code
+    if isinstance(error, click.exceptions.NoSuchOption) and error.option_name == "--version":
+        _say("sce: error: --version belongs to sce itself: sce --version")
+        return error.exit_code
     if isinstance(error, click.exceptions.UsageError):
         command = error.ctx.command_path if error.ctx is not None else "sce"
         message = " ".join(error.format_message().split())

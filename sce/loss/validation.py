@@ -75,6 +75,13 @@ def validated_options(options: LossOptions) -> tuple[np.dtype, np.ndarray | None
         )
     if isinstance(options.ignore_index, bool) or not isinstance(options.ignore_index, (int, np.integer)):
         raise InvalidInput(f"ignore_index {options.ignore_index!r} is not an integer", field="ignore_index")
+    if not -(2**63) <= int(options.ignore_index) < 2**63:
+        # Labels are int64 (PyTorch's too): such an index could never match one, and would overflow numpy.
+        raise InvalidInput(
+            f"{options.ignore_index} is beyond int64",
+            field="ignore_index",
+            hint="labels are int64: use an index such as -100 (the default)",
+        )
     return dtype, _checked_weights(options.weight, dtype)
 
 
