@@ -85,10 +85,6 @@ def test(
     --smoothing-style) describe the loss the function computes, with them
     built in: it is still called f(logits, labels).
     """
-    if options.smoothing_style != "uniform" and not options.label_smoothing:
-        raise UsageProblem(
-            "--smoothing-style changes only how label smoothing spreads ε: give --smoothing too (e.g. --smoothing 0.1)"
-        )
     if "reduction" in options_given and convention is Convention.row:
         raise UsageProblem("--reduction goes with --convention batch; a row function returns its row's own loss")
     from sce.grading.implementations.configuration import check_implementation
