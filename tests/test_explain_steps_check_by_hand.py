@@ -255,3 +255,12 @@ def test_json_says_which_equations_are_approximate(sce):
 
     assert not any(flags())
     assert any(flags("--digits", "17"))
+
+
+def test_a_cancelling_line_says_that_it_cancels():
+    # s_1 = 0.99987660542401…: s_1 - 1 from 17 digits of s_1 keeps 13, short of the 13 asked for at the
+    # last place; sce computes it as -(s_0) instead, and says so.
+    markdown = derivation_markdown([0, 9], LABEL, 13)
+    approximate = [line for line in displayed_lines(markdown) if "\\approx" in line]
+    assert any(line.startswith("\\frac{\\partial L}{\\partial z_{1}} = s_{1} - 1") for line in approximate)
+    assert "subtracts nearly equal numbers" in markdown

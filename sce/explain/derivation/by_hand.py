@@ -218,21 +218,46 @@ def settled(equation: Equation, digits: int) -> Equation:
 
 
 
-def approximate_note(digits: int, dtype: str) -> str:
+#: An operand this many times the result: the formula subtracts nearly equal numbers.
+CANCELLATION = 1e3
+
+
+def cancels(equation: Equation) -> bool:
+    """Whether the equation's result is far smaller than an operand: digits cancelled on the way."""
+    match = RESULT.fullmatch(equation.substituted)
+    if match is None:
+        return False
+    result = abs(equation.values[match.group("result")])
+    operands = [abs(value) for name, value in equation.values.items() if name != match.group("result")]
+    return bool(operands) and max(operands) > CANCELLATION * result
+
+
+def approximate_note(digits: int, dtype: str, cancelled: bool) -> str:
     """Why a line is written with ≈: what the values carry, and the form the result came from."""
     precision = "about 7" if dtype == "float32" else "15 to 17"
-    return (
-        f"A line written with $\\approx$ does not check by hand to {digits} digits, whatever the digits of "
-        f"its operands: each number here is a {dtype} value, exact to {precision} significant digits, and "
-        "the result was computed from the unrounded values (in the form that keeps its digits), so the "
-        "written formula, evaluated exactly, differs from it in the last digit shown."
+    opening = (
+        f"A line written with $\\approx$ does not check by hand to {digits} digits, "
+        "whatever the digits of its operands: "
+    )
+    if cancelled:
+        return opening + (
+            "it subtracts nearly equal numbers, whose shared leading digits cancel, and what is left of "
+            f"{dtype}'s {precision} digits is fewer than the result shows; sce computes the result in a "
+            "form without that subtraction (see above)."
+        )
+    return opening + (
+        f"each number here is a {dtype} value, exact to {precision} significant digits, and the result was "
+        "computed from the unrounded values, so the written formula, evaluated exactly, differs from it in "
+        "the last digit shown."
     )
 
 
 def checked_by_hand(stage: Stage, digits: int, dtype: str = "float64") -> Stage:
     """``stage`` with every equation :func:`settled`, and a note where one is approximate."""
     items = tuple(settled(item, digits) if isinstance(item, Equation) else item for item in stage.items)
+    approximate = [item for item in items if isinstance(item, Equation) and item.approximate]
     notes = stage.notes
-    if any(isinstance(item, Equation) and item.approximate for item in items):
-        notes = (*notes, approximate_note(digits, dtype))
+    for cancelled in (True, False):
+        if any(cancels(item) == cancelled for item in approximate):
+            notes = (*notes, approximate_note(digits, dtype, cancelled))
     return replace(stage, items=items, notes=notes)
