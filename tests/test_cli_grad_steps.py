@@ -372,7 +372,9 @@ def test_steps_with_hessian_as_json_has_the_hessian(sce):
 # --- the words follow the route taken ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("option", [["-T", "2"], ["--softcap", "3"], ["--z-loss", "0.01"], ["--dtype", "float32"]])
+@pytest.mark.parametrize(
+    "option", [["-T", "2"], ["--softcap", "3"], ["--z-loss", "0.01"], ["--dtype", "float32"], ["-w", "1,2,3"]]
+)
 def test_a_plain_label_with_one_option_takes_the_one_hot_route(option, sce):
     """Regression: with only a temperature, a cap or a z-loss, `--steps` said the target was not one-hot."""
     text = steps(sce, "2", "3", "4", "-l", "1", *option)
@@ -408,3 +410,14 @@ def test_softcap_and_z_loss_are_chain_rule_factors_on_the_one_hot_route():
     y = [0, 1, 0]
     expected = [(1 - math.tanh(z / cap) ** 2) * (s[k] - y[k] + 2 * lam * lse * s[k]) for k, z in enumerate((2, 3, 4))]
     assert [eq.values["g"] for eq in equations(back)] == pytest.approx(expected, rel=1e-13)
+
+
+def test_a_class_weight_is_one_more_factor_on_the_one_hot_route():
+    stages = build_derivation(softmax_cross_entropy([2, 3, 4], 1, weight=[0.5, 2, 1], reduction="sum"))
+    titles = [stage.title for stage in stages]
+    assert "Case i = c" in titles and "Combining the cases" not in titles
+    loss = stages[titles.index("Loss")]
+    # By hand: L = w_1 · (-log s_1) = 2 · 1.40760596444438.
+    assert value_of(loss, "L = w_{1}", "L") == pytest.approx(2 * (math.log(TOTAL) - 3), rel=1e-15)
+    back = stages[titles.index("Back to the logits")]
+    assert [eq.values["g"] for eq in equations(back)] == pytest.approx([2 * S[0], 2 * (S[1] - 1), 2 * S[2]], rel=1e-14)

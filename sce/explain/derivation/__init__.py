@@ -28,8 +28,8 @@ def build_derivation(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DI
     when no option changes it, else the general forms."""
     options = result.options
     # A label without smoothing is a one-hot target: the textbook route, whatever else is set
-    # (a temperature, a cap or a z-loss add a chain-rule factor or term; weights take the general form).
-    one_hot = result.labels is not None and options.label_smoothing == 0 and options.weight is None
+    # (a weight, a temperature, a cap or a z-loss add a chain-rule factor or term).
+    one_hot = result.labels is not None and options.label_smoothing == 0
     # Where the result itself overflows (a tiny T), the stages show ±inf and the
     # sums of such entries NaN: the core has said why in a warning already.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

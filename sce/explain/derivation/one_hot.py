@@ -22,6 +22,7 @@ from sce.explain.derivation.stages import (
     Stage,
     important_classes,
     per_class,
+    reduced_note,
     rounding_note,
     rounding_of_sum,
     rounds_to_one,
@@ -46,7 +47,7 @@ def one_hot_stages(result: SoftmaxCrossEntropyResult, digits: int) -> list[Stage
 
 def _has_factors(result: SoftmaxCrossEntropyResult) -> bool:
     options = result.options
-    return options.temperature != 1.0 or options.has_llm_options
+    return options.temperature != 1.0 or options.has_llm_options or options.weight is not None
 
 
 def _letter(result: SoftmaxCrossEntropyResult) -> str:
@@ -56,8 +57,8 @@ def _letter(result: SoftmaxCrossEntropyResult) -> str:
 
 
 def _loss_symbol(result: SoftmaxCrossEntropyResult) -> str:
-    """L, or L_CE, the cross-entropy alone, where a z-loss is added to it."""
-    return "L_{\\mathrm{CE}}" if result.options.z_loss else "L"
+    """L, or ℓ = -log s_c alone, where a class weight multiplies it or a z-loss is added to it."""
+    return "\\ell" if result.options.z_loss or result.options.weight is not None else "L"
 
 
 def _input_gradient(result: SoftmaxCrossEntropyResult) -> np.ndarray:
@@ -79,7 +80,7 @@ def _label_and_probability(result: SoftmaxCrossEntropyResult) -> tuple[int, floa
 
 def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
     c, s_c = _label_and_probability(result)
-    loss = cross_entropy_part(result)
+    loss = -float(result.log_probabilities[0, c])
     big_l, b = _loss_symbol(result), _letter(result)
     loss_notes = [
         f"The cross-entropy is ${big_l} = -\\sum_i y_i \\log s_i$. Every $y_i$ but $y_c$ is 0, so "
@@ -105,10 +106,32 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
             "-\\left(⟨d⟩ - \\log ⟨sum⟩\\right) = ⟨L⟩",
             {"d": float(result.shifted_logits[0, c]), "sum": float(result.exp_sum[0]), "L": loss},
         )
-    if not result.options.z_loss:
-        return Stage("Loss", tuple(loss_notes), (loss_equation,))
-    loss_notes.append(f"The z-loss term found above is added: $L = {big_l} + \\lambda \\, {LSE}^2$.")
-    return Stage("Loss", tuple(loss_notes), (loss_equation, total_with_z_loss(result, loss)))
+    notes, totals = _weighted_total(result, loss)
+    return Stage("Loss", (*loss_notes, *notes), (loss_equation, *totals))
+
+
+def _weighted_total(result: SoftmaxCrossEntropyResult, loss: float) -> tuple[list[str], list[Item]]:
+    """The class weight, the mean's D and the z-loss, applied to ℓ = -log s_c."""
+    options = result.options
+    c = result.label_of(0)
+    notes: list[str] = []
+    items: list[Item] = []
+    cross_entropy = loss
+    if options.weight is not None:
+        weight = float(result.class_weights[c])
+        cross_entropy = cross_entropy_part(result)
+        symbol = "L_{\\mathrm{CE}}" if options.z_loss else "L"
+        notes.append(f"The class weight multiplies it: ${symbol} = w_c \\, \\ell$.")
+        items.append(Equation(f"{symbol} = w_{{{c}}} \\, \\ell", "⟨w⟩ \\times ⟨l⟩ = ⟨L⟩",
+                              {"w": weight, "l": loss, "L": cross_entropy}))
+    if options.z_loss:
+        ce = "L_{\\mathrm{CE}}" if options.weight is not None else "\\ell"
+        notes.append(f"The z-loss term found above is added: $L = {ce} + \\lambda \\, {LSE}^2$.")
+        items.append(total_with_z_loss(result, cross_entropy, ce))
+    elif (reduced := reduced_note(result)) is not None:
+        notes.append(reduced[0])
+        items.append(reduced[1])
+    return notes, items
 
 
 def _chain_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
@@ -267,9 +290,9 @@ def _result_stage(result: SoftmaxCrossEntropyResult) -> Stage:
         ]
     else:
         notes = [
-            f"Together: ${DL_DZ} = {one_hot_gradient_formula(result)}$, "
-            "the probabilities with 1 subtracted at the correct class, divided by $T$. "
-            "Its entries sum to $\\left(\\sum_i s_i - 1\\right) / T = 0$.",
+            f"Together: ${DL_DZ} = {one_hot_gradient_formula(result)}$: the probabilities with 1 subtracted "
+            "at the correct class, times one factor for every class. Its entries sum to 0, as those of "
+            "$\\mathbf{s} - \\mathbf{y}$ do.",
             *rounding_of_sum(gradient),
         ]
     return Stage(
