@@ -267,3 +267,20 @@ def test_a_cancelling_line_says_that_it_cancels():
     approximate = [line for line in displayed_lines(markdown) if "\\approx" in line]
     assert any(line.startswith("\\frac{\\partial L}{\\partial z_{1}} = s_{1} - 1") for line in approximate)
     assert "subtracts nearly equal numbers" in markdown
+
+
+def test_the_derivations_own_evaluator_keeps_tiny_differences():
+    from decimal import Decimal
+
+    from sce.explain.derivation.by_hand import NotArithmetic as NotFormula
+    from sce.explain.derivation.by_hand import checks, formula_of
+
+    # log(1 + 1e-300) is 1e-300, c·tanh(z/c) with c = 1e300 is z: no digit lost to the sum or to e^{-2x}.
+    assert formula_of("\\log(1 + ⟨S⟩)")({"S": Decimal("1e-300")}) == pytest.approx(Decimal("1e-300"), rel=Decimal("1e-30"))
+    capped = formula_of("⟨c⟩ \\times \\tanh\\left(\\frac{⟨z⟩}{⟨c⟩}\\right)")({"c": Decimal("1e300"), "z": Decimal(40)})
+    assert abs(capped - 40) < Decimal("1e-20")
+    # A tie is not a check: 0.25 written to one digit could be read as 0.2 or 0.3.
+    assert not checks(formula_of("⟨a⟩ \\times ⟨b⟩"), {"a": "0.5", "b": "0.5"}, "0.2")
+    assert checks(formula_of("⟨a⟩ \\times ⟨b⟩"), {"a": "0.5", "b": "0.52"}, "0.3")
+    with pytest.raises(NotFormula):
+        formula_of("\\text{(case } i = c \\text{ above)}")

@@ -2,10 +2,10 @@
 
 A result is shown to the digits asked for. Its operands are shown with the
 fewest digits, from those asked for up to 17, for which the displayed formula,
-evaluated exactly on the displayed operands (60-digit decimal arithmetic, whose
-``ln`` and ``exp`` are correctly rounded) and rounded as the result is
-displayed, gives the displayed result. Where no number of digits does, the line
-is marked ≈ and its stage says why.
+evaluated exactly on the displayed operands (decimal arithmetic: sums exact,
+products and quotients to 60 digits, ``ln`` and ``exp`` correctly rounded) and
+rounded as the result is displayed, gives the displayed result; a tie does not
+count. Where no number of digits does, the line is marked ≈ and its stage says why.
 
 The formula is read from the equation's own substituted LaTeX, so that what is
 checked is what is shown: numbers, placeholders ⟨name⟩, + − ×, parentheses,
