@@ -274,7 +274,8 @@ def _weighted(result: SoftmaxCrossEntropyResult, k: int) -> tuple[str, str]:
     if result.options.weight is None:
         return symbolic, substituted
     if result.options.reduction == "mean" and result.denominator == 0:
-        return "0", "0"  # every counted weight is 0: the mean's factor 1/D is taken as 0, as in the core
+        # The label's weight is 0: the mean's factor 1/D is taken as 0, as in the core.
+        return f"{_weight_symbol(result)} \\left({symbolic}\\right)", "0"
     weight = "\\frac{⟨w⟩}{⟨D⟩}" if result.options.reduction == "mean" else "⟨w⟩"
     return f"{_weight_symbol(result)} \\left({symbolic}\\right)", f"{weight} \\times {substituted}"
 
@@ -295,4 +296,6 @@ def _factors(result: SoftmaxCrossEntropyResult, k: int) -> tuple[str, str]:
             symbolic = f"\\left({symbolic}\\right)"
         symbolic = f"\\left(1 - \\tanh^2(z_{{{k}}} / C)\\right) {symbolic}"
         substituted = f"⟨d⟩ \\times {substituted}"
+    if substituted == "0":  # nothing else to add or multiply: the value itself
+        return f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = {symbolic}", "⟨g⟩"
     return f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = {symbolic}", f"{substituted} = ⟨g⟩"
