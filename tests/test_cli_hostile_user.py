@@ -196,3 +196,31 @@ def test_an_ignore_index_beyond_int64_is_refused(sce):
 def test_version_asked_of_a_command_points_at_sce_version(sce):
     result = sce("grad", "--version")
     assert (result.exit_code, one_error_line(result)) == (2, "sce: error: --version belongs to sce itself: sce --version")
+
+
+@pytest.mark.parametrize(
+    ("function", "hint"),
+    [
+        ("implementation_row.py:row_loss_and_gradient", "17 of 17 pass with --convention row"),
+        ("implementation_targets.py:soft_cross_entropy", "15 of 15 pass with --targets"),
+    ],
+)
+def test_a_shipped_sample_graded_without_its_flag_is_pointed_at_the_flag(sce, tmp_path, monkeypatch, function, hint):
+    assert sce("samples", str(tmp_path)).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    result = sce("test", function)
+    assert result.exit_code == 1
+    assert f"hint: no case passes as configured, but {hint}" in " ".join(result.stdout.split())
+
+
+def test_a_wrong_function_gets_no_configuration_hint(sce, tmp_path, monkeypatch):
+    (tmp_path / "flipped.py").write_text(
+        "import numpy as np\n"
+        "def f(z, y):\n"
+        "    p = np.exp(z - z.max(1, keepdims=True)); p /= p.sum(1, keepdims=True)\n"
+        "    g = p.copy(); g[np.arange(len(y)), y] -= 1\n"
+        "    return -np.log(p[np.arange(len(y)), y]).mean(), -g / len(y)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    result = sce("test", "flipped.py:f")
+    assert result.exit_code == 1 and "hint:" not in result.stdout
