@@ -94,12 +94,12 @@ def scientific(latex: str) -> str:
     return _POWER_OF_TEN.sub(lambda match: f"{match.group(1)}e{match.group(2)}", latex)
 
 
-def evaluate(latex: str, values: dict[str, float], digits: int = 60) -> mp.mpf:
+def evaluate(latex: str, values: dict[str, float], digits: int | None = None) -> mp.mpf:
     """The value of ``latex`` with ``values`` for its placeholders, at ``digits`` digits (700 keep
-    1 + 4e-300 apart from 1: sums of float64 values span about 650 digits)."""
+    1 + 4e-300 apart from 1: sums of float64 values span about 650 digits), or mpmath's own."""
     latex = scientific(latex)
     if re.search(r"[A-Za-z_\\]", _KNOWN.sub("", latex)):
         raise NotArithmetic(latex)  # prose, a vector, a case reference
     exact = {name: mp.mpf(value) for name, value in values.items()}
-    with mp.workdps(digits):
+    with mp.workdps(digits or mp.mp.dps):
         return +eval(to_python(latex), {"exp": mp.exp, "log": mp.log, "tanh": mp.tanh, "N": mp.mpf, "v": exact, "__builtins__": {}})  # noqa: S307
