@@ -13,12 +13,12 @@ from sce.explain.derivation.softcap_and_z_loss import (
 )
 from sce.explain.derivation.stages import (
     DL_DZ,
-    OTHERS_SUM,
     Equation,
     Item,
     Stage,
     denominator_notes,
     important_classes,
+    others_sum,
     per_class,
     plain,
     reduced_note,
@@ -54,7 +54,8 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
         value = -(w[k] * y[k] * log_s[k])
         if y[k] > 0 and rounds_to_one(result, k):
             return Equation(
-                f"-w_{{{k}}} y_{{{k}}} \\log s_{{{k}}} = w_{{{k}}} y_{{{k}}} \\log\\left(1 + {OTHERS_SUM}\\right)",
+                f"-w_{{{k}}} y_{{{k}}} \\log s_{{{k}}} = "
+                f"w_{{{k}}} y_{{{k}}} \\log\\left(1 + {others_sum(result)}\\right)",
                 "⟨w⟩ \\times ⟨y⟩ \\times \\log(1 + ⟨S⟩) = ⟨t⟩",
                 {"w": float(w[k]), "y": float(y[k]), "S": float(result.others_sum[0]), "t": value},
             )

@@ -16,11 +16,11 @@ from sce.explain.derivation.softcap_and_z_loss import (
 from sce.explain.derivation.stages import (
     CONFIDENT_NOTE,
     DL_DZ,
-    OTHERS_SUM,
     Equation,
     Item,
     Stage,
     important_classes,
+    others_sum,
     per_class,
     reduced_note,
     rounding_note,
@@ -87,9 +87,9 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
         f"${big_l} = -\\log s_c$ (the natural logarithm)."
     ]
     if rounds_to_one(result, c):
-        loss_notes.append(CONFIDENT_NOTE.format(others=OTHERS_SUM))
+        loss_notes.append(CONFIDENT_NOTE.format(others=others_sum(result)))
         loss_equation = Equation(
-            f"{big_l} = -\\log s_{{{c}}} = \\log\\left(1 + {OTHERS_SUM}\\right)",
+            f"{big_l} = -\\log s_{{{c}}} = \\log\\left(1 + {others_sum(result)}\\right)",
             "\\log(1 + ⟨S⟩) = ⟨L⟩",
             {"S": float(result.others_sum[0]), "L": loss},
         )

@@ -261,7 +261,9 @@ def rounds_to_one(result: SoftmaxCrossEntropyResult, k: int, row: int = 0) -> bo
     return others > 0 and not math.isclose(-math.log(s_k), math.log1p(others), rel_tol=1e-12)
 
 
-OTHERS_SUM = "\\sum_{j \\neq c} e^{z_j - M}"
+def others_sum(result: SoftmaxCrossEntropyResult) -> str:
+    """S in LaTeX: the other classes' shifted exponentials, (z_j − M)/T or a_j where the options say."""
+    return f"\\sum_{{j \\neq c}} e^{{{exponent(result, 'j')}}}"
 CONFIDENT_NOTE = (
     "Here $s_c$ is so close to 1 that it rounds to 1 in float64, and $-\\log s_c$ or $s_c - 1$ "
     "formed from it would be 0. With $S = {others}$ (the other classes' shifted exponentials), "
