@@ -19,6 +19,7 @@ from sce.explain.derivation.stages import (
     Equation,
     Item,
     Stage,
+    exponent,
     important_classes,
     others_sum,
     per_class,
@@ -81,7 +82,8 @@ def _label_and_probability(result: SoftmaxCrossEntropyResult) -> tuple[int, floa
 def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
     c, s_c = _label_and_probability(result)
     loss = -float(result.log_probabilities[0, c])
-    big_l, b = _loss_symbol(result), _letter(result)
+    big_l = _loss_symbol(result)
+
     loss_notes = [
         f"The cross-entropy is ${big_l} = -\\sum_i y_i \\log s_i$. Every $y_i$ but $y_c$ is 0, so "
         f"${big_l} = -\\log s_c$ (the natural logarithm)."
@@ -99,10 +101,10 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
     else:
         loss_notes.append(
             "Here $s_c$ is too small for float64 and rounds to 0, so $-\\log s_c$ is taken from "
-            f"$\\log s_c = ({b}_c - M) - \\log \\sum_j e^{{{b}_j - M}}$, which never forms $s_c$ itself."
+            f"$\\log s_c = {exponent(result, 'c')} - \\log \\sum_j e^{{{exponent(result, 'j')}}}$, which never forms $s_c$ itself."
         )
         loss_equation = Equation(
-            f"{big_l} = -\\left({b}_{{{c}}} - M - \\log \\sum_j e^{{{b}_j - M}}\\right)",
+            f"{big_l} = -\\left({exponent(result, c)} - \\log \\sum_j e^{{{exponent(result, 'j')}}}\\right)",
             "-\\left(⟨d⟩ - \\log ⟨sum⟩\\right) = ⟨L⟩",
             {"d": float(result.shifted_logits[0, c]), "sum": float(result.exp_sum[0]), "L": loss},
         )
