@@ -101,7 +101,8 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
     else:
         loss_notes.append(
             "Here $s_c$ is too small for float64 and rounds to 0, so $-\\log s_c$ is taken from "
-            f"$\\log s_c = {exponent(result, 'c')} - \\log \\sum_j e^{{{exponent(result, 'j')}}}$, which never forms $s_c$ itself."
+            f"$\\log s_c = {exponent(result, 'c')} - \\log \\sum_j e^{{{exponent(result, 'j')}}}$, "
+            "which never forms $s_c$ itself."
         )
         loss_equation = Equation(
             f"{big_l} = -\\left({exponent(result, c)} - \\log \\sum_j e^{{{exponent(result, 'j')}}}\\right)",
