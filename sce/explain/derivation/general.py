@@ -25,6 +25,7 @@ from sce.explain.derivation.stages import (
     rounding_of_sum,
     rounds_to_one,
     scale_factor,
+    softmax_input,
     vector,
 )
 from sce.loss import SoftmaxCrossEntropyResult, loss_gradient_wrt_probabilities
@@ -35,7 +36,7 @@ def general_stages(result: SoftmaxCrossEntropyResult, digits: int) -> list[Stage
     return [
         _loss_stage(result, digits),
         _chain_stage(result),
-        _softmax_derivative_stage(),
+        _softmax_derivative_stage(result),
         _combine_stage(result),
         _result_stage(result),
     ]
@@ -110,15 +111,23 @@ def _why_general(result: SoftmaxCrossEntropyResult) -> str:
     return "With class weights the loss is written in its general form (only the label's term is not 0)"
 
 
+def _input_of(result: SoftmaxCrossEntropyResult) -> str:
+    """What b, the softmax's input, is: z/T, a or a/T."""
+    logits = "\\mathbf{z}" if result.options.softcap is None else "\\mathbf{a}"
+    return logits if result.options.temperature == 1.0 else f"{logits} / T"
+
+
 def _chain_stage(result: SoftmaxCrossEntropyResult) -> Stage:
     dl_ds = loss_gradient_wrt_probabilities(result).astype(np.float64)
+    b = softmax_input(result)
     return Stage(
         "Chain rule",
         (
             "Every $s_j$ with $y_j > 0$ now carries loss, so "
-            "$\\frac{\\partial L}{\\partial z_i} = \\sum_j \\frac{\\partial L}{\\partial s_j} \\, "
-            "\\frac{\\partial s_j}{\\partial z_i}$, with "
-            "$\\frac{\\partial L}{\\partial s_j} = -\\frac{w_j y_j}{s_j}$.",
+            f"$\\frac{{\\partial L}}{{\\partial {b}_i}} = \\sum_j \\frac{{\\partial L}}{{\\partial s_j}} \\, "
+            f"\\frac{{\\partial s_j}}{{\\partial {b}_i}}$, with "
+            "$\\frac{\\partial L}{\\partial s_j} = -\\frac{w_j y_j}{s_j}$"
+            + ("." if b == "z" else f", $\\mathbf{{b}} = {_input_of(result)}$ the softmax's input."),
         ),
         tuple(
             per_class(
@@ -134,11 +143,12 @@ def _chain_stage(result: SoftmaxCrossEntropyResult) -> Stage:
     )
 
 
-def _softmax_derivative_stage() -> Stage:
+def _softmax_derivative_stage(result: SoftmaxCrossEntropyResult) -> Stage:
+    b = softmax_input(result)
     return Stage(
         "Softmax derivative",
         (
-            "For every pair of classes, $\\frac{\\partial s_j}{\\partial z_i} = s_j(\\delta_{ij} - s_i)$: "
+            f"For every pair of classes, $\\frac{{\\partial s_j}}{{\\partial {b}_i}} = s_j(\\delta_{{ij}} - s_i)$: "
             "$s_i(1 - s_i)$ on the diagonal ($i = j$, the one-hot derivation's case $i = c$) and $-s_i s_j$ off it "
             "(the case $i \\neq c$).",
         ),
@@ -153,7 +163,8 @@ def _combine_stage(result: SoftmaxCrossEntropyResult) -> Stage:
     y = result.target[0].astype(np.float64)
     factor = scale_factor(result)
     combine_notes = [
-        "Summing over $j$: $\\frac{\\partial L}{\\partial z_i} = \\sum_j \\left(-\\frac{w_j y_j}{s_j}\\right) "
+        f"Summing over $j$: $\\frac{{\\partial L}}{{\\partial {softmax_input(result)}_i}} = "
+        "\\sum_j \\left(-\\frac{w_j y_j}{s_j}\\right) "
         "s_j(\\delta_{ij} - s_i) = s_i \\sum_j w_j y_j - w_i y_i$"
         + (", and the temperature adds the factor $\\frac{1}{T}$." if result.options.temperature != 1.0 else ".")
     ]

@@ -27,6 +27,7 @@ from sce.explain.derivation.stages import (
     rounding_note,
     rounding_of_sum,
     rounds_to_one,
+    softmax_input,
     vector,
 )
 from sce.loss import SoftmaxCrossEntropyResult
@@ -49,12 +50,6 @@ def one_hot_stages(result: SoftmaxCrossEntropyResult, digits: int) -> list[Stage
 def _has_factors(result: SoftmaxCrossEntropyResult) -> bool:
     options = result.options
     return options.temperature != 1.0 or options.has_llm_options or options.weight is not None
-
-
-def _letter(result: SoftmaxCrossEntropyResult) -> str:
-    """The softmax's input: z, or b where a temperature or a cap stands between it and the logits."""
-    options = result.options
-    return "z" if options.temperature == 1.0 and options.softcap is None else "b"
 
 
 def _loss_symbol(result: SoftmaxCrossEntropyResult) -> str:
@@ -139,7 +134,7 @@ def _weighted_total(result: SoftmaxCrossEntropyResult, loss: float) -> tuple[lis
 
 def _chain_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
     c, s_c = _label_and_probability(result)
-    big_l, b = _loss_symbol(result), _letter(result)
+    big_l, b = _loss_symbol(result), softmax_input(result)
     if s_c > 0:
         underflow_note = rounding_note(
             s_c, -1.0 / s_c, digits, _minus_reciprocal, "s_c", lambda x: f"-\\frac{{1}}{{{x}}}"
@@ -172,7 +167,7 @@ def _chain_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
 def _input_notes(result: SoftmaxCrossEntropyResult) -> list[str]:
     """What b stands for, where the softmax's input is not the logits themselves."""
     options = result.options
-    if _letter(result) == "z":
+    if softmax_input(result) == "z":
         return []
     if options.softcap is None:
         b = "$\\mathbf{b} = \\mathbf{z} / T$"
@@ -196,7 +191,7 @@ def _minus_reciprocal(value: float) -> float:
 
 def _at_label_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
     c, s_c = _label_and_probability(result)
-    big_l, b = _loss_symbol(result), _letter(result)
+    big_l, b = _loss_symbol(result), softmax_input(result)
     gradient_at_label = float(_input_gradient(result)[c])
     notes = rounding_note(
         s_c, s_c * (1 - s_c), digits, lambda s: s * (1 - s), "s_c", lambda x: f"{x} \\times (1 - {x})"
@@ -218,7 +213,7 @@ def _at_label_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
 
 
 def _at_label_equations(result: SoftmaxCrossEntropyResult, c: int, s_c: float) -> list[Item]:
-    big_l, b = _loss_symbol(result), _letter(result)
+    big_l, b = _loss_symbol(result), softmax_input(result)
     derivative = f"\\frac{{\\partial s_{{{c}}}}}{{\\partial {b}_{{{c}}}}} = s_{{{c}}}(1 - s_{{{c}}})"
     gradient = f"\\frac{{\\partial {big_l}}}{{\\partial {b}_{{{c}}}}} = s_{{{c}}} - 1"
     g = float(result.gradient[0, c]) if not _has_factors(result) else float(_input_gradient(result)[c])
@@ -241,7 +236,7 @@ def _at_label_equations(result: SoftmaxCrossEntropyResult, c: int, s_c: float) -
 
 def _off_label_stage(result: SoftmaxCrossEntropyResult) -> Stage:
     c, _ = _label_and_probability(result)
-    big_l, b = _loss_symbol(result), _letter(result)
+    big_l, b = _loss_symbol(result), softmax_input(result)
     n_classes = result.num_classes
     gradient = result.gradient[0] if not _has_factors(result) else _input_gradient(result)
     off_label_items: list[Item] = []

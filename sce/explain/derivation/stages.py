@@ -261,6 +261,12 @@ def rounds_to_one(result: SoftmaxCrossEntropyResult, k: int, row: int = 0) -> bo
     return others > 0 and not math.isclose(-math.log(s_k), math.log1p(others), rel_tol=1e-12)
 
 
+def softmax_input(result: SoftmaxCrossEntropyResult) -> str:
+    """The letter of the softmax's input: z, or b where a temperature or a cap stands between it and the logits."""
+    options = result.options
+    return "z" if options.temperature == 1.0 and options.softcap is None else "b"
+
+
 def others_sum(result: SoftmaxCrossEntropyResult) -> str:
     """S in LaTeX: the other classes' shifted exponentials, (z_j − M)/T or a_j where the options say."""
     return f"\\sum_{{j \\neq c}} e^{{{exponent(result, 'j')}}}"
