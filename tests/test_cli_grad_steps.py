@@ -421,3 +421,12 @@ def test_a_class_weight_is_one_more_factor_on_the_one_hot_route():
     assert value_of(loss, "L = w_{1}", "L") == pytest.approx(2 * (math.log(TOTAL) - 3), rel=1e-15)
     back = stages[titles.index("Back to the logits")]
     assert [eq.values["g"] for eq in equations(back)] == pytest.approx([2 * S[0], 2 * (S[1] - 1), 2 * S[2]], rel=1e-14)
+
+
+def test_the_general_route_with_a_temperature_differentiates_with_respect_to_b():
+    stages = build_derivation(softmax_cross_entropy([2, 3, 4], targets=[0.2, 0.3, 0.5], temperature=2.0))
+    titles = [stage.title for stage in stages]
+    derivative = stages[titles.index("Softmax derivative")]
+    assert "\\frac{\\partial s_j}{\\partial b_i}" in derivative.notes[0]
+    assert "\\partial z_i" not in derivative.notes[0]
+    assert "b} = \\mathbf{z} / T$ the softmax's input" in stages[titles.index("Chain rule")].notes[0]
