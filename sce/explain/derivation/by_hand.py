@@ -218,6 +218,32 @@ def settled(equation: Equation, digits: int) -> Equation:
 
 
 
+def rounding_note(
+    exact_input: float, exact_output: float, digits: int, symbol: str, formula: Callable[[str], str]
+) -> list[str]:
+    """The rounding-first mistake, where the operand as an earlier stage shows it would not give
+    the value shown (-log(0.2447) = 1.4077 for the loss 1.4076): ``formula`` writes the LaTeX of the
+    equation's formula applied to a number's text. Past 12 digits the lesson is moot: rounding is
+    then float64's own."""
+    if digits > 12:
+        return []
+    rounded, shown_output = shown(exact_input, digits), shown(exact_output, digits)
+    written = formula_of(formula("⟨x⟩"))
+    if not all(_finite(text) for text in (rounded, shown_output)) or checks(written, {"x": rounded}, shown_output):
+        return []
+    with localcontext(_PRECISION):
+        try:
+            wrong = shown(float(written({"x": Decimal(rounded)})), digits)
+        except (ArithmeticError, ValueError):
+            return []
+    if wrong == shown_output:  # a tie: nothing the reader could see
+        return []
+    return [
+        f"Rounding first would mislead: with ${symbol}$ as rounded above, ${formula(rounded)} = {wrong}$, not "
+        f"${shown_output}$; so ${symbol}$ is written here with the digits it takes to give the value shown."
+    ]
+
+
 #: An operand this many times the result: the formula subtracts nearly equal numbers.
 CANCELLATION = 1e3
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from sce.explain.derivation.by_hand import rounding_note
 from sce.explain.derivation.softcap_and_z_loss import (
     LSE,
     back_to_logits_stage,
@@ -24,7 +23,6 @@ from sce.explain.derivation.stages import (
     others_sum,
     per_class,
     reduced_note,
-    rounding_note,
     rounding_of_sum,
     rounds_to_one,
     softmax_input,
@@ -91,7 +89,7 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
             {"S": float(result.others_sum[0]), "L": loss},
         )
     elif s_c > 0:
-        loss_notes += rounding_note(s_c, loss, digits, _minus_log, "s_c", lambda x: f"-\\log({x})")
+        loss_notes += rounding_note(s_c, loss, digits, "s_c", lambda x: f"-\\log({x})")
         loss_equation = Equation(f"{big_l} = -\\log s_{{{c}}}", "-\\log(⟨s⟩) = ⟨L⟩", {"s": s_c, "L": loss})
     else:
         loss_notes.append(
@@ -136,9 +134,7 @@ def _chain_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
     c, s_c = _label_and_probability(result)
     big_l, b = _loss_symbol(result), softmax_input(result)
     if s_c > 0:
-        underflow_note = rounding_note(
-            s_c, -1.0 / s_c, digits, _minus_reciprocal, "s_c", lambda x: f"-\\frac{{1}}{{{x}}}"
-        )
+        underflow_note = rounding_note(s_c, -1.0 / s_c, digits, "s_c", lambda x: f"-\\frac{{1}}{{{x}}}")
     else:
         underflow_note = [
             "With $s_c$ rounded to 0, $-\\frac{1}{s_c}$ is infinite in floating point; the "
@@ -181,22 +177,14 @@ def _input_notes(result: SoftmaxCrossEntropyResult) -> list[str]:
     ]
 
 
-def _minus_log(value: float) -> float:
-    return -math.log(value) if value > 0 else math.inf
-
-
-def _minus_reciprocal(value: float) -> float:
-    return -1.0 / value if value else -math.inf
-
-
 def _at_label_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
     c, s_c = _label_and_probability(result)
     big_l, b = _loss_symbol(result), softmax_input(result)
     gradient_at_label = float(_input_gradient(result)[c])
-    notes = rounding_note(
-        s_c, s_c * (1 - s_c), digits, lambda s: s * (1 - s), "s_c", lambda x: f"{x} \\times (1 - {x})"
-    )
-    notes += rounding_note(s_c, gradient_at_label, digits, lambda s: s - 1, "s_c", lambda x: f"{x} - 1")
+    notes = []
+    if not rounds_to_one(result, c):  # else the forms with S are shown, and the loss stage said why
+        notes += rounding_note(s_c, s_c * (1 - s_c), digits, "s_c", lambda x: f"{x} \\times (1 - {x})")
+        notes += rounding_note(s_c, gradient_at_label, digits, "s_c", lambda x: f"{x} - 1")
     return Stage(
         "Case i = c",
         (

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sce.loss import SoftmaxCrossEntropyResult
-from sce.number_text import display
 
 #: Up to this many classes every class gets its own line; beyond, the middle is elided.
 MAX_LISTED_CLASSES = 10
@@ -180,32 +179,6 @@ def reduced_note(result: SoftmaxCrossEntropyResult) -> tuple[str, Equation] | No
         + f", $D = {plain(result.denominator)}$.",
         Equation("L / D", "⟨L⟩", {"L": result.reported_loss()}),
     )
-
-
-def rounding_note(
-    exact_input: float,
-    exact_output: float,
-    digits: int,
-    function: Callable[[float], float],
-    symbol: str,
-    formula: Callable[[str], str],
-) -> list[str]:
-    """The rounding-first mistake, where it would change the shown output (as
-    -log(0.2447) = 1.4077 for the loss 1.4076): ``formula`` writes the LaTeX of
-    ``function`` applied to a number's text. Past 12 digits the lesson is moot: rounding
-    is then float64's own."""
-    if digits > 12:
-        return []
-    rounded = float(display(exact_input, digits))
-    from_rounded = float(function(rounded))
-    if display(from_rounded, digits) == display(exact_output, digits):
-        return []
-    return [
-        f"Rounding first would mislead: with ${symbol}$ as rounded above, "
-        f"${formula(display(rounded, digits))} = {display(from_rounded, digits)}$, not "
-        f"${display(exact_output, digits)}$; so ${symbol}$ is written here with the digits "
-        "it takes to give the value shown."
-    ]
 
 
 def rounding_of_sum(gradient: np.ndarray) -> list[str]:
