@@ -133,7 +133,7 @@ IMPLEMENTATIONS = Path(__file__).parent / "implementations"
 
 
 def test_sce_tests_advice_is_a_keyword_in_python_and_a_flag_in_sce_test(sce):
-    from sce.grading.implementations import mistaken_variants as mistakes
+    from sce.grading import catalogue as mistakes
     from sce.testing import check_implementation
 
     assert mistakes.MEAN_NOT_SUM.name == "divided by N, but reduction='sum' has no 1/N"

@@ -7,7 +7,7 @@ never a number cut to fit a width.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # only for annotations: rendering a result must not load pola
 
     from sce.batch import BatchSummary
     from sce.explain.finite_differences import Verification
-    from sce.grading import QuantityCheck
+    from sce.grading import Mistake, QuantityCheck
     from sce.grading.csv_file import FileCheck
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -116,8 +116,10 @@ def _mark(ok: bool) -> tuple[str, str]:
     return ("✓", "green") if ok else ("✗ wrong", "bold red")
 
 
-def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) -> None:
-    """`sce check`: each quantity entry by entry, then a verdict."""
+def print_check(
+    console: Console, checks: list[QuantityCheck], digits: int = 4, flag_of: Mapping[str, str] | None = None
+) -> None:
+    """`sce check`: each quantity entry by entry, then a verdict; a mistake's options worded by ``flag_of``."""
     from rich.text import Text
 
     for check in checks:
@@ -145,20 +147,28 @@ def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) 
                 console.print(
                     Text(
                         "  ⚠ Right to the digits given, but these digits also fit a usual mistake "
-                        f"({check.ambiguous}); give more digits to tell them apart."
+                        f"({check.ambiguous.worded_name(flag_of)}); give more digits to tell them apart."
                     )
                 )
             continue
         where = "" if check.name == "loss" else f" ({wrong} of {len(check.ok)} entries)"
         console.print(Text.assemble(("✗ ", "bold red"), f"{check.name}: wrong{where}"))
         if check.mistake:
-            console.print(Text(f"  This is {check.mistake}."))
+            print_mistake(console, check.mistake, flag_of)
         for slip in check.slips:
             console.print(Text(f"  {slip[0].upper()}{slip[1:]}."))
     passed = all(check.passed for check in checks)
     console.print(
         Text("verdict: correct" if passed else "verdict: not correct", style="bold green" if passed else "bold red")
     )
+
+
+def print_mistake(console: Console, mistake: Mistake, flag_of: Mapping[str, str] | None = None) -> None:
+    """A named mistake as ``sce check`` and ``sce check --csv`` show it: its name, then its fix."""
+    from rich.text import Text
+
+    console.print(Text(f"  mistake: {mistake.worded_name(flag_of)}"), soft_wrap=True)
+    console.print(Text(f"  fix: {mistake.worded_fix(flag_of)}"), soft_wrap=True)
 
 
 def print_verification(console: Console, verification: Verification, digits: int = 4) -> None:
