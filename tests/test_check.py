@@ -61,15 +61,7 @@ def test_the_posts_rounded_loss_fails(sce):
 
 @pytest.mark.parametrize(
     "text,tolerance",
-    [
-        ("0.1", 0.05),
-        ("0.10", 0.005),
-        ("1e-3", 0.0005),
-        ("-0.7553", 0.00005),
-        ("0.090", 0.0005),
-        ("2", 0.5),
-        ("1.5E+2", 5.0),
-    ],
+    [("0.1", 0.05), ("0.10", 0.005), ("1e-3", 0.0005), ("-0.7553", 0.00005), ("0.090", 0.0005), ("2", 0.5), ("1.5E+2", 5.0)],
 )
 def test_the_tolerance_follows_the_digits_typed(text, tolerance):
     assert tolerance_of(text) == pytest.approx(tolerance, rel=1e-12)
@@ -116,9 +108,7 @@ def test_probabilities_without_subtracting_one(sce):
 
 
 def test_sign_flipped(sce):
-    assert mistakes.SIGN_FLIPPED.name == mistake_of(
-        sce, "2", "3", "4", "-l", "1", "--grad", vector([-P[0], 1 - P[1], -P[2]])
-    )
+    assert mistakes.SIGN_FLIPPED.name == mistake_of(sce, "2", "3", "4", "-l", "1", "--grad", vector([-P[0], 1 - P[1], -P[2]]))
 
 
 def test_mean_not_divided_by_the_weight_sum(sce):
@@ -145,9 +135,7 @@ def test_temperature_factor_missing(sce):
     e = [math.exp(z / t) for z in (2, 3, 4)]
     p = [v / sum(e) for v in e]
     without_factor = [p[0], p[1] - 1, p[2]]  # (p - y), not (p - y) / T
-    assert mistakes.TEMPERATURE_FACTOR_MISSING.name == mistake_of(
-        sce, "2", "3", "4", "-l", "1", "-T", "2", "--grad", vector(without_factor)
-    )
+    assert mistakes.TEMPERATURE_FACTOR_MISSING.name == mistake_of(sce, "2", "3", "4", "-l", "1", "-T", "2", "--grad", vector(without_factor))
 
 
 @pytest.mark.parametrize("base,named", [(10, mistakes.LOG10), (2, mistakes.LOG2)])
@@ -156,15 +144,13 @@ def test_loss_in_another_log_base(base, named, sce):
 
 
 def test_label_smoothing_left_out(sce):
-    assert mistakes.SMOOTHING_LEFT_OUT.name == mistake_of(
-        sce, "2", "3", "4", "-l", "1", "--smoothing", "0.1", "--grad", vector([P[0], P[1] - 1, P[2]])
+    assert mistakes.SMOOTHING_LEFT_OUT.name == mistake_of(sce, 
+        "2", "3", "4", "-l", "1", "--smoothing", "0.1", "--grad", vector([P[0], P[1] - 1, P[2]])
     )
 
 
 def test_label_read_as_one_based(sce):
-    assert mistakes.ONE_BASED.name == mistake_of(
-        sce, "2", "3", "4", "-l", "1", "--grad", vector([P[0] - 1, P[1], P[2]])
-    )
+    assert mistakes.ONE_BASED.name == mistake_of(sce, "2", "3", "4", "-l", "1", "--grad", vector([P[0] - 1, P[1], P[2]]))
 
 
 def test_unnormalised_exponentials_for_probabilities(sce):
@@ -256,9 +242,7 @@ def test_file_without_the_named_columns(tmp_path, sce):
 
 @settings(deadline=None, max_examples=60)
 @given(
-    st.integers(2, 8).flatmap(
-        lambda k: st.tuples(arrays(np.float64, k, elements=st.floats(-20, 20)), st.integers(0, k - 1))
-    ),
+    st.integers(2, 8).flatmap(lambda k: st.tuples(arrays(np.float64, k, elements=st.floats(-20, 20)), st.integers(0, k - 1))),
     st.floats(0, 0.5),
     st.floats(0.5, 3),
 )
@@ -281,9 +265,7 @@ def test_verify_in_the_cli(sce):
 
 
 def test_jacobian_times_dl_ds_is_the_gradient(sce):
-    document = json.loads(
-        sce("grad", "2", "3", "4", "-l", "1", "-w", "1,2,3", "-T", "2", "--jacobian", "-f", "json").stdout
-    )
+    document = json.loads(sce("grad", "2", "3", "4", "-l", "1", "-w", "1,2,3", "-T", "2", "--jacobian", "-f", "json").stdout)
     np.testing.assert_allclose(document["jacobian"]["product"], document["gradient"], rtol=1e-13)
     # With T = 2 the softmax's Jacobian at its input z/T is diag(s) - s sᵀ, and ∂s/∂z half of it.
     p = np.array(document["probabilities"])
@@ -312,9 +294,7 @@ def test_hessian_matches_finite_differences_of_the_gradient(kwargs):
         up, down = z.copy(), z.copy()
         up[j] += h
         down[j] -= h
-        numeric[:, j] = (
-            softmax_cross_entropy(up, 1, **kwargs).gradient[0] - softmax_cross_entropy(down, 1, **kwargs).gradient[0]
-        ) / (2 * h)
+        numeric[:, j] = (softmax_cross_entropy(up, 1, **kwargs).gradient[0] - softmax_cross_entropy(down, 1, **kwargs).gradient[0]) / (2 * h)
     np.testing.assert_allclose(loss_hessian(result), numeric, atol=1e-8)
 
 
@@ -347,9 +327,7 @@ def test_regression_a_float32_answer_pasted_with_17_digits_passes_with_dtype_flo
     engine failed by its last ulp. 4 ulps of float32 are now rounding."""
     torch_loss = "1.4076058864593506"  # recorded from torch 2.13's F.cross_entropy in float32
     torch_grad = "0.09003058075904846,-0.7552714943885803,0.665241003036499"
-    result = sce(
-        "check", "2", "3", "4", "--label", "1", "--dtype", "float32", "--loss", torch_loss, "--grad", torch_grad
-    )
+    result = sce("check", "2", "3", "4", "--label", "1", "--dtype", "float32", "--loss", torch_loss, "--grad", torch_grad)
     assert result.exit_code == 0, result.stdout
     # One float32 ulp at 1.4 is 1.2e-7: a loss 1e-6 off is 8 ulps, and fails.
     result = sce("check", "2", "3", "4", "--label", "1", "--dtype", "float32", "--loss", "1.4076068864593506")
@@ -366,19 +344,6 @@ def test_regression_every_entry_off_by_one_digit_is_not_five_slips(sce):
     p = np.exp(z) / np.exp(z).sum()
     grad = p - 0.04
     grad[1] -= 0.8
-    result = sce(
-        "check",
-        "2",
-        "3",
-        "4",
-        "-1",
-        "0.5",
-        "--label",
-        "1",
-        "--smoothing",
-        "0.1",
-        "--grad",
-        ",".join(f"{g:.10g}" for g in grad),
-    )
+    result = sce("check", "2", "3", "4", "-1", "0.5", "--label", "1", "--smoothing", "0.1", "--grad", ",".join(f"{g:.10g}" for g in grad))
     assert result.exit_code == 1
     assert "slip" not in result.stdout

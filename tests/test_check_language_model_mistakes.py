@@ -49,9 +49,7 @@ def test_an_answer_smoothed_the_other_way_is_named(sce):
     _, uniform = by_hand(2, eps=0.2, style="uniform")[:2]
     _, off_target = by_hand(2, eps=0.2, style="off-target")[:2]
     assert np.max(np.abs(uniform - off_target)) > 1e-3
-    found = mistake_of(
-        sce, "-l", "2", "--smoothing", "0.2", "--smoothing-style", "off-target", "--grad", typed(uniform)
-    )
+    found = mistake_of(sce, "-l", "2", "--smoothing", "0.2", "--smoothing-style", "off-target", "--grad", typed(uniform))
     assert found == catalogue.OTHER_SMOOTHING_STYLE.name
     found = mistake_of(sce, "-l", "2", "--smoothing", "0.2", "--grad", typed(off_target))
     assert found == catalogue.OTHER_SMOOTHING_STYLE.name
@@ -61,8 +59,8 @@ def test_a_z_loss_divided_by_the_weight_sum_is_named(sce):
     weight = [1.0, 2.0, 0.5, 1.0]
     loss, _, lse, d = by_hand(1, lam=0.1, weight=weight, mean=True)  # D = w_1 = 2, D_z = 1 row
     wrong = loss - 0.1 * lse**2 + 0.1 * lse**2 / d  # λ·lse² over the weight sum 2, not over 1 row
-    found = mistake_of(
-        sce, "-l", "1", "-w", "1,2,0.5,1", "--z-loss", "0.1", "--reduction", "mean", "--loss", f"{wrong:.6f}"
+    found = mistake_of(sce, 
+        "-l", "1", "-w", "1,2,0.5,1", "--z-loss", "0.1", "--reduction", "mean", "--loss", f"{wrong:.6f}"
     )
     assert found == catalogue.Z_LOSS_BY_WEIGHT_SUM.name
 

@@ -61,9 +61,7 @@ def test_a_value_the_command_line_spells_its_own_way():
 def test_an_option_problem_names_its_option_and_the_options_in_its_problem(capsys):
     error = OptionProblem("label_col", f"there is no column 'y'; or give {option('target_cols')}", column=2)
     assert str(error) == "label_col (class 2): there is no column 'y'; or give target_cols"
-    assert (
-        reported(error, capsys) == "sce: error: --label-col (class 2): there is no column 'y'; or give --target-cols\n"
-    )
+    assert reported(error, capsys) == "sce: error: --label-col (class 2): there is no column 'y'; or give --target-cols\n"
 
 
 def test_a_field_the_command_line_has_no_flag_for_keeps_its_name():
