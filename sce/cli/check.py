@@ -237,11 +237,11 @@ def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_fo
     if output_format is CheckFormat.json:
         from sce.render.json_format import dumps, file_check_document
 
-        write_stdout(dumps(file_check_document(found)) + "\n")
+        write_stdout(dumps(file_check_document(found, FLAG_OF_FIELD)) + "\n")
     else:
         from sce.render.table import print_file_check
 
-        print_file_check(stdout_console(), found, digits)
+        print_file_check(stdout_console(), found, digits, FLAG_OF_FIELD)
     if not found.correct:
         raise typer.Exit(ExitStatus.WRONG)
 

@@ -139,7 +139,8 @@ def matrix(values: np.ndarray) -> list[list[float | str]]:
     return [[json_number(v) for v in row] for row in values]
 
 
-def file_check_document(found: FileCheck) -> dict[str, Any]:
+def file_check_document(found: FileCheck, flag_of: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``sce check --csv``'s verdict; a mistake's options worded by ``flag_of``."""
     return {
         "correct": found.correct,
         "rows": found.rows,
@@ -159,6 +160,10 @@ def file_check_document(found: FileCheck) -> dict[str, Any]:
                 "correct": False,
             }
             for c in found.worst
+        ],
+        "mistakes": [
+            {"quantity": q or None, "name": m.worded_name(flag_of), "fix": m.worded_fix(flag_of)}
+            for q, m in found.mistakes
         ],
     }
 

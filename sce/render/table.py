@@ -163,12 +163,16 @@ def print_check(
     )
 
 
-def print_mistake(console: Console, mistake: Mistake, flag_of: Mapping[str, str] | None = None) -> None:
-    """A named mistake as ``sce check`` and ``sce check --csv`` show it: its name, then its fix."""
+def print_mistake(
+    console: Console, mistake: Mistake, flag_of: Mapping[str, str] | None = None, indent: str = "  ", of: str = ""
+) -> None:
+    """A named mistake as ``sce check`` and ``sce check --csv`` show it: its name (``of`` the
+    quantity it explains, if not every one), then its fix."""
     from rich.text import Text
 
-    console.print(Text(f"  mistake: {mistake.worded_name(flag_of)}"), soft_wrap=True)
-    console.print(Text(f"  fix: {mistake.worded_fix(flag_of)}"), soft_wrap=True)
+    where = f"{of}: " if of else ""
+    console.print(Text(f"{indent}mistake: {where}{mistake.worded_name(flag_of)}"), soft_wrap=True)
+    console.print(Text(f"{indent}fix: {mistake.worded_fix(flag_of)}"), soft_wrap=True)
 
 
 def print_verification(console: Console, verification: Verification, digits: int = 4) -> None:
@@ -303,8 +307,10 @@ def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> Non
     console.print()
 
 
-def print_file_check(console: Console, found: FileCheck, digits: int = 4) -> None:
-    """`sce check --csv`: the worst rows, then the summary."""
+def print_file_check(
+    console: Console, found: FileCheck, digits: int = 4, flag_of: Mapping[str, str] | None = None
+) -> None:
+    """`sce check --csv`: the worst rows, then the summary and the mistakes named."""
     from rich.text import Text
 
     if found.worst:
@@ -324,5 +330,7 @@ def print_file_check(console: Console, found: FileCheck, digits: int = 4) -> Non
     console.print(f"rows wrong: {found.wrong_rows:,}")
     console.print(f"max absolute error: {display(found.max_abs_error, 2)}")
     console.print(f"max relative error: {display(found.max_rel_error, 2)}")
+    for quantity, mistake in found.mistakes:
+        print_mistake(console, mistake, flag_of, indent="", of=quantity)
     verdict = "verdict: correct" if found.correct else "verdict: not correct"
     console.print(Text(verdict, style="bold green" if found.correct else "bold red"))
