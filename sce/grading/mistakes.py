@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike
 
 from sce.grading import catalogue
 from sce.grading.catalogue import Mistake
-from sce.grading.conventions import convention_slips, reported, rerun_with
+from sce.grading.conventions import convention_slips, reported, rerun_with, z_loss_gradients
 from sce.loss import SoftmaxCrossEntropyResult
 
 #: How an answer rounded its probabilities before the log: to this many decimals, or significant digits.
@@ -75,13 +75,14 @@ def _formula_what_ifs(result: SoftmaxCrossEntropyResult) -> list[WhatIf]:
     scale = _scale(result) * result.cap_derivative.astype(np.float64)
     unnormalised = result.exp_shifted.astype(np.float64)
     loss, losses = reported(result), _losses(result)
+    p, mass = result.probabilities.astype(np.float64), wy.sum(axis=1, keepdims=True)
     found = [
-        WhatIf(catalogue.PROBABILITIES, gradient=g + wy * scale),
+        # From p itself, not g + y: p − 1 + 1 would lose the digits of a small p.
+        WhatIf(catalogue.PROBABILITIES, gradient=p * mass * scale + z_loss_gradients(result)),
         WhatIf(catalogue.SIGN_FLIPPED, gradient=-g, reported=-loss, losses=-losses),
         WhatIf(catalogue.NOT_NORMALISED, probabilities=unnormalised),
     ]
     if not result.options.z_loss:
-        mass = wy.sum(axis=1, keepdims=True)
         found.append(WhatIf(catalogue.NOT_NORMALISED, gradient=(unnormalised * mass - wy) * scale, variant="gradient"))
     for mistake, base in ((catalogue.LOG10, 10), (catalogue.LOG2, 2)):
         found.append(WhatIf(mistake, g / math.log(base), loss / math.log(base), losses / math.log(base)))

@@ -9,6 +9,7 @@ mistake says nothing about the loss).
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -123,6 +124,10 @@ def what_ifs(labels: np.ndarray | None, d: Denominators, options: LossOptions) -
         found[catalogue.MEAN_NOT_SUM.described(f"divided by {d.total:g}")] = _scaled(1 / d.total)
     if options.reduction == "none" and d.total > 0:
         found[catalogue.MEAN_NOT_NONE.described(f"divided by {d.total:g}")] = _scaled(1 / d.total, loss=False)
+    found[catalogue.SIGN_FLIPPED.described()] = _scaled(-1.0)
+    found[catalogue.PROBABILITIES.described()] = _target_left_out
+    found[catalogue.LOG10.described()] = _scaled(1 / math.log(10))
+    found[catalogue.LOG2.described()] = _scaled(1 / math.log(2))
     if labels is not None:
         found[catalogue.ONE_BASED.described()] = _label_shifted(options, -1)
         found[catalogue.LABEL_PLUS_ONE.described()] = _label_shifted(options, +1)
@@ -184,6 +189,16 @@ def _z_loss_scaled(factor: float) -> WhatIf:
 def _without_cap_factor(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
     """∂L/∂a, the gradient with respect to the capped logits; the loss is not changed."""
     return conventions.gradient_wrt_capped(block.exact), None
+
+
+def _target_left_out(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+    """The gradient without its −y: the probabilities (scaled as the gradient is); the loss is not changed."""
+    exact = block.exact
+    scale = np.where(exact.counted, exact.gradient_scale, 0.0)[:, None] * exact.cap_derivative.astype(np.float64)
+    mass = (exact.class_weights.astype(np.float64) * exact.target.astype(np.float64)).sum(axis=1, keepdims=True)
+    # From p itself, not the gradient plus y: p − 1 + 1 would lose the digits of a small p.
+    probabilities = exact.probabilities.astype(np.float64) * mass * scale
+    return probabilities + conventions.z_loss_gradients(exact), None
 
 
 def _scaled(factor: float, loss: bool = True) -> WhatIf:
