@@ -220,3 +220,15 @@ def test_sce_test_names_the_mistake_as_sce_check_does(implementation, expected, 
     given = {"sign_flipped": np.eye(3)[1] - p, "probabilities_returned": p}[implementation]
     typed = sce("check", "2", "3", "4", "-l", "1", "--grad", ",".join(f"{v:.6f}" for v in given), "-f", "json")
     assert json.loads(typed.stdout)["quantities"][0]["mistake"] == expected.name
+
+
+def test_the_docs_list_every_mistake_of_the_catalogue_with_its_fix():
+    from sce.cli.declarations import FLAG_OF_FIELD
+
+    page = (Path(__file__).parent.parent / "docs" / "mistakes.md").read_text(encoding="utf-8")
+    rows = {line for line in page.splitlines() if line.startswith("| ")}
+    for mistake in catalogue.CATALOGUE:
+        name, fix = (
+            text.replace("|", "\\|") for text in (mistake.worded_name(FLAG_OF_FIELD), mistake.worded_fix(FLAG_OF_FIELD))
+        )
+        assert any(row.startswith(f"| {name} | {fix} | ") for row in rows), name

@@ -120,7 +120,8 @@ MEAN_NOT_NONE = Mistake(
 )
 IGNORED_ROWS_COUNTED = Mistake(
     "the mean over every row, ignored (padding) rows included",
-    f"divide by the counted rows (their weight sum): a row labelled {option('ignore_index')} counts for nothing",
+    f"divide by the counted rows (their weight sum): a row labelled with the {option('ignore_index')} value counts "
+    "for nothing",
 )
 WEIGHT_SUM_BY_ROW_COUNT = Mistake(
     "the weighted mean divided by the row count, not the weight sum",
