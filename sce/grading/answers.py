@@ -112,7 +112,7 @@ def _check_quantity(
             (
                 m.mistake
                 for m in mistakes
-                if not m.choice
+                if m.look_alike
                 and within(values, m.value, tolerances).all()
                 and not within(m.value, expected, 0.0).all()
             ),

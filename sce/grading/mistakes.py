@@ -43,9 +43,9 @@ class WhatIf:
     """Which of several ways of making the mistake (the rounding's digits), to tell them apart."""
     rounding: float | None = None
     """The relative rounding the mistaken computation itself allows (float32's), if not float64's."""
-    choice: bool = False
-    """An implementation's choice rather than a slip (float32): never offered as a look-alike of a
-    right answer."""
+    look_alike: bool = True
+    """Offered as what a right answer with few digits may also be: not float32's last bits, nor a
+    rounding that any coarse answer fits."""
 
 
 def row_what_ifs(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None = None) -> list[WhatIf]:
@@ -180,7 +180,7 @@ def _rounded_before_log(result: SoftmaxCrossEntropyResult) -> list[WhatIf]:
             shift = (rounded - p) * _scale(result) * result.cap_derivative.astype(np.float64)
             gradient = result.gradient.astype(np.float64) + shift
         variant = f"{digits} {'significant digits' if significant else 'decimals'}"
-        found.append(WhatIf(catalogue.ROUNDED_BEFORE_LOG, gradient, loss, losses, None, variant))
+        found.append(WhatIf(catalogue.ROUNDED_BEFORE_LOG, gradient, loss, losses, None, variant, look_alike=False))
     return found
 
 
@@ -197,7 +197,7 @@ def _float32_what_ifs(result: SoftmaxCrossEntropyResult, targets: ArrayLike | No
             _losses(other),
             other.probabilities.astype(np.float64),
             rounding=FLOAT32_ROUNDING,
-            choice=True,
+            look_alike=False,
         )
     ]
 
@@ -210,7 +210,7 @@ class MistakenValue:
     quantity: str
     value: np.ndarray
     rounding: float | None = None
-    choice: bool = False
+    look_alike: bool = True
 
 
 def usual_mistakes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None = None) -> list[MistakenValue]:
@@ -226,7 +226,7 @@ def usual_mistakes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None 
         }
         for quantity, value in values.items():
             if value is not None:
-                found.append(MistakenValue(what_if.mistake, quantity, value, what_if.rounding, what_if.choice))
+                found.append(MistakenValue(what_if.mistake, quantity, value, what_if.rounding, what_if.look_alike))
     return found
 
 
