@@ -52,6 +52,7 @@ def by_hand(mistake: str, z: np.ndarray, y: np.ndarray, temperature: float = 1.0
         "log 2": ("loss", loss / math.log(2)),
         "one-based loss": ("loss", -np.log(p[rows, (y - 1) % k])),
         "temperature left out": ("gradient", softmax(z) - right),
+        "temperature factor missing": ("gradient", p - right),
         "rounded before the log": ("loss", rounded_first),
     }
     return made[mistake]
@@ -66,6 +67,7 @@ NAMES = {
     "log 2": catalogue.LOG2,
     "one-based loss": catalogue.ONE_BASED,
     "temperature left out": catalogue.TEMPERATURE_LEFT_OUT,
+    "temperature factor missing": catalogue.TEMPERATURE_FACTOR_MISSING,
     "rounded before the log": catalogue.ROUNDED_BEFORE_LOG,
 }
 #: What a tensor dump cannot show: the rounding of a hand derivation.
@@ -120,7 +122,7 @@ def test_each_mistake_is_named_in_the_same_words_by_every_grader_that_can_see_it
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n, k)) * 2
     y = rng.integers(0, k, n)
-    temperature = 2.0 if mistake == "temperature left out" else 1.0
+    temperature = 2.0 if mistake.startswith("temperature") else 1.0
     options = LossOptions(temperature=temperature)
     quantity, value = by_hand(mistake, z, y, temperature)
     right = softmax_cross_entropy(z, y, options=options)
@@ -161,7 +163,7 @@ def test_a_name_is_given_only_when_it_explains_every_wrong_entry(drawn, where, s
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n, k)) * 2
     y = rng.integers(0, k, n)
-    temperature = 2.0 if mistake == "temperature left out" else 1.0
+    temperature = 2.0 if mistake.startswith("temperature") else 1.0
     options = LossOptions(temperature=temperature)
     quantity, value = by_hand(mistake, z, y, temperature)
     spoiled = np.array(value, dtype=np.float64)

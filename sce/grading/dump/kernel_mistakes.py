@@ -124,14 +124,29 @@ def what_ifs(labels: np.ndarray | None, d: Denominators, options: LossOptions) -
         found[catalogue.MEAN_NOT_SUM.described(f"divided by {d.total:g}")] = _scaled(1 / d.total)
     if options.reduction == "none" and d.total > 0:
         found[catalogue.MEAN_NOT_NONE.described(f"divided by {d.total:g}")] = _scaled(1 / d.total, loss=False)
-    found[catalogue.SIGN_FLIPPED.described()] = _scaled(-1.0)
-    found[catalogue.PROBABILITIES.described()] = _target_left_out
-    found[catalogue.LOG10.described()] = _scaled(1 / math.log(10))
-    found[catalogue.LOG2.described()] = _scaled(1 / math.log(2))
+    found.update(_formula_what_ifs(labels, options))
+    found.update(_convention_what_ifs(d, options))
+    return found
+
+
+def _formula_what_ifs(labels: np.ndarray | None, options: LossOptions) -> dict[str, WhatIf]:
+    """The slips of the formula itself, row by row: the sign, the −y, the log's base, the
+    temperature's 1/T, the normalisation, the weights, the label's index."""
+    found: dict[str, WhatIf] = {
+        catalogue.SIGN_FLIPPED.described(): _scaled(-1.0),
+        catalogue.PROBABILITIES.described(): _target_left_out,
+        catalogue.LOG10.described(): _scaled(1 / math.log(10)),
+        catalogue.LOG2.described(): _scaled(1 / math.log(2)),
+    }
+    if options.temperature != 1.0:
+        found[catalogue.TEMPERATURE_FACTOR_MISSING.described()] = _scaled(options.temperature, loss=False)
+    if not options.z_loss:
+        found[catalogue.NOT_NORMALISED.described()] = _not_normalised
+        if labels is not None and options.weight is not None:
+            found[catalogue.WEIGHTS_PER_CLASS.described()] = _weights_per_class
     if labels is not None:
         found[catalogue.ONE_BASED.described()] = _label_shifted(options, -1)
         found[catalogue.LABEL_PLUS_ONE.described()] = _label_shifted(options, +1)
-    found.update(_convention_what_ifs(d, options))
     return found
 
 
@@ -194,11 +209,33 @@ def _without_cap_factor(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
 def _target_left_out(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
     """The gradient without its −y: the probabilities (scaled as the gradient is); the loss is not changed."""
     exact = block.exact
-    scale = np.where(exact.counted, exact.gradient_scale, 0.0)[:, None] * exact.cap_derivative.astype(np.float64)
+    scale = _gradient_factor(exact)
     mass = (exact.class_weights.astype(np.float64) * exact.target.astype(np.float64)).sum(axis=1, keepdims=True)
     # From p itself, not the gradient plus y: p − 1 + 1 would lose the digits of a small p.
     probabilities = exact.probabilities.astype(np.float64) * mass * scale
     return probabilities + conventions.z_loss_gradients(exact), None
+
+
+def _gradient_factor(exact: SoftmaxCrossEntropyResult) -> np.ndarray:
+    """Each row's 1/(T·D) (0 on rows not counted) times the cap's factor 1 − tanh²(z/c) (N×K)."""
+    scale = np.where(exact.counted, exact.gradient_scale, 0.0)[:, None]
+    return scale * exact.cap_derivative.astype(np.float64)
+
+
+def _not_normalised(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+    """e^(z − max z) in place of the probabilities (without a z-loss); the loss is not changed."""
+    exact = block.exact
+    weighted = exact.class_weights.astype(np.float64) * exact.target.astype(np.float64)
+    unnormalised = exact.exp_shifted.astype(np.float64) * weighted.sum(axis=1, keepdims=True)
+    return (unnormalised - weighted) * _gradient_factor(exact), None
+
+
+def _weights_per_class(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+    """w ⊙ (p − y): each class scaled by its own weight, not the row by its label's."""
+    exact = block.exact
+    y = exact.target.astype(np.float64)
+    p = exact.probabilities.astype(np.float64) * y.sum(axis=1, keepdims=True)
+    return exact.class_weights.astype(np.float64) * (p - y) * _gradient_factor(exact), None
 
 
 def _scaled(factor: float, loss: bool = True) -> WhatIf:
