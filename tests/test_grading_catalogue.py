@@ -234,3 +234,44 @@ def test_the_docs_list_every_mistake_of_the_catalogue_with_its_fix():
             text.replace("|", "\\|") for text in (mistake.worded_name(FLAG_OF_FIELD), mistake.worded_fix(FLAG_OF_FIELD))
         )
         assert any(row.startswith(f"| {name} | {fix} | ") for row in rows), name
+
+
+def _scored_file(sce, folder: Path, *options: str) -> tuple[list[str], list[list[str]]]:
+    """sce batch's own output for the shipped batch.csv, as header and rows."""
+    assert sce("samples", folder).exit_code == 0
+    assert sce("batch", folder / "batch.csv", "-o", folder / "scored.csv", "--quiet", *options).exit_code == 0
+    lines = (folder / "scored.csv").read_text().splitlines()
+    return lines[0].split(","), [line.split(",") for line in lines[1:]]
+
+
+def test_check_csv_names_the_mistake_of_its_gradient_columns_with_the_fix(tmp_path, sce):
+    header, rows = _scored_file(sce, tmp_path)
+    grads = [k for k, name in enumerate(header) if name.startswith("grad_")]
+    flipped = [[repr(-float(v)) if k in grads else v for k, v in enumerate(row)] for row in rows]
+    (tmp_path / "flipped.csv").write_text("\n".join(",".join(row) for row in [header, *flipped]) + "\n")
+    result = sce("check", "--csv", tmp_path / "flipped.csv", "--grad-cols", "grad_*", "--loss-col", "loss")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[-3:] == [
+        "mistake: sign flipped: y − p instead of p − y",
+        "fix: the gradient is p − y, probabilities minus the target",
+        "verdict: not correct",
+    ]
+    # One more cell wrong another way: the name no longer explains every wrong entry.
+    flipped[0][grads[0]] = "0.5"
+    (tmp_path / "flipped.csv").write_text("\n".join(",".join(row) for row in [header, *flipped]) + "\n")
+    document = sce("check", "--csv", tmp_path / "flipped.csv", "--grad-cols", "grad_*", "-f", "json").stdout
+    assert json.loads(document)["mistakes"] == []
+
+
+def test_check_csv_names_a_loss_column_mistake_for_that_column_alone(tmp_path, sce):
+    header, rows = _scored_file(sce, tmp_path)
+    loss = header.index("loss")
+    in_log10 = [[repr(float(v) / math.log(10)) if k == loss else v for k, v in enumerate(row)] for row in rows]
+    (tmp_path / "log10.csv").write_text("\n".join(",".join(row) for row in [header, *in_log10]) + "\n")
+    args = ("check", "--csv", tmp_path / "log10.csv", "--grad-cols", "grad_*", "--loss-col", "loss", "-f", "json")
+    document = json.loads(sce(*args).stdout)
+    assert document["mistakes"] == [{"quantity": None, "name": catalogue.LOG10.name, "fix": catalogue.LOG10.fix}]
+    correct = sce(
+        "check", "--csv", tmp_path / "scored.csv", "--grad-cols", "grad_*", "--loss-col", "loss", "-f", "json"
+    )
+    assert correct.exit_code == 0 and json.loads(correct.stdout)["mistakes"] == []

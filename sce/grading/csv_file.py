@@ -77,7 +77,8 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
                 allowed = np.broadcast_to(np.asarray(allowed, dtype=np.float64), given.shape)
                 ok = within(given, expected, allowed)
                 wrong |= ~ok.all(axis=1)
-                graded.append(GradedColumns("gradient" if columns is plan.grads else "loss", given, allowed, ok))
+                quantity = "loss" if tuple(columns) == (plan.loss,) else "gradient"
+                graded.append(GradedColumns(quantity, given, allowed, ok))
                 with np.errstate(divide="ignore", invalid="ignore"):
                     # The same infinity read back is no error (inf - inf would be NaN).
                     error = np.where(given == expected, 0.0, np.abs(given - expected))
