@@ -54,6 +54,10 @@ def by_hand(mistake: str, z: np.ndarray, y: np.ndarray, temperature: float = 1.0
         "temperature left out": ("gradient", softmax(z) - right),
         "temperature factor missing": ("gradient", p - right),
         "rounded before the log": ("loss", rounded_first),
+        # The plain loss's gradient, where the options ask for more:
+        "smoothing left out": ("gradient", p - right),
+        "z-loss left out": ("gradient", p - right),
+        "softcap left out": ("gradient", p - right),
     }
     return made[mistake]
 
@@ -69,6 +73,17 @@ NAMES = {
     "temperature left out": catalogue.TEMPERATURE_LEFT_OUT,
     "temperature factor missing": catalogue.TEMPERATURE_FACTOR_MISSING,
     "rounded before the log": catalogue.ROUNDED_BEFORE_LOG,
+    "smoothing left out": catalogue.SMOOTHING_LEFT_OUT,
+    "z-loss left out": catalogue.Z_LOSS_LEFT_OUT,
+    "softcap left out": catalogue.SOFTCAP_LEFT_OUT,
+}
+#: The loss each mistake is made against (the plain one otherwise), with its flags.
+OPTIONS = {
+    "temperature left out": (LossOptions(temperature=2.0), ["--temperature", "2"]),
+    "temperature factor missing": (LossOptions(temperature=2.0), ["--temperature", "2"]),
+    "smoothing left out": (LossOptions(label_smoothing=0.1), ["--smoothing", "0.1"]),
+    "z-loss left out": (LossOptions(z_loss=0.05), ["--z-loss", "0.05"]),
+    "softcap left out": (LossOptions(softcap=2.0), ["--softcap", "2"]),
 }
 #: What a tensor dump cannot show: the rounding of a hand derivation.
 NOT_IN_DUMPS = {"rounded before the log"}
@@ -97,7 +112,7 @@ def csv_mistakes(sce, z, y, quantity, value, options) -> list[str]:
         path = Path(folder) / "answers.csv"
         path.write_text("\n".join(lines) + "\n")
         picked = ["--grad-cols", ",".join(header[k + 1 :])] if quantity == "gradient" else ["--loss-col", "loss"]
-        flags = ["--temperature", str(options.temperature)] if options.temperature != 1 else []
+        flags = next((flags for known, flags in OPTIONS.values() if known == options), [])
         args = ["check", "--csv", path, "--logit-cols", ",".join(header[:k]), *picked, *flags, "-f", "json"]
         result = sce(*args)
     assert result.exit_code == 1, result.output
@@ -115,16 +130,15 @@ def dump_mistakes(z, y, quantity, value, options) -> list[str]:
 inputs = st.tuples(st.integers(2, 6), st.integers(3, 7), st.integers(0, 2**32 - 1), st.sampled_from(sorted(NAMES)))
 
 
-@settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(drawn=inputs)
 def test_each_mistake_is_named_in_the_same_words_by_every_grader_that_can_see_it(drawn, sce):
     n, k, seed, mistake = drawn
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n, k)) * 2
     y = rng.integers(0, k, n)
-    temperature = 2.0 if mistake.startswith("temperature") else 1.0
-    options = LossOptions(temperature=temperature)
-    quantity, value = by_hand(mistake, z, y, temperature)
+    options = OPTIONS.get(mistake, (LossOptions(), []))[0]
+    quantity, value = by_hand(mistake, z, y, options.temperature)
     right = softmax_cross_entropy(z, y, options=options)
     exact = right.gradient if quantity == "gradient" else right.losses
     # Only where the mistake shows, in every row (the typed grader sees row 0):
@@ -156,16 +170,15 @@ def test_the_exact_answer_is_never_named_as_a_mistake(n, k, seed, quantity):
         assert check.passed and check.mistake is None and check.ambiguous is None
 
 
-@settings(deadline=None, max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(drawn=inputs, where=st.integers(0, 100))
 def test_a_name_is_given_only_when_it_explains_every_wrong_entry(drawn, where, sce):
     n, k, seed, mistake = drawn
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n, k)) * 2
     y = rng.integers(0, k, n)
-    temperature = 2.0 if mistake.startswith("temperature") else 1.0
-    options = LossOptions(temperature=temperature)
-    quantity, value = by_hand(mistake, z, y, temperature)
+    options = OPTIONS.get(mistake, (LossOptions(), []))[0]
+    quantity, value = by_hand(mistake, z, y, options.temperature)
     spoiled = np.array(value, dtype=np.float64)
     flat = spoiled.reshape(-1)
     flat[where % k if quantity == "gradient" else 0] += 0.37  # one more entry of row 0, wrong another way
