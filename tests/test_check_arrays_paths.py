@@ -138,7 +138,7 @@ def test_smoothing_counting_ignored_rows_pytorch_73205(tmp_path, sce):
     np.savez(tmp_path / "bad.npz", logits=z, labels=labels, grad=wrong)
     code, out, _ = check(sce, tmp_path / "bad.npz", *options)
     assert code == 1
-    assert "mistake: the smoothing term divided by every row, ignored rows included (PyTorch #73205); fix: " in out
+    assert "mistake: the smoothing term divided by every row, ignored rows included (PyTorch #73205)\nfix: " in out
 
 
 def test_the_sum_of_per_batch_means(tmp_path, sce):

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from sce.errors import option, worded
 from sce.grading import conventions
 
+#: What joins a mistake's name and its fix in one line (:meth:`Mistake.described`).
+FIX_SEPARATOR = "; fix: "
+
 
 @dataclass(frozen=True)
 class Mistake:
@@ -44,10 +47,10 @@ class Mistake:
         return worded(self.advice, flag_of)
 
     def described(self, detail: str = "") -> str:
-        """The name, a detail of this input in brackets if given, and the fix: one line,
-        its options still marked (for :func:`sce.errors.worded`)."""
+        """The name, a detail of this input in brackets if given, and the fix, joined by
+        :data:`FIX_SEPARATOR`: one line, its options still marked (for :func:`sce.errors.worded`)."""
         where = f" ({detail})" if detail else ""
-        return f"{self.words}{where}; fix: {self.advice}"
+        return f"{self.words}{where}{FIX_SEPARATOR}{self.advice}"
 
 
 # --- the arithmetic of the gradient and the loss -------------------------------------------------
