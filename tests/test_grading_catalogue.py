@@ -288,3 +288,15 @@ def test_check_csv_names_a_loss_column_mistake_for_that_column_alone(tmp_path, s
         "check", "--csv", tmp_path / "scored.csv", "--grad-cols", "grad_*", "--loss-col", "loss", "-f", "json"
     )
     assert correct.exit_code == 0 and json.loads(correct.stdout)["mistakes"] == []
+
+
+def test_check_csv_names_a_float32_file_and_the_flag_that_grades_it(tmp_path, sce):
+    """sce batch --dtype float32 writes float32's shortest digits: graded as float64 they are wrong
+    at their 8th digit, and the hint names --dtype float32, under which the file is correct."""
+    _scored_file(sce, tmp_path, "--dtype", "float32")
+    args = ("check", "--csv", tmp_path / "scored.csv", "--grad-cols", "grad_*", "--loss-col", "loss")
+    result = sce(*args)
+    assert result.exit_code == 1
+    assert "mistake: computed in float32 (PyTorch's default type), not in float64" in result.stdout.splitlines()
+    assert "fix: grade it as float32 with --dtype float32" in result.stdout.splitlines()
+    assert sce(*args, "--dtype", "float32").exit_code == 0
