@@ -48,7 +48,19 @@ class Mistake:
 
     def described(self, detail: str = "") -> str:
         """The name, a detail of this input in brackets if given, and the fix, joined by
-        :data:`FIX_SEPARATOR`: one line, its options still marked (for :func:`sce.errors.worded`)."""
+        :data:`FIX_SEPARATOR`: one line, its options still marked (for :func:`sce.errors.worded`).
+
+        Examples
+        --------
+        >>> from sce.errors import worded
+        >>> name, fix = worded(SUM_NOT_MEAN.described("not divided by 12")).split(FIX_SEPARATOR)
+        >>> name
+        '1/N missing: the sum over rows, not the mean (not divided by 12)'
+        >>> fix
+        "divide by N, the number of rows (or grade with reduction='sum')"
+        >>> worded(FLOAT32.advice, {"dtype": "--dtype"})
+        'grade it as float32 with --dtype float32'
+        """
         where = f" ({detail})" if detail else ""
         return f"{self.words}{where}{FIX_SEPARATOR}{self.advice}"
 

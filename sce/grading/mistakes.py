@@ -216,7 +216,26 @@ class MistakenValue:
 def usual_mistakes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None = None) -> list[MistakenValue]:
     """What the usual mistakes give for row 0 of ``result``, for every quantity where each can occur.
 
-    ``targets`` are the probability targets as given, if any (before smoothing)."""
+    ``targets`` are the probability targets as given, if any (before smoothing).
+
+    Examples
+    --------
+    The textbook example, z = (2, 3, 4) and label 1: s = (0.0900, 0.2447, 0.6652), L = −log 0.2447.
+
+    >>> from sce.loss import softmax_cross_entropy
+    >>> from sce.grading import catalogue
+    >>> found = usual_mistakes(softmax_cross_entropy([[2.0, 3.0, 4.0]], [1]))
+    >>> def value(mistake, quantity):
+    ...     return next(m.value for m in found if m.mistake == mistake and m.quantity == quantity)
+    >>> value(catalogue.PROBABILITIES, "gradient").round(4).tolist()  # s, without −y
+    [0.09, 0.2447, 0.6652]
+    >>> value(catalogue.SIGN_FLIPPED, "gradient").round(4).tolist()  # y − s
+    [-0.09, 0.7553, -0.6652]
+    >>> value(catalogue.LOG10, "loss").round(4).tolist()  # 1.4076 / ln 10
+    [0.6113]
+    >>> value(catalogue.ONE_BASED, "loss").round(4).tolist()  # −log s_0 = −log 0.0900
+    [2.4076]
+    """
     found = []
     for what_if in row_what_ifs(result, targets):
         values = {
