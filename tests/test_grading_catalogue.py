@@ -127,22 +127,27 @@ def dump_mistakes(z, y, quantity, value, options) -> list[str]:
     return [worded(m) for m in check.mistakes]
 
 
+def made(drawn):
+    """(the mistake, logits, labels, options, the quantity, its mistaken value) for drawn inputs."""
+    n, k, seed, mistake = drawn
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, k)) * 2
+    y = rng.integers(0, k, n)
+    options = OPTIONS.get(mistake, (LossOptions(), []))[0]
+    return (mistake, z, y, options, *by_hand(mistake, z, y, options.temperature))
+
+
 inputs = st.tuples(st.integers(2, 6), st.integers(3, 7), st.integers(0, 2**32 - 1), st.sampled_from(sorted(NAMES)))
 
 
 @settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(drawn=inputs)
 def test_each_mistake_is_named_in_the_same_words_by_every_grader_that_can_see_it(drawn, sce):
-    n, k, seed, mistake = drawn
-    rng = np.random.default_rng(seed)
-    z = rng.normal(size=(n, k)) * 2
-    y = rng.integers(0, k, n)
-    options = OPTIONS.get(mistake, (LossOptions(), []))[0]
-    quantity, value = by_hand(mistake, z, y, options.temperature)
+    mistake, z, y, options, quantity, value = made(drawn)
     right = softmax_cross_entropy(z, y, options=options)
     exact = right.gradient if quantity == "gradient" else right.losses
     # Only where the mistake shows, in every row (the typed grader sees row 0):
-    difference = np.abs(np.reshape(value - exact, (n, -1))).max(axis=1)
+    difference = np.abs(np.reshape(value - exact, (len(y), -1))).max(axis=1)
     assume(bool((difference > 1e-6).all()))
     expected = NAMES[mistake]
     assert typed_mistake(z, y, quantity, value, options).mistake == expected
@@ -173,15 +178,10 @@ def test_the_exact_answer_is_never_named_as_a_mistake(n, k, seed, quantity):
 @settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(drawn=inputs, where=st.integers(0, 100))
 def test_a_name_is_given_only_when_it_explains_every_wrong_entry(drawn, where, sce):
-    n, k, seed, mistake = drawn
-    rng = np.random.default_rng(seed)
-    z = rng.normal(size=(n, k)) * 2
-    y = rng.integers(0, k, n)
-    options = OPTIONS.get(mistake, (LossOptions(), []))[0]
-    quantity, value = by_hand(mistake, z, y, options.temperature)
+    mistake, z, y, options, quantity, value = made(drawn)
     spoiled = np.array(value, dtype=np.float64)
     flat = spoiled.reshape(-1)
-    flat[where % k if quantity == "gradient" else 0] += 0.37  # one more entry of row 0, wrong another way
+    flat[where % z.shape[1] if quantity == "gradient" else 0] += 0.37  # one more entry of row 0, wrong another way
     assert typed_mistake(z, y, quantity, spoiled, options).mistake is None
     assert csv_mistakes(sce, z, y, quantity, spoiled, options) == []
 
