@@ -9,6 +9,7 @@ and ``sce test``.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ from numpy.typing import ArrayLike
 from sce.grading import catalogue
 from sce.grading.catalogue import Mistake
 from sce.grading.conventions import convention_slips, reported, rerun_with, z_loss_gradients
-from sce.loss import SoftmaxCrossEntropyResult
+from sce.loss import SoftmaxCrossEntropyResult, softmax_cross_entropy
 
 #: How an answer rounded its probabilities before the log: to this many decimals, or significant digits.
 ROUNDED_DECIMALS = (1, 2, 3, 4, 5, 6)
@@ -120,10 +121,7 @@ def _label_what_ifs(result: SoftmaxCrossEntropyResult) -> list[WhatIf]:
 
 
 def _relabelled(result: SoftmaxCrossEntropyResult, labels: np.ndarray) -> SoftmaxCrossEntropyResult:
-    import warnings
-
-    from sce.loss import softmax_cross_entropy
-
+    """Every row again with other labels (silently: a what-if's warnings are not the user's business)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return softmax_cross_entropy(result.logits, labels, options=result.options)
