@@ -225,6 +225,8 @@ MARKDOWN_CASES = [
     # The language-model options: the cap's and the z-loss's stages, off-target smoothing, D and D_z.
     ["2", "-3", "4", "-l", "1", "--softcap", "3", "--z-loss", "0.01", "-T", "2", "-w", "1,2,1", "--reduction", "mean"],
     ["1", "2", "3", "-t", "0.2,0.3,0.5", "--smoothing", "0.1", "--smoothing-style", "off-target", "--z-loss", "0.1"],
+    # Lines written with \approx, negative operands in parentheses, a weight on the one-hot route.
+    ["2", "3", "4", "-l", "1", "--digits", "17", "--softcap", "3", "--z-loss", "0.1", "-w", "1,2,1"],
 ]
 
 
