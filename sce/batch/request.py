@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -62,6 +64,24 @@ class BatchSummary:
     def accuracy(self) -> float:
         return self.correct / self.counted if self.counted else float("nan")
 
+    def document(self) -> dict[str, object]:
+        """The summary as ``--summary-json`` writes it: counts, and every float to its last bit
+        (nothing that changes from one run to the next: no time, path or host)."""
+        return {
+            "reduction": self.reduction,
+            "rows": self.rows,
+            "counted_rows": self.counted,
+            "ignored_rows": self.ignored_rows,
+            "classes": self.classes,
+            "denominator": self.mean_denominator,
+            "loss_sum": self.loss_sum,
+            "z_loss_sum": 0.0 if self.z_loss_total is None else self.z_loss_total.value(),
+            "mean_loss": self.mean_loss,
+            "correct_predictions": self.correct,
+            "accuracy": self.accuracy,
+            "infinite_losses": self.infinite_losses,
+        }
+
     def add(self, result: SoftmaxCrossEntropyResult) -> None:
         counted = result.counted
         self.rows += result.num_rows
@@ -74,6 +94,19 @@ class BatchSummary:
         self.loss_total += ExactSum.of(result.losses)
         if result.options.z_loss != 0 and result.z_losses is not None:
             self.z_loss_total = ExactSum.of(result.z_losses) + (self.z_loss_total or ExactSum())
+
+
+def json_text(document: dict[str, object]) -> str:
+    """``document`` as JSON, floats as their shortest round-trip text (``repr``); NaN and ±inf,
+    which JSON has no number for, as the strings "NaN", "Infinity" and "-Infinity" (what
+    Python's ``float()`` and JavaScript's ``Number()`` read back)."""
+
+    def spelled(value: object) -> object:
+        if isinstance(value, float) and not math.isfinite(value):
+            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        return value
+
+    return json.dumps({key: spelled(value) for key, value in document.items()}, indent=2, allow_nan=False) + "\n"
 
 
 @dataclass
@@ -93,3 +126,5 @@ class BatchRequest:
     loss_col: str | None = None
     arrays: DumpRequest | None = None
     """A dump of arrays to read instead of the CSV input (see :mod:`.array_source`)."""
+    summary_path: str | None = None
+    """Where to write the summary as JSON, put in place with the output (None: nowhere)."""
