@@ -98,12 +98,12 @@ class BatchSummary:
 
 def json_text(document: dict[str, object]) -> str:
     """``document`` as JSON, floats as their shortest round-trip text (``repr``); NaN and ±inf,
-    which JSON has no number for, as the strings "NaN", "Infinity" and "-Infinity" (what
-    Python's ``float()`` and JavaScript's ``Number()`` read back)."""
+    which JSON has no number for, as the strings "nan", "inf" and "-inf", as in sce's other
+    JSON (Python's ``float()`` reads them back)."""
 
     def spelled(value: object) -> object:
         if isinstance(value, float) and not math.isfinite(value):
-            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+            return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
         return value
 
     return json.dumps({key: spelled(value) for key, value in document.items()}, indent=2, allow_nan=False) + "\n"
