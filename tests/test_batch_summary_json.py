@@ -141,3 +141,35 @@ def test_summary_json_goes_with_check_csv_only(folder, sce, arguments):
         2,
         "sce: error: --summary-json goes with --csv INPUT (and with sce batch)\n",
     )
+
+
+def test_the_summary_onto_a_file_of_arrays_read_is_refused(folder, sce):
+    import numpy as np
+
+    np.save(folder / "logits.npy", np.array([[2.0, 3.0, 4.0]]))
+    np.save(folder / "labels.npy", np.array([1]))
+    done = sce("batch", "--logits", "logits.npy", "--labels", "labels.npy", "--summary-json", "labels.npy")
+    assert (done.exit_code, done.stderr) == (
+        2,
+        "sce: error: --summary-json: labels.npy is the input file; write the summary to another file\n",
+    )
+    assert np.load(folder / "labels.npy").tolist() == [1]
+
+
+def test_the_summary_onto_the_file_stdin_reads_is_refused(folder):
+    import subprocess
+    import sys
+
+    with open(folder / "in.csv", "rb") as stdin:
+        done = subprocess.run(
+            [sys.executable, "-m", "sce", "batch", "-", "-o", "out.csv", "--summary-json", "in.csv"],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            cwd=folder,
+        )
+    assert (done.returncode, done.stderr) == (
+        2,
+        "sce: error: --summary-json: in.csv is the input file; write the summary to another file\n",
+    )
+    assert (folder / "in.csv").read_text() == SAMPLE

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -78,7 +78,7 @@ def run_batch(request: BatchRequest, on_progress: Progress | None = None) -> Bat
     options, output_format, digits = request.options, request.output_format, request.digits
     output_path, input_path = request.output_path, request.input_path
     if request.summary_path is not None:
-        check_summary_path(request.summary_path, input_path, (output_path,))
+        check_summary_path(request.summary_path, inputs_of(request), (output_path,))
     with _source(request) as source:
         source.prepare()  # a bad input or a first pass's problem stops the run before the output is begun
         denominator = 0.0 if source.denominators is None else source.denominators.cross_entropy
@@ -155,26 +155,36 @@ def written_whole(
         raise
 
 
-def check_summary_path(path: str, input_path: str | None, outputs: tuple[str | None, ...] = ()) -> None:
-    """Refuse, before anything is read, a summary file that would replace the input or an
-    output (``outputs``: their paths, None for stdout), or that cannot be made."""
+def check_summary_path(path: str, inputs: Sequence[str | None], outputs: Sequence[str | None] = ()) -> None:
+    """Refuse, before anything is read, a summary file that would replace an input (``-``:
+    what stdin reads) or an output (``outputs``: their paths, None or ``-`` for stdout), or
+    that cannot be made."""
     field = "summary_json"
     if not path:
         raise OptionProblem(field, "the summary file name is empty; name a file, e.g. summary.json")
     if path == "-":
         raise OptionProblem(field, "- is not a file name; name the summary's file, e.g. summary.json")
-    if input_path not in (None, "-"):
-        refuse_same_file(path, input_path, field, f"{path} is the input file; write the summary to another file")
+    for given in inputs:
+        if given is not None:
+            other = 0 if given == "-" else given
+            refuse_same_file(path, other, field, f"{path} is the input file; write the summary to another file")
     for output in outputs:
         if output in (None, "-"):
             where = f"{path} is stdout, where the output goes; write the summary to a file of its own"
-            refuse_same_file(path, None, field, where)
+            refuse_same_file(path, 1, field, where)
         else:
             problem = f"{path} is the output file (-o {output}); write the summary to another file"
             refuse_same_file(path, output, field, problem)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise OptionDataProblem(field, f"the folder {folder} does not exist; create it, or write the summary elsewhere")
+
+
+def inputs_of(request: BatchRequest) -> list[str | None]:
+    """Every file the request reads: the input, or each file of a dump of arrays."""
+    if request.arrays is None:
+        return [request.input_path]
+    return [request.arrays.arrays, *request.arrays.paths.values()]
 
 
 def summary_target(path: str, input_path: str | None) -> OutputTarget:

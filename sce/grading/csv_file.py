@@ -68,7 +68,7 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
     With ``request.summary_path``, the summary is written there as JSON, whole, once every row is graded."""
     reading, options = csv_input(request), request.options
     if request.summary_path is not None:
-        check_summary_path(request.summary_path, request.input_path)
+        check_summary_path(request.summary_path, [request.input_path])
     with readable_input(request.input_path, reads_twice=options.reduction == "mean") as path:
         denominator = mean_denominator(path, reading, options)
         found = FileCheck()

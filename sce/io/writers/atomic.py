@@ -170,12 +170,13 @@ def put_in_place_together(targets: Sequence[OutputTarget]) -> None:
         committed()
 
 
-def refuse_same_file(path: str, other: str | None, field: str, problem: str) -> None:
-    """Refuse ``path`` where it names the file ``other`` names (None: stdout): by name once
-    links are followed, or by inode (a hard link, /dev/stdout)."""
+def refuse_same_file(path: str, other: str | int, field: str, problem: str) -> None:
+    """Refuse ``path`` where it names the file ``other`` names (a path, or a descriptor of
+    this process: 0 for what stdin reads, 1 for stdout): by name once links are followed,
+    or by inode (a hard link, /dev/stdout)."""
     try:
-        if other is None:
-            behind, named = os.fstat(1), os.stat(path)
+        if isinstance(other, int):
+            behind, named = os.fstat(other), os.stat(path)
             same = (behind.st_dev, behind.st_ino) == (named.st_dev, named.st_ino)
         else:
             same = os.path.realpath(path) == os.path.realpath(other) or (
