@@ -95,7 +95,8 @@ def softmax_cross_entropy(
     reduction : {'none', 'mean', 'sum'}, default 'none'
         'none' (per-row losses; the default here, unlike PyTorch's 'mean', so that a result holds every row), 'mean'
         or 'sum'. With class indices 'mean' divides by the weight sum of the counted rows, with probability targets
-        by N, exactly as PyTorch does.
+        by N, exactly as PyTorch does. The rows' losses are summed exactly and the sum or mean rounded once
+        (:mod:`sce.loss.exact_sum`), so no grouping or order of the rows changes its bits.
     temperature : float, default 1.0
         T > 0; the softmax is taken of logits / T and the gradient is with respect to the logits as given.
     dtype : {numpy.float64, numpy.float32}, default numpy.float64
