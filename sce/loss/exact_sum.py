@@ -40,7 +40,7 @@ class ExactSum:
     Examples
     --------
     >>> import numpy as np
-    >>> terms = np.array([1e16, 1.0, -1e16, 1e-300])
+    >>> terms = np.array([1e16, 1.0, -1e16])
     >>> float(terms.sum()), ExactSum.of(terms).value()
     (0.0, 1.0)
     >>> halves = ExactSum.of(terms[:2]) + ExactSum.of(terms[2:])
@@ -113,8 +113,8 @@ def exact_ratio(parts: Sequence[tuple[ExactSum, float]], dtype: type[np.floating
     --------
     >>> import numpy as np
     >>> tenth = ExactSum.of(np.array([0.1] * 10))
-    >>> exact_ratio([(tenth, 10.0)]) == 0.1, float(np.full(10, 0.1).sum() / 10) == 0.1
-    (True, False)
+    >>> exact_ratio([(tenth, 10.0)]), sum([0.1] * 10) / 10  # once, and at every addition
+    (0.1, 0.09999999999999999)
     """
     total = Fraction(0)
     specials = []
