@@ -373,6 +373,14 @@ LossOption = Annotated[Optional[str], LOSS.option()]
 InputArgument = Annotated[Optional[str], INPUT.argument(metavar="[INPUT]")]
 OutputOption = Annotated[Optional[str], OUTPUT.option()]
 SummaryJsonOption = Annotated[Optional[str], SUMMARY_JSON.option(metavar="FILE")]
+CheckSummaryJsonOption = Annotated[
+    Optional[str],
+    SUMMARY_JSON.option(
+        metavar="FILE",
+        help="With --csv: also write the summary as JSON to FILE (counts, loss sum and mean to the last bit, the "
+        "verdict's counts), whole or not at all.",
+    ),
+]
 LabelColOption = Annotated[Optional[str], LABEL_COL.option()]
 LogitColsOption = Annotated[Optional[str], LOGIT_COLS.option()]
 TargetColsOption = Annotated[Optional[str], TARGET_COLS.option()]
