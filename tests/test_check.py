@@ -37,7 +37,7 @@ def test_the_posts_typo_fails_on_class_1(sce):
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     row = next(line for line in lines if line.strip().startswith("1 "))
-    assert "-0.7553" in row and "-0.775" in row and "✗" in row
+    assert "-0.75527" in row and "-0.775" in row and "✗" in row
     assert "-0.775 looks like a slip for -0.755 (one digit differs)" in result.stdout
     assert "verdict: not correct" in result.stdout
 

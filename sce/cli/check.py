@@ -60,7 +60,7 @@ from sce.cli.typed_inputs import (
     run_core,
 )
 from sce.errors import UsageProblem
-from sce.number_text import split_numbers
+from sce.number_text import DISPLAY_DIGITS, count_of, split_numbers
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def check(
     no_header: NoHeaderOption = False,
     delimiter: DelimiterOption = None,
     encoding: EncodingOption = "utf-8",
-    digits: DigitsOption = 4,
+    digits: DigitsOption = DISPLAY_DIGITS,
     output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="table or json.")] = CheckFormat.table,
     arrays: ArraysOption = None,
     logits_path: LogitsPathOption = None,
@@ -200,8 +200,8 @@ def _typed_answers(vector: VectorInput, texts: dict[str, str | None]) -> dict[st
         expected = 1 if name == "loss" else len(vector.logits)
         if len(tokens) != expected:
             raise UsageProblem(
-                f"{option}: {len(tokens)} {'number' if len(tokens) == 1 else 'numbers'} for "
-                f"{'one loss' if name == 'loss' else f'{expected} classes'}; give "
+                f"{option}: {count_of(len(tokens), 'number')} for "
+                f"{'one loss' if name == 'loss' else count_of(expected, 'class', 'classes')}; give "
                 + ("one number" if name == "loss" else "one per class")
             )
         given[name] = tokens

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from sce.errors import worded
 from sce.grading.dump.histogram import EDGES
-from sce.number_text import count_of, display
+from sce.number_text import DISPLAY_DIGITS, count_of, display
 from sce.render.grid import Column, Grid, print_grid
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def _ulps(value: float) -> str:
 
 
 def print_dtype_check(
-    console: Console, check: DtypeCheck, digits: int = 4, flag_of: Mapping[str, str] | None = None
+    console: Console, check: DtypeCheck, digits: int = DISPLAY_DIGITS, flag_of: Mapping[str, str] | None = None
 ) -> None:
     """The verdict by type; options a mistake names are worded by ``flag_of`` (the
     command line's flags), or without it as the Python API's keywords."""

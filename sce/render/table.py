@@ -15,7 +15,7 @@ import numpy as np
 
 from sce.explain.proofs import HessianProof, JacobianProof, Proofs
 from sce.loss import SoftmaxCrossEntropyResult
-from sce.number_text import decimal_places, display, display_all, given
+from sce.number_text import DISPLAY_DIGITS, display, display_all, given, significant_places
 from sce.render.grid import Cell, Column, Grid, print_grid, print_styled
 from sce.render.words import (
     HESSIAN_OVERFLOWS,
@@ -45,7 +45,7 @@ def probability_bar(probability: float, width: int = BAR_WIDTH) -> str:
     return ("█" * full + (_EIGHTHS[rest] if rest else "")).ljust(width)
 
 
-def grad_grid(result: SoftmaxCrossEntropyResult, digits: int = 4, row: int = 0) -> Grid:
+def grad_grid(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS, row: int = 0) -> Grid:
     dtype = result.options.dtype
     label = None if result.labels is None else int(result.labels[row])
     predicted = int(result.argmax[row])
@@ -82,7 +82,7 @@ def grad_grid(result: SoftmaxCrossEntropyResult, digits: int = 4, row: int = 0) 
     return grid
 
 
-def print_grad(console: Console, result: SoftmaxCrossEntropyResult, digits: int = 4) -> None:
+def print_grad(console: Console, result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS) -> None:
     print_grid(console, grad_grid(result, digits))
     console.print()
     loss = result.reported_loss()
@@ -116,7 +116,7 @@ def _mark(ok: bool) -> tuple[str, str]:
     return ("✓", "green") if ok else ("✗ wrong", "bold red")
 
 
-def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) -> None:
+def print_check(console: Console, checks: list[QuantityCheck], digits: int = DISPLAY_DIGITS) -> None:
     """`sce check`: each quantity entry by entry, then a verdict."""
     from rich.text import Text
 
@@ -127,7 +127,7 @@ def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) 
         for k in range(len(check.given)):
             cells = [] if check.name == "loss" else [str(k)]
             # At least as many digits as the answer, so that the two can be compared by eye.
-            shown = min(17, max(digits, decimal_places(check.texts[k]) if check.texts else 0))
+            shown = min(17, max(digits, significant_places(check.texts[k]) if check.texts else 0))
             cells += [
                 display(check.expected[k], shown),
                 check.texts[k] if check.texts else given(check.given[k]),
@@ -161,7 +161,7 @@ def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) 
     )
 
 
-def print_verification(console: Console, verification: Verification, digits: int = 4) -> None:
+def print_verification(console: Console, verification: Verification, digits: int = DISPLAY_DIGITS) -> None:
     headings = ("class", "analytic ∂L/∂z", "numeric", "step h", "relative difference")
     grid = Grid([Column(heading, "right") for heading in headings], title="--verify: central differences of the loss")
     for k, class_index in enumerate(verification.classes):
@@ -210,7 +210,7 @@ def matrix_grid(
 MAX_PRINTED_MATRIX = 12
 
 
-def print_proofs(console: Console, proofs: Proofs, digits: int = 4) -> None:
+def print_proofs(console: Console, proofs: Proofs, digits: int = DISPLAY_DIGITS) -> None:
     """--jacobian, --hessian and --verify, in that order, after the result table."""
     if proofs.jacobian is not None:
         print_jacobian(console, proofs.jacobian, digits)
@@ -220,7 +220,7 @@ def print_proofs(console: Console, proofs: Proofs, digits: int = 4) -> None:
         print_verification(console, proofs.verification, digits)
 
 
-def print_jacobian(console: Console, proof: JacobianProof, digits: int = 4) -> None:
+def print_jacobian(console: Console, proof: JacobianProof, digits: int = DISPLAY_DIGITS) -> None:
     from rich.text import Text
 
     jacobian, size = proof.jacobian, len(proof.dl_ds)
@@ -263,7 +263,7 @@ def _vector_text(values: np.ndarray, digits: int) -> str:
     return "(" + ", ".join(parts) + ")"
 
 
-def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> None:
+def print_hessian(console: Console, proof: HessianProof, digits: int = DISPLAY_DIGITS) -> None:
     from rich.text import Text
 
     hessian, size = proof.hessian, proof.num_classes
@@ -293,7 +293,7 @@ def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> Non
     console.print()
 
 
-def print_file_check(console: Console, found: FileCheck, digits: int = 4) -> None:
+def print_file_check(console: Console, found: FileCheck, digits: int = DISPLAY_DIGITS) -> None:
     """`sce check --csv`: the worst rows, then the summary."""
     from rich.text import Text
 
