@@ -69,12 +69,12 @@ def test_a_summary_that_cannot_be_written_is_refused_in_one_line(folder, sce, ar
 
 def test_the_summary_onto_the_output_through_a_symbolic_link_is_refused(folder, sce):
     (folder / "out.csv").write_text("precious\n")
-    (folder / "link.json").symlink_to("out.csv")
-    done = sce("batch", "in.csv", "-o", "out.csv", "--summary-json", "link.json")
-    assert done.stderr == "sce: error: --summary-json: link.json is the output file (-o out.csv); write the summary to another file\n"
+    (folder / "link.csv").symlink_to("out.csv")
+    done = sce("batch", "in.csv", "-o", "out.csv", "--summary-json", "link.csv")
+    assert done.stderr == "sce: error: --summary-json: link.csv is the output file (-o out.csv); write the summary to another file\n"
     # And the other way round: -o through the link, the summary onto its target.
-    done = sce("batch", "in.csv", "-o", "link.json", "--summary-json", "out.csv")
-    assert done.stderr == "sce: error: --summary-json: out.csv is the output file (-o link.json); write the summary to another file\n"
+    done = sce("batch", "in.csv", "-o", "link.csv", "--summary-json", "out.csv")
+    assert done.stderr == "sce: error: --summary-json: out.csv is the output file (-o link.csv); write the summary to another file\n"
     assert (folder / "out.csv").read_text() == "precious\n"
 
 
