@@ -213,3 +213,28 @@ def test_a_mean_over_no_counted_rows_is_written_as_the_string_nan(tmp_path, monk
     assert (document["mean_loss"], document["accuracy"], document["denominator"]) == ("nan", "nan", 0.0)
     text = (tmp_path / "summary.json").read_text()
     json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name} in the summary"))  # strict JSON
+
+
+def test_block_size_never_changes_the_summary_of_a_dump_of_arrays(tmp_path, monkeypatch):
+    from sce.batch import array_source
+    from sce.io.arrays import DumpRequest
+
+    rng = np.random.default_rng(21)
+    logits = (rng.normal(0, 5, (301, 7)) * rng.choice([1e-2, 1.0, 40.0], (301, 1))).astype(np.float32)
+    np.savez(tmp_path / "dump.npz", logits=logits, labels=rng.integers(0, 7, 301))
+    documents = []
+    for entries in (1 << 18, 7 * 13, 7):  # one block, blocks of 13 rows, a row at a time
+        monkeypatch.setattr(array_source, "BLOCK_ENTRIES", entries)
+        request = BatchRequest(
+            str(tmp_path / "dump.npz"),
+            str(tmp_path / "out.npz"),
+            options=LossOptions(reduction="mean"),
+            arrays=DumpRequest(str(tmp_path / "dump.npz")),
+            summary_path=str(tmp_path / "summary.json"),
+            output_format="npz",
+        )
+        run_batch(request)
+        documents.append((tmp_path / "summary.json").read_text())
+    assert documents[0] == documents[1] == documents[2]
+    core = softmax_cross_entropy(logits, np.load(tmp_path / "dump.npz")["labels"], options=LossOptions(reduction="mean"))
+    assert json.loads(documents[0])["mean_loss"] == core.loss
