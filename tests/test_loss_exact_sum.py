@@ -238,3 +238,30 @@ def test_block_size_never_changes_the_summary_of_a_dump_of_arrays(tmp_path, monk
     assert documents[0] == documents[1] == documents[2]
     core = softmax_cross_entropy(logits, np.load(tmp_path / "dump.npz")["labels"], options=LossOptions(reduction="mean"))
     assert json.loads(documents[0])["mean_loss"] == core.loss
+
+
+def test_summaries_of_partitions_merge_to_the_whole_files_bits(tmp_path, monkeypatch):
+    # The seam a cluster's engine combines: each partition's summary, added in any grouping.
+    from sce.batch import BatchSummary
+
+    rng = np.random.default_rng(17)
+    logits = rng.normal(0, 8, (500, 6))
+    labels = rng.integers(-1, 6, 500)
+    options = LossOptions(reduction="mean", ignore_index=-1, z_loss=1e-3)
+    whole = softmax_cross_entropy(logits, labels, options=options)
+
+    def summary_of(rows: slice) -> BatchSummary:
+        part = BatchSummary(reduction="mean", denominator=whole.denominator)
+        denominators = dict(mean_denominator=whole.denominator, z_loss_denominator=whole.z_loss_denominator)
+        part.add(softmax_cross_entropy(logits[rows], labels[rows], options=options, **denominators))
+        return part
+
+    parts = [summary_of(slice(start, start + 70)) for start in range(0, 500, 70)]
+    left = parts[0]
+    for part in parts[1:]:
+        left = left + part
+    right = parts[-1]
+    for part in reversed(parts[:-1]):
+        right = part + right
+    assert left.document() == right.document() == summary_of(slice(0, 500)).document()
+    assert left.mean_loss == whole.loss

@@ -82,6 +82,24 @@ class BatchSummary:
             "infinite_losses": self.infinite_losses,
         }
 
+    def __add__(self, other: BatchSummary) -> BatchSummary:
+        """The summary of two parts of one input (partitions summed apart, by workers of a
+        cluster): exact and associative, so any grouping of the parts gives the same bits."""
+        z_totals = [total for total in (self.z_loss_total, other.z_loss_total) if total is not None]
+        return BatchSummary(
+            rows=self.rows + other.rows,
+            ignored_rows=self.ignored_rows + other.ignored_rows,
+            classes=max(self.classes, other.classes),
+            correct=self.correct + other.correct,
+            counted=self.counted + other.counted,
+            infinite_losses=self.infinite_losses + other.infinite_losses,
+            loss_total=self.loss_total + other.loss_total,
+            z_loss_total=sum(z_totals, ExactSum()) if z_totals else None,
+            denominator=self.denominator,
+            reduction=self.reduction,
+            seconds=max(self.seconds, other.seconds),
+        )
+
     def add(self, result: SoftmaxCrossEntropyResult) -> None:
         counted = result.counted
         self.rows += result.num_rows
