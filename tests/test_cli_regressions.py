@@ -85,7 +85,7 @@ def test_answer_with_too_few_digits_is_flagged_but_passes(sce):
     # 1e0 is within 0.5 of the loss 1.4076 and of its log-10 twin 0.6113.
     result = sce("check", "2", "3", "4", "-l", "1", "--loss", "1e0")
     assert result.exit_code == 0
-    assert "also fit a usual mistake (the loss in log base 10" in result.stdout
+    assert "also fit a usual mistake (log base 10 in the loss)" in result.stdout
 
 
 def test_temperature_mistakes_named_for_the_gradient(sce):
@@ -93,9 +93,9 @@ def test_temperature_mistakes_named_for_the_gradient(sce):
     without_factor = ",".join(f"{v - (k == 1):.6f}" for k, v in enumerate(p))
     untempered = ",".join(f"{v - (k == 1):.6f}" for k, v in enumerate(q))
     result = sce("check", "2", "3", "4", "-l", "1", "-T", "2", "--grad", without_factor)
-    assert "the factor 1/T of the temperature is missing" in result.stdout
+    assert "mistake: the temperature's factor 1/T missing from the gradient" in result.stdout
     result = sce("check", "2", "3", "4", "-l", "1", "-T", "2", "--grad", untempered)
-    assert "the softmax of z, not of z / T, and no factor 1/T" in result.stdout
+    assert "mistake: temperature left out: the softmax of z, not of z/T, and no factor 1/T" in result.stdout
 
 
 def test_verify_says_cannot_verify_where_differences_cannot_resolve(sce):

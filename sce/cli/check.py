@@ -10,6 +10,7 @@ import typer
 from sce.cli.check_arrays import ARRAY_ROLES, check_arrays, refuse_array_options, refuse_typed_inputs
 from sce.cli.commandline import say_if_signalled_after_commit
 from sce.cli.declarations import (
+    FLAG_OF_FIELD,
     GRAD_COLS,
     LABEL_COL,
     LOGIT_COLS,
@@ -225,11 +226,11 @@ def _grade_answers(
     if output_format is CheckFormat.json:
         from sce.render.json_format import check_document, dumps
 
-        write_stdout(dumps(check_document(checks)) + "\n")
+        write_stdout(dumps(check_document(checks, FLAG_OF_FIELD)) + "\n")
     else:
         from sce.render.table import print_check
 
-        print_check(stdout_console(), checks, digits)
+        print_check(stdout_console(), checks, digits, FLAG_OF_FIELD)
     if not all(c.passed for c in checks):
         raise typer.Exit(ExitStatus.WRONG)
 
@@ -243,11 +244,11 @@ def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_fo
     if output_format is CheckFormat.json:
         from sce.render.json_format import dumps, file_check_document
 
-        write_stdout(dumps(file_check_document(found)) + "\n")
+        write_stdout(dumps(file_check_document(found, FLAG_OF_FIELD)) + "\n")
     else:
         from sce.render.table import print_file_check
 
-        print_file_check(stdout_console(), found, digits)
+        print_file_check(stdout_console(), found, digits, FLAG_OF_FIELD)
     if request.summary_path is not None:
         say_if_signalled_after_commit("the summary")
     if not found.correct:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sce.errors import worded
+from sce.grading.catalogue import FIX_SEPARATOR
 from sce.grading.dump.histogram import EDGES
 from sce.number_text import DISPLAY_DIGITS, count_of, display
 from sce.render.grid import Column, Grid, print_grid
@@ -117,7 +118,10 @@ def print_dtype_check(
             )
             console.print(Text(typical + ("; beyond" if verdict.typical_beyond else "")), soft_wrap=True)
     for mistake in check.mistakes:
-        console.print(Text(f"mistake: {worded(mistake, flag_of)}"), soft_wrap=True)
+        name, _, fix = worded(mistake, flag_of).partition(FIX_SEPARATOR)
+        console.print(Text(f"mistake: {name}"), soft_wrap=True)
+        if fix:
+            console.print(Text(f"fix: {fix}"), soft_wrap=True)
     console.print(Text(*_verdict_line(check)), soft_wrap=True)
 
 

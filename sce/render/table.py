@@ -7,7 +7,7 @@ never a number cut to fit a width.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # only for annotations: rendering a result must not load pola
 
     from sce.batch import BatchSummary
     from sce.explain.finite_differences import Verification
-    from sce.grading import QuantityCheck
+    from sce.grading import Mistake, QuantityCheck
     from sce.grading.csv_file import FileCheck
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -116,8 +116,13 @@ def _mark(ok: bool) -> tuple[str, str]:
     return ("✓", "green") if ok else ("✗ wrong", "bold red")
 
 
-def print_check(console: Console, checks: list[QuantityCheck], digits: int = DISPLAY_DIGITS) -> None:
-    """`sce check`: each quantity entry by entry, then a verdict."""
+def print_check(
+    console: Console,
+    checks: list[QuantityCheck],
+    digits: int = DISPLAY_DIGITS,
+    flag_of: Mapping[str, str] | None = None,
+) -> None:
+    """`sce check`: each quantity entry by entry, then a verdict; a mistake's options worded by ``flag_of``."""
     from rich.text import Text
 
     for check in checks:
@@ -145,20 +150,32 @@ def print_check(console: Console, checks: list[QuantityCheck], digits: int = DIS
                 console.print(
                     Text(
                         "  ⚠ Right to the digits given, but these digits also fit a usual mistake "
-                        f"({check.ambiguous}); give more digits to tell them apart."
+                        f"({check.ambiguous.worded_name(flag_of)}); give more digits to tell them apart."
                     )
                 )
             continue
         where = "" if check.name == "loss" else f" ({wrong} of {len(check.ok)} entries)"
         console.print(Text.assemble(("✗ ", "bold red"), f"{check.name}: wrong{where}"))
         if check.mistake:
-            console.print(Text(f"  This is {check.mistake}."))
+            print_mistake(console, check.mistake, flag_of)
         for slip in check.slips:
             console.print(Text(f"  {slip[0].upper()}{slip[1:]}."))
     passed = all(check.passed for check in checks)
     console.print(
         Text("verdict: correct" if passed else "verdict: not correct", style="bold green" if passed else "bold red")
     )
+
+
+def print_mistake(
+    console: Console, mistake: Mistake, flag_of: Mapping[str, str] | None = None, indent: str = "  ", of: str = ""
+) -> None:
+    """A named mistake as ``sce check`` and ``sce check --csv`` show it: its name (``of`` the
+    quantity it explains, if not every one), then its fix."""
+    from rich.text import Text
+
+    where = f"{of}: " if of else ""
+    console.print(Text(f"{indent}mistake: {where}{mistake.worded_name(flag_of)}"), soft_wrap=True)
+    console.print(Text(f"{indent}fix: {mistake.worded_fix(flag_of)}"), soft_wrap=True)
 
 
 def print_verification(console: Console, verification: Verification, digits: int = DISPLAY_DIGITS) -> None:
@@ -293,8 +310,10 @@ def print_hessian(console: Console, proof: HessianProof, digits: int = DISPLAY_D
     console.print()
 
 
-def print_file_check(console: Console, found: FileCheck, digits: int = DISPLAY_DIGITS) -> None:
-    """`sce check --csv`: the worst rows, then the summary."""
+def print_file_check(
+    console: Console, found: FileCheck, digits: int = DISPLAY_DIGITS, flag_of: Mapping[str, str] | None = None
+) -> None:
+    """`sce check --csv`: the worst rows, then the summary and the mistakes named."""
     from rich.text import Text
 
     if found.worst:
@@ -314,5 +333,7 @@ def print_file_check(console: Console, found: FileCheck, digits: int = DISPLAY_D
     console.print(f"rows wrong: {found.wrong_rows:,}")
     console.print(f"max absolute error: {display(found.max_abs_error, 2)}")
     console.print(f"max relative error: {display(found.max_rel_error, 2)}")
+    for quantity, mistake in found.mistakes:
+        print_mistake(console, mistake, flag_of, indent="", of=quantity)
     verdict = "verdict: correct" if found.correct else "verdict: not correct"
     console.print(Text(verdict, style="bold green" if found.correct else "bold red"))
