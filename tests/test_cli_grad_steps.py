@@ -290,10 +290,26 @@ def test_json_steps_are_data_with_full_precision(sce):
         (r"e^{-2} = 0.1353", "e⁻² = 0.1353"),
         (r"\frac{5.243e-22}{1.5820}", "5.243e-22/1.5820"),
         (r"a \times [b]", "a × [b]"),
+        # A fraction that is a factor of a product is grouped: never one long fraction.
+        (r"-\frac{1}{s_c} \cdot s_c(1 - s_c) = s_c - 1", "-(1/s_c) · s_c(1 - s_c) = s_c - 1"),
+        (r"\frac{\partial L}{\partial z_i} = \frac{\partial L}{\partial s_c} \cdot \frac{\partial s_c}{\partial z_i}",
+         "∂L/∂zᵢ = (∂L/∂s_c) · (∂s_c/∂zᵢ)"),
+        (r"\frac{1}{T} \left(a\right)", "(1/T) (a)"),
+        (r"0.3 \times \frac{4}{1.5} = 0.8", "0.3 × (4/1.5) = 0.8"),
+        # Beside an operator, an equals sign or a bracket a fraction needs no parentheses.
+        (r"\sum_i \frac{\partial L}{\partial z_i} = -\frac{1}{0.2} + \left(\frac{a}{b}\right)",
+         "Σᵢ ∂L/∂zᵢ = -1/0.2 + (a/b)"),
     ],
 )
 def test_latex_to_unicode(latex, text):
     assert to_unicode(latex) == text
+
+
+def test_the_case_i_equals_c_reads_as_a_product_of_a_fraction_and_a_derivative(sce):
+    text = sce("grad", "2", "3", "4", "-l", "1", "--steps").stdout
+    assert "∂L/∂z_c = -(1/s_c) · s_c(1 - s_c) = s_c - 1" in text
+    assert "∂L/∂z₀ = -(1/s₁) · (-s₀ · s₁) = s₀ = 0.090031" in text
+    assert "-1/s_c s_c" not in text
 
 
 def test_brackets_in_formulas_are_not_taken_for_rich_markup():

@@ -7,6 +7,7 @@ import numpy as np
 from sce.explain.derivation.stages import (
     DL_DS,
     MAX_MATRIX_CLASSES,
+    PRODUCT,
     Equation,
     Item,
     Matrix,
@@ -23,7 +24,6 @@ from sce.loss import (
     softmax_jacobian,
 )
 
-THIN_SPACE = " \\, "
 LSE = "\\operatorname{lse}"
 
 
@@ -51,11 +51,11 @@ def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool) -> Stage:
     items += [_with_respect_to(item, wrt) for item in matrix_items]
     factor = scale_factor(result)
     items.append(
-        vector("p", factor + DL_DS + f" \\, \\frac{{\\partial \\mathbf{{s}}}}{{\\partial {wrt}}}", product, important)
+        vector("p", factor + DL_DS + f" \\cdot \\frac{{\\partial \\mathbf{{s}}}}{{\\partial {wrt}}}", product, important)
     )
     if np.isfinite(product).all():
         notes.append(
-            ("Their product" if not factor else f"Their product, times ${factor.removesuffix(THIN_SPACE)}$,")
+            ("Their product" if not factor else f"Their product, times ${factor.removesuffix(PRODUCT)}$,")
             + " is the gradient found above, "
             "but the Jacobian costs $K^2$ numbers where $\\mathbf{s} - \\mathbf{y}$ needs $K$."
         )
@@ -212,7 +212,7 @@ class _ChainRoute:
     def gradient_equation(self, k: int) -> Equation:
         z_part = " + ⟨r⟩" if self.result.options.z_loss else ""
         return Equation(
-            f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = \\left(1 - \\tanh^2(z_{{{k}}} / C)\\right) "
+            f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = \\left(1 - \\tanh^2(z_{{{k}}} / C)\\right) \\cdot "
             f"\\frac{{u_{{{k}}}{' + r_{' + str(k) + '}' if z_part else ''}}}{{T}}",
             f"⟨d⟩ \\times \\frac{{⟨u⟩{z_part}}}{{⟨T⟩}} = ⟨g⟩",
             {

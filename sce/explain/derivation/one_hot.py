@@ -145,7 +145,7 @@ def _chain_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
         (
             *_input_notes(result),
             f"${big_l}$ depends on $\\mathbf{{{b}}}$ only through $s_c$, so "
-            f"$\\frac{{\\partial {big_l}}}{{\\partial {b}_i}} = \\frac{{\\partial {big_l}}}{{\\partial s_c}} \\, "
+            f"$\\frac{{\\partial {big_l}}}{{\\partial {b}_i}} = \\frac{{\\partial {big_l}}}{{\\partial s_c}} \\cdot "
             f"\\frac{{\\partial s_c}}{{\\partial {b}_i}}$, with "
             f"$\\frac{{\\partial {big_l}}}{{\\partial s_c}} = -\\frac{{1}}{{s_c}}$.",
             *underflow_note,
@@ -189,9 +189,9 @@ def _at_label_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
         "Case i = c",
         (
             "By the quotient rule, "
-            f"$\\frac{{\\partial s_c}}{{\\partial {b}_c}} = \\frac{{e^{{{b}_c}}\\sum_j e^{{{b}_j}} - "
-            f"e^{{{b}_c}}e^{{{b}_c}}}}{{\\left(\\sum_j e^{{{b}_j}}\\right)^2}} = s_c(1 - s_c)$, "
-            f"so $\\frac{{\\partial {big_l}}}{{\\partial {b}_c}} = -\\frac{{1}}{{s_c}}\\,s_c(1 - s_c) = s_c - 1$.",
+            f"$\\frac{{\\partial s_c}}{{\\partial {b}_c}} = \\frac{{e^{{{b}_c}} \\cdot \\sum_j e^{{{b}_j}} - "
+            f"e^{{{b}_c}} \\cdot e^{{{b}_c}}}}{{\\left(\\sum_j e^{{{b}_j}}\\right)^2}} = s_c(1 - s_c)$, "
+            f"so $\\frac{{\\partial {big_l}}}{{\\partial {b}_c}} = -\\frac{{1}}{{s_c}} \\cdot s_c(1 - s_c) = s_c - 1$.",
             "sce computes $s_c - 1$ as $-\\sum_{j \\neq c} s_j$ when $s_c > 1/2$: the subtraction "
             "would cancel the digits of a confident prediction.",
             *notes,
@@ -235,7 +235,7 @@ def _off_label_stage(result: SoftmaxCrossEntropyResult) -> Stage:
             lambda k: (
                 Equation(
                     f"\\frac{{\\partial {big_l}}}{{\\partial {b}_{{{k}}}}} = -\\frac{{1}}{{s_{{{c}}}}}"
-                    f"\\left(-s_{{{k}}} s_{{{c}}}\\right) = s_{{{k}}}",
+                    f" \\cdot \\left(-s_{{{k}}} \\cdot s_{{{c}}}\\right) = s_{{{k}}}",
                     "⟨g⟩",
                     {"g": float(gradient[k])},
                 )
@@ -249,8 +249,8 @@ def _off_label_stage(result: SoftmaxCrossEntropyResult) -> Stage:
         "Case i ≠ c",
         (
             f"For $i \\neq c$ only the denominator of $s_c$ depends on ${b}_i$: "
-            f"$\\frac{{\\partial s_c}}{{\\partial {b}_i}} = \\frac{{-e^{{{b}_i}}e^{{{b}_c}}}}"
-            f"{{\\left(\\sum_j e^{{{b}_j}}\\right)^2}} = -s_i s_c$, so "
+            f"$\\frac{{\\partial s_c}}{{\\partial {b}_i}} = \\frac{{-e^{{{b}_i}} \\cdot e^{{{b}_c}}}}"
+            f"{{\\left(\\sum_j e^{{{b}_j}}\\right)^2}} = -s_i \\cdot s_c$, so "
             f"$\\frac{{\\partial {big_l}}}{{\\partial {b}_i}} = s_i$.",
         ),
         tuple(off_label_items),

@@ -206,7 +206,7 @@ def one_hot_gradient_formula(result: SoftmaxCrossEntropyResult) -> str:
         return inner
     formula = f"\\left({inner}\\right)"
     if options.temperature != 1.0:
-        formula = f"\\frac{{1}}{{T}} {formula}"
+        formula = f"\\frac{{1}}{{T}} \\cdot {formula}"
     if options.softcap is not None:
         formula = f"\\left(1 - \\tanh^2(\\mathbf{{z}} / C)\\right) \\odot {formula}"
     return formula
