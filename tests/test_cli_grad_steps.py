@@ -47,7 +47,7 @@ def seed_stages():
 def test_seed_stages_in_order(seed_stages):
     assert [stage.title for stage in seed_stages] == [
         "Setup", "Softmax, stabilised", "Loss", "Chain rule",
-        "Case i = c", "Case i ≠ c", "Result", "The Jacobian route",
+        "Case i = c", "Case i ≠ c", "Result", "The Jacobian route", "Sanity checks", "How sce computes it",
     ]
 
 
@@ -91,7 +91,27 @@ def test_seed_chain_rule_and_cases(seed_stages):
     assert value_of(off_label, "\\frac{\\partial L}{\\partial z_{2}}", "g") == pytest.approx(S[2], rel=1e-15)
     gradient = equations(result)[0].values
     assert list(gradient.values()) == pytest.approx([S[0], S[1] - 1, S[2]], rel=1e-15)
-    assert abs(equations(result)[1].values["sum"]) < 1e-15
+    sanity = next(stage for stage in seed_stages if stage.title == "Sanity checks")
+    assert abs(value_of(sanity, "\\sum_i \\frac{\\partial L}{\\partial z_i}", "sum")) < 1e-15
+
+
+def test_the_sanity_checks_give_log_k_for_uniform_logits_and_a_zero_sum(sce):
+    text = sce("grad", "2", "3", "4", "-l", "1", "--steps").stdout
+    sanity = text[text.index("Sanity checks"):text.index("How sce computes it")]
+    assert "log(3) = 1.0986" in sanity  # ln 3 = 1.098612…
+    assert "L = 1.4076 is above it" in sanity
+    assert "Σᵢ ∂L/∂zᵢ = -1.1102e-16" in sanity
+    confident = sce("grad", "0", "40", "-l", "1", "--steps").stdout
+    assert "log(2) = 0.69315" in confident and "is below it" in confident
+
+
+def test_how_sce_computes_it_comes_last_and_says_whether_it_applies(sce):
+    seed = sce("grad", "2", "3", "4", "-l", "1", "--steps").stdout
+    last = seed[seed.index("How sce computes it"):]
+    assert "sce computes" not in seed[:seed.index("How sce computes it")]
+    assert "s_c = 0.24473 is not above 1/2" in last
+    confident = sce("grad", "0", "40", "-l", "1", "--steps").stdout
+    assert "is above 1/2, so this is the form used" in confident
 
 
 def test_seed_jacobian_route(seed_stages):
@@ -174,7 +194,8 @@ def test_float32_is_named_and_takes_the_one_hot_route(sce):
 def test_two_classes():
     stages = build_derivation(softmax_cross_entropy([0.5, -0.5], 0))
     s0 = 1 / (1 + math.exp(-1))
-    matrix = next(item for item in stages[-1].items if isinstance(item, Matrix))
+    jacobian = next(stage for stage in stages if stage.title == "The Jacobian route")
+    matrix = next(item for item in jacobian.items if isinstance(item, Matrix))
     v = s0 * (1 - s0)
     assert [list(row) for row in matrix.rows] == [pytest.approx([v, -v]), pytest.approx([-v, v])]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from sce.explain.derivation.by_hand import checked_by_hand
+from sce.explain.derivation.closing import how_computed_stage, sanity_stage
 from sce.explain.derivation.general import general_stages
 from sce.explain.derivation.jacobian import jacobian_stage, language_model_jacobian_stage
 from sce.explain.derivation.one_hot import one_hot_stages
@@ -44,4 +45,6 @@ def build_derivation(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DI
             stages.append(language_model_jacobian_stage(result))
         else:
             stages.append(jacobian_stage(result, one_hot))
+        sanity = sanity_stage(result, digits)
+        stages += [*([sanity] if sanity else []), how_computed_stage(result, digits)]
     return [checked_by_hand(stage, digits, str(result.dtype)) for stage in stages]

@@ -22,7 +22,6 @@ from sce.explain.derivation.stages import (
     per_class,
     plain,
     reduced_note,
-    rounding_of_sum,
     rounds_to_one,
     scale_factor,
     softmax_input,
@@ -213,12 +212,8 @@ def _result_stage(result: SoftmaxCrossEntropyResult) -> Stage:
             "\\left(\\mathbf{s} \\sum_j w_j y_j - \\mathbf{w} \\odot \\mathbf{y}\\right)"
             "$; with one-hot $\\mathbf{y}$ and no options this is $\\mathbf{s} - \\mathbf{y}$. "
             "Its entries sum to $\\left(\\sum_j w_j y_j\\right)\\left(\\sum_i s_i - 1\\right) = 0$.",
-            *rounding_of_sum(gradient),
         ),
-        (
-            vector("g", DL_DZ, gradient, important_classes(result)),
-            Equation("\\sum_i \\frac{\\partial L}{\\partial z_i}", "⟨sum⟩", {"sum": float(gradient.sum())}),
-        ),
+        (vector("g", DL_DZ, gradient, important_classes(result)),),
     )
 
 

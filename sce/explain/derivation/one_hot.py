@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sce.explain.derivation.by_hand import rounding_note
+from sce.explain.derivation.closing import gradient_sum, gradient_sums_to_zero
 from sce.explain.derivation.softcap_and_z_loss import (
     LSE,
     back_to_logits_stage,
@@ -23,7 +24,6 @@ from sce.explain.derivation.stages import (
     others_sum,
     per_class,
     reduced_note,
-    rounding_of_sum,
     rounds_to_one,
     softmax_input,
     vector,
@@ -192,8 +192,6 @@ def _at_label_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
             f"$\\frac{{\\partial s_c}}{{\\partial {b}_c}} = \\frac{{e^{{{b}_c}} \\cdot \\sum_j e^{{{b}_j}} - "
             f"e^{{{b}_c}} \\cdot e^{{{b}_c}}}}{{\\left(\\sum_j e^{{{b}_j}}\\right)^2}} = s_c(1 - s_c)$, "
             f"so $\\frac{{\\partial {big_l}}}{{\\partial {b}_c}} = -\\frac{{1}}{{s_c}} \\cdot s_c(1 - s_c) = s_c - 1$.",
-            "sce computes $s_c - 1$ as $-\\sum_{j \\neq c} s_j$ when $s_c > 1/2$: the subtraction "
-            "would cancel the digits of a confident prediction.",
             *notes,
         ),
         (*_at_label_equations(result, c, s_c),),
@@ -265,7 +263,6 @@ def _result_stage(result: SoftmaxCrossEntropyResult) -> Stage:
             "Together: $\\frac{\\partial L}{\\partial \\mathbf{z}} = \\mathbf{s} - \\mathbf{y}$, "
             "the probabilities with 1 subtracted at the correct class. "
             "Its entries sum to $\\sum_i s_i - 1 = 0$.",
-            *rounding_of_sum(gradient),
         ]
     elif options.has_llm_options:
         notes = [
@@ -279,13 +276,8 @@ def _result_stage(result: SoftmaxCrossEntropyResult) -> Stage:
             f"Together: ${DL_DZ} = {one_hot_gradient_formula(result)}$: the probabilities with 1 subtracted "
             "at the correct class, times one factor for every class. Its entries sum to 0, as those of "
             "$\\mathbf{s} - \\mathbf{y}$ do.",
-            *rounding_of_sum(gradient),
         ]
-    return Stage(
-        "Result",
-        tuple(notes),
-        (
-            vector("g", DL_DZ, gradient, important_classes(result)),
-            Equation("\\sum_i \\frac{\\partial L}{\\partial z_i}", "⟨sum⟩", {"sum": float(gradient.sum())}),
-        ),
-    )
+    items: list[Item] = [vector("g", DL_DZ, gradient, important_classes(result))]
+    if not gradient_sums_to_zero(result):  # else the sanity checks add it up
+        items.append(gradient_sum(result))
+    return Stage("Result", tuple(notes), tuple(items))
