@@ -50,9 +50,8 @@ def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool) -> Stage:
     notes += [note.replace("\\mathbf{z}", wrt) for note in matrix_notes]
     items += [_with_respect_to(item, wrt) for item in matrix_items]
     factor = scale_factor(result)
-    items.append(
-        vector("p", factor + DL_DS + f" \\cdot \\frac{{\\partial \\mathbf{{s}}}}{{\\partial {wrt}}}", product, important)
-    )
+    ds_dz = f"\\frac{{\\partial \\mathbf{{s}}}}{{\\partial {wrt}}}"
+    items.append(vector("p", factor + DL_DS + PRODUCT + ds_dz, product, important))
     if np.isfinite(product).all():
         notes.append(
             ("Their product" if not factor else f"Their product, times ${factor.removesuffix(PRODUCT)}$,")
