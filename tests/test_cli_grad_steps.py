@@ -227,6 +227,61 @@ def test_ignored_label_is_refused(sce):
     assert "nothing to derive" in result.stderr
 
 
+def test_route_without_steps_is_refused_in_one_line(sce):
+    result = sce("grad", "2", "3", "4", "-l", "1", "--route", "lse")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == "sce: error: --route lse chooses the route of the --steps derivation; add --steps\n"
+
+
+@pytest.mark.parametrize(
+    "args,named",
+    [
+        (["-l", "1", "-T", "2"], "--temperature"),
+        (["-t", "0.2,0.3,0.5"], "--target"),
+        (["-l", "1", "--smoothing", "0.1", "-w", "1,2,1"], "--label-smoothing and --weight"),
+        (["-l", "1", "--softcap", "3", "--z-loss", "0.1"], "--softcap and --z-loss"),
+    ],
+)
+@pytest.mark.parametrize("route", ["lse", "jacobian"])
+def test_routes_other_than_the_chain_rule_take_a_plain_label(args, named, route, sce):
+    result = sce("grad", "2", "3", "4", *args, "--steps", "--route", route)
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert f"--route {route} derives the loss of a plain --label; with {named} use --route chain" in result.stderr
+    assert sce("grad", "2", "3", "4", *args, "--steps", "--route", "chain").exit_code == 0
+
+
+def test_the_log_sum_exp_route_is_three_lines_and_s_minus_y(sce):
+    text = sce("grad", "2", "3", "4", "-l", "1", "--steps", "--route", "lse").stdout
+    titles = re.findall(r"^\d+\. (.+?) ─", text, re.MULTILINE)
+    assert titles == ["Setup", "Softmax, stabilised", "Loss", "The log-sum-exp route", "Result", "Sanity checks",
+                      "How sce computes it"]
+    assert "L = -log s_c = log Σⱼ e^(zⱼ) - z_c" in text
+    # log(e^2 + e^3 + e^4) - 3 = 4 + log(1 + e^-1 + e^-2) - 3 = 1.40760596…
+    assert "L = M + log Σⱼ e^(zⱼ - M) - z₁ = 4 + log(1.5032) - 3 = 1.4076" in text
+    assert "∂L/∂z₁ = s₁ - y₁ = 0.24473 - 1 = -0.75527" in text
+    assert "Case i = c" not in text and "quotient rule" in text  # named only to say it is not needed
+
+
+def test_the_jacobian_route_is_the_derivation_itself(sce):
+    text = sce("grad", "2", "3", "4", "-l", "1", "--steps", "--route", "jacobian").stdout
+    titles = re.findall(r"^\d+\. (.+?) ─", text, re.MULTILINE)
+    assert titles == ["Setup", "Softmax, stabilised", "Loss", "The Jacobian route", "Result", "Sanity checks",
+                      "How sce computes it"]
+    assert "By the chain rule through every sⱼ" in text
+    assert "-(1/s_c) · s_c(δ_(ci) - sᵢ) = sᵢ - yᵢ" in " ".join(text.split())  # wrapped prose
+    assert "The other route" not in text
+    # s_1 (1 - s_1) with s_1 = e^3 / (e^2 + e^3 + e^4) = 0.244728…: 0.184836…
+    assert re.search(r"^\s+1\s+-0.022033\s+0.18484\s+-0.16280\s*$", text, re.MULTILINE)
+
+
+def test_the_chain_route_is_the_default(sce):
+    default = sce("grad", "2", "3", "4", "-l", "1", "--steps").stdout
+    assert sce("grad", "2", "3", "4", "-l", "1", "--steps", "--route", "chain").stdout == default
+    assert "The Jacobian route" in default and "Case i = c" in default
+
+
 def test_steps_as_csv_is_refused(sce):
     result = sce("grad", "2", "3", "-l", "0", "--steps", "-f", "csv")
     assert result.exit_code == 2
@@ -248,6 +303,9 @@ MARKDOWN_CASES = [
     ["1", "2", "3", "-t", "0.2,0.3,0.5", "--smoothing", "0.1", "--smoothing-style", "off-target", "--z-loss", "0.1"],
     # Lines written with \approx, negative operands in parentheses, a weight on the one-hot route.
     ["2", "3", "4", "-l", "1", "--digits", "17", "--softcap", "3", "--z-loss", "0.1", "-w", "1,2,1"],
+    # The other routes, with a confident label (the 1 + S forms) and with elided classes.
+    ["0", "40", "-l", "1", "--route", "lse"],
+    [*[str(k) for k in range(12)], "-l", "7", "--route", "jacobian"],
 ]
 
 

@@ -46,6 +46,14 @@ class GradFormat(str, Enum):
     markdown = "markdown"
 
 
+class DerivationRoute(str, Enum):
+    """How ``--steps`` reaches ∂L/∂z (the names of ``sce.explain.derivation.ROUTES``)."""
+
+    chain = "chain"
+    lse = "lse"
+    jacobian = "jacobian"
+
+
 class BatchFormat(str, Enum):
     csv = "csv"
     tsv = "tsv"

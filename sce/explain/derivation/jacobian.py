@@ -27,7 +27,9 @@ from sce.loss import (
 LSE = "\\operatorname{lse}"
 
 
-def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool) -> Stage:
+def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool, main: bool = False) -> Stage:
+    """∂L/∂s times the softmax's Jacobian: the other route after the chain rule's cases, or,
+    ``main``, the route itself (for a plain label, which it simplifies to s − y)."""
     s = result.probabilities[0].astype(np.float64)
     dl_ds = loss_gradient_wrt_probabilities(result).astype(np.float64)
     product = gradient_via_jacobian(result)
@@ -35,7 +37,8 @@ def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool) -> Stage:
     # With a temperature the softmax's input is b = z/T: diag(s) - ssᵀ is ∂s/∂b, and ∂s/∂z is that over T.
     wrt = "\\mathbf{z}" if result.options.temperature == 1.0 else "\\mathbf{b}"
     notes = [
-        "The other route: the row vector $\\frac{\\partial L}{\\partial \\mathbf{s}}$ "
+        ("By the chain rule through every $s_j$: " if main else "The other route: ")
+        + "the row vector $\\frac{\\partial L}{\\partial \\mathbf{s}}$ "
         f"times the Jacobian $\\frac{{\\partial \\mathbf{{s}}}}{{\\partial {wrt}}} = "
         "\\operatorname{diag}(\\mathbf{s}) - \\mathbf{s}\\mathbf{s}^\\top$, whose entries are "
         "$s_i(\\delta_{ij} - s_j)$"
@@ -47,6 +50,11 @@ def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool) -> Stage:
     ]
     items: list[Item] = [vector("v", DL_DS, dl_ds, important)]
     matrix_notes, matrix_items = _jacobian_itself(result, s, dl_ds, one_hot)
+    if main:
+        notes.append(
+            "Here $\\frac{\\partial L}{\\partial s_j} = -\\frac{y_j}{s_j}$ is zero except at $c$, so entry $i$ "
+            "of the product is $-\\frac{1}{s_c} \\cdot s_c(\\delta_{ci} - s_i) = s_i - y_i$."
+        )
     notes += [note.replace("\\mathbf{z}", wrt) for note in matrix_notes]
     items += [_with_respect_to(item, wrt) for item in matrix_items]
     factor = scale_factor(result)
@@ -55,8 +63,9 @@ def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool) -> Stage:
     if np.isfinite(product).all():
         notes.append(
             ("Their product" if not factor else f"Their product, times ${factor.removesuffix(PRODUCT)}$,")
-            + " is the gradient found above, "
-            "but the Jacobian costs $K^2$ numbers where $\\mathbf{s} - \\mathbf{y}$ needs $K$."
+            + (" simplifies to $\\mathbf{s} - \\mathbf{y}$, which is what sce computes: " if main
+               else " is the gradient found above, but ")
+            + "the Jacobian costs $K^2$ numbers where $\\mathbf{s} - \\mathbf{y}$ needs $K$."
         )
         items.append(
             Equation(

@@ -6,6 +6,8 @@ import numpy as np
 
 from sce.explain.derivation.by_hand import rounding_note
 from sce.explain.derivation.closing import gradient_sum, gradient_sums_to_zero
+from sce.explain.derivation.jacobian import jacobian_stage
+from sce.explain.derivation.log_sum_exp import log_sum_exp_stage
 from sce.explain.derivation.softcap_and_z_loss import (
     LSE,
     back_to_logits_stage,
@@ -31,9 +33,14 @@ from sce.explain.derivation.stages import (
 from sce.loss import SoftmaxCrossEntropyResult
 
 
-def one_hot_stages(result: SoftmaxCrossEntropyResult, digits: int) -> list[Stage]:
+def one_hot_stages(result: SoftmaxCrossEntropyResult, digits: int, route: str = "chain") -> list[Stage]:
     """The textbook route for a one-hot target; a temperature, a cap or a z-loss each add
-    one factor or term, carried back to the logits by the chain rule in a stage of their own."""
+    one factor or term, carried back to the logits by the chain rule in a stage of their own.
+    The lse and Jacobian routes (for a plain label) replace the chain rule's cases."""
+    if route == "lse":
+        return [_loss_stage(result, digits), log_sum_exp_stage(result), _result_stage(result)]
+    if route == "jacobian":
+        return [_loss_stage(result, digits), jacobian_stage(result, True, main=True), _result_stage(result)]
     stages = [
         _loss_stage(result, digits),
         _chain_stage(result, digits),
