@@ -276,6 +276,15 @@ def test_the_jacobian_route_is_the_derivation_itself(sce):
     assert re.search(r"^\s+1\s+-0.022033\s+0.18484\s+-0.16280\s*$", text, re.MULTILINE)
 
 
+def test_json_names_the_route_taken(sce):
+    for args, route in (((), "chain"), (("--route", "lse"), "lse"), (("--route", "jacobian"), "jacobian")):
+        document = json.loads(sce("grad", "2", "3", "4", "-l", "1", "--steps", "-f", "json", *args).stdout)
+        assert document["route"] == route
+        titles = [stage["title"] for stage in document["steps"]]
+        assert titles[-2:] == ["Sanity checks", "How sce computes it"]
+        assert ("The log-sum-exp route" in titles) == (route == "lse")
+
+
 def test_the_chain_route_is_the_default(sce):
     default = sce("grad", "2", "3", "4", "-l", "1", "--steps").stdout
     assert sce("grad", "2", "3", "4", "-l", "1", "--steps", "--route", "chain").stdout == default

@@ -184,7 +184,7 @@ def _print_derivation(
     if output_format is GradFormat.json:
         from sce.render.json_format import dumps, proofs_document, steps_json_document
 
-        write_stdout(dumps({**steps_json_document(result, stages), **proofs_document(proofs)}) + "\n")
+        write_stdout(dumps({**steps_json_document(result, stages, route.value), **proofs_document(proofs)}) + "\n")
     elif output_format is GradFormat.markdown:
         from sce.render.markdown_format import steps_markdown
 

@@ -52,7 +52,7 @@ def sanity_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage | None
             "If every logit were the same, every $s_i$ would be $1/K$ and $L = -\\log(1/K) = \\log K$, "
             f"the loss of a guess that knows nothing. Here $L = {latex(loss, digits)}$ {comparison}."
         )
-        items.append(Equation("L_{\\text{uniform}} = \\log K", "\\log(⟨K⟩) = ⟨u⟩", {"K": classes, "u": uniform}))
+        items.append(Equation("\\log K", "\\log(⟨K⟩) = ⟨u⟩", {"K": classes, "u": uniform}))
     if gradient_sums_to_zero(result):
         notes.append(
             "The entries of the gradient sum to 0: raising every logit by the same amount changes "
