@@ -238,17 +238,19 @@ def test_route_without_steps_is_refused_in_one_line(sce):
     "args,named",
     [
         (["-l", "1", "-T", "2"], "--temperature"),
-        (["-t", "0.2,0.3,0.5"], "--target"),
-        (["-l", "1", "--smoothing", "0.1", "-w", "1,2,1"], "--label-smoothing and --weight"),
+        (["-t", "0.2,0.3,0.5", "-w", "1,2,1"], "--weight"),
+        (["-l", "1", "--smoothing", "0.1", "-w", "1,2,1", "-T", "3"], "--weight and --temperature"),
         (["-l", "1", "--softcap", "3", "--z-loss", "0.1"], "--softcap and --z-loss"),
     ],
 )
 @pytest.mark.parametrize("route", ["lse", "jacobian"])
-def test_routes_other_than_the_chain_rule_take_a_plain_label(args, named, route, sce):
+def test_routes_other_than_the_chain_rule_refuse_weights_temperature_cap_and_z_loss(args, named, route, sce):
     result = sce("grad", "2", "3", "4", *args, "--steps", "--route", route)
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1
-    assert f"--route {route} derives the loss of a plain --label; with {named} use --route chain" in result.stderr
+    assert f"--route {route} derives the loss of a plain --label or --target; with {named} use --route chain" in (
+        result.stderr
+    )
     assert sce("grad", "2", "3", "4", *args, "--steps", "--route", "chain").exit_code == 0
 
 
@@ -274,6 +276,18 @@ def test_the_jacobian_route_is_the_derivation_itself(sce):
     assert "The other route" not in text
     # s_1 (1 - s_1) with s_1 = e^3 / (e^2 + e^3 + e^4) = 0.244728…: 0.184836…
     assert re.search(r"^\s+1\s+-0.022033\s+0.18484\s+-0.16280\s*$", text, re.MULTILINE)
+
+
+@pytest.mark.parametrize("route", ["lse", "jacobian"])
+@pytest.mark.parametrize("target", [["-t", "0.2,0.3,0.5"], ["-l", "1", "--smoothing", "0.1"]])
+def test_soft_and_smoothed_targets_take_every_route(route, target, sce):
+    text = sce("grad", "2", "3", "4", *target, "--steps", "--route", route).stdout
+    assert "the target summing to 1" in text
+    if target[0] == "-t" and route == "lse":
+        # Σ y z = 0.2·2 + 0.3·3 + 0.5·4 = 3.3; L = log(e^2 + e^3 + e^4) - 3.3 = 1.10760596…
+        assert "Σᵢ yᵢ zᵢ = 0.2 × 2 + 0.3 × 3 + 0.5 × 4 = 3.3000" in text
+        assert "= 4 + log(1.5032) - 3.3 = 1.1076" in text
+        assert "∂L/∂z₀ = s₀ - y₀ = 0.090031 - 0.2 = -0.10997" in text
 
 
 def test_json_names_the_route_taken(sce):

@@ -152,8 +152,9 @@ def test_every_displayed_substitution_checks_by_hand(name):
     assert not failures, "\n".join(failures[:20])
 
 
-#: The cases a plain label takes, which every route derives.
-PLAIN = [name for name, (_, options) in CASES.items() if set(options) <= {"labels", "reduction", "dtype"}]
+#: The cases every route derives: a label or a target, smoothed or not, and no other option.
+PLAIN = [name for name, (_, options) in CASES.items()
+         if set(options) <= {"labels", "targets", "reduction", "dtype", "label_smoothing", "smoothing_style"}]
 
 
 @pytest.mark.parametrize("route", ["lse", "jacobian"])
@@ -257,7 +258,7 @@ def derivations(draw):
         options["smoothing_style"] = draw(st.sampled_from(["uniform", "off-target"]))
     if draw(st.booleans()):
         options["weight"] = draw(st.lists(st.sampled_from([0, 0.5, 1, 2.5]), min_size=classes, max_size=classes))
-    plain = set(options) <= {"labels", "reduction"}
+    plain = set(options) <= {"labels", "targets", "reduction", "label_smoothing", "smoothing_style"}
     return logits, options, draw(st.integers(1, 17)), draw(st.sampled_from(ROUTES)) if plain else "chain"
 
 

@@ -32,8 +32,9 @@ def build_derivation(
     when no option changes it, else the general forms.
 
     ``route`` is one of :data:`ROUTES`: ``chain`` (through s, case by case, then the Jacobian as
-    the other route), ``lse`` (the log-sum-exp) or ``jacobian``; the last two take a plain label
-    (:func:`route_refusal` says why not, and they raise ValueError with that reason)."""
+    the other route), ``lse`` (the log-sum-exp) or ``jacobian``; the last two take a label or a
+    target without weights, temperature, cap or z-loss (:func:`route_refusal` says why not, and
+    they raise ValueError with that reason)."""
     refusal = route_refusal(result, route) if route in ROUTES else f"unknown route {route!r}"
     if refusal:
         raise ValueError(refusal)
@@ -50,7 +51,7 @@ def build_derivation(
         stages.append(softmax_stage(result))
         if result.options.z_loss:
             stages.append(z_loss_stage(result))
-        stages += one_hot_stages(result, digits, route) if one_hot else general_stages(result, digits)
+        stages += one_hot_stages(result, digits, route) if one_hot else general_stages(result, digits, route)
         if result.options.has_llm_options:
             stages.append(language_model_jacobian_stage(result))
         elif route == "chain":

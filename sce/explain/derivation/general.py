@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from sce.explain.derivation.jacobian import jacobian_stage
+from sce.explain.derivation.log_sum_exp import log_sum_exp_stage
 from sce.explain.derivation.softcap_and_z_loss import (
     LSE,
     combined_gradient,
@@ -31,7 +33,12 @@ from sce.loss import SoftmaxCrossEntropyResult, loss_gradient_wrt_probabilities
 from sce.number_text import display
 
 
-def general_stages(result: SoftmaxCrossEntropyResult, digits: int) -> list[Stage]:
+def general_stages(result: SoftmaxCrossEntropyResult, digits: int, route: str = "chain") -> list[Stage]:
+    """The general forms (soft targets, smoothing); the lse and Jacobian routes replace the chain rule's stages."""
+    if route == "lse":
+        return [_loss_stage(result, digits), log_sum_exp_stage(result), _result_stage(result)]
+    if route == "jacobian":
+        return [_loss_stage(result, digits), jacobian_stage(result, False, main=True), _result_stage(result)]
     return [
         _loss_stage(result, digits),
         _chain_stage(result),

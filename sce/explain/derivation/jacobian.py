@@ -50,10 +50,16 @@ def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool, main: bool 
     ]
     items: list[Item] = [vector("v", DL_DS, dl_ds, important)]
     matrix_notes, matrix_items = _jacobian_itself(result, s, dl_ds, one_hot)
-    if main:
+    if main and one_hot:
         notes.append(
             "Here $\\frac{\\partial L}{\\partial s_j} = -\\frac{y_j}{s_j}$ is zero except at $c$, so entry $i$ "
             "of the product is $-\\frac{1}{s_c} \\cdot s_c(\\delta_{ci} - s_i) = s_i - y_i$."
+        )
+    elif main:
+        notes.append(
+            "Here $\\frac{\\partial L}{\\partial s_j} = -\\frac{y_j}{s_j}$, so entry $i$ of the product is "
+            "$\\sum_j -\\frac{y_j}{s_j} \\cdot s_j(\\delta_{ji} - s_i) = s_i \\sum_j y_j - y_i = s_i - y_i$, "
+            "the target summing to 1."
         )
     notes += [note.replace("\\mathbf{z}", wrt) for note in matrix_notes]
     items += [_with_respect_to(item, wrt) for item in matrix_items]
