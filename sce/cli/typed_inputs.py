@@ -225,10 +225,11 @@ def run_core(vector: VectorInput, options: LossOptions) -> SoftmaxCrossEntropyRe
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
+            # One row of a batch (1×K): the renderers and graders read results as rows.
             result = softmax_cross_entropy(
-                vector.logits,
-                None if vector.label is None else vector.label,
-                targets=vector.targets,
+                [vector.logits],
+                None if vector.label is None else [vector.label],
+                targets=None if vector.targets is None else [vector.targets],
                 options=options,
             )
         except InvalidInput as error:

@@ -54,7 +54,7 @@ def softmax_cross_entropy(
     weight: ArrayLike | None = None,
     label_smoothing: float = 0.0,
     ignore_index: int = -100,
-    reduction: Reduction = "none",
+    reduction: Reduction = "mean",
     temperature: float = 1.0,
     dtype: DTypeLike = np.float64,
     softcap: float | None = None,
@@ -90,10 +90,10 @@ def softmax_cross_entropy(
         with K = 1 the target is left as it is).
     ignore_index : int, default -100
         Label value whose rows contribute neither loss nor gradient.
-    reduction : {'none', 'mean', 'sum'}, default 'none'
-        'none' (per-row losses; the default here, unlike PyTorch's 'mean', so that a result holds every row), 'mean'
-        or 'sum'. With class indices 'mean' divides by the weight sum of the counted rows, with probability targets
-        by N, exactly as PyTorch does.
+    reduction : {'mean', 'none', 'sum'}, default 'mean'
+        As PyTorch: 'mean' (the default), 'sum', or 'none' (each row's own loss, and the gradient of each row's
+        loss). With class indices 'mean' divides by the weight sum of the counted rows, with probability targets
+        by N, exactly as PyTorch does. Every reduction also gives each row's loss as ``losses``.
     temperature : float, default 1.0
         T > 0; the softmax is taken of logits / T and the gradient is with respect to the logits as given.
     dtype : {numpy.float64, numpy.float32}, default numpy.float64
@@ -119,15 +119,15 @@ def softmax_cross_entropy(
     z_loss_denominator : float, optional
         The same for the z-loss's mean: the whole batch's number of counted rows.
     class_axis : int, default -1
-        The axis of the classes (1 for PyTorch's (N, K, d1, …)). The result's arrays are rows (N×K, one row per
-        position of the other axes in C order, ``gradient[0]`` the first); ``result.shaped`` gives them in the
-        caller's layout.
+        The axis of the classes (1 for PyTorch's (N, K, d1, …)). The result's arrays come back in the caller's
+        layout, as PyTorch's: the gradient shaped like the logits, the losses like the labels;
+        ``result.as_rows`` gives them as N×K rows (one row per position of the other axes, in C order).
 
     Returns
     -------
     SoftmaxCrossEntropyResult
-        The probabilities, the per-row losses, the loss as PyTorch returns it and the gradient ∂loss/∂logits, as N×K
-        rows (``result.shaped``: in the caller's layout), with everything computed on the way.
+        The probabilities, the per-row losses, the loss as PyTorch returns it and the gradient ∂loss/∂logits, in
+        the caller's layout, with everything computed on the way.
 
     Raises
     ------
@@ -176,32 +176,39 @@ def softmax_cross_entropy(
 
     >>> from sce import softmax_cross_entropy
     >>> result = softmax_cross_entropy([2.0, 3.0, 4.0], 1)
-    >>> print(*(f"{p:.4f}" for p in result.shaped.probabilities))
+    >>> print(*(f"{p:.4f}" for p in result.probabilities))
     0.0900 0.2447 0.6652
-    >>> print(f"{result.shaped.loss:.4f}")
+    >>> print(f"{result.loss:.4f}")
     1.4076
-    >>> print(*(f"{g:.4f}" for g in result.shaped.gradient))
+    >>> print(*(f"{g:.4f}" for g in result.gradient))
     0.0900 -0.7553 0.6652
 
     A confident prediction keeps its tiny loss, log(1 + e^-40) (where 1 + e^-40 rounds to 1):
 
-    >>> softmax_cross_entropy([0.0, 40.0], 1).shaped.loss
+    >>> softmax_cross_entropy([0.0, 40.0], 1).loss
     4.248354255291589e-18
 
-    PyTorch's default reduction, with the second row left out by ``ignore_index``:
+    The mean, PyTorch's default, with the second row left out by ``ignore_index``; and each row's
+    own loss with ``reduction="none"``:
 
-    >>> batch = softmax_cross_entropy([[2.0, 3.0, 4.0], [1.0, 1.0, 1.0]], [1, -100], reduction="mean")
+    >>> batch = softmax_cross_entropy([[2.0, 3.0, 4.0], [1.0, 1.0, 1.0]], [1, -100])
     >>> print(f"{batch.loss:.4f}", batch.denominator)
     1.4076 1.0
     >>> batch.gradient[1].tolist()
     [0.0, 0.0, 0.0]
+    >>> softmax_cross_entropy([[2.0, 3.0, 4.0], [1.0, 1.0, 1.0]], [1, 0], reduction="none").loss.round(4).tolist()
+    [1.4076, 1.0986]
 
-    PyTorch's (N, K, d1) layout:
+    PyTorch's (N, K, d1) layout, and one unbatched vector (a 0-d loss with 'none'):
 
     >>> import numpy as np
-    >>> spatial = softmax_cross_entropy(np.zeros((2, 3, 4)), np.zeros((2, 4), dtype=int), class_axis=1)
-    >>> spatial.shaped.gradient.shape, spatial.shaped.losses.shape
+    >>> spatial = softmax_cross_entropy(
+    ...     np.zeros((2, 3, 4)), np.zeros((2, 4), dtype=int), class_axis=1, reduction="none"
+    ... )
+    >>> spatial.gradient.shape, spatial.loss.shape
     ((2, 3, 4), (2, 4))
+    >>> softmax_cross_entropy([2.0, 3.0, 4.0], 1, reduction="none").loss.shape
+    ()
 
     A bad input says what is wrong and where:
 
@@ -232,7 +239,8 @@ def softmax_cross_entropy(
     # LossWarning that says why (no raw warning reaches a user).
     with np.errstate(all="ignore"):
         logits, labels, targets, layout = _as_rows(logits, labels, targets, class_axis)
-        return _compute(logits, labels, targets, options, mean_denominator, z_loss_denominator, layout)
+        rows = _compute(logits, labels, targets, options, mean_denominator, z_loss_denominator)
+        return rows if layout is None else rows.in_layout(layout)
 
 
 def _as_rows(
@@ -350,7 +358,6 @@ def _compute(
     options: LossOptions,
     mean_denominator: float | None,
     z_loss_denominator: float | None = None,
-    layout: Layout | None = None,
 ) -> SoftmaxCrossEntropyResult:
     dtype, weights = validated_options(options)
     z, argmax, max_logit = checked_logits_and_argmax(logits, dtype)
@@ -395,7 +402,6 @@ def _compute(
         z_losses=z_losses,
         z_loss=z_loss,
         z_loss_denominator=z_denominator if options.reduction == "mean" else 1.0,
-        layout=layout,
     )
 
 
