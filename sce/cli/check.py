@@ -51,9 +51,9 @@ from sce.cli.typed_inputs import (
     VectorInput,
     check_class_counts,
     check_digits,
-    loss_options_from,
     parse_numbers,
     parse_vector_input,
+    row_loss_options_from,
     run_core,
 )
 from sce.errors import UsageProblem
@@ -67,7 +67,13 @@ if TYPE_CHECKING:
 QUANTITIES = (("gradient", "--grad"), ("probabilities", "--probs"), ("loss", "--loss"))
 
 
-@bundled(LOSS_OPTIONS, loss_options_from, into="options", given_into="options_given")
+@bundled(
+    LOSS_OPTIONS,
+    row_loss_options_from,
+    into="options",
+    given_into="options_given",
+    changes={"reduction": {"show_default": "none; with --arrays mean, or none for a loss per row"}},
+)
 def check(
     logits: LogitsArgument = None,
     label: LabelOption = None,
@@ -243,4 +249,3 @@ def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_fo
         print_file_check(stdout_console(), found, digits)
     if not found.correct:
         raise typer.Exit(ExitStatus.WRONG)
-

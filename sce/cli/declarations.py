@@ -194,6 +194,8 @@ REDUCTION = Declared(
     "reduction", ("--reduction",), "As PyTorch: none, mean (divides by the label's weight) or sum.", LOSS_PANEL,
     show_default=_loss_default("reduction"), kind=ReductionChoice,
 )
+#: The reduction of a command that writes one row per input row (grad, batch, check): each row's own loss.
+PER_ROW_REDUCTION = {"reduction": {"show_default": "none"}}
 IGNORE_INDEX = Declared(
     "ignore_index", ("--ignore-index",), "A label that makes the row count for nothing.", LOSS_PANEL,
     show_default=_loss_default("ignore_index"), kind=int,

@@ -9,6 +9,7 @@ import typer
 from sce.cli.commandline import say_warning
 from sce.cli.declarations import (
     LOSS_OPTIONS,
+    PER_ROW_REDUCTION,
     DigitsOption,
     GradFormat,
     LabelOption,
@@ -21,8 +22,8 @@ from sce.cli.stdout import stdout_console, write_stdout
 from sce.cli.typed_inputs import (
     check_class_counts,
     check_digits,
-    loss_options_from,
     parse_vector_input,
+    row_loss_options_from,
     run_core,
 )
 from sce.errors import UsageProblem
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from sce.loss import SoftmaxCrossEntropyResult
 
 
-@bundled(LOSS_OPTIONS, loss_options_from, into="options")
+@bundled(LOSS_OPTIONS, row_loss_options_from, into="options", changes=PER_ROW_REDUCTION)
 def grad(
     logits: LogitsArgument = None,
     logits_file: LogitsFileOption = None,

@@ -29,7 +29,6 @@ from sce.number_text import (
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
-
     from sce.loss import SoftmaxCrossEntropyResult
 
 
@@ -192,12 +191,18 @@ def parse_vector_input(
 
 def loss_options_from(given: Mapping[str, Any]) -> LossOptions:
     """The one options object every command builds, from the loss options given on
-    its command line by field (the others keep LossOptions' defaults; the core
-    checks the values)."""
+    its command line by field (the others keep LossOptions' defaults, the mean among
+    them; the core checks the values)."""
     values = {field: value.value if isinstance(value, Enum) else value for field, value in given.items()}
     if "weight" in values:
         values["weight"] = tuple(_weights(values["weight"]))
     return LossOptions(**values)
+
+
+def row_loss_options_from(given: Mapping[str, Any]) -> LossOptions:
+    """:func:`loss_options_from` for a command that writes one row per input row (grad,
+    batch, check): each row's own loss unless --reduction says otherwise."""
+    return loss_options_from({"reduction": "none", **given})
 
 
 def _weights(text: str) -> list[float]:
