@@ -85,7 +85,7 @@ def test_output_rows_equal_the_core(tmp_path, args, kwargs, sce):
     path = write(tmp_path, "in.csv", as_csv(logits, labels))
     result = sce("batch", str(path), "-q", *args)
     assert result.exit_code == 0, result.stderr
-    expected = softmax_cross_entropy(logits, labels, **kwargs)
+    expected = softmax_cross_entropy(logits, labels, **{"reduction": "none", **kwargs})
     rows = read_csv(result.stdout)
     if kwargs.get("dtype") is np.float32:
         for n, row in enumerate(rows):
@@ -106,7 +106,7 @@ def test_stdin_to_stdout_matches_the_loss_row_by_row(sce):
     logits, labels = make_rows(10)
     result = sce("batch", "-", "-q", input=as_csv(logits, labels))
     assert result.exit_code == 0, result.stderr
-    assert_rows_match(read_csv(result.stdout), softmax_cross_entropy(logits, labels), 4)
+    assert_rows_match(read_csv(result.stdout), softmax_cross_entropy(logits, labels, reduction="none"), 4)
 
 
 def test_stdin_with_mean_is_read_twice(sce):

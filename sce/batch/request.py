@@ -60,6 +60,11 @@ class BatchSummary:
                 self.z_loss_sums.append(float(result.z_losses.sum(dtype=np.float64)))
 
 
+def per_row_options() -> LossOptions:
+    """A batch's default options: one row written per input row, so each row's own loss."""
+    return LossOptions(reduction="none")
+
+
 @dataclass
 class BatchRequest:
     input_path: str
@@ -72,7 +77,7 @@ class BatchRequest:
     encoding: str = "utf-8"
     output_format: str = "csv"
     digits: int | None = None
-    options: LossOptions = field(default_factory=LossOptions)
+    options: LossOptions = field(default_factory=per_row_options)
     grad_cols: str | None = None
     loss_col: str | None = None
     arrays: DumpRequest | None = None

@@ -24,6 +24,7 @@ __all__ = ["Elided", "Equation", "Item", "Matrix", "Stage", "build_derivation"]
 def build_derivation(result: SoftmaxCrossEntropyResult, digits: int = 4) -> list[Stage]:
     """The stages for row 0 of ``result``: the one-hot route of the textbook derivation
     when no option changes it, else the general forms."""
+    result = result.as_rows
     one_hot = result.labels is not None and result.options.is_plain
     # Where the result itself overflows (a tiny T), the stages show ±inf and the
     # sums of such entries NaN: the core has said why in a warning already.
