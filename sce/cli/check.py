@@ -224,11 +224,11 @@ def _grade_answers(
     if output_format is CheckFormat.json:
         from sce.render.json_format import check_document, dumps
 
-        write_stdout(dumps(check_document(checks)) + "\n")
+        write_stdout(dumps(check_document(checks, reduction=options.reduction)) + "\n")
     else:
         from sce.render.table import print_check
 
-        print_check(stdout_console(), checks, digits)
+        print_check(stdout_console(), checks, digits, reduction=options.reduction)
     if not all(c.passed for c in checks):
         raise typer.Exit(ExitStatus.WRONG)
 
@@ -242,10 +242,10 @@ def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_fo
     if output_format is CheckFormat.json:
         from sce.render.json_format import dumps, file_check_document
 
-        write_stdout(dumps(file_check_document(found)) + "\n")
+        write_stdout(dumps(file_check_document(found, reduction=request.options.reduction)) + "\n")
     else:
         from sce.render.table import print_file_check
 
-        print_file_check(stdout_console(), found, digits)
+        print_file_check(stdout_console(), found, digits, reduction=request.options.reduction)
     if not found.correct:
         raise typer.Exit(ExitStatus.WRONG)

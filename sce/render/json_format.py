@@ -36,6 +36,7 @@ def grad_document(result: SoftmaxCrossEntropyResult, row: int = 0) -> dict[str, 
         "target": numbers(result.target[row]),
         "probabilities": numbers(result.probabilities[row]),
         "loss": json_number(loss, dtype),
+        "reduction": options.reduction,
         "gradient": numbers(result.gradient[row]),
         "predicted": int(result.argmax[row]),
         "options": {
@@ -106,9 +107,10 @@ def _step_item(item: Item, dtype: np.dtype) -> dict[str, Any]:
     }
 
 
-def check_document(checks: list[QuantityCheck]) -> dict[str, Any]:
+def check_document(checks: list[QuantityCheck], *, reduction: str) -> dict[str, Any]:
     return {
         "correct": all(check.passed for check in checks),
+        "reduction": reduction,
         "quantities": [
             {
                 "name": check.name,
@@ -137,9 +139,10 @@ def matrix(values: np.ndarray) -> list[list[float | str]]:
     return [[json_number(v) for v in row] for row in values]
 
 
-def file_check_document(found: FileCheck) -> dict[str, Any]:
+def file_check_document(found: FileCheck, *, reduction: str) -> dict[str, Any]:
     return {
         "correct": found.correct,
+        "reduction": reduction,
         "rows": found.rows,
         "wrong_rows": found.wrong_rows,
         "max_abs_error": json_number(found.max_abs_error),

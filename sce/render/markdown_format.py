@@ -7,7 +7,7 @@ from functools import partial
 from sce.explain.derivation import Elided, Equation, Matrix, Stage
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import display, fill, given, latex
-from sce.render.words import options_summary
+from sce.render.words import options_summary, reduction_line
 
 
 def grad_markdown(result: SoftmaxCrossEntropyResult, digits: int = 4) -> str:
@@ -27,7 +27,7 @@ def grad_markdown(result: SoftmaxCrossEntropyResult, digits: int = 4) -> str:
             f"| {', '.join(notes)} |"
         )
     loss = result.reported_loss()
-    lines += ["", f"Loss $L = {latex(loss, digits)}$."]
+    lines += ["", f"Loss $L = {latex(loss, digits)}$.", "", reduction_line(result.options.reduction)]
     summary = options_summary(result)
     if summary:
         lines.append("With " + "; ".join(summary) + ".")

@@ -24,6 +24,7 @@ from sce.render.words import (
     hessian_statement,
     jacobian_words,
     options_summary,
+    reduction_line,
 )
 
 if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars, nor a pipe rich
@@ -90,6 +91,7 @@ def print_grad(console: Console, result: SoftmaxCrossEntropyResult, digits: int 
     if result.labels is not None and not result.counted[0]:
         line.append(f"  (label {int(result.labels[0])} is the ignore index: the row counts for nothing)")
     print_styled(console, *line)
+    console.print(reduction_line(result.options.reduction), highlight=False)
     summary = options_summary(result)
     if summary:
         console.print("with " + "; ".join(summary), highlight=False)
@@ -100,6 +102,7 @@ def batch_summary_grid(summary: BatchSummary) -> Grid:
     grid = Grid([Column("", style="bold"), Column("", "right")], title="sce batch", boxed=False, show_header=False)
     loss_name = {"mean": "loss (mean)", "sum": "loss (sum)"}.get(summary.reduction, "mean row loss")
     rows = [
+        ("reduction", summary.reduction),
         ("rows", f"{summary.rows:,}"),
         ("ignored rows", f"{summary.ignored_rows:,}"),
         ("classes", str(summary.classes)),
@@ -116,8 +119,8 @@ def _mark(ok: bool) -> tuple[str, str]:
     return ("✓", "green") if ok else ("✗ wrong", "bold red")
 
 
-def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) -> None:
-    """`sce check`: each quantity entry by entry, then a verdict."""
+def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4, *, reduction: str) -> None:
+    """`sce check`: each quantity entry by entry, then the reduction graded and a verdict."""
     from rich.text import Text
 
     for check in checks:
@@ -156,6 +159,7 @@ def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) 
         for slip in check.slips:
             console.print(Text(f"  {slip[0].upper()}{slip[1:]}."))
     passed = all(check.passed for check in checks)
+    console.print(Text(reduction_line(reduction)))
     console.print(
         Text("verdict: correct" if passed else "verdict: not correct", style="bold green" if passed else "bold red")
     )
@@ -293,7 +297,7 @@ def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> Non
     console.print()
 
 
-def print_file_check(console: Console, found: FileCheck, digits: int = 4) -> None:
+def print_file_check(console: Console, found: FileCheck, digits: int = 4, *, reduction: str) -> None:
     """`sce check --csv`: the worst rows, then the summary."""
     from rich.text import Text
 
@@ -310,6 +314,7 @@ def print_file_check(console: Console, found: FileCheck, digits: int = 4) -> Non
             )
         print_grid(console, grid)
         console.print()
+    console.print(reduction_line(reduction))
     console.print(f"rows checked: {found.rows:,}")
     console.print(f"rows wrong: {found.wrong_rows:,}")
     console.print(f"max absolute error: {display(found.max_abs_error, 2)}")
