@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from sce import LossOptions, softmax_cross_entropy
+
 from . import reference
 from .test_loss_accuracy import mismatch
 
