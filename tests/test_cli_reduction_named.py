@@ -96,3 +96,14 @@ def test_sce_test_names_its_reduction(sce, tmp_path, function, args, reduction):
     lines = sce("test", spec, *args).stdout.splitlines()
     assert lines[-2] == f"reduction: {reduction}"
     assert json.loads(sce("test", spec, *args, "-f", "json").stdout)["reduction"] == reduction
+
+
+@pytest.mark.parametrize("output_format", ["table", "markdown", "json"])
+@pytest.mark.parametrize("reduction", [None, "mean"])
+def test_steps_name_their_reduction(sce, output_format, reduction):
+    result = sce("grad", "2", "3", "4", "-l", "1", "--steps", "-f", output_format, *given(reduction))
+    assert result.exit_code == 0, result.stderr
+    if output_format == "json":
+        assert json.loads(result.stdout)["reduction"] == (reduction or "none")
+    else:
+        assert result.stdout.splitlines()[-1] == f"reduction: {reduction or 'none'}"

@@ -159,9 +159,13 @@ def _print_derivation(result: SoftmaxCrossEntropyResult, digits: int, output_for
         write_stdout(dumps(steps_json_document(result, stages)) + "\n")
     elif output_format is GradFormat.markdown:
         from sce.render.markdown_format import steps_markdown
+        from sce.render.words import reduction_line
 
-        write_stdout(steps_markdown(stages, digits))
+        write_stdout(steps_markdown(stages, digits) + "\n" + reduction_line(result.options.reduction) + "\n")
     else:
         from sce.render.steps_terminal import print_steps
+        from sce.render.words import reduction_line
 
-        print_steps(stdout_console(), stages, digits)
+        console = stdout_console()
+        print_steps(console, stages, digits)
+        console.print(reduction_line(result.options.reduction), highlight=False)
