@@ -9,6 +9,7 @@ import typer
 
 from sce.cli.check_arrays import ARRAY_ROLES, check_arrays, refuse_array_options, refuse_typed_inputs
 from sce.cli.declarations import (
+    FLAG_OF_FIELD,
     GRAD_COLS,
     LABEL_COL,
     LOGIT_COLS,
@@ -57,7 +58,7 @@ from sce.cli.typed_inputs import (
     run_core,
 )
 from sce.errors import UsageProblem
-from sce.number_text import split_numbers
+from sce.number_text import DISPLAY_DIGITS, count_of, split_numbers
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ def check(
     no_header: NoHeaderOption = False,
     delimiter: DelimiterOption = None,
     encoding: EncodingOption = "utf-8",
-    digits: DigitsOption = 4,
+    digits: DigitsOption = DISPLAY_DIGITS,
     output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="table or json.")] = CheckFormat.table,
     arrays: ArraysOption = None,
     logits_path: LogitsPathOption = None,
@@ -199,8 +200,8 @@ def _typed_answers(vector: VectorInput, texts: dict[str, str | None]) -> dict[st
         expected = 1 if name == "loss" else len(vector.logits)
         if len(tokens) != expected:
             raise UsageProblem(
-                f"{option}: {len(tokens)} {'number' if len(tokens) == 1 else 'numbers'} for "
-                f"{'one loss' if name == 'loss' else f'{expected} classes'}; give "
+                f"{option}: {count_of(len(tokens), 'number')} for "
+                f"{'one loss' if name == 'loss' else count_of(expected, 'class', 'classes')}; give "
                 + ("one number" if name == "loss" else "one per class")
             )
         given[name] = tokens
@@ -224,11 +225,11 @@ def _grade_answers(
     if output_format is CheckFormat.json:
         from sce.render.json_format import check_document, dumps
 
-        write_stdout(dumps(check_document(checks, reduction=options.reduction)) + "\n")
+        write_stdout(dumps(check_document(checks, FLAG_OF_FIELD, reduction=options.reduction)) + "\n")
     else:
         from sce.render.table import print_check
 
-        print_check(stdout_console(), checks, digits, reduction=options.reduction)
+        print_check(stdout_console(), checks, digits, FLAG_OF_FIELD, reduction=options.reduction)
     if not all(c.passed for c in checks):
         raise typer.Exit(ExitStatus.WRONG)
 
@@ -242,10 +243,10 @@ def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_fo
     if output_format is CheckFormat.json:
         from sce.render.json_format import dumps, file_check_document
 
-        write_stdout(dumps(file_check_document(found, reduction=request.options.reduction)) + "\n")
+        write_stdout(dumps(file_check_document(found, FLAG_OF_FIELD, reduction=request.options.reduction)) + "\n")
     else:
         from sce.render.table import print_file_check
 
-        print_file_check(stdout_console(), found, digits, reduction=request.options.reduction)
+        print_file_check(stdout_console(), found, digits, FLAG_OF_FIELD, reduction=request.options.reduction)
     if not found.correct:
         raise typer.Exit(ExitStatus.WRONG)

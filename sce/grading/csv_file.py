@@ -11,6 +11,8 @@ from sce.batch.csv_source import computed_blocks, csv_input, mean_denominator, r
 from sce.batch.request import BatchRequest
 from sce.errors import DataProblem
 from sce.grading.answers import within
+from sce.grading.catalogue import Mistake
+from sce.grading.csv_mistakes import GradedColumns, MistakeSearch
 from sce.io.csv.parse import ParsedBlock, read_numbers
 from sce.io.csv.records import record_lines
 from sce.number_text import written_tolerances
@@ -38,6 +40,9 @@ class FileCheck:
     max_abs_error: float = 0.0
     max_rel_error: float = 0.0
     worst: list[WrongCell] = field(default_factory=list)
+    mistakes: list[tuple[str, Mistake]] = field(default_factory=list)
+    """(the quantity, or "" for every wrong one; the catalogue's mistake) for each mistake that
+    explains every wrong entry of that quantity (none when the file is correct)."""
 
     @property
     def correct(self) -> bool:
@@ -55,7 +60,7 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
     reading, options = csv_input(request), request.options
     with readable_input(request.input_path, reads_twice=options.reduction == "mean") as path:
         denominator = mean_denominator(path, reading, options)
-        found = FileCheck()
+        found, search = FileCheck(), MistakeSearch()
         for parsed, plan, result, _ in computed_blocks(path, reading, options, denominator):
             assert isinstance(parsed, ParsedBlock)  # the wide way is asked for by sce batch only
             pairs = []
@@ -64,6 +69,7 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
             if plan.loss:
                 pairs.append(((plan.loss,), result.losses[:, None]))
             wrong = np.zeros(result.num_rows, dtype=bool)
+            graded = []
             for columns, expected in pairs:
                 expected = expected.astype(np.float64)
                 given = read_numbers(parsed.text, columns, parsed.block, plan, request.delimiter)
@@ -71,6 +77,8 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
                 allowed = np.broadcast_to(np.asarray(allowed, dtype=np.float64), given.shape)
                 ok = within(given, expected, allowed)
                 wrong |= ~ok.all(axis=1)
+                quantity = "loss" if tuple(columns) == (plan.loss,) else "gradient"
+                graded.append(GradedColumns(quantity, given, allowed, ok))
                 with np.errstate(divide="ignore", invalid="ignore"):
                     # The same infinity read back is no error (inf - inf would be NaN).
                     error = np.where(given == expected, 0.0, np.abs(given - expected))
@@ -94,8 +102,10 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
                         for row, col in keep
                     ]
                     found.worst = sorted(found.worst, key=lambda cell: -cell.error)[:WORST_SHOWN]
+            search.observe(result, graded)
             found.rows += result.num_rows
             found.wrong_rows += int(wrong.sum())
     if found.rows == 0:
         raise DataProblem("the input has a header but no rows")
+    found.mistakes = search.named() if not found.correct else []
     return found

@@ -107,7 +107,10 @@ def _step_item(item: Item, dtype: np.dtype) -> dict[str, Any]:
     }
 
 
-def check_document(checks: list[QuantityCheck], *, reduction: str) -> dict[str, Any]:
+def check_document(
+    checks: list[QuantityCheck], flag_of: Mapping[str, str] | None = None, *, reduction: str
+) -> dict[str, Any]:
+    """``sce check``'s verdict on typed answers; a mistake's options worded by ``flag_of``."""
     return {
         "correct": all(check.passed for check in checks),
         "reduction": reduction,
@@ -115,8 +118,9 @@ def check_document(checks: list[QuantityCheck], *, reduction: str) -> dict[str, 
             {
                 "name": check.name,
                 "correct": check.passed,
-                "mistake": check.mistake,
-                "ambiguous_with": check.ambiguous,
+                "mistake": None if check.mistake is None else check.mistake.worded_name(flag_of),
+                "fix": None if check.mistake is None else check.mistake.worded_fix(flag_of),
+                "ambiguous_with": None if check.ambiguous is None else check.ambiguous.worded_name(flag_of),
                 "slips": list(check.slips),
                 "entries": [
                     {
@@ -139,7 +143,10 @@ def matrix(values: np.ndarray) -> list[list[float | str]]:
     return [[json_number(v) for v in row] for row in values]
 
 
-def file_check_document(found: FileCheck, *, reduction: str) -> dict[str, Any]:
+def file_check_document(
+    found: FileCheck, flag_of: Mapping[str, str] | None = None, *, reduction: str
+) -> dict[str, Any]:
+    """``sce check --csv``'s verdict; a mistake's options worded by ``flag_of``."""
     return {
         "correct": found.correct,
         "reduction": reduction,
@@ -160,6 +167,10 @@ def file_check_document(found: FileCheck, *, reduction: str) -> dict[str, Any]:
                 "correct": False,
             }
             for c in found.worst
+        ],
+        "mistakes": [
+            {"quantity": q or None, "name": m.worded_name(flag_of), "fix": m.worded_fix(flag_of)}
+            for q, m in found.mistakes
         ],
     }
 
