@@ -11,6 +11,7 @@ import numpy as np
 
 from sce.errors import worded
 from sce.loss import row_blocks
+from sce.loss.layout import Layout
 from sce.loss.log_softmax import exp_shifted_of, log_probabilities, shift_and_scale
 from sce.loss.row_blocks import flat, flat_indices
 from sce.loss.softcap import soft_capped
@@ -97,14 +98,6 @@ class LossWarning(UserWarning):
     def __init__(self, message: str, rows: tuple[int, ...] = ()) -> None:
         super().__init__(message)
         self.rows = rows
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The caller's layout: the logits' shape and the axis of the classes in it."""
-
-    shape: tuple[int, ...]
-    class_axis: int
 
 
 @dataclass(frozen=True)
@@ -253,12 +246,7 @@ class SoftmaxCrossEntropyResult:
         like the labels: 0-d for one unbatched vector). The rows stay as :attr:`rows`."""
         none = self.options.reduction == "none"
 
-        def like_logits(a: np.ndarray) -> np.ndarray:
-            return _like_logits(a, layout)
-
-        def like_labels(a: np.ndarray) -> np.ndarray:
-            return _like_labels(a, layout)
-
+        like_logits, like_labels = layout.like_logits, layout.like_labels
         return dataclasses.replace(
             self,
             logits=like_logits(self.logits),
@@ -289,7 +277,7 @@ class SoftmaxCrossEntropyResult:
         """An intermediate of :attr:`rows` in this result's layout; None where the result is rows."""
         if self.rows is None or self.layout is None:
             return None
-        return _like_logits(getattr(self.rows, name), self.layout)
+        return self.layout.like_logits(getattr(self.rows, name))
 
     @property
     def _lse(self) -> np.ndarray:
@@ -410,16 +398,3 @@ class SoftmaxCrossEntropyResult:
         rows = self.as_rows
         return float(rows.loss if self.options.reduction != "none" else rows.losses[row])
 
-
-def _moved_shape(layout: Layout) -> tuple[int, ...]:
-    """The caller's shape with the class axis moved last: the rows' order."""
-    axis, shape = layout.class_axis, layout.shape
-    return shape[:axis] + shape[axis + 1 :] + (shape[axis],)
-
-
-def _like_logits(rows: np.ndarray, layout: Layout) -> np.ndarray:
-    return np.moveaxis(rows.reshape(_moved_shape(layout)), -1, layout.class_axis)
-
-
-def _like_labels(values: np.ndarray, layout: Layout) -> np.ndarray:
-    return values.reshape(_moved_shape(layout)[:-1])
