@@ -114,3 +114,26 @@ def test_every_layout_has_pytorchs_shapes(reduction, shape, target_shape, probab
     assert ours.gradient.shape == tuple(logits.grad.shape)
     np.testing.assert_allclose(np.asarray(ours.loss), theirs.detach().numpy(), rtol=1e-12)
     np.testing.assert_allclose(ours.gradient, logits.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+def test_the_differences_the_conventions_page_lists_are_real():
+    from sce import InvalidInput
+
+    z = np.array([[1.0, 2.0, 3.0]])
+    # Negative label smoothing: PyTorch reads it as 0; sce refuses it.
+    assert functional.cross_entropy(torch.tensor(z), torch.tensor([1]), label_smoothing=-0.1).item() == pytest.approx(
+        functional.cross_entropy(torch.tensor(z), torch.tensor([1])).item(), rel=1e-15
+    )
+    with pytest.raises(InvalidInput):
+        softmax_cross_entropy(z, [1], label_smoothing=-0.1)
+    # A probability target of 0 on a −inf logit: 0·∞ is NaN in PyTorch, nothing in sce.
+    masked = np.array([[1.0, -np.inf, 3.0]])
+    soft = np.array([[0.5, 0.0, 0.5]])
+    assert np.isnan(functional.cross_entropy(torch.tensor(masked), torch.tensor(soft)).item())
+    assert round(softmax_cross_entropy(masked, targets=soft).loss, 4) == 1.1269
+    # (N, C, d) logits: PyTorch's classes are on axis 1; sce's default is the last axis.
+    x = np.random.default_rng(3).normal(size=(2, 3, 3))
+    y = np.array([[0, 1, 2], [2, 1, 0]])
+    theirs = functional.cross_entropy(torch.tensor(x), torch.tensor(y)).item()
+    assert softmax_cross_entropy(x, y, class_axis=1).loss == pytest.approx(theirs, rel=1e-14)
+    assert softmax_cross_entropy(x, y).loss != pytest.approx(theirs, rel=1e-6)
