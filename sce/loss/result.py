@@ -245,7 +245,6 @@ class SoftmaxCrossEntropyResult:
         every per-row value shaped like the labels, and the loss as PyTorch returns it (with 'none', shaped
         like the labels: 0-d for one unbatched vector). The rows stay as :attr:`rows`."""
         none = self.options.reduction == "none"
-
         like_logits, like_labels = layout.like_logits, layout.like_labels
         return dataclasses.replace(
             self,

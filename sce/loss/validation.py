@@ -361,6 +361,8 @@ def labels_and_targets_as_rows(
     labels: ArrayLike | None,
     targets: ArrayLike | None,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The labels as N and the targets as N×K rows of logits of ``shape`` with the classes on ``axis``
+    (``moved``: that shape with the class axis last), each checked against the logits' shape first."""
     label_rows = target_rows = None
     if labels is not None:
         label_arr = np.asarray(labels)
