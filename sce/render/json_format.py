@@ -144,6 +144,9 @@ def file_check_document(found: FileCheck) -> dict[str, Any]:
         "wrong_rows": found.wrong_rows,
         "max_abs_error": json_number(found.max_abs_error),
         "max_rel_error": json_number(found.max_rel_error),
+        "non_finite_entries": found.non_finite,
+        "classes": found.classes,
+        "graded_gradient_columns": found.graded_gradients,
         "worst": [
             {
                 # The shape of an entry of `sce check`, located by line and column.
