@@ -194,9 +194,9 @@ def _logits_named_by_gradients(names: list[str], roles: dict[str, _Role]) -> tup
     stray = next((name for name in names if name not in roles and name not in accounted), None)
     if stray is not None:
         raise DataProblem(
-            f"column {stray!r} has no gradient column {GRADIENT_PREFIX + stray}, so it is not known to be a logit; "
-            f"name the logit columns with {option('logit_cols')} (every logit column joins the softmax, "
-            f"graded or not; the columns with a gradient column are {_listing(logits)})"
+            f"column {stray!r} has no gradient column {GRADIENT_PREFIX + stray}: say whether it is a logit with "
+            f"{option('logit_cols')} (every logit column joins the softmax, graded or not; "
+            f"those with a gradient column are {_listing(logits)})"
         )
     return logits
 
