@@ -103,6 +103,20 @@ def test_an_id_column_needs_the_logit_columns_named(tmp_path, sce):
     assert sce("check", "--csv", path, "--grad-cols", "grad_*", "--logit-cols", "z*").exit_code == 0
 
 
+def test_an_ungraded_gradient_column_of_no_column_needs_the_logit_columns_named(tmp_path, sce):
+    columns = exact_columns(ROWS)
+    columns["grad_q"] = columns["grad_z1"]
+    path = write_columns(tmp_path / "in.csv", columns)
+    refused = sce("check", "--csv", path, "--grad-cols", "grad_z0")
+    assert (refused.exit_code, refused.stderr) == (
+        2,
+        "sce: error: column 'grad_q' is the gradient of no column (there is no column 'q'); name the logit columns "
+        "with --logit-cols (every logit column joins the softmax, graded or not; those with a gradient column are "
+        "z0, z1, z2)\n",
+    )
+    assert sce("check", "--csv", path, "--grad-cols", "grad_z0", "--logit-cols", "z*").exit_code == 0
+
+
 def test_gradient_columns_named_otherwise_pair_with_the_logit_columns_in_order(tmp_path, sce):
     columns = exact_columns(ROWS)
     renamed = {("g" + name[6:] if name.startswith("grad_z") else name): values for name, values in columns.items()}
@@ -162,6 +176,14 @@ BAD_OPTIONS = [
         ["--grad-cols", "grad_*", "--logit-cols", "z*,label"],
         "--logit-cols: column 'label' is the label column; name the label column with --label-col, "
         "or leave it out of --logit-cols",
+    ),
+    (
+        ["--grad-cols", "grad_z1", "--loss-col", "grad_z1"],
+        "--loss-col: column 'grad_z1' is already a gradient column being graded; a column is one thing only",
+    ),
+    (
+        ["--grad-cols", "label"],
+        "--grad-cols: column 'label' is already the label column; a column is one thing only",
     ),
     (
         ["--grad-cols", "grad_*", "--label-col", "z0", "--logit-cols", "z*"],

@@ -152,13 +152,21 @@ def _roles(
     grads: tuple[str, ...] | None,
     loss: str | None,
 ) -> dict[str, _Role]:
-    """The columns that are something other than a logit, with what they are."""
-    roles = {name: _Role("a gradient column being graded", False) for name in grads or ()}
-    roles.update({name: _Role("a target column", False) for name in targets or ()})
-    if loss is not None:
-        roles[loss] = _Role("the loss column", False)
+    """The columns that are something other than a logit, with what they are; one thing each."""
+    roles: dict[str, _Role] = {}
     if label is not None:
         roles[label] = _Role("the label column", label_by_default)
+    for name in targets or ():
+        roles[name] = _Role("a target column", False)
+    for field, names, role in (
+        ("grad_cols", grads or (), _Role("a gradient column being graded", False)),
+        ("loss_col", (loss,) if loss is not None else (), _Role("the loss column", False)),
+    ):
+        for name in names:
+            if name in roles:
+                kind = OptionDataProblem if roles[name].from_file else OptionProblem
+                raise kind(field, f"column {name!r} is already {roles[name].words}; a column is one thing only")
+            roles[name] = role
     return roles
 
 
@@ -192,13 +200,18 @@ def _logits_named_by_gradients(names: list[str], roles: dict[str, _Role]) -> tup
         return None
     accounted = {*logits, "loss", *(f"{prefix}{name}" for name in logits for prefix in ("p_", GRADIENT_PREFIX))}
     stray = next((name for name in names if name not in roles and name not in accounted), None)
-    if stray is not None:
+    if stray is None:
+        return logits
+    fix = f"{option('logit_cols')} (every logit column joins the softmax, graded or not; "
+    if stray.startswith(GRADIENT_PREFIX):
         raise DataProblem(
-            f"column {stray!r} has no gradient column {GRADIENT_PREFIX + stray}: say whether it is a logit with "
-            f"{option('logit_cols')} (every logit column joins the softmax, graded or not; "
-            f"those with a gradient column are {_listing(logits)})"
+            f"column {stray!r} is the gradient of no column (there is no column {stray[len(GRADIENT_PREFIX) :]!r}); "
+            f"name the logit columns with {fix}those with a gradient column are {_listing(logits)})"
         )
-    return logits
+    raise DataProblem(
+        f"column {stray!r} has no gradient column {GRADIENT_PREFIX + stray}: say whether it is a logit with "
+        f"{fix}those with a gradient column are {_listing(logits)})"
+    )
 
 
 def _gradient_classes(
