@@ -39,7 +39,8 @@ def exact_columns(rows: list[tuple[list[float], int]]) -> dict[str, list[str]]:
 
 def write_columns(path: Path, columns: dict[str, list[str]], order: list[str] | None = None) -> Path:
     names = order or list(columns)
-    lines = [",".join(names)] + [",".join(columns[name][row] for name in names) for row in range(len(columns[names[0]]))]
+    rows = range(len(columns[names[0]]))
+    lines = [",".join(names)] + [",".join(columns[name][row] for name in names) for row in rows]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -276,7 +277,9 @@ def spoil(columns: dict[str, list[str]], column: str, row: int, how: str) -> Non
     columns[column][row] = {"shift": repr(value + 0.5 + abs(value)), "nan": "nan", "inf": "inf"}[how]
 
 
-PROPERTY_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY_SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @PROPERTY_SETTINGS
@@ -328,3 +331,32 @@ def test_a_wrong_entry_fails_and_is_reported_in_its_column(tmp_path, sce, rows, 
     assert document["wrong_rows"] == 1
     assert document["non_finite_entries"] == (0 if how == "shift" else 1)
     assert [(cell["line"], cell["column"]) for cell in document["worst"]] == [(row + 2, column)]
+
+
+number_texts = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(-(10**6), 10**6).map(str),
+    st.sampled_from(["0.090", " 1e-3 ", "1.50E+2", "-0", "inf", "nan", "x", "", "12."]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 4).flatmap(
+        lambda width: st.lists(st.lists(number_texts, min_size=width, max_size=width), min_size=1, max_size=5)
+    )
+)
+def test_the_tolerance_of_every_cell_follows_its_own_digits(rows):
+    """Each cell of a block's graded columns is allowed half a unit in its own last written digit,
+    whatever its row and column (the columns are read as one, then put back in place)."""
+    import polars as pl
+
+    from sce.number_text import tolerance_of, written_tolerances
+
+    names = [f"c{k}" for k in range(len(rows[0]))]
+    cells = {name: [row[k] for row in rows] for k, name in enumerate(names)}
+    frame = pl.DataFrame(cells, schema=dict.fromkeys(names, pl.String))
+    found = written_tolerances(frame, tuple(reversed(names)))
+    expected = [[tolerance_of(row[k]) for k in reversed(range(len(names)))] for row in rows]
+    assert found.shape == (len(rows), len(names))
+    assert found.tolist() == expected
