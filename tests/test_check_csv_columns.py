@@ -360,3 +360,13 @@ def test_the_tolerance_of_every_cell_follows_its_own_digits(rows):
     expected = [[tolerance_of(row[k]) for k in reversed(range(len(names)))] for row in rows]
     assert found.shape == (len(rows), len(names))
     assert found.tolist() == expected
+
+
+def test_a_mistake_is_named_whatever_the_order_and_number_of_gradient_columns(tmp_path, sce):
+    columns = exact_columns(ROWS)
+    for name in ("grad_z0", "grad_z1", "grad_z2"):
+        columns[name] = [repr(-float(value)) for value in columns[name]]  # y - p: the sign flipped
+    path = write_columns(tmp_path / "in.csv", columns, ["z0", "z1", "z2", "label", "grad_z2", "grad_z0", "grad_z1"])
+    for chosen in ("grad_*", "grad_z2,grad_z1", "grad_z1"):
+        document = json.loads(sce("check", "--csv", path, "--grad-cols", chosen, "-f", "json").stdout)
+        assert [mistake["name"] for mistake in document["mistakes"]] == ["sign flipped: y − p instead of p − y"]

@@ -62,7 +62,11 @@ def batch(
     encoding: EncodingOption = "utf-8",
     digits: Annotated[
         Optional[int],
-        typer.Option("--digits", "-d", help="Round output floats to N significant digits (default: full precision)."),
+        typer.Option(
+            "--digits",
+            "-d",
+            help="Significant digits written (1 to 17; default: the shortest digits that read back as the same float).",
+        ),
     ] = None,
     output_format: Annotated[
         Optional[BatchFormat],

@@ -9,6 +9,7 @@ import typer
 
 from sce.cli.check_arrays import ARRAY_ROLES, check_arrays, refuse_array_options, refuse_typed_inputs
 from sce.cli.declarations import (
+    FLAG_OF_FIELD,
     GRAD_COLS,
     LABEL_COL,
     LOGIT_COLS,
@@ -57,7 +58,7 @@ from sce.cli.typed_inputs import (
     run_core,
 )
 from sce.errors import UsageProblem
-from sce.number_text import split_numbers
+from sce.number_text import DISPLAY_DIGITS, count_of, split_numbers
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ def check(
     no_header: NoHeaderOption = False,
     delimiter: DelimiterOption = None,
     encoding: EncodingOption = "utf-8",
-    digits: DigitsOption = 4,
+    digits: DigitsOption = DISPLAY_DIGITS,
     output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="table or json.")] = CheckFormat.table,
     arrays: ArraysOption = None,
     logits_path: LogitsPathOption = None,
@@ -196,8 +197,8 @@ def _typed_answers(vector: VectorInput, texts: dict[str, str | None]) -> dict[st
         expected = 1 if name == "loss" else len(vector.logits)
         if len(tokens) != expected:
             raise UsageProblem(
-                f"{option}: {len(tokens)} {'number' if len(tokens) == 1 else 'numbers'} for "
-                f"{'one loss' if name == 'loss' else f'{expected} classes'}; give "
+                f"{option}: {count_of(len(tokens), 'number')} for "
+                f"{'one loss' if name == 'loss' else count_of(expected, 'class', 'classes')}; give "
                 + ("one number" if name == "loss" else "one per class")
             )
         given[name] = tokens
@@ -221,11 +222,11 @@ def _grade_answers(
     if output_format is CheckFormat.json:
         from sce.render.json_format import check_document, dumps
 
-        write_stdout(dumps(check_document(checks)) + "\n")
+        write_stdout(dumps(check_document(checks, FLAG_OF_FIELD)) + "\n")
     else:
         from sce.render.table import print_check
 
-        print_check(stdout_console(), checks, digits)
+        print_check(stdout_console(), checks, digits, FLAG_OF_FIELD)
     if not all(c.passed for c in checks):
         raise typer.Exit(ExitStatus.WRONG)
 
@@ -239,11 +240,11 @@ def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_fo
     if output_format is CheckFormat.json:
         from sce.render.json_format import dumps, file_check_document
 
-        write_stdout(dumps(file_check_document(found)) + "\n")
+        write_stdout(dumps(file_check_document(found, FLAG_OF_FIELD)) + "\n")
     else:
         from sce.render.table import print_file_check
 
-        print_file_check(stdout_console(), found, digits)
+        print_file_check(stdout_console(), found, digits, FLAG_OF_FIELD)
     if not found.correct:
         raise typer.Exit(ExitStatus.WRONG)
 

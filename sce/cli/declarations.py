@@ -395,7 +395,7 @@ ReturnsOption = Annotated[Returns, RETURNS.option()]
 FrameworkOption = Annotated[Framework, FRAMEWORK.option()]
 DigitsOption = Annotated[
     int,
-    typer.Option("--digits", "-d", help="Decimals shown in tables (display only, 1 to 17)."),
+    typer.Option("--digits", "-d", help="Significant digits shown (display only, 1 to 17)."),
 ]
 
 Command = TypeVar("Command", bound=Callable[..., Any])

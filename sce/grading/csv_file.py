@@ -11,6 +11,8 @@ from sce.batch.csv_source import computed_blocks, csv_input, mean_denominator, r
 from sce.batch.request import BatchRequest
 from sce.errors import DataProblem
 from sce.grading.answers import within
+from sce.grading.catalogue import Mistake
+from sce.grading.csv_mistakes import GradedColumns, MistakeSearch
 from sce.io.csv.columns import ColumnPlan
 from sce.io.csv.parse import ParsedBlock, read_numbers
 from sce.io.csv.records import record_lines
@@ -46,6 +48,9 @@ class FileCheck:
     """The gradient columns graded: all of ``classes``, or some of them."""
     non_finite: int = 0
     """Entries given as NaN or ±inf where the exact value is finite: wrong, and without an error to measure."""
+    mistakes: list[tuple[str, Mistake]] = field(default_factory=list)
+    """(the quantity, or "" for every wrong one; the catalogue's mistake) for each mistake that
+    explains every wrong entry of that quantity (none when the file is correct)."""
 
     @property
     def correct(self) -> bool:
@@ -65,34 +70,40 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
     reading, options = csv_input(request), request.options
     with readable_input(request.input_path, reads_twice=options.reduction == "mean") as path:
         denominator = mean_denominator(path, reading, options)
-        found = FileCheck()
+        found, search = FileCheck(), MistakeSearch()
         for parsed, plan, result, _ in computed_blocks(path, reading, options, denominator):
             assert isinstance(parsed, ParsedBlock)  # the wide way is asked for by sce batch only
             found.classes, found.graded_gradients = len(plan.logits), len(plan.grads or ())
             wrong = np.zeros(result.num_rows, dtype=bool)
-            for columns, expected in _graded(plan, result.gradient, result.losses):
+            graded = []
+            for quantity, columns, expected in _graded(plan, result.gradient, result.losses):
                 given = read_numbers(parsed.text, columns, parsed.block, plan, request.delimiter)
                 allowed = tolerance if tolerance is not None else written_tolerances(parsed.text, columns)
                 allowed = np.broadcast_to(np.asarray(allowed, dtype=np.float64), given.shape)
                 ok = within(given, expected, allowed)
                 wrong |= ~ok.all(axis=1)
-                cells = _Cells(columns, expected, given, allowed, ok)
-                _add_errors(found, cells, parsed, request.delimiter)
+                classes = plan.grad_classes if quantity == "gradient" else None
+                graded.append(GradedColumns(quantity, given, allowed, ok, classes))
+                _add_errors(found, _Cells(columns, expected, given, allowed, ok), parsed, request.delimiter)
+            search.observe(result, graded)
             found.rows += result.num_rows
             found.wrong_rows += int(wrong.sum())
     if found.rows == 0:
         raise DataProblem("the input has a header but no rows")
+    found.mistakes = search.named() if not found.correct else []
     return found
 
 
-def _graded(plan: ColumnPlan, gradient: np.ndarray, losses: np.ndarray) -> list[tuple[tuple[str, ...], np.ndarray]]:
-    """Each group of graded columns with its exact values, column for column."""
+def _graded(
+    plan: ColumnPlan, gradient: np.ndarray, losses: np.ndarray
+) -> list[tuple[str, tuple[str, ...], np.ndarray]]:
+    """Each quantity graded ('gradient', 'loss'), its columns, and their exact values column for column."""
     graded = []
     if plan.grads:
         assert plan.grad_classes is not None
-        graded.append((plan.grads, gradient[:, list(plan.grad_classes)].astype(np.float64)))
+        graded.append(("gradient", plan.grads, gradient[:, list(plan.grad_classes)].astype(np.float64)))
     if plan.loss:
-        graded.append(((plan.loss,), losses[:, None].astype(np.float64)))
+        graded.append(("loss", (plan.loss,), losses[:, None].astype(np.float64)))
     return graded
 
 

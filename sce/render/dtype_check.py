@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sce.errors import worded
+from sce.grading.catalogue import FIX_SEPARATOR
 from sce.grading.dump.histogram import EDGES
-from sce.number_text import count_of, display
+from sce.number_text import DISPLAY_DIGITS, count_of, display
 from sce.render.grid import Column, Grid, print_grid
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ def _ulps(value: float) -> str:
 
 
 def print_dtype_check(
-    console: Console, check: DtypeCheck, digits: int = 4, flag_of: Mapping[str, str] | None = None
+    console: Console, check: DtypeCheck, digits: int = DISPLAY_DIGITS, flag_of: Mapping[str, str] | None = None
 ) -> None:
     """The verdict by type; options a mistake names are worded by ``flag_of`` (the
     command line's flags), or without it as the Python API's keywords."""
@@ -117,7 +118,10 @@ def print_dtype_check(
             )
             console.print(Text(typical + ("; beyond" if verdict.typical_beyond else "")), soft_wrap=True)
     for mistake in check.mistakes:
-        console.print(Text(f"mistake: {worded(mistake, flag_of)}"), soft_wrap=True)
+        name, _, fix = worded(mistake, flag_of).partition(FIX_SEPARATOR)
+        console.print(Text(f"mistake: {name}"), soft_wrap=True)
+        if fix:
+            console.print(Text(f"fix: {fix}"), soft_wrap=True)
     console.print(Text(*_verdict_line(check)), soft_wrap=True)
 
 
