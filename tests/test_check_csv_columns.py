@@ -376,8 +376,14 @@ def test_sce_batch_refuses_a_column_named_twice_in_any_list(tmp_path, sce):
     path = tmp_path / "in.csv"
     path.write_text("z0,z1,t0,t1\n1,2,0.5,0.5\n")
     for options, message in (
-        (["--target-cols", "t*", "--logit-cols", "z0,z1,z0"], "--logit-cols: column 'z0' is named twice; name each column once"),
-        (["--target-cols", "t*,t0"], "--target-cols: column 't0' is named twice (by 't*' and by 't0'); name each column once"),
+        (
+            ["--target-cols", "t*", "--logit-cols", "z0,z1,z0"],
+            "--logit-cols: column 'z0' is named twice; name each column once",
+        ),
+        (
+            ["--target-cols", "t*,t0"],
+            "--target-cols: column 't0' is named twice (by 't*' and by 't0'); name each column once",
+        ),
     ):
         result = sce("batch", path, "-q", *options)
         assert (result.exit_code, result.stderr) == (2, f"sce: error: {message}\n"), options
