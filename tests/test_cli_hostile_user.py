@@ -224,3 +224,41 @@ def test_a_wrong_function_gets_no_configuration_hint(sce, tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     result = sce("test", "flipped.py:f")
     assert result.exit_code == 1 and "hint:" not in result.stdout
+
+
+def test_samples_interrupted_while_renaming_still_get_the_whole_set(sce, tmp_path, monkeypatch):
+    # A SIGTERM between two renames once left a partial set that a second run refused.
+    import signal
+
+    renamed = []
+
+    def signalled_at_the_first_rename(source, target):
+        if not renamed:
+            os.kill(os.getpid(), signal.SIGTERM)
+        renamed.append(target)
+        os.rename(source, target)
+
+    monkeypatch.setattr(samples_command.os, "replace", signalled_at_the_first_rename)
+    result = sce("samples", tmp_path / "work")
+    assert result.exit_code == 0
+    assert one_error_line(result) == "sce: the set of samples is complete; SIGTERM arrived after it was in place"
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == sorted(samples_command.SAMPLES)
+
+
+def test_samples_interrupted_while_writing_leave_none(sce, tmp_path, monkeypatch):
+    import signal
+
+    write_beside = samples_command._write_beside
+    written = []
+
+    def signalled_at_the_third(target, data):
+        if len(written) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        written.append(target)
+        return write_beside(target, data)
+
+    monkeypatch.setattr(samples_command, "_write_beside", signalled_at_the_third)
+    result = sce("samples", tmp_path / "work")
+    assert result.exit_code == 128 + signal.SIGTERM
+    assert one_error_line(result) == "sce: interrupted (SIGTERM)"
+    assert list((tmp_path / "work").iterdir()) == []

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from sce.cli.commandline import say_warning
+from sce.cli.commandline import say_if_signalled_after_commit, say_warning
 from sce.cli.declarations import (
     DELIMITER,
     ENCODING,
@@ -33,6 +33,7 @@ from sce.cli.declarations import (
     LogitsPathOption,
     NoHeaderOption,
     OutputOption,
+    SummaryJsonOption,
     TargetColsOption,
     TargetsPathOption,
     bundled,
@@ -84,6 +85,7 @@ def batch(
     key_logits: KeyLogits = None,
     key_labels: KeyLabels = None,
     key_targets: KeyTargets = None,
+    summary_json: SummaryJsonOption = None,
     *,
     options: LossOptions,
 ) -> None:
@@ -122,6 +124,7 @@ def batch(
         encoding=encoding,
         digits=digits,
         arrays=dump,
+        summary_path=summary_json,
     )
     request.output_format = output_format_for(
         None if output_format is None else output_format.value, output, request.delimiter
@@ -134,6 +137,7 @@ def batch(
         with stopping_signals_handled():
             summary = run_batch(request)
         _warn_about(summary)
+        say_if_signalled_after_commit("the output")
         return
     from rich.console import Console
 
@@ -146,6 +150,7 @@ def batch(
             summary = _run_with_progress(request, stderr) if stderr.is_terminal else run_batch(request)
         _warn_about(summary)
         print_grid(stderr, batch_summary_grid(summary))
+    say_if_signalled_after_commit("the output")
 
 
 def _warn_about(summary: BatchSummary) -> None:

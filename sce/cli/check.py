@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from sce.cli.check_arrays import ARRAY_ROLES, check_arrays, refuse_array_options, refuse_typed_inputs
+from sce.cli.commandline import say_if_signalled_after_commit
 from sce.cli.declarations import (
     FLAG_OF_FIELD,
     GRAD_COLS,
@@ -15,10 +16,12 @@ from sce.cli.declarations import (
     LOGIT_COLS,
     LOSS_COL,
     LOSS_OPTIONS,
+    SUMMARY_JSON,
     TARGET_COLS,
     TYPED_PANEL,
     ArraysOption,
     CheckFormat,
+    CheckSummaryJsonOption,
     ClaimedDTypeOption,
     CsvInputOption,
     DelimiterOption,
@@ -115,6 +118,7 @@ def check(
     key_grad: KeyGrad = None,
     key_loss: KeyLoss = None,
     claimed_dtype: ClaimedDTypeOption = None,
+    summary_json: CheckSummaryJsonOption = None,
     *,
     options: LossOptions,
     options_given: frozenset[str],
@@ -131,6 +135,8 @@ def check(
         raise UsageProblem(
             f"--tol: {tol:g} is not a positive finite number; give the largest difference to accept, e.g. --tol 1e-4"
         )
+    if summary_json is not None and csv_input is None:
+        raise UsageProblem(f"{SUMMARY_JSON.name} goes with --csv INPUT (and with sce batch)")
     if arrays is not None or logits_path is not None:
         refuse_typed_inputs(logits, csv_input, label, target)
         if tol is not None:
@@ -167,6 +173,7 @@ def check(
             encoding=encoding,
             grad_cols=grad_cols,
             loss_col=loss_col,
+            summary_path=summary_json,
         )
         _grade_file(request, tol, digits, output_format)
         return
@@ -245,6 +252,8 @@ def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_fo
         from sce.render.table import print_file_check
 
         print_file_check(stdout_console(), found, digits, FLAG_OF_FIELD)
+    if request.summary_path is not None:
+        say_if_signalled_after_commit("the summary")
     if not found.correct:
         raise typer.Exit(ExitStatus.WRONG)
 

@@ -254,6 +254,18 @@ def say_warning(message: str) -> None:
     _say(f"sce: warning: {message}")
 
 
+def say_if_signalled_after_commit(what: str) -> None:
+    """One line where a stopping signal came once the run's files were in place: the run
+    succeeded all the same, and ends with its own status."""
+    from sce.io.signals import signal_after_commit
+
+    signum = signal_after_commit()
+    if signum is not None:
+        import signal
+
+        _say(f"sce: {what} is complete; {signal.Signals(signum).name} arrived after it was in place")
+
+
 def _say(line: str) -> None:
     with contextlib.suppress(BrokenPipeError, ValueError):
         print(line, file=sys.stderr, flush=True)

@@ -71,14 +71,16 @@ def grad(
     result = run_core(vector, options)
     _check_language_model_options(options, hessian, result.num_classes)
     if steps:
-        _print_derivation(result, digits, output_format)
-        return
+        _check_derivable(result)
     from sce.explain.proofs import prove
 
     proofs = prove(result, verify=verify, jacobian=jacobian, hessian=hessian)
     if output_format is GradFormat.json:
         _warn_about_omitted_matrices(proofs, result.num_classes, result.options)
-    _print_result(result, proofs, digits, output_format)
+    if steps:
+        _print_derivation(result, proofs, digits, output_format)
+    else:
+        _print_result(result, proofs, digits, output_format)
 
 
 def _warn_about_omitted_matrices(proofs: Proofs, classes: int, options: LossOptions) -> None:
@@ -144,24 +146,34 @@ def _print_result(result: SoftmaxCrossEntropyResult, proofs: Proofs, digits: int
             print_proofs(console, proofs, digits)
 
 
-def _print_derivation(result: SoftmaxCrossEntropyResult, digits: int, output_format: GradFormat) -> None:
-    from sce.explain.derivation import build_derivation
-
+def _check_derivable(result: SoftmaxCrossEntropyResult) -> None:
     if result.labels is not None and not result.counted[0]:
         raise UsageProblem(
             f"--steps: label {int(result.labels[0])} is the ignore index, so the loss is 0 "
             "and there is nothing to derive; give a class index"
         )
+
+
+def _print_derivation(
+    result: SoftmaxCrossEntropyResult, proofs: Proofs, digits: int, output_format: GradFormat
+) -> None:
+    """The derivation, followed by whatever --verify, --jacobian and --hessian asked for."""
+    from sce.explain.derivation import build_derivation
+
     stages = build_derivation(result, digits)
     if output_format is GradFormat.json:
-        from sce.render.json_format import dumps, steps_json_document
+        from sce.render.json_format import dumps, proofs_document, steps_json_document
 
-        write_stdout(dumps(steps_json_document(result, stages)) + "\n")
+        write_stdout(dumps({**steps_json_document(result, stages), **proofs_document(proofs)}) + "\n")
     elif output_format is GradFormat.markdown:
         from sce.render.markdown_format import steps_markdown
 
         write_stdout(steps_markdown(stages, digits))
     else:
         from sce.render.steps_terminal import print_steps
+        from sce.render.table import print_proofs
 
-        print_steps(stdout_console(), stages, digits)
+        console = stdout_console()
+        print_steps(console, stages, digits)
+        if proofs.any:
+            print_proofs(console, proofs, digits)

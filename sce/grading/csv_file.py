@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sce.batch.csv_source import computed_blocks, csv_input, mean_denominator, readable_input
-from sce.batch.request import BatchRequest
+from sce.batch.loop import check_summary_path, write_summary_file
+from sce.batch.request import BatchRequest, BatchSummary
 from sce.errors import DataProblem
 from sce.grading.answers import within
 from sce.grading.catalogue import Mistake
@@ -48,6 +49,8 @@ class FileCheck:
     """The gradient columns graded: all of ``classes``, or some of them."""
     non_finite: int = 0
     """Entries given as NaN or ±inf where the exact value is finite: wrong, and without an error to measure."""
+    totals: BatchSummary = field(default_factory=BatchSummary)
+    """The file's exact values summed as sce batch sums them (for ``--summary-json``)."""
     mistakes: list[tuple[str, Mistake]] = field(default_factory=list)
     """(the quantity, or "" for every wrong one; the catalogue's mistake) for each mistake that
     explains every wrong entry of that quantity (none when the file is correct)."""
@@ -55,6 +58,16 @@ class FileCheck:
     @property
     def correct(self) -> bool:
         return self.wrong_rows == 0
+
+    def document(self) -> dict[str, object]:
+        """The summary as ``--summary-json`` writes it: sce batch's, and the verdict's counts."""
+        return {
+            **self.totals.document(),
+            "wrong_rows": self.wrong_rows,
+            "all_correct": self.correct,
+            "max_abs_error": self.max_abs_error,
+            "max_rel_error": self.max_rel_error,
+        }
 
 
 #: How many of the worst rows `sce check --csv` lists.
@@ -66,11 +79,16 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
 
     Each gradient column is paired with its logit column by name (``grad_z0`` with ``z0``),
     and every logit column joins the softmax, whichever gradient columns are graded.
-    The caller installs the stopping signals' handlers around it (as around :func:`sce.batch.run_batch`)."""
+    The caller installs the stopping signals' handlers around it (as around :func:`sce.batch.run_batch`).
+    With ``request.summary_path``, the summary is written there as JSON, whole, once every row is graded."""
     reading, options = csv_input(request), request.options
+    if request.summary_path is not None:
+        check_summary_path(request.summary_path, [request.input_path])
     with readable_input(request.input_path, reads_twice=options.reduction == "mean") as path:
         denominator = mean_denominator(path, reading, options)
         found, search = FileCheck(), MistakeSearch()
+        found.totals.reduction = options.reduction
+        found.totals.denominator = 0.0 if denominator is None else denominator.cross_entropy
         for parsed, plan, result, _ in computed_blocks(path, reading, options, denominator):
             assert isinstance(parsed, ParsedBlock)  # the wide way is asked for by sce batch only
             found.classes, found.graded_gradients = len(plan.logits), len(plan.grads or ())
@@ -88,9 +106,12 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
             search.observe(result, graded)
             found.rows += result.num_rows
             found.wrong_rows += int(wrong.sum())
+            found.totals.add(result)
     if found.rows == 0:
         raise DataProblem("the input has a header but no rows")
     found.mistakes = search.named() if not found.correct else []
+    if request.summary_path is not None:
+        write_summary_file(request.summary_path, request.input_path, found.document())
     return found
 
 

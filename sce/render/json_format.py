@@ -103,6 +103,8 @@ def _step_item(item: Item, dtype: np.dtype) -> dict[str, Any]:
         "formula": item.symbolic,
         "substituted": fill(item.substituted, item.values, lambda v: exact(v, dtype)),
         "values": {name: json_number(v, dtype) for name, v in item.values.items()},
+        # True where no number of digits up to 17 makes the displayed line check by hand.
+        "approximate": item.approximate,
     }
 
 

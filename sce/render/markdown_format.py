@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 from sce.explain.derivation import Elided, Equation, Matrix, Stage
 from sce.loss import SoftmaxCrossEntropyResult
-from sce.number_text import DISPLAY_DIGITS, display, fill, given, latex
+from sce.number_text import DISPLAY_DIGITS, display, given, latex
 from sce.render.words import options_summary
 
 
@@ -37,7 +35,7 @@ def grad_markdown(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGIT
 def equation_latex(equation: Equation, digits: int) -> str:
     parts = [equation.symbolic] if equation.symbolic else []
     if equation.substituted:
-        parts.append(fill(equation.substituted, equation.values, partial(latex, digits=digits)))
+        parts.append(equation.written(latex, digits))
     return " = ".join(parts)
 
 
