@@ -162,6 +162,9 @@ def check(
     if csv_input is not None:
         if logits:
             raise UsageProblem("give LOGITS or --csv INPUT, not both")
+        from sce.batch.csv_source import check_openable
+
+        check_openable(csv_input)  # a missing file is the first thing to hear of
         if grad_cols is None and loss_col is None:
             raise UsageProblem("--csv: say which columns to grade with --grad-cols (e.g. 'grad_*') or --loss-col")
         request = file_request(

@@ -156,6 +156,9 @@ def file_check_document(
         "wrong_rows": found.wrong_rows,
         "max_abs_error": json_number(found.max_abs_error),
         "max_rel_error": json_number(found.max_rel_error),
+        "non_finite_entries": found.non_finite,
+        "classes": found.classes,
+        "graded_gradient_columns": found.graded_gradients,
         "worst": [
             {
                 # The shape of an entry of `sce check`, located by line and column.

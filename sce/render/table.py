@@ -343,7 +343,15 @@ def print_file_check(
         console.print()
     console.print(reduction_line(reduction))
     console.print(f"rows checked: {found.rows:,}")
+    if found.graded_gradients and found.graded_gradients < found.classes:
+        console.print(
+            f"graded {found.graded_gradients:,} of {found.classes:,} gradient columns; "
+            f"all {found.classes:,} logit columns join the softmax"
+        )
     console.print(f"rows wrong: {found.wrong_rows:,}")
+    if found.non_finite:
+        entries = "entry" if found.non_finite == 1 else "entries"
+        console.print(f"not finite: {found.non_finite:,} {entries} (NaN or ±inf where a finite value is expected)")
     console.print(f"max absolute error: {display(found.max_abs_error, 2)}")
     console.print(f"max relative error: {display(found.max_rel_error, 2)}")
     for quantity, mistake in found.mistakes:
