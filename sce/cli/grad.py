@@ -172,13 +172,14 @@ def _print_derivation(
 
         write_stdout(steps_markdown(stages, digits) + "\n" + reduction_line(result.options.reduction) + "\n")
     else:
+        from sce.render.grid import print_styled
         from sce.render.steps_terminal import print_steps
         from sce.render.table import print_proofs
         from sce.render.words import reduction_line
 
         console = stdout_console()
         print_steps(console, stages, digits)
-        console.print(reduction_line(result.options.reduction), highlight=False)
+        print_styled(console, reduction_line(result.options.reduction))
         if proofs.any:
             console.print()
             print_proofs(console, proofs, digits)

@@ -91,7 +91,7 @@ def print_grad(console: Console, result: SoftmaxCrossEntropyResult, digits: int 
     if result.labels is not None and not result.counted[0]:
         line.append(f"  (label {int(result.labels[0])} is the ignore index: the row counts for nothing)")
     print_styled(console, *line)
-    console.print(reduction_line(result.options.reduction), highlight=False)
+    print_styled(console, reduction_line(result.options.reduction))
     summary = options_summary(result)
     if summary:
         console.print("with " + "; ".join(summary), highlight=False)
@@ -341,7 +341,7 @@ def print_file_check(
             )
         print_grid(console, grid)
         console.print()
-    console.print(reduction_line(reduction))
+    print_styled(console, reduction_line(reduction))
     console.print(f"rows checked: {found.rows:,}")
     if found.graded_gradients and found.graded_gradients < found.classes:
         console.print(
