@@ -35,6 +35,7 @@ def build_derivation(
     the other route), ``lse`` (the log-sum-exp) or ``jacobian``; the last two take a label or a
     target without weights, temperature, cap or z-loss (:func:`route_refusal` says why not, and
     they raise ValueError with that reason)."""
+    result = result.as_rows
     refusal = route_refusal(result, route) if route in ROUTES else f"unknown route {route!r}"
     if refusal:
         raise ValueError(refusal)
