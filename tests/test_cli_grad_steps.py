@@ -550,3 +550,43 @@ def test_the_general_route_with_a_temperature_differentiates_with_respect_to_b()
     assert "\\frac{\\partial s_j}{\\partial b_i}" in derivative.notes[0]
     assert "\\partial z_i" not in derivative.notes[0]
     assert "b} = \\mathbf{z} / T$ the softmax's input" in stages[titles.index("Chain rule")].notes[0]
+
+
+def _every_derivation_markdown() -> dict[str, str]:
+    from sce.render.markdown_format import steps_markdown
+
+    from .test_explain_steps_check_by_hand import CASES, derivation_markdown
+
+    return {name: derivation_markdown(logits, options, 5) for name, (logits, options) in CASES.items()} | {
+        "rendered": steps_markdown(build_derivation(softmax_cross_entropy([2, 3, 4], 1)), 5)
+    }
+
+
+def test_no_sum_runs_over_the_labels_letter():
+    for name, markdown in _every_derivation_markdown().items():
+        assert not re.search(r"\\sum_\{?c\b", markdown), name
+
+
+def test_implementation_notes_wait_for_the_last_stage():
+    for name, markdown in _every_derivation_markdown().items():
+        last = markdown.rindex("## ")
+        assert markdown[last:].startswith(f"## {markdown.count('## ')}. How sce computes it"), name
+        assert "computes $s_c - 1$ as" not in markdown[:last], name
+        assert "log1p" not in markdown[:last], name
+
+
+@pytest.mark.parametrize(
+    "options,checks",
+    [
+        ({}, ["\\log", "\\sum_i"]),
+        ({"weight": [1, 2, 3]}, ["\\sum_i"]),  # a weighted loss at uniform logits is w_c log K
+        ({"z_loss": 0.1}, []),  # the z-loss adds to the loss and moves every logit the same way
+        ({"softcap": 3.0}, ["\\log"]),  # the cap's factor differs by class: the sum is not 0
+        ({"temperature": 2.0, "label_smoothing": 0.2}, ["\\log", "\\sum_i"]),
+    ],
+)
+def test_sanity_checks_appear_only_where_they_hold(options, checks):
+    stages = build_derivation(softmax_cross_entropy([2, 3, 4], 1, **options))
+    sanity = [stage for stage in stages if stage.title == "Sanity checks"]
+    shown = [item.symbolic.split(" ")[0] for stage in sanity for item in equations(stage)]
+    assert shown == checks
