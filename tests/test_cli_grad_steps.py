@@ -240,17 +240,32 @@ def test_route_without_steps_is_refused_in_one_line(sce):
         (["-l", "1", "-T", "2"], "--temperature"),
         (["-t", "0.2,0.3,0.5", "-w", "1,2,1"], "--weight"),
         (["-l", "1", "--smoothing", "0.1", "-w", "1,2,1", "-T", "3"], "--weight and --temperature"),
+    ],
+)
+def test_the_log_sum_exp_route_refuses_weights_and_temperature(args, named, sce):
+    result = sce("grad", "2", "3", "4", *args, "--steps", "--route", "lse")
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr == (
+        f"sce: error: --route lse cannot carry {named}; use --route chain (the default), which carries every option\n"
+    )
+    assert sce("grad", "2", "3", "4", *args, "--steps", "--route", "jacobian").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "args,named",
+    [
         (["-l", "1", "--softcap", "3", "--z-loss", "0.1"], "--softcap and --z-loss"),
+        (["-t", "0.2,0.3,0.5", "--softcap", "3"], "--softcap"),
+        (["-l", "1", "--z-loss", "0.1", "--smoothing", "0.2"], "--z-loss"),
     ],
 )
 @pytest.mark.parametrize("route", ["lse", "jacobian"])
-def test_routes_other_than_the_chain_rule_refuse_weights_temperature_cap_and_z_loss(args, named, route, sce):
+def test_routes_other_than_the_chain_rule_refuse_the_cap_and_the_z_loss(args, named, route, sce):
     result = sce("grad", "2", "3", "4", *args, "--steps", "--route", route)
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1
-    assert f"--route {route} derives the loss of a plain --label or --target; with {named} use --route chain" in (
-        result.stderr
-    )
+    assert f"--route {route} cannot carry {named}; use --route chain" in result.stderr
     assert sce("grad", "2", "3", "4", *args, "--steps", "--route", "chain").exit_code == 0
 
 
@@ -288,6 +303,21 @@ def test_soft_and_smoothed_targets_take_every_route(route, target, sce):
         assert "Σᵢ yᵢ zᵢ = 0.2 × 2 + 0.3 × 3 + 0.5 × 4 = 3.3000" in text
         assert "= 4 + log(1.5032) - 3.3 = 1.1076" in text
         assert "∂L/∂z₀ = s₀ - y₀ = 0.090031 - 0.2 = -0.10997" in text
+
+
+@pytest.mark.parametrize(
+    "args,simplified",
+    [
+        (["-l", "1", "-w", "0.5,2,1"], "w_c (s - y)"),
+        (["-l", "1", "-T", "2"], "s - y"),
+        (["-t", "0.2,0.3,0.5", "-w", "1,2,3", "-T", "2"], "s Σⱼ wⱼ yⱼ - w ⊙ y"),
+    ],
+)
+def test_the_jacobian_route_takes_weights_and_temperature(args, simplified, sce):
+    text = " ".join(sce("grad", "2", "3", "4", *args, "--steps", "--route", "jacobian").stdout.split())
+    assert f"simplifies to {simplified}, which is what sce computes" in text
+    difference = re.search(r"maxᵢ \|productᵢ - ∂L/∂zᵢ\| = (\S+)", text)
+    assert difference and float(difference.group(1)) < 1e-15
 
 
 def test_json_names_the_route_taken(sce):

@@ -50,17 +50,9 @@ def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool, main: bool 
     ]
     items: list[Item] = [vector("v", DL_DS, dl_ds, important)]
     matrix_notes, matrix_items = _jacobian_itself(result, s, dl_ds, one_hot)
-    if main and one_hot:
-        notes.append(
-            "Here $\\frac{\\partial L}{\\partial s_j} = -\\frac{y_j}{s_j}$ is zero except at $c$, so entry $i$ "
-            "of the product is $-\\frac{1}{s_c} \\cdot s_c(\\delta_{ci} - s_i) = s_i - y_i$."
-        )
-    elif main:
-        notes.append(
-            "Here $\\frac{\\partial L}{\\partial s_j} = -\\frac{y_j}{s_j}$, so entry $i$ of the product is "
-            "$\\sum_j -\\frac{y_j}{s_j} \\cdot s_j(\\delta_{ji} - s_i) = s_i \\sum_j y_j - y_i = s_i - y_i$, "
-            "the target summing to 1."
-        )
+    note, simplified = _multiplied_out(result, one_hot)
+    if main:
+        notes.append(note)
     notes += [note.replace("\\mathbf{z}", wrt) for note in matrix_notes]
     items += [_with_respect_to(item, wrt) for item in matrix_items]
     factor = scale_factor(result)
@@ -69,9 +61,9 @@ def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool, main: bool 
     if np.isfinite(product).all():
         notes.append(
             ("Their product" if not factor else f"Their product, times ${factor.removesuffix(PRODUCT)}$,")
-            + (" simplifies to $\\mathbf{s} - \\mathbf{y}$, which is what sce computes: " if main
+            + (f" simplifies to ${simplified}$, which is what sce computes: " if main
                else " is the gradient found above, but ")
-            + "the Jacobian costs $K^2$ numbers where $\\mathbf{s} - \\mathbf{y}$ needs $K$."
+            + f"the Jacobian costs $K^2$ numbers where ${simplified}$ needs $K$."
         )
         items.append(
             Equation(
@@ -87,6 +79,34 @@ def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool, main: bool 
             "meets $\\infty \\times 0$: this route fails in floating point, the simplified one does not."
         )
     return Stage("The Jacobian route", tuple(notes), tuple(items))
+
+
+def _multiplied_out(result: SoftmaxCrossEntropyResult, one_hot: bool) -> tuple[str, str]:
+    """(the note that multiplies ∂L/∂s by the Jacobian out by hand, the LaTeX of what it gives)."""
+    b = "z" if result.options.temperature == 1.0 else "b"
+    if result.options.weight is None and one_hot:
+        return (
+            "Here $\\frac{\\partial L}{\\partial s_j} = -\\frac{y_j}{s_j}$ is zero except at $c$, so entry $i$ "
+            "of the product is $-\\frac{1}{s_c} \\cdot s_c(\\delta_{ci} - s_i) = s_i - y_i$"
+            + ("." if b == "z" else ", with respect to $b_i$.")
+        ), "\\mathbf{s} - \\mathbf{y}"
+    if result.options.weight is None:
+        return (
+            "Here $\\frac{\\partial L}{\\partial s_j} = -\\frac{y_j}{s_j}$, so entry $i$ of the product is "
+            "$\\sum_j -\\frac{y_j}{s_j} \\cdot s_j(\\delta_{ji} - s_i) = s_i \\sum_j y_j - y_i = s_i - y_i$, "
+            "the target summing to 1" + ("." if b == "z" else ", with respect to $b_i$.")
+        ), "\\mathbf{s} - \\mathbf{y}"
+    if one_hot:
+        return (
+            "Here $\\frac{\\partial L}{\\partial s_j} = -\\frac{w_j y_j}{s_j}$ is zero except at $c$, so entry "
+            "$i$ of the product is $-\\frac{w_c}{s_c} \\cdot s_c(\\delta_{ci} - s_i) = w_c (s_i - y_i)$"
+            + ("." if b == "z" else ", with respect to $b_i$.")
+        ), "w_c \\left(\\mathbf{s} - \\mathbf{y}\\right)"
+    return (
+        "Here $\\frac{\\partial L}{\\partial s_j} = -\\frac{w_j y_j}{s_j}$, so entry $i$ of the product is "
+        "$\\sum_j -\\frac{w_j y_j}{s_j} \\cdot s_j(\\delta_{ji} - s_i) = s_i \\sum_j w_j y_j - w_i y_i$"
+        + ("." if b == "z" else ", with respect to $b_i$.")
+    ), "\\mathbf{s} \\sum_j w_j y_j - \\mathbf{w} \\odot \\mathbf{y}"
 
 
 def _with_respect_to(item: Item, wrt: str) -> Item:

@@ -22,16 +22,17 @@ ROUTES = ("chain", "lse", "jacobian")
 
 
 def route_refusal(result: SoftmaxCrossEntropyResult, route: str) -> str | None:
-    """Why ``route`` cannot derive this result, else None: the lse and Jacobian routes take a label or
-    a target (smoothed or not), without a weight, a temperature, a cap or a z-loss."""
+    """Why ``route`` cannot derive this result, else None: the lse route takes a label or a target
+    (smoothed or not) without a weight, a temperature, a cap or a z-loss; the Jacobian route also
+    takes a weight and a temperature."""
     if route == "chain":
         return None
     options = result.options
     given = [
         name
         for name, on in (
-            ("--weight", options.weight is not None),
-            ("--temperature", options.temperature != 1.0),
+            ("--weight", options.weight is not None and route == "lse"),
+            ("--temperature", options.temperature != 1.0 and route == "lse"),
             ("--softcap", options.softcap is not None),
             ("--z-loss", bool(options.z_loss)),
         )
@@ -39,10 +40,8 @@ def route_refusal(result: SoftmaxCrossEntropyResult, route: str) -> str | None:
     ]
     if not given:
         return None
-    return (
-        f"--route {route} derives the loss of a plain --label or --target; with {' and '.join(given)} "
-        "use --route chain (the default), which carries every option"
-    )
+    names = " and ".join(given)
+    return f"--route {route} cannot carry {names}; use --route chain (the default), which carries every option"
 
 
 def log_sum_exp_stage(result: SoftmaxCrossEntropyResult) -> Stage:
