@@ -17,7 +17,7 @@ import pytest
 from sce.grading import catalogue as mistakes
 from sce.grading.implementations.cases import build_cases
 from sce.grading.implementations.loading import UnusableImplementation
-from sce.testing import assert_implementation_correct, check_implementation
+from sce.testing import Verdict, assert_implementation_correct, check_implementation
 
 pytestmark = pytest.mark.columns(200)
 
@@ -186,7 +186,10 @@ def test_the_samples_pass_as_the_readme_runs_them(sample, options, sce):
 )
 def test_each_mistake_is_named(name, expected):
     report = check_implementation(spec("jacobian_route", "jacobian_route") if name == "jacobian_route" else spec(name))
-    assert not report.passed
+    # A mistake of range alone (the formula right, its arithmetic overflowing) is "correct, not robust".
+    of_range_only = name in ("no_max_shift", "log_of_probability", "jacobian_route")
+    assert report.verdict is (Verdict.not_robust if of_range_only else Verdict.not_correct)
+    assert report.failed
     assert report.mistakes == expected
     assert report.fix_first is not None and report.fix_first.startswith(expected[0].name)
 
@@ -390,18 +393,81 @@ def test_option_problems(sce):
 
 
 def test_table_verdict_and_what_to_fix_first(sce):
-    result = sce("test", spec("no_max_shift"))
+    result = sce("test", spec("sign_flipped"))
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
-    assert "verdict: not correct (4 of 17 cases fail)" in lines
+    # y − p is off by 2|p − y|: beyond the allowance in every case but [0, 40]'s, where 2|p − y| ≈ e^−40.
+    assert "verdict: not correct (16 of 17 cases fail)" in lines
     assert (
-        "fix first: no max shift: exp overflows or underflows: subtract each row's largest "
-        "logit before exp, softmax(z) = softmax(z − max z) (case “large logits: 1000 and 0”)"
+        "fix first: sign flipped: y − p instead of p − y: the gradient is p − y, probabilities minus the target "
+        "(case “the textbook example: [2, 3, 4], label 1”)"
     ) in lines
+
+
+def test_a_mistake_of_range_alone_is_correct_not_robust(sce):
+    result = sce("test", spec("no_max_shift"), env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert "verdict: correct, not robust (13 of 17 cases pass; 4 fail only for their extreme logits)" in lines
+    assert lines[-2:] == [
+        "not robust: no max shift: exp overflows or underflows, in cases “large logits: 1000 and 0”, “huge logits: "
+        "1e4”, “very negative logits: -1000”, “the label's probability rounds to 0: [0, 1000], label 0”",
+        "  fix: subtract each row's largest logit before exp, softmax(z) = softmax(z − max z)",
+    ]
+    assert not any(line.startswith("fix first") for line in lines)
     row = next(line for line in lines if line.startswith("large logits: 1000 and 0"))
     assert "✗ fail" in row and "no max shift" in row
     row = next(line for line in lines if line.startswith("the textbook example"))
     assert "✓ pass" in row
+    assert sce("test", spec("no_max_shift"), "--strict").exit_code == 1
+    document = json.loads(sce("test", spec("no_max_shift"), "-f", "json").stdout)
+    assert (document["verdict"], document["passed"]) == ("not_robust", True)
+
+
+def test_the_textbook_solution_is_correct_not_robust(sce, tmp_path):
+    # shift, softmax, −log p[y], p[y] −= 1, /N: only −log p of [0, 1000]'s label 0 (p = e^−1000 → 0) fails.
+    (tmp_path / "textbook.py").write_text(
+        "import numpy as np\n\n"
+        "def softmax_loss(logits, labels):\n"
+        "    n = logits.shape[0]\n"
+        "    shifted = logits - logits.max(axis=1, keepdims=True)\n"
+        "    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)\n"
+        "    loss = -np.log(p[np.arange(n), labels]).mean()\n"
+        "    p[np.arange(n), labels] -= 1\n"
+        "    return loss, p / n\n"
+    )
+    result = sce("test", f"{tmp_path / 'textbook.py'}:softmax_loss")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "verdict: correct, not robust (16 of 17 cases pass; 1 fails only for its extreme logits)" in lines
+    assert lines[-2:] == [
+        "not robust: log of a probability that rounded to 0 (−log p gives inf), in case “the label's probability "
+        "rounds to 0: [0, 1000], label 0”",
+        "  fix: compute the loss as log Σ exp(z − max) − (z_c − max) (log-sum-exp) instead of −log p_c",
+    ]
+    report = check_implementation(f"{tmp_path / 'textbook.py'}:softmax_loss")
+    assert (report.verdict.value, report.passed) == ("not_robust", True)
+    assert assert_implementation_correct(f"{tmp_path / 'textbook.py'}:softmax_loss") is not None
+    with pytest.raises(AssertionError, match="correct, not robust"):
+        assert_implementation_correct(f"{tmp_path / 'textbook.py'}:softmax_loss", strict=True)
+
+
+def test_a_finite_wrong_answer_on_extreme_logits_is_not_correct(tmp_path):
+    # Clipping p at 1e-12 before the log: every ordinary case passes, but [0, 1000]'s loss is
+    # −log 1e-12 = 27.6 where it is 1000: a silently wrong number, not a failure of range.
+    (tmp_path / "clipped.py").write_text(
+        "import numpy as np\n\n"
+        "def softmax_loss(logits, labels):\n"
+        "    n = logits.shape[0]\n"
+        "    shifted = logits - logits.max(axis=1, keepdims=True)\n"
+        "    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)\n"
+        "    loss = -np.log(np.maximum(p[np.arange(n), labels], 1e-12)).mean()\n"
+        "    p[np.arange(n), labels] -= 1\n"
+        "    return loss, p / n\n"
+    )
+    report = check_implementation(f"{tmp_path / 'clipped.py'}:softmax_loss")
+    assert [case.name for case in report.failed] == ["the label's probability rounds to 0: [0, 1000], label 0"]
+    assert report.verdict is Verdict.not_correct and not report.passed
 
 
 def test_correct_verdict(sce):
@@ -414,12 +480,13 @@ def test_json_document_has_exactly_the_promised_keys(sce):
     result = sce("test", spec("sign_flipped"), "-f", "json")
     assert result.exit_code == 1
     document = json.loads(result.stdout)
-    assert list(document) == ["passed", "function", "options", "cases", "mistakes"]
+    assert list(document) == ["verdict", "passed", "function", "options", "cases", "mistakes"]
+    assert document["verdict"] == "not_correct"
     assert document["passed"] is False
     assert document["function"].endswith("sign_flipped.py:softmax_loss")
     assert document["mistakes"] == ["sign flipped: y − p instead of p − y"]
     first = document["cases"][0]
-    assert list(first) == ["name", "passed", "max_error", "allowance", "mistake", "message"]
+    assert list(first) == ["name", "passed", "max_error", "allowance", "mistake", "message", "fails_only_in_range"]
     # p − y against y − p: twice the largest |gradient entry|, 2·|p₁ − 1| = 2·0.7552715…
     assert first["max_error"] == pytest.approx(2 * 0.7552715289452023, rel=1e-12)
 

@@ -15,6 +15,7 @@ from sce.cli.declarations import (
     SMOOTHING,
     SMOOTHING_STYLE,
     SOFTCAP,
+    STRICT,
     TEMPERATURE,
     TIMEOUT,
     Z_LOSS,
@@ -74,6 +75,7 @@ def test(
     framework: FrameworkOption = Framework.auto,
     seed: Annotated[int, SEED.option()] = 0,
     timeout: Annotated[float, TIMEOUT.option()] = 3.0,
+    strict: Annotated[bool, STRICT.option()] = False,
     output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="table or json.")] = CheckFormat.table,
     *,
     options: LossOptions,
@@ -83,7 +85,9 @@ def test(
 
     Example: sce test homework.py:softmax_loss
     Runs the file's code (in a separate process). Exit status 0 when every case
-    passes, 1 when one fails, 2 when the function cannot be used as configured.
+    passes or only cases of extreme range fail (correct, not robust; 1 with
+    --strict), 1 when another case fails, 2 when the function cannot be used as
+    configured.
     The loss options (--smoothing, --temperature, --softcap, --z-loss,
     --smoothing-style) describe the loss the function computes, with them
     built in: it is still called f(logits, labels).
@@ -139,7 +143,7 @@ def test(
                 "is that how the function is called?",
                 markup=False,
             )
-    if not report.passed:
+    if not report.passed or (strict and report.verdict.value != "correct"):
         raise typer.Exit(ExitStatus.WRONG)
 
 

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sce.grading.implementations.report import CaseResult, ImplementationReport
+from sce.grading.verdicts import Verdict
 from sce.number_text import display, json_number
 
 
@@ -50,9 +51,24 @@ def report_table(report: ImplementationReport, flag_of: Mapping[str, str] | None
 
 def verdict_lines(report: ImplementationReport, flag_of: Mapping[str, str] | None = None) -> list[Text]:
     total = len(report.cases)
-    if report.passed:
+    verdict = report.verdict
+    if verdict is Verdict.correct:
         return [Text(f"verdict: correct ({total} of {total} cases pass)", style="bold green")]
     failed = len(report.failed)
+    if verdict is Verdict.not_robust:
+        their = "fails only for its" if failed == 1 else "fail only for their"
+        lines = [
+            Text(
+                f"verdict: {verdict.words} ({total - failed} of {total} cases pass; {failed} {their} extreme logits)",
+                style="bold yellow",
+            )
+        ]
+        for mistake, cases in report.range_failures.items():
+            names = ", ".join(f"“{case.name}”" for case in cases)
+            where = "case" if len(cases) == 1 else "cases"
+            lines.append(Text(f"not robust: {mistake.worded_name(flag_of)}, in {where} {names}"))
+            lines.append(Text(f"  fix: {mistake.worded_fix(flag_of)}"))
+        return lines
     lines = [Text(f"verdict: not correct ({failed} of {total} cases fail)", style="bold red")]
     fix = report.worded_fix_first(flag_of)
     if fix:
@@ -112,6 +128,7 @@ def report_text(report: ImplementationReport, width: int = 120) -> str:
 
 def report_document(report: ImplementationReport, flag_of: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {
+        "verdict": report.verdict.value,
         "passed": report.passed,
         "function": report.function,
         "options": {
@@ -129,6 +146,7 @@ def report_document(report: ImplementationReport, flag_of: Mapping[str, str] | N
                 "allowance": None if case.allowance is None else json_number(case.allowance),
                 "mistake": None if case.mistake is None else case.mistake.worded_name(flag_of),
                 "message": case.worded_message(flag_of),
+                "fails_only_in_range": case.fails_only_in_range,
             }
             for case in report.cases
         ],
