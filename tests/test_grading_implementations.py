@@ -486,7 +486,10 @@ def test_json_document_has_exactly_the_promised_keys(sce):
     assert document["function"].endswith("sign_flipped.py:softmax_loss")
     assert document["mistakes"] == ["sign flipped: y − p instead of p − y"]
     first = document["cases"][0]
-    assert list(first) == ["name", "passed", "max_error", "allowance", "mistake", "message", "fails_only_in_range"]
+    assert list(first) == [
+        "name", "passed", "max_error", "allowance", "mistake", "message", "fails_only_in_range",
+        "inputs", "expected", "given", "agrees",
+    ]
     # p − y against y − p: twice the largest |gradient entry|, 2·|p₁ − 1| = 2·0.7552715…
     assert first["max_error"] == pytest.approx(2 * 0.7552715289452023, rel=1e-12)
 
@@ -632,3 +635,65 @@ def test_framework_not_installed_is_one_line(sce):
         pytest.skip("jax is installed")
     result = sce("test", spec("correct_vectorized"), "--framework", "jax")
     assert (result.exit_code, result.stderr) == (2, "sce: error: --framework jax: JAX is not installed here\n")
+
+
+# --- the failing case shown -----------------------------------------------------------------------
+
+
+def _softmax_row(logits: list[int]) -> list[float]:
+    exps = [mpmath.exp(mpmath.mpf(z)) for z in logits]
+    return [float(e / mpmath.fsum(exps)) for e in exps]
+
+
+def test_a_failing_case_shows_its_inputs_and_expected_beside_given(sce):
+    result = sce("test", spec("sign_flipped"), "-f", "json")
+    first = json.loads(result.stdout)["cases"][0]
+    assert first["inputs"] == {"rows": [0], "classes": [0, 1, 2], "logits": [[2.0, 3.0, 4.0]], "labels": [1]}
+    p = _softmax_row([2, 3, 4])
+    expected = [p[0], p[1] - 1, p[2]]
+    assert first["expected"]["gradient"][0] == pytest.approx(expected, rel=1e-14)
+    assert first["given"]["gradient"][0] == pytest.approx([-g for g in expected], rel=1e-14)
+    assert first["agrees"] == {"gradient": [[False, False, False]], "loss": True}
+    loss = float(mpmath.log(mpmath.fsum(mpmath.exp(z) for z in (2, 3, 4))) - 3)
+    assert first["expected"]["loss"] == pytest.approx(loss, rel=1e-15)
+    passing = next(c for c in json.loads(result.stdout)["cases"] if c["passed"])
+    assert (passing["inputs"], passing["expected"], passing["given"]) == (None, None, None)
+
+    lines = sce("test", spec("sign_flipped")).stdout.splitlines()
+    start = lines.index("✗ the textbook example: [2, 3, 4], label 1: the gradient is off by 1.51 (allowed 2.9e-15)")
+    # 2·|p₁ − 1| = 2·0.75527 = 1.51; the rows: p − y rounded to 5 digits, and its negative.
+    assert [line.split() for line in lines[start + 1 : start + 7]] == [
+        ["row", "class", "logit", "label", "expected", "∂L/∂z", "given", "∂L/∂z"],
+        ["─" * len(lines[start + 2].strip())],
+        ["0", "0", "2", "0.090031", "-0.090031", "✗"],
+        ["0", "1", "3", "●", "-0.75527", "0.75527", "✗"],
+        ["0", "2", "4", "0.66524", "-0.66524", "✗"],
+        ["loss:", "expected", "1.4076,", "given", "1.4076", "✓"],
+    ]
+    assert "13 other failing cases shown in full by --format json" in lines
+
+
+def test_a_large_case_is_cut_to_its_worst_row(tmp_path, sce):
+    (tmp_path / "last_row.py").write_text(
+        "import numpy as np\n\n"
+        "def softmax_loss(logits, labels):\n"
+        "    n = logits.shape[0]\n"
+        "    shifted = logits - logits.max(axis=1, keepdims=True)\n"
+        "    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)\n"
+        "    loss = (np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(n), labels]).mean()\n"
+        "    p[np.arange(n), labels] -= 1\n"
+        "    p[-1] *= 2  # the last row's gradient doubled\n"
+        "    return loss, p / n\n"
+    )
+    report = check_implementation(f"{tmp_path / 'last_row.py'}:softmax_loss")
+    batch = case(report, "small random batch (8 rows, 5 classes)")
+    assert batch.evidence is not None
+    assert (batch.evidence.rows, batch.evidence.classes) == ((7,), (0, 1, 2, 3, 4))
+    assert batch.evidence.wrong_elsewhere == {"gradient": 0, "loss": 0}
+    assert batch.evidence.logits.tolist() == [build_cases()[2].logits[7].tolist()]
+    wide = case(report, "a thousand classes (K = 1000)").evidence
+    assert wide is not None and wide.rows == (2,) and len(wide.classes) == 8
+    label = int(build_cases()[4].labels[2])
+    assert label in wide.classes  # the label's class, and the 7 worst others
+    lines = sce("test", f"{tmp_path / 'last_row.py'}:softmax_loss").stdout.splitlines()
+    assert "  shown: row 7 of 8, the one with the most wrong entries; 0 wrong entries elsewhere" in lines

@@ -15,6 +15,7 @@ from rich.text import Text
 from sce.grading.implementations.report import CaseResult, ImplementationReport
 from sce.grading.verdicts import Verdict
 from sce.number_text import display, json_number
+from sce.render.failing_case import SHOWN_IN_TERMINAL, evidence_document, failing_case_blocks
 
 
 def _ratio(case: CaseResult) -> str:
@@ -76,12 +77,14 @@ def verdict_lines(report: ImplementationReport, flag_of: Mapping[str, str] | Non
     return lines
 
 
-def details(report: ImplementationReport, flag_of: Mapping[str, str] | None = None) -> list[Text]:
-    """The full message of each failing case whose table cell shows only the mistake."""
+def details(report: ImplementationReport, flag_of: Mapping[str, str] | None = None, after: int = 0) -> list[Text]:
+    """The full message of each failing case whose table cell shows only the mistake (from the
+    failing case ``after`` on: those before it are shown in full, their message with them)."""
+    shown = [case for case in report.failed if case.evidence is not None][:after]
     return [
         Text(f"  {case.name}: {case.worded_message(flag_of)}")
         for case in report.failed
-        if case.mistake is not None and case.note
+        if case.mistake is not None and case.note and case not in shown
     ]
 
 
@@ -113,7 +116,9 @@ def print_report(console: Console, report: ImplementationReport, flag_of: Mappin
     )
     console.print(report_table(report, flag_of))
     console.print()
-    for line in details(report, flag_of):
+    for block in failing_case_blocks(report.failed, flag_of):
+        console.print(block)
+    for line in details(report, flag_of, after=SHOWN_IN_TERMINAL):
         console.print(line)
     for line in verdict_lines(report, flag_of):
         console.print(line)
@@ -147,6 +152,7 @@ def report_document(report: ImplementationReport, flag_of: Mapping[str, str] | N
                 "mistake": None if case.mistake is None else case.mistake.worded_name(flag_of),
                 "message": case.worded_message(flag_of),
                 "fails_only_in_range": case.fails_only_in_range,
+                **evidence_document(case.evidence),
             }
             for case in report.cases
         ],

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from sce.errors import worded
 from sce.grading import catalogue
 from sce.grading.catalogue import Mistake
+from sce.grading.implementations.evidence import CaseEvidence
 from sce.grading.verdicts import Verdict
 from sce.options import LossOptions
 
@@ -58,6 +59,8 @@ class CaseResult:
     overflow_prone: bool = False
     """The case's logits are of extreme range: exp overflows or underflows without the max shift,
     or the label's probability rounds to 0."""
+    evidence: CaseEvidence | None = None
+    """For a failing case: its inputs, and the expected answer beside the given one."""
 
     @property
     def fails_only_in_range(self) -> bool:
