@@ -314,7 +314,11 @@ def test_prints_do_not_reach_the_json_output(sce):
     assert result.exit_code == 0
     document = json.loads(result.stdout)
     assert document["passed"] is True
-    assert "importing my homework" not in result.output
+    # The prints are data in each case's "output", nowhere else.
+    assert document["cases"][0]["output"]["stdout"].startswith("importing my homework\n")
+    for each in document["cases"]:
+        del each["output"]
+    assert "importing my homework" not in json.dumps(document) and "importing" not in result.stderr
 
 
 # --- functions that cannot be called as configured: exit 2, one line -------------------------------
@@ -488,7 +492,7 @@ def test_json_document_has_exactly_the_promised_keys(sce):
     first = document["cases"][0]
     assert list(first) == [
         "name", "passed", "max_error", "allowance", "mistake", "message", "fails_only_in_range",
-        "inputs", "expected", "given", "agrees",
+        "inputs", "expected", "given", "agrees", "output",
     ]
     # p − y against y − p: twice the largest |gradient entry|, 2·|p₁ − 1| = 2·0.7552715…
     assert first["max_error"] == pytest.approx(2 * 0.7552715289452023, rel=1e-12)
@@ -697,3 +701,81 @@ def test_a_large_case_is_cut_to_its_worst_row(tmp_path, sce):
     assert label in wide.classes  # the label's class, and the 7 worst others
     lines = sce("test", f"{tmp_path / 'last_row.py'}:softmax_loss").stdout.splitlines()
     assert "  shown: row 7 of 8, the one with the most wrong entries; 0 wrong entries elsewhere" in lines
+
+
+# --- what the function printed ---------------------------------------------------------------------
+
+PRINTS_WHILE_FAILING = (
+    "import sys\n"
+    "import numpy as np\n\n"
+    "print('importing')\n\n"
+    "def softmax_loss(logits, labels):\n"
+    "    n = logits.shape[0]\n"
+    "    print('shape', logits.shape)\n"
+    "    print('\\x1b[31mred\\x1b[0m and back\\rover \\u202eflipped', file=sys.stderr)\n"
+    "    shifted = logits - logits.max(axis=1, keepdims=True)\n"
+    "    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)\n"
+    "    loss = (np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(n), labels]).mean()\n"
+    "    p[np.arange(n), labels] -= 1\n"
+    "    return loss, p  # the mean's 1/N left out of the gradient\n"
+)
+
+
+def test_a_failing_case_shows_what_the_function_printed_escaped(tmp_path, sce):
+    (tmp_path / "prints_while_failing.py").write_text(PRINTS_WHILE_FAILING)
+    function = f"{tmp_path / 'prints_while_failing.py'}:softmax_loss"
+    lines = [line.rstrip() for line in sce("test", function).stdout.splitlines()]
+    start = lines.index("✗ small random batch (4 rows, 3 classes): the gradient is off by 0.748 (allowed 1e-15)")
+    block = lines[start : lines.index("", start)]
+    assert block[-4:] == [
+        "  stdout:",
+        "  │ shape (4, 3)",
+        "  stderr:",
+        "  │ \\x1b[31mred\\x1b[0m and back\\rover \\u202eflipped",
+    ]
+    assert not any("\x1b" in line or "\r" in line or "\u202e" in line for line in lines)
+
+    cases = json.loads(sce("test", function, "-f", "json").stdout)["cases"]
+    # The first case also holds what importing the file printed; JSON keeps the text as written.
+    assert cases[0]["output"] == {
+        "stdout": "importing\nshape (1, 3)\n",
+        "stderr": "\x1b[31mred\x1b[0m and back\rover \u202eflipped\n",
+        "stdout_left_out": 0,
+        "stderr_left_out": 0,
+    }
+    assert cases[1]["output"]["stdout"] == "shape (4, 3)\n"
+
+
+def test_show_output_shows_every_case_that_printed(sce):
+    plain = sce("test", spec("prints")).stdout
+    assert "importing my homework" not in plain  # a passing case's output only with --show-output
+    lines = [line.rstrip() for line in sce("test", spec("prints"), "--show-output").stdout.splitlines()]
+    start = lines.index("✓ the textbook example: [2, 3, 4], label 1: what the function printed")
+    assert lines[start + 1 : start + 7] == [
+        "  stdout:",
+        "  │ importing my homework",
+        "  │ logits: [[2. 3. 4.]]",
+        '  │ {"passed": false}',
+        "  stderr:",
+        "  │ to stderr",
+    ]
+    assert lines[-1] == "verdict: correct (17 of 17 cases pass)"
+
+
+def test_output_is_bounded_and_kept_when_a_case_times_out(tmp_path):
+    (tmp_path / "chatty.py").write_text(
+        "import time\n\n"
+        "def softmax_loss(logits, labels):\n"
+        "    print('x' * 9999)\n"
+        "    if logits.shape[1] == 1000:\n"
+        "        print('stuck', flush=True)\n"
+        "        time.sleep(60)\n"
+        "    return 0.0, logits\n"
+    )
+    report = check_implementation(f"{tmp_path / 'chatty.py'}:softmax_loss", timeout=1)
+    first = report.cases[0].output
+    # 9999 x's and a newline: 10000 bytes, of which the first 4096 are kept.
+    assert (first.stdout, first.stdout_left_out) == ("x" * 4096, 10000 - 4096)
+    stuck = case(report, "a thousand classes")
+    assert stuck.note.startswith("timed out")
+    assert stuck.output.stdout_left_out == 10000 + 6 - 4096 and stuck.output.stdout == "x" * 4096

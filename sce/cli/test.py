@@ -12,6 +12,7 @@ from sce.cli.declarations import (
     FUNCTION_PANEL,
     REDUCTION,
     SEED,
+    SHOW_OUTPUT,
     SMOOTHING,
     SMOOTHING_STYLE,
     SOFTCAP,
@@ -76,6 +77,7 @@ def test(
     seed: Annotated[int, SEED.option()] = 0,
     timeout: Annotated[float, TIMEOUT.option()] = 3.0,
     strict: Annotated[bool, STRICT.option()] = False,
+    show_output: Annotated[bool, SHOW_OUTPUT.option()] = False,
     output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="table or json.")] = CheckFormat.table,
     *,
     options: LossOptions,
@@ -136,7 +138,7 @@ def test(
         from sce.cli.stdout import stdout_console
         from sce.render.implementation_report import print_report
 
-        print_report(stdout_console(), report, FLAG_OF_FIELD)
+        print_report(stdout_console(), report, FLAG_OF_FIELD, show_output)
         if hint:
             stdout_console().print(
                 f"hint: no case passes as configured, but {hint[1]} of {hint[2]} pass with {hint[0]}: "

@@ -12,12 +12,15 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from sce.grading.implementations.captured import CapturedOutput, escaped
 from sce.grading.implementations.evidence import CaseEvidence
 from sce.grading.implementations.report import CaseResult
 from sce.number_text import count_of, json_number, shown
 
 #: Failing cases shown in full in the terminal; JSON shows every one.
 SHOWN_IN_TERMINAL = 3
+#: Lines of each stream of a case's output shown in the terminal.
+SHOWN_LINES = 20
 
 
 def _value(value: Any) -> str:
@@ -90,25 +93,60 @@ def cut_line(evidence: CaseEvidence) -> Text | None:
     return Text(f"shown: {', '.join(parts)}{tail}")
 
 
+def output_lines(output: CapturedOutput) -> list[Text]:
+    """Each stream the function wrote to, its lines escaped and marked "│ ", at most :data:`SHOWN_LINES` of them."""
+    lines = []
+    for name, text, left_out in (
+        ("stdout", output.stdout, output.stdout_left_out),
+        ("stderr", output.stderr, output.stderr_left_out),
+    ):
+        if not text and not left_out:
+            continue
+        lines.append(Text(f"{name}:"))
+        printed = text.removesuffix("\n").split("\n")  # not splitlines(): a "\r" is shown, not obeyed
+        lines += [Text(f"│ {escaped(line)}") for line in printed[:SHOWN_LINES]]
+        if len(printed) > SHOWN_LINES:
+            lines.append(Text(f"│ … {count_of(len(printed) - SHOWN_LINES, 'more line')} (in --format json)"))
+        if left_out:
+            lines.append(Text(f"│ … {count_of(left_out, 'more byte')} not kept"))
+    return lines
+
+
+def output_block(case: CaseResult) -> RenderableType:
+    """The output of a case not otherwise shown (--show-output)."""
+    title = Text(f"{'✓' if case.passed else '✗'} {case.name}: what the function printed", style="bold")
+    return Group(title, Padding(Group(*output_lines(case.output)), (0, 0, 1, 2), expand=False))
+
+
 def failing_case_block(case: CaseResult, flag_of: Mapping[str, str] | None = None) -> RenderableType:
     """A failing case: its name and message, then its entries and loss, indented."""
     title = Text(f"✗ {case.name}", style="bold")
     if case.note:
-        title.append(f": {case.worded_message(flag_of)}", style="")
+        title.append(f": {escaped(case.worded_message(flag_of))}", style="")  # an exception's message is theirs
     assert case.evidence is not None
     evidence = case.evidence
     body: list[RenderableType] = [entry_table(evidence), *loss_lines(evidence)]
     cut = cut_line(evidence)
     if cut is not None:
         body.append(cut)
+    body += output_lines(case.output)
     return Group(title, Padding(Group(*body), (0, 0, 1, 2), expand=False))
 
 
-def failing_case_blocks(cases: list[CaseResult], flag_of: Mapping[str, str] | None = None) -> list[RenderableType]:
-    """The first few failing cases, in full; a line for the rest."""
-    shown = [case for case in cases if case.evidence is not None]
-    blocks = [failing_case_block(case, flag_of) for case in shown[:SHOWN_IN_TERMINAL]]
-    rest = len(shown) - SHOWN_IN_TERMINAL
+def failing_case_blocks(
+    cases: tuple[CaseResult, ...], flag_of: Mapping[str, str] | None = None, show_output: bool = False
+) -> list[RenderableType]:
+    """The first few failing cases, in full; a line for the rest. With ``show_output``, also the
+    output of every other case that printed."""
+    failing = [case for case in cases if not case.passed and case.evidence is not None]
+    in_full = failing[:SHOWN_IN_TERMINAL]
+    blocks = []
+    for case in cases:
+        if case in in_full:
+            blocks.append(failing_case_block(case, flag_of))
+        elif show_output and case.output:
+            blocks.append(output_block(case))
+    rest = len(failing) - SHOWN_IN_TERMINAL
     if rest > 0:
         blocks.append(Text(f"{count_of(rest, 'other failing case')} shown in full by --format json\n"))
     return blocks
@@ -123,6 +161,16 @@ def _json_array(values: np.ndarray) -> Any:
     if array.ndim == 0:
         return json_number(float(array))
     return [_json_array(item) for item in array]
+
+
+def output_document(output: CapturedOutput) -> dict[str, Any]:
+    """The case's ``output``: what the function wrote (as written: JSON escapes it), and the bytes left out."""
+    return {
+        "stdout": output.stdout,
+        "stderr": output.stderr,
+        "stdout_left_out": output.stdout_left_out,
+        "stderr_left_out": output.stderr_left_out,
+    }
 
 
 def evidence_document(evidence: CaseEvidence | None) -> dict[str, Any]:

@@ -12,10 +12,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from sce.grading.implementations.captured import escaped
 from sce.grading.implementations.report import CaseResult, ImplementationReport
 from sce.grading.verdicts import Verdict
 from sce.number_text import display, json_number
-from sce.render.failing_case import SHOWN_IN_TERMINAL, evidence_document, failing_case_blocks
+from sce.render.failing_case import SHOWN_IN_TERMINAL, evidence_document, failing_case_blocks, output_document
 
 
 def _ratio(case: CaseResult) -> str:
@@ -45,7 +46,7 @@ def report_table(report: ImplementationReport, flag_of: Mapping[str, str] | None
         mark = Text("✓ pass", style="green") if case.passed else Text("✗ fail", style="bold red")
         error = _number(case.max_error)
         allowance = _number(case.allowance)
-        note = case.mistake.worded_name(flag_of) if case.mistake is not None else case.worded_message(flag_of)
+        note = case.mistake.worded_name(flag_of) if case.mistake is not None else escaped(case.worded_message(flag_of))
         table.add_row(case.name, mark, error, allowance, _ratio(case), note)
     return table
 
@@ -73,7 +74,7 @@ def verdict_lines(report: ImplementationReport, flag_of: Mapping[str, str] | Non
     lines = [Text(f"verdict: not correct ({failed} of {total} cases fail)", style="bold red")]
     fix = report.worded_fix_first(flag_of)
     if fix:
-        lines.append(Text(f"fix first: {fix}"))
+        lines.append(Text(f"fix first: {escaped(fix)}"))
     return lines
 
 
@@ -82,7 +83,7 @@ def details(report: ImplementationReport, flag_of: Mapping[str, str] | None = No
     failing case ``after`` on: those before it are shown in full, their message with them)."""
     shown = [case for case in report.failed if case.evidence is not None][:after]
     return [
-        Text(f"  {case.name}: {case.worded_message(flag_of)}")
+        Text(f"  {case.name}: {escaped(case.worded_message(flag_of))}")
         for case in report.failed
         if case.mistake is not None and case.note and case not in shown
     ]
@@ -103,9 +104,15 @@ def loss_option_words(report: ImplementationReport) -> list[str]:
     return words
 
 
-def print_report(console: Console, report: ImplementationReport, flag_of: Mapping[str, str] | None = None) -> None:
+def print_report(
+    console: Console,
+    report: ImplementationReport,
+    flag_of: Mapping[str, str] | None = None,
+    show_output: bool = False,
+) -> None:
     """The report; options its texts name are worded by ``flag_of`` (the command
-    line's flags), or without it as check_implementation's keywords."""
+    line's flags), or without it as check_implementation's keywords. A failing case's
+    output is shown with it; ``show_output`` shows every case's."""
     options = "".join(f", {words}" for words in loss_option_words(report))
     console.print(
         Text(
@@ -116,7 +123,7 @@ def print_report(console: Console, report: ImplementationReport, flag_of: Mappin
     )
     console.print(report_table(report, flag_of))
     console.print()
-    for block in failing_case_blocks(report.failed, flag_of):
+    for block in failing_case_blocks(report.cases, flag_of, show_output):
         console.print(block)
     for line in details(report, flag_of, after=SHOWN_IN_TERMINAL):
         console.print(line)
@@ -153,6 +160,7 @@ def report_document(report: ImplementationReport, flag_of: Mapping[str, str] | N
                 "message": case.worded_message(flag_of),
                 "fails_only_in_range": case.fails_only_in_range,
                 **evidence_document(case.evidence),
+                "output": output_document(case.output),
             }
             for case in report.cases
         ],

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from sce.errors import worded
 from sce.grading import catalogue
 from sce.grading.catalogue import Mistake
+from sce.grading.implementations.captured import CapturedOutput
 from sce.grading.implementations.evidence import CaseEvidence
 from sce.grading.verdicts import Verdict
 from sce.options import LossOptions
@@ -61,6 +62,8 @@ class CaseResult:
     or the label's probability rounds to 0."""
     evidence: CaseEvidence | None = None
     """For a failing case: its inputs, and the expected answer beside the given one."""
+    output: CapturedOutput = CapturedOutput()
+    """What the function printed during the case."""
 
     @property
     def fails_only_in_range(self) -> bool:

@@ -45,7 +45,7 @@ def grade_implementation(spec: FunctionSpec, configuration: Configuration) -> Im
                 lost.append("timed out" if outcome.timed_out else "ended the process")
             else:
                 lost = []
-            results.append(grade_case(case, outcome, configuration, first=index == 0))
+            results.append(replace(grade_case(case, outcome, configuration, first=index == 0), output=outcome.output))
     return ImplementationReport(spec.text, framework, configuration, tuple(settle_ambiguous_mistakes(results)))
 
 
