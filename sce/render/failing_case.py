@@ -115,7 +115,7 @@ def output_lines(output: CapturedOutput) -> list[Text]:
 def output_block(case: CaseResult) -> RenderableType:
     """The output of a case not otherwise shown (--show-output)."""
     title = Text(f"{'✓' if case.passed else '✗'} {case.name}: what the function printed", style="bold")
-    return Group(title, Padding(Group(*output_lines(case.output)), (0, 0, 1, 2), expand=False))
+    return Group(title, Padding(Group(*output_lines(case.output)), (0, 0, 0, 2), expand=False), Text(""))
 
 
 def failing_case_block(case: CaseResult, flag_of: Mapping[str, str] | None = None) -> RenderableType:
@@ -130,7 +130,7 @@ def failing_case_block(case: CaseResult, flag_of: Mapping[str, str] | None = Non
     if cut is not None:
         body.append(cut)
     body += output_lines(case.output)
-    return Group(title, Padding(Group(*body), (0, 0, 1, 2), expand=False))
+    return Group(title, Padding(Group(*body), (0, 0, 0, 2), expand=False), Text(""))
 
 
 def failing_case_blocks(
