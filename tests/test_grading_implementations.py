@@ -779,3 +779,32 @@ def test_output_is_bounded_and_kept_when_a_case_times_out(tmp_path):
     stuck = case(report, "a thousand classes")
     assert stuck.note.startswith("timed out")
     assert stuck.output.stdout_left_out == 10000 + 6 - 4096 and stuck.output.stdout == "x" * 4096
+
+
+def test_pure_python_that_overflows_is_correct_not_robust(tmp_path):
+    # math.exp without the shift: OverflowError at exp(1000) (also in [0, 1000]), ZeroDivisionError where
+    # every exp underflows to 0 (-1000); right on every ordinary case.
+    (tmp_path / "pure.py").write_text(
+        "import math\n\n"
+        "def softmax_loss(logits, labels):\n"
+        "    n, k = len(logits), len(logits[0])\n"
+        "    loss, grad = 0.0, []\n"
+        "    for row, label in zip(logits.tolist(), labels.tolist()):\n"
+        "        exps = [math.exp(z) for z in row]\n"
+        "        total = sum(exps)\n"
+        "        loss -= math.log(exps[label] / total)\n"
+        "        grad.append([(e / total - (j == label)) / n for j, e in enumerate(exps)])\n"
+        "    return loss / n, grad\n"
+    )
+    report = check_implementation(f"{tmp_path / 'pure.py'}:softmax_loss")
+    assert [c.name for c in report.failed] == [
+        "large logits: 1000 and 0",
+        "huge logits: 1e4",
+        "very negative logits: -1000",
+        "the label's probability rounds to 0: [0, 1000], label 0",
+    ]
+    assert [c.note.split(":")[0] for c in report.failed] == [
+        "OverflowError", "OverflowError", "ZeroDivisionError", "OverflowError",
+    ]
+    assert report.verdict is Verdict.not_robust
+    assert list(report.range_failures) == [mistakes.NO_MAX_SHIFT]

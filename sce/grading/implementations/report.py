@@ -68,12 +68,12 @@ class CaseResult:
     @property
     def fails_only_in_range(self) -> bool:
         """A failure of range, not of the formula: on a case of extreme range, the answer is infinite
-        or NaN (or the function raised OverflowError), or it shows a mistake of range."""
+        or NaN, the function raised one of :data:`RANGE_ERRORS`, or the answer shows a mistake of range."""
         if self.passed or not self.overflow_prone:
             return False
         if self.mistake is not None:
             return self.mistake in RANGE_MISTAKES
-        return self.non_finite or self.note.startswith(("OverflowError", "FloatingPointError"))
+        return self.non_finite or self.note.startswith(RANGE_ERRORS)
 
     @property
     def range_mistake(self) -> Mistake:
@@ -99,6 +99,9 @@ class CaseResult:
         return self.max_error / self.allowance if self.allowance > 0 else math.inf
 
 
+#: The exceptions of Python's math module (and numpy's, when raised) on a number out of range:
+#: exp overflowing, a sum of underflowed exps divided by, the log of 0.
+RANGE_ERRORS = ("OverflowError", "FloatingPointError", "ZeroDivisionError", "ValueError: math domain error")
 #: The mistakes that only logits of extreme range reveal: the formula is right, its arithmetic overflows.
 RANGE_MISTAKES = (catalogue.NO_MAX_SHIFT, catalogue.LOG_OF_ZERO, catalogue.DIVIDED_BY_P)
 
