@@ -17,6 +17,7 @@ from sce.grading.implementations.report import CaseResult, ImplementationReport
 from sce.grading.verdicts import Verdict
 from sce.number_text import display, json_number
 from sce.render.failing_case import SHOWN_IN_TERMINAL, evidence_document, failing_case_blocks, output_document
+from sce.render.words import reduction_line
 
 
 def _ratio(case: CaseResult) -> str:
@@ -127,6 +128,7 @@ def print_report(
         console.print(block)
     for line in details(report, flag_of, after=SHOWN_IN_TERMINAL):
         console.print(line)
+    console.print(Text(reduction_line(report.configuration.loss_options().reduction)))
     for line in verdict_lines(report, flag_of):
         console.print(line)
 
@@ -143,6 +145,7 @@ def report_document(report: ImplementationReport, flag_of: Mapping[str, str] | N
         "verdict": report.verdict.value,
         "passed": report.passed,
         "function": report.function,
+        "reduction": report.configuration.loss_options().reduction,
         "options": {
             "label_smoothing": report.configuration.loss.label_smoothing,
             "smoothing_style": report.configuration.loss.smoothing_style,
