@@ -735,7 +735,10 @@ def test_a_failing_case_shows_what_the_function_printed_escaped(tmp_path, sce):
     ]
     assert not any("\x1b" in line or "\r" in line or "\u202e" in line for line in lines)
 
-    cases = json.loads(sce("test", function, "-f", "json").stdout)["cases"]
+    document = sce("test", function, "-f", "json").stdout
+    assert "\\u001b[31mred" in document and "\\u202eflipped" in document  # escaped in the JSON text too
+    assert not any(character in document for character in "\x1b\r\u202e")
+    cases = json.loads(document)["cases"]
     # The first case also holds what importing the file printed; JSON keeps the text as written.
     assert cases[0]["output"] == {
         "stdout": "importing\nshape (1, 3)\n",

@@ -128,12 +128,12 @@ def test(
     if output_format is CheckFormat.json:
         from sce.cli.stdout import write_stdout
         from sce.render.implementation_report import report_document
-        from sce.render.json_format import dumps
+        from sce.render.json_format import dumps_escaped
 
         document = report_document(report, FLAG_OF_FIELD)
         if hint:
             document["hint"] = {"flags": hint[0], "passing_cases": hint[1], "cases": hint[2]}
-        write_stdout(dumps(document) + "\n")
+        write_stdout(dumps_escaped(document) + "\n")
     else:
         from sce.cli.stdout import stdout_console
         from sce.render.implementation_report import print_report
