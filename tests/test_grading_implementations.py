@@ -17,6 +17,7 @@ import pytest
 from sce.grading import catalogue as mistakes
 from sce.grading.implementations.cases import build_cases
 from sce.grading.implementations.loading import UnusableImplementation
+from sce.render.implementation_report import report_text
 from sce.testing import Verdict, assert_implementation_correct, check_implementation
 
 pytestmark = pytest.mark.columns(200)
@@ -776,6 +777,9 @@ def test_output_is_bounded_and_kept_when_a_case_times_out(tmp_path):
         "    return 0.0, logits\n"
     )
     report = check_implementation(f"{tmp_path / 'chatty.py'}:softmax_loss", timeout=1)
+    shown = report_text(report, width=300).splitlines()
+    assert f"  │ {'x' * 200} … (3,896 more characters)" in [line.rstrip() for line in shown]  # 4096 kept
+    assert "  │ … 5,904 more bytes not kept" in [line.rstrip() for line in shown]  # 10000 − 4096
     first = report.cases[0].output
     # 9999 x's and a newline: 10000 bytes, of which the first 4096 are kept.
     assert (first.stdout, first.stdout_left_out) == ("x" * 4096, 10000 - 4096)

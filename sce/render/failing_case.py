@@ -21,6 +21,8 @@ from sce.number_text import count_of, json_number, shown
 SHOWN_IN_TERMINAL = 3
 #: Lines of each stream of a case's output shown in the terminal.
 SHOWN_LINES = 20
+#: Characters of each such line shown in the terminal.
+SHOWN_CHARACTERS = 200
 
 
 def _value(value: Any) -> str:
@@ -104,12 +106,18 @@ def output_lines(output: CapturedOutput) -> list[Text]:
             continue
         lines.append(Text(f"{name}:"))
         printed = text.removesuffix("\n").split("\n")  # not splitlines(): a "\r" is shown, not obeyed
-        lines += [Text(f"│ {escaped(line)}") for line in printed[:SHOWN_LINES]]
+        lines += [Text(f"│ {_cut(escaped(line))}") for line in printed[:SHOWN_LINES]]
         if len(printed) > SHOWN_LINES:
             lines.append(Text(f"│ … {count_of(len(printed) - SHOWN_LINES, 'more line')} (in --format json)"))
         if left_out:
             lines.append(Text(f"│ … {count_of(left_out, 'more byte')} not kept"))
     return lines
+
+
+def _cut(line: str) -> str:
+    if len(line) <= SHOWN_CHARACTERS:
+        return line
+    return f"{line[:SHOWN_CHARACTERS]} … ({count_of(len(line) - SHOWN_CHARACTERS, 'more character')})"
 
 
 def output_block(case: CaseResult) -> RenderableType:
