@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from sce.grading import catalogue
 from sce.grading.catalogue import Mistake
 from sce.grading.mistakes import MistakenValue, usual_mistakes
 from sce.loss import SoftmaxCrossEntropyResult
@@ -120,6 +121,8 @@ def _check_quantity(
         )
     else:
         mistake = next((m.mistake for m in mistakes if _tells_apart(values, m, expected, tolerances)), None)
+        if mistake is None and name == "loss" and _negative(values[~ok], expected[~ok], tolerances[~ok]):
+            mistake = catalogue.NEGATIVE_LOSS
         ambiguous = None
     slips = []
     wrong = np.flatnonzero(~ok)
@@ -131,6 +134,12 @@ def _check_quantity(
         if slip is not None:
             slips.append(slip if name == "loss" else f"class {k}: {slip}")
     return QuantityCheck(name, expected, values, tolerances, ok, mistake, tuple(texts), tuple(slips), ambiguous)
+
+
+def _negative(given: np.ndarray, expected: np.ndarray, tolerance: np.ndarray) -> bool:
+    """Every wrong loss below 0 by more than its own precision, where the right one is not."""
+    with np.errstate(invalid="ignore"):
+        return bool(given.size and ((given + tolerance < 0) & (expected >= 0)).all())
 
 
 def _same(mistaken: np.ndarray, expected: np.ndarray) -> bool:
