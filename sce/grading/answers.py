@@ -52,6 +52,9 @@ class QuantityCheck:
     """The answer as it was typed."""
     slips: tuple[str, ...] = ()
     """Wrong entries that are the right number with one digit miswritten, each naming its entry."""
+    also: Mistake | None = None
+    """Another mistake that explains every wrong entry as well: on this row it gives the same
+    numbers as ``mistake`` (the predicted class is the label's neighbour), and no digits tell them apart."""
     ambiguous: Mistake | None = None
     """A usual mistake that the answer, right to the digits given, also fits:
     too few digits to tell the right answer from it. The answer still passes
@@ -106,6 +109,7 @@ def _check_quantity(
     values = np.array([read_number(t) for t in texts], dtype=float)
     tolerances = np.full(len(texts), tolerance) if tolerance is not None else np.array([tolerance_of(t) for t in texts])
     ok = within(values, expected, tolerances, rounding)
+    also = None
     if ok.all():  # right to its digits: say if those digits fit a usual mistake too
         mistake = None
         # Only a mistake that differs from the truth: where it gives the same numbers, no digits tell them apart.
@@ -120,7 +124,9 @@ def _check_quantity(
             None,
         )
     else:
-        mistake = next((m.mistake for m in mistakes if _tells_apart(values, m, expected, tolerances)), None)
+        fitting = [m.mistake for m in mistakes if _tells_apart(values, m, expected, tolerances)]
+        mistake = fitting[0] if fitting else None
+        also = next((m for m in fitting if m != mistake), None)
         if mistake is None and name == "loss" and _negative(values[~ok], expected[~ok], tolerances[~ok]):
             mistake = catalogue.NEGATIVE_LOSS
         ambiguous = None
@@ -133,7 +139,7 @@ def _check_quantity(
         slip = digit_slip(texts[k], float(expected[k]))
         if slip is not None:
             slips.append(slip if name == "loss" else f"class {k}: {slip}")
-    return QuantityCheck(name, expected, values, tolerances, ok, mistake, tuple(texts), tuple(slips), ambiguous)
+    return QuantityCheck(name, expected, values, tolerances, ok, mistake, tuple(texts), tuple(slips), also, ambiguous)
 
 
 def _negative(given: np.ndarray, expected: np.ndarray, tolerance: np.ndarray) -> bool:

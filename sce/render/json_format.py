@@ -118,6 +118,7 @@ def check_document(checks: list[QuantityCheck], flag_of: Mapping[str, str] | Non
                 "correct": check.passed,
                 "mistake": None if check.mistake is None else check.mistake.worded_name(flag_of),
                 "fix": None if check.mistake is None else check.mistake.worded_fix(flag_of),
+                "also": None if check.also is None else check.also.worded_name(flag_of),
                 "ambiguous_with": None if check.ambiguous is None else check.ambiguous.worded_name(flag_of),
                 "slips": list(check.slips),
                 "entries": [

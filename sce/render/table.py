@@ -158,6 +158,11 @@ def print_check(
         console.print(Text.assemble(("✗ ", "bold red"), f"{check.name}: wrong{where}"))
         if check.mistake:
             print_mistake(console, check.mistake, flag_of)
+        if check.also:
+            console.print(
+                Text(f"  or: {check.also.worded_name(flag_of)}, which gives the same numbers here"), soft_wrap=True
+            )
+            console.print(Text(f"  fix: {check.also.worded_fix(flag_of)}"), soft_wrap=True)
         for slip in check.slips:
             console.print(Text(f"  {slip[0].upper()}{slip[1:]}."))
     passed = all(check.passed for check in checks)
