@@ -119,9 +119,8 @@ def _derivation_variants(exact: Exact, quantity: str) -> list[Variant]:
     unnormalised = derivative_slips.unnormalised_exp(result)
     if unnormalised is not None:
         _exp, gradient, losses = unnormalised
-        found.append(
-            (catalogue.UNNORMALISED_EXP, gradient if quantity == "gradient" else derivative_slips.reduced(result, losses))
-        )
+        value = gradient if quantity == "gradient" else derivative_slips.reduced(result, losses)
+        found.append((catalogue.UNNORMALISED_EXP, value))
     if quantity == "loss":
         return found
     slips = [
