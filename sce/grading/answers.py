@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from sce.grading import catalogue
+from sce.grading import catalogue, verdicts
 from sce.grading.catalogue import Mistake
 from sce.grading.mistakes import MistakenValue, usual_mistakes
 from sce.loss import SoftmaxCrossEntropyResult
@@ -57,12 +57,19 @@ class QuantityCheck:
     numbers as ``mistake`` (the predicted class is the label's neighbour), and no digits tell them apart."""
     ambiguous: Mistake | None = None
     """A usual mistake that the answer, right to the digits given, also fits:
-    too few digits to tell the right answer from it. The answer still passes
-    (it is right to its digits); the flag says more digits are needed to be sure."""
+    too few digits to tell the right answer from it. The answer is then not
+    correct either: its verdict is "too few digits to grade"."""
+
+    @property
+    def verdict(self) -> str:
+        """:data:`~sce.grading.verdicts.CORRECT`, ``TOO_FEW_DIGITS`` or ``NOT_CORRECT``."""
+        if not self.ok.all():
+            return verdicts.NOT_CORRECT
+        return verdicts.CORRECT if self.ambiguous is None else verdicts.TOO_FEW_DIGITS
 
     @property
     def passed(self) -> bool:
-        return bool(self.ok.all())
+        return self.verdict == verdicts.CORRECT
 
     @property
     def difference(self) -> np.ndarray:
@@ -192,4 +199,9 @@ def digit_slip(text: str, expected: float) -> str | None:
     return None
 
 
-__all__ = ["QuantityCheck", "check_answer", "digit_slip", "tolerance_of", "within"]
+def answer_verdict(checks: list[QuantityCheck]) -> str:
+    """The verdict of a typed answer: the worst of its quantities' (:func:`sce.grading.verdicts.worst`)."""
+    return verdicts.worst(check.verdict for check in checks)
+
+
+__all__ = ["QuantityCheck", "answer_verdict", "check_answer", "digit_slip", "tolerance_of", "within"]

@@ -11,6 +11,7 @@ import numpy as np
 from sce.errors import worded
 from sce.explain.derivation import Elided, Item, Matrix, Stage
 from sce.explain.proofs import TOP_EIGENVALUES, Proofs
+from sce.grading.answers import answer_verdict
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import exact, fill, json_number
 from sce.render.words import HESSIAN_OVERFLOWS, JACOBIAN_ROUTE_FAILS, hessian_formula, hessian_statement, jacobian_words
@@ -112,10 +113,12 @@ def check_document(checks: list[QuantityCheck], flag_of: Mapping[str, str] | Non
     """``sce check``'s verdict on typed answers; a mistake's options worded by ``flag_of``."""
     return {
         "correct": all(check.passed for check in checks),
+        "verdict": answer_verdict(checks),
         "quantities": [
             {
                 "name": check.name,
                 "correct": check.passed,
+                "verdict": check.verdict,
                 "mistake": None if check.mistake is None else check.mistake.worded_name(flag_of),
                 "fix": None if check.mistake is None else check.mistake.worded_fix(flag_of),
                 "also": None if check.also is None else check.also.worded_name(flag_of),

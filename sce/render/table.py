@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sce.explain.proofs import HessianProof, JacobianProof, Proofs
+from sce.grading import verdicts
+from sce.grading.answers import answer_verdict
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import DISPLAY_DIGITS, display, display_all, given, significant_places
 from sce.render.grid import Cell, Column, Grid, print_grid, print_styled
@@ -144,15 +146,17 @@ def print_check(
         console.print()
     for check in checks:
         wrong = int((~check.ok).sum())
-        if wrong == 0:
+        if wrong == 0 and check.ambiguous is None:
             console.print(Text.assemble(("✓ ", "green"), f"{check.name}: correct"))
-            if check.ambiguous:
-                console.print(
-                    Text(
-                        "  ⚠ Right to the digits given, but these digits also fit a usual mistake "
-                        f"({check.ambiguous.worded_name(flag_of)}); give more digits to tell them apart."
-                    )
+            continue
+        if wrong == 0:
+            console.print(Text.assemble(("? ", "bold yellow"), f"{check.name}: {verdicts.WORDS[check.verdict]}"))
+            console.print(
+                Text(
+                    "  Right to the digits given, but these digits also fit a usual mistake "
+                    f"({check.ambiguous.worded_name(flag_of)}); give more digits to tell them apart."
                 )
+            )
             continue
         where = "" if check.name == "loss" else f" ({wrong} of {len(check.ok)} entries)"
         console.print(Text.assemble(("✗ ", "bold red"), f"{check.name}: wrong{where}"))
@@ -165,10 +169,9 @@ def print_check(
             console.print(Text(f"  fix: {check.also.worded_fix(flag_of)}"), soft_wrap=True)
         for slip in check.slips:
             console.print(Text(f"  {slip[0].upper()}{slip[1:]}."))
-    passed = all(check.passed for check in checks)
-    console.print(
-        Text("verdict: correct" if passed else "verdict: not correct", style="bold green" if passed else "bold red")
-    )
+    verdict = answer_verdict(checks)
+    style = {verdicts.CORRECT: "bold green", verdicts.TOO_FEW_DIGITS: "bold yellow"}.get(verdict, "bold red")
+    console.print(Text(f"verdict: {verdicts.WORDS[verdict]}", style=style))
 
 
 def print_mistake(
