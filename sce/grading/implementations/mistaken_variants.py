@@ -168,8 +168,10 @@ def loss_variants(exact: Exact) -> list[Variant]:
 
 def _one_hot_at(exact: Exact, shift: int) -> np.ndarray | None:
     """A one-hot target at each label + shift, wrapping as numpy's negative indices do."""
-    if exact.labels is None or exact.gradient.shape[1] == 2:
-        return None  # with two classes, label + 1 and label − 1 are the same class: no way to tell which
+    # With two classes label + 1 and label − 1 are the same class: both are candidates there, and
+    # the cases with more classes settle which (session.settle_ambiguous_mistakes).
+    if exact.labels is None:
+        return None
     classes = exact.gradient.shape[1]
     one_hot = np.zeros_like(exact.gradient)
     one_hot[np.arange(exact.rows), (exact.labels + shift) % classes] = 1.0
