@@ -113,8 +113,9 @@ def _derivative_what_ifs(result: SoftmaxCrossEntropyResult) -> list[WhatIf]:
     predicted = derivative_slips.predicted_labels(result)
     if predicted is not None:
         other = _relabelled(result, predicted)
-        gradient = other.gradient.astype(np.float64)
-        found.append(WhatIf(catalogue.PREDICTED_CLASS, gradient, reported(other), _losses(other)))
+        found.append(
+            WhatIf(catalogue.PREDICTED_CLASS, other.gradient.astype(np.float64), reported(other), _losses(other))
+        )
     for mistake, gradient in (
         (catalogue.STOPPED_AT_DL_DS, derivative_slips.stopped_at_probabilities(result)),
         (catalogue.ONLY_LABEL_ENTRY, derivative_slips.label_entry_only(result)),

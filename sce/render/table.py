@@ -149,7 +149,7 @@ def print_check(
         if wrong == 0 and check.ambiguous is None:
             console.print(Text.assemble(("✓ ", "green"), f"{check.name}: correct"))
             continue
-        if wrong == 0:
+        if check.ambiguous is not None:
             console.print(Text.assemble(("? ", "bold yellow"), f"{check.name}: {verdicts.WORDS[check.verdict]}"))
             console.print(
                 Text(
