@@ -105,6 +105,13 @@ def test_each_slip_of_the_derivation_is_named_alike_by_typed_csv_and_dump_grader
     assert dump_named(z, y, options, **answer)[:1] == [expected.name]
 
 
+def test_a_file_made_with_the_broadcasting_slip_is_named(sce, tmp_path):
+    z, y = mispredicted(4, n=4)
+    at_every_label = np.zeros(z.shape[1])
+    at_every_label[y] = 1.0
+    assert csv_named(sce, tmp_path, z, y, "gradient", softmax(z) - at_every_label) == [catalogue.LABELS_BROADCAST.name]
+
+
 def test_a_dump_with_the_broadcasting_slip_is_named_and_its_mean_too():
     z, y = mispredicted(3, n=6)
     y[:3] = y[3:]  # repeated labels: grad[:, labels] subtracts 1 once per distinct label
@@ -162,6 +169,7 @@ def test_a_negative_loss_is_named_after_the_mistake_that_makes_it_or_as_negative
         ("stopped_at_probabilities", catalogue.STOPPED_AT_DL_DS),
         ("label_entry_only", catalogue.ONLY_LABEL_ENTRY),
         ("exp_as_probabilities", catalogue.UNNORMALISED_EXP),
+        ("negative_loss", catalogue.NEGATIVE_LOSS),
     ],
 )
 def test_sce_test_names_each_slip_of_the_derivation_first(implementation, expected, sce):
