@@ -188,3 +188,43 @@ def test_sce_test_gives_one_diagnosis_to_every_case_the_prediction_explains(sce)
     named = {case["mistake"] for case in document["cases"] if not case["passed"]}
     assert named == {catalogue.PREDICTED_CLASS.name}
     assert document["mistakes"] == [catalogue.PREDICTED_CLASS.name]
+
+
+def test_two_quantities_wrong_two_ways_say_more_than_one_mistake(sce):
+    """y − s = (−0.0900306, 0.7552715, −0.6652410) and 1.4076060 / ln 10 = 0.6113155."""
+    args = ("check", "2", "3", "4", "-l", "1", "--grad=-0.0900306,0.7552715,-0.6652410", "--loss", "0.6113155")
+    result = sce(*args)
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[-2:] == [
+        "more than one mistake (loss: log base 10 in the loss; gradient: sign flipped: y − p instead of p − y)",
+        "verdict: not correct",
+    ]
+    document = json.loads(sce(*args, "-f", "json").stdout)
+    assert document["more_than_one_mistake"] == [
+        {"quantity": "loss", "name": catalogue.LOG10.name},
+        {"quantity": "gradient", "name": catalogue.SIGN_FLIPPED.name},
+    ]
+
+
+def test_one_mistake_that_explains_every_wrong_quantity_is_named_for_each():
+    """The −1 at class 2 in the gradient and −log s_2 = 0.4076060 for the loss: both readings fit
+    both quantities, so both name the same one first, and no "more than one mistake"."""
+    from sce.grading.answers import diagnosis
+
+    result = softmax_cross_entropy(np.array([[2.0, 3.0, 4.0]]), np.array([1]))
+    checks = check_answer(result, {"gradient": ["0.0900306", "0.2447285", "-0.3347590"], "loss": ["0.4076060"]})
+    assert [(c.mistake, c.also) for c in checks] == [(catalogue.PREDICTED_CLASS, catalogue.LABEL_PLUS_ONE)] * 2
+    assert diagnosis(checks) == []
+
+
+def test_the_mistake_common_to_every_wrong_quantity_is_named_before_each_ones_first():
+    from sce.grading.answers import QuantityCheck, _one_diagnosis
+
+    wrong = np.array([False])
+
+    def quantity(name, *fitting):
+        return QuantityCheck(name, np.zeros(1), np.ones(1), np.zeros(1), wrong, fitting[0], fitting=fitting)
+
+    a, b = catalogue.PREDICTED_CLASS, catalogue.LABEL_PLUS_ONE
+    settled = _one_diagnosis([quantity("gradient", a, b), quantity("loss", b)])
+    assert [(c.mistake, c.also) for c in settled] == [(b, None), (b, None)]

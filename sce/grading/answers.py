@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -55,6 +55,8 @@ class QuantityCheck:
     also: Mistake | None = None
     """Another mistake that explains every wrong entry as well: on this row it gives the same
     numbers as ``mistake`` (the predicted class is the label's neighbour), and no digits tell them apart."""
+    fitting: tuple[Mistake, ...] = ()
+    """Every mistake that explains every wrong entry, in the catalogue's order."""
     ambiguous: Mistake | None = None
     """A usual mistake that the answer, right to the digits given, also fits:
     too few digits to tell the right answer from it. The answer is then not
@@ -102,7 +104,25 @@ def check_answer(
             expected = exact[name].astype(np.float64)
             candidates = [m for m in mistakes if m.quantity == name and not _same(m.value, expected)]
             checks.append(_check_quantity(name, given[name], expected, tolerance, candidates, rounding))
-    return checks
+    return _one_diagnosis(checks)
+
+
+def _one_diagnosis(checks: list[QuantityCheck]) -> list[QuantityCheck]:
+    """Where one mistake explains every wrong quantity, each names that one (and, after "or",
+    the next that does), not each its own first."""
+    wrong = [check for check in checks if check.fitting]
+    common = [m for m in wrong[0].fitting if all(m in check.fitting for check in wrong[1:])] if wrong else []
+    if len(wrong) < 2 or not common:
+        return checks
+    also = common[1] if len(common) > 1 else None
+    return [replace(check, mistake=common[0], also=also) if check.fitting else check for check in checks]
+
+
+def diagnosis(checks: list[QuantityCheck]) -> list[tuple[str, Mistake]]:
+    """(the quantity, its mistake) for each wrong quantity with a named mistake, where they are not
+    all the same: more than one mistake. Empty where one mistake (or none) is named."""
+    named = [(check.name, check.mistake) for check in checks if check.mistake is not None]
+    return named if len({mistake for _, mistake in named}) > 1 else []
 
 
 def _check_quantity(
@@ -116,7 +136,7 @@ def _check_quantity(
     values = np.array([read_number(t) for t in texts], dtype=float)
     tolerances = np.full(len(texts), tolerance) if tolerance is not None else np.array([tolerance_of(t) for t in texts])
     ok = within(values, expected, tolerances, rounding)
-    also = None
+    also, fitting = None, []
     if ok.all():  # right to its digits: say if those digits fit a usual mistake too
         mistake = None
         # Only a mistake that differs from the truth: where it gives the same numbers, no digits tell them apart.
@@ -131,11 +151,11 @@ def _check_quantity(
             None,
         )
     else:
-        fitting = [m.mistake for m in mistakes if _tells_apart(values, m, expected, tolerances)]
+        fitting = list(dict.fromkeys(m.mistake for m in mistakes if _tells_apart(values, m, expected, tolerances)))
+        if not fitting and name == "loss" and _negative(values[~ok], expected[~ok], tolerances[~ok]):
+            fitting = [catalogue.NEGATIVE_LOSS]
         mistake = fitting[0] if fitting else None
-        also = next((m for m in fitting if m != mistake), None)
-        if mistake is None and name == "loss" and _negative(values[~ok], expected[~ok], tolerances[~ok]):
-            mistake = catalogue.NEGATIVE_LOSS
+        also = fitting[1] if len(fitting) > 1 else None
         ambiguous = None
     slips = []
     wrong = np.flatnonzero(~ok)
@@ -146,7 +166,9 @@ def _check_quantity(
         slip = digit_slip(texts[k], float(expected[k]))
         if slip is not None:
             slips.append(slip if name == "loss" else f"class {k}: {slip}")
-    return QuantityCheck(name, expected, values, tolerances, ok, mistake, tuple(texts), tuple(slips), also, ambiguous)
+    return QuantityCheck(
+        name, expected, values, tolerances, ok, mistake, tuple(texts), tuple(slips), also, tuple(fitting), ambiguous
+    )
 
 
 def _negative(given: np.ndarray, expected: np.ndarray, tolerance: np.ndarray) -> bool:
@@ -204,4 +226,4 @@ def answer_verdict(checks: list[QuantityCheck]) -> str:
     return verdicts.worst(check.verdict for check in checks)
 
 
-__all__ = ["QuantityCheck", "answer_verdict", "check_answer", "digit_slip", "tolerance_of", "within"]
+__all__ = ["QuantityCheck", "answer_verdict", "check_answer", "diagnosis", "digit_slip", "tolerance_of", "within"]

@@ -11,7 +11,7 @@ import numpy as np
 from sce.errors import worded
 from sce.explain.derivation import Elided, Item, Matrix, Stage
 from sce.explain.proofs import TOP_EIGENVALUES, Proofs
-from sce.grading.answers import answer_verdict
+from sce.grading.answers import answer_verdict, diagnosis
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import exact, fill, json_number
 from sce.render.words import HESSIAN_OVERFLOWS, JACOBIAN_ROUTE_FAILS, hessian_formula, hessian_statement, jacobian_words
@@ -114,6 +114,10 @@ def check_document(checks: list[QuantityCheck], flag_of: Mapping[str, str] | Non
     return {
         "correct": all(check.passed for check in checks),
         "verdict": answer_verdict(checks),
+        # Each wrong quantity's mistake where they differ: more than one mistake.
+        "more_than_one_mistake": [
+            {"quantity": quantity, "name": mistake.worded_name(flag_of)} for quantity, mistake in diagnosis(checks)
+        ],
         "quantities": [
             {
                 "name": check.name,

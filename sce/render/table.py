@@ -15,7 +15,7 @@ import numpy as np
 
 from sce.explain.proofs import HessianProof, JacobianProof, Proofs
 from sce.grading import verdicts
-from sce.grading.answers import answer_verdict
+from sce.grading.answers import answer_verdict, diagnosis
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import DISPLAY_DIGITS, display, display_all, given, significant_places
 from sce.render.grid import Cell, Column, Grid, print_grid, print_styled
@@ -169,6 +169,10 @@ def print_check(
             console.print(Text(f"  fix: {check.also.worded_fix(flag_of)}"), soft_wrap=True)
         for slip in check.slips:
             console.print(Text(f"  {slip[0].upper()}{slip[1:]}."))
+    several = diagnosis(checks)
+    if several:
+        named = "; ".join(f"{quantity}: {mistake.worded_name(flag_of)}" for quantity, mistake in several)
+        console.print(Text(f"more than one mistake ({named})"), soft_wrap=True)
     verdict = answer_verdict(checks)
     style = {verdicts.CORRECT: "bold green", verdicts.TOO_FEW_DIGITS: "bold yellow"}.get(verdict, "bold red")
     console.print(Text(f"verdict: {verdicts.WORDS[verdict]}", style=style))
