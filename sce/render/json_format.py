@@ -114,10 +114,6 @@ def check_document(checks: list[QuantityCheck], flag_of: Mapping[str, str] | Non
     return {
         "correct": all(check.passed for check in checks),
         "verdict": answer_verdict(checks),
-        # Each wrong quantity's mistake where they differ: more than one mistake.
-        "more_than_one_mistake": [
-            {"quantity": quantity, "name": mistake.worded_name(flag_of)} for quantity, mistake in diagnosis(checks)
-        ],
         "quantities": [
             {
                 "name": check.name,
@@ -141,6 +137,10 @@ def check_document(checks: list[QuantityCheck], flag_of: Mapping[str, str] | Non
                 ],
             }
             for check in checks
+        ],
+        # Each wrong quantity's mistake where they differ: more than one mistake.
+        "more_than_one_mistake": [
+            {"quantity": quantity, "name": mistake.worded_name(flag_of)} for quantity, mistake in diagnosis(checks)
         ],
     }
 
