@@ -163,8 +163,8 @@ def test_silent_nan_with_a_weight_0_masked_class_is_the_exact_loss(sce):
 
 def test_large_k_explanations_never_form_a_k_by_k_matrix():
     # 100,000 classes: a K×K float64 matrix would take 80 GB; everything here stays far below 1 GB.
-    logits = np.random.default_rng(0).normal(size=100_000)
-    result = softmax_cross_entropy(logits, 7)
+    logits = np.random.default_rng(0).normal(size=(1, 100_000))
+    result = softmax_cross_entropy(logits, [7])
     tracemalloc.start()
     build_derivation(result)
     proofs = prove(result, verify=True, jacobian=True, hessian=True)

@@ -76,14 +76,14 @@ def dump_named(z: np.ndarray, y: np.ndarray, options: LossOptions, gradient=None
 
 def csv_named(sce, folder: Path, z: np.ndarray, y: np.ndarray, quantity: str, value: np.ndarray) -> list[str]:
     k = z.shape[1]
-    answer_columns = [f"g{j}" for j in range(k)] if quantity == "gradient" else ["loss"]
+    answer_columns = [f"grad_z{j}" for j in range(k)] if quantity == "gradient" else ["loss"]
     lines = [",".join([*(f"z{j}" for j in range(k)), "label", *answer_columns])]
     for row in range(len(y)):
         answer = np.ravel(value[row])
         lines.append(",".join([*(repr(float(v)) for v in z[row]), str(int(y[row])), *typed(answer)]))
     path = folder / "answers.csv"
     path.write_text("\n".join(lines) + "\n")
-    picked = ["--grad-cols", "g*"] if quantity == "gradient" else ["--loss-col", "loss"]
+    picked = ["--grad-cols", "grad_*"] if quantity == "gradient" else ["--loss-col", "loss"]
     result = sce("check", "--csv", path, "--logit-cols", "z*", *picked, "-f", "json")
     assert result.exit_code == 1, result.output
     return [m["name"] for m in json.loads(result.stdout)["mistakes"]]
@@ -95,7 +95,7 @@ def test_each_slip_of_the_derivation_is_named_alike_by_typed_csv_and_dump_grader
     z, y = mispredicted(seed)
     quantity, value = by_hand(mistake, z, y)
     expected = NAMES[mistake]
-    options = LossOptions()
+    options = LossOptions(reduction="none")
     typed_value = value[0] if quantity == "gradient" else value[:1]
     # 12 digits, as a learner's float64 answer holds them: p − 1 and log p near 1 lose the last few.
     (check,) = check_answer(softmax_cross_entropy(z[:1], y[:1]), {quantity: typed(typed_value)})
@@ -118,7 +118,7 @@ def test_a_dump_with_the_broadcasting_slip_is_named_and_its_mean_too():
     at_every_label = np.zeros(z.shape[1])
     at_every_label[y] = 1.0  # as numpy's fancy assignment does: once per column, repeats or not
     gradient = softmax(z) - at_every_label
-    for options, answer in ((LossOptions(), gradient), (LossOptions(reduction="mean"), gradient / len(y))):
+    for options, answer in ((LossOptions(reduction="none"), gradient), (LossOptions(), gradient / len(y))):
         assert dump_named(z, y, options, gradient=answer) == [catalogue.LABELS_BROADCAST.name]
 
 
@@ -142,12 +142,13 @@ def test_the_textbook_example_with_the_minus_one_at_the_prediction_names_both_re
     answer = f"{s[0]:.6f},{s[1]:.6f},{s[2] - 1:.6f}"
     result = sce("check", "2", "3", "4", "-l", "1", "--grad", answer)
     assert result.exit_code == 1
-    assert result.stdout.splitlines()[-6:] == [
+    assert result.stdout.splitlines()[-7:] == [
         "✗ gradient: wrong (2 of 3 entries)",
         "  mistake: −1 at the predicted class (the largest logit), not at the label",
         "  fix: subtract 1 at the label's class, labels[i], whatever the prediction",
         "  or: −1 at the wrong class: the label's index plus one (off by one), which gives the same numbers here",
         "  fix: subtract 1 at index labels[i] itself",
+        "reduction: none",
         "verdict: not correct",
     ]
 
@@ -195,8 +196,9 @@ def test_two_quantities_wrong_two_ways_say_more_than_one_mistake(sce):
     args = ("check", "2", "3", "4", "-l", "1", "--grad=-0.0900306,0.7552715,-0.6652410", "--loss", "0.6113155")
     result = sce(*args)
     assert result.exit_code == 1
-    assert result.stdout.splitlines()[-2:] == [
+    assert result.stdout.splitlines()[-3:] == [
         "more than one mistake (loss: log base 10 in the loss; gradient: sign flipped: y − p instead of p − y)",
+        "reduction: none",
         "verdict: not correct",
     ]
     document = json.loads(sce(*args, "-f", "json").stdout)

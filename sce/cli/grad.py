@@ -9,6 +9,7 @@ import typer
 from sce.cli.commandline import say_warning
 from sce.cli.declarations import (
     LOSS_OPTIONS,
+    PER_ROW_REDUCTION,
     DigitsOption,
     GradFormat,
     LabelOption,
@@ -21,8 +22,8 @@ from sce.cli.stdout import stdout_console, write_stdout
 from sce.cli.typed_inputs import (
     check_class_counts,
     check_digits,
-    loss_options_from,
     parse_vector_input,
+    row_loss_options_from,
     run_core,
 )
 from sce.errors import UsageProblem
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from sce.loss import SoftmaxCrossEntropyResult
 
 
-@bundled(LOSS_OPTIONS, loss_options_from, into="options")
+@bundled(LOSS_OPTIONS, row_loss_options_from, into="options", changes=PER_ROW_REDUCTION)
 def grad(
     logits: LogitsArgument = None,
     logits_file: LogitsFileOption = None,
@@ -167,13 +168,18 @@ def _print_derivation(
         write_stdout(dumps({**steps_json_document(result, stages), **proofs_document(proofs)}) + "\n")
     elif output_format is GradFormat.markdown:
         from sce.render.markdown_format import steps_markdown
+        from sce.render.words import reduction_line
 
-        write_stdout(steps_markdown(stages, digits))
+        write_stdout(steps_markdown(stages, digits) + "\n" + reduction_line(result.options.reduction) + "\n")
     else:
+        from sce.render.grid import print_styled
         from sce.render.steps_terminal import print_steps
         from sce.render.table import print_proofs
+        from sce.render.words import reduction_line
 
         console = stdout_console()
         print_steps(console, stages, digits)
+        print_styled(console, reduction_line(result.options.reduction))
         if proofs.any:
+            console.print()
             print_proofs(console, proofs, digits)

@@ -26,6 +26,7 @@ __all__ = ["Elided", "Equation", "Item", "Matrix", "Stage", "build_derivation"]
 def build_derivation(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS) -> list[Stage]:
     """The stages for row 0 of ``result``: the one-hot route of the textbook derivation
     when no option changes it, else the general forms."""
+    result = result.as_rows
     options = result.options
     # A label without smoothing is a one-hot target: the textbook route, whatever else is set
     # (a weight, a temperature, a cap or a z-loss add a chain-rule factor or term).
