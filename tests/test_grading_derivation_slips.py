@@ -230,3 +230,12 @@ def test_the_mistake_common_to_every_wrong_quantity_is_named_before_each_ones_fi
     a, b = catalogue.PREDICTED_CLASS, catalogue.LABEL_PLUS_ONE
     settled = _one_diagnosis([quantity("gradient", a, b), quantity("loss", b)])
     assert [(c.mistake, c.also) for c in settled] == [(b, None), (b, None)]
+
+
+def test_a_dump_of_nan_or_zeros_is_named_after_no_slip():
+    """Regression: a slip that does not apply to the input must not stand in as NaN, which a NaN
+    answer matches (NaN against NaN is 0 ulps apart)."""
+    z = np.random.default_rng(0).normal(size=(6, 4))
+    y = np.array([0, 1, 2, 3, -100, 1])
+    for answer in (np.full((6, 4), np.nan), np.zeros((6, 4))):
+        assert dump_named(z, y, LossOptions(), gradient=answer) == []

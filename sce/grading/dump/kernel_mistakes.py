@@ -154,16 +154,20 @@ def _formula_what_ifs(labels: np.ndarray | None, options: LossOptions) -> dict[s
 
 
 def _derivation_what_ifs(labels: np.ndarray | None, options: LossOptions) -> dict[str, WhatIf]:
-    """The slips of the derivation (:mod:`sce.grading.derivative_slips`), gradient only but e^z's."""
-    slips = {
-        catalogue.STOPPED_AT_DL_DS: derivative_slips.stopped_at_probabilities,
-        catalogue.ONLY_LABEL_ENTRY: derivative_slips.label_entry_only,
-        catalogue.JACOBIAN_DIAGONAL: derivative_slips.jacobian_diagonal,
-    }
-    if labels is None:
-        del slips[catalogue.ONLY_LABEL_ENTRY]
+    """The slips of the derivation (:mod:`sce.grading.derivative_slips`), gradient only but e^z's;
+    each only where it applies to every block (without a z-loss or weights, as the caller asks)."""
+    slips = {catalogue.STOPPED_AT_DL_DS: derivative_slips.stopped_at_probabilities}
+    if labels is not None:
+        slips[catalogue.ONLY_LABEL_ENTRY] = derivative_slips.label_entry_only
+    if labels is None or options.label_smoothing:  # with a one-hot target it is the label's entry
+        slips[catalogue.JACOBIAN_DIAGONAL] = derivative_slips.jacobian_diagonal
     found: dict[str, WhatIf] = {mistake.described(): _gradient_of(slip) for mistake, slip in slips.items()}
-    if labels is not None and options.label_smoothing == 0 and len(np.unique(labels)) > 1:
+    if (
+        labels is not None
+        and not options.label_smoothing
+        and not (labels == options.ignore_index).any()
+        and len(np.unique(labels)) > 1
+    ):
         found[catalogue.LABELS_BROADCAST.described()] = _gradient_of(
             lambda exact: derivative_slips.labels_broadcast(exact, labels)
         )
@@ -172,11 +176,12 @@ def _derivation_what_ifs(labels: np.ndarray | None, options: LossOptions) -> dic
 
 
 def _gradient_of(slip: Callable[[SoftmaxCrossEntropyResult], np.ndarray | None]) -> WhatIf:
-    """A slip of the gradient alone; where it does not apply to a block, NaN, which nothing fits."""
+    """A slip of the gradient alone (chosen where it applies: :func:`_derivation_what_ifs`)."""
 
     def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
         gradient = slip(block.exact)
-        return (np.full(block.logits.shape, np.nan) if gradient is None else gradient), None
+        assert gradient is not None
+        return gradient, None
 
     return what_if
 
@@ -184,12 +189,11 @@ def _gradient_of(slip: Callable[[SoftmaxCrossEntropyResult], np.ndarray | None])
 def _unnormalised_exp(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
     """e^z for the probabilities: its gradient, and each row's −Σ t·z as its share of the loss."""
     slip = derivative_slips.unnormalised_exp(block.exact)
-    if slip is None:
-        return np.full(block.logits.shape, np.nan), None
+    assert slip is not None
     _exp, gradient, losses = slip
     exact = block.exact
     if exact.options.reduction == "mean":
-        losses = losses / exact.denominator if exact.denominator else np.full_like(losses, np.nan)
+        losses = losses * (1 / exact.denominator if exact.denominator else 0.0)
     return gradient, losses
 
 
