@@ -58,3 +58,11 @@ def test_a_wrong_entry_beside_too_few_digits_is_not_correct(sce):
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert "? gradient: too few digits to grade" in lines and lines[-1] == "verdict: not correct"
+
+
+def test_a_tolerance_wide_enough_for_a_mistake_asks_for_a_smaller_one(sce):
+    """--tol 1 around 1.4: the log-10 loss 0.611 is within it too."""
+    result = sce("check", "2", "3", "4", "-l", "1", "--loss", "1.4", "--tol", "1")
+    assert result.exit_code == 3
+    assert "give a smaller --tol to tell them apart" in " ".join(result.stdout.split())
+    assert sce("check", "2", "3", "4", "-l", "1", "--loss", "1.4", "--tol", "0.1").exit_code == 0

@@ -57,6 +57,8 @@ class QuantityCheck:
     numbers as ``mistake`` (the predicted class is the label's neighbour), and no digits tell them apart."""
     fitting: tuple[Mistake, ...] = ()
     """Every mistake that explains every wrong entry, in the catalogue's order."""
+    tolerance_given: bool = False
+    """The tolerance is the user's (``--tol``), not the digits'."""
     ambiguous: Mistake | None = None
     """A usual mistake that the answer, right to the digits given, also fits:
     too few digits to tell the right answer from it. The answer is then not
@@ -103,7 +105,8 @@ def check_answer(
         if name in given:
             expected = exact[name].astype(np.float64)
             candidates = [m for m in mistakes if m.quantity == name and not _same(m.value, expected)]
-            checks.append(_check_quantity(name, given[name], expected, tolerance, candidates, rounding))
+            found = _check_quantity(name, given[name], expected, tolerance, candidates, rounding)
+            checks.append(replace(found, tolerance_given=tolerance is not None))
     return _one_diagnosis(checks)
 
 
@@ -167,7 +170,17 @@ def _check_quantity(
         if slip is not None:
             slips.append(slip if name == "loss" else f"class {k}: {slip}")
     return QuantityCheck(
-        name, expected, values, tolerances, ok, mistake, tuple(texts), tuple(slips), also, tuple(fitting), ambiguous
+        name,
+        expected,
+        values,
+        tolerances,
+        ok,
+        mistake,
+        tuple(texts),
+        tuple(slips),
+        also=also,
+        fitting=tuple(fitting),
+        ambiguous=ambiguous,
     )
 
 

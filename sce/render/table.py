@@ -157,10 +157,14 @@ def print_check(
             continue
         if check.ambiguous is not None:
             console.print(Text.assemble(("? ", "bold yellow"), f"{check.name}: {verdicts.WORDS[check.verdict]}"))
+            mistake = check.ambiguous.worded_name(flag_of)
             console.print(
                 Text(
-                    "  Right to the digits given, but these digits also fit a usual mistake "
-                    f"({check.ambiguous.worded_name(flag_of)}); give more digits to tell them apart."
+                    f"  Right within --tol, but so is a usual mistake ({mistake}); give a smaller --tol to tell them "
+                    "apart."
+                    if check.tolerance_given
+                    else "  Right to the digits given, but these digits also fit a usual mistake "
+                    f"({mistake}); give more digits to tell them apart."
                 )
             )
             continue
