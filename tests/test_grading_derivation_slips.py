@@ -146,7 +146,7 @@ def test_the_textbook_example_with_the_minus_one_at_the_prediction_names_both_re
         "✗ gradient: wrong (2 of 3 entries)",
         "  mistake: −1 at the predicted class (the largest logit), not at the label",
         "  fix: subtract 1 at the label's class, labels[i], whatever the prediction",
-        "  or: −1 at the wrong class: the label's index plus one (off by one), which gives the same numbers here",
+        "  or: −1 at the wrong class: the label's index plus one (off by one), which fits these numbers too",
         "  fix: subtract 1 at index labels[i] itself",
         "reduction: none",
         "verdict: not correct",

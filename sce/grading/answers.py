@@ -54,7 +54,8 @@ class QuantityCheck:
     """Wrong entries that are the right number with one digit miswritten, each naming its entry."""
     also: Mistake | None = None
     """Another mistake that explains every wrong entry as well: on this row it gives the same
-    numbers as ``mistake`` (the predicted class is the label's neighbour), and no digits tell them apart."""
+    numbers as ``mistake`` (the predicted class is the label's neighbour), or numbers so near
+    that the digits given cannot tell them apart."""
     fitting: tuple[Mistake, ...] = ()
     """Every mistake that explains every wrong entry, in the catalogue's order."""
     tolerance_given: bool = False

@@ -174,7 +174,7 @@ def print_check(
             print_mistake(console, check.mistake, flag_of)
         if check.also:
             console.print(
-                Text(f"  or: {check.also.worded_name(flag_of)}, which gives the same numbers here"), soft_wrap=True
+                Text(f"  or: {check.also.worded_name(flag_of)}, which fits these numbers too"), soft_wrap=True
             )
             console.print(Text(f"  fix: {check.also.worded_fix(flag_of)}"), soft_wrap=True)
         for slip in check.slips:
