@@ -134,7 +134,8 @@ def check(
     Example: sce check 2 3 4 --label 1 --grad 0.090,-0.755,0.665
     Dumped tensors: sce check --arrays dump.npz --reduction mean (--grad and --loss are then files).
     Exit status 0 when everything matches, 1 when something does not, 2 when
-    the answer or the file cannot be graded.
+    the answer or the file cannot be graded, 3 when a typed answer has too few
+    digits to tell it from a usual mistake.
     """
     check_digits(digits)
     if tol is not None and not 0 < tol < math.inf:  # inf would pass every answer
@@ -228,7 +229,7 @@ def _grade_answers(
     digits: int,
     output_format: CheckFormat,
 ) -> None:
-    from sce.grading import check_answer
+    from sce.grading import answer_verdict, check_answer, verdicts
 
     result = run_core(vector, options)
     checks = check_answer(result, given, tol, targets=vector.targets)
@@ -240,7 +241,10 @@ def _grade_answers(
         from sce.render.table import print_check
 
         print_check(stdout_console(), checks, digits, FLAG_OF_FIELD, reduction=options.reduction)
-    if not all(c.passed for c in checks):
+    verdict = answer_verdict(checks)
+    if verdict == verdicts.TOO_FEW_DIGITS:
+        raise typer.Exit(ExitStatus.TOO_FEW_DIGITS)
+    if verdict != verdicts.CORRECT:
         raise typer.Exit(ExitStatus.WRONG)
 
 

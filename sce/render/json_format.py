@@ -12,6 +12,7 @@ import numpy as np
 from sce.errors import worded
 from sce.explain.derivation import Elided, Item, Matrix, Stage
 from sce.explain.proofs import TOP_EIGENVALUES, Proofs
+from sce.grading.answers import answer_verdict, diagnosis
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import exact, fill, json_number
 from sce.render.words import HESSIAN_OVERFLOWS, JACOBIAN_ROUTE_FAILS, hessian_formula, hessian_statement, jacobian_words
@@ -133,13 +134,16 @@ def check_document(
     """``sce check``'s verdict on typed answers; a mistake's options worded by ``flag_of``."""
     return {
         "correct": all(check.passed for check in checks),
+        "verdict": answer_verdict(checks),
         "reduction": reduction,
         "quantities": [
             {
                 "name": check.name,
                 "correct": check.passed,
+                "verdict": check.verdict,
                 "mistake": None if check.mistake is None else check.mistake.worded_name(flag_of),
                 "fix": None if check.mistake is None else check.mistake.worded_fix(flag_of),
+                "also": None if check.also is None else check.also.worded_name(flag_of),
                 "ambiguous_with": None if check.ambiguous is None else check.ambiguous.worded_name(flag_of),
                 "slips": list(check.slips),
                 "entries": [
@@ -155,6 +159,10 @@ def check_document(
                 ],
             }
             for check in checks
+        ],
+        # Each wrong quantity's mistake where they differ: more than one mistake.
+        "more_than_one_mistake": [
+            {"quantity": quantity, "name": mistake.worded_name(flag_of)} for quantity, mistake in diagnosis(checks)
         ],
     }
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sce.explain.proofs import HessianProof, JacobianProof, Proofs
+from sce.grading import verdicts
+from sce.grading.answers import answer_verdict, diagnosis
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import DISPLAY_DIGITS, display, display_all, given, significant_places
 from sce.render.grid import Cell, Column, Grid, print_grid, print_styled
@@ -150,27 +152,41 @@ def print_check(
         console.print()
     for check in checks:
         wrong = int((~check.ok).sum())
-        if wrong == 0:
+        if wrong == 0 and check.ambiguous is None:
             console.print(Text.assemble(("✓ ", "green"), f"{check.name}: correct"))
-            if check.ambiguous:
-                console.print(
-                    Text(
-                        "  ⚠ Right to the digits given, but these digits also fit a usual mistake "
-                        f"({check.ambiguous.worded_name(flag_of)}); give more digits to tell them apart."
-                    )
+            continue
+        if check.ambiguous is not None:
+            console.print(Text.assemble(("? ", "bold yellow"), f"{check.name}: {verdicts.WORDS[check.verdict]}"))
+            mistake = check.ambiguous.worded_name(flag_of)
+            console.print(
+                Text(
+                    f"  Right within --tol, but so is a usual mistake ({mistake}); give a smaller --tol to tell them "
+                    "apart."
+                    if check.tolerance_given
+                    else "  Right to the digits given, but these digits also fit a usual mistake "
+                    f"({mistake}); give more digits to tell them apart."
                 )
+            )
             continue
         where = "" if check.name == "loss" else f" ({wrong} of {len(check.ok)} entries)"
         console.print(Text.assemble(("✗ ", "bold red"), f"{check.name}: wrong{where}"))
         if check.mistake:
             print_mistake(console, check.mistake, flag_of)
+        if check.also:
+            console.print(
+                Text(f"  or: {check.also.worded_name(flag_of)}, which fits these numbers too"), soft_wrap=True
+            )
+            console.print(Text(f"  fix: {check.also.worded_fix(flag_of)}"), soft_wrap=True)
         for slip in check.slips:
             console.print(Text(f"  {slip[0].upper()}{slip[1:]}."))
-    passed = all(check.passed for check in checks)
+    several = diagnosis(checks)
+    if several:
+        named = "; ".join(f"{quantity}: {mistake.worded_name(flag_of)}" for quantity, mistake in several)
+        console.print(Text(f"more than one mistake ({named})"), soft_wrap=True)
     console.print(Text(reduction_line(reduction)))
-    console.print(
-        Text("verdict: correct" if passed else "verdict: not correct", style="bold green" if passed else "bold red")
-    )
+    verdict = answer_verdict(checks)
+    style = {verdicts.CORRECT: "bold green", verdicts.TOO_FEW_DIGITS: "bold yellow"}.get(verdict, "bold red")
+    console.print(Text(f"verdict: {verdicts.WORDS[verdict]}", style=style))
 
 
 def print_mistake(

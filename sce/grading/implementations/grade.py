@@ -379,6 +379,8 @@ def _name_mistakes(
     ):
         return [catalogue.LOG_OF_ZERO]
     if not finite:
+        if quantity == "loss" and bool(np.all(given < 0)):
+            return [catalogue.NEGATIVE_LOSS]  # −inf: log 0 with its sign lost
         if _like_no_max_shift(case, quantity, given, exact):
             return [catalogue.NO_MAX_SHIFT]
         if case.label_probability_underflows and quantity == "gradient":
@@ -398,7 +400,10 @@ def _name_mistakes(
         size = float(np.max(np.abs(variant))) if variant.size else 0.0
         return 2.0 * allowed * max(1.0, size / scale if scale > 0 else 1.0)
 
-    return mistaken_variants.match(given, right, variants, tolerance)
+    found = mistaken_variants.match(given, right, variants, tolerance)
+    if not found and quantity == "loss" and bool(np.all(given < 0) and np.all(right >= 0)):
+        return [catalogue.NEGATIVE_LOSS]  # no known slip makes it, but a loss is never negative
+    return found
 
 
 def _naive_cap_factor(exact: Exact, case: Case, given: np.ndarray) -> np.ndarray:
