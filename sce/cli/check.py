@@ -238,7 +238,7 @@ def _grade_answers(
 
         write_stdout(dumps(check_document(checks, FLAG_OF_FIELD, reduction=options.reduction)) + "\n")
     else:
-        from sce.render.table import print_check
+        from sce.render.typed_check import print_check
 
         print_check(stdout_console(), checks, digits, FLAG_OF_FIELD, reduction=options.reduction)
     verdict = answer_verdict(checks)
