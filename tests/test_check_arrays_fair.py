@@ -1,0 +1,123 @@
+"""Verdicts fair to every correct implementation a real kernel makes, and never to a wrong one:
+bfloat16 graded as bfloat16 with or without ml_dtypes, flushed subnormals, sequential sums,
+answers stored in a wider type, and a wrong answer hidden by a small factor."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from tests.test_check_arrays_options import _data, reference
+
+# bfloat16, read by its bits.
+
+
+def _bfloat16_bits(values: np.ndarray) -> np.ndarray:
+    """bfloat16's bits of float32 values, rounded to nearest even by hand (its top 16 bits)."""
+    bits = np.asarray(values, np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    return rounded.astype(np.uint16)
+
+
+@pytest.fixture
+def without_ml_dtypes(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)  # import ml_dtypes raises ImportError
+
+
+def test_bfloat16_bits_widen_to_their_exact_float32_values_without_ml_dtypes(without_ml_dtypes):
+    from sce.io.arrays.dump import bfloat16_from_bits
+
+    bits = np.array([0x3F80, 0xC040, 0x0001, 0x7F80, 0x8000], np.uint16)  # 1, -3, 2^-133, inf, -0.0
+    widened = bfloat16_from_bits(bits.view("V2"), "z.npy", "logits")
+    assert widened.dtype == np.float32
+    assert widened.tolist() == [1.0, -3.0, 2.0**-133, np.inf, -0.0]
+    assert np.signbit(widened[-1])
+
+
+def test_regression_a_bfloat16_gradient_without_ml_dtypes_is_refused_in_one_line_not_graded_as_float32(
+    sce, tmp_path, without_ml_dtypes
+):
+    """A bfloat16 tensor was widened to float32 without ml_dtypes and graded as float32, so a
+    framework's own bfloat16 gradient was "not correct for float32"."""
+    z, y = _data(rows=4, classes=10)
+    grad, _ = reference(z, y)
+    np.save(tmp_path / "logits.npy", z)
+    np.save(tmp_path / "labels.npy", y)
+    np.save(tmp_path / "grad.npy", _bfloat16_bits(grad).view("V2"))
+    result = sce(
+        "check",
+        "--logits",
+        tmp_path / "logits.npy",
+        "--labels",
+        tmp_path / "labels.npy",
+        "--grad",
+        tmp_path / "grad.npy",
+    )
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"sce: error: {tmp_path / 'grad.npy'}: array 'grad' is bfloat16 (2-byte values), graded as bfloat16, which needs ml_dtypes: "
+        "pip install 'sce[bfloat16]'\n"
+    )
+
+
+def test_regression_dtype_bfloat16_without_ml_dtypes_says_which_extra_to_install(without_ml_dtypes):
+    """``dtype="bfloat16"`` raised a bare ModuleNotFoundError."""
+    from sce.testing import assert_cross_entropy_close
+
+    z, y = _data(rows=2, classes=5)
+    grad, _ = reference(z, y)
+    with pytest.raises(
+        ImportError, match=r"bfloat16 is graded as bfloat16, which needs ml_dtypes: pip install 'sce\[bfloat16\]'"
+    ):
+        assert_cross_entropy_close(z, y, grad.astype(np.float32), dtype="bfloat16")
+
+
+def test_bfloat16_logits_without_ml_dtypes_are_read_for_a_float32_answer(sce, tmp_path, without_ml_dtypes):
+    z, y = _data(rows=4, classes=10)
+    z = (_bfloat16_bits(z).astype(np.uint32) << 16).view(np.float32)  # the logits bfloat16 holds
+    grad, _ = reference(z, y, dtype=np.float32)
+    np.save(tmp_path / "logits.npy", _bfloat16_bits(z).view("V2"))
+    np.save(tmp_path / "labels.npy", y)
+    np.save(tmp_path / "grad.npy", grad)
+    result = sce(
+        "check",
+        "--logits",
+        tmp_path / "logits.npy",
+        "--labels",
+        tmp_path / "labels.npy",
+        "--grad",
+        tmp_path / "grad.npy",
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith("verdict: correct for float32\n")
+
+
+def test_pytorch_own_bfloat16_gradient_is_graded_as_bfloat16():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("ml_dtypes")
+    from sce.testing import assert_cross_entropy_close
+
+    torch.manual_seed(3)
+    z = (torch.randn(8, 300) * 3).to(torch.bfloat16).requires_grad_(True)
+    y = torch.randint(0, 300, (8,))
+    loss = torch.nn.functional.cross_entropy(z, y)
+    loss.backward()
+    assert_cross_entropy_close(z.detach(), y, z.grad, loss.detach())
+    with pytest.raises(AssertionError, match="not correct for bfloat16"):
+        assert_cross_entropy_close(z.detach(), y, -z.grad, loss.detach())
+
+
+def test_regression_a_torch_bfloat16_gradient_without_ml_dtypes_is_not_graded_as_float32(without_ml_dtypes):
+    torch = pytest.importorskip("torch")
+    from sce.io.arrays.formats import tensor_to_numpy
+    from sce.testing import assert_cross_entropy_close
+
+    z = torch.tensor([[2.0, 3.0, 4.0]], dtype=torch.bfloat16)
+    bits = tensor_to_numpy(z)
+    assert bits.dtype == np.dtype("V2")
+    assert bits.view(np.uint16).tolist() == [[0x4000, 0x4040, 0x4080]]  # 2, 3 and 4's top 16 bits
+    grad = torch.tensor([[0.09, -0.76, 0.67]], dtype=torch.bfloat16)
+    with pytest.raises(ImportError, match=r"needs ml_dtypes: pip install 'sce\[bfloat16\]'"):
+        assert_cross_entropy_close(z, torch.tensor([1]), grad)
