@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.test_check_arrays_options import _data, reference
+from tests.test_check_arrays_options import _data, _grade, _options, _reference_keywords, reference
 
 # bfloat16, read by its bits.
 
@@ -121,3 +121,38 @@ def test_regression_a_torch_bfloat16_gradient_without_ml_dtypes_is_not_graded_as
     grad = torch.tensor([[0.09, -0.76, 0.67]], dtype=torch.bfloat16)
     with pytest.raises(ImportError, match=r"needs ml_dtypes: pip install 'sce\[bfloat16\]'"):
         assert_cross_entropy_close(z, torch.tensor([1]), grad)
+
+
+# A wrong answer hidden by a small factor.
+
+
+def test_regression_a_negated_float16_gradient_under_a_softcap_and_z_loss_fails():
+    """Measured in ulps of its uncapped size, the gradient here is ~3.6 ulps large (the cap's
+    factor 1 − tanh²(z/c) is 0.0037), and the margin of 8 ulps let its negation pass, and an
+    all-zero or doubled answer with it."""
+    z, y = np.array([[-17.45, -30.31]], np.float16), np.array([1])
+    options = _options(cap=5.0, z_loss=1.0, reduction="mean")
+    exact, _ = reference(z, y, **_reference_keywords(options))
+    right = exact.astype(np.float16)
+    assert _grade(z, y, right, None, options, "float16").correct
+    for wrong in (-right, np.zeros_like(right), 2 * right):
+        check = _grade(z, y, wrong, None, options, "float16")
+        assert check.judgeable and not check.correct, wrong
+
+
+def test_pytorch_own_float16_softcapped_gradient_passes():
+    torch = pytest.importorskip("torch")
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        rows, classes = int(rng.integers(1, 5)), int(rng.integers(2, 40))
+        z = (rng.normal(size=(rows, classes)) * rng.choice([3.0, 20.0, 40.0])).astype(np.float16)
+        y = rng.integers(0, classes, rows)
+        cap, z_loss = float(rng.choice([5.0, 30.0])), float(rng.choice([0.0, 1e-4, 1.0]))
+        logits = torch.tensor(z, requires_grad=True)
+        capped = (cap * torch.tanh(logits / cap)).float()  # half tanh and its backward, as autocast leaves them
+        lse = torch.logsumexp(capped, 1)
+        loss = torch.nn.functional.cross_entropy(capped, torch.tensor(y)) + z_loss * (lse**2).mean()
+        loss.backward()
+        grad = logits.grad.numpy()
+        if np.isfinite(grad).all():
+            assert _grade(z, y, grad, None, _options(cap=cap, z_loss=z_loss), "float16").correct, seed

@@ -5,14 +5,18 @@ float64 result, and compared with the worst error of a straightforward
 correct implementation in that type on the same inputs (see
 :mod:`.baseline`). An entry is wrong when its error exceeds
 
-    allowed = MARGIN_FACTOR × (the baseline's worst error) + MARGIN_ULPS,
+    allowed = MARGIN_FACTOR × (the baseline's worst error) + margin,
 
 rounded up to the next quarter-octave (2^(k/4) ulps), which is also how the
 errors are binned (:mod:`.histogram`), so that the count of wrong entries is
 exact however the rows are cut into blocks. The factor 4 covers a framework
 whose sums and exponentials round differently (the baseline sums as PyTorch's
 CPU kernel with AVX-512's 16 lanes; with AVX2's 8, PyTorch's float32 gradient
-is ~2.5× further off); the 8 ulps cover tiny baselines. A float32 answer
+is ~2.5× further off); the margin, 8 ulps, covers tiny baselines. Where the
+values themselves are only a few ulps large (a softcap's factor 1 − tanh²
+shrinks a gradient measured in ulps of its uncapped size; a loss of 4e-13 in
+ulps of 1), the margin is at most half their typical size, and never below 2
+ulps: 8 ulps would let an all-zero, negated or doubled answer pass. A float32 answer
 1,000 ulp off still fails: at 62 × 32,000 the baseline's worst is ~40, so 181
 ulps are allowed; at K = 128,000, 512.
 
@@ -46,6 +50,8 @@ from sce.options import LossOptions
 
 MARGIN_FACTOR = 4.0
 MARGIN_ULPS = 8.0
+#: The least margin, where the values are themselves within a few ulps (see :attr:`QuantityVerdict.margin_ulps`).
+LEAST_MARGIN_ULPS = 2.0
 
 
 @dataclass
@@ -67,8 +73,16 @@ class QuantityVerdict:
     """The same of an all-zero answer: the values' own size, in ulps."""
 
     @property
+    def margin_ulps(self) -> float:
+        """The ulps allowed beyond 4× the baseline's error: MARGIN_ULPS, but at most half the
+        values' own typical size (an all-zero answer's error), and at least LEAST_MARGIN_ULPS.
+        A correct answer is nearer the truth than half the truth's size wherever that size is
+        more than a rounding or two; a margin above it would pass a negated or doubled answer."""
+        return min(MARGIN_ULPS, max(LEAST_MARGIN_ULPS, self.zero_rms_ulps / 2))
+
+    @property
     def allowed_ulps(self) -> float:
-        return allowance(self.baseline_ulps)
+        return allowance(self.baseline_ulps, self.margin_ulps)
 
     @property
     def wrong(self) -> int:
@@ -87,7 +101,7 @@ class QuantityVerdict:
 
     @property
     def allowed_rms_ulps(self) -> float:
-        return allowance(self.baseline_rms_ulps)
+        return allowance(self.baseline_rms_ulps, self.margin_ulps)
 
     @property
     def typical_beyond(self) -> bool:
@@ -141,18 +155,21 @@ def _root_mean(squares: float, entries: int) -> float:
     return float(f"{math.sqrt(squares / entries):.6g}") if entries else 0.0
 
 
-def allowance(baseline_ulps: float) -> float:
+def allowance(baseline_ulps: float, margin_ulps: float = MARGIN_ULPS) -> float:
     """The error allowed where a straightforward correct computation is ``baseline_ulps`` off.
 
     Parameters
     ----------
     baseline_ulps : float
         The baseline's error in ulps (its worst, or its root-mean-square).
+    margin_ulps : float
+        What is allowed beyond MARGIN_FACTOR × ``baseline_ulps`` (MARGIN_ULPS unless the values
+        are themselves a few ulps large: :attr:`QuantityVerdict.margin_ulps`).
 
     Returns
     -------
     float
-        MARGIN_FACTOR × ``baseline_ulps`` + MARGIN_ULPS, rounded up to the next edge of the
+        MARGIN_FACTOR × ``baseline_ulps`` + ``margin_ulps``, rounded up to the next edge of the
         histogram (:data:`~sce.grading.dump.histogram.EDGES`), so that the entries beyond it are
         whole bins.
 
@@ -162,8 +179,10 @@ def allowance(baseline_ulps: float) -> float:
     8.0
     >>> round(allowance(40.0), 2)  # 4 × 40 + 8 = 168, up to 2^7.5
     181.02
+    >>> allowance(0.0, 2.0)
+    2.0
     """
-    wanted = MARGIN_FACTOR * baseline_ulps + MARGIN_ULPS
+    wanted = MARGIN_FACTOR * baseline_ulps + margin_ulps
     return float(EDGES[min(int(np.searchsorted(EDGES, wanted)), len(EDGES) - 1)])
 
 
