@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.test_check_arrays_options import _data, _grade, _options, _reference_keywords, reference
+from tests.test_check_arrays_options import IGNORE, _data, _grade, _options, _reference_keywords, reference
 
 # bfloat16, read by its bits.
 
@@ -156,3 +156,66 @@ def test_pytorch_own_float16_softcapped_gradient_passes():
         grad = logits.grad.numpy()
         if np.isfinite(grad).all():
             assert _grade(z, y, grad, None, _options(cap=cap, z_loss=z_loss), "float16").correct, seed
+
+
+# Subnormal results flushed to zero, as fast-math kernels return them.
+
+
+def _flushed(values: np.ndarray) -> np.ndarray:
+    """Every subnormal entry of ``values`` (in their own type) replaced by zero."""
+    tiny = _smallest_normal(values.dtype)
+    return np.where(np.abs(values.astype(np.float32)) < tiny, 0, values).astype(values.dtype)
+
+
+def _smallest_normal(dtype) -> float:
+    return 2.0**-14 if np.dtype(dtype) == np.float16 else 2.0**-126  # float16; float32 and bfloat16
+
+
+def test_regression_a_float32_gradient_with_its_subnormals_flushed_to_zero_passes():
+    """A fast-math kernel's float32 gradient, its subnormal entries 0, was millions of ulp off
+    (counted in ulps of 2^-149) for differences below 1.2e-38."""
+    z, y = _data(rows=8, classes=50, scale=30.0, seed=1)
+    options = _options(reduction="mean")
+    exact, _ = reference(z, y, **_reference_keywords(options))
+    right = exact.astype(np.float32)
+    flushed = _flushed(right)
+    assert np.count_nonzero(flushed != right) > 20  # the case has subnormal entries
+    check = _grade(z, y, flushed, None, options)
+    assert check.correct, check.quantities[0].max_ulps
+    assert check.quantities[0].max_ulps < 1
+    assert not _grade(z, y, -flushed, None, options).correct
+    summed = _grade(z, y, _flushed((exact * np.count_nonzero(y != IGNORE)).astype(np.float32)), None, options)
+    assert not summed.correct and any("sum" in name for name in summed.mistakes), summed.mistakes
+
+
+@pytest.mark.parametrize("claimed", ["float16", "bfloat16"])
+def test_a_half_gradient_with_its_subnormals_flushed_to_zero_passes(claimed):
+    kind = np.dtype(np.float16) if claimed == "float16" else np.dtype(pytest.importorskip("ml_dtypes").bfloat16)
+    scale = 4.0 if claimed == "float16" else 30.0
+    z, y = _data(rows=8, classes=50, scale=scale, seed=2)
+    z = z.astype(kind).astype(np.float32)
+    options = _options(reduction="mean")
+    exact, loss = reference(z, y, **_reference_keywords(options))
+    right = exact.astype(kind)
+    flushed = _flushed(right)
+    assert np.count_nonzero(flushed.astype(np.float32) != right.astype(np.float32)) > 5
+    assert _grade(z.astype(kind), y, flushed, None, options, claimed).correct
+    assert not _grade(z.astype(kind), y, (-flushed.astype(np.float32)).astype(kind), None, options, claimed).correct
+
+
+def test_a_zero_where_the_exact_value_is_a_normal_number_still_fails():
+    """Only a flushed subnormal is excused: a tiny normal value answered as 0, or a subnormal
+    value answered as a wrong subnormal, keeps its error."""
+    z = np.array([[0.0, -40.0, -90.0, -110.0]], np.float32)  # p ≈ 4e-18, 8e-40 (subnormal), 1.7e-48
+    y = np.array([0])
+    options = _options(reduction="sum")
+    exact, _ = reference(z, y, **_reference_keywords(options))
+    right = exact.astype(np.float32)
+    assert _grade(z, y, right, None, options).correct
+    assert _grade(z, y, _flushed(right), None, options).correct
+    zeroed = right.copy()
+    zeroed[0, 1] = 0  # 4.2e-18 is a normal float32
+    assert not _grade(z, y, zeroed, None, options).correct
+    wrong_subnormal = right.copy()
+    wrong_subnormal[0, 2] = np.float32(1e-39)  # for 8.2e-40: 1.3e5 ulp of 2^-149
+    assert not _grade(z, y, wrong_subnormal, None, options).correct

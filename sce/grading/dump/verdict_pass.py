@@ -40,6 +40,7 @@ from sce.grading.dump.block_errors import (
     grade_row_losses,
     merged_in_order,
 )
+from sce.grading.dump.flushed import excused, flush_bounds, z_terms
 from sce.grading.dump.kernel_mistakes import Block, Denominators, exact_block, exact_rows
 from sce.io.arrays import ArrayDump
 from sce.io.arrays.dump import placed_in_dump
@@ -202,6 +203,7 @@ class BlockJob:
                 # The gradient of 0/0: sce says 0 (nothing counts); PyTorch's backward gives NaN where
                 # the counted rows' weights are all 0. Either is the right answer.
                 given = np.where(np.isnan(given), 0, given).astype(given.dtype, copy=False)
+            given = excused(given, block.exact.gradient, flush_bounds(dtype, coef, z_terms(block.exact, coef)))
             if (
                 COMPILED
                 and isinstance(coef, sparse_labels.LabelCoefficients)
