@@ -39,6 +39,8 @@ from sce.cli.declarations import (
     LossColOption,
     LossOption,
     NoHeaderOption,
+    SumOrder,
+    SumOrderOption,
     TargetColsOption,
     TargetOption,
     TargetsPathOption,
@@ -114,6 +116,7 @@ def check(
     key_grad: KeyGrad = None,
     key_loss: KeyLoss = None,
     claimed_dtype: ClaimedDTypeOption = None,
+    sum_order: SumOrderOption = SumOrder.parallel,
     *,
     options: LossOptions,
     options_given: frozenset[str],
@@ -139,13 +142,14 @@ def check(
             paths={"logits": logits_path, "labels": labels_path, "targets": targets_path, "grad": grad, "loss": loss},
             keys=dict(zip(ARRAY_ROLES, (key_logits, key_labels, key_targets, key_grad, key_loss))),
             claimed=claimed_dtype,
+            sum_order=sum_order.value,
             options=options,
             reduction_given="reduction" in options_given,
             digits=digits,
             output_format=output_format,
         )
         return
-    refuse_array_options(labels_path, targets_path, claimed_dtype)
+    refuse_array_options(labels_path, targets_path, claimed_dtype, sum_order)
     if csv_input is not None:
         if logits:
             raise UsageProblem("give LOGITS or --csv INPUT, not both")

@@ -89,6 +89,11 @@ class ClaimedDType(str, Enum):
     float64 = "float64"
 
 
+class SumOrder(str, Enum):
+    parallel = "parallel"
+    sequential = "sequential"
+
+
 #: The panels ``--help`` groups options in, by who reaches for them.
 LOSS_PANEL = "The loss"
 VECTOR_PANEL = "The logits and their target"
@@ -378,6 +383,13 @@ CLAIMED_DTYPE = Declared(
     ARRAYS_PANEL,
     show_default=False,
 )
+SUM_ORDER = Declared(
+    "sum_order",
+    ("--sum-order",),
+    "How the answer summed each row's exponentials: parallel (in lanes or pairs, as frameworks do) or "
+    "sequential (one running sum over the classes, as a textbook loop does).",
+    ARRAYS_PANEL,
+)
 
 # sce test's configuration of the function it grades.
 CONVENTION = Declared(
@@ -424,6 +436,7 @@ DECLARED: tuple[Declared, ...] = (
     KEY_GRAD,
     KEY_LOSS,
     CLAIMED_DTYPE,
+    SUM_ORDER,
     CONVENTION,
     RETURNS,
     FRAMEWORK,
@@ -495,6 +508,7 @@ KeyTargets = Annotated[Optional[str], KEY_TARGETS.option()]
 KeyGrad = Annotated[Optional[str], KEY_GRAD.option()]
 KeyLoss = Annotated[Optional[str], KEY_LOSS.option()]
 ClaimedDTypeOption = Annotated[Optional[ClaimedDType], CLAIMED_DTYPE.option()]
+SumOrderOption = Annotated[SumOrder, SUM_ORDER.option()]
 ConventionOption = Annotated[Convention, CONVENTION.option()]
 ReturnsOption = Annotated[Returns, RETURNS.option()]
 FrameworkOption = Annotated[Framework, FRAMEWORK.option()]

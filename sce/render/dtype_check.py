@@ -101,6 +101,15 @@ def print_dtype_check(
             console.print()
     shape = f"{count_of(check.rows, 'row')} × {count_of(check.classes, 'class', 'classes')}"
     console.print(f"checked: {shape}, as {check.claimed_dtype}")
+    if check.sum_order == "sequential":
+        from sce.grading.dump.sequential_sums import sum_error_bound
+
+        bound = sum_error_bound(check.classes, check.claimed_dtype)
+        summed = (
+            "summed: as one sequential sum over the classes: each row's probabilities may share one factor "
+            f"1 + δ, |δ| ≤ {bound:.3g}"
+        )
+        console.print(Text(summed), soft_wrap=True)
     for verdict in check.quantities:
         line = (
             f"{verdict.name}: worst error {_ulps(verdict.max_ulps)} ulp; a straightforward {check.claimed_dtype} "
@@ -118,6 +127,8 @@ def print_dtype_check(
             console.print(Text(typical + ("; beyond" if verdict.typical_beyond else "")), soft_wrap=True)
     for mistake in check.mistakes:
         console.print(Text(f"mistake: {worded(mistake, flag_of)}"), soft_wrap=True)
+    for hint in check.hints:
+        console.print(Text(f"hint: {worded(hint, flag_of)}"), soft_wrap=True)
     console.print(Text(*_verdict_line(check)), soft_wrap=True)
 
 
@@ -131,6 +142,11 @@ def _verdict_line(check: DtypeCheck) -> tuple[str, str]:
             f"typically {_ulps(off)} ulp off, and 4× that would pass an all-zero answer; grade it in a wider type",
             "bold yellow",
         )
-    return f"verdict: {'correct' if check.correct else 'not correct'} for {dtype}", (
+    sequential = (
+        ", consistent with a sequential sum over the classes"
+        if check.sum_order == "sequential" and check.correct
+        else ""
+    )
+    return f"verdict: {'correct' if check.correct else 'not correct'} for {dtype}{sequential}", (
         "bold green" if check.correct else "bold red"
     )

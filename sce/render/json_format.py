@@ -220,7 +220,9 @@ def dtype_check_document(check: DtypeCheck, flag_of: Mapping[str, str] | None = 
         "rows": check.rows,
         "classes": check.classes,
         "reduction": check.options.reduction,
+        "sum_order": check.sum_order,
         "mistakes": [worded(mistake, flag_of) for mistake in check.mistakes],
+        "hints": [worded(hint, flag_of) for hint in check.hints],
         "quantities": [
             {
                 "name": q.name,

@@ -194,6 +194,11 @@ class DtypeCheck:
     options: LossOptions
     quantities: list[QuantityVerdict]
     mistakes: list[str]
+    sum_order: str = "parallel"
+    """"sequential": graded as one running sum per row over the classes (:mod:`.sequential_sums`)."""
+    hints: list[str] = field(default_factory=list)
+    """For a wrong answer, a known implementation choice it is consistent with, and the option that
+    grades it so (options marked by :func:`sce.errors.option`)."""
 
     @property
     def wrong(self) -> bool:

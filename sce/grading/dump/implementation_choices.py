@@ -1,0 +1,97 @@
+"""Known implementation choices a wrong-looking answer may be consistent with, and the option that grades it so.
+
+An answer that fails as claimed may be right as computed: a float32 gradient
+saved as float64 (every entry a float32 value, billions of float64 ulps off),
+a float16 one saved as float32, or one sequential sum over a vocabulary's
+classes. Each is tried only once the answer is wrong and no mistake fits it,
+by grading it again that way; one that passes is said, with the option that
+grades it so, and the verdict stays the one asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from sce.errors import option
+from sce.io.arrays import ArrayDump
+from sce.io.arrays.dump import bfloat16_dtype
+from sce.io.arrays.mapped_rows import read_rows
+
+#: The narrower types an answer stored in a type may have been computed in, widest first.
+NARROWER = {
+    "float64": ("float32", "bfloat16", "float16"),
+    "float32": ("bfloat16", "float16"),
+    "bfloat16": (),
+    "float16": (),
+}
+
+Regrade = Callable[[str, str], bool]
+"""Whether the dump, graded as (claimed type, sum order), is correct."""
+
+
+def consistent_choices(
+    dump: ArrayDump, claimed: str, sum_order: str, bounds: list[tuple[int, int]], regrade: Regrade
+) -> list[str]:
+    """What else the answer is consistent with (hints, options marked by :func:`sce.errors.option`).
+
+    Parameters
+    ----------
+    dump : ArrayDump
+        The answer that failed as claimed, with no named mistake.
+    claimed, sum_order : str
+        How it was graded.
+    bounds : list of (int, int)
+        The dump's blocks of rows, for reading it a block at a time.
+    regrade : callable
+        Grades the dump again as (type, sum order); True when correct.
+
+    Returns
+    -------
+    list of str
+        At most one hint: the first choice, in the order narrower type, sequential sum, both, that
+        makes the answer correct.
+    """
+    held = [kind for kind in NARROWER[claimed] if _holds(dump, kind, bounds)]
+    tries: list[tuple[str, str]] = [(kind, sum_order) for kind in held]
+    if dump.grad is not None and sum_order == "parallel":
+        tries += [(claimed, "sequential")] if claimed != "float64" else []
+        tries += [(kind, "sequential") for kind in held]
+    for kind, order in tries:
+        if regrade(kind, order):
+            return [_hint(claimed, kind, order != sum_order)]
+    return []
+
+
+def _hint(claimed: str, kind: str, sequential: bool) -> str:
+    said = []
+    if kind != claimed:
+        said.append(f"every entry is a {kind} value, as a {kind} computation saved as {claimed} gives")
+    if sequential:
+        said.append("its rows are consistent with a sequential sum over the classes")
+    flags = " ".join(
+        ([option("claimed_dtype", kind)] if kind != claimed else [])
+        + ([option("sum_order", "sequential")] if sequential else [])
+    )
+    return f"{'; '.join(said)}: graded with {flags}, the answer is correct"
+
+
+def _holds(dump: ArrayDump, kind: str, bounds: list[tuple[int, int]]) -> bool:
+    """Whether every entry of the answer (gradient and loss) is a value of ``kind`` (NaN and ±inf too)."""
+    try:
+        dtype = bfloat16_dtype() if kind == "bfloat16" else np.dtype(kind)
+    except ImportError:
+        return False
+    if dump.loss is not None and not _same(np.asarray(dump.loss), dtype):
+        return False
+    if dump.grad is None:
+        return dump.loss is not None
+    return all(_same(read_rows(dump.grad, start, stop), dtype) for start, stop in bounds)
+
+
+def _same(values: np.ndarray, dtype: np.dtype) -> bool:
+    wide = np.asarray(values, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        back = wide.astype(dtype).astype(np.float64)
+    return bool(np.all((back == wide) | (np.isnan(back) & np.isnan(wide))))
