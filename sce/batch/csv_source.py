@@ -347,7 +347,9 @@ def _as_npz_text(inputs: dict[str, Any], layout: NpzLayout) -> dict[str, Any]:
     }
 
 
-def csv_inputs(parsed: ParsedBlock | WideBlock, plan: ColumnPlan, delimiter: str, output_format: str) -> dict[str, Any]:
+def csv_inputs(
+    parsed: ParsedBlock | WideBlock, plan: ColumnPlan, delimiter: str, output_format: str
+) -> dict[str, Any]:
     """The block's input columns: the other columns as their text, then the grouped ones as arrays."""
     grouped = {plan.label, *plan.logits, *(plan.targets or ())}
     others = [name for name in plan.names if name not in grouped]

@@ -247,3 +247,4 @@ def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_fo
         print_file_check(stdout_console(), found, digits)
     if not found.correct:
         raise typer.Exit(ExitStatus.WRONG)
+

@@ -26,7 +26,6 @@ from sce.errors import Interrupted, SceError
 # click would otherwise take for an option.
 _NEGATIVE_NUMBER = re.compile(r"-(\d|\.\d|inf\b|infinity\b)", re.IGNORECASE)
 
-
 class SceCommand(TyperCommand):
     """A command whose errors carry its name (and mode) to the reporter, which
     finds their status in the one table of :mod:`.exit_status`."""

@@ -170,170 +170,98 @@ def _loss_default(name: str) -> str:
 # (or some) with @bundled(LOSS_OPTIONS, …), as one LossOptions; their defaults are
 # LossOptions' own (None on the command line means "not given").
 SMOOTHING = Declared(
-    "label_smoothing",
-    ("--smoothing",),
-    "Label smoothing ε in [0, 1].",
-    LOSS_PANEL,
-    show_default=_loss_default("label_smoothing"),
-    parameter="smoothing",
-    kind=float,
+    "label_smoothing", ("--smoothing",), "Label smoothing ε in [0, 1].", LOSS_PANEL,
+    show_default=_loss_default("label_smoothing"), parameter="smoothing", kind=float,
 )
 WEIGHT = Declared(
-    "weight",
-    ("--weight", "-w"),
-    "Class weights W1,W2,... (one per class, >= 0), or @FILE to read them.",
-    LOSS_PANEL,
-    show_default=False,
-    kind=str,
+    "weight", ("--weight", "-w"), "Class weights W1,W2,... (one per class, >= 0), or @FILE to read them.",
+    LOSS_PANEL, show_default=False, kind=str,
 )
 TEMPERATURE = Declared(
-    "temperature",
-    ("--temperature", "-T"),
-    "Softmax temperature T > 0: p = softmax(z / T).",
-    LOSS_PANEL,
-    show_default=_loss_default("temperature"),
-    kind=float,
+    "temperature", ("--temperature", "-T"), "Softmax temperature T > 0: p = softmax(z / T).", LOSS_PANEL,
+    show_default=_loss_default("temperature"), kind=float,
 )
 SOFTCAP = Declared(
-    "softcap",
-    ("--softcap",),
-    "Logit soft-capping c > 0 (Gemma 2): a = c·tanh(z/c), before the temperature.",
-    LOSS_PANEL,
-    show_default=False,
-    kind=float,
+    "softcap", ("--softcap",), "Logit soft-capping c > 0 (Gemma 2): a = c·tanh(z/c), before the temperature.",
+    LOSS_PANEL, show_default=False, kind=float,
 )
 Z_LOSS = Declared(
-    "z_loss",
-    ("--z-loss",),
-    "z-loss λ >= 0 (PaLM): each counted row adds λ·lse², unweighted; mean over counted rows.",
-    LOSS_PANEL,
-    show_default=_loss_default("z_loss"),
-    kind=float,
+    "z_loss", ("--z-loss",), "z-loss λ >= 0 (PaLM): each counted row adds λ·lse², unweighted; mean over counted rows.",
+    LOSS_PANEL, show_default=_loss_default("z_loss"), kind=float,
 )
 SMOOTHING_STYLE = Declared(
-    "smoothing_style",
-    ("--smoothing-style",),
+    "smoothing_style", ("--smoothing-style",),
     "uniform: ε/K on every class (PyTorch); off-target: 1 − ε on the label, ε/(K − 1) elsewhere (Megatron).",
-    LOSS_PANEL,
-    show_default=_loss_default("smoothing_style"),
-    kind=SmoothingStyleChoice,
+    LOSS_PANEL, show_default=_loss_default("smoothing_style"), kind=SmoothingStyleChoice,
 )
 REDUCTION = Declared(
-    "reduction",
-    ("--reduction",),
-    "As PyTorch: none, mean (divides by the label's weight) or sum.",
-    LOSS_PANEL,
-    show_default=_loss_default("reduction"),
-    kind=ReductionChoice,
+    "reduction", ("--reduction",), "As PyTorch: none, mean (divides by the label's weight) or sum.", LOSS_PANEL,
+    show_default=_loss_default("reduction"), kind=ReductionChoice,
 )
 IGNORE_INDEX = Declared(
-    "ignore_index",
-    ("--ignore-index",),
-    "A label that makes the row count for nothing.",
-    LOSS_PANEL,
-    show_default=_loss_default("ignore_index"),
-    kind=int,
+    "ignore_index", ("--ignore-index",), "A label that makes the row count for nothing.", LOSS_PANEL,
+    show_default=_loss_default("ignore_index"), kind=int,
 )
 DTYPE = Declared(
-    "dtype",
-    ("--dtype",),
-    "Floating-point type to compute in.",
-    LOSS_PANEL,
-    show_default=_loss_default("dtype"),
-    kind=DType,
+    "dtype", ("--dtype",), "Floating-point type to compute in.", LOSS_PANEL,
+    show_default=_loss_default("dtype"), kind=DType,
 )
 LOSS_OPTIONS = (SMOOTHING, WEIGHT, TEMPERATURE, SOFTCAP, Z_LOSS, SMOOTHING_STYLE, REDUCTION, IGNORE_INDEX, DTYPE)
 
 # One vector of logits and its target, typed (sce grad, sce check).
 LOGITS = Declared(
-    "logits",
-    (),
-    "The logits z, as separate numbers (2 3 4) or one list (2,3,4). Negative numbers work as typed.",
-    ARGUMENTS_PANEL,
-    spoken="LOGITS...",
+    "logits", (), "The logits z, as separate numbers (2 3 4) or one list (2,3,4). Negative numbers work as typed.",
+    ARGUMENTS_PANEL, spoken="LOGITS...",
 )
 LOGITS_FILE = Declared(
-    "logits_file",
-    ("--logits-file",),
+    "logits_file", ("--logits-file",),
     "Read the logits from a file, or - for stdin: text (numbers separated by spaces, commas or new lines) "
     "or one array (.npy, .npz, .safetensors, .parquet, .arrow, .pt: K, or 1 × K).",
-    VECTOR_PANEL,
-    show_default=False,
+    VECTOR_PANEL, show_default=False,
 )
 LABEL = Declared(
-    "labels",
-    ("--label", "-l"),
-    "The correct class, 0-based (as in PyTorch).",
-    VECTOR_PANEL,
-    show_default=False,
-    parameter="label",
+    "labels", ("--label", "-l"), "The correct class, 0-based (as in PyTorch).", VECTOR_PANEL,
+    show_default=False, parameter="label",
 )
 TARGET = Declared(
-    "targets",
-    ("--target", "-t"),
-    "Probability targets P1,P2,... in place of --label.",
-    VECTOR_PANEL,
-    show_default=False,
-    parameter="target",
+    "targets", ("--target", "-t"), "Probability targets P1,P2,... in place of --label.", VECTOR_PANEL,
+    show_default=False, parameter="target",
 )
 GRAD = Declared(
-    "grad_path",
-    ("--grad", "-g"),
-    "Your gradient G1,G2,... to grade; with arrays, the gradient array's file.",
-    TYPED_PANEL,
-    show_default=False,
-    parameter="grad",
+    "grad_path", ("--grad", "-g"), "Your gradient G1,G2,... to grade; with arrays, the gradient array's file.",
+    TYPED_PANEL, show_default=False, parameter="grad",
 )
 LOSS = Declared(
-    "loss_path",
-    ("--loss",),
-    "Your loss to grade; with arrays, the loss array's file.",
-    TYPED_PANEL,
-    show_default=False,
-    parameter="loss",
+    "loss_path", ("--loss",), "Your loss to grade; with arrays, the loss array's file.", TYPED_PANEL,
+    show_default=False, parameter="loss",
 )
 
 # The files the commands read and write (sce batch, sce check --csv).
 INPUT = Declared(
-    "input_path",
-    (),
+    "input_path", (),
     "A CSV or TSV file, or - for stdin; or arrays (.npz, .npy, .safetensors, .parquet, .arrow, .pt).",
-    ARGUMENTS_PANEL,
-    spoken="INPUT",
+    ARGUMENTS_PANEL, spoken="INPUT",
 )
 OUTPUT = Declared(
-    "output_path",
-    ("--output", "-o"),
-    "Output file (default: stdout). Written whole or not at all.",
-    FILES_PANEL,
-    spoken="-o",
-    parameter="output",
+    "output_path", ("--output", "-o"), "Output file (default: stdout). Written whole or not at all.", FILES_PANEL,
+    spoken="-o", parameter="output",
 )
 LABEL_COL = Declared(
     "label_col", ("--label-col",), "The label column (default: 'label'; the last without a header).", FILES_PANEL
 )
 LOGIT_COLS = Declared(
-    "logit_cols",
-    ("--logit-cols",),
-    "Logit columns: a comma list or a glob such as 'z*' (default: all others).",
+    "logit_cols", ("--logit-cols",), "Logit columns: a comma list or a glob such as 'z*' (default: all others).",
     FILES_PANEL,
 )
 TARGET_COLS = Declared(
     "target_cols", ("--target-cols",), "Soft-target columns, in place of a label column.", FILES_PANEL
 )
 NO_HEADER = Declared(
-    "has_header",
-    ("--no-header",),
-    "The input has no header line; columns are 0..n-1.",
-    FILES_PANEL,
-    spellings={"False": "--no-header"},
-    parameter="no_header",
+    "has_header", ("--no-header",), "The input has no header line; columns are 0..n-1.", FILES_PANEL,
+    spellings={"False": "--no-header"}, parameter="no_header",
 )
 DELIMITER = Declared(
-    "delimiter",
-    ("--delimiter",),
-    "Field separator (default: tab for .tsv files, else comma).",
-    FILES_PANEL,
+    "delimiter", ("--delimiter",), "Field separator (default: tab for .tsv files, else comma).", FILES_PANEL,
     spellings={
         "','": "--delimiter comma",
         "'\\t'": "--delimiter tab",
@@ -343,12 +271,8 @@ DELIMITER = Declared(
 )
 ENCODING = Declared("encoding", ("--encoding",), "The input's text encoding.", FILES_PANEL)
 CSV_INPUT = Declared(
-    "input_path",
-    ("--csv",),
-    "Grade a file row by row instead (INPUT, or - for stdin).",
-    FILES_PANEL,
-    show_default=False,
-    parameter="csv_input",
+    "input_path", ("--csv",), "Grade a file row by row instead (INPUT, or - for stdin).", FILES_PANEL,
+    show_default=False, parameter="csv_input",
 )
 GRAD_COLS = Declared(
     "grad_cols", ("--grad-cols",), "With --csv: the gradient columns (a list or a glob such as 'grad_*').", FILES_PANEL
@@ -357,12 +281,10 @@ LOSS_COL = Declared("loss_col", ("--loss-col",), "With --csv: the loss column.",
 
 # Dumps of arrays (sce batch, sce check).
 ARRAYS = Declared(
-    "arrays",
-    ("--arrays",),
+    "arrays", ("--arrays",),
     "A dump of arrays (.npz, .safetensors, .parquet, .arrow, .pt) named logits, labels or targets "
     "(and for sce check grad, loss).",
-    ARRAYS_PANEL,
-    show_default=False,
+    ARRAYS_PANEL, show_default=False,
 )
 LOGITS_PATH = Declared(
     "logits_path", ("--logits",), "The logits array's file, one file per array.", ARRAYS_PANEL, show_default=False
@@ -377,26 +299,20 @@ KEY_TARGETS = Declared("key_targets", ("--key-targets",), "The targets array's n
 KEY_GRAD = Declared("key_grad", ("--key-grad",), "The gradient array's name in the file.", ARRAYS_PANEL)
 KEY_LOSS = Declared("key_loss", ("--key-loss",), "The loss array's name in the file.", ARRAYS_PANEL)
 CLAIMED_DTYPE = Declared(
-    "claimed_dtype",
-    ("--claimed-dtype",),
-    "The float type the answer was computed in (default: the gradient's stored type).",
-    ARRAYS_PANEL,
+    "claimed_dtype", ("--claimed-dtype",),
+    "The float type the answer was computed in (default: the gradient's stored type).", ARRAYS_PANEL,
     show_default=False,
 )
 SUM_ORDER = Declared(
-    "sum_order",
-    ("--sum-order",),
+    "sum_order", ("--sum-order",),
     "How the answer summed each row's exponentials: parallel (in lanes or pairs, as frameworks do) or "
-    "sequential (one running sum over the classes, as a textbook loop does).",
-    ARRAYS_PANEL,
+    "sequential (one running sum over the classes, as a textbook loop does).", ARRAYS_PANEL,
 )
 
 # sce test's configuration of the function it grades.
 CONVENTION = Declared(
-    "convention",
-    ("--convention",),
-    "batch: f(logits N×K, labels N); row: f(logits K, label), once per row.",
-    FUNCTION_PANEL,
+    "convention", ("--convention",),
+    "batch: f(logits N×K, labels N); row: f(logits K, label), once per row.", FUNCTION_PANEL,
 )
 RETURNS = Declared("returns", ("--returns",), "What the function returns.", FUNCTION_PANEL)
 FRAMEWORK = Declared(
@@ -408,40 +324,10 @@ TIMEOUT = Declared("timeout", ("--timeout",), "Seconds each case may take.", FUN
 #: Every record, in one place: the table of flags is made from it, and a test checks
 #: that each appears in its commands' --help, in its panel.
 DECLARED: tuple[Declared, ...] = (
-    *LOSS_OPTIONS,
-    LOGITS,
-    LOGITS_FILE,
-    LABEL,
-    TARGET,
-    GRAD,
-    LOSS,
-    INPUT,
-    OUTPUT,
-    LABEL_COL,
-    LOGIT_COLS,
-    TARGET_COLS,
-    NO_HEADER,
-    DELIMITER,
-    ENCODING,
-    CSV_INPUT,
-    GRAD_COLS,
-    LOSS_COL,
-    ARRAYS,
-    LOGITS_PATH,
-    LABELS_PATH,
-    TARGETS_PATH,
-    KEY_LOGITS,
-    KEY_LABELS,
-    KEY_TARGETS,
-    KEY_GRAD,
-    KEY_LOSS,
-    CLAIMED_DTYPE,
-    SUM_ORDER,
-    CONVENTION,
-    RETURNS,
-    FRAMEWORK,
-    SEED,
-    TIMEOUT,
+    *LOSS_OPTIONS, LOGITS, LOGITS_FILE, LABEL, TARGET, GRAD, LOSS,
+    INPUT, OUTPUT, LABEL_COL, LOGIT_COLS, TARGET_COLS, NO_HEADER, DELIMITER, ENCODING, CSV_INPUT, GRAD_COLS, LOSS_COL,
+    ARRAYS, LOGITS_PATH, LABELS_PATH, TARGETS_PATH, KEY_LOGITS, KEY_LABELS, KEY_TARGETS, KEY_GRAD, KEY_LOSS,
+    CLAIMED_DTYPE, SUM_ORDER, CONVENTION, RETURNS, FRAMEWORK, SEED, TIMEOUT,
 )
 
 
@@ -478,7 +364,6 @@ def flags_of_command(params: Iterable[Any]) -> dict[str, str]:
         if param.name == record.parameter_name and set(record.flags) <= set(param.opts)
     ]
     return {**FLAG_OF_FIELD, **flag_table(own)}
-
 
 # The typed parameters the commands declare, one per record.
 LogitsArgument = Annotated[Optional[list[str]], LOGITS.argument()]
@@ -563,7 +448,9 @@ def bundled(
         @functools.wraps(command)
         def run(**values: Any) -> Any:
             given = {
-                record.field: value for record in declared if (value := values.pop(record.parameter_name)) is not None
+                record.field: value
+                for record in declared
+                if (value := values.pop(record.parameter_name)) is not None
             }
             extra = {} if given_into is None else {given_into: frozenset(given)}
             return command(**values, **{into: build(given)}, **extra)

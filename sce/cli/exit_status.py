@@ -143,7 +143,9 @@ def kind_table() -> list[tuple[str, str, int, dict[str, int]]]:
     commands = dict.fromkeys(command for command, _ in STATUS_IN_COMMAND)
     rows = []
     for kind, status in STATUS_OF_KIND.items():
-        elsewhere = {command: int(own) for command in commands if (own := status_of_kind(kind, command)) != status}
+        elsewhere = {
+            command: int(own) for command in commands if (own := status_of_kind(kind, command)) != status
+        }
         what = " ".join((kind.__doc__ or "").split("\n\n")[0].split())
         rows.append((kind.__name__, what, int(status), elsewhere))
     return rows

@@ -29,6 +29,7 @@ from sce.number_text import (
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
+
     from sce.loss import SoftmaxCrossEntropyResult
 
 

@@ -1,6 +1,6 @@
 """Only the gradient: f(logits, labels) -> grad (N×K), as a backward pass computes it.
 
-sce test implementation_grad_only.py:softmax_backward --returns grad
+    sce test implementation_grad_only.py:softmax_backward --returns grad
 """
 
 import numpy as np

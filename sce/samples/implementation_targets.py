@@ -1,6 +1,6 @@
 """Probability targets: f(logits, targets) -> (loss, grad), with targets N×K rows that sum to 1.
 
-sce test implementation_targets.py:soft_cross_entropy --targets
+    sce test implementation_targets.py:soft_cross_entropy --targets
 """
 
 import numpy as np

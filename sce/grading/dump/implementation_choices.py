@@ -15,6 +15,9 @@ from collections.abc import Callable
 import numpy as np
 
 from sce.errors import option
+from sce.grading.dump.baseline import ulp_format
+from sce.grading.dump.sequential_sums import sum_error_bound
+from sce.grading.dump.verdict import MARGIN_ULPS, QuantityVerdict
 from sce.io.arrays import ArrayDump
 from sce.io.arrays.dump import bfloat16_dtype
 from sce.io.arrays.mapped_rows import read_rows
@@ -32,7 +35,12 @@ Regrade = Callable[[str, str], bool]
 
 
 def consistent_choices(
-    dump: ArrayDump, claimed: str, sum_order: str, bounds: list[tuple[int, int]], regrade: Regrade
+    dump: ArrayDump,
+    claimed: str,
+    sum_order: str,
+    bounds: list[tuple[int, int]],
+    regrade: Regrade,
+    gradient: QuantityVerdict | None,
 ) -> list[str]:
     """What else the answer is consistent with (hints, options marked by :func:`sce.errors.option`).
 
@@ -46,6 +54,8 @@ def consistent_choices(
         The dump's blocks of rows, for reading it a block at a time.
     regrade : callable
         Grades the dump again as (type, sum order); True when correct.
+    gradient : QuantityVerdict, optional
+        The gradient's verdict as claimed (None without a gradient).
 
     Returns
     -------
@@ -55,9 +65,11 @@ def consistent_choices(
     """
     held = [kind for kind in NARROWER[claimed] if _holds(dump, kind, bounds)]
     tries: list[tuple[str, str]] = [(kind, sum_order) for kind in held]
-    if dump.grad is not None and sum_order == "parallel":
-        tries += [(claimed, "sequential")] if claimed != "float64" else []
-        tries += [(kind, "sequential") for kind in held]
+    if gradient is not None and sum_order == "parallel":
+        classes = dump.shape[1]
+        for kind in (claimed, *held):
+            if _sequential_sum_shows(classes, kind, gradient if kind == claimed else None):
+                tries.append((kind, "sequential"))
     for kind, order in tries:
         if regrade(kind, order):
             return [_hint(claimed, kind, order != sum_order)]
@@ -75,6 +87,20 @@ def _hint(claimed: str, kind: str, sequential: bool) -> str:
         + ([option("sum_order", "sequential")] if sequential else [])
     )
     return f"{'; '.join(said)}: graded with {flags}, the answer is correct"
+
+
+def _sequential_sum_shows(classes: int, kind: str, gradient: QuantityVerdict | None) -> bool:
+    """Whether a sequential sum could explain the gradient's errors in ``kind``: its factor can reach
+    the margin of 8 ulps (a float32 sum of 9 classes can; a float16 answer's, summed in float32, not
+    below 65,537 classes), and could bring the typical error within what is allowed (each entry
+    moves by at most |δ|·2^(mantissa + 1) ulps: a doubled gradient is millions of ulps off), where
+    ``gradient`` is its verdict in ``kind``."""
+    mantissa, _ = ulp_format(kind)
+    bound = sum_error_bound(classes, kind)
+    reach = bound * 2.0 ** (mantissa + 1)
+    if gradient is not None and gradient.rms_ulps > gradient.allowed_rms_ulps + reach:
+        return False
+    return bound >= MARGIN_ULPS * 2.0 ** -(mantissa + 1)
 
 
 def _holds(dump: ArrayDump, kind: str, bounds: list[tuple[int, int]]) -> bool:

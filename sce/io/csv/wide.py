@@ -68,7 +68,9 @@ class TextRows:
         stream.write(self.body)
 
 
-def parse_wide_block(block: Block, plan: ColumnPlan, delimiter: str, output_separator: str | None) -> WideBlock | None:
+def parse_wide_block(
+    block: Block, plan: ColumnPlan, delimiter: str, output_separator: str | None
+) -> WideBlock | None:
     """The block read as plain lines, or None where it is not made of them
     (quotes, a bare carriage return, a row of the wrong length, a cell that
     would need quoting in the output): the usual path reads those."""
@@ -141,7 +143,9 @@ def _gather(cells: pl.Series, rows: int, width: int, columns: list[int]) -> pl.S
     return cells.gather(flat)
 
 
-def _numbers(cells: pl.Series, columns: tuple[str, ...], block: Block, plan: ColumnPlan, delimiter: str) -> np.ndarray:
+def _numbers(
+    cells: pl.Series, columns: tuple[str, ...], block: Block, plan: ColumnPlan, delimiter: str
+) -> np.ndarray:
     """As parse.read_numbers reads a frame's columns: polars' cast, then the same
     with spaces stripped, then the command line's parser for the cells both
     reject; the first unreadable cell of the first column that has one is the error."""

@@ -90,8 +90,7 @@ class OutputTarget:
         if stat.S_ISREG(os.stat(self.written).st_mode) and not os.access(self.written, os.W_OK):
             # The rename needs only the folder's permission: it would replace a file one may not write.
             raise OptionDataProblem(
-                "output_path",
-                f"{self.path} is not writable (read-only, or not yours); make it writable or write "
+                "output_path", f"{self.path} is not writable (read-only, or not yours); make it writable or write "
                 "the output elsewhere",
             )
 

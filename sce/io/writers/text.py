@@ -158,5 +158,7 @@ def header_line(names: tuple[str, ...], separator: str) -> bytes:
     """The header as polars writes it: a name in quotes where it holds the
     separator, a quote or a line break."""
     special = (separator, '"', "\n", "\r")
-    quoted = ('"' + name.replace('"', '""') + '"' if any(char in name for char in special) else name for name in names)
+    quoted = (
+        '"' + name.replace('"', '""') + '"' if any(char in name for char in special) else name for name in names
+    )
     return (separator.join(quoted) + "\n").encode("utf-8")

@@ -83,7 +83,9 @@ def _as_records(block: InputRows, separator: str) -> WideBlock:
 _QUOTED = {b"inf": b'"inf"', b"-inf": b'"-inf"', b"NaN": b'"nan"', b"nan": b'"nan"'}
 
 
-def _json_lines(block: InputRows, plan: ColumnPlan, result: SoftmaxCrossEntropyResult, digits: int | None) -> TextRows:
+def _json_lines(
+    block: InputRows, plan: ColumnPlan, result: SoftmaxCrossEntropyResult, digits: int | None
+) -> TextRows:
     """JSON Lines of rows of many columns, built as text row by row: a frame of 3K
     columns costs polars kilobytes per column (3.4 GB for 20 rows of 128,000 classes).
     The bytes are the frame path's (text.write_frame): polars' float text, or where a
