@@ -8,7 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
+from sce.errors import worded
+from sce.grading.dump.check import check_dump
+from sce.io.arrays import ArrayDump
 from tests.test_check_arrays_options import IGNORE, _data, _grade, _options, _reference_keywords, reference
 
 # bfloat16, read by its bits.
@@ -219,3 +224,197 @@ def test_a_zero_where_the_exact_value_is_a_normal_number_still_fails():
     wrong_subnormal = right.copy()
     wrong_subnormal[0, 2] = np.float32(1e-39)  # for 8.2e-40: 1.3e5 ulp of 2^-149
     assert not _grade(z, y, wrong_subnormal, None, options).correct
+
+
+# One sequential sum over the classes: a textbook loop, one thread per row.
+
+
+def _sequential_sum(e: np.ndarray) -> np.ndarray:
+    """Each row's sum added one entry after another in e's type (numpy's cumsum is sequential)."""
+    return np.cumsum(e, axis=1, dtype=e.dtype)[:, -1:]
+
+
+def kernel(z, y, options, dtype=np.float32, sequential=False):
+    """A straightforward kernel in ``dtype`` (half types in float32, rounded at the end, as
+    frameworks compute them): the reference's formulas, its exponentials summed sequentially or
+    (numpy's) pairwise."""
+    kind = np.dtype(dtype)
+    work = np.dtype(np.float32) if kind.itemsize == 2 else kind
+    one = work.type(1)
+    z = np.asarray(z).astype(work)
+    n, k = z.shape
+    w = np.ones(k, work) if options.weight is None else np.asarray(options.weight, work)
+    factor, a = one, z
+    if options.softcap is not None:
+        ratio = z / work.type(options.softcap)
+        a = work.type(options.softcap) * np.tanh(ratio)
+        factor = one / np.cosh(ratio) ** 2
+    b = a / work.type(options.temperature)
+    top = b.max(axis=1, keepdims=True)
+    e = np.exp(b - top)
+    total = _sequential_sum(e) if sequential else e.sum(axis=1, keepdims=True)
+    p = e / total
+    lse = (top + np.log(total))[:, 0]
+    counted = y != IGNORE
+    onehot = np.zeros((n, k), work)
+    onehot[np.flatnonzero(counted), y[counted]] = 1
+    eps = work.type(options.label_smoothing)
+    if options.smoothing_style == "off-target" and options.label_smoothing:
+        q = (one - eps) * onehot + eps / work.type(k - 1) * (one - onehot)
+    else:
+        q = (one - eps) * onehot + eps / work.type(k)
+    c = np.where(counted[:, None], q, 0).astype(work) * w
+    d_ce = p * c.sum(axis=1, keepdims=True) - c
+    d_z = np.where(counted[:, None], work.type(2 * options.z_loss) * lse[:, None] * p, 0).astype(work)
+    if options.reduction == "mean":
+        gradient = d_ce / w[np.where(counted, y, 0)][counted].sum() + d_z / work.type(counted.sum())
+    else:
+        gradient = d_ce + d_z
+    with np.errstate(over="ignore"):
+        return (gradient / work.type(options.temperature) * factor).astype(kind)
+
+
+def test_regression_a_float32_gradient_from_one_sequential_sum_at_128000_classes_is_named_then_passes(sce, tmp_path):
+    """A float32 gradient from one running sum over K = 128,000 classes (~2,000 ulp typical error,
+    where PyTorch's lanes are ~50 off) failed with no explanation. It is named, and passes with
+    --sum-order sequential; a gradient with a wrong factor still fails that way."""
+    z, y = _data(rows=4, classes=128_000, seed=6)
+    options = _options()
+    grad = kernel(z, y, options, sequential=True)
+    np.savez(tmp_path / "dump.npz", logits=z, labels=y, grad=grad)
+    plain = sce("check", "--arrays", tmp_path / "dump.npz")
+    assert plain.exit_code == 1
+    assert (
+        "hint: its rows are consistent with a sequential sum over the classes: graded with --sum-order sequential, "
+        "the answer is correct\nverdict: not correct for float32\n"
+    ) in plain.stdout
+    sequential = sce("check", "--arrays", tmp_path / "dump.npz", "--sum-order", "sequential")
+    assert sequential.exit_code == 0, sequential.stdout
+    assert "each row's probabilities may share one factor 1 + δ, |δ| ≤ 0.00763\n" in sequential.stdout
+    assert sequential.stdout.endswith(
+        "verdict: correct for float32, consistent with a sequential sum over the classes\n"
+    )
+    exact, _ = reference(z, y)
+    bound = 127_999 * 2.0**-24
+    too_far = exact + 2 * bound * kernel(z, y, _options(reduction="mean")).astype(np.float64) * (exact > 0)
+    for wrong in (-grad, grad * 4, too_far.astype(np.float32)):
+        check = check_dump(ArrayDump(z, y, None, wrong, None, {}), options, "float32", sum_order="sequential")
+        assert not check.correct
+
+
+def test_sum_order_goes_with_arrays_only(sce):
+    result = sce("check", "2", "3", "4", "--label", "1", "--grad", "0.09,-0.76,0.67", "--sum-order", "sequential")
+    assert result.exit_code == 2
+    assert result.stderr == "sce: error: --sum-order goes with --arrays FILE or --logits FILE\n"
+
+
+def test_an_unknown_sum_order_is_refused_by_assert_cross_entropy_close():
+    from sce.testing import assert_cross_entropy_close
+
+    z, y = _data(rows=2, classes=5)
+    with pytest.raises(ValueError, match="sum_order='random': give one of parallel, sequential"):
+        assert_cross_entropy_close(z, y, reference(z, y)[0], sum_order="random")
+
+
+# An answer stored in a wider type than it was computed in.
+
+
+def test_regression_a_float32_gradient_stored_as_float64_names_claimed_dtype_float32(sce, tmp_path):
+    """Every entry a float32 value, billions of float64 ulps off, and no word of --claimed-dtype."""
+    z, y = _data(rows=8, classes=300, seed=4)
+    grad = kernel(z, y, _options()).astype(np.float64)
+    np.savez(tmp_path / "dump.npz", logits=z, labels=y, grad=grad)
+    result = sce("check", "--arrays", tmp_path / "dump.npz")
+    assert result.exit_code == 1
+    assert result.stdout.endswith(
+        "hint: every entry is a float32 value, as a float32 computation saved as float64 gives: graded with "
+        "--claimed-dtype float32, the answer is correct\nverdict: not correct for float64\n"
+    )
+    assert sce("check", "--arrays", tmp_path / "dump.npz", "--claimed-dtype", "float32").exit_code == 0
+    from sce.testing import assert_cross_entropy_close
+
+    with pytest.raises(AssertionError, match=r"graded with dtype='float32', the answer is correct"):
+        assert_cross_entropy_close(z, y, grad)
+
+
+def test_a_wrong_float32_gradient_stored_as_float64_gets_no_hint():
+    z, y = _data(rows=8, classes=300, seed=4)
+    grad = (kernel(z, y, _options()) * np.float32(1 + 2000 * 2.0**-23)).astype(np.float64)
+    check = _grade(z, y, grad, None, _options(), "float64")
+    assert not check.correct and check.hints == []
+
+
+def test_a_float16_gradient_stored_as_float32_names_claimed_dtype_float16():
+    z, y = _data(rows=8, classes=300, seed=4)
+    grad = kernel(z, y, _options(), np.float16).astype(np.float32)
+    check = _grade(z, y, grad, None, _options(), "float32")
+    assert not check.correct
+    assert [worded(hint) for hint in check.hints] == [
+        "every entry is a float16 value, as a float16 computation saved as float32 gives: graded with "
+        "claimed_dtype='float16', the answer is correct"
+    ]
+
+
+# The class: answers made as real kernels make them pass; plainly wrong ones fail.
+
+
+@st.composite
+def _kernel_cases(draw):
+    rows, classes = draw(st.integers(1, 10)), draw(st.integers(2, 80))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    z = (rng.normal(size=(rows, classes)) * draw(st.sampled_from([0.3, 3.0, 30.0, 80.0]))).astype(np.float32)
+    y = rng.integers(0, classes, rows)
+    y[1:][rng.random(rows - 1) < draw(st.sampled_from([0.0, 0.3]))] = IGNORE  # row 0 counted
+    options = _options(
+        eps=draw(st.sampled_from([0.0, 0.1])),
+        style=draw(st.sampled_from(["uniform", "off-target"])),
+        temperature=draw(st.sampled_from([1.0, 0.5, 2.0])),
+        cap=draw(st.sampled_from([None, 5.0, 30.0])),
+        z_loss=draw(st.sampled_from([0.0, 1e-4, 1.0])),
+        reduction=draw(st.sampled_from(["mean", "sum", "none"])),
+        weight=rng.uniform(0.2, 3.0, classes) if draw(st.booleans()) else None,
+    )
+    claimed = draw(st.sampled_from(["float32", "float16", "bfloat16"]))
+    made = draw(st.sampled_from(["pairwise", "sequential", "flushed", "sequential and flushed"]))
+    return z, y, options, claimed, made
+
+
+def _half(claimed):
+    if claimed == "bfloat16":
+        return np.dtype(pytest.importorskip("ml_dtypes").bfloat16)
+    return np.dtype(claimed)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_kernel_cases())
+def test_kernels_answers_pass_and_negated_unscaled_or_shifted_ones_fail(case):
+    """A kernel's answer in the claimed type (pairwise or sequential sums, subnormals flushed or
+    not) passes, graded with its sum order; its negation, the gradient missing the mean's 1/D, and
+    the gradient for labels off by one fail."""
+    z, y, options, claimed, made = case
+    kind = _half(claimed)
+    z = z.astype(kind)
+    sequential = made.startswith("sequential")
+    order = "sequential" if sequential else "parallel"
+    grad = kernel(z, y, options, kind, sequential)
+    assume(np.isfinite(grad.astype(np.float32)).all())
+    if made.endswith("flushed"):
+        grad = np.where(np.abs(grad.astype(np.float32)) < _smallest_normal(kind), 0, grad).astype(kind)
+
+    def correct(answer):
+        return check_dump(ArrayDump(z, y, None, answer, None, {}), options, claimed, sum_order=order).correct
+
+    assert correct(grad)
+    exact, _ = reference(z.astype(np.float32), y, **_reference_keywords(options))
+    if np.abs(exact).max() < 1e-2:
+        return  # a gradient that is all but zero
+    assert not correct((-grad.astype(np.float32)).astype(kind))
+    counted = y != IGNORE
+    shifted = np.where(counted, (y + 1) % z.shape[1], y)
+    if z.shape[1] > 2 or options.label_smoothing == 0:
+        off_by_one = kernel(z, shifted, options, kind, sequential)
+        assert not correct(off_by_one)
+    if options.reduction == "mean":
+        weights = np.ones(z.shape[1]) if options.weight is None else np.asarray(options.weight)
+        if abs(weights[y[counted]].sum() - 1) > 0.5:
+            assert not correct(kernel(z, y, options.replace(reduction="sum"), kind, sequential))
