@@ -125,6 +125,12 @@ def print_dtype_check(
                 f"so up to {_ulps(verdict.allowed_rms_ulps)} is allowed"
             )
             console.print(Text(typical + ("; beyond" if verdict.typical_beyond else "")), soft_wrap=True)
+        if verdict.sign_flips:
+            flips = (
+                f"{verdict.name}: {verdict.sign_flips:,} of {verdict.entries:,} entries of the opposite sign to the "
+                "exact value's, which no rounding explains (the cap's factor 1 − tanh² is never negative)"
+            )
+            console.print(Text(flips), soft_wrap=True)
     for mistake in check.mistakes:
         console.print(Text(f"mistake: {worded(mistake, flag_of)}"), soft_wrap=True)
     for hint in check.hints:

@@ -236,6 +236,7 @@ def dtype_check_document(check: DtypeCheck, flag_of: Mapping[str, str] | None = 
                 "baseline_rms_error_ulps": ulps(q.baseline_rms_ulps),
                 "allowed_rms_ulps": ulps(q.allowed_rms_ulps),
                 "typical_beyond": q.typical_beyond,
+                "sign_flips": q.sign_flips,
                 "histogram": [
                     {
                         "ulps": row.label,

@@ -71,6 +71,8 @@ class QuantityVerdict:
     """The same of each of the baseline's routes."""
     zero_squares: float = 0.0
     """The same of an all-zero answer: the values' own size, in ulps."""
+    sign_flips: int = 0
+    """Entries of the opposite sign to the exact value's that no rounding explains (under a softcap)."""
 
     @property
     def margin_ulps(self) -> float:
@@ -109,7 +111,7 @@ class QuantityVerdict:
 
     @property
     def correct(self) -> bool:
-        return self.wrong == 0 and not self.typical_beyond
+        return self.wrong == 0 and not self.typical_beyond and not self.sign_flips
 
     @property
     def zero_rms_ulps(self) -> float:
@@ -129,8 +131,11 @@ class QuantityVerdict:
     def plainly_wrong(self) -> bool:
         """Wrong whatever the type can judge: not finite where the truth is, or typically
         further from the truth than an all-zero answer (a sign flipped, a factor of 1,000) and
-        than is allowed (a loss of 4e-13, in ulps of 1, is as right at 1e-7 as at 0)."""
-        return bool(self.counts[-1]) or self.rms_ulps > max(self.zero_rms_ulps, self.allowed_rms_ulps)
+        than is allowed (a loss of 4e-13, in ulps of 1, is as right at 1e-7 as at 0), or of the
+        opposite sign where every correct kernel gets the sign right."""
+        if self.counts[-1] or self.sign_flips:
+            return True
+        return self.rms_ulps > max(self.zero_rms_ulps, self.allowed_rms_ulps)
 
     def merge(self, block: BlockErrors) -> None:
         """One block's summary, blocks taken in order (the worst entries' ties go to the earliest)."""
@@ -141,6 +146,7 @@ class QuantityVerdict:
         self.squares += block.squares
         self.baseline_squares = added_by_route(self.baseline_squares, block.baseline_squares)
         self.zero_squares += block.zero_squares
+        self.sign_flips += block.sign_flips
         self.worst = sorted([*self.worst, *block.worst], key=lambda e: -e.ulps)[:WORST_SHOWN]
 
     def add(
