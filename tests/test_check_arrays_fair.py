@@ -435,3 +435,23 @@ def test_kernels_answers_pass_and_negated_unscaled_or_shifted_ones_fail(case):
         weights = np.ones(z.shape[1]) if options.weight is None else np.asarray(options.weight)
         if abs(weights[y[counted]].sum() - 1) > 0.5:
             assert not correct(kernel(z, y, options.replace(reduction="sum"), kind, sequential))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_a_sequential_sums_loss_passes_with_its_gradient_and_a_wrong_loss_does_not(reduction):
+    """lse carries the row's factor too (log of the sum): the loss moves by −δ·s, δ the gradient's."""
+    z, y = _data(rows=4, classes=128_000, seed=6)
+    options = _options(reduction=reduction)
+    grad = kernel(z, y, options, sequential=True)
+    top = z.max(axis=1, keepdims=True)
+    total = _sequential_sum(np.exp(z - top))[:, 0]
+    rows = (np.log(total) + top[:, 0] - z[np.arange(len(y)), y]).astype(np.float32)
+    loss = rows if reduction == "none" else np.float32(rows.mean())
+
+    def correct(answer_loss, order):
+        dump = ArrayDump(z, y, None, grad, np.asarray(answer_loss), {})
+        return check_dump(dump, options, "float32", sum_order=order).correct
+
+    assert not correct(loss, "parallel")
+    assert correct(loss, "sequential")
+    assert not correct((loss * np.float32(1 + 1000 * 2.0**-23)).astype(np.float32), "sequential")

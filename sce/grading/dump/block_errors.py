@@ -344,9 +344,18 @@ def _zero_step(expected: np.ndarray) -> int:
 
 
 def grade_row_losses(
-    expected: np.ndarray, magnitude: np.ndarray, route: np.ndarray, given: np.ndarray, dtype: str, start: int
+    expected: np.ndarray,
+    magnitude: np.ndarray,
+    route: np.ndarray,
+    given: np.ndarray,
+    dtype: str,
+    start: int,
+    answer_expected: np.ndarray | None = None,
 ) -> BlockErrors:
-    """A block's row losses graded as :func:`grade_gradient` grades a gradient (one route)."""
+    """A block's row losses graded as :func:`grade_gradient` grades a gradient (one route);
+    ``answer_expected``: what the answer is compared with, where not ``expected`` (a sequential
+    sum's shifted losses, while the baseline, summed otherwise, keeps the exact ones)."""
     zero = ulps(np.zeros_like(expected), expected, magnitude, dtype)
     base = finite_errors(ulps(route, expected, magnitude, dtype), zero)
-    return summarize(ulps(given, expected, magnitude, dtype), base, expected, given, start)
+    target = expected if answer_expected is None else answer_expected
+    return summarize(ulps(given, target, magnitude, dtype), base, target, given, start)

@@ -230,11 +230,22 @@ class ReducedLoss:
         self.magnitude: list[float] = []
         self.baseline_rows: list[np.ndarray] = []
         self.baseline_z_rows: list[np.ndarray] = []
+        self.moved: list[float] = []
         self.given = math.nan
         self.size = 0.0
         """The magnitude the reduced loss's errors are measured at."""
 
-    def add(self, exact: float, magnitude: float, baseline_losses: np.ndarray, z_losses: np.ndarray | None) -> None:
+    def add(
+        self,
+        exact: float,
+        magnitude: float,
+        baseline_losses: np.ndarray,
+        z_losses: np.ndarray | None,
+        moved: float = 0.0,
+    ) -> None:
+        """One block's part; ``moved``: how far a sequential sum's factors move its contribution
+        (the answer is compared with the moved value, the baseline with the exact one)."""
+        self.moved.append(moved)
         self.exact.append(exact)
         self.magnitude.append(magnitude)
         self.baseline_rows.append(baseline_losses)
@@ -270,5 +281,8 @@ class ReducedLoss:
             np.atleast_1d(ulps(reduced, expected, magnitude, dtype)),
             np.atleast_1d(ulps(np.zeros(()), expected, magnitude, dtype)),
         )
-        found.add(ulps(given_array, expected, magnitude, dtype), base, expected, given_array, 0)
+        target = np.array(math.fsum([*self.exact, *self.moved])) if any(self.moved) else expected
+        if options.reduction == "mean" and d.total == 0:
+            target = expected
+        found.add(ulps(given_array, target, magnitude, dtype), base, target, given_array, 0)
         return found

@@ -120,9 +120,10 @@ class BlockGrade:
     rows: int
     gradient: BlockErrors | None
     losses: BlockErrors | None
-    reduced: tuple[float, float, np.ndarray, np.ndarray | None] | None
-    """For a reduced loss: the block's exact contribution, its magnitude, its baseline row losses
-    and their z-loss terms (None without a z-loss)."""
+    reduced: tuple[float, float, np.ndarray, np.ndarray | None, float] | None
+    """For a reduced loss: the block's exact contribution, its magnitude, its baseline row losses,
+    their z-loss terms (None without a z-loss), and how far a sequential sum's factors move the
+    block's contribution (0 otherwise)."""
 
 
 @dataclass(frozen=True)
@@ -185,17 +186,18 @@ class BlockJob:
             z_shift = np.concatenate([z for _, z in shifts]) if shifts else np.zeros(0)
             if self.per_row_loss and self.dump.loss is not None:
                 given = np.asarray(self.dump.loss[start:stop])
-                shifted = expected + ce_shift + z_shift if shifts else expected
-                losses = grade_row_losses(shifted, magnitude, route, given, self.dtype, start)
+                shifted = expected + ce_shift + z_shift if shifts else None
+                losses = grade_row_losses(expected, magnitude, route, given, self.dtype, start, shifted)
             if self.reduced_loss:
                 share = slices[0].scale * self.options.temperature  # 1/D for 'mean', 1 for 'sum'
                 contributions = np.concatenate([piece.contributions for piece in slices])
+                moved = 0.0
                 if shifts:
                     z_share = 1.0 / max(self.d.counted_rows, 1) if self.options.reduction == "mean" else 1.0
-                    contributions = np.concatenate([contributions, ce_shift * share, z_shift * z_share])
+                    moved = math.fsum(np.concatenate([ce_shift * share, z_shift * z_share]))
                 z_parts = [piece.baseline_z_losses for piece in slices if piece.baseline_z_losses is not None]
                 z_route = np.concatenate(z_parts) if z_parts else None
-                reduced = (math.fsum(contributions), math.fsum(magnitude * share), route, z_route)
+                reduced = (math.fsum(contributions), math.fsum(magnitude * share), route, z_route, moved)
         return BlockGrade(stop - start, gradient, losses, reduced)
 
     def _slice(self, start: int, stop: int, sparse: bool) -> _Slice:
