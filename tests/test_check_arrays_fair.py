@@ -455,3 +455,13 @@ def test_a_sequential_sums_loss_passes_with_its_gradient_and_a_wrong_loss_does_n
     assert not correct(loss, "parallel")
     assert correct(loss, "sequential")
     assert not correct((loss * np.float32(1 + 1000 * 2.0**-23)).astype(np.float32), "sequential")
+
+
+def test_regression_a_bfloat16_gradient_for_the_next_label_under_a_softcap_fails():
+    """40 % off (0.107 for 0.077) was 3.9 ulps of the uncapped size, within a margin of half the
+    values' size; a correct kernel's factor 1 − tanh² is within an ulp of 1 of the truth."""
+    bfloat16 = np.dtype(pytest.importorskip("ml_dtypes").bfloat16)
+    z, y = np.array([[10.367526, 24.648544]], np.float32).astype(bfloat16), np.array([0])
+    options = _options(cap=5.0, z_loss=1.0, temperature=2.0)
+    assert _grade(z, y, kernel(z, y, options, bfloat16), None, options, "bfloat16").correct
+    assert not _grade(z, y, kernel(z, np.array([1]), options, bfloat16), None, options, "bfloat16").correct

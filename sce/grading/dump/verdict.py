@@ -15,7 +15,7 @@ CPU kernel with AVX-512's 16 lanes; with AVX2's 8, PyTorch's float32 gradient
 is ~2.5× further off); the margin, 8 ulps, covers tiny baselines. Where the
 values themselves are only a few ulps large (a softcap's factor 1 − tanh²
 shrinks a gradient measured in ulps of its uncapped size; a loss of 4e-13 in
-ulps of 1), the margin is at most half their typical size, and never below 2
+ulps of 1), the margin is at most a quarter of their typical size, and never below 2
 ulps: 8 ulps would let an all-zero, negated or doubled answer pass. A float32 answer
 1,000 ulp off still fails: at 62 × 32,000 the baseline's worst is ~40, so 181
 ulps are allowed; at K = 128,000, 512.
@@ -76,11 +76,12 @@ class QuantityVerdict:
 
     @property
     def margin_ulps(self) -> float:
-        """The ulps allowed beyond 4× the baseline's error: MARGIN_ULPS, but at most half the
-        values' own typical size (an all-zero answer's error), and at least LEAST_MARGIN_ULPS.
-        A correct answer is nearer the truth than half the truth's size wherever that size is
-        more than a rounding or two; a margin above it would pass a negated or doubled answer."""
-        return min(MARGIN_ULPS, max(LEAST_MARGIN_ULPS, self.zero_rms_ulps / 2))
+        """The ulps allowed beyond 4× the baseline's error: MARGIN_ULPS, but at most a quarter of
+        the values' own typical size (an all-zero answer's error), and at least LEAST_MARGIN_ULPS.
+        A correct answer is within a rounding or two of the truth (a softcap's factor formed as
+        1 − tanh² is within an ulp of 1, counted at the uncapped size); a margin of half the
+        values or more would pass a negated or doubled answer, or one for the next label."""
+        return min(MARGIN_ULPS, max(LEAST_MARGIN_ULPS, self.zero_rms_ulps / 4))
 
     @property
     def allowed_ulps(self) -> float:
