@@ -465,3 +465,31 @@ def test_regression_a_bfloat16_gradient_for_the_next_label_under_a_softcap_fails
     options = _options(cap=5.0, z_loss=1.0, temperature=2.0)
     assert _grade(z, y, kernel(z, y, options, bfloat16), None, options, "bfloat16").correct
     assert not _grade(z, y, kernel(z, np.array([1]), options, bfloat16), None, options, "bfloat16").correct
+
+
+def test_the_json_verdict_carries_the_sum_order_and_the_hint(sce, tmp_path):
+    import json
+
+    z, y = _data(rows=8, classes=300, seed=4)
+    np.savez(tmp_path / "dump.npz", logits=z, labels=y, grad=kernel(z, y, _options()).astype(np.float64))
+    document = json.loads(sce("check", "--arrays", tmp_path / "dump.npz", "-f", "json").stdout)
+    assert document["sum_order"] == "parallel" and document["correct"] is False
+    assert document["hints"] == [
+        "every entry is a float32 value, as a float32 computation saved as float64 gives: graded with "
+        "--claimed-dtype float32, the answer is correct"
+    ]
+    assert document["quantities"][0]["sign_flips"] == 0
+    again = json.loads(
+        sce(
+            "check",
+            "--arrays",
+            tmp_path / "dump.npz",
+            "-f",
+            "json",
+            "--claimed-dtype",
+            "float32",
+            "--sum-order",
+            "sequential",
+        ).stdout
+    )
+    assert again["sum_order"] == "sequential" and again["correct"] is True and again["hints"] == []
