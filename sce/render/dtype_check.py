@@ -107,7 +107,7 @@ def print_dtype_check(
         bound = sum_error_bound(check.classes, check.claimed_dtype)
         summed = (
             "summed: as one sequential sum over the classes: each row's probabilities may share one factor "
-            f"1 + δ, |δ| ≤ {bound:.3g}"
+            f"1 + δ, |δ| ≤ {bound:.3g}; the errors below are each row's without it"
         )
         console.print(Text(summed), soft_wrap=True)
     for verdict in check.quantities:
