@@ -47,37 +47,48 @@ def json_number(value: float, dtype: DTypeName = "float64") -> float | str:
     return text if text in ("inf", "-inf", "nan") else float(text)
 
 
-def display(value: float, digits: int = 4) -> str:
-    """Round for people: ``digits`` decimals, or ``digits`` significant digits
-    in scientific notation where the fixed form would show 0 or be very long."""
+#: Significant digits shown where the user did not ask (`--digits`): 1.4076, 0.090031.
+DISPLAY_DIGITS = 5
+
+
+def display(value: float, digits: int = DISPLAY_DIGITS) -> str:
+    """Round for people: ``digits`` significant digits.
+
+    Fixed notation from 1e-4 up to 10**digits, scientific beyond, so that no
+    value is ever shown as 0 and no digit shown is a placeholder; trailing zeros
+    are kept (they are digits shown). A zero, of either sign, is 0 with the same
+    number of places as a value of magnitude 1.
+
+    Examples
+    --------
+    >>> display(0.09003057317038046)
+    '0.090031'
+    >>> display(1.4076059644443804, 3)
+    '1.41'
+    >>> display(4.2e-18), display(123456.0), display(0.0), display(1.0, 1)
+    ('4.2000e-18', '1.2346e+05', '0.0000', '1')
+    """
     value = float(value)
     if math.isnan(value):
         return "nan"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     if value == 0:
-        return f"{0:.{digits}f}"
-    magnitude = abs(value)
-    if magnitude < 0.5 * 10.0**-digits or magnitude >= 1e6:
-        return f"{value:.{max(digits - 1, 0)}e}"
-    return f"{value:.{digits}f}"
+        value = 0.0
+    text = format(value, f"#.{digits}g")
+    return text[:-1] if text.endswith(".") else text.replace(".e", "e")
 
 
-def display_all(values: Iterable[float], digits: int = 4) -> list[str]:
-    """:func:`display` of many values at once, the same text for each (a table of a
-    million classes spends its time here)."""
-    fixed = f"{{:.{digits}f}}".format
-    scientific = f"{{:.{max(digits - 1, 0)}e}}".format
-    smallest = 0.5 * 10.0**-digits
+def display_all(values: Iterable[float], digits: int = DISPLAY_DIGITS) -> list[str]:
+    """:func:`display` of many values at once (a table of a million classes spends its time here)."""
+    write = f"{{:#.{digits}g}}".format
     texts = []
     for value in values:
-        magnitude = abs(value)
-        if smallest <= magnitude < 1e6:
-            texts.append(fixed(value))
-        elif magnitude == 0 or magnitude != magnitude or magnitude == math.inf:
+        if value == 0 or value != value or abs(value) == math.inf:
             texts.append(display(value, digits))
-        else:
-            texts.append(scientific(value))
+            continue
+        text = write(value)
+        texts.append(text[:-1] if text.endswith(".") else text.replace(".e", "e"))
     return texts
 
 
@@ -87,7 +98,7 @@ def given(value: float, dtype: DTypeName = "float64") -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def shown(value: float, digits: int = 4) -> str:
+def shown(value: float, digits: int = DISPLAY_DIGITS) -> str:
     """Like :func:`display`, but whole numbers as whole numbers (a one-hot 1, a shift of -2)."""
     value = float(value)
     if value.is_integer() and abs(value) < 1e15:
@@ -95,7 +106,7 @@ def shown(value: float, digits: int = 4) -> str:
     return display(value, digits)
 
 
-def latex(value: float, digits: int = 4) -> str:
+def latex(value: float, digits: int = DISPLAY_DIGITS) -> str:
     """:func:`shown` in LaTeX: 4.248e-18 becomes 4.248 \\times 10^{-18}."""
     text = shown(value, digits)
     if text in ("inf", "-inf"):
@@ -227,6 +238,15 @@ def decimal_places(text: str) -> int:
     if match is None:
         return 0
     return max(0, len(match.group(2) or "") - int(match.group(3) or 0))
+
+
+def significant_places(text: str) -> int:
+    """How many significant digits ``text`` writes (0.0900 → 3, 1.5e-3 → 2, 12 → 2, 0 → 1)."""
+    match = _WRITTEN_NUMBER.fullmatch(plain_spelling(text))
+    if match is None:
+        return 0
+    digits = (match.group(1) or "").lstrip("+-") + (match.group(2) or "")
+    return max(1, len(digits.lstrip("0")))
 
 
 def written_tolerances(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:

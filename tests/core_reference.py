@@ -338,7 +338,7 @@ def _reduce(
     if reduction == "none":
         return terms.losses, gradient, 1.0
     if reduction == "sum":
-        return float(terms.losses.sum(dtype=dtype)), gradient, 1.0
+        return _rounded_once(terms.losses, 1.0), gradient, 1.0
     if denominator == 0:
         warnings.warn(
             LossWarning(
@@ -349,8 +349,34 @@ def _reduce(
             stacklevel=4,
         )
         return float("nan"), np.zeros_like(gradient), 0.0
-    loss = float(terms.losses.sum(dtype=dtype) / dtype.type(denominator))
+    loss = _rounded_once(terms.losses, denominator)
     return loss, gradient / dtype.type(denominator), denominator
+
+
+def _rounded_once(losses: np.ndarray, denominator: float) -> float:
+    """Σ losses / denominator, exactly in fractions, then rounded to nearest (ties to even) in
+    the losses' type: the reduction sce promises, whatever the grouping of the rows."""
+    values = losses.astype(np.float64).tolist()
+    if any(math.isnan(v) for v in values) or (math.inf in values and -math.inf in values):
+        return math.nan
+    if math.inf in values or -math.inf in values:
+        return math.inf if math.inf in values else -math.inf
+    exact = sum((Fraction(v) for v in values), Fraction(0)) / Fraction(denominator)
+    try:
+        nearest = float(exact)  # Python's int division: correctly rounded
+    except OverflowError:
+        return math.inf if exact > 0 else -math.inf
+    dtype = losses.dtype
+    if dtype == np.float64:
+        return nearest
+    with np.errstate(over="ignore"):
+        candidates = {float(dtype.type(nearest))}
+        candidates |= {float(np.nextafter(dtype.type(nearest), dtype.type(d))) for d in (-np.inf, np.inf)}
+    finite = [c for c in candidates if math.isfinite(c)]
+    if not finite or abs(exact) > Fraction(float(np.finfo(dtype).max)):
+        return float(dtype.type(nearest))
+    best = min(finite, key=lambda c: (abs(Fraction(c) - exact), np.frexp(dtype.type(c))[0] * 2**24 % 2))
+    return float(best)
 
 
 def _warn_about_overflowing_gradients(gradient: np.ndarray, temperature: float) -> None:

@@ -81,7 +81,10 @@ def test_reduced_loss_alone_and_its_padding_mistake(tmp_path, sce):
     np.savez(tmp_path / "bad.npz", logits=z, labels=labels, loss=over_all)
     code, out, _ = check(sce, tmp_path / "bad.npz", "--reduction", "mean")
     assert code == 1
-    assert "mistake: the mean over all 12 rows, ignored (padding) rows included, where it divides by 10" in out
+    assert (
+        "mistake: the mean over every row, ignored (padding) rows included (12 rows, where the mean divides by 10)"
+        in out
+    )
     code, out, _ = check(sce, tmp_path / "bad.npz", "--reduction", "sum")
     assert code == 1 and "mistake:" not in out  # a mean over 12 is no sum: nothing named
 
@@ -97,7 +100,7 @@ def test_probability_targets_and_the_sum_instead_of_the_mean(tmp_path, sce):
     assert code == 0, out + err
     np.savez(tmp_path / "sum.npz", logits=z, targets=t, grad=summed)
     code, out, _ = check(sce, tmp_path / "sum.npz", "--reduction", "mean")
-    assert code == 1 and "mistake: the sum instead of the mean (not divided by 12)" in out
+    assert code == 1 and "mistake: 1/N missing: the sum over rows, not the mean (not divided by 12)" in out
 
 
 def test_weights_and_the_weighted_mean_divided_by_the_row_count(tmp_path, sce):
@@ -114,7 +117,10 @@ def test_weights_and_the_weighted_mean_divided_by_the_row_count(tmp_path, sce):
     np.savez(tmp_path / "bad.npz", logits=z, labels=labels, grad=weighted / np.float32(counted.sum()))
     code, out, _ = check(sce, tmp_path / "bad.npz", "--reduction", "mean", "--weight", weight_arg)
     assert code == 1
-    assert f"mistake: the weighted mean divided by the row count 10 instead of the weight sum {weight_sum:g}" in out
+    assert (
+        f"mistake: the weighted mean divided by the row count, not the weight sum (10 rows, where the weight sum is {weight_sum:g})"
+        in out
+    )
 
 
 def test_smoothing_counting_ignored_rows_pytorch_73205(tmp_path, sce):
@@ -132,7 +138,7 @@ def test_smoothing_counting_ignored_rows_pytorch_73205(tmp_path, sce):
     np.savez(tmp_path / "bad.npz", logits=z, labels=labels, grad=wrong)
     code, out, _ = check(sce, tmp_path / "bad.npz", *options)
     assert code == 1
-    assert "mistake: the smoothing term divided by every row, ignored rows included (PyTorch #73205)" in out
+    assert "mistake: the smoothing term divided by every row, ignored rows included (PyTorch #73205)\nfix: " in out
 
 
 def test_the_sum_of_per_batch_means(tmp_path, sce):
@@ -142,7 +148,7 @@ def test_the_sum_of_per_batch_means(tmp_path, sce):
     np.savez(tmp_path / "d.npz", logits=z, labels=labels, grad=np.concatenate(halves))
     code, out, _ = check(sce, tmp_path / "d.npz", "--reduction", "mean")
     assert code == 1
-    assert "mistake: the sum of per-batch means over 2 batches of 6 rows x1/n1 + x2/n2 + …" in out
+    assert "mistake: the sum of per-batch means, x1/n1 + x2/n2 + … (2 batches of 6 rows)" in out
 
 
 def test_arrow_with_a_list_column(tmp_path, sce):
@@ -193,7 +199,9 @@ def test_blocks_do_not_change_the_verdict(tmp_path, monkeypatch, sce):
     for name in ("ok", "bad"):
         first = documents[name][0][1]
         assert all(document == first for _, document in documents[name])
-    assert documents["bad"][0][1]["mistakes"][0].startswith("the mean over all 12 rows")
+    assert documents["bad"][0][1]["mistakes"][0].startswith(
+        "the mean over every row, ignored (padding) rows included (12 rows"
+    )
 
 
 def test_histogram_bins_match_a_search_of_the_edges():

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-# The numbers are the seeds' example to four places (0.0900, 0.2447, 0.6652,
-# loss 1.4076, gradient -0.7553 where the post misprints -0.775).
+# The numbers are the seeds' example to five significant digits (mpmath: 0.090030573,
+# 0.24472847, 0.66524096, loss 1.4076060, gradient -0.75527153 where the post misprints -0.775).
 SEED_TABLE = """\
-class   logit z   target y   softmax p                ∂L/∂z            
-───────────────────────────────────────────────────────────────────────
-    0         2     0.0000      0.0900   ▊           0.0900            
-    1         3     1.0000      0.2447   ██         -0.7553   label    
-    2         4     0.0000      0.6652   █████▍      0.6652   predicted
+class   logit z   target y   softmax p                 ∂L/∂z            
+────────────────────────────────────────────────────────────────────────
+    0         2     0.0000    0.090031   ▊          0.090031            
+    1         3     1.0000     0.24473   ██         -0.75527   label    
+    2         4     0.0000     0.66524   █████▍      0.66524   predicted
 
 loss L = 1.4076
 """
@@ -108,13 +108,14 @@ def test_csv_has_a_header_and_one_row_per_class(sce):
 def test_digits_rounds_only_the_display(sce):
     result = sce("grad", "2", "3", "4", "-l", "1", "--digits", "6")
     assert "-0.755272" in result.stdout
-    assert "loss L = 1.407606" in result.stdout
+    assert "loss L = 1.40761" in result.stdout
+    assert "loss L = 1.407606" in sce("grad", "2", "3", "4", "-l", "1", "--digits", "7").stdout
 
 
 def test_tiny_values_are_shown_in_scientific_notation_not_as_zero(sce):
     result = sce("grad", "0", "40", "-l", "1")
-    assert "loss L = 4.248e-18" in result.stdout
-    assert "-4.248e-18" in result.stdout
+    assert "loss L = 4.2484e-18" in result.stdout  # mpmath: log(1 + e^-40) = 4.248354255e-18
+    assert "-4.2484e-18" in result.stdout
 
 
 def test_options_are_named_under_the_table(sce):
@@ -192,9 +193,12 @@ def test_regression_an_infinite_float32_loss_names_float32s_range(sce):
     )
 
 
-def test_bare_grad_shows_its_help(sce):
-    result = sce("grad")
-    assert "Usage: sce grad" in result.stdout
+@pytest.mark.parametrize("command", [(), ("grad",), ("batch",), ("check",), ("test",), ("samples",), ("completion",)])
+def test_a_bare_command_shows_its_help_and_says_why_it_failed(sce, command):
+    result = sce(*command)
+    name = " ".join(("sce", *command))
+    assert f"Usage: {name}" in result.stdout
+    assert result.stderr == f"{name}: error: no arguments given; the help above shows what {name} takes\n"
     assert result.exit_code == 2
 
 
@@ -275,3 +279,20 @@ def test_regression_a_long_bad_token_in_a_logits_file_is_quoted_by_its_start(tmp
         "sce: error: --logits-file: line 1: '" + "1" * 40 + "'… (101 characters) is not a number; "
         "the file holds numbers only\n",
     )
+
+
+def test_digits_means_significant_digits_in_every_command(sce, tmp_path):
+    # mpmath: p = (0.0900305732, 0.244728471, 0.665240956), L = 1.40760596: three significant digits each.
+    grad = sce("grad", "2", "3", "4", "-l", "1", "--digits", "3").stdout
+    assert all(text in grad for text in ("0.0900", "0.245", "0.665", "-0.755", "loss L = 1.41\n"))
+    check = sce("check", "2", "3", "4", "-l", "1", "--grad", "0.09,-0.755,0.665", "--digits", "3").stdout
+    assert "0.0900" in check and "-0.755" in check
+    table = tmp_path / "seed.csv"
+    table.write_text("z0,z1,z2,label\n2,3,4,1\n")
+    batch = sce("batch", str(table), "--digits", "3", "--quiet").stdout
+    assert batch.splitlines()[1] == "2,3,4,1,0.09,0.245,0.665,1.41,0.09,-0.755,0.665"
+
+
+def test_a_probability_far_below_one_keeps_its_significant_digits(sce):
+    # Four decimals once showed p = 0.0067 with two significant digits; mpmath: e^-5/(1 + e^-5) = 0.00669285092.
+    assert "0.0066929" in sce("grad", "0", "-5", "-l", "0").stdout

@@ -76,8 +76,10 @@ def test_seed_softmax(seed_stages):
 def test_seed_loss_and_rounding_note(seed_stages):
     stage = seed_stages[2]
     assert value_of(stage, "L = -\\log s_{1}", "L") == pytest.approx(math.log(TOTAL) - 3, rel=1e-15)
-    # -log(0.2447) = 1.4077 in four places, but the exact loss is 1.4076: said so.
-    assert any("1.4077" in note and "1.4076" in note for note in stage.notes)
+    # At three significant digits -1/0.245 = -4.08, but the exact s_c gives -1/0.2447285 = -4.09: said so.
+    assert f"{-1 / 0.245:.3g}, {-1 / S[1]:.3g}" == "-4.08, -4.09"
+    chain = build_derivation(softmax_cross_entropy([2, 3, 4], 1), 3)[3]
+    assert any("-\\frac{1}{0.245} = -4.08" in note and "-4.09" in note for note in chain.notes)
 
 
 def test_seed_chain_rule_and_cases(seed_stages):
@@ -106,11 +108,11 @@ def test_seed_jacobian_route(seed_stages):
 def test_seed_terminal_text_has_the_posts_numbers_and_not_the_typo(sce):
     text = steps(sce, "2", "3", "4", "--label", "1")
     assert "e^(z₀) = 7.3891" in text
-    assert "s₁ = e^(z₁ - M)/(Σⱼ e^(zⱼ - M)) = 0.3679/1.5032 = 0.2447" in text
-    assert "L = -log s₁ = -log(0.2447) = 1.4076" in text
-    assert "∂L/∂z₁ = s₁ - 1 = 0.2447 - 1 = -0.7553" in text
-    assert "∂L/∂z = (0.0900, -0.7553, 0.6652)" in text
-    assert "-0.775" not in text.replace("-0.7553", "")
+    assert "s₁ = e^(z₁ - M)/(Σⱼ e^(zⱼ - M)) = 0.36788/1.5032 = 0.24473" in text
+    assert "L = -log s₁ = -log(0.24473) = 1.4076" in text
+    assert "∂L/∂z₁ = s₁ - 1 = 0.24473 - 1 = -0.75527" in text
+    assert "∂L/∂z = (0.090031, -0.75527, 0.66524)" in text
+    assert "-0.775" not in text.replace("-0.75527", "")
     for number, title in enumerate(["Setup", "Softmax, stabilised", "Loss", "Chain rule"], start=1):
         assert re.search(rf"^{number}\. {re.escape(title)} ─", text, re.MULTILINE)
     assert "\x1b[" not in text
@@ -253,8 +255,8 @@ def test_markdown_math_is_valid_latex(args, sce):
 def test_markdown_follows_the_posts_layout(sce):
     markdown = sce("grad", "2", "3", "4", "-l", "1", "--steps", "-f", "markdown").stdout
     assert markdown.startswith("## 1. Setup\n")
-    assert "$$\nL = -\\log s_{1} = -\\log(0.2447) = 1.4076\n$$" in markdown
-    assert "4.248 \\times 10^{-18}" in sce("grad", "0", "40", "-l", "1", "--steps", "-f", "markdown").stdout
+    assert "$$\nL = -\\log s_{1} = -\\log(0.24473) = 1.4076\n$$" in markdown
+    assert "4.2484 \\times 10^{-18}" in sce("grad", "0", "40", "-l", "1", "--steps", "-f", "markdown").stdout
 
 
 def test_json_steps_are_data_with_full_precision(sce):
@@ -302,7 +304,7 @@ def test_brackets_in_formulas_are_not_taken_for_rich_markup():
     stage = Stage("Setup", ("an interval $[0, 1]$ and [bold]not markup[/bold]",), (Equation("x", "[⟨v⟩]", {"v": 0.5}),))
     print_steps(console, [stage])
     text = console.export_text()
-    assert "[0, 1]" in text and "[bold]not markup[/bold]" in text and "[0.5000]" in text
+    assert "[0, 1]" in text and "[bold]not markup[/bold]" in text and "[0.50000]" in text
 
 
 def test_every_latex_command_the_derivation_writes_has_a_unicode_form():

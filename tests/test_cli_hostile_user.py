@@ -120,3 +120,145 @@ def test_samples_over_a_folder_of_a_samples_name_say_so_with_a_fix(sce, tmp_path
     assert "Is a directory" not in line, line
     assert "folder" in line and "; " in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["batch.csv"]
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [("out.json", "name the file .jsonl"), ("out.xlsx", "write .csv"), ("out.csv.gz", "pipe it through gzip")],
+)
+def test_an_output_name_of_a_format_sce_does_not_write_is_refused_not_filled_with_csv(sce, tmp_path, name, hint):
+    table = tmp_path / "in.csv"
+    table.write_text("z0,z1,label\n1,2,0\n")
+    result = sce("batch", str(table), "-o", str(tmp_path / name), "--quiet")
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert line.startswith(f"sce: error: -o {tmp_path / name}: ") and hint in line
+    assert not (tmp_path / name).exists()
+    assert sce("batch", str(table), "-o", str(tmp_path / name), "--format", "csv", "--quiet").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "line"),
+    [
+        (["grad", "1", "2", "3", "-l", "0", "-w", "1"], "sce: error: --weight: 1 number for 3 logits; give one per class"),
+        (["grad", "1", "-l", "0", "-w", "1,2"], "sce: error: --weight: 2 numbers for 1 logit; give one per class"),
+        (["check", "1", "-l", "0", "--grad", "0,0"], "sce: error: --grad: 2 numbers for 1 class; give one per class"),
+    ],
+)
+def test_counts_of_one_are_worded_in_the_singular(sce, arguments, line):
+    assert one_error_line(sce(*arguments)) == line
+
+
+@pytest.mark.parametrize(
+    ("arguments", "line"),
+    [
+        (["grad", "1", "2", "-l", "0", "-l", "1"], "sce grad: error: -l 0 and -l 1: one option given two values"),
+        (["grad", "1", "2", "-l0", "-T", "2", "--temperature=3"], "sce grad: error: -T 2 and --temperature 3: one"),
+        (["batch", "in.csv", "-o", "a.csv", "-o", "b.csv"], "sce batch: error: -o a.csv and -o b.csv: one option"),
+        (["check", "1", "2", "-l", "0", "--grad", "0,0", "--grad=1,1"], "sce check: error: --grad 0,0 and --grad 1,1"),
+    ],
+)
+def test_an_option_given_two_values_is_refused_not_the_last_kept(sce, arguments, line):
+    result = sce(*arguments)
+    assert result.exit_code == 2
+    assert one_error_line(result).startswith(line)
+
+
+def test_an_option_repeated_with_the_same_value_is_harmless(sce):
+    assert sce("grad", "1", "2", "-l", "0", "--label", "0").exit_code == 0
+    # After "--" everything is an argument: no option is read there.
+    assert "'-l' is not a number" in sce("grad", "-1", "-2", "-l", "1", "--", "-l").stderr
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["grad", "1", "2", "-l", "0"], ["batch", "in.csv"], ["check", "1", "2", "-l", "0", "--grad", "0,0"],
+     ["check", "--arrays", "dump.npz"], ["test", "homework.py:f"]],
+)
+def test_a_smoothing_style_without_smoothing_is_refused_by_every_command(sce, arguments):
+    result = sce(*arguments, "--smoothing-style", "off-target")
+    assert result.exit_code == 2
+    assert one_error_line(result) == (
+        "sce: error: --smoothing-style changes only how label smoothing spreads ε: give --smoothing too "
+        "(e.g. --smoothing 0.1)"
+    )
+
+
+def test_an_ignore_index_beyond_int64_is_refused(sce):
+    result = sce("grad", "1", "2", "-l", "0", "--ignore-index", str(2**63))
+    assert result.exit_code == 2
+    assert one_error_line(result) == (
+        f"sce: error: --ignore-index: {2**63} is beyond int64; labels are int64: use an index such as -100 (the default)"
+    )
+    assert sce("grad", "1", "2", "-l", "0", "--ignore-index", str(-(2**63))).exit_code == 0
+
+
+def test_version_asked_of_a_command_points_at_sce_version(sce):
+    result = sce("grad", "--version")
+    assert (result.exit_code, one_error_line(result)) == (2, "sce: error: --version belongs to sce itself: sce --version")
+
+
+@pytest.mark.parametrize(
+    ("function", "hint"),
+    [
+        ("implementation_row.py:row_loss_and_gradient", "17 of 17 pass with --convention row"),
+        ("implementation_targets.py:soft_cross_entropy", "15 of 15 pass with --targets"),
+    ],
+)
+def test_a_shipped_sample_graded_without_its_flag_is_pointed_at_the_flag(sce, tmp_path, monkeypatch, function, hint):
+    assert sce("samples", str(tmp_path)).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    result = sce("test", function)
+    assert result.exit_code == 1
+    assert f"hint: no case passes as configured, but {hint}" in " ".join(result.stdout.split())
+
+
+def test_a_wrong_function_gets_no_configuration_hint(sce, tmp_path, monkeypatch):
+    (tmp_path / "flipped.py").write_text(
+        "import numpy as np\n"
+        "def f(z, y):\n"
+        "    p = np.exp(z - z.max(1, keepdims=True)); p /= p.sum(1, keepdims=True)\n"
+        "    g = p.copy(); g[np.arange(len(y)), y] -= 1\n"
+        "    return -np.log(p[np.arange(len(y)), y]).mean(), -g / len(y)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    result = sce("test", "flipped.py:f")
+    assert result.exit_code == 1 and "hint:" not in result.stdout
+
+
+def test_samples_interrupted_while_renaming_still_get_the_whole_set(sce, tmp_path, monkeypatch):
+    # A SIGTERM between two renames once left a partial set that a second run refused.
+    import signal
+
+    renamed = []
+
+    def signalled_at_the_first_rename(source, target):
+        if not renamed:
+            os.kill(os.getpid(), signal.SIGTERM)
+        renamed.append(target)
+        os.rename(source, target)
+
+    monkeypatch.setattr(samples_command.os, "replace", signalled_at_the_first_rename)
+    result = sce("samples", tmp_path / "work")
+    assert result.exit_code == 0
+    assert one_error_line(result) == "sce: the set of samples is complete; SIGTERM arrived after it was in place"
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == sorted(samples_command.SAMPLES)
+
+
+def test_samples_interrupted_while_writing_leave_none(sce, tmp_path, monkeypatch):
+    import signal
+
+    write_beside = samples_command._write_beside
+    written = []
+
+    def signalled_at_the_third(target, data):
+        if len(written) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        written.append(target)
+        return write_beside(target, data)
+
+    monkeypatch.setattr(samples_command, "_write_beside", signalled_at_the_third)
+    result = sce("samples", tmp_path / "work")
+    assert result.exit_code == 128 + signal.SIGTERM
+    assert one_error_line(result) == "sce: interrupted (SIGTERM)"
+    assert list((tmp_path / "work").iterdir()) == []

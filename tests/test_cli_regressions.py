@@ -85,7 +85,7 @@ def test_answer_with_too_few_digits_is_flagged_but_passes(sce):
     # 1e0 is within 0.5 of the loss 1.4076 and of its log-10 twin 0.6113.
     result = sce("check", "2", "3", "4", "-l", "1", "--loss", "1e0")
     assert result.exit_code == 0
-    assert "also fit a usual mistake (the loss in log base 10" in result.stdout
+    assert "also fit a usual mistake (log base 10 in the loss)" in result.stdout
 
 
 def test_temperature_mistakes_named_for_the_gradient(sce):
@@ -93,9 +93,9 @@ def test_temperature_mistakes_named_for_the_gradient(sce):
     without_factor = ",".join(f"{v - (k == 1):.6f}" for k, v in enumerate(p))
     untempered = ",".join(f"{v - (k == 1):.6f}" for k, v in enumerate(q))
     result = sce("check", "2", "3", "4", "-l", "1", "-T", "2", "--grad", without_factor)
-    assert "the factor 1/T of the temperature is missing" in result.stdout
+    assert "mistake: the temperature's factor 1/T missing from the gradient" in result.stdout
     result = sce("check", "2", "3", "4", "-l", "1", "-T", "2", "--grad", untempered)
-    assert "the softmax of z, not of z / T, and no factor 1/T" in result.stdout
+    assert "mistake: temperature left out: the softmax of z, not of z/T, and no factor 1/T" in result.stdout
 
 
 def test_verify_says_cannot_verify_where_differences_cannot_resolve(sce):
@@ -113,7 +113,7 @@ def test_steps_formula_carries_the_1_over_D_its_number_includes(sce):
     result = sce("grad", "2", "3", "4", "-l", "1", "-w", "0.5,2,1", "-T", "2", "--reduction", "mean", "--steps")
     p = softmax([2, 3, 4], 2.0)
     # ∂L/∂z₀ = (p₀·w₁ − 0)/(T·D) with D = w₁ = 2.
-    assert f"∂L/∂z₀ = 1/(T · D) (s₀ Σⱼ wⱼ yⱼ - w₀ y₀) = {p[0] * 2 / (2 * 2):.4f}" in result.stdout
+    assert f"∂L/∂z₀ = 1/(T · D) (s₀ Σⱼ wⱼ yⱼ - w₀ y₀) = {p[0] * 2 / (2 * 2):#.5g}" in result.stdout
 
 
 def test_steps_sums_under_a_temperature_carry_the_division(sce):
@@ -122,12 +122,13 @@ def test_steps_sums_under_a_temperature_carry_the_division(sce):
     assert "Σⱼ e^(zⱼ - M) =" not in result.stdout
 
 
-def test_steps_label_0_has_the_rounding_note_for_minus_one_over_s(sce):
-    # -1/0.0900 = -11.1111, but the exact s₀ = 0.0900306 gives -11.1073.
+def test_steps_minus_one_over_a_small_probability_checks_by_hand(sce):
+    # Four decimals (0.0900) gave -1/0.0900 = -11.1073, which does not check; five significant
+    # digits of s₀ = 0.0900306 give -1/0.090031 = -11.107, which does.
     s0 = softmax([2, 3, 4])[0]
-    assert round(-1 / s0, 4) == -11.1073
+    assert f"{-1 / s0:#.5g}" == f"{-1 / 0.090031:#.5g}" == "-11.107"
     result = sce("grad", "2", "3", "4", "-l", "0", "--steps")
-    assert "Rounding first would mislead: -1/0.0900 = -11.1111" in result.stdout
+    assert "-1/0.090031 = -11.107" in result.stdout
 
 
 def test_gradients_never_print_negative_zero(sce):

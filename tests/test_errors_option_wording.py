@@ -133,7 +133,7 @@ IMPLEMENTATIONS = Path(__file__).parent / "implementations"
 
 
 def test_sce_tests_advice_is_a_keyword_in_python_and_a_flag_in_sce_test(sce):
-    from sce.grading.implementations import mistaken_variants as mistakes
+    from sce.grading import catalogue as mistakes
     from sce.testing import check_implementation
 
     assert mistakes.MEAN_NOT_SUM.name == "divided by N, but reduction='sum' has no 1/N"
@@ -161,12 +161,12 @@ def test_a_dump_mistake_names_the_reduction_as_a_keyword_in_python_and_a_flag_in
     mean_grad = softmax_cross_entropy(logits, labels, reduction="mean").gradient
     with pytest.raises(AssertionError) as caught:
         assert_cross_entropy_close(logits, labels, mean_grad, reduction="none")
-    asked = "the gradient of the mean loss, where per-row gradients were asked for"
-    assert f"{asked} (reduction='none')" in str(caught.value)
+    assert "divided by N, but reduction='none' gives each row its own gradient" in str(caught.value)
     np.savez(tmp_path / "dump.npz", logits=logits, labels=labels, grad=mean_grad)
     result = sce("check", "--arrays", str(tmp_path / "dump.npz"), "--reduction", "none")
     assert result.exit_code == 1
-    assert f"mistake: {asked} (--reduction none)" in result.output
+    assert "mistake: divided by N, but --reduction none gives each row its own gradient" in result.output
+    assert "fix: drop the division by N (or grade with --reduction mean)" in result.output
 
 
 def test_a_marker_with_a_value_option_never_writes_is_left_as_it_is():

@@ -14,7 +14,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from sce.grading.implementations import mistaken_variants as mistakes
+from sce.grading import catalogue as mistakes
 from sce.grading.implementations.cases import build_cases
 from sce.grading.implementations.loading import UnusableImplementation
 from sce.testing import assert_implementation_correct, check_implementation

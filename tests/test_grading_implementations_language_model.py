@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sce.cli.declarations import FLAG_OF_FIELD
-from sce.grading.implementations import mistaken_variants as mistakes
+from sce.grading import catalogue as mistakes
 from sce.grading.implementations.cases import build_cases
 from sce.options import LossOptions
 from sce.testing import check_implementation

@@ -18,6 +18,8 @@ MODULES = [
     "sce.grading.dump.verdict",
     "sce.grading.dump.verdict_pass",
     "sce.grading.dump.check",
+    "sce.grading.catalogue",
+    "sce.grading.mistakes",
 ]
 
 

@@ -18,8 +18,6 @@ FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
 CLI_FACING = {
     # sce grad --logits-file's reader, pointing at other commands: a command line, not an option of this call.
     ("io/arrays/vector.py", "--arrays"),
-    # sce check's explanation of a label the user typed as --label on the command line.
-    ("grading/mistakes.py", "--label"),
 }
 
 

@@ -4,18 +4,20 @@ not at all."""
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
 from sce.batch.array_source import ArraySource
 from sce.batch.compute import MeanDenominators
 from sce.batch.csv_source import CsvSource, csv_input, readable_input
-from sce.batch.request import BatchRequest, BatchSummary
+from sce.batch.request import BatchRequest, BatchSummary, json_text
+from sce.errors import OptionDataProblem, OptionProblem
 from sce.io.signals import raise_if_interrupted, shielded
 from sce.io.writers.arrays import BINARY_FORMATS, NpzSink, TableSink, computed_columns
-from sce.io.writers.atomic import BackgroundWriter, OutputTarget
+from sce.io.writers.atomic import BackgroundWriter, OutputTarget, put_in_place_together, refuse_same_file
 from sce.io.writers.text import TextWriter
 from sce.loss import SoftmaxCrossEntropyResult
 
@@ -75,11 +77,16 @@ def run_batch(request: BatchRequest, on_progress: Progress | None = None) -> Bat
     started = time.perf_counter()
     options, output_format, digits = request.options, request.output_format, request.digits
     output_path, input_path = request.output_path, request.input_path
+    if request.summary_path is not None:
+        check_summary_path(request.summary_path, inputs_of(request), (output_path,))
     with _source(request) as source:
         source.prepare()  # a bad input or a first pass's problem stops the run before the output is begun
         denominator = 0.0 if source.denominators is None else source.denominators.cross_entropy
         summary = BatchSummary(reduction=options.reduction, denominator=denominator)
-        with written_whole(output_path, input_path, lambda target: _sink(target, output_format, source)) as sink:
+        summary_file = None if request.summary_path is None else (request.summary_path, summary.document)
+        with written_whole(
+            output_path, input_path, lambda target: _sink(target, output_format, source), summary_file
+        ) as sink:
             text = isinstance(sink, TextWriter)
             for block, result in source.blocks():
                 raise_if_interrupted()
@@ -116,23 +123,93 @@ def _sink(target: OutputTarget, output_format: str, source: Source) -> Backgroun
 
 @contextmanager
 def written_whole(
-    output_path: str | None, input_path: str | None, make_writer: Callable[[OutputTarget], BackgroundWriter]
+    output_path: str | None,
+    input_path: str | None,
+    make_writer: Callable[[OutputTarget], BackgroundWriter],
+    summary_file: tuple[str, Callable[[], dict[str, object]]] | None = None,
 ) -> Iterator[BackgroundWriter]:
     """The output's writer: closed and renamed into place when the block ends, or
-    abandoned (the old output kept) when it raises, by a signal too."""
-    target: OutputTarget | None = None
+    abandoned (the old output kept) when it raises, by a signal too.
+
+    ``summary_file``: a path, and the summary's document once the block has ended, written
+    as JSON and put in place with the output, in the same step (or neither is)."""
+    targets: list[OutputTarget] = []
     writer: BackgroundWriter | None = None
     try:
         with shielded():  # assigned before a signal can be raised, so the except below cleans up
-            target = OutputTarget(output_path, input_path)
-            writer = make_writer(target)
+            targets.append(OutputTarget(output_path, input_path))
+            if summary_file is not None:
+                targets.append(summary_target(summary_file[0], input_path))
+            writer = make_writer(targets[0])
         yield writer
         writer.close()
-        target.finish()
+        if summary_file is not None:
+            write_summary(targets[1], summary_file[1]())
+        put_in_place_together(targets)
     except BaseException:
         with shielded():
             if writer is not None:
                 writer.abort()
+            for target in targets:
+                target.abandon()
+        raise
+
+
+def check_summary_path(path: str, inputs: Sequence[str | None], outputs: Sequence[str | None] = ()) -> None:
+    """Refuse, before anything is read, a summary file that would replace an input (``-``:
+    what stdin reads) or an output (``outputs``: their paths, None or ``-`` for stdout), or
+    that cannot be made."""
+    field = "summary_json"
+    if not path:
+        raise OptionProblem(field, "the summary file name is empty; name a file, e.g. summary.json")
+    if path == "-":
+        raise OptionProblem(field, "- is not a file name; name the summary's file, e.g. summary.json")
+    for given in inputs:
+        if given is not None:
+            other = 0 if given == "-" else given
+            refuse_same_file(path, other, field, f"{path} is the input file; write the summary to another file")
+    for output in outputs:
+        if output in (None, "-"):
+            where = f"{path} is stdout, where the output goes; write the summary to a file of its own"
+            refuse_same_file(path, 1, field, where)
+        else:
+            problem = f"{path} is the output file (-o {output}); write the summary to another file"
+            refuse_same_file(path, output, field, problem)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise OptionDataProblem(field, f"the folder {folder} does not exist; create it, or write the summary elsewhere")
+
+
+def inputs_of(request: BatchRequest) -> list[str | None]:
+    """Every file the request reads: the input, or each file of a dump of arrays."""
+    if request.arrays is None:
+        return [request.input_path]
+    return [request.arrays.arrays, *request.arrays.paths.values()]
+
+
+def summary_target(path: str, input_path: str | None) -> OutputTarget:
+    """Where the summary goes: written whole, as the output is."""
+    return OutputTarget(path, input_path, field="summary_json", noun="summary")
+
+
+def write_summary_file(path: str, input_path: str | None, document: dict[str, object]) -> None:
+    """The summary alone, as JSON, written whole or not at all (an existing file is kept
+    if anything fails, a signal included)."""
+    target: OutputTarget | None = None
+    try:
+        with shielded():
+            target = summary_target(path, input_path)
+        write_summary(target, document)
+        put_in_place_together([target])
+    except BaseException:
+        with shielded():
             if target is not None:
                 target.abandon()
         raise
+
+
+def write_summary(target: OutputTarget, document: dict[str, object]) -> None:
+    try:
+        target.stream.write(json_text(document).encode())
+    except OSError as error:
+        raise target.write_failure(error) from None

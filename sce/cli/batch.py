@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from sce.cli.commandline import say_warning
+from sce.cli.commandline import say_if_signalled_after_commit, say_warning
 from sce.cli.declarations import (
     DELIMITER,
     ENCODING,
@@ -33,6 +33,7 @@ from sce.cli.declarations import (
     LogitsPathOption,
     NoHeaderOption,
     OutputOption,
+    SummaryJsonOption,
     TargetColsOption,
     TargetsPathOption,
     bundled,
@@ -62,7 +63,11 @@ def batch(
     encoding: EncodingOption = "utf-8",
     digits: Annotated[
         Optional[int],
-        typer.Option("--digits", "-d", help="Round output floats to N significant digits (default: full precision)."),
+        typer.Option(
+            "--digits",
+            "-d",
+            help="Significant digits written (1 to 17; default: the shortest digits that read back as the same float).",
+        ),
     ] = None,
     output_format: Annotated[
         Optional[BatchFormat],
@@ -80,6 +85,7 @@ def batch(
     key_logits: KeyLogits = None,
     key_labels: KeyLabels = None,
     key_targets: KeyTargets = None,
+    summary_json: SummaryJsonOption = None,
     *,
     options: LossOptions,
 ) -> None:
@@ -118,6 +124,7 @@ def batch(
         encoding=encoding,
         digits=digits,
         arrays=dump,
+        summary_path=summary_json,
     )
     request.output_format = output_format_for(
         None if output_format is None else output_format.value, output, request.delimiter
@@ -130,6 +137,7 @@ def batch(
         with stopping_signals_handled():
             summary = run_batch(request)
         _warn_about(summary)
+        say_if_signalled_after_commit("the output")
         return
     from rich.console import Console
 
@@ -142,6 +150,7 @@ def batch(
             summary = _run_with_progress(request, stderr) if stderr.is_terminal else run_batch(request)
         _warn_about(summary)
         print_grid(stderr, batch_summary_grid(summary))
+    say_if_signalled_after_commit("the output")
 
 
 def _warn_about(summary: BatchSummary) -> None:

@@ -8,16 +8,20 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from sce.cli.check_arrays import ARRAY_ROLES, check_arrays, refuse_array_options, refuse_typed_inputs
+from sce.cli.commandline import say_if_signalled_after_commit
 from sce.cli.declarations import (
+    FLAG_OF_FIELD,
     GRAD_COLS,
     LABEL_COL,
     LOGIT_COLS,
     LOSS_COL,
     LOSS_OPTIONS,
+    SUMMARY_JSON,
     TARGET_COLS,
     TYPED_PANEL,
     ArraysOption,
     CheckFormat,
+    CheckSummaryJsonOption,
     ClaimedDTypeOption,
     CsvInputOption,
     DelimiterOption,
@@ -59,7 +63,7 @@ from sce.cli.typed_inputs import (
     run_core,
 )
 from sce.errors import UsageProblem
-from sce.number_text import split_numbers
+from sce.number_text import DISPLAY_DIGITS, count_of, split_numbers
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
@@ -104,7 +108,7 @@ def check(
     no_header: NoHeaderOption = False,
     delimiter: DelimiterOption = None,
     encoding: EncodingOption = "utf-8",
-    digits: DigitsOption = 4,
+    digits: DigitsOption = DISPLAY_DIGITS,
     output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="table or json.")] = CheckFormat.table,
     arrays: ArraysOption = None,
     logits_path: LogitsPathOption = None,
@@ -117,6 +121,7 @@ def check(
     key_loss: KeyLoss = None,
     claimed_dtype: ClaimedDTypeOption = None,
     sum_order: SumOrderOption = SumOrder.parallel,
+    summary_json: CheckSummaryJsonOption = None,
     *,
     options: LossOptions,
     options_given: frozenset[str],
@@ -133,6 +138,8 @@ def check(
         raise UsageProblem(
             f"--tol: {tol:g} is not a positive finite number; give the largest difference to accept, e.g. --tol 1e-4"
         )
+    if summary_json is not None and csv_input is None:
+        raise UsageProblem(f"{SUMMARY_JSON.name} goes with --csv INPUT (and with sce batch)")
     if arrays is not None or logits_path is not None:
         refuse_typed_inputs(logits, csv_input, label, target)
         if tol is not None:
@@ -167,6 +174,7 @@ def check(
             encoding=encoding,
             grad_cols=grad_cols,
             loss_col=loss_col,
+            summary_path=summary_json,
         )
         _grade_file(request, tol, digits, output_format)
         return
@@ -197,8 +205,8 @@ def _typed_answers(vector: VectorInput, texts: dict[str, str | None]) -> dict[st
         expected = 1 if name == "loss" else len(vector.logits)
         if len(tokens) != expected:
             raise UsageProblem(
-                f"{option}: {len(tokens)} {'number' if len(tokens) == 1 else 'numbers'} for "
-                f"{'one loss' if name == 'loss' else f'{expected} classes'}; give "
+                f"{option}: {count_of(len(tokens), 'number')} for "
+                f"{'one loss' if name == 'loss' else count_of(expected, 'class', 'classes')}; give "
                 + ("one number" if name == "loss" else "one per class")
             )
         given[name] = tokens
@@ -222,11 +230,11 @@ def _grade_answers(
     if output_format is CheckFormat.json:
         from sce.render.json_format import check_document, dumps
 
-        write_stdout(dumps(check_document(checks)) + "\n")
+        write_stdout(dumps(check_document(checks, FLAG_OF_FIELD)) + "\n")
     else:
         from sce.render.table import print_check
 
-        print_check(stdout_console(), checks, digits)
+        print_check(stdout_console(), checks, digits, FLAG_OF_FIELD)
     if not all(c.passed for c in checks):
         raise typer.Exit(ExitStatus.WRONG)
 
@@ -240,11 +248,13 @@ def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_fo
     if output_format is CheckFormat.json:
         from sce.render.json_format import dumps, file_check_document
 
-        write_stdout(dumps(file_check_document(found)) + "\n")
+        write_stdout(dumps(file_check_document(found, FLAG_OF_FIELD)) + "\n")
     else:
         from sce.render.table import print_file_check
 
-        print_file_check(stdout_console(), found, digits)
+        print_file_check(stdout_console(), found, digits, FLAG_OF_FIELD)
+    if request.summary_path is not None:
+        say_if_signalled_after_commit("the summary")
     if not found.correct:
         raise typer.Exit(ExitStatus.WRONG)
 

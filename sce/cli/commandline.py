@@ -28,7 +28,13 @@ _NEGATIVE_NUMBER = re.compile(r"-(\d|\.\d|inf\b|infinity\b)", re.IGNORECASE)
 
 class SceCommand(TyperCommand):
     """A command whose errors carry its name (and mode) to the reporter, which
-    finds their status in the one table of :mod:`.exit_status`."""
+    finds their status in the one table of :mod:`.exit_status`, and which refuses
+    an option given twice with two values (click would keep the last silently)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not ctx.resilient_parsing:
+            _refuse_conflicting_repeats(ctx, self.params, args)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -44,6 +50,33 @@ class SceCommand(TyperCommand):
                 for flag in param.opts
             }
             raise _Escaped(error, command_as_run(ctx.info_name or "", given), flags_of_command(self.params)) from None
+
+
+def _refuse_conflicting_repeats(ctx: click.Context, params: Sequence[click.Parameter], args: list[str]) -> None:
+    """``-l 0 ... --label 1``: one line naming both values, rather than the last one silently."""
+    valued = {
+        name: param
+        for param in params
+        if isinstance(param, TyperOption) and not param.is_flag and not param.count and not param.multiple
+        for name in param.opts
+    }
+    seen: dict[str, tuple[str, str]] = {}
+    position = 0
+    while position < len(args) and args[position] != "--":
+        token = args[position]
+        name, _, attached = token.partition("=") if token.startswith("--") else (token[:2], "", token[2:])
+        param = valued.get(name)
+        if param is None or param.name is None:
+            position += 1
+            continue
+        value = attached if attached or "=" in token else (args[position + 1] if position + 1 < len(args) else "")
+        position += 1 if attached or "=" in token else 2
+        earlier = seen.setdefault(param.name, (name, value))
+        if earlier[1] != value:
+            raise click.exceptions.UsageError(
+                f"{earlier[0]} {earlier[1]} and {name} {value}: one option given two values; give it once",
+                ctx,
+            )
 
 
 class NumbersCommand(SceCommand):
@@ -176,7 +209,13 @@ def _report_click(error: click.exceptions.ClickException | Abort) -> int:
         _say("sce: interrupted (SIGINT)")
         return ExitStatus.INTERRUPTED
     if isinstance(error, click.exceptions.NoArgsIsHelpError):
-        return error.exit_code  # typer has printed the help already
+        # typer has printed the help on stdout; stderr still says why the status is not 0.
+        command = error.ctx.command_path if error.ctx is not None else "sce"
+        _say(f"{command}: error: no arguments given; the help above shows what {command} takes")
+        return error.exit_code
+    if isinstance(error, click.exceptions.NoSuchOption) and error.option_name == "--version":
+        _say("sce: error: --version belongs to sce itself: sce --version")
+        return error.exit_code
     if isinstance(error, click.exceptions.UsageError):
         command = error.ctx.command_path if error.ctx is not None else "sce"
         message = " ".join(error.format_message().split())
@@ -213,6 +252,18 @@ def _is_broken_pipe(error: OSError) -> bool:
 
 def say_warning(message: str) -> None:
     _say(f"sce: warning: {message}")
+
+
+def say_if_signalled_after_commit(what: str) -> None:
+    """One line where a stopping signal came once the run's files were in place: the run
+    succeeded all the same, and ends with its own status."""
+    from sce.io.signals import signal_after_commit
+
+    signum = signal_after_commit()
+    if signum is not None:
+        import signal
+
+        _say(f"sce: {what} is complete; {signal.Signals(signum).name} arrived after it was in place")
 
 
 def _say(line: str) -> None:

@@ -246,6 +246,12 @@ OUTPUT = Declared(
     "output_path", ("--output", "-o"), "Output file (default: stdout). Written whole or not at all.", FILES_PANEL,
     spoken="-o", parameter="output",
 )
+SUMMARY_JSON = Declared(
+    "summary_json", ("--summary-json",),
+    "Also write the summary as JSON to FILE (counts, loss sum and mean to the last bit), put in place with the "
+    "output, whole or not at all.",
+    FILES_PANEL, show_default=False,
+)
 LABEL_COL = Declared(
     "label_col", ("--label-col",), "The label column (default: 'label'; the last without a header).", FILES_PANEL
 )
@@ -325,7 +331,8 @@ TIMEOUT = Declared("timeout", ("--timeout",), "Seconds each case may take.", FUN
 #: that each appears in its commands' --help, in its panel.
 DECLARED: tuple[Declared, ...] = (
     *LOSS_OPTIONS, LOGITS, LOGITS_FILE, LABEL, TARGET, GRAD, LOSS,
-    INPUT, OUTPUT, LABEL_COL, LOGIT_COLS, TARGET_COLS, NO_HEADER, DELIMITER, ENCODING, CSV_INPUT, GRAD_COLS, LOSS_COL,
+    INPUT, OUTPUT, SUMMARY_JSON, LABEL_COL, LOGIT_COLS, TARGET_COLS, NO_HEADER, DELIMITER, ENCODING, CSV_INPUT,
+    GRAD_COLS, LOSS_COL,
     ARRAYS, LOGITS_PATH, LABELS_PATH, TARGETS_PATH, KEY_LOGITS, KEY_LABELS, KEY_TARGETS, KEY_GRAD, KEY_LOSS,
     CLAIMED_DTYPE, SUM_ORDER, CONVENTION, RETURNS, FRAMEWORK, SEED, TIMEOUT,
 )
@@ -374,6 +381,15 @@ GradOption = Annotated[Optional[str], GRAD.option()]
 LossOption = Annotated[Optional[str], LOSS.option()]
 InputArgument = Annotated[Optional[str], INPUT.argument(metavar="[INPUT]")]
 OutputOption = Annotated[Optional[str], OUTPUT.option()]
+SummaryJsonOption = Annotated[Optional[str], SUMMARY_JSON.option(metavar="FILE")]
+CheckSummaryJsonOption = Annotated[
+    Optional[str],
+    SUMMARY_JSON.option(
+        metavar="FILE",
+        help="With --csv: also write the summary as JSON to FILE (counts, loss sum and mean to the last bit, the "
+        "verdict's counts), whole or not at all.",
+    ),
+]
 LabelColOption = Annotated[Optional[str], LABEL_COL.option()]
 LogitColsOption = Annotated[Optional[str], LOGIT_COLS.option()]
 TargetColsOption = Annotated[Optional[str], TARGET_COLS.option()]
@@ -399,7 +415,7 @@ ReturnsOption = Annotated[Returns, RETURNS.option()]
 FrameworkOption = Annotated[Framework, FRAMEWORK.option()]
 DigitsOption = Annotated[
     int,
-    typer.Option("--digits", "-d", help="Decimals shown in tables (display only, 1 to 17)."),
+    typer.Option("--digits", "-d", help="Significant digits shown (display only, 1 to 17)."),
 ]
 
 Command = TypeVar("Command", bound=Callable[..., Any])

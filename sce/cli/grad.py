@@ -26,6 +26,7 @@ from sce.cli.typed_inputs import (
     run_core,
 )
 from sce.errors import UsageProblem
+from sce.number_text import DISPLAY_DIGITS
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def grad(
     logits_file: LogitsFileOption = None,
     label: LabelOption = None,
     target: TargetOption = None,
-    digits: DigitsOption = 4,
+    digits: DigitsOption = DISPLAY_DIGITS,
     output_format: Annotated[
         GradFormat,
         typer.Option("--format", "-f", help="table (for people), markdown, json or csv (full precision)."),

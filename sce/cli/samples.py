@@ -12,8 +12,10 @@ from typing import Annotated
 
 import typer
 
+from sce.cli.commandline import say_if_signalled_after_commit
 from sce.cli.stdout import write_stdout
 from sce.errors import DataProblem, UsageProblem
+from sce.io.signals import committed, raise_if_interrupted, shielded, stopping_signals_handled
 from sce.io.writers.atomic import current_umask
 
 #: Each sample file, and what it is for, in the order they are listed.
@@ -64,7 +66,9 @@ def samples(
     if folders:
         raise UsageProblem(f"{folders[0]} is a folder; move it away, or copy the samples into another DIR")
     folder.mkdir(parents=True, exist_ok=True)
-    _write_all_or_none({target: (shipped / name).read_bytes() for name, target in zip(SAMPLES, targets)})
+    with stopping_signals_handled():
+        _write_all_or_none({target: (shipped / name).read_bytes() for name, target in zip(SAMPLES, targets)})
+    say_if_signalled_after_commit("the set of samples")
     width = max(map(len, SAMPLES))
     lines = [f"{name:<{width}}  {about}" for name, about in SAMPLES.items()]
     write_stdout("\n".join(lines) + f"\n{len(SAMPLES)} sample files in {folder}\n")
@@ -76,9 +80,13 @@ def _write_all_or_none(contents: dict[Path, bytes]) -> None:
     written: dict[Path, str] = {}
     try:
         for target, data in contents.items():
-            written[target] = _write_beside(target, data)
-        for target, temporary in written.items():
-            os.replace(temporary, target)
+            with shielded():  # a temporary file is not left behind unrecorded
+                written[target] = _write_beside(target, data)
+            raise_if_interrupted()
+        with shielded():  # all of them in place, or (before this step) none
+            for target, temporary in written.items():
+                os.replace(temporary, target)
+            committed()
     except BaseException as error:  # a signal too: no temporary file stays behind
         for temporary in written.values():
             with contextlib.suppress(OSError):

@@ -52,6 +52,12 @@ def _note(signum: int, frame: FrameType | None) -> None:
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
+    # Once a run's files are in place it has succeeded: a signal while its summary is shown
+    # is noted, and the command says so, but it exits as it would have without it.
+    signals = sys.modules.get("sce.io.signals")  # loaded only by the commands that write files
+    if signals is not None and signals.is_committed():
+        signals.note_after_commit(signum)
+        return
     raise Interrupted(signum)
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Annotated, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -31,6 +31,9 @@ from sce.cli.exit_status import ExitStatus
 from sce.cli.typed_inputs import loss_options_from
 from sce.errors import UsageProblem
 from sce.options import LossOptions
+
+if TYPE_CHECKING:
+    from sce.grading.implementations.report import ImplementationReport
 
 
 def graded_loss(given: Mapping[str, Any]) -> LossOptions:
@@ -85,23 +88,19 @@ def test(
     --smoothing-style) describe the loss the function computes, with them
     built in: it is still called f(logits, labels).
     """
-    if options.smoothing_style != "uniform" and not options.label_smoothing:
-        raise UsageProblem(
-            "--smoothing-style changes only how label smoothing spreads ε: give --smoothing too (e.g. --smoothing 0.1)"
-        )
     if "reduction" in options_given and convention is Convention.row:
         raise UsageProblem("--reduction goes with --convention batch; a row function returns its row's own loss")
     from sce.grading.implementations.configuration import check_implementation
     from sce.grading.implementations.loading import UnusableImplementation
 
     _check_loss_options(options)
-    try:
-        report = check_implementation(
+    configured = {"convention": convention.value, "targets": targets}
+
+    def run(**configuration: Any) -> ImplementationReport:
+        return check_implementation(
             function,
-            convention=convention.value,
             returns=returns.value,
             reduction=options.reduction,
-            targets=targets,
             framework=None if framework is Framework.auto else framework.value,
             seed=seed,
             timeout=timeout,
@@ -110,7 +109,12 @@ def test(
             softcap=options.softcap,
             z_loss=options.z_loss,
             smoothing_style=options.smoothing_style,
+            **configuration,
         )
+
+    try:
+        report = run(**configured)
+        hint = _other_configuration(report, configured, "reduction" in options_given, run)
     except UnusableImplementation as problem:
         raise UsageProblem(problem.message) from None
     except ValueError as problem:  # an option out of range, e.g. --timeout 0
@@ -120,14 +124,51 @@ def test(
         from sce.render.implementation_report import report_document
         from sce.render.json_format import dumps
 
-        write_stdout(dumps(report_document(report, FLAG_OF_FIELD)) + "\n")
+        document = report_document(report, FLAG_OF_FIELD)
+        if hint:
+            document["hint"] = {"flags": hint[0], "passing_cases": hint[1], "cases": hint[2]}
+        write_stdout(dumps(document) + "\n")
     else:
         from sce.cli.stdout import stdout_console
         from sce.render.implementation_report import print_report
 
         print_report(stdout_console(), report, FLAG_OF_FIELD)
+        if hint:
+            stdout_console().print(
+                f"hint: no case passes as configured, but {hint[1]} of {hint[2]} pass with {hint[0]}: "
+                "is that how the function is called?",
+                markup=False,
+            )
     if not report.passed:
         raise typer.Exit(ExitStatus.WRONG)
+
+
+def _other_configuration(
+    report: ImplementationReport,
+    configured: dict[str, Any],
+    reduction_given: bool,
+    run: Callable[..., ImplementationReport],
+) -> tuple[str, int, int] | None:
+    """Where every case fails, the usual slip of configuration (a row function graded as a batch one,
+    a function of targets given labels) under which most cases pass: its flag, how many pass, of how many."""
+    from sce.grading.implementations.loading import UnusableImplementation
+
+    if any(case.passed for case in report.cases):
+        return None
+    targets = not configured["targets"]
+    others: list[tuple[dict[str, Any], str]] = [({"targets": targets}, "--targets" if targets else "no --targets")]
+    if not reduction_given and not configured["targets"]:
+        row = configured["convention"] == "batch"
+        others.insert(0, ({"convention": "row" if row else "batch"}, f"--convention {'row' if row else 'batch'}"))
+    for change, flags in others:
+        try:
+            cases = run(**(configured | change)).cases
+        except (UnusableImplementation, ValueError):
+            continue
+        passing = sum(case.passed for case in cases)
+        if 2 * passing > len(cases):
+            return flags, passing, len(cases)
+    return None
 
 
 def _as_flags(message: str) -> str:

@@ -21,6 +21,7 @@ from sce.number_text import (
     BEYOND_FLOAT64,
     EmptyField,
     beyond_float64,
+    count_of,
     normalise_minus,
     quoted_cell,
     read_number,
@@ -197,6 +198,11 @@ def loss_options_from(given: Mapping[str, Any]) -> LossOptions:
     values = {field: value.value if isinstance(value, Enum) else value for field, value in given.items()}
     if "weight" in values:
         values["weight"] = tuple(_weights(values["weight"]))
+    if values.get("smoothing_style", "uniform") != "uniform" and not values.get("label_smoothing"):
+        # Accepted, it would change nothing: the user meant some smoothing.
+        raise UsageProblem(
+            "--smoothing-style changes only how label smoothing spreads ε: give --smoothing too (e.g. --smoothing 0.1)"
+        )
     return LossOptions(**values)
 
 
@@ -215,7 +221,9 @@ def check_class_counts(vector: VectorInput, options: LossOptions) -> None:
 
 def _check_count(option: str, values: list[float] | None, classes: int) -> None:
     if values is not None and len(values) != classes:
-        raise UsageProblem(f"{option}: {len(values)} numbers for {classes} logits; give one per class")
+        raise UsageProblem(
+            f"{option}: {count_of(len(values), 'number')} for {count_of(classes, 'logit')}; give one per class"
+        )
 
 
 def run_core(vector: VectorInput, options: LossOptions) -> SoftmaxCrossEntropyResult:

@@ -3,12 +3,15 @@ loss's exact result. Pure functions over loss results: no printing; the renderer
 these return."""
 
 from sce.grading.answers import QuantityCheck, check_answer, digit_slip, tolerance_of, within
-from sce.grading.mistakes import Mistake, usual_mistakes
+from sce.grading.catalogue import CATALOGUE, Mistake
+from sce.grading.mistakes import MistakenValue, usual_mistakes
 
 __all__ = [
+    "CATALOGUE",
     "WORST_SHOWN",
     "FileCheck",
     "Mistake",
+    "MistakenValue",
     "QuantityCheck",
     "WrongCell",
     "check_answer",

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from sce.grading.mistakes import Mistake, usual_mistakes
+from sce.grading.catalogue import Mistake
+from sce.grading.mistakes import MistakenValue, usual_mistakes
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import WRITTEN_NUMBER, plain_spelling, read_number, tolerance_of
 
@@ -44,12 +45,13 @@ class QuantityCheck:
     given: np.ndarray
     tolerance: np.ndarray
     ok: np.ndarray
-    mistake: str | None = None
+    mistake: Mistake | None = None
+    """The catalogue's mistake that explains every wrong entry, if one does."""
     texts: tuple[str, ...] = ()
     """The answer as it was typed."""
     slips: tuple[str, ...] = ()
     """Wrong entries that are the right number with one digit miswritten, each naming its entry."""
-    ambiguous: str | None = None
+    ambiguous: Mistake | None = None
     """A usual mistake that the answer, right to the digits given, also fits:
     too few digits to tell the right answer from it. The answer still passes
     (it is right to its digits); the flag says more digits are needed to be sure."""
@@ -87,7 +89,7 @@ def check_answer(
     for name in ("probabilities", "loss", "gradient"):
         if name in given:
             expected = exact[name].astype(np.float64)
-            candidates = [m for m in mistakes if m.quantity == name and not np.allclose(m.value, expected)]
+            candidates = [m for m in mistakes if m.quantity == name and not _same(m.value, expected)]
             checks.append(_check_quantity(name, given[name], expected, tolerance, candidates, rounding))
     return checks
 
@@ -97,7 +99,7 @@ def _check_quantity(
     texts: list[str],
     expected: np.ndarray,
     tolerance: float | None,
-    mistakes: list[Mistake],
+    mistakes: list[MistakenValue],
     rounding: float = ROUNDING_ALLOWANCE,
 ) -> QuantityCheck:
     values = np.array([read_number(t) for t in texts], dtype=float)
@@ -108,31 +110,41 @@ def _check_quantity(
         # Only a mistake that differs from the truth: where it gives the same numbers, no digits tell them apart.
         ambiguous = next(
             (
-                m.name
+                m.mistake
                 for m in mistakes
-                if within(values, m.value, tolerances).all() and not within(m.value, expected, 0.0).all()
+                if m.look_alike
+                and within(values, m.value, tolerances).all()
+                and not within(m.value, expected, 0.0).all()
             ),
             None,
         )
     else:
-        mistake = next((m.name for m in mistakes if _tells_apart(values, m.value, expected, tolerances)), None)
+        mistake = next((m.mistake for m in mistakes if _tells_apart(values, m, expected, tolerances)), None)
         ambiguous = None
     slips = []
     wrong = np.flatnonzero(~ok)
     # A slip is a typo: one or two entries, or fewer than half. Every entry off by one digit is
     # one mistake made everywhere (the gradient of another ε), not so many typos.
-    for k in wrong if len(wrong) <= max(2, len(texts) // 2 - 1) else []:
+    # A named mistake explains every wrong entry: no typo besides.
+    for k in wrong if mistake is None and len(wrong) <= max(2, len(texts) // 2 - 1) else []:
         slip = digit_slip(texts[k], float(expected[k]))
         if slip is not None:
             slips.append(slip if name == "loss" else f"class {k}: {slip}")
     return QuantityCheck(name, expected, values, tolerances, ok, mistake, tuple(texts), tuple(slips), ambiguous)
 
 
-def _tells_apart(given: np.ndarray, mistaken: np.ndarray, expected: np.ndarray, tolerance: np.ndarray) -> bool:
-    """The answer fits the mistake, and the mistake differs from the truth by more
-    than the answer's own precision somewhere (0,0,0 with a tolerance of 0.5
-    fits many things and tells none of them apart)."""
-    if not within(given, mistaken, tolerance).all():
+def _same(mistaken: np.ndarray, expected: np.ndarray) -> bool:
+    """A mistake that gives the right numbers here (the sum of one row of weight 1) is none."""
+    return bool(within(mistaken, expected, 0.0).all())
+
+
+def _tells_apart(given: np.ndarray, candidate: MistakenValue, expected: np.ndarray, tolerance: np.ndarray) -> bool:
+    """The answer fits the mistake (within its own rounding, float32's for a float32 computation),
+    and the mistake differs from the truth by more than the answer's own precision somewhere
+    (0,0,0 with a tolerance of 0.5 fits many things and tells none of them apart)."""
+    mistaken = candidate.value
+    rounding = ROUNDING_ALLOWANCE if candidate.rounding is None else candidate.rounding
+    if not within(given, mistaken, tolerance, rounding).all():
         return False
     with np.errstate(invalid="ignore"):
         return bool((np.abs(mistaken - expected) > 2 * tolerance).any())

@@ -32,12 +32,17 @@ class _State:
     raised = False  # once raised, later signals only wait for the cleanup already under way
     shield_depth = 0
     installed = 0
+    committed = False  # the run's files are in place: it has succeeded, and no signal undoes that
+    after_commit: int | None = None
 
 
 _state = _State()
 
 
 def _record(signum: int, frame: FrameType | None) -> None:
+    if _state.committed:
+        note_after_commit(signum)
+        return
     if _state.pending is None:
         _state.pending = signum
     # Raised in polars' Python code called back from Rust, the exception
@@ -80,6 +85,7 @@ def stopping_signals_handled() -> Iterator[None]:
         # under Python's, which would turn an ignored Ctrl-C during polars' work into an interrupt.
         signal.signal(signum, signal.SIG_IGN)
     _state.pending, _state.raised = None, False
+    _state.committed, _state.after_commit = False, None
     for signum in previous:
         signal.signal(signum, _record)
     _state.installed += 1
@@ -105,7 +111,34 @@ def shielded() -> Iterator[None]:
 
 
 def raise_if_interrupted() -> None:
-    """A safe point: raise the signal recorded in a shielded section, if any."""
+    """A safe point: raise the signal recorded in a shielded section, if any (never once
+    the run is :func:`committed`)."""
+    if _state.committed:
+        return
     if _state.pending is not None and _state.shield_depth == 0 and _state.installed and not _state.raised:
         _state.raised = True
         raise Interrupted(_state.pending)
+
+
+def committed() -> None:
+    """The run's files are in place: it has succeeded. A stopping signal from now on (or one
+    recorded while they were put in place) is noted, never raised: the run goes on to its
+    end, and the command line reports it with :func:`signal_after_commit`."""
+    if _state.pending is not None and not _state.raised:
+        note_after_commit(_state.pending)
+    _state.committed = True
+
+
+def is_committed() -> bool:
+    """Whether the last run's files are in place (until the next run begins)."""
+    return _state.committed
+
+
+def note_after_commit(signum: int) -> None:
+    if _state.after_commit is None:
+        _state.after_commit = signum
+
+
+def signal_after_commit() -> int | None:
+    """The stopping signal that arrived once the run's files were in place, if one did."""
+    return _state.after_commit

@@ -17,12 +17,14 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from sce.loss import row_blocks
+from sce.loss.exact_sum import ExactSum
 from sce.loss.language_model import LanguageModelScale, log_sum_exp, reduced_z_loss, z_losses_of
 from sce.loss.log_softmax import LogSoftmax, Workspace, log_softmax, shift_is_exact
 from sce.loss.reduction import (
     GradientScale,
     overflowing_rows,
     reduce,
+    reduced_loss,
     warn_about_infinite_losses,
     warn_about_nan,
     warn_about_overflowing_gradients,
@@ -93,7 +95,8 @@ def softmax_cross_entropy(
     reduction : {'none', 'mean', 'sum'}, default 'none'
         'none' (per-row losses; the default here, unlike PyTorch's 'mean', so that a result holds every row), 'mean'
         or 'sum'. With class indices 'mean' divides by the weight sum of the counted rows, with probability targets
-        by N, exactly as PyTorch does.
+        by N, exactly as PyTorch does. The rows' losses are summed exactly and the sum or mean rounded once
+        (:mod:`sce.loss.exact_sum`), so no grouping or order of the rows changes its bits.
     temperature : float, default 1.0
         T > 0; the softmax is taken of logits / T and the gradient is with respect to the logits as given.
     dtype : {numpy.float64, numpy.float32}, default numpy.float64
@@ -337,7 +340,8 @@ def _reduced(
             loss = losses
         else:
             z_loss = reduced_z_loss(z_losses, options.reduction, z_denominator)
-            loss = float(loss) + float(z_loss)
+            sums = ExactSum.of(losses), ExactSum.of(z_losses)
+            loss = reduced_loss(*sums, options.reduction, (denominator, z_denominator), losses.dtype)
     elif options.reduction != "none":
         z_loss = 0.0
     return losses, loss, denominator, z_loss

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from sce.loss.exact_arithmetic import two_product, two_sum
+from sce.loss.exact_sum import ExactSum, exact_ratio
 from sce.loss.result import LossWarning
 from sce.options import LossOptions
 
@@ -55,12 +56,8 @@ def z_losses_of(lse: np.ndarray, counted: np.ndarray, z_loss: float, dtype: np.d
 
 def reduced_z_loss(z_losses: np.ndarray, reduction: str, denominator: float) -> float:
     """The z-loss reduced: summed, or divided by the number of counted rows (NaN where there are none)."""
-    total = float(z_losses.sum(dtype=z_losses.dtype))
-    if reduction == "sum":
-        return total
-    if denominator == 0:
-        return float("nan")
-    return float(z_losses.dtype.type(total) / z_losses.dtype.type(denominator))
+    # Summed exactly and rounded once (sce.loss.exact_sum): the same bits however the rows are grouped.
+    return exact_ratio([(ExactSum.of(z_losses), 1.0 if reduction == "sum" else denominator)], z_losses.dtype)
 
 
 class LanguageModelScale:

@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 
 from sce.loss.exact_arithmetic import two_product
+from sce.loss.exact_sum import ExactSum, exact_ratio
 from sce.loss.result import LossWarning
 from sce.loss.validation import class_weights, validated_options
 from sce.options import LossOptions
@@ -82,11 +83,10 @@ def reduce(
 ) -> tuple[float | np.ndarray, float]:
     """The loss as PyTorch returns it, and D (1 unless 'mean'); the gradient is already scaled,
     except where the mean divides by 0: then it becomes 0 (``zero_gradient``)."""
-    dtype = losses.dtype
     if reduction == "none":
         return losses, 1.0
     if reduction == "sum":
-        return _total(losses), 1.0
+        return _total(losses, 1.0), 1.0
     if denominator == 0:
         which = "the cross-entropy's gradient is 0 (the z-loss keeps its own)" if z_loss else "the gradient is 0"
         why = "there are no rows" if len(losses) == 0 else "every row is ignored or has weight 0"
@@ -100,14 +100,15 @@ def reduce(
         if zero_gradient:
             gradient[...] = 0
         return float("nan"), 0.0
-    return float(_total(losses) / dtype.type(denominator)), denominator
+    return _total(losses, denominator), denominator
 
 
-def _total(losses: np.ndarray) -> float:
-    """The losses' sum; where it overflows float64 (rows of 1e308 each), inf with a warning."""
-    with np.errstate(over="ignore"):
-        total = losses.sum(dtype=losses.dtype)
-    if np.isinf(total) and np.isfinite(losses).all():
+def _total(losses: np.ndarray, denominator: float) -> float:
+    """The losses' exact sum over ``denominator``, rounded once to their type; where that
+    overflows (rows of 1e308 each, summed), inf with a warning."""
+    total = ExactSum.of(losses)
+    reduced = exact_ratio([(total, denominator)], losses.dtype)
+    if math.isinf(reduced) and total.special() is None:
         warnings.warn(
             LossWarning(
                 f"the reduced loss overflows {losses.dtype.name}: the rows' losses are finite "
@@ -115,7 +116,39 @@ def _total(losses: np.ndarray) -> float:
             ),
             stacklevel=5,
         )
-    return float(total)
+    return reduced
+
+
+def reduced_loss(
+    total: ExactSum,
+    z_total: ExactSum | None,
+    reduction: str,
+    denominators: tuple[float, float],
+    dtype: np.dtype | type[np.floating] = np.float64,
+) -> float:
+    """The loss 'sum' or 'mean' returns, from the exact sums of the rows' losses and of their
+    z-losses (None without a z-loss), rounded once to ``dtype``.
+
+    'sum' is Σℓ; 'mean' is (Σℓ - Σz)/D + Σz/n, with ``denominators`` (D, n): the weight sum of
+    the counted rows, and their number (the z-loss is unweighted). Exact sums add in any
+    grouping, so a file read in blocks of any size, or in partitions, gives the same bits
+    as one call with every row.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> losses = ExactSum.of(np.array([0.1, 0.2, 0.3]))
+    >>> reduced_loss(losses, None, "mean", (3.0, 3.0)), float(np.mean([0.1, 0.2, 0.3]))
+    (0.2, 0.20000000000000004)
+    """
+    if reduction == "sum":
+        return exact_ratio([(total, 1.0)], dtype)
+    denominator, z_denominator = denominators
+    if z_total is None:
+        return exact_ratio([(total, denominator)], dtype)
+    if total.special() is not None:  # a row's ℓ is ±inf or NaN: so is the mean (ℓ - z would be inf - inf)
+        return exact_ratio([(total, denominator), (z_total, z_denominator)], dtype)
+    return exact_ratio([(total - z_total, denominator), (z_total, z_denominator)], dtype)
 
 
 def overflowing_rows(gradient: np.ndarray, rows: slice) -> list[int] | None:

@@ -9,6 +9,7 @@ from numpy.typing import ArrayLike
 
 from sce.errors import option
 from sce.loss.result import InvalidInput
+from sce.number_text import count_of
 from sce.options import FLOAT_TYPES, REDUCTIONS, SMOOTHING_STYLES, FloatType, LossOptions
 
 #: How far a row of probability targets may sum from 1 before it is rejected (targets given in a
@@ -74,6 +75,13 @@ def validated_options(options: LossOptions) -> tuple[np.dtype, np.ndarray | None
         )
     if isinstance(options.ignore_index, bool) or not isinstance(options.ignore_index, (int, np.integer)):
         raise InvalidInput(f"ignore_index {options.ignore_index!r} is not an integer", field="ignore_index")
+    if not -(2**63) <= int(options.ignore_index) < 2**63:
+        # Labels are int64 (PyTorch's too): such an index could never match one, and would overflow numpy.
+        raise InvalidInput(
+            f"{options.ignore_index} is beyond int64",
+            field="ignore_index",
+            hint="labels are int64: use an index such as -100 (the default)",
+        )
     return dtype, _checked_weights(options.weight, dtype)
 
 
@@ -155,7 +163,7 @@ def class_weights(weights: np.ndarray | None, n_classes: int, dtype: np.dtype) -
         return np.ones(n_classes, dtype)
     if weights.shape != (n_classes,):
         raise InvalidInput(
-            f"{weights.size} weights for {n_classes} classes",
+            f"{count_of(weights.size, 'weight')} for {count_of(n_classes, 'class', 'classes')}",
             field="weight",
             hint=f"give one weight per class ({n_classes})",
         )
@@ -243,7 +251,7 @@ def checked_labels(labels: ArrayLike, n_rows: int, n_classes: int, ignore_index:
     if label_arr.ndim == 0:
         label_arr = label_arr[None]
     if label_arr.shape != (n_rows,):
-        raise InvalidInput(f"{label_arr.size} labels for {n_rows} rows", field="labels")
+        raise InvalidInput(f"{count_of(label_arr.size, 'label')} for {count_of(n_rows, 'row')}", field="labels")
     if label_arr.dtype.kind == "f":
         fractional = label_arr != np.round(label_arr)
         if fractional.any() or not np.isfinite(label_arr).all():
@@ -270,7 +278,8 @@ def checked_labels(labels: ArrayLike, n_rows: int, n_classes: int, ignore_index:
     bad = ((label_arr < 0) | (label_arr >= n_classes)) & (label_arr != ignore_index)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        problem = "is negative" if label_arr[row] < 0 else f"is out of range for {n_classes} classes"
+        classes = count_of(n_classes, "class", "classes")
+        problem = "is negative" if label_arr[row] < 0 else f"is out of range for {classes}"
         raise InvalidInput(
             f"label {label_arr[row]} {problem}",
             field="labels",
@@ -288,7 +297,8 @@ def checked_targets(targets: ArrayLike, n_rows: int, n_classes: int, dtype: np.d
         y = y[None, :]
     if y.shape != (n_rows, n_classes):
         raise InvalidInput(
-            f"targets have {y.shape[-1]} entries per row for {n_classes} classes",
+            f"targets have {count_of(y.shape[-1], 'entry', 'entries')} per row "
+            f"for {count_of(n_classes, 'class', 'classes')}",
             field="targets",
             hint=f"give one probability per class ({n_classes})",
         )

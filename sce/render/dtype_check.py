@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sce.errors import worded
+from sce.grading.catalogue import FIX_SEPARATOR
 from sce.grading.dump.histogram import EDGES
-from sce.number_text import count_of, display
+from sce.number_text import DISPLAY_DIGITS, count_of, display
 from sce.render.grid import Column, Grid, print_grid
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ def _ulps(value: float) -> str:
 
 
 def print_dtype_check(
-    console: Console, check: DtypeCheck, digits: int = 4, flag_of: Mapping[str, str] | None = None
+    console: Console, check: DtypeCheck, digits: int = DISPLAY_DIGITS, flag_of: Mapping[str, str] | None = None
 ) -> None:
     """The verdict by type; options a mistake names are worded by ``flag_of`` (the
     command line's flags), or without it as the Python API's keywords."""
@@ -111,31 +112,39 @@ def print_dtype_check(
         )
         console.print(Text(summed), soft_wrap=True)
     for verdict in check.quantities:
-        line = (
-            f"{verdict.name}: worst error {_ulps(verdict.max_ulps)} ulp; a straightforward {check.claimed_dtype} "
-            f"computation's worst is {_ulps(verdict.baseline_ulps)}, "
-            f"so up to {_ulps(verdict.allowed_ulps)} is allowed; "
-            f"{verdict.wrong:,} of {verdict.entries:,} entries beyond"
-        )
-        console.print(Text(line), soft_wrap=True)
-        if verdict.entries > 1:
-            typical = (
-                f"{verdict.name}: typical (root-mean-square) error {_ulps(verdict.rms_ulps)} ulp; "
-                f"the straightforward computation's is {_ulps(verdict.baseline_rms_ulps)}, "
-                f"so up to {_ulps(verdict.allowed_rms_ulps)} is allowed"
-            )
-            console.print(Text(typical + ("; beyond" if verdict.typical_beyond else "")), soft_wrap=True)
-        if verdict.sign_flips:
-            flips = (
-                f"{verdict.name}: {verdict.sign_flips:,} of {verdict.entries:,} entries of the opposite sign to the "
-                "exact value's, which no rounding explains (the cap's factor 1 − tanh² is never negative)"
-            )
-            console.print(Text(flips), soft_wrap=True)
+        for line in _error_lines(verdict, check.claimed_dtype):
+            console.print(Text(line), soft_wrap=True)
     for mistake in check.mistakes:
-        console.print(Text(f"mistake: {worded(mistake, flag_of)}"), soft_wrap=True)
+        name, _, fix = worded(mistake, flag_of).partition(FIX_SEPARATOR)
+        console.print(Text(f"mistake: {name}"), soft_wrap=True)
+        if fix:
+            console.print(Text(f"fix: {fix}"), soft_wrap=True)
     for hint in check.hints:
         console.print(Text(f"hint: {worded(hint, flag_of)}"), soft_wrap=True)
     console.print(Text(*_verdict_line(check)), soft_wrap=True)
+
+
+def _error_lines(verdict: QuantityVerdict, dtype: str) -> list[str]:
+    """A quantity's worst and typical errors against what is allowed, and its entries of the wrong sign."""
+    lines = [
+        f"{verdict.name}: worst error {_ulps(verdict.max_ulps)} ulp; a straightforward {dtype} "
+        f"computation's worst is {_ulps(verdict.baseline_ulps)}, "
+        f"so up to {_ulps(verdict.allowed_ulps)} is allowed; "
+        f"{verdict.wrong:,} of {verdict.entries:,} entries beyond"
+    ]
+    if verdict.entries > 1:
+        typical = (
+            f"{verdict.name}: typical (root-mean-square) error {_ulps(verdict.rms_ulps)} ulp; "
+            f"the straightforward computation's is {_ulps(verdict.baseline_rms_ulps)}, "
+            f"so up to {_ulps(verdict.allowed_rms_ulps)} is allowed"
+        )
+        lines.append(typical + ("; beyond" if verdict.typical_beyond else ""))
+    if verdict.sign_flips:
+        lines.append(
+            f"{verdict.name}: {verdict.sign_flips:,} of {verdict.entries:,} entries of the opposite sign to the "
+            "exact value's, which no rounding explains (the cap's factor 1 − tanh² is never negative)"
+        )
+    return lines
 
 
 def _verdict_line(check: DtypeCheck) -> tuple[str, str]:

@@ -106,15 +106,17 @@ def _step_item(item: Item, dtype: np.dtype) -> dict[str, Any]:
     }
 
 
-def check_document(checks: list[QuantityCheck]) -> dict[str, Any]:
+def check_document(checks: list[QuantityCheck], flag_of: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``sce check``'s verdict on typed answers; a mistake's options worded by ``flag_of``."""
     return {
         "correct": all(check.passed for check in checks),
         "quantities": [
             {
                 "name": check.name,
                 "correct": check.passed,
-                "mistake": check.mistake,
-                "ambiguous_with": check.ambiguous,
+                "mistake": None if check.mistake is None else check.mistake.worded_name(flag_of),
+                "fix": None if check.mistake is None else check.mistake.worded_fix(flag_of),
+                "ambiguous_with": None if check.ambiguous is None else check.ambiguous.worded_name(flag_of),
                 "slips": list(check.slips),
                 "entries": [
                     {
@@ -137,7 +139,8 @@ def matrix(values: np.ndarray) -> list[list[float | str]]:
     return [[json_number(v) for v in row] for row in values]
 
 
-def file_check_document(found: FileCheck) -> dict[str, Any]:
+def file_check_document(found: FileCheck, flag_of: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``sce check --csv``'s verdict; a mistake's options worded by ``flag_of``."""
     return {
         "correct": found.correct,
         "rows": found.rows,
@@ -157,6 +160,10 @@ def file_check_document(found: FileCheck) -> dict[str, Any]:
                 "correct": False,
             }
             for c in found.worst
+        ],
+        "mistakes": [
+            {"quantity": q or None, "name": m.worded_name(flag_of), "fix": m.worded_fix(flag_of)}
+            for q, m in found.mistakes
         ],
     }
 

@@ -6,11 +6,11 @@ from functools import partial
 
 from sce.explain.derivation import Elided, Equation, Matrix, Stage
 from sce.loss import SoftmaxCrossEntropyResult
-from sce.number_text import display, fill, given, latex
+from sce.number_text import DISPLAY_DIGITS, display, fill, given, latex
 from sce.render.words import options_summary
 
 
-def grad_markdown(result: SoftmaxCrossEntropyResult, digits: int = 4) -> str:
+def grad_markdown(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS) -> str:
     """One row's result as a Markdown table, ready to paste into notes."""
     dtype = result.options.dtype
     label = None if result.labels is None else int(result.labels[0])
@@ -46,7 +46,7 @@ def matrix_latex(matrix: Matrix, digits: int) -> str:
     return f"{matrix.name} = \\begin{{bmatrix}}\n{rows}\n\\end{{bmatrix}}"
 
 
-def steps_markdown(stages: list[Stage], digits: int = 4) -> str:
+def steps_markdown(stages: list[Stage], digits: int = DISPLAY_DIGITS) -> str:
     lines: list[str] = []
     for number, stage in enumerate(stages, start=1):
         lines += [f"## {number}. {stage.title}", ""]

@@ -10,7 +10,7 @@ from rich.rule import Rule
 from rich.text import Text
 
 from sce.explain.derivation import Elided, Equation, Stage
-from sce.number_text import fill, shown
+from sce.number_text import DISPLAY_DIGITS, fill, shown
 from sce.render.grid import print_grid
 from sce.render.latex_text import to_unicode
 from sce.render.table import matrix_grid
@@ -30,7 +30,7 @@ def equation_line(equation: Equation, digits: int) -> str:
     return " = ".join(parts)
 
 
-def print_steps(console: Console, stages: list[Stage], digits: int = 4) -> None:
+def print_steps(console: Console, stages: list[Stage], digits: int = DISPLAY_DIGITS) -> None:
     for number, stage in enumerate(stages, start=1):
         # Text objects, never markup strings: formulas are full of [brackets].
         console.print(Rule(Text(f"{number}. {stage.title}", style="bold"), align="left"))

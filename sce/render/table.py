@@ -7,7 +7,7 @@ never a number cut to fit a width.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from sce.explain.proofs import HessianProof, JacobianProof, Proofs
 from sce.loss import SoftmaxCrossEntropyResult
-from sce.number_text import decimal_places, display, display_all, given
+from sce.number_text import DISPLAY_DIGITS, display, display_all, given, significant_places
 from sce.render.grid import Cell, Column, Grid, print_grid, print_styled
 from sce.render.words import (
     HESSIAN_OVERFLOWS,
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # only for annotations: rendering a result must not load pola
 
     from sce.batch import BatchSummary
     from sce.explain.finite_differences import Verification
-    from sce.grading import QuantityCheck
+    from sce.grading import Mistake, QuantityCheck
     from sce.grading.csv_file import FileCheck
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -45,7 +45,7 @@ def probability_bar(probability: float, width: int = BAR_WIDTH) -> str:
     return ("█" * full + (_EIGHTHS[rest] if rest else "")).ljust(width)
 
 
-def grad_grid(result: SoftmaxCrossEntropyResult, digits: int = 4, row: int = 0) -> Grid:
+def grad_grid(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS, row: int = 0) -> Grid:
     dtype = result.options.dtype
     label = None if result.labels is None else int(result.labels[row])
     predicted = int(result.argmax[row])
@@ -82,7 +82,7 @@ def grad_grid(result: SoftmaxCrossEntropyResult, digits: int = 4, row: int = 0) 
     return grid
 
 
-def print_grad(console: Console, result: SoftmaxCrossEntropyResult, digits: int = 4) -> None:
+def print_grad(console: Console, result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS) -> None:
     print_grid(console, grad_grid(result, digits))
     console.print()
     loss = result.reported_loss()
@@ -116,8 +116,13 @@ def _mark(ok: bool) -> tuple[str, str]:
     return ("✓", "green") if ok else ("✗ wrong", "bold red")
 
 
-def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) -> None:
-    """`sce check`: each quantity entry by entry, then a verdict."""
+def print_check(
+    console: Console,
+    checks: list[QuantityCheck],
+    digits: int = DISPLAY_DIGITS,
+    flag_of: Mapping[str, str] | None = None,
+) -> None:
+    """`sce check`: each quantity entry by entry, then a verdict; a mistake's options worded by ``flag_of``."""
     from rich.text import Text
 
     for check in checks:
@@ -127,7 +132,7 @@ def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) 
         for k in range(len(check.given)):
             cells = [] if check.name == "loss" else [str(k)]
             # At least as many digits as the answer, so that the two can be compared by eye.
-            shown = min(17, max(digits, decimal_places(check.texts[k]) if check.texts else 0))
+            shown = min(17, max(digits, significant_places(check.texts[k]) if check.texts else 0))
             cells += [
                 display(check.expected[k], shown),
                 check.texts[k] if check.texts else given(check.given[k]),
@@ -145,14 +150,14 @@ def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) 
                 console.print(
                     Text(
                         "  ⚠ Right to the digits given, but these digits also fit a usual mistake "
-                        f"({check.ambiguous}); give more digits to tell them apart."
+                        f"({check.ambiguous.worded_name(flag_of)}); give more digits to tell them apart."
                     )
                 )
             continue
         where = "" if check.name == "loss" else f" ({wrong} of {len(check.ok)} entries)"
         console.print(Text.assemble(("✗ ", "bold red"), f"{check.name}: wrong{where}"))
         if check.mistake:
-            console.print(Text(f"  This is {check.mistake}."))
+            print_mistake(console, check.mistake, flag_of)
         for slip in check.slips:
             console.print(Text(f"  {slip[0].upper()}{slip[1:]}."))
     passed = all(check.passed for check in checks)
@@ -161,7 +166,19 @@ def print_check(console: Console, checks: list[QuantityCheck], digits: int = 4) 
     )
 
 
-def print_verification(console: Console, verification: Verification, digits: int = 4) -> None:
+def print_mistake(
+    console: Console, mistake: Mistake, flag_of: Mapping[str, str] | None = None, indent: str = "  ", of: str = ""
+) -> None:
+    """A named mistake as ``sce check`` and ``sce check --csv`` show it: its name (``of`` the
+    quantity it explains, if not every one), then its fix."""
+    from rich.text import Text
+
+    where = f"{of}: " if of else ""
+    console.print(Text(f"{indent}mistake: {where}{mistake.worded_name(flag_of)}"), soft_wrap=True)
+    console.print(Text(f"{indent}fix: {mistake.worded_fix(flag_of)}"), soft_wrap=True)
+
+
+def print_verification(console: Console, verification: Verification, digits: int = DISPLAY_DIGITS) -> None:
     headings = ("class", "analytic ∂L/∂z", "numeric", "step h", "relative difference")
     grid = Grid([Column(heading, "right") for heading in headings], title="--verify: central differences of the loss")
     for k, class_index in enumerate(verification.classes):
@@ -210,7 +227,7 @@ def matrix_grid(
 MAX_PRINTED_MATRIX = 12
 
 
-def print_proofs(console: Console, proofs: Proofs, digits: int = 4) -> None:
+def print_proofs(console: Console, proofs: Proofs, digits: int = DISPLAY_DIGITS) -> None:
     """--jacobian, --hessian and --verify, in that order, after the result table."""
     if proofs.jacobian is not None:
         print_jacobian(console, proofs.jacobian, digits)
@@ -220,7 +237,7 @@ def print_proofs(console: Console, proofs: Proofs, digits: int = 4) -> None:
         print_verification(console, proofs.verification, digits)
 
 
-def print_jacobian(console: Console, proof: JacobianProof, digits: int = 4) -> None:
+def print_jacobian(console: Console, proof: JacobianProof, digits: int = DISPLAY_DIGITS) -> None:
     from rich.text import Text
 
     jacobian, size = proof.jacobian, len(proof.dl_ds)
@@ -263,7 +280,7 @@ def _vector_text(values: np.ndarray, digits: int) -> str:
     return "(" + ", ".join(parts) + ")"
 
 
-def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> None:
+def print_hessian(console: Console, proof: HessianProof, digits: int = DISPLAY_DIGITS) -> None:
     from rich.text import Text
 
     hessian, size = proof.hessian, proof.num_classes
@@ -293,8 +310,10 @@ def print_hessian(console: Console, proof: HessianProof, digits: int = 4) -> Non
     console.print()
 
 
-def print_file_check(console: Console, found: FileCheck, digits: int = 4) -> None:
-    """`sce check --csv`: the worst rows, then the summary."""
+def print_file_check(
+    console: Console, found: FileCheck, digits: int = DISPLAY_DIGITS, flag_of: Mapping[str, str] | None = None
+) -> None:
+    """`sce check --csv`: the worst rows, then the summary and the mistakes named."""
     from rich.text import Text
 
     if found.worst:
@@ -314,5 +333,7 @@ def print_file_check(console: Console, found: FileCheck, digits: int = 4) -> Non
     console.print(f"rows wrong: {found.wrong_rows:,}")
     console.print(f"max absolute error: {display(found.max_abs_error, 2)}")
     console.print(f"max relative error: {display(found.max_rel_error, 2)}")
+    for quantity, mistake in found.mistakes:
+        print_mistake(console, mistake, flag_of, indent="", of=quantity)
     verdict = "verdict: correct" if found.correct else "verdict: not correct"
     console.print(Text(verdict, style="bold green" if found.correct else "bold red"))

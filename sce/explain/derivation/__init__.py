@@ -17,11 +17,12 @@ from sce.explain.derivation.opening import setup_stage, softmax_stage
 from sce.explain.derivation.softcap_and_z_loss import softcap_stage, z_loss_stage
 from sce.explain.derivation.stages import Elided, Equation, Item, Matrix, Stage
 from sce.loss import SoftmaxCrossEntropyResult
+from sce.number_text import DISPLAY_DIGITS
 
 __all__ = ["Elided", "Equation", "Item", "Matrix", "Stage", "build_derivation"]
 
 
-def build_derivation(result: SoftmaxCrossEntropyResult, digits: int = 4) -> list[Stage]:
+def build_derivation(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS) -> list[Stage]:
     """The stages for row 0 of ``result``: the one-hot route of the textbook derivation
     when no option changes it, else the general forms."""
     one_hot = result.labels is not None and result.options.is_plain

@@ -9,16 +9,15 @@ mistake says nothing about the loss).
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from sce.errors import option
-from sce.grading import conventions
+from sce.grading import catalogue, conventions
 from sce.grading.dump.baseline import RowCoefficients, coefficients
-from sce.grading.mistakes import slip_words
 from sce.io.arrays import ArrayDump
 from sce.io.arrays.mapped_rows import read_rows
 from sce.loss import SoftmaxCrossEntropyResult, softmax_cross_entropy
@@ -106,47 +105,60 @@ def _label_weights(labels: np.ndarray, options: LossOptions) -> np.ndarray:
 
 
 def what_ifs(labels: np.ndarray | None, d: Denominators, options: LossOptions) -> dict[str, WhatIf]:
-    """The mistakes that differ from the truth for these inputs, by name."""
+    """The mistakes that differ from the truth for these inputs, each by the catalogue's words
+    (:meth:`~sce.grading.catalogue.Mistake.described`, with what this input makes of it)."""
     found: dict[str, WhatIf] = {}
     if options.reduction == "mean" and d.total > 0:
         if d.ignored:
-            found[
-                f"the mean over all {d.rows:,} rows, ignored (padding) rows included, where it divides by {d.total:g}"
-            ] = _scaled(d.total / d.rows)
+            detail = f"{d.rows:,} rows, where the mean divides by {d.total:g}"
+            found[catalogue.IGNORED_ROWS_COUNTED.described(detail)] = _scaled(d.total / d.rows)
         if d.weighted and d.counted_rows and d.total != d.counted_rows:
-            found[
-                f"the weighted mean divided by the row count {d.counted_rows:,} instead of the weight sum {d.total:g}"
-            ] = _scaled(d.total / d.counted_rows)
-        found[f"the sum instead of the mean (not divided by {d.total:g})"] = _scaled(d.total)
+            detail = f"{d.counted_rows:,} rows, where the weight sum is {d.total:g}"
+            found[catalogue.WEIGHT_SUM_BY_ROW_COUNT.described(detail)] = _scaled(d.total / d.counted_rows)
+        found[catalogue.SUM_NOT_MEAN.described(f"not divided by {d.total:g}")] = _scaled(d.total)
         if labels is not None:
             found.update(_per_batch_means(labels, d, options))
         if labels is not None and d.ignored and options.label_smoothing > 0:
-            found["the smoothing term divided by every row, ignored rows included (PyTorch #73205)"] = _smoothing(
-                options, d.total / d.rows
-            )
+            found[catalogue.SMOOTHING_OVER_EVERY_ROW.described()] = _smoothing(options, d.total / d.rows)
     if options.reduction == "sum" and d.total > 0:
-        found[f"the mean instead of the sum (divided by {d.total:g})"] = _scaled(1 / d.total)
+        found[catalogue.MEAN_NOT_SUM.described(f"divided by {d.total:g}")] = _scaled(1 / d.total)
     if options.reduction == "none" and d.total > 0:
-        asked = f"the gradient of the mean loss, where per-row gradients were asked for ({option('reduction', 'none')})"
-        found[asked] = _scaled(1 / d.total, loss=False)
-    if labels is not None:
-        found["the labels read as 1-based (the gradient's −1 at class label − 1)"] = _label_shifted(options, -1)
-        found["the labels shifted by one the other way (the gradient's −1 at class label + 1)"] = _label_shifted(
-            options, +1
-        )
+        found[catalogue.MEAN_NOT_NONE.described(f"divided by {d.total:g}")] = _scaled(1 / d.total, loss=False)
+    found.update(_formula_what_ifs(labels, options))
     found.update(_convention_what_ifs(d, options))
     return found
 
 
+def _formula_what_ifs(labels: np.ndarray | None, options: LossOptions) -> dict[str, WhatIf]:
+    """The slips of the formula itself, row by row: the sign, the −y, the log's base, the
+    temperature's 1/T, the normalisation, the weights, the label's index."""
+    found: dict[str, WhatIf] = {
+        catalogue.SIGN_FLIPPED.described(): _scaled(-1.0),
+        catalogue.PROBABILITIES.described(): _target_left_out,
+        catalogue.LOG10.described(): _scaled(1 / math.log(10)),
+        catalogue.LOG2.described(): _scaled(1 / math.log(2)),
+    }
+    if options.temperature != 1.0:
+        found[catalogue.TEMPERATURE_FACTOR_MISSING.described()] = _scaled(options.temperature, loss=False)
+    if not options.z_loss:
+        found[catalogue.NOT_NORMALISED.described()] = _not_normalised
+        if labels is not None and options.weight is not None:
+            found[catalogue.WEIGHTS_PER_CLASS.described()] = _weights_per_class
+    if labels is not None:
+        found[catalogue.ONE_BASED.described()] = _label_shifted(options, -1)
+        found[catalogue.LABEL_PLUS_ONE.described()] = _label_shifted(options, +1)
+    return found
+
+
 def _convention_what_ifs(d: Denominators, options: LossOptions) -> dict[str, WhatIf]:
-    """The options' slips (:mod:`.conventions`), in the words sce check gives them: the other
-    smoothing style; the z-loss left out, divided by the weight sum or summed; the softcap or
-    its derivative left out."""
+    """The options' slips (:mod:`.conventions`): the other smoothing style or none; the z-loss
+    left out, divided by the weight sum or summed; the softcap or its derivative left out."""
     z_count = float(d.counted_rows) if options.reduction == "mean" else 1.0
     kinds: dict[str, WhatIf] = {}
     if options.label_smoothing:
         other = "uniform" if options.smoothing_style == "off-target" else "off-target"
         kinds[conventions.OTHER_SMOOTHING_STYLE] = _changed(options, smoothing_style=other)
+        kinds[conventions.SMOOTHING_LEFT_OUT] = _changed(options, label_smoothing=0.0)
     if options.z_loss and z_count != 0:  # no counted row: no z-loss to leave out
         kinds[conventions.Z_LOSS_LEFT_OUT] = _z_loss_scaled(0.0)
         if options.reduction == "mean" and d.total not in (0, z_count):
@@ -156,12 +168,9 @@ def _convention_what_ifs(d: Denominators, options: LossOptions) -> dict[str, Wha
     if options.softcap is not None:
         kinds[conventions.SOFTCAP_LEFT_OUT] = _changed(options, softcap=None)
         kinds[conventions.TANH_DERIVATIVE_LEFT_OUT] = _without_cap_factor
-    found: dict[str, WhatIf] = {}
-    for kind, what_if in kinds.items():
-        words = slip_words(kind, options, z_count, d.total)
-        if words is not None:
-            found[words[0]] = what_if
-    return found
+    if options.temperature != 1.0:
+        kinds[conventions.TEMPERATURE_LEFT_OUT] = _changed(options, temperature=1.0)
+    return {catalogue.OF_CONVENTION[kind].described(): what_if for kind, what_if in kinds.items()}
 
 
 def _changed(options: LossOptions, **changes: object) -> WhatIf:
@@ -197,6 +206,38 @@ def _without_cap_factor(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
     return conventions.gradient_wrt_capped(block.exact), None
 
 
+def _target_left_out(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+    """The gradient without its −y: the probabilities (scaled as the gradient is); the loss is not changed."""
+    exact = block.exact
+    scale = _gradient_factor(exact)
+    mass = (exact.class_weights.astype(np.float64) * exact.target.astype(np.float64)).sum(axis=1, keepdims=True)
+    # From p itself, not the gradient plus y: p − 1 + 1 would lose the digits of a small p.
+    probabilities = exact.probabilities.astype(np.float64) * mass * scale
+    return probabilities + conventions.z_loss_gradients(exact), None
+
+
+def _gradient_factor(exact: SoftmaxCrossEntropyResult) -> np.ndarray:
+    """Each row's 1/(T·D) (0 on rows not counted) times the cap's factor 1 − tanh²(z/c) (N×K)."""
+    scale = np.where(exact.counted, exact.gradient_scale, 0.0)[:, None]
+    return scale * exact.cap_derivative.astype(np.float64)
+
+
+def _not_normalised(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+    """e^(z − max z) in place of the probabilities (without a z-loss); the loss is not changed."""
+    exact = block.exact
+    weighted = exact.class_weights.astype(np.float64) * exact.target.astype(np.float64)
+    unnormalised = exact.exp_shifted.astype(np.float64) * weighted.sum(axis=1, keepdims=True)
+    return (unnormalised - weighted) * _gradient_factor(exact), None
+
+
+def _weights_per_class(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+    """w ⊙ (p − y): each class scaled by its own weight, not the row by its label's."""
+    exact = block.exact
+    y = exact.target.astype(np.float64)
+    p = exact.probabilities.astype(np.float64) * y.sum(axis=1, keepdims=True)
+    return exact.class_weights.astype(np.float64) * (p - y) * _gradient_factor(exact), None
+
+
 def _scaled(factor: float, loss: bool = True) -> WhatIf:
     def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
         return block.exact.gradient * factor, block.contributions * factor if loss else None
@@ -216,12 +257,9 @@ def _per_batch_means(labels: np.ndarray, d: Denominators, options: LossOptions) 
             continue  # equal batches: the mean of means is the mean
         size = d.rows // count
         row_factor = np.repeat(d.total / per_batch, size)
-        found[f"the mean of per-batch means over {count} batches of {size:,} rows (x1/n1 + x2/n2 …)/{count}"] = (
-            _row_scaled(row_factor / count)
-        )
-        found[f"the sum of per-batch means over {count} batches of {size:,} rows x1/n1 + x2/n2 + …"] = _row_scaled(
-            row_factor
-        )
+        detail = f"{count} batches of {size:,} rows"
+        found[catalogue.PER_BATCH_MEANS.described(detail)] = _row_scaled(row_factor / count)
+        found[catalogue.PER_BATCH_MEANS_SUMMED.described(detail)] = _row_scaled(row_factor)
     return found
 
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 
 from sce.errors import option
+from sce.grading import catalogue
 from sce.grading.implementations import mistaken_variants
 from sce.grading.implementations.cases import Case
 from sce.grading.implementations.loading import UnusableImplementation
@@ -244,9 +245,9 @@ def grade_case(case: Case, outcome: CaseOutcome, configuration: Configuration, f
 
 def _in_place_mistake(outcome: CaseOutcome) -> Mistake | None:
     if "logits" in outcome.changed or outcome.read_only_violation:
-        return mistaken_variants.LOGITS_IN_PLACE
+        return catalogue.LOGITS_IN_PLACE
     if "second" in outcome.changed:
-        return mistaken_variants.LABELS_IN_PLACE
+        return catalogue.LABELS_IN_PLACE
     return None
 
 
@@ -389,20 +390,20 @@ def _name_mistakes(
         and np.any(np.isposinf(given))
         and not np.any(np.isnan(given))
     ):
-        return [mistaken_variants.LOG_OF_ZERO]
+        return [catalogue.LOG_OF_ZERO]
     if not finite:
         if _like_no_max_shift(case, quantity, given, exact):
-            return [mistaken_variants.NO_MAX_SHIFT]
+            return [catalogue.NO_MAX_SHIFT]
         if case.label_probability_underflows and quantity == "gradient":
             # The chain rule through the Jacobian, −1/s_c · ∂s_c/∂z, taken literally.
-            return [mistaken_variants.DIVIDED_BY_P]
+            return [catalogue.DIVIDED_BY_P]
         return []
     variants = (
         mistaken_variants.gradient_variants(exact) if quantity == "gradient" else mistaken_variants.loss_variants(exact)
     )
     if quantity == "gradient" and exact.cap_factor is not None:
         variants = [(mistake, per_cap_factor(exact, quantity, value)) for mistake, value in variants]
-        variants.append((mistaken_variants.CAP_FACTOR_LOSES_DIGITS, right * _naive_cap_factor(exact, case, given)))
+        variants.append((catalogue.CAP_FACTOR_LOSES_DIGITS, right * _naive_cap_factor(exact, case, given)))
     scale = float(np.max(np.abs(right))) if right.size else 1.0
 
     def tolerance(variant: np.ndarray) -> float:

@@ -1,4 +1,5 @@
-"""Known mistakes: what each one's output would be, computed from sce's exact result.
+"""What each mistake of the catalogue (:mod:`sce.grading.catalogue`) that a learner's function
+can make would return, computed from sce's exact result.
 
 A failing answer is compared with every mistaken variant that differs from the
 right answer on this case; the first it matches names the mistake.
@@ -12,106 +13,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sce.errors import option
 from sce.grading import conventions
-from sce.grading.implementations.report import Mistake
+from sce.grading.catalogue import (
+    LABEL_PLUS_ONE,
+    LOG2,
+    LOG10,
+    MEAN_NOT_NONE,
+    MEAN_NOT_SUM,
+    MEAN_TWICE,
+    NOT_NORMALISED,
+    OF_CONVENTION,
+    ONE_BASED,
+    ONE_ROW_FOR_ALL,
+    PROBABILITIES,
+    SIGN_FLIPPED,
+    SUM_NOT_MEAN,
+    WRONG_AXIS,
+    Mistake,
+)
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.options import LossOptions
-
-NO_MAX_SHIFT = Mistake(
-    "no max shift: exp overflows or underflows",
-    "subtract each row's largest logit before exp, softmax(z) = softmax(z − max z)",
-)
-SUM_NOT_MEAN = Mistake(
-    "1/N missing: the sum over rows, not the mean",
-    f"divide by N, the number of rows (or grade with {option('reduction', 'sum')})",
-)
-MEAN_TWICE = Mistake("1/N applied twice", "divide by N once")
-MEAN_NOT_SUM = Mistake(
-    f"divided by N, but {option('reduction', 'sum')} has no 1/N",
-    f"drop the division by N (or grade with {option('reduction', 'mean')})",
-)
-SIGN_FLIPPED = Mistake("sign flipped: y − p instead of p − y", "the gradient is p − y, probabilities minus the target")
-PROBABILITIES = Mistake("−1 missing: these are the probabilities", "subtract 1 at the label's class: p − y")
-LABEL_PLUS_ONE = Mistake(
-    "−1 at the wrong class: the label's index plus one (off by one)", "subtract 1 at index labels[i] itself"
-)
-ONE_BASED = Mistake(
-    "−1 at the wrong class: labels read as 1-based", "labels are 0-based: use index labels[i], not labels[i] − 1"
-)
-WRONG_AXIS = Mistake(
-    "softmax over the wrong axis: columns instead of rows",
-    "take the max and the sum over each row: axis=1, keepdims=True",
-)
-ONE_ROW_FOR_ALL = Mistake(
-    "one row's gradient used for every row", "compute p − y for each row (check the loop variable)"
-)
-LOG10 = Mistake("log base 10 in the loss", "use the natural logarithm, np.log")
-LOG2 = Mistake("log base 2 in the loss", "use the natural logarithm, np.log")
-NOT_NORMALISED = Mistake(
-    "probabilities not normalised: the exponentials are not divided by their sum",
-    "divide exp(z − max z) by its row sum",
-)
-LOG_OF_ZERO = Mistake(
-    "log of a probability that rounded to 0 (−log p gives inf)",
-    "compute the loss as log Σ exp(z − max) − (z_c − max) (log-sum-exp) instead of −log p_c",
-)
-DIVIDED_BY_P = Mistake(
-    "divides by the label's probability, which rounded to 0 (the chain rule's −1/s_c)",
-    "simplify the chain rule first: ∂L/∂z = p − y has no division",
-)
-LOGITS_IN_PLACE = Mistake(
-    "logits modified in place",
-    "work on a copy: z = logits - logits.max(...) makes a new array, logits -= ... overwrites the caller's",
-)
-LABELS_IN_PLACE = Mistake("labels (or targets) modified in place", "leave the caller's arrays unchanged: copy first")
-
-SOFTCAP_LEFT_OUT = Mistake(
-    "softcap left out: the softmax is of the logits, not of the capped c·tanh(z/c)",
-    "cap the logits first, a = c·tanh(z/c), and take the softmax (and the z-loss) of a",
-)
-TANH_DERIVATIVE_LEFT_OUT = Mistake(
-    "the derivative of tanh left out: this is ∂L/∂a, the gradient with respect to the capped logits",
-    "the chain rule through a = c·tanh(z/c) multiplies each entry by 1 − tanh²(z/c)",
-)
-CAP_FACTOR_LOSES_DIGITS = Mistake(
-    "1 − tanh²(z/c) computed as 1 minus a number near 1: it loses its digits (or is 0) where |z/c| is large",
-    "compute the factor as 1/cosh²(z/c), or 4e^(−2|x|)/(1 + e^(−2|x|))² with x = z/c",
-)
-Z_LOSS_LEFT_OUT = Mistake(
-    "z-loss missing: each row adds λ·lse², whose gradient is 2λ·lse·p",
-    "add λ·(log Σ_j e^(b_j))² to each row's loss and 2λ·lse·p to its gradient",
-)
-Z_LOSS_SUMMED = Mistake(
-    "z-loss summed: the mean divides it by N, the number of rows, as the cross-entropy",
-    "divide the z-loss (and its gradient) by N with the mean",
-)
-Z_LOSS_BY_WEIGHT_SUM = Mistake(
-    "z-loss divided by the weight sum: it is unweighted, so the mean divides it by the counted rows",
-    "divide the z-loss by the number of counted rows, the cross-entropy by the weight sum",
-)
-OTHER_SMOOTHING_STYLE = Mistake(
-    "the other label-smoothing convention",
-    f"see {option('smoothing_style')}: uniform puts ε/K on every class (PyTorch); "
-    "off-target puts 1 − ε on the label and ε/(K − 1) on each other class (Megatron, t5x)",
-)  # fmt: skip
-SMOOTHING_LEFT_OUT = Mistake(
-    "label smoothing left out", f"the target is (1 − ε)·y + ε/K (or off-target: see {option('smoothing_style')})"
-)
-TEMPERATURE_LEFT_OUT = Mistake(
-    "temperature left out: the softmax of z, not of z/T, and no factor 1/T",
-    "divide the logits by T before the softmax, and the gradient by T",
-)
-_SLIPS = {
-    conventions.SOFTCAP_LEFT_OUT: SOFTCAP_LEFT_OUT,
-    conventions.TANH_DERIVATIVE_LEFT_OUT: TANH_DERIVATIVE_LEFT_OUT,
-    conventions.Z_LOSS_LEFT_OUT: Z_LOSS_LEFT_OUT,
-    conventions.Z_LOSS_SUMMED: Z_LOSS_SUMMED,
-    conventions.Z_LOSS_BY_WEIGHT_SUM: Z_LOSS_BY_WEIGHT_SUM,
-    conventions.OTHER_SMOOTHING_STYLE: OTHER_SMOOTHING_STYLE,
-    conventions.SMOOTHING_LEFT_OUT: SMOOTHING_LEFT_OUT,
-    conventions.TEMPERATURE_LEFT_OUT: TEMPERATURE_LEFT_OUT,
-}
 
 
 @dataclass(frozen=True)
@@ -169,7 +90,7 @@ def gradient_variants(exact: Exact) -> list[Variant]:
     if exact.reduction == "mean" and exact.batch:
         variants += [(SUM_NOT_MEAN, unreduced), (MEAN_TWICE, unreduced / (n * n))]
     if exact.reduction in ("sum", "none") and exact.batch:
-        variants.append((MEAN_NOT_SUM, unreduced / n))
+        variants.append((MEAN_NOT_SUM if exact.reduction == "sum" else MEAN_NOT_NONE, unreduced / n))
     variants += [(SIGN_FLIPPED, -g), (PROBABILITIES, exact.probabilities / d)]
     for mistake, shift in ((LABEL_PLUS_ONE, 1), (ONE_BASED, -1)):
         other = _one_hot_at(exact, shift)
@@ -194,7 +115,7 @@ def _slip_variants(exact: Exact, quantity: str) -> list[Variant]:
     for slip in conventions.convention_slips(exact.result):
         value = slip.gradient if quantity == "gradient" else slip.loss
         if value is not None:
-            found.append((_SLIPS[slip.kind], value))
+            found.append((OF_CONVENTION[slip.kind], value))
     return found
 
 

@@ -7,33 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sce.errors import worded
+from sce.grading.catalogue import Mistake
 from sce.options import LossOptions
-
-
-@dataclass(frozen=True)
-class Mistake:
-    """A known mistake, in a learner's words, and what to do about it.
-
-    Both texts may name options (:func:`sce.errors.option`): ``name`` and
-    ``fix`` word them as check_implementation's keywords, :meth:`worded_name`
-    and :meth:`worded_fix` as the command line's flags (``flag_of``)."""
-
-    words: str
-    advice: str
-
-    @property
-    def name(self) -> str:
-        return worded(self.words)
-
-    @property
-    def fix(self) -> str:
-        return worded(self.advice)
-
-    def worded_name(self, flag_of: Mapping[str, str] | None = None) -> str:
-        return worded(self.words, flag_of)
-
-    def worded_fix(self, flag_of: Mapping[str, str] | None = None) -> str:
-        return worded(self.advice, flag_of)
 
 
 @dataclass(frozen=True)

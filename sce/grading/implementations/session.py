@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
-from sce.grading.implementations import mistaken_variants
+from sce.grading import catalogue
 from sce.grading.implementations.cases import build_cases, for_framework
 from sce.grading.implementations.grade import grade_case
 from sce.grading.implementations.loading import FunctionSpec
@@ -55,7 +55,7 @@ def settle_ambiguous_mistakes(results: list[CaseResult]) -> list[CaseResult]:
     nan_elsewhere = any(case.non_finite and not case.overflow_prone for case in results)
     settled = []
     for case in results:
-        if nan_elsewhere and case.mistake in (mistaken_variants.NO_MAX_SHIFT, mistaken_variants.DIVIDED_BY_P):
+        if nan_elsewhere and case.mistake in (catalogue.NO_MAX_SHIFT, catalogue.DIVIDED_BY_P):
             # NaN on ordinary logits too: extreme logits are not what is wrong (or not all).
             case = replace(case, mistake=None, candidates=())
         if len(case.candidates) > 1:

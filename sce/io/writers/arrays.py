@@ -32,6 +32,10 @@ UNWRITTEN_SUFFIXES = {
     ".safetensors": "sce does not write .safetensors; write .npz, .parquet or .arrow",
     ".pt": "sce does not write PyTorch files; write .npz (torch.from_numpy(np.load(...)[name]))",
     ".pth": "sce does not write PyTorch files; write .npz (torch.from_numpy(np.load(...)[name]))",
+    ".json": "sce writes one JSON object per line (JSON Lines): name the file .jsonl",
+    ".xlsx": "sce does not write spreadsheets; write .csv, which every spreadsheet opens",
+    ".xls": "sce does not write spreadsheets; write .csv, which every spreadsheet opens",
+    ".gz": "sce does not compress its output; write to stdout (-o -) and pipe it through gzip",
 }
 
 

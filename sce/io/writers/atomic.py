@@ -13,12 +13,12 @@ import stat
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from sce.errors import DataProblem, OptionDataProblem, OptionProblem, UsageProblem
-from sce.io.signals import raise_if_interrupted, shielded
+from sce.io.signals import committed, raise_if_interrupted, shielded
 from sce.io.writers.replace import put_in_place
 
 
@@ -34,8 +34,12 @@ class OutputTarget:
     over a device would replace it.
     """
 
-    def __init__(self, path: str | None, input_path: str | None) -> None:
+    def __init__(
+        self, path: str | None, input_path: str | None, field: str = "output_path", noun: str = "output"
+    ) -> None:
         self.path = None if path in (None, "-") else path
+        self.field, self.noun = field, noun
+        """The option that names the file, and what it holds, for the messages."""
         self.temporary: str | None = None
         self.still_written = False
         """A writer thread may still write into the stream: abandon() leaves it open."""
@@ -45,11 +49,11 @@ class OutputTarget:
             self.stream = sys.stdout.buffer
             return
         if not self.path:
-            raise OptionProblem("output_path", "the output file name is empty; name a file, or give - for stdout")
+            raise OptionProblem(field, f"the {noun} file name is empty; name a file, or give - for stdout")
         if self.path.endswith(os.sep) and not os.path.isdir(self.path):
-            example = os.path.join(self.path, "out.csv")
+            example = os.path.join(self.path, "out.csv" if noun == "output" else f"{noun}.json")
             raise OptionProblem(
-                "output_path", f"{self.path} names a folder, which does not exist; create it, or name a file: {example}"
+                field, f"{self.path} names a folder, which does not exist; create it, or name a file: {example}"
             )
         descriptor = _own_descriptor(self.path)
         if descriptor is not None:
@@ -60,7 +64,7 @@ class OutputTarget:
             try:
                 self.stream = os.fdopen(os.dup(descriptor), "wb")
             except OSError as error:
-                raise OptionDataProblem("output_path", f"cannot write {self.path}: {reason(error)}") from None
+                raise OptionDataProblem(field, f"cannot write {self.path}: {reason(error)}") from None
             return
         self.written = os.path.realpath(self.path)
         self._check_destination(input_path)
@@ -74,24 +78,24 @@ class OutputTarget:
                     dir=directory, prefix=f".{os.path.basename(self.written)}.", suffix=".partial", delete=False
                 )
             except OSError as error:
-                raise OptionDataProblem("output_path", _cannot_create_in(directory, error)) from None
+                raise OptionDataProblem(field, _cannot_create_in(directory, error, noun)) from None
             self.temporary = handle.name
             self.stream = handle  # type: ignore[assignment]
 
     def _check_destination(self, input_path: str | None) -> None:
         """Neither a folder nor the input file."""
         if os.path.isdir(self.written):
-            example = os.path.join(self.path or "", "out.csv")
-            raise OptionProblem("output_path", f"{self.path} is a folder; name a file in it, e.g. {example}")
+            example = os.path.join(self.path or "", "out.csv" if self.noun == "output" else f"{self.noun}.json")
+            raise OptionProblem(self.field, f"{self.path} is a folder; name a file in it, e.g. {example}")
         if not os.path.exists(self.written):
             return
         if _same_file(self.written, input_path):
-            raise OptionProblem("output_path", f"{self.path} is the input file; write the output to another file")
+            raise OptionProblem(self.field, f"{self.path} is the input file; write the {self.noun} to another file")
         if stat.S_ISREG(os.stat(self.written).st_mode) and not os.access(self.written, os.W_OK):
             # The rename needs only the folder's permission: it would replace a file one may not write.
             raise OptionDataProblem(
-                "output_path", f"{self.path} is not writable (read-only, or not yours); make it writable or write "
-                "the output elsewhere",
+                self.field, f"{self.path} is not writable (read-only, or not yours); make it writable or write "
+                f"the {self.noun} elsewhere",
             )
 
     def _open_directly(self) -> BinaryIO:
@@ -99,19 +103,24 @@ class OutputTarget:
         try:
             return open(self.path, "wb")  # noqa: SIM115 (closed in finish/abandon)
         except OSError as error:
-            raise OptionDataProblem("output_path", f"cannot write {self.path}: {reason(error)}") from None
+            raise OptionDataProblem(self.field, f"cannot write {self.path}: {reason(error)}") from None
 
     def write_failure(self, error: OSError) -> DataProblem | OptionProblem:
         """A failed write, worded: which file, why, and that nothing was replaced."""
         name = "stdout" if self.path is None else self.path
         kept = f"; {self.path} is unchanged" if self.temporary is not None and os.path.exists(self.written) else ""
         full = error.errno == errno.ENOSPC or errno_in_text(str(error)) == errno.ENOSPC
-        hint = "; free some space or write the output elsewhere" if full else ""
+        hint = f"; free some space or write the {self.noun} elsewhere" if full else ""
         if self.path is None:  # no -o to name
             return DataProblem(f"writing the output to stdout failed: {reason(error)}{hint}")
-        return OptionDataProblem("output_path", f"writing the output {name} failed: {reason(error)}{kept}{hint}")
+        return OptionDataProblem(self.field, f"writing the {self.noun} {name} failed: {reason(error)}{kept}{hint}")
 
     def finish(self) -> None:
+        """Close the file and put it in place: see :func:`put_in_place_together`."""
+        put_in_place_together([self])
+
+    def closed(self) -> None:
+        """Everything written and closed, with the old file's mode, ready to be put in place."""
         if self.path is None:
             self.stream.flush()
             return
@@ -126,10 +135,11 @@ class OutputTarget:
             if os.path.exists(self.written):
                 mode = stat.S_IMODE(os.stat(self.written).st_mode)
             os.chmod(self.temporary, mode)
-            raise_if_interrupted()  # the last moment at which the old output can still be kept
-            with shielded():
-                put_in_place(self.temporary, self.written)
-                self.temporary = None
+
+    def put_in_place(self) -> None:
+        if self.temporary is not None:
+            put_in_place(self.temporary, self.written)
+            self.temporary = None
 
     def abandon(self) -> None:
         # Closed under a thread still writing into it, its descriptor could be reused by a file
@@ -142,6 +152,40 @@ class OutputTarget:
             with contextlib.suppress(OSError):
                 os.unlink(self.temporary)
             self.temporary = None
+
+
+def put_in_place_together(targets: Sequence[OutputTarget]) -> None:
+    """The run's commit: close every target, then put them all in place in one shielded step.
+
+    A signal before the step keeps every old file (the caller abandons the targets); one
+    during or after it finds the new files in place, and the run has succeeded
+    (:func:`sce.io.signals.committed`): it no longer ends as interrupted.
+    """
+    for target in targets:
+        target.closed()
+    raise_if_interrupted()  # the last moment at which the old files can still be kept
+    with shielded():
+        for target in targets:
+            target.put_in_place()
+        committed()
+
+
+def refuse_same_file(path: str, other: str | int, field: str, problem: str) -> None:
+    """Refuse ``path`` where it names the file ``other`` names (a path, or a descriptor of
+    this process: 0 for what stdin reads, 1 for stdout): by name once links are followed,
+    or by inode (a hard link, /dev/stdout)."""
+    try:
+        if isinstance(other, int):
+            behind, named = os.fstat(other), os.stat(path)
+            same = (behind.st_dev, behind.st_ino) == (named.st_dev, named.st_ino)
+        else:
+            same = os.path.realpath(path) == os.path.realpath(other) or (
+                os.path.exists(path) and os.path.exists(other) and os.path.samefile(path, other)
+            )
+    except (OSError, ValueError):
+        return
+    if same:
+        raise OptionProblem(field, problem)
 
 
 #: Seconds an abort waits for a writer's thread, stuck perhaps in a write to a stalled pipe or a
@@ -342,14 +386,14 @@ def _own_descriptor(path: str) -> int | None:
     return None
 
 
-def _cannot_create_in(directory: str, error: OSError) -> str:
+def _cannot_create_in(directory: str, error: OSError, noun: str = "output") -> str:
     """Why the output's temporary file cannot be made in its folder, and what to do."""
     if not os.path.isdir(directory):
-        return f"the folder {directory} does not exist; create it, or write the output elsewhere"
+        return f"the folder {directory} does not exist; create it, or write the {noun} elsewhere"
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"cannot create a file in {directory}: {reason(error)}; write the output elsewhere"
+        return f"cannot create a file in {directory}: {reason(error)}; write the {noun} elsewhere"
     # /proc and its kind exist but take no new files (ENOENT there, not "no such folder").
-    return f"cannot create a file in {directory} ({reason(error)}: it takes no new files); write the output elsewhere"
+    return f"cannot create a file in {directory} ({reason(error)}: it takes no new files); write the {noun} elsewhere"
 
 
 def reason(error: OSError) -> str:

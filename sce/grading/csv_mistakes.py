@@ -1,0 +1,89 @@
+"""Naming the mistake of a file's wrong answers (``sce check --csv``), block by block.
+
+The search starts at the first block with a wrong row (a correct file costs
+nothing) and keeps the catalogue's row-by-row mistakes (:func:`row_what_ifs`)
+that fit every graded entry from there on, wrong or not: a name explains
+every failing entry. It stops computing once no candidate is left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sce.grading.answers import ROUNDING_ALLOWANCE, within
+from sce.grading.catalogue import Mistake
+from sce.grading.mistakes import WhatIf, row_what_ifs
+from sce.loss import SoftmaxCrossEntropyResult
+
+
+@dataclass(frozen=True)
+class GradedColumns:
+    """One quantity of a block as graded: 'gradient' (N×K) or 'loss' (N×1)."""
+
+    quantity: str
+    given: np.ndarray
+    allowed: np.ndarray
+    ok: np.ndarray
+
+
+Key = tuple[str, str]
+"""A candidate: its mistake's words and the variant (the rounding's digits)."""
+
+
+@dataclass
+class MistakeSearch:
+    """For each quantity, the candidates still fitting its entries (from the first block where
+    it has a wrong entry on), in the catalogue's order."""
+
+    alive: dict[str, dict[Key, Mistake]] = field(default_factory=dict)
+    order: list[Key] = field(default_factory=list)
+
+    def observe(self, result: SoftmaxCrossEntropyResult, graded: list[GradedColumns]) -> None:
+        """Drop every candidate that does not fit this block's graded columns."""
+        starting = [c for c in graded if c.quantity not in self.alive and not c.ok.all()]
+        going_on = [c for c in graded if self.alive.get(c.quantity)]
+        if not starting and not going_on:
+            return  # nothing wrong yet, or nothing left that fits
+        what_ifs = row_what_ifs(result)
+        for columns in starting:
+            self.alive[columns.quantity] = {}
+            for what_if in what_ifs:
+                key = (what_if.mistake.words, what_if.variant)
+                if _fits(what_if, columns):
+                    self.alive[columns.quantity].setdefault(key, what_if.mistake)
+                    self.order += [] if key in self.order else [key]
+        for columns in going_on:
+            fitting = {(w.mistake.words, w.variant) for w in what_ifs if _fits(w, columns)}
+            self.alive[columns.quantity] = {k: m for k, m in self.alive[columns.quantity].items() if k in fitting}
+
+    def named(self) -> list[tuple[str, Mistake]]:
+        """(the quantity, the mistake) for each mistake that fits every entry of a quantity graded
+        since its first wrong one, once; the quantity "" where it fits every wrong quantity."""
+        found: list[tuple[str, Mistake]] = []
+        for key in self.order:
+            fitting = [q for q, alive in self.alive.items() if key in alive]
+            if not fitting:
+                continue
+            mistake = self.alive[fitting[0]][key]
+            every = len(fitting) == len(self.alive)
+            for quantity in [""] if every else fitting:
+                if (quantity, mistake) not in found:
+                    found.append((quantity, mistake))
+        return found
+
+
+def _fits(what_if: WhatIf, columns: GradedColumns) -> bool:
+    """Every entry within its allowance of the what-if (a mistake that says nothing about the
+    quantity does not explain it)."""
+    rounding = ROUNDING_ALLOWANCE if what_if.rounding is None else what_if.rounding
+    value = what_if.gradient if columns.quantity == "gradient" else _column(what_if.losses)
+    if value is None or value.shape != columns.given.shape:
+        return False
+    with np.errstate(invalid="ignore", over="ignore"):
+        return bool(within(columns.given, value, columns.allowed, rounding).all())
+
+
+def _column(losses: np.ndarray | None) -> np.ndarray | None:
+    return None if losses is None else np.asarray(losses, dtype=np.float64)[:, None]
