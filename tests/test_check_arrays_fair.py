@@ -430,6 +430,9 @@ def test_kernels_answers_pass_and_negated_unscaled_or_shifted_ones_fail(case):
     right = graded(grad)
     assume(right.judgeable)  # not where the type cannot tell (bfloat16 logits of 80 over T = 0.5): said so, exit 2
     assert right.correct
+    # bfloat16's shift z/T − max, rounded, is a quarter off at 60 (p 28 % off): 4 × that worst error is allowed at
+    # every entry, the label's too, which is the limit of a worst-entry allowance; the class holds below it.
+    assume(claimed != "bfloat16" or np.abs(z.astype(np.float32)).max() / options.temperature < 60)
     exact, _ = reference(z.astype(np.float32), y, **_reference_keywords(options))
     if np.abs(exact).max() < 1e-2:
         return  # a gradient that is all but zero
