@@ -364,13 +364,14 @@ def test_a_wrong_float32_gradient_stored_as_float64_gets_no_hint():
     assert not check.correct and check.hints == []
 
 
-def test_a_float16_gradient_stored_as_float32_names_claimed_dtype_float16():
+@pytest.mark.parametrize("stored", ["float32", "float64"])
+def test_a_float16_gradient_stored_wider_names_claimed_dtype_float16(stored):
     z, y = _data(rows=8, classes=300, seed=4)
-    grad = kernel(z, y, _options(), np.float16).astype(np.float32)
-    check = _grade(z, y, grad, None, _options(), "float32")
+    grad = kernel(z, y, _options(), np.float16).astype(stored)
+    check = _grade(z, y, grad, None, _options(), stored)
     assert not check.correct
     assert [worded(hint) for hint in check.hints] == [
-        "every entry is a float16 value, as a float16 computation saved as float32 gives: graded with "
+        f"every entry is a float16 value, as a float16 computation saved as {stored} gives: graded with "
         "claimed_dtype='float16', the answer is correct"
     ]
 

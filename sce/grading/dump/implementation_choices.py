@@ -63,7 +63,12 @@ def consistent_choices(
         At most one hint: the first choice, in the order narrower type, sequential sum, both, that
         makes the answer correct.
     """
-    held = [kind for kind in NARROWER[claimed] if _holds(dump, kind, bounds)]
+    held: list[str] = []
+    for kind in NARROWER[claimed]:
+        if claimed == "float64" and kind != "float32" and "float32" not in held:
+            break  # bfloat16's and float16's values are float32 values: none of theirs either
+        if _holds(dump, kind, bounds):
+            held.append(kind)
     tries: list[tuple[str, str]] = [(kind, sum_order) for kind in held]
     if gradient is not None and sum_order == "parallel":
         classes = dump.shape[1]
