@@ -3,9 +3,9 @@
 A textbook loop (one thread per row, ``total += exp(z_j − max)``) sums a
 vocabulary's exponentials one after another. Its rounding errors add up to a
 relative error δ of the sum, |δ| ≤ (K − 1)·u (u the unit roundoff of the type it
-sums in: float32 for the half types): tens of ulps of the sum at K = 128,000
-for random roundings, and every probability of the row inherits the same
-factor 1/(1 + δ). Frameworks' sums in lanes or pairs are far closer, and the
+sums in: float32 for the half types): some 2,000 ulp of float32 at K = 128,000
+(each addition rounds at the running sum's size), and every probability of the
+row inherits the same factor 1/(1 + δ). Frameworks' sums in lanes or pairs are far closer, and the
 default verdict allows only theirs; with ``sum_order="sequential"`` each row's
 gradient may carry one such factor: δ is fitted to the answer's own errors
 (least squares, in ulps), bounded by (K − 1)·u, and its term taken out before
