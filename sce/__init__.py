@@ -11,10 +11,10 @@ Examples
 --------
 >>> import sce
 >>> result = sce.softmax_cross_entropy([[2.0, 3.0, 4.0]], [1])
->>> print(f"{result.losses[0]:.4f}", *(f"{g:.4f}" for g in result.gradient[0]))
+>>> print(f"{result.loss:.4f}", *(f"{g:.4f}" for g in result.gradient[0]))
 1.4076 0.0900 -0.7553 0.6652
->>> sce.LossOptions(reduction="mean").reduction
-'mean'
+>>> sce.LossOptions().reduction, sce.LossOptions(reduction="none").reduction
+('mean', 'none')
 """
 
 from __future__ import annotations

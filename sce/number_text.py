@@ -251,16 +251,19 @@ def significant_places(text: str) -> int:
 
 def written_tolerances(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     """:func:`tolerance_of` for every cell of the named columns of a polars frame."""
+    import numpy as np
     import polars as pl
 
-    exprs = []
-    for name in columns:
-        text = pl.col(name).str.strip_chars()
-        matched = text.str.contains(f"^{WRITTEN_NUMBER}$") & text.str.contains(r"\d")
-        decimals = text.str.extract(WRITTEN_NUMBER, 2).str.len_chars().fill_null(0)
-        exponent = text.str.extract(WRITTEN_NUMBER, 3).cast(pl.Int64, strict=False).fill_null(0)
-        exprs.append(pl.when(matched).then(half_unit(decimals, exponent)).otherwise(0.0).alias(name))
-    return frame.select(exprs).to_numpy().reshape(frame.height, len(columns))
+    # The columns one after the other as one column, under one expression: an expression per
+    # column costs polars time that grows faster than the columns (minutes at 60,000 columns).
+    cells = pl.concat([frame.get_column(name) for name in columns], rechunk=True).cast(pl.String).alias("cell")
+    text = pl.col("cell").str.strip_chars()
+    matched = text.str.contains(f"^{WRITTEN_NUMBER}$") & text.str.contains(r"\d")
+    decimals = text.str.extract(WRITTEN_NUMBER, 2).str.len_chars().fill_null(0)
+    exponent = text.str.extract(WRITTEN_NUMBER, 3).cast(pl.Int64, strict=False).fill_null(0)
+    tolerance = pl.when(matched).then(half_unit(decimals, exponent)).otherwise(0.0)
+    values = pl.DataFrame([cells]).select(tolerance).to_series().to_numpy()
+    return values.astype(np.float64, copy=False).reshape(len(columns), frame.height).T
 
 
 def count_of(count: int, noun: str, plural: str | None = None) -> str:

@@ -38,8 +38,8 @@ class LossOptions:
         ε in [0, 1]: the target becomes (1 − ε)·y + ε/K ('uniform').
     ignore_index : int, default -100
         A label whose rows contribute neither loss nor gradient.
-    reduction : {'none', 'mean', 'sum'}, default 'none'
-        Per-row losses, or their mean or sum as PyTorch forms them.
+    reduction : {'mean', 'none', 'sum'}, default 'mean'
+        As PyTorch: the mean (its default), the sum, or 'none' (each row's own loss).
     temperature : float, default 1.0
         T > 0: the softmax is taken of logits / T.
     dtype : {'float64', 'float32'}, default 'float64'
@@ -68,11 +68,11 @@ class LossOptions:
     >>> from sce import LossOptions, softmax_cross_entropy
     >>> smoothed = LossOptions(label_smoothing=0.1)
     >>> result = softmax_cross_entropy([2.0, 3.0, 4.0], 2, options=smoothed)
-    >>> print(f"{result.shaped.loss:.4f}")
+    >>> print(f"{result.loss:.4f}")
     0.5076
-    >>> mean = smoothed.replace(reduction="mean")
-    >>> mean.reduction, mean.label_smoothing, smoothed.reduction
-    ('mean', 0.1, 'none')
+    >>> per_row = smoothed.replace(reduction="none")
+    >>> per_row.reduction, per_row.label_smoothing, smoothed.reduction
+    ('none', 0.1, 'mean')
     >>> LossOptions().is_plain, smoothed.is_plain
     (True, False)
     """
@@ -83,8 +83,8 @@ class LossOptions:
     """ε in [0, 1]: the target becomes (1 − ε)·y + ε/K."""
     ignore_index: int = -100
     """A label whose rows contribute neither loss nor gradient."""
-    reduction: Reduction = "none"
-    """'none' (per-row losses), 'mean' or 'sum'."""
+    reduction: Reduction = "mean"
+    """'mean' (PyTorch's default), 'sum' or 'none' (each row's own loss)."""
     temperature: float = 1.0
     """T > 0: the softmax is taken of logits / T."""
     dtype: FloatType = "float64"

@@ -86,8 +86,20 @@ def to_python(latex: str) -> str:
 _KNOWN = re.compile(r"⟨\w+⟩|\\(frac|log|tanh|left|right|times|cdot)|\\,|e\^|\d[eE][-+]?\d")
 
 
-def evaluate(latex: str, values: dict[str, float]) -> mp.mpf:
+_POWER_OF_TEN = re.compile(r"(\d+(?:\.\d*)?) \\times 10\^\{(-?\d+)\}")
+
+
+def scientific(latex: str) -> str:
+    """A number written for people in LaTeX, ``4.248 \\times 10^{-18}``, as ``4.248e-18``."""
+    return _POWER_OF_TEN.sub(lambda match: f"{match.group(1)}e{match.group(2)}", latex)
+
+
+def evaluate(latex: str, values: dict[str, float], digits: int | None = None) -> mp.mpf:
+    """The value of ``latex`` with ``values`` for its placeholders, at ``digits`` digits (700 keep
+    1 + 4e-300 apart from 1: sums of float64 values span about 650 digits), or mpmath's own."""
+    latex = scientific(latex)
     if re.search(r"[A-Za-z_\\]", _KNOWN.sub("", latex)):
         raise NotArithmetic(latex)  # prose, a vector, a case reference
     exact = {name: mp.mpf(value) for name, value in values.items()}
-    return eval(to_python(latex), {"exp": mp.exp, "log": mp.log, "tanh": mp.tanh, "N": mp.mpf, "v": exact, "__builtins__": {}})  # noqa: S307
+    with mp.workdps(digits or mp.mp.dps):
+        return +eval(to_python(latex), {"exp": mp.exp, "log": mp.log, "tanh": mp.tanh, "N": mp.mpf, "v": exact, "__builtins__": {}})  # noqa: S307

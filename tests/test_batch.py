@@ -85,7 +85,7 @@ def test_output_rows_equal_the_core(tmp_path, args, kwargs, sce):
     path = write(tmp_path, "in.csv", as_csv(logits, labels))
     result = sce("batch", str(path), "-q", *args)
     assert result.exit_code == 0, result.stderr
-    expected = softmax_cross_entropy(logits, labels, **kwargs)
+    expected = softmax_cross_entropy(logits, labels, **{"reduction": "none", **kwargs})
     rows = read_csv(result.stdout)
     if kwargs.get("dtype") is np.float32:
         for n, row in enumerate(rows):
@@ -106,7 +106,7 @@ def test_stdin_to_stdout_matches_the_loss_row_by_row(sce):
     logits, labels = make_rows(10)
     result = sce("batch", "-", "-q", input=as_csv(logits, labels))
     assert result.exit_code == 0, result.stderr
-    assert_rows_match(read_csv(result.stdout), softmax_cross_entropy(logits, labels), 4)
+    assert_rows_match(read_csv(result.stdout), softmax_cross_entropy(logits, labels, reduction="none"), 4)
 
 
 def test_stdin_with_mean_is_read_twice(sce):
@@ -121,14 +121,14 @@ def test_headerless_input_names_columns_by_number(tmp_path, sce):
     result = sce("batch", str(path), "--no-header", "-q")
     rows = read_csv(result.stdout)
     assert list(rows[0]) == ["0", "1", "2", "3", "p_0", "p_1", "p_2", "loss", "grad_0", "grad_1", "grad_2"]
-    assert float(rows[1]["loss"]) == softmax_cross_entropy([0, 40, -1], 1).losses[0]
+    assert float(rows[1]["loss"]) == softmax_cross_entropy([0, 40, -1], 1).losses
 
 
 def test_a_tsv_input_gives_a_tsv_output(tmp_path, sce):
     path = write(tmp_path, "in.tsv", "z0\tz1\tlabel\n2\t3\t0\n")
     result = sce("batch", str(path), "-q")
     assert result.stdout.splitlines()[0].split("\t")[:4] == ["z0", "z1", "label", "p_z0"]
-    assert float(read_csv(result.stdout, "\t")[0]["loss"]) == softmax_cross_entropy([2, 3], 0).losses[0]
+    assert float(read_csv(result.stdout, "\t")[0]["loss"]) == softmax_cross_entropy([2, 3], 0).losses
 
 
 def test_probability_target_columns_give_the_loss_of_soft_targets(tmp_path, sce):
@@ -147,7 +147,7 @@ def test_jsonl_has_numbers(tmp_path, sce):
     lines = sce("batch", str(path), "-f", "jsonl", "-q").stdout.splitlines()
     record = json.loads(lines[0])
     assert record["z0"] == 2.0 and record["label"] == 0
-    assert record["loss"] == softmax_cross_entropy([2, 3], 0).losses[0]
+    assert record["loss"] == softmax_cross_entropy([2, 3], 0).losses
 
 
 def test_digits_rounds_to_significant_digits(tmp_path, sce):

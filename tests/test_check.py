@@ -251,7 +251,7 @@ def test_verify_agrees_to_1e7_on_random_inputs(case, smoothing, temperature):
     result = softmax_cross_entropy(z, label, label_smoothing=smoothing, temperature=temperature)
 
     def loss_of(x):  # type: ignore[no-untyped-def]
-        return softmax_cross_entropy(x, label, label_smoothing=smoothing, temperature=temperature).losses[0]
+        return softmax_cross_entropy(x, label, label_smoothing=smoothing, temperature=temperature).losses
 
     assert finite_difference_check(result, loss_of).worst < 1e-7
 
@@ -294,7 +294,7 @@ def test_hessian_matches_finite_differences_of_the_gradient(kwargs):
         up, down = z.copy(), z.copy()
         up[j] += h
         down[j] -= h
-        numeric[:, j] = (softmax_cross_entropy(up, 1, **kwargs).gradient[0] - softmax_cross_entropy(down, 1, **kwargs).gradient[0]) / (2 * h)
+        numeric[:, j] = (softmax_cross_entropy(up, 1, **kwargs).gradient - softmax_cross_entropy(down, 1, **kwargs).gradient) / (2 * h)
     np.testing.assert_allclose(loss_hessian(result), numeric, atol=1e-8)
 
 

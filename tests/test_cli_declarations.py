@@ -184,7 +184,23 @@ def test_the_examples_in_the_docstrings_run():
 def test_the_defaults_help_shows_are_loss_options_own(sce):
     text = sce("grad", "--help", env={"COLUMNS": "250", "NO_COLOR": "1"}).stdout
     defaults = LossOptions()
-    for flag, value in (("--temperature", "1.0"), ("--reduction", "none"), ("--ignore-index", "-100")):
+    for flag, value in (("--temperature", "1.0"), ("--ignore-index", "-100")):
         line = next(line for line in text.splitlines() if f"│ {flag} " in line)
         assert f"[default: {value}]" in line, line
-    assert (defaults.temperature, defaults.reduction, defaults.ignore_index) == (1.0, "none", -100)
+    assert (defaults.temperature, defaults.reduction, defaults.ignore_index) == (1.0, "mean", -100)
+
+
+@pytest.mark.parametrize(
+    "command, shown",
+    [
+        ("grad", "[default: none]"),
+        ("batch", "[default: none]"),
+        ("check", "[default: none; with --arrays mean, or none for a loss per row]"),
+        ("test", "mean (default, as PyTorch)"),
+    ],
+)
+def test_each_command_shows_its_own_default_reduction(sce, command, shown):
+    # One figure returned or graded: the mean, as PyTorch; one row written per input row: none.
+    text = sce(command, "--help", env={"COLUMNS": "250", "NO_COLOR": "1"}).stdout
+    line = next(line for line in text.splitlines() if "│ --reduction " in line)
+    assert shown in line, line

@@ -16,6 +16,7 @@ class   logit z   target y   softmax p                 ∂L/∂z
     2         4     0.0000     0.66524   █████▍      0.66524   predicted
 
 loss L = 1.4076
+reduction: none
 """
 
 
@@ -98,7 +99,7 @@ def test_json_float32_uses_float32_shortest_digits(sce):
 
 def test_csv_has_a_header_and_one_row_per_class(sce):
     lines = sce("grad", "2", "3", "4", "-l", "1", "-f", "csv").stdout.splitlines()
-    assert lines[0] == "class,logit,target,probability,gradient,loss"
+    assert lines[0] == "class,logit,target,probability,gradient,loss,reduction"
     assert len(lines) == 4
     row = lines[2].split(",")
     assert row[:3] == ["1", "3.0", "1.0"]

@@ -162,10 +162,10 @@ def test_temperature_divides_the_logits_and_the_gradient():
     assert gradient == pytest.approx([p[0] / 2, (p[1] - 1) / 2, p[2] / 2], rel=1e-14)
 
 
-def test_float32_is_named_and_uses_the_general_forms(sce):
+def test_float32_is_named_and_takes_the_one_hot_route(sce):
     text = steps(sce, "2", "3", "4", "-l", "1", "--dtype", "float32")
     assert "computed in float32" in text
-    assert "Combining the cases" in text
+    assert "Case i = c" in text and "Combining the cases" not in text
 
 
 # --- sizes and extremes --------------------------------------------------------------------------
@@ -225,6 +225,8 @@ MARKDOWN_CASES = [
     # The language-model options: the cap's and the z-loss's stages, off-target smoothing, D and D_z.
     ["2", "-3", "4", "-l", "1", "--softcap", "3", "--z-loss", "0.01", "-T", "2", "-w", "1,2,1", "--reduction", "mean"],
     ["1", "2", "3", "-t", "0.2,0.3,0.5", "--smoothing", "0.1", "--smoothing-style", "off-target", "--z-loss", "0.1"],
+    # Lines written with \approx, negative operands in parentheses, a weight on the one-hot route.
+    ["2", "3", "4", "-l", "1", "--digits", "17", "--softcap", "3", "--z-loss", "0.1", "-w", "1,2,1"],
 ]
 
 
@@ -321,3 +323,112 @@ def test_every_latex_command_the_derivation_writes_has_a_unicode_form():
     written = {name for path in sources for name in re.findall(r"\\\\([A-Za-z]+)", path.read_text(encoding="utf-8"))}
     assert written - {"n"} <= known  # "\\n" is a newline in a Python string
     assert to_unicode(r"\pm 1") == "± 1"
+
+
+# --- every combination of outputs ------------------------------------------------------------------
+
+EXTRAS = {"--verify": ("--verify:", "verify"), "--jacobian": ("--jacobian:", "jacobian"),
+          "--hessian": ("--hessian:", "hessian")}
+OUTPUT_FLAGS = [
+    [flag for flag, on in zip(["--steps", *EXTRAS], mask) if on]
+    for mask in ((a, b, c, d) for a in (0, 1) for b in (0, 1) for c in (0, 1) for d in (0, 1))
+]
+
+
+@pytest.mark.parametrize("output_format", ["table", "json", "markdown", "csv"])
+@pytest.mark.parametrize("flags", OUTPUT_FLAGS, ids=[" ".join(f) or "none" for f in OUTPUT_FLAGS])
+@pytest.mark.parametrize("options", [[], ["--softcap", "3", "--z-loss", "0.01", "-T", "2"]], ids=["plain", "lm"])
+def test_no_requested_output_is_silently_dropped(flags, output_format, options, sce):
+    result = sce("grad", "2", "3", "4", "-l", "1", *options, *flags, "-f", output_format, env={"COLUMNS": "200"})
+    if result.exit_code != 0:
+        # Refused: one line that names a flag asked for, and the usage status.
+        assert result.exit_code == 2, result.output
+        assert result.stdout == ""
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert any(flag in result.stderr for flag in flags), result.stderr
+        assert output_format in ("markdown", "csv")
+        return
+    out = result.stdout
+    if output_format == "json":
+        document = json.loads(out)
+        assert ("steps" in document) == ("--steps" in flags)
+        for flag, (_, key) in EXTRAS.items():
+            assert (key in document) == (flag in flags), (flag, list(document))
+        return
+    if "--steps" in flags:
+        assert re.search(r"^(## )?1\. Setup", out, re.MULTILINE)
+    for flag, (heading, _) in EXTRAS.items():
+        assert (heading in out) == (flag in flags), flag
+    assert output_format in ("table", "json") or len(flags) <= 1
+
+
+def test_steps_with_hessian_as_json_has_the_hessian(sce):
+    """Regression: `--steps --hessian -f json` once wrote the derivation and dropped the Hessian."""
+    document = json.loads(sce("grad", "2", "3", "4", "-l", "1", "--steps", "--hessian", "-f", "json").stdout)
+    s = S
+    # By hand: the Hessian of -log s_1 is diag(s) - s sᵀ; its (0, 0) entry is s_0 (1 - s_0).
+    assert document["hessian"]["matrix"][0][0] == pytest.approx(s[0] * (1 - s[0]), rel=1e-14)
+    assert document["steps"][0]["title"] == "Setup"
+
+
+# --- the words follow the route taken ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "option", [["-T", "2"], ["--softcap", "3"], ["--z-loss", "0.01"], ["--dtype", "float32"], ["-w", "1,2,3"]]
+)
+def test_a_plain_label_with_one_option_takes_the_one_hot_route(option, sce):
+    """Regression: with only a temperature, a cap or a z-loss, `--steps` said the target was not one-hot."""
+    text = steps(sce, "2", "3", "4", "-l", "1", *option)
+    assert "not one-hot" not in text
+    assert "Every yᵢ but y_c is 0" in text and "Case i = c" in text and "Combining the cases" not in text
+
+
+def test_with_a_temperature_the_route_names_b_and_the_factor():
+    """Regression: diag(s) − ssᵀ was labelled ∂s/∂z with a temperature, and the softmax opened with e^(zᵢ)."""
+    stages = build_derivation(softmax_cross_entropy([2, 3, 4], 1, temperature=2.0))
+    titles = [stage.title for stage in stages]
+    softmax = stages[titles.index("Softmax, stabilised")]
+    assert "s_i = \\frac{e^{z_i / T}}{\\sum_j e^{z_j / T}}" in softmax.notes[0]
+    route = stages[titles.index("The Jacobian route")]
+    matrix = next(item for item in route.items if isinstance(item, Matrix))
+    assert matrix.name == "\\frac{\\partial \\mathbf{s}}{\\partial \\mathbf{b}}"
+    assert "divided by $T$" in route.notes[0]
+    # By hand: b = (1, 1.5, 2), ∂L/∂z_k = (s_k - y_k) / 2.
+    e = [math.exp(1), math.exp(1.5), math.exp(2)]
+    p = [v / sum(e) for v in e]
+    back = stages[titles.index("Back to the logits")]
+    assert [eq.values["g"] for eq in equations(back)] == pytest.approx([p[0] / 2, (p[1] - 1) / 2, p[2] / 2], rel=1e-14)
+    assert [eq.values["gb"] for eq in equations(back)] == pytest.approx([p[0], p[1] - 1, p[2]], rel=1e-14)
+
+
+def test_softcap_and_z_loss_are_chain_rule_factors_on_the_one_hot_route():
+    cap, lam = 3.0, 0.01
+    stages = build_derivation(softmax_cross_entropy([2, 3, 4], 1, softcap=cap, z_loss=lam))
+    back = stages[[stage.title for stage in stages].index("Back to the logits")]
+    a = [cap * math.tanh(z / cap) for z in (2, 3, 4)]
+    lse = math.log(sum(math.exp(v) for v in a))
+    s = [math.exp(v - lse) for v in a]
+    y = [0, 1, 0]
+    expected = [(1 - math.tanh(z / cap) ** 2) * (s[k] - y[k] + 2 * lam * lse * s[k]) for k, z in enumerate((2, 3, 4))]
+    assert [eq.values["g"] for eq in equations(back)] == pytest.approx(expected, rel=1e-13)
+
+
+def test_a_class_weight_is_one_more_factor_on_the_one_hot_route():
+    stages = build_derivation(softmax_cross_entropy([2, 3, 4], 1, weight=[0.5, 2, 1], reduction="sum"))
+    titles = [stage.title for stage in stages]
+    assert "Case i = c" in titles and "Combining the cases" not in titles
+    loss = stages[titles.index("Loss")]
+    # By hand: L = w_1 · (-log s_1) = 2 · 1.40760596444438.
+    assert value_of(loss, "L = w_{1}", "L") == pytest.approx(2 * (math.log(TOTAL) - 3), rel=1e-15)
+    back = stages[titles.index("Back to the logits")]
+    assert [eq.values["g"] for eq in equations(back)] == pytest.approx([2 * S[0], 2 * (S[1] - 1), 2 * S[2]], rel=1e-14)
+
+
+def test_the_general_route_with_a_temperature_differentiates_with_respect_to_b():
+    stages = build_derivation(softmax_cross_entropy([2, 3, 4], targets=[0.2, 0.3, 0.5], temperature=2.0))
+    titles = [stage.title for stage in stages]
+    derivative = stages[titles.index("Softmax derivative")]
+    assert "\\frac{\\partial s_j}{\\partial b_i}" in derivative.notes[0]
+    assert "\\partial z_i" not in derivative.notes[0]
+    assert "b} = \\mathbf{z} / T$ the softmax's input" in stages[titles.index("Chain rule")].notes[0]

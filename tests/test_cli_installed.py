@@ -33,7 +33,7 @@ def test_python_dash_m_works_too():
         capture_output=True, text=True, env=ENV, check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0] == "class,logit,target,probability,gradient,loss"
+    assert done.stdout.splitlines()[0] == "class,logit,target,probability,gradient,loss,reduction"
 
 
 def test_piping_into_head_ends_quietly():

@@ -46,7 +46,7 @@ def proofs(sce, name: str) -> dict:
 
 
 def gradient_at(z: np.ndarray, label: int, options: dict) -> np.ndarray:
-    return softmax_cross_entropy(z, [label], **options).gradient[0]
+    return softmax_cross_entropy(z[None], [label], **options).gradient[0]
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -83,8 +83,8 @@ def test_the_hessian_with_the_options_refuses_beyond_the_matrix_limit_in_one_lin
 def finite_difference_of_probabilities(z: np.ndarray, label: int, options: dict) -> np.ndarray:
     h = 1e-6
     return np.array(
-        [(softmax_cross_entropy(z + h * e, [label], **options).probabilities[0]
-          - softmax_cross_entropy(z - h * e, [label], **options).probabilities[0]) / (2 * h)
+        [(softmax_cross_entropy((z + h * e)[None], [label], **options).probabilities[0]
+          - softmax_cross_entropy((z - h * e)[None], [label], **options).probabilities[0]) / (2 * h)
          for e in np.eye(len(z))]
     ).T  # fmt: skip
 
@@ -97,7 +97,7 @@ def test_ds_dz_is_the_derivative_of_the_probabilities_with_the_options(name, sce
     z = np.array([float(v) for v in logits])
     numeric = finite_difference_of_probabilities(z, label, options)
     assert np.max(np.abs(np.array(document["ds_dz"]) - numeric)) < 1e-8
-    p = softmax_cross_entropy(z, [label], **options).probabilities[0]
+    p = softmax_cross_entropy(z[None], [label], **options).probabilities[0]
     if "softcap" in options or "temperature" in options:
         assert np.allclose(document["ds_db"], np.diag(p) - np.outer(p, p), rtol=1e-15, atol=0)
     else:

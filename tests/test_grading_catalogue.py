@@ -79,11 +79,11 @@ NAMES = {
 }
 #: The loss each mistake is made against (the plain one otherwise), with its flags.
 OPTIONS = {
-    "temperature left out": (LossOptions(temperature=2.0), ["--temperature", "2"]),
-    "temperature factor missing": (LossOptions(temperature=2.0), ["--temperature", "2"]),
-    "smoothing left out": (LossOptions(label_smoothing=0.1), ["--smoothing", "0.1"]),
-    "z-loss left out": (LossOptions(z_loss=0.05), ["--z-loss", "0.05"]),
-    "softcap left out": (LossOptions(softcap=2.0), ["--softcap", "2"]),
+    "temperature left out": (LossOptions(reduction="none", temperature=2.0), ["--temperature", "2"]),
+    "temperature factor missing": (LossOptions(reduction="none", temperature=2.0), ["--temperature", "2"]),
+    "smoothing left out": (LossOptions(reduction="none", label_smoothing=0.1), ["--smoothing", "0.1"]),
+    "z-loss left out": (LossOptions(reduction="none", z_loss=0.05), ["--z-loss", "0.05"]),
+    "softcap left out": (LossOptions(reduction="none", softcap=2.0), ["--softcap", "2"]),
 }
 #: What a tensor dump cannot show: the rounding of a hand derivation.
 NOT_IN_DUMPS = {"rounded before the log"}
@@ -133,7 +133,7 @@ def made(drawn):
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n, k)) * 2
     y = rng.integers(0, k, n)
-    options = OPTIONS.get(mistake, (LossOptions(), []))[0]
+    options = OPTIONS.get(mistake, (LossOptions(reduction="none"), []))[0]
     return (mistake, z, y, options, *by_hand(mistake, z, y, options.temperature))
 
 

@@ -425,7 +425,7 @@ def test_json_document_has_exactly_the_promised_keys(sce):
     result = sce("test", spec("sign_flipped"), "-f", "json")
     assert result.exit_code == 1
     document = json.loads(result.stdout)
-    assert list(document) == ["passed", "function", "options", "cases", "mistakes"]
+    assert list(document) == ["passed", "function", "reduction", "options", "cases", "mistakes"]
     assert document["passed"] is False
     assert document["function"].endswith("sign_flipped.py:softmax_loss")
     assert document["mistakes"] == ["sign flipped: y − p instead of p − y"]

@@ -375,7 +375,7 @@ def test_a_hundred_thousand_classes():
     weight[::10] = 0
     weight[4242] = 1.5
     options = dict(weight=weight, label_smoothing=1e-20, temperature=0.37, reduction="mean")
-    result = softmax_cross_entropy(z, [4242], **options)
+    result = softmax_cross_entropy(z[None], [4242], **options)
     # The loss sums all 100,000 terms; the gradient is checked (in 60 digits,
     # entry by entry, which costs ~60 µs each) at the label, the extremes,
     # zero weights and 3,000 classes drawn at random.
@@ -502,7 +502,7 @@ def test_grad_2_3_4_label_1_temperature_1e_310():
     # the loss 1e310 and the gradient (0, -1e310, 1e310) overflow float64.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = softmax_cross_entropy([2.0, 3.0, 4.0], [1], temperature=1e-310)
+        result = softmax_cross_entropy([[2.0, 3.0, 4.0]], [1], temperature=1e-310)
     for name in ("probabilities", "log_probabilities", "exp_shifted", "exp_sum", "shifted_logits",
                  "scaled_logits", "max_logit", "losses", "gradient", "target"):
         assert not np.isnan(getattr(result, name)).any(), name
@@ -605,7 +605,7 @@ def test_inherent_row_sums_to_zero_up_to_the_rounding_of_its_terms():
     # of the terms, not of the (much smaller) entries. z = [0, 0.25], q = (1/2, 1/2)
     # (found by hypothesis) sums to -2.78e-17, just over 2·eps·max|g| = 2.76e-17.
     result = softmax_cross_entropy([0.0, 0.25], targets=[0.5, 0.5])
-    g, p, q = result.gradient[0], result.probabilities[0], result.target[0]
+    g, p, q = result.gradient, result.probabilities, result.target
     terms = p * q.sum() + q
     assert abs(math.fsum(g.tolist())) <= 2 * EPS * terms.sum()
     assert abs(math.fsum(g.tolist())) > 0  # the bound is needed: the sum is not exactly 0

@@ -77,3 +77,63 @@ def test_where_pytorch_rounds_sce_keeps_the_digits():
     theirs = functional.cross_entropy(torch.tensor(z), torch.tensor([0])).item()
     assert abs(ours - float(exact)) <= 4e-16 * float(exact)
     assert abs(theirs - float(exact)) > abs(ours - float(exact))
+
+
+def test_the_default_reduction_is_pytorchs():
+    z = np.random.default_rng(1).normal(size=(5, 4))
+    y = np.array([0, 3, -100, 1, 1])
+    logits = torch.tensor(z, requires_grad=True)
+    theirs = functional.cross_entropy(logits, torch.tensor(y), weight=torch.tensor([1.0, 2.0, 0.5, 1.0]).double())
+    theirs.backward()
+    ours = softmax_cross_entropy(z, y, weight=[1.0, 2.0, 0.5, 1.0])
+    assert abs(ours.loss - theirs.item()) <= 1e-12 * abs(theirs.item())
+    assert np.abs(ours.gradient - logits.grad.numpy()).max() <= 1e-12
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize(
+    "shape, target_shape",
+    [((3,), ()), ((2, 3), (2,)), ((2, 3, 4), (2, 4)), ((2, 3, 2, 5), (2, 2, 5))],
+    ids=["unbatched", "N,C", "N,C,d", "N,C,d1,d2"],
+)
+@pytest.mark.parametrize("probabilities", [False, True])
+def test_every_layout_has_pytorchs_shapes(reduction, shape, target_shape, probabilities):
+    rng = np.random.default_rng(len(shape))
+    z = rng.normal(size=shape)
+    if probabilities:
+        q = rng.random(shape)
+        given = q / q.sum(axis=0 if len(shape) == 1 else 1, keepdims=True)
+    else:
+        given = rng.integers(0, 3, target_shape)
+    logits = torch.tensor(z, requires_grad=True)
+    theirs = functional.cross_entropy(logits, torch.tensor(given), reduction=reduction)
+    theirs.sum().backward()
+    target = {"targets": given} if probabilities else {"labels": given}
+    ours = softmax_cross_entropy(z, **target, reduction=reduction, class_axis=0 if len(shape) == 1 else 1)
+    assert np.shape(ours.loss) == tuple(theirs.shape)
+    assert ours.gradient.shape == tuple(logits.grad.shape)
+    np.testing.assert_allclose(np.asarray(ours.loss), theirs.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ours.gradient, logits.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+def test_the_differences_the_conventions_page_lists_are_real():
+    from sce import InvalidInput
+
+    z = np.array([[1.0, 2.0, 3.0]])
+    # Negative label smoothing: PyTorch reads it as 0; sce refuses it.
+    assert functional.cross_entropy(torch.tensor(z), torch.tensor([1]), label_smoothing=-0.1).item() == pytest.approx(
+        functional.cross_entropy(torch.tensor(z), torch.tensor([1])).item(), rel=1e-15
+    )
+    with pytest.raises(InvalidInput):
+        softmax_cross_entropy(z, [1], label_smoothing=-0.1)
+    # A probability target of 0 on a −inf logit: 0·∞ is NaN in PyTorch, nothing in sce.
+    masked = np.array([[1.0, -np.inf, 3.0]])
+    soft = np.array([[0.5, 0.0, 0.5]])
+    assert np.isnan(functional.cross_entropy(torch.tensor(masked), torch.tensor(soft)).item())
+    assert round(softmax_cross_entropy(masked, targets=soft).loss, 4) == 1.1269
+    # (N, C, d) logits: PyTorch's classes are on axis 1; sce's default is the last axis.
+    x = np.random.default_rng(3).normal(size=(2, 3, 3))
+    y = np.array([[0, 1, 2], [2, 1, 0]])
+    theirs = functional.cross_entropy(torch.tensor(x), torch.tensor(y)).item()
+    assert softmax_cross_entropy(x, y, class_axis=1).loss == pytest.approx(theirs, rel=1e-14)
+    assert softmax_cross_entropy(x, y).loss != pytest.approx(theirs, rel=1e-6)

@@ -377,12 +377,14 @@ def test_n_c_with_class_axis_1_and_n_k_with_minus_1_are_the_same():
     assert a.shaped.gradient.shape == (2, 3) and a.gradient[0].shape == (3,)
 
 
-def test_a_vector_with_a_scalar_label_gives_a_scalar_loss():
+def test_a_vector_with_a_scalar_label_gives_a_0_d_loss_as_pytorch():
+    # PyTorch's unbatched input: logits (C,) and a 0-d target give a 0-d loss with 'none'.
     result = computed([1.0, 2.0, 3.0], 2, reduction="none", z_loss=0.1)
     exact = reference.analytic([[1.0, 2.0, 3.0]], [2], reduction="none", z_loss=0.1)
-    assert isinstance(result.shaped.loss, float) and result.shaped.gradient.shape == (3,)
-    assert mismatch(result.shaped.loss, exact.losses[0]) is None
-    assert result.gradient[0].shape == (3,)  # the rows stay rows
+    assert isinstance(result.loss, np.ndarray) and result.loss.shape == () and result.losses.shape == ()
+    assert result.gradient.shape == (3,) and result.probabilities.shape == (3,)
+    assert mismatch(float(result.loss), exact.losses[0]) is None
+    assert result.as_rows.gradient.shape == (1, 3)
 
 
 def test_probability_targets_in_the_pytorch_layout():

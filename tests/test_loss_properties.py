@@ -32,7 +32,7 @@ def soft_targets(draw, k):
 @given(rows_and_label())
 def test_probabilities_sum_to_one(case):
     z, label = case
-    p = softmax_cross_entropy(z, label).probabilities[0]
+    p = softmax_cross_entropy(z, label).probabilities
     assert (p >= 0).all()
     assert abs(p.sum() - 1) <= 4 * len(z) * EPS
 
@@ -40,7 +40,7 @@ def test_probabilities_sum_to_one(case):
 @given(rows_and_label())
 def test_hard_label_gradient_rows_sum_to_zero(case):
     z, label = case
-    g = softmax_cross_entropy(z, label).gradient[0]
+    g = softmax_cross_entropy(z, label).gradient
     assert abs(g.sum()) <= 4 * len(z) * EPS * np.abs(g).max()
 
 
@@ -70,11 +70,11 @@ def test_gradient_agrees_with_central_differences(case, smoothing, temperature):
     def loss_of(x):
         return softmax_cross_entropy(
             x, label, label_smoothing=smoothing, temperature=temperature
-        ).losses[0]
+        ).losses[()]
 
     analytic = softmax_cross_entropy(
         z, label, label_smoothing=smoothing, temperature=temperature
-    ).gradient[0]
+    ).gradient
     for k in range(len(z)):
         numeric = central_difference(loss_of, z, k)
         assert abs(numeric - analytic[k]) <= 1e-6 * max(1.0, abs(analytic[k]))
@@ -86,9 +86,9 @@ def test_soft_target_gradient_agrees_with_central_differences(case):
     z, y = case
 
     def loss_of(x):
-        return softmax_cross_entropy(x, targets=y).losses[0]
+        return softmax_cross_entropy(x, targets=y).losses[()]
 
-    analytic = softmax_cross_entropy(z, targets=y).gradient[0]
+    analytic = softmax_cross_entropy(z, targets=y).gradient
     for k in range(len(z)):
         assert abs(central_difference(loss_of, z, k) - analytic[k]) <= 1e-6
 

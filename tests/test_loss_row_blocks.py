@@ -221,10 +221,10 @@ def test_a_row_alone_and_in_a_batch_agree():
     rng = np.random.default_rng(5)
     z = rng.normal(0, 5, (301, 1000))
     labels = rng.integers(0, 1000, 301)
-    options = LossOptions(label_smoothing=0.2, weight=tuple(rng.uniform(0, 2, 1000).tolist()))
+    options = LossOptions(label_smoothing=0.2, weight=tuple(rng.uniform(0, 2, 1000).tolist()), reduction="none")
     batch = softmax_cross_entropy(z, labels, options=options)
     for row in (0, 150, 300):
-        alone = softmax_cross_entropy(z[row], labels[row : row + 1], options=options)
+        alone = softmax_cross_entropy(z[row : row + 1], labels[row : row + 1], options=options)
         np.testing.assert_array_equal(alone.losses, batch.losses[row : row + 1], strict=True)
         np.testing.assert_array_equal(alone.gradient, batch.gradient[row : row + 1], strict=True)
 

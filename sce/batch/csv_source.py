@@ -4,6 +4,8 @@ loss, and given to the sink as text rows or as arrays."""
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,6 +95,20 @@ def open_input(path: str) -> BinaryIO:
         return open(path, "rb")  # noqa: SIM115 (closed by the caller)
     except OSError as error:
         raise OptionDataProblem("input_path", f"cannot read {path}: {error.strerror}") from None
+
+
+def check_openable(path: str) -> None:
+    """Refuse an input that cannot be opened, with :func:`open_input`'s words, before anything
+    else is asked of it. A pipe or a device is left to be opened once, when it is read: opening
+    it to try would take the read end from its writer."""
+    if path == "-":
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = stat.S_IFREG  # missing, or behind a folder that cannot be searched: open says which
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        open_input(path).close()
 
 
 def read_blocks(path: str, given: CsvInput) -> Iterator[tuple[ColumnPlan, Block, BlockReader]]:

@@ -127,6 +127,11 @@ def json_text(document: dict[str, object]) -> str:
     return json.dumps({key: spelled(value) for key, value in document.items()}, indent=2, allow_nan=False) + "\n"
 
 
+def per_row_options() -> LossOptions:
+    """A batch's default options: one row written per input row, so each row's own loss."""
+    return LossOptions(reduction="none")
+
+
 @dataclass
 class BatchRequest:
     input_path: str
@@ -139,7 +144,7 @@ class BatchRequest:
     encoding: str = "utf-8"
     output_format: str = "csv"
     digits: int | None = None
-    options: LossOptions = field(default_factory=LossOptions)
+    options: LossOptions = field(default_factory=per_row_options)
     grad_cols: str | None = None
     loss_col: str | None = None
     arrays: DumpRequest | None = None

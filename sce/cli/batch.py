@@ -18,6 +18,7 @@ from sce.cli.declarations import (
     LOGIT_COLS,
     LOSS_OPTIONS,
     NO_HEADER,
+    PER_ROW_REDUCTION,
     TARGET_COLS,
     ArraysOption,
     BatchFormat,
@@ -39,7 +40,7 @@ from sce.cli.declarations import (
     bundled,
 )
 from sce.cli.file_request import file_request, output_format_for
-from sce.cli.typed_inputs import check_digits, loss_options_from
+from sce.cli.typed_inputs import check_digits, row_loss_options_from
 from sce.errors import UsageProblem
 from sce.number_text import count_of
 from sce.options import LossOptions
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from sce.io.arrays import DumpRequest
 
 
-@bundled(LOSS_OPTIONS, loss_options_from, into="options")
+@bundled(LOSS_OPTIONS, row_loss_options_from, into="options", changes=PER_ROW_REDUCTION)
 def batch(
     input_path: InputArgument = None,
     output: OutputOption = None,

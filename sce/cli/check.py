@@ -57,9 +57,9 @@ from sce.cli.typed_inputs import (
     VectorInput,
     check_class_counts,
     check_digits,
-    loss_options_from,
     parse_numbers,
     parse_vector_input,
+    row_loss_options_from,
     run_core,
 )
 from sce.errors import UsageProblem
@@ -73,7 +73,13 @@ if TYPE_CHECKING:
 QUANTITIES = (("gradient", "--grad"), ("probabilities", "--probs"), ("loss", "--loss"))
 
 
-@bundled(LOSS_OPTIONS, loss_options_from, into="options", given_into="options_given")
+@bundled(
+    LOSS_OPTIONS,
+    row_loss_options_from,
+    into="options",
+    given_into="options_given",
+    changes={"reduction": {"show_default": "none; with --arrays mean, or none for a loss per row"}},
+)
 def check(
     logits: LogitsArgument = None,
     label: LabelOption = None,
@@ -160,6 +166,9 @@ def check(
     if csv_input is not None:
         if logits:
             raise UsageProblem("give LOGITS or --csv INPUT, not both")
+        from sce.batch.csv_source import check_openable
+
+        check_openable(csv_input)  # a missing file is the first thing to hear of
         if grad_cols is None and loss_col is None:
             raise UsageProblem("--csv: say which columns to grade with --grad-cols (e.g. 'grad_*') or --loss-col")
         request = file_request(
@@ -230,11 +239,11 @@ def _grade_answers(
     if output_format is CheckFormat.json:
         from sce.render.json_format import check_document, dumps
 
-        write_stdout(dumps(check_document(checks, FLAG_OF_FIELD)) + "\n")
+        write_stdout(dumps(check_document(checks, FLAG_OF_FIELD, reduction=options.reduction)) + "\n")
     else:
         from sce.render.table import print_check
 
-        print_check(stdout_console(), checks, digits, FLAG_OF_FIELD)
+        print_check(stdout_console(), checks, digits, FLAG_OF_FIELD, reduction=options.reduction)
     if not all(c.passed for c in checks):
         raise typer.Exit(ExitStatus.WRONG)
 
@@ -248,13 +257,12 @@ def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_fo
     if output_format is CheckFormat.json:
         from sce.render.json_format import dumps, file_check_document
 
-        write_stdout(dumps(file_check_document(found, FLAG_OF_FIELD)) + "\n")
+        write_stdout(dumps(file_check_document(found, FLAG_OF_FIELD, reduction=request.options.reduction)) + "\n")
     else:
         from sce.render.table import print_file_check
 
-        print_file_check(stdout_console(), found, digits, FLAG_OF_FIELD)
+        print_file_check(stdout_console(), found, digits, FLAG_OF_FIELD, reduction=request.options.reduction)
     if request.summary_path is not None:
         say_if_signalled_after_commit("the summary")
     if not found.correct:
         raise typer.Exit(ExitStatus.WRONG)
-

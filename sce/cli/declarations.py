@@ -198,6 +198,8 @@ REDUCTION = Declared(
     "reduction", ("--reduction",), "As PyTorch: none, mean (divides by the label's weight) or sum.", LOSS_PANEL,
     show_default=_loss_default("reduction"), kind=ReductionChoice,
 )
+#: The reduction of a command that writes one row per input row (grad, batch, check): each row's own loss.
+PER_ROW_REDUCTION = {"reduction": {"show_default": "none"}}
 IGNORE_INDEX = Declared(
     "ignore_index", ("--ignore-index",), "A label that makes the row count for nothing.", LOSS_PANEL,
     show_default=_loss_default("ignore_index"), kind=int,
@@ -256,7 +258,10 @@ LABEL_COL = Declared(
     "label_col", ("--label-col",), "The label column (default: 'label'; the last without a header).", FILES_PANEL
 )
 LOGIT_COLS = Declared(
-    "logit_cols", ("--logit-cols",), "Logit columns: a comma list or a glob such as 'z*' (default: all others).",
+    "logit_cols",
+    ("--logit-cols",),
+    "Logit columns: a comma list or a glob such as 'z*' "
+    "(default: all others; in sce check --csv, those with a grad_ column).",
     FILES_PANEL,
 )
 TARGET_COLS = Declared(
@@ -281,7 +286,10 @@ CSV_INPUT = Declared(
     show_default=False, parameter="csv_input",
 )
 GRAD_COLS = Declared(
-    "grad_cols", ("--grad-cols",), "With --csv: the gradient columns (a list or a glob such as 'grad_*').", FILES_PANEL
+    "grad_cols",
+    ("--grad-cols",),
+    "With --csv: the gradient columns to grade (a list or a glob such as 'grad_*'); grad_X is logit X's.",
+    FILES_PANEL,
 )
 LOSS_COL = Declared("loss_col", ("--loss-col",), "With --csv: the loss column.", FILES_PANEL)
 

@@ -9,6 +9,7 @@ import typer
 from sce.cli.commandline import say_warning
 from sce.cli.declarations import (
     LOSS_OPTIONS,
+    PER_ROW_REDUCTION,
     DigitsOption,
     GradFormat,
     LabelOption,
@@ -21,8 +22,8 @@ from sce.cli.stdout import stdout_console, write_stdout
 from sce.cli.typed_inputs import (
     check_class_counts,
     check_digits,
-    loss_options_from,
     parse_vector_input,
+    row_loss_options_from,
     run_core,
 )
 from sce.errors import UsageProblem
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from sce.loss import SoftmaxCrossEntropyResult
 
 
-@bundled(LOSS_OPTIONS, loss_options_from, into="options")
+@bundled(LOSS_OPTIONS, row_loss_options_from, into="options", changes=PER_ROW_REDUCTION)
 def grad(
     logits: LogitsArgument = None,
     logits_file: LogitsFileOption = None,
@@ -71,14 +72,16 @@ def grad(
     result = run_core(vector, options)
     _check_language_model_options(options, hessian, result.num_classes)
     if steps:
-        _print_derivation(result, digits, output_format)
-        return
+        _check_derivable(result)
     from sce.explain.proofs import prove
 
     proofs = prove(result, verify=verify, jacobian=jacobian, hessian=hessian)
     if output_format is GradFormat.json:
         _warn_about_omitted_matrices(proofs, result.num_classes, result.options)
-    _print_result(result, proofs, digits, output_format)
+    if steps:
+        _print_derivation(result, proofs, digits, output_format)
+    else:
+        _print_result(result, proofs, digits, output_format)
 
 
 def _warn_about_omitted_matrices(proofs: Proofs, classes: int, options: LossOptions) -> None:
@@ -144,24 +147,39 @@ def _print_result(result: SoftmaxCrossEntropyResult, proofs: Proofs, digits: int
             print_proofs(console, proofs, digits)
 
 
-def _print_derivation(result: SoftmaxCrossEntropyResult, digits: int, output_format: GradFormat) -> None:
-    from sce.explain.derivation import build_derivation
-
+def _check_derivable(result: SoftmaxCrossEntropyResult) -> None:
     if result.labels is not None and not result.counted[0]:
         raise UsageProblem(
             f"--steps: label {int(result.labels[0])} is the ignore index, so the loss is 0 "
             "and there is nothing to derive; give a class index"
         )
+
+
+def _print_derivation(
+    result: SoftmaxCrossEntropyResult, proofs: Proofs, digits: int, output_format: GradFormat
+) -> None:
+    """The derivation, followed by whatever --verify, --jacobian and --hessian asked for."""
+    from sce.explain.derivation import build_derivation
+
     stages = build_derivation(result, digits)
     if output_format is GradFormat.json:
-        from sce.render.json_format import dumps, steps_json_document
+        from sce.render.json_format import dumps, proofs_document, steps_json_document
 
-        write_stdout(dumps(steps_json_document(result, stages)) + "\n")
+        write_stdout(dumps({**steps_json_document(result, stages), **proofs_document(proofs)}) + "\n")
     elif output_format is GradFormat.markdown:
         from sce.render.markdown_format import steps_markdown
+        from sce.render.words import reduction_line
 
-        write_stdout(steps_markdown(stages, digits))
+        write_stdout(steps_markdown(stages, digits) + "\n" + reduction_line(result.options.reduction) + "\n")
     else:
+        from sce.render.grid import print_styled
         from sce.render.steps_terminal import print_steps
+        from sce.render.table import print_proofs
+        from sce.render.words import reduction_line
 
-        print_steps(stdout_console(), stages, digits)
+        console = stdout_console()
+        print_steps(console, stages, digits)
+        print_styled(console, reduction_line(result.options.reduction))
+        if proofs.any:
+            console.print()
+            print_proofs(console, proofs, digits)

@@ -30,7 +30,6 @@ from sce.number_text import (
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
-
     from sce.loss import SoftmaxCrossEntropyResult
 
 
@@ -193,8 +192,8 @@ def parse_vector_input(
 
 def loss_options_from(given: Mapping[str, Any]) -> LossOptions:
     """The one options object every command builds, from the loss options given on
-    its command line by field (the others keep LossOptions' defaults; the core
-    checks the values)."""
+    its command line by field (the others keep LossOptions' defaults, the mean among
+    them; the core checks the values)."""
     values = {field: value.value if isinstance(value, Enum) else value for field, value in given.items()}
     if "weight" in values:
         values["weight"] = tuple(_weights(values["weight"]))
@@ -204,6 +203,12 @@ def loss_options_from(given: Mapping[str, Any]) -> LossOptions:
             "--smoothing-style changes only how label smoothing spreads ε: give --smoothing too (e.g. --smoothing 0.1)"
         )
     return LossOptions(**values)
+
+
+def row_loss_options_from(given: Mapping[str, Any]) -> LossOptions:
+    """:func:`loss_options_from` for a command that writes one row per input row (grad,
+    batch, check): each row's own loss unless --reduction says otherwise."""
+    return loss_options_from({"reduction": "none", **given})
 
 
 def _weights(text: str) -> list[float]:
@@ -233,10 +238,11 @@ def run_core(vector: VectorInput, options: LossOptions) -> SoftmaxCrossEntropyRe
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
+            # One row of a batch (1×K): the renderers and graders read results as rows.
             result = softmax_cross_entropy(
-                vector.logits,
-                None if vector.label is None else vector.label,
-                targets=vector.targets,
+                [vector.logits],
+                None if vector.label is None else [vector.label],
+                targets=None if vector.targets is None else [vector.targets],
                 options=options,
             )
         except InvalidInput as error:

@@ -59,9 +59,10 @@ def finite_difference_check(
     The difference is relative to the largest gradient entry, so that an
     entry of 1e-18 beside entries of 0.5 is not judged on its own digits.
     """
-    z = result.logits[0].astype(np.float64)
+    rows = result.as_rows
+    z = rows.logits[0].astype(np.float64)
     classes = np.arange(len(z)) if classes is None else classes
-    analytic = result.gradient[0].astype(np.float64)
+    analytic = rows.gradient[0].astype(np.float64)
     steps = np.cbrt(np.finfo(np.float64).eps) * np.maximum(1.0, np.abs(z[classes]))
     numeric = np.zeros(len(classes))
     noise = np.zeros(len(classes))
@@ -77,7 +78,7 @@ def finite_difference_check(
             noise[n] = 4 * np.finfo(np.float64).eps * max(abs(high), abs(low)) / (up[i] - down[i])
     scale = max(float(np.max(np.abs(analytic))), np.finfo(np.float64).tiny)
     with np.errstate(over="ignore", invalid="ignore"):  # an infinite bound: nothing can be verified
-        truncation = steps**2 * _third_derivative_bound(result) / 6
+        truncation = steps**2 * _third_derivative_bound(rows) / 6
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: reported as "cannot verify"
         relative = np.abs(numeric - analytic[classes]) / scale
         resolution = (noise + truncation) / scale

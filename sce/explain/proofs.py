@@ -121,6 +121,7 @@ def _jacobian_proof(result: SoftmaxCrossEntropyResult, s: np.ndarray, small: boo
 def prove(result: SoftmaxCrossEntropyResult, *, verify: bool, jacobian: bool, hessian: bool) -> Proofs:
     """The proofs asked for, for row 0 of ``result``; time and memory linear in K
     beyond MATRIX_LIMIT classes."""
+    result = result.as_rows
     small = result.num_classes <= MATRIX_LIMIT
     s = result.probabilities[0].astype(np.float64)
     jacobian_proof = _jacobian_proof(result, s, small) if jacobian else None

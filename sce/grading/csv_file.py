@@ -14,6 +14,7 @@ from sce.errors import DataProblem
 from sce.grading.answers import within
 from sce.grading.catalogue import Mistake
 from sce.grading.csv_mistakes import GradedColumns, MistakeSearch
+from sce.io.csv.columns import ColumnPlan
 from sce.io.csv.parse import ParsedBlock, read_numbers
 from sce.io.csv.records import record_lines
 from sce.number_text import written_tolerances
@@ -39,8 +40,15 @@ class FileCheck:
     rows: int = 0
     wrong_rows: int = 0
     max_abs_error: float = 0.0
+    """The largest error of an entry that is a number where one is expected (see ``non_finite``)."""
     max_rel_error: float = 0.0
     worst: list[WrongCell] = field(default_factory=list)
+    classes: int = 0
+    """The logit columns, every one of which joins the softmax."""
+    graded_gradients: int = 0
+    """The gradient columns graded: all of ``classes``, or some of them."""
+    non_finite: int = 0
+    """Entries given as NaN or ±inf where the exact value is finite: wrong, and without an error to measure."""
     totals: BatchSummary = field(default_factory=BatchSummary)
     """The file's exact values summed as sce batch sums them (for ``--summary-json``)."""
     mistakes: list[tuple[str, Mistake]] = field(default_factory=list)
@@ -69,6 +77,8 @@ WORST_SHOWN = 5
 def check_file(request: BatchRequest, tolerance: float | None = None) -> FileCheck:
     """Grade the gradient (and loss) columns of a file against the exact values, streaming.
 
+    Each gradient column is paired with its logit column by name (``grad_z0`` with ``z0``),
+    and every logit column joins the softmax, whichever gradient columns are graded.
     The caller installs the stopping signals' handlers around it (as around :func:`sce.batch.run_batch`).
     With ``request.summary_path``, the summary is written there as JSON, whole, once every row is graded."""
     reading, options = csv_input(request), request.options
@@ -81,45 +91,18 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
         found.totals.denominator = 0.0 if denominator is None else denominator.cross_entropy
         for parsed, plan, result, _ in computed_blocks(path, reading, options, denominator):
             assert isinstance(parsed, ParsedBlock)  # the wide way is asked for by sce batch only
-            pairs = []
-            if plan.grads:
-                pairs.append((plan.grads, result.gradient))
-            if plan.loss:
-                pairs.append(((plan.loss,), result.losses[:, None]))
+            found.classes, found.graded_gradients = len(plan.logits), len(plan.grads or ())
             wrong = np.zeros(result.num_rows, dtype=bool)
             graded = []
-            for columns, expected in pairs:
-                expected = expected.astype(np.float64)
+            for quantity, columns, expected in _graded(plan, result.gradient, result.losses):
                 given = read_numbers(parsed.text, columns, parsed.block, plan, request.delimiter)
                 allowed = tolerance if tolerance is not None else written_tolerances(parsed.text, columns)
                 allowed = np.broadcast_to(np.asarray(allowed, dtype=np.float64), given.shape)
                 ok = within(given, expected, allowed)
                 wrong |= ~ok.all(axis=1)
-                quantity = "loss" if tuple(columns) == (plan.loss,) else "gradient"
-                graded.append(GradedColumns(quantity, given, allowed, ok))
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    # The same infinity read back is no error (inf - inf would be NaN).
-                    error = np.where(given == expected, 0.0, np.abs(given - expected))
-                    relative = np.where(expected != 0, error / np.abs(expected), np.where(error > 0, np.inf, 0))
-                found.max_abs_error = max(found.max_abs_error, float(np.nanmax(error)))
-                found.max_rel_error = max(found.max_rel_error, float(np.nanmax(relative)))
-                bad = np.argwhere(~ok)
-                if len(bad):
-                    errors = error[bad[:, 0], bad[:, 1]]
-                    keep = bad[np.argsort(-errors, kind="stable")[:WORST_SHOWN]]
-                    lines = record_lines(parsed.block, request.delimiter)
-                    found.worst += [
-                        WrongCell(
-                            lines[row],
-                            columns[col],
-                            float(expected[row, col]),
-                            str(parsed.text[int(row), columns[col]]).strip(),
-                            float(given[row, col]),
-                            float(allowed[row, col]),
-                        )
-                        for row, col in keep
-                    ]
-                    found.worst = sorted(found.worst, key=lambda cell: -cell.error)[:WORST_SHOWN]
+                classes = plan.grad_classes if quantity == "gradient" else None
+                graded.append(GradedColumns(quantity, given, allowed, ok, classes))
+                _add_errors(found, _Cells(columns, expected, given, allowed, ok), parsed, request.delimiter)
             search.observe(result, graded)
             found.rows += result.num_rows
             found.wrong_rows += int(wrong.sum())
@@ -130,3 +113,68 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
     if request.summary_path is not None:
         write_summary_file(request.summary_path, request.input_path, found.document())
     return found
+
+
+def _graded(
+    plan: ColumnPlan, gradient: np.ndarray, losses: np.ndarray
+) -> list[tuple[str, tuple[str, ...], np.ndarray]]:
+    """Each quantity graded ('gradient', 'loss'), its columns, and their exact values column for column."""
+    graded = []
+    if plan.grads:
+        assert plan.grad_classes is not None
+        graded.append(("gradient", plan.grads, gradient[:, list(plan.grad_classes)].astype(np.float64)))
+    if plan.loss:
+        graded.append(("loss", (plan.loss,), losses[:, None].astype(np.float64)))
+    return graded
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """A block's graded cells of some columns: what was expected, given, allowed, and found right."""
+
+    columns: tuple[str, ...]
+    expected: np.ndarray
+    given: np.ndarray
+    allowed: np.ndarray
+    ok: np.ndarray
+
+
+def _add_errors(found: FileCheck, cells: _Cells, parsed: ParsedBlock, delimiter: str) -> None:
+    """The block's errors into the summary, and its worst wrong cells into the list shown."""
+    given, expected = cells.given, cells.expected
+    # NaN or ±inf where a number is expected is wrong, with no size of error to compare:
+    # counted apart, and listed first among the worst.
+    non_finite = ~cells.ok & ~np.isfinite(given) & np.isfinite(expected)
+    found.non_finite += int(non_finite.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # The same infinity read back is no error (inf - inf would be NaN).
+        error = np.where(given == expected, 0.0, np.abs(given - expected))
+        relative = np.where(expected != 0, error / np.abs(expected), np.where(error > 0, np.inf, 0))
+    measured = ~non_finite & ~np.isnan(error)
+    if measured.any():
+        found.max_abs_error = max(found.max_abs_error, float(error[measured].max()))
+        found.max_rel_error = max(found.max_rel_error, float(np.nanmax(np.where(measured, relative, 0.0))))
+    bad = np.argwhere(~cells.ok)
+    if not len(bad):
+        return
+    severity = np.where(measured, error, np.inf)[bad[:, 0], bad[:, 1]]
+    keep = bad[np.argsort(-severity, kind="stable")[:WORST_SHOWN]]
+    lines = record_lines(parsed.block, delimiter)
+    found.worst += [
+        WrongCell(
+            lines[row],
+            cells.columns[col],
+            float(expected[row, col]),
+            str(parsed.text[int(row), cells.columns[col]]).strip(),
+            float(given[row, col]),
+            float(cells.allowed[row, col]),
+        )
+        for row, col in keep
+    ]
+    found.worst = sorted(found.worst, key=_severity)[:WORST_SHOWN]
+
+
+def _severity(cell: WrongCell) -> float:
+    """The sort key of the worst cells: a NaN given where a number is expected first, then by error."""
+    error = cell.error
+    return -np.inf if np.isnan(error) else -error

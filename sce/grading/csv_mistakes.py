@@ -26,6 +26,8 @@ class GradedColumns:
     given: np.ndarray
     allowed: np.ndarray
     ok: np.ndarray
+    classes: tuple[int, ...] | None = None
+    """The class of each gradient column (they may be some of the classes, in any order); None: all, in order."""
 
 
 Key = tuple[str, str]
@@ -79,6 +81,8 @@ def _fits(what_if: WhatIf, columns: GradedColumns) -> bool:
     quantity does not explain it)."""
     rounding = ROUNDING_ALLOWANCE if what_if.rounding is None else what_if.rounding
     value = what_if.gradient if columns.quantity == "gradient" else _column(what_if.losses)
+    if value is not None and columns.classes is not None and value.ndim == 2:
+        value = value[:, list(columns.classes)]
     if value is None or value.shape != columns.given.shape:
         return False
     with np.errstate(invalid="ignore", over="ignore"):

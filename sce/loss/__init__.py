@@ -8,8 +8,9 @@ arithmetic is more careful than any framework's (see :mod:`.log_softmax`).
 """
 
 from sce.loss.cross_entropy import softmax_cross_entropy
+from sce.loss.layout import Layout
 from sce.loss.matrices import gradient_via_jacobian, loss_gradient_wrt_probabilities, loss_hessian, softmax_jacobian
-from sce.loss.result import InvalidInput, Layout, LossWarning, Shaped, SoftmaxCrossEntropyResult
+from sce.loss.result import InvalidInput, LossWarning, Shaped, SoftmaxCrossEntropyResult
 from sce.loss.validation import TARGET_SUM_TOLERANCE
 from sce.options import REDUCTIONS, LossOptions, Reduction
 

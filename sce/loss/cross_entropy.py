@@ -29,12 +29,13 @@ from sce.loss.reduction import (
     warn_about_nan,
     warn_about_overflowing_gradients,
 )
-from sce.loss.result import InvalidInput, Layout, SoftmaxCrossEntropyResult
+from sce.loss.result import InvalidInput, SoftmaxCrossEntropyResult
 from sce.loss.row_blocks import flat, flat_indices
 from sce.loss.softcap import Capped, soft_capped
 from sce.loss.target_kinds import HardLabels, OffTargetLabels, SoftTargets, Terms
 from sce.loss.targets import smoothing_masses
 from sce.loss.validation import (
+    as_rows,
     checked_labels,
     checked_logits_and_argmax,
     checked_targets,
@@ -56,7 +57,7 @@ def softmax_cross_entropy(
     weight: ArrayLike | None = None,
     label_smoothing: float = 0.0,
     ignore_index: int = -100,
-    reduction: Reduction = "none",
+    reduction: Reduction = "mean",
     temperature: float = 1.0,
     dtype: DTypeLike = np.float64,
     softcap: float | None = None,
@@ -92,11 +93,12 @@ def softmax_cross_entropy(
         with K = 1 the target is left as it is).
     ignore_index : int, default -100
         Label value whose rows contribute neither loss nor gradient.
-    reduction : {'none', 'mean', 'sum'}, default 'none'
-        'none' (per-row losses; the default here, unlike PyTorch's 'mean', so that a result holds every row), 'mean'
-        or 'sum'. With class indices 'mean' divides by the weight sum of the counted rows, with probability targets
-        by N, exactly as PyTorch does. The rows' losses are summed exactly and the sum or mean rounded once
-        (:mod:`sce.loss.exact_sum`), so no grouping or order of the rows changes its bits.
+    reduction : {'mean', 'none', 'sum'}, default 'mean'
+        As PyTorch: 'mean' (the default), 'sum', or 'none' (each row's own loss, and the gradient of each row's
+        loss). With class indices 'mean' divides by the weight sum of the counted rows, with probability targets
+        by N, exactly as PyTorch does. Every reduction also gives each row's loss as ``losses``. The rows' losses are
+        summed exactly and the sum or mean rounded once (:mod:`sce.loss.exact_sum`), so no grouping or order of the
+        rows changes its bits.
     temperature : float, default 1.0
         T > 0; the softmax is taken of logits / T and the gradient is with respect to the logits as given.
     dtype : {numpy.float64, numpy.float32}, default numpy.float64
@@ -122,15 +124,15 @@ def softmax_cross_entropy(
     z_loss_denominator : float, optional
         The same for the z-loss's mean: the whole batch's number of counted rows.
     class_axis : int, default -1
-        The axis of the classes (1 for PyTorch's (N, K, d1, …)). The result's arrays are rows (N×K, one row per
-        position of the other axes in C order, ``gradient[0]`` the first); ``result.shaped`` gives them in the
-        caller's layout.
+        The axis of the classes (1 for PyTorch's (N, K, d1, …)). The result's arrays come back in the caller's
+        layout, as PyTorch's: the gradient shaped like the logits, the losses like the labels;
+        ``result.as_rows`` gives them as N×K rows (one row per position of the other axes, in C order).
 
     Returns
     -------
     SoftmaxCrossEntropyResult
-        The probabilities, the per-row losses, the loss as PyTorch returns it and the gradient ∂loss/∂logits, as N×K
-        rows (``result.shaped``: in the caller's layout), with everything computed on the way.
+        The probabilities, the per-row losses, the loss as PyTorch returns it and the gradient ∂loss/∂logits, in
+        the caller's layout, with everything computed on the way.
 
     Raises
     ------
@@ -179,32 +181,39 @@ def softmax_cross_entropy(
 
     >>> from sce import softmax_cross_entropy
     >>> result = softmax_cross_entropy([2.0, 3.0, 4.0], 1)
-    >>> print(*(f"{p:.4f}" for p in result.shaped.probabilities))
+    >>> print(*(f"{p:.4f}" for p in result.probabilities))
     0.0900 0.2447 0.6652
-    >>> print(f"{result.shaped.loss:.4f}")
+    >>> print(f"{result.loss:.4f}")
     1.4076
-    >>> print(*(f"{g:.4f}" for g in result.shaped.gradient))
+    >>> print(*(f"{g:.4f}" for g in result.gradient))
     0.0900 -0.7553 0.6652
 
     A confident prediction keeps its tiny loss, log(1 + e^-40) (where 1 + e^-40 rounds to 1):
 
-    >>> softmax_cross_entropy([0.0, 40.0], 1).shaped.loss
+    >>> softmax_cross_entropy([0.0, 40.0], 1).loss
     4.248354255291589e-18
 
-    PyTorch's default reduction, with the second row left out by ``ignore_index``:
+    The mean, PyTorch's default, with the second row left out by ``ignore_index``; and each row's
+    own loss with ``reduction="none"``:
 
-    >>> batch = softmax_cross_entropy([[2.0, 3.0, 4.0], [1.0, 1.0, 1.0]], [1, -100], reduction="mean")
+    >>> batch = softmax_cross_entropy([[2.0, 3.0, 4.0], [1.0, 1.0, 1.0]], [1, -100])
     >>> print(f"{batch.loss:.4f}", batch.denominator)
     1.4076 1.0
     >>> batch.gradient[1].tolist()
     [0.0, 0.0, 0.0]
+    >>> softmax_cross_entropy([[2.0, 3.0, 4.0], [1.0, 1.0, 1.0]], [1, 0], reduction="none").loss.round(4).tolist()
+    [1.4076, 1.0986]
 
-    PyTorch's (N, K, d1) layout:
+    PyTorch's (N, K, d1) layout, and one unbatched vector (a 0-d loss with 'none'):
 
     >>> import numpy as np
-    >>> spatial = softmax_cross_entropy(np.zeros((2, 3, 4)), np.zeros((2, 4), dtype=int), class_axis=1)
-    >>> spatial.shaped.gradient.shape, spatial.shaped.losses.shape
+    >>> spatial = softmax_cross_entropy(
+    ...     np.zeros((2, 3, 4)), np.zeros((2, 4), dtype=int), class_axis=1, reduction="none"
+    ... )
+    >>> spatial.gradient.shape, spatial.loss.shape
     ((2, 3, 4), (2, 4))
+    >>> softmax_cross_entropy([2.0, 3.0, 4.0], 1, reduction="none").loss.shape
+    ()
 
     A bad input says what is wrong and where:
 
@@ -234,64 +243,9 @@ def softmax_cross_entropy(
     # checks its results instead, and every inf or NaN it returns comes with a
     # LossWarning that says why (no raw warning reaches a user).
     with np.errstate(all="ignore"):
-        logits, labels, targets, layout = _as_rows(logits, labels, targets, class_axis)
-        return _compute(logits, labels, targets, options, mean_denominator, z_loss_denominator, layout)
-
-
-def _as_rows(
-    logits: ArrayLike, labels: ArrayLike | None, targets: ArrayLike | None, class_axis: int
-) -> tuple[ArrayLike, ArrayLike | None, ArrayLike | None, Layout | None]:
-    """Logits with the classes on any axis as N×K rows (labels as N, targets as N×K), and the layout to return."""
-    if isinstance(class_axis, bool) or not isinstance(class_axis, (int, np.integer)):
-        raise InvalidInput(f"class_axis {class_axis!r} is not an integer", field="class_axis")
-    z = np.asarray(logits)
-    if z.ndim == 0:
-        raise InvalidInput("logits must be an array, not one number", field="logits", hint="give at least one class")
-    if z.ndim == 1:
-        if class_axis not in (-1, 0, 1):
-            raise InvalidInput(f"class_axis {class_axis} for a vector of logits", field="class_axis", hint="use -1")
-        return logits, labels, targets, Layout(z.shape, 0)
-    if not -z.ndim <= class_axis < z.ndim:
-        raise InvalidInput(
-            f"class_axis {class_axis} is out of range for {z.ndim}-dimensional logits",
-            field="class_axis",
-            hint=f"use -1 (classes last) or 0 to {z.ndim - 1}",
-        )
-    axis = int(class_axis) % z.ndim
-    if z.ndim == 2 and axis == 1:
-        return logits, labels, targets, None  # already rows
-    moved = np.moveaxis(z, axis, -1)
-    labels, targets = _labels_and_targets_as_rows(z.shape, axis, moved.shape, labels, targets)
-    return moved.reshape(-1, moved.shape[-1]), labels, targets, Layout(z.shape, axis)
-
-
-def _labels_and_targets_as_rows(
-    shape: tuple[int, ...],
-    axis: int,
-    moved: tuple[int, ...],
-    labels: ArrayLike | None,
-    targets: ArrayLike | None,
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    label_rows = target_rows = None
-    if labels is not None:
-        label_arr = np.asarray(labels)
-        if label_arr.shape != moved[:-1]:
-            raise InvalidInput(
-                f"labels of shape {label_arr.shape} for logits of shape {shape} with the classes on axis {axis}",
-                field="labels",
-                hint=f"give labels of shape {moved[:-1]} (the logits' without the class axis)",
-            )
-        label_rows = label_arr.reshape(-1)
-    if targets is not None:
-        target_arr = np.asarray(targets)
-        if target_arr.shape != shape:
-            raise InvalidInput(
-                f"targets of shape {target_arr.shape} for logits of shape {shape}",
-                field="targets",
-                hint="give targets shaped like the logits",
-            )
-        target_rows = np.moveaxis(target_arr, axis, -1).reshape(-1, moved[-1])
-    return label_rows, target_rows
+        logits, labels, targets, layout = as_rows(logits, labels, targets, class_axis)
+        rows = _compute(logits, labels, targets, options, mean_denominator, z_loss_denominator)
+        return rows if layout is None else rows.in_layout(layout)
 
 
 def _block_log_softmax(
@@ -354,7 +308,6 @@ def _compute(
     options: LossOptions,
     mean_denominator: float | None,
     z_loss_denominator: float | None = None,
-    layout: Layout | None = None,
 ) -> SoftmaxCrossEntropyResult:
     dtype, weights = validated_options(options)
     z, argmax, max_logit = checked_logits_and_argmax(logits, dtype)
@@ -399,7 +352,6 @@ def _compute(
         z_losses=z_losses,
         z_loss=z_loss,
         z_loss_denominator=z_denominator if options.reduction == "mean" else 1.0,
-        layout=layout,
     )
 
 

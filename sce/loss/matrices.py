@@ -24,6 +24,7 @@ def loss_gradient_wrt_probabilities(result: SoftmaxCrossEntropyResult, row: int 
     Before the reduction and the temperature, which scale the gradient with
     respect to the logits by 1/D and 1/T.
     """
+    result = result.as_rows  # row ``row`` of N×K, whatever layout the logits came in
     s = result.probabilities[row]
     y = result.target[row]
     w = result.class_weights
@@ -40,12 +41,14 @@ def loss_hessian(result: SoftmaxCrossEntropyResult, row: int = 0) -> np.ndarray:
     adding a constant to every logit changes nothing. Divided by D for 'mean'
     (and 0 where D is 0, as the gradient is).
     """
+    result = result.as_rows  # row ``row`` of N×K, whatever layout the logits came in
     with np.errstate(over="ignore", invalid="ignore"):
         return hessian_scale(result, row) * softmax_jacobian(result.probabilities[row])
 
 
 def hessian_scale(result: SoftmaxCrossEntropyResult, row: int = 0) -> float:
     """(Σ_c w_c y_c)/(T²·D): the Hessian is this times diag(s) - s sᵀ (0 where D is 0)."""
+    result = result.as_rows  # row ``row`` of N×K, whatever layout the logits came in
     mass = float((result.class_weights.astype(np.float64) * result.target[row]).sum())
     with np.errstate(over="ignore", invalid="ignore"):  # a tiny T: the Hessian overflows, as the gradient did
         return float(np.float64(mass) * result.gradient_scale / result.options.temperature)
@@ -60,6 +63,7 @@ def gradient_via_jacobian(result: SoftmaxCrossEntropyResult, row: int = 0) -> np
     then ∂l/∂s is infinite and the product meets ∞ × 0 (NaN), which is why
     the core never takes this route.
     """
+    result = result.as_rows  # row ``row`` of N×K, whatever layout the logits came in
     s = result.probabilities[row].astype(np.float64)
     dl_ds = loss_gradient_wrt_probabilities(result, row).astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -73,6 +77,7 @@ def gradient_via_jacobian(result: SoftmaxCrossEntropyResult, row: int = 0) -> np
 
 def z_loss_gradient(result: SoftmaxCrossEntropyResult, row: int = 0) -> np.ndarray:
     """∂(λ·lse²/D_z)/∂a for one row, a the capped logits: 2λ·lse·s/(T·D_z) (0 without a z-loss) (K)."""
+    result = result.as_rows  # row ``row`` of N×K, whatever layout the logits came in
     s = result.probabilities[row].astype(np.float64)
     if not result.options.z_loss or result.log_sum_exp is None or not result.counted[row]:
         return np.zeros_like(s)
@@ -88,6 +93,7 @@ def language_model_hessian(result: SoftmaxCrossEntropyResult, row: int = 0) -> n
     a = c·tanh(z/c) elementwise gives diag(a′) H_a diag(a′) + diag(g_a ⊙ a″), with
     a′ = 1 − tanh², a″ = −2·tanh·(1 − tanh²)/c and g_a = ∂L/∂a.
     """
+    result = result.as_rows  # row ``row`` of N×K, whatever layout the logits came in
     s = result.probabilities[row].astype(np.float64)
     jacobian = softmax_jacobian(s)
     temperature = result.options.temperature

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -10,6 +11,7 @@ import numpy as np
 
 from sce.errors import worded
 from sce.loss import row_blocks
+from sce.loss.layout import Layout
 from sce.loss.log_softmax import exp_shifted_of, log_probabilities, shift_and_scale
 from sce.loss.row_blocks import flat, flat_indices
 from sce.loss.softcap import soft_capped
@@ -99,16 +101,9 @@ class LossWarning(UserWarning):
 
 
 @dataclass(frozen=True)
-class Layout:
-    """The caller's layout: the logits' shape and the axis of the classes in it."""
-
-    shape: tuple[int, ...]
-    class_axis: int
-
-
-@dataclass(frozen=True)
 class Shaped:
-    """A result's arrays in the caller's layout (see :attr:`SoftmaxCrossEntropyResult.shaped`).
+    """The arrays a result gives in the caller's layout, in one value (see
+    :attr:`SoftmaxCrossEntropyResult.shaped`; the result's own fields are in that layout too).
 
     Examples
     --------
@@ -116,9 +111,11 @@ class Shaped:
 
     >>> import numpy as np
     >>> from sce import softmax_cross_entropy
-    >>> result = softmax_cross_entropy(np.zeros((2, 3, 4)), np.zeros((2, 4), dtype=int), class_axis=1)
-    >>> result.gradient.shape, result.shaped.gradient.shape, result.shaped.losses.shape
-    ((8, 3), (2, 3, 4), (2, 4))
+    >>> result = softmax_cross_entropy(
+    ...     np.zeros((2, 3, 4)), np.zeros((2, 4), dtype=int), class_axis=1, reduction="none"
+    ... )
+    >>> result.shaped.gradient.shape, result.shaped.losses.shape, result.as_rows.gradient.shape
+    ((2, 3, 4), (2, 4), (8, 3))
     >>> print(f"{result.shaped.losses[0, 0]:.4f}")  # log 3, every class alike
     1.0986
     """
@@ -131,13 +128,13 @@ class Shaped:
     z_losses: np.ndarray
     """Shaped like the labels: the logits without the class axis (0-d for a single vector)."""
     loss: float | np.ndarray
-    """A float for 'mean' and 'sum', and for 'none' of a single vector; else shaped like ``losses``."""
+    """A float for 'mean' and 'sum'; for 'none' shaped like ``losses`` (0-d for a single vector)."""
     z_loss: float | np.ndarray
 
 
 @dataclass(frozen=True)
 class SoftmaxCrossEntropyResult:
-    """Everything computed on the way from logits to gradient, N rows by K classes.
+    """Everything computed on the way from logits to gradient, in the caller's layout.
 
     The intermediate arrays only explanations need (``scaled_logits``,
     ``shifted_logits``, ``exp_shifted``, ``log_probabilities``, ``target``)
@@ -146,8 +143,13 @@ class SoftmaxCrossEntropyResult:
     numbers kept here: a caller that wants only the loss, the probabilities
     and the gradient never pays for them.
 
-    Every array is N rows by K classes (or N per-row values), whatever layout the logits came in;
-    :attr:`shaped` gives them back in that layout.
+    Every array is in the layout the logits came in, as PyTorch returns them: the
+    probabilities, the gradient and the other class-wise arrays shaped like the logits, the
+    per-row values (``losses``, ``counted``, ``argmax``, …) like the labels, and ``loss`` a float
+    for 'mean' and 'sum' or shaped like the labels for 'none' (0-d for one unbatched vector).
+    Below, N×K and N name the logits' and the labels' shapes; for logits N×K with the classes
+    last (the usual case) that is what they are. :attr:`as_rows` gives any result as N×K rows,
+    one row per position of the axes other than the classes', in C order.
 
     See Also
     --------
@@ -188,7 +190,7 @@ class SoftmaxCrossEntropyResult:
     denominator: float
     """What 'mean' divides by: the weight sum of counted rows (class indices) or N (probabilities); 1 otherwise."""
     gradient: np.ndarray
-    """∂loss/∂logits (N×K): each row's own loss for 'none', the reduced loss otherwise."""
+    """∂loss/∂logits, shaped like the logits: of each row's own loss for 'none', of the reduced loss otherwise."""
     options: LossOptions
     others_sum: np.ndarray = field(repr=False)
     """S = Σ_{j ≠ argmax} exp((logits_j - M) / T), so that exp_sum = 1 + S (N)."""
@@ -203,11 +205,15 @@ class SoftmaxCrossEntropyResult:
     z_loss_denominator: float = 1.0
     """What the z-loss's 'mean' divides by: the number of counted rows; 1 otherwise."""
     layout: Layout | None = field(default=None, repr=False)
-    """The caller's layout where it is not N×K rows (see :attr:`shaped`), else None."""
+    """The caller's layout where it is not N×K rows, else None."""
+    rows: SoftmaxCrossEntropyResult | None = field(default=None, repr=False, compare=False)
+    """The same result as N×K rows where the caller's layout is another, else None (see :attr:`as_rows`)."""
 
     @cached_property
     def capped_logits(self) -> np.ndarray:
         """a = c·tanh(logits/c) with the softcap c, else the logits (N×K)."""
+        if (shaped := self._of_rows("capped_logits")) is not None:
+            return shaped
         if self.options.softcap is None:
             return self.logits
         return self._by_blocks(lambda rows: soft_capped(self.logits[rows], self._cap, self.options.temperature).rounded)
@@ -215,6 +221,8 @@ class SoftmaxCrossEntropyResult:
     @cached_property
     def cap_derivative(self) -> np.ndarray:
         """1 - tanh²(logits/c) with the softcap c, else 1 (N×K)."""
+        if (shaped := self._of_rows("cap_derivative")) is not None:
+            return shaped
         if self.options.softcap is None:
             return np.ones_like(self.logits)
         temperature = self.options.temperature
@@ -227,26 +235,48 @@ class SoftmaxCrossEntropyResult:
 
     @cached_property
     def shaped(self) -> Shaped:
-        """The arrays in the caller's layout: the gradient and probabilities shaped like the
-        logits as given (classes on their axis), the losses like the labels; a single
-        vector gives 0-d losses and, with 'none', a float loss, as PyTorch's unbatched input."""
-        layout = self.layout
-        per_row = [self.losses, self._lse, self._z_losses]
-        if layout is None:
-            shaped = [self.probabilities, self.gradient]
-            rows = per_row
-            loss, z_loss = self.loss, self.z_loss
-        else:
-            axis, shape = layout.class_axis, layout.shape
-            moved = shape[:axis] + shape[axis + 1 :] + (shape[axis],)
-            shaped = [np.moveaxis(a.reshape(moved), -1, axis) for a in (self.probabilities, self.gradient)]
-            rows = [a.reshape(moved[:-1]) for a in per_row]
-            loss, z_loss = self.loss, self.z_loss
-            if self.options.reduction == "none":
-                loss, z_loss = rows[0], rows[2]
-                if len(shape) == 1:
-                    loss, z_loss = float(rows[0]), float(rows[2])
-        return Shaped(shaped[0], shaped[1], rows[0], rows[1], rows[2], loss, z_loss)
+        """The arrays PyTorch's layout gives, in one value (the result's own fields are already in it)."""
+        return Shaped(
+            self.probabilities, self.gradient, self.losses, self._lse, self._z_losses, self.loss, self.z_loss
+        )
+
+    def in_layout(self, layout: Layout) -> SoftmaxCrossEntropyResult:
+        """This result (N×K rows) in the caller's ``layout``: every array with the classes on their axis,
+        every per-row value shaped like the labels, and the loss as PyTorch returns it (with 'none', shaped
+        like the labels: 0-d for one unbatched vector). The rows stay as :attr:`rows`."""
+        none = self.options.reduction == "none"
+        like_logits, like_labels = layout.like_logits, layout.like_labels
+        return dataclasses.replace(
+            self,
+            logits=like_logits(self.logits),
+            max_logit=like_labels(self.max_logit),
+            argmax=like_labels(self.argmax),
+            exp_sum=like_labels(self.exp_sum),
+            probabilities=like_logits(self.probabilities),
+            labels=None if self.labels is None else like_labels(self.labels),
+            counted=like_labels(self.counted),
+            losses=like_labels(self.losses),
+            loss=like_labels(np.asarray(self.loss)) if none else self.loss,
+            gradient=like_logits(self.gradient),
+            others_sum=like_labels(self.others_sum),
+            given_targets=None if self.given_targets is None else like_logits(self.given_targets),
+            log_sum_exp=like_labels(self._lse),
+            z_losses=like_labels(self._z_losses),
+            z_loss=like_labels(np.asarray(self.z_loss)) if none else self.z_loss,
+            layout=layout,
+            rows=self,
+        )
+
+    @property
+    def as_rows(self) -> SoftmaxCrossEntropyResult:
+        """This result as N×K rows (itself, where it already is)."""
+        return self if self.rows is None else self.rows
+
+    def _of_rows(self, name: str) -> np.ndarray | None:
+        """An intermediate of :attr:`rows` in this result's layout; None where the result is rows."""
+        if self.rows is None or self.layout is None:
+            return None
+        return self.layout.like_logits(getattr(self.rows, name))
 
     @property
     def _lse(self) -> np.ndarray:
@@ -259,6 +289,8 @@ class SoftmaxCrossEntropyResult:
     @cached_property
     def scaled_logits(self) -> np.ndarray:
         """logits / temperature (N×K); with a softcap c, c·tanh(logits/c) / temperature."""
+        if (shaped := self._of_rows("scaled_logits")) is not None:
+            return shaped
         if self.options.temperature == 1.0:
             return self.capped_logits
         with np.errstate(over="ignore"):
@@ -267,11 +299,15 @@ class SoftmaxCrossEntropyResult:
     @cached_property
     def shifted_logits(self) -> np.ndarray:
         """(logits - M) / T, rounded (N×K)."""
+        if (shaped := self._of_rows("shifted_logits")) is not None:
+            return shaped
         return self._by_blocks(lambda rows: self._shifted(rows)[0])
 
     @cached_property
     def exp_shifted(self) -> np.ndarray:
         """exp((logits - M) / T), with the rounding of the shift compensated; 1 at the argmax (N×K)."""
+        if (shaped := self._of_rows("exp_shifted")) is not None:
+            return shaped
         return self._by_blocks(
             lambda rows: exp_shifted_of(*self._shifted(rows), flat_indices(self.argmax[rows], self.num_classes))
         )
@@ -279,12 +315,16 @@ class SoftmaxCrossEntropyResult:
     @cached_property
     def log_probabilities(self) -> np.ndarray:
         """log softmax(logits / temperature) (N×K)."""
+        if (shaped := self._of_rows("log_probabilities")) is not None:
+            return shaped
         log_sum = np.log1p(self.others_sum)
         return self._by_blocks(lambda rows: log_probabilities(*self._shifted(rows), self.argmax[rows], log_sum[rows]))
 
     @cached_property
     def target(self) -> np.ndarray:
         """The effective target distribution after label smoothing (N×K); zero rows where ignored."""
+        if (shaped := self._of_rows("target")) is not None:
+            return shaped
         eps = self.dtype.type(self.options.label_smoothing)
         if self.labels is None:
             assert self.given_targets is not None
@@ -312,11 +352,12 @@ class SoftmaxCrossEntropyResult:
 
     @property
     def num_rows(self) -> int:
-        return int(self.logits.shape[0])
+        """N: the rows (every position of the axes other than the classes')."""
+        return int(self.as_rows.logits.shape[0])
 
     @property
     def num_classes(self) -> int:
-        return int(self.logits.shape[1])
+        return int(self.as_rows.logits.shape[1])
 
     @property
     def dtype(self) -> np.dtype:
@@ -345,11 +386,14 @@ class SoftmaxCrossEntropyResult:
 
     def label_of(self, row: int) -> int:
         """The class-index label of a row (for results computed from labels)."""
-        if self.labels is None:
+        labels = self.as_rows.labels
+        if labels is None:
             raise ValueError("this result was computed from probability targets, not labels")
-        return int(self.labels[row])
+        return int(labels[row])
 
     def reported_loss(self, row: int = 0) -> float:
         """The loss to report for one row: its own loss with reduction 'none',
         else the reduced loss (which, for one row, is that row's)."""
-        return float(self.loss if self.options.reduction != "none" else self.losses[row])
+        rows = self.as_rows
+        return float(rows.loss if self.options.reduction != "none" else rows.losses[row])
+

@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from sce.errors import option
+from sce.loss.layout import Layout
 from sce.loss.result import InvalidInput
 from sce.number_text import count_of
 from sce.options import FLOAT_TYPES, REDUCTIONS, SMOOTHING_STYLES, FloatType, LossOptions
@@ -324,3 +325,61 @@ def checked_targets(targets: ArrayLike, n_rows: int, n_classes: int, dtype: np.d
             hint=f"make them sum to 1 (within {tolerance:.2g}{kind})",
         )
     return np.array(y, dtype=dtype, order="C")  # a copy: the result never aliases the caller's targets
+
+
+def as_rows(
+    logits: ArrayLike, labels: ArrayLike | None, targets: ArrayLike | None, class_axis: int
+) -> tuple[ArrayLike, ArrayLike | None, ArrayLike | None, Layout | None]:
+    """Logits with the classes on any axis as N×K rows (labels as N, targets as N×K), and the layout to return."""
+    if isinstance(class_axis, bool) or not isinstance(class_axis, (int, np.integer)):
+        raise InvalidInput(f"class_axis {class_axis!r} is not an integer", field="class_axis")
+    z = np.asarray(logits)
+    if z.ndim == 0:
+        raise InvalidInput("logits must be an array, not one number", field="logits", hint="give at least one class")
+    if z.ndim == 1:
+        if class_axis not in (-1, 0, 1):
+            raise InvalidInput(f"class_axis {class_axis} for a vector of logits", field="class_axis", hint="use -1")
+        return logits, labels, targets, Layout(z.shape, 0)
+    if not -z.ndim <= class_axis < z.ndim:
+        raise InvalidInput(
+            f"class_axis {class_axis} is out of range for {z.ndim}-dimensional logits",
+            field="class_axis",
+            hint=f"use -1 (classes last) or 0 to {z.ndim - 1}",
+        )
+    axis = int(class_axis) % z.ndim
+    if z.ndim == 2 and axis == 1:
+        return logits, labels, targets, None  # already rows
+    moved = np.moveaxis(z, axis, -1)
+    labels, targets = labels_and_targets_as_rows(z.shape, axis, moved.shape, labels, targets)
+    return moved.reshape(-1, moved.shape[-1]), labels, targets, Layout(z.shape, axis)
+
+
+def labels_and_targets_as_rows(
+    shape: tuple[int, ...],
+    axis: int,
+    moved: tuple[int, ...],
+    labels: ArrayLike | None,
+    targets: ArrayLike | None,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The labels as N and the targets as N×K rows of logits of ``shape`` with the classes on ``axis``
+    (``moved``: that shape with the class axis last), each checked against the logits' shape first."""
+    label_rows = target_rows = None
+    if labels is not None:
+        label_arr = np.asarray(labels)
+        if label_arr.shape != moved[:-1]:
+            raise InvalidInput(
+                f"labels of shape {label_arr.shape} for logits of shape {shape} with the classes on axis {axis}",
+                field="labels",
+                hint=f"give labels of shape {moved[:-1]} (the logits' without the class axis)",
+            )
+        label_rows = label_arr.reshape(-1)
+    if targets is not None:
+        target_arr = np.asarray(targets)
+        if target_arr.shape != shape:
+            raise InvalidInput(
+                f"targets of shape {target_arr.shape} for logits of shape {shape}",
+                field="targets",
+                hint="give targets shaped like the logits",
+            )
+        target_rows = np.moveaxis(target_arr, axis, -1).reshape(-1, moved[-1])
+    return label_rows, target_rows

@@ -8,11 +8,12 @@ import io
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import exact
 
-GRAD_COLUMNS = ("class", "logit", "target", "probability", "gradient", "loss")
+GRAD_COLUMNS = ("class", "logit", "target", "probability", "gradient", "loss", "reduction")
 
 
 def grad_csv(result: SoftmaxCrossEntropyResult, row: int = 0) -> str:
-    """One line per class; ``loss`` (the row's loss) repeats so each line stands alone."""
+    """One line per class; ``loss`` (the row's loss, or the reduced loss) and the ``reduction``
+    it used repeat so each line stands alone."""
     dtype = result.options.dtype
     loss = result.reported_loss(row)
     buffer = io.StringIO()
@@ -27,6 +28,7 @@ def grad_csv(result: SoftmaxCrossEntropyResult, row: int = 0) -> str:
                 exact(result.probabilities[row, k], dtype),
                 exact(result.gradient[row, k], dtype),
                 exact(loss, dtype),
+                result.options.reduction,
             )
         )
     return buffer.getvalue()

@@ -10,7 +10,8 @@ from sce.errors import worded
 from sce.grading.catalogue import FIX_SEPARATOR
 from sce.grading.dump.histogram import EDGES
 from sce.number_text import DISPLAY_DIGITS, count_of, display
-from sce.render.grid import Column, Grid, print_grid
+from sce.render.grid import Column, Grid, print_grid, print_styled
+from sce.render.words import reduction_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -102,6 +103,7 @@ def print_dtype_check(
             console.print()
     shape = f"{count_of(check.rows, 'row')} × {count_of(check.classes, 'class', 'classes')}"
     console.print(f"checked: {shape}, as {check.claimed_dtype}")
+    print_styled(console, reduction_line(check.options.reduction))
     if check.sum_order == "sequential":
         from sce.grading.dump.sequential_sums import sum_error_bound
 

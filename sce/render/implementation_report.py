@@ -14,6 +14,7 @@ from rich.text import Text
 
 from sce.grading.implementations.report import CaseResult, ImplementationReport
 from sce.number_text import display, json_number
+from sce.render.words import reduction_line
 
 
 def _ratio(case: CaseResult) -> str:
@@ -99,6 +100,7 @@ def print_report(console: Console, report: ImplementationReport, flag_of: Mappin
     console.print()
     for line in details(report, flag_of):
         console.print(line)
+    console.print(Text(reduction_line(report.configuration.loss_options().reduction)))
     for line in verdict_lines(report, flag_of):
         console.print(line)
 
@@ -114,6 +116,7 @@ def report_document(report: ImplementationReport, flag_of: Mapping[str, str] | N
     return {
         "passed": report.passed,
         "function": report.function,
+        "reduction": report.configuration.loss_options().reduction,
         "options": {
             "label_smoothing": report.configuration.loss.label_smoothing,
             "smoothing_style": report.configuration.loss.smoothing_style,

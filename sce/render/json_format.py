@@ -36,6 +36,7 @@ def grad_document(result: SoftmaxCrossEntropyResult, row: int = 0) -> dict[str, 
         "target": numbers(result.target[row]),
         "probabilities": numbers(result.probabilities[row]),
         "loss": json_number(loss, dtype),
+        "reduction": options.reduction,
         "gradient": numbers(result.gradient[row]),
         "predicted": int(result.argmax[row]),
         "options": {
@@ -103,13 +104,18 @@ def _step_item(item: Item, dtype: np.dtype) -> dict[str, Any]:
         "formula": item.symbolic,
         "substituted": fill(item.substituted, item.values, lambda v: exact(v, dtype)),
         "values": {name: json_number(v, dtype) for name, v in item.values.items()},
+        # True where no number of digits up to 17 makes the displayed line check by hand.
+        "approximate": item.approximate,
     }
 
 
-def check_document(checks: list[QuantityCheck], flag_of: Mapping[str, str] | None = None) -> dict[str, Any]:
+def check_document(
+    checks: list[QuantityCheck], flag_of: Mapping[str, str] | None = None, *, reduction: str
+) -> dict[str, Any]:
     """``sce check``'s verdict on typed answers; a mistake's options worded by ``flag_of``."""
     return {
         "correct": all(check.passed for check in checks),
+        "reduction": reduction,
         "quantities": [
             {
                 "name": check.name,
@@ -139,14 +145,20 @@ def matrix(values: np.ndarray) -> list[list[float | str]]:
     return [[json_number(v) for v in row] for row in values]
 
 
-def file_check_document(found: FileCheck, flag_of: Mapping[str, str] | None = None) -> dict[str, Any]:
+def file_check_document(
+    found: FileCheck, flag_of: Mapping[str, str] | None = None, *, reduction: str
+) -> dict[str, Any]:
     """``sce check --csv``'s verdict; a mistake's options worded by ``flag_of``."""
     return {
         "correct": found.correct,
+        "reduction": reduction,
         "rows": found.rows,
         "wrong_rows": found.wrong_rows,
         "max_abs_error": json_number(found.max_abs_error),
         "max_rel_error": json_number(found.max_rel_error),
+        "non_finite_entries": found.non_finite,
+        "classes": found.classes,
+        "graded_gradient_columns": found.graded_gradients,
         "worst": [
             {
                 # The shape of an entry of `sce check`, located by line and column.

@@ -22,6 +22,7 @@ SYMBOLS = {
     "delta": "δ",
     "varepsilon": "ε",
     "lambda": "λ",
+    "ell": "ℓ",
     "tanh": "tanh",
     "Sigma": "Σ",
     "ldots": "…",

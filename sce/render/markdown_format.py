@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 from sce.explain.derivation import Elided, Equation, Matrix, Stage
 from sce.loss import SoftmaxCrossEntropyResult
-from sce.number_text import DISPLAY_DIGITS, display, fill, given, latex
-from sce.render.words import options_summary
+from sce.number_text import DISPLAY_DIGITS, display, given, latex
+from sce.render.words import options_summary, reduction_line
 
 
 def grad_markdown(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS) -> str:
@@ -27,7 +25,7 @@ def grad_markdown(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGIT
             f"| {', '.join(notes)} |"
         )
     loss = result.reported_loss()
-    lines += ["", f"Loss $L = {latex(loss, digits)}$."]
+    lines += ["", f"Loss $L = {latex(loss, digits)}$.", "", reduction_line(result.options.reduction)]
     summary = options_summary(result)
     if summary:
         lines.append("With " + "; ".join(summary) + ".")
@@ -37,7 +35,7 @@ def grad_markdown(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGIT
 def equation_latex(equation: Equation, digits: int) -> str:
     parts = [equation.symbolic] if equation.symbolic else []
     if equation.substituted:
-        parts.append(fill(equation.substituted, equation.values, partial(latex, digits=digits)))
+        parts.append(equation.written(latex, digits))
     return " = ".join(parts)
 
 

@@ -10,7 +10,7 @@ from rich.rule import Rule
 from rich.text import Text
 
 from sce.explain.derivation import Elided, Equation, Stage
-from sce.number_text import DISPLAY_DIGITS, fill, shown
+from sce.number_text import DISPLAY_DIGITS, shown
 from sce.render.grid import print_grid
 from sce.render.latex_text import to_unicode
 from sce.render.table import matrix_grid
@@ -26,7 +26,7 @@ def prose(note: str) -> str:
 def equation_line(equation: Equation, digits: int) -> str:
     parts = [to_unicode(equation.symbolic)] if equation.symbolic else []
     if equation.substituted:
-        parts.append(to_unicode(fill(equation.substituted, equation.values, partial(shown, digits=digits))))
+        parts.append(to_unicode(equation.written(shown, digits)))
     return " = ".join(parts)
 
 

@@ -24,6 +24,7 @@ from sce.render.words import (
     hessian_statement,
     jacobian_words,
     options_summary,
+    reduction_line,
 )
 
 if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars, nor a pipe rich
@@ -90,6 +91,7 @@ def print_grad(console: Console, result: SoftmaxCrossEntropyResult, digits: int 
     if result.labels is not None and not result.counted[0]:
         line.append(f"  (label {int(result.labels[0])} is the ignore index: the row counts for nothing)")
     print_styled(console, *line)
+    print_styled(console, reduction_line(result.options.reduction))
     summary = options_summary(result)
     if summary:
         console.print("with " + "; ".join(summary), highlight=False)
@@ -100,6 +102,7 @@ def batch_summary_grid(summary: BatchSummary) -> Grid:
     grid = Grid([Column("", style="bold"), Column("", "right")], title="sce batch", boxed=False, show_header=False)
     loss_name = {"mean": "loss (mean)", "sum": "loss (sum)"}.get(summary.reduction, "mean row loss")
     rows = [
+        ("reduction", summary.reduction),
         ("rows", f"{summary.rows:,}"),
         ("ignored rows", f"{summary.ignored_rows:,}"),
         ("classes", str(summary.classes)),
@@ -121,8 +124,11 @@ def print_check(
     checks: list[QuantityCheck],
     digits: int = DISPLAY_DIGITS,
     flag_of: Mapping[str, str] | None = None,
+    *,
+    reduction: str,
 ) -> None:
-    """`sce check`: each quantity entry by entry, then a verdict; a mistake's options worded by ``flag_of``."""
+    """`sce check`: each quantity entry by entry, then the reduction graded and a verdict; a mistake's options
+    worded by ``flag_of``."""
     from rich.text import Text
 
     for check in checks:
@@ -161,6 +167,7 @@ def print_check(
         for slip in check.slips:
             console.print(Text(f"  {slip[0].upper()}{slip[1:]}."))
     passed = all(check.passed for check in checks)
+    console.print(Text(reduction_line(reduction)))
     console.print(
         Text("verdict: correct" if passed else "verdict: not correct", style="bold green" if passed else "bold red")
     )
@@ -311,9 +318,14 @@ def print_hessian(console: Console, proof: HessianProof, digits: int = DISPLAY_D
 
 
 def print_file_check(
-    console: Console, found: FileCheck, digits: int = DISPLAY_DIGITS, flag_of: Mapping[str, str] | None = None
+    console: Console,
+    found: FileCheck,
+    digits: int = DISPLAY_DIGITS,
+    flag_of: Mapping[str, str] | None = None,
+    *,
+    reduction: str,
 ) -> None:
-    """`sce check --csv`: the worst rows, then the summary and the mistakes named."""
+    """`sce check --csv`: the worst rows, then the reduction graded, the summary and the mistakes named."""
     from rich.text import Text
 
     if found.worst:
@@ -329,8 +341,17 @@ def print_file_check(
             )
         print_grid(console, grid)
         console.print()
+    print_styled(console, reduction_line(reduction))
     console.print(f"rows checked: {found.rows:,}")
+    if found.graded_gradients and found.graded_gradients < found.classes:
+        console.print(
+            f"graded {found.graded_gradients:,} of {found.classes:,} gradient columns; "
+            f"all {found.classes:,} logit columns join the softmax"
+        )
     console.print(f"rows wrong: {found.wrong_rows:,}")
+    if found.non_finite:
+        entries = "entry" if found.non_finite == 1 else "entries"
+        console.print(f"not finite: {found.non_finite:,} {entries} (NaN or ±inf where a finite value is expected)")
     console.print(f"max absolute error: {display(found.max_abs_error, 2)}")
     console.print(f"max relative error: {display(found.max_rel_error, 2)}")
     for quantity, mistake in found.mistakes:

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 
 def options_summary(result: SoftmaxCrossEntropyResult) -> list[str]:
-    """The options that differ from the defaults, in words."""
+    """The options that differ from the defaults, in words (the reduction has its own line:
+    :func:`reduction_line`)."""
     options = result.options
     dtype = options.dtype
     words = []
@@ -30,11 +31,14 @@ def options_summary(result: SoftmaxCrossEntropyResult) -> list[str]:
         words.append(f"temperature {given(options.temperature)}")
     if options.z_loss:
         words.append(f"z-loss {given(options.z_loss)}·lse²")
-    if options.reduction != "none":
-        words.append(f"reduction {options.reduction}")
     if dtype != "float64":
         words.append(f"computed in {dtype}")
     return words
+
+
+def reduction_line(reduction: str) -> str:
+    """The reduction an output used, in the same words in every output: "reduction: none"."""
+    return f"reduction: {reduction}"
 
 
 JACOBIAN_ROUTE_FAILS = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sce.explain.derivation.by_hand import checked_by_hand
 from sce.explain.derivation.general import general_stages
 from sce.explain.derivation.jacobian import jacobian_stage, language_model_jacobian_stage
 from sce.explain.derivation.one_hot import one_hot_stages
@@ -25,7 +26,11 @@ __all__ = ["Elided", "Equation", "Item", "Matrix", "Stage", "build_derivation"]
 def build_derivation(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS) -> list[Stage]:
     """The stages for row 0 of ``result``: the one-hot route of the textbook derivation
     when no option changes it, else the general forms."""
-    one_hot = result.labels is not None and result.options.is_plain
+    result = result.as_rows
+    options = result.options
+    # A label without smoothing is a one-hot target: the textbook route, whatever else is set
+    # (a weight, a temperature, a cap or a z-loss add a chain-rule factor or term).
+    one_hot = result.labels is not None and options.label_smoothing == 0
     # Where the result itself overflows (a tiny T), the stages show ±inf and the
     # sums of such entries NaN: the core has said why in a warning already.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -40,4 +45,4 @@ def build_derivation(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DI
             stages.append(language_model_jacobian_stage(result))
         else:
             stages.append(jacobian_stage(result, one_hot))
-    return stages
+    return [checked_by_hand(stage, digits, str(result.dtype)) for stage in stages]

@@ -9,21 +9,23 @@ from sce.explain.derivation.softcap_and_z_loss import (
     combined_gradient,
     combined_gradient_notes,
     cross_entropy_part,
+    total_with_z_loss,
 )
 from sce.explain.derivation.stages import (
     DL_DZ,
-    OTHERS_SUM,
     Equation,
     Item,
     Stage,
     denominator_notes,
     important_classes,
+    others_sum,
     per_class,
     plain,
     reduced_note,
     rounding_of_sum,
     rounds_to_one,
     scale_factor,
+    softmax_input,
     vector,
 )
 from sce.loss import SoftmaxCrossEntropyResult, loss_gradient_wrt_probabilities
@@ -34,7 +36,7 @@ def general_stages(result: SoftmaxCrossEntropyResult, digits: int) -> list[Stage
     return [
         _loss_stage(result, digits),
         _chain_stage(result),
-        _softmax_derivative_stage(),
+        _softmax_derivative_stage(result),
         _combine_stage(result),
         _result_stage(result),
     ]
@@ -53,7 +55,8 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
         value = -(w[k] * y[k] * log_s[k])
         if y[k] > 0 and rounds_to_one(result, k):
             return Equation(
-                f"-w_{{{k}}} y_{{{k}}} \\log s_{{{k}}} = w_{{{k}}} y_{{{k}}} \\log\\left(1 + {OTHERS_SUM}\\right)",
+                f"-w_{{{k}}} y_{{{k}}} \\log s_{{{k}}} = "
+                f"w_{{{k}}} y_{{{k}}} \\log\\left(1 + {others_sum(result)}\\right)",
                 "⟨w⟩ \\times ⟨y⟩ \\times \\log(1 + ⟨S⟩) = ⟨t⟩",
                 {"w": float(w[k]), "y": float(y[k]), "S": float(result.others_sum[0]), "t": value},
             )
@@ -63,10 +66,7 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
             {"w": float(w[k]), "y": float(y[k]), "s": float(s[k]), "t": value},
         )
 
-    loss_notes = [
-        "With a target that is not one-hot (or with weights), no term drops out: "
-        "$L = -\\sum_i w_i y_i \\log s_i$, with $0 \\log 0 = 0$."
-    ]
+    loss_notes = [_why_general(result) + ": $L = -\\sum_i w_i y_i \\log s_i$, with $0 \\log 0 = 0$."]
     if result.labels is not None and result.options.label_smoothing:
         loss_notes.append(
             "This equals Megatron's and t5x's $(1 - \\varepsilon)\\,w_c(-\\log s_c) + "
@@ -98,31 +98,36 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
             else "."
         )
     )
-    loss_items.append(_total_with_z_loss(result, row_loss))
+    loss_items.append(total_with_z_loss(result, row_loss))
     return Stage("Loss", tuple(loss_notes), tuple(loss_items))
 
 
-def _total_with_z_loss(result: SoftmaxCrossEntropyResult, cross_entropy: float) -> Equation:
-    z_term = float(result.z_losses[0]) if result.z_losses is not None else 0.0
-    values = {"ce": cross_entropy, "zl": z_term, "L": result.reported_loss()}
-    if result.options.reduction != "mean":
-        return Equation(f"L = L_{{\\mathrm{{CE}}}} + \\lambda \\, {LSE}^2", "⟨ce⟩ + ⟨zl⟩ = ⟨L⟩", values)
-    return Equation(
-        f"L = \\frac{{L_{{\\mathrm{{CE}}}}}}{{D}} + \\frac{{\\lambda \\, {LSE}^2}}{{D_z}}",
-        "\\frac{⟨ce⟩}{⟨D⟩} + \\frac{⟨zl⟩}{⟨Dz⟩} = ⟨L⟩",
-        {**values, "D": float(result.denominator), "Dz": float(result.z_loss_denominator)},
-    )
+def _why_general(result: SoftmaxCrossEntropyResult) -> str:
+    """Why the loss keeps every class's term: the reason this route was taken."""
+    if result.labels is None:
+        return "With a target that is not one-hot, no term drops out"
+    if result.options.label_smoothing:
+        return "Label smoothing gives every class some of the target, so no term drops out"
+    return "With class weights the loss is written in its general form (only the label's term is not 0)"
+
+
+def _input_of(result: SoftmaxCrossEntropyResult) -> str:
+    """What b, the softmax's input, is: z/T, a or a/T."""
+    logits = "\\mathbf{z}" if result.options.softcap is None else "\\mathbf{a}"
+    return logits if result.options.temperature == 1.0 else f"{logits} / T"
 
 
 def _chain_stage(result: SoftmaxCrossEntropyResult) -> Stage:
     dl_ds = loss_gradient_wrt_probabilities(result).astype(np.float64)
+    b = softmax_input(result)
     return Stage(
         "Chain rule",
         (
             "Every $s_j$ with $y_j > 0$ now carries loss, so "
-            "$\\frac{\\partial L}{\\partial z_i} = \\sum_j \\frac{\\partial L}{\\partial s_j} \\, "
-            "\\frac{\\partial s_j}{\\partial z_i}$, with "
-            "$\\frac{\\partial L}{\\partial s_j} = -\\frac{w_j y_j}{s_j}$.",
+            f"$\\frac{{\\partial L}}{{\\partial {b}_i}} = \\sum_j \\frac{{\\partial L}}{{\\partial s_j}} \\, "
+            f"\\frac{{\\partial s_j}}{{\\partial {b}_i}}$, with "
+            "$\\frac{\\partial L}{\\partial s_j} = -\\frac{w_j y_j}{s_j}$"
+            + ("." if b == "z" else f", $\\mathbf{{b}} = {_input_of(result)}$ the softmax's input."),
         ),
         tuple(
             per_class(
@@ -138,11 +143,12 @@ def _chain_stage(result: SoftmaxCrossEntropyResult) -> Stage:
     )
 
 
-def _softmax_derivative_stage() -> Stage:
+def _softmax_derivative_stage(result: SoftmaxCrossEntropyResult) -> Stage:
+    b = softmax_input(result)
     return Stage(
         "Softmax derivative",
         (
-            "For every pair of classes, $\\frac{\\partial s_j}{\\partial z_i} = s_j(\\delta_{ij} - s_i)$: "
+            f"For every pair of classes, $\\frac{{\\partial s_j}}{{\\partial {b}_i}} = s_j(\\delta_{{ij}} - s_i)$: "
             "$s_i(1 - s_i)$ on the diagonal ($i = j$, the one-hot derivation's case $i = c$) and $-s_i s_j$ off it "
             "(the case $i \\neq c$).",
         ),
@@ -157,7 +163,8 @@ def _combine_stage(result: SoftmaxCrossEntropyResult) -> Stage:
     y = result.target[0].astype(np.float64)
     factor = scale_factor(result)
     combine_notes = [
-        "Summing over $j$: $\\frac{\\partial L}{\\partial z_i} = \\sum_j \\left(-\\frac{w_j y_j}{s_j}\\right) "
+        f"Summing over $j$: $\\frac{{\\partial L}}{{\\partial {softmax_input(result)}_i}} = "
+        "\\sum_j \\left(-\\frac{w_j y_j}{s_j}\\right) "
         "s_j(\\delta_{ij} - s_i) = s_i \\sum_j w_j y_j - w_i y_i$"
         + (", and the temperature adds the factor $\\frac{1}{T}$." if result.options.temperature != 1.0 else ".")
     ]

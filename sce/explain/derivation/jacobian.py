@@ -32,19 +32,26 @@ def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool) -> Stage:
     dl_ds = loss_gradient_wrt_probabilities(result).astype(np.float64)
     product = gradient_via_jacobian(result)
     important = important_classes(result)
+    # With a temperature the softmax's input is b = z/T: diag(s) - ssᵀ is ∂s/∂b, and ∂s/∂z is that over T.
+    wrt = "\\mathbf{z}" if result.options.temperature == 1.0 else "\\mathbf{b}"
     notes = [
         "The other route: the row vector $\\frac{\\partial L}{\\partial \\mathbf{s}}$ "
-        "times the Jacobian $\\frac{\\partial \\mathbf{s}}{\\partial \\mathbf{z}} = "
+        f"times the Jacobian $\\frac{{\\partial \\mathbf{{s}}}}{{\\partial {wrt}}} = "
         "\\operatorname{diag}(\\mathbf{s}) - \\mathbf{s}\\mathbf{s}^\\top$, whose entries are "
-        "$s_i(\\delta_{ij} - s_j)$.",
+        "$s_i(\\delta_{ij} - s_j)$"
+        + (
+            "." if wrt == "\\mathbf{z}"
+            else ", $\\mathbf{b} = \\mathbf{z} / T$ the softmax's input: the Jacobian with respect to "
+            "$\\mathbf{z}$ is this divided by $T$."
+        ),
     ]
     items: list[Item] = [vector("v", DL_DS, dl_ds, important)]
     matrix_notes, matrix_items = _jacobian_itself(result, s, dl_ds, one_hot)
-    notes += matrix_notes
-    items += matrix_items
+    notes += [note.replace("\\mathbf{z}", wrt) for note in matrix_notes]
+    items += [_with_respect_to(item, wrt) for item in matrix_items]
     factor = scale_factor(result)
     items.append(
-        vector("p", factor + DL_DS + r" \, \frac{\partial \mathbf{s}}{\partial \mathbf{z}}", product, important)
+        vector("p", factor + DL_DS + f" \\, \\frac{{\\partial \\mathbf{{s}}}}{{\\partial {wrt}}}", product, important)
     )
     if np.isfinite(product).all():
         notes.append(
@@ -66,6 +73,15 @@ def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool) -> Stage:
             "meets $\\infty \\times 0$: this route fails in floating point, the simplified one does not."
         )
     return Stage("The Jacobian route", tuple(notes), tuple(items))
+
+
+def _with_respect_to(item: Item, wrt: str) -> Item:
+    """A Jacobian's matrix or row named with respect to ``wrt`` (b where a temperature divides z)."""
+    if isinstance(item, Matrix):
+        return Matrix(item.name.replace("\\mathbf{z}", wrt), item.rows, item.indices)
+    if isinstance(item, Equation):
+        return Equation(item.symbolic.replace("\\mathbf{z}", wrt), item.substituted, item.values)
+    return item
 
 
 def _jacobian_itself(

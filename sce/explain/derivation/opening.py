@@ -106,8 +106,10 @@ def _language_model_notes(options: LossOptions) -> list[str]:
 
 def softmax_stage(result: SoftmaxCrossEntropyResult) -> Stage:
     tempered = result.options.temperature != 1.0
+    what = "logits" if result.options.softcap is None else "capped logits"
     notes = [
-        "Softmax turns the logits into probabilities: $s_i = \\frac{e^{z_i}}{\\sum_j e^{z_j}}$.",
+        f"Softmax turns the {what} into probabilities: "
+        f"$s_i = \\frac{{e^{{{_power(result, 'i')}}}}}{{\\sum_j e^{{{_power(result, 'j')}}}}}$.",
         "It is computed with the largest logit $M$ subtracted first: the shift cancels in the ratio "
         "(multiply the top and the bottom by $e^{M}$), so it changes nothing, and it keeps every "
         "exponent at or below 0, so nothing overflows even for logits of 1000.",

@@ -7,9 +7,18 @@ Each option is derived where it acts: the cap on the logits before the softmax
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from sce.explain.derivation.stages import Equation, Item, Stage, important_classes, per_class, plain
+from sce.explain.derivation.stages import (
+    Equation,
+    Item,
+    Stage,
+    important_classes,
+    per_class,
+    plain,
+)
 from sce.loss import SoftmaxCrossEntropyResult
 
 LSE = "\\operatorname{lse}"
@@ -113,9 +122,29 @@ def z_loss_stage(result: SoftmaxCrossEntropyResult) -> Stage:
 
 
 def cross_entropy_part(result: SoftmaxCrossEntropyResult) -> float:
-    """The row's loss without its z-loss term."""
+    """The row's loss without its z-loss term: -Σ w_i y_i log s_i from the log-softmax (the loss
+    less the z-loss term would cancel the digits of a tiny cross-entropy beside a large z-loss)."""
+    if result.z_losses is None:
+        return float(result.losses[0])
+    weighted = (result.class_weights * result.target[0]).astype(np.float64)
+    log_s = result.log_probabilities[0].astype(np.float64)
+    carried = weighted != 0  # 0·log 0 = 0, even where log s_i is -inf
+    return 0.0 - math.fsum((weighted[carried] * log_s[carried]).tolist())  # 0.0 -: never -0
+
+
+def total_with_z_loss(
+    result: SoftmaxCrossEntropyResult, cross_entropy: float, symbol: str = "L_{\\mathrm{CE}}"
+) -> Equation:
+    """L = L_CE + λ·lse², each divided by its denominator under the mean (``symbol`` names L_CE)."""
     z_term = float(result.z_losses[0]) if result.z_losses is not None else 0.0
-    return float(result.losses[0]) - z_term
+    values = {"ce": cross_entropy, "zl": z_term, "L": result.reported_loss()}
+    if result.options.reduction != "mean":
+        return Equation(f"L = {symbol} + \\lambda \\, {LSE}^2", "⟨ce⟩ + ⟨zl⟩ = ⟨L⟩", values)
+    return Equation(
+        f"L = \\frac{{{symbol}}}{{D}} + \\frac{{\\lambda \\, {LSE}^2}}{{D_z}}",
+        "\\frac{⟨ce⟩}{⟨D⟩} + \\frac{⟨zl⟩}{⟨Dz⟩} = ⟨L⟩",
+        {**values, "D": float(result.denominator), "Dz": float(result.z_loss_denominator)},
+    )
 
 
 def combined_gradient(result: SoftmaxCrossEntropyResult, k: int) -> Equation:
@@ -163,3 +192,110 @@ def combined_gradient_notes(result: SoftmaxCrossEntropyResult) -> list[str]:
     else:
         notes.append("Without the mean, $D = D_z = 1$.")
     return notes
+
+
+def one_hot_gradient_formula(result: SoftmaxCrossEntropyResult) -> str:
+    """∂L/∂z for a one-hot target, in LaTeX, with only the factors and terms the options add."""
+    options = result.options
+    inner = "\\mathbf{s} - \\mathbf{y}"
+    if options.weight is not None:
+        inner = f"{_weight_symbol(result)} \\left({inner}\\right)"
+    if options.z_loss:
+        inner += f" + 2 \\lambda \\, {LSE} \\, \\mathbf{{s}}"
+    if options.temperature == 1.0 and options.softcap is None:
+        return inner
+    formula = f"\\left({inner}\\right)"
+    if options.temperature != 1.0:
+        formula = f"\\frac{{1}}{{T}} {formula}"
+    if options.softcap is not None:
+        formula = f"\\left(1 - \\tanh^2(\\mathbf{{z}} / C)\\right) \\odot {formula}"
+    return formula
+
+
+def back_to_logits_stage(result: SoftmaxCrossEntropyResult, input_gradient: np.ndarray) -> Stage:
+    """The one-hot route's last step: from ∂L_CE/∂b = s − y to ∂L/∂z, one factor per option."""
+    options = result.options
+    notes = []
+    letter = "z" if options.temperature == 1.0 and options.softcap is None else "b"
+    if options.weight is not None:
+        notes.append(
+            "The class weight of the label multiplies $s_i - y_i$"
+            + (f", over the mean's $D = {plain(result.denominator)}$." if options.reduction == "mean" else ".")
+        )
+        if result.denominator == 0:
+            notes.append(
+                "The label's weight is 0, so the mean divides by $D = 0$: the loss is $0/0$, NaN (as in PyTorch), "
+                "and the cross-entropy's part of the gradient is taken as 0, the factor $\\frac{1}{D}$ as 0."
+            )
+    if options.z_loss:
+        notes.append(
+            f"The z-loss adds $2 \\lambda \\, {LSE} \\, s_i$ (found above) to $s_i - y_i$: "
+            f"$\\frac{{\\partial {LSE}}}{{\\partial {letter}_i}} = s_i$."
+        )
+    if options.temperature != 1.0:
+        divided = "\\mathbf{a}" if options.softcap is not None else "\\mathbf{z}"
+        notes.append(f"Through $\\mathbf{{b}} = {divided} / T$ the chain rule adds the factor $\\frac{{1}}{{T}}$.")
+    if options.softcap is not None:
+        notes.append(
+            "Through the cap $a_i = C \\tanh(z_i / C)$ the chain rule adds the factor $1 - \\tanh^2(z_i / C)$ "
+            "found above, one per class."
+        )
+    lse = float(result.log_sum_exp[0]) if result.log_sum_exp is not None else 0.0
+
+    def entry(k: int) -> Equation:
+        symbolic, substituted = _factors(result, k)
+        values = {
+            "gb": float(input_gradient[k]),
+            "lam": float(options.z_loss),
+            "lse": lse,
+            "s": float(result.probabilities[0, k]),
+            "T": float(options.temperature),
+            "d": float(result.cap_derivative[0, k]),
+            "w": float(result.class_weights[int(result.labels[0])]) if result.labels is not None else 1.0,
+            "D": float(result.denominator),
+            "g": float(result.gradient[0, k]),
+        }
+        used = {name: value for name, value in values.items() if f"⟨{name}⟩" in substituted}
+        return Equation(symbolic, substituted, used)
+
+    items = per_class(result.num_classes, important_classes(result), entry)
+    return Stage("Back to the logits", tuple(notes), tuple(items))
+
+
+def _weight_symbol(result: SoftmaxCrossEntropyResult) -> str:
+    """w_c, over D under the mean (D = w_c for one row: the weight cancels, as PyTorch's mean does)."""
+    c = int(result.labels[0]) if result.labels is not None else 0
+    return f"\\frac{{w_{{{c}}}}}{{D}}" if result.options.reduction == "mean" else f"w_{{{c}}}"
+
+
+def _weighted(result: SoftmaxCrossEntropyResult, k: int) -> tuple[str, str]:
+    """(symbolic, substituted) of the cross-entropy's part of ∂L/∂b_k: s_k - y_k, times w_c (over D)."""
+    symbolic, substituted = f"s_{{{k}}} - y_{{{k}}}", "⟨gb⟩"
+    if result.options.weight is None:
+        return symbolic, substituted
+    if result.options.reduction == "mean" and result.denominator == 0:
+        # The label's weight is 0: the mean's factor 1/D is taken as 0, as in the core.
+        return f"{_weight_symbol(result)} \\left({symbolic}\\right)", "0"
+    weight = "\\frac{⟨w⟩}{⟨D⟩}" if result.options.reduction == "mean" else "⟨w⟩"
+    return f"{_weight_symbol(result)} \\left({symbolic}\\right)", f"{weight} \\times {substituted}"
+
+
+def _factors(result: SoftmaxCrossEntropyResult, k: int) -> tuple[str, str]:
+    """(symbolic, substituted) of ∂L/∂z_k for the one-hot route with the options given."""
+    options = result.options
+    symbolic, substituted = _weighted(result, k)
+    if options.z_loss:
+        symbolic += f" + 2 \\lambda \\, {LSE} \\, s_{{{k}}}"
+        substituted += " + 2 \\times ⟨lam⟩ \\times ⟨lse⟩ \\times ⟨s⟩"
+    if options.temperature != 1.0:
+        symbolic, substituted = f"\\frac{{{symbolic}}}{{T}}", f"\\frac{{{substituted}}}{{⟨T⟩}}"
+    elif options.softcap is not None and options.z_loss:
+        symbolic, substituted = f"\\left({symbolic}\\right)", f"\\left({substituted}\\right)"
+    if options.softcap is not None:
+        if options.temperature == 1.0 and not options.z_loss:
+            symbolic = f"\\left({symbolic}\\right)"
+        symbolic = f"\\left(1 - \\tanh^2(z_{{{k}}} / C)\\right) {symbolic}"
+        substituted = f"⟨d⟩ \\times {substituted}"
+    if substituted == "0":  # nothing else to add or multiply: the value itself
+        return f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = {symbolic}", "⟨g⟩"
+    return f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = {symbolic}", f"{substituted} = ⟨g⟩"

@@ -8,13 +8,13 @@ write them its own way (rounded for people, full precision in JSON).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from sce.loss import SoftmaxCrossEntropyResult
-from sce.number_text import display
 
 #: Up to this many classes every class gets its own line; beyond, the middle is elided.
 MAX_LISTED_CLASSES = 10
@@ -22,6 +22,8 @@ MAX_LISTED_CLASSES = 10
 MAX_MATRIX_CLASSES = 6
 #: exp() of a float64 overflows beyond this.
 EXP_LIMIT = 709.0
+#: A substitution whose last part is one number, the result: ``formula = ⟨name⟩``.
+RESULT = re.compile(r"(?P<formula>.*) = ⟨(?P<result>\w+)⟩")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,52 @@ class Equation:
     symbolic: str = ""
     substituted: str = ""
     values: dict[str, float] = field(default_factory=dict)
+    #: Significant digits of the operands (the numbers left of the last ``=``), where
+    #: more than those asked for are needed for the line to check by hand.
+    operand_digits: int | None = None
+    #: No number of digits up to 17 makes the line check: it is written with ≈.
+    approximate: bool = False
+
+    def written(self, write: Callable[[float, int], str], digits: int) -> str:
+        """The substitution with its numbers written by ``write(value, digits)``: the result
+        with ``digits``, its operands with :attr:`operand_digits`, ``\\approx`` where approximate."""
+        match = RESULT.fullmatch(self.substituted)
+        if match is None:
+            return _signed_fill(self.substituted, self.values, lambda value: write(value, digits))
+        operand_digits = self.operand_digits or digits
+        formula = _signed_fill(
+            match.group("formula"),
+            self.values,
+            lambda value: exact_short(value, operand_digits) or write(value, operand_digits),
+        )
+        sign = " \\approx " if self.approximate else " = "
+        return formula + sign + write(self.values[match.group("result")], digits)
+
+
+def exact_short(value: float, digits: int) -> str | None:
+    """An operand's own shortest text where it has at most ``digits`` significant digits and
+    no exponent (λ = 0.5, T = 0.7, y = 0.1): exact, and easier to read than 0.50000; else None."""
+    text = repr(float(value))
+    if not text[-1].isdigit() or "e" in text:  # inf, nan, 1e-05
+        return None
+    significant = text.lstrip("-").replace(".", "").strip("0")
+    return text.removesuffix(".0") if len(significant) <= digits else None
+
+
+_PLACEHOLDER = re.compile(r"⟨(\w+)⟩")
+_OPERATOR_BEFORE = re.compile(r"(?:[-+]|\\times|\\cdot)\s*$")
+
+
+def _signed_fill(template: str, values: dict[str, float], write: Callable[[float], str]) -> str:
+    """:func:`fill`, with a negative number after an operator in parentheses: ``a - (-1)``, never ``a - -1``."""
+
+    def number(match: re.Match[str]) -> str:
+        text = write(values[match.group(1)])
+        if text.startswith("-") and _OPERATOR_BEFORE.search(template, 0, match.start()):
+            return f"\\left({text}\\right)"
+        return text
+
+    return _PLACEHOLDER.sub(number, template)
 
 
 @dataclass(frozen=True)
@@ -133,28 +181,6 @@ def reduced_note(result: SoftmaxCrossEntropyResult) -> tuple[str, Equation] | No
     )
 
 
-def rounding_note(
-    exact_input: float,
-    exact_output: float,
-    digits: int,
-    function: Callable[[float], float],
-    symbol: str,
-    formula: Callable[[str], str],
-) -> list[str]:
-    """Say so where rounding the input first would change the shown output
-    (as the second post's -log(0.245) = 1.406 for 1.4076); ``formula`` writes
-    the LaTeX of ``function`` applied to a number's text."""
-    rounded = float(display(exact_input, digits))
-    from_rounded = float(function(rounded))
-    if display(from_rounded, digits) == display(exact_output, digits):
-        return []
-    return [
-        f"Rounding first would mislead: ${formula(display(rounded, digits))} = "
-        f"{display(from_rounded, digits)}$, but the exact ${symbol} = {repr(float(exact_input))}$ "
-        f"gives ${display(exact_output, digits)}$, the value shown."
-    ]
-
-
 def rounding_of_sum(gradient: np.ndarray) -> list[str]:
     if not np.isfinite(gradient).all():
         return [
@@ -208,7 +234,15 @@ def rounds_to_one(result: SoftmaxCrossEntropyResult, k: int, row: int = 0) -> bo
     return others > 0 and not math.isclose(-math.log(s_k), math.log1p(others), rel_tol=1e-12)
 
 
-OTHERS_SUM = "\\sum_{j \\neq c} e^{z_j - M}"
+def softmax_input(result: SoftmaxCrossEntropyResult) -> str:
+    """The letter of the softmax's input: z, or b where a temperature or a cap stands between it and the logits."""
+    options = result.options
+    return "z" if options.temperature == 1.0 and options.softcap is None else "b"
+
+
+def others_sum(result: SoftmaxCrossEntropyResult) -> str:
+    """S in LaTeX: the other classes' shifted exponentials, (z_j − M)/T or a_j where the options say."""
+    return f"\\sum_{{j \\neq c}} e^{{{exponent(result, 'j')}}}"
 CONFIDENT_NOTE = (
     "Here $s_c$ is so close to 1 that it rounds to 1 in float64, and $-\\log s_c$ or $s_c - 1$ "
     "formed from it would be 0. With $S = {others}$ (the other classes' shifted exponentials), "

@@ -6,8 +6,12 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 from sce.errors import DataProblem, OptionDataProblem, OptionProblem, UsageProblem, option
+
+#: How `sce batch` names the gradient column of logit column X, which `sce check --csv` pairs by.
+GRADIENT_PREFIX = "grad_"
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,9 @@ class ColumnPlan:
     targets: tuple[str, ...] | None
     logits_by_default: bool = False
     grads: tuple[str, ...] | None = None
-    """Given gradient columns, for `sce check --csv`."""
+    """Given gradient columns to grade, for `sce check --csv`."""
+    grad_classes: tuple[int, ...] | None = None
+    """The class (the position in ``logits``) whose gradient each of ``grads`` holds."""
     loss: str | None = None
     """A given loss column, for `sce check --csv`."""
 
@@ -61,15 +67,23 @@ def plan_columns(
     grads = None if grad_cols is None else _select(grad_cols, names, "grad_cols")
     if loss_col is not None and loss_col not in names:
         raise OptionDataProblem("loss_col", f"there is no column {loss_col!r}; the columns are {listing}")
-    taken = {label} | set(targets or ()) | set(grads or ()) | {loss_col}
-    known = set(names)
-    if logit_cols is None and grads and all(name.startswith("grad_") and name[5:] in known for name in grads):
-        # Checking sce batch's output: grad_z0 is the gradient of column z0.
-        logit_cols = ",".join(name[5:] for name in grads)
-    logits = _logit_columns(names, logit_cols, taken, listing)
-    _check_counts(logits, targets, grads)
+    roles = _roles(label, label_col is None, targets, grads, loss_col)
+    logits = None
+    if logit_cols is None and (grads is not None or loss_col is not None):
+        logits = _logits_named_by_gradients(names, roles)
+    if logits is None:
+        logits = _logit_columns(names, logit_cols, roles, listing)
+    _check_counts(logits, targets)
+    classes = None if grads is None else _gradient_classes(grads, grad_cols or "", logits, names, logit_cols is None)
     plan = ColumnPlan(
-        tuple(names), logits, label, targets, logits_by_default=logit_cols is None, grads=grads, loss=loss_col
+        tuple(names),
+        logits,
+        label,
+        targets,
+        logits_by_default=logit_cols is None,
+        grads=grads,
+        grad_classes=classes,
+        loss=loss_col,
     )
     clash = set(plan.output_names) & set(names)
     if clash and grads is None and loss_col is None:
@@ -124,29 +138,149 @@ def _label_or_targets(
     return label, None
 
 
-def _logit_columns(names: list[str], logit_cols: str | None, taken: set[str | None], listing: str) -> tuple[str, ...]:
+class _Role(NamedTuple):
+    words: str
+    """What the column is, in words: "the label column"."""
+    from_file: bool
+    """Chosen by the file's own names (the column called label), not by an option."""
+
+
+def _roles(
+    label: str | None,
+    label_by_default: bool,
+    targets: tuple[str, ...] | None,
+    grads: tuple[str, ...] | None,
+    loss: str | None,
+) -> dict[str, _Role]:
+    """The columns that are something other than a logit, with what they are; one thing each."""
+    roles: dict[str, _Role] = {}
+    if label is not None:
+        roles[label] = _Role("the label column", label_by_default)
+    for name in targets or ():
+        roles[name] = _Role("a target column", False)
+    for field, names, role in (
+        ("grad_cols", grads or (), _Role("a gradient column being graded", False)),
+        ("loss_col", (loss,) if loss is not None else (), _Role("the loss column", False)),
+    ):
+        for name in names:
+            if name in roles:
+                kind = OptionDataProblem if roles[name].from_file else OptionProblem
+                raise kind(field, f"column {name!r} is already {roles[name].words}; a column is one thing only")
+            roles[name] = role
+    return roles
+
+
+def _logit_columns(names: list[str], logit_cols: str | None, roles: dict[str, _Role], listing: str) -> tuple[str, ...]:
     if logit_cols is not None:
         logits = _select(logit_cols, names, "logit_cols")
-        overlap = set(logits) & taken
-        if overlap:
-            raise OptionProblem("logit_cols", f"column {sorted(overlap)[0]!r} is also the label or a target column")
+        taken = next((name for name in logits if name in roles), None)
+        if taken is not None:
+            role = roles[taken]
+            # A clash with the column the file calls label is the file's, as a column it lacks is.
+            kind = OptionDataProblem if role.from_file else OptionProblem
+            fix = f"name the label column with {option('label_col')}, or " if role.from_file else ""
+            raise kind("logit_cols", f"column {taken!r} is {role.words}; {fix}leave it out of {option('logit_cols')}")
         return logits
-    logits = tuple(name for name in names if name not in taken)
+    logits = tuple(name for name in names if name not in roles)
     if not logits:
         raise DataProblem(f"no logit columns: the only columns are {listing}")
     return logits
 
 
-def _check_counts(logits: tuple[str, ...], targets: tuple[str, ...] | None, grads: tuple[str, ...] | None) -> None:
+def _logits_named_by_gradients(names: list[str], roles: dict[str, _Role]) -> tuple[str, ...] | None:
+    """The logit columns of a file that `sce batch` wrote, or that is written as it writes:
+    every column X that has a column grad_X, in the file's order. None where no column has one.
+
+    Every other column must be the label, a target, the loss or an output of `sce batch`
+    (p_X, grad_X): a column without its gradient column may be a logit whose gradient was
+    left out, and leaving a logit out of the softmax would fail a right answer."""
+    known = set(names)
+    logits = tuple(name for name in names if GRADIENT_PREFIX + name in known and name not in roles)
+    if not logits:
+        return None
+    accounted = {*logits, "loss", *(f"{prefix}{name}" for name in logits for prefix in ("p_", GRADIENT_PREFIX))}
+    stray = next((name for name in names if name not in roles and name not in accounted), None)
+    if stray is None:
+        return logits
+    fix = f"{option('logit_cols')} (every logit column joins the softmax, graded or not; "
+    if stray.startswith(GRADIENT_PREFIX):
+        raise DataProblem(
+            f"column {stray!r} is the gradient of no column (there is no column {stray[len(GRADIENT_PREFIX) :]!r}); "
+            f"name the logit columns with {fix}those with a gradient column are {_listing(logits)})"
+        )
+    raise DataProblem(
+        f"column {stray!r} has no gradient column {GRADIENT_PREFIX + stray}: say whether it is a logit with "
+        f"{fix}those with a gradient column are {_listing(logits)})"
+    )
+
+
+def _gradient_classes(
+    grads: tuple[str, ...], grad_cols: str, logits: tuple[str, ...], names: list[str], logits_by_default: bool
+) -> tuple[int, ...]:
+    """The class of each gradient column: grad_X is the gradient of logit column X. Columns named
+    otherwise are paired in order with --logit-cols, both lists written out (a pattern would pair
+    them by the file's order of columns)."""
+    class_of = {name: k for k, name in enumerate(logits)}
+    known = set(names)
+    by_name, by_order = [], []
+    for column in grads:
+        of = column[len(GRADIENT_PREFIX) :] if column.startswith(GRADIENT_PREFIX) else None
+        if of in class_of:
+            by_name.append(column)
+        elif of in known:
+            raise OptionProblem(
+                "logit_cols",
+                f"column {of!r} is left out, but its gradient column {column!r} is graded; add it "
+                "(every logit column joins the softmax, graded or not)",
+            )
+        else:
+            by_order.append(column)
+    if not by_order:
+        return tuple(class_of[column[len(GRADIENT_PREFIX) :]] for column in grads)
+    _check_pairing_in_order(by_order[0], by_name, grad_cols, len(grads), len(logits), logits_by_default)
+    return tuple(range(len(logits)))
+
+
+def _check_pairing_in_order(
+    column: str, by_name: list[str], grad_cols: str, count: int, classes: int, logits_by_default: bool
+) -> None:
+    if column.startswith(GRADIENT_PREFIX):
+        of = column[len(GRADIENT_PREFIX) :]
+        named = f"column {column!r} is the gradient of no column (there is no column {of!r})"
+    else:
+        named = f"column {column!r} is not named {GRADIENT_PREFIX}<logit column>"
+    if by_name:
+        raise OptionProblem(
+            "grad_cols",
+            f"{named}, but {by_name[0]!r} is; name every gradient column {GRADIENT_PREFIX}<logit column>, "
+            "or none of them",
+        )
+    if logits_by_default:
+        raise OptionProblem(
+            "grad_cols",
+            f"{named}; name the logit columns with {option('logit_cols')} too, and the gradient columns "
+            "are paired with them in the order both are written",
+        )
+    if any(_is_pattern(item) for item in grad_cols.split(",")):
+        raise OptionProblem(
+            "grad_cols",
+            f"{named}, and a pattern would pair the gradient columns with the logits by the file's order; "
+            f"write them out one by one, in the order of {option('logit_cols')}",
+        )
+    if count != classes:
+        raise OptionProblem(
+            "grad_cols",
+            f"{count} gradient {'column' if count == 1 else 'columns'} for {classes} logit columns: "
+            f"columns not named {GRADIENT_PREFIX}<logit column> are paired with {option('logit_cols')} in order, "
+            "so give one per logit column",
+        )
+
+
+def _check_counts(logits: tuple[str, ...], targets: tuple[str, ...] | None) -> None:
     if targets is not None and len(targets) != len(logits):
         raise OptionProblem(
             "target_cols",
             f"{len(targets)} target columns for {len(logits)} logit columns; give one target column per logit column",
-        )
-    if grads is not None and len(grads) != len(logits):
-        raise OptionProblem(
-            "grad_cols",
-            f"{len(grads)} gradient columns for {len(logits)} logit columns; give one gradient column per logit column",
         )
 
 
@@ -155,15 +289,18 @@ def _listing(names: list[str] | tuple[str, ...]) -> str:
     return shown + (f", … ({len(names)} in all)" if len(names) > 20 else "")
 
 
+def _is_pattern(item: str) -> bool:
+    return any(ch in item for ch in "*?[")
+
+
 def _select(pattern: str, names: list[str], option: str) -> tuple[str, ...]:
     # Sets beside the lists: a glob over 100,000 columns must not search a list for each.
     known = set(names)
-    chosen: list[str] = []
-    seen: set[str] = set()
+    chosen: dict[str, str] = {}  # each column chosen, with the item of the list that chose it
     for item in (part.strip() for part in pattern.split(",")):
         if not item:
             continue
-        if any(ch in item for ch in "*?["):
+        if _is_pattern(item):
             matches = [name for name in names if fnmatch.fnmatchcase(name, item)]
             if not matches:
                 raise OptionDataProblem(option, f"{item!r} matches no column; the columns are {_listing(names)}")
@@ -172,9 +309,11 @@ def _select(pattern: str, names: list[str], option: str) -> tuple[str, ...]:
         else:
             raise OptionDataProblem(option, f"there is no column {item!r}; the columns are {_listing(names)}")
         for name in matches:
-            if name not in seen:
-                seen.add(name)
-                chosen.append(name)
+            if name in chosen:
+                # Twice in one list would make a class of it twice, or grade one answer twice.
+                by = "" if chosen[name] == item else f" (by {chosen[name]!r} and by {item!r})"
+                raise OptionProblem(option, f"column {name!r} is named twice{by}; name each column once")
+            chosen[name] = item
     if not chosen:
         raise OptionProblem(option, "no columns named")
     return tuple(chosen)

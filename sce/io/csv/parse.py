@@ -51,9 +51,12 @@ def parse_block(block: Block, plan: ColumnPlan, delimiter: str) -> ParsedBlock:
         )
     except pl.exceptions.PolarsError:
         raise structure_problem(block, plan, delimiter) from None
-    empty = frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
-    if empty.any():
-        frame = frame.filter(~blank_lines(block, delimiter, empty))
+    # A row can be all empty only where every column has an empty cell: counted natively, which
+    # spares a query across every column (most of a block's time at 60,000 columns).
+    if frame.width and min(frame.null_count().row(0)) > 0:
+        empty = frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
+        if empty.any():
+            frame = frame.filter(~blank_lines(block, delimiter, empty))
     logits = read_numbers(frame, plan.logits, block, plan, delimiter)
     targets = None if plan.targets is None else read_numbers(frame, plan.targets, block, plan, delimiter)
     labels = None if plan.label is None else read_labels(frame, plan.label, block, plan, delimiter)
@@ -74,13 +77,17 @@ def read_numbers(
     frame: pl.DataFrame, columns: tuple[str, ...], block: Block, plan: ColumnPlan, delimiter: str
 ) -> np.ndarray:
     values = frame.select(pl.col(columns).cast(pl.Float64, strict=False))
-    if values.null_count().sum_horizontal().item():
+    # The columns with a cell polars could not read, counted natively in one pass: a query per
+    # column, or across them all, adds up to seconds over 100,000 columns.
+    nulls = values.null_count().row(0)
+    if any(nulls):
         # Spaces around the numbers ("1, 2, 3") are common: polars strips them fast.
         values = frame.select(pl.col(columns).str.strip_chars().cast(pl.Float64, strict=False))
+        nulls = values.null_count().row(0)
     array = values.to_numpy().astype(np.float64, copy=False).reshape(frame.height, len(columns))
     for k, name in enumerate(columns):
-        rejected = values.get_column(name).is_null()
-        if rejected.any():
+        if nulls[k]:
+            rejected = values.get_column(name).is_null()
             array[:, k] = read_rejected(frame, array[:, k], rejected, name, block, plan, delimiter)
     overflow = overflowed_cell(array, lambda row, k: frame[row, columns[k]])
     if overflow is not None:
