@@ -147,9 +147,7 @@ def check(
     if summary_json is not None and csv_input is None:
         raise UsageProblem(f"{SUMMARY_JSON.name} goes with --csv INPUT (and with sce batch)")
     if arrays is not None or logits_path is not None:
-        refuse_typed_inputs(logits, csv_input, label, target)
-        if tol is not None:
-            raise UsageProblem("--tol: arrays are graded in ulps of their type against a baseline; leave out --tol")
+        refuse_typed_inputs(logits, csv_input, label, target, tol)
         check_arrays(
             arrays=arrays,
             paths={"logits": logits_path, "labels": labels_path, "targets": targets_path, "grad": grad, "loss": loss},

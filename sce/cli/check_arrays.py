@@ -32,11 +32,15 @@ if TYPE_CHECKING:
 ARRAY_ROLES = ("logits", "labels", "targets", "grad", "loss")
 
 
-def refuse_typed_inputs(logits: list[str] | None, csv_input: str | None, label: str | None, target: str | None) -> None:
+def refuse_typed_inputs(
+    logits: list[str] | None, csv_input: str | None, label: str | None, target: str | None, tol: float | None = None
+) -> None:
     if logits or csv_input is not None or label is not None or target is not None:
         raise UsageProblem(
             "give the arrays (--arrays or --logits FILE) alone, without LOGITS, --csv, --label or --target"
         )
+    if tol is not None:
+        raise UsageProblem("--tol: arrays are graded in ulps of their type against a baseline; leave out --tol")
 
 
 def refuse_array_options(
