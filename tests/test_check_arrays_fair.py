@@ -508,3 +508,23 @@ def test_the_json_verdict_carries_the_sum_order_and_the_hint(sce, tmp_path):
         ).stdout
     )
     assert again["sum_order"] == "sequential" and again["correct"] is True and again["hints"] == []
+
+
+def test_pytorch_own_gradient_with_denormals_flushed_passes():
+    torch = pytest.importorskip("torch")
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    try:
+        torch.manual_seed(5)
+        z = (torch.randn(16, 200) * 30).requires_grad_(True)
+        y = torch.randint(0, 200, (16,))
+        loss = torch.nn.functional.cross_entropy(z, y)
+        loss.backward()
+    finally:
+        torch.set_flush_denormal(False)
+    grad = z.grad.numpy()
+    exact, _ = reference(z.detach().numpy(), y.numpy())
+    flushed = (grad == 0) & (exact != 0) & (np.abs(exact) < 2.0**-126)
+    assert flushed.sum() > 10  # the kernel did flush
+    check = _grade(z.detach().numpy(), y.numpy(), grad, loss.detach().numpy(), _options())
+    assert check.correct, [(q.name, q.max_ulps, q.allowed_ulps) for q in check.quantities]
