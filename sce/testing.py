@@ -23,6 +23,7 @@ import numpy as np
 from sce.grading.implementations.configuration import check_implementation, loss_options
 from sce.grading.implementations.loading import UnusableImplementation
 from sce.grading.implementations.report import CaseResult, ImplementationReport, Mistake
+from sce.grading.verdicts import Verdict
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
@@ -36,25 +37,32 @@ __all__ = [
     "ImplementationReport",
     "CaseResult",
     "Mistake",
+    "Verdict",
     "UnusableImplementation",
 ]
 
 
-def assert_implementation_correct(fn: Callable[..., Any] | str, **options: Any) -> ImplementationReport:
+def assert_implementation_correct(
+    fn: Callable[..., Any] | str, *, strict: bool = False, **options: Any
+) -> ImplementationReport:
     """Like :func:`check_implementation`, but raise AssertionError with the report as
-    text unless every case passes (or the function cannot be used).
+    text unless the verdict is "correct" or "not_robust" (or the function cannot be used).
 
     Parameters
     ----------
     fn : callable or str
         As for :func:`check_implementation`.
+    strict : bool, default False
+        Raise for "not_robust" too: a function that fails only on logits of extreme range
+        (overflow, −log 0, underflow).
     **options
         Its keywords (convention, returns, reduction, the loss's options, …).
 
     Returns
     -------
     ImplementationReport
-        The report, when every case passes.
+        The report, when it passes; ``report.verdict.value`` is "correct" or "not_robust",
+        the strings of ``sce test --format json``.
 
     Raises
     ------
@@ -75,7 +83,7 @@ def assert_implementation_correct(fn: Callable[..., Any] | str, **options: Any) 
         report = check_implementation(fn, **options)
     except UnusableImplementation as problem:
         raise AssertionError(f"sce test: {problem}") from None
-    if not report.passed:
+    if not report.passed or (strict and report.verdict is not Verdict.correct):
         from sce.render.implementation_report import report_text
 
         raise AssertionError("\n" + report_text(report))

@@ -334,6 +334,20 @@ FRAMEWORK = Declared(
 )
 SEED = Declared("seed", ("--seed",), "Varies the random cases.", FUNCTION_PANEL)
 TIMEOUT = Declared("timeout", ("--timeout",), "Seconds each case may take.", FUNCTION_PANEL)
+SHOW_OUTPUT = Declared(
+    "show_output",
+    ("--show-output",),
+    "Show what the function printed in every case (a failing case's output is always shown).",
+    FUNCTION_PANEL,
+    show_default=False,
+)
+STRICT = Declared(
+    "strict",
+    ("--strict",),
+    "Exit 1 for a function that is correct but not robust (it fails only on logits of extreme range).",
+    FUNCTION_PANEL,
+    show_default=False,
+)
 
 #: Every record, in one place: the table of flags is made from it, and a test checks
 #: that each appears in its commands' --help, in its panel.
@@ -342,7 +356,7 @@ DECLARED: tuple[Declared, ...] = (
     INPUT, OUTPUT, SUMMARY_JSON, LABEL_COL, LOGIT_COLS, TARGET_COLS, NO_HEADER, DELIMITER, ENCODING, CSV_INPUT,
     GRAD_COLS, LOSS_COL,
     ARRAYS, LOGITS_PATH, LABELS_PATH, TARGETS_PATH, KEY_LOGITS, KEY_LABELS, KEY_TARGETS, KEY_GRAD, KEY_LOSS,
-    CLAIMED_DTYPE, SUM_ORDER, CONVENTION, RETURNS, FRAMEWORK, SEED, TIMEOUT,
+    CLAIMED_DTYPE, SUM_ORDER, CONVENTION, RETURNS, FRAMEWORK, SEED, TIMEOUT, STRICT, SHOW_OUTPUT,
 )
 
 

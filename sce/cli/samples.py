@@ -31,6 +31,7 @@ SAMPLES = {
     "dump_float32_padding_mean.npz": "a float32 dump whose mean counts the ignored rows: sce check --arrays",
     "dump_float32_as_float64.npz": "a float32 gradient saved as float64: sce check --arrays names the fix",
     "implementation_batch.py": "f(logits, labels) -> (loss, grad): sce test",
+    "implementation_textbook.py": "the textbook solution, −log p: sce test says correct, not robust",
     "implementation_row.py": "f(z, label) -> (loss, grad), one row: sce test --convention row",
     "implementation_targets.py": "f(logits, targets): sce test --targets",
     "implementation_grad_only.py": "returns the gradient alone: sce test --returns grad",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,23 @@ def _language_model_terms(result: SoftmaxCrossEntropyResult, row: int, dtype: An
 
 def dumps(document: Any) -> str:
     return json.dumps(document, ensure_ascii=False, indent=2)
+
+
+def dumps_escaped(document: Any) -> str:
+    """:func:`dumps`, with every control or format character (an escape sequence's ESC, a bidirectional
+    override) written as ``\\uNNNN``: a document holding a learner's output is safe to show in a terminal,
+    and reads back as the same strings."""
+    text = dumps(document)
+    return "".join(_json_escape(character) if _unsafe(character) else character for character in text)
+
+
+def _unsafe(character: str) -> bool:
+    return character != "\n" and unicodedata.category(character) in ("Cc", "Cf", "Cs", "Zl", "Zp")
+
+
+def _json_escape(character: str) -> str:
+    encoded = character.encode("utf-16-be", errors="surrogatepass")
+    return "".join(f"\\u{int.from_bytes(encoded[i : i + 2], 'big'):04x}" for i in range(0, len(encoded), 2))
 
 
 def steps_json_document(result: SoftmaxCrossEntropyResult, stages: list[Stage]) -> dict[str, Any]:

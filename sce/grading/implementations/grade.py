@@ -12,6 +12,7 @@ from sce.errors import option
 from sce.grading import catalogue
 from sce.grading.implementations import mistaken_variants
 from sce.grading.implementations.cases import Case
+from sce.grading.implementations.evidence import CaseEvidence, Judged, agreement, case_evidence
 from sce.grading.implementations.loading import UnusableImplementation
 from sce.grading.implementations.mistaken_variants import Exact
 from sce.grading.implementations.report import CaseResult, Configuration, Mistake
@@ -233,14 +234,22 @@ def grade_case(case: Case, outcome: CaseOutcome, configuration: Configuration, f
     shape means the function is not the one configured: UnusableImplementation."""
     changed = _in_place_mistake(outcome)
     if outcome.error is not None:
-        return CaseResult(case.name, False, None, None, changed, outcome.error)
+        return CaseResult(case.name, False, None, None, changed, outcome.error, evidence=_inputs(case, configuration))
     try:
         arrays = quantities(outcome, case, configuration)
     except Mismatch as problem:
         if first:
             raise UnusableImplementation(f"{problem}, for {case.name}") from None
-        return CaseResult(case.name, False, None, None, changed, str(problem))
+        return CaseResult(case.name, False, None, None, changed, str(problem), evidence=_inputs(case, configuration))
     return _compare(case, arrays, exact_answer(case, configuration), changed)
+
+
+def _inputs(case: Case, configuration: Configuration) -> CaseEvidence:
+    """What a case without an answer to compare shows: its inputs and the expected answer."""
+    exact = exact_answer(case, configuration)
+    returned = {"loss,grad": ("loss", "gradient"), "grad": ("gradient",), "loss": ("loss",)}[configuration.returns]
+    expected = {"gradient": exact.gradient, "loss": exact.loss}
+    return case_evidence(case, {}, {quantity: expected[quantity] for quantity in returned})
 
 
 def _in_place_mistake(outcome: CaseOutcome) -> Mistake | None:
@@ -258,6 +267,7 @@ def _compare(case: Case, arrays: dict[str, np.ndarray], exact: Exact, changed: M
     worst_failing: str | None = None
     notes: list[str] = []
     sensitivity = input_sensitivities(exact)
+    judged: dict[str, Judged] = {}
     for quantity in ("gradient", "loss"):
         if quantity not in arrays:
             continue
@@ -268,6 +278,8 @@ def _compare(case: Case, arrays: dict[str, np.ndarray], exact: Exact, changed: M
         allowed = allowance(right, baseline, dtype, sensitivity[quantity])
         error = _error(given, right)
         ratio = np.inf if not np.isfinite(error) else error / allowed
+        expected = exact.gradient if quantity == "gradient" else exact.loss
+        judged[quantity] = Judged(arrays[quantity], expected, agreement(given, right, allowed))
         if worst is None or ratio > worst[0]:
             worst = (ratio, quantity, error, allowed)
         if ratio > 1 and worst_failing is None:  # the mistake is named from the first wrong quantity
@@ -304,6 +316,7 @@ def _compare(case: Case, arrays: dict[str, np.ndarray], exact: Exact, changed: M
         tuple(named),
         non_finite,
         case.overflow_prone or case.label_probability_underflows,
+        None if passed else case_evidence(case, judged, {q: judgement.expected for q, judgement in judged.items()}),
     )
 
 

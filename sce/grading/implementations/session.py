@@ -45,7 +45,9 @@ def grade_implementation(spec: FunctionSpec, configuration: Configuration) -> Im
                 lost.append("timed out" if outcome.timed_out else "ended the process")
             else:
                 lost = []
-            results.append(grade_case(case, outcome, configuration, first=index == 0))
+            graded = grade_case(case, outcome, configuration, first=index == 0)
+            extreme = case.overflow_prone or case.label_probability_underflows  # also where it raised
+            results.append(replace(graded, output=outcome.output, overflow_prone=extreme))
     return ImplementationReport(spec.text, framework, configuration, tuple(settle_ambiguous_mistakes(results)))
 
 
