@@ -318,9 +318,8 @@ CLAIMED_DTYPE = Declared(
     show_default=False,
 )
 SUM_ORDER = Declared(
-    "sum_order", ("--sum-order",),
-    "How the answer summed each row's exponentials: parallel (in lanes or pairs, as frameworks do) or "
-    "sequential (one running sum over the classes, as a textbook loop does).", ARRAYS_PANEL,
+    "sum_order", ("--sum-order",), "How the answer summed each row's exponentials: parallel (in lanes or pairs, as "
+    "frameworks do) or sequential (one running sum over the classes, as a textbook loop does).", ARRAYS_PANEL,
 )
 
 # sce test's configuration of the function it grades.
