@@ -43,6 +43,8 @@ from sce.cli.declarations import (
     LossColOption,
     LossOption,
     NoHeaderOption,
+    SumOrder,
+    SumOrderOption,
     TargetColsOption,
     TargetOption,
     TargetsPathOption,
@@ -124,6 +126,7 @@ def check(
     key_grad: KeyGrad = None,
     key_loss: KeyLoss = None,
     claimed_dtype: ClaimedDTypeOption = None,
+    sum_order: SumOrderOption = SumOrder.parallel,
     summary_json: CheckSummaryJsonOption = None,
     *,
     options: LossOptions,
@@ -145,21 +148,20 @@ def check(
     if summary_json is not None and csv_input is None:
         raise UsageProblem(f"{SUMMARY_JSON.name} goes with --csv INPUT (and with sce batch)")
     if arrays is not None or logits_path is not None:
-        refuse_typed_inputs(logits, csv_input, label, target)
-        if tol is not None:
-            raise UsageProblem("--tol: arrays are graded in ulps of their type against a baseline; leave out --tol")
+        refuse_typed_inputs(logits, csv_input, label, target, tol)
         check_arrays(
             arrays=arrays,
             paths={"logits": logits_path, "labels": labels_path, "targets": targets_path, "grad": grad, "loss": loss},
             keys=dict(zip(ARRAY_ROLES, (key_logits, key_labels, key_targets, key_grad, key_loss))),
             claimed=claimed_dtype,
+            sum_order=sum_order.value,
             options=options,
             reduction_given="reduction" in options_given,
             digits=digits,
             output_format=output_format,
         )
         return
-    refuse_array_options(labels_path, targets_path, claimed_dtype)
+    refuse_array_options(labels_path, targets_path, claimed_dtype, sum_order)
     if csv_input is not None:
         if logits:
             raise UsageProblem("give LOGITS or --csv INPUT, not both")

@@ -265,7 +265,9 @@ def dtype_check_document(check: DtypeCheck, flag_of: Mapping[str, str] | None = 
         "rows": check.rows,
         "classes": check.classes,
         "reduction": check.options.reduction,
+        "sum_order": check.sum_order,
         "mistakes": [worded(mistake, flag_of) for mistake in check.mistakes],
+        "hints": [worded(hint, flag_of) for hint in check.hints],
         "quantities": [
             {
                 "name": q.name,
@@ -279,6 +281,7 @@ def dtype_check_document(check: DtypeCheck, flag_of: Mapping[str, str] | None = 
                 "baseline_rms_error_ulps": ulps(q.baseline_rms_ulps),
                 "allowed_rms_ulps": ulps(q.allowed_rms_ulps),
                 "typical_beyond": q.typical_beyond,
+                "sign_flips": q.sign_flips,
                 "histogram": [
                     {
                         "ulps": row.label,

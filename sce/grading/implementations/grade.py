@@ -292,8 +292,11 @@ def _compare(case: Case, arrays: dict[str, np.ndarray], exact: Exact, changed: M
             notes.append(_describe_error(quantity, given, error, allowed, absolute))
     assert worst is not None
     ratio, quantity, error, allowed = worst
-    passed = ratio <= 1 and changed is None
-    if case.logits.dtype == np.float32:
+    narrowed = precision_thrown_away(case, arrays)
+    passed = ratio <= 1 and changed is None and narrowed is None
+    if narrowed is not None:
+        notes.insert(0, narrowed)
+    elif case.logits.dtype == np.float32:
         notes.append(_dtype_note(arrays))
     mistake = named[0] if named else changed
     if changed is not None and named:
@@ -326,6 +329,29 @@ def per_cap_factor(exact: Exact, quantity: str, values: np.ndarray) -> np.ndarra
         return values
     with np.errstate(all="ignore"):
         return np.where(factor > 0, values.astype(np.float64) / np.where(factor > 0, factor, 1.0), values)
+
+
+def precision_thrown_away(case: Case, arrays: dict[str, np.ndarray]) -> str | None:
+    """What an answer in float16 for wider logits says of itself, or None.
+
+    A float16 entry carries 11 significant bits: graded by float16's own allowances, an
+    answer for float64 logits may be a few units off per entry, and a gradient missing its 1/N
+    passes. The case asked for the logits' precision; the answer cannot hold it, so the case
+    fails, said so, and the mistake (if one fits) is still named by float16's measure.
+
+    Examples
+    --------
+    >>> from sce.grading.implementations.cases import Case
+    >>> case = Case("two rows", np.zeros((2, 3)), np.array([0, 1]))
+    >>> precision_thrown_away(case, {"gradient": np.zeros((2, 3), np.float16)})
+    'returns float16 for float64 logits: it cannot hold the precision asked for'
+    >>> precision_thrown_away(case, {"gradient": np.zeros((2, 3))}) is None
+    True
+    """
+    narrow = sorted({str(a.dtype) for a in arrays.values() if a.dtype == np.float16})
+    if not narrow or case.logits.dtype.itemsize <= 2:
+        return None
+    return f"returns {', '.join(narrow)} for {case.logits.dtype} logits: it cannot hold the precision asked for"
 
 
 def _error(given: np.ndarray, right: np.ndarray) -> float:
