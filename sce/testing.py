@@ -23,6 +23,7 @@ import numpy as np
 from sce.grading.implementations.configuration import check_implementation, loss_options
 from sce.grading.implementations.loading import UnusableImplementation
 from sce.grading.implementations.report import CaseResult, ImplementationReport, Mistake
+from sce.grading.verdicts import Verdict
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
@@ -36,25 +37,32 @@ __all__ = [
     "ImplementationReport",
     "CaseResult",
     "Mistake",
+    "Verdict",
     "UnusableImplementation",
 ]
 
 
-def assert_implementation_correct(fn: Callable[..., Any] | str, **options: Any) -> ImplementationReport:
+def assert_implementation_correct(
+    fn: Callable[..., Any] | str, *, strict: bool = False, **options: Any
+) -> ImplementationReport:
     """Like :func:`check_implementation`, but raise AssertionError with the report as
-    text unless every case passes (or the function cannot be used).
+    text unless the verdict is "correct" or "not_robust" (or the function cannot be used).
 
     Parameters
     ----------
     fn : callable or str
         As for :func:`check_implementation`.
+    strict : bool, default False
+        Raise for "not_robust" too: a function that fails only on logits of extreme range
+        (overflow, −log 0, underflow).
     **options
         Its keywords (convention, returns, reduction, the loss's options, …).
 
     Returns
     -------
     ImplementationReport
-        The report, when every case passes.
+        The report, when it passes; ``report.verdict.value`` is "correct" or "not_robust",
+        the strings of ``sce test --format json``.
 
     Raises
     ------
@@ -75,7 +83,7 @@ def assert_implementation_correct(fn: Callable[..., Any] | str, **options: Any) 
         report = check_implementation(fn, **options)
     except UnusableImplementation as problem:
         raise AssertionError(f"sce test: {problem}") from None
-    if not report.passed:
+    if not report.passed or (strict and report.verdict is not Verdict.correct):
         from sce.render.implementation_report import report_text
 
         raise AssertionError("\n" + report_text(report))
@@ -90,6 +98,7 @@ def assert_cross_entropy_close(
     *,
     dtype: str | None = None,
     class_axis: int = -1,
+    sum_order: str = "parallel",
     **options: Any,
 ) -> None:
     """Assert that ``grad`` (and ``loss``) are as accurate as their float type allows.
@@ -114,6 +123,10 @@ def assert_cross_entropy_close(
         The type the answer was computed in (default: ``grad``'s own).
     class_axis : int, default -1
         The axis of the classes.
+    sum_order : {"parallel", "sequential"}
+        How the answer summed each row's exponentials: "parallel" (in lanes or pairs, as
+        frameworks do), or "sequential" (one running sum over the classes): each row's
+        probabilities may then share one factor 1 + δ, |δ| ≤ (K − 1)·u.
     **options
         weight, label_smoothing, ignore_index, reduction (default 'mean', as PyTorch),
         temperature, softcap, z_loss, smoothing_style.
@@ -147,23 +160,29 @@ def assert_cross_entropy_close(
     ...     print(str(report).splitlines()[-1])
     verdict: not correct for float32
     """
-    from sce.errors import SceError
+    from sce.errors import SceError, worded
     from sce.grading.dump.check import check_dump
-    from sce.io.arrays.dump import FLOAT_NAMES, float_name
+    from sce.grading.dump.sequential_sums import SUM_ORDERS
+    from sce.io.arrays.dump import FLOAT_NAMES, bfloat16_dtype, float_name
 
     unknown = sorted(set(options) - set(_ASSERT_OPTIONS))
     if unknown:
         raise TypeError(f"unknown option {unknown[0]!r}; the options are {', '.join(_ASSERT_OPTIONS)}")
     if dtype is not None and dtype not in FLOAT_NAMES:
         raise ValueError(f"dtype={dtype!r}: give one of {', '.join(FLOAT_NAMES)}")
+    if sum_order not in SUM_ORDERS:
+        raise ValueError(f"sum_order={sum_order!r}: give one of {', '.join(SUM_ORDERS)}")
     options.setdefault("reduction", "mean")
     if options.get("weight") is not None:
-        options["weight"] = tuple(float(w) for w in _as_numpy(options["weight"]))
-    arrays = {name: _as_numpy(value) for name, value in (("logits", logits), ("grad", grad), ("loss", loss))}
+        options["weight"] = tuple(float(w) for w in _as_numpy(options["weight"], "weight"))
+    arrays = {name: _as_numpy(value, name) for name, value in (("logits", logits), ("grad", grad), ("loss", loss))}
     answer_type = float_name(arrays["grad"].dtype) if dtype is None else dtype
+    if answer_type == "bfloat16":
+        bfloat16_dtype()  # graded as bfloat16, never widened: an ImportError naming the extra where it is missing
     try:
-        dump = _dump_in_rows(arrays, _as_numpy(labels_or_targets), loss is not None, class_axis, options)
-        found = check_dump(dump, _loss_options(options), answer_type or "float64")
+        given = _as_numpy(labels_or_targets, "targets")
+        dump = _dump_in_rows(arrays, given, loss is not None, class_axis, options)
+        found = check_dump(dump, _loss_options(options), answer_type or "float64", sum_order=sum_order)
     except SceError as problem:
         raise ValueError(str(problem)) from None
     if not found.correct:
@@ -173,6 +192,10 @@ def assert_cross_entropy_close(
 
         # The text written, not rich's record of it: the tables are written around rich (plain lines).
         report = io.StringIO()
+        # A hint names the keyword that grades the answer so: dtype=, as this function calls it.
+        keywords = {f"claimed_dtype={name!r}": f"dtype={name!r}" for name in FLOAT_NAMES}
+        keywords["sum_order='sequential'"] = "sum_order='sequential'"
+        found.hints = [worded(hint, keywords) for hint in found.hints]
         print_dtype_check(Console(width=120, file=report, color_system=None), found)
         raise AssertionError("\n" + report.getvalue())
 
@@ -229,12 +252,20 @@ def _dump_in_rows(
     return ArrayDump(logits, labels, targets, grad, loss if has_loss else None, {})
 
 
-def _as_numpy(value: Any) -> np.ndarray:
-    """numpy, torch (bfloat16 through ml_dtypes) or JAX arrays, as numpy arrays."""
+def _as_numpy(value: Any, role: str) -> np.ndarray:
+    """numpy, torch or JAX arrays, as numpy arrays; bfloat16 as ml_dtypes' type, or from its bits
+    (:func:`sce.io.arrays.dump.bfloat16_from_bits`: the answer needs ml_dtypes, said in one line)."""
     if value is None:
         return np.zeros(())
     if type(value).__module__.startswith("torch"):
         from sce.io.arrays.formats import tensor_to_numpy
 
-        return tensor_to_numpy(value)
-    return np.asarray(value)
+        value = tensor_to_numpy(value)
+    array = np.asarray(value)
+    if array.dtype.kind == "V" and array.dtype.itemsize == 2:
+        from sce.io.arrays.dump import bfloat16_dtype, bfloat16_from_bits
+
+        if role in ("grad", "loss"):
+            return array.view(bfloat16_dtype())
+        return bfloat16_from_bits(array, role, role)
+    return array

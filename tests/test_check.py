@@ -69,7 +69,7 @@ def test_the_tolerance_follows_the_digits_typed(text, tolerance):
 
 @pytest.mark.parametrize(
     "loss,passes",
-    [("1.4", True), ("1.41", True), ("1.40", False), ("1.4076", True), ("1.4075", False), ("1e0", True)],
+    [("1.4", True), ("1.41", True), ("1.40", False), ("1.4076", True), ("1.4075", False), ("1e0", False)],
 )
 def test_loss_tolerance_follows_the_digits(loss, passes, sce):
     assert (sce("check", "2", "3", "4", "-l", "1", "--loss", loss).exit_code == 0) is passes

@@ -81,11 +81,12 @@ def test_expected_column_shows_at_least_the_answers_digits(sce):
     assert f"{loss:.5f}" in result.stdout  # 1.40761, not 1.4076
 
 
-def test_answer_with_too_few_digits_is_flagged_but_passes(sce):
+def test_answer_with_too_few_digits_is_flagged_and_not_correct(sce):
     # 1e0 is within 0.5 of the loss 1.4076 and of its log-10 twin 0.6113.
     result = sce("check", "2", "3", "4", "-l", "1", "--loss", "1e0")
-    assert result.exit_code == 0
+    assert result.exit_code == 3
     assert "also fit a usual mistake (log base 10 in the loss)" in result.stdout
+    assert result.stdout.splitlines()[-1] == "verdict: too few digits to grade"
 
 
 def test_temperature_mistakes_named_for_the_gradient(sce):

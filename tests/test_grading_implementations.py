@@ -17,7 +17,8 @@ import pytest
 from sce.grading import catalogue as mistakes
 from sce.grading.implementations.cases import build_cases
 from sce.grading.implementations.loading import UnusableImplementation
-from sce.testing import assert_implementation_correct, check_implementation
+from sce.render.implementation_report import report_text
+from sce.testing import Verdict, assert_implementation_correct, check_implementation
 
 pytestmark = pytest.mark.columns(200)
 
@@ -92,14 +93,25 @@ def test_the_int32_labels_case_is_left_out_for_pytorch_alone():
     assert for_framework(cases, "jax") == cases and for_framework(cases, "numpy") == cases
 
 
-def test_regression_a_float16_kernel_is_judged_as_float16():
-    """A kernel returning float16 was judged by float32's allowances and failed 14 of 17
-    cases ("off by 0.000202, allowed 1.7e-06"); a float16 answer 5 % off still fails."""
+def test_regression_a_float16_answer_for_float64_logits_says_it_cannot_hold_the_precision():
+    """A kernel returning float16 for float64 logits passed by float16's allowances (0.5 to 9.4
+    per entry at large logits), so that a gradient missing its 1/N passed some cases, and
+    nothing said the precision was thrown away. Every case fails, saying so."""
     report = check_implementation(spec("half_float16"))
-    assert report.passed, [(c.name, c.message) for c in report.failed]
+    assert not report.passed and len(report.failed) == len(report.cases)
+    for case in report.failed:
+        assert case.note.startswith("returns float16 for float"), case.note
+        assert "logits: it cannot hold the precision asked for" in case.note
     off = check_implementation(spec("half_float16_off"))
     assert not off.passed
-    assert off.failed[0].message.startswith("the gradient is off by")
+    assert "the gradient is off by" in off.failed[0].message
+
+
+def test_regression_a_float16_gradient_missing_its_1_over_n_fails_every_batch_case():
+    report = check_implementation(spec("half_float16_no_mean"))
+    assert len(report.failed) == len(report.cases)
+    named = [case for case in report.failed if case.mistake is not None]
+    assert named and all(case.mistake.name.startswith("1/N missing") for case in named)
 
 
 def test_regression_a_bfloat16_answer_is_refused_for_what_it_is(sce):
@@ -186,7 +198,10 @@ def test_the_samples_pass_as_the_readme_runs_them(sample, options, sce):
 )
 def test_each_mistake_is_named(name, expected):
     report = check_implementation(spec("jacobian_route", "jacobian_route") if name == "jacobian_route" else spec(name))
-    assert not report.passed
+    # A mistake of range alone (the formula right, its arithmetic overflowing) is "correct, not robust".
+    of_range_only = name in ("no_max_shift", "log_of_probability", "jacobian_route")
+    assert report.verdict is (Verdict.not_robust if of_range_only else Verdict.not_correct)
+    assert report.failed
     assert report.mistakes == expected
     assert report.fix_first is not None and report.fix_first.startswith(expected[0].name)
 
@@ -311,7 +326,11 @@ def test_prints_do_not_reach_the_json_output(sce):
     assert result.exit_code == 0
     document = json.loads(result.stdout)
     assert document["passed"] is True
-    assert "importing my homework" not in result.output
+    # The prints are data in each case's "output", nowhere else.
+    assert document["cases"][0]["output"]["stdout"].startswith("importing my homework\n")
+    for each in document["cases"]:
+        del each["output"]
+    assert "importing my homework" not in json.dumps(document) and "importing" not in result.stderr
 
 
 # --- functions that cannot be called as configured: exit 2, one line -------------------------------
@@ -390,18 +409,81 @@ def test_option_problems(sce):
 
 
 def test_table_verdict_and_what_to_fix_first(sce):
-    result = sce("test", spec("no_max_shift"))
+    result = sce("test", spec("sign_flipped"))
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
-    assert "verdict: not correct (4 of 17 cases fail)" in lines
+    # y − p is off by 2|p − y|: beyond the allowance in every case but [0, 40]'s, where 2|p − y| ≈ e^−40.
+    assert "verdict: not correct (16 of 17 cases fail)" in lines
     assert (
-        "fix first: no max shift: exp overflows or underflows: subtract each row's largest "
-        "logit before exp, softmax(z) = softmax(z − max z) (case “large logits: 1000 and 0”)"
+        "fix first: sign flipped: y − p instead of p − y: the gradient is p − y, probabilities minus the target "
+        "(case “the textbook example: [2, 3, 4], label 1”)"
     ) in lines
+
+
+def test_a_mistake_of_range_alone_is_correct_not_robust(sce):
+    result = sce("test", spec("no_max_shift"), env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert "verdict: correct, not robust (13 of 17 cases pass; 4 fail only for their extreme logits)" in lines
+    assert lines[-2:] == [
+        "not robust: no max shift: exp overflows or underflows, in cases “large logits: 1000 and 0”, “huge logits: "
+        "1e4”, “very negative logits: -1000”, “the label's probability rounds to 0: [0, 1000], label 0”",
+        "  fix: subtract each row's largest logit before exp, softmax(z) = softmax(z − max z)",
+    ]
+    assert not any(line.startswith("fix first") for line in lines)
     row = next(line for line in lines if line.startswith("large logits: 1000 and 0"))
     assert "✗ fail" in row and "no max shift" in row
     row = next(line for line in lines if line.startswith("the textbook example"))
     assert "✓ pass" in row
+    assert sce("test", spec("no_max_shift"), "--strict").exit_code == 1
+    document = json.loads(sce("test", spec("no_max_shift"), "-f", "json").stdout)
+    assert (document["verdict"], document["passed"]) == ("not_robust", True)
+
+
+def test_the_textbook_solution_is_correct_not_robust(sce, tmp_path):
+    # shift, softmax, −log p[y], p[y] −= 1, /N: only −log p of [0, 1000]'s label 0 (p = e^−1000 → 0) fails.
+    (tmp_path / "textbook.py").write_text(
+        "import numpy as np\n\n"
+        "def softmax_loss(logits, labels):\n"
+        "    n = logits.shape[0]\n"
+        "    shifted = logits - logits.max(axis=1, keepdims=True)\n"
+        "    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)\n"
+        "    loss = -np.log(p[np.arange(n), labels]).mean()\n"
+        "    p[np.arange(n), labels] -= 1\n"
+        "    return loss, p / n\n"
+    )
+    result = sce("test", f"{tmp_path / 'textbook.py'}:softmax_loss")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "verdict: correct, not robust (16 of 17 cases pass; 1 fails only for its extreme logits)" in lines
+    assert lines[-2:] == [
+        "not robust: log of a probability that rounded to 0 (−log p gives inf), in case “the label's probability "
+        "rounds to 0: [0, 1000], label 0”",
+        "  fix: compute the loss as log Σ exp(z − max) − (z_c − max) (log-sum-exp) instead of −log p_c",
+    ]
+    report = check_implementation(f"{tmp_path / 'textbook.py'}:softmax_loss")
+    assert (report.verdict.value, report.passed) == ("not_robust", True)
+    assert assert_implementation_correct(f"{tmp_path / 'textbook.py'}:softmax_loss") is not None
+    with pytest.raises(AssertionError, match="correct, not robust"):
+        assert_implementation_correct(f"{tmp_path / 'textbook.py'}:softmax_loss", strict=True)
+
+
+def test_a_finite_wrong_answer_on_extreme_logits_is_not_correct(tmp_path):
+    # Clipping p at 1e-12 before the log: every ordinary case passes, but [0, 1000]'s loss is
+    # −log 1e-12 = 27.6 where it is 1000: a silently wrong number, not a failure of range.
+    (tmp_path / "clipped.py").write_text(
+        "import numpy as np\n\n"
+        "def softmax_loss(logits, labels):\n"
+        "    n = logits.shape[0]\n"
+        "    shifted = logits - logits.max(axis=1, keepdims=True)\n"
+        "    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)\n"
+        "    loss = -np.log(np.maximum(p[np.arange(n), labels], 1e-12)).mean()\n"
+        "    p[np.arange(n), labels] -= 1\n"
+        "    return loss, p / n\n"
+    )
+    report = check_implementation(f"{tmp_path / 'clipped.py'}:softmax_loss")
+    assert [case.name for case in report.failed] == ["the label's probability rounds to 0: [0, 1000], label 0"]
+    assert report.verdict is Verdict.not_correct and not report.passed
 
 
 def test_correct_verdict(sce):
@@ -414,12 +496,16 @@ def test_json_document_has_exactly_the_promised_keys(sce):
     result = sce("test", spec("sign_flipped"), "-f", "json")
     assert result.exit_code == 1
     document = json.loads(result.stdout)
-    assert list(document) == ["passed", "function", "reduction", "options", "cases", "mistakes"]
+    assert list(document) == ["verdict", "passed", "function", "reduction", "options", "cases", "mistakes"]
+    assert document["verdict"] == "not_correct"
     assert document["passed"] is False
     assert document["function"].endswith("sign_flipped.py:softmax_loss")
     assert document["mistakes"] == ["sign flipped: y − p instead of p − y"]
     first = document["cases"][0]
-    assert list(first) == ["name", "passed", "max_error", "allowance", "mistake", "message"]
+    assert list(first) == [
+        "name", "passed", "max_error", "allowance", "mistake", "message", "fails_only_in_range",
+        "inputs", "expected", "given", "agrees", "output",
+    ]
     # p − y against y − p: twice the largest |gradient entry|, 2·|p₁ − 1| = 2·0.7552715…
     assert first["max_error"] == pytest.approx(2 * 0.7552715289452023, rel=1e-12)
 
@@ -565,3 +651,178 @@ def test_framework_not_installed_is_one_line(sce):
         pytest.skip("jax is installed")
     result = sce("test", spec("correct_vectorized"), "--framework", "jax")
     assert (result.exit_code, result.stderr) == (2, "sce: error: --framework jax: JAX is not installed here\n")
+
+
+# --- the failing case shown -----------------------------------------------------------------------
+
+
+def _softmax_row(logits: list[int]) -> list[float]:
+    exps = [mpmath.exp(mpmath.mpf(z)) for z in logits]
+    return [float(e / mpmath.fsum(exps)) for e in exps]
+
+
+def test_a_failing_case_shows_its_inputs_and_expected_beside_given(sce):
+    result = sce("test", spec("sign_flipped"), "-f", "json")
+    first = json.loads(result.stdout)["cases"][0]
+    assert first["inputs"] == {"rows": [0], "classes": [0, 1, 2], "logits": [[2.0, 3.0, 4.0]], "labels": [1]}
+    p = _softmax_row([2, 3, 4])
+    expected = [p[0], p[1] - 1, p[2]]
+    assert first["expected"]["gradient"][0] == pytest.approx(expected, rel=1e-14)
+    assert first["given"]["gradient"][0] == pytest.approx([-g for g in expected], rel=1e-14)
+    assert first["agrees"] == {"gradient": [[False, False, False]], "loss": True}
+    loss = float(mpmath.log(mpmath.fsum(mpmath.exp(z) for z in (2, 3, 4))) - 3)
+    assert first["expected"]["loss"] == pytest.approx(loss, rel=1e-15)
+    passing = next(c for c in json.loads(result.stdout)["cases"] if c["passed"])
+    assert (passing["inputs"], passing["expected"], passing["given"]) == (None, None, None)
+
+    lines = sce("test", spec("sign_flipped")).stdout.splitlines()
+    start = lines.index("✗ the textbook example: [2, 3, 4], label 1: the gradient is off by 1.51 (allowed 2.9e-15)")
+    # 2·|p₁ − 1| = 2·0.75527 = 1.51; the rows: p − y rounded to 5 digits, and its negative.
+    assert [line.split() for line in lines[start + 1 : start + 7]] == [
+        ["row", "class", "logit", "label", "expected", "∂L/∂z", "given", "∂L/∂z"],
+        ["─" * len(lines[start + 2].strip())],
+        ["0", "0", "2", "0.090031", "-0.090031", "✗"],
+        ["0", "1", "3", "●", "-0.75527", "0.75527", "✗"],
+        ["0", "2", "4", "0.66524", "-0.66524", "✗"],
+        ["loss:", "expected", "1.4076,", "given", "1.4076", "✓"],
+    ]
+    assert "13 other failing cases shown in full by --format json" in lines
+
+
+def test_a_large_case_is_cut_to_its_worst_row(tmp_path, sce):
+    (tmp_path / "last_row.py").write_text(
+        "import numpy as np\n\n"
+        "def softmax_loss(logits, labels):\n"
+        "    n = logits.shape[0]\n"
+        "    shifted = logits - logits.max(axis=1, keepdims=True)\n"
+        "    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)\n"
+        "    loss = (np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(n), labels]).mean()\n"
+        "    p[np.arange(n), labels] -= 1\n"
+        "    p[-1] *= 2  # the last row's gradient doubled\n"
+        "    return loss, p / n\n"
+    )
+    report = check_implementation(f"{tmp_path / 'last_row.py'}:softmax_loss")
+    batch = case(report, "small random batch (8 rows, 5 classes)")
+    assert batch.evidence is not None
+    assert (batch.evidence.rows, batch.evidence.classes) == ((7,), (0, 1, 2, 3, 4))
+    assert batch.evidence.wrong_elsewhere == {"gradient": 0, "loss": 0}
+    assert batch.evidence.logits.tolist() == [build_cases()[2].logits[7].tolist()]
+    wide = case(report, "a thousand classes (K = 1000)").evidence
+    assert wide is not None and wide.rows == (2,) and len(wide.classes) == 8
+    label = int(build_cases()[4].labels[2])
+    assert label in wide.classes  # the label's class, and the 7 worst others
+    lines = sce("test", f"{tmp_path / 'last_row.py'}:softmax_loss").stdout.splitlines()
+    assert "  shown: row 7 of 8, the one with the most wrong entries; 0 wrong entries elsewhere" in lines
+
+
+# --- what the function printed ---------------------------------------------------------------------
+
+PRINTS_WHILE_FAILING = (
+    "import sys\n"
+    "import numpy as np\n\n"
+    "print('importing')\n\n"
+    "def softmax_loss(logits, labels):\n"
+    "    n = logits.shape[0]\n"
+    "    print('shape', logits.shape)\n"
+    "    print('\\x1b[31mred\\x1b[0m and back\\rover \\u202eflipped', file=sys.stderr)\n"
+    "    shifted = logits - logits.max(axis=1, keepdims=True)\n"
+    "    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)\n"
+    "    loss = (np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(n), labels]).mean()\n"
+    "    p[np.arange(n), labels] -= 1\n"
+    "    return loss, p  # the mean's 1/N left out of the gradient\n"
+)
+
+
+def test_a_failing_case_shows_what_the_function_printed_escaped(tmp_path, sce):
+    (tmp_path / "prints_while_failing.py").write_text(PRINTS_WHILE_FAILING)
+    function = f"{tmp_path / 'prints_while_failing.py'}:softmax_loss"
+    lines = [line.rstrip() for line in sce("test", function).stdout.splitlines()]
+    start = lines.index("✗ small random batch (4 rows, 3 classes): the gradient is off by 0.748 (allowed 1e-15)")
+    block = lines[start : lines.index("", start)]
+    assert block[-4:] == [
+        "  stdout:",
+        "  │ shape (4, 3)",
+        "  stderr:",
+        "  │ \\x1b[31mred\\x1b[0m and back\\rover \\u202eflipped",
+    ]
+    assert not any("\x1b" in line or "\r" in line or "\u202e" in line for line in lines)
+
+    document = sce("test", function, "-f", "json").stdout
+    assert "\\u001b[31mred" in document and "\\u202eflipped" in document  # escaped in the JSON text too
+    assert not any(character in document for character in "\x1b\r\u202e")
+    cases = json.loads(document)["cases"]
+    # The first case also holds what importing the file printed; JSON keeps the text as written.
+    assert cases[0]["output"] == {
+        "stdout": "importing\nshape (1, 3)\n",
+        "stderr": "\x1b[31mred\x1b[0m and back\rover \u202eflipped\n",
+        "stdout_left_out": 0,
+        "stderr_left_out": 0,
+    }
+    assert cases[1]["output"]["stdout"] == "shape (4, 3)\n"
+
+
+def test_show_output_shows_every_case_that_printed(sce):
+    plain = sce("test", spec("prints")).stdout
+    assert "importing my homework" not in plain  # a passing case's output only with --show-output
+    lines = [line.rstrip() for line in sce("test", spec("prints"), "--show-output").stdout.splitlines()]
+    start = lines.index("✓ the textbook example: [2, 3, 4], label 1: what the function printed")
+    assert lines[start + 1 : start + 7] == [
+        "  stdout:",
+        "  │ importing my homework",
+        "  │ logits: [[2. 3. 4.]]",
+        '  │ {"passed": false}',
+        "  stderr:",
+        "  │ to stderr",
+    ]
+    assert lines[-1] == "verdict: correct (17 of 17 cases pass)"
+
+
+def test_output_is_bounded_and_kept_when_a_case_times_out(tmp_path):
+    (tmp_path / "chatty.py").write_text(
+        "import time\n\n"
+        "def softmax_loss(logits, labels):\n"
+        "    print('x' * 9999)\n"
+        "    if logits.shape[1] == 1000:\n"
+        "        print('stuck', flush=True)\n"
+        "        time.sleep(60)\n"
+        "    return 0.0, logits\n"
+    )
+    report = check_implementation(f"{tmp_path / 'chatty.py'}:softmax_loss", timeout=1)
+    shown = report_text(report, width=300).splitlines()
+    assert f"  │ {'x' * 200} … (3,896 more characters)" in [line.rstrip() for line in shown]  # 4096 kept
+    assert "  │ … 5,904 more bytes not kept" in [line.rstrip() for line in shown]  # 10000 − 4096
+    first = report.cases[0].output
+    # 9999 x's and a newline: 10000 bytes, of which the first 4096 are kept.
+    assert (first.stdout, first.stdout_left_out) == ("x" * 4096, 10000 - 4096)
+    stuck = case(report, "a thousand classes")
+    assert stuck.note.startswith("timed out")
+    assert stuck.output.stdout_left_out == 10000 + 6 - 4096 and stuck.output.stdout == "x" * 4096
+
+
+def test_pure_python_that_overflows_is_correct_not_robust(tmp_path):
+    # math.exp without the shift: OverflowError at exp(1000) (also in [0, 1000]), ZeroDivisionError where
+    # every exp underflows to 0 (-1000); right on every ordinary case.
+    (tmp_path / "pure.py").write_text(
+        "import math\n\n"
+        "def softmax_loss(logits, labels):\n"
+        "    n, k = len(logits), len(logits[0])\n"
+        "    loss, grad = 0.0, []\n"
+        "    for row, label in zip(logits.tolist(), labels.tolist()):\n"
+        "        exps = [math.exp(z) for z in row]\n"
+        "        total = sum(exps)\n"
+        "        loss -= math.log(exps[label] / total)\n"
+        "        grad.append([(e / total - (j == label)) / n for j, e in enumerate(exps)])\n"
+        "    return loss / n, grad\n"
+    )
+    report = check_implementation(f"{tmp_path / 'pure.py'}:softmax_loss")
+    assert [c.name for c in report.failed] == [
+        "large logits: 1000 and 0",
+        "huge logits: 1e4",
+        "very negative logits: -1000",
+        "the label's probability rounds to 0: [0, 1000], label 0",
+    ]
+    assert [c.note.split(":")[0] for c in report.failed] == [
+        "OverflowError", "OverflowError", "ZeroDivisionError", "OverflowError",
+    ]
+    assert report.verdict is Verdict.not_robust
+    assert list(report.range_failures) == [mistakes.NO_MAX_SHIFT]

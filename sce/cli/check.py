@@ -43,6 +43,8 @@ from sce.cli.declarations import (
     LossColOption,
     LossOption,
     NoHeaderOption,
+    SumOrder,
+    SumOrderOption,
     TargetColsOption,
     TargetOption,
     TargetsPathOption,
@@ -124,6 +126,7 @@ def check(
     key_grad: KeyGrad = None,
     key_loss: KeyLoss = None,
     claimed_dtype: ClaimedDTypeOption = None,
+    sum_order: SumOrderOption = SumOrder.parallel,
     summary_json: CheckSummaryJsonOption = None,
     *,
     options: LossOptions,
@@ -134,7 +137,8 @@ def check(
     Example: sce check 2 3 4 --label 1 --grad 0.090,-0.755,0.665
     Dumped tensors: sce check --arrays dump.npz --reduction mean (--grad and --loss are then files).
     Exit status 0 when everything matches, 1 when something does not, 2 when
-    the answer or the file cannot be graded.
+    the answer or the file cannot be graded, 3 when a typed answer has too few
+    digits to tell it from a usual mistake.
     """
     check_digits(digits)
     if tol is not None and not 0 < tol < math.inf:  # inf would pass every answer
@@ -144,21 +148,20 @@ def check(
     if summary_json is not None and csv_input is None:
         raise UsageProblem(f"{SUMMARY_JSON.name} goes with --csv INPUT (and with sce batch)")
     if arrays is not None or logits_path is not None:
-        refuse_typed_inputs(logits, csv_input, label, target)
-        if tol is not None:
-            raise UsageProblem("--tol: arrays are graded in ulps of their type against a baseline; leave out --tol")
+        refuse_typed_inputs(logits, csv_input, label, target, tol)
         check_arrays(
             arrays=arrays,
             paths={"logits": logits_path, "labels": labels_path, "targets": targets_path, "grad": grad, "loss": loss},
             keys=dict(zip(ARRAY_ROLES, (key_logits, key_labels, key_targets, key_grad, key_loss))),
             claimed=claimed_dtype,
+            sum_order=sum_order.value,
             options=options,
             reduction_given="reduction" in options_given,
             digits=digits,
             output_format=output_format,
         )
         return
-    refuse_array_options(labels_path, targets_path, claimed_dtype)
+    refuse_array_options(labels_path, targets_path, claimed_dtype, sum_order)
     if csv_input is not None:
         if logits:
             raise UsageProblem("give LOGITS or --csv INPUT, not both")
@@ -228,7 +231,7 @@ def _grade_answers(
     digits: int,
     output_format: CheckFormat,
 ) -> None:
-    from sce.grading import check_answer
+    from sce.grading import answer_verdict, check_answer, verdicts
 
     result = run_core(vector, options)
     checks = check_answer(result, given, tol, targets=vector.targets)
@@ -237,10 +240,13 @@ def _grade_answers(
 
         write_stdout(dumps(check_document(checks, FLAG_OF_FIELD, reduction=options.reduction)) + "\n")
     else:
-        from sce.render.table import print_check
+        from sce.render.typed_check import print_check
 
         print_check(stdout_console(), checks, digits, FLAG_OF_FIELD, reduction=options.reduction)
-    if not all(c.passed for c in checks):
+    verdict = answer_verdict(checks)
+    if verdict == verdicts.TOO_FEW_DIGITS:
+        raise typer.Exit(ExitStatus.TOO_FEW_DIGITS)
+    if verdict != verdicts.CORRECT:
         raise typer.Exit(ExitStatus.WRONG)
 
 

@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from sce.cli.declarations import CLAIMED_DTYPE, FLAG_OF_FIELD, LABELS_PATH, TARGETS_PATH, CheckFormat, ClaimedDType
+from sce.cli.declarations import (
+    CLAIMED_DTYPE,
+    FLAG_OF_FIELD,
+    LABELS_PATH,
+    SUM_ORDER,
+    TARGETS_PATH,
+    CheckFormat,
+    ClaimedDType,
+    SumOrder,
+)
 from sce.cli.exit_status import ExitStatus
 from sce.cli.stdout import stdout_console, write_stdout
 from sce.errors import UsageProblem
@@ -23,15 +32,27 @@ if TYPE_CHECKING:
 ARRAY_ROLES = ("logits", "labels", "targets", "grad", "loss")
 
 
-def refuse_typed_inputs(logits: list[str] | None, csv_input: str | None, label: str | None, target: str | None) -> None:
+def refuse_typed_inputs(
+    logits: list[str] | None, csv_input: str | None, label: str | None, target: str | None, tol: float | None = None
+) -> None:
     if logits or csv_input is not None or label is not None or target is not None:
         raise UsageProblem(
             "give the arrays (--arrays or --logits FILE) alone, without LOGITS, --csv, --label or --target"
         )
+    if tol is not None:
+        raise UsageProblem("--tol: arrays are graded in ulps of their type against a baseline; leave out --tol")
 
 
-def refuse_array_options(labels: str | None, targets: str | None, claimed: ClaimedDType | None) -> None:
-    for name, value in ((LABELS_PATH.name, labels), (TARGETS_PATH.name, targets), (CLAIMED_DTYPE.name, claimed)):
+def refuse_array_options(
+    labels: str | None, targets: str | None, claimed: ClaimedDType | None, sum_order: SumOrder = SumOrder.parallel
+) -> None:
+    order = None if sum_order is SumOrder.parallel else sum_order
+    for name, value in (
+        (LABELS_PATH.name, labels),
+        (TARGETS_PATH.name, targets),
+        (CLAIMED_DTYPE.name, claimed),
+        (SUM_ORDER.name, order),
+    ):
         if value is not None:
             raise UsageProblem(f"{name} goes with --arrays FILE or --logits FILE")
 
@@ -43,6 +64,7 @@ def check_arrays(
     keys: dict[str, str | None],
     claimed: ClaimedDType | None,
     options: LossOptions,
+    sum_order: str = "parallel",
     digits: int,
     output_format: CheckFormat,
     reduction_given: bool = True,
@@ -76,7 +98,7 @@ def check_arrays(
     if dump.loss is not None and dump.loss.ndim == 0 and dump.shape[0] == 1 and options.reduction == "none":
         dump = dataclasses.replace(dump, loss=dump.loss.reshape(1))
     _check_loss_shape(dump.loss, options, dump.where.get("loss", ""))
-    found = _check_with_progress(dump, options, claimed_name)
+    found = _check_with_progress(dump, options, claimed_name, sum_order)
     if output_format is CheckFormat.json:
         from sce.render.json_format import dtype_check_document, dumps
 
@@ -91,7 +113,7 @@ def check_arrays(
         raise typer.Exit(ExitStatus.WRONG)
 
 
-def _check_with_progress(dump: ArrayDump, options: LossOptions, claimed: str) -> DtypeCheck:
+def _check_with_progress(dump: ArrayDump, options: LossOptions, claimed: str, sum_order: str) -> DtypeCheck:
     """check_dump, with a bar on stderr when it is a terminal (never in a pipe or a log)."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -100,7 +122,7 @@ def _check_with_progress(dump: ArrayDump, options: LossOptions, claimed: str) ->
 
     stderr = Console(stderr=True)
     if not stderr.is_terminal:
-        return check_dump(dump, options, claimed, tune_heap=True)
+        return check_dump(dump, options, claimed, tune_heap=True, sum_order=sum_order)
     rows = dump.shape[0]
     with Progress(
         TextColumn("sce check: {task.description}"),
@@ -120,7 +142,7 @@ def _check_with_progress(dump: ArrayDump, options: LossOptions, claimed: str) ->
                 tasks[phase] = bar.add_task(phase, total=rows)
             bar.advance(tasks[phase], done)
 
-        return check_dump(dump, options, claimed, progress=advance, tune_heap=True)
+        return check_dump(dump, options, claimed, progress=advance, tune_heap=True, sum_order=sum_order)
 
 
 def _require_ml_dtypes() -> None:

@@ -46,14 +46,6 @@ class GradFormat(str, Enum):
     markdown = "markdown"
 
 
-class DerivationRoute(str, Enum):
-    """How ``--steps`` reaches ∂L/∂z (the names of ``sce.explain.derivation.ROUTES``)."""
-
-    chain = "chain"
-    lse = "lse"
-    jacobian = "jacobian"
-
-
 class BatchFormat(str, Enum):
     csv = "csv"
     tsv = "tsv"
@@ -96,6 +88,10 @@ class ClaimedDType(str, Enum):
     float32 = "float32"
     float64 = "float64"
 
+
+class SumOrder(str, Enum):
+    parallel = "parallel"
+    sequential = "sequential"
 
 
 #: The panels ``--help`` groups options in, by who reaches for them.
@@ -321,6 +317,10 @@ CLAIMED_DTYPE = Declared(
     "The float type the answer was computed in (default: the gradient's stored type).", ARRAYS_PANEL,
     show_default=False,
 )
+SUM_ORDER = Declared(
+    "sum_order", ("--sum-order",), "How the answer summed each row's exponentials: parallel (in lanes or pairs, as "
+    "frameworks do) or sequential (one running sum over the classes, as a textbook loop does).", ARRAYS_PANEL,
+)
 
 # sce test's configuration of the function it grades.
 CONVENTION = Declared(
@@ -333,6 +333,20 @@ FRAMEWORK = Declared(
 )
 SEED = Declared("seed", ("--seed",), "Varies the random cases.", FUNCTION_PANEL)
 TIMEOUT = Declared("timeout", ("--timeout",), "Seconds each case may take.", FUNCTION_PANEL)
+SHOW_OUTPUT = Declared(
+    "show_output",
+    ("--show-output",),
+    "Show what the function printed in every case (a failing case's output is always shown).",
+    FUNCTION_PANEL,
+    show_default=False,
+)
+STRICT = Declared(
+    "strict",
+    ("--strict",),
+    "Exit 1 for a function that is correct but not robust (it fails only on logits of extreme range).",
+    FUNCTION_PANEL,
+    show_default=False,
+)
 
 #: Every record, in one place: the table of flags is made from it, and a test checks
 #: that each appears in its commands' --help, in its panel.
@@ -341,7 +355,7 @@ DECLARED: tuple[Declared, ...] = (
     INPUT, OUTPUT, SUMMARY_JSON, LABEL_COL, LOGIT_COLS, TARGET_COLS, NO_HEADER, DELIMITER, ENCODING, CSV_INPUT,
     GRAD_COLS, LOSS_COL,
     ARRAYS, LOGITS_PATH, LABELS_PATH, TARGETS_PATH, KEY_LOGITS, KEY_LABELS, KEY_TARGETS, KEY_GRAD, KEY_LOSS,
-    CLAIMED_DTYPE, CONVENTION, RETURNS, FRAMEWORK, SEED, TIMEOUT,
+    CLAIMED_DTYPE, SUM_ORDER, CONVENTION, RETURNS, FRAMEWORK, SEED, TIMEOUT, STRICT, SHOW_OUTPUT,
 )
 
 
@@ -416,6 +430,7 @@ KeyTargets = Annotated[Optional[str], KEY_TARGETS.option()]
 KeyGrad = Annotated[Optional[str], KEY_GRAD.option()]
 KeyLoss = Annotated[Optional[str], KEY_LOSS.option()]
 ClaimedDTypeOption = Annotated[Optional[ClaimedDType], CLAIMED_DTYPE.option()]
+SumOrderOption = Annotated[SumOrder, SUM_ORDER.option()]
 ConventionOption = Annotated[Convention, CONVENTION.option()]
 ReturnsOption = Annotated[Returns, RETURNS.option()]
 FrameworkOption = Annotated[Framework, FRAMEWORK.option()]

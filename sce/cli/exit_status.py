@@ -32,6 +32,7 @@ class ExitStatus(IntEnum):
     WRONG = 1
     USAGE = 2
     UNGRADED = 2
+    TOO_FEW_DIGITS = 3
     INTERNAL_ERROR = 70
     INTERRUPTED = 130
     BROKEN_PIPE = 141
@@ -158,6 +159,7 @@ MEANING: Mapping[str, str] = {
     "WRONG": "sce check and sce test: graded, and at least one answer wrong",
     "USAGE": "anything wrong on the command line, including a file named on it that cannot be opened",
     "UNGRADED": "sce check: the answer or the file cannot be graded at all",
+    "TOO_FEW_DIGITS": "sce check: right to the digits given, but too few digits to tell it from a usual mistake",
     "INTERNAL_ERROR": "a bug in sce (sce: internal error: …)",
     "INTERRUPTED": "stopped by Ctrl-C (SIGINT); any stopping signal N ends sce with 128 + N",
     "BROKEN_PIPE": "the reader of the output went away (a closed pipe, as SIGPIPE)",

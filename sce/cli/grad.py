@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -10,7 +11,6 @@ from sce.cli.commandline import say_warning
 from sce.cli.declarations import (
     LOSS_OPTIONS,
     PER_ROW_REDUCTION,
-    DerivationRoute,
     DigitsOption,
     GradFormat,
     LabelOption,
@@ -34,6 +34,14 @@ from sce.options import LossOptions
 if TYPE_CHECKING:
     from sce.explain.proofs import Proofs
     from sce.loss import SoftmaxCrossEntropyResult
+
+
+class DerivationRoute(str, Enum):
+    """How ``--steps`` reaches ∂L/∂z (the names of ``sce.explain.derivation.ROUTES``)."""
+
+    chain = "chain"
+    lse = "lse"
+    jacobian = "jacobian"
 
 
 @bundled(LOSS_OPTIONS, row_loss_options_from, into="options", changes=PER_ROW_REDUCTION)

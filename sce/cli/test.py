@@ -12,9 +12,11 @@ from sce.cli.declarations import (
     FUNCTION_PANEL,
     REDUCTION,
     SEED,
+    SHOW_OUTPUT,
     SMOOTHING,
     SMOOTHING_STYLE,
     SOFTCAP,
+    STRICT,
     TEMPERATURE,
     TIMEOUT,
     Z_LOSS,
@@ -74,6 +76,8 @@ def test(
     framework: FrameworkOption = Framework.auto,
     seed: Annotated[int, SEED.option()] = 0,
     timeout: Annotated[float, TIMEOUT.option()] = 3.0,
+    strict: Annotated[bool, STRICT.option()] = False,
+    show_output: Annotated[bool, SHOW_OUTPUT.option()] = False,
     output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="table or json.")] = CheckFormat.table,
     *,
     options: LossOptions,
@@ -83,7 +87,9 @@ def test(
 
     Example: sce test homework.py:softmax_loss
     Runs the file's code (in a separate process). Exit status 0 when every case
-    passes, 1 when one fails, 2 when the function cannot be used as configured.
+    passes or only cases of extreme range fail (correct, not robust; 1 with
+    --strict), 1 when another case fails, 2 when the function cannot be used as
+    configured.
     The loss options (--smoothing, --temperature, --softcap, --z-loss,
     --smoothing-style) describe the loss the function computes, with them
     built in: it is still called f(logits, labels).
@@ -122,24 +128,24 @@ def test(
     if output_format is CheckFormat.json:
         from sce.cli.stdout import write_stdout
         from sce.render.implementation_report import report_document
-        from sce.render.json_format import dumps
+        from sce.render.json_format import dumps_escaped
 
         document = report_document(report, FLAG_OF_FIELD)
         if hint:
             document["hint"] = {"flags": hint[0], "passing_cases": hint[1], "cases": hint[2]}
-        write_stdout(dumps(document) + "\n")
+        write_stdout(dumps_escaped(document) + "\n")
     else:
         from sce.cli.stdout import stdout_console
         from sce.render.implementation_report import print_report
 
-        print_report(stdout_console(), report, FLAG_OF_FIELD)
+        print_report(stdout_console(), report, FLAG_OF_FIELD, show_output)
         if hint:
             stdout_console().print(
                 f"hint: no case passes as configured, but {hint[1]} of {hint[2]} pass with {hint[0]}: "
                 "is that how the function is called?",
                 markup=False,
             )
-    if not report.passed:
+    if not report.passed or (strict and report.verdict.value != "correct"):
         raise typer.Exit(ExitStatus.WRONG)
 
 

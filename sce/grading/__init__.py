@@ -2,7 +2,7 @@
 loss's exact result. Pure functions over loss results: no printing; the renderers show what
 these return."""
 
-from sce.grading.answers import QuantityCheck, check_answer, digit_slip, tolerance_of, within
+from sce.grading.answers import QuantityCheck, answer_verdict, check_answer, digit_slip, tolerance_of, within
 from sce.grading.catalogue import CATALOGUE, Mistake
 from sce.grading.mistakes import MistakenValue, usual_mistakes
 
@@ -14,6 +14,7 @@ __all__ = [
     "MistakenValue",
     "QuantityCheck",
     "WrongCell",
+    "answer_verdict",
     "check_answer",
     "check_file",
     "digit_slip",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from sce.grading import catalogue, verdicts
 from sce.grading.catalogue import Mistake
 from sce.grading.mistakes import MistakenValue, usual_mistakes
 from sce.loss import SoftmaxCrossEntropyResult
@@ -51,14 +52,29 @@ class QuantityCheck:
     """The answer as it was typed."""
     slips: tuple[str, ...] = ()
     """Wrong entries that are the right number with one digit miswritten, each naming its entry."""
+    also: Mistake | None = None
+    """Another mistake that explains every wrong entry as well: on this row it gives the same
+    numbers as ``mistake`` (the predicted class is the label's neighbour), or numbers so near
+    that the digits given cannot tell them apart."""
+    fitting: tuple[Mistake, ...] = ()
+    """Every mistake that explains every wrong entry, in the catalogue's order."""
+    tolerance_given: bool = False
+    """The tolerance is the user's (``--tol``), not the digits'."""
     ambiguous: Mistake | None = None
     """A usual mistake that the answer, right to the digits given, also fits:
-    too few digits to tell the right answer from it. The answer still passes
-    (it is right to its digits); the flag says more digits are needed to be sure."""
+    too few digits to tell the right answer from it. The answer is then not
+    correct either: its verdict is "too few digits to grade"."""
+
+    @property
+    def verdict(self) -> str:
+        """:data:`~sce.grading.verdicts.CORRECT`, ``TOO_FEW_DIGITS`` or ``NOT_CORRECT``."""
+        if not self.ok.all():
+            return verdicts.NOT_CORRECT
+        return verdicts.CORRECT if self.ambiguous is None else verdicts.TOO_FEW_DIGITS
 
     @property
     def passed(self) -> bool:
-        return bool(self.ok.all())
+        return self.verdict == verdicts.CORRECT
 
     @property
     def difference(self) -> np.ndarray:
@@ -90,8 +106,27 @@ def check_answer(
         if name in given:
             expected = exact[name].astype(np.float64)
             candidates = [m for m in mistakes if m.quantity == name and not _same(m.value, expected)]
-            checks.append(_check_quantity(name, given[name], expected, tolerance, candidates, rounding))
-    return checks
+            found = _check_quantity(name, given[name], expected, tolerance, candidates, rounding)
+            checks.append(replace(found, tolerance_given=tolerance is not None))
+    return _one_diagnosis(checks)
+
+
+def _one_diagnosis(checks: list[QuantityCheck]) -> list[QuantityCheck]:
+    """Where one mistake explains every wrong quantity, each names that one (and, after "or",
+    the next that does), not each its own first."""
+    wrong = [check for check in checks if check.fitting]
+    common = [m for m in wrong[0].fitting if all(m in check.fitting for check in wrong[1:])] if wrong else []
+    if len(wrong) < 2 or not common:
+        return checks
+    also = common[1] if len(common) > 1 else None
+    return [replace(check, mistake=common[0], also=also) if check.fitting else check for check in checks]
+
+
+def diagnosis(checks: list[QuantityCheck]) -> list[tuple[str, Mistake]]:
+    """(the quantity, its mistake) for each wrong quantity with a named mistake, where they are not
+    all the same: more than one mistake. Empty where one mistake (or none) is named."""
+    named = [(check.name, check.mistake) for check in checks if check.mistake is not None]
+    return named if len({mistake for _, mistake in named}) > 1 else []
 
 
 def _check_quantity(
@@ -105,6 +140,7 @@ def _check_quantity(
     values = np.array([read_number(t) for t in texts], dtype=float)
     tolerances = np.full(len(texts), tolerance) if tolerance is not None else np.array([tolerance_of(t) for t in texts])
     ok = within(values, expected, tolerances, rounding)
+    also, fitting = None, []
     if ok.all():  # right to its digits: say if those digits fit a usual mistake too
         mistake = None
         # Only a mistake that differs from the truth: where it gives the same numbers, no digits tell them apart.
@@ -119,7 +155,11 @@ def _check_quantity(
             None,
         )
     else:
-        mistake = next((m.mistake for m in mistakes if _tells_apart(values, m, expected, tolerances)), None)
+        fitting = list(dict.fromkeys(m.mistake for m in mistakes if _tells_apart(values, m, expected, tolerances)))
+        if not fitting and name == "loss" and _negative(values[~ok], expected[~ok], tolerances[~ok]):
+            fitting = [catalogue.NEGATIVE_LOSS]
+        mistake = fitting[0] if fitting else None
+        also = fitting[1] if len(fitting) > 1 else None
         ambiguous = None
     slips = []
     wrong = np.flatnonzero(~ok)
@@ -130,7 +170,25 @@ def _check_quantity(
         slip = digit_slip(texts[k], float(expected[k]))
         if slip is not None:
             slips.append(slip if name == "loss" else f"class {k}: {slip}")
-    return QuantityCheck(name, expected, values, tolerances, ok, mistake, tuple(texts), tuple(slips), ambiguous)
+    return QuantityCheck(
+        name,
+        expected,
+        values,
+        tolerances,
+        ok,
+        mistake,
+        tuple(texts),
+        tuple(slips),
+        also=also,
+        fitting=tuple(fitting),
+        ambiguous=ambiguous,
+    )
+
+
+def _negative(given: np.ndarray, expected: np.ndarray, tolerance: np.ndarray) -> bool:
+    """Every wrong loss below 0 by more than its own precision, where the right one is not."""
+    with np.errstate(invalid="ignore"):
+        return bool(given.size and ((given + tolerance < 0) & (expected >= 0)).all())
 
 
 def _same(mistaken: np.ndarray, expected: np.ndarray) -> bool:
@@ -177,4 +235,9 @@ def digit_slip(text: str, expected: float) -> str | None:
     return None
 
 
-__all__ = ["QuantityCheck", "check_answer", "digit_slip", "tolerance_of", "within"]
+def answer_verdict(checks: list[QuantityCheck]) -> str:
+    """The verdict of a typed answer: the worst of its quantities' (:func:`sce.grading.verdicts.worst`)."""
+    return verdicts.worst(check.verdict for check in checks)
+
+
+__all__ = ["QuantityCheck", "answer_verdict", "check_answer", "diagnosis", "digit_slip", "tolerance_of", "within"]

@@ -72,6 +72,25 @@ NOT_NORMALISED = Mistake(
     "probabilities not normalised: the exponentials are not divided by their sum",
     "divide exp(z − max z) by its row sum",
 )
+UNNORMALISED_EXP = Mistake(
+    "e^z taken as the probabilities: neither shifted nor divided by their sum",
+    "s = e^(z − max z) / Σ_j e^(z_j − max z): shift, exponentiate, then divide by the row sum",
+)
+STOPPED_AT_DL_DS = Mistake(
+    "stopped at ∂L/∂s = −y/s: the gradient with respect to the probabilities, not the logits",
+    "go on through the softmax: ∂L/∂z = (∂s/∂z)ᵀ·∂L/∂s = s − y",
+)
+ONLY_LABEL_ENTRY = Mistake(
+    "only the label's entry: s_c − 1 there and 0 at every other class (as the Jacobian's diagonal alone gives)",
+    "every class has an entry: ∂L/∂z_k = s_k − y_k, which is s_k where k is not the label",
+)
+JACOBIAN_DIAGONAL = Mistake(
+    "only the Jacobian's diagonal s(1 − s): ∂s_j/∂z_k for j ≠ k left out",
+    "∂s_j/∂z_k = s_j(δ_jk − s_k): the off-diagonal −s_j·s_k counts too, and the sum gives s − y",
+)
+NEGATIVE_LOSS = Mistake(
+    "a negative loss: −log s ≥ 0 for every probability s ≤ 1", "check the sign: L = −log s_c is never negative"
+)
 LOG10 = Mistake("log base 10 in the loss", "use the natural logarithm, np.log")
 LOG2 = Mistake("log base 2 in the loss", "use the natural logarithm, np.log")
 ROUNDED_BEFORE_LOG = Mistake(
@@ -96,6 +115,10 @@ FLOAT32 = Mistake(
 )
 
 # --- labels and rows -----------------------------------------------------------------------------
+PREDICTED_CLASS = Mistake(
+    "−1 at the predicted class (the largest logit), not at the label",
+    "subtract 1 at the label's class, labels[i], whatever the prediction",
+)
 ONE_BASED = Mistake(
     "−1 at the wrong class: labels read as 1-based", "labels are 0-based: use index labels[i], not labels[i] − 1"
 )
@@ -108,6 +131,10 @@ WRONG_AXIS = Mistake(
 )
 ONE_ROW_FOR_ALL = Mistake(
     "one row's gradient used for every row", "compute p − y for each row (check the loop variable)"
+)
+LABELS_BROADCAST = Mistake(
+    "−1 at every row's label in every row: grad[:, labels] -= 1 broadcasts",
+    "subtract 1 once per row, at its own label: grad[np.arange(N), labels] -= 1",
 )
 LOGITS_IN_PLACE = Mistake(
     "logits modified in place",

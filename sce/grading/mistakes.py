@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from sce.grading import catalogue
+from sce.grading import catalogue, derivative_slips
 from sce.grading.catalogue import Mistake
 from sce.grading.conventions import convention_slips, reported, rerun_with, z_loss_gradients
 from sce.loss import SoftmaxCrossEntropyResult, softmax_cross_entropy
@@ -56,7 +56,7 @@ def row_what_ifs(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None = 
     overflows (a tiny T), so do the what-ifs: inf and NaN that no answer matches."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         found = _formula_what_ifs(result) + _reduction_what_ifs(result) + _weight_what_ifs(result)
-        found += _label_what_ifs(result) + _convention_what_ifs(result, targets)
+        found += _derivative_what_ifs(result) + _label_what_ifs(result) + _convention_what_ifs(result, targets)
         found += _rounded_before_log(result) + _float32_what_ifs(result, targets)
     return found
 
@@ -104,6 +104,32 @@ def _weight_what_ifs(result: SoftmaxCrossEntropyResult) -> list[WhatIf]:
     y = result.target.astype(np.float64)
     per_class = w * (p * y.sum(axis=1, keepdims=True) - y) * _scale(result) * result.cap_derivative
     return [WhatIf(catalogue.WEIGHTS_PER_CLASS, gradient=per_class)]
+
+
+def _derivative_what_ifs(result: SoftmaxCrossEntropyResult) -> list[WhatIf]:
+    """The slips of the derivation (:mod:`sce.grading.derivative_slips`); the predicted class
+    first, so that a row whose prediction is its label's neighbour is named after the prediction."""
+    found = []
+    predicted = derivative_slips.predicted_labels(result)
+    if predicted is not None:
+        other = _relabelled(result, predicted)
+        found.append(
+            WhatIf(catalogue.PREDICTED_CLASS, other.gradient.astype(np.float64), reported(other), _losses(other))
+        )
+    for mistake, gradient in (
+        (catalogue.STOPPED_AT_DL_DS, derivative_slips.stopped_at_probabilities(result)),
+        (catalogue.ONLY_LABEL_ENTRY, derivative_slips.label_entry_only(result)),
+        (catalogue.JACOBIAN_DIAGONAL, derivative_slips.jacobian_diagonal(result)),
+        (catalogue.LABELS_BROADCAST, derivative_slips.labels_broadcast(result)),
+    ):
+        if gradient is not None:
+            found.append(WhatIf(mistake, gradient=gradient))
+    unnormalised = derivative_slips.unnormalised_exp(result)
+    if unnormalised is not None:
+        exp, gradient, losses = unnormalised
+        loss = derivative_slips.reduced(result, losses)
+        found.append(WhatIf(catalogue.UNNORMALISED_EXP, gradient, loss, losses, exp))
+    return found
 
 
 def _label_what_ifs(result: SoftmaxCrossEntropyResult) -> list[WhatIf]:

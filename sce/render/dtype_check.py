@@ -104,27 +104,49 @@ def print_dtype_check(
     shape = f"{count_of(check.rows, 'row')} × {count_of(check.classes, 'class', 'classes')}"
     console.print(f"checked: {shape}, as {check.claimed_dtype}")
     print_styled(console, reduction_line(check.options.reduction))
-    for verdict in check.quantities:
-        line = (
-            f"{verdict.name}: worst error {_ulps(verdict.max_ulps)} ulp; a straightforward {check.claimed_dtype} "
-            f"computation's worst is {_ulps(verdict.baseline_ulps)}, "
-            f"so up to {_ulps(verdict.allowed_ulps)} is allowed; "
-            f"{verdict.wrong:,} of {verdict.entries:,} entries beyond"
+    if check.sum_order == "sequential":
+        from sce.grading.dump.sequential_sums import sum_error_bound
+
+        bound = sum_error_bound(check.classes, check.claimed_dtype)
+        summed = (
+            "summed: as one sequential sum over the classes: each row's probabilities may share one factor "
+            f"1 + δ, |δ| ≤ {bound:.3g}; the errors below are each row's without it"
         )
-        console.print(Text(line), soft_wrap=True)
-        if verdict.entries > 1:
-            typical = (
-                f"{verdict.name}: typical (root-mean-square) error {_ulps(verdict.rms_ulps)} ulp; "
-                f"the straightforward computation's is {_ulps(verdict.baseline_rms_ulps)}, "
-                f"so up to {_ulps(verdict.allowed_rms_ulps)} is allowed"
-            )
-            console.print(Text(typical + ("; beyond" if verdict.typical_beyond else "")), soft_wrap=True)
+        console.print(Text(summed), soft_wrap=True)
+    for verdict in check.quantities:
+        for line in _error_lines(verdict, check.claimed_dtype):
+            console.print(Text(line), soft_wrap=True)
     for mistake in check.mistakes:
         name, _, fix = worded(mistake, flag_of).partition(FIX_SEPARATOR)
         console.print(Text(f"mistake: {name}"), soft_wrap=True)
         if fix:
             console.print(Text(f"fix: {fix}"), soft_wrap=True)
+    for hint in check.hints:
+        console.print(Text(f"hint: {worded(hint, flag_of)}"), soft_wrap=True)
     console.print(Text(*_verdict_line(check)), soft_wrap=True)
+
+
+def _error_lines(verdict: QuantityVerdict, dtype: str) -> list[str]:
+    """A quantity's worst and typical errors against what is allowed, and its entries of the wrong sign."""
+    lines = [
+        f"{verdict.name}: worst error {_ulps(verdict.max_ulps)} ulp; a straightforward {dtype} "
+        f"computation's worst is {_ulps(verdict.baseline_ulps)}, "
+        f"so up to {_ulps(verdict.allowed_ulps)} is allowed; "
+        f"{verdict.wrong:,} of {verdict.entries:,} entries beyond"
+    ]
+    if verdict.entries > 1:
+        typical = (
+            f"{verdict.name}: typical (root-mean-square) error {_ulps(verdict.rms_ulps)} ulp; "
+            f"the straightforward computation's is {_ulps(verdict.baseline_rms_ulps)}, "
+            f"so up to {_ulps(verdict.allowed_rms_ulps)} is allowed"
+        )
+        lines.append(typical + ("; beyond" if verdict.typical_beyond else ""))
+    if verdict.sign_flips:
+        lines.append(
+            f"{verdict.name}: {verdict.sign_flips:,} of {verdict.entries:,} entries of the opposite sign to the "
+            "exact value's, which no rounding explains (the cap's factor 1 − tanh² is never negative)"
+        )
+    return lines
 
 
 def _verdict_line(check: DtypeCheck) -> tuple[str, str]:
@@ -137,6 +159,11 @@ def _verdict_line(check: DtypeCheck) -> tuple[str, str]:
             f"typically {_ulps(off)} ulp off, and 4× that would pass an all-zero answer; grade it in a wider type",
             "bold yellow",
         )
-    return f"verdict: {'correct' if check.correct else 'not correct'} for {dtype}", (
+    sequential = (
+        ", consistent with a sequential sum over the classes"
+        if check.sum_order == "sequential" and check.correct
+        else ""
+    )
+    return f"verdict: {'correct' if check.correct else 'not correct'} for {dtype}{sequential}", (
         "bold green" if check.correct else "bold red"
     )

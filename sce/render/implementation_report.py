@@ -12,8 +12,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from sce.grading.implementations.captured import escaped
 from sce.grading.implementations.report import CaseResult, ImplementationReport
+from sce.grading.verdicts import Verdict
 from sce.number_text import display, json_number
+from sce.render.failing_case import SHOWN_IN_TERMINAL, evidence_document, failing_case_blocks, output_document
 from sce.render.words import reduction_line
 
 
@@ -44,29 +47,46 @@ def report_table(report: ImplementationReport, flag_of: Mapping[str, str] | None
         mark = Text("✓ pass", style="green") if case.passed else Text("✗ fail", style="bold red")
         error = _number(case.max_error)
         allowance = _number(case.allowance)
-        note = case.mistake.worded_name(flag_of) if case.mistake is not None else case.worded_message(flag_of)
+        note = case.mistake.worded_name(flag_of) if case.mistake is not None else escaped(case.worded_message(flag_of))
         table.add_row(case.name, mark, error, allowance, _ratio(case), note)
     return table
 
 
 def verdict_lines(report: ImplementationReport, flag_of: Mapping[str, str] | None = None) -> list[Text]:
     total = len(report.cases)
-    if report.passed:
+    verdict = report.verdict
+    if verdict is Verdict.correct:
         return [Text(f"verdict: correct ({total} of {total} cases pass)", style="bold green")]
     failed = len(report.failed)
+    if verdict is Verdict.not_robust:
+        their = "fails only for its" if failed == 1 else "fail only for their"
+        lines = [
+            Text(
+                f"verdict: {verdict.words} ({total - failed} of {total} cases pass; {failed} {their} extreme logits)",
+                style="bold yellow",
+            )
+        ]
+        for mistake, cases in report.range_failures.items():
+            names = ", ".join(f"“{case.name}”" for case in cases)
+            where = "case" if len(cases) == 1 else "cases"
+            lines.append(Text(f"not robust: {mistake.worded_name(flag_of)}, in {where} {names}"))
+            lines.append(Text(f"  fix: {mistake.worded_fix(flag_of)}"))
+        return lines
     lines = [Text(f"verdict: not correct ({failed} of {total} cases fail)", style="bold red")]
     fix = report.worded_fix_first(flag_of)
     if fix:
-        lines.append(Text(f"fix first: {fix}"))
+        lines.append(Text(f"fix first: {escaped(fix)}"))
     return lines
 
 
-def details(report: ImplementationReport, flag_of: Mapping[str, str] | None = None) -> list[Text]:
-    """The full message of each failing case whose table cell shows only the mistake."""
+def details(report: ImplementationReport, flag_of: Mapping[str, str] | None = None, after: int = 0) -> list[Text]:
+    """The full message of each failing case whose table cell shows only the mistake (from the
+    failing case ``after`` on: those before it are shown in full, their message with them)."""
+    shown = [case for case in report.failed if case.evidence is not None][:after]
     return [
-        Text(f"  {case.name}: {case.worded_message(flag_of)}")
+        Text(f"  {case.name}: {escaped(case.worded_message(flag_of))}")
         for case in report.failed
-        if case.mistake is not None and case.note
+        if case.mistake is not None and case.note and case not in shown
     ]
 
 
@@ -85,9 +105,15 @@ def loss_option_words(report: ImplementationReport) -> list[str]:
     return words
 
 
-def print_report(console: Console, report: ImplementationReport, flag_of: Mapping[str, str] | None = None) -> None:
+def print_report(
+    console: Console,
+    report: ImplementationReport,
+    flag_of: Mapping[str, str] | None = None,
+    show_output: bool = False,
+) -> None:
     """The report; options its texts name are worded by ``flag_of`` (the command
-    line's flags), or without it as check_implementation's keywords."""
+    line's flags), or without it as check_implementation's keywords. A failing case's
+    output is shown with it; ``show_output`` shows every case's."""
     options = "".join(f", {words}" for words in loss_option_words(report))
     console.print(
         Text(
@@ -98,7 +124,9 @@ def print_report(console: Console, report: ImplementationReport, flag_of: Mappin
     )
     console.print(report_table(report, flag_of))
     console.print()
-    for line in details(report, flag_of):
+    for block in failing_case_blocks(report.cases, flag_of, show_output):
+        console.print(block)
+    for line in details(report, flag_of, after=SHOWN_IN_TERMINAL):
         console.print(line)
     console.print(Text(reduction_line(report.configuration.loss_options().reduction)))
     for line in verdict_lines(report, flag_of):
@@ -114,6 +142,7 @@ def report_text(report: ImplementationReport, width: int = 120) -> str:
 
 def report_document(report: ImplementationReport, flag_of: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {
+        "verdict": report.verdict.value,
         "passed": report.passed,
         "function": report.function,
         "reduction": report.configuration.loss_options().reduction,
@@ -132,6 +161,9 @@ def report_document(report: ImplementationReport, flag_of: Mapping[str, str] | N
                 "allowance": None if case.allowance is None else json_number(case.allowance),
                 "mistake": None if case.mistake is None else case.mistake.worded_name(flag_of),
                 "message": case.worded_message(flag_of),
+                "fails_only_in_range": case.fails_only_in_range,
+                **evidence_document(case.evidence),
+                "output": output_document(case.output),
             }
             for case in report.cases
         ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ import numpy as np
 from sce.errors import worded
 from sce.explain.derivation import Elided, Item, Matrix, Stage
 from sce.explain.proofs import TOP_EIGENVALUES, Proofs
+from sce.grading.answers import answer_verdict, diagnosis
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import exact, fill, json_number
 from sce.render.words import HESSIAN_OVERFLOWS, JACOBIAN_ROUTE_FAILS, hessian_formula, hessian_statement, jacobian_words
@@ -69,6 +71,23 @@ def dumps(document: Any) -> str:
     return json.dumps(document, ensure_ascii=False, indent=2)
 
 
+def dumps_escaped(document: Any) -> str:
+    """:func:`dumps`, with every control or format character (an escape sequence's ESC, a bidirectional
+    override) written as ``\\uNNNN``: a document holding a learner's output is safe to show in a terminal,
+    and reads back as the same strings."""
+    text = dumps(document)
+    return "".join(_json_escape(character) if _unsafe(character) else character for character in text)
+
+
+def _unsafe(character: str) -> bool:
+    return character != "\n" and unicodedata.category(character) in ("Cc", "Cf", "Cs", "Zl", "Zp")
+
+
+def _json_escape(character: str) -> str:
+    encoded = character.encode("utf-16-be", errors="surrogatepass")
+    return "".join(f"\\u{int.from_bytes(encoded[i : i + 2], 'big'):04x}" for i in range(0, len(encoded), 2))
+
+
 def steps_json_document(
     result: SoftmaxCrossEntropyResult, stages: list[Stage], route: str = "chain"
 ) -> dict[str, Any]:
@@ -117,13 +136,16 @@ def check_document(
     """``sce check``'s verdict on typed answers; a mistake's options worded by ``flag_of``."""
     return {
         "correct": all(check.passed for check in checks),
+        "verdict": answer_verdict(checks),
         "reduction": reduction,
         "quantities": [
             {
                 "name": check.name,
                 "correct": check.passed,
+                "verdict": check.verdict,
                 "mistake": None if check.mistake is None else check.mistake.worded_name(flag_of),
                 "fix": None if check.mistake is None else check.mistake.worded_fix(flag_of),
+                "also": None if check.also is None else check.also.worded_name(flag_of),
                 "ambiguous_with": None if check.ambiguous is None else check.ambiguous.worded_name(flag_of),
                 "slips": list(check.slips),
                 "entries": [
@@ -139,6 +161,10 @@ def check_document(
                 ],
             }
             for check in checks
+        ],
+        # Each wrong quantity's mistake where they differ: more than one mistake.
+        "more_than_one_mistake": [
+            {"quantity": quantity, "name": mistake.worded_name(flag_of)} for quantity, mistake in diagnosis(checks)
         ],
     }
 
@@ -241,7 +267,9 @@ def dtype_check_document(check: DtypeCheck, flag_of: Mapping[str, str] | None = 
         "rows": check.rows,
         "classes": check.classes,
         "reduction": check.options.reduction,
+        "sum_order": check.sum_order,
         "mistakes": [worded(mistake, flag_of) for mistake in check.mistakes],
+        "hints": [worded(hint, flag_of) for hint in check.hints],
         "quantities": [
             {
                 "name": q.name,
@@ -255,6 +283,7 @@ def dtype_check_document(check: DtypeCheck, flag_of: Mapping[str, str] | None = 
                 "baseline_rms_error_ulps": ulps(q.baseline_rms_ulps),
                 "allowed_rms_ulps": ulps(q.allowed_rms_ulps),
                 "typical_beyond": q.typical_beyond,
+                "sign_flips": q.sign_flips,
                 "histogram": [
                     {
                         "ulps": row.label,

@@ -15,7 +15,7 @@ import numpy as np
 
 from sce.explain.proofs import HessianProof, JacobianProof, Proofs
 from sce.loss import SoftmaxCrossEntropyResult
-from sce.number_text import DISPLAY_DIGITS, display, display_all, given, significant_places
+from sce.number_text import DISPLAY_DIGITS, display, display_all, given
 from sce.render.grid import Cell, Column, Grid, print_grid, print_styled
 from sce.render.words import (
     HESSIAN_OVERFLOWS,
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # only for annotations: rendering a result must not load pola
 
     from sce.batch import BatchSummary
     from sce.explain.finite_differences import Verification
-    from sce.grading import Mistake, QuantityCheck
+    from sce.grading import Mistake
     from sce.grading.csv_file import FileCheck
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -113,64 +113,6 @@ def batch_summary_grid(summary: BatchSummary) -> Grid:
     for name, value in rows:
         grid.add_row(name, value)
     return grid
-
-
-def _mark(ok: bool) -> tuple[str, str]:
-    return ("✓", "green") if ok else ("✗ wrong", "bold red")
-
-
-def print_check(
-    console: Console,
-    checks: list[QuantityCheck],
-    digits: int = DISPLAY_DIGITS,
-    flag_of: Mapping[str, str] | None = None,
-    *,
-    reduction: str,
-) -> None:
-    """`sce check`: each quantity entry by entry, then the reduction graded and a verdict; a mistake's options
-    worded by ``flag_of``."""
-    from rich.text import Text
-
-    for check in checks:
-        headings = ("expected", "given", "difference", "tolerance")
-        columns = [] if check.name == "loss" else [Column("class", "right")]
-        grid = Grid([*columns, *(Column(heading, "right") for heading in headings), Column()], title=check.name)
-        for k in range(len(check.given)):
-            cells = [] if check.name == "loss" else [str(k)]
-            # At least as many digits as the answer, so that the two can be compared by eye.
-            shown = min(17, max(digits, significant_places(check.texts[k]) if check.texts else 0))
-            cells += [
-                display(check.expected[k], shown),
-                check.texts[k] if check.texts else given(check.given[k]),
-                display(check.difference[k], 2),
-                display(check.tolerance[k], 1),
-            ]
-            grid.add_row(*cells, _mark(bool(check.ok[k])))
-        print_grid(console, grid)
-        console.print()
-    for check in checks:
-        wrong = int((~check.ok).sum())
-        if wrong == 0:
-            console.print(Text.assemble(("✓ ", "green"), f"{check.name}: correct"))
-            if check.ambiguous:
-                console.print(
-                    Text(
-                        "  ⚠ Right to the digits given, but these digits also fit a usual mistake "
-                        f"({check.ambiguous.worded_name(flag_of)}); give more digits to tell them apart."
-                    )
-                )
-            continue
-        where = "" if check.name == "loss" else f" ({wrong} of {len(check.ok)} entries)"
-        console.print(Text.assemble(("✗ ", "bold red"), f"{check.name}: wrong{where}"))
-        if check.mistake:
-            print_mistake(console, check.mistake, flag_of)
-        for slip in check.slips:
-            console.print(Text(f"  {slip[0].upper()}{slip[1:]}."))
-    passed = all(check.passed for check in checks)
-    console.print(Text(reduction_line(reduction)))
-    console.print(
-        Text("verdict: correct" if passed else "verdict: not correct", style="bold green" if passed else "bold red")
-    )
 
 
 def print_mistake(

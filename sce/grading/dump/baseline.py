@@ -26,6 +26,7 @@ from typing import Protocol
 import numpy as np
 
 from sce.grading.dump import ulp_kernel
+from sce.io.arrays.dump import bfloat16_dtype
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.options import LossOptions
 
@@ -36,9 +37,7 @@ _NUMPY_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64
 
 def numpy_dtype(name: str) -> np.dtype:
     if name == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
+        return bfloat16_dtype()
     return np.dtype(name)
 
 

@@ -90,6 +90,8 @@ class BlockErrors:
     squares: float = 0.0
     baseline_squares: tuple[float, ...] = ()
     zero_squares: float = 0.0
+    sign_flips: int = 0
+    """Entries of the opposite sign to the exact value's where no rounding explains it (:func:`sign_flips`)."""
 
 
 def summarize(
@@ -175,6 +177,7 @@ def merged_in_order(parts: list[BlockErrors]) -> BlockErrors:
         sum(part.squares for part in parts),
         functools.reduce(added_by_route, (part.baseline_squares for part in parts), ()),
         sum(part.zero_squares for part in parts),
+        sum(part.sign_flips for part in parts),
     )
 
 
@@ -243,7 +246,39 @@ def grade_gradient(
     base = RouteErrors.of_routes(
         (_route_errors(route, expected, unit, magnitude, dtype) for route in routes), _zero_squares(expected, unit)
     )
-    return summarize(_errors(given, expected, unit, magnitude, dtype), base, expected, given, block.start)
+    found = summarize(_errors(given, expected, unit, magnitude, dtype), base, expected, given, block.start)
+    if block.exact.options.softcap is not None:
+        found.sign_flips = sign_flips(given, expected, unit, routes, block.exact.cap_derivative)
+    return found
+
+
+def sign_flips(
+    given: np.ndarray, expected: np.ndarray, unit: np.ndarray, routes: tuple[np.ndarray, ...], factor: np.ndarray
+) -> int:
+    """Entries of the opposite sign to the exact value's, where every correct kernel gets the sign right.
+
+    Under a softcap each entry is ∂L/∂a times the factor 1 − tanh²(z/c) ≥ 0, and its error is
+    counted in ulps of ∂L/∂a's operands (frameworks form the factor from tanh's result, to within
+    an ulp of 1): a small factor leaves the entry a few ulps large, where a negated gradient is
+    within the allowance. But no rounding makes the factor negative, so a kernel's entry has
+    ∂L/∂a's sign wherever ∂L/∂a is larger than its own error, allowed as the verdict allows it
+    (4 × the baseline's + 8 ulps, before the factor): |exact| > 4·|baseline − exact| + 8·ulp·factor.
+
+    Examples
+    --------
+    >>> exact, unit = np.array([[-0.0168, 0.0168]]), np.full((1, 2), 2.0**-5)
+    >>> factor, route = np.full((1, 2), 9.5e-4), np.array([[-0.01679, 0.01681]])
+    >>> sign_flips(-exact, exact, unit, (route,), factor), sign_flips(0 * exact, exact, unit, (route,), factor)
+    (2, 0)
+    """
+    with np.errstate(all="ignore"):
+        values = np.asarray(given, dtype=np.float64)
+        opposite = values * expected < 0
+        if not opposite.any():
+            return 0
+        route_error = np.max([np.abs(np.asarray(route, dtype=np.float64) - expected) for route in routes], axis=0)
+        certain = np.abs(expected) > 4 * route_error + 8 * unit * factor
+    return int(np.count_nonzero(opposite & certain))
 
 
 def grade_gradient_compiled(
@@ -309,9 +344,18 @@ def _zero_step(expected: np.ndarray) -> int:
 
 
 def grade_row_losses(
-    expected: np.ndarray, magnitude: np.ndarray, route: np.ndarray, given: np.ndarray, dtype: str, start: int
+    expected: np.ndarray,
+    magnitude: np.ndarray,
+    route: np.ndarray,
+    given: np.ndarray,
+    dtype: str,
+    start: int,
+    answer_expected: np.ndarray | None = None,
 ) -> BlockErrors:
-    """A block's row losses graded as :func:`grade_gradient` grades a gradient (one route)."""
+    """A block's row losses graded as :func:`grade_gradient` grades a gradient (one route);
+    ``answer_expected``: what the answer is compared with, where not ``expected`` (a sequential
+    sum's shifted losses, while the baseline, summed otherwise, keeps the exact ones)."""
     zero = ulps(np.zeros_like(expected), expected, magnitude, dtype)
     base = finite_errors(ulps(route, expected, magnitude, dtype), zero)
-    return summarize(ulps(given, expected, magnitude, dtype), base, expected, given, start)
+    target = expected if answer_expected is None else answer_expected
+    return summarize(ulps(given, target, magnitude, dtype), base, target, given, start)

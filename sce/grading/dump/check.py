@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass
 
 from sce.errors import option_problem
+from sce.grading.dump.implementation_choices import consistent_choices
 from sce.grading.dump.kernel_mistakes import Denominators, denominators
 from sce.grading.dump.mistake_pass import Allowance, Allowed, matching_mistakes
 from sce.grading.dump.verdict import DtypeCheck, QuantityVerdict, ReducedLoss
@@ -35,6 +36,7 @@ def check_dump(
     claimed_dtype: str,
     progress: Progress | None = None,
     tune_heap: bool = False,
+    sum_order: str = "parallel",
 ) -> DtypeCheck:
     """Grade the dump's gradient and loss by their type, block by block; name the mistake that fits.
 
@@ -52,6 +54,10 @@ def check_dump(
     tune_heap : bool
         Keep freed blocks in the heap (glibc's malloc settings, :mod:`sce.io.arrays.heap`): for
         the command line's own process, never a library caller's.
+    sum_order : str
+        "parallel" (frameworks' sums in lanes or pairs), or "sequential": each row's
+        probabilities may share one factor 1 + δ, |δ| ≤ (K − 1)·u, as one running sum over the
+        classes gives them (:mod:`.sequential_sums`).
 
     Returns
     -------
@@ -77,6 +83,29 @@ def check_dump(
     False
     """
     options = options.replace(dtype="float64")
+    check = _graded(dump, options, claimed_dtype, progress, tune_heap, sum_order, True)
+    if check.wrong and not check.mistakes and not any(q.counts[-1] for q in check.quantities):
+        # NaN or infinity where the truth is finite is wrong however it was computed.
+
+        def regrade(kind: str, order: str) -> bool:
+            return _graded(dump, options, kind, None, tune_heap, order, False).correct
+
+        bounds = block_bounds(*dump.shape, BLOCK_ENTRIES)
+        gradient = check.quantities[0] if dump.grad is not None else None
+        check.hints = consistent_choices(dump, claimed_dtype, sum_order, bounds, regrade, gradient)
+    return check
+
+
+def _graded(
+    dump: ArrayDump,
+    options: LossOptions,
+    claimed_dtype: str,
+    progress: Progress | None,
+    tune_heap: bool,
+    sum_order: str,
+    name_mistakes: bool,
+) -> DtypeCheck:
+    """:func:`check_dump`'s verdict, and with ``name_mistakes`` the mistakes that fit a wrong answer."""
     rows, classes = dump.shape
     _check_options(options, classes)
     d = denominators(dump.labels, rows, options)
@@ -84,7 +113,7 @@ def check_dump(
     per_row_loss = dump.loss is not None and dump.loss.ndim == 1
     loss = QuantityVerdict("loss") if per_row_loss else None
     scalar = ReducedLoss() if dump.loss is not None and not per_row_loss else None
-    job = BlockJob(dump, options, claimed_dtype, d, per_row_loss, scalar is not None)
+    job = BlockJob(dump, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order)
     bounds = block_bounds(rows, classes, BLOCK_ENTRIES)
     with warnings.catch_warnings(), reused_heap(tune_heap and rows * classes > BLOCK_ENTRIES):
         # Here, not in each block: catch_warnings is not thread-safe. An infinite loss is graded, not warned about.
@@ -104,8 +133,8 @@ def check_dump(
         if scalar is not None and dump.loss is not None:
             scalar_verdict = scalar.verdict(float(dump.loss), claimed_dtype, options, d)
             quantities.append(scalar_verdict)
-        check = DtypeCheck(claimed_dtype, rows, classes, options, quantities, [])
-        if check.wrong:
+        check = DtypeCheck(claimed_dtype, rows, classes, options, quantities, [], sum_order)
+        if check.wrong and name_mistakes:
             allowed = Allowed(
                 None if grad is None else Allowance(grad.allowed_ulps, grad.allowed_rms_ulps),
                 None if loss is None else Allowance(loss.allowed_ulps, loss.allowed_rms_ulps),

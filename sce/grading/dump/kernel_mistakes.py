@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sce.grading import catalogue, conventions
+from sce.grading import catalogue, conventions, derivative_slips
 from sce.grading.dump.baseline import RowCoefficients, coefficients
 from sce.io.arrays import ArrayDump
 from sce.io.arrays.mapped_rows import read_rows
@@ -145,9 +145,69 @@ def _formula_what_ifs(labels: np.ndarray | None, options: LossOptions) -> dict[s
         if labels is not None and options.weight is not None:
             found[catalogue.WEIGHTS_PER_CLASS.described()] = _weights_per_class
     if labels is not None:
+        found[catalogue.PREDICTED_CLASS.described()] = _label_predicted(options)
         found[catalogue.ONE_BASED.described()] = _label_shifted(options, -1)
         found[catalogue.LABEL_PLUS_ONE.described()] = _label_shifted(options, +1)
+    if not options.z_loss and options.weight is None:
+        found.update(_derivation_what_ifs(labels, options))
     return found
+
+
+def _derivation_what_ifs(labels: np.ndarray | None, options: LossOptions) -> dict[str, WhatIf]:
+    """The slips of the derivation (:mod:`sce.grading.derivative_slips`), gradient only but e^z's;
+    each only where it applies to every block (without a z-loss or weights, as the caller asks)."""
+    slips = {catalogue.STOPPED_AT_DL_DS: derivative_slips.stopped_at_probabilities}
+    if labels is not None:
+        slips[catalogue.ONLY_LABEL_ENTRY] = derivative_slips.label_entry_only
+    if labels is None or options.label_smoothing:  # with a one-hot target it is the label's entry
+        slips[catalogue.JACOBIAN_DIAGONAL] = derivative_slips.jacobian_diagonal
+    found: dict[str, WhatIf] = {mistake.described(): _gradient_of(slip) for mistake, slip in slips.items()}
+    if (
+        labels is not None
+        and not options.label_smoothing
+        and not (labels == options.ignore_index).any()
+        and len(np.unique(labels)) > 1
+    ):
+        found[catalogue.LABELS_BROADCAST.described()] = _gradient_of(
+            lambda exact: derivative_slips.labels_broadcast(exact, labels)
+        )
+    found[catalogue.UNNORMALISED_EXP.described()] = _unnormalised_exp
+    return found
+
+
+def _gradient_of(slip: Callable[[SoftmaxCrossEntropyResult], np.ndarray | None]) -> WhatIf:
+    """A slip of the gradient alone (chosen where it applies: :func:`_derivation_what_ifs`)."""
+
+    def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+        gradient = slip(block.exact)
+        assert gradient is not None
+        return gradient, None
+
+    return what_if
+
+
+def _unnormalised_exp(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+    """e^z for the probabilities: its gradient, and each row's −Σ t·z as its share of the loss."""
+    slip = derivative_slips.unnormalised_exp(block.exact)
+    assert slip is not None
+    _exp, gradient, losses = slip
+    exact = block.exact
+    if exact.options.reduction == "mean":
+        losses = losses * (1 / exact.denominator if exact.denominator else 0.0)
+    return gradient, losses
+
+
+def _label_predicted(options: LossOptions) -> WhatIf:
+    """The −1 at each row's predicted class (its first largest logit), not at its label."""
+
+    def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+        predicted = derivative_slips.predicted_labels(block.exact)
+        if predicted is None:
+            return block.exact.gradient, block.contributions
+        other = _rerun(block, predicted, options)
+        return other.gradient, _contributions(other, options)
+
+    return what_if
 
 
 def _convention_what_ifs(d: Denominators, options: LossOptions) -> dict[str, WhatIf]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from sce.grading.dump.baseline import result_magnitudes, ulps
 from sce.grading.dump.block_errors import sum_of_squares
+from sce.grading.dump.flushed import excused, flush_bounds, z_terms
 from sce.grading.dump.kernel_mistakes import Denominators, exact_block, what_ifs
 from sce.grading.dump.verdict_pass import Progress
 from sce.io.arrays import ArrayDump
@@ -75,6 +76,7 @@ def matching_mistakes(
         block, coef = exact_block(dump, start, stop, options, d)
         grad_magnitude, loss_size = result_magnitudes(block.exact, coef)
         given_grad = None if dump.grad is None else read_rows(dump.grad, start, stop)
+        flushed_below = flush_bounds(dtype, coef, z_terms(block.exact, coef))
         given_losses = None if allowed.row_losses is None or dump.loss is None else np.asarray(dump.loss[start:stop])
         for name, what_if in list(alive.items()):
             other_grad, other_losses = what_if(block)
@@ -82,7 +84,8 @@ def matching_mistakes(
             fits = True
             if given_grad is not None and grad_magnitude is not None and allowed.gradient is not None:
                 graded.add(name)
-                fits = _within(given_grad, other_grad, grad_magnitude, dtype, allowed.gradient, grad_spread)
+                kept = excused(given_grad, other_grad, flushed_below)  # a flushing kernel's zeros, as the verdict's
+                fits = _within(kept, other_grad, grad_magnitude, dtype, allowed.gradient, grad_spread)
             if fits and other_losses is not None and given_losses is not None and allowed.row_losses is not None:
                 graded.add(name)
                 fits = _within(given_losses, other_losses, loss_size, dtype, allowed.row_losses, loss_spread)

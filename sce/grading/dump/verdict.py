@@ -5,14 +5,18 @@ float64 result, and compared with the worst error of a straightforward
 correct implementation in that type on the same inputs (see
 :mod:`.baseline`). An entry is wrong when its error exceeds
 
-    allowed = MARGIN_FACTOR × (the baseline's worst error) + MARGIN_ULPS,
+    allowed = MARGIN_FACTOR × (the baseline's worst error) + margin,
 
 rounded up to the next quarter-octave (2^(k/4) ulps), which is also how the
 errors are binned (:mod:`.histogram`), so that the count of wrong entries is
 exact however the rows are cut into blocks. The factor 4 covers a framework
 whose sums and exponentials round differently (the baseline sums as PyTorch's
 CPU kernel with AVX-512's 16 lanes; with AVX2's 8, PyTorch's float32 gradient
-is ~2.5× further off); the 8 ulps cover tiny baselines. A float32 answer
+is ~2.5× further off); the margin, 8 ulps, covers tiny baselines. Where the
+values themselves are only a few ulps large (a softcap's factor 1 − tanh²
+shrinks a gradient measured in ulps of its uncapped size; a loss of 4e-13 in
+ulps of 1), the margin is at most a quarter of their typical size, and never below 2
+ulps: 8 ulps would let an all-zero, negated or doubled answer pass. A float32 answer
 1,000 ulp off still fails: at 62 × 32,000 the baseline's worst is ~40, so 181
 ulps are allowed; at K = 128,000, 512.
 
@@ -46,6 +50,8 @@ from sce.options import LossOptions
 
 MARGIN_FACTOR = 4.0
 MARGIN_ULPS = 8.0
+#: The least margin, where the values are themselves within a few ulps (see :attr:`QuantityVerdict.margin_ulps`).
+LEAST_MARGIN_ULPS = 2.0
 
 
 @dataclass
@@ -65,10 +71,21 @@ class QuantityVerdict:
     """The same of each of the baseline's routes."""
     zero_squares: float = 0.0
     """The same of an all-zero answer: the values' own size, in ulps."""
+    sign_flips: int = 0
+    """Entries of the opposite sign to the exact value's that no rounding explains (under a softcap)."""
+
+    @property
+    def margin_ulps(self) -> float:
+        """The ulps allowed beyond 4× the baseline's error: MARGIN_ULPS, but at most a quarter of
+        the values' own typical size (an all-zero answer's error), and at least LEAST_MARGIN_ULPS.
+        A correct answer is within a rounding or two of the truth (a softcap's factor formed as
+        1 − tanh² is within an ulp of 1, counted at the uncapped size); a margin of half the
+        values or more would pass a negated or doubled answer, or one for the next label."""
+        return min(MARGIN_ULPS, max(LEAST_MARGIN_ULPS, self.zero_rms_ulps / 4))
 
     @property
     def allowed_ulps(self) -> float:
-        return allowance(self.baseline_ulps)
+        return allowance(self.baseline_ulps, self.margin_ulps)
 
     @property
     def wrong(self) -> int:
@@ -87,7 +104,7 @@ class QuantityVerdict:
 
     @property
     def allowed_rms_ulps(self) -> float:
-        return allowance(self.baseline_rms_ulps)
+        return allowance(self.baseline_rms_ulps, self.margin_ulps)
 
     @property
     def typical_beyond(self) -> bool:
@@ -95,7 +112,7 @@ class QuantityVerdict:
 
     @property
     def correct(self) -> bool:
-        return self.wrong == 0 and not self.typical_beyond
+        return self.wrong == 0 and not self.typical_beyond and not self.sign_flips
 
     @property
     def zero_rms_ulps(self) -> float:
@@ -115,8 +132,11 @@ class QuantityVerdict:
     def plainly_wrong(self) -> bool:
         """Wrong whatever the type can judge: not finite where the truth is, or typically
         further from the truth than an all-zero answer (a sign flipped, a factor of 1,000) and
-        than is allowed (a loss of 4e-13, in ulps of 1, is as right at 1e-7 as at 0)."""
-        return bool(self.counts[-1]) or self.rms_ulps > max(self.zero_rms_ulps, self.allowed_rms_ulps)
+        than is allowed (a loss of 4e-13, in ulps of 1, is as right at 1e-7 as at 0), or of the
+        opposite sign where every correct kernel gets the sign right."""
+        if self.counts[-1] or self.sign_flips:
+            return True
+        return self.rms_ulps > max(self.zero_rms_ulps, self.allowed_rms_ulps)
 
     def merge(self, block: BlockErrors) -> None:
         """One block's summary, blocks taken in order (the worst entries' ties go to the earliest)."""
@@ -127,6 +147,7 @@ class QuantityVerdict:
         self.squares += block.squares
         self.baseline_squares = added_by_route(self.baseline_squares, block.baseline_squares)
         self.zero_squares += block.zero_squares
+        self.sign_flips += block.sign_flips
         self.worst = sorted([*self.worst, *block.worst], key=lambda e: -e.ulps)[:WORST_SHOWN]
 
     def add(
@@ -141,18 +162,21 @@ def _root_mean(squares: float, entries: int) -> float:
     return float(f"{math.sqrt(squares / entries):.6g}") if entries else 0.0
 
 
-def allowance(baseline_ulps: float) -> float:
+def allowance(baseline_ulps: float, margin_ulps: float = MARGIN_ULPS) -> float:
     """The error allowed where a straightforward correct computation is ``baseline_ulps`` off.
 
     Parameters
     ----------
     baseline_ulps : float
         The baseline's error in ulps (its worst, or its root-mean-square).
+    margin_ulps : float
+        What is allowed beyond MARGIN_FACTOR × ``baseline_ulps`` (MARGIN_ULPS unless the values
+        are themselves a few ulps large: :attr:`QuantityVerdict.margin_ulps`).
 
     Returns
     -------
     float
-        MARGIN_FACTOR × ``baseline_ulps`` + MARGIN_ULPS, rounded up to the next edge of the
+        MARGIN_FACTOR × ``baseline_ulps`` + ``margin_ulps``, rounded up to the next edge of the
         histogram (:data:`~sce.grading.dump.histogram.EDGES`), so that the entries beyond it are
         whole bins.
 
@@ -162,8 +186,10 @@ def allowance(baseline_ulps: float) -> float:
     8.0
     >>> round(allowance(40.0), 2)  # 4 × 40 + 8 = 168, up to 2^7.5
     181.02
+    >>> allowance(0.0, 2.0)
+    2.0
     """
-    wanted = MARGIN_FACTOR * baseline_ulps + MARGIN_ULPS
+    wanted = MARGIN_FACTOR * baseline_ulps + margin_ulps
     return float(EDGES[min(int(np.searchsorted(EDGES, wanted)), len(EDGES) - 1)])
 
 
@@ -175,6 +201,11 @@ class DtypeCheck:
     options: LossOptions
     quantities: list[QuantityVerdict]
     mistakes: list[str]
+    sum_order: str = "parallel"
+    """"sequential": graded as one running sum per row over the classes (:mod:`.sequential_sums`)."""
+    hints: list[str] = field(default_factory=list)
+    """For a wrong answer, a known implementation choice it is consistent with, and the option that
+    grades it so (options marked by :func:`sce.errors.option`)."""
 
     @property
     def wrong(self) -> bool:
@@ -200,11 +231,22 @@ class ReducedLoss:
         self.magnitude: list[float] = []
         self.baseline_rows: list[np.ndarray] = []
         self.baseline_z_rows: list[np.ndarray] = []
+        self.moved: list[float] = []
         self.given = math.nan
         self.size = 0.0
         """The magnitude the reduced loss's errors are measured at."""
 
-    def add(self, exact: float, magnitude: float, baseline_losses: np.ndarray, z_losses: np.ndarray | None) -> None:
+    def add(
+        self,
+        exact: float,
+        magnitude: float,
+        baseline_losses: np.ndarray,
+        z_losses: np.ndarray | None,
+        moved: float = 0.0,
+    ) -> None:
+        """One block's part; ``moved``: how far a sequential sum's factors move its contribution
+        (the answer is compared with the moved value, the baseline with the exact one)."""
+        self.moved.append(moved)
         self.exact.append(exact)
         self.magnitude.append(magnitude)
         self.baseline_rows.append(baseline_losses)
@@ -240,5 +282,8 @@ class ReducedLoss:
             np.atleast_1d(ulps(reduced, expected, magnitude, dtype)),
             np.atleast_1d(ulps(np.zeros(()), expected, magnitude, dtype)),
         )
-        found.add(ulps(given_array, expected, magnitude, dtype), base, expected, given_array, 0)
+        target = np.array(math.fsum([*self.exact, *self.moved])) if any(self.moved) else expected
+        if options.reduction == "mean" and d.total == 0:
+            target = expected
+        found.add(ulps(given_array, target, magnitude, dtype), base, target, given_array, 0)
         return found

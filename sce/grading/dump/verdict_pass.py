@@ -40,7 +40,9 @@ from sce.grading.dump.block_errors import (
     grade_row_losses,
     merged_in_order,
 )
+from sce.grading.dump.flushed import excused, flush_bounds, z_terms
 from sce.grading.dump.kernel_mistakes import Block, Denominators, exact_block, exact_rows
+from sce.grading.dump.sequential_sums import factor_derivative, loss_shifts, sum_error_bound, without_row_factors
 from sce.io.arrays import ArrayDump
 from sce.io.arrays.dump import placed_in_dump
 from sce.io.arrays.mapped_rows import read_rows
@@ -118,9 +120,10 @@ class BlockGrade:
     rows: int
     gradient: BlockErrors | None
     losses: BlockErrors | None
-    reduced: tuple[float, float, np.ndarray, np.ndarray | None] | None
-    """For a reduced loss: the block's exact contribution, its magnitude, its baseline row losses
-    and their z-loss terms (None without a z-loss)."""
+    reduced: tuple[float, float, np.ndarray, np.ndarray | None, float] | None
+    """For a reduced loss: the block's exact contribution, its magnitude, its baseline row losses,
+    their z-loss terms (None without a z-loss), and how far a sequential sum's factors move the
+    block's contribution (0 otherwise)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,9 @@ class _Slice:
     baseline_z_losses: np.ndarray | None = None
     """The baseline's z-loss terms, where there is a z-loss (for the reduced loss: 'mean' divides
     them by the counted rows, the rest by the weight sum)."""
+    loss_shifts: tuple[np.ndarray, np.ndarray] | None = None
+    """Graded as a sequential sum: how each row's cross-entropy and z-loss move with the row's
+    factor fitted to the gradient (:func:`.sequential_sums.loss_shifts`)."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,8 @@ class BlockJob:
     d: Denominators
     per_row_loss: bool
     reduced_loss: bool
+    sum_order: str = "parallel"
+    """"sequential": each row may carry one factor 1 + δ of a sequential sum (:mod:`.sequential_sums`)."""
 
     def grade(self, bounds: tuple[int, int]) -> BlockGrade:
         """The block of rows ``bounds`` (first, end), graded; a logit, label or target the loss is
@@ -173,15 +181,23 @@ class BlockJob:
             expected = np.concatenate([piece.losses for piece in slices])
             magnitude = np.concatenate([piece.loss_magnitude for piece in slices])
             route = np.concatenate([piece.baseline_losses for piece in slices])
+            shifts = [piece.loss_shifts for piece in slices if piece.loss_shifts is not None]
+            ce_shift = np.concatenate([ce for ce, _ in shifts]) if shifts else np.zeros(0)
+            z_shift = np.concatenate([z for _, z in shifts]) if shifts else np.zeros(0)
             if self.per_row_loss and self.dump.loss is not None:
                 given = np.asarray(self.dump.loss[start:stop])
-                losses = grade_row_losses(expected, magnitude, route, given, self.dtype, start)
+                shifted = expected + ce_shift + z_shift if shifts else None
+                losses = grade_row_losses(expected, magnitude, route, given, self.dtype, start, shifted)
             if self.reduced_loss:
                 share = slices[0].scale * self.options.temperature  # 1/D for 'mean', 1 for 'sum'
                 contributions = np.concatenate([piece.contributions for piece in slices])
+                moved = 0.0
+                if shifts:
+                    z_share = 1.0 / max(self.d.counted_rows, 1) if self.options.reduction == "mean" else 1.0
+                    moved = math.fsum(np.concatenate([ce_shift * share, z_shift * z_share]))
                 z_parts = [piece.baseline_z_losses for piece in slices if piece.baseline_z_losses is not None]
                 z_route = np.concatenate(z_parts) if z_parts else None
-                reduced = (math.fsum(contributions), math.fsum(magnitude * share), route, z_route)
+                reduced = (math.fsum(contributions), math.fsum(magnitude * share), route, z_route, moved)
         return BlockGrade(stop - start, gradient, losses, reduced)
 
     def _slice(self, start: int, stop: int, sparse: bool) -> _Slice:
@@ -196,12 +212,21 @@ class BlockJob:
             base = baseline(block.logits, dense, self.options, dtype, autograd)
             grad_magnitude = partial(self._magnitudes, block, dense)
         gradient = None
+        shifts = None
         if dump.grad is not None:
             given = read_rows(dump.grad, start, stop)
             if self.options.reduction == "mean" and self.d.total == 0:
                 # The gradient of 0/0: sce says 0 (nothing counts); PyTorch's backward gives NaN where
                 # the counted rows' weights are all 0. Either is the right answer.
                 given = np.where(np.isnan(given), 0, given).astype(given.dtype, copy=False)
+            given = excused(given, block.exact.gradient, flush_bounds(dtype, coef, z_terms(block.exact, coef)))
+            if self.sum_order == "sequential":
+                bound = sum_error_bound(block.logits.shape[1], dtype)
+                derivative = factor_derivative(block.exact, coef)
+                given, delta = without_row_factors(
+                    given, block.exact.gradient, derivative, grad_magnitude(), dtype, bound
+                )
+                shifts = loss_shifts(block.exact, coef, delta)
             if (
                 COMPILED
                 and isinstance(coef, sparse_labels.LabelCoefficients)
@@ -220,6 +245,7 @@ class BlockJob:
             base.losses[0] if rows else block.exact.losses,
             coef.a,
             base.z_losses if rows else None,
+            shifts,
         )
 
     def _magnitudes(self, block: Block, coef: RowCoefficients) -> np.ndarray:

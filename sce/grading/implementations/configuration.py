@@ -71,7 +71,8 @@ def check_implementation(
     -------
     ImplementationReport
         One :class:`CaseResult` per case (``report.cases``), each with its verdict and the
-        mistake it shows; ``report.passed`` when every case passes.
+        mistake it shows; ``report.verdict``: correct, not_robust (only cases of extreme range
+        fail) or not_correct; ``report.passed`` for the first two.
 
     Raises
     ------
@@ -104,8 +105,8 @@ def check_implementation(
     ...     return loss, p / len(labels)
     ... ''')
     >>> report = check_implementation(f"{homework}:softmax_loss")
-    >>> report.passed
-    False
+    >>> report.verdict.value, report.passed
+    ('not_robust', True)
     >>> [case.name for case in report.cases if not case.passed]
     ["the label's probability rounds to 0: [0, 1000], label 0"]
     """

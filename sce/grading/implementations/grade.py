@@ -12,6 +12,7 @@ from sce.errors import option
 from sce.grading import catalogue
 from sce.grading.implementations import mistaken_variants
 from sce.grading.implementations.cases import Case
+from sce.grading.implementations.evidence import CaseEvidence, Judged, agreement, case_evidence
 from sce.grading.implementations.loading import UnusableImplementation
 from sce.grading.implementations.mistaken_variants import Exact
 from sce.grading.implementations.report import CaseResult, Configuration, Mistake
@@ -233,14 +234,22 @@ def grade_case(case: Case, outcome: CaseOutcome, configuration: Configuration, f
     shape means the function is not the one configured: UnusableImplementation."""
     changed = _in_place_mistake(outcome)
     if outcome.error is not None:
-        return CaseResult(case.name, False, None, None, changed, outcome.error)
+        return CaseResult(case.name, False, None, None, changed, outcome.error, evidence=_inputs(case, configuration))
     try:
         arrays = quantities(outcome, case, configuration)
     except Mismatch as problem:
         if first:
             raise UnusableImplementation(f"{problem}, for {case.name}") from None
-        return CaseResult(case.name, False, None, None, changed, str(problem))
+        return CaseResult(case.name, False, None, None, changed, str(problem), evidence=_inputs(case, configuration))
     return _compare(case, arrays, exact_answer(case, configuration), changed)
+
+
+def _inputs(case: Case, configuration: Configuration) -> CaseEvidence:
+    """What a case without an answer to compare shows: its inputs and the expected answer."""
+    exact = exact_answer(case, configuration)
+    returned = {"loss,grad": ("loss", "gradient"), "grad": ("gradient",), "loss": ("loss",)}[configuration.returns]
+    expected = {"gradient": exact.gradient, "loss": exact.loss}
+    return case_evidence(case, {}, {quantity: expected[quantity] for quantity in returned})
 
 
 def _in_place_mistake(outcome: CaseOutcome) -> Mistake | None:
@@ -258,6 +267,7 @@ def _compare(case: Case, arrays: dict[str, np.ndarray], exact: Exact, changed: M
     worst_failing: str | None = None
     notes: list[str] = []
     sensitivity = input_sensitivities(exact)
+    judged: dict[str, Judged] = {}
     for quantity in ("gradient", "loss"):
         if quantity not in arrays:
             continue
@@ -268,6 +278,8 @@ def _compare(case: Case, arrays: dict[str, np.ndarray], exact: Exact, changed: M
         allowed = allowance(right, baseline, dtype, sensitivity[quantity])
         error = _error(given, right)
         ratio = np.inf if not np.isfinite(error) else error / allowed
+        expected = exact.gradient if quantity == "gradient" else exact.loss
+        judged[quantity] = Judged(arrays[quantity], expected, agreement(given, right, allowed))
         if worst is None or ratio > worst[0]:
             worst = (ratio, quantity, error, allowed)
         if ratio > 1 and worst_failing is None:  # the mistake is named from the first wrong quantity
@@ -280,8 +292,11 @@ def _compare(case: Case, arrays: dict[str, np.ndarray], exact: Exact, changed: M
             notes.append(_describe_error(quantity, given, error, allowed, absolute))
     assert worst is not None
     ratio, quantity, error, allowed = worst
-    passed = ratio <= 1 and changed is None
-    if case.logits.dtype == np.float32:
+    narrowed = precision_thrown_away(case, arrays)
+    passed = ratio <= 1 and changed is None and narrowed is None
+    if narrowed is not None:
+        notes.insert(0, narrowed)
+    elif case.logits.dtype == np.float32:
         notes.append(_dtype_note(arrays))
     mistake = named[0] if named else changed
     if changed is not None and named:
@@ -301,6 +316,7 @@ def _compare(case: Case, arrays: dict[str, np.ndarray], exact: Exact, changed: M
         tuple(named),
         non_finite,
         case.overflow_prone or case.label_probability_underflows,
+        None if passed else case_evidence(case, judged, {q: judgement.expected for q, judgement in judged.items()}),
     )
 
 
@@ -313,6 +329,29 @@ def per_cap_factor(exact: Exact, quantity: str, values: np.ndarray) -> np.ndarra
         return values
     with np.errstate(all="ignore"):
         return np.where(factor > 0, values.astype(np.float64) / np.where(factor > 0, factor, 1.0), values)
+
+
+def precision_thrown_away(case: Case, arrays: dict[str, np.ndarray]) -> str | None:
+    """What an answer in float16 for wider logits says of itself, or None.
+
+    A float16 entry carries 11 significant bits: graded by float16's own allowances, an
+    answer for float64 logits may be a few units off per entry, and a gradient missing its 1/N
+    passes. The case asked for the logits' precision; the answer cannot hold it, so the case
+    fails, said so, and the mistake (if one fits) is still named by float16's measure.
+
+    Examples
+    --------
+    >>> from sce.grading.implementations.cases import Case
+    >>> case = Case("two rows", np.zeros((2, 3)), np.array([0, 1]))
+    >>> precision_thrown_away(case, {"gradient": np.zeros((2, 3), np.float16)})
+    'returns float16 for float64 logits: it cannot hold the precision asked for'
+    >>> precision_thrown_away(case, {"gradient": np.zeros((2, 3))}) is None
+    True
+    """
+    narrow = sorted({str(a.dtype) for a in arrays.values() if a.dtype == np.float16})
+    if not narrow or case.logits.dtype.itemsize <= 2:
+        return None
+    return f"returns {', '.join(narrow)} for {case.logits.dtype} logits: it cannot hold the precision asked for"
 
 
 def _error(given: np.ndarray, right: np.ndarray) -> float:
@@ -366,6 +405,8 @@ def _name_mistakes(
     ):
         return [catalogue.LOG_OF_ZERO]
     if not finite:
+        if quantity == "loss" and bool(np.all(given < 0)):
+            return [catalogue.NEGATIVE_LOSS]  # −inf: log 0 with its sign lost
         if _like_no_max_shift(case, quantity, given, exact):
             return [catalogue.NO_MAX_SHIFT]
         if case.label_probability_underflows and quantity == "gradient":
@@ -385,7 +426,10 @@ def _name_mistakes(
         size = float(np.max(np.abs(variant))) if variant.size else 0.0
         return 2.0 * allowed * max(1.0, size / scale if scale > 0 else 1.0)
 
-    return mistaken_variants.match(given, right, variants, tolerance)
+    found = mistaken_variants.match(given, right, variants, tolerance)
+    if not found and quantity == "loss" and bool(np.all(given < 0) and np.all(right >= 0)):
+        return [catalogue.NEGATIVE_LOSS]  # no known slip makes it, but a loss is never negative
+    return found
 
 
 def _naive_cap_factor(exact: Exact, case: Case, given: np.ndarray) -> np.ndarray:

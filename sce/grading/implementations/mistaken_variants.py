@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sce.grading import conventions
+from sce.grading import catalogue, conventions, derivative_slips
 from sce.grading.catalogue import (
     LABEL_PLUS_ONE,
     LOG2,
@@ -31,7 +31,7 @@ from sce.grading.catalogue import (
     WRONG_AXIS,
     Mistake,
 )
-from sce.loss import SoftmaxCrossEntropyResult
+from sce.loss import SoftmaxCrossEntropyResult, softmax_cross_entropy
 from sce.options import LossOptions
 
 
@@ -102,7 +102,34 @@ def gradient_variants(exact: Exact) -> list[Variant]:
     with np.errstate(all="ignore"):
         variants.append((NOT_NORMALISED, (np.exp(exact.shifted_logits) - exact.target) / d))
     variants += [(LOG10, g / math.log(10)), (LOG2, g / math.log(2))]
-    return variants + _slip_variants(exact, "gradient")
+    return variants + _derivation_variants(exact, "gradient") + _slip_variants(exact, "gradient")
+
+
+def _derivation_variants(exact: Exact, quantity: str) -> list[Variant]:
+    """The slips of the derivation (:mod:`sce.grading.derivative_slips`, shared with sce check)."""
+    result = exact.result
+    if result is None:
+        return []
+    found: list[Variant] = []
+    predicted = derivative_slips.predicted_labels(result)
+    if predicted is not None:
+        other = softmax_cross_entropy(result.logits, predicted, options=result.options)
+        value = other.gradient if quantity == "gradient" else np.asarray(other.loss)
+        found.append((catalogue.PREDICTED_CLASS, value.astype(np.float64)))
+    unnormalised = derivative_slips.unnormalised_exp(result)
+    if unnormalised is not None:
+        _exp, gradient, losses = unnormalised
+        value = gradient if quantity == "gradient" else derivative_slips.reduced(result, losses)
+        found.append((catalogue.UNNORMALISED_EXP, value))
+    if quantity == "loss":
+        return found
+    slips = [
+        (catalogue.STOPPED_AT_DL_DS, derivative_slips.stopped_at_probabilities(result)),
+        (catalogue.ONLY_LABEL_ENTRY, derivative_slips.label_entry_only(result)),
+        (catalogue.JACOBIAN_DIAGONAL, derivative_slips.jacobian_diagonal(result)),
+        (catalogue.LABELS_BROADCAST, derivative_slips.labels_broadcast(result) if exact.batch else None),
+    ]
+    return found + [(mistake, gradient) for mistake, gradient in slips if gradient is not None]
 
 
 def _slip_variants(exact: Exact, quantity: str) -> list[Variant]:
@@ -136,13 +163,15 @@ def loss_variants(exact: Exact) -> list[Variant]:
             column_log = np.log(_column_softmax(exact))
         variants.append((WRONG_AXIS, exact.reduce(-(exact.target * column_log).sum(axis=1))))
     variants.append((NOT_NORMALISED, exact.reduce(-(exact.target * exact.shifted_logits).sum(axis=1))))
-    return variants + _slip_variants(exact, "loss")
+    return variants + _derivation_variants(exact, "loss") + _slip_variants(exact, "loss")
 
 
 def _one_hot_at(exact: Exact, shift: int) -> np.ndarray | None:
     """A one-hot target at each label + shift, wrapping as numpy's negative indices do."""
-    if exact.labels is None or exact.gradient.shape[1] == 2:
-        return None  # with two classes, label + 1 and label − 1 are the same class: no way to tell which
+    # With two classes label + 1 and label − 1 are the same class: both are candidates there, and
+    # the cases with more classes settle which (session.settle_ambiguous_mistakes).
+    if exact.labels is None:
+        return None
     classes = exact.gradient.shape[1]
     one_hot = np.zeros_like(exact.gradient)
     one_hot[np.arange(exact.rows), (exact.labels + shift) % classes] = 1.0

@@ -7,7 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sce.errors import worded
+from sce.grading import catalogue
 from sce.grading.catalogue import Mistake
+from sce.grading.implementations.captured import CapturedOutput
+from sce.grading.implementations.evidence import CaseEvidence
+from sce.grading.verdicts import Verdict
 from sce.options import LossOptions
 
 
@@ -54,7 +58,28 @@ class CaseResult:
     non_finite: bool = False
     """The answer has NaN or infinite entries where the exact one is finite."""
     overflow_prone: bool = False
-    """The case's logits overflow exp without the max shift."""
+    """The case's logits are of extreme range: exp overflows or underflows without the max shift,
+    or the label's probability rounds to 0."""
+    evidence: CaseEvidence | None = None
+    """For a failing case: its inputs, and the expected answer beside the given one."""
+    output: CapturedOutput = CapturedOutput()
+    """What the function printed during the case."""
+
+    @property
+    def fails_only_in_range(self) -> bool:
+        """A failure of range, not of the formula: on a case of extreme range, the answer is infinite
+        or NaN, the function raised one of :data:`RANGE_ERRORS`, or the answer shows a mistake of range."""
+        if self.passed or not self.overflow_prone:
+            return False
+        if self.mistake is not None:
+            return self.mistake in RANGE_MISTAKES
+        return self.non_finite or self.note.startswith(RANGE_ERRORS)
+
+    @property
+    def range_mistake(self) -> Mistake:
+        """The mistake of range this case shows (see :attr:`fails_only_in_range`); an infinite or NaN
+        answer without a named mistake is taken as the missing max shift."""
+        return self.mistake if self.mistake is not None else catalogue.NO_MAX_SHIFT
 
     @property
     def message(self) -> str:
@@ -74,6 +99,13 @@ class CaseResult:
         return self.max_error / self.allowance if self.allowance > 0 else math.inf
 
 
+#: The exceptions of Python's math module (and numpy's, when raised) on a number out of range:
+#: exp overflowing, a sum of underflowed exps divided by, the log of 0.
+RANGE_ERRORS = ("OverflowError", "FloatingPointError", "ZeroDivisionError", "ValueError: math domain error")
+#: The mistakes that only logits of extreme range reveal: the formula is right, its arithmetic overflows.
+RANGE_MISTAKES = (catalogue.NO_MAX_SHIFT, catalogue.LOG_OF_ZERO, catalogue.DIVIDED_BY_P)
+
+
 @dataclass(frozen=True)
 class ImplementationReport:
     function: str
@@ -83,8 +115,29 @@ class ImplementationReport:
     cases: tuple[CaseResult, ...] = field(default_factory=tuple)
 
     @property
+    def verdict(self) -> Verdict:
+        """correct: every case passes; not_robust: every ordinary case passes and each failing one
+        fails only for its extreme range (see :attr:`CaseResult.fails_only_in_range`); else not_correct."""
+        failed = self.failed
+        if not failed:
+            return Verdict.correct
+        if all(case.fails_only_in_range for case in failed) and len(failed) < len(self.cases):
+            return Verdict.not_robust
+        return Verdict.not_correct
+
+    @property
     def passed(self) -> bool:
-        return all(case.passed for case in self.cases)
+        """Correct, or correct but not robust (use :attr:`verdict` to tell them apart)."""
+        return self.verdict.passed
+
+    @property
+    def range_failures(self) -> dict[Mistake, list[CaseResult]]:
+        """For the verdict not_robust: the failing cases by their mistake of range, in the cases' order."""
+        found: dict[Mistake, list[CaseResult]] = {}
+        for case in self.failed:
+            if case.fails_only_in_range:
+                found.setdefault(case.range_mistake, []).append(case)
+        return found
 
     @property
     def failed(self) -> list[CaseResult]:

@@ -17,6 +17,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from sce.grading.implementations.captured import CapturedOutput, OutputFiles
 from sce.grading.implementations.cases import Case
 from sce.grading.implementations.loading import FunctionSpec, UnusableImplementation
 
@@ -37,6 +38,8 @@ class CaseOutcome:
     read_only_violation: bool = False
     timed_out: bool = False
     process_ended: bool = False
+    output: CapturedOutput = field(default_factory=CapturedOutput)
+    """What the function printed during the call (the first call's, also what importing its file printed)."""
 
 
 class ChildRunner:
@@ -54,12 +57,14 @@ class ChildRunner:
         self._process: subprocess.Popen[bytes] | None = None
         self._outbox: Connection | None = None
         self._inbox: Connection | None = None
+        self._output = OutputFiles()
 
     def __enter__(self) -> ChildRunner:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+        self._output.close()
 
     def start(self) -> str:
         """Start the child and import the function; return the framework it uses.
@@ -77,10 +82,11 @@ class ChildRunner:
             ],
             pass_fds=(to_child_read, from_child_write),
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=self._output.stdout,
+            stderr=self._output.stderr,
             start_new_session=True,  # its own process group: a timeout kills whatever it started too
-            env={**os.environ, "PYTHONPATH": _with_sce_on_path()},
+            # Unbuffered, so that what a case printed is in the files when its answer (or its end) comes.
+            env={**os.environ, "PYTHONPATH": _with_sce_on_path(), "PYTHONUNBUFFERED": "1"},
         )
         os.close(to_child_read)
         os.close(from_child_write)
@@ -123,17 +129,22 @@ class ChildRunner:
         reply = self._receive(self.timeout)
         if reply is None:
             self.close(graceful=False)
-            return CaseOutcome(error=f"timed out after {self.timeout:g} s", timed_out=True)
+            return CaseOutcome(
+                error=f"timed out after {self.timeout:g} s", timed_out=True, output=self._output.take()
+            )
         if isinstance(reply, str):
             self.close(graceful=False)
             return CaseOutcome(
-                error=f"the process running your function ended during the call ({reply})", process_ended=True
+                error=f"the process running your function ended during the call ({reply})",
+                process_ended=True,
+                output=self._output.take(),
             )
         return CaseOutcome(
             reply.get("answers", []),
             reply.get("error"),
             reply.get("changed", []),
             reply.get("read_only_violation", False),
+            output=self._output.take(),
         )
 
     def _receive(self, seconds: float) -> dict[str, Any] | str | None:

@@ -45,13 +45,17 @@ def grade_implementation(spec: FunctionSpec, configuration: Configuration) -> Im
                 lost.append("timed out" if outcome.timed_out else "ended the process")
             else:
                 lost = []
-            results.append(grade_case(case, outcome, configuration, first=index == 0))
+            graded = grade_case(case, outcome, configuration, first=index == 0)
+            extreme = case.overflow_prone or case.label_probability_underflows  # also where it raised
+            results.append(replace(graded, output=outcome.output, overflow_prone=extreme))
     return ImplementationReport(spec.text, framework, configuration, tuple(settle_ambiguous_mistakes(results)))
 
 
 def settle_ambiguous_mistakes(results: list[CaseResult]) -> list[CaseResult]:
-    """Where a case's answer matches several mistakes, name the one the other cases show most."""
-    counts = Counter(case.mistake for case in results if len(case.candidates) == 1)
+    """Where a case's answer matches several mistakes, name the one that explains the most
+    failing cases (every candidate of every case scored, not only the unambiguous ones): one
+    diagnosis for all the cases it explains, not a different one on each."""
+    counts = Counter(mistake for case in results for mistake in dict.fromkeys(case.candidates))
     nan_elsewhere = any(case.non_finite and not case.overflow_prone for case in results)
     settled = []
     for case in results:

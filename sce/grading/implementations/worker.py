@@ -1,8 +1,9 @@
 """The child process that runs the user's function: ``python -m sce.grading.implementations.worker R W``.
 
 It talks to sce over two pipes (file descriptors R and W, pickled messages);
-its own stdin, stdout and stderr point at /dev/null, so that the user's prints
-cannot corrupt sce's output (``--format json``) or the conversation. Nothing
+its stdin points at /dev/null and its stdout and stderr at files sce reads after
+each case, so that the user's prints cannot corrupt sce's output (``--format
+json``) or the conversation, and are shown beside the case that printed them. Nothing
 the user's code does here (raise, hang, sys.exit, os._exit, crash) can take
 sce down: sce only waits, with a time limit, for the next message.
 """
@@ -32,6 +33,8 @@ SECOND_ARGUMENT = {
     ("batch", True): "targets",
     ("row", True): "targets",
 }
+#: The largest file the child may write (its stdout and stderr are files, emptied after each case).
+MAX_FILE_BYTES = 1 << 30
 _IMPORTS = re.compile(r"^\s*(?:import|from)\s+(torch|jax)\b", re.MULTILINE)
 
 
@@ -220,9 +223,23 @@ def end_with_the_parent(parent: int) -> None:
         os._exit(0)
 
 
+def bound_file_size() -> None:
+    """No file the function writes, its captured output included, grows beyond MAX_FILE_BYTES: a print in
+    an endless loop fills a case's time limit, not the disk (a write beyond fails with OSError)."""
+    import resource
+    import signal
+
+    with contextlib.suppress(OSError, ValueError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if soft == resource.RLIM_INFINITY or soft > MAX_FILE_BYTES:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal's core dump
+            resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, hard))
+
+
 def main() -> None:
     read_fd, write_fd = int(sys.argv[1]), int(sys.argv[2])
     end_with_the_parent(int(sys.argv[3]))
+    bound_file_size()
     inbox, outbox = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     serve(inbox, outbox)
     os._exit(0)  # skip interpreter shutdown: the user's atexit handlers and threads are not our business

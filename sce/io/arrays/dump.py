@@ -165,19 +165,45 @@ def as_float_or_int(array: np.ndarray, where: str, role: str) -> np.ndarray:
         # Big-endian numbers (np.save of '>f4'): read into this machine's order, at the cost of a copy.
         array = array.astype(array.dtype.newbyteorder("="))
     if array.dtype.kind == "V" and array.dtype.itemsize == 2:
-        # numpy writes ml_dtypes' bfloat16 as 2-byte raw values ('|V2').
-        try:
-            import ml_dtypes
-        except ImportError:
-            raise DataProblem(
-                f"{where} holds 2-byte raw values (bfloat16 saved by numpy); to read them: pip install 'sce[bfloat16]'"
-            ) from None
-        return array.view(ml_dtypes.bfloat16)
+        # numpy writes ml_dtypes' bfloat16 as 2-byte raw values ('|V2'); a torch bfloat16 tensor is read as its bits.
+        return bfloat16_from_bits(array, where, role)
     if array.dtype.kind in "iu" or float_name(array.dtype) is not None or array.dtype == np.bool_:
         return array
     if role == "labels":
         raise DataProblem(f"{where} has type {array.dtype}; labels are class indices: save them as integers")
     raise DataProblem(f"{where} has type {array.dtype}; {role} must be numbers ({', '.join(FLOAT_NAMES)})")
+
+
+#: What grading bfloat16 needs, said where it is missing.
+BFLOAT16_EXTRA = "graded as bfloat16, which needs ml_dtypes: pip install 'sce[bfloat16]'"
+
+
+def bfloat16_dtype() -> np.dtype:
+    """ml_dtypes' bfloat16, or an ImportError that says which extra to install."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise ImportError(f"bfloat16 is {BFLOAT16_EXTRA}", name="ml_dtypes") from None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def bfloat16_from_bits(bits: np.ndarray, where: str, role: str) -> np.ndarray:
+    """bfloat16 values from their 16 bits (any 2-byte type): as ml_dtypes' bfloat16 where it is
+    installed; otherwise logits, labels and targets widened to float32 exactly (a bfloat16 is the
+    top half of a float32), and an answer refused in one line, since it is graded as bfloat16.
+
+    Examples
+    --------
+    >>> bits = np.array([0x3F80, 0xC040], dtype=np.uint16)  # 1.0 and -3.0
+    >>> [float(v) for v in bfloat16_from_bits(bits, "z", "logits")]
+    [1.0, -3.0]
+    """
+    try:
+        return bits.view(bfloat16_dtype())
+    except ImportError:
+        if role in ("grad", "loss"):
+            raise UsageProblem(f"{where} is bfloat16 (2-byte values), {BFLOAT16_EXTRA}") from None
+    return (bits.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
 def _require_float(array: np.ndarray, where: str, what: str) -> None:

@@ -344,7 +344,7 @@ def _torch(path: str) -> ArrayFile:
 
 
 def tensor_to_numpy(tensor: Any, where: str = "a tensor") -> np.ndarray:
-    """A tensor as numpy; bfloat16 through ml_dtypes when installed, else widened to float32."""
+    """A tensor as numpy; bfloat16 through ml_dtypes when installed, else as its 2-byte raw values."""
     torch: Any = importlib.import_module("torch")
     tensor = tensor.detach().cpu()
     if tensor.layout != torch.strided:
@@ -356,12 +356,15 @@ def tensor_to_numpy(tensor: Any, where: str = "a tensor") -> np.ndarray:
             "save it as float16, bfloat16, float32 or float64"
         )
     if tensor.dtype == torch.bfloat16:
+        # Its bits, which .numpy() refuses: ml_dtypes' bfloat16 where installed, else 2-byte raw values
+        # (as numpy saves bfloat16), which the dump's reader widens or refuses by role, never as float32.
+        bits = np.asarray(tensor.view(torch.int16).numpy())
         try:
             import ml_dtypes
 
-            return np.asarray(tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16))
+            return bits.view(ml_dtypes.bfloat16)
         except ImportError:
-            return np.asarray(tensor.float().numpy())
+            return bits.view(np.dtype("V2"))
     return np.asarray(tensor.numpy())
 
 
