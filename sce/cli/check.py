@@ -72,6 +72,9 @@ if TYPE_CHECKING:
 #: Each quantity a typed answer can give: (name, option).
 QUANTITIES = (("gradient", "--grad"), ("probabilities", "--probs"), ("loss", "--loss"))
 
+#: The stage of the derivation (``--stage NAME=``) that each quantity is.
+STAGE_OF_QUANTITY = {"gradient": "grad", "probabilities": "probs", "loss": "loss"}
+
 
 @bundled(
     LOSS_OPTIONS,
@@ -92,6 +95,16 @@ def check(
             "--probs",
             "-p",
             help="Your probabilities P1,P2,... to grade.",
+            show_default=False,
+            rich_help_panel=TYPED_PANEL,
+        ),
+    ] = None,
+    stage: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--stage",
+            help="A stage of the derivation to grade, NAME=VALUES, as --steps names them: shifted, exp, "
+            "sum_exp, probs, loss, dL_ds, grad (repeatable).",
             show_default=False,
             rich_help_panel=TYPED_PANEL,
         ),
@@ -147,6 +160,8 @@ def check(
         )
     if summary_json is not None and csv_input is None:
         raise UsageProblem(f"{SUMMARY_JSON.name} goes with --csv INPUT (and with sce batch)")
+    if stage and (arrays is not None or logits_path is not None or csv_input is not None):
+        raise UsageProblem("--stage goes with typed LOGITS and --label or --target, not with files")
     if arrays is not None or logits_path is not None:
         refuse_typed_inputs(logits, csv_input, label, target, tol)
         check_arrays(
@@ -197,11 +212,64 @@ def check(
             raise UsageProblem(f"{name} goes with --csv INPUT")
     vector = parse_vector_input(logits, label, target)
     check_class_counts(vector, options)
-    given = _typed_answers(vector, {"gradient": grad, "probabilities": probs, "loss": loss})
-    _grade_answers(vector, options, given, tol, digits, output_format)
+    stages = _stages_and_answers(vector, options, stage or [], {"gradient": grad, "probabilities": probs, "loss": loss})
+    _grade_answers(vector, options, stages, tol, digits, output_format)
 
 
-def _typed_answers(vector: VectorInput, texts: dict[str, str | None]) -> dict[str, list[str]]:
+def _stages_and_answers(
+    vector: VectorInput, options: LossOptions, stage_texts: list[str], texts: dict[str, str | None]
+) -> dict[str, list[str]]:
+    """Every stage to grade, by its name: those of --stage and the quantities of --grad, --probs and --loss."""
+    stages = typed_stages(stage_texts, len(vector.logits), options)
+    for name, tokens in _typed_answers(vector, texts, bool(stages)).items():
+        as_stage = STAGE_OF_QUANTITY[name]
+        if as_stage in stages:
+            raise UsageProblem(f"--stage {as_stage}: the {name} is given by {dict(QUANTITIES)[name]} too; give it once")
+        stages[as_stage] = tokens
+    return stages
+
+
+def typed_stages(texts: list[str], classes: int, options: LossOptions) -> dict[str, list[str]]:
+    """Each ``--stage NAME=VALUES`` as its name and the number texts typed, checked against the stages there are."""
+    from sce.grading.stages import STAGES, stage_length, undefined_stage
+
+    known = ", ".join(STAGES)
+    stages: dict[str, list[str]] = {}
+    for text in texts:
+        name, equals, values = text.partition("=")
+        name = name.strip()
+        if not equals or not name:
+            raise UsageProblem(
+                f"--stage {text!r}: write NAME=VALUES, e.g. --stage exp=0.1353,0.3679,1; the stages: {known}"
+            )
+        if name == "ds_dz":
+            raise UsageProblem(f"--stage ds_dz: the Jacobian is not graded as a stage; grade dL_ds and grad ({known})")
+        if name not in STAGES:
+            like = [known_name for known_name in STAGES if known_name.casefold() == name.casefold()]
+            hint = f"did you mean {like[0]}? " if like else ""
+            raise UsageProblem(f"--stage {name!r}: no such stage; {hint}the stages are {known}")
+        if name in stages:
+            raise UsageProblem(f"--stage {name}: given twice; give each stage once")
+        why = undefined_stage(name, options)
+        if why is not None:
+            raise UsageProblem(f"--stage {name}: not a stage here: {why}")
+        parse_numbers(values, f"--stage {name}")  # every entry a number, none left empty
+        tokens = split_numbers(values)
+        expected = stage_length(name, classes)
+        if len(tokens) != expected:
+            raise UsageProblem(
+                f"--stage {name}: {count_of(len(tokens), 'number')} for "
+                + (
+                    "one number per row; give one number"
+                    if expected == 1
+                    else f"{count_of(expected, 'class', 'classes')}; give one per class"
+                )
+            )
+        stages[name] = tokens
+    return stages
+
+
+def _typed_answers(vector: VectorInput, texts: dict[str, str | None], staged: bool = False) -> dict[str, list[str]]:
     """Each quantity given, as the number texts typed (their digits set the tolerance)."""
     given: dict[str, list[str]] = {}
     for name, option in QUANTITIES:
@@ -218,7 +286,7 @@ def _typed_answers(vector: VectorInput, texts: dict[str, str | None]) -> dict[st
                 + ("one number" if name == "loss" else "one per class")
             )
         given[name] = tokens
-    if not given:
+    if not given and not staged:
         raise UsageProblem("nothing to check: give your answer with --grad G1,G2,..., --loss X or --probs P1,P2,...")
     return given
 
@@ -231,10 +299,11 @@ def _grade_answers(
     digits: int,
     output_format: CheckFormat,
 ) -> None:
-    from sce.grading import answer_verdict, check_answer, verdicts
+    from sce.grading import answer_verdict, verdicts
+    from sce.grading.stages import check_stages
 
     result = run_core(vector, options)
-    checks = check_answer(result, given, tol, targets=vector.targets)
+    checks = check_stages(result, given, tol, targets=vector.targets)
     if output_format is CheckFormat.json:
         from sce.render.json_format import check_document, dumps
 

@@ -73,6 +73,11 @@ class QuantityCheck:
         return verdicts.CORRECT if self.ambiguous is None else verdicts.TOO_FEW_DIGITS
 
     @property
+    def per_class(self) -> bool:
+        """One entry per class (a gradient), not one number for the row (a loss, a sum)."""
+        return self.name not in ("loss", "sum_exp")
+
+    @property
     def passed(self) -> bool:
         return self.verdict == verdicts.CORRECT
 
@@ -106,12 +111,12 @@ def check_answer(
         if name in given:
             expected = exact[name].astype(np.float64)
             candidates = [m for m in mistakes if m.quantity == name and not _same(m.value, expected)]
-            found = _check_quantity(name, given[name], expected, tolerance, candidates, rounding)
+            found = check_quantity(name, given[name], expected, tolerance, candidates, rounding)
             checks.append(replace(found, tolerance_given=tolerance is not None))
-    return _one_diagnosis(checks)
+    return one_diagnosis(checks)
 
 
-def _one_diagnosis(checks: list[QuantityCheck]) -> list[QuantityCheck]:
+def one_diagnosis(checks: list[QuantityCheck]) -> list[QuantityCheck]:
     """Where one mistake explains every wrong quantity, each names that one (and, after "or",
     the next that does), not each its own first."""
     wrong = [check for check in checks if check.fitting]
@@ -129,7 +134,7 @@ def diagnosis(checks: list[QuantityCheck]) -> list[tuple[str, Mistake]]:
     return named if len({mistake for _, mistake in named}) > 1 else []
 
 
-def _check_quantity(
+def check_quantity(
     name: str,
     texts: list[str],
     expected: np.ndarray,
@@ -169,7 +174,7 @@ def _check_quantity(
     for k in wrong if mistake is None and len(wrong) <= max(2, len(texts) // 2 - 1) else []:
         slip = digit_slip(texts[k], float(expected[k]))
         if slip is not None:
-            slips.append(slip if name == "loss" else f"class {k}: {slip}")
+            slips.append(slip if name in ("loss", "sum_exp") else f"class {k}: {slip}")
     return QuantityCheck(
         name,
         expected,
@@ -240,4 +245,14 @@ def answer_verdict(checks: list[QuantityCheck]) -> str:
     return verdicts.worst(check.verdict for check in checks)
 
 
-__all__ = ["QuantityCheck", "answer_verdict", "check_answer", "diagnosis", "digit_slip", "tolerance_of", "within"]
+__all__ = [
+    "QuantityCheck",
+    "answer_verdict",
+    "check_answer",
+    "check_quantity",
+    "one_diagnosis",
+    "diagnosis",
+    "digit_slip",
+    "tolerance_of",
+    "within",
+]

@@ -1,0 +1,126 @@
+"""Grading the stages of the derivation: each intermediate a learner writes on the way to the gradient.
+
+The stages are those ``sce grad --steps`` derives, by the same names: the shifted logits
+``shifted`` (z − max z), their exponentials ``exp``, the sum ``sum_exp``, the probabilities
+``probs``, the ``loss``, the gradient with respect to the probabilities ``dL_ds`` (−y/s) and the
+gradient ``grad``. Each is graded as a typed answer is: a tolerance from the digits written, too
+few digits to tell it from a usual mistake, and the mistake named where one explains it.
+
+Examples
+--------
+>>> from sce.loss import softmax_cross_entropy
+>>> result = softmax_cross_entropy([[2.0, 3.0, 4.0]], [1])
+>>> [check.verdict for check in check_stages(result, {"shifted": ["-2", "-1", "0"], "sum_exp": ["1.5032"]})]
+['correct', 'correct']
+>>> check_stages(result, {"exp": ["7.389", "20.09", "54.60"]})[0].mistake.name
+'e^z instead of e^(z − max z): the exponentials of the logits, not of the shifted logits'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from sce.grading import catalogue
+from sce.grading.answers import QuantityCheck, check_answer, check_quantity, one_diagnosis
+from sce.grading.mistakes import MistakenValue
+from sce.loss import SoftmaxCrossEntropyResult, loss_gradient_wrt_probabilities
+from sce.options import LossOptions
+
+#: Every stage, in the derivation's order.
+STAGES = ("shifted", "exp", "sum_exp", "probs", "loss", "dL_ds", "grad")
+
+#: The stages that a typed answer's quantities grade: graded as ``--probs``, ``--loss`` and ``--grad`` are.
+AS_QUANTITY: Mapping[str, str] = {"probs": "probabilities", "loss": "loss", "grad": "gradient"}
+
+#: The stages that are one number for the row; the others have one entry per class.
+SCALAR_STAGES = frozenset({"sum_exp", "loss"})
+
+
+def undefined_stage(stage: str, options: LossOptions) -> str | None:
+    """Why ``stage`` is not an intermediate of the loss under ``options`` (None where it is one).
+
+    >>> undefined_stage("dL_ds", LossOptions(z_loss=1e-4))
+    'with --z-loss the loss depends on the logits through log Σ e^z as well, not through s alone'
+    >>> undefined_stage("exp", LossOptions()) is None
+    True
+    """
+    if stage == "dL_ds" and options.z_loss:
+        return "with --z-loss the loss depends on the logits through log Σ e^z as well, not through s alone"
+    return None
+
+
+def stage_length(stage: str, classes: int) -> int:
+    """How many numbers the stage has for a row of ``classes`` logits."""
+    return 1 if stage in SCALAR_STAGES else classes
+
+
+def check_stages(
+    result: SoftmaxCrossEntropyResult,
+    given: Mapping[str, list[str]],
+    tolerance: float | None = None,
+    targets: ArrayLike | None = None,
+) -> list[QuantityCheck]:
+    """Grade each stage given (its name → the numbers as typed) against row 0 of ``result``, in the
+    derivation's order; ``probs``, ``loss`` and ``grad`` exactly as :func:`~sce.grading.check_answer` does."""
+    quantities = {AS_QUANTITY[s]: texts for s, texts in given.items() if s in AS_QUANTITY}
+    answered = {
+        check.name: check for check in (check_answer(result, quantities, tolerance, targets) if quantities else [])
+    }
+    exact, mistakes = _exact_stages(result), _stage_mistakes(result)
+    checks = []
+    for stage in STAGES:
+        if stage not in given:
+            continue
+        if stage in AS_QUANTITY:
+            checks.append(answered[AS_QUANTITY[stage]])
+            continue
+        expected = exact[stage]
+        candidates = [m for m in mistakes if m.quantity == stage and not _same_numbers(m.value, expected)]
+        found = check_quantity(stage, given[stage], expected, tolerance, candidates)
+        checks.append(found if tolerance is None else _with_given_tolerance(found))
+    return one_diagnosis(checks)
+
+
+def _with_given_tolerance(check: QuantityCheck) -> QuantityCheck:
+    return replace(check, tolerance_given=True)
+
+
+def _same_numbers(mistaken: np.ndarray, expected: np.ndarray) -> bool:
+    """A mistake that gives the right numbers here is none (the shift of an all-equal row)."""
+    with np.errstate(invalid="ignore"):
+        return bool(np.array_equal(mistaken, expected) or np.allclose(mistaken, expected, rtol=1e-15, atol=0))
+
+
+def _exact_stages(result: SoftmaxCrossEntropyResult) -> dict[str, np.ndarray]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "shifted": result.shifted_logits[0].astype(np.float64),
+            "exp": result.exp_shifted[0].astype(np.float64),
+            "sum_exp": np.array([float(result.exp_sum[0])]),
+            "dL_ds": loss_gradient_wrt_probabilities(result).astype(np.float64),
+        }
+
+
+def _stage_mistakes(result: SoftmaxCrossEntropyResult) -> list[MistakenValue]:
+    """What the stages' own mistakes give: the shift reversed, e^z unshifted, −y/s's sign, s − y for −y/s."""
+    exact = _exact_stages(result)
+    found = [
+        MistakenValue(catalogue.SHIFT_REVERSED, "shifted", -exact["shifted"]),
+        MistakenValue(catalogue.DL_DS_SIGN_DROPPED, "dL_ds", -exact["dL_ds"]),
+        MistakenValue(catalogue.DL_DZ_FOR_DL_DS, "dL_ds", result.gradient[0].astype(np.float64)),
+    ]
+    # The softmax's input b (z, z/T, or the capped logits) exponentiated without its shift.
+    with np.errstate(over="ignore", invalid="ignore"):
+        unshifted = np.exp(result.scaled_logits[0].astype(np.float64))
+    found += [
+        MistakenValue(catalogue.EXP_NOT_SHIFTED, "exp", unshifted),
+        MistakenValue(catalogue.EXP_NOT_SHIFTED, "sum_exp", np.array([unshifted.sum()])),
+    ]
+    return found
+
+
+__all__ = ["AS_QUANTITY", "SCALAR_STAGES", "STAGES", "check_stages", "stage_length", "undefined_stage"]
