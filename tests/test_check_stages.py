@@ -30,12 +30,14 @@ def exact_stages() -> dict[str, list[mpmath.mpf]]:
         "probs": s,
         "loss": [-mpmath.log(s[LABEL])],
         "dL_ds": [-1 / s[k] if k == LABEL else mpmath.mpf(0) for k in range(len(z))],
+        "ds_dz": [s[j] * ((1 if j == k else 0) - s[k]) for j in range(len(z)) for k in range(len(z))],
         "grad": [s[k] - (1 if k == LABEL else 0) for k in range(len(z))],
     }
 
 
 def written(values: list, digits: int = 8) -> str:
-    return ",".join(mpmath.nstr(v, digits, strip_zeros=False) for v in values)
+    """Each value to ``digits`` significant digits; an exact 0 with as many decimals (not "0.0", ±0.05)."""
+    return ",".join(mpmath.nstr(v, digits, strip_zeros=False) if v else "0." + "0" * digits for v in values)
 
 
 def check(sce, *args: str):
@@ -48,7 +50,7 @@ def test_every_stage_written_to_eight_digits_is_correct(sce):
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["verdict"] == "correct"
-    names = ["shifted", "exp", "sum_exp", "probabilities", "loss", "dL_ds", "gradient"]
+    names = ["shifted", "exp", "sum_exp", "probabilities", "loss", "dL_ds", "ds_dz", "gradient"]
     assert [q["name"] for q in document["quantities"]] == names
     for quantity, values in zip(document["quantities"], exact_stages().values()):
         assert [e["expected"] for e in quantity["entries"]] == pytest.approx([float(v) for v in values], rel=1e-15)
@@ -66,6 +68,11 @@ def test_every_stage_written_to_eight_digits_is_correct(sce):
             catalogue.DL_DS_SIGN_DROPPED,
         ),
         ("dL_ds", lambda s: s["grad"], catalogue.DL_DZ_FOR_DL_DS),
+        (
+            "ds_dz",
+            lambda s: [v if j == k else 0 for j in range(3) for k in range(3) for v in [s["ds_dz"][3 * j + k]]],
+            catalogue.JACOBIAN_DIAGONAL,
+        ),
     ],
 )
 def test_a_stage_made_the_usual_wrong_way_is_named(sce, stage, wrong, mistake):
@@ -125,15 +132,21 @@ def test_the_stages_follow_the_temperature_as_steps_does(sce):
     [
         (
             ["--stage", "expo=1,2,3"],
-            "--stage 'expo': no such stage; the stages are shifted, exp, sum_exp, probs, loss, dL_ds, grad",
+            "--stage 'expo': no such stage; the stages are shifted, exp, sum_exp, probs, loss, dL_ds, ds_dz, grad",
         ),
         (
             ["--stage", "dl_ds=0,-4,0"],
             "--stage 'dl_ds': no such stage; did you mean dL_ds? the stages are shifted, exp, sum_exp, probs, loss, "
-            "dL_ds, grad",
+            "dL_ds, ds_dz, grad",
         ),
-        (["--stage", "exp=1,2"], "--stage exp: 2 numbers for 3 classes; give one per class"),
-        (["--stage", "sum_exp=1,2"], "--stage sum_exp: 2 numbers for one number per row; give one number"),
+        (["--stage", "exp=1,2"], "--stage exp: 2 numbers; exp has one number per class: give 3"),
+        (["--stage", "sum_exp=1,2"], "--stage sum_exp: 2 numbers; sum_exp is one number"),
+        (["--stage", "ds_dz=1,0,0"], "--stage ds_dz: 3 numbers; ds_dz is a 3×3 matrix: give 9 numbers, row by row"),
+        (["--stage", "ds_dz=@"], "--stage ds_dz: no file named after @; write @FILE, e.g. ds_dz=@jacobian.txt"),
+        (
+            ["--stage", "ds_dz=@no such file.txt"],
+            "--stage ds_dz: cannot read 'no such file.txt': No such file or directory",
+        ),
         (
             ["--z-loss", "1e-4", "--stage", "dL_ds=0,-4,0"],
             "--stage dL_ds: not a stage here: with --z-loss the loss depends on the logits through log Σ e^z as "
@@ -147,7 +160,7 @@ def test_the_stages_follow_the_temperature_as_steps_does(sce):
         (["--stage", "exp=1,x,1"], None),
         (["--stage", "exp"], None),
         (["--stage", "=1,2,3"], None),
-        (["--stage", "ds_dz=1,0,0,0,1,0,0,0,1"], None),
+        (["--stage", "ds_dz=@/"], "--stage ds_dz: cannot read '/': Is a directory"),
     ],
 )
 def test_a_bad_stage_is_one_line_with_status_2(sce, args, message):
@@ -164,3 +177,39 @@ def test_stages_go_with_typed_logits_only(sce, tmp_path):
     result = sce("check", "--csv", tmp_path / "a.csv", "--grad-cols", "z*", "--stage", "exp=1,1")
     assert result.exit_code == 2
     assert result.stderr == "sce: error: --stage goes with typed LOGITS and --label or --target, not with files\n"
+
+
+def test_the_jacobian_comes_from_a_file_row_by_row_with_its_digits(sce, tmp_path):
+    values = exact_stages()["ds_dz"]
+    rows = [", ".join(mpmath.nstr(v, 5, strip_zeros=False) for v in values[3 * j : 3 * j + 3]) for j in range(3)]
+    (tmp_path / "jacobian.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    result = check(sce, "--stage", f"ds_dz=@{tmp_path / 'jacobian.txt'}", "-f", "json")
+    assert result.exit_code == 0, result.output
+    entries = json.loads(result.stdout)["quantities"][0]["entries"]
+    assert [(e["row"], e["column"]) for e in entries] == [(j, k) for j in range(3) for k in range(3)]
+    assert entries[1]["tolerance"] == pytest.approx(5e-7)  # -0.022033 written with 5 significant digits
+    # One swapped pair of digits in one entry is pointed out by its row and column.
+    rows[2] = rows[2].replace(mpmath.nstr(values[7], 5, strip_zeros=False), "-0.16820")
+    (tmp_path / "jacobian.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    result = check(sce, "--stage", f"ds_dz=@{tmp_path / 'jacobian.txt'}")
+    assert result.exit_code == 1
+    assert "  Entry 2,1: -0.16820 looks like a slip for -0.16280 (two digits swapped)." in result.stdout
+
+
+def test_the_jacobian_follows_the_softcap_and_the_temperature(sce):
+    # ∂s_j/∂z_k by mpmath's own differentiation of s(z) = softmax(c·tanh(z/c)/T), c = 5, T = 2.
+    def softmax_of(j):
+        def s(*z):
+            b = [5 * mpmath.tanh(v / 5) / 2 for v in z]
+            return mpmath.exp(b[j]) / mpmath.fsum(mpmath.exp(v) for v in b)
+
+        return s
+
+    point = [mpmath.mpf(v) for v in Z]
+    jacobian = [
+        mpmath.diff(softmax_of(j), point, tuple(1 if i == k else 0 for i in range(3)))
+        for j in range(3)
+        for k in range(3)
+    ]
+    result = check(sce, "--softcap", "5", "--temperature", "2", "--stage", f"ds_dz={written(jacobian)}")
+    assert result.exit_code == 0, result.output

@@ -59,6 +59,7 @@ from sce.cli.typed_inputs import (
     check_digits,
     parse_numbers,
     parse_vector_input,
+    read_stage_file,
     row_loss_options_from,
     run_core,
 )
@@ -103,8 +104,8 @@ def check(
         Optional[list[str]],
         typer.Option(
             "--stage",
-            help="A stage of the derivation to grade, NAME=VALUES, as --steps names them: shifted, exp, "
-            "sum_exp, probs, loss, dL_ds, grad (repeatable).",
+            help="A stage of the derivation to grade, NAME=VALUES or NAME=@FILE, as --steps names them: shifted, "
+            "exp, sum_exp, probs, loss, dL_ds, ds_dz (K×K, row by row), grad (repeatable).",
             show_default=False,
             rich_help_panel=TYPED_PANEL,
         ),
@@ -242,8 +243,6 @@ def typed_stages(texts: list[str], classes: int, options: LossOptions) -> dict[s
             raise UsageProblem(
                 f"--stage {text!r}: write NAME=VALUES, e.g. --stage exp=0.1353,0.3679,1; the stages: {known}"
             )
-        if name == "ds_dz":
-            raise UsageProblem(f"--stage ds_dz: the Jacobian is not graded as a stage; grade dL_ds and grad ({known})")
         if name not in STAGES:
             like = [known_name for known_name in STAGES if known_name.casefold() == name.casefold()]
             hint = f"did you mean {like[0]}? " if like else ""
@@ -253,20 +252,25 @@ def typed_stages(texts: list[str], classes: int, options: LossOptions) -> dict[s
         why = undefined_stage(name, options)
         if why is not None:
             raise UsageProblem(f"--stage {name}: not a stage here: {why}")
+        if values.startswith("@"):
+            values = read_stage_file(values[1:], f"--stage {name}")
         parse_numbers(values, f"--stage {name}")  # every entry a number, none left empty
         tokens = split_numbers(values)
-        expected = stage_length(name, classes)
-        if len(tokens) != expected:
-            raise UsageProblem(
-                f"--stage {name}: {count_of(len(tokens), 'number')} for "
-                + (
-                    "one number per row; give one number"
-                    if expected == 1
-                    else f"{count_of(expected, 'class', 'classes')}; give one per class"
-                )
-            )
+        if len(tokens) != stage_length(name, classes):
+            raise UsageProblem(f"--stage {name}: {count_of(len(tokens), 'number')}; {_stage_shape(name, classes)}")
         stages[name] = tokens
     return stages
+
+
+def _stage_shape(name: str, classes: int) -> str:
+    """What a stage of the wrong length should have been, for its error line."""
+    from sce.grading.stages import MATRIX_STAGES, SCALAR_STAGES
+
+    if name in SCALAR_STAGES:
+        return f"{name} is one number"
+    if name in MATRIX_STAGES:
+        return f"{name} is a {classes}×{classes} matrix: give {classes * classes} numbers, row by row"
+    return f"{name} has one number per class: give {classes}"
 
 
 def _typed_answers(vector: VectorInput, texts: dict[str, str | None], staged: bool = False) -> dict[str, list[str]]:

@@ -60,6 +60,8 @@ class QuantityCheck:
     """Every mistake that explains every wrong entry, in the catalogue's order."""
     tolerance_given: bool = False
     """The tolerance is the user's (``--tol``), not the digits'."""
+    columns: int = 0
+    """The entries are a matrix's, row by row, with this many columns (0: a vector)."""
     ambiguous: Mistake | None = None
     """A usual mistake that the answer, right to the digits given, also fits:
     too few digits to tell the right answer from it. The answer is then not
@@ -71,6 +73,10 @@ class QuantityCheck:
         if not self.ok.all():
             return verdicts.NOT_CORRECT
         return verdicts.CORRECT if self.ambiguous is None else verdicts.TOO_FEW_DIGITS
+
+    def entry(self, k: int) -> str:
+        """Where entry ``k`` is: its class, or "j,k" in a matrix."""
+        return f"{k // self.columns},{k % self.columns}" if self.columns else str(k)
 
     @property
     def per_class(self) -> bool:
@@ -141,7 +147,10 @@ def check_quantity(
     tolerance: float | None,
     mistakes: list[MistakenValue],
     rounding: float = ROUNDING_ALLOWANCE,
+    columns: int = 0,
 ) -> QuantityCheck:
+    """Compare the texts of one quantity with its exact values, entry by entry; ``columns`` for a
+    matrix's entries, row by row."""
     values = np.array([read_number(t) for t in texts], dtype=float)
     tolerances = np.full(len(texts), tolerance) if tolerance is not None else np.array([tolerance_of(t) for t in texts])
     ok = within(values, expected, tolerances, rounding)
@@ -174,7 +183,8 @@ def check_quantity(
     for k in wrong if mistake is None and len(wrong) <= max(2, len(texts) // 2 - 1) else []:
         slip = digit_slip(texts[k], float(expected[k]))
         if slip is not None:
-            slips.append(slip if name in ("loss", "sum_exp") else f"class {k}: {slip}")
+            where = f"entry {k // columns},{k % columns}" if columns else f"class {k}"
+            slips.append(slip if name in ("loss", "sum_exp") else f"{where}: {slip}")
     return QuantityCheck(
         name,
         expected,
@@ -186,6 +196,7 @@ def check_quantity(
         tuple(slips),
         also=also,
         fitting=tuple(fitting),
+        columns=columns,
         ambiguous=ambiguous,
     )
 

@@ -2,9 +2,10 @@
 
 The stages are those ``sce grad --steps`` derives, by the same names: the shifted logits
 ``shifted`` (z − max z), their exponentials ``exp``, the sum ``sum_exp``, the probabilities
-``probs``, the ``loss``, the gradient with respect to the probabilities ``dL_ds`` (−y/s) and the
-gradient ``grad``. Each is graded as a typed answer is: a tolerance from the digits written, too
-few digits to tell it from a usual mistake, and the mistake named where one explains it.
+``probs``, the ``loss``, the gradient with respect to the probabilities ``dL_ds`` (−y/s), the
+softmax's Jacobian ``ds_dz`` (K×K, row by row) and the gradient ``grad``. Each is graded as a
+typed answer is: a tolerance from the digits written, too few digits to tell it from a usual
+mistake, and the mistake named where one explains it.
 
 Examples
 --------
@@ -27,17 +28,20 @@ from numpy.typing import ArrayLike
 from sce.grading import catalogue
 from sce.grading.answers import QuantityCheck, check_answer, check_quantity, one_diagnosis
 from sce.grading.mistakes import MistakenValue
-from sce.loss import SoftmaxCrossEntropyResult, loss_gradient_wrt_probabilities
+from sce.loss import SoftmaxCrossEntropyResult, loss_gradient_wrt_probabilities, softmax_jacobian
 from sce.options import LossOptions
 
 #: Every stage, in the derivation's order.
-STAGES = ("shifted", "exp", "sum_exp", "probs", "loss", "dL_ds", "grad")
+STAGES = ("shifted", "exp", "sum_exp", "probs", "loss", "dL_ds", "ds_dz", "grad")
 
 #: The stages that a typed answer's quantities grade: graded as ``--probs``, ``--loss`` and ``--grad`` are.
 AS_QUANTITY: Mapping[str, str] = {"probs": "probabilities", "loss": "loss", "grad": "gradient"}
 
 #: The stages that are one number for the row; the others have one entry per class.
 SCALAR_STAGES = frozenset({"sum_exp", "loss"})
+
+#: The stages that are a K×K matrix, given row by row.
+MATRIX_STAGES = frozenset({"ds_dz"})
 
 
 def undefined_stage(stage: str, options: LossOptions) -> str | None:
@@ -54,7 +58,9 @@ def undefined_stage(stage: str, options: LossOptions) -> str | None:
 
 
 def stage_length(stage: str, classes: int) -> int:
-    """How many numbers the stage has for a row of ``classes`` logits."""
+    """How many numbers the stage has for a row of ``classes`` logits: K² for the Jacobian."""
+    if stage in MATRIX_STAGES:
+        return classes * classes
     return 1 if stage in SCALAR_STAGES else classes
 
 
@@ -80,7 +86,8 @@ def check_stages(
             continue
         expected = exact[stage]
         candidates = [m for m in mistakes if m.quantity == stage and not _same_numbers(m.value, expected)]
-        found = check_quantity(stage, given[stage], expected, tolerance, candidates)
+        columns = len(exact["exp"]) if stage in MATRIX_STAGES else 0
+        found = check_quantity(stage, given[stage], expected, tolerance, candidates, columns=columns)
         checks.append(found if tolerance is None else _with_given_tolerance(found))
     return one_diagnosis(checks)
 
@@ -102,7 +109,16 @@ def _exact_stages(result: SoftmaxCrossEntropyResult) -> dict[str, np.ndarray]:
             "exp": result.exp_shifted[0].astype(np.float64),
             "sum_exp": np.array([float(result.exp_sum[0])]),
             "dL_ds": loss_gradient_wrt_probabilities(result).astype(np.float64),
+            "ds_dz": _jacobian(result).ravel(),
         }
+
+
+def _jacobian(result: SoftmaxCrossEntropyResult) -> np.ndarray:
+    """∂s_j/∂z_k = s_j(δ_jk − s_k) · a'(z_k)/T: the softmax's Jacobian at its input b = a(z)/T, times ∂b/∂z."""
+    s = result.probabilities[0].astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        factor = result.cap_derivative[0].astype(np.float64) / result.options.temperature
+        return softmax_jacobian(s) * factor[None, :]
 
 
 def _stage_mistakes(result: SoftmaxCrossEntropyResult) -> list[MistakenValue]:
@@ -112,6 +128,8 @@ def _stage_mistakes(result: SoftmaxCrossEntropyResult) -> list[MistakenValue]:
         MistakenValue(catalogue.SHIFT_REVERSED, "shifted", -exact["shifted"]),
         MistakenValue(catalogue.DL_DS_SIGN_DROPPED, "dL_ds", -exact["dL_ds"]),
         MistakenValue(catalogue.DL_DZ_FOR_DL_DS, "dL_ds", result.gradient[0].astype(np.float64)),
+        # The diagonal s_k(1 − s_k) alone, the off-diagonal −s_j·s_k left out.
+        MistakenValue(catalogue.JACOBIAN_DIAGONAL, "ds_dz", np.diag(np.diag(_jacobian(result))).ravel()),
     ]
     # The softmax's input b (z, z/T, or the capped logits) exponentiated without its shift.
     with np.errstate(over="ignore", invalid="ignore"):
@@ -123,4 +141,4 @@ def _stage_mistakes(result: SoftmaxCrossEntropyResult) -> list[MistakenValue]:
     return found
 
 
-__all__ = ["AS_QUANTITY", "SCALAR_STAGES", "STAGES", "check_stages", "stage_length", "undefined_stage"]
+__all__ = ["AS_QUANTITY", "MATRIX_STAGES", "SCALAR_STAGES", "STAGES", "check_stages", "stage_length", "undefined_stage"]

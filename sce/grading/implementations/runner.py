@@ -129,7 +129,9 @@ class ChildRunner:
         reply = self._receive(self.timeout)
         if reply is None:
             self.close(graceful=False)
-            return CaseOutcome(error=f"timed out after {self.timeout:g} s", timed_out=True, output=self._output.take())
+            return CaseOutcome(
+                error=f"timed out after {self.timeout:g} s", timed_out=True, output=self._output.take()
+            )
         if isinstance(reply, str):
             self.close(graceful=False)
             return CaseOutcome(
