@@ -213,3 +213,22 @@ def test_the_jacobian_follows_the_softcap_and_the_temperature(sce):
     ]
     result = check(sce, "--softcap", "5", "--temperature", "2", "--stage", f"ds_dz={written(jacobian)}")
     assert result.exit_code == 0, result.output
+
+
+def test_dl_ds_with_soft_targets_is_minus_y_over_s(sce):
+    z, y = [mpmath.mpf(v) for v in (1, 2, 3)], [mpmath.mpf(v) for v in ("0.2", "0.3", "0.5")]
+    total = mpmath.fsum(mpmath.exp(v) for v in z)
+    dl_ds = [-t / (mpmath.exp(v) / total) for v, t in zip(z, y)]
+    right = sce("check", "1", "2", "3", "--target", "0.2,0.3,0.5", "--stage", f"dL_ds={written(dl_ds, 6)}")
+    assert right.exit_code == 0, right.output
+    flipped = sce(
+        "check", "1", "2", "3", "--target", "0.2,0.3,0.5", "--stage", f"dL_ds={written([-v for v in dl_ds], 6)}"
+    )
+    assert f"mistake: {catalogue.DL_DS_SIGN_DROPPED.name}" in flipped.stdout
+
+
+def test_a_float32_stage_allows_float32_rounding_only(sce):
+    # e^(z − max z) in float64 to 17 digits: float32's own result differs in its 8th digit, within 4 float32 ulps.
+    exact = written(exact_stages()["exp"], 17)
+    assert check(sce, "--dtype", "float32", "--stage", f"exp={exact}").exit_code == 0
+    assert check(sce, "--stage", "exp=0.1353352814912796,0.3678794205188751,1.0").exit_code == 1

@@ -161,8 +161,7 @@ def check(
         )
     if summary_json is not None and csv_input is None:
         raise UsageProblem(f"{SUMMARY_JSON.name} goes with --csv INPUT (and with sce batch)")
-    if stage and (arrays is not None or logits_path is not None or csv_input is not None):
-        raise UsageProblem("--stage goes with typed LOGITS and --label or --target, not with files")
+    _refuse_stages_with_files(stage, arrays is not None or logits_path is not None or csv_input is not None)
     if arrays is not None or logits_path is not None:
         refuse_typed_inputs(logits, csv_input, label, target, tol)
         check_arrays(
@@ -215,6 +214,11 @@ def check(
     check_class_counts(vector, options)
     stages = _stages_and_answers(vector, options, stage or [], {"gradient": grad, "probabilities": probs, "loss": loss})
     _grade_answers(vector, options, stages, tol, digits, output_format)
+
+
+def _refuse_stages_with_files(stage: list[str] | None, files: bool) -> None:
+    if stage and files:
+        raise UsageProblem("--stage goes with typed LOGITS and --label or --target, not with files")
 
 
 def _stages_and_answers(
