@@ -232,3 +232,16 @@ def test_a_float32_stage_allows_float32_rounding_only(sce):
     exact = written(exact_stages()["exp"], 17)
     assert check(sce, "--dtype", "float32", "--stage", f"exp={exact}").exit_code == 0
     assert check(sce, "--stage", "exp=0.1353352814912796,0.3678794205188751,1.0").exit_code == 1
+
+
+def test_two_stages_wrong_in_two_ways_are_more_than_one_mistake(sce):
+    unshifted = [mpmath.exp(v) for v in Z]
+    flipped = [-v for v in exact_stages()["dL_ds"]]
+    result = check(
+        sce, "--stage", f"exp={written(unshifted, 6)}", "--stage", f"dL_ds={written(flipped, 6)}", "-f", "json"
+    )
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["more_than_one_mistake"] == [
+        {"quantity": "exp", "name": catalogue.EXP_NOT_SHIFTED.name},
+        {"quantity": "dL_ds", "name": catalogue.DL_DS_SIGN_DROPPED.name},
+    ]
