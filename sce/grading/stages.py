@@ -25,6 +25,7 @@ from dataclasses import replace
 import numpy as np
 from numpy.typing import ArrayLike
 
+from sce.errors import option
 from sce.grading import catalogue
 from sce.grading.answers import QuantityCheck, check_answer, check_quantity, one_diagnosis
 from sce.grading.mistakes import MistakenValue
@@ -47,13 +48,14 @@ MATRIX_STAGES = frozenset({"ds_dz"})
 def undefined_stage(stage: str, options: LossOptions) -> str | None:
     """Why ``stage`` is not an intermediate of the loss under ``options`` (None where it is one).
 
-    >>> undefined_stage("dL_ds", LossOptions(z_loss=1e-4))
-    'with --z-loss the loss depends on the logits through log Σ e^z as well, not through s alone'
+    >>> from sce.errors import worded
+    >>> worded(undefined_stage("dL_ds", LossOptions(z_loss=1e-4)))
+    'with z_loss the loss depends on the logits through log Σ e^z as well, not through s alone'
     >>> undefined_stage("exp", LossOptions()) is None
     True
     """
     if stage == "dL_ds" and options.z_loss:
-        return "with --z-loss the loss depends on the logits through log Σ e^z as well, not through s alone"
+        return f"with {option('z_loss')} the loss depends on the logits through log Σ e^z as well, not through s alone"
     return None
 
 
