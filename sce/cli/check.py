@@ -164,8 +164,8 @@ def check(
     Example: sce check 2 3 4 --label 1 --grad 0.090,-0.755,0.665
     Dumped tensors: sce check --arrays dump.npz --reduction mean (--grad and --loss are then files).
     Exit status 0 when everything matches, 1 when something does not, 2 when
-    the answer or the file cannot be graded, 3 when a typed answer has too few
-    digits to tell it from a usual mistake.
+    the answer or the file cannot be graded, 3 when a typed answer (or, with
+    --id-col, a learner's at worst) has too few digits to tell it from a usual mistake.
     """
     check_digits(digits)
     if tol is not None and not 0 < tol < math.inf:  # inf would pass every answer
