@@ -37,6 +37,8 @@ class LearnerGrade:
     verdict: str
     mistakes: tuple[Mistake, ...] = ()
     whole: bool = False
+    also_fits: Mistake | None = None
+    """For too few digits: the usual mistake those digits fit as well."""
 
     @property
     def score(self) -> float:
@@ -110,8 +112,9 @@ class Gradebook:
         wrong = [q for q in quantities if self._count(f"wrong {q}", code)]
         rows, graded, right = (self._count(name, code) for name in ("rows", "graded", "right"))
         if not wrong:
-            verdict = verdicts.TOO_FEW_DIGITS if self._ambiguous(code, quantities) else verdicts.CORRECT
-            return LearnerGrade(learner, rows, graded, right, verdict)
+            look_alike = self._look_alike(code, quantities)
+            verdict = verdicts.CORRECT if look_alike is None else verdicts.TOO_FEW_DIGITS
+            return LearnerGrade(learner, rows, graded, right, verdict, also_fits=look_alike)
         whole = next((key for key in self.candidates if all(self._fit(q, key, code) for q in wrong)), None)
         if whole is not None:
             mistakes: tuple[Mistake, ...] = (self.candidates[whole].mistake,)
@@ -121,14 +124,18 @@ class Gradebook:
             mistakes = tuple(dict.fromkeys(self.candidates[key].mistake for key in explaining))[:2]
         return LearnerGrade(learner, rows, graded, right, verdicts.NOT_CORRECT, mistakes, whole is not None)
 
-    def _ambiguous(self, code: int, quantities: list[str]) -> bool:
-        """Right to the digits written, which also fit a usual mistake that changes the numbers."""
-        return any(
-            self.candidates[key].look_alike
-            and self._fit(q, key, code)
-            and self._at(self.fits[(q, key)].differs, code) > 0
-            for q in quantities
-            for key in self.candidates
+    def _look_alike(self, code: int, quantities: list[str]) -> Mistake | None:
+        """The first usual mistake that changes the numbers and that the digits written fit as well."""
+        return next(
+            (
+                self.candidates[key].mistake
+                for key in self.candidates
+                for q in quantities
+                if self.candidates[key].look_alike
+                and self._fit(q, key, code)
+                and self._at(self.fits[(q, key)].differs, code) > 0
+            ),
+            None,
         )
 
     def _fit(self, quantity: str, key: Key, code: int) -> bool:

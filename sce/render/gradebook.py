@@ -32,15 +32,18 @@ NOT_NAMED = "not named"
 
 def mistake_words(grade: LearnerGrade, flag_of: Mapping[str, str] | None = None) -> str:
     """The mistake as the gradebook names it: one that explains every wrong entry, or the two that
-    explain the most ("more than one mistake: …"); empty for a right answer."""
+    explain the most ("more than one mistake: …"); for too few digits, the mistake they fit as well;
+    empty for a right answer."""
     names = [mistake.worded_name(flag_of) for mistake in grade.mistakes]
+    if grade.also_fits is not None:
+        return "digits also fit: " + grade.also_fits.worded_name(flag_of)
     if grade.whole:
         return names[0]
     if len(names) > 1:
         return "more than one mistake: " + "; ".join(names)
     if names:
         return "in part: " + names[0]
-    return "" if grade.passed or grade.verdict == verdicts.TOO_FEW_DIGITS else NOT_NAMED
+    return "" if grade.passed else NOT_NAMED
 
 
 def _fix(grade: LearnerGrade, flag_of: Mapping[str, str] | None) -> str:
@@ -138,6 +141,7 @@ def gradebook_document(
                 "mistakes": [mistake.worded_name(flag_of) for mistake in grade.mistakes],
                 "explains_all": grade.whole,
                 "fix": _fix(grade, flag_of) or None,
+                "also_fits": None if grade.also_fits is None else grade.also_fits.worded_name(flag_of),
             }
             for grade in grades
         ],
