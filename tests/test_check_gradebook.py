@@ -123,6 +123,14 @@ def test_csv_gradebook_keeps_the_id_columns_name_and_is_written_whole(sce, tmp_p
     broken = class_file(tmp_path, [row("ann", *A, ga, la), row(" ", *A, ga, la)])
     assert sce("check", "--csv", broken, *GRADE, "-o", grades).exit_code == 2
     assert grades.read_text() == stdout  # the old gradebook kept
+    result = sce("check", "--csv", path, *GRADE, "-o", path)
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"sce: error: -o: {path} is the input file; write the gradebook to another file\n",
+    )
+    result = sce("check", "--csv", path, *GRADE, "-o", grades, "--summary-json", grades)
+    assert result.exit_code == 2 and "is the gradebook's file" in result.stderr
+    assert grades.read_text() == stdout
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
 
 

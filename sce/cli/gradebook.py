@@ -26,6 +26,9 @@ def grade_class(request: BatchRequest, tol: float | None, book_format: str, outp
     from sce.io.writers.atomic import OutputTarget, refuse_same_file
 
     path = None if output in (None, "-") else output
+    if path is not None:  # refused before the file is read, not once it is graded
+        source = 0 if request.input_path == "-" else request.input_path
+        refuse_same_file(path, source, "output_path", f"{path} is the input file; write the gradebook to another file")
     if path is not None and request.summary_path is not None:
         problem = f"{request.summary_path} is the gradebook's file (-o {path}); write the summary to another file"
         refuse_same_file(request.summary_path, path, "summary_json", problem)
