@@ -184,3 +184,15 @@ def test_a_learners_id_is_escaped_wherever_it_is_shown(sce, tmp_path):
     document = sce("check", "--csv", path, *GRADE, "-f", "json").stdout
     assert "\x1b" not in document
     assert [learner["id"] for learner in json.loads(document)["learners"]] == [evil, formula]
+
+
+@pytest.mark.parametrize(
+    ("learner", "cell"),
+    [("-3", "-3"), ("+1.5", "+1.5"), ("@sum", "'@sum"), ("-x", "'-x"), ("+cmd", "'+cmd"), ("a=b", "a=b")],
+)
+def test_a_gradebook_cell_never_runs_as_a_spreadsheet_formula(learner, cell):
+    from sce.grading.gradebook import LearnerGrade
+    from sce.render.gradebook import gradebook_csv
+
+    book = gradebook_csv([LearnerGrade(learner, 1, 3, 3, "correct")], "student")
+    assert list(csv.reader(io.StringIO(book)))[1][:3] == [cell, "correct", "1.0"]
