@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -12,10 +13,12 @@ from sce.cli.commandline import say_if_signalled_after_commit
 from sce.cli.declarations import (
     FLAG_OF_FIELD,
     GRAD_COLS,
+    ID_COL,
     LABEL_COL,
     LOGIT_COLS,
     LOSS_COL,
     LOSS_OPTIONS,
+    OUTPUT,
     SUMMARY_JSON,
     TARGET_COLS,
     TYPED_PANEL,
@@ -29,6 +32,7 @@ from sce.cli.declarations import (
     EncodingOption,
     GradColsOption,
     GradOption,
+    IdColOption,
     KeyGrad,
     KeyLabels,
     KeyLogits,
@@ -75,6 +79,14 @@ QUANTITIES = (("gradient", "--grad"), ("probabilities", "--probs"), ("loss", "--
 
 #: The stage of the derivation (``--stage NAME=``) that each quantity is.
 STAGE_OF_QUANTITY = {"gradient": "grad", "probabilities": "probs", "loss": "loss"}
+
+
+class CheckOutputFormat(str, Enum):
+    """sce check's formats: those of the grading commands, and csv for a class's gradebook."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
 
 
 @bundled(
@@ -129,7 +141,22 @@ def check(
     delimiter: DelimiterOption = None,
     encoding: EncodingOption = "utf-8",
     digits: DigitsOption = DISPLAY_DIGITS,
-    output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="table or json.")] = CheckFormat.table,
+    output_format: Annotated[
+        Optional[CheckOutputFormat],
+        typer.Option(
+            "--format", "-f", help="table (default) or json; with --id-col also csv (with -o: from its name).",
+            show_default=False,
+        ),
+    ] = None,
+    id_col: IdColOption = None,
+    output: Annotated[
+        Optional[str],
+        OUTPUT.option(
+            help="With --id-col: write the gradebook to FILE (as --format says, else .csv or .json), "
+            "whole or not at all; the table still shows.",
+            show_default=False,
+        ),
+    ] = None,
     arrays: ArraysOption = None,
     logits_path: LogitsPathOption = None,
     labels_path: LabelsPathOption = None,
@@ -151,8 +178,8 @@ def check(
     Example: sce check 2 3 4 --label 1 --grad 0.090,-0.755,0.665
     Dumped tensors: sce check --arrays dump.npz --reduction mean (--grad and --loss are then files).
     Exit status 0 when everything matches, 1 when something does not, 2 when
-    the answer or the file cannot be graded, 3 when a typed answer has too few
-    digits to tell it from a usual mistake.
+    the answer or the file cannot be graded, 3 when a typed answer (or, with
+    --id-col, a learner's at worst) has too few digits to tell it from a usual mistake.
     """
     check_digits(digits)
     if tol is not None and not 0 < tol < math.inf:  # inf would pass every answer
@@ -162,6 +189,8 @@ def check(
     if summary_json is not None and csv_input is None:
         raise UsageProblem(f"{SUMMARY_JSON.name} goes with --csv INPUT (and with sce batch)")
     _refuse_stages_with_files(stage, arrays is not None or logits_path is not None or csv_input is not None)
+    book_format = _gradebook_format(output_format, output, id_col, csv_input)
+    shown_format = CheckFormat.json if output_format is CheckOutputFormat.json else CheckFormat.table
     if arrays is not None or logits_path is not None:
         refuse_typed_inputs(logits, csv_input, label, target, tol)
         check_arrays(
@@ -173,7 +202,7 @@ def check(
             options=options,
             reduction_given="reduction" in options_given,
             digits=digits,
-            output_format=output_format,
+            output_format=shown_format,
         )
         return
     refuse_array_options(labels_path, targets_path, claimed_dtype, sum_order)
@@ -198,22 +227,55 @@ def check(
             grad_cols=grad_cols,
             loss_col=loss_col,
             summary_path=summary_json,
+            id_col=id_col,
         )
-        _grade_file(request, tol, digits, output_format)
+        if book_format is None:
+            _grade_file(request, tol, digits, shown_format)
+        else:
+            from sce.cli.gradebook import grade_class
+
+            grade_class(request, tol, book_format, output)
         return
-    for name, value in (
-        (GRAD_COLS.name, grad_cols),
-        (LOSS_COL.name, loss_col),
-        (LABEL_COL.name, label_col),
-        (LOGIT_COLS.name, logit_cols),
-        (TARGET_COLS.name, target_cols),
-    ):
-        if value is not None:
-            raise UsageProblem(f"{name} goes with --csv INPUT")
+    _refuse_file_options(grad_cols, loss_col, label_col, logit_cols, target_cols)
     vector = parse_vector_input(logits, label, target)
     check_class_counts(vector, options)
     stages = _stages_and_answers(vector, options, stage or [], {"gradient": grad, "probabilities": probs, "loss": loss})
-    _grade_answers(vector, options, stages, tol, digits, output_format)
+    _grade_answers(vector, options, stages, tol, digits, shown_format)
+
+
+def _refuse_file_options(*values: str | None) -> None:
+    """The options of --csv (grad_cols, loss_col, label_col, logit_cols, target_cols), refused without it."""
+    for record, value in zip((GRAD_COLS, LOSS_COL, LABEL_COL, LOGIT_COLS, TARGET_COLS), values):
+        if value is not None:
+            raise UsageProblem(f"{record.name} goes with --csv INPUT")
+
+
+def _gradebook_format(
+    chosen: CheckOutputFormat | None, output: str | None, id_col: str | None, csv_input: str | None
+) -> str | None:
+    """The gradebook's format (table, csv or json) with --id-col: --format, else from -o's name;
+    None without --id-col, where -o and --format csv have nothing to write."""
+    if id_col is None or csv_input is None:
+        if id_col is not None:
+            raise UsageProblem(f"{ID_COL.name} goes with --csv INPUT")
+        if output is not None:
+            raise UsageProblem(f"{OUTPUT.name} goes with --csv INPUT {ID_COL.name} COL: it writes the gradebook")
+        if chosen is CheckOutputFormat.csv:
+            raise UsageProblem(f"--format csv goes with --csv INPUT {ID_COL.name} COL (a gradebook); use table or json")
+        return None
+    if chosen is CheckOutputFormat.table and output not in (None, "-"):
+        raise UsageProblem(f"{OUTPUT.name} {output}: the gradebook's file is csv or json; say --format csv or json")
+    if chosen is not None:
+        return chosen.value
+    if output in (None, "-"):
+        return "table"
+    suffix = output.rsplit(".", 1)[-1].lower() if "." in output else ""
+    if suffix not in ("csv", "json"):
+        raise UsageProblem(
+            f"{OUTPUT.name} {output}: say the gradebook's format with --format csv or json, "
+            "or name the file .csv or .json"
+        )
+    return suffix
 
 
 def _refuse_stages_with_files(stage: list[str] | None, files: bool) -> None:
