@@ -180,7 +180,7 @@ def test_sce_test_names_each_slip_of_the_derivation_first(implementation, expect
     assert document["mistakes"][:1] == [expected.name]
 
 
-def test_sce_test_gives_one_diagnosis_to_every_case_the_prediction_explains(sce):
+def test_sce_test_givesone_diagnosis_to_every_case_the_prediction_explains(sce):
     """On the textbook example the −1 at class 2 is also the label plus one, and on a batch of
     one row it is also one row's gradient for every row: each case is named after the mistake
     that explains them all."""
@@ -220,7 +220,7 @@ def test_one_mistake_that_explains_every_wrong_quantity_is_named_for_each():
 
 
 def test_the_mistake_common_to_every_wrong_quantity_is_named_before_each_ones_first():
-    from sce.grading.answers import QuantityCheck, _one_diagnosis
+    from sce.grading.answers import QuantityCheck, one_diagnosis
 
     wrong = np.array([False])
 
@@ -228,7 +228,7 @@ def test_the_mistake_common_to_every_wrong_quantity_is_named_before_each_ones_fi
         return QuantityCheck(name, np.zeros(1), np.ones(1), np.zeros(1), wrong, fitting[0], fitting=fitting)
 
     a, b = catalogue.PREDICTED_CLASS, catalogue.LABEL_PLUS_ONE
-    settled = _one_diagnosis([quantity("gradient", a, b), quantity("loss", b)])
+    settled = one_diagnosis([quantity("gradient", a, b), quantity("loss", b)])
     assert [(c.mistake, c.also) for c in settled] == [(b, None), (b, None)]
 
 

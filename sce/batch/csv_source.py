@@ -54,6 +54,7 @@ class CsvInput:
     output_separator: str | None = None
     """The text output's separator (None for JSON Lines, or no text output): a plain line is
     copied into the output as it is only where it is the input's own."""
+    id_col: str | None = None
 
     @property
     def name(self) -> str:
@@ -69,6 +70,7 @@ class CsvInput:
             grad_cols=self.grad_cols,
             loss_col=self.loss_col,
             delimiter=self.delimiter,
+            id_col=self.id_col,
         )
 
 
@@ -85,6 +87,7 @@ def csv_input(request: BatchRequest) -> CsvInput:
         request.grad_cols,
         request.loss_col,
         {"csv": ",", "tsv": "\t"}.get(request.output_format),
+        request.id_col,
     )
 
 

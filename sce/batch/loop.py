@@ -195,11 +195,17 @@ def summary_target(path: str, input_path: str | None) -> OutputTarget:
 def write_summary_file(path: str, input_path: str | None, document: dict[str, object]) -> None:
     """The summary alone, as JSON, written whole or not at all (an existing file is kept
     if anything fails, a signal included)."""
+    write_whole_file(lambda: summary_target(path, input_path), json_text(document))
+
+
+def write_whole_file(target_of: Callable[[], OutputTarget], text: str) -> None:
+    """``text`` into the file ``target_of()`` makes, whole or not at all (an existing file is
+    kept if anything fails, a signal included)."""
     target: OutputTarget | None = None
     try:
         with shielded():
-            target = summary_target(path, input_path)
-        write_summary(target, document)
+            target = target_of()
+        write_text(target, text)
         put_in_place_together([target])
     except BaseException:
         with shielded():
@@ -209,7 +215,11 @@ def write_summary_file(path: str, input_path: str | None, document: dict[str, ob
 
 
 def write_summary(target: OutputTarget, document: dict[str, object]) -> None:
+    write_text(target, json_text(document))
+
+
+def write_text(target: OutputTarget, text: str) -> None:
     try:
-        target.stream.write(json_text(document).encode())
+        target.stream.write(text.encode())
     except OSError as error:
         raise target.write_failure(error) from None

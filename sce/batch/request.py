@@ -151,3 +151,5 @@ class BatchRequest:
     """A dump of arrays to read instead of the CSV input (see :mod:`.array_source`)."""
     summary_path: str | None = None
     """Where to write the summary as JSON, put in place with the output (None: nowhere)."""
+    id_col: str | None = None
+    """`sce check --csv`: the column of each row's learner id, to grade each learner apart."""

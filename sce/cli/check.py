@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -12,10 +13,12 @@ from sce.cli.commandline import say_if_signalled_after_commit
 from sce.cli.declarations import (
     FLAG_OF_FIELD,
     GRAD_COLS,
+    ID_COL,
     LABEL_COL,
     LOGIT_COLS,
     LOSS_COL,
     LOSS_OPTIONS,
+    OUTPUT,
     SUMMARY_JSON,
     TARGET_COLS,
     TYPED_PANEL,
@@ -29,6 +32,7 @@ from sce.cli.declarations import (
     EncodingOption,
     GradColsOption,
     GradOption,
+    IdColOption,
     KeyGrad,
     KeyLabels,
     KeyLogits,
@@ -59,6 +63,7 @@ from sce.cli.typed_inputs import (
     check_digits,
     parse_numbers,
     parse_vector_input,
+    read_stage_file,
     row_loss_options_from,
     run_core,
 )
@@ -71,6 +76,17 @@ if TYPE_CHECKING:
 
 #: Each quantity a typed answer can give: (name, option).
 QUANTITIES = (("gradient", "--grad"), ("probabilities", "--probs"), ("loss", "--loss"))
+
+#: The stage of the derivation (``--stage NAME=``) that each quantity is.
+STAGE_OF_QUANTITY = {"gradient": "grad", "probabilities": "probs", "loss": "loss"}
+
+
+class CheckOutputFormat(str, Enum):
+    """sce check's formats: those of the grading commands, and csv for a class's gradebook."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
 
 
 @bundled(
@@ -96,6 +112,16 @@ def check(
             rich_help_panel=TYPED_PANEL,
         ),
     ] = None,
+    stage: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--stage",
+            help="A stage of the derivation to grade, NAME=VALUES or NAME=@FILE, as --steps names them: shifted, "
+            "exp, sum_exp, probs, loss, dL_ds, ds_dz (K×K, row by row), grad (repeatable).",
+            show_default=False,
+            rich_help_panel=TYPED_PANEL,
+        ),
+    ] = None,
     tol: Annotated[
         Optional[float],
         typer.Option(
@@ -115,7 +141,22 @@ def check(
     delimiter: DelimiterOption = None,
     encoding: EncodingOption = "utf-8",
     digits: DigitsOption = DISPLAY_DIGITS,
-    output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="table or json.")] = CheckFormat.table,
+    output_format: Annotated[
+        Optional[CheckOutputFormat],
+        typer.Option(
+            "--format", "-f", help="table (default) or json; with --id-col also csv (with -o: from its name).",
+            show_default=False,
+        ),
+    ] = None,
+    id_col: IdColOption = None,
+    output: Annotated[
+        Optional[str],
+        OUTPUT.option(
+            help="With --id-col: write the gradebook to FILE (as --format says, else .csv or .json), "
+            "whole or not at all; the table still shows.",
+            show_default=False,
+        ),
+    ] = None,
     arrays: ArraysOption = None,
     logits_path: LogitsPathOption = None,
     labels_path: LabelsPathOption = None,
@@ -137,8 +178,8 @@ def check(
     Example: sce check 2 3 4 --label 1 --grad 0.090,-0.755,0.665
     Dumped tensors: sce check --arrays dump.npz --reduction mean (--grad and --loss are then files).
     Exit status 0 when everything matches, 1 when something does not, 2 when
-    the answer or the file cannot be graded, 3 when a typed answer has too few
-    digits to tell it from a usual mistake.
+    the answer or the file cannot be graded, 3 when a typed answer (or, with
+    --id-col, a learner's at worst) has too few digits to tell it from a usual mistake.
     """
     check_digits(digits)
     if tol is not None and not 0 < tol < math.inf:  # inf would pass every answer
@@ -147,6 +188,9 @@ def check(
         )
     if summary_json is not None and csv_input is None:
         raise UsageProblem(f"{SUMMARY_JSON.name} goes with --csv INPUT (and with sce batch)")
+    _refuse_stages_with_files(stage, arrays is not None or logits_path is not None or csv_input is not None)
+    book_format = _gradebook_format(output_format, output, id_col, csv_input)
+    shown_format = CheckFormat.json if output_format is CheckOutputFormat.json else CheckFormat.table
     if arrays is not None or logits_path is not None:
         refuse_typed_inputs(logits, csv_input, label, target, tol)
         check_arrays(
@@ -158,7 +202,7 @@ def check(
             options=options,
             reduction_given="reduction" in options_given,
             digits=digits,
-            output_format=output_format,
+            output_format=shown_format,
         )
         return
     refuse_array_options(labels_path, targets_path, claimed_dtype, sum_order)
@@ -183,25 +227,119 @@ def check(
             grad_cols=grad_cols,
             loss_col=loss_col,
             summary_path=summary_json,
+            id_col=id_col,
         )
-        _grade_file(request, tol, digits, output_format)
+        if book_format is None:
+            _grade_file(request, tol, digits, shown_format)
+        else:
+            from sce.cli.gradebook import grade_class
+
+            grade_class(request, tol, book_format, output)
         return
-    for name, value in (
-        (GRAD_COLS.name, grad_cols),
-        (LOSS_COL.name, loss_col),
-        (LABEL_COL.name, label_col),
-        (LOGIT_COLS.name, logit_cols),
-        (TARGET_COLS.name, target_cols),
-    ):
-        if value is not None:
-            raise UsageProblem(f"{name} goes with --csv INPUT")
+    _refuse_file_options(grad_cols, loss_col, label_col, logit_cols, target_cols)
     vector = parse_vector_input(logits, label, target)
     check_class_counts(vector, options)
-    given = _typed_answers(vector, {"gradient": grad, "probabilities": probs, "loss": loss})
-    _grade_answers(vector, options, given, tol, digits, output_format)
+    stages = _stages_and_answers(vector, options, stage or [], {"gradient": grad, "probabilities": probs, "loss": loss})
+    _grade_answers(vector, options, stages, tol, digits, shown_format)
 
 
-def _typed_answers(vector: VectorInput, texts: dict[str, str | None]) -> dict[str, list[str]]:
+def _refuse_file_options(*values: str | None) -> None:
+    """The options of --csv (grad_cols, loss_col, label_col, logit_cols, target_cols), refused without it."""
+    for record, value in zip((GRAD_COLS, LOSS_COL, LABEL_COL, LOGIT_COLS, TARGET_COLS), values):
+        if value is not None:
+            raise UsageProblem(f"{record.name} goes with --csv INPUT")
+
+
+def _gradebook_format(
+    chosen: CheckOutputFormat | None, output: str | None, id_col: str | None, csv_input: str | None
+) -> str | None:
+    """The gradebook's format (table, csv or json) with --id-col: --format, else from -o's name;
+    None without --id-col, where -o and --format csv have nothing to write."""
+    if id_col is None or csv_input is None:
+        if id_col is not None:
+            raise UsageProblem(f"{ID_COL.name} goes with --csv INPUT")
+        if output is not None:
+            raise UsageProblem(f"{OUTPUT.name} goes with --csv INPUT {ID_COL.name} COL: it writes the gradebook")
+        if chosen is CheckOutputFormat.csv:
+            raise UsageProblem(f"--format csv goes with --csv INPUT {ID_COL.name} COL (a gradebook); use table or json")
+        return None
+    if chosen is CheckOutputFormat.table and output not in (None, "-"):
+        raise UsageProblem(f"{OUTPUT.name} {output}: the gradebook's file is csv or json; say --format csv or json")
+    if chosen is not None:
+        return chosen.value
+    if output in (None, "-"):
+        return "table"
+    suffix = output.rsplit(".", 1)[-1].lower() if "." in output else ""
+    if suffix not in ("csv", "json"):
+        raise UsageProblem(
+            f"{OUTPUT.name} {output}: say the gradebook's format with --format csv or json, "
+            "or name the file .csv or .json"
+        )
+    return suffix
+
+
+def _refuse_stages_with_files(stage: list[str] | None, files: bool) -> None:
+    if stage and files:
+        raise UsageProblem("--stage goes with typed LOGITS and --label or --target, not with files")
+
+
+def _stages_and_answers(
+    vector: VectorInput, options: LossOptions, stage_texts: list[str], texts: dict[str, str | None]
+) -> dict[str, list[str]]:
+    """Every stage to grade, by its name: those of --stage and the quantities of --grad, --probs and --loss."""
+    stages = typed_stages(stage_texts, len(vector.logits), options)
+    for name, tokens in _typed_answers(vector, texts, bool(stages)).items():
+        as_stage = STAGE_OF_QUANTITY[name]
+        if as_stage in stages:
+            raise UsageProblem(f"--stage {as_stage}: the {name} is given by {dict(QUANTITIES)[name]} too; give it once")
+        stages[as_stage] = tokens
+    return stages
+
+
+def typed_stages(texts: list[str], classes: int, options: LossOptions) -> dict[str, list[str]]:
+    """Each ``--stage NAME=VALUES`` as its name and the number texts typed, checked against the stages there are."""
+    from sce.grading.stages import STAGES, stage_length, undefined_stage
+
+    known = ", ".join(STAGES)
+    stages: dict[str, list[str]] = {}
+    for text in texts:
+        name, equals, values = text.partition("=")
+        name = name.strip()
+        if not equals or not name:
+            raise UsageProblem(
+                f"--stage {text!r}: write NAME=VALUES, e.g. --stage exp=0.1353,0.3679,1; the stages: {known}"
+            )
+        if name not in STAGES:
+            like = [known_name for known_name in STAGES if known_name.casefold() == name.casefold()]
+            hint = f"did you mean {like[0]}? " if like else ""
+            raise UsageProblem(f"--stage {name!r}: no such stage; {hint}the stages are {known}")
+        if name in stages:
+            raise UsageProblem(f"--stage {name}: given twice; give each stage once")
+        why = undefined_stage(name, options)
+        if why is not None:
+            raise UsageProblem(f"--stage {name}: not a stage here: {why}")
+        if values.startswith("@"):
+            values = read_stage_file(values[1:], f"--stage {name}")
+        parse_numbers(values, f"--stage {name}")  # every entry a number, none left empty
+        tokens = split_numbers(values)
+        if len(tokens) != stage_length(name, classes):
+            raise UsageProblem(f"--stage {name}: {count_of(len(tokens), 'number')}; {_stage_shape(name, classes)}")
+        stages[name] = tokens
+    return stages
+
+
+def _stage_shape(name: str, classes: int) -> str:
+    """What a stage of the wrong length should have been, for its error line."""
+    from sce.grading.stages import MATRIX_STAGES, SCALAR_STAGES
+
+    if name in SCALAR_STAGES:
+        return f"{name} is one number"
+    if name in MATRIX_STAGES:
+        return f"{name} is a {classes}×{classes} matrix: give {classes * classes} numbers, row by row"
+    return f"{name} has one number per class: give {classes}"
+
+
+def _typed_answers(vector: VectorInput, texts: dict[str, str | None], staged: bool = False) -> dict[str, list[str]]:
     """Each quantity given, as the number texts typed (their digits set the tolerance)."""
     given: dict[str, list[str]] = {}
     for name, option in QUANTITIES:
@@ -218,7 +356,7 @@ def _typed_answers(vector: VectorInput, texts: dict[str, str | None]) -> dict[st
                 + ("one number" if name == "loss" else "one per class")
             )
         given[name] = tokens
-    if not given:
+    if not given and not staged:
         raise UsageProblem("nothing to check: give your answer with --grad G1,G2,..., --loss X or --probs P1,P2,...")
     return given
 
@@ -231,10 +369,11 @@ def _grade_answers(
     digits: int,
     output_format: CheckFormat,
 ) -> None:
-    from sce.grading import answer_verdict, check_answer, verdicts
+    from sce.grading import answer_verdict, verdicts
+    from sce.grading.stages import check_stages
 
     result = run_core(vector, options)
-    checks = check_answer(result, given, tol, targets=vector.targets)
+    checks = check_stages(result, given, tol, targets=vector.targets)
     if output_format is CheckFormat.json:
         from sce.render.json_format import check_document, dumps
 

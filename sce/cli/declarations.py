@@ -292,6 +292,9 @@ GRAD_COLS = Declared(
     FILES_PANEL,
 )
 LOSS_COL = Declared("loss_col", ("--loss-col",), "With --csv: the loss column.", FILES_PANEL)
+ID_COL = Declared(
+    "id_col", ("--id-col",), "With --csv: each row's learner; grades each learner apart (a gradebook).", FILES_PANEL
+)
 
 # Dumps of arrays (sce batch, sce check).
 ARRAYS = Declared(
@@ -334,18 +337,14 @@ FRAMEWORK = Declared(
 SEED = Declared("seed", ("--seed",), "Varies the random cases.", FUNCTION_PANEL)
 TIMEOUT = Declared("timeout", ("--timeout",), "Seconds each case may take.", FUNCTION_PANEL)
 SHOW_OUTPUT = Declared(
-    "show_output",
-    ("--show-output",),
+    "show_output", ("--show-output",),
     "Show what the function printed in every case (a failing case's output is always shown).",
-    FUNCTION_PANEL,
-    show_default=False,
+    FUNCTION_PANEL, show_default=False,
 )
 STRICT = Declared(
-    "strict",
-    ("--strict",),
+    "strict", ("--strict",),
     "Exit 1 for a function that is correct but not robust (it fails only on logits of extreme range).",
-    FUNCTION_PANEL,
-    show_default=False,
+    FUNCTION_PANEL, show_default=False,
 )
 
 #: Every record, in one place: the table of flags is made from it, and a test checks
@@ -353,7 +352,7 @@ STRICT = Declared(
 DECLARED: tuple[Declared, ...] = (
     *LOSS_OPTIONS, LOGITS, LOGITS_FILE, LABEL, TARGET, GRAD, LOSS,
     INPUT, OUTPUT, SUMMARY_JSON, LABEL_COL, LOGIT_COLS, TARGET_COLS, NO_HEADER, DELIMITER, ENCODING, CSV_INPUT,
-    GRAD_COLS, LOSS_COL,
+    GRAD_COLS, LOSS_COL, ID_COL,
     ARRAYS, LOGITS_PATH, LABELS_PATH, TARGETS_PATH, KEY_LOGITS, KEY_LABELS, KEY_TARGETS, KEY_GRAD, KEY_LOSS,
     CLAIMED_DTYPE, SUM_ORDER, CONVENTION, RETURNS, FRAMEWORK, SEED, TIMEOUT, STRICT, SHOW_OUTPUT,
 )
@@ -420,6 +419,7 @@ EncodingOption = Annotated[str, ENCODING.option()]
 CsvInputOption = Annotated[Optional[str], CSV_INPUT.option()]
 GradColsOption = Annotated[Optional[str], GRAD_COLS.option()]
 LossColOption = Annotated[Optional[str], LOSS_COL.option()]
+IdColOption = Annotated[Optional[str], ID_COL.option()]
 ArraysOption = Annotated[Optional[str], ARRAYS.option()]
 LogitsPathOption = Annotated[Optional[str], LOGITS_PATH.option()]
 LabelsPathOption = Annotated[Optional[str], LABELS_PATH.option()]

@@ -25,6 +25,7 @@ SAMPLES = {
     "batch_headerless.csv": "no header: sce batch --no-header (the label is the last column)",
     "batch_with_id.csv": "an id column beside the logits: sce batch --logit-cols 'z*'",
     "batch_soft_targets.csv": "probability targets t0..t2: sce batch --target-cols 't*'",
+    "class_answers.csv": "six students' gradients and losses: sce check --csv --id-col student",
     "seed_logits.txt": "the logits 2 3 4, for sce grad --logits-file",
     "confident_logits.txt": "a confident row, 0 40, for sce grad --logits-file",
     "dump_float32_correct.npz": "a float32 dump with a right gradient: sce check --arrays",

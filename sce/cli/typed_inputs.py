@@ -96,6 +96,28 @@ def read_logits_file(path: str, field: str = "logits_file") -> list[float]:
     return _numbers_in_text(text, path, field)
 
 
+#: The most a --stage @FILE may hold: a Jacobian of some thousand classes written out in full.
+STAGE_FILE_BYTES = 64 << 20
+
+
+def read_stage_file(path: str, what: str) -> str:
+    """The text of a ``--stage NAME=@FILE`` (its numbers as written: their digits set the tolerance);
+    ``what`` names the option in errors."""
+    if not path:
+        raise UsageProblem(f"{what}: no file named after @; write @FILE, e.g. {what.split()[-1]}=@jacobian.txt")
+    try:
+        with open(path, "rb") as stream:
+            raw = stream.read(STAGE_FILE_BYTES + 1)
+    except OSError as error:
+        raise UsageProblem(f"{what}: cannot read {quoted_cell(path)}: {error.strerror}") from None
+    if len(raw) > STAGE_FILE_BYTES:
+        raise UsageProblem(f"{what}: {quoted_cell(path)} holds more than {STAGE_FILE_BYTES >> 20} MB of numbers")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UsageProblem(f"{what}: {quoted_cell(path)} is not UTF-8 text (byte {error.start + 1})") from None
+
+
 #: The most a --logits-file of text (or a stream) may hold: one vector of some ten million
 #: logits. A vocabulary of a million is about 20 MB; /dev/zero or a producer that never ends
 #: would otherwise take all the memory there is.

@@ -60,6 +60,8 @@ class QuantityCheck:
     """Every mistake that explains every wrong entry, in the catalogue's order."""
     tolerance_given: bool = False
     """The tolerance is the user's (``--tol``), not the digits'."""
+    columns: int = 0
+    """The entries are a matrix's, row by row, with this many columns (0: a vector)."""
     ambiguous: Mistake | None = None
     """A usual mistake that the answer, right to the digits given, also fits:
     too few digits to tell the right answer from it. The answer is then not
@@ -71,6 +73,15 @@ class QuantityCheck:
         if not self.ok.all():
             return verdicts.NOT_CORRECT
         return verdicts.CORRECT if self.ambiguous is None else verdicts.TOO_FEW_DIGITS
+
+    def entry(self, k: int) -> str:
+        """Where entry ``k`` is: its class, or "j,k" in a matrix."""
+        return f"{k // self.columns},{k % self.columns}" if self.columns else str(k)
+
+    @property
+    def per_class(self) -> bool:
+        """One entry per class (a gradient), not one number for the row (a loss, a sum)."""
+        return self.name not in ("loss", "sum_exp")
 
     @property
     def passed(self) -> bool:
@@ -106,12 +117,12 @@ def check_answer(
         if name in given:
             expected = exact[name].astype(np.float64)
             candidates = [m for m in mistakes if m.quantity == name and not _same(m.value, expected)]
-            found = _check_quantity(name, given[name], expected, tolerance, candidates, rounding)
+            found = check_quantity(name, given[name], expected, tolerance, candidates, rounding)
             checks.append(replace(found, tolerance_given=tolerance is not None))
-    return _one_diagnosis(checks)
+    return one_diagnosis(checks)
 
 
-def _one_diagnosis(checks: list[QuantityCheck]) -> list[QuantityCheck]:
+def one_diagnosis(checks: list[QuantityCheck]) -> list[QuantityCheck]:
     """Where one mistake explains every wrong quantity, each names that one (and, after "or",
     the next that does), not each its own first."""
     wrong = [check for check in checks if check.fitting]
@@ -129,14 +140,17 @@ def diagnosis(checks: list[QuantityCheck]) -> list[tuple[str, Mistake]]:
     return named if len({mistake for _, mistake in named}) > 1 else []
 
 
-def _check_quantity(
+def check_quantity(
     name: str,
     texts: list[str],
     expected: np.ndarray,
     tolerance: float | None,
     mistakes: list[MistakenValue],
     rounding: float = ROUNDING_ALLOWANCE,
+    columns: int = 0,
 ) -> QuantityCheck:
+    """Compare the texts of one quantity with its exact values, entry by entry; ``columns`` for a
+    matrix's entries, row by row."""
     values = np.array([read_number(t) for t in texts], dtype=float)
     tolerances = np.full(len(texts), tolerance) if tolerance is not None else np.array([tolerance_of(t) for t in texts])
     ok = within(values, expected, tolerances, rounding)
@@ -169,7 +183,8 @@ def _check_quantity(
     for k in wrong if mistake is None and len(wrong) <= max(2, len(texts) // 2 - 1) else []:
         slip = digit_slip(texts[k], float(expected[k]))
         if slip is not None:
-            slips.append(slip if name == "loss" else f"class {k}: {slip}")
+            where = f"entry {k // columns},{k % columns}" if columns else f"class {k}"
+            slips.append(slip if name in ("loss", "sum_exp") else f"{where}: {slip}")
     return QuantityCheck(
         name,
         expected,
@@ -181,6 +196,7 @@ def _check_quantity(
         tuple(slips),
         also=also,
         fitting=tuple(fitting),
+        columns=columns,
         ambiguous=ambiguous,
     )
 
@@ -240,4 +256,14 @@ def answer_verdict(checks: list[QuantityCheck]) -> str:
     return verdicts.worst(check.verdict for check in checks)
 
 
-__all__ = ["QuantityCheck", "answer_verdict", "check_answer", "diagnosis", "digit_slip", "tolerance_of", "within"]
+__all__ = [
+    "QuantityCheck",
+    "answer_verdict",
+    "check_answer",
+    "check_quantity",
+    "one_diagnosis",
+    "diagnosis",
+    "digit_slip",
+    "tolerance_of",
+    "within",
+]

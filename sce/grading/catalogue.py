@@ -88,6 +88,22 @@ JACOBIAN_DIAGONAL = Mistake(
     "only the Jacobian's diagonal s(1 − s): ∂s_j/∂z_k for j ≠ k left out",
     "∂s_j/∂z_k = s_j(δ_jk − s_k): the off-diagonal −s_j·s_k counts too, and the sum gives s − y",
 )
+SHIFT_REVERSED = Mistake(
+    "shifted the wrong way: max z − z instead of z − max z",
+    "subtract the largest logit from each logit: z_k − max z, so every shifted logit is ≤ 0",
+)
+EXP_NOT_SHIFTED = Mistake(
+    "e^z instead of e^(z − max z): the exponentials of the logits, not of the shifted logits",
+    "exponentiate the shifted logits, e^(z_k − max z): the largest term is then 1",
+)
+DL_DS_SIGN_DROPPED = Mistake(
+    "the minus sign of −log s dropped: y/s instead of −y/s",
+    "∂L/∂s_k = −y_k/s_k: −1/s_c at the label, 0 elsewhere",
+)
+DL_DZ_FOR_DL_DS = Mistake(
+    "this is ∂L/∂z = s − y, the gradient with respect to the logits, not ∂L/∂s",
+    "∂L/∂s is one step earlier: −y_k/s_k, −1/s_c at the label and 0 elsewhere",
+)
 NEGATIVE_LOSS = Mistake(
     "a negative loss: −log s ≥ 0 for every probability s ≤ 1", "check the sign: L = −log s_c is never negative"
 )

@@ -14,6 +14,8 @@ from sce.errors import DataProblem
 from sce.grading.answers import within
 from sce.grading.catalogue import Mistake
 from sce.grading.csv_mistakes import GradedColumns, MistakeSearch
+from sce.grading.gradebook import Gradebook
+from sce.grading.mistakes import row_what_ifs
 from sce.io.csv.columns import ColumnPlan
 from sce.io.csv.parse import ParsedBlock, read_numbers
 from sce.io.csv.records import record_lines
@@ -54,6 +56,8 @@ class FileCheck:
     mistakes: list[tuple[str, Mistake]] = field(default_factory=list)
     """(the quantity, or "" for every wrong one; the catalogue's mistake) for each mistake that
     explains every wrong entry of that quantity (none when the file is correct)."""
+    gradebook: Gradebook | None = None
+    """Each learner's grade, with an id column (``request.id_col``)."""
 
     @property
     def correct(self) -> bool:
@@ -87,6 +91,7 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
     with readable_input(request.input_path, reads_twice=options.reduction == "mean") as path:
         denominator = mean_denominator(path, reading, options)
         found, search = FileCheck(), MistakeSearch()
+        found.gradebook = None if request.id_col is None else Gradebook(request.id_col)
         found.totals.reduction = options.reduction
         found.totals.denominator = 0.0 if denominator is None else denominator.cross_entropy
         for parsed, plan, result, _ in computed_blocks(path, reading, options, denominator):
@@ -101,9 +106,13 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
                 ok = within(given, expected, allowed)
                 wrong |= ~ok.all(axis=1)
                 classes = plan.grad_classes if quantity == "gradient" else None
-                graded.append(GradedColumns(quantity, given, allowed, ok, classes))
+                graded.append(GradedColumns(quantity, given, allowed, ok, classes, expected))
                 _add_errors(found, _Cells(columns, expected, given, allowed, ok), parsed, request.delimiter)
             search.observe(result, graded)
+            if found.gradebook is not None:
+                lines = record_lines(parsed.block, request.delimiter)
+                codes = found.gradebook.learners_of(parsed.text[found.gradebook.column].to_list(), lines)
+                found.gradebook.observe(codes, graded, row_what_ifs(result))
             found.rows += result.num_rows
             found.wrong_rows += int(wrong.sum())
             found.totals.add(result)

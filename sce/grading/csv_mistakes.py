@@ -28,6 +28,8 @@ class GradedColumns:
     ok: np.ndarray
     classes: tuple[int, ...] | None = None
     """The class of each gradient column (they may be some of the classes, in any order); None: all, in order."""
+    expected: np.ndarray | None = None
+    """The exact values, as ``given`` (where known: to tell a mistake that changes nothing)."""
 
 
 Key = tuple[str, str]
@@ -79,14 +81,28 @@ class MistakeSearch:
 def _fits(what_if: WhatIf, columns: GradedColumns) -> bool:
     """Every entry within its allowance of the what-if (a mistake that says nothing about the
     quantity does not explain it)."""
+    return bool(entries_fitting(what_if, columns).all())
+
+
+def entries_fitting(what_if: WhatIf, columns: GradedColumns) -> np.ndarray:
+    """Whether each graded entry is within its allowance of what the mistake gives (all False
+    where the mistake says nothing about the quantity)."""
+    value = mistaken_value(what_if, columns)
+    if value is None:
+        return np.zeros(columns.given.shape, dtype=bool)
     rounding = ROUNDING_ALLOWANCE if what_if.rounding is None else what_if.rounding
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.asarray(within(columns.given, value, columns.allowed, rounding), dtype=bool)
+
+
+def mistaken_value(what_if: WhatIf, columns: GradedColumns) -> np.ndarray | None:
+    """What the mistake gives for the graded columns, shaped as they are (None: it says nothing of them)."""
     value = what_if.gradient if columns.quantity == "gradient" else _column(what_if.losses)
     if value is not None and columns.classes is not None and value.ndim == 2:
         value = value[:, list(columns.classes)]
     if value is None or value.shape != columns.given.shape:
-        return False
-    with np.errstate(invalid="ignore", over="ignore"):
-        return bool(within(columns.given, value, columns.allowed, rounding).all())
+        return None
+    return value
 
 
 def _column(losses: np.ndarray | None) -> np.ndarray | None:

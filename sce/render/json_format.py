@@ -151,6 +151,8 @@ def check_document(
                 "entries": [
                     {
                         "index": k,
+                        # A matrix's entry (the Jacobian's ∂s_j/∂z_k) also by its row and column.
+                        **({"row": k // check.columns, "column": k % check.columns} if check.columns else {}),
                         "expected": json_number(check.expected[k]),
                         "given": json_number(check.given[k]),
                         "difference": json_number(check.difference[k]),

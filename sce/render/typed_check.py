@@ -38,10 +38,10 @@ def print_check(
 
     for check in checks:
         headings = ("expected", "given", "difference", "tolerance")
-        columns = [] if check.name == "loss" else [Column("class", "right")]
+        columns = [] if not check.per_class else [Column("j,k" if check.columns else "class", "right")]
         grid = Grid([*columns, *(Column(heading, "right") for heading in headings), Column()], title=check.name)
         for k in range(len(check.given)):
-            cells = [] if check.name == "loss" else [str(k)]
+            cells = [] if not check.per_class else [check.entry(k)]
             # At least as many digits as the answer, so that the two can be compared by eye.
             shown = min(17, max(digits, significant_places(check.texts[k]) if check.texts else 0))
             cells += [
@@ -71,7 +71,7 @@ def print_check(
                 )
             )
             continue
-        where = "" if check.name == "loss" else f" ({wrong} of {len(check.ok)} entries)"
+        where = "" if not check.per_class else f" ({wrong} of {len(check.ok)} entries)"
         console.print(Text.assemble(("✗ ", "bold red"), f"{check.name}: wrong{where}"))
         if check.mistake:
             print_mistake(console, check.mistake, flag_of)

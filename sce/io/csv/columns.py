@@ -29,6 +29,8 @@ class ColumnPlan:
     """The class (the position in ``logits``) whose gradient each of ``grads`` holds."""
     loss: str | None = None
     """A given loss column, for `sce check --csv`."""
+    learner: str | None = None
+    """The column of each row's learner id, for `sce check --csv --id-col`."""
 
     @cached_property
     def positions(self) -> dict[str, int]:
@@ -54,6 +56,7 @@ def plan_columns(
     grad_cols: str | None = None,
     loss_col: str | None = None,
     delimiter: str = ",",
+    id_col: str | None = None,
 ) -> ColumnPlan:
     """Which input columns are what: the options that name columns, checked
     against the header's names (or 0..n-1 without a header)."""
@@ -67,7 +70,9 @@ def plan_columns(
     grads = None if grad_cols is None else _select(grad_cols, names, "grad_cols")
     if loss_col is not None and loss_col not in names:
         raise OptionDataProblem("loss_col", f"there is no column {loss_col!r}; the columns are {listing}")
-    roles = _roles(label, label_col is None, targets, grads, loss_col)
+    if id_col is not None and id_col not in names:
+        raise OptionDataProblem("id_col", f"there is no column {id_col!r}; the columns are {listing}")
+    roles = _roles(label, label_col is None, targets, grads, loss_col, id_col)
     logits = None
     if logit_cols is None and (grads is not None or loss_col is not None):
         logits = _logits_named_by_gradients(names, roles)
@@ -84,6 +89,7 @@ def plan_columns(
         grads=grads,
         grad_classes=classes,
         loss=loss_col,
+        learner=id_col,
     )
     clash = set(plan.output_names) & set(names)
     if clash and grads is None and loss_col is None:
@@ -151,6 +157,7 @@ def _roles(
     targets: tuple[str, ...] | None,
     grads: tuple[str, ...] | None,
     loss: str | None,
+    learner: str | None = None,
 ) -> dict[str, _Role]:
     """The columns that are something other than a logit, with what they are; one thing each."""
     roles: dict[str, _Role] = {}
@@ -159,6 +166,7 @@ def _roles(
     for name in targets or ():
         roles[name] = _Role("a target column", False)
     for field, names, role in (
+        ("id_col", (learner,) if learner is not None else (), _Role("the id column", False)),
         ("grad_cols", grads or (), _Role("a gradient column being graded", False)),
         ("loss_col", (loss,) if loss is not None else (), _Role("the loss column", False)),
     ):
