@@ -620,3 +620,14 @@ def test_sanity_checks_appear_only_where_they_hold(options, checks):
     sanity = [stage for stage in stages if stage.title == "Sanity checks"]
     shown = [item.symbolic.split(" ")[0] for stage in sanity for item in equations(stage)]
     assert shown == checks
+
+
+def test_api_route_refusal_names_the_python_keyword_not_a_flag():
+    result = softmax_cross_entropy([1.0, 2.0, 3.0], labels=0, temperature=2.0)
+    with pytest.raises(ValueError) as refused:
+        build_derivation(result, route="lse")
+    assert str(refused.value) == (
+        "route 'lse' cannot carry temperature; route='chain' (the default) carries every option"
+    )
+    with pytest.raises(ValueError, match=r"unknown route 'x'; the routes are 'chain', 'lse', 'jacobian'"):
+        build_derivation(result, route="x")

@@ -176,7 +176,8 @@ def _check_derivable(result: SoftmaxCrossEntropyResult, route: DerivationRoute) 
 
     refusal = route_refusal(result, route.value)
     if refusal:
-        raise UsageProblem(refusal)
+        chain = "use --route chain (the default), which carries every option"
+        raise UsageProblem(f"--route {route.value} {refusal}; {chain}")
 
 
 def _print_derivation(

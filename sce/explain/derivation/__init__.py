@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sce.errors import worded
 from sce.explain.derivation.by_hand import checked_by_hand
 from sce.explain.derivation.closing import how_computed_stage, sanity_stage
 from sce.explain.derivation.general import general_stages
@@ -36,9 +37,11 @@ def build_derivation(
     target without weights, temperature, cap or z-loss (:func:`route_refusal` says why not, and
     they raise ValueError with that reason)."""
     result = result.as_rows
-    refusal = route_refusal(result, route) if route in ROUTES else f"unknown route {route!r}"
+    if route not in ROUTES:
+        raise ValueError(f"unknown route {route!r}; the routes are {', '.join(map(repr, ROUTES))}")
+    refusal = route_refusal(result, route)
     if refusal:
-        raise ValueError(refusal)
+        raise ValueError(worded(f"route {route!r} {refusal}; route='chain' (the default) carries every option"))
     options = result.options
     # A label without smoothing is a one-hot target: the textbook route, whatever else is set
     # (a weight, a temperature, a cap or a z-loss add a chain-rule factor or term).

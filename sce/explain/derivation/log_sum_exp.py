@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from sce.errors import option
 from sce.explain.derivation.stages import (
     MAX_LISTED_CLASSES,
     Equation,
@@ -22,26 +23,26 @@ ROUTES = ("chain", "lse", "jacobian")
 
 
 def route_refusal(result: SoftmaxCrossEntropyResult, route: str) -> str | None:
-    """Why ``route`` cannot derive this result, else None: the lse route takes a label or a target
-    (smoothed or not) without a weight, a temperature, a cap or a z-loss; the Jacobian route also
-    takes a weight and a temperature."""
+    """What ``route`` cannot carry for this result ("cannot carry ..."), else None: the lse
+    route takes a label or a target (smoothed or not) without a weight, a temperature, a cap
+    or a z-loss; the Jacobian route also takes a weight and a temperature."""
     if route == "chain":
         return None
     options = result.options
     given = [
         name
         for name, on in (
-            ("--weight", options.weight is not None and route == "lse"),
-            ("--temperature", options.temperature != 1.0 and route == "lse"),
-            ("--softcap", options.softcap is not None),
-            ("--z-loss", bool(options.z_loss)),
+            (option("weight"), options.weight is not None and route == "lse"),
+            (option("temperature"), options.temperature != 1.0 and route == "lse"),
+            (option("softcap"), options.softcap is not None),
+            (option("z_loss"), bool(options.z_loss)),
         )
         if on
     ]
     if not given:
         return None
     names = " and ".join(given)
-    return f"--route {route} cannot carry {names}; use --route chain (the default), which carries every option"
+    return f"cannot carry {names}"
 
 
 def log_sum_exp_stage(result: SoftmaxCrossEntropyResult) -> Stage:
