@@ -11,6 +11,7 @@ import typer
 from sce.cli.declarations import (
     FLAG_OF_FIELD,
     FUNCTION_PANEL,
+    OUTPUT,
     REDUCTION,
     SEED,
     SHOW_OUTPUT,
@@ -102,10 +103,7 @@ def test(
     ] = None,
     output: Annotated[
         str | None,
-        typer.Option(
-            "--output", "-o", help="Write the gradebook to this file (.csv or .json), whole or not at all.",
-            rich_help_panel=FUNCTION_PANEL,
-        ),
+        OUTPUT.option(help="Write the gradebook to this file (.csv or .json), whole or not at all."),
     ] = None,
     *,
     options: LossOptions,
@@ -130,7 +128,7 @@ def test(
     _check_loss_options(options)
     named = _submissions(function)
     book_format = _book_format(output_format, output)
-    if len(named) > 1 or named[0][1] != function[0] or book_format != "table" or output is not None:
+    if len(named) > 1 or named[0][1] != function[0] or book_format in ("csv", "gradescope") or output is not None:
         _check_one_only(show_output=show_output)
         configuration = _configuration(convention, returns, targets, framework, seed, timeout, options)
         _grade_many(named, book_format, output, strict, options, configuration)
@@ -198,13 +196,14 @@ def _book_format(chosen: TestFormat | None, output: str | None) -> str:
     if output in (None, "-"):
         return "table" if chosen is None else chosen.value
     if chosen is TestFormat.table:
-        raise UsageProblem(f"-o {output}: the gradebook's file is csv or json; say --format csv, json or gradescope")
+        problem = "the gradebook's file is csv or json; say --format csv, json or gradescope"
+        raise UsageProblem(f"{OUTPUT.name} {output}: {problem}")
     if chosen is not None:
         return chosen.value
     suffix = output.rsplit(".", 1)[-1].lower() if "." in output else ""
     if suffix not in ("csv", "json"):
         raise UsageProblem(
-            f"-o {output}: say the gradebook's format with --format csv, json or gradescope, "
+            f"{OUTPUT.name} {output}: say the gradebook's format with --format csv, json or gradescope, "
             "or name the file .csv or .json"
         )
     return suffix
