@@ -107,3 +107,12 @@ def test_correct_not_robust_passes_unless_strict(sce):
 def test_show_output_goes_with_one_submission(sce):
     result = sce("test", spec("correct_vectorized"), spec("prints"), "--show-output")
     assert result.exit_code == 2 and "--show-output goes with one submission" in result.stderr
+
+
+def test_a_learners_message_is_escaped_in_the_gradebook(sce, tmp_path):
+    shouting = tmp_path / "shouting.py"
+    shouting.write_text('def softmax_loss(logits, labels):\n    raise ValueError("\\x1b[31mred\\r\\n=1+1")\n')
+    for book_format in ("table", "csv"):
+        result = sce("test", f"{shouting}:softmax_loss", spec("correct_vectorized"), "-f", book_format)
+        assert "\x1b" not in result.stdout and "\r" not in result.stdout
+        assert "ValueError: \\x1b[31mred" in result.stdout

@@ -35,8 +35,8 @@ def mistake_words(grade: LearnerGrade, flag_of: Mapping[str, str] | None = None)
     explain the most ("more than one mistake: …"); for too few digits, the mistake they fit as well;
     empty for a right answer."""
     names = [mistake.worded_name(flag_of) for mistake in grade.mistakes]
-    if grade.note:
-        return grade.note
+    if grade.note:  # the learner's own words (an exception's message): escaped as an id is
+        return shown(grade.note)
     if grade.also_fits is not None:
         return "digits also fit: " + grade.also_fits.worded_name(flag_of)
     if grade.whole:

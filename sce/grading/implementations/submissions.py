@@ -77,8 +77,11 @@ def grade_submissions(
         except UnusableImplementation as problem:
             return LearnerGrade(learner, cases, cases, 0, verdicts.NOT_CORRECT, note=f"not graded: {problem.message}")
 
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+    try:
         return list(pool.map(one, named))
+    finally:  # on a signal, the submissions not begun are not begun; those under way end theirs
+        pool.shutdown(cancel_futures=True)
 
 
 def learner_grade(learner: str, report: ImplementationReport) -> LearnerGrade:
