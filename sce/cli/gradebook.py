@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import typer
@@ -10,6 +11,9 @@ from sce.cli.commandline import say_if_signalled_after_commit
 from sce.cli.declarations import FLAG_OF_FIELD
 from sce.cli.exit_status import ExitStatus
 from sce.cli.stdout import stdout_console, write_stdout
+
+#: The gradebook's id column for many submissions: each row is a file.
+SUBMISSION_COLUMN = "file"
 
 if TYPE_CHECKING:
     from sce.batch import BatchRequest
@@ -54,10 +58,41 @@ def grade_class(request: BatchRequest, tol: float | None, book_format: str, outp
         raise typer.Exit(ExitStatus.WRONG)
 
 
+def submissions_book(
+    grade: Callable[[], list[LearnerGrade]], book_format: str, output: str | None, reduction: str, strict: bool
+) -> None:
+    """Grade many submissions (``sce test a.py:f b.py:f …``) into one gradebook, as
+    :func:`grade_class` does a class's file; ``strict``: correct, not robust exits 1 too."""
+    from sce.batch.loop import write_whole_file
+    from sce.grading import verdicts
+    from sce.io.signals import stopping_signals_handled
+    from sce.io.writers.atomic import OutputTarget
+
+    path = None if output in (None, "-") else output
+    with stopping_signals_handled():
+        grades = grade()
+        if path is not None:
+            text = _gradebook_text(grades, SUBMISSION_COLUMN, book_format, reduction)
+            write_whole_file(lambda: OutputTarget(path, None, noun="gradebook"), text)
+    if path is not None or book_format == "table":
+        from sce.render.gradebook import print_gradebook
+
+        print_gradebook(stdout_console(), grades, SUBMISSION_COLUMN, FLAG_OF_FIELD, reduction=reduction)
+    else:
+        write_stdout(_gradebook_text(grades, SUBMISSION_COLUMN, book_format, reduction))
+    if path is not None:
+        say_if_signalled_after_commit("the gradebook")
+    verdict = verdicts.worst(grade.verdict for grade in grades)
+    if not verdicts.Verdict(verdict).passed or (strict and verdict != verdicts.CORRECT):
+        raise typer.Exit(ExitStatus.WRONG)
+
+
 def _gradebook_text(grades: list[LearnerGrade], column: str, book_format: str, reduction: str) -> str:
-    from sce.render.gradebook import gradebook_csv, gradebook_document
+    from sce.render.gradebook import gradebook_csv, gradebook_document, gradescope_document
     from sce.render.json_format import dumps_escaped
 
     if book_format == "csv":
         return gradebook_csv(grades, column, FLAG_OF_FIELD)
+    if book_format == "gradescope":
+        return dumps_escaped(gradescope_document(grades, FLAG_OF_FIELD)) + "\n"
     return dumps_escaped(gradebook_document(grades, column, FLAG_OF_FIELD, reduction=reduction)) + "\n"

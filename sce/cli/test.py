@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -10,6 +11,7 @@ import typer
 from sce.cli.declarations import (
     FLAG_OF_FIELD,
     FUNCTION_PANEL,
+    OUTPUT,
     REDUCTION,
     SEED,
     SHOW_OUTPUT,
@@ -20,7 +22,6 @@ from sce.cli.declarations import (
     TEMPERATURE,
     TIMEOUT,
     Z_LOSS,
-    CheckFormat,
     Convention,
     ConventionOption,
     Framework,
@@ -35,12 +36,22 @@ from sce.errors import UsageProblem
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
-    from sce.grading.implementations.report import ImplementationReport
+    from sce.grading.gradebook import LearnerGrade
+    from sce.grading.implementations.report import Configuration, ImplementationReport
 
 
 def graded_loss(given: Mapping[str, Any]) -> LossOptions:
     """The loss the graded function computes: the options given, and PyTorch's mean by default."""
     return loss_options_from({"reduction": "mean", **given})
+
+
+class TestFormat(str, Enum):
+    """sce test's formats: those of the grading commands, and for a gradebook csv and gradescope."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+    gradescope = "gradescope"
 
 
 _GRADED_REDUCTION = {
@@ -58,9 +69,11 @@ _GRADED_REDUCTION = {
 )
 def test(
     function: Annotated[
-        str,
+        list[str],
         typer.Argument(
-            metavar="FILE.py:FUNCTION", help="The function to grade (also package.module:FUNCTION). Its file is run."
+            metavar="FILE.py:FUNCTION...",
+            help="The function to grade (also package.module:FUNCTION). Its file is run. "
+            "Several, a glob ('subs/*.py:f') or a folder (subs:f): one gradebook, a row per file.",
         ),
     ],
     convention: ConventionOption = Convention.batch,
@@ -78,7 +91,20 @@ def test(
     timeout: Annotated[float, TIMEOUT.option()] = 3.0,
     strict: Annotated[bool, STRICT.option()] = False,
     show_output: Annotated[bool, SHOW_OUTPUT.option()] = False,
-    output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="table or json.")] = CheckFormat.table,
+    output_format: Annotated[
+        TestFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table or json; for a gradebook also csv, or gradescope (the autograder's results.json). "
+            "Default: from -o's name, else table.",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        str | None,
+        OUTPUT.option(help="Write the gradebook to this file (.csv or .json), whole or not at all."),
+    ] = None,
     *,
     options: LossOptions,
     options_given: frozenset[str],
@@ -100,11 +126,18 @@ def test(
     from sce.grading.implementations.loading import UnusableImplementation
 
     _check_loss_options(options)
+    named = _submissions(function)
+    book_format = _book_format(output_format, output)
+    if len(named) > 1 or named[0][1] != function[0] or book_format in ("csv", "gradescope") or output is not None:
+        _check_one_only(show_output=show_output)
+        configuration = _configuration(convention, returns, targets, framework, seed, timeout, options)
+        _grade_many(named, book_format, output, strict, options, configuration)
+        return
     configured = {"convention": convention.value, "targets": targets}
 
     def run(**configuration: Any) -> ImplementationReport:
         return check_implementation(
-            function,
+            function[0],
             returns=returns.value,
             reduction=options.reduction,
             framework=None if framework is Framework.auto else framework.value,
@@ -125,7 +158,7 @@ def test(
         raise UsageProblem(problem.message) from None
     except ValueError as problem:  # an option out of range, e.g. --timeout 0
         raise UsageProblem(_as_flags(str(problem))) from None
-    if output_format is CheckFormat.json:
+    if output_format is TestFormat.json:
         from sce.cli.stdout import write_stdout
         from sce.render.implementation_report import report_document
         from sce.render.json_format import dumps_escaped
@@ -147,6 +180,86 @@ def test(
             )
     if not report.passed or (strict and report.verdict.value != "correct"):
         raise typer.Exit(ExitStatus.WRONG)
+
+
+def _submissions(named: list[str]) -> list[tuple[str, str]]:
+    from sce.grading.implementations.submissions import submissions
+
+    try:
+        return submissions(named)
+    except ValueError as problem:
+        raise UsageProblem(str(problem)) from None
+
+
+def _book_format(chosen: TestFormat | None, output: str | None) -> str:
+    """The format: --format, else from -o's name (.csv or .json), else table."""
+    if output in (None, "-"):
+        return "table" if chosen is None else chosen.value
+    if chosen is TestFormat.table:
+        problem = "the gradebook's file is csv or json; say --format csv, json or gradescope"
+        raise UsageProblem(f"{OUTPUT.name} {output}: {problem}")
+    if chosen is not None:
+        return chosen.value
+    suffix = output.rsplit(".", 1)[-1].lower() if "." in output else ""
+    if suffix not in ("csv", "json"):
+        raise UsageProblem(
+            f"{OUTPUT.name} {output}: say the gradebook's format with --format csv, json or gradescope, "
+            "or name the file .csv or .json"
+        )
+    return suffix
+
+
+def _check_one_only(*, show_output: bool) -> None:
+    if show_output:
+        raise UsageProblem(f"{SHOW_OUTPUT.name} goes with one submission; a gradebook shows one row per file")
+
+
+def _configuration(
+    convention: Convention,
+    returns: Returns,
+    targets: bool,
+    framework: Framework,
+    seed: int,
+    timeout: float,
+    options: LossOptions,
+) -> Configuration:
+    """The configuration of every submission of a gradebook, as check_implementation makes it."""
+    from sce.grading.implementations.configuration import make_configuration
+
+    try:
+        return make_configuration(
+            convention=convention.value,
+            returns=returns.value,
+            reduction=options.reduction,
+            targets=targets,
+            framework=None if framework is Framework.auto else framework.value,
+            seed=seed,
+            timeout=timeout,
+            loss=options,
+        )
+    except ValueError as problem:
+        raise UsageProblem(_as_flags(str(problem))) from None
+
+
+def _grade_many(
+    named: list[tuple[str, str]],
+    book_format: str,
+    output: str | None,
+    strict: bool,
+    options: LossOptions,
+    configuration: Configuration,
+) -> None:
+    from sce.cli.gradebook import submissions_book
+    from sce.grading.implementations.configuration import function_spec
+    from sce.grading.implementations.session import grade_implementation
+    from sce.grading.implementations.submissions import grade_submissions
+
+    def grade() -> list[LearnerGrade]:
+        return grade_submissions(
+            named, configuration, lambda spec, each: grade_implementation(function_spec(spec), each)
+        )
+
+    submissions_book(grade, book_format, output, options.reduction, strict)
 
 
 def _other_configuration(

@@ -39,6 +39,8 @@ class LearnerGrade:
     whole: bool = False
     also_fits: Mistake | None = None
     """For too few digits: the usual mistake those digits fit as well."""
+    note: str = ""
+    """Why the learner's work could not be graded (a missing file, one that cannot be imported)."""
 
     @property
     def score(self) -> float:

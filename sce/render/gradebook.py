@@ -35,6 +35,8 @@ def mistake_words(grade: LearnerGrade, flag_of: Mapping[str, str] | None = None)
     explain the most ("more than one mistake: …"); for too few digits, the mistake they fit as well;
     empty for a right answer."""
     names = [mistake.worded_name(flag_of) for mistake in grade.mistakes]
+    if grade.note:  # the learner's own words (an exception's message): escaped as an id is
+        return shown(grade.note)
     if grade.also_fits is not None:
         return "digits also fit: " + grade.also_fits.worded_name(flag_of)
     if grade.whole:
@@ -150,3 +152,17 @@ def gradebook_document(
             for mistake, count in mistake_counts(grades)
         ],
     }
+
+
+def gradescope_document(grades: list[LearnerGrade], flag_of: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The gradebook as Gradescope's autograder results (results.json): one test per submission,
+    scored by the cases passed out of the battery's, its output the verdict, the mistake and its fix."""
+    tests = []
+    for grade in grades:
+        lines = [f"verdict: {verdicts.WORDS[grade.verdict]}"]
+        mistake, fix = mistake_words(grade, flag_of), _fix(grade, flag_of)
+        lines += [f"mistake: {mistake}"] if mistake else []
+        lines += [f"fix: {fix}"] if fix else []
+        output = "\n".join(lines)
+        tests.append({"name": grade.learner, "score": grade.right, "max_score": grade.graded, "output": output})
+    return {"tests": tests}

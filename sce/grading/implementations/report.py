@@ -35,6 +35,8 @@ class Configuration:
     loss: LossOptions = LossOptions()
     """The options of the loss the function computes (label smoothing, temperature, softcap,
     z-loss, smoothing style); its reduction and float type are the fields above and the case's."""
+    memory_limit: int | None = None
+    """Bytes of address space the child process may take (None: no limit of sce's)."""
 
     def loss_options(self) -> LossOptions:
         """The options of the exact answer: a row function's loss is its row's own."""

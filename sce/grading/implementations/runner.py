@@ -46,7 +46,15 @@ class ChildRunner:
     """Runs the user's function in a child process (``python -m sce.grading.implementations.worker``)."""
 
     def __init__(
-        self, spec: FunctionSpec, *, convention: str, targets: bool, returns: str, framework: str | None, timeout: float
+        self,
+        spec: FunctionSpec,
+        *,
+        convention: str,
+        targets: bool,
+        returns: str,
+        framework: str | None,
+        timeout: float,
+        memory_limit: int | None = None,
     ) -> None:
         self.spec = spec
         self.convention = convention
@@ -54,6 +62,7 @@ class ChildRunner:
         self.returns = returns
         self.framework = framework
         self.timeout = timeout
+        self.memory_limit = memory_limit
         self._process: subprocess.Popen[bytes] | None = None
         self._outbox: Connection | None = None
         self._inbox: Connection | None = None
@@ -93,7 +102,13 @@ class ChildRunner:
         self._outbox = Connection(to_child_write, readable=False)
         self._inbox = Connection(from_child_read, writable=False)
         self._outbox.send(
-            {"spec": self.spec, "convention": self.convention, "targets": self.targets, "framework": self.framework}
+            {
+                "spec": self.spec,
+                "convention": self.convention,
+                "targets": self.targets,
+                "framework": self.framework,
+                "memory_limit": self.memory_limit,
+            }
         )
         reply = self._receive(self.timeout + IMPORT_GRACE_SECONDS)
         where = Path(self.spec.path).name if self.spec.path else self.spec.module

@@ -30,6 +30,7 @@ def grade_implementation(spec: FunctionSpec, configuration: Configuration) -> Im
         returns=configuration.returns,
         framework=configuration.framework,
         timeout=configuration.timeout,
+        memory_limit=configuration.memory_limit,
     ) as runner:
         framework = runner.start()
         cases = for_framework(cases, framework)

@@ -188,9 +188,23 @@ def _changed(before: tuple[np.ndarray, np.ndarray], logits: np.ndarray, second: 
     ]
 
 
+def _limit_memory(limit: int | None) -> None:
+    """The address space this process may take, set here rather than before exec: the parent may
+    run several children from threads, where a function run between fork and exec is unsafe."""
+    if limit is None:
+        return
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
 def serve(inbox: Connection, outbox: Connection) -> None:
     request = inbox.recv()
     spec: FunctionSpec = request["spec"]
+    _limit_memory(request.get("memory_limit"))
     try:
         fn = load_function(spec)
         check_signature(fn, request["convention"], request["targets"], spec.function)
