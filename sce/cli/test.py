@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -11,6 +12,7 @@ from sce.cli.declarations import (
     FLAG_OF_FIELD,
     FUNCTION_PANEL,
     REDUCTION,
+    RETURNS,
     SEED,
     SHOW_OUTPUT,
     SMOOTHING,
@@ -25,8 +27,6 @@ from sce.cli.declarations import (
     ConventionOption,
     Framework,
     FrameworkOption,
-    Returns,
-    ReturnsOption,
     bundled,
 )
 from sce.cli.exit_status import ExitStatus
@@ -36,6 +36,18 @@ from sce.options import LossOptions
 
 if TYPE_CHECKING:
     from sce.grading.implementations.report import ImplementationReport
+
+
+class Returns(str, Enum):
+    """What the graded function returns: a pair, one of its two, or a dict of the derivation's stages."""
+
+    loss_grad = "loss,grad"
+    grad = "grad"
+    loss = "loss"
+    stages = "stages"
+
+
+ReturnsOption = Annotated[Returns, RETURNS.option()]
 
 
 def graded_loss(given: Mapping[str, Any]) -> LossOptions:
