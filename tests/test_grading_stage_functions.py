@@ -157,7 +157,12 @@ def test_wrong_shapes_and_values_that_are_not_arrays_are_named_failures(sce):
     document = json.loads(sce("test", spec("returns_stages_bad", "shape"), "--returns", "stages", "-f", "json").stdout)
     four = next(case for case in document["cases"] if case["name"].startswith("small random batch (4 rows"))
     probs, sum_exp = (next(s for s in four["stages"] if s["stage"] == name) for name in ("probs", "sum_exp"))
-    assert (probs["shape"], probs["expected_shape"], probs["shape_ok"], probs["close"]) == ([3, 4], [4, 3], False, False)
+    assert (probs["shape"], probs["expected_shape"], probs["shape_ok"], probs["close"]) == (
+        [3, 4],
+        [4, 3],
+        False,
+        False,
+    )
     assert (sum_exp["shape"], sum_exp["found"], sum_exp["shape_ok"]) == (None, "None", False)
     assert "probs: shape (3, 4), expected shape (4, 3)" in four["message"]
 
@@ -175,3 +180,27 @@ def test_json_carries_each_stage_of_each_case(sce):
     s = np.exp([-2.0, -1.0, 0.0]) / np.exp([-2.0, -1.0, 0.0]).sum()
     assert ds_dz["max_difference"] == pytest.approx(s[1] * s[2], rel=1e-12)
     assert first["mistake"] == catalogue.JACOBIAN_DIAGONAL.name
+
+
+def test_float16_stages_for_float64_logits_fail_as_a_float16_gradient_does():
+    report = check_implementation(spec("returns_stages_more", "half"), returns="stages")
+    assert report.verdict is Verdict.not_correct
+    first = report.cases[0]
+    assert first.message.startswith("returns float16 for float64 logits: it cannot hold the precision asked for")
+    assert first.stages[0].close  # by float16's own measure: the numbers are not what is wrong
+
+
+def test_stages_under_a_temperature_are_of_z_over_t():
+    report = check_implementation(spec("returns_stages_more", "tempered"), returns="stages", temperature=2.0)
+    assert report.verdict is Verdict.correct
+    # a Jacobian left without its 1/T fails: ∂s/∂z is ∂s/∂b over T
+    as_if_t_were_1 = check_implementation(spec("returns_stages_more", "tempered"), returns="stages", temperature=1.0)
+    assert as_if_t_were_1.verdict is Verdict.not_correct
+
+
+def test_a_loss_per_row_graded_as_a_mean_gets_the_reduction_hint(sce):
+    result = sce("test", spec("returns_stages_more", "summed"), "--returns", "stages", "--reduction", "sum")
+    assert result.exit_code == 1
+    assert "loss: shape (4,), expected a number (a loss per row? use --reduction none)" in result.stdout
+    right = sce("test", spec("returns_stages_more", "summed"), "--returns", "stages", "--reduction", "none")
+    assert right.exit_code == 0

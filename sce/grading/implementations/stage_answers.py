@@ -27,6 +27,7 @@ from sce.grading.implementations.grade import (
     in_place_mistake,
     input_sensitivities,
     judged_dtype,
+    precision_thrown_away,
     straightforward_answer,
 )
 from sce.grading.implementations.loading import UnusableImplementation
@@ -80,6 +81,8 @@ def _found(item: dict[str, Any]) -> str:
     if item["kind"] == "too_large":
         return f"an array of shape {tuple(item['shape'])}"
     found = str(item["type"])
+    if found == "bfloat16 values":  # judged nowhere in sce test: dump the arrays for sce check --arrays
+        return "bfloat16 values (grade them dumped, with sce check --arrays)"
     return found if found.startswith(("a ", "an ")) or found == "None" else f"a {found}"
 
 
@@ -189,11 +192,19 @@ def grade_stage_case(case: Case, outcome: CaseOutcome, configuration: Configurat
         for stage in STAGES
         if stage in calls[0]
     ]
-    named = next((c.mistakes for c in compared if c.mistakes), ())
+    first_wrong = next((c for c in compared if _ratio(c) > 1), None)
+    named = first_wrong.mistakes if first_wrong is not None else ()
     ratios = [(_ratio(c), c) for c in compared]
     ratio, worst = max(ratios, key=lambda pair: pair[0])
-    passed = ratio <= 1 and changed is None
-    notes = [_failure(c) for c in compared if _ratio(c) > 1]
+    given = {
+        f"{stage} {i}": item["array"]
+        for i, call in enumerate(calls)
+        for stage, item in call.items()
+        if item["kind"] == "array"
+    }
+    narrowed = precision_thrown_away(case, given)
+    passed = ratio <= 1 and changed is None and narrowed is None
+    notes = ([narrowed] if narrowed else []) + [_failure(c) for c in compared if _ratio(c) > 1]
     if changed is not None and passed is False and not notes:
         notes.append("right answer, but the function wrote into its input")
     non_finite = any(c.max_difference is not None and not np.isfinite(c.max_difference) for c in compared)
@@ -285,7 +296,9 @@ def _failure(compared: StageComparison) -> str:
     if compared.shape is None:
         return f"{compared.stage}: {compared.found}, expected {wanted}"
     if not compared.shape_ok:
-        return f"{compared.stage}: shape {compared.shape}, expected {wanted}"
+        per_row = compared.stage == "loss" and compared.expected_shape == () and len(compared.shape) == 1
+        hint = f" (a loss per row? use {option('reduction', 'none')})" if per_row else ""
+        return f"{compared.stage}: shape {compared.shape}, expected {wanted}{hint}"
     if compared.max_difference is not None and np.isnan(compared.max_difference):
         return f"{compared.stage}: NaN entries"
     return f"{compared.stage}: off by {compared.max_difference:.3g} (allowed {compared.allowance:.2g})"
