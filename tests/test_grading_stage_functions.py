@@ -204,3 +204,12 @@ def test_a_loss_per_row_graded_as_a_mean_gets_the_reduction_hint(sce):
     assert "loss: shape (4,), expected a number (a loss per row? use --reduction none)" in result.stdout
     right = sce("test", spec("returns_stages_more", "summed"), "--returns", "stages", "--reduction", "none")
     assert right.exit_code == 0
+
+
+def test_a_typed_jacobian_of_a_confident_row_keeps_its_diagonal(sce):
+    mpmath.mp.dps = 50
+    s1 = 1 / (1 + mpmath.exp(-40))
+    d = mpmath.nstr(s1 * (1 - s1), 4)  # s_1(1 − s_1) = 4.248e-18, where 1 − s_1 rounds to 0 in float64
+    result = sce("check", "0", "40", "-l", "1", "--stage", f"ds_dz={d},-{d},-{d},{d}")
+    assert result.exit_code == 0
+    assert result.stdout.endswith("verdict: correct\n")
