@@ -213,3 +213,11 @@ def test_a_typed_jacobian_of_a_confident_row_keeps_its_diagonal(sce):
     result = sce("check", "0", "40", "-l", "1", "--stage", f"ds_dz={d},-{d},-{d},{d}")
     assert result.exit_code == 0
     assert result.stdout.endswith("verdict: correct\n")
+
+
+def test_stages_under_a_softcap_are_judged_with_the_caps_own_rounding():
+    # float32 tanh and cosh err by more than the capped logits' rounding: a correct float32 learner still passes
+    report = check_implementation(spec("returns_stages_more", "capped"), returns="stages", softcap=30.0)
+    assert report.verdict is Verdict.correct, [case.message for case in report.failed]
+    without_cap = check_implementation(spec("returns_stages_more", "capped"), returns="stages")
+    assert without_cap.verdict is Verdict.not_correct

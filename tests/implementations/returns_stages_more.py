@@ -27,3 +27,15 @@ def summed(logits, labels):
     g = s.copy()
     g[np.arange(n), labels] -= 1
     return {"loss": losses, "grad": g}
+
+
+def capped(logits, labels):
+    """Under a softcap of 30: the stages of the capped logits, and ∂s/∂z with the cap's factor."""
+    a = 30.0 * np.tanh(logits / 30.0)
+    shifted = a - a.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    s = exp / exp.sum(axis=1, keepdims=True)
+    k = s.shape[1]
+    factor = 1 / np.cosh(logits / 30.0) ** 2
+    jacobian = (np.einsum("nj,jk->njk", s, np.eye(k)) - np.einsum("nj,nk->njk", s, s)) * factor[:, None, :]
+    return {"shifted": shifted, "exp": exp, "probs": s, "ds_dz": jacobian}

@@ -132,15 +132,24 @@ def _from_probabilities(stage: str, p: np.ndarray, target: np.ndarray, factor: n
 
 
 def straightforward_stage(exact: Exact, stage: str, dtype: np.dtype) -> np.ndarray:
-    """The stage as a straightforward implementation computes it in ``dtype`` from the softmax's input
-    (a half type in float32 from the input rounded to it, rounded at the end, as frameworks compute half types)."""
+    """The stage as a straightforward implementation computes it in ``dtype`` from the logits: the cap
+    c·tanh(z/c) and its factor 1/cosh²(z/c), the temperature, the max shift (a half type in float32 from the
+    logits rounded to it, rounded at the end, as frameworks compute half types)."""
     if stage in ("loss", "grad"):
         return straightforward_answer(exact, dtype)["loss" if stage == "loss" else "gradient"]
     assert exact.result is not None
     rows = exact.result.as_rows
+    options = exact.options
     work = np.dtype(np.float32) if dtype.itemsize == 2 else dtype
     with np.errstate(all="ignore"):
-        b = rows.scaled_logits.astype(dtype).astype(work)
+        z = exact.logits.reshape(rows.probabilities.shape).astype(dtype).astype(work)
+        b, factor = z, np.ones_like(z)
+        if options.softcap is not None:
+            cap = work.type(options.softcap)
+            b = cap * np.tanh(z / cap)
+            factor = work.type(1) / np.square(np.cosh(z / cap))
+        b = b / work.type(options.temperature)
+        factor = factor / work.type(options.temperature)
         shifted = b - b.max(axis=1, keepdims=True)
         exps = np.exp(shifted)
         sums = exps.sum(axis=1)
@@ -148,7 +157,7 @@ def straightforward_stage(exact: Exact, stage: str, dtype: np.dtype) -> np.ndarr
         if stage in plain:
             return plain[stage].astype(dtype)
         p = exps / sums[:, None]
-        return _from_probabilities(stage, p, rows.target.astype(work), _factor(exact)).astype(dtype)
+        return _from_probabilities(stage, p, rows.target.astype(work), factor).astype(dtype)
 
 
 def compare_stage(stage: str, given: np.ndarray, right: np.ndarray, exact: Exact, case: Case) -> StageComparison:
