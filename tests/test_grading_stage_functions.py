@@ -221,3 +221,11 @@ def test_stages_under_a_softcap_are_judged_with_the_caps_own_rounding():
     assert report.verdict is Verdict.correct, [case.message for case in report.failed]
     without_cap = check_implementation(spec("returns_stages_more", "capped"), returns="stages")
     assert without_cap.verdict is Verdict.not_correct
+
+
+def test_a_caps_factor_that_lost_its_digits_is_named_as_for_loss_and_gradient():
+    report = check_implementation(spec("returns_stages_more", "capped_grad_loses_digits"), returns="stages", softcap=30)
+    failed = report.failed[0]
+    assert "small random batch (4 rows, 3 classes)" not in {case.name for case in report.failed}
+    assert {case.mistake for case in report.failed} == {catalogue.CAP_FACTOR_LOSES_DIGITS}
+    assert "grad: off by" in failed.message and "per unit of the cap's factor 1 − tanh²(z/c)" in failed.message

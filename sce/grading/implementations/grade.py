@@ -243,7 +243,7 @@ def grade_case(case: Case, outcome: CaseOutcome, configuration: Configuration, f
         if first:
             raise UnusableImplementation(f"{problem}, for {case.name}") from None
         return CaseResult(case.name, False, None, None, changed, str(problem), evidence=_inputs(case, configuration))
-    return _compare(case, arrays, exact_answer(case, configuration), changed)
+    return compare_answers(case, arrays, exact_answer(case, configuration), changed)
 
 
 def _inputs(case: Case, configuration: Configuration) -> CaseEvidence:
@@ -262,7 +262,7 @@ def in_place_mistake(outcome: CaseOutcome) -> Mistake | None:
     return None
 
 
-def _compare(case: Case, arrays: dict[str, np.ndarray], exact: Exact, changed: Mistake | None) -> CaseResult:
+def compare_answers(case: Case, arrays: dict[str, np.ndarray], exact: Exact, changed: Mistake | None) -> CaseResult:
     """Each quantity's error against its allowance; the worst one is reported."""
     worst: tuple[float, str, float, float] | None = None  # ratio, quantity, error, allowance
     named: list[Mistake] = []

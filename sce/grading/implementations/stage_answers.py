@@ -23,9 +23,9 @@ from sce.grading.implementations.evidence import case_evidence
 from sce.grading.implementations.grade import (
     Mismatch,
     allowance,
+    compare_answers,
     exact_answer,
     in_place_mistake,
-    input_sensitivities,
     judged_dtype,
     precision_thrown_away,
     straightforward_answer,
@@ -163,20 +163,28 @@ def straightforward_stage(exact: Exact, stage: str, dtype: np.dtype) -> np.ndarr
 def compare_stage(stage: str, given: np.ndarray, right: np.ndarray, exact: Exact, case: Case) -> StageComparison:
     """Exact, close (within the allowance), the largest difference, for one stage of matching shape."""
     given = given.reshape(right.shape)
-    dtype = judged_dtype(case, given)
-    baseline = straightforward_stage(exact, stage, dtype).reshape(right.shape)
-    sensitivity = input_sensitivities(exact).get({"grad": "gradient"}.get(stage, stage), 0.0)
-    allowed = allowance(right, baseline, dtype, sensitivity)
     with np.errstate(all="ignore"):
         values = given.astype(np.float64)
-        same = (values == right) | (np.isnan(values) & np.isnan(right))
+        same = bool(np.all((values == right) | (np.isnan(values) & np.isnan(right))))
+    if stage in ("loss", "grad"):
+        # Judged exactly as --returns loss,grad judges them: the same allowance, the same named mistakes.
+        judged = compare_answers(case, {"loss" if stage == "loss" else "gradient": given}, exact, None)
+        ratio = judged.error_ratio
+        close = ratio is not None and ratio <= 1
+        per_cap_factor = stage == "grad" and exact.cap_factor is not None
+        return StageComparison(
+            stage, given.shape, right.shape, same, close, judged.max_error, judged.allowance,
+            mistakes=judged.candidates, per_cap_factor=per_cap_factor,
+        )  # fmt: skip
+    dtype = judged_dtype(case, given)
+    baseline = straightforward_stage(exact, stage, dtype).reshape(right.shape)
+    allowed = allowance(right, baseline, dtype, 0.0)
+    with np.errstate(all="ignore"):
         difference = np.where(values == right, 0.0, np.abs(values - right))
     largest = float(np.max(difference)) if difference.size else 0.0
     if difference.size and np.any(np.isnan(difference)):
         largest = float("nan")
-    return StageComparison(
-        stage, given.shape, right.shape, bool(np.all(same)), bool(largest <= allowed), largest, allowed
-    )
+    return StageComparison(stage, given.shape, right.shape, same, bool(largest <= allowed), largest, allowed)
 
 
 def grade_stage_case(case: Case, outcome: CaseOutcome, configuration: Configuration, first: bool) -> CaseResult:
@@ -246,20 +254,16 @@ def _compared(
         return StageComparison(stage, bad, shape)
     given = np.stack([a.reshape(shape) for a in arrays]) if len(arrays) > 1 or shape != right.shape else arrays[0]
     compared = compare_stage(stage, given, right, exact, case)
-    mistakes: tuple[Mistake, ...] = ()
-    if not compared.close and compared.allowance is not None:
-        mistakes = tuple(stage_mistakes(stage, given.reshape(right.shape), right, exact, compared.allowance, case))
+    mistakes = compared.mistakes
+    if not compared.close and compared.allowance is not None and stage not in ("loss", "grad"):
+        mistakes = tuple(stage_mistakes(stage, given.reshape(right.shape), right, exact, compared.allowance))
     return dataclasses.replace(compared, shape=given_shape, expected_shape=shape, mistakes=mistakes)
 
 
-def stage_mistakes(
-    stage: str, given: np.ndarray, right: np.ndarray, exact: Exact, allowed: float, case: Case
-) -> list[Mistake]:
-    """The known mistakes that give a stage's numbers: the loss's and the gradient's as ``sce test`` names
-    them for ``--returns loss,grad``; the others' as ``sce check --stage`` names them."""
+def stage_mistakes(stage: str, given: np.ndarray, right: np.ndarray, exact: Exact, allowed: float) -> list[Mistake]:
+    """The known mistakes that give a stage's numbers, as ``sce check --stage`` names them (the loss's and
+    the gradient's are named by :func:`compare_stage`, as for ``--returns loss,grad``)."""
     with np.errstate(all="ignore"):
-        if stage == "loss" and case.label_probability_underflows and np.any(np.isposinf(given)):
-            return [catalogue.LOG_OF_ZERO]  # −log p of a probability that rounded to 0
         variants = _stage_variants(stage, right, exact)
         scale = float(np.max(np.abs(right[np.isfinite(right)]), initial=0.0))
 
@@ -272,10 +276,6 @@ def stage_mistakes(
 
 
 def _stage_variants(stage: str, right: np.ndarray, exact: Exact) -> list[tuple[Mistake, np.ndarray]]:
-    if stage == "grad":
-        return mistaken_variants.gradient_variants(exact)
-    if stage == "loss":
-        return mistaken_variants.loss_variants(exact)
     if stage == "shifted":
         return [(catalogue.SHIFT_REVERSED, -right)]
     if stage == "dL_ds":
@@ -310,7 +310,8 @@ def _failure(compared: StageComparison) -> str:
         return f"{compared.stage}: shape {compared.shape}, expected {wanted}{hint}"
     if compared.max_difference is not None and np.isnan(compared.max_difference):
         return f"{compared.stage}: NaN entries"
-    return f"{compared.stage}: off by {compared.max_difference:.3g} (allowed {compared.allowance:.2g})"
+    unit = " per unit of the cap's factor 1 − tanh²(z/c)" if compared.per_cap_factor else ""
+    return f"{compared.stage}: off by {compared.max_difference:.3g}{unit} (allowed {compared.allowance:.2g})"
 
 
 __all__ = [

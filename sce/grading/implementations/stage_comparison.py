@@ -23,6 +23,9 @@ class StageComparison:
     """What was given instead of an array (None, a string…)."""
     mistakes: tuple[Mistake, ...] = ()
     """The known mistakes that give the stage's numbers, where it is not close."""
+    per_cap_factor: bool = False
+    """The gradient under a softcap: its difference and allowance are per unit of the cap's factor, as
+    ``--returns loss,grad`` judges it (an entry that lost its digits is not hidden by being tiny)."""
 
     @property
     def shape_ok(self) -> bool:
