@@ -47,7 +47,7 @@ def seed_stages():
 def test_seed_stages_in_order(seed_stages):
     assert [stage.title for stage in seed_stages] == [
         "Setup", "Softmax, stabilised", "Loss", "Chain rule",
-        "Case i = c", "Case i ≠ c", "Result", "The Jacobian route",
+        "Case i = c", "Case i ≠ c", "Result", "The Jacobian route", "Sanity checks", "How sce computes it",
     ]
 
 
@@ -91,7 +91,27 @@ def test_seed_chain_rule_and_cases(seed_stages):
     assert value_of(off_label, "\\frac{\\partial L}{\\partial z_{2}}", "g") == pytest.approx(S[2], rel=1e-15)
     gradient = equations(result)[0].values
     assert list(gradient.values()) == pytest.approx([S[0], S[1] - 1, S[2]], rel=1e-15)
-    assert abs(equations(result)[1].values["sum"]) < 1e-15
+    sanity = next(stage for stage in seed_stages if stage.title == "Sanity checks")
+    assert abs(value_of(sanity, "\\sum_i \\frac{\\partial L}{\\partial z_i}", "sum")) < 1e-15
+
+
+def test_the_sanity_checks_give_log_k_for_uniform_logits_and_a_zero_sum(sce):
+    text = sce("grad", "2", "3", "4", "-l", "1", "--steps").stdout
+    sanity = text[text.index("Sanity checks"):text.index("How sce computes it")]
+    assert "log(3) = 1.0986" in sanity  # ln 3 = 1.098612…
+    assert "L = 1.4076 is above it" in sanity
+    assert "Σᵢ ∂L/∂zᵢ = -1.1102e-16" in sanity
+    confident = sce("grad", "0", "40", "-l", "1", "--steps").stdout
+    assert "log(2) = 0.69315" in confident and "is below it" in confident
+
+
+def test_how_sce_computes_it_comes_last_and_says_whether_it_applies(sce):
+    seed = sce("grad", "2", "3", "4", "-l", "1", "--steps").stdout
+    last = seed[seed.index("How sce computes it"):]
+    assert "sce computes" not in seed[:seed.index("How sce computes it")]
+    assert "s_c = 0.24473 is not above 1/2" in last
+    confident = sce("grad", "0", "40", "-l", "1", "--steps").stdout
+    assert "is above 1/2, so this is the form used" in confident
 
 
 def test_seed_jacobian_route(seed_stages):
@@ -174,7 +194,8 @@ def test_float32_is_named_and_takes_the_one_hot_route(sce):
 def test_two_classes():
     stages = build_derivation(softmax_cross_entropy([0.5, -0.5], 0))
     s0 = 1 / (1 + math.exp(-1))
-    matrix = next(item for item in stages[-1].items if isinstance(item, Matrix))
+    jacobian = next(stage for stage in stages if stage.title == "The Jacobian route")
+    matrix = next(item for item in jacobian.items if isinstance(item, Matrix))
     v = s0 * (1 - s0)
     assert [list(row) for row in matrix.rows] == [pytest.approx([v, -v]), pytest.approx([-v, v])]
 
@@ -206,6 +227,114 @@ def test_ignored_label_is_refused(sce):
     assert "nothing to derive" in result.stderr
 
 
+def test_route_without_steps_is_refused_in_one_line(sce):
+    result = sce("grad", "2", "3", "4", "-l", "1", "--route", "lse")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == "sce: error: --route lse chooses the route of the --steps derivation; add --steps\n"
+
+
+@pytest.mark.parametrize(
+    "args,named",
+    [
+        (["-l", "1", "-T", "2"], "--temperature"),
+        (["-t", "0.2,0.3,0.5", "-w", "1,2,1"], "--weight"),
+        (["-l", "1", "--smoothing", "0.1", "-w", "1,2,1", "-T", "3"], "--weight and --temperature"),
+    ],
+)
+def test_the_log_sum_exp_route_refuses_weights_and_temperature(args, named, sce):
+    result = sce("grad", "2", "3", "4", *args, "--steps", "--route", "lse")
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr == (
+        f"sce: error: --route lse cannot carry {named}; use --route chain (the default), which carries every option\n"
+    )
+    assert sce("grad", "2", "3", "4", *args, "--steps", "--route", "jacobian").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "args,named",
+    [
+        (["-l", "1", "--softcap", "3", "--z-loss", "0.1"], "--softcap and --z-loss"),
+        (["-t", "0.2,0.3,0.5", "--softcap", "3"], "--softcap"),
+        (["-l", "1", "--z-loss", "0.1", "--smoothing", "0.2"], "--z-loss"),
+    ],
+)
+@pytest.mark.parametrize("route", ["lse", "jacobian"])
+def test_routes_other_than_the_chain_rule_refuse_the_cap_and_the_z_loss(args, named, route, sce):
+    result = sce("grad", "2", "3", "4", *args, "--steps", "--route", route)
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert f"--route {route} cannot carry {named}; use --route chain" in result.stderr
+    assert sce("grad", "2", "3", "4", *args, "--steps", "--route", "chain").exit_code == 0
+
+
+def test_the_log_sum_exp_route_is_three_lines_and_s_minus_y(sce):
+    text = sce("grad", "2", "3", "4", "-l", "1", "--steps", "--route", "lse").stdout
+    titles = re.findall(r"^\d+\. (.+?) ─", text, re.MULTILINE)
+    assert titles == ["Setup", "Softmax, stabilised", "Loss", "The log-sum-exp route", "Result", "Sanity checks",
+                      "How sce computes it"]
+    assert "L = -log s_c = log Σⱼ e^(zⱼ) - z_c" in text
+    # log(e^2 + e^3 + e^4) - 3 = 4 + log(1 + e^-1 + e^-2) - 3 = 1.40760596…
+    assert "L = M + log Σⱼ e^(zⱼ - M) - z₁ = 4 + log(1.5032) - 3 = 1.4076" in text
+    assert "∂L/∂z₁ = s₁ - y₁ = 0.24473 - 1 = -0.75527" in text
+    assert "Case i = c" not in text and "quotient rule" in text  # named only to say it is not needed
+
+
+def test_the_jacobian_route_is_the_derivation_itself(sce):
+    text = sce("grad", "2", "3", "4", "-l", "1", "--steps", "--route", "jacobian").stdout
+    titles = re.findall(r"^\d+\. (.+?) ─", text, re.MULTILINE)
+    assert titles == ["Setup", "Softmax, stabilised", "Loss", "The Jacobian route", "Result", "Sanity checks",
+                      "How sce computes it"]
+    assert "By the chain rule through every sⱼ" in text
+    assert "-(1/s_c) · s_c(δ_(ci) - sᵢ) = sᵢ - yᵢ" in " ".join(text.split())  # wrapped prose
+    assert "The other route" not in text
+    # s_1 (1 - s_1) with s_1 = e^3 / (e^2 + e^3 + e^4) = 0.244728…: 0.184836…
+    assert re.search(r"^\s+1\s+-0.022033\s+0.18484\s+-0.16280\s*$", text, re.MULTILINE)
+
+
+@pytest.mark.parametrize("route", ["lse", "jacobian"])
+@pytest.mark.parametrize("target", [["-t", "0.2,0.3,0.5"], ["-l", "1", "--smoothing", "0.1"]])
+def test_soft_and_smoothed_targets_take_every_route(route, target, sce):
+    text = sce("grad", "2", "3", "4", *target, "--steps", "--route", route).stdout
+    assert "the target summing to 1" in text
+    if target[0] == "-t" and route == "lse":
+        # Σ y z = 0.2·2 + 0.3·3 + 0.5·4 = 3.3; L = log(e^2 + e^3 + e^4) - 3.3 = 1.10760596…
+        assert "Σᵢ yᵢ zᵢ = 0.2 × 2 + 0.3 × 3 + 0.5 × 4 = 3.3000" in text
+        assert "= 4 + log(1.5032) - 3.3 = 1.1076" in text
+        assert "∂L/∂z₀ = s₀ - y₀ = 0.090031 - 0.2 = -0.10997" in text
+
+
+@pytest.mark.parametrize(
+    "args,simplified",
+    [
+        (["-l", "1", "-w", "0.5,2,1"], "w_c (s - y)"),
+        (["-l", "1", "-T", "2"], "s - y"),
+        (["-t", "0.2,0.3,0.5", "-w", "1,2,3", "-T", "2"], "s Σⱼ wⱼ yⱼ - w ⊙ y"),
+    ],
+)
+def test_the_jacobian_route_takes_weights_and_temperature(args, simplified, sce):
+    text = " ".join(sce("grad", "2", "3", "4", *args, "--steps", "--route", "jacobian").stdout.split())
+    assert f"simplifies to {simplified}, which is what sce computes" in text
+    difference = re.search(r"maxᵢ \|productᵢ - ∂L/∂zᵢ\| = (\S+)", text)
+    assert difference and float(difference.group(1)) < 1e-15
+
+
+def test_json_names_the_route_taken(sce):
+    for args, route in (((), "chain"), (("--route", "lse"), "lse"), (("--route", "jacobian"), "jacobian")):
+        document = json.loads(sce("grad", "2", "3", "4", "-l", "1", "--steps", "-f", "json", *args).stdout)
+        assert document["route"] == route
+        titles = [stage["title"] for stage in document["steps"]]
+        assert titles[-2:] == ["Sanity checks", "How sce computes it"]
+        assert ("The log-sum-exp route" in titles) == (route == "lse")
+
+
+def test_the_chain_route_is_the_default(sce):
+    default = sce("grad", "2", "3", "4", "-l", "1", "--steps").stdout
+    assert sce("grad", "2", "3", "4", "-l", "1", "--steps", "--route", "chain").stdout == default
+    assert "The Jacobian route" in default and "Case i = c" in default
+
+
 def test_steps_as_csv_is_refused(sce):
     result = sce("grad", "2", "3", "-l", "0", "--steps", "-f", "csv")
     assert result.exit_code == 2
@@ -227,6 +356,9 @@ MARKDOWN_CASES = [
     ["1", "2", "3", "-t", "0.2,0.3,0.5", "--smoothing", "0.1", "--smoothing-style", "off-target", "--z-loss", "0.1"],
     # Lines written with \approx, negative operands in parentheses, a weight on the one-hot route.
     ["2", "3", "4", "-l", "1", "--digits", "17", "--softcap", "3", "--z-loss", "0.1", "-w", "1,2,1"],
+    # The other routes, with a confident label (the 1 + S forms) and with elided classes.
+    ["0", "40", "-l", "1", "--route", "lse"],
+    [*[str(k) for k in range(12)], "-l", "7", "--route", "jacobian"],
 ]
 
 
@@ -290,10 +422,26 @@ def test_json_steps_are_data_with_full_precision(sce):
         (r"e^{-2} = 0.1353", "e⁻² = 0.1353"),
         (r"\frac{5.243e-22}{1.5820}", "5.243e-22/1.5820"),
         (r"a \times [b]", "a × [b]"),
+        # A fraction that is a factor of a product is grouped: never one long fraction.
+        (r"-\frac{1}{s_c} \cdot s_c(1 - s_c) = s_c - 1", "-(1/s_c) · s_c(1 - s_c) = s_c - 1"),
+        (r"\frac{\partial L}{\partial z_i} = \frac{\partial L}{\partial s_c} \cdot \frac{\partial s_c}{\partial z_i}",
+         "∂L/∂zᵢ = (∂L/∂s_c) · (∂s_c/∂zᵢ)"),
+        (r"\frac{1}{T} \left(a\right)", "(1/T) (a)"),
+        (r"0.3 \times \frac{4}{1.5} = 0.8", "0.3 × (4/1.5) = 0.8"),
+        # Beside an operator, an equals sign or a bracket a fraction needs no parentheses.
+        (r"\sum_i \frac{\partial L}{\partial z_i} = -\frac{1}{0.2} + \left(\frac{a}{b}\right)",
+         "Σᵢ ∂L/∂zᵢ = -1/0.2 + (a/b)"),
     ],
 )
 def test_latex_to_unicode(latex, text):
     assert to_unicode(latex) == text
+
+
+def test_the_case_i_equals_c_reads_as_a_product_of_a_fraction_and_a_derivative(sce):
+    text = sce("grad", "2", "3", "4", "-l", "1", "--steps").stdout
+    assert "∂L/∂z_c = -(1/s_c) · s_c(1 - s_c) = s_c - 1" in text
+    assert "∂L/∂z₀ = -(1/s₁) · (-s₀ · s₁) = s₀ = 0.090031" in text
+    assert "-1/s_c s_c" not in text
 
 
 def test_brackets_in_formulas_are_not_taken_for_rich_markup():
@@ -432,3 +580,43 @@ def test_the_general_route_with_a_temperature_differentiates_with_respect_to_b()
     assert "\\frac{\\partial s_j}{\\partial b_i}" in derivative.notes[0]
     assert "\\partial z_i" not in derivative.notes[0]
     assert "b} = \\mathbf{z} / T$ the softmax's input" in stages[titles.index("Chain rule")].notes[0]
+
+
+def _every_derivation_markdown() -> dict[str, str]:
+    from sce.render.markdown_format import steps_markdown
+
+    from .test_explain_steps_check_by_hand import CASES, derivation_markdown
+
+    return {name: derivation_markdown(logits, options, 5) for name, (logits, options) in CASES.items()} | {
+        "rendered": steps_markdown(build_derivation(softmax_cross_entropy([2, 3, 4], 1)), 5)
+    }
+
+
+def test_no_sum_runs_over_the_labels_letter():
+    for name, markdown in _every_derivation_markdown().items():
+        assert not re.search(r"\\sum_\{?c\b", markdown), name
+
+
+def test_implementation_notes_wait_for_the_last_stage():
+    for name, markdown in _every_derivation_markdown().items():
+        last = markdown.rindex("## ")
+        assert markdown[last:].startswith(f"## {markdown.count('## ')}. How sce computes it"), name
+        assert "computes $s_c - 1$ as" not in markdown[:last], name
+        assert "log1p" not in markdown[:last], name
+
+
+@pytest.mark.parametrize(
+    "options,checks",
+    [
+        ({}, ["\\log", "\\sum_i"]),
+        ({"weight": [1, 2, 3]}, ["\\sum_i"]),  # a weighted loss at uniform logits is w_c log K
+        ({"z_loss": 0.1}, []),  # the z-loss adds to the loss and moves every logit the same way
+        ({"softcap": 3.0}, ["\\log"]),  # the cap's factor differs by class: the sum is not 0
+        ({"temperature": 2.0, "label_smoothing": 0.2}, ["\\log", "\\sum_i"]),
+    ],
+)
+def test_sanity_checks_appear_only_where_they_hold(options, checks):
+    stages = build_derivation(softmax_cross_entropy([2, 3, 4], 1, **options))
+    sanity = [stage for stage in stages if stage.title == "Sanity checks"]
+    shown = [item.symbolic.split(" ")[0] for stage in sanity for item in equations(stage)]
+    assert shown == checks

@@ -114,7 +114,7 @@ def test_steps_formula_carries_the_1_over_D_its_number_includes(sce):
     result = sce("grad", "2", "3", "4", "-l", "1", "-w", "0.5,2,1", "-T", "2", "--reduction", "mean", "--steps")
     p = softmax([2, 3, 4], 2.0)
     # ∂L/∂z₀ = w₁/D·(p₀ − 0)/T with D = w₁ = 2 (the one-hot route: the weight is one more factor).
-    line = next(line for line in result.stdout.splitlines() if line.strip().startswith("∂L/∂z₀ = (w₁/D (s₀ - y₀))/T"))
+    line = next(line for line in result.stdout.splitlines() if line.strip().startswith("∂L/∂z₀ = ((w₁/D) · (s₀ - y₀))/T"))
     assert line.endswith(f" = {p[0] * 2 / (2 * 2):#.5g}")
 
 

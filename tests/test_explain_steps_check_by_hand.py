@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sce.explain.derivation import build_derivation
+from sce.explain.derivation import ROUTES, build_derivation
 from sce.loss import softmax_cross_entropy
 from sce.render.markdown_format import steps_markdown
 
@@ -125,14 +125,14 @@ def _check_line(line: str) -> tuple[bool, bool | None] | None:
     return approximate, bool(distance < half)
 
 
-def derivation_markdown(logits: list[float], options: dict, digits: int) -> str:
+def derivation_markdown(logits: list[float], options: dict, digits: int, route: str = "chain") -> str:
     options = dict(options)
     labels = options.pop("labels", None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # an overflow or a mean over no weight: the core warns, the lines say so
         result = softmax_cross_entropy([logits], None if labels is None else [labels], **{
             **options, **({"targets": [options["targets"]]} if "targets" in options else {})})
-    return steps_markdown(build_derivation(result, digits), digits)
+    return steps_markdown(build_derivation(result, digits, route), digits)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -149,6 +149,34 @@ def test_every_displayed_substitution_checks_by_hand(name):
             if checks == approximate:
                 failures.append(f"--digits {digits}: {line} ({'≈ but checks' if approximate else 'does not check'})")
     assert checked >= 17 * 3
+    assert not failures, "\n".join(failures[:20])
+
+
+#: The cases every route derives: a label or a target, smoothed or not, and no other option.
+PLAIN = [name for name, (_, options) in CASES.items()
+         if set(options) <= {"labels", "targets", "reduction", "dtype", "label_smoothing", "smoothing_style"}]
+
+
+#: The cases the Jacobian route derives as well: weights and temperatures too.
+WEIGHTED = [name for name, (_, options) in CASES.items()
+            if name not in PLAIN and not {"softcap", "z_loss"} & set(options)]
+
+
+@pytest.mark.parametrize(
+    "name,route", [(name, "lse") for name in PLAIN] + [(name, "jacobian") for name in PLAIN + WEIGHTED]
+)
+def test_every_route_checks_by_hand(name, route):
+    logits, options = CASES[name]
+    failures, checked = [], 0
+    for digits in (1, 3, 5, 8, 12, 17):
+        for line in displayed_lines(derivation_markdown(logits, options, digits, route)):
+            verdict = check_line(line)
+            if verdict is None:
+                continue
+            checked += 1
+            if verdict[1] == verdict[0]:
+                failures.append(f"--digits {digits}: {line}")
+    assert checked >= 6 * 2
     assert not failures, "\n".join(failures[:20])
 
 
@@ -236,14 +264,16 @@ def derivations(draw):
         options["smoothing_style"] = draw(st.sampled_from(["uniform", "off-target"]))
     if draw(st.booleans()):
         options["weight"] = draw(st.lists(st.sampled_from([0, 0.5, 1, 2.5]), min_size=classes, max_size=classes))
-    return logits, options, draw(st.integers(1, 17))
+    plain = set(options) <= {"labels", "targets", "reduction", "label_smoothing", "smoothing_style"}
+    routes = ROUTES if plain else ("chain", "jacobian") if not {"softcap", "z_loss"} & set(options) else ("chain",)
+    return logits, options, draw(st.integers(1, 17)), draw(st.sampled_from(routes))
 
 
 @settings(max_examples=40, deadline=None)
 @given(derivations())
 def test_any_derivation_checks_by_hand(case):
-    logits, options, digits = case
-    markdown = derivation_markdown(logits, options, digits)
+    logits, options, digits, route = case
+    markdown = derivation_markdown(logits, options, digits, route)
     for line in displayed_lines(markdown):
         verdict = check_line(line)
         assert verdict is None or verdict[0] != verdict[1], f"--digits {digits}: {line}"

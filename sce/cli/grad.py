@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -35,6 +36,14 @@ if TYPE_CHECKING:
     from sce.loss import SoftmaxCrossEntropyResult
 
 
+class DerivationRoute(str, Enum):
+    """How ``--steps`` reaches ∂L/∂z (the names of ``sce.explain.derivation.ROUTES``)."""
+
+    chain = "chain"
+    lse = "lse"
+    jacobian = "jacobian"
+
+
 @bundled(LOSS_OPTIONS, row_loss_options_from, into="options", changes=PER_ROW_REDUCTION)
 def grad(
     logits: LogitsArgument = None,
@@ -49,6 +58,14 @@ def grad(
     steps: Annotated[
         bool, typer.Option("--steps", help="Derive the result stage by stage with these numbers.")
     ] = False,
+    route: Annotated[
+        DerivationRoute | None,
+        typer.Option(
+            "--route",
+            help="With --steps, how to reach ∂L/∂z: chain (the chain rule through s, case by case; the default), "
+            "lse (through the log-sum-exp) or jacobian (∂L/∂s times ∂s/∂z).",
+        ),
+    ] = None,
     verify: Annotated[
         bool, typer.Option("--verify", help="Check the gradient against central finite differences of the loss.")
     ] = False,
@@ -67,19 +84,21 @@ def grad(
     """
     check_digits(digits)
     _check_format(output_format, steps, verify, jacobian, hessian)
+    if route is not None and not steps:
+        raise UsageProblem(f"--route {route.value} chooses the route of the --steps derivation; add --steps")
     vector = parse_vector_input(logits, label, target, logits_file)
     check_class_counts(vector, options)
     result = run_core(vector, options)
     _check_language_model_options(options, hessian, result.num_classes)
     if steps:
-        _check_derivable(result)
+        _check_derivable(result, route or DerivationRoute.chain)
     from sce.explain.proofs import prove
 
     proofs = prove(result, verify=verify, jacobian=jacobian, hessian=hessian)
     if output_format is GradFormat.json:
         _warn_about_omitted_matrices(proofs, result.num_classes, result.options)
     if steps:
-        _print_derivation(result, proofs, digits, output_format)
+        _print_derivation(result, proofs, digits, output_format, route or DerivationRoute.chain)
     else:
         _print_result(result, proofs, digits, output_format)
 
@@ -147,25 +166,34 @@ def _print_result(result: SoftmaxCrossEntropyResult, proofs: Proofs, digits: int
             print_proofs(console, proofs, digits)
 
 
-def _check_derivable(result: SoftmaxCrossEntropyResult) -> None:
+def _check_derivable(result: SoftmaxCrossEntropyResult, route: DerivationRoute) -> None:
     if result.labels is not None and not result.counted[0]:
         raise UsageProblem(
             f"--steps: label {int(result.labels[0])} is the ignore index, so the loss is 0 "
             "and there is nothing to derive; give a class index"
         )
+    from sce.explain.derivation import route_refusal
+
+    refusal = route_refusal(result, route.value)
+    if refusal:
+        raise UsageProblem(refusal)
 
 
 def _print_derivation(
-    result: SoftmaxCrossEntropyResult, proofs: Proofs, digits: int, output_format: GradFormat
+    result: SoftmaxCrossEntropyResult,
+    proofs: Proofs,
+    digits: int,
+    output_format: GradFormat,
+    route: DerivationRoute,
 ) -> None:
     """The derivation, followed by whatever --verify, --jacobian and --hessian asked for."""
     from sce.explain.derivation import build_derivation
 
-    stages = build_derivation(result, digits)
+    stages = build_derivation(result, digits, route.value)
     if output_format is GradFormat.json:
         from sce.render.json_format import dumps, proofs_document, steps_json_document
 
-        write_stdout(dumps({**steps_json_document(result, stages), **proofs_document(proofs)}) + "\n")
+        write_stdout(dumps({**steps_json_document(result, stages, route.value), **proofs_document(proofs)}) + "\n")
     elif output_format is GradFormat.markdown:
         from sce.render.markdown_format import steps_markdown
         from sce.render.words import reduction_line

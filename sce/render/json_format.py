@@ -88,9 +88,11 @@ def _json_escape(character: str) -> str:
     return "".join(f"\\u{int.from_bytes(encoded[i : i + 2], 'big'):04x}" for i in range(0, len(encoded), 2))
 
 
-def steps_json_document(result: SoftmaxCrossEntropyResult, stages: list[Stage]) -> dict[str, Any]:
-    """``sce grad --steps --format json``: the result's document with the stages under ``steps``."""
-    return {**grad_document(result), "steps": steps_document(stages, result.dtype)}
+def steps_json_document(
+    result: SoftmaxCrossEntropyResult, stages: list[Stage], route: str = "chain"
+) -> dict[str, Any]:
+    """``sce grad --steps --format json``: the result's document with the route taken and the stages under ``steps``."""
+    return {**grad_document(result), "route": route, "steps": steps_document(stages, result.dtype)}
 
 
 def steps_document(stages: list[Stage], dtype: np.dtype) -> list[dict[str, Any]]:

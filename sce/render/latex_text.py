@@ -2,7 +2,9 @@
 
 The derivation writes each formula once, in LaTeX (the Markdown format prints
 it as it is); the terminal shows it through :func:`to_unicode`:
-``\\frac{\\partial L}{\\partial z_i}`` becomes ``∂L/∂zᵢ``.
+``\\frac{\\partial L}{\\partial z_i}`` becomes ``∂L/∂zᵢ``, and a fraction that is a
+factor of a product is grouped, ``(1/s_c) · s_c(1 - s_c)``, so that it never reads
+as one long fraction.
 """
 
 from __future__ import annotations
@@ -63,7 +65,33 @@ def to_unicode(latex: str) -> str:
     while position < len(tokens):
         text, position = _atom(tokens, position)
         out.append(text)
-    return re.sub(r" {2,}", " ", "".join(out))
+    return re.sub(r" {2,}", " ", _joined(out))
+
+
+class _Fraction(str):
+    """A fraction's text, ``a/b``: grouped in :func:`_joined` where it is a factor."""
+
+
+#: What may stand beside a fraction without making it a factor of a product.
+_OPEN = "=+-−,([{|≈≤≥→…:"
+_CLOSE = "=+-−,)]}|≈≤≥→…:"
+#: An operator written before its operand: Σᵢ ∂L/∂zᵢ sums the fraction, it is no product.
+_OPERATOR_BEFORE = re.compile(r"(?:Σ|max|min|log|exp|tanh)\S*\s*$")
+
+
+def _joined(parts: list[str]) -> str:
+    """The parts side by side, each fraction in parentheses where a factor stands beside it."""
+    texts = list(parts)
+    for index, part in enumerate(parts):
+        if not isinstance(part, _Fraction):
+            continue
+        before = "".join(texts[:index]).rstrip()
+        after = "".join(parts[index + 1 :]).lstrip()
+        factor_before = bool(before) and before[-1] not in _OPEN and not _OPERATOR_BEFORE.search(before)
+        factor_after = bool(after) and after[0] not in _CLOSE
+        if factor_before or factor_after:
+            texts[index] = f"({part})"
+    return "".join(texts)
 
 
 def _atom(tokens: list[tuple], position: int) -> tuple[str, int]:
@@ -80,7 +108,7 @@ def _atom(tokens: list[tuple], position: int) -> tuple[str, int]:
         while position < len(tokens) and tokens[position][1] != "}":
             part, position = _atom(tokens, position)
             parts.append(part)
-        text, position = "".join(parts), position + 1
+        text, position = _joined(parts), position + 1
     elif operator in ("^", "_"):
         argument, position = _atom(tokens, position)
         text = _script(argument, SUPERSCRIPT if operator == "^" else SUBSCRIPT, operator)
@@ -89,7 +117,7 @@ def _atom(tokens: list[tuple], position: int) -> tuple[str, int]:
     elif command == "frac":
         top, position = _atom(tokens, position)
         bottom, position = _atom(tokens, position)
-        text = f"{_wrap(top)}/{_wrap(bottom)}"
+        text = _Fraction(f"{_wrap(top)}/{_wrap(bottom)}")
     elif command in STYLES:
         text, position = _atom(tokens, position)
     else:

@@ -239,10 +239,10 @@ def print_hessian(console: Console, proof: HessianProof, digits: int = DISPLAY_D
         if hessian is not None and size <= MAX_PRINTED_MATRIX:
             print_grid(console, matrix_grid(hessian, range(size), partial(display, digits=digits)))
     elif hessian is not None and size <= MAX_PRINTED_MATRIX:
-        console.print("∇²L = (Σ_c w_c y_c) (diag(s) - s sᵀ) / T²")
+        console.print("∇²L = (Σⱼ wⱼ yⱼ) (diag(s) - s sᵀ) / T²")
         print_grid(console, matrix_grid(hessian, range(size), partial(display, digits=digits)))
     else:
-        console.print(f"∇²L = (Σ_c w_c y_c) (diag(s) - s sᵀ) / T² is {size}×{size}: too large to print.")
+        console.print(f"∇²L = (Σⱼ wⱼ yⱼ) (diag(s) - s sᵀ) / T² is {size}×{size}: too large to print.")
     if not proof.finite:
         console.print(Text(HESSIAN_OVERFLOWS))
         console.print()

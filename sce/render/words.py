@@ -53,7 +53,7 @@ HESSIAN_OVERFLOWS = (
 
 HESSIAN_WITH_OPTIONS = (
     "∇²L = diag(a′) H_a diag(a′) + diag(∂L/∂a ⊙ a″), a = c·tanh(z/c), "
-    "H_a = [(Σ_c w_c y_c)/D (diag(s) - s sᵀ) + λ/D_z (2 s sᵀ + 2·lse·(diag(s) - s sᵀ))] / T²"
+    "H_a = [(Σⱼ wⱼ yⱼ)/D (diag(s) - s sᵀ) + λ/D_z (2 s sᵀ + 2·lse·(diag(s) - s sᵀ))] / T²"
 )
 
 
@@ -81,7 +81,7 @@ def jacobian_words(proof: JacobianProof) -> tuple[str, str]:
 
 def hessian_formula(proof: HessianProof) -> str:
     if not proof.language_model:
-        return "∇²L = (Σ_c w_c y_c) (diag(s) - s sᵀ) / T²"
+        return "∇²L = (Σⱼ wⱼ yⱼ) (diag(s) - s sᵀ) / T²"
     return HESSIAN_WITH_OPTIONS if proof.softcap else HESSIAN_WITH_OPTIONS.split("H_a = ")[1].replace("[", "∇²L = [", 1)
 
 

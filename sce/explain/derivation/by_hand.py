@@ -269,7 +269,7 @@ def approximate_note(digits: int, dtype: str, cancelled: bool) -> str:
         return opening + (
             "it subtracts nearly equal numbers, whose shared leading digits cancel, and what is left of "
             f"{dtype}'s {precision} digits is fewer than the result shows; sce computes the result in a "
-            "form without that subtraction (see above)."
+            "form without that subtraction (see the last stage, \"How sce computes it\")."
         )
     return opening + (
         f"each number here is a {dtype} value, exact to {precision} significant digits, and the result was "

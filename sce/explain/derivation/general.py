@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from sce.explain.derivation.jacobian import jacobian_stage
+from sce.explain.derivation.log_sum_exp import log_sum_exp_stage
 from sce.explain.derivation.softcap_and_z_loss import (
     LSE,
     combined_gradient,
@@ -22,7 +24,6 @@ from sce.explain.derivation.stages import (
     per_class,
     plain,
     reduced_note,
-    rounding_of_sum,
     rounds_to_one,
     scale_factor,
     softmax_input,
@@ -32,7 +33,12 @@ from sce.loss import SoftmaxCrossEntropyResult, loss_gradient_wrt_probabilities
 from sce.number_text import display
 
 
-def general_stages(result: SoftmaxCrossEntropyResult, digits: int) -> list[Stage]:
+def general_stages(result: SoftmaxCrossEntropyResult, digits: int, route: str = "chain") -> list[Stage]:
+    """The general forms (soft targets, smoothing); the lse and Jacobian routes replace the chain rule's stages."""
+    if route == "lse":
+        return [_loss_stage(result, digits), log_sum_exp_stage(result), _result_stage(result)]
+    if route == "jacobian":
+        return [_loss_stage(result, digits), jacobian_stage(result, False, main=True), _result_stage(result)]
     return [
         _loss_stage(result, digits),
         _chain_stage(result),
@@ -124,7 +130,7 @@ def _chain_stage(result: SoftmaxCrossEntropyResult) -> Stage:
         "Chain rule",
         (
             "Every $s_j$ with $y_j > 0$ now carries loss, so "
-            f"$\\frac{{\\partial L}}{{\\partial {b}_i}} = \\sum_j \\frac{{\\partial L}}{{\\partial s_j}} \\, "
+            f"$\\frac{{\\partial L}}{{\\partial {b}_i}} = \\sum_j \\frac{{\\partial L}}{{\\partial s_j}} \\cdot "
             f"\\frac{{\\partial s_j}}{{\\partial {b}_i}}$, with "
             "$\\frac{\\partial L}{\\partial s_j} = -\\frac{w_j y_j}{s_j}$"
             + ("." if b == "z" else f", $\\mathbf{{b}} = {_input_of(result)}$ the softmax's input."),
@@ -164,7 +170,7 @@ def _combine_stage(result: SoftmaxCrossEntropyResult) -> Stage:
     factor = scale_factor(result)
     combine_notes = [
         f"Summing over $j$: $\\frac{{\\partial L}}{{\\partial {softmax_input(result)}_i}} = "
-        "\\sum_j \\left(-\\frac{w_j y_j}{s_j}\\right) "
+        "\\sum_j \\left(-\\frac{w_j y_j}{s_j}\\right) \\cdot "
         "s_j(\\delta_{ij} - s_i) = s_i \\sum_j w_j y_j - w_i y_i$"
         + (", and the temperature adds the factor $\\frac{1}{T}$." if result.options.temperature != 1.0 else ".")
     ]
@@ -193,7 +199,7 @@ def _combine_stage_language_model(result: SoftmaxCrossEntropyResult) -> Stage:
     y = result.target[0].astype(np.float64)
     notes = [
         "Summing over $j$ as without the options: the cross-entropy's gradient with respect to "
-        "$b_i$ is $\\sum_j \\left(-\\frac{w_j y_j}{s_j}\\right) s_j(\\delta_{ij} - s_i) = "
+        "$b_i$ is $\\sum_j \\left(-\\frac{w_j y_j}{s_j}\\right) \\cdot s_j(\\delta_{ij} - s_i) = "
         "s_i \\sum_j w_j y_j - w_i y_i$.",
         *combined_gradient_notes(result),
     ]
@@ -210,15 +216,11 @@ def _result_stage(result: SoftmaxCrossEntropyResult) -> Stage:
         "Result",
         (
             f"${DL_DZ} = {scale_factor(result)}"
-            "\\left(\\mathbf{s} \\sum_c w_c y_c - \\mathbf{w} \\odot \\mathbf{y}\\right)"
+            "\\left(\\mathbf{s} \\sum_j w_j y_j - \\mathbf{w} \\odot \\mathbf{y}\\right)"
             "$; with one-hot $\\mathbf{y}$ and no options this is $\\mathbf{s} - \\mathbf{y}$. "
-            "Its entries sum to $\\left(\\sum_c w_c y_c\\right)\\left(\\sum_i s_i - 1\\right) = 0$.",
-            *rounding_of_sum(gradient),
+            "Its entries sum to $\\left(\\sum_j w_j y_j\\right)\\left(\\sum_i s_i - 1\\right) = 0$.",
         ),
-        (
-            vector("g", DL_DZ, gradient, important_classes(result)),
-            Equation("\\sum_i \\frac{\\partial L}{\\partial z_i}", "⟨sum⟩", {"sum": float(gradient.sum())}),
-        ),
+        (vector("g", DL_DZ, gradient, important_classes(result)),),
     )
 
 
@@ -228,7 +230,7 @@ def _result_stage_language_model(result: SoftmaxCrossEntropyResult) -> Stage:
         "Result",
         (
             f"${DL_DZ} = \\frac{{1}}{{T}} \\left(1 - \\tanh^2(\\mathbf{{z}} / C)\\right) \\odot "
-            f"\\left[\\left(\\frac{{\\sum_c w_c y_c}}{{D}} + \\frac{{2 \\lambda \\, {LSE}}}{{D_z}}\\right)"
+            f"\\left[\\left(\\frac{{\\sum_j w_j y_j}}{{D}} + \\frac{{2 \\lambda \\, {LSE}}}{{D_z}}\\right)"
             "\\mathbf{s} - \\frac{\\mathbf{w} \\odot \\mathbf{y}}{D}\\right]$; "
             "unweighted, with $D = D_z = 1$, this is "
             f"$\\frac{{1}}{{T}}(1 - \\tanh^2)\\left[(1 + 2 \\lambda \\, {LSE})\\mathbf{{s}} - \\mathbf{{y}}\\right]$.",

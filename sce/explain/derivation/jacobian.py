@@ -7,6 +7,7 @@ import numpy as np
 from sce.explain.derivation.stages import (
     DL_DS,
     MAX_MATRIX_CLASSES,
+    PRODUCT,
     Equation,
     Item,
     Matrix,
@@ -23,11 +24,12 @@ from sce.loss import (
     softmax_jacobian,
 )
 
-THIN_SPACE = " \\, "
 LSE = "\\operatorname{lse}"
 
 
-def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool) -> Stage:
+def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool, main: bool = False) -> Stage:
+    """∂L/∂s times the softmax's Jacobian: the other route after the chain rule's cases, or,
+    ``main``, the route itself (for a plain label, which it simplifies to s − y)."""
     s = result.probabilities[0].astype(np.float64)
     dl_ds = loss_gradient_wrt_probabilities(result).astype(np.float64)
     product = gradient_via_jacobian(result)
@@ -35,7 +37,8 @@ def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool) -> Stage:
     # With a temperature the softmax's input is b = z/T: diag(s) - ssᵀ is ∂s/∂b, and ∂s/∂z is that over T.
     wrt = "\\mathbf{z}" if result.options.temperature == 1.0 else "\\mathbf{b}"
     notes = [
-        "The other route: the row vector $\\frac{\\partial L}{\\partial \\mathbf{s}}$ "
+        ("By the chain rule through every $s_j$: " if main else "The other route: ")
+        + "the row vector $\\frac{\\partial L}{\\partial \\mathbf{s}}$ "
         f"times the Jacobian $\\frac{{\\partial \\mathbf{{s}}}}{{\\partial {wrt}}} = "
         "\\operatorname{diag}(\\mathbf{s}) - \\mathbf{s}\\mathbf{s}^\\top$, whose entries are "
         "$s_i(\\delta_{ij} - s_j)$"
@@ -47,17 +50,20 @@ def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool) -> Stage:
     ]
     items: list[Item] = [vector("v", DL_DS, dl_ds, important)]
     matrix_notes, matrix_items = _jacobian_itself(result, s, dl_ds, one_hot)
+    note, simplified = _multiplied_out(result, one_hot)
+    if main:
+        notes.append(note)
     notes += [note.replace("\\mathbf{z}", wrt) for note in matrix_notes]
     items += [_with_respect_to(item, wrt) for item in matrix_items]
     factor = scale_factor(result)
-    items.append(
-        vector("p", factor + DL_DS + f" \\, \\frac{{\\partial \\mathbf{{s}}}}{{\\partial {wrt}}}", product, important)
-    )
+    ds_dz = f"\\frac{{\\partial \\mathbf{{s}}}}{{\\partial {wrt}}}"
+    items.append(vector("p", factor + DL_DS + PRODUCT + ds_dz, product, important))
     if np.isfinite(product).all():
         notes.append(
-            ("Their product" if not factor else f"Their product, times ${factor.removesuffix(THIN_SPACE)}$,")
-            + " is the gradient found above, "
-            "but the Jacobian costs $K^2$ numbers where $\\mathbf{s} - \\mathbf{y}$ needs $K$."
+            ("Their product" if not factor else f"Their product, times ${factor.removesuffix(PRODUCT)}$,")
+            + (f" simplifies to ${simplified}$, which is what sce computes: " if main
+               else " is the gradient found above, but ")
+            + f"the Jacobian costs $K^2$ numbers where ${simplified}$ needs $K$."
         )
         items.append(
             Equation(
@@ -73,6 +79,34 @@ def jacobian_stage(result: SoftmaxCrossEntropyResult, one_hot: bool) -> Stage:
             "meets $\\infty \\times 0$: this route fails in floating point, the simplified one does not."
         )
     return Stage("The Jacobian route", tuple(notes), tuple(items))
+
+
+def _multiplied_out(result: SoftmaxCrossEntropyResult, one_hot: bool) -> tuple[str, str]:
+    """(the note that multiplies ∂L/∂s by the Jacobian out by hand, the LaTeX of what it gives)."""
+    b = "z" if result.options.temperature == 1.0 else "b"
+    if result.options.weight is None and one_hot:
+        return (
+            "Here $\\frac{\\partial L}{\\partial s_j} = -\\frac{y_j}{s_j}$ is zero except at $c$, so entry $i$ "
+            "of the product is $-\\frac{1}{s_c} \\cdot s_c(\\delta_{ci} - s_i) = s_i - y_i$"
+            + ("." if b == "z" else ", with respect to $b_i$.")
+        ), "\\mathbf{s} - \\mathbf{y}"
+    if result.options.weight is None:
+        return (
+            "Here $\\frac{\\partial L}{\\partial s_j} = -\\frac{y_j}{s_j}$, so entry $i$ of the product is "
+            "$\\sum_j -\\frac{y_j}{s_j} \\cdot s_j(\\delta_{ji} - s_i) = s_i \\sum_j y_j - y_i = s_i - y_i$, "
+            "the target summing to 1" + ("." if b == "z" else ", with respect to $b_i$.")
+        ), "\\mathbf{s} - \\mathbf{y}"
+    if one_hot:
+        return (
+            "Here $\\frac{\\partial L}{\\partial s_j} = -\\frac{w_j y_j}{s_j}$ is zero except at $c$, so entry "
+            "$i$ of the product is $-\\frac{w_c}{s_c} \\cdot s_c(\\delta_{ci} - s_i) = w_c (s_i - y_i)$"
+            + ("." if b == "z" else ", with respect to $b_i$.")
+        ), "w_c \\left(\\mathbf{s} - \\mathbf{y}\\right)"
+    return (
+        "Here $\\frac{\\partial L}{\\partial s_j} = -\\frac{w_j y_j}{s_j}$, so entry $i$ of the product is "
+        "$\\sum_j -\\frac{w_j y_j}{s_j} \\cdot s_j(\\delta_{ji} - s_i) = s_i \\sum_j w_j y_j - w_i y_i$"
+        + ("." if b == "z" else ", with respect to $b_i$.")
+    ), "\\mathbf{s} \\sum_j w_j y_j - \\mathbf{w} \\odot \\mathbf{y}"
 
 
 def _with_respect_to(item: Item, wrt: str) -> Item:
@@ -212,7 +246,7 @@ class _ChainRoute:
     def gradient_equation(self, k: int) -> Equation:
         z_part = " + ⟨r⟩" if self.result.options.z_loss else ""
         return Equation(
-            f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = \\left(1 - \\tanh^2(z_{{{k}}} / C)\\right) "
+            f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = \\left(1 - \\tanh^2(z_{{{k}}} / C)\\right) \\cdot "
             f"\\frac{{u_{{{k}}}{' + r_{' + str(k) + '}' if z_part else ''}}}{{T}}",
             f"⟨d⟩ \\times \\frac{{⟨u⟩{z_part}}}{{⟨T⟩}} = ⟨g⟩",
             {

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from sce.explain.derivation.by_hand import rounding_note
+from sce.explain.derivation.closing import gradient_sum, gradient_sums_to_zero
+from sce.explain.derivation.jacobian import jacobian_stage
+from sce.explain.derivation.log_sum_exp import log_sum_exp_stage
 from sce.explain.derivation.softcap_and_z_loss import (
     LSE,
     back_to_logits_stage,
@@ -23,7 +26,6 @@ from sce.explain.derivation.stages import (
     others_sum,
     per_class,
     reduced_note,
-    rounding_of_sum,
     rounds_to_one,
     softmax_input,
     vector,
@@ -31,9 +33,14 @@ from sce.explain.derivation.stages import (
 from sce.loss import SoftmaxCrossEntropyResult
 
 
-def one_hot_stages(result: SoftmaxCrossEntropyResult, digits: int) -> list[Stage]:
+def one_hot_stages(result: SoftmaxCrossEntropyResult, digits: int, route: str = "chain") -> list[Stage]:
     """The textbook route for a one-hot target; a temperature, a cap or a z-loss each add
-    one factor or term, carried back to the logits by the chain rule in a stage of their own."""
+    one factor or term, carried back to the logits by the chain rule in a stage of their own.
+    The lse and Jacobian routes (for a plain label) replace the chain rule's cases."""
+    if route == "lse":
+        return [_loss_stage(result, digits), log_sum_exp_stage(result), _result_stage(result)]
+    if route == "jacobian":
+        return [_loss_stage(result, digits), jacobian_stage(result, True, main=True), _result_stage(result)]
     stages = [
         _loss_stage(result, digits),
         _chain_stage(result, digits),
@@ -145,7 +152,7 @@ def _chain_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
         (
             *_input_notes(result),
             f"${big_l}$ depends on $\\mathbf{{{b}}}$ only through $s_c$, so "
-            f"$\\frac{{\\partial {big_l}}}{{\\partial {b}_i}} = \\frac{{\\partial {big_l}}}{{\\partial s_c}} \\, "
+            f"$\\frac{{\\partial {big_l}}}{{\\partial {b}_i}} = \\frac{{\\partial {big_l}}}{{\\partial s_c}} \\cdot "
             f"\\frac{{\\partial s_c}}{{\\partial {b}_i}}$, with "
             f"$\\frac{{\\partial {big_l}}}{{\\partial s_c}} = -\\frac{{1}}{{s_c}}$.",
             *underflow_note,
@@ -189,11 +196,9 @@ def _at_label_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
         "Case i = c",
         (
             "By the quotient rule, "
-            f"$\\frac{{\\partial s_c}}{{\\partial {b}_c}} = \\frac{{e^{{{b}_c}}\\sum_j e^{{{b}_j}} - "
-            f"e^{{{b}_c}}e^{{{b}_c}}}}{{\\left(\\sum_j e^{{{b}_j}}\\right)^2}} = s_c(1 - s_c)$, "
-            f"so $\\frac{{\\partial {big_l}}}{{\\partial {b}_c}} = -\\frac{{1}}{{s_c}}\\,s_c(1 - s_c) = s_c - 1$.",
-            "sce computes $s_c - 1$ as $-\\sum_{j \\neq c} s_j$ when $s_c > 1/2$: the subtraction "
-            "would cancel the digits of a confident prediction.",
+            f"$\\frac{{\\partial s_c}}{{\\partial {b}_c}} = \\frac{{e^{{{b}_c}} \\cdot \\sum_j e^{{{b}_j}} - "
+            f"e^{{{b}_c}} \\cdot e^{{{b}_c}}}}{{\\left(\\sum_j e^{{{b}_j}}\\right)^2}} = s_c(1 - s_c)$, "
+            f"so $\\frac{{\\partial {big_l}}}{{\\partial {b}_c}} = -\\frac{{1}}{{s_c}} \\cdot s_c(1 - s_c) = s_c - 1$.",
             *notes,
         ),
         (*_at_label_equations(result, c, s_c),),
@@ -235,7 +240,7 @@ def _off_label_stage(result: SoftmaxCrossEntropyResult) -> Stage:
             lambda k: (
                 Equation(
                     f"\\frac{{\\partial {big_l}}}{{\\partial {b}_{{{k}}}}} = -\\frac{{1}}{{s_{{{c}}}}}"
-                    f"\\left(-s_{{{k}}} s_{{{c}}}\\right) = s_{{{k}}}",
+                    f" \\cdot \\left(-s_{{{k}}} \\cdot s_{{{c}}}\\right) = s_{{{k}}}",
                     "⟨g⟩",
                     {"g": float(gradient[k])},
                 )
@@ -249,8 +254,8 @@ def _off_label_stage(result: SoftmaxCrossEntropyResult) -> Stage:
         "Case i ≠ c",
         (
             f"For $i \\neq c$ only the denominator of $s_c$ depends on ${b}_i$: "
-            f"$\\frac{{\\partial s_c}}{{\\partial {b}_i}} = \\frac{{-e^{{{b}_i}}e^{{{b}_c}}}}"
-            f"{{\\left(\\sum_j e^{{{b}_j}}\\right)^2}} = -s_i s_c$, so "
+            f"$\\frac{{\\partial s_c}}{{\\partial {b}_i}} = \\frac{{-e^{{{b}_i}} \\cdot e^{{{b}_c}}}}"
+            f"{{\\left(\\sum_j e^{{{b}_j}}\\right)^2}} = -s_i \\cdot s_c$, so "
             f"$\\frac{{\\partial {big_l}}}{{\\partial {b}_i}} = s_i$.",
         ),
         tuple(off_label_items),
@@ -265,7 +270,6 @@ def _result_stage(result: SoftmaxCrossEntropyResult) -> Stage:
             "Together: $\\frac{\\partial L}{\\partial \\mathbf{z}} = \\mathbf{s} - \\mathbf{y}$, "
             "the probabilities with 1 subtracted at the correct class. "
             "Its entries sum to $\\sum_i s_i - 1 = 0$.",
-            *rounding_of_sum(gradient),
         ]
     elif options.has_llm_options:
         notes = [
@@ -279,13 +283,8 @@ def _result_stage(result: SoftmaxCrossEntropyResult) -> Stage:
             f"Together: ${DL_DZ} = {one_hot_gradient_formula(result)}$: the probabilities with 1 subtracted "
             "at the correct class, times one factor for every class. Its entries sum to 0, as those of "
             "$\\mathbf{s} - \\mathbf{y}$ do.",
-            *rounding_of_sum(gradient),
         ]
-    return Stage(
-        "Result",
-        tuple(notes),
-        (
-            vector("g", DL_DZ, gradient, important_classes(result)),
-            Equation("\\sum_i \\frac{\\partial L}{\\partial z_i}", "⟨sum⟩", {"sum": float(gradient.sum())}),
-        ),
-    )
+    items: list[Item] = [vector("g", DL_DZ, gradient, important_classes(result))]
+    if not gradient_sums_to_zero(result):  # else the sanity checks add it up
+        items.append(gradient_sum(result))
+    return Stage("Result", tuple(notes), tuple(items))

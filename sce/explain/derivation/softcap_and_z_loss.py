@@ -199,14 +199,14 @@ def one_hot_gradient_formula(result: SoftmaxCrossEntropyResult) -> str:
     options = result.options
     inner = "\\mathbf{s} - \\mathbf{y}"
     if options.weight is not None:
-        inner = f"{_weight_symbol(result)} \\left({inner}\\right)"
+        inner = f"{_weight_symbol(result)} \\cdot \\left({inner}\\right)"
     if options.z_loss:
         inner += f" + 2 \\lambda \\, {LSE} \\, \\mathbf{{s}}"
     if options.temperature == 1.0 and options.softcap is None:
         return inner
     formula = f"\\left({inner}\\right)"
     if options.temperature != 1.0:
-        formula = f"\\frac{{1}}{{T}} {formula}"
+        formula = f"\\frac{{1}}{{T}} \\cdot {formula}"
     if options.softcap is not None:
         formula = f"\\left(1 - \\tanh^2(\\mathbf{{z}} / C)\\right) \\odot {formula}"
     return formula
@@ -275,9 +275,9 @@ def _weighted(result: SoftmaxCrossEntropyResult, k: int) -> tuple[str, str]:
         return symbolic, substituted
     if result.options.reduction == "mean" and result.denominator == 0:
         # The label's weight is 0: the mean's factor 1/D is taken as 0, as in the core.
-        return f"{_weight_symbol(result)} \\left({symbolic}\\right)", "0"
+        return f"{_weight_symbol(result)} \\cdot \\left({symbolic}\\right)", "0"
     weight = "\\frac{⟨w⟩}{⟨D⟩}" if result.options.reduction == "mean" else "⟨w⟩"
-    return f"{_weight_symbol(result)} \\left({symbolic}\\right)", f"{weight} \\times {substituted}"
+    return f"{_weight_symbol(result)} \\cdot \\left({symbolic}\\right)", f"{weight} \\times {substituted}"
 
 
 def _factors(result: SoftmaxCrossEntropyResult, k: int) -> tuple[str, str]:
@@ -294,7 +294,7 @@ def _factors(result: SoftmaxCrossEntropyResult, k: int) -> tuple[str, str]:
     if options.softcap is not None:
         if options.temperature == 1.0 and not options.z_loss:
             symbolic = f"\\left({symbolic}\\right)"
-        symbolic = f"\\left(1 - \\tanh^2(z_{{{k}}} / C)\\right) {symbolic}"
+        symbolic = f"\\left(1 - \\tanh^2(z_{{{k}}} / C)\\right) \\cdot {symbolic}"
         substituted = f"⟨d⟩ \\times {substituted}"
     if substituted == "0":  # nothing else to add or multiply: the value itself
         return f"\\frac{{\\partial L}}{{\\partial z_{{{k}}}}} = {symbolic}", "⟨g⟩"

@@ -156,6 +156,8 @@ def vector(key: str, symbol: str, values: np.ndarray, important: tuple[int, ...]
     return Equation(symbol, r"\left(" + ", ".join(parts) + r"\right)", named)
 
 
+#: The product's dot, written wherever factors stand side by side: a terminal shows it as ·.
+PRODUCT = " \\cdot "
 DL_DZ = r"\frac{\partial L}{\partial \mathbf{z}}"
 DL_DS = r"\frac{\partial L}{\partial \mathbf{s}}"
 
@@ -203,12 +205,12 @@ def plain(value: float) -> str:
 
 def scale_factor(result: SoftmaxCrossEntropyResult) -> str:
     """The LaTeX factor 1/T, 1/D or 1/(TD) that turns a row's ∂l/∂(z/T) into the
-    gradient shown, followed by a thin space; empty where it is 1."""
+    gradient shown, followed by :data:`PRODUCT`; empty where it is 1."""
     t = result.options.temperature != 1.0
     d = result.options.reduction == "mean" and result.denominator != 1
     if not (t or d):
         return ""
-    return "\\frac{1}{" + " \\cdot ".join(name for name, on in (("T", t), ("D", d)) if on) + "} \\, "
+    return "\\frac{1}{" + " \\cdot ".join(name for name, on in (("T", t), ("D", d)) if on) + "}" + PRODUCT
 
 
 def denominator_notes(result: SoftmaxCrossEntropyResult) -> list[str]:
