@@ -69,12 +69,6 @@ class Convention(str, Enum):
     row = "row"
 
 
-class Returns(str, Enum):
-    loss_grad = "loss,grad"
-    grad = "grad"
-    loss = "loss"
-
-
 class Framework(str, Enum):
     auto = "auto"
     numpy = "numpy"
@@ -330,7 +324,11 @@ CONVENTION = Declared(
     "convention", ("--convention",),
     "batch: f(logits N×K, labels N); row: f(logits K, label), once per row.", FUNCTION_PANEL,
 )
-RETURNS = Declared("returns", ("--returns",), "What the function returns.", FUNCTION_PANEL)
+RETURNS = Declared(
+    "returns", ("--returns",),
+    "What the function returns: loss,grad (a pair), grad, loss, or stages (a dict of the derivation's intermediates).",
+    FUNCTION_PANEL,
+)
 FRAMEWORK = Declared(
     "framework", ("--framework",), "Arrays as numpy, torch or jax (auto: from the file's imports).", FUNCTION_PANEL
 )
@@ -432,7 +430,6 @@ KeyLoss = Annotated[Optional[str], KEY_LOSS.option()]
 ClaimedDTypeOption = Annotated[Optional[ClaimedDType], CLAIMED_DTYPE.option()]
 SumOrderOption = Annotated[SumOrder, SUM_ORDER.option()]
 ConventionOption = Annotated[Convention, CONVENTION.option()]
-ReturnsOption = Annotated[Returns, RETURNS.option()]
 FrameworkOption = Annotated[Framework, FRAMEWORK.option()]
 DigitsOption = Annotated[
     int,

@@ -36,6 +36,7 @@ SAMPLES = {
     "implementation_row.py": "f(z, label) -> (loss, grad), one row: sce test --convention row",
     "implementation_targets.py": "f(logits, targets): sce test --targets",
     "implementation_grad_only.py": "returns the gradient alone: sce test --returns grad",
+    "implementation_stages.py": "returns every stage by name, one slip: sce test --returns stages",
     "implementation_torch.py": "the same in PyTorch: sce test (with torch installed)",
 }
 

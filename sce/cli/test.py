@@ -13,6 +13,7 @@ from sce.cli.declarations import (
     FUNCTION_PANEL,
     OUTPUT,
     REDUCTION,
+    RETURNS,
     SEED,
     SHOW_OUTPUT,
     SMOOTHING,
@@ -26,8 +27,6 @@ from sce.cli.declarations import (
     ConventionOption,
     Framework,
     FrameworkOption,
-    Returns,
-    ReturnsOption,
     bundled,
 )
 from sce.cli.exit_status import ExitStatus
@@ -38,6 +37,18 @@ from sce.options import LossOptions
 if TYPE_CHECKING:
     from sce.grading.gradebook import LearnerGrade
     from sce.grading.implementations.report import Configuration, ImplementationReport
+
+
+class Returns(str, Enum):
+    """What the graded function returns: a pair, one of its two, or a dict of the derivation's stages."""
+
+    loss_grad = "loss,grad"
+    grad = "grad"
+    loss = "loss"
+    stages = "stages"
+
+
+ReturnsOption = Annotated[Returns, RETURNS.option()]
 
 
 def graded_loss(given: Mapping[str, Any]) -> LossOptions:

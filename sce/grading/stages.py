@@ -123,9 +123,15 @@ def _exact_stage(result: SoftmaxCrossEntropyResult, stage: str) -> np.ndarray:
 def _jacobian(result: SoftmaxCrossEntropyResult) -> np.ndarray:
     """∂s_j/∂z_k = s_j(δ_jk − s_k) · a'(z_k)/T: the softmax's Jacobian at its input b = a(z)/T, times ∂b/∂z."""
     s = result.probabilities[0].astype(np.float64)
+    exps = result.exp_shifted[0].astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         factor = result.cap_derivative[0].astype(np.float64) / result.options.temperature
-        return softmax_jacobian(s) * factor[None, :]
+        jacobian = softmax_jacobian(s)
+        # s_j(1 − s_j) with 1 − s_j as the other classes' share Σ_{k≠j} e_k / Σ e: on a confident
+        # row 1 − s_j rounds to 0, and the diagonal would lose every digit.
+        eye = np.eye(s.size, dtype=bool)
+        np.fill_diagonal(jacobian, s * np.where(eye, 0.0, exps[None, :]).sum(axis=1) / exps.sum())
+        return jacobian * factor[None, :]
 
 
 def _stage_mistakes(result: SoftmaxCrossEntropyResult, stage: str, exact: np.ndarray) -> list[MistakenValue]:

@@ -17,6 +17,7 @@ from sce.grading.implementations.report import CaseResult, ImplementationReport
 from sce.grading.verdicts import Verdict
 from sce.number_text import display, json_number
 from sce.render.failing_case import SHOWN_IN_TERMINAL, evidence_document, failing_case_blocks, output_document
+from sce.render.stage_table import stages_document, stages_table
 from sce.render.words import reduction_line
 
 
@@ -124,6 +125,10 @@ def print_report(
     )
     console.print(report_table(report, flag_of))
     console.print()
+    stages = stages_table(report)
+    if stages is not None:
+        console.print(stages)
+        console.print()
     for block in failing_case_blocks(report.cases, flag_of, show_output):
         console.print(block)
     for line in details(report, flag_of, after=SHOWN_IN_TERMINAL):
@@ -164,6 +169,7 @@ def report_document(report: ImplementationReport, flag_of: Mapping[str, str] | N
                 "fails_only_in_range": case.fails_only_in_range,
                 **evidence_document(case.evidence),
                 "output": output_document(case.output),
+                **({"stages": stages_document(case)} if report.configuration.returns == "stages" else {}),
             }
             for case in report.cases
         ],

@@ -14,7 +14,7 @@ from sce.grading.implementations.report import Configuration, ImplementationRepo
 from sce.options import LossOptions
 
 CONVENTIONS = ("batch", "row")
-RETURNS = ("loss,grad", "grad", "loss")
+RETURNS = ("loss,grad", "grad", "loss", "stages")
 REDUCTIONS = ("mean", "sum", "none")
 FRAMEWORKS = ("numpy", "torch", "jax")
 #: An hour per case: beyond that a timeout is no longer a time limit (and overflows the OS's timers).
@@ -48,8 +48,9 @@ def check_implementation(
         "package.module:FUNCTION".
     convention : {'batch', 'row'}, default 'batch'
         "batch" calls fn(logits N×K, labels N); "row" calls fn(logits K, label) once per row.
-    returns : {'loss,grad', 'grad', 'loss'}, default 'loss,grad'
-        What fn returns.
+    returns : {'loss,grad', 'grad', 'loss', 'stages'}, default 'loss,grad'
+        What fn returns; "stages" is a dict of the derivation's intermediates by the names of
+        ``sce check --stage`` (shifted, exp, sum_exp, probs, loss, dL_ds, ds_dz, grad), any of them.
     reduction : {'mean', 'sum', 'none'}, default 'mean'
         How fn reduces the loss (batch convention only).
     targets : bool, default False

@@ -183,6 +183,8 @@ def _unpack(answer: dict[str, Any], configuration: Configuration) -> dict[str, d
 
 
 def _returns_hint(answer: dict[str, Any]) -> str:
+    if answer["kind"] == "other" and answer["type"] == "dict":
+        return f" (if it returns a dict of the derivation's stages, use {option('returns', 'stages')})"
     if answer["kind"] != "array":
         return ""
     if answer["array"].ndim == 0:
@@ -232,7 +234,7 @@ def _as_array(item: dict[str, Any], quantity: str, shape: tuple[int, ...], confi
 def grade_case(case: Case, outcome: CaseOutcome, configuration: Configuration, first: bool) -> CaseResult:
     """Compare the answer with the exact one. On the first case a wrong type or
     shape means the function is not the one configured: UnusableImplementation."""
-    changed = _in_place_mistake(outcome)
+    changed = in_place_mistake(outcome)
     if outcome.error is not None:
         return CaseResult(case.name, False, None, None, changed, outcome.error, evidence=_inputs(case, configuration))
     try:
@@ -241,7 +243,7 @@ def grade_case(case: Case, outcome: CaseOutcome, configuration: Configuration, f
         if first:
             raise UnusableImplementation(f"{problem}, for {case.name}") from None
         return CaseResult(case.name, False, None, None, changed, str(problem), evidence=_inputs(case, configuration))
-    return _compare(case, arrays, exact_answer(case, configuration), changed)
+    return compare_answers(case, arrays, exact_answer(case, configuration), changed)
 
 
 def _inputs(case: Case, configuration: Configuration) -> CaseEvidence:
@@ -252,7 +254,7 @@ def _inputs(case: Case, configuration: Configuration) -> CaseEvidence:
     return case_evidence(case, {}, {quantity: expected[quantity] for quantity in returned})
 
 
-def _in_place_mistake(outcome: CaseOutcome) -> Mistake | None:
+def in_place_mistake(outcome: CaseOutcome) -> Mistake | None:
     if "logits" in outcome.changed or outcome.read_only_violation:
         return catalogue.LOGITS_IN_PLACE
     if "second" in outcome.changed:
@@ -260,7 +262,7 @@ def _in_place_mistake(outcome: CaseOutcome) -> Mistake | None:
     return None
 
 
-def _compare(case: Case, arrays: dict[str, np.ndarray], exact: Exact, changed: Mistake | None) -> CaseResult:
+def compare_answers(case: Case, arrays: dict[str, np.ndarray], exact: Exact, changed: Mistake | None) -> CaseResult:
     """Each quantity's error against its allowance; the worst one is reported."""
     worst: tuple[float, str, float, float] | None = None  # ratio, quantity, error, allowance
     named: list[Mistake] = []

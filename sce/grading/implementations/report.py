@@ -11,6 +11,7 @@ from sce.grading import catalogue
 from sce.grading.catalogue import Mistake
 from sce.grading.implementations.captured import CapturedOutput
 from sce.grading.implementations.evidence import CaseEvidence
+from sce.grading.implementations.stage_comparison import StageComparison
 from sce.grading.verdicts import Verdict
 from sce.options import LossOptions
 
@@ -66,6 +67,8 @@ class CaseResult:
     """For a failing case: its inputs, and the expected answer beside the given one."""
     output: CapturedOutput = CapturedOutput()
     """What the function printed during the case."""
+    stages: tuple[StageComparison, ...] = ()
+    """For a function returning the derivation's stages: each stage given, compared."""
 
     @property
     def fails_only_in_range(self) -> bool:

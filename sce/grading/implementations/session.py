@@ -11,6 +11,7 @@ from sce.grading.implementations.grade import grade_case
 from sce.grading.implementations.loading import FunctionSpec
 from sce.grading.implementations.report import CaseResult, Configuration, ImplementationReport
 from sce.grading.implementations.runner import ChildRunner
+from sce.grading.implementations.stage_answers import grade_stage_case
 
 #: After this many cases in a row time out (or end the child process), the rest are
 #: not run: the function hangs or crashes, and waiting for it helps no one.
@@ -46,7 +47,8 @@ def grade_implementation(spec: FunctionSpec, configuration: Configuration) -> Im
                 lost.append("timed out" if outcome.timed_out else "ended the process")
             else:
                 lost = []
-            graded = grade_case(case, outcome, configuration, first=index == 0)
+            grade = grade_stage_case if configuration.returns == "stages" else grade_case
+            graded = grade(case, outcome, configuration, first=index == 0)
             extreme = case.overflow_prone or case.label_probability_underflows  # also where it raised
             results.append(replace(graded, output=outcome.output, overflow_prone=extreme))
     return ImplementationReport(spec.text, framework, configuration, tuple(settle_ambiguous_mistakes(results)))

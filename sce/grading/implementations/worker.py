@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,9 @@ def describe_value(value: Any, largest: int) -> dict[str, Any]:
 
 
 def describe_return(value: Any, returns: str, largest: int) -> dict[str, Any]:
+    if returns == "stages" and isinstance(value, Mapping):
+        items = {key if isinstance(key, str) else repr(key): describe_value(v, largest) for key, v in value.items()}
+        return {"kind": "stages", "items": items}
     if returns == "loss,grad" and isinstance(value, (tuple, list)) and len(value) == 2:
         return {"kind": "pair", "items": [describe_value(item, largest) for item in value]}
     if isinstance(value, tuple):
@@ -145,6 +148,8 @@ def run_case(fn: Callable[..., Any], request: dict[str, Any], framework: str, us
         second.flags.writeable = False
     before = (logits.copy(), second.copy())
     largest = 8 * logits.size + 64  # room for any honest answer; stops a runaway one from filling memory
+    if request["returns"] == "stages":
+        largest *= logits.shape[-1]  # a Jacobian, K×K per row
     if request["convention"] == "row":
         calls = [(logits[row], second[row]) for row in range(logits.shape[0])]
     else:
