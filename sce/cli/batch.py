@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from sce.cli.choices import BatchFormat
 from sce.cli.commandline import say_if_signalled_after_commit, say_warning
 from sce.cli.declarations import (
     DELIMITER,
@@ -21,7 +22,6 @@ from sce.cli.declarations import (
     PER_ROW_REDUCTION,
     TARGET_COLS,
     ArraysOption,
-    BatchFormat,
     DelimiterOption,
     EncodingOption,
     InputArgument,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from sce.cli.check_arrays import ARRAY_ROLES, check_arrays, refuse_array_options, refuse_typed_inputs
+from sce.cli.choices import CheckFormat, SumOrder
 from sce.cli.commandline import say_if_signalled_after_commit
 from sce.cli.declarations import (
     FLAG_OF_FIELD,
@@ -23,7 +24,6 @@ from sce.cli.declarations import (
     TARGET_COLS,
     TYPED_PANEL,
     ArraysOption,
-    CheckFormat,
     CheckSummaryJsonOption,
     ClaimedDTypeOption,
     CsvInputOption,
@@ -47,7 +47,6 @@ from sce.cli.declarations import (
     LossColOption,
     LossOption,
     NoHeaderOption,
-    SumOrder,
     SumOrderOption,
     TargetColsOption,
     TargetOption,

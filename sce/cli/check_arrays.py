@@ -7,15 +7,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from sce.cli.choices import CheckFormat, ClaimedDType, SumOrder
 from sce.cli.declarations import (
     CLAIMED_DTYPE,
     FLAG_OF_FIELD,
     LABELS_PATH,
     SUM_ORDER,
     TARGETS_PATH,
-    CheckFormat,
-    ClaimedDType,
-    SumOrder,
 )
 from sce.cli.exit_status import ExitStatus
 from sce.cli.stdout import stdout_console, write_stdout

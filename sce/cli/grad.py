@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sce.cli.choices import GradFormat
 from sce.cli.commandline import say_warning
 from sce.cli.declarations import (
     LOSS_OPTIONS,
     PER_ROW_REDUCTION,
     DigitsOption,
-    GradFormat,
     LabelOption,
     LogitsArgument,
     LogitsFileOption,

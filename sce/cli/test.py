@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from sce.cli.choices import Convention, Framework
 from sce.cli.declarations import (
     FLAG_OF_FIELD,
     FUNCTION_PANEL,
@@ -23,9 +24,7 @@ from sce.cli.declarations import (
     TEMPERATURE,
     TIMEOUT,
     Z_LOSS,
-    Convention,
     ConventionOption,
-    Framework,
     FrameworkOption,
     bundled,
 )
