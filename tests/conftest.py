@@ -30,6 +30,22 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+#: What a test may skip for under CI too: frameworks sce uses when present but never installs.
+SKIPPABLE_UNDER_CI = ("torch", "jax")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """Under CI a skip for a missing optional part is a failure: CI installs every part the tests need."""
+    report = yield
+    if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
+        reason = str(report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr)
+        if not any(name in reason for name in SKIPPABLE_UNDER_CI):
+            report.outcome = "failed"
+            report.longrepr = f"skipped under CI, where every optional part is installed: {reason}"
+    return report
+
+
 @pytest.fixture
 def sce(request: pytest.FixtureRequest) -> SceRunner:
     """Run `sce ARGS...` in-process, as a user would type it: `sce("grad", "2", "3", "4", "-l", "1")`.
