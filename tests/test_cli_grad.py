@@ -8,12 +8,14 @@ import pytest
 
 # The numbers are the seeds' example to five significant digits (mpmath: 0.090030573,
 # 0.24472847, 0.66524096, loss 1.4076060, gradient -0.75527153 where the post misprints -0.775).
+# The signed bars are the gradient in half cells of 5 a side: 0.090031 → 1 half, −0.75527 → 8
+# halves to the left, 0.66524 → 7 halves to the right.
 SEED_TABLE = """\
-class   logit z   target y   softmax p                 ∂L/∂z            
-────────────────────────────────────────────────────────────────────────
-    0         2     0.0000    0.090031   ▊          0.090031            
-    1         3     1.0000     0.24473   ██         -0.75527   label    
-    2         4     0.0000     0.66524   █████▍      0.66524   predicted
+class   logit z   target y   softmax p                 ∂L/∂z                          
+──────────────────────────────────────────────────────────────────────────────────────
+    0         2     0.0000    0.090031   ▊          0.090031        │▌                
+    1         3     1.0000     0.24473   ██         -0.75527    ████│        label    
+    2         4     0.0000     0.66524   █████▍      0.66524        │███▌    predicted
 
 loss L = 1.4076
 reduction: none

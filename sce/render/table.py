@@ -46,6 +46,29 @@ def probability_bar(probability: float, width: int = BAR_WIDTH) -> str:
     return ("█" * full + (_EIGHTHS[rest] if rest else "")).ljust(width)
 
 
+#: Cells on each side of a signed bar's centre line.
+SIGNED_BAR_SIDE = 5
+
+
+def signed_bar(value: float, scale: float = 1.0, side: int = SIGNED_BAR_SIDE) -> str:
+    """A bar left (negative) or right (positive) of a centre line │, in half cells of
+    ``side`` cells for ``scale``; a NaN is the centre line alone.
+
+    Half cells (▐, ▌), not eighths: a terminal's blocks that fill from the right stop at
+    the half, and both sides are drawn at the same resolution.
+
+    Examples
+    --------
+    >>> signed_bar(-0.75527), signed_bar(0.66524), signed_bar(0.09003)
+    (' ████│     ', '     │███▌ ', '     │▌    ')
+    """
+    halves = 0 if not value == value else round(min(1.0, abs(value) / scale) * side * 2)
+    full, half = divmod(halves, 2)
+    if value < 0:
+        return ("▐" * half + "█" * full).rjust(side) + "│" + " " * side
+    return " " * side + "│" + ("█" * full + "▌" * half).ljust(side)
+
+
 def grad_grid(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS, row: int = 0) -> Grid:
     dtype = result.options.dtype
     label = None if result.labels is None else int(result.labels[row])
@@ -58,6 +81,7 @@ def grad_grid(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS, r
             Column("softmax p", "right"),
             Column("", "left", gives_way=True),
             Column("∂L/∂z", "right"),
+            Column("", "left", gives_way=True),
             Column("", "left"),
         ]
     )
@@ -68,19 +92,30 @@ def grad_grid(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS, r
         notes[label] = "label"
     notes[predicted] = "label, predicted" if predicted == label else "predicted"
     probabilities = result.probabilities[row].tolist()
+    gradient = result.gradient[row].tolist()
+    scale = gradient_bar_scale(result.gradient[row])
     columns = [
         [str(k) for k in range(n_classes)],
         [given(value, dtype) for value in result.logits[row].tolist()],
         display_all(result.target[row].tolist(), digits),
         display_all(probabilities, digits),
         [(probability_bar(p), "cyan") for p in probabilities],
-        display_all(result.gradient[row].tolist(), digits),
+        display_all(gradient, digits),
+        [(signed_bar(g, scale), "magenta") for g in gradient],
         notes,
     ]
     grid.rows = [list(cells) for cells in zip(*columns)]
     grid.row_styles = [""] * n_classes
     grid.row_styles[predicted] = "bold"
     return grid
+
+
+def gradient_bar_scale(gradient: np.ndarray) -> float:
+    """The value a full signed bar stands for: 1, where p − y keeps every entry of the
+    gradient in [−1, 1], so that its bars and the probabilities' share one scale; else the
+    largest finite magnitude (class weights, a z-loss), so that no bar is cut."""
+    finite = np.abs(gradient[np.isfinite(gradient)])
+    return max(1.0, float(finite.max())) if finite.size else 1.0
 
 
 def print_grad(console: Console, result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS) -> None:
