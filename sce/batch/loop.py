@@ -198,8 +198,8 @@ def write_summary_file(path: str, input_path: str | None, document: dict[str, ob
     write_whole_file(lambda: summary_target(path, input_path), json_text(document))
 
 
-def write_whole_file(target_of: Callable[[], OutputTarget], text: str) -> None:
-    """``text`` into the file ``target_of()`` makes, whole or not at all (an existing file is
+def write_whole_file(target_of: Callable[[], OutputTarget], text: str | bytes) -> None:
+    """``text`` (or bytes) into the file ``target_of()`` makes, whole or not at all (an existing file is
     kept if anything fails, a signal included)."""
     target: OutputTarget | None = None
     try:
@@ -218,8 +218,8 @@ def write_summary(target: OutputTarget, document: dict[str, object]) -> None:
     write_text(target, json_text(document))
 
 
-def write_text(target: OutputTarget, text: str) -> None:
+def write_text(target: OutputTarget, text: str | bytes) -> None:
     try:
-        target.stream.write(text.encode())
+        target.stream.write(text if isinstance(text, bytes) else text.encode())
     except OSError as error:
         raise target.write_failure(error) from None

@@ -16,9 +16,11 @@ from sce.cli.declarations import (
     LabelOption,
     LogitsArgument,
     LogitsFileOption,
+    PlotOption,
     TargetOption,
     bundled,
 )
+from sce.cli.plot_file import check_plot_path, write_picture
 from sce.cli.stdout import stdout_console, write_stdout
 from sce.cli.typed_inputs import (
     check_class_counts,
@@ -75,14 +77,17 @@ def grad(
     hessian: Annotated[
         bool, typer.Option("--hessian", help="Show ∇²L with respect to the logits and its eigenvalues.")
     ] = False,
+    plot: PlotOption = None,
     *,
     options: LossOptions,
 ) -> None:
     """Probabilities, loss and gradient ∂L/∂z for one vector of logits.
 
     Example: sce grad 2 3 4 --label 1
+    Picture: sce grad 2 3 4 --label 1 --plot grad.svg
     """
     check_digits(digits)
+    plot_kind = None if plot is None else check_plot_path(plot)
     _check_format(output_format, steps, verify, jacobian, hessian)
     if route is not None and not steps:
         raise UsageProblem(f"--route {route.value} chooses the route of the --steps derivation; add --steps")
@@ -95,12 +100,23 @@ def grad(
     from sce.explain.proofs import prove
 
     proofs = prove(result, verify=verify, jacobian=jacobian, hessian=hessian)
+    if plot is not None and plot_kind is not None:
+        _draw(plot, plot_kind, result, digits, logits_file)
     if output_format is GradFormat.json:
         _warn_about_omitted_matrices(proofs, result.num_classes, result.options)
     if steps:
         _print_derivation(result, proofs, digits, output_format, route or DerivationRoute.chain)
     else:
         _print_result(result, proofs, digits, output_format)
+
+
+def _draw(path: str, kind: str, result: SoftmaxCrossEntropyResult, digits: int, logits_file: str | None) -> None:
+    from sce.render.plot_grad import grad_picture, grad_plot_note, plot_refusal
+
+    refusal = plot_refusal(result)
+    if refusal is not None:
+        raise UsageProblem(refusal)
+    write_picture(path, lambda: grad_picture(result, kind, digits), logits_file, grad_plot_note(result))
 
 
 def _warn_about_omitted_matrices(proofs: Proofs, classes: int, options: LossOptions) -> None:

@@ -7,6 +7,7 @@ never a number cut to fit a width.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
@@ -62,7 +63,7 @@ def signed_bar(value: float, scale: float = 1.0, side: int = SIGNED_BAR_SIDE) ->
     >>> signed_bar(-0.75527), signed_bar(0.66524), signed_bar(0.09003)
     (' ████│     ', '     │███▌ ', '     │▌    ')
     """
-    halves = 0 if not value == value else round(min(1.0, abs(value) / scale) * side * 2)
+    halves = 0 if math.isnan(value) else round(min(1.0, abs(value) / scale) * side * 2)
     full, half = divmod(halves, 2)
     if value < 0:
         return ("▐" * half + "█" * full).rjust(side) + "│" + " " * side
