@@ -194,11 +194,11 @@ def test_without_matplotlib_one_line_names_the_extra_and_nothing_is_written(tmp_
     ("args", "status", "message"),
     [
         (["2", "3", "-l", "0", "--plot", "grad.pdf"], 2,
-         "sce: error: --plot: grad.pdf is not a picture's file name: end it in .svg or .png, e.g. grad.svg\n"),
+         "sce: error: --plot: grad.pdf is not a picture's file name: end it in .svg or .png, e.g. plot.svg\n"),
         (["2", "3", "-l", "0", "--plot", ""], 2,
-         "sce: error: --plot: an empty name is not a picture's file name: end it in .svg or .png, e.g. grad.svg\n"),
+         "sce: error: --plot: an empty name is not a picture's file name: end it in .svg or .png, e.g. plot.svg\n"),
         (["2", "3", "-l", "0", "--plot", "-"], 2,
-         "sce: error: --plot: - is not a picture's file name: end it in .svg or .png, e.g. grad.svg\n"),
+         "sce: error: --plot: - is not a picture's file name: end it in .svg or .png, e.g. plot.svg\n"),
         (["2", "3", "-l", "0", "--plot", "no/such/folder/grad.svg"], 1,
          "sce: error: --plot: the folder {tmp}/no/such/folder does not exist; create it, or write the picture "
          "elsewhere\n"),
@@ -246,7 +246,7 @@ def test_a_folder_named_like_a_picture_is_refused(sce, tmp_path, monkeypatch):
     (tmp_path / "grad.svg").mkdir()
     result = sce("grad", "2", "3", "-l", "0", "--plot", "grad.svg")
     assert (result.exit_code, result.stderr) == (
-        2, "sce: error: --plot: grad.svg is a folder; name a file in it, e.g. grad.svg/grad.svg\n"
+        2, "sce: error: --plot: grad.svg is a folder; name a file in it, e.g. grad.svg/plot.svg\n"
     )
 
 

@@ -38,7 +38,11 @@ class Source(Protocol):
     def finish(self, rows: int) -> None: ...
 
 
-def run_batch(request: BatchRequest, on_progress: Progress | None = None) -> BatchSummary:
+def run_batch(
+    request: BatchRequest,
+    on_progress: Progress | None = None,
+    on_result: Callable[[SoftmaxCrossEntropyResult], None] | None = None,
+) -> BatchSummary:
     r"""Compute every row of the input and write the output; return the summary.
 
     Parameters
@@ -48,6 +52,8 @@ def run_batch(request: BatchRequest, on_progress: Progress | None = None) -> Bat
         (a file, or None for stdout) and its format, and the loss options.
     on_progress
         Called after each block as ``on_progress(bytes_read, rows)``.
+    on_result
+        Called with each block's result, in order (what ``--plot`` keeps of the rows).
 
     Returns
     -------
@@ -91,6 +97,8 @@ def run_batch(request: BatchRequest, on_progress: Progress | None = None) -> Bat
             for block, result in source.blocks():
                 raise_if_interrupted()
                 summary.add(result)
+                if on_result is not None:
+                    on_result(result)
                 if text:
                     sink.put(source.text(block, result, summary.rows))
                 else:

@@ -186,7 +186,7 @@ PLOT = Declared(
     "plot_path", ("--plot",),
     "Also draw the picture into FILE, .svg or .png (needs matplotlib: pip install 'sce[plot]'); written whole or "
     "not at all, the same bytes for the same command.",
-    FILES_PANEL, show_default=False,
+    FILES_PANEL, show_default=False, parameter="plot",
 )
 LABEL_COL = Declared(
     "label_col", ("--label-col",), "The label column (default: 'label'; the last without a header).", FILES_PANEL

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 
 from sce.cli.commandline import say_warning
-from sce.errors import OptionProblem
+from sce.errors import OptionDataProblem, OptionProblem
 
 
 def check_plot_path(path: str) -> str:
@@ -18,11 +18,16 @@ def check_plot_path(path: str) -> str:
     if kind is None:
         named = f"{path} is not" if path else "an empty name is not"
         raise OptionProblem(
-            "plot_path", f"{named} a picture's file name: end it in .svg or .png, e.g. grad.svg"
+            "plot_path", f"{named} a picture's file name: end it in .svg or .png, e.g. plot.svg"
         )
     if os.path.isdir(path):
-        example = os.path.join(path, "grad." + kind)
+        example = os.path.join(path, "plot." + kind)
         raise OptionProblem("plot_path", f"{path} is a folder; name a file in it, e.g. {example}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):  # said before a long run, not after it
+        raise OptionDataProblem(
+            "plot_path", f"the folder {folder} does not exist; create it, or write the picture elsewhere"
+        )
     require_matplotlib()
     return kind
 
@@ -39,3 +44,26 @@ def write_picture(path: str, picture: Callable[[], bytes], input_path: str | Non
         say_warning(note)
     with stopping_signals_handled():
         write_whole_file(lambda: OutputTarget(path, input_path, field="plot_path", noun="picture"), data)
+
+
+class BatchPicture:
+    """``sce batch --plot FILE``: checked before the run (its name, matplotlib, and that it is
+    neither the input, the output nor the summary), the rows kept during it, drawn after it."""
+
+    def __init__(self, path: str, input_path: str | None, output: str | None, summary: str | None) -> None:
+        from sce.batch.picture_rows import PictureRows
+        from sce.io.writers.atomic import refuse_same_file
+
+        self.path, self.kind = path, check_plot_path(path)
+        if input_path not in (None, "-"):
+            refuse_same_file(path, input_path, "plot_path", f"{path} is the input file; draw the picture elsewhere")
+        for other, what in ((output, "the output"), (summary, "the summary")):
+            if other not in (None, "-"):
+                refuse_same_file(path, other, "plot_path", f"{path} is {what}'s file; draw the picture elsewhere")
+        self.rows = PictureRows()
+
+    def write(self, input_path: str | None) -> None:
+        from sce.render.plot_batch import batch_picture, batch_plot_note
+
+        note = batch_plot_note(self.rows)
+        write_picture(self.path, lambda: batch_picture(self.rows, self.kind), input_path, note)
