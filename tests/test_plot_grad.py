@@ -296,3 +296,72 @@ def test_a_million_classes_show_the_target_and_the_most_probable_and_say_so(sce,
         "class and the most probable; the other classes' p add up to "
     )
     assert result.stderr.count("\n") == 1
+
+
+def tangent_slope(root) -> float:
+    axes = axes_holding(root, "tangent")
+    x_of, y_of = scale(axes, "x"), scale(axes, "y")
+    (x1, y1), (x2, y2) = path_points(groups(root)["tangent"])
+    return float((y_of(y2) - y_of(y1)) / (x_of(x2) - x_of(x1)))
+
+
+def test_the_tangent_follows_every_option_of_the_loss(sce, tmp_path):
+    # Weights, the mean, a soft cap, a z-loss and a temperature: L(z) = lse(b) − b_1 + λ·lse(b)², b = c·tanh(z/c)/T
+    # (the mean divides the weighted loss by the label's weight; the z-loss is unweighted), differentiated by mpmath.
+    path, _ = draw(sce, tmp_path, "2", "3", "4", "-l", "1", "-w", "1,5,1", "--reduction", "mean", "--softcap", "3",
+                   "--z-loss", "0.01", "-T", "1.5")
+    cap, temperature, weight = mpmath.mpf(3), mpmath.mpf("1.5"), mpmath.mpf("0.01")
+
+    def loss(z1):
+        b = [cap * mpmath.tanh(mpmath.mpf(z) / cap) / temperature for z in (2, z1, 4)]
+        lse = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in b))
+        return lse - b[1] + weight * lse**2
+
+    assert tangent_slope(parse_svg(path.read_bytes())) == pytest.approx(float(mpmath.diff(loss, 3)), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["2", "3", "4", "-l", "1", "-T", "1e308"],
+         "sce: error: --plot: the range of z_1 reaches 4.5e+307, beyond the 1e+150 a picture's axes can place; "
+         "leave out --plot for the numbers\n"),
+        (["2", "3", "4", "-l", "1", "-T", "1e-308"],
+         "sce: error: --plot: the loss along z_1 reaches 1.0e+308, beyond the 1e+150 a picture's axes can place; "
+         "leave out --plot for the numbers\n"),
+        (["1e300", "1e300", "-l", "0"],
+         "sce: error: --plot: the range of z_0 reaches 1.0e+300, beyond the 1e+150 a picture's axes can place; "
+         "leave out --plot for the numbers\n"),
+    ],
+)
+def test_numbers_beyond_a_pictures_axes_are_one_line_without_a_warning(tmp_path, args, message):
+    done = subprocess.run([*SCE, "grad", *args, "--plot", "grad.png"], cwd=tmp_path, capture_output=True, text=True,
+                          check=False, env={**os.environ, "NO_COLOR": "1"})
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", message)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["5e-324", "-0.0", "0", "-l", "2"], ["2", "3", "4", "-l", "1", "-T", "1e-140"], ["1e140", "0", "-l", "1"],
+     ["1", "2", "3", "-t", "0.2,0.3,0.5", "--smoothing", "0.2", "--smoothing-style", "off-target", "--dtype", "float32"]],
+)
+def test_extreme_but_drawable_numbers_draw_without_a_word_on_stderr(tmp_path, args):
+    done = subprocess.run([*SCE, "grad", *args, "--plot", "grad.svg"], cwd=tmp_path, capture_output=True, text=True,
+                          check=False, env={**os.environ, "NO_COLOR": "1"})
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "tangent" in groups(parse_svg((tmp_path / "grad.svg").read_bytes()))
+
+
+def test_a_terminal_of_80_columns_drops_the_gradient_bar_and_keeps_the_probability_bar():
+    from rich.console import Console
+
+    from sce import softmax_cross_entropy
+    from sce.render.table import print_grad
+
+    for width, probability_bar, gradient_bar in ((80, True, False), (100, True, True)):
+        console = Console(width=width, force_terminal=True, no_color=True, record=True)
+        print_grad(console, softmax_cross_entropy([[2.0, 3.0, 4.0]], [1], reduction="none"))
+        text = console.export_text()
+        assert ("█████▍" in text) is probability_bar, width
+        assert ("│███▌" in text) is gradient_bar, width

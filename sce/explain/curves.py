@@ -6,11 +6,12 @@ print for those numbers)."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from sce.loss import SoftmaxCrossEntropyResult, softmax_cross_entropy
+from sce.loss import LossWarning, SoftmaxCrossEntropyResult, softmax_cross_entropy
 from sce.options import LossOptions
 
 #: Points along a logit: enough for a smooth curve; fewer for many classes, where each costs a pass over K.
@@ -22,6 +23,8 @@ FEWEST_POINTS = 41
 #: Temperatures from T/8 to 8·T.
 TEMPERATURE_RANGE = 8.0
 TEMPERATURE_POINTS = 97
+#: The widest a curve's range reaches either side of 0: a quarter of float64's largest, so that its width is finite.
+LARGEST = float(np.finfo(np.float64).max) / 4
 
 
 @dataclass(frozen=True)
@@ -73,13 +76,29 @@ def curve_points(classes: int) -> int:
 
 def logit_range(logits: np.ndarray, klass: int, temperature: float) -> tuple[float, float]:
     """From well below to well above where p_c crosses 1/2 (z_c = T·lse of the others' z/T),
-    and always holding the given z_c; 6·T each side, where p_c is within 0.25% of 0 or 1."""
+    and always holding the given z_c; 6·T each side, where p_c is within 0.25% of 0 or 1.
+
+    Never wider than floats can hold (a range of 1e308 and more is cut to ±LARGEST), and never
+    narrower than a hundred steps between floats there (logits of 1e300 differ by 1e284 at least).
+
+    Examples
+    --------
+    >>> logit_range(np.array([2.0, 3.0, 4.0]), 1, 1.0)
+    (-3.0, 10.126928011042972)
+    >>> logit_range(np.array([2.0, 3.0, 4.0]), 1, 1e308)
+    (-4.4942328371557893e+307, 4.4942328371557893e+307)
+    """
     here = float(logits[klass])
-    others = np.delete(logits.astype(np.float64), klass) / temperature
-    finite = others[np.isfinite(others)]
-    middle = temperature * float(np.logaddexp.reduce(finite)) if finite.size else here
-    span = 6.0 * temperature
-    return min(here, middle) - span, max(here, middle) + span
+    with np.errstate(over="ignore", invalid="ignore"):  # z/T beyond floats: the middle is then z_c's
+        others = np.delete(logits.astype(np.float64), klass) / temperature
+        finite = others[np.isfinite(others)]
+        middle = temperature * float(np.logaddexp.reduce(finite)) if finite.size else here
+    if not np.isfinite(middle):
+        middle = here
+    scale = max(abs(here), abs(middle))
+    span = max(6.0 * temperature, 100.0 * float(np.spacing(scale)))
+    low, high = min(here, middle) - span, max(here, middle) + span
+    return max(low, -LARGEST), min(high, LARGEST)
 
 
 def loss_along_logit(
@@ -132,7 +151,8 @@ def probabilities_over_temperature(
     rows = result.as_rows
     points = points or min(TEMPERATURE_POINTS, curve_points(rows.num_classes) // 2)
     temperature = rows.options.temperature
-    temperatures = temperature * np.geomspace(1 / TEMPERATURE_RANGE, TEMPERATURE_RANGE, points)
+    low = max(temperature / TEMPERATURE_RANGE, float(np.finfo(np.float64).tiny))
+    temperatures = np.geomspace(low, min(temperature * TEMPERATURE_RANGE, LARGEST), points)
     logits = rows.logits[0].astype(np.float64)
     chosen = list(classes)
     probabilities = np.empty((points, len(chosen)))
@@ -145,9 +165,12 @@ def probabilities_over_temperature(
 def _same_loss(
     rows: SoftmaxCrossEntropyResult, logits: np.ndarray, options: LossOptions | None = None
 ) -> SoftmaxCrossEntropyResult:
-    return softmax_cross_entropy(
-        logits[None, :],
-        None if rows.labels is None else rows.labels[:1],
-        targets=None if rows.given_targets is None else rows.given_targets[:1],
-        options=options or rows.options,
-    )
+    # Far along a curve a loss may overflow: the picture's caller sees the infinity, not a warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LossWarning)
+        return softmax_cross_entropy(
+            logits[None, :],
+            None if rows.labels is None else rows.labels[:1],
+            targets=None if rows.given_targets is None else rows.given_targets[:1],
+            options=options or rows.options,
+        )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sce.errors import UsageProblem
 from sce.explain.curves import (
     LogitCurve,
     TemperatureSweep,
@@ -41,6 +42,9 @@ BAR_LIMIT = 40
 SHOWN_OF_MANY = 25
 #: Lines of the temperature panel: the label's class and the most probable ones.
 TEMPERATURE_LINES = 8
+#: The largest magnitude a picture's axes place (matplotlib's transforms overflow long before 1e308), and the
+#: smallest temperature they place on a log scale.
+AXIS_LIMIT = 1e150
 #: The other classes' lines: matplotlib's own colours, less its orange (the target's).
 LINE_COLOURS = ("#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")
 
@@ -103,6 +107,30 @@ def grad_plot_note(result: SoftmaxCrossEntropyResult) -> str | None:
     )
 
 
+def out_of_reach(curve: LogitCurve, sweep: TemperatureSweep | None) -> str | None:
+    """Why the curves cannot be placed on a picture's axes (a value beyond AXIS_LIMIT, or
+    infinite), worded for the command line; None if they can."""
+    c = curve.klass
+    for name, values in (
+        (f"the range of z_{c}", curve.logits),
+        (f"the loss along z_{c}", curve.losses),
+        (f"∂L/∂z_{c} along z_{c}", curve.slopes),
+    ):
+        largest = float(np.max(np.abs(values)))
+        if not largest <= AXIS_LIMIT:
+            return (
+                f"--plot: {name} reaches {display(largest, 2)}, beyond the {display(AXIS_LIMIT, 1)} "
+                "a picture's axes can place; leave out --plot for the numbers"
+            )
+    temperatures = (1.0, 1.0) if sweep is None else (float(sweep.temperatures.min()), float(sweep.temperatures.max()))
+    if not 1 / AXIS_LIMIT <= temperatures[0] <= temperatures[1] <= AXIS_LIMIT:
+        return (
+            f"--plot: temperatures from T/8 to 8·T reach beyond the {display(1 / AXIS_LIMIT, 1)} to "
+            f"{display(AXIS_LIMIT, 1)} a picture's axes can place; leave out --plot for the numbers"
+        )
+    return None
+
+
 def grad_figure(result: SoftmaxCrossEntropyResult, digits: int = 5) -> Figure:
     """The figure of a one-row result (call inside :func:`~sce.render.plots.fixed_style`)."""
     rows = result.as_rows
@@ -111,6 +139,9 @@ def grad_figure(result: SoftmaxCrossEntropyResult, digits: int = 5) -> Figure:
     sweep = None
     if rows.options.temperature != 1.0:
         sweep = probabilities_over_temperature(result, temperature_classes(result, classes))
+    refusal = out_of_reach(curve, sweep)
+    if refusal is not None:
+        raise UsageProblem(refusal)
     figure = new_figure(10.0, 10.5 if sweep is not None else 7.0)
     grid = figure.add_gridspec(3 if sweep is not None else 2, 2)
     draw_probability_bars(figure.add_subplot(grid[0, 0]), rows, classes, curve.klass)
@@ -142,8 +173,6 @@ def grad_figure_svg(result: SoftmaxCrossEntropyResult, digits: int = 5) -> str:
 
 def grad_picture(result: SoftmaxCrossEntropyResult, kind: str, digits: int = 5) -> bytes:
     """The picture of ``sce grad --plot`` as the bytes of an ``svg`` or ``png`` file."""
-    from sce.errors import UsageProblem
-
     refusal = plot_refusal(result)
     if refusal is not None:
         raise UsageProblem(refusal)
