@@ -162,3 +162,19 @@ def test_batch_draws_the_same_bytes_twice_and_loads_matplotlib_only_for_a_pictur
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "sce", "batch", "batch.csv", "-o", "o.csv", "-q"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     assert "matplotlib" not in done.stderr
+
+
+def test_losses_beyond_a_pictures_axes_are_counted_not_drawn(sce, tmp_path):
+    source = tmp_path / "far.csv"
+    source.write_text("z0,z1,label\n0,1.7e308,0\n0,1.7e308,0\n1,2,1\n0,-inf,1\n")
+    picture = tmp_path / "far.svg"
+    result = sce("batch", source, "-o", tmp_path / "out.csv", "--plot", picture, "-q")
+    assert result.exit_code == 0
+    assert result.stderr == "sce: warning: 1 row has an infinite loss (a target class with probability 0)\n"
+    root = parse_svg(picture.read_bytes())
+    found = groups(root)
+    y_of = scale(axes_holding(root, "loss-mean"), "y")
+    x_of = scale(axes_holding(root, "loss-mean"), "x")
+    counts = [float(y_of(path_points(found[gid])[2][1])) for gid in found if gid.startswith("loss-bin-")]
+    assert sum(counts) == pytest.approx(1.0, abs=1e-4)  # only the row 1,2 → label 1: loss log(1 + e^-1)
+    assert float(x_of(path_points(found["loss-mean"])[0][0])) == pytest.approx(float(mpmath.log1p(mpmath.e**-1)), abs=1e-4)

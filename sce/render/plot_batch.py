@@ -9,7 +9,7 @@ import numpy as np
 
 from sce.batch.picture_rows import PictureRows
 from sce.number_text import display
-from sce.render.plots import NEUTRAL, figure_bytes, fixed_style, new_figure
+from sce.render.plots import AXIS_LIMIT, NEUTRAL, figure_bytes, fixed_style, new_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -53,27 +53,29 @@ def batch_picture(kept: PictureRows, kind: str) -> bytes:
 
 def draw_loss_histogram(axes: Any, kept: PictureRows) -> None:
     losses = kept.losses()
-    finite = losses[np.isfinite(losses)]
-    infinite = losses.size - finite.size
-    if finite.size:
-        bins = min(HISTOGRAM_BINS, max(FEWEST_BINS, int(np.sqrt(finite.size))))
-        top = float(finite.max())
+    drawn = losses[np.abs(losses) <= AXIS_LIMIT]  # NaN and infinities fail the comparison too
+    if drawn.size:
+        bins = min(HISTOGRAM_BINS, max(FEWEST_BINS, int(np.sqrt(drawn.size))))
+        top = float(drawn.max())
         edges = np.linspace(0.0, top if top > 0 else 1.0, bins + 1)
-        counts, _ = np.histogram(finite, edges)
-        drawn = axes.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=NEUTRAL, edgecolor="white")
-        for k, patch in enumerate(drawn.patches):
+        counts, _ = np.histogram(drawn, edges)
+        bars = axes.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=NEUTRAL, edgecolor="white")
+        for k, patch in enumerate(bars.patches):
             patch.set_gid(f"loss-bin-{k}")
-        axes.axvline(float(finite.mean()), color="black", linestyle="--", linewidth=1.0, gid="loss-mean")
+        axes.axvline(float(drawn.mean()), color="black", linestyle="--", linewidth=1.0, gid="loss-mean")
     from matplotlib.ticker import MaxNLocator
 
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("loss of a row (dashed: the mean)")
     axes.set_ylabel("rows")
     sampled = "" if kept.stride == 1 else f", every {kept.stride:,}th"
-    title = f"per-row loss: {finite.size:,} rows{sampled}"
-    if finite.size:
-        title += f", mean {display(float(finite.mean()), 4)}"
+    title = f"per-row loss: {drawn.size:,} rows{sampled}"
+    if drawn.size:
+        title += f", mean {display(float(drawn.mean()), 4)}"
+    infinite = int(np.isinf(losses).sum())
+    beyond = losses.size - drawn.size - infinite
     notes = [f"{infinite:,} with an infinite loss"] if infinite else []
+    notes += [f"{beyond:,} beyond {display(AXIS_LIMIT, 1)}"] if beyond else []
     notes += [f"{kept.ignored:,} ignored"] if kept.ignored else []
     if notes:
         title += "\n(" + ", ".join(notes) + ": not drawn)"

@@ -24,6 +24,7 @@ from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import display, given
 from sce.render.plots import (
     ACCENT,
+    AXIS_LIMIT,
     NEUTRAL,
     PULLED_UP,
     PUSHED_DOWN,
@@ -42,9 +43,6 @@ BAR_LIMIT = 40
 SHOWN_OF_MANY = 25
 #: Lines of the temperature panel: the label's class and the most probable ones.
 TEMPERATURE_LINES = 8
-#: The largest magnitude a picture's axes place (matplotlib's transforms overflow long before 1e308), and the
-#: smallest temperature they place on a log scale.
-AXIS_LIMIT = 1e150
 #: The other classes' lines: matplotlib's own colours, less its orange (the target's).
 LINE_COLOURS = ("#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")
 

@@ -31,6 +31,10 @@ HASH_SALT = "sce"
 #: Dots per inch of a PNG.
 PNG_DPI = 100
 
+#: The largest magnitude a picture's axes place (matplotlib's transforms overflow long before 1e308), and
+#: the reciprocal of the smallest positive value they place on a log scale.
+AXIS_LIMIT = 1e150
+
 PULLED_UP = "#2a9d50"  # a negative gradient entry: descent raises that logit
 PUSHED_DOWN = "#d1495b"  # a positive one: descent lowers it
 NEUTRAL = "#4878a8"
