@@ -27,7 +27,7 @@ LEVEL = Declared(
     SHEET_PANEL,
 )
 SHEET_FORMAT = Declared(
-    "sheet_format", ("--format", "-f"), "The worksheet's format (html: not yet; refused).", SHEET_PANEL, parameter="sheet_format"
+    "sheet_format", ("--format", "-f"), "The worksheet's format (html: not yet; refused).", SHEET_PANEL
 )
 CHOICES = Declared(
     "choices", ("--choices",),

@@ -32,6 +32,8 @@ SheetOutputOption = Annotated[
 ]
 #: The id column of the class's file of answers, in the line that grades a class.
 STUDENT_COLUMN = "student"
+#: The key's id column: the key is graded exercise by exercise, each with its verdict and mistake.
+EXERCISE_COLUMN = "exercise"
 
 
 def exercise(
@@ -144,7 +146,7 @@ def _report(sheet: Sheet, output: str, answers: str) -> str:
         [
             f"wrote {output}: {count} ({request.level}, {sheet.classes} classes, seed {request.seed})",
             f"wrote {answers}: the answer key",
-            f"check the key:  {check_command(sheet, answers)}",
+            f"check the key:  {check_command(sheet, answers, EXERCISE_COLUMN)}",
             f"grade a class:  {check_command(sheet, answers_file, STUDENT_COLUMN)}",
             f"  ({answers_file}: the key's columns, a column {STUDENT_COLUMN}, and each student's grad_* and loss)",
         ]

@@ -146,11 +146,15 @@ def _boxed_in_prose(found: re.Match[str], name: str) -> str:
 
 
 def _blank_writer(exercise: Exercise) -> NumberWriter:
-    names = dict(zip(exercise.blanks, BLANK_NAMES, strict=False))
+    """Each number that is written as a blank's value is (another route to the gradient may
+    reach it in its last bit otherwise, and would give it away)."""
 
     def write(value: float, digits: int) -> str:
-        name = names.get(float(value))
-        return latex(value, digits) if name is None else _box(name)
+        text = latex(value, digits)
+        for name, blank in zip(BLANK_NAMES, exercise.blanks, strict=False):
+            if text == latex(blank, digits):
+                return _box(name)
+        return text
 
     return write
 

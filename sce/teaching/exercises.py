@@ -22,7 +22,7 @@ from sce.explain.derivation import Equation, build_derivation
 from sce.explain.derivation.stages import RESULT
 from sce.grading import Mistake, usual_mistakes
 from sce.loss import SoftmaxCrossEntropyResult, softmax_cross_entropy
-from sce.number_text import count_of, display
+from sce.number_text import count_of, shown
 from sce.options import LossOptions
 
 #: The levels, from the plainest: each adds one thing to work through.
@@ -53,7 +53,7 @@ class SheetRequest:
     >>> SheetRequest(count=0, seed=1)
     Traceback (most recent call last):
     ...
-    sce.errors.OptionProblem: count: 0 exercises; give a count from 1 to 1000
+    sce.errors.OptionProblem: count: 0 exercises; give a count from 1 to 1,000
     """
 
     count: int
@@ -143,7 +143,8 @@ def make_sheet(request: SheetRequest) -> Sheet:
     >>> one = sheet.exercises[0]
     >>> bool(np.isclose(sum(one.gradient), 0.0))  # s − y sums to 0
     True
-    >>> make_sheet(SheetRequest(count=2, seed=7, classes=3)) == sheet
+    >>> again = make_sheet(SheetRequest(count=2, seed=7, classes=3))
+    >>> [exercise.gradient for exercise in again.exercises] == [exercise.gradient for exercise in sheet.exercises]
     True
     """
     generator = np.random.default_rng(request.seed)
@@ -222,14 +223,15 @@ def _blanks(result: SoftmaxCrossEntropyResult, generator: np.random.Generator) -
 
 
 def choice_text(gradient: tuple[float, ...] | np.ndarray) -> tuple[str, ...]:
-    """A gradient as a choice writes it: each entry to :data:`CHOICE_DIGITS` significant digits.
+    """A gradient as a choice writes it: each entry to :data:`CHOICE_DIGITS` significant digits,
+    a whole number as one (the 0 of a class left out).
 
     Examples
     --------
-    >>> choice_text((0.0900305731703805, -0.7552715289452516, 0.6652409557748219))
-    ('0.09003', '-0.7553', '0.6652')
+    >>> choice_text((0.0900305731703805, -0.7552715289452516, 0.0))
+    ('0.09003', '-0.7553', '0')
     """
-    return tuple(display(float(value), CHOICE_DIGITS) for value in gradient)
+    return tuple(shown(float(value), CHOICE_DIGITS) for value in gradient)
 
 
 def _choices(exercise: Exercise, generator: np.random.Generator) -> tuple[Choice, ...]:
