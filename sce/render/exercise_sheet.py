@@ -8,7 +8,7 @@ import functools
 import io
 import re
 
-from sce.explain.derivation import Stage, build_derivation
+from sce.explain.derivation import Stage
 from sce.grading.catalogue import Mistake
 from sce.number_text import DISPLAY_DIGITS, display, exact, given, latex
 from sce.render.markdown_format import NumberWriter, steps_markdown
@@ -117,7 +117,7 @@ def _exercise_lines(sheet: Sheet, exercise: Exercise) -> list[str]:
             "same number appears).",
             "",
         ]
-        stages = [_notes_blanked(stage, exercise) for stage in build_derivation(exercise.result, DISPLAY_DIGITS)]
+        stages = [_notes_blanked(stage, exercise) for stage in exercise.derivation]
         lines += [steps_markdown(stages, DISPLAY_DIGITS, _blank_writer(exercise), heading="####"), ""]
     return lines
 
@@ -149,12 +149,13 @@ def _blank_writer(exercise: Exercise) -> NumberWriter:
     """Each number that is written as a blank's value is (another route to the gradient may
     reach it in its last bit otherwise, and would give it away)."""
 
+    @functools.lru_cache(maxsize=32)
+    def boxes(digits: int) -> dict[str, str]:
+        return {latex(blank, digits): _box(name) for name, blank in zip(BLANK_NAMES, exercise.blanks, strict=False)}
+
     def write(value: float, digits: int) -> str:
         text = latex(value, digits)
-        for name, blank in zip(BLANK_NAMES, exercise.blanks, strict=False):
-            if text == latex(blank, digits):
-                return _box(name)
-        return text
+        return boxes(digits).get(text, text)
 
     return write
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sce.errors import OptionProblem
-from sce.explain.derivation import Equation, build_derivation
+from sce.explain.derivation import Equation, Stage, build_derivation
 from sce.explain.derivation.stages import RESULT
 from sce.grading import Mistake, usual_mistakes
 from sce.loss import SoftmaxCrossEntropyResult, softmax_cross_entropy
@@ -101,9 +101,12 @@ class Exercise:
     targets: tuple[float, ...] | None
     result: SoftmaxCrossEntropyResult
     choices: tuple[Choice, ...] = ()
+    derivation: tuple[Stage, ...] = ()
+    """The derivation, as ``sce grad --steps`` shows it (:func:`sce.explain.derivation.build_derivation`),
+    where the sheet has blanks."""
     blanks: tuple[float, ...] = ()
-    """Values of the derivation (:func:`sce.explain.derivation.build_derivation`) left blank, in the
-    order the derivation reaches them: wherever one of these values is written, a blank stands."""
+    """Values of the derivation left blank, in the order it reaches them: wherever one of these
+    values is written, a blank stands."""
 
     @property
     def gradient(self) -> tuple[float, ...]:
@@ -202,15 +205,16 @@ def _exercise(
         result = softmax_cross_entropy([logits], [label], options=options)
     exercise = Exercise(number, logits, label, targets, result)
     choices = _choices(exercise, generator) if request.choices else ()
-    blanks = _blanks(result, generator) if request.blanks else ()
-    return Exercise(number, logits, label, targets, result, choices, blanks)
+    derivation = tuple(build_derivation(result)) if request.blanks else ()
+    blanks = _blanks(derivation, generator) if request.blanks else ()
+    return Exercise(number, logits, label, targets, result, choices, derivation, blanks)
 
 
-def _blanks(result: SoftmaxCrossEntropyResult, generator: np.random.Generator) -> tuple[float, ...]:
+def _blanks(derivation: tuple[Stage, ...], generator: np.random.Generator) -> tuple[float, ...]:
     """Up to :data:`BLANK_COUNT` results of the derivation's lines, after its setup: each a value a
     line computes, not a whole number (a 1 or a 0 stands in formulas for other reasons)."""
     computed: dict[float, None] = {}
-    for stage in build_derivation(result)[1:]:
+    for stage in derivation[1:]:
         for item in stage.items:
             if not isinstance(item, Equation) or (found := RESULT.fullmatch(item.substituted)) is None:
                 continue
