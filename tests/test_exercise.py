@@ -310,3 +310,25 @@ def test_stdout_is_not_a_sheet_file(sce, tmp_path):
         2,
         "sce: error: -o: name the worksheet's file (the worksheet and its key are written as files)\n",
     )
+
+
+def test_an_interruption_while_writing_the_key_leaves_both_old_files(sce, tmp_path, monkeypatch):
+    import sce.batch.loop as loop
+
+    written = []
+    real_write_text = loop.write_text
+
+    def interrupted_on_the_second(target, text):
+        written.append(target)
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        real_write_text(target, text)
+
+    monkeypatch.setattr(loop, "write_text", interrupted_on_the_second)
+    (tmp_path / "sheet.md").write_text("old sheet\n")
+    (tmp_path / "key.csv").write_text("old key\n")
+    result = make(sce, tmp_path, "--count", 3, "--seed", 1)
+    assert result.exit_code != 0
+    assert (tmp_path / "sheet.md").read_text() == "old sheet\n"
+    assert (tmp_path / "key.csv").read_text() == "old key\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["key.csv", "sheet.md"]
