@@ -95,6 +95,32 @@ def test_a_temperature_keys_answers_are_the_exact_ones(sce, tmp_path):
             assert float(row[f"grad_z{k}"]) == pytest.approx(float(expected), rel=1e-14)
 
 
+def test_smoothed_and_weighted_keys_answers_are_the_exact_ones(sce, tmp_path):
+    for level in ("smoothing", "weights"):
+        folder = tmp_path / level
+        folder.mkdir()
+        result = make(sce, folder, "--count", 5, "--seed", 13, "--level", level)
+        words = check_line(result.stdout, "check the key")
+        given = words[words.index("--loss-col") + 2 :]  # the sheet's options, after the columns
+        options = dict(zip(given[::2], given[1::2]))
+        for row in key_rows(folder / "key.csv"):
+            s = exact_softmax(logits_of(row))
+            label, classes = int(row["label"]), len(s)
+            y = [mpmath.mpf(1 if k == label else 0) for k in range(classes)]
+            if level == "smoothing":
+                epsilon = mpmath.mpf(options["--smoothing"])
+                target = [(1 - epsilon) * y_k + epsilon / classes for y_k in y]
+                gradient = [p - t for p, t in zip(s, target)]
+                loss = -mpmath.fsum(t * mpmath.log(p) for p, t in zip(s, target))
+            else:
+                weight = mpmath.mpf(options["--weight"].split(",")[label])
+                gradient = [weight * (p - y_k) for p, y_k in zip(s, y)]
+                loss = -weight * mpmath.log(s[label])
+            assert float(row["loss"]) == pytest.approx(float(loss), rel=1e-14)
+            for k in range(classes):
+                assert float(row[f"grad_z{k}"]) == pytest.approx(float(gradient[k]), rel=1e-13, abs=1e-17)
+
+
 @pytest.mark.parametrize("level", LEVELS)
 def test_the_key_passes_the_check_line_sce_exercise_prints(sce, tmp_path, level):
     result = make(sce, tmp_path, "--count", 6, "--seed", 9, "--level", level, "--choices", "--blanks")
