@@ -358,3 +358,25 @@ def test_an_interruption_while_writing_the_key_leaves_both_old_files(sce, tmp_pa
     assert (tmp_path / "sheet.md").read_text() == "old sheet\n"
     assert (tmp_path / "key.csv").read_text() == "old key\n"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["key.csv", "sheet.md"]
+
+
+def test_with_choices_the_derivation_does_not_give_the_right_choice_away(sce, tmp_path):
+    assert make(sce, tmp_path, "--count", 5, "--seed", 6, "--classes", 4, "--choices", "--blanks").exit_code == 0
+    sheet = (tmp_path / "sheet.md").read_text(encoding="utf-8")
+    for row, part in zip(key_rows(tmp_path / "key.csv"), sheet.split("## Exercise ")[1:], strict=True):
+        derivation = part.split("### Fill in the blanks")[1]
+        s = exact_softmax(logits_of(row))
+        label = int(row["label"])
+        for k, p in enumerate(s):
+            entry = p - (1 if k == label else 0)
+            for digits in (4, 5, 6):
+                assert mpmath.nstr(entry, digits, strip_zeros=False) not in derivation, (row["exercise"], k)
+
+
+def test_the_note_on_rounding_left_out_of_sheets_is_the_derivations_own(sce, tmp_path):
+    from sce.render.exercise_sheet import ROUNDING_NOTE
+
+    steps = sce("grad", "2", "3", "4", "--label", "1", "--steps", "--format", "markdown").stdout
+    assert f"\n{ROUNDING_NOTE}: " in steps  # what the sheet leaves out is there to leave out
+    assert make(sce, tmp_path, "--count", 10, "--seed", 2, "--blanks").exit_code == 0
+    assert ROUNDING_NOTE not in (tmp_path / "sheet.md").read_text(encoding="utf-8")

@@ -15,7 +15,7 @@ from sce.render.markdown_format import NumberWriter, steps_markdown
 from sce.teaching.exercises import Exercise, Sheet, choice_text
 
 #: The letters that name a derivation's blanks, in order.
-BLANK_NAMES = "abcdefgh"
+BLANK_NAMES = "abcdefghijklmnopqrstuvwxyz"
 #: The key's column of exercise numbers, ahead of the logits.
 EXERCISE_COLUMN = "exercise"
 #: The key's columns for multiple choice and for the blanks.
@@ -126,11 +126,18 @@ def _box(name: str) -> str:
     return f"\\boxed{{\\;\\text{{({name})}}\\;}}"
 
 
+#: How the derivation's note on digits kept for a line to check by hand opens: on a sheet the line's
+#: operand is the learner's own number, and the note would show a near neighbour of the answer.
+ROUNDING_NOTE = "Rounding first would mislead"
+
+
 def _notes_blanked(stage: Stage, exercise: Exercise) -> Stage:
     """The stage with a blank's number, where its prose writes it (a sanity check's L = 6.3151),
-    boxed too: the prose must not give the answer away."""
+    boxed too, and without the note on rounding: the prose must not give the answer away."""
     notes = []
     for note in stage.notes:
+        if note.startswith(ROUNDING_NOTE):
+            continue
         for name, value in zip(BLANK_NAMES, exercise.blanks, strict=False):
             for digits in range(DISPLAY_DIGITS, DISPLAY_DIGITS + 3):
                 number = re.compile(rf"(?<![\d.]){re.escape(display(value, digits))}(?!\d)")

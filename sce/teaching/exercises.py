@@ -206,13 +206,18 @@ def _exercise(
     exercise = Exercise(number, logits, label, targets, result)
     choices = _choices(exercise, generator) if request.choices else ()
     derivation = tuple(build_derivation(result)) if request.blanks else ()
-    blanks = _blanks(derivation, generator) if request.blanks else ()
+    # With choices, the derivation would show the right one: the gradient's entries are blanks too.
+    answers = exercise.gradient if request.choices else ()
+    blanks = _blanks(derivation, generator, answers) if request.blanks else ()
     return Exercise(number, logits, label, targets, result, choices, derivation, blanks)
 
 
-def _blanks(derivation: tuple[Stage, ...], generator: np.random.Generator) -> tuple[float, ...]:
-    """Up to :data:`BLANK_COUNT` results of the derivation's lines, after its setup: each a value a
-    line computes, not a whole number (a 1 or a 0 stands in formulas for other reasons)."""
+def _blanks(
+    derivation: tuple[Stage, ...], generator: np.random.Generator, kept: tuple[float, ...] = ()
+) -> tuple[float, ...]:
+    """Up to :data:`BLANK_COUNT` results of the derivation's lines, after its setup, besides the values
+    ``kept`` (blank whatever else is drawn): each a value a line computes, not a whole number (a 1 or
+    a 0 stands in formulas for other reasons)."""
     computed: dict[float, None] = {}
     for stage in derivation[1:]:
         for item in stage.items:
@@ -221,9 +226,11 @@ def _blanks(derivation: tuple[Stage, ...], generator: np.random.Generator) -> tu
             value = float(item.values[found.group("result")])
             if math.isfinite(value) and not value.is_integer():
                 computed.setdefault(value)
-    values = list(computed)
-    chosen = sorted(generator.permutation(len(values))[:BLANK_COUNT])
-    return tuple(values[index] for index in chosen)
+    kept = tuple(dict.fromkeys(value for value in kept if math.isfinite(value) and not value.is_integer()))
+    values = [value for value in computed if value not in kept]
+    chosen = {values[index] for index in generator.permutation(len(values))[:BLANK_COUNT]} | set(kept)
+    in_order = dict.fromkeys([*computed, *kept])  # the derivation's order, then any it does not compute
+    return tuple(value for value in in_order if value in chosen)
 
 
 def choice_text(gradient: tuple[float, ...] | np.ndarray) -> tuple[str, ...]:
