@@ -380,3 +380,29 @@ def test_the_note_on_rounding_left_out_of_sheets_is_the_derivations_own(sce, tmp
     assert f"\n{ROUNDING_NOTE}: " in steps  # what the sheet leaves out is there to leave out
     assert make(sce, tmp_path, "--count", 10, "--seed", 2, "--blanks").exit_code == 0
     assert ROUNDING_NOTE not in (tmp_path / "sheet.md").read_text(encoding="utf-8")
+
+
+def test_the_printed_lines_run_as_typed_in_a_shell_with_awkward_file_names(tmp_path):
+    """The installed sce, through bash: the lines sce exercise prints are quoted for a shell."""
+    import shutil
+    import subprocess
+    import sys
+
+    found = shutil.which("sce", path=str(Path(sys.executable).parent)) or shutil.which("sce")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("sce is not installed: CI runs it (pip install '.[test]')")
+        pytest.skip("sce is not installed (pip install .)")
+    folder = Path(found).parent
+    env = {**os.environ, "PATH": f"{folder}{os.pathsep}{os.environ.get('PATH', '')}", "NO_COLOR": "1"}
+    made = subprocess.run(
+        ["sce", "exercise", "--count", "3", "--seed", "4", "--level", "weights", "-o", "it's a sheet.md",
+         "--answers", "key $HOME.csv"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    line = next(line for line in made.stdout.splitlines() if line.startswith("check the key:"))
+    checked = subprocess.run(
+        ["bash", "-c", line.split(":", 1)[1]], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.endswith("learners: 3 (correct 3)\n")
