@@ -382,10 +382,9 @@ def test_the_note_on_rounding_left_out_of_sheets_is_the_derivations_own(sce, tmp
     assert ROUNDING_NOTE not in (tmp_path / "sheet.md").read_text(encoding="utf-8")
 
 
-def test_the_printed_lines_run_as_typed_in_a_shell_with_awkward_file_names(tmp_path):
-    """The installed sce, through bash: the lines sce exercise prints are quoted for a shell."""
+def installed_environment() -> dict[str, str]:
+    """The environment to run the installed sce in, by name, as a user does."""
     import shutil
-    import subprocess
     import sys
 
     found = shutil.which("sce", path=str(Path(sys.executable).parent)) or shutil.which("sce")
@@ -394,7 +393,14 @@ def test_the_printed_lines_run_as_typed_in_a_shell_with_awkward_file_names(tmp_p
             pytest.fail("sce is not installed: CI runs it (pip install '.[test]')")
         pytest.skip("sce is not installed (pip install .)")
     folder = Path(found).parent
-    env = {**os.environ, "PATH": f"{folder}{os.pathsep}{os.environ.get('PATH', '')}", "NO_COLOR": "1"}
+    return {**os.environ, "PATH": f"{folder}{os.pathsep}{os.environ.get('PATH', '')}", "NO_COLOR": "1"}
+
+
+def test_the_printed_lines_run_as_typed_in_a_shell_with_awkward_file_names(tmp_path):
+    """The installed sce, through bash: the lines sce exercise prints are quoted for a shell."""
+    import subprocess
+
+    env = installed_environment()
     made = subprocess.run(
         ["sce", "exercise", "--count", "3", "--seed", "4", "--level", "weights", "-o", "it's a sheet.md",
          "--answers", "key $HOME.csv"],
@@ -406,3 +412,25 @@ def test_the_printed_lines_run_as_typed_in_a_shell_with_awkward_file_names(tmp_p
     )
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.endswith("learners: 3 (correct 3)\n")
+
+
+def test_sigterm_leaves_both_files_or_neither(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    env = installed_environment()
+    run = subprocess.Popen(
+        ["sce", "exercise", "--count", "300", "--seed", "1", "--classes", "10", "--blanks", "-o", "s.md",
+         "--answers", "k.csv"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(1.5)
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=120)
+    left = sorted(path.name for path in tmp_path.iterdir())
+    if run.returncode == 0:  # finished before the signal
+        assert left == ["k.csv", "s.md"]
+    else:
+        assert (run.returncode, stderr) == (128 + signal.SIGTERM, "sce: interrupted (SIGTERM)\n")
+        assert left == []
