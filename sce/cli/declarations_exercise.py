@@ -42,7 +42,7 @@ BLANKS = Declared(
 )
 ANSWERS = Declared(
     "answers_path", ("--answers",),
-    "The answer key's file: CSV in the columns sce check --csv reads, every answer to the last bit. "
+    "The answer key's file: CSV in the columns sce check --csv reads, every answer at full precision. "
     "Written with the worksheet, both or neither.",
     FILES_PANEL, show_default=False, parameter="answers",
 )

@@ -189,7 +189,7 @@ def key_header(sheet: Sheet) -> list[str]:
 
 
 def answer_key_csv(sheet: Sheet) -> str:
-    """The answer key: one row per exercise, every answer to the last bit (float64's shortest text).
+    """The answer key: one row per exercise, every answer at full precision (float64's shortest text).
 
     Examples
     --------
