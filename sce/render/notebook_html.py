@@ -108,7 +108,7 @@ def signed_bar(value: float, scale: float) -> str:
     """A bar from the middle of the track: to the left for a negative ∂L/∂z (that class is pulled up by a step
     of gradient descent), to the right for a positive one, as long as its share of ``scale`` (half the track
     for the largest). ±inf fills its half; NaN and a scale of 0 draw none."""
-    share = 0.0 if np.isnan(value) or scale == 0 else 1.0 if np.isinf(value) else min(1.0, abs(value) / scale)
+    share = min(1.0, abs(value) / scale) if np.isfinite(value) and scale > 0 else float(np.isinf(value))
     side = "right:50%" if value < 0 else "left:50%"
     colour = _PULLED_UP_COLOUR if value < 0 else _PUSHED_DOWN_COLOUR
     fill = f"position:absolute;{side};top:0;bottom:0;width:{50 * share:.2f}%;background:{colour}"
