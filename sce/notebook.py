@@ -11,6 +11,7 @@ Nothing here loads numpy until it is called: ``import sce`` stays fast.
 
 from __future__ import annotations
 
+import operator
 import sys
 import types
 from typing import TYPE_CHECKING, Any
@@ -179,7 +180,7 @@ def explain(
     TypeError: explain() got an unexpected keyword argument 'smoothing' (did you mean label_smoothing?)
     """
     _check_keywords(options)
-    _check_digits(digits)
+    digits = _check_digits(digits)
     if label is not None and target is not None:
         raise ValueError("give either label= (a class index) or target= (probabilities), not both")
     if label is None and target is None:
@@ -214,9 +215,15 @@ def _check_keywords(options: dict[str, Any]) -> None:
             raise TypeError(f"explain() got an unexpected keyword argument {keyword!r}{hint}")
 
 
-def _check_digits(digits: int) -> None:
-    if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= 17:
+def _check_digits(digits: int) -> int:
+    """``digits`` as an int (numpy's integers too), or a ValueError."""
+    try:
+        whole = None if isinstance(digits, bool) else operator.index(digits)
+    except TypeError:
+        whole = None
+    if whole is None or not 1 <= whole <= 17:
         raise ValueError(f"digits={digits!r} is out of range; use an integer from 1 to 17")
+    return whole
 
 
 class ExplainPackage(types.ModuleType):

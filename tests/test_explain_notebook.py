@@ -259,6 +259,18 @@ def test_bad_input_is_refused_in_one_line(logits, given, words):
     assert words in str(raised.value) and "\n" not in str(raised.value)
 
 
+def test_numpy_numbers_are_taken_as_python_ones():
+    derivation = sce.explain(np.array([2.0, 3.0, 4.0]), np.int64(1), digits=np.int64(3))
+    assert derivation.digits == 3 and "0.245" in derivation.markdown()
+
+
+def test_an_empty_batch_says_it_has_no_rows():
+    with pytest.warns(sce.LossWarning, match="no rows"):
+        result = sce.softmax_cross_entropy(np.zeros((0, 3)), np.zeros(0, dtype=int))
+    text = "".join(parsed(result_table(result)).text)
+    assert "No rows." in text and "Loss L = nan" in text
+
+
 def test_one_row_of_a_batch_and_options_as_one_value_are_explained():
     one_row = sce.explain([[2.0, 3.0, 4.0]], [1], options=sce.LossOptions(reduction="none", label_smoothing=0.1))
     assert json.loads(one_row.json()) == json.loads(sce.explain([2.0, 3.0, 4.0], 1, label_smoothing=0.1).json())

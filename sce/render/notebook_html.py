@@ -35,6 +35,8 @@ def result_html(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS)
     signed gradient ∂L/∂z (a bar from the middle, scaled to the row's largest magnitude); then the loss."""
     rows = result.as_rows
     parts = [_row_table(rows, row, digits) for row in range(min(rows.num_rows, ROWS_SHOWN))]
+    if rows.num_rows == 0:
+        parts.append(_paragraph("No rows."))
     if rows.num_rows > ROWS_SHOWN:
         parts.append(_paragraph(f"… {count_of(rows.num_rows - ROWS_SHOWN, 'more row')} not shown"))
     loss = rows.reported_loss() if rows.num_rows == 1 else rows.loss
