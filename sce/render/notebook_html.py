@@ -114,7 +114,7 @@ def signed_bar(value: float, scale: float) -> str:
     side = "right:50%" if value < 0 else "left:50%"
     colour = _PULLED_UP_COLOUR if value < 0 else _PUSHED_DOWN_COLOUR
     fill = f"position:absolute;{side};top:0;bottom:0;width:{50 * share:.2f}%;background:{colour}"
-    middle = "position:absolute;left:50%;top:0;bottom:0;width:1px;background:#888"
+    middle = "position:absolute;left:50%;top:0;bottom:0;width:1px;background:gray"
     return f'<div style="{_TRACK}"><div style="{fill}"></div><div style="{middle}"></div></div>'
 
 
