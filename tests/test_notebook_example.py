@@ -3,8 +3,10 @@ against mpmath), so that it cannot rot. One kernel, started by the test on a tem
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import mpmath
@@ -28,19 +30,30 @@ def five_digits(value: mpmath.mpf) -> str:
     return mpmath.nstr(value, 5, strip_zeros=False)
 
 
+#: A kernel of its own, run by this Python: a "python3" kernel of the user's own (~/.local/share/jupyter) would win over
+#: this environment's, and run another Python, without sce or with another version of it.
+KERNEL = "sce-tests-python"
+
+
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     folder = tmp_path_factory.mktemp("notebook")
+    spec = folder / "jupyter" / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": KERNEL, "language": "python"}))
     copy = folder / NOTEBOOK.name
     shutil.copyfile(NOTEBOOK, copy)
     notebook = nbformat.read(copy, as_version=4)
     client = nbclient.NotebookClient(
-        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+        notebook, timeout=120, kernel_name=KERNEL, resources={"metadata": {"path": str(folder)}}
     )
-    client.execute()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JUPYTER_PATH", str(folder / "jupyter"))
+        client.execute()
     return [cell for cell in notebook.cells if cell.cell_type == "code"]
 
 
