@@ -2,9 +2,9 @@
 
 ``sce.explain`` is at once the package of explanations (``sce.explain.derivation``, ``sce.explain.proofs``) and
 this module's :func:`explain`: calling the package calls the function, so that ``import sce`` then
-``sce.explain([2, 3, 4], label=1)`` works whichever of them was imported first. Inside IPython (Jupyter), a
-:class:`~sce.SoftmaxCrossEntropyResult` is shown as a table with bars too: the result itself knows nothing of
-HTML, so the table is registered with IPython's display by the type's name when ``sce`` is imported.
+``sce.explain([2, 3, 4], label=1)`` works whichever of them was imported first. A
+:class:`~sce.SoftmaxCrossEntropyResult` displays in Jupyter as a table with bars too: the result itself knows
+nothing of HTML, so its ``_repr_html_`` draws the table this module registers (:mod:`sce.displays`).
 
 Nothing here loads numpy until it is called: ``import sce`` stays fast.
 """
@@ -17,6 +17,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 import sce.explain
+from sce.displays import register_html
 from sce.number_text import DISPLAY_DIGITS
 
 if TYPE_CHECKING:
@@ -244,26 +245,16 @@ class ExplainPackage(types.ModuleType):
     __call__.__doc__ = explain.__doc__
 
 
-def show_results_as_tables() -> None:
-    """In IPython, display every :class:`~sce.SoftmaxCrossEntropyResult` as a table with bars (HTML);
-    elsewhere, nothing."""
-    ipython = sys.modules.get("IPython")
-    shell = None if ipython is None else ipython.get_ipython()
-    if shell is None:
-        return
-    html = shell.display_formatter.formatters["text/html"]
-    html.for_type_by_name("sce.loss.result", "SoftmaxCrossEntropyResult", result_table)
-
-
 def result_table(result: SoftmaxCrossEntropyResult) -> str:
     """A result as an HTML table with bars for p and the signed gradient (see :mod:`sce.render.notebook_html`).
 
     Examples
     --------
     >>> import sce
-    >>> table = result_table(sce.softmax_cross_entropy([2.0, 3.0, 4.0], 1))
-    >>> table.count("<tr>"), "<script" in table
-    (4, False)
+    >>> result = sce.softmax_cross_entropy([2.0, 3.0, 4.0], 1)
+    >>> table = result_table(result)
+    >>> table.count("<tr>"), "<script" in table, result._repr_html_() == table
+    (4, False, True)
     """
     from sce.render.notebook_html import result_html
 
@@ -271,4 +262,4 @@ def result_table(result: SoftmaxCrossEntropyResult) -> str:
 
 
 sys.modules[sce.explain.__name__].__class__ = ExplainPackage
-show_results_as_tables()
+register_html("loss result", result_table)

@@ -181,6 +181,14 @@ def test_a_result_is_a_table_whose_bars_are_its_numbers():
         assert value in text
 
 
+def test_a_result_displays_in_jupyter_as_its_table():
+    result = sce.softmax_cross_entropy([[2.0, 3.0, 4.0]], [1])
+    assert result._repr_html_() == result_table(result)
+    code = "import sce.loss\nprint(sce.loss.softmax_cross_entropy([2.0, 1.0], 0)._repr_html_()[:24])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout == '<div class="sce-result">\n', done.stderr
+
+
 def test_a_large_vocabulary_shows_the_most_probable_classes_and_the_label():
     logits = np.linspace(-5.0, 5.0, 1000)
     table = result_table(sce.softmax_cross_entropy(logits, 3))
