@@ -199,6 +199,12 @@ def test_a_large_vocabulary_shows_the_most_probable_classes_and_the_label():
     assert "label" in text and "predicted" in text
 
 
+def test_a_large_vocabularys_weights_are_summed_up_not_listed():
+    weights = np.linspace(0.5, 2.0, 1000)
+    text = "".join(parsed(result_table(sce.softmax_cross_entropy(np.zeros(1000), 3, weight=weights))).text)
+    assert "With 1,000 class weights from 0.50000 to 2.0000." in text and "0.50150" not in text
+
+
 def test_many_rows_show_the_first_ones():
     result = sce.softmax_cross_entropy(np.zeros((ROWS_SHOWN + 2, 3)), [0] * (ROWS_SHOWN + 2), reduction="none")
     text = "".join(parsed(result_table(result)).text)

@@ -44,10 +44,20 @@ def result_html(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS)
         parts.append(_paragraph(reduction_line(rows.options.reduction)))
     else:
         parts.append(_paragraph(f"Loss L = {display(float(loss), digits)}. {reduction_line(rows.options.reduction)}"))
-    summary = options_summary(rows)
+    summary = _short_summary(rows)
     if summary:
         parts.append(_paragraph("With " + "; ".join(summary) + "."))
     return '<div class="sce-result">\n' + "\n".join(parts) + "\n</div>"
+
+
+def _short_summary(result: SoftmaxCrossEntropyResult) -> list[str]:
+    """The options in words, a vocabulary's weights summed up rather than listed."""
+    weights = result.options.weight
+    if weights is None or len(weights) <= CLASSES_SHOWN:
+        return options_summary(result)
+    listed = [words for words in options_summary(result) if not words.startswith("class weights ")]
+    low, high = display(min(weights)), display(max(weights))
+    return [*listed, f"{count_of(len(weights), 'class weight')} from {low} to {high}"]
 
 
 def classes_shown(probabilities: np.ndarray, label: int | None) -> list[int]:
