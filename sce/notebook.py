@@ -136,7 +136,8 @@ def explain(
     **options
         The options of :func:`sce.softmax_cross_entropy`: ``weight``, ``label_smoothing``, ``ignore_index``,
         ``reduction``, ``temperature``, ``dtype``, ``softcap``, ``z_loss``, ``smoothing_style``, or all of them as
-        ``options=LossOptions(...)``. The reduction is 'none' unless given (the row's own loss, as ``sce grad``).
+        ``options=LossOptions(...)``. The reduction is 'none' unless given (the row's own loss, as ``sce grad``);
+        ``options=`` brings its own.
 
     Returns
     -------
