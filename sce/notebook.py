@@ -224,7 +224,8 @@ def _check_digits(digits: int) -> int:
     except TypeError:
         whole = None
     if whole is None or not 1 <= whole <= 17:
-        raise ValueError(f"digits={digits!r} is out of range; use an integer from 1 to 17")
+        problem = "is not a whole number" if whole is None else "is out of range"
+        raise ValueError(f"digits={digits!r} {problem}; use an integer from 1 to 17")
     return whole
 
 
