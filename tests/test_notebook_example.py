@@ -99,3 +99,11 @@ def test_the_learners_own_numbers_are_exact(executed):
     printed = shown(executed[3], "text/plain").split("\n")
     assert float(printed[0]) == pytest.approx(float(loss), rel=4e-16)
     assert [float(v) for v in printed[1].split()] == pytest.approx([float(g) for g in gradient], rel=4e-16)
+
+
+def test_the_notebook_is_stored_valid_and_without_outputs():
+    nbformat = pytest.importorskip("nbformat")
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(notebook)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert code and all(cell.outputs == [] and cell.execution_count is None for cell in code)
