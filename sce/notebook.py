@@ -232,19 +232,17 @@ def _check_digits(digits: int) -> int:
 class ExplainPackage(types.ModuleType):
     """The package ``sce.explain``, which is also :func:`explain` when called."""
 
-    def __call__(
-        self,
-        logits: ArrayLike,
-        label: int | None = None,
-        *,
-        target: ArrayLike | None = None,
-        route: str = "chain",
-        digits: int = DISPLAY_DIGITS,
-        **options: Any,
-    ) -> Derivation:
-        return explain(logits, label, target=target, route=route, digits=digits, **options)
+    def __call__(self, *args: Any, **keywords: Any) -> Derivation:
+        return explain(*args, **keywords)
 
     __call__.__doc__ = explain.__doc__
+
+    @property
+    def __signature__(self) -> Any:
+        # What IPython's `sce.explain?` and inspect.signature show: explain's own.
+        import inspect
+
+        return inspect.signature(explain)
 
 
 def result_table(result: SoftmaxCrossEntropyResult) -> str:
