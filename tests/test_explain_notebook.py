@@ -8,11 +8,14 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 from html.parser import HTMLParser
 
 import mpmath
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import sce
 from sce.notebook import Derivation, result_table
@@ -227,6 +230,24 @@ def test_an_infinite_gradient_fills_its_half_of_the_track():
     elements = parsed(result_table(result))
     assert widths(elements, "#2ca02c") + widths(elements, "#d62728") == [("right", 50.0), ("left", 50.0)]
     assert "Loss L = inf" in "".join(elements.text)
+
+
+@given(
+    st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64), min_size=1, max_size=12),
+    st.data(),
+)
+def test_any_row_draws_a_well_formed_table_with_bars_inside_their_tracks(logits, data):
+    label = data.draw(st.integers(0, len(logits) - 1))
+    temperature = data.draw(st.sampled_from([1.0, 1e-300, 1e300, 0.5]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sce.LossWarning)
+        result = sce.softmax_cross_entropy(logits, label, temperature=temperature, reduction="none")
+    elements = parsed(result_table(result))
+    probability_bars = widths(elements, "#1f77b4")
+    signed = widths(elements, "#2ca02c") + widths(elements, "#d62728")
+    assert len(probability_bars) == len(signed) == len(logits)
+    assert all(0 <= width <= 100 for _, width in probability_bars)
+    assert all(0 <= width <= 50 for _, width in signed)
 
 
 # --- bad input: one line each ---------------------------------------------------------------------------------
