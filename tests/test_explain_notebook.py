@@ -57,6 +57,9 @@ def test_the_package_keeps_its_modules_and_signature():
     from sce.explain.derivation import build_derivation
 
     assert sce.explain.derivation.build_derivation is build_derivation
+    from sce import explain
+
+    assert explain is sce.explain and explain([2.0, 3.0], 0).result.num_classes == 2
     assert list(inspect.signature(sce.explain).parameters)[:2] == ["logits", "label"]
     assert "Examples" in sce.explain.__call__.__doc__
 
