@@ -40,10 +40,9 @@ def result_html(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS)
     if rows.num_rows > ROWS_SHOWN:
         parts.append(_paragraph(f"… {count_of(rows.num_rows - ROWS_SHOWN, 'more row')} not shown"))
     loss = rows.reported_loss() if rows.num_rows == 1 else rows.loss
-    if isinstance(loss, np.ndarray):  # 'none' over several rows: each row's loss is under its table
-        parts.append(_paragraph(reduction_line(rows.options.reduction)))
-    else:
-        parts.append(_paragraph(f"Loss L = {display(float(loss), digits)}. {reduction_line(rows.options.reduction)}"))
+    if not isinstance(loss, np.ndarray):  # 'none' over several rows: each row's loss is above its table
+        parts.append(_paragraph(f"Loss L = {display(float(loss), digits)}."))
+    parts.append(_paragraph(reduction_line(rows.options.reduction)))
     summary = _short_summary(rows)
     if summary:
         parts.append(_paragraph("With " + "; ".join(summary) + "."))
