@@ -1,6 +1,6 @@
 """The shape of the package, guarded: the data's path is one-way and easy to see.
 
-Layers, low to high: the basics (`sce.options`, `sce.errors`, `sce.number_text`, `sce.displays`) → `sce.loss` → `sce.io` →
+Layers, low to high: the basics (`sce.options`, `sce.errors`, `sce.number_text`) → `sce.loss` → `sce.io` →
 `sce.batch` → `sce.grading` and `sce.explain` → `sce.render` → `sce.cli`; `sce/__init__.py`, `sce/__main__.py`
 and `sce/testing.py` are facades on top. A module imports only from its own layer or below, no two modules import
 each other (however indirectly; an import inside a function counts, one under `if TYPE_CHECKING:` does not), no
