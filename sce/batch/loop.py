@@ -212,8 +212,8 @@ def write_whole_file(target_of: Callable[[], OutputTarget], text: str | bytes) -
     write_whole_files([(target_of, text)])
 
 
-def write_whole_files(files: Sequence[tuple[Callable[[], OutputTarget], str]]) -> None:
-    """Each text into the file its maker makes, all put in place in one step or none (every
+def write_whole_files(files: Sequence[tuple[Callable[[], OutputTarget], str | bytes]]) -> None:
+    """Each text (or bytes) into the file its maker makes, all put in place in one step or none (every
     existing file kept if anything fails, a signal included)."""
     targets: list[OutputTarget] = []
     try:
