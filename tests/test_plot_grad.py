@@ -365,3 +365,23 @@ def test_a_terminal_of_80_columns_drops_the_gradient_bar_and_keeps_the_probabili
         text = console.export_text()
         assert ("█████▍" in text) is probability_bar, width
         assert ("│███▌" in text) is gradient_bar, width
+
+
+def test_the_svg_for_a_page_is_the_files_svg_element_and_parses_alone():
+    from sce import softmax_cross_entropy
+    from sce.render.plot_grad import grad_figure_svg
+
+    result = softmax_cross_entropy([[2.0, 3.0, 4.0]], [1], reduction="none")
+    whole, element = grad_figure_svg(result), grad_figure_svg(result, embedded=True)
+    assert element.startswith("<svg") and whole.endswith(element)
+    assert "<?xml" not in element and "<!DOCTYPE" not in element
+    assert "tangent" in groups(parse_svg(element))
+
+
+@pytest.mark.parametrize("extra", [["--steps"], ["--steps", "--format", "markdown"], ["--verify", "--jacobian", "--hessian",
+                                   "--format", "json"], ["--format", "csv"]])
+def test_a_picture_goes_with_every_output(sce, tmp_path, extra):
+    plain = sce("grad", "2", "3", "4", "-l", "1", *extra)
+    path, drawn = draw(sce, tmp_path, "2", "3", "4", "-l", "1", *extra)
+    assert drawn.stdout == plain.stdout  # the picture changes nothing printed
+    assert "tangent" in groups(parse_svg(path.read_bytes()))

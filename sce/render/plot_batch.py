@@ -9,7 +9,7 @@ import numpy as np
 
 from sce.batch.picture_rows import PictureRows
 from sce.number_text import display
-from sce.render.plots import AXIS_LIMIT, NEUTRAL, figure_bytes, fixed_style, new_figure
+from sce.render.plots import AXIS_LIMIT, NEUTRAL, figure_bytes, fixed_style, new_figure, svg_element
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -40,9 +40,11 @@ def batch_figure(kept: PictureRows) -> Figure:
     return figure
 
 
-def batch_figure_svg(kept: PictureRows) -> str:
-    """The picture of ``sce batch --plot`` as SVG text, to embed in a page."""
-    return batch_picture(kept, "svg").decode("utf-8")
+def batch_figure_svg(kept: PictureRows, embedded: bool = False) -> str:
+    """The picture of ``sce batch --plot`` as SVG text: the whole file, or with ``embedded`` the
+    ``<svg>`` element alone, for inside an HTML page."""
+    svg = batch_picture(kept, "svg").decode("utf-8")
+    return svg_element(svg) if embedded else svg
 
 
 def batch_picture(kept: PictureRows, kind: str) -> bytes:

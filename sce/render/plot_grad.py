@@ -33,6 +33,7 @@ from sce.render.plots import (
     figure_bytes,
     fixed_style,
     new_figure,
+    svg_element,
 )
 
 if TYPE_CHECKING:
@@ -153,8 +154,9 @@ def grad_figure(result: SoftmaxCrossEntropyResult, digits: int = 5) -> Figure:
     return figure
 
 
-def grad_figure_svg(result: SoftmaxCrossEntropyResult, digits: int = 5) -> str:
-    """The picture of ``sce grad --plot`` as SVG text, to embed in a page.
+def grad_figure_svg(result: SoftmaxCrossEntropyResult, digits: int = 5, embedded: bool = False) -> str:
+    """The picture of ``sce grad --plot`` as SVG text, to embed in a page: the whole file, or with
+    ``embedded`` the ``<svg>`` element alone, for inside an HTML page.
 
     Raises :class:`~sce.errors.UsageProblem` where matplotlib is missing, or where
     :func:`plot_refusal` says no picture can be drawn.
@@ -166,7 +168,8 @@ def grad_figure_svg(result: SoftmaxCrossEntropyResult, digits: int = 5) -> str:
     >>> svg.startswith("<?xml"), 'id="tangent"' in svg
     (True, True)
     """
-    return grad_picture(result, "svg", digits).decode("utf-8")
+    svg = grad_picture(result, "svg", digits).decode("utf-8")
+    return svg_element(svg) if embedded else svg
 
 
 def grad_picture(result: SoftmaxCrossEntropyResult, kind: str, digits: int = 5) -> bytes:

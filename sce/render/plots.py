@@ -90,6 +90,18 @@ def figure_bytes(figure: Figure, kind: str) -> bytes:
     return buffer.getvalue()
 
 
+def svg_element(svg: str) -> str:
+    r"""The ``<svg>`` element alone, without the XML declaration and DOCTYPE before it, to put inside an
+    HTML page (where a second declaration would be an error).
+
+    Examples
+    --------
+    >>> svg_element('<?xml version="1.0"?>\n<!DOCTYPE svg>\n<svg width="1pt"></svg>\n')
+    '<svg width="1pt"></svg>\n'
+    """
+    return svg[svg.index("<svg"):]
+
+
 def bars(axes: Any, values: np.ndarray, colours: list[str], gids: list[str]) -> None:
     """One bar per value, each with its own gid, in the given colours."""
     drawn = axes.bar(np.arange(len(values)), values, color=colours, width=0.7)
