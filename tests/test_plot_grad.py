@@ -241,6 +241,18 @@ def test_a_masked_class_elsewhere_is_drawn_with_p_zero(sce, tmp_path):
     assert bar_value(root, "p-bar-1") == pytest.approx(float(exact_softmax([2, 3])[1]), abs=2e-5)
 
 
+def test_a_file_where_the_pictures_folder_should_be_is_refused(sce, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes").write_text("kept")
+    result = sce("grad", "2", "3", "-l", "0", "--plot", "notes/grad.svg")
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"sce: error: --plot: the folder {os.path.realpath(tmp_path)}/notes is a file, not a folder: write the "
+        "picture elsewhere\n"
+    )
+    assert (tmp_path / "notes").read_text() == "kept"
+
+
 def test_a_folder_named_like_a_picture_is_refused(sce, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "grad.svg").mkdir()

@@ -25,9 +25,8 @@ def check_plot_path(path: str) -> str:
         raise OptionProblem("plot_path", f"{path} is a folder; name a file in it, e.g. {example}")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):  # said before a long run, not after it
-        raise OptionDataProblem(
-            "plot_path", f"the folder {folder} does not exist; create it, or write the picture elsewhere"
-        )
+        what = "is a file, not a folder:" if os.path.exists(folder) else "does not exist; create it, or"
+        raise OptionDataProblem("plot_path", f"the folder {folder} {what} write the picture elsewhere")
     require_matplotlib()
     return kind
 
