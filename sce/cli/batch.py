@@ -97,7 +97,7 @@ def batch(
         PLOT.option(
             metavar="FILE",
             help="Also draw the rows' losses and the first rows' gradient into FILE, .svg or .png (needs matplotlib: "
-            "pip install 'sce[plot]'); written whole or not at all, after the output.",
+            "the plot extra); written whole or not at all, after the output.",
         ),
     ] = None,
     *,

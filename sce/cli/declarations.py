@@ -129,7 +129,7 @@ SUMMARY_JSON = Declared(
 )
 PLOT = Declared(
     "plot_path", ("--plot",),
-    "Also draw the picture into FILE, .svg or .png (needs matplotlib: pip install 'sce[plot]'); written whole or "
+    "Also draw the picture into FILE, .svg or .png (needs matplotlib: the plot extra); written whole or "
     "not at all, the same bytes for the same command.",
     FILES_PANEL, show_default=False, parameter="plot",
 )
