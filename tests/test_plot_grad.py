@@ -234,6 +234,22 @@ def test_a_masked_target_logit_is_refused_after_the_loss_warning(sce, tmp_path, 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_mean_over_a_weight_of_zero_is_refused_after_its_warning(sce, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = sce("grad", "2", "3", "4", "-l", "1", "-w", "1,0,1", "--reduction", "mean", "--plot", "grad.svg")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[-1] == (
+        "sce: error: --plot: the loss is NaN (a mean over a weight of 0), so there is no curve to draw"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_label_of_weight_zero_draws_a_flat_loss(sce, tmp_path):
+    path, _ = draw(sce, tmp_path, "2", "3", "4", "-l", "1", "-w", "1,0,1")
+    root = parse_svg(path.read_bytes())
+    assert bar_value(root, "gradient-bar-1") == pytest.approx(0.0, abs=1e-6)
+
+
 def test_a_masked_class_elsewhere_is_drawn_with_p_zero(sce, tmp_path):
     path, _ = draw(sce, tmp_path, "2", "3", "-inf", "-l", "1")
     root = parse_svg(path.read_bytes())

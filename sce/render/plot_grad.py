@@ -65,7 +65,10 @@ def plot_refusal(result: SoftmaxCrossEntropyResult) -> str | None:
             f"--plot draws the loss along z_{klass}, the target's logit, which is -inf (a masked class); "
             "give it a value"
         )
-    if not np.isfinite(rows.reported_loss()):
+    loss = rows.reported_loss()
+    if np.isnan(loss):
+        return "--plot: the loss is NaN (a mean over a weight of 0), so there is no curve to draw"
+    if not np.isfinite(loss):
         return "--plot: the loss is infinite (a target class with probability 0), so there is no curve to draw"
     return None
 
