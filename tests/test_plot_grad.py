@@ -40,6 +40,13 @@ def bar_value(root, gid: str) -> float:
     return top
 
 
+def tangent_slope(root) -> float:
+    axes = axes_holding(root, "tangent")
+    x_of, y_of = scale(axes, "x"), scale(axes, "y")
+    (x1, y1), (x2, y2) = path_points(groups(root)["tangent"])
+    return float((y_of(y2) - y_of(y1)) / (x_of(x2) - x_of(x1)))
+
+
 def draw(sce, tmp_path: Path, *args: str, name: str = "grad.svg"):
     path = tmp_path / name
     result = sce("grad", *args, "--plot", path)
@@ -64,12 +71,10 @@ def test_the_bars_are_the_probabilities_and_the_signed_gradient(sce, tmp_path):
 def test_the_tangent_touches_the_loss_curve_with_the_gradient_as_its_slope(sce, tmp_path):
     path, _ = draw(sce, tmp_path, "2", "3", "4", "-l", "1")
     root = parse_svg(path.read_bytes())
+    expected = float(exact_softmax([2, 3, 4])[1] - 1)  # -0.75527153
+    assert tangent_slope(root) == pytest.approx(expected, rel=1e-4)
     axes = axes_holding(root, "tangent")
     x_of, y_of = scale(axes, "x"), scale(axes, "y")
-    (x1, y1), (x2, y2) = path_points(groups(root)["tangent"])
-    slope = (y_of(y2) - y_of(y1)) / (x_of(x2) - x_of(x1))
-    expected = float(exact_softmax([2, 3, 4])[1] - 1)  # -0.75527153
-    assert slope == pytest.approx(expected, rel=1e-4)
     point_x, point_y = marker_point(groups(root)["point"])
     assert float(x_of(point_x)) == pytest.approx(3.0, abs=1e-4)
     assert float(y_of(point_y)) == pytest.approx(float(exact_loss([2, 3, 4], 1)), abs=1e-4)
@@ -94,11 +99,8 @@ def test_the_slope_curve_is_p_minus_one_along_the_labels_logit(sce, tmp_path):
 def test_with_a_temperature_the_tangent_slope_is_divided_by_it_and_p_is_drawn_over_temperatures(sce, tmp_path):
     path, _ = draw(sce, tmp_path, "2", "3", "4", "-l", "1", "-T", "2")
     root = parse_svg(path.read_bytes())
-    tangent_axes = axes_holding(root, "tangent")
-    x_of, y_of = scale(tangent_axes, "x"), scale(tangent_axes, "y")
-    (x1, y1), (x2, y2) = path_points(groups(root)["tangent"])
     expected = float((exact_softmax([2, 3, 4], 2)[1] - 1) / 2)
-    assert (y_of(y2) - y_of(y1)) / (x_of(x2) - x_of(x1)) == pytest.approx(expected, rel=1e-4)
+    assert tangent_slope(root) == pytest.approx(expected, rel=1e-4)
     sweep_axes = axes_holding(root, "temperature")
     t_of, p_of = scale(sweep_axes, "x", log=True), scale(sweep_axes, "y")
     at = path_points(groups(root)["temperature"])[0][0]
@@ -117,13 +119,8 @@ def test_without_a_temperature_there_is_no_temperature_panel(sce, tmp_path):
 
 def test_soft_targets_follow_the_logit_of_the_largest_target(sce, tmp_path):
     path, _ = draw(sce, tmp_path, "2", "3", "4", "-t", "0.1,0.2,0.7")
-    root = parse_svg(path.read_bytes())
-    axes = axes_holding(root, "tangent")
-    x_of, y_of = scale(axes, "x"), scale(axes, "y")
-    (x1, y1), (x2, y2) = path_points(groups(root)["tangent"])
-    assert (y_of(y2) - y_of(y1)) / (x_of(x2) - x_of(x1)) == pytest.approx(
-        float(exact_softmax([2, 3, 4])[2] - mpmath.mpf("0.7")), rel=1e-4
-    )
+    expected = float(exact_softmax([2, 3, 4])[2] - mpmath.mpf("0.7"))
+    assert tangent_slope(parse_svg(path.read_bytes())) == pytest.approx(expected, rel=1e-4)
 
 
 def run(*args: str, cwd: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -324,13 +321,6 @@ def test_a_million_classes_show_the_target_and_the_most_probable_and_say_so(sce,
         "class and the most probable; the other classes' p add up to "
     )
     assert result.stderr.count("\n") == 1
-
-
-def tangent_slope(root) -> float:
-    axes = axes_holding(root, "tangent")
-    x_of, y_of = scale(axes, "x"), scale(axes, "y")
-    (x1, y1), (x2, y2) = path_points(groups(root)["tangent"])
-    return float((y_of(y2) - y_of(y1)) / (x_of(x2) - x_of(x1)))
 
 
 def test_the_tangent_follows_every_option_of_the_loss(sce, tmp_path):
