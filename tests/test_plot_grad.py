@@ -148,11 +148,22 @@ def test_a_user_style_does_not_change_the_picture(tmp_path):
     assert plain.returncode == 0, plain.stderr
     config = tmp_path / "config"
     config.mkdir()
-    (config / "matplotlibrc").write_text("lines.linewidth: 7\nfont.size: 20\naxes.facecolor: black\n")
+    # Settings that would change the picture, and lines matplotlib complains about: neither reaches the user.
+    (config / "matplotlibrc").write_text(
+        "lines.linewidth: 7\nfont.size: 20\naxes.facecolor: black\nno.such.key: 1\nlines.markersize: big\n"
+    )
     styled = run("grad", "2", "3", "4", "-l", "1", "--plot", "styled.svg", cwd=tmp_path,
                  extra_env={"MPLCONFIGDIR": str(config)})
-    assert styled.returncode == 0, styled.stderr
+    assert (styled.returncode, styled.stderr) == (0, b"")
     assert (tmp_path / "plain.svg").read_bytes() == (tmp_path / "styled.svg").read_bytes()
+
+
+def test_a_backend_matplotlib_refuses_is_one_line(tmp_path):
+    done = run("grad", "2", "3", "4", "-l", "1", "--plot", "grad.svg", cwd=tmp_path, extra_env={"MPLBACKEND": "bogus"})
+    assert (done.returncode, done.stdout) == (2, b"")
+    assert done.stderr.startswith(b"sce: error: matplotlib, which draws the pictures, does not start: ")
+    assert done.stderr.endswith(b"; check MPLBACKEND and your matplotlibrc\n") and done.stderr.count(b"\n") == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_grad_without_plot_loads_no_matplotlib(tmp_path):

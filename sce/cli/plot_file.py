@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 
@@ -27,6 +28,9 @@ def check_plot_path(path: str) -> str:
     if not os.path.isdir(folder):  # said before a long run, not after it
         what = "is a file, not a folder:" if os.path.exists(folder) else "does not exist; create it, or"
         raise OptionDataProblem("plot_path", f"the folder {folder} {what} write the picture elsewhere")
+    # sce draws in matplotlib's default style whatever the user's matplotlibrc says: its complaints
+    # about that file (logged at import) would be raw lines on stderr about settings sce does not use.
+    logging.getLogger("matplotlib").addHandler(logging.NullHandler())
     require_matplotlib()
     return kind
 

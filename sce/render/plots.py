@@ -61,6 +61,11 @@ def require_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise UsageProblem(MISSING_MATPLOTLIB) from None
+    except Exception as error:  # matplotlib's own start-up: MPLBACKEND or a matplotlibrc it refuses
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UsageProblem(
+            f"matplotlib, which draws the pictures, does not start: {first}; check MPLBACKEND and your matplotlibrc"
+        ) from None
 
 
 @contextmanager
