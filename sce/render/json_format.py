@@ -11,6 +11,7 @@ import numpy as np
 
 from sce.errors import worded
 from sce.explain.derivation import Elided, Item, Matrix, Stage
+from sce.explain.derivation.by_hand import approximate_as_written
 from sce.explain.proofs import TOP_EIGENVALUES, Proofs
 from sce.grading.answers import answer_verdict, diagnosis
 from sce.loss import SoftmaxCrossEntropyResult
@@ -125,8 +126,8 @@ def _step_item(item: Item, dtype: np.dtype) -> dict[str, Any]:
         "formula": item.symbolic,
         "substituted": fill(item.substituted, item.values, lambda v: exact(v, dtype)),
         "values": {name: json_number(v, dtype) for name, v in item.values.items()},
-        # True where no number of digits up to 17 makes the displayed line check by hand.
-        "approximate": item.approximate,
+        # True exactly where the line as written here, with these digits, does not check by hand.
+        "approximate": approximate_as_written(item, lambda v: exact(v, dtype)),
     }
 
 
