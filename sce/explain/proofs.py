@@ -19,7 +19,12 @@ from sce.loss import (
     loss_hessian,
     softmax_jacobian,
 )
-from sce.loss.matrices import hessian_scale, language_model_hessian, softmax_jacobian_top_eigenvalues
+from sce.loss.matrices import (
+    hessian_scale,
+    language_model_hessian,
+    softmax_jacobian_eigenvalues,
+    softmax_jacobian_top_eigenvalues,
+)
 from sce.options import LossOptions
 
 #: Beyond this many classes the K×K matrices are not formed (K = 1,000 is 8 MB;
@@ -131,7 +136,11 @@ def prove(result: SoftmaxCrossEntropyResult, *, verify: bool, jacobian: bool, he
             with_options = result.options.has_llm_options
             matrix = language_model_hessian(result) if with_options else loss_hessian(result).astype(np.float64)
             finite = np.isfinite(matrix).all()  # a tiny T overflows it, as it did the gradient
-            eigenvalues = np.linalg.eigvalsh(matrix) if finite else np.full(result.num_classes, np.nan)
+            eigenvalues = np.full(result.num_classes, np.nan)
+            if finite and with_options:
+                eigenvalues = np.linalg.eigvalsh(matrix)
+            elif finite:  # a multiple of diag(s) - s sᵀ: its 0 exactly, and small ones to their own digits
+                eigenvalues = np.sort(hessian_scale(result) * softmax_jacobian_eigenvalues(s))
             lse = result.log_sum_exp
             negative_lse = bool(result.options.z_loss and lse is not None and float(lse[0]) < 0)
             hessian_proof = HessianProof(
