@@ -55,10 +55,14 @@ class JacobianProof:
     """The result's options: what the product carries beyond ∂L/∂s · ∂s/∂z (the mean, the z-loss)."""
     denominator: float = 1.0
     """What the mean divides the cross-entropy by (D)."""
+    dl_ds_overflows: bool = False
+    """An entry of ∂L/∂s = -w ⊙ y / s is beyond float64's range although its probability is not 0
+    (a weight near 1e308): not a probability of 0."""
 
     @property
     def fails_in_floating_point(self) -> bool:
-        """A probability with target mass is 0 in float64: ∂L/∂s is infinite and the product meets ∞·0."""
+        """∂L/∂s is infinite (a probability with target mass is 0 in float64, or -w y/s overflows),
+        so the product meets ∞·0 or ∞ − ∞."""
         return not bool(np.isfinite(self.product).all())
 
 
@@ -111,15 +115,17 @@ def _jacobian_proof(result: SoftmaxCrossEntropyResult, s: np.ndarray, small: boo
         with np.errstate(over="ignore", invalid="ignore"):
             factor = result.cap_derivative[0].astype(np.float64) / options.temperature
             with_respect_to_z = at_b * factor[None, :] if moved else at_b
+    dl_ds = loss_gradient_wrt_probabilities(result).astype(np.float64)
     return JacobianProof(
         with_respect_to_z,
-        loss_gradient_wrt_probabilities(result).astype(np.float64),
+        dl_ds,
         gradient_via_jacobian(result),
         result.gradient[0].astype(np.float64),
         options.has_llm_options,
         at_b if moved else None,
         options,
         float(result.denominator),
+        bool(np.isinf(dl_ds[s > 0]).any()),
     )
 
 

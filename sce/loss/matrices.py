@@ -28,7 +28,7 @@ def loss_gradient_wrt_probabilities(result: SoftmaxCrossEntropyResult, row: int 
     s = result.probabilities[row]
     y = result.target[row]
     w = result.class_weights
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # w·y/s beyond 1.8e308: ∞, said where shown
         return np.where(y > 0, -(w * y) / s, 0).astype(s.dtype)
 
 
@@ -97,7 +97,7 @@ def language_model_hessian(result: SoftmaxCrossEntropyResult, row: int = 0) -> n
     s = result.probabilities[row].astype(np.float64)
     jacobian = softmax_jacobian(s)
     temperature = result.options.temperature
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # T² below 1e-308: ∞, said where shown
         hessian_a = hessian_scale(result, row) * jacobian
         if result.options.z_loss and result.counted[row] and result.log_sum_exp is not None:
             lse = float(result.log_sum_exp[row])

@@ -16,7 +16,13 @@ from sce.explain.proofs import TOP_EIGENVALUES, Proofs
 from sce.grading.answers import answer_verdict, diagnosis
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import exact, fill, json_number
-from sce.render.words import HESSIAN_OVERFLOWS, JACOBIAN_ROUTE_FAILS, hessian_formula, hessian_statement, jacobian_words
+from sce.render.words import (
+    HESSIAN_OVERFLOWS,
+    hessian_formula,
+    hessian_statement,
+    jacobian_failure,
+    jacobian_words,
+)
 
 if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars
     from sce.grading import QuantityCheck
@@ -239,7 +245,9 @@ def proofs_document(proofs: Proofs) -> dict[str, Any]:
             "dL_ds": [json_number(v) for v in proofs.jacobian.dl_ds],
             "product": [json_number(v) for v in proofs.jacobian.product],
             # Why the product holds NaN where it does (null where it does not).
-            "note": JACOBIAN_ROUTE_FAILS if proofs.jacobian.fails_in_floating_point else None,
+            "note": (
+                jacobian_failure(proofs.jacobian.dl_ds_overflows) if proofs.jacobian.fails_in_floating_point else None
+            ),
         }
     if proofs.hessian is not None:
         hessian = proofs.hessian

@@ -19,9 +19,9 @@ from sce.number_text import DISPLAY_DIGITS, display, display_all, given
 from sce.render.grid import Cell, Column, Grid, print_grid, print_styled
 from sce.render.words import (
     HESSIAN_OVERFLOWS,
-    JACOBIAN_ROUTE_FAILS,
     hessian_formula,
     hessian_statement,
+    jacobian_failure,
     jacobian_words,
     options_summary,
     reduction_line,
@@ -207,7 +207,7 @@ def print_jacobian(console: Console, proof: JacobianProof, digits: int = DISPLAY
     console.print(Text(f"product = {product_words}"))
     console.print(Text("product = " + _vector_text(proof.product, digits)))
     if proof.fails_in_floating_point:
-        console.print(Text(JACOBIAN_ROUTE_FAILS))
+        console.print(Text(jacobian_failure(proof.dl_ds_overflows)))
     else:
         difference = float(np.max(np.abs(proof.product - proof.gradient)))
         console.print(f"max |product - gradient| = {display(difference, 1)}")

@@ -45,6 +45,17 @@ JACOBIAN_ROUTE_FAILS = (
     "A probability with target mass is 0 in float64, so ∂L/∂s has an infinite entry and the product "
     "meets ∞ × 0 (NaN): this route fails in floating point, s - y does not."
 )
+DL_DS_OVERFLOWS = (
+    "∂L/∂s = -w ⊙ y / s has an entry beyond float64's range (1.8e308) here, though no probability is 0, "
+    "so the product meets ∞: this route fails in floating point, s - y does not."
+)
+
+
+def jacobian_failure(dl_ds_overflows: bool) -> str:
+    """Why the Jacobian route gives ∞ or NaN: ∂L/∂s overflowed, or a probability with target mass is 0."""
+    return DL_DS_OVERFLOWS if dl_ds_overflows else JACOBIAN_ROUTE_FAILS
+
+
 HESSIAN_OVERFLOWS = (
     "The Hessian overflows float64 here (its factor 1/T² is beyond 1.8e308), so its eigenvalues "
     "cannot be computed (NaN); they are ≥ 0, the smallest 0 along (1, 1, …, 1)."

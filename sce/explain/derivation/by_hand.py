@@ -274,7 +274,7 @@ def cancels(equation: Equation) -> bool:
         return False
     result = abs(equation.values[match.group("result")])
     operands = [abs(value) for name, value in equation.values.items() if name != match.group("result")]
-    return bool(operands) and max(operands) > CANCELLATION * result
+    return bool(operands) and max(operands) / CANCELLATION > result  # a product could overflow near 1.8e308
 
 
 def approximate_note(digits: int, dtype: str, cancelled: bool) -> str:
