@@ -108,7 +108,11 @@ def shown(value: float, digits: int = DISPLAY_DIGITS) -> str:
 
 def latex(value: float, digits: int = DISPLAY_DIGITS) -> str:
     """:func:`shown` in LaTeX: 4.248e-18 becomes 4.248 \\times 10^{-18}."""
-    text = shown(value, digits)
+    return latex_text(shown(value, digits))
+
+
+def latex_text(text: str) -> str:
+    """A number's text in LaTeX: 4.248e-18 becomes 4.248 \\times 10^{-18}."""
     if text in ("inf", "-inf"):
         return text.replace("inf", "\\infty")
     if text == "nan":

@@ -103,6 +103,8 @@ EXTREME_INPUTS = {
 }
 EVERY_OUTPUT = {
     "table": [],
+    "table, exact digits": ["--digits", "17"],
+    "markdown, exact digits": ["--digits", "12", "-f", "markdown"],
     "steps": ["--steps", "--digits", "17"],
     "steps, json": ["--steps", "-f", "json"],
     "proofs": ["--verify", "--jacobian", "--hessian"],

@@ -144,6 +144,8 @@ def _check_format(output_format: GradFormat, steps: bool, verify: bool, jacobian
 
 
 def _print_result(result: SoftmaxCrossEntropyResult, proofs: Proofs, digits: int, output_format: GradFormat) -> None:
+    from sce.explain.exact_values import exact_row
+
     if output_format is GradFormat.json:
         from sce.render.json_format import dumps, grad_document, proofs_document
 
@@ -151,7 +153,7 @@ def _print_result(result: SoftmaxCrossEntropyResult, proofs: Proofs, digits: int
     elif output_format is GradFormat.markdown:
         from sce.render.markdown_format import grad_markdown
 
-        write_stdout(grad_markdown(result, digits))
+        write_stdout(grad_markdown(result, digits, exact_row(result, digits)))
     elif output_format is GradFormat.csv:
         from sce.render.csv_format import grad_csv
 
@@ -160,7 +162,7 @@ def _print_result(result: SoftmaxCrossEntropyResult, proofs: Proofs, digits: int
         from sce.render.table import print_grad, print_proofs
 
         console = stdout_console()
-        print_grad(console, result, digits)
+        print_grad(console, result, digits, exact_row(result, digits))
         if proofs.any:
             console.print()
             print_proofs(console, proofs, digits)

@@ -8,11 +8,13 @@ never a number cut to fit a width.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sce.explain.exact_values import ExactRow, digits_capped_line, float64_digits, rounded_text
 from sce.explain.proofs import HessianProof, JacobianProof, Proofs
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import DISPLAY_DIGITS, display, display_all, given
@@ -46,7 +48,11 @@ def probability_bar(probability: float, width: int = BAR_WIDTH) -> str:
     return ("█" * full + (_EIGHTHS[rest] if rest else "")).ljust(width)
 
 
-def grad_grid(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS, row: int = 0) -> Grid:
+def grad_grid(
+    result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS, row: int = 0, exact: ExactRow | None = None
+) -> Grid:
+    """One row's table; with ``exact`` (row 0's exact values) its target, probabilities and gradient
+    are those values rounded once, not float64's."""
     dtype = result.options.dtype
     label = None if result.labels is None else int(result.labels[row])
     predicted = int(result.argmax[row])
@@ -71,10 +77,10 @@ def grad_grid(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS, r
     columns = [
         [str(k) for k in range(n_classes)],
         [given(value, dtype) for value in result.logits[row].tolist()],
-        display_all(result.target[row].tolist(), digits),
-        display_all(probabilities, digits),
+        _texts(exact.target if exact else result.target[row].tolist(), digits),
+        _texts(exact.probabilities if exact else probabilities, digits),
         [(probability_bar(p), "cyan") for p in probabilities],
-        display_all(result.gradient[row].tolist(), digits),
+        _texts(exact.gradient if exact else result.gradient[row].tolist(), digits),
         notes,
     ]
     grid.rows = [list(cells) for cells in zip(*columns)]
@@ -83,11 +89,22 @@ def grad_grid(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS, r
     return grid
 
 
-def print_grad(console: Console, result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS) -> None:
-    print_grid(console, grad_grid(result, digits))
+def _texts(values: Sequence[float] | Sequence[Decimal], digits: int) -> list[str]:
+    if values and isinstance(values[0], Decimal):
+        return [rounded_text(value, digits) for value in values]  # type: ignore[arg-type]
+    return display_all(values, digits)  # type: ignore[arg-type]
+
+
+def print_grad(
+    console: Console, result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS, exact: ExactRow | None = None
+) -> None:
+    """The table and the loss; with ``exact``, its values rounded once (see :mod:`sce.explain.exact_values`)."""
+    shown_digits = digits if exact else float64_digits(result, digits)
+    print_grid(console, grad_grid(result, shown_digits, exact=exact))
     console.print()
     loss = result.reported_loss()
-    line: list[Cell] = [("loss L = ", "bold"), (display(loss, digits), "bold")]
+    loss_text = rounded_text(exact.loss, digits) if exact else display(loss, shown_digits)
+    line: list[Cell] = [("loss L = ", "bold"), (loss_text, "bold")]
     if result.labels is not None and not result.counted[0]:
         line.append(f"  (label {int(result.labels[0])} is the ignore index: the row counts for nothing)")
     print_styled(console, *line)
@@ -95,6 +112,8 @@ def print_grad(console: Console, result: SoftmaxCrossEntropyResult, digits: int 
     summary = options_summary(result)
     if summary:
         console.print("with " + "; ".join(summary), highlight=False)
+    if shown_digits < digits:
+        console.print(digits_capped_line(result.num_classes, shown_digits), highlight=False)
 
 
 def batch_summary_grid(summary: BatchSummary) -> Grid:
