@@ -193,11 +193,12 @@ def _evaluated(result: SoftmaxCrossEntropyResult, precision: int) -> tuple[Exact
         z_denominator = Decimal(float(result.z_loss_denominator))
         z_loss = Decimal(float(options.z_loss)) if result.counted[0] else Decimal(0)
         temperature = Decimal(float(options.temperature))
-        loss = (cross_entropy / denominator if denominator else Decimal("NaN")) + z_loss * lse * lse / z_denominator
+        z_term = z_loss * lse * lse / z_denominator if z_loss else Decimal(0)
+        loss = (cross_entropy / denominator if denominator else Decimal("NaN")) + z_term
         gradient = []
         for p, wk, qk, factor in zip(probabilities, w, q, cap_factors):
             cross_part = (p * mass - wk * qk) / denominator if denominator else Decimal(0)
-            z_part = 2 * z_loss * lse * p / z_denominator
+            z_part = 2 * z_loss * lse * p / z_denominator if z_loss else Decimal(0)
             lost = max(lost, _digits_lost(p * mass, -wk * qk), _digits_lost(cross_part, z_part))
             gradient.append((cross_part + z_part) / temperature * factor)
         if getcontext().flags[Underflow]:

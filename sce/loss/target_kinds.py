@@ -226,6 +226,14 @@ def _sums_leaving_one_out(values: np.ndarray) -> np.ndarray:
     The total is kept as an unevaluated sum high + low (Neumaier); high - v_k
     is then exact where it would cancel (Sterbenz), and low restores the rest.
     """
-    high = values.sum(dtype=np.float64)
-    low = math.fsum([*values.astype(np.float64).tolist(), -high])
-    return ((high - values.astype(np.float64)) + low).astype(values.dtype)
+    wide = values.astype(np.float64)
+    with np.errstate(over="ignore"):
+        high = wide.sum()
+    if not np.isfinite(high) and np.isfinite(wide).all():
+        # Weights near 1.8e308 whose total overflows: summed at a power-of-two scale, exact but where
+        # a subnormal weight loses bits that a sum this large cannot show; the sums beyond the range are ∞.
+        scale = 2.0 ** -math.ceil(math.log2(len(wide) + 1))
+        with np.errstate(over="ignore"):
+            return (_sums_leaving_one_out(wide * scale) / scale).astype(values.dtype)
+    low = math.fsum([*wide.tolist(), -high]) if np.isfinite(high) else 0.0
+    return ((high - wide) + low).astype(values.dtype)
