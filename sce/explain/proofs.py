@@ -93,6 +93,17 @@ class HessianProof:
     def all_eigenvalues(self) -> bool:
         return len(self.eigenvalues) == self.num_classes
 
+    @property
+    def eigenvalue_error(self) -> float:
+        """How far an eigenvalue shown may be from the exact one, at most: 0 where each is found to a few
+        ulps of itself (a multiple of diag(s) - s sᵀ, from its secular equation); with a cap or a z-loss,
+        the matrix's own rounding and the eigensolver's, 16·K·eps·‖H‖ (Weyl), which leaves an eigenvalue
+        near 0 fewer digits than asked for."""
+        if not self.language_model or not self.finite:
+            return 0.0
+        largest = float(np.max(np.abs(self.eigenvalues), initial=0.0))
+        return 16 * self.num_classes * float(np.finfo(np.float64).eps) * largest
+
 
 @dataclass(frozen=True)
 class Proofs:

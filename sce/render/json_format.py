@@ -256,6 +256,8 @@ def proofs_document(proofs: Proofs) -> dict[str, Any]:
             "matrix": None if hessian.hessian is None else matrix(hessian.hessian),
             "eigenvalues": [json_number(v) for v in hessian.eigenvalues] if hessian.all_eigenvalues else None,
             "largest_eigenvalues": [json_number(v) for v in largest],
+            # How far an eigenvalue may be from the exact one: 0 where it is exact to a few ulps of itself.
+            "eigenvalue_error": json_number(hessian.eigenvalue_error),
             "formula": hessian_formula(hessian),
             "statement": hessian_statement(hessian) if hessian.finite else None,
             "note": None if hessian.finite else HESSIAN_OVERFLOWS,

@@ -21,6 +21,7 @@ from sce.number_text import DISPLAY_DIGITS, display, display_all, given
 from sce.render.grid import Cell, Column, Grid, print_grid, print_styled
 from sce.render.words import (
     HESSIAN_OVERFLOWS,
+    eigenvalue_text,
     hessian_formula,
     hessian_statement,
     jacobian_failure,
@@ -267,7 +268,12 @@ def print_hessian(console: Console, proof: HessianProof, digits: int = DISPLAY_D
         console.print()
         return
     if proof.all_eigenvalues and size <= MAX_PRINTED_MATRIX:
-        console.print("eigenvalues: " + ", ".join(display(v, digits) for v in proof.eigenvalues))
+        error = proof.eigenvalue_error
+        console.print("eigenvalues: " + ", ".join(eigenvalue_text(v, error, digits) for v in proof.eigenvalues))
+        if error:
+            console.print(
+                f"(digits below about {display(error, 2)}, the matrix's rounding and the eigensolver's, are not shown)"
+            )
     else:
         largest = np.sort(proof.eigenvalues)[::-1][:5]
         console.print(

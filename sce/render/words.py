@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -88,6 +89,17 @@ def jacobian_words(proof: JacobianProof) -> tuple[str, str]:
     if includes:
         product += " with " + " and ".join(includes)
     return matrix, product
+
+
+def eigenvalue_text(value: float, error: float, digits: int) -> str:
+    """An eigenvalue with no more digits than ``error`` (how far it may be from the exact one) leaves it:
+    0.11855 as asked, -3.8e-13 where the error is 4e-15, "0 ± 4.0e-15" where the value is within it."""
+    if not error or not math.isfinite(value):
+        return display(value, digits)
+    if abs(value) <= error:
+        return f"0 ± {display(error, 2)}"
+    kept = math.floor(math.log10(abs(value) / error))
+    return display(value, max(1, min(digits, kept)))
 
 
 def hessian_formula(proof: HessianProof) -> str:
