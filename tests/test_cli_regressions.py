@@ -384,3 +384,15 @@ def test_a_class_of_probability_0_adds_an_eigenvalue_0(sce):
     # The class of logit -inf: a row and a column of zeros. The rest: 0 and s_0·s_1·2 (a 2×2 block).
     assert shown[:2] == [0.0, 0.0]
     assert shown[2] == pytest.approx(2 * s[0] * s[1], rel=1e-14)
+
+
+@pytest.mark.parametrize("flag,key", [("--jacobian", "jacobian"), ("--hessian", "hessian")])
+def test_the_jacobians_diagonal_keeps_its_digits_on_a_confident_prediction(sce, flag, key):
+    # [0, 40]: s₁(1 - s₁) = s₀s₁ = e^-40/(1 + e^-40)² = 4.2484e-18 (by hand: math.exp), where 1 - s₁ rounds to 0.
+    expected = math.exp(-40) / (1 + math.exp(-40)) ** 2
+    document = json.loads(sce("grad", "0", "40", "-l", "1", flag, "-f", "json").stdout)
+    matrix = document[key]["ds_dz" if key == "jacobian" else "matrix"]
+    assert matrix[1][1] == pytest.approx(expected, rel=1e-15)
+    assert matrix[0][0] == pytest.approx(expected, rel=1e-15)
+    text = sce("grad", "0", "40", "-l", "1", flag).stdout
+    assert " 1   -4.2484e-18    4.2484e-18" in text

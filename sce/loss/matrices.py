@@ -6,6 +6,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from sce.loss.result import SoftmaxCrossEntropyResult
+from sce.loss.target_kinds import sums_leaving_one_out
 
 
 def softmax_jacobian(probabilities: ArrayLike) -> np.ndarray:
@@ -15,7 +16,10 @@ def softmax_jacobian(probabilities: ArrayLike) -> np.ndarray:
     this divided by T.)
     """
     s = np.asarray(probabilities)
-    return np.diag(s) - np.outer(s, s)
+    jacobian = -np.outer(s, s)
+    # s_i(1 - s_i) as s_i·Σ_{j≠i} s_j: 1 - s_i of a confident prediction (1 - 4e-18) would round to 0.
+    np.fill_diagonal(jacobian, s * sums_leaving_one_out(s))
+    return jacobian
 
 
 def loss_gradient_wrt_probabilities(result: SoftmaxCrossEntropyResult, row: int = 0) -> np.ndarray:
