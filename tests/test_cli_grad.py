@@ -423,3 +423,13 @@ def test_a_value_beyond_any_decimal_is_not_shown_with_digits_it_does_not_have(sc
         result.stdout.split()
     )
     assert table_rows(result.stdout)[0][3] == "1.0000000000"
+
+
+def test_the_proofs_show_no_more_digits_than_float64_gives_them(sce):
+    # ∂s/∂z's entries are float64 products, a few ulps from the exact ones: at --digits 17 their last digits would
+    # not be the exact value's (s₀(1 - s₀) = 0.081925069064993243… where float64 holds 0.08192506906499324).
+    result = sce("grad", "2", "3", "4", "-l", "1", "--jacobian", "--hessian", "--digits", "17")
+    assert result.exit_code == 0, result.stderr
+    assert "0.081925069065 " in result.stdout and "0.0819250690649932" not in result.stdout
+    assert "digits: 11 shown for --jacobian, --hessian and --verify" in " ".join(result.stdout.split())
+    assert "digits: 11 shown" not in sce("grad", "2", "3", "4", "-l", "1", "--jacobian", "--digits", "11").stdout

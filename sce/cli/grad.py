@@ -165,7 +165,7 @@ def _print_result(result: SoftmaxCrossEntropyResult, proofs: Proofs, digits: int
         print_grad(console, result, digits, exact_row(result, digits))
         if proofs.any:
             console.print()
-            print_proofs(console, proofs, digits)
+            print_proofs(console, proofs, digits, float64=str(result.dtype) == "float64")
 
 
 def _check_derivable(result: SoftmaxCrossEntropyResult, route: DerivationRoute) -> None:
@@ -212,4 +212,4 @@ def _print_derivation(
         print_styled(console, reduction_line(result.options.reduction))
         if proofs.any:
             console.print()
-            print_proofs(console, proofs, digits)
+            print_proofs(console, proofs, digits, float64=str(result.dtype) == "float64")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sce.explain.exact_values import ExactRow, digits_capped_line, float64_digits, rounded_text
+from sce.explain.exact_values import EXACT_FROM_DIGITS, ExactRow, digits_capped_line, float64_digits, rounded_text
 from sce.explain.proofs import HessianProof, JacobianProof, Proofs
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import DISPLAY_DIGITS, display, display_all, given
@@ -196,14 +196,22 @@ def matrix_grid(
 MAX_PRINTED_MATRIX = 12
 
 
-def print_proofs(console: Console, proofs: Proofs, digits: int = DISPLAY_DIGITS) -> None:
-    """--jacobian, --hessian and --verify, in that order, after the result table."""
+def print_proofs(console: Console, proofs: Proofs, digits: int = DISPLAY_DIGITS, *, float64: bool = True) -> None:
+    """--jacobian, --hessian and --verify, in that order, after the result table. Their float64 values
+    are not evaluated again exactly: shown with at most 11 digits (one line says so where more were asked)."""
+    shown = min(digits, EXACT_FROM_DIGITS - 1) if float64 else digits
     if proofs.jacobian is not None:
-        print_jacobian(console, proofs.jacobian, digits)
+        print_jacobian(console, proofs.jacobian, shown)
     if proofs.hessian is not None:
-        print_hessian(console, proofs.hessian, digits)
+        print_hessian(console, proofs.hessian, shown)
     if proofs.verification is not None:
-        print_verification(console, proofs.verification, digits)
+        print_verification(console, proofs.verification, shown)
+    if shown < digits:
+        console.print(
+            f"digits: {shown} shown for --jacobian, --hessian and --verify: float64's values, within a few ulps "
+            "of the exact ones, are not evaluated again exactly",
+            highlight=False,
+        )
 
 
 def print_jacobian(console: Console, proof: JacobianProof, digits: int = DISPLAY_DIGITS) -> None:
