@@ -352,6 +352,11 @@ EXACT_CASES = {
     "tiny differences": ([1.0, 1.000000000001, 1.0], 0, {"temperature": 1e-3}),
     "inherent case": ([0.0, 1e-300], None, {"targets": [0.5, 0.5]}),
     "one class": ([5.0], 0, {"z_loss": 0.1}),
+    "soft targets, weights, z-loss, mean": ([1.0, 2.0, 3.0], None, {"targets": [0.2, 0.3, 0.5], "weight": [1, 2, 3],
+                                                                    "z_loss": 0.3, "temperature": 3.0,
+                                                                    "reduction": "mean"}),
+    "soft, off-target smoothing, cap": ([1.0, 2.0, 30.0], None, {"targets": [0.2, 0.3, 0.5], "label_smoothing": 0.1,
+                                                                 "smoothing_style": "off-target", "softcap": 10.0}),
 }
 
 
