@@ -134,6 +134,65 @@ def test_gradient_columns_named_otherwise_pair_with_the_logit_columns_in_order(t
     )
 
 
+
+# --- logit columns numbered as classes, in another order ------------------------------------------------------
+
+REORDERED = ["z2", "label", "z0", "grad_z1", "z1", "grad_z2", "loss", "grad_z0"]
+OUT_OF_ORDER = (
+    "the logit columns are numbered out of order ('z2' before 'z0'): a class is a column's place among them, "
+    "so sce will not guess whether 'z2' is class 0 (its place) or 2 (its name); write them out in class order, "
+    "--logit-cols z0,z1,z2"
+)
+
+
+def test_logit_columns_reordered_in_sces_own_output_never_get_a_wrong_verdict(tmp_path, sce):
+    # sce batch's own output, columns reordered: grad_z1 is the gradient of z1, and label 1 means z1,
+    # though z1 is the third logit column in the file. Taken in the file's order the right file was
+    # "not correct", with an off-by-one label that is not there.
+    path = write_columns(tmp_path / "reordered.csv", exact_columns(ROWS), REORDERED)
+    for extra, prefix in (([], ""), (["--logit-cols", "z*"], "--logit-cols: ")):
+        result = sce("check", "--csv", path, "--grad-cols", "grad_*", "--loss-col", "loss", *extra)
+        assert (result.exit_code, result.stdout) == (2, ""), extra
+        assert result.stderr == f"sce: error: {prefix}{OUT_OF_ORDER}\n"
+    listed = sce("check", "--csv", path, "--grad-cols", "grad_*", "--loss-col", "loss", "--logit-cols", "z0,z1,z2")
+    assert listed.exit_code == 0, listed.stdout + listed.stderr
+    assert "rows wrong: 0" in listed.stdout
+
+
+def test_sce_batch_refuses_logit_columns_numbered_out_of_order_too(tmp_path, sce):
+    columns = exact_columns(ROWS)
+    path = write_columns(tmp_path / "in.csv", columns, ["z2", "z0", "z1", "label"])
+    refused = sce("batch", path, "-q")
+    assert (refused.exit_code, refused.stderr) == (1, f"sce: error: {OUT_OF_ORDER}\n")
+    out = tmp_path / "out.csv"
+    assert sce("batch", path, "-q", "--logit-cols", "z0,z1,z2", "-o", out).exit_code == 0
+    written = out.read_text().splitlines()
+    assert written[0].split(",")[-4:] == ["loss", "grad_z0", "grad_z1", "grad_z2"]
+    # Columns in the file's own order, or numbered from 1, or named otherwise are taken as they come.
+    for names in (["z0", "z1", "z2"], ["x1", "x2", "x3"], ["cat", "dog", "bird"]):
+        renamed = {new: columns[old] for new, old in zip(names, ["z0", "z1", "z2"], strict=True)}
+        renamed["label"] = columns["label"]
+        assert sce("batch", write_columns(tmp_path / "ok.csv", renamed), "-q").exit_code == 0, names
+
+
+def test_target_columns_numbered_out_of_order_are_refused_unless_written_out(tmp_path, sce):
+    lines = ["z0,z1,z2,t2,t0,t1", "2,3,4,0.25,0.5,0.25"]
+    path = tmp_path / "targets.csv"
+    path.write_text("\n".join(lines) + "\n")
+    refused = sce("batch", path, "-q", "--target-cols", "t*")
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        "sce: error: --target-cols: the target columns are numbered out of order ('t2' before 't0'): a class is a "
+        "column's place among them, so sce will not guess whether 't2' is class 0 (its place) or 2 (its name); "
+        "write them out in class order, --target-cols t0,t1,t2\n"
+    )
+    out = tmp_path / "out.csv"
+    assert sce("batch", path, "-q", "--target-cols", "t0,t1,t2", "-o", out).exit_code == 0
+    # t0 = 0.5 with z0 = 2: L = lse(2, 3, 4) − (0.5·2 + 0.25·3 + 0.25·4), from mpmath.
+    loss = mp.log(mp.e**2 + mp.e**3 + mp.e**4) - mp.mpf("2.75")
+    header, row = out.read_text().splitlines()
+    assert abs(float(row.split(",")[header.split(",").index("loss")]) - float(loss)) < 1e-15
+
 # --- bad column options: one line each ------------------------------------------------------------------------
 
 BAD_OPTIONS = [
@@ -303,6 +362,24 @@ def test_a_permutation_of_the_columns_never_changes_a_verdict(tmp_path, sce, row
         assert document["wrong_rows"] == first["wrong_rows"]
         assert [cell["column"] for cell in document["worst"]] == [cell["column"] for cell in first["worst"]]
 
+
+
+@PROPERTY_SETTINGS
+@given(rows=answer_files(), seed=st.randoms(use_true_random=False), spoilt=st.booleans())
+def test_logit_columns_in_any_order_are_refused_or_keep_the_verdict(tmp_path, sce, rows, seed: random.Random, spoilt):
+    columns = exact_columns(rows)
+    if spoilt:
+        spoil(columns, seed.choice([name for name in columns if name.startswith("grad_")]), 0, "shift")
+    order = list(columns)
+    seed.shuffle(order)
+    path = write_columns(tmp_path / "in.csv", columns, order)
+    result = sce("check", "--csv", path, "--loss-col", "loss", "--grad-cols", "grad_*", "-f", "json")
+    logits = [name for name in order if name in columns and name.startswith("z")]
+    if logits != sorted(logits, key=lambda name: int(name[1:])):
+        assert result.exit_code == 2 and "numbered out of order" in result.stderr
+        return
+    assert result.exit_code == (1 if spoilt else 0), result.stderr
+    assert json.loads(result.stdout)["correct"] is (not spoilt)
 
 @PROPERTY_SETTINGS
 @given(rows=answer_files(), seed=st.randoms(use_true_random=False))

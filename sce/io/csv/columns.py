@@ -79,6 +79,9 @@ def plan_columns(
     if logits is None:
         logits = _logit_columns(names, logit_cols, roles, listing)
     _check_counts(logits, targets)
+    _check_numbered_in_order(logits, "logit_cols", logit_cols, by_option=logit_cols is not None)
+    if targets is not None:
+        _check_numbered_in_order(targets, "target_cols", target_cols, by_option=True)
     classes = None if grads is None else _gradient_classes(grads, grad_cols or "", logits, names, logit_cols is None)
     plan = ColumnPlan(
         tuple(names),
@@ -282,6 +285,43 @@ def _check_pairing_in_order(
             f"columns not named {GRADIENT_PREFIX}<logit column> are paired with {option('logit_cols')} in order, "
             "so give one per logit column",
         )
+
+
+def _check_numbered_in_order(columns: tuple[str, ...], field: str, listed: str | None, by_option: bool) -> None:
+    """Columns numbered as classes (z0, z1, …: one stem, each its own number) that the file holds
+    in another order, taken in the file's order (by default or by a pattern), are refused: a
+    label is a position among the logit columns, and the names say another class than the
+    position. A list written out one by one is the user's own order, and is kept."""
+    if listed is not None and not any(_is_pattern(item) for item in listed.split(",")):
+        return
+    numbers = _class_numbers(columns)
+    if numbers is None or numbers == sorted(numbers):
+        return
+    before = next(k for k in range(len(numbers) - 1) if numbers[k] > numbers[k + 1])
+    ordered = [name for _, name in sorted(zip(numbers, columns, strict=True))]
+    written = ",".join(ordered) if len(ordered) <= 20 else f"{','.join(ordered[:3])},…,{ordered[-1]} (each one)"
+    message = (
+        f"the {'target' if field == 'target_cols' else 'logit'} columns are numbered out of order "
+        f"({columns[before]!r} before {columns[before + 1]!r}): a class is a column's place among them, so sce "
+        f"will not guess whether {columns[before]!r} is class {before} (its place) or {numbers[before]} (its name); "
+        f"write them out in class order, {option(field)} {written}"
+    )
+    raise OptionDataProblem(field, message) if by_option else DataProblem(message)
+
+
+def _class_numbers(columns: tuple[str, ...]) -> list[int] | None:
+    """Each column's number where every one is one stem and its own decimal number (z0, z1, …),
+    else None."""
+    stems, numbers = set(), []
+    for name in columns:
+        digits = len(name) - len(name.rstrip("0123456789"))
+        if digits == 0:
+            return None
+        stems.add(name[:-digits])
+        numbers.append(int(name[-digits:]))
+    if len(stems) != 1 or len(set(numbers)) != len(numbers) or len(numbers) < 2:
+        return None
+    return numbers
 
 
 def _check_counts(logits: tuple[str, ...], targets: tuple[str, ...] | None) -> None:
