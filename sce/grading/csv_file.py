@@ -11,11 +11,12 @@ from sce.batch.csv_source import computed_blocks, csv_input, mean_denominator, r
 from sce.batch.loop import check_summary_path, write_summary_file
 from sce.batch.request import BatchRequest, BatchSummary
 from sce.errors import DataProblem
+from sce.grading import verdicts
 from sce.grading.answers import within
 from sce.grading.catalogue import Mistake
-from sce.grading.csv_mistakes import GradedColumns, MistakeSearch
+from sce.grading.csv_mistakes import GradedColumns, MistakeSearch, look_alike_rows
 from sce.grading.gradebook import Gradebook
-from sce.grading.mistakes import row_what_ifs
+from sce.grading.mistakes import WhatIf, row_what_ifs
 from sce.io.csv.columns import ColumnPlan
 from sce.io.csv.parse import ParsedBlock, read_numbers
 from sce.io.csv.records import record_lines
@@ -58,16 +59,31 @@ class FileCheck:
     explains every wrong entry of that quantity (none when the file is correct)."""
     gradebook: Gradebook | None = None
     """Each learner's grade, with an id column (``request.id_col``)."""
+    too_few_digits_rows: int = 0
+    """Rows right to the digits written whose digits also fit a usual mistake (as typed check grades a row)."""
+    look_alike: tuple[int, Mistake] | None = None
+    """The first such row's line, and the mistake its digits fit as well."""
+    tolerance_given: bool = False
+    """The tolerance is the user's (``--tol``), not the digits'."""
+
+    @property
+    def verdict(self) -> str:
+        """:data:`~sce.grading.verdicts.CORRECT`, ``TOO_FEW_DIGITS`` (a row right to its digits that
+        fit a usual mistake too) or ``NOT_CORRECT`` (a wrong row)."""
+        if self.wrong_rows:
+            return verdicts.NOT_CORRECT
+        return verdicts.TOO_FEW_DIGITS if self.too_few_digits_rows else verdicts.CORRECT
 
     @property
     def correct(self) -> bool:
-        return self.wrong_rows == 0
+        return self.verdict == verdicts.CORRECT
 
     def document(self) -> dict[str, object]:
         """The summary as ``--summary-json`` writes it: sce batch's, and the verdict's counts."""
         return {
             **self.totals.document(),
             "wrong_rows": self.wrong_rows,
+            "too_few_digits_rows": self.too_few_digits_rows,
             "all_correct": self.correct,
             "max_abs_error": self.max_abs_error,
             "max_rel_error": self.max_rel_error,
@@ -90,7 +106,7 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
         check_summary_path(request.summary_path, [request.input_path])
     with readable_input(request.input_path, reads_twice=options.reduction == "mean") as path:
         denominator = mean_denominator(path, reading, options)
-        found, search = FileCheck(), MistakeSearch()
+        found, search = FileCheck(tolerance_given=tolerance is not None), MistakeSearch()
         found.gradebook = None if request.id_col is None else Gradebook(request.id_col)
         found.totals.reduction = options.reduction
         found.totals.denominator = 0.0 if denominator is None else denominator.cross_entropy
@@ -109,10 +125,13 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
                 graded.append(GradedColumns(quantity, given, allowed, ok, classes, expected))
                 _add_errors(found, _Cells(columns, expected, given, allowed, ok), parsed, request.delimiter)
             search.observe(result, graded)
+            what_ifs = row_what_ifs(result) if graded and not wrong.all() else []
+            look_alikes = look_alike_rows(what_ifs, graded)
+            _add_look_alikes(found, look_alikes, what_ifs, parsed, request.delimiter)
             if found.gradebook is not None:
                 lines = record_lines(parsed.block, request.delimiter)
                 codes = found.gradebook.learners_of(parsed.text[found.gradebook.column].to_list(), lines)
-                found.gradebook.observe(codes, graded, row_what_ifs(result))
+                found.gradebook.observe(codes, graded, what_ifs or row_what_ifs(result), look_alikes)
             found.rows += result.num_rows
             found.wrong_rows += int(wrong.sum())
             found.totals.add(result)
@@ -122,6 +141,17 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
     if request.summary_path is not None:
         write_summary_file(request.summary_path, request.input_path, found.document())
     return found
+
+
+def _add_look_alikes(
+    found: FileCheck, look_alikes: np.ndarray, what_ifs: list[WhatIf], parsed: ParsedBlock, delimiter: str
+) -> None:
+    """Count the block's rows whose digits fit a usual mistake as well; keep the first one's line."""
+    rows = np.flatnonzero(look_alikes >= 0)
+    found.too_few_digits_rows += len(rows)
+    if len(rows) and found.look_alike is None:
+        line = record_lines(parsed.block, delimiter)[int(rows[0])]
+        found.look_alike = (line, what_ifs[int(look_alikes[rows[0]])].mistake)
 
 
 def _graded(

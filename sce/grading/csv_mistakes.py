@@ -95,6 +95,35 @@ def entries_fitting(what_if: WhatIf, columns: GradedColumns) -> np.ndarray:
         return np.asarray(within(columns.given, value, columns.allowed, rounding), dtype=bool)
 
 
+def differing(what_if: WhatIf, columns: GradedColumns) -> np.ndarray:
+    """The entries where the mistake gives another number than the exact one (none where unknown)."""
+    value = mistaken_value(what_if, columns)
+    if value is None or columns.expected is None:
+        return np.zeros(columns.given.shape, dtype=bool)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return ~np.asarray(within(value, columns.expected, 0.0), dtype=bool)
+
+
+def look_alike_rows(what_ifs: list[WhatIf], graded: list[GradedColumns]) -> np.ndarray:
+    """Each row's first usual mistake (its index in ``what_ifs``) that the row, right to the digits
+    written, also fits, in a quantity where the mistake changes the numbers; -1 where none does or
+    the row is wrong. Row by row, as a typed row is graded: one mistake need not fit every row
+    for a row's digits to be too few to tell it from the right answer."""
+    rows = graded[0].ok.shape[0] if graded else 0
+    found = np.full(rows, -1, dtype=np.int64)
+    right = np.logical_and.reduce([columns.ok.all(axis=1) for columns in graded]) if graded else found < 0
+    for columns in graded:
+        for index, what_if in enumerate(what_ifs):
+            pending = right & (found < 0)
+            if not pending.any():
+                return found
+            if not what_if.look_alike:
+                continue
+            fits = entries_fitting(what_if, columns).all(axis=1) & differing(what_if, columns).any(axis=1)
+            found[pending & fits] = index
+    return found
+
+
 def mistaken_value(what_if: WhatIf, columns: GradedColumns) -> np.ndarray | None:
     """What the mistake gives for the graded columns, shaped as they are (None: it says nothing of them)."""
     value = what_if.gradient if columns.quantity == "gradient" else _column(what_if.losses)
