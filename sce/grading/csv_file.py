@@ -3,10 +3,12 @@ the exact values, block by block."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from sce.batch.compute import MeanDenominators, compute_block
 from sce.batch.csv_source import computed_blocks, csv_input, mean_denominator, readable_input
 from sce.batch.loop import check_summary_path, write_summary_file
 from sce.batch.request import BatchRequest, BatchSummary
@@ -14,12 +16,14 @@ from sce.errors import DataProblem
 from sce.grading import verdicts
 from sce.grading.answers import within
 from sce.grading.catalogue import Mistake
+from sce.grading.csv_dtype import exact_options, in_type, type_allowances
 from sce.grading.csv_mistakes import GradedColumns, MistakeSearch, look_alike_rows
 from sce.grading.gradebook import Gradebook
 from sce.grading.mistakes import WhatIf, row_what_ifs
 from sce.io.csv.columns import ColumnPlan
 from sce.io.csv.parse import ParsedBlock, read_numbers
 from sce.io.csv.records import record_lines
+from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import written_tolerances
 
 
@@ -101,7 +105,8 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
     and every logit column joins the softmax, whichever gradient columns are graded.
     The caller installs the stopping signals' handlers around it (as around :func:`sce.batch.run_batch`).
     With ``request.summary_path``, the summary is written there as JSON, whole, once every row is graded."""
-    reading, options = csv_input(request), request.options
+    reading, options = csv_input(request), exact_options(request.options)
+    dtype = request.options.dtype
     if request.summary_path is not None:
         check_summary_path(request.summary_path, [request.input_path])
     with readable_input(request.input_path, reads_twice=options.reduction == "mean") as path:
@@ -110,20 +115,19 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
         found.gradebook = None if request.id_col is None else Gradebook(request.id_col)
         found.totals.reduction = options.reduction
         found.totals.denominator = 0.0 if denominator is None else denominator.cross_entropy
+        denominators = (1.0, 1.0) if denominator is None else (denominator.cross_entropy, denominator.z_loss)
         for parsed, plan, result, _ in computed_blocks(path, reading, options, denominator):
             assert isinstance(parsed, ParsedBlock)  # the wide way is asked for by sce batch only
             found.classes, found.graded_gradients = len(plan.logits), len(plan.grads or ())
-            wrong = np.zeros(result.num_rows, dtype=bool)
+            typed = None
+            if dtype != "float64":
+                result = _exact_in_type(result, parsed, plan, denominator, dtype)
+                typed = type_allowances(result, parsed.targets, dtype, denominators)
             graded = []
-            for quantity, columns, expected in _graded(plan, result.gradient, result.losses):
-                given = read_numbers(parsed.text, columns, parsed.block, plan, request.delimiter)
-                allowed = tolerance if tolerance is not None else written_tolerances(parsed.text, columns)
-                allowed = np.broadcast_to(np.asarray(allowed, dtype=np.float64), given.shape)
-                ok = within(given, expected, allowed)
-                wrong |= ~ok.all(axis=1)
-                classes = plan.grad_classes if quantity == "gradient" else None
-                graded.append(GradedColumns(quantity, given, allowed, ok, classes, expected))
-                _add_errors(found, _Cells(columns, expected, given, allowed, ok), parsed, request.delimiter)
+            for columns, cells in _graded_block(parsed, plan, result, typed, tolerance, request.delimiter):
+                graded.append(columns)
+                _add_errors(found, cells, parsed, request.delimiter)
+            wrong = np.logical_or.reduce([~columns.ok.all(axis=1) for columns in graded])
             search.observe(result, graded)
             what_ifs = row_what_ifs(result) if graded and not wrong.all() else []
             look_alikes = look_alike_rows(what_ifs, graded)
@@ -141,6 +145,58 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
     if request.summary_path is not None:
         write_summary_file(request.summary_path, request.input_path, found.document())
     return found
+
+
+def _graded_block(
+    parsed: ParsedBlock,
+    plan: ColumnPlan,
+    result: SoftmaxCrossEntropyResult,
+    typed: Mapping[str, np.ndarray] | None,
+    tolerance: float | None,
+    delimiter: str,
+) -> list[tuple[GradedColumns, _Cells]]:
+    """Each graded quantity of a block: given against expected, within the digits written (or
+    ``tolerance``) plus, for answers computed in a narrower type, that type's ``typed`` allowance."""
+    graded = []
+    for quantity, columns, expected in _graded(plan, result.gradient, result.losses):
+        given = read_numbers(parsed.text, columns, parsed.block, plan, delimiter)
+        written = tolerance if tolerance is not None else written_tolerances(parsed.text, columns)
+        written = np.broadcast_to(np.asarray(written, dtype=np.float64), given.shape)
+        precision = np.zeros(given.shape) if typed is None else _in_columns(typed[quantity], quantity, plan)
+        ok = within(given, expected, written + precision)
+        classes = plan.grad_classes if quantity == "gradient" else None
+        # A mistake may move the label's −1 to any class: its rounding there is in ulps of 1, as
+        # the label's own entry is, so a mistake is fitted within the row's largest allowance.
+        naming = written + precision.max(axis=1, keepdims=True, initial=0.0)
+        graded.append(
+            (
+                GradedColumns(quantity, given, written + precision, ok, classes, expected, naming, precision),
+                _Cells(columns, expected, given, written + precision, ok),
+            )
+        )
+    return graded
+
+
+def _exact_in_type(
+    result: SoftmaxCrossEntropyResult,
+    parsed: ParsedBlock,
+    plan: ColumnPlan,
+    denominator: MeanDenominators | None,
+    dtype: str,
+) -> SoftmaxCrossEntropyResult:
+    """The exact result of the block's logits as a program computing in ``dtype`` holds them."""
+    logits = in_type(parsed.logits, dtype)
+    if np.array_equal(logits, parsed.logits):
+        return result  # 2, 3, 4 are the same in float32
+    return compute_block(replace(parsed, logits=logits), plan, result.options, denominator)
+
+
+def _in_columns(allowances: np.ndarray, quantity: str, plan: ColumnPlan) -> np.ndarray:
+    """A quantity's allowances for its graded columns (the gradient's: those of their classes)."""
+    if quantity != "gradient":
+        return allowances
+    assert plan.grad_classes is not None
+    return allowances[:, list(plan.grad_classes)]
 
 
 def _add_look_alikes(

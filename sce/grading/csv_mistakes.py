@@ -30,6 +30,12 @@ class GradedColumns:
     """The class of each gradient column (they may be some of the classes, in any order); None: all, in order."""
     expected: np.ndarray | None = None
     """The exact values, as ``given`` (where known: to tell a mistake that changes nothing)."""
+    naming: np.ndarray | None = None
+    """The allowance a wrong answer is fitted to a mistake within, where wider than ``allowed``."""
+    precision: np.ndarray | float = 0.0
+    """What an answer computed in the type claimed may be off by (float32's, with ``--dtype
+    float32``), within ``allowed``: a mistake that changes the numbers by less changes nothing
+    that type can show."""
 
 
 Key = tuple[str, str]
@@ -84,24 +90,27 @@ def _fits(what_if: WhatIf, columns: GradedColumns) -> bool:
     return bool(entries_fitting(what_if, columns).all())
 
 
-def entries_fitting(what_if: WhatIf, columns: GradedColumns) -> np.ndarray:
+def entries_fitting(what_if: WhatIf, columns: GradedColumns, naming: bool = True) -> np.ndarray:
     """Whether each graded entry is within its allowance of what the mistake gives (all False
-    where the mistake says nothing about the quantity)."""
+    where the mistake says nothing about the quantity); ``naming``: within the allowance for
+    naming a wrong answer's mistake, else for a right answer within ``allowed`` itself."""
     value = mistaken_value(what_if, columns)
     if value is None:
         return np.zeros(columns.given.shape, dtype=bool)
     rounding = ROUNDING_ALLOWANCE if what_if.rounding is None else what_if.rounding
     with np.errstate(invalid="ignore", over="ignore"):
-        return np.asarray(within(columns.given, value, columns.allowed, rounding), dtype=bool)
+        allowed = columns.naming if naming and columns.naming is not None else columns.allowed
+        return np.asarray(within(columns.given, value, allowed, rounding), dtype=bool)
 
 
 def differing(what_if: WhatIf, columns: GradedColumns) -> np.ndarray:
-    """The entries where the mistake gives another number than the exact one (none where unknown)."""
+    """The entries where the mistake gives another number than the exact one, beyond the type's
+    precision (none where unknown)."""
     value = mistaken_value(what_if, columns)
     if value is None or columns.expected is None:
         return np.zeros(columns.given.shape, dtype=bool)
     with np.errstate(invalid="ignore", over="ignore"):
-        return ~np.asarray(within(value, columns.expected, 0.0), dtype=bool)
+        return ~np.asarray(within(value, columns.expected, columns.precision), dtype=bool)
 
 
 def look_alike_rows(what_ifs: list[WhatIf], graded: list[GradedColumns]) -> np.ndarray:
@@ -119,7 +128,8 @@ def look_alike_rows(what_ifs: list[WhatIf], graded: list[GradedColumns]) -> np.n
                 return found
             if not what_if.look_alike:
                 continue
-            fits = entries_fitting(what_if, columns).all(axis=1) & differing(what_if, columns).any(axis=1)
+            fits = entries_fitting(what_if, columns, naming=False).all(axis=1)
+            fits &= differing(what_if, columns).any(axis=1)
             found[pending & fits] = index
     return found
 

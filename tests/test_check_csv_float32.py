@@ -1,0 +1,123 @@
+"""`sce check --csv --dtype float32`: a file of answers computed in float32 is graded as float32
+computes, so every right float32 answer passes and a wrong one still fails.
+
+The right answers come from mpmath at 50 digits (tests/reference.py) rounded to float32, from
+float32 computations written here in numpy (the textbook's e/Σe, and exp(log-softmax) as PyTorch's
+backward forms it), and from PyTorch's own float32 output, typed in."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mpmath as mp
+import numpy as np
+import pytest
+
+from tests.reference import log_softmax
+
+ROWS = [([2.0, 3.0, 4.0], 1), ([0.0, 40.0, -1.0], 1), ([1.5, -0.5, 0.25], 0), ([-1.0, 2.0, 0.5], 2)]
+# Rows where the float32 logits are not the written ones, and a confident row whose label entry p − 1
+# is tiny but computed from numbers near 1.
+HARD_ROWS = [([0.1, 0.2, 0.3], 2), ([1234.567, 1230.1, 1233.9], 0), ([20.0, 0.0, -3.0], 0), ([-7.3, 8.9, 8.7], 1)]
+
+
+def exact(logits: list[float], label: int) -> tuple[list[float], float]:
+    """∂L/∂z and L at 50 digits, rounded to float64."""
+    log_p = log_softmax(logits)
+    gradient = [float(mp.exp(log_p[k]) - (1 if k == label else 0)) for k in range(len(logits))]
+    return gradient, float(-log_p[label])
+
+
+def textbook_float32(logits: list[float], label: int, via_log: bool = False) -> tuple[list[float], float]:
+    """The computation in float32 from the float32 logits: shift, exp, sum; p = e/Σe, or p = exp(log p)."""
+    z = np.asarray(logits, dtype=np.float32)
+    shifted = z - z.max()
+    total = np.exp(shifted).sum(dtype=np.float32)
+    log_p = shifted - np.log(total)
+    p = np.exp(log_p) if via_log else np.exp(shifted) / total
+    p[label] -= np.float32(1)
+    return [float(v) for v in p], float(-log_p[label])
+
+
+def write(path: Path, rows, answer) -> Path:
+    classes = len(rows[0][0])
+    names = [f"z{k}" for k in range(classes)]
+    lines = [",".join([*names, "label", "loss", *(f"grad_{n}" for n in names)])]
+    for logits, label in rows:
+        gradient, loss = answer(logits, label)
+        lines.append(",".join([*map(repr, logits), str(label), repr(loss), *map(repr, gradient)]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+GRADE = ("--grad-cols", "grad_*", "--loss-col", "loss")
+
+
+def nearest_float32(logits: list[float], label: int) -> tuple[list[float], float]:
+    gradient, loss = exact(logits, label)
+    return [float(np.float32(g)) for g in gradient], float(np.float32(loss))
+
+
+def test_correctly_rounded_float32_answers_pass_check_csv_with_the_dtype_it_advises(tmp_path, sce):
+    path = write(tmp_path / "f32.csv", ROWS, nearest_float32)
+    advised = sce("check", "--csv", path, *GRADE)
+    assert advised.exit_code == 1
+    assert "fix: grade it as float32 with --dtype float32" in advised.stdout
+    result = sce("check", "--csv", path, *GRADE, "--dtype", "float32")
+    assert result.exit_code == 0, result.stdout
+    assert result.stdout.splitlines()[-1] == "verdict: correct"
+
+
+# PyTorch 2.x, CPU, float32: F.cross_entropy(z, y, reduction="none") and z.grad of its sum,
+# printed with repr(float(...)).
+PYTORCH_FLOAT32 = """z0,z1,z2,label,loss,grad_z0,grad_z1,grad_z2
+2,3,4,1,1.4076058864593506,0.09003058075904846,-0.7552714943885803,0.665241003036499
+1.5,-0.5,0.25,0,0.3519519567489624,-0.296686053276062,0.09518317878246307,0.20150281488895416
+"""
+
+
+def test_pytorch_float32_output_passes_check_csv_dtype_float32(tmp_path, sce):
+    path = tmp_path / "torch32.csv"
+    path.write_text(PYTORCH_FLOAT32)
+    result = sce("check", "--csv", path, *GRADE, "--dtype", "float32")
+    assert result.exit_code == 0, result.stdout
+    # Graded as float64, it is float32's answer, and the output says how to grade it so.
+    plain = sce("check", "--csv", path, *GRADE)
+    assert plain.exit_code == 1 and "--dtype float32" in plain.stdout
+
+
+@pytest.mark.parametrize("via_log", [False, True], ids=["softmax", "exp-log-softmax"])
+def test_float32_programs_pass_on_logits_float32_cannot_hold_and_on_confident_rows(tmp_path, sce, via_log):
+    path = write(tmp_path / "hard.csv", HARD_ROWS, lambda z, y: textbook_float32(z, y, via_log))
+    result = sce("check", "--csv", path, *GRADE, "--dtype", "float32")
+    assert result.exit_code == 0, result.stdout
+
+
+def test_float32_answers_with_a_mistake_still_fail_with_dtype_float32(tmp_path, sce):
+    def off_by_one(logits, label):
+        return textbook_float32(logits, (label + 1) % len(logits))
+
+    def slightly_off(logits, label):
+        gradient, loss = textbook_float32(logits, label)
+        return [g * (1 + 1e-5) for g in gradient], loss * (1 + 1e-5)
+
+    for answer in (off_by_one, slightly_off):
+        path = write(tmp_path / f"{answer.__name__}.csv", ROWS + HARD_ROWS, answer)
+        result = sce("check", "--csv", path, *GRADE, "--dtype", "float32", "-f", "json")
+        assert result.exit_code == 1, answer.__name__
+        assert json.loads(result.stdout)["verdict"] == "not_correct"
+    named = sce("check", "--csv", tmp_path / "off_by_one.csv", *GRADE, "--dtype", "float32")
+    assert "mistake: −1 at the wrong class: the label's index plus one (off by one)" in named.stdout
+
+
+def test_a_float32_mean_over_rows_passes_with_dtype_float32(tmp_path, sce):
+    rows = ROWS + HARD_ROWS
+
+    def mean_float32(logits, label):
+        gradient, loss = textbook_float32(logits, label)
+        return [float(np.float32(g) / np.float32(len(rows))) for g in gradient], loss
+
+    path = write(tmp_path / "mean.csv", rows, mean_float32)
+    result = sce("check", "--csv", path, "--grad-cols", "grad_*", "--reduction", "mean", "--dtype", "float32")
+    assert result.exit_code == 0, result.stdout
