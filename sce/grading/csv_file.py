@@ -17,7 +17,7 @@ from sce.grading import verdicts
 from sce.grading.answers import within
 from sce.grading.catalogue import Mistake
 from sce.grading.csv_dtype import exact_options, in_type, type_allowances
-from sce.grading.csv_mistakes import GradedColumns, MistakeSearch, look_alike_rows
+from sce.grading.csv_mistakes import GradedColumns, MistakeSearch, look_alike_rows, mean_what_ifs
 from sce.grading.gradebook import Gradebook
 from sce.grading.mistakes import WhatIf, row_what_ifs
 from sce.io.csv.columns import ColumnPlan
@@ -128,14 +128,14 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
                 graded.append(columns)
                 _add_errors(found, cells, parsed, request.delimiter)
             wrong = np.logical_or.reduce([~columns.ok.all(axis=1) for columns in graded])
-            search.observe(result, graded)
-            what_ifs = row_what_ifs(result) if graded and not wrong.all() else []
-            look_alikes = look_alike_rows(what_ifs, graded)
+            what_ifs = _BlockWhatIfs(result, denominator)
+            search.observe(graded, what_ifs)
+            look_alikes = look_alike_rows(what_ifs() if graded and not wrong.all() else [], graded)
             _add_look_alikes(found, look_alikes, what_ifs, parsed, request.delimiter)
             if found.gradebook is not None:
                 lines = record_lines(parsed.block, request.delimiter)
                 codes = found.gradebook.learners_of(parsed.text[found.gradebook.column].to_list(), lines)
-                found.gradebook.observe(codes, graded, what_ifs or row_what_ifs(result), look_alikes)
+                found.gradebook.observe(codes, graded, what_ifs(), look_alikes)
             found.rows += result.num_rows
             found.wrong_rows += int(wrong.sum())
             found.totals.add(result)
@@ -199,15 +199,29 @@ def _in_columns(allowances: np.ndarray, quantity: str, plan: ColumnPlan) -> np.n
     return allowances[:, list(plan.grad_classes)]
 
 
+class _BlockWhatIfs:
+    """A block's candidate mistakes, computed once when first asked for: the catalogue's row by
+    row (:func:`row_what_ifs`), and those of the file's mean (its denominators)."""
+
+    def __init__(self, result: SoftmaxCrossEntropyResult, denominator: MeanDenominators | None) -> None:
+        self.result, self.denominator = result, denominator
+        self.found: list[WhatIf] | None = None
+
+    def __call__(self) -> list[WhatIf]:
+        if self.found is None:
+            self.found = row_what_ifs(self.result) + mean_what_ifs(self.result, self.denominator)
+        return self.found
+
+
 def _add_look_alikes(
-    found: FileCheck, look_alikes: np.ndarray, what_ifs: list[WhatIf], parsed: ParsedBlock, delimiter: str
+    found: FileCheck, look_alikes: np.ndarray, what_ifs: _BlockWhatIfs, parsed: ParsedBlock, delimiter: str
 ) -> None:
     """Count the block's rows whose digits fit a usual mistake as well; keep the first one's line."""
     rows = np.flatnonzero(look_alikes >= 0)
     found.too_few_digits_rows += len(rows)
     if len(rows) and found.look_alike is None:
         line = record_lines(parsed.block, delimiter)[int(rows[0])]
-        found.look_alike = (line, what_ifs[int(look_alikes[rows[0]])].mistake)
+        found.look_alike = (line, what_ifs()[int(look_alikes[rows[0]])].mistake)
 
 
 def _graded(

@@ -1,4 +1,5 @@
-"""Naming the mistake of a file's wrong answers (``sce check --csv``), block by block.
+"""Naming the mistake of a file's wrong answers (``sce check --csv``), block by block, and
+telling a right row whose digits fit a mistake as well.
 
 The search starts at the first block with a wrong row (a correct file costs
 nothing) and keeps the catalogue's row-by-row mistakes (:func:`row_what_ifs`)
@@ -8,13 +9,16 @@ every failing entry. It stops computing once no candidate is left.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from sce.batch.compute import MeanDenominators
+from sce.grading import catalogue
 from sce.grading.answers import ROUNDING_ALLOWANCE, within
 from sce.grading.catalogue import Mistake
-from sce.grading.mistakes import WhatIf, row_what_ifs
+from sce.grading.mistakes import WhatIf
 from sce.loss import SoftmaxCrossEntropyResult
 
 
@@ -50,13 +54,14 @@ class MistakeSearch:
     alive: dict[str, dict[Key, Mistake]] = field(default_factory=dict)
     order: list[Key] = field(default_factory=list)
 
-    def observe(self, result: SoftmaxCrossEntropyResult, graded: list[GradedColumns]) -> None:
-        """Drop every candidate that does not fit this block's graded columns."""
+    def observe(self, graded: list[GradedColumns], block_what_ifs: Callable[[], list[WhatIf]]) -> None:
+        """Drop every candidate that does not fit this block's graded columns; ``block_what_ifs``
+        gives the block's candidates, asked for only where there is something to fit."""
         starting = [c for c in graded if c.quantity not in self.alive and not c.ok.all()]
         going_on = [c for c in graded if self.alive.get(c.quantity)]
         if not starting and not going_on:
             return  # nothing wrong yet, or nothing left that fits
-        what_ifs = row_what_ifs(result)
+        what_ifs = block_what_ifs()
         for columns in starting:
             self.alive[columns.quantity] = {}
             for what_if in what_ifs:
@@ -146,3 +151,19 @@ def mistaken_value(what_if: WhatIf, columns: GradedColumns) -> np.ndarray | None
 
 def _column(losses: np.ndarray | None) -> np.ndarray | None:
     return None if losses is None else np.asarray(losses, dtype=np.float64)[:, None]
+
+
+def mean_what_ifs(result: SoftmaxCrossEntropyResult, denominator: MeanDenominators | None) -> list[WhatIf]:
+    """The mistakes of a file's mean that its rows alone cannot show: the mean over every row,
+    ignored (padding) rows included, and the weighted mean divided by the row count, as
+    ``sce check --arrays`` names them. Gradient only: ``sce check --csv`` grades each row's loss."""
+    d = denominator
+    if result.options.reduction != "mean" or d is None or not d.cross_entropy or result.options.z_loss:
+        return []
+    gradient = result.gradient.astype(np.float64)
+    found = []
+    if d.rows > d.z_loss:
+        found.append(WhatIf(catalogue.IGNORED_ROWS_COUNTED, gradient=gradient * (d.cross_entropy / d.rows)))
+    if result.options.weight is not None and d.z_loss and d.cross_entropy != d.z_loss:
+        found.append(WhatIf(catalogue.WEIGHT_SUM_BY_ROW_COUNT, gradient=gradient * (d.cross_entropy / d.z_loss)))
+    return found
