@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 
 import mpmath as mp
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -468,3 +469,47 @@ def test_sce_batch_refuses_a_column_named_twice_in_any_list(tmp_path, sce):
     ):
         result = sce("batch", path, "-q", *options)
         assert (result.exit_code, result.stderr) == (2, f"sce: error: {message}\n"), options
+
+
+# --- a column given as a gradient that is something else -------------------------------------------------------
+
+SCE_OUTPUT = ["z0", "z1", "z2", "label", "p_z0", "p_z1", "p_z2", "loss", "grad_z0", "grad_z1", "grad_z2"]
+
+
+@pytest.mark.parametrize("order", [[name for name in SCE_OUTPUT if not name.startswith("p_")], SCE_OUTPUT])
+def test_a_logit_column_given_as_a_gradient_column_is_named_in_the_error(tmp_path, sce, order):
+    # `--grad-cols z0` was told that there is no column 'z0' (there is), or about 'p_z0', a column it did not name.
+    columns = exact_columns(ROWS)
+    columns.update({f"p_z{k}": ["0.5"] * len(ROWS) for k in range(3)})
+    path = write_columns(tmp_path / "out.csv", columns, order)
+    for named, suggested, extra in (
+        ("z0", "grad_z0", []),
+        ("z*", "grad_z*", []),
+        ("z0,grad_z1", "grad_z0", []),
+        ("z0", "grad_z0", ["--loss-col", "loss"]),
+        ("z0", "grad_z0", ["--logit-cols", "z*"]),
+    ):
+        result = sce("check", "--csv", path, "--grad-cols", named, *extra)
+        assert (result.exit_code, result.stdout) == (2, ""), named
+        assert result.stderr == (
+            "sce: error: --grad-cols: column 'z0' is a logit column (its gradient column is 'grad_z0'); "
+            f"give the gradient columns to grade, as --grad-cols {suggested}\n"
+        ), (named, extra)
+
+
+def test_sce_batchs_loss_and_probability_columns_given_as_gradients_are_named_for_what_they_are(tmp_path, sce):
+    columns = exact_columns(ROWS)
+    columns.update({f"p_z{k}": ["0.5"] * len(ROWS) for k in range(3)})
+    path = write_columns(tmp_path / "out.csv", columns, SCE_OUTPUT)
+    loss = sce("check", "--csv", path, "--grad-cols", "loss")
+    assert (loss.exit_code, loss.stderr) == (
+        2,
+        "sce: error: --grad-cols: column 'loss' is the loss column sce batch writes, not a gradient; "
+        "grade it with --loss-col loss\n",
+    )
+    probability = sce("check", "--csv", path, "--grad-cols", "p_z1")
+    assert (probability.exit_code, probability.stderr) == (
+        2,
+        "sce: error: --grad-cols: column 'p_z1' is the probability of 'z1' that sce batch writes, not a gradient; "
+        "the gradient columns are grad_<logit column>\n",
+    )

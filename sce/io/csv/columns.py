@@ -68,6 +68,8 @@ def plan_columns(
         _check_one_column(names[0], delimiter)
     label, targets = _label_or_targets(names, label_col, target_cols, has_header, listing)
     grads = None if grad_cols is None else _select(grad_cols, names, "grad_cols")
+    if grads is not None:
+        _check_gradients_are_gradients(grads, grad_cols or "", names, loss_given=loss_col is not None)
     if loss_col is not None and loss_col not in names:
         raise OptionDataProblem("loss_col", f"there is no column {loss_col!r}; the columns are {listing}")
     if id_col is not None and id_col not in names:
@@ -101,6 +103,34 @@ def plan_columns(
             f"rename it, or choose the logit columns with {option('logit_cols')}"
         )
     return plan
+
+
+def _check_gradients_are_gradients(grads: tuple[str, ...], grad_cols: str, names: list[str], loss_given: bool) -> None:
+    """A column given as a gradient that the file's names say is something else: a logit X whose
+    gradient grad_X is there, or one of the other columns sce batch writes (loss, p_X)."""
+    known = set(names)
+    items = [item.strip() for item in grad_cols.split(",") if item.strip()]
+    for column in grads:
+        if GRADIENT_PREFIX + column in known:
+            # One item (a name or a pattern): its gradient columns are the same item prefixed.
+            chosen = GRADIENT_PREFIX + (items[0] if len(items) == 1 else column)
+            raise OptionProblem(
+                "grad_cols",
+                f"column {column!r} is a logit column (its gradient column is {GRADIENT_PREFIX + column!r}); "
+                f"give the gradient columns to grade, as {option('grad_cols', chosen)}",
+            )
+        if column == "loss" and not loss_given:
+            raise OptionProblem(
+                "grad_cols",
+                f"column 'loss' is the loss column sce batch writes, not a gradient; grade it with "
+                f"{option('loss_col', 'loss')}",
+            )
+        if column.startswith("p_") and column[2:] in known:
+            raise OptionProblem(
+                "grad_cols",
+                f"column {column!r} is the probability of {column[2:]!r} that sce batch writes, not a gradient; "
+                f"the gradient columns are {GRADIENT_PREFIX}<logit column>",
+            )
 
 
 def _check_unique(names: list[str]) -> None:
