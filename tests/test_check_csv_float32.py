@@ -121,3 +121,25 @@ def test_a_float32_mean_over_rows_passes_with_dtype_float32(tmp_path, sce):
     path = write(tmp_path / "mean.csv", rows, mean_float32)
     result = sce("check", "--csv", path, "--grad-cols", "grad_*", "--reduction", "mean", "--dtype", "float32")
     assert result.exit_code == 0, result.stdout
+
+
+def test_a_logit_beyond_float32s_range_is_refused_as_sce_batch_refuses_it(tmp_path, sce):
+    path = tmp_path / "huge.csv"
+    path.write_text("z0,z1,label,grad_z0,grad_z1\n1e39,0,0,0,0\n")
+    result = sce("check", "--csv", path, "--grad-cols", "grad_*", "--dtype", "float32")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        "sce: error: line 2, column z0: logit 1e+39 is beyond float32's range (±3.4e+38); compute in float64 "
+        "(--dtype float64)\n"
+    )
+
+
+def test_exact_zeros_and_extreme_rows_in_float32_raise_no_raw_warning(tmp_path, sce):
+    # A one-hot row's exact 0 entries, huge and masked logits: graded, with nothing on stderr.
+    path = tmp_path / "extremes.csv"
+    path.write_text(
+        "z0,z1,label,loss,grad_z0,grad_z1\n1e30,-1e30,0,0,0,0\n100,100,1,0.6931471805599453,0.5,-0.5\n"
+        "-inf,0,1,0,0,0\n"
+    )
+    result = sce("check", "--csv", path, *GRADE, "--dtype", "float32")
+    assert (result.exit_code, result.stderr) == (0, ""), result.stdout

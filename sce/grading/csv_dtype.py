@@ -39,7 +39,8 @@ def exact_options(options: LossOptions) -> LossOptions:
 
 def in_type(logits: np.ndarray, dtype: str) -> np.ndarray:
     """The logits as a program computing in ``dtype`` holds them (kept as float64)."""
-    return np.asarray(logits, dtype=np.float64).astype(dtype).astype(np.float64)
+    with np.errstate(over="ignore"):  # beyond the type's range: inf, which the caller refuses
+        return np.asarray(logits, dtype=np.float64).astype(dtype).astype(np.float64)
 
 
 def type_allowances(
@@ -67,8 +68,9 @@ def type_allowances(
     base = baseline(result.logits, coef, options, dtype, autograd_route_applies(targets, options))
     gradient_size, loss_size = result_magnitudes(result, coef)
     exact = result.gradient.astype(np.float64)
-    route_errors = np.max([_row_worst(ulps(g, exact, gradient_size, dtype)) for g in base.gradients], axis=0)
-    loss_errors = ulps(base.losses[0], result.losses.astype(np.float64), loss_size, dtype)
+    with np.errstate(all="ignore"):  # a zero's sign times inf, an overflow: the errors say so, not a warning
+        route_errors = np.max([_row_worst(ulps(g, exact, gradient_size, dtype)) for g in base.gradients], axis=0)
+        loss_errors = ulps(base.losses[0], result.losses.astype(np.float64), loss_size, dtype)
     row_allowance = np.vectorize(allowance, otypes=[np.float64])
     return {
         "gradient": row_allowance(route_errors)[:, None] * ulp_unit(gradient_size, dtype),

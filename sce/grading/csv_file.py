@@ -25,6 +25,7 @@ from sce.io.csv.parse import ParsedBlock, read_numbers
 from sce.io.csv.records import record_lines
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import written_tolerances
+from sce.options import FloatType
 
 
 @dataclass
@@ -182,12 +183,15 @@ def _exact_in_type(
     parsed: ParsedBlock,
     plan: ColumnPlan,
     denominator: MeanDenominators | None,
-    dtype: str,
+    dtype: FloatType,
 ) -> SoftmaxCrossEntropyResult:
     """The exact result of the block's logits as a program computing in ``dtype`` holds them."""
     logits = in_type(parsed.logits, dtype)
     if np.array_equal(logits, parsed.logits):
         return result  # 2, 3, 4 are the same in float32
+    if (np.isinf(logits) & np.isfinite(parsed.logits)).any():
+        # Beyond the type's range: the core refuses it in the type's own words, at its line and column.
+        compute_block(parsed, plan, replace(result.options, dtype=dtype), denominator)
     return compute_block(replace(parsed, logits=logits), plan, result.options, denominator)
 
 
