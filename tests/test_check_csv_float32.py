@@ -13,6 +13,8 @@ from pathlib import Path
 import mpmath as mp
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.reference import log_softmax
 
@@ -143,3 +145,29 @@ def test_exact_zeros_and_extreme_rows_in_float32_raise_no_raw_warning(tmp_path, 
     )
     result = sce("check", "--csv", path, *GRADE, "--dtype", "float32")
     assert (result.exit_code, result.stderr) == (0, ""), result.stdout
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    classes=st.integers(2, 40),
+    rows=st.integers(1, 6),
+    scale=st.sampled_from([0.1, 3.0, 30.0, 300.0]),
+    seed=st.integers(0, 2**32 - 1),
+    via_log=st.booleans(),
+)
+def test_any_float32_programs_right_answer_passes_and_its_off_by_one_fails(
+    tmp_path, sce, classes, rows, scale, seed, via_log
+):
+    rng = np.random.default_rng(seed)
+    drawn = [((rng.normal(size=classes) * scale).tolist(), int(rng.integers(classes))) for _ in range(rows)]
+    path = write(tmp_path / "right.csv", drawn, lambda z, y: textbook_float32(z, y, via_log))
+    result = sce("check", "--csv", path, *GRADE, "--dtype", "float32")
+    assert result.exit_code == 0, result.stdout
+    wrong = write(tmp_path / "wrong.csv", drawn, lambda z, y: textbook_float32(z, (y + 1) % classes, via_log))
+    # Unless the shifted label's gradient is the same in float32 (two equal logits): then it is right.
+    same = all(
+        np.allclose(textbook_float32(z, (y + 1) % classes)[0], textbook_float32(z, y)[0], rtol=0, atol=1e-6)
+        for z, y in drawn
+    )
+    if not same:
+        assert sce("check", "--csv", wrong, *GRADE, "--dtype", "float32").exit_code == 1

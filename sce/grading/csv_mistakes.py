@@ -38,8 +38,8 @@ class GradedColumns:
     """The allowance a wrong answer is fitted to a mistake within, where wider than ``allowed``."""
     precision: np.ndarray | float = 0.0
     """What an answer computed in the type claimed may be off by (float32's, with ``--dtype
-    float32``), within ``allowed``: a mistake that changes the numbers by less changes nothing
-    that type can show."""
+    float32``), within ``allowed``: a mistake that changes the numbers by less than twice this
+    changes nothing that type can show."""
 
 
 Key = tuple[str, str]
@@ -115,7 +115,9 @@ def differing(what_if: WhatIf, columns: GradedColumns) -> np.ndarray:
     if value is None or columns.expected is None:
         return np.zeros(columns.given.shape, dtype=bool)
     with np.errstate(invalid="ignore", over="ignore"):
-        return ~np.asarray(within(value, columns.expected, columns.precision), dtype=bool)
+        # Twice the type's allowance: within it, an answer exact to the type can lie within its allowance of
+        # both, and it is the type, not the digits written, that cannot tell them apart.
+        return ~np.asarray(within(value, columns.expected, 2 * np.asarray(columns.precision)), dtype=bool)
 
 
 def look_alike_rows(what_ifs: list[WhatIf], graded: list[GradedColumns]) -> np.ndarray:
