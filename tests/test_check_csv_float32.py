@@ -163,6 +163,9 @@ def test_any_float32_programs_right_answer_passes_and_its_off_by_one_fails(
     path = write(tmp_path / "right.csv", drawn, lambda z, y: textbook_float32(z, y, via_log))
     result = sce("check", "--csv", path, *GRADE, "--dtype", "float32")
     assert result.exit_code == 0, result.stdout
+    # Graded as float64, it is named for what it is, with the flag that passes it.
+    plain = sce("check", "--csv", path, *GRADE)
+    assert plain.exit_code == 0 or "fix: grade it as float32 with --dtype float32" in plain.stdout, plain.stdout
     wrong = write(tmp_path / "wrong.csv", drawn, lambda z, y: textbook_float32(z, (y + 1) % classes, via_log))
     # Unless the shifted label's gradient is the same in float32 (two equal logits): then it is right.
     same = all(
@@ -171,3 +174,26 @@ def test_any_float32_programs_right_answer_passes_and_its_off_by_one_fails(
     )
     if not same:
         assert sce("check", "--csv", wrong, *GRADE, "--dtype", "float32").exit_code == 1
+
+
+def test_the_float32_advice_is_given_only_where_dtype_float32_then_passes(tmp_path, sce):
+    # Right in float32 but for one entry a hundred ulps off: not float32's answer, so no advice.
+    def one_entry_off(logits, label):
+        gradient, loss = textbook_float32(logits, label)
+        gradient[0] += 100 * float(np.spacing(np.float32(abs(gradient[0]) or 1.0)))
+        return gradient, loss
+
+    path = write(tmp_path / "off.csv", ROWS + HARD_ROWS, one_entry_off)
+    plain = sce("check", "--csv", path, *GRADE)
+    assert plain.exit_code == 1
+    # The loss column is float32's and is named so; the gradient is not, and is not called float32's.
+    assert "mistake: loss: computed in float32 (PyTorch's default type), not in float64" in plain.stdout
+    assert "mistake: computed in float32" not in plain.stdout and "gradient: computed" not in plain.stdout
+    assert sce("check", "--csv", path, *GRADE, "--dtype", "float32").exit_code == 1
+    right = write(tmp_path / "right.csv", ROWS + HARD_ROWS, textbook_float32)
+    advised = sce("check", "--csv", right, "--grad-cols", "grad_*")  # no loss column: the gradient alone tells
+    assert advised.stdout.splitlines()[-3:] == [
+        "mistake: computed in float32 (PyTorch's default type), not in float64",
+        "fix: grade it as float32 with --dtype float32",
+        "verdict: not correct",
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -13,11 +14,11 @@ from sce.batch.csv_source import computed_blocks, csv_input, mean_denominator, r
 from sce.batch.loop import check_summary_path, write_summary_file
 from sce.batch.request import BatchRequest, BatchSummary
 from sce.errors import DataProblem
-from sce.grading import verdicts
+from sce.grading import catalogue, verdicts
 from sce.grading.answers import within
 from sce.grading.catalogue import Mistake
 from sce.grading.csv_dtype import exact_options, in_type, type_allowances
-from sce.grading.csv_mistakes import GradedColumns, MistakeSearch, look_alike_rows, mean_what_ifs
+from sce.grading.csv_mistakes import GradedColumns, MistakeSearch, TypedWhatIf, look_alike_rows, mean_what_ifs
 from sce.grading.gradebook import Gradebook
 from sce.grading.mistakes import WhatIf, row_what_ifs
 from sce.io.csv.columns import ColumnPlan
@@ -129,7 +130,7 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
                 graded.append(columns)
                 _add_errors(found, cells, parsed, request.delimiter)
             wrong = np.logical_or.reduce([~columns.ok.all(axis=1) for columns in graded])
-            what_ifs = _BlockWhatIfs(result, denominator)
+            what_ifs = _BlockWhatIfs(_Block(result, parsed, plan, denominator), denominators)
             search.observe(graded, what_ifs)
             look_alikes = look_alike_rows(what_ifs() if graded and not wrong.all() else [], graded)
             _add_look_alikes(found, look_alikes, what_ifs, parsed, request.delimiter)
@@ -178,6 +179,15 @@ def _graded_block(
     return graded
 
 
+class _Block(NamedTuple):
+    """A block of the file as graded: its exact result, its rows parsed, the column plan, the mean's denominators."""
+
+    result: SoftmaxCrossEntropyResult
+    parsed: ParsedBlock
+    plan: ColumnPlan
+    denominator: MeanDenominators | None
+
+
 def _exact_in_type(
     result: SoftmaxCrossEntropyResult,
     parsed: ParsedBlock,
@@ -205,15 +215,25 @@ def _in_columns(allowances: np.ndarray, quantity: str, plan: ColumnPlan) -> np.n
 
 class _BlockWhatIfs:
     """A block's candidate mistakes, computed once when first asked for: the catalogue's row by
-    row (:func:`row_what_ifs`), and those of the file's mean (its denominators)."""
+    row (:func:`row_what_ifs`), and those of the file's mean (its denominators). Answers graded as
+    float64 may be float32's: that candidate is the exact value of the float32 logits, fitted
+    within float32's allowance (as ``--dtype float32`` would grade it), not sce's own float32 result."""
 
-    def __init__(self, result: SoftmaxCrossEntropyResult, denominator: MeanDenominators | None) -> None:
-        self.result, self.denominator = result, denominator
+    def __init__(self, block: _Block, denominators: tuple[float, float]) -> None:
+        self.block, self.denominators = block, denominators
         self.found: list[WhatIf] | None = None
 
     def __call__(self) -> list[WhatIf]:
         if self.found is None:
-            self.found = row_what_ifs(self.result) + mean_what_ifs(self.result, self.denominator)
+            result = self.block.result
+            self.found = row_what_ifs(result) + mean_what_ifs(result, self.block.denominator)
+            if result.options.dtype == "float64":
+                exact = _exact_in_type(*self.block, "float32")
+                allowance = type_allowances(exact, self.block.parsed.targets, "float32", self.denominators)
+                in_float32 = TypedWhatIf(
+                    catalogue.FLOAT32, exact.gradient, losses=exact.losses, look_alike=False, allowance=allowance
+                )
+                self.found = [w if w.mistake != catalogue.FLOAT32 else in_float32 for w in self.found]
         return self.found
 
 

@@ -9,7 +9,7 @@ every failing entry. It stops computing once no candidate is left.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +40,14 @@ class GradedColumns:
     """What an answer computed in the type claimed may be off by (float32's, with ``--dtype
     float32``), within ``allowed``: a mistake that changes the numbers by less than twice this
     changes nothing that type can show."""
+
+
+@dataclass(frozen=True)
+class TypedWhatIf(WhatIf):
+    """A mistake that is the right computation in another type (float32): its entries are fitted
+    within that type's allowance, entry by entry ('gradient' N×K, 'loss' N×1)."""
+
+    allowance: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 Key = tuple[str, str]
@@ -105,7 +113,17 @@ def entries_fitting(what_if: WhatIf, columns: GradedColumns, naming: bool = True
     rounding = ROUNDING_ALLOWANCE if what_if.rounding is None else what_if.rounding
     with np.errstate(invalid="ignore", over="ignore"):
         allowed = columns.naming if naming and columns.naming is not None else columns.allowed
+        if isinstance(what_if, TypedWhatIf) and columns.quantity in what_if.allowance:
+            # Entry by entry, as grading in that type would allow: the advice to grade so then passes.
+            allowed = columns.allowed + _typed_allowance(what_if.allowance[columns.quantity], columns)
         return np.asarray(within(columns.given, value, allowed, rounding), dtype=bool)
+
+
+def _typed_allowance(allowance: np.ndarray, columns: GradedColumns) -> np.ndarray:
+    """A type's allowance for the graded columns (the gradient's: those of their classes)."""
+    if columns.classes is not None and allowance.shape[1] > 1:
+        return allowance[:, list(columns.classes)]
+    return allowance
 
 
 def differing(what_if: WhatIf, columns: GradedColumns) -> np.ndarray:
