@@ -132,7 +132,7 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
             wrong = np.logical_or.reduce([~columns.ok.all(axis=1) for columns in graded])
             what_ifs = _BlockWhatIfs(_Block(result, parsed, plan, denominator), denominators)
             search.observe(graded, what_ifs)
-            look_alikes = look_alike_rows(what_ifs() if graded and not wrong.all() else [], graded)
+            look_alikes = look_alike_rows(what_ifs.plain, graded)
             _add_look_alikes(found, look_alikes, what_ifs, parsed, request.delimiter)
             if found.gradebook is not None:
                 lines = record_lines(parsed.block, request.delimiter)
@@ -221,12 +221,20 @@ class _BlockWhatIfs:
 
     def __init__(self, block: _Block, denominators: tuple[float, float]) -> None:
         self.block, self.denominators = block, denominators
+        self.rows: list[WhatIf] | None = None
         self.found: list[WhatIf] | None = None
+
+    def plain(self) -> list[WhatIf]:
+        """The candidates without the float32 one's computation (it is never a look-alike): the
+        same mistakes at the same places as :meth:`__call__`'s."""
+        if self.rows is None:
+            self.rows = row_what_ifs(self.block.result) + mean_what_ifs(self.block.result, self.block.denominator)
+        return self.rows
 
     def __call__(self) -> list[WhatIf]:
         if self.found is None:
             result = self.block.result
-            self.found = row_what_ifs(result) + mean_what_ifs(result, self.block.denominator)
+            self.found = self.plain()
             if result.options.dtype == "float64":
                 exact = _exact_in_type(*self.block, "float32")
                 allowance = type_allowances(exact, self.block.parsed.targets, "float32", self.denominators)
@@ -245,7 +253,7 @@ def _add_look_alikes(
     found.too_few_digits_rows += len(rows)
     if len(rows) and found.look_alike is None:
         line = record_lines(parsed.block, delimiter)[int(rows[0])]
-        found.look_alike = (line, what_ifs()[int(look_alikes[rows[0]])].mistake)
+        found.look_alike = (line, what_ifs.plain()[int(look_alikes[rows[0]])].mistake)
 
 
 def _graded(

@@ -138,17 +138,28 @@ def differing(what_if: WhatIf, columns: GradedColumns) -> np.ndarray:
         return ~np.asarray(within(value, columns.expected, 2 * np.asarray(columns.precision)), dtype=bool)
 
 
-def look_alike_rows(what_ifs: list[WhatIf], graded: list[GradedColumns]) -> np.ndarray:
-    """Each row's first usual mistake (its index in ``what_ifs``) that the row, right to the digits
-    written, also fits, in a quantity where the mistake changes the numbers; -1 where none does or
-    the row is wrong. Row by row, as a typed row is graded: one mistake need not fit every row
-    for a row's digits to be too few to tell it from the right answer."""
+#: Entries written to within this much of their value, relatively (ten significant digits or more), are
+#: precise: a mistake their digits fit as well agrees with the truth to as many digits, by coincidence only.
+PRECISE = 1e-9
+
+
+def look_alike_rows(block_what_ifs: Callable[[], list[WhatIf]], graded: list[GradedColumns]) -> np.ndarray:
+    """Each row's first usual mistake (its index in ``block_what_ifs()``) that the row, right to the
+    digits written, also fits, in a quantity where the mistake changes the numbers; -1 where none
+    does, the row is wrong, or every entry is written to :data:`PRECISE` digits (then the
+    candidates are not computed at all). Row by row, as a typed row is graded: one mistake need
+    not fit every row for a row's digits to be too few to tell it from the right answer."""
     rows = graded[0].ok.shape[0] if graded else 0
     found = np.full(rows, -1, dtype=np.int64)
     right = np.logical_and.reduce([columns.ok.all(axis=1) for columns in graded]) if graded else found < 0
+    coarse = np.logical_or.reduce([_coarse(columns) for columns in graded]) if graded else found < 0
+    candidates = right & coarse
+    if not candidates.any():
+        return found
+    what_ifs = block_what_ifs()
     for columns in graded:
         for index, what_if in enumerate(what_ifs):
-            pending = right & (found < 0)
+            pending = candidates & (found < 0)
             if not pending.any():
                 return found
             if not what_if.look_alike:
@@ -157,6 +168,16 @@ def look_alike_rows(what_ifs: list[WhatIf], graded: list[GradedColumns]) -> np.n
             fits &= differing(what_if, columns).any(axis=1)
             found[pending & fits] = index
     return found
+
+
+def _coarse(columns: GradedColumns) -> np.ndarray:
+    """Rows with an entry written to fewer digits than :data:`PRECISE` (or with no exact value to compare)."""
+    if columns.expected is None:
+        return np.ones(columns.ok.shape[0], dtype=bool)
+    written = columns.allowed - np.asarray(columns.precision)
+    with np.errstate(invalid="ignore", over="ignore"):
+        coarse = ~(written <= PRECISE * np.abs(columns.expected))
+    return np.asarray(coarse.any(axis=1), dtype=bool)
 
 
 def mistaken_value(what_if: WhatIf, columns: GradedColumns) -> np.ndarray | None:
