@@ -199,3 +199,33 @@ def test_the_float32_advice_is_given_only_where_dtype_float32_then_passes(tmp_pa
         "fix: grade it as float32 with --dtype float32",
         "verdict: not correct",
     ]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        [],
+        ["--reduction", "mean"],
+        ["--reduction", "sum"],
+        ["--smoothing", "0.1"],
+        ["--weight", "1,2,3,0.5,1,1", "--reduction", "mean"],
+        ["--z-loss", "0.01"],
+        ["--softcap", "5"],
+        ["--temperature", "2"],
+        ["--z-loss", "1e-4", "--softcap", "3", "--reduction", "mean", "--smoothing", "0.2", "--smoothing-style",
+         "off-target"],
+    ],
+)  # fmt: skip
+def test_sce_batchs_float32_output_passes_under_every_option_and_is_named_float32s(tmp_path, sce, options):
+    # A round trip: sce batch computes in float32, check --csv grades it as float32 (and names it so in float64).
+    rng = np.random.default_rng(3)
+    z, y = rng.normal(size=(40, 6)) * 4, rng.integers(0, 6, 40)
+    y[3] = -100  # an ignored row
+    lines = ["z0,z1,z2,z3,z4,z5,label", *(",".join([*map(repr, row.tolist()), str(lab)]) for row, lab in zip(z, y))]
+    (tmp_path / "in.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out32.csv"
+    assert sce("batch", tmp_path / "in.csv", "-q", "--dtype", "float32", *options, "-o", out).exit_code == 0
+    graded = ("check", "--csv", out, *GRADE, "--logit-cols", "z*", *options)
+    result = sce(*graded, "--dtype", "float32")
+    assert result.exit_code == 0, result.stdout
+    assert "fix: grade it as float32 with --dtype float32" in sce(*graded).stdout
