@@ -361,3 +361,25 @@ def test_check_csv_names_a_weighted_mean_divided_by_the_row_count(tmp_path, sce)
     assert f"mistake: {catalogue.WEIGHT_SUM_BY_ROW_COUNT.name}" in result.stdout.splitlines()
     right = _mean_file(tmp_path / "right.csv", z, y, gradient * len(y) / weights[y].sum())
     assert sce("check", "--csv", right, *args[3:]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("reduction", "mistake"), [("none", catalogue.MEAN_NOT_NONE), ("sum", catalogue.MEAN_NOT_SUM)]
+)
+def test_check_csv_names_a_mean_where_none_or_sum_is_graded(tmp_path, sce, reduction, mistake):
+    # PyTorch's default mean, (p − y)/D, graded as 'none' or 'sum': D is the file's weight sum, 5.5 here.
+    z = np.array([[2.0, 3.0, 4.0], [1.5, -0.5, 0.25], [-1.0, 2.0, 0.5], [0.0, 1.0, 3.0]])
+    y = np.array([1, 0, -100, 2])
+    weights = np.array([0.5, 2.0, 3.0])
+    counted = y != -100
+    safe = np.where(counted, y, 0)
+    per_row = np.where(counted[:, None], weights[safe][:, None] * (softmax(z) - one_hot(safe, 3)), 0.0)
+    flags = {"reduction": "--reduction"}
+    graded = ("--grad-cols", "grad_*", "--reduction", reduction, "--weight", "0.5,2,3")
+    for divisor, named in ((weights[safe][counted].sum(), True), (len(y), False), (2.0, False)):
+        path = _mean_file(tmp_path / "mean.csv", z, y, per_row / divisor)
+        result = sce("check", "--csv", path, *graded)
+        assert result.exit_code == 1
+        assert (f"mistake: {mistake.worded_name(flags)}" in result.stdout.splitlines()) is named, (divisor, result.stdout)
+    right = _mean_file(tmp_path / "right.csv", z, y, per_row)
+    assert sce("check", "--csv", right, *graded).exit_code == 0

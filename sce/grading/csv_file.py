@@ -18,7 +18,14 @@ from sce.grading import catalogue, verdicts
 from sce.grading.answers import within
 from sce.grading.catalogue import Mistake
 from sce.grading.csv_dtype import exact_options, in_type, type_allowances
-from sce.grading.csv_mistakes import GradedColumns, MistakeSearch, TypedWhatIf, look_alike_rows, mean_what_ifs
+from sce.grading.csv_mistakes import (
+    DividedSearch,
+    GradedColumns,
+    MistakeSearch,
+    TypedWhatIf,
+    look_alike_rows,
+    mean_what_ifs,
+)
 from sce.grading.gradebook import Gradebook
 from sce.grading.mistakes import WhatIf, row_what_ifs
 from sce.io.csv.columns import ColumnPlan
@@ -113,7 +120,7 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
         check_summary_path(request.summary_path, [request.input_path])
     with readable_input(request.input_path, reads_twice=options.reduction == "mean") as path:
         denominator = mean_denominator(path, reading, options)
-        found, search = FileCheck(tolerance_given=tolerance is not None), MistakeSearch()
+        found, search, divided = FileCheck(tolerance_given=tolerance is not None), MistakeSearch(), DividedSearch()
         found.gradebook = None if request.id_col is None else Gradebook(request.id_col)
         found.totals.reduction = options.reduction
         found.totals.denominator = 0.0 if denominator is None else denominator.cross_entropy
@@ -132,6 +139,7 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
             wrong = np.logical_or.reduce([~columns.ok.all(axis=1) for columns in graded])
             what_ifs = _BlockWhatIfs(_Block(result, parsed, plan, denominator), denominators)
             search.observe(graded, what_ifs)
+            divided.observe(result, graded)
             look_alikes = look_alike_rows(what_ifs.plain, graded)
             _add_look_alikes(found, look_alikes, what_ifs, parsed, request.delimiter)
             if found.gradebook is not None:
@@ -144,6 +152,9 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
     if found.rows == 0:
         raise DataProblem("the input has a header but no rows")
     found.mistakes = search.named() if not found.correct else []
+    mean = divided.named(options) if not found.correct else None
+    if mean is not None:
+        found.mistakes.append(("" if set(search.alive) <= {"gradient"} else "gradient", mean))
     if request.summary_path is not None:
         write_summary_file(request.summary_path, request.input_path, found.document())
     return found

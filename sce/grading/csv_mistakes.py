@@ -9,17 +9,19 @@ every failing entry. It stops computing once no candidate is left.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from sce.batch.compute import MeanDenominators
+from sce.batch.compute import DenominatorTally, MeanDenominators
 from sce.grading import catalogue
 from sce.grading.answers import ROUNDING_ALLOWANCE, within
 from sce.grading.catalogue import Mistake
 from sce.grading.mistakes import WhatIf
 from sce.loss import SoftmaxCrossEntropyResult
+from sce.options import LossOptions
 
 
 @dataclass(frozen=True)
@@ -208,3 +210,44 @@ def mean_what_ifs(result: SoftmaxCrossEntropyResult, denominator: MeanDenominato
     if result.options.weight is not None and d.z_loss and d.cross_entropy != d.z_loss:
         found.append(WhatIf(catalogue.WEIGHT_SUM_BY_ROW_COUNT, gradient=gradient * (d.cross_entropy / d.z_loss)))
     return found
+
+
+@dataclass
+class DividedSearch:
+    """A gradient divided by one number throughout, where 'none' or 'sum' asks for none: the mean
+    PyTorch returns by default. The number is read from the first wrong block's largest entry,
+    checked on every entry from there on, and compared at the end with the file's weight sum,
+    which is only known then (``sce check --arrays`` knows it first: its dumps are read twice)."""
+
+    ratio: float | None = None
+    spread: float = 0.0
+    """How far the ratio may be from the weight sum: the digits of the entry it was read from."""
+    alive: bool = True
+    tally: DenominatorTally = field(default_factory=DenominatorTally)
+
+    def observe(self, result: SoftmaxCrossEntropyResult, graded: list[GradedColumns]) -> None:
+        self.tally.add(result)
+        columns = next((c for c in graded if c.quantity == "gradient"), None)
+        if not self.alive or columns is None or columns.expected is None or (self.ratio is None and columns.ok.all()):
+            return
+        expected, given = columns.expected, columns.given
+        if self.ratio is None:
+            at = np.unravel_index(int(np.argmax(np.abs(np.where(np.isfinite(expected), expected, 0.0)))), given.shape)
+            self.ratio = float(expected[at] / given[at]) if given[at] else math.nan
+            self.spread = 2 * float(columns.allowed[at]) / abs(float(given[at])) if given[at] else math.inf
+            if not math.isfinite(self.ratio) or self.ratio <= 1:
+                self.alive = False
+                return
+        allowed = columns.naming if columns.naming is not None else columns.allowed
+        with np.errstate(invalid="ignore", over="ignore"):
+            fits = within(given, expected / self.ratio, allowed)
+        self.alive = bool(fits.all())
+
+    def named(self, options: LossOptions) -> Mistake | None:
+        """The mistake, where the number is the file's weight sum (its counted rows, unweighted)."""
+        if not self.alive or self.ratio is None or options.reduction == "mean":
+            return None
+        total = self.tally.denominators(options).cross_entropy
+        if abs(self.ratio - total) > total * (self.spread + 1e-12):
+            return None
+        return catalogue.MEAN_NOT_SUM if options.reduction == "sum" else catalogue.MEAN_NOT_NONE
