@@ -139,3 +139,13 @@ def test_a_row_of_check_csv_gets_the_verdict_typed_check_gives_it(logits, label,
     graded = sce("check", "--csv", path, "--grad-cols", "grad_*", "--loss-col", "loss")
     assert graded.exit_code == typed.exit_code, (typed.stdout, graded.stdout)
     assert graded.stdout.splitlines()[-1] == typed.stdout.splitlines()[-1]
+
+
+def test_the_summary_json_counts_the_rows_with_too_few_digits(tmp_path, sce):
+    path = tmp_path / "integers.csv"
+    path.write_text(f"{GRADIENT_COLUMNS}\n2,3,4,1,0,-1,1\n1.5,-0.5,0.25,0,0,0,0\n")
+    summary = tmp_path / "summary.json"
+    result = sce("check", "--csv", path, "--grad-cols", "grad_*", "--summary-json", summary)
+    assert result.exit_code == 3
+    document = json.loads(summary.read_text())
+    assert (document["wrong_rows"], document["too_few_digits_rows"], document["all_correct"]) == (0, 2, False)
