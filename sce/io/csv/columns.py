@@ -330,11 +330,12 @@ def _check_numbered_in_order(columns: tuple[str, ...], field: str, listed: str |
     before = next(k for k in range(len(numbers) - 1) if numbers[k] > numbers[k + 1])
     ordered = [name for _, name in sorted(zip(numbers, columns, strict=True))]
     written = ",".join(ordered) if len(ordered) <= 20 else f"{','.join(ordered[:3])},…,{ordered[-1]} (each one)"
+    flag = option("target_cols") if field == "target_cols" else option("logit_cols")
     message = (
         f"the {'target' if field == 'target_cols' else 'logit'} columns are numbered out of order "
         f"({columns[before]!r} before {columns[before + 1]!r}): a class is a column's place among them, so sce "
         f"will not guess whether {columns[before]!r} is class {before} (its place) or {numbers[before]} (its name); "
-        f"write them out in class order, {option(field)} {written}"
+        f"write them out in class order, {flag} {written}"
     )
     raise OptionDataProblem(field, message) if by_option else DataProblem(message)
 
