@@ -140,8 +140,8 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
             what_ifs = _BlockWhatIfs(_Block(result, parsed, plan, denominator), denominators)
             search.observe(graded, what_ifs)
             divided.observe(result, graded)
-            look_alikes = look_alike_rows(what_ifs.plain, graded)
-            _add_look_alikes(found, look_alikes, what_ifs, parsed, request.delimiter)
+            look_alikes = look_alike_rows(what_ifs.look_alikes, graded)
+            _add_look_alikes(found, look_alikes, parsed, request.delimiter)
             if found.gradebook is not None:
                 lines = record_lines(parsed.block, request.delimiter)
                 codes = found.gradebook.learners_of(parsed.text[found.gradebook.column].to_list(), lines)
@@ -232,20 +232,17 @@ class _BlockWhatIfs:
 
     def __init__(self, block: _Block, denominators: tuple[float, float]) -> None:
         self.block, self.denominators = block, denominators
-        self.rows: list[WhatIf] | None = None
         self.found: list[WhatIf] | None = None
 
-    def plain(self) -> list[WhatIf]:
-        """The candidates without the float32 one's computation (it is never a look-alike): the
-        same mistakes at the same places as :meth:`__call__`'s."""
-        if self.rows is None:
-            self.rows = row_what_ifs(self.block.result) + mean_what_ifs(self.block.result, self.block.denominator)
-        return self.rows
+    def look_alikes(self) -> list[WhatIf]:
+        """Only the candidates a right answer's few digits may fit (half the work of all of them)."""
+        result = self.block.result
+        return row_what_ifs(result, look_alikes_only=True) + mean_what_ifs(result, self.block.denominator)
 
     def __call__(self) -> list[WhatIf]:
         if self.found is None:
             result = self.block.result
-            self.found = self.plain()
+            self.found = row_what_ifs(result) + mean_what_ifs(result, self.block.denominator)
             if result.options.dtype == "float64":
                 exact = _exact_in_type(*self.block, "float32")
                 allowance = type_allowances(exact, self.block.parsed.targets, "float32", self.denominators)
@@ -256,15 +253,14 @@ class _BlockWhatIfs:
         return self.found
 
 
-def _add_look_alikes(
-    found: FileCheck, look_alikes: np.ndarray, what_ifs: _BlockWhatIfs, parsed: ParsedBlock, delimiter: str
-) -> None:
+def _add_look_alikes(found: FileCheck, look_alikes: list[Mistake | None], parsed: ParsedBlock, delimiter: str) -> None:
     """Count the block's rows whose digits fit a usual mistake as well; keep the first one's line."""
-    rows = np.flatnonzero(look_alikes >= 0)
+    rows = [row for row, mistake in enumerate(look_alikes) if mistake is not None]
     found.too_few_digits_rows += len(rows)
-    if len(rows) and found.look_alike is None:
-        line = record_lines(parsed.block, delimiter)[int(rows[0])]
-        found.look_alike = (line, what_ifs.plain()[int(look_alikes[rows[0]])].mistake)
+    if rows and found.look_alike is None:
+        mistake = look_alikes[rows[0]]
+        assert mistake is not None
+        found.look_alike = (record_lines(parsed.block, delimiter)[rows[0]], mistake)
 
 
 def _graded(

@@ -145,9 +145,11 @@ def differing(what_if: WhatIf, columns: GradedColumns) -> np.ndarray:
 PRECISE = 1e-9
 
 
-def look_alike_rows(block_what_ifs: Callable[[], list[WhatIf]], graded: list[GradedColumns]) -> np.ndarray:
-    """Each row's first usual mistake (its index in ``block_what_ifs()``) that the row, right to the
-    digits written, also fits, in a quantity where the mistake changes the numbers; -1 where none
+def look_alike_rows(
+    block_what_ifs: Callable[[], list[WhatIf]], graded: list[GradedColumns]
+) -> list[Mistake | None]:
+    """Each row's first usual mistake of ``block_what_ifs()`` that the row, right to the digits
+    written, also fits, in a quantity where the mistake changes the numbers; None where none
     does, the row is wrong, or every entry is written to :data:`PRECISE` digits (then the
     candidates are not computed at all). Row by row, as a typed row is graded: one mistake need
     not fit every row for a row's digits to be too few to tell it from the right answer."""
@@ -157,19 +159,26 @@ def look_alike_rows(block_what_ifs: Callable[[], list[WhatIf]], graded: list[Gra
     coarse = np.logical_or.reduce([_coarse(columns) for columns in graded]) if graded else found < 0
     candidates = right & coarse
     if not candidates.any():
-        return found
+        return [None] * rows
     what_ifs = block_what_ifs()
+    _first_fitting(what_ifs, graded, candidates, found)
+    return [None if index < 0 else what_ifs[index].mistake for index in found.tolist()]
+
+
+def _first_fitting(
+    what_ifs: list[WhatIf], graded: list[GradedColumns], candidates: np.ndarray, found: np.ndarray
+) -> None:
+    """Into ``found``, each candidate row's first look-alike (its index in ``what_ifs``)."""
     for columns in graded:
         for index, what_if in enumerate(what_ifs):
             pending = candidates & (found < 0)
             if not pending.any():
-                return found
+                return
             if not what_if.look_alike:
                 continue
             fits = entries_fitting(what_if, columns, naming=False).all(axis=1)
             fits &= differing(what_if, columns).any(axis=1)
             found[pending & fits] = index
-    return found
 
 
 def _coarse(columns: GradedColumns) -> np.ndarray:

@@ -88,13 +88,18 @@ class Gradebook:
         return codes
 
     def observe(
-        self, codes: np.ndarray, graded: list[GradedColumns], what_ifs: list[WhatIf], look_alikes: np.ndarray
+        self,
+        codes: np.ndarray,
+        graded: list[GradedColumns],
+        what_ifs: list[WhatIf],
+        look_alikes: Sequence[Mistake | None],
     ) -> None:
         """Add one block's graded columns, row by row, to their learners; ``look_alikes``: each row's
         usual mistake that its digits fit as well (:func:`look_alike_rows`)."""
         self._add("rows", codes, np.ones(len(codes)))
-        for row in np.flatnonzero(look_alikes >= 0):
-            self.look_alikes.setdefault(int(codes[row]), what_ifs[int(look_alikes[row])].mistake)
+        for row, mistake in enumerate(look_alikes):
+            if mistake is not None:
+                self.look_alikes.setdefault(int(codes[row]), mistake)
         for columns in graded:
             self._add("graded", codes, np.full(len(codes), columns.ok.shape[1]))
             self._add("right", codes, columns.ok.sum(axis=1))
