@@ -90,7 +90,8 @@ NOT_IN_DUMPS = {"rounded before the log"}
 
 
 def written(values: np.ndarray) -> list[str]:
-    return [f"{v:.12g}" for v in np.ravel(values)]
+    # "#": trailing zeros kept, so -1.999999999999998 is written -2.00000000000, twelve digits, not "-2".
+    return [f"{v:#.12g}" for v in np.ravel(values)]
 
 
 def typed_mistake(z, y, quantity, value, options):
