@@ -188,9 +188,14 @@ def file_check_document(
     """``sce check --csv``'s verdict; a mistake's options worded by ``flag_of``."""
     return {
         "correct": found.correct,
+        "verdict": found.verdict,
         "reduction": reduction,
         "rows": found.rows,
         "wrong_rows": found.wrong_rows,
+        "too_few_digits_rows": found.too_few_digits_rows,
+        "too_few_digits": None
+        if found.look_alike is None
+        else {"line": found.look_alike[0], "also_fits": found.look_alike[1].worded_name(flag_of)},
         "max_abs_error": json_number(found.max_abs_error),
         "max_rel_error": json_number(found.max_rel_error),
         "non_finite_entries": found.non_finite,

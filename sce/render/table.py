@@ -16,6 +16,7 @@ import numpy as np
 
 from sce.explain.exact_values import EXACT_FROM_DIGITS, ExactRow, digits_capped_line, float64_digits, rounded_text
 from sce.explain.proofs import HessianProof, JacobianProof, Proofs
+from sce.grading import verdicts
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import DISPLAY_DIGITS, display, display_all, given
 from sce.render.grid import Cell, Column, Grid, print_grid, print_styled
@@ -331,5 +332,17 @@ def print_file_check(
     console.print(f"max relative error: {display(found.max_rel_error, 2)}")
     for quantity, mistake in found.mistakes:
         print_mistake(console, mistake, flag_of, indent="", of=quantity)
-    verdict = "verdict: correct" if found.correct else "verdict: not correct"
-    console.print(Text(verdict, style="bold green" if found.correct else "bold red"))
+    if found.look_alike is not None:
+        line, mistake = found.look_alike
+        rows = "row" if found.too_few_digits_rows == 1 else "rows"
+        fix = "give a smaller --tol" if found.tolerance_given else "give more digits"
+        console.print(
+            Text(
+                f"too few digits: {found.too_few_digits_rows:,} {rows} right to "
+                f"{'--tol' if found.tolerance_given else 'the digits given'}, but also fitting a usual mistake "
+                f"(first at line {line}: {mistake.worded_name(flag_of)}); {fix} to tell them apart"
+            ),
+            soft_wrap=True,
+        )
+    style = {verdicts.CORRECT: "bold green", verdicts.TOO_FEW_DIGITS: "bold yellow"}.get(found.verdict, "bold red")
+    console.print(Text(f"verdict: {verdicts.WORDS[found.verdict]}", style=style))
