@@ -528,3 +528,55 @@ def test_pytorch_own_gradient_with_denormals_flushed_passes():
     assert flushed.sum() > 10  # the kernel did flush
     check = _grade(z.detach().numpy(), y.numpy(), grad, loss.detach().numpy(), _options())
     assert check.correct, [(q.name, q.max_ulps, q.allowed_ulps) for q in check.quantities]
+
+
+def _nearest_bfloat16(values: np.ndarray) -> np.ndarray:
+    """Round to the nearest bfloat16 (ties to even), kept in float32."""
+    return (_bfloat16_bits(values).astype(np.uint32) << 16).view(np.float32)
+
+
+def _wide_half_rows(seed: int, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """bfloat16 logits of a wide range (z·scale), labels, and the mean's gradient in float64 from
+    numpy's own softmax (a relative error near 1e-16, far below bfloat16's 2^-9)."""
+    rng = np.random.default_rng(seed)
+    logits = _nearest_bfloat16((rng.normal(size=(16, 50)) * scale).astype(np.float32))
+    labels = rng.integers(0, 50, 16)
+    wide = logits.astype(np.float64)
+    p = np.exp(wide - wide.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(16), labels] -= 1
+    return logits, labels, p / 16
+
+
+def test_a_bfloat16_gradient_half_its_size_is_not_correct(tmp_path, sce):
+    """Logits of a range near 180 in bfloat16: rounding a logit or a log-probability moves e^z by
+    percents, so a straightforward bfloat16 computation is typically a tenth of the values off, and
+    4× that allowed a gradient divided by 2N, or half again too large, at every entry."""
+    pytest.importorskip("ml_dtypes")
+    logits, labels, gradient = _wide_half_rows(7, 30.0)
+    for factor in (0.5, 1.5):
+        path = tmp_path / f"times_{factor}.npz"
+        np.savez(path, logits=logits, labels=labels, grad=_nearest_bfloat16(gradient * factor))
+        result = sce("check", "--arrays", path, "--claimed-dtype", "bfloat16")
+        assert result.exit_code != 0, (factor, result.stdout)
+        assert "verdict: correct" not in result.stdout
+    right = tmp_path / "right.npz"
+    np.savez(right, logits=logits, labels=labels, grad=_nearest_bfloat16(gradient))
+    assert sce("check", "--arrays", right, "--claimed-dtype", "bfloat16").exit_code == 0
+
+
+@pytest.mark.parametrize("scale", [8.0, 30.0, 60.0])
+@pytest.mark.parametrize("claimed", ["bfloat16", "float16"])
+def test_a_half_type_gradient_scaled_by_half_or_one_and_a_half_fails_where_pytorchs_passes(scale, claimed):
+    torch = pytest.importorskip("torch")
+    kind = np.dtype(pytest.importorskip("ml_dtypes").bfloat16) if claimed == "bfloat16" else np.dtype(np.float16)
+    for seed in range(3):
+        logits, labels, gradient = _wide_half_rows(seed, scale)
+        z = torch.tensor(logits).to(getattr(torch, claimed)).requires_grad_(True)
+        torch.nn.functional.cross_entropy(z, torch.tensor(labels)).backward()
+        stored = logits.astype(kind)
+        pytorch = _grade(stored, labels, z.grad.float().numpy().astype(kind), None, _options(), claimed)
+        assert pytorch.correct, (claimed, scale, seed)
+        for factor in (0.5, 1.5):
+            check = _grade(stored, labels, (gradient * factor).astype(kind), None, _options(), claimed)
+            assert not check.correct, (claimed, scale, seed, factor)

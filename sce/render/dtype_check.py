@@ -156,7 +156,8 @@ def _verdict_line(check: DtypeCheck) -> tuple[str, str]:
         off = max(q.baseline_rms_ulps for q in check.quantities if not q.judgeable)
         return (
             f"verdict: cannot be judged in {dtype}: a straightforward {dtype} computation of these inputs is "
-            f"typically {_ulps(off)} ulp off, and 4× that would pass an all-zero answer; grade it in a wider type",
+            f"typically {_ulps(off)} ulp off, and what that allows would pass an answer half or 1.5 times the "
+            "truth; grade it in a wider type",
             "bold yellow",
         )
     sequential = (
