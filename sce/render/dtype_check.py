@@ -105,12 +105,10 @@ def print_dtype_check(
     console.print(f"checked: {shape}, as {check.claimed_dtype}")
     print_styled(console, reduction_line(check.options.reduction))
     if check.sum_order == "sequential":
-        from sce.grading.dump.sequential_sums import sum_error_bound
-
-        bound = sum_error_bound(check.classes, check.claimed_dtype)
         summed = (
             "summed: as one sequential sum over the classes: each row's probabilities may share one factor "
-            f"1 + δ, |δ| ≤ {bound:.3g}; the errors below are each row's without it"
+            f"1 + δ, |δ| up to 4× a running sum's over the row's own terms (≤ {check.sum_bound:.3g} here); "
+            "the errors below are each row's without it"
         )
         console.print(Text(summed), soft_wrap=True)
     for verdict in check.quantities:

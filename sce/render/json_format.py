@@ -270,6 +270,7 @@ def dtype_check_document(check: DtypeCheck, flag_of: Mapping[str, str] | None = 
         "classes": check.classes,
         "reduction": check.options.reduction,
         "sum_order": check.sum_order,
+        "sum_bound": json_number(check.sum_bound) if check.sum_order == "sequential" else None,
         "mistakes": [worded(mistake, flag_of) for mistake in check.mistakes],
         "hints": [worded(hint, flag_of) for hint in check.hints],
         "quantities": [

@@ -115,6 +115,7 @@ def _graded(
     scalar = ReducedLoss() if dump.loss is not None and not per_row_loss else None
     job = BlockJob(dump, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order)
     bounds = block_bounds(rows, classes, BLOCK_ENTRIES)
+    sum_bound = 0.0
     with warnings.catch_warnings(), reused_heap(tune_heap and rows * classes > BLOCK_ENTRIES):
         # Here, not in each block: catch_warnings is not thread-safe. An infinite loss is graded, not warned about.
         warnings.simplefilter("ignore")
@@ -125,6 +126,7 @@ def _graded(
                 loss.merge(graded.losses)
             if scalar is not None and graded.reduced is not None:
                 scalar.add(*graded.reduced)
+            sum_bound = max(sum_bound, graded.sum_bound)
             if progress is not None:
                 progress("checking", graded.rows)
         dump.verify()  # a damaged file is a data error, not an answer judged wrong
@@ -133,7 +135,7 @@ def _graded(
         if scalar is not None and dump.loss is not None:
             scalar_verdict = scalar.verdict(float(dump.loss), claimed_dtype, options, d)
             quantities.append(scalar_verdict)
-        check = DtypeCheck(claimed_dtype, rows, classes, options, quantities, [], sum_order)
+        check = DtypeCheck(claimed_dtype, rows, classes, options, quantities, [], sum_order, sum_bound=sum_bound)
         if check.wrong and name_mistakes:
             allowed = Allowed(
                 None if grad is None else Allowance(grad.allowed_ulps, grad.allowed_rms_ulps),

@@ -226,6 +226,8 @@ class DtypeCheck:
     hints: list[str] = field(default_factory=list)
     """For a wrong answer, a known implementation choice it is consistent with, and the option that
     grades it so (options marked by :func:`sce.errors.option`)."""
+    sum_bound: float = 0.0
+    """Graded as a sequential sum: the largest bound on a row's δ (:func:`.sequential_sums.row_sum_bounds`)."""
 
     @property
     def wrong(self) -> bool:
