@@ -185,7 +185,7 @@ def assert_cross_entropy_close(
         dump = _dump_in_rows(arrays, given, loss is not None, class_axis, options)
         found = check_dump(dump, _loss_options(options), answer_type or "float64", sum_order=sum_order)
     except SceError as problem:
-        raise ValueError(str(problem)) from None
+        raise ValueError(problem.worded({"claimed_dtype": "dtype"})) from None
     if not found.correct:
         from rich.console import Console
 

@@ -641,3 +641,56 @@ def test_a_running_sum_in_any_order_passes_as_a_sequential_sum(order, logits):
     grad = (p / np.float32(rows)).astype(np.float32)
     check = check_dump(ArrayDump(z, y, None, grad, None, {}), _options(), "float32", sum_order="sequential")
     assert check.correct, [(q.max_ulps, q.rms_ulps) for q in check.quantities]
+
+
+def _right_float32_dump(path):
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(8, 5)).astype(np.float32)
+    labels = rng.integers(0, 5, 8)
+    wide = logits.astype(np.float64)
+    p = np.exp(wide - wide.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(8), labels] -= 1
+    np.savez(path, logits=logits, labels=labels, grad=(p / 8).astype(np.float32))
+    return logits, labels, p / 8
+
+
+def test_a_claimed_type_wider_than_the_stored_one_is_not_a_wrong_answer(tmp_path, sce):
+    """float32 arrays claimed as computed in float64 cannot hold float64's digits, so the claim
+    cannot judge them: one line, status 2. They were "not correct for float64" (status 1) with a
+    hint that they were "saved as float64", which they were not."""
+    path = tmp_path / "right32.npz"
+    _right_float32_dump(path)
+    assert sce("check", "--arrays", path).exit_code == 0
+    result = sce("check", "--arrays", path, "--claimed-dtype", "float64")
+    assert result.exit_code == 2, (result.exit_code, result.stdout[-400:])
+    assert result.stdout == ""
+    assert result.stderr == (
+        "sce: error: --claimed-dtype: float64 for a gradient stored as float32, which cannot hold every float64 "
+        "value: give the type it was computed in (float32, bfloat16, float16)\n"
+    )
+    for narrower in ("float32", "bfloat16", "float16"):
+        assert sce("check", "--arrays", path, "--claimed-dtype", narrower).exit_code in (0, 1), narrower
+
+
+def test_a_claim_the_stored_loss_or_a_half_type_cannot_hold_is_refused(tmp_path, sce):
+    """float16 holds no bfloat16 beyond 65,504 and bfloat16 not float16's digits: neither holds the
+    other's values. A float32 loss beside a float64 gradient cannot hold float64's either."""
+    logits, labels, gradient = _right_float32_dump(tmp_path / "unused.npz")
+    np.savez(tmp_path / "half.npz", logits=logits, labels=labels, grad=gradient.astype(np.float16))
+    result = sce("check", "--arrays", tmp_path / "half.npz", "--claimed-dtype", "bfloat16")
+    assert result.exit_code == 2
+    assert "bfloat16 for a gradient stored as float16" in result.stderr
+    np.savez(tmp_path / "mixed.npz", logits=logits, labels=labels, grad=gradient, loss=np.float32(1.0))
+    result = sce("check", "--arrays", tmp_path / "mixed.npz")
+    assert result.exit_code == 2
+    assert "float64 for a loss stored as float32" in result.stderr
+
+
+def test_sce_testing_refuses_a_dtype_wider_than_the_answers_by_its_keyword(tmp_path):
+    from sce.testing import assert_cross_entropy_close
+
+    logits, labels, gradient = _right_float32_dump(tmp_path / "right32.npz")
+    assert_cross_entropy_close(logits, labels, gradient.astype(np.float32))
+    with pytest.raises(ValueError, match=r"^dtype: float64 for a gradient stored as float32, which cannot hold"):
+        assert_cross_entropy_close(logits, labels, gradient.astype(np.float32), dtype="float64")

@@ -13,13 +13,14 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-from sce.errors import option_problem
-from sce.grading.dump.implementation_choices import consistent_choices
+from sce.errors import OptionProblem, option_problem
+from sce.grading.dump.implementation_choices import NARROWER, consistent_choices
 from sce.grading.dump.kernel_mistakes import Denominators, denominators
 from sce.grading.dump.mistake_pass import Allowance, Allowed, matching_mistakes
 from sce.grading.dump.verdict import DtypeCheck, QuantityVerdict, ReducedLoss
 from sce.grading.dump.verdict_pass import BlockJob, Progress, in_order
 from sce.io.arrays import ArrayDump
+from sce.io.arrays.dump import float_name
 from sce.io.arrays.heap import reused_heap
 from sce.io.arrays.mapped_rows import block_bounds
 from sce.loss import InvalidInput
@@ -68,7 +69,8 @@ def check_dump(
     ------
     sce.errors.SceError
         An option the loss does not accept, or logits, labels or targets it is not defined for
-        (placed at their row of the dump), or a damaged file.
+        (placed at their row of the dump), or a damaged file; a claimed type the answer's stored
+        type cannot hold (float64 for a float32 array: its digits were lost when it was stored).
 
     Examples
     --------
@@ -83,6 +85,7 @@ def check_dump(
     False
     """
     options = options.replace(dtype="float64")
+    _check_claim(dump, claimed_dtype)
     check = _graded(dump, options, claimed_dtype, progress, tune_heap, sum_order, True)
     if check.wrong and not check.mistakes and not any(q.counts[-1] for q in check.quantities):
         # NaN or infinity where the truth is finite is wrong however it was computed.
@@ -177,6 +180,21 @@ class _MistakeSearch:
                 continue
             found += [f"{verdict.name}: {name}" for name in self.matching(alone)]
         return found
+
+
+def _check_claim(dump: ArrayDump, claimed_dtype: str) -> None:
+    """The claimed type must be one the answer's stored type holds (itself or a narrower one): a
+    float32 array cannot hold a float64 computation's digits, so that claim cannot judge it."""
+    for name, answer in (("gradient", dump.grad), ("loss", dump.loss)):
+        stored = None if answer is None else float_name(answer.dtype)
+        if stored is None or stored == claimed_dtype or claimed_dtype in NARROWER[stored]:
+            continue
+        held = ", ".join((stored, *NARROWER[stored]))
+        raise OptionProblem(
+            "claimed_dtype",
+            f"{claimed_dtype} for a {name} stored as {stored}, which cannot hold every {claimed_dtype} value: "
+            f"give the type it was computed in ({held})",
+        )
 
 
 def _check_options(options: LossOptions, classes: int) -> None:
