@@ -700,3 +700,69 @@ def test_regression_labels_shifted_by_one_upwards_are_named():
     lines = str(raised.value).splitlines()
     assert "mistake: −1 at the wrong class: the label's index plus one (off by one)" in lines
     assert "fix: subtract 1 at index labels[i] itself" in lines
+
+
+@pytest.mark.parametrize("loss", [None, "per row"])
+def test_a_dump_of_no_rows_is_not_graded_correct(tmp_path, sce, loss):
+    """`sce check --csv` refuses a file with no rows (status 2); a dump with none was "correct".
+    Only a reduced loss (PyTorch's 0 for 'sum', NaN for 'mean') leaves something to grade."""
+    path = tmp_path / "empty.npz"
+    arrays = {"logits": np.zeros((0, 3), np.float32), "labels": np.zeros(0, np.int64)}
+    arrays["grad"] = np.zeros((0, 3), np.float32)
+    if loss == "per row":
+        arrays["loss"] = np.zeros(0, np.float32)
+    np.savez(path, **arrays)
+    result = sce("check", "--arrays", path)
+    assert result.exit_code == 2, (result.exit_code, result.stdout)
+    assert "verdict: correct" not in result.stdout
+    assert result.stderr == (
+        f"sce: error: {path}: array 'logits' has no rows: nothing to grade "
+        "(a batch of no rows is graded by its reduced loss alone)\n"
+    )
+
+
+def test_assert_cross_entropy_close_refuses_a_batch_of_no_rows_without_a_reduced_loss():
+    from sce.testing import assert_cross_entropy_close
+
+    with pytest.raises(ValueError, match=r"^the logits array has no rows: nothing to grade"):
+        assert_cross_entropy_close(np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros((0, 3)))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_sce_batchs_own_dump_is_graded_correct_by_check_arrays(tmp_path, sce, reduction):
+    """`sce batch --reduction mean -o out.npz` writes each row's loss beside the mean's gradient;
+    `sce check --arrays out.npz` inferred `none` from the loss and named "divided by N" as a mistake,
+    and refused the per-row loss with `--reduction mean`. sce's own right answer is correct, with
+    and without the reduction said."""
+    source = tmp_path / "in.csv"
+    source.write_text("z0,z1,z2,label\n2,3,4,1\n0,40,-1,1\n1.5,-0.5,0.25,0\n-1,2,0.5,-100\n")
+    dump = tmp_path / "out.npz"
+    assert sce("batch", source, "-o", dump, "--reduction", reduction, "-q").exit_code == 0
+    graded = sce("check", "--arrays", dump)
+    assert "mistake:" not in graded.stdout, graded.stdout
+    assert graded.exit_code == 0, graded.stdout
+    said = sce("check", "--arrays", dump, "--reduction", reduction)
+    assert said.exit_code == 0, (said.stdout, said.stderr)
+    assert f"reduction: {reduction}" in said.stdout
+
+
+def test_a_per_row_loss_beside_the_means_gradient_is_graded_row_by_row(tmp_path, sce):
+    """Each row's loss, by hand (log Σe − z_y), beside the mean's gradient: correct as mean; the
+    gradient left undivided is named as the sum, and a wrong row loss still fails."""
+    z = np.array([[2.0, 3.0, 4.0], [1.5, -0.5, 0.25], [-1.0, 2.0, 0.5]])
+    labels = np.array([1, 0, 2])
+    shifted = z - z.max(axis=1, keepdims=True)
+    losses = np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(3), labels]
+    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    p[np.arange(3), labels] -= 1
+    for name, grad, loss, status in (
+        ("right", p / 3, losses, 0),
+        ("undivided", p, losses, 1),
+        ("wrong loss", p / 3, losses * 1.01, 1),
+    ):
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, logits=z, labels=labels, grad=grad, loss=loss)
+        result = sce("check", "--arrays", path, "--reduction", "mean")
+        assert result.exit_code == status, (name, result.stdout)
+    undivided = sce("check", "--arrays", tmp_path / "undivided.npz", "--reduction", "mean").stdout
+    assert "mistake: 1/N missing: the sum over rows, not the mean (not divided by 3)" in undivided

@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-from sce.errors import OptionProblem, option_problem
+from sce.errors import NothingToGrade, OptionProblem, option_problem
 from sce.grading.dump.implementation_choices import NARROWER, consistent_choices
 from sce.grading.dump.kernel_mistakes import Denominators, denominators
 from sce.grading.dump.mistake_pass import Allowance, Allowed, matching_mistakes
@@ -69,7 +69,8 @@ def check_dump(
     ------
     sce.errors.SceError
         An option the loss does not accept, or logits, labels or targets it is not defined for
-        (placed at their row of the dump), or a damaged file; a claimed type the answer's stored
+        (placed at their row of the dump), or a damaged file; no rows and no reduced loss
+        (:class:`~sce.errors.NothingToGrade`); a claimed type the answer's stored
         type cannot hold (float64 for a float32 array: its digits were lost when it was stored).
 
     Examples
@@ -86,6 +87,11 @@ def check_dump(
     """
     options = options.replace(dtype="float64")
     _check_claim(dump, claimed_dtype)
+    if dump.shape[0] == 0 and (dump.loss is None or dump.loss.ndim != 0):
+        where = dump.where.get("logits", "the logits array")
+        raise NothingToGrade(
+            f"{where} has no rows: nothing to grade (a batch of no rows is graded by its reduced loss alone)"
+        )
     check = _graded(dump, options, claimed_dtype, progress, tune_heap, sum_order, True)
     if check.wrong and not check.mistakes and not any(q.counts[-1] for q in check.quantities):
         # NaN or infinity where the truth is finite is wrong however it was computed.
