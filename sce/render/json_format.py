@@ -156,7 +156,7 @@ def check_document(
                         "expected": json_number(check.expected[k]),
                         "given": json_number(check.given[k]),
                         "difference": json_number(check.difference[k]),
-                        "tolerance": json_number(check.tolerance[k]),
+                        "tolerance": json_number(check.allowed[k]),
                         "correct": bool(check.ok[k]),
                     }
                     for k in range(len(check.given))
