@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -766,3 +767,32 @@ def test_a_per_row_loss_beside_the_means_gradient_is_graded_row_by_row(tmp_path,
         assert result.exit_code == status, (name, result.stdout)
     undivided = sce("check", "--arrays", tmp_path / "undivided.npz", "--reduction", "mean").stdout
     assert "mistake: 1/N missing: the sum over rows, not the mean (not divided by 3)" in undivided
+
+
+def test_ulp_counts_are_shown_with_no_more_digits_than_they_have(tmp_path, sce):
+    """The −1 at label + 1 puts −1/N where the truth is 1e-23: 2e28 float32 ulps, a float64 quotient
+    that was written out as 19,807,040,628,566,084,398,385,987,584, and a root-mean-square rounded to
+    6 digits as 110,732,999,999,999,993,052,135,424. The counts shown keep the JSON's value."""
+    rng = np.random.default_rng(5)
+    rows, classes = 64, 1000
+    logits = (rng.normal(size=(rows, classes)) * 8).astype(np.float32)
+    labels = rng.integers(0, classes, rows)
+    wide = logits.astype(np.float64)
+    p = np.exp(wide - wide.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(rows), (labels + 1) % classes] -= 1
+    path = tmp_path / "off.npz"
+    np.savez(path, logits=logits, labels=labels, grad=(p / rows).astype(np.float32))
+    result = sce("check", "--arrays", path)
+    assert result.exit_code == 1
+    shown = dict(re.findall(r"^gradient: (worst|typical \(root-mean-square\)) error (\S+) ulp", result.stdout, re.M))
+    document = json.loads(sce("check", "--arrays", path, "-f", "json").stdout)["quantities"][0]
+    for said, key in (("worst", "max_error_ulps"), ("typical (root-mean-square)", "rms_error_ulps")):
+        text = shown[said]
+        mantissa = re.sub(r"e[+-]\d+$", "", text.replace(",", "")).replace(".", "").lstrip("0").rstrip("0")
+        assert len(mantissa) <= 16, text
+        assert math.isclose(float(text.replace(",", "")), document[key], rel_tol=1e-3), (text, document[key])
+    worst_rows = result.stdout.split("gradient: worst entries")[1].split("\n\n")[0].splitlines()[3:]
+    for line in worst_rows:
+        count = line.split()[-1].replace(",", "")
+        assert len(re.sub(r"e[+-]\d+$", "", count).replace(".", "").strip("0")) <= 16, line

@@ -81,9 +81,17 @@ def _worst_grid(verdict: QuantityVerdict, digits: int) -> Grid:
     return grid
 
 
+#: Counts of ulps from this size on are written with 4 significant digits (1.981e+28): the
+#: count is a float64 quotient, and its digits beyond the 16th, written out, would be the
+#: binary value's, not the count's.
+LARGEST_WRITTEN_OUT = 1e9
+
+
 def _ulps(value: float) -> str:
     if value != value or value == float("inf"):
         return "inf"
+    if value >= LARGEST_WRITTEN_OUT:
+        return display(value, 4)
     return f"{value:.3g}" if value < 1000 else f"{value:,.0f}"
 
 
