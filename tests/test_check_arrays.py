@@ -796,3 +796,18 @@ def test_ulp_counts_are_shown_with_no_more_digits_than_they_have(tmp_path, sce):
     for line in worst_rows:
         count = line.split()[-1].replace(",", "")
         assert len(re.sub(r"e[+-]\d+$", "", count).replace(".", "").strip("0")) <= 16, line
+
+
+def test_a_wrong_row_loss_beside_the_means_gradient_is_not_called_divided_by_n(tmp_path, sce):
+    """Without --reduction the gradient says which reduction a dump of per-row losses holds: a
+    wrong loss beside the mean's right gradient is a wrong loss, graded as mean."""
+    source = tmp_path / "in.csv"
+    source.write_text("z0,z1,z2,label\n2,3,4,1\n0,40,-1,1\n1.5,-0.5,0.25,0\n-1,2,0.5,-100\n")
+    dump = tmp_path / "out.npz"
+    assert sce("batch", source, "-o", dump, "--reduction", "mean", "-q").exit_code == 0
+    arrays = dict(np.load(dump))
+    arrays["loss"] = arrays["loss"] * 1.01
+    np.savez(dump, **arrays)
+    graded = sce("check", "--arrays", dump)
+    assert graded.exit_code == 1
+    assert "divided by N" not in graded.stdout and "reduction: mean" in graded.stdout, graded.stdout

@@ -100,8 +100,9 @@ def check_arrays(
     _check_loss_shape(dump.loss, options, dump.where.get("loss", ""))
     found = _check_with_progress(dump, options, claimed_name, sum_order)
     if not reduction_given and options.reduction == "none" and dump.grad is not None and not found.correct:
+        # The gradient says which: a wrong loss beside the mean's right gradient is a wrong loss, not "divided by N".
         as_mean = _check_with_progress(dump, options.replace(reduction="mean"), claimed_name, sum_order)
-        if as_mean.correct:
+        if as_mean.quantities[0].correct and not found.quantities[0].correct:
             found = as_mean
     if output_format is CheckFormat.json:
         from sce.render.json_format import dtype_check_document, dumps
