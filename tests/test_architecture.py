@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "sce.errors": 0,
     "sce.number_text": 0,
     "sce.version": 0,
+    "sce.displays": 0,
     "sce.loss": 1,
     "sce.io": 2,
     "sce.batch": 3,

@@ -66,6 +66,11 @@ def steps_markdown(stages: list[Stage], digits: int = DISPLAY_DIGITS) -> str:
     return "\n".join(lines)
 
 
+def derivation_markdown(result: SoftmaxCrossEntropyResult, stages: list[Stage], digits: int = DISPLAY_DIGITS) -> str:
+    """``sce grad --steps --format markdown``: the stages, then the reduction the result used."""
+    return steps_markdown(stages, digits) + "\n" + reduction_line(result.options.reduction) + "\n"
+
+
 def _math_block(equations: list[str]) -> list[str]:
     if len(equations) == 1:
         return ["$$", equations[0], "$$", ""]
