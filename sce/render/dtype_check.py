@@ -147,6 +147,11 @@ def _error_lines(verdict: QuantityVerdict, dtype: str) -> list[str]:
             f"so up to {_ulps(verdict.allowed_rms_ulps)} is allowed"
         )
         lines.append(typical + ("; beyond" if verdict.typical_beyond else ""))
+    if verdict.beyond_rounding:
+        lines.append(
+            f"{verdict.name}: {verdict.beyond_rounding:,} of {verdict.entries:,} entries further off than a {dtype} "
+            "computation's rounding at that entry allows (4 × what its logit and log-probability can cost + 8 ulp)"
+        )
     if verdict.sign_flips:
         lines.append(
             f"{verdict.name}: {verdict.sign_flips:,} of {verdict.entries:,} entries of the opposite sign to the "

@@ -277,6 +277,7 @@ def dtype_check_document(check: DtypeCheck, flag_of: Mapping[str, str] | None = 
             {
                 "name": q.name,
                 "correct": q.correct,
+                "beyond_rounding": q.beyond_rounding,
                 "entries": q.entries,
                 "wrong": q.wrong,
                 "max_error_ulps": ulps(q.max_ulps),

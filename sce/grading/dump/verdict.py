@@ -76,6 +76,8 @@ class QuantityVerdict:
     """The same of an all-zero answer: the values' own size, in ulps."""
     sign_flips: int = 0
     """Entries of the opposite sign to the exact value's that no rounding explains (under a softcap)."""
+    beyond_rounding: int = 0
+    """Entries further off than a half-type kernel's rounding at that entry allows (:mod:`.entry_conditioning`)."""
 
     @property
     def margin_ulps(self) -> float:
@@ -123,7 +125,7 @@ class QuantityVerdict:
 
     @property
     def correct(self) -> bool:
-        return self.wrong == 0 and not self.typical_beyond and not self.sign_flips
+        return self.wrong == 0 and not self.typical_beyond and not self.sign_flips and not self.beyond_rounding
 
     @property
     def zero_rms_ulps(self) -> float:
@@ -160,6 +162,7 @@ class QuantityVerdict:
         self.baseline_squares = added_by_route(self.baseline_squares, block.baseline_squares)
         self.zero_squares += block.zero_squares
         self.sign_flips += block.sign_flips
+        self.beyond_rounding += block.beyond_rounding
         self.worst = sorted([*self.worst, *block.worst], key=lambda e: -e.ulps)[:WORST_SHOWN]
 
     def add(
