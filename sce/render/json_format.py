@@ -163,7 +163,7 @@ def check_document(
                         "expected": json_number(check.expected[k]),
                         "given": json_number(check.given[k]),
                         "difference": json_number(check.difference[k]),
-                        "tolerance": json_number(check.tolerance[k]),
+                        "tolerance": json_number(check.allowed[k]),
                         "correct": bool(check.ok[k]),
                     }
                     for k in range(len(check.given))
@@ -286,12 +286,14 @@ def dtype_check_document(check: DtypeCheck, flag_of: Mapping[str, str] | None = 
         "classes": check.classes,
         "reduction": check.options.reduction,
         "sum_order": check.sum_order,
+        "sum_bound": json_number(check.sum_bound) if check.sum_order == "sequential" else None,
         "mistakes": [worded(mistake, flag_of) for mistake in check.mistakes],
         "hints": [worded(hint, flag_of) for hint in check.hints],
         "quantities": [
             {
                 "name": q.name,
                 "correct": q.correct,
+                "beyond_rounding": q.beyond_rounding,
                 "entries": q.entries,
                 "wrong": q.wrong,
                 "max_error_ulps": ulps(q.max_ulps),
