@@ -304,8 +304,17 @@ def test_a_probability_far_below_one_keeps_its_significant_digits(sce):
 # --- every digit shown is the exact value's ----------------------------------------------------------------------
 
 
+#: What the table's bars are drawn with: words made of these alone are bars, not numbers.
+BAR_CHARACTERS = set("█▏▎▍▌▋▊▉▐│")
+
+
 def table_rows(text: str) -> list[list[str]]:
-    return [line.split() for line in text.splitlines() if line.split()[:1] and line.split()[0].isdigit()]
+    """The table's rows as words, without the bars of p and of the gradient."""
+    return [
+        [word for word in line.split() if not set(word) <= BAR_CHARACTERS]
+        for line in text.splitlines()
+        if line.split()[:1] and line.split()[0].isdigit()
+    ]
 
 
 def test_every_digit_grad_shows_is_a_digit_of_the_exact_value(sce):
