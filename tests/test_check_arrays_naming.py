@@ -1,0 +1,89 @@
+"""Naming a dump's mistake over many blocks: the name is the one a single block gives, whether
+the answer looks wrong from its first block or only from a later one, and a name is given only
+where it explains every entry, those graded before the mistake was suspected included.
+
+The mistaken answers are made here in plain numpy from the textbook formulas (p − y, over the
+counted rows), not from sce's what-ifs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sce.errors import worded
+from sce.grading import catalogue
+from sce.grading.dump import check, mistake_pass
+from sce.grading.dump.check import check_dump
+from sce.io.arrays import ArrayDump
+from sce.options import LossOptions
+
+ROWS, CLASSES = 48, 7
+
+
+def textbook(mistake: str, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The mean's gradient, or the mistake's, in float64 numpy."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    p = e / e.sum(axis=1, keepdims=True)
+    at = (y + 1) % CLASSES if mistake == "label + 1" else y
+    gradient = p - np.eye(CLASSES)[at]
+    if mistake == "sign flipped":
+        gradient = -gradient
+    return gradient if mistake == "sum not mean" else gradient / len(y)
+
+
+NAMES = {
+    "sign flipped": catalogue.SIGN_FLIPPED,
+    "label + 1": catalogue.LABEL_PLUS_ONE,
+    "sum not mean": catalogue.SUM_NOT_MEAN,
+}
+
+
+def inputs(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(ROWS, CLASSES)) * 2
+    y = rng.integers(0, CLASSES, ROWS)
+    return z, y
+
+
+def named(z: np.ndarray, y: np.ndarray, gradient: np.ndarray, block_entries: int, monkeypatch) -> list[str]:
+    monkeypatch.setattr(check, "BLOCK_ENTRIES", block_entries)
+    monkeypatch.setattr(mistake_pass, "SCREEN_ENTRIES", 1)  # the candidates tried on two rows first, not all
+    found = check_dump(ArrayDump(z, y, None, gradient, None, {}), LossOptions(), "float64")
+    assert not found.correct
+    return [worded(name) for name in found.mistakes]
+
+
+@pytest.mark.parametrize("mistake", sorted(NAMES))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_mistake_is_named_alike_in_one_block_and_in_many(mistake, seed, monkeypatch):
+    z, y = inputs(seed)
+    gradient = textbook(mistake, z, y)
+    whole = named(z, y, gradient, 1 << 20, monkeypatch)
+    assert whole[:1] and whole[0].startswith(NAMES[mistake].name)
+    for rows_per_block in (1, 3, 8):
+        assert named(z, y, gradient, rows_per_block * CLASSES, monkeypatch) == whole
+
+
+@pytest.mark.parametrize("first_wrong_row", [0, 20, 47])
+def test_a_mistake_made_only_from_a_later_row_on_is_not_named_for_every_row(first_wrong_row, monkeypatch):
+    """Right up to a row, sign flipped from there: no mistake explains every entry."""
+    z, y = inputs(3)
+    gradient = textbook("", z, y)
+    gradient[first_wrong_row:] *= -1
+    expected = [] if first_wrong_row else [catalogue.SIGN_FLIPPED.name]
+    for rows_per_block in (2, 8, ROWS):
+        names = named(z, y, gradient, rows_per_block * CLASSES, monkeypatch)
+        assert [name.split(catalogue.FIX_SEPARATOR)[0] for name in names] == expected
+
+
+@pytest.mark.parametrize("spoiled_row", [0, 1, 5, 30, 47])
+def test_one_entry_wrong_another_way_anywhere_leaves_the_mistake_unnamed(spoiled_row, monkeypatch):
+    """The label + 1 everywhere, and one more entry off by 0.37: in a block graded before the
+    mistake was suspected, in the rows it is first tried on, or in a block after."""
+    z, y = inputs(4)
+    gradient = textbook("label + 1", z, y)
+    assert named(z, y, gradient, 4 * CLASSES, monkeypatch)[0].startswith(catalogue.LABEL_PLUS_ONE.name)
+    gradient[spoiled_row, 2] += 0.37
+    for rows_per_block in (1, 4, ROWS):
+        assert named(z, y, gradient, rows_per_block * CLASSES, monkeypatch) == []
