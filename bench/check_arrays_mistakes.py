@@ -15,11 +15,11 @@ gradient per answer, computed here in plain float32 numpy, a row block at a time
     too_few_classes  the softmax over the first K − 1 classes (no name fits: the search for one,
                      and the implementation choices tried after it, are all spent)
 
-The baseline is the same command line in a `python -c` where the search for a named mistake
-(`sce.grading.dump.check.matching_mistakes`) finds none at once: the verdict's pass, then, as
-for any wrong answer no mistake explains, the implementation choices it may be consistent
-with (a narrower type, a sequential sum), which both runs try for too_few_classes. The
-verdict line must be the same. The two are run --rounds times, alternately (the machine's other
+The baseline is the same command line in a `python -c` where the grading does not name
+mistakes (`sce.grading.dump.check._graded` called with its last argument, name_mistakes,
+False): the verdict's pass alone, then, as for any wrong answer no mistake explains, the
+implementation choices it may be consistent with (a narrower type, a sequential sum), which
+both runs try for too_few_classes. The verdict line must be the same. The two are run --rounds times, alternately (the machine's other
 work falls on both alike), and the ratio is that of the medians of wall and of CPU time.
 """
 
@@ -40,13 +40,14 @@ IGNORE = -100
 BLOCK_ROWS = 64
 ANSWERS = ("correct", "label_plus_one", "sum_not_mean", "sign_flipped", "too_few_classes")
 
-#: The same command line as `sce`, with the search for a named mistake finding none at once.
+#: The same command line as `sce`, with the grading's name_mistakes argument False (its last).
 WITHOUT_NAMING = """
 import sys
 import sce.grading.dump.check as check
 from sce.cli import main
 
-check.matching_mistakes = lambda *args, **keywords: []
+graded = check._graded
+check._graded = lambda *arguments: graded(*arguments[:-1], False)
 sys.argv = ["sce", *sys.argv[1:]]
 main()
 """
