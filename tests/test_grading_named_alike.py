@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sce.cli.declarations import FLAG_OF_FIELD
 from sce.errors import worded
 from sce.grading import catalogue, check_answer
 from sce.grading.dump.check import check_dump
@@ -108,3 +109,37 @@ def test_a_learners_mistake_is_named_alike_by_sce_test_and_by_every_check_of_its
         value = np.ravel(row_gradient) if quantity == "gradient" else np.ravel(row_loss)
         (typed,) = check_answer(softmax_cross_entropy(z[:1], y[:1]), {quantity: [repr(float(v)) for v in value]})
         assert not typed.passed and typed.mistake == expected
+
+
+def test_weights_applied_class_by_class_are_named_alike_typed_in_a_file_and_dumped(sce, tmp_path):
+    """w ⊙ (p − y) instead of w_y·(p − y), each row's own (reduction 'none'), weights 1 to 6."""
+    z, y = batch(8)
+    weights = np.arange(1.0, 7.0)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    wrong = weights * (e / e.sum(axis=1, keepdims=True) - np.eye(6)[y])
+    expected = catalogue.WEIGHTS_PER_CLASS.name
+    options = LossOptions(reduction="none", weight=tuple(weights))
+    (typed,) = check_answer(
+        softmax_cross_entropy(z[:1], y[:1], options=options), {"gradient": [repr(float(v)) for v in wrong[0]]}
+    )
+    assert typed.mistake == catalogue.WEIGHTS_PER_CLASS
+    found = check_dump(ArrayDump(z, y, None, wrong, None, {}), options, "float64")
+    assert first_name(found.mistakes) == expected
+    k = z.shape[1]
+    lines = [",".join([*(f"z{j}" for j in range(k)), "label", *(f"grad_z{j}" for j in range(k))])]
+    lines += [",".join([*map(repr, map(float, z[i])), str(int(y[i])), *map(repr, map(float, wrong[i]))]) for i in range(6)]
+    (tmp_path / "weighted.csv").write_text("\n".join(lines) + "\n")
+    flags = ("--logit-cols", "z*", "--grad-cols", "grad_*", "-w", ",".join(f"{w:g}" for w in weights))
+    result = sce("check", "--csv", tmp_path / "weighted.csv", *flags, "--reduction", "none", "-f", "json")
+    assert [m["name"] for m in json.loads(result.stdout)["mistakes"]][:1] == [expected]
+
+
+def test_a_mean_where_the_sum_is_asked_is_named_alike_by_sce_test_and_a_dump(sce):
+    """The vectorised textbook answer divides by N; graded as reduction 'sum' it has one 1/N too many."""
+    tested = sce("test", f"{IMPLEMENTATIONS / 'correct_vectorized'}.py:softmax_loss", "--reduction", "sum", "-f", "json")
+    # The command line words the option as its flag, Python as its keyword: the same name.
+    assert json.loads(tested.stdout)["mistakes"][:1] == [catalogue.MEAN_NOT_SUM.worded_name(FLAG_OF_FIELD)]
+    z, y = batch(9)
+    _, gradient = learner("correct_vectorized")(z.copy(), y.copy())
+    found = check_dump(ArrayDump(z, y, None, np.asarray(gradient), None, {}), LossOptions(reduction="sum"), "float64")
+    assert worded(found.mistakes[0]).startswith(catalogue.MEAN_NOT_SUM.name + " (divided by 6)")
