@@ -129,7 +129,8 @@ def _merged(errors: list[Errors]) -> Errors:
 
 def errors_of(given: np.ndarray, other: np.ndarray, magnitude: np.ndarray, dtype: str) -> Errors:
     """|given − other| in ulps of ``dtype`` at max(magnitude, |other|): the worst, Σ e², the count."""
-    at = np.maximum(magnitude, np.abs(other))
+    at = np.abs(other, dtype=np.float64)
+    np.maximum(at, magnitude, out=at)
     unit = ulp_unit(at, dtype)
     # Where every value is finite (the common case), by the ulp's exponent bits in fewer passes;
     # else by ulps(), which knows NaN and infinity. Both give the same numbers where both apply.
