@@ -19,8 +19,9 @@ The baseline is the same command line in a `python -c` where the grading does no
 mistakes (`sce.grading.dump.check._graded` called with its last argument, name_mistakes,
 False): the verdict's pass alone, then, as for any wrong answer no mistake explains, the
 implementation choices it may be consistent with (a narrower type, a sequential sum), which
-both runs try for too_few_classes. The verdict line must be the same. The two are run --rounds times, alternately (the machine's other
-work falls on both alike), and the ratio is that of the medians of wall and of CPU time.
+both runs try for too_few_classes. The verdict line must be the same. The two are run --rounds
+times, alternately (the machine's other work falls on both alike), and the ratio is that of the
+medians of wall and of CPU time. On a loaded machine, CPU time is the steadier figure.
 """
 
 from __future__ import annotations

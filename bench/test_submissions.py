@@ -107,7 +107,7 @@ def main() -> None:
             for name, picked in (("many", submissions), ("one", submissions[:1])):
                 wall, cpu, code, out = run([*sce, *picked])
                 timed[name].append((wall, cpu))
-                learners = next((line for line in out.splitlines() if line.startswith("learners")), out[-300:])
+                learners = next((line for line in out.splitlines() if line.startswith(("learners", "verdict"))), "")
                 print(f"{len(picked):3} submissions: {wall:6.2f} s  CPU {cpu:6.2f} s  exit {code}  {learners}")
         (many, many_cpu), (one, one_cpu) = (
             tuple(statistics.median(t[i] for t in found) for i in range(2)) for found in timed.values()

@@ -87,3 +87,43 @@ def test_one_entry_wrong_another_way_anywhere_leaves_the_mistake_unnamed(spoiled
     gradient[spoiled_row, 2] += 0.37
     for rows_per_block in (1, 4, ROWS):
         assert named(z, y, gradient, rows_per_block * CLASSES, monkeypatch) == []
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_other_labels_changed_in_place_are_the_exact_computation_again_to_float64s_rounding(reduction, temperature):
+    """For answers graded in a narrower type, the what-ifs of other labels change two entries per row
+    and the row's loss instead of computing everything again: the same numbers to a few float64 ulps."""
+    from sce.grading.dump.kernel_mistakes import denominators, exact_rows, what_ifs
+
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(12, 9)) * 30  # confident rows: p − 1 and small losses lose digits first
+    y = rng.integers(0, 9, 12)
+    y[3] = -100
+    options = LossOptions(reduction=reduction, temperature=temperature)
+    dump = ArrayDump(z, y, None, z, None, {})
+    d = denominators(y, 12, options)
+    block, _ = exact_rows(dump, 0, 12, options, d)
+    again, in_place = what_ifs(y, d, options), what_ifs(y, d, options, rerun=False)
+    for name in (catalogue.PREDICTED_CLASS, catalogue.ONE_BASED, catalogue.LABEL_PLUS_ONE):
+        (key,) = [k for k in again if k.startswith(name.words)]
+        (gradient, losses), (close_gradient, close_losses) = again[key](block), in_place[key](block)
+        scale = 1 / (temperature * (d.total if reduction == "mean" else 1))
+        assert np.abs(close_gradient - gradient).max() <= 4e-16 * scale
+        assert losses is not None and close_losses is not None
+        # A loss is graded at the scale of 1 at least (its log-sum-exp's): −log p_old + (z_old − z_new)/T
+        # keeps its absolute digits, at the logits' size.
+        size = np.abs(z).max() / temperature * scale * temperature
+        assert np.abs(close_losses - losses).max() <= 1e-15 * size
+
+
+def test_a_float32_answer_with_the_label_plus_one_is_named_over_many_blocks(monkeypatch):
+    """The textbook float32 computation, the −1 at the next class: named as in float64."""
+    z, y = inputs(6)
+    z32 = z.astype(np.float32)
+    e = np.exp(z32 - z32.max(axis=1, keepdims=True))
+    wrong = (e / e.sum(axis=1, keepdims=True) - np.eye(CLASSES, dtype=np.float32)[(y + 1) % CLASSES]) / len(y)
+    monkeypatch.setattr(check, "BLOCK_ENTRIES", 4 * CLASSES)
+    monkeypatch.setattr(mistake_pass, "SCREEN_ENTRIES", 1)
+    found = check_dump(ArrayDump(z32, y, None, wrong.astype(np.float32), None, {}), LossOptions(), "float32")
+    assert [worded(m).split(catalogue.FIX_SEPARATOR)[0] for m in found.mistakes] == [catalogue.LABEL_PLUS_ONE.name]

@@ -47,8 +47,8 @@ def check_dump(
     claimed_dtype : str
         The type the answer was computed in: "float16", "bfloat16", "float32" or "float64".
     progress : callable, optional
-        Told ("checking", rows) after each block, then ("naming the mistake", rows) during
-        the second pass.
+        Told ("checking", rows) after each block, then ("naming the mistake", rows) for each
+        block compared after it (those graded before the answer looked wrong).
     tune_heap : bool
         Keep freed blocks in the heap (glibc's malloc settings, :mod:`sce.io.arrays.heap`): for
         the command line's own process, never a library caller's.

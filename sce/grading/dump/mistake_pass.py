@@ -77,7 +77,8 @@ class MistakeSearch:
     candidates: dict[str, WhatIf] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.candidates = what_ifs(self.dump.labels, self.d, self.options)
+        # Answers graded in a narrower type than float64 are told apart by far more than float64's last bits.
+        self.candidates = what_ifs(self.dump.labels, self.d, self.options, rerun=self.dtype == "float64")
 
     def after_block(self, index: int, graded: BlockGrade, so_far: Allowed, wrong_so_far: bool) -> None:
         """Keep the block's trials; once the answer is wrong so far, suspect the candidates that fit

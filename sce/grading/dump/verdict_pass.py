@@ -66,7 +66,7 @@ COMPILED = True
 
 Progress = Callable[[str, int], None]
 """Told (phase, rows) after each block: phase "checking", then, for a wrong answer,
-"naming the mistake" (a second pass, often cut short)."""
+"naming the mistake" for each block compared after the pass (those graded before it looked wrong)."""
 
 T = TypeVar("T")
 
