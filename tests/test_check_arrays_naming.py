@@ -127,3 +127,27 @@ def test_a_float32_answer_with_the_label_plus_one_is_named_over_many_blocks(monk
     monkeypatch.setattr(mistake_pass, "SCREEN_ENTRIES", 1)
     found = check_dump(ArrayDump(z32, y, None, wrong.astype(np.float32), None, {}), LossOptions(), "float32")
     assert [worded(m).split(catalogue.FIX_SEPARATOR)[0] for m in found.mistakes] == [catalogue.LABEL_PLUS_ONE.name]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("seed", range(4))
+def test_a_candidates_errors_by_the_compiled_loop_are_numpys(dtype, seed, monkeypatch):
+    """The worst error the same bits, Σe² to its last digits; NaN and infinity left to numpy."""
+    from sce.grading.dump import mistake_trials, ulp_kernel
+
+    if ulp_kernel.library() is None:
+        pytest.skip("the compiled loop is not built here")
+    rng = np.random.default_rng(seed)
+    other = rng.normal(size=(7, 33)) * 10.0 ** rng.integers(-30, 3, size=(7, 33))
+    other[0, :5] = [0.0, -0.0, 5e-324, 1e-310, -1e-300]
+    magnitude = np.abs(rng.normal(size=(7, 33))) * 10.0 ** rng.integers(-40, 1, size=(7, 33))
+    given = (other * (1 + rng.normal(size=other.shape) * 1e-6)).astype(dtype)
+    given[1, :3] = 0.0
+    found = mistake_trials.errors_of(given, other, magnitude, dtype)
+    monkeypatch.setattr(mistake_trials, "COMPILED", False)
+    expected = mistake_trials.errors_of(given, other, magnitude, dtype)
+    assert found.worst == expected.worst and found.entries == expected.entries
+    assert found.squares == pytest.approx(expected.squares, rel=1e-12)
+    for spoiled in (np.nan, np.inf):
+        given[2, 2] = spoiled
+        assert ulp_kernel.candidate_errors(given, other, magnitude, (23, -126)) is None
