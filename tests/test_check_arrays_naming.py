@@ -132,7 +132,8 @@ def test_a_float32_answer_with_the_label_plus_one_is_named_over_many_blocks(monk
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("seed", range(4))
 def test_a_candidates_errors_by_the_compiled_loop_are_numpys(dtype, seed, monkeypatch):
-    """The worst error the same bits, Σe² to its last digits; NaN and infinity left to numpy."""
+    """The worst error the same bits, Σe² to its last digits, a flushing kernel's zeros excused
+    alike; NaN and infinity left to numpy."""
     from sce.grading.dump import mistake_trials, ulp_kernel
 
     if ulp_kernel.library() is None:
@@ -143,11 +144,31 @@ def test_a_candidates_errors_by_the_compiled_loop_are_numpys(dtype, seed, monkey
     magnitude = np.abs(rng.normal(size=(7, 33))) * 10.0 ** rng.integers(-40, 1, size=(7, 33))
     given = (other * (1 + rng.normal(size=other.shape) * 1e-6)).astype(dtype)
     given[1, :3] = 0.0
-    found = mistake_trials.errors_of(given, other, magnitude, dtype)
-    monkeypatch.setattr(mistake_trials, "COMPILED", False)
-    expected = mistake_trials.errors_of(given, other, magnitude, dtype)
-    assert found.worst == expected.worst and found.entries == expected.entries
-    assert found.squares == pytest.approx(expected.squares, rel=1e-12)
+    given[0, :5] = 0.0  # zeros where the what-if is tiny: excused below the row's bound only
+    bounds = np.full((7, 1), 1e-305)
+    bounds[0] = 1e-200
+    for flushed_below in (None, bounds):
+        monkeypatch.setattr(mistake_trials, "COMPILED", True)
+        found = mistake_trials.errors_of(given, other, magnitude, dtype, flushed_below)
+        monkeypatch.setattr(mistake_trials, "COMPILED", False)
+        expected = mistake_trials.errors_of(given, other, magnitude, dtype, flushed_below)
+        assert found.worst == expected.worst and found.entries == expected.entries
+        assert found.squares == pytest.approx(expected.squares, rel=1e-12)
     for spoiled in (np.nan, np.inf):
         given[2, 2] = spoiled
         assert ulp_kernel.candidate_errors(given, other, magnitude, (23, -126)) is None
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_flushing_kernels_zero_is_excused_below_its_rows_bound_only(compiled, monkeypatch):
+    """float32's smallest normal is 1.18e-38: a 0 for 1e-39 is a flushing kernel's; for 1e-30 it is wrong."""
+    from sce.grading.dump import mistake_trials
+
+    monkeypatch.setattr(mistake_trials, "COMPILED", compiled)
+    given = np.zeros((1, 2), np.float32)
+    other = np.array([[1e-39, 1e-30]])
+    bounds = np.array([[2.0**-126]])
+    flushed = mistake_trials.errors_of(given[:, :1], other[:, :1], other[:, :1], "float32", bounds)
+    assert flushed.worst <= 0.5
+    assert mistake_trials.errors_of(given[:, :1], other[:, :1], other[:, :1], "float32").worst > 1e5
+    assert mistake_trials.errors_of(given, other, other, "float32", bounds).worst > 1e6

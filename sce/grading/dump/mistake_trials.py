@@ -100,8 +100,8 @@ def tried_on_rows(
         other_grad, other_losses = what_if(block)
         gradient = losses = None
         if answer.gradient is not None and gradient_magnitude is not None:
-            kept = excused(answer.gradient, other_grad, flushed_below)  # a flushing kernel's zeros, as the verdict's
-            gradient = errors_of(kept, other_grad, gradient_magnitude, answer.dtype)
+            # A flushing kernel's zeros excused, as the verdict excuses them.
+            gradient = errors_of(answer.gradient, other_grad, gradient_magnitude, answer.dtype, flushed_below)
         if other_losses is not None and answer.losses is not None and loss_size is not None:
             losses = errors_of(answer.losses, other_losses, loss_size, answer.dtype)
         found[name] = RowsTrial(gradient, losses, other_losses)
@@ -131,12 +131,17 @@ def _merged(errors: list[Errors]) -> Errors:
     return total
 
 
-def errors_of(given: np.ndarray, other: np.ndarray, magnitude: np.ndarray, dtype: str) -> Errors:
-    """|given − other| in ulps of ``dtype`` at max(magnitude, |other|): the worst, Σ e², the count."""
+def errors_of(
+    given: np.ndarray, other: np.ndarray, magnitude: np.ndarray, dtype: str, flushed_below: np.ndarray | None = None
+) -> Errors:
+    """|given − other| in ulps of ``dtype`` at max(magnitude, |other|): the worst, Σ e², the count;
+    with ``flushed_below`` (a bound per row), a flushing kernel's zeros excused (:func:`.excused`)."""
     if COMPILED and other.size and dtype in ("float32", "float64"):
-        compiled = ulp_kernel.candidate_errors(given, other, magnitude, ulp_format(dtype))
+        compiled = ulp_kernel.candidate_errors(given, other, magnitude, ulp_format(dtype), flushed_below)
         if compiled is not None:
             return Errors(compiled[0], compiled[1], int(other.size))
+    if flushed_below is not None:
+        given = excused(given, other, flushed_below)
     at = np.abs(other, dtype=np.float64)
     np.maximum(at, magnitude, out=at)
     unit = ulp_unit(at, dtype)

@@ -91,7 +91,7 @@ def library() -> ctypes.CDLL | None:
             found.lane_sum_f32.restype = None
             found.lane_sum_f32.argtypes = [_I, _I, _P, _P]
             found.candidate_errors.restype = _C
-            found.candidate_errors.argtypes = [_I, _P, _C, _P, _P, _D, _D, _P]
+            found.candidate_errors.argtypes = [_I, _I, _P, _C, _P, _P, _P, _D, _D, _P]
         except (OSError, AttributeError):
             continue
         return found
@@ -134,25 +134,34 @@ def lane_sum_f32(values: np.ndarray) -> np.ndarray | None:
 
 
 def candidate_errors(
-    given: np.ndarray, other: np.ndarray, magnitude: np.ndarray, unit_format: tuple[int, int]
+    given: np.ndarray,
+    other: np.ndarray,
+    magnitude: np.ndarray,
+    unit_format: tuple[int, int],
+    flushed_below: np.ndarray | None = None,
 ) -> tuple[float, float] | None:
     """The largest of |given − other| in ulps at max(magnitude, |other|) and their Σe², by the
-    compiled loop; None without it, for a type it does not read, or where anything is not finite.
-    ``unit_format``: the claimed type's mantissa bits and lowest exponent."""
+    compiled loop, a given 0 taken as other where |other| is below its row's ``flushed_below``
+    (:func:`.flushed.excused`); None without the loop, for a type it does not read, or where
+    anything is not finite. ``unit_format``: the claimed type's mantissa bits and lowest exponent."""
     found = library()
-    if found is None or given.dtype not in _FLOATS or given.shape != other.shape:
+    if found is None or given.dtype not in _FLOATS or given.shape != other.shape or not other.size:
         return None
     kept = [np.ascontiguousarray(given), np.ascontiguousarray(other, np.float64)]
     kept.append(np.ascontiguousarray(np.broadcast_to(magnitude, other.shape), np.float64))
-    answer, expected, size = kept
+    classes = other.shape[-1] if other.ndim == 2 else other.size
+    if flushed_below is not None:
+        kept.append(np.ascontiguousarray(np.broadcast_to(flushed_below, (len(other), 1)), np.float64))
     mantissa, min_exponent = unit_format
     out = np.zeros(2)
     status = found.candidate_errors(
-        answer.size,
-        answer.ctypes.data,
-        int(answer.dtype == np.float64),
-        expected.ctypes.data,
-        size.ctypes.data,
+        other.size,
+        classes,
+        kept[0].ctypes.data,
+        int(kept[0].dtype == np.float64),
+        kept[1].ctypes.data,
+        kept[2].ctypes.data,
+        kept[3].ctypes.data if flushed_below is not None else None,
         2.0**min_exponent,
         2.0**-mantissa,
         out.ctypes.data,
