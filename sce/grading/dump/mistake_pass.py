@@ -3,7 +3,7 @@
 Computing every mistake's what-if for every block cost more than the verdict
 itself (twenty what-ifs, each with its errors in ulps), and a correct answer,
 the common case, needs none of them. So every candidate is tried on a few rows
-first (:func:`_screen_bound`), where all but the one or two that fit are left
+first (:meth:`MistakeSearch.screen`), where all but the one or two that fit are left
 out. Once the verdict's pass finds the answer wrong so far, it tries the
 suspects on each further block from the exact result it has computed anyway
 (:class:`~.mistake_trials.Suspects`): naming then costs a what-if and its

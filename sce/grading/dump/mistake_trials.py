@@ -5,6 +5,8 @@ once every block is graded), so they are kept as the worst, Σ e² and the count
 and compared with the allowance at the end. The verdict's pass computes them for
 the mistakes an answer that looks wrong is suspected of, from the exact result
 it has in hand (:class:`Suspects`); :mod:`.mistake_pass` compares the rest.
+The errors are measured in one pass by the compiled loop (:func:`.ulp_kernel.candidate_errors`)
+where it is built, else by numpy, to the same worst error.
 """
 
 from __future__ import annotations
