@@ -70,7 +70,9 @@ def check_arrays(
     """Read the dump, grade it by type, print the verdict; exit 1 when wrong.
 
     Without --reduction, the reduction is PyTorch's default, mean, unless
-    the dump's loss is one per row (then none)."""
+    the dump's loss is one per row: then none, or mean where the gradient
+    is the mean's (each row's loss logged beside the mean's backward, as
+    ``sce batch --reduction mean`` writes them)."""
     from sce.io.arrays import DumpRequest, read_dump
     from sce.io.arrays.dump import float_name
 
@@ -97,6 +99,11 @@ def check_arrays(
         dump = dataclasses.replace(dump, loss=dump.loss.reshape(1))
     _check_loss_shape(dump.loss, options, dump.where.get("loss", ""))
     found = _check_with_progress(dump, options, claimed_name, sum_order)
+    if not reduction_given and options.reduction == "none" and dump.grad is not None and not found.correct:
+        # The gradient says which: a wrong loss beside the mean's right gradient is a wrong loss, not "divided by N".
+        as_mean = _check_with_progress(dump, options.replace(reduction="mean"), claimed_name, sum_order)
+        if as_mean.quantities[0].correct and not found.quantities[0].correct:
+            found = as_mean
     if output_format is CheckFormat.json:
         from sce.render.json_format import dtype_check_document, dumps
 
@@ -159,5 +166,3 @@ def _check_loss_shape(loss: object, options: LossOptions, where: str) -> None:
         raise UsageProblem(
             f"{where} is one number but --reduction is none (one loss per row); say --reduction mean or sum"
         )
-    if loss.ndim == 1 and options.reduction != "none":
-        raise UsageProblem(f"{where} has one loss per row but --reduction is {options.reduction}; say --reduction none")

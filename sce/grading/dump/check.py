@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import warnings
 
-from sce.errors import option_problem
-from sce.grading.dump.implementation_choices import consistent_choices
+from sce.errors import NothingToGrade, OptionProblem, option_problem
+from sce.grading.dump.implementation_choices import NARROWER, consistent_choices
 from sce.grading.dump.kernel_mistakes import denominators
 from sce.grading.dump.mistake_pass import Allowance, Allowed, MistakeSearch
 from sce.grading.dump.verdict import DtypeCheck, QuantityVerdict, ReducedLoss
 from sce.grading.dump.verdict_pass import BlockGrade, BlockJob, Progress, in_order
 from sce.io.arrays import ArrayDump
+from sce.io.arrays.dump import float_name
 from sce.io.arrays.heap import reused_heap
 from sce.io.arrays.mapped_rows import block_bounds
 from sce.loss import InvalidInput
@@ -66,7 +67,9 @@ def check_dump(
     ------
     sce.errors.SceError
         An option the loss does not accept, or logits, labels or targets it is not defined for
-        (placed at their row of the dump), or a damaged file.
+        (placed at their row of the dump), or a damaged file; no rows and no reduced loss
+        (:class:`~sce.errors.NothingToGrade`); a claimed type the answer's stored
+        type cannot hold (float64 for a float32 array: its digits were lost when it was stored).
 
     Examples
     --------
@@ -81,6 +84,12 @@ def check_dump(
     False
     """
     options = options.replace(dtype="float64")
+    _check_claim(dump, claimed_dtype)
+    if dump.shape[0] == 0 and (dump.loss is None or dump.loss.ndim != 0):
+        where = dump.where.get("logits", "the logits array")
+        raise NothingToGrade(
+            f"{where} has no rows: nothing to grade (a batch of no rows is graded by its reduced loss alone)"
+        )
     check = _graded(dump, options, claimed_dtype, progress, tune_heap, sum_order, True)
     if check.wrong and not check.mistakes and not any(q.counts[-1] for q in check.quantities):
         # NaN or infinity where the truth is finite is wrong however it was computed.
@@ -115,11 +124,13 @@ def _graded(
     search = MistakeSearch(dump, options, d, claimed_dtype, bounds, progress) if name_mistakes else None
     suspects = search.suspects if search is not None else None
     job = BlockJob(dump, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order, suspects)
+    sum_bound = 0.0
     with warnings.catch_warnings(), reused_heap(tune_heap and rows * classes > BLOCK_ENTRIES):
         # Here, not in each block: catch_warnings is not thread-safe. An infinite loss is graded, not warned about.
         warnings.simplefilter("ignore")
         for index, graded in enumerate(in_order(job.grade, bounds)):
             _merge(graded, grad, loss, scalar)
+            sum_bound = max(sum_bound, graded.sum_bound)
             if search is not None:
                 so_far = [q for q in (grad, loss) if q is not None]
                 search.after_block(index, graded, _allowed(grad, loss), any(not q.correct for q in so_far))
@@ -131,7 +142,7 @@ def _graded(
         if scalar is not None and dump.loss is not None:
             scalar_verdict = scalar.verdict(float(dump.loss), claimed_dtype, options, d)
             quantities.append(scalar_verdict)
-        check = DtypeCheck(claimed_dtype, rows, classes, options, quantities, [], sum_order)
+        check = DtypeCheck(claimed_dtype, rows, classes, options, quantities, [], sum_order, sum_bound=sum_bound)
         if check.wrong and search is not None:
             reduced = None
             if scalar is not None and scalar_verdict is not None:
@@ -177,6 +188,21 @@ def _by_quantity(search: MistakeSearch, allowed: Allowed, quantities: list[Quant
             continue
         found += [f"{verdict.name}: {name}" for name in search.matching(alone)]
     return found
+
+
+def _check_claim(dump: ArrayDump, claimed_dtype: str) -> None:
+    """The claimed type must be one the answer's stored type holds (itself or a narrower one): a
+    float32 array cannot hold a float64 computation's digits, so that claim cannot judge it."""
+    for name, answer in (("gradient", dump.grad), ("loss", dump.loss)):
+        stored = None if answer is None else float_name(answer.dtype)
+        if stored is None or stored == claimed_dtype or claimed_dtype in NARROWER[stored]:
+            continue
+        held = ", ".join((stored, *NARROWER[stored]))
+        raise OptionProblem(
+            "claimed_dtype",
+            f"{claimed_dtype} for a {name} stored as {stored}, which cannot hold every {claimed_dtype} value: "
+            f"give the type it was computed in ({held})",
+        )
 
 
 def _check_options(options: LossOptions, classes: int) -> None:
