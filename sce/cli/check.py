@@ -86,6 +86,7 @@ class CheckOutputFormat(str, Enum):
     table = "table"
     json = "json"
     csv = "csv"
+    html = "html"
 
 
 @bundled(
@@ -143,7 +144,10 @@ def check(
     output_format: Annotated[
         Optional[CheckOutputFormat],
         typer.Option(
-            "--format", "-f", help="table (default) or json; with --id-col also csv (with -o: from its name).",
+            "--format",
+            "-f",
+            help="table (default) or json; with --id-col also csv (with -o: from its name); for typed answers "
+            "also html (a printable page).",
             show_default=False,
         ),
     ] = None,
@@ -152,7 +156,7 @@ def check(
         Optional[str],
         OUTPUT.option(
             help="With --id-col: write the gradebook to FILE (as --format says, else .csv or .json), "
-            "whole or not at all; the table still shows.",
+            "whole or not at all; the table still shows. With --format html: write the page to FILE.",
             show_default=False,
         ),
     ] = None,
@@ -187,8 +191,13 @@ def check(
         )
     if summary_json is not None and csv_input is None:
         raise UsageProblem(f"{SUMMARY_JSON.name} goes with --csv INPUT (and with sce batch)")
-    _refuse_stages_with_files(stage, arrays is not None or logits_path is not None or csv_input is not None)
-    book_format = _gradebook_format(output_format, output, id_col, csv_input)
+    files = arrays is not None or logits_path is not None or csv_input is not None
+    _refuse_stages_with_files(stage, files)
+    html = output_format is CheckOutputFormat.html
+    if html and files:
+        raise UsageProblem("--format html shows typed answers (LOGITS with --grad, --loss, --probs, --stage); "
+                           "for --csv and --arrays use table or json")
+    book_format = None if html else _gradebook_format(output_format, output, id_col, csv_input)
     shown_format = CheckFormat.json if output_format is CheckOutputFormat.json else CheckFormat.table
     if arrays is not None or logits_path is not None:
         refuse_typed_inputs(logits, csv_input, label, target, tol)
@@ -239,7 +248,7 @@ def check(
     vector = parse_vector_input(logits, label, target)
     check_class_counts(vector, options)
     stages = _stages_and_answers(vector, options, stage or [], {"gradient": grad, "probabilities": probs, "loss": loss})
-    _grade_answers(vector, options, stages, tol, digits, shown_format)
+    _grade_answers(vector, options, stages, tol, digits, shown_format, (html, output))
 
 
 def _refuse_file_options(*values: str | None) -> None:
@@ -258,7 +267,10 @@ def _gradebook_format(
         if id_col is not None:
             raise UsageProblem(f"{ID_COL.name} goes with --csv INPUT")
         if output is not None:
-            raise UsageProblem(f"{OUTPUT.name} goes with --csv INPUT {ID_COL.name} COL: it writes the gradebook")
+            raise UsageProblem(
+                f"{OUTPUT.name} goes with --csv INPUT {ID_COL.name} COL: it writes the gradebook "
+                "(or with --format html: the page)"
+            )
         if chosen is CheckOutputFormat.csv:
             raise UsageProblem(f"--format csv goes with --csv INPUT {ID_COL.name} COL (a gradebook); use table or json")
         return None
@@ -367,13 +379,21 @@ def _grade_answers(
     tol: float | None,
     digits: int,
     output_format: CheckFormat,
+    page: tuple[bool, str | None] = (False, None),
 ) -> None:
+    """Grade the answers; shown as ``output_format`` says, or as a page where ``page`` is
+    (True, its file or None for stdout)."""
     from sce.grading import answer_verdict, verdicts
     from sce.grading.stages import check_stages
 
     result = run_core(vector, options)
     checks = check_stages(result, given, tol, targets=vector.targets)
-    if output_format is CheckFormat.json:
+    if page[0]:
+        from sce.cli.page_output import write_page
+        from sce.render.html_reports import check_page
+
+        write_page(check_page(result, checks, digits, FLAG_OF_FIELD, reduction=options.reduction), page[1])
+    elif output_format is CheckFormat.json:
         from sce.render.json_format import check_document, dumps
 
         write_stdout(dumps(check_document(checks, FLAG_OF_FIELD, reduction=options.reduction)) + "\n")

@@ -26,6 +26,7 @@ class GradFormat(str, Enum):
     json = "json"
     csv = "csv"
     markdown = "markdown"
+    html = "html"
 
 
 class BatchFormat(str, Enum):

@@ -11,6 +11,7 @@ from sce.cli.choices import GradFormat
 from sce.cli.commandline import say_warning
 from sce.cli.declarations import (
     LOSS_OPTIONS,
+    OUTPUT,
     PER_ROW_REDUCTION,
     DigitsOption,
     LabelOption,
@@ -19,6 +20,7 @@ from sce.cli.declarations import (
     TargetOption,
     bundled,
 )
+from sce.cli.page_output import refuse_output_without_page, write_page
 from sce.cli.stdout import stdout_console, write_stdout
 from sce.cli.typed_inputs import (
     check_class_counts,
@@ -53,8 +55,16 @@ def grad(
     digits: DigitsOption = DISPLAY_DIGITS,
     output_format: Annotated[
         GradFormat,
-        typer.Option("--format", "-f", help="table (for people), markdown, json or csv (full precision)."),
+        typer.Option(
+            "--format",
+            "-f",
+            help="table (for people), markdown, json or csv (full precision), or html (a printable page).",
+        ),
     ] = GradFormat.table,
+    output: Annotated[
+        str | None,
+        OUTPUT.option(help="With --format html: write the page to FILE, whole or not at all.", show_default=False),
+    ] = None,
     steps: Annotated[
         bool, typer.Option("--steps", help="Derive the result stage by stage with these numbers.")
     ] = False,
@@ -84,6 +94,7 @@ def grad(
     """
     check_digits(digits)
     _check_format(output_format, steps, verify, jacobian, hessian)
+    refuse_output_without_page(output, output_format is GradFormat.html)
     if route is not None and not steps:
         raise UsageProblem(f"--route {route.value} chooses the route of the --steps derivation; add --steps")
     vector = parse_vector_input(logits, label, target, logits_file)
@@ -97,7 +108,9 @@ def grad(
     proofs = prove(result, verify=verify, jacobian=jacobian, hessian=hessian)
     if output_format is GradFormat.json:
         _warn_about_omitted_matrices(proofs, result.num_classes, result.options)
-    if steps:
+    if output_format is GradFormat.html:
+        _write_page(result, digits, (route or DerivationRoute.chain) if steps else None, output, logits_file)
+    elif steps:
         _print_derivation(result, proofs, digits, output_format, route or DerivationRoute.chain)
     else:
         _print_result(result, proofs, digits, output_format)
@@ -139,7 +152,7 @@ def _check_format(output_format: GradFormat, steps: bool, verify: bool, jacobian
     if steps and output_format is GradFormat.csv:
         raise UsageProblem("--steps cannot be written as csv; use --format table, markdown or json")
     extras = [name for name, on in (("--verify", verify), ("--jacobian", jacobian), ("--hessian", hessian)) if on]
-    if extras and output_format in (GradFormat.csv, GradFormat.markdown):
+    if extras and output_format in (GradFormat.csv, GradFormat.markdown, GradFormat.html):
         raise UsageProblem(f"{extras[0]} is shown as a table or in JSON; use --format table or json")
 
 
@@ -164,6 +177,24 @@ def _print_result(result: SoftmaxCrossEntropyResult, proofs: Proofs, digits: int
         if proofs.any:
             console.print()
             print_proofs(console, proofs, digits)
+
+
+def _write_page(
+    result: SoftmaxCrossEntropyResult,
+    digits: int,
+    route: DerivationRoute | None,
+    output: str | None,
+    logits_file: str | None,
+) -> None:
+    """The printable page: the result, and the derivation by ``route`` (None: without one)."""
+    from sce.render.html_format import grad_page
+
+    stages = None
+    if route is not None:
+        from sce.explain.derivation import build_derivation
+
+        stages = build_derivation(result, digits, route.value)
+    write_page(grad_page(result, digits, stages), output, logits_file)
 
 
 def _check_derivable(result: SoftmaxCrossEntropyResult, route: DerivationRoute) -> None:

@@ -59,7 +59,8 @@ def _signed_bar(value: float, scale: float) -> str:
     right for positive (the others pushed down)."""
     share = 0.0 if not math.isfinite(value) or scale == 0 else min(1.0, abs(value) / scale) * 50
     side = "neg" if value < 0 else "pos"
-    return f'<span class="signed"><span class="{side}" style="width: {share:.2f}%"></span><span class="axis"></span></span>'
+    bar = f'<span class="{side}" style="width: {share:.2f}%"></span>'
+    return f'<span class="signed">{bar}<span class="axis"></span></span>'
 
 
 def result_table_html(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS, row: int = 0) -> str:

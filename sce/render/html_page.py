@@ -51,7 +51,8 @@ th, td { padding: 0.2rem 0.6rem; border-bottom: 1px solid var(--rule); vertical-
 th { border-bottom: 2px solid var(--ink); font-weight: 600; }
 .right { text-align: right; } .left { text-align: left; }
 .predicted td { font-weight: bold; }
-.ok { color: var(--good); } .bad { color: var(--bad); font-weight: bold; } .warn { color: var(--warn); font-weight: bold; }
+.ok { color: var(--good); } .bad { color: var(--bad); font-weight: bold; }
+.warn { color: var(--warn); font-weight: bold; }
 .bar { display: inline-block; height: 0.75em; background: var(--bar); vertical-align: baseline; }
 .signed { display: inline-block; position: relative; width: 8em; height: 0.75em; border-left: 1px solid transparent; }
 .signed .axis { position: absolute; left: 50%; top: -0.15em; height: 1.05em; border-left: 1px solid var(--ink); }
@@ -167,11 +168,16 @@ def lines_html(lines: Iterable[Text | str]) -> str:
     """Lines of the terminal's report (rich Texts or strings) as paragraphs, coloured as there."""
     paragraphs = []
     for line in lines:
-        content, style = (line, "") if isinstance(line, str) else (line.plain, str(line.style))
+        content, style = (line, "") if isinstance(line, str) else (line.plain, _style_of(line))
         css = styled_class(style)
         attribute = f' class="{css}"' if css else ""
         paragraphs.append(f"<p{attribute}>{text(content)}</p>")
     return '<div class="lines">\n' + "\n".join(paragraphs) + "\n</div>"
+
+
+def _style_of(line: Text) -> str:
+    """A line's style, or that of its first styled part (the ✓ or ✗ before the words)."""
+    return str(line.style) or next((str(span.style) for span in line.spans if str(span.style)), "")
 
 
 _SVG_PROLOG = re.compile(r"^\s*(<\?xml[^>]*\?>\s*)?(<!--.*?-->\s*)*(<!DOCTYPE[^>]*>\s*)?", re.DOTALL)
