@@ -88,17 +88,20 @@ def implementation_page(
     flag_of: Mapping[str, str] | None = None,
     show_output: bool = False,
     figures: Sequence[str] = (),
+    notes: Sequence[str] = (),
 ) -> str:
     """``sce test``'s page: every case, the stages returned, each failing case in full (every one,
-    not only the terminal's first few), the other cases' output with ``show_output``, and the verdict."""
+    not only the terminal's first few), the other cases' output with ``show_output``, and the verdict
+    with any ``notes`` (a hint) after it."""
     configuration = report.configuration
     options = "".join(f", {words}" for words in loss_option_words(report))
     subtitle = [
         f"{configuration.convention} convention, returns {configuration.returns}{options}, {report.framework}",
         reduction_line(configuration.loss_options().reduction),
     ]
+    verdict = lines_html([*verdict_lines(report, flag_of), *notes])
     sections = [
-        '<section class="verdict">\n<h2>Verdict</h2>\n' + lines_html(verdict_lines(report, flag_of)) + "</section>",
+        f'<section class="verdict">\n<h2>Verdict</h2>\n{verdict}\n</section>',
         '<section class="cases">\n<h2>Cases</h2>\n' + rich_table_html(report_table(report, flag_of)) + "</section>",
     ]
     stages = stages_table(report)
