@@ -42,7 +42,7 @@ def listed_classes(result: SoftmaxCrossEntropyResult, row: int = 0) -> list[int]
     if classes <= LISTED_CLASSES:
         return list(range(classes))
     probabilities = np.nan_to_num(result.probabilities[row].astype(np.float64), nan=-1.0)
-    top = np.argpartition(-probabilities, MOST_PROBABLE)[:MOST_PROBABLE]
+    top = np.argsort(-probabilities, kind="stable")[:MOST_PROBABLE]  # of equal ones, the first classes
     chosen = {int(k) for k in top}
     if result.labels is not None and 0 <= int(result.labels[row]) < classes:
         chosen.add(int(result.labels[row]))

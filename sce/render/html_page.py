@@ -88,10 +88,33 @@ def math_html(latex: str, block: bool = False) -> str:
 
     try:
         mathml = convert(latex, display="block" if block else "inline")
-        ElementTree.fromstring(mathml)  # converts \\text{<b>} into markup as it is: refused here
+        if _only_mathml(ElementTree.fromstring(mathml)):
+            return mathml
     except Exception:  # the converter's own errors have no common base class
-        return f'<code class="tex">{text(latex)}</code>'
-    return mathml
+        pass
+    return f'<code class="tex">{text(latex)}</code>'
+
+
+_MATHML = "{http://www.w3.org/1998/Math/MathML}"
+#: MathML's elements for presentation: the converter writes \\text{<b>} as <b>, markup that is none of these.
+MATHML_ELEMENTS = frozenset(
+    {
+        *("math", "mrow", "mi", "mn", "mo", "ms", "mtext", "mspace", "mfrac", "msqrt", "mroot"),
+        *("msub", "msup", "msubsup", "munder", "mover", "munderover", "mmultiscripts", "mprescripts", "none"),
+        *("mtable", "mtr", "mtd", "mstyle", "mpadded", "mphantom", "menclose", "merror", "semantics"),
+    }
+)
+
+
+def _only_mathml(root: ElementTree.Element) -> bool:
+    """Every element MathML's own, and no attribute that could fetch or run anything."""
+    for element in root.iter():
+        if not element.tag.startswith(_MATHML) or element.tag.removeprefix(_MATHML) not in MATHML_ELEMENTS:
+            return False
+        names = [name.lower() for name in element.attrib]
+        if any(name.startswith("on") or "href" in name or "src" in name for name in names):
+            return False
+    return True
 
 
 _INLINE_MATH = re.compile(r"\$([^$]+)\$")
