@@ -334,3 +334,19 @@ def test_test_page_of_a_correct_function_exits_0(sce, tmp_path):
     document = path.read_text()
     assert_self_contained(document)
     assert re.search(r'<p class="ok">verdict: correct \((\d+) of \1 cases pass\)</p>', document)
+
+
+DOCS_EXAMPLES = {
+    "handout.html": ("grad", "2", "3", "4", "--label", "1", "--steps"),
+    "checked.html": ("check", "2", "3", "4", "--label", "1", "--grad", "0.090031,0.24473,-0.33476"),
+}
+
+
+@pytest.mark.parametrize("name", DOCS_EXAMPLES)
+def test_the_docs_example_pages_are_what_sce_writes(sce, name):
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "examples", name)
+    with open(path, encoding="utf-8") as page_file:
+        shown = page_file.read()
+    args = DOCS_EXAMPLES[name]
+    written = sce(*args, "--format", "html").stdout
+    assert shown == written, f"regenerate it: sce {' '.join(args)} --format html -o docs/examples/{name}"

@@ -58,7 +58,7 @@ th { border-bottom: 2px solid var(--ink); font-weight: 600; }
 .signed .axis { position: absolute; left: 50%; top: -0.15em; height: 1.05em; border-left: 1px solid var(--ink); }
 .signed .neg, .signed .pos { position: absolute; top: 0; height: 100%; }
 .signed .neg { right: 50%; background: var(--pull); } .signed .pos { left: 50%; background: var(--push); }
-.lines p { margin: 0.15rem 0; }
+.lines p { margin: 0.15rem 0; } .lines p.indented { margin-left: 1.5em; }
 pre.output { background: #f6f6f6; border-left: 3px solid var(--rule); padding: 0.4rem 0.6rem; white-space: pre-wrap;
   overflow-wrap: anywhere; font-size: 0.9em; }
 code { font-family: "DejaVu Sans Mono", monospace; font-size: 0.9em; }
@@ -192,9 +192,10 @@ def lines_html(lines: Iterable[Text | str]) -> str:
     paragraphs = []
     for line in lines:
         content, style = (line, "") if isinstance(line, str) else (line.plain, _style_of(line))
-        css = styled_class(style)
-        attribute = f' class="{css}"' if css else ""
-        paragraphs.append(f"<p{attribute}>{text(content)}</p>")
+        # The terminal's indent (a mistake's fix under its name) is the page's margin.
+        classes = " ".join(name for name in (styled_class(style), "indented" * content.startswith(" ")) if name)
+        attribute = f' class="{classes}"' if classes else ""
+        paragraphs.append(f"<p{attribute}>{text(content.lstrip())}</p>")
     return '<div class="lines">\n' + "\n".join(paragraphs) + "\n</div>"
 
 
