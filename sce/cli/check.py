@@ -185,18 +185,12 @@ def check(
     --id-col, a learner's at worst) has too few digits to tell it from a usual mistake.
     """
     check_digits(digits)
-    if tol is not None and not 0 < tol < math.inf:  # inf would pass every answer
-        raise UsageProblem(
-            f"--tol: {tol:g} is not a positive finite number; give the largest difference to accept, e.g. --tol 1e-4"
-        )
+    _check_tolerance(tol)
     if summary_json is not None and csv_input is None:
         raise UsageProblem(f"{SUMMARY_JSON.name} goes with --csv INPUT (and with sce batch)")
     files = arrays is not None or logits_path is not None or csv_input is not None
     _refuse_stages_with_files(stage, files)
-    html = output_format is CheckOutputFormat.html
-    if html and files:
-        raise UsageProblem("--format html shows typed answers (LOGITS with --grad, --loss, --probs, --stage); "
-                           "for --csv and --arrays use table or json")
+    html = _page_of_typed_answers(output_format, files)
     book_format = None if html else _gradebook_format(output_format, output, id_col, csv_input)
     shown_format = CheckFormat.json if output_format is CheckOutputFormat.json else CheckFormat.table
     if arrays is not None or logits_path is not None:
@@ -249,6 +243,24 @@ def check(
     check_class_counts(vector, options)
     stages = _stages_and_answers(vector, options, stage or [], {"gradient": grad, "probabilities": probs, "loss": loss})
     _grade_answers(vector, options, stages, tol, digits, shown_format, (html, output))
+
+
+def _check_tolerance(tol: float | None) -> None:
+    if tol is not None and not 0 < tol < math.inf:  # inf would pass every answer
+        raise UsageProblem(
+            f"--tol: {tol:g} is not a positive finite number; give the largest difference to accept, e.g. --tol 1e-4"
+        )
+
+
+def _page_of_typed_answers(output_format: CheckOutputFormat | None, files: bool) -> bool:
+    """Whether a page is asked for (``--format html``): for typed answers only."""
+    html = output_format is CheckOutputFormat.html
+    if html and files:
+        raise UsageProblem(
+            "--format html shows typed answers (LOGITS with --grad, --loss, --probs, --stage); "
+            "for --csv and --arrays use table or json"
+        )
+    return html
 
 
 def _refuse_file_options(*values: str | None) -> None:

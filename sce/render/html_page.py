@@ -41,7 +41,7 @@ STYLESHEET = """
 body { font-family: "DejaVu Serif", Georgia, "Times New Roman", serif; color: var(--ink); background: #fff;
   max-width: 52rem; margin: 2rem auto; padding: 0 1.5rem; line-height: 1.45; }
 h1 { font-size: 1.5rem; margin-bottom: 0.2rem; } h2 { font-size: 1.15rem; margin-top: 1.6rem; }
-header p { margin: 0.2rem 0; color: #555; }
+header p { margin: 0.2rem 0; color: dimgray; }
 math { font-family: math, "STIX Two Math", "Latin Modern Math", "DejaVu Serif", serif; font-size: 1.05em; }
 math[display="block"] { margin: 0.35rem 0; overflow-x: auto; }
 .equations { margin: 0.6rem 0 0.6rem 1.2rem; }
@@ -63,7 +63,7 @@ pre.output { background: #f6f6f6; border-left: 3px solid var(--rule); padding: 0
   overflow-wrap: anywhere; font-size: 0.9em; }
 code { font-family: "DejaVu Sans Mono", monospace; font-size: 0.9em; }
 figure { margin: 1rem 0; } figure svg { max-width: 100%; height: auto; }
-footer { margin-top: 2rem; color: #666; font-size: 0.85em; border-top: 1px solid var(--rule); }
+footer { margin-top: 2rem; color: dimgray; font-size: 0.85em; border-top: 1px solid var(--rule); }
 @page { margin: 16mm; }
 @media print {
   body { max-width: none; margin: 0; padding: 0; font-size: 10.5pt; }
