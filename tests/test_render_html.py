@@ -197,7 +197,6 @@ def test_page_goes_whole_to_a_file_and_stdout_stays_empty(sce, tmp_path):
         (("check", "--csv", "x.csv", "--grad-cols", "g*", "-f", "html"), "--format html shows typed answers"),
         (("check", "--arrays", "x.npz", "-f", "html"), "--format html shows typed answers"),
         (("check", "2", "3", "-l", "1", "--grad", "0.1,0.2", "-o", "x.html"), "-o goes with --csv INPUT"),
-        (("test", "a.py:f", "b.py:f", "-f", "html"), "--format html shows one submission's report"),
         (("grad", "2", "3", "-l", "1", "-f", "html", "-o", ""), "-o: the page file name is empty"),
     ],
 )
@@ -350,3 +349,35 @@ def test_the_docs_example_pages_are_what_sce_writes(sce, name):
     args = DOCS_EXAMPLES[name]
     written = sce(*args, "--format", "html").stdout
     assert shown == written, f"regenerate it: sce {' '.join(args)} --format html -o docs/examples/{name}"
+
+
+def test_a_class_gradebook_page_escapes_the_ids(sce, tmp_path):
+    # alice right (s − e₁ and −log s₁ for [2, 3, 4], by hand above); "<b>bob</b>" gives the probabilities (−1 missing).
+    answers = tmp_path / "answers.csv"
+    answers.write_text(
+        "student,z0,z1,z2,label,grad_z0,grad_z1,grad_z2\n"
+        "alice,2,3,4,1,0.090031,-0.75527,0.66524\n"
+        '"<b>bob</b>",2,3,4,1,0.090031,0.24473,0.66524\n'
+    )
+    page_path = tmp_path / "class.html"
+    result = sce("check", "--csv", answers, "--id-col", "student", "--grad-cols", "grad_*", "-o", page_path)
+    assert result.exit_code == 1, result.stderr
+    document = page_path.read_text()
+    assert_self_contained(document)
+    assert "<td>alice</td><td class=\"ok\">correct</td>" in document
+    assert "<td>&lt;b&gt;bob&lt;/b&gt;</td><td class=\"bad\">not correct</td>" in document and "<b>" not in document
+    assert "−1 missing: these are the probabilities" in document
+    assert sce("check", "--csv", answers, "--id-col", "student", "--grad-cols", "grad_*", "-f", "html").stdout == document
+
+
+def test_many_submissions_make_one_gradebook_page(sce, tmp_path):
+    folder = os.path.join(os.path.dirname(__file__), "implementations")
+    result = sce(
+        "test", f"{folder}/correct_vectorized.py:softmax_loss", f"{folder}/sign_flipped.py:softmax_loss", "-f", "html"
+    )
+    assert result.exit_code == 1, result.stderr
+    rows = re.findall(r'<tr><td>([^<]*)</td><td class="(\w+)">', result.stdout)
+    assert [(os.path.basename(name), verdict) for name, verdict in rows] == [
+        ("correct_vectorized.py", "ok"),
+        ("sign_flipped.py", "bad"),
+    ]

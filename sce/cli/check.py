@@ -190,7 +190,7 @@ def check(
         raise UsageProblem(f"{SUMMARY_JSON.name} goes with --csv INPUT (and with sce batch)")
     files = arrays is not None or logits_path is not None or csv_input is not None
     _refuse_stages_with_files(stage, files)
-    html = _page_of_typed_answers(output_format, files)
+    html = _page_of_typed_answers(output_format, files, id_col)
     book_format = None if html else _gradebook_format(output_format, output, id_col, csv_input)
     shown_format = CheckFormat.json if output_format is CheckOutputFormat.json else CheckFormat.table
     if arrays is not None or logits_path is not None:
@@ -252,15 +252,16 @@ def _check_tolerance(tol: float | None) -> None:
         )
 
 
-def _page_of_typed_answers(output_format: CheckOutputFormat | None, files: bool) -> bool:
-    """Whether a page is asked for (``--format html``): for typed answers only."""
+def _page_of_typed_answers(output_format: CheckOutputFormat | None, files: bool, id_col: str | None) -> bool:
+    """Whether a page of typed answers is asked for (``--format html``); a class's gradebook is one
+    too (``--id-col``), but not the other reports on files."""
     html = output_format is CheckOutputFormat.html
-    if html and files:
+    if html and files and id_col is None:
         raise UsageProblem(
-            "--format html shows typed answers (LOGITS with --grad, --loss, --probs, --stage); "
-            "for --csv and --arrays use table or json"
+            "--format html shows typed answers (LOGITS with --grad, --loss, --probs, --stage) or, with --id-col, "
+            "a class's gradebook; for --csv without --id-col and --arrays use table or json"
         )
-    return html
+    return html and not files
 
 
 def _refuse_file_options(*values: str | None) -> None:
@@ -293,7 +294,8 @@ def _gradebook_format(
     if output in (None, "-"):
         return "table"
     suffix = output.rsplit(".", 1)[-1].lower() if "." in output else ""
-    if suffix not in ("csv", "json"):
+    suffix = "html" if suffix == "htm" else suffix
+    if suffix not in ("csv", "json", "html"):
         raise UsageProblem(
             f"{OUTPUT.name} {output}: say the gradebook's format with --format csv or json, "
             "or name the file .csv or .json"

@@ -141,12 +141,10 @@ def test(
 
     _check_loss_options(options)
     named = _submissions(function)
-    html = output_format is TestFormat.html
-    if html and (len(named) > 1 or named[0][1] != function[0]):
-        raise UsageProblem("--format html shows one submission's report; a gradebook is csv, json or gradescope")
-    book_format = "html" if html else _book_format(output_format, output)
+    book_format = _book_format(output_format, output)
+    html = book_format == "html"  # one submission's report as a page; many, their gradebook as one
     many = len(named) > 1 or named[0][1] != function[0]
-    if not html and (many or book_format in ("csv", "gradescope") or output is not None):
+    if many or book_format in ("csv", "gradescope") or (output is not None and not html):
         _check_one_only(show_output=show_output)
         configuration = _configuration(convention, returns, targets, framework, seed, timeout, options)
         _grade_many(named, book_format, output, strict, options, configuration)
@@ -176,7 +174,7 @@ def test(
         raise UsageProblem(problem.message) from None
     except ValueError as problem:  # an option out of range, e.g. --timeout 0
         raise UsageProblem(_as_flags(str(problem))) from None
-    _show_report(report, hint, output_format, output, show_output)
+    _show_report(report, hint, TestFormat(book_format), output, show_output)
     if not report.passed or (strict and report.verdict.value != "correct"):
         raise typer.Exit(ExitStatus.WRONG)
 
@@ -184,7 +182,7 @@ def test(
 def _show_report(
     report: ImplementationReport,
     hint: tuple[str, int, int] | None,
-    output_format: TestFormat | None,
+    output_format: TestFormat,
     output: str | None,
     show_output: bool,
 ) -> None:
@@ -229,7 +227,7 @@ def _submissions(named: list[str]) -> list[tuple[str, str]]:
 
 
 def _book_format(chosen: TestFormat | None, output: str | None) -> str:
-    """The format: --format, else from -o's name (.csv or .json), else table."""
+    """The format: --format, else from -o's name (.csv, .json or .html), else table."""
     if output in (None, "-"):
         return "table" if chosen is None else chosen.value
     if chosen is TestFormat.table:
@@ -238,7 +236,8 @@ def _book_format(chosen: TestFormat | None, output: str | None) -> str:
     if chosen is not None:
         return chosen.value
     suffix = output.rsplit(".", 1)[-1].lower() if "." in output else ""
-    if suffix not in ("csv", "json"):
+    suffix = "html" if suffix == "htm" else suffix
+    if suffix not in ("csv", "json", "html"):
         raise UsageProblem(
             f"{OUTPUT.name} {output}: say the gradebook's format with --format csv, json or gradescope, "
             "or name the file .csv or .json"

@@ -49,7 +49,7 @@ table { border-collapse: collapse; margin: 0.8rem 0; font-variant-numeric: tabul
 caption { text-align: left; font-weight: bold; padding-bottom: 0.3rem; }
 th, td { padding: 0.2rem 0.6rem; border-bottom: 1px solid var(--rule); vertical-align: top; }
 th { border-bottom: 2px solid var(--ink); font-weight: 600; }
-.right { text-align: right; } .left { text-align: left; }
+.right { text-align: right; } th { text-align: left; } th.right { text-align: right; }
 .predicted td { font-weight: bold; }
 .ok { color: var(--good); } .bad { color: var(--bad); font-weight: bold; }
 .warn { color: var(--warn); font-weight: bold; }
@@ -143,7 +143,7 @@ def styled_class(style: str) -> str:
 
 
 def _cell(tag: str, content: str, justify: str, style: str = "") -> str:
-    classes = " ".join(name for name in (justify, styled_class(style)) if name)
+    classes = " ".join(name for name in ("right" * (justify == "right"), styled_class(style)) if name)
     return f'<{tag} class="{classes}">{content}</{tag}>' if classes else f"<{tag}>{content}</{tag}>"
 
 
@@ -184,7 +184,7 @@ def rich_table_html(table: Table, caption: str | None = None) -> str:
 
 
 def _justify(justify: str) -> str:
-    return "right" if justify == "right" else "left"
+    return "right" if justify == "right" else ""
 
 
 def lines_html(lines: Iterable[Text | str]) -> str:

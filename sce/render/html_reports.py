@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from sce.grading import QuantityCheck
+from sce.grading.gradebook import LearnerGrade
 from sce.grading.implementations.captured import CapturedOutput
 from sce.grading.implementations.report import CaseResult, ImplementationReport
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import DISPLAY_DIGITS
 from sce.render.failing_case import cut_line, entry_table, loss_lines
+from sce.render.gradebook import class_lines, gradebook_grid
 from sce.render.html_format import logits_words, result_table_html
 from sce.render.html_page import grid_html, lines_html, page, rich_table_html, text
 from sce.render.implementation_report import loss_option_words, report_table, verdict_lines
@@ -115,3 +117,18 @@ def implementation_page(
         blocks = "\n".join(f'<h3 class="ok">✓ {text(case.name)}</h3>\n{output_html(case.output)}' for case in printed)
         sections.append(f'<section class="output">\n<h2>What the function printed</h2>\n{blocks}\n</section>')
     return page(f"Tested: {report.function}", sections, subtitle=subtitle, figures=figures)
+
+
+def gradebook_page(
+    grades: list[LearnerGrade],
+    column: str,
+    flag_of: Mapping[str, str] | None = None,
+    *,
+    reduction: str,
+    title: str = "Gradebook",
+) -> str:
+    """A class's gradebook as a page: one row per learner (each id escaped), then the class's counts
+    and each mistake over the class with its fix."""
+    table = grid_html(gradebook_grid(grades, column, flag_of))
+    lines = lines_html(class_lines(grades, flag_of, reduction=reduction))
+    return page(title, [f'<section class="gradebook">\n{table}\n{lines}\n</section>'])
