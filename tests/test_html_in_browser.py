@@ -114,6 +114,7 @@ PAGES = [
     ("grad", "2", "3", "4", "-l", "1", "--steps"),
     ("grad", "2", "3", "4", "-l", "1", "--steps", "--route", "jacobian"),
     ("grad", "1", "2", "3", "-l", "0", "--steps", "--smoothing", "0.1", "--softcap", "30", "--z-loss", "1e-4"),
+    ("grad", "2", "-inf", "4", "-l", "0", "--steps", "--dtype", "float32"),
     ("check", "2", "3", "4", "-l", "1", "--grad", "0.090031,0.24473,-0.33476", "--loss", "1.4076"),
 ]
 
@@ -134,6 +135,13 @@ def test_test_page_renders_with_the_learners_output_and_no_request(browser, sce,
         "    raise ValueError('<img src=\"http://example.com/y.png\">')\n"
     )
     result = sce("test", f"{learner}:softmax_loss", "--format", "html")
+    assert result.exit_code == 1, result.stderr
+    assert_renders(browser, result.stdout, tmp_path, formulas=False)
+
+
+def test_gradebook_page_renders_with_no_request(browser, sce, tmp_path):
+    folder = os.path.join(os.path.dirname(__file__), "implementations")
+    result = sce("test", f"{folder}/correct_vectorized.py:softmax_loss", f"{folder}/sign_flipped.py:softmax_loss", "-f", "html")
     assert result.exit_code == 1, result.stderr
     assert_renders(browser, result.stdout, tmp_path, formulas=False)
 
