@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import signal
@@ -194,8 +195,7 @@ def test_page_goes_whole_to_a_file_and_stdout_stays_empty(sce, tmp_path):
         (("grad", "2", "3", "-l", "1", "-o", "x.html"), "-o x.html writes the page of --format html; add it"),
         (("grad", "2", "3", "-l", "1", "-f", "html", "--verify"), "--verify is shown as a table or in JSON"),
         (("grad", "2", "3", "-l", "1", "-f", "html", "--hessian"), "--hessian is shown as a table or in JSON"),
-        (("check", "--csv", "x.csv", "--grad-cols", "g*", "-f", "html"), "--format html shows typed answers"),
-        (("check", "--arrays", "x.npz", "-f", "html"), "--format html shows typed answers"),
+        (("check", "--arrays", "x.npz", "-o", "x.html"), "-o goes with --csv INPUT --id-col COL: it writes"),
         (("check", "2", "3", "-l", "1", "--grad", "0.1,0.2", "-o", "x.html"), "-o goes with --csv INPUT"),
         (("grad", "2", "3", "-l", "1", "-f", "html", "-o", ""), "-o: the page file name is empty"),
     ],
@@ -381,3 +381,35 @@ def test_many_submissions_make_one_gradebook_page(sce, tmp_path):
         ("correct_vectorized.py", "ok"),
         ("sign_flipped.py", "bad"),
     ]
+
+
+def test_file_reports_are_pages_of_the_terminals_report(sce, tmp_path):
+    # The grads of [2, 3, 4], label 1 (by hand above), one row right and one with the sign flipped.
+    answers = tmp_path / "answers.csv"
+    answers.write_text(
+        "z0,z1,z2,label,grad_z0,grad_z1,grad_z2\n2,3,4,1,0.090031,-0.75527,0.66524\n2,3,4,1,-0.090031,0.75527,-0.66524\n"
+    )
+    page_path = tmp_path / "report.html"
+    result = sce("check", "--csv", answers, "--grad-cols", "grad_*", "-f", "html", "-o", page_path)
+    assert (result.exit_code, result.stdout) == (1, "")
+    document = page_path.read_text()
+    assert_self_contained(document)
+    report = re.search(r'<pre class="report">(.*?)</pre>', document, re.DOTALL).group(1)
+    table = sce("check", "--csv", answers, "--grad-cols", "grad_*").stdout
+    assert html.unescape(report) == "\n".join(line.rstrip() for line in table.rstrip().split("\n"))
+    assert "rows wrong: 1" in report and "verdict: not correct" in report
+    assert "<title>Checked: " + str(answers) in document
+
+
+def test_arrays_report_is_a_page(sce, tmp_path):
+    import numpy as np
+
+    dump = tmp_path / "dump.npz"
+    logits = np.array([[2.0, 3.0, 4.0]])
+    exps = np.exp(logits - 4.0)
+    grad = exps / exps.sum() - np.array([[0.0, 1.0, 0.0]])
+    np.savez(dump, logits=logits, labels=np.array([1]), grad=grad)
+    result = sce("check", "--arrays", dump, "--reduction", "none", "-f", "html")
+    assert result.exit_code == 0, result.stderr
+    assert_self_contained(result.stdout)
+    assert '<pre class="report">' in result.stdout and "verdict" in result.stdout

@@ -71,6 +71,8 @@ from sce.number_text import DISPLAY_DIGITS, count_of, split_numbers
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from sce.batch import BatchRequest
 
 #: Each quantity a typed answer can give: (name, option).
@@ -146,8 +148,8 @@ def check(
         typer.Option(
             "--format",
             "-f",
-            help="table (default) or json; with --id-col also csv (with -o: from its name); for typed answers "
-            "also html (a printable page).",
+            help="table (default), json or html (a printable page); with --id-col also csv (with -o: from its "
+            "name).",
             show_default=False,
         ),
     ] = None,
@@ -190,9 +192,9 @@ def check(
         raise UsageProblem(f"{SUMMARY_JSON.name} goes with --csv INPUT (and with sce batch)")
     files = arrays is not None or logits_path is not None or csv_input is not None
     _refuse_stages_with_files(stage, files)
-    html = _page_of_typed_answers(output_format, files, id_col)
+    html = _page_of_typed_answers(output_format, files)
     book_format = None if html else _gradebook_format(output_format, output, id_col, csv_input)
-    shown_format = CheckFormat.json if output_format is CheckOutputFormat.json else CheckFormat.table
+    shown_format = _shown_format(output_format)
     if arrays is not None or logits_path is not None:
         refuse_typed_inputs(logits, csv_input, label, target, tol)
         check_arrays(
@@ -205,6 +207,7 @@ def check(
             reduction_given="reduction" in options_given,
             digits=digits,
             output_format=shown_format,
+            page_output=output,
         )
         return
     refuse_array_options(labels_path, targets_path, claimed_dtype, sum_order)
@@ -232,7 +235,7 @@ def check(
             id_col=id_col,
         )
         if book_format is None:
-            _grade_file(request, tol, digits, shown_format)
+            _grade_file(request, tol, digits, shown_format, output)
         else:
             from sce.cli.gradebook import grade_class
 
@@ -252,16 +255,17 @@ def _check_tolerance(tol: float | None) -> None:
         )
 
 
-def _page_of_typed_answers(output_format: CheckOutputFormat | None, files: bool, id_col: str | None) -> bool:
-    """Whether a page of typed answers is asked for (``--format html``); a class's gradebook is one
-    too (``--id-col``), but not the other reports on files."""
-    html = output_format is CheckOutputFormat.html
-    if html and files and id_col is None:
-        raise UsageProblem(
-            "--format html shows typed answers (LOGITS with --grad, --loss, --probs, --stage) or, with --id-col, "
-            "a class's gradebook; for --csv without --id-col and --arrays use table or json"
-        )
-    return html and not files
+def _shown_format(chosen: CheckOutputFormat | None) -> CheckFormat:
+    """The format of a report that is no gradebook: table (the default, and for csv, refused later), json or html."""
+    if chosen in (CheckOutputFormat.json, CheckOutputFormat.html):
+        return CheckFormat(chosen.value)
+    return CheckFormat.table
+
+
+def _page_of_typed_answers(output_format: CheckOutputFormat | None, files: bool) -> bool:
+    """Whether a page of typed answers is asked for (``--format html`` without files); the files'
+    reports (``--csv``, ``--id-col``'s gradebook, ``--arrays``) have pages of their own."""
+    return output_format is CheckOutputFormat.html and not files
 
 
 def _refuse_file_options(*values: str | None) -> None:
@@ -279,7 +283,7 @@ def _gradebook_format(
     if id_col is None or csv_input is None:
         if id_col is not None:
             raise UsageProblem(f"{ID_COL.name} goes with --csv INPUT")
-        if output is not None:
+        if output is not None and chosen is not CheckOutputFormat.html:
             raise UsageProblem(
                 f"{OUTPUT.name} goes with --csv INPUT {ID_COL.name} COL: it writes the gradebook "
                 "(or with --format html: the page)"
@@ -422,7 +426,9 @@ def _grade_answers(
         raise typer.Exit(ExitStatus.WRONG)
 
 
-def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_format: CheckFormat) -> None:
+def _grade_file(
+    request: BatchRequest, tol: float | None, digits: int, output_format: CheckFormat, output: str | None = None
+) -> None:
     from sce.grading.csv_file import check_file
     from sce.io.signals import stopping_signals_handled
 
@@ -432,6 +438,14 @@ def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_fo
         from sce.render.json_format import dumps, file_check_document
 
         write_stdout(dumps(file_check_document(found, FLAG_OF_FIELD, reduction=request.options.reduction)) + "\n")
+    elif output_format is CheckFormat.html:
+        from sce.cli.page_output import write_report_page
+        from sce.render.table import print_file_check
+
+        def report(console: Console) -> None:
+            print_file_check(console, found, digits, FLAG_OF_FIELD, reduction=request.options.reduction)
+
+        write_report_page(f"Checked: {request.input_path}", [], report, output)
     else:
         from sce.render.table import print_file_check
 

@@ -66,6 +66,7 @@ def check_arrays(
     digits: int,
     output_format: CheckFormat,
     reduction_given: bool = True,
+    page_output: str | None = None,
 ) -> None:
     """Read the dump, grade it by type, print the verdict; exit 1 when wrong.
 
@@ -101,6 +102,14 @@ def check_arrays(
         from sce.render.json_format import dtype_check_document, dumps
 
         write_stdout(dumps(dtype_check_document(found, FLAG_OF_FIELD)) + "\n")
+    elif output_format is CheckFormat.html:
+        from sce.cli.page_output import write_report_page
+        from sce.render.dtype_check import print_dtype_check
+
+        title = f"Checked: {arrays or paths['logits']}"
+        write_report_page(
+            title, [], lambda console: print_dtype_check(console, found, digits, FLAG_OF_FIELD), page_output
+        )
     else:
         from sce.render.dtype_check import print_dtype_check
 

@@ -43,6 +43,7 @@ class CheckFormat(str, Enum):
 
     table = "table"
     json = "json"
+    html = "html"
 
 
 class Convention(str, Enum):

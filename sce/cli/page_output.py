@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
 from sce.cli.commandline import say_if_signalled_after_commit
 from sce.cli.declarations import OUTPUT
 from sce.cli.stdout import write_stdout
 from sce.errors import UsageProblem
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def write_page(page: str, output: str | None, input_path: str | None = None) -> None:
@@ -28,3 +34,19 @@ def refuse_output_without_page(output: str | None, html: bool) -> None:
     formats go to stdout, ``> FILE`` keeps them)."""
     if output is not None and not html:
         raise UsageProblem(f"{OUTPUT.name} {output} writes the page of --format html; add it, or redirect stdout")
+
+
+def write_report_page(
+    title: str, subtitle: Sequence[str], report: Callable[[Console], None], output: str | None
+) -> None:
+    """A page holding the terminal's report as it prints it (``report`` prints it to the console it is
+    given), for the reports that have no page of their own."""
+    import io
+    from typing import cast
+
+    from sce.render.grid import PlainConsole
+    from sce.render.html_page import page, terminal_html
+
+    buffer = io.StringIO()
+    report(cast("Console", PlainConsole(buffer)))
+    write_page(page(title, [terminal_html(buffer.getvalue())], subtitle=subtitle), output)

@@ -61,6 +61,7 @@ th { border-bottom: 2px solid var(--ink); font-weight: 600; }
 .lines p { margin: 0.15rem 0; } .lines p.indented { margin-left: 1.5em; }
 pre.output { background: #f6f6f6; border-left: 3px solid var(--rule); padding: 0.4rem 0.6rem; white-space: pre-wrap;
   overflow-wrap: anywhere; font-size: 0.9em; }
+pre.report { font-family: "DejaVu Sans Mono", monospace; font-size: 0.8em; line-height: 1.3; white-space: pre; }
 code { font-family: "DejaVu Sans Mono", monospace; font-size: 0.9em; }
 figure { margin: 1rem 0; } figure svg { max-width: 100%; height: auto; }
 footer { margin-top: 2rem; color: dimgray; font-size: 0.85em; border-top: 1px solid var(--rule); }
@@ -202,6 +203,15 @@ def lines_html(lines: Iterable[Text | str]) -> str:
 def _style_of(line: Text) -> str:
     """A line's style, or that of its first styled part (the ✓ or ✗ before the words)."""
     return str(line.style) or next((str(span.style) for span in line.spans if str(span.style)), "")
+
+
+_ANSI_SEQUENCE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def terminal_html(report: str) -> str:
+    """A report as the terminal shows it (its tables laid out in characters), kept as it is, escaped."""
+    lines = [line.rstrip() for line in _ANSI_SEQUENCE.sub("", report).rstrip().split("\n")]
+    return f'<pre class="report">{text(chr(10).join(lines))}</pre>'
 
 
 _SVG_PROLOG = re.compile(r"^\s*(<\?xml[^>]*\?>\s*)?(<!--.*?-->\s*)*(<!DOCTYPE[^>]*>\s*)?", re.DOTALL)
