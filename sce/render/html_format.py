@@ -49,18 +49,31 @@ def listed_classes(result: SoftmaxCrossEntropyResult, row: int = 0) -> list[int]
     return sorted(chosen)
 
 
+#: The bars carry their own styles, so that a fragment shows them without the page's stylesheet (in a notebook).
+_TRACK = "display: inline-block; position: relative; width: {width}; height: 0.75em; vertical-align: baseline"
+_FILL = "position: absolute; top: 0; height: 100%; {side}: {start}; width: {share:.2f}%; background: {colour}"
+_PRINTED = "print-color-adjust: exact; -webkit-print-color-adjust: exact"
+BAR_COLOUR, PULLED_COLOUR = "#3a7bd5", "#b42318"
+
+
 def _probability_bar(probability: float) -> str:
-    width = 0.0 if not math.isfinite(probability) else max(0.0, min(1.0, probability)) * 100
-    return f'<span class="bar" style="width: {width:.2f}%"></span>'
+    """The probability as a bar of 5em at most."""
+    share = 0.0 if not math.isfinite(probability) else max(0.0, min(1.0, probability)) * 100
+    fill = _FILL.format(side="left", start="0", share=share, colour=BAR_COLOUR)
+    return f'<span class="bar" style="{_TRACK.format(width="5em")}"><span style="{fill}; {_PRINTED}"></span></span>'
 
 
 def _signed_bar(value: float, scale: float) -> str:
     """The gradient's entry as a bar from a middle axis: left for negative (the label pulled up),
-    right for positive (the others pushed down)."""
+    right for positive (the others pushed down); ``scale`` is the largest magnitude, a full half."""
     share = 0.0 if not math.isfinite(value) or scale == 0 else min(1.0, abs(value) / scale) * 50
-    side = "neg" if value < 0 else "pos"
-    bar = f'<span class="{side}" style="width: {share:.2f}%"></span>'
-    return f'<span class="signed">{bar}<span class="axis"></span></span>'
+    side, colour = ("right", PULLED_COLOUR) if value < 0 else ("left", BAR_COLOUR)
+    fill = _FILL.format(side=side, start="50%", share=share, colour=colour)
+    axis = "position: absolute; left: 50%; top: -0.15em; height: 1.05em; border-left: 1px solid currentColor"
+    return (
+        f'<span class="signed" style="{_TRACK.format(width="6em")}"><span class="{"neg" if value < 0 else "pos"}" '
+        f'style="{fill}; {_PRINTED}"></span><span style="{axis}"></span></span>'
+    )
 
 
 def result_table_html(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS, row: int = 0) -> str:
@@ -74,7 +87,8 @@ def result_table_html(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_D
     finite = np.abs(gradient[np.isfinite(gradient)])
     scale = float(finite.max()) if finite.size else 0.0
     headings = ("class", "logit <i>z</i>", "target <i>y</i>", "softmax <i>p</i>", "", "∂<i>L</i>/∂<i>z</i>", "", "")
-    lines = ["<table class=\"result\">", "<tr>" + "".join(f"<th>{h}</th>" for h in headings) + "</tr>"]
+    header = "".join(f'<th class="right">{h}</th>' if h else "<th></th>" for h in headings)
+    lines = ['<table class="result">', f"<tr>{header}</tr>"]
     for k in listed_classes(result, row):
         notes = [word for word, on in (("label", k == label), ("predicted", k == predicted)) if on]
         probability, entry = float(result.probabilities[row, k]), float(gradient[k])

@@ -37,7 +37,7 @@ CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-sr
 
 STYLESHEET = """
 :root { color-scheme: light; --ink: #1b1b1b; --rule: #c8c8c8; --good: #1a7f37; --bad: #b42318; --warn: #9a6700;
-  --bar: #3a7bd5; --pull: #b42318; --push: #3a7bd5; }
+}
 body { font-family: "DejaVu Serif", Georgia, "Times New Roman", serif; color: var(--ink); background: #fff;
   max-width: 52rem; margin: 2rem auto; padding: 0 1.5rem; line-height: 1.45; }
 h1 { font-size: 1.5rem; margin-bottom: 0.2rem; } h2 { font-size: 1.15rem; margin-top: 1.6rem; }
@@ -47,17 +47,12 @@ math[display="block"] { margin: 0.35rem 0; overflow-x: auto; }
 .equations { margin: 0.6rem 0 0.6rem 1.2rem; }
 table { border-collapse: collapse; margin: 0.8rem 0; font-variant-numeric: tabular-nums; }
 caption { text-align: left; font-weight: bold; padding-bottom: 0.3rem; }
-th, td { padding: 0.2rem 0.6rem; border-bottom: 1px solid var(--rule); vertical-align: top; }
-th { border-bottom: 2px solid var(--ink); font-weight: 600; }
+th, td { padding: 0.2rem 0.45rem; border-bottom: 1px solid var(--rule); vertical-align: top; }
+th { border-bottom: 2px solid var(--ink); font-weight: 600; white-space: nowrap; }
 .right { text-align: right; } th { text-align: left; } th.right { text-align: right; }
 .predicted td { font-weight: bold; }
 .ok { color: var(--good); } .bad { color: var(--bad); font-weight: bold; }
 .warn { color: var(--warn); font-weight: bold; }
-.bar { display: inline-block; height: 0.75em; background: var(--bar); vertical-align: baseline; }
-.signed { display: inline-block; position: relative; width: 8em; height: 0.75em; border-left: 1px solid transparent; }
-.signed .axis { position: absolute; left: 50%; top: -0.15em; height: 1.05em; border-left: 1px solid var(--ink); }
-.signed .neg, .signed .pos { position: absolute; top: 0; height: 100%; }
-.signed .neg { right: 50%; background: var(--pull); } .signed .pos { left: 50%; background: var(--push); }
 .lines p { margin: 0.15rem 0; } .lines p.indented { margin-left: 1.5em; }
 pre.output { background: #f6f6f6; border-left: 3px solid var(--rule); padding: 0.4rem 0.6rem; white-space: pre-wrap;
   overflow-wrap: anywhere; font-size: 0.9em; }
@@ -70,7 +65,6 @@ footer { margin-top: 2rem; color: dimgray; font-size: 0.85em; border-top: 1px so
   body { max-width: none; margin: 0; padding: 0; font-size: 10.5pt; }
   h2 { break-after: avoid-page; }
   table, figure, .equations, section.case { break-inside: avoid-page; }
-  .bar, .signed .neg, .signed .pos { print-color-adjust: exact; -webkit-print-color-adjust: exact; }
   pre.output { white-space: pre-wrap; }
 }
 """
@@ -89,12 +83,21 @@ def math_html(latex: str, block: bool = False) -> str:
 
     try:
         mathml = convert(latex, display="block" if block else "inline")
+        mathml = _FUNCTION_NAME.sub(r'\1<mspace width="0.1667em"></mspace>', mathml)
+        mathml = _AFTER_A_FACTOR.sub(r'\1<mspace width="0.1667em"></mspace>\2', mathml)
         if _only_mathml(ElementTree.fromstring(mathml)):
             return mathml
     except Exception:  # the converter's own errors have no common base class
         pass
     return f'<code class="tex">{text(latex)}</code>'
 
+
+#: A function's name before its argument: TeX puts a thin space there (log s, not logs); browsers do
+#: not, for the <mi> the converter writes; before a parenthesis neither does.
+_FUNCTION_NAME = re.compile(r"(<mi>(?:log|ln|exp|tanh|sin|cos)</mi>)(?!<mo stretchy=\"false\">&#x00028;)")
+
+#: After a factor (yᵢ log sᵢ) the same thin space goes before the name.
+_AFTER_A_FACTOR = re.compile(r"(</mi>|</mn>|</msub>|</msup>|</mrow>)(<mi>(?:log|ln|exp|tanh|sin|cos)</mi>)")
 
 _MATHML = "{http://www.w3.org/1998/Math/MathML}"
 #: MathML's elements for presentation: the converter writes \\text{<b>} as <b>, markup that is none of these.
