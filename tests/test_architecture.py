@@ -1,7 +1,7 @@
 """The shape of the package, guarded: the data's path is one-way and easy to see.
 
 Layers, low to high: the basics (`sce.options`, `sce.errors`, `sce.number_text`) → `sce.loss` → `sce.io` →
-`sce.batch` → `sce.grading` and `sce.explain` → `sce.render` → `sce.cli`; `sce/__init__.py`, `sce/__main__.py`
+`sce.batch` → `sce.grading`, `sce.explain` and `sce.teaching` → `sce.render` → `sce.cli`; `sce/__init__.py`, `sce/__main__.py`
 and `sce/testing.py` are facades on top. A module imports only from its own layer or below, no two modules import
 each other (however indirectly; an import inside a function counts, one under `if TYPE_CHECKING:` does not), no
 module reaches for another's `_private` names, modules and functions fit on a screen, and no file of the project
@@ -32,16 +32,18 @@ LAYERS: dict[str, int] = {
     "sce.errors": 0,
     "sce.number_text": 0,
     "sce.version": 0,
+    "sce.displays": 0,
     "sce.loss": 1,
     "sce.io": 2,
     "sce.batch": 3,
     "sce.grading": 4,
     "sce.explain": 4,
+    "sce.teaching": 4,
     "sce.render": 5,
     "sce.cli": 6,
     "sce": 7,  # the facades: sce/__init__.py, sce/__main__.py, sce/testing.py
 }
-LAYER_NAMES = ["basics", "loss", "io", "batch", "grading/explain", "render", "cli", "facade"]
+LAYER_NAMES = ["basics", "loss", "io", "batch", "grading/explain/teaching", "render", "cli", "facade"]
 
 
 # --- reading the package ----------------------------------------------------------------------------------------
@@ -418,7 +420,7 @@ def test_an_upward_import_names_both_layers(tmp_path):
         "sce/loss/__init__.py": "",
     })
     assert upward_imports(all_imports(root), root) == [
-        "sce/grading/verdict.py:1: sce.grading.verdict (grading/explain) imports sce.render.table (render), "
+        "sce/grading/verdict.py:1: sce.grading.verdict (grading/explain/teaching) imports sce.render.table (render), "
         "a layer above it",
         "sce/io/signals.py:2: sce.io.signals (io) imports sce.batch.loop (batch), a layer above it",
     ]

@@ -116,7 +116,7 @@ def test_help_lists_every_command_with_its_one_line_help(sce):
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     listed = [line.split("│")[1].split() for line in lines if line.startswith("│ ") and "--" not in line]
-    assert [words[0] for words in listed] == ["grad", "batch", "check", "test", "samples", "completion"]
+    assert [words[0] for words in listed] == ["grad", "batch", "check", "test", "exercise", "samples", "completion"]
     for name, words in zip(COMMANDS, listed):
         module = __import__(f"sce.cli.{name}", fromlist=[name])
         first_line = inspect.getdoc(getattr(module, name)).splitlines()[0]

@@ -17,6 +17,7 @@ import pkgutil
 import pytest
 
 import sce
+import sce.notebook
 import sce.testing
 
 # Every module of the package (`python -m sce` runs the command line when imported; compiled helpers have no
@@ -26,7 +27,7 @@ MODULES = ["sce"] + [
     for found in pkgutil.walk_packages(sce.__path__, "sce.")
     if found.name != "sce.__main__" and str(importlib.util.find_spec(found.name).origin).endswith(".py")
 ]
-PUBLIC_MODULES = ["sce", "sce.options", "sce.loss.cross_entropy", "sce.loss.result", "sce.testing"]
+PUBLIC_MODULES = ["sce", "sce.options", "sce.loss.cross_entropy", "sce.loss.result", "sce.notebook", "sce.testing"]
 
 # What each public name's docstring holds, at least.
 SECTIONS = {
@@ -35,6 +36,8 @@ SECTIONS = {
     sce.SoftmaxCrossEntropyResult: ("See Also", "Examples"),
     sce.InvalidInput: ("Parameters", "Examples"),
     sce.LossWarning: ("Examples",),
+    sce.notebook.explain: ("Parameters", "Returns", "Raises", "See Also", "Examples"),
+    sce.Derivation: ("Attributes", "See Also", "Examples"),
     sce.testing.check_implementation: ("Parameters", "Returns", "Raises", "See Also", "Examples"),
     sce.testing.assert_implementation_correct: ("Parameters", "Returns", "Raises", "Examples"),
     sce.testing.assert_cross_entropy_close: ("Parameters", "Raises", "See Also", "Examples"),
@@ -71,8 +74,8 @@ def test_public_names_have_numpy_style_sections(public):
 
 
 def test_import_sce_exposes_the_api_it_lists():
-    assert set(sce.__all__) == {"softmax_cross_entropy", "LossOptions", "SoftmaxCrossEntropyResult", "InvalidInput",
-                                "LossWarning"}
+    assert set(sce.__all__) == {"softmax_cross_entropy", "explain", "LossOptions", "SoftmaxCrossEntropyResult",
+                                "Derivation", "InvalidInput", "LossWarning"}
     assert all(getattr(sce, name) is not None for name in sce.__all__)
     assert set(sce.__all__) <= set(dir(sce))
     with pytest.raises(AttributeError, match="no attribute 'loss_options'"):

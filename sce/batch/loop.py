@@ -201,15 +201,23 @@ def write_summary_file(path: str, input_path: str | None, document: dict[str, ob
 def write_whole_file(target_of: Callable[[], OutputTarget], text: str) -> None:
     """``text`` into the file ``target_of()`` makes, whole or not at all (an existing file is
     kept if anything fails, a signal included)."""
-    target: OutputTarget | None = None
+    write_whole_files([(target_of, text)])
+
+
+def write_whole_files(files: Sequence[tuple[Callable[[], OutputTarget], str]]) -> None:
+    """Each text into the file its maker makes, all put in place in one step or none (every
+    existing file kept if anything fails, a signal included)."""
+    targets: list[OutputTarget] = []
     try:
-        with shielded():
-            target = target_of()
-        write_text(target, text)
-        put_in_place_together([target])
+        for target_of, _ in files:
+            with shielded():
+                targets.append(target_of())
+        for target, (_, text) in zip(targets, files, strict=True):
+            write_text(target, text)
+        put_in_place_together(targets)
     except BaseException:
         with shielded():
-            if target is not None:
+            for target in targets:
                 target.abandon()
         raise
 

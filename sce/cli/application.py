@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, type[SceCommand]]] = {
     "batch": (".batch", SceCommand),
     "check": (".check", NumbersCommand),
     "test": (".test", SceCommand),
+    "exercise": (".exercise", SceCommand),
     "samples": (".samples", SceCommand),
     "completion": (".completion", SceCommand),
 }

@@ -70,3 +70,19 @@ class ClaimedDType(str, Enum):
 class SumOrder(str, Enum):
     parallel = "parallel"
     sequential = "sequential"
+
+
+class ExerciseLevel(str, Enum):
+    """What a worksheet's exercises add to the plain loss (the names of ``sce.teaching.LEVELS``)."""
+
+    labels = "labels"
+    targets = "targets"
+    smoothing = "smoothing"
+    weights = "weights"
+    temperature = "temperature"
+    language_model = "language-model"
+
+
+class SheetFormat(str, Enum):
+    markdown = "markdown"
+    html = "html"

@@ -227,10 +227,9 @@ def _print_derivation(
 
         write_stdout(dumps({**steps_json_document(result, stages, route.value), **proofs_document(proofs)}) + "\n")
     elif output_format is GradFormat.markdown:
-        from sce.render.markdown_format import steps_markdown
-        from sce.render.words import reduction_line
+        from sce.render.markdown_format import derivation_markdown
 
-        write_stdout(steps_markdown(stages, digits) + "\n" + reduction_line(result.options.reduction) + "\n")
+        write_stdout(derivation_markdown(result, stages, digits))
     else:
         from sce.render.grid import print_styled
         from sce.render.steps_terminal import print_steps

@@ -391,6 +391,13 @@ class SoftmaxCrossEntropyResult:
             raise ValueError("this result was computed from probability targets, not labels")
         return int(labels[row])
 
+    def _repr_html_(self) -> str | None:
+        # Jupyter's display: a table with bars for p and the signed gradient, drawn by sce.render and
+        # registered by `import sce` (the loss renders nothing itself).
+        from sce.displays import html_of
+
+        return html_of("loss result", self)
+
     def reported_loss(self, row: int = 0) -> float:
         """The loss to report for one row: its own loss with reduction 'none',
         else the reduced loss (which, for one row, is that row's)."""

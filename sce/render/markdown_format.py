@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sce.explain.derivation import Elided, Equation, Matrix, Stage
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import DISPLAY_DIGITS, display, given, latex
@@ -32,22 +34,31 @@ def grad_markdown(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGIT
     return "\n".join(lines) + "\n"
 
 
-def equation_latex(equation: Equation, digits: int) -> str:
+#: How a number is written in LaTeX, given its digits (:func:`sce.number_text.latex`, or a
+#: worksheet's writer that leaves chosen values blank).
+NumberWriter = Callable[[float, int], str]
+
+
+def equation_latex(equation: Equation, digits: int, write: NumberWriter = latex) -> str:
     parts = [equation.symbolic] if equation.symbolic else []
     if equation.substituted:
-        parts.append(equation.written(latex, digits))
+        parts.append(equation.written(write, digits))
     return " = ".join(parts)
 
 
-def matrix_latex(matrix: Matrix, digits: int) -> str:
-    rows = " \\\\\n".join(" & ".join(latex(v, digits) for v in row) for row in matrix.rows)
+def matrix_latex(matrix: Matrix, digits: int, write: NumberWriter = latex) -> str:
+    rows = " \\\\\n".join(" & ".join(write(v, digits) for v in row) for row in matrix.rows)
     return f"{matrix.name} = \\begin{{bmatrix}}\n{rows}\n\\end{{bmatrix}}"
 
 
-def steps_markdown(stages: list[Stage], digits: int = DISPLAY_DIGITS) -> str:
+def steps_markdown(
+    stages: list[Stage], digits: int = DISPLAY_DIGITS, write: NumberWriter = latex, heading: str = "##"
+) -> str:
+    """The derivation in Markdown, each stage under a ``heading`` (``##``: a section of its own),
+    its numbers written by ``write``."""
     lines: list[str] = []
     for number, stage in enumerate(stages, start=1):
-        lines += [f"## {number}. {stage.title}", ""]
+        lines += [f"{heading} {number}. {stage.title}", ""]
         for note in stage.notes:
             lines += [note, ""]
         block: list[str] = []
@@ -58,12 +69,17 @@ def steps_markdown(stages: list[Stage], digits: int = DISPLAY_DIGITS) -> str:
                     block = []
                 lines += [f"*… {item.count} more {'class' if item.count == 1 else 'classes'} …*", ""]
             elif isinstance(item, Matrix):
-                block.append(matrix_latex(item, digits))
+                block.append(matrix_latex(item, digits, write))
             else:
-                block.append(equation_latex(item, digits))
+                block.append(equation_latex(item, digits, write))
         if block:
             lines += _math_block(block)
     return "\n".join(lines)
+
+
+def derivation_markdown(result: SoftmaxCrossEntropyResult, stages: list[Stage], digits: int = DISPLAY_DIGITS) -> str:
+    """``sce grad --steps --format markdown``: the stages, then the reduction the result used."""
+    return steps_markdown(stages, digits) + "\n" + reduction_line(result.options.reduction) + "\n"
 
 
 def _math_block(equations: list[str]) -> list[str]:
