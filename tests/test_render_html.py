@@ -420,3 +420,27 @@ def test_arrays_report_is_a_page(sce, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert_self_contained(result.stdout)
     assert '<pre class="report">' in result.stdout and "verdict" in result.stdout
+
+
+def test_a_worksheet_page_has_its_blanks_boxed_and_its_math_converted(sce, tmp_path):
+    sheet, key = tmp_path / "sheet.html", tmp_path / "key.csv"
+    result = sce("exercise", "--count", 2, "--seed", 7, "--blanks", "--format", "html", "-o", sheet, "--answers", key)
+    assert result.exit_code == 0, result.stderr
+    document = sheet.read_text()
+    assert_self_contained(document)
+    assert "<title>Softmax cross-entropy: worksheet</title>" in document
+    assert '<menclose notation="box">' in document and '<code class="tex">' not in document
+    assert "$" not in " ".join(elements(document).text)  # every formula converted, none left as LaTeX
+    markdown = tmp_path / "sheet.md"
+    sce("exercise", "--count", 2, "--seed", 7, "--blanks", "-o", markdown, "--answers", tmp_path / "key2.csv")
+    assert (tmp_path / "key2.csv").read_bytes() == key.read_bytes()  # the same exercises, whatever the format
+    headings = re.findall(r"^#+ (.*)$", markdown.read_text(), re.MULTILINE)
+    assert re.findall(r"<h\d>([^<]*)</h\d>", document) == [h for h in headings if "$" not in h]
+
+
+def test_markdown_that_is_no_markup_stays_text():
+    from sce.render.html_markdown import markdown_html
+
+    html_text = markdown_html("# <script>x</script>\n\n| a | b |\n\n- **<i>** & $x < y$\n\n$$\n\\text{<b>}\n$$")
+    assert "<script>" not in html_text and "<i>" not in html_text and "<b>" not in html_text
+    assert "<p>| a | b |</p>" in html_text and "&lt;script&gt;" in html_text

@@ -45,6 +45,7 @@ header p { margin: 0.2rem 0; color: dimgray; }
 math { font-family: math, "STIX Two Math", "Latin Modern Math", "DejaVu Serif", serif; font-size: 1.05em; }
 math[display="block"] { margin: 0.35rem 0; overflow-x: auto; }
 .equations { margin: 0.6rem 0 0.6rem 1.2rem; }
+menclose[notation="box"] { border: 1px solid var(--ink); padding: 0.1em 0.15em; }
 table { border-collapse: collapse; margin: 0.8rem 0; font-variant-numeric: tabular-nums; }
 caption { text-align: left; font-weight: bold; padding-bottom: 0.3rem; }
 th, td { padding: 0.2rem 0.45rem; border-bottom: 1px solid var(--rule); vertical-align: top; }
