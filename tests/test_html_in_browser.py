@@ -146,6 +146,13 @@ def test_gradebook_page_renders_with_no_request(browser, sce, tmp_path):
     assert_renders(browser, result.stdout, tmp_path, formulas=False)
 
 
+def test_worksheet_page_renders_with_every_formula_visible(browser, sce, tmp_path):
+    sheet = tmp_path / "sheet.html"
+    result = sce("exercise", "--count", 1, "--seed", 3, "--blanks", "-f", "html", "-o", sheet, "--answers", tmp_path / "k.csv")
+    assert result.exit_code == 0, result.stderr
+    assert_renders(browser, sheet.read_text(), tmp_path)
+
+
 def test_page_with_a_figure_shows_it(browser, tmp_path):
     from sce.loss import softmax_cross_entropy
     from sce.render.html_format import grad_page
