@@ -9,6 +9,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 CHROMIUM = os.environ.get("SCE_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -32,8 +33,8 @@ def browser() -> Iterator[object]:
         launched.close()
 
 
-def png_pixels(png: bytes) -> tuple[int, int, list[bytes]]:
-    """Width, height and rows of pixels of an 8-bit RGB or RGBA PNG (as Chromium writes them)."""
+def png_pixels(png: bytes) -> np.ndarray:
+    """The pixels (height × width × channels) of an 8-bit RGB or RGBA PNG, as Chromium writes them."""
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     position, data, header = 8, b"", b""
     while position < len(png):
@@ -45,33 +46,41 @@ def png_pixels(png: bytes) -> tuple[int, int, list[bytes]]:
     width, height, depth, colour = struct.unpack(">IIBB", header[:10])
     assert depth == 8 and colour in (2, 6), (depth, colour)
     step = 3 if colour == 2 else 4
-    raw, stride, rows, previous = zlib.decompress(data), width * step, [], bytearray(width * step)
+    raw = np.frombuffer(zlib.decompress(data), np.uint8).reshape(height, width * step + 1)
+    pixels = np.zeros((height, width * step), np.uint8)
+    previous = np.zeros(width * step, np.uint8)
     for y in range(height):
-        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
-        for x in range(stride):
-            left = line[x - step] if x >= step else 0
-            up, corner = previous[x], previous[x - step] if x >= step else 0
-            if kind == 1:
-                line[x] = (line[x] + left) & 0xFF
-            elif kind == 2:
-                line[x] = (line[x] + up) & 0xFF
-            elif kind == 3:
-                line[x] = (line[x] + (left + up) // 2) & 0xFF
-            elif kind == 4:
-                estimate = left + up - corner
-                nearest = min((abs(estimate - left), 0, left), (abs(estimate - up), 1, up), (abs(estimate - corner), 2, corner))
-                line[x] = (line[x] + nearest[2]) & 0xFF
-        rows.append(bytes(line))
-        previous = line
-    return width, height, rows
+        kind, line = int(raw[y, 0]), raw[y, 1:]
+        if kind == 0:
+            row = line.copy()
+        elif kind == 1:  # each byte plus the one a pixel to its left: a running sum, modulo 256
+            row = (np.cumsum(line.reshape(width, step), axis=0, dtype=np.int64) & 0xFF).astype(np.uint8).ravel()
+        elif kind == 2:
+            row = line + previous  # uint8: modulo 256
+        else:
+            row = np.frombuffer(_unfiltered(kind, bytearray(line), previous.tobytes(), step), np.uint8)
+        pixels[y], previous = row, row
+    return pixels.reshape(height, width, step)
+
+
+def _unfiltered(kind: int, line: bytearray, previous: bytes, step: int) -> bytes:
+    """A row under PNG's Average (3) or Paeth (4) filter, byte by byte."""
+    for x in range(len(line)):
+        left = line[x - step] if x >= step else 0
+        up, corner = previous[x], previous[x - step] if x >= step else 0
+        if kind == 3:
+            line[x] = (line[x] + (left + up) // 2) & 0xFF
+            continue
+        estimate = left + up - corner
+        distances = (abs(estimate - left), abs(estimate - up), abs(estimate - corner))
+        line[x] = (line[x] + (left, up, corner)[distances.index(min(distances))]) & 0xFF
+    return bytes(line)
 
 
 def dark_share(png: bytes) -> float:
     """The share of pixels that are not near white: text, rules, bars."""
-    width, height, rows = png_pixels(png)
-    step = len(rows[0]) // width
-    dark = sum(1 for row in rows for x in range(0, len(row), step) if min(row[x : x + 3]) < 160)
-    return dark / (width * height)
+    pixels = png_pixels(png)
+    return float((pixels[:, :, :3].min(axis=2) < 160).mean())
 
 
 def rendered(browser, document: str, tmp_path) -> dict[str, object]:
@@ -81,7 +90,7 @@ def rendered(browser, document: str, tmp_path) -> dict[str, object]:
     path.write_text(document, encoding="utf-8")
     # Without the page's Content-Security-Policy (which would block a request unseen): what the page
     # itself asks for is seen here, and refused.
-    context = browser.new_context(viewport={"width": 900, "height": 1200}, bypass_csp=True)
+    context = browser.new_context(viewport={"width": 900, "height": 800}, bypass_csp=True)
     page = context.new_page()
     requests: list[str] = []
     page.route("**/*", lambda route: route.continue_() if route.request.url == path.as_uri() else route.abort())
