@@ -157,7 +157,7 @@ def check(
     output: Annotated[
         Optional[str],
         OUTPUT.option(
-            help="With --id-col: write the gradebook to FILE (as --format says, else .csv or .json), "
+            help="With --id-col: write the gradebook to FILE (as --format says, else .csv, .json or .html), "
             "whole or not at all; the table still shows. With --format html: write the page to FILE.",
             show_default=False,
         ),
@@ -292,7 +292,9 @@ def _gradebook_format(
             raise UsageProblem(f"--format csv goes with --csv INPUT {ID_COL.name} COL (a gradebook); use table or json")
         return None
     if chosen is CheckOutputFormat.table and output not in (None, "-"):
-        raise UsageProblem(f"{OUTPUT.name} {output}: the gradebook's file is csv or json; say --format csv or json")
+        raise UsageProblem(
+            f"{OUTPUT.name} {output}: the gradebook's file is csv, json or html; say --format csv, json or html"
+        )
     if chosen is not None:
         return chosen.value
     if output in (None, "-"):
@@ -301,8 +303,8 @@ def _gradebook_format(
     suffix = "html" if suffix == "htm" else suffix
     if suffix not in ("csv", "json", "html"):
         raise UsageProblem(
-            f"{OUTPUT.name} {output}: say the gradebook's format with --format csv or json, "
-            "or name the file .csv or .json"
+            f"{OUTPUT.name} {output}: say the gradebook's format with --format csv, json or html, "
+            "or name the file .csv, .json or .html"
         )
     return suffix
 

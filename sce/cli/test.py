@@ -115,7 +115,7 @@ def test(
     output: Annotated[
         str | None,
         OUTPUT.option(
-            help="Write the gradebook to this file (.csv or .json), or with --format html the page, "
+            help="Write the gradebook to this file (.csv, .json or .html), or one submission's page (.html), "
             "whole or not at all."
         ),
     ] = None,
@@ -231,7 +231,7 @@ def _book_format(chosen: TestFormat | None, output: str | None) -> str:
     if output in (None, "-"):
         return "table" if chosen is None else chosen.value
     if chosen is TestFormat.table:
-        problem = "the gradebook's file is csv or json; say --format csv, json or gradescope"
+        problem = "the gradebook's file is csv, json or html; say --format csv, json, html or gradescope"
         raise UsageProblem(f"{OUTPUT.name} {output}: {problem}")
     if chosen is not None:
         return chosen.value
@@ -239,8 +239,8 @@ def _book_format(chosen: TestFormat | None, output: str | None) -> str:
     suffix = "html" if suffix == "htm" else suffix
     if suffix not in ("csv", "json", "html"):
         raise UsageProblem(
-            f"{OUTPUT.name} {output}: say the gradebook's format with --format csv, json or gradescope, "
-            "or name the file .csv or .json"
+            f"{OUTPUT.name} {output}: say the gradebook's format with --format csv, json, html or gradescope, "
+            "or name the file .csv, .json or .html"
         )
     return suffix
 
