@@ -13,6 +13,8 @@ import xml.etree.ElementTree as ElementTree
 from html.parser import HTMLParser
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from latex2mathml.converter import convert
 
 from sce.explain.derivation import build_derivation
@@ -444,3 +446,19 @@ def test_markdown_that_is_no_markup_stays_text():
     html_text = markdown_html("# <script>x</script>\n\n| a | b |\n\n- **<i>** & $x < y$\n\n$$\n\\text{<b>}\n$$")
     assert "<script>" not in html_text and "<i>" not in html_text and "<b>" not in html_text
     assert "<p>| a | b |</p>" in html_text and "&lt;script&gt;" in html_text
+
+
+@settings(max_examples=40)
+@given(
+    logits=st.lists(
+        st.floats(min_value=-1e4, max_value=1e4, allow_nan=False, allow_subnormal=True), min_size=1, max_size=12
+    ),
+    data=st.data(),
+)
+def test_any_row_derives_to_well_formed_mathml(logits, data):
+    label = data.draw(st.integers(min_value=0, max_value=len(logits) - 1))
+    result = softmax_cross_entropy([logits], [label], reduction="none")
+    document = grad_page(result, stages=build_derivation(result))
+    assert '<code class="tex">' not in document
+    for mathml in math_elements(document):
+        ElementTree.fromstring(mathml)
