@@ -112,6 +112,10 @@ class DataProblem(SceError):
     """Data that cannot be used: a cell that is no number, a damaged array, an empty file."""
 
 
+class NothingToGrade(DataProblem):
+    """An answer with nothing in it to grade (no rows, and no reduced loss): neither right nor wrong."""
+
+
 class OptionProblem(SceError):
     """A problem with the value of one option, named by its field (``label_col``,
     ``output_path``, ``encoding``…) rather than by a flag: the library does not

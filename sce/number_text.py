@@ -79,6 +79,30 @@ def display(value: float, digits: int = DISPLAY_DIGITS) -> str:
     return text[:-1] if text.endswith(".") else text.replace(".e", "e")
 
 
+def display_bound(value: float) -> str:
+    """A bound (a tolerance) for people, never shown smaller than it is: with the fewest
+    significant digits, up to 3, that read back as the value itself, else rounded up to 2.
+
+    Examples
+    --------
+    >>> display_bound(0.05), display_bound(5e-18), display_bound(0.0123)
+    ('0.05', '5e-18', '0.0123')
+    >>> display_bound(1.4157855510712e-07)  # 1e-07 would show less than is allowed
+    '1.5e-07'
+    """
+    value = float(value)
+    if value == 0 or not math.isfinite(value):
+        return display(value, 1)
+    for digits in (1, 2, 3):
+        text = display(value, digits)
+        if float(text) == value:
+            return text
+    exponent = math.floor(math.log10(abs(value))) - 1
+    up = math.ceil(value / 10.0**exponent) * 10.0**exponent
+    text = display(up, 2)
+    return text if float(text) >= value else display(up + 10.0**exponent, 2)
+
+
 def display_all(values: Iterable[float], digits: int = DISPLAY_DIGITS) -> list[str]:
     """:func:`display` of many values at once (a table of a million classes spends its time here)."""
     write = f"{{:#.{digits}g}}".format
@@ -108,7 +132,11 @@ def shown(value: float, digits: int = DISPLAY_DIGITS) -> str:
 
 def latex(value: float, digits: int = DISPLAY_DIGITS) -> str:
     """:func:`shown` in LaTeX: 4.248e-18 becomes 4.248 \\times 10^{-18}."""
-    text = shown(value, digits)
+    return latex_text(shown(value, digits))
+
+
+def latex_text(text: str) -> str:
+    """A number's text in LaTeX: 4.248e-18 becomes 4.248 \\times 10^{-18}."""
     if text in ("inf", "-inf"):
         return text.replace("inf", "\\infty")
     if text == "nan":

@@ -126,7 +126,8 @@ def assert_cross_entropy_close(
     sum_order : {"parallel", "sequential"}
         How the answer summed each row's exponentials: "parallel" (in lanes or pairs, as
         frameworks do), or "sequential" (one running sum over the classes): each row's
-        probabilities may then share one factor 1 + δ, |δ| ≤ (K − 1)·u.
+        probabilities may then share one factor 1 + δ, up to 4× what running sums over the
+        row's own terms give (plus their rounding's spread), never more than (K − 1)·u.
     **options
         weight, label_smoothing, ignore_index, reduction (default 'mean', as PyTorch),
         temperature, softcap, z_loss, smoothing_style.
@@ -184,7 +185,7 @@ def assert_cross_entropy_close(
         dump = _dump_in_rows(arrays, given, loss is not None, class_axis, options)
         found = check_dump(dump, _loss_options(options), answer_type or "float64", sum_order=sum_order)
     except SceError as problem:
-        raise ValueError(str(problem)) from None
+        raise ValueError(problem.worded({"claimed_dtype": "dtype"})) from None
     if not found.correct:
         from rich.console import Console
 

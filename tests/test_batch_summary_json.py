@@ -108,7 +108,7 @@ def test_check_csv_writes_the_summary_with_its_verdict(folder, sce):
     assert done.exit_code == 0
     document = json.loads((folder / "summary.json").read_text())
     assert (document["rows"], document["wrong_rows"], document["all_correct"]) == (2, 0, True)
-    assert list(document)[-4:] == ["wrong_rows", "all_correct", "max_abs_error", "max_rel_error"]
+    assert list(document)[-5:] == ["wrong_rows", "too_few_digits_rows", "all_correct", "max_abs_error", "max_rel_error"]
     wrong = (folder / "scored.csv").read_text().splitlines()
     wrong[1] = ",".join([*wrong[1].split(",")[:-1], "0.5"])  # the last gradient entry of the first row
     (folder / "wrong.csv").write_text("\n".join(wrong) + "\n")

@@ -347,3 +347,51 @@ def test_regression_every_entry_off_by_one_digit_is_not_five_slips(sce):
     result = sce("check", "2", "3", "4", "-1", "0.5", "--label", "1", "--smoothing", "0.1", "--grad", ",".join(f"{g:.10g}" for g in grad))
     assert result.exit_code == 1
     assert "slip" not in result.stdout
+
+
+def _exact_gradient(logits: list[float], label: int) -> list[float]:
+    """mpmath's gradient at 50 digits (tests/reference.py's log-softmax), rounded to float64."""
+    import mpmath as mp
+
+    from tests.reference import log_softmax
+
+    log_p = log_softmax(logits)
+    return [float(mp.exp(log_p[k]) - (1 if k == label else 0)) for k in range(len(logits))]
+
+
+def _ticked_rows(stdout: str) -> list[list[str]]:
+    return [line.split() for line in stdout.splitlines() if line.split()[-1:] == ["✓"] and len(line.split()) >= 5]
+
+
+def test_typed_check_never_ticks_a_difference_larger_than_the_tolerance_it_shows(sce):
+    # float32's nearest value to the exact gradient of [1.5, -0.5, 0.25], label 0: the difference
+    # from sce's float32 result (1.5e-08) was ticked beside a tolerance of 5e-18.
+    given = [float(np.float32(g)) for g in _exact_gradient([1.5, -0.5, 0.25], 0)]
+    result = sce(
+        "check", "1.5", "-0.5", "0.25", "-l", "0", f"--grad={','.join(map(repr, given))}", "--dtype", "float32"
+    )
+    rows = _ticked_rows(result.stdout)
+    assert len(rows) == 3
+    for cells in rows:
+        difference, tolerance = abs(float(cells[-3])), float(cells[-2])
+        assert difference <= tolerance, cells
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("extra", [[], ["--tol", "0.0123"], ["--tol", "3.3e-9"]])
+def test_every_tick_in_typed_check_is_within_the_tolerance_shown_and_in_json(sce, dtype, extra):
+    """Answers rounded to float32, to float64, and typed to 4 digits, over the loss and the gradient:
+    every ✓ sits beside a tolerance at least its difference, in the table and in JSON."""
+    for logits, label in (([1.5, -0.5, 0.25], 0), ([2.0, 3.0, 4.0], 1), ([0.0, 40.0, -1.0], 1)):
+        exact = _exact_gradient(logits, label)
+        for rounding in (lambda g: repr(float(np.float32(g))), repr, lambda g: f"{g:.4g}"):
+            grad = ",".join(rounding(g) for g in exact)
+            args = ("check", *map(str, logits), "-l", str(label), f"--grad={grad}", "--dtype", dtype, *extra)
+            for cells in _ticked_rows(sce(*args).stdout):
+                assert abs(float(cells[-3])) <= float(cells[-2]), (args, cells)
+            document = json.loads(sce(*args, "-f", "json").stdout)
+            entries = [entry for quantity in document["quantities"] for entry in quantity["entries"]]
+            assert len(entries) == 3
+            for entry in entries:
+                if entry["correct"]:
+                    assert abs(entry["given"] - entry["expected"]) <= entry["tolerance"], (args, entry)

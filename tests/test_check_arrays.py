@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -700,3 +701,113 @@ def test_regression_labels_shifted_by_one_upwards_are_named():
     lines = str(raised.value).splitlines()
     assert "mistake: −1 at the wrong class: the label's index plus one (off by one)" in lines
     assert "fix: subtract 1 at index labels[i] itself" in lines
+
+
+@pytest.mark.parametrize("loss", [None, "per row"])
+def test_a_dump_of_no_rows_is_not_graded_correct(tmp_path, sce, loss):
+    """`sce check --csv` refuses a file with no rows (status 2); a dump with none was "correct".
+    Only a reduced loss (PyTorch's 0 for 'sum', NaN for 'mean') leaves something to grade."""
+    path = tmp_path / "empty.npz"
+    arrays = {"logits": np.zeros((0, 3), np.float32), "labels": np.zeros(0, np.int64)}
+    arrays["grad"] = np.zeros((0, 3), np.float32)
+    if loss == "per row":
+        arrays["loss"] = np.zeros(0, np.float32)
+    np.savez(path, **arrays)
+    result = sce("check", "--arrays", path)
+    assert result.exit_code == 2, (result.exit_code, result.stdout)
+    assert "verdict: correct" not in result.stdout
+    assert result.stderr == (
+        f"sce: error: {path}: array 'logits' has no rows: nothing to grade "
+        "(a batch of no rows is graded by its reduced loss alone)\n"
+    )
+
+
+def test_assert_cross_entropy_close_refuses_a_batch_of_no_rows_without_a_reduced_loss():
+    from sce.testing import assert_cross_entropy_close
+
+    with pytest.raises(ValueError, match=r"^the logits array has no rows: nothing to grade"):
+        assert_cross_entropy_close(np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros((0, 3)))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_sce_batchs_own_dump_is_graded_correct_by_check_arrays(tmp_path, sce, reduction):
+    """`sce batch --reduction mean -o out.npz` writes each row's loss beside the mean's gradient;
+    `sce check --arrays out.npz` inferred `none` from the loss and named "divided by N" as a mistake,
+    and refused the per-row loss with `--reduction mean`. sce's own right answer is correct, with
+    and without the reduction said."""
+    source = tmp_path / "in.csv"
+    source.write_text("z0,z1,z2,label\n2,3,4,1\n0,40,-1,1\n1.5,-0.5,0.25,0\n-1,2,0.5,-100\n")
+    dump = tmp_path / "out.npz"
+    assert sce("batch", source, "-o", dump, "--reduction", reduction, "-q").exit_code == 0
+    graded = sce("check", "--arrays", dump)
+    assert "mistake:" not in graded.stdout, graded.stdout
+    assert graded.exit_code == 0, graded.stdout
+    said = sce("check", "--arrays", dump, "--reduction", reduction)
+    assert said.exit_code == 0, (said.stdout, said.stderr)
+    assert f"reduction: {reduction}" in said.stdout
+
+
+def test_a_per_row_loss_beside_the_means_gradient_is_graded_row_by_row(tmp_path, sce):
+    """Each row's loss, by hand (log Σe − z_y), beside the mean's gradient: correct as mean; the
+    gradient left undivided is named as the sum, and a wrong row loss still fails."""
+    z = np.array([[2.0, 3.0, 4.0], [1.5, -0.5, 0.25], [-1.0, 2.0, 0.5]])
+    labels = np.array([1, 0, 2])
+    shifted = z - z.max(axis=1, keepdims=True)
+    losses = np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(3), labels]
+    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    p[np.arange(3), labels] -= 1
+    for name, grad, loss, status in (
+        ("right", p / 3, losses, 0),
+        ("undivided", p, losses, 1),
+        ("wrong loss", p / 3, losses * 1.01, 1),
+    ):
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, logits=z, labels=labels, grad=grad, loss=loss)
+        result = sce("check", "--arrays", path, "--reduction", "mean")
+        assert result.exit_code == status, (name, result.stdout)
+    undivided = sce("check", "--arrays", tmp_path / "undivided.npz", "--reduction", "mean").stdout
+    assert "mistake: 1/N missing: the sum over rows, not the mean (not divided by 3)" in undivided
+
+
+def test_ulp_counts_are_shown_with_no_more_digits_than_they_have(tmp_path, sce):
+    """The −1 at label + 1 puts −1/N where the truth is 1e-23: 2e28 float32 ulps, a float64 quotient
+    that was written out as 19,807,040,628,566,084,398,385,987,584, and a root-mean-square rounded to
+    6 digits as 110,732,999,999,999,993,052,135,424. The counts shown keep the JSON's value."""
+    rng = np.random.default_rng(5)
+    rows, classes = 64, 1000
+    logits = (rng.normal(size=(rows, classes)) * 8).astype(np.float32)
+    labels = rng.integers(0, classes, rows)
+    wide = logits.astype(np.float64)
+    p = np.exp(wide - wide.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(rows), (labels + 1) % classes] -= 1
+    path = tmp_path / "off.npz"
+    np.savez(path, logits=logits, labels=labels, grad=(p / rows).astype(np.float32))
+    result = sce("check", "--arrays", path)
+    assert result.exit_code == 1
+    shown = dict(re.findall(r"^gradient: (worst|typical \(root-mean-square\)) error (\S+) ulp", result.stdout, re.M))
+    document = json.loads(sce("check", "--arrays", path, "-f", "json").stdout)["quantities"][0]
+    for said, key in (("worst", "max_error_ulps"), ("typical (root-mean-square)", "rms_error_ulps")):
+        text = shown[said]
+        mantissa = re.sub(r"e[+-]\d+$", "", text.replace(",", "")).replace(".", "").lstrip("0").rstrip("0")
+        assert len(mantissa) <= 16, text
+        assert math.isclose(float(text.replace(",", "")), document[key], rel_tol=1e-3), (text, document[key])
+    worst_rows = result.stdout.split("gradient: worst entries")[1].split("\n\n")[0].splitlines()[3:]
+    for line in worst_rows:
+        count = line.split()[-1].replace(",", "")
+        assert len(re.sub(r"e[+-]\d+$", "", count).replace(".", "").strip("0")) <= 16, line
+
+
+def test_a_wrong_row_loss_beside_the_means_gradient_is_not_called_divided_by_n(tmp_path, sce):
+    """Without --reduction the gradient says which reduction a dump of per-row losses holds: a
+    wrong loss beside the mean's right gradient is a wrong loss, graded as mean."""
+    source = tmp_path / "in.csv"
+    source.write_text("z0,z1,z2,label\n2,3,4,1\n0,40,-1,1\n1.5,-0.5,0.25,0\n-1,2,0.5,-100\n")
+    dump = tmp_path / "out.npz"
+    assert sce("batch", source, "-o", dump, "--reduction", "mean", "-q").exit_code == 0
+    arrays = dict(np.load(dump))
+    arrays["loss"] = arrays["loss"] * 1.01
+    np.savez(dump, **arrays)
+    graded = sce("check", "--arrays", dump)
+    assert graded.exit_code == 1
+    assert "divided by N" not in graded.stdout and "reduction: mean" in graded.stdout, graded.stdout

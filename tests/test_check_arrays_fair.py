@@ -308,8 +308,11 @@ def test_regression_a_float32_gradient_from_one_sequential_sum_at_128000_classes
     sequential = sce("check", "--arrays", tmp_path / "dump.npz", "--sum-order", "sequential")
     assert sequential.exit_code == 0, sequential.stdout
     assert (
-        "each row's probabilities may share one factor 1 + δ, |δ| ≤ 0.00763; the errors below are each row's without it\n"
-        in sequential.stdout
+        "each row's probabilities may share one factor 1 + δ, |δ| up to 4× a running sum's over the row's own terms "
+        "(≤ 0.00" in sequential.stdout
+    )
+    assert (
+        " here); the errors below are each row's without it\n" in sequential.stdout
     )
     assert sequential.stdout.endswith(
         "verdict: correct for float32, consistent with a sequential sum over the classes\n"
@@ -528,3 +531,204 @@ def test_pytorch_own_gradient_with_denormals_flushed_passes():
     assert flushed.sum() > 10  # the kernel did flush
     check = _grade(z.detach().numpy(), y.numpy(), grad, loss.detach().numpy(), _options())
     assert check.correct, [(q.name, q.max_ulps, q.allowed_ulps) for q in check.quantities]
+
+
+def _nearest_bfloat16(values: np.ndarray) -> np.ndarray:
+    """Round to the nearest bfloat16 (ties to even), kept in float32."""
+    return (_bfloat16_bits(values).astype(np.uint32) << 16).view(np.float32)
+
+
+def _wide_half_rows(seed: int, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """bfloat16 logits of a wide range (z·scale), labels, and the mean's gradient in float64 from
+    numpy's own softmax (a relative error near 1e-16, far below bfloat16's 2^-9)."""
+    rng = np.random.default_rng(seed)
+    logits = _nearest_bfloat16((rng.normal(size=(16, 50)) * scale).astype(np.float32))
+    labels = rng.integers(0, 50, 16)
+    wide = logits.astype(np.float64)
+    p = np.exp(wide - wide.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(16), labels] -= 1
+    return logits, labels, p / 16
+
+
+def test_a_bfloat16_gradient_half_its_size_is_not_correct(tmp_path, sce):
+    """Logits of a range near 180 in bfloat16: rounding a logit or a log-probability moves e^z by
+    percents, so a straightforward bfloat16 computation is typically a tenth of the values off, and
+    4× that allowed a gradient divided by 2N, or half again too large, at every entry."""
+    pytest.importorskip("ml_dtypes")
+    logits, labels, gradient = _wide_half_rows(7, 30.0)
+    for factor in (0.5, 1.5):
+        path = tmp_path / f"times_{factor}.npz"
+        np.savez(path, logits=logits, labels=labels, grad=_nearest_bfloat16(gradient * factor))
+        result = sce("check", "--arrays", path, "--claimed-dtype", "bfloat16")
+        assert result.exit_code != 0, (factor, result.stdout)
+        assert "verdict: correct" not in result.stdout
+    right = tmp_path / "right.npz"
+    np.savez(right, logits=logits, labels=labels, grad=_nearest_bfloat16(gradient))
+    assert sce("check", "--arrays", right, "--claimed-dtype", "bfloat16").exit_code == 0
+
+
+@pytest.mark.parametrize("scale", [8.0, 30.0, 60.0])
+@pytest.mark.parametrize("claimed", ["bfloat16", "float16"])
+def test_a_half_type_gradient_scaled_by_half_or_one_and_a_half_fails_where_pytorchs_passes(scale, claimed):
+    torch = pytest.importorskip("torch")
+    kind = np.dtype(pytest.importorskip("ml_dtypes").bfloat16) if claimed == "bfloat16" else np.dtype(np.float16)
+    for seed in range(3):
+        logits, labels, gradient = _wide_half_rows(seed, scale)
+        z = torch.tensor(logits).to(getattr(torch, claimed)).requires_grad_(True)
+        torch.nn.functional.cross_entropy(z, torch.tensor(labels)).backward()
+        stored = logits.astype(kind)
+        pytorch = _grade(stored, labels, z.grad.float().numpy().astype(kind), None, _options(), claimed)
+        assert pytorch.correct, (claimed, scale, seed)
+        for factor in (0.5, 1.5):
+            check = _grade(stored, labels, (gradient * factor).astype(kind), None, _options(), claimed)
+            assert not check.correct, (claimed, scale, seed, factor)
+
+
+def test_a_softmax_summed_over_too_few_classes_is_not_excused_as_a_sequential_sum(tmp_path, sce):
+    """A loop that stops 500 classes early leaves every probability 0.3 % too large: some 170 times
+    what one sequential float32 sum over these 128,000 classes gives (about 2e-5). (K − 1)·u is the
+    worst case of a sequential sum, not a licence for any δ within it."""
+    rng = np.random.default_rng(11)
+    rows, classes, left_out = 4, 128_000, 500
+    logits = (rng.normal(size=(rows, classes)) * 2).astype(np.float32)
+    labels = rng.integers(0, 1000, rows)
+    wide = logits.astype(np.float64)
+    exps = np.exp(wide - wide.max(axis=1, keepdims=True))
+    gradient = exps / exps[:, : classes - left_out].sum(axis=1, keepdims=True)
+    gradient[np.arange(rows), labels] -= 1
+    path = tmp_path / "short_sum.npz"
+    np.savez(path, logits=logits, labels=labels, grad=(gradient / rows).astype(np.float32))
+    plain = sce("check", "--arrays", path)
+    assert plain.exit_code == 1
+    assert "--sum-order sequential" not in plain.stdout, plain.stdout
+    sequential = sce("check", "--arrays", path, "--sum-order", "sequential")
+    assert sequential.exit_code == 1, sequential.stdout
+
+
+def _running_sums(e: np.ndarray, order: str, rng: np.random.Generator) -> np.ndarray:
+    """Each row's sum of e, added one term after another in e's type, in the given order."""
+    if order == "largest first":
+        e = -np.sort(-e, axis=1)
+    elif order == "smallest first":
+        e = np.sort(e, axis=1)
+    elif order == "backwards":
+        e = e[:, ::-1]
+    elif order == "shuffled":
+        e = e[:, rng.permutation(e.shape[1])]
+    elif order == "two lanes":
+        lanes = np.cumsum(e.reshape(len(e), -1, 2), axis=1, dtype=e.dtype)[:, -1]
+        return lanes.sum(axis=1, keepdims=True, dtype=e.dtype)
+    return _sequential_sum(e)
+
+
+@pytest.mark.parametrize("order", ["forwards", "backwards", "shuffled", "largest first", "smallest first", "two lanes"])
+@pytest.mark.parametrize("logits", ["normal", "one above equal others", "three values"])
+def test_a_running_sum_in_any_order_passes_as_a_sequential_sum(order, logits):
+    """Equal terms round the same way at every step (the bias that reaches (K − 1)·u's order); the
+    bound on δ follows the row's own terms, so every order of a running sum passes."""
+    rng = np.random.default_rng(3)
+    rows, classes = 4, 32_000
+    z = {
+        "normal": rng.normal(size=(rows, classes)) * 2,
+        "one above equal others": np.where(np.arange(classes) == 7, 9.0, 0.3) + np.zeros((rows, 1)),
+        "three values": rng.choice([0.0, 0.7, 2.3], size=(rows, classes)),
+    }[logits].astype(np.float32)
+    y = rng.integers(0, classes, rows)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    p = e / _running_sums(e, order, rng)
+    p[np.arange(rows), y] -= np.float32(1)
+    grad = (p / np.float32(rows)).astype(np.float32)
+    check = check_dump(ArrayDump(z, y, None, grad, None, {}), _options(), "float32", sum_order="sequential")
+    assert check.correct, [(q.max_ulps, q.rms_ulps) for q in check.quantities]
+
+
+def _right_float32_dump(path):
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(8, 5)).astype(np.float32)
+    labels = rng.integers(0, 5, 8)
+    wide = logits.astype(np.float64)
+    p = np.exp(wide - wide.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(8), labels] -= 1
+    np.savez(path, logits=logits, labels=labels, grad=(p / 8).astype(np.float32))
+    return logits, labels, p / 8
+
+
+def test_a_claimed_type_wider_than_the_stored_one_is_not_a_wrong_answer(tmp_path, sce):
+    """float32 arrays claimed as computed in float64 cannot hold float64's digits, so the claim
+    cannot judge them: one line, status 2. They were "not correct for float64" (status 1) with a
+    hint that they were "saved as float64", which they were not."""
+    path = tmp_path / "right32.npz"
+    _right_float32_dump(path)
+    assert sce("check", "--arrays", path).exit_code == 0
+    result = sce("check", "--arrays", path, "--claimed-dtype", "float64")
+    assert result.exit_code == 2, (result.exit_code, result.stdout[-400:])
+    assert result.stdout == ""
+    assert result.stderr == (
+        "sce: error: --claimed-dtype: float64 for a gradient stored as float32, which cannot hold every float64 "
+        "value: give the type it was computed in (float32, bfloat16, float16)\n"
+    )
+    for narrower in ("float32", "bfloat16", "float16"):
+        assert sce("check", "--arrays", path, "--claimed-dtype", narrower).exit_code in (0, 1), narrower
+
+
+def test_a_claim_the_stored_loss_or_a_half_type_cannot_hold_is_refused(tmp_path, sce):
+    """float16 holds no bfloat16 beyond 65,504 and bfloat16 not float16's digits: neither holds the
+    other's values. A float32 loss beside a float64 gradient cannot hold float64's either."""
+    logits, labels, gradient = _right_float32_dump(tmp_path / "unused.npz")
+    np.savez(tmp_path / "half.npz", logits=logits, labels=labels, grad=gradient.astype(np.float16))
+    result = sce("check", "--arrays", tmp_path / "half.npz", "--claimed-dtype", "bfloat16")
+    assert result.exit_code == 2
+    assert "bfloat16 for a gradient stored as float16" in result.stderr
+    np.savez(tmp_path / "mixed.npz", logits=logits, labels=labels, grad=gradient, loss=np.float32(1.0))
+    result = sce("check", "--arrays", tmp_path / "mixed.npz")
+    assert result.exit_code == 2
+    assert "float64 for a loss stored as float32" in result.stderr
+
+
+def test_sce_testing_refuses_a_dtype_wider_than_the_answers_by_its_keyword(tmp_path):
+    from sce.testing import assert_cross_entropy_close
+
+    logits, labels, gradient = _right_float32_dump(tmp_path / "right32.npz")
+    assert_cross_entropy_close(logits, labels, gradient.astype(np.float32))
+    with pytest.raises(ValueError, match=r"^dtype: float64 for a gradient stored as float32, which cannot hold"):
+        assert_cross_entropy_close(logits, labels, gradient.astype(np.float32), dtype="float64")
+
+
+def test_a_bfloat16_gradient_with_minus_one_at_the_predicted_class_is_not_correct():
+    """Logits of a range near 180 in bfloat16: −1 at the argmax instead of the label moves two
+    entries a row by their whole size, where a correct kernel is within an ulp or two. The
+    worst-entry allowance, 4× a bfloat16 computation's worst (some 90 ulp, at the smallest
+    probabilities, whose log rounds by a quarter), is more than every entry is of itself; each
+    entry is also held to what rounding can cost there."""
+    pytest.importorskip("ml_dtypes")
+    logits, labels, _ = _wide_half_rows(1, 30.0)
+    wide = logits.astype(np.float64)
+    p = np.exp(wide - wide.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(16), wide.argmax(axis=1)] -= 1
+    kind = np.dtype(pytest.importorskip("ml_dtypes").bfloat16)
+    check = _grade(logits.astype(kind), labels, (p / 16).astype(kind), None, _options(), "bfloat16")
+    assert not check.correct
+    assert check.quantities[0].beyond_rounding >= 16
+
+
+@pytest.mark.parametrize("claimed", ["bfloat16", "float16"])
+def test_pytorchs_half_type_gradients_with_options_stay_within_each_entrys_rounding(claimed):
+    """PyTorch's own gradients (temperature, softcap, smoothing, wide logits): no entry is further
+    off than rounding can make it, so the per-entry bound fails no right answer."""
+    torch = pytest.importorskip("torch")
+    kind = np.dtype(pytest.importorskip("ml_dtypes").bfloat16) if claimed == "bfloat16" else np.dtype(np.float16)
+    rng = np.random.default_rng(12)
+    for scale, temperature, cap, eps in ((3, 1.0, None, 0.0), (30, 0.5, 20.0, 0.1), (10, 2.0, None, 0.1)):
+        z = torch.tensor((rng.normal(size=(8, 300)) * scale).astype(np.float32)).to(getattr(torch, claimed))
+        z.requires_grad_(True)
+        y = torch.tensor(rng.integers(0, 300, 8))
+        a = z if cap is None else cap * torch.tanh(z / cap)
+        torch.nn.functional.cross_entropy(a / temperature, y, label_smoothing=eps).backward()
+        options = _options(eps=eps, temperature=temperature, cap=cap)
+        stored = z.detach().float().numpy().astype(kind)
+        check = _grade(stored, y.numpy(), z.grad.float().numpy().astype(kind), None, options, claimed)
+        assert check.quantities[0].beyond_rounding == 0, (scale, temperature, cap, eps)
+        assert check.correct or not check.judgeable, (scale, temperature, cap, eps)

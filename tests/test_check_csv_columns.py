@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 
 import mpmath as mp
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -133,6 +134,65 @@ def test_gradient_columns_named_otherwise_pair_with_the_logit_columns_in_order(t
         "--logit-cols\n"
     )
 
+
+
+# --- logit columns numbered as classes, in another order ------------------------------------------------------
+
+REORDERED = ["z2", "label", "z0", "grad_z1", "z1", "grad_z2", "loss", "grad_z0"]
+OUT_OF_ORDER = (
+    "the logit columns are numbered out of order ('z2' before 'z0'): a class is a column's place among them, "
+    "so sce will not guess whether 'z2' is class 0 (its place) or 2 (its name); write them out in class order, "
+    "--logit-cols z0,z1,z2"
+)
+
+
+def test_logit_columns_reordered_in_sces_own_output_never_get_a_wrong_verdict(tmp_path, sce):
+    # sce batch's own output, columns reordered: grad_z1 is the gradient of z1, and label 1 means z1,
+    # though z1 is the third logit column in the file. Taken in the file's order the right file was
+    # "not correct", with an off-by-one label that is not there.
+    path = write_columns(tmp_path / "reordered.csv", exact_columns(ROWS), REORDERED)
+    for extra, prefix in (([], ""), (["--logit-cols", "z*"], "--logit-cols: ")):
+        result = sce("check", "--csv", path, "--grad-cols", "grad_*", "--loss-col", "loss", *extra)
+        assert (result.exit_code, result.stdout) == (2, ""), extra
+        assert result.stderr == f"sce: error: {prefix}{OUT_OF_ORDER}\n"
+    listed = sce("check", "--csv", path, "--grad-cols", "grad_*", "--loss-col", "loss", "--logit-cols", "z0,z1,z2")
+    assert listed.exit_code == 0, listed.stdout + listed.stderr
+    assert "rows wrong: 0" in listed.stdout
+
+
+def test_sce_batch_refuses_logit_columns_numbered_out_of_order_too(tmp_path, sce):
+    columns = exact_columns(ROWS)
+    path = write_columns(tmp_path / "in.csv", columns, ["z2", "z0", "z1", "label"])
+    refused = sce("batch", path, "-q")
+    assert (refused.exit_code, refused.stderr) == (1, f"sce: error: {OUT_OF_ORDER}\n")
+    out = tmp_path / "out.csv"
+    assert sce("batch", path, "-q", "--logit-cols", "z0,z1,z2", "-o", out).exit_code == 0
+    written = out.read_text().splitlines()
+    assert written[0].split(",")[-4:] == ["loss", "grad_z0", "grad_z1", "grad_z2"]
+    # Columns in the file's own order, or numbered from 1, or named otherwise are taken as they come.
+    for names in (["z0", "z1", "z2"], ["x1", "x2", "x3"], ["cat", "dog", "bird"]):
+        renamed = {new: columns[old] for new, old in zip(names, ["z0", "z1", "z2"], strict=True)}
+        renamed["label"] = columns["label"]
+        assert sce("batch", write_columns(tmp_path / "ok.csv", renamed), "-q").exit_code == 0, names
+
+
+def test_target_columns_numbered_out_of_order_are_refused_unless_written_out(tmp_path, sce):
+    lines = ["z0,z1,z2,t2,t0,t1", "2,3,4,0.25,0.5,0.25"]
+    path = tmp_path / "targets.csv"
+    path.write_text("\n".join(lines) + "\n")
+    refused = sce("batch", path, "-q", "--target-cols", "t*")
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        "sce: error: --target-cols: the target columns are numbered out of order ('t2' before 't0'): a class is a "
+        "column's place among them, so sce will not guess whether 't2' is class 0 (its place) or 2 (its name); "
+        "write them out in class order, --target-cols t0,t1,t2\n"
+    )
+    out = tmp_path / "out.csv"
+    assert sce("batch", path, "-q", "--target-cols", "t0,t1,t2", "-o", out).exit_code == 0
+    # t0 = 0.5 with z0 = 2: L = lse(2, 3, 4) − (0.5·2 + 0.25·3 + 0.25·4), from mpmath.
+    loss = mp.log(mp.e**2 + mp.e**3 + mp.e**4) - mp.mpf("2.75")
+    header, row = out.read_text().splitlines()
+    assert abs(float(row.split(",")[header.split(",").index("loss")]) - float(loss)) < 1e-15
 
 # --- bad column options: one line each ------------------------------------------------------------------------
 
@@ -266,9 +326,12 @@ def answer_files(draw: st.DrawFn) -> list[tuple[list[float], int]]:
 
 def graded(sce, path: Path, *options: str) -> dict:
     result = sce("check", "--csv", path, "--loss-col", "loss", "-f", "json", *options)
-    assert result.exit_code in (0, 1), result.stderr
+    assert result.exit_code in (0, 1, 3), result.stderr
     document = json.loads(result.stdout)
     assert document["correct"] == (result.exit_code == 0)
+    # An exact value written short (0.0 for the gradient of one class) has the few digits of any
+    # answer written so: right, but too few digits to tell from a mistake, as typed check says.
+    assert document["verdict"] == {0: "correct", 1: "not_correct", 3: "too_few_digits"}[result.exit_code]
     return document
 
 
@@ -298,10 +361,29 @@ def test_a_permutation_of_the_columns_never_changes_a_verdict(tmp_path, sce, row
     slots = iter(logits)
     order = [next(slots) if name in logits else name for name in order]
     inferred = graded(sce, write_columns(tmp_path / "c.csv", columns, order), "--grad-cols", "grad_*")
+    assert (first["verdict"] == "not_correct") == spoilt
     for document in (named, inferred):
-        assert document["correct"] == first["correct"] == (not spoilt)
+        assert document["verdict"] == first["verdict"]
         assert document["wrong_rows"] == first["wrong_rows"]
         assert [cell["column"] for cell in document["worst"]] == [cell["column"] for cell in first["worst"]]
+
+
+@PROPERTY_SETTINGS
+@given(rows=answer_files(), seed=st.randoms(use_true_random=False), spoilt=st.booleans())
+def test_logit_columns_in_any_order_are_refused_or_keep_the_verdict(tmp_path, sce, rows, seed: random.Random, spoilt):
+    columns = exact_columns(rows)
+    if spoilt:
+        spoil(columns, seed.choice([name for name in columns if name.startswith("grad_")]), 0, "shift")
+    order = list(columns)
+    seed.shuffle(order)
+    path = write_columns(tmp_path / "in.csv", columns, order)
+    result = sce("check", "--csv", path, "--loss-col", "loss", "--grad-cols", "grad_*", "-f", "json")
+    logits = [name for name in order if name in columns and name.startswith("z")]
+    if logits != sorted(logits, key=lambda name: int(name[1:])):
+        assert result.exit_code == 2 and "numbered out of order" in result.stderr
+        return
+    assert (result.exit_code == 1) == spoilt, result.stderr
+    assert (json.loads(result.stdout)["verdict"] == "not_correct") == spoilt
 
 
 @PROPERTY_SETTINGS
@@ -311,7 +393,7 @@ def test_any_subset_of_the_gradient_columns_of_a_right_file_passes(tmp_path, sce
     gradients = [name for name in columns if name.startswith("grad_")]
     chosen = seed.sample(gradients, seed.randint(1, len(gradients)))
     document = graded(sce, write_columns(tmp_path / "in.csv", columns), "--grad-cols", ",".join(chosen))
-    assert document["correct"], document
+    assert document["wrong_rows"] == 0 and document["verdict"] != "not_correct", document
     assert (document["graded_gradient_columns"], document["classes"]) == (len(chosen), len(gradients))
 
 
@@ -387,3 +469,47 @@ def test_sce_batch_refuses_a_column_named_twice_in_any_list(tmp_path, sce):
     ):
         result = sce("batch", path, "-q", *options)
         assert (result.exit_code, result.stderr) == (2, f"sce: error: {message}\n"), options
+
+
+# --- a column given as a gradient that is something else -------------------------------------------------------
+
+SCE_OUTPUT = ["z0", "z1", "z2", "label", "p_z0", "p_z1", "p_z2", "loss", "grad_z0", "grad_z1", "grad_z2"]
+
+
+@pytest.mark.parametrize("order", [[name for name in SCE_OUTPUT if not name.startswith("p_")], SCE_OUTPUT])
+def test_a_logit_column_given_as_a_gradient_column_is_named_in_the_error(tmp_path, sce, order):
+    # `--grad-cols z0` was told that there is no column 'z0' (there is), or about 'p_z0', a column it did not name.
+    columns = exact_columns(ROWS)
+    columns.update({f"p_z{k}": ["0.5"] * len(ROWS) for k in range(3)})
+    path = write_columns(tmp_path / "out.csv", columns, order)
+    for named, suggested, extra in (
+        ("z0", "grad_z0", []),
+        ("z*", "grad_z*", []),
+        ("z0,grad_z1", "grad_z0", []),
+        ("z0", "grad_z0", ["--loss-col", "loss"]),
+        ("z0", "grad_z0", ["--logit-cols", "z*"]),
+    ):
+        result = sce("check", "--csv", path, "--grad-cols", named, *extra)
+        assert (result.exit_code, result.stdout) == (2, ""), named
+        assert result.stderr == (
+            "sce: error: --grad-cols: column 'z0' is a logit column (its gradient column is 'grad_z0'); "
+            f"give the gradient columns to grade, as --grad-cols {suggested}\n"
+        ), (named, extra)
+
+
+def test_sce_batchs_loss_and_probability_columns_given_as_gradients_are_named_for_what_they_are(tmp_path, sce):
+    columns = exact_columns(ROWS)
+    columns.update({f"p_z{k}": ["0.5"] * len(ROWS) for k in range(3)})
+    path = write_columns(tmp_path / "out.csv", columns, SCE_OUTPUT)
+    loss = sce("check", "--csv", path, "--grad-cols", "loss")
+    assert (loss.exit_code, loss.stderr) == (
+        2,
+        "sce: error: --grad-cols: column 'loss' is the loss column sce batch writes, not a gradient; "
+        "grade it with --loss-col loss\n",
+    )
+    probability = sce("check", "--csv", path, "--grad-cols", "p_z1")
+    assert (probability.exit_code, probability.stderr) == (
+        2,
+        "sce: error: --grad-cols: column 'p_z1' is the probability of 'z1' that sce batch writes, not a gradient; "
+        "the gradient columns are grad_<logit column>\n",
+    )

@@ -66,3 +66,86 @@ def test_a_tolerance_wide_enough_for_a_mistake_asks_for_a_smaller_one(sce):
     assert result.exit_code == 3
     assert "give a smaller --tol to tell them apart" in " ".join(result.stdout.split())
     assert sce("check", "2", "3", "4", "-l", "1", "--loss", "1.4", "--tol", "0.1").exit_code == 0
+
+
+# --- check --csv: each row graded by its own digits, as a typed row ---------------------------------------------
+
+# [1.5, -0.5, 0.25], label 0, by hand: ∂L/∂z = (−0.2967, 0.0952, 0.2015). A row of zeros is right to its
+# 0 decimals, and so is what a sign-flipped gradient gives (0.2967, −0.0952, −0.2015).
+OTHER = ([1.5, -0.5, 0.25], 0)
+GRADIENT_COLUMNS = "z0,z1,z2,label,grad_z0,grad_z1,grad_z2"
+
+
+def other_gradient() -> list[float]:
+    exps = [math.exp(v - 1.5) for v in OTHER[0]]
+    return [e / sum(exps) - (k == OTHER[1]) for k, e in enumerate(exps)]
+
+
+def test_check_csv_does_not_pass_answers_with_too_few_digits_that_typed_check_cannot_grade(tmp_path, sce):
+    assert all(abs(g) <= 0.5 and abs(-g) <= 0.5 for g in other_gradient())  # 0 fits p − y and y − p alike
+    path = tmp_path / "integers.csv"
+    path.write_text(f"{GRADIENT_COLUMNS}\n2,3,4,1,0,-1,1\n1.5,-0.5,0.25,0,0,0,0\n")
+    assert sce("check", "1.5", "-0.5", "0.25", "-l", "0", "--grad=0,0,0").exit_code == 3
+    result = sce("check", "--csv", path, "--grad-cols", "grad_*")
+    assert result.exit_code == 3, result.stdout
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "verdict: too few digits to grade"
+    assert "rows wrong: 0" in lines
+    assert lines[-2].startswith("too few digits: 2 rows right to the digits given, but also fitting a usual mistake ")
+    assert lines[-2].endswith("; give more digits to tell them apart")
+    document = json.loads(sce("check", "--csv", path, "--grad-cols", "grad_*", "-f", "json").stdout)
+    assert (document["verdict"], document["correct"], document["too_few_digits_rows"]) == ("too_few_digits", False, 2)
+    assert document["too_few_digits"]["line"] == 2
+
+
+def test_one_row_with_too_few_digits_makes_the_file_ungradable_and_a_wrong_row_still_fails(tmp_path, sce):
+    precise = ",".join(f"{g:.6f}" for g in other_gradient())
+    path = tmp_path / "mixed.csv"
+    path.write_text(f"{GRADIENT_COLUMNS}\n1.5,-0.5,0.25,0,{precise}\n2,3,4,1,0.1,-1,1\n")
+    result = sce("check", "--csv", path, "--grad-cols", "grad_*")
+    assert result.exit_code == 3
+    assert "too few digits: 1 row right to the digits given, but also fitting a usual mistake (first at line 3: " in (
+        " ".join(result.stdout.split())
+    )
+    path.write_text(f"{GRADIENT_COLUMNS}\n1.5,-0.5,0.25,0,{precise}\n2,3,4,1,0.1,-1,1\n1.5,-0.5,0.25,0,0.3,0,0\n")
+    wrong = sce("check", "--csv", path, "--grad-cols", "grad_*")
+    assert wrong.exit_code == 1 and wrong.stdout.splitlines()[-1] == "verdict: not correct"
+    right = tmp_path / "right.csv"
+    right.write_text(f"{GRADIENT_COLUMNS}\n1.5,-0.5,0.25,0,{precise}\n")
+    assert sce("check", "--csv", right, "--grad-cols", "grad_*").exit_code == 0
+
+
+def test_check_csv_asks_for_a_smaller_tol_where_the_tol_given_fits_a_mistake(tmp_path, sce):
+    precise = ",".join(f"{g:.6f}" for g in other_gradient())
+    path = tmp_path / "right.csv"
+    path.write_text(f"{GRADIENT_COLUMNS}\n1.5,-0.5,0.25,0,{precise}\n")
+    wide = sce("check", "--csv", path, "--grad-cols", "grad_*", "--tol", "1")
+    assert wide.exit_code == 3
+    assert "right to --tol" in wide.stdout and "give a smaller --tol to tell them apart" in wide.stdout
+    assert sce("check", "--csv", path, "--grad-cols", "grad_*", "--tol", "1e-5").exit_code == 0
+
+
+@pytest.mark.parametrize("decimals", [0, 1, 2, 3, 6])
+@pytest.mark.parametrize(("logits", "label"), [([2.0, 3.0, 4.0], 1), OTHER, ([0.0, 0.0], 1), ([5.0, -5.0, 0.0, 1.0], 3)])
+def test_a_row_of_check_csv_gets_the_verdict_typed_check_gives_it(logits, label, decimals, tmp_path, sce):
+    exps = [math.exp(v - max(logits)) for v in logits]
+    written = [f"{e / sum(exps) - (k == label):.{decimals}f}" for k, e in enumerate(exps)]
+    loss = f"{math.log(sum(exps)) - (logits[label] - max(logits)):.{decimals}f}"
+    typed = sce("check", *map(repr, logits), "-l", label, f"--grad={','.join(written)}", "--loss", loss)
+    names = [f"z{k}" for k in range(len(logits))]
+    path = tmp_path / "row.csv"
+    header = ",".join([*names, "label", "loss", *(f"grad_{name}" for name in names)])
+    path.write_text(f"{header}\n{','.join([*map(repr, logits), str(label), loss, *written])}\n")
+    graded = sce("check", "--csv", path, "--grad-cols", "grad_*", "--loss-col", "loss")
+    assert graded.exit_code == typed.exit_code, (typed.stdout, graded.stdout)
+    assert graded.stdout.splitlines()[-1] == typed.stdout.splitlines()[-1]
+
+
+def test_the_summary_json_counts_the_rows_with_too_few_digits(tmp_path, sce):
+    path = tmp_path / "integers.csv"
+    path.write_text(f"{GRADIENT_COLUMNS}\n2,3,4,1,0,-1,1\n1.5,-0.5,0.25,0,0,0,0\n")
+    summary = tmp_path / "summary.json"
+    result = sce("check", "--csv", path, "--grad-cols", "grad_*", "--summary-json", summary)
+    assert result.exit_code == 3
+    document = json.loads(summary.read_text())
+    assert (document["wrong_rows"], document["too_few_digits_rows"], document["all_correct"]) == (0, 2, False)

@@ -196,3 +196,19 @@ def test_a_gradebook_cell_never_runs_as_a_spreadsheet_formula(learner, cell):
 
     book = gradebook_csv([LearnerGrade(learner, 1, 3, 3, "correct")], "student")
     assert list(csv.reader(io.StringIO(book)))[1][:3] == [cell, "correct", "1.0"]
+
+
+def test_a_learner_is_graded_row_by_row_for_digits_as_typed_check_grades_a_row(sce, tmp_path):
+    # Each of ann's rows is right to its digits and fits a usual mistake of its own (0.1,-1,1: the
+    # unnormalised e^(z − max z) − y = 0.135, −0.632, 1; zeros: y − p as well as p − y), though no
+    # one mistake fits both rows: a row is an answer, and neither can be told from a mistake.
+    ga, la = right(*A)
+    path = tmp_path / "coarse.csv"
+    path.write_text(
+        f"{COLUMNS}\nann,2,3,4,1,0.1,-1,1,1.408\nann,1,0.5,-1,0,0,0,0,0.6\n{row('bob', *A, ga, la)}\n"
+    )
+    result = sce("check", "--csv", path, *GRADE, "--format", "json")
+    assert result.exit_code == 3
+    grades = {learner["id"]: learner for learner in json.loads(result.stdout)["learners"]}
+    assert grades["ann"]["verdict"] == "too_few_digits" and grades["ann"]["also_fits"]
+    assert grades["bob"]["verdict"] == "correct"

@@ -53,3 +53,37 @@ def test_closed_stderr_keeps_the_error_out_of_the_output(tmp_path: Path):
         done = sce_process(["batch", str(tmp_path / "bad.csv"), "-q"], close=2, stdout=out)
     assert done.returncode == 1
     assert b"error" not in (tmp_path / "out.csv").read_bytes()
+
+
+def command_names() -> list[str]:
+    import typer
+
+    from sce.cli.application import app
+
+    return sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+def into_a_closed_pipe(args: list[str]) -> tuple[int, bytes]:
+    """Run ``sce ARGS`` with its stdout a pipe whose reader is gone before the first byte (`| true`)."""
+    process = subprocess.Popen([sys.executable, "-m", "sce", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    stderr = process.stderr.read()
+    return process.wait(), stderr
+
+
+def test_every_help_into_a_closed_pipe_ends_with_141_quietly():
+    # rich writes the help; into a closed pipe it pointed stdout at /dev/null and exited 1.
+    names = command_names()
+    assert {"grad", "batch", "check", "test"} <= set(names)
+    for args in [["--help"], [], *([name, "--help"] for name in names), *([name] for name in names)]:
+        status, stderr = into_a_closed_pipe(args)
+        assert (status, stderr) == (141, b""), (args, status, stderr)
+
+
+def test_help_into_an_open_pipe_is_unchanged():
+    done = subprocess.run([sys.executable, "-m", "sce", "grad", "--help"], capture_output=True)
+    assert done.returncode == 0 and b"--label" in done.stdout and done.stderr == b""
+    bare = subprocess.run([sys.executable, "-m", "sce", "grad"], capture_output=True)
+    assert bare.returncode == 2 and b"Usage" in bare.stdout
+    assert bare.stderr == b"sce grad: error: no arguments given; the help above shows what sce grad takes\n"

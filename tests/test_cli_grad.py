@@ -297,3 +297,207 @@ def test_digits_means_significant_digits_in_every_command(sce, tmp_path):
 def test_a_probability_far_below_one_keeps_its_significant_digits(sce):
     # Four decimals once showed p = 0.0067 with two significant digits; mpmath: e^-5/(1 + e^-5) = 0.00669285092.
     assert "0.0066929" in sce("grad", "0", "-5", "-l", "0").stdout
+
+
+# --- every digit shown is the exact value's ----------------------------------------------------------------------
+
+
+def table_rows(text: str) -> list[list[str]]:
+    return [line.split() for line in text.splitlines() if line.split()[:1] and line.split()[0].isdigit()]
+
+
+def test_every_digit_grad_shows_is_a_digit_of_the_exact_value(sce):
+    # float64's nearest values print as 0.6652409557748218 (16 digits) and 0.66524095577482178 (17);
+    # the exact value is 0.665240955774821888…: from 12 digits on sce shows the exact value's digits.
+    import mpmath as mp
+
+    from .reference import log_softmax
+
+    with mp.workdps(50):
+        log_p = log_softmax([2, 3, 4])
+        exact = [mp.exp(v) for v in log_p]
+        gradient = [exact[0], exact[1] - 1, exact[2]]
+        for digits in range(1, 18):
+            result = sce("grad", "2", "3", "4", "-l", "1", "--digits", digits)
+            assert result.exit_code == 0
+            for cells in table_rows(result.stdout):
+                k = int(cells[0])
+                assert cells[3] == mp.nstr(exact[k], digits, strip_zeros=False).removesuffix("."), (digits, cells)
+                assert float(cells[-2] if cells[-1] in ("label", "predicted") else cells[-1]) == pytest.approx(
+                    float(gradient[k]), rel=10.0 ** (1 - digits)
+                )
+            loss = next(line for line in result.stdout.splitlines() if line.startswith("loss L = "))
+            assert loss == "loss L = " + mp.nstr(-log_p[1], digits, strip_zeros=False).removesuffix("."), (digits, loss)
+    markdown = sce("grad", "2", "3", "4", "-l", "1", "--digits", "17", "-f", "markdown").stdout
+    assert "| 2 | 4 | 0.0000000000000000 | 0.66524095577482189 | 0.66524095577482189 | predicted |" in markdown
+    assert "Loss $L = 1.4076059644443803$." in markdown
+
+
+#: One row, options as softmax_cross_entropy takes them (labels as the second argument).
+EXACT_CASES = {
+    "seed": ([2.0, 3.0, 4.0], 1, {}),
+    "temperature, weights, mean": ([2.0, 3.0, 4.0], 1, {"temperature": 0.7, "weight": [0.5, 2.0, 1.0], "reduction": "mean"}),
+    "softcap, z-loss, temperature": ([2.0, -3.0, 4.0], 0, {"softcap": 5.0, "z_loss": 0.1, "temperature": 2.0}),
+    "z-loss, negative lse, mean": ([-10.0, -12.0, -11.0], 2, {"z_loss": 0.5, "reduction": "mean"}),
+    "uniform smoothing, weights, sum": ([1.0, -2.0, 0.5, 7.0], 3, {"label_smoothing": 0.2, "weight": [1, 2, 3, 4],
+                                                                   "reduction": "sum"}),
+    "off-target smoothing": ([1.0, -2.0, 0.5, 7.0], 3, {"label_smoothing": 0.2, "smoothing_style": "off-target"}),
+    "soft targets, smoothing, mean": ([1.0, 2.0, 3.0], None, {"targets": [0.2, 0.3, 0.5], "label_smoothing": 0.1,
+                                                              "reduction": "mean"}),
+    "confident": ([0.0, 40.0, -1.0], 1, {}),
+    "against a confident prediction": ([0.0, 800.0], 0, {}),
+    "masked class": ([-float("inf"), 3.0, 4.0], 1, {}),
+    "masked class under a cap": ([-float("inf"), 3.0, 4.0], 1, {"softcap": 2.0}),
+    "logits far apart": ([700.0, -700.0, 0.0], 1, {"temperature": 0.01}),
+    "tiny differences": ([1.0, 1.000000000001, 1.0], 0, {"temperature": 1e-3}),
+    "inherent case": ([0.0, 1e-300], None, {"targets": [0.5, 0.5]}),
+    "one class": ([5.0], 0, {"z_loss": 0.1}),
+    "soft targets, weights, z-loss, mean": ([1.0, 2.0, 3.0], None, {"targets": [0.2, 0.3, 0.5], "weight": [1, 2, 3],
+                                                                    "z_loss": 0.3, "temperature": 3.0,
+                                                                    "reduction": "mean"}),
+    "soft, off-target smoothing, cap": ([1.0, 2.0, 30.0], None, {"targets": [0.2, 0.3, 0.5], "label_smoothing": 0.1,
+                                                                 "smoothing_style": "off-target", "softcap": 10.0}),
+}
+
+
+@pytest.mark.parametrize("name", list(EXACT_CASES))
+def test_the_exact_values_grad_shows_agree_with_the_oracle_to_25_digits(name):
+    import mpmath as mp
+
+    from sce.explain.exact_values import exact_row
+    from sce.loss import softmax_cross_entropy
+
+    from . import reference
+
+    logits, label, options = EXACT_CASES[name]
+    options = {"reduction": "none", **options}
+    targets = options.pop("targets", None)
+    result = softmax_cross_entropy(
+        [logits], None if label is None else [label], **({"targets": [targets]} if targets else {}), **options
+    )
+    exact = exact_row(result, 17)
+    assert exact is not None
+    with mp.workdps(60):
+        oracle = reference.analytic(
+            [logits], None if label is None else [label], **({"targets": [targets]} if targets else {}), **options
+        )
+        loss = oracle.loss[0] if isinstance(oracle.loss, list) else oracle.loss
+
+        def agrees(value, expected) -> bool:
+            expected = mp.mpf(expected)
+            return abs(mp.mpf(str(value)) - expected) <= mp.mpf("1e-25") * abs(expected)
+
+        assert agrees(exact.loss, loss), (exact.loss, loss)
+        for k in range(len(logits)):
+            assert agrees(exact.probabilities[k], oracle.probabilities[0][k]), k
+            assert agrees(exact.target[k], oracle.target[0][k]), k
+            assert agrees(exact.gradient[k], oracle.gradient[0][k]), (k, exact.gradient[k], oracle.gradient[0][k])
+
+
+def test_a_gradient_float64_rounds_to_0_is_shown_exactly_from_12_digits(sce):
+    # [0, 800], label 1: ∂L/∂z₁ = -S/(1 + S) with S = e^-800 = 3.6678745841776872e-348 (mpmath),
+    # below float64's smallest subnormal: 0 at 5 digits, the exact value at 12 or more.
+    import mpmath as mp
+
+    with mp.workdps(60):
+        s = mp.exp(-800)
+        expected = mp.nstr(-s / (1 + s), 12, strip_zeros=False, min_fixed=0, max_fixed=0)
+    rows = table_rows(sce("grad", "0", "800", "-l", "1", "--digits", "12").stdout)
+    assert rows[1][-3] == expected, rows
+    assert table_rows(sce("grad", "0", "800", "-l", "1").stdout)[1][-3] == "0.0000"
+
+
+def test_beyond_the_exact_limit_digits_are_capped_and_said_so(sce, tmp_path):
+    from sce.explain.exact_values import EXACT_FROM_DIGITS, EXACT_LIMIT
+
+    logits = tmp_path / "logits.txt"
+    logits.write_text(" ".join(str(k % 7 * 0.25) for k in range(EXACT_LIMIT + 1)))
+    result = sce("grad", "--logits-file", logits, "-l", "3", "--digits", "17")
+    assert result.exit_code == 0, result.stderr
+    assert f"digits: {EXACT_FROM_DIGITS - 1} shown; beyond {EXACT_LIMIT:,} classes" in " ".join(result.stdout.split())
+    loss = next(line for line in result.stdout.splitlines() if line.startswith("loss L = "))
+    assert len(loss.split("= ")[1].replace(".", "")) == EXACT_FROM_DIGITS - 1
+
+
+def test_a_value_beyond_any_decimal_is_not_shown_with_digits_it_does_not_have(sce):
+    # [1e308, -1e308, 0]: the probabilities of classes 1 and 2 are e^-1e308 and e^-2e308, beyond 10^-100,000,000;
+    # float64's 0 is shown, with 11 digits, and the line says why.
+    result = sce("grad", "1e308", "-1e308", "0", "-l", "0", "--digits", "17")
+    assert result.exit_code == 0, result.stderr
+    assert "digits: 11 shown; where the loss or the gradient is not finite, or a value lies beyond" in " ".join(
+        result.stdout.split()
+    )
+    assert table_rows(result.stdout)[0][3] == "1.0000000000"
+
+
+def test_the_proofs_show_no_more_digits_than_float64_gives_them(sce):
+    # ∂s/∂z's entries are float64 products, a few ulps from the exact ones: at --digits 17 their last digits would
+    # not be the exact value's (s₀(1 - s₀) = 0.081925069064993243… where float64 holds 0.08192506906499324).
+    result = sce("grad", "2", "3", "4", "-l", "1", "--jacobian", "--hessian", "--digits", "17")
+    assert result.exit_code == 0, result.stderr
+    assert "0.081925069065 " in result.stdout and "0.0819250690649932" not in result.stdout
+    assert "digits: 11 shown for --jacobian, --hessian and --verify" in " ".join(result.stdout.split())
+    assert "digits: 11 shown" not in sce("grad", "2", "3", "4", "-l", "1", "--jacobian", "--digits", "11").stdout
+
+
+def random_case(rng) -> tuple[list[float], list[int] | None, dict]:
+    """Logits of 1 to 5 classes and magnitudes from 1e-12 to 1e3, with any options at once."""
+    size = rng.choice([1, 2, 3, 5])
+    logits = [rng.choice([rng.uniform(-20, 20), rng.uniform(-1, 1) * 10 ** rng.randint(-12, 3)]) for _ in range(size)]
+    options: dict = {"reduction": rng.choice(["none", "sum", "mean"])}
+    drawn = {
+        "temperature": [0.01, 0.5, 3.0, 100.0],
+        "softcap": [0.5, 5.0, 30.0],
+        "z_loss": [1e-4, 0.1, 2.0],
+        "label_smoothing": [0.1, 0.5, 1.0],
+    }
+    for name, values in drawn.items():
+        if rng.random() < 0.35:
+            options[name] = rng.choice(values)
+    options["smoothing_style"] = rng.choice(["uniform", "off-target"])
+    if rng.random() < 0.3:
+        options["weight"] = [rng.choice([0.0, 0.5, 1.0, 3.0]) for _ in range(size)]
+    if rng.random() < 0.3:
+        weights = [rng.random() for _ in range(size)]
+        options["targets"] = [[v / sum(weights) for v in weights]]
+        return logits, None, options
+    return logits, [rng.randrange(size)], options
+
+
+def test_exact_values_agree_with_the_oracle_over_a_sweep_of_option_combinations():
+    # A seeded sweep of sizes, magnitudes and every option at once; each must agree with the 60-digit oracle
+    # to 22 digits (or both be NaN: a mean over no weight).
+    import random
+    import warnings
+
+    import mpmath as mp
+
+    from sce.explain.exact_values import exact_row
+    from sce.loss import softmax_cross_entropy
+
+    from . import reference
+
+    def agrees(value, expected) -> bool:
+        expected, value = mp.mpf(expected), mp.mpf(str(value))
+        if mp.isnan(expected):
+            return bool(mp.isnan(value))
+        return abs(value - expected) <= mp.mpf("1e-22") * max(abs(expected), mp.mpf("1e-300"))
+
+    rng = random.Random(3)
+    compared = 0
+    for _ in range(120):
+        logits, labels, options = random_case(rng)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            exact = exact_row(softmax_cross_entropy([logits], labels, **options), 17)
+        if exact is None:
+            continue
+        compared += 1
+        with mp.workdps(60):
+            oracle = reference.analytic([logits], labels, **options)
+            loss = oracle.loss[0] if isinstance(oracle.loss, list) else oracle.loss
+            assert agrees(exact.loss, loss), (logits, labels, options)
+            for k in range(len(logits)):
+                assert agrees(exact.gradient[k], oracle.gradient[0][k]), (logits, labels, options, k)
+                assert agrees(exact.probabilities[k], oracle.probabilities[0][k]), (logits, labels, options, k)
+    assert compared >= 100

@@ -154,6 +154,27 @@ def test_soft_targets_use_the_general_form():
     assert value_of(loss, "L = -\\sum_i", "L") == pytest.approx(expected, rel=1e-14)
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["-w", "1,2,3"], ["--smoothing", "0.1"], ["--route", "lse"], ["--route", "jacobian"], ["-T", "2"]],
+)
+def test_a_one_hot_target_given_as_probabilities_is_not_called_soft(sce, extra):
+    # -t 0,1,0 is one-hot: the general form is fine, but the words must not call it soft or not one-hot.
+    result = sce("grad", "2", "3", "4", "-t", "0,1,0", "--steps", *extra, env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.stderr
+    assert "not one-hot" not in result.stdout
+    assert "soft targets" not in result.stdout
+    assert "The target is given as probabilities, and it is one-hot: y₁ = 1" in result.stdout
+    markdown = sce("grad", "2", "3", "4", "-t", "0,1,0", "--steps", *extra, "-f", "markdown").stdout
+    assert "not one-hot" not in markdown and "soft targets" not in markdown
+
+
+def test_a_soft_target_is_still_called_soft(sce):
+    result = sce("grad", "2", "3", "4", "-t", "0,0.999,0.001", "--steps", env={"COLUMNS": "400"})
+    assert "soft targets" in result.stdout
+    assert "With a target that is not one-hot, no term drops out" in result.stdout
+
+
 def test_smoothing_and_weight_say_what_they_changed():
     stages = build_derivation(
         softmax_cross_entropy([2, 3, 4], 1, label_smoothing=0.1, weight=[1, 2, 3])

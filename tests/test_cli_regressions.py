@@ -327,3 +327,72 @@ def test_weights_whose_sum_exceeds_float64_do_not_crash_the_exact_divisor():
         warnings.simplefilter("ignore")
         result = softmax_cross_entropy([[1.0, 2.0], [3.0, 1.0]], labels=[0, 1], weight=[1e308, 1e308], reduction="mean")
     assert math.isnan(result.loss) and result.denominator == math.inf
+
+
+# --- the Hessian's eigenvalues: 0 exactly, and small ones to their own digits -------------------------------------
+
+
+def exact_hessian_eigenvalues(logits: list[float], temperature: float = 1.0, scale: float = 1.0) -> list:
+    """mpmath's eigenvalues of scale·(diag(s) - s sᵀ)/T², s the 50-digit softmax of z/T."""
+    import mpmath as mp
+
+    from .reference import log_softmax
+
+    s = [mp.exp(v) for v in log_softmax(logits, temperature)]
+    size = len(s)
+    matrix = mp.matrix(size, size)
+    for i in range(size):
+        for j in range(size):
+            matrix[i, j] = mp.mpf(scale) * (s[i] * ((1 if i == j else 0) - s[j])) / mp.mpf(temperature) ** 2
+    return sorted(mp.eigsy(matrix, eigvals_only=True))
+
+
+@pytest.mark.parametrize(
+    "logits,extra,scale",
+    [
+        ([2, 3, 4], [], 1.0),
+        ([2, 3, 4], ["-T", "2"], 1.0),
+        ([2, 3, 4], ["-w", "0.5,2,1"], 2.0),  # Σ w y = w_1
+        ([0, -30, -60, 5], [], 1.0),  # eigenvalues 7.8e-29 and 9.4e-16: far below 1e-16 of the largest
+        ([1, 1, 1, 1], [], 1.0),  # 1/4 three times
+        ([0.5, -2, 0.5, 3, -2], ["-T", "0.3"], 1.0),
+    ],
+)
+def test_the_hessians_eigenvalues_are_0_along_the_ones_and_exact_elsewhere(sce, logits, extra, scale):
+    import mpmath as mp
+
+    temperature = float(extra[1]) if extra[:1] == ["-T"] else 1.0
+    result = sce("grad", *map(str, logits), "-l", "1", "--hessian", *extra, "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    shown = json.loads(result.stdout)["hessian"]["eigenvalues"]
+    with mp.workdps(60):
+        exact = exact_hessian_eigenvalues(logits, temperature, scale)
+    # The mathematics says 0 along (1, …, 1): not -6.9e-18 or 5.2e-17, which are rounding.
+    assert shown[0] == 0.0
+    for value, reference in zip(shown[1:], exact[1:]):
+        assert abs(value - float(reference)) <= 1e-13 * abs(float(reference)), (value, reference)
+    text = sce("grad", *map(str, logits), "-l", "1", "--hessian", *extra).stdout
+    line = next(line for line in text.splitlines() if line.startswith("eigenvalues:"))
+    assert line.split(":")[1].split(",")[0].strip() == "0.0000", line
+
+
+def test_a_class_of_probability_0_adds_an_eigenvalue_0(sce):
+    result = sce("grad", "-inf", "3", "4", "-l", "1", "--hessian", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    shown = json.loads(result.stdout)["hessian"]["eigenvalues"]
+    s = softmax([3, 4])
+    # The class of logit -inf: a row and a column of zeros. The rest: 0 and s_0·s_1·2 (a 2×2 block).
+    assert shown[:2] == [0.0, 0.0]
+    assert shown[2] == pytest.approx(2 * s[0] * s[1], rel=1e-14)
+
+
+@pytest.mark.parametrize("flag,key", [("--jacobian", "jacobian"), ("--hessian", "hessian")])
+def test_the_jacobians_diagonal_keeps_its_digits_on_a_confident_prediction(sce, flag, key):
+    # [0, 40]: s₁(1 - s₁) = s₀s₁ = e^-40/(1 + e^-40)² = 4.2484e-18 (by hand: math.exp), where 1 - s₁ rounds to 0.
+    expected = math.exp(-40) / (1 + math.exp(-40)) ** 2
+    document = json.loads(sce("grad", "0", "40", "-l", "1", flag, "-f", "json").stdout)
+    matrix = document[key]["ds_dz" if key == "jacobian" else "matrix"]
+    assert matrix[1][1] == pytest.approx(expected, rel=1e-15)
+    assert matrix[0][0] == pytest.approx(expected, rel=1e-15)
+    text = sce("grad", "0", "40", "-l", "1", flag).stdout
+    assert " 1   -4.2484e-18    4.2484e-18" in text

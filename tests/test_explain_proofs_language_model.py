@@ -144,3 +144,44 @@ def test_the_json_warning_about_omitted_matrices_says_what_ds_dz_is_with_a_cap(s
     assert result.exit_code == 0
     assert "∂s/∂z is (diag(s) - s sᵀ)·diag(1 − tanh²(z/c))/T" in result.stderr
     assert json.loads(result.stdout)["jacobian"]["ds_dz"] is None
+
+
+def exact_capped_hessian_eigenvalues(logits: list[float], label: int, cap: float) -> list:
+    """mpmath's eigenvalues of ∇²L with a cap, from the definition: diag(a′) J diag(a′) + diag((s - y) ⊙ a″)."""
+    import mpmath as mp
+
+    with mp.workdps(60):
+        c = mp.mpf(cap)
+        z = [mp.mpf(v) for v in logits]
+        a = [c * mp.tanh(v / c) for v in z]
+        top = max(a)
+        e = [mp.exp(v - top) for v in a]
+        s = [v / mp.fsum(e) for v in e]
+        first = [1 - mp.tanh(v / c) ** 2 for v in z]
+        second = [-2 * mp.tanh(v / c) * (1 - mp.tanh(v / c) ** 2) / c for v in z]
+        size = len(z)
+        matrix = mp.matrix(size, size)
+        for i in range(size):
+            for j in range(size):
+                jacobian = s[i] * ((1 if i == j else 0) - s[j])
+                matrix[i, j] = first[i] * jacobian * first[j] + ((s[i] - (i == label)) * second[i] if i == j else 0)
+        return sorted(mp.eigsy(matrix, eigvals_only=True))
+
+
+@pytest.mark.parametrize("cap", [1e6, 1e3, 30.0, 3.0])
+def test_every_digit_of_a_capped_hessians_eigenvalue_is_the_exact_ones(sce, cap):
+    # With c = 1e6 the smallest eigenvalue is -3.8347e-13 (mpmath); the float64 matrix and its eigensolver
+    # give -3.8355e-13: only the digits above their rounding (about 4e-15) are the exact value's.
+    import mpmath as mp
+
+    result = sce("grad", "2", "3", "4", "-l", "1", "--softcap", cap, "--hessian")
+    line = next(line for line in result.stdout.splitlines() if line.startswith("eigenvalues:"))
+    shown = [text.strip() for text in line.removeprefix("eigenvalues:").split(",")]
+    exact = exact_capped_hessian_eigenvalues([2, 3, 4], 1, cap)
+    for text, value in zip(shown, exact):
+        if text.startswith("0 ± "):  # within the rounding: only a bound is shown
+            assert abs(value) <= mp.mpf(text.removeprefix("0 ± ")), (text, value)
+            continue
+        mantissa, _, exponent = text.partition("e")
+        half_unit = mp.mpf(5) * mp.mpf(10) ** (int(exponent or 0) - len(mantissa.partition(".")[2]) - 1)
+        assert abs(mp.mpf(text) - value) < half_unit, (text, value)

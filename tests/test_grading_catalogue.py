@@ -90,7 +90,8 @@ NOT_IN_DUMPS = {"rounded before the log"}
 
 
 def written(values: np.ndarray) -> list[str]:
-    return [f"{v:.12g}" for v in np.ravel(values)]
+    # "#": trailing zeros kept, so -1.999999999999998 is written -2.00000000000, twelve digits, not "-2".
+    return [f"{v:#.12g}" for v in np.ravel(values)]
 
 
 def typed_mistake(z, y, quantity, value, options):
@@ -318,3 +319,68 @@ def test_check_csv_names_a_float32_file_and_the_flag_that_grades_it(tmp_path, sc
     assert "mistake: computed in float32 (PyTorch's default type), not in float64" in result.stdout.splitlines()
     assert "fix: grade it as float32 with --dtype float32" in result.stdout.splitlines()
     assert sce(*args, "--dtype", "float32").exit_code == 0
+
+
+def _mean_file(path: Path, z: np.ndarray, y: np.ndarray, gradient: np.ndarray) -> Path:
+    names = [f"z{k}" for k in range(z.shape[1])]
+    lines = [",".join([*names, "label", *(f"grad_{name}" for name in names)])]
+    for row, label, grad in zip(z, y, gradient, strict=True):
+        lines.append(",".join([*map(repr, row.tolist()), str(label), *map(repr, grad.tolist())]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_check_csv_names_the_mean_that_counts_ignored_rows(tmp_path, sce):
+    # The padding mean: (p − y)/N over all N rows, the ignored one's gradient 0, where the mean
+    # divides by the 3 counted rows. The same mistake check --arrays names, in the same words.
+    z = np.array([[2.0, 3.0, 4.0], [1.5, -0.5, 0.25], [-1.0, 2.0, 0.5], [0.0, 1.0, 3.0]])
+    y = np.array([1, 0, -100, 2])
+    counted = y != -100
+    gradient = np.where(counted[:, None], softmax(z) - one_hot(np.where(counted, y, 0), 3), 0.0) / len(y)
+    path = _mean_file(tmp_path / "padding_mean.csv", z, y, gradient)
+    result = sce("check", "--csv", path, "--grad-cols", "grad_*", "--reduction", "mean")
+    assert result.exit_code == 1
+    assert f"mistake: {catalogue.IGNORED_ROWS_COUNTED.worded_name({'ignore_index': '--ignore-index'})}" in (
+        result.stdout.splitlines()
+    )
+    in_dump = dump_mistakes(z, y, "gradient", gradient, LossOptions(reduction="mean"))
+    assert any(name.startswith(catalogue.IGNORED_ROWS_COUNTED.name) for name in in_dump)
+    right = _mean_file(tmp_path / "right.csv", z, y, gradient * len(y) / counted.sum())
+    assert sce("check", "--csv", right, "--grad-cols", "grad_*", "--reduction", "mean").exit_code == 0
+
+
+def test_check_csv_names_a_weighted_mean_divided_by_the_row_count(tmp_path, sce):
+    z = np.array([[2.0, 3.0, 4.0], [1.5, -0.5, 0.25], [0.0, 1.0, 3.0]])
+    y = np.array([1, 0, 2])
+    weights = np.array([0.5, 2.0, 3.0])
+    w = weights[y][:, None]
+    gradient = w * (softmax(z) - one_hot(y, 3)) / len(y)  # divided by 3 rows, not by Σw = 5.5
+    path = _mean_file(tmp_path / "by_rows.csv", z, y, gradient)
+    args = ("check", "--csv", path, "--grad-cols", "grad_*", "--reduction", "mean", "--weight", "0.5,2,3")
+    result = sce(*args)
+    assert result.exit_code == 1
+    assert f"mistake: {catalogue.WEIGHT_SUM_BY_ROW_COUNT.name}" in result.stdout.splitlines()
+    right = _mean_file(tmp_path / "right.csv", z, y, gradient * len(y) / weights[y].sum())
+    assert sce("check", "--csv", right, *args[3:]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("reduction", "mistake"), [("none", catalogue.MEAN_NOT_NONE), ("sum", catalogue.MEAN_NOT_SUM)]
+)
+def test_check_csv_names_a_mean_where_none_or_sum_is_graded(tmp_path, sce, reduction, mistake):
+    # PyTorch's default mean, (p − y)/D, graded as 'none' or 'sum': D is the file's weight sum, 5.5 here.
+    z = np.array([[2.0, 3.0, 4.0], [1.5, -0.5, 0.25], [-1.0, 2.0, 0.5], [0.0, 1.0, 3.0]])
+    y = np.array([1, 0, -100, 2])
+    weights = np.array([0.5, 2.0, 3.0])
+    counted = y != -100
+    safe = np.where(counted, y, 0)
+    per_row = np.where(counted[:, None], weights[safe][:, None] * (softmax(z) - one_hot(safe, 3)), 0.0)
+    flags = {"reduction": "--reduction"}
+    graded = ("--grad-cols", "grad_*", "--reduction", reduction, "--weight", "0.5,2,3")
+    for divisor, named in ((weights[safe][counted].sum(), True), (len(y), False), (2.0, False)):
+        path = _mean_file(tmp_path / "mean.csv", z, y, per_row / divisor)
+        result = sce("check", "--csv", path, *graded)
+        assert result.exit_code == 1
+        assert (f"mistake: {mistake.worded_name(flags)}" in result.stdout.splitlines()) is named, (divisor, result.stdout)
+    right = _mean_file(tmp_path / "right.csv", z, y, per_row)
+    assert sce("check", "--csv", right, *graded).exit_code == 0

@@ -30,6 +30,8 @@ class MeanDenominators:
     """The weight sum of the counted rows (class indices), or the row count (probabilities)."""
     z_loss: float
     """The counted rows: the z-loss is unweighted."""
+    rows: float = 0.0
+    """Every row, counted or not (for naming a mean over every row; 0 where not counted)."""
 
 
 def compute_block(
@@ -90,8 +92,10 @@ class DenominatorTally:
     counted_rows: float = 0.0
     counts: np.ndarray | None = None
     """Counted rows per class, for labels: D as one call of the core rounds it."""
+    rows: float = 0.0
 
     def add(self, result: SoftmaxCrossEntropyResult) -> None:
+        self.rows += result.num_rows
         self.counted_rows += float(result.counted.sum())
         if result.labels is None:
             self.weight_sum += result.num_rows  # probability targets: the mean divides by N
@@ -101,4 +105,4 @@ class DenominatorTally:
 
     def denominators(self, options: LossOptions) -> MeanDenominators:
         weight_sum = self.weight_sum if self.counts is None else weight_sum_of_counts(self.counts, options)
-        return MeanDenominators(weight_sum, self.counted_rows)
+        return MeanDenominators(weight_sum, self.counted_rows, self.rows)

@@ -183,8 +183,8 @@ def check(
     Example: sce check 2 3 4 --label 1 --grad 0.090,-0.755,0.665
     Dumped tensors: sce check --arrays dump.npz --reduction mean (--grad and --loss are then files).
     Exit status 0 when everything matches, 1 when something does not, 2 when
-    the answer or the file cannot be graded, 3 when a typed answer (or, with
-    --id-col, a learner's at worst) has too few digits to tell it from a usual mistake.
+    the answer or the file cannot be graded, 3 when a typed answer (or a row of
+    --csv's file) has too few digits to tell it from a usual mistake.
     """
     check_digits(digits)
     _check_tolerance(tol)
@@ -431,6 +431,7 @@ def _grade_answers(
 def _grade_file(
     request: BatchRequest, tol: float | None, digits: int, output_format: CheckFormat, output: str | None = None
 ) -> None:
+    from sce.grading import verdicts
     from sce.grading.csv_file import check_file
     from sce.io.signals import stopping_signals_handled
 
@@ -454,5 +455,7 @@ def _grade_file(
         print_file_check(stdout_console(), found, digits, FLAG_OF_FIELD, reduction=request.options.reduction)
     if request.summary_path is not None:
         say_if_signalled_after_commit("the summary")
+    if found.verdict == verdicts.TOO_FEW_DIGITS:
+        raise typer.Exit(ExitStatus.TOO_FEW_DIGITS)
     if not found.correct:
         raise typer.Exit(ExitStatus.WRONG)

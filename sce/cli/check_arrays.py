@@ -71,7 +71,9 @@ def check_arrays(
     """Read the dump, grade it by type, print the verdict; exit 1 when wrong.
 
     Without --reduction, the reduction is PyTorch's default, mean, unless
-    the dump's loss is one per row (then none)."""
+    the dump's loss is one per row: then none, or mean where the gradient
+    is the mean's (each row's loss logged beside the mean's backward, as
+    ``sce batch --reduction mean`` writes them)."""
     from sce.io.arrays import DumpRequest, read_dump
     from sce.io.arrays.dump import float_name
 
@@ -98,26 +100,34 @@ def check_arrays(
         dump = dataclasses.replace(dump, loss=dump.loss.reshape(1))
     _check_loss_shape(dump.loss, options, dump.where.get("loss", ""))
     found = _check_with_progress(dump, options, claimed_name, sum_order)
-    if output_format is CheckFormat.json:
-        from sce.render.json_format import dtype_check_document, dumps
-
-        write_stdout(dumps(dtype_check_document(found, FLAG_OF_FIELD)) + "\n")
-    elif output_format is CheckFormat.html:
-        from sce.cli.page_output import write_report_page
-        from sce.render.dtype_check import print_dtype_check
-
-        title = f"Checked: {arrays or paths['logits']}"
-        write_report_page(
-            title, [], lambda console: print_dtype_check(console, found, digits, FLAG_OF_FIELD), page_output
-        )
-    else:
-        from sce.render.dtype_check import print_dtype_check
-
-        print_dtype_check(stdout_console(), found, digits, FLAG_OF_FIELD)
+    if not reduction_given and options.reduction == "none" and dump.grad is not None and not found.correct:
+        # The gradient says which: a wrong loss beside the mean's right gradient is a wrong loss, not "divided by N".
+        as_mean = _check_with_progress(dump, options.replace(reduction="mean"), claimed_name, sum_order)
+        if as_mean.quantities[0].correct and not found.quantities[0].correct:
+            found = as_mean
+    _show(found, digits, output_format, (f"Checked: {arrays or paths['logits']}", page_output))
     if not found.judgeable:
         raise typer.Exit(ExitStatus.UNGRADED)  # neither right nor wrong: the type cannot hold the answer
     if not found.correct:
         raise typer.Exit(ExitStatus.WRONG)
+
+
+def _show(found: DtypeCheck, digits: int, output_format: CheckFormat, page: tuple[str, str | None]) -> None:
+    """The verdict as ``output_format`` says; a page has ``page``'s title and goes to its file (None: stdout)."""
+    if output_format is CheckFormat.json:
+        from sce.render.json_format import dtype_check_document, dumps
+
+        write_stdout(dumps(dtype_check_document(found, FLAG_OF_FIELD)) + "\n")
+        return
+    from sce.render.dtype_check import print_dtype_check
+
+    if output_format is CheckFormat.html:
+        from sce.cli.page_output import write_report_page
+
+        title, output = page
+        write_report_page(title, [], lambda console: print_dtype_check(console, found, digits, FLAG_OF_FIELD), output)
+    else:
+        print_dtype_check(stdout_console(), found, digits, FLAG_OF_FIELD)
 
 
 def _check_with_progress(dump: ArrayDump, options: LossOptions, claimed: str, sum_order: str) -> DtypeCheck:
@@ -168,5 +178,3 @@ def _check_loss_shape(loss: object, options: LossOptions, where: str) -> None:
         raise UsageProblem(
             f"{where} is one number but --reduction is none (one loss per row); say --reduction mean or sum"
         )
-    if loss.ndim == 1 and options.reduction != "none":
-        raise UsageProblem(f"{where} has one loss per row but --reduction is {options.reduction}; say --reduction none")

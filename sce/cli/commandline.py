@@ -158,6 +158,7 @@ def run_reporting_errors(run: Callable[[], Any]) -> int:
     """Run a command; turn any failure into one line on stderr and an exit status."""
     command: str | None = None
     flag_of: Mapping[str, str] | None = None
+    stdout_before = _stdout_file()
     try:
         try:
             result = run()
@@ -166,6 +167,12 @@ def run_reporting_errors(run: Callable[[], Any]) -> int:
         except _Escaped as escaped:
             command, flag_of = escaped.command, escaped.flag_of
             raise escaped.error from None
+        except SystemExit as done:
+            # rich, writing the help into a closed pipe, points stdout at /dev/null and exits 1:
+            # a closed pipe all the same, whose status is 141.
+            if done.code == 1 and stdout_before != _DEVNULL and _stdout_file() == _DEVNULL:
+                return ExitStatus.BROKEN_PIPE
+            raise
     except Interrupted as interrupted:
         if interrupted.name == "SIGPIPE":
             return _report_os_error(BrokenPipeError())
@@ -180,6 +187,22 @@ def run_reporting_errors(run: Callable[[], Any]) -> int:
     except KeyboardInterrupt:
         _say("sce: interrupted (SIGINT)")
         return ExitStatus.INTERRUPTED
+
+
+def _file_identity(descriptor: int | str) -> tuple[int, int] | None:
+    try:
+        status = os.stat(descriptor)
+    except (OSError, ValueError):
+        return None
+    return status.st_dev, status.st_ino
+
+
+_DEVNULL = _file_identity(os.devnull)
+
+
+def _stdout_file() -> tuple[int, int] | None:
+    """The file descriptor 1 is open on, by device and inode (None where it is closed)."""
+    return _file_identity(1)
 
 
 def _report(error: Exception, command: str | None = None, flag_of: Mapping[str, str] | None = None) -> int:

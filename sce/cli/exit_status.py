@@ -15,6 +15,7 @@ from enum import IntEnum
 
 from sce.errors import (
     DataProblem,
+    NothingToGrade,
     OptionDataProblem,
     OptionProblem,
     SceError,
@@ -51,6 +52,7 @@ STATUS_OF_KIND: Mapping[type[SceError], ExitStatus] = {
     UnreadableFile: ExitStatus.USAGE,
     DataProblem: ExitStatus.ERROR,
     OptionDataProblem: ExitStatus.ERROR,
+    NothingToGrade: ExitStatus.UNGRADED,
 }
 
 #: Where a command gives a kind its own status: (the command as run, kind) → status.

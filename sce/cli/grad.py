@@ -157,6 +157,8 @@ def _check_format(output_format: GradFormat, steps: bool, verify: bool, jacobian
 
 
 def _print_result(result: SoftmaxCrossEntropyResult, proofs: Proofs, digits: int, output_format: GradFormat) -> None:
+    from sce.explain.exact_values import exact_row
+
     if output_format is GradFormat.json:
         from sce.render.json_format import dumps, grad_document, proofs_document
 
@@ -164,7 +166,7 @@ def _print_result(result: SoftmaxCrossEntropyResult, proofs: Proofs, digits: int
     elif output_format is GradFormat.markdown:
         from sce.render.markdown_format import grad_markdown
 
-        write_stdout(grad_markdown(result, digits))
+        write_stdout(grad_markdown(result, digits, exact_row(result, digits)))
     elif output_format is GradFormat.csv:
         from sce.render.csv_format import grad_csv
 
@@ -173,10 +175,10 @@ def _print_result(result: SoftmaxCrossEntropyResult, proofs: Proofs, digits: int
         from sce.render.table import print_grad, print_proofs
 
         console = stdout_console()
-        print_grad(console, result, digits)
+        print_grad(console, result, digits, exact_row(result, digits))
         if proofs.any:
             console.print()
-            print_proofs(console, proofs, digits)
+            print_proofs(console, proofs, digits, float64=str(result.dtype) == "float64")
 
 
 def _write_page(
@@ -241,4 +243,4 @@ def _print_derivation(
         print_styled(console, reduction_line(result.options.reduction))
         if proofs.any:
             console.print()
-            print_proofs(console, proofs, digits)
+            print_proofs(console, proofs, digits, float64=str(result.dtype) == "float64")

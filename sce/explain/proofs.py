@@ -19,7 +19,12 @@ from sce.loss import (
     loss_hessian,
     softmax_jacobian,
 )
-from sce.loss.matrices import hessian_scale, language_model_hessian, softmax_jacobian_top_eigenvalues
+from sce.loss.matrices import (
+    hessian_scale,
+    language_model_hessian,
+    softmax_jacobian_eigenvalues,
+    softmax_jacobian_top_eigenvalues,
+)
 from sce.options import LossOptions
 
 #: Beyond this many classes the K×K matrices are not formed (K = 1,000 is 8 MB;
@@ -50,10 +55,14 @@ class JacobianProof:
     """The result's options: what the product carries beyond ∂L/∂s · ∂s/∂z (the mean, the z-loss)."""
     denominator: float = 1.0
     """What the mean divides the cross-entropy by (D)."""
+    dl_ds_overflows: bool = False
+    """An entry of ∂L/∂s = -w ⊙ y / s is beyond float64's range although its probability is not 0
+    (a weight near 1e308): not a probability of 0."""
 
     @property
     def fails_in_floating_point(self) -> bool:
-        """A probability with target mass is 0 in float64: ∂L/∂s is infinite and the product meets ∞·0."""
+        """∂L/∂s is infinite (a probability with target mass is 0 in float64, or -w y/s overflows),
+        so the product meets ∞·0 or ∞ − ∞."""
         return not bool(np.isfinite(self.product).all())
 
 
@@ -84,6 +93,17 @@ class HessianProof:
     def all_eigenvalues(self) -> bool:
         return len(self.eigenvalues) == self.num_classes
 
+    @property
+    def eigenvalue_error(self) -> float:
+        """How far an eigenvalue shown may be from the exact one, at most: 0 where each is found to a few
+        ulps of itself (a multiple of diag(s) - s sᵀ, from its secular equation); with a cap or a z-loss,
+        the matrix's own rounding and the eigensolver's, 16·K·eps·‖H‖ (Weyl), which leaves an eigenvalue
+        near 0 fewer digits than asked for."""
+        if not self.language_model or not self.finite:
+            return 0.0
+        largest = float(np.max(np.abs(self.eigenvalues), initial=0.0))
+        return 16 * self.num_classes * float(np.finfo(np.float64).eps) * largest
+
 
 @dataclass(frozen=True)
 class Proofs:
@@ -106,15 +126,17 @@ def _jacobian_proof(result: SoftmaxCrossEntropyResult, s: np.ndarray, small: boo
         with np.errstate(over="ignore", invalid="ignore"):
             factor = result.cap_derivative[0].astype(np.float64) / options.temperature
             with_respect_to_z = at_b * factor[None, :] if moved else at_b
+    dl_ds = loss_gradient_wrt_probabilities(result).astype(np.float64)
     return JacobianProof(
         with_respect_to_z,
-        loss_gradient_wrt_probabilities(result).astype(np.float64),
+        dl_ds,
         gradient_via_jacobian(result),
         result.gradient[0].astype(np.float64),
         options.has_llm_options,
         at_b if moved else None,
         options,
         float(result.denominator),
+        bool(np.isinf(dl_ds[s > 0]).any()),
     )
 
 
@@ -131,7 +153,11 @@ def prove(result: SoftmaxCrossEntropyResult, *, verify: bool, jacobian: bool, he
             with_options = result.options.has_llm_options
             matrix = language_model_hessian(result) if with_options else loss_hessian(result).astype(np.float64)
             finite = np.isfinite(matrix).all()  # a tiny T overflows it, as it did the gradient
-            eigenvalues = np.linalg.eigvalsh(matrix) if finite else np.full(result.num_classes, np.nan)
+            eigenvalues = np.full(result.num_classes, np.nan)
+            if finite and with_options:
+                eigenvalues = np.linalg.eigvalsh(matrix)
+            elif finite:  # a multiple of diag(s) - s sᵀ: its 0 exactly, and small ones to their own digits
+                eigenvalues = np.sort(hessian_scale(result) * softmax_jacobian_eigenvalues(s))
             lse = result.log_sum_exp
             negative_lse = bool(result.options.z_loss and lse is not None and float(lse[0]) < 0)
             hessian_proof = HessianProof(

@@ -28,13 +28,31 @@ def within(
 ) -> np.ndarray:
     """``rounding``: the relative difference that is the type's rounding, never a mistake."""
     given, expected = np.asarray(given, dtype=float), np.asarray(expected, dtype=float)
+    allowed = applied_tolerance(expected, tolerance, rounding)
     with np.errstate(invalid="ignore", over="ignore"):
-        # An infinite expected value is matched only by the same infinity: its
-        # relative allowance would be infinite too, and let any answer pass.
-        allowed = np.where(np.isfinite(expected), np.asarray(tolerance) + rounding * np.abs(expected), 0)
         close = np.isfinite(expected) & (np.abs(given - expected) <= allowed)
     # NaN where the exact value is NaN (a mean over no counted rows, as PyTorch gives it) is the right answer.
     return close | (given == expected) | (np.isnan(given) & np.isnan(expected))
+
+
+def applied_tolerance(
+    expected: np.ndarray | float, tolerance: np.ndarray | float, rounding: float = ROUNDING_ALLOWANCE
+) -> np.ndarray:
+    """The difference allowed at each entry: the tolerance (of the digits written, or ``--tol``), or
+    the type's rounding, ``rounding`` × |expected|, whichever is larger; the one a table shows.
+
+    Examples
+    --------
+    >>> applied_tolerance(0.2, 0.05).tolist()  # the digits' half unit, exactly
+    0.05
+    >>> float(applied_tolerance(0.2, 5e-18, 4 * 2.0**-23))  # float32's rounding: 4 ulps of 0.2
+    9.5367431640625e-08
+    """
+    expected = np.asarray(expected, dtype=float)
+    with np.errstate(invalid="ignore", over="ignore"):
+        # An infinite expected value is matched only by the same infinity: its
+        # relative allowance would be infinite too, and let any answer pass.
+        return np.where(np.isfinite(expected), np.maximum(tolerance, rounding * np.abs(expected)), 0.0)
 
 
 @dataclass(frozen=True)
@@ -62,6 +80,8 @@ class QuantityCheck:
     """The tolerance is the user's (``--tol``), not the digits'."""
     columns: int = 0
     """The entries are a matrix's, row by row, with this many columns (0: a vector)."""
+    rounding: float = ROUNDING_ALLOWANCE
+    """The relative difference that is the type's rounding (:func:`applied_tolerance`)."""
     ambiguous: Mistake | None = None
     """A usual mistake that the answer, right to the digits given, also fits:
     too few digits to tell the right answer from it. The answer is then not
@@ -86,6 +106,11 @@ class QuantityCheck:
     @property
     def passed(self) -> bool:
         return self.verdict == verdicts.CORRECT
+
+    @property
+    def allowed(self) -> np.ndarray:
+        """The difference allowed at each entry: the tolerance or the type's rounding (:func:`applied_tolerance`)."""
+        return applied_tolerance(self.expected, self.tolerance, self.rounding)
 
     @property
     def difference(self) -> np.ndarray:
@@ -197,6 +222,7 @@ def check_quantity(
         also=also,
         fitting=tuple(fitting),
         columns=columns,
+        rounding=rounding,
         ambiguous=ambiguous,
     )
 

@@ -3,23 +3,37 @@ the exact values, block by block."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
+from sce.batch.compute import MeanDenominators, compute_block
 from sce.batch.csv_source import computed_blocks, csv_input, mean_denominator, readable_input
 from sce.batch.loop import check_summary_path, write_summary_file
 from sce.batch.request import BatchRequest, BatchSummary
 from sce.errors import DataProblem
+from sce.grading import catalogue, verdicts
 from sce.grading.answers import within
 from sce.grading.catalogue import Mistake
-from sce.grading.csv_mistakes import GradedColumns, MistakeSearch
+from sce.grading.csv_dtype import exact_options, in_type, type_allowances
+from sce.grading.csv_mistakes import (
+    DividedSearch,
+    GradedColumns,
+    MistakeSearch,
+    TypedWhatIf,
+    look_alike_rows,
+    mean_what_ifs,
+)
 from sce.grading.gradebook import Gradebook
-from sce.grading.mistakes import row_what_ifs
+from sce.grading.mistakes import WhatIf, row_what_ifs
 from sce.io.csv.columns import ColumnPlan
 from sce.io.csv.parse import ParsedBlock, read_numbers
 from sce.io.csv.records import record_lines
+from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import written_tolerances
+from sce.options import FloatType
 
 
 @dataclass
@@ -58,16 +72,31 @@ class FileCheck:
     explains every wrong entry of that quantity (none when the file is correct)."""
     gradebook: Gradebook | None = None
     """Each learner's grade, with an id column (``request.id_col``)."""
+    too_few_digits_rows: int = 0
+    """Rows right to the digits written whose digits also fit a usual mistake (as typed check grades a row)."""
+    look_alike: tuple[int, Mistake] | None = None
+    """The first such row's line, and the mistake its digits fit as well."""
+    tolerance_given: bool = False
+    """The tolerance is the user's (``--tol``), not the digits'."""
+
+    @property
+    def verdict(self) -> str:
+        """:data:`~sce.grading.verdicts.CORRECT`, ``TOO_FEW_DIGITS`` (a row right to its digits that
+        fit a usual mistake too) or ``NOT_CORRECT`` (a wrong row)."""
+        if self.wrong_rows:
+            return verdicts.NOT_CORRECT
+        return verdicts.TOO_FEW_DIGITS if self.too_few_digits_rows else verdicts.CORRECT
 
     @property
     def correct(self) -> bool:
-        return self.wrong_rows == 0
+        return self.verdict == verdicts.CORRECT
 
     def document(self) -> dict[str, object]:
         """The summary as ``--summary-json`` writes it: sce batch's, and the verdict's counts."""
         return {
             **self.totals.document(),
             "wrong_rows": self.wrong_rows,
+            "too_few_digits_rows": self.too_few_digits_rows,
             "all_correct": self.correct,
             "max_abs_error": self.max_abs_error,
             "max_rel_error": self.max_rel_error,
@@ -85,43 +114,153 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
     and every logit column joins the softmax, whichever gradient columns are graded.
     The caller installs the stopping signals' handlers around it (as around :func:`sce.batch.run_batch`).
     With ``request.summary_path``, the summary is written there as JSON, whole, once every row is graded."""
-    reading, options = csv_input(request), request.options
+    reading, options = csv_input(request), exact_options(request.options)
+    dtype = request.options.dtype
     if request.summary_path is not None:
         check_summary_path(request.summary_path, [request.input_path])
     with readable_input(request.input_path, reads_twice=options.reduction == "mean") as path:
         denominator = mean_denominator(path, reading, options)
-        found, search = FileCheck(), MistakeSearch()
+        found, search, divided = FileCheck(tolerance_given=tolerance is not None), MistakeSearch(), DividedSearch()
         found.gradebook = None if request.id_col is None else Gradebook(request.id_col)
         found.totals.reduction = options.reduction
         found.totals.denominator = 0.0 if denominator is None else denominator.cross_entropy
+        denominators = (1.0, 1.0) if denominator is None else (denominator.cross_entropy, denominator.z_loss)
         for parsed, plan, result, _ in computed_blocks(path, reading, options, denominator):
             assert isinstance(parsed, ParsedBlock)  # the wide way is asked for by sce batch only
             found.classes, found.graded_gradients = len(plan.logits), len(plan.grads or ())
-            wrong = np.zeros(result.num_rows, dtype=bool)
+            typed = None
+            if dtype != "float64":
+                result = _exact_in_type(result, parsed, plan, denominator, dtype)
+                typed = type_allowances(result, parsed.targets, dtype, denominators)
             graded = []
-            for quantity, columns, expected in _graded(plan, result.gradient, result.losses):
-                given = read_numbers(parsed.text, columns, parsed.block, plan, request.delimiter)
-                allowed = tolerance if tolerance is not None else written_tolerances(parsed.text, columns)
-                allowed = np.broadcast_to(np.asarray(allowed, dtype=np.float64), given.shape)
-                ok = within(given, expected, allowed)
-                wrong |= ~ok.all(axis=1)
-                classes = plan.grad_classes if quantity == "gradient" else None
-                graded.append(GradedColumns(quantity, given, allowed, ok, classes, expected))
-                _add_errors(found, _Cells(columns, expected, given, allowed, ok), parsed, request.delimiter)
-            search.observe(result, graded)
+            for columns, cells in _graded_block(parsed, plan, result, typed, tolerance, request.delimiter):
+                graded.append(columns)
+                _add_errors(found, cells, parsed, request.delimiter)
+            wrong = np.logical_or.reduce([~columns.ok.all(axis=1) for columns in graded])
+            what_ifs = _BlockWhatIfs(_Block(result, parsed, plan, denominator), denominators)
+            search.observe(graded, what_ifs)
+            divided.observe(result, graded)
+            look_alikes = look_alike_rows(what_ifs.look_alikes, graded)
+            _add_look_alikes(found, look_alikes, parsed, request.delimiter)
             if found.gradebook is not None:
                 lines = record_lines(parsed.block, request.delimiter)
                 codes = found.gradebook.learners_of(parsed.text[found.gradebook.column].to_list(), lines)
-                found.gradebook.observe(codes, graded, row_what_ifs(result))
+                found.gradebook.observe(codes, graded, what_ifs(), look_alikes)
             found.rows += result.num_rows
             found.wrong_rows += int(wrong.sum())
             found.totals.add(result)
     if found.rows == 0:
         raise DataProblem("the input has a header but no rows")
     found.mistakes = search.named() if not found.correct else []
+    mean = divided.named(options) if not found.correct else None
+    if mean is not None:
+        found.mistakes.append(("" if set(search.alive) <= {"gradient"} else "gradient", mean))
     if request.summary_path is not None:
         write_summary_file(request.summary_path, request.input_path, found.document())
     return found
+
+
+def _graded_block(
+    parsed: ParsedBlock,
+    plan: ColumnPlan,
+    result: SoftmaxCrossEntropyResult,
+    typed: Mapping[str, np.ndarray] | None,
+    tolerance: float | None,
+    delimiter: str,
+) -> list[tuple[GradedColumns, _Cells]]:
+    """Each graded quantity of a block: given against expected, within the digits written (or
+    ``tolerance``) plus, for answers computed in a narrower type, that type's ``typed`` allowance."""
+    graded = []
+    for quantity, columns, expected in _graded(plan, result.gradient, result.losses):
+        given = read_numbers(parsed.text, columns, parsed.block, plan, delimiter)
+        written = tolerance if tolerance is not None else written_tolerances(parsed.text, columns)
+        written = np.broadcast_to(np.asarray(written, dtype=np.float64), given.shape)
+        precision = np.zeros(given.shape) if typed is None else _in_columns(typed[quantity], quantity, plan)
+        ok = within(given, expected, written + precision)
+        classes = plan.grad_classes if quantity == "gradient" else None
+        # A mistake may move the label's −1 to any class: its rounding there is in ulps of 1, as
+        # the label's own entry is, so a mistake is fitted within the row's largest allowance.
+        naming = written + precision.max(axis=1, keepdims=True, initial=0.0)
+        graded.append(
+            (
+                GradedColumns(quantity, given, written + precision, ok, classes, expected, naming, precision),
+                _Cells(columns, expected, given, written + precision, ok),
+            )
+        )
+    return graded
+
+
+class _Block(NamedTuple):
+    """A block of the file as graded: its exact result, its rows parsed, the column plan, the mean's denominators."""
+
+    result: SoftmaxCrossEntropyResult
+    parsed: ParsedBlock
+    plan: ColumnPlan
+    denominator: MeanDenominators | None
+
+
+def _exact_in_type(
+    result: SoftmaxCrossEntropyResult,
+    parsed: ParsedBlock,
+    plan: ColumnPlan,
+    denominator: MeanDenominators | None,
+    dtype: FloatType,
+) -> SoftmaxCrossEntropyResult:
+    """The exact result of the block's logits as a program computing in ``dtype`` holds them."""
+    logits = in_type(parsed.logits, dtype)
+    if np.array_equal(logits, parsed.logits):
+        return result  # 2, 3, 4 are the same in float32
+    if (np.isinf(logits) & np.isfinite(parsed.logits)).any():
+        # Beyond the type's range: the core refuses it in the type's own words, at its line and column.
+        compute_block(parsed, plan, replace(result.options, dtype=dtype), denominator)
+    return compute_block(replace(parsed, logits=logits), plan, result.options, denominator)
+
+
+def _in_columns(allowances: np.ndarray, quantity: str, plan: ColumnPlan) -> np.ndarray:
+    """A quantity's allowances for its graded columns (the gradient's: those of their classes)."""
+    if quantity != "gradient":
+        return allowances
+    assert plan.grad_classes is not None
+    return allowances[:, list(plan.grad_classes)]
+
+
+class _BlockWhatIfs:
+    """A block's candidate mistakes, computed once when first asked for: the catalogue's row by
+    row (:func:`row_what_ifs`), and those of the file's mean (its denominators). Answers graded as
+    float64 may be float32's: that candidate is the exact value of the float32 logits, fitted
+    within float32's allowance (as ``--dtype float32`` would grade it), not sce's own float32 result."""
+
+    def __init__(self, block: _Block, denominators: tuple[float, float]) -> None:
+        self.block, self.denominators = block, denominators
+        self.found: list[WhatIf] | None = None
+
+    def look_alikes(self) -> list[WhatIf]:
+        """Only the candidates a right answer's few digits may fit (half the work of all of them)."""
+        result = self.block.result
+        return row_what_ifs(result, look_alikes_only=True) + mean_what_ifs(result, self.block.denominator)
+
+    def __call__(self) -> list[WhatIf]:
+        if self.found is None:
+            result = self.block.result
+            self.found = row_what_ifs(result) + mean_what_ifs(result, self.block.denominator)
+            if result.options.dtype == "float64":
+                exact = _exact_in_type(*self.block, "float32")
+                allowance = type_allowances(exact, self.block.parsed.targets, "float32", self.denominators)
+                in_float32 = TypedWhatIf(
+                    catalogue.FLOAT32, exact.gradient, losses=exact.losses, look_alike=False, allowance=allowance
+                )
+                self.found = [w if w.mistake != catalogue.FLOAT32 else in_float32 for w in self.found]
+        return self.found
+
+
+def _add_look_alikes(found: FileCheck, look_alikes: list[Mistake | None], parsed: ParsedBlock, delimiter: str) -> None:
+    """Count the block's rows whose digits fit a usual mistake as well; keep the first one's line."""
+    rows = [row for row, mistake in enumerate(look_alikes) if mistake is not None]
+    found.too_few_digits_rows += len(rows)
+    if rows and found.look_alike is None:
+        mistake = look_alikes[rows[0]]
+        assert mistake is not None
+        found.look_alike = (record_lines(parsed.block, delimiter)[rows[0]], mistake)
 
 
 def _graded(

@@ -5,8 +5,9 @@ Each learner's rows are graded as a whole: the score is the entries right out of
 graded; the mistake named is the first of the catalogue (:func:`row_what_ifs`) that fits
 every entry of each quantity the learner got wrong, right entries included, over all the
 learner's rows. Where none does, the two that explain the most wrong entries are named as
-"more than one mistake". A learner right to every digit written, whose digits also fit a usual
-mistake that changes the numbers, gets "too few digits to grade", as a typed answer does.
+"more than one mistake". A learner right to every digit written, one of whose rows the digits
+written also fit a usual mistake that changes that row's numbers, gets "too few digits to grade",
+as that row typed would: each row is an answer, graded by its own digits.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ import numpy as np
 
 from sce.errors import DataProblem
 from sce.grading import verdicts
-from sce.grading.answers import within
 from sce.grading.catalogue import Mistake
-from sce.grading.csv_mistakes import GradedColumns, Key, entries_fitting, mistaken_value
+from sce.grading.csv_mistakes import GradedColumns, Key, entries_fitting
 from sce.grading.mistakes import WhatIf
 
 
@@ -54,11 +54,9 @@ class LearnerGrade:
 
 @dataclass
 class _Fits:
-    """Per learner, for one candidate and one quantity: entries it does not fit, and entries where
-    it differs from the exact value."""
+    """Per learner, for one candidate and one quantity: entries it does not fit."""
 
     unfit: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    differs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @dataclass
@@ -74,6 +72,8 @@ class Gradebook:
     explained: dict[Key, np.ndarray] = field(default_factory=dict)
     candidates: dict[Key, WhatIf] = field(default_factory=dict)
     """Each candidate, in the catalogue's order (the first of its what-ifs)."""
+    look_alikes: dict[int, Mistake] = field(default_factory=dict)
+    """Per learner, the usual mistake that the first of their rows with too few digits fits as well."""
 
     def learners_of(self, ids: Sequence[str | None], lines: Sequence[int]) -> np.ndarray:
         """Each row's learner as a number, first seen first; an empty id is refused."""
@@ -87,9 +87,19 @@ class Gradebook:
             codes[row] = self.codes.setdefault(text, len(self.codes))
         return codes
 
-    def observe(self, codes: np.ndarray, graded: list[GradedColumns], what_ifs: list[WhatIf]) -> None:
-        """Add one block's graded columns, row by row, to their learners."""
+    def observe(
+        self,
+        codes: np.ndarray,
+        graded: list[GradedColumns],
+        what_ifs: list[WhatIf],
+        look_alikes: Sequence[Mistake | None],
+    ) -> None:
+        """Add one block's graded columns, row by row, to their learners; ``look_alikes``: each row's
+        usual mistake that its digits fit as well (:func:`look_alike_rows`)."""
         self._add("rows", codes, np.ones(len(codes)))
+        for row, mistake in enumerate(look_alikes):
+            if mistake is not None:
+                self.look_alikes.setdefault(int(codes[row]), mistake)
         for columns in graded:
             self._add("graded", codes, np.full(len(codes), columns.ok.shape[1]))
             self._add("right", codes, columns.ok.sum(axis=1))
@@ -100,7 +110,6 @@ class Gradebook:
                 fitting = entries_fitting(what_if, columns)
                 fits = self.fits.setdefault((columns.quantity, key), _Fits())
                 fits.unfit = self._added(fits.unfit, codes, (~fitting).sum(axis=1))
-                fits.differs = self._added(fits.differs, codes, _differing(what_if, columns).sum(axis=1))
                 self.explained[key] = self._added(
                     self.explained.get(key, np.zeros(0, dtype=np.int64)), codes, (fitting & ~columns.ok).sum(axis=1)
                 )
@@ -114,7 +123,7 @@ class Gradebook:
         wrong = [q for q in quantities if self._count(f"wrong {q}", code)]
         rows, graded, right = (self._count(name, code) for name in ("rows", "graded", "right"))
         if not wrong:
-            look_alike = self._look_alike(code, quantities)
+            look_alike = self.look_alikes.get(code)
             verdict = verdicts.CORRECT if look_alike is None else verdicts.TOO_FEW_DIGITS
             return LearnerGrade(learner, rows, graded, right, verdict, also_fits=look_alike)
         whole = next((key for key in self.candidates if all(self._fit(q, key, code) for q in wrong)), None)
@@ -125,20 +134,6 @@ class Gradebook:
             explaining.sort(key=lambda key: -self._at(self.explained[key], code))  # stable: catalogue order in ties
             mistakes = tuple(dict.fromkeys(self.candidates[key].mistake for key in explaining))[:2]
         return LearnerGrade(learner, rows, graded, right, verdicts.NOT_CORRECT, mistakes, whole is not None)
-
-    def _look_alike(self, code: int, quantities: list[str]) -> Mistake | None:
-        """The first usual mistake that changes the numbers and that the digits written fit as well."""
-        return next(
-            (
-                self.candidates[key].mistake
-                for key in self.candidates
-                for q in quantities
-                if self.candidates[key].look_alike
-                and self._fit(q, key, code)
-                and self._at(self.fits[(q, key)].differs, code) > 0
-            ),
-            None,
-        )
 
     def _fit(self, quantity: str, key: Key, code: int) -> bool:
         fits = self.fits.get((quantity, key))
@@ -159,15 +154,6 @@ class Gradebook:
         grown = np.zeros(len(self.codes), dtype=np.int64)
         grown[: len(totals)] = totals
         return grown + block
-
-
-def _differing(what_if: WhatIf, columns: GradedColumns) -> np.ndarray:
-    """The entries where the mistake gives another number than the exact one (none where unknown)."""
-    value = mistaken_value(what_if, columns)
-    if value is None or columns.expected is None:
-        return np.zeros(columns.given.shape, dtype=bool)
-    with np.errstate(invalid="ignore", over="ignore"):
-        return ~np.asarray(within(value, columns.expected, 0.0), dtype=bool)
 
 
 def mistake_counts(grades: list[LearnerGrade]) -> list[tuple[Mistake, int]]:

@@ -49,15 +49,19 @@ class WhatIf:
     rounding that any coarse answer fits."""
 
 
-def row_what_ifs(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None = None) -> list[WhatIf]:
+def row_what_ifs(
+    result: SoftmaxCrossEntropyResult, targets: ArrayLike | None = None, look_alikes_only: bool = False
+) -> list[WhatIf]:
     """Every row-by-row mistake of the catalogue that the result's options allow, over all its rows.
 
     ``targets`` are the probability targets as given, if any (before smoothing). Where the result
-    overflows (a tiny T), so do the what-ifs: inf and NaN that no answer matches."""
+    overflows (a tiny T), so do the what-ifs: inf and NaN that no answer matches. With
+    ``look_alikes_only``, those a right answer's few digits may fit (:attr:`WhatIf.look_alike`)."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         found = _formula_what_ifs(result) + _reduction_what_ifs(result) + _weight_what_ifs(result)
         found += _derivative_what_ifs(result) + _label_what_ifs(result) + _convention_what_ifs(result, targets)
-        found += _rounded_before_log(result) + _float32_what_ifs(result, targets)
+        if not look_alikes_only:
+            found += _rounded_before_log(result) + _float32_what_ifs(result, targets)
     return found
 
 

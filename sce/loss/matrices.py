@@ -6,6 +6,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from sce.loss.result import SoftmaxCrossEntropyResult
+from sce.loss.target_kinds import sums_leaving_one_out
 
 
 def softmax_jacobian(probabilities: ArrayLike) -> np.ndarray:
@@ -15,7 +16,10 @@ def softmax_jacobian(probabilities: ArrayLike) -> np.ndarray:
     this divided by T.)
     """
     s = np.asarray(probabilities)
-    return np.diag(s) - np.outer(s, s)
+    jacobian = -np.outer(s, s)
+    # s_i(1 - s_i) as s_i·Σ_{j≠i} s_j: 1 - s_i of a confident prediction (1 - 4e-18) would round to 0.
+    np.fill_diagonal(jacobian, s * sums_leaving_one_out(s))
+    return jacobian
 
 
 def loss_gradient_wrt_probabilities(result: SoftmaxCrossEntropyResult, row: int = 0) -> np.ndarray:
@@ -28,7 +32,7 @@ def loss_gradient_wrt_probabilities(result: SoftmaxCrossEntropyResult, row: int 
     s = result.probabilities[row]
     y = result.target[row]
     w = result.class_weights
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # w·y/s beyond 1.8e308: ∞, said where shown
         return np.where(y > 0, -(w * y) / s, 0).astype(s.dtype)
 
 
@@ -97,7 +101,7 @@ def language_model_hessian(result: SoftmaxCrossEntropyResult, row: int = 0) -> n
     s = result.probabilities[row].astype(np.float64)
     jacobian = softmax_jacobian(s)
     temperature = result.options.temperature
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # T² below 1e-308: ∞, said where shown
         hessian_a = hessian_scale(result, row) * jacobian
         if result.options.z_loss and result.counted[row] and result.log_sum_exp is not None:
             lse = float(result.log_sum_exp[row])
@@ -114,37 +118,78 @@ def language_model_hessian(result: SoftmaxCrossEntropyResult, row: int = 0) -> n
         return first[:, None] * hessian_a * first[None, :] + np.diag(gradient_a * second)
 
 
+def softmax_jacobian_eigenvalues(probabilities: ArrayLike) -> np.ndarray:
+    """Every eigenvalue of diag(s) - s sᵀ, ascending, each to a few ulps of itself.
+
+    A rank-one update of a diagonal. With Σ s = 1 (a softmax's output) the
+    eigenvalue along (1, …, 1) is exactly 0, and so is one along each class
+    whose s is 0; a value that s takes m times is an eigenvalue m - 1 times;
+    and between consecutive distinct positive values u < v of s lies exactly
+    one more, the root of Σ_i s_i / (s_i - λ) = 0. That form of the secular
+    equation (1 - Σ s_i²/(s_i - λ), divided by -λ) has no 1 to cancel against,
+    so an eigenvalue of 1e-20 keeps its digits, where a general eigensolver is
+    accurate only to about 1e-16 of the largest.
+
+    Examples
+    --------
+    >>> softmax_jacobian_eigenvalues([0.25, 0.25, 0.5]).tolist()
+    [0.0, 0.25, 0.375]
+    """
+    s = np.asarray(probabilities, dtype=np.float64)
+    positive = s[s > 0]
+    values, counts = np.unique(positive, return_counts=True)
+    repeated = np.repeat(values, counts - 1)
+    roots = _secular_roots(positive, values[:-1], values[1:])
+    zeros = np.zeros(s.size - positive.size + 1)
+    return np.sort(np.concatenate([zeros, repeated, roots]))
+
+
 def softmax_jacobian_top_eigenvalues(probabilities: ArrayLike, count: int) -> np.ndarray:
     """The ``count`` largest eigenvalues of diag(s) - s sᵀ, in O(K) each, never forming K×K.
 
-    A rank-one update of a diagonal: between consecutive distinct values
-    u < v of s lies exactly one eigenvalue, the root of the secular equation
-    1 = Σ_i s_i² / (s_i - λ) (which decreases from +∞ to -∞ there), and a
-    value that s takes m times is also an eigenvalue m - 1 times. The
-    smallest eigenvalue is 0, along (1, …, 1). Returned in descending order.
+    As :func:`softmax_jacobian_eigenvalues`, only the roots in the ``count``
+    highest intervals between distinct values, the repeated values and 0: the
+    ``count`` largest are among these. Returned in descending order.
     """
     s = np.asarray(probabilities, dtype=np.float64)
-    values, counts = np.unique(s, return_counts=True)
-    # Repeated values, the roots of the `count` highest intervals (each at least
-    # every root below it) and 0: the `count` largest are among these.
+    positive = s[s > 0]
+    values, counts = np.unique(positive, return_counts=True)
     found = [float(v) for v, m in zip(values, counts) for _ in range(min(m - 1, count))]
-    squares = s * s
-    for upper, lower in list(zip(values[::-1], values[-2::-1]))[:count]:
-        found.append(_secular_root(s, squares, float(lower), float(upper)))
+    top = values[-count - 1 :]
+    found.extend(_secular_roots(positive, top[:-1], top[1:]).tolist())
     found.append(0.0)
     return np.array(sorted(found, reverse=True)[:count])
 
 
-def _secular_root(s: np.ndarray, squares: np.ndarray, lower: float, upper: float) -> float:
-    """The root of 1 - Σ s_i²/(s_i - λ) in (lower, upper), by bisection to the last bit."""
+def _secular_roots(s: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """The root of h(λ) = Σ_i s_i / (s_i - λ) in each (lower, upper), to a few ulps.
+
+    h rises from -∞ to +∞ across each interval. Newton's steps, kept inside the
+    bracket the signs of h narrow; where a step would leave it, the bracket is
+    halved instead (geometrically where it spans more than an octave, so that a
+    root near 1e-300 is found in a few dozen steps, not a thousand).
+    """
+    lower, upper = lower.astype(np.float64), upper.astype(np.float64)
+    root = np.where(upper > 2 * lower, np.sqrt(lower) * np.sqrt(upper), 0.5 * (lower + upper))
+    active = np.arange(root.size)
     for _ in range(200):
-        middle = 0.5 * (lower + upper)
-        if middle in (lower, upper):
+        if active.size == 0:
             break
-        with np.errstate(divide="ignore", invalid="ignore"):
-            value = 1.0 - float(np.sum(squares / (s - middle)))
-        if value > 0:
-            lower = middle
-        else:
-            upper = middle
-    return 0.5 * (lower + upper)
+        x, low, high = root[active], lower[active], upper[active]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            terms = s[None, :] / (s[None, :] - x[:, None])
+            value = terms.sum(axis=1)
+            slope = (terms * terms / s[None, :]).sum(axis=1)
+            step = x - value / slope
+        low = np.where(value < 0, x, low)
+        high = np.where(value < 0, high, x)
+        halved = np.where(high > 2 * low, np.sqrt(low) * np.sqrt(high), 0.5 * (low + high))
+        inside = (step > low) & (step < high)
+        following = np.where(inside, step, halved)
+        done = (value == 0) | (np.abs(following - x) <= 2 * np.finfo(np.float64).eps * np.abs(x)) | (
+            (halved <= low) | (halved >= high)
+        )
+        lower[active], upper[active] = low, high
+        root[active] = np.where(value == 0, x, following)
+        active = active[~done]
+    return root

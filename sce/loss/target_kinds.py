@@ -66,7 +66,7 @@ class HardLabels:
         at_max = self.safe_labels == argmax
         mass_but_max = np.where(at_max, 0, self.one_hot_weight)
         if eps > 0:
-            mass_but_max = mass_but_max + self.uniform * _sums_leaving_one_out(weight_vec)[argmax]
+            mass_but_max = mass_but_max + self.uniform * sums_leaving_one_out(weight_vec)[argmax]
         self.mass_but_max = mass_but_max
         self.target_at_max = np.where(at_max, self.one_hot_weight, 0)
         if not plain:
@@ -122,7 +122,7 @@ class OffTargetLabels:
         self.weight_vec = weight_vec
         self.uniform = uniform
         self.one_hot_weight = label_share * label_weight  # (1 - ε)·w_c
-        leave_one_out = _sums_leaving_one_out(weight_vec)  # Σ_{j≠k} w_j
+        leave_one_out = sums_leaving_one_out(weight_vec)  # Σ_{j≠k} w_j
         others = np.where(self.counted, leave_one_out[self.safe_labels], 0)  # Σ_{j≠c} w_j
         self.mass = self.one_hot_weight + uniform * others
         at_max = self.safe_labels == argmax
@@ -220,12 +220,20 @@ def _weighted_sum(values: np.ndarray, weight_vec: np.ndarray) -> np.ndarray:
     return products.sum(axis=1)
 
 
-def _sums_leaving_one_out(values: np.ndarray) -> np.ndarray:
+def sums_leaving_one_out(values: np.ndarray) -> np.ndarray:
     """Σ_{j≠k} values_j for every k, accurately even where values_k is nearly the whole sum.
 
     The total is kept as an unevaluated sum high + low (Neumaier); high - v_k
     is then exact where it would cancel (Sterbenz), and low restores the rest.
     """
-    high = values.sum(dtype=np.float64)
-    low = math.fsum([*values.astype(np.float64).tolist(), -high])
-    return ((high - values.astype(np.float64)) + low).astype(values.dtype)
+    wide = values.astype(np.float64)
+    with np.errstate(over="ignore"):
+        high = wide.sum()
+    if not np.isfinite(high) and np.isfinite(wide).all():
+        # Weights near 1.8e308 whose total overflows: summed at a power-of-two scale, exact but where
+        # a subnormal weight loses bits that a sum this large cannot show; the sums beyond the range are ∞.
+        scale = 2.0 ** -math.ceil(math.log2(len(wide) + 1))
+        with np.errstate(over="ignore"):
+            return (sums_leaving_one_out(wide * scale) / scale).astype(values.dtype)
+    low = math.fsum([*wide.tolist(), -high]) if np.isfinite(high) else 0.0
+    return ((high - wide) + low).astype(values.dtype)

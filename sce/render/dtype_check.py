@@ -81,9 +81,17 @@ def _worst_grid(verdict: QuantityVerdict, digits: int) -> Grid:
     return grid
 
 
+#: Counts of ulps from this size on are written with 4 significant digits (1.981e+28): the
+#: count is a float64 quotient, and its digits beyond the 16th, written out, would be the
+#: binary value's, not the count's.
+LARGEST_WRITTEN_OUT = 1e9
+
+
 def _ulps(value: float) -> str:
     if value != value or value == float("inf"):
         return "inf"
+    if value >= LARGEST_WRITTEN_OUT:
+        return display(value, 4)
     return f"{value:.3g}" if value < 1000 else f"{value:,.0f}"
 
 
@@ -105,12 +113,10 @@ def print_dtype_check(
     console.print(f"checked: {shape}, as {check.claimed_dtype}")
     print_styled(console, reduction_line(check.options.reduction))
     if check.sum_order == "sequential":
-        from sce.grading.dump.sequential_sums import sum_error_bound
-
-        bound = sum_error_bound(check.classes, check.claimed_dtype)
         summed = (
             "summed: as one sequential sum over the classes: each row's probabilities may share one factor "
-            f"1 + δ, |δ| ≤ {bound:.3g}; the errors below are each row's without it"
+            f"1 + δ, |δ| up to 4× a running sum's over the row's own terms (≤ {check.sum_bound:.3g} here); "
+            "the errors below are each row's without it"
         )
         console.print(Text(summed), soft_wrap=True)
     for verdict in check.quantities:
@@ -141,6 +147,11 @@ def _error_lines(verdict: QuantityVerdict, dtype: str) -> list[str]:
             f"so up to {_ulps(verdict.allowed_rms_ulps)} is allowed"
         )
         lines.append(typical + ("; beyond" if verdict.typical_beyond else ""))
+    if verdict.beyond_rounding:
+        lines.append(
+            f"{verdict.name}: {verdict.beyond_rounding:,} of {verdict.entries:,} entries further off than a {dtype} "
+            "computation's rounding at that entry allows (4 × what its logit and log-probability can cost + 8 ulp)"
+        )
     if verdict.sign_flips:
         lines.append(
             f"{verdict.name}: {verdict.sign_flips:,} of {verdict.entries:,} entries of the opposite sign to the "
@@ -156,7 +167,8 @@ def _verdict_line(check: DtypeCheck) -> tuple[str, str]:
         off = max(q.baseline_rms_ulps for q in check.quantities if not q.judgeable)
         return (
             f"verdict: cannot be judged in {dtype}: a straightforward {dtype} computation of these inputs is "
-            f"typically {_ulps(off)} ulp off, and 4× that would pass an all-zero answer; grade it in a wider type",
+            f"typically {_ulps(off)} ulp off, and what that allows would pass an answer half or 1.5 times the "
+            "truth; grade it in a wider type",
             "bold yellow",
         )
     sequential = (

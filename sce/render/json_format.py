@@ -11,11 +11,18 @@ import numpy as np
 
 from sce.errors import worded
 from sce.explain.derivation import Elided, Item, Matrix, Stage
+from sce.explain.derivation.by_hand import approximate_as_written
 from sce.explain.proofs import TOP_EIGENVALUES, Proofs
 from sce.grading.answers import answer_verdict, diagnosis
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import exact, fill, json_number
-from sce.render.words import HESSIAN_OVERFLOWS, JACOBIAN_ROUTE_FAILS, hessian_formula, hessian_statement, jacobian_words
+from sce.render.words import (
+    HESSIAN_OVERFLOWS,
+    hessian_formula,
+    hessian_statement,
+    jacobian_failure,
+    jacobian_words,
+)
 
 if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars
     from sce.grading import QuantityCheck
@@ -125,8 +132,8 @@ def _step_item(item: Item, dtype: np.dtype) -> dict[str, Any]:
         "formula": item.symbolic,
         "substituted": fill(item.substituted, item.values, lambda v: exact(v, dtype)),
         "values": {name: json_number(v, dtype) for name, v in item.values.items()},
-        # True where no number of digits up to 17 makes the displayed line check by hand.
-        "approximate": item.approximate,
+        # True exactly where the line as written here, with these digits, does not check by hand.
+        "approximate": approximate_as_written(item, lambda v: exact(v, dtype)),
     }
 
 
@@ -156,7 +163,7 @@ def check_document(
                         "expected": json_number(check.expected[k]),
                         "given": json_number(check.given[k]),
                         "difference": json_number(check.difference[k]),
-                        "tolerance": json_number(check.tolerance[k]),
+                        "tolerance": json_number(check.allowed[k]),
                         "correct": bool(check.ok[k]),
                     }
                     for k in range(len(check.given))
@@ -181,9 +188,14 @@ def file_check_document(
     """``sce check --csv``'s verdict; a mistake's options worded by ``flag_of``."""
     return {
         "correct": found.correct,
+        "verdict": found.verdict,
         "reduction": reduction,
         "rows": found.rows,
         "wrong_rows": found.wrong_rows,
+        "too_few_digits_rows": found.too_few_digits_rows,
+        "too_few_digits": None
+        if found.look_alike is None
+        else {"line": found.look_alike[0], "also_fits": found.look_alike[1].worded_name(flag_of)},
         "max_abs_error": json_number(found.max_abs_error),
         "max_rel_error": json_number(found.max_rel_error),
         "non_finite_entries": found.non_finite,
@@ -238,7 +250,9 @@ def proofs_document(proofs: Proofs) -> dict[str, Any]:
             "dL_ds": [json_number(v) for v in proofs.jacobian.dl_ds],
             "product": [json_number(v) for v in proofs.jacobian.product],
             # Why the product holds NaN where it does (null where it does not).
-            "note": JACOBIAN_ROUTE_FAILS if proofs.jacobian.fails_in_floating_point else None,
+            "note": (
+                jacobian_failure(proofs.jacobian.dl_ds_overflows) if proofs.jacobian.fails_in_floating_point else None
+            ),
         }
     if proofs.hessian is not None:
         hessian = proofs.hessian
@@ -247,6 +261,8 @@ def proofs_document(proofs: Proofs) -> dict[str, Any]:
             "matrix": None if hessian.hessian is None else matrix(hessian.hessian),
             "eigenvalues": [json_number(v) for v in hessian.eigenvalues] if hessian.all_eigenvalues else None,
             "largest_eigenvalues": [json_number(v) for v in largest],
+            # How far an eigenvalue may be from the exact one: 0 where it is exact to a few ulps of itself.
+            "eigenvalue_error": json_number(hessian.eigenvalue_error),
             "formula": hessian_formula(hessian),
             "statement": hessian_statement(hessian) if hessian.finite else None,
             "note": None if hessian.finite else HESSIAN_OVERFLOWS,
@@ -270,12 +286,14 @@ def dtype_check_document(check: DtypeCheck, flag_of: Mapping[str, str] | None = 
         "classes": check.classes,
         "reduction": check.options.reduction,
         "sum_order": check.sum_order,
+        "sum_bound": json_number(check.sum_bound) if check.sum_order == "sequential" else None,
         "mistakes": [worded(mistake, flag_of) for mistake in check.mistakes],
         "hints": [worded(hint, flag_of) for hint in check.hints],
         "quantities": [
             {
                 "name": q.name,
                 "correct": q.correct,
+                "beyond_rounding": q.beyond_rounding,
                 "entries": q.entries,
                 "wrong": q.wrong,
                 "max_error_ulps": ulps(q.max_ulps),

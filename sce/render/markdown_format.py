@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
+
+import numpy as np
 
 from sce.explain.derivation import Elided, Equation, Matrix, Stage
+from sce.explain.exact_values import ExactRow, digits_capped_line, float64_digits, rounded_text
 from sce.loss import SoftmaxCrossEntropyResult
-from sce.number_text import DISPLAY_DIGITS, display, given, latex
+from sce.number_text import DISPLAY_DIGITS, display, given, latex, latex_text
 from sce.render.words import options_summary, reduction_line
 
 
-def grad_markdown(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS) -> str:
-    """One row's result as a Markdown table, ready to paste into notes."""
+def grad_markdown(
+    result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS, exact: ExactRow | None = None
+) -> str:
+    """One row's result as a Markdown table, ready to paste into notes; with ``exact``, its values
+    rounded once (see :mod:`sce.explain.exact_values`)."""
     dtype = result.options.dtype
+    shown_digits = digits if exact else float64_digits(result, digits)
+
+    def write(values: np.ndarray | tuple[Decimal, ...], k: int) -> str:
+        return rounded_text(values[k], digits) if exact else display(values[k], shown_digits)  # type: ignore[arg-type]
+
     label = None if result.labels is None else int(result.labels[0])
     predicted = int(result.argmax[0])
     lines = [
@@ -22,15 +34,19 @@ def grad_markdown(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGIT
     for k in range(result.num_classes):
         notes = [word for word, on in (("label", k == label), ("predicted", k == predicted)) if on]
         lines.append(
-            f"| {k} | {given(result.logits[0, k], dtype)} | {display(result.target[0, k], digits)} "
-            f"| {display(result.probabilities[0, k], digits)} | {display(result.gradient[0, k], digits)} "
+            f"| {k} | {given(result.logits[0, k], dtype)} | {write(exact.target if exact else result.target[0], k)} "
+            f"| {write(exact.probabilities if exact else result.probabilities[0], k)} "
+            f"| {write(exact.gradient if exact else result.gradient[0], k)} "
             f"| {', '.join(notes)} |"
         )
     loss = result.reported_loss()
-    lines += ["", f"Loss $L = {latex(loss, digits)}$.", "", reduction_line(result.options.reduction)]
+    loss_text = latex_text(rounded_text(exact.loss, digits)) if exact else latex(loss, shown_digits)
+    lines += ["", f"Loss $L = {loss_text}$.", "", reduction_line(result.options.reduction)]
     summary = options_summary(result)
     if summary:
         lines.append("With " + "; ".join(summary) + ".")
+    if shown_digits < digits:
+        lines.append(digits_capped_line(result.num_classes, shown_digits) + ".")
     return "\n".join(lines) + "\n"
 
 

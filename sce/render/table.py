@@ -8,20 +8,24 @@ never a number cut to fit a width.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sce.explain.exact_values import EXACT_FROM_DIGITS, ExactRow, digits_capped_line, float64_digits, rounded_text
 from sce.explain.proofs import HessianProof, JacobianProof, Proofs
+from sce.grading import verdicts
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import DISPLAY_DIGITS, display, display_all, given
 from sce.render.grid import Cell, Column, Grid, print_grid, print_styled
 from sce.render.words import (
     HESSIAN_OVERFLOWS,
-    JACOBIAN_ROUTE_FAILS,
+    eigenvalue_text,
     hessian_formula,
     hessian_statement,
+    jacobian_failure,
     jacobian_words,
     options_summary,
     reduction_line,
@@ -47,7 +51,11 @@ def probability_bar(probability: float, width: int = BAR_WIDTH) -> str:
     return ("█" * full + (_EIGHTHS[rest] if rest else "")).ljust(width)
 
 
-def grad_grid(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS, row: int = 0) -> Grid:
+def grad_grid(
+    result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS, row: int = 0, exact: ExactRow | None = None
+) -> Grid:
+    """One row's table; with ``exact`` (row 0's exact values) its target, probabilities and gradient
+    are those values rounded once, not float64's."""
     dtype = result.options.dtype
     label = None if result.labels is None else int(result.labels[row])
     predicted = int(result.argmax[row])
@@ -72,10 +80,10 @@ def grad_grid(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS, r
     columns = [
         [str(k) for k in range(n_classes)],
         [given(value, dtype) for value in result.logits[row].tolist()],
-        display_all(result.target[row].tolist(), digits),
-        display_all(probabilities, digits),
+        _texts(exact.target if exact else result.target[row].tolist(), digits),
+        _texts(exact.probabilities if exact else probabilities, digits),
         [(probability_bar(p), "cyan") for p in probabilities],
-        display_all(result.gradient[row].tolist(), digits),
+        _texts(exact.gradient if exact else result.gradient[row].tolist(), digits),
         notes,
     ]
     grid.rows = [list(cells) for cells in zip(*columns)]
@@ -84,11 +92,22 @@ def grad_grid(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS, r
     return grid
 
 
-def print_grad(console: Console, result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS) -> None:
-    print_grid(console, grad_grid(result, digits))
+def _texts(values: Sequence[float] | Sequence[Decimal], digits: int) -> list[str]:
+    if values and isinstance(values[0], Decimal):
+        return [rounded_text(value, digits) for value in values]  # type: ignore[arg-type]
+    return display_all(values, digits)  # type: ignore[arg-type]
+
+
+def print_grad(
+    console: Console, result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS, exact: ExactRow | None = None
+) -> None:
+    """The table and the loss; with ``exact``, its values rounded once (see :mod:`sce.explain.exact_values`)."""
+    shown_digits = digits if exact else float64_digits(result, digits)
+    print_grid(console, grad_grid(result, shown_digits, exact=exact))
     console.print()
     loss = result.reported_loss()
-    line: list[Cell] = [("loss L = ", "bold"), (display(loss, digits), "bold")]
+    loss_text = rounded_text(exact.loss, digits) if exact else display(loss, shown_digits)
+    line: list[Cell] = [("loss L = ", "bold"), (loss_text, "bold")]
     if result.labels is not None and not result.counted[0]:
         line.append(f"  (label {int(result.labels[0])} is the ignore index: the row counts for nothing)")
     print_styled(console, *line)
@@ -96,6 +115,8 @@ def print_grad(console: Console, result: SoftmaxCrossEntropyResult, digits: int 
     summary = options_summary(result)
     if summary:
         console.print("with " + "; ".join(summary), highlight=False)
+    if shown_digits < digits:
+        console.print(digits_capped_line(result.num_classes, shown_digits), highlight=False)
 
 
 def batch_summary_grid(summary: BatchSummary) -> Grid:
@@ -187,14 +208,22 @@ def matrix_grid(
 MAX_PRINTED_MATRIX = 12
 
 
-def print_proofs(console: Console, proofs: Proofs, digits: int = DISPLAY_DIGITS) -> None:
-    """--jacobian, --hessian and --verify, in that order, after the result table."""
+def print_proofs(console: Console, proofs: Proofs, digits: int = DISPLAY_DIGITS, *, float64: bool = True) -> None:
+    """--jacobian, --hessian and --verify, in that order, after the result table. Their float64 values
+    are not evaluated again exactly: shown with at most 11 digits (one line says so where more were asked)."""
+    shown = min(digits, EXACT_FROM_DIGITS - 1) if float64 else digits
     if proofs.jacobian is not None:
-        print_jacobian(console, proofs.jacobian, digits)
+        print_jacobian(console, proofs.jacobian, shown)
     if proofs.hessian is not None:
-        print_hessian(console, proofs.hessian, digits)
+        print_hessian(console, proofs.hessian, shown)
     if proofs.verification is not None:
-        print_verification(console, proofs.verification, digits)
+        print_verification(console, proofs.verification, shown)
+    if shown < digits:
+        console.print(
+            f"digits: {shown} shown for --jacobian, --hessian and --verify: float64's values, within a few ulps "
+            "of the exact ones, are not evaluated again exactly",
+            highlight=False,
+        )
 
 
 def print_jacobian(console: Console, proof: JacobianProof, digits: int = DISPLAY_DIGITS) -> None:
@@ -218,7 +247,7 @@ def print_jacobian(console: Console, proof: JacobianProof, digits: int = DISPLAY
     console.print(Text(f"product = {product_words}"))
     console.print(Text("product = " + _vector_text(proof.product, digits)))
     if proof.fails_in_floating_point:
-        console.print(Text(JACOBIAN_ROUTE_FAILS))
+        console.print(Text(jacobian_failure(proof.dl_ds_overflows)))
     else:
         difference = float(np.max(np.abs(proof.product - proof.gradient)))
         console.print(f"max |product - gradient| = {display(difference, 1)}")
@@ -259,7 +288,12 @@ def print_hessian(console: Console, proof: HessianProof, digits: int = DISPLAY_D
         console.print()
         return
     if proof.all_eigenvalues and size <= MAX_PRINTED_MATRIX:
-        console.print("eigenvalues: " + ", ".join(display(v, digits) for v in proof.eigenvalues))
+        error = proof.eigenvalue_error
+        console.print("eigenvalues: " + ", ".join(eigenvalue_text(v, error, digits) for v in proof.eigenvalues))
+        if error:
+            console.print(
+                f"(digits below about {display(error, 2)}, the matrix's rounding and the eigensolver's, are not shown)"
+            )
     else:
         largest = np.sort(proof.eigenvalues)[::-1][:5]
         console.print(
@@ -309,5 +343,17 @@ def print_file_check(
     console.print(f"max relative error: {display(found.max_rel_error, 2)}")
     for quantity, mistake in found.mistakes:
         print_mistake(console, mistake, flag_of, indent="", of=quantity)
-    verdict = "verdict: correct" if found.correct else "verdict: not correct"
-    console.print(Text(verdict, style="bold green" if found.correct else "bold red"))
+    if found.look_alike is not None:
+        line, mistake = found.look_alike
+        rows = "row" if found.too_few_digits_rows == 1 else "rows"
+        fix = "give a smaller --tol" if found.tolerance_given else "give more digits"
+        console.print(
+            Text(
+                f"too few digits: {found.too_few_digits_rows:,} {rows} right to "
+                f"{'--tol' if found.tolerance_given else 'the digits given'}, but also fitting a usual mistake "
+                f"(first at line {line}: {mistake.worded_name(flag_of)}); {fix} to tell them apart"
+            ),
+            soft_wrap=True,
+        )
+    style = {verdicts.CORRECT: "bold green", verdicts.TOO_FEW_DIGITS: "bold yellow"}.get(found.verdict, "bold red")
+    console.print(Text(f"verdict: {verdicts.WORDS[found.verdict]}", style=style))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from sce.grading import verdicts
 from sce.grading.answers import answer_verdict, diagnosis
-from sce.number_text import DISPLAY_DIGITS, display, given, significant_places
+from sce.number_text import DISPLAY_DIGITS, display, display_bound, given, significant_places
 from sce.render.grid import Column, Grid, print_grid
 from sce.render.table import mistake_lines
 from sce.render.words import reduction_line
@@ -38,7 +38,7 @@ def check_grid(check: QuantityCheck, digits: int = DISPLAY_DIGITS) -> Grid:
             display(check.expected[k], shown),
             check.texts[k] if check.texts else given(check.given[k]),
             display(check.difference[k], 2),
-            display(check.tolerance[k], 1),
+            display_bound(check.allowed[k]),
         ]
         grid.add_row(*cells, _mark(bool(check.ok[k])))
     return grid

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,6 +46,17 @@ JACOBIAN_ROUTE_FAILS = (
     "A probability with target mass is 0 in float64, so ∂L/∂s has an infinite entry and the product "
     "meets ∞ × 0 (NaN): this route fails in floating point, s - y does not."
 )
+DL_DS_OVERFLOWS = (
+    "∂L/∂s = -w ⊙ y / s has an entry beyond float64's range (1.8e308) here, though no probability is 0, "
+    "so the product meets ∞: this route fails in floating point, s - y does not."
+)
+
+
+def jacobian_failure(dl_ds_overflows: bool) -> str:
+    """Why the Jacobian route gives ∞ or NaN: ∂L/∂s overflowed, or a probability with target mass is 0."""
+    return DL_DS_OVERFLOWS if dl_ds_overflows else JACOBIAN_ROUTE_FAILS
+
+
 HESSIAN_OVERFLOWS = (
     "The Hessian overflows float64 here (its factor 1/T² is beyond 1.8e308), so its eigenvalues "
     "cannot be computed (NaN); they are ≥ 0, the smallest 0 along (1, 1, …, 1)."
@@ -77,6 +89,17 @@ def jacobian_words(proof: JacobianProof) -> tuple[str, str]:
     if includes:
         product += " with " + " and ".join(includes)
     return matrix, product
+
+
+def eigenvalue_text(value: float, error: float, digits: int) -> str:
+    """An eigenvalue with no more digits than ``error`` (how far it may be from the exact one) leaves it:
+    0.11855 as asked, -3.8e-13 where the error is 4e-15, "0 ± 4.0e-15" where the value is within it."""
+    if not error or not math.isfinite(value):
+        return display(value, digits)
+    if abs(value) <= error:
+        return f"0 ± {display(error, 2)}"
+    kept = math.floor(math.log10(abs(value) / error))
+    return display(value, max(1, min(digits, kept)))
 
 
 def hessian_formula(proof: HessianProof) -> str:

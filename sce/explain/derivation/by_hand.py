@@ -217,6 +217,25 @@ def settled(equation: Equation, digits: int) -> Equation:
     return replace(equation, operand_digits=operand_digits)
 
 
+def approximate_as_written(equation: Equation, write: Callable[[float], str]) -> bool:
+    """Whether ``equation``, every number written by ``write`` (the JSON's shortest round-trip digits),
+    fails to check by hand: its formula on the operands as written, rounded as its result is written,
+    does not give the result as written. An equation that is not a formula over finite numbers keeps
+    its own flag."""
+    match = RESULT.fullmatch(equation.substituted)
+    if match is None or not equation.values:
+        return equation.approximate
+    try:
+        formula = formula_of(match.group("formula"))
+    except NotArithmetic:
+        return equation.approximate
+    texts = {name: write(value) for name, value in equation.values.items()}
+    if not all(_finite(text) for text in texts.values()):
+        return equation.approximate
+    result = texts.pop(match.group("result"))
+    return not checks(formula, texts, result)
+
+
 
 def rounding_note(
     exact_input: float, exact_output: float, digits: int, symbol: str, formula: Callable[[str], str]
@@ -255,7 +274,7 @@ def cancels(equation: Equation) -> bool:
         return False
     result = abs(equation.values[match.group("result")])
     operands = [abs(value) for name, value in equation.values.items() if name != match.group("result")]
-    return bool(operands) and max(operands) > CANCELLATION * result
+    return bool(operands) and max(operands) / CANCELLATION > result  # a product could overflow near 1.8e308
 
 
 def approximate_note(digits: int, dtype: str, cancelled: bool) -> str:

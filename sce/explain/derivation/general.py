@@ -19,6 +19,7 @@ from sce.explain.derivation.stages import (
     Item,
     Stage,
     denominator_notes,
+    given_one_hot_class,
     important_classes,
     others_sum,
     per_class,
@@ -110,7 +111,13 @@ def _loss_stage(result: SoftmaxCrossEntropyResult, digits: int) -> Stage:
 
 def _why_general(result: SoftmaxCrossEntropyResult) -> str:
     """Why the loss keeps every class's term: the reason this route was taken."""
-    if result.labels is None:
+    given_class = given_one_hot_class(result)
+    if given_class is not None and not result.options.label_smoothing:
+        return (
+            "With a target given as probabilities the loss is written in its general form "
+            f"(only the term of class {given_class} is not 0)"
+        )
+    if result.labels is None and given_class is None:
         return "With a target that is not one-hot, no term drops out"
     if result.options.label_smoothing:
         return "Label smoothing gives every class some of the target, so no term drops out"

@@ -10,6 +10,7 @@ from sce.explain.derivation.stages import (
     Item,
     Stage,
     exponent,
+    given_one_hot_class,
     important_classes,
     logit_symbol,
     per_class,
@@ -40,10 +41,16 @@ def setup_stage(result: SoftmaxCrossEntropyResult) -> Stage:
         )
         if options.label_smoothing:
             notes.append(_smoothing_note(options.label_smoothing, options.smoothing_style))
+    elif (given_class := given_one_hot_class(result)) is not None:
+        notes.append(
+            f"The target is given as probabilities, and it is one-hot: $y_{{{given_class}}} = 1$ and $y_i = 0$ "
+            f"for $i \\neq {given_class}$."
+        )
     else:
         notes.append(
             "The target is a probability distribution $\\mathbf{y}$ (soft targets), so no term of the loss drops out."
         )
+    if result.labels is None:
         if options.label_smoothing and options.smoothing_style == "off-target":
             notes.append(
                 "Label smoothing $\\varepsilon$, off-target (Megatron, t5x): "

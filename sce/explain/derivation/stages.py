@@ -58,6 +58,16 @@ class Equation:
         return formula + sign + write(self.values[match.group("result")], digits)
 
 
+def given_one_hot_class(result: SoftmaxCrossEntropyResult) -> int | None:
+    """The class of a target given as probabilities that is one-hot (0, 1, 0), before any smoothing; else None."""
+    given = result.given_targets
+    if result.labels is not None or given is None:
+        return None
+    row = np.asarray(given).reshape(-1, result.num_classes)[0]
+    ones = np.flatnonzero(row == 1)
+    return int(ones[0]) if len(ones) == 1 and np.count_nonzero(row) == 1 else None
+
+
 def exact_short(value: float, digits: int) -> str | None:
     """An operand's own shortest text where it has at most ``digits`` significant digits and
     no exponent (λ = 0.5, T = 0.7, y = 0.1): exact, and easier to read than 0.50000; else None."""

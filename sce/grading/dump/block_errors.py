@@ -17,6 +17,7 @@ import numpy as np
 
 from sce.grading.dump import sparse_labels, ulp_kernel
 from sce.grading.dump.baseline import ulp_format, ulp_unit, ulps, ulps_if_finite
+from sce.grading.dump.entry_conditioning import beyond_rounding
 from sce.grading.dump.histogram import EDGES, LOWEST_EXPONENT, QUARTERS, bin_counts
 from sce.grading.dump.kernel_mistakes import Block
 
@@ -92,6 +93,8 @@ class BlockErrors:
     zero_squares: float = 0.0
     sign_flips: int = 0
     """Entries of the opposite sign to the exact value's where no rounding explains it (:func:`sign_flips`)."""
+    beyond_rounding: int = 0
+    """Entries further off than a half-type kernel's rounding at that entry allows (:mod:`.entry_conditioning`)."""
 
 
 def summarize(
@@ -178,6 +181,7 @@ def merged_in_order(parts: list[BlockErrors]) -> BlockErrors:
         functools.reduce(added_by_route, (part.baseline_squares for part in parts), ()),
         sum(part.zero_squares for part in parts),
         sum(part.sign_flips for part in parts),
+        sum(part.beyond_rounding for part in parts),
     )
 
 
@@ -246,7 +250,9 @@ def grade_gradient(
     base = RouteErrors.of_routes(
         (_route_errors(route, expected, unit, magnitude, dtype) for route in routes), _zero_squares(expected, unit)
     )
-    found = summarize(_errors(given, expected, unit, magnitude, dtype), base, expected, given, block.start)
+    errors = _errors(given, expected, unit, magnitude, dtype)
+    found = summarize(errors, base, expected, given, block.start)
+    found.beyond_rounding = beyond_rounding(errors, block, dtype)
     if block.exact.options.softcap is not None:
         found.sign_flips = sign_flips(given, expected, unit, routes, block.exact.cap_derivative)
     return found

@@ -13,13 +13,14 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-from sce.errors import option_problem
-from sce.grading.dump.implementation_choices import consistent_choices
+from sce.errors import NothingToGrade, OptionProblem, option_problem
+from sce.grading.dump.implementation_choices import NARROWER, consistent_choices
 from sce.grading.dump.kernel_mistakes import Denominators, denominators
 from sce.grading.dump.mistake_pass import Allowance, Allowed, matching_mistakes
 from sce.grading.dump.verdict import DtypeCheck, QuantityVerdict, ReducedLoss
 from sce.grading.dump.verdict_pass import BlockJob, Progress, in_order
 from sce.io.arrays import ArrayDump
+from sce.io.arrays.dump import float_name
 from sce.io.arrays.heap import reused_heap
 from sce.io.arrays.mapped_rows import block_bounds
 from sce.loss import InvalidInput
@@ -68,7 +69,9 @@ def check_dump(
     ------
     sce.errors.SceError
         An option the loss does not accept, or logits, labels or targets it is not defined for
-        (placed at their row of the dump), or a damaged file.
+        (placed at their row of the dump), or a damaged file; no rows and no reduced loss
+        (:class:`~sce.errors.NothingToGrade`); a claimed type the answer's stored
+        type cannot hold (float64 for a float32 array: its digits were lost when it was stored).
 
     Examples
     --------
@@ -83,6 +86,12 @@ def check_dump(
     False
     """
     options = options.replace(dtype="float64")
+    _check_claim(dump, claimed_dtype)
+    if dump.shape[0] == 0 and (dump.loss is None or dump.loss.ndim != 0):
+        where = dump.where.get("logits", "the logits array")
+        raise NothingToGrade(
+            f"{where} has no rows: nothing to grade (a batch of no rows is graded by its reduced loss alone)"
+        )
     check = _graded(dump, options, claimed_dtype, progress, tune_heap, sum_order, True)
     if check.wrong and not check.mistakes and not any(q.counts[-1] for q in check.quantities):
         # NaN or infinity where the truth is finite is wrong however it was computed.
@@ -115,6 +124,7 @@ def _graded(
     scalar = ReducedLoss() if dump.loss is not None and not per_row_loss else None
     job = BlockJob(dump, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order)
     bounds = block_bounds(rows, classes, BLOCK_ENTRIES)
+    sum_bound = 0.0
     with warnings.catch_warnings(), reused_heap(tune_heap and rows * classes > BLOCK_ENTRIES):
         # Here, not in each block: catch_warnings is not thread-safe. An infinite loss is graded, not warned about.
         warnings.simplefilter("ignore")
@@ -125,6 +135,7 @@ def _graded(
                 loss.merge(graded.losses)
             if scalar is not None and graded.reduced is not None:
                 scalar.add(*graded.reduced)
+            sum_bound = max(sum_bound, graded.sum_bound)
             if progress is not None:
                 progress("checking", graded.rows)
         dump.verify()  # a damaged file is a data error, not an answer judged wrong
@@ -133,7 +144,7 @@ def _graded(
         if scalar is not None and dump.loss is not None:
             scalar_verdict = scalar.verdict(float(dump.loss), claimed_dtype, options, d)
             quantities.append(scalar_verdict)
-        check = DtypeCheck(claimed_dtype, rows, classes, options, quantities, [], sum_order)
+        check = DtypeCheck(claimed_dtype, rows, classes, options, quantities, [], sum_order, sum_bound=sum_bound)
         if check.wrong and name_mistakes:
             allowed = Allowed(
                 None if grad is None else Allowance(grad.allowed_ulps, grad.allowed_rms_ulps),
@@ -175,6 +186,21 @@ class _MistakeSearch:
                 continue
             found += [f"{verdict.name}: {name}" for name in self.matching(alone)]
         return found
+
+
+def _check_claim(dump: ArrayDump, claimed_dtype: str) -> None:
+    """The claimed type must be one the answer's stored type holds (itself or a narrower one): a
+    float32 array cannot hold a float64 computation's digits, so that claim cannot judge it."""
+    for name, answer in (("gradient", dump.grad), ("loss", dump.loss)):
+        stored = None if answer is None else float_name(answer.dtype)
+        if stored is None or stored == claimed_dtype or claimed_dtype in NARROWER[stored]:
+            continue
+        held = ", ".join((stored, *NARROWER[stored]))
+        raise OptionProblem(
+            "claimed_dtype",
+            f"{claimed_dtype} for a {name} stored as {stored}, which cannot hold every {claimed_dtype} value: "
+            f"give the type it was computed in ({held})",
+        )
 
 
 def _check_options(options: LossOptions, classes: int) -> None:

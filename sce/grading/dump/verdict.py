@@ -50,6 +50,9 @@ from sce.options import LossOptions
 
 MARGIN_FACTOR = 4.0
 MARGIN_ULPS = 8.0
+#: The multiple of the baseline's typical error allowed where 4× would reach a quarter of the values:
+#: a route that rounds at other stages is within twice the worse of the baseline's two routes.
+TIGHT_FACTOR = 2.0
 #: The least margin, where the values are themselves within a few ulps (see :attr:`QuantityVerdict.margin_ulps`).
 LEAST_MARGIN_ULPS = 2.0
 
@@ -73,6 +76,8 @@ class QuantityVerdict:
     """The same of an all-zero answer: the values' own size, in ulps."""
     sign_flips: int = 0
     """Entries of the opposite sign to the exact value's that no rounding explains (under a softcap)."""
+    beyond_rounding: int = 0
+    """Entries further off than a half-type kernel's rounding at that entry allows (:mod:`.entry_conditioning`)."""
 
     @property
     def margin_ulps(self) -> float:
@@ -104,7 +109,15 @@ class QuantityVerdict:
 
     @property
     def allowed_rms_ulps(self) -> float:
-        return allowance(self.baseline_rms_ulps, self.margin_ulps)
+        """4× the baseline's typical error + the margin, but no more than a quarter of the values'
+        own size where 2× + the margin is below that: in a half type the baseline can be a tenth
+        of the values (a logit's rounding moves e^z by percents), and 4× would pass a gradient
+        half or 1.5 times the truth, which is off by half the values at every entry."""
+        fair = allowance(self.baseline_rms_ulps, self.margin_ulps)
+        if self.baseline_rms_ulps <= 1.0:
+            return fair
+        tight = allowance(self.baseline_rms_ulps, self.margin_ulps, TIGHT_FACTOR)
+        return min(fair, max(tight, _edge_below(self.zero_rms_ulps / 4)))
 
     @property
     def typical_beyond(self) -> bool:
@@ -112,7 +125,7 @@ class QuantityVerdict:
 
     @property
     def correct(self) -> bool:
-        return self.wrong == 0 and not self.typical_beyond and not self.sign_flips
+        return self.wrong == 0 and not self.typical_beyond and not self.sign_flips and not self.beyond_rounding
 
     @property
     def zero_rms_ulps(self) -> float:
@@ -122,11 +135,12 @@ class QuantityVerdict:
     @property
     def judgeable(self) -> bool:
         """Whether the type can tell an answer from a wrong one here: where the typical error
-        allowed (4× a straightforward computation's + 8) reaches an all-zero answer's (float16
-        logits near 600 / 0.3: the shift's rounding costs whole units), zeros would pass. Both
-        are diluted alike by entries that are 0. A baseline within an ulp is precise, whatever
-        the values (a loss of 4e-13 measured in ulps of 1, where 0 is as right as the truth)."""
-        return self.baseline_rms_ulps <= 1.0 or self.allowed_rms_ulps < self.zero_rms_ulps
+        allowed reaches half an all-zero answer's, an answer half or 1.5 times the truth (a
+        denominator 2N, a term counted twice) would pass, and where it reaches all of it, zeros
+        would (float16 logits near 600 / 0.3: the shift's rounding costs whole units). Both are
+        diluted alike by entries that are 0. A baseline within an ulp is precise, whatever the
+        values (a loss of 4e-13 measured in ulps of 1, where 0 is as right as the truth)."""
+        return self.baseline_rms_ulps <= 1.0 or self.allowed_rms_ulps < self.zero_rms_ulps / 2
 
     @property
     def plainly_wrong(self) -> bool:
@@ -148,6 +162,7 @@ class QuantityVerdict:
         self.baseline_squares = added_by_route(self.baseline_squares, block.baseline_squares)
         self.zero_squares += block.zero_squares
         self.sign_flips += block.sign_flips
+        self.beyond_rounding += block.beyond_rounding
         self.worst = sorted([*self.worst, *block.worst], key=lambda e: -e.ulps)[:WORST_SHOWN]
 
     def add(
@@ -162,7 +177,12 @@ def _root_mean(squares: float, entries: int) -> float:
     return float(f"{math.sqrt(squares / entries):.6g}") if entries else 0.0
 
 
-def allowance(baseline_ulps: float, margin_ulps: float = MARGIN_ULPS) -> float:
+def _edge_below(ulps: float) -> float:
+    """The histogram's largest edge at or below ``ulps``."""
+    return float(EDGES[max(int(np.searchsorted(EDGES, ulps, side="right")) - 1, 0)])
+
+
+def allowance(baseline_ulps: float, margin_ulps: float = MARGIN_ULPS, factor: float = MARGIN_FACTOR) -> float:
     """The error allowed where a straightforward correct computation is ``baseline_ulps`` off.
 
     Parameters
@@ -172,6 +192,9 @@ def allowance(baseline_ulps: float, margin_ulps: float = MARGIN_ULPS) -> float:
     margin_ulps : float
         What is allowed beyond MARGIN_FACTOR × ``baseline_ulps`` (MARGIN_ULPS unless the values
         are themselves a few ulps large: :attr:`QuantityVerdict.margin_ulps`).
+    factor : float
+        The multiple of ``baseline_ulps`` allowed: MARGIN_FACTOR, or TIGHT_FACTOR where that
+        would reach a quarter of the values (:attr:`QuantityVerdict.allowed_rms_ulps`).
 
     Returns
     -------
@@ -189,7 +212,7 @@ def allowance(baseline_ulps: float, margin_ulps: float = MARGIN_ULPS) -> float:
     >>> allowance(0.0, 2.0)
     2.0
     """
-    wanted = MARGIN_FACTOR * baseline_ulps + margin_ulps
+    wanted = factor * baseline_ulps + margin_ulps
     return float(EDGES[min(int(np.searchsorted(EDGES, wanted)), len(EDGES) - 1)])
 
 
@@ -206,6 +229,8 @@ class DtypeCheck:
     hints: list[str] = field(default_factory=list)
     """For a wrong answer, a known implementation choice it is consistent with, and the option that
     grades it so (options marked by :func:`sce.errors.option`)."""
+    sum_bound: float = 0.0
+    """Graded as a sequential sum: the largest bound on a row's δ (:func:`.sequential_sums.row_sum_bounds`)."""
 
     @property
     def wrong(self) -> bool:

@@ -42,7 +42,7 @@ from sce.grading.dump.block_errors import (
 )
 from sce.grading.dump.flushed import excused, flush_bounds, z_terms
 from sce.grading.dump.kernel_mistakes import Block, Denominators, exact_block, exact_rows
-from sce.grading.dump.sequential_sums import factor_derivative, loss_shifts, sum_error_bound, without_row_factors
+from sce.grading.dump.sequential_sums import factor_derivative, loss_shifts, row_sum_bounds, without_row_factors
 from sce.io.arrays import ArrayDump
 from sce.io.arrays.dump import placed_in_dump
 from sce.io.arrays.mapped_rows import read_rows
@@ -124,6 +124,8 @@ class BlockGrade:
     """For a reduced loss: the block's exact contribution, its magnitude, its baseline row losses,
     their z-loss terms (None without a z-loss), and how far a sequential sum's factors move the
     block's contribution (0 otherwise)."""
+    sum_bound: float = 0.0
+    """Graded as a sequential sum: the largest of its rows' bounds on δ (:func:`.sequential_sums.row_sum_bounds`)."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,8 @@ class _Slice:
     loss_shifts: tuple[np.ndarray, np.ndarray] | None = None
     """Graded as a sequential sum: how each row's cross-entropy and z-loss move with the row's
     factor fitted to the gradient (:func:`.sequential_sums.loss_shifts`)."""
+    sum_bound: float = 0.0
+    """The largest of the rows' bounds on that factor's δ."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +202,7 @@ class BlockJob:
                 z_parts = [piece.baseline_z_losses for piece in slices if piece.baseline_z_losses is not None]
                 z_route = np.concatenate(z_parts) if z_parts else None
                 reduced = (math.fsum(contributions), math.fsum(magnitude * share), route, z_route, moved)
-        return BlockGrade(stop - start, gradient, losses, reduced)
+        return BlockGrade(stop - start, gradient, losses, reduced, max(piece.sum_bound for piece in slices))
 
     def _slice(self, start: int, stop: int, sparse: bool) -> _Slice:
         dump, dtype = self.dump, self.dtype
@@ -213,6 +217,7 @@ class BlockJob:
             grad_magnitude = partial(self._magnitudes, block, dense)
         gradient = None
         shifts = None
+        bound = np.zeros(0)
         if dump.grad is not None:
             given = read_rows(dump.grad, start, stop)
             if self.options.reduction == "mean" and self.d.total == 0:
@@ -221,7 +226,7 @@ class BlockJob:
                 given = np.where(np.isnan(given), 0, given).astype(given.dtype, copy=False)
             given = excused(given, block.exact.gradient, flush_bounds(dtype, coef, z_terms(block.exact, coef)))
             if self.sum_order == "sequential":
-                bound = sum_error_bound(block.logits.shape[1], dtype)
+                bound = row_sum_bounds(block.exact.probabilities, dtype)
                 derivative = factor_derivative(block.exact, coef)
                 given, delta = without_row_factors(
                     given, block.exact.gradient, derivative, grad_magnitude(), dtype, bound
@@ -246,6 +251,7 @@ class BlockJob:
             coef.a,
             base.z_losses if rows else None,
             shifts,
+            float(bound.max(initial=0.0)),
         )
 
     def _magnitudes(self, block: Block, coef: RowCoefficients) -> np.ndarray:

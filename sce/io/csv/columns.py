@@ -68,6 +68,8 @@ def plan_columns(
         _check_one_column(names[0], delimiter)
     label, targets = _label_or_targets(names, label_col, target_cols, has_header, listing)
     grads = None if grad_cols is None else _select(grad_cols, names, "grad_cols")
+    if grads is not None:
+        _check_gradients_are_gradients(grads, grad_cols or "", names, loss_given=loss_col is not None)
     if loss_col is not None and loss_col not in names:
         raise OptionDataProblem("loss_col", f"there is no column {loss_col!r}; the columns are {listing}")
     if id_col is not None and id_col not in names:
@@ -79,6 +81,9 @@ def plan_columns(
     if logits is None:
         logits = _logit_columns(names, logit_cols, roles, listing)
     _check_counts(logits, targets)
+    _check_numbered_in_order(logits, "logit_cols", logit_cols, by_option=logit_cols is not None)
+    if targets is not None:
+        _check_numbered_in_order(targets, "target_cols", target_cols, by_option=True)
     classes = None if grads is None else _gradient_classes(grads, grad_cols or "", logits, names, logit_cols is None)
     plan = ColumnPlan(
         tuple(names),
@@ -98,6 +103,34 @@ def plan_columns(
             f"rename it, or choose the logit columns with {option('logit_cols')}"
         )
     return plan
+
+
+def _check_gradients_are_gradients(grads: tuple[str, ...], grad_cols: str, names: list[str], loss_given: bool) -> None:
+    """A column given as a gradient that the file's names say is something else: a logit X whose
+    gradient grad_X is there, or one of the other columns sce batch writes (loss, p_X)."""
+    known = set(names)
+    items = [item.strip() for item in grad_cols.split(",") if item.strip()]
+    for column in grads:
+        if GRADIENT_PREFIX + column in known:
+            # One item (a name or a pattern): its gradient columns are the same item prefixed.
+            chosen = GRADIENT_PREFIX + (items[0] if len(items) == 1 else column)
+            raise OptionProblem(
+                "grad_cols",
+                f"column {column!r} is a logit column (its gradient column is {GRADIENT_PREFIX + column!r}); "
+                f"give the gradient columns to grade, as {option('grad_cols', chosen)}",
+            )
+        if column == "loss" and not loss_given:
+            raise OptionProblem(
+                "grad_cols",
+                f"column 'loss' is the loss column sce batch writes, not a gradient; grade it with "
+                f"{option('loss_col', 'loss')}",
+            )
+        if column.startswith("p_") and column[2:] in known:
+            raise OptionProblem(
+                "grad_cols",
+                f"column {column!r} is the probability of {column[2:]!r} that sce batch writes, not a gradient; "
+                f"the gradient columns are {GRADIENT_PREFIX}<logit column>",
+            )
 
 
 def _check_unique(names: list[str]) -> None:
@@ -282,6 +315,44 @@ def _check_pairing_in_order(
             f"columns not named {GRADIENT_PREFIX}<logit column> are paired with {option('logit_cols')} in order, "
             "so give one per logit column",
         )
+
+
+def _check_numbered_in_order(columns: tuple[str, ...], field: str, listed: str | None, by_option: bool) -> None:
+    """Columns numbered as classes (z0, z1, …: one stem, each its own number) that the file holds
+    in another order, taken in the file's order (by default or by a pattern), are refused: a
+    label is a position among the logit columns, and the names say another class than the
+    position. A list written out one by one is the user's own order, and is kept."""
+    if listed is not None and not any(_is_pattern(item) for item in listed.split(",")):
+        return
+    numbers = _class_numbers(columns)
+    if numbers is None or numbers == sorted(numbers):
+        return
+    before = next(k for k in range(len(numbers) - 1) if numbers[k] > numbers[k + 1])
+    ordered = [name for _, name in sorted(zip(numbers, columns, strict=True))]
+    written = ",".join(ordered) if len(ordered) <= 20 else f"{','.join(ordered[:3])},…,{ordered[-1]} (each one)"
+    flag = option("target_cols") if field == "target_cols" else option("logit_cols")
+    message = (
+        f"the {'target' if field == 'target_cols' else 'logit'} columns are numbered out of order "
+        f"({columns[before]!r} before {columns[before + 1]!r}): a class is a column's place among them, so sce "
+        f"will not guess whether {columns[before]!r} is class {before} (its place) or {numbers[before]} (its name); "
+        f"write them out in class order, {flag} {written}"
+    )
+    raise OptionDataProblem(field, message) if by_option else DataProblem(message)
+
+
+def _class_numbers(columns: tuple[str, ...]) -> list[int] | None:
+    """Each column's number where every one is one stem and its own decimal number (z0, z1, …),
+    else None."""
+    stems, numbers = set(), []
+    for name in columns:
+        digits = len(name) - len(name.rstrip("0123456789"))
+        if digits == 0:
+            return None
+        stems.add(name[:-digits])
+        numbers.append(int(name[-digits:]))
+    if len(stems) != 1 or len(set(numbers)) != len(numbers) or len(numbers) < 2:
+        return None
+    return numbers
 
 
 def _check_counts(logits: tuple[str, ...], targets: tuple[str, ...] | None) -> None:
