@@ -16,7 +16,6 @@ import numpy as np
 
 from sce.explain.exact_values import EXACT_FROM_DIGITS, ExactRow, digits_capped_line, float64_digits, rounded_text
 from sce.explain.proofs import HessianProof, JacobianProof, Proofs
-from sce.grading import verdicts
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import DISPLAY_DIGITS, display, display_all, given
 from sce.render.grid import Cell, Column, Grid, print_grid, print_styled
@@ -314,6 +313,8 @@ def print_file_check(
 ) -> None:
     """`sce check --csv`: the worst rows, then the reduction graded, the summary and the mistakes named."""
     from rich.text import Text
+
+    from sce.grading import verdicts  # here: sce grad, which renders through this module, loads no grading code
 
     if found.worst:
         headings = ("line", "column", "expected", "given", "difference")

@@ -392,3 +392,41 @@ void lane_sum_f32(int64_t rows, int64_t classes, const float *values, float *out
         out[r] = ((r8[0] + r8[1]) + (r8[2] + r8[3])) + ((r8[4] + r8[5]) + (r8[6] + r8[7]));
     }
 }
+
+/* A named mistake's what-if against the answer (mistake_trials.errors_of): each entry's
+ * |given − other| in ulps at max(magnitude, |other|), their largest and Σe², in one loop
+ * instead of numpy's ten passes. With bounds (one per row of `classes` entries), a given 0
+ * where |other| is below its row's bound is taken as other in the answer's type, as
+ * flushed.excused takes it (a flushing kernel's zero). The unit and each error are the same
+ * bits as numpy's; Σe² is added in order. Returns 1 where a magnitude, a unit or an error is not
+ * finite (numpy then measures the rows: it knows NaN and infinity). */
+int candidate_errors(int64_t n, int64_t classes, const void *given, int given_is_double, const double *other,
+                     const double *magnitude, const double *bounds, double smallest, double ulp_scale,
+                     double *found)
+{
+    const double *g64 = (const double *)given;
+    const float *g32 = (const float *)given;
+    double worst = 0.0, squares = 0.0;
+    for (int64_t j = 0; j < n; j++) {
+        double o = other[j], m = magnitude[j];
+        if (isnan(m))
+            return 1;
+        double size = fabs(o);
+        Bits b = {.value = m > size ? m : size};
+        b.bits &= EXPONENT_BITS;
+        double unit = (b.value > smallest ? b.value : smallest) * ulp_scale;
+        double given_value = given_is_double ? g64[j] : (double)g32[j];
+        if (bounds != NULL && given_value == 0.0 && size < bounds[j / classes])
+            given_value = given_is_double ? o : (double)(float)o;
+        double e = fabs(given_value - o) / unit;
+        if (!isfinite(unit) || !isfinite(e))
+            return 1;
+        worst = e > worst ? e : worst;
+        squares += e * e;
+    }
+    if (!isfinite(squares))
+        return 1;
+    found[0] = worst;
+    found[1] = squares;
+    return 0;
+}

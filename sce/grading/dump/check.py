@@ -1,24 +1,22 @@
 """Grading a dump by its float type: the verdict's pass, then, for a wrong answer, the mistake's.
 
 A dump is processed in blocks of rows read from the file (a memory-mapped 4 GB
-array costs one block of memory), in one pass that computes only what the
-verdict needs (:mod:`.verdict_pass`). Which mistake a wrong answer made is
-asked only once it is known to be wrong, in a second pass
-(:mod:`.mistake_pass`) that drops each candidate at the first block it does
-not fit.
+array costs one block of memory), in one pass that computes the verdict
+(:mod:`.verdict_pass`). Which mistake a wrong answer made is asked once it looks
+wrong: the pass then tries the few mistakes that fit a few rows on each further
+block, and :mod:`.mistake_pass` names the one that fits every entry.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 from sce.errors import NothingToGrade, OptionProblem, option_problem
 from sce.grading.dump.implementation_choices import NARROWER, consistent_choices
-from sce.grading.dump.kernel_mistakes import Denominators, denominators
-from sce.grading.dump.mistake_pass import Allowance, Allowed, matching_mistakes
+from sce.grading.dump.kernel_mistakes import denominators
+from sce.grading.dump.mistake_pass import Allowance, Allowed, MistakeSearch
 from sce.grading.dump.verdict import DtypeCheck, QuantityVerdict, ReducedLoss
-from sce.grading.dump.verdict_pass import BlockJob, Progress, in_order
+from sce.grading.dump.verdict_pass import BlockGrade, BlockJob, Progress, in_order
 from sce.io.arrays import ArrayDump
 from sce.io.arrays.dump import float_name
 from sce.io.arrays.heap import reused_heap
@@ -50,8 +48,8 @@ def check_dump(
     claimed_dtype : str
         The type the answer was computed in: "float16", "bfloat16", "float32" or "float64".
     progress : callable, optional
-        Told ("checking", rows) after each block, then ("naming the mistake", rows) during
-        the second pass.
+        Told ("checking", rows) after each block, then ("naming the mistake", rows) for each
+        block compared after it (those graded before the answer looked wrong).
     tune_heap : bool
         Keep freed blocks in the heap (glibc's malloc settings, :mod:`sce.io.arrays.heap`): for
         the command line's own process, never a library caller's.
@@ -122,20 +120,20 @@ def _graded(
     per_row_loss = dump.loss is not None and dump.loss.ndim == 1
     loss = QuantityVerdict("loss") if per_row_loss else None
     scalar = ReducedLoss() if dump.loss is not None and not per_row_loss else None
-    job = BlockJob(dump, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order)
     bounds = block_bounds(rows, classes, BLOCK_ENTRIES)
+    search = MistakeSearch(dump, options, d, claimed_dtype, bounds, progress) if name_mistakes else None
+    suspects = search.suspects if search is not None else None
+    job = BlockJob(dump, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order, suspects)
     sum_bound = 0.0
     with warnings.catch_warnings(), reused_heap(tune_heap and rows * classes > BLOCK_ENTRIES):
         # Here, not in each block: catch_warnings is not thread-safe. An infinite loss is graded, not warned about.
         warnings.simplefilter("ignore")
-        for graded in in_order(job.grade, bounds):
-            if grad is not None and graded.gradient is not None:
-                grad.merge(graded.gradient)
-            if loss is not None and graded.losses is not None:
-                loss.merge(graded.losses)
-            if scalar is not None and graded.reduced is not None:
-                scalar.add(*graded.reduced)
+        for index, graded in enumerate(in_order(job.grade, bounds)):
+            _merge(graded, grad, loss, scalar)
             sum_bound = max(sum_bound, graded.sum_bound)
+            if search is not None:
+                so_far = [q for q in (grad, loss) if q is not None]
+                search.after_block(index, graded, _allowed(grad, loss), any(not q.correct for q in so_far))
             if progress is not None:
                 progress("checking", graded.rows)
         dump.verify()  # a damaged file is a data error, not an answer judged wrong
@@ -145,47 +143,51 @@ def _graded(
             scalar_verdict = scalar.verdict(float(dump.loss), claimed_dtype, options, d)
             quantities.append(scalar_verdict)
         check = DtypeCheck(claimed_dtype, rows, classes, options, quantities, [], sum_order, sum_bound=sum_bound)
-        if check.wrong and name_mistakes:
-            allowed = Allowed(
-                None if grad is None else Allowance(grad.allowed_ulps, grad.allowed_rms_ulps),
-                None if loss is None else Allowance(loss.allowed_ulps, loss.allowed_rms_ulps),
-                None
-                if scalar is None or scalar_verdict is None
-                else (scalar.given, scalar.size, scalar_verdict.allowed_ulps),
-            )
-            search = _MistakeSearch(dump, options, d, claimed_dtype, bounds, progress)
+        if check.wrong and search is not None:
+            reduced = None
+            if scalar is not None and scalar_verdict is not None:
+                reduced = (scalar.given, scalar.size, scalar_verdict.allowed_ulps)
+            allowed = _allowed(grad, loss, reduced)
             check.mistakes = search.matching(allowed)
             if not check.mistakes and len(quantities) > 1:
-                check.mistakes = search.by_quantity(allowed, quantities)
+                check.mistakes = _by_quantity(search, allowed, quantities)
     return check
 
 
-@dataclass(frozen=True)
-class _MistakeSearch:
-    """The second pass's arguments, for the mistakes of all quantities and then of one alone."""
+def _merge(
+    graded: BlockGrade, grad: QuantityVerdict | None, loss: QuantityVerdict | None, scalar: ReducedLoss | None
+) -> None:
+    if grad is not None and graded.gradient is not None:
+        grad.merge(graded.gradient)
+    if loss is not None and graded.losses is not None:
+        loss.merge(graded.losses)
+    if scalar is not None and graded.reduced is not None:
+        scalar.add(*graded.reduced)
 
-    dump: ArrayDump
-    options: LossOptions
-    d: Denominators
-    dtype: str
-    bounds: list[tuple[int, int]]
-    progress: Progress | None
 
-    def matching(self, allowed: Allowed) -> list[str]:
-        return matching_mistakes(self.dump, self.options, self.d, self.dtype, allowed, self.bounds, self.progress)
+def _allowed(
+    grad: QuantityVerdict | None, loss: QuantityVerdict | None, reduced: tuple[float, float, float] | None = None
+) -> Allowed:
+    """What the verdicts (so far) allow each quantity."""
+    return Allowed(
+        None if grad is None else Allowance(grad.allowed_ulps, grad.allowed_rms_ulps),
+        None if loss is None else Allowance(loss.allowed_ulps, loss.allowed_rms_ulps),
+        reduced,
+    )
 
-    def by_quantity(self, allowed: Allowed, quantities: list[QuantityVerdict]) -> list[str]:
-        """Where no mistake fits the gradient and the loss together, one that fits a wrong one alone
-        (the loss logged with one denominator while the backward uses another), named with it."""
-        found = []
-        for verdict, alone in (
-            (quantities[0], Allowed(allowed.gradient, None, None)),
-            (quantities[-1], Allowed(None, allowed.row_losses, allowed.reduced_loss)),
-        ):
-            if verdict.correct or (alone.gradient is None and alone.row_losses is None and alone.reduced_loss is None):
-                continue
-            found += [f"{verdict.name}: {name}" for name in self.matching(alone)]
-        return found
+
+def _by_quantity(search: MistakeSearch, allowed: Allowed, quantities: list[QuantityVerdict]) -> list[str]:
+    """Where no mistake fits the gradient and the loss together, one that fits a wrong one alone
+    (the loss logged with one denominator while the backward uses another), named with it."""
+    found = []
+    for verdict, alone in (
+        (quantities[0], Allowed(allowed.gradient, None, None)),
+        (quantities[-1], Allowed(None, allowed.row_losses, allowed.reduced_loss)),
+    ):
+        if verdict.correct or (alone.gradient is None and alone.row_losses is None and alone.reduced_loss is None):
+            continue
+        found += [f"{verdict.name}: {name}" for name in search.matching(alone)]
+    return found
 
 
 def _check_claim(dump: ArrayDump, claimed_dtype: str) -> None:

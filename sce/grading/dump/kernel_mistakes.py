@@ -104,9 +104,13 @@ def _label_weights(labels: np.ndarray, options: LossOptions) -> np.ndarray:
     return np.where(counted, weights[np.where(counted, labels, 0)], 0.0)
 
 
-def what_ifs(labels: np.ndarray | None, d: Denominators, options: LossOptions) -> dict[str, WhatIf]:
+def what_ifs(
+    labels: np.ndarray | None, d: Denominators, options: LossOptions, rerun: bool = True
+) -> dict[str, WhatIf]:
     """The mistakes that differ from the truth for these inputs, each by the catalogue's words
-    (:meth:`~sce.grading.catalogue.Mistake.described`, with what this input makes of it)."""
+    (:meth:`~sce.grading.catalogue.Mistake.described`, with what this input makes of it).
+    ``rerun`` False: other labels' what-ifs may change the exact result's entries instead of
+    computing it again, to within a rounding of float64 (for answers graded in a narrower type)."""
     found: dict[str, WhatIf] = {}
     if options.reduction == "mean" and d.total > 0:
         if d.ignored:
@@ -124,12 +128,12 @@ def what_ifs(labels: np.ndarray | None, d: Denominators, options: LossOptions) -
         found[catalogue.MEAN_NOT_SUM.described(f"divided by {d.total:g}")] = _scaled(1 / d.total)
     if options.reduction == "none" and d.total > 0:
         found[catalogue.MEAN_NOT_NONE.described(f"divided by {d.total:g}")] = _scaled(1 / d.total, loss=False)
-    found.update(_formula_what_ifs(labels, options))
+    found.update(_formula_what_ifs(labels, options, rerun))
     found.update(_convention_what_ifs(d, options))
     return found
 
 
-def _formula_what_ifs(labels: np.ndarray | None, options: LossOptions) -> dict[str, WhatIf]:
+def _formula_what_ifs(labels: np.ndarray | None, options: LossOptions, rerun: bool) -> dict[str, WhatIf]:
     """The slips of the formula itself, row by row: the sign, the −y, the log's base, the
     temperature's 1/T, the normalisation, the weights, the label's index."""
     found: dict[str, WhatIf] = {
@@ -145,9 +149,9 @@ def _formula_what_ifs(labels: np.ndarray | None, options: LossOptions) -> dict[s
         if labels is not None and options.weight is not None:
             found[catalogue.WEIGHTS_PER_CLASS.described()] = _weights_per_class
     if labels is not None:
-        found[catalogue.PREDICTED_CLASS.described()] = _label_predicted(options)
-        found[catalogue.ONE_BASED.described()] = _label_shifted(options, -1)
-        found[catalogue.LABEL_PLUS_ONE.described()] = _label_shifted(options, +1)
+        found[catalogue.PREDICTED_CLASS.described()] = _label_predicted(options, rerun)
+        found[catalogue.ONE_BASED.described()] = _label_shifted(options, -1, rerun)
+        found[catalogue.LABEL_PLUS_ONE.described()] = _label_shifted(options, +1, rerun)
     if not options.z_loss and options.weight is None:
         found.update(_derivation_what_ifs(labels, options))
     return found
@@ -197,17 +201,44 @@ def _unnormalised_exp(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
     return gradient, losses
 
 
-def _label_predicted(options: LossOptions) -> WhatIf:
+def _label_predicted(options: LossOptions, rerun: bool) -> WhatIf:
     """The −1 at each row's predicted class (its first largest logit), not at its label."""
 
     def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
         predicted = derivative_slips.predicted_labels(block.exact)
         if predicted is None:
             return block.exact.gradient, block.contributions
-        other = _rerun(block, predicted, options)
-        return other.gradient, _contributions(other, options)
+        return _relabelled(block, predicted, options, rerun)
 
     return what_if
+
+
+def _relabelled(
+    block: Block, labels: np.ndarray, options: LossOptions, rerun: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The gradient and the loss's contributions with other labels: the exact computation again;
+    or (without ``rerun``, and where other labels change two entries per row and its loss alone:
+    no weights, smoothing, z-loss or softcap) the exact result with those entries changed, to
+    within a rounding of float64 (for an answer graded in a narrower type, where that is nothing)."""
+    plain = options.weight is None and not options.label_smoothing and not options.z_loss and options.softcap is None
+    if rerun or not plain or block.labels is None:
+        other = _rerun(block, labels, options)
+        return other.gradient, _contributions(other, options)
+    exact = block.exact
+    rows = np.flatnonzero(exact.counted)
+    old, new = block.labels[rows], labels[rows]
+    scale = exact.gradient_scale
+    p = exact.probabilities
+    gradient = np.array(exact.gradient, dtype=np.float64)
+    gradient[rows, old] = p[rows, old] * scale
+    gradient[rows, new] = (p[rows, new] - 1.0) * scale
+    # −log p_new = −log p_old + (z_old − z_new)/T: the row's log-sum-exp cancels.
+    losses = np.array(exact.losses, dtype=np.float64)
+    logits = block.logits
+    losses[rows] += (logits[rows, old].astype(np.float64) - logits[rows, new]) / options.temperature
+    if options.reduction == "mean":
+        losses *= 0.0 if exact.denominator == 0 else 1 / exact.denominator
+    return gradient, losses
 
 
 def _convention_what_ifs(d: Denominators, options: LossOptions) -> dict[str, WhatIf]:
@@ -358,15 +389,14 @@ def _contributions(result: SoftmaxCrossEntropyResult, options: LossOptions) -> n
     return shares
 
 
-def _label_shifted(options: LossOptions, by: int) -> WhatIf:
+def _label_shifted(options: LossOptions, by: int, rerun: bool) -> WhatIf:
     """The labels read one class off: label − 1 (1-based labels read as 0-based) or label + 1."""
 
     def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
         assert block.labels is not None
         classes = block.logits.shape[1]
         shifted = np.where(block.labels == options.ignore_index, block.labels, (block.labels + by) % classes)
-        other = _rerun(block, shifted, options)
-        return other.gradient, _contributions(other, options)
+        return _relabelled(block, shifted, options, rerun)
 
     return what_if
 

@@ -90,6 +90,8 @@ def library() -> ctypes.CDLL | None:
             found.grade.argtypes = [ctypes.POINTER(t) for t in (_Rows, _Answer, _Routes, _Scale, _Found)]
             found.lane_sum_f32.restype = None
             found.lane_sum_f32.argtypes = [_I, _I, _P, _P]
+            found.candidate_errors.restype = _C
+            found.candidate_errors.argtypes = [_I, _I, _P, _C, _P, _P, _P, _D, _D, _P]
         except (OSError, AttributeError):
             continue
         return found
@@ -129,6 +131,43 @@ def lane_sum_f32(values: np.ndarray) -> np.ndarray | None:
     out = np.empty((values.shape[0], 1), np.float32)
     found.lane_sum_f32(values.shape[0], values.shape[1], values.ctypes.data, out.ctypes.data)
     return out
+
+
+def candidate_errors(
+    given: np.ndarray,
+    other: np.ndarray,
+    magnitude: np.ndarray,
+    unit_format: tuple[int, int],
+    flushed_below: np.ndarray | None = None,
+) -> tuple[float, float] | None:
+    """The largest of |given − other| in ulps at max(magnitude, |other|) and their Σe², by the
+    compiled loop, a given 0 taken as other where |other| is below its row's ``flushed_below``
+    (:func:`.flushed.excused`); None without the loop, for a type it does not read, or where
+    anything is not finite. ``unit_format``: the claimed type's mantissa bits and lowest exponent."""
+    found = library()
+    if found is None or given.dtype not in _FLOATS or given.shape != other.shape or not other.size:
+        return None
+    kept = [np.ascontiguousarray(given), np.ascontiguousarray(other, np.float64)]
+    kept.append(np.ascontiguousarray(np.broadcast_to(magnitude, other.shape), np.float64))
+    classes = other.shape[-1] if other.ndim == 2 else other.size
+    if flushed_below is not None:
+        kept.append(np.ascontiguousarray(np.broadcast_to(flushed_below, (len(other), 1)), np.float64))
+    mantissa, min_exponent = unit_format
+    out = np.zeros(2)
+    status = found.candidate_errors(
+        other.size,
+        classes,
+        kept[0].ctypes.data,
+        int(kept[0].dtype == np.float64),
+        kept[1].ctypes.data,
+        kept[2].ctypes.data,
+        kept[3].ctypes.data if flushed_below is not None else None,
+        2.0**min_exponent,
+        2.0**-mantissa,
+        out.ctypes.data,
+    )
+    del kept  # alive until here: the call read them by address
+    return None if status else (float(out[0]), float(out[1]))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
@@ -41,7 +41,8 @@ from sce.grading.dump.block_errors import (
     merged_in_order,
 )
 from sce.grading.dump.flushed import excused, flush_bounds, z_terms
-from sce.grading.dump.kernel_mistakes import Block, Denominators, exact_block, exact_rows
+from sce.grading.dump.kernel_mistakes import Block, Denominators, WhatIf, exact_block, exact_rows
+from sce.grading.dump.mistake_trials import Answer, RowsTrial, Suspects, Trial, block_trials, tried_on_rows
 from sce.grading.dump.sequential_sums import factor_derivative, loss_shifts, row_sum_bounds, without_row_factors
 from sce.io.arrays import ArrayDump
 from sce.io.arrays.dump import placed_in_dump
@@ -65,7 +66,7 @@ COMPILED = True
 
 Progress = Callable[[str, int], None]
 """Told (phase, rows) after each block: phase "checking", then, for a wrong answer,
-"naming the mistake" (a second pass, often cut short)."""
+"naming the mistake" for each block compared after the pass (those graded before it looked wrong)."""
 
 T = TypeVar("T")
 
@@ -126,6 +127,9 @@ class BlockGrade:
     block's contribution (0 otherwise)."""
     sum_bound: float = 0.0
     """Graded as a sequential sum: the largest of its rows' bounds on δ (:func:`.sequential_sums.row_sum_bounds`)."""
+    trials: dict[str, Trial] = field(default_factory=dict)
+    """The suspected mistakes' trials on this block (:class:`.mistake_trials.Suspects`), each
+    suspect's as it was when the block started."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ class _Slice:
     factor fitted to the gradient (:func:`.sequential_sums.loss_shifts`)."""
     sum_bound: float = 0.0
     """The largest of the rows' bounds on that factor's δ."""
+    trials: dict[str, RowsTrial] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,8 @@ class BlockJob:
     reduced_loss: bool
     sum_order: str = "parallel"
     """"sequential": each row may carry one factor 1 + δ of a sequential sum (:mod:`.sequential_sums`)."""
+    suspects: Suspects | None = None
+    """Mistakes to try on each block from its exact result, once the caller suspects them."""
 
     def grade(self, bounds: tuple[int, int]) -> BlockGrade:
         """The block of rows ``bounds`` (first, end), graded; a logit, label or target the loss is
@@ -177,7 +184,10 @@ class BlockJob:
         # Rows are graded in slices whose arrays stay in the cache; the results are row by row
         # (the reduced loss's sums are taken over the whole block, as without slices).
         step = max(1, SLICE_ENTRIES // max(1, self.dump.shape[1])) if sparse else stop - start
-        slices = [self._slice(first, min(first + step, stop), sparse) for first in range(start, stop, step)]
+        suspected = self.suspects.candidates if self.suspects is not None else {}
+        slices = [
+            self._slice(first, min(first + step, stop), sparse, suspected) for first in range(start, stop, step)
+        ]
         gradients = [piece.gradient for piece in slices if piece.gradient is not None]
         gradient = merged_in_order(gradients) if gradients else None
         losses = reduced = None
@@ -202,9 +212,11 @@ class BlockJob:
                 z_parts = [piece.baseline_z_losses for piece in slices if piece.baseline_z_losses is not None]
                 z_route = np.concatenate(z_parts) if z_parts else None
                 reduced = (math.fsum(contributions), math.fsum(magnitude * share), route, z_route, moved)
-        return BlockGrade(stop - start, gradient, losses, reduced, max(piece.sum_bound for piece in slices))
+        trials = block_trials([piece.trials for piece in slices]) if suspected else {}
+        sum_bound = max(piece.sum_bound for piece in slices)
+        return BlockGrade(stop - start, gradient, losses, reduced, sum_bound, trials)
 
-    def _slice(self, start: int, stop: int, sparse: bool) -> _Slice:
+    def _slice(self, start: int, stop: int, sparse: bool, suspected: dict[str, WhatIf]) -> _Slice:
         dump, dtype = self.dump, self.dtype
         base: Baseline | sparse_labels.LabelBaseline
         if sparse:
@@ -218,8 +230,17 @@ class BlockJob:
         gradient = None
         shifts = None
         bound = np.zeros(0)
-        if dump.grad is not None:
-            given = read_rows(dump.grad, start, stop)
+        stored = None if dump.grad is None else read_rows(dump.grad, start, stop)
+        rows = self.per_row_loss or self.reduced_loss
+        z_losses = block.exact.z_losses if self.options.z_loss else None
+        loss_size = loss_magnitude(block.exact.losses, coef, z_losses) if rows else block.exact.losses
+        trials = {}
+        if suspected:
+            given_losses = np.asarray(dump.loss[start:stop]) if self.per_row_loss and dump.loss is not None else None
+            answer = Answer(stored, given_losses, dtype)
+            trials = tried_on_rows(suspected, block, coef, (grad_magnitude, loss_size), answer)
+        if stored is not None:
+            given = stored
             if self.options.reduction == "mean" and self.d.total == 0:
                 # The gradient of 0/0: sce says 0 (nothing counts); PyTorch's backward gives NaN where
                 # the counted rows' weights are all 0. Either is the right answer.
@@ -240,18 +261,17 @@ class BlockJob:
                 gradient = grade_gradient_compiled(block, coef, base, given, dtype)
             if gradient is None:
                 gradient = grade_gradient(block, grad_magnitude(), base.gradients, given, dtype)
-        rows = self.per_row_loss or self.reduced_loss
-        z_losses = block.exact.z_losses if self.options.z_loss else None
         return _Slice(
             gradient,
             block.exact.losses,
             block.contributions,
-            loss_magnitude(block.exact.losses, coef, z_losses) if rows else block.exact.losses,
+            loss_size,
             base.losses[0] if rows else block.exact.losses,
             coef.a,
             base.z_losses if rows else None,
             shifts,
             float(bound.max(initial=0.0)),
+            trials,
         )
 
     def _magnitudes(self, block: Block, coef: RowCoefficients) -> np.ndarray:
