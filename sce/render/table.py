@@ -33,6 +33,7 @@ from sce.render.words import (
 
 if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars, nor a pipe rich
     from rich.console import Console
+    from rich.text import Text
 
     from sce.batch import BatchSummary
     from sce.explain.finite_differences import Verification
@@ -193,11 +194,21 @@ def print_mistake(
 ) -> None:
     """A named mistake as ``sce check`` and ``sce check --csv`` show it: its name (``of`` the
     quantity it explains, if not every one), then its fix."""
+    for line in mistake_lines(mistake, flag_of, indent, of):
+        console.print(line, soft_wrap=True)
+
+
+def mistake_lines(
+    mistake: Mistake, flag_of: Mapping[str, str] | None = None, indent: str = "  ", of: str = ""
+) -> list[Text]:
+    """The lines of :func:`print_mistake`: the mistake's name, then its fix."""
     from rich.text import Text
 
     where = f"{of}: " if of else ""
-    console.print(Text(f"{indent}mistake: {where}{mistake.worded_name(flag_of)}"), soft_wrap=True)
-    console.print(Text(f"{indent}fix: {mistake.worded_fix(flag_of)}"), soft_wrap=True)
+    return [
+        Text(f"{indent}mistake: {where}{mistake.worded_name(flag_of)}"),
+        Text(f"{indent}fix: {mistake.worded_fix(flag_of)}"),
+    ]
 
 
 def print_verification(console: Console, verification: Verification, digits: int = DISPLAY_DIGITS) -> None:
