@@ -462,3 +462,17 @@ def test_any_row_derives_to_well_formed_mathml(logits, data):
     assert '<code class="tex">' not in document
     for mathml in math_elements(document):
         ElementTree.fromstring(mathml)
+
+
+def test_the_page_embeds_the_picture_plot_draws(tmp_path, sce):
+    picture = tmp_path / "grad.svg"
+    result = sce("grad", "2", "3", "4", "-l", "1", "--format", "html", "--plot", picture)
+    assert result.exit_code == 0, result.stderr
+    embedded = re.findall(r"<svg\b.*?</svg>", result.stdout, flags=re.S)
+    assert len(embedded) == 1
+    assert embedded[0] == re.search(r"<svg\b.*</svg>", picture.read_text(), flags=re.S).group(0)
+    for gid in ("p-bar-0", "p-bar-2", "gradient-zero", "tangent"):
+        assert f'id="{gid}"' in embedded[0]
+    assert "<?xml" not in result.stdout  # a second declaration inside a page is an error
+    without = sce("grad", "2", "3", "4", "-l", "1", "--format", "html")
+    assert "<svg" not in without.stdout

@@ -116,7 +116,8 @@ def grad(
     if output_format is GradFormat.json:
         _warn_about_omitted_matrices(proofs, result.num_classes, result.options)
     if output_format is GradFormat.html:
-        _write_page(result, digits, (route or DerivationRoute.chain) if steps else None, output, logits_file)
+        figures = [] if plot is None else _page_figures(result, digits)
+        _write_page(result, digits, (route or DerivationRoute.chain) if steps else None, output, logits_file, figures)
     elif steps:
         _print_derivation(result, proofs, digits, output_format, route or DerivationRoute.chain)
     else:
@@ -203,8 +204,9 @@ def _write_page(
     route: DerivationRoute | None,
     output: str | None,
     logits_file: str | None,
+    figures: list[str],
 ) -> None:
-    """The printable page: the result, and the derivation by ``route`` (None: without one)."""
+    """The printable page: the result, the derivation by ``route`` (None: without one), and ``figures``."""
     from sce.render.html_format import grad_page
 
     stages = None
@@ -212,20 +214,13 @@ def _write_page(
         from sce.explain.derivation import build_derivation
 
         stages = build_derivation(result, digits, route.value)
-    write_page(grad_page(result, digits, stages, _page_figures(result, digits)), output, logits_file)
+    write_page(grad_page(result, digits, stages, figures), output, logits_file)
 
 
 def _page_figures(result: SoftmaxCrossEntropyResult, digits: int) -> list[str]:
-    """The picture of ``--plot``, embedded where sce[plot] is installed and the result can be drawn;
-    without it the page is whole all the same, so its absence is not an error here."""
-    try:
-        import matplotlib  # noqa: F401
-    except Exception:  # missing, or refusing its own start-up: --plot says which
-        return []
-    from sce.render.plot_grad import grad_figure_svg, plot_refusal
+    """``--plot``'s picture, embedded in the page too (the file is written by ``--plot`` itself)."""
+    from sce.render.plot_grad import grad_figure_svg
 
-    if plot_refusal(result) is not None:
-        return []
     return [grad_figure_svg(result, digits, embedded=True)]
 
 
