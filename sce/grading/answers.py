@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike
 
 from sce.grading import catalogue, verdicts
 from sce.grading.catalogue import Mistake
+from sce.grading.dump.baseline import coefficients, result_magnitudes
 from sce.grading.mistakes import MistakenValue, usual_mistakes
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import WRITTEN_NUMBER, plain_spelling, read_number, tolerance_of
@@ -140,14 +141,31 @@ def check_answer(
     # Computed in float32 (--dtype float32), another float32 engine's answer differs in its last
     # bits: 4 ulps of float32, not of float64, are rounding (PyTorch's loss for [2, 3, 4] is 1 ulp off).
     rounding = 4 * float(np.finfo(result.gradient.dtype).eps)
+    operands = _operand_sizes(result, targets)
     checks = []
     for name in ("probabilities", "loss", "gradient"):
         if name in given:
             expected = exact[name].astype(np.float64)
             candidates = [m for m in mistakes if m.quantity == name and not _same(m.value, expected)]
-            found = check_quantity(name, given[name], expected, tolerance, candidates, rounding)
+            found = check_quantity(
+                name, given[name], expected, tolerance, candidates, rounding, operands=operands.get(name)
+            )
             checks.append(replace(found, tolerance_given=tolerance is not None))
     return one_diagnosis(checks)
+
+
+def _operand_sizes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None) -> dict[str, np.ndarray]:
+    """Row 0's gradient and loss entries' operand sizes: a textbook loop forms the label's p − 1 of a
+    confident row from numbers near 1, so its rounding is in ulps of 1, not of the tiny difference."""
+    labels = None if result.labels is None else np.asarray(result.labels)
+    given_targets = None if targets is None else np.asarray(targets, dtype=np.float64).reshape(result.num_rows, -1)
+    coef = coefficients(
+        labels, given_targets, result.num_classes, result.options, result.denominator, result.z_loss_denominator
+    )
+    with np.errstate(all="ignore"):
+        gradient, loss = result_magnitudes(result, coef)
+    sizes = {"gradient": np.asarray(gradient[0], dtype=np.float64), "loss": np.asarray(loss[:1], dtype=np.float64)}
+    return {name: np.where(np.isfinite(size), size, 0.0) for name, size in sizes.items()}
 
 
 def one_diagnosis(checks: list[QuantityCheck]) -> list[QuantityCheck]:
@@ -176,11 +194,15 @@ def check_quantity(
     mistakes: list[MistakenValue],
     rounding: float = ROUNDING_ALLOWANCE,
     columns: int = 0,
+    operands: np.ndarray | None = None,
 ) -> QuantityCheck:
     """Compare the texts of one quantity with its exact values, entry by entry; ``columns`` for a
-    matrix's entries, row by row."""
+    matrix's entries, row by row. ``operands``: the size of the numbers each entry is formed from,
+    where it exceeds the entry's own (the type's rounding is counted in ulps of those)."""
     values = np.array([read_number(t) for t in texts], dtype=float)
     tolerances = np.full(len(texts), tolerance) if tolerance is not None else np.array([tolerance_of(t) for t in texts])
+    if operands is not None and operands.shape == tolerances.shape:
+        tolerances = np.maximum(tolerances, rounding * operands)
     ok = within(values, expected, tolerances, rounding)
     also, fitting = None, []
     if ok.all():  # right to its digits: say if those digits fit a usual mistake too

@@ -78,6 +78,23 @@ def type_allowances(
     }
 
 
+def float64_allowances(
+    result: SoftmaxCrossEntropyResult, targets: np.ndarray | None, denominators: tuple[float, float]
+) -> Mapping[str, np.ndarray]:
+    """The absolute error each entry of a straightforward float64 computation may have: four ulps
+    of float64 at the size of the entry's operands, as :func:`type_allowances` counts them (the
+    label's p − 1 of a confident row is tiny, but a textbook loop forms it from numbers near 1)."""
+    labels = None if result.labels is None else np.asarray(result.labels)
+    coef = coefficients(labels, targets, result.num_classes, result.options, *denominators)
+    gradient_size, loss_size = result_magnitudes(result, coef)
+    rounding = 4 * float(np.finfo(np.float64).eps)
+    with np.errstate(all="ignore"):
+        return {
+            "gradient": np.where(np.isfinite(gradient_size), rounding * gradient_size, 0.0),
+            "loss": np.where(np.isfinite(loss_size), rounding * loss_size, 0.0)[:, None],
+        }
+
+
 def _row_worst(errors: np.ndarray) -> np.ndarray:
     """Each row's worst finite error in ulps."""
     return np.max(_finite(errors), axis=1, initial=0.0)

@@ -17,7 +17,7 @@ from sce.errors import DataProblem
 from sce.grading import catalogue, verdicts
 from sce.grading.answers import within
 from sce.grading.catalogue import Mistake
-from sce.grading.csv_dtype import exact_options, in_type, type_allowances
+from sce.grading.csv_dtype import exact_options, float64_allowances, in_type, type_allowances
 from sce.grading.csv_mistakes import (
     DividedSearch,
     GradedColumns,
@@ -128,10 +128,11 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
         for parsed, plan, result, _ in computed_blocks(path, reading, options, denominator):
             assert isinstance(parsed, ParsedBlock)  # the wide way is asked for by sce batch only
             found.classes, found.graded_gradients = len(plan.logits), len(plan.grads or ())
-            typed = None
             if dtype != "float64":
                 result = _exact_in_type(result, parsed, plan, denominator, dtype)
                 typed = type_allowances(result, parsed.targets, dtype, denominators)
+            else:
+                typed = float64_allowances(result, parsed.targets, denominators)
             graded = []
             for columns, cells in _graded_block(parsed, plan, result, typed, tolerance, request.delimiter):
                 graded.append(columns)
