@@ -150,6 +150,8 @@ inputs = st.tuples(st.integers(2, 6), st.integers(3, 7), st.integers(0, 2**32 - 
 @given(drawn=inputs)
 # An answer written to 12 digits whose entry lies half a unit of its last digit from the what-if value.
 @example(drawn=(2, 6, 235445, "label + 1"))
+# A confident row, whose label entry the learner's p − 1 forms from numbers near 1.
+@example(drawn=(4, 3, 36575199, "label + 1"))
 def test_each_mistake_is_named_in_the_same_words_by_every_grader_that_can_see_it(drawn, sce):
     mistake, z, y, options, quantity, value = made(drawn)
     right = softmax_cross_entropy(z, y, options=options)
