@@ -288,7 +288,8 @@ def _relabelled_change(
     values = np.concatenate([p[rows, old] * scale, (p[rows, new] - 1.0) * scale]).astype(np.float64)
     order = np.argsort(index, kind="stable")
     index, values = index[order], values[order]
-    last = np.append(index[1:] != index[:-1], True)
+    last = np.ones(len(index), dtype=bool)
+    last[:-1] = index[1:] != index[:-1]
     # −log p_new = −log p_old + (z_old − z_new)/T: the row's log-sum-exp cancels.
     losses = np.array(exact.losses, dtype=np.float64)
     logits = block.logits
