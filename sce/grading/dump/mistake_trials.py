@@ -6,7 +6,11 @@ and compared with the allowance at the end. The verdict's pass computes them for
 the mistakes an answer that looks wrong is suspected of, from the exact result
 it has in hand (:class:`Suspects`); :mod:`.mistake_pass` compares the rest.
 The errors are measured in one pass by the compiled loop (:func:`.ulp_kernel.candidate_errors`)
-where it is built, else by numpy, to the same worst error.
+where it is built, else by numpy, to the same worst error. A what-if that is the exact gradient
+scaled by row or with some entries changed (:class:`~.kernel_mistakes.ChangedGradient`: a wrong
+denominator, the sign, other labels) over labels without smoothing is not formed at all: the
+loop forms each entry of it, and of the gradient's magnitude, as it measures the error
+(:func:`.ulp_kernel.changed_candidate_errors`), which spares two arrays written and read back.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ that every number but the sums of squares is the same bits (tested against the n
 types, or where anything is not finite, the numpy path grades the rows.
 
 The arguments cross into C as structures whose fields are named on both sides (``Rows``,
-``Answer``, ``Routes``, ``Scale``, ``Found`` in the C file), never as a long positional list.
+``Answer``, ``Routes``, ``Scale``, ``Found``, ``Change`` in the C file), never as a long positional list.
 """
 
 from __future__ import annotations
