@@ -87,10 +87,16 @@ class Derivation:
         return derivation_markdown(self.result, self.stages, self.digits)
 
     def html(self) -> str:
-        """The derivation as an HTML fragment (no script, no stylesheet), every text escaped."""
-        from sce.render.notebook_html import markdown_as_html
+        """The derivation as an HTML fragment (no script, no stylesheet): its formulas as MathML, as on
+        ``sce grad --steps --format html``'s page, every text escaped."""
+        from sce.render.html_format import derivation_html
+        from sce.render.html_page import text
+        from sce.render.words import reduction_line
 
-        return markdown_as_html(self.markdown())
+        reduction = text(reduction_line(self.result.options.reduction))
+        body = derivation_html(self.stages, self.digits)
+        return f'<div class="sce-derivation">\n{body}<p>{reduction}</p>\n</div>'
+
 
     def json(self) -> str:
         """The derivation as JSON, every number at full precision: ``sce grad --steps --format json``."""

@@ -8,12 +8,14 @@ import pytest
 
 # The numbers are the seeds' example to five significant digits (mpmath: 0.090030573,
 # 0.24472847, 0.66524096, loss 1.4076060, gradient -0.75527153 where the post misprints -0.775).
+# The signed bars are the gradient in half cells of 5 a side: 0.090031 → 1 half, −0.75527 → 8
+# halves to the left, 0.66524 → 7 halves to the right.
 SEED_TABLE = """\
-class   logit z   target y   softmax p                 ∂L/∂z            
-────────────────────────────────────────────────────────────────────────
-    0         2     0.0000    0.090031   ▊          0.090031            
-    1         3     1.0000     0.24473   ██         -0.75527   label    
-    2         4     0.0000     0.66524   █████▍      0.66524   predicted
+class   logit z   target y   softmax p                 ∂L/∂z                          
+──────────────────────────────────────────────────────────────────────────────────────
+    0         2     0.0000    0.090031   ▊          0.090031        │▌                
+    1         3     1.0000     0.24473   ██         -0.75527    ████│        label    
+    2         4     0.0000     0.66524   █████▍      0.66524        │███▌    predicted
 
 loss L = 1.4076
 reduction: none
@@ -302,8 +304,17 @@ def test_a_probability_far_below_one_keeps_its_significant_digits(sce):
 # --- every digit shown is the exact value's ----------------------------------------------------------------------
 
 
+#: What the table's bars are drawn with: words made of these alone are bars, not numbers.
+BAR_CHARACTERS = set("█▏▎▍▌▋▊▉▐│")
+
+
 def table_rows(text: str) -> list[list[str]]:
-    return [line.split() for line in text.splitlines() if line.split()[:1] and line.split()[0].isdigit()]
+    """The table's rows as words, without the bars of p and of the gradient."""
+    return [
+        [word for word in line.split() if not set(word) <= BAR_CHARACTERS]
+        for line in text.splitlines()
+        if line.split()[:1] and line.split()[0].isdigit()
+    ]
 
 
 def test_every_digit_grad_shows_is_a_digit_of_the_exact_value(sce):

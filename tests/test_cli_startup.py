@@ -201,7 +201,7 @@ def test_rich_decides_where_it_might_see_a_terminal(monkeypatch):
 
 # After the command, sce leaves without the interpreter's teardown when nothing waits for it.
 
-SEED_TABLE_END = "    2         4     0.0000     0.66524   █████▍      0.66524   predicted\n\nloss L = 1.4076\nreduction: none\n"
+SEED_TABLE_END = "    2         4     0.0000     0.66524   █████▍      0.66524        │███▌    predicted\n\nloss L = 1.4076\nreduction: none\n"
 
 
 def run_module(*args: str) -> subprocess.CompletedProcess[str]:

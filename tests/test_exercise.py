@@ -263,11 +263,6 @@ BAD = [
         "and nothing to derive; more do not fit a page worked by hand)\n",
     ),
     (["--seed", -1], 2, "sce: error: --seed: -1 is negative; give a seed of 0 or more\n"),
-    (
-        ["--format", "html"],
-        2,
-        "sce: error: --format html: worksheets are written in Markdown for now; leave out --format\n",
-    ),
 ]
 
 

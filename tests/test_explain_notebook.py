@@ -121,8 +121,16 @@ def test_the_html_of_a_derivation_is_its_markdown_escaped():
     assert "<script" not in fragment
     inner = re.fullmatch(r'<div class="sce-derivation" style="white-space:pre-wrap">(.*)</div>', fragment, re.S)
     assert inner and html.unescape(inner.group(1)) == markdown
+
+
+
+def test_the_html_of_a_derivation_is_the_pages_mathml_fragment():
+    from sce.render.html_format import derivation_html
+
     derivation = sce.explain([2.0, 3.0, 4.0], label=1)
-    assert "<" not in derivation.html()[derivation.html().index(">") + 1 : -len("</div>")]
+    fragment = derivation.html()
+    assert fragment.startswith('<div class="sce-derivation">') and derivation_html(derivation.stages) in fragment
+    assert "<math" in fragment and "$$" not in fragment and "<script" not in fragment and "<html" not in fragment
 
 
 # --- results as tables with bars ------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def test_the_gradebook_file_is_csv_from_its_name_with_the_file_column(sce, tmp_p
 
 def test_a_gradebook_file_of_unknown_kind_is_refused_before_grading(sce, tmp_path):
     result = sce("test", spec("correct_vectorized"), "-o", tmp_path / "book.txt")
-    assert result.exit_code == 2 and "--format csv, json or gradescope" in result.stderr
+    assert result.exit_code == 2 and "--format csv, json, html or gradescope" in result.stderr
     assert not (tmp_path / "book.txt").exists()
 
 

@@ -38,7 +38,11 @@ class Source(Protocol):
     def finish(self, rows: int) -> None: ...
 
 
-def run_batch(request: BatchRequest, on_progress: Progress | None = None) -> BatchSummary:
+def run_batch(
+    request: BatchRequest,
+    on_progress: Progress | None = None,
+    on_result: Callable[[SoftmaxCrossEntropyResult], None] | None = None,
+) -> BatchSummary:
     r"""Compute every row of the input and write the output; return the summary.
 
     Parameters
@@ -48,6 +52,8 @@ def run_batch(request: BatchRequest, on_progress: Progress | None = None) -> Bat
         (a file, or None for stdout) and its format, and the loss options.
     on_progress
         Called after each block as ``on_progress(bytes_read, rows)``.
+    on_result
+        Called with each block's result, in order (what ``--plot`` keeps of the rows).
 
     Returns
     -------
@@ -91,6 +97,8 @@ def run_batch(request: BatchRequest, on_progress: Progress | None = None) -> Bat
             for block, result in source.blocks():
                 raise_if_interrupted()
                 summary.add(result)
+                if on_result is not None:
+                    on_result(result)
                 if text:
                     sink.put(source.text(block, result, summary.rows))
                 else:
@@ -198,14 +206,14 @@ def write_summary_file(path: str, input_path: str | None, document: dict[str, ob
     write_whole_file(lambda: summary_target(path, input_path), json_text(document))
 
 
-def write_whole_file(target_of: Callable[[], OutputTarget], text: str) -> None:
-    """``text`` into the file ``target_of()`` makes, whole or not at all (an existing file is
+def write_whole_file(target_of: Callable[[], OutputTarget], text: str | bytes) -> None:
+    """``text`` (or bytes) into the file ``target_of()`` makes, whole or not at all (an existing file is
     kept if anything fails, a signal included)."""
     write_whole_files([(target_of, text)])
 
 
-def write_whole_files(files: Sequence[tuple[Callable[[], OutputTarget], str]]) -> None:
-    """Each text into the file its maker makes, all put in place in one step or none (every
+def write_whole_files(files: Sequence[tuple[Callable[[], OutputTarget], str | bytes]]) -> None:
+    """Each text (or bytes) into the file its maker makes, all put in place in one step or none (every
     existing file kept if anything fails, a signal included)."""
     targets: list[OutputTarget] = []
     try:
@@ -226,8 +234,8 @@ def write_summary(target: OutputTarget, document: dict[str, object]) -> None:
     write_text(target, json_text(document))
 
 
-def write_text(target: OutputTarget, text: str) -> None:
+def write_text(target: OutputTarget, text: str | bytes) -> None:
     try:
-        target.stream.write(text.encode())
+        target.stream.write(text if isinstance(text, bytes) else text.encode())
     except OSError as error:
         raise target.write_failure(error) from None

@@ -20,6 +20,7 @@ from sce.cli.declarations import (
     LOSS_OPTIONS,
     NO_HEADER,
     PER_ROW_REDUCTION,
+    PLOT,
     TARGET_COLS,
     ArraysOption,
     DelimiterOption,
@@ -40,16 +41,20 @@ from sce.cli.declarations import (
     bundled,
 )
 from sce.cli.file_request import file_request, output_format_for
+from sce.cli.plot_file import BatchPicture
 from sce.cli.typed_inputs import check_digits, row_loss_options_from
 from sce.errors import UsageProblem
 from sce.number_text import count_of
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rich.console import Console
 
     from sce.batch import BatchRequest, BatchSummary
     from sce.io.arrays import DumpRequest
+    from sce.loss import SoftmaxCrossEntropyResult
 
 
 @bundled(LOSS_OPTIONS, row_loss_options_from, into="options", changes=PER_ROW_REDUCTION)
@@ -87,6 +92,14 @@ def batch(
     key_labels: KeyLabels = None,
     key_targets: KeyTargets = None,
     summary_json: SummaryJsonOption = None,
+    plot: Annotated[
+        Optional[str],
+        PLOT.option(
+            metavar="FILE",
+            help="Also draw the rows' losses and the first rows' gradient into FILE, .svg or .png (needs matplotlib: "
+            "the plot extra); written whole or not at all, after the output.",
+        ),
+    ] = None,
     *,
     options: LossOptions,
 ) -> None:
@@ -97,6 +110,7 @@ def batch(
     """
     if digits is not None:
         check_digits(digits)
+    picture = None if plot is None else BatchPicture(plot, input_path, output, summary_json)
     dump = _dump_request(
         input_path,
         arrays,
@@ -130,13 +144,22 @@ def batch(
     request.output_format = output_format_for(
         None if output_format is None else output_format.value, output, request.delimiter
     )
+    _run_and_report(request, quiet, None if picture is None else picture.rows.add)
+    if picture is not None:
+        picture.write(request.input_path)
+
+
+def _run_and_report(
+    request: BatchRequest, quiet: bool, on_result: Callable[[SoftmaxCrossEntropyResult], None] | None
+) -> None:
+    """The run, with its progress bar and summary on stderr unless ``quiet``."""
     from sce.batch import run_batch
     from sce.io.signals import stopping_signals_handled
     from sce.io.writers.replace import old_outputs_removed_last
 
     if quiet:  # nothing to draw: rich is not even imported (20 ms of a run)
         with stopping_signals_handled():
-            summary = run_batch(request)
+            summary = run_batch(request, on_result=on_result)
         _warn_about(summary)
         say_if_signalled_after_commit("the output")
         return
@@ -148,7 +171,10 @@ def batch(
     stderr = Console(stderr=True, highlight=False)
     with old_outputs_removed_last():  # an old output's removal takes a while: the summary comes first
         with stopping_signals_handled():
-            summary = _run_with_progress(request, stderr) if stderr.is_terminal else run_batch(request)
+            if stderr.is_terminal:
+                summary = _run_with_progress(request, stderr, on_result)
+            else:
+                summary = run_batch(request, on_result=on_result)
         _warn_about(summary)
         print_grid(stderr, batch_summary_grid(summary))
     say_if_signalled_after_commit("the output")
@@ -242,7 +268,9 @@ def _refuse_csv_options(
             raise UsageProblem(f"{name} goes with a CSV input, not with arrays{instead}")
 
 
-def _run_with_progress(request: BatchRequest, stderr: Console) -> BatchSummary:
+def _run_with_progress(
+    request: BatchRequest, stderr: Console, on_result: Callable[[SoftmaxCrossEntropyResult], None] | None
+) -> BatchSummary:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sce.batch import run_batch
@@ -261,4 +289,8 @@ def _run_with_progress(request: BatchRequest, stderr: Console) -> BatchSummary:
         transient=True,
     ) as progress:
         task = progress.add_task("rows", total=size, rows=0)
-        return run_batch(request, on_progress=lambda done, rows: progress.update(task, completed=done, rows=rows))
+        return run_batch(
+            request,
+            on_progress=lambda done, rows: progress.update(task, completed=done, rows=rows),
+            on_result=on_result,
+        )

@@ -71,6 +71,8 @@ from sce.number_text import DISPLAY_DIGITS, count_of, split_numbers
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from sce.batch import BatchRequest
 
 #: Each quantity a typed answer can give: (name, option).
@@ -86,6 +88,7 @@ class CheckOutputFormat(str, Enum):
     table = "table"
     json = "json"
     csv = "csv"
+    html = "html"
 
 
 @bundled(
@@ -143,7 +146,10 @@ def check(
     output_format: Annotated[
         Optional[CheckOutputFormat],
         typer.Option(
-            "--format", "-f", help="table (default) or json; with --id-col also csv (with -o: from its name).",
+            "--format",
+            "-f",
+            help="table (default), json or html (a printable page); with --id-col also csv (with -o: from its "
+            "name).",
             show_default=False,
         ),
     ] = None,
@@ -151,8 +157,8 @@ def check(
     output: Annotated[
         Optional[str],
         OUTPUT.option(
-            help="With --id-col: write the gradebook to FILE (as --format says, else .csv or .json), "
-            "whole or not at all; the table still shows.",
+            help="With --id-col: write the gradebook to FILE (as --format says, else .csv, .json or .html), "
+            "whole or not at all; the table still shows. With --format html: write the page to FILE.",
             show_default=False,
         ),
     ] = None,
@@ -181,15 +187,14 @@ def check(
     --csv's file) has too few digits to tell it from a usual mistake.
     """
     check_digits(digits)
-    if tol is not None and not 0 < tol < math.inf:  # inf would pass every answer
-        raise UsageProblem(
-            f"--tol: {tol:g} is not a positive finite number; give the largest difference to accept, e.g. --tol 1e-4"
-        )
+    _check_tolerance(tol)
     if summary_json is not None and csv_input is None:
         raise UsageProblem(f"{SUMMARY_JSON.name} goes with --csv INPUT (and with sce batch)")
-    _refuse_stages_with_files(stage, arrays is not None or logits_path is not None or csv_input is not None)
-    book_format = _gradebook_format(output_format, output, id_col, csv_input)
-    shown_format = CheckFormat.json if output_format is CheckOutputFormat.json else CheckFormat.table
+    files = arrays is not None or logits_path is not None or csv_input is not None
+    _refuse_stages_with_files(stage, files)
+    html = _page_of_typed_answers(output_format, files)
+    book_format = None if html else _gradebook_format(output_format, output, id_col, csv_input)
+    shown_format = _shown_format(output_format)
     if arrays is not None or logits_path is not None:
         refuse_typed_inputs(logits, csv_input, label, target, tol)
         check_arrays(
@@ -202,6 +207,7 @@ def check(
             reduction_given="reduction" in options_given,
             digits=digits,
             output_format=shown_format,
+            page_output=output,
         )
         return
     refuse_array_options(labels_path, targets_path, claimed_dtype, sum_order)
@@ -229,7 +235,7 @@ def check(
             id_col=id_col,
         )
         if book_format is None:
-            _grade_file(request, tol, digits, shown_format)
+            _grade_file(request, tol, digits, shown_format, output)
         else:
             from sce.cli.gradebook import grade_class
 
@@ -239,7 +245,27 @@ def check(
     vector = parse_vector_input(logits, label, target)
     check_class_counts(vector, options)
     stages = _stages_and_answers(vector, options, stage or [], {"gradient": grad, "probabilities": probs, "loss": loss})
-    _grade_answers(vector, options, stages, tol, digits, shown_format)
+    _grade_answers(vector, options, stages, tol, digits, shown_format, (html, output))
+
+
+def _check_tolerance(tol: float | None) -> None:
+    if tol is not None and not 0 < tol < math.inf:  # inf would pass every answer
+        raise UsageProblem(
+            f"--tol: {tol:g} is not a positive finite number; give the largest difference to accept, e.g. --tol 1e-4"
+        )
+
+
+def _shown_format(chosen: CheckOutputFormat | None) -> CheckFormat:
+    """The format of a report that is no gradebook: table (the default, and for csv, refused later), json or html."""
+    if chosen in (CheckOutputFormat.json, CheckOutputFormat.html):
+        return CheckFormat(chosen.value)
+    return CheckFormat.table
+
+
+def _page_of_typed_answers(output_format: CheckOutputFormat | None, files: bool) -> bool:
+    """Whether a page of typed answers is asked for (``--format html`` without files); the files'
+    reports (``--csv``, ``--id-col``'s gradebook, ``--arrays``) have pages of their own."""
+    return output_format is CheckOutputFormat.html and not files
 
 
 def _refuse_file_options(*values: str | None) -> None:
@@ -257,22 +283,28 @@ def _gradebook_format(
     if id_col is None or csv_input is None:
         if id_col is not None:
             raise UsageProblem(f"{ID_COL.name} goes with --csv INPUT")
-        if output is not None:
-            raise UsageProblem(f"{OUTPUT.name} goes with --csv INPUT {ID_COL.name} COL: it writes the gradebook")
+        if output is not None and chosen is not CheckOutputFormat.html:
+            raise UsageProblem(
+                f"{OUTPUT.name} goes with --csv INPUT {ID_COL.name} COL: it writes the gradebook "
+                "(or with --format html: the page)"
+            )
         if chosen is CheckOutputFormat.csv:
             raise UsageProblem(f"--format csv goes with --csv INPUT {ID_COL.name} COL (a gradebook); use table or json")
         return None
     if chosen is CheckOutputFormat.table and output not in (None, "-"):
-        raise UsageProblem(f"{OUTPUT.name} {output}: the gradebook's file is csv or json; say --format csv or json")
+        raise UsageProblem(
+            f"{OUTPUT.name} {output}: the gradebook's file is csv, json or html; say --format csv, json or html"
+        )
     if chosen is not None:
         return chosen.value
     if output in (None, "-"):
         return "table"
     suffix = output.rsplit(".", 1)[-1].lower() if "." in output else ""
-    if suffix not in ("csv", "json"):
+    suffix = "html" if suffix == "htm" else suffix
+    if suffix not in ("csv", "json", "html"):
         raise UsageProblem(
-            f"{OUTPUT.name} {output}: say the gradebook's format with --format csv or json, "
-            "or name the file .csv or .json"
+            f"{OUTPUT.name} {output}: say the gradebook's format with --format csv, json or html, "
+            "or name the file .csv, .json or .html"
         )
     return suffix
 
@@ -367,13 +399,21 @@ def _grade_answers(
     tol: float | None,
     digits: int,
     output_format: CheckFormat,
+    page: tuple[bool, str | None] = (False, None),
 ) -> None:
+    """Grade the answers; shown as ``output_format`` says, or as a page where ``page`` is
+    (True, its file or None for stdout)."""
     from sce.grading import answer_verdict, verdicts
     from sce.grading.stages import check_stages
 
     result = run_core(vector, options)
     checks = check_stages(result, given, tol, targets=vector.targets)
-    if output_format is CheckFormat.json:
+    if page[0]:
+        from sce.cli.page_output import write_page
+        from sce.render.html_reports import check_page
+
+        write_page(check_page(result, checks, digits, FLAG_OF_FIELD, reduction=options.reduction), page[1])
+    elif output_format is CheckFormat.json:
         from sce.render.json_format import check_document, dumps
 
         write_stdout(dumps(check_document(checks, FLAG_OF_FIELD, reduction=options.reduction)) + "\n")
@@ -388,7 +428,9 @@ def _grade_answers(
         raise typer.Exit(ExitStatus.WRONG)
 
 
-def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_format: CheckFormat) -> None:
+def _grade_file(
+    request: BatchRequest, tol: float | None, digits: int, output_format: CheckFormat, output: str | None = None
+) -> None:
     from sce.grading import verdicts
     from sce.grading.csv_file import check_file
     from sce.io.signals import stopping_signals_handled
@@ -399,6 +441,14 @@ def _grade_file(request: BatchRequest, tol: float | None, digits: int, output_fo
         from sce.render.json_format import dumps, file_check_document
 
         write_stdout(dumps(file_check_document(found, FLAG_OF_FIELD, reduction=request.options.reduction)) + "\n")
+    elif output_format is CheckFormat.html:
+        from sce.cli.page_output import write_report_page
+        from sce.render.table import print_file_check
+
+        def report(console: Console) -> None:
+            print_file_check(console, found, digits, FLAG_OF_FIELD, reduction=request.options.reduction)
+
+        write_report_page(f"Checked: {request.input_path}", [], report, output)
     else:
         from sce.render.table import print_file_check
 

@@ -66,6 +66,7 @@ def check_arrays(
     digits: int,
     output_format: CheckFormat,
     reduction_given: bool = True,
+    page_output: str | None = None,
 ) -> None:
     """Read the dump, grade it by type, print the verdict; exit 1 when wrong.
 
@@ -104,18 +105,29 @@ def check_arrays(
         as_mean = _check_with_progress(dump, options.replace(reduction="mean"), claimed_name, sum_order)
         if as_mean.quantities[0].correct and not found.quantities[0].correct:
             found = as_mean
-    if output_format is CheckFormat.json:
-        from sce.render.json_format import dtype_check_document, dumps
-
-        write_stdout(dumps(dtype_check_document(found, FLAG_OF_FIELD)) + "\n")
-    else:
-        from sce.render.dtype_check import print_dtype_check
-
-        print_dtype_check(stdout_console(), found, digits, FLAG_OF_FIELD)
+    _show(found, digits, output_format, (f"Checked: {arrays or paths['logits']}", page_output))
     if not found.judgeable:
         raise typer.Exit(ExitStatus.UNGRADED)  # neither right nor wrong: the type cannot hold the answer
     if not found.correct:
         raise typer.Exit(ExitStatus.WRONG)
+
+
+def _show(found: DtypeCheck, digits: int, output_format: CheckFormat, page: tuple[str, str | None]) -> None:
+    """The verdict as ``output_format`` says; a page has ``page``'s title and goes to its file (None: stdout)."""
+    if output_format is CheckFormat.json:
+        from sce.render.json_format import dtype_check_document, dumps
+
+        write_stdout(dumps(dtype_check_document(found, FLAG_OF_FIELD)) + "\n")
+        return
+    from sce.render.dtype_check import print_dtype_check
+
+    if output_format is CheckFormat.html:
+        from sce.cli.page_output import write_report_page
+
+        title, output = page
+        write_report_page(title, [], lambda console: print_dtype_check(console, found, digits, FLAG_OF_FIELD), output)
+    else:
+        print_dtype_check(stdout_console(), found, digits, FLAG_OF_FIELD)
 
 
 def _check_with_progress(dump: ArrayDump, options: LossOptions, claimed: str, sum_order: str) -> DtypeCheck:

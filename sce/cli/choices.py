@@ -26,6 +26,7 @@ class GradFormat(str, Enum):
     json = "json"
     csv = "csv"
     markdown = "markdown"
+    html = "html"
 
 
 class BatchFormat(str, Enum):
@@ -42,6 +43,7 @@ class CheckFormat(str, Enum):
 
     table = "table"
     json = "json"
+    html = "html"
 
 
 class Convention(str, Enum):

@@ -127,6 +127,12 @@ SUMMARY_JSON = Declared(
     "output, whole or not at all.",
     FILES_PANEL, show_default=False,
 )
+PLOT = Declared(
+    "plot_path", ("--plot",),
+    "Also draw the picture into FILE, .svg or .png (needs matplotlib: the plot extra); written whole or "
+    "not at all, the same bytes for the same command.",
+    FILES_PANEL, show_default=False, parameter="plot",
+)
 LABEL_COL = Declared(
     "label_col", ("--label-col",), "The label column (default: 'label'; the last without a header).", FILES_PANEL
 )
@@ -228,7 +234,7 @@ STRICT = Declared(
 #: that each appears in its commands' --help, in its panel.
 DECLARED: tuple[Declared, ...] = (
     *LOSS_OPTIONS, LOGITS, LOGITS_FILE, LABEL, TARGET, GRAD, LOSS,
-    INPUT, OUTPUT, SUMMARY_JSON, LABEL_COL, LOGIT_COLS, TARGET_COLS, NO_HEADER, DELIMITER, ENCODING, CSV_INPUT,
+    INPUT, OUTPUT, SUMMARY_JSON, PLOT, LABEL_COL, LOGIT_COLS, TARGET_COLS, NO_HEADER, DELIMITER, ENCODING, CSV_INPUT,
     GRAD_COLS, LOSS_COL, ID_COL,
     ARRAYS, LOGITS_PATH, LABELS_PATH, TARGETS_PATH, KEY_LOGITS, KEY_LABELS, KEY_TARGETS, KEY_GRAD, KEY_LOSS,
     CLAIMED_DTYPE, SUM_ORDER, CONVENTION, RETURNS, FRAMEWORK, SEED, TIMEOUT, STRICT, SHOW_OUTPUT,
@@ -288,6 +294,7 @@ CheckSummaryJsonOption = Annotated[
         "verdict's counts), whole or not at all.",
     ),
 ]
+PlotOption = Annotated[Optional[str], PLOT.option(metavar="FILE")]
 LabelColOption = Annotated[Optional[str], LABEL_COL.option()]
 LogitColsOption = Annotated[Optional[str], LOGIT_COLS.option()]
 TargetColsOption = Annotated[Optional[str], TARGET_COLS.option()]

@@ -27,7 +27,8 @@ LEVEL = Declared(
     SHEET_PANEL,
 )
 SHEET_FORMAT = Declared(
-    "sheet_format", ("--format", "-f"), "The worksheet's format (html: not yet; refused).", SHEET_PANEL
+    "sheet_format", ("--format", "-f"),
+    "The worksheet's format: markdown (LaTeX math), or html (a printable page, MathML).", SHEET_PANEL,
 )
 CHOICES = Declared(
     "choices", ("--choices",),

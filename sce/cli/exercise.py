@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 SheetOutputOption = Annotated[
     Optional[str],
     OUTPUT.option(
-        help="The worksheet's file (Markdown). Written with the answer key, both or neither.", metavar="SHEET"
+        help="The worksheet's file (Markdown, or HTML with --format html). Written with the answer key, both or "
+        "neither.",
+        metavar="SHEET",
     ),
 ]
 #: The id column of the class's file of answers, in the line that grades a class.
@@ -53,14 +55,12 @@ def exercise(
     """
     _check_given(count, sheet_seed, output, answers)
     assert count is not None and sheet_seed is not None and output is not None and answers is not None
-    if sheet_format is SheetFormat.html:
-        raise UsageProblem("--format html: worksheets are written in Markdown for now; leave out --format")
     from sce.teaching import SheetRequest, make_sheet
 
     request = SheetRequest(count, sheet_seed, classes, level.value, choices, blanks)
     _check_paths(output, answers)
     sheet = make_sheet(request)
-    _write(sheet, output, answers)
+    _write(sheet, output, answers, sheet_format is SheetFormat.html)
     write_stdout(_report(sheet, output, answers))
 
 
@@ -92,15 +92,20 @@ def _check_paths(output: str, answers: str) -> None:
     refuse_same_file(answers, output, "answers_path", same)
 
 
-def _write(sheet: Sheet, output: str, answers: str) -> None:
+def _write(sheet: Sheet, output: str, answers: str, html: bool = False) -> None:
     from sce.batch.loop import write_whole_files
     from sce.io.signals import stopping_signals_handled
     from sce.io.writers.atomic import OutputTarget
     from sce.render.exercise_sheet import answer_key_csv, sheet_markdown
 
+    text = sheet_markdown(sheet)
+    if html:
+        from sce.render.html_markdown import markdown_page
+
+        text = markdown_page(text)
     with stopping_signals_handled():
         files = [
-            (lambda: OutputTarget(output, None, noun="worksheet"), sheet_markdown(sheet)),
+            (lambda: OutputTarget(output, None, noun="worksheet"), text),
             (lambda: OutputTarget(answers, None, field="answers_path", noun="answer key"), answer_key_csv(sheet)),
         ]
         write_whole_files(files)

@@ -11,14 +11,18 @@ from sce.cli.choices import GradFormat
 from sce.cli.commandline import say_warning
 from sce.cli.declarations import (
     LOSS_OPTIONS,
+    OUTPUT,
     PER_ROW_REDUCTION,
     DigitsOption,
     LabelOption,
     LogitsArgument,
     LogitsFileOption,
+    PlotOption,
     TargetOption,
     bundled,
 )
+from sce.cli.page_output import refuse_output_without_page, write_page
+from sce.cli.plot_file import check_plot_path, write_picture
 from sce.cli.stdout import stdout_console, write_stdout
 from sce.cli.typed_inputs import (
     check_class_counts,
@@ -53,8 +57,16 @@ def grad(
     digits: DigitsOption = DISPLAY_DIGITS,
     output_format: Annotated[
         GradFormat,
-        typer.Option("--format", "-f", help="table (for people), markdown, json or csv (full precision)."),
+        typer.Option(
+            "--format",
+            "-f",
+            help="table (for people), markdown, json or csv (full precision), or html (a printable page).",
+        ),
     ] = GradFormat.table,
+    output: Annotated[
+        str | None,
+        OUTPUT.option(help="With --format html: write the page to FILE, whole or not at all.", show_default=False),
+    ] = None,
     steps: Annotated[
         bool, typer.Option("--steps", help="Derive the result stage by stage with these numbers.")
     ] = False,
@@ -75,15 +87,19 @@ def grad(
     hessian: Annotated[
         bool, typer.Option("--hessian", help="Show ∇²L with respect to the logits and its eigenvalues.")
     ] = False,
+    plot: PlotOption = None,
     *,
     options: LossOptions,
 ) -> None:
     """Probabilities, loss and gradient ∂L/∂z for one vector of logits.
 
     Example: sce grad 2 3 4 --label 1
+    Picture: sce grad 2 3 4 --label 1 --plot grad.svg
     """
     check_digits(digits)
+    plot_kind = None if plot is None else check_plot_path(plot)
     _check_format(output_format, steps, verify, jacobian, hessian)
+    refuse_output_without_page(output, output_format is GradFormat.html)
     if route is not None and not steps:
         raise UsageProblem(f"--route {route.value} chooses the route of the --steps derivation; add --steps")
     vector = parse_vector_input(logits, label, target, logits_file)
@@ -95,12 +111,25 @@ def grad(
     from sce.explain.proofs import prove
 
     proofs = prove(result, verify=verify, jacobian=jacobian, hessian=hessian)
+    if plot is not None and plot_kind is not None:
+        _draw(plot, plot_kind, result, digits, logits_file)
     if output_format is GradFormat.json:
         _warn_about_omitted_matrices(proofs, result.num_classes, result.options)
-    if steps:
+    if output_format is GradFormat.html:
+        _write_page(result, digits, (route or DerivationRoute.chain) if steps else None, output, logits_file)
+    elif steps:
         _print_derivation(result, proofs, digits, output_format, route or DerivationRoute.chain)
     else:
         _print_result(result, proofs, digits, output_format)
+
+
+def _draw(path: str, kind: str, result: SoftmaxCrossEntropyResult, digits: int, logits_file: str | None) -> None:
+    from sce.render.plot_grad import grad_picture, grad_plot_note, plot_refusal
+
+    refusal = plot_refusal(result)
+    if refusal is not None:
+        raise UsageProblem(refusal)
+    write_picture(path, lambda: grad_picture(result, kind, digits), logits_file, grad_plot_note(result))
 
 
 def _warn_about_omitted_matrices(proofs: Proofs, classes: int, options: LossOptions) -> None:
@@ -139,7 +168,7 @@ def _check_format(output_format: GradFormat, steps: bool, verify: bool, jacobian
     if steps and output_format is GradFormat.csv:
         raise UsageProblem("--steps cannot be written as csv; use --format table, markdown or json")
     extras = [name for name, on in (("--verify", verify), ("--jacobian", jacobian), ("--hessian", hessian)) if on]
-    if extras and output_format in (GradFormat.csv, GradFormat.markdown):
+    if extras and output_format in (GradFormat.csv, GradFormat.markdown, GradFormat.html):
         raise UsageProblem(f"{extras[0]} is shown as a table or in JSON; use --format table or json")
 
 
@@ -166,6 +195,38 @@ def _print_result(result: SoftmaxCrossEntropyResult, proofs: Proofs, digits: int
         if proofs.any:
             console.print()
             print_proofs(console, proofs, digits, float64=str(result.dtype) == "float64")
+
+
+def _write_page(
+    result: SoftmaxCrossEntropyResult,
+    digits: int,
+    route: DerivationRoute | None,
+    output: str | None,
+    logits_file: str | None,
+) -> None:
+    """The printable page: the result, and the derivation by ``route`` (None: without one)."""
+    from sce.render.html_format import grad_page
+
+    stages = None
+    if route is not None:
+        from sce.explain.derivation import build_derivation
+
+        stages = build_derivation(result, digits, route.value)
+    write_page(grad_page(result, digits, stages, _page_figures(result, digits)), output, logits_file)
+
+
+def _page_figures(result: SoftmaxCrossEntropyResult, digits: int) -> list[str]:
+    """The picture of ``--plot``, embedded where sce[plot] is installed and the result can be drawn;
+    without it the page is whole all the same, so its absence is not an error here."""
+    try:
+        import matplotlib  # noqa: F401
+    except Exception:  # missing, or refusing its own start-up: --plot says which
+        return []
+    from sce.render.plot_grad import grad_figure_svg, plot_refusal
+
+    if plot_refusal(result) is not None:
+        return []
+    return [grad_figure_svg(result, digits, embedded=True)]
 
 
 def _check_derivable(result: SoftmaxCrossEntropyResult, route: DerivationRoute) -> None:

@@ -91,6 +91,10 @@ def _gradebook_text(grades: list[LearnerGrade], column: str, book_format: str, r
     from sce.render.gradebook import gradebook_csv, gradebook_document, gradescope_document
     from sce.render.json_format import dumps_escaped
 
+    if book_format == "html":
+        from sce.render.html_reports import gradebook_page
+
+        return gradebook_page(grades, column, FLAG_OF_FIELD, reduction=reduction)
     if book_format == "csv":
         return gradebook_csv(grades, column, FLAG_OF_FIELD)
     if book_format == "gradescope":

@@ -62,6 +62,7 @@ class TestFormat(str, Enum):
     json = "json"
     csv = "csv"
     gradescope = "gradescope"
+    html = "html"
 
 
 _GRADED_REDUCTION = {
@@ -106,14 +107,17 @@ def test(
         typer.Option(
             "--format",
             "-f",
-            help="table or json; for a gradebook also csv, or gradescope (the autograder's results.json). "
-            "Default: from -o's name, else table.",
+            help="table or json, or html (a printable page); for a gradebook also csv, or gradescope (the "
+            "autograder's results.json). Default: from -o's name, else table.",
             show_default=False,
         ),
     ] = None,
     output: Annotated[
         str | None,
-        OUTPUT.option(help="Write the gradebook to this file (.csv or .json), whole or not at all."),
+        OUTPUT.option(
+            help="Write the gradebook to this file (.csv, .json or .html), or one submission's page (.html), "
+            "whole or not at all."
+        ),
     ] = None,
     *,
     options: LossOptions,
@@ -138,7 +142,9 @@ def test(
     _check_loss_options(options)
     named = _submissions(function)
     book_format = _book_format(output_format, output)
-    if len(named) > 1 or named[0][1] != function[0] or book_format in ("csv", "gradescope") or output is not None:
+    html = book_format == "html"  # one submission's report as a page; many, their gradebook as one
+    many = len(named) > 1 or named[0][1] != function[0]
+    if many or book_format in ("csv", "gradescope") or (output is not None and not html):
         _check_one_only(show_output=show_output)
         configuration = _configuration(convention, returns, targets, framework, seed, timeout, options)
         _grade_many(named, book_format, output, strict, options, configuration)
@@ -168,7 +174,32 @@ def test(
         raise UsageProblem(problem.message) from None
     except ValueError as problem:  # an option out of range, e.g. --timeout 0
         raise UsageProblem(_as_flags(str(problem))) from None
-    if output_format is TestFormat.json:
+    _show_report(report, hint, TestFormat(book_format), output, show_output)
+    if not report.passed or (strict and report.verdict.value != "correct"):
+        raise typer.Exit(ExitStatus.WRONG)
+
+
+def _show_report(
+    report: ImplementationReport,
+    hint: tuple[str, int, int] | None,
+    output_format: TestFormat,
+    output: str | None,
+    show_output: bool,
+) -> None:
+    """One submission's report as ``output_format`` says, with the hint of another configuration."""
+    hint_line = None
+    if hint:
+        hint_line = (
+            f"hint: no case passes as configured, but {hint[1]} of {hint[2]} pass with {hint[0]}: "
+            "is that how the function is called?"
+        )
+    if output_format is TestFormat.html:
+        from sce.cli.page_output import write_page
+        from sce.render.html_reports import implementation_page
+
+        notes = [hint_line] if hint_line else []
+        write_page(implementation_page(report, FLAG_OF_FIELD, show_output, notes=notes), output)
+    elif output_format is TestFormat.json:
         from sce.cli.stdout import write_stdout
         from sce.render.implementation_report import report_document
         from sce.render.json_format import dumps_escaped
@@ -182,14 +213,8 @@ def test(
         from sce.render.implementation_report import print_report
 
         print_report(stdout_console(), report, FLAG_OF_FIELD, show_output)
-        if hint:
-            stdout_console().print(
-                f"hint: no case passes as configured, but {hint[1]} of {hint[2]} pass with {hint[0]}: "
-                "is that how the function is called?",
-                markup=False,
-            )
-    if not report.passed or (strict and report.verdict.value != "correct"):
-        raise typer.Exit(ExitStatus.WRONG)
+        if hint_line:
+            stdout_console().print(hint_line, markup=False)
 
 
 def _submissions(named: list[str]) -> list[tuple[str, str]]:
@@ -202,19 +227,20 @@ def _submissions(named: list[str]) -> list[tuple[str, str]]:
 
 
 def _book_format(chosen: TestFormat | None, output: str | None) -> str:
-    """The format: --format, else from -o's name (.csv or .json), else table."""
+    """The format: --format, else from -o's name (.csv, .json or .html), else table."""
     if output in (None, "-"):
         return "table" if chosen is None else chosen.value
     if chosen is TestFormat.table:
-        problem = "the gradebook's file is csv or json; say --format csv, json or gradescope"
+        problem = "the gradebook's file is csv, json or html; say --format csv, json, html or gradescope"
         raise UsageProblem(f"{OUTPUT.name} {output}: {problem}")
     if chosen is not None:
         return chosen.value
     suffix = output.rsplit(".", 1)[-1].lower() if "." in output else ""
-    if suffix not in ("csv", "json"):
+    suffix = "html" if suffix == "htm" else suffix
+    if suffix not in ("csv", "json", "html"):
         raise UsageProblem(
-            f"{OUTPUT.name} {output}: say the gradebook's format with --format csv, json or gradescope, "
-            "or name the file .csv or .json"
+            f"{OUTPUT.name} {output}: say the gradebook's format with --format csv, json, html or gradescope, "
+            "or name the file .csv, .json or .html"
         )
     return suffix
 

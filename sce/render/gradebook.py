@@ -61,27 +61,43 @@ def shown(learner: str) -> str:
     return escaped(learner).replace("\n", "\\n").replace("\t", "\\t")
 
 
-def print_gradebook(
-    console: Console, grades: list[LearnerGrade], column: str, flag_of: Mapping[str, str] | None, *, reduction: str
-) -> None:
-    """One row per learner (verdict, entries right of those graded, the mistake), then the class."""
+def gradebook_grid(grades: list[LearnerGrade], column: str, flag_of: Mapping[str, str] | None) -> Grid:
+    """One row per learner: the id, the verdict, entries right of those graded, the mistake."""
     grid = Grid([Column(shown(column)), Column("verdict"), Column("score", "right"), Column("mistake")])
     for grade in grades:
         style = {verdicts.CORRECT: "green", verdicts.NOT_CORRECT: "red"}.get(grade.verdict, "yellow")
         verdict = (verdicts.WORDS[grade.verdict], style)
         grid.add_row(shown(grade.learner), verdict, _score(grade), mistake_words(grade, flag_of))
-    print_grid(console, grid)
-    console.print()
-    print_styled(console, reduction_line(reduction))
+    return grid
+
+
+def class_lines(grades: list[LearnerGrade], flag_of: Mapping[str, str] | None, *, reduction: str) -> list[str]:
+    """Under the table: the reduction, the learners by verdict, and each mistake over the class with its fix."""
     tally = {verdict: sum(grade.verdict == verdict for grade in grades) for verdict in verdicts.ORDER}
     parts = [f"{verdicts.WORDS[verdict]} {count}" for verdict, count in tally.items() if count]
-    console.print(f"learners: {len(grades):,} ({', '.join(parts)})")
+    lines = [reduction_line(reduction), f"learners: {len(grades):,} ({', '.join(parts)})"]
     counted = mistake_counts(grades)
     if counted:
-        console.print("mistakes over the class:")
+        lines.append("mistakes over the class:")
     for mistake, count in counted:
-        print_styled(console, f"  {count_of(count, 'learner')}: {mistake.worded_name(flag_of)}")
-        print_styled(console, f"    fix: {mistake.worded_fix(flag_of)}")
+        lines.append(f"  {count_of(count, 'learner')}: {mistake.worded_name(flag_of)}")
+        lines.append(f"    fix: {mistake.worded_fix(flag_of)}")
+    return lines
+
+
+def print_gradebook(
+    console: Console, grades: list[LearnerGrade], column: str, flag_of: Mapping[str, str] | None, *, reduction: str
+) -> None:
+    """One row per learner (verdict, entries right of those graded, the mistake), then the class."""
+    print_grid(console, gradebook_grid(grades, column, flag_of))
+    console.print()
+    reduction_text, learners, *mistakes = class_lines(grades, flag_of, reduction=reduction)
+    print_styled(console, reduction_text)
+    console.print(learners)
+    if mistakes:
+        console.print(mistakes[0])
+    for line in mistakes[1:]:
+        print_styled(console, line)
 
 
 def gradebook_csv(grades: list[LearnerGrade], column: str, flag_of: Mapping[str, str] | None = None) -> str:

@@ -41,7 +41,7 @@ class Column:
     justify: Literal["left", "right"] = "left"
     style: str = ""
     gives_way: bool = False
-    """Dropped first when the terminal is too narrow (the probability bar)."""
+    """Dropped first when the terminal is too narrow (the bars), the rightmost first."""
 
 
 @dataclass
@@ -166,10 +166,11 @@ def _fit(grid: Grid, available: int) -> Grid | None:
     """The grid, less the columns that give way, if that fits the terminal; else None."""
     if _layout(grid, _column_texts(grid))[3] <= available:
         return grid
-    dropped = {k for k, column in enumerate(grid.columns) if column.gives_way}
-    narrower = grid.without(dropped)
-    if dropped and _layout(narrower, _column_texts(narrower))[3] <= available:
-        return narrower
+    giving_way = [k for k, column in enumerate(grid.columns) if column.gives_way]
+    for count in range(1, len(giving_way) + 1):  # the rightmost first
+        narrower = grid.without(set(giving_way[-count:]))
+        if _layout(narrower, _column_texts(narrower))[3] <= available:
+            return narrower
     return None
 
 

@@ -7,6 +7,7 @@ never a number cut to fit a width.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from functools import partial
@@ -32,6 +33,7 @@ from sce.render.words import (
 
 if TYPE_CHECKING:  # only for annotations: rendering a result must not load polars, nor a pipe rich
     from rich.console import Console
+    from rich.text import Text
 
     from sce.batch import BatchSummary
     from sce.explain.finite_differences import Verification
@@ -47,6 +49,29 @@ def probability_bar(probability: float, width: int = BAR_WIDTH) -> str:
     eighths = round(max(0.0, min(1.0, probability)) * width * 8)
     full, rest = divmod(eighths, 8)
     return ("█" * full + (_EIGHTHS[rest] if rest else "")).ljust(width)
+
+
+#: Cells on each side of a signed bar's centre line.
+SIGNED_BAR_SIDE = 5
+
+
+def signed_bar(value: float, scale: float = 1.0, side: int = SIGNED_BAR_SIDE) -> str:
+    """A bar left (negative) or right (positive) of a centre line │, in half cells of
+    ``side`` cells for ``scale``; a NaN is the centre line alone.
+
+    Half cells (▐, ▌), not eighths: a terminal's blocks that fill from the right stop at
+    the half, and both sides are drawn at the same resolution.
+
+    Examples
+    --------
+    >>> signed_bar(-0.75527), signed_bar(0.66524), signed_bar(0.09003)
+    (' ████│     ', '     │███▌ ', '     │▌    ')
+    """
+    halves = 0 if math.isnan(value) else round(min(1.0, abs(value) / scale) * side * 2)
+    full, half = divmod(halves, 2)
+    if value < 0:
+        return ("▐" * half + "█" * full).rjust(side) + "│" + " " * side
+    return " " * side + "│" + ("█" * full + "▌" * half).ljust(side)
 
 
 def grad_grid(
@@ -65,6 +90,7 @@ def grad_grid(
             Column("softmax p", "right"),
             Column("", "left", gives_way=True),
             Column("∂L/∂z", "right"),
+            Column("", "left", gives_way=True),
             Column("", "left"),
         ]
     )
@@ -75,6 +101,7 @@ def grad_grid(
         notes[label] = "label"
     notes[predicted] = "label, predicted" if predicted == label else "predicted"
     probabilities = result.probabilities[row].tolist()
+    scale = gradient_bar_scale(result.gradient[row])
     columns = [
         [str(k) for k in range(n_classes)],
         [given(value, dtype) for value in result.logits[row].tolist()],
@@ -82,12 +109,39 @@ def grad_grid(
         _texts(exact.probabilities if exact else probabilities, digits),
         [(probability_bar(p), "cyan") for p in probabilities],
         _texts(exact.gradient if exact else result.gradient[row].tolist(), digits),
+        [(bar, "magenta") for bar in signed_bars(result.gradient[row], scale)],
         notes,
     ]
     grid.rows = [list(cells) for cells in zip(*columns)]
     grid.row_styles = [""] * n_classes
     grid.row_styles[predicted] = "bold"
     return grid
+
+
+def signed_bars(values: np.ndarray, scale: float = 1.0, side: int = SIGNED_BAR_SIDE) -> list[str]:
+    """:func:`signed_bar` of every value, looked up among the 4·side + 1 bars there are
+    (a million classes' bars in a tenth of the time).
+
+    Examples
+    --------
+    >>> values = [-0.75527, 0.66524, 0.0]
+    >>> signed_bars(np.array(values)) == [signed_bar(value) for value in values]
+    True
+    """
+    with np.errstate(invalid="ignore"):
+        halves = np.rint(np.minimum(1.0, np.abs(values) / scale) * side * 2)
+    halves = np.where(np.isnan(halves), 0, halves).astype(np.int64)
+    index = np.where(values < 0, -halves, halves) + 2 * side
+    drawn = [signed_bar(k / (2 * side), 1.0, side) for k in range(-2 * side, 2 * side + 1)]
+    return [drawn[k] for k in index.tolist()]
+
+
+def gradient_bar_scale(gradient: np.ndarray) -> float:
+    """The value a full signed bar stands for: 1, where p − y keeps every entry of the
+    gradient in [−1, 1], so that its bars and the probabilities' share one scale; else the
+    largest finite magnitude (class weights, a z-loss), so that no bar is cut."""
+    finite = np.abs(gradient[np.isfinite(gradient)])
+    return max(1.0, float(finite.max())) if finite.size else 1.0
 
 
 def _texts(values: Sequence[float] | Sequence[Decimal], digits: int) -> list[str]:
@@ -140,11 +194,21 @@ def print_mistake(
 ) -> None:
     """A named mistake as ``sce check`` and ``sce check --csv`` show it: its name (``of`` the
     quantity it explains, if not every one), then its fix."""
+    for line in mistake_lines(mistake, flag_of, indent, of):
+        console.print(line, soft_wrap=True)
+
+
+def mistake_lines(
+    mistake: Mistake, flag_of: Mapping[str, str] | None = None, indent: str = "  ", of: str = ""
+) -> list[Text]:
+    """The lines of :func:`print_mistake`: the mistake's name, then its fix."""
     from rich.text import Text
 
     where = f"{of}: " if of else ""
-    console.print(Text(f"{indent}mistake: {where}{mistake.worded_name(flag_of)}"), soft_wrap=True)
-    console.print(Text(f"{indent}fix: {mistake.worded_fix(flag_of)}"), soft_wrap=True)
+    return [
+        Text(f"{indent}mistake: {where}{mistake.worded_name(flag_of)}"),
+        Text(f"{indent}fix: {mistake.worded_fix(flag_of)}"),
+    ]
 
 
 def print_verification(console: Console, verification: Verification, digits: int = DISPLAY_DIGITS) -> None:

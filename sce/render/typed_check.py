@@ -11,17 +11,37 @@ from sce.grading import verdicts
 from sce.grading.answers import answer_verdict, diagnosis
 from sce.number_text import DISPLAY_DIGITS, display, display_bound, given, significant_places
 from sce.render.grid import Column, Grid, print_grid
-from sce.render.table import print_mistake
+from sce.render.table import mistake_lines
 from sce.render.words import reduction_line
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from sce.grading import QuantityCheck
 
 
 def _mark(ok: bool) -> tuple[str, str]:
     return ("✓", "green") if ok else ("✗ wrong", "bold red")
+
+
+def check_grid(check: QuantityCheck, digits: int = DISPLAY_DIGITS) -> Grid:
+    """One quantity entry by entry: expected, given, difference, tolerance, ✓ or ✗."""
+    headings = ("expected", "given", "difference", "tolerance")
+    columns = [] if not check.per_class else [Column("j,k" if check.columns else "class", "right")]
+    grid = Grid([*columns, *(Column(heading, "right") for heading in headings), Column()], title=check.name)
+    for k in range(len(check.given)):
+        cells = [] if not check.per_class else [check.entry(k)]
+        # At least as many digits as the answer, so that the two can be compared by eye.
+        shown = min(17, max(digits, significant_places(check.texts[k]) if check.texts else 0))
+        cells += [
+            display(check.expected[k], shown),
+            check.texts[k] if check.texts else given(check.given[k]),
+            display(check.difference[k], 2),
+            display_bound(check.allowed[k]),
+        ]
+        grid.add_row(*cells, _mark(bool(check.ok[k])))
+    return grid
 
 
 def print_check(
@@ -34,59 +54,52 @@ def print_check(
 ) -> None:
     """`sce check`: each quantity entry by entry, then the reduction graded and a verdict; a mistake's options
     worded by ``flag_of``."""
+    for check in checks:
+        print_grid(console, check_grid(check, digits))
+        console.print()
+    for line, soft_wrap in verdict_lines(checks, flag_of, reduction=reduction):
+        console.print(line, soft_wrap=soft_wrap)
+
+
+def verdict_lines(
+    checks: list[QuantityCheck], flag_of: Mapping[str, str] | None = None, *, reduction: str
+) -> list[tuple[Text, bool]]:
+    """What each quantity's grade says (the mistake named, its fix), the reduction and the verdict;
+    each line with whether the terminal leaves it whole (True: a mistake's long wording) or wraps it."""
     from rich.text import Text
 
-    for check in checks:
-        headings = ("expected", "given", "difference", "tolerance")
-        columns = [] if not check.per_class else [Column("j,k" if check.columns else "class", "right")]
-        grid = Grid([*columns, *(Column(heading, "right") for heading in headings), Column()], title=check.name)
-        for k in range(len(check.given)):
-            cells = [] if not check.per_class else [check.entry(k)]
-            # At least as many digits as the answer, so that the two can be compared by eye.
-            shown = min(17, max(digits, significant_places(check.texts[k]) if check.texts else 0))
-            cells += [
-                display(check.expected[k], shown),
-                check.texts[k] if check.texts else given(check.given[k]),
-                display(check.difference[k], 2),
-                display_bound(check.allowed[k]),
-            ]
-            grid.add_row(*cells, _mark(bool(check.ok[k])))
-        print_grid(console, grid)
-        console.print()
+    lines: list[tuple[Text, bool]] = []
     for check in checks:
         wrong = int((~check.ok).sum())
         if wrong == 0 and check.ambiguous is None:
-            console.print(Text.assemble(("✓ ", "green"), f"{check.name}: correct"))
+            lines.append((Text.assemble(("✓ ", "green"), f"{check.name}: correct"), False))
             continue
         if check.ambiguous is not None:
-            console.print(Text.assemble(("? ", "bold yellow"), f"{check.name}: {verdicts.WORDS[check.verdict]}"))
+            words = verdicts.WORDS[check.verdict]
+            lines.append((Text.assemble(("? ", "bold yellow"), f"{check.name}: {words}"), False))
             mistake = check.ambiguous.worded_name(flag_of)
-            console.print(
-                Text(
-                    f"  Right within --tol, but so is a usual mistake ({mistake}); give a smaller --tol to tell them "
-                    "apart."
-                    if check.tolerance_given
-                    else "  Right to the digits given, but these digits also fit a usual mistake "
-                    f"({mistake}); give more digits to tell them apart."
-                )
+            why = (
+                f"  Right within --tol, but so is a usual mistake ({mistake}); give a smaller --tol to tell them apart."
+                if check.tolerance_given
+                else "  Right to the digits given, but these digits also fit a usual mistake "
+                f"({mistake}); give more digits to tell them apart."
             )
+            lines.append((Text(why), False))
             continue
         where = "" if not check.per_class else f" ({wrong} of {len(check.ok)} entries)"
-        console.print(Text.assemble(("✗ ", "bold red"), f"{check.name}: wrong{where}"))
+        lines.append((Text.assemble(("✗ ", "bold red"), f"{check.name}: wrong{where}"), False))
         if check.mistake:
-            print_mistake(console, check.mistake, flag_of)
+            lines += [(line, True) for line in mistake_lines(check.mistake, flag_of)]
         if check.also:
-            console.print(
-                Text(f"  or: {check.also.worded_name(flag_of)}, which fits these numbers too"), soft_wrap=True
-            )
-            console.print(Text(f"  fix: {check.also.worded_fix(flag_of)}"), soft_wrap=True)
-        for slip in check.slips:
-            console.print(Text(f"  {slip[0].upper()}{slip[1:]}."))
+            lines.append((Text(f"  or: {check.also.worded_name(flag_of)}, which fits these numbers too"), True))
+            lines.append((Text(f"  fix: {check.also.worded_fix(flag_of)}"), True))
+        lines += [(Text(f"  {slip[0].upper()}{slip[1:]}."), False) for slip in check.slips]
     several = diagnosis(checks)
     if several:
         named = "; ".join(f"{quantity}: {mistake.worded_name(flag_of)}" for quantity, mistake in several)
-        console.print(Text(f"more than one mistake ({named})"), soft_wrap=True)
-    console.print(Text(reduction_line(reduction)))
+        lines.append((Text(f"more than one mistake ({named})"), True))
+    lines.append((Text(reduction_line(reduction)), False))
     verdict = answer_verdict(checks)
     style = {verdicts.CORRECT: "bold green", verdicts.TOO_FEW_DIGITS: "bold yellow"}.get(verdict, "bold red")
-    console.print(Text(f"verdict: {verdicts.WORDS[verdict]}", style=style))
+    lines.append((Text(f"verdict: {verdicts.WORDS[verdict]}", style=style), False))
+    return lines

@@ -21,6 +21,9 @@ from sce.errors import DataProblem, OptionDataProblem, OptionProblem, UsageProbl
 from sce.io.signals import committed, raise_if_interrupted, shielded
 from sce.io.writers.replace import put_in_place
 
+#: A file name to suggest in a message, by what the file holds (else NOUN.json: a summary, a gradebook).
+EXAMPLE_FILES = {"output": "out.csv", "page": "page.html"}
+
 
 class OutputTarget:
     """Where the output goes, written so that a failure destroys nothing.
@@ -51,7 +54,7 @@ class OutputTarget:
         if not self.path:
             raise OptionProblem(field, f"the {noun} file name is empty; name a file, or give - for stdout")
         if self.path.endswith(os.sep) and not os.path.isdir(self.path):
-            example = os.path.join(self.path, "out.csv" if noun == "output" else f"{noun}.json")
+            example = os.path.join(self.path, EXAMPLE_FILES.get(noun, f"{noun}.json"))
             raise OptionProblem(
                 field, f"{self.path} names a folder, which does not exist; create it, or name a file: {example}"
             )
@@ -85,7 +88,7 @@ class OutputTarget:
     def _check_destination(self, input_path: str | None) -> None:
         """Neither a folder nor the input file."""
         if os.path.isdir(self.written):
-            example = os.path.join(self.path or "", "out.csv" if self.noun == "output" else f"{self.noun}.json")
+            example = os.path.join(self.path or "", EXAMPLE_FILES.get(self.noun, f"{self.noun}.json"))
             raise OptionProblem(self.field, f"{self.path} is a folder; name a file in it, e.g. {example}")
         if not os.path.exists(self.written):
             return
