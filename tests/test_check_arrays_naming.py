@@ -236,3 +236,40 @@ def test_a_changed_what_ifs_errors_formed_by_the_compiled_loop_are_numpys(classe
                 spoiled[2, 0] = bad
                 spoiled_answer = mistake_trials.Answer(spoiled, None, dtype)
                 assert mistake_trials.changed_errors(spoiled_answer, rows_for_loop, change, None) is None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("seed", range(10))
+def test_the_names_and_verdicts_are_the_same_by_the_compiled_loop_and_by_numpy(dtype, seed, monkeypatch):
+    """Over many blocks, with padding, weights, a temperature and every reduction: the sign, a
+    scale, the label + 1, two factors by halves of the batch, or an offset, named (or not) alike."""
+    from sce import softmax_cross_entropy
+    from sce.grading.dump import mistake_trials, ulp_kernel
+
+    if ulp_kernel.library() is None:
+        pytest.skip("the compiled loop is not built here")
+    monkeypatch.setattr(check, "BLOCK_ENTRIES", 64)
+    monkeypatch.setattr(mistake_pass, "SCREEN_ENTRIES", 1)
+    rng = np.random.default_rng(seed)
+    rows, classes = 2 * int(rng.integers(8, 30)), int(rng.integers(2, 30))
+    z = rng.normal(size=(rows, classes)) * 3
+    y = rng.integers(0, classes, rows)
+    y[:: 5 if seed % 2 else rows] = -100
+    weight = tuple(rng.uniform(0.5, 2, classes)) if seed % 4 == 1 else None
+    options = LossOptions(reduction=("mean", "sum", "none")[seed % 3], weight=weight, temperature=(1.0, 0.8)[seed % 2])
+    gradient = softmax_cross_entropy(z, y, options=options).gradient
+    shifted = np.where(y == -100, y, (y + 1) % classes)
+    answer = [
+        -gradient,
+        3 * gradient,
+        softmax_cross_entropy(z, shifted, options=options).gradient,
+        gradient * np.repeat([1.7, 1.0], rows // 2)[:, None],
+        gradient + 1e-3,
+    ][seed % 5]
+    found = []
+    for compiled in (True, False):
+        monkeypatch.setattr(mistake_trials, "COMPILED", compiled)
+        dump = ArrayDump(z.astype(dtype), y, None, answer.astype(dtype), None, {})
+        graded = check_dump(dump, options, dtype)
+        found.append((graded.correct, graded.mistakes, [q.counts.tolist() for q in graded.quantities]))
+    assert found[0] == found[1]
