@@ -172,3 +172,104 @@ def test_a_flushing_kernels_zero_is_excused_below_its_rows_bound_only(compiled, 
     assert flushed.worst <= 0.5
     assert mistake_trials.errors_of(given[:, :1], other[:, :1], other[:, :1], "float32").worst > 1e5
     assert mistake_trials.errors_of(given, other, other, "float32", bounds).worst > 1e6
+
+
+@pytest.mark.parametrize("classes", [1, 7, 700])
+@pytest.mark.parametrize(
+    "options",
+    [
+        LossOptions(),
+        LossOptions(weight=tuple(np.linspace(0.5, 2.0, 7))),
+        LossOptions(temperature=0.7),
+        LossOptions(reduction="sum"),
+        LossOptions(reduction="none"),
+    ],
+    ids=["mean", "weights", "temperature", "sum", "none"],
+)
+def test_a_changed_what_ifs_errors_formed_by_the_compiled_loop_are_numpys(classes, options, monkeypatch):
+    """A what-if given as the exact gradient scaled by row or with two entries per row changed is
+    measured by the compiled loop without being formed: the worst error the same bits as numpy's
+    on the formed what-if, Σe² to its last digits, a flushing kernel's zeros excused alike, and
+    NaN or infinity in the answer left to numpy."""
+    from functools import partial
+
+    from sce.grading.dump import mistake_trials, sparse_labels, ulp_kernel
+    from sce.grading.dump.kernel_mistakes import ChangedGradient, denominators, exact_rows, what_ifs
+
+    if ulp_kernel.library() is None:
+        pytest.skip("the compiled loop is not built here")
+    if options.weight is not None and classes != 7:
+        options = options.replace(weight=tuple(np.linspace(0.5, 2.0, classes)))
+    rng = np.random.default_rng(classes)
+    rows = 40
+    z = (rng.normal(size=(rows, classes)) * 4).astype(np.float32)
+    y = rng.integers(0, classes, rows)
+    y[::7] = -100
+    options = options.replace(dtype="float64")
+    d = denominators(y, rows, options)
+    block, _ = exact_rows(ArrayDump(z, y, None, z, None, {}), 0, rows, options, d)
+    coef = sparse_labels.label_coefficients(y, classes, options, d.total)
+    magnitude = partial(sparse_labels.gradient_magnitude, block.exact.probabilities, coef)
+    formed_loop = ulp_kernel.candidate_errors
+    changed = {k: w for k, w in what_ifs(y, d, options, rerun=False).items() if isinstance(w, ChangedGradient)}
+    assert changed
+    for dtype in ("float32", "float64"):
+        for name, what_if in changed.items():
+            gradient, _ = what_if(block)
+            given = (gradient * (1 + rng.normal(size=gradient.shape) * 1e-6)).astype(dtype)
+            given[np.abs(gradient) < 1e-9] = 0  # a flushing kernel's zeros, and wrong ones
+            given[1, 0] = 0
+            found = []
+            for compiled in (True, False):
+                monkeypatch.setattr(mistake_trials, "COMPILED", compiled)
+                # Compiled, measured by the loop that forms the what-if, not by the one given it formed.
+                monkeypatch.setattr(ulp_kernel, "candidate_errors", None if compiled else formed_loop)
+                answer = mistake_trials.Answer(given, None, dtype)
+                trial = mistake_trials.tried_on_rows({name: what_if}, block, coef, (magnitude, None), answer)
+                found.append(trial[name].gradient)
+            assert found[0].worst == found[1].worst and found[0].entries == found[1].entries == given.size
+            assert found[0].squares == pytest.approx(found[1].squares, rel=1e-12)
+            rows_for_loop = mistake_trials.label_rows(block, coef)
+            change, _ = what_if.change(block)
+            spoiled = given.copy()
+            for bad in (np.nan, np.inf):
+                spoiled[2, 0] = bad
+                spoiled_answer = mistake_trials.Answer(spoiled, None, dtype)
+                assert mistake_trials.changed_errors(spoiled_answer, rows_for_loop, change, None) is None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("seed", range(10))
+def test_the_names_and_verdicts_are_the_same_by_the_compiled_loop_and_by_numpy(dtype, seed, monkeypatch):
+    """Over many blocks, with padding, weights, a temperature and every reduction: the sign, a
+    scale, the label + 1, two factors by halves of the batch, or an offset, named (or not) alike."""
+    from sce import softmax_cross_entropy
+    from sce.grading.dump import mistake_trials, ulp_kernel
+
+    if ulp_kernel.library() is None:
+        pytest.skip("the compiled loop is not built here")
+    monkeypatch.setattr(check, "BLOCK_ENTRIES", 64)
+    monkeypatch.setattr(mistake_pass, "SCREEN_ENTRIES", 1)
+    rng = np.random.default_rng(seed)
+    rows, classes = 2 * int(rng.integers(8, 30)), int(rng.integers(2, 30))
+    z = rng.normal(size=(rows, classes)) * 3
+    y = rng.integers(0, classes, rows)
+    y[:: 5 if seed % 2 else rows] = -100
+    weight = tuple(rng.uniform(0.5, 2, classes)) if seed % 4 == 1 else None
+    options = LossOptions(reduction=("mean", "sum", "none")[seed % 3], weight=weight, temperature=(1.0, 0.8)[seed % 2])
+    gradient = softmax_cross_entropy(z, y, options=options).gradient
+    shifted = np.where(y == -100, y, (y + 1) % classes)
+    answer = [
+        -gradient,
+        3 * gradient,
+        softmax_cross_entropy(z, shifted, options=options).gradient,
+        gradient * np.repeat([1.7, 1.0], rows // 2)[:, None],
+        gradient + 1e-3,
+    ][seed % 5]
+    found = []
+    for compiled in (True, False):
+        monkeypatch.setattr(mistake_trials, "COMPILED", compiled)
+        dump = ArrayDump(z.astype(dtype), y, None, answer.astype(dtype), None, {})
+        graded = check_dump(dump, options, dtype)
+        found.append((graded.correct, graded.mistakes, [q.counts.tolist() for q in graded.quantities]))
+    assert found[0] == found[1]

@@ -430,3 +430,94 @@ int candidate_errors(int64_t n, int64_t classes, const void *given, int given_is
     found[1] = squares;
     return 0;
 }
+
+/* A what-if's gradient as the exact one changed (kernel_mistakes.GradientChange): each row times
+ * its factor, then some entries set to values of their own (sorted by their flat index). */
+typedef struct {
+    const double *factors; /* one per row */
+    int64_t patches;
+    const int64_t *patch_index;
+    const double *patch_value;
+} Change;
+
+/* The units of max(m, |o|) as units() forms them (their inverses where those are normal), into m;
+ * NaN where the unit is not finite (a magnitude or an entry NaN or infinite). */
+static inline ALWAYS_INLINE void candidate_units(double *m, const double *o, int64_t n, double smallest,
+                                                 double ulp_scale, int divide)
+{
+    for (int64_t j = 0; j < n; j++) {
+        double size = fabs(o[j]);
+        Bits b = {.value = size > m[j] ? size : m[j]}; /* a NaN magnitude kept */
+        b.bits &= EXPONENT_BITS;
+        Bits unit = {.value = (b.value > smallest ? b.value : smallest) * ulp_scale};
+        Bits inverse = {.bits = (INT64_C(2046) << 52) - unit.bits};
+        m[j] = (divide ? unit.value : inverse.value) + (unit.value - unit.value);
+    }
+}
+
+/* A given 0 where |o| is below the row's bound taken as o in the answer's type (flushed.excused). */
+static inline ALWAYS_INLINE void excuse(double *values, const double *o, int64_t n, double bound, int is_double)
+{
+    for (int64_t j = 0; j < n; j++) {
+        double excused = is_double ? o[j] : (double)(float)o[j];
+        values[j] = values[j] == 0.0 && fabs(o[j]) < bound ? excused : values[j];
+    }
+}
+
+/* candidate_errors of a what-if formed here from the exact gradient, a chunk of a row at a time,
+ * against the magnitudes a·max(s·p, c) formed here too (chunk_units' operations): neither is
+ * written out as an array and read back. Each entry of the what-if is expected·factor (a patched
+ * entry its own value), the same bits as numpy's gradient * factors[:, None]; each error the same
+ * bits as candidate_errors', Σe² added in LANES running sums. Returns 1 where a magnitude, a unit
+ * or an error is not finite. */
+WIDE_VECTORS
+int changed_candidate_errors(const Rows *rows, const Answer *given, const Change *change, const double *bounds,
+                             double smallest, double ulp_scale, double *found)
+{
+    Sums sums;
+    memset(&sums, 0, sizeof sums);
+    double m[CHUNK], o[CHUNK], values[CHUNK];
+    int divide = !(smallest * ulp_scale >= DBL_MIN), is_double = given->is_double;
+    int64_t classes = rows->classes, next_patch = 0;
+    size_t given_size = is_double ? sizeof(double) : sizeof(float);
+    for (int64_t r = 0; r < rows->rows; r++) {
+        double factor = change->factors[r], s = rows->s[r], a = rows->a, sa = s * a;
+        for (int64_t first = 0; first < classes; first += CHUNK) {
+            int64_t n = classes - first < CHUNK ? classes - first : CHUNK;
+            int64_t offset = r * classes + first, y = rows->label[r] - first;
+            const double *p = rows->probabilities + offset, *x = rows->expected + offset;
+            if (rows->weighted)
+                for (int64_t j = 0; j < n; j++)
+                    m[j] = (p[j] * s) * a;
+            else
+                for (int64_t j = 0; j < n; j++)
+                    m[j] = p[j] * sa;
+            if (rows->label[r] >= 0 && y >= 0 && y < n) {
+                double ps = p[y] * s;
+                m[y] = (ps > rows->c[r] || isnan(ps) ? ps : rows->c[r]) * a;
+            }
+            for (int64_t j = 0; j < n; j++)
+                o[j] = x[j] * factor;
+            for (; next_patch < change->patches && change->patch_index[next_patch] < offset + n; next_patch++)
+                o[change->patch_index[next_patch] - offset] = change->patch_value[next_patch];
+            candidate_units(m, o, n, smallest, ulp_scale, divide);
+            widen(values, (const char *)given->values + (size_t)offset * given_size, is_double, n);
+            if (bounds != NULL)
+                excuse(values, o, n, bounds[r], is_double);
+            if (divide)
+                add_errors_divided(&sums, values, o, m, NULL, n);
+            else
+                add_errors(&sums, values, o, m, NULL, n);
+        }
+    }
+    double worst = 0.0, squares = 0.0;
+    for (int lane = 0; lane < LANES; lane++) {
+        squares += sums.squares[lane];
+        worst = worst > sums.largest[lane] ? worst : sums.largest[lane];
+    }
+    if (!isfinite(squares) || !isfinite(worst))
+        return 1;
+    found[0] = worst;
+    found[1] = squares;
+    return 0;
+}

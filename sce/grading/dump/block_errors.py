@@ -303,11 +303,7 @@ def grade_gradient_compiled(
     if not ulp_kernel.grades(given, routes, dtype):
         return None
     classes = expected.shape[1]
-    counted = np.flatnonzero(coef.counted)
-    label = np.full(len(expected), -1, np.int64)
-    label[counted] = coef.at - counted * classes
-    weighted = not coef.unweighted
-    rows = ulp_kernel.Rows(expected, block.exact.probabilities, coef.s, label, coef.row_c(), coef.a, weighted)
+    rows = label_rows(block, coef)
     step = _zero_step(expected)
     found = ulp_kernel.grade(
         rows, given, routes, ulp_format(dtype), step, (QUARTERS[1:], LOWEST_EXPONENT, len(EDGES) - 1)
@@ -324,6 +320,17 @@ def grade_gradient_compiled(
     zero_squares = stats[6] * (expected.size / len(range(0, expected.size, step)))
     squares = (stats[3], stats[5]) if two else (stats[3],)
     return BlockErrors(expected.size, found.counts, stats[0], route_worst + 0.0, worst, stats[1], squares, zero_squares)
+
+
+def label_rows(block: Block, coef: sparse_labels.LabelCoefficients) -> ulp_kernel.Rows:
+    """What the compiled loop needs of a block's rows: its exact result and coefficients."""
+    expected = block.exact.gradient
+    classes = expected.shape[1]
+    counted = np.flatnonzero(coef.counted)
+    label = np.full(len(expected), -1, np.int64)
+    label[counted] = coef.at - counted * classes
+    weighted = not coef.unweighted
+    return ulp_kernel.Rows(expected, block.exact.probabilities, coef.s, label, coef.row_c(), coef.a, weighted)
 
 
 #: Entries of a block whose size sets a zero answer's Σ e²: it only decides whether the type can

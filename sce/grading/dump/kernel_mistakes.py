@@ -53,6 +53,39 @@ class Block:
 WhatIf = Callable[[Block], tuple[np.ndarray, np.ndarray | None]]
 
 
+@dataclass(frozen=True)
+class GradientChange:
+    """A what-if's gradient as the exact one changed: each row times its factor, then some entries
+    (flat indices into the block, increasing) set to values of their own."""
+
+    factors: np.ndarray
+    """Each row's factor (B)."""
+    index: np.ndarray
+    values: np.ndarray
+
+    def applied(self, gradient: np.ndarray) -> np.ndarray:
+        changed = gradient * self.factors[:, None]
+        changed.reshape(-1)[self.index] = self.values
+        return changed
+
+
+@dataclass(frozen=True)
+class ChangedGradient:
+    """A what-if whose gradient is the exact one changed (:class:`GradientChange`), so that its
+    errors may be measured entry by entry without the what-if formed (:mod:`.mistake_trials`)."""
+
+    change: Callable[[Block], tuple[GradientChange, np.ndarray | None]]
+    """The block's change, and the rows' contributions to the loss (None where not changed)."""
+
+    def __call__(self, block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+        change, losses = self.change(block)
+        return change.applied(block.exact.gradient), losses
+
+
+def _row_factors(factors: np.ndarray) -> GradientChange:
+    return GradientChange(factors, np.zeros(0, np.int64), np.zeros(0))
+
+
 def exact_block(
     dump: ArrayDump, start: int, stop: int, options: LossOptions, d: Denominators
 ) -> tuple[Block, RowCoefficients]:
@@ -210,35 +243,60 @@ def _label_predicted(options: LossOptions, rerun: bool) -> WhatIf:
             return block.exact.gradient, block.contributions
         return _relabelled(block, predicted, options, rerun)
 
-    return what_if
+    def change(block: Block) -> tuple[GradientChange, np.ndarray | None]:
+        predicted = derivative_slips.predicted_labels(block.exact)
+        if predicted is None:
+            return _row_factors(np.ones(len(block.logits))), block.contributions
+        return _relabelled_change(block, predicted, options)
+
+    return what_if if rerun or not _changes_two_entries(options) else ChangedGradient(change)
 
 
 def _relabelled(
     block: Block, labels: np.ndarray, options: LossOptions, rerun: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The gradient and the loss's contributions with other labels: the exact computation again;
-    or (without ``rerun``, and where other labels change two entries per row and its loss alone:
-    no weights, smoothing, z-loss or softcap) the exact result with those entries changed, to
-    within a rounding of float64 (for an answer graded in a narrower type, where that is nothing)."""
-    plain = options.weight is None and not options.label_smoothing and not options.z_loss and options.softcap is None
-    if rerun or not plain or block.labels is None:
+    or (without ``rerun``, and where :func:`_changes_two_entries`) the exact result with those
+    entries changed (:func:`_relabelled_change`)."""
+    if rerun or not _changes_two_entries(options) or block.labels is None:
         other = _rerun(block, labels, options)
         return other.gradient, _contributions(other, options)
+    change, losses = _relabelled_change(block, labels, options)
+    return change.applied(block.exact.gradient), losses
+
+
+def _changes_two_entries(options: LossOptions) -> bool:
+    """Whether other labels change two entries per row and its loss alone: no weights, smoothing,
+    z-loss or softcap."""
+    return options.weight is None and not options.label_smoothing and not options.z_loss and options.softcap is None
+
+
+def _relabelled_change(
+    block: Block, labels: np.ndarray, options: LossOptions
+) -> tuple[GradientChange, np.ndarray | None]:
+    """Other labels as the exact result with two entries per row changed, to within a rounding of
+    float64 (for an answer graded in a narrower type, where that is nothing)."""
+    assert block.labels is not None
     exact = block.exact
     rows = np.flatnonzero(exact.counted)
     old, new = block.labels[rows], labels[rows]
     scale = exact.gradient_scale
     p = exact.probabilities
-    gradient = np.array(exact.gradient, dtype=np.float64)
-    gradient[rows, old] = p[rows, old] * scale
-    gradient[rows, new] = (p[rows, new] - 1.0) * scale
+    classes = p.shape[1]
+    # The label's entry set first and the new one after it, as two assignments would (one class: the new one).
+    index = np.concatenate([rows * classes + old, rows * classes + new]).astype(np.int64)
+    values = np.concatenate([p[rows, old] * scale, (p[rows, new] - 1.0) * scale]).astype(np.float64)
+    order = np.argsort(index, kind="stable")
+    index, values = index[order], values[order]
+    last = np.ones(len(index), dtype=bool)
+    last[:-1] = index[1:] != index[:-1]
     # −log p_new = −log p_old + (z_old − z_new)/T: the row's log-sum-exp cancels.
     losses = np.array(exact.losses, dtype=np.float64)
     logits = block.logits
     losses[rows] += (logits[rows, old].astype(np.float64) - logits[rows, new]) / options.temperature
     if options.reduction == "mean":
         losses *= 0.0 if exact.denominator == 0 else 1 / exact.denominator
-    return gradient, losses
+    return GradientChange(np.ones(len(p)), index[last], values[last]), losses
 
 
 def _convention_what_ifs(d: Denominators, options: LossOptions) -> dict[str, WhatIf]:
@@ -330,10 +388,11 @@ def _weights_per_class(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _scaled(factor: float, loss: bool = True) -> WhatIf:
-    def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
-        return block.exact.gradient * factor, block.contributions * factor if loss else None
+    def change(block: Block) -> tuple[GradientChange, np.ndarray | None]:
+        factors = np.full(len(block.logits), factor)
+        return _row_factors(factors), block.contributions * factor if loss else None
 
-    return what_if
+    return ChangedGradient(change)
 
 
 def _per_batch_means(labels: np.ndarray, d: Denominators, options: LossOptions) -> dict[str, WhatIf]:
@@ -355,11 +414,11 @@ def _per_batch_means(labels: np.ndarray, d: Denominators, options: LossOptions) 
 
 
 def _row_scaled(factors: np.ndarray) -> WhatIf:
-    def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+    def change(block: Block) -> tuple[GradientChange, np.ndarray | None]:
         rows = factors[block.start : block.start + len(block.logits)]
-        return block.exact.gradient * rows[:, None], block.contributions * rows
+        return _row_factors(rows), block.contributions * rows
 
-    return what_if
+    return ChangedGradient(change)
 
 
 def _rerun(block: Block, labels: np.ndarray | None, options: LossOptions) -> SoftmaxCrossEntropyResult:
@@ -392,13 +451,18 @@ def _contributions(result: SoftmaxCrossEntropyResult, options: LossOptions) -> n
 def _label_shifted(options: LossOptions, by: int, rerun: bool) -> WhatIf:
     """The labels read one class off: label − 1 (1-based labels read as 0-based) or label + 1."""
 
-    def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+    def shifted(block: Block) -> np.ndarray:
         assert block.labels is not None
         classes = block.logits.shape[1]
-        shifted = np.where(block.labels == options.ignore_index, block.labels, (block.labels + by) % classes)
-        return _relabelled(block, shifted, options, rerun)
+        return np.where(block.labels == options.ignore_index, block.labels, (block.labels + by) % classes)
 
-    return what_if
+    def what_if(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+        return _relabelled(block, shifted(block), options, rerun)
+
+    def change(block: Block) -> tuple[GradientChange, np.ndarray | None]:
+        return _relabelled_change(block, shifted(block), options)
+
+    return what_if if rerun or not _changes_two_entries(options) else ChangedGradient(change)
 
 
 def _smoothing(options: LossOptions, factor: float) -> WhatIf:

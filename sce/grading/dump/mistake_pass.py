@@ -18,14 +18,16 @@ name is given only where it explains every wrong entry.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
 
-from sce.grading.dump.baseline import result_magnitudes, ulps
-from sce.grading.dump.kernel_mistakes import Denominators, WhatIf, exact_block, what_ifs
+from sce.grading.dump import sparse_labels, verdict_pass
+from sce.grading.dump.baseline import RowScale, loss_magnitude, result_magnitudes, ulps
+from sce.grading.dump.kernel_mistakes import Denominators, WhatIf, exact_block, exact_rows, what_ifs
 from sce.grading.dump.mistake_trials import Answer, Errors, Suspects, Trial, block_trials, tried_on_rows
 from sce.grading.dump.verdict_pass import BlockGrade, Progress, in_order
 from sce.io.arrays import ArrayDump
@@ -148,11 +150,21 @@ class MistakeSearch:
         if not candidates:
             return {}
         dump = self.dump
-        block, coef = exact_block(dump, *bound, self.options, self.d)
-        gradient_magnitude, loss_size = result_magnitudes(block.exact, coef)
+        coef: RowScale
+        magnitudes: tuple[Callable[[], np.ndarray], np.ndarray]
+        if verdict_pass.SPARSE_LABELS and sparse_labels.applies(dump.labels, self.options):
+            # As the verdict's pass takes these rows: the same magnitudes, the coefficients kept sparse.
+            block, _ = exact_rows(dump, *bound, self.options, self.d)
+            assert block.labels is not None
+            coef = sparse_labels.label_coefficients(block.labels, dump.shape[1], self.options, self.d.total)
+            gradient_at = partial(sparse_labels.gradient_magnitude, block.exact.probabilities, coef)
+            magnitudes = (gradient_at, loss_magnitude(block.exact.losses, coef))
+        else:
+            block, coef = exact_block(dump, *bound, self.options, self.d)
+            gradient_magnitude, loss_size = result_magnitudes(block.exact, coef)
+            magnitudes = (partial(np.asarray, gradient_magnitude), loss_size)
         losses = None if dump.loss is None or dump.loss.ndim != 1 else np.asarray(dump.loss[bound[0] : bound[1]])
         gradient = None if dump.grad is None else read_rows(dump.grad, *bound)
-        magnitudes = (partial(np.asarray, gradient_magnitude), loss_size)
         return block_trials([tried_on_rows(candidates, block, coef, magnitudes, Answer(gradient, losses, self.dtype))])
 
     def _screen_bound(self) -> tuple[int, int]:

@@ -6,7 +6,11 @@ and compared with the allowance at the end. The verdict's pass computes them for
 the mistakes an answer that looks wrong is suspected of, from the exact result
 it has in hand (:class:`Suspects`); :mod:`.mistake_pass` compares the rest.
 The errors are measured in one pass by the compiled loop (:func:`.ulp_kernel.candidate_errors`)
-where it is built, else by numpy, to the same worst error.
+where it is built, else by numpy, to the same worst error. A what-if that is the exact gradient
+scaled by row or with some entries changed (:class:`~.kernel_mistakes.ChangedGradient`: a wrong
+denominator, the sign, other labels) over labels without smoothing is not formed at all: the
+loop forms each entry of it, and of the gradient's magnitude, as it measures the error
+(:func:`.ulp_kernel.changed_candidate_errors`), which spares two arrays written and read back.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ import numpy as np
 
 from sce.grading.dump import ulp_kernel
 from sce.grading.dump.baseline import RowScale, ulp_format, ulp_unit, ulps, ulps_if_finite
-from sce.grading.dump.block_errors import sum_of_squares
+from sce.grading.dump.block_errors import label_rows, sum_of_squares
 from sce.grading.dump.flushed import excused, flush_bounds, z_terms
-from sce.grading.dump.kernel_mistakes import Block, WhatIf
+from sce.grading.dump.kernel_mistakes import Block, ChangedGradient, GradientChange, WhatIf
+from sce.grading.dump.sparse_labels import LabelCoefficients
 
 #: False: every candidate's errors by numpy (the tests compare the two).
 COMPILED = True
@@ -95,19 +100,49 @@ def tried_on_rows(
     if not candidates:
         return {}
     gradient_at, loss_size = magnitudes
-    gradient_magnitude = None if gradient_at is None or answer.gradient is None else gradient_at()
+    graded = answer.gradient is not None and gradient_at is not None
+    # A flushing kernel's zeros excused, as the verdict excuses them.
     flushed_below = flush_bounds(answer.dtype, coef, z_terms(block.exact, coef))
+    fused = _fused_rows(block, coef, answer) if graded else None
+    gradient_magnitude: np.ndarray | None = None
     found = {}
     for name, what_if in candidates.items():
-        other_grad, other_losses = what_if(block)
         gradient = losses = None
-        if answer.gradient is not None and gradient_magnitude is not None:
-            # A flushing kernel's zeros excused, as the verdict excuses them.
+        if fused is not None and isinstance(what_if, ChangedGradient):
+            change, other_losses = what_if.change(block)
+            gradient = changed_errors(answer, fused, change, flushed_below)
+        if gradient is None:
+            other_grad, other_losses = what_if(block)
+        if gradient is None and graded and answer.gradient is not None and gradient_at is not None:
+            gradient_magnitude = gradient_at() if gradient_magnitude is None else gradient_magnitude
             gradient = errors_of(answer.gradient, other_grad, gradient_magnitude, answer.dtype, flushed_below)
         if other_losses is not None and answer.losses is not None and loss_size is not None:
             losses = errors_of(answer.losses, other_losses, loss_size, answer.dtype)
         found[name] = RowsTrial(gradient, losses, other_losses)
     return found
+
+
+def _fused_rows(block: Block, coef: RowScale, answer: Answer) -> ulp_kernel.Rows | None:
+    """The rows for :func:`changed_errors`: labels without smoothing (whose magnitudes the compiled
+    loop forms as :func:`.sparse_labels.gradient_magnitude` does), a float32 or float64 claim."""
+    if not (COMPILED and isinstance(coef, LabelCoefficients) and answer.dtype in ("float32", "float64")):
+        return None
+    return label_rows(block, coef) if ulp_kernel.library() is not None else None
+
+
+def changed_errors(
+    answer: Answer, rows: ulp_kernel.Rows, change: GradientChange, flushed_below: np.ndarray | None
+) -> Errors | None:
+    """:func:`errors_of` a what-if given as the exact gradient changed, by the compiled loop,
+    which forms the what-if and the magnitudes entry by entry; None where it does not measure them."""
+    given = answer.gradient
+    if given is None:
+        return None
+    unit_format = ulp_format(answer.dtype)
+    found = ulp_kernel.changed_candidate_errors(
+        rows, given, (change.factors, change.index, change.values), unit_format, flushed_below
+    )
+    return None if found is None else Errors(found[0], found[1], int(given.size))
 
 
 def block_trials(pieces: list[dict[str, RowsTrial]]) -> dict[str, Trial]:

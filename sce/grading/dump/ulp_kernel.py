@@ -9,7 +9,7 @@ that every number but the sums of squares is the same bits (tested against the n
 types, or where anything is not finite, the numpy path grades the rows.
 
 The arguments cross into C as structures whose fields are named on both sides (``Rows``,
-``Answer``, ``Routes``, ``Scale``, ``Found`` in the C file), never as a long positional list.
+``Answer``, ``Routes``, ``Scale``, ``Found``, ``Change`` in the C file), never as a long positional list.
 """
 
 from __future__ import annotations
@@ -64,6 +64,10 @@ class _Answer(ctypes.Structure):
     _fields_ = [("values", _P), ("is_double", _C)]
 
 
+class _Change(ctypes.Structure):
+    _fields_ = [("factors", _P), ("patches", _I), ("patch_index", _P), ("patch_value", _P)]
+
+
 class _Scale(ctypes.Structure):
     _fields_ = [("smallest", _D), ("ulp_scale", _D), ("zero_step", _I), ("quarters", _D * 3)]
     _fields_ += [("lowest_exponent", _I), ("last_bin", _I)]
@@ -92,6 +96,9 @@ def library() -> ctypes.CDLL | None:
             found.lane_sum_f32.argtypes = [_I, _I, _P, _P]
             found.candidate_errors.restype = _C
             found.candidate_errors.argtypes = [_I, _I, _P, _C, _P, _P, _P, _D, _D, _P]
+            found.changed_candidate_errors.restype = _C
+            changed = [ctypes.POINTER(t) for t in (_Rows, _Answer, _Change)]
+            found.changed_candidate_errors.argtypes = [*changed, _P, _D, _D, _P]
         except (OSError, AttributeError):
             continue
         return found
@@ -165,6 +172,43 @@ def candidate_errors(
         2.0**min_exponent,
         2.0**-mantissa,
         out.ctypes.data,
+    )
+    del kept  # alive until here: the call read them by address
+    return None if status else (float(out[0]), float(out[1]))
+
+
+def changed_candidate_errors(
+    rows: Rows,
+    given: np.ndarray,
+    change: tuple[np.ndarray, np.ndarray, np.ndarray],
+    unit_format: tuple[int, int],
+    flushed_below: np.ndarray | None = None,
+) -> tuple[float, float] | None:
+    """:func:`candidate_errors` of a what-if given as the exact gradient ``rows.expected`` changed:
+    ``change`` is each row's factor (B) and some entries set to values of their own (flat indices,
+    increasing, and their values); the magnitudes are ``rows``' a·max(s·p, c). Neither the what-if
+    nor the magnitudes are formed as arrays. None where :func:`candidate_errors` gives None."""
+    found = library()
+    if found is None or given.dtype not in _FLOATS or given.shape != rows.expected.shape or not given.size:
+        return None
+    kept = [np.ascontiguousarray(a, np.float64) for a in (rows.expected, rows.probabilities, rows.s, rows.c)]
+    kept += [np.ascontiguousarray(rows.label, np.int64), np.ascontiguousarray(given)]
+    factors, index, values = change
+    kept += [np.ascontiguousarray(factors, np.float64), np.ascontiguousarray(index, np.int64)]
+    kept += [np.ascontiguousarray(values, np.float64)]
+    if flushed_below is not None:
+        kept.append(np.ascontiguousarray(np.broadcast_to(flushed_below, (len(given), 1)), np.float64))
+    expected, probabilities, s, c, label, answer = kept[:6]
+    count, classes = expected.shape
+    c_rows = _Rows(count, classes, *(a.ctypes.data for a in (expected, probabilities, s, label, c)))
+    c_rows.a, c_rows.weighted = rows.a, int(rows.weighted)
+    c_answer = _Answer(answer.ctypes.data, int(answer.dtype == np.float64))
+    c_change = _Change(kept[6].ctypes.data, len(kept[7]), kept[7].ctypes.data, kept[8].ctypes.data)
+    mantissa, min_exponent = unit_format
+    out = np.zeros(2)
+    bounds = kept[9].ctypes.data if flushed_below is not None else None
+    status = found.changed_candidate_errors(
+        c_rows, c_answer, c_change, bounds, 2.0**min_exponent, 2.0**-mantissa, out.ctypes.data
     )
     del kept  # alive until here: the call read them by address
     return None if status else (float(out[0]), float(out[1]))
