@@ -181,6 +181,8 @@ def test_each_mistake_is_named_in_the_same_words_by_every_grader_that_can_see_it
 
 @settings(deadline=None, max_examples=40)
 @given(st.integers(1, 5), st.integers(2, 7), st.integers(0, 2**32 - 1), st.sampled_from(["gradient", "loss"]))
+# A confident row: the rounding allowed its label entry is wider than the mistakes' differences, not its digits.
+@example(1, 2, 1704, "gradient")
 def test_the_exact_answer_is_never_named_as_a_mistake(n, k, seed, quantity):
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n, k)) * rng.choice([0.1, 1.0, 10.0])

@@ -201,6 +201,7 @@ def check_quantity(
     where it exceeds the entry's own (the type's rounding is counted in ulps of those)."""
     values = np.array([read_number(t) for t in texts], dtype=float)
     tolerances = np.full(len(texts), tolerance) if tolerance is not None else np.array([tolerance_of(t) for t in texts])
+    written = tolerances  # what the digits say: too few of them is judged on these alone
     if operands is not None and operands.shape == tolerances.shape:
         tolerances = np.maximum(tolerances, rounding * operands)
     ok = within(values, expected, tolerances, rounding)
@@ -213,7 +214,7 @@ def check_quantity(
                 m.mistake
                 for m in mistakes
                 if m.look_alike
-                and within(values, m.value, tolerances).all()
+                and within(values, m.value, written).all()
                 and not within(m.value, expected, 0.0).all()
             ),
             None,
