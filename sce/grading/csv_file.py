@@ -134,7 +134,8 @@ def check_file(request: BatchRequest, tolerance: float | None = None) -> FileChe
             else:
                 typed = float64_allowances(result, parsed.targets, denominators)
             graded = []
-            for columns, cells in _graded_block(parsed, plan, result, typed, tolerance, request.delimiter):
+            beside = dtype != "float64"
+            for columns, cells in _graded_block(parsed, plan, result, typed, tolerance, request.delimiter, beside):
                 graded.append(columns)
                 _add_errors(found, cells, parsed, request.delimiter)
             wrong = np.logical_or.reduce([~columns.ok.all(axis=1) for columns in graded])
@@ -168,6 +169,7 @@ def _graded_block(
     typed: Mapping[str, np.ndarray] | None,
     tolerance: float | None,
     delimiter: str,
+    beside_digits: bool = True,
 ) -> list[tuple[GradedColumns, _Cells]]:
     """Each graded quantity of a block: given against expected, within the digits written (or
     ``tolerance``) plus, for answers computed in a narrower type, that type's ``typed`` allowance."""
@@ -177,6 +179,8 @@ def _graded_block(
         written = tolerance if tolerance is not None else written_tolerances(parsed.text, columns)
         written = np.broadcast_to(np.asarray(written, dtype=np.float64), given.shape)
         precision = np.zeros(given.shape) if typed is None else _in_columns(typed[quantity], quantity, plan)
+        if not beside_digits:  # float64's rounding: the larger of it and the digits, as typed check allows
+            precision = np.maximum(precision - written, 0.0)
         ok = within(given, expected, written + precision)
         classes = plan.grad_classes if quantity == "gradient" else None
         # A mistake may move the label's −1 to any class: its rounding there is in ulps of 1, as
