@@ -58,3 +58,19 @@ def test_the_allowance_is_ulps_of_the_operands_not_a_licence(sce):
     gradient[2] += 1e-14
     result = sce("check", "0", "0", "8", "-l", "2", f"--grad={','.join(map(repr, gradient.tolist()))}")
     assert result.exit_code == 1, result.stdout
+
+
+def test_rounding_never_excuses_a_sign_no_computation_gives(tmp_path, sce):
+    # [0, 40], label 1: ∂L/∂z₁ = s₁ − 1 = −4.2484e-18 (mpmath), never positive however s₁ is rounded;
+    # a loss is never negative. Both are within float64's rounding of numbers near 1, and still wrong.
+    flipped = sce("check", "0", "40", "-l", "1", "--grad=4.2484e-18,1.0e-16")
+    assert flipped.exit_code == 1, flipped.stdout
+    assert sce("check", "0", "40", "-l", "1", "--grad=4.2484e-18,-1.1102230246251565e-16").exit_code == 0
+    negative = sce("check", "0", "100", "50", "-l", "1", "--loss=-3.0000000000000000e-16")
+    assert negative.exit_code == 1, negative.stdout
+    gradient = tmp_path / "sign.csv"
+    gradient.write_text("z0,z1,label,g0,g1\n0,40,1,4.2484e-18,1.0e-16\n")
+    assert sce("check", "--csv", gradient, "--logit-cols", "z0,z1", "--grad-cols", "g0,g1").exit_code == 1
+    loss = tmp_path / "loss.csv"
+    loss.write_text("z0,z1,z2,label,loss\n0,100,50,1,-3.0000000000000000e-16\n")
+    assert sce("check", "--csv", loss, "--loss-col", "loss").exit_code == 1

@@ -148,10 +148,32 @@ def check_answer(
             expected = exact[name].astype(np.float64)
             candidates = [m for m in mistakes if m.quantity == name and not _same(m.value, expected)]
             found = check_quantity(
-                name, given[name], expected, tolerance, candidates, rounding, operands=operands.get(name)
-            )
+                name, given[name], expected, tolerance, candidates, rounding,
+                operands=operands.get(name), sign_kept=keeps_signs(result, name),
+            )  # fmt: skip
             checks.append(replace(found, tolerance_given=tolerance is not None))
     return one_diagnosis(checks)
+
+
+def sign_flipped(given: np.ndarray, expected: np.ndarray, written: np.ndarray, sign_kept: bool) -> np.ndarray:
+    """Entries of the opposite sign to the exact value, beyond what the digits written allow, where
+    every computation keeps the sign (``sign_kept``: a loss is never negative; p − 1 never positive
+    and p never negative for a one-hot target): rounding is no excuse for those."""
+    if not sign_kept:
+        return np.zeros(np.shape(given), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        opposite = np.sign(given) * np.sign(expected) < 0
+    return opposite & ~within(given, expected, written)
+
+
+def keeps_signs(result: SoftmaxCrossEntropyResult, quantity: str) -> bool:
+    """Whether every computation of ``quantity`` keeps the exact value's sign: the loss always (a
+    log of at most 1, a sum of squares); the gradient for a one-hot target with no z-loss, p − y
+    times a positive factor, where p ≤ 1 however it is rounded."""
+    if quantity == "loss":
+        return True
+    options = result.options
+    return quantity == "gradient" and result.labels is not None and not options.label_smoothing and not options.z_loss
 
 
 def _operand_sizes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None) -> dict[str, np.ndarray]:
@@ -195,6 +217,7 @@ def check_quantity(
     rounding: float = ROUNDING_ALLOWANCE,
     columns: int = 0,
     operands: np.ndarray | None = None,
+    sign_kept: bool = False,
 ) -> QuantityCheck:
     """Compare the texts of one quantity with its exact values, entry by entry; ``columns`` for a
     matrix's entries, row by row. ``operands``: the size of the numbers each entry is formed from,
@@ -204,7 +227,7 @@ def check_quantity(
     written = tolerances  # what the digits say: too few of them is judged on these alone
     if operands is not None and operands.shape == tolerances.shape:
         tolerances = np.maximum(tolerances, rounding * operands)
-    ok = within(values, expected, tolerances, rounding)
+    ok = within(values, expected, tolerances, rounding) & ~sign_flipped(values, expected, written, sign_kept)
     also, fitting = None, []
     if ok.all():  # right to its digits: say if those digits fit a usual mistake too
         mistake = None
