@@ -476,3 +476,18 @@ def test_the_page_embeds_the_picture_plot_draws(tmp_path, sce):
     assert "<?xml" not in result.stdout  # a second declaration inside a page is an error
     without = sce("grad", "2", "3", "4", "-l", "1", "--format", "html")
     assert "<svg" not in without.stdout
+
+
+def test_the_page_and_the_picture_cannot_share_a_file(tmp_path, sce):
+    picture = tmp_path / "x.svg"
+    picture.write_text("kept")
+    result = sce("grad", "2", "3", "4", "-l", "1", "--format", "html", "-o", picture, "--plot", picture)
+    assert result.exit_code == 2
+    assert result.stderr == f"sce: error: --plot: {picture} is the page's file (-o); draw the picture elsewhere\n"
+    assert picture.read_text() == "kept"
+
+
+def test_steps_as_csv_names_every_format_that_can_hold_them(sce):
+    result = sce("grad", "2", "3", "4", "-l", "1", "--steps", "--format", "csv")
+    assert result.exit_code == 2
+    assert result.stderr.endswith("use --format table, markdown, json or html\n")

@@ -98,6 +98,10 @@ def grad(
     """
     check_digits(digits)
     plot_kind = None if plot is None else check_plot_path(plot)
+    if plot is not None and output is not None:
+        from sce.io.writers.atomic import refuse_same_file
+
+        refuse_same_file(plot, output, "plot_path", f"{plot} is the page's file (-o); draw the picture elsewhere")
     _check_format(output_format, steps, verify, jacobian, hessian)
     refuse_output_without_page(output, output_format is GradFormat.html)
     if route is not None and not steps:
@@ -167,7 +171,7 @@ def _check_language_model_options(options: LossOptions, hessian: bool, classes: 
 
 def _check_format(output_format: GradFormat, steps: bool, verify: bool, jacobian: bool, hessian: bool) -> None:
     if steps and output_format is GradFormat.csv:
-        raise UsageProblem("--steps cannot be written as csv; use --format table, markdown or json")
+        raise UsageProblem("--steps cannot be written as csv; use --format table, markdown, json or html")
     extras = [name for name, on in (("--verify", verify), ("--jacobian", jacobian), ("--hessian", hessian)) if on]
     if extras and output_format in (GradFormat.csv, GradFormat.markdown, GradFormat.html):
         raise UsageProblem(f"{extras[0]} is shown as a table or in JSON; use --format table or json")
