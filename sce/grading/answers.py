@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike
 
 from sce.grading import catalogue, verdicts
 from sce.grading.catalogue import Mistake
-from sce.grading.dump.baseline import coefficients, result_magnitudes
+from sce.grading.dump.baseline import operand_sizes
 from sce.grading.mistakes import MistakenValue, usual_mistakes
 from sce.loss import SoftmaxCrossEntropyResult
 from sce.number_text import WRITTEN_NUMBER, plain_spelling, read_number, tolerance_of
@@ -179,15 +179,10 @@ def keeps_signs(result: SoftmaxCrossEntropyResult, quantity: str) -> bool:
 def _operand_sizes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None) -> dict[str, np.ndarray]:
     """Row 0's gradient and loss entries' operand sizes: a textbook loop forms the label's p − 1 of a
     confident row from numbers near 1, so its rounding is in ulps of 1, not of the tiny difference."""
-    labels = None if result.labels is None else np.asarray(result.labels)
     given_targets = None if targets is None else np.asarray(targets, dtype=np.float64).reshape(result.num_rows, -1)
-    coef = coefficients(
-        labels, given_targets, result.num_classes, result.options, result.denominator, result.z_loss_denominator
-    )
-    with np.errstate(all="ignore"):
-        gradient, loss = result_magnitudes(result, coef)
-    sizes = {"gradient": np.asarray(gradient[0], dtype=np.float64), "loss": np.asarray(loss[:1], dtype=np.float64)}
-    return {name: np.where(np.isfinite(size), size, 0.0) for name, size in sizes.items()}
+    denominators = (result.denominator, result.z_loss_denominator)
+    gradient, loss = operand_sizes(result, given_targets, denominators)
+    return {"gradient": gradient[0].astype(np.float64), "loss": loss[:1].astype(np.float64)}
 
 
 def one_diagnosis(checks: list[QuantityCheck]) -> list[QuantityCheck]:

@@ -23,6 +23,7 @@ from sce.grading.dump.baseline import (
     autograd_route_applies,
     baseline,
     coefficients,
+    operand_sizes,
     result_magnitudes,
     ulp_unit,
     ulps,
@@ -84,15 +85,9 @@ def float64_allowances(
     """The absolute error each entry of a straightforward float64 computation may have: four ulps
     of float64 at the size of the entry's operands, as :func:`type_allowances` counts them (the
     label's p − 1 of a confident row is tiny, but a textbook loop forms it from numbers near 1)."""
-    labels = None if result.labels is None else np.asarray(result.labels)
-    coef = coefficients(labels, targets, result.num_classes, result.options, *denominators)
-    gradient_size, loss_size = result_magnitudes(result, coef)
+    gradient_size, loss_size = operand_sizes(result, targets, denominators)
     rounding = 4 * float(np.finfo(np.float64).eps)
-    with np.errstate(all="ignore"):
-        return {
-            "gradient": np.where(np.isfinite(gradient_size), rounding * gradient_size, 0.0),
-            "loss": np.where(np.isfinite(loss_size), rounding * loss_size, 0.0)[:, None],
-        }
+    return {"gradient": rounding * gradient_size, "loss": (rounding * loss_size)[:, None]}
 
 
 def _row_worst(errors: np.ndarray) -> np.ndarray:

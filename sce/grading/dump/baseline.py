@@ -350,3 +350,16 @@ def result_magnitudes(result: SoftmaxCrossEntropyResult, coef: RowCoefficients) 
     z_loss = bool(result.options.z_loss)
     gradient = gradient_magnitude(result.probabilities, coef, result.log_sum_exp if z_loss else None)
     return gradient, loss_magnitude(result.losses, coef, result.z_losses if z_loss else None)
+
+
+def operand_sizes(
+    result: SoftmaxCrossEntropyResult, targets: np.ndarray | None, denominators: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`result_magnitudes` of ``result`` from its own labels (or ``targets``) and the mean's
+    ``denominators`` (cross-entropy, z-loss), an overflow counted as 0: the sizes a type's rounding
+    is counted in ulps of, gradient (N×K) and loss (N)."""
+    labels = None if result.labels is None else np.asarray(result.labels)
+    coef = coefficients(labels, targets, result.num_classes, result.options, *denominators)
+    with np.errstate(all="ignore"):
+        gradient, loss = result_magnitudes(result, coef)
+    return np.where(np.isfinite(gradient), gradient, 0.0), np.where(np.isfinite(loss), loss, 0.0)
