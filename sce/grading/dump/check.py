@@ -15,6 +15,7 @@ from sce.errors import NothingToGrade, OptionProblem, option_problem
 from sce.grading.dump.implementation_choices import NARROWER, consistent_choices
 from sce.grading.dump.kernel_mistakes import denominators
 from sce.grading.dump.mistake_pass import Allowance, Allowed, MistakeSearch
+from sce.grading.dump.tiles import InMemory, TileEngine, TilePlan, graded_in_tiles, split
 from sce.grading.dump.verdict import DtypeCheck, QuantityVerdict, ReducedLoss
 from sce.grading.dump.verdict_pass import BlockGrade, BlockJob, Progress, in_order
 from sce.io.arrays import ArrayDump
@@ -36,6 +37,7 @@ def check_dump(
     progress: Progress | None = None,
     tune_heap: bool = False,
     sum_order: str = "parallel",
+    engine: TileEngine | None = None,
 ) -> DtypeCheck:
     """Grade the dump's gradient and loss by their type, block by block; name the mistake that fits.
 
@@ -90,12 +92,12 @@ def check_dump(
         raise NothingToGrade(
             f"{where} has no rows: nothing to grade (a batch of no rows is graded by its reduced loss alone)"
         )
-    check = _graded(dump, options, claimed_dtype, progress, tune_heap, sum_order, True)
+    check = _graded(dump, options, claimed_dtype, progress, tune_heap, sum_order, True, engine)
     if check.wrong and not check.mistakes and not any(q.counts[-1] for q in check.quantities):
         # NaN or infinity where the truth is finite is wrong however it was computed.
 
         def regrade(kind: str, order: str) -> bool:
-            return _graded(dump, options, kind, None, tune_heap, order, False).correct
+            return _graded(dump, options, kind, None, tune_heap, order, False, engine).correct
 
         bounds = block_bounds(*dump.shape, BLOCK_ENTRIES)
         gradient = check.quantities[0] if dump.grad is not None else None
@@ -111,6 +113,7 @@ def _graded(
     tune_heap: bool,
     sum_order: str,
     name_mistakes: bool,
+    engine: TileEngine | None = None,
 ) -> DtypeCheck:
     """:func:`check_dump`'s verdict, and with ``name_mistakes`` the mistakes that fit a wrong answer."""
     rows, classes = dump.shape
@@ -122,20 +125,19 @@ def _graded(
     scalar = ReducedLoss() if dump.loss is not None and not per_row_loss else None
     bounds = block_bounds(rows, classes, BLOCK_ENTRIES)
     search = MistakeSearch(dump, options, d, claimed_dtype, bounds, progress) if name_mistakes else None
-    suspects = search.suspects if search is not None else None
-    job = BlockJob(dump, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order, suspects)
     sum_bound = 0.0
     with warnings.catch_warnings(), reused_heap(tune_heap and rows * classes > BLOCK_ENTRIES):
         # Here, not in each block: catch_warnings is not thread-safe. An infinite loss is graded, not warned about.
         warnings.simplefilter("ignore")
-        for index, graded in enumerate(in_order(job.grade, bounds)):
-            _merge(graded, grad, loss, scalar)
-            sum_bound = max(sum_bound, graded.sum_bound)
-            if search is not None:
-                so_far = [q for q in (grad, loss) if q is not None]
-                search.after_block(index, graded, _allowed(grad, loss), any(not q.correct for q in so_far))
-            if progress is not None:
-                progress("checking", graded.rows)
+        if engine is None:
+            suspects = search.suspects if search is not None else None
+            job = BlockJob(dump, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order, suspects)
+            sum_bound = _in_blocks(job, bounds, (grad, loss, scalar), search, progress)
+        else:
+            source = engine.source or InMemory(dump)
+            plan = TilePlan(source, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order)
+            whole = graded_in_tiles(plan, split(bounds, engine.tiles), engine.run, progress)
+            grad, loss, scalar, sum_bound = whole.gradient, whole.losses, whole.reduced, whole.sum_bound
         dump.verify()  # a damaged file is a data error, not an answer judged wrong
         quantities = [q for q in (grad, loss) if q is not None]
         scalar_verdict = None
@@ -152,6 +154,28 @@ def _graded(
             if not check.mistakes and len(quantities) > 1:
                 check.mistakes = _by_quantity(search, allowed, quantities)
     return check
+
+
+def _in_blocks(
+    job: BlockJob,
+    bounds: list[tuple[int, int]],
+    verdicts: tuple[QuantityVerdict | None, QuantityVerdict | None, ReducedLoss | None],
+    search: MistakeSearch | None,
+    progress: Progress | None,
+) -> float:
+    """The verdict's pass in this process, block by block into ``verdicts``; the largest bound of
+    a sequential sum. The mistakes are suspected as soon as the answer looks wrong (:mod:`.mistake_pass`)."""
+    grad, loss, scalar = verdicts
+    sum_bound = 0.0
+    for index, graded in enumerate(in_order(job.grade, bounds)):
+        _merge(graded, grad, loss, scalar)
+        sum_bound = max(sum_bound, graded.sum_bound)
+        if search is not None:
+            so_far = [q for q in (grad, loss) if q is not None]
+            search.after_block(index, graded, _allowed(grad, loss), any(not q.correct for q in so_far))
+        if progress is not None:
+            progress("checking", graded.rows)
+    return sum_bound
 
 
 def _merge(
