@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from sce.cli.choices import BatchFormat
+from sce.cli.choices import BatchFormat, Engine
 from sce.cli.commandline import say_if_signalled_after_commit, say_warning
 from sce.cli.declarations import (
     DELIMITER,
@@ -40,6 +40,7 @@ from sce.cli.declarations import (
     TargetsPathOption,
     bundled,
 )
+from sce.cli.declarations_engine import EngineOption, SchedulerOption, WorkersOption
 from sce.cli.file_request import file_request, output_format_for
 from sce.cli.plot_file import BatchPicture
 from sce.cli.typed_inputs import check_digits, row_loss_options_from
@@ -100,6 +101,9 @@ def batch(
             "the plot extra); written whole or not at all, after the output.",
         ),
     ] = None,
+    engine: EngineOption = Engine.local,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = None,
     *,
     options: LossOptions,
 ) -> None:
@@ -110,6 +114,9 @@ def batch(
     """
     if digits is not None:
         check_digits(digits)
+    from sce.batch.cluster import check_cluster_options
+
+    check_cluster_options(engine.value, scheduler, workers)
     picture = None if plot is None else BatchPicture(plot, input_path, output, summary_json)
     dump = _dump_request(
         input_path,

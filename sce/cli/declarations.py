@@ -20,6 +20,7 @@ from typing import Annotated, Any, Optional, TypeVar
 import typer
 
 from sce.cli.choices import ClaimedDType, Convention, DType, Framework, ReductionChoice, SmoothingStyleChoice, SumOrder
+from sce.cli.declarations_engine import ENGINE_OPTIONS
 from sce.cli.declarations_exercise import EXERCISE_OPTIONS
 from sce.cli.declared import (
     ARGUMENTS_PANEL,
@@ -238,7 +239,7 @@ DECLARED: tuple[Declared, ...] = (
     GRAD_COLS, LOSS_COL, ID_COL,
     ARRAYS, LOGITS_PATH, LABELS_PATH, TARGETS_PATH, KEY_LOGITS, KEY_LABELS, KEY_TARGETS, KEY_GRAD, KEY_LOSS,
     CLAIMED_DTYPE, SUM_ORDER, CONVENTION, RETURNS, FRAMEWORK, SEED, TIMEOUT, STRICT, SHOW_OUTPUT,
-    *EXERCISE_OPTIONS,
+    *EXERCISE_OPTIONS, *ENGINE_OPTIONS,
 )
 
 
