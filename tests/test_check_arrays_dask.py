@@ -28,7 +28,7 @@ distributed = pytest.importorskip("distributed")
 def client():
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, worker_dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as connected,
     ):
@@ -72,3 +72,83 @@ def test_bad_data_found_by_a_worker_is_placed_at_its_row(client, tmp_path, monke
     with pytest.raises(DataProblem) as on_two:
         check_dump(dump, LossOptions(), "float64", engine=on_cluster(client, DumpFile(request)))
     assert "row 50" in str(alone.value) and str(on_two.value) == str(alone.value)
+
+
+def written_dump(tmp_path, mistake: str = "none") -> str:
+    """A dump of 61 rows whose float32 gradient is right, or has the textbook's ``mistake``."""
+    z, y = inputs(6)
+    gradient, losses = plain(z, y, np.float32)
+    counted = int((y != -100).sum())
+    factor = {"none": 1, "sign flipped": -1, "sum not mean": counted}[mistake]
+    path = tmp_path / f"{mistake.replace(' ', '_')}.npz"
+    np.savez(path, logits=z, labels=y, grad=gradient * np.float32(factor), loss=losses)
+    return path.name
+
+
+@pytest.mark.parametrize("mistake", ["none", "sum not mean"])
+@pytest.mark.parametrize("output_format", ["table", "json"])
+def test_check_arrays_on_a_running_cluster_prints_one_processs_verdict(
+    mistake, output_format, client, sce, tmp_path, monkeypatch
+):
+    """--scheduler reaches the cluster started apart (this module's); the report and the exit status
+    are one process's, byte for byte (a relative path, as typed: the tasks open it by its absolute one)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(check, "BLOCK_ENTRIES", BLOCK_ENTRIES)
+    name = written_dump(tmp_path, mistake)
+    args = ("check", "--arrays", name, "--reduction", "mean", "--format", output_format)
+    alone = sce(*args)
+    on_cluster = sce(*args, "--engine", "dask", "--scheduler", client.scheduler.address)
+    assert alone.exit_code == (0 if mistake == "none" else 1), alone.output
+    assert (on_cluster.exit_code, on_cluster.stdout) == (alone.exit_code, alone.stdout)
+    assert on_cluster.stderr == alone.stderr == ""
+    assert ("1/N missing" in alone.stdout) == (mistake != "none")
+
+
+def test_check_arrays_on_a_local_cluster_of_two_workers(sce, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    name = written_dump(tmp_path, "sign flipped")
+    alone = sce("check", "--arrays", name, "--reduction", "mean")
+    on_two = sce("check", "--arrays", name, "--reduction", "mean", "--engine", "dask", "--workers", "2")
+    assert alone.exit_code == 1 and "sign flipped: y − p instead of p − y" in alone.stdout
+    assert (on_two.exit_code, on_two.stdout, on_two.stderr) == (alone.exit_code, alone.stdout, "")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--workers", "0"), "sce: error: --workers: 0 worker processes cannot run anything; give 1 to 256\n"),
+        (
+            ("--workers", "2", "--scheduler", "tcp://127.0.0.1:1"),
+            "sce: error: --workers starts a local cluster, --scheduler uses a running one: give one of them\n",
+        ),
+    ],
+)
+def test_a_clusters_options_that_cannot_be_used_are_one_line_before_anything_runs(extra, message, sce, tmp_path):
+    name = written_dump(tmp_path)
+    result = sce("check", "--arrays", tmp_path / name, "--engine", "dask", *extra)
+    assert (result.exit_code, result.stdout, result.stderr) == (2, "", message)
+
+
+def test_cluster_options_without_the_dask_engine_or_without_arrays_are_refused(sce, tmp_path):
+    name = written_dump(tmp_path)
+    result = sce("check", "--arrays", tmp_path / name, "--workers", "2")
+    assert result.exit_code == 2 and result.stderr.startswith("sce: error: --workers goes with --engine dask")
+    typed = sce("check", "2", "3", "4", "--label", "1", "--grad", "0.09,-0.755,0.665", "--engine", "dask")
+    assert (typed.exit_code, typed.stdout) == (2, "")
+    assert typed.stderr == "sce: error: --engine goes with --arrays FILE or --logits FILE\n"
+
+
+def test_an_unreachable_scheduler_is_one_line_within_ten_seconds(sce, tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    name = written_dump(tmp_path)
+    began = time.monotonic()
+    result = sce("check", "--arrays", tmp_path / name, "--engine", "dask", "--scheduler", f"tcp://127.0.0.1:{port}")
+    assert time.monotonic() - began < 10
+    assert result.exit_code == 1 or result.exit_code >= 2
+    assert result.stdout == "" and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"sce: error: --scheduler: no Dask scheduler answers at tcp://127.0.0.1:{port}")

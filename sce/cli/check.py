@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from sce.cli.check_arrays import ARRAY_ROLES, check_arrays, refuse_array_options, refuse_typed_inputs
-from sce.cli.choices import CheckFormat, SumOrder
+from sce.cli.choices import CheckFormat, Engine, SumOrder
 from sce.cli.commandline import say_if_signalled_after_commit
 from sce.cli.declarations import (
     FLAG_OF_FIELD,
@@ -53,6 +53,7 @@ from sce.cli.declarations import (
     TargetsPathOption,
     bundled,
 )
+from sce.cli.declarations_engine import EngineOption, SchedulerOption, WorkersOption
 from sce.cli.exit_status import ExitStatus
 from sce.cli.file_request import file_request
 from sce.cli.stdout import stdout_console, write_stdout
@@ -174,6 +175,9 @@ def check(
     claimed_dtype: ClaimedDTypeOption = None,
     sum_order: SumOrderOption = SumOrder.parallel,
     summary_json: CheckSummaryJsonOption = None,
+    engine: EngineOption = Engine.local,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = None,
     *,
     options: LossOptions,
     options_given: frozenset[str],
@@ -208,9 +212,10 @@ def check(
             digits=digits,
             output_format=shown_format,
             page_output=output,
+            cluster=(engine.value, scheduler, workers),
         )
         return
-    refuse_array_options(labels_path, targets_path, claimed_dtype, sum_order)
+    refuse_array_options(labels_path, targets_path, claimed_dtype, sum_order, (engine.value, scheduler, workers))
     if csv_input is not None:
         if logits:
             raise UsageProblem("give LOGITS or --csv INPUT, not both")

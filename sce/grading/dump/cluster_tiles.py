@@ -43,7 +43,7 @@ def _as_completed(client: Any, work: Callable[[Tile], TileGrade], tiles: list[Ti
 
     futures = client.map(work, tiles, pure=False)
     try:
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=client.loop):
             yield future.result()
     finally:
         client.cancel([future for future in futures if not future.done()])

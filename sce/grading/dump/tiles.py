@@ -46,16 +46,20 @@ class InMemory:
 class DumpFile:
     """A dump by its files, opened where a tile runs (memory-mapped: a tile reads its rows only).
 
-    ``loss_per_row``: a one-row dump's scalar loss taken as the row's, as the command line takes it."""
+    ``loss_per_row``: a one-row dump's scalar loss taken as the row's, as the command line takes it;
+    ``where``: each array's name in messages, where it is to be the client's (a path as the user gave it)."""
 
     request: DumpRequest
     ignore_index: int = -100
     loss_per_row: bool = False
+    where: dict[str, str] | None = None
 
     def __call__(self) -> ArrayDump:
         dump = read_dump(self.request, self.ignore_index)
         if self.loss_per_row and dump.loss is not None:
             dump = dataclasses.replace(dump, loss=dump.loss.reshape(1))
+        if self.where is not None:
+            dump = dataclasses.replace(dump, where=self.where)
         return dump
 
 
