@@ -192,8 +192,7 @@ def check(
     """
     check_digits(digits)
     _check_tolerance(tol)
-    if summary_json is not None and csv_input is None:
-        raise UsageProblem(f"{SUMMARY_JSON.name} goes with --csv INPUT (and with sce batch)")
+    _refuse_summary_without_csv(summary_json, csv_input)
     files = arrays is not None or logits_path is not None or csv_input is not None
     _refuse_stages_with_files(stage, files)
     html = _page_of_typed_answers(output_format, files)
@@ -251,6 +250,11 @@ def check(
     check_class_counts(vector, options)
     stages = _stages_and_answers(vector, options, stage or [], {"gradient": grad, "probabilities": probs, "loss": loss})
     _grade_answers(vector, options, stages, tol, digits, shown_format, (html, output))
+
+
+def _refuse_summary_without_csv(summary_json: str | None, csv_input: str | None) -> None:
+    if summary_json is not None and csv_input is None:
+        raise UsageProblem(f"{SUMMARY_JSON.name} goes with --csv INPUT (and with sce batch)")
 
 
 def _check_tolerance(tol: float | None) -> None:
