@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from sce.cli.batch_parts import PartsRequest, is_arrays_file, names_parts
 from sce.cli.choices import BatchFormat, Engine
 from sce.cli.commandline import say_if_signalled_after_commit, say_warning
 from sce.cli.declarations import (
@@ -25,7 +26,7 @@ from sce.cli.declarations import (
     ArraysOption,
     DelimiterOption,
     EncodingOption,
-    InputArgument,
+    InputsArgument,
     KeyLabels,
     KeyLogits,
     KeyTargets,
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
 
 @bundled(LOSS_OPTIONS, row_loss_options_from, into="options", changes=PER_ROW_REDUCTION)
 def batch(
-    input_path: InputArgument = None,
+    input_paths: InputsArgument = None,
     output: OutputOption = None,
     label_col: LabelColOption = None,
     logit_cols: LogitColsOption = None,
@@ -117,6 +118,18 @@ def batch(
     from sce.batch.cluster import check_cluster_options
 
     check_cluster_options(engine.value, scheduler, workers)
+    inputs = input_paths or []
+    if engine is Engine.dask or len(inputs) > 1 or (inputs and names_parts(inputs[0])):
+        csv_choices: dict[str, Any] = {"label_col": label_col, "logit_cols": logit_cols, "target_cols": target_cols}
+        csv_choices.update(no_header=no_header, delimiter=delimiter, encoding=encoding, digits=digits)
+        parts = PartsRequest(inputs, output, options, summary_json, csv_choices)
+        parts.keys = {"logits": key_logits, "labels": key_labels, "targets": key_targets}
+        parts.refuse_alone(arrays=arrays, logits=logits_path, labels=labels_path, targets=targets_path, plot=plot)
+        parts.output_format = None if output_format is None else output_format.value
+        parts.engine, parts.scheduler, parts.workers = engine.value, scheduler, workers
+        _run_and_report(parts.request(), quiet, None, parts.run)
+        return
+    input_path = inputs[0] if inputs else None
     picture = None if plot is None else BatchPicture(plot, input_path, output, summary_json)
     dump = _dump_request(
         input_path,
@@ -157,16 +170,20 @@ def batch(
 
 
 def _run_and_report(
-    request: BatchRequest, quiet: bool, on_result: Callable[[SoftmaxCrossEntropyResult], None] | None
+    request: BatchRequest,
+    quiet: bool,
+    on_result: Callable[[SoftmaxCrossEntropyResult], None] | None,
+    run: Callable[[], BatchSummary] | None = None,
 ) -> None:
-    """The run, with its progress bar and summary on stderr unless ``quiet``."""
+    """The run (``run()``, else the request's one input, with its progress bar), and its summary
+    on stderr unless ``quiet``."""
     from sce.batch import run_batch
     from sce.io.signals import stopping_signals_handled
     from sce.io.writers.replace import old_outputs_removed_last
 
     if quiet:  # nothing to draw: rich is not even imported (20 ms of a run)
         with stopping_signals_handled():
-            summary = run_batch(request, on_result=on_result)
+            summary = run_batch(request, on_result=on_result) if run is None else run()
         _warn_about(summary)
         say_if_signalled_after_commit("the output")
         return
@@ -178,7 +195,9 @@ def _run_and_report(
     stderr = Console(stderr=True, highlight=False)
     with old_outputs_removed_last():  # an old output's removal takes a while: the summary comes first
         with stopping_signals_handled():
-            if stderr.is_terminal:
+            if run is not None:
+                summary = run()
+            elif stderr.is_terminal:
                 summary = _run_with_progress(request, stderr, on_result)
             else:
                 summary = run_batch(request, on_result=on_result)
@@ -206,7 +225,7 @@ def _dump_request(
 
     given = {role: path for role, path in paths.items() if path is not None}
     renamed = {role: key for role, key in keys.items() if key is not None}
-    if input_path is not None and _is_arrays(input_path):
+    if input_path is not None and is_arrays_file(input_path):
         if input_path.lower().endswith(".npy"):
             if "logits" in given:
                 raise UsageProblem(f"{input_path} is the logits: give it as INPUT or --logits, not both")
@@ -223,22 +242,6 @@ def _dump_request(
     if arrays is None and not given and not renamed:
         return None
     return DumpRequest(arrays, given, renamed)
-
-
-def _is_arrays(path: str) -> bool:
-    """An array file by its name (.npz, .npy …) or, for a file named otherwise, its first bytes."""
-    from sce.io.arrays import is_array_path
-    from sce.io.arrays.vector import array_suffix
-
-    if is_array_path(path):
-        return True
-    if path == "-" or not os.path.isfile(path):
-        return False
-    try:
-        with open(path, "rb") as handle:
-            return array_suffix(handle.read(8)) is not None
-    except OSError:
-        return False
 
 
 def _refuse_arrays_on_stdin() -> None:

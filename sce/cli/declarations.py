@@ -285,6 +285,7 @@ TargetOption = Annotated[Optional[str], TARGET.option()]
 GradOption = Annotated[Optional[str], GRAD.option()]
 LossOption = Annotated[Optional[str], LOSS.option()]
 InputArgument = Annotated[Optional[str], INPUT.argument(metavar="[INPUT]")]
+InputsArgument = Annotated[Optional[list[str]], INPUT.argument(metavar="[INPUT]...")]
 OutputOption = Annotated[Optional[str], OUTPUT.option()]
 SummaryJsonOption = Annotated[Optional[str], SUMMARY_JSON.option(metavar="FILE")]
 CheckSummaryJsonOption = Annotated[

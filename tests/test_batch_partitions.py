@@ -1,0 +1,193 @@
+"""Several inputs scored as the partitions of one (the seam every engine runs on): the same bits
+as one process reading the whole, however the input is cut and in whatever order the
+partitions finish; in this process, without Dask."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sce.batch import BatchRequest, run_batch
+from sce.batch.loop import write_summary_file
+from sce.batch.partitioned import InProcess, guarded, partition_paths, run_partitioned
+from sce.io.arrays import DumpRequest
+from sce.options import LossOptions
+
+CLASSES = 5
+#: Rows per part: uneven, a part of one row among them.
+CUTS = {1: [0, 211], 3: [0, 1, 90, 211], 7: [0, 13, 14, 60, 61, 150, 209, 211]}
+
+OPTION_SETS = {
+    "plain": {},
+    "weights and ignored rows": {"weight": (1.0, 2.0, 3.0, 0.5, 0.1)},
+    "uniform smoothing": {"label_smoothing": 0.1},
+    "off-target smoothing": {"label_smoothing": 0.2, "smoothing_style": "off-target"},
+    "z-loss and soft cap": {"z_loss": 1e-3, "softcap": 5.0},
+    "temperature and weights": {"temperature": 0.7, "weight": (0.3, 1.0, 1.0, 2.0, 1.0)},
+    "float32": {"dtype": "float32", "label_smoothing": 0.05},
+}
+
+
+class Shuffled:
+    """In this process, every partition computed, then handed back in a shuffled order."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def unordered(self, function, arguments):
+        done = [(index, guarded(function, *given)) for index, given in enumerate(arguments)]
+        random.Random(self.seed).shuffle(done)
+        yield from done
+
+
+def rows(seed: int = 3, count: int = 211) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(count, CLASSES)) * 4
+    logits[5] = [1e3, -1e3, 0.0, 1e-300, -0.0]
+    labels = rng.integers(0, CLASSES, count)
+    labels[::9] = -100
+    return logits, labels
+
+
+def csv_lines(logits: np.ndarray, labels: np.ndarray) -> list[str]:
+    return [",".join(repr(float(v)) for v in row) + f",{label}" for row, label in zip(logits, labels)]
+
+
+HEADER = ",".join(f"z{k}" for k in range(CLASSES)) + ",label"
+
+
+def write_parts(folder: Path, count: int, fmt: str = "csv") -> tuple[Path, list[Path]]:
+    """The whole input, and the same rows cut into ``count`` uneven parts."""
+    logits, labels = rows()
+    folder.mkdir(parents=True, exist_ok=True)
+    cuts = CUTS[count]
+    if fmt == "csv":
+        lines = csv_lines(logits, labels)
+        whole = folder / "whole.csv"
+        whole.write_text("\n".join([HEADER, *lines]) + "\n")
+        parts = []
+        for index, (start, stop) in enumerate(zip(cuts, cuts[1:])):
+            part = folder / "parts" / f"part{index}.csv"
+            part.parent.mkdir(exist_ok=True)
+            part.write_text("\n".join([HEADER, *lines[start:stop]]) + "\n")
+            parts.append(part)
+        return whole, parts
+    whole = folder / "whole.npz"
+    np.savez(whole, logits=logits, labels=labels)
+    parts = []
+    for index, (start, stop) in enumerate(zip(cuts, cuts[1:])):
+        part = folder / "parts" / f"part{index}.npz"
+        part.parent.mkdir(exist_ok=True)
+        np.savez(part, logits=logits[start:stop], labels=labels[start:stop])
+        parts.append(part)
+    return whole, parts
+
+
+def request_for(path: Path, output: Path, options: LossOptions, fmt: str, summary: Path | None = None):
+    arrays = DumpRequest(str(path), {}, {}) if path.suffix == ".npz" else None
+    return BatchRequest(
+        str(path), str(output), output_format=fmt, options=options, arrays=arrays,
+        summary_path=None if summary is None else str(summary),
+    )
+
+
+def run_in_parts(parts, output, options, fmt, executor, summary=None):
+    whole = request_for(parts[0], output, options, fmt, summary)
+
+    def part_request(path: str) -> BatchRequest:
+        return request_for(Path(path), output, options, fmt)
+
+    return run_partitioned(whole, [str(part) for part in parts], executor, part_request)
+
+
+def output_rows(path: Path, fmt: str) -> object:
+    if fmt in ("csv", "jsonl"):
+        return path.read_bytes()
+    import polars as pl
+
+    return pl.read_parquet(path).to_dict(as_series=False)
+
+
+@pytest.mark.parametrize("count", [1, 3, 7])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("name", list(OPTION_SETS))
+def test_parts_finishing_in_any_order_give_one_process_bits(tmp_path, count, reduction, name):
+    whole, parts = write_parts(tmp_path, count)
+    options = LossOptions(reduction=reduction, **OPTION_SETS[name])
+    one = run_batch(request_for(whole, tmp_path / "one.csv", options, "csv", tmp_path / "one.json"))
+    cut = run_in_parts(parts, tmp_path / "cut.csv", options, "csv", Shuffled(count), tmp_path / "cut.json")
+    assert (tmp_path / "cut.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+    assert (tmp_path / "cut.json").read_bytes() == (tmp_path / "one.json").read_bytes()
+    assert cut.document() == one.document()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+@pytest.mark.parametrize("source", ["csv", "npz"])
+def test_every_output_format_and_source_gives_one_process_rows(tmp_path, fmt, source):
+    whole, parts = write_parts(tmp_path, 7, source)
+    options = LossOptions(reduction="mean", weight=(1.0, 2.0, 3.0, 0.5, 0.1))
+    one = run_batch(request_for(whole, tmp_path / f"one.{fmt}", options, fmt))
+    cut = run_in_parts(parts, tmp_path / f"cut.{fmt}", options, fmt, Shuffled(1))
+    assert output_rows(tmp_path / f"cut.{fmt}", fmt) == output_rows(tmp_path / f"one.{fmt}", fmt)
+    assert cut.document() == one.document()
+
+
+def test_the_summed_loss_is_the_exactly_rounded_sum_of_the_rows(tmp_path):
+    """An independent check of the partials: math.fsum rounds the rows' exact sum once."""
+    _, parts = write_parts(tmp_path, 7)
+    options = LossOptions(reduction="none", weight=(1.0, 2.0, 3.0, 0.5, 0.1))
+    summary = run_in_parts(parts, tmp_path / "cut.jsonl", options, "jsonl", Shuffled(2))
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "cut.jsonl").read_text().splitlines()]
+    assert summary.loss_sum == math.fsum(losses)
+    exact = sum((Fraction(loss) for loss in losses), Fraction(0))
+    assert summary.mean_loss == float(exact / summary.counted)
+
+
+def test_the_mean_of_partition_means_differs_from_the_exact_mean(tmp_path):
+    """The negative control: what an engine that averages each partition's mean would report."""
+    whole, parts = write_parts(tmp_path, 7)
+    options = LossOptions(reduction="mean", weight=(1.0, 2.0, 3.0, 0.5, 0.1))
+    exact = run_batch(request_for(whole, tmp_path / "one.csv", options, "csv")).mean_loss
+    means = [run_batch(request_for(part, tmp_path / f"{part.stem}.csv", options, "csv")).mean_loss for part in parts]
+    averaged = sum(means) / len(means)
+    assert abs(averaged - exact) > 1e-3 * abs(exact)
+    cut = run_in_parts(parts, tmp_path / "cut.csv", options, "csv", Shuffled(3))
+    assert cut.mean_loss == exact
+
+
+def test_a_folder_of_parts_is_read_in_name_order_without_hidden_files(tmp_path):
+    for name in ("b.csv", "a.tsv", ".c.csv", "notes.md", "d.parquet"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "sub.csv").mkdir()
+    assert [Path(path).name for path in partition_paths([str(tmp_path)])] == ["a.tsv", "b.csv", "d.parquet"]
+
+
+def test_a_quoted_glob_is_expanded_in_name_order(tmp_path):
+    for name in ("p10.csv", "p2.csv", "p1.csv"):
+        (tmp_path / name).write_text("x")
+    assert [Path(p).name for p in partition_paths([str(tmp_path / "p*.csv")])] == ["p1.csv", "p10.csv", "p2.csv"]
+
+
+def test_the_in_process_executor_hands_back_errors_as_results():
+    def bad(path):
+        from sce.errors import OptionProblem
+
+        raise OptionProblem("label_col", f"no column {path}")
+
+    [(index, failure)] = list(InProcess().unordered(bad, [("x",)]))
+    assert index == 0
+    assert type(failure.error()).__name__ == "OptionProblem"
+    assert failure.error().worded() == "label_col: no column x"
+
+
+def test_a_summary_written_alone_matches_the_partitioned_one(tmp_path):
+    _, parts = write_parts(tmp_path, 3)
+    summary = run_in_parts(parts, tmp_path / "cut.csv", LossOptions(reduction="sum"), "csv", InProcess())
+    write_summary_file(str(tmp_path / "alone.json"), None, summary.document())
+    assert json.loads((tmp_path / "alone.json").read_text())["rows"] == 211
