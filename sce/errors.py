@@ -129,14 +129,6 @@ class OptionProblem(SceError):
         where = option(field) if column is None else f"{option(field)} (class {column})"
         super().__init__(f"{where}: {problem}")
 
-    def __reduce__(self) -> tuple[object, ...]:
-        # Pickled by its fields, not its message: raised on a cluster's worker, it is re-raised on the client.
-        return (_option_problem_of, (type(self), self.option, self.problem, self.column))
-
-
-def _option_problem_of(kind: type[OptionProblem], field: str, problem: str, column: int | None) -> OptionProblem:
-    return kind(field, problem, column=column)
-
 
 class OptionDataProblem(OptionProblem, DataProblem):
     """A data problem reached through an option: the file it names cannot be read or

@@ -2,7 +2,9 @@
 
 Each task opens the dump by its files where it runs (:class:`~.tiles.DumpFile`): the files must be
 where every worker can read them at the same path (a shared file system), as they are on a
-local cluster. Dask itself is imported only here, when a cluster is asked for.
+local cluster. The tasks run as a batch's partitions run (:class:`sce.batch.dask_engine.OnCluster`):
+retried by Dask where a worker dies, cancelled on an error or a signal, an error of sce's carried
+back whole.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from sce.batch.dask_engine import OnCluster
+from sce.batch.partition import PartitionFailure
 from sce.grading.dump.tiles import Tile, TileEngine, TileGrade
 from sce.io.arrays import ArrayDump
 
@@ -31,19 +35,16 @@ def on_cluster(client: Any, source: Callable[[], ArrayDump]) -> TileEngine:
     Returns
     -------
     TileEngine
-        For :func:`~sce.grading.dump.check.check_dump`'s ``engine``.
+        For :func:`~sce.grading.dump.check.check_dump`'s ``engine``: as many tiles as
+        :data:`TILES_PER_THREAD` times the cluster's threads (at most one per block).
     """
     threads = sum(client.nthreads().values()) or 1
-    return TileEngine(lambda work, tiles: _as_completed(client, work, tiles), TILES_PER_THREAD * threads, source)
+    executor = OnCluster(client)
 
+    def run(work: Callable[[Tile], TileGrade], tiles: list[Tile]) -> Iterator[TileGrade]:
+        for _, result in executor.unordered(work, [(tile,) for tile in tiles]):
+            if isinstance(result, PartitionFailure):
+                raise result.error()
+            yield result
 
-def _as_completed(client: Any, work: Callable[[Tile], TileGrade], tiles: list[Tile]) -> Iterator[TileGrade]:
-    """Each tile's grade as its task finishes; on an error or Ctrl-C, the tasks left are cancelled."""
-    from distributed import as_completed
-
-    futures = client.map(work, tiles, pure=False)
-    try:
-        for future in as_completed(futures, loop=client.loop):
-            yield future.result()
-    finally:
-        client.cancel([future for future in futures if not future.done()])
+    return TileEngine(run, TILES_PER_THREAD * threads, source)
