@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -132,13 +133,16 @@ def _first_line(error: BaseException) -> str:
 
 @contextmanager
 def _dask_quiet() -> Iterator[None]:
-    """Dask's loggers held to their critical messages for the run, then restored."""
+    """Dask's loggers held to their critical messages for the run, then restored; its warnings
+    (a dashboard's port taken, by another cluster) not shown: the run does not use them."""
     loggers = [logging.getLogger(name) for name in DASK_LOGGERS]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.CRITICAL)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)

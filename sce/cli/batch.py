@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
 @bundled(LOSS_OPTIONS, row_loss_options_from, into="options", changes=PER_ROW_REDUCTION)
 def batch(
-    input_paths: InputsArgument = None,
+    input_path: InputsArgument = None,
     output: OutputOption = None,
     label_col: LabelColOption = None,
     logit_cols: LogitColsOption = None,
@@ -118,7 +118,7 @@ def batch(
     from sce.batch.cluster import check_cluster_options
 
     check_cluster_options(engine.value, scheduler, workers)
-    inputs = input_paths or []
+    inputs = input_path or []
     if engine is Engine.dask or len(inputs) > 1 or (inputs and names_parts(inputs[0])):
         csv_choices: dict[str, Any] = {"label_col": label_col, "logit_cols": logit_cols, "target_cols": target_cols}
         csv_choices.update(no_header=no_header, delimiter=delimiter, encoding=encoding, digits=digits)
@@ -129,26 +129,26 @@ def batch(
         parts.engine, parts.scheduler, parts.workers = engine.value, scheduler, workers
         _run_and_report(parts.request(), quiet, None, parts.run)
         return
-    input_path = inputs[0] if inputs else None
-    picture = None if plot is None else BatchPicture(plot, input_path, output, summary_json)
+    given = inputs[0] if inputs else None
+    picture = None if plot is None else BatchPicture(plot, given, output, summary_json)
     dump = _dump_request(
-        input_path,
+        given,
         arrays,
         {"logits": logits_path, "labels": labels_path, "targets": targets_path},
         {"logits": key_logits, "labels": key_labels, "targets": key_targets},
     )
     if dump is not None:
         _refuse_csv_options(label_col, logit_cols, target_cols, no_header, delimiter, encoding)
-        input_path = dump.arrays or dump.paths.get("logits", "")  # for the progress bar and -o's checks
-    elif input_path == "-":
+        given = dump.arrays or dump.paths.get("logits", "")  # for the progress bar and -o's checks
+    elif given == "-":
         _refuse_arrays_on_stdin()
-    elif input_path is None:
+    elif given is None:
         raise UsageProblem(
             "give INPUT (a CSV or TSV file, or - for stdin) or arrays (INPUT as .npz etc., --arrays FILE, "
             "or --logits FILE --labels FILE)"
         )
     request = file_request(
-        input_path,
+        given,
         output,
         options,
         label_col=label_col,
