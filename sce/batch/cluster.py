@@ -95,7 +95,7 @@ def cluster_client(scheduler: str | None = None, workers: int | None = None) -> 
                 n_workers=count,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=":0",  # a free port: no warning where another cluster holds 8787
+                dashboard_address=None,
                 silence_logs=logging.CRITICAL,
             )
             client = Client(cluster, set_as_default=False)
