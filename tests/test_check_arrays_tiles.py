@@ -194,3 +194,21 @@ def test_split_keeps_every_block_once_in_order():
         assert [block for tile in found for block in tile] == blocks
         assert len(found) == min(count, 10) and all(found)
         assert max(map(len, found)) - min(map(len, found)) <= 1
+
+
+def test_the_mistake_is_named_by_the_engine_not_in_the_clients_threads(monkeypatch):
+    """On an engine, every block the search misses is compared in the engine's tiles."""
+    from sce.grading.dump import mistake_pass
+
+    monkeypatch.setattr(check, "BLOCK_ENTRIES", BLOCK_ENTRIES)
+
+    def here(*_):
+        raise AssertionError("compared in the client's threads")
+
+    monkeypatch.setattr(mistake_pass.MistakeSearch, "_catch_up", here)
+    dump, options, claimed, _ = dumps()["sum not mean"]
+    told: list[tuple[str, int]] = []
+    found = check_dump(dump, options, claimed, engine=TileEngine(shuffled(2), 3), progress=lambda *a: told.append(a))
+    assert [name for name in found.mistakes if "1/N missing" in name]
+    assert sum(rows for phase, rows in told if phase == "checking") == ROWS
+    assert sum(rows for phase, rows in told if phase == "naming the mistake") == ROWS

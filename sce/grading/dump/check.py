@@ -15,7 +15,7 @@ from sce.errors import NothingToGrade, OptionProblem, option_problem
 from sce.grading.dump.implementation_choices import NARROWER, consistent_choices
 from sce.grading.dump.kernel_mistakes import denominators
 from sce.grading.dump.mistake_pass import Allowance, Allowed, MistakeSearch
-from sce.grading.dump.tiles import InMemory, TileEngine, TilePlan, graded_in_tiles, split
+from sce.grading.dump.tiles import InMemory, TileEngine, TilePlan, compared_in_tiles, graded_in_tiles, split
 from sce.grading.dump.verdict import DtypeCheck, QuantityVerdict, ReducedLoss
 from sce.grading.dump.verdict_pass import BlockGrade, BlockJob, Progress, in_order
 from sce.io.arrays import ArrayDump
@@ -124,18 +124,22 @@ def _graded(
     loss = QuantityVerdict("loss") if per_row_loss else None
     scalar = ReducedLoss() if dump.loss is not None and not per_row_loss else None
     bounds = block_bounds(rows, classes, BLOCK_ENTRIES)
+    plan = None
+    if engine is not None:
+        source = engine.source or InMemory(dump)
+        plan = TilePlan(source, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order)
     search = MistakeSearch(dump, options, d, claimed_dtype, bounds, progress) if name_mistakes else None
+    if search is not None and plan is not None and engine is not None:
+        search.elsewhere = compared_in_tiles(plan, bounds, engine)
     sum_bound = 0.0
     with warnings.catch_warnings(), reused_heap(tune_heap and rows * classes > BLOCK_ENTRIES):
         # Here, not in each block: catch_warnings is not thread-safe. An infinite loss is graded, not warned about.
         warnings.simplefilter("ignore")
-        if engine is None:
+        if engine is None or plan is None:
             suspects = search.suspects if search is not None else None
             job = BlockJob(dump, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order, suspects)
             sum_bound = _in_blocks(job, bounds, (grad, loss, scalar), search, progress)
         else:
-            source = engine.source or InMemory(dump)
-            plan = TilePlan(source, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order)
             whole = graded_in_tiles(plan, split(bounds, engine.tiles), engine.run, progress)
             grad, loss, scalar, sum_bound = whole.gradient, whole.losses, whole.reduced, whole.sum_bound
         dump.verify()  # a damaged file is a data error, not an answer judged wrong

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from typing import Any, TypeVar
 
 from sce.grading.dump.kernel_mistakes import Denominators
+from sce.grading.dump.mistake_pass import Elsewhere, MistakeSearch
+from sce.grading.dump.mistake_trials import Trial
 from sce.grading.dump.verdict import QuantityVerdict, ReducedLoss
 from sce.grading.dump.verdict_pass import BlockJob, Progress, in_order
 from sce.io.arrays import ArrayDump, DumpRequest, read_dump
@@ -30,6 +33,7 @@ Block = tuple[int, int]
 """A block's (first row, end row)."""
 Tile = list[Block]
 """Consecutive blocks, graded together."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -98,8 +102,8 @@ class TileGrade:
         self.sum_bound = max(self.sum_bound, later.sum_bound)
 
 
-TileRunner = Callable[[Callable[[Tile], TileGrade], list[Tile]], Iterable[TileGrade]]
-"""Runs the work on every tile and yields the tiles' grades, in any order."""
+TileRunner = Callable[[Callable[[Any], Any], list[Any]], Iterable[Any]]
+"""Runs the work on every tile (a tile's grade, or its mistakes' trials) and yields each tile's result, in any order."""
 
 
 def grade_tile(plan: TilePlan, tile: Tile) -> TileGrade:
@@ -141,7 +145,7 @@ def grade_tile(plan: TilePlan, tile: Tile) -> TileGrade:
     return found
 
 
-def split(blocks: list[Block], count: int) -> list[Tile]:
+def split(blocks: list[T], count: int) -> list[list[T]]:
     """The blocks cut into at most ``count`` tiles of consecutive blocks, as even as they go.
 
     Examples
@@ -180,6 +184,27 @@ def graded_in_tiles(
         if progress is not None:
             progress("checking", part.rows)
     return combined(parts)
+
+
+def trials_on_tile(plan: TilePlan, blocks: list[tuple[int, Block, list[str]]]) -> list[tuple[int, dict[str, Trial]]]:
+    """The named candidates' trials on each block (index, bounds, names) of a tile, from the
+    catalogue as this dump makes it (:class:`~.mistake_pass.MistakeSearch`)."""
+    search = MistakeSearch(plan.source(), plan.options, plan.d, plan.dtype, [])
+    return [
+        (index, search.rows_trials({name: search.candidates[name] for name in names}, bound))
+        for index, bound, names in blocks
+    ]
+
+
+def compared_in_tiles(plan: TilePlan, bounds: list[Block], engine: TileEngine) -> Elsewhere:
+    """How a mistake's search compares its candidates with the blocks it misses: in tiles run by ``engine``."""
+
+    def compare(missing: dict[int, list[str]]) -> Iterator[tuple[int, dict[str, Trial]]]:
+        work = [(index, bounds[index], names) for index, names in sorted(missing.items())]
+        for part in engine.run(partial(trials_on_tile, plan), split(work, engine.tiles)):
+            yield from part
+
+    return compare
 
 
 def in_threads(work: Callable[[Tile], TileGrade], tiles: list[Tile]) -> Iterable[TileGrade]:
