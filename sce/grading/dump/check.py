@@ -127,7 +127,8 @@ def _graded(
     plan = None
     if engine is not None:
         source = engine.source or InMemory(dump)
-        plan = TilePlan(source, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order)
+        tune = tune_heap and rows * classes > BLOCK_ENTRIES
+        plan = TilePlan(source, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order, tune)
     search = MistakeSearch(dump, options, d, claimed_dtype, bounds, progress) if name_mistakes else None
     if search is not None and plan is not None and engine is not None:
         search.elsewhere = compared_in_tiles(plan, bounds, engine)

@@ -27,6 +27,7 @@ from sce.grading.dump.mistake_trials import Trial
 from sce.grading.dump.verdict import QuantityVerdict, ReducedLoss
 from sce.grading.dump.verdict_pass import BlockJob, Progress, in_order
 from sce.io.arrays import ArrayDump, DumpRequest, read_dump
+from sce.io.arrays.heap import reused_heap
 from sce.options import LossOptions
 
 Block = tuple[int, int]
@@ -78,6 +79,9 @@ class TilePlan:
     per_row_loss: bool
     reduced_loss: bool
     sum_order: str = "parallel"
+    tune_heap: bool = False
+    """Keep freed blocks in the heap of the process a tile runs in (:mod:`sce.io.arrays.heap`): for
+    the command line's own processes and its cluster's workers, never a library caller's."""
 
 
 @dataclass
@@ -131,7 +135,7 @@ def grade_tile(plan: TilePlan, tile: Tile) -> TileGrade:
         QuantityVerdict("loss") if plan.per_row_loss else None,
         ReducedLoss() if plan.reduced_loss else None,
     )
-    with warnings.catch_warnings():  # an infinite loss is graded, not warned about
+    with warnings.catch_warnings(), reused_heap(plan.tune_heap):  # an infinite loss is graded, not warned about
         warnings.simplefilter("ignore")
         for graded in in_order(job.grade, tile):
             if found.gradient is not None and graded.gradient is not None:
