@@ -152,3 +152,30 @@ def test_an_unreachable_scheduler_is_one_line_within_ten_seconds(sce, tmp_path):
     assert result.exit_code == 1 or result.exit_code >= 2
     assert result.stdout == "" and result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"sce: error: --scheduler: no Dask scheduler answers at tcp://127.0.0.1:{port}")
+
+
+class DiesOnce(DumpFile):
+    """Opens the dump as :class:`DumpFile` does, but the first task to open it kills its worker
+    process (a lost machine, an out-of-memory kill), once: Dask runs that task again elsewhere."""
+
+    def __call__(self):
+        import os
+        from pathlib import Path
+
+        marker = Path(str(self.request.arrays) + ".died")
+        if not marker.exists():
+            marker.touch()
+            os._exit(1)
+        return super().__call__()
+
+
+def test_a_worker_killed_mid_run_leaves_the_verdict_one_processs(client, tmp_path, monkeypatch):
+    monkeypatch.setattr(check, "BLOCK_ENTRIES", BLOCK_ENTRIES)
+    z, y = inputs(7)
+    gradient, _ = plain(z, y, np.float32)
+    request = saved(tmp_path, logits=z, labels=y, grad=-gradient)
+    dump = read_dump(request)
+    alone = check_dump(dump, LossOptions(), "float32")
+    on_two = check_dump(dump, LossOptions(), "float32", engine=on_cluster(client, DiesOnce(request)))
+    assert (tmp_path / "dump.npz.died").exists()
+    assert shown(on_two) == shown(alone) and not alone.correct and alone.mistakes
