@@ -179,3 +179,15 @@ def test_a_worker_killed_mid_run_leaves_the_verdict_one_processs(client, tmp_pat
     on_two = check_dump(dump, LossOptions(), "float32", engine=on_cluster(client, DiesOnce(request)))
     assert (tmp_path / "dump.npz.died").exists()
     assert shown(on_two) == shown(alone) and not alone.correct and alone.mistakes
+
+
+def test_without_the_extra_the_dask_engine_names_it(tmp_path, sce, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed raises ImportError
+    name = written_dump(tmp_path)
+    result = sce("check", "--arrays", tmp_path / name, "--engine", "dask", "--workers", "2")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        "sce: error: --engine dask needs Dask's distributed package, which is not installed: pip install 'sce[dask]'\n"
+    )
