@@ -81,6 +81,12 @@ def dumps() -> dict[str, tuple[ArrayDump, LossOptions, str, bool]]:
             False,
         ),
         "sequential sums": (ArrayDump(z, y, None, g32, None, {}), LossOptions(), "float32", True),
+        "row losses alone, z-loss": (  # the losses of no z-loss: a mistake the catalogue names
+            ArrayDump(z, y, None, None, l32, {}),
+            LossOptions(reduction="none", z_loss=1e-4),
+            "float32",
+            False,
+        ),
     }
 
 
@@ -116,7 +122,7 @@ def test_a_dump_in_tiles_gets_one_processs_verdict(case, count, monkeypatch):
     order = "sequential" if case == "sequential sums" else "parallel"
     alone = check_dump(dump, options, claimed, sum_order=order)
     assert alone.correct is right
-    assert bool(alone.mistakes) == (case in ("sum not mean", "sign flipped"))
+    assert bool(alone.mistakes) == (case in ("sum not mean", "sign flipped", "row losses alone, z-loss"))
     engine = TileEngine(shuffled(count), count)
     in_tiles = check_dump(dump, options, claimed, sum_order=order, engine=engine)
     assert shown(in_tiles) == shown(alone)
