@@ -191,3 +191,13 @@ def test_without_the_extra_the_dask_engine_names_it(tmp_path, sce, monkeypatch):
     assert result.stderr == (
         "sce: error: --engine dask needs Dask's distributed package, which is not installed: pip install 'sce[dask]'\n"
     )
+
+
+def test_a_bad_option_is_one_line_before_a_cluster_is_reached(tmp_path, sce):
+    """A weight per class missing is named at once, not after trying the scheduler (none answers there)."""
+    name = written_dump(tmp_path)
+    result = sce(
+        "check", "--arrays", tmp_path / name, "--weight", "1,2", "--engine", "dask", "--scheduler", "tcp://127.0.0.1:1"
+    )
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.startswith("sce: error: --weight") and "scheduler" not in result.stderr

@@ -90,6 +90,7 @@ def check_arrays(
     ``sce batch --reduction mean`` writes them). With ``cluster`` ("dask", a scheduler's address
     or None, the local cluster's workers or None), the dump is graded in tiles on a Dask cluster."""
     from sce.batch.cluster import check_cluster_options
+    from sce.grading.dump.check import check_options
     from sce.io.arrays import DumpRequest, read_dump
     from sce.io.arrays.dump import float_name
 
@@ -116,6 +117,7 @@ def check_arrays(
     if dump.loss is not None and dump.loss.ndim == 0 and dump.shape[0] == 1 and options.reduction == "none":
         dump = dataclasses.replace(dump, loss=dump.loss.reshape(1))
     _check_loss_shape(dump.loss, options, dump.where.get("loss", ""))
+    check_options(options, dump.shape[1])  # before a cluster is started or reached
     with _engine(cluster, request, dump, options.ignore_index) as engine:
         found = _check_with_progress(dump, options, claimed_name, sum_order, engine)
         if not reduction_given and options.reduction == "none" and dump.grad is not None and not found.correct:

@@ -117,7 +117,7 @@ def _graded(
 ) -> DtypeCheck:
     """:func:`check_dump`'s verdict, and with ``name_mistakes`` the mistakes that fit a wrong answer."""
     rows, classes = dump.shape
-    _check_options(options, classes)
+    check_options(options, classes)
     d = denominators(dump.labels, rows, options)
     grad = QuantityVerdict("gradient") if dump.grad is not None else None
     per_row_loss = dump.loss is not None and dump.loss.ndim == 1
@@ -234,8 +234,9 @@ def _check_claim(dump: ArrayDump, claimed_dtype: str) -> None:
         )
 
 
-def _check_options(options: LossOptions, classes: int) -> None:
-    """Every option checked before the first block (a weight per class among them), as the core checks them."""
+def check_options(options: LossOptions, classes: int) -> None:
+    """Every option checked before the first block (a weight per class among them), as the core checks them;
+    a caller that starts a cluster first calls it before (:class:`~sce.errors.OptionProblem`)."""
     try:
         dtype, weights = validated_options(options)
         class_weights(weights, classes, dtype)
