@@ -15,6 +15,8 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
 from sce.cli.declarations import FLAG_OF_FIELD
@@ -218,3 +220,41 @@ def test_the_mistake_is_named_by_the_engine_not_in_the_clients_threads(monkeypat
     assert [name for name in found.mistakes if "1/N missing" in name]
     assert sum(rows for phase, rows in told if phase == "checking") == ROWS
     assert sum(rows for phase, rows in told if phase == "naming the mistake") == ROWS
+
+
+@pytest.fixture(scope="module")
+def per_block():
+    """A wrong float32 answer with per-row losses, each of its 21 blocks graded as a tile of its own."""
+    z, y = inputs(8)
+    gradient, losses = plain(z, y, np.float32, "none")
+    gradient[::5] *= np.float32(1.001)
+    dump = ArrayDump(z, y, None, gradient, losses, {})
+    options = LossOptions(reduction="none")
+    plan = TilePlan(InMemory(dump), options, "float32", denominators(y, ROWS, options), True, False)
+    blocks = [(start, min(ROWS, start + 3)) for start in range(0, ROWS, 3)]
+    return [grade_tile(plan, [block]) for block in blocks], grade_tile(plan, blocks)
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_tiles_merge_to_the_same_partials_in_any_grouping_and_order(per_block, data):
+    import copy
+
+    blocks, whole = per_block
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(blocks) - 1), max_size=8)))
+    groups = [blocks[a:b] for a, b in zip([0, *cuts], [*cuts, len(blocks)])]
+    groups = data.draw(st.permutations(groups))
+    merged = combined(combined(data.draw(st.permutations(copy.deepcopy(group)))) for group in groups)
+    for mine, theirs in ((merged.gradient, whole.gradient), (merged.losses, whole.losses)):
+        assert mine is not None and theirs is not None
+        assert (mine.entries, mine.counts.tolist(), mine.max_ulps, mine.worst) == (
+            theirs.entries,
+            theirs.counts.tolist(),
+            theirs.max_ulps,
+            theirs.worst,
+        )
+        assert (mine.squares, mine.baseline_squares, mine.zero_squares) == (
+            theirs.squares,
+            theirs.baseline_squares,
+            theirs.zero_squares,
+        )
