@@ -191,3 +191,41 @@ def test_a_summary_written_alone_matches_the_partitioned_one(tmp_path):
     summary = run_in_parts(parts, tmp_path / "cut.csv", LossOptions(reduction="sum"), "csv", InProcess())
     write_summary_file(str(tmp_path / "alone.json"), None, summary.document())
     assert json.loads((tmp_path / "alone.json").read_text())["rows"] == 211
+
+
+def test_ctrl_c_after_a_part_is_in_place_still_stops_the_run_and_keeps_the_old_output(tmp_path):
+    """A part put in place (in the staging folder) is not the run's output in place: a signal then still stops it."""
+    import signal
+    import subprocess
+    import time
+
+    logits, labels = rows(seed=11, count=60_000)
+    text = "\n".join([HEADER, *csv_lines(logits, labels)]) + "\n"
+    parts = []
+    for index in range(6):
+        part = tmp_path / f"part{index}.csv"
+        part.write_text(text)
+        parts.append(part)
+    out = tmp_path / "out.csv"
+    out.write_text("precious\n")
+    process = subprocess.Popen(
+        ["sce", "batch", *map(str, parts), "-o", str(out), "-q"], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+
+    def first_part_in_place() -> bool:
+        return any(
+            (folder / "part-00000.csv").exists() for folder in tmp_path.iterdir() if folder.name.endswith(".parts")
+        )
+
+    while not first_part_in_place():
+        assert process.poll() is None, "finished before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+    stderr = process.stderr.read()
+    assert process.returncode == 130, stderr
+    assert "complete" not in stderr and "Traceback" not in stderr
+    assert out.read_text() == "precious\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for p in parts] + ["out.csv"])

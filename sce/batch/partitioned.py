@@ -31,7 +31,7 @@ from sce.batch.partition import (
 )
 from sce.batch.request import BatchRequest, BatchSummary
 from sce.errors import DataProblem, OptionDataProblem, OptionProblem, SceError, UsageProblem
-from sce.io.signals import committed, raise_if_interrupted, shielded
+from sce.io.signals import committed, part_of_a_run, raise_if_interrupted, shielded
 from sce.io.writers.atomic import OutputTarget, current_umask, put_in_place_together
 
 #: The files a folder of parts is read for: CSV and TSV text, and dumps of arrays.
@@ -61,7 +61,10 @@ class InProcess:
 def guarded(function: Callable[..., Any], *given: Any) -> Any:
     """``function(*given)``, its error handed back as a :class:`PartitionFailure` (a task's result)."""
     try:
-        return function(*given)
+        with part_of_a_run():  # a part in place is not the run's output in place
+            result = function(*given)
+        raise_if_interrupted()
+        return result
     except SceError as error:
         return PartitionFailure(type(error), error.message)
 
