@@ -229,3 +229,31 @@ def test_ctrl_c_after_a_part_is_in_place_still_stops_the_run_and_keeps_the_old_o
     assert "complete" not in stderr and "Traceback" not in stderr
     assert out.read_text() == "precious\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for p in parts] + ["out.csv"])
+
+
+def test_a_closed_pipe_ends_a_run_of_parts_with_141(tmp_path):
+    import subprocess
+
+    _, parts = write_parts(tmp_path, 7)
+    run = subprocess.run(
+        f"sce batch {tmp_path / 'parts'} {tmp_path / 'parts'} | head -n 1", shell=True, capture_output=True,
+        text=True, executable="/bin/bash",
+    )
+    assert run.stdout.startswith(HEADER)
+    assert "Traceback" not in run.stderr
+    status = subprocess.run(
+        f"sce batch {tmp_path / 'parts'} {tmp_path / 'parts'} | head -n 1 > /dev/null; echo ${{PIPESTATUS[0]}}",
+        shell=True, capture_output=True, text=True, executable="/bin/bash",
+    )
+    assert status.stdout.strip() == "141"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_one_part_may_be_written_as_one_npz_file(tmp_path, sce):
+    whole, parts = write_parts(tmp_path, 1, "npz")
+    assert sce("batch", tmp_path / "parts", "-o", tmp_path / "out.npz", "-q").exit_code == 0
+    assert sce("batch", whole, "-o", tmp_path / "one.npz", "-q").exit_code == 0
+    cut, one = np.load(tmp_path / "out.npz"), np.load(tmp_path / "one.npz")
+    assert sorted(cut.files) == sorted(one.files)
+    for name in one.files:
+        assert np.array_equal(cut[name], one[name])

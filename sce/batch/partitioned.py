@@ -32,7 +32,7 @@ from sce.batch.partition import (
 from sce.batch.request import BatchRequest, BatchSummary
 from sce.errors import DataProblem, OptionDataProblem, OptionProblem, SceError, UsageProblem
 from sce.io.signals import committed, part_of_a_run, raise_if_interrupted, shielded
-from sce.io.writers.atomic import OutputTarget, current_umask, put_in_place_together
+from sce.io.writers.atomic import OutputTarget, current_umask, is_broken_pipe, put_in_place_together
 
 #: The files a folder of parts is read for: CSV and TSV text, and dumps of arrays.
 PART_SUFFIXES = (
@@ -118,7 +118,7 @@ def run_partitioned(
     _refuse_output_among_inputs(request.output_path, paths)
     if request.summary_path is not None:
         check_summary_path(request.summary_path, paths, (request.output_path,))
-    if request.output_format == "npz" and not into_folder:
+    if request.output_format == "npz" and not into_folder and len(paths) > 1:
         raise UsageProblem(
             "an .npz output is shaped by its row count, which one file of several parts does not know first; "
             "write a folder of parts (-o DIR/), or .parquet or .arrow"
@@ -314,8 +314,8 @@ def _put_file_in_place(parts: Sequence[str], request: BatchRequest, summary: Bat
     try:
         with shielded():
             targets.append(OutputTarget(request.output_path, None))
-        if request.output_format in TEXT_FORMATS:
-            _joined_text(parts, targets[0])
+        if request.output_format in TEXT_FORMATS or len(parts) == 1:
+            _joined_text(parts, targets[0])  # one part: its bytes, whatever its format
         else:
             _joined_table(parts, targets[0], request.output_format)
         targets[0].closed()
@@ -334,6 +334,8 @@ def _joined_text(parts: Sequence[str], target: OutputTarget) -> None:
             with open(part, "rb") as handle:
                 shutil.copyfileobj(handle, target.stream, 1 << 20)
     except OSError as error:
+        if is_broken_pipe(error):
+            raise
         raise target.write_failure(error) from None
 
 
@@ -348,3 +350,9 @@ def _joined_table(parts: Sequence[str], target: OutputTarget, output_format: str
             pl.scan_ipc(list(parts)).sink_ipc(path)
     except OSError as error:
         raise target.write_failure(error) from None
+    except Exception as error:  # polars' own kinds: parts whose columns' types differ among them
+        first = " ".join(str(error).split())[:200]
+        raise DataProblem(
+            f"the parts' {output_format} files cannot be joined into {target.path}: {first}; "
+            "write a folder of parts (-o DIR/)"
+        ) from None
