@@ -78,19 +78,30 @@ def write_parts(folder: Path, count: int, fmt: str = "csv") -> tuple[Path, list[
             part.write_text("\n".join([HEADER, *lines[start:stop]]) + "\n")
             parts.append(part)
         return whole, parts
-    whole = folder / "whole.npz"
-    np.savez(whole, logits=logits, labels=labels)
+    whole = folder / f"whole.{fmt}"
+    save_arrays(whole, logits, labels)
     parts = []
     for index, (start, stop) in enumerate(zip(cuts, cuts[1:])):
-        part = folder / "parts" / f"part{index}.npz"
+        part = folder / "parts" / f"part{index}.{fmt}"
         part.parent.mkdir(exist_ok=True)
-        np.savez(part, logits=logits[start:stop], labels=labels[start:stop])
+        save_arrays(part, logits[start:stop], labels[start:stop])
         parts.append(part)
     return whole, parts
 
 
+def save_arrays(path: Path, logits: np.ndarray, labels: np.ndarray) -> None:
+    """A dump: .npz, or a Parquet table of columns logits_0 … and labels."""
+    if path.suffix == ".npz":
+        np.savez(path, logits=logits, labels=labels)
+        return
+    import polars as pl
+
+    columns = {f"logits_{k}": logits[:, k] for k in range(logits.shape[1])}
+    pl.DataFrame({**columns, "labels": labels}).write_parquet(path)
+
+
 def request_for(path: Path, output: Path, options: LossOptions, fmt: str, summary: Path | None = None):
-    arrays = DumpRequest(str(path), {}, {}) if path.suffix == ".npz" else None
+    arrays = DumpRequest(str(path), {}, {}) if path.suffix in (".npz", ".parquet") else None
     return BatchRequest(
         str(path), str(output), output_format=fmt, options=options, arrays=arrays,
         summary_path=None if summary is None else str(summary),
@@ -128,7 +139,7 @@ def test_parts_finishing_in_any_order_give_one_process_bits(tmp_path, count, red
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
-@pytest.mark.parametrize("source", ["csv", "npz"])
+@pytest.mark.parametrize("source", ["csv", "npz", "parquet"])
 def test_every_output_format_and_source_gives_one_process_rows(tmp_path, fmt, source):
     whole, parts = write_parts(tmp_path, 7, source)
     options = LossOptions(reduction="mean", weight=(1.0, 2.0, 3.0, 0.5, 0.1))
