@@ -268,3 +268,25 @@ def test_one_part_may_be_written_as_one_npz_file(tmp_path, sce):
     assert sorted(cut.files) == sorted(one.files)
     for name in one.files:
         assert np.array_equal(cut[name], one[name])
+
+
+def test_a_summary_inside_the_output_folder_is_refused(tmp_path, sce):
+    write_parts(tmp_path, 3)
+    run = sce("batch", tmp_path / "parts", "-o", f"{tmp_path / 'scored'}/", "--summary-json",
+              tmp_path / "scored" / "summary.json")
+    assert run.exit_code == 2
+    assert run.stderr == (
+        f"sce: error: --summary-json: {tmp_path / 'scored' / 'summary.json'} is inside the output folder "
+        f"{tmp_path / 'scored'}/, which is replaced whole; write the summary beside it\n"
+    )
+    assert not (tmp_path / "scored").exists()
+
+
+def test_a_folder_output_and_its_summary_are_put_in_place_together(tmp_path, sce):
+    _, parts = write_parts(tmp_path, 3)
+    run = sce("batch", tmp_path / "parts", "-o", f"{tmp_path / 'scored'}/", "--summary-json",
+              tmp_path / "summary.json", "-q", "--reduction", "sum")
+    assert run.exit_code == 0, run.stderr
+    assert sorted(p.name for p in (tmp_path / "scored").iterdir()) == [f"part-0000{i}.csv" for i in range(3)]
+    assert json.loads((tmp_path / "summary.json").read_text())["rows"] == 211
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -117,6 +117,8 @@ def run_partitioned(
     into_folder = _names_folder(request.output_path)
     _refuse_output_among_inputs(request.output_path, paths)
     if request.summary_path is not None:
+        if into_folder:
+            _refuse_summary_inside(request.summary_path, request.output_path)
         check_summary_path(request.summary_path, paths, (request.output_path,))
     if request.output_format == "npz" and not into_folder and len(paths) > 1:
         raise UsageProblem(
@@ -212,6 +214,17 @@ def _refuse_output_among_inputs(output: str | None, paths: Sequence[str]) -> Non
             os.path.realpath(output)
         ):
             raise OptionProblem("output_path", f"{output} holds the input {path}; write the output elsewhere")
+
+
+def _refuse_summary_inside(summary: str, folder: str | None) -> None:
+    """The output folder is replaced whole: a summary inside it would go with the old one."""
+    assert folder is not None
+    inside = os.path.realpath(folder.rstrip(os.sep) or folder)
+    if os.path.commonpath([os.path.realpath(summary), inside]) == inside:
+        raise OptionProblem(
+            "summary_json", f"{summary} is inside the output folder {folder}, which is replaced whole; "
+            "write the summary beside it"
+        )
 
 
 @contextlib.contextmanager
