@@ -78,19 +78,30 @@ def write_parts(folder: Path, count: int, fmt: str = "csv") -> tuple[Path, list[
             part.write_text("\n".join([HEADER, *lines[start:stop]]) + "\n")
             parts.append(part)
         return whole, parts
-    whole = folder / "whole.npz"
-    np.savez(whole, logits=logits, labels=labels)
+    whole = folder / f"whole.{fmt}"
+    save_arrays(whole, logits, labels)
     parts = []
     for index, (start, stop) in enumerate(zip(cuts, cuts[1:])):
-        part = folder / "parts" / f"part{index}.npz"
+        part = folder / "parts" / f"part{index}.{fmt}"
         part.parent.mkdir(exist_ok=True)
-        np.savez(part, logits=logits[start:stop], labels=labels[start:stop])
+        save_arrays(part, logits[start:stop], labels[start:stop])
         parts.append(part)
     return whole, parts
 
 
+def save_arrays(path: Path, logits: np.ndarray, labels: np.ndarray) -> None:
+    """A dump: .npz, or a Parquet table of columns logits_0 … and labels."""
+    if path.suffix == ".npz":
+        np.savez(path, logits=logits, labels=labels)
+        return
+    import polars as pl
+
+    columns = {f"logits_{k}": logits[:, k] for k in range(logits.shape[1])}
+    pl.DataFrame({**columns, "labels": labels}).write_parquet(path)
+
+
 def request_for(path: Path, output: Path, options: LossOptions, fmt: str, summary: Path | None = None):
-    arrays = DumpRequest(str(path), {}, {}) if path.suffix == ".npz" else None
+    arrays = DumpRequest(str(path), {}, {}) if path.suffix in (".npz", ".parquet") else None
     return BatchRequest(
         str(path), str(output), output_format=fmt, options=options, arrays=arrays,
         summary_path=None if summary is None else str(summary),
@@ -128,7 +139,7 @@ def test_parts_finishing_in_any_order_give_one_process_bits(tmp_path, count, red
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
-@pytest.mark.parametrize("source", ["csv", "npz"])
+@pytest.mark.parametrize("source", ["csv", "npz", "parquet"])
 def test_every_output_format_and_source_gives_one_process_rows(tmp_path, fmt, source):
     whole, parts = write_parts(tmp_path, 7, source)
     options = LossOptions(reduction="mean", weight=(1.0, 2.0, 3.0, 0.5, 0.1))
@@ -191,3 +202,91 @@ def test_a_summary_written_alone_matches_the_partitioned_one(tmp_path):
     summary = run_in_parts(parts, tmp_path / "cut.csv", LossOptions(reduction="sum"), "csv", InProcess())
     write_summary_file(str(tmp_path / "alone.json"), None, summary.document())
     assert json.loads((tmp_path / "alone.json").read_text())["rows"] == 211
+
+
+def test_ctrl_c_after_a_part_is_in_place_still_stops_the_run_and_keeps_the_old_output(tmp_path):
+    """A part put in place (in the staging folder) is not the run's output in place: a signal then still stops it."""
+    import signal
+    import subprocess
+    import time
+
+    logits, labels = rows(seed=11, count=60_000)
+    text = "\n".join([HEADER, *csv_lines(logits, labels)]) + "\n"
+    parts = []
+    for index in range(6):
+        part = tmp_path / f"part{index}.csv"
+        part.write_text(text)
+        parts.append(part)
+    out = tmp_path / "out.csv"
+    out.write_text("precious\n")
+    process = subprocess.Popen(
+        ["sce", "batch", *map(str, parts), "-o", str(out), "-q"], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+
+    def first_part_in_place() -> bool:
+        return any(
+            (folder / "part-00000.csv").exists() for folder in tmp_path.iterdir() if folder.name.endswith(".parts")
+        )
+
+    while not first_part_in_place():
+        assert process.poll() is None, "finished before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+    stderr = process.stderr.read()
+    assert process.returncode == 130, stderr
+    assert "complete" not in stderr and "Traceback" not in stderr
+    assert out.read_text() == "precious\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for p in parts] + ["out.csv"])
+
+
+def test_a_closed_pipe_ends_a_run_of_parts_with_141(tmp_path):
+    import subprocess
+
+    _, parts = write_parts(tmp_path, 7)
+    run = subprocess.run(
+        f"sce batch {tmp_path / 'parts'} {tmp_path / 'parts'} | head -n 1", shell=True, capture_output=True,
+        text=True, executable="/bin/bash",
+    )
+    assert run.stdout.startswith(HEADER)
+    assert "Traceback" not in run.stderr
+    status = subprocess.run(
+        f"sce batch {tmp_path / 'parts'} {tmp_path / 'parts'} | head -n 1 > /dev/null; echo ${{PIPESTATUS[0]}}",
+        shell=True, capture_output=True, text=True, executable="/bin/bash",
+    )
+    assert status.stdout.strip() == "141"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_one_part_may_be_written_as_one_npz_file(tmp_path, sce):
+    whole, parts = write_parts(tmp_path, 1, "npz")
+    assert sce("batch", tmp_path / "parts", "-o", tmp_path / "out.npz", "-q").exit_code == 0
+    assert sce("batch", whole, "-o", tmp_path / "one.npz", "-q").exit_code == 0
+    cut, one = np.load(tmp_path / "out.npz"), np.load(tmp_path / "one.npz")
+    assert sorted(cut.files) == sorted(one.files)
+    for name in one.files:
+        assert np.array_equal(cut[name], one[name])
+
+
+def test_a_summary_inside_the_output_folder_is_refused(tmp_path, sce):
+    write_parts(tmp_path, 3)
+    run = sce("batch", tmp_path / "parts", "-o", f"{tmp_path / 'scored'}/", "--summary-json",
+              tmp_path / "scored" / "summary.json")
+    assert run.exit_code == 2
+    assert run.stderr == (
+        f"sce: error: --summary-json: {tmp_path / 'scored' / 'summary.json'} is inside the output folder "
+        f"{tmp_path / 'scored'}/, which is replaced whole; write the summary beside it\n"
+    )
+    assert not (tmp_path / "scored").exists()
+
+
+def test_a_folder_output_and_its_summary_are_put_in_place_together(tmp_path, sce):
+    _, parts = write_parts(tmp_path, 3)
+    run = sce("batch", tmp_path / "parts", "-o", f"{tmp_path / 'scored'}/", "--summary-json",
+              tmp_path / "summary.json", "-q", "--reduction", "sum")
+    assert run.exit_code == 0, run.stderr
+    assert sorted(p.name for p in (tmp_path / "scored").iterdir()) == [f"part-0000{i}.csv" for i in range(3)]
+    assert json.loads((tmp_path / "summary.json").read_text())["rows"] == 211
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

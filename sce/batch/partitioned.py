@@ -31,8 +31,8 @@ from sce.batch.partition import (
 )
 from sce.batch.request import BatchRequest, BatchSummary
 from sce.errors import DataProblem, OptionDataProblem, OptionProblem, SceError, UsageProblem
-from sce.io.signals import committed, raise_if_interrupted, shielded
-from sce.io.writers.atomic import OutputTarget, current_umask, put_in_place_together
+from sce.io.signals import committed, part_of_a_run, raise_if_interrupted, shielded
+from sce.io.writers.atomic import OutputTarget, current_umask, is_broken_pipe, put_in_place_together
 
 #: The files a folder of parts is read for: CSV and TSV text, and dumps of arrays.
 PART_SUFFIXES = (
@@ -61,7 +61,10 @@ class InProcess:
 def guarded(function: Callable[..., Any], *given: Any) -> Any:
     """``function(*given)``, its error handed back as a :class:`PartitionFailure` (a task's result)."""
     try:
-        return function(*given)
+        with part_of_a_run():  # a part in place is not the run's output in place
+            result = function(*given)
+        raise_if_interrupted()
+        return result
     except SceError as error:
         return PartitionFailure(type(error), error.message)
 
@@ -114,8 +117,10 @@ def run_partitioned(
     into_folder = _names_folder(request.output_path)
     _refuse_output_among_inputs(request.output_path, paths)
     if request.summary_path is not None:
+        if into_folder:
+            _refuse_summary_inside(request.summary_path, request.output_path)
         check_summary_path(request.summary_path, paths, (request.output_path,))
-    if request.output_format == "npz" and not into_folder:
+    if request.output_format == "npz" and not into_folder and len(paths) > 1:
         raise UsageProblem(
             "an .npz output is shaped by its row count, which one file of several parts does not know first; "
             "write a folder of parts (-o DIR/), or .parquet or .arrow"
@@ -209,6 +214,17 @@ def _refuse_output_among_inputs(output: str | None, paths: Sequence[str]) -> Non
             os.path.realpath(output)
         ):
             raise OptionProblem("output_path", f"{output} holds the input {path}; write the output elsewhere")
+
+
+def _refuse_summary_inside(summary: str, folder: str | None) -> None:
+    """The output folder is replaced whole: a summary inside it would go with the old one."""
+    assert folder is not None
+    inside = os.path.realpath(folder.rstrip(os.sep) or folder)
+    if os.path.commonpath([os.path.realpath(summary), inside]) == inside:
+        raise OptionProblem(
+            "summary_json", f"{summary} is inside the output folder {folder}, which is replaced whole; "
+            "write the summary beside it"
+        )
 
 
 @contextlib.contextmanager
@@ -311,8 +327,8 @@ def _put_file_in_place(parts: Sequence[str], request: BatchRequest, summary: Bat
     try:
         with shielded():
             targets.append(OutputTarget(request.output_path, None))
-        if request.output_format in TEXT_FORMATS:
-            _joined_text(parts, targets[0])
+        if request.output_format in TEXT_FORMATS or len(parts) == 1:
+            _joined_text(parts, targets[0])  # one part: its bytes, whatever its format
         else:
             _joined_table(parts, targets[0], request.output_format)
         targets[0].closed()
@@ -331,6 +347,8 @@ def _joined_text(parts: Sequence[str], target: OutputTarget) -> None:
             with open(part, "rb") as handle:
                 shutil.copyfileobj(handle, target.stream, 1 << 20)
     except OSError as error:
+        if is_broken_pipe(error):
+            raise
         raise target.write_failure(error) from None
 
 
@@ -345,3 +363,9 @@ def _joined_table(parts: Sequence[str], target: OutputTarget, output_format: str
             pl.scan_ipc(list(parts)).sink_ipc(path)
     except OSError as error:
         raise target.write_failure(error) from None
+    except Exception as error:  # polars' own kinds: parts whose columns' types differ among them
+        first = " ".join(str(error).split())[:200]
+        raise DataProblem(
+            f"the parts' {output_format} files cannot be joined into {target.path}: {first}; "
+            "write a folder of parts (-o DIR/)"
+        ) from None
