@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -145,7 +146,9 @@ class _input_paths:  # noqa: N801 (used as a context manager, as contextlib's ar
         if hasattr(self.source, "to_parquet") and hasattr(self.source, "npartitions"):
             parent = os.path.dirname(os.path.abspath(self.folder.rstrip(os.sep)))
             written = self.written = tempfile.mkdtemp(dir=parent, prefix=".sce-input.")
-            self.source.to_parquet(written, write_index=False, name_function=lambda i: f"part-{i:06d}.parquet")
+            with warnings.catch_warnings():  # pandas' deprecations inside Dask's writer, not the user's doing
+                warnings.simplefilter("ignore")
+                self.source.to_parquet(written, write_index=False, name_function=lambda i: f"part-{i:06d}.parquet")
             return partition_paths([written])
         given = [self.source] if isinstance(self.source, (str, os.PathLike)) else list(self.source)
         return partition_paths([os.fspath(path) for path in given])

@@ -341,3 +341,23 @@ def test_a_local_cluster_of_the_installed_sce_gives_one_process_bits(tmp_path):
     assert (tmp_path / "cut.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
     assert CLASSES == 5
     assert np.isfinite(0.0)
+
+
+def test_score_takes_a_dask_dataframe_and_gives_one_back(tmp_path, cluster):
+    """The frame's partitions as parts; the mean is one call of the core's over every row."""
+    dd = pytest.importorskip("dask.dataframe", reason="dask[dataframe] (pandas) is not installed")
+    import pandas as pd
+
+    import sce
+    import sce.dask
+
+    logits, labels = rows(seed=4, count=100)
+    frame = pd.DataFrame({**{f"logits_{k}": logits[:, k] for k in range(CLASSES)}, "labels": labels})
+    scored = sce.dask.score(dd.from_pandas(frame, npartitions=3), tmp_path / "out", client=cluster[1],
+                            reduction="mean", label_smoothing=0.1)
+    whole = sce.softmax_cross_entropy(logits, labels, reduction="mean", label_smoothing=0.1)
+    assert scored.summary.mean_loss == whole.loss
+    assert len(scored.parts) == 3
+    back = scored.frame().compute()
+    assert np.array_equal(np.stack(back["grad"].to_numpy()), whole.gradient)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
