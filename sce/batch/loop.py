@@ -18,7 +18,13 @@ from sce.batch.request import BatchRequest, BatchSummary, json_text
 from sce.errors import DataProblem, OptionDataProblem, OptionProblem
 from sce.io.signals import shielded
 from sce.io.writers.arrays import BINARY_FORMATS, NpzSink, TableSink
-from sce.io.writers.atomic import BackgroundWriter, OutputTarget, put_in_place_together, refuse_same_file
+from sce.io.writers.atomic import (
+    BackgroundWriter,
+    OutputTarget,
+    abandoned_on_failure,
+    put_in_place_together,
+    refuse_same_file,
+)
 from sce.io.writers.text import TextWriter
 from sce.loss import SoftmaxCrossEntropyResult
 
@@ -251,19 +257,13 @@ def write_whole_file(target_of: Callable[[], OutputTarget], text: str | bytes) -
 def write_whole_files(files: Sequence[tuple[Callable[[], OutputTarget], str | bytes]]) -> None:
     """Each text (or bytes) into the file its maker makes, all put in place in one step or none (every
     existing file kept if anything fails, a signal included)."""
-    targets: list[OutputTarget] = []
-    try:
+    with abandoned_on_failure() as targets:
         for target_of, _ in files:
             with shielded():
                 targets.append(target_of())
         for target, (_, text) in zip(targets, files, strict=True):
             write_text(target, text)
         put_in_place_together(targets)
-    except BaseException:
-        with shielded():
-            for target in targets:
-                target.abandon()
-        raise
 
 
 def write_summary(target: OutputTarget, document: dict[str, object]) -> None:

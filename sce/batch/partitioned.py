@@ -32,7 +32,13 @@ from sce.batch.partition import (
 from sce.batch.request import BatchRequest, BatchSummary
 from sce.errors import DataProblem, OptionDataProblem, OptionProblem, SceError, UsageProblem
 from sce.io.signals import committed, part_of_a_run, raise_if_interrupted, shielded
-from sce.io.writers.atomic import OutputTarget, current_umask, is_broken_pipe, put_in_place_together
+from sce.io.writers.atomic import (
+    OutputTarget,
+    abandoned_on_failure,
+    current_umask,
+    is_broken_pipe,
+    put_in_place_together,
+)
 
 #: The files a folder of parts is read for: CSV and TSV text, and dumps of arrays.
 PART_SUFFIXES = (
@@ -323,8 +329,7 @@ def _summary_targets(request: BatchRequest, summary: BatchSummary) -> list[Outpu
 
 def _put_file_in_place(parts: Sequence[str], request: BatchRequest, summary: BatchSummary) -> None:
     """The parts joined in input order into the output, and the summary, put in place together."""
-    targets: list[OutputTarget] = []
-    try:
+    with abandoned_on_failure() as targets:
         with shielded():
             targets.append(OutputTarget(request.output_path, None))
         if request.output_format in TEXT_FORMATS or len(parts) == 1:
@@ -334,11 +339,6 @@ def _put_file_in_place(parts: Sequence[str], request: BatchRequest, summary: Bat
         targets[0].closed()
         targets.extend(_summary_targets(request, summary))
         put_in_place_together(targets)
-    except BaseException:
-        with shielded():
-            for target in targets:
-                target.abandon()
-        raise
 
 
 def _joined_text(parts: Sequence[str], target: OutputTarget) -> None:
