@@ -45,7 +45,7 @@ def cluster():
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import the tests
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         local = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50
         )
     client = distributed.Client(local, set_as_default=False)
     yield local, client
@@ -361,3 +361,20 @@ def test_score_takes_a_dask_dataframe_and_gives_one_back(tmp_path, cluster):
     back = scored.frame().compute()
     assert np.array_equal(np.stack(back["grad"].to_numpy()), whole.gradient)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def importing_a_missing_module(function, *given):
+    import sce_not_installed_here  # noqa: F401
+
+
+def test_a_worker_without_sce_is_named_in_one_line(tmp_path, cluster):
+    from sce.errors import DataProblem
+
+    _, parts = write_parts(tmp_path, 3)
+    with pytest.raises(DataProblem) as raised:
+        run_in_parts(parts, tmp_path / "out.csv", LOSS, "csv", ShuffledOnCluster(cluster[1], 0, importing_a_missing_module))
+    assert str(raised.value) == (
+        "a worker of the cluster cannot import sce_not_installed_here: install sce on every worker, the same "
+        "version as here (pip install 'sce[dask]')"
+    )
+    assert not (tmp_path / "out.csv").exists()

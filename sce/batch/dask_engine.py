@@ -38,6 +38,11 @@ def _result(future: Any) -> Any:
 
     try:
         return future.result()
+    except ImportError as error:  # a worker's environment without sce (or its dependencies)
+        raise DataProblem(
+            f"a worker of the cluster cannot import {error.name or 'what sce needs'}: install sce on every worker, "
+            "the same version as here (pip install 'sce[dask]')"
+        ) from None
     except KilledWorker as error:
         raise DataProblem(
             f"the cluster's workers died computing a part, {error.args[0] if error.args else ''} "
