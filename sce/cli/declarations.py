@@ -115,7 +115,8 @@ LOSS = Declared(
 # The files the commands read and write (sce batch, sce check --csv).
 INPUT = Declared(
     "input_path", (),
-    "A CSV or TSV file, or - for stdin; or arrays (.npz, .npy, .safetensors, .parquet, .arrow, .pt).",
+    "A CSV or TSV file, or - for stdin; or arrays (.npz, .npy, .safetensors, .parquet, .arrow, .pt). "
+    "Several files, a folder or a quoted glob: the parts of one input, in name order.",
     ARGUMENTS_PANEL, spoken="INPUT",
 )
 OUTPUT = Declared(
