@@ -378,3 +378,36 @@ def test_a_worker_without_sce_is_named_in_one_line(tmp_path, cluster):
         "version as here (pip install 'sce[dask]')"
     )
     assert not (tmp_path / "out.csv").exists()
+
+
+def sleeping(function, *given):
+    time.sleep(3)
+    return guarded(function, *given)
+
+
+def test_a_scheduler_lost_mid_run_is_named_and_nothing_is_written(tmp_path):
+    import threading
+
+    from sce.batch.dask_engine import OnCluster
+    from sce.errors import DataProblem
+
+    _, parts = write_parts(tmp_path, 3)
+    out = tmp_path / "out.csv"
+    out.write_text("precious\n")
+    local = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0")
+    client = distributed.Client(local, set_as_default=False)
+
+    class Sleeping(OnCluster):
+        def unordered(self, function, arguments):
+            return super().unordered(functools.partial(sleeping, function), arguments)
+
+    closer = threading.Timer(1.0, local.close)
+    closer.start()
+    try:
+        with pytest.raises(DataProblem, match="connection to the Dask scheduler was lost mid-run"):
+            run_in_parts(parts, out, LOSS, "csv", Sleeping(client))
+    finally:
+        closer.join()
+        client.close()
+    assert out.read_text() == "precious\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "parts", "whole.csv"]
