@@ -32,7 +32,7 @@ class Scored:
     folder: str
     """The folder of Parquet parts, one per partition, in input order."""
     parts: tuple[str, ...]
-    """The parts' paths, in input order."""
+    """The parts' paths, in input order (a partition without rows has none)."""
     summary: BatchSummary
     """Counts, and the loss's sum and mean, each rounded once from exact partial sums."""
 
@@ -101,7 +101,8 @@ def score(
             return _part_request(path, request)
 
         summary = _run(request, paths, part_request, client, workers)
-    parts = tuple(os.path.join(folder, name) for name in part_names(len(paths), "parquet"))
+    named = (os.path.join(folder, name) for name in part_names(len(paths), "parquet"))
+    parts = tuple(path for path in named if os.path.exists(path))  # a partition without rows has no part
     return Scored(folder.rstrip(os.sep), parts, summary)
 
 

@@ -15,7 +15,7 @@ from sce.batch.compute import DenominatorTally, MeanDenominators
 from sce.batch.csv_source import CsvSource, computed_blocks, csv_input, readable_input
 from sce.batch.partition import PartitionCount, PartitionScore, PartOfWhole, Progress, score_blocks
 from sce.batch.request import BatchRequest, BatchSummary, json_text
-from sce.errors import DataProblem, OptionDataProblem, OptionProblem
+from sce.errors import OptionDataProblem, OptionProblem
 from sce.io.signals import shielded
 from sce.io.writers.arrays import BINARY_FORMATS, NpzSink, TableSink
 from sce.io.writers.atomic import (
@@ -94,7 +94,7 @@ def run_batch(
 def score_partition(request: BatchRequest, part: PartOfWhole) -> PartitionScore:
     """One partition of a larger input (``request``'s input) computed with the whole's
     denominators into its own output (``request``'s), written whole or not at all."""
-    layout: list[tuple[Any, ...]] = []
+    layout: list[tuple[Any, ...] | None] = []
     summary = _scored(request, part, None, None, layout.append)
     return PartitionScore(summary, layout[0])
 
@@ -110,9 +110,7 @@ def count_partition(request: BatchRequest) -> PartitionCount:
         for _, plan, result, _ in computed_blocks(path, given, request.options, None, wide=True, plain=True):
             tally.add(result)
             names = tuple(plan.names)
-    if names is None:
-        raise DataProblem("the input has a header but no rows")
-    return PartitionCount(tally, ("csv", names))
+    return PartitionCount(tally, None if names is None else ("csv", names))  # no rows: no columns to compare
 
 
 def _scored(
@@ -120,7 +118,7 @@ def _scored(
     part: PartOfWhole | None,
     on_progress: Progress | None,
     on_result: Callable[[SoftmaxCrossEntropyResult], None] | None,
-    on_layout: Callable[[tuple[Any, ...]], None] | None = None,
+    on_layout: Callable[[tuple[Any, ...] | None], None] | None = None,
 ) -> BatchSummary:
     options, output_format = request.options, request.output_format
     output_path, input_path = request.output_path, request.input_path
@@ -143,13 +141,14 @@ def _scored(
     return summary
 
 
-def source_layout(source: Source) -> tuple[Any, ...]:
-    """The columns a source's rows come in: partitions of one input must agree on them."""
+def source_layout(source: Source) -> tuple[Any, ...] | None:
+    """The columns a source's rows come in: partitions of one input must agree on them (None for
+    a CSV part without rows, which has none to compare)."""
     if isinstance(source, ArraySource):
         assert source.dump is not None
         return array_layout(source.dump)
-    assert isinstance(source, CsvSource) and source.plan is not None
-    return ("csv", tuple(source.plan.names))
+    assert isinstance(source, CsvSource)
+    return None if source.plan is None else ("csv", tuple(source.plan.names))
 
 
 @contextmanager
