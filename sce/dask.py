@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ class Scored:
     folder: str
     """The folder of Parquet parts, one per partition, in input order."""
     parts: tuple[str, ...]
-    """The parts' paths, in input order."""
+    """The parts' paths, in input order (a partition without rows has none)."""
     summary: BatchSummary
     """Counts, and the loss's sum and mean, each rounded once from exact partial sums."""
 
@@ -100,7 +101,8 @@ def score(
             return _part_request(path, request)
 
         summary = _run(request, paths, part_request, client, workers)
-    parts = tuple(os.path.join(folder, name) for name in part_names(len(paths), "parquet"))
+    named = (os.path.join(folder, name) for name in part_names(len(paths), "parquet"))
+    parts = tuple(path for path in named if os.path.exists(path))  # a partition without rows has no part
     return Scored(folder.rstrip(os.sep), parts, summary)
 
 
@@ -145,7 +147,9 @@ class _input_paths:  # noqa: N801 (used as a context manager, as contextlib's ar
         if hasattr(self.source, "to_parquet") and hasattr(self.source, "npartitions"):
             parent = os.path.dirname(os.path.abspath(self.folder.rstrip(os.sep)))
             written = self.written = tempfile.mkdtemp(dir=parent, prefix=".sce-input.")
-            self.source.to_parquet(written, write_index=False, name_function=lambda i: f"part-{i:06d}.parquet")
+            with warnings.catch_warnings():  # pandas' deprecations inside Dask's writer, not the user's doing
+                warnings.simplefilter("ignore")
+                self.source.to_parquet(written, write_index=False, name_function=lambda i: f"part-{i:06d}.parquet")
             return partition_paths([written])
         given = [self.source] if isinstance(self.source, (str, os.PathLike)) else list(self.source)
         return partition_paths([os.fspath(path) for path in given])

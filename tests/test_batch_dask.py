@@ -45,7 +45,7 @@ def cluster():
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import the tests
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         local = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50
         )
     client = distributed.Client(local, set_as_default=False)
     yield local, client
@@ -341,3 +341,73 @@ def test_a_local_cluster_of_the_installed_sce_gives_one_process_bits(tmp_path):
     assert (tmp_path / "cut.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
     assert CLASSES == 5
     assert np.isfinite(0.0)
+
+
+def test_score_takes_a_dask_dataframe_and_gives_one_back(tmp_path, cluster):
+    """The frame's partitions as parts; the mean is one call of the core's over every row."""
+    dd = pytest.importorskip("dask.dataframe", reason="dask[dataframe] (pandas) is not installed")
+    import pandas as pd
+
+    import sce
+    import sce.dask
+
+    logits, labels = rows(seed=4, count=100)
+    frame = pd.DataFrame({**{f"logits_{k}": logits[:, k] for k in range(CLASSES)}, "labels": labels})
+    scored = sce.dask.score(dd.from_pandas(frame, npartitions=3), tmp_path / "out", client=cluster[1],
+                            reduction="mean", label_smoothing=0.1)
+    whole = sce.softmax_cross_entropy(logits, labels, reduction="mean", label_smoothing=0.1)
+    assert scored.summary.mean_loss == whole.loss
+    assert len(scored.parts) == 3
+    back = scored.frame().compute()
+    assert np.array_equal(np.stack(back["grad"].to_numpy()), whole.gradient)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def importing_a_missing_module(function, *given):
+    import sce_not_installed_here  # noqa: F401
+
+
+def test_a_worker_without_sce_is_named_in_one_line(tmp_path, cluster):
+    from sce.errors import DataProblem
+
+    _, parts = write_parts(tmp_path, 3)
+    with pytest.raises(DataProblem) as raised:
+        run_in_parts(parts, tmp_path / "out.csv", LOSS, "csv", ShuffledOnCluster(cluster[1], 0, importing_a_missing_module))
+    assert str(raised.value) == (
+        "a worker of the cluster cannot import sce_not_installed_here: install sce on every worker, the same "
+        "version as here (pip install 'sce[dask]')"
+    )
+    assert not (tmp_path / "out.csv").exists()
+
+
+def sleeping(function, *given):
+    time.sleep(3)
+    return guarded(function, *given)
+
+
+def test_a_scheduler_lost_mid_run_is_named_and_nothing_is_written(tmp_path):
+    import threading
+
+    from sce.batch.dask_engine import OnCluster
+    from sce.errors import DataProblem
+
+    _, parts = write_parts(tmp_path, 3)
+    out = tmp_path / "out.csv"
+    out.write_text("precious\n")
+    local = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0")
+    client = distributed.Client(local, set_as_default=False)
+
+    class Sleeping(OnCluster):
+        def unordered(self, function, arguments):
+            return super().unordered(functools.partial(sleeping, function), arguments)
+
+    closer = threading.Timer(1.0, local.close)
+    closer.start()
+    try:
+        with pytest.raises(DataProblem, match="connection to the Dask scheduler was lost mid-run"):
+            run_in_parts(parts, out, LOSS, "csv", Sleeping(client))
+    finally:
+        closer.join()
+        client.close()
+    assert out.read_text() == "precious\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "parts", "whole.csv"]

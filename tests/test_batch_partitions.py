@@ -290,3 +290,29 @@ def test_a_folder_output_and_its_summary_are_put_in_place_together(tmp_path, sce
     assert sorted(p.name for p in (tmp_path / "scored").iterdir()) == [f"part-0000{i}.csv" for i in range(3)]
     assert json.loads((tmp_path / "summary.json").read_text())["rows"] == 211
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_parts_without_rows_are_skipped_and_the_header_written_once(tmp_path, reduction, fmt):
+    """Data lakes hold empty parts (a header alone): the first of them among them."""
+    whole, parts = write_parts(tmp_path, 3)
+    empty = [tmp_path / "parts" / name for name in ("empty0.csv", "empty1.csv")]
+    for path in empty:
+        path.write_text(HEADER + "\n")
+    ordered = [empty[0], parts[0], parts[1], empty[1], parts[2]]
+    options = LossOptions(reduction=reduction, weight=(1.0, 2.0, 3.0, 0.5, 0.1))
+    one = run_batch(request_for(whole, tmp_path / f"one.{fmt}", options, fmt))
+    cut = run_in_parts(ordered, tmp_path / f"cut.{fmt}", options, fmt, Shuffled(5))
+    assert output_rows(tmp_path / f"cut.{fmt}", fmt) == output_rows(tmp_path / f"one.{fmt}", fmt)
+    assert cut.document() == one.document()
+
+
+def test_parts_that_all_lack_rows_are_refused(tmp_path, sce):
+    for name in ("a.csv", "b.csv"):
+        (tmp_path / name).write_text(HEADER + "\n")
+    for reduction in ("none", "mean"):
+        run = sce("batch", tmp_path / "a.csv", tmp_path / "b.csv", "-o", tmp_path / "out.csv", "--reduction", reduction)
+        assert run.exit_code == 1
+        assert run.stderr == "sce: error: the parts have a header but no rows\n"
+        assert not (tmp_path / "out.csv").exists()

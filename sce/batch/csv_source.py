@@ -274,6 +274,7 @@ class CsvSource:
         self.output_format, self.digits = output_format, digits
         self.denominators: MeanDenominators | None = None
         self.expected: MeanDenominators | None = None
+        self.is_part = False
         self.layout: NpzLayout | None = None
         self.plan: ColumnPlan | None = None
         self.bytes_read = 0
@@ -281,6 +282,7 @@ class CsvSource:
     def prepare(self, part: PartOfWhole | None = None) -> None:
         """The first pass: the mean's denominators, and for .npz the members' shapes. For a
         ``part`` of a larger input, the whole's denominators, counted already."""
+        self.is_part = part is not None
         if part is not None and part.whole is not None:
             self.denominators, self.expected = part.whole, part.own
             if self.output_format == "npz":
@@ -331,8 +333,9 @@ class CsvSource:
         return self.layout
 
     def finish(self, rows: int) -> None:
-        """After the last block, before the output is put in place."""
-        if rows == 0:
+        """After the last block, before the output is put in place (a part of a larger input
+        may have no rows: the whole is checked for some)."""
+        if rows == 0 and not self.is_part:
             raise DataProblem("the input has a header but no rows")
         if self.layout is not None:
             _check_rows(self.given, self.layout, rows, final=True)

@@ -4,6 +4,7 @@ cancelled before the run ends."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,14 +31,27 @@ class OnCluster:
             for future in as_completed(futures, loop=self.client.loop):
                 yield index[future.key], _result(future)
         finally:
-            self.client.cancel(futures)  # those still queued or running: nothing of theirs is used
+            with contextlib.suppress(Exception):  # a client already closed has nothing left to cancel
+                self.client.cancel(futures)  # those still queued or running: nothing of theirs is used
 
 
 def _result(future: Any) -> Any:
+    from concurrent.futures import CancelledError
+
     from distributed import KilledWorker
 
     try:
         return future.result()
+    except ImportError as error:  # a worker's environment without sce (or its dependencies)
+        raise DataProblem(
+            f"a worker of the cluster cannot import {error.name or 'what sce needs'}: install sce on every worker, "
+            "the same version as here (pip install 'sce[dask]')"
+        ) from None
+    except (CancelledError, OSError, TimeoutError):  # the scheduler lost (CommClosedError is an OSError)
+        raise DataProblem(
+            "the connection to the Dask scheduler was lost mid-run (or the cluster cancelled the run's tasks); "
+            "nothing was written: run it again once the cluster is back"
+        ) from None
     except KilledWorker as error:
         raise DataProblem(
             f"the cluster's workers died computing a part, {error.args[0] if error.args else ''} "

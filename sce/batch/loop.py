@@ -15,10 +15,16 @@ from sce.batch.compute import DenominatorTally, MeanDenominators
 from sce.batch.csv_source import CsvSource, computed_blocks, csv_input, readable_input
 from sce.batch.partition import PartitionCount, PartitionScore, PartOfWhole, Progress, score_blocks
 from sce.batch.request import BatchRequest, BatchSummary, json_text
-from sce.errors import DataProblem, OptionDataProblem, OptionProblem
+from sce.errors import OptionDataProblem, OptionProblem
 from sce.io.signals import shielded
 from sce.io.writers.arrays import BINARY_FORMATS, NpzSink, TableSink
-from sce.io.writers.atomic import BackgroundWriter, OutputTarget, put_in_place_together, refuse_same_file
+from sce.io.writers.atomic import (
+    BackgroundWriter,
+    OutputTarget,
+    abandoned_on_failure,
+    put_in_place_together,
+    refuse_same_file,
+)
 from sce.io.writers.text import TextWriter
 from sce.loss import SoftmaxCrossEntropyResult
 
@@ -88,7 +94,7 @@ def run_batch(
 def score_partition(request: BatchRequest, part: PartOfWhole) -> PartitionScore:
     """One partition of a larger input (``request``'s input) computed with the whole's
     denominators into its own output (``request``'s), written whole or not at all."""
-    layout: list[tuple[Any, ...]] = []
+    layout: list[tuple[Any, ...] | None] = []
     summary = _scored(request, part, None, None, layout.append)
     return PartitionScore(summary, layout[0])
 
@@ -104,9 +110,7 @@ def count_partition(request: BatchRequest) -> PartitionCount:
         for _, plan, result, _ in computed_blocks(path, given, request.options, None, wide=True, plain=True):
             tally.add(result)
             names = tuple(plan.names)
-    if names is None:
-        raise DataProblem("the input has a header but no rows")
-    return PartitionCount(tally, ("csv", names))
+    return PartitionCount(tally, None if names is None else ("csv", names))  # no rows: no columns to compare
 
 
 def _scored(
@@ -114,7 +118,7 @@ def _scored(
     part: PartOfWhole | None,
     on_progress: Progress | None,
     on_result: Callable[[SoftmaxCrossEntropyResult], None] | None,
-    on_layout: Callable[[tuple[Any, ...]], None] | None = None,
+    on_layout: Callable[[tuple[Any, ...] | None], None] | None = None,
 ) -> BatchSummary:
     options, output_format = request.options, request.output_format
     output_path, input_path = request.output_path, request.input_path
@@ -137,13 +141,14 @@ def _scored(
     return summary
 
 
-def source_layout(source: Source) -> tuple[Any, ...]:
-    """The columns a source's rows come in: partitions of one input must agree on them."""
+def source_layout(source: Source) -> tuple[Any, ...] | None:
+    """The columns a source's rows come in: partitions of one input must agree on them (None for
+    a CSV part without rows, which has none to compare)."""
     if isinstance(source, ArraySource):
         assert source.dump is not None
         return array_layout(source.dump)
-    assert isinstance(source, CsvSource) and source.plan is not None
-    return ("csv", tuple(source.plan.names))
+    assert isinstance(source, CsvSource)
+    return None if source.plan is None else ("csv", tuple(source.plan.names))
 
 
 @contextmanager
@@ -251,19 +256,13 @@ def write_whole_file(target_of: Callable[[], OutputTarget], text: str | bytes) -
 def write_whole_files(files: Sequence[tuple[Callable[[], OutputTarget], str | bytes]]) -> None:
     """Each text (or bytes) into the file its maker makes, all put in place in one step or none (every
     existing file kept if anything fails, a signal included)."""
-    targets: list[OutputTarget] = []
-    try:
+    with abandoned_on_failure() as targets:
         for target_of, _ in files:
             with shielded():
                 targets.append(target_of())
         for target, (_, text) in zip(targets, files, strict=True):
             write_text(target, text)
         put_in_place_together(targets)
-    except BaseException:
-        with shielded():
-            for target in targets:
-                target.abandon()
-        raise
 
 
 def write_summary(target: OutputTarget, document: dict[str, object]) -> None:

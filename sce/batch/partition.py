@@ -58,7 +58,7 @@ class PartitionCount:
     """A partition's first pass: its tally, and the layout of its columns."""
 
     tally: DenominatorTally
-    layout: tuple[Any, ...]
+    layout: tuple[Any, ...] | None
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ class PartitionScore:
     and the layout of its columns (partitions of one input must agree on it)."""
 
     summary: BatchSummary
-    layout: tuple[Any, ...]
+    layout: tuple[Any, ...] | None
+    """None for a part without rows."""
 
 
 @dataclass(frozen=True)

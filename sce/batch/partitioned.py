@@ -32,7 +32,13 @@ from sce.batch.partition import (
 from sce.batch.request import BatchRequest, BatchSummary
 from sce.errors import DataProblem, OptionDataProblem, OptionProblem, SceError, UsageProblem
 from sce.io.signals import committed, part_of_a_run, raise_if_interrupted, shielded
-from sce.io.writers.atomic import OutputTarget, current_umask, is_broken_pipe, put_in_place_together
+from sce.io.writers.atomic import (
+    OutputTarget,
+    abandoned_on_failure,
+    current_umask,
+    is_broken_pipe,
+    put_in_place_together,
+)
 
 #: The files a folder of parts is read for: CSV and TSV text, and dumps of arrays.
 PART_SUFFIXES = (
@@ -128,7 +134,7 @@ def run_partitioned(
     requests = [part_request(path) for path in paths]
     started = time.perf_counter()
     whole, owns = None, [None] * len(paths)
-    layouts: dict[int, tuple[Any, ...]] = {}
+    layouts: dict[int, tuple[Any, ...] | None] = {}
     if request.options.reduction == "mean":
         counts: dict[int, PartitionCount] = _all_of(executor, count_partition, [(r,) for r in requests], paths)
         _check_layouts(paths, {index: count.layout for index, count in counts.items()})
@@ -145,11 +151,19 @@ def run_partitioned(
         scores: dict[int, PartitionScore] = _all_of(executor, score_partition, arguments, paths)
         layouts = {index: score.layout for index, score in scores.items()}
         _check_layouts(paths, layouts)
+        first = min(index for index, layout in layouts.items() if layout is not None)
+        if first > 0 and not into_folder:  # the first parts had no rows, so no header: the first with rows gives it
+            again = [(arguments[first][0], replace(arguments[first][1], header=True))]
+            scores[first] = _all_of(executor, score_partition, again, [paths[first]])[0]
         template = BatchSummary(
             reduction=request.options.reduction, denominator=0.0 if whole is None else whole.cross_entropy
         )
         summary = summed((scores[index].summary for index in range(len(paths))), template)
         parts = [os.path.join(staging, name) for name in names]
+        for index, path in enumerate(parts):
+            if scores[index].summary.rows == 0 and os.path.exists(path):
+                os.remove(path)  # a part without rows has no rows to write (and a table without rows, no schema)
+        parts = [path for index, path in enumerate(parts) if scores[index].summary.rows > 0]
         if into_folder:
             _put_folder_in_place(staging, request, summary)
         else:
@@ -184,13 +198,17 @@ def _named(error: SceError, path: str) -> SceError:
     return PartitionFailure(type(error), f"{path}: {error.message}").error()
 
 
-def _check_layouts(paths: Sequence[str], layouts: dict[int, tuple[Any, ...]]) -> None:
-    first = layouts[min(layouts)]
-    for index in sorted(layouts):
-        if layouts[index] != first:
+def _check_layouts(paths: Sequence[str], layouts: dict[int, tuple[Any, ...] | None]) -> None:
+    """Every part with rows has the first one's columns; an input of parts has some rows."""
+    given = {index: layout for index, layout in layouts.items() if layout is not None}
+    if not given:
+        raise DataProblem("the parts have a header but no rows")
+    first = min(given)
+    for index in sorted(given):
+        if given[index] != given[first]:
             raise DataProblem(
-                f"{paths[index]} has other columns than {paths[min(layouts)]} ({_spoken(layouts[index])}, "
-                f"against {_spoken(first)}); the parts of one input have the same columns, in the same order"
+                f"{paths[index]} has other columns than {paths[first]} ({_spoken(given[index])}, "
+                f"against {_spoken(given[first])}); the parts of one input have the same columns, in the same order"
             )
 
 
@@ -323,8 +341,7 @@ def _summary_targets(request: BatchRequest, summary: BatchSummary) -> list[Outpu
 
 def _put_file_in_place(parts: Sequence[str], request: BatchRequest, summary: BatchSummary) -> None:
     """The parts joined in input order into the output, and the summary, put in place together."""
-    targets: list[OutputTarget] = []
-    try:
+    with abandoned_on_failure() as targets:
         with shielded():
             targets.append(OutputTarget(request.output_path, None))
         if request.output_format in TEXT_FORMATS or len(parts) == 1:
@@ -334,11 +351,6 @@ def _put_file_in_place(parts: Sequence[str], request: BatchRequest, summary: Bat
         targets[0].closed()
         targets.extend(_summary_targets(request, summary))
         put_in_place_together(targets)
-    except BaseException:
-        with shielded():
-            for target in targets:
-                target.abandon()
-        raise
 
 
 def _joined_text(parts: Sequence[str], target: OutputTarget) -> None:

@@ -112,6 +112,7 @@ def batch(
 
     Example: sce batch batch.csv -o scored.csv (run sce samples first to get batch.csv)
     Arrays: sce batch dump.npz -o scored.parquet (or --logits a.npy --labels b.npy).
+    Parts: sce batch parts/ -o scored/ (on a Dask cluster: --engine dask).
     """
     if digits is not None:
         check_digits(digits)

@@ -29,7 +29,9 @@ class PartsRequest:
         self.summary_json, self.csv_choices = summary_json, csv_choices
         self.keys: dict[str, str | None] = {}
         self.output_format: str | None = None
-        self.engine, self.scheduler, self.workers = "local", None, None  # type: str, str | None, int | None
+        self.engine = "local"
+        self.scheduler: str | None = None
+        self.workers: int | None = None
         self.paths: list[str] = []
 
     def refuse_alone(self, **given: str | None) -> None:

@@ -115,7 +115,8 @@ LOSS = Declared(
 # The files the commands read and write (sce batch, sce check --csv).
 INPUT = Declared(
     "input_path", (),
-    "A CSV or TSV file, or - for stdin; or arrays (.npz, .npy, .safetensors, .parquet, .arrow, .pt).",
+    "A CSV or TSV file, or - for stdin; or arrays (.npz, .npy, .safetensors, .parquet, .arrow, .pt). "
+    "Several files, a folder or a quoted glob: the parts of one input, in name order.",
     ARGUMENTS_PANEL, spoken="INPUT",
 )
 OUTPUT = Declared(
@@ -284,7 +285,6 @@ LabelOption = Annotated[Optional[str], LABEL.option()]
 TargetOption = Annotated[Optional[str], TARGET.option()]
 GradOption = Annotated[Optional[str], GRAD.option()]
 LossOption = Annotated[Optional[str], LOSS.option()]
-InputArgument = Annotated[Optional[str], INPUT.argument(metavar="[INPUT]")]
 InputsArgument = Annotated[Optional[list[str]], INPUT.argument(metavar="[INPUT]...")]
 OutputOption = Annotated[Optional[str], OUTPUT.option()]
 SummaryJsonOption = Annotated[Optional[str], SUMMARY_JSON.option(metavar="FILE")]
