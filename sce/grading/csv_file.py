@@ -25,6 +25,7 @@ from sce.grading.csv_mistakes import (
     TypedWhatIf,
     look_alike_rows,
     mean_what_ifs,
+    negative_loss,
 )
 from sce.grading.gradebook import Gradebook
 from sce.grading.mistakes import WhatIf, row_what_ifs
@@ -181,16 +182,15 @@ def _graded_block(
         precision = np.zeros(given.shape) if typed is None else _in_columns(typed[quantity], quantity, plan)
         if not beside_digits:  # float64's rounding: the larger of it and the digits, as typed check allows
             precision = np.maximum(precision - written, 0.0)
-        ok = within(given, expected, written + precision) & ~sign_flipped(
-            given, expected, written, keeps_signs(result, quantity)
-        )
+        flipped = sign_flipped(given, expected, written, keeps_signs(result, quantity))
+        ok = within(given, expected, written + precision) & ~flipped
         classes = plan.grad_classes if quantity == "gradient" else None
         # A mistake may move the label's −1 to any class: its rounding there is in ulps of 1, as
         # the label's own entry is, so a mistake is fitted within the row's largest allowance.
         naming = written + precision.max(axis=1, keepdims=True, initial=0.0)
         graded.append(
             (
-                GradedColumns(quantity, given, written + precision, ok, classes, expected, naming, precision),
+                GradedColumns(quantity, given, written + precision, ok, classes, expected, naming, precision, flipped),
                 _Cells(columns, expected, given, written + precision, ok),
             )
         )
@@ -249,7 +249,7 @@ class _BlockWhatIfs:
     def __call__(self) -> list[WhatIf]:
         if self.found is None:
             result = self.block.result
-            self.found = row_what_ifs(result) + mean_what_ifs(result, self.block.denominator)
+            self.found = row_what_ifs(result) + mean_what_ifs(result, self.block.denominator) + [negative_loss()]
             if result.options.dtype == "float64":
                 exact = _exact_in_type(*self.block, "float32")
                 allowance = type_allowances(exact, self.block.parsed.targets, "float32", self.denominators)
