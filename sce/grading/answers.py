@@ -104,13 +104,13 @@ class QuantityCheck:
     """Every usual mistake that the answer, right to the digits given, also fits (``ambiguous`` is
     the first of them that no other quantity given rules out)."""
 
-    flipped: np.ndarray | None = None
-    """Entries of a sign no computation gives, beyond what the digits written allow (:func:`sign_flipped`):
-    wrong however small their difference."""
+    sign_only: np.ndarray | None = None
+    """Entries wrong by their sign alone: within the tolerance, but of a sign no computation gives
+    (:func:`sign_flipped`)."""
 
     def wrong_sign(self, k: int) -> bool:
-        """Whether entry ``k`` is wrong by its sign (:attr:`flipped`)."""
-        return self.flipped is not None and bool(self.flipped[k])
+        """Whether entry ``k`` is wrong by its sign alone (:attr:`sign_only`)."""
+        return self.sign_only is not None and bool(self.sign_only[k])
 
     @property
     def verdict(self) -> str:
@@ -324,7 +324,8 @@ def check_quantity(
     if operands is not None and operands.shape == tolerances.shape:
         tolerances = np.maximum(tolerances, rounding * operands)
     flipped = sign_flipped(values, expected, written, sign_kept)
-    ok = within(values, expected, tolerances, rounding) & ~flipped
+    close = within(values, expected, tolerances, rounding)
+    ok = close & ~flipped
     also, fitting = None, []
     look_alikes: tuple[Mistake, ...] = ()
     if ok.all():  # right to its digits: say if those digits fit a usual mistake too
@@ -358,7 +359,7 @@ def check_quantity(
         columns=columns,
         rounding=rounding,
         ambiguous=ambiguous,
-        flipped=flipped,
+        sign_only=close & flipped,
         look_alikes=look_alikes,
     )
 

@@ -223,6 +223,11 @@ def _exact_in_type(
     return compute_block(replace(parsed, logits=logits), plan, result.options, denominator)
 
 
+def _fits_type(logits: np.ndarray, dtype: FloatType) -> bool:
+    """Whether every finite logit is finite in ``dtype``: beyond its range no program computes them in it."""
+    return not bool((np.isinf(in_type(logits, dtype)) & np.isfinite(logits)).any())
+
+
 def _in_columns(allowances: np.ndarray, quantity: str, plan: ColumnPlan) -> np.ndarray:
     """A quantity's allowances for its graded columns (the gradient's: those of their classes)."""
     if quantity != "gradient":
@@ -250,7 +255,8 @@ class _BlockWhatIfs:
         if self.found is None:
             result = self.block.result
             self.found = row_what_ifs(result) + mean_what_ifs(result, self.block.denominator) + [negative_loss()]
-            if result.options.dtype == "float64":
+            parsed = self.block.parsed
+            if result.options.dtype == "float64" and _fits_type(parsed.logits, "float32"):
                 exact = _exact_in_type(*self.block, "float32")
                 allowance = type_allowances(exact, self.block.parsed.targets, "float32", self.denominators)
                 in_float32 = TypedWhatIf(
