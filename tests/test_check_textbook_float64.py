@@ -131,3 +131,19 @@ def test_an_entry_wrong_by_its_sign_alone_says_so_in_every_format(sce, output_fo
         assert result.stdout.count("✗ wrong sign") == 1
     wrong = sce("check", "0", "40", "-l", "1", "--grad=4.2484e-18,-1.0e-10", "--format", output_format)
     assert wrong.exit_code == 1 and "wrong sign" not in wrong.stdout.replace('"wrong_sign": false', "")
+
+
+def test_a_sign_is_graded_where_the_exact_value_rounds_to_0(tmp_path, sce):
+    # (0, 800), label 1: p₀ = e^-800 = 3.7e-348 (mpmath), which float64 rounds to 0, and so ∂L/∂z₁ = −p₀ too.
+    # Every computation gives 0 (or −0.0) there, never +1e-300 at the label nor −1e-300 elsewhere, nor a
+    # negative loss.
+    assert sce("check", "0", "800", "-l", "1", "--grad=0,-0", "--loss", "0").exit_code == 0
+    for flag in ("--grad=0,1e-300", "--grad=-1e-300,0", "--loss=-1e-300"):
+        result = sce("check", "0", "800", "-l", "1", flag)
+        assert result.exit_code == 1, (flag, result.stdout)
+    answers = tmp_path / "answers.csv"
+    answers.write_text(
+        "z0,z1,label,grad_z0,grad_z1\n0,800,1,0,1e-300\n0,800,1,0,0\n0,800,1,-1e-300,0\n", encoding="utf-8"
+    )
+    result = sce("check", "--csv", answers, "--grad-cols", "grad_z0,grad_z1")
+    assert result.exit_code == 1 and "rows wrong: 2" in result.stdout, result.stdout

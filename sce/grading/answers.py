@@ -174,7 +174,7 @@ def check_answer(
             expected = in_float64 if decimals is None else np.array([float(d) for d in decimals])
             found = check_quantity(
                 name, given[name], expected, tolerance, candidates, rounding,
-                operands=operands.get(name), sign_kept=keeps_signs(result, name),
+                operands=operands.get(name), kept=_row_signs(result, name),
             )  # fmt: skip
             checks.append(replace(found, tolerance_given=tolerance is not None, exact=decimals))
     return one_diagnosis(not_ruled_out(checks, mistakes, given, tolerance))
@@ -220,14 +220,17 @@ def not_ruled_out(
     return found
 
 
-def sign_flipped(given: np.ndarray, expected: np.ndarray, written: np.ndarray, sign_kept: bool) -> np.ndarray:
-    """Entries of the opposite sign to the exact value, beyond what the digits written allow, where
-    every computation keeps the sign (``sign_kept``: a loss is never negative; p − 1 never positive
-    and p never negative for a one-hot target): rounding is no excuse for those."""
-    if not sign_kept:
+def sign_flipped(
+    given: np.ndarray, expected: np.ndarray, written: np.ndarray, kept: np.ndarray | None
+) -> np.ndarray:
+    """Entries of the opposite sign to the one every computation keeps (``kept``, from
+    :func:`kept_signs`; None: none is kept), beyond what the digits written allow: rounding is no
+    excuse for those. The exact value's own sign rules where it is not 0 (it may round to 0)."""
+    if kept is None:
         return np.zeros(np.shape(given), dtype=bool)
     with np.errstate(invalid="ignore"):
-        opposite = np.sign(given) * np.sign(expected) < 0
+        sign = np.where(expected != 0, np.sign(expected), np.broadcast_to(kept, np.shape(expected)))
+        opposite = np.sign(given) * sign < 0
     return opposite & ~within(given, expected, written)
 
 
@@ -268,14 +271,37 @@ def negative_beyond_digits(given: np.ndarray, expected: np.ndarray, written: np.
         return np.asarray((given + written < 0) & (expected >= 0), dtype=bool)
 
 
-def keeps_signs(result: SoftmaxCrossEntropyResult, quantity: str) -> bool:
-    """Whether every computation of ``quantity`` keeps the exact value's sign: the loss always (a
-    log of at most 1, a sum of squares); the gradient for a one-hot target with no z-loss, p − y
-    times a positive factor, where p ≤ 1 however it is rounded."""
+def kept_signs(result: SoftmaxCrossEntropyResult, quantity: str) -> np.ndarray | None:
+    """The sign every computation of ``quantity`` gives each entry, whatever the exact value rounds
+    to (N for the rows' losses, N×K for the gradient), or None where rounding may give either: the
+    loss is never negative (a log of at most 1, a sum of squares); for a one-hot target with no
+    smoothing or z-loss the gradient is p − y times factors ≥ 0, where 0 ≤ p ≤ 1 however rounded:
+    −1 at the label, +1 elsewhere, 0 on a row that counts for nothing.
+
+    Examples
+    --------
+    >>> from sce.loss import softmax_cross_entropy
+    >>> kept_signs(softmax_cross_entropy([[0.0, 800.0]], [1]), "gradient").tolist()  # p₀ = e^-800 rounds to 0
+    [[1.0, -1.0]]
+    """
     if quantity == "loss":
-        return True
+        return np.ones(result.num_rows)
     options = result.options
-    return quantity == "gradient" and result.labels is not None and not options.label_smoothing and not options.z_loss
+    if quantity != "gradient" or result.labels is None or options.label_smoothing or options.z_loss:
+        return None
+    labels = np.asarray(result.labels).reshape(-1)
+    rows = np.flatnonzero(result.counted)
+    signs = np.zeros((result.num_rows, result.num_classes))
+    signs[rows] = 1.0
+    signs[rows, labels[rows]] = -1.0
+    weights = np.asarray(result.class_weights, dtype=np.float64)[np.where(result.counted, labels, 0)]
+    return np.where((weights > 0)[:, None] & (result.gradient_scale > 0), signs, 0.0)
+
+
+def _row_signs(result: SoftmaxCrossEntropyResult, quantity: str) -> np.ndarray | None:
+    """Row 0's :func:`kept_signs` (the loss: the one reported)."""
+    kept = kept_signs(result, quantity if quantity in ("loss", "gradient") else "")
+    return None if kept is None else kept[:1] if quantity == "loss" else kept[0]
 
 
 def _operand_sizes(result: SoftmaxCrossEntropyResult, targets: ArrayLike | None) -> dict[str, np.ndarray]:
@@ -314,7 +340,7 @@ def check_quantity(
     rounding: float = ROUNDING_ALLOWANCE,
     columns: int = 0,
     operands: np.ndarray | None = None,
-    sign_kept: bool = False,
+    kept: np.ndarray | None = None,
 ) -> QuantityCheck:
     """Compare the texts of one quantity with its exact values, entry by entry; ``columns`` for a
     matrix's entries, row by row. ``operands``: the size of the numbers each entry is formed from,
@@ -323,7 +349,7 @@ def check_quantity(
     tolerances = written = digits_tolerances(texts, tolerance)  # too few digits is judged on these alone
     if operands is not None and operands.shape == tolerances.shape:
         tolerances = np.maximum(tolerances, rounding * operands)
-    flipped = sign_flipped(values, expected, written, sign_kept)
+    flipped = sign_flipped(values, expected, written, kept)
     close = within(values, expected, tolerances, rounding)
     ok = close & ~flipped
     also, fitting = None, []

@@ -15,7 +15,7 @@ from sce.batch.loop import check_summary_path, write_summary_file
 from sce.batch.request import BatchRequest, BatchSummary
 from sce.errors import DataProblem
 from sce.grading import catalogue, verdicts
-from sce.grading.answers import keeps_signs, sign_flipped, within
+from sce.grading.answers import kept_signs, sign_flipped, within
 from sce.grading.catalogue import Mistake
 from sce.grading.csv_dtype import exact_options, float64_allowances, in_type, type_allowances
 from sce.grading.csv_mistakes import (
@@ -182,7 +182,10 @@ def _graded_block(
         precision = np.zeros(given.shape) if typed is None else _in_columns(typed[quantity], quantity, plan)
         if not beside_digits:  # float64's rounding: the larger of it and the digits, as typed check allows
             precision = np.maximum(precision - written, 0.0)
-        flipped = sign_flipped(given, expected, written, keeps_signs(result, quantity))
+        kept = kept_signs(result, quantity)
+        if kept is not None:
+            kept = kept[:, list(plan.grad_classes or ())] if quantity == "gradient" else kept[:, None]
+        flipped = sign_flipped(given, expected, written, kept)
         ok = within(given, expected, written + precision) & ~flipped
         classes = plan.grad_classes if quantity == "gradient" else None
         # A mistake may move the label's −1 to any class: its rounding there is in ulps of 1, as
