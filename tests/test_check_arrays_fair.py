@@ -816,3 +816,36 @@ def test_a_negative_gradient_entry_off_the_label_is_not_correct_and_float64s_own
     wrong[0, 0] = -wrong[0, 0]
     found = check_dump(ArrayDump(z, labels, None, wrong, None, {}), options, "float64")
     assert not found.correct and found.quantities[0].sign_flips == 1
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    st.integers(1, 6),
+    st.integers(2, 9),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([1.0, 20.0, 60.0]),
+    st.sampled_from(["mean", "sum", "none"]),
+)
+def test_no_grader_passes_a_label_entry_of_the_wrong_sign_and_every_grader_passes_the_truth(n, k, seed, scale, reduction):
+    # However confident the row (a gap of 60 puts p − 1 at −1e-26, a fraction of an ulp of the 1 it is
+    # formed from), the label's entry negated is wrong in a dump and typed alike; the exact answer is right.
+    from sce import softmax_cross_entropy
+    from sce.grading.answers import check_answer
+    from sce.options import LossOptions
+
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, k)) * scale
+    labels = rng.integers(0, k, n)
+    options = LossOptions(reduction=reduction)
+    right = softmax_cross_entropy(z, labels, options=options)
+    assert check_dump(ArrayDump(z, labels, None, right.gradient, None, {}), options, "float64").correct
+    flipped = right.gradient.copy()
+    flipped[np.arange(n), labels] *= -1
+    assume(bool((flipped[np.arange(n), labels] > 0).any()))
+    assert not check_dump(ArrayDump(z, labels, None, flipped, None, {}), options, "float64").correct
+    row = softmax_cross_entropy(z[:1], labels[:1], options=options)
+    typed = [repr(float(v)) for v in row.gradient[0]]
+    assert all(check.passed for check in check_answer(row, {"gradient": typed}))
+    if row.gradient[0, labels[0]] < 0:
+        typed[labels[0]] = repr(-float(row.gradient[0, labels[0]]))
+        assert not any(check.passed for check in check_answer(row, {"gradient": typed}))
