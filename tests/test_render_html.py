@@ -344,6 +344,22 @@ def test_test_page_of_a_correct_function_exits_0(sce, tmp_path):
     assert re.search(r'<p class="ok">verdict: correct \((\d+) of \1 cases pass\)</p>', document)
 
 
+def test_the_docs_worksheet_page_is_what_sce_exercise_writes(sce, tmp_path):
+    import shlex
+
+    from tests.test_html_in_browser import render_pages_script
+
+    pages = render_pages_script()
+    args = (*pages.WORKSHEET_COMMAND, "-o", tmp_path / "worksheet.html", "--answers", tmp_path / "key.csv")
+    assert sce(*args).exit_code == 0
+    written = (tmp_path / "worksheet.html").read_text(encoding="utf-8")
+    assert written == pages.WORKSHEET_PAGE.read_text(encoding="utf-8"), "regenerate it: python docs/render_pages.py"
+    assert written == pages.worksheet_page()
+    page = (pages.DOCS / "commands" / "exercise.md").read_text(encoding="utf-8")
+    assert f"sce {shlex.join(pages.WORKSHEET_COMMAND)} -o worksheet.html" in page  # the command the page names
+    assert "](../images/worksheet.png)" in page
+
+
 DOCS_EXAMPLES = {
     "handout.html": ("grad", "2", "3", "4", "--label", "1", "--steps"),
     "checked.html": ("check", "2", "3", "4", "--label", "1", "--grad", "0.090031,0.24473,-0.33476"),
