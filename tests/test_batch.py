@@ -655,3 +655,15 @@ def test_run_batch_docstring_examples_run():
 
     failures, tried = doctest.testmod(sce.batch.loop)
     assert tried > 0 and failures == 0
+
+
+@pytest.mark.parametrize(("chosen", "suggested"), [((), "out.csv"), (("--format", "parquet"), "out.parquet"),
+                                                   (("--format", "jsonl"), "out.jsonl")])
+def test_a_folder_given_as_the_output_suggests_a_name_of_the_format_written(tmp_path, sce, chosen, suggested):
+    path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,0\n")
+    (tmp_path / "results").mkdir()
+    result = sce("batch", str(path), *chosen, "-o", str(tmp_path / "results"), "-q")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"sce: error: -o: {tmp_path / 'results'} is a folder; name a file in it, e.g. {tmp_path / 'results' / suggested}\n",
+    )
