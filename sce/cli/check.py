@@ -298,7 +298,7 @@ def _gradebook_format(
         if output is not None and chosen is not CheckOutputFormat.html:
             raise UsageProblem(
                 f"{OUTPUT.name} goes with --csv INPUT {ID_COL.name} COL: it writes the gradebook "
-                "(or with --format html: the page)"
+                "(or the page: --format html, or a file named .html)"
             )
         if chosen is CheckOutputFormat.csv:
             raise UsageProblem(f"--format csv goes with --csv INPUT {ID_COL.name} COL (a gradebook); use table or json")
