@@ -180,6 +180,20 @@ def put_in_place_together(targets: Sequence[OutputTarget]) -> None:
         committed()
 
 
+@contextmanager
+def abandoned_on_failure() -> Iterator[list[OutputTarget]]:
+    """A list to put the run's targets in: each abandoned (its old file kept) if the block raises,
+    by a signal too."""
+    targets: list[OutputTarget] = []
+    try:
+        yield targets
+    except BaseException:
+        with shielded():
+            for target in targets:
+                target.abandon()
+        raise
+
+
 def refuse_same_file(path: str, other: str | int, field: str, problem: str) -> None:
     """Refuse ``path`` where it names the file ``other`` names (a path, or a descriptor of
     this process: 0 for what stdin reads, 1 for stdout): by name once links are followed,
