@@ -46,8 +46,9 @@ def full_check(inputs: LinearInputs, answer: LinearAnswer, profile: Profile) -> 
     def classes_done(classes: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
         if "grad_classifier" in graded:
             excuse = None if excused is None else np.broadcast_to(excused[2], values.shape)
-            _grade(graded["grad_classifier"], _given(answer, "grad_classifier")[classes], baseline.grad_classifier[classes],
-                   values, magnitude, classes.start, excuse)  # fmt: skip
+            given = _given(answer, "grad_classifier")[classes]
+            base = baseline.grad_classifier[classes]
+            _grade(graded["grad_classifier"], given, base, values, magnitude, classes.start, excuse)
 
     t = inputs.terms
     streamed = stream_gradients(inputs.e, inputs.c, inputs.b, t, rows_done, classes_done)
@@ -56,7 +57,8 @@ def full_check(inputs: LinearInputs, answer: LinearAnswer, profile: Profile) -> 
     reference = {"losses": losses, "loss": reported_loss(losses, t), "grad_bias": grad_bias}
     if "grad_bias" in graded:
         excuse = None if excused is None else np.full(len(grad_bias), excused[3])
-        _grade(graded["grad_bias"], _given(answer, "grad_bias"), baseline.grad_bias, grad_bias, bias_magnitude, 0, excuse)
+        given_bias = _given(answer, "grad_bias")
+        _grade(graded["grad_bias"], given_bias, baseline.grad_bias, grad_bias, bias_magnitude, 0, excuse)
     if "loss" in graded:
         _grade_loss(graded["loss"], answer, baseline, reference["loss"], losses, inputs, bound)
     for name, found in graded.items():
