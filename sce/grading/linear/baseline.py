@@ -91,11 +91,12 @@ def block_gradient(
     total = exponentials.sum(axis=1, keepdims=True)
     p = exponentials / total
     lse = top + np.log(total)
-    coefficients = terms.coefficients(rows, slice(0, c.shape[0])).astype(work)
-    s = terms.total[rows, None].astype(work)
-    g = (s * p - coefficients) * terms.ce_scale[rows, None].astype(work)
+    everything = slice(0, c.shape[0])
+    ce = terms.ce_scale[rows].astype(work)
+    g = p * (terms.total[rows].astype(work) * ce)[:, None]
+    terms.add_coefficients(g, rows, everything, -ce)
     losses = np.zeros((len(z), 2), work)
-    losses[:, 0] = (coefficients * (lse - z)).sum(axis=1)
+    losses[:, 0] = terms.weighted_sums((lse - z).astype(work), rows, everything)
     if terms.z_loss:
         square = np.square(lse[:, 0].astype(given) if profile.z_loss_in_input_type else lse[:, 0])
         losses[:, 1] = work.type(terms.z_loss) * square
