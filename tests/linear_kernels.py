@@ -133,6 +133,8 @@ def _chunk(case, e, c, rows, counted, safe, w, mistake, denominator, z_denominat
     g *= scale[:, None]
     if o.get("z_loss", 0.0):
         losses = losses + _z_loss(case, g, p, lse, rows, counted, safe, w, mistake, denominator, z_denominator, scale)
+    if mistake == "skips_small":  # cut cross-entropy's filter: entries with p below ε/32 of the type left out
+        g[p < F32(np.finfo(given).eps) / 32] = 0
     if factor is not None and mistake != "softcap_factor_missing":
         g *= factor
     return g, np.where(counted[rows], losses, 0).astype(F32)

@@ -38,7 +38,7 @@ from sce.options import LossOptions
 #: as large: |C| and ∂L/∂C's operands' size); beyond it, blocks of classes.
 CLASSIFIER_BYTES = 256 << 20
 #: The bytes of one float64 block of logits (a few such are live at once).
-BLOCK_BYTES = 1 << 24
+BLOCK_BYTES = 1 << 25
 #: float64's unit roundoff.
 UNIT = 2.0**-53
 
