@@ -176,11 +176,17 @@ Finished = Callable[[slice, np.ndarray, np.ndarray], None]
 
 
 def stream_gradients(
-    e: np.ndarray, c: np.ndarray, b: np.ndarray | None, terms: LinearTerms, rows_done: Finished, classes_done: Finished
+    e: np.ndarray,
+    c: np.ndarray,
+    b: np.ndarray | None,
+    terms: LinearTerms,
+    rows_done: Finished | None,
+    classes_done: Finished | None,
 ) -> Streamed:
     """Compute ∂L/∂E and ∂L/∂C in blocks, handing each finished block (float64, with the size of
     its operands, Σ_v |G|_iv·|C_vd| and Σᵢ |G|_iv·|E_id| in float32) to ``rows_done`` and
-    ``classes_done``; return the rest (:class:`Streamed`)."""
+    ``classes_done``; return the rest (:class:`Streamed`). Where one is None, that gradient's
+    products are left out (a check of the loss alone costs the logits' product only)."""
     n, d = e.shape
     v = c.shape[0]
     bound = logit_error_bound(e, c)
@@ -274,17 +280,17 @@ def _by_rows(
     c: np.ndarray,
     b: np.ndarray | None,
     terms: LinearTerms,
-    rows_done: Finished,
-    classes_done: Finished,
+    rows_done: Finished | None,
+    classes_done: Finished | None,
     bound: np.ndarray,
 ) -> Streamed:
     """Blocks of whole rows: each row's logits formed once; ∂L/∂C accumulated whole in float64."""
     n, v = len(e), len(c)
     everything = slice(0, v)
     c64 = np.asarray(c, np.float64)
-    c_size = _absolute(c)
-    grad_classifier = np.zeros(c64.shape)
-    class_magnitude = np.zeros(c.shape, np.float32)
+    c_size = _absolute(c) if rows_done else None
+    grad_classifier = np.zeros(c64.shape) if classes_done else None
+    class_magnitude = np.zeros(c.shape, np.float32) if classes_done else None
     grad_bias, bias_magnitude = np.zeros(v), np.zeros(v)
     losses = np.zeros((n, 2))
     lses = np.zeros(n)
@@ -303,14 +309,17 @@ def _by_rows(
         block = _block_gradient(p, derivative, lse, terms, rows, everything)
         del a, p, derivative
         size = block.magnitude.astype(np.float32)
-        rows_done(rows, block.gradient @ c64, size @ c_size)
-        grad_classifier += block.gradient.T @ e64
-        class_magnitude += size.T @ _absolute(e[rows])
+        if rows_done and c_size is not None:
+            rows_done(rows, block.gradient @ c64, size @ c_size)
+        if grad_classifier is not None and class_magnitude is not None:
+            grad_classifier += block.gradient.T @ e64
+            class_magnitude += size.T @ _absolute(e[rows])
         grad_bias += block.gradient.sum(axis=0)
         bias_magnitude += block.magnitude.sum(axis=0)
-    for start in range(0, v, step):
-        classes = slice(start, min(start + step, v))
-        classes_done(classes, grad_classifier[classes], class_magnitude[classes])
+    if classes_done and grad_classifier is not None and class_magnitude is not None:
+        for start in range(0, v, step):
+            classes = slice(start, min(start + step, v))
+            classes_done(classes, grad_classifier[classes], class_magnitude[classes])
     return Streamed(losses, lses, bound, grad_bias, bias_magnitude)
 
 
@@ -334,8 +343,8 @@ def _by_classes(
     c: np.ndarray,
     b: np.ndarray | None,
     terms: LinearTerms,
-    rows_done: Finished,
-    classes_done: Finished,
+    rows_done: Finished | None,
+    classes_done: Finished | None,
     bound: np.ndarray,
 ) -> Streamed:
     """Blocks of classes, after a pass that finds each row's maximum and log-sum-exp: ∂L/∂C is
@@ -362,16 +371,20 @@ def _by_classes(
             part[rows] += _cross_entropy_part(a, top[rows], terms, rows, classes)
             block = _block_gradient(np.exp(a - lse[rows, None]), derivative, lse[rows], terms, rows, classes)
             size = block.magnitude.astype(np.float32)
-            grad_hidden[rows] += block.gradient @ c64
-            hidden_magnitude[rows] += size @ c_size
-            block_classifier += block.gradient.T @ e64
-            block_magnitude += size.T @ _absolute(e64)
+            if rows_done:
+                grad_hidden[rows] += block.gradient @ c64
+                hidden_magnitude[rows] += size @ c_size
+            if classes_done:
+                block_classifier += block.gradient.T @ e64
+                block_magnitude += size.T @ _absolute(e64)
             grad_bias[classes] += block.gradient.sum(axis=0)
             bias_magnitude[classes] += block.magnitude.sum(axis=0)
-        classes_done(classes, block_classifier, block_magnitude)
+        if classes_done:
+            classes_done(classes, block_classifier, block_magnitude)
     for start in range(0, n, row_step):
         rows = slice(start, min(start + row_step, n))
-        rows_done(rows, grad_hidden[rows], hidden_magnitude[rows])
+        if rows_done:
+            rows_done(rows, grad_hidden[rows], hidden_magnitude[rows])
     everything = slice(0, n)
     return Streamed(_row_losses(part, top, lse, terms, everything), lse, bound, grad_bias, bias_magnitude)
 

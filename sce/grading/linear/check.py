@@ -67,7 +67,10 @@ def full_check(
 
     t = inputs.terms if terms is None else terms
     t = dataclasses.replace(t, operand_share=_operand_share(inputs.e.dtype))
-    streamed = stream_gradients(inputs.e, inputs.c, inputs.b, t, rows_done, classes_done)
+    streamed = stream_gradients(
+        inputs.e, inputs.c, inputs.b, t, rows_done if "grad_hidden" in graded else None,
+        classes_done if "grad_classifier" in graded else None,
+    )  # fmt: skip
     losses, bound, grad_bias = streamed.losses, streamed.logit_error, streamed.grad_bias
     bias_magnitude = streamed.bias_magnitude
     delta = float(bound.max(initial=0.0))
