@@ -95,7 +95,15 @@ def assert_close_to_exact(found: np.ndarray, expected: list, scale: float) -> No
     assert np.abs(np.asarray(found, dtype=np.float64).reshape(want.shape) - want).max() <= 1e-13 * scale
 
 
-@pytest.mark.parametrize("options", OPTIONS[:7] + [{"weight": [0.5, 1.0, 2.0, 1.5, 0.7]}], ids=str)
+ORACLE_OPTIONS = OPTIONS[:7] + [
+    {"weight": [0.5, 1.0, 2.0, 1.5, 0.7]},
+    {"weight": [0.5, 1.0, 2.0, 1.5, 0.7], "label_smoothing": 0.2, "smoothing_style": "off-target", "z_loss": 0.01},
+    {"softcap": 1.5, "z_loss": 0.1, "label_smoothing": 0.3, "reduction": "none"},
+    {"weight": [0.5, 1.0, 2.0, 1.5, 0.7], "softcap": 3.0, "reduction": "sum", "label_smoothing": 0.1},
+]
+
+
+@pytest.mark.parametrize("options", ORACLE_OPTIONS, ids=str)
 @pytest.mark.parametrize("rows_first", [True, False], ids=["rows", "classes"])
 def test_reference_matches_mpmath_for_every_option(options: dict, rows_first: bool, monkeypatch) -> None:
     monkeypatch.setattr(blocked, "CLASSIFIER_BYTES", 1 << 30 if rows_first else 0)
