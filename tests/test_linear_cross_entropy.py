@@ -380,3 +380,26 @@ def test_skipped_small_gradient_entries_pass_under_cce_only(dtype: object) -> No
     outputs = kernel(case, mistake="skips_small")
     assert _check(case, outputs, "cce").passed
     assert not _check(case, outputs, "pytorch").passed
+
+
+def test_hidden_states_with_batch_and_sequence_axes_are_rows() -> None:
+    case = make_case(np.float32, n=12)
+    outputs = kernel(case)
+    shaped = check_linear_cross_entropy(
+        case.hidden.reshape(3, 4, -1), case.classifier, case.labels.reshape(3, 4), bias=case.bias,
+        loss=outputs["loss"], grad_hidden=outputs["grad_hidden"].reshape(3, 4, -1),
+        grad_classifier=outputs["grad_classifier"],
+    )  # fmt: skip
+    assert shaped.passed
+    with pytest.raises(ValueError, match="grad_hidden"):
+        check_linear_cross_entropy(case.hidden.reshape(3, 4, -1), case.classifier, case.labels.reshape(3, 4),
+                                   grad_hidden=outputs["grad_hidden"])  # fmt: skip
+    none = make_case(np.float32, n=12, reduction="none")
+    none = dataclasses.replace(none, grad_output=np.linspace(0.5, 2.0, 12))
+    per_row = kernel(none)
+    report = check_linear_cross_entropy(
+        none.hidden.reshape(3, 4, -1), none.classifier, none.labels.reshape(3, 4), bias=none.bias,
+        loss=per_row["loss"].reshape(3, 4), grad_hidden=per_row["grad_hidden"].reshape(3, 4, -1),
+        reduction="none", grad_output=none.grad_output.reshape(3, 4),
+    )  # fmt: skip
+    assert report.passed, str(report)
