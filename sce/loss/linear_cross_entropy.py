@@ -193,7 +193,7 @@ def stream_gradients(
     bound = logit_error_bound(e, c)
     if not by_classes(v, d):
         return _by_rows(e, c, b, terms, rows_done, classes_done, bound)
-    if not by_classes(n, d, 12) or rows_done is None:
+    if not by_classes(n, d, 6) or rows_done is None:  # float64 ∂L/∂E and its float32 size: 512 MiB
         return _by_classes(e, c, b, terms, rows_done, classes_done, bound)
     # Neither gradient fits whole: ∂L/∂C a block of classes at a time, then ∂L/∂E a block of
     # rows at a time, each over the other's blocks (the logits formed three times).
