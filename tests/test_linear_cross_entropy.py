@@ -417,3 +417,11 @@ def test_when_neither_gradient_fits_each_is_finished_in_blocks(options: dict, mo
     outputs = kernel(case)
     assert _check(case, outputs).passed
     assert not _check(case, {**outputs, "grad_hidden": outputs["grad_hidden"] * 2}).passed
+
+
+def test_a_python_float_loss_is_graded_as_the_kernels_float32() -> None:
+    case = make_case(BFLOAT16)
+    loss = kernel(case)["loss"]
+    report = _check(case, {"loss": float(loss)})
+    assert report.passed and report.loss.dtype == "float32"
+    assert _check(case, {"loss": np.float64(loss)}).loss.dtype == "float64"
