@@ -18,11 +18,13 @@ import numpy as np
 
 from sce.errors import option
 from sce.grading.catalogue import Mistake
+from sce.grading.dump.baseline import ulps
 from sce.grading.linear.answers import LinearAnswer, LinearInputs
 from sce.grading.linear.baseline import LinearBaseline
-from sce.grading.linear.check import full_check
+from sce.grading.linear.check import full_check, operand_share
 from sce.grading.linear.profiles import Profile
 from sce.grading.linear.report import Report
+from sce.loss.linear_cross_entropy import stream_gradients
 from sce.loss.linear_terms import LinearTerms, linear_terms
 
 ROWS_SCALED_BY_FIRST_UPSTREAM = Mistake(
@@ -83,8 +85,11 @@ def named_mistake(
     """The report with the mistake named (and its fix) where a what-if explains every output."""
     # The loss alone first, where it is given: one product (the logits) per mistake, not three.
     loss_only = dataclasses.replace(answer, grad_hidden=None, grad_classifier=None, grad_bias=None)
+    sample = _sample_rows(report, len(inputs.labels))
     for mistake, terms in what_ifs(inputs, reference):
         if answer.loss is not None and not full_check(inputs, loss_only, profile, terms, baseline, report)[0].passed:
+            continue
+        if answer.grad_hidden is not None and not _rows_fit(inputs, answer, terms, report, sample):
             continue
         if full_check(inputs, answer, profile, terms, baseline, report)[0].passed:
             return dataclasses.replace(report, mistake=mistake.name, fix=mistake.fix)
@@ -96,6 +101,36 @@ def named_mistake(
                 mistake = CLASSIFIER_GRADIENT_IN_INPUT_TYPE
                 return dataclasses.replace(report, mistake=mistake.name, fix=mistake.fix)
     return report
+
+
+#: Rows of ∂L/∂E a mistake's what-if is tried on before the whole check: its worst and some others.
+SAMPLE_ROWS = 32
+
+
+def _sample_rows(report: Report, n: int) -> np.ndarray:
+    entry = None if report.grad_hidden is None else report.grad_hidden.worst_entry
+    worst = [entry[0]] if entry else []
+    spread = np.linspace(0, n - 1, min(n, SAMPLE_ROWS)).astype(int) if n else np.zeros(0, int)
+    return np.unique(np.concatenate([np.asarray(worst, int), spread]))
+
+
+def _rows_fit(inputs: LinearInputs, answer: LinearAnswer, terms: LinearTerms, report: Report, rows: np.ndarray) -> bool:
+    """Whether the answer's ∂L/∂E on ``rows`` is within the allowance of the what-if's: the
+    products of those rows alone (a screen; the whole check decides)."""
+    allowed = report.grad_hidden
+    if allowed is None or not len(rows):
+        return True
+    found: list[bool] = []
+
+    def rows_done(block: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
+        given = np.asarray(answer.grad_hidden, dtype=np.float64)[rows[block]]
+        size = np.maximum(magnitude, np.abs(values))
+        with np.errstate(invalid="ignore"):
+            found.append(bool((ulps(given, values, size, allowed.dtype) <= allowed.allowed_ulp).all()))
+
+    shared = dataclasses.replace(terms.of_rows(rows), operand_share=operand_share(inputs.e.dtype))
+    stream_gradients(inputs.e[rows], inputs.c, inputs.b, shared, rows_done, None)
+    return all(found)
 
 
 def what_ifs(inputs: LinearInputs, reference: dict[str, Any]) -> Iterator[tuple[Mistake, LinearTerms]]:
