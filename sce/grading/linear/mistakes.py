@@ -83,13 +83,13 @@ def named_mistake(
     baseline: LinearBaseline,
 ) -> Report:
     """The report with the mistake named (and its fix) where a what-if explains every output."""
-    # The loss alone first, where it is given: one product (the logits) per mistake, not three.
+    # A few rows of ∂L/∂E first, then the loss alone (one product, the logits'), then everything.
     loss_only = dataclasses.replace(answer, grad_hidden=None, grad_classifier=None, grad_bias=None)
     sample = _sample_rows(report, len(inputs.labels))
     for mistake, terms in what_ifs(inputs, reference):
-        if answer.loss is not None and not full_check(inputs, loss_only, profile, terms, baseline, report)[0].passed:
-            continue
         if answer.grad_hidden is not None and not _rows_fit(inputs, answer, terms, report, sample):
+            continue
+        if answer.loss is not None and not full_check(inputs, loss_only, profile, terms, baseline, report)[0].passed:
             continue
         if full_check(inputs, answer, profile, terms, baseline, report)[0].passed:
             return dataclasses.replace(report, mistake=mistake.name, fix=mistake.fix)
