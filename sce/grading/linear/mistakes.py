@@ -143,19 +143,15 @@ def what_ifs(inputs: LinearInputs, reference: dict[str, Any]) -> Iterator[tuple[
     if options.reduction == "mean" and not t.counted.all():
         yield IGNORED_ROWS_COUNTED, _divided(t, np.full(len(t.counted), 1.0 / len(t.counted)))
     if options.reduction == "mean":
-        yield from ((MEAN_OF_CHUNK_MEANS, terms) for terms in _chunk_means(t, upstream))
+        yield from ((MEAN_OF_CHUNK_MEANS, terms) for terms in _chunk_means(t))
     if options.z_loss:
-        yield from ((Z_LOSS_WEIGHTED_OR_DIVIDED, terms) for terms in _z_loss_variants(t, upstream))
+        yield from ((Z_LOSS_WEIGHTED_OR_DIVIDED, terms) for terms in _z_loss_variants(t))
     if options.softcap is not None:
         yield SOFTCAP_FACTOR_MISSING, dataclasses.replace(t, chain_softcap=False)
     if options.label_smoothing:
         yield from ((SMOOTHING_OVER_LOCAL_VOCABULARY, terms) for terms in _local_smoothing(inputs, upstream))
     if inputs.e.dtype.itemsize < 4:
         yield LABEL_GRADIENT_ROUNDED_EARLY, _label_rounded(inputs, reference)
-
-
-def _scaled_upstream(t: LinearTerms, upstream: np.ndarray) -> np.ndarray:
-    return np.broadcast_to(upstream, t.counted.shape)
 
 
 def _divided(t: LinearTerms, factors: np.ndarray, z_factors: np.ndarray | None = None) -> LinearTerms:
@@ -173,7 +169,7 @@ def _divided(t: LinearTerms, factors: np.ndarray, z_factors: np.ndarray | None =
     )
 
 
-def _chunk_means(t: LinearTerms, upstream: np.ndarray) -> Iterator[LinearTerms]:
+def _chunk_means(t: LinearTerms) -> Iterator[LinearTerms]:
     """The mean of per-chunk means, over the chunks torch.chunk makes (2, 4, 8, 16 of them) and
     chunks of a power of two rows: each row's factor 1/(chunks · the chunk's weight sum)."""
     n = len(t.counted)
@@ -195,7 +191,7 @@ def _row_weights(t: LinearTerms) -> np.ndarray:
     return t.counted.astype(float) if t.row_weights is None else t.row_weights
 
 
-def _z_loss_variants(t: LinearTerms, upstream: np.ndarray) -> Iterator[LinearTerms]:
+def _z_loss_variants(t: LinearTerms) -> Iterator[LinearTerms]:
     """The z-loss divided by the cross-entropy's weight sum, by all N rows, weighted by the label's
     class weight, not divided ('mean' as 'sum'), or with λ for 2λ in its gradient."""
     n = len(t.counted)
@@ -233,7 +229,6 @@ def _label_rounded(inputs: LinearInputs, reference: dict[str, Any]) -> LinearTer
     """The label's probability p_y rounded to the input's type before p_y − 1: each label entry
     of ∂L/∂z moved by (round(p_y) − p_y)·s·scale."""
     t = inputs.terms
-    rows = np.arange(len(t.labels))
     label_logits = np.einsum("ij,ij->i", inputs.e.astype(np.float64), inputs.c[t.labels].astype(np.float64))
     if inputs.b is not None:
         label_logits = label_logits + inputs.b[t.labels]
@@ -241,5 +236,4 @@ def _label_rounded(inputs: LinearInputs, reference: dict[str, Any]) -> LinearTer
         label_logits = t.softcap * np.tanh(label_logits / t.softcap)
     p = np.exp(label_logits - reference["lse"])
     rounded = p.astype(inputs.e.dtype).astype(np.float64)
-    del rows
     return dataclasses.replace(t, label_offset=(rounded - p) * t.total * t.ce_scale)
