@@ -74,9 +74,20 @@ def check_arrays(
     the dump's loss is one per row: then none, or mean where the gradient
     is the mean's (each row's loss logged beside the mean's backward, as
     ``sce batch --reduction mean`` writes them)."""
+    from sce.cli.check_linear import check_linear_dump, is_linear_dump
     from sce.io.arrays import DumpRequest, read_dump
     from sce.io.arrays.dump import float_name
 
+    if arrays is not None and is_linear_dump(arrays):
+        check_linear_dump(
+            arrays,
+            given=_logits_only_flags(paths, keys, claimed, sum_order),
+            options=options,
+            reduction_given=reduction_given,
+            output_format=output_format,
+            page_output=page_output,
+        )
+        return
     if options.dtype != "float64":
         raise UsageProblem(
             "--dtype: arrays are graded against the exact float64 result; "
@@ -110,6 +121,16 @@ def check_arrays(
         raise typer.Exit(ExitStatus.UNGRADED)  # neither right nor wrong: the type cannot hold the answer
     if not found.correct:
         raise typer.Exit(ExitStatus.WRONG)
+
+
+def _logits_only_flags(
+    paths: dict[str, str | None], keys: dict[str, str | None], claimed: ClaimedDType | None, sum_order: str
+) -> list[str]:
+    """The flags given that only a dump of logits takes."""
+    fields = [f"{role}_path" for role, path in paths.items() if path is not None]
+    fields += [f"key_{role}" for role, key in keys.items() if key is not None]
+    fields += ["claimed_dtype"] * (claimed is not None) + ["sum_order"] * (sum_order != "parallel")
+    return [FLAG_OF_FIELD[field] for field in fields]
 
 
 def _show(found: DtypeCheck, digits: int, output_format: CheckFormat, page: tuple[str, str | None]) -> None:

@@ -85,6 +85,11 @@ def read_linear_dump(path: str, ignore_index: int = -100) -> LinearDump:
             f"{where['classifier']} has shape {classifier.shape} but 'hidden' is {rows} × {width}: "
             f"the classifier must be V × {width}, one row of the hidden size D per class"
         )
+    if found["labels"].dtype.kind in "iu" and found["labels"].shape != (rows,):
+        raise DataProblem(
+            f"{where['labels']} has shape {tuple(found['labels'].shape)} but 'hidden' has {rows} rows; "
+            "give one label per row"
+        )
     labels = as_labels(found["labels"], where["labels"], rows, classes, ignore_index)
     expected = {"bias": (classes,), "grad_hidden": hidden.shape, "grad_classifier": classifier.shape}
     expected["grad_bias"] = (classes,)
