@@ -198,3 +198,23 @@ def test_nothing_to_grade_and_flags_for_logits_are_usage_errors(tmp_path, sce):
     for flag in (["--key-logits", "z"], ["--claimed-dtype", "float32"], ["--sum-order", "sequential"]):
         code, out, err = refusal(sce, tmp_path, dump(), *flag)
         assert (code, out) == (2, "") and err.startswith(f"sce: error: {flag[0]}: {path} holds hidden states")
+
+
+def test_the_shipped_samples_are_what_their_names_say():
+    """Against a float64 computation of PyTorch's cross_entropy written out here (mean over counted rows)."""
+    from importlib import resources
+
+    shipped = resources.files("sce") / "samples"
+    with resources.as_file(shipped / "hidden_float32_correct.npz") as path:
+        right = dict(np.load(path))
+    with resources.as_file(shipped / "hidden_float32_ignored_counted.npz") as path:
+        counted = dict(np.load(path))
+    e, c, b, y = (right[name].astype(np.float64) for name in ("hidden", "classifier", "bias", "labels"))
+    z = e @ c.T + b
+    kept = y != IGNORE
+    y = y.astype(np.int64)
+    lse = np.log(np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1)) + z.max(axis=1)
+    loss = (lse - z[np.arange(len(y)), np.where(kept, y, 0)])[kept].mean()
+    assert abs(float(right["loss"]) - loss) < 1e-6 * loss
+    # The mistake: the same sum divided by all 20 rows, not the 11 counted ones.
+    assert kept.sum() == 11 and abs(float(counted["loss"]) - loss * 11 / 20) < 1e-6 * loss
