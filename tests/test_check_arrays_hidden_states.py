@@ -182,8 +182,22 @@ def test_bad_dumps_get_one_line_each(tmp_path, sce):
             "float32, float64)",
         ),
     ]
+    hidden = arrays["hidden"].copy()
+    hidden[3, 2] = np.nan
+    cases.append((
+        {**arrays, "hidden": hidden},
+        f"sce: error: {path}: array 'hidden': row 3, column 2: hidden has a value that is not finite (nan)",
+    ))  # fmt: skip
     for bad, message in cases:
         assert refusal(sce, tmp_path, bad) == (1, "", message + "\n"), message
+
+
+def test_an_option_the_dump_does_not_fit_names_its_flag(tmp_path, sce):
+    assert refusal(sce, tmp_path, dump(), "--weight", "1,2") == (2, "", "sce: error: --weight: 2 weights for 33 classes\n")
+    code, out, err = refusal(sce, tmp_path, dump(), "--temperature", "2")
+    assert (code, out, err) == (
+        2, "", "sce: error: --temperature: a dump of hidden states is graded without a temperature; leave it out\n"
+    )  # fmt: skip
 
 
 def test_nothing_to_grade_and_flags_for_logits_are_usage_errors(tmp_path, sce):

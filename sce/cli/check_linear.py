@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from sce.cli.choices import CheckFormat
+from sce.cli.declarations import FLAG_OF_FIELD
 from sce.cli.exit_status import ExitStatus
 from sce.cli.stdout import stdout_console, write_stdout
 from sce.errors import DataProblem, UsageProblem
@@ -15,6 +16,7 @@ from sce.options import LossOptions
 if TYPE_CHECKING:
     from sce.grading.linear.report import Report
     from sce.io.arrays.linear_dump import LinearDump
+    from sce.loss.result import InvalidInput
 
 
 def is_linear_dump(arrays: str | None) -> bool:
@@ -99,7 +101,17 @@ def _graded(dump: LinearDump, options: LossOptions) -> Report:
             dump.hidden, dump.classifier, dump.labels, bias=dump.bias, outputs=answers, options=loss_options
         )
     except InvalidInput as problem:
-        place = dump.where.get(problem.field, problem.field)
-        row = "" if problem.row is None else f": row {problem.row}"
-        hint = f"; {problem.marked_hint}" if problem.marked_hint else ""
-        raise DataProblem(f"{place}{row}: {problem.problem}{hint}") from None
+        raise _placed(problem, dump.where) from None
+
+
+def _placed(problem: InvalidInput, where: dict[str, str]) -> DataProblem | UsageProblem:
+    """The grader's words for a bad input, placed as ``sce check --arrays`` places them: an array's
+    file, row and class (bad data), or an option's flag and class (a usage error)."""
+    hint = f"; {problem.marked_hint}" if problem.marked_hint else ""
+    if problem.field not in where:
+        flag = FLAG_OF_FIELD.get(problem.field, problem.field)
+        column = "" if problem.column is None else f" (class {problem.column})"
+        return UsageProblem(f"{flag}{column}: {problem.problem}{hint}")
+    row = "" if problem.row is None else f": row {problem.row}"
+    column = "" if problem.column is None else f", column {problem.column}"
+    return DataProblem(f"{where[problem.field]}{row}{column}: {problem.problem}{hint}")
