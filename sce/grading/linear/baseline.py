@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sce.grading.linear.profiles import Profile
-from sce.loss.linear_cross_entropy import BLOCK_BYTES, LinearTerms
+from sce.loss.linear_cross_entropy import BLOCK_BYTES
+from sce.loss.linear_terms import LinearTerms
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def same_type_baseline(
     with np.errstate(all="ignore"):
         for start in range(0, n, step):
             rows = slice(start, min(start + step, n))
-            g, losses[rows] = _block(e_work[rows], c_work, b_work, terms, rows, profile, given)
+            g, losses[rows] = block_gradient(e_work[rows], c_work, b_work, terms, rows, profile, given)
             grad_hidden[rows] = g @ c_work
             grad_classifier += g.T @ e_work[rows]
             grad_bias += g.sum(axis=0, dtype=work)
@@ -63,7 +64,7 @@ def same_type_baseline(
     )
 
 
-def _block(
+def block_gradient(
     e: np.ndarray,
     c: np.ndarray,
     b: np.ndarray | None,

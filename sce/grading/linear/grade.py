@@ -37,12 +37,12 @@ def check_linear(
     loss_options = _options(options)
     inputs = checked_inputs(hidden, classifier, labels, bias, loss_options, grad_output)
     answer = checked_answer(inputs, outputs)
-    report, reference = full_check(inputs, answer, chosen)
+    report, reference, baseline = full_check(inputs, answer, chosen)
     if report.passed:
         return report
     from sce.grading.linear.mistakes import named_mistake
 
-    return named_mistake(report, inputs, answer, chosen, reference)
+    return named_mistake(report, inputs, answer, chosen, reference, baseline)
 
 
 def _options(options: dict[str, Any]) -> LossOptions:
