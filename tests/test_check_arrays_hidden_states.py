@@ -65,6 +65,10 @@ def test_a_kernel_dividing_by_every_row_fails_in_each_output(tmp_path, sce):
     result = sce("check", "--arrays", save(tmp_path, dump(counts_ignored=True)))
     lines = result.stdout.splitlines()
     assert (result.exit_code, lines[-1]) == (1, "verdict: not correct for float32")
+    assert lines[-3:-1] == [
+        "mistake: ignored rows counted in the mean",
+        "fix: divide by the counted rows only: those whose label is not --ignore-index",
+    ]
     # Every output is off by the share of ignored rows (9 of 20): far beyond rounding, in each.
     for output in ("loss", "grad_hidden", "grad_classifier", "grad_bias"):
         line = next(line for line in lines if line.startswith(f"{output}: worst error"))
@@ -87,6 +91,8 @@ def test_json_is_the_report(tmp_path, sce):
     )  # fmt: skip
     assert (document["rows"], document["hidden"], document["classes"], document["reduction"]) == (20, 16, 33, "mean")
     assert document["grad_bias"]["passed"] is False and document["worst_ulp"] > 1e6
+    assert document["mistake"] == "ignored rows counted in the mean"
+    assert document["fix"] == "divide by the counted rows only: those whose label is not --ignore-index"
 
 
 def test_an_html_page(tmp_path, sce):

@@ -64,19 +64,19 @@ def check_linear_dump(
         from sce.render.json_format import dumps
         from sce.render.linear_check import linear_check_document
 
-        write_stdout(dumps(linear_check_document(report, shape, options.reduction)) + "\n")
+        write_stdout(dumps(linear_check_document(report, shape, options.reduction, FLAG_OF_FIELD)) + "\n")
     elif output_format is CheckFormat.html:
         from sce.cli.page_output import write_report_page
         from sce.render.linear_check import print_linear_check
 
         def page(console: object) -> None:
-            print_linear_check(console, report, shape, options.reduction)  # type: ignore[arg-type]
+            print_linear_check(console, report, shape, options.reduction, FLAG_OF_FIELD)  # type: ignore[arg-type]
 
         write_report_page(f"Checked: {arrays}", [], page, page_output)
     else:
         from sce.render.linear_check import print_linear_check
 
-        print_linear_check(stdout_console(), report, shape, options.reduction)
+        print_linear_check(stdout_console(), report, shape, options.reduction, FLAG_OF_FIELD)
     if not report.passed:
         raise typer.Exit(ExitStatus.WRONG)
 

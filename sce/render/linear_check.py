@@ -7,6 +7,7 @@ was checked and what is allowed, the mistake and its fix, and the verdict last.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sce.grading.linear.report import OutputReport, Report
@@ -25,7 +26,7 @@ def outputs_grid(report: Report) -> Grid:
     grid = Grid(columns, title="errors in ulps of each output's type")
     for o in report.outputs:
         mark = ("✓", "green") if o.passed else ("✗ beyond", "bold red")
-        where = "" if o.worst_entry is None else ("[" + ", ".join(map(str, o.worst_entry)) + "]")
+        where = "" if not o.worst_entry else ("[" + ", ".join(map(str, o.worst_entry)) + "]")
         grid.add_row(
             o.name,
             o.dtype,
@@ -41,8 +42,15 @@ def outputs_grid(report: Report) -> Grid:
     return grid
 
 
-def print_linear_check(console: Console, report: Report, shape: tuple[int, int, int], reduction: str) -> None:
-    """The report as ``sce check --arrays`` prints it; ``shape`` is N, D and V."""
+def print_linear_check(
+    console: Console,
+    report: Report,
+    shape: tuple[int, int, int],
+    reduction: str,
+    flag_of: Mapping[str, str] | None = None,
+) -> None:
+    """The report as ``sce check --arrays`` prints it; ``shape`` is N, D and V; the options a fix
+    names are worded by ``flag_of`` (the command line's flags)."""
     from rich.text import Text
 
     print_grid(console, outputs_grid(report))
@@ -60,15 +68,27 @@ def print_linear_check(console: Console, report: Report, shape: tuple[int, int, 
     if report.mistake:
         console.print(Text(f"mistake: {report.mistake}"), soft_wrap=True)
     if report.fix:
-        console.print(Text(f"fix: {report.fix}"), soft_wrap=True)
+        console.print(Text(f"fix: {_fix(report, flag_of)}"), soft_wrap=True)
     words = "correct" if report.passed else "not correct"
     console.print(Text(f"verdict: {words} for {types}", style="bold green" if report.passed else "bold red"))
 
 
-def linear_check_document(report: Report, shape: tuple[int, int, int], reduction: str) -> dict[str, Any]:
-    """``--format json``: the report's own ``to_dict()``, and what was checked."""
+def linear_check_document(
+    report: Report, shape: tuple[int, int, int], reduction: str, flag_of: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``--format json``: the report's own ``to_dict()`` (its fix worded by ``flag_of``), and what was checked."""
     rows, width, classes = shape
-    return {**report.to_dict(), "rows": rows, "hidden": width, "classes": classes, "reduction": reduction}
+    found = {**report.to_dict(), "rows": rows, "hidden": width, "classes": classes, "reduction": reduction}
+    found["fix"] = _fix(report, flag_of)
+    return found
+
+
+def _fix(report: Report, flag_of: Mapping[str, str] | None) -> str | None:
+    """The fix of the report's mistake, its options worded by ``flag_of``."""
+    from sce.grading.linear.mistakes import LINEAR_MISTAKES
+
+    named = next((m for m in LINEAR_MISTAKES if m.name == report.mistake), None)
+    return report.fix if named is None else named.worded_fix(flag_of)
 
 
 def _error_line(o: OutputReport) -> str:
