@@ -179,7 +179,8 @@ ID_COL = Declared(
 ARRAYS = Declared(
     "arrays", ("--arrays",),
     "A dump of arrays (.npz, .safetensors, .parquet, .arrow, .pt) named logits, labels or targets "
-    "(and for sce check grad, loss).",
+    "(and for sce check grad, loss; or a fused kernel's hidden, classifier, labels, bias, loss, grad_hidden, "
+    "grad_classifier, grad_bias).",
     ARRAYS_PANEL, show_default=False,
 )
 LOGITS_PATH = Declared(
