@@ -121,3 +121,33 @@ def test_the_large_case_passes_two_to_the_31_logits_and_is_built_only_when_asked
     spec = next(spec for spec in case_specs() if spec.slow)
     assert (spec.dtype, spec.mode) == ("float32", "quick")
     assert LARGE_ROWS * LARGE_CLASSES > 2**31 >= (LARGE_ROWS - 1) * LARGE_CLASSES
+
+
+def test_a_fixture_or_a_class_may_ask_for_sce_case(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def kernel_inputs(sce_case):
+            return sce_case.hidden, sce_case.classifier
+
+        def test_through_a_fixture(kernel_inputs):
+            assert kernel_inputs[0].shape[1] == kernel_inputs[1].shape[1]
+
+        class TestKernel:
+            def test_in_a_class(self, sce_case):
+                assert len(sce_case.labels) == len(sce_case.hidden)
+        """
+    )
+    result = pytester.runpytest("--collect-only", "-q")
+    collected = [line for line in result.outlines if "::" in line]
+    assert len(collected) == 16 and "8/9 tests collected" not in result.stdout.str()
+    assert "16/18 tests collected (2 deselected)" in result.stdout.str()
+
+
+def test_the_plugin_can_be_switched_off(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_kernel=USES_THE_FIXTURE)
+    result = pytester.runpytest("-p", "no:sce")
+    assert result.ret != 0
+    assert "fixture 'sce_case' not found" in result.stdout.str()
