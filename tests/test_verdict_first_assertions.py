@@ -168,3 +168,19 @@ def test_implementation_report_has_the_shared_report_attributes(tmp_path: Path) 
     document = json.loads(json.dumps(wrong.to_dict(), allow_nan=False))
     assert (document["verdict"], document["mistake"]) == ("not_correct", wrong.mistake)
     assert len(document["cases"]) == len(wrong.cases)
+
+
+def test_an_answer_its_type_cannot_judge_is_neither_passed_nor_named() -> None:
+    """float16 logits near 1,000 at T = 0.05: z/T ≈ 20,000, where float16's ulp is 16; an all-zero
+    gradient is neither right nor wrong there, and the assertion says so on its first line."""
+    from sce.testing import assert_cross_entropy_close
+
+    rng = np.random.default_rng(8)
+    z = (rng.normal(size=(16, 2000)) * 3 + 1000).astype(np.float16)
+    y = rng.integers(0, 2000, 16)
+    report = check_cross_entropy(z, y, np.zeros_like(z), temperature=0.05)
+    assert (report.passed, report.verdict, report.mistake) == (False, "cannot_be_judged", None)
+    with pytest.raises(AssertionError) as raised:
+        assert_cross_entropy_close(z, y, np.zeros_like(z), temperature=0.05)
+    assert str(raised.value).splitlines()[0] == report.summary
+    assert report.summary.startswith("cannot be judged in float16: ")

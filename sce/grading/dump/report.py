@@ -72,7 +72,10 @@ class CrossEntropyReport:
         """The verdict in one line: the first line of an assertion's message."""
         dtype = self.check.claimed_dtype
         if self.verdict == CANNOT_BE_JUDGED:
-            return f"cannot be judged in {dtype}: a straightforward {dtype} computation is too far off; grade it wider"
+            return (
+                f"cannot be judged in {dtype}: a straightforward {dtype} computation is too far off to tell "
+                "right from wrong; grade it in a wider type"
+            )
         words = "correct" if self.passed else "not correct"
         worst = max(self.check.quantities, key=_excess)
         line = f"{words} for {dtype}: {worst.name} worst error {_ulps(worst.max_ulps)} ulp, {_allowed(worst)}"
