@@ -151,3 +151,13 @@ def test_the_plugin_can_be_switched_off(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("-p", "no:sce")
     assert result.ret != 0
     assert "fixture 'sce_case' not found" in result.stdout.str()
+
+
+def test_a_check_of_nothing_is_refused_not_passed() -> None:
+    from sce.pytest_plugin import SceCase
+
+    case = SceCase(next(spec for spec in case_specs() if spec.id == "confident-rows-float32").build())
+    for method in (case.check, case.assert_close):
+        with pytest.raises(ValueError, match="give the kernel's results: loss=, grad_hidden="):
+            method()
+    assert repr(case) == "<sce_case 'confident rows': 16 × 32 hidden, 24 classes, float32>"
