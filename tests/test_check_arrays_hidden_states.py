@@ -238,3 +238,27 @@ def test_the_shipped_samples_are_what_their_names_say():
     assert abs(float(right["loss"]) - loss) < 1e-6 * loss
     # The mistake: the same sum divided by all 20 rows, not the 11 counted ones.
     assert kept.sum() == 11 and abs(float(counted["loss"]) - loss * 11 / 20) < 1e-6 * loss
+
+
+def test_profile_names_the_conventions_graded_under(tmp_path, sce):
+    from sce.cli.choices import KernelProfile
+    from sce.grading.linear.profiles import PROFILES
+
+    assert [profile.value for profile in KernelProfile] == list(PROFILES)
+    for profile in PROFILES:
+        lines = sce("check", "--arrays", save(tmp_path, dump()), "--profile", profile).stdout.splitlines()
+        assert f"checked: 20 rows × 16 hidden × 33 classes, as float32 (profile {profile}, full check)" in lines
+
+
+def test_profile_is_refused_without_hidden_states(tmp_path, sce):
+    arrays = dump()
+    z = arrays["hidden"] @ arrays["classifier"].T
+    logits = save(tmp_path, {"logits": z, "labels": arrays["labels"], "grad": np.zeros_like(z)}, "logits.npz")
+    result = sce("check", "--arrays", logits, "--profile", "cce")
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        2, "", "sce: error: --profile goes with a dump of hidden states (hidden, classifier, labels), not with logits\n"
+    )  # fmt: skip
+    result = sce("check", "2", "3", "4", "--label", "1", "--grad", "0.09,-0.755,0.665", "--profile", "cce")
+    assert (result.exit_code, result.stderr) == (
+        2, "sce: error: --profile goes with --arrays FILE holding hidden states (hidden, classifier, labels)\n"
+    )  # fmt: skip

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from sce.cli.choices import CheckFormat, ClaimedDType, SumOrder
+from sce.cli.choices import CheckFormat, ClaimedDType, KernelProfile, SumOrder
 from sce.cli.declarations import (
     CLAIMED_DTYPE,
     FLAG_OF_FIELD,
     LABELS_PATH,
+    PROFILE,
     SUM_ORDER,
     TARGETS_PATH,
 )
@@ -42,7 +43,11 @@ def refuse_typed_inputs(
 
 
 def refuse_array_options(
-    labels: str | None, targets: str | None, claimed: ClaimedDType | None, sum_order: SumOrder = SumOrder.parallel
+    labels: str | None,
+    targets: str | None,
+    claimed: ClaimedDType | None,
+    sum_order: SumOrder = SumOrder.parallel,
+    profile: KernelProfile | None = None,
 ) -> None:
     order = None if sum_order is SumOrder.parallel else sum_order
     for name, value in (
@@ -53,6 +58,8 @@ def refuse_array_options(
     ):
         if value is not None:
             raise UsageProblem(f"{name} goes with --arrays FILE or --logits FILE")
+    if profile is not None:
+        raise UsageProblem(f"{PROFILE.name} goes with --arrays FILE holding hidden states (hidden, classifier, labels)")
 
 
 def check_arrays(
@@ -63,6 +70,7 @@ def check_arrays(
     claimed: ClaimedDType | None,
     options: LossOptions,
     sum_order: str = "parallel",
+    profile: str | None = None,
     digits: int,
     output_format: CheckFormat,
     reduction_given: bool = True,
@@ -83,11 +91,13 @@ def check_arrays(
             arrays,
             given=_logits_only_flags(paths, keys, claimed, sum_order),
             options=options,
+            profile=profile or "pytorch",
             reduction_given=reduction_given,
             output_format=output_format,
             page_output=page_output,
         )
         return
+    _refuse_profile(profile)
     if options.dtype != "float64":
         raise UsageProblem(
             "--dtype: arrays are graded against the exact float64 result; "
@@ -121,6 +131,13 @@ def check_arrays(
         raise typer.Exit(ExitStatus.UNGRADED)  # neither right nor wrong: the type cannot hold the answer
     if not found.correct:
         raise typer.Exit(ExitStatus.WRONG)
+
+
+def _refuse_profile(profile: str | None) -> None:
+    if profile is not None:
+        raise UsageProblem(
+            f"{PROFILE.name} goes with a dump of hidden states (hidden, classifier, labels), not with logits"
+        )
 
 
 def _logits_only_flags(
