@@ -285,3 +285,20 @@ def test_torch_tensors_are_graded_as_their_own_type() -> None:
     bias = torch.tensor(case.bias.astype(np.float32)).to(torch.bfloat16)
     report = check_linear_cross_entropy(hidden, classifier, torch.tensor(case.labels), bias=bias, **as_tensor)
     assert report.passed and report.grad_hidden.dtype == "bfloat16"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, BFLOAT16], ids=["float32", "bfloat16"])
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1, "softcap": 2.0, "z_loss": 1e-3}], ids=str)
+def test_blocks_of_classes_grade_as_blocks_of_rows(dtype: object, options: dict, monkeypatch) -> None:
+    # Where ∂L/∂C would not fit whole, the reference and the baseline take blocks of classes.
+    case = make_case(dtype, **options)
+    outputs = kernel(case)
+    by_rows = _check(case, outputs)
+    monkeypatch.setattr(blocked, "CLASSIFIER_BYTES", 0)
+    monkeypatch.setattr(blocked, "BLOCK_BYTES", 8 * 16 * 7)
+    by_classes = _check(case, outputs)
+    assert by_rows.passed and by_classes.passed, str(by_classes)
+    wrong = _check(case, {**outputs, "grad_classifier": outputs["grad_classifier"] * 2})
+    assert not wrong.passed and [o.name for o in wrong.outputs if not o.passed] == ["grad_classifier"]
+    for mine, theirs in zip(by_rows.outputs, by_classes.outputs):
+        assert theirs.worst_ulp == pytest.approx(mine.worst_ulp, rel=1e-6, abs=1e-6)

@@ -58,18 +58,45 @@ class LinearTerms:
 
     def coefficients(self, rows: slice, classes: slice) -> np.ndarray:
         """c_ij of a block: the smoothing's mass on every class and the label's share on its own."""
-        smoothed = self.smoothed[classes]
-        c = np.repeat(smoothed[None, :], rows.stop - rows.start, axis=0)
-        c[~self.counted[rows]] = 0.0
+        c = np.zeros((rows.stop - rows.start, classes.stop - classes.start))
+        self.add_coefficients(c, rows, classes, np.ones(len(c)))
+        return c
+
+    def add_coefficients(self, block: np.ndarray, rows: slice, classes: slice, factor: np.ndarray) -> None:
+        """block += c·factor (one factor per row), in place, never forming c where there is no
+        smoothing (the label's entries alone)."""
+        factor = np.where(self.counted[rows], factor, 0).astype(block.dtype)
+        smoothed = self.smoothed[classes].astype(block.dtype)
+        if self.smoothing:
+            block += factor[:, None] * smoothed
+        inside, where = self.label_entries(rows, classes)
+        block[inside, where] += self._label_part(rows, inside, where, smoothed) * factor[inside]
+
+    def weighted_sums(self, values: np.ndarray, rows: slice, classes: slice) -> np.ndarray:
+        """Σ_j c_ij·values_ij of each row of a block."""
+        smoothed = self.smoothed[classes].astype(values.dtype)
+        sums = values @ smoothed if self.smoothing else np.zeros(len(values), values.dtype)
+        sums[~self.counted[rows]] = 0
+        inside, where = self.label_entries(rows, classes)
+        sums[inside] += self._label_part(rows, inside, where, smoothed) * values[inside, where]
+        return sums
+
+    @property
+    def smoothing(self) -> bool:
+        return bool(self.smoothed.any())
+
+    def label_entries(self, rows: slice, classes: slice) -> tuple[np.ndarray, np.ndarray]:
+        """The counted rows of a block whose label is among its classes, and that label's column."""
         start, stop, _ = classes.indices(len(self.smoothed))
         labels = self.labels[rows]
         inside = np.flatnonzero(self.counted[rows] & (labels >= start) & (labels < stop))
-        where = labels[inside] - start
-        if self.off_target:
-            c[inside, where] = self.label_share[rows][inside]
-        else:
-            c[inside, where] += self.label_share[rows][inside]
-        return c
+        return inside, labels[inside] - start
+
+    def _label_part(self, rows: slice, inside: np.ndarray, where: np.ndarray, smoothed: np.ndarray) -> np.ndarray:
+        """What the label's entry adds to the smoothing's mass there: its share, less that mass
+        where the style sets (off-target) rather than adds."""
+        share = self.label_share[rows][inside].astype(smoothed.dtype)
+        return share - smoothed[where] if self.off_target else share
 
 
 def linear_terms(
