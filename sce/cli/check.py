@@ -203,9 +203,7 @@ def check(
             arrays=arrays,
             paths={"logits": logits_path, "labels": labels_path, "targets": targets_path, "grad": grad, "loss": loss},
             keys=dict(zip(ARRAY_ROLES, (key_logits, key_labels, key_targets, key_grad, key_loss))),
-            claimed=claimed_dtype,
-            sum_order=sum_order.value,
-            profile=None if profile is None else profile.value,
+            claimed=claimed_dtype, sum_order=sum_order.value, profile=profile,  # the options of --arrays alone
             options=options,
             reduction_given="reduction" in options_given,
             digits=digits,

@@ -70,7 +70,7 @@ def check_arrays(
     claimed: ClaimedDType | None,
     options: LossOptions,
     sum_order: str = "parallel",
-    profile: str | None = None,
+    profile: KernelProfile | None = None,
     digits: int,
     output_format: CheckFormat,
     reduction_given: bool = True,
@@ -91,7 +91,7 @@ def check_arrays(
             arrays,
             given=_logits_only_flags(paths, keys, claimed, sum_order),
             options=options,
-            profile=profile or "pytorch",
+            profile="pytorch" if profile is None else profile.value,
             reduction_given=reduction_given,
             output_format=output_format,
             page_output=page_output,
@@ -133,7 +133,7 @@ def check_arrays(
         raise typer.Exit(ExitStatus.WRONG)
 
 
-def _refuse_profile(profile: str | None) -> None:
+def _refuse_profile(profile: KernelProfile | None) -> None:
     if profile is not None:
         raise UsageProblem(
             f"{PROFILE.name} goes with a dump of hidden states (hidden, classifier, labels), not with logits"
