@@ -13,6 +13,7 @@ from sce.errors import DataProblem, UsageProblem
 from sce.io.arrays.dump import FLOAT_NAMES, as_float_or_int, as_labels, as_loss, float_name
 from sce.io.arrays.formats import ArrayFile, open_arrays
 from sce.io.arrays.tables import WHOLE_TABLE
+from sce.number_text import count_of
 
 #: The inputs, then the answers, by their array names in a dump.
 INPUTS = ("hidden", "classifier", "labels", "bias")
@@ -85,10 +86,10 @@ def read_linear_dump(path: str, ignore_index: int = -100) -> LinearDump:
             f"{where['classifier']} has shape {classifier.shape} but 'hidden' is {rows} × {width}: "
             f"the classifier must be V × {width}, one row of the hidden size D per class"
         )
-    if found["labels"].dtype.kind in "iu" and found["labels"].shape != (rows,):
+    if found["labels"].dtype.kind in "iu" and found["labels"].reshape(-1).shape != (rows,):
         raise DataProblem(
-            f"{where['labels']} has shape {tuple(found['labels'].shape)} but 'hidden' has {rows} rows; "
-            "give one label per row"
+            f"{where['labels']} has shape {tuple(found['labels'].shape)} but 'hidden' has "
+            f"{count_of(rows, 'row')}; give one label per row"
         )
     labels = as_labels(found["labels"], where["labels"], rows, classes, ignore_index)
     expected = {"bias": (classes,), "grad_hidden": hidden.shape, "grad_classifier": classifier.shape}
