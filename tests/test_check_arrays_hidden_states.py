@@ -116,6 +116,14 @@ def test_safetensors(tmp_path, sce):
     assert verdict(sce, path) == (0, "verdict: correct for float32")
 
 
+def test_safetensors_in_bfloat16(tmp_path, sce):
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "dump.safetensors"
+    save_file({name: np.ascontiguousarray(value) for name, value in dump("confident-rows-bfloat16").items()}, str(path))
+    assert verdict(sce, path) == (0, "verdict: correct for bfloat16")
+
+
 def test_torch_save(tmp_path, sce):
     torch = pytest.importorskip("torch")
     path = tmp_path / "dump.pt"
