@@ -91,11 +91,38 @@ def test_confident_rows_are_confident(dtype: str) -> None:
     z, labels = float64_logits(f"confident-rows-{dtype}")
     rows = np.arange(len(labels))
     others = np.where(np.eye(z.shape[1], dtype=bool)[labels], -np.inf, z)
-    # e^-(margin) summed over the other classes is 1 − p at the label: below 1e-8 in every row,
-    # so that float32's p − 1 keeps a few bits at most.
+    # e^-(margin) summed over the other classes is 1 − p at the label: from ~1e-2 down to ~1e-5, where
+    # bfloat16 (8 bits) rounds p to 1 and a float32 p − 1 still keeps a few digits.
     gap = z[rows, labels] - others.max(axis=1)
-    assert gap.min() > 20
-    assert (np.exp(others - z[rows, labels][:, None]).sum(axis=1) < 1e-8).all()
+    assert gap.min() > 7
+    one_minus_p = np.exp(others - z[rows, labels][:, None]).sum(axis=1)
+    assert one_minus_p.max() < 1e-2 and one_minus_p.min() > 1e-6
+    assert one_minus_p.max() > 2**-9 > 1e-4 > one_minus_p.min()  # both sides of bfloat16's half ulp below 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_confident_rows_catch_the_label_probability_rounded_before_the_subtraction(dtype: str) -> None:
+    """A kernel that rounds p to bfloat16 before p − 1 (a bug fused kernels shipped with) fails the case in
+    either type, where the same kernel without the rounding passes."""
+    import ml_dtypes
+
+    from sce.pytest_plugin import SceCase
+
+    case = SceCase(built(f"confident-rows-{dtype}"))
+    e, c = case.hidden.astype(np.float32), case.classifier.astype(np.float32)
+    z = e @ c.T
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    rows = np.arange(len(case.labels))
+
+    def gradients(p: np.ndarray) -> dict[str, np.ndarray]:
+        g = p.copy()
+        g[rows, case.labels] -= 1
+        g /= np.float32(len(rows))
+        return {"grad_hidden": (g @ c).astype(case.hidden.dtype), "grad_classifier": (g.T @ e).astype(case.hidden.dtype)}
+
+    assert case.check(**gradients(p)).passed
+    assert not case.check(**gradients(p.astype(ml_dtypes.bfloat16).astype(np.float32))).passed
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

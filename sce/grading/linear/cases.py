@@ -4,8 +4,8 @@ Each case is a batch of hidden states E (N×D), a classifier C (V×D), labels an
 in the type a kernel is run in (float32 or bfloat16, stored as that type: the check grades the
 answer as that type). They are the inputs on which kernels have been seen to go wrong:
 
-* confident rows: the label's probability within 1e-9 of 1 (float32), so p − 1 at the label is
-  a few ulps of 1 and a gradient rounded before the subtraction loses all its digits;
+* confident rows: the label's probability from 0.99 to 0.99998, so p − 1 at the label keeps few
+  of p's digits, and a kernel that rounds p to bfloat16 before subtracting 1 loses them all;
 * ignored runs: long runs of ``ignore_index`` among counted rows (a mean over every row, or a
   row's gradient not zeroed, shows);
 * padding-only rows: rows of zero hidden states labelled ``ignore_index``, as a padded batch
@@ -97,13 +97,15 @@ def as_dtype(name: str) -> np.dtype:
 
 
 def confident_rows(rng: np.random.Generator) -> Arrays:
-    """Each row's label logit ~24 above the others': p at the label is 1 − ~1e-9."""
+    """Each row's label logit 8 to 14 above the others': p at the label from 0.99 to 0.99998, where
+    p − 1 keeps few of p's digits, and none once p is rounded to bfloat16 first."""
     rows, width, classes = 16, 32, 24
     labels = rng.integers(0, classes, rows)
     classifier = np.zeros((classes, width))
     classifier[:, :classes] = 4.0 * np.eye(classes)
     classifier += rng.normal(0.0, 0.02, classifier.shape)
-    hidden = 6.0 * np.eye(width)[labels] + rng.normal(0.0, 0.05, (rows, width))
+    margin = np.resize([2.0, 2.5, 3.0, 3.5], rows)[:, None]  # × 4: label logits 8, 10, 12, 14
+    hidden = margin * np.eye(width)[labels] + rng.normal(0.0, 0.05, (rows, width))
     return hidden, classifier, labels, None
 
 
