@@ -188,3 +188,43 @@ def test_a_check_of_nothing_is_refused_not_passed() -> None:
         with pytest.raises(ValueError, match="give the kernel's results: loss=, grad_hidden="):
             method()
     assert repr(case) == "<sce_case 'confident rows': 16 × 32 hidden, 24 classes, float32>"
+
+
+def float32_kernel(case, *, shift: bool = True, zero_ignored: bool = True) -> dict:  # type: ignore[no-untyped-def]
+    """A fused kernel written with numpy (float32 sums, outputs rounded once to the inputs' type), with
+    two known slips to switch on: no max shift, ignored rows' gradients left in."""
+    e, c = case.hidden.astype(np.float32), case.classifier.astype(np.float32)
+    z = e @ c.T + (0 if case.bias is None else case.bias.astype(np.float32))
+    with np.errstate(all="ignore"):
+        p = np.exp(z - z.max(axis=1, keepdims=True) if shift else z)
+        p /= p.sum(axis=1, keepdims=True)
+    counted = case.labels != IGNORE_INDEX
+    rows = np.arange(len(case.labels))
+    g = p.copy()
+    g[rows[counted], case.labels[counted]] -= 1
+    if zero_ignored:
+        g[~counted] = 0
+    g /= np.float32(counted.sum())
+    kind = case.hidden.dtype
+    found = {"grad_hidden": (g @ c).astype(kind), "grad_classifier": (g.T @ e).astype(kind)}
+    if case.bias is not None:
+        found["grad_bias"] = g.sum(axis=0).astype(kind)
+    return found
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_padding_rows_catch_a_gradient_left_in_ignored_rows(dtype: str) -> None:
+    from sce.pytest_plugin import SceCase
+
+    case = SceCase(built(f"padding-only-rows-{dtype}"))
+    assert case.check(**float32_kernel(case)).passed
+    assert not case.check(**float32_kernel(case, zero_ignored=False)).passed
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_extreme_logits_catch_a_softmax_without_the_max_shift(dtype: str) -> None:
+    from sce.pytest_plugin import SceCase
+
+    case = SceCase(built(f"extreme-logits-{dtype}"))
+    assert case.check(**float32_kernel(case)).passed
+    assert not case.check(**float32_kernel(case, shift=False)).passed
