@@ -12,7 +12,7 @@ pytest_plugins = ["pytester"]
 CASE_IDS = [
     f"{name}-{dtype}"
     for dtype in ("float32", "bfloat16")
-    for name in ("confident-rows", "ignored-runs", "padding-only-rows", "extreme-logits")
+    for name in ("confident-rows", "ignored-runs", "padding-only-rows", "extreme-logits", "per-row-upstream")
 ]
 
 USES_THE_FIXTURE = """
@@ -32,7 +32,7 @@ def test_one_item_per_case_and_type_the_large_one_deselected(pytester: pytest.Py
     result = pytester.runpytest("--collect-only", "-q")
     collected = [line for line in result.outlines if "::test_kernel[" in line]
     assert collected == [f"test_kernel.py::test_kernel[{case}]" for case in CASE_IDS]
-    assert "8/9 tests collected (1 deselected)" in result.stdout.str()
+    assert "10/11 tests collected (1 deselected)" in result.stdout.str()
 
 
 @pytest.mark.parametrize("asked", [["--sce-slow"], ["-m", "sce_slow"]])
@@ -67,11 +67,16 @@ def test_the_fixture_hands_the_inputs_in_their_type(pytester: pytest.Pytester) -
             assert sce_case.labels.shape == (n,) and sce_case.labels.dtype == np.int64
             assert str(sce_case.hidden.dtype) == str(sce_case.classifier.dtype) == sce_case.dtype
             assert sce_case.bias is None or (sce_case.bias.shape == (v,) and str(sce_case.bias.dtype) == sce_case.dtype)
-            assert sce_case.options == {"reduction": "mean", "ignore_index": -100}
+            per_row = sce_case.name == "per-row upstream"
+            assert sce_case.options == {"reduction": "none" if per_row else "mean", "ignore_index": -100}
+            if per_row:
+                assert sce_case.grad_output.shape == (n,) and len(set(sce_case.grad_output.tolist())) == 4
+            else:
+                assert sce_case.grad_output == 1.0
         """
     )
     # In a child process: ml_dtypes registers its types with numpy once per process.
-    pytester.runpytest_subprocess().assert_outcomes(passed=8)
+    pytester.runpytest_subprocess().assert_outcomes(passed=10)
 
 
 def built(case_id: str):  # type: ignore[no-untyped-def]
@@ -169,8 +174,8 @@ def test_a_fixture_or_a_class_may_ask_for_sce_case(pytester: pytest.Pytester) ->
     )
     result = pytester.runpytest("--collect-only", "-q")
     collected = [line for line in result.outlines if "::" in line]
-    assert len(collected) == 16 and "8/9 tests collected" not in result.stdout.str()
-    assert "16/18 tests collected (2 deselected)" in result.stdout.str()
+    assert len(collected) == 20
+    assert "20/22 tests collected (2 deselected)" in result.stdout.str()
 
 
 def test_the_plugin_can_be_switched_off(pytester: pytest.Pytester) -> None:
@@ -190,9 +195,12 @@ def test_a_check_of_nothing_is_refused_not_passed() -> None:
     assert repr(case) == "<sce_case 'confident rows': 16 × 32 hidden, 24 classes, float32>"
 
 
-def float32_kernel(case, *, shift: bool = True, zero_ignored: bool = True) -> dict:  # type: ignore[no-untyped-def]
+def float32_kernel(  # type: ignore[no-untyped-def]
+    case, *, shift: bool = True, zero_ignored: bool = True, first_upstream: bool = False
+) -> dict:
     """A fused kernel written with numpy (float32 sums, outputs rounded once to the inputs' type), with
-    two known slips to switch on: no max shift, ignored rows' gradients left in."""
+    three known slips to switch on: no max shift, ignored rows' gradients left in, every row scaled by
+    the first row's upstream gradient."""
     e, c = case.hidden.astype(np.float32), case.classifier.astype(np.float32)
     z = e @ c.T + (0 if case.bias is None else case.bias.astype(np.float32))
     with np.errstate(all="ignore"):
@@ -204,7 +212,11 @@ def float32_kernel(case, *, shift: bool = True, zero_ignored: bool = True) -> di
     g[rows[counted], case.labels[counted]] -= 1
     if zero_ignored:
         g[~counted] = 0
-    g /= np.float32(counted.sum())
+    if case.options["reduction"] == "mean":
+        g /= np.float32(counted.sum())
+    else:
+        upstream = np.asarray(case.grad_output, np.float32)
+        g *= upstream[0] if first_upstream else upstream[:, None]
     kind = case.hidden.dtype
     found = {"grad_hidden": (g @ c).astype(kind), "grad_classifier": (g.T @ e).astype(kind)}
     if case.bias is not None:
@@ -228,3 +240,14 @@ def test_extreme_logits_catch_a_softmax_without_the_max_shift(dtype: str) -> Non
     case = SceCase(built(f"extreme-logits-{dtype}"))
     assert case.check(**float32_kernel(case)).passed
     assert not case.check(**float32_kernel(case, shift=False)).passed
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_per_row_upstream_catches_every_row_scaled_by_the_first(dtype: str) -> None:
+    from sce.pytest_plugin import SceCase
+
+    case = SceCase(built(f"per-row-upstream-{dtype}"))
+    assert case.check(**float32_kernel(case)).passed
+    report = case.check(**float32_kernel(case, first_upstream=True))
+    assert not report.passed
+    assert report.mistake == "every row's gradient scaled by the first row's upstream gradient"

@@ -12,6 +12,9 @@ answer as that type). They are the inputs on which kernels have been seen to go 
   has them (their logits are the bias alone, and must contribute nothing);
 * extreme logits: logits of size ~100 (float32) or ~60 (bfloat16) beside small ones, with a
   bias: exp overflows without the max shift;
+* per-row upstream: reduction 'none', each row's loss given its own upstream gradient (0.5 to
+  2), as a loss weighted per token gives it: a backward that scales every row by the first
+  row's shows;
 * past 2³¹ logits: N·V > 2³¹ (a 32-bit index overflows), only under the ``sce_slow`` marker
   and graded in quick mode.
 
@@ -59,6 +62,8 @@ class LinearCase:
     """The loss's options (keywords of ``check_linear_cross_entropy``: reduction, ignore_index, …)."""
     mode: str = "full"
     """"full", or "quick" for the case too large to check in full on a small machine."""
+    grad_output: float | np.ndarray = 1.0
+    """The upstream gradient the backward pass is given: 1, or one per row (reduction 'none')."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class CaseSpec:
     build_arrays: Callable[[np.random.Generator], Arrays]
     slow: bool = False
     mode: str = "full"
+    per_row: bool = False
+    """reduction 'none', with an upstream gradient that differs from row to row."""
 
     @property
     def id(self) -> str:
@@ -79,6 +86,8 @@ class CaseSpec:
     def build(self) -> LinearCase:
         hidden, classifier, labels, bias = self.build_arrays(np.random.default_rng(sum(map(ord, self.id))))
         kind = as_dtype(self.dtype)
+        # Weights per token, as a loss weighted per row hands its backward: 0.5 to 2, exact in bfloat16.
+        upstream = np.resize([0.5, 1.25, 2.0, 0.75], len(labels)).astype(kind) if self.per_row else 1.0
         return LinearCase(
             self.name,
             self.dtype,
@@ -86,8 +95,9 @@ class CaseSpec:
             np.ascontiguousarray(classifier.astype(kind)),
             labels.astype(np.int64),
             None if bias is None else bias.astype(kind),
-            {"reduction": "mean", "ignore_index": IGNORE_INDEX},
+            {"reduction": "none" if self.per_row else "mean", "ignore_index": IGNORE_INDEX},
             self.mode,
+            upstream,
         )
 
 
@@ -163,6 +173,7 @@ def case_specs() -> tuple[CaseSpec, ...]:
             CaseSpec("ignored runs", dtype, ignored_runs),
             CaseSpec("padding-only rows", dtype, padding_rows),
             CaseSpec("extreme logits", dtype, extreme),
+            CaseSpec("per-row upstream", dtype, ignored_runs, per_row=True),
         ]
     specs.append(CaseSpec("past 2^31 logits", "float32", past_int32, slow=True, mode="quick"))
     return tuple(specs)
