@@ -81,7 +81,11 @@ def named_mistake(
     baseline: LinearBaseline,
 ) -> Report:
     """The report with the mistake named (and its fix) where a what-if explains every output."""
+    # The loss alone first, where it is given: one product (the logits) per mistake, not three.
+    loss_only = dataclasses.replace(answer, grad_hidden=None, grad_classifier=None, grad_bias=None)
     for mistake, terms in what_ifs(inputs, reference):
+        if answer.loss is not None and not full_check(inputs, loss_only, profile, terms, baseline, report)[0].passed:
+            continue
         if full_check(inputs, answer, profile, terms, baseline, report)[0].passed:
             return dataclasses.replace(report, mistake=mistake.name, fix=mistake.fix)
     if "grad_classifier" in answer.given and inputs.e.dtype.itemsize < 4:
