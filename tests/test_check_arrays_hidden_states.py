@@ -270,3 +270,23 @@ def test_profile_is_refused_without_hidden_states(tmp_path, sce):
     assert (result.exit_code, result.stderr) == (
         2, "sce: error: --profile goes with --arrays FILE holding hidden states (hidden, classifier, labels)\n"
     )  # fmt: skip
+
+
+def test_batch_and_sequence_axes_are_rows(tmp_path, sce):
+    """A dump as PyTorch holds it before the kernel flattens it: B × T × D hidden states, B × T labels."""
+    arrays = dump("ignored-runs-float32", reduction="none")  # 24 rows: 4 sequences of 6 tokens
+    shaped = {
+        **arrays,
+        "hidden": arrays["hidden"].reshape(4, 6, -1),
+        "labels": arrays["labels"].reshape(4, 6),
+        "grad_hidden": arrays["grad_hidden"].reshape(4, 6, -1),
+        "loss": arrays["loss"].reshape(4, 6),
+    }
+    lines = sce("check", "--arrays", save(tmp_path, shaped)).stdout.splitlines()
+    assert "checked: 24 rows × 16 hidden × 40 classes, as float32 (profile pytorch, full check)" in lines
+    assert "reduction: none" in lines and lines[-1] == "verdict: correct for float32"
+    wrong = {**shaped, "labels": arrays["labels"].reshape(6, 4)}
+    path = tmp_path / "dump.npz"
+    assert refusal(sce, tmp_path, wrong) == (
+        1, "", f"sce: error: {path}: array 'labels' has shape (6, 4) but 'hidden' has 24 rows; give one label per row\n"
+    )  # fmt: skip
