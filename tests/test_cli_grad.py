@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -512,3 +513,18 @@ def test_exact_values_agree_with_the_oracle_over_a_sweep_of_option_combinations(
                 assert agrees(exact.gradient[k], oracle.gradient[0][k]), (logits, labels, options, k)
                 assert agrees(exact.probabilities[k], oracle.probabilities[0][k]), (logits, labels, options, k)
     assert compared >= 100
+
+
+@pytest.mark.parametrize("output_format", ["json", "csv", "markdown", "table", "html"])
+@pytest.mark.parametrize("extra", [(), ("--softcap", "5"), ("--smoothing", "0.1"), ("--dtype", "float32")])
+def test_no_probability_is_negative_zero(sce, output_format, extra):
+    # The exact s₀ = 1/(1 + e^(1e300)) is positive: it rounds to +0, never to -0.0.
+    import json
+    import math
+
+    result = sce("grad", "1", "2", "-l", "0", "-T", "1e-300", *extra, "--format", output_format)
+    assert result.exit_code == 0, result.output
+    if output_format == "json":
+        probabilities = json.loads(result.stdout)["probabilities"]
+        assert all(math.copysign(1.0, p) > 0 for p in probabilities), probabilities
+    assert not re.search(r"(?<![\w.])-0(\.0*)?(?![\d.e])", result.stdout), result.stdout
