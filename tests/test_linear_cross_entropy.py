@@ -403,3 +403,25 @@ def test_hidden_states_with_batch_and_sequence_axes_are_rows() -> None:
         reduction="none", grad_output=none.grad_output.reshape(3, 4),
     )  # fmt: skip
     assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1, "softcap": 2.0, "z_loss": 1e-3, "reduction": "none"}])
+def test_when_neither_gradient_fits_each_is_finished_in_blocks(options: dict, monkeypatch) -> None:
+    case = make_case(np.float32, n=9, d=3, v=7, seed=2, **options)
+    whole = linear_cross_entropy(case.hidden, case.classifier, case.labels, bias=case.bias, **options)
+    monkeypatch.setattr(blocked, "CLASSIFIER_BYTES", 0)
+    monkeypatch.setattr(blocked, "BLOCK_BYTES", 8 * 3 * 2)  # two classes, two rows at a time
+    tiled = linear_cross_entropy(case.hidden, case.classifier, case.labels, bias=case.bias, **options)
+    for name in ("loss", "grad_hidden", "grad_classifier", "grad_bias"):
+        np.testing.assert_allclose(getattr(tiled, name), getattr(whole, name), rtol=1e-13, atol=1e-15)
+    outputs = kernel(case)
+    assert _check(case, outputs).passed
+    assert not _check(case, {**outputs, "grad_hidden": outputs["grad_hidden"] * 2}).passed
+
+
+def test_a_python_float_loss_is_graded_as_the_kernels_float32() -> None:
+    case = make_case(BFLOAT16)
+    loss = kernel(case)["loss"]
+    report = _check(case, {"loss": float(loss)})
+    assert report.passed and report.loss.dtype == "float32"
+    assert _check(case, {"loss": np.float64(loss)}).loss.dtype == "float64"

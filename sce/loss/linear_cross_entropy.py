@@ -17,7 +17,8 @@ This module computes the same four results exactly enough to grade any of them:
 The order of the blocks is chosen by size: where a float64 ∂L/∂C (V×D) fits in
 :data:`CLASSIFIER_BYTES`, blocks of whole rows (each logit formed once); otherwise blocks of
 classes, after a pass that finds each row's log-sum-exp, so that ∂L/∂C is finished a block of
-classes at a time. Either way the memory beyond the inputs stays under 1 GB at any size.
+classes at a time; and where ∂L/∂E (N×D) would not fit either, ∂L/∂E is then finished a block of
+rows at a time in a third pass. The memory beyond the inputs stays under 1 GB at any size.
 """
 
 from __future__ import annotations
@@ -192,7 +193,13 @@ def stream_gradients(
     bound = logit_error_bound(e, c)
     if not by_classes(v, d):
         return _by_rows(e, c, b, terms, rows_done, classes_done, bound)
-    return _by_classes(e, c, b, terms, rows_done, classes_done, bound)
+    if not by_classes(n, d, 6) or rows_done is None:  # float64 ∂L/∂E and its float32 size: 512 MiB
+        return _by_classes(e, c, b, terms, rows_done, classes_done, bound)
+    # Neither gradient fits whole: ∂L/∂C a block of classes at a time, then ∂L/∂E a block of
+    # rows at a time, each over the other's blocks (the logits formed three times).
+    streamed = _by_classes(e, c, b, terms, None, classes_done, bound)
+    _hidden_by_rows(e, c, b, terms, rows_done, streamed.lse)
+    return streamed
 
 
 def by_classes(n_classes: int, width: int, itemsize: int = 8) -> bool:
@@ -352,8 +359,8 @@ def _by_classes(
     n, d = e.shape
     v = len(c)
     top, lse = _row_statistics(e, c, b, terms)
-    grad_hidden = np.zeros((n, d))
-    hidden_magnitude = np.zeros((n, d), np.float32)
+    grad_hidden = np.zeros((n, d) if rows_done else (0, d))
+    hidden_magnitude = np.zeros((n, d) if rows_done else (0, d), np.float32)
     grad_bias, bias_magnitude = np.zeros(v), np.zeros(v)
     part = np.zeros(n)
     class_step = max(1, min(v, BLOCK_BYTES // (8 * d)))
@@ -387,6 +394,31 @@ def _by_classes(
             rows_done(rows, grad_hidden[rows], hidden_magnitude[rows])
     everything = slice(0, n)
     return Streamed(_row_losses(part, top, lse, terms, everything), lse, bound, grad_bias, bias_magnitude)
+
+
+def _hidden_by_rows(
+    e: np.ndarray, c: np.ndarray, b: np.ndarray | None, terms: LinearTerms, rows_done: Finished, lse: np.ndarray
+) -> None:
+    """∂L/∂E a block of rows at a time, over blocks of classes, from each row's log-sum-exp."""
+    n, d = e.shape
+    v = len(c)
+    class_step = max(1, min(v, BLOCK_BYTES // (8 * d)))
+    row_step = max(1, min(n, BLOCK_BYTES // (8 * d)))
+    for start in range(0, n, row_step):
+        rows = slice(start, min(start + row_step, n))
+        e64 = np.asarray(e[rows], np.float64)
+        grad_hidden = np.zeros(e64.shape)
+        magnitude = np.zeros(e64.shape, np.float32)
+        for first in range(0, v, class_step):
+            classes = slice(first, min(first + class_step, v))
+            for part in range(start, rows.stop, _row_step(n, class_step)):
+                inner = slice(part, min(part + _row_step(n, class_step), rows.stop))
+                a, derivative = _capped(_logits(e[inner], c, b, classes), terms.softcap)
+                block = _block_gradient(np.exp(a - lse[inner, None]), derivative, lse[inner], terms, inner, classes)
+                local = slice(inner.start - start, inner.stop - start)
+                grad_hidden[local] += block.gradient @ np.asarray(c[classes], np.float64)
+                magnitude[local] += block.magnitude.astype(np.float32) @ _absolute(c[classes])
+        rows_done(rows, grad_hidden, magnitude)
 
 
 def _row_statistics(

@@ -111,6 +111,10 @@ def checked_answer(inputs: LinearInputs, given: dict[str, Any]) -> LinearAnswer:
         if name == "grad_bias" and inputs.b is None:
             raise InvalidInput("grad_bias is given but bias is not", field="grad_bias", hint="give bias too")
         array = as_numpy(value, name)
+        if not hasattr(value, "dtype"):
+            # A Python number or list has no type of its own: graded as the kernel's float32 (or
+            # float64 for float64 inputs), never as float64 by default (loss.item() is a float).
+            array = np.asarray(value, dtype=np.float64 if inputs.e.dtype == np.float64 else np.float32)
         if array.shape not in shapes[name]:
             want = " or ".join(str(s) for s in shapes[name])
             raise InvalidInput(f"{name} has shape {array.shape}, not {want}", field=name)

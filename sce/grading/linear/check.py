@@ -66,7 +66,7 @@ def full_check(
             _grade(graded["grad_classifier"], given, base, values, magnitude, classes.start, excuse)
 
     t = inputs.terms if terms is None else terms
-    t = dataclasses.replace(t, operand_share=_operand_share(inputs.e.dtype))
+    t = dataclasses.replace(t, operand_share=operand_share(inputs.e.dtype))
     streamed = stream_gradients(
         inputs.e, inputs.c, inputs.b, t, rows_done if "grad_hidden" in graded else None,
         classes_done if "grad_classifier" in graded else None,
@@ -88,7 +88,7 @@ def full_check(
     return _report(graded, profile, allowed), reference, baseline
 
 
-def _operand_share(given: np.dtype) -> float:
+def operand_share(given: np.dtype) -> float:
     """float32's ε over the input type's, for inputs narrower than float32 (whose kernels form
     p − y in float32), else 1."""
     if given.itemsize >= 4:
