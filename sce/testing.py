@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sce.grading.dump.report import CrossEntropyReport
 from sce.grading.implementations.configuration import check_implementation, loss_options
 from sce.grading.implementations.loading import UnusableImplementation
 from sce.grading.implementations.report import CaseResult, ImplementationReport, Mistake
+from sce.grading.linear.report import Report
 from sce.grading.verdicts import Verdict
 from sce.options import LossOptions
 
@@ -31,6 +33,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "assert_cross_entropy_close",
+    "check_cross_entropy",
+    "CrossEntropyReport",
+    "assert_linear_cross_entropy_close",
+    "check_linear_cross_entropy",
+    "Report",
     "check_implementation",
     "loss_options",
     "assert_implementation_correct",
@@ -67,7 +74,8 @@ def assert_implementation_correct(
     Raises
     ------
     AssertionError
-        With the report as text (or why fn cannot be used).
+        Its message's first line is the verdict in one line (or why fn cannot be used), the
+        report as text follows.
 
     Examples
     --------
@@ -86,11 +94,11 @@ def assert_implementation_correct(
     if not report.passed or (strict and report.verdict is not Verdict.correct):
         from sce.render.implementation_report import report_text
 
-        raise AssertionError("\n" + report_text(report))
+        raise AssertionError(f"{report.summary}\n\n{report_text(report)}")
     return report
 
 
-def assert_cross_entropy_close(
+def check_cross_entropy(
     logits: Any,
     labels_or_targets: Any,
     grad: Any,
@@ -100,8 +108,8 @@ def assert_cross_entropy_close(
     class_axis: int = -1,
     sum_order: str = "parallel",
     **options: Any,
-) -> None:
-    """Assert that ``grad`` (and ``loss``) are as accurate as their float type allows.
+) -> CrossEntropyReport:
+    """Grade ``grad`` (and ``loss``) by their float type, without raising for a wrong answer.
 
     The verdict of ``sce check --arrays``: the answer's errors, in units in the last place of its
     type, against the exact gradient, allowed what a straightforward computation in the same type
@@ -132,34 +140,32 @@ def assert_cross_entropy_close(
         weight, label_smoothing, ignore_index, reduction (default 'mean', as PyTorch),
         temperature, softcap, z_loss, smoothing_style.
 
+    Returns
+    -------
+    CrossEntropyReport
+        ``passed``, ``verdict`` ("correct", "not_correct" or "cannot_be_judged"), ``worst_ulp``,
+        ``mistake`` (the catalogue's name, or None), ``summary`` (the verdict in one line) and
+        ``to_dict()``.
+
     Raises
     ------
-    AssertionError
-        With the report, when the answer is not as accurate as its type allows.
     ValueError
-        For arrays that do not fit together.
+        For arrays that do not fit together, or an option the loss does not take.
 
     See Also
     --------
-    sce.softmax_cross_entropy : the exact loss and gradient.
+    assert_cross_entropy_close : the same check, raising AssertionError unless it passes.
 
     Examples
     --------
-    A float32 gradient computed the plain way passes; one entry off by 0.01 does not:
-
     >>> import numpy as np
-    >>> from sce.testing import assert_cross_entropy_close
+    >>> from sce.testing import check_cross_entropy
     >>> z = np.array([[2.0, 3.0, 4.0]], dtype=np.float32)
     >>> p = np.exp(z - z.max(axis=1, keepdims=True))
     >>> p /= p.sum(axis=1, keepdims=True)
-    >>> grad = p - np.eye(3, dtype=np.float32)[[1]]
-    >>> assert_cross_entropy_close(z, np.array([1]), grad)
-    >>> grad[0, 1] += np.float32(0.01)
-    >>> try:
-    ...     assert_cross_entropy_close(z, np.array([1]), grad)
-    ... except AssertionError as report:
-    ...     print(str(report).splitlines()[-1])
-    verdict: not correct for float32
+    >>> report = check_cross_entropy(z, np.array([1]), p)  # the probabilities: −1 missing
+    >>> report.passed, report.verdict, report.mistake
+    (False, 'not_correct', '−1 missing: these are the probabilities')
     """
     from sce.errors import SceError, worded
     from sce.grading.dump.check import check_dump
@@ -186,19 +192,82 @@ def assert_cross_entropy_close(
         found = check_dump(dump, _loss_options(options), answer_type or "float64", sum_order=sum_order)
     except SceError as problem:
         raise ValueError(problem.worded({"claimed_dtype": "dtype"})) from None
-    if not found.correct:
+    # A hint names the keyword that grades the answer so: dtype=, as this function calls it.
+    keywords = {f"claimed_dtype={name!r}": f"dtype={name!r}" for name in FLOAT_NAMES}
+    keywords["sum_order='sequential'"] = "sum_order='sequential'"
+    found.hints = [worded(hint, keywords) for hint in found.hints]
+    return CrossEntropyReport(found)
+
+
+def assert_cross_entropy_close(
+    logits: Any,
+    labels_or_targets: Any,
+    grad: Any,
+    loss: Any = None,
+    *,
+    dtype: str | None = None,
+    class_axis: int = -1,
+    sum_order: str = "parallel",
+    **options: Any,
+) -> CrossEntropyReport:
+    """Assert that ``grad`` (and ``loss``) are as accurate as their float type allows.
+
+    :func:`check_cross_entropy`, raising unless the answer is correct.
+
+    Parameters
+    ----------
+    logits, labels_or_targets, grad, loss, dtype, class_axis, sum_order, **options
+        As for :func:`check_cross_entropy`.
+
+    Returns
+    -------
+    CrossEntropyReport
+        The report, when the answer passes.
+
+    Raises
+    ------
+    AssertionError
+        When the answer is not as accurate as its type allows (or its type cannot tell): the
+        message's first line is the verdict in one line, the report follows.
+    ValueError
+        For arrays that do not fit together.
+
+    See Also
+    --------
+    sce.softmax_cross_entropy : the exact loss and gradient.
+
+    Examples
+    --------
+    A float32 gradient computed the plain way passes; one entry off by 0.01 does not:
+
+    >>> import numpy as np
+    >>> from sce.testing import assert_cross_entropy_close
+    >>> z = np.array([[2.0, 3.0, 4.0]], dtype=np.float32)
+    >>> p = np.exp(z - z.max(axis=1, keepdims=True))
+    >>> p /= p.sum(axis=1, keepdims=True)
+    >>> grad = p - np.eye(3, dtype=np.float32)[[1]]
+    >>> assert_cross_entropy_close(z, np.array([1]), grad).verdict
+    'correct'
+    >>> grad[0, 1] += np.float32(0.01)
+    >>> try:
+    ...     assert_cross_entropy_close(z, np.array([1]), grad)
+    ... except AssertionError as report:
+    ...     print(str(report).splitlines()[0])
+    not correct for float32: gradient worst error 83,886 ulp, up to 16 allowed (1 of 3 entries beyond)
+    """
+    report = check_cross_entropy(
+        logits, labels_or_targets, grad, loss, dtype=dtype, class_axis=class_axis, sum_order=sum_order, **options
+    )
+    if not report.passed:
         from rich.console import Console
 
         from sce.render.dtype_check import print_dtype_check
 
         # The text written, not rich's record of it: the tables are written around rich (plain lines).
-        report = io.StringIO()
-        # A hint names the keyword that grades the answer so: dtype=, as this function calls it.
-        keywords = {f"claimed_dtype={name!r}": f"dtype={name!r}" for name in FLOAT_NAMES}
-        keywords["sum_order='sequential'"] = "sum_order='sequential'"
-        found.hints = [worded(hint, keywords) for hint in found.hints]
-        print_dtype_check(Console(width=120, file=report, color_system=None), found)
-        raise AssertionError("\n" + report.getvalue())
+        text = io.StringIO()
+        print_dtype_check(Console(width=120, file=text, color_system=None), report.check)
+        raise AssertionError(f"{report.summary}\n\n{text.getvalue()}")
+    return report
 
 
 _ASSERT_OPTIONS = (
@@ -270,3 +339,140 @@ def _as_numpy(value: Any, role: str) -> np.ndarray:
             return array.view(bfloat16_dtype())
         return bfloat16_from_bits(array, role, role)
     return array
+
+
+def check_linear_cross_entropy(
+    hidden: Any,
+    classifier: Any,
+    labels: Any,
+    *,
+    bias: Any = None,
+    loss: Any = None,
+    grad_hidden: Any = None,
+    grad_classifier: Any = None,
+    grad_bias: Any = None,
+    reduction: str = "mean",
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    smoothing_style: str = "uniform",
+    softcap: float | None = None,
+    z_loss: float = 0.0,
+    weight: Any = None,
+    profile: str = "pytorch",
+    mode: str = "full",
+    grad_output: Any = 1.0,
+) -> Report:
+    """Grade a fused linear cross-entropy kernel's loss and gradients, entry by entry.
+
+    The kernel computed ``F.cross_entropy(hidden @ classifier.T + bias, labels, …)`` (with
+    PyTorch's options, and the soft cap, z-loss and smoothing style of language-model losses)
+    and its gradients ∂L/∂E, ∂L/∂C, ∂L/∂b. Each output given is compared with the exact result
+    (computed in float64 blocks, never all the logits at once), its errors in ulps of its own
+    type, and allowed what a same-type kernel errs on the same inputs under ``profile``.
+
+    Parameters
+    ----------
+    hidden, classifier, labels : array_like
+        E (N×D, or (batch, sequence, D): its rows in C order), C (V×D) and a label per row
+        (shaped like E's leading axes): numpy arrays or torch tensors (any device,
+        ``requires_grad`` or not); bfloat16 is graded as bfloat16 (through ml_dtypes).
+    bias : array_like, optional
+        b (V).
+    loss, grad_hidden, grad_classifier, grad_bias : array_like, optional
+        The kernel's outputs to grade (any that are given): a number for 'mean' and 'sum', one
+        per row for 'none'; shaped like hidden, V×D, V.
+    reduction, ignore_index, label_smoothing, smoothing_style, softcap, z_loss, weight
+        The loss's options, as :func:`sce.softmax_cross_entropy` takes them.
+    profile : {"pytorch", "liger", "cce", "torchtune", "megatron"}
+        Which family's legitimate differences are allowed (where it rounds to the input's type;
+        cut cross-entropy's skipped gradient blocks).
+    mode : {"full"}
+        "full": every entry.
+    grad_output : array_like or float, default 1.0
+        The upstream gradient the kernel's backward was given: one number, or one per row for
+        'none' (a test that passes different ones per row catches a kernel that scales every
+        row by the first).
+
+    Returns
+    -------
+    Report
+        ``passed``, ``verdict`` ("correct" or "not_correct"), ``worst_ulp``, ``mistake`` (a
+        catalogue name, or None), ``profile``, ``mode``, each output's errors, ``to_dict()``.
+        A wrong answer is reported, never raised.
+
+    Raises
+    ------
+    ValueError
+        For inputs that do not fit together, naming the argument: an unknown profile, hidden's
+        D not classifier's, labels not N or out of range, an output of the wrong shape or type.
+
+    Examples
+    --------
+    A float32 kernel written with numpy passes; one whose ∂L/∂E is doubled does not:
+
+    >>> import numpy as np
+    >>> from sce.testing import check_linear_cross_entropy
+    >>> rng = np.random.default_rng(0)
+    >>> E = rng.standard_normal((4, 8)).astype(np.float32)
+    >>> C = rng.standard_normal((10, 8)).astype(np.float32)
+    >>> y = np.array([1, 2, 3, 4])
+    >>> z = E @ C.T
+    >>> p = np.exp(z - z.max(axis=1, keepdims=True))
+    >>> p /= p.sum(axis=1, keepdims=True)
+    >>> G = (p - np.eye(10, dtype=np.float32)[y]) / np.float32(4)
+    >>> report = check_linear_cross_entropy(E, C, y, grad_hidden=G @ C, grad_classifier=G.T @ E)
+    >>> report.passed, report.verdict
+    (True, 'correct')
+    >>> check_linear_cross_entropy(E, C, y, grad_hidden=2 * (G @ C)).verdict
+    'not_correct'
+    """
+    from sce.grading.linear.grade import check_linear
+
+    outputs = {"loss": loss, "grad_hidden": grad_hidden, "grad_classifier": grad_classifier, "grad_bias": grad_bias}
+    options = {
+        "reduction": reduction,
+        "ignore_index": ignore_index,
+        "label_smoothing": label_smoothing,
+        "smoothing_style": smoothing_style,
+        "softcap": softcap,
+        "z_loss": z_loss,
+        "weight": weight,
+    }
+    return check_linear(
+        hidden, classifier, labels, bias=bias, outputs=outputs, options=options, profile=profile, mode=mode,
+        grad_output=grad_output,
+    )  # fmt: skip
+
+
+def assert_linear_cross_entropy_close(hidden: Any, classifier: Any, labels: Any, **keywords: Any) -> Report:
+    """As :func:`check_linear_cross_entropy`, but raise AssertionError unless the verdict is
+    "correct"; the message's first line is the verdict in one line, the report follows.
+
+    Returns
+    -------
+    Report
+        The report, when the answer passes.
+
+    Raises
+    ------
+    AssertionError
+        The verdict (first line), each output's errors, and the mistake's fix where one is named.
+    ValueError
+        As :func:`check_linear_cross_entropy`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sce.testing import assert_linear_cross_entropy_close
+    >>> E = np.ones((2, 3), dtype=np.float32)
+    >>> C = np.eye(4, 3, dtype=np.float32)
+    >>> try:
+    ...     assert_linear_cross_entropy_close(E, C, [0, 1], loss=np.float32(0.0))
+    ... except AssertionError as failure:
+    ...     print(str(failure).splitlines()[0])
+    not correct (loss 5.09e+06 ulp > 9.51 allowed; profile pytorch)
+    """
+    report = check_linear_cross_entropy(hidden, classifier, labels, **keywords)
+    if not report.passed:
+        raise AssertionError(str(report))
+    return report

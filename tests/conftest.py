@@ -28,6 +28,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "columns(n): the terminal width the `sce` fixture runs the command line at (default 100)"
     )
+    config.addinivalue_line(
+        "markers",
+        "fresh_venv: builds sce's wheel and installs it in a new virtual environment from PyPI (about a minute); "
+        "CI runs it, and fails it where it would skip",
+    )
 
 
 #: What a test may skip for under CI too: frameworks sce uses when present but never installs.

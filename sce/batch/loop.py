@@ -131,7 +131,11 @@ def _scored(
         summary_file = None if request.summary_path is None else (request.summary_path, summary.document)
         header = part is None or part.header
         with written_whole(
-            output_path, input_path, lambda target: _sink(target, output_format, source, header), summary_file
+            output_path,
+            input_path,
+            lambda target: _sink(target, output_format, source, header),
+            summary_file,
+            example=f"out.{output_format}",
         ) as sink:
             text = isinstance(sink, TextWriter)
             score_blocks(source, sink, summary, text, request.digits, on_progress, on_result)
@@ -176,17 +180,19 @@ def written_whole(
     input_path: str | None,
     make_writer: Callable[[OutputTarget], BackgroundWriter],
     summary_file: tuple[str, Callable[[], dict[str, object]]] | None = None,
+    example: str | None = None,
 ) -> Iterator[BackgroundWriter]:
     """The output's writer: closed and renamed into place when the block ends, or
     abandoned (the old output kept) when it raises, by a signal too.
 
     ``summary_file``: a path, and the summary's document once the block has ended, written
-    as JSON and put in place with the output, in the same step (or neither is)."""
+    as JSON and put in place with the output, in the same step (or neither is); ``example``: the output's
+    name to suggest where a folder is named (one of the kind written)."""
     targets: list[OutputTarget] = []
     writer: BackgroundWriter | None = None
     try:
         with shielded():  # assigned before a signal can be raised, so the except below cleans up
-            targets.append(OutputTarget(output_path, input_path))
+            targets.append(OutputTarget(output_path, input_path, example=example))
             if summary_file is not None:
                 targets.append(summary_target(summary_file[0], input_path))
             writer = make_writer(targets[0])

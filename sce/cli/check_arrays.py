@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from sce.cli.choices import CheckFormat, ClaimedDType, SumOrder
+from sce.cli.choices import CheckFormat, ClaimedDType, KernelProfile, SumOrder
 from sce.cli.declarations import (
     CLAIMED_DTYPE,
     FLAG_OF_FIELD,
     LABELS_PATH,
+    PROFILE,
     SUM_ORDER,
     TARGETS_PATH,
 )
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from sce.grading.dump.tiles import TileEngine
     from sce.grading.dump.verdict import DtypeCheck
     from sce.io.arrays import ArrayDump, DumpRequest
+
+Cluster = tuple[str, "str | None", "int | None"]
+"""The engine ("local" or "dask"), a running scheduler's address, the local cluster's workers."""
 
 
 ARRAY_ROLES = ("logits", "labels", "targets", "grad", "loss")
@@ -51,7 +55,8 @@ def refuse_array_options(
     targets: str | None,
     claimed: ClaimedDType | None,
     sum_order: SumOrder = SumOrder.parallel,
-    cluster: tuple[str, str | None, int | None] = ("local", None, None),
+    profile: KernelProfile | None = None,
+    cluster: Cluster = ("local", None, None),
 ) -> None:
     order = None if sum_order is SumOrder.parallel else sum_order
     engine, scheduler, workers = cluster
@@ -66,6 +71,8 @@ def refuse_array_options(
     ):
         if value is not None:
             raise UsageProblem(f"{name} goes with --arrays FILE or --logits FILE")
+    if profile is not None:
+        raise UsageProblem(f"{PROFILE.name} goes with --arrays FILE holding hidden states (hidden, classifier, labels)")
 
 
 def check_arrays(
@@ -76,11 +83,12 @@ def check_arrays(
     claimed: ClaimedDType | None,
     options: LossOptions,
     sum_order: str = "parallel",
+    profile: KernelProfile | None = None,
     digits: int,
     output_format: CheckFormat,
     reduction_given: bool = True,
     page_output: str | None = None,
-    cluster: tuple[str, str | None, int | None] = ("local", None, None),
+    cluster: Cluster = ("local", None, None),
 ) -> None:
     """Read the dump, grade it by type, print the verdict; exit 1 when wrong.
 
@@ -88,18 +96,32 @@ def check_arrays(
     the dump's loss is one per row: then none, or mean where the gradient
     is the mean's (each row's loss logged beside the mean's backward, as
     ``sce batch --reduction mean`` writes them). With ``cluster`` ("dask", a scheduler's address
-    or None, the local cluster's workers or None), the dump is graded in tiles on a Dask cluster."""
+    or None, the local cluster's workers or None), a dump of logits is graded in tiles on a Dask cluster."""
     from sce.batch.cluster import check_cluster_options
+    from sce.cli.check_linear import check_linear_dump, is_linear_dump
     from sce.grading.dump.check import check_options
     from sce.io.arrays import DumpRequest, read_dump
     from sce.io.arrays.dump import float_name
 
+    check_cluster_options(*cluster)
+    if arrays is not None and is_linear_dump(arrays):
+        _refuse_cluster_for_hidden_states(cluster)
+        check_linear_dump(
+            arrays,
+            given=_logits_only_flags(paths, keys, claimed, sum_order),
+            options=options,
+            profile="pytorch" if profile is None else profile.value,
+            reduction_given=reduction_given,
+            output_format=output_format,
+            page_output=page_output,
+        )
+        return
+    _refuse_profile(profile)
     if options.dtype != "float64":
         raise UsageProblem(
             "--dtype: arrays are graded against the exact float64 result; "
             "say what the answer was computed in with --claimed-dtype"
         )
-    check_cluster_options(*cluster)
     request = DumpRequest(
         arrays,
         {role: path for role, path in paths.items() if path is not None},
@@ -133,6 +155,23 @@ def check_arrays(
         raise typer.Exit(ExitStatus.WRONG)
 
 
+def _refuse_profile(profile: KernelProfile | None) -> None:
+    if profile is not None:
+        raise UsageProblem(
+            f"{PROFILE.name} goes with a dump of hidden states (hidden, classifier, labels), not with logits"
+        )
+
+
+def _logits_only_flags(
+    paths: dict[str, str | None], keys: dict[str, str | None], claimed: ClaimedDType | None, sum_order: str
+) -> list[str]:
+    """The flags given that only a dump of logits takes."""
+    fields = [f"{role}_path" for role, path in paths.items() if path is not None]
+    fields += [f"key_{role}" for role, key in keys.items() if key is not None]
+    fields += ["claimed_dtype"] * (claimed is not None) + ["sum_order"] * (sum_order != "parallel")
+    return [FLAG_OF_FIELD[field] for field in fields]
+
+
 def _show(found: DtypeCheck, digits: int, output_format: CheckFormat, page: tuple[str, str | None]) -> None:
     """The verdict as ``output_format`` says; a page has ``page``'s title and goes to its file (None: stdout)."""
     if output_format is CheckFormat.json:
@@ -151,10 +190,16 @@ def _show(found: DtypeCheck, digits: int, output_format: CheckFormat, page: tupl
         print_dtype_check(stdout_console(), found, digits, FLAG_OF_FIELD)
 
 
+def _refuse_cluster_for_hidden_states(cluster: Cluster) -> None:
+    if cluster[0] != "local":
+        raise UsageProblem(
+            f"{ENGINE.name} dask grades dumps of logits; a dump of hidden states (hidden, classifier, labels) "
+            f"is graded in this process: leave out {ENGINE.name}"
+        )
+
+
 @contextmanager
-def _engine(
-    cluster: tuple[str, str | None, int | None], request: DumpRequest, dump: ArrayDump, ignore_index: int
-) -> Iterator[TileEngine | None]:
+def _engine(cluster: Cluster, request: DumpRequest, dump: ArrayDump, ignore_index: int) -> Iterator[TileEngine | None]:
     """None for this process; for the dask engine, the cluster's, which each task opens the dump
     for by its absolute paths (and names it in messages as it was given)."""
     engine, scheduler, workers = cluster

@@ -12,10 +12,20 @@ from __future__ import annotations
 import warnings
 
 from sce.errors import NothingToGrade, OptionProblem, option_problem
+from sce.grading import catalogue
 from sce.grading.dump.implementation_choices import NARROWER, consistent_choices
 from sce.grading.dump.kernel_mistakes import denominators
 from sce.grading.dump.mistake_pass import Allowance, Allowed, MistakeSearch
-from sce.grading.dump.tiles import InMemory, TileEngine, TilePlan, compared_in_tiles, graded_in_tiles, split
+from sce.grading.dump.signs import WHY_LOSS, why_sign
+from sce.grading.dump.tiles import (
+    InMemory,
+    TileEngine,
+    TileGrade,
+    TilePlan,
+    compared_in_tiles,
+    graded_in_tiles,
+    split,
+)
 from sce.grading.dump.verdict import DtypeCheck, QuantityVerdict, ReducedLoss
 from sce.grading.dump.verdict_pass import BlockGrade, BlockJob, Progress, in_order
 from sce.io.arrays import ArrayDump
@@ -59,6 +69,9 @@ def check_dump(
         "parallel" (frameworks' sums in lanes or pairs), or "sequential": each row's
         probabilities may share one factor 1 + δ, |δ| ≤ (K − 1)·u, as one running sum over the
         classes gives them (:mod:`.sequential_sums`).
+    engine : TileEngine, optional
+        Grade the dump in tiles of blocks run by ``engine`` (a cluster: :mod:`.cluster_tiles`), to
+        the same verdict, bit for bit, as this process alone gives (:mod:`.tiles`).
 
     Returns
     -------
@@ -93,7 +106,8 @@ def check_dump(
             f"{where} has no rows: nothing to grade (a batch of no rows is graded by its reduced loss alone)"
         )
     check = _graded(dump, options, claimed_dtype, progress, tune_heap, sum_order, True, engine)
-    if check.wrong and not check.mistakes and not any(q.counts[-1] for q in check.quantities):
+    signs_alone = _only_signs(check.quantities)  # no type or sum order makes a sign no rounding gives
+    if check.wrong and not check.mistakes and not signs_alone and not any(q.counts[-1] for q in check.quantities):
         # NaN or infinity where the truth is finite is wrong however it was computed.
 
         def regrade(kind: str, order: str) -> bool:
@@ -119,30 +133,28 @@ def _graded(
     rows, classes = dump.shape
     check_options(options, classes)
     d = denominators(dump.labels, rows, options)
-    grad = QuantityVerdict("gradient") if dump.grad is not None else None
+    why = why_sign("gradient", options, dump.labels is not None)
+    grad = QuantityVerdict("gradient", sign_reason=why) if dump.grad is not None else None
     per_row_loss = dump.loss is not None and dump.loss.ndim == 1
-    loss = QuantityVerdict("loss") if per_row_loss else None
+    loss = QuantityVerdict("loss", sign_reason=WHY_LOSS) if per_row_loss else None
     scalar = ReducedLoss() if dump.loss is not None and not per_row_loss else None
     bounds = block_bounds(rows, classes, BLOCK_ENTRIES)
-    plan = None
-    if engine is not None:
-        source = engine.source or InMemory(dump)
-        tune = tune_heap and rows * classes > BLOCK_ENTRIES
-        plan = TilePlan(source, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order, tune)
+    tune = tune_heap and rows * classes > BLOCK_ENTRIES
+    source = (engine.source if engine is not None else None) or InMemory(dump)
+    plan = TilePlan(source, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order, tune)
     search = MistakeSearch(dump, options, d, claimed_dtype, bounds, progress) if name_mistakes else None
-    if search is not None and plan is not None and engine is not None:
+    if search is not None and engine is not None:
         search.elsewhere = compared_in_tiles(plan, bounds, engine)
-    sum_bound = 0.0
-    with warnings.catch_warnings(), reused_heap(tune_heap and rows * classes > BLOCK_ENTRIES):
+    with warnings.catch_warnings(), reused_heap(tune):
         # Here, not in each block: catch_warnings is not thread-safe. An infinite loss is graded, not warned about.
         warnings.simplefilter("ignore")
-        if engine is None or plan is None:
+        if engine is None:
             suspects = search.suspects if search is not None else None
             job = BlockJob(dump, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order, suspects)
             sum_bound = _in_blocks(job, bounds, (grad, loss, scalar), search, progress)
         else:
             whole = graded_in_tiles(plan, split(bounds, engine.tiles), engine.run, progress)
-            grad, loss, scalar, sum_bound = whole.gradient, whole.losses, whole.reduced, whole.sum_bound
+            sum_bound = _merged_tiles(whole, grad, loss, scalar)
         dump.verify()  # a damaged file is a data error, not an answer judged wrong
         quantities = [q for q in (grad, loss) if q is not None]
         scalar_verdict = None
@@ -150,7 +162,9 @@ def _graded(
             scalar_verdict = scalar.verdict(float(dump.loss), claimed_dtype, options, d)
             quantities.append(scalar_verdict)
         check = DtypeCheck(claimed_dtype, rows, classes, options, quantities, [], sum_order, sum_bound=sum_bound)
-        if check.wrong and search is not None:
+        if check.wrong and search is not None and _only_signs(quantities):
+            check.mistakes = _sign_mistakes(quantities)
+        elif check.wrong and search is not None:
             reduced = None
             if scalar is not None and scalar_verdict is not None:
                 reduced = (scalar.given, scalar.size, scalar_verdict.allowed_ulps)
@@ -181,6 +195,35 @@ def _in_blocks(
         if progress is not None:
             progress("checking", graded.rows)
     return sum_bound
+
+
+def _merged_tiles(
+    whole: TileGrade, grad: QuantityVerdict | None, loss: QuantityVerdict | None, scalar: ReducedLoss | None
+) -> float:
+    """The tiles' grade merged into the verdicts (empty, and worded for their quantity); the
+    largest bound of a sequential sum."""
+    for mine, theirs in ((grad, whole.gradient), (loss, whole.losses)):
+        if mine is not None and theirs is not None:
+            mine.combine(theirs)
+    if scalar is not None and whole.reduced is not None:
+        scalar.extend(whole.reduced)
+    return whole.sum_bound
+
+
+def _only_signs(quantities: list[QuantityVerdict]) -> bool:
+    """Wrong by signs alone: every entry within its allowance, but some of a sign no rounding gives.
+    The catalogue's what-ifs are then as near the truth as the answer is (a confident row's
+    entries are fractions of an ulp of their operands), so any would fit and none explains it."""
+    return all(
+        q.correct or (q.sign_flips and not (q.wrong or q.typical_beyond or q.beyond_rounding or q.counts[-1]))
+        for q in quantities
+    )
+
+
+def _sign_mistakes(quantities: list[QuantityVerdict]) -> list[str]:
+    """A negative loss is the catalogue's; a gradient's wrong signs are said by its own line."""
+    negative = any(q.sign_flips for q in quantities if q.name == "loss")
+    return [catalogue.NEGATIVE_LOSS.described()] if negative else []
 
 
 def _merge(
