@@ -138,23 +138,32 @@ def shard_gradient(
     weights: np.ndarray,
     scales: RowScales,
     shares: tuple[float, float],
-) -> np.ndarray:
-    """∂L/∂z on one shard (rows × local classes), float64.
+) -> tuple[np.ndarray, np.ndarray]:
+    """∂L/∂z on one shard (rows × local classes), float64, and the size of its operands.
 
     ∂ℓ/∂b_j = (Σ_l w_l·q_l)·p_j - w_j·q_j for the cross-entropy part and 2λ·lse·p_j for the
     z-loss, with p_j = e^(b_j - lse); times the cap's derivative. ``shares``: the label's
-    extra share and every class's smoothed share (:meth:`ShardLoss.smoothed_mass`).
+    extra share and every class's smoothed share (:meth:`ShardLoss.smoothed_mass`). The size
+    is the same sum with every term's absolute value: a label's entry p - 1 of a confident
+    row is tiny, but it is the difference of numbers near 1, and errors are counted in units
+    of those.
     """
     extra, share = shares
     p = np.exp(b - lse[:, None])
     gradient = p * (scales.mass * scales.cross + scales.z)[:, None]
+    magnitude = p * (scales.mass * scales.cross + np.abs(scales.z))[:, None]
     if share:
-        gradient -= (share * scales.cross)[:, None] * weights[None, :]
+        smoothed = (share * scales.cross)[:, None] * weights[None, :]
+        gradient -= smoothed
+        magnitude += smoothed
     here = np.flatnonzero(local_labels >= 0)
-    gradient[here, local_labels[here]] -= extra * scales.cross[here] * weights[local_labels[here]]
+    label_part = extra * scales.cross[here] * weights[local_labels[here]]
+    gradient[here, local_labels[here]] -= label_part
+    magnitude[here, local_labels[here]] += np.abs(label_part)
     if derivative is not None:
         gradient *= derivative
-    return gradient
+        magnitude *= derivative
+    return gradient, magnitude
 
 
 @dataclass(frozen=True)
@@ -226,10 +235,8 @@ class Sharding:
             mass=shares[0] * label_weight + shares[1] * float(self.weights.sum()),
             z=np.where(counted, 2 * self.loss.z_loss * lse / n_total, 0.0),
         )
-        gradients = [
-            shard_gradient(b, d, lse, lab, w, scales, shares) for (b, d), lab, w in zip(capped, locals_, weights)
-        ]
-        return ShardedBlock(lse, cross, z_part, gradients)
+        pairs = [shard_gradient(b, d, lse, lab, w, scales, shares) for (b, d), lab, w in zip(capped, locals_, weights)]
+        return ShardedBlock(lse, cross, z_part, [g for g, _ in pairs], [m for _, m in pairs])
 
 
 @dataclass(frozen=True)
@@ -240,6 +247,8 @@ class ShardedBlock:
     cross: np.ndarray
     z_part: np.ndarray
     gradients: list[np.ndarray]
+    magnitudes: list[np.ndarray]
+    """Each gradient's operands' size, as :func:`shard_gradient` gives it."""
 
 
 def reduced_sharded_loss(cross: np.ndarray, z_part: np.ndarray, sharding: Sharding) -> float | np.ndarray:
