@@ -28,6 +28,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "columns(n): the terminal width the `sce` fixture runs the command line at (default 100)"
     )
+    config.addinivalue_line(
+        "markers", "large: minutes of work on inputs past 2³¹ entries; runs under CI or with SCE_LARGE=1"
+    )
 
 
 #: What a test may skip for under CI too: frameworks sce uses when present but never installs.

@@ -174,7 +174,8 @@ def exact_pass(hidden: np.ndarray, chunks: Sequence[Chunk], sharding: Sharding, 
         acc.cross.append(block.cross)
         acc.lse.append(block.lse)
         acc.z_part.append(block.z_part)
-        _accumulate(acc, block.gradients, block.magnitudes, block_hidden, chunks, rows, plan, sharding, (projected, projected_abs))
+        sizes = (projected, projected_abs)
+        _accumulate(acc, block.gradients, block.magnitudes, block_hidden, chunks, rows, plan, sharding, sizes)
     return acc
 
 
