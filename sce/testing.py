@@ -23,6 +23,7 @@ import numpy as np
 from sce.grading.implementations.configuration import check_implementation, loss_options
 from sce.grading.implementations.loading import UnusableImplementation
 from sce.grading.implementations.report import CaseResult, ImplementationReport, Mistake
+from sce.grading.linear.report import Report
 from sce.grading.verdicts import Verdict
 from sce.options import LossOptions
 
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "assert_cross_entropy_close",
+    "assert_linear_cross_entropy_close",
+    "check_linear_cross_entropy",
+    "Report",
     "check_implementation",
     "loss_options",
     "assert_implementation_correct",
@@ -270,3 +274,139 @@ def _as_numpy(value: Any, role: str) -> np.ndarray:
             return array.view(bfloat16_dtype())
         return bfloat16_from_bits(array, role, role)
     return array
+
+
+def check_linear_cross_entropy(
+    hidden: Any,
+    classifier: Any,
+    labels: Any,
+    *,
+    bias: Any = None,
+    loss: Any = None,
+    grad_hidden: Any = None,
+    grad_classifier: Any = None,
+    grad_bias: Any = None,
+    reduction: str = "mean",
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    smoothing_style: str = "uniform",
+    softcap: float | None = None,
+    z_loss: float = 0.0,
+    weight: Any = None,
+    profile: str = "pytorch",
+    mode: str = "full",
+    grad_output: Any = 1.0,
+) -> Report:
+    """Grade a fused linear cross-entropy kernel's loss and gradients, entry by entry.
+
+    The kernel computed ``F.cross_entropy(hidden @ classifier.T + bias, labels, …)`` (with
+    PyTorch's options, and the soft cap, z-loss and smoothing style of language-model losses)
+    and its gradients ∂L/∂E, ∂L/∂C, ∂L/∂b. Each output given is compared with the exact result
+    (computed in float64 blocks, never all the logits at once), its errors in ulps of its own
+    type, and allowed what a same-type kernel errs on the same inputs under ``profile``.
+
+    Parameters
+    ----------
+    hidden, classifier, labels : array_like
+        E (N×D), C (V×D) and N labels: numpy arrays or torch tensors (any device,
+        ``requires_grad`` or not); bfloat16 is graded as bfloat16 (through ml_dtypes).
+    bias : array_like, optional
+        b (V).
+    loss, grad_hidden, grad_classifier, grad_bias : array_like, optional
+        The kernel's outputs to grade (any that are given): a number for 'mean' and 'sum', N
+        for 'none'; N×D, V×D, V.
+    reduction, ignore_index, label_smoothing, smoothing_style, softcap, z_loss, weight
+        The loss's options, as :func:`sce.softmax_cross_entropy` takes them.
+    profile : {"pytorch", "liger", "cce", "torchtune", "megatron"}
+        Which family's legitimate differences are allowed (where it rounds to the input's type;
+        cut cross-entropy's skipped gradient blocks).
+    mode : {"full"}
+        "full": every entry.
+    grad_output : array_like or float, default 1.0
+        The upstream gradient the kernel's backward was given: one number, or one per row for
+        'none' (a test that passes different ones per row catches a kernel that scales every
+        row by the first).
+
+    Returns
+    -------
+    Report
+        ``passed``, ``verdict`` ("correct" or "not_correct"), ``worst_ulp``, ``mistake`` (a
+        catalogue name, or None), ``profile``, ``mode``, each output's errors, ``to_dict()``.
+        A wrong answer is reported, never raised.
+
+    Raises
+    ------
+    ValueError
+        For inputs that do not fit together, naming the argument: an unknown profile, hidden's
+        D not classifier's, labels not N or out of range, an output of the wrong shape or type.
+
+    Examples
+    --------
+    A float32 kernel written with numpy passes; one whose ∂L/∂E is doubled does not:
+
+    >>> import numpy as np
+    >>> from sce.testing import check_linear_cross_entropy
+    >>> rng = np.random.default_rng(0)
+    >>> E = rng.standard_normal((4, 8)).astype(np.float32)
+    >>> C = rng.standard_normal((10, 8)).astype(np.float32)
+    >>> y = np.array([1, 2, 3, 4])
+    >>> z = E @ C.T
+    >>> p = np.exp(z - z.max(axis=1, keepdims=True))
+    >>> p /= p.sum(axis=1, keepdims=True)
+    >>> G = (p - np.eye(10, dtype=np.float32)[y]) / np.float32(4)
+    >>> report = check_linear_cross_entropy(E, C, y, grad_hidden=G @ C, grad_classifier=G.T @ E)
+    >>> report.passed, report.verdict
+    (True, 'correct')
+    >>> check_linear_cross_entropy(E, C, y, grad_hidden=2 * (G @ C)).verdict
+    'not_correct'
+    """
+    from sce.grading.linear.grade import check_linear
+
+    outputs = {"loss": loss, "grad_hidden": grad_hidden, "grad_classifier": grad_classifier, "grad_bias": grad_bias}
+    options = {
+        "reduction": reduction,
+        "ignore_index": ignore_index,
+        "label_smoothing": label_smoothing,
+        "smoothing_style": smoothing_style,
+        "softcap": softcap,
+        "z_loss": z_loss,
+        "weight": weight,
+    }
+    return check_linear(
+        hidden, classifier, labels, bias=bias, outputs=outputs, options=options, profile=profile, mode=mode,
+        grad_output=grad_output,
+    )  # fmt: skip
+
+
+def assert_linear_cross_entropy_close(hidden: Any, classifier: Any, labels: Any, **keywords: Any) -> Report:
+    """As :func:`check_linear_cross_entropy`, but raise AssertionError unless the verdict is
+    "correct"; the message's first line is the verdict in one line, the report follows.
+
+    Returns
+    -------
+    Report
+        The report, when the answer passes.
+
+    Raises
+    ------
+    AssertionError
+        The verdict (first line), each output's errors, and the mistake's fix where one is named.
+    ValueError
+        As :func:`check_linear_cross_entropy`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sce.testing import assert_linear_cross_entropy_close
+    >>> E = np.ones((2, 3), dtype=np.float32)
+    >>> C = np.eye(4, 3, dtype=np.float32)
+    >>> try:
+    ...     assert_linear_cross_entropy_close(E, C, [0, 1], loss=np.float32(0.0))
+    ... except AssertionError as failure:
+    ...     print(str(failure).splitlines()[0])
+    not correct (loss 5.09e+06 ulp > 9.51 allowed; profile pytorch)
+    """
+    report = check_linear_cross_entropy(hidden, classifier, labels, **keywords)
+    if not report.passed:
+        raise AssertionError(str(report))
+    return report

@@ -1,0 +1,173 @@
+"""The full check of a fused linear cross-entropy: every entry of every output given, against
+the exact blocked reference, allowed what the same-type baseline errs under the profile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sce.grading.dump.baseline import ulps
+from sce.grading.dump.block_errors import finite_errors
+from sce.grading.dump.verdict import QuantityVerdict
+from sce.grading.linear.answers import LinearAnswer, LinearInputs
+from sce.grading.linear.baseline import LinearBaseline, same_type_baseline
+from sce.grading.linear.profiles import Profile
+from sce.grading.linear.report import OutputReport, Report
+from sce.loss.linear_cross_entropy import UNIT, reported_loss, stream_gradients
+
+#: The gradients' accumulations are at most this many times longer than the reference's bound says.
+_BOUND_FACTOR = 3.0
+
+
+@dataclass
+class _Graded:
+    """One output's running verdict, with the reference's own bound in its ulps."""
+
+    verdict: QuantityVerdict
+    dtype: str
+    reference_ulp: float = 0.0
+
+
+def full_check(inputs: LinearInputs, answer: LinearAnswer, profile: Profile) -> tuple[Report, dict[str, Any]]:
+    """Grade every output given; return the report (without a mistake named) and the reference's
+    reduced results the mistakes are told apart by (the loss, ∂L/∂b, each row's loss)."""
+    baseline = same_type_baseline(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types)
+    graded = {name: _Graded(QuantityVerdict(name), answer.type_names[name]) for name in answer.given}
+    excused = _skipped(inputs, profile)
+
+    def rows_done(rows: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
+        if "grad_hidden" in graded:
+            excuse = None if excused is None else np.outer(excused[0][rows], excused[1])
+            _grade(graded["grad_hidden"], _given(answer, "grad_hidden")[rows], baseline.grad_hidden[rows], values,
+                   magnitude, rows.start, excuse)  # fmt: skip
+
+    def classes_done(classes: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
+        if "grad_classifier" in graded:
+            excuse = None if excused is None else np.broadcast_to(excused[2], values.shape)
+            given = _given(answer, "grad_classifier")[classes]
+            base = baseline.grad_classifier[classes]
+            _grade(graded["grad_classifier"], given, base, values, magnitude, classes.start, excuse)
+
+    t = inputs.terms
+    streamed = stream_gradients(inputs.e, inputs.c, inputs.b, t, rows_done, classes_done)
+    losses, bound, (grad_bias, bias_magnitude) = streamed
+    delta = float(bound.max(initial=0.0))
+    reference = {"losses": losses, "loss": reported_loss(losses, t), "grad_bias": grad_bias}
+    if "grad_bias" in graded:
+        excuse = None if excused is None else np.full(len(grad_bias), excused[3])
+        given_bias = _given(answer, "grad_bias")
+        _grade(graded["grad_bias"], given_bias, baseline.grad_bias, grad_bias, bias_magnitude, 0, excuse)
+    if "loss" in graded:
+        _grade_loss(graded["loss"], answer, baseline, reference["loss"], losses, inputs, bound)
+    for name, found in graded.items():
+        length = {"grad_hidden": len(inputs.c), "grad_classifier": len(inputs.e), "grad_bias": len(inputs.e)}
+        relative = _BOUND_FACTOR * delta + (length.get(name, 1) + 2) * UNIT * 1.01
+        found.reference_ulp = 2 * relative / float(np.finfo(np.float64).eps) * _eps_ratio(found.dtype)
+    return _report(graded, profile), reference
+
+
+def _eps_ratio(dtype: str) -> float:
+    """float64's ε over the type's: a relative error in ulps of the type."""
+    mantissa = {"float16": 10, "bfloat16": 7, "float32": 23, "float64": 52}[dtype]
+    return 2.0 ** (mantissa - 52)
+
+
+def _grade(
+    found: _Graded,
+    given: np.ndarray,
+    base: np.ndarray,
+    expected: np.ndarray,
+    magnitude: np.ndarray,
+    start: int,
+    excuse: np.ndarray | None,
+) -> None:
+    """One block of one output: the answer's and the baseline's errors, in ulps at the operands' size."""
+    given64 = np.asarray(given, dtype=np.float64)
+    if excuse is not None:  # entries a profile may skip: move the answer toward the truth by what they add
+        moved = given64 - np.sign(given64 - expected) * excuse
+        given64 = np.where(np.abs(given64 - expected) <= excuse, expected, moved)
+    magnitude = np.maximum(magnitude, np.abs(expected))
+    with np.errstate(invalid="ignore"):
+        errors = ulps(given64, expected, magnitude, found.dtype)
+        base_errors = ulps(np.asarray(base, dtype=np.float64), expected, magnitude, found.dtype)
+        zero_errors = ulps(np.zeros_like(expected), expected, magnitude, found.dtype)
+    route = finite_errors(base_errors, zero_errors)
+    found.verdict.add(errors, route, expected, np.asarray(given, dtype=np.float64), start)
+
+
+def _grade_loss(
+    found: _Graded,
+    answer: LinearAnswer,
+    baseline: LinearBaseline,
+    expected: float | np.ndarray,
+    losses: np.ndarray,
+    inputs: LinearInputs,
+    bound: np.ndarray,
+) -> None:
+    """The loss (each row's for 'none'), in ulps at the size of its operands: the loss and the
+    logits' own size (‖Eᵢ‖·max‖Cⱼ‖) times the coefficients' sum, as the logits' rounding moves it."""
+    t = inputs.terms
+    logit_size = bound / ((inputs.e.shape[1] + 2) * UNIT * 1.01)
+    if inputs.b is not None:
+        logit_size = logit_size + float(np.abs(inputs.b).max(initial=0.0))
+    row_size = np.abs(losses.sum(axis=1)) + t.total * logit_size
+    if t.reduction == "none":
+        magnitude = row_size
+    else:
+        scale = 1.0 if t.reduction == "sum" or not t.denominator else 1.0 / t.denominator
+        magnitude = np.asarray(row_size.sum() * scale)
+    expected_array = np.atleast_1d(np.asarray(expected, dtype=np.float64))
+    _grade(found, np.atleast_1d(_given(answer, "loss")), np.atleast_1d(baseline.loss), expected_array,
+           np.atleast_1d(magnitude), 0, None)  # fmt: skip
+
+
+def _given(answer: LinearAnswer, name: str) -> np.ndarray:
+    found = getattr(answer, name)
+    assert found is not None
+    return np.asarray(found)
+
+
+def _skipped(inputs: LinearInputs, profile: Profile) -> tuple[Any, ...] | None:
+    """What a profile's skipped gradient entries may leave out of each output, where it skips:
+    entries with p below ε/32 are each at most ε/32·s·scale, so ∂L/∂E_id misses at most that
+    times Σⱼ|C_jd|, ∂L/∂C_vd that times Σᵢ|E_id| (weighted by each row's s·scale), ∂L/∂b_v Σᵢ of it."""
+    if not profile.skipped_below:
+        return None
+    t = inputs.terms
+    eps = float(np.finfo(np.float32).eps) if inputs.e.dtype == np.float32 else 2.0**-7
+    if inputs.e.dtype == np.float64:
+        eps = float(np.finfo(np.float64).eps)
+    per_row = profile.skipped_below * eps * (t.total * np.abs(t.ce_scale) + np.abs(t.z_scale) * 100)
+    classifier_columns = np.abs(np.asarray(inputs.c, np.float64)).sum(axis=0)
+    hidden_columns = per_row @ np.abs(np.asarray(inputs.e, np.float64))
+    return per_row, classifier_columns, hidden_columns, float(per_row.sum())
+
+
+def _report(graded: dict[str, _Graded], profile: Profile) -> Report:
+    outputs = {name: _output_report(found) for name, found in graded.items()}
+    passed = all(o.passed for o in outputs.values())
+    worst = max((o.worst_ulp for o in outputs.values()), default=0.0)
+    verdict = "correct" if passed else "not_correct"
+    return Report(
+        passed, verdict, worst, None, profile.name, "full", outputs.get("loss"), outputs.get("grad_hidden"),
+        outputs.get("grad_classifier"), outputs.get("grad_bias"),
+    )  # fmt: skip
+
+
+def _output_report(found: _Graded) -> OutputReport:
+    v = found.verdict
+    allowed = v.allowed_ulps + found.reference_ulp
+    allowed_rms = v.allowed_rms_ulps + found.reference_ulp
+    passed = bool(v.counts[-1] == 0 and v.max_ulps <= allowed and v.rms_ulps <= allowed_rms)
+    worst = v.worst[0] if v.worst else None
+    where: tuple[int, ...] | None = None
+    if worst is not None:
+        where = (worst.row,) if worst.column is None else (worst.row, worst.column)
+        if found.verdict.name == "loss":
+            where = (worst.row,) if v.entries > 1 else ()
+    return OutputReport(
+        found.verdict.name, found.dtype, passed, v.max_ulps, allowed, v.baseline_ulps, v.rms_ulps, allowed_rms,
+        where, None if worst is None else worst.expected, None if worst is None else worst.given, found.reference_ulp,
+    )  # fmt: skip

@@ -1,0 +1,54 @@
+"""A fused linear cross-entropy check from Python's keywords: the inputs checked, the outputs
+graded under the profile, the mistake named where the answer is wrong."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sce.grading.linear.answers import checked_answer, checked_inputs
+from sce.grading.linear.check import full_check
+from sce.grading.linear.profiles import profile_named
+from sce.grading.linear.report import Report
+from sce.loss.result import InvalidInput
+from sce.loss.validation import weight_tuple
+from sce.options import LossOptions
+
+MODES = ("full", "quick")
+
+
+def check_linear(
+    hidden: Any,
+    classifier: Any,
+    labels: Any,
+    *,
+    bias: Any = None,
+    outputs: dict[str, Any],
+    options: dict[str, Any],
+    profile: str = "pytorch",
+    mode: str = "full",
+    grad_output: Any = 1.0,
+) -> Report:
+    """The report of a check: see :func:`sce.testing.check_linear_cross_entropy`."""
+    chosen = profile_named(profile)
+    if mode not in MODES:
+        raise InvalidInput(f"unknown mode {mode!r}", field="mode", hint="use full or quick")
+    if mode == "quick":
+        raise InvalidInput("mode='quick' is not available in this version", field="mode", hint="use mode='full'")
+    loss_options = _options(options)
+    inputs = checked_inputs(hidden, classifier, labels, bias, loss_options, grad_output)
+    answer = checked_answer(inputs, outputs)
+    report, reference = full_check(inputs, answer, chosen)
+    if report.passed:
+        return report
+    from sce.grading.linear.mistakes import named_mistake
+
+    return named_mistake(report, inputs, answer, chosen, reference)
+
+
+def _options(options: dict[str, Any]) -> LossOptions:
+    found = dict(options)
+    found["weight"] = weight_tuple(found.get("weight"))
+    try:
+        return LossOptions(**found)
+    except TypeError as problem:
+        raise ValueError(str(problem)) from None
