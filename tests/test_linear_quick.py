@@ -9,7 +9,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from sce.grading.linear.quick import Candidates, QuickOutcome, miss_probability, quick_check
+from sce.grading.linear.quick import QuickOutcome, miss_probability, quick_check
+from sce.grading.linear.quick_grades import Candidates
 from sce.loss.linear_cross_entropy import linear_cross_entropy
 from sce.loss.vocabulary_shards import Sharding, ShardLoss
 

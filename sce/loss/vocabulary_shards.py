@@ -14,6 +14,7 @@ smoothing need only lse and the sums above.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -181,6 +182,8 @@ class Sharding:
     weights: np.ndarray
     loss: ShardLoss
     reduction: str
+    upstream: np.ndarray | float = 1.0
+    """The upstream gradient: one number, or one per row for 'none'."""
 
     @classmethod
     def of(
@@ -192,12 +195,17 @@ class Sharding:
         ignore_index: int,
         reduction: str,
         loss: ShardLoss,
+        upstream: np.ndarray | float = 1.0,
     ) -> Sharding:
         offsets = (0, *np.cumsum(widths).tolist())
         labels = np.asarray(labels, dtype=np.int64)
         counted = labels != ignore_index
         weights = np.ones(offsets[-1]) if weight is None else np.asarray(weight, dtype=np.float64)
-        return cls(tuple(int(o) for o in offsets), labels, counted, weights, loss, reduction)
+        return cls(tuple(int(o) for o in offsets), labels, counted, weights, loss, reduction, upstream)
+
+    def with_widths(self, widths: Sequence[int]) -> Sharding:
+        """The same problem cut into other shards (of these widths, in order)."""
+        return dataclasses.replace(self, offsets=(0, *(int(o) for o in np.cumsum(widths))))
 
     @property
     def label_weights(self) -> np.ndarray:
@@ -230,11 +238,13 @@ class Sharding:
         shares = self.loss.smoothed_mass()
         counted = self.counted[rows]
         w_total, n_total = self.denominators
-        scales = RowScales(
-            cross=np.where(counted, 1.0 / w_total, 0.0),
-            mass=shares[0] * label_weight + shares[1] * float(self.weights.sum()),
-            z=np.where(counted, 2 * self.loss.z_loss * lse / n_total, 0.0),
-        )
+        upstream = np.broadcast_to(np.asarray(self.upstream, dtype=np.float64), self.labels.shape)[rows]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scales = RowScales(
+                cross=np.where(counted, upstream / w_total, 0.0),
+                mass=shares[0] * label_weight + shares[1] * float(self.weights.sum()),
+                z=np.where(counted, 2 * self.loss.z_loss * lse * upstream / n_total, 0.0),
+            )
         pairs = [shard_gradient(b, d, lse, lab, w, scales, shares) for (b, d), lab, w in zip(capped, locals_, weights)]
         return ShardedBlock(lse, cross, z_part, [g for g, _ in pairs], [m for _, m in pairs])
 

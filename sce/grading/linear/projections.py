@@ -47,8 +47,10 @@ def graded_entries(
     allowance: float,
     slack: np.ndarray | float,
     index: np.ndarray | None = None,
+    excuse: np.ndarray | float = 0.0,
 ) -> EntryGrade:
-    """Compare entries: pass where |Δ| ≤ allowance ulps at ``magnitude`` + ``slack``·magnitude.
+    """Compare entries: pass where |Δ| ≤ allowance ulps at ``magnitude`` + ``slack``·magnitude
+    + ``excuse`` (what a profile's skipped terms may leave out).
 
     ``index``: the rows the compared entries come from (their first index in the output).
     """
@@ -57,7 +59,8 @@ def graded_entries(
         return EntryGrade(True, 0.0, None, 0)
     with np.errstate(invalid="ignore"):
         error = ulps(candidate, exact, magnitude, dtype_name)
-        slack_ulps = ulps(np.asarray(slack) * magnitude, np.zeros_like(magnitude), magnitude, dtype_name)
+        allowed_extra = np.asarray(slack) * magnitude + excuse
+        slack_ulps = ulps(np.asarray(allowed_extra), np.zeros_like(magnitude), magnitude, dtype_name)
     failing = ~(error <= allowance + slack_ulps)
     at = np.unravel_index(int(np.nanargmax(np.where(np.isnan(error), np.inf, error))), error.shape)
     where = tuple(int(i) for i in at)
@@ -76,6 +79,7 @@ def graded_projections(
     allowance: float,
     slack: np.ndarray,
     width: int,
+    excuse: np.ndarray | float = 0.0,
 ) -> ProjectionGrade:
     """Compare each row's k projections: |c·r - x·r| ≤ 2κu·(|G||Y|·|r|) + slack·(|G||Y|·|r|) +
     the float64 rounding of c·r ((D + 2)·u·(|c|·|r|), ``candidate_size``).
@@ -85,7 +89,7 @@ def graded_projections(
     if candidate_projected.size == 0:
         return ProjectionGrade(True, 0.0, None, 0)
     tolerance = (2 * allowance * _UNIT[dtype_name] + slack[:, None]) * exact_size
-    tolerance += (width + 2) * UNIT64 * 1.01 * candidate_size
+    tolerance += (width + 2) * UNIT64 * 1.01 * candidate_size + excuse
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.abs(candidate_projected - exact_projected) / np.maximum(tolerance, np.finfo(np.float64).tiny)
     ratio = np.where(np.isnan(ratio), np.inf, ratio).max(axis=1)

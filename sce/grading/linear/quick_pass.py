@@ -1,0 +1,193 @@
+"""The exact side of the quick check: G = ∂L/∂Z block by block, reduced to what the quick
+check compares (the loss's rows, ∂L/∂b, projections and sampled rows of ∂L/∂E and ∂L/∂C)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sce.loss.vocabulary_shards import Sharding
+
+BLOCK_BYTES = 1 << 26
+#: Unit roundoff of each type a candidate may be given in.
+UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
+
+
+@dataclass(frozen=True)
+class QuickPlan:
+    """What the quick check looks at: seeded, so that a failing run can be repeated."""
+
+    seed: int
+    projections: int
+    hidden_rows: np.ndarray
+    """Rows of dE graded entry by entry."""
+    classifier_rows: np.ndarray
+    """Rows of dC (classes) graded entry by entry."""
+    hidden_vectors: np.ndarray
+    """D × k: dE is projected on these."""
+    classifier_vectors: np.ndarray
+    """D × k: dC is projected on these."""
+
+    @classmethod
+    def drawn(cls, n_rows: int, n_classes: int, width: int, *, seed: int, samples: int, projections: int) -> QuickPlan:
+        rng = np.random.default_rng(seed)
+        hidden_rows = np.sort(rng.choice(n_rows, size=min(samples, n_rows), replace=False))
+        classifier_rows = np.sort(rng.choice(n_classes, size=min(samples, n_classes), replace=False))
+        hidden_vectors = rng.uniform(-1.0, 1.0, (width, projections))
+        classifier_vectors = rng.uniform(-1.0, 1.0, (width, projections))
+        return cls(seed, projections, hidden_rows, classifier_rows, hidden_vectors, classifier_vectors)
+
+
+@dataclass
+class Accumulated:
+    """The exact side of the quick check, summed over blocks of rows (float64)."""
+
+    cross: list[np.ndarray] = field(default_factory=list)
+    lse: list[np.ndarray] = field(default_factory=list)
+    z_part: list[np.ndarray] = field(default_factory=list)
+    grad_bias: np.ndarray | None = None
+    grad_bias_magnitude: np.ndarray | None = None
+    hidden_projected: list[np.ndarray] = field(default_factory=list)
+    hidden_projected_magnitude: list[np.ndarray] = field(default_factory=list)
+    classifier_projected: np.ndarray | None = None
+    classifier_projected_magnitude: np.ndarray | None = None
+    hidden_rows: list[np.ndarray] = field(default_factory=list)
+    hidden_rows_magnitude: list[np.ndarray] = field(default_factory=list)
+    classifier_rows: np.ndarray | None = None
+    classifier_rows_magnitude: np.ndarray | None = None
+    column_sums: np.ndarray | None = None
+    """Σ_v |C_vd| for each d (what skipped entries of a row may leave out of ∂L/∂E, per unit)."""
+    excused_hidden: np.ndarray | None = None
+    """Σ_i excused_i·|E_id| for each d (the same for ∂L/∂C)."""
+    column_maxima: np.ndarray | None = None
+    """max_v |C_vd| for each d."""
+    logit_size: list[np.ndarray] = field(default_factory=list)
+    """Each row's bound on its logits' size, Σ_d |E_id|·max_v |C_vd| (bias aside)."""
+
+
+def row_block_size(n_classes: int) -> int:
+    """Rows per block: a block of float64 logits within :data:`BLOCK_BYTES`."""
+    return max(1, BLOCK_BYTES // (8 * max(n_classes, 1)))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of the classifier (and bias) small enough to copy to float64 at once."""
+
+    classifier: np.ndarray
+    bias: np.ndarray | None
+
+    def float64(self) -> np.ndarray:
+        return np.asarray(self.classifier, dtype=np.float64)
+
+    def logits(self, hidden: np.ndarray, classifier: np.ndarray) -> np.ndarray:
+        # float32 and bfloat16 products are exact in float64; only the D-term sums round.
+        logits = hidden @ classifier.T
+        if self.bias is not None:
+            logits += np.asarray(self.bias, dtype=np.float64)
+        return logits
+
+
+def chunks_of(classifier: Sequence[np.ndarray], bias: Sequence[np.ndarray | None]) -> list[Chunk]:
+    """The shards cut into chunks of at most :data:`BLOCK_BYTES` as float64, in order."""
+    chunks = []
+    for shard, shard_bias in zip(classifier, bias):
+        step = max(1, BLOCK_BYTES // (8 * max(shard.shape[1], 1)))
+        for start in range(0, max(shard.shape[0], 1), step):
+            part = shard[start : start + step]
+            chunks.append(Chunk(part, None if shard_bias is None else shard_bias[start : start + step]))
+    return chunks
+
+
+def exact_pass(
+    hidden: np.ndarray, chunks: Sequence[Chunk], sharding: Sharding, plan: QuickPlan, excused: np.ndarray | None
+) -> Accumulated:
+    """G block by block, and what the quick check needs of it. ``sharding`` is over the chunks."""
+    n_classes = sharding.offsets[-1]
+    width = hidden.shape[1]
+    acc = Accumulated(
+        grad_bias=np.zeros(n_classes),
+        grad_bias_magnitude=np.zeros(n_classes),
+        classifier_projected=np.zeros((n_classes, plan.projections)),
+        classifier_projected_magnitude=np.zeros((n_classes, plan.projections)),
+        classifier_rows=np.zeros((len(plan.classifier_rows), width)),
+        classifier_rows_magnitude=np.zeros((len(plan.classifier_rows), width)),
+    )
+    projected, projected_abs = [], []
+    acc.column_maxima = np.zeros(width)
+    acc.column_sums = np.zeros(width)
+    acc.excused_hidden = np.zeros(width)
+    for chunk in chunks:
+        c64 = chunk.float64()
+        if len(c64):
+            np.maximum(acc.column_maxima, np.abs(c64).max(axis=0), out=acc.column_maxima)
+            acc.column_sums += np.abs(c64).sum(axis=0)
+        projected.append(c64 @ plan.hidden_vectors)
+        projected_abs.append(np.abs(c64) @ np.abs(plan.hidden_vectors))
+    step = row_block_size(n_classes)
+    for start in range(0, hidden.shape[0], step):
+        rows = slice(start, min(start + step, hidden.shape[0]))
+        block_hidden = np.asarray(hidden[rows], dtype=np.float64)
+        if excused is not None:
+            acc.excused_hidden += excused[rows] @ np.abs(block_hidden)
+        block = sharding.block([chunk.logits(block_hidden, chunk.float64()) for chunk in chunks], rows)
+        acc.cross.append(block.cross)
+        acc.lse.append(block.lse)
+        acc.z_part.append(block.z_part)
+        sizes = (projected, projected_abs)
+        _accumulate(acc, block.gradients, block.magnitudes, block_hidden, chunks, rows, plan, sharding, sizes)
+    return acc
+
+
+def _accumulate(
+    acc: Accumulated,
+    gradients: list[np.ndarray],
+    magnitudes: list[np.ndarray],
+    hidden: np.ndarray,
+    chunks: Sequence[Chunk],
+    rows: slice,
+    plan: QuickPlan,
+    sharding: Sharding,
+    projected: tuple[list[np.ndarray], list[np.ndarray]],
+) -> None:
+    assert acc.grad_bias is not None and acc.grad_bias_magnitude is not None
+    assert acc.classifier_projected is not None and acc.classifier_projected_magnitude is not None
+    assert acc.classifier_rows is not None and acc.classifier_rows_magnitude is not None
+    hidden_projected = hidden @ plan.classifier_vectors
+    hidden_projected_abs = np.abs(hidden) @ np.abs(plan.classifier_vectors)
+    sampled = plan.hidden_rows[(plan.hidden_rows >= rows.start) & (plan.hidden_rows < rows.stop)] - rows.start
+    sample_rows = np.zeros((len(sampled), hidden.shape[1]))
+    sample_rows_abs = np.zeros_like(sample_rows)
+    block_projected = np.zeros((hidden.shape[0], plan.projections))
+    block_projected_abs = np.zeros_like(block_projected)
+    for k, gradient in enumerate(gradients):
+        classes = slice(sharding.offsets[k], sharding.offsets[k + 1])
+        magnitude = magnitudes[k]
+        acc.grad_bias[classes] += gradient.sum(axis=0)
+        acc.grad_bias_magnitude[classes] += magnitude.sum(axis=0)
+        block_projected += gradient @ projected[0][k]
+        block_projected_abs += magnitude @ projected[1][k]
+        acc.classifier_projected[classes] += gradient.T @ hidden_projected
+        acc.classifier_projected_magnitude[classes] += magnitude.T @ hidden_projected_abs
+        if len(sampled):
+            c64 = chunks[k].float64()
+            sample_rows += gradient[sampled] @ c64
+            sample_rows_abs += magnitude[sampled] @ np.abs(c64)
+        local = plan.classifier_rows[(plan.classifier_rows >= classes.start) & (plan.classifier_rows < classes.stop)]
+        if len(local):
+            at = np.searchsorted(plan.classifier_rows, local)
+            acc.classifier_rows[at] += gradient[:, local - classes.start].T @ hidden
+            acc.classifier_rows_magnitude[at] += magnitude[:, local - classes.start].T @ np.abs(hidden)
+    acc.hidden_projected.append(block_projected)
+    acc.hidden_projected_magnitude.append(block_projected_abs)
+    acc.hidden_rows.append(sample_rows)
+    acc.hidden_rows_magnitude.append(sample_rows_abs)
+    acc.logit_size.append(_logit_size(hidden, acc.column_maxima))
+
+
+def _logit_size(hidden: np.ndarray, column_maxima: np.ndarray | None) -> np.ndarray:
+    """Each row's Σ_d |E_id|·max_v |C_vd|: no logit of the row (bias aside) is larger."""
+    assert column_maxima is not None
+    return np.abs(hidden) @ column_maxima
