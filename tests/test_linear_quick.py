@@ -163,3 +163,43 @@ def test_quick_mode_checks_a_logits_count_past_two_to_the_31_in_bounded_memory()
     wrong[LARGE_ROWS - 1] *= 2
     outcome = _quick(hidden, classifier, None, labels, (loss, wrong, grad_classifier, grad_bias))
     assert not next(g for g in outcome.grades if g.name == "grad_hidden").passed
+
+
+QUICK_OPTION_SETS = [
+    {},
+    {"reduction": "sum"},
+    {"reduction": "none"},
+    {"label_smoothing": 0.1},
+    {"label_smoothing": 0.2, "smoothing_style": "off-target"},
+    {"softcap": 2.0},
+    {"z_loss": 1e-2},
+    {"weight": "random", "label_smoothing": 0.1, "z_loss": 1e-3, "softcap": 4.0},
+]
+
+
+@pytest.mark.parametrize(
+    "options", QUICK_OPTION_SETS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "plain"
+)
+def test_quick_mode_passes_the_rounded_exact_answer_and_fails_one_row_off_under_every_option(options: dict) -> None:
+    from sce.testing import check_linear_cross_entropy
+
+    hidden, classifier, bias, labels = _problem(n=48, d=16, v=70, seed=5)
+    options = dict(options)
+    if options.get("weight") == "random":
+        options["weight"] = np.random.default_rng(6).uniform(0.5, 2, len(classifier))
+    # The exact answer rounded once to float32 is the most accurate float32 answer there is.
+    exact = linear_cross_entropy(hidden, classifier, labels, bias=bias, **options)
+    outputs = {
+        "loss": np.asarray(exact.loss, dtype=np.float32),
+        "grad_hidden": exact.grad_hidden.astype(np.float32),
+        "grad_classifier": exact.grad_classifier.astype(np.float32),
+        "grad_bias": exact.grad_bias.astype(np.float32),
+    }
+    report = check_linear_cross_entropy(hidden, classifier, labels, bias=bias, mode="quick", **outputs, **options)
+    assert report.passed, str(report)
+    assert report.mode == "quick" and report.to_dict()["quick"]["seed"] == 0
+    wrong = dict(outputs, grad_hidden=outputs["grad_hidden"].copy())
+    wrong["grad_hidden"][40] *= np.float32(1.01)
+    report = check_linear_cross_entropy(hidden, classifier, labels, bias=bias, mode="quick", **wrong, **options)
+    assert not report.passed and report.grad_hidden is not None and not report.grad_hidden.passed
+    assert report.grad_hidden.worst_entry is not None and report.grad_hidden.worst_entry[0] == 40

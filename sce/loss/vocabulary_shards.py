@@ -15,6 +15,7 @@ smoothing need only lse and the sums above.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,22 +74,26 @@ def capped_logits(logits: np.ndarray, loss: ShardLoss) -> tuple[np.ndarray, np.n
     return capped.rounded, capped.derivative
 
 
-def shard_rows(b: np.ndarray, local_labels: np.ndarray, weights: np.ndarray) -> ShardRows:
-    """The statistics of one shard's (capped) logits ``b`` (rows × local classes).
+def shard_rows(b: np.ndarray, local_labels: np.ndarray, weights: np.ndarray, *, smoothed: bool = True) -> ShardRows:
+    """The statistics of one shard's (capped) logits ``b`` (rows × local classes, float64),
+    turning ``b`` into e^(b - maximum) in place (the exponentials the gradient is made of).
 
     ``local_labels``: each row's label as an index into this shard, -1 where the label is
     elsewhere or the row is ignored. ``weights``: the shard's class weights (local classes).
+    ``smoothed``: whether the weighted sum is needed (left 0 without smoothing).
     """
     rows = np.arange(b.shape[0])
+    zeros = np.zeros(b.shape[0])
     if b.shape[1] == 0:
-        zeros = np.zeros(b.shape[0])
         return ShardRows(np.full(b.shape[0], -np.inf), zeros, zeros, zeros)
-    maximum = b.max(axis=1)
-    exp_sum = np.exp(b - maximum[:, None]).sum(axis=1)
     here = local_labels >= 0
     safe = np.where(here, local_labels, 0)
     target = np.where(here, weights[safe] * b[rows, safe], 0.0)
-    return ShardRows(maximum, exp_sum, target, b @ weights)
+    weighted = b @ weights if smoothed else zeros
+    maximum = b.max(axis=1)
+    b -= maximum[:, None]
+    np.exp(b, out=b)
+    return ShardRows(maximum, b.sum(axis=1), target, weighted)
 
 
 def combined_log_sum_exp(shards: Sequence[ShardRows]) -> np.ndarray:
@@ -131,40 +136,63 @@ class RowScales:
     """The z-loss part's 2λ·lse, over n counted rows for 'mean'."""
 
 
+@dataclass(frozen=True)
+class ShardGradient:
+    """∂L/∂z on one shard (rows × local classes, float64) and the size of its operands: either
+    a whole array, or (where they differ only there) the gradient plus ``label_excess`` at the
+    labels' entries ``label_rows``, ``label_columns``."""
+
+    gradient: np.ndarray
+    magnitude: np.ndarray | None
+    label_rows: np.ndarray
+    label_columns: np.ndarray
+    label_excess: np.ndarray
+
+
 def shard_gradient(
-    b: np.ndarray,
+    exponentials: np.ndarray,
     derivative: np.ndarray | None,
-    lse: np.ndarray,
+    shift: np.ndarray,
     local_labels: np.ndarray,
     weights: np.ndarray,
     scales: RowScales,
     shares: tuple[float, float],
-) -> tuple[np.ndarray, np.ndarray]:
-    """∂L/∂z on one shard (rows × local classes), float64, and the size of its operands.
+) -> ShardGradient:
+    """∂L/∂z on one shard from its e^(b - m) (turned into the gradient in place), with
+    ``shift`` = m - lse per row, so that p = e^(b - m)·e^(m - lse).
 
     ∂ℓ/∂b_j = (Σ_l w_l·q_l)·p_j - w_j·q_j for the cross-entropy part and 2λ·lse·p_j for the
-    z-loss, with p_j = e^(b_j - lse); times the cap's derivative. ``shares``: the label's
-    extra share and every class's smoothed share (:meth:`ShardLoss.smoothed_mass`). The size
-    is the same sum with every term's absolute value: a label's entry p - 1 of a confident
-    row is tiny, but it is the difference of numbers near 1, and errors are counted in units
-    of those.
+    z-loss; times the cap's derivative. ``shares``: the label's extra share and every
+    class's smoothed share (:meth:`ShardLoss.smoothed_mass`). The size is the same sum with
+    every term's absolute value: a label's entry p - 1 of a confident row is tiny, but it is
+    the difference of numbers near 1, and errors are counted in units of those.
     """
     extra, share = shares
-    p = np.exp(b - lse[:, None])
-    gradient = p * (scales.mass * scales.cross + scales.z)[:, None]
-    magnitude = p * (scales.mass * scales.cross + np.abs(scales.z))[:, None]
+    p = exponentials
+    p *= np.exp(shift)[:, None]
+    coefficient = scales.mass * scales.cross + scales.z
+    plain = not share and bool((coefficient >= 0).all()) and bool((scales.cross >= 0).all())
+    magnitude = None if plain else p * (scales.mass * np.abs(scales.cross) + np.abs(scales.z))[:, None]
+    gradient = p
+    gradient *= coefficient[:, None]
     if share:
         smoothed = (share * scales.cross)[:, None] * weights[None, :]
         gradient -= smoothed
-        magnitude += smoothed
+        assert magnitude is not None
+        magnitude += np.abs(smoothed)
     here = np.flatnonzero(local_labels >= 0)
-    label_part = extra * scales.cross[here] * weights[local_labels[here]]
-    gradient[here, local_labels[here]] -= label_part
-    magnitude[here, local_labels[here]] += np.abs(label_part)
+    columns = local_labels[here]
+    label_part = extra * scales.cross[here] * weights[columns]
+    gradient[here, columns] -= label_part
+    excess = 2 * np.abs(label_part)
+    if magnitude is not None:
+        magnitude[here, columns] += np.abs(label_part)
     if derivative is not None:
         gradient *= derivative
-        magnitude *= derivative
-    return gradient, magnitude
+        excess = excess * derivative[here, columns]
+        if magnitude is not None:
+            magnitude *= derivative
+    return ShardGradient(gradient, magnitude, here, columns, excess)
 
 
 @dataclass(frozen=True)
@@ -207,12 +235,12 @@ class Sharding:
         """The same problem cut into other shards (of these widths, in order)."""
         return dataclasses.replace(self, offsets=(0, *(int(o) for o in np.cumsum(widths))))
 
-    @property
+    @functools.cached_property
     def label_weights(self) -> np.ndarray:
         """w_y per row, 0 for an ignored row."""
         return np.where(self.counted, self.weights[np.where(self.counted, self.labels, 0)], 0.0)
 
-    @property
+    @functools.cached_property
     def denominators(self) -> tuple[float, float]:
         """(W, n): the 'mean' divisors of the cross-entropy part and of the z-loss part."""
         if self.reduction != "mean":
@@ -227,15 +255,16 @@ class Sharding:
         return np.where(here, labels - start, -1)
 
     def block(self, logits: Sequence[np.ndarray], rows: slice) -> ShardedBlock:
-        """Each row's loss parts and each shard's gradient for a block of rows, from its shards' logits."""
+        """Each row's loss parts and each shard's gradient for a block of rows, from its shards'
+        logits (float64 arrays this consumes: each becomes its shard's gradient)."""
         capped = [capped_logits(z, self.loss) for z in logits]
         locals_ = [self.local_labels(k, rows) for k in range(len(logits))]
         weights = [self.weights[self.offsets[k] : self.offsets[k + 1]] for k in range(len(logits))]
-        stats = [shard_rows(b, lab, w) for (b, _), lab, w in zip(capped, locals_, weights)]
+        shares = self.loss.smoothed_mass()
+        stats = [shard_rows(b, lab, w, smoothed=bool(shares[1])) for (b, _), lab, w in zip(capped, locals_, weights)]
         lse = combined_log_sum_exp(stats)
         label_weight = self.label_weights[rows]
         cross, z_part = row_losses(lse, stats, label_weight, float(self.weights.sum()), self.loss)
-        shares = self.loss.smoothed_mass()
         counted = self.counted[rows]
         w_total, n_total = self.denominators
         upstream = np.broadcast_to(np.asarray(self.upstream, dtype=np.float64), self.labels.shape)[rows]
@@ -245,8 +274,11 @@ class Sharding:
                 mass=shares[0] * label_weight + shares[1] * float(self.weights.sum()),
                 z=np.where(counted, 2 * self.loss.z_loss * lse * upstream / n_total, 0.0),
             )
-        pairs = [shard_gradient(b, d, lse, lab, w, scales, shares) for (b, d), lab, w in zip(capped, locals_, weights)]
-        return ShardedBlock(lse, cross, z_part, [g for g, _ in pairs], [m for _, m in pairs])
+        gradients = [
+            shard_gradient(e, d, st.maximum - lse, lab, w, scales, shares)
+            for (e, d), st, lab, w in zip(capped, stats, locals_, weights)
+        ]
+        return ShardedBlock(lse, cross, z_part, gradients)
 
 
 @dataclass(frozen=True)
@@ -256,9 +288,11 @@ class ShardedBlock:
     lse: np.ndarray
     cross: np.ndarray
     z_part: np.ndarray
-    gradients: list[np.ndarray]
-    magnitudes: list[np.ndarray]
-    """Each gradient's operands' size, as :func:`shard_gradient` gives it."""
+    shards: list[ShardGradient]
+
+    @property
+    def gradients(self) -> list[np.ndarray]:
+        return [shard.gradient for shard in self.shards]
 
 
 def reduced_sharded_loss(cross: np.ndarray, z_part: np.ndarray, sharding: Sharding) -> float | np.ndarray:
@@ -316,5 +350,5 @@ def sharded_cross_entropy(
         reduction=reduction,
         loss=shard_loss,
     )
-    block = sharding.block(logits, slice(0, len(sharding.labels)))
+    block = sharding.block([np.array(z, dtype=np.float64) for z in logits], slice(0, len(sharding.labels)))
     return reduced_sharded_loss(block.cross, block.z_part, sharding), block.gradients

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sce.grading.linear.quick_grades import Candidates, OutputGrade, graded_outputs
-from sce.grading.linear.quick_pass import QuickPlan, chunks_of, exact_pass
+from sce.grading.linear.quick_pass import QuickPlan, chunks_of, exact_pass, row_block_size
 from sce.loss.vocabulary_shards import Sharding
 
 #: The error sizes (times a row's summed allowance) whose chance of being missed the report states.
@@ -111,7 +111,8 @@ def quick_check(
     plan = QuickPlan.drawn(
         hidden.shape[0], n_classes, hidden.shape[1], seed=seed, samples=samples, projections=projections
     )
-    chunks = chunks_of(classifier, bias)
+    n_rows = hidden.shape[0]
+    chunks = chunks_of(classifier, bias, min(n_rows, row_block_size(n_classes)))
     chunked = sharding.with_widths([len(c.classifier) for c in chunks])
     acc = exact_pass(hidden, chunks, chunked, plan, excused)
     return QuickOutcome(plan, graded_outputs(hidden, acc, chunked, plan, candidates, excused))

@@ -8,9 +8,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sce.loss.vocabulary_shards import Sharding
+from sce.loss.vocabulary_shards import ShardGradient, Sharding
 
-BLOCK_BYTES = 1 << 26
+BLOCK_BYTES = 1 << 27
+#: The entries of any one float64 array the pass makes: below glibc's largest mmap threshold
+#: (32 MB), so that a freed array's memory is reused rather than returned to the system and
+#: faulted in again page by page, which costs more than the arithmetic.
+ARRAY_ENTRIES = 1 << 20
 #: Unit roundoff of each type a candidate may be given in.
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
 
@@ -68,8 +72,13 @@ class Accumulated:
 
 
 def row_block_size(n_classes: int) -> int:
-    """Rows per block: a block of float64 logits within :data:`BLOCK_BYTES`."""
+    """Rows per block: a block's float64 logits (all its chunks) within :data:`BLOCK_BYTES`."""
     return max(1, BLOCK_BYTES // (8 * max(n_classes, 1)))
+
+
+def chunk_size(width: int, rows: int) -> int:
+    """Classes per chunk: its float64 classifier and a block's logits of it within :data:`ARRAY_ENTRIES`."""
+    return max(1, min(ARRAY_ENTRIES // max(width, 1), ARRAY_ENTRIES // max(rows, 1)))
 
 
 @dataclass(frozen=True)
@@ -90,11 +99,11 @@ class Chunk:
         return logits
 
 
-def chunks_of(classifier: Sequence[np.ndarray], bias: Sequence[np.ndarray | None]) -> list[Chunk]:
-    """The shards cut into chunks of at most :data:`BLOCK_BYTES` as float64, in order."""
+def chunks_of(classifier: Sequence[np.ndarray], bias: Sequence[np.ndarray | None], rows: int) -> list[Chunk]:
+    """The shards cut into chunks of :func:`chunk_size` classes, in order."""
     chunks = []
     for shard, shard_bias in zip(classifier, bias):
-        step = max(1, BLOCK_BYTES // (8 * max(shard.shape[1], 1)))
+        step = chunk_size(shard.shape[1], rows)
         for start in range(0, max(shard.shape[0], 1), step):
             part = shard[start : start + step]
             chunks.append(Chunk(part, None if shard_bias is None else shard_bias[start : start + step]))
@@ -126,7 +135,7 @@ def exact_pass(
             acc.column_sums += np.abs(c64).sum(axis=0)
         projected.append(c64 @ plan.hidden_vectors)
         projected_abs.append(np.abs(c64) @ np.abs(plan.hidden_vectors))
-    step = row_block_size(n_classes)
+    step = min(hidden.shape[0], row_block_size(n_classes))
     for start in range(0, hidden.shape[0], step):
         rows = slice(start, min(start + step, hidden.shape[0]))
         block_hidden = np.asarray(hidden[rows], dtype=np.float64)
@@ -137,14 +146,13 @@ def exact_pass(
         acc.lse.append(block.lse)
         acc.z_part.append(block.z_part)
         sizes = (projected, projected_abs)
-        _accumulate(acc, block.gradients, block.magnitudes, block_hidden, chunks, rows, plan, sharding, sizes)
+        _accumulate(acc, block.shards, block_hidden, chunks, rows, plan, sharding, sizes)
     return acc
 
 
 def _accumulate(
     acc: Accumulated,
-    gradients: list[np.ndarray],
-    magnitudes: list[np.ndarray],
+    shards: list[ShardGradient],
     hidden: np.ndarray,
     chunks: Sequence[Chunk],
     rows: slice,
@@ -152,39 +160,108 @@ def _accumulate(
     sharding: Sharding,
     projected: tuple[list[np.ndarray], list[np.ndarray]],
 ) -> None:
+    """Add a block's G to every reduction the quick check compares: one product of G with the
+    projections and their sizes side by side, one of Gᵀ with the hidden side's and a column of
+    ones (∂L/∂b), each corrected where the size differs from G only at the labels."""
     assert acc.grad_bias is not None and acc.grad_bias_magnitude is not None
     assert acc.classifier_projected is not None and acc.classifier_projected_magnitude is not None
-    assert acc.classifier_rows is not None and acc.classifier_rows_magnitude is not None
-    hidden_projected = hidden @ plan.classifier_vectors
-    hidden_projected_abs = np.abs(hidden) @ np.abs(plan.classifier_vectors)
+    k = plan.projections
+    right = np.hstack([hidden @ plan.classifier_vectors, np.abs(hidden) @ np.abs(plan.classifier_vectors),
+                       np.ones((len(hidden), 1))])  # fmt: skip
     sampled = plan.hidden_rows[(plan.hidden_rows >= rows.start) & (plan.hidden_rows < rows.stop)] - rows.start
     sample_rows = np.zeros((len(sampled), hidden.shape[1]))
     sample_rows_abs = np.zeros_like(sample_rows)
-    block_projected = np.zeros((hidden.shape[0], plan.projections))
-    block_projected_abs = np.zeros_like(block_projected)
-    for k, gradient in enumerate(gradients):
-        classes = slice(sharding.offsets[k], sharding.offsets[k + 1])
-        magnitude = magnitudes[k]
-        acc.grad_bias[classes] += gradient.sum(axis=0)
-        acc.grad_bias_magnitude[classes] += magnitude.sum(axis=0)
-        block_projected += gradient @ projected[0][k]
-        block_projected_abs += magnitude @ projected[1][k]
-        acc.classifier_projected[classes] += gradient.T @ hidden_projected
-        acc.classifier_projected_magnitude[classes] += magnitude.T @ hidden_projected_abs
-        if len(sampled):
-            c64 = chunks[k].float64()
-            sample_rows += gradient[sampled] @ c64
-            sample_rows_abs += magnitude[sampled] @ np.abs(c64)
-        local = plan.classifier_rows[(plan.classifier_rows >= classes.start) & (plan.classifier_rows < classes.stop)]
-        if len(local):
-            at = np.searchsorted(plan.classifier_rows, local)
-            acc.classifier_rows[at] += gradient[:, local - classes.start].T @ hidden
-            acc.classifier_rows_magnitude[at] += magnitude[:, local - classes.start].T @ np.abs(hidden)
-    acc.hidden_projected.append(block_projected)
-    acc.hidden_projected_magnitude.append(block_projected_abs)
+    block_projected = np.zeros((hidden.shape[0], 2 * k))
+    for index, shard in enumerate(shards):
+        classes = slice(sharding.offsets[index], sharding.offsets[index + 1])
+        left = np.hstack([projected[0][index], projected[1][index]])
+        g = shard.gradient
+        if shard.magnitude is None:
+            block_projected += g @ left  # the size is G itself, but at the labels
+            transposed = g.T @ right
+            acc.classifier_projected[classes] += transposed[:, :k]
+            acc.classifier_projected_magnitude[classes] += transposed[:, k : 2 * k]
+            acc.grad_bias[classes] += transposed[:, 2 * k]
+            acc.grad_bias_magnitude[classes] += transposed[:, 2 * k]
+            _add_label_excess(acc, block_projected, shard, classes, projected[1][index], right, k)
+        else:
+            block_projected += np.hstack([g @ projected[0][index], shard.magnitude @ projected[1][index]])
+            transposed = g.T @ right
+            magnitude_t = shard.magnitude.T @ right[:, k:]
+            acc.classifier_projected[classes] += transposed[:, :k]
+            acc.classifier_projected_magnitude[classes] += magnitude_t[:, :k]
+            acc.grad_bias[classes] += transposed[:, 2 * k]
+            acc.grad_bias_magnitude[classes] += magnitude_t[:, k]
+        if len(sampled) or _sampled_classes(plan, classes).size:
+            _add_sampled(acc, shard, hidden, chunks[index], classes, plan, sampled, (sample_rows, sample_rows_abs))
+    acc.hidden_projected.append(block_projected[:, :k])
+    acc.hidden_projected_magnitude.append(block_projected[:, k:])
     acc.hidden_rows.append(sample_rows)
     acc.hidden_rows_magnitude.append(sample_rows_abs)
     acc.logit_size.append(_logit_size(hidden, acc.column_maxima))
+
+
+def _add_label_excess(
+    acc: Accumulated,
+    block_projected: np.ndarray,
+    shard: ShardGradient,
+    classes: slice,
+    projected_abs: np.ndarray,
+    right: np.ndarray,
+    k: int,
+) -> None:
+    """The size exceeds G only at the labels' entries, by ``label_excess``: add that there."""
+    assert acc.classifier_projected_magnitude is not None and acc.grad_bias_magnitude is not None
+    rows, columns, excess = shard.label_rows, shard.label_columns, shard.label_excess
+    np.add.at(block_projected[:, k:], rows, excess[:, None] * projected_abs[columns])
+    at = classes.start + columns
+    np.add.at(acc.classifier_projected_magnitude, at, excess[:, None] * right[rows, k : 2 * k])
+    np.add.at(acc.grad_bias_magnitude, at, excess)
+
+
+def _sampled_classes(plan: QuickPlan, classes: slice) -> np.ndarray:
+    return plan.classifier_rows[(plan.classifier_rows >= classes.start) & (plan.classifier_rows < classes.stop)]
+
+
+def _add_sampled(
+    acc: Accumulated,
+    shard: ShardGradient,
+    hidden: np.ndarray,
+    chunk: Chunk,
+    classes: slice,
+    plan: QuickPlan,
+    sampled: np.ndarray,
+    into: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """The sampled rows of ∂L/∂E and of ∂L/∂C, whole, with their sizes."""
+    assert acc.classifier_rows is not None and acc.classifier_rows_magnitude is not None
+    if len(sampled):
+        c64 = chunk.float64()
+        rows = shard.gradient[sampled]
+        into[0][:] += rows @ c64
+        into[1][:] += _size_of(shard, rows, sampled, None) @ np.abs(c64)
+    local = _sampled_classes(plan, classes) - classes.start
+    if len(local):
+        at = np.searchsorted(plan.classifier_rows, local + classes.start)
+        columns = shard.gradient[:, local]
+        acc.classifier_rows[at] += columns.T @ hidden
+        acc.classifier_rows_magnitude[at] += _size_of(shard, columns, None, local).T @ np.abs(hidden)
+
+
+def _size_of(shard: ShardGradient, part: np.ndarray, rows: np.ndarray | None, columns: np.ndarray | None) -> np.ndarray:
+    """The size of some rows (or columns) of a shard's gradient, ``part`` being G's."""
+    if shard.magnitude is not None:
+        return shard.magnitude[rows] if rows is not None else shard.magnitude[:, columns]
+    size = part.copy()
+    label_rows, label_columns = shard.label_rows, shard.label_columns
+    if rows is not None:
+        found = np.isin(label_rows, rows)
+        size[np.searchsorted(rows, label_rows[found]), label_columns[found]] += shard.label_excess[found]
+    else:
+        assert columns is not None
+        found = np.isin(label_columns, columns)
+        size[label_rows[found], np.searchsorted(columns, label_columns[found])] += shard.label_excess[found]
+    return size
 
 
 def _logit_size(hidden: np.ndarray, column_maxima: np.ndarray | None) -> np.ndarray:
