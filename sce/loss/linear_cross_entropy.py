@@ -15,10 +15,9 @@ This module computes the same four results exactly enough to grade any of them:
 * ∂L/∂E = G·C, ∂L/∂C = Gᵀ·E and ∂L/∂b = Σᵢ Gᵢ, by float64 matrix products of the block.
 
 The order of the blocks is chosen by size: where a float64 ∂L/∂C (V×D) fits in
-:data:`CLASSIFIER_BYTES`, blocks of whole rows (one pass: each logit formed once); otherwise
-blocks of classes, after a first pass that finds each row's log-sum-exp, so that ∂L/∂C is
-finished one block of classes at a time and never held whole. Either way the memory beyond the
-inputs and outputs stays under 1 GB at any size.
+:data:`CLASSIFIER_BYTES`, blocks of whole rows (each logit formed once); otherwise blocks of
+classes, after a pass that finds each row's log-sum-exp, so that ∂L/∂C is finished a block of
+classes at a time. Either way the memory beyond the inputs stays under 1 GB at any size.
 """
 
 from __future__ import annotations
@@ -30,9 +29,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from sce.loss.exact_sum import ExactSum, exact_ratio
-from sce.loss.result import InvalidInput
+from sce.loss.linear_inputs import checked_grad_output, checked_linear_inputs
+from sce.loss.linear_terms import LinearTerms, linear_terms
 from sce.loss.softcap import soft_capped
-from sce.loss.validation import checked_labels, validated_options
 from sce.options import LossOptions
 
 #: The largest float64 ∂L/∂C (V×D) held whole (beside a float64 copy of C); beyond it, blocks of classes.
@@ -41,81 +40,6 @@ CLASSIFIER_BYTES = 384 << 20
 BLOCK_BYTES = 1 << 25
 #: float64's unit roundoff.
 UNIT = 2.0**-53
-
-
-@dataclass(frozen=True)
-class LinearTerms:
-    """What every block needs of the labels and options: each row's coefficients and scales."""
-
-    labels: np.ndarray
-    """Each row's label, 0 where the row is ignored (N)."""
-    counted: np.ndarray
-    """Whether each row counts (N)."""
-    label_share: np.ndarray
-    """The label's coefficient (1 − ε)·w_y, 0 where the row is ignored (N)."""
-    smoothed: np.ndarray
-    """Each class's smoothing coefficient, ε/V·w_j (uniform) or ε/(V − 1)·w_j (off-target) (V)."""
-    off_target: bool
-    """Whether the label's own entry has no smoothing mass (off-target style)."""
-    total: np.ndarray
-    """s = Σ_j c_ij, each row's coefficients summed (N)."""
-    ce_scale: np.ndarray
-    """What multiplies s·p − c: the upstream gradient over the mean's denominator (N)."""
-    z_scale: np.ndarray
-    """What multiplies lse·p for the z-loss: 2λ times the upstream gradient over its denominator (N)."""
-    z_loss: float
-    softcap: float | None
-    reduction: str
-    denominator: float
-    """What 'mean' divides the cross-entropy by: the weight sum of the counted rows."""
-    z_denominator: float
-    """What 'mean' divides the z-loss by: the number of counted rows."""
-
-    def coefficients(self, rows: slice, classes: slice) -> np.ndarray:
-        """c_ij of a block: the smoothing's mass on every class and the label's share on its own."""
-        smoothed = self.smoothed[classes]
-        c = np.repeat(smoothed[None, :], rows.stop - rows.start, axis=0)
-        c[~self.counted[rows]] = 0.0
-        start, stop, _ = classes.indices(len(self.smoothed))
-        labels = self.labels[rows]
-        inside = np.flatnonzero(self.counted[rows] & (labels >= start) & (labels < stop))
-        where = labels[inside] - start
-        if self.off_target:
-            c[inside, where] = self.label_share[rows][inside]
-        else:
-            c[inside, where] += self.label_share[rows][inside]
-        return c
-
-
-def linear_terms(
-    labels: np.ndarray, n_classes: int, options: LossOptions, grad_output: np.ndarray | float = 1.0
-) -> LinearTerms:
-    """The per-row coefficients and scales of the loss for ``labels`` (checked) and ``options``."""
-    _, weights = validated_options(options)
-    w = np.ones(n_classes) if weights is None else np.asarray(weights, dtype=np.float64)
-    if len(w) != n_classes:
-        raise InvalidInput(f"{len(w)} weights for {n_classes} classes", field="weight")
-    counted = labels != options.ignore_index
-    safe = np.where(counted, labels, 0)
-    eps = options.label_smoothing
-    off_target = options.smoothing_style == "off-target"
-    if off_target:
-        share, mass = (1.0, 0.0) if eps == 0 or n_classes == 1 else (1 - eps, eps / (n_classes - 1))
-    else:
-        share, mass = 1 - eps, eps / n_classes
-    smoothed = mass * w
-    label_share = np.where(counted, share * w[safe], 0.0)
-    smoothing_total = float(smoothed.sum())
-    total = label_share + np.where(counted, smoothing_total - (smoothed[safe] if off_target else 0.0), 0.0)
-    denominator = float(w[safe][counted].sum()) if options.reduction == "mean" else 1.0
-    z_denominator = float(counted.sum()) if options.reduction == "mean" else 1.0
-    upstream = np.broadcast_to(np.asarray(grad_output, dtype=np.float64), labels.shape)
-    ce_scale = np.where(counted, upstream / denominator if denominator else 0.0, 0.0)
-    z_scale = np.where(counted, 2 * options.z_loss * upstream / z_denominator if z_denominator else 0.0, 0.0)
-    return LinearTerms(
-        safe, counted, label_share, smoothed, off_target, total, ce_scale, z_scale,
-        float(options.z_loss), options.softcap, options.reduction, denominator, z_denominator,
-    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -142,6 +66,22 @@ class LinearCrossEntropyResult:
 
 
 @dataclass(frozen=True)
+class Streamed:
+    """What :func:`stream_gradients` returns beside the blocks it hands on."""
+
+    losses: np.ndarray
+    """Each row's cross-entropy and z-loss (N×2), 0 where ignored."""
+    lse: np.ndarray
+    """Each row's log-sum-exp of the (capped) logits (N)."""
+    logit_error: np.ndarray
+    """A bound on each row's float64 logits' error (N)."""
+    grad_bias: np.ndarray
+    """∂L/∂b (V)."""
+    bias_magnitude: np.ndarray
+    """Σᵢ of the operands' size of ∂L/∂z (V): the size of ∂L/∂b's sum."""
+
+
+@dataclass(frozen=True)
 class GradientBlock:
     """∂L/∂z of a block of rows and classes, with the size of its operands (for ulps)."""
 
@@ -150,7 +90,8 @@ class GradientBlock:
     gradient: np.ndarray
     """∂L/∂z (rows × classes), float64."""
     magnitude: np.ndarray
-    """|s·p| + |c| (and the z-loss's |lse·p|), scaled as the gradient: the operands' size."""
+    """|s·p| + |c| (and the z-loss's |lse·p|), scaled as the gradient (but for the soft cap's
+    factor): the operands' size."""
 
 
 def linear_cross_entropy(
@@ -222,11 +163,12 @@ def linear_cross_entropy(
     def classes_done(classes: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
         grad_classifier[classes] = values
 
-    losses, bound, bias_gradient = stream_gradients(e, c, b, terms, rows_done, classes_done)
-    grad_bias[:] = bias_gradient[0]
+    streamed = stream_gradients(e, c, b, terms, rows_done, classes_done)
+    grad_bias[:] = streamed.grad_bias
     return LinearCrossEntropyResult(
-        reported_loss(losses, terms), losses, grad_hidden, grad_classifier, grad_bias, bound, terms
-    )
+        reported_loss(streamed.losses, terms), streamed.losses.sum(axis=1), grad_hidden, grad_classifier, grad_bias,
+        streamed.logit_error, terms,
+    )  # fmt: skip
 
 
 Finished = Callable[[slice, np.ndarray, np.ndarray], None]
@@ -234,17 +176,27 @@ Finished = Callable[[slice, np.ndarray, np.ndarray], None]
 
 def stream_gradients(
     e: np.ndarray, c: np.ndarray, b: np.ndarray | None, terms: LinearTerms, rows_done: Finished, classes_done: Finished
-) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+) -> Streamed:
     """Compute ∂L/∂E and ∂L/∂C in blocks, handing each finished block (float64, with the size of
     its operands: ‖|G|ᵢ‖·‖C_{:,d}‖ and ‖|G|_{:,v}‖·‖E_{:,d}‖) to ``rows_done`` and
-    ``classes_done``. Returns each row's loss, the logits' error bound per row, and ∂L/∂b with
-    the size of its operands."""
+    ``classes_done``; return the rest (:class:`Streamed`)."""
     n, d = e.shape
     v = c.shape[0]
     bound = logit_error_bound(e, c)
-    if v * d * 8 <= CLASSIFIER_BYTES:
+    if not by_classes(v, d):
         return _by_rows(e, c, b, terms, rows_done, classes_done, bound)
     return _by_classes(e, c, b, terms, rows_done, classes_done, bound)
+
+
+def by_classes(n_classes: int, width: int, itemsize: int = 8) -> bool:
+    """Whether ∂L/∂C (V×D) in a type of ``itemsize`` bytes is too large to hold whole: then
+    blocks of classes (the reference and the grading's baseline decide alike)."""
+    return n_classes * width * itemsize > CLASSIFIER_BYTES
+
+
+def block_bytes() -> int:
+    """The bytes of one float64 block of logits."""
+    return BLOCK_BYTES
 
 
 def logit_error_bound(e: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -277,33 +229,39 @@ def _capped(z: np.ndarray, softcap: float | None) -> tuple[np.ndarray, np.ndarra
 
 
 def _block_gradient(
-    a: np.ndarray,
+    p: np.ndarray,
     derivative: np.ndarray | None,
     lse: np.ndarray,
     terms: LinearTerms,
     rows: slice,
     classes: slice,
 ) -> GradientBlock:
-    """G = ((s·p − c)·scale + 2λ·lse·p·scale_z)·(1 − tanh²) of a block, p = exp(a − lse)."""
-    c = terms.coefficients(rows, classes)
-    p = np.exp(a - lse[:, None])
-    s = terms.total[rows, None]
-    ce = terms.ce_scale[rows, None]
-    z = (terms.z_scale[rows] * lse)[:, None]
-    gradient = (s * p - c) * ce
-    magnitude = (s * p + c) * np.abs(ce)
+    """G = ((s·p − c)·scale + 2λ·lse·p·scale_z)·(1 − tanh²) of a block, from its probabilities."""
+    ce = terms.ce_scale[rows]
+    gradient = p * (terms.total[rows] * ce)[:, None]
+    terms.add_coefficients(gradient, rows, classes, -ce)
+    magnitude = p * (terms.total[rows] * np.abs(ce))[:, None]
+    terms.add_coefficients(magnitude, rows, classes, np.abs(ce))
     if terms.z_loss:
+        z = (terms.z_scale[rows] * lse)[:, None]
         gradient += z * p
         magnitude += np.abs(z) * p
-    if derivative is not None:
+    if terms.operand_share != 1.0:
+        magnitude *= terms.operand_share
+        magnitude += np.abs(gradient)
+    if terms.label_offset is not None:
+        inside, where = terms.label_entries(rows, classes)
+        gradient[inside, where] += terms.label_offset[rows][inside]
+    if derivative is not None and terms.chain_softcap:
+        # The size stays the uncapped one: 1 − tanh² formed in a narrow type is off by an ulp of
+        # 1, which is all of it where the cap saturates (as sce check --arrays counts it).
         gradient *= derivative
-        magnitude *= derivative
     return GradientBlock(rows, classes, gradient, magnitude)
 
 
 def _cross_entropy_part(a: np.ndarray, top: np.ndarray, terms: LinearTerms, rows: slice, classes: slice) -> np.ndarray:
     """Σ_j c_ij·(mᵢ − a_ij) over a block's classes: each row's loss is that plus s·log Σ e^(a − m)."""
-    return (terms.coefficients(rows, classes) * (top[:, None] - a)).sum(axis=1)
+    return terms.weighted_sums(top[:, None] - a, rows, classes)
 
 
 def _row_step(n_rows: int, n_classes: int) -> int:
@@ -318,7 +276,7 @@ def _by_rows(
     rows_done: Finished,
     classes_done: Finished,
     bound: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+) -> Streamed:
     """Blocks of whole rows: each row's logits formed once; ∂L/∂C accumulated whole in float64."""
     n, v = len(e), len(c)
     everything = slice(0, v)
@@ -328,16 +286,21 @@ def _by_rows(
     magnitude_squares = np.zeros(v)
     grad_bias, bias_magnitude = np.zeros(v), np.zeros(v)
     losses = np.zeros((n, 2))
+    lses = np.zeros(n)
     step = _row_step(n, v)
     for start in range(0, n, step):
         rows = slice(start, min(start + step, n))
         e64 = np.asarray(e[rows], np.float64)
         a, derivative = _capped(_logits(e64, c64, b, everything), terms.softcap)
         top = a.max(axis=1)
-        lse = top + np.log(np.exp(a - top[:, None]).sum(axis=1))
-        losses[rows] = _row_losses(_cross_entropy_part(a, top, terms, rows, everything), top, lse, terms, rows)
-        block = _block_gradient(a, derivative, lse, terms, rows, everything)
-        del a, derivative
+        losses_part = _cross_entropy_part(a, top, terms, rows, everything)
+        p = np.exp(a - top[:, None], out=a)
+        total = p.sum(axis=1)
+        p /= total[:, None]
+        lses[rows] = lse = top + np.log(total)
+        losses[rows] = _row_losses(losses_part, top, lse, terms, rows)
+        block = _block_gradient(p, derivative, lse, terms, rows, everything)
+        del a, p, derivative
         rows_done(rows, block.gradient @ c64, np.outer(np.linalg.norm(block.magnitude, axis=1), column_norms))
         grad_classifier += block.gradient.T @ e64
         magnitude_squares += np.square(block.magnitude).sum(axis=0)
@@ -347,10 +310,11 @@ def _by_rows(
     for start in range(0, v, step):
         classes = slice(start, min(start + step, v))
         classes_done(classes, grad_classifier[classes], np.outer(np.sqrt(magnitude_squares[classes]), hidden_norms))
-    return losses, bound, (grad_bias, bias_magnitude)
+    return Streamed(losses, lses, bound, grad_bias, bias_magnitude)
 
 
 def _column_squares(a: np.ndarray) -> np.ndarray:
+    """Σᵢ a_ij² of each column, in float64, a block of rows at a time."""
     step = max(1, BLOCK_BYTES // (8 * max(1, a.shape[1])))
     total = np.zeros(a.shape[1])
     for i in range(0, len(a), step):
@@ -376,7 +340,7 @@ def _by_classes(
     rows_done: Finished,
     classes_done: Finished,
     bound: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+) -> Streamed:
     """Blocks of classes, after a pass that finds each row's maximum and log-sum-exp: ∂L/∂C is
     finished one block of classes at a time; ∂L/∂E (N×D) is accumulated in float64."""
     n, d = e.shape
@@ -400,7 +364,7 @@ def _by_classes(
             e64 = np.asarray(e[rows], np.float64)
             a, derivative = _capped(_logits(e64, c, b, classes), terms.softcap)
             part[rows] += _cross_entropy_part(a, top[rows], terms, rows, classes)
-            block = _block_gradient(a, derivative, lse[rows], terms, rows, classes)
+            block = _block_gradient(np.exp(a - lse[rows, None]), derivative, lse[rows], terms, rows, classes)
             grad_hidden[rows] += block.gradient @ c64
             hidden_squares[rows] += np.square(block.magnitude).sum(axis=1)
             block_classifier += block.gradient.T @ e64
@@ -412,7 +376,7 @@ def _by_classes(
         rows = slice(start, min(start + row_step, n))
         rows_done(rows, grad_hidden[rows], np.outer(np.sqrt(hidden_squares[rows]), column_norms))
     everything = slice(0, n)
-    return _row_losses(part, top, lse, terms, everything), bound, (grad_bias, bias_magnitude)
+    return Streamed(_row_losses(part, top, lse, terms, everything), lse, bound, grad_bias, bias_magnitude)
 
 
 def _row_statistics(
@@ -442,6 +406,8 @@ def reported_loss(losses: np.ndarray, terms: LinearTerms) -> float | np.ndarray:
     counted rows' weight sum and the z-loss over their number)."""
     if terms.reduction == "none":
         return losses.sum(axis=1)
+    if terms.row_factors is not None:
+        return float((losses[:, 0] * terms.row_factors[0]).sum() + (losses[:, 1] * terms.row_factors[1]).sum())
     cross_entropy, z = ExactSum.of(losses[:, 0]), ExactSum.of(losses[:, 1])
     if terms.reduction == "sum":
         return exact_ratio([(cross_entropy + z, 1.0)])
@@ -449,66 +415,3 @@ def reported_loss(losses: np.ndarray, terms: LinearTerms) -> float | np.ndarray:
     if terms.z_loss:
         parts.append((z, terms.z_denominator))
     return exact_ratio(parts)
-
-
-def checked_linear_inputs(
-    hidden: ArrayLike, classifier: ArrayLike, labels: ArrayLike, bias: ArrayLike | None, ignore_index: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-    """E (N×D), C (V×D), b (V, float64) and the labels (N, int64), checked: shapes that agree,
-    finite values, labels in range; an :class:`InvalidInput` naming the argument otherwise."""
-    e = _float_matrix(hidden, "hidden")
-    c = _float_matrix(classifier, "classifier")
-    if e.shape[1] != c.shape[1]:
-        raise InvalidInput(
-            f"hidden has D = {e.shape[1]} columns but classifier has D = {c.shape[1]}",
-            field="classifier",
-            hint="classifier is V×D, one row per class, D the hidden states' width",
-        )
-    if c.shape[0] == 0:
-        raise InvalidInput("classifier has no classes (V = 0)", field="classifier")
-    b = None
-    if bias is not None:
-        b = np.asarray(bias, dtype=np.float64)
-        if b.shape != (c.shape[0],):
-            raise InvalidInput(f"bias has shape {b.shape}, not ({c.shape[0]},): one per class", field="bias")
-        if not np.isfinite(b).all():
-            raise InvalidInput("bias has a value that is not finite", field="bias", column=_first_bad(b))
-    return e, c, b, checked_labels(labels, e.shape[0], c.shape[0], ignore_index)
-
-
-def _float_matrix(value: ArrayLike, name: str) -> np.ndarray:
-    array = np.asarray(value)
-    if array.ndim != 2:
-        raise InvalidInput(f"{name} has {array.ndim} axes; give a matrix (rows × D)", field=name)
-    if array.dtype.kind not in "fV" and array.dtype.name != "bfloat16":
-        raise InvalidInput(f"{name} has type {array.dtype}; give floating-point numbers", field=name)
-    step = max(1, BLOCK_BYTES // (8 * max(1, array.shape[1])))
-    for start in range(0, len(array), step):
-        block = np.asarray(array[start : start + step], np.float64)
-        if not np.isfinite(block).all():
-            row, column = np.argwhere(~np.isfinite(block))[0]
-            raise InvalidInput(
-                f"{name} has a value that is not finite ({block[row, column]})",
-                field=name,
-                row=int(start + row),
-                column=int(column),
-            )
-    return array
-
-
-def _first_bad(values: np.ndarray) -> int:
-    return int(np.flatnonzero(~np.isfinite(values))[0])
-
-
-def checked_grad_output(grad_output: ArrayLike | float, reduction: str, n_rows: int) -> np.ndarray | float:
-    """The upstream gradient: one finite number, or one per row for 'none'."""
-    upstream = np.asarray(grad_output, dtype=np.float64)
-    if upstream.ndim and not (reduction == "none" and upstream.shape == (n_rows,)):
-        raise InvalidInput(
-            f"grad_output has shape {upstream.shape}; give one number"
-            + (f", or one per row ({n_rows})" if reduction == "none" else f" for reduction {reduction!r}"),
-            field="grad_output",
-        )
-    if not np.isfinite(upstream).all():
-        raise InvalidInput("grad_output is not finite", field="grad_output")
-    return upstream if upstream.ndim else float(upstream)

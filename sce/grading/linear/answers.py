@@ -7,12 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from sce.loss.linear_cross_entropy import (
-    LinearTerms,
-    checked_grad_output,
-    checked_linear_inputs,
-    linear_terms,
-)
+from sce.loss.linear_inputs import checked_grad_output, checked_linear_inputs
+from sce.loss.linear_terms import LinearTerms, linear_terms
 from sce.loss.result import InvalidInput
 from sce.options import LossOptions
 

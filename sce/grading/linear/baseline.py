@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sce.grading.linear.profiles import Profile
-from sce.loss.linear_cross_entropy import BLOCK_BYTES, LinearTerms
+from sce.loss.linear_cross_entropy import block_bytes, by_classes
+from sce.loss.linear_terms import LinearTerms
 
 
 @dataclass(frozen=True)
@@ -40,18 +41,20 @@ def same_type_baseline(
     types), rounded where ``profile`` says, each output rounded to ``output_types[name]``."""
     given = e.dtype
     work = np.dtype(np.float64) if given == np.float64 else np.dtype(np.float32)
-    e_work, c_work = e.astype(work), c.astype(work)
-    b_work = None if b is None else b.astype(given).astype(work)
     n, v = len(e), len(c)
+    if by_classes(v, e.shape[1], work.itemsize):
+        return _by_classes(e, c, b, terms, profile, output_types)
+    e_work, c_work = e.astype(work, copy=False), c.astype(work, copy=False)
+    b_work = None if b is None else b.astype(given).astype(work)
     grad_hidden = np.zeros(e.shape, work)
     grad_classifier = np.zeros(c.shape, work)
     grad_bias = np.zeros(v, work)
     losses = np.zeros((n, 2), work)
-    step = max(1, BLOCK_BYTES // (8 * v))
+    step = max(1, block_bytes() // (8 * v))
     with np.errstate(all="ignore"):
         for start in range(0, n, step):
             rows = slice(start, min(start + step, n))
-            g, losses[rows] = _block(e_work[rows], c_work, b_work, terms, rows, profile, given)
+            g, losses[rows] = block_gradient(e_work[rows], c_work, b_work, terms, rows, profile, given)
             grad_hidden[rows] = g @ c_work
             grad_classifier += g.T @ e_work[rows]
             grad_bias += g.sum(axis=0, dtype=work)
@@ -63,7 +66,7 @@ def same_type_baseline(
     )
 
 
-def _block(
+def block_gradient(
     e: np.ndarray,
     c: np.ndarray,
     b: np.ndarray | None,
@@ -90,11 +93,12 @@ def _block(
     total = exponentials.sum(axis=1, keepdims=True)
     p = exponentials / total
     lse = top + np.log(total)
-    coefficients = terms.coefficients(rows, slice(0, c.shape[0])).astype(work)
-    s = terms.total[rows, None].astype(work)
-    g = (s * p - coefficients) * terms.ce_scale[rows, None].astype(work)
+    everything = slice(0, c.shape[0])
+    ce = terms.ce_scale[rows].astype(work)
+    g = p * (terms.total[rows].astype(work) * ce)[:, None]
+    terms.add_coefficients(g, rows, everything, -ce)
     losses = np.zeros((len(z), 2), work)
-    losses[:, 0] = (coefficients * (lse - z)).sum(axis=1)
+    losses[:, 0] = terms.weighted_sums((lse - z).astype(work), rows, everything)
     if terms.z_loss:
         square = np.square(lse[:, 0].astype(given) if profile.z_loss_in_input_type else lse[:, 0])
         losses[:, 1] = work.type(terms.z_loss) * square
@@ -119,3 +123,99 @@ def _reduced(losses: np.ndarray, terms: LinearTerms, work: np.dtype) -> np.ndarr
         if terms.z_loss:
             mean = mean + z / work.type(terms.z_denominator)
     return np.asarray(mean)
+
+
+def _logits(
+    e: np.ndarray, c: np.ndarray, b: np.ndarray | None, classes: slice, terms: LinearTerms, profile: Profile
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A block's logits in the work type (rounded to the input's where the profile says), capped,
+    with the cap's derivative."""
+    given = e.dtype
+    work: np.dtype = np.dtype(np.float64) if given == np.float64 else np.dtype(np.float32)
+    z: np.ndarray = np.asarray(e, dtype=work) @ np.asarray(c[classes], dtype=work).T
+    if b is not None:
+        z += b[classes].astype(work)
+    if profile.logits_in_input_type:
+        z = z.astype(given).astype(work)
+    if terms.softcap is None:
+        return z, None
+    cap = work.type(terms.softcap)
+    ratio = z / cap
+    return cap * np.tanh(ratio), work.type(1) / np.square(np.cosh(ratio))
+
+
+def _by_classes(
+    e: np.ndarray,
+    c: np.ndarray,
+    b: np.ndarray | None,
+    terms: LinearTerms,
+    profile: Profile,
+    output_types: dict[str, np.dtype],
+) -> LinearBaseline:
+    """As a kernel that never holds ∂L/∂C whole: each row's maximum and sum of exponentials
+    online over blocks of classes, then each block of classes finished in turn (float32
+    accumulators of one block, rounded into the answer's type)."""
+    given, work = e.dtype, (np.dtype(np.float64) if e.dtype == np.float64 else np.dtype(np.float32))
+    n, d = e.shape
+    v = len(c)
+    class_step = max(1, block_bytes() // (8 * d))
+    row_step = max(1, block_bytes() // (8 * class_step))
+    blocks = [(slice(r, min(r + row_step, n)), slice(k, min(k + class_step, v)))
+              for k in range(0, v, class_step) for r in range(0, n, row_step)]  # fmt: skip
+    top, total = np.full(n, -np.inf, work), np.zeros(n, work)
+    with np.errstate(all="ignore"):
+        for rows, classes in blocks:
+            z, _ = _logits(e[rows], c, b, classes, terms, profile)
+            new_top = np.maximum(top[rows], z.max(axis=1))
+            total[rows] = total[rows] * np.exp(top[rows] - new_top) + np.exp(z - new_top[:, None]).sum(axis=1)
+            top[rows] = new_top
+        lse = top + np.log(total)
+        grad_hidden = np.zeros((n, d), work)
+        grad_classifier = np.zeros((v, d), output_types.get("grad_classifier", work))
+        grad_bias, losses = np.zeros(v, work), np.zeros((n, 2), work)
+        for first in range(0, v, class_step):
+            classes = slice(first, min(first + class_step, v))
+            block = np.zeros((classes.stop - classes.start, d), work)
+            for rows in (rows for rows, at in blocks if at == classes):
+                g = _class_block(e, c, b, terms, profile, rows, classes, lse, losses)
+                grad_hidden[rows] += g @ c[classes].astype(work)
+                block += g.T @ e[rows].astype(work)
+                grad_bias[classes] += g.sum(axis=0, dtype=work)
+            grad_classifier[classes] = block
+    if terms.z_loss:
+        square = np.square(lse.astype(given) if profile.z_loss_in_input_type else lse)
+        losses[:, 1] = work.type(terms.z_loss) * square
+    losses[~terms.counted] = 0
+    return LinearBaseline(
+        _reduced(losses, terms, work).astype(output_types.get("loss", work)),
+        grad_hidden.astype(output_types.get("grad_hidden", work)),
+        grad_classifier,
+        grad_bias.astype(output_types.get("grad_bias", work)),
+    )
+
+
+def _class_block(
+    e: np.ndarray,
+    c: np.ndarray,
+    b: np.ndarray | None,
+    terms: LinearTerms,
+    profile: Profile,
+    rows: slice,
+    classes: slice,
+    lse: np.ndarray,
+    losses: np.ndarray,
+) -> np.ndarray:
+    """∂L/∂z of a block (as the products take it), from the rows' lse; the block's part of each
+    row's cross-entropy added to ``losses``."""
+    given, work = e.dtype, lse.dtype
+    z, derivative = _logits(e[rows], c, b, classes, terms, profile)
+    p = np.exp(z - lse[rows, None])
+    ce = terms.ce_scale[rows].astype(work)
+    g = p * (terms.total[rows].astype(work) * ce)[:, None]
+    terms.add_coefficients(g, rows, classes, -ce)
+    losses[rows, 0] += terms.weighted_sums(lse[rows, None] - z, rows, classes)
+    if terms.z_loss:
+        g += (terms.z_scale[rows].astype(work) * lse[rows])[:, None] * p
+    if derivative is not None:
+        g *= derivative
+    return g.astype(given).astype(work) if profile.gradient_in_input_type else g

@@ -3,12 +3,13 @@ the exact blocked reference, allowed what the same-type baseline errs under the 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from sce.grading.dump.baseline import ulps
+from sce.grading.dump.baseline import ulp_unit, ulps, ulps_if_finite
 from sce.grading.dump.block_errors import finite_errors
 from sce.grading.dump.verdict import QuantityVerdict
 from sce.grading.linear.answers import LinearAnswer, LinearInputs
@@ -16,6 +17,7 @@ from sce.grading.linear.baseline import LinearBaseline, same_type_baseline
 from sce.grading.linear.profiles import Profile
 from sce.grading.linear.report import OutputReport, Report
 from sce.loss.linear_cross_entropy import UNIT, reported_loss, stream_gradients
+from sce.loss.linear_terms import LinearTerms
 
 #: The gradients' accumulations are at most this many times longer than the reference's bound says.
 _BOUND_FACTOR = 3.0
@@ -30,10 +32,23 @@ class _Graded:
     reference_ulp: float = 0.0
 
 
-def full_check(inputs: LinearInputs, answer: LinearAnswer, profile: Profile) -> tuple[Report, dict[str, Any]]:
-    """Grade every output given; return the report (without a mistake named) and the reference's
-    reduced results the mistakes are told apart by (the loss, ∂L/∂b, each row's loss)."""
-    baseline = same_type_baseline(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types)
+def full_check(
+    inputs: LinearInputs,
+    answer: LinearAnswer,
+    profile: Profile,
+    terms: LinearTerms | None = None,
+    baseline: LinearBaseline | None = None,
+    allowed: Report | None = None,
+) -> tuple[Report, dict[str, Any], LinearBaseline]:
+    """Grade every output given; return the report (without a mistake named), the reference's
+    per-row results the mistakes are told apart by (each row's loss and lse), and the baseline.
+
+    ``terms`` replaces the inputs' own (a mistake's what-if: the answer graded against what the
+    mistake gives); ``baseline``, the same-type baseline where it is known already; ``allowed``,
+    a report whose allowances hold (those of the right result, for a what-if: the baseline's
+    errors are measured against the right result, never against a mistake's)."""
+    if baseline is None:
+        baseline = same_type_baseline(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types)
     graded = {name: _Graded(QuantityVerdict(name), answer.type_names[name]) for name in answer.given}
     excused = _skipped(inputs, profile)
 
@@ -50,22 +65,32 @@ def full_check(inputs: LinearInputs, answer: LinearAnswer, profile: Profile) -> 
             base = baseline.grad_classifier[classes]
             _grade(graded["grad_classifier"], given, base, values, magnitude, classes.start, excuse)
 
-    t = inputs.terms
+    t = inputs.terms if terms is None else terms
+    t = dataclasses.replace(t, operand_share=_operand_share(inputs.e.dtype))
     streamed = stream_gradients(inputs.e, inputs.c, inputs.b, t, rows_done, classes_done)
-    losses, bound, (grad_bias, bias_magnitude) = streamed
+    losses, bound, grad_bias = streamed.losses, streamed.logit_error, streamed.grad_bias
+    bias_magnitude = streamed.bias_magnitude
     delta = float(bound.max(initial=0.0))
-    reference = {"losses": losses, "loss": reported_loss(losses, t), "grad_bias": grad_bias}
+    reference = {"losses": losses, "loss": reported_loss(losses, t), "grad_bias": grad_bias, "lse": streamed.lse}
     if "grad_bias" in graded:
         excuse = None if excused is None else np.full(len(grad_bias), excused[3])
         given_bias = _given(answer, "grad_bias")
         _grade(graded["grad_bias"], given_bias, baseline.grad_bias, grad_bias, bias_magnitude, 0, excuse)
     if "loss" in graded:
-        _grade_loss(graded["loss"], answer, baseline, reference["loss"], losses, inputs, bound)
+        _grade_loss(graded["loss"], answer, baseline, reference["loss"], losses, inputs, bound, t)
     for name, found in graded.items():
         length = {"grad_hidden": len(inputs.c), "grad_classifier": len(inputs.e), "grad_bias": len(inputs.e)}
         relative = _BOUND_FACTOR * delta + (length.get(name, 1) + 2) * UNIT * 1.01
         found.reference_ulp = 2 * relative / float(np.finfo(np.float64).eps) * _eps_ratio(found.dtype)
-    return _report(graded, profile), reference
+    return _report(graded, profile, allowed), reference, baseline
+
+
+def _operand_share(given: np.dtype) -> float:
+    """float32's ε over the input type's, for inputs narrower than float32 (whose kernels form
+    p − y in float32), else 1."""
+    if given.itemsize >= 4:
+        return 1.0
+    return float(np.finfo(np.float32).eps) / (2.0**-7 if given.name == "bfloat16" else 2.0**-10)
 
 
 def _eps_ratio(dtype: str) -> float:
@@ -89,12 +114,19 @@ def _grade(
         moved = given64 - np.sign(given64 - expected) * excuse
         given64 = np.where(np.abs(given64 - expected) <= excuse, expected, moved)
     magnitude = np.maximum(magnitude, np.abs(expected))
+    unit = ulp_unit(magnitude, found.dtype)
     with np.errstate(invalid="ignore"):
-        errors = ulps(given64, expected, magnitude, found.dtype)
-        base_errors = ulps(np.asarray(base, dtype=np.float64), expected, magnitude, found.dtype)
-        zero_errors = ulps(np.zeros_like(expected), expected, magnitude, found.dtype)
+        errors = _errors(given64, expected, magnitude, unit, found.dtype)
+        base_errors = _errors(np.asarray(base, dtype=np.float64), expected, magnitude, unit, found.dtype)
+        zero_errors = np.abs(expected) / unit
     route = finite_errors(base_errors, zero_errors)
     found.verdict.add(errors, route, expected, np.asarray(given, dtype=np.float64), start)
+
+
+def _errors(given: np.ndarray, expected: np.ndarray, magnitude: np.ndarray, unit: np.ndarray, dtype: str) -> np.ndarray:
+    """In ulps; the slower :func:`ulps` only where an entry is not finite."""
+    found = ulps_if_finite(given, expected, unit) if np.isfinite(expected).all() else None
+    return ulps(given, expected, magnitude, dtype) if found is None else found
 
 
 def _grade_loss(
@@ -105,10 +137,10 @@ def _grade_loss(
     losses: np.ndarray,
     inputs: LinearInputs,
     bound: np.ndarray,
+    t: LinearTerms,
 ) -> None:
     """The loss (each row's for 'none'), in ulps at the size of its operands: the loss and the
     logits' own size (‖Eᵢ‖·max‖Cⱼ‖) times the coefficients' sum, as the logits' rounding moves it."""
-    t = inputs.terms
     logit_size = bound / ((inputs.e.shape[1] + 2) * UNIT * 1.01)
     if inputs.b is not None:
         logit_size = logit_size + float(np.abs(inputs.b).max(initial=0.0))
@@ -145,8 +177,9 @@ def _skipped(inputs: LinearInputs, profile: Profile) -> tuple[Any, ...] | None:
     return per_row, classifier_columns, hidden_columns, float(per_row.sum())
 
 
-def _report(graded: dict[str, _Graded], profile: Profile) -> Report:
-    outputs = {name: _output_report(found) for name, found in graded.items()}
+def _report(graded: dict[str, _Graded], profile: Profile, allowed: Report | None) -> Report:
+    fixed = {} if allowed is None else {o.name: o for o in allowed.outputs}
+    outputs = {name: _output_report(found, fixed.get(name)) for name, found in graded.items()}
     passed = all(o.passed for o in outputs.values())
     worst = max((o.worst_ulp for o in outputs.values()), default=0.0)
     verdict = "correct" if passed else "not_correct"
@@ -156,10 +189,10 @@ def _report(graded: dict[str, _Graded], profile: Profile) -> Report:
     )  # fmt: skip
 
 
-def _output_report(found: _Graded) -> OutputReport:
+def _output_report(found: _Graded, fixed: OutputReport | None) -> OutputReport:
     v = found.verdict
-    allowed = v.allowed_ulps + found.reference_ulp
-    allowed_rms = v.allowed_rms_ulps + found.reference_ulp
+    allowed = v.allowed_ulps + found.reference_ulp if fixed is None else fixed.allowed_ulp
+    allowed_rms = v.allowed_rms_ulps + found.reference_ulp if fixed is None else fixed.allowed_rms_ulp
     passed = bool(v.counts[-1] == 0 and v.max_ulps <= allowed and v.rms_ulps <= allowed_rms)
     worst = v.worst[0] if v.worst else None
     where: tuple[int, ...] | None = None

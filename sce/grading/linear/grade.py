@@ -39,12 +39,12 @@ def check_linear(
         from sce.grading.linear.quick_report import quick_report
 
         return quick_report(inputs, answer, chosen)
-    report, reference = full_check(inputs, answer, chosen)
+    report, reference, baseline = full_check(inputs, answer, chosen)
     if report.passed:
         return report
     from sce.grading.linear.mistakes import named_mistake
 
-    return named_mistake(report, inputs, answer, chosen, reference)
+    return named_mistake(report, inputs, answer, chosen, reference, baseline)
 
 
 def _options(options: dict[str, Any]) -> LossOptions:

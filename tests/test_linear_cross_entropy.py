@@ -1,0 +1,304 @@
+"""The fused linear cross-entropy check: the blocked reference against mpmath, fair verdicts for
+correct kernels in float32 and bfloat16 under every profile, each planted mistake failing and
+named, and bad input refused with the argument named."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sce import softmax_cross_entropy
+from sce.grading.linear import mistakes
+from sce.grading.linear.profiles import PROFILES
+from sce.loss.linear_cross_entropy import linear_cross_entropy
+from sce.testing import Report, assert_linear_cross_entropy_close, check_linear_cross_entropy
+from tests.linear_kernels import Case, kernel, make_case
+
+# The module, not the function sce.loss exports under its name.
+blocked = importlib.import_module("sce.loss.linear_cross_entropy")
+ml_dtypes = pytest.importorskip("ml_dtypes")
+BFLOAT16 = ml_dtypes.bfloat16
+
+mpmath.mp.dps = 50
+
+OPTIONS = [
+    {},
+    {"reduction": "sum"},
+    {"reduction": "none"},
+    {"label_smoothing": 0.1},
+    {"label_smoothing": 0.2, "smoothing_style": "off-target"},
+    {"softcap": 2.0},
+    {"z_loss": 1e-3},
+    {"weight": list(np.linspace(0.5, 2.0, 40))},
+    {"softcap": 1.0, "z_loss": 1e-2, "label_smoothing": 0.1, "reduction": "sum"},
+]
+
+
+def exact(case: Case, grad_output: object = 1.0, **options: object) -> dict[str, list]:
+    """Loss, dE, dC and db with mpmath at 50 digits, from the definitions."""
+    e = [[mpmath.mpf(float(x)) for x in row] for row in case.hidden.astype(np.float64)]
+    c = [[mpmath.mpf(float(x)) for x in row] for row in case.classifier.astype(np.float64)]
+    b = [mpmath.mpf(float(x)) for x in case.bias.astype(np.float64)] if case.bias is not None else None
+    n, v, d = len(e), len(c), len(e[0])
+    eps = mpmath.mpf(options.get("label_smoothing", 0.0))
+    w = [mpmath.mpf(x) for x in options.get("weight") or [1.0] * v]
+    cap, lam = options.get("softcap"), mpmath.mpf(options.get("z_loss", 0.0))
+    reduction = options.get("reduction", "mean")
+    off_target = options.get("smoothing_style") == "off-target"
+    upstream = np.broadcast_to(np.asarray(grad_output, dtype=np.float64), (n,))
+    counted = [int(y) != -100 for y in case.labels]
+    denominator = sum(w[int(y)] for y, k in zip(case.labels, counted) if k)
+    count = sum(counted)
+    ce_losses, z_losses, grads = [], [], []
+    for i in range(n):
+        z = [mpmath.fsum(e[i][k] * c[j][k] for k in range(d)) + (b[j] if b else 0) for j in range(v)]
+        a = [cap * mpmath.tanh(x / cap) for x in z] if cap else z
+        factor = [1 - mpmath.tanh(x / cap) ** 2 for x in z] if cap else [1] * v
+        lse = mpmath.log(mpmath.fsum(mpmath.exp(x) for x in a))
+        if not counted[i]:
+            ce_losses.append(0), z_losses.append(0), grads.append([0] * v)
+            continue
+        y = int(case.labels[i])
+        if off_target:
+            coef = [eps / (v - 1) * w[j] if j != y else (1 - eps) * w[j] for j in range(v)]
+        else:
+            coef = [eps / v * w[j] + ((1 - eps) * w[j] if j == y else 0) for j in range(v)]
+        s = mpmath.fsum(coef)
+        ce_losses.append(mpmath.fsum(coef[j] * (lse - a[j]) for j in range(v)))
+        z_losses.append(lam * lse**2)
+        ce_scale = {"mean": 1 / denominator, "sum": 1, "none": upstream[i]}[reduction]
+        z_scale = {"mean": mpmath.mpf(1) / count, "sum": 1, "none": upstream[i]}[reduction]
+        p = [mpmath.exp(x - lse) for x in a]
+        grads.append([((s * p[j] - coef[j]) * ce_scale + 2 * lam * lse * p[j] * z_scale) * factor[j] for j in range(v)])
+    if reduction == "none":
+        loss = [x + y for x, y in zip(ce_losses, z_losses)]
+    elif reduction == "sum":
+        loss = [mpmath.fsum(ce_losses) + mpmath.fsum(z_losses)]
+    else:
+        loss = [mpmath.fsum(ce_losses) / denominator + mpmath.fsum(z_losses) / count]
+    grad_hidden = [[mpmath.fsum(grads[i][j] * c[j][k] for j in range(v)) for k in range(d)] for i in range(n)]
+    grad_classifier = [[mpmath.fsum(grads[i][j] * e[i][k] for i in range(n)) for k in range(d)] for j in range(v)]
+    grad_bias = [mpmath.fsum(grads[i][j] for i in range(n)) for j in range(v)]
+    return {"loss": loss, "grad_hidden": grad_hidden, "grad_classifier": grad_classifier, "grad_bias": grad_bias}
+
+
+def assert_close_to_exact(found: np.ndarray, expected: list, scale: float) -> None:
+    want = np.array(mpmath.matrix(expected).tolist() if isinstance(expected[0], list) else expected, dtype=np.float64)
+    assert np.abs(np.asarray(found, dtype=np.float64).reshape(want.shape) - want).max() <= 1e-13 * scale
+
+
+@pytest.mark.parametrize("options", OPTIONS[:7] + [{"weight": [0.5, 1.0, 2.0, 1.5, 0.7]}], ids=str)
+@pytest.mark.parametrize("rows_first", [True, False], ids=["rows", "classes"])
+def test_reference_matches_mpmath_for_every_option(options: dict, rows_first: bool, monkeypatch) -> None:
+    monkeypatch.setattr(blocked, "CLASSIFIER_BYTES", 1 << 30 if rows_first else 0)
+    monkeypatch.setattr(blocked, "BLOCK_BYTES", 8 * 5 * 2)  # blocks of two rows, or of two classes
+    case = make_case(np.float32, n=5, d=3, v=5, seed=3)
+    case = dataclasses.replace(case, hidden=case.hidden.copy())
+    grad_output = np.array([0.5, 2.0, 1.0, 3.0, 1.5]) if options.get("reduction") == "none" else 1.0
+    result = linear_cross_entropy(
+        case.hidden, case.classifier, case.labels, bias=case.bias, grad_output=grad_output, **options
+    )
+    want = exact(case, grad_output, **options)
+    assert_close_to_exact(np.atleast_1d(result.loss), want["loss"], 10.0)
+    assert_close_to_exact(result.grad_hidden, want["grad_hidden"], 10.0)
+    assert_close_to_exact(result.grad_classifier, want["grad_classifier"], 10.0)
+    assert_close_to_exact(result.grad_bias, want["grad_bias"], 10.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 6),
+    d=st.integers(1, 5),
+    v=st.integers(1, 7),
+    seed=st.integers(0, 1000),
+    scale=st.sampled_from([0.1, 1.0, 30.0]),
+)
+def test_reference_agrees_with_the_loss_on_materialised_logits(n: int, d: int, v: int, seed: int, scale: float) -> None:
+    rng = np.random.default_rng(seed)
+    e = (rng.standard_normal((n, d)) * scale).astype(np.float32)
+    c = rng.standard_normal((v, d)).astype(np.float32)
+    labels = rng.integers(0, v, n)
+    result = linear_cross_entropy(e, c, labels, reduction="sum")
+    logits = e.astype(np.float64) @ c.astype(np.float64).T
+    plain = softmax_cross_entropy(logits, labels, reduction="sum")
+    size = 1 + float(np.abs(logits).max(initial=0))
+    assert abs(result.loss - plain.loss) <= 1e-12 * size * n
+    np.testing.assert_allclose(result.grad_hidden, plain.gradient @ c.astype(np.float64), atol=1e-12 * size)
+    np.testing.assert_allclose(result.grad_classifier, plain.gradient.T @ e.astype(np.float64), atol=1e-12 * size)
+
+
+def _check(case: Case, outputs: dict, profile: str = "pytorch") -> Report:
+    return check_linear_cross_entropy(
+        case.hidden, case.classifier, case.labels, bias=case.bias, **outputs, **case.options, profile=profile,
+        grad_output=case.grad_output,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, BFLOAT16], ids=["float32", "bfloat16"])
+def test_a_correct_kernel_passes_under_every_profile(dtype: object, options: dict) -> None:
+    for seed in range(2):
+        case = make_case(dtype, seed=seed, **options)
+        outputs = kernel(case)
+        for profile in PROFILES:
+            report = _check(case, outputs, profile)
+            assert report.passed, str(report)
+            assert report.profile == profile and report.mode == "full" and report.mistake is None
+
+
+MISTAKES = {
+    "upstream_first": (mistakes.ROWS_SCALED_BY_FIRST_UPSTREAM, {"reduction": "none"}, {}),
+    "ignored_counted": (mistakes.IGNORED_ROWS_COUNTED, {}, {}),
+    "mean_of_chunk_means": (mistakes.MEAN_OF_CHUNK_MEANS, {}, {}),
+    "z_loss_weighted": (mistakes.Z_LOSS_WEIGHTED_OR_DIVIDED, {"z_loss": 1e-2, "weight": list(np.linspace(0.5, 2, 40))}, {}),
+    "softcap_factor_missing": (mistakes.SOFTCAP_FACTOR_MISSING, {"softcap": 2.0}, {}),
+    "local_smoothing": (mistakes.SMOOTHING_OVER_LOCAL_VOCABULARY, {"label_smoothing": 0.3}, {}),
+    "local_smoothing_off_target": (
+        mistakes.SMOOTHING_OVER_LOCAL_VOCABULARY, {"label_smoothing": 0.3, "smoothing_style": "off-target"}, {}
+    ),
+}
+
+
+@pytest.mark.parametrize("planted", list(MISTAKES))
+@pytest.mark.parametrize("dtype", [np.float32, BFLOAT16], ids=["float32", "bfloat16"])
+def test_each_planted_mistake_fails_and_is_named(dtype: object, planted: str) -> None:
+    mistake, options, _ = MISTAKES[planted]
+    v = 10 if planted.startswith("local") and dtype is BFLOAT16 else 40
+    if "weight" in options:
+        options = {**options, "weight": list(np.linspace(0.5, 2, v))}
+    case = make_case(dtype, v=v, **options)
+    if planted == "upstream_first":
+        case = dataclasses.replace(case, grad_output=np.linspace(0.5, 2.0, len(case.labels)))
+    report = _check(case, kernel(case, mistake=planted.removesuffix("_off_target")))
+    assert not report.passed and report.verdict == "not_correct"
+    assert report.mistake == mistake.name, str(report)
+    assert report.fix == mistake.fix
+
+
+def test_the_label_rounded_before_the_subtraction_is_named_in_bfloat16() -> None:
+    # Confident rows (p_y of 0.99 and 0.998) whose logits are exact in bfloat16: only the kernel rounds.
+    case = make_case(BFLOAT16, seed=1, grid=True)
+    assert _check(case, kernel(case)).passed
+    report = _check(case, kernel(case, mistake="label_rounded_early"))
+    assert not report.passed and report.mistake == mistakes.LABEL_GRADIENT_ROUNDED_EARLY.name, str(report)
+
+
+def test_the_classifier_gradient_summed_in_bfloat16_is_named() -> None:
+    # 2,048 one-row chunks of hidden states sharing a component: each increment is below half an
+    # ulp of the running sum, which stagnates.
+    case = make_case(BFLOAT16, n=2048, offset=2.0)
+    assert _check(case, kernel(case, chunk=1)).passed
+    report = _check(case, kernel(case, mistake="classifier_in_input_type", chunk=1))
+    assert not report.passed and report.mistake == mistakes.CLASSIFIER_GRADIENT_IN_INPUT_TYPE.name, str(report)
+    assert [o.name for o in report.outputs if not o.passed] == ["grad_classifier"]
+
+
+def test_a_float32_classifier_gradient_summed_in_float32_is_correct() -> None:
+    case = make_case(np.float32, n=2048, offset=2.0)
+    assert _check(case, kernel(case, mistake="classifier_in_input_type", chunk=1)).passed
+
+
+@pytest.mark.parametrize("factor", [0.5, 1.01, -1.0, 0.0])
+def test_a_scaled_float32_gradient_never_passes(factor: float) -> None:
+    case = make_case(np.float32)
+    outputs = kernel(case)
+    for name in ("grad_hidden", "grad_classifier", "grad_bias"):
+        wrong = {**outputs, name: outputs[name] * np.float32(factor)}
+        report = _check(case, wrong)
+        assert not report.passed
+        assert [o.name for o in report.outputs if not o.passed] == [name]
+
+
+def test_the_assertion_message_starts_with_the_verdict_and_the_report_is_json() -> None:
+    case = make_case(np.float32, softcap=2.0)
+    outputs = kernel(case, mistake="softcap_factor_missing")
+    with pytest.raises(AssertionError) as failure:
+        assert_linear_cross_entropy_close(case.hidden, case.classifier, case.labels, bias=case.bias, **outputs,
+                                          softcap=2.0)  # fmt: skip
+    first = str(failure.value).splitlines()[0]
+    assert first.startswith("not correct: the soft cap's factor 1 − tanh²(z/c) missing from the gradient (")
+    report = _check(case, outputs)
+    found = json.loads(json.dumps(report.to_dict()))
+    assert found["verdict"] == "not_correct" and found["profile"] == "pytorch" and found["mode"] == "full"
+    assert found["grad_hidden"]["worst_ulp"] > found["grad_hidden"]["allowed_ulp"]
+    passed = assert_linear_cross_entropy_close(case.hidden, case.classifier, case.labels, bias=case.bias,
+                                               **kernel(case), softcap=2.0)  # fmt: skip
+    assert passed.passed and passed.headline().startswith("correct: ")
+
+
+def test_a_non_finite_answer_fails() -> None:
+    case = make_case(np.float32)
+    outputs = kernel(case)
+    outputs["grad_hidden"][0, 0] = np.nan
+    report = _check(case, outputs)
+    assert not report.passed and not report.grad_hidden.passed
+
+
+E = np.ones((2, 3), np.float32)
+C = np.ones((4, 3), np.float32)
+
+
+@pytest.mark.parametrize(
+    ("keywords", "named"),
+    [
+        ({"profile": "triton"}, "profile"),
+        ({"mode": "fast"}, "mode"),
+        ({"classifier": np.ones((4, 2), np.float32)}, "classifier"),
+        ({"labels": [0, 1, 2]}, "labels"),
+        ({"labels": [0, 4]}, "labels"),
+        ({"labels": [0, -1]}, "labels"),
+        ({"grad_hidden": np.ones((3, 2), np.float32)}, "grad_hidden"),
+        ({"grad_classifier": np.ones((4, 3), np.int32)}, "grad_classifier"),
+        ({"grad_bias": np.ones(4, np.float32)}, "grad_bias"),
+        ({"loss": np.ones(2, np.float32)}, "loss"),
+        ({"hidden": np.array([[1.0, np.nan, 0.0], [0, 0, 0]], np.float32)}, "hidden"),
+        ({"hidden": np.ones(3, np.float32)}, "hidden"),
+        ({"bias": np.ones(3, np.float32)}, "bias"),
+        ({"weight": [1.0, 1.0]}, "weight"),
+        ({"label_smoothing": 2.0}, "label_smoothing"),
+        ({"reduction": "avg"}, "reduction"),
+        ({"reduction": "none", "grad_output": np.ones(3)}, "grad_output"),
+    ],
+)
+def test_bad_input_is_a_value_error_naming_the_argument(keywords: dict, named: str) -> None:
+    arguments = {"hidden": E, "classifier": C, "labels": [0, 1], **keywords}
+    with pytest.raises(ValueError, match=named):
+        check_linear_cross_entropy(arguments.pop("hidden"), arguments.pop("classifier"), arguments.pop("labels"),
+                                   **arguments)  # fmt: skip
+
+
+def test_torch_tensors_are_graded_as_their_own_type() -> None:
+    torch = pytest.importorskip("torch")
+    case = make_case(BFLOAT16)
+    outputs = kernel(case)
+    as_tensor = {name: torch.tensor(np.asarray(value, np.float32)) for name, value in outputs.items()}
+    as_tensor = {n: t.to(torch.bfloat16) if n != "loss" else t for n, t in as_tensor.items()}
+    hidden = torch.tensor(case.hidden.astype(np.float32)).to(torch.bfloat16).requires_grad_()
+    classifier = torch.tensor(case.classifier.astype(np.float32)).to(torch.bfloat16)
+    bias = torch.tensor(case.bias.astype(np.float32)).to(torch.bfloat16)
+    report = check_linear_cross_entropy(hidden, classifier, torch.tensor(case.labels), bias=bias, **as_tensor)
+    assert report.passed and report.grad_hidden.dtype == "bfloat16"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, BFLOAT16], ids=["float32", "bfloat16"])
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1, "softcap": 2.0, "z_loss": 1e-3}], ids=str)
+def test_blocks_of_classes_grade_as_blocks_of_rows(dtype: object, options: dict, monkeypatch) -> None:
+    # Where ∂L/∂C would not fit whole, the reference and the baseline take blocks of classes.
+    case = make_case(dtype, **options)
+    outputs = kernel(case)
+    by_rows = _check(case, outputs)
+    monkeypatch.setattr(blocked, "CLASSIFIER_BYTES", 0)
+    monkeypatch.setattr(blocked, "BLOCK_BYTES", 8 * 16 * 7)
+    by_classes = _check(case, outputs)
+    assert by_rows.passed and by_classes.passed, str(by_classes)
+    wrong = _check(case, {**outputs, "grad_classifier": outputs["grad_classifier"] * 2})
+    assert not wrong.passed and [o.name for o in wrong.outputs if not o.passed] == ["grad_classifier"]
+    for mine, theirs in zip(by_rows.outputs, by_classes.outputs):
+        assert theirs.worst_ulp == pytest.approx(mine.worst_ulp, rel=1e-6, abs=1e-6)
