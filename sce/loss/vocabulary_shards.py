@@ -212,6 +212,9 @@ class Sharding:
     reduction: str
     upstream: np.ndarray | float = 1.0
     """The upstream gradient: one number, or one per row for 'none'."""
+    local_classes: tuple[int, ...] | None = None
+    """A what-if: each shard spreads the smoothing over this many classes (its rank's own
+    vocabulary) instead of the whole vocabulary's, as Megatron's vocabulary-parallel loss once did."""
 
     @classmethod
     def of(
@@ -231,9 +234,18 @@ class Sharding:
         weights = np.ones(offsets[-1]) if weight is None else np.asarray(weight, dtype=np.float64)
         return cls(tuple(int(o) for o in offsets), labels, counted, weights, loss, reduction, upstream)
 
-    def with_widths(self, widths: Sequence[int]) -> Sharding:
-        """The same problem cut into other shards (of these widths, in order)."""
-        return dataclasses.replace(self, offsets=(0, *(int(o) for o in np.cumsum(widths))))
+    def with_widths(self, widths: Sequence[int], owners: Sequence[int] | None = None) -> Sharding:
+        """The same problem cut into other shards (of these widths, in order); ``owners``: which
+        of the present shards each new one lies in (it keeps that shard's ``local_classes``)."""
+        local = self.local_classes
+        if local is not None and owners is not None:
+            local = tuple(local[k] for k in owners)
+        return dataclasses.replace(self, offsets=(0, *(int(o) for o in np.cumsum(widths))), local_classes=local)
+
+    def as_if_smoothing_were_local(self) -> Sharding:
+        """The what-if of smoothing spread over each shard's own classes (see ``local_classes``)."""
+        widths = np.diff(self.offsets)
+        return dataclasses.replace(self, local_classes=tuple(int(w) for w in widths))
 
     @functools.cached_property
     def label_weights(self) -> np.ndarray:
@@ -274,9 +286,12 @@ class Sharding:
                 mass=shares[0] * label_weight + shares[1] * float(self.weights.sum()),
                 z=np.where(counted, 2 * self.loss.z_loss * lse * upstream / n_total, 0.0),
             )
+        every = [shares] * len(logits)
+        if self.local_classes is not None:
+            every = [self.loss.smoothed_mass(k) for k in self.local_classes]
         gradients = [
-            shard_gradient(e, d, st.maximum - lse, lab, w, scales, shares)
-            for (e, d), st, lab, w in zip(capped, stats, locals_, weights)
+            shard_gradient(e, d, st.maximum - lse, lab, w, scales, own)
+            for (e, d), st, lab, w, own in zip(capped, stats, locals_, weights, every)
         ]
         return ShardedBlock(lse, cross, z_part, gradients)
 

@@ -113,6 +113,6 @@ def quick_check(
     )
     n_rows = hidden.shape[0]
     chunks = chunks_of(classifier, bias, min(n_rows, row_block_size(n_classes)))
-    chunked = sharding.with_widths([len(c.classifier) for c in chunks])
+    chunked = sharding.with_widths([len(c.classifier) for c in chunks], [c.shard for c in chunks])
     acc = exact_pass(hidden, chunks, chunked, plan, excused)
     return QuickOutcome(plan, graded_outputs(hidden, acc, chunked, plan, candidates, excused))

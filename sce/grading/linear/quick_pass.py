@@ -87,6 +87,8 @@ class Chunk:
 
     classifier: np.ndarray
     bias: np.ndarray | None
+    shard: int = 0
+    """The shard it was cut from."""
 
     def float64(self) -> np.ndarray:
         return np.asarray(self.classifier, dtype=np.float64)
@@ -102,11 +104,11 @@ class Chunk:
 def chunks_of(classifier: Sequence[np.ndarray], bias: Sequence[np.ndarray | None], rows: int) -> list[Chunk]:
     """The shards cut into chunks of :func:`chunk_size` classes, in order."""
     chunks = []
-    for shard, shard_bias in zip(classifier, bias):
+    for owner, (shard, shard_bias) in enumerate(zip(classifier, bias)):
         step = chunk_size(shard.shape[1], rows)
         for start in range(0, max(shard.shape[0], 1), step):
             part = shard[start : start + step]
-            chunks.append(Chunk(part, None if shard_bias is None else shard_bias[start : start + step]))
+            chunks.append(Chunk(part, None if shard_bias is None else shard_bias[start : start + step], owner))
     return chunks
 
 

@@ -11,22 +11,25 @@ from sce.grading.linear.profiles import Profile
 from sce.grading.linear.quick import QuickOutcome, quick_check
 from sce.grading.linear.quick_grades import Candidates, OutputGrade
 from sce.grading.linear.report import OutputReport, Report
+from sce.loss.linear_terms import LinearTerms
 from sce.loss.vocabulary_shards import Sharding, ShardLoss
+from sce.options import LossOptions
 
 #: The seed when none is given: a run repeats itself, and the report names it.
 DEFAULT_SEED = 0
 
 
-def sharding_of(inputs: LinearInputs, widths: list[int]) -> Sharding:
+def sharding_for(
+    options: LossOptions, labels: np.ndarray, grad_output: np.ndarray | float, widths: list[int]
+) -> Sharding:
     """The labels and options of a checked problem, over shards of these widths."""
-    options = inputs.options
     shard_loss = ShardLoss(
         sum(widths), options.label_smoothing, options.smoothing_style, options.softcap, options.z_loss
     )
     weight = None if options.weight is None else np.asarray(options.weight, dtype=np.float64)
     return Sharding.of(
-        widths, inputs.labels, weight=weight, ignore_index=options.ignore_index, reduction=options.reduction,
-        loss=shard_loss, upstream=inputs.grad_output,
+        widths, labels, weight=weight, ignore_index=options.ignore_index, reduction=options.reduction,
+        loss=shard_loss, upstream=grad_output,
     )  # fmt: skip
 
 
@@ -39,31 +42,32 @@ def quick_report(inputs: LinearInputs, answer: LinearAnswer, profile: Profile, s
         None if answer.grad_classifier is None else [answer.grad_classifier],
         None if answer.grad_bias is None else [answer.grad_bias],
     )
+    sharding = sharding_for(inputs.options, inputs.labels, inputs.grad_output, [len(inputs.c)])
     outcome = quick_check(
-        inputs.e, [inputs.c], inputs.labels, [inputs.b], candidates, sharding_of(inputs, [len(inputs.c)]),
-        seed=DEFAULT_SEED if seed is None else seed, excused=skipped_per_row(inputs, profile),
+        inputs.e, [inputs.c], inputs.labels, [inputs.b], candidates, sharding,
+        seed=DEFAULT_SEED if seed is None else seed, excused=skipped_per_row(inputs.terms, inputs.e.dtype, profile),
     )  # fmt: skip
-    return outcome_report(outcome, profile)
+    return outcome_report(outcome, profile, "quick")
 
 
-def skipped_per_row(inputs: LinearInputs, profile: Profile) -> np.ndarray | None:
+def skipped_per_row(terms: LinearTerms, dtype: np.dtype, profile: Profile) -> np.ndarray | None:
     """What a profile's skipped gradient entries (each below ε/32 of the input type) may leave out of
     one entry of ∂L/∂z, per row: ε/32·(s·scale + the z-loss's), None where it skips nothing."""
     if not profile.skipped_below:
         return None
-    t = inputs.terms
-    eps = {np.dtype(np.float64): 2.0**-52, np.dtype(np.float32): 2.0**-23}.get(inputs.e.dtype, 2.0**-7)
-    return profile.skipped_below * eps * (t.total * np.abs(t.ce_scale) + np.abs(t.z_scale) * 100)
+    eps = {np.dtype(np.float64): 2.0**-52, np.dtype(np.float32): 2.0**-23}.get(np.dtype(dtype), 2.0**-7)
+    return profile.skipped_below * eps * (terms.total * np.abs(terms.ce_scale) + np.abs(terms.z_scale) * 100)
 
 
-def outcome_report(outcome: QuickOutcome, profile: Profile) -> Report:
+def outcome_report(outcome: QuickOutcome, profile: Profile, mode: str) -> Report:
+    """The report of a quick check, or of a sharded one in either mode (every row sampled in full mode)."""
     outputs = {grade.name: _output_report(grade) for grade in outcome.grades}
     passed = all(o.passed for o in outputs.values())
     worst = max((o.worst_ulp for o in outputs.values()), default=0.0)
     return Report(
-        passed, "correct" if passed else "not_correct", worst, None, profile.name, "quick",
+        passed, "correct" if passed else "not_correct", worst, None, profile.name, mode,
         outputs.get("loss"), outputs.get("grad_hidden"), outputs.get("grad_classifier"), outputs.get("grad_bias"),
-        quick=outcome.to_dict() | {"statement": outcome.statement()},
+        quick=outcome.to_dict() | {"statement": outcome.statement()} if mode == "quick" else None,
     )  # fmt: skip
 
 
