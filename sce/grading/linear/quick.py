@@ -69,11 +69,11 @@ class QuickOutcome:
         """The report's sentence on what the quick check may miss."""
         ratio = STATED_RATIOS[-1]
         return (
-            f"quick check (seed {self.plan.seed}): loss and grad_bias exact; "
+            f"quick check (seed {self.plan.seed}): the loss and grad_bias compared whole, and "
             f"{len(self.plan.hidden_rows)} rows of grad_hidden and {len(self.plan.classifier_rows)} of "
-            f"grad_classifier compared whole; every other row through {self.plan.projections} random "
-            f"projections, which miss an entry wrong by {ratio:g} times its row's summed allowance "
-            f"with probability at most {miss_probability(ratio, self.plan.projections):.0e}"
+            f"grad_classifier; every row through {self.plan.projections} random projections, which miss an "
+            f"entry wrong by {ratio:g}× its row's summed allowance with probability at most "
+            f"{miss_probability(ratio, self.plan.projections):.0e}"
         )
 
     def to_dict(self) -> dict[str, object]:
