@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sce.grading.dump.report import CrossEntropyReport
 from sce.grading.implementations.configuration import check_implementation, loss_options
 from sce.grading.implementations.loading import UnusableImplementation
 from sce.grading.implementations.report import CaseResult, ImplementationReport, Mistake
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "assert_cross_entropy_close",
+    "check_cross_entropy",
+    "CrossEntropyReport",
     "assert_linear_cross_entropy_close",
     "check_linear_cross_entropy",
     "Report",
@@ -71,7 +74,8 @@ def assert_implementation_correct(
     Raises
     ------
     AssertionError
-        With the report as text (or why fn cannot be used).
+        Its message's first line is the verdict in one line (or why fn cannot be used), the
+        report as text follows.
 
     Examples
     --------
@@ -90,11 +94,11 @@ def assert_implementation_correct(
     if not report.passed or (strict and report.verdict is not Verdict.correct):
         from sce.render.implementation_report import report_text
 
-        raise AssertionError("\n" + report_text(report))
+        raise AssertionError(f"{report.summary}\n\n{report_text(report)}")
     return report
 
 
-def assert_cross_entropy_close(
+def check_cross_entropy(
     logits: Any,
     labels_or_targets: Any,
     grad: Any,
@@ -104,8 +108,8 @@ def assert_cross_entropy_close(
     class_axis: int = -1,
     sum_order: str = "parallel",
     **options: Any,
-) -> None:
-    """Assert that ``grad`` (and ``loss``) are as accurate as their float type allows.
+) -> CrossEntropyReport:
+    """Grade ``grad`` (and ``loss``) by their float type, without raising for a wrong answer.
 
     The verdict of ``sce check --arrays``: the answer's errors, in units in the last place of its
     type, against the exact gradient, allowed what a straightforward computation in the same type
@@ -136,34 +140,32 @@ def assert_cross_entropy_close(
         weight, label_smoothing, ignore_index, reduction (default 'mean', as PyTorch),
         temperature, softcap, z_loss, smoothing_style.
 
+    Returns
+    -------
+    CrossEntropyReport
+        ``passed``, ``verdict`` ("correct", "not_correct" or "cannot_be_judged"), ``worst_ulp``,
+        ``mistake`` (the catalogue's name, or None), ``summary`` (the verdict in one line) and
+        ``to_dict()``.
+
     Raises
     ------
-    AssertionError
-        With the report, when the answer is not as accurate as its type allows.
     ValueError
-        For arrays that do not fit together.
+        For arrays that do not fit together, or an option the loss does not take.
 
     See Also
     --------
-    sce.softmax_cross_entropy : the exact loss and gradient.
+    assert_cross_entropy_close : the same check, raising AssertionError unless it passes.
 
     Examples
     --------
-    A float32 gradient computed the plain way passes; one entry off by 0.01 does not:
-
     >>> import numpy as np
-    >>> from sce.testing import assert_cross_entropy_close
+    >>> from sce.testing import check_cross_entropy
     >>> z = np.array([[2.0, 3.0, 4.0]], dtype=np.float32)
     >>> p = np.exp(z - z.max(axis=1, keepdims=True))
     >>> p /= p.sum(axis=1, keepdims=True)
-    >>> grad = p - np.eye(3, dtype=np.float32)[[1]]
-    >>> assert_cross_entropy_close(z, np.array([1]), grad)
-    >>> grad[0, 1] += np.float32(0.01)
-    >>> try:
-    ...     assert_cross_entropy_close(z, np.array([1]), grad)
-    ... except AssertionError as report:
-    ...     print(str(report).splitlines()[-1])
-    verdict: not correct for float32
+    >>> report = check_cross_entropy(z, np.array([1]), p)  # the probabilities: −1 missing
+    >>> report.passed, report.verdict, report.mistake
+    (False, 'not_correct', '−1 missing: these are the probabilities')
     """
     from sce.errors import SceError, worded
     from sce.grading.dump.check import check_dump
@@ -190,19 +192,82 @@ def assert_cross_entropy_close(
         found = check_dump(dump, _loss_options(options), answer_type or "float64", sum_order=sum_order)
     except SceError as problem:
         raise ValueError(problem.worded({"claimed_dtype": "dtype"})) from None
-    if not found.correct:
+    # A hint names the keyword that grades the answer so: dtype=, as this function calls it.
+    keywords = {f"claimed_dtype={name!r}": f"dtype={name!r}" for name in FLOAT_NAMES}
+    keywords["sum_order='sequential'"] = "sum_order='sequential'"
+    found.hints = [worded(hint, keywords) for hint in found.hints]
+    return CrossEntropyReport(found)
+
+
+def assert_cross_entropy_close(
+    logits: Any,
+    labels_or_targets: Any,
+    grad: Any,
+    loss: Any = None,
+    *,
+    dtype: str | None = None,
+    class_axis: int = -1,
+    sum_order: str = "parallel",
+    **options: Any,
+) -> CrossEntropyReport:
+    """Assert that ``grad`` (and ``loss``) are as accurate as their float type allows.
+
+    :func:`check_cross_entropy`, raising unless the answer is correct.
+
+    Parameters
+    ----------
+    logits, labels_or_targets, grad, loss, dtype, class_axis, sum_order, **options
+        As for :func:`check_cross_entropy`.
+
+    Returns
+    -------
+    CrossEntropyReport
+        The report, when the answer passes.
+
+    Raises
+    ------
+    AssertionError
+        When the answer is not as accurate as its type allows (or its type cannot tell): the
+        message's first line is the verdict in one line, the report follows.
+    ValueError
+        For arrays that do not fit together.
+
+    See Also
+    --------
+    sce.softmax_cross_entropy : the exact loss and gradient.
+
+    Examples
+    --------
+    A float32 gradient computed the plain way passes; one entry off by 0.01 does not:
+
+    >>> import numpy as np
+    >>> from sce.testing import assert_cross_entropy_close
+    >>> z = np.array([[2.0, 3.0, 4.0]], dtype=np.float32)
+    >>> p = np.exp(z - z.max(axis=1, keepdims=True))
+    >>> p /= p.sum(axis=1, keepdims=True)
+    >>> grad = p - np.eye(3, dtype=np.float32)[[1]]
+    >>> assert_cross_entropy_close(z, np.array([1]), grad).verdict
+    'correct'
+    >>> grad[0, 1] += np.float32(0.01)
+    >>> try:
+    ...     assert_cross_entropy_close(z, np.array([1]), grad)
+    ... except AssertionError as report:
+    ...     print(str(report).splitlines()[0])
+    not correct for float32: gradient worst error 83,886 ulp, up to 16 allowed (1 of 3 entries beyond)
+    """
+    report = check_cross_entropy(
+        logits, labels_or_targets, grad, loss, dtype=dtype, class_axis=class_axis, sum_order=sum_order, **options
+    )
+    if not report.passed:
         from rich.console import Console
 
         from sce.render.dtype_check import print_dtype_check
 
         # The text written, not rich's record of it: the tables are written around rich (plain lines).
-        report = io.StringIO()
-        # A hint names the keyword that grades the answer so: dtype=, as this function calls it.
-        keywords = {f"claimed_dtype={name!r}": f"dtype={name!r}" for name in FLOAT_NAMES}
-        keywords["sum_order='sequential'"] = "sum_order='sequential'"
-        found.hints = [worded(hint, keywords) for hint in found.hints]
-        print_dtype_check(Console(width=120, file=report, color_system=None), found)
-        raise AssertionError("\n" + report.getvalue())
+        text = io.StringIO()
+        print_dtype_check(Console(width=120, file=text, color_system=None), report.check)
+        raise AssertionError(f"{report.summary}\n\n{text.getvalue()}")
+    return report
 
 
 _ASSERT_OPTIONS = (

@@ -31,6 +31,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "large: minutes of work on inputs past 2³¹ entries; runs under CI or with SCE_LARGE=1"
     )
+    config.addinivalue_line(
+        "markers",
+        "fresh_venv: builds sce's wheel and installs it in a new virtual environment from PyPI (about a minute); "
+        "CI runs it, and fails it where it would skip",
+    )
 
 
 #: What a test may skip for under CI too: frameworks sce uses when present but never installs.

@@ -41,6 +41,7 @@ SECTIONS = {
     sce.testing.check_implementation: ("Parameters", "Returns", "Raises", "See Also", "Examples"),
     sce.testing.assert_implementation_correct: ("Parameters", "Returns", "Raises", "Examples"),
     sce.testing.assert_cross_entropy_close: ("Parameters", "Raises", "See Also", "Examples"),
+    sce.testing.check_cross_entropy: ("Parameters", "Returns", "Raises", "See Also", "Examples"),
     sce.testing.loss_options: ("Parameters", "Returns", "Raises", "Examples"),
 }
 

@@ -47,6 +47,7 @@ from sce.cli.declarations import (
     LossColOption,
     LossOption,
     NoHeaderOption,
+    ProfileOption,
     SumOrderOption,
     TargetColsOption,
     TargetOption,
@@ -173,6 +174,7 @@ def check(
     key_loss: KeyLoss = None,
     claimed_dtype: ClaimedDTypeOption = None,
     sum_order: SumOrderOption = SumOrder.parallel,
+    profile: ProfileOption = None,
     summary_json: CheckSummaryJsonOption = None,
     *,
     options: LossOptions,
@@ -203,6 +205,7 @@ def check(
             keys=dict(zip(ARRAY_ROLES, (key_logits, key_labels, key_targets, key_grad, key_loss))),
             claimed=claimed_dtype,
             sum_order=sum_order.value,
+            profile=None if profile is None else profile.value,
             options=options,
             reduction_given="reduction" in options_given,
             digits=digits,
@@ -210,7 +213,7 @@ def check(
             page_output=output,
         )
         return
-    refuse_array_options(labels_path, targets_path, claimed_dtype, sum_order)
+    refuse_array_options(labels_path, targets_path, claimed_dtype, sum_order, profile)
     if csv_input is not None:
         if logits:
             raise UsageProblem("give LOGITS or --csv INPUT, not both")

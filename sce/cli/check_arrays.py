@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from sce.cli.choices import CheckFormat, ClaimedDType, SumOrder
+from sce.cli.choices import CheckFormat, ClaimedDType, KernelProfile, SumOrder
 from sce.cli.declarations import (
     CLAIMED_DTYPE,
     FLAG_OF_FIELD,
     LABELS_PATH,
+    PROFILE,
     SUM_ORDER,
     TARGETS_PATH,
 )
@@ -42,7 +43,11 @@ def refuse_typed_inputs(
 
 
 def refuse_array_options(
-    labels: str | None, targets: str | None, claimed: ClaimedDType | None, sum_order: SumOrder = SumOrder.parallel
+    labels: str | None,
+    targets: str | None,
+    claimed: ClaimedDType | None,
+    sum_order: SumOrder = SumOrder.parallel,
+    profile: KernelProfile | None = None,
 ) -> None:
     order = None if sum_order is SumOrder.parallel else sum_order
     for name, value in (
@@ -53,6 +58,8 @@ def refuse_array_options(
     ):
         if value is not None:
             raise UsageProblem(f"{name} goes with --arrays FILE or --logits FILE")
+    if profile is not None:
+        raise UsageProblem(f"{PROFILE.name} goes with --arrays FILE holding hidden states (hidden, classifier, labels)")
 
 
 def check_arrays(
@@ -63,6 +70,7 @@ def check_arrays(
     claimed: ClaimedDType | None,
     options: LossOptions,
     sum_order: str = "parallel",
+    profile: str | None = None,
     digits: int,
     output_format: CheckFormat,
     reduction_given: bool = True,
@@ -74,9 +82,22 @@ def check_arrays(
     the dump's loss is one per row: then none, or mean where the gradient
     is the mean's (each row's loss logged beside the mean's backward, as
     ``sce batch --reduction mean`` writes them)."""
+    from sce.cli.check_linear import check_linear_dump, is_linear_dump
     from sce.io.arrays import DumpRequest, read_dump
     from sce.io.arrays.dump import float_name
 
+    if arrays is not None and is_linear_dump(arrays):
+        check_linear_dump(
+            arrays,
+            given=_logits_only_flags(paths, keys, claimed, sum_order),
+            options=options,
+            profile=profile or "pytorch",
+            reduction_given=reduction_given,
+            output_format=output_format,
+            page_output=page_output,
+        )
+        return
+    _refuse_profile(profile)
     if options.dtype != "float64":
         raise UsageProblem(
             "--dtype: arrays are graded against the exact float64 result; "
@@ -110,6 +131,23 @@ def check_arrays(
         raise typer.Exit(ExitStatus.UNGRADED)  # neither right nor wrong: the type cannot hold the answer
     if not found.correct:
         raise typer.Exit(ExitStatus.WRONG)
+
+
+def _refuse_profile(profile: str | None) -> None:
+    if profile is not None:
+        raise UsageProblem(
+            f"{PROFILE.name} goes with a dump of hidden states (hidden, classifier, labels), not with logits"
+        )
+
+
+def _logits_only_flags(
+    paths: dict[str, str | None], keys: dict[str, str | None], claimed: ClaimedDType | None, sum_order: str
+) -> list[str]:
+    """The flags given that only a dump of logits takes."""
+    fields = [f"{role}_path" for role, path in paths.items() if path is not None]
+    fields += [f"key_{role}" for role, key in keys.items() if key is not None]
+    fields += ["claimed_dtype"] * (claimed is not None) + ["sum_order"] * (sum_order != "parallel")
+    return [FLAG_OF_FIELD[field] for field in fields]
 
 
 def _show(found: DtypeCheck, digits: int, output_format: CheckFormat, page: tuple[str, str | None]) -> None:

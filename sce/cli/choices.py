@@ -72,6 +72,16 @@ class SumOrder(str, Enum):
     sequential = "sequential"
 
 
+class KernelProfile(str, Enum):
+    """Whose conventions a fused linear cross-entropy kernel follows (the names of ``sce.grading.linear.profiles``)."""
+
+    pytorch = "pytorch"
+    liger = "liger"
+    cce = "cce"
+    torchtune = "torchtune"
+    megatron = "megatron"
+
+
 class ExerciseLevel(str, Enum):
     """What a worksheet's exercises add to the plain loss (the names of ``sce.teaching.LEVELS``)."""
 

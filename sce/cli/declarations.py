@@ -19,7 +19,16 @@ from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 
-from sce.cli.choices import ClaimedDType, Convention, DType, Framework, ReductionChoice, SmoothingStyleChoice, SumOrder
+from sce.cli.choices import (
+    ClaimedDType,
+    Convention,
+    DType,
+    Framework,
+    KernelProfile,
+    ReductionChoice,
+    SmoothingStyleChoice,
+    SumOrder,
+)
 from sce.cli.declarations_exercise import EXERCISE_OPTIONS
 from sce.cli.declared import (
     ARGUMENTS_PANEL,
@@ -179,7 +188,8 @@ ID_COL = Declared(
 ARRAYS = Declared(
     "arrays", ("--arrays",),
     "A dump of arrays (.npz, .safetensors, .parquet, .arrow, .pt) named logits, labels or targets "
-    "(and for sce check grad, loss).",
+    "(and for sce check grad, loss; or a fused kernel's hidden, classifier, labels, bias, loss, grad_hidden, "
+    "grad_classifier, grad_bias).",
     ARRAYS_PANEL, show_default=False,
 )
 LOGITS_PATH = Declared(
@@ -202,6 +212,11 @@ CLAIMED_DTYPE = Declared(
 SUM_ORDER = Declared(
     "sum_order", ("--sum-order",), "How the answer summed each row's exponentials: parallel (in lanes or pairs, as "
     "frameworks do) or sequential (one running sum over the classes, as a textbook loop does).", ARRAYS_PANEL,
+)
+PROFILE = Declared(
+    "profile", ("--profile",), "With a dump of hidden states: whose conventions the fused kernel follows, and so "
+    "which differences are allowed: pytorch (the default), liger, cce, torchtune or megatron.", ARRAYS_PANEL,
+    show_default=False,
 )
 
 # sce test's configuration of the function it grades.
@@ -237,7 +252,7 @@ DECLARED: tuple[Declared, ...] = (
     INPUT, OUTPUT, SUMMARY_JSON, PLOT, LABEL_COL, LOGIT_COLS, TARGET_COLS, NO_HEADER, DELIMITER, ENCODING, CSV_INPUT,
     GRAD_COLS, LOSS_COL, ID_COL,
     ARRAYS, LOGITS_PATH, LABELS_PATH, TARGETS_PATH, KEY_LOGITS, KEY_LABELS, KEY_TARGETS, KEY_GRAD, KEY_LOSS,
-    CLAIMED_DTYPE, SUM_ORDER, CONVENTION, RETURNS, FRAMEWORK, SEED, TIMEOUT, STRICT, SHOW_OUTPUT,
+    CLAIMED_DTYPE, SUM_ORDER, PROFILE, CONVENTION, RETURNS, FRAMEWORK, SEED, TIMEOUT, STRICT, SHOW_OUTPUT,
     *EXERCISE_OPTIONS,
 )
 
@@ -316,6 +331,7 @@ KeyGrad = Annotated[Optional[str], KEY_GRAD.option()]
 KeyLoss = Annotated[Optional[str], KEY_LOSS.option()]
 ClaimedDTypeOption = Annotated[Optional[ClaimedDType], CLAIMED_DTYPE.option()]
 SumOrderOption = Annotated[SumOrder, SUM_ORDER.option()]
+ProfileOption = Annotated[Optional[KernelProfile], PROFILE.option()]
 ConventionOption = Annotated[Convention, CONVENTION.option()]
 FrameworkOption = Annotated[Framework, FRAMEWORK.option()]
 DigitsOption = Annotated[

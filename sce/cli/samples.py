@@ -31,6 +31,8 @@ SAMPLES = {
     "dump_float32_correct.npz": "a float32 dump with a right gradient: sce check --arrays",
     "dump_float32_padding_mean.npz": "a float32 dump whose mean counts the ignored rows: sce check --arrays",
     "dump_float32_as_float64.npz": "a float32 gradient saved as float64: sce check --arrays names the fix",
+    "hidden_float32_correct.npz": "hidden states, a classifier and a fused kernel's right outputs: sce check --arrays",
+    "hidden_float32_ignored_counted.npz": "the same kernel's, its mean counting the padding: sce check --arrays",
     "implementation_batch.py": "f(logits, labels) -> (loss, grad): sce test",
     "implementation_textbook.py": "the textbook solution, −log p: sce test says correct, not robust",
     "implementation_row.py": "f(z, label) -> (loss, grad), one row: sce test --convention row",

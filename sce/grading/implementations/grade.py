@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from typing import Any, Literal
 
@@ -264,7 +265,7 @@ def in_place_mistake(outcome: CaseOutcome) -> Mistake | None:
 
 def compare_answers(case: Case, arrays: dict[str, np.ndarray], exact: Exact, changed: Mistake | None) -> CaseResult:
     """Each quantity's error against its allowance; the worst one is reported."""
-    worst: tuple[float, str, float, float] | None = None  # ratio, quantity, error, allowance
+    worst: tuple[float, str, float, float, float] | None = None  # ratio, quantity, error, allowance, ulps
     named: list[Mistake] = []
     worst_failing: str | None = None
     notes: list[str] = []
@@ -283,7 +284,7 @@ def compare_answers(case: Case, arrays: dict[str, np.ndarray], exact: Exact, cha
         expected = exact.gradient if quantity == "gradient" else exact.loss
         judged[quantity] = Judged(arrays[quantity], expected, agreement(given, right, allowed))
         if worst is None or ratio > worst[0]:
-            worst = (ratio, quantity, error, allowed)
+            worst = (ratio, quantity, error, allowed, error_ulps(error, right, dtype, exact.divisor))
         if ratio > 1 and worst_failing is None:  # the mistake is named from the first wrong quantity
             worst_failing = quantity
             with np.errstate(all="ignore"):
@@ -293,7 +294,7 @@ def compare_answers(case: Case, arrays: dict[str, np.ndarray], exact: Exact, cha
             absolute = _error(arrays[quantity], exact.gradient) if capped else None
             notes.append(_describe_error(quantity, given, error, allowed, absolute))
     assert worst is not None
-    ratio, quantity, error, allowed = worst
+    ratio, quantity, error, allowed, ulps = worst
     narrowed = precision_thrown_away(case, arrays)
     passed = ratio <= 1 and changed is None and narrowed is None
     if narrowed is not None:
@@ -319,7 +320,19 @@ def compare_answers(case: Case, arrays: dict[str, np.ndarray], exact: Exact, cha
         non_finite,
         case.overflow_prone or case.label_probability_underflows,
         None if passed else case_evidence(case, judged, {q: judgement.expected for q, judgement in judged.items()}),
+        error_ulps=ulps,
     )
+
+
+def error_ulps(error: float, right: np.ndarray, dtype: np.dtype, divisor: float) -> float:
+    """An absolute error in ulps (of the type judged) of the quantity's largest finite exact entry, or
+    of its terms' size where that is larger: 1, or 1/N for a mean (p and y in p − y; a confident row's
+    p − 1 of 4e-18 is formed from numbers of size 1, and an error of 4e-18 is not 10^15 ulps)."""
+    finite = np.abs(right[np.isfinite(right)]) if right.size else np.zeros(0)
+    unit = float(np.finfo(dtype).eps) * max(float(np.max(finite, initial=0.0)), 1.0 / divisor)
+    if not math.isfinite(error):
+        return math.inf
+    return error / unit if unit > 0 else (0.0 if error == 0 else math.inf)
 
 
 def per_cap_factor(exact: Exact, quantity: str, values: np.ndarray) -> np.ndarray:

@@ -69,6 +69,8 @@ class CaseResult:
     """What the function printed during the case."""
     stages: tuple[StageComparison, ...] = ()
     """For a function returning the derivation's stages: each stage given, compared."""
+    error_ulps: float | None = None
+    """``max_error`` in ulps of the largest exact entry of its quantity, in the type judged."""
 
     @property
     def fails_only_in_range(self) -> bool:
@@ -158,6 +160,57 @@ class ImplementationReport:
         return found
 
     @property
+    def worst_ulp(self) -> float:
+        """The largest error of any case, in ulps of its quantity's largest exact entry (inf for
+        NaN or infinite answers; 0 without a case that returned an answer)."""
+        return max((case.error_ulps for case in self.cases if case.error_ulps is not None), default=0.0)
+
+    @property
+    def mistake(self) -> str | None:
+        """The catalogue's name of the mistake to fix first (None when it passes, or none is named)."""
+        if self.verdict is Verdict.correct:
+            return None
+        if self.verdict is Verdict.not_robust:
+            return next(iter(self.range_failures)).name
+        return next((case.mistake.name for case in self.failed if case.mistake is not None), None)
+
+    @property
+    def summary(self) -> str:
+        """The verdict in one line: the first line of an assertion's message."""
+        total, failed = len(self.cases), len(self.failed)
+        if self.verdict is Verdict.correct:
+            return f"correct: {self.function} ({total} of {total} cases pass)"
+        counts = f"{total - failed} of {total} cases pass" if self.passed else f"{failed} of {total} cases fail"
+        line = f"{self.verdict.words}: {self.function} ({counts})"
+        if self.verdict is Verdict.not_robust:
+            return line + f"; fails only for extreme logits: {self.mistake}"
+        return line + f"; fix first: {self.fix_first}"
+
+    def to_dict(self) -> dict[str, object]:
+        """The verdict, the worst error and each case's result, JSON-safe (inf and NaN as strings)."""
+        return {
+            "passed": self.passed,
+            "verdict": self.verdict.value,
+            "summary": self.summary,
+            "worst_ulp": _json_number(self.worst_ulp),
+            "mistake": self.mistake,
+            "function": self.function,
+            "framework": self.framework,
+            "cases": [
+                {
+                    "name": case.name,
+                    "passed": case.passed,
+                    "max_error": _json_number(case.max_error),
+                    "allowance": _json_number(case.allowance),
+                    "error_ulps": _json_number(case.error_ulps),
+                    "mistake": None if case.mistake is None else case.mistake.name,
+                    "message": case.message,
+                }
+                for case in self.cases
+            ],
+        }
+
+    @property
     def fix_first(self) -> str | None:
         """What to fix first: the first failing case (the cases go from easy to hard)."""
         return self.worded_fix_first()
@@ -170,3 +223,7 @@ class ImplementationReport:
         if case.mistake is not None:
             return f"{case.mistake.worded_name(flag_of)}: {case.mistake.worded_fix(flag_of)} (case “{case.name}”)"
         return f"case “{case.name}”: {case.worded_message(flag_of)}"
+
+
+def _json_number(value: float | None) -> float | str | None:
+    return value if value is None or math.isfinite(value) else str(value)

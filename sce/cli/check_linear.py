@@ -1,0 +1,120 @@
+"""``sce check --arrays DUMP`` on a dump of hidden states: grade a fused linear cross-entropy's loss and gradients."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import typer
+
+from sce.cli.choices import CheckFormat
+from sce.cli.declarations import FLAG_OF_FIELD
+from sce.cli.exit_status import ExitStatus
+from sce.cli.stdout import stdout_console, write_stdout
+from sce.errors import DataProblem, UsageProblem
+from sce.options import LossOptions
+
+if TYPE_CHECKING:
+    from sce.grading.linear.report import Report
+    from sce.io.arrays.linear_dump import LinearDump
+    from sce.loss.result import InvalidInput
+
+
+def is_linear_dump(arrays: str | None) -> bool:
+    """Whether ``--arrays FILE`` holds hidden states and a classifier rather than logits."""
+    if arrays is None:
+        return False
+    from sce.io.arrays.formats import open_arrays
+    from sce.io.arrays.linear_dump import holds_hidden_states
+
+    return holds_hidden_states(open_arrays(arrays))
+
+
+def check_linear_dump(
+    arrays: str,
+    *,
+    given: list[str],
+    options: LossOptions,
+    profile: str = "pytorch",
+    mode: str = "full",
+    reduction_given: bool,
+    output_format: CheckFormat,
+    page_output: str | None,
+) -> None:
+    """Read the dump, grade every output it holds, print the verdict; exit 1 when wrong.
+
+    ``given``: the flags given that only a dump of logits takes (refused, in one line). Without
+    --reduction, the reduction is PyTorch's default, mean, unless the dump's loss is one per row."""
+    from sce.io.arrays.linear_dump import read_linear_dump
+
+    if given:
+        raise UsageProblem(
+            f"{given[0]}: {arrays} holds hidden states (a dump of a linear layer and its loss), whose arrays are "
+            "named hidden, classifier, labels, bias, loss, grad_hidden, grad_classifier, grad_bias: leave it out"
+        )
+    if options.temperature != 1.0:
+        raise UsageProblem("--temperature: a dump of hidden states is graded without a temperature; leave it out")
+    if options.dtype != "float64":
+        raise UsageProblem("--dtype: each output of a dump is graded in the type it is stored in; leave out --dtype")
+    dump = read_linear_dump(arrays, options.ignore_index)
+    if not reduction_given:
+        loss = dump.answers.get("loss")
+        per_row = loss is not None and loss.ndim == 1 and dump.shape[0] > 1
+        options = options.replace(reduction="none" if per_row else "mean")
+    report = _graded(dump, options, profile, mode)
+    shape = dump.shape
+    if output_format is CheckFormat.json:
+        from sce.render.json_format import dumps
+        from sce.render.linear_check import linear_check_document
+
+        write_stdout(dumps(linear_check_document(report, shape, options.reduction, FLAG_OF_FIELD)) + "\n")
+    elif output_format is CheckFormat.html:
+        from sce.cli.page_output import write_report_page
+        from sce.render.linear_check import print_linear_check
+
+        def page(console: object) -> None:
+            print_linear_check(console, report, shape, options.reduction, FLAG_OF_FIELD)  # type: ignore[arg-type]
+
+        write_report_page(f"Checked: {arrays}", [], page, page_output)
+    else:
+        from sce.render.linear_check import print_linear_check
+
+        print_linear_check(stdout_console(), report, shape, options.reduction, FLAG_OF_FIELD)
+    if not report.passed:
+        raise typer.Exit(ExitStatus.WRONG)
+
+
+def _graded(dump: LinearDump, options: LossOptions, profile: str, mode: str) -> Report:
+    """The check of every output in the dump; an input it refuses, placed at its array in the dump."""
+    from sce.grading.linear.grade import check_linear
+    from sce.loss.result import InvalidInput
+
+    answers = {name: dump.answers.get(name) for name in ("loss", "grad_hidden", "grad_classifier", "grad_bias")}
+    loss_options = {
+        "reduction": options.reduction,
+        "ignore_index": options.ignore_index,
+        "label_smoothing": options.label_smoothing,
+        "smoothing_style": options.smoothing_style,
+        "softcap": options.softcap,
+        "z_loss": options.z_loss,
+        "weight": options.weight,
+    }
+    try:
+        return check_linear(
+            dump.hidden, dump.classifier, dump.labels, bias=dump.bias, outputs=answers, options=loss_options,
+            profile=profile, mode=mode,
+        )  # fmt: skip
+    except InvalidInput as problem:
+        raise _placed(problem, dump.where) from None
+
+
+def _placed(problem: InvalidInput, where: dict[str, str]) -> DataProblem | UsageProblem:
+    """The grader's words for a bad input, placed as ``sce check --arrays`` places them: an array's
+    file, row and class (bad data), or an option's flag and class (a usage error)."""
+    hint = f"; {problem.marked_hint}" if problem.marked_hint else ""
+    if problem.field not in where:
+        flag = FLAG_OF_FIELD.get(problem.field, problem.field)
+        column = "" if problem.column is None else f" (class {problem.column})"
+        return UsageProblem(f"{flag}{column}: {problem.problem}{hint}")
+    row = "" if problem.row is None else f": row {problem.row}"
+    column = "" if problem.column is None else f", column {problem.column}"
+    return DataProblem(f"{where[problem.field]}{row}{column}: {problem.problem}{hint}")

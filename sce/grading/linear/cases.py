@@ -1,0 +1,166 @@
+"""Hard cases for a fused linear cross-entropy kernel: the inputs the pytest plugin's ``sce_case`` hands a test.
+
+Each case is a batch of hidden states E (N×D), a classifier C (V×D), labels and perhaps a bias,
+in the type a kernel is run in (float32 or bfloat16, stored as that type: the check grades the
+answer as that type). They are the inputs on which kernels have been seen to go wrong:
+
+* confident rows: the label's probability within 1e-9 of 1 (float32), so p − 1 at the label is
+  a few ulps of 1 and a gradient rounded before the subtraction loses all its digits;
+* ignored runs: long runs of ``ignore_index`` among counted rows (a mean over every row, or a
+  row's gradient not zeroed, shows);
+* padding-only rows: rows of zero hidden states labelled ``ignore_index``, as a padded batch
+  has them (their logits are the bias alone, and must contribute nothing);
+* extreme logits: logits of size ~100 (float32) or ~60 (bfloat16) beside small ones, with a
+  bias: exp overflows without the max shift;
+* past 2³¹ logits: N·V > 2³¹ (a 32-bit index overflows), only under the ``sce_slow`` marker
+  and graded in quick mode.
+
+Every case is built from a fixed seed, only when asked for (the large one is not allocated when
+the tests are collected).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sce.io.arrays.dump import bfloat16_dtype
+
+#: The types each case is given in.
+DTYPES = ("float32", "bfloat16")
+IGNORE_INDEX = -100
+#: N × V of the large case: one more row than 2³¹ / V, so N·V passes 2³¹.
+LARGE_CLASSES = 131_072
+LARGE_ROWS = 2**31 // LARGE_CLASSES + 1
+
+
+#: What a case's builder returns: hidden states, classifier, labels and a bias (or None), in float64.
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
+@dataclass(frozen=True)
+class LinearCase:
+    """One case's inputs, in the type the kernel is run in, and the options it is graded with."""
+
+    name: str
+    dtype: str
+    hidden: np.ndarray
+    """E, N×D."""
+    classifier: np.ndarray
+    """C, V×D."""
+    labels: np.ndarray
+    """N int64 labels; ``ignore_index`` where a row is not counted."""
+    bias: np.ndarray | None = None
+    """b, V (or None)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The loss's options (keywords of ``check_linear_cross_entropy``: reduction, ignore_index, …)."""
+    mode: str = "full"
+    """"full", or "quick" for the case too large to check in full on a small machine."""
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """A case not yet built: its name, its type, and how to build it."""
+
+    name: str
+    dtype: str
+    build_arrays: Callable[[np.random.Generator], Arrays]
+    slow: bool = False
+    mode: str = "full"
+
+    @property
+    def id(self) -> str:
+        """The pytest id: "confident-rows-float32"."""
+        return f"{self.name.replace(' ', '-')}-{self.dtype}"
+
+    def build(self) -> LinearCase:
+        hidden, classifier, labels, bias = self.build_arrays(np.random.default_rng(sum(map(ord, self.id))))
+        kind = as_dtype(self.dtype)
+        return LinearCase(
+            self.name,
+            self.dtype,
+            np.ascontiguousarray(hidden.astype(kind)),
+            np.ascontiguousarray(classifier.astype(kind)),
+            labels.astype(np.int64),
+            None if bias is None else bias.astype(kind),
+            {"reduction": "mean", "ignore_index": IGNORE_INDEX},
+            self.mode,
+        )
+
+
+def as_dtype(name: str) -> np.dtype:
+    """numpy's type of that name; bfloat16 is ml_dtypes' (an ImportError naming the extra without it)."""
+    return bfloat16_dtype() if name == "bfloat16" else np.dtype(name)
+
+
+def confident_rows(rng: np.random.Generator) -> Arrays:
+    """Each row's label logit ~24 above the others': p at the label is 1 − ~1e-9."""
+    rows, width, classes = 16, 32, 24
+    labels = rng.integers(0, classes, rows)
+    classifier = np.zeros((classes, width))
+    classifier[:, :classes] = 4.0 * np.eye(classes)
+    classifier += rng.normal(0.0, 0.02, classifier.shape)
+    hidden = 6.0 * np.eye(width)[labels] + rng.normal(0.0, 0.05, (rows, width))
+    return hidden, classifier, labels, None
+
+
+def ignored_runs(rng: np.random.Generator) -> Arrays:
+    """Runs of ignored rows at the start, in the middle and at the end, between counted ones."""
+    rows, width, classes = 24, 16, 40
+    labels = rng.integers(0, classes, rows)
+    labels[:3] = labels[9:15] = labels[-4:] = IGNORE_INDEX
+    return rng.normal(0.0, 1.0, (rows, width)), rng.normal(0.0, 0.5, (classes, width)), labels, None
+
+
+def padding_rows(rng: np.random.Generator) -> Arrays:
+    """Rows of zeros labelled ignore_index, as padding, between and after the counted rows; a bias."""
+    rows, width, classes = 20, 16, 33
+    hidden = rng.normal(0.0, 1.0, (rows, width))
+    labels = rng.integers(0, classes, rows)
+    padding = np.zeros(rows, bool)
+    padding[[2, 3, 11]] = padding[-6:] = True
+    hidden[padding] = 0.0
+    labels[padding] = IGNORE_INDEX
+    return hidden, rng.normal(0.0, 0.5, (classes, width)), labels, rng.normal(0.0, 0.5, classes)
+
+
+def extreme_logits(scale: float) -> Callable[[np.random.Generator], Arrays]:
+    """Logits up to ~``scale`` in size, of both signs, beside small ones; a bias of the same size."""
+
+    def build(rng: np.random.Generator) -> Arrays:
+        rows, width, classes = 12, 8, 28
+        hidden = rng.normal(0.0, 1.0, (rows, width))
+        hidden[::3] *= scale / 4
+        classifier = rng.normal(0.0, 1.0, (classes, width))
+        bias = rng.normal(0.0, 1.0, classes)
+        bias[::5] = scale / 2
+        labels = rng.integers(0, classes, rows)
+        return hidden, classifier, labels, bias
+
+    return build
+
+
+def past_int32(rng: np.random.Generator) -> Arrays:
+    """N·V just past 2³¹ logits, with a narrow hidden size so that the inputs stay small (~10 MB)."""
+    width = 8
+    hidden = rng.normal(0.0, 1.0, (LARGE_ROWS, width))
+    classifier = rng.normal(0.0, 0.5, (LARGE_CLASSES, width))
+    return hidden, classifier, rng.integers(0, LARGE_CLASSES, LARGE_ROWS), None
+
+
+def case_specs() -> tuple[CaseSpec, ...]:
+    """Every case, each in float32 and bfloat16; the large one last, marked slow."""
+    specs: list[CaseSpec] = []
+    for dtype in DTYPES:
+        extreme = extreme_logits(100.0 if dtype == "float32" else 60.0)
+        specs += [
+            CaseSpec("confident rows", dtype, confident_rows),
+            CaseSpec("ignored runs", dtype, ignored_runs),
+            CaseSpec("padding-only rows", dtype, padding_rows),
+            CaseSpec("extreme logits", dtype, extreme),
+        ]
+    specs.append(CaseSpec("past 2^31 logits", "float32", past_int32, slow=True, mode="quick"))
+    return tuple(specs)

@@ -1,0 +1,131 @@
+"""A dump of a fused linear cross-entropy: hidden states, a classifier, labels, perhaps a bias, and the answer
+to grade (the loss, the gradients of the hidden states, the classifier and the bias), from one file of named
+arrays (any format :func:`~sce.io.arrays.formats.open_arrays` reads), each checked for its shape and type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sce.errors import DataProblem, UsageProblem
+from sce.io.arrays.dump import FLOAT_NAMES, as_float_or_int, as_labels, as_loss, float_name
+from sce.io.arrays.formats import ArrayFile, open_arrays
+from sce.io.arrays.tables import WHOLE_TABLE
+
+#: The inputs, then the answers, by their array names in a dump.
+INPUTS = ("hidden", "classifier", "labels", "bias")
+ANSWERS = ("loss", "grad_hidden", "grad_classifier", "grad_bias")
+#: What each array is, in a message.
+MEANING = {
+    "hidden": "the hidden states E, N × D",
+    "classifier": "the classifier C, V × D",
+    "labels": "one class index per row, N",
+    "bias": "the bias b, V",
+}
+
+
+@dataclass(frozen=True)
+class LinearDump:
+    """The arrays of a dump of hidden states, each as stored (bfloat16 as ml_dtypes' type)."""
+
+    hidden: np.ndarray
+    classifier: np.ndarray
+    labels: np.ndarray
+    bias: np.ndarray | None
+    answers: dict[str, np.ndarray]
+    """The answer's arrays found: "loss", "grad_hidden", "grad_classifier", "grad_bias"."""
+    where: dict[str, str] = field(default_factory=dict)
+    """Each array's "file: array 'name'", for messages."""
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """N, D and V."""
+        return int(self.hidden.shape[0]), int(self.hidden.shape[1]), int(self.classifier.shape[0])
+
+
+def holds_hidden_states(source: ArrayFile) -> bool:
+    """Whether a file of arrays is a linear layer's dump: it has hidden states or a classifier, and no logits."""
+    names = set(source.names)
+    return "logits" not in names and bool(names & {"hidden", "classifier"})
+
+
+def read_linear_dump(path: str, ignore_index: int = -100) -> LinearDump:
+    """Every array of the dump, each checked against the others; labels against the class count V.
+
+    Raises
+    ------
+    sce.errors.DataProblem
+        An array missing, of a type that is not a number, or of a shape that does not fit the others;
+        a label out of range. Each in one line that names the file, the array and the fix.
+    sce.errors.UsageProblem
+        No answer to grade.
+    """
+    source = open_arrays(path)
+    listed = ", ".join(f"'{n}'" for n in source.names if n != WHOLE_TABLE) or "no arrays"
+    for role in INPUTS[:3]:
+        if role not in source.names:
+            raise DataProblem(
+                f"{path}: no array '{role}' ({MEANING[role]}); a dump of hidden states holds 'hidden', 'classifier' "
+                f"and 'labels' (it holds {listed})"
+            )
+    if not any(name in source.names for name in ANSWERS):
+        raise UsageProblem(
+            f"{path}: nothing to check: the answer to grade is an array 'loss', 'grad_hidden', 'grad_classifier' "
+            f"and/or 'grad_bias' (it holds {listed})"
+        )
+    where = {name: f"{path}: array '{name}'" for name in (*INPUTS, *ANSWERS) if name in source.names}
+    found = {name: as_float_or_int(source.load(name), where[name], _role(name)) for name in where}
+    hidden = _matrix(found["hidden"], where["hidden"], "hidden")
+    classifier = _matrix(found["classifier"], where["classifier"], "classifier")
+    (rows, width), classes = hidden.shape, classifier.shape[0]
+    if classifier.shape[1] != width:
+        raise DataProblem(
+            f"{where['classifier']} has shape {classifier.shape} but 'hidden' is {rows} × {width}: "
+            f"the classifier must be V × {width}, one row of the hidden size D per class"
+        )
+    if found["labels"].dtype.kind in "iu" and found["labels"].shape != (rows,):
+        raise DataProblem(
+            f"{where['labels']} has shape {tuple(found['labels'].shape)} but 'hidden' has {rows} rows; "
+            "give one label per row"
+        )
+    labels = as_labels(found["labels"], where["labels"], rows, classes, ignore_index)
+    expected = {"bias": (classes,), "grad_hidden": hidden.shape, "grad_classifier": classifier.shape}
+    expected["grad_bias"] = (classes,)
+    if "grad_bias" in found and "bias" not in found:
+        raise DataProblem(f"{where['grad_bias']}: a gradient of the bias, but the dump has no array 'bias'")
+    for name, shape in expected.items():
+        if name in found:
+            _require(found[name], where[name], shape, name)
+    answers = {name: found[name] for name in ANSWERS[1:] if name in found}
+    if "loss" in found:
+        answers["loss"] = as_loss(found["loss"], where["loss"], rows)
+    return LinearDump(hidden, classifier, labels, found.get("bias"), answers, where)
+
+
+def _role(name: str) -> str:
+    """The role :func:`as_float_or_int` words a type problem as (an answer is graded, so never widened)."""
+    if name == "labels":
+        return "labels"
+    return "grad" if name in ANSWERS else name
+
+
+def _matrix(array: np.ndarray, where: str, name: str) -> np.ndarray:
+    _float(array, where, name)
+    if array.ndim != 2 or 0 in array.shape:
+        raise DataProblem(f"{where} has shape {tuple(array.shape)}; give {MEANING[name]}, at least 1 × 1")
+    return array
+
+
+def _require(array: np.ndarray, where: str, shape: tuple[int, ...], name: str) -> None:
+    _float(array, where, name)
+    if array.shape != shape:
+        beside = {"bias": "the classifier's V", "grad_bias": "the classifier's V"}.get(name, f"'{name[5:]}'")
+        sizes = " × ".join(str(n) for n in shape)
+        raise DataProblem(f"{where} has shape {tuple(array.shape)}; give {sizes}, the shape of {beside}")
+
+
+def _float(array: np.ndarray, where: str, name: str) -> None:
+    if float_name(array.dtype) is None:
+        raise DataProblem(f"{where} has type {array.dtype}; {name} must be floats ({', '.join(FLOAT_NAMES)})")

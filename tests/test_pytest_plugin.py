@@ -1,0 +1,163 @@
+"""The pytest plugin: sce_case's items, its inputs, the sce_slow marker, and the check it hands a test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sce.grading.linear.cases import IGNORE_INDEX, LARGE_CLASSES, LARGE_ROWS, case_specs
+
+pytest_plugins = ["pytester"]
+
+CASE_IDS = [
+    f"{name}-{dtype}"
+    for dtype in ("float32", "bfloat16")
+    for name in ("confident-rows", "ignored-runs", "padding-only-rows", "extreme-logits")
+]
+
+USES_THE_FIXTURE = """
+def test_kernel(sce_case):
+    assert sce_case.hidden.shape[1] == sce_case.classifier.shape[1]
+"""
+
+
+def test_fixtures_lists_sce_case(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--fixtures")
+    assert any(line.startswith("sce_case -- ") for line in result.outlines)
+    assert result.ret == 0
+
+
+def test_one_item_per_case_and_type_the_large_one_deselected(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_kernel=USES_THE_FIXTURE)
+    result = pytester.runpytest("--collect-only", "-q")
+    collected = [line for line in result.outlines if "::test_kernel[" in line]
+    assert collected == [f"test_kernel.py::test_kernel[{case}]" for case in CASE_IDS]
+    assert "8/9 tests collected (1 deselected)" in result.stdout.str()
+
+
+@pytest.mark.parametrize("asked", [["--sce-slow"], ["-m", "sce_slow"]])
+def test_the_large_case_runs_when_asked(pytester: pytest.Pytester, asked: list[str]) -> None:
+    pytester.makepyfile(test_kernel=USES_THE_FIXTURE)
+    result = pytester.runpytest("--collect-only", "-q", *asked)
+    assert "test_kernel.py::test_kernel[past-2^31-logits-float32]" in result.outlines
+
+
+def test_sce_slow_marker_is_registered(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_kernel=USES_THE_FIXTURE)
+    result = pytester.runpytest("--markers")
+    assert any(line.startswith("@pytest.mark.sce_slow:") for line in result.outlines)
+    # --strict-markers refuses an unregistered marker: the plugin's must pass it.
+    assert pytester.runpytest("--strict-markers", "--collect-only", "-q", "--sce-slow").ret == 0
+
+
+def test_a_test_without_sce_case_is_left_alone(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_plain():\n    assert True\n")
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_the_fixture_hands_the_inputs_in_their_type(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import numpy as np
+
+        def test_inputs(sce_case):
+            n, d = sce_case.hidden.shape
+            v = sce_case.classifier.shape[0]
+            assert sce_case.classifier.shape == (v, d)
+            assert sce_case.labels.shape == (n,) and sce_case.labels.dtype == np.int64
+            assert str(sce_case.hidden.dtype) == str(sce_case.classifier.dtype) == sce_case.dtype
+            assert sce_case.bias is None or (sce_case.bias.shape == (v,) and str(sce_case.bias.dtype) == sce_case.dtype)
+            assert sce_case.options == {"reduction": "mean", "ignore_index": -100}
+        """
+    )
+    # In a child process: ml_dtypes registers its types with numpy once per process.
+    pytester.runpytest_subprocess().assert_outcomes(passed=8)
+
+
+def built(case_id: str):  # type: ignore[no-untyped-def]
+    return next(spec for spec in case_specs() if spec.id == case_id).build()
+
+
+def float64_logits(case_id: str) -> tuple[np.ndarray, np.ndarray]:
+    case = built(case_id)
+    z = case.hidden.astype(np.float64) @ case.classifier.astype(np.float64).T
+    if case.bias is not None:
+        z += case.bias.astype(np.float64)
+    return z, case.labels
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_confident_rows_are_confident(dtype: str) -> None:
+    z, labels = float64_logits(f"confident-rows-{dtype}")
+    rows = np.arange(len(labels))
+    others = np.where(np.eye(z.shape[1], dtype=bool)[labels], -np.inf, z)
+    # e^-(margin) summed over the other classes is 1 − p at the label: below 1e-8 in every row,
+    # so that float32's p − 1 keeps a few bits at most.
+    gap = z[rows, labels] - others.max(axis=1)
+    assert gap.min() > 20
+    assert (np.exp(others - z[rows, labels][:, None]).sum(axis=1) < 1e-8).all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_ignored_runs_and_padding_rows(dtype: str) -> None:
+    runs = built(f"ignored-runs-{dtype}")
+    ignored = runs.labels == IGNORE_INDEX
+    assert ignored[:3].all() and ignored[9:15].all() and ignored[-4:].all() and not ignored.all()
+    padded = built(f"padding-only-rows-{dtype}")
+    zero_rows = ~padded.hidden.astype(np.float64).any(axis=1)
+    assert zero_rows.sum() == 9 and (padded.labels[zero_rows] == IGNORE_INDEX).all()
+    assert (padded.labels[~zero_rows] >= 0).all() and padded.bias is not None
+
+
+@pytest.mark.parametrize(("dtype", "at_least"), [("float32", 100), ("bfloat16", 60)])
+def test_extreme_logits_overflow_exp_unshifted(dtype: str, at_least: float) -> None:
+    z, _ = float64_logits(f"extreme-logits-{dtype}")
+    assert np.abs(z).max() > at_least
+    # float32's exp overflows past 88.7: a kernel without the max shift gives inf here.
+    assert np.ptp(z, axis=1).max() > 89
+
+
+def test_the_large_case_passes_two_to_the_31_logits_and_is_built_only_when_asked() -> None:
+    spec = next(spec for spec in case_specs() if spec.slow)
+    assert (spec.dtype, spec.mode) == ("float32", "quick")
+    assert LARGE_ROWS * LARGE_CLASSES > 2**31 >= (LARGE_ROWS - 1) * LARGE_CLASSES
+
+
+def test_a_fixture_or_a_class_may_ask_for_sce_case(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def kernel_inputs(sce_case):
+            return sce_case.hidden, sce_case.classifier
+
+        def test_through_a_fixture(kernel_inputs):
+            assert kernel_inputs[0].shape[1] == kernel_inputs[1].shape[1]
+
+        class TestKernel:
+            def test_in_a_class(self, sce_case):
+                assert len(sce_case.labels) == len(sce_case.hidden)
+        """
+    )
+    result = pytester.runpytest("--collect-only", "-q")
+    collected = [line for line in result.outlines if "::" in line]
+    assert len(collected) == 16 and "8/9 tests collected" not in result.stdout.str()
+    assert "16/18 tests collected (2 deselected)" in result.stdout.str()
+
+
+def test_the_plugin_can_be_switched_off(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_kernel=USES_THE_FIXTURE)
+    result = pytester.runpytest("-p", "no:sce")
+    assert result.ret != 0
+    assert "fixture 'sce_case' not found" in result.stdout.str()
+
+
+def test_a_check_of_nothing_is_refused_not_passed() -> None:
+    from sce.pytest_plugin import SceCase
+
+    case = SceCase(next(spec for spec in case_specs() if spec.id == "confident-rows-float32").build())
+    for method in (case.check, case.assert_close):
+        with pytest.raises(ValueError, match="give the kernel's results: loss=, grad_hidden="):
+            method()
+    assert repr(case) == "<sce_case 'confident rows': 16 × 32 hidden, 24 classes, float32>"
