@@ -48,6 +48,7 @@ from sce.cli.declarations import (
     LossOption,
     NoHeaderOption,
     ProfileOption,
+    QuickOption,
     SumOrderOption,
     TargetColsOption,
     TargetOption,
@@ -175,6 +176,7 @@ def check(
     claimed_dtype: ClaimedDTypeOption = None,
     sum_order: SumOrderOption = SumOrder.parallel,
     profile: ProfileOption = None,
+    quick: QuickOption = False,
     summary_json: CheckSummaryJsonOption = None,
     *,
     options: LossOptions,
@@ -206,6 +208,7 @@ def check(
             claimed=claimed_dtype,
             sum_order=sum_order.value,
             profile=None if profile is None else profile.value,
+            quick=quick,
             options=options,
             reduction_given="reduction" in options_given,
             digits=digits,
@@ -213,7 +216,7 @@ def check(
             page_output=output,
         )
         return
-    refuse_array_options(labels_path, targets_path, claimed_dtype, sum_order, profile)
+    refuse_array_options(labels_path, targets_path, claimed_dtype, sum_order, profile, quick)
     if csv_input is not None:
         if logits:
             raise UsageProblem("give LOGITS or --csv INPUT, not both")

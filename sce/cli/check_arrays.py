@@ -13,6 +13,7 @@ from sce.cli.declarations import (
     FLAG_OF_FIELD,
     LABELS_PATH,
     PROFILE,
+    QUICK,
     SUM_ORDER,
     TARGETS_PATH,
 )
@@ -48,6 +49,7 @@ def refuse_array_options(
     claimed: ClaimedDType | None,
     sum_order: SumOrder = SumOrder.parallel,
     profile: KernelProfile | None = None,
+    quick: bool = False,
 ) -> None:
     order = None if sum_order is SumOrder.parallel else sum_order
     for name, value in (
@@ -58,8 +60,9 @@ def refuse_array_options(
     ):
         if value is not None:
             raise UsageProblem(f"{name} goes with --arrays FILE or --logits FILE")
-    if profile is not None:
-        raise UsageProblem(f"{PROFILE.name} goes with --arrays FILE holding hidden states (hidden, classifier, labels)")
+    for name, given in ((PROFILE.name, profile is not None), (QUICK.name, quick)):
+        if given:
+            raise UsageProblem(f"{name} goes with --arrays FILE holding hidden states (hidden, classifier, labels)")
 
 
 def check_arrays(
@@ -71,6 +74,7 @@ def check_arrays(
     options: LossOptions,
     sum_order: str = "parallel",
     profile: str | None = None,
+    quick: bool = False,
     digits: int,
     output_format: CheckFormat,
     reduction_given: bool = True,
@@ -92,12 +96,13 @@ def check_arrays(
             given=_logits_only_flags(paths, keys, claimed, sum_order),
             options=options,
             profile=profile or "pytorch",
+            mode="quick" if quick else "full",
             reduction_given=reduction_given,
             output_format=output_format,
             page_output=page_output,
         )
         return
-    _refuse_profile(profile)
+    _refuse_profile(profile, quick)
     if options.dtype != "float64":
         raise UsageProblem(
             "--dtype: arrays are graded against the exact float64 result; "
@@ -133,11 +138,12 @@ def check_arrays(
         raise typer.Exit(ExitStatus.WRONG)
 
 
-def _refuse_profile(profile: str | None) -> None:
-    if profile is not None:
-        raise UsageProblem(
-            f"{PROFILE.name} goes with a dump of hidden states (hidden, classifier, labels), not with logits"
-        )
+def _refuse_profile(profile: str | None, quick: bool = False) -> None:
+    for name, given in ((PROFILE.name, profile is not None), (QUICK.name, quick)):
+        if given:
+            raise UsageProblem(
+                f"{name} goes with a dump of hidden states (hidden, classifier, labels), not with logits"
+            )
 
 
 def _logits_only_flags(

@@ -24,6 +24,9 @@ class EntryGrade:
 
     passed: bool
     worst_ulp: float
+    """The error of the entry farthest beyond (or nearest to) its own allowance."""
+    allowed_ulp: float
+    """That entry's allowance: the allowance given, plus the reference's rounding and the baseline's share."""
     worst_entry: tuple[int, ...] | None
     """The index of the worst entry (into the whole output), None when there is none."""
     checked: int
@@ -56,17 +59,20 @@ def graded_entries(
     """
     candidate = np.asarray(candidate, dtype=np.float64)
     if candidate.size == 0:
-        return EntryGrade(True, 0.0, None, 0)
+        return EntryGrade(True, 0.0, allowance, None, 0)
     with np.errstate(invalid="ignore"):
         error = ulps(candidate, exact, magnitude, dtype_name)
         allowed_extra = np.asarray(slack) * magnitude + excuse
         slack_ulps = ulps(np.asarray(allowed_extra), np.zeros_like(magnitude), magnitude, dtype_name)
-    failing = ~(error <= allowance + slack_ulps)
-    at = np.unravel_index(int(np.nanargmax(np.where(np.isnan(error), np.inf, error))), error.shape)
+    allowed = np.broadcast_to(allowance + slack_ulps, error.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = np.where(np.isnan(error), np.inf, error / np.maximum(allowed, np.finfo(np.float64).tiny))
+    at = np.unravel_index(int(np.argmax(score)), error.shape)
     where = tuple(int(i) for i in at)
     if index is not None:
         where = (int(index[where[0]]), *where[1:])
-    return EntryGrade(not failing.any(), float(error[at]), where, int(candidate.size))
+    passed = bool((error <= allowed).all())
+    return EntryGrade(passed, float(error[at]), float(allowed[at]), where, int(candidate.size))
 
 
 def graded_projections(

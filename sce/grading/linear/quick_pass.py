@@ -67,6 +67,8 @@ class Accumulated:
     """Σ_i excused_i·|E_id| for each d (the same for ∂L/∂C)."""
     column_maxima: np.ndarray | None = None
     """max_v |C_vd| for each d."""
+    baseline_error: list[np.ndarray] = field(default_factory=list)
+    """Per row: the same-type baseline's worst error in ∂L/∂z, relative to each entry's size."""
     logit_size: list[np.ndarray] = field(default_factory=list)
     """Each row's bound on its logits' size, Σ_d |E_id|·max_v |C_vd| (bias aside)."""
 
@@ -144,12 +146,45 @@ def exact_pass(
         if excused is not None:
             acc.excused_hidden += excused[rows] @ np.abs(block_hidden)
         block = sharding.block([chunk.logits(block_hidden, chunk.float64()) for chunk in chunks], rows)
+        acc.baseline_error.append(_baseline_error(hidden[rows], chunks, sharding, rows, block.shards))
         acc.cross.append(block.cross)
         acc.lse.append(block.lse)
         acc.z_part.append(block.z_part)
         sizes = (projected, projected_abs)
         _accumulate(acc, block.shards, block_hidden, chunks, rows, plan, sharding, sizes)
     return acc
+
+
+def _baseline_error(
+    hidden: np.ndarray, chunks: Sequence[Chunk], sharding: Sharding, rows: slice, exact: list[ShardGradient]
+) -> np.ndarray:
+    """Per row, the worst of |G' - G| / size over the row's entries, G' the gradient of the logits a
+    same-type kernel forms (float32 products and sums, rounded to the input's type): what its
+    logits' rounding moves the probabilities by, which the allowance must cover (extreme logits)."""
+    kind = hidden.dtype if hidden.dtype in (np.float16, np.float64) or hidden.dtype.name == "bfloat16" else None
+    work: type[np.floating] = np.float64 if hidden.dtype == np.float64 else np.float32
+    block: np.ndarray = np.asarray(hidden, dtype=work)
+    logits = []
+    for chunk in chunks:
+        z: np.ndarray = block @ np.asarray(chunk.classifier, dtype=work).T
+        if chunk.bias is not None:
+            z += np.asarray(chunk.bias, dtype=work)
+        if kind is not None and kind != np.float64:
+            z = z.astype(kind)
+        logits.append(np.asarray(z, dtype=np.float64))
+    baseline = sharding.block(logits, rows)
+    worst = np.zeros(rows.stop - rows.start)
+    for base, right in zip(baseline.shards, exact):
+        size = right.magnitude
+        if size is None:
+            size = np.abs(right.gradient)
+            size[right.label_rows, right.label_columns] += right.label_excess
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.abs(base.gradient - right.gradient) / size
+        ratio[~np.isfinite(ratio)] = 0.0
+        if ratio.size:
+            np.maximum(worst, ratio.max(axis=1), out=worst)
+    return worst
 
 
 def _accumulate(

@@ -74,14 +74,15 @@ def outcome_report(outcome: QuickOutcome, profile: Profile, mode: str) -> Report
 def _output_report(grade: OutputGrade) -> OutputReport:
     """Entries compared whole give the worst ulps; a projection's error counts as its ratio to
     the tolerance times the allowance (over 1 fails, as an entry over the allowance does)."""
-    worst = grade.entries.worst_ulp
+    worst, allowed = grade.entries.worst_ulp, grade.entries.allowed_ulp
     where = grade.entries.worst_entry
-    if grade.projections is not None and grade.projections.worst_ratio * grade.allowance > worst:
-        worst = grade.projections.worst_ratio * grade.allowance
+    score = worst / allowed if allowed else math.inf
+    if grade.projections is not None and grade.projections.worst_ratio > score:
+        worst, allowed = grade.projections.worst_ratio * grade.allowance, grade.allowance
         where = None if grade.projections.worst_row is None else (grade.projections.worst_row,)
     if grade.name == "loss" and where is not None and grade.entries.checked == 1:
         where = ()
     return OutputReport(
         grade.name, grade.dtype, grade.passed, worst if math.isfinite(worst) or not grade.passed else 0.0,
-        grade.allowance, math.nan, math.nan, math.nan, where, None, None,
+        allowed, math.nan, math.nan, math.nan, where, None, None,
     )  # fmt: skip
