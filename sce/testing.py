@@ -373,13 +373,14 @@ def check_linear_cross_entropy(
     Parameters
     ----------
     hidden, classifier, labels : array_like
-        E (N×D), C (V×D) and N labels: numpy arrays or torch tensors (any device,
+        E (N×D, or (batch, sequence, D): its rows in C order), C (V×D) and a label per row
+        (shaped like E's leading axes): numpy arrays or torch tensors (any device,
         ``requires_grad`` or not); bfloat16 is graded as bfloat16 (through ml_dtypes).
     bias : array_like, optional
         b (V).
     loss, grad_hidden, grad_classifier, grad_bias : array_like, optional
-        The kernel's outputs to grade (any that are given): a number for 'mean' and 'sum', N
-        for 'none'; N×D, V×D, V.
+        The kernel's outputs to grade (any that are given): a number for 'mean' and 'sum', one
+        per row for 'none'; shaped like hidden, V×D, V.
     reduction, ignore_index, label_smoothing, smoothing_style, softcap, z_loss, weight
         The loss's options, as :func:`sce.softmax_cross_entropy` takes them.
     profile : {"pytorch", "liger", "cce", "torchtune", "megatron"}

@@ -30,21 +30,23 @@ def make_case(
     seed: int = 0,
     offset: float = 0.0,
     grid: bool = False,
+    confident: tuple[int, ...] = (3, 7),
     **options: Any,
 ) -> Case:
     """Random inputs with ignored rows, confident rows (p_y near 0.99) and uneven counted rows
     per chunk; ``offset`` shifts every hidden state (hidden states often share a large component);
-    ``grid`` puts every value on multiples of 1/4 (and 1/16 for C), so that the logits are exact
+    ``confident`` are the rows whose label's logit leads; ``grid`` puts every value on multiples of 1/4 (and 1/16 for C), so that the logits are exact
     even in bfloat16 and only a kernel's own steps round."""
     rng = np.random.default_rng(seed)
     e = rng.standard_normal((n, d)) * 1.5 + offset
     c = rng.standard_normal((v, d)) / np.sqrt(d) * 3
     labels = rng.integers(0, v, n)
     labels[[row for row in (1, 2, 5) if row < n]] = -100
-    for row, margin in ((row, margin) for row, margin in ((3, 5.0), (7, 7.0)) if row < n):  # confident rows: z_y that far above the next logit
-        z = c @ c[labels[row]]
-        gap = z[labels[row]] - np.delete(z, labels[row]).max()
-        e[row] = c[labels[row]] * margin / gap if gap > 0 else e[row]
+    for row in [row for row in confident if row < n and v > 1]:  # confident rows: the label leads by about 6
+        z = c @ e[row]
+        order = np.argsort(z)
+        labels[row] = order[-1]
+        e[row] *= min(4.0, 6.0 / max(z[order[-1]] - z[order[-2]], 1e-3))
     bias = rng.standard_normal(v) * 0.5
     if grid:
         e, c, bias = np.round(e * 4) / 4, np.round(c * 16) / 16, np.round(bias * 4) / 4
@@ -131,6 +133,8 @@ def _chunk(case, e, c, rows, counted, safe, w, mistake, denominator, z_denominat
     g *= scale[:, None]
     if o.get("z_loss", 0.0):
         losses = losses + _z_loss(case, g, p, lse, rows, counted, safe, w, mistake, denominator, z_denominator, scale)
+    if mistake == "skips_small":  # cut cross-entropy's filter: entries with p below ε/32 of the type left out
+        g[p < F32(np.finfo(given).eps) / 32] = 0
     if factor is not None and mistake != "softcap_factor_missing":
         g *= factor
     return g, np.where(counted[rows], losses, 0).astype(F32)

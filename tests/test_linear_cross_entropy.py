@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import warnings
 
 import mpmath
 import numpy as np
@@ -94,7 +95,15 @@ def assert_close_to_exact(found: np.ndarray, expected: list, scale: float) -> No
     assert np.abs(np.asarray(found, dtype=np.float64).reshape(want.shape) - want).max() <= 1e-13 * scale
 
 
-@pytest.mark.parametrize("options", OPTIONS[:7] + [{"weight": [0.5, 1.0, 2.0, 1.5, 0.7]}], ids=str)
+ORACLE_OPTIONS = OPTIONS[:7] + [
+    {"weight": [0.5, 1.0, 2.0, 1.5, 0.7]},
+    {"weight": [0.5, 1.0, 2.0, 1.5, 0.7], "label_smoothing": 0.2, "smoothing_style": "off-target", "z_loss": 0.01},
+    {"softcap": 1.5, "z_loss": 0.1, "label_smoothing": 0.3, "reduction": "none"},
+    {"weight": [0.5, 1.0, 2.0, 1.5, 0.7], "softcap": 3.0, "reduction": "sum", "label_smoothing": 0.1},
+]
+
+
+@pytest.mark.parametrize("options", ORACLE_OPTIONS, ids=str)
 @pytest.mark.parametrize("rows_first", [True, False], ids=["rows", "classes"])
 def test_reference_matches_mpmath_for_every_option(options: dict, rows_first: bool, monkeypatch) -> None:
     monkeypatch.setattr(blocked, "CLASSIFIER_BYTES", 1 << 30 if rows_first else 0)
@@ -182,9 +191,11 @@ def test_each_planted_mistake_fails_and_is_named(dtype: object, planted: str) ->
     assert report.fix == mistake.fix
 
 
-def test_the_label_rounded_before_the_subtraction_is_named_in_bfloat16() -> None:
-    # Confident rows (p_y of 0.99 and 0.998) whose logits are exact in bfloat16: only the kernel rounds.
-    case = make_case(BFLOAT16, seed=1, grid=True)
+@pytest.mark.parametrize("seed", [2, 3])
+def test_the_label_rounded_before_the_subtraction_is_named_in_bfloat16(seed: int) -> None:
+    # Every row confident (the label's logit leads by about 6: p_y near 0.998), where p_y rounded to
+    # bfloat16 before p_y − 1 loses most of the label's entry.
+    case = make_case(BFLOAT16, seed=seed, confident=tuple(range(12)))
     assert _check(case, kernel(case)).passed
     report = _check(case, kernel(case, mistake="label_rounded_early"))
     assert not report.passed and report.mistake == mistakes.LABEL_GRADIENT_ROUNDED_EARLY.name, str(report)
@@ -302,3 +313,115 @@ def test_blocks_of_classes_grade_as_blocks_of_rows(dtype: object, options: dict,
     assert not wrong.passed and [o.name for o in wrong.outputs if not o.passed] == ["grad_classifier"]
     for mine, theirs in zip(by_rows.outputs, by_classes.outputs):
         assert theirs.worst_ulp == pytest.approx(mine.worst_ulp, rel=1e-6, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda case: dataclasses.replace(case, labels=np.full(len(case.labels), -100)),  # 'mean' of nothing: NaN
+        lambda case: dataclasses.replace(case, hidden=case.hidden[:0], labels=case.labels[:0]),
+        lambda case: dataclasses.replace(case, hidden=(case.hidden.astype(np.float32) * 30).astype(case.hidden.dtype)),
+        lambda case: make_case(case.hidden.dtype, v=1),
+        lambda case: make_case(case.hidden.dtype, label_smoothing=1.0),
+        lambda case: make_case(case.hidden.dtype, softcap=0.1),
+        lambda case: make_case(case.hidden.dtype, z_loss=10.0),
+        lambda case: make_case(case.hidden.dtype, reduction="none", z_loss=1e-2, label_smoothing=0.5),
+    ],
+    ids=["all-ignored", "no-rows", "huge-logits", "one-class", "smoothing-1", "cap-0.1", "z-loss-10", "none-all"],
+)
+@pytest.mark.parametrize("dtype", [np.float32, BFLOAT16, np.float16], ids=["float32", "bfloat16", "float16"])
+def test_a_correct_kernel_passes_at_the_edges(dtype: object, edit) -> None:
+    case = edit(make_case(dtype))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the numpy kernel's own overflow to inf in float16
+        outputs = kernel(case)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the check's: none
+        assert _check(case, outputs).passed
+
+
+@pytest.mark.parametrize("dtype", [np.float32, BFLOAT16], ids=["float32", "bfloat16"])
+def test_zeros_or_a_negated_gradient_never_pass(dtype: object) -> None:
+    case = make_case(dtype)
+    outputs = kernel(case)
+    for name in ("grad_hidden", "grad_classifier", "grad_bias"):
+        for wrong in (np.zeros_like(outputs[name]), -outputs[name]):
+            assert not _check(case, {name: wrong}).passed
+    assert not _check(case, {"loss": np.float32(0.0)}).passed
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(4, 40),
+    d=st.integers(1, 24),
+    v=st.integers(2, 60),
+    seed=st.integers(0, 10_000),
+    smoothing=st.sampled_from([0.0, 0.1]),
+    reduction=st.sampled_from(["mean", "sum", "none"]),
+    dtype=st.sampled_from([np.float32, BFLOAT16, np.float16]),
+    offset=st.sampled_from([0.0, 2.0]),
+    chunk=st.integers(1, 8),
+)
+def test_a_correct_kernel_passes_on_any_shape(
+    n: int, d: int, v: int, seed: int, smoothing: float, reduction: str, dtype: object, offset: float, chunk: int
+) -> None:
+    case = make_case(dtype, n=n, d=d, v=v, seed=seed, offset=offset, label_smoothing=smoothing, reduction=reduction)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the numpy kernel's own overflow in float16
+        outputs = kernel(case, chunk=chunk)
+    report = _check(case, outputs)
+    assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, BFLOAT16], ids=["float32", "bfloat16"])
+def test_skipped_small_gradient_entries_pass_under_cce_only(dtype: object) -> None:
+    # Cut cross-entropy leaves out the gradient where p < ε/32 of the type: its profile allows that.
+    case = make_case(dtype, v=400, confident=tuple(range(12)))
+    outputs = kernel(case, mistake="skips_small")
+    assert _check(case, outputs, "cce").passed
+    assert not _check(case, outputs, "pytorch").passed
+
+
+def test_hidden_states_with_batch_and_sequence_axes_are_rows() -> None:
+    case = make_case(np.float32, n=12)
+    outputs = kernel(case)
+    shaped = check_linear_cross_entropy(
+        case.hidden.reshape(3, 4, -1), case.classifier, case.labels.reshape(3, 4), bias=case.bias,
+        loss=outputs["loss"], grad_hidden=outputs["grad_hidden"].reshape(3, 4, -1),
+        grad_classifier=outputs["grad_classifier"],
+    )  # fmt: skip
+    assert shaped.passed
+    with pytest.raises(ValueError, match="grad_hidden"):
+        check_linear_cross_entropy(case.hidden.reshape(3, 4, -1), case.classifier, case.labels.reshape(3, 4),
+                                   grad_hidden=outputs["grad_hidden"])  # fmt: skip
+    none = make_case(np.float32, n=12, reduction="none")
+    none = dataclasses.replace(none, grad_output=np.linspace(0.5, 2.0, 12))
+    per_row = kernel(none)
+    report = check_linear_cross_entropy(
+        none.hidden.reshape(3, 4, -1), none.classifier, none.labels.reshape(3, 4), bias=none.bias,
+        loss=per_row["loss"].reshape(3, 4), grad_hidden=per_row["grad_hidden"].reshape(3, 4, -1),
+        reduction="none", grad_output=none.grad_output.reshape(3, 4),
+    )  # fmt: skip
+    assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1, "softcap": 2.0, "z_loss": 1e-3, "reduction": "none"}])
+def test_when_neither_gradient_fits_each_is_finished_in_blocks(options: dict, monkeypatch) -> None:
+    case = make_case(np.float32, n=9, d=3, v=7, seed=2, **options)
+    whole = linear_cross_entropy(case.hidden, case.classifier, case.labels, bias=case.bias, **options)
+    monkeypatch.setattr(blocked, "CLASSIFIER_BYTES", 0)
+    monkeypatch.setattr(blocked, "BLOCK_BYTES", 8 * 3 * 2)  # two classes, two rows at a time
+    tiled = linear_cross_entropy(case.hidden, case.classifier, case.labels, bias=case.bias, **options)
+    for name in ("loss", "grad_hidden", "grad_classifier", "grad_bias"):
+        np.testing.assert_allclose(getattr(tiled, name), getattr(whole, name), rtol=1e-13, atol=1e-15)
+    outputs = kernel(case)
+    assert _check(case, outputs).passed
+    assert not _check(case, {**outputs, "grad_hidden": outputs["grad_hidden"] * 2}).passed
+
+
+def test_a_python_float_loss_is_graded_as_the_kernels_float32() -> None:
+    case = make_case(BFLOAT16)
+    loss = kernel(case)["loss"]
+    report = _check(case, {"loss": float(loss)})
+    assert report.passed and report.loss.dtype == "float32"
+    assert _check(case, {"loss": np.float64(loss)}).loss.dtype == "float64"

@@ -20,6 +20,8 @@ MODULES = [
     "sce.grading.dump.check",
     "sce.grading.catalogue",
     "sce.grading.mistakes",
+    "sce.loss.linear_cross_entropy",
+    "sce.testing",
 ]
 
 

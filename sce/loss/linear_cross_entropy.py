@@ -17,7 +17,8 @@ This module computes the same four results exactly enough to grade any of them:
 The order of the blocks is chosen by size: where a float64 ∂L/∂C (V×D) fits in
 :data:`CLASSIFIER_BYTES`, blocks of whole rows (each logit formed once); otherwise blocks of
 classes, after a pass that finds each row's log-sum-exp, so that ∂L/∂C is finished a block of
-classes at a time. Either way the memory beyond the inputs stays under 1 GB at any size.
+classes at a time; and where ∂L/∂E (N×D) would not fit either, ∂L/∂E is then finished a block of
+rows at a time in a third pass. The memory beyond the inputs stays under 1 GB at any size.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from sce.loss.linear_terms import LinearTerms, linear_terms
 from sce.loss.softcap import soft_capped
 from sce.options import LossOptions
 
-#: The largest float64 ∂L/∂C (V×D) held whole (beside a float64 copy of C); beyond it, blocks of classes.
-CLASSIFIER_BYTES = 384 << 20
+#: The largest float64 ∂L/∂C (V×D) held whole (beside a float64 copy of C and two float32 arrays
+#: as large: |C| and ∂L/∂C's operands' size); beyond it, blocks of classes.
+CLASSIFIER_BYTES = 256 << 20
 #: The bytes of one float64 block of logits (a few such are live at once).
 BLOCK_BYTES = 1 << 25
 #: float64's unit roundoff.
@@ -175,17 +177,29 @@ Finished = Callable[[slice, np.ndarray, np.ndarray], None]
 
 
 def stream_gradients(
-    e: np.ndarray, c: np.ndarray, b: np.ndarray | None, terms: LinearTerms, rows_done: Finished, classes_done: Finished
+    e: np.ndarray,
+    c: np.ndarray,
+    b: np.ndarray | None,
+    terms: LinearTerms,
+    rows_done: Finished | None,
+    classes_done: Finished | None,
 ) -> Streamed:
     """Compute ∂L/∂E and ∂L/∂C in blocks, handing each finished block (float64, with the size of
-    its operands: ‖|G|ᵢ‖·‖C_{:,d}‖ and ‖|G|_{:,v}‖·‖E_{:,d}‖) to ``rows_done`` and
-    ``classes_done``; return the rest (:class:`Streamed`)."""
+    its operands, Σ_v |G|_iv·|C_vd| and Σᵢ |G|_iv·|E_id| in float32) to ``rows_done`` and
+    ``classes_done``; return the rest (:class:`Streamed`). Where one is None, that gradient's
+    products are left out (a check of the loss alone costs the logits' product only)."""
     n, d = e.shape
     v = c.shape[0]
     bound = logit_error_bound(e, c)
     if not by_classes(v, d):
         return _by_rows(e, c, b, terms, rows_done, classes_done, bound)
-    return _by_classes(e, c, b, terms, rows_done, classes_done, bound)
+    if not by_classes(n, d, 6) or rows_done is None:  # float64 ∂L/∂E and its float32 size: 512 MiB
+        return _by_classes(e, c, b, terms, rows_done, classes_done, bound)
+    # Neither gradient fits whole: ∂L/∂C a block of classes at a time, then ∂L/∂E a block of
+    # rows at a time, each over the other's blocks (the logits formed three times).
+    streamed = _by_classes(e, c, b, terms, None, classes_done, bound)
+    _hidden_by_rows(e, c, b, terms, rows_done, streamed.lse)
+    return streamed
 
 
 def by_classes(n_classes: int, width: int, itemsize: int = 8) -> bool:
@@ -273,17 +287,17 @@ def _by_rows(
     c: np.ndarray,
     b: np.ndarray | None,
     terms: LinearTerms,
-    rows_done: Finished,
-    classes_done: Finished,
+    rows_done: Finished | None,
+    classes_done: Finished | None,
     bound: np.ndarray,
 ) -> Streamed:
     """Blocks of whole rows: each row's logits formed once; ∂L/∂C accumulated whole in float64."""
     n, v = len(e), len(c)
     everything = slice(0, v)
     c64 = np.asarray(c, np.float64)
-    column_norms = np.sqrt(np.square(c64).sum(axis=0))
-    grad_classifier = np.zeros(c64.shape)
-    magnitude_squares = np.zeros(v)
+    c_size = _absolute(c) if rows_done else None
+    grad_classifier = np.zeros(c64.shape) if classes_done else None
+    class_magnitude = np.zeros(c.shape, np.float32) if classes_done else None
     grad_bias, bias_magnitude = np.zeros(v), np.zeros(v)
     losses = np.zeros((n, 2))
     lses = np.zeros(n)
@@ -301,25 +315,24 @@ def _by_rows(
         losses[rows] = _row_losses(losses_part, top, lse, terms, rows)
         block = _block_gradient(p, derivative, lse, terms, rows, everything)
         del a, p, derivative
-        rows_done(rows, block.gradient @ c64, np.outer(np.linalg.norm(block.magnitude, axis=1), column_norms))
-        grad_classifier += block.gradient.T @ e64
-        magnitude_squares += np.square(block.magnitude).sum(axis=0)
+        size = block.magnitude.astype(np.float32)
+        if rows_done and c_size is not None:
+            rows_done(rows, block.gradient @ c64, size @ c_size)
+        if grad_classifier is not None and class_magnitude is not None:
+            grad_classifier += block.gradient.T @ e64
+            class_magnitude += size.T @ _absolute(e[rows])
         grad_bias += block.gradient.sum(axis=0)
         bias_magnitude += block.magnitude.sum(axis=0)
-    hidden_norms = np.sqrt(_column_squares(e))
-    for start in range(0, v, step):
-        classes = slice(start, min(start + step, v))
-        classes_done(classes, grad_classifier[classes], np.outer(np.sqrt(magnitude_squares[classes]), hidden_norms))
+    if classes_done and grad_classifier is not None and class_magnitude is not None:
+        for start in range(0, v, step):
+            classes = slice(start, min(start + step, v))
+            classes_done(classes, grad_classifier[classes], class_magnitude[classes])
     return Streamed(losses, lses, bound, grad_bias, bias_magnitude)
 
 
-def _column_squares(a: np.ndarray) -> np.ndarray:
-    """Σᵢ a_ij² of each column, in float64, a block of rows at a time."""
-    step = max(1, BLOCK_BYTES // (8 * max(1, a.shape[1])))
-    total = np.zeros(a.shape[1])
-    for i in range(0, len(a), step):
-        total += np.square(a[i : i + step], dtype=np.float64).sum(axis=0)
-    return total
+def _absolute(a: np.ndarray) -> np.ndarray:
+    """|a| in float32: the operands' size needs a digit or two, not float64's sixteen."""
+    return np.abs(np.asarray(a, np.float32))
 
 
 def _row_losses(part: np.ndarray, top: np.ndarray, lse: np.ndarray, terms: LinearTerms, rows: slice) -> np.ndarray:
@@ -337,8 +350,8 @@ def _by_classes(
     c: np.ndarray,
     b: np.ndarray | None,
     terms: LinearTerms,
-    rows_done: Finished,
-    classes_done: Finished,
+    rows_done: Finished | None,
+    classes_done: Finished | None,
     bound: np.ndarray,
 ) -> Streamed:
     """Blocks of classes, after a pass that finds each row's maximum and log-sum-exp: ∂L/∂C is
@@ -346,37 +359,66 @@ def _by_classes(
     n, d = e.shape
     v = len(c)
     top, lse = _row_statistics(e, c, b, terms)
-    grad_hidden = np.zeros((n, d))
-    hidden_squares = np.zeros(n)
+    grad_hidden = np.zeros((n, d) if rows_done else (0, d))
+    hidden_magnitude = np.zeros((n, d) if rows_done else (0, d), np.float32)
     grad_bias, bias_magnitude = np.zeros(v), np.zeros(v)
     part = np.zeros(n)
     class_step = max(1, min(v, BLOCK_BYTES // (8 * d)))
     row_step = _row_step(n, class_step)
-    hidden_norms = np.sqrt(_column_squares(e))
-    column_norms = np.sqrt(_column_squares(c))
     for first in range(0, v, class_step):
         classes = slice(first, min(first + class_step, v))
         c64 = np.asarray(c[classes], np.float64)
         block_classifier = np.zeros(c64.shape)
-        class_squares = np.zeros(len(c64))
+        block_magnitude = np.zeros(c64.shape, np.float32)
+        c_size = _absolute(c64)
         for start in range(0, n, row_step):
             rows = slice(start, min(start + row_step, n))
             e64 = np.asarray(e[rows], np.float64)
             a, derivative = _capped(_logits(e64, c, b, classes), terms.softcap)
             part[rows] += _cross_entropy_part(a, top[rows], terms, rows, classes)
             block = _block_gradient(np.exp(a - lse[rows, None]), derivative, lse[rows], terms, rows, classes)
-            grad_hidden[rows] += block.gradient @ c64
-            hidden_squares[rows] += np.square(block.magnitude).sum(axis=1)
-            block_classifier += block.gradient.T @ e64
-            class_squares += np.square(block.magnitude).sum(axis=0)
+            size = block.magnitude.astype(np.float32)
+            if rows_done:
+                grad_hidden[rows] += block.gradient @ c64
+                hidden_magnitude[rows] += size @ c_size
+            if classes_done:
+                block_classifier += block.gradient.T @ e64
+                block_magnitude += size.T @ _absolute(e64)
             grad_bias[classes] += block.gradient.sum(axis=0)
             bias_magnitude[classes] += block.magnitude.sum(axis=0)
-        classes_done(classes, block_classifier, np.outer(np.sqrt(class_squares), hidden_norms))
+        if classes_done:
+            classes_done(classes, block_classifier, block_magnitude)
     for start in range(0, n, row_step):
         rows = slice(start, min(start + row_step, n))
-        rows_done(rows, grad_hidden[rows], np.outer(np.sqrt(hidden_squares[rows]), column_norms))
+        if rows_done:
+            rows_done(rows, grad_hidden[rows], hidden_magnitude[rows])
     everything = slice(0, n)
     return Streamed(_row_losses(part, top, lse, terms, everything), lse, bound, grad_bias, bias_magnitude)
+
+
+def _hidden_by_rows(
+    e: np.ndarray, c: np.ndarray, b: np.ndarray | None, terms: LinearTerms, rows_done: Finished, lse: np.ndarray
+) -> None:
+    """∂L/∂E a block of rows at a time, over blocks of classes, from each row's log-sum-exp."""
+    n, d = e.shape
+    v = len(c)
+    class_step = max(1, min(v, BLOCK_BYTES // (8 * d)))
+    row_step = max(1, min(n, BLOCK_BYTES // (8 * d)))
+    for start in range(0, n, row_step):
+        rows = slice(start, min(start + row_step, n))
+        e64 = np.asarray(e[rows], np.float64)
+        grad_hidden = np.zeros(e64.shape)
+        magnitude = np.zeros(e64.shape, np.float32)
+        for first in range(0, v, class_step):
+            classes = slice(first, min(first + class_step, v))
+            for part in range(start, rows.stop, _row_step(n, class_step)):
+                inner = slice(part, min(part + _row_step(n, class_step), rows.stop))
+                a, derivative = _capped(_logits(e[inner], c, b, classes), terms.softcap)
+                block = _block_gradient(np.exp(a - lse[inner, None]), derivative, lse[inner], terms, inner, classes)
+                local = slice(inner.start - start, inner.stop - start)
+                grad_hidden[local] += block.gradient @ np.asarray(c[classes], np.float64)
+                magnitude[local] += block.magnitude.astype(np.float32) @ _absolute(c[classes])
+        rows_done(rows, grad_hidden, magnitude)
 
 
 def _row_statistics(

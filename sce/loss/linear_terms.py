@@ -5,6 +5,7 @@ denominator)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +56,20 @@ class LinearTerms:
     label_offset: np.ndarray | None = None
     """Added to each row's label entry of ∂L/∂z before the soft cap's factor (a what-if's: the
     label's probability rounded before 1 is subtracted) (N), or None."""
+
+    def of_rows(self, rows: np.ndarray) -> LinearTerms:
+        """The terms of some rows only (their denominators those of all rows)."""
+
+        def some(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[rows]
+
+        factors = self.row_factors
+        return dataclasses.replace(
+            self, labels=self.labels[rows], counted=self.counted[rows], label_share=self.label_share[rows],
+            total=self.total[rows], ce_scale=self.ce_scale[rows], z_scale=self.z_scale[rows],
+            row_factors=None if factors is None else (factors[0][rows], factors[1][rows]),
+            row_weights=some(self.row_weights), label_offset=some(self.label_offset),
+        )  # fmt: skip
 
     def coefficients(self, rows: slice, classes: slice) -> np.ndarray:
         """c_ij of a block: the smoothing's mass on every class and the label's share on its own."""

@@ -25,6 +25,8 @@ class LinearInputs:
     terms: LinearTerms
     options: LossOptions
     grad_output: np.ndarray | float = 1.0
+    leading: tuple[int, ...] = ()
+    """The hidden states' axes before D as given ((N,), or (batch, sequence)); rows are their C order."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,14 @@ def checked_inputs(
     e = as_numpy(hidden, "hidden")
     c = as_numpy(classifier, "classifier")
     b_given = None if bias is None else as_numpy(bias, "bias")
-    e, c, b, checked = checked_linear_inputs(e, c, as_numpy(labels, "labels"), b_given, options.ignore_index)
+    given_labels = as_numpy(labels, "labels")
+    leading = e.shape[:-1]
+    if e.ndim > 2:  # (batch, sequence, D) as language models hold them: rows in C order
+        e = e.reshape(-1, e.shape[-1])
+        if given_labels.shape == leading:
+            given_labels = given_labels.reshape(-1)
+        grad_output = _rows_of(grad_output, leading, options.reduction)
+    e, c, b, checked = checked_linear_inputs(e, c, given_labels, b_given, options.ignore_index)
     for name, array in (("hidden", e), ("classifier", c)):
         if _type_name(array) not in ANSWER_TYPES:
             raise InvalidInput(f"{name} has type {array.dtype}", field=name, hint=f"use {', '.join(ANSWER_TYPES)}")
@@ -78,7 +87,13 @@ def checked_inputs(
         )
     upstream = checked_grad_output(grad_output, options.reduction, len(checked))
     terms = linear_terms(checked, len(c), options, upstream)
-    return LinearInputs(e, c, b, checked, terms, options, upstream)
+    return LinearInputs(e, c, b, checked, terms, options, upstream, leading)
+
+
+def _rows_of(grad_output: Any, leading: tuple[int, ...], reduction: str) -> Any:
+    """A per-position upstream gradient shaped like the leading axes, as one per row."""
+    upstream = np.asarray(grad_output)
+    return upstream.reshape(-1) if reduction == "none" and upstream.shape == leading else grad_output
 
 
 def checked_answer(inputs: LinearInputs, given: dict[str, Any]) -> LinearAnswer:
@@ -86,8 +101,9 @@ def checked_answer(inputs: LinearInputs, given: dict[str, Any]) -> LinearAnswer:
     n, d = inputs.e.shape
     v = len(inputs.c)
     reduced = inputs.options.reduction != "none"
-    shapes = {"loss": [(), (1,)] if reduced else [(n,)], "grad_hidden": [(n, d)], "grad_classifier": [(v, d)],
-              "grad_bias": [(v,)]}  # fmt: skip
+    leading = inputs.leading or (n,)
+    shapes = {"loss": [(), (1,)] if reduced else [leading], "grad_hidden": [(*leading, d)],
+              "grad_classifier": [(v, d)], "grad_bias": [(v,)]}  # fmt: skip
     arrays: dict[str, np.ndarray] = {}
     for name, value in given.items():
         if value is None:
@@ -95,12 +111,18 @@ def checked_answer(inputs: LinearInputs, given: dict[str, Any]) -> LinearAnswer:
         if name == "grad_bias" and inputs.b is None:
             raise InvalidInput("grad_bias is given but bias is not", field="grad_bias", hint="give bias too")
         array = as_numpy(value, name)
+        if not hasattr(value, "dtype"):
+            # A Python number or list has no type of its own: graded as the kernel's float32 (or
+            # float64 for float64 inputs), never as float64 by default (loss.item() is a float).
+            array = np.asarray(value, dtype=np.float64 if inputs.e.dtype == np.float64 else np.float32)
         if array.shape not in shapes[name]:
             want = " or ".join(str(s) for s in shapes[name])
             raise InvalidInput(f"{name} has shape {array.shape}, not {want}", field=name)
         if _type_name(array) not in ANSWER_TYPES:
             raise InvalidInput(f"{name} has type {array.dtype}", field=name, hint=f"use {', '.join(ANSWER_TYPES)}")
-        arrays[name] = array.reshape(()) if name == "loss" and reduced else array
+        if name == "loss":
+            array = array.reshape(()) if reduced else array.reshape(-1)
+        arrays[name] = array.reshape(-1, d) if name == "grad_hidden" else array
     return LinearAnswer(**arrays, types={name: a.dtype for name, a in arrays.items()})
 
 

@@ -58,12 +58,13 @@ def same_type_baseline(
             grad_hidden[rows] = g @ c_work
             grad_classifier += g.T @ e_work[rows]
             grad_bias += g.sum(axis=0, dtype=work)
-    return LinearBaseline(
-        _reduced(losses, terms, work).astype(output_types.get("loss", work)),
-        grad_hidden.astype(output_types.get("grad_hidden", work)),
-        grad_classifier.astype(output_types.get("grad_classifier", work)),
-        grad_bias.astype(output_types.get("grad_bias", work)),
-    )
+    with np.errstate(over="ignore"):  # beyond the type's largest is ±inf in it, as in a kernel
+        return LinearBaseline(
+            _reduced(losses, terms, work).astype(output_types.get("loss", work)),
+            grad_hidden.astype(output_types.get("grad_hidden", work)),
+            grad_classifier.astype(output_types.get("grad_classifier", work)),
+            grad_bias.astype(output_types.get("grad_bias", work)),
+        )
 
 
 def block_gradient(
@@ -181,17 +182,19 @@ def _by_classes(
                 grad_hidden[rows] += g @ c[classes].astype(work)
                 block += g.T @ e[rows].astype(work)
                 grad_bias[classes] += g.sum(axis=0, dtype=work)
-            grad_classifier[classes] = block
+            with np.errstate(over="ignore"):
+                grad_classifier[classes] = block
     if terms.z_loss:
         square = np.square(lse.astype(given) if profile.z_loss_in_input_type else lse)
         losses[:, 1] = work.type(terms.z_loss) * square
     losses[~terms.counted] = 0
-    return LinearBaseline(
-        _reduced(losses, terms, work).astype(output_types.get("loss", work)),
-        grad_hidden.astype(output_types.get("grad_hidden", work)),
-        grad_classifier,
-        grad_bias.astype(output_types.get("grad_bias", work)),
-    )
+    with np.errstate(over="ignore"):
+        return LinearBaseline(
+            _reduced(losses, terms, work).astype(output_types.get("loss", work)),
+            grad_hidden.astype(output_types.get("grad_hidden", work)),
+            grad_classifier,
+            grad_bias.astype(output_types.get("grad_bias", work)),
+        )
 
 
 def _class_block(

@@ -66,8 +66,11 @@ def full_check(
             _grade(graded["grad_classifier"], given, base, values, magnitude, classes.start, excuse)
 
     t = inputs.terms if terms is None else terms
-    t = dataclasses.replace(t, operand_share=_operand_share(inputs.e.dtype))
-    streamed = stream_gradients(inputs.e, inputs.c, inputs.b, t, rows_done, classes_done)
+    t = dataclasses.replace(t, operand_share=operand_share(inputs.e.dtype))
+    streamed = stream_gradients(
+        inputs.e, inputs.c, inputs.b, t, rows_done if "grad_hidden" in graded else None,
+        classes_done if "grad_classifier" in graded else None,
+    )  # fmt: skip
     losses, bound, grad_bias = streamed.losses, streamed.logit_error, streamed.grad_bias
     bias_magnitude = streamed.bias_magnitude
     delta = float(bound.max(initial=0.0))
@@ -85,7 +88,7 @@ def full_check(
     return _report(graded, profile, allowed), reference, baseline
 
 
-def _operand_share(given: np.dtype) -> float:
+def operand_share(given: np.dtype) -> float:
     """float32's ε over the input type's, for inputs narrower than float32 (whose kernels form
     p − y in float32), else 1."""
     if given.itemsize >= 4:
@@ -172,9 +175,19 @@ def _skipped(inputs: LinearInputs, profile: Profile) -> tuple[Any, ...] | None:
     if inputs.e.dtype == np.float64:
         eps = float(np.finfo(np.float64).eps)
     per_row = profile.skipped_below * eps * (t.total * np.abs(t.ce_scale) + np.abs(t.z_scale) * 100)
-    classifier_columns = np.abs(np.asarray(inputs.c, np.float64)).sum(axis=0)
-    hidden_columns = per_row @ np.abs(np.asarray(inputs.e, np.float64))
+    classifier_columns = _absolute_column_sums(inputs.c)
+    hidden_columns = _absolute_column_sums(inputs.e, per_row)
     return per_row, classifier_columns, hidden_columns, float(per_row.sum())
+
+
+def _absolute_column_sums(a: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Σᵢ wᵢ·|a_ij| of each column (w all 1 unless given), in float64, a block of rows at a time."""
+    total = np.zeros(a.shape[1])
+    step = max(1, (1 << 24) // (8 * max(1, a.shape[1])))
+    for start in range(0, len(a), step):
+        block = np.abs(np.asarray(a[start : start + step], np.float64))
+        total += block.sum(axis=0) if weights is None else weights[start : start + step] @ block
+    return total
 
 
 def _report(graded: dict[str, _Graded], profile: Profile, allowed: Report | None) -> Report:

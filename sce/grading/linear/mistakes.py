@@ -18,11 +18,13 @@ import numpy as np
 
 from sce.errors import option
 from sce.grading.catalogue import Mistake
+from sce.grading.dump.baseline import ulps
 from sce.grading.linear.answers import LinearAnswer, LinearInputs
 from sce.grading.linear.baseline import LinearBaseline
-from sce.grading.linear.check import full_check
+from sce.grading.linear.check import full_check, operand_share
 from sce.grading.linear.profiles import Profile
 from sce.grading.linear.report import Report
+from sce.loss.linear_cross_entropy import stream_gradients
 from sce.loss.linear_terms import LinearTerms, linear_terms
 
 ROWS_SCALED_BY_FIRST_UPSTREAM = Mistake(
@@ -81,7 +83,14 @@ def named_mistake(
     baseline: LinearBaseline,
 ) -> Report:
     """The report with the mistake named (and its fix) where a what-if explains every output."""
+    # A few rows of ∂L/∂E first, then the loss alone (one product, the logits'), then everything.
+    loss_only = dataclasses.replace(answer, grad_hidden=None, grad_classifier=None, grad_bias=None)
+    sample = _sample_rows(report, len(inputs.labels))
     for mistake, terms in what_ifs(inputs, reference):
+        if answer.grad_hidden is not None and not _rows_fit(inputs, answer, terms, report, sample):
+            continue
+        if answer.loss is not None and not full_check(inputs, loss_only, profile, terms, baseline, report)[0].passed:
+            continue
         if full_check(inputs, answer, profile, terms, baseline, report)[0].passed:
             return dataclasses.replace(report, mistake=mistake.name, fix=mistake.fix)
     if "grad_classifier" in answer.given and inputs.e.dtype.itemsize < 4:
@@ -94,6 +103,36 @@ def named_mistake(
     return report
 
 
+#: Rows of ∂L/∂E a mistake's what-if is tried on before the whole check: its worst and some others.
+SAMPLE_ROWS = 32
+
+
+def _sample_rows(report: Report, n: int) -> np.ndarray:
+    entry = None if report.grad_hidden is None else report.grad_hidden.worst_entry
+    worst = [entry[0]] if entry else []
+    spread = np.linspace(0, n - 1, min(n, SAMPLE_ROWS)).astype(int) if n else np.zeros(0, int)
+    return np.unique(np.concatenate([np.asarray(worst, int), spread]))
+
+
+def _rows_fit(inputs: LinearInputs, answer: LinearAnswer, terms: LinearTerms, report: Report, rows: np.ndarray) -> bool:
+    """Whether the answer's ∂L/∂E on ``rows`` is within the allowance of the what-if's: the
+    products of those rows alone (a screen; the whole check decides)."""
+    allowed = report.grad_hidden
+    if allowed is None or not len(rows):
+        return True
+    found: list[bool] = []
+
+    def rows_done(block: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
+        given = np.asarray(answer.grad_hidden, dtype=np.float64)[rows[block]]
+        size = np.maximum(magnitude, np.abs(values))
+        with np.errstate(invalid="ignore"):
+            found.append(bool((ulps(given, values, size, allowed.dtype) <= allowed.allowed_ulp).all()))
+
+    shared = dataclasses.replace(terms.of_rows(rows), operand_share=operand_share(inputs.e.dtype))
+    stream_gradients(inputs.e[rows], inputs.c, inputs.b, shared, rows_done, None)
+    return all(found)
+
+
 def what_ifs(inputs: LinearInputs, reference: dict[str, Any]) -> Iterator[tuple[Mistake, LinearTerms]]:
     """Each mistake the options allow, with the terms that compute what it gives."""
     t = inputs.terms
@@ -104,19 +143,15 @@ def what_ifs(inputs: LinearInputs, reference: dict[str, Any]) -> Iterator[tuple[
     if options.reduction == "mean" and not t.counted.all():
         yield IGNORED_ROWS_COUNTED, _divided(t, np.full(len(t.counted), 1.0 / len(t.counted)))
     if options.reduction == "mean":
-        yield from ((MEAN_OF_CHUNK_MEANS, terms) for terms in _chunk_means(t, upstream))
+        yield from ((MEAN_OF_CHUNK_MEANS, terms) for terms in _chunk_means(t))
     if options.z_loss:
-        yield from ((Z_LOSS_WEIGHTED_OR_DIVIDED, terms) for terms in _z_loss_variants(t, upstream))
+        yield from ((Z_LOSS_WEIGHTED_OR_DIVIDED, terms) for terms in _z_loss_variants(t))
     if options.softcap is not None:
         yield SOFTCAP_FACTOR_MISSING, dataclasses.replace(t, chain_softcap=False)
     if options.label_smoothing:
         yield from ((SMOOTHING_OVER_LOCAL_VOCABULARY, terms) for terms in _local_smoothing(inputs, upstream))
     if inputs.e.dtype.itemsize < 4:
         yield LABEL_GRADIENT_ROUNDED_EARLY, _label_rounded(inputs, reference)
-
-
-def _scaled_upstream(t: LinearTerms, upstream: np.ndarray) -> np.ndarray:
-    return np.broadcast_to(upstream, t.counted.shape)
 
 
 def _divided(t: LinearTerms, factors: np.ndarray, z_factors: np.ndarray | None = None) -> LinearTerms:
@@ -134,7 +169,7 @@ def _divided(t: LinearTerms, factors: np.ndarray, z_factors: np.ndarray | None =
     )
 
 
-def _chunk_means(t: LinearTerms, upstream: np.ndarray) -> Iterator[LinearTerms]:
+def _chunk_means(t: LinearTerms) -> Iterator[LinearTerms]:
     """The mean of per-chunk means, over the chunks torch.chunk makes (2, 4, 8, 16 of them) and
     chunks of a power of two rows: each row's factor 1/(chunks · the chunk's weight sum)."""
     n = len(t.counted)
@@ -156,7 +191,7 @@ def _row_weights(t: LinearTerms) -> np.ndarray:
     return t.counted.astype(float) if t.row_weights is None else t.row_weights
 
 
-def _z_loss_variants(t: LinearTerms, upstream: np.ndarray) -> Iterator[LinearTerms]:
+def _z_loss_variants(t: LinearTerms) -> Iterator[LinearTerms]:
     """The z-loss divided by the cross-entropy's weight sum, by all N rows, weighted by the label's
     class weight, not divided ('mean' as 'sum'), or with λ for 2λ in its gradient."""
     n = len(t.counted)
@@ -194,7 +229,6 @@ def _label_rounded(inputs: LinearInputs, reference: dict[str, Any]) -> LinearTer
     """The label's probability p_y rounded to the input's type before p_y − 1: each label entry
     of ∂L/∂z moved by (round(p_y) − p_y)·s·scale."""
     t = inputs.terms
-    rows = np.arange(len(t.labels))
     label_logits = np.einsum("ij,ij->i", inputs.e.astype(np.float64), inputs.c[t.labels].astype(np.float64))
     if inputs.b is not None:
         label_logits = label_logits + inputs.b[t.labels]
@@ -202,5 +236,4 @@ def _label_rounded(inputs: LinearInputs, reference: dict[str, Any]) -> LinearTer
         label_logits = t.softcap * np.tanh(label_logits / t.softcap)
     p = np.exp(label_logits - reference["lse"])
     rounded = p.astype(inputs.e.dtype).astype(np.float64)
-    del rows
     return dataclasses.replace(t, label_offset=(rounded - p) * t.total * t.ce_scale)
