@@ -3,12 +3,16 @@
 Installed with sce (a ``pytest11`` entry point), it is on in every pytest run:
 
     def test_my_kernel(sce_case):
-        loss, grad_hidden, grad_classifier = my_kernel(sce_case.hidden, sce_case.classifier, sce_case.labels)
+        loss, grad_hidden, grad_classifier = my_kernel(
+            sce_case.hidden, sce_case.classifier, sce_case.labels,
+            grad_output=sce_case.grad_output, **sce_case.options,
+        )
         sce_case.assert_close(loss=loss, grad_hidden=grad_hidden, grad_classifier=grad_classifier)
 
 The test runs once per case of :mod:`sce.grading.linear.cases` (confident rows, ignored runs,
-padding-only rows, extreme logits; each in float32 and bfloat16). The case past 2³¹ logits is
-marked ``sce_slow`` and deselected unless asked for: ``pytest --sce-slow``, or ``-m sce_slow``.
+padding-only rows, extreme logits, a per-row upstream gradient; each in float32 and bfloat16).
+The case past 2³¹ logits is marked ``sce_slow`` and deselected unless asked for: ``pytest
+--sce-slow``, or ``-m sce_slow``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class SceCase:
         E (N×D), C (V×D), the N labels (``ignore_index`` where a row is not counted), b (V) or None.
     options : dict
         The loss's options the case is graded with (reduction, ignore_index, …): give them to the kernel.
+    grad_output : float or numpy array
+        The upstream gradient to give the kernel's backward: 1.0, or one per row where the reduction is 'none'.
     """
 
     def __init__(self, case: LinearCase) -> None:
@@ -47,6 +53,7 @@ class SceCase:
         self.labels = case.labels
         self.bias = case.bias
         self.options = dict(case.options)
+        self.grad_output = case.grad_output
 
     def __repr__(self) -> str:
         n, d = self.hidden.shape
@@ -84,6 +91,7 @@ class SceCase:
             "grad_classifier": grad_classifier,
             "grad_bias": grad_bias,
             "mode": self.case.mode,
+            "grad_output": self.grad_output,
             **self.options,
         }
 
@@ -130,9 +138,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def sce_case(request: pytest.FixtureRequest) -> SceCase:
     """A hard case for a fused linear cross-entropy kernel: ``.hidden``, ``.classifier``, ``.labels``,
     ``.bias``, ``.options``; ``.check(loss=…, grad_hidden=…, grad_classifier=…, grad_bias=…)`` returns
-    sce's Report, ``.assert_close(…)`` raises with the verdict first. One test per case (confident
-    rows, ignored runs, padding-only rows, extreme logits; float32 and bfloat16); past 2^31 logits
-    only with --sce-slow."""
+    sce's Report, ``.assert_close(…)`` raises with the verdict first; ``.grad_output`` is the upstream
+    gradient to give the backward. One test per case (confident rows, ignored runs, padding-only rows,
+    extreme logits, per-row upstream; float32 and bfloat16); past 2^31 logits only with --sce-slow."""
     spec: CaseSpec | None = getattr(request, "param", None)
     if spec is None:
         raise pytest.UsageError("sce_case is parametrised by sce's plugin; request it as a test's argument")

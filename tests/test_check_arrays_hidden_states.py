@@ -116,6 +116,14 @@ def test_safetensors(tmp_path, sce):
     assert verdict(sce, path) == (0, "verdict: correct for float32")
 
 
+def test_safetensors_in_bfloat16(tmp_path, sce):
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "dump.safetensors"
+    save_file({name: np.ascontiguousarray(value) for name, value in dump("confident-rows-bfloat16").items()}, str(path))
+    assert verdict(sce, path) == (0, "verdict: correct for bfloat16")
+
+
 def test_torch_save(tmp_path, sce):
     torch = pytest.importorskip("torch")
     path = tmp_path / "dump.pt"
@@ -261,4 +269,24 @@ def test_profile_is_refused_without_hidden_states(tmp_path, sce):
     result = sce("check", "2", "3", "4", "--label", "1", "--grad", "0.09,-0.755,0.665", "--profile", "cce")
     assert (result.exit_code, result.stderr) == (
         2, "sce: error: --profile goes with --arrays FILE holding hidden states (hidden, classifier, labels)\n"
+    )  # fmt: skip
+
+
+def test_batch_and_sequence_axes_are_rows(tmp_path, sce):
+    """A dump as PyTorch holds it before the kernel flattens it: B × T × D hidden states, B × T labels."""
+    arrays = dump("ignored-runs-float32", reduction="none")  # 24 rows: 4 sequences of 6 tokens
+    shaped = {
+        **arrays,
+        "hidden": arrays["hidden"].reshape(4, 6, -1),
+        "labels": arrays["labels"].reshape(4, 6),
+        "grad_hidden": arrays["grad_hidden"].reshape(4, 6, -1),
+        "loss": arrays["loss"].reshape(4, 6),
+    }
+    lines = sce("check", "--arrays", save(tmp_path, shaped)).stdout.splitlines()
+    assert "checked: 24 rows × 16 hidden × 40 classes, as float32 (profile pytorch, full check)" in lines
+    assert "reduction: none" in lines and lines[-1] == "verdict: correct for float32"
+    wrong = {**shaped, "labels": arrays["labels"].reshape(6, 4)}
+    path = tmp_path / "dump.npz"
+    assert refusal(sce, tmp_path, wrong) == (
+        1, "", f"sce: error: {path}: array 'labels' has shape (6, 4) but 'hidden' has 24 rows; give one label per row\n"
     )  # fmt: skip

@@ -12,7 +12,7 @@ pytest_plugins = ["pytester"]
 CASE_IDS = [
     f"{name}-{dtype}"
     for dtype in ("float32", "bfloat16")
-    for name in ("confident-rows", "ignored-runs", "padding-only-rows", "extreme-logits")
+    for name in ("confident-rows", "ignored-runs", "padding-only-rows", "extreme-logits", "per-row-upstream")
 ]
 
 USES_THE_FIXTURE = """
@@ -32,7 +32,7 @@ def test_one_item_per_case_and_type_the_large_one_deselected(pytester: pytest.Py
     result = pytester.runpytest("--collect-only", "-q")
     collected = [line for line in result.outlines if "::test_kernel[" in line]
     assert collected == [f"test_kernel.py::test_kernel[{case}]" for case in CASE_IDS]
-    assert "8/9 tests collected (1 deselected)" in result.stdout.str()
+    assert "10/11 tests collected (1 deselected)" in result.stdout.str()
 
 
 @pytest.mark.parametrize("asked", [["--sce-slow"], ["-m", "sce_slow"]])
@@ -67,11 +67,16 @@ def test_the_fixture_hands_the_inputs_in_their_type(pytester: pytest.Pytester) -
             assert sce_case.labels.shape == (n,) and sce_case.labels.dtype == np.int64
             assert str(sce_case.hidden.dtype) == str(sce_case.classifier.dtype) == sce_case.dtype
             assert sce_case.bias is None or (sce_case.bias.shape == (v,) and str(sce_case.bias.dtype) == sce_case.dtype)
-            assert sce_case.options == {"reduction": "mean", "ignore_index": -100}
+            per_row = sce_case.name == "per-row upstream"
+            assert sce_case.options == {"reduction": "none" if per_row else "mean", "ignore_index": -100}
+            if per_row:
+                assert sce_case.grad_output.shape == (n,) and len(set(sce_case.grad_output.tolist())) == 4
+            else:
+                assert sce_case.grad_output == 1.0
         """
     )
     # In a child process: ml_dtypes registers its types with numpy once per process.
-    pytester.runpytest_subprocess().assert_outcomes(passed=8)
+    pytester.runpytest_subprocess().assert_outcomes(passed=10)
 
 
 def built(case_id: str):  # type: ignore[no-untyped-def]
@@ -91,11 +96,38 @@ def test_confident_rows_are_confident(dtype: str) -> None:
     z, labels = float64_logits(f"confident-rows-{dtype}")
     rows = np.arange(len(labels))
     others = np.where(np.eye(z.shape[1], dtype=bool)[labels], -np.inf, z)
-    # e^-(margin) summed over the other classes is 1 − p at the label: below 1e-8 in every row,
-    # so that float32's p − 1 keeps a few bits at most.
+    # e^-(margin) summed over the other classes is 1 − p at the label: from ~1e-2 down to ~1e-5, where
+    # bfloat16 (8 bits) rounds p to 1 and a float32 p − 1 still keeps a few digits.
     gap = z[rows, labels] - others.max(axis=1)
-    assert gap.min() > 20
-    assert (np.exp(others - z[rows, labels][:, None]).sum(axis=1) < 1e-8).all()
+    assert gap.min() > 7
+    one_minus_p = np.exp(others - z[rows, labels][:, None]).sum(axis=1)
+    assert one_minus_p.max() < 1e-2 and one_minus_p.min() > 1e-6
+    assert one_minus_p.max() > 2**-9 > 1e-4 > one_minus_p.min()  # both sides of bfloat16's half ulp below 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_confident_rows_catch_the_label_probability_rounded_before_the_subtraction(dtype: str) -> None:
+    """A kernel that rounds p to bfloat16 before p − 1 (a bug fused kernels shipped with) fails the case in
+    either type, where the same kernel without the rounding passes."""
+    import ml_dtypes
+
+    from sce.pytest_plugin import SceCase
+
+    case = SceCase(built(f"confident-rows-{dtype}"))
+    e, c = case.hidden.astype(np.float32), case.classifier.astype(np.float32)
+    z = e @ c.T
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    rows = np.arange(len(case.labels))
+
+    def gradients(p: np.ndarray) -> dict[str, np.ndarray]:
+        g = p.copy()
+        g[rows, case.labels] -= 1
+        g /= np.float32(len(rows))
+        return {"grad_hidden": (g @ c).astype(case.hidden.dtype), "grad_classifier": (g.T @ e).astype(case.hidden.dtype)}
+
+    assert case.check(**gradients(p)).passed
+    assert not case.check(**gradients(p.astype(ml_dtypes.bfloat16).astype(np.float32))).passed
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -142,8 +174,8 @@ def test_a_fixture_or_a_class_may_ask_for_sce_case(pytester: pytest.Pytester) ->
     )
     result = pytester.runpytest("--collect-only", "-q")
     collected = [line for line in result.outlines if "::" in line]
-    assert len(collected) == 16 and "8/9 tests collected" not in result.stdout.str()
-    assert "16/18 tests collected (2 deselected)" in result.stdout.str()
+    assert len(collected) == 20
+    assert "20/22 tests collected (2 deselected)" in result.stdout.str()
 
 
 def test_the_plugin_can_be_switched_off(pytester: pytest.Pytester) -> None:
@@ -161,3 +193,61 @@ def test_a_check_of_nothing_is_refused_not_passed() -> None:
         with pytest.raises(ValueError, match="give the kernel's results: loss=, grad_hidden="):
             method()
     assert repr(case) == "<sce_case 'confident rows': 16 × 32 hidden, 24 classes, float32>"
+
+
+def float32_kernel(  # type: ignore[no-untyped-def]
+    case, *, shift: bool = True, zero_ignored: bool = True, first_upstream: bool = False
+) -> dict:
+    """A fused kernel written with numpy (float32 sums, outputs rounded once to the inputs' type), with
+    three known slips to switch on: no max shift, ignored rows' gradients left in, every row scaled by
+    the first row's upstream gradient."""
+    e, c = case.hidden.astype(np.float32), case.classifier.astype(np.float32)
+    z = e @ c.T + (0 if case.bias is None else case.bias.astype(np.float32))
+    with np.errstate(all="ignore"):
+        p = np.exp(z - z.max(axis=1, keepdims=True) if shift else z)
+        p /= p.sum(axis=1, keepdims=True)
+    counted = case.labels != IGNORE_INDEX
+    rows = np.arange(len(case.labels))
+    g = p.copy()
+    g[rows[counted], case.labels[counted]] -= 1
+    if zero_ignored:
+        g[~counted] = 0
+    if case.options["reduction"] == "mean":
+        g /= np.float32(counted.sum())
+    else:
+        upstream = np.asarray(case.grad_output, np.float32)
+        g *= upstream[0] if first_upstream else upstream[:, None]
+    kind = case.hidden.dtype
+    found = {"grad_hidden": (g @ c).astype(kind), "grad_classifier": (g.T @ e).astype(kind)}
+    if case.bias is not None:
+        found["grad_bias"] = g.sum(axis=0).astype(kind)
+    return found
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_padding_rows_catch_a_gradient_left_in_ignored_rows(dtype: str) -> None:
+    from sce.pytest_plugin import SceCase
+
+    case = SceCase(built(f"padding-only-rows-{dtype}"))
+    assert case.check(**float32_kernel(case)).passed
+    assert not case.check(**float32_kernel(case, zero_ignored=False)).passed
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_extreme_logits_catch_a_softmax_without_the_max_shift(dtype: str) -> None:
+    from sce.pytest_plugin import SceCase
+
+    case = SceCase(built(f"extreme-logits-{dtype}"))
+    assert case.check(**float32_kernel(case)).passed
+    assert not case.check(**float32_kernel(case, shift=False)).passed
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_per_row_upstream_catches_every_row_scaled_by_the_first(dtype: str) -> None:
+    from sce.pytest_plugin import SceCase
+
+    case = SceCase(built(f"per-row-upstream-{dtype}"))
+    assert case.check(**float32_kernel(case)).passed
+    report = case.check(**float32_kernel(case, first_upstream=True))
+    assert not report.passed
+    assert report.mistake == "every row's gradient scaled by the first row's upstream gradient"

@@ -15,13 +15,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 #: A fused kernel written with numpy as the common ones compute: float32 logits and sums, each
-#: result rounded once to the inputs' type. ``counts_ignored`` makes the mean's mistake of dividing
-#: by every row, ignored ones too.
+#: result rounded once to the inputs' type, 'mean' or 'none' with an upstream gradient per row.
+#: ``counts_ignored`` makes the mean's mistake of dividing by every row, ignored ones too.
 KERNEL = '''
 import numpy as np
 
 
-def linear_cross_entropy(hidden, classifier, labels, bias=None, ignore_index=-100, counts_ignored=False):
+def linear_cross_entropy(hidden, classifier, labels, bias=None, ignore_index=-100, reduction="mean",
+                         grad_output=1.0, counts_ignored=False):
     kind = hidden.dtype
     e, c = hidden.astype(np.float32), classifier.astype(np.float32)
     z = e @ c.T
@@ -32,14 +33,19 @@ def linear_cross_entropy(hidden, classifier, labels, bias=None, ignore_index=-10
     counted = labels != ignore_index
     label = np.where(counted, labels, 0)
     rows = np.arange(len(labels))
-    n = np.float32(len(labels) if counts_ignored else counted.sum())
-    loss = np.where(counted, lse - z[rows, label], 0).sum(dtype=np.float32) / n
+    losses = np.where(counted, lse - z[rows, label], 0).astype(np.float32)
     g = np.exp(z - lse[:, None])
     g[rows, label] -= 1
     g[~counted] = 0
-    g /= n
+    if reduction == "none":
+        loss = losses
+        g *= np.asarray(grad_output, np.float32)[:, None]
+    else:
+        n = np.float32(len(labels) if counts_ignored else counted.sum())
+        loss = losses.sum(dtype=np.float32) / n
+        g /= n
     grad_bias = None if bias is None else g.sum(axis=0).astype(kind)
-    return np.array(loss, kind), (g @ c).astype(kind), (g.T @ e).astype(kind), grad_bias
+    return np.asarray(loss).astype(kind), (g @ c).astype(kind), (g.T @ e).astype(kind), grad_bias
 '''
 
 SAMPLE_TEST = '''
@@ -49,7 +55,7 @@ from kernel import linear_cross_entropy
 def results(sce_case, **mistake):
     loss, grad_hidden, grad_classifier, grad_bias = linear_cross_entropy(
         sce_case.hidden, sce_case.classifier, sce_case.labels, sce_case.bias,
-        sce_case.options["ignore_index"], **mistake
+        grad_output=sce_case.grad_output, **sce_case.options, **mistake
     )
     return dict(loss=loss, grad_hidden=grad_hidden, grad_classifier=grad_classifier, grad_bias=grad_bias)
 
@@ -112,4 +118,4 @@ def test_a_numpy_kernel_passes_every_case_and_a_wrong_one_fails_with_the_verdict
     for line in failed:
         verdict = line.split(" - ", 1)[1]
         assert verdict.startswith("AssertionError: not correct: ignored rows counted in the mean ("), line
-    assert "12 passed" in result.stdout.splitlines()[-1]
+    assert "16 passed" in result.stdout.splitlines()[-1]

@@ -73,7 +73,7 @@ def check_arrays(
     claimed: ClaimedDType | None,
     options: LossOptions,
     sum_order: str = "parallel",
-    profile: str | None = None,
+    profile: KernelProfile | None = None,
     quick: bool = False,
     digits: int,
     output_format: CheckFormat,
@@ -95,7 +95,7 @@ def check_arrays(
             arrays,
             given=_logits_only_flags(paths, keys, claimed, sum_order),
             options=options,
-            profile=profile or "pytorch",
+            profile="pytorch" if profile is None else profile.value,
             mode="quick" if quick else "full",
             reduction_given=reduction_given,
             output_format=output_format,
@@ -138,7 +138,7 @@ def check_arrays(
         raise typer.Exit(ExitStatus.WRONG)
 
 
-def _refuse_profile(profile: str | None, quick: bool = False) -> None:
+def _refuse_profile(profile: KernelProfile | None, quick: bool = False) -> None:
     for name, given in ((PROFILE.name, profile is not None), (QUICK.name, quick)):
         if given:
             raise UsageProblem(

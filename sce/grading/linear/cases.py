@@ -4,14 +4,17 @@ Each case is a batch of hidden states E (N×D), a classifier C (V×D), labels an
 in the type a kernel is run in (float32 or bfloat16, stored as that type: the check grades the
 answer as that type). They are the inputs on which kernels have been seen to go wrong:
 
-* confident rows: the label's probability within 1e-9 of 1 (float32), so p − 1 at the label is
-  a few ulps of 1 and a gradient rounded before the subtraction loses all its digits;
+* confident rows: the label's probability from 0.99 to 0.99998, so p − 1 at the label keeps few
+  of p's digits, and a kernel that rounds p to bfloat16 before subtracting 1 loses them all;
 * ignored runs: long runs of ``ignore_index`` among counted rows (a mean over every row, or a
   row's gradient not zeroed, shows);
 * padding-only rows: rows of zero hidden states labelled ``ignore_index``, as a padded batch
   has them (their logits are the bias alone, and must contribute nothing);
 * extreme logits: logits of size ~100 (float32) or ~60 (bfloat16) beside small ones, with a
   bias: exp overflows without the max shift;
+* per-row upstream: reduction 'none', each row's loss given its own upstream gradient (0.5 to
+  2), as a loss weighted per token gives it: a backward that scales every row by the first
+  row's shows;
 * past 2³¹ logits: N·V > 2³¹ (a 32-bit index overflows), only under the ``sce_slow`` marker
   and graded in quick mode.
 
@@ -59,6 +62,8 @@ class LinearCase:
     """The loss's options (keywords of ``check_linear_cross_entropy``: reduction, ignore_index, …)."""
     mode: str = "full"
     """"full", or "quick" for the case too large to check in full on a small machine."""
+    grad_output: float | np.ndarray = 1.0
+    """The upstream gradient the backward pass is given: 1, or one per row (reduction 'none')."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class CaseSpec:
     build_arrays: Callable[[np.random.Generator], Arrays]
     slow: bool = False
     mode: str = "full"
+    per_row: bool = False
+    """reduction 'none', with an upstream gradient that differs from row to row."""
 
     @property
     def id(self) -> str:
@@ -79,6 +86,8 @@ class CaseSpec:
     def build(self) -> LinearCase:
         hidden, classifier, labels, bias = self.build_arrays(np.random.default_rng(sum(map(ord, self.id))))
         kind = as_dtype(self.dtype)
+        # Weights per token, as a loss weighted per row hands its backward: 0.5 to 2, exact in bfloat16.
+        upstream = np.resize([0.5, 1.25, 2.0, 0.75], len(labels)).astype(kind) if self.per_row else 1.0
         return LinearCase(
             self.name,
             self.dtype,
@@ -86,8 +95,9 @@ class CaseSpec:
             np.ascontiguousarray(classifier.astype(kind)),
             labels.astype(np.int64),
             None if bias is None else bias.astype(kind),
-            {"reduction": "mean", "ignore_index": IGNORE_INDEX},
+            {"reduction": "none" if self.per_row else "mean", "ignore_index": IGNORE_INDEX},
             self.mode,
+            upstream,
         )
 
 
@@ -97,13 +107,15 @@ def as_dtype(name: str) -> np.dtype:
 
 
 def confident_rows(rng: np.random.Generator) -> Arrays:
-    """Each row's label logit ~24 above the others': p at the label is 1 − ~1e-9."""
+    """Each row's label logit 8 to 14 above the others': p at the label from 0.99 to 0.99998, where
+    p − 1 keeps few of p's digits, and none once p is rounded to bfloat16 first."""
     rows, width, classes = 16, 32, 24
     labels = rng.integers(0, classes, rows)
     classifier = np.zeros((classes, width))
     classifier[:, :classes] = 4.0 * np.eye(classes)
     classifier += rng.normal(0.0, 0.02, classifier.shape)
-    hidden = 6.0 * np.eye(width)[labels] + rng.normal(0.0, 0.05, (rows, width))
+    margin = np.resize([2.0, 2.5, 3.0, 3.5], rows)[:, None]  # × 4: label logits 8, 10, 12, 14
+    hidden = margin * np.eye(width)[labels] + rng.normal(0.0, 0.05, (rows, width))
     return hidden, classifier, labels, None
 
 
@@ -161,6 +173,7 @@ def case_specs() -> tuple[CaseSpec, ...]:
             CaseSpec("ignored runs", dtype, ignored_runs),
             CaseSpec("padding-only rows", dtype, padding_rows),
             CaseSpec("extreme logits", dtype, extreme),
+            CaseSpec("per-row upstream", dtype, ignored_runs, per_row=True),
         ]
     specs.append(CaseSpec("past 2^31 logits", "float32", past_int32, slow=True, mode="quick"))
     return tuple(specs)

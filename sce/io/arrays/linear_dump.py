@@ -13,6 +13,7 @@ from sce.errors import DataProblem, UsageProblem
 from sce.io.arrays.dump import FLOAT_NAMES, as_float_or_int, as_labels, as_loss, float_name
 from sce.io.arrays.formats import ArrayFile, open_arrays
 from sce.io.arrays.tables import WHOLE_TABLE
+from sce.number_text import count_of
 
 #: The inputs, then the answers, by their array names in a dump.
 INPUTS = ("hidden", "classifier", "labels", "bias")
@@ -77,6 +78,7 @@ def read_linear_dump(path: str, ignore_index: int = -100) -> LinearDump:
         )
     where = {name: f"{path}: array '{name}'" for name in (*INPUTS, *ANSWERS) if name in source.names}
     found = {name: as_float_or_int(source.load(name), where[name], _role(name)) for name in where}
+    _flatten_leading_axes(found)
     hidden = _matrix(found["hidden"], where["hidden"], "hidden")
     classifier = _matrix(found["classifier"], where["classifier"], "classifier")
     (rows, width), classes = hidden.shape, classifier.shape[0]
@@ -85,10 +87,10 @@ def read_linear_dump(path: str, ignore_index: int = -100) -> LinearDump:
             f"{where['classifier']} has shape {classifier.shape} but 'hidden' is {rows} × {width}: "
             f"the classifier must be V × {width}, one row of the hidden size D per class"
         )
-    if found["labels"].dtype.kind in "iu" and found["labels"].shape != (rows,):
+    if found["labels"].dtype.kind in "iu" and (found["labels"].ndim > 1 or found["labels"].size != rows):
         raise DataProblem(
-            f"{where['labels']} has shape {tuple(found['labels'].shape)} but 'hidden' has {rows} rows; "
-            "give one label per row"
+            f"{where['labels']} has shape {tuple(found['labels'].shape)} but 'hidden' has "
+            f"{count_of(rows, 'row')}; give one label per row"
         )
     labels = as_labels(found["labels"], where["labels"], rows, classes, ignore_index)
     expected = {"bias": (classes,), "grad_hidden": hidden.shape, "grad_classifier": classifier.shape}
@@ -102,6 +104,20 @@ def read_linear_dump(path: str, ignore_index: int = -100) -> LinearDump:
     if "loss" in found:
         answers["loss"] = as_loss(found["loss"], where["loss"], rows)
     return LinearDump(hidden, classifier, labels, found.get("bias"), answers, where)
+
+
+def _flatten_leading_axes(found: dict[str, np.ndarray]) -> None:
+    """Hidden states with batch and sequence axes (B × T × D) as rows (B·T × D), as the kernels see
+    them; their labels, gradient and per-row loss alike, where they have the same leading axes."""
+    hidden = found["hidden"]
+    if hidden.ndim <= 2 or 0 in hidden.shape:
+        return
+    leading = hidden.shape[:-1]
+    found["hidden"] = hidden.reshape(-1, hidden.shape[-1])
+    for name in ("labels", "grad_hidden", "loss"):
+        array = found.get(name)
+        if array is not None and array.shape[: len(leading)] == leading and array.ndim <= len(leading) + 1:
+            found[name] = array.reshape(-1, *array.shape[len(leading):])
 
 
 def _role(name: str) -> str:
