@@ -199,3 +199,22 @@ def test_quick_mode_passes_the_rounded_exact_answer_and_fails_one_row_off_under_
     report = check_linear_cross_entropy(hidden, classifier, labels, bias=bias, mode="quick", **wrong, **options)
     assert not report.passed and report.grad_hidden is not None and not report.grad_hidden.passed
     assert report.grad_hidden.worst_entry is not None and report.grad_hidden.worst_entry[0] == 40
+
+
+def test_a_bfloat16_answer_is_graded_as_bfloat16_in_quick_mode() -> None:
+    from sce.io.arrays.dump import bfloat16_dtype
+    from sce.testing import check_linear_cross_entropy
+
+    bf16 = bfloat16_dtype()
+    hidden, classifier, bias, labels = _problem(n=40, d=16, v=60, seed=8)
+    hidden, classifier, bias = hidden.astype(bf16), classifier.astype(bf16), bias.astype(bf16)
+    exact = linear_cross_entropy(hidden, classifier, labels, bias=bias)
+    outputs = {"grad_hidden": exact.grad_hidden.astype(bf16), "grad_classifier": exact.grad_classifier.astype(bf16)}
+    report = check_linear_cross_entropy(hidden, classifier, labels, bias=bias, mode="quick", **outputs)
+    assert report.passed, str(report)
+    assert report.grad_hidden is not None and report.grad_hidden.dtype == "bfloat16"
+    wrong = exact.grad_hidden.copy()
+    wrong[9] *= 1.25
+    outputs["grad_hidden"] = wrong.astype(bf16)
+    report = check_linear_cross_entropy(hidden, classifier, labels, bias=bias, mode="quick", **outputs)
+    assert not report.passed and report.grad_hidden is not None and report.grad_hidden.worst_entry[0] == 9
