@@ -320,6 +320,35 @@ def test_output_format_follows_the_output_name(tmp_path, sce):
     assert json.loads(out.read_text().splitlines()[0])["label"] == 0
 
 
+@pytest.mark.parametrize(
+    ("name", "chosen", "message"),
+    [
+        ("out.parquet", ("--format", "csv"), "its name says parquet, --format says csv; make them agree"),
+        ("out.csv", ("--format", "jsonl"), "its name says csv, --format says jsonl; make them agree"),
+        ("out.json", ("--format", "jsonl"), "its name says json, --format says jsonl; make them agree"),
+        ("out.tsv", ("--format", "csv"), "its name says tsv, --format says csv; make them agree"),
+        ("out.html", (), "its name says html; the output is csv, tsv, jsonl, npz, parquet or arrow: name it so"),
+        ("out.md", (), "its name says markdown; the output is csv, tsv, jsonl, npz, parquet or arrow: name it so"),
+    ],
+)
+def test_an_output_name_that_says_another_format_is_refused(tmp_path, sce, name, chosen, message):
+    path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,0\n")
+    out = tmp_path / name
+    result = sce("batch", str(path), *chosen, "-o", str(out), "-q")
+    assert (result.exit_code, result.stderr) == (2, f"sce: error: -o {out}: {message}" + (
+        ", or leave --format out (the name chooses)\n" if chosen else "\n"
+    ))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_an_output_named_tab_is_separated_by_tabs(tmp_path, sce):
+    path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,0\n")
+    out = tmp_path / "out.tab"
+    assert sce("batch", str(path), "-o", str(out), "-q").exit_code == 0
+    header = out.read_text().splitlines()[0]
+    assert "," not in header and header.split("\t")[:3] == ["z0", "z1", "label"], header
+
+
 def test_interrupt_leaves_no_partial_output(tmp_path):
     logits, labels = make_rows(400_000, 10, seed=5)
     path = write(tmp_path, "in.csv", as_csv(logits, labels))
@@ -626,3 +655,15 @@ def test_run_batch_docstring_examples_run():
 
     failures, tried = doctest.testmod(sce.batch.loop)
     assert tried > 0 and failures == 0
+
+
+@pytest.mark.parametrize(("chosen", "suggested"), [((), "out.csv"), (("--format", "parquet"), "out.parquet"),
+                                                   (("--format", "jsonl"), "out.jsonl")])
+def test_a_folder_given_as_the_output_suggests_a_name_of_the_format_written(tmp_path, sce, chosen, suggested):
+    path = write(tmp_path, "in.csv", "z0,z1,label\n1,2,0\n")
+    (tmp_path / "results").mkdir()
+    result = sce("batch", str(path), *chosen, "-o", str(tmp_path / "results"), "-q")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"sce: error: -o: {tmp_path / 'results'} is a folder; name a file in it, e.g. {tmp_path / 'results' / suggested}\n",
+    )

@@ -395,3 +395,30 @@ def test_every_tick_in_typed_check_is_within_the_tolerance_shown_and_in_json(sce
             for entry in entries:
                 if entry["correct"]:
                     assert abs(entry["given"] - entry["expected"]) <= entry["tolerance"], (args, entry)
+
+
+def test_typed_checks_expected_column_shows_the_exact_value_not_float64s_cancelled_one(sce):
+    # Logits (0, 2.1972245773362196) put s₀ within 1e-17 of the target 0.1: ∂L/∂z₀ = (Σt)·s₀ − t₀ is
+    # -1.9103892584565645e-17 exactly (mpmath, on the float64 inputs), where float64's own difference is
+    # -2.7755575615628914e-17, wrong in the first digit. The table shows, and grades against, the exact value.
+    import json
+
+    import mpmath
+
+    mpmath.mp.dps = 60
+    z1, t0, t1 = (mpmath.mpf(v) for v in (2.1972245773362196, 0.1, 0.9))
+    s0 = 1 / (1 + mpmath.exp(z1))
+    exact = mpmath.nstr((t0 + t1) * s0 - t0, 17)
+    assert exact == "-1.9103892584565645e-17"
+    result = sce("check", "0", "2.1972245773362196", "-t", "0.1,0.9", f"--grad={exact},{exact[1:]}")
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if line.strip().startswith("0 "))
+    assert row.split()[1:4] == [exact, exact, "0.0"], row
+    short = sce("check", "0", "2.1972245773362196", "-t", "0.1,0.9", "--grad=-1.91e-17,1.91e-17")
+    assert next(line for line in short.stdout.splitlines() if line.strip().startswith("0 ")).split()[1] == "-1.9104e-17"
+    # float64's own answer still passes: it is within float64's rounding of the 0.1 it is formed from.
+    cancelled = sce("check", "0", "2.1972245773362196", "-t", "0.1,0.9",
+                    "--grad=-2.7755575615628914e-17,1.3877787807814457e-17", "-f", "json")  # fmt: skip
+    assert cancelled.exit_code == 0, cancelled.output
+    entry = json.loads(cancelled.stdout)["quantities"][0]["entries"][0]
+    assert entry["expected"] == float(mpmath.mpf(exact))

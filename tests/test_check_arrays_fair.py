@@ -732,3 +732,120 @@ def test_pytorchs_half_type_gradients_with_options_stay_within_each_entrys_round
         check = _grade(stored, y.numpy(), z.grad.float().numpy().astype(kind), None, options, claimed)
         assert check.quantities[0].beyond_rounding == 0, (scale, temperature, cap, eps)
         assert check.correct or not check.judgeable, (scale, temperature, cap, eps)
+
+
+def _confident_dump(path, dtype, loss=None, label_entry=None):
+    """Four rows (0, 100, 50), label 1: each p_c is 1 − 2e-22, the exact mean loss 1.93e-22 (mpmath), never negative."""
+    import mpmath
+
+    mpmath.mp.dps = 50
+    exps = [mpmath.exp(z) for z in (0, 100, 50)]
+    exact = [float((e / sum(exps) - (k == 1)) / 4) for k, e in enumerate(exps)]
+    arrays = {"logits": np.array([[0, 100, 50]] * 4, dtype), "labels": np.array([1] * 4, np.int64)}
+    if label_entry is not None:
+        exact[1] = label_entry
+    arrays["grad"] = np.array([exact] * 4, dtype)
+    if loss is not None:
+        arrays["loss"] = np.array(loss, dtype)
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(("dtype", "loss"), [("float32", -2e-7), ("float64", -3e-16)])
+def test_a_negative_loss_in_a_dump_is_not_correct_and_is_named_as_one(sce, tmp_path, dtype, loss):
+    # The loss is held to ulps of the numbers it is formed from (about 1 here), where -2e-7 and -3e-16 are
+    # an ulp or two; but no kernel that computes lse − z_c rounds below 0 (lse ≥ max z ≥ z_c).
+    result = sce("check", "--arrays", _confident_dump(tmp_path / "dump.npz", dtype, loss), "--reduction", "mean")
+    assert result.exit_code == 1, result.output
+    assert f"verdict: not correct for {dtype}" in result.stdout
+    assert "loss: 1 of 1 entries of the opposite sign to the exact value's, which no rounding explains" in result.stdout
+    # Its entries are all within the allowance: the mistakes that give numbers would all fit, and none explains it.
+    assert result.stdout.count("mistake: ") == 1
+    assert "mistake: a negative loss: −log s ≥ 0 for every probability s ≤ 1" in result.stdout
+
+
+def test_a_loss_of_0_and_a_label_entry_of_0_for_a_confident_row_are_correct(sce, tmp_path):
+    # What float32 computes for these rows: p_c rounds to 1, so p_c − 1 and −log p_c are 0, never of the other sign.
+    dump = _confident_dump(tmp_path / "dump.npz", "float32", 0.0, 0.0)
+    result = sce("check", "--arrays", dump, "--reduction", "mean")
+    assert result.exit_code == 0, result.output
+
+
+def test_negative_row_losses_in_a_dump_are_not_correct(sce, tmp_path):
+    dump = tmp_path / "rows.npz"
+    np.savez(
+        dump,
+        logits=np.array([[0.0, 100.0, 50.0]] * 3),
+        labels=np.array([1, 1, 1]),
+        loss=np.array([1.9287498479639178e-22, -3e-16, 0.0]),
+    )
+    result = sce("check", "--arrays", dump, "--reduction", "none")
+    assert result.exit_code == 1, result.output
+    assert "loss: 1 of 3 entries of the opposite sign" in result.stdout
+
+
+@pytest.mark.parametrize("claimed", ["float64", "float32"])
+def test_a_positive_gradient_at_the_label_in_a_dump_is_not_correct(sce, tmp_path, claimed):
+    # Rows (0, 40), label 1, mean over 2 rows: the label's entry is (s₁ − 1)/2 = −2.1e-18 (mpmath), and
+    # s₁ ≤ 1 however it is rounded. Given as +2.1e-18 (the exact value negated) or as +1e-16 (float64's
+    # p − 1 of +1e-16, halved) it is within 0.03 or 0.9 ulp of the 1 it is formed from, and still wrong.
+    entry = 4.248354255291589e-18 / 2
+    for label_entry in (entry, 1e-16 / 2):
+        dump = tmp_path / "dump.npz"
+        grad = np.array([[entry, label_entry]] * 2, dtype=claimed)
+        np.savez(dump, logits=np.array([[0.0, 40.0]] * 2), labels=np.array([1, 1]), grad=grad)
+        result = sce("check", "--arrays", dump, "--reduction", "mean", "--claimed-dtype", claimed)
+        assert result.exit_code == 1, result.output
+        assert (
+            "gradient: 2 of 4 entries of the opposite sign to the exact value's, which no rounding explains "
+            "(p − 1 ≤ 0 at the label and p ≥ 0 elsewhere, however p is rounded)"
+        ) in result.stdout
+        assert "mistake: " not in result.stdout  # every what-if is as near the truth as the answer
+
+
+def test_a_negative_gradient_entry_off_the_label_is_not_correct_and_float64s_own_is():
+    # Off the label each entry is p_k·(factors ≥ 0): never negative, however small.
+    from sce import softmax_cross_entropy
+    from sce.options import LossOptions
+
+    z, labels = np.array([[0.0, 40.0, 1.0]]), np.array([1])
+    options = LossOptions(reduction="mean", temperature=0.5, weight=(1.0, 2.0, 0.5))
+    right = softmax_cross_entropy(z, labels, options=options).gradient
+    assert check_dump(ArrayDump(z, labels, None, right, None, {}), options, "float64").correct
+    wrong = right.copy()
+    wrong[0, 0] = -wrong[0, 0]
+    found = check_dump(ArrayDump(z, labels, None, wrong, None, {}), options, "float64")
+    assert not found.correct and found.quantities[0].sign_flips == 1
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    st.integers(1, 6),
+    st.integers(2, 9),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([1.0, 20.0, 60.0]),
+    st.sampled_from(["mean", "sum", "none"]),
+)
+def test_no_grader_passes_a_label_entry_of_the_wrong_sign_and_every_grader_passes_the_truth(n, k, seed, scale, reduction):
+    # However confident the row (a gap of 60 puts p − 1 at −1e-26, a fraction of an ulp of the 1 it is
+    # formed from), the label's entry negated is wrong in a dump and typed alike; the exact answer is right.
+    from sce import softmax_cross_entropy
+    from sce.grading.answers import check_answer
+    from sce.options import LossOptions
+
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, k)) * scale
+    labels = rng.integers(0, k, n)
+    options = LossOptions(reduction=reduction)
+    right = softmax_cross_entropy(z, labels, options=options)
+    assert check_dump(ArrayDump(z, labels, None, right.gradient, None, {}), options, "float64").correct
+    flipped = right.gradient.copy()
+    flipped[np.arange(n), labels] *= -1
+    assume(bool((flipped[np.arange(n), labels] > 0).any()))
+    assert not check_dump(ArrayDump(z, labels, None, flipped, None, {}), options, "float64").correct
+    row = softmax_cross_entropy(z[:1], labels[:1], options=options)
+    typed = [repr(float(v)) for v in row.gradient[0]]
+    assert all(check.passed for check in check_answer(row, {"gradient": typed}))
+    if row.gradient[0, labels[0]] < 0:
+        typed[labels[0]] = repr(-float(row.gradient[0, labels[0]]))
+        assert not any(check.passed for check in check_answer(row, {"gradient": typed}))

@@ -229,3 +229,17 @@ def test_sce_batchs_float32_output_passes_under_every_option_and_is_named_float3
     result = sce(*graded, "--dtype", "float32")
     assert result.exit_code == 0, result.stdout
     assert "fix: grade it as float32 with --dtype float32" in sce(*graded).stdout
+
+
+def test_logits_beyond_float32s_range_are_graded_in_float64_without_the_float32_candidate(tmp_path, sce):
+    # z = (1e308, −1e308), label 0: the loss is exactly 0 (e^(−2e308) underflows). Naming the mistake of a
+    # wrong row tried float32's computation of these logits, which it cannot hold: typed check crashed and
+    # check --csv said "compute in float64", which it was doing.
+    assert sce("check", "1e308", "-1e308", "-l", "0", "--loss", "0").exit_code == 0
+    wrong = sce("check", "1e308", "-1e308", "-l", "0", "--loss", "1")
+    assert wrong.exit_code == 1 and wrong.stderr == "", wrong.output
+    answers = tmp_path / "big.csv"
+    answers.write_text("z0,z1,label,loss\n1e308,-1e308,0,0\n1e308,-1e308,0,1\n", encoding="utf-8")
+    result = sce("check", "--csv", answers, "--loss-col", "loss")
+    assert result.exit_code == 1 and result.stderr == "", result.output
+    assert "rows wrong: 1" in result.stdout

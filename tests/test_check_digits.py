@@ -149,3 +149,61 @@ def test_the_summary_json_counts_the_rows_with_too_few_digits(tmp_path, sce):
     assert result.exit_code == 3
     document = json.loads(summary.read_text())
     assert (document["wrong_rows"], document["too_few_digits_rows"], document["all_correct"]) == (0, 2, False)
+
+
+# z = (−2, −0.1), label 0, softcap 2, z-loss 0.01, by mpmath at 50 digits: L = 1.6392627 (1.6391282 without
+# the z-loss), ∂L/∂z = (−0.33824758, 0.80570345) ((−0.33843665, 0.80383951) without it).
+CAPPED = ("-2", "-0.1", "-l", "0", "--softcap", "2", "--z-loss", "0.01")
+
+
+@pytest.mark.parametrize(
+    ("gradient", "status"),
+    [
+        ("-0.3382,0.8057", 0),  # 4 decimals: 0.8057 is 1.9e-3 from the gradient without the z-loss
+        ("-0.338,0.806", 0),  # 3 decimals: 0.806 is still 2.2e-3 from it
+        ("-0.34,0.8", 3),  # 2 decimals fit both: nothing given tells the z-loss left out from the truth
+    ],
+)
+def test_one_typed_answer_whose_gradient_rules_the_mistake_out_is_graded(sce, gradient, status):
+    # The loss 1.639 fits the z-loss left out as well (1.6391 vs 1.6393); the answer is one computation,
+    # so a gradient that carries the z-loss's 2λ·lse·p rules that mistake out for the loss beside it.
+    result = sce("check", *CAPPED, f"--grad={gradient}", "--loss", "1.639")
+    assert result.exit_code == status, result.stdout[-400:]
+    assert sce("check", *CAPPED, "--loss", "1.639").exit_code == 3  # the loss alone cannot tell
+
+
+@pytest.mark.parametrize(("gradient", "status"), [("-0.3382,0.8057", 0), ("-0.34,0.8", 3)])
+def test_a_csv_row_whose_gradient_rules_the_mistake_out_is_graded(tmp_path, sce, gradient, status):
+    answers = tmp_path / "answers.csv"
+    answers.write_text(f"z0,z1,label,grad_z0,grad_z1,loss\n-2,-0.1,0,{gradient},1.639\n", encoding="utf-8")
+    result = sce("check", "--csv", answers, "--softcap", "2", "--z-loss", "0.01", "--grad-cols", "grad_z0,grad_z1",
+                 "--loss-col", "loss")  # fmt: skip
+    assert result.exit_code == status, result.stdout
+
+
+def test_a_worksheets_answers_to_the_digits_it_asks_for_are_graded_correct(sce, tmp_path):
+    # The sheet asks for "at least 4 significant digits"; a class answering every language-model exercise of
+    # `--count 200 --seed 11 --classes 2` right to 4 digits got "too few digits to grade" on 9 of them,
+    # e.g. z = (-2, -0.1), c = 0: the loss 1.639 fits the z-loss left out, which the gradient given rules out.
+    import csv
+
+    sheet, key = tmp_path / "sheet.md", tmp_path / "key.csv"
+    made = sce("exercise", "--count", "200", "--seed", "11", "--classes", "2", "--level", "language-model",
+               "-o", sheet, "--answers", key)  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert "to at least 4 significant digits" in sheet.read_text(encoding="utf-8")
+    rows = list(csv.DictReader(key.open(encoding="utf-8")))
+    for row in rows:
+        for column in ("grad_z0", "grad_z1", "loss"):
+            value = float(row[column])
+            row[column] = "0.0000" if value == 0 else f"{value:#.4g}"
+    answers = tmp_path / "answers.csv"
+    with answers.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    command = next(line for line in made.stdout.splitlines() if line.startswith("check the key:"))
+    options = command.split("--loss-col loss", 1)[1].split()
+    graded = sce("check", "--csv", answers, "--id-col", "exercise", "--logit-cols", "z0,z1",
+                 "--grad-cols", "grad_*", "--loss-col", "loss", *options)  # fmt: skip
+    assert graded.exit_code == 0, graded.stdout[-600:]

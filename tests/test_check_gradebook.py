@@ -212,3 +212,15 @@ def test_a_learner_is_graded_row_by_row_for_digits_as_typed_check_grades_a_row(s
     grades = {learner["id"]: learner for learner in json.loads(result.stdout)["learners"]}
     assert grades["ann"]["verdict"] == "too_few_digits" and grades["ann"]["also_fits"]
     assert grades["bob"]["verdict"] == "correct"
+
+
+@pytest.mark.parametrize(("chosen", "suggested"), [("csv", "gradebook.csv"), ("json", "gradebook.json"),
+                                                   ("html", "gradebook.html")])
+def test_a_folder_given_as_the_gradebook_suggests_a_name_of_the_format_written(sce, tmp_path, chosen, suggested):
+    ga, la = right(*A)
+    book = tmp_path / "books"
+    book.mkdir()
+    result = sce("check", "--csv", class_file(tmp_path, [row("ann", *A, ga, la)]), "--grad-cols", "grad_*",
+                 "--loss-col", "loss", "--id-col", "student", "--format", chosen, "-o", book)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.endswith(f"e.g. {book / suggested}\n"), result.stderr

@@ -74,3 +74,76 @@ def test_rounding_never_excuses_a_sign_no_computation_gives(tmp_path, sce):
     loss = tmp_path / "loss.csv"
     loss.write_text("z0,z1,z2,label,loss\n0,100,50,1,-3.0000000000000000e-16\n")
     assert sce("check", "--csv", loss, "--loss-col", "loss").exit_code == 1
+
+
+# Logits (0, 100, 50), label 1: the exact loss is 1.93e-22 (mpmath) and −log s ≥ 0 for any rounded s ≤ 1.
+CONFIDENT = ("0", "100", "50", "-l", "1")
+
+
+@pytest.mark.parametrize("loss", ["-3.0000000000000000e-16", "-3e-16", "-1.4210854715202004e-14", "-1.42e-14", "-0.5"])
+def test_a_negative_typed_loss_is_not_correct_however_small_and_is_named_as_one(sce, loss):
+    # −1.42e-14 is −ulp(100), what an unshifted log Σ e^z − z_c can give; float32's loss here is 0, of the
+    # right sign, so "computed in float32" explains none of these, nor −L = −1.9e-22 a loss of −3e-16.
+    result = sce("check", *CONFIDENT, f"--loss={loss}")
+    assert result.exit_code == 1, result.stdout
+    assert "  mistake: a negative loss: −log s ≥ 0 for every probability s ≤ 1" in result.stdout
+    # Wrong by its sign alone where the difference is within the tolerance (float64's rounding of 100's ulps).
+    assert ("✗ wrong sign" in result.stdout) == (abs(float(loss)) < 8.9e-16)
+
+
+def test_a_loss_of_the_opposite_sign_to_its_digits_is_named_sign_flipped(sce):
+    # z = (2, 3, 4), label 1: L = 1.40760596… (mpmath); −1.4076 is −L to its digits, a negative loss besides.
+    result = sce("check", "2", "3", "4", "-l", "1", "--loss=-1.4076")
+    assert result.exit_code == 1
+    assert "  mistake: sign flipped: y − p instead of p − y" in result.stdout
+
+
+def test_a_negative_loss_in_a_csv_is_not_correct_and_is_named_as_one(sce, tmp_path):
+    answers = tmp_path / "answers.csv"
+    answers.write_text(
+        "id,z0,z1,z2,label,loss\n"
+        "a,0,100,50,1,-1.4210854715202004e-14\n"
+        "c,0,100,50,1,-3e-16\n"
+        "e,2,3,4,1,-1.4076\n",
+        encoding="utf-8",
+    )
+    result = sce("check", "--csv", answers, "--id-col", "id", "--logit-cols", "z0,z1,z2", "--label-col", "label",
+                 "--loss-col", "loss")  # fmt: skip
+    assert result.exit_code == 1, result.output
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line[:2] in ("a ", "c ", "e ")}
+    negative = "not correct     0/1   a negative loss: −log s ≥ 0 for every probability s ≤ 1"
+    assert negative in rows["a"] and negative in rows["c"], rows
+    assert "sign flipped: y − p instead of p − y" in rows["e"], rows
+
+
+@pytest.mark.parametrize("output_format", ["table", "json", "html"])
+def test_an_entry_wrong_by_its_sign_alone_says_so_in_every_format(sce, output_format):
+    # (0, 40), label 1: ∂L/∂z₁ = −4.2484e-18 (mpmath); +1e-16 is within the allowance of float64's p − 1, but
+    # p − 1 is never positive. The row says why it is wrong: its difference is below the tolerance shown.
+    result = sce("check", "0", "40", "-l", "1", "--grad=4.2484e-18,1.0e-16", "--format", output_format)
+    assert result.exit_code == 1, result.stdout
+    if output_format == "json":
+        import json
+
+        entries = json.loads(result.stdout)["quantities"][0]["entries"]
+        assert [(entry["correct"], entry["wrong_sign"]) for entry in entries] == [(True, False), (False, True)]
+    else:
+        assert result.stdout.count("✗ wrong sign") == 1
+    wrong = sce("check", "0", "40", "-l", "1", "--grad=4.2484e-18,-1.0e-10", "--format", output_format)
+    assert wrong.exit_code == 1 and "wrong sign" not in wrong.stdout.replace('"wrong_sign": false', "")
+
+
+def test_a_sign_is_graded_where_the_exact_value_rounds_to_0(tmp_path, sce):
+    # (0, 800), label 1: p₀ = e^-800 = 3.7e-348 (mpmath), which float64 rounds to 0, and so ∂L/∂z₁ = −p₀ too.
+    # Every computation gives 0 (or −0.0) there, never +1e-300 at the label nor −1e-300 elsewhere, nor a
+    # negative loss.
+    assert sce("check", "0", "800", "-l", "1", "--grad=0,-0", "--loss", "0").exit_code == 0
+    for flag in ("--grad=0,1e-300", "--grad=-1e-300,0", "--loss=-1e-300"):
+        result = sce("check", "0", "800", "-l", "1", flag)
+        assert result.exit_code == 1, (flag, result.stdout)
+    answers = tmp_path / "answers.csv"
+    answers.write_text(
+        "z0,z1,label,grad_z0,grad_z1\n0,800,1,0,1e-300\n0,800,1,0,0\n0,800,1,-1e-300,0\n", encoding="utf-8"
+    )
+    result = sce("check", "--csv", answers, "--grad-cols", "grad_z0,grad_z1")
+    assert result.exit_code == 1 and "rows wrong: 2" in result.stdout, result.stdout

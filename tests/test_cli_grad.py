@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -405,9 +406,9 @@ def test_the_exact_values_grad_shows_agree_with_the_oracle_to_25_digits(name):
             assert agrees(exact.gradient[k], oracle.gradient[0][k]), (k, exact.gradient[k], oracle.gradient[0][k])
 
 
-def test_a_gradient_float64_rounds_to_0_is_shown_exactly_from_12_digits(sce):
+def test_a_gradient_float64_rounds_to_0_is_shown_exactly_at_any_digits(sce):
     # [0, 800], label 1: ∂L/∂z₁ = -S/(1 + S) with S = e^-800 = 3.6678745841776872e-348 (mpmath),
-    # below float64's smallest subnormal: 0 at 5 digits, the exact value at 12 or more.
+    # below float64's smallest subnormal: a small row is shown exactly at 5 digits as at 12.
     import mpmath as mp
 
     with mp.workdps(60):
@@ -415,7 +416,9 @@ def test_a_gradient_float64_rounds_to_0_is_shown_exactly_from_12_digits(sce):
         expected = mp.nstr(-s / (1 + s), 12, strip_zeros=False, min_fixed=0, max_fixed=0)
     rows = table_rows(sce("grad", "0", "800", "-l", "1", "--digits", "12").stdout)
     assert rows[1][-3] == expected, rows
-    assert table_rows(sce("grad", "0", "800", "-l", "1").stdout)[1][-3] == "0.0000"
+    with mp.workdps(60):
+        expected = mp.nstr(-s / (1 + s), 5, strip_zeros=False, min_fixed=0, max_fixed=0)
+    assert table_rows(sce("grad", "0", "800", "-l", "1").stdout)[1][-3] == expected
 
 
 def test_beyond_the_exact_limit_digits_are_capped_and_said_so(sce, tmp_path):
@@ -512,3 +515,50 @@ def test_exact_values_agree_with_the_oracle_over_a_sweep_of_option_combinations(
                 assert agrees(exact.gradient[k], oracle.gradient[0][k]), (logits, labels, options, k)
                 assert agrees(exact.probabilities[k], oracle.probabilities[0][k]), (logits, labels, options, k)
     assert compared >= 100
+
+
+@pytest.mark.parametrize("output_format", ["json", "csv", "markdown", "table", "html"])
+@pytest.mark.parametrize("extra", [(), ("--softcap", "5"), ("--smoothing", "0.1"), ("--dtype", "float32")])
+def test_no_probability_is_negative_zero(sce, output_format, extra):
+    # The exact s₀ = 1/(1 + e^(1e300)) is positive: it rounds to +0, never to -0.0.
+    import json
+    import math
+
+    result = sce("grad", "1", "2", "-l", "0", "-T", "1e-300", *extra, "--format", output_format)
+    assert result.exit_code == 0, result.output
+    if output_format == "json":
+        probabilities = json.loads(result.stdout)["probabilities"]
+        assert all(math.copysign(1.0, p) > 0 for p in probabilities), probabilities
+    assert not re.search(r"(?<![\w.])-0(\.0*)?(?![\d.e])", result.stdout), result.stdout
+
+
+def test_a_gradient_entry_float64_cancels_is_shown_with_the_exact_digits(sce):
+    # z = (0, 2.1972245773362196), target (0.1, 0.9): p₀ = 1/(1 + e^z₁) equals 0.1 to 17 digits, so float64's
+    # (t₀ + t₁)·p₀ − t₀ is -2.78e-17 in float64 where the exact value is -1.9104e-17 (mpmath; the float64 targets
+    # sum to 1 + 2.8e-17, and PyTorch's gradient of -Σ t log p is p·Σt − t); every format shows the exact digits.
+    import mpmath as mp
+
+    with mp.workdps(60):
+        z1, t0, t1 = mp.mpf(2.1972245773362196), mp.mpf(0.1), mp.mpf(0.9)
+        exact = (t0 + t1) / (1 + mp.exp(z1)) - t0
+        expected = mp.nstr(exact, 5, strip_zeros=False, min_fixed=0, max_fixed=0)
+    assert expected == "-1.9104e-17"
+    command = ("grad", "0", "2.1972245773362196", "-t", "0.1,0.9")
+    assert table_rows(sce(*command).stdout)[0][4] == expected
+    assert expected in sce(*command, "--format", "markdown").stdout
+    assert expected in sce(*command, "--format", "html").stdout
+
+
+def test_a_wide_row_whose_entry_cancels_is_shown_with_the_exact_digits(sce, tmp_path):
+    # The same two classes beside 1,998 of logit -inf: beyond the always-exact size, the cancellation decides.
+    import mpmath as mp
+
+    logits = tmp_path / "z.txt"
+    logits.write_text(" ".join(["0", "2.1972245773362196"] + ["-inf"] * 1998), encoding="utf-8")
+    with mp.workdps(60):
+        z1, t0, t1 = mp.mpf(2.1972245773362196), mp.mpf(0.1), mp.mpf(0.9)
+        exact = (t0 + t1) / (1 + mp.exp(z1)) - t0
+    expected = mp.nstr(exact, 5, strip_zeros=False, min_fixed=0, max_fixed=0)
+    result = sce("grad", "--logits-file", logits, "-t", ",".join(["0.1", "0.9"] + ["0"] * 1998))
+    assert result.exit_code == 0, result.output
+    assert table_rows(result.stdout)[0][4] == expected

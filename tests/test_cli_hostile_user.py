@@ -134,7 +134,11 @@ def test_an_output_name_of_a_format_sce_does_not_write_is_refused_not_filled_wit
     line = one_error_line(result)
     assert line.startswith(f"sce: error: -o {tmp_path / name}: ") and hint in line
     assert not (tmp_path / name).exists()
-    assert sce("batch", str(table), "-o", str(tmp_path / name), "--format", "csv", "--quiet").exit_code == 0
+    chosen = sce("batch", str(table), "-o", str(tmp_path / name), "--format", "csv", "--quiet")
+    if name == "out.json":  # a name that says another format than --format's is refused, in every command
+        assert chosen.exit_code == 2 and "its name says json, --format says csv" in chosen.stderr
+    else:  # a name that says no format sce writes: --format decides
+        assert chosen.exit_code == 0
 
 
 @pytest.mark.parametrize(

@@ -431,3 +431,56 @@ def test_sigterm_leaves_both_files_or_neither(tmp_path):
     else:
         assert (run.returncode, stderr) == (128 + signal.SIGTERM, "sce: interrupted (SIGTERM)\n")
         assert left == []
+
+
+@pytest.mark.parametrize(("sheet", "chosen"), [("sheet.html", ()), ("SHEET.HTM", ()), ("sheet", ("-f", "html"))])
+def test_a_worksheet_named_html_is_a_page(sce, tmp_path, sheet, chosen):
+    result = make(sce, tmp_path, "--count", 3, "--seed", 1, *chosen, sheet=sheet)
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / sheet).read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "<math" in page and "$" not in page
+
+
+@pytest.mark.parametrize(("sheet", "chosen"), [("sheet.md", ()), ("sheet.markdown", ()), ("sheet.txt", ()), ("sheet", ())])
+def test_a_worksheet_named_otherwise_is_markdown(sce, tmp_path, sheet, chosen):
+    result = make(sce, tmp_path, "--count", 3, "--seed", 1, *chosen, sheet=sheet)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / sheet).read_text(encoding="utf-8").startswith("# Softmax cross-entropy: worksheet")
+
+
+@pytest.mark.parametrize(
+    ("sheet", "key", "chosen", "message"),
+    [
+        ("sheet.md", "key.csv", ("-f", "html"), "-o {sheet}: its name says markdown, --format says html"),
+        ("sheet.html", "key.csv", ("-f", "markdown"), "-o {sheet}: its name says html, --format says markdown"),
+        ("sheet.json", "key.csv", (), "-o {sheet}: its name says json, and a worksheet is Markdown or HTML"),
+        ("sheet.pdf", "key.csv", (), "-o {sheet}: its name says pdf, and a worksheet is Markdown or HTML"),
+        ("sheet.md", "key.json", (), "--answers {key}: its name says json, and the answer key is CSV; name it .csv"),
+        ("sheet.md", "key.html", (), "--answers {key}: its name says html, and the answer key is CSV"),
+    ],
+)
+def test_a_worksheet_or_key_whose_name_says_another_format_is_refused(sce, tmp_path, sheet, key, chosen, message):
+    result = make(sce, tmp_path, "--count", 3, "--seed", 1, *chosen, sheet=sheet, key=key)
+    assert result.exit_code == 2, result.output
+    expected = message.format(sheet=tmp_path / sheet, key=tmp_path / key)
+    assert result.stderr.startswith(f"sce: error: {expected}") and result.stderr.count("\n") == 1, result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("option", "chosen", "suggested"),
+    [("-o", (), "worksheet.md"), ("-o", ("-f", "html"), "worksheet.html"), ("--answers", (), "key.csv")],
+)
+@pytest.mark.parametrize("missing", [False, True])
+def test_a_folder_given_as_a_worksheet_file_suggests_a_name_of_the_kind_written(
+    sce, tmp_path, option, chosen, suggested, missing
+):
+    folder = tmp_path / "missing" if missing else tmp_path
+    files = {"-o": str(tmp_path / "sheet.md"), "--answers": str(tmp_path / "key.csv")}
+    if chosen:
+        files["-o"] = str(tmp_path / "sheet.html")
+    files[option] = f"{folder}{os.sep}"
+    result = sce("exercise", "--count", "3", "--seed", "1", *chosen, "-o", files["-o"], "--answers", files["--answers"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().endswith(os.path.join(folder, suggested)), result.stderr
+    assert " " not in suggested and not (tmp_path / "sheet.md").exists() and not (tmp_path / "key.csv").exists()

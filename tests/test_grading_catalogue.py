@@ -183,6 +183,9 @@ def test_each_mistake_is_named_in_the_same_words_by_every_grader_that_can_see_it
 @given(st.integers(1, 5), st.integers(2, 7), st.integers(0, 2**32 - 1), st.sampled_from(["gradient", "loss"]))
 # A confident row: the rounding allowed its label entry is wider than the mistakes' differences, not its digits.
 @example(1, 2, 1704, "gradient")
+# A confident row at T = 0.5 with smoothing: e^(z − max z) is p to 1e-14, so "not normalised" gives
+# the same numbers to 13 digits; the exact answer to 12 digits was "too few digits".
+@example(3, 3, 1980, "gradient")
 def test_the_exact_answer_is_never_named_as_a_mistake(n, k, seed, quantity):
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n, k)) * rng.choice([0.1, 1.0, 10.0])
@@ -192,12 +195,18 @@ def test_the_exact_answer_is_never_named_as_a_mistake(n, k, seed, quantity):
         label_smoothing=float(rng.choice([0.0, 0.1])),
         z_loss=float(rng.choice([0.0, 1e-3])),
         softcap=rng.choice([None, 5.0]),
+        smoothing_style=str(rng.choice(["uniform", "off-target"])),
+        weight=None if rng.random() < 0.5 else tuple(float(w) for w in rng.uniform(0.5, 2.0, k)),
+        reduction=str(rng.choice(["mean", "sum", "none"])),
     )
     result = softmax_cross_entropy(z[:1], y[:1], options=options)
     exact = result.gradient[0] if quantity == "gradient" else np.array([result.reported_loss()])
     for text in (written(exact), [repr(float(v)) for v in exact]):
         (check,) = check_answer(result, {quantity: text})
-        assert check.passed and check.mistake is None and check.ambiguous is None
+        assert check.passed and check.mistake is None and check.ambiguous is None, (options, text, check)
+    # Both quantities given at once: one computation, never too few digits where each alone is not.
+    both = {"gradient": written(result.gradient[0]), "loss": written(np.array([result.reported_loss()]))}
+    assert all(check.passed for check in check_answer(result, both))
 
 
 @settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -266,8 +266,11 @@ def test_an_error_of_1e12_fails_where_logits_are_small():
     first = report.cases[0]
     assert not first.passed and first.max_error == pytest.approx(1e-12, rel=1e-3)
     assert first.error_ratio > 100
-    # At logits of 1e4 the inputs' own last digits are worth ~1e-12: that case is allowed more.
-    assert case(report, "huge logits: 1e4").passed
+    # At logits of 1e4 the inputs' own last digits are worth ~1e-12: that case is allowed more. It fails all the
+    # same, by its signs: +1e-12 at a label whose p − 1 is −e^−10000, which no rounding makes positive.
+    huge = case(report, "huge logits: 1e4")
+    assert huge.max_error <= huge.allowance and not huge.passed
+    assert "gradient entries of a sign no rounding gives" in huge.message
 
 
 def test_allowance_is_a_few_ulps_for_the_posts_example():
@@ -412,8 +415,9 @@ def test_table_verdict_and_what_to_fix_first(sce):
     result = sce("test", spec("sign_flipped"))
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
-    # y − p is off by 2|p − y|: beyond the allowance in every case but [0, 40]'s, where 2|p − y| ≈ e^−40.
-    assert "verdict: not correct (16 of 17 cases fail)" in lines
+    # y − p is off by 2|p − y|: beyond the allowance in every case but [0, 40]'s, where 2|p − y| ≈ e^−40 is
+    # within it; there its entries have signs no rounding gives (p − 1 > 0 at the label), so that case fails too.
+    assert "verdict: not correct (17 of 17 cases fail)" in lines
     assert (
         "fix first: sign flipped: y − p instead of p − y: the gradient is p − y, probabilities minus the target "
         "(case “the textbook example: [2, 3, 4], label 1”)"
@@ -672,8 +676,8 @@ def test_a_failing_case_shows_its_inputs_and_expected_beside_given(sce):
     assert first["agrees"] == {"gradient": [[False, False, False]], "loss": True}
     loss = float(mpmath.log(mpmath.fsum(mpmath.exp(z) for z in (2, 3, 4))) - 3)
     assert first["expected"]["loss"] == pytest.approx(loss, rel=1e-15)
-    passing = next(c for c in json.loads(result.stdout)["cases"] if c["passed"])
-    assert (passing["inputs"], passing["expected"], passing["given"]) == (None, None, None)
+    passing = json.loads(sce("test", spec("correct_vectorized"), "-f", "json").stdout)["cases"][0]
+    assert passing["passed"] and (passing["inputs"], passing["expected"], passing["given"]) == (None, None, None)
 
     lines = sce("test", spec("sign_flipped")).stdout.splitlines()
     start = lines.index("✗ the textbook example: [2, 3, 4], label 1: the gradient is off by 1.51 (allowed 2.9e-15)")
@@ -686,7 +690,7 @@ def test_a_failing_case_shows_its_inputs_and_expected_beside_given(sce):
         ["0", "2", "4", "0.66524", "-0.66524", "✗"],
         ["loss:", "expected", "1.4076,", "given", "1.4076", "✓"],
     ]
-    assert "13 other failing cases shown in full by --format json" in lines
+    assert "14 other failing cases shown in full by --format json" in lines
 
 
 def test_a_large_case_is_cut_to_its_worst_row(tmp_path, sce):
@@ -826,3 +830,18 @@ def test_pure_python_that_overflows_is_correct_not_robust(tmp_path):
     ]
     assert report.verdict is Verdict.not_robust
     assert list(report.range_failures) == [mistakes.NO_MAX_SHIFT]
+
+
+def test_tiny_values_of_a_sign_no_rounding_gives_fail_the_confident_case(sce):
+    # [0, 40], label 1: the mean loss is 4.2e-18 and the label's entry −2.1e-18 (mpmath); −1e-17 and +5e-18 are
+    # within the rounding of the numbers they are formed from, but no computation rounds a loss below 0 or p − 1
+    # above it. The textbook solution, which gives 0 there, passes the same case.
+    result = sce("test", spec("tiny_wrong_signs"))
+    assert result.exit_code == 1, result.stdout
+    text = " ".join(result.stdout.split())  # the notes wrap at the terminal's width
+    assert "✗ a confident row: [0, 40], label 1" in text
+    assert "2 of 4 gradient entries of a sign no rounding gives (p − 1 ≤ 0 at the label and p ≥ 0 elsewhere)" in text
+    assert "1 of 1 loss entries of a sign no rounding gives (a loss is never negative)" in text
+    document = json.loads(sce("test", spec("tiny_wrong_signs"), "--format", "json").stdout)
+    confident = next(c for c in document["cases"] if c["name"].startswith("a confident row"))
+    assert not confident["passed"] and confident["mistake"] == mistakes.NEGATIVE_LOSS.name, confident

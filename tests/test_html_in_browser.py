@@ -187,3 +187,30 @@ def test_a_request_behind_the_pages_own_policy_is_caught_too(browser, tmp_path):
 
     document = page("sneaky", ["<p>x</p><img src='http://example.com/behind-the-policy.png'>"])
     assert rendered(browser, document, tmp_path)["requests"] == ["http://example.com/behind-the-policy.png"]
+
+
+def render_pages_script():
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "docs" / "render_pages.py"
+    spec = importlib.util.spec_from_file_location("render_pages", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_docs_worksheet_picture_is_what_chromium_draws_of_the_page(browser):
+    """docs/images/worksheet.png is python docs/render_pages.py's screenshot of docs/examples/worksheet.html:
+    the same bytes with the Chromium that drew it; with another (its own font rasteriser), the same size and
+    nearly the same pixels."""
+    pages = render_pages_script()
+    drawn = pages.screenshot(pages.WORKSHEET_PAGE, browser)
+    assert drawn == pages.screenshot(pages.WORKSHEET_PAGE, browser)  # deterministic
+    committed = pages.WORKSHEET_PICTURE.read_bytes()
+    if drawn != committed:
+        today, then = png_pixels(drawn), png_pixels(committed)
+        assert today.shape == then.shape, "redraw it: python docs/render_pages.py"
+        assert abs(dark_share(drawn) - dark_share(committed)) < 0.01, "redraw it: python docs/render_pages.py"
+    assert 0.01 < dark_share(committed) < 0.5

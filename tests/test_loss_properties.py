@@ -104,3 +104,24 @@ def test_mean_is_the_sum_divided_by_the_weight_sum(data):
     weight_sum = weight[labels].sum()
     np.testing.assert_allclose(mean.loss, total.loss / weight_sum, rtol=1e-13)
     np.testing.assert_allclose(mean.gradient, total.gradient / weight_sum, rtol=1e-13, atol=1e-300)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows_and_label(),
+    st.sampled_from([1e-300, 1e-200, 1e-20, 0.3, 1.0, 7.0, 1e200]),
+    st.sampled_from([None, 1e-3, 5.0, 30.0]),
+    st.sampled_from(["float64", "float32"]),
+)
+def test_no_probability_is_negative_zero(case, temperature, softcap, dtype):
+    """exp((z - M)/T)·(1 + err) with an enormous err (T = 1e-300) gave -0.0: no softmax has a sign but +."""
+    import warnings
+
+    logits, label = case
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = softmax_cross_entropy(
+            logits, label, temperature=temperature, softcap=softcap, dtype=dtype, reduction="none"
+        )
+    probabilities = result.probabilities
+    assert not np.signbit(probabilities[~np.isnan(probabilities)]).any(), probabilities

@@ -20,7 +20,7 @@ from latex2mathml.converter import convert
 from sce.explain.derivation import build_derivation
 from sce.loss import softmax_cross_entropy
 from sce.render.html_format import derivation_html, grad_page, result_table_html
-from sce.render.html_page import figure_html, math_html, page, prose_html, text
+from sce.render.html_page import compact_mathml, figure_html, math_html, mathml_of, page, prose_html, text
 
 TINY_SVG = (
     '<?xml version="1.0" encoding="utf-8" standalone="no"?>\n'
@@ -111,7 +111,7 @@ def test_formula_the_converter_makes_markup_of_is_shown_as_escaped_source():
 
 def test_a_function_name_is_spaced_from_its_argument_but_not_from_a_parenthesis():
     assert "<mi>log</mi><mspace width=\"0.1667em\"></mspace><msub>" in math_html(r"-\log s_c")
-    assert "<mi>log</mi><mo stretchy=\"false\">&#x00028;</mo>" in math_html(r"-\log(0.24473)")
+    assert "<mi>log</mi><mo stretchy=\"false\">(</mo>" in math_html(r"-\log(0.24473)")
     assert "</msub><mspace width=\"0.1667em\"></mspace><mi>log</mi>" in math_html(r"y_i \log s_i")
 
 
@@ -187,7 +187,7 @@ def test_grad_page_holds_the_markdown_formulas_as_mathml(sce, args):
         block = [m.replace('<mspace width="0.1667em"></mspace>', "") for m in maths if 'display="block"' in m]
         for piece in pieces:
             for line in formulas(piece):
-                assert convert(line, display="block") in block, line
+                assert compact_mathml(convert(line, display="block")) in block, line
 
 
 def test_page_goes_whole_to_a_file_and_stdout_stays_empty(sce, tmp_path):
@@ -201,11 +201,11 @@ def test_page_goes_whole_to_a_file_and_stdout_stays_empty(sce, tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (("grad", "2", "3", "-l", "1", "-o", "x.html"), "-o x.html writes the page of --format html; add it"),
+        (("grad", "2", "3", "-l", "1", "-o", "x.txt"), "-o x.txt writes the page of --format html; add it"),
         (("grad", "2", "3", "-l", "1", "-f", "html", "--verify"), "--verify is shown as a table or in JSON"),
         (("grad", "2", "3", "-l", "1", "-f", "html", "--hessian"), "--hessian is shown as a table or in JSON"),
-        (("check", "--arrays", "x.npz", "-o", "x.html"), "-o goes with --csv INPUT --id-col COL: it writes"),
-        (("check", "2", "3", "-l", "1", "--grad", "0.1,0.2", "-o", "x.html"), "-o goes with --csv INPUT"),
+        (("check", "--arrays", "x.npz", "-o", "x.txt"), "-o goes with --csv INPUT --id-col COL: it writes"),
+        (("check", "2", "3", "-l", "1", "--grad", "0.1,0.2", "-o", "x.txt"), "-o goes with --csv INPUT"),
         (("grad", "2", "3", "-l", "1", "-f", "html", "-o", ""), "-o: the page file name is empty"),
     ],
 )
@@ -214,7 +214,7 @@ def test_bad_page_requests_are_refused_in_one_line(sce, tmp_path, monkeypatch, a
     result = sce(*args)
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"sce: error: {message}"), result.stderr
-    assert result.stderr.count("\n") == 1 and not os.path.exists("x.html")
+    assert result.stderr.count("\n") == 1 and not os.path.exists("x.html") and not os.path.exists("x.txt")
 
 
 def test_an_unwritable_place_is_one_line_and_the_old_page_is_kept(sce, tmp_path):
@@ -342,6 +342,22 @@ def test_test_page_of_a_correct_function_exits_0(sce, tmp_path):
     document = path.read_text()
     assert_self_contained(document)
     assert re.search(r'<p class="ok">verdict: correct \((\d+) of \1 cases pass\)</p>', document)
+
+
+def test_the_docs_worksheet_page_is_what_sce_exercise_writes(sce, tmp_path):
+    import shlex
+
+    from tests.test_html_in_browser import render_pages_script
+
+    pages = render_pages_script()
+    args = (*pages.WORKSHEET_COMMAND, "-o", tmp_path / "worksheet.html", "--answers", tmp_path / "key.csv")
+    assert sce(*args).exit_code == 0
+    written = (tmp_path / "worksheet.html").read_text(encoding="utf-8")
+    assert written == pages.WORKSHEET_PAGE.read_text(encoding="utf-8"), "regenerate it: python docs/render_pages.py"
+    assert written == pages.worksheet_page()
+    page = (pages.DOCS / "commands" / "exercise.md").read_text(encoding="utf-8")
+    assert f"sce {shlex.join(pages.WORKSHEET_COMMAND)} -o worksheet.html" in page  # the command the page names
+    assert "](../images/worksheet.png)" in page
 
 
 DOCS_EXAMPLES = {
@@ -491,3 +507,143 @@ def test_steps_as_csv_names_every_format_that_can_hold_them(sce):
     result = sce("grad", "2", "3", "4", "-l", "1", "--steps", "--format", "csv")
     assert result.exit_code == 2
     assert result.stderr.endswith("use --format table, markdown, json or html\n")
+
+
+SUBMISSION = f"{os.path.dirname(__file__)}/implementations/correct_vectorized.py:softmax_loss"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("grad", "2", "3", "4", "-l", "1"),
+        ("grad", "2", "3", "4", "-l", "1", "--steps"),
+        ("check", "2", "3", "4", "-l", "1", "--grad", "0.09,-0.76,0.67"),
+        ("test", SUBMISSION),
+    ],
+)
+@pytest.mark.parametrize("name", ["page.html", "page.HTM"])
+def test_an_output_named_html_is_the_page_without_format(sce, tmp_path, args, name):
+    page = tmp_path / name
+    result = sce(*args, "-o", page)
+    assert result.exit_code in (0, 1), result.output
+    assert page.read_text(encoding="utf-8") == sce(*args, "--format", "html").stdout
+    assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("grad", "2", "3", "4", "-l", "1"),
+        ("check", "2", "3", "4", "-l", "1", "--grad", "0.09,-0.76,0.67"),
+        ("test", SUBMISSION),
+    ],
+)
+@pytest.mark.parametrize(
+    ("name", "chosen", "said"),
+    [
+        ("page.html", "json", ("html", "json")),
+        ("page.md", "html", ("markdown", "html")),
+        ("page.json", "html", ("json", "html")),
+        ("page.csv", "html", ("csv", "html")),
+        ("page.htm", "csv", ("html", "csv")),
+    ],
+)
+def test_a_format_the_output_name_contradicts_is_refused(sce, tmp_path, args, name, chosen, said):
+    result = sce(*args, "--format", chosen, "-o", tmp_path / name)
+    assert result.exit_code == 2, result.output
+    expected = f"sce: error: -o {tmp_path / name}: its name says {said[0]}, --format says {said[1]}; make them agree"
+    assert result.stderr.startswith(expected) and result.stderr.count("\n") == 1, result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(("name", "said"), [("grad.md", "markdown"), ("grad.json", "json"), ("grad.csv", "csv")])
+@pytest.mark.parametrize("chosen", [(), ("--format", "markdown"), ("--format", "json"), ("--format", "csv")])
+def test_grad_to_a_file_named_for_a_terminal_format_says_to_redirect(sce, tmp_path, name, said, chosen):
+    result = sce("grad", "2", "3", "-l", "1", *chosen, "-o", tmp_path / name)
+    assert result.exit_code == 2, result.output
+    if chosen and chosen[1] != said:
+        assert f"its name says {said}, --format says {chosen[1]}" in result.stderr
+    else:
+        path = tmp_path / name
+        assert result.stderr == (
+            f"sce: error: -o {path}: -o writes the page of --format html, named .html; for {said}, redirect stdout "
+            f"(> {path})\n"
+        )
+    assert os.listdir(tmp_path) == []
+
+
+def _exact_digits(logits: list[int], label: int, digits: int) -> list[str]:
+    """mpmath's softmax and gradient of ``logits``, to ``digits`` significant digits (every value here lies in
+    [0.01, 1), where nstr writes what the page writes)."""
+    import mpmath
+
+    mpmath.mp.dps = 50
+    exps = [mpmath.exp(z) for z in logits]
+    probabilities = [e / mpmath.fsum(exps) for e in exps]
+    gradient = [p - (k == label) for k, p in enumerate(probabilities)]
+    return [mpmath.nstr(value, digits, strip_zeros=False) for value in probabilities + gradient]
+
+
+@pytest.mark.parametrize("digits", [12, 16, 17])
+@pytest.mark.parametrize(
+    "command",
+    [("grad",), ("grad", "--steps"), ("check", "--grad", "0.09,-0.755,0.665")],
+)
+def test_the_page_shows_the_exact_digits_the_terminal_shows(sce, digits, command):
+    args = (command[0], "2", "3", "4", "-l", "1", *command[1:], "--digits", str(digits))
+    page = sce(*args, "--format", "html").stdout
+    terminal = sce("grad", "2", "3", "4", "-l", "1", "--digits", str(digits)).stdout
+    for value in _exact_digits([2, 3, 4], 1, digits):
+        assert f'<td class="right">{value}</td>' in page, value
+        assert value in terminal, value
+    if digits == 17:  # float64's nearest value to s₂ differs from the exact one in the 16th digit
+        result = page.split('<section class="result">', 1)[1].split("</section>", 1)[0]
+        assert "0.66524095577482178" not in result
+
+
+def test_a_notebook_table_shows_no_digit_float64_does_not_hold():
+    from sce.loss import softmax_cross_entropy
+    from sce.render.notebook_html import result_html
+
+    shown = result_html(softmax_cross_entropy([2.0, 3.0, 4.0], 1, reduction="none"), 17)
+    assert "0.66524095577</td>" in shown and "0.66524095577482178" not in shown
+    assert "digits: 11 shown; float64&#x27;s values, within 1e-14 of the exact ones" in shown
+
+
+def _tree(mathml: str) -> str:
+    """The MathML's elements and text as a tree: a lone child's ``<mrow>`` dropped, the namespace given."""
+    if " xmlns=" not in mathml.split(">", 1)[0]:
+        mathml = mathml.replace("<math", '<math xmlns="http://www.w3.org/1998/Math/MathML"', 1)
+    root = ElementTree.fromstring(mathml)
+
+    def shown(element: ElementTree.Element) -> str:
+        children = list(element)
+        if element.tag.endswith("}mrow") and len(children) == 1 and not (element.text or "").strip():
+            return shown(children[0])
+        attributes = sorted(element.attrib.items())
+        inner = "".join(shown(child) for child in children)
+        return f"<{element.tag.split('}')[-1]} {attributes}>{(element.text or '').strip()}{inner}</>"
+
+    return shown(root)
+
+
+@pytest.mark.parametrize("level", ["labels", "targets", "smoothing", "weights", "temperature", "language-model"])
+def test_every_formula_of_a_sheet_is_the_converters_own(level):
+    """Formulas that differ only in their numbers, signs and blanks are converted once on a page of
+    thousands; each must still be what the converter makes of it, element for element."""
+    from latex2mathml.converter import convert
+
+    from sce.render.exercise_sheet import sheet_markdown
+    from sce.teaching import SheetRequest, make_sheet
+
+    sheet = sheet_markdown(make_sheet(SheetRequest(12, 5, None, level, True, True)))
+    hand_made = ["e^{-5}", "x_{-1} = -2.5", "\\left(-1, 2, -3\\right)", "-\\frac{1}{2}", "K^2", "a-5", "\\text{row 1}"]
+    formulas = set(re.findall(r"\$([^$]+)\$", sheet)) | set(hand_made)
+    assert len(formulas) > 100
+    for formula in formulas:
+        for block in (False, True):
+            fast = math_html(formula, block)
+            assert fast == mathml_of(formula, block), formula
+            if not fast.startswith("<code"):
+                thin_spaces_apart = fast.replace('<mspace width="0.1667em"></mspace>', "")  # TeX's, after log
+                assert _tree(thin_spaces_apart) == _tree(convert(formula, display="block" if block else "inline"))

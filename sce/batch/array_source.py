@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from sce.batch.compute import MeanDenominators, core_on_block
+from sce.batch.compute import DenominatorTally, MeanDenominators, core_on_block
+from sce.batch.partition import PartOfWhole
 from sce.errors import DataProblem, OptionProblem
 from sce.io.arrays import ArrayDump, DumpRequest, read_dump
 from sce.io.arrays.dump import placed_in_dump
@@ -89,6 +90,23 @@ def mean_denominators(dump: ArrayDump, options: LossOptions) -> MeanDenominators
         return None  # a bad option, or a weight per class missing: the core names it, as its flag, at the first block
 
 
+def denominator_tally(dump: ArrayDump, options: LossOptions) -> DenominatorTally:
+    """What the mean of a larger input divides by, counted in this dump: from its labels alone."""
+    rows = float(dump.shape[0])
+    if dump.labels is None:
+        return DenominatorTally(weight_sum=rows, counted_rows=rows, rows=rows)
+    from sce.loss.reduction import class_counts
+
+    counted = dump.labels != options.ignore_index
+    counts = class_counts(np.where(counted, dump.labels, 0), counted, dump.shape[1])
+    return DenominatorTally(counted_rows=float(counted.sum()), counts=counts, rows=rows)
+
+
+def array_layout(dump: ArrayDump) -> tuple[object, ...]:
+    """The columns a dump's rows come in: its class count, and labels or targets."""
+    return ("arrays", dump.shape[1], "labels" if dump.labels is not None else "targets")
+
+
 def compute_array_block(
     block: ArrayBlock, dump: ArrayDump, options: LossOptions, denominators: MeanDenominators | None
 ) -> SoftmaxCrossEntropyResult:
@@ -114,11 +132,13 @@ class ArraySource:
         self.plan: ColumnPlan | None = None
         self.size = 0
 
-    def prepare(self) -> None:
-        """The dump opened and checked, and the mean's denominators from its labels."""
+    def prepare(self, part: PartOfWhole | None = None) -> None:
+        """The dump opened and checked, and the mean's denominators from its labels (for a
+        ``part`` of a larger input, the whole's, counted already)."""
         self.dump = read_inputs(self.request, self.options)
         self._refuse_output_over_inputs()
-        self.denominators = mean_denominators(self.dump, self.options)
+        whole = None if part is None else part.whole
+        self.denominators = mean_denominators(self.dump, self.options) if whole is None else whole
         self.plan = array_plan(self.dump)
         self.size = _size(self.request.arrays or self.request.paths.get("logits", ""))
 

@@ -103,6 +103,17 @@ class DenominatorTally:
             block = class_counts(result.labels, result.counted, result.num_classes)
             self.counts = block if self.counts is None else self.counts + block
 
+    def __add__(self, other: DenominatorTally) -> DenominatorTally:
+        """The tally of two parts of one input, counted apart: integer counts, so exact and
+        associative; the weight sum is taken once, from the summed counts (:meth:`denominators`)."""
+        counts = [part for part in (self.counts, other.counts) if part is not None]
+        return DenominatorTally(
+            weight_sum=self.weight_sum + other.weight_sum,
+            counted_rows=self.counted_rows + other.counted_rows,
+            counts=sum(counts[1:], counts[0]) if counts else None,
+            rows=self.rows + other.rows,
+        )
+
     def denominators(self, options: LossOptions) -> MeanDenominators:
         weight_sum = self.weight_sum if self.counts is None else weight_sum_of_counts(self.counts, options)
         return MeanDenominators(weight_sum, self.counted_rows, self.rows)

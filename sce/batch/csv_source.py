@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from sce.batch.compute import DenominatorTally, MeanDenominators, compute_block
+from sce.batch.partition import PartOfWhole
 from sce.batch.request import BatchRequest
 from sce.errors import DataProblem, OptionDataProblem, SceError, option
 from sce.io.arrays.formats import is_regular_file
@@ -183,6 +184,7 @@ def computed_blocks(
     denominator: MeanDenominators | None,
     wide: bool = False,
     plain: bool = False,
+    expected: MeanDenominators | None = None,
 ) -> Iterator[tuple[AnyBlock, ColumnPlan, SoftmaxCrossEntropyResult, BlockReader]]:
     """Every block of the input, parsed and run through the core. With
     ``wide``, blocks of many columns may come as WideBlocks (no text frame);
@@ -190,7 +192,8 @@ def computed_blocks(
 
     Given the ``denominator`` a first pass counted, the blocks' own are counted too, and a
     difference (the file changed between the passes) raises after the last block, before
-    any output is put in place."""
+    any output is put in place. ``expected``: what the first pass counted in this input, where
+    it is a part of a larger one whose ``denominator`` the rows divide by."""
     tally = None if denominator is None else DenominatorTally()
     for plan, block, reader in read_blocks(path, given):
         raise_if_interrupted()  # a signal that arrived in polars' code, or a SIGPIPE
@@ -199,7 +202,7 @@ def computed_blocks(
             tally.add(result)
         yield parsed, plan, result, reader
     if tally is not None and denominator is not None:
-        _check_unchanged(given, denominator, tally.denominators(options))
+        _check_unchanged(given, expected or denominator, tally.denominators(options))
 
 
 def _check_unchanged(given: CsvInput, first: MeanDenominators, second: MeanDenominators) -> None:
@@ -270,13 +273,21 @@ class CsvSource:
         self.path, self.given, self.options = path, given, options
         self.output_format, self.digits = output_format, digits
         self.denominators: MeanDenominators | None = None
+        self.expected: MeanDenominators | None = None
+        self.is_part = False
         self.layout: NpzLayout | None = None
         self.plan: ColumnPlan | None = None
         self.bytes_read = 0
 
-    def prepare(self) -> None:
-        """The first pass: the mean's denominators, and for .npz the members' shapes."""
-        if self.output_format == "npz":
+    def prepare(self, part: PartOfWhole | None = None) -> None:
+        """The first pass: the mean's denominators, and for .npz the members' shapes. For a
+        ``part`` of a larger input, the whole's denominators, counted already."""
+        self.is_part = part is not None
+        if part is not None and part.whole is not None:
+            self.denominators, self.expected = part.whole, part.own
+            if self.output_format == "npz":
+                self.layout = _csv_layout(self.path, self.given, self.options)[0]
+        elif self.output_format == "npz":
             # An .npz output's own first pass (its members' shapes) counts the mean's denominators too.
             self.layout, counted = _csv_layout(self.path, self.given, self.options)
             self.denominators = counted if self.options.reduction == "mean" else None
@@ -288,7 +299,7 @@ class CsvSource:
         wide = separator is not None or self.output_format in BINARY_FORMATS  # no frame of K text columns
         plain = separator is not None and separator == self.given.delimiter
         for parsed, plan, result, reader in computed_blocks(
-            self.path, self.given, self.options, self.denominators, wide=wide, plain=plain
+            self.path, self.given, self.options, self.denominators, wide=wide, plain=plain, expected=self.expected
         ):
             self.plan, self.bytes_read = plan, reader.bytes_read
             yield parsed, result
@@ -322,8 +333,9 @@ class CsvSource:
         return self.layout
 
     def finish(self, rows: int) -> None:
-        """After the last block, before the output is put in place."""
-        if rows == 0:
+        """After the last block, before the output is put in place (a part of a larger input
+        may have no rows: the whole is checked for some)."""
+        if rows == 0 and not self.is_part:
             raise DataProblem("the input has a header but no rows")
         if self.layout is not None:
             _check_rows(self.given, self.layout, rows, final=True)

@@ -10,18 +10,23 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from sce.batch.array_source import ArraySource
-from sce.batch.compute import MeanDenominators
-from sce.batch.csv_source import CsvSource, csv_input, readable_input
+from sce.batch.array_source import ArraySource, array_layout, denominator_tally, read_inputs
+from sce.batch.compute import DenominatorTally, MeanDenominators
+from sce.batch.csv_source import CsvSource, computed_blocks, csv_input, readable_input
+from sce.batch.partition import PartitionCount, PartitionScore, PartOfWhole, Progress, score_blocks
 from sce.batch.request import BatchRequest, BatchSummary, json_text
 from sce.errors import OptionDataProblem, OptionProblem
-from sce.io.signals import raise_if_interrupted, shielded
-from sce.io.writers.arrays import BINARY_FORMATS, NpzSink, TableSink, computed_columns
-from sce.io.writers.atomic import BackgroundWriter, OutputTarget, put_in_place_together, refuse_same_file
+from sce.io.signals import shielded
+from sce.io.writers.arrays import BINARY_FORMATS, NpzSink, TableSink
+from sce.io.writers.atomic import (
+    BackgroundWriter,
+    OutputTarget,
+    abandoned_on_failure,
+    put_in_place_together,
+    refuse_same_file,
+)
 from sce.io.writers.text import TextWriter
 from sce.loss import SoftmaxCrossEntropyResult
-
-Progress = Callable[[int, int], None]
 
 
 class Source(Protocol):
@@ -29,7 +34,7 @@ class Source(Protocol):
 
     denominators: MeanDenominators | None
 
-    def prepare(self) -> None: ...
+    def prepare(self, part: PartOfWhole | None = None) -> None: ...
     def blocks(self) -> Iterator[tuple[Any, SoftmaxCrossEntropyResult]]: ...
     def progress(self, rows: int) -> int: ...
     def text(self, block: Any, result: SoftmaxCrossEntropyResult, rows: int) -> Any: ...
@@ -81,33 +86,73 @@ def run_batch(
     'z0,z1,z2,label,p_z0,p_z1,p_z2,loss,grad_z0,grad_z1,grad_z2'
     """
     started = time.perf_counter()
-    options, output_format, digits = request.options, request.output_format, request.digits
+    summary = _scored(request, None, on_progress, on_result)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def score_partition(request: BatchRequest, part: PartOfWhole) -> PartitionScore:
+    """One partition of a larger input (``request``'s input) computed with the whole's
+    denominators into its own output (``request``'s), written whole or not at all."""
+    layout: list[tuple[Any, ...] | None] = []
+    summary = _scored(request, part, None, None, layout.append)
+    return PartitionScore(summary, layout[0])
+
+
+def count_partition(request: BatchRequest) -> PartitionCount:
+    """One partition's first pass for 'mean': what its rows add to the whole's denominators."""
+    if request.arrays is not None:
+        dump = read_inputs(request.arrays, request.options)
+        return PartitionCount(denominator_tally(dump, request.options), array_layout(dump))
+    tally, names = DenominatorTally(), None
+    with readable_input(request.input_path, False) as path:
+        given = csv_input(request)
+        for _, plan, result, _ in computed_blocks(path, given, request.options, None, wide=True, plain=True):
+            tally.add(result)
+            names = tuple(plan.names)
+    return PartitionCount(tally, None if names is None else ("csv", names))  # no rows: no columns to compare
+
+
+def _scored(
+    request: BatchRequest,
+    part: PartOfWhole | None,
+    on_progress: Progress | None,
+    on_result: Callable[[SoftmaxCrossEntropyResult], None] | None,
+    on_layout: Callable[[tuple[Any, ...] | None], None] | None = None,
+) -> BatchSummary:
+    options, output_format = request.options, request.output_format
     output_path, input_path = request.output_path, request.input_path
     if request.summary_path is not None:
         check_summary_path(request.summary_path, inputs_of(request), (output_path,))
     with _source(request) as source:
-        source.prepare()  # a bad input or a first pass's problem stops the run before the output is begun
+        source.prepare(part)  # a bad input or a first pass's problem stops the run before the output is begun
         denominator = 0.0 if source.denominators is None else source.denominators.cross_entropy
         summary = BatchSummary(reduction=options.reduction, denominator=denominator)
         summary_file = None if request.summary_path is None else (request.summary_path, summary.document)
+        header = part is None or part.header
         with written_whole(
-            output_path, input_path, lambda target: _sink(target, output_format, source), summary_file
+            output_path,
+            input_path,
+            lambda target: _sink(target, output_format, source, header),
+            summary_file,
+            example=f"out.{output_format}",
         ) as sink:
             text = isinstance(sink, TextWriter)
-            for block, result in source.blocks():
-                raise_if_interrupted()
-                summary.add(result)
-                if on_result is not None:
-                    on_result(result)
-                if text:
-                    sink.put(source.text(block, result, summary.rows))
-                else:
-                    sink.put(computed_columns(source.columns(block, result, summary.rows), result, digits))
-                if on_progress is not None:
-                    on_progress(source.progress(summary.rows), summary.rows)
+            score_blocks(source, sink, summary, text, request.digits, on_progress, on_result)
             source.finish(summary.rows)
-    summary.seconds = time.perf_counter() - started
+            if on_layout is not None:
+                on_layout(source_layout(source))
     return summary
+
+
+def source_layout(source: Source) -> tuple[Any, ...] | None:
+    """The columns a source's rows come in: partitions of one input must agree on them (None for
+    a CSV part without rows, which has none to compare)."""
+    if isinstance(source, ArraySource):
+        assert source.dump is not None
+        return array_layout(source.dump)
+    assert isinstance(source, CsvSource)
+    return None if source.plan is None else ("csv", tuple(source.plan.names))
 
 
 @contextmanager
@@ -121,9 +166,9 @@ def _source(request: BatchRequest) -> Iterator[Source]:
         yield CsvSource(path, csv_input(request), request.options, request.output_format, request.digits)
 
 
-def _sink(target: OutputTarget, output_format: str, source: Source) -> BackgroundWriter:
+def _sink(target: OutputTarget, output_format: str, source: Source, header: bool = True) -> BackgroundWriter:
     if output_format not in BINARY_FORMATS:
-        return TextWriter(target, output_format)
+        return TextWriter(target, output_format, header)
     if output_format == "npz":
         return NpzSink(target, source.npz_layout())
     return TableSink(target, output_format)
@@ -135,17 +180,19 @@ def written_whole(
     input_path: str | None,
     make_writer: Callable[[OutputTarget], BackgroundWriter],
     summary_file: tuple[str, Callable[[], dict[str, object]]] | None = None,
+    example: str | None = None,
 ) -> Iterator[BackgroundWriter]:
     """The output's writer: closed and renamed into place when the block ends, or
     abandoned (the old output kept) when it raises, by a signal too.
 
     ``summary_file``: a path, and the summary's document once the block has ended, written
-    as JSON and put in place with the output, in the same step (or neither is)."""
+    as JSON and put in place with the output, in the same step (or neither is); ``example``: the output's
+    name to suggest where a folder is named (one of the kind written)."""
     targets: list[OutputTarget] = []
     writer: BackgroundWriter | None = None
     try:
         with shielded():  # assigned before a signal can be raised, so the except below cleans up
-            targets.append(OutputTarget(output_path, input_path))
+            targets.append(OutputTarget(output_path, input_path, example=example))
             if summary_file is not None:
                 targets.append(summary_target(summary_file[0], input_path))
             writer = make_writer(targets[0])
@@ -215,19 +262,13 @@ def write_whole_file(target_of: Callable[[], OutputTarget], text: str | bytes) -
 def write_whole_files(files: Sequence[tuple[Callable[[], OutputTarget], str | bytes]]) -> None:
     """Each text (or bytes) into the file its maker makes, all put in place in one step or none (every
     existing file kept if anything fails, a signal included)."""
-    targets: list[OutputTarget] = []
-    try:
+    with abandoned_on_failure() as targets:
         for target_of, _ in files:
             with shielded():
                 targets.append(target_of())
         for target, (_, text) in zip(targets, files, strict=True):
             write_text(target, text)
         put_in_place_together(targets)
-    except BaseException:
-        with shielded():
-            for target in targets:
-                target.abandon()
-        raise
 
 
 def write_summary(target: OutputTarget, document: dict[str, object]) -> None:

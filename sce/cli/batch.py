@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from sce.cli.choices import BatchFormat
+from sce.cli.batch_parts import PartsRequest, is_arrays_file, names_parts
+from sce.cli.choices import BatchFormat, Engine
 from sce.cli.commandline import say_if_signalled_after_commit, say_warning
 from sce.cli.declarations import (
     DELIMITER,
@@ -25,7 +26,7 @@ from sce.cli.declarations import (
     ArraysOption,
     DelimiterOption,
     EncodingOption,
-    InputArgument,
+    InputsArgument,
     KeyLabels,
     KeyLogits,
     KeyTargets,
@@ -40,6 +41,7 @@ from sce.cli.declarations import (
     TargetsPathOption,
     bundled,
 )
+from sce.cli.declarations_engine import EngineOption, SchedulerOption, WorkersOption
 from sce.cli.file_request import file_request, output_format_for
 from sce.cli.plot_file import BatchPicture
 from sce.cli.typed_inputs import check_digits, row_loss_options_from
@@ -59,7 +61,7 @@ if TYPE_CHECKING:
 
 @bundled(LOSS_OPTIONS, row_loss_options_from, into="options", changes=PER_ROW_REDUCTION)
 def batch(
-    input_path: InputArgument = None,
+    input_path: InputsArgument = None,
     output: OutputOption = None,
     label_col: LabelColOption = None,
     logit_cols: LogitColsOption = None,
@@ -100,6 +102,9 @@ def batch(
             "the plot extra); written whole or not at all, after the output.",
         ),
     ] = None,
+    engine: EngineOption = Engine.local,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = None,
     *,
     options: LossOptions,
 ) -> None:
@@ -107,28 +112,44 @@ def batch(
 
     Example: sce batch batch.csv -o scored.csv (run sce samples first to get batch.csv)
     Arrays: sce batch dump.npz -o scored.parquet (or --logits a.npy --labels b.npy).
+    Parts: sce batch parts/ -o scored/ (on a Dask cluster: --engine dask).
     """
     if digits is not None:
         check_digits(digits)
-    picture = None if plot is None else BatchPicture(plot, input_path, output, summary_json)
+    from sce.batch.cluster import check_cluster_options
+
+    check_cluster_options(engine.value, scheduler, workers)
+    inputs = input_path or []
+    if engine is Engine.dask or len(inputs) > 1 or (inputs and names_parts(inputs[0])):
+        csv_choices: dict[str, Any] = {"label_col": label_col, "logit_cols": logit_cols, "target_cols": target_cols}
+        csv_choices.update(no_header=no_header, delimiter=delimiter, encoding=encoding, digits=digits)
+        parts = PartsRequest(inputs, output, options, summary_json, csv_choices)
+        parts.keys = {"logits": key_logits, "labels": key_labels, "targets": key_targets}
+        parts.refuse_alone(arrays=arrays, logits=logits_path, labels=labels_path, targets=targets_path, plot=plot)
+        parts.output_format = None if output_format is None else output_format.value
+        parts.engine, parts.scheduler, parts.workers = engine.value, scheduler, workers
+        _run_and_report(parts.request(), quiet, None, parts.run)
+        return
+    given = inputs[0] if inputs else None
+    picture = None if plot is None else BatchPicture(plot, given, output, summary_json)
     dump = _dump_request(
-        input_path,
+        given,
         arrays,
         {"logits": logits_path, "labels": labels_path, "targets": targets_path},
         {"logits": key_logits, "labels": key_labels, "targets": key_targets},
     )
     if dump is not None:
         _refuse_csv_options(label_col, logit_cols, target_cols, no_header, delimiter, encoding)
-        input_path = dump.arrays or dump.paths.get("logits", "")  # for the progress bar and -o's checks
-    elif input_path == "-":
+        given = dump.arrays or dump.paths.get("logits", "")  # for the progress bar and -o's checks
+    elif given == "-":
         _refuse_arrays_on_stdin()
-    elif input_path is None:
+    elif given is None:
         raise UsageProblem(
             "give INPUT (a CSV or TSV file, or - for stdin) or arrays (INPUT as .npz etc., --arrays FILE, "
             "or --logits FILE --labels FILE)"
         )
     request = file_request(
-        input_path,
+        given,
         output,
         options,
         label_col=label_col,
@@ -150,16 +171,20 @@ def batch(
 
 
 def _run_and_report(
-    request: BatchRequest, quiet: bool, on_result: Callable[[SoftmaxCrossEntropyResult], None] | None
+    request: BatchRequest,
+    quiet: bool,
+    on_result: Callable[[SoftmaxCrossEntropyResult], None] | None,
+    run: Callable[[], BatchSummary] | None = None,
 ) -> None:
-    """The run, with its progress bar and summary on stderr unless ``quiet``."""
+    """The run (``run()``, else the request's one input, with its progress bar), and its summary
+    on stderr unless ``quiet``."""
     from sce.batch import run_batch
     from sce.io.signals import stopping_signals_handled
     from sce.io.writers.replace import old_outputs_removed_last
 
     if quiet:  # nothing to draw: rich is not even imported (20 ms of a run)
         with stopping_signals_handled():
-            summary = run_batch(request, on_result=on_result)
+            summary = run_batch(request, on_result=on_result) if run is None else run()
         _warn_about(summary)
         say_if_signalled_after_commit("the output")
         return
@@ -171,7 +196,9 @@ def _run_and_report(
     stderr = Console(stderr=True, highlight=False)
     with old_outputs_removed_last():  # an old output's removal takes a while: the summary comes first
         with stopping_signals_handled():
-            if stderr.is_terminal:
+            if run is not None:
+                summary = run()
+            elif stderr.is_terminal:
                 summary = _run_with_progress(request, stderr, on_result)
             else:
                 summary = run_batch(request, on_result=on_result)
@@ -199,7 +226,7 @@ def _dump_request(
 
     given = {role: path for role, path in paths.items() if path is not None}
     renamed = {role: key for role, key in keys.items() if key is not None}
-    if input_path is not None and _is_arrays(input_path):
+    if input_path is not None and is_arrays_file(input_path):
         if input_path.lower().endswith(".npy"):
             if "logits" in given:
                 raise UsageProblem(f"{input_path} is the logits: give it as INPUT or --logits, not both")
@@ -216,22 +243,6 @@ def _dump_request(
     if arrays is None and not given and not renamed:
         return None
     return DumpRequest(arrays, given, renamed)
-
-
-def _is_arrays(path: str) -> bool:
-    """An array file by its name (.npz, .npy …) or, for a file named otherwise, its first bytes."""
-    from sce.io.arrays import is_array_path
-    from sce.io.arrays.vector import array_suffix
-
-    if is_array_path(path):
-        return True
-    if path == "-" or not os.path.isfile(path):
-        return False
-    try:
-        with open(path, "rb") as handle:
-            return array_suffix(handle.read(8)) is not None
-    except OSError:
-        return False
 
 
 def _refuse_arrays_on_stdin() -> None:

@@ -190,8 +190,8 @@ def check(
     the answer or the file cannot be graded, 3 when a typed answer (or a row of
     --csv's file) has too few digits to tell it from a usual mistake.
     """
-    check_digits(digits)
-    _check_tolerance(tol)
+    _check_digits_and_tolerance(digits, tol)
+    output_format = _format_from_name(output_format, output)
     if summary_json is not None and csv_input is None:
         raise UsageProblem(f"{SUMMARY_JSON.name} goes with --csv INPUT (and with sce batch)")
     files = arrays is not None or logits_path is not None or csv_input is not None
@@ -251,7 +251,19 @@ def check(
     _grade_answers(vector, options, stages, tol, digits, shown_format, (html, output))
 
 
-def _check_tolerance(tol: float | None) -> None:
+def _format_from_name(chosen: CheckOutputFormat | None, output: str | None) -> CheckOutputFormat | None:
+    """--format, else html where -o names an .html file (the page, or the gradebook as one); a
+    --format the name contradicts is refused (table writes no file: refused as such later)."""
+    from sce.cli.page_output import page_format
+
+    if chosen is CheckOutputFormat.table:
+        return chosen
+    written = page_format(output, None if chosen is None else chosen.value)
+    return None if written is None else CheckOutputFormat(written)
+
+
+def _check_digits_and_tolerance(digits: int, tol: float | None) -> None:
+    check_digits(digits)
     if tol is not None and not 0 < tol < math.inf:  # inf would pass every answer
         raise UsageProblem(
             f"--tol: {tol:g} is not a positive finite number; give the largest difference to accept, e.g. --tol 1e-4"
@@ -289,7 +301,7 @@ def _gradebook_format(
         if output is not None and chosen is not CheckOutputFormat.html:
             raise UsageProblem(
                 f"{OUTPUT.name} goes with --csv INPUT {ID_COL.name} COL: it writes the gradebook "
-                "(or with --format html: the page)"
+                "(or the page: --format html, or a file named .html)"
             )
         if chosen is CheckOutputFormat.csv:
             raise UsageProblem(f"--format csv goes with --csv INPUT {ID_COL.name} COL (a gradebook); use table or json")

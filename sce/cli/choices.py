@@ -96,3 +96,10 @@ class ExerciseLevel(str, Enum):
 class SheetFormat(str, Enum):
     markdown = "markdown"
     html = "html"
+
+
+class Engine(str, Enum):
+    """Where the rows are computed: in this process, or on a Dask cluster."""
+
+    local = "local"
+    dask = "dask"

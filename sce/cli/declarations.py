@@ -29,6 +29,7 @@ from sce.cli.choices import (
     SmoothingStyleChoice,
     SumOrder,
 )
+from sce.cli.declarations_engine import ENGINE_OPTIONS
 from sce.cli.declarations_exercise import EXERCISE_OPTIONS
 from sce.cli.declared import (
     ARGUMENTS_PANEL,
@@ -123,7 +124,8 @@ LOSS = Declared(
 # The files the commands read and write (sce batch, sce check --csv).
 INPUT = Declared(
     "input_path", (),
-    "A CSV or TSV file, or - for stdin; or arrays (.npz, .npy, .safetensors, .parquet, .arrow, .pt).",
+    "A CSV or TSV file, or - for stdin; or arrays (.npz, .npy, .safetensors, .parquet, .arrow, .pt). "
+    "Several files, a folder or a quoted glob: the parts of one input, in name order.",
     ARGUMENTS_PANEL, spoken="INPUT",
 )
 OUTPUT = Declared(
@@ -258,7 +260,7 @@ DECLARED: tuple[Declared, ...] = (
     GRAD_COLS, LOSS_COL, ID_COL,
     ARRAYS, LOGITS_PATH, LABELS_PATH, TARGETS_PATH, KEY_LOGITS, KEY_LABELS, KEY_TARGETS, KEY_GRAD, KEY_LOSS,
     CLAIMED_DTYPE, SUM_ORDER, PROFILE, QUICK, CONVENTION, RETURNS, FRAMEWORK, SEED, TIMEOUT, STRICT, SHOW_OUTPUT,
-    *EXERCISE_OPTIONS,
+    *EXERCISE_OPTIONS, *ENGINE_OPTIONS,
 )
 
 
@@ -303,7 +305,7 @@ LabelOption = Annotated[Optional[str], LABEL.option()]
 TargetOption = Annotated[Optional[str], TARGET.option()]
 GradOption = Annotated[Optional[str], GRAD.option()]
 LossOption = Annotated[Optional[str], LOSS.option()]
-InputArgument = Annotated[Optional[str], INPUT.argument(metavar="[INPUT]")]
+InputsArgument = Annotated[Optional[list[str]], INPUT.argument(metavar="[INPUT]...")]
 OutputOption = Annotated[Optional[str], OUTPUT.option()]
 SummaryJsonOption = Annotated[Optional[str], SUMMARY_JSON.option(metavar="FILE")]
 CheckSummaryJsonOption = Annotated[

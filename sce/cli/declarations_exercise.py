@@ -28,7 +28,9 @@ LEVEL = Declared(
 )
 SHEET_FORMAT = Declared(
     "sheet_format", ("--format", "-f"),
-    "The worksheet's format: markdown (LaTeX math), or html (a printable page, MathML).", SHEET_PANEL,
+    "The worksheet's format: markdown (LaTeX math), or html (a printable page, MathML). Default: from -o's name "
+    "(.md, .html), else markdown.",
+    SHEET_PANEL, show_default=False,
 )
 CHOICES = Declared(
     "choices", ("--choices",),
@@ -55,7 +57,7 @@ CountOption = Annotated[Optional[int], COUNT.option()]
 SheetSeedOption = Annotated[Optional[int], SHEET_SEED.option()]
 ClassesOption = Annotated[Optional[int], CLASSES.option()]
 LevelOption = Annotated[ExerciseLevel, LEVEL.option()]
-SheetFormatOption = Annotated[SheetFormat, SHEET_FORMAT.option()]
+SheetFormatOption = Annotated[Optional[SheetFormat], SHEET_FORMAT.option()]
 ChoicesOption = Annotated[bool, CHOICES.option()]
 BlanksOption = Annotated[bool, BLANKS.option()]
 AnswersOption = Annotated[Optional[str], ANSWERS.option(metavar="KEY.csv")]

@@ -9,6 +9,7 @@ from sce.cli.choices import ExerciseLevel, SheetFormat
 from sce.cli.commandline import say_if_signalled_after_commit
 from sce.cli.declarations import FLAG_OF_FIELD, OUTPUT
 from sce.cli.declarations_exercise import (
+    ANSWERS,
     AnswersOption,
     BlanksOption,
     ChoicesOption,
@@ -27,8 +28,8 @@ if TYPE_CHECKING:
 SheetOutputOption = Annotated[
     Optional[str],
     OUTPUT.option(
-        help="The worksheet's file (Markdown, or HTML with --format html). Written with the answer key, both or "
-        "neither.",
+        help="The worksheet's file: Markdown (.md), or HTML (.html, or --format html). Written with the answer key, "
+        "both or neither.",
         metavar="SHEET",
     ),
 ]
@@ -43,7 +44,7 @@ def exercise(
     sheet_seed: SheetSeedOption = None,
     classes: ClassesOption = None,
     level: LevelOption = ExerciseLevel.labels,
-    sheet_format: SheetFormatOption = SheetFormat.markdown,
+    sheet_format: SheetFormatOption = None,
     output: SheetOutputOption = None,
     answers: AnswersOption = None,
     choices: ChoicesOption = False,
@@ -58,9 +59,10 @@ def exercise(
     from sce.teaching import SheetRequest, make_sheet
 
     request = SheetRequest(count, sheet_seed, classes, level.value, choices, blanks)
+    written = _sheet_format(output, sheet_format)
     _check_paths(output, answers)
     sheet = make_sheet(request)
-    _write(sheet, output, answers, sheet_format is SheetFormat.html)
+    _write(sheet, output, answers, written)
     write_stdout(_report(sheet, output, answers))
 
 
@@ -81,8 +83,23 @@ def _check_given(count: int | None, seed: int | None, output: str | None, answer
         raise UsageProblem(f"{flags} missing: a worksheet needs them all, e.g. {examples}")
 
 
+def _sheet_format(output: str, chosen: SheetFormat | None) -> str:
+    """markdown or html: --format, else the sheet's name (.md, .html), else markdown; a name of
+    another kind (.csv, .json, .pdf …) is refused, as is a --format the name contradicts."""
+    from sce.cli.output_names import format_of_output
+
+    written = format_of_output(output, None if chosen is None else chosen.value) or SheetFormat.markdown.value
+    if written not in (SheetFormat.markdown.value, SheetFormat.html.value):
+        raise UsageProblem(
+            f"{OUTPUT.name} {output}: its name says {written}, and a worksheet is Markdown or HTML; name it .md or "
+            ".html"
+        )
+    return written
+
+
 def _check_paths(output: str, answers: str) -> None:
     """Two files of their own: neither stdout nor empty, and not the same file."""
+    from sce.cli.output_names import named_format
     from sce.io.writers.atomic import refuse_same_file
 
     for field, path, noun in (("output_path", output, "worksheet"), ("answers_path", answers, "answer key")):
@@ -90,23 +107,31 @@ def _check_paths(output: str, answers: str) -> None:
             raise OptionProblem(field, f"name the {noun}'s file (the worksheet and its key are written as files)")
     same = f"{answers} is the worksheet's file too (-o {output}); write the key to a file of its own"
     refuse_same_file(answers, output, "answers_path", same)
+    if named_format(answers) not in (None, "csv"):
+        raise UsageProblem(
+            f"{ANSWERS.name} {answers}: its name says {named_format(answers)}, and the answer key is CSV; name it .csv"
+        )
 
 
-def _write(sheet: Sheet, output: str, answers: str, html: bool = False) -> None:
+def _write(sheet: Sheet, output: str, answers: str, written: str = "markdown") -> None:
     from sce.batch.loop import write_whole_files
+    from sce.cli.output_names import example_name
     from sce.io.signals import stopping_signals_handled
     from sce.io.writers.atomic import OutputTarget
     from sce.render.exercise_sheet import answer_key_csv, sheet_markdown
 
     text = sheet_markdown(sheet)
-    if html:
+    if written == SheetFormat.html.value:
         from sce.render.html_markdown import markdown_page
 
         text = markdown_page(text)
     with stopping_signals_handled():
         files = [
-            (lambda: OutputTarget(output, None, noun="worksheet"), text),
-            (lambda: OutputTarget(answers, None, field="answers_path", noun="answer key"), answer_key_csv(sheet)),
+            (lambda: OutputTarget(output, None, noun="worksheet", example=example_name("worksheet", written)), text),
+            (
+                lambda: OutputTarget(answers, None, field="answers_path", noun="answer key", example="key.csv"),
+                answer_key_csv(sheet),
+            ),
         ]
         write_whole_files(files)
     say_if_signalled_after_commit("the worksheet and its key")

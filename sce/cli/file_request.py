@@ -24,17 +24,20 @@ def parse_delimiter(value: str | None, input_path: str) -> str:
 
 
 def output_format_for(chosen: str | None, output: str | None, delimiter: str) -> str:
-    """--format, else from -o's name, else like the input. The array formats
-    (.npz, Parquet, Arrow) are written to a file, never to stdout."""
-    from sce.io.writers.arrays import BINARY_FORMATS, BINARY_SUFFIXES, UNWRITTEN_SUFFIXES
+    """--format, else from -o's name, else like the input; a --format the name contradicts, and a
+    name of a format never written (.html, .md), are refused. The array formats (.npz, Parquet,
+    Arrow) are written to a file, never to stdout."""
+    from sce.cli.output_names import format_of_output
+    from sce.io.writers.arrays import BINARY_FORMATS, UNWRITTEN_SUFFIXES
 
     suffix = os.path.splitext(output or "")[1].lower()
     if chosen is None and suffix in UNWRITTEN_SUFFIXES:
         raise UsageProblem(f"-o {output}: {UNWRITTEN_SUFFIXES[suffix]}")
-    if chosen is None:
-        chosen = BINARY_SUFFIXES.get(suffix) or (suffix[1:] if suffix in (".tsv", ".jsonl", ".csv") else None)
-    if chosen is None:
-        chosen = "tsv" if delimiter == "\t" else "csv"
+    chosen = format_of_output(output, chosen) or ("tsv" if delimiter == "\t" else "csv")
+    if chosen not in ("csv", "tsv", "jsonl", *BINARY_FORMATS):
+        raise UsageProblem(
+            f"-o {output}: its name says {chosen}; the output is csv, tsv, jsonl, npz, parquet or arrow: name it so"
+        )
     if chosen in BINARY_FORMATS and output in (None, "-"):
         raise UsageProblem(f"--format {chosen}: binary output goes to a file; name it with -o FILE")
     return chosen

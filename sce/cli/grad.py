@@ -21,7 +21,7 @@ from sce.cli.declarations import (
     TargetOption,
     bundled,
 )
-from sce.cli.page_output import refuse_output_without_page, write_page
+from sce.cli.page_output import page_format, refuse_output_without_page, write_page
 from sce.cli.plot_file import check_plot_path, write_picture
 from sce.cli.stdout import stdout_console, write_stdout
 from sce.cli.typed_inputs import (
@@ -55,17 +55,22 @@ def grad(
     label: LabelOption = None,
     target: TargetOption = None,
     digits: DigitsOption = DISPLAY_DIGITS,
-    output_format: Annotated[
-        GradFormat,
+    chosen_format: Annotated[
+        GradFormat | None,
         typer.Option(
             "--format",
             "-f",
-            help="table (for people), markdown, json or csv (full precision), or html (a printable page).",
+            help="table (for people; the default), markdown, json or csv (full precision), or html (a printable "
+            "page; the default for -o FILE.html).",
+            show_default=False,
         ),
-    ] = GradFormat.table,
+    ] = None,
     output: Annotated[
         str | None,
-        OUTPUT.option(help="With --format html: write the page to FILE, whole or not at all.", show_default=False),
+        OUTPUT.option(
+            help="Write the page (--format html, or a FILE named .html) to FILE, whole or not at all.",
+            show_default=False,
+        ),
     ] = None,
     steps: Annotated[
         bool, typer.Option("--steps", help="Derive the result stage by stage with these numbers.")
@@ -102,8 +107,9 @@ def grad(
         from sce.io.writers.atomic import refuse_same_file
 
         refuse_same_file(plot, output, "plot_path", f"{plot} is the page's file (-o); draw the picture elsewhere")
+    output_format = GradFormat(page_format(output, chosen_format and chosen_format.value) or GradFormat.table)
     _check_format(output_format, steps, verify, jacobian, hessian)
-    refuse_output_without_page(output, output_format is GradFormat.html)
+    refuse_output_without_page(output, output_format is GradFormat.html, chosen_format and chosen_format.value)
     if route is not None and not steps:
         raise UsageProblem(f"--route {route.value} chooses the route of the --steps derivation; add --steps")
     vector = parse_vector_input(logits, label, target, logits_file)

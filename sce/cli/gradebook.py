@@ -42,7 +42,8 @@ def grade_class(request: BatchRequest, tol: float | None, book_format: str, outp
         column, grades = found.gradebook.column, found.gradebook.grades()
         if path is not None:
             text = _gradebook_text(grades, column, book_format, request.options.reduction)
-            write_whole_file(lambda: OutputTarget(path, request.input_path, noun="gradebook"), text)
+            example = _example(book_format)
+            write_whole_file(lambda: OutputTarget(path, request.input_path, noun="gradebook", example=example), text)
     if path is not None or book_format == "table":
         from sce.render.gradebook import print_gradebook
 
@@ -73,7 +74,7 @@ def submissions_book(
         grades = grade()
         if path is not None:
             text = _gradebook_text(grades, SUBMISSION_COLUMN, book_format, reduction)
-            write_whole_file(lambda: OutputTarget(path, None, noun="gradebook"), text)
+            write_whole_file(lambda: OutputTarget(path, None, noun="gradebook", example=_example(book_format)), text)
     if path is not None or book_format == "table":
         from sce.render.gradebook import print_gradebook
 
@@ -100,3 +101,10 @@ def _gradebook_text(grades: list[LearnerGrade], column: str, book_format: str, r
     if book_format == "gradescope":
         return dumps_escaped(gradescope_document(grades, FLAG_OF_FIELD)) + "\n"
     return dumps_escaped(gradebook_document(grades, column, FLAG_OF_FIELD, reduction=reduction)) + "\n"
+
+
+def _example(book_format: str) -> str:
+    """The name to suggest for the gradebook where -o names a folder."""
+    from sce.cli.output_names import example_name
+
+    return "results.json" if book_format == "gradescope" else example_name("gradebook", book_format)

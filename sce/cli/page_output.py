@@ -29,11 +29,29 @@ def write_page(page: str, output: str | None, input_path: str | None = None) -> 
     say_if_signalled_after_commit("the page")
 
 
-def refuse_output_without_page(output: str | None, html: bool) -> None:
+def page_format(output: str | None, chosen: str | None) -> str | None:
+    """``chosen`` (``--format``), else html where ``-o`` names an .html file: the name chooses the
+    page, and a ``--format`` the name contradicts is refused."""
+    from sce.cli.output_names import format_of_output
+
+    written = format_of_output(output, chosen)
+    return chosen if chosen is not None or written != "html" else written
+
+
+def refuse_output_without_page(output: str | None, html: bool, chosen: str | None = None) -> None:
     """``-o FILE`` writes a page: without ``--format html`` there is none (the terminal's
     formats go to stdout, ``> FILE`` keeps them)."""
-    if output is not None and not html:
-        raise UsageProblem(f"{OUTPUT.name} {output} writes the page of --format html; add it, or redirect stdout")
+    from sce.cli.output_names import named_format
+
+    if output is None or html:
+        return
+    named = named_format(output)
+    if named is not None and named in (chosen, "markdown", "json", "csv"):
+        raise UsageProblem(
+            f"{OUTPUT.name} {output}: {OUTPUT.name} writes the page of --format html, named .html; for {named}, "
+            f"redirect stdout (> {output})"
+        )
+    raise UsageProblem(f"{OUTPUT.name} {output} writes the page of --format html; add it, or redirect stdout")
 
 
 def write_report_page(

@@ -227,12 +227,16 @@ def _submissions(named: list[str]) -> list[tuple[str, str]]:
 
 
 def _book_format(chosen: TestFormat | None, output: str | None) -> str:
-    """The format: --format, else from -o's name (.csv, .json or .html), else table."""
+    """The format: --format, else from -o's name (.csv, .json or .html), else table; a --format the
+    name contradicts is refused."""
+    from sce.cli.output_names import format_of_output
+
     if output in (None, "-"):
         return "table" if chosen is None else chosen.value
     if chosen is TestFormat.table:
         problem = "the gradebook's file is csv, json or html; say --format csv, json, html or gradescope"
         raise UsageProblem(f"{OUTPUT.name} {output}: {problem}")
+    format_of_output(output, None if chosen is None else chosen.value)
     if chosen is not None:
         return chosen.value
     suffix = output.rsplit(".", 1)[-1].lower() if "." in output else ""

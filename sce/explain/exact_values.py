@@ -2,11 +2,14 @@
 
 float64 holds 15 to 17 significant digits, and sce's results are within 1e-14 of
 the exact values, so their 16th and 17th digits (and, near a rounding boundary,
-an earlier one) are not the exact value's. Where ``sce grad`` is asked for 12
-digits or more it shows these instead: every input (logits, weights, target,
-options) is a float64 and so an exact decimal; the loss is evaluated on them in
-decimal arithmetic, at the precision its cancellations need, and each value is
-then rounded once for display.
+an earlier one) are not the exact value's; and where a gradient entry p − q is the
+difference of two nearly equal numbers (a prediction within 1e-17 of a soft target),
+float64's p − q keeps none of its digits at all. So ``sce grad`` shows these instead
+for every row of up to :data:`EXACT_ALWAYS_LIMIT` classes, for larger rows where an
+entry cancels, and for any row up to :data:`EXACT_LIMIT` classes from 12 digits on:
+every input (logits, weights, target, options) is a float64 and so an exact decimal;
+the loss is evaluated on them in decimal arithmetic, at the precision its
+cancellations need, and each value is then rounded once for display.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ from sce.loss import SoftmaxCrossEntropyResult
 EXACT_FROM_DIGITS = 12
 #: Up to this many classes the row is evaluated exactly (about a second at 10,000).
 EXACT_LIMIT = 10_000
+#: Up to this many classes the row is evaluated exactly at any number of digits (about 40 ms at 1,000).
+EXACT_ALWAYS_LIMIT = 1_000
+#: An entry whose p − q is below this fraction of p or q has lost digits float64 cannot show.
+_CANCELLED = 1e-6
 #: Digits kept beyond those shown, after every cancellation: the rounding for display is then exact.
 _GUARD_DIGITS = 12
 #: No cancellation is followed beyond this precision (a target equal to the prediction to 1e-1000).
@@ -42,9 +49,10 @@ class ExactRow:
 def exact_row(result: SoftmaxCrossEntropyResult, digits: int) -> ExactRow | None:
     """Row 0 of ``result``, exact to ``digits`` significant digits; None where it is not re-evaluated.
 
-    Only float64 results of up to :data:`EXACT_LIMIT` classes with a finite loss, asked
-    for with :data:`EXACT_FROM_DIGITS` digits or more (below, float64's own values give
-    the same digits but at a rounding boundary within 1e-14 of them).
+    Only float64 results of up to :data:`EXACT_LIMIT` classes with a finite loss: rows of
+    up to :data:`EXACT_ALWAYS_LIMIT` classes at any digits; larger ones asked for with
+    :data:`EXACT_FROM_DIGITS` digits or more, or where an entry p − q cancels (elsewhere
+    float64's own values give the same digits but at a rounding boundary within 1e-14 of them).
 
     Examples
     --------
@@ -52,10 +60,16 @@ def exact_row(result: SoftmaxCrossEntropyResult, digits: int) -> ExactRow | None
     >>> row = exact_row(softmax_cross_entropy([2.0, 3.0, 4.0], 1, reduction="none"), 17)
     >>> rounded_text(row.probabilities[2], 17)  # float64's nearest value is 0.66524095577482178
     '0.66524095577482189'
+
+    A prediction equal to its soft target to 17 digits: float64's p − q is −2.8e-17.
+
+    >>> soft = softmax_cross_entropy([0.0, 2.1972245773362196], targets=[0.1, 0.9], reduction="none")
+    >>> rounded_text(exact_row(soft, 5).gradient[0], 5)
+    '-1.9104e-17'
     """
     result = result.as_rows
     if (
-        digits < EXACT_FROM_DIGITS
+        not _re_evaluated(result, digits)
         or result.num_classes > EXACT_LIMIT
         or str(result.dtype) != "float64"
         or not np.isfinite(result.losses[0])
@@ -71,6 +85,15 @@ def exact_row(result: SoftmaxCrossEntropyResult, digits: int) -> ExactRow | None
         if precision - lost >= digits + _GUARD_DIGITS or precision >= _MOST_PRECISION:
             return row
         precision = min(_MOST_PRECISION, max(2 * precision, lost + digits + 2 * _GUARD_DIGITS))
+
+
+def _re_evaluated(result: SoftmaxCrossEntropyResult, digits: int) -> bool:
+    """Whether row 0 is worth evaluating exactly for ``digits``: see :func:`exact_row`."""
+    if digits >= EXACT_FROM_DIGITS or result.num_classes <= EXACT_ALWAYS_LIMIT:
+        return True
+    p, q = result.probabilities[0], result.target[0]
+    with np.errstate(all="ignore"):
+        return bool((np.abs(p - q) < _CANCELLED * np.maximum(p, np.abs(q))).any())
 
 
 def _context(precision: int) -> Context:

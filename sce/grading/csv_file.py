@@ -15,7 +15,7 @@ from sce.batch.loop import check_summary_path, write_summary_file
 from sce.batch.request import BatchRequest, BatchSummary
 from sce.errors import DataProblem
 from sce.grading import catalogue, verdicts
-from sce.grading.answers import keeps_signs, sign_flipped, within
+from sce.grading.answers import kept_signs, sign_flipped, within
 from sce.grading.catalogue import Mistake
 from sce.grading.csv_dtype import exact_options, float64_allowances, in_type, type_allowances
 from sce.grading.csv_mistakes import (
@@ -25,6 +25,7 @@ from sce.grading.csv_mistakes import (
     TypedWhatIf,
     look_alike_rows,
     mean_what_ifs,
+    negative_loss,
 )
 from sce.grading.gradebook import Gradebook
 from sce.grading.mistakes import WhatIf, row_what_ifs
@@ -181,16 +182,18 @@ def _graded_block(
         precision = np.zeros(given.shape) if typed is None else _in_columns(typed[quantity], quantity, plan)
         if not beside_digits:  # float64's rounding: the larger of it and the digits, as typed check allows
             precision = np.maximum(precision - written, 0.0)
-        ok = within(given, expected, written + precision) & ~sign_flipped(
-            given, expected, written, keeps_signs(result, quantity)
-        )
+        kept = kept_signs(result, quantity)
+        if kept is not None:
+            kept = kept[:, list(plan.grad_classes or ())] if quantity == "gradient" else kept[:, None]
+        flipped = sign_flipped(given, expected, written, kept)
+        ok = within(given, expected, written + precision) & ~flipped
         classes = plan.grad_classes if quantity == "gradient" else None
         # A mistake may move the label's −1 to any class: its rounding there is in ulps of 1, as
         # the label's own entry is, so a mistake is fitted within the row's largest allowance.
         naming = written + precision.max(axis=1, keepdims=True, initial=0.0)
         graded.append(
             (
-                GradedColumns(quantity, given, written + precision, ok, classes, expected, naming, precision),
+                GradedColumns(quantity, given, written + precision, ok, classes, expected, naming, precision, flipped),
                 _Cells(columns, expected, given, written + precision, ok),
             )
         )
@@ -223,6 +226,11 @@ def _exact_in_type(
     return compute_block(replace(parsed, logits=logits), plan, result.options, denominator)
 
 
+def _fits_type(logits: np.ndarray, dtype: FloatType) -> bool:
+    """Whether every finite logit is finite in ``dtype``: beyond its range no program computes them in it."""
+    return not bool((np.isinf(in_type(logits, dtype)) & np.isfinite(logits)).any())
+
+
 def _in_columns(allowances: np.ndarray, quantity: str, plan: ColumnPlan) -> np.ndarray:
     """A quantity's allowances for its graded columns (the gradient's: those of their classes)."""
     if quantity != "gradient":
@@ -249,8 +257,9 @@ class _BlockWhatIfs:
     def __call__(self) -> list[WhatIf]:
         if self.found is None:
             result = self.block.result
-            self.found = row_what_ifs(result) + mean_what_ifs(result, self.block.denominator)
-            if result.options.dtype == "float64":
+            self.found = row_what_ifs(result) + mean_what_ifs(result, self.block.denominator) + [negative_loss()]
+            parsed = self.block.parsed
+            if result.options.dtype == "float64" and _fits_type(parsed.logits, "float32"):
                 exact = _exact_in_type(*self.block, "float32")
                 allowance = type_allowances(exact, self.block.parsed.targets, "float32", self.denominators)
                 in_float32 = TypedWhatIf(

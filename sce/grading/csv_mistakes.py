@@ -17,7 +17,7 @@ import numpy as np
 
 from sce.batch.compute import DenominatorTally, MeanDenominators
 from sce.grading import catalogue
-from sce.grading.answers import ROUNDING_ALLOWANCE, within
+from sce.grading.answers import PRECISE, ROUNDING_ALLOWANCE, explains_signs, negative_beyond_digits, within
 from sce.grading.catalogue import Mistake
 from sce.grading.mistakes import WhatIf
 from sce.loss import SoftmaxCrossEntropyResult
@@ -42,6 +42,9 @@ class GradedColumns:
     """What an answer computed in the type claimed may be off by (float32's, with ``--dtype
     float32``), within ``allowed``: a mistake that changes the numbers by less than twice this
     changes nothing that type can show."""
+    flipped: np.ndarray | None = None
+    """Entries of a sign no computation gives (:func:`~sce.grading.answers.sign_flipped`): only a
+    mistake of that sign, told apart from the truth, explains them."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ def entries_fitting(what_if: WhatIf, columns: GradedColumns, naming: bool = True
     """Whether each graded entry is within its allowance of what the mistake gives (all False
     where the mistake says nothing about the quantity); ``naming``: within the allowance for
     naming a wrong answer's mistake, else for a right answer within ``allowed`` itself."""
+    if what_if.mistake == catalogue.NEGATIVE_LOSS:
+        return _negative_fits(columns)
     value = mistaken_value(what_if, columns)
     if value is None:
         return np.zeros(columns.given.shape, dtype=bool)
@@ -118,7 +123,25 @@ def entries_fitting(what_if: WhatIf, columns: GradedColumns, naming: bool = True
         if isinstance(what_if, TypedWhatIf) and columns.quantity in what_if.allowance:
             # Entry by entry, as grading in that type would allow: the advice to grade so then passes.
             allowed = columns.allowed + _typed_allowance(what_if.allowance[columns.quantity], columns)
-        return np.asarray(within(columns.given, value, allowed, rounding), dtype=bool)
+        fitting = np.asarray(within(columns.given, value, allowed, rounding), dtype=bool)
+        if naming and columns.flipped is not None and columns.expected is not None:
+            written = columns.allowed - np.asarray(columns.precision)
+            fitting &= explains_signs(value, columns.given, columns.expected, columns.flipped, (written, allowed))
+        return fitting
+
+
+def _negative_fits(columns: GradedColumns) -> np.ndarray:
+    """A negative loss fits a loss column's right entries and those below 0 beyond their digits."""
+    if columns.quantity != "loss" or columns.expected is None:
+        return np.zeros(columns.given.shape, dtype=bool)
+    written = columns.allowed - np.asarray(columns.precision)
+    return columns.ok | negative_beyond_digits(columns.given, columns.expected, written)
+
+
+def negative_loss() -> WhatIf:
+    """The catalogue's negative loss as a file's candidate, after every mistake that gives numbers:
+    a loss below 0 that no computed mistake explains (it fits by its sign, not by a value)."""
+    return WhatIf(catalogue.NEGATIVE_LOSS, look_alike=False)
 
 
 def _typed_allowance(allowance: np.ndarray, columns: GradedColumns) -> np.ndarray:
@@ -136,13 +159,12 @@ def differing(what_if: WhatIf, columns: GradedColumns) -> np.ndarray:
         return np.zeros(columns.given.shape, dtype=bool)
     with np.errstate(invalid="ignore", over="ignore"):
         # Twice the type's allowance: within it, an answer exact to the type can lie within its allowance of
-        # both, and it is the type, not the digits written, that cannot tell them apart.
-        return ~np.asarray(within(value, columns.expected, 2 * np.asarray(columns.precision)), dtype=bool)
+        # both, and it is the type, not the digits written, that cannot tell them apart. Nor is a mistake
+        # that agrees with the truth to ten digits one that any answer's digits should tell apart.
+        same = np.maximum(2 * np.asarray(columns.precision), PRECISE * np.abs(columns.expected))
+        return ~np.asarray(within(value, columns.expected, same), dtype=bool)
 
 
-#: Entries written to within this much of their value, relatively (ten significant digits or more), are
-#: precise: a mistake their digits fit as well agrees with the truth to as many digits, by coincidence only.
-PRECISE = 1e-9
 
 
 def look_alike_rows(
@@ -168,17 +190,22 @@ def look_alike_rows(
 def _first_fitting(
     what_ifs: list[WhatIf], graded: list[GradedColumns], candidates: np.ndarray, found: np.ndarray
 ) -> None:
-    """Into ``found``, each candidate row's first look-alike (its index in ``what_ifs``)."""
-    for columns in graded:
-        for index, what_if in enumerate(what_ifs):
-            pending = candidates & (found < 0)
-            if not pending.any():
-                return
-            if not what_if.look_alike:
-                continue
-            fits = entries_fitting(what_if, columns, naming=False).all(axis=1)
-            fits &= differing(what_if, columns).any(axis=1)
-            found[pending & fits] = index
+    """Into ``found``, each candidate row's first look-alike (its index in ``what_ifs``): a mistake
+    that every graded quantity it gives numbers for fits, and that changes some of them. A row is
+    one computation: a gradient that rules the mistake out grades the loss beside it."""
+    for index, what_if in enumerate(what_ifs):
+        pending = candidates & (found < 0)
+        if not pending.any():
+            return
+        if not what_if.look_alike:
+            continue
+        fits, differs = pending.copy(), np.zeros_like(pending)
+        for columns in graded:
+            if mistaken_value(what_if, columns) is None:
+                continue  # it says nothing of this quantity
+            fits &= entries_fitting(what_if, columns, naming=False).all(axis=1)
+            differs |= differing(what_if, columns).any(axis=1)
+        found[fits & differs] = index
 
 
 def _coarse(columns: GradedColumns) -> np.ndarray:

@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike
 from sce.grading import catalogue, derivative_slips
 from sce.grading.catalogue import Mistake
 from sce.grading.conventions import convention_slips, reported, rerun_with, z_loss_gradients
-from sce.loss import SoftmaxCrossEntropyResult, softmax_cross_entropy
+from sce.loss import InvalidInput, SoftmaxCrossEntropyResult, softmax_cross_entropy
 
 #: How an answer rounded its probabilities before the log: to this many decimals, or significant digits.
 ROUNDED_DECIMALS = (1, 2, 3, 4, 5, 6)
@@ -216,7 +216,10 @@ def _float32_what_ifs(result: SoftmaxCrossEntropyResult, targets: ArrayLike | No
     """The same loss computed in float32, as PyTorch computes it by default."""
     if result.options.dtype != "float64":
         return []
-    other = rerun_with(result, targets, dtype="float32")
+    try:
+        other = rerun_with(result, targets, dtype="float32")
+    except InvalidInput:  # logits or weights beyond float32's range: no float32 computation of these inputs
+        return []
     return [
         WhatIf(
             catalogue.FLOAT32,

@@ -129,6 +129,21 @@ def committed() -> None:
     _state.committed = True
 
 
+@contextmanager
+def part_of_a_run() -> Iterator[None]:
+    """A step that puts files in place which are not yet the run's output (a part of it, in a
+    staging folder): its commit does not commit the run. A signal that arrived once its files
+    were in place is raised at the next safe point, as before any commit."""
+    try:
+        yield
+    finally:
+        if _state.committed:
+            _state.committed = False
+            if _state.after_commit is not None and _state.pending is None:
+                _state.pending = _state.after_commit
+            _state.after_commit = None
+
+
 def is_committed() -> bool:
     """Whether the last run's files are in place (until the next run begins)."""
     return _state.committed

@@ -192,7 +192,9 @@ def exp_shifted_of(
     """
     exp_shifted = np.exp(shifted, out=out)
     if err is not None:
-        exp_shifted *= np.add(err, 1, out=scratch)
+        # err exceeds 1 only where the exponent is beyond -1e16 (T = 1e-300): exp is 0 there, and a
+        # negative factor would make it -0.0, a probability with a sign no softmax has.
+        exp_shifted *= np.maximum(np.add(err, 1, out=scratch), 0, out=scratch)
     flat(exp_shifted)[at_max] = 0 if zero_at_max else 1
     return exp_shifted
 

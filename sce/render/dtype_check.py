@@ -155,7 +155,7 @@ def _error_lines(verdict: QuantityVerdict, dtype: str) -> list[str]:
     if verdict.sign_flips:
         lines.append(
             f"{verdict.name}: {verdict.sign_flips:,} of {verdict.entries:,} entries of the opposite sign to the "
-            "exact value's, which no rounding explains (the cap's factor 1 − tanh² is never negative)"
+            f"exact value's, which no rounding explains ({verdict.sign_reason})"
         )
     return lines
 

@@ -117,7 +117,8 @@ def _exercise_lines(sheet: Sheet, exercise: Exercise) -> list[str]:
             "same number appears).",
             "",
         ]
-        stages = [_notes_blanked(stage, exercise) for stage in exercise.derivation]
+        in_prose = _blanks_in_prose(exercise)
+        stages = [_notes_blanked(stage, in_prose) for stage in exercise.derivation]
         lines += [steps_markdown(stages, DISPLAY_DIGITS, _blank_writer(exercise), heading="####"), ""]
     return lines
 
@@ -131,19 +132,33 @@ def _box(name: str) -> str:
 ROUNDING_NOTE = "Rounding first would mislead"
 
 
-def _notes_blanked(stage: Stage, exercise: Exercise) -> Stage:
+#: A number as prose writes one, whole (not the tail of another): sign, digits, point, exponent.
+_PROSE_NUMBER = re.compile(r"(?<![\d.])(-?)(\d+(?:\.\d+)?(?:e[+-]\d+)?)(?!\d)")
+
+
+def _blanks_in_prose(exercise: Exercise) -> dict[str, str]:
+    """How the prose writes each blank's number (with its digits, or one or two more), and the blank
+    each text is (the first blank whose number it writes)."""
+    names: dict[str, str] = {}
+    for name, value in zip(BLANK_NAMES, exercise.blanks, strict=False):
+        for digits in range(DISPLAY_DIGITS, DISPLAY_DIGITS + 3):
+            names.setdefault(display(value, digits), name)
+    return names
+
+
+def _notes_blanked(stage: Stage, names: dict[str, str]) -> Stage:
     """The stage with a blank's number, where its prose writes it (a sanity check's L = 6.3151),
     boxed too, and without the note on rounding: the prose must not give the answer away."""
-    notes = []
-    for note in stage.notes:
-        if note.startswith(ROUNDING_NOTE):
-            continue
-        for name, value in zip(BLANK_NAMES, exercise.blanks, strict=False):
-            for digits in range(DISPLAY_DIGITS, DISPLAY_DIGITS + 3):
-                number = re.compile(rf"(?<![\d.]){re.escape(display(value, digits))}(?!\d)")
-                note = number.sub(functools.partial(_boxed_in_prose, name=name), note)
-        notes.append(note)
-    return dataclasses.replace(stage, notes=tuple(notes))
+
+    def blanked(found: re.Match[str]) -> str:
+        if found.group(0) in names:
+            return _boxed_in_prose(found, names[found.group(0)])
+        if found.group(2) in names:  # a positive blank's number after a minus
+            return found.group(1) + _boxed_in_prose(found, names[found.group(2)])
+        return found.group(0)
+
+    notes = tuple(_PROSE_NUMBER.sub(blanked, note) for note in stage.notes if not note.startswith(ROUNDING_NOTE))
+    return dataclasses.replace(stage, notes=notes)
 
 
 def _boxed_in_prose(found: re.Match[str], name: str) -> str:

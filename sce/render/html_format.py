@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from decimal import Decimal
 
 import numpy as np
 
 from sce.explain.derivation import Elided, Matrix, Stage
+from sce.explain.exact_values import digits_capped_line, exact_row, float64_digits, rounded_text
 from sce.loss import SoftmaxCrossEntropyResult
-from sce.number_text import DISPLAY_DIGITS, count_of, display, given, latex
+from sce.number_text import DISPLAY_DIGITS, count_of, display, given, latex, latex_text
 from sce.render.html_page import figure_html, math_html, page, prose_html, text
 from sce.render.markdown_format import equation_latex, matrix_latex
 from sce.render.words import options_summary, reduction_line
@@ -79,8 +81,16 @@ def _signed_bar(value: float, scale: float) -> str:
 def result_table_html(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS, row: int = 0) -> str:
     """One row's result as an HTML table (no page around it): class, logit, target, softmax with a
     bar, the gradient with a signed bar, and which class is the label and the predicted one; then
-    the loss, the reduction and the options. A large row lists the classes :func:`listed_classes` says."""
+    the loss, the reduction and the options. A large row lists the classes :func:`listed_classes` says.
+    From 12 digits on, row 0's values are the exact ones rounded once, as the terminal shows them
+    (:mod:`sce.explain.exact_values`); float64's own are shown with at most 11, and a line says so."""
     dtype = result.options.dtype
+    exact = exact_row(result, digits) if row == 0 else None
+    shown_digits = digits if exact else float64_digits(result, digits)
+
+    def write(values: np.ndarray, exact_values: tuple[Decimal, ...] | None, k: int) -> str:
+        return rounded_text(exact_values[k], digits) if exact_values else display(values[k], shown_digits)
+
     label = None if result.labels is None else int(result.labels[row])
     predicted = int(result.argmax[row])
     gradient = result.gradient[row].astype(np.float64)
@@ -89,16 +99,19 @@ def result_table_html(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_D
     headings = ("class", "logit <i>z</i>", "target <i>y</i>", "softmax <i>p</i>", "", "∂<i>L</i>/∂<i>z</i>", "", "")
     header = "".join(f'<th class="right">{h}</th>' if h else "<th></th>" for h in headings)
     lines = ['<table class="result">', f"<tr>{header}</tr>"]
+    exact_target, exact_probabilities, exact_gradient = (
+        (None, None, None) if exact is None else (exact.target, exact.probabilities, exact.gradient)
+    )
     for k in listed_classes(result, row):
         notes = [word for word, on in (("label", k == label), ("predicted", k == predicted)) if on]
         probability, entry = float(result.probabilities[row, k]), float(gradient[k])
         cells = (
             f'<td class="right">{k}</td>',
             f'<td class="right">{text(given(result.logits[row, k], dtype))}</td>',
-            f'<td class="right">{display(result.target[row, k], digits)}</td>',
-            f'<td class="right">{display(probability, digits)}</td>',
+            f'<td class="right">{write(result.target[row], exact_target, k)}</td>',
+            f'<td class="right">{write(result.probabilities[row], exact_probabilities, k)}</td>',
             f"<td>{_probability_bar(probability)}</td>",
-            f'<td class="right">{display(entry, digits)}</td>',
+            f'<td class="right">{write(gradient, exact_gradient, k)}</td>',
             f"<td>{_signed_bar(entry, scale)}</td>",
             f"<td>{', '.join(notes)}</td>",
         )
@@ -110,12 +123,14 @@ def result_table_html(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_D
             f"<p>Shown: {shown} of {result.num_classes:,} classes (the {MOST_PROBABLE} most probable and the label's); "
             "every class with <code>--format csv</code>.</p>"
         )
-    return "\n".join(lines) + "\n" + _loss_lines(result, digits)
+    loss = latex_text(rounded_text(exact.loss, digits)) if exact else latex(result.reported_loss(), shown_digits)
+    if shown_digits < digits:
+        lines.append(f"<p>{text(digits_capped_line(result.num_classes, shown_digits))}.</p>")
+    return "\n".join(lines) + "\n" + _loss_lines(result, loss)
 
 
-def _loss_lines(result: SoftmaxCrossEntropyResult, digits: int) -> str:
-    loss = result.reported_loss()
-    lines = [f"<p>Loss {math_html(f'L = {latex(loss, digits)}')}.</p>"]
+def _loss_lines(result: SoftmaxCrossEntropyResult, loss: str) -> str:
+    lines = [f"<p>Loss {math_html(f'L = {loss}')}.</p>"]
     if result.labels is not None and not result.counted[0]:
         lines.append(f"<p>Label {int(result.labels[0])} is the ignore index: the row counts for nothing.</p>")
     lines.append(f"<p>{text(reduction_line(result.options.reduction))}</p>")

@@ -57,7 +57,7 @@ def markdown_html(markdown: str) -> str:
         if not line.strip():
             continue
         if line.strip() == "$$":
-            end = lines.index("$$", position) if "$$" in lines[position:] else len(lines)
+            end = _closing(lines, position)
             out.append(display_math_html("\n".join(lines[position:end])))
             position = end + 1
             continue
@@ -79,6 +79,14 @@ def markdown_html(markdown: str) -> str:
             position += 1
         out.append(f"<p>{_inline(' '.join(paragraph))}</p>")
     return "\n".join(out)
+
+
+def _closing(lines: list[str], position: int) -> int:
+    """Where the ``$$`` block open before ``position`` closes (the end where it never does)."""
+    try:
+        return lines.index("$$", position)
+    except ValueError:
+        return len(lines)
 
 
 def _starts_block(line: str) -> bool:

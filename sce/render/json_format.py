@@ -165,6 +165,8 @@ def check_document(
                         "difference": json_number(check.difference[k]),
                         "tolerance": json_number(check.allowed[k]),
                         "correct": bool(check.ok[k]),
+                        # Wrong by a sign no computation gives alone: the difference is within the tolerance.
+                        "wrong_sign": check.wrong_sign(k),
                     }
                     for k in range(len(check.given))
                 ],

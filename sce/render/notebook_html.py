@@ -32,8 +32,13 @@ _PUSHED_DOWN_COLOUR = "#d62728"
 
 def result_html(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS) -> str:
     """A result as HTML: per row, its classes with the logit, target, probability p (a bar on [0, 1]) and the
-    signed gradient ∂L/∂z (a bar from the middle, scaled to the row's largest magnitude); then the loss."""
+    signed gradient ∂L/∂z (a bar from the middle, scaled to the row's largest magnitude); then the loss.
+    float64's values are shown with at most 11 digits (the 16th and 17th are not the exact value's), and a
+    line says so where more were asked."""
+    from sce.explain.exact_values import float64_digits
+
     rows = result.as_rows
+    asked, digits = digits, float64_digits(rows, digits)
     parts = [_row_table(rows, row, digits) for row in range(min(rows.num_rows, ROWS_SHOWN))]
     if rows.num_rows == 0:
         parts.append(_paragraph("No rows."))
@@ -43,6 +48,8 @@ def result_html(result: SoftmaxCrossEntropyResult, digits: int = DISPLAY_DIGITS)
     if not isinstance(loss, np.ndarray):  # 'none' over several rows: each row's loss is above its table
         parts.append(_paragraph(f"Loss L = {display(float(loss), digits)}."))
     parts.append(_paragraph(reduction_line(rows.options.reduction)))
+    if digits < asked:
+        parts.append(_paragraph(f"digits: {digits} shown; float64's values, within 1e-14 of the exact ones"))
     summary = _short_summary(rows)
     if summary:
         parts.append(_paragraph("With " + "; ".join(summary) + "."))

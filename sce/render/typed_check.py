@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from sce.explain.exact_values import rounded_text
 from sce.grading import verdicts
 from sce.grading.answers import answer_verdict, diagnosis
 from sce.number_text import DISPLAY_DIGITS, display, display_bound, given, significant_places
@@ -21,8 +22,11 @@ if TYPE_CHECKING:
     from sce.grading import QuantityCheck
 
 
-def _mark(ok: bool) -> tuple[str, str]:
-    return ("✓", "green") if ok else ("✗ wrong", "bold red")
+def _mark(ok: bool, wrong_sign: bool = False) -> tuple[str, str]:
+    """✓, or ✗ with why: a sign no computation gives is wrong however small the difference."""
+    if ok:
+        return ("✓", "green")
+    return ("✗ wrong sign", "bold red") if wrong_sign else ("✗ wrong", "bold red")
 
 
 def check_grid(check: QuantityCheck, digits: int = DISPLAY_DIGITS) -> Grid:
@@ -35,12 +39,12 @@ def check_grid(check: QuantityCheck, digits: int = DISPLAY_DIGITS) -> Grid:
         # At least as many digits as the answer, so that the two can be compared by eye.
         shown = min(17, max(digits, significant_places(check.texts[k]) if check.texts else 0))
         cells += [
-            display(check.expected[k], shown),
+            display(check.expected[k], shown) if check.exact is None else rounded_text(check.exact[k], shown),
             check.texts[k] if check.texts else given(check.given[k]),
             display(check.difference[k], 2),
             display_bound(check.allowed[k]),
         ]
-        grid.add_row(*cells, _mark(bool(check.ok[k])))
+        grid.add_row(*cells, _mark(bool(check.ok[k]), check.wrong_sign(k)))
     return grid
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import warnings
 
 from sce.errors import NothingToGrade, OptionProblem, option_problem
+from sce.grading import catalogue
 from sce.grading.dump.implementation_choices import NARROWER, consistent_choices
 from sce.grading.dump.kernel_mistakes import denominators
 from sce.grading.dump.mistake_pass import Allowance, Allowed, MistakeSearch
+from sce.grading.dump.signs import WHY_LOSS, why_sign
 from sce.grading.dump.verdict import DtypeCheck, QuantityVerdict, ReducedLoss
 from sce.grading.dump.verdict_pass import BlockGrade, BlockJob, Progress, in_order
 from sce.io.arrays import ArrayDump
@@ -91,7 +93,8 @@ def check_dump(
             f"{where} has no rows: nothing to grade (a batch of no rows is graded by its reduced loss alone)"
         )
     check = _graded(dump, options, claimed_dtype, progress, tune_heap, sum_order, True)
-    if check.wrong and not check.mistakes and not any(q.counts[-1] for q in check.quantities):
+    signs_alone = _only_signs(check.quantities)  # no type or sum order makes a sign no rounding gives
+    if check.wrong and not check.mistakes and not signs_alone and not any(q.counts[-1] for q in check.quantities):
         # NaN or infinity where the truth is finite is wrong however it was computed.
 
         def regrade(kind: str, order: str) -> bool:
@@ -116,9 +119,10 @@ def _graded(
     rows, classes = dump.shape
     _check_options(options, classes)
     d = denominators(dump.labels, rows, options)
-    grad = QuantityVerdict("gradient") if dump.grad is not None else None
+    why = why_sign("gradient", options, dump.labels is not None)
+    grad = QuantityVerdict("gradient", sign_reason=why) if dump.grad is not None else None
     per_row_loss = dump.loss is not None and dump.loss.ndim == 1
-    loss = QuantityVerdict("loss") if per_row_loss else None
+    loss = QuantityVerdict("loss", sign_reason=WHY_LOSS) if per_row_loss else None
     scalar = ReducedLoss() if dump.loss is not None and not per_row_loss else None
     bounds = block_bounds(rows, classes, BLOCK_ENTRIES)
     search = MistakeSearch(dump, options, d, claimed_dtype, bounds, progress) if name_mistakes else None
@@ -143,7 +147,9 @@ def _graded(
             scalar_verdict = scalar.verdict(float(dump.loss), claimed_dtype, options, d)
             quantities.append(scalar_verdict)
         check = DtypeCheck(claimed_dtype, rows, classes, options, quantities, [], sum_order, sum_bound=sum_bound)
-        if check.wrong and search is not None:
+        if check.wrong and search is not None and _only_signs(quantities):
+            check.mistakes = _sign_mistakes(quantities)
+        elif check.wrong and search is not None:
             reduced = None
             if scalar is not None and scalar_verdict is not None:
                 reduced = (scalar.given, scalar.size, scalar_verdict.allowed_ulps)
@@ -152,6 +158,22 @@ def _graded(
             if not check.mistakes and len(quantities) > 1:
                 check.mistakes = _by_quantity(search, allowed, quantities)
     return check
+
+
+def _only_signs(quantities: list[QuantityVerdict]) -> bool:
+    """Wrong by signs alone: every entry within its allowance, but some of a sign no rounding gives.
+    The catalogue's what-ifs are then as near the truth as the answer is (a confident row's
+    entries are fractions of an ulp of their operands), so any would fit and none explains it."""
+    return all(
+        q.correct or (q.sign_flips and not (q.wrong or q.typical_beyond or q.beyond_rounding or q.counts[-1]))
+        for q in quantities
+    )
+
+
+def _sign_mistakes(quantities: list[QuantityVerdict]) -> list[str]:
+    """A negative loss is the catalogue's; a gradient's wrong signs are said by its own line."""
+    negative = any(q.sign_flips for q in quantities if q.name == "loss")
+    return [catalogue.NEGATIVE_LOSS.described()] if negative else []
 
 
 def _merge(

@@ -46,6 +46,7 @@ from sce.grading.dump.block_errors import (
 )
 from sce.grading.dump.histogram import EDGES
 from sce.grading.dump.kernel_mistakes import Denominators
+from sce.grading.dump.signs import WHY_LOSS, negative_losses
 from sce.options import LossOptions
 
 MARGIN_FACTOR = 4.0
@@ -75,9 +76,11 @@ class QuantityVerdict:
     zero_squares: float = 0.0
     """The same of an all-zero answer: the values' own size, in ulps."""
     sign_flips: int = 0
-    """Entries of the opposite sign to the exact value's that no rounding explains (under a softcap)."""
+    """Entries of the opposite sign to the exact value's that no rounding explains (:mod:`.signs`)."""
     beyond_rounding: int = 0
     """Entries further off than a half-type kernel's rounding at that entry allows (:mod:`.entry_conditioning`)."""
+    sign_reason: str = ""
+    """Why no rounding explains a sign flip of this quantity (:func:`.signs.why_sign`)."""
 
     @property
     def margin_ulps(self) -> float:
@@ -301,7 +304,7 @@ class ReducedLoss:
                 if options.reduction == "mean":
                     reduced = reduced / work.type(d.total)
                 reduced = reduced.astype(kind)
-        found = QuantityVerdict("loss")
+        found = QuantityVerdict("loss", sign_reason=WHY_LOSS)
         given_array = np.array(given)
         base = finite_errors(
             np.atleast_1d(ulps(reduced, expected, magnitude, dtype)),
@@ -311,4 +314,5 @@ class ReducedLoss:
         if options.reduction == "mean" and d.total == 0:
             target = expected
         found.add(ulps(given_array, target, magnitude, dtype), base, target, given_array, 0)
+        found.sign_flips = negative_losses(given_array)
         return found

@@ -44,6 +44,7 @@ from sce.grading.dump.flushed import excused, flush_bounds, z_terms
 from sce.grading.dump.kernel_mistakes import Block, Denominators, WhatIf, exact_block, exact_rows
 from sce.grading.dump.mistake_trials import Answer, RowsTrial, Suspects, Trial, block_trials, tried_on_rows
 from sce.grading.dump.sequential_sums import factor_derivative, loss_shifts, row_sum_bounds, without_row_factors
+from sce.grading.dump.signs import gradient_signs_kept, label_gradient_flips, negative_losses
 from sce.io.arrays import ArrayDump
 from sce.io.arrays.dump import placed_in_dump
 from sce.io.arrays.mapped_rows import read_rows
@@ -202,6 +203,7 @@ class BlockJob:
                 given = np.asarray(self.dump.loss[start:stop])
                 shifted = expected + ce_shift + z_shift if shifts else None
                 losses = grade_row_losses(expected, magnitude, route, given, self.dtype, start, shifted)
+                losses.sign_flips = negative_losses(given)
             if self.reduced_loss:
                 share = slices[0].scale * self.options.temperature  # 1/D for 'mean', 1 for 'sum'
                 contributions = np.concatenate([piece.contributions for piece in slices])
@@ -261,6 +263,8 @@ class BlockJob:
                 gradient = grade_gradient_compiled(block, coef, base, given, dtype)
             if gradient is None:
                 gradient = grade_gradient(block, grad_magnitude(), base.gradients, given, dtype)
+            if block.labels is not None and gradient_signs_kept(self.options, True):
+                gradient.sign_flips = label_gradient_flips(stored, block.labels, self.options)
         return _Slice(
             gradient,
             block.exact.losses,

@@ -18,6 +18,7 @@ from sce.grading.implementations.loading import UnusableImplementation
 from sce.grading.implementations.mistaken_variants import Exact
 from sce.grading.implementations.report import CaseResult, Configuration, Mistake
 from sce.grading.implementations.runner import CaseOutcome
+from sce.grading.implementations.signs import sign_notes, with_negative_loss, wrong_signs
 from sce.loss import softmax_cross_entropy
 
 Reduction = Literal["none", "mean", "sum"]
@@ -270,6 +271,7 @@ def compare_answers(case: Case, arrays: dict[str, np.ndarray], exact: Exact, cha
     worst_failing: str | None = None
     notes: list[str] = []
     sensitivity = input_sensitivities(exact)
+    signs = wrong_signs(arrays, exact)
     judged: dict[str, Judged] = {}
     for quantity in ("gradient", "loss"):
         if quantity not in arrays:
@@ -282,21 +284,23 @@ def compare_answers(case: Case, arrays: dict[str, np.ndarray], exact: Exact, cha
         error = _error(given, right)
         ratio = np.inf if not np.isfinite(error) else error / allowed
         expected = exact.gradient if quantity == "gradient" else exact.loss
-        judged[quantity] = Judged(arrays[quantity], expected, agreement(given, right, allowed))
+        flipped = signs[quantity]
+        judged[quantity] = Judged(arrays[quantity], expected, agreement(given, right, allowed) & ~flipped)
         if worst is None or ratio > worst[0]:
             worst = (ratio, quantity, error, allowed, error_ulps(error, right, dtype, exact.divisor))
-        if ratio > 1 and worst_failing is None:  # the mistake is named from the first wrong quantity
+        if (ratio > 1 or flipped.any()) and worst_failing is None:  # named from the first wrong quantity
             worst_failing = quantity
-            with np.errstate(all="ignore"):
-                named = _name_mistakes(case, quantity, given, right, exact, allowed)
+            named = _named(case, quantity, (given, right, flipped), exact, allowed if ratio > 1 else None)
+        notes += sign_notes(quantity, flipped, ratio)
         if ratio > 1:
             capped = quantity == "gradient" and exact.cap_factor is not None
             absolute = _error(arrays[quantity], exact.gradient) if capped else None
             notes.append(_describe_error(quantity, given, error, allowed, absolute))
     assert worst is not None
+    named = with_negative_loss(named, signs)
     ratio, quantity, error, allowed, ulps = worst
     narrowed = precision_thrown_away(case, arrays)
-    passed = ratio <= 1 and changed is None and narrowed is None
+    passed = ratio <= 1 and changed is None and narrowed is None and not any(m.any() for m in signs.values())
     if narrowed is not None:
         notes.insert(0, narrowed)
     elif case.logits.dtype == np.float32:
@@ -333,6 +337,20 @@ def error_ulps(error: float, right: np.ndarray, dtype: np.dtype, divisor: float)
     if not math.isfinite(error):
         return math.inf
     return error / unit if unit > 0 else (0.0 if error == 0 else math.inf)
+
+
+def _named(
+    case: Case, quantity: str, values: tuple[np.ndarray, np.ndarray, np.ndarray], exact: Exact, allowed: float | None
+) -> list[Mistake]:
+    """The mistakes named for a wrong quantity (``values``: given, right, the entries of a wrong
+    sign); ``allowed`` None where only signs are wrong: every mistake's numbers are then as near the
+    truth as the answer's, and a loss below 0 is the catalogue's negative loss."""
+    given, right, flipped = values
+    named = []
+    if allowed is not None:
+        with np.errstate(all="ignore"):
+            named = _name_mistakes(case, quantity, given, right, exact, allowed)
+    return named or ([catalogue.NEGATIVE_LOSS] if quantity == "loss" and flipped.any() else [])
 
 
 def per_cap_factor(exact: Exact, quantity: str, values: np.ndarray) -> np.ndarray:

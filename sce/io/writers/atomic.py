@@ -21,7 +21,7 @@ from sce.errors import DataProblem, OptionDataProblem, OptionProblem, UsageProbl
 from sce.io.signals import committed, raise_if_interrupted, shielded
 from sce.io.writers.replace import put_in_place
 
-#: A file name to suggest in a message, by what the file holds (else NOUN.json: a summary, a gradebook).
+#: A file name to suggest in a message, by what the file holds, where the writer names none (else NOUN.json).
 EXAMPLE_FILES = {"output": "out.csv", "page": "page.html"}
 
 
@@ -38,11 +38,18 @@ class OutputTarget:
     """
 
     def __init__(
-        self, path: str | None, input_path: str | None, field: str = "output_path", noun: str = "output"
+        self,
+        path: str | None,
+        input_path: str | None,
+        field: str = "output_path",
+        noun: str = "output",
+        example: str | None = None,
     ) -> None:
         self.path = None if path in (None, "-") else path
         self.field, self.noun = field, noun
         """The option that names the file, and what it holds, for the messages."""
+        self.example = example or EXAMPLE_FILES.get(noun, f"{noun}.json")
+        """A file name to suggest where a folder is named: of the kind written, without spaces."""
         self.temporary: str | None = None
         self.still_written = False
         """A writer thread may still write into the stream: abandon() leaves it open."""
@@ -54,7 +61,7 @@ class OutputTarget:
         if not self.path:
             raise OptionProblem(field, f"the {noun} file name is empty; name a file, or give - for stdout")
         if self.path.endswith(os.sep) and not os.path.isdir(self.path):
-            example = os.path.join(self.path, EXAMPLE_FILES.get(noun, f"{noun}.json"))
+            example = os.path.join(self.path, self.example)
             raise OptionProblem(
                 field, f"{self.path} names a folder, which does not exist; create it, or name a file: {example}"
             )
@@ -88,7 +95,7 @@ class OutputTarget:
     def _check_destination(self, input_path: str | None) -> None:
         """Neither a folder nor the input file."""
         if os.path.isdir(self.written):
-            example = os.path.join(self.path or "", EXAMPLE_FILES.get(self.noun, f"{self.noun}.json"))
+            example = os.path.join(self.path or "", self.example)
             raise OptionProblem(self.field, f"{self.path} is a folder; name a file in it, e.g. {example}")
         if not os.path.exists(self.written):
             return
@@ -171,6 +178,20 @@ def put_in_place_together(targets: Sequence[OutputTarget]) -> None:
         for target in targets:
             target.put_in_place()
         committed()
+
+
+@contextmanager
+def abandoned_on_failure() -> Iterator[list[OutputTarget]]:
+    """A list to put the run's targets in: each abandoned (its old file kept) if the block raises,
+    by a signal too."""
+    targets: list[OutputTarget] = []
+    try:
+        yield targets
+    except BaseException:
+        with shielded():
+            for target in targets:
+                target.abandon()
+        raise
 
 
 def refuse_same_file(path: str, other: str | int, field: str, problem: str) -> None:

@@ -34,9 +34,10 @@ class EncodedLater(Protocol):
 class TextWriter(BackgroundWriter):
     """Frames and encoded rows into CSV, TSV or JSON Lines, the header before the first."""
 
-    def __init__(self, target: OutputTarget, output_format: str) -> None:
+    def __init__(self, target: OutputTarget, output_format: str, header: bool = True) -> None:
         super().__init__(target)
-        self.output_format = output_format
+        self.output_format, self.header = output_format, header
+        """``header``: False for a part that follows another in one file (its header written once)."""
         self.start()
 
     def put(self, item: Any) -> None:
@@ -46,7 +47,7 @@ class TextWriter(BackgroundWriter):
         super().put(item)
 
     def write_all(self, items: Iterator[pl.DataFrame | EncodedRows]) -> None:
-        header = True
+        header = self.header
         for frame in items:
             write_frame(frame, self.target.stream, self.output_format, header=header)
             header = False

@@ -1,0 +1,148 @@
+"""The Dask cluster a run's partitions go to: a local cluster of worker processes started for the
+run, or a running scheduler reached by its address; closed when the run ends, however it ends.
+
+Dask is the ``sce[dask]`` extra, imported only here and only when the dask engine is asked for,
+so that no other command waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from sce.errors import OptionDataProblem, OptionProblem, UsageProblem, option
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+#: The most worker processes a local cluster is given: more than any one machine's cores, fewer
+#: than its process table or memory would take.
+MAX_WORKERS = 256
+#: Seconds to reach a scheduler before giving up (the run says so within 10 s, Dask's import included).
+CONNECT_SECONDS = 6
+#: The loggers of Dask's own messages, which would otherwise print tracebacks of a worker's death
+#: or a lost connection on stderr, where sce writes one line per problem.
+DASK_LOGGERS = ("distributed", "dask", "tornado", "bokeh")
+INSTALL_HINT = "pip install 'sce[dask]'"
+
+
+def require_dask() -> None:
+    """Raise :class:`~sce.errors.UsageProblem` naming the extra to install where Dask's
+    ``distributed`` is missing."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise UsageProblem(
+            f"{option('engine', 'dask')} needs Dask's distributed package, which is not installed: {INSTALL_HINT}"
+        ) from None
+
+
+def check_cluster_options(engine: str, scheduler: str | None, workers: int | None) -> None:
+    """Refuse a cluster's options that cannot be used, before anything is read or started:
+    ``scheduler`` or ``workers`` without the dask engine, both at once, a worker count out of range.
+
+    Examples
+    --------
+    >>> check_cluster_options("dask", None, 2)
+    >>> check_cluster_options("dask", None, 0)
+    Traceback (most recent call last):
+    ...
+    sce.errors.OptionProblem: workers: 0 worker processes cannot run anything; give 1 to 256
+    """
+    if engine != "dask":
+        for named, value in ((option("scheduler"), scheduler), (option("workers"), workers)):
+            if value is not None:
+                raise UsageProblem(
+                    f"{named} goes with {option('engine', 'dask')}; "
+                    f"add {option('engine', 'dask')}, or leave {named} out"
+                )
+        return
+    if scheduler is not None and workers is not None:
+        raise UsageProblem(
+            f"{option('workers')} starts a local cluster, {option('scheduler')} uses a running one: give one of them"
+        )
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        why = "cannot run anything" if workers <= 0 else "are more than one machine runs"
+        raise OptionProblem("workers", f"{workers} worker processes {why}; give 1 to {MAX_WORKERS}")
+    if scheduler is not None and not scheduler.strip():
+        raise OptionProblem("scheduler", "the address is empty; give the scheduler's, e.g. tcp://10.0.0.5:8786")
+
+
+@contextmanager
+def cluster_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Client]:
+    """A client of the cluster the run's tasks go to, closed (and a local cluster stopped) on the
+    way out, by an error or a signal too.
+
+    Parameters
+    ----------
+    scheduler
+        A running scheduler's address (``tcp://host:8786``); None starts a local cluster.
+    workers
+        The local cluster's worker processes (default: the machine's cores), each one thread.
+    """
+    require_dask()
+    with _dask_quiet():
+        from distributed import Client, LocalCluster
+
+        cluster: Any = None
+        if scheduler is None:
+            count = workers or os.cpu_count() or 1
+            cluster = LocalCluster(
+                n_workers=count,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.CRITICAL,
+            )
+            client = Client(cluster, set_as_default=False)
+        else:
+            client = _connected(Client, scheduler)
+        try:
+            yield client
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _connected(client_class: Any, address: str) -> Client:
+    """A client of the scheduler at ``address``, or one line saying why not (within :data:`CONNECT_SECONDS`)."""
+    try:
+        client: Client = client_class(address, timeout=CONNECT_SECONDS, set_as_default=False)
+    except (OSError, TimeoutError) as error:
+        raise OptionDataProblem(
+            "scheduler",
+            f"no Dask scheduler answers at {address} within {CONNECT_SECONDS} s ({_first_line(error)}); "
+            "start one (dask scheduler) or check the address",
+        ) from None
+    except (ValueError, TypeError) as error:
+        raise OptionProblem(
+            "scheduler", f"{address!r} is not a scheduler's address ({_first_line(error)}); e.g. tcp://10.0.0.5:8786"
+        ) from None
+    return client
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+@contextmanager
+def _dask_quiet() -> Iterator[None]:
+    """Dask's loggers held to their critical messages for the run, then restored; its warnings
+    (a dashboard's port taken, by another cluster) not shown: the run does not use them."""
+    loggers = [logging.getLogger(name) for name in DASK_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
