@@ -15,8 +15,8 @@ dC, db; not timed), then times one of:
 Each child reports its wall time, its CPU time (user + system: about twice the wall time when
 both cores work) and its peak memory beyond the inputs and outputs: the peak of numpy's and
 Python's allocations while it runs (tracemalloc), and the growth of the resident set (RSS)
-over what the inputs already held (its peak reset when the timing starts). ``--fraction F`` runs the first N/F rows only (for sizes
-too large to run whole: the check's time is linear in N).
+over what the inputs already held (its peak reset when the timing starts). ``--fraction F``
+runs the first N/F rows only (for sizes too large to run whole: the check's time is linear in N).
 """
 
 from __future__ import annotations
