@@ -60,6 +60,9 @@ class Report:
     grad_bias: OutputReport | None = None
     fix: str | None = None
     """How to fix the mistake named, where one is."""
+    quick: dict[str, Any] | None = None
+    """In quick mode: the seed, the rows compared whole, the number of projections, and the
+    chance (``miss_probability``) that an error of a stated size went unseen, with its ``statement``."""
 
     @property
     def outputs(self) -> list[OutputReport]:
@@ -81,6 +84,8 @@ class Report:
             key: _json_safe(getattr(self, key))
             for key in ("passed", "verdict", "worst_ulp", "mistake", "fix", "profile", "mode")
         }
+        if self.quick is not None:
+            found["quick"] = self.quick
         for name in OUTPUTS:
             output = getattr(self, name)
             found[name] = None if output is None else output.to_dict()
@@ -90,12 +95,18 @@ class Report:
         lines = [self.headline()]
         for o in self.outputs:
             where = "" if o.worst_entry is None else f" at {list(o.worst_entry)}"
+            if math.isnan(o.baseline_ulp):  # quick mode: no baseline, no typical error
+                worst = f"worst {_ulp(o.worst_ulp)} ulp{where}"
+                lines.append(f"  {o.name} ({o.dtype}): {worst} (allowed {_ulp(o.allowed_ulp)})")
+                continue
             lines.append(
                 f"  {o.name} ({o.dtype}): worst {_ulp(o.worst_ulp)} ulp{where} (allowed {_ulp(o.allowed_ulp)}, "
                 f"baseline {_ulp(o.baseline_ulp)}); typical {_ulp(o.rms_ulp)} (allowed {_ulp(o.allowed_rms_ulp)})"
             )
         if self.fix:
             lines.append(f"  fix: {self.fix}")
+        if self.quick is not None:
+            lines.append(f"  {self.quick['statement']}")
         return "\n".join(lines)
 
 
