@@ -208,14 +208,10 @@ def check(
             arrays=arrays,
             paths={"logits": logits_path, "labels": labels_path, "targets": targets_path, "grad": grad, "loss": loss},
             keys=dict(zip(ARRAY_ROLES, (key_logits, key_labels, key_targets, key_grad, key_loss))),
-            claimed=claimed_dtype, sum_order=sum_order.value, profile=profile, quick=quick,
-            options=options,
-            reduction_given="reduction" in options_given,
-            digits=digits,
-            output_format=shown_format,
-            page_output=output,
-            cluster=(engine, scheduler, workers),
-        )
+            claimed=claimed_dtype, sum_order=sum_order.value, profile=profile, quick=quick, options=options,
+            reduction_given="reduction" in options_given, digits=digits, output_format=shown_format,
+            page_output=output, cluster=(engine, scheduler, workers),
+        )  # fmt: skip
         return
     refuse_array_options(
         labels_path, targets_path, claimed_dtype, sum_order, profile, (engine, scheduler, workers), quick
