@@ -91,13 +91,14 @@ def cluster_client(scheduler: str | None = None, workers: int | None = None) -> 
         cluster: Any = None
         if scheduler is None:
             count = workers or os.cpu_count() or 1
-            cluster = LocalCluster(
-                n_workers=count,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.CRITICAL,
-            )
+            with _worker_environment():
+                cluster = LocalCluster(
+                    n_workers=count,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.CRITICAL,
+                )
             client = Client(cluster, set_as_default=False)
         else:
             client = _connected(Client, scheduler)
@@ -107,6 +108,26 @@ def cluster_client(scheduler: str | None = None, workers: int | None = None) -> 
             client.close()
             if cluster is not None:
                 cluster.close()
+
+
+@contextmanager
+def _worker_environment() -> Iterator[None]:
+    """The local cluster's worker processes started with a heap that keeps freed blocks for reuse
+    and with one thread per pool, as this process's own run has; a variable the user set is theirs.
+
+    Dask starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also turns off glibc's
+    own raising of its mmap threshold: every block of a partition then came back from the kernel
+    as fresh pages, faulted in and zeroed (five times the page faults of one process's run). Each
+    worker is one thread on a share of the cores: polars' pool of one thread per core in each
+    worker only made them wait on each other. Variables in ``os.environ`` win over these (Dask's rule).
+    """
+    import dask
+
+    from sce.io.arrays.heap import reused_heap_environment
+
+    spawned = {**reused_heap_environment(), "POLARS_MAX_THREADS": "1"}
+    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{name}": value for name, value in spawned.items()}):
+        yield
 
 
 def _connected(client_class: Any, address: str) -> Client:

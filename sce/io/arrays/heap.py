@@ -55,3 +55,16 @@ def reused_heap(enabled: bool = True) -> Iterator[None]:
     finally:
         libc.mallopt(_M_TRIM_THRESHOLD, _AFTER_TRIM)
         libc.malloc_trim(0)
+
+
+def reused_heap_environment() -> dict[str, str]:
+    """The environment variables that give a new process :func:`reused_heap`'s settings for its
+    whole life (glibc reads them when the process starts): for worker processes started only to
+    run sce's work, which free and allocate blocks of the same sizes over and over.
+
+    Examples
+    --------
+    >>> reused_heap_environment()["MALLOC_MMAP_THRESHOLD_"]
+    '33554432'
+    """
+    return {"MALLOC_MMAP_THRESHOLD_": str(_KEPT_BELOW), "MALLOC_TRIM_THRESHOLD_": str(_KEPT_FREE)}

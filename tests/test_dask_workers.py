@@ -1,0 +1,38 @@
+"""The worker processes of the local cluster `--workers N` starts: the heap and thread settings
+of sce's own process, which keep a partition's time on a worker that of one process."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+distributed = pytest.importorskip("distributed", reason="the dask extra (sce[dask]) is not installed")
+
+from sce.batch.cluster import cluster_client  # noqa: E402
+
+NAMES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "POLARS_MAX_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _environment() -> dict[str, str | None]:
+    return {name: os.environ.get(name) for name in NAMES}
+
+
+def test_local_workers_keep_freed_blocks_and_run_one_thread_per_pool_unless_the_user_chose(monkeypatch):
+    import dask
+
+    monkeypatch.setenv("POLARS_MAX_THREADS", "3")  # the user's choice
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    before = dask.config.get("distributed.nanny.pre-spawn-environ")
+    with cluster_client(None, 1) as client:
+        (seen,) = client.run(_environment).values()
+    # 32 MiB: the largest mmap threshold glibc takes on 64-bit systems (mallopt(3), M_MMAP_THRESHOLD);
+    # 1 GiB of free heap kept instead of Dask's 64 KiB, which returns every freed block to the kernel.
+    assert seen == {
+        "MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),
+        "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+        "POLARS_MAX_THREADS": "3",
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+    assert dask.config.get("distributed.nanny.pre-spawn-environ") == before  # nothing left set in this process
