@@ -18,6 +18,12 @@ def _environment() -> dict[str, str | None]:
     return {name: os.environ.get(name) for name in NAMES}
 
 
+def _profiling() -> bool:
+    import dask
+
+    return bool(dask.config.get("distributed.worker.profile.enabled"))
+
+
 def test_local_workers_keep_freed_blocks_and_run_one_thread_per_pool_unless_the_user_chose(monkeypatch):
     import dask
 
@@ -27,6 +33,7 @@ def test_local_workers_keep_freed_blocks_and_run_one_thread_per_pool_unless_the_
     before = dask.config.get("distributed.nanny.pre-spawn-environ")
     with cluster_client(None, 1) as client:
         (seen,) = client.run(_environment).values()
+        (profiled,) = client.run(_profiling).values()
     # 32 MiB: the largest mmap threshold glibc takes on 64-bit systems (mallopt(3), M_MMAP_THRESHOLD);
     # 1 GiB of free heap kept instead of Dask's 64 KiB, which returns every freed block to the kernel.
     assert seen == {
@@ -35,4 +42,6 @@ def test_local_workers_keep_freed_blocks_and_run_one_thread_per_pool_unless_the_
         "POLARS_MAX_THREADS": "3",
         "OPENBLAS_NUM_THREADS": "1",
     }
+    assert not profiled  # no stack sampling for a dashboard that is not started
+    assert dask.config.get("distributed.worker.profile.enabled")  # this process's own settings untouched
     assert dask.config.get("distributed.nanny.pre-spawn-environ") == before  # nothing left set in this process

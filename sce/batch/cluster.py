@@ -118,15 +118,19 @@ def _worker_environment() -> Iterator[None]:
     Dask starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also turns off glibc's
     own raising of its mmap threshold: every block of a partition then came back from the kernel
     as fresh pages, faulted in and zeroed (five times the page faults of one process's run). Each
-    worker is one thread on a share of the cores: polars' pool of one thread per core in each
-    worker only made them wait on each other. Variables in ``os.environ`` win over these (Dask's rule).
+    worker runs one task at a time on its share of the cores, and Dask already gives BLAS one
+    thread there: polars, which writes the parts, gets one too rather than a pool per core in
+    every worker. Variables in ``os.environ`` win over these (Dask's rule).
     """
     import dask
 
     from sce.io.arrays.heap import reused_heap_environment
 
     spawned = {**reused_heap_environment(), "POLARS_MAX_THREADS": "1"}
-    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{name}": value for name, value in spawned.items()}):
+    settings: dict[str, Any] = {f"distributed.nanny.pre-spawn-environ.{name}": value for name, value in spawned.items()}
+    # Dask's profiler samples every thread's stack 100 times a second, for a dashboard not started here.
+    settings["distributed.worker.profile.enabled"] = False
+    with dask.config.set(settings):
         yield
 
 
