@@ -309,3 +309,34 @@ def test_quick_mode_catches_each_planted_mistake_at_any_scale_of_logits(
     case = _scaled_case(bfloat16_dtype() if bfloat16 else np.float32, seed, scale, PLANTED[mistake], upstream)
     report = _checked(case, kernel(case, mistake=mistake), "quick")
     assert not report.passed, str(report)
+
+
+def test_the_seed_is_an_argument_of_the_check_and_named_in_its_report() -> None:
+    from sce.testing import check_linear_cross_entropy
+
+    hidden, classifier, bias, labels = _problem()
+    loss, grad_hidden, grad_classifier, grad_bias = float32_kernel(hidden, classifier, labels, bias)
+    outputs = {"loss": loss, "grad_hidden": grad_hidden, "grad_classifier": grad_classifier, "grad_bias": grad_bias}
+    reports = {
+        seed: check_linear_cross_entropy(hidden, classifier, labels, bias=bias, mode="quick", seed=seed, **outputs)
+        for seed in (None, 0, 12)
+    }
+    assert all(report.passed for report in reports.values())
+    assert reports[None].quick == reports[0].quick  # 0 when none is given
+    assert reports[12].quick is not None and reports[12].quick["seed"] == 12
+    assert "quick check (seed 12)" in str(reports[12])
+    assert reports[12].quick["sampled_rows"] != reports[0].quick["sampled_rows"]
+    sharded = check_linear_cross_entropy(
+        hidden, [classifier[:60], classifier[60:]], labels, bias=[bias[:60], bias[60:]], mode="quick", seed=12,
+        grad_hidden=grad_hidden, grad_classifier=[grad_classifier[:60], grad_classifier[60:]],
+    )  # fmt: skip
+    assert sharded.passed and sharded.quick is not None and sharded.quick["seed"] == 12
+
+
+@pytest.mark.parametrize(("seed", "mode"), [(-1, "quick"), (True, "quick"), (1.5, "quick"), ("3", "quick"), (3, "full")])
+def test_a_seed_that_is_no_whole_number_or_given_to_the_full_check_is_a_value_error(seed: object, mode: str) -> None:
+    from sce.testing import check_linear_cross_entropy
+
+    hidden, classifier, bias, labels = _problem(n=8, v=10)
+    with pytest.raises(ValueError, match="seed"):
+        check_linear_cross_entropy(hidden, classifier, labels, grad_hidden=np.zeros_like(hidden), mode=mode, seed=seed)

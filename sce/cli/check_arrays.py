@@ -17,6 +17,7 @@ from sce.cli.declarations import (
     LABELS_PATH,
     PROFILE,
     QUICK,
+    SEED,
     SUM_ORDER,
     TARGETS_PATH,
 )
@@ -58,7 +59,7 @@ def refuse_array_options(
     sum_order: SumOrder = SumOrder.parallel,
     profile: KernelProfile | None = None,
     cluster: Cluster = ("local", None, None),
-    quick: bool = False,
+    quick: tuple[bool, int | None] = (False, None),
 ) -> None:
     order = None if sum_order is SumOrder.parallel else sum_order
     engine, scheduler, workers = cluster
@@ -73,7 +74,7 @@ def refuse_array_options(
     ):
         if value is not None:
             raise UsageProblem(f"{name} goes with --arrays FILE or --logits FILE")
-    for name, given in ((PROFILE.name, profile is not None), (QUICK.name, quick)):
+    for name, given in ((PROFILE.name, profile is not None), (QUICK.name, quick[0]), (SEED.name, quick[1] is not None)):
         if given:
             raise UsageProblem(f"{name} goes with --arrays FILE holding hidden states (hidden, classifier, labels)")
 
@@ -87,7 +88,7 @@ def check_arrays(
     options: LossOptions,
     sum_order: str = "parallel",
     profile: KernelProfile | None = None,
-    quick: bool = False,
+    quick: tuple[bool, int | None] = (False, None),
     digits: int,
     output_format: CheckFormat,
     reduction_given: bool = True,
@@ -115,7 +116,8 @@ def check_arrays(
             given=_logits_only_flags(paths, keys, claimed, sum_order),
             options=options,
             profile="pytorch" if profile is None else profile.value,
-            mode="quick" if quick else "full",
+            mode="quick" if quick[0] else "full",
+            seed=quick_seed(*quick),
             reduction_given=reduction_given,
             output_format=output_format,
             page_output=page_output,
@@ -160,8 +162,17 @@ def check_arrays(
         raise typer.Exit(ExitStatus.WRONG)
 
 
-def _refuse_profile(profile: KernelProfile | None, quick: bool = False) -> None:
-    for name, given in ((PROFILE.name, profile is not None), (QUICK.name, quick)):
+def quick_seed(quick: bool, seed: int | None) -> int | None:
+    """The seed of quick mode's sample: a whole number from 0, given only with --quick."""
+    if seed is not None and not quick:
+        raise UsageProblem(f"{SEED.name} chooses the rows {QUICK.name} samples: give {QUICK.name} too, or leave it out")
+    if seed is not None and seed < 0:
+        raise UsageProblem(f"{SEED.name}: a whole number from 0, not {seed}")
+    return seed
+
+
+def _refuse_profile(profile: KernelProfile | None, quick: tuple[bool, int | None] = (False, None)) -> None:
+    for name, given in ((PROFILE.name, profile is not None), (QUICK.name, quick[0]), (SEED.name, quick[1] is not None)):
         if given:
             raise UsageProblem(
                 f"{name} goes with a dump of hidden states (hidden, classifier, labels), not with logits"

@@ -36,6 +36,7 @@ def check_linear_dump(
     options: LossOptions,
     profile: str = "pytorch",
     mode: str = "full",
+    seed: int | None = None,
     reduction_given: bool,
     output_format: CheckFormat,
     page_output: str | None,
@@ -60,7 +61,7 @@ def check_linear_dump(
         loss = dump.answers.get("loss")
         per_row = loss is not None and loss.ndim == 1 and dump.shape[0] > 1
         options = options.replace(reduction="none" if per_row else "mean")
-    report = _graded(dump, options, profile, mode)
+    report = _graded(dump, options, profile, mode, seed)
     shape = dump.shape
     if output_format is CheckFormat.json:
         from sce.render.json_format import dumps
@@ -83,7 +84,7 @@ def check_linear_dump(
         raise typer.Exit(ExitStatus.WRONG)
 
 
-def _graded(dump: LinearDump, options: LossOptions, profile: str, mode: str) -> Report:
+def _graded(dump: LinearDump, options: LossOptions, profile: str, mode: str, seed: int | None = None) -> Report:
     """The check of every output in the dump; an input it refuses, placed at its array in the dump."""
     from sce.grading.linear.grade import check_linear
     from sce.loss.result import InvalidInput
@@ -101,7 +102,7 @@ def _graded(dump: LinearDump, options: LossOptions, profile: str, mode: str) -> 
     try:
         return check_linear(
             dump.hidden, dump.classifier, dump.labels, bias=dump.bias, outputs=answers, options=loss_options,
-            profile=profile, mode=mode,
+            profile=profile, mode=mode, seed=seed,
         )  # fmt: skip
     except InvalidInput as problem:
         raise _placed(problem, dump.where) from None

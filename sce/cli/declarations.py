@@ -340,6 +340,13 @@ ClaimedDTypeOption = Annotated[Optional[ClaimedDType], CLAIMED_DTYPE.option()]
 SumOrderOption = Annotated[SumOrder, SUM_ORDER.option()]
 ProfileOption = Annotated[Optional[KernelProfile], PROFILE.option()]
 QuickOption = Annotated[bool, QUICK.option()]
+QuickSeedOption = Annotated[
+    Optional[int],
+    SEED.option(
+        help="With --quick: the seed of the sampled rows and the projections (default 0, so that a run repeats "
+        "itself; the report names it).", rich_help_panel=ARRAYS_PANEL, show_default=False,
+    ),
+]
 ConventionOption = Annotated[Convention, CONVENTION.option()]
 FrameworkOption = Annotated[Framework, FRAMEWORK.option()]
 DigitsOption = Annotated[
