@@ -179,7 +179,7 @@ def check(
     sum_order: SumOrderOption = SumOrder.parallel,
     profile: ProfileOption = None,
     quick: QuickOption = False,
-    seed: QuickSeedOption = None,
+    quick_seed: QuickSeedOption = None,
     summary_json: CheckSummaryJsonOption = None,
     engine: EngineOption = Engine.local,
     scheduler: SchedulerOption = None,
@@ -210,13 +210,13 @@ def check(
             arrays=arrays,
             paths={"logits": logits_path, "labels": labels_path, "targets": targets_path, "grad": grad, "loss": loss},
             keys=dict(zip(ARRAY_ROLES, (key_logits, key_labels, key_targets, key_grad, key_loss))),
-            claimed=claimed_dtype, sum_order=sum_order.value, profile=profile, quick=(quick, seed), options=options,
-            reduction_given="reduction" in options_given, digits=digits, output_format=shown_format,
+            claimed=claimed_dtype, sum_order=sum_order.value, profile=profile, quick=(quick, quick_seed),
+            options=options, reduction_given="reduction" in options_given, digits=digits, output_format=shown_format,
             page_output=output, cluster=(engine, scheduler, workers),
         )  # fmt: skip
         return
     refuse_array_options(
-        labels_path, targets_path, claimed_dtype, sum_order, profile, (engine, scheduler, workers), (quick, seed)
+        labels_path, targets_path, claimed_dtype, sum_order, profile, (engine, scheduler, workers), (quick, quick_seed)
     )
     if csv_input is not None:
         if logits:
