@@ -55,6 +55,8 @@ class QuickOutcome:
 
     plan: QuickPlan
     grades: list[OutputGrade]
+    lse: np.ndarray | None = None
+    """Each row's exact log-sum-exp (what a mistake's what-if needs of the exact pass)."""
 
     @property
     def passed(self) -> bool:
@@ -115,4 +117,5 @@ def quick_check(
     chunks = chunks_of(classifier, bias, min(n_rows, row_block_size(n_classes)))
     chunked = sharding.with_widths([len(c.classifier) for c in chunks], [c.shard for c in chunks])
     acc = exact_pass(hidden, chunks, chunked, plan, excused)
-    return QuickOutcome(plan, graded_outputs(hidden, acc, chunked, plan, candidates))
+    lse = np.concatenate(acc.lse) if acc.lse else np.zeros(0)
+    return QuickOutcome(plan, graded_outputs(hidden, acc, chunked, plan, candidates), lse)

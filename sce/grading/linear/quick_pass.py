@@ -184,7 +184,8 @@ def _cap_derivative_rounding(logits: np.ndarray, softcap: float | None, work: ty
     type, where 1 - tanh² loses its digits as the cap saturates (float32: 166 u at z = 3c)."""
     if softcap is None or work is np.float64:
         return None
-    exact = 1.0 - np.tanh(logits / softcap) ** 2
+    decay = np.exp(-2.0 * np.abs(logits / softcap))
+    exact = 4.0 * decay / (1.0 + decay) ** 2  # 1/cosh²: 1 - tanh² without its cancellation
     t = np.tanh(logits.astype(work) / work(softcap))
     rounded = (work(1) - t * t).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -61,7 +61,12 @@ def quick_report(inputs: LinearInputs, answer: LinearAnswer, profile: Profile, s
         inputs.e, [inputs.c], inputs.labels, [inputs.b], candidates, sharding,
         seed=DEFAULT_SEED if seed is None else seed, excused=skipped_per_row(inputs.terms, inputs.e.dtype, profile),
     )  # fmt: skip
-    return outcome_report(outcome, profile, "quick")
+    report = outcome_report(outcome, profile, "quick")
+    if report.passed or outcome.lse is None:
+        return report
+    from sce.grading.linear.quick_mistakes import quick_named
+
+    return quick_named(report, inputs, answer, outcome)
 
 
 def skipped_per_row(terms: LinearTerms, dtype: np.dtype, profile: Profile) -> np.ndarray | None:
