@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from sce.cli.check_arrays import ARRAY_ROLES, check_arrays, refuse_array_options, refuse_typed_inputs
+from sce.cli.check_arrays import ARRAY_ROLES, check_arrays, rank_dumps, refuse_array_options, refuse_typed_inputs
 from sce.cli.choices import CheckFormat, Engine, SumOrder
 from sce.cli.commandline import say_if_signalled_after_commit
 from sce.cli.declarations import (
@@ -205,9 +205,10 @@ def check(
     book_format = None if html else _gradebook_format(output_format, output, id_col, csv_input)
     shown_format = _shown_format(output_format)
     if arrays is not None or logits_path is not None:
-        refuse_typed_inputs(logits, csv_input, label, target, tol)
+        ranks = rank_dumps(arrays, logits)
+        refuse_typed_inputs(None if ranks else logits, csv_input, label, target, tol)
         check_arrays(
-            arrays=arrays,
+            arrays=arrays, ranks=ranks,
             paths={"logits": logits_path, "labels": labels_path, "targets": targets_path, "grad": grad, "loss": loss},
             keys=dict(zip(ARRAY_ROLES, (key_logits, key_labels, key_targets, key_grad, key_loss))),
             claimed=claimed_dtype, sum_order=sum_order.value, profile=profile, quick=(quick, quick_seed),

@@ -41,6 +41,23 @@ Cluster = tuple[str, "str | None", "int | None"]
 ARRAY_ROLES = ("logits", "labels", "targets", "grad", "loss")
 
 
+def rank_dumps(arrays: str | None, extra: list[str] | None) -> list[str]:
+    """The other ranks' dumps after ``--arrays FIRST``: the words after it, where each is a file
+    (typed numbers beside --arrays are refused as before)."""
+    import os
+
+    from sce.cli.check_linear import is_linear_dump
+
+    if arrays is None or not extra or not all(os.path.isfile(word) for word in extra):
+        return []
+    if not is_linear_dump(arrays):
+        raise UsageProblem(
+            f"{arrays} holds logits: several dumps are a vocabulary-parallel kernel's, one per rank, each holding "
+            "hidden, classifier and labels; give one dump of logits"
+        )
+    return list(extra)
+
+
 def refuse_typed_inputs(
     logits: list[str] | None, csv_input: str | None, label: str | None, target: str | None, tol: float | None = None
 ) -> None:
@@ -82,6 +99,7 @@ def refuse_array_options(
 def check_arrays(
     *,
     arrays: str | None,
+    ranks: list[str] | None = None,
     paths: dict[str, str | None],
     keys: dict[str, str | None],
     claimed: ClaimedDType | None,
@@ -113,6 +131,7 @@ def check_arrays(
         _refuse_cluster_for_hidden_states(cluster)
         check_linear_dump(
             arrays,
+            ranks=ranks,
             given=_logits_only_flags(paths, keys, claimed, sum_order),
             options=options,
             profile="pytorch" if profile is None else profile.value,
