@@ -191,7 +191,7 @@ ARRAYS = Declared(
     "arrays", ("--arrays",),
     "A dump of arrays (.npz, .safetensors, .parquet, .arrow, .pt) named logits, labels or targets "
     "(and for sce check grad, loss; or a fused kernel's hidden, classifier, labels, bias, loss, grad_hidden, "
-    "grad_classifier, grad_bias).",
+    "grad_classifier, grad_bias; sce check --arrays RANK0 RANK1 …: a vocabulary-parallel kernel's, one per rank).",
     ARRAYS_PANEL, show_default=False,
 )
 LOGITS_PATH = Declared(
