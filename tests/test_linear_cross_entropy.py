@@ -425,3 +425,68 @@ def test_a_python_float_loss_is_graded_as_the_kernels_float32() -> None:
     report = _check(case, {"loss": float(loss)})
     assert report.passed and report.loss.dtype == "float32"
     assert _check(case, {"loss": np.float64(loss)}).loss.dtype == "float64"
+
+
+def _summed_in_chunks(e: np.ndarray, c: np.ndarray, b: np.ndarray, rounded: str | None, chunks: int = 64) -> dict:
+    """A kernel with float32 accumulation ('sum'), but for ``rounded``: that output summed over
+    chunks (of rows for ∂L/∂C and ∂L/∂b, of classes for ∂L/∂E) rounded to the input's type after each."""
+    given, f32 = e.dtype, np.float32
+    e32, c32 = e.astype(f32), c.astype(f32)
+    z = e32 @ c32.T + b.astype(f32)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    g = p.copy()
+    g[:, 0] -= 1  # every label is class 0
+    ones = np.ones((len(e), 1), f32)
+    sums = {"grad_hidden": (g, c32), "grad_classifier": (g.T, e32), "grad_bias": (g.T, ones)}
+    outputs = {}
+    for name, (left, right) in sums.items():
+        if name != rounded:
+            outputs[name] = (left @ right).astype(given)
+            continue
+        total = np.zeros((len(left), right.shape[1]), given)
+        for part in np.array_split(np.arange(left.shape[1]), chunks):
+            total = (total.astype(f32) + left[:, part] @ right[part]).astype(given)
+        outputs[name] = total
+    outputs["grad_bias"] = outputs["grad_bias"][:, 0]
+    return outputs
+
+
+@pytest.mark.parametrize("rounded", ["grad_classifier", "grad_hidden", "grad_bias"])
+@pytest.mark.parametrize("dtype", [BFLOAT16, np.float16])
+def test_a_gradient_summed_over_chunks_in_a_half_type_fails(rounded: str, dtype: object) -> None:
+    # Sums of one sign (every label 0, hidden states near 1, classifier rows near 1 but the label's
+    # near -1) over 4,096 rows or classes: rounded to the half type after each of 512 chunks, each sum is a few ulps off at most entries, where float32 accumulation
+    # rounded once is within an ulp. The margin of 8 ulps that a float32 answer is allowed beyond 4x
+    # the baseline's error let them pass.
+    rng = np.random.default_rng(3)
+    long = 4096
+    n, v = (long, 10) if rounded != "grad_hidden" else (10, long)
+    c = (1 + 0.1 * rng.standard_normal((v, 8))) * np.where(np.arange(v) == 0, -1, 1)[:, None]
+    c = c.astype(dtype)
+    e = (1 + 0.1 * rng.standard_normal((n, 8))).astype(dtype)
+    b = (0.1 * rng.standard_normal(v)).astype(dtype)
+    y = np.zeros(n, dtype=np.int64)
+    right = check_linear_cross_entropy(e, c, y, bias=b, reduction="sum", **_summed_in_chunks(e, c, b, None))
+    assert right.passed, str(right)
+    wrong = _summed_in_chunks(e, c, b, rounded, chunks=512)
+    report = check_linear_cross_entropy(e, c, y, bias=b, reduction="sum", **wrong)
+    assert [o.name for o in report.outputs if not o.passed] == [rounded], str(report)
+    if rounded == "grad_classifier":
+        assert report.mistake == mistakes.CLASSIFIER_GRADIENT_IN_INPUT_TYPE.name, str(report)
+
+
+def test_bfloat16_classifier_gradient_summed_over_64_chunks_in_bfloat16_is_caught_and_named() -> None:
+    # 4,096 rows with one sign of ∂L/∂C, summed in bfloat16 over 64 chunks: 7.5 ulp worst (rms 3.8),
+    # where float32 accumulation rounded once errs 0.5 ulp (rms 0.27).
+    rng = np.random.default_rng(3)
+    c = rng.standard_normal((10, 8)).astype(BFLOAT16)
+    e = (1 + 0.1 * rng.standard_normal((4096, 8))).astype(BFLOAT16)
+    y = np.zeros(4096, dtype=np.int64)
+    zero_bias = np.zeros(10, BFLOAT16)
+    for rounded in (None, "grad_classifier"):
+        outputs = _summed_in_chunks(e, c, zero_bias, rounded, chunks=64)
+        del outputs["grad_bias"]
+        report = check_linear_cross_entropy(e, c, y, reduction="sum", **outputs)
+        assert report.passed is (rounded is None), str(report)
+    assert report.mistake == mistakes.CLASSIFIER_GRADIENT_IN_INPUT_TYPE.name, str(report)

@@ -11,7 +11,7 @@ import numpy as np
 
 from sce.grading.dump.baseline import ulp_unit, ulps, ulps_if_finite
 from sce.grading.dump.block_errors import finite_errors
-from sce.grading.dump.verdict import QuantityVerdict
+from sce.grading.dump.verdict import LEAST_MARGIN_ULPS, QuantityVerdict
 from sce.grading.linear.answers import LinearAnswer, LinearInputs
 from sce.grading.linear.baseline import LinearBaseline, same_type_baseline
 from sce.grading.linear.profiles import Profile
@@ -21,6 +21,27 @@ from sce.loss.linear_terms import LinearTerms
 
 #: The gradients' accumulations are at most this many times longer than the reference's bound says.
 _BOUND_FACTOR = 3.0
+
+
+#: The types whose kernels accumulate in float32 and round each output once.
+NARROW_TYPES = ("float16", "bfloat16")
+
+
+@dataclass
+class NarrowVerdict(QuantityVerdict):
+    """An output graded in a type narrower than float32, which the common kernels accumulate in
+    float32 and round once: a correct one is within an ulp or two of the baseline's rounding, so
+    the margin beyond 4× the baseline's error is the least one. Eight ulps would pass ∂L/∂C summed
+    over chunks in the output's type, which errs a few ulps at every entry."""
+
+    @property
+    def margin_ulps(self) -> float:
+        return LEAST_MARGIN_ULPS
+
+
+def quantity_verdict(name: str, dtype: str) -> QuantityVerdict:
+    """An output's running verdict: :class:`NarrowVerdict` for float16 and bfloat16."""
+    return NarrowVerdict(name) if dtype in NARROW_TYPES else QuantityVerdict(name)
 
 
 @dataclass
@@ -49,7 +70,8 @@ def full_check(
     errors are measured against the right result, never against a mistake's)."""
     if baseline is None:
         baseline = same_type_baseline(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types)
-    graded = {name: _Graded(QuantityVerdict(name), answer.type_names[name]) for name in answer.given}
+    types = answer.type_names
+    graded = {name: _Graded(quantity_verdict(name, types[name]), types[name]) for name in answer.given}
     excused = _skipped(inputs, profile)
 
     def rows_done(rows: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
