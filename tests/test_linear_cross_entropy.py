@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import re
 import warnings
 
 import mpmath
@@ -424,7 +425,9 @@ def test_a_python_float_loss_is_graded_as_the_kernels_float32() -> None:
     loss = kernel(case)["loss"]
     report = _check(case, {"loss": float(loss)})
     assert report.passed and report.loss.dtype == "float32"
-    assert _check(case, {"loss": np.float64(loss)}).loss.dtype == "float64"
+    assert _check(case, {"loss": np.float32(loss)}).loss.dtype == "float32"
+    with pytest.raises(ValueError, match="^loss is float64 but hidden and classifier are bfloat16"):
+        _check(case, {"loss": np.float64(loss)})
 
 
 def _summed_in_chunks(e: np.ndarray, c: np.ndarray, b: np.ndarray, rounded: str | None, chunks: int = 64) -> dict:
@@ -490,3 +493,46 @@ def test_bfloat16_classifier_gradient_summed_over_64_chunks_in_bfloat16_is_caugh
         report = check_linear_cross_entropy(e, c, y, reduction="sum", **outputs)
         assert report.passed is (rounded is None), str(report)
     assert report.mistake == mistakes.CLASSIFIER_GRADIENT_IN_INPUT_TYPE.name, str(report)
+
+
+def test_a_check_given_no_output_at_all_is_refused_not_passed() -> None:
+    with pytest.raises(ValueError, match=r"^nothing to check: .*give the kernel's results: loss=, grad_hidden="):
+        check_linear_cross_entropy(E, C, [0, 1])
+    with pytest.raises(ValueError, match="^nothing to check"):
+        check_linear_cross_entropy(E, C, [0, 1], loss=None, grad_hidden=None, grad_classifier=None)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, BFLOAT16, np.float64])
+@pytest.mark.parametrize("name", ["loss", "grad_hidden", "grad_classifier", "grad_bias"])
+def test_an_output_of_a_type_no_kernel_returns_is_refused_naming_it(dtype: object, name: str) -> None:
+    # A float32 result copied to float64 was graded in float64's ulps: "correct … within 9.19e+08 ulp".
+    # A kernel returns its inputs' type, or float32 for a half type (a float32 loss, float32 buffers).
+    case = make_case(dtype)
+    right = kernel(case)
+    allowed = {np.float32: ["float32"], BFLOAT16: ["bfloat16", "float32"], np.float64: ["float64"]}[dtype]
+    for other in [np.float16, BFLOAT16, np.float32, np.float64]:
+        value = np.asarray(right[name], np.float32).astype(dtype if dtype == np.float64 else np.float32).astype(other)
+        if np.dtype(other).name in allowed:  # (the numpy kernel computes in float32: not right for float64 inputs)
+            assert dtype == np.float64 or _check(case, {name: value}).passed, np.dtype(other).name
+            continue
+        with pytest.raises(ValueError, match=f"^{name} is {np.dtype(other).name} but hidden and classifier are"):
+            _check(case, {name: value})
+    if name != "loss":
+        with pytest.raises(ValueError, match=f"^{name} is a list, which has no float type"):
+            _check(case, {name: np.asarray(right[name], np.float64).tolist()})
+
+
+@pytest.mark.parametrize(
+    ("hidden_shape", "labels_shape", "want"),
+    [((2, 3, 4), (3, 2), "(2, 3)"), ((2, 3, 4), (6, 1), "(2, 3)"), ((6, 4), (3, 2), "(6,)")],
+)
+def test_labels_of_the_wrong_shape_are_named_with_both_shapes(hidden_shape: tuple, labels_shape: tuple, want: str) -> None:
+    # hidden (2, 3, 4) with labels (3, 2) read "6 labels for 6 rows (labels)": a refusal that reads as agreement.
+    rng = np.random.default_rng(0)
+    hidden = rng.standard_normal(hidden_shape).astype(np.float32)
+    classifier = rng.standard_normal((5, 4)).astype(np.float32)
+    labels = rng.integers(0, 5, labels_shape)
+    with pytest.raises(ValueError, match=f"^labels have shape {re.escape(str(labels_shape))} but hidden has ") as refused:
+        check_linear_cross_entropy(hidden, classifier, labels, loss=np.float32(1.0))
+    message = str(refused.value)
+    assert str(hidden_shape) in message and f"shape {want}" in message and "labels for" not in message
