@@ -240,9 +240,10 @@ def test_the_assertion_message_starts_with_the_verdict_and_the_report_is_json() 
     found = json.loads(json.dumps(report.to_dict()))
     assert found["verdict"] == "not_correct" and found["profile"] == "pytorch" and found["mode"] == "full"
     assert found["grad_hidden"]["worst_ulp"] > found["grad_hidden"]["allowed_ulp"]
+    assert first == report.summary == found["summary"]
     passed = assert_linear_cross_entropy_close(case.hidden, case.classifier, case.labels, bias=case.bias,
                                                **kernel(case), softcap=2.0)  # fmt: skip
-    assert passed.passed and passed.headline().startswith("correct: ")
+    assert passed.passed and passed.summary.startswith("correct: ")
 
 
 def test_a_non_finite_answer_fails() -> None:
@@ -536,3 +537,16 @@ def test_labels_of_the_wrong_shape_are_named_with_both_shapes(hidden_shape: tupl
         check_linear_cross_entropy(hidden, classifier, labels, loss=np.float32(1.0))
     message = str(refused.value)
     assert str(hidden_shape) in message and f"shape {want}" in message and "labels for" not in message
+
+
+def test_every_report_says_its_verdict_in_one_line_by_one_name() -> None:
+    from sce.testing import check_cross_entropy
+
+    z = np.array([[2.0, 3.0, 4.0]], np.float32)
+    logits_report = check_cross_entropy(z, np.array([1]), np.zeros_like(z))
+    case = make_case(np.float32)
+    fused_report = _check(case, kernel(case))
+    for report in (logits_report, fused_report):
+        assert isinstance(report.summary, str) and "\n" not in report.summary
+        assert report.to_dict()["summary"] == report.summary
+        assert not hasattr(report, "headline")
