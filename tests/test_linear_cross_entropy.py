@@ -550,3 +550,31 @@ def test_every_report_says_its_verdict_in_one_line_by_one_name() -> None:
         assert isinstance(report.summary, str) and "\n" not in report.summary
         assert report.to_dict()["summary"] == report.summary
         assert not hasattr(report, "headline")
+
+
+@pytest.mark.parametrize("regime", ["rows", "classes", "classes-then-rows"])
+@pytest.mark.parametrize("dtype", [np.float32, BFLOAT16], ids=["float32", "bfloat16"])
+@pytest.mark.parametrize("options", [{}, {"z_loss": 1e-2, "softcap": 2.0}, {"reduction": "none"}], ids=["plain", "cap-z", "none"])
+def test_a_baseline_formed_in_steps_grades_as_the_whole_one(regime: str, dtype: object, options: dict, monkeypatch) -> None:
+    # At sizes where the baseline's outputs would not fit beside the inputs, each block of the
+    # baseline is formed when the reference hands over the same block: the verdicts are those of the
+    # whole baseline, whichever order the reference takes the blocks in.
+    stepped = importlib.import_module("sce.grading.linear.stepped_baseline")
+    case = make_case(dtype, **options)
+    right = kernel(case)
+    wrong = {**right, "grad_classifier": right["grad_classifier"] * 2, "grad_bias": right["grad_bias"] * 0}
+    if regime != "rows":
+        monkeypatch.setattr(blocked, "CLASSIFIER_BYTES", 0 if regime == "classes-then-rows" else 16 * 40 * 7)
+        monkeypatch.setattr(blocked, "BLOCK_BYTES", 8 * 16 * 7)
+    whole = [_check(case, outputs) for outputs in (right, wrong)]
+    monkeypatch.setattr(stepped, "BASELINE_BYTES", 0)
+    steps = [_check(case, outputs) for outputs in (right, wrong)]
+    assert [r.passed for r in steps] == [r.passed for r in whole] == [True, False]
+    assert steps[1].mistake == whole[1].mistake
+    # Where the whole baseline takes rows and the reference classes, the float32 sums over blocks
+    # are taken in another order: a float32 baseline's errors then differ by that order's rounding.
+    same_order = regime != "classes" or dtype != np.float32
+    for mine, theirs in zip(whole[0].outputs + whole[1].outputs, steps[0].outputs + steps[1].outputs):
+        near = {"rel": 0.05, "abs": 0.05} if same_order else {"rel": 0.5, "abs": 0.5}
+        assert theirs.baseline_ulp == pytest.approx(mine.baseline_ulp, **near), mine.name
+        assert theirs.worst_ulp == pytest.approx(mine.worst_ulp, rel=1e-9, abs=1e-9)
