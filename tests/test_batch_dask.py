@@ -513,3 +513,99 @@ def test_a_scheduler_lost_mid_run_is_named_and_nothing_is_written(tmp_path):
         client.close()
     assert out.read_text() == "precious\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "parts", "whole.csv"]
+
+
+def test_dask_score_of_no_source_is_a_value_error_naming_it(tmp_path):
+    import sce.dask
+
+    with pytest.raises(ValueError, match="source"):
+        sce.dask.score([], tmp_path / "scored")
+
+
+def test_dask_score_refuses_zero_workers_as_the_command_line_does(tmp_path):
+    import sce.dask
+
+    (tmp_path / "a.csv").write_text("z0,z1,z2,label\n2,3,4,1\n0,40,-1,1\n")
+    with pytest.raises(ValueError, match="workers"):
+        sce.dask.score([tmp_path / "a.csv"], tmp_path / "scored", workers=0)
+    assert not (tmp_path / "scored").exists()
+
+
+def test_dask_score_names_a_bad_loss_option_as_a_value_error_before_starting_a_cluster(tmp_path):
+    import sce.dask
+
+    (tmp_path / "a.csv").write_text("z0,z1,z2,label\n2,3,4,1\n")
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="^reduction"):
+        sce.dask.score([tmp_path / "a.csv"], tmp_path / "scored", workers=1, reduction="avg")
+    assert time.monotonic() - started < 1.5
+
+
+def bad_score_arguments(folder: Path) -> list[tuple[dict, str]]:
+    a = folder / "a.csv"
+    return [
+        ({"source": [folder / "missing.csv"]}, f"source: cannot read {folder / 'missing.csv'}: No such file or directory"),
+        ({"source": str(folder / "none-*.csv")}, f"source: no file matches {folder / 'none-*.csv'}"),
+        ({"source": ["-"]}, "source: stdin (-) cannot be one of several inputs, nor a cluster's: save it to a file"),
+        ({"source": np.zeros((2, 3))}, "source: ndarray is not files, nor a Dask DataFrame; give paths of parts, or a "
+         "Dask DataFrame (dask.dataframe.from_pandas(frame, npartitions=N))"),
+        ({"source": [a, 3]}, "source: 3 is not a path; give files, folders of parts or quoted globs"),
+        ({"workers": -1}, "workers: -1 worker processes cannot run anything; give 1 to 256"),
+        ({"workers": 257}, "workers: 257 worker processes are more than one machine runs; give 1 to 256"),
+        ({"workers": 2.0}, "workers: 2.0 is not a whole number; give 1 to 256"),
+        ({"digits": 0}, "digits: 0 is out of range; give 1 to 17"),
+        ({"digits": True}, "digits: True is not a whole number; give 1 to 17"),
+        ({"client": "tcp://10.0.0.5:8786"}, "client: str is not a Dask client; give distributed.Client(…)"),
+        ({"client": object(), "workers": 2}, "workers starts a local cluster, client uses a running one: give one of them"),
+        ({"label_smoothing": 1.5}, "label_smoothing: label smoothing 1.5 is outside [0, 1]; use a value from 0 (none) to 1"),
+        ({"weight": [1, -2, 3]}, "weight (class 1): weight -2 is not a non-negative finite number; class weights must be >= 0"),
+        ({"output": a}, f"output: {a} is a file, not a folder; name a folder for the parts"),
+        ({"output": folder}, f"output: {folder}{os.sep} holds the input {a}; write the output elsewhere"),
+        ({"output": folder / "no" / "out"}, f"output: the folder {folder / 'no'} does not exist; create it, or write "
+         "the output elsewhere"),
+    ]
+
+
+def test_dask_score_refuses_every_bad_argument_as_a_value_error_naming_it_before_starting_a_cluster(tmp_path):
+    import sce.dask
+
+    (tmp_path / "a.csv").write_text("z0,z1,z2,label\n2,3,4,1\n")
+    for arguments, message in bad_score_arguments(tmp_path):
+        given = {"source": [tmp_path / "a.csv"], "output": tmp_path / "scored", **arguments}
+        started = time.monotonic()
+        with pytest.raises(ValueError) as refused:
+            sce.dask.score(given.pop("source"), given.pop("output"), **given)
+        assert str(refused.value) == message
+        assert time.monotonic() - started < 1.0, message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]
+
+
+def test_dask_score_takes_the_options_once_and_only_the_losss_keywords(tmp_path):
+    import sce
+    import sce.dask
+
+    (tmp_path / "a.csv").write_text("z0,z1,z2,label\n2,3,4,1\n")
+    with pytest.raises(TypeError, match="give the options either as options= or as keywords, not both"):
+        sce.dask.score(tmp_path / "a.csv", tmp_path / "scored", options=sce.LossOptions(), reduction="sum")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'reductio'"):
+        sce.dask.score(tmp_path / "a.csv", tmp_path / "scored", reductio="sum")
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("no/out.csv", "-o: the folder {folder}/no does not exist; create it, or write the output elsewhere"),
+        ("no/out/", "-o: the folder {folder}/no does not exist; create it, or write the output elsewhere"),
+        ("parts/part0.csv", "-o: parts/part0.csv is an input file; write the output to another file"),
+    ],
+)
+def test_an_output_the_run_cannot_put_in_place_is_refused_before_a_cluster_starts(tmp_path, sce, monkeypatch, output,
+                                                                                  message):
+    monkeypatch.chdir(tmp_path)
+    write_parts(tmp_path, 3)
+    started = time.monotonic()
+    run = sce("batch", "parts", "-o", output, "--engine", "dask", "--workers", "1")
+    assert run.exit_code in (1, 2)
+    assert run.stderr == f"sce: error: {message.format(folder=os.path.realpath(tmp_path))}\n"
+    assert time.monotonic() - started < 1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parts", "whole.csv"]

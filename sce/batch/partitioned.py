@@ -35,6 +35,7 @@ from sce.io.signals import committed, part_of_a_run, raise_if_interrupted, shiel
 from sce.io.writers.atomic import (
     OutputTarget,
     abandoned_on_failure,
+    cannot_create_in,
     current_umask,
     is_broken_pipe,
     put_in_place_together,
@@ -121,16 +122,7 @@ def run_partitioned(
     a dump of arrays).
     """
     into_folder = _names_folder(request.output_path)
-    _refuse_output_among_inputs(request.output_path, paths)
-    if request.summary_path is not None:
-        if into_folder:
-            _refuse_summary_inside(request.summary_path, request.output_path)
-        check_summary_path(request.summary_path, paths, (request.output_path,))
-    if request.output_format == "npz" and not into_folder and len(paths) > 1:
-        raise UsageProblem(
-            "an .npz output is shaped by its row count, which one file of several parts does not know first; "
-            "write a folder of parts (-o DIR/), or .parquet or .arrow"
-        )
+    check_output(request, paths)
     requests = [part_request(path) for path in paths]
     started = time.perf_counter()
     whole, owns = None, [None] * len(paths)
@@ -170,6 +162,32 @@ def run_partitioned(
             _put_file_in_place(parts, request, summary)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def check_output(request: BatchRequest, paths: Sequence[str]) -> None:
+    """Refuse an output (and a summary) the run could not put in place, before any partition is
+    read or a cluster started: an input's own file or folder, a folder holding other files, one
+    ``.npz`` file of several parts."""
+    into_folder = _names_folder(request.output_path)
+    _refuse_output_among_inputs(request.output_path, paths)
+    if request.summary_path is not None:
+        if into_folder:
+            _refuse_summary_inside(request.summary_path, request.output_path)
+        check_summary_path(request.summary_path, paths, (request.output_path,))
+    if request.output_format == "npz" and not into_folder and len(paths) > 1:
+        raise UsageProblem(
+            "an .npz output is shaped by its row count, which one file of several parts does not know first; "
+            "write a folder of parts (-o DIR/), or .parquet or .arrow"
+        )
+    if request.output_path is None or request.output_path == "-":
+        return
+    parent = os.path.dirname(os.path.realpath(request.output_path.rstrip(os.sep) or request.output_path))
+    if not os.path.isdir(parent):
+        raise OptionDataProblem(
+            "output_path", f"the folder {parent} does not exist; create it, or write the output elsewhere"
+        )
+    if into_folder:
+        _check_replaceable(request.output_path.rstrip(os.sep))
 
 
 def part_names(count: int, output_format: str) -> list[str]:
@@ -262,9 +280,7 @@ def _staging(output: str | None, into_folder: bool) -> Iterator[str]:
             try:
                 folder = tempfile.mkdtemp(dir=parent, prefix=f".{name}.", suffix=".parts")
             except OSError as error:
-                raise OptionDataProblem(
-                    "output_path", f"cannot create the parts' folder in {parent}: {error.strerror}"
-                ) from None
+                raise OptionDataProblem("output_path", cannot_create_in(parent or ".", error)) from None
         yield folder
     finally:
         with shielded():
