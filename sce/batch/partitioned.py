@@ -14,6 +14,7 @@ import contextlib
 import glob
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -110,7 +111,26 @@ def partition_paths(inputs: Sequence[str]) -> list[str]:
             paths.extend(matches)
         else:
             paths.append(given)
+    _refuse_twice(paths)
     return paths
+
+
+def _refuse_twice(paths: Sequence[str]) -> None:
+    """One file given twice (by two names, a link, a folder and a glob) would count its rows twice."""
+    seen: dict[tuple[int, int], str] = {}
+    for path in paths:
+        try:
+            status = os.stat(path)
+        except OSError:
+            continue  # opening it says why
+        if not stat.S_ISREG(status.st_mode):
+            continue
+        key = (status.st_dev, status.st_ino)
+        if key in seen:
+            first = seen[key]
+            named = f"{path} twice" if first == path else f"{first} twice (also as {path})"
+            raise UsageProblem(f"the inputs name {named}: its rows would count twice; give each part once")
+        seen[key] = path
 
 
 def run_partitioned(
@@ -190,6 +210,26 @@ def check_output(request: BatchRequest, paths: Sequence[str]) -> None:
         _check_replaceable(request.output_path.rstrip(os.sep))
 
 
+def refuse_output_read_as_a_part(output: str | None, inputs: Sequence[str]) -> None:
+    """Refuse an output file that a folder or glob among ``inputs`` would take for a part on the
+    next run (its rows read again, with its computed columns among the logits)."""
+    import fnmatch
+
+    if output is None or output == "-" or _names_folder(output) or os.path.exists(output):
+        return  # an existing output among the parts is refused as an input's file
+    name = os.path.basename(output)
+    if name.startswith(".") or not name.lower().endswith(PART_SUFFIXES):
+        return
+    written = os.path.abspath(output)
+    for given in inputs:
+        in_folder = os.path.isdir(given) and os.path.realpath(given) == os.path.realpath(os.path.dirname(written))
+        if in_folder or (glob.has_magic(given) and fnmatch.fnmatch(written, os.path.abspath(given))):
+            raise OptionProblem(
+                "output_path",
+                f"{output} would be one of the parts of {given} (read again by the next run); write it elsewhere",
+            )
+
+
 def part_names(count: int, output_format: str) -> list[str]:
     """The parts' file names, numbered in input order (sorted by name, they stay in it)."""
     width = max(5, len(str(count - 1)))
@@ -220,7 +260,11 @@ def _check_layouts(paths: Sequence[str], layouts: dict[int, tuple[Any, ...] | No
     """Every part with rows has the first one's columns; an input of parts has some rows."""
     given = {index: layout for index, layout in layouts.items() if layout is not None}
     if not given:
-        raise DataProblem("the parts have a header but no rows")
+        if any(not os.path.isfile(path) or os.path.getsize(path) > 0 for path in paths):
+            raise DataProblem("the parts have a header but no rows")
+        if len(paths) == 1:
+            raise DataProblem(f"{paths[0]}: the input is empty; it needs a header line and rows of logits")
+        raise DataProblem("the parts are empty (0 bytes each); they need a header line and rows of logits")
     first = min(given)
     for index in sorted(given):
         if given[index] != given[first]:

@@ -52,9 +52,10 @@ class PartsRequest:
     def request(self) -> BatchRequest:
         """The whole run's request: the first part's reading, the output and its format."""
         from sce.batch.csv_source import check_openable
-        from sce.batch.partitioned import partition_paths
+        from sce.batch.partitioned import partition_paths, refuse_output_read_as_a_part
 
         self.paths = partition_paths(self.inputs)
+        refuse_output_read_as_a_part(self.output, self.inputs)
         for path in self.paths:
             check_openable(path)
         whole = self.part_request(self.paths[0], with_format=False)
