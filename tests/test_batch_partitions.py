@@ -409,3 +409,40 @@ def test_an_output_an_input_folder_or_glob_would_read_as_a_part_is_refused(tmp_p
         "write it elsewhere\n"
     )
     assert sorted(p.name for p in Path("parts").iterdir()) == ["part0.csv", "part1.csv", "part2.csv"]
+
+
+class DiskFullOnPart:
+    """Every partition computed, but the writing of part ``failing`` fails as a full disk does."""
+
+    def __init__(self, failing: int) -> None:
+        self.failing = failing
+
+    def unordered(self, function, arguments):
+        from sce.batch.partition import PartitionFailure
+        from sce.errors import OptionDataProblem, option
+
+        for index, given in enumerate(arguments):
+            if index == self.failing and function.__name__ == "score_partition":
+                written = given[0].output_path
+                yield index, PartitionFailure(OptionDataProblem, (
+                    f"{option('output_path')}: writing the output {written} failed: no space left on device; "
+                    "free some space or write the output elsewhere"
+                ))
+            else:
+                yield index, guarded(function, *given)
+
+
+@pytest.mark.parametrize("into_folder", [False, True])
+def test_a_full_disk_while_writing_a_part_names_the_output_not_the_hidden_parts_folder(tmp_path, into_folder):
+    from sce.errors import OptionDataProblem
+
+    _, parts = write_parts(tmp_path, 3)
+    output = f"{tmp_path / 'scored'}/" if into_folder else str(tmp_path / "scored.csv")
+    shown = str(tmp_path / "scored" / "part-00001.csv") if into_folder else output
+    with pytest.raises(OptionDataProblem) as raised:
+        run_in_parts(parts, output, LossOptions(), "csv", DiskFullOnPart(1))
+    assert str(raised.value) == (
+        f"output_path: writing the output {shown} failed: no space left on device; free some space or write the "
+        "output elsewhere"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parts", "whole.csv"]

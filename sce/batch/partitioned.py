@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -31,7 +32,7 @@ from sce.batch.partition import (
     whole_denominators,
 )
 from sce.batch.request import BatchRequest, BatchSummary
-from sce.errors import DataProblem, OptionDataProblem, OptionProblem, SceError, UsageProblem
+from sce.errors import DataProblem, OptionDataProblem, OptionProblem, SceError, UsageProblem, option
 from sce.io.signals import committed, part_of_a_run, raise_if_interrupted, shielded
 from sce.io.writers.atomic import (
     OutputTarget,
@@ -160,13 +161,14 @@ def run_partitioned(
              PartOfWhole(whole, own, header=into_folder or index == 0))
             for index, (part, own, name) in enumerate(zip(requests, owns, names))
         ]
-        scores: dict[int, PartitionScore] = _all_of(executor, score_partition, arguments, paths)
+        shown = (staging, (request.output_path or "-").rstrip(os.sep) or os.sep, into_folder)
+        scores: dict[int, PartitionScore] = _all_of(executor, score_partition, arguments, paths, shown)
         layouts = {index: score.layout for index, score in scores.items()}
         _check_layouts(paths, layouts)
         first = min(index for index, layout in layouts.items() if layout is not None)
         if first > 0 and not into_folder:  # the first parts had no rows, so no header: the first with rows gives it
             again = [(arguments[first][0], replace(arguments[first][1], header=True))]
-            scores[first] = _all_of(executor, score_partition, again, [paths[first]])[0]
+            scores[first] = _all_of(executor, score_partition, again, [paths[first]], shown)[0]
         template = BatchSummary(
             reduction=request.options.reduction, denominator=0.0 if whole is None else whole.cross_entropy
         )
@@ -238,22 +240,36 @@ def part_names(count: int, output_format: str) -> list[str]:
 
 
 def _all_of(
-    executor: Executor, function: Callable[..., Any], arguments: Sequence[tuple[Any, ...]], paths: Sequence[str]
+    executor: Executor,
+    function: Callable[..., Any],
+    arguments: Sequence[tuple[Any, ...]],
+    paths: Sequence[str],
+    staging: tuple[str, str, bool] | None = None,
 ) -> dict[int, Any]:
-    """Every partition's result by its index; the first error stops the run, naming its partition."""
+    """Every partition's result by its index; the first error stops the run, naming its partition
+    (and, for an error in writing, the output: ``staging`` is the parts' folder, the output's name,
+    and whether it is a folder)."""
     results: dict[int, Any] = {}
     for index, result in executor.unordered(function, arguments):
         if isinstance(result, PartitionFailure):
-            raise _named(result.error(), paths[index])
+            raise _named(result.error(), paths[index], staging)
         results[index] = result
     return results
 
 
-def _named(error: SceError, path: str) -> SceError:
-    """A partition's error, naming its file where the message does not already."""
-    if path in error.message:
-        return error
-    return PartitionFailure(type(error), f"{path}: {error.message}").error()
+def _named(error: SceError, path: str, staging: tuple[str, str, bool] | None = None) -> SceError:
+    """A partition's error, naming its file where the message does not already; an error in
+    writing its part names the output the user asked for, not the hidden folder of parts."""
+    message = error.message
+    if staging is not None and staging[0] in message:
+        folder, output, into_folder = staging
+        shown = re.escape(folder + os.sep) + r"(part-\d+\.\w+)"
+        message = re.sub(shown, lambda found: os.path.join(output, found.group(1)) if into_folder else output, message)
+        if message.startswith(option("output_path")):
+            return PartitionFailure(type(error), message).error()
+    if path in message:
+        return PartitionFailure(type(error), message).error()
+    return PartitionFailure(type(error), f"{path}: {message}").error()
 
 
 def _check_layouts(paths: Sequence[str], layouts: dict[int, tuple[Any, ...] | None]) -> None:
