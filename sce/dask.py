@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,9 +18,10 @@ from dataclasses import dataclass, fields
 from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
-from sce.batch.partitioned import part_names, partition_paths, run_partitioned
+from sce.batch.partition import PartitionFailure
+from sce.batch.partitioned import check_output, part_names, partition_paths, run_partitioned
 from sce.batch.request import BatchRequest, BatchSummary
-from sce.errors import OptionProblem, UsageProblem, worded
+from sce.errors import OptionProblem, SceError, UsageProblem, worded
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
@@ -112,7 +114,9 @@ def score(
     chosen = _chosen_options(options, loss_options)
     _check_run_arguments(client, workers, digits)
     folder = os.fspath(output).rstrip(os.sep) + os.sep
-    with _input_paths(source, folder) as paths:
+    with _named_as_arguments():  # before a Dask DataFrame is written out beside it
+        check_output(BatchRequest("", folder, output_format="parquet"), [])
+    with _input_paths(source, folder) as paths, _frame_named(source, paths):
         request = BatchRequest(paths[0], folder, output_format="parquet", digits=digits, options=chosen)
         with _named_as_arguments():
             _check_parts(request, paths)
@@ -139,6 +143,39 @@ def _named_as_arguments() -> Iterator[None]:
         raise ValueError(f"{ARGUMENT_OF.get(error.option, error.option)}: {worded(error.problem)}") from None
     except UsageProblem as error:
         raise ValueError(f"source: {error}") from None
+
+
+@contextmanager
+def _frame_named(source: Any, paths: list[str]) -> Iterator[None]:
+    """A Dask DataFrame's problems named by its partition, not by the hidden file it was written to."""
+    try:
+        yield
+    except SceError as error:
+        if not _is_dask_frame(source) or not paths:
+            raise
+        folder = re.escape(os.path.dirname(paths[0]) + os.sep)
+        worded = re.sub(folder + r"part-0*(\d+)\.parquet", r"the Dask DataFrame's partition \1", error.message)
+        raise PartitionFailure(type(error), worded).error() from None
+
+
+def _is_dask_frame(source: Any) -> bool:
+    return hasattr(source, "to_parquet") and hasattr(source, "npartitions")
+
+
+def _check_frame_columns(frame: Any) -> None:
+    """A Dask DataFrame's columns are a dump's: ``logits_0`` … and ``labels`` or ``targets_0`` …"""
+    columns = [str(name) for name in frame.columns]
+    listed = ", ".join(columns[:6]) + (" …" if len(columns) > 6 else "")
+    if "logits_0" not in columns:
+        raise ValueError(
+            f"source: the Dask DataFrame has no column logits_0 (its columns: {listed}); name the logits' columns "
+            "logits_0 … logits_{K-1}"
+        )
+    if "labels" not in columns and "targets_0" not in columns:
+        raise ValueError(
+            f"source: the Dask DataFrame has neither a column labels nor targets_0 … (its columns: {listed}); "
+            "add the class-index labels, or the probability targets"
+        )
 
 
 def _chosen_options(options: LossOptions | None, loss_options: dict[str, Any]) -> LossOptions:
@@ -189,7 +226,6 @@ def _out_of_range(name: str, value: int) -> str:
 def _check_parts(request: BatchRequest, paths: list[str]) -> None:
     """Every part openable, and the output one the run can put in place, before a cluster starts."""
     from sce.batch.csv_source import check_openable
-    from sce.batch.partitioned import check_output
 
     for path in paths:
         check_openable(path)
@@ -234,7 +270,8 @@ class _input_paths:  # noqa: N801 (used as a context manager, as contextlib's ar
         self.written: str | None = None
 
     def __enter__(self) -> list[str]:
-        if hasattr(self.source, "to_parquet") and hasattr(self.source, "npartitions"):
+        if _is_dask_frame(self.source):
+            _check_frame_columns(self.source)
             parent = os.path.dirname(os.path.abspath(self.folder.rstrip(os.sep)))
             written = self.written = tempfile.mkdtemp(dir=parent, prefix=".sce-input.")
             with warnings.catch_warnings():  # pandas' deprecations inside Dask's writer, not the user's doing

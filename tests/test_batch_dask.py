@@ -560,7 +560,7 @@ def bad_score_arguments(folder: Path) -> list[tuple[dict, str]]:
         ({"label_smoothing": 1.5}, "label_smoothing: label smoothing 1.5 is outside [0, 1]; use a value from 0 (none) to 1"),
         ({"weight": [1, -2, 3]}, "weight (class 1): weight -2 is not a non-negative finite number; class weights must be >= 0"),
         ({"output": a}, f"output: {a} is a file, not a folder; name a folder for the parts"),
-        ({"output": folder}, f"output: {folder}{os.sep} holds the input {a}; write the output elsewhere"),
+        ({"output": folder}, f"output: {folder} holds other files than parts (a.csv); name a new folder, or an empty one"),
         ({"output": folder / "no" / "out"}, f"output: the folder {folder / 'no'} does not exist; create it, or write "
          "the output elsewhere"),
     ]
@@ -609,3 +609,45 @@ def test_an_output_the_run_cannot_put_in_place_is_refused_before_a_cluster_start
     assert run.stderr == f"sce: error: {message.format(folder=os.path.realpath(tmp_path))}\n"
     assert time.monotonic() - started < 1.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["parts", "whole.csv"]
+
+
+def test_score_skips_a_dask_dataframes_empty_partitions(tmp_path, cluster):
+    """A filtered frame has empty partitions: they are empty parts, not errors."""
+    dd = pytest.importorskip("dask.dataframe", reason="dask[dataframe] (pandas) is not installed")
+    import pandas as pd
+
+    import sce
+    import sce.dask
+
+    logits, labels = rows(seed=6, count=60)
+    frame = pd.DataFrame({**{f"logits_{k}": logits[:, k] for k in range(CLASSES)}, "labels": labels})
+    kept = dd.from_pandas(frame, npartitions=3).map_partitions(lambda part: part[part.index < 20], meta=frame[:0])
+    assert kept.map_partitions(len).compute().tolist() == [20, 0, 0]
+    scored = sce.dask.score(kept, tmp_path / "out", client=cluster[1], reduction="mean")
+    whole = sce.softmax_cross_entropy(logits[:20], labels[:20], reduction="mean")
+    assert scored.summary.mean_loss == whole.loss
+    assert len(scored.parts) == 1
+
+
+def test_score_names_a_dask_dataframes_missing_columns_and_output_folder_before_writing_it(tmp_path):
+    dd = pytest.importorskip("dask.dataframe", reason="dask[dataframe] (pandas) is not installed")
+    import pandas as pd
+
+    import sce.dask
+
+    frame = dd.from_pandas(pd.DataFrame({"logits_0": [1.0], "logits_1": [2.0], "label": [0]}), npartitions=1)
+    with pytest.raises(ValueError) as refused:
+        sce.dask.score(frame, tmp_path / "out")
+    assert str(refused.value) == (
+        "source: the Dask DataFrame has neither a column labels nor targets_0 … (its columns: logits_0, logits_1, "
+        "label); add the class-index labels, or the probability targets"
+    )
+    unnamed = dd.from_pandas(pd.DataFrame({"z0": [1.0], "labels": [0]}), npartitions=1)
+    with pytest.raises(ValueError, match=r"^source: the Dask DataFrame has no column logits_0 \(its columns: z0, "):
+        sce.dask.score(unnamed, tmp_path / "out")
+    with pytest.raises(ValueError) as refused:
+        sce.dask.score(frame, tmp_path / "no" / "out")
+    assert str(refused.value) == (
+        f"output: the folder {tmp_path / 'no'} does not exist; create it, or write the output elsewhere"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -446,3 +446,31 @@ def test_a_full_disk_while_writing_a_part_names_the_output_not_the_hidden_parts_
         "output elsewhere"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["parts", "whole.csv"]
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+@pytest.mark.parametrize("source", ["npz", "parquet"])
+def test_array_parts_without_rows_are_empty_parts(tmp_path, source, reduction):
+    """A table's writer leaves a part of no rows where a partition is empty (in Parquet with a list
+    column, without even a class count): skipped, as a CSV part with a header alone."""
+    import polars as pl
+
+    whole, parts = write_parts(tmp_path, 3, source)
+    empty = tmp_path / "parts" / f"empty.{source}"
+    save_arrays(empty, np.zeros((0, CLASSES)), np.zeros(0, dtype=np.int64))
+    listed = tmp_path / "parts" / "listed.parquet"
+    pl.DataFrame({"logits": pl.Series([], dtype=pl.List(pl.Float64)), "labels": pl.Series([], dtype=pl.Int64)}
+                 ).write_parquet(listed)
+    options = LossOptions(reduction=reduction, weight=(1.0, 2.0, 3.0, 0.5, 0.1))
+    one = run_batch(request_for(whole, tmp_path / "one.csv", options, "csv"))
+    cut = run_in_parts([empty, parts[0], listed, parts[1], parts[2]], tmp_path / "cut.csv", options, "csv", Shuffled(3))
+    assert (tmp_path / "cut.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+    assert cut.document() == one.document()
+
+
+def test_array_parts_that_all_lack_rows_are_refused(tmp_path, sce):
+    for name in ("a.npz", "b.npz"):
+        save_arrays(tmp_path / name, np.zeros((0, CLASSES)), np.zeros(0, dtype=np.int64))
+    run = sce("batch", tmp_path / "a.npz", tmp_path / "b.npz", "-o", tmp_path / "out.csv")
+    assert (run.exit_code, run.stderr) == (1, "sce: error: the parts have no rows; give at least one row of one class\n")
+    assert not (tmp_path / "out.csv").exists()

@@ -106,7 +106,9 @@ def count_partition(request: BatchRequest) -> PartitionCount:
     if is_empty_text(request):
         return PartitionCount(DenominatorTally(), None)
     if request.arrays is not None:
-        dump = read_inputs(request.arrays, request.options)
+        dump = read_inputs(request.arrays, request.options, empty_part=True)
+        if dump.shape[0] == 0:  # no rows, and perhaps no class count: nothing to add
+            return PartitionCount(DenominatorTally(), None)
         return PartitionCount(denominator_tally(dump, request.options), array_layout(dump))
     tally, names = DenominatorTally(), None
     with readable_input(request.input_path, False) as path:

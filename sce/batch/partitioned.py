@@ -276,6 +276,11 @@ def _check_layouts(paths: Sequence[str], layouts: dict[int, tuple[Any, ...] | No
     """Every part with rows has the first one's columns; an input of parts has some rows."""
     given = {index: layout for index, layout in layouts.items() if layout is not None}
     if not given:
+        from sce.io.arrays import is_array_path
+
+        if any(is_array_path(path) for path in paths):
+            alone = f"{paths[0]}: the input has" if len(paths) == 1 else "the parts have"
+            raise DataProblem(f"{alone} no rows; give at least one row of one class")
         if any(not os.path.isfile(path) or os.path.getsize(path) > 0 for path in paths):
             raise DataProblem("the parts have a header but no rows")
         if len(paths) == 1:
