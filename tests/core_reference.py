@@ -81,7 +81,7 @@ def log_softmax(z: np.ndarray, temperature: float = 1.0) -> LogSoftmax:
     argmax = np.argmax(z, axis=1)
     max_logit = z[rows, argmax]
     shifted, err = _shift_and_scale(z, max_logit, temperature)
-    exp_shifted = np.exp(shifted) * (1 + err)
+    exp_shifted = np.exp(shifted) * np.maximum(1 + err, 0)  # never -0.0: see sce.loss.log_softmax
     exp_shifted[rows, argmax] = 0
     others_sum = exp_shifted.sum(axis=1)
     exp_shifted[rows, argmax] = 1

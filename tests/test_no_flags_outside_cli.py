@@ -20,6 +20,8 @@ CLI_FACING = {
     ("io/arrays/vector.py", "--arrays"),
     # sce test's stages, pointing a function's bfloat16 stage at the command that grades it.
     ("grading/implementations/stage_answers.py", "--arrays"),
+    # The pytest plugin's own option of pytest's command line, not one of sce's.
+    ("pytest_plugin.py", "--sce-slow"),
 }
 
 

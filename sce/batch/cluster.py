@@ -57,11 +57,11 @@ def check_cluster_options(engine: str, scheduler: str | None, workers: int | Non
     sce.errors.OptionProblem: workers: 0 worker processes cannot run anything; give 1 to 256
     """
     if engine != "dask":
-        for field, value in (("scheduler", scheduler), ("workers", workers)):
+        for named, value in ((option("scheduler"), scheduler), (option("workers"), workers)):
             if value is not None:
                 raise UsageProblem(
-                    f"{option(field)} goes with {option('engine', 'dask')}; "
-                    f"add {option('engine', 'dask')}, or leave {option(field)} out"
+                    f"{named} goes with {option('engine', 'dask')}; "
+                    f"add {option('engine', 'dask')}, or leave {named} out"
                 )
         return
     if scheduler is not None and workers is not None:

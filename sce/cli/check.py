@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from sce.cli.check_arrays import ARRAY_ROLES, check_arrays, refuse_array_options, refuse_typed_inputs
-from sce.cli.choices import CheckFormat, SumOrder
+from sce.cli.choices import CheckFormat, Engine, SumOrder
 from sce.cli.commandline import say_if_signalled_after_commit
 from sce.cli.declarations import (
     FLAG_OF_FIELD,
@@ -54,6 +54,7 @@ from sce.cli.declarations import (
     TargetsPathOption,
     bundled,
 )
+from sce.cli.declarations_engine import EngineOption, SchedulerOption, WorkersOption
 from sce.cli.exit_status import ExitStatus
 from sce.cli.file_request import file_request
 from sce.cli.stdout import stdout_console, write_stdout
@@ -176,6 +177,9 @@ def check(
     sum_order: SumOrderOption = SumOrder.parallel,
     profile: ProfileOption = None,
     summary_json: CheckSummaryJsonOption = None,
+    engine: EngineOption = Engine.local,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = None,
     *,
     options: LossOptions,
     options_given: frozenset[str],
@@ -190,8 +194,7 @@ def check(
     """
     _check_digits_and_tolerance(digits, tol)
     output_format = _format_from_name(output_format, output)
-    if summary_json is not None and csv_input is None:
-        raise UsageProblem(f"{SUMMARY_JSON.name} goes with --csv INPUT (and with sce batch)")
+    _refuse_summary_without_csv(summary_json, csv_input)
     files = arrays is not None or logits_path is not None or csv_input is not None
     _refuse_stages_with_files(stage, files)
     html = _page_of_typed_answers(output_format, files)
@@ -209,9 +212,10 @@ def check(
             digits=digits,
             output_format=shown_format,
             page_output=output,
+            cluster=(engine, scheduler, workers),
         )
         return
-    refuse_array_options(labels_path, targets_path, claimed_dtype, sum_order, profile)
+    refuse_array_options(labels_path, targets_path, claimed_dtype, sum_order, profile, (engine, scheduler, workers))
     if csv_input is not None:
         if logits:
             raise UsageProblem("give LOGITS or --csv INPUT, not both")
@@ -258,6 +262,11 @@ def _format_from_name(chosen: CheckOutputFormat | None, output: str | None) -> C
         return chosen
     written = page_format(output, None if chosen is None else chosen.value)
     return None if written is None else CheckOutputFormat(written)
+
+
+def _refuse_summary_without_csv(summary_json: str | None, csv_input: str | None) -> None:
+    if summary_json is not None and csv_input is None:
+        raise UsageProblem(f"{SUMMARY_JSON.name} goes with --csv INPUT (and with sce batch)")
 
 
 def _check_digits_and_tolerance(digits: int, tol: float | None) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import typer
@@ -16,6 +19,7 @@ from sce.cli.declarations import (
     SUM_ORDER,
     TARGETS_PATH,
 )
+from sce.cli.declarations_engine import ENGINE, SCHEDULER, WORKERS
 from sce.cli.exit_status import ExitStatus
 from sce.cli.stdout import stdout_console, write_stdout
 from sce.errors import UsageProblem
@@ -24,8 +28,12 @@ from sce.options import LossOptions
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
+    from sce.grading.dump.tiles import TileEngine
     from sce.grading.dump.verdict import DtypeCheck
-    from sce.io.arrays import ArrayDump
+    from sce.io.arrays import ArrayDump, DumpRequest
+
+Cluster = tuple[str, "str | None", "int | None"]
+"""The engine ("local" or "dask"), a running scheduler's address, the local cluster's workers."""
 
 
 ARRAY_ROLES = ("logits", "labels", "targets", "grad", "loss")
@@ -48,13 +56,18 @@ def refuse_array_options(
     claimed: ClaimedDType | None,
     sum_order: SumOrder = SumOrder.parallel,
     profile: KernelProfile | None = None,
+    cluster: Cluster = ("local", None, None),
 ) -> None:
     order = None if sum_order is SumOrder.parallel else sum_order
+    engine, scheduler, workers = cluster
     for name, value in (
         (LABELS_PATH.name, labels),
         (TARGETS_PATH.name, targets),
         (CLAIMED_DTYPE.name, claimed),
         (SUM_ORDER.name, order),
+        (ENGINE.name, None if engine == "local" else engine),
+        (SCHEDULER.name, scheduler),
+        (WORKERS.name, workers),
     ):
         if value is not None:
             raise UsageProblem(f"{name} goes with --arrays FILE or --logits FILE")
@@ -75,18 +88,24 @@ def check_arrays(
     output_format: CheckFormat,
     reduction_given: bool = True,
     page_output: str | None = None,
+    cluster: Cluster = ("local", None, None),
 ) -> None:
     """Read the dump, grade it by type, print the verdict; exit 1 when wrong.
 
     Without --reduction, the reduction is PyTorch's default, mean, unless
     the dump's loss is one per row: then none, or mean where the gradient
     is the mean's (each row's loss logged beside the mean's backward, as
-    ``sce batch --reduction mean`` writes them)."""
+    ``sce batch --reduction mean`` writes them). With ``cluster`` ("dask", a scheduler's address
+    or None, the local cluster's workers or None), a dump of logits is graded in tiles on a Dask cluster."""
+    from sce.batch.cluster import check_cluster_options
     from sce.cli.check_linear import check_linear_dump, is_linear_dump
+    from sce.grading.dump.check import check_options
     from sce.io.arrays import DumpRequest, read_dump
     from sce.io.arrays.dump import float_name
 
+    check_cluster_options(*cluster)
     if arrays is not None and is_linear_dump(arrays):
+        _refuse_cluster_for_hidden_states(cluster)
         check_linear_dump(
             arrays,
             given=_logits_only_flags(paths, keys, claimed, sum_order),
@@ -120,12 +139,15 @@ def check_arrays(
     if dump.loss is not None and dump.loss.ndim == 0 and dump.shape[0] == 1 and options.reduction == "none":
         dump = dataclasses.replace(dump, loss=dump.loss.reshape(1))
     _check_loss_shape(dump.loss, options, dump.where.get("loss", ""))
-    found = _check_with_progress(dump, options, claimed_name, sum_order)
-    if not reduction_given and options.reduction == "none" and dump.grad is not None and not found.correct:
-        # The gradient says which: a wrong loss beside the mean's right gradient is a wrong loss, not "divided by N".
-        as_mean = _check_with_progress(dump, options.replace(reduction="mean"), claimed_name, sum_order)
-        if as_mean.quantities[0].correct and not found.quantities[0].correct:
-            found = as_mean
+    check_options(options, dump.shape[1])  # before a cluster is started or reached
+    with _engine(cluster, request, dump, options.ignore_index) as engine:
+        found = _check_with_progress(dump, options, claimed_name, sum_order, engine)
+        if not reduction_given and options.reduction == "none" and dump.grad is not None and not found.correct:
+            # The gradient says which: a wrong loss beside the mean's right gradient is a wrong loss,
+            # not "divided by N".
+            as_mean = _check_with_progress(dump, options.replace(reduction="mean"), claimed_name, sum_order, engine)
+            if as_mean.quantities[0].correct and not found.quantities[0].correct:
+                found = as_mean
     _show(found, digits, output_format, (f"Checked: {arrays or paths['logits']}", page_output))
     if not found.judgeable:
         raise typer.Exit(ExitStatus.UNGRADED)  # neither right nor wrong: the type cannot hold the answer
@@ -168,7 +190,39 @@ def _show(found: DtypeCheck, digits: int, output_format: CheckFormat, page: tupl
         print_dtype_check(stdout_console(), found, digits, FLAG_OF_FIELD)
 
 
-def _check_with_progress(dump: ArrayDump, options: LossOptions, claimed: str, sum_order: str) -> DtypeCheck:
+def _refuse_cluster_for_hidden_states(cluster: Cluster) -> None:
+    if cluster[0] != "local":
+        raise UsageProblem(
+            f"{ENGINE.name} dask grades dumps of logits; a dump of hidden states (hidden, classifier, labels) "
+            f"is graded in this process: leave out {ENGINE.name}"
+        )
+
+
+@contextmanager
+def _engine(cluster: Cluster, request: DumpRequest, dump: ArrayDump, ignore_index: int) -> Iterator[TileEngine | None]:
+    """None for this process; for the dask engine, the cluster's, which each task opens the dump
+    for by its absolute paths (and names it in messages as it was given)."""
+    engine, scheduler, workers = cluster
+    if engine != "dask":
+        yield None
+        return
+    from sce.batch.cluster import cluster_client
+    from sce.grading.dump.cluster_tiles import on_cluster
+    from sce.grading.dump.tiles import DumpFile
+
+    absolute = dataclasses.replace(
+        request,
+        arrays=None if request.arrays is None else os.path.abspath(request.arrays),
+        paths={role: os.path.abspath(path) for role, path in request.paths.items()},
+    )
+    loss_per_row = dump.loss is not None and dump.loss.ndim == 1 and dump.shape[0] == 1
+    with cluster_client(scheduler, workers) as client:
+        yield on_cluster(client, DumpFile(absolute, ignore_index, loss_per_row, dump.where))
+
+
+def _check_with_progress(
+    dump: ArrayDump, options: LossOptions, claimed: str, sum_order: str, engine: TileEngine | None = None
+) -> DtypeCheck:
     """check_dump, with a bar on stderr when it is a terminal (never in a pipe or a log)."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -177,7 +231,7 @@ def _check_with_progress(dump: ArrayDump, options: LossOptions, claimed: str, su
 
     stderr = Console(stderr=True)
     if not stderr.is_terminal:
-        return check_dump(dump, options, claimed, tune_heap=True, sum_order=sum_order)
+        return check_dump(dump, options, claimed, tune_heap=True, sum_order=sum_order, engine=engine)
     rows = dump.shape[0]
     with Progress(
         TextColumn("sce check: {task.description}"),
@@ -197,7 +251,9 @@ def _check_with_progress(dump: ArrayDump, options: LossOptions, claimed: str, su
                 tasks[phase] = bar.add_task(phase, total=rows)
             bar.advance(tasks[phase], done)
 
-        return check_dump(dump, options, claimed, progress=advance, tune_heap=True, sum_order=sum_order)
+        return check_dump(
+            dump, options, claimed, progress=advance, tune_heap=True, sum_order=sum_order, engine=engine
+        )
 
 
 def _require_ml_dtypes() -> None:

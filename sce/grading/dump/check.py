@@ -17,6 +17,15 @@ from sce.grading.dump.implementation_choices import NARROWER, consistent_choices
 from sce.grading.dump.kernel_mistakes import denominators
 from sce.grading.dump.mistake_pass import Allowance, Allowed, MistakeSearch
 from sce.grading.dump.signs import WHY_LOSS, why_sign
+from sce.grading.dump.tiles import (
+    InMemory,
+    TileEngine,
+    TileGrade,
+    TilePlan,
+    compared_in_tiles,
+    graded_in_tiles,
+    split,
+)
 from sce.grading.dump.verdict import DtypeCheck, QuantityVerdict, ReducedLoss
 from sce.grading.dump.verdict_pass import BlockGrade, BlockJob, Progress, in_order
 from sce.io.arrays import ArrayDump
@@ -38,6 +47,7 @@ def check_dump(
     progress: Progress | None = None,
     tune_heap: bool = False,
     sum_order: str = "parallel",
+    engine: TileEngine | None = None,
 ) -> DtypeCheck:
     """Grade the dump's gradient and loss by their type, block by block; name the mistake that fits.
 
@@ -59,6 +69,9 @@ def check_dump(
         "parallel" (frameworks' sums in lanes or pairs), or "sequential": each row's
         probabilities may share one factor 1 + δ, |δ| ≤ (K − 1)·u, as one running sum over the
         classes gives them (:mod:`.sequential_sums`).
+    engine : TileEngine, optional
+        Grade the dump in tiles of blocks run by ``engine`` (a cluster: :mod:`.cluster_tiles`), to
+        the same verdict, bit for bit, as this process alone gives (:mod:`.tiles`).
 
     Returns
     -------
@@ -92,13 +105,13 @@ def check_dump(
         raise NothingToGrade(
             f"{where} has no rows: nothing to grade (a batch of no rows is graded by its reduced loss alone)"
         )
-    check = _graded(dump, options, claimed_dtype, progress, tune_heap, sum_order, True)
+    check = _graded(dump, options, claimed_dtype, progress, tune_heap, sum_order, True, engine)
     signs_alone = _only_signs(check.quantities)  # no type or sum order makes a sign no rounding gives
     if check.wrong and not check.mistakes and not signs_alone and not any(q.counts[-1] for q in check.quantities):
         # NaN or infinity where the truth is finite is wrong however it was computed.
 
         def regrade(kind: str, order: str) -> bool:
-            return _graded(dump, options, kind, None, tune_heap, order, False).correct
+            return _graded(dump, options, kind, None, tune_heap, order, False, engine).correct
 
         bounds = block_bounds(*dump.shape, BLOCK_ENTRIES)
         gradient = check.quantities[0] if dump.grad is not None else None
@@ -114,10 +127,11 @@ def _graded(
     tune_heap: bool,
     sum_order: str,
     name_mistakes: bool,
+    engine: TileEngine | None = None,
 ) -> DtypeCheck:
     """:func:`check_dump`'s verdict, and with ``name_mistakes`` the mistakes that fit a wrong answer."""
     rows, classes = dump.shape
-    _check_options(options, classes)
+    check_options(options, classes)
     d = denominators(dump.labels, rows, options)
     why = why_sign("gradient", options, dump.labels is not None)
     grad = QuantityVerdict("gradient", sign_reason=why) if dump.grad is not None else None
@@ -125,21 +139,22 @@ def _graded(
     loss = QuantityVerdict("loss", sign_reason=WHY_LOSS) if per_row_loss else None
     scalar = ReducedLoss() if dump.loss is not None and not per_row_loss else None
     bounds = block_bounds(rows, classes, BLOCK_ENTRIES)
+    tune = tune_heap and rows * classes > BLOCK_ENTRIES
+    source = (engine.source if engine is not None else None) or InMemory(dump)
+    plan = TilePlan(source, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order, tune)
     search = MistakeSearch(dump, options, d, claimed_dtype, bounds, progress) if name_mistakes else None
-    suspects = search.suspects if search is not None else None
-    job = BlockJob(dump, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order, suspects)
-    sum_bound = 0.0
-    with warnings.catch_warnings(), reused_heap(tune_heap and rows * classes > BLOCK_ENTRIES):
+    if search is not None and engine is not None:
+        search.elsewhere = compared_in_tiles(plan, bounds, engine)
+    with warnings.catch_warnings(), reused_heap(tune):
         # Here, not in each block: catch_warnings is not thread-safe. An infinite loss is graded, not warned about.
         warnings.simplefilter("ignore")
-        for index, graded in enumerate(in_order(job.grade, bounds)):
-            _merge(graded, grad, loss, scalar)
-            sum_bound = max(sum_bound, graded.sum_bound)
-            if search is not None:
-                so_far = [q for q in (grad, loss) if q is not None]
-                search.after_block(index, graded, _allowed(grad, loss), any(not q.correct for q in so_far))
-            if progress is not None:
-                progress("checking", graded.rows)
+        if engine is None:
+            suspects = search.suspects if search is not None else None
+            job = BlockJob(dump, options, claimed_dtype, d, per_row_loss, scalar is not None, sum_order, suspects)
+            sum_bound = _in_blocks(job, bounds, (grad, loss, scalar), search, progress)
+        else:
+            whole = graded_in_tiles(plan, split(bounds, engine.tiles), engine.run, progress)
+            sum_bound = _merged_tiles(whole, grad, loss, scalar)
         dump.verify()  # a damaged file is a data error, not an answer judged wrong
         quantities = [q for q in (grad, loss) if q is not None]
         scalar_verdict = None
@@ -158,6 +173,41 @@ def _graded(
             if not check.mistakes and len(quantities) > 1:
                 check.mistakes = _by_quantity(search, allowed, quantities)
     return check
+
+
+def _in_blocks(
+    job: BlockJob,
+    bounds: list[tuple[int, int]],
+    verdicts: tuple[QuantityVerdict | None, QuantityVerdict | None, ReducedLoss | None],
+    search: MistakeSearch | None,
+    progress: Progress | None,
+) -> float:
+    """The verdict's pass in this process, block by block into ``verdicts``; the largest bound of
+    a sequential sum. The mistakes are suspected as soon as the answer looks wrong (:mod:`.mistake_pass`)."""
+    grad, loss, scalar = verdicts
+    sum_bound = 0.0
+    for index, graded in enumerate(in_order(job.grade, bounds)):
+        _merge(graded, grad, loss, scalar)
+        sum_bound = max(sum_bound, graded.sum_bound)
+        if search is not None:
+            so_far = [q for q in (grad, loss) if q is not None]
+            search.after_block(index, graded, _allowed(grad, loss), any(not q.correct for q in so_far))
+        if progress is not None:
+            progress("checking", graded.rows)
+    return sum_bound
+
+
+def _merged_tiles(
+    whole: TileGrade, grad: QuantityVerdict | None, loss: QuantityVerdict | None, scalar: ReducedLoss | None
+) -> float:
+    """The tiles' grade merged into the verdicts (empty, and worded for their quantity); the
+    largest bound of a sequential sum."""
+    for mine, theirs in ((grad, whole.gradient), (loss, whole.losses)):
+        if mine is not None and theirs is not None:
+            mine.combine(theirs)
+    if scalar is not None and whole.reduced is not None:
+        scalar.extend(whole.reduced)
+    return whole.sum_bound
 
 
 def _only_signs(quantities: list[QuantityVerdict]) -> bool:
@@ -227,8 +277,9 @@ def _check_claim(dump: ArrayDump, claimed_dtype: str) -> None:
         )
 
 
-def _check_options(options: LossOptions, classes: int) -> None:
-    """Every option checked before the first block (a weight per class among them), as the core checks them."""
+def check_options(options: LossOptions, classes: int) -> None:
+    """Every option checked before the first block (a weight per class among them), as the core checks them;
+    a caller that starts a cluster first calls it before (:class:`~sce.errors.OptionProblem`)."""
     try:
         dtype, weights = validated_options(options)
         class_weights(weights, classes, dtype)

@@ -18,7 +18,7 @@ name is given only where it explains every wrong entry.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
@@ -38,6 +38,10 @@ from sce.options import LossOptions
 SCREEN_ENTRIES = 1 << 16
 #: At least this many rows are tried (a padding row fits many a mistake).
 SCREEN_ROWS = 2
+
+
+Elsewhere = Callable[[dict[int, list[str]]], Iterable[tuple[int, dict[str, Trial]]]]
+"""Given the candidates' names each block (by its index) misses, hands back each block's trials."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class MistakeSearch:
     suspected: bool = False
     """Whether the suspects have been chosen (once, when the answer first looks wrong)."""
     _screen: dict[str, Trial] | None = None
+    elsewhere: Elsewhere | None = None
+    """Compares the candidates with blocks elsewhere (a cluster's tasks: :mod:`.tiles`); None: here, in threads."""
     candidates: dict[str, WhatIf] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -94,7 +100,7 @@ class MistakeSearch:
 
     def screen(self) -> dict[str, Trial]:
         if self._screen is None:
-            self._screen = self._rows_trials(self.candidates, self._screen_bound())
+            self._screen = self.rows_trials(self.candidates, self._screen_bound())
         return self._screen
 
     def matching(self, allowed: Allowed) -> list[str]:
@@ -110,7 +116,11 @@ class MistakeSearch:
             index: {name: candidates[name] for name in kept if index not in self.tried.get(name, set())}
             for index in range(len(self.bounds))
         }
-        self._catch_up({index: names for index, names in missing.items() if names}, allowed)
+        missing = {index: names for index, names in missing.items() if names}
+        if self.elsewhere is None:
+            self._catch_up(missing, allowed)
+        else:
+            self._compared_elsewhere(missing)
         untried = Trial(None, None, None)  # no rows at all: graded on nothing
         return [
             name
@@ -127,7 +137,7 @@ class MistakeSearch:
 
         def tried(index: int) -> dict[str, Trial]:
             remaining = {name: c for name, c in missing[index].items() if name not in dropped}
-            return self._rows_trials(remaining, self.bounds[index])
+            return self.rows_trials(remaining, self.bounds[index])
 
         indices = list(missing)
         blocks = in_order(lambda bound: tried(bound[0]), [(index, index + 1) for index in indices])
@@ -140,12 +150,22 @@ class MistakeSearch:
                 if all(name in dropped for names in missing.values() for name in names):
                     break
 
+    def _compared_elsewhere(self, missing: dict[int, dict[str, WhatIf]]) -> None:
+        """The missing blocks' trials by :attr:`elsewhere`, every candidate on every block it misses
+        (none is dropped early: the blocks are compared at once), kept in block order."""
+        assert self.elsewhere is not None
+        found = dict(self.elsewhere({index: sorted(names) for index, names in missing.items()}))
+        for index in sorted(found):
+            self._keep(index, found[index])
+            if self.progress is not None:
+                self.progress("naming the mistake", self.bounds[index][1] - self.bounds[index][0])
+
     def _keep(self, index: int, trials: dict[str, Trial]) -> None:
         for name, trial in trials.items():
             self.trials[name] = self.trials[name].plus(trial) if name in self.trials else trial
             self.tried.setdefault(name, set()).add(index)
 
-    def _rows_trials(self, candidates: dict[str, WhatIf], bound: tuple[int, int]) -> dict[str, Trial]:
+    def rows_trials(self, candidates: dict[str, WhatIf], bound: tuple[int, int]) -> dict[str, Trial]:
         """Each candidate on rows ``bound``, from their exact result computed here."""
         if not candidates:
             return {}

@@ -40,13 +40,13 @@ from sce.grading.dump.block_errors import (
     BlockErrors,
     Entry,
     RouteErrors,
-    added_by_route,
     finite_errors,
     summarize,
 )
 from sce.grading.dump.histogram import EDGES
 from sce.grading.dump.kernel_mistakes import Denominators
 from sce.grading.dump.signs import WHY_LOSS, negative_losses
+from sce.loss.exact_sum import ExactSum
 from sce.options import LossOptions
 
 MARGIN_FACTOR = 4.0
@@ -79,6 +79,9 @@ class QuantityVerdict:
     """Entries of the opposite sign to the exact value's that no rounding explains (:mod:`.signs`)."""
     beyond_rounding: int = 0
     """Entries further off than a half-type kernel's rounding at that entry allows (:mod:`.entry_conditioning`)."""
+    sums: tuple[ExactSum, ...] = ()
+    """The three sums above held exactly (the answer's, the all-zero answer's, then each route's),
+    so that merging blocks in any grouping or order gives the same bits (:meth:`combine`)."""
     sign_reason: str = ""
     """Why no rounding explains a sign flip of this quantity (:func:`.signs.why_sign`)."""
 
@@ -156,22 +159,58 @@ class QuantityVerdict:
         return self.rms_ulps > max(self.zero_rms_ulps, self.allowed_rms_ulps)
 
     def merge(self, block: BlockErrors) -> None:
-        """One block's summary, blocks taken in order (the worst entries' ties go to the earliest)."""
-        self.entries += block.entries
-        self.counts += block.counts
-        self.max_ulps = max(self.max_ulps, block.max_ulps)
-        self.baseline_ulps = max(self.baseline_ulps, block.baseline_ulps)
-        self.squares += block.squares
-        self.baseline_squares = added_by_route(self.baseline_squares, block.baseline_squares)
-        self.zero_squares += block.zero_squares
-        self.sign_flips += block.sign_flips
-        self.beyond_rounding += block.beyond_rounding
-        self.worst = sorted([*self.worst, *block.worst], key=lambda e: -e.ulps)[:WORST_SHOWN]
+        """One block's summary: its entries' counts added, its sums added exactly, its worst
+        entries kept where they are among the worst (ties to the earliest in the dump)."""
+        other = QuantityVerdict(
+            self.name,
+            block.entries,
+            block.counts,
+            block.max_ulps,
+            block.baseline_ulps,
+            block.worst,
+            sign_flips=block.sign_flips,
+            beyond_rounding=block.beyond_rounding,
+            sums=_exact_sums(block.squares, block.zero_squares, block.baseline_squares),
+        )
+        self.combine(other)
+
+    def combine(self, other: QuantityVerdict) -> None:
+        """Another part's verdict added to this one: the whole verdict of the entries of both.
+
+        Exact, associative and commutative: the counts are integers, the sums of squares are
+        held exactly and rounded when read, and the worst entries are ranked by their error,
+        then their place in the dump, so that parts graded apart (blocks in threads, tiles on a
+        cluster) merge in any grouping and order to the same verdict."""
+        self.entries += other.entries
+        self.counts = self.counts + other.counts
+        self.max_ulps = max(self.max_ulps, other.max_ulps)
+        self.baseline_ulps = max(self.baseline_ulps, other.baseline_ulps)
+        self.sign_flips += other.sign_flips
+        self.beyond_rounding += other.beyond_rounding
+        self.worst = sorted([*self.worst, *other.worst], key=_rank)[:WORST_SHOWN]
+        self.sums = _added(self.sums, other.sums)
+        self.squares, self.zero_squares = (total.value() for total in self.sums[:2])
+        self.baseline_squares = tuple(total.value() for total in self.sums[2:])
 
     def add(
         self, errors: np.ndarray, baseline: RouteErrors, expected: np.ndarray, given: np.ndarray, start: int
     ) -> None:
         self.merge(summarize(errors, baseline, expected, given, start))
+
+
+def _rank(entry: Entry) -> tuple[float, int, int]:
+    """Worst first; among equal errors, the earliest in the dump (row, then column)."""
+    return (-entry.ulps, entry.row, -1 if entry.column is None else entry.column)
+
+
+def _exact_sums(squares: float, zero_squares: float, by_route: tuple[float, ...]) -> tuple[ExactSum, ...]:
+    return tuple(ExactSum.of(np.array([value])) for value in (squares, zero_squares, *by_route))
+
+
+def _added(sums: tuple[ExactSum, ...], more: tuple[ExactSum, ...]) -> tuple[ExactSum, ...]:
+    """Two parts' exact sums, position by position (a route missing from one adds nothing)."""
+    longer, shorter = (sums, more) if len(sums) >= len(more) else (more, sums)
+    return tuple(a + shorter[i] if i < len(shorter) else a for i, a in enumerate(longer))
 
 
 def _root_mean(squares: float, entries: int) -> float:
@@ -280,6 +319,15 @@ class ReducedLoss:
         self.baseline_rows.append(baseline_losses)
         if z_losses is not None:
             self.baseline_z_rows.append(z_losses)
+
+    def extend(self, later: ReducedLoss) -> None:
+        """The parts of rows that come after this one's (a tile's, merged in the dump's order:
+        the baseline's sum is taken in row order, as one machine takes it)."""
+        self.exact += later.exact
+        self.magnitude += later.magnitude
+        self.baseline_rows += later.baseline_rows
+        self.baseline_z_rows += later.baseline_z_rows
+        self.moved += later.moved
 
     def verdict(self, given: float, dtype: str, options: LossOptions, d: Denominators) -> QuantityVerdict:
         self.given = given
