@@ -208,6 +208,8 @@ def _check_run_arguments(client: Any, workers: Any, digits: Any) -> None:
             raise ValueError("workers starts a local cluster, client uses a running one: give one of them")
         if not hasattr(client, "submit") or not hasattr(client, "scheduler_info"):
             raise ValueError(f"client: {type(client).__name__} is not a Dask client; give distributed.Client(…)")
+        if getattr(client, "status", None) in ("closing", "closed"):
+            raise ValueError("client: the client is closed; give one connected to a cluster, or leave client out")
     for name, value, most in (("workers", workers, MAX_WORKERS), ("digits", digits, 17)):
         if value is None:
             continue

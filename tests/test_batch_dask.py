@@ -580,6 +580,20 @@ def test_dask_score_refuses_every_bad_argument_as_a_value_error_naming_it_before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]
 
 
+def test_dask_score_refuses_a_closed_client(tmp_path):
+    import sce.dask
+
+    (tmp_path / "a.csv").write_text("z0,z1,z2,label\n2,3,4,1\n")
+    local = distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=":0", silence_logs=50)
+    client = distributed.Client(local, set_as_default=False)
+    client.close()
+    local.close()
+    with pytest.raises(ValueError) as refused:
+        sce.dask.score(tmp_path / "a.csv", tmp_path / "scored", client=client)
+    assert str(refused.value) == "client: the client is closed; give one connected to a cluster, or leave client out"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]
+
+
 def test_dask_score_takes_the_options_once_and_only_the_losss_keywords(tmp_path):
     import sce
     import sce.dask
