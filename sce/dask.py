@@ -19,7 +19,7 @@ from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
 from sce.batch.partition import PartitionFailure
-from sce.batch.partitioned import check_output, part_names, partition_paths, run_partitioned
+from sce.batch.partitioned import check_output, part_names, partition_paths, refuse_streams, run_partitioned
 from sce.batch.request import BatchRequest, BatchSummary
 from sce.errors import OptionProblem, SceError, UsageProblem, worded
 from sce.options import LossOptions
@@ -231,6 +231,7 @@ def _check_parts(request: BatchRequest, paths: list[str]) -> None:
 
     for path in paths:
         check_openable(path)
+    refuse_streams(paths, on_cluster=True, reads_twice=False)
     check_output(request, paths)
 
 

@@ -474,3 +474,22 @@ def test_array_parts_that_all_lack_rows_are_refused(tmp_path, sce):
     run = sce("batch", tmp_path / "a.npz", tmp_path / "b.npz", "-o", tmp_path / "out.csv")
     assert (run.exit_code, run.stderr) == (1, "sce: error: the parts have no rows; give at least one row of one class\n")
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_pipe_among_the_parts_is_refused_where_it_would_be_read_twice_or_by_a_worker(tmp_path):
+    """A process substitution (<(…)) is a pipe: read once, in this process only."""
+    import subprocess
+
+    _, parts = write_parts(tmp_path, 3)
+    common = f"sce batch {parts[0]} <(cat {parts[1]}) -q"
+    piped = subprocess.run(f"{common} > {tmp_path / 'out.csv'}", shell=True, capture_output=True, text=True,
+                           executable="/bin/bash")
+    assert (piped.returncode, piped.stderr) == (0, "")
+    for extra, why in (
+        ("--reduction mean", "read once; with --reduction mean every part is read twice (a first pass counts the "
+         "whole input's denominators): save it to a file"),
+        ("--engine dask --workers 1", "which the cluster's workers cannot open: save it to a file"),
+    ):
+        run = subprocess.run(f"{common} {extra}", shell=True, capture_output=True, text=True, executable="/bin/bash")
+        assert run.returncode == 2
+        assert run.stderr.startswith("sce: error: /dev/fd/") and run.stderr.endswith(f" is a pipe or a device, {why}\n")

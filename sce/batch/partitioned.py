@@ -212,6 +212,26 @@ def check_output(request: BatchRequest, paths: Sequence[str]) -> None:
         _check_replaceable(request.output_path.rstrip(os.sep))
 
 
+def refuse_streams(paths: Sequence[str], on_cluster: bool, reads_twice: bool) -> None:
+    """Refuse a part that is a pipe or a device where it cannot be read: by a cluster's workers
+    (other processes), or twice (``reads_twice``: a first pass counts the mean's denominators)."""
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue  # opening it says why
+        if stat.S_ISREG(mode) or not (on_cluster or reads_twice):
+            continue
+        if on_cluster:
+            raise UsageProblem(
+                f"{path} is a pipe or a device, which the cluster's workers cannot open: save it to a file"
+            )
+        raise UsageProblem(
+            f"{path} is a pipe or a device, read once; with {option('reduction', 'mean')} every part is read twice "
+            "(a first pass counts the whole input's denominators): save it to a file"
+        )
+
+
 def refuse_output_read_as_a_part(output: str | None, inputs: Sequence[str]) -> None:
     """Refuse an output file that a folder or glob among ``inputs`` would take for a part on the
     next run (its rows read again, with its computed columns among the logits)."""
