@@ -113,6 +113,10 @@ def score(
     """
     chosen = _chosen_options(options, loss_options)
     _check_run_arguments(client, workers, digits)
+    if not isinstance(output, (str, os.PathLike)):
+        raise TypeError(f"output: {type(output).__name__} is not a path; name a folder for the parts")
+    if not os.fspath(output).strip():
+        raise ValueError("output: the path is empty; name a folder for the parts")
     folder = os.fspath(output).rstrip(os.sep) + os.sep
     with _named_as_arguments():  # before a Dask DataFrame is written out beside it
         check_output(BatchRequest("", folder, output_format="parquet"), [])

@@ -560,6 +560,7 @@ def bad_score_arguments(folder: Path) -> list[tuple[dict, str]]:
         ({"label_smoothing": 1.5}, "label_smoothing: label smoothing 1.5 is outside [0, 1]; use a value from 0 (none) to 1"),
         ({"weight": [1, -2, 3]}, "weight (class 1): weight -2 is not a non-negative finite number; class weights must be >= 0"),
         ({"output": a}, f"output: {a} is a file, not a folder; name a folder for the parts"),
+        ({"output": ""}, "output: the path is empty; name a folder for the parts"),
         ({"output": folder}, f"output: {folder} holds other files than parts (a.csv); name a new folder, or an empty one"),
         ({"output": folder / "no" / "out"}, f"output: the folder {folder / 'no'} does not exist; create it, or write "
          "the output elsewhere"),
