@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 from fractions import Fraction
 from pathlib import Path
@@ -493,3 +494,21 @@ def test_a_pipe_among_the_parts_is_refused_where_it_would_be_read_twice_or_by_a_
         run = subprocess.run(f"{common} {extra}", shell=True, capture_output=True, text=True, executable="/bin/bash")
         assert run.returncode == 2
         assert run.stderr.startswith("sce: error: /dev/fd/") and run.stderr.endswith(f" is a pipe or a device, {why}\n")
+
+
+def test_a_device_output_keeps_the_parts_in_the_temporary_folder_not_in_dev(tmp_path, monkeypatch):
+    import tempfile
+
+    import sce.batch.partitioned as partitioned
+
+    made, original = [], tempfile.mkdtemp
+
+    def mkdtemp(**given):
+        made.append(given.get("dir"))
+        return original(**{**given, "dir": tmp_path})
+
+    monkeypatch.setattr(partitioned.tempfile, "mkdtemp", mkdtemp)
+    _, parts = write_parts(tmp_path, 3)
+    summary = run_in_parts(parts, Path(os.devnull), LossOptions(), "csv", Shuffled(0))
+    assert summary.rows == 211
+    assert made == [None]

@@ -350,9 +350,10 @@ def _refuse_summary_inside(summary: str, folder: str | None) -> None:
 
 @contextlib.contextmanager
 def _staging(output: str | None, into_folder: bool) -> Iterator[str]:
-    """A new folder for the parts, beside the output (in the temporary folder for stdout), removed
-    with whatever it holds when the run ends, by an error or a signal too."""
-    if output is None or output == "-":
+    """A new folder for the parts, beside the output (in the temporary folder for stdout or a
+    device such as /dev/null), removed with whatever it holds when the run ends, by an error or a
+    signal too."""
+    if output is None or output == "-" or _is_special(output):
         parent, name = None, "sce-output"
     else:
         written = os.path.realpath(output.rstrip(os.sep) or output)
@@ -371,6 +372,15 @@ def _staging(output: str | None, into_folder: bool) -> Iterator[str]:
         with shielded():
             if folder is not None:
                 _remove_tree(folder)
+
+
+def _is_special(output: str) -> bool:
+    """A device or a pipe: its folder (/dev) is no place for the parts."""
+    try:
+        mode = os.stat(output).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _remove_tree(folder: str) -> None:
