@@ -666,3 +666,16 @@ def test_score_names_a_dask_dataframes_missing_columns_and_output_folder_before_
         f"output: the folder {tmp_path / 'no'} does not exist; create it, or write the output elsewhere"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_workers_address_given_as_the_schedulers_is_named_in_one_line(tmp_path, sce, cluster):
+    """A worker speaks Dask's protocol and greets as a scheduler does, but is not one."""
+    whole, _ = write_parts(tmp_path, 1)
+    worker = next(iter(cluster[0].workers.values())).worker_address
+    run = sce("batch", whole, "-o", tmp_path / "out.csv", "--engine", "dask", "--scheduler", worker)
+    assert run.exit_code == 1
+    assert run.stderr == (
+        f"sce: error: --scheduler: what answers at {worker} is not a Dask scheduler (its reply is not a "
+        "scheduler's); check the address: a scheduler listens on port 8786 unless told otherwise\n"
+    )
+    assert not (tmp_path / "out.csv").exists()
