@@ -407,7 +407,8 @@ def big_parts(folder: Path, count: int, rows_each: int) -> list[Path]:
     return parts
 
 
-def test_ctrl_c_cancels_the_cluster_and_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP])
+def test_ctrl_c_cancels_the_cluster_and_leaves_nothing(tmp_path, signum):
     parts = big_parts(tmp_path, 4, 60_000)
     out = tmp_path / "out.csv"
     out.write_text("precious\n")
@@ -420,10 +421,10 @@ def test_ctrl_c_cancels_the_cluster_and_leaves_nothing(tmp_path):
         assert process.poll() is None, f"finished before it could be interrupted: {process.stderr.read()}"
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     process.wait(timeout=60)
     stderr = process.stderr.read()
-    assert process.returncode == 130, stderr
+    assert process.returncode == 128 + signum, stderr
     assert "Traceback" not in stderr
     assert out.read_text() == "precious\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for p in parts] + ["out.csv"])
@@ -679,3 +680,17 @@ def test_a_workers_address_given_as_the_schedulers_is_named_in_one_line(tmp_path
         "scheduler's); check the address: a scheduler listens on port 8786 unless told otherwise\n"
     )
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_closed_pipe_ends_a_run_on_a_cluster_with_141_and_leaves_nothing(tmp_path):
+    parts = big_parts(tmp_path, 2, 20_000)
+    (tmp_path / "temporary").mkdir()  # where the parts of a run to stdout are staged
+    run = subprocess.run(
+        f"sce batch {parts[0]} {parts[1]} --engine dask --workers 1 | head -n 1 > /dev/null; echo ${{PIPESTATUS[0]}}",
+        shell=True, capture_output=True, text=True, executable="/bin/bash", timeout=120,
+        env={**os.environ, "TMPDIR": str(tmp_path / "temporary")},
+    )
+    assert run.stdout.strip() == "141", run.stderr
+    assert "Traceback" not in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part0.csv", "part1.csv", "temporary"]
+    assert not [p.name for p in (tmp_path / "temporary").iterdir() if "sce-output" in p.name]
