@@ -113,13 +113,7 @@ def score(
     """
     chosen = _chosen_options(options, loss_options)
     _check_run_arguments(client, workers, digits)
-    if not isinstance(output, (str, os.PathLike)):
-        raise TypeError(f"output: {type(output).__name__} is not a path; name a folder for the parts")
-    if not os.fspath(output).strip():
-        raise ValueError("output: the path is empty; name a folder for the parts")
-    folder = os.fspath(output).rstrip(os.sep) + os.sep
-    with _named_as_arguments():  # before a Dask DataFrame is written out beside it
-        check_output(BatchRequest("", folder, output_format="parquet"), [])
+    folder = _output_folder(output)
     with _input_paths(source, folder) as paths, _frame_named(source, paths):
         request = BatchRequest(paths[0], folder, output_format="parquet", digits=digits, options=chosen)
         with _named_as_arguments():
@@ -132,6 +126,19 @@ def score(
     named = (os.path.join(folder, name) for name in part_names(len(paths), "parquet"))
     parts = tuple(path for path in named if os.path.exists(path))  # a partition without rows has no part
     return Scored(folder.rstrip(os.sep), parts, summary)
+
+
+def _output_folder(output: Any) -> str:
+    """The parts' folder (with a trailing separator), one the run can put in place, checked before
+    a Dask DataFrame is written out beside it."""
+    if not isinstance(output, (str, os.PathLike)):
+        raise TypeError(f"output: {type(output).__name__} is not a path; name a folder for the parts")
+    if not os.fspath(output).strip():
+        raise ValueError("output: the path is empty; name a folder for the parts")
+    folder = os.fspath(output).rstrip(os.sep) + os.sep
+    with _named_as_arguments():
+        check_output(BatchRequest("", folder, output_format="parquet"), [])
+    return folder
 
 
 #: The Python argument each field of sce's errors stands for here.
