@@ -29,6 +29,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "columns(n): the terminal width the `sce` fixture runs the command line at (default 100)"
     )
     config.addinivalue_line(
+        "markers", "large: minutes of work on inputs past 2³¹ entries; runs under CI or with SCE_LARGE=1"
+    )
+    config.addinivalue_line(
         "markers",
         "fresh_venv: builds sce's wheel and installs it in a new virtual environment from PyPI (about a minute); "
         "CI runs it, and fails it where it would skip",

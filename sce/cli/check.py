@@ -48,6 +48,7 @@ from sce.cli.declarations import (
     LossOption,
     NoHeaderOption,
     ProfileOption,
+    QuickOption,
     SumOrderOption,
     TargetColsOption,
     TargetOption,
@@ -176,6 +177,7 @@ def check(
     claimed_dtype: ClaimedDTypeOption = None,
     sum_order: SumOrderOption = SumOrder.parallel,
     profile: ProfileOption = None,
+    quick: QuickOption = False,
     summary_json: CheckSummaryJsonOption = None,
     engine: EngineOption = Engine.local,
     scheduler: SchedulerOption = None,
@@ -206,16 +208,14 @@ def check(
             arrays=arrays,
             paths={"logits": logits_path, "labels": labels_path, "targets": targets_path, "grad": grad, "loss": loss},
             keys=dict(zip(ARRAY_ROLES, (key_logits, key_labels, key_targets, key_grad, key_loss))),
-            claimed=claimed_dtype, sum_order=sum_order.value, profile=profile,  # the options of --arrays alone
-            options=options,
-            reduction_given="reduction" in options_given,
-            digits=digits,
-            output_format=shown_format,
-            page_output=output,
-            cluster=(engine, scheduler, workers),
-        )
+            claimed=claimed_dtype, sum_order=sum_order.value, profile=profile, quick=quick, options=options,
+            reduction_given="reduction" in options_given, digits=digits, output_format=shown_format,
+            page_output=output, cluster=(engine, scheduler, workers),
+        )  # fmt: skip
         return
-    refuse_array_options(labels_path, targets_path, claimed_dtype, sum_order, profile, (engine, scheduler, workers))
+    refuse_array_options(
+        labels_path, targets_path, claimed_dtype, sum_order, profile, (engine, scheduler, workers), quick
+    )
     if csv_input is not None:
         if logits:
             raise UsageProblem("give LOGITS or --csv INPUT, not both")

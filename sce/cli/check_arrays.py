@@ -16,6 +16,7 @@ from sce.cli.declarations import (
     FLAG_OF_FIELD,
     LABELS_PATH,
     PROFILE,
+    QUICK,
     SUM_ORDER,
     TARGETS_PATH,
 )
@@ -57,6 +58,7 @@ def refuse_array_options(
     sum_order: SumOrder = SumOrder.parallel,
     profile: KernelProfile | None = None,
     cluster: Cluster = ("local", None, None),
+    quick: bool = False,
 ) -> None:
     order = None if sum_order is SumOrder.parallel else sum_order
     engine, scheduler, workers = cluster
@@ -71,8 +73,9 @@ def refuse_array_options(
     ):
         if value is not None:
             raise UsageProblem(f"{name} goes with --arrays FILE or --logits FILE")
-    if profile is not None:
-        raise UsageProblem(f"{PROFILE.name} goes with --arrays FILE holding hidden states (hidden, classifier, labels)")
+    for name, given in ((PROFILE.name, profile is not None), (QUICK.name, quick)):
+        if given:
+            raise UsageProblem(f"{name} goes with --arrays FILE holding hidden states (hidden, classifier, labels)")
 
 
 def check_arrays(
@@ -84,6 +87,7 @@ def check_arrays(
     options: LossOptions,
     sum_order: str = "parallel",
     profile: KernelProfile | None = None,
+    quick: bool = False,
     digits: int,
     output_format: CheckFormat,
     reduction_given: bool = True,
@@ -111,12 +115,13 @@ def check_arrays(
             given=_logits_only_flags(paths, keys, claimed, sum_order),
             options=options,
             profile="pytorch" if profile is None else profile.value,
+            mode="quick" if quick else "full",
             reduction_given=reduction_given,
             output_format=output_format,
             page_output=page_output,
         )
         return
-    _refuse_profile(profile)
+    _refuse_profile(profile, quick)
     if options.dtype != "float64":
         raise UsageProblem(
             "--dtype: arrays are graded against the exact float64 result; "
@@ -155,11 +160,12 @@ def check_arrays(
         raise typer.Exit(ExitStatus.WRONG)
 
 
-def _refuse_profile(profile: KernelProfile | None) -> None:
-    if profile is not None:
-        raise UsageProblem(
-            f"{PROFILE.name} goes with a dump of hidden states (hidden, classifier, labels), not with logits"
-        )
+def _refuse_profile(profile: KernelProfile | None, quick: bool = False) -> None:
+    for name, given in ((PROFILE.name, profile is not None), (QUICK.name, quick)):
+        if given:
+            raise UsageProblem(
+                f"{name} goes with a dump of hidden states (hidden, classifier, labels), not with logits"
+            )
 
 
 def _logits_only_flags(

@@ -220,6 +220,11 @@ PROFILE = Declared(
     "which differences are allowed: pytorch (the default), liger, cce, torchtune or megatron.", ARRAYS_PANEL,
     show_default=False,
 )
+QUICK = Declared(
+    "quick", ("--quick",), "With a dump of hidden states: the quick check, for sizes where the full one is slow: "
+    "the loss, the bias's gradient and a seeded sample of rows compared whole, every row through random "
+    "projections; the report says what it may miss.", ARRAYS_PANEL, show_default=False,
+)
 
 # sce test's configuration of the function it grades.
 CONVENTION = Declared(
@@ -254,7 +259,7 @@ DECLARED: tuple[Declared, ...] = (
     INPUT, OUTPUT, SUMMARY_JSON, PLOT, LABEL_COL, LOGIT_COLS, TARGET_COLS, NO_HEADER, DELIMITER, ENCODING, CSV_INPUT,
     GRAD_COLS, LOSS_COL, ID_COL,
     ARRAYS, LOGITS_PATH, LABELS_PATH, TARGETS_PATH, KEY_LOGITS, KEY_LABELS, KEY_TARGETS, KEY_GRAD, KEY_LOSS,
-    CLAIMED_DTYPE, SUM_ORDER, PROFILE, CONVENTION, RETURNS, FRAMEWORK, SEED, TIMEOUT, STRICT, SHOW_OUTPUT,
+    CLAIMED_DTYPE, SUM_ORDER, PROFILE, QUICK, CONVENTION, RETURNS, FRAMEWORK, SEED, TIMEOUT, STRICT, SHOW_OUTPUT,
     *EXERCISE_OPTIONS, *ENGINE_OPTIONS,
 )
 
@@ -334,6 +339,7 @@ KeyLoss = Annotated[Optional[str], KEY_LOSS.option()]
 ClaimedDTypeOption = Annotated[Optional[ClaimedDType], CLAIMED_DTYPE.option()]
 SumOrderOption = Annotated[SumOrder, SUM_ORDER.option()]
 ProfileOption = Annotated[Optional[KernelProfile], PROFILE.option()]
+QuickOption = Annotated[bool, QUICK.option()]
 ConventionOption = Annotated[Convention, CONVENTION.option()]
 FrameworkOption = Annotated[Framework, FRAMEWORK.option()]
 DigitsOption = Annotated[

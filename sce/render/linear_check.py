@@ -65,6 +65,8 @@ def print_linear_check(
     print_styled(console, reduction_line(reduction))
     for o in report.outputs:
         console.print(Text(_error_line(o)), soft_wrap=True)
+    if report.quick is not None:
+        console.print(Text(report.quick["statement"]), soft_wrap=True)
     if report.mistake:
         console.print(Text(f"mistake: {report.mistake}"), soft_wrap=True)
     if report.fix:
@@ -93,6 +95,9 @@ def _fix(report: Report, flag_of: Mapping[str, str] | None) -> str | None:
 
 def _error_line(o: OutputReport) -> str:
     beyond = "" if o.passed else "; beyond"
+    if math.isnan(o.baseline_ulp):  # the quick check and shards: no baseline, a correct kernel's worst case
+        worst = f"{o.name}: worst error {_ulps(o.worst_ulp)} ulp"
+        return f"{worst}; a correct kernel's worst case is {_ulps(o.allowed_ulp)}{beyond}"
     return (
         f"{o.name}: worst error {_ulps(o.worst_ulp)} ulp; a same-type computation's worst is "
         f"{_ulps(o.baseline_ulp)}, so up to {_ulps(o.allowed_ulp)} is allowed{beyond}"
@@ -100,6 +105,8 @@ def _error_line(o: OutputReport) -> str:
 
 
 def _ulps(value: float) -> str:
+    if math.isnan(value):
+        return "–"
     if not math.isfinite(value):
         return str(value)
     return f"{value:.3g}" if value < 1000 else f"{value:,.0f}"

@@ -9,6 +9,7 @@ from sce.grading.linear.answers import checked_answer, checked_inputs
 from sce.grading.linear.check import full_check
 from sce.grading.linear.profiles import profile_named
 from sce.grading.linear.report import Report
+from sce.grading.linear.shards import check_sharded, checked_shards, is_sharded, sharded_candidates
 from sce.loss.result import InvalidInput
 from sce.loss.validation import weight_tuple
 from sce.options import LossOptions
@@ -32,11 +33,17 @@ def check_linear(
     chosen = profile_named(profile)
     if mode not in MODES:
         raise InvalidInput(f"unknown mode {mode!r}", field="mode", hint="use full or quick")
-    if mode == "quick":
-        raise InvalidInput("mode='quick' is not available in this version", field="mode", hint="use mode='full'")
     loss_options = _options(options)
+    if is_sharded(classifier):
+        sharded = checked_shards(hidden, classifier, labels, bias, loss_options, grad_output)
+        candidates = sharded_candidates(sharded, outputs, loss_options)
+        return check_sharded(sharded, candidates, loss_options, chosen, mode)
     inputs = checked_inputs(hidden, classifier, labels, bias, loss_options, grad_output)
     answer = checked_answer(inputs, outputs)
+    if mode == "quick":
+        from sce.grading.linear.quick_report import quick_report
+
+        return quick_report(inputs, answer, chosen)
     report, reference, baseline = full_check(inputs, answer, chosen)
     if report.passed:
         return report

@@ -1,0 +1,162 @@
+"""A fused linear cross-entropy whose classifier (and bias) is split over the vocabulary, one
+array per rank, checked without gathering it.
+
+Each row's log-sum-exp comes from the shards' maxima and sums of exponentials
+(:mod:`sce.loss.vocabulary_shards`); each shard's ∂L/∂C and ∂L/∂b are graded against its own
+exact values, ∂L/∂E (a sum over every shard) and the loss against the whole's. In full mode
+every entry is compared; in quick mode as :mod:`sce.grading.linear.quick` does. A wrong answer
+that a vocabulary-parallel kernel gives by spreading the smoothing over its own shard's classes
+is named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from sce.grading.linear.answers import ANSWER_TYPES, as_numpy
+from sce.grading.linear.mistakes import SMOOTHING_OVER_LOCAL_VOCABULARY
+from sce.grading.linear.profiles import Profile
+from sce.grading.linear.quick import QuickOutcome, quick_check
+from sce.grading.linear.quick_grades import Candidates
+from sce.grading.linear.quick_report import DEFAULT_SEED, outcome_report, sharding_for, skipped_per_row
+from sce.grading.linear.report import Report
+from sce.loss.linear_inputs import checked_grad_output, checked_linear_inputs
+from sce.loss.linear_terms import linear_terms
+from sce.loss.result import InvalidInput
+from sce.loss.validation import checked_labels
+from sce.loss.vocabulary_shards import Sharding
+from sce.options import LossOptions
+
+
+def is_sharded(classifier: Any) -> bool:
+    """A list or tuple of matrices (numpy arrays or tensors), one per rank: not a nested list of numbers."""
+    return (
+        isinstance(classifier, (list, tuple))
+        and len(classifier) > 0
+        and all(getattr(part, "ndim", None) == 2 for part in classifier)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardedInputs:
+    hidden: np.ndarray
+    classifier: list[np.ndarray]
+    bias: list[np.ndarray | None]
+    labels: np.ndarray
+    grad_output: np.ndarray | float
+
+    @property
+    def widths(self) -> list[int]:
+        return [len(c) for c in self.classifier]
+
+
+def checked_shards(
+    hidden: Any, classifier: Sequence[Any], labels: Any, bias: Any, options: LossOptions, grad_output: Any
+) -> ShardedInputs:
+    """Each shard checked against the hidden states as a whole classifier would be; the labels
+    against the whole vocabulary; a ValueError naming the argument (and the shard) otherwise."""
+    e = as_numpy(hidden, "hidden")
+    shards = [as_numpy(c, f"classifier[{k}]") for k, c in enumerate(classifier)]
+    biases: list[Any] = [None] * len(shards)
+    if bias is not None:
+        if not isinstance(bias, (list, tuple)) or len(bias) != len(shards):
+            raise InvalidInput(
+                f"bias must be one array per classifier shard ({len(shards)})", field="bias",
+                hint="split the bias over the vocabulary as the classifier is",
+            )  # fmt: skip
+        biases = [as_numpy(b, f"bias[{k}]") for k, b in enumerate(bias)]
+    checked_bias: list[np.ndarray | None] = []
+    for k, (shard, shard_bias) in enumerate(zip(shards, biases)):
+        try:
+            _, _, b, _ = checked_linear_inputs(e, shard, np.zeros(len(e), np.int64), shard_bias, -1)
+        except InvalidInput as problem:
+            raise InvalidInput(f"shard {k}: {problem}", field=problem.field or "classifier") from None
+        if shard.dtype != e.dtype or e.dtype.name not in ANSWER_TYPES:
+            raise InvalidInput(
+                f"classifier[{k}] has type {shard.dtype} but hidden has {e.dtype}", field="classifier",
+                hint="give every shard in the hidden states' type",
+            )  # fmt: skip
+        checked_bias.append(b)
+    n_classes = sum(len(s) for s in shards)
+    checked = checked_labels(as_numpy(labels, "labels"), len(e), n_classes, options.ignore_index)
+    upstream = checked_grad_output(grad_output, options.reduction, len(checked))
+    return ShardedInputs(e, shards, checked_bias, checked, upstream)
+
+
+def sharded_candidates(inputs: ShardedInputs, outputs: dict[str, Any], options: LossOptions) -> Candidates:
+    """The outputs given, checked: ∂L/∂C and ∂L/∂b one array per shard, of each shard's shape."""
+    n, d = inputs.hidden.shape
+    if outputs.get("grad_bias") is not None and inputs.bias[0] is None:
+        raise InvalidInput("grad_bias is given but bias is not", field="grad_bias", hint="give bias too")
+    per_shard = {
+        name: _per_shard(inputs, outputs.get(name), name, [(w, d) if name == "grad_classifier" else (w,)
+                                                           for w in inputs.widths])
+        for name in ("grad_classifier", "grad_bias")
+    }  # fmt: skip
+    grad_hidden = _whole(outputs.get("grad_hidden"), "grad_hidden", [(n, d)])
+    reduced = options.reduction != "none"
+    loss = _whole(outputs.get("loss"), "loss", [(), (1,)] if reduced else [(n,)])
+    if loss is not None and reduced:
+        loss = loss.reshape(())
+    return Candidates(loss, grad_hidden, per_shard["grad_classifier"], per_shard["grad_bias"])
+
+
+def _per_shard(inputs: ShardedInputs, value: Any, name: str, shapes: list[tuple[int, ...]]) -> list[np.ndarray] | None:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != len(inputs.classifier):
+        raise InvalidInput(f"{name} must be one array per classifier shard ({len(inputs.classifier)})", field=name)
+    arrays = [as_numpy(v, f"{name}[{k}]") for k, v in enumerate(value)]
+    for k, (array, want) in enumerate(zip(arrays, shapes)):
+        if array.shape != want:
+            raise InvalidInput(f"{name}[{k}] has shape {array.shape}, not {want}", field=name)
+        _check_type(array, f"{name}[{k}]", name)
+    return arrays
+
+
+def _whole(value: Any, name: str, shapes: list[tuple[int, ...]]) -> np.ndarray | None:
+    if value is None:
+        return None
+    array = as_numpy(value, name)
+    if array.shape not in shapes:
+        raise InvalidInput(f"{name} has shape {array.shape}, not {' or '.join(map(str, shapes))}", field=name)
+    _check_type(array, name, name)
+    return array
+
+
+def _check_type(array: np.ndarray, where: str, name: str) -> None:
+    if array.dtype.name not in ANSWER_TYPES:
+        raise InvalidInput(f"{where} has type {array.dtype}", field=name, hint=f"use {', '.join(ANSWER_TYPES)}")
+
+
+def check_sharded(
+    inputs: ShardedInputs, candidates: Candidates, options: LossOptions, profile: Profile, mode: str
+) -> Report:
+    """Grade the outputs of a kernel whose classifier is split over the vocabulary."""
+    sharding = sharding_for(options, inputs.labels, inputs.grad_output, inputs.widths)
+    terms = linear_terms(inputs.labels, sum(inputs.widths), options, inputs.grad_output)
+    excused = skipped_per_row(terms, inputs.hidden.dtype, profile)
+    outcome = _outcome(inputs, candidates, sharding, mode, excused)
+    report = outcome_report(outcome, profile, mode)
+    if report.passed or not options.label_smoothing or len(inputs.classifier) < 2:
+        return report
+    local = _outcome(inputs, candidates, sharding.as_if_smoothing_were_local(), mode, excused)
+    if all(grade.passed for grade in local.grades if grade.name != "loss"):
+        mistake = SMOOTHING_OVER_LOCAL_VOCABULARY
+        return dataclasses.replace(report, mistake=mistake.name, fix=mistake.fix)
+    return report
+
+
+def _outcome(
+    inputs: ShardedInputs, candidates: Candidates, sharding: Sharding, mode: str, excused: np.ndarray | None
+) -> QuickOutcome:
+    n, v = len(inputs.hidden), sum(inputs.widths)
+    samples, projections = (16, 4) if mode == "quick" else (max(n, v), 1)
+    return quick_check(
+        inputs.hidden, inputs.classifier, inputs.labels, inputs.bias, candidates, sharding,
+        seed=DEFAULT_SEED, samples=samples, projections=projections, excused=excused,
+    )  # fmt: skip
