@@ -122,7 +122,7 @@ def _connected(client_class: Any, text: str) -> Client:
     # prints a traceback.
     client: Client = client_class.__new__(client_class)
     try:
-        client.__init__(  # type: ignore[misc]
+        client.__init__(  # type: ignore[misc, unused-ignore]
             address.spelled, timeout=max(1.0, CONNECT_SECONDS - (time.monotonic() - started)), set_as_default=False
         )
     except (OSError, TimeoutError) as error:
