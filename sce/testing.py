@@ -410,7 +410,9 @@ def check_linear_cross_entropy(
     ------
     ValueError
         For inputs that do not fit together, naming the argument: an unknown profile, hidden's
-        D not classifier's, labels not N or out of range, an output of the wrong shape or type.
+        D not classifier's, labels not N or out of range, an output of the wrong shape or of a
+        type no kernel on these inputs returns (a float64 or list gradient for float32 inputs),
+        or no output at all.
 
     Examples
     --------

@@ -46,7 +46,7 @@ def miss_probability(ratio: float, projections: int) -> float:
     >>> miss_probability(0.5, 4)
     1.0
     """
-    return float(min(1.0, (1.0 / ratio) ** projections))
+    return float(min(1.0, 1.0 / ratio**projections))
 
 
 @dataclass(frozen=True)
