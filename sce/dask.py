@@ -7,16 +7,21 @@ the summary one process would give, to the last bit.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import tempfile
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
-from sce.batch.partitioned import part_names, partition_paths, run_partitioned
+from sce.batch.partition import PartitionFailure
+from sce.batch.partitioned import check_output, part_names, partition_paths, refuse_streams, run_partitioned
 from sce.batch.request import BatchRequest, BatchSummary
-from sce.errors import UsageProblem
+from sce.errors import OptionProblem, SceError, UsageProblem, worded
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
@@ -69,18 +74,28 @@ def score(
     client
         The Dask client to run on (default: the current one, else a local cluster started for the call).
     workers
-        The worker processes of a local cluster started for the call (default: the cores).
+        The worker processes (1 to 256) of a local cluster started for the call (default: the cores);
+        given, a local cluster is started even where a current client exists. Not with ``client``.
     options, \*\*loss_options
         The loss's options (:class:`sce.LossOptions`, or its fields as keywords); the reduction
         defaults to ``'none'`` (each row's own loss); ``'mean'`` divides every row by the whole
         input's denominator, counted exactly in a first pass.
     digits
-        Significant digits the outputs are rounded to (default: every bit).
+        Significant digits (1 to 17) the outputs are rounded to (default: every bit).
 
     Returns
     -------
     Scored
         The parts' folder and paths, and the exact summary.
+
+    Raises
+    ------
+    ValueError
+        An argument the command line refuses too, named, before anything is read or a cluster
+        started: no source, a part that cannot be opened, an output that is an input or a folder
+        holding other files, a loss option out of its range, ``workers`` or ``digits`` out of theirs.
+    TypeError
+        The options given both as ``options=`` and as keywords, or a keyword the loss does not have.
 
     Examples
     --------
@@ -91,11 +106,18 @@ def score(
     >>> scored = sce.dask.score([folder / "a.csv", folder / "b.csv"], folder / "out", workers=1)  # doctest: +SKIP
     >>> scored.summary.rows  # doctest: +SKIP
     2
+    >>> sce.dask.score([folder / "a.csv"], folder / "out", reduction="avg")
+    Traceback (most recent call last):
+    ...
+    ValueError: reduction: unknown reduction 'avg'; use none, mean or sum
     """
-    chosen = options or LossOptions(**{"reduction": "none", **loss_options})
-    folder = os.fspath(output).rstrip(os.sep) + os.sep
-    with _input_paths(source, folder) as paths:
+    chosen = _chosen_options(options, loss_options)
+    _check_run_arguments(client, workers, digits)
+    folder = _output_folder(output)
+    with _input_paths(source, folder) as paths, _frame_named(source, paths):
         request = BatchRequest(paths[0], folder, output_format="parquet", digits=digits, options=chosen)
+        with _named_as_arguments():
+            _check_parts(request, paths)
 
         def part_request(path: str) -> BatchRequest:
             return _part_request(path, request)
@@ -106,19 +128,137 @@ def score(
     return Scored(folder.rstrip(os.sep), parts, summary)
 
 
+def _output_folder(output: Any) -> str:
+    """The parts' folder (with a trailing separator), one the run can put in place, checked before
+    a Dask DataFrame is written out beside it."""
+    if not isinstance(output, (str, os.PathLike)):
+        raise TypeError(f"output: {type(output).__name__} is not a path; name a folder for the parts")
+    if not os.fspath(output).strip():
+        raise ValueError("output: the path is empty; name a folder for the parts")
+    folder = os.fspath(output).rstrip(os.sep) + os.sep
+    with _named_as_arguments():
+        check_output(BatchRequest("", folder, output_format="parquet"), [])
+    return folder
+
+
+#: The Python argument each field of sce's errors stands for here.
+ARGUMENT_OF = {"input_path": "source", "output_path": "output", "digits": "digits", "workers": "workers"}
+
+
+@contextmanager
+def _named_as_arguments() -> Iterator[None]:
+    """sce's refusals of a request, raised as :class:`ValueError` naming :func:`score`'s argument."""
+    try:
+        yield
+    except OptionProblem as error:
+        raise ValueError(f"{ARGUMENT_OF.get(error.option, error.option)}: {worded(error.problem)}") from None
+    except UsageProblem as error:
+        raise ValueError(f"source: {error}") from None
+
+
+@contextmanager
+def _frame_named(source: Any, paths: list[str]) -> Iterator[None]:
+    """A Dask DataFrame's problems named by its partition, not by the hidden file it was written to."""
+    try:
+        yield
+    except SceError as error:
+        if not _is_dask_frame(source) or not paths:
+            raise
+        folder = re.escape(os.path.dirname(paths[0]) + os.sep)
+        worded = re.sub(folder + r"part-0*(\d+)\.parquet", r"the Dask DataFrame's partition \1", error.message)
+        raise PartitionFailure(type(error), worded).error() from None
+
+
+def _is_dask_frame(source: Any) -> bool:
+    return hasattr(source, "to_parquet") and hasattr(source, "npartitions")
+
+
+def _check_frame_columns(frame: Any) -> None:
+    """A Dask DataFrame's columns are a dump's: ``logits_0`` … and ``labels`` or ``targets_0`` …"""
+    columns = [str(name) for name in frame.columns]
+    listed = ", ".join(columns[:6]) + (" …" if len(columns) > 6 else "")
+    if "logits_0" not in columns:
+        raise ValueError(
+            f"source: the Dask DataFrame has no column logits_0 (its columns: {listed}); name the logits' columns "
+            "logits_0 … logits_{K-1}"
+        )
+    if "labels" not in columns and "targets_0" not in columns:
+        raise ValueError(
+            f"source: the Dask DataFrame has neither a column labels nor targets_0 … (its columns: {listed}); "
+            "add the class-index labels, or the probability targets"
+        )
+
+
+def _chosen_options(options: LossOptions | None, loss_options: dict[str, Any]) -> LossOptions:
+    """The loss's options, checked as the loss checks them, before anything is read or started."""
+    from sce.errors import option_problem
+    from sce.loss import InvalidInput
+    from sce.loss.validation import validated_options
+
+    if options is not None and loss_options:
+        raise TypeError("give the options either as options= or as keywords, not both")
+    if options is None:
+        try:
+            options = LossOptions(**{"reduction": "none", **loss_options})
+        except TypeError:
+            unknown = sorted(set(loss_options) - {field.name for field in fields(LossOptions)})
+            raise TypeError(f"score() got an unexpected keyword argument {unknown[0]!r}") from None
+    try:
+        validated_options(options)
+    except InvalidInput as error:
+        raise ValueError(str(option_problem(error))) from None
+    return options
+
+
+def _check_run_arguments(client: Any, workers: Any, digits: Any) -> None:
+    """``client``, ``workers`` and ``digits`` as the command line takes them."""
+    from sce.batch.cluster import MAX_WORKERS
+
+    if client is not None:
+        if workers is not None:
+            raise ValueError("workers starts a local cluster, client uses a running one: give one of them")
+        if not hasattr(client, "submit") or not hasattr(client, "scheduler_info"):
+            raise ValueError(f"client: {type(client).__name__} is not a Dask client; give distributed.Client(…)")
+        if getattr(client, "status", None) in ("closing", "closed"):
+            raise ValueError("client: the client is closed; give one connected to a cluster, or leave client out")
+    for name, value, most in (("workers", workers, MAX_WORKERS), ("digits", digits, 17)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, Integral):
+            raise ValueError(f"{name}: {value!r} is not a whole number; give 1 to {most}")
+        if not 1 <= int(value) <= most:
+            raise ValueError(f"{name}: {_out_of_range(name, int(value))}; give 1 to {most}")
+
+
+def _out_of_range(name: str, value: int) -> str:
+    if name == "digits":
+        return f"{value} is out of range"
+    return f"{value} worker processes {'cannot run anything' if value < 1 else 'are more than one machine runs'}"
+
+
+def _check_parts(request: BatchRequest, paths: list[str]) -> None:
+    """Every part openable, and the output one the run can put in place, before a cluster starts."""
+    from sce.batch.csv_source import check_openable
+
+    for path in paths:
+        check_openable(path)
+    refuse_streams(paths, on_cluster=True, reads_twice=False)
+    check_output(request, paths)
+
+
 def _run(request: BatchRequest, paths: list[str], part_request: Any, client: Client | None, workers: int | None) -> Any:
     from sce.batch.cluster import cluster_client, require_dask
     from sce.batch.dask_engine import OnCluster
 
     require_dask()
-    if client is None:
+    if client is None and workers is None:
         from distributed import get_client
 
-        try:
+        with contextlib.suppress(ValueError):  # no client yet: a local cluster for this call
             client = get_client()
-        except ValueError:  # no client yet: a local cluster for this call
-            with cluster_client(None, workers) as started:
-                return run_partitioned(request, paths, OnCluster(started), part_request)
+    if client is None:
+        with cluster_client(None, workers) as started:
+            return run_partitioned(request, paths, OnCluster(started), part_request)
     return run_partitioned(request, paths, OnCluster(client), part_request)
 
 
@@ -144,18 +284,40 @@ class _input_paths:  # noqa: N801 (used as a context manager, as contextlib's ar
         self.written: str | None = None
 
     def __enter__(self) -> list[str]:
-        if hasattr(self.source, "to_parquet") and hasattr(self.source, "npartitions"):
+        if _is_dask_frame(self.source):
+            _check_frame_columns(self.source)
             parent = os.path.dirname(os.path.abspath(self.folder.rstrip(os.sep)))
             written = self.written = tempfile.mkdtemp(dir=parent, prefix=".sce-input.")
             with warnings.catch_warnings():  # pandas' deprecations inside Dask's writer, not the user's doing
                 warnings.simplefilter("ignore")
                 self.source.to_parquet(written, write_index=False, name_function=lambda i: f"part-{i:06d}.parquet")
             return partition_paths([written])
-        given = [self.source] if isinstance(self.source, (str, os.PathLike)) else list(self.source)
-        return partition_paths([os.fspath(path) for path in given])
+        return _given_paths(self.source)
 
     def __exit__(self, *_: object) -> None:
         if self.written is not None:
             import shutil
 
             shutil.rmtree(self.written, ignore_errors=True)
+
+
+def _given_paths(source: Any) -> list[str]:
+    """The parts' files of ``source``: a path, or paths (files, folders of parts, quoted globs)."""
+    from sce.batch.partitioned import partition_paths
+
+    if isinstance(source, (str, os.PathLike)):
+        given = [source]
+    elif hasattr(source, "to_parquet") or hasattr(source, "shape") or not isinstance(source, Iterable):
+        raise ValueError(
+            f"source: {type(source).__name__} is not files, nor a Dask DataFrame; give paths of parts, or a "
+            "Dask DataFrame (dask.dataframe.from_pandas(frame, npartitions=N))"
+        )
+    else:
+        given = list(source)
+    strange = [path for path in given if not isinstance(path, (str, os.PathLike))]
+    if strange:
+        raise ValueError(f"source: {strange[0]!r} is not a path; give files, folders of parts or quoted globs")
+    if not given:
+        raise ValueError("source: no files given; give files, folders of parts, quoted globs, or a Dask DataFrame")
+    with _named_as_arguments():
+        return partition_paths([os.fspath(path) for path in given])

@@ -147,4 +147,4 @@ def sce_case(request: pytest.FixtureRequest) -> SceCase:
     try:
         return SceCase(spec.build())
     except ImportError as missing:
-        pytest.skip(f"{spec.id}: {missing}")
+        raise pytest.skip.Exception(f"{spec.id}: {missing}") from None

@@ -361,6 +361,7 @@ def check_linear_cross_entropy(
     profile: str = "pytorch",
     mode: str = "full",
     grad_output: Any = 1.0,
+    seed: int | None = None,
 ) -> Report:
     """Grade a fused linear cross-entropy kernel's loss and gradients, entry by entry.
 
@@ -386,12 +387,17 @@ def check_linear_cross_entropy(
     profile : {"pytorch", "liger", "cce", "torchtune", "megatron"}
         Which family's legitimate differences are allowed (where it rounds to the input's type;
         cut cross-entropy's skipped gradient blocks).
-    mode : {"full"}
-        "full": every entry.
+    mode : {"full", "quick"}
+        "full": every entry. "quick": the loss and ∂L/∂b whole, a seeded sample of rows of
+        ∂L/∂E and ∂L/∂C whole, every row through random projections (the report states the
+        chance that an error of a given size went unseen).
     grad_output : array_like or float, default 1.0
         The upstream gradient the kernel's backward was given: one number, or one per row for
         'none' (a test that passes different ones per row catches a kernel that scales every
         row by the first).
+    seed : int, optional
+        Quick mode only: the seed of the sampled rows and projections (default 0, so that a run
+        repeats itself; the report names it). Vary it to look at other rows.
 
     Returns
     -------
@@ -404,7 +410,9 @@ def check_linear_cross_entropy(
     ------
     ValueError
         For inputs that do not fit together, naming the argument: an unknown profile, hidden's
-        D not classifier's, labels not N or out of range, an output of the wrong shape or type.
+        D not classifier's, labels not N or out of range, an output of the wrong shape or of a
+        type no kernel on these inputs returns (a float64 or list gradient for float32 inputs),
+        or no output at all.
 
     Examples
     --------
@@ -440,7 +448,7 @@ def check_linear_cross_entropy(
     }
     return check_linear(
         hidden, classifier, labels, bias=bias, outputs=outputs, options=options, profile=profile, mode=mode,
-        grad_output=grad_output,
+        grad_output=grad_output, seed=seed,
     )  # fmt: skip
 
 

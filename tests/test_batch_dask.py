@@ -279,19 +279,125 @@ def test_without_the_extra_the_dask_engine_names_it(tmp_path, sce, monkeypatch):
     )
 
 
-def test_an_unreachable_scheduler_is_named_within_ten_seconds(tmp_path):
+def test_a_malformed_scheduler_address_is_one_line_at_once_with_no_dask_traceback(tmp_path):
     whole, _ = write_parts(tmp_path, 1)
     started = time.monotonic()
     run = subprocess.run(
         [sys.executable, "-m", "sce", "batch", str(whole), "-o", str(tmp_path / "out.csv"), "--engine", "dask",
-         "--scheduler", "tcp://127.0.0.1:9"],
+         "--scheduler", "nowhere"],
         capture_output=True, text=True, timeout=60,
     )
-    assert time.monotonic() - started < 10
-    assert run.returncode == 1
-    assert run.stderr.startswith("sce: error: --scheduler: no Dask scheduler answers at tcp://127.0.0.1:9 within 6 s")
-    assert len(run.stderr.splitlines()) == 1
-    assert not (tmp_path / "out.csv").exists()
+    assert time.monotonic() - started < 5
+    assert run.returncode == 2
+    assert run.stderr == (
+        "sce: error: --scheduler: 'nowhere' is not a scheduler's address (missing port number in address "
+        "'nowhere'); e.g. tcp://10.0.0.5:8786\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("http://127.0.0.1:8787", "http:// is a web page's, such as the dashboard's; a scheduler's begins with tcp://"),
+        ("inproc://192.0.2.2/1/1",
+         "inproc:// names a scheduler inside another program's memory, which sce cannot reach"),
+        ("ftp://host:21", "unknown scheme ftp://; Dask's are tcp://, tls://, ws://, wss://, ucx://"),
+        ("tcp://127.0.0.1:99999", "the port '99999' is not a number from 1 to 65535"),
+        ("tcp://127.0.0.1:port", "the port 'port' is not a number from 1 to 65535"),
+        ("tcp://:8786", "no host before the port 8786"),
+        ("tcp://[::1]", "missing port number in address 'tcp://[::1]'"),
+    ],
+)
+def test_a_malformed_scheduler_address_is_refused_before_anything_is_read(tmp_path, sce, address, why):
+    run = sce("batch", tmp_path / "missing.csv", "-o", tmp_path / "out.csv", "--engine", "dask",
+              "--scheduler", address)
+    assert run.exit_code == 2
+    assert run.stderr == f"sce: error: --scheduler: {address!r} is not a scheduler's address ({why}); " \
+        "e.g. tcp://10.0.0.5:8786\n"
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def peer():
+    """A server on 127.0.0.1 that is not a scheduler: answers each connection with `reply`, or
+    (`reply` None) as a web server does, once asked."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    state = {"reply": None}
+
+    def serve():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            with connection:
+                if state["reply"] is None:
+                    connection.settimeout(5)
+                    with __import__("contextlib").suppress(OSError):
+                        connection.recv(100)
+                        connection.sendall(b"HTTP/1.0 404 Not Found\r\n\r\n")
+                else:
+                    connection.sendall(state["reply"])
+                    time.sleep(0.5)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield server.getsockname()[1], state
+    server.close()
+
+
+def test_bad_scheduler_addresses_are_named_in_one_line_at_once(tmp_path, peer, sce):
+    """A closed port, an unknown host, a web server, a peer that greets with other bytes than a
+    scheduler's (Dask's own client fails on them in ways of its own): one line each, at once, and
+    nothing after it (a half-open client of Dask's would wait 12 s on the way out, then print)."""
+    import struct
+
+    whole, _ = write_parts(tmp_path, 1)
+    port, state = peer
+    closed = closed_port()
+    cases = [
+        (f"tcp://127.0.0.1:{closed}",
+         f"no Dask scheduler answers at tcp://127.0.0.1:{closed} (connection refused: nothing listens on port "
+         f"{closed} of 127.0.0.1); start one (dask scheduler) or check the address", None),
+        ("tcp://no-such-host.invalid:8786",
+         "no Dask scheduler answers at tcp://no-such-host.invalid:8786 (no host named no-such-host.invalid is known "
+         "here); start one (dask scheduler) or check the address", None),
+        (f"127.0.0.1:{port}", f"what answers at 127.0.0.1:{port} is not a Dask scheduler (it is a web server, such "
+         "as the dashboard); check the address: a scheduler listens on port 8786 unless told otherwise", None),
+        (f"tcp://127.0.0.1:{port}", f"what answers at tcp://127.0.0.1:{port} is not a Dask scheduler (its first "
+         "bytes are b'\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff'); check the address: a scheduler listens on port "
+         "8786 unless told otherwise", b"\xff" * 16),
+        (f"tcp://127.0.0.1:{port}", f"what answers at tcp://127.0.0.1:{port} is not a Dask scheduler (its reply is "
+         "not a scheduler's); check the address: a scheduler listens on port 8786 unless told otherwise",
+         struct.pack("<Q", 20) + b"not msgpack, not a handshake"),
+    ]
+    for address, message, reply in cases:
+        state["reply"] = reply
+        started = time.monotonic()
+        if reply is None:  # refused before a client of Dask's is made: in this process
+            run = sce("batch", whole, "-o", tmp_path / "out.csv", "--engine", "dask", "--scheduler", address)
+            status, stderr = run.exit_code, run.stderr
+        else:
+            done = subprocess.run(
+                [sys.executable, "-m", "sce", "batch", str(whole), "-o", str(tmp_path / "out.csv"), "--engine",
+                 "dask", "--scheduler", address],
+                capture_output=True, text=True, timeout=60,
+            )
+            status, stderr = done.returncode, done.stderr
+        assert (status, stderr) == (1, f"sce: error: --scheduler: {message}\n")
+        assert time.monotonic() - started < 6, address
+        assert not (tmp_path / "out.csv").exists()
 
 
 def big_parts(folder: Path, count: int, rows_each: int) -> list[Path]:
@@ -305,7 +411,8 @@ def big_parts(folder: Path, count: int, rows_each: int) -> list[Path]:
     return parts
 
 
-def test_ctrl_c_cancels_the_cluster_and_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP])
+def test_ctrl_c_cancels_the_cluster_and_leaves_nothing(tmp_path, signum):
     parts = big_parts(tmp_path, 4, 60_000)
     out = tmp_path / "out.csv"
     out.write_text("precious\n")
@@ -318,10 +425,10 @@ def test_ctrl_c_cancels_the_cluster_and_leaves_nothing(tmp_path):
         assert process.poll() is None, f"finished before it could be interrupted: {process.stderr.read()}"
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     process.wait(timeout=60)
     stderr = process.stderr.read()
-    assert process.returncode == 130, stderr
+    assert process.returncode == 128 + signum, stderr
     assert "Traceback" not in stderr
     assert out.read_text() == "precious\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for p in parts] + ["out.csv"])
@@ -411,3 +518,183 @@ def test_a_scheduler_lost_mid_run_is_named_and_nothing_is_written(tmp_path):
         client.close()
     assert out.read_text() == "precious\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "parts", "whole.csv"]
+
+
+def test_dask_score_of_no_source_is_a_value_error_naming_it(tmp_path):
+    import sce.dask
+
+    with pytest.raises(ValueError, match="source"):
+        sce.dask.score([], tmp_path / "scored")
+
+
+def test_dask_score_refuses_zero_workers_as_the_command_line_does(tmp_path):
+    import sce.dask
+
+    (tmp_path / "a.csv").write_text("z0,z1,z2,label\n2,3,4,1\n0,40,-1,1\n")
+    with pytest.raises(ValueError, match="workers"):
+        sce.dask.score([tmp_path / "a.csv"], tmp_path / "scored", workers=0)
+    assert not (tmp_path / "scored").exists()
+
+
+def test_dask_score_names_a_bad_loss_option_as_a_value_error_before_starting_a_cluster(tmp_path):
+    import sce.dask
+
+    (tmp_path / "a.csv").write_text("z0,z1,z2,label\n2,3,4,1\n")
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="^reduction"):
+        sce.dask.score([tmp_path / "a.csv"], tmp_path / "scored", workers=1, reduction="avg")
+    assert time.monotonic() - started < 1.5
+
+
+def bad_score_arguments(folder: Path) -> list[tuple[dict, str]]:
+    a = folder / "a.csv"
+    return [
+        ({"source": [folder / "missing.csv"]}, f"source: cannot read {folder / 'missing.csv'}: No such file or directory"),
+        ({"source": str(folder / "none-*.csv")}, f"source: no file matches {folder / 'none-*.csv'}"),
+        ({"source": ["-"]}, "source: stdin (-) cannot be one of several inputs, nor a cluster's: save it to a file"),
+        ({"source": np.zeros((2, 3))}, "source: ndarray is not files, nor a Dask DataFrame; give paths of parts, or a "
+         "Dask DataFrame (dask.dataframe.from_pandas(frame, npartitions=N))"),
+        ({"source": [a, 3]}, "source: 3 is not a path; give files, folders of parts or quoted globs"),
+        ({"workers": -1}, "workers: -1 worker processes cannot run anything; give 1 to 256"),
+        ({"workers": 257}, "workers: 257 worker processes are more than one machine runs; give 1 to 256"),
+        ({"workers": 2.0}, "workers: 2.0 is not a whole number; give 1 to 256"),
+        ({"digits": 0}, "digits: 0 is out of range; give 1 to 17"),
+        ({"digits": True}, "digits: True is not a whole number; give 1 to 17"),
+        ({"client": "tcp://10.0.0.5:8786"}, "client: str is not a Dask client; give distributed.Client(…)"),
+        ({"client": object(), "workers": 2}, "workers starts a local cluster, client uses a running one: give one of them"),
+        ({"label_smoothing": 1.5}, "label_smoothing: label smoothing 1.5 is outside [0, 1]; use a value from 0 (none) to 1"),
+        ({"weight": [1, -2, 3]}, "weight (class 1): weight -2 is not a non-negative finite number; class weights must be >= 0"),
+        ({"output": a}, f"output: {a} is a file, not a folder; name a folder for the parts"),
+        ({"output": ""}, "output: the path is empty; name a folder for the parts"),
+        ({"output": folder}, f"output: {folder} holds other files than parts (a.csv); name a new folder, or an empty one"),
+        ({"output": folder / "no" / "out"}, f"output: the folder {folder / 'no'} does not exist; create it, or write "
+         "the output elsewhere"),
+    ]
+
+
+def test_dask_score_refuses_every_bad_argument_as_a_value_error_naming_it_before_starting_a_cluster(tmp_path):
+    import sce.dask
+
+    (tmp_path / "a.csv").write_text("z0,z1,z2,label\n2,3,4,1\n")
+    for arguments, message in bad_score_arguments(tmp_path):
+        given = {"source": [tmp_path / "a.csv"], "output": tmp_path / "scored", **arguments}
+        started = time.monotonic()
+        with pytest.raises(ValueError) as refused:
+            sce.dask.score(given.pop("source"), given.pop("output"), **given)
+        assert str(refused.value) == message
+        assert time.monotonic() - started < 1.0, message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]
+
+
+def test_dask_score_refuses_a_closed_client(tmp_path):
+    import sce.dask
+
+    (tmp_path / "a.csv").write_text("z0,z1,z2,label\n2,3,4,1\n")
+    local = distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=":0", silence_logs=50)
+    client = distributed.Client(local, set_as_default=False)
+    client.close()
+    local.close()
+    with pytest.raises(ValueError) as refused:
+        sce.dask.score(tmp_path / "a.csv", tmp_path / "scored", client=client)
+    assert str(refused.value) == "client: the client is closed; give one connected to a cluster, or leave client out"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]
+
+
+def test_dask_score_takes_the_options_once_and_only_the_losss_keywords(tmp_path):
+    import sce
+    import sce.dask
+
+    (tmp_path / "a.csv").write_text("z0,z1,z2,label\n2,3,4,1\n")
+    with pytest.raises(TypeError, match="give the options either as options= or as keywords, not both"):
+        sce.dask.score(tmp_path / "a.csv", tmp_path / "scored", options=sce.LossOptions(), reduction="sum")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'reductio'"):
+        sce.dask.score(tmp_path / "a.csv", tmp_path / "scored", reductio="sum")
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("no/out.csv", "-o: the folder {folder}/no does not exist; create it, or write the output elsewhere"),
+        ("no/out/", "-o: the folder {folder}/no does not exist; create it, or write the output elsewhere"),
+        ("parts/part0.csv", "-o: parts/part0.csv is an input file; write the output to another file"),
+    ],
+)
+def test_an_output_the_run_cannot_put_in_place_is_refused_before_a_cluster_starts(tmp_path, sce, monkeypatch, output,
+                                                                                  message):
+    monkeypatch.chdir(tmp_path)
+    write_parts(tmp_path, 3)
+    started = time.monotonic()
+    run = sce("batch", "parts", "-o", output, "--engine", "dask", "--workers", "1")
+    assert run.exit_code in (1, 2)
+    assert run.stderr == f"sce: error: {message.format(folder=os.path.realpath(tmp_path))}\n"
+    assert time.monotonic() - started < 1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parts", "whole.csv"]
+
+
+def test_score_skips_a_dask_dataframes_empty_partitions(tmp_path, cluster):
+    """A filtered frame has empty partitions: they are empty parts, not errors."""
+    dd = pytest.importorskip("dask.dataframe", reason="dask[dataframe] (pandas) is not installed")
+    import pandas as pd
+
+    import sce
+    import sce.dask
+
+    logits, labels = rows(seed=6, count=60)
+    frame = pd.DataFrame({**{f"logits_{k}": logits[:, k] for k in range(CLASSES)}, "labels": labels})
+    kept = dd.from_pandas(frame, npartitions=3).map_partitions(lambda part: part[part.index < 20], meta=frame[:0])
+    assert kept.map_partitions(len).compute().tolist() == [20, 0, 0]
+    scored = sce.dask.score(kept, tmp_path / "out", client=cluster[1], reduction="mean")
+    whole = sce.softmax_cross_entropy(logits[:20], labels[:20], reduction="mean")
+    assert scored.summary.mean_loss == whole.loss
+    assert len(scored.parts) == 1
+
+
+def test_score_names_a_dask_dataframes_missing_columns_and_output_folder_before_writing_it(tmp_path):
+    dd = pytest.importorskip("dask.dataframe", reason="dask[dataframe] (pandas) is not installed")
+    import pandas as pd
+
+    import sce.dask
+
+    frame = dd.from_pandas(pd.DataFrame({"logits_0": [1.0], "logits_1": [2.0], "label": [0]}), npartitions=1)
+    with pytest.raises(ValueError) as refused:
+        sce.dask.score(frame, tmp_path / "out")
+    assert str(refused.value) == (
+        "source: the Dask DataFrame has neither a column labels nor targets_0 … (its columns: logits_0, logits_1, "
+        "label); add the class-index labels, or the probability targets"
+    )
+    unnamed = dd.from_pandas(pd.DataFrame({"z0": [1.0], "labels": [0]}), npartitions=1)
+    with pytest.raises(ValueError, match=r"^source: the Dask DataFrame has no column logits_0 \(its columns: z0, "):
+        sce.dask.score(unnamed, tmp_path / "out")
+    with pytest.raises(ValueError) as refused:
+        sce.dask.score(frame, tmp_path / "no" / "out")
+    assert str(refused.value) == (
+        f"output: the folder {tmp_path / 'no'} does not exist; create it, or write the output elsewhere"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_workers_address_given_as_the_schedulers_is_named_in_one_line(tmp_path, sce, cluster):
+    """A worker speaks Dask's protocol and greets as a scheduler does, but is not one."""
+    whole, _ = write_parts(tmp_path, 1)
+    worker = next(iter(cluster[0].workers.values())).worker_address
+    run = sce("batch", whole, "-o", tmp_path / "out.csv", "--engine", "dask", "--scheduler", worker)
+    assert run.exit_code == 1
+    assert run.stderr == (
+        f"sce: error: --scheduler: what answers at {worker} is not a Dask scheduler (its reply is not a "
+        "scheduler's); check the address: a scheduler listens on port 8786 unless told otherwise\n"
+    )
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_closed_pipe_ends_a_run_on_a_cluster_with_141_and_leaves_nothing(tmp_path):
+    parts = big_parts(tmp_path, 2, 20_000)
+    (tmp_path / "temporary").mkdir()  # where the parts of a run to stdout are staged
+    run = subprocess.run(
+        f"sce batch {parts[0]} {parts[1]} --engine dask --workers 1 | head -n 1 > /dev/null; echo ${{PIPESTATUS[0]}}",
+        shell=True, capture_output=True, text=True, executable="/bin/bash", timeout=120,
+        env={**os.environ, "TMPDIR": str(tmp_path / "temporary")},
+    )
+    assert run.stdout.strip() == "141", run.stderr
+    assert "Traceback" not in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part0.csv", "part1.csv", "temporary"]
+    assert not [p.name for p in (tmp_path / "temporary").iterdir() if "sce-output" in p.name]

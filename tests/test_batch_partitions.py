@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 from fractions import Fraction
 from pathlib import Path
@@ -243,17 +244,19 @@ def test_ctrl_c_after_a_part_is_in_place_still_stops_the_run_and_keeps_the_old_o
 
 
 def test_a_closed_pipe_ends_a_run_of_parts_with_141(tmp_path):
+    import shutil
     import subprocess
 
     _, parts = write_parts(tmp_path, 7)
+    shutil.copytree(tmp_path / "parts", tmp_path / "more")
     run = subprocess.run(
-        f"sce batch {tmp_path / 'parts'} {tmp_path / 'parts'} | head -n 1", shell=True, capture_output=True,
+        f"sce batch {tmp_path / 'parts'} {tmp_path / 'more'} | head -n 1", shell=True, capture_output=True,
         text=True, executable="/bin/bash",
     )
     assert run.stdout.startswith(HEADER)
     assert "Traceback" not in run.stderr
     status = subprocess.run(
-        f"sce batch {tmp_path / 'parts'} {tmp_path / 'parts'} | head -n 1 > /dev/null; echo ${{PIPESTATUS[0]}}",
+        f"sce batch {tmp_path / 'parts'} {tmp_path / 'more'} | head -n 1 > /dev/null; echo ${{PIPESTATUS[0]}}",
         shell=True, capture_output=True, text=True, executable="/bin/bash",
     )
     assert status.stdout.strip() == "141"
@@ -316,3 +319,196 @@ def test_parts_that_all_lack_rows_are_refused(tmp_path, sce):
         assert run.exit_code == 1
         assert run.stderr == "sce: error: the parts have a header but no rows\n"
         assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_part_with_a_header_and_no_rows_is_an_empty_part_of_a_multi_part_input(sce, tmp_path, monkeypatch):
+    # Writers of partitioned data (Spark, Dask, polars) leave header-only parts where a partition is empty.
+    monkeypatch.chdir(tmp_path)
+    Path("a.csv").write_text("z0,z1,z2,label\n2,3,4,1\n0,40,-1,1\n")
+    Path("b.csv").write_text("z0,z1,z2,label\n")
+    Path("c.csv").write_text("z0,z1,z2,label\n1.5,-0.5,0.25,0\n0.1,0.2,0.3,2\n-1,-2,-3,0\n")
+    Path("joined.csv").write_text("z0,z1,z2,label\n2,3,4,1\n0,40,-1,1\n1.5,-0.5,0.25,0\n0.1,0.2,0.3,2\n-1,-2,-3,0\n")
+    assert sce("batch", "joined.csv", "-o", "one.csv", "--quiet").exit_code == 0
+    parts = sce("batch", "a.csv", "b.csv", "c.csv", "-o", "parts.csv", "--quiet")
+    assert parts.exit_code == 0, parts.output
+    assert Path("parts.csv").read_bytes() == Path("one.csv").read_bytes()
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_parts_of_0_bytes_are_empty_parts_too(tmp_path, reduction, fmt):
+    """Spark writes an empty partition as a file of 0 bytes, without even a header."""
+    whole, parts = write_parts(tmp_path, 3)
+    empty = [tmp_path / "parts" / name for name in ("empty0.csv", "empty1.csv")]
+    for path in empty:
+        path.write_bytes(b"")
+    ordered = [empty[0], parts[0], parts[1], empty[1], parts[2]]
+    options = LossOptions(reduction=reduction, label_smoothing=0.1)
+    one = run_batch(request_for(whole, tmp_path / f"one.{fmt}", options, fmt))
+    cut = run_in_parts(ordered, tmp_path / f"cut.{fmt}", options, fmt, Shuffled(2))
+    assert output_rows(tmp_path / f"cut.{fmt}", fmt) == output_rows(tmp_path / f"one.{fmt}", fmt)
+    assert cut.document() == one.document()
+
+
+def test_parts_that_are_all_0_bytes_are_refused_as_one_empty_input_is(tmp_path, sce):
+    for name in ("a.csv", "b.csv"):
+        (tmp_path / name).write_bytes(b"")
+    run = sce("batch", tmp_path / "a.csv", tmp_path / "b.csv", "-o", tmp_path / "out.csv")
+    assert (run.exit_code, run.stderr) == (
+        1, "sce: error: the parts are empty (0 bytes each); they need a header line and rows of logits\n"
+    )
+    alone = sce("batch", tmp_path / "a.csv", "-o", tmp_path / "out.csv")
+    assert (alone.exit_code, alone.stderr) == (
+        1, "sce: error: the input is empty; it needs a header line and rows of logits\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.csv"]
+
+
+def test_parts_with_a_byte_order_mark_or_crlf_line_ends_give_the_joined_inputs_bytes(tmp_path, sce):
+    whole, parts = write_parts(tmp_path, 3)
+    parts[1].write_bytes(b"\xef\xbb\xbf" + parts[1].read_bytes())
+    parts[2].write_bytes(parts[2].read_bytes().replace(b"\n", b"\r\n"))
+    assert sce("batch", whole, "-o", tmp_path / "one.csv", "-q").exit_code == 0
+    run = sce("batch", *parts, "-o", tmp_path / "cut.csv", "-q")
+    assert run.exit_code == 0, run.stderr
+    assert (tmp_path / "cut.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+
+
+def test_one_file_named_twice_among_the_parts_is_refused(tmp_path, sce, monkeypatch):
+    """By its name twice, through a link, or as a folder's part and by itself: its rows would count twice."""
+    monkeypatch.chdir(tmp_path)
+    write_parts(tmp_path, 3)
+    Path("link.csv").symlink_to(Path("parts/part1.csv"))
+    for given, named in (
+        (["parts/part0.csv", "parts/part0.csv"], "parts/part0.csv twice"),
+        (["parts/part1.csv", "link.csv"], "parts/part1.csv twice (also as link.csv)"),
+        (["parts", "parts/part2.csv"], "parts/part2.csv twice"),
+    ):
+        run = sce("batch", *given, "-o", "out.csv", "--engine", "dask", "--workers", "1")
+        assert run.exit_code == 2
+        assert run.stderr == f"sce: error: the inputs name {named}: its rows would count twice; give each part once\n"
+    assert not Path("out.csv").exists()
+
+
+def test_a_linked_part_is_read_as_the_file_it_links_to(tmp_path, sce):
+    whole, parts = write_parts(tmp_path, 3)
+    (tmp_path / "linked.csv").symlink_to(parts[1])
+    assert sce("batch", whole, "-o", tmp_path / "one.csv", "-q").exit_code == 0
+    run = sce("batch", parts[0], tmp_path / "linked.csv", parts[2], "-o", tmp_path / "cut.csv", "-q")
+    assert run.exit_code == 0, run.stderr
+    assert (tmp_path / "cut.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+
+
+@pytest.mark.parametrize(("given", "output"), [("parts", "parts/out.csv"), ("parts/*.csv", "parts/scored.csv")])
+def test_an_output_an_input_folder_or_glob_would_read_as_a_part_is_refused(tmp_path, sce, monkeypatch, given, output):
+    monkeypatch.chdir(tmp_path)
+    write_parts(tmp_path, 3)
+    run = sce("batch", given, "-o", output)
+    assert run.exit_code == 2
+    assert run.stderr == (
+        f"sce: error: -o: {output} would be one of the parts of {given} (read again by the next run); "
+        "write it elsewhere\n"
+    )
+    assert sorted(p.name for p in Path("parts").iterdir()) == ["part0.csv", "part1.csv", "part2.csv"]
+
+
+class DiskFullOnPart:
+    """Every partition computed, but the writing of part ``failing`` fails as a full disk does."""
+
+    def __init__(self, failing: int) -> None:
+        self.failing = failing
+
+    def unordered(self, function, arguments):
+        from sce.batch.partition import PartitionFailure
+        from sce.errors import OptionDataProblem, option
+
+        for index, given in enumerate(arguments):
+            if index == self.failing and function.__name__ == "score_partition":
+                written = given[0].output_path
+                yield index, PartitionFailure(OptionDataProblem, (
+                    f"{option('output_path')}: writing the output {written} failed: no space left on device; "
+                    "free some space or write the output elsewhere"
+                ))
+            else:
+                yield index, guarded(function, *given)
+
+
+@pytest.mark.parametrize("into_folder", [False, True])
+def test_a_full_disk_while_writing_a_part_names_the_output_not_the_hidden_parts_folder(tmp_path, into_folder):
+    from sce.errors import OptionDataProblem
+
+    _, parts = write_parts(tmp_path, 3)
+    output = f"{tmp_path / 'scored'}/" if into_folder else str(tmp_path / "scored.csv")
+    shown = str(tmp_path / "scored" / "part-00001.csv") if into_folder else output
+    with pytest.raises(OptionDataProblem) as raised:
+        run_in_parts(parts, output, LossOptions(), "csv", DiskFullOnPart(1))
+    assert str(raised.value) == (
+        f"output_path: writing the output {shown} failed: no space left on device; free some space or write the "
+        "output elsewhere"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parts", "whole.csv"]
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+@pytest.mark.parametrize("source", ["npz", "parquet"])
+def test_array_parts_without_rows_are_empty_parts(tmp_path, source, reduction):
+    """A table's writer leaves a part of no rows where a partition is empty (in Parquet with a list
+    column, without even a class count): skipped, as a CSV part with a header alone."""
+    import polars as pl
+
+    whole, parts = write_parts(tmp_path, 3, source)
+    empty = tmp_path / "parts" / f"empty.{source}"
+    save_arrays(empty, np.zeros((0, CLASSES)), np.zeros(0, dtype=np.int64))
+    listed = tmp_path / "parts" / "listed.parquet"
+    pl.DataFrame({"logits": pl.Series([], dtype=pl.List(pl.Float64)), "labels": pl.Series([], dtype=pl.Int64)}
+                 ).write_parquet(listed)
+    options = LossOptions(reduction=reduction, weight=(1.0, 2.0, 3.0, 0.5, 0.1))
+    one = run_batch(request_for(whole, tmp_path / "one.csv", options, "csv"))
+    cut = run_in_parts([empty, parts[0], listed, parts[1], parts[2]], tmp_path / "cut.csv", options, "csv", Shuffled(3))
+    assert (tmp_path / "cut.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+    assert cut.document() == one.document()
+
+
+def test_array_parts_that_all_lack_rows_are_refused(tmp_path, sce):
+    for name in ("a.npz", "b.npz"):
+        save_arrays(tmp_path / name, np.zeros((0, CLASSES)), np.zeros(0, dtype=np.int64))
+    run = sce("batch", tmp_path / "a.npz", tmp_path / "b.npz", "-o", tmp_path / "out.csv")
+    assert (run.exit_code, run.stderr) == (1, "sce: error: the parts have no rows; give at least one row of one class\n")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_pipe_among_the_parts_is_refused_where_it_would_be_read_twice_or_by_a_worker(tmp_path):
+    """A process substitution (<(…)) is a pipe: read once, in this process only."""
+    import subprocess
+
+    _, parts = write_parts(tmp_path, 3)
+    common = f"sce batch {parts[0]} <(cat {parts[1]}) -q"
+    piped = subprocess.run(f"{common} > {tmp_path / 'out.csv'}", shell=True, capture_output=True, text=True,
+                           executable="/bin/bash")
+    assert (piped.returncode, piped.stderr) == (0, "")
+    for extra, why in (
+        ("--reduction mean", "read once; with --reduction mean every part is read twice (a first pass counts the "
+         "whole input's denominators): save it to a file"),
+        ("--engine dask --workers 1", "which the cluster's workers cannot open: save it to a file"),
+    ):
+        run = subprocess.run(f"{common} {extra}", shell=True, capture_output=True, text=True, executable="/bin/bash")
+        assert run.returncode == 2
+        assert run.stderr.startswith("sce: error: /dev/fd/") and run.stderr.endswith(f" is a pipe or a device, {why}\n")
+
+
+def test_a_device_output_keeps_the_parts_in_the_temporary_folder_not_in_dev(tmp_path, monkeypatch):
+    import tempfile
+
+    import sce.batch.partitioned as partitioned
+
+    made, original = [], tempfile.mkdtemp
+
+    def mkdtemp(**given):
+        made.append(given.get("dir"))
+        return original(**{**given, "dir": tmp_path})
+
+    monkeypatch.setattr(partitioned.tempfile, "mkdtemp", mkdtemp)
+    _, parts = write_parts(tmp_path, 3)
+    summary = run_in_parts(parts, Path(os.devnull), LossOptions(), "csv", Shuffled(0))
+    assert summary.rows == 211
+    assert made == [None]

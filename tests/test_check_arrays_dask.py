@@ -214,3 +214,27 @@ def test_a_dump_of_hidden_states_is_graded_in_this_process_only(tmp_path, sce):
         "sce: error: --engine dask grades dumps of logits; a dump of hidden states (hidden, classifier, labels) "
         "is graded in this process: leave out --engine\n"
     )
+
+
+def test_a_malformed_scheduler_address_is_one_line_at_once_with_no_dask_traceback_in_check_arrays(tmp_path):
+    """As in sce batch: refused before Dask is imported, and nothing printed after the line."""
+    import subprocess
+    import sys
+    import time
+
+    name = written_dump(tmp_path)
+    for address, why in (
+        ("nowhere", "missing port number in address 'nowhere'"),
+        ("http://127.0.0.1:8787", "http:// is a web page's, such as the dashboard's; a scheduler's begins with tcp://"),
+    ):
+        began = time.monotonic()
+        run = subprocess.run(
+            [sys.executable, "-m", "sce", "check", "--arrays", str(tmp_path / name), "--engine", "dask",
+             "--scheduler", address],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert time.monotonic() - began < 5
+        assert (run.returncode, run.stdout) == (2, "")
+        assert run.stderr == (
+            f"sce: error: --scheduler: {address!r} is not a scheduler's address ({why}); e.g. tcp://10.0.0.5:8786\n"
+        )

@@ -196,6 +196,12 @@ def test_bad_dumps_get_one_line_each(tmp_path, sce):
             "float32, float64)",
         ),
     ]
+    for name in ("grad_classifier", "loss"):  # a float32 result saved as float64 was graded in float64's ulps
+        cases.append((
+            {**arrays, name: arrays[name].astype(np.float64)},
+            f"sce: error: {path}: array '{name}': {name} is float64 but hidden and classifier are float32; give it "
+            "in the type the kernel computed it in (float32)",
+        ))  # fmt: skip
     hidden = arrays["hidden"].copy()
     hidden[3, 2] = np.nan
     cases.append((

@@ -61,3 +61,43 @@ def test_quick_is_refused_without_arrays(sce):
     result = sce("check", "2", "3", "4", "--label", "1", "--grad", "0.09,-0.755,0.665", "--quick")
     assert result.exit_code == 2
     assert result.stderr == "sce: error: --quick goes with --arrays FILE holding hidden states (hidden, classifier, labels)\n"
+
+
+def test_the_seed_chooses_the_sample_and_is_named(tmp_path, sce):
+    path = save(tmp_path, dump())
+    lines = {
+        seed: sce("check", "--arrays", path, "--quick", "--seed", seed, "--format", "json") for seed in ("0", "7")
+    }
+    documents = {seed: json.loads(result.stdout) for seed, result in lines.items()}
+    assert all(result.exit_code == 0 for result in lines.values())
+    quick = {seed: json.dumps(document) for seed, document in documents.items()}
+    assert '"seed": 7' in quick["7"] and '"seed": 0' in quick["0"]
+    assert quick["0"] != quick["7"]  # other rows sampled
+    default = sce("check", "--arrays", path, "--quick", "--format", "json")
+    assert json.loads(default.stdout) == documents["0"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--seed", "3"], "--seed chooses the rows --quick samples: give --quick too, or leave it out"),
+        (["--quick", "--seed", "-1"], "--seed: a whole number from 0, not -1"),
+    ],
+)
+def test_a_seed_without_quick_or_below_zero_is_one_line(tmp_path, sce, arguments, message):
+    result = sce("check", "--arrays", save(tmp_path, dump()), *arguments)
+    assert result.exit_code == 2
+    assert result.stderr == f"sce: error: {message}\n"
+
+
+def test_a_seed_is_refused_with_a_dump_of_logits_and_without_arrays(tmp_path, sce):
+    path = tmp_path / "logits.npz"
+    np.savez(path, logits=np.zeros((2, 3)), labels=np.array([0, 1]), grad=np.zeros((2, 3)))
+    result = sce("check", "--arrays", path, "--seed", "1")
+    assert (result.exit_code, result.stderr) == (
+        2, "sce: error: --seed goes with a dump of hidden states (hidden, classifier, labels), not with logits\n"
+    )  # fmt: skip
+    result = sce("check", "2", "3", "4", "--label", "1", "--grad", "0.09,-0.755,0.665", "--seed", "1")
+    assert (result.exit_code, result.stderr) == (
+        2, "sce: error: --seed goes with --arrays FILE holding hidden states (hidden, classifier, labels)\n"
+    )  # fmt: skip

@@ -79,7 +79,8 @@ def _fields_named_by_raise_sites() -> set[str]:
 
 
 #: Keywords of the Python API that no command sets, so no message on the command line names them.
-PYTHON_ONLY = {"class_axis", "grad_output", "mode"}
+#: ("outputs": a fused check given none of loss=, grad_hidden=, …; a dump without them is refused in its own words.)
+PYTHON_ONLY = {"class_axis", "grad_output", "mode", "outputs"}
 #: The arrays of a dump of hidden states: check --arrays names them by their place in the file, not by a flag.
 DUMP_ARRAYS = {"hidden", "classifier", "bias", "grad_hidden", "grad_classifier", "grad_bias"}
 

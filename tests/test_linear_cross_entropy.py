@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import re
 import warnings
 
 import mpmath
@@ -239,9 +240,10 @@ def test_the_assertion_message_starts_with_the_verdict_and_the_report_is_json() 
     found = json.loads(json.dumps(report.to_dict()))
     assert found["verdict"] == "not_correct" and found["profile"] == "pytorch" and found["mode"] == "full"
     assert found["grad_hidden"]["worst_ulp"] > found["grad_hidden"]["allowed_ulp"]
+    assert first == report.summary == found["summary"]
     passed = assert_linear_cross_entropy_close(case.hidden, case.classifier, case.labels, bias=case.bias,
                                                **kernel(case), softcap=2.0)  # fmt: skip
-    assert passed.passed and passed.headline().startswith("correct: ")
+    assert passed.passed and passed.summary.startswith("correct: ")
 
 
 def test_a_non_finite_answer_fails() -> None:
@@ -424,4 +426,167 @@ def test_a_python_float_loss_is_graded_as_the_kernels_float32() -> None:
     loss = kernel(case)["loss"]
     report = _check(case, {"loss": float(loss)})
     assert report.passed and report.loss.dtype == "float32"
-    assert _check(case, {"loss": np.float64(loss)}).loss.dtype == "float64"
+    assert _check(case, {"loss": np.float32(loss)}).loss.dtype == "float32"
+    with pytest.raises(ValueError, match="^loss is float64 but hidden and classifier are bfloat16"):
+        _check(case, {"loss": np.float64(loss)})
+
+
+def _summed_in_chunks(e: np.ndarray, c: np.ndarray, b: np.ndarray, rounded: str | None, chunks: int = 64) -> dict:
+    """A kernel with float32 accumulation ('sum'), but for ``rounded``: that output summed over
+    chunks (of rows for ∂L/∂C and ∂L/∂b, of classes for ∂L/∂E) rounded to the input's type after each."""
+    given, f32 = e.dtype, np.float32
+    e32, c32 = e.astype(f32), c.astype(f32)
+    z = e32 @ c32.T + b.astype(f32)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    g = p.copy()
+    g[:, 0] -= 1  # every label is class 0
+    ones = np.ones((len(e), 1), f32)
+    sums = {"grad_hidden": (g, c32), "grad_classifier": (g.T, e32), "grad_bias": (g.T, ones)}
+    outputs = {}
+    for name, (left, right) in sums.items():
+        if name != rounded:
+            outputs[name] = (left @ right).astype(given)
+            continue
+        total = np.zeros((len(left), right.shape[1]), given)
+        for part in np.array_split(np.arange(left.shape[1]), chunks):
+            total = (total.astype(f32) + left[:, part] @ right[part]).astype(given)
+        outputs[name] = total
+    outputs["grad_bias"] = outputs["grad_bias"][:, 0]
+    return outputs
+
+
+@pytest.mark.parametrize("rounded", ["grad_classifier", "grad_hidden", "grad_bias"])
+@pytest.mark.parametrize("dtype", [BFLOAT16, np.float16])
+def test_a_gradient_summed_over_chunks_in_a_half_type_fails(rounded: str, dtype: object) -> None:
+    # Sums of one sign (every label 0, hidden states near 1, classifier rows near 1 but the label's
+    # near -1) over 4,096 rows or classes: rounded to the half type after each of 512 chunks, each sum is a few ulps off at most entries, where float32 accumulation
+    # rounded once is within an ulp. The margin of 8 ulps that a float32 answer is allowed beyond 4x
+    # the baseline's error let them pass.
+    rng = np.random.default_rng(3)
+    long = 4096
+    n, v = (long, 10) if rounded != "grad_hidden" else (10, long)
+    c = (1 + 0.1 * rng.standard_normal((v, 8))) * np.where(np.arange(v) == 0, -1, 1)[:, None]
+    c = c.astype(dtype)
+    e = (1 + 0.1 * rng.standard_normal((n, 8))).astype(dtype)
+    b = (0.1 * rng.standard_normal(v)).astype(dtype)
+    y = np.zeros(n, dtype=np.int64)
+    right = check_linear_cross_entropy(e, c, y, bias=b, reduction="sum", **_summed_in_chunks(e, c, b, None))
+    assert right.passed, str(right)
+    wrong = _summed_in_chunks(e, c, b, rounded, chunks=512)
+    report = check_linear_cross_entropy(e, c, y, bias=b, reduction="sum", **wrong)
+    assert [o.name for o in report.outputs if not o.passed] == [rounded], str(report)
+    if rounded == "grad_classifier":
+        assert report.mistake == mistakes.CLASSIFIER_GRADIENT_IN_INPUT_TYPE.name, str(report)
+
+
+def test_bfloat16_classifier_gradient_summed_over_64_chunks_in_bfloat16_is_caught_and_named() -> None:
+    # 4,096 rows with one sign of ∂L/∂C, summed in bfloat16 over 64 chunks: 7.5 ulp worst (rms 3.8),
+    # where float32 accumulation rounded once errs 0.5 ulp (rms 0.27).
+    rng = np.random.default_rng(3)
+    c = rng.standard_normal((10, 8)).astype(BFLOAT16)
+    e = (1 + 0.1 * rng.standard_normal((4096, 8))).astype(BFLOAT16)
+    y = np.zeros(4096, dtype=np.int64)
+    zero_bias = np.zeros(10, BFLOAT16)
+    for rounded in (None, "grad_classifier"):
+        outputs = _summed_in_chunks(e, c, zero_bias, rounded, chunks=64)
+        del outputs["grad_bias"]
+        report = check_linear_cross_entropy(e, c, y, reduction="sum", **outputs)
+        assert report.passed is (rounded is None), str(report)
+    assert report.mistake == mistakes.CLASSIFIER_GRADIENT_IN_INPUT_TYPE.name, str(report)
+
+
+def test_a_check_given_no_output_at_all_is_refused_not_passed() -> None:
+    with pytest.raises(ValueError, match=r"^nothing to check: .*give the kernel's results: loss=, grad_hidden="):
+        check_linear_cross_entropy(E, C, [0, 1])
+    with pytest.raises(ValueError, match="^nothing to check"):
+        check_linear_cross_entropy(E, C, [0, 1], loss=None, grad_hidden=None, grad_classifier=None)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, BFLOAT16, np.float64])
+@pytest.mark.parametrize("name", ["loss", "grad_hidden", "grad_classifier", "grad_bias"])
+def test_an_output_of_a_type_no_kernel_returns_is_refused_naming_it(dtype: object, name: str) -> None:
+    # A float32 result copied to float64 was graded in float64's ulps: "correct … within 9.19e+08 ulp".
+    # A kernel returns its inputs' type, or float32 for a half type (a float32 loss, float32 buffers).
+    case = make_case(dtype)
+    right = kernel(case)
+    allowed = {np.float32: ["float32"], BFLOAT16: ["bfloat16", "float32"], np.float64: ["float64"]}[dtype]
+    for other in [np.float16, BFLOAT16, np.float32, np.float64]:
+        value = np.asarray(right[name], np.float32).astype(dtype if dtype == np.float64 else np.float32).astype(other)
+        if np.dtype(other).name in allowed:  # (the numpy kernel computes in float32: not right for float64 inputs)
+            assert dtype == np.float64 or _check(case, {name: value}).passed, np.dtype(other).name
+            continue
+        with pytest.raises(ValueError, match=f"^{name} is {np.dtype(other).name} but hidden and classifier are"):
+            _check(case, {name: value})
+    if name != "loss":
+        with pytest.raises(ValueError, match=f"^{name} is a list, which has no float type"):
+            _check(case, {name: np.asarray(right[name], np.float64).tolist()})
+
+
+@pytest.mark.parametrize(
+    ("hidden_shape", "labels_shape", "want"),
+    [((2, 3, 4), (3, 2), "(2, 3)"), ((2, 3, 4), (6, 1), "(2, 3)"), ((6, 4), (3, 2), "(6,)")],
+)
+def test_labels_of_the_wrong_shape_are_named_with_both_shapes(hidden_shape: tuple, labels_shape: tuple, want: str) -> None:
+    # hidden (2, 3, 4) with labels (3, 2) read "6 labels for 6 rows (labels)": a refusal that reads as agreement.
+    rng = np.random.default_rng(0)
+    hidden = rng.standard_normal(hidden_shape).astype(np.float32)
+    classifier = rng.standard_normal((5, 4)).astype(np.float32)
+    labels = rng.integers(0, 5, labels_shape)
+    with pytest.raises(ValueError, match=f"^labels have shape {re.escape(str(labels_shape))} but hidden has ") as refused:
+        check_linear_cross_entropy(hidden, classifier, labels, loss=np.float32(1.0))
+    message = str(refused.value)
+    assert str(hidden_shape) in message and f"shape {want}" in message and "labels for" not in message
+
+
+def test_every_report_says_its_verdict_in_one_line_by_one_name() -> None:
+    from sce.testing import check_cross_entropy
+
+    z = np.array([[2.0, 3.0, 4.0]], np.float32)
+    logits_report = check_cross_entropy(z, np.array([1]), np.zeros_like(z))
+    case = make_case(np.float32)
+    fused_report = _check(case, kernel(case))
+    for report in (logits_report, fused_report):
+        assert isinstance(report.summary, str) and "\n" not in report.summary
+        assert report.to_dict()["summary"] == report.summary
+        assert not hasattr(report, "headline")
+
+
+@pytest.mark.parametrize("regime", ["rows", "classes", "classes-then-rows"])
+@pytest.mark.parametrize("dtype", [np.float32, BFLOAT16], ids=["float32", "bfloat16"])
+@pytest.mark.parametrize("options", [{}, {"z_loss": 1e-2, "softcap": 2.0}, {"reduction": "none"}], ids=["plain", "cap-z", "none"])
+def test_a_baseline_formed_in_steps_grades_as_the_whole_one(regime: str, dtype: object, options: dict, monkeypatch) -> None:
+    # At sizes where the baseline's outputs would not fit beside the inputs, each block of the
+    # baseline is formed when the reference hands over the same block: the verdicts are those of the
+    # whole baseline, whichever order the reference takes the blocks in.
+    stepped = importlib.import_module("sce.grading.linear.stepped_baseline")
+    case = make_case(dtype, **options)
+    right = kernel(case)
+    wrong = {**right, "grad_classifier": right["grad_classifier"] * 2, "grad_bias": right["grad_bias"] * 0}
+    if regime != "rows":
+        monkeypatch.setattr(blocked, "CLASSIFIER_BYTES", 0 if regime == "classes-then-rows" else 16 * 40 * 7)
+        monkeypatch.setattr(blocked, "BLOCK_BYTES", 8 * 16 * 7)
+    whole = [_check(case, outputs) for outputs in (right, wrong)]
+    monkeypatch.setattr(stepped, "BASELINE_BYTES", 0)
+    steps = [_check(case, outputs) for outputs in (right, wrong)]
+    assert [r.passed for r in steps] == [r.passed for r in whole] == [True, False]
+    assert steps[1].mistake == whole[1].mistake
+    # Where the whole baseline takes rows and the reference classes, the float32 sums over blocks
+    # are taken in another order: a float32 baseline's few worst errors then differ by that order's
+    # rounding (up to 2x here), as two kernels' do; the answer's own errors are the same.
+    same_order = regime != "classes" or dtype != np.float32
+    for mine, theirs in zip(whole[0].outputs + whole[1].outputs, steps[0].outputs + steps[1].outputs):
+        if same_order:
+            assert theirs.baseline_ulp == pytest.approx(mine.baseline_ulp, rel=0.05, abs=0.05), mine.name
+        assert theirs.worst_ulp == pytest.approx(mine.worst_ulp, rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize(("rows", "classes"), [(1, 1), (5, 3), (9, 13), (16, 64)])
+def test_the_grouped_size_bounds_the_operands_size_from_above(rows: int, classes: int) -> None:
+    # Σ_g (Σ_{v in g} |G_iv|)·max_{v in g} |C_vd| ≥ Σ_v |G_iv|·|C_vd|, ragged last group included.
+    rng = np.random.default_rng(rows * 100 + classes)
+    size = np.abs(rng.standard_normal((rows, classes))).astype(np.float32)
+    c = (rng.standard_normal((classes, 7)) * 10.0 ** rng.uniform(-3, 3, (classes, 1))).astype(np.float32)
+    exact = size.astype(np.float64) @ np.abs(c.astype(np.float64))
+    grouped = blocked.group_sums(size, 1) @ blocked.group_maxima(c)
+    assert (grouped >= exact * (1 - 1e-6)).all()

@@ -8,11 +8,15 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from sce.grading.linear.quick import QuickOutcome, miss_probability, quick_check
 from sce.grading.linear.quick_grades import Candidates
+from sce.io.arrays.dump import bfloat16_dtype
 from sce.loss.linear_cross_entropy import linear_cross_entropy
 from sce.loss.vocabulary_shards import Sharding, ShardLoss
+from tests.linear_kernels import Case, kernel, make_case
 
 IGNORE = -100
 
@@ -218,3 +222,170 @@ def test_a_bfloat16_answer_is_graded_as_bfloat16_in_quick_mode() -> None:
     outputs["grad_hidden"] = wrong.astype(bf16)
     report = check_linear_cross_entropy(hidden, classifier, labels, bias=bias, mode="quick", **outputs)
     assert not report.passed and report.grad_hidden is not None and report.grad_hidden.worst_entry[0] == 9
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_quick_mode_passes_a_correct_float32_kernel_whose_far_classes_underflow(reduction: str) -> None:
+    # One row, logits from −80 to 48: the far classes' probabilities (e^−128) underflow to 0 in
+    # float32, as in PyTorch; their rows of ∂L/∂C are then 0 where the exact value is 1e-54.
+    from sce.testing import check_linear_cross_entropy
+
+    hidden = np.array([[40.0]], np.float32)
+    classifier = np.linspace(-2, 1.2, 32, dtype=np.float32)[:, None]
+    labels = np.array([31])
+    z = hidden @ classifier.T
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    assert (p == 0).any()  # the premise: float32 loses the far classes
+    g = p.copy()
+    g[0, 31] -= 1
+    outputs = {"grad_hidden": g @ classifier, "grad_classifier": g.T @ hidden}
+    for mode in ("full", "quick"):
+        report = check_linear_cross_entropy(hidden, classifier, labels, reduction=reduction, mode=mode, **outputs)
+        assert report.passed, str(report)
+
+
+#: Options a correct kernel is tried under, at every scale of logits.
+PROPERTY_OPTIONS = [
+    {}, {"reduction": "sum"}, {"reduction": "none"}, {"label_smoothing": 0.1},
+    {"label_smoothing": 0.1, "smoothing_style": "off-target"}, {"softcap": 30.0}, {"softcap": 2.0},
+    {"z_loss": 1e-4}, {"reduction": "none", "z_loss": 1e-3}, {"weight": list(np.linspace(0.5, 2, 40))},
+]  # fmt: skip
+#: Mistakes that change every row they touch by more than any rounding, with the options they need.
+PLANTED = {
+    "ignored_counted": {},
+    "mean_of_chunk_means": {},
+    "upstream_first": {"reduction": "none"},
+    "softcap_factor_missing": {"softcap": 2.0},
+    "z_loss_weighted": {"z_loss": 1e-2, "weight": list(np.linspace(0.5, 2, 40))},
+}
+
+
+def _scaled_case(dtype: object, seed: int, scale: float, options: dict, grad_output: object = 1.0):  # noqa: ANN202
+    """A random problem whose logits reach about ±``scale``: linear_kernels' case, hidden states scaled."""
+    case = make_case(dtype, seed=seed, **options)
+    hidden = (case.hidden.astype(np.float64) * (scale / 3)).astype(dtype)
+    return Case(hidden, case.classifier, case.labels, case.bias, options, grad_output)
+
+
+def _checked(case, outputs: dict, mode: str):  # noqa: ANN001, ANN202
+    from sce.testing import check_linear_cross_entropy
+
+    return check_linear_cross_entropy(
+        case.hidden, case.classifier, case.labels, bias=case.bias, mode=mode, grad_output=case.grad_output,
+        **outputs, **case.options,
+    )  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    bfloat16=st.booleans(),
+    scale=st.floats(1.0, 100.0),
+    options=st.sampled_from(PROPERTY_OPTIONS),
+)
+def test_quick_mode_never_fails_a_correct_kernel_at_any_scale_of_logits(
+    seed: int, bfloat16: bool, scale: float, options: dict
+) -> None:
+    case = _scaled_case(bfloat16_dtype() if bfloat16 else np.float32, seed, scale, options)
+    report = _checked(case, kernel(case), "quick")
+    assert report.passed, str(report)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    bfloat16=st.booleans(),
+    scale=st.floats(1.0, 100.0),
+    mistake=st.sampled_from(sorted(PLANTED)),
+)
+def test_quick_mode_catches_each_planted_mistake_at_any_scale_of_logits(
+    seed: int, bfloat16: bool, scale: float, mistake: str
+) -> None:
+    # In bfloat16 the logits themselves round by 2⁻⁸ of their size: at |z| ≈ 50 a correct kernel's
+    # probabilities move by a fifth, and a mistake that scales rows is within that; keep it below.
+    # The z-loss's variants move a bfloat16 gradient by less than its rounding on any one entry: only
+    # the full check's typical (rms) error tells them.
+    assume(not (bfloat16 and mistake == "z_loss_weighted"))
+    scale = min(scale, 5.0) if bfloat16 else scale
+    upstream = np.linspace(0.5, 2.0, 12) if mistake == "upstream_first" else 1.0
+    case = _scaled_case(bfloat16_dtype() if bfloat16 else np.float32, seed, scale, PLANTED[mistake], upstream)
+    report = _checked(case, kernel(case, mistake=mistake), "quick")
+    assert not report.passed, str(report)
+
+
+def test_the_seed_is_an_argument_of_the_check_and_named_in_its_report() -> None:
+    from sce.testing import check_linear_cross_entropy
+
+    hidden, classifier, bias, labels = _problem()
+    loss, grad_hidden, grad_classifier, grad_bias = float32_kernel(hidden, classifier, labels, bias)
+    outputs = {"loss": loss, "grad_hidden": grad_hidden, "grad_classifier": grad_classifier, "grad_bias": grad_bias}
+    reports = {
+        seed: check_linear_cross_entropy(hidden, classifier, labels, bias=bias, mode="quick", seed=seed, **outputs)
+        for seed in (None, 0, 12)
+    }
+    assert all(report.passed for report in reports.values())
+    assert reports[None].quick == reports[0].quick  # 0 when none is given
+    assert reports[12].quick is not None and reports[12].quick["seed"] == 12
+    assert "quick check (seed 12)" in str(reports[12])
+    assert reports[12].quick["sampled_rows"] != reports[0].quick["sampled_rows"]
+    sharded = check_linear_cross_entropy(
+        hidden, [classifier[:60], classifier[60:]], labels, bias=[bias[:60], bias[60:]], mode="quick", seed=12,
+        grad_hidden=grad_hidden, grad_classifier=[grad_classifier[:60], grad_classifier[60:]],
+    )  # fmt: skip
+    assert sharded.passed and sharded.quick is not None and sharded.quick["seed"] == 12
+
+
+@pytest.mark.parametrize(("seed", "mode"), [(-1, "quick"), (True, "quick"), (1.5, "quick"), ("3", "quick"), (3, "full")])
+def test_a_seed_that_is_no_whole_number_or_given_to_the_full_check_is_a_value_error(seed: object, mode: str) -> None:
+    from sce.testing import check_linear_cross_entropy
+
+    hidden, classifier, bias, labels = _problem(n=8, v=10)
+    with pytest.raises(ValueError, match="seed"):
+        check_linear_cross_entropy(hidden, classifier, labels, grad_hidden=np.zeros_like(hidden), mode=mode, seed=seed)
+
+
+@pytest.mark.parametrize("bfloat16", [False, True], ids=["float32", "bfloat16"])
+@pytest.mark.parametrize("planted", ["upstream_first", "ignored_counted", "mean_of_chunk_means", "z_loss_weighted",
+                                     "softcap_factor_missing", "local_smoothing", "local_smoothing_off_target"])  # fmt: skip
+def test_quick_mode_names_the_mistake_its_sampled_rows_tell_or_says_it_does_not(planted: str, bfloat16: bool) -> None:
+    import dataclasses
+
+    from tests.test_linear_cross_entropy import MISTAKES
+
+    mistake, options, _ = MISTAKES[planted]
+    dtype = bfloat16_dtype() if bfloat16 else np.float32
+    v = 10 if planted.startswith("local") and bfloat16 else 40
+    if "weight" in options:
+        options = {**options, "weight": list(np.linspace(0.5, 2, v))}
+    case = make_case(dtype, v=v, **options)
+    if planted == "upstream_first":
+        case = dataclasses.replace(case, grad_output=np.linspace(0.5, 2.0, len(case.labels)))
+    report = _checked(case, kernel(case, mistake=planted.removesuffix("_off_target")), "quick")
+    assert not report.passed and report.quick is not None
+    if report.mistake is None:
+        # bfloat16's z-loss variants lie within its rounding on these rows: then the report says so.
+        assert (bfloat16, planted) == (True, "z_loss_weighted")
+        assert report.quick["naming"].startswith("no mistake named: quick mode names one only where")
+        return
+    assert report.mistake == mistake.name and report.fix == mistake.fix
+    assert report.quick["naming"] == "the mistake named from the 12 sampled rows of grad_hidden, which it explains"
+    assert str(report).splitlines()[-1].endswith(report.quick["naming"])
+
+
+def test_a_mistake_outside_the_sampled_rows_of_grad_hidden_is_not_named_and_the_report_says_so() -> None:
+    from sce.testing import check_linear_cross_entropy
+
+    hidden, classifier, bias, labels = _problem()
+    loss, grad_hidden, grad_classifier, grad_bias = float32_kernel(
+        hidden, classifier, labels, bias, mistake="classifier gradient halved on one class"
+    )
+    report = check_linear_cross_entropy(
+        hidden, classifier, labels, bias=bias, mode="quick", grad_hidden=grad_hidden, grad_classifier=grad_classifier
+    )
+    assert not report.passed and report.mistake is None and report.quick is not None
+    assert "no mistake named" in report.quick["statement"]
+    right = check_linear_cross_entropy(
+        hidden, classifier, labels, bias=bias, mode="quick", grad_hidden=grad_hidden
+    )
+    assert right.passed and right.quick is not None and "naming" not in right.quick

@@ -12,7 +12,9 @@ pytest_plugins = ["pytester"]
 CASE_IDS = [
     f"{name}-{dtype}"
     for dtype in ("float32", "bfloat16")
-    for name in ("confident-rows", "ignored-runs", "padding-only-rows", "extreme-logits", "per-row-upstream")
+    for name in (
+        "confident-rows", "ignored-runs", "padding-only-rows", "extreme-logits", "long-sums", "per-row-upstream"
+    )
 ]
 
 USES_THE_FIXTURE = """
@@ -32,7 +34,7 @@ def test_one_item_per_case_and_type_the_large_one_deselected(pytester: pytest.Py
     result = pytester.runpytest("--collect-only", "-q")
     collected = [line for line in result.outlines if "::test_kernel[" in line]
     assert collected == [f"test_kernel.py::test_kernel[{case}]" for case in CASE_IDS]
-    assert "10/11 tests collected (1 deselected)" in result.stdout.str()
+    assert "12/13 tests collected (1 deselected)" in result.stdout.str()
 
 
 @pytest.mark.parametrize("asked", [["--sce-slow"], ["-m", "sce_slow"]])
@@ -76,7 +78,7 @@ def test_the_fixture_hands_the_inputs_in_their_type(pytester: pytest.Pytester) -
         """
     )
     # In a child process: ml_dtypes registers its types with numpy once per process.
-    pytester.runpytest_subprocess().assert_outcomes(passed=10)
+    pytester.runpytest_subprocess().assert_outcomes(passed=12)
 
 
 def built(case_id: str):  # type: ignore[no-untyped-def]
@@ -174,8 +176,8 @@ def test_a_fixture_or_a_class_may_ask_for_sce_case(pytester: pytest.Pytester) ->
     )
     result = pytester.runpytest("--collect-only", "-q")
     collected = [line for line in result.outlines if "::" in line]
-    assert len(collected) == 20
-    assert "20/22 tests collected (2 deselected)" in result.stdout.str()
+    assert len(collected) == 24
+    assert "24/26 tests collected (2 deselected)" in result.stdout.str()
 
 
 def test_the_plugin_can_be_switched_off(pytester: pytest.Pytester) -> None:
@@ -196,11 +198,11 @@ def test_a_check_of_nothing_is_refused_not_passed() -> None:
 
 
 def float32_kernel(  # type: ignore[no-untyped-def]
-    case, *, shift: bool = True, zero_ignored: bool = True, first_upstream: bool = False
+    case, *, shift: bool = True, zero_ignored: bool = True, first_upstream: bool = False, chunks: int = 0
 ) -> dict:
     """A fused kernel written with numpy (float32 sums, outputs rounded once to the inputs' type), with
-    three known slips to switch on: no max shift, ignored rows' gradients left in, every row scaled by
-    the first row's upstream gradient."""
+    four known slips to switch on: no max shift, ignored rows' gradients left in, every row scaled by
+    the first row's upstream gradient, ∂L/∂C summed over ``chunks`` chunks of rows in the inputs' type."""
     e, c = case.hidden.astype(np.float32), case.classifier.astype(np.float32)
     z = e @ c.T + (0 if case.bias is None else case.bias.astype(np.float32))
     with np.errstate(all="ignore"):
@@ -219,6 +221,11 @@ def float32_kernel(  # type: ignore[no-untyped-def]
         g *= upstream[0] if first_upstream else upstream[:, None]
     kind = case.hidden.dtype
     found = {"grad_hidden": (g @ c).astype(kind), "grad_classifier": (g.T @ e).astype(kind)}
+    if chunks:
+        total = np.zeros(c.shape, kind)
+        for part in np.array_split(rows, chunks):
+            total = (total.astype(np.float32) + g[part].T @ e[part]).astype(kind)
+        found["grad_classifier"] = total
     if case.bias is not None:
         found["grad_bias"] = g.sum(axis=0).astype(kind)
     return found
@@ -251,3 +258,18 @@ def test_per_row_upstream_catches_every_row_scaled_by_the_first(dtype: str) -> N
     report = case.check(**float32_kernel(case, first_upstream=True))
     assert not report.passed
     assert report.mistake == "every row's gradient scaled by the first row's upstream gradient"
+
+
+def test_some_case_catches_the_classifier_gradient_summed_over_chunks_in_bfloat16() -> None:
+    from sce.pytest_plugin import SceCase
+
+    caught = []
+    for spec in case_specs():
+        if spec.slow:
+            continue
+        case = SceCase(spec.build())
+        assert case.check(**float32_kernel(case)).passed, spec.id
+        report = case.check(**float32_kernel(case, chunks=64))
+        caught += [spec.id] if not report.passed else []
+        assert report.passed or report.mistake == "the classifier's gradient accumulated over chunks in the input's type"
+    assert caught == ["long-sums-bfloat16"]

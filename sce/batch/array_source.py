@@ -50,9 +50,10 @@ class ArrayBlock:
     float32's rounding (see loss.validation.target_sum_tolerance)."""
 
 
-def read_inputs(request: DumpRequest, options: LossOptions) -> ArrayDump:
-    """The dump's logits and labels or targets, checked (shapes, types, label range)."""
-    return read_dump(request, options.ignore_index, answer=False)
+def read_inputs(request: DumpRequest, options: LossOptions, empty_part: bool = False) -> ArrayDump:
+    """The dump's logits and labels or targets, checked (shapes, types, label range); with
+    ``empty_part``, a dump without rows is a part without rows of a larger input."""
+    return read_dump(request, options.ignore_index, answer=False, empty_part=empty_part)
 
 
 def array_blocks(dump: ArrayDump, block_entries: int | None = None) -> Iterator[ArrayBlock]:
@@ -102,8 +103,10 @@ def denominator_tally(dump: ArrayDump, options: LossOptions) -> DenominatorTally
     return DenominatorTally(counted_rows=float(counted.sum()), counts=counts, rows=rows)
 
 
-def array_layout(dump: ArrayDump) -> tuple[object, ...]:
+def array_layout(dump: ArrayDump) -> tuple[object, ...] | None:
     """The columns a dump's rows come in: its class count, and labels or targets."""
+    if dump.shape[0] == 0:
+        return None  # a part without rows: no columns to compare, as a CSV part with a header alone
     return ("arrays", dump.shape[1], "labels" if dump.labels is not None else "targets")
 
 
@@ -135,7 +138,7 @@ class ArraySource:
     def prepare(self, part: PartOfWhole | None = None) -> None:
         """The dump opened and checked, and the mean's denominators from its labels (for a
         ``part`` of a larger input, the whole's, counted already)."""
-        self.dump = read_inputs(self.request, self.options)
+        self.dump = read_inputs(self.request, self.options, empty_part=part is not None)
         self._refuse_output_over_inputs()
         whole = None if part is None else part.whole
         self.denominators = mean_denominators(self.dump, self.options) if whole is None else whole

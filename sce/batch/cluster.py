@@ -7,13 +7,16 @@ so that no other command waits for it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from sce.batch.scheduler_address import reach, scheduler_address
 from sce.errors import OptionDataProblem, OptionProblem, UsageProblem, option
 
 if TYPE_CHECKING:
@@ -68,8 +71,8 @@ def check_cluster_options(engine: str, scheduler: str | None, workers: int | Non
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
         why = "cannot run anything" if workers <= 0 else "are more than one machine runs"
         raise OptionProblem("workers", f"{workers} worker processes {why}; give 1 to {MAX_WORKERS}")
-    if scheduler is not None and not scheduler.strip():
-        raise OptionProblem("scheduler", "the address is empty; give the scheduler's, e.g. tcp://10.0.0.5:8786")
+    if scheduler is not None:
+        scheduler_address(scheduler)
 
 
 @contextmanager
@@ -134,21 +137,46 @@ def _worker_environment() -> Iterator[None]:
         yield
 
 
-def _connected(client_class: Any, address: str) -> Client:
-    """A client of the scheduler at ``address``, or one line saying why not (within :data:`CONNECT_SECONDS`)."""
+def _connected(client_class: Any, text: str) -> Client:
+    """A client of the scheduler at ``text``, or one line saying why not (within :data:`CONNECT_SECONDS`)."""
+    address = scheduler_address(text)
+    started = time.monotonic()
+    reach(address, CONNECT_SECONDS)
+    # Made in two steps so that a client whose connection fails can be shut here: Dask leaves it
+    # half-open on any error but an OSError, and its finalizer then waits twice the timeout and
+    # prints a traceback.
+    client: Client = client_class.__new__(client_class)
     try:
-        client: Client = client_class(address, timeout=CONNECT_SECONDS, set_as_default=False)
+        client.__init__(  # type: ignore[misc, unused-ignore]
+            address.spelled, timeout=max(1.0, CONNECT_SECONDS - (time.monotonic() - started)), set_as_default=False
+        )
     except (OSError, TimeoutError) as error:
+        _abandon(client)
         raise OptionDataProblem(
             "scheduler",
-            f"no Dask scheduler answers at {address} within {CONNECT_SECONDS} s ({_first_line(error)}); "
+            f"no Dask scheduler answers at {text} within {CONNECT_SECONDS} s ({_first_line(error)}); "
             "start one (dask scheduler) or check the address",
         ) from None
-    except (ValueError, TypeError) as error:
-        raise OptionProblem(
-            "scheduler", f"{address!r} is not a scheduler's address ({_first_line(error)}); e.g. tcp://10.0.0.5:8786"
+    except Exception:
+        _abandon(client)
+        raise OptionDataProblem(
+            "scheduler",
+            f"what answers at {text} is not a Dask scheduler (its reply is not a scheduler's); "
+            "check the address: a scheduler listens on port 8786 unless told otherwise",
         ) from None
+    except BaseException:  # Ctrl-C while connecting
+        _abandon(client)
+        raise
     return client
+
+
+def _abandon(client: Any) -> None:
+    """A client whose connection failed, marked closed and its event loop stopped."""
+    client.status = "closed"
+    runner = getattr(client, "_loop_runner", None)
+    with contextlib.suppress(Exception):
+        if runner is not None:
+            runner.stop()
 
 
 def _first_line(error: BaseException) -> str:

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sce.batch.partitioned import Arguments, guarded, run_partitioned
+from sce.batch.partitioned import Arguments, check_output, guarded, run_partitioned
 from sce.batch.request import BatchRequest, BatchSummary
 from sce.errors import DataProblem
 
@@ -71,5 +71,6 @@ def run_on_cluster(
     processes, or the running one at ``scheduler``."""
     from sce.batch.cluster import cluster_client
 
+    check_output(request, paths)
     with cluster_client(scheduler, workers) as client:
         return run_partitioned(request, paths, OnCluster(client), part_request)

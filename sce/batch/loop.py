@@ -94,6 +94,8 @@ def run_batch(
 def score_partition(request: BatchRequest, part: PartOfWhole) -> PartitionScore:
     """One partition of a larger input (``request``'s input) computed with the whole's
     denominators into its own output (``request``'s), written whole or not at all."""
+    if is_empty_text(request):  # an empty partition, as data lakes' writers leave them
+        return PartitionScore(BatchSummary(reduction=request.options.reduction), None)
     layout: list[tuple[Any, ...] | None] = []
     summary = _scored(request, part, None, None, layout.append)
     return PartitionScore(summary, layout[0])
@@ -101,8 +103,12 @@ def score_partition(request: BatchRequest, part: PartOfWhole) -> PartitionScore:
 
 def count_partition(request: BatchRequest) -> PartitionCount:
     """One partition's first pass for 'mean': what its rows add to the whole's denominators."""
+    if is_empty_text(request):
+        return PartitionCount(DenominatorTally(), None)
     if request.arrays is not None:
-        dump = read_inputs(request.arrays, request.options)
+        dump = read_inputs(request.arrays, request.options, empty_part=True)
+        if dump.shape[0] == 0:  # no rows, and perhaps no class count: nothing to add
+            return PartitionCount(DenominatorTally(), None)
         return PartitionCount(denominator_tally(dump, request.options), array_layout(dump))
     tally, names = DenominatorTally(), None
     with readable_input(request.input_path, False) as path:
@@ -111,6 +117,16 @@ def count_partition(request: BatchRequest) -> PartitionCount:
             tally.add(result)
             names = tuple(plan.names)
     return PartitionCount(tally, None if names is None else ("csv", names))  # no rows: no columns to compare
+
+
+def is_empty_text(request: BatchRequest) -> bool:
+    """Whether a partition is a text file of 0 bytes: a part without rows, as one with a header alone."""
+    if request.arrays is not None or request.input_path == "-":
+        return False
+    try:
+        return os.stat(request.input_path).st_size == 0 and os.path.isfile(request.input_path)
+    except OSError:
+        return False  # reading it says why
 
 
 def _scored(

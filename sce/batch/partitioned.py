@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,11 +32,12 @@ from sce.batch.partition import (
     whole_denominators,
 )
 from sce.batch.request import BatchRequest, BatchSummary
-from sce.errors import DataProblem, OptionDataProblem, OptionProblem, SceError, UsageProblem
+from sce.errors import DataProblem, OptionDataProblem, OptionProblem, SceError, UsageProblem, option
 from sce.io.signals import committed, part_of_a_run, raise_if_interrupted, shielded
 from sce.io.writers.atomic import (
     OutputTarget,
     abandoned_on_failure,
+    cannot_create_in,
     current_umask,
     is_broken_pipe,
     put_in_place_together,
@@ -109,7 +112,26 @@ def partition_paths(inputs: Sequence[str]) -> list[str]:
             paths.extend(matches)
         else:
             paths.append(given)
+    _refuse_twice(paths)
     return paths
+
+
+def _refuse_twice(paths: Sequence[str]) -> None:
+    """One file given twice (by two names, a link, a folder and a glob) would count its rows twice."""
+    seen: dict[tuple[int, int], str] = {}
+    for path in paths:
+        try:
+            status = os.stat(path)
+        except OSError:
+            continue  # opening it says why
+        if not stat.S_ISREG(status.st_mode):
+            continue
+        key = (status.st_dev, status.st_ino)
+        if key in seen:
+            first = seen[key]
+            named = f"{path} twice" if first == path else f"{first} twice (also as {path})"
+            raise UsageProblem(f"the inputs name {named}: its rows would count twice; give each part once")
+        seen[key] = path
 
 
 def run_partitioned(
@@ -121,16 +143,7 @@ def run_partitioned(
     a dump of arrays).
     """
     into_folder = _names_folder(request.output_path)
-    _refuse_output_among_inputs(request.output_path, paths)
-    if request.summary_path is not None:
-        if into_folder:
-            _refuse_summary_inside(request.summary_path, request.output_path)
-        check_summary_path(request.summary_path, paths, (request.output_path,))
-    if request.output_format == "npz" and not into_folder and len(paths) > 1:
-        raise UsageProblem(
-            "an .npz output is shaped by its row count, which one file of several parts does not know first; "
-            "write a folder of parts (-o DIR/), or .parquet or .arrow"
-        )
+    check_output(request, paths)
     requests = [part_request(path) for path in paths]
     started = time.perf_counter()
     whole, owns = None, [None] * len(paths)
@@ -148,13 +161,14 @@ def run_partitioned(
              PartOfWhole(whole, own, header=into_folder or index == 0))
             for index, (part, own, name) in enumerate(zip(requests, owns, names))
         ]
-        scores: dict[int, PartitionScore] = _all_of(executor, score_partition, arguments, paths)
+        shown = (staging, (request.output_path or "-").rstrip(os.sep) or os.sep, into_folder)
+        scores: dict[int, PartitionScore] = _all_of(executor, score_partition, arguments, paths, shown)
         layouts = {index: score.layout for index, score in scores.items()}
         _check_layouts(paths, layouts)
         first = min(index for index, layout in layouts.items() if layout is not None)
         if first > 0 and not into_folder:  # the first parts had no rows, so no header: the first with rows gives it
             again = [(arguments[first][0], replace(arguments[first][1], header=True))]
-            scores[first] = _all_of(executor, score_partition, again, [paths[first]])[0]
+            scores[first] = _all_of(executor, score_partition, again, [paths[first]], shown)[0]
         template = BatchSummary(
             reduction=request.options.reduction, denominator=0.0 if whole is None else whole.cross_entropy
         )
@@ -172,6 +186,72 @@ def run_partitioned(
     return summary
 
 
+def check_output(request: BatchRequest, paths: Sequence[str]) -> None:
+    """Refuse an output (and a summary) the run could not put in place, before any partition is
+    read or a cluster started: an input's own file or folder, a folder holding other files, one
+    ``.npz`` file of several parts."""
+    into_folder = _names_folder(request.output_path)
+    _refuse_output_among_inputs(request.output_path, paths)
+    if request.summary_path is not None:
+        if into_folder:
+            _refuse_summary_inside(request.summary_path, request.output_path)
+        check_summary_path(request.summary_path, paths, (request.output_path,))
+    if request.output_format == "npz" and not into_folder and len(paths) > 1:
+        raise UsageProblem(
+            "an .npz output is shaped by its row count, which one file of several parts does not know first; "
+            "write a folder of parts (-o DIR/), or .parquet or .arrow"
+        )
+    if request.output_path is None or request.output_path == "-":
+        return
+    parent = os.path.dirname(os.path.realpath(request.output_path.rstrip(os.sep) or request.output_path))
+    if not os.path.isdir(parent):
+        raise OptionDataProblem(
+            "output_path", f"the folder {parent} does not exist; create it, or write the output elsewhere"
+        )
+    if into_folder:
+        _check_replaceable(request.output_path.rstrip(os.sep))
+
+
+def refuse_streams(paths: Sequence[str], on_cluster: bool, reads_twice: bool) -> None:
+    """Refuse a part that is a pipe or a device where it cannot be read: by a cluster's workers
+    (other processes), or twice (``reads_twice``: a first pass counts the mean's denominators)."""
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue  # opening it says why
+        if stat.S_ISREG(mode) or not (on_cluster or reads_twice):
+            continue
+        if on_cluster:
+            raise UsageProblem(
+                f"{path} is a pipe or a device, which the cluster's workers cannot open: save it to a file"
+            )
+        raise UsageProblem(
+            f"{path} is a pipe or a device, read once; with {option('reduction', 'mean')} every part is read twice "
+            "(a first pass counts the whole input's denominators): save it to a file"
+        )
+
+
+def refuse_output_read_as_a_part(output: str | None, inputs: Sequence[str]) -> None:
+    """Refuse an output file that a folder or glob among ``inputs`` would take for a part on the
+    next run (its rows read again, with its computed columns among the logits)."""
+    import fnmatch
+
+    if output is None or output == "-" or _names_folder(output) or os.path.exists(output):
+        return  # an existing output among the parts is refused as an input's file
+    name = os.path.basename(output)
+    if name.startswith(".") or not name.lower().endswith(PART_SUFFIXES):
+        return
+    written = os.path.abspath(output)
+    for given in inputs:
+        in_folder = os.path.isdir(given) and os.path.realpath(given) == os.path.realpath(os.path.dirname(written))
+        if in_folder or (glob.has_magic(given) and fnmatch.fnmatch(written, os.path.abspath(given))):
+            raise OptionProblem(
+                "output_path",
+                f"{output} would be one of the parts of {given} (read again by the next run); write it elsewhere",
+            )
+
+
 def part_names(count: int, output_format: str) -> list[str]:
     """The parts' file names, numbered in input order (sorted by name, they stay in it)."""
     width = max(5, len(str(count - 1)))
@@ -180,29 +260,52 @@ def part_names(count: int, output_format: str) -> list[str]:
 
 
 def _all_of(
-    executor: Executor, function: Callable[..., Any], arguments: Sequence[tuple[Any, ...]], paths: Sequence[str]
+    executor: Executor,
+    function: Callable[..., Any],
+    arguments: Sequence[tuple[Any, ...]],
+    paths: Sequence[str],
+    staging: tuple[str, str, bool] | None = None,
 ) -> dict[int, Any]:
-    """Every partition's result by its index; the first error stops the run, naming its partition."""
+    """Every partition's result by its index; the first error stops the run, naming its partition
+    (and, for an error in writing, the output: ``staging`` is the parts' folder, the output's name,
+    and whether it is a folder)."""
     results: dict[int, Any] = {}
     for index, result in executor.unordered(function, arguments):
         if isinstance(result, PartitionFailure):
-            raise _named(result.error(), paths[index])
+            raise _named(result.error(), paths[index], staging)
         results[index] = result
     return results
 
 
-def _named(error: SceError, path: str) -> SceError:
-    """A partition's error, naming its file where the message does not already."""
-    if path in error.message:
-        return error
-    return PartitionFailure(type(error), f"{path}: {error.message}").error()
+def _named(error: SceError, path: str, staging: tuple[str, str, bool] | None = None) -> SceError:
+    """A partition's error, naming its file where the message does not already; an error in
+    writing its part names the output the user asked for, not the hidden folder of parts."""
+    message = error.message
+    if staging is not None and staging[0] in message:
+        folder, output, into_folder = staging
+        shown = re.escape(folder + os.sep) + r"(part-\d+\.\w+)"
+        message = re.sub(shown, lambda found: os.path.join(output, found.group(1)) if into_folder else output, message)
+        if message.startswith(option("output_path")):
+            return PartitionFailure(type(error), message).error()
+    if path in message:
+        return PartitionFailure(type(error), message).error()
+    return PartitionFailure(type(error), f"{path}: {message}").error()
 
 
 def _check_layouts(paths: Sequence[str], layouts: dict[int, tuple[Any, ...] | None]) -> None:
     """Every part with rows has the first one's columns; an input of parts has some rows."""
     given = {index: layout for index, layout in layouts.items() if layout is not None}
     if not given:
-        raise DataProblem("the parts have a header but no rows")
+        from sce.io.arrays import is_array_path
+
+        if any(is_array_path(path) for path in paths):
+            alone = f"{paths[0]}: the input has" if len(paths) == 1 else "the parts have"
+            raise DataProblem(f"{alone} no rows; give at least one row of one class")
+        if any(not os.path.isfile(path) or os.path.getsize(path) > 0 for path in paths):
+            raise DataProblem("the parts have a header but no rows")
+        if len(paths) == 1:
+            raise DataProblem(f"{paths[0]}: the input is empty; it needs a header line and rows of logits")
+        raise DataProblem("the parts are empty (0 bytes each); they need a header line and rows of logits")
     first = min(given)
     for index in sorted(given):
         if given[index] != given[first]:
@@ -247,9 +350,10 @@ def _refuse_summary_inside(summary: str, folder: str | None) -> None:
 
 @contextlib.contextmanager
 def _staging(output: str | None, into_folder: bool) -> Iterator[str]:
-    """A new folder for the parts, beside the output (in the temporary folder for stdout), removed
-    with whatever it holds when the run ends, by an error or a signal too."""
-    if output is None or output == "-":
+    """A new folder for the parts, beside the output (in the temporary folder for stdout or a
+    device such as /dev/null), removed with whatever it holds when the run ends, by an error or a
+    signal too."""
+    if output is None or output == "-" or _is_special(output):
         parent, name = None, "sce-output"
     else:
         written = os.path.realpath(output.rstrip(os.sep) or output)
@@ -262,14 +366,21 @@ def _staging(output: str | None, into_folder: bool) -> Iterator[str]:
             try:
                 folder = tempfile.mkdtemp(dir=parent, prefix=f".{name}.", suffix=".parts")
             except OSError as error:
-                raise OptionDataProblem(
-                    "output_path", f"cannot create the parts' folder in {parent}: {error.strerror}"
-                ) from None
+                raise OptionDataProblem("output_path", cannot_create_in(parent or ".", error)) from None
         yield folder
     finally:
         with shielded():
             if folder is not None:
                 _remove_tree(folder)
+
+
+def _is_special(output: str) -> bool:
+    """A device or a pipe: its folder (/dev) is no place for the parts."""
+    try:
+        mode = os.stat(output).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _remove_tree(folder: str) -> None:

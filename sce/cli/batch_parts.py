@@ -52,11 +52,13 @@ class PartsRequest:
     def request(self) -> BatchRequest:
         """The whole run's request: the first part's reading, the output and its format."""
         from sce.batch.csv_source import check_openable
-        from sce.batch.partitioned import partition_paths
+        from sce.batch.partitioned import partition_paths, refuse_output_read_as_a_part, refuse_streams
 
         self.paths = partition_paths(self.inputs)
+        refuse_output_read_as_a_part(self.output, self.inputs)
         for path in self.paths:
             check_openable(path)
+        refuse_streams(self.paths, self.engine == "dask", self.options.reduction == "mean")
         whole = self.part_request(self.paths[0], with_format=False)
         whole.summary_path = self.summary_json
         whole.output_format = output_format_for(self.output_format, self._output_file(), whole.delimiter)

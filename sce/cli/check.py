@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from sce.cli.check_arrays import ARRAY_ROLES, check_arrays, refuse_array_options, refuse_typed_inputs
+from sce.cli.check_arrays import ARRAY_ROLES, check_arrays, rank_dumps, refuse_array_options, refuse_typed_inputs
 from sce.cli.choices import CheckFormat, Engine, SumOrder
 from sce.cli.commandline import say_if_signalled_after_commit
 from sce.cli.declarations import (
@@ -49,6 +49,7 @@ from sce.cli.declarations import (
     NoHeaderOption,
     ProfileOption,
     QuickOption,
+    QuickSeedOption,
     SumOrderOption,
     TargetColsOption,
     TargetOption,
@@ -178,6 +179,7 @@ def check(
     sum_order: SumOrderOption = SumOrder.parallel,
     profile: ProfileOption = None,
     quick: QuickOption = False,
+    quick_seed: QuickSeedOption = None,
     summary_json: CheckSummaryJsonOption = None,
     engine: EngineOption = Engine.local,
     scheduler: SchedulerOption = None,
@@ -203,18 +205,19 @@ def check(
     book_format = None if html else _gradebook_format(output_format, output, id_col, csv_input)
     shown_format = _shown_format(output_format)
     if arrays is not None or logits_path is not None:
-        refuse_typed_inputs(logits, csv_input, label, target, tol)
+        ranks = rank_dumps(arrays, logits)
+        refuse_typed_inputs(None if ranks else logits, csv_input, label, target, tol)
         check_arrays(
-            arrays=arrays,
+            arrays=arrays, ranks=ranks,
             paths={"logits": logits_path, "labels": labels_path, "targets": targets_path, "grad": grad, "loss": loss},
             keys=dict(zip(ARRAY_ROLES, (key_logits, key_labels, key_targets, key_grad, key_loss))),
-            claimed=claimed_dtype, sum_order=sum_order.value, profile=profile, quick=quick, options=options,
-            reduction_given="reduction" in options_given, digits=digits, output_format=shown_format,
+            claimed=claimed_dtype, sum_order=sum_order.value, profile=profile, quick=(quick, quick_seed),
+            options=options, reduction_given="reduction" in options_given, digits=digits, output_format=shown_format,
             page_output=output, cluster=(engine, scheduler, workers),
         )  # fmt: skip
         return
     refuse_array_options(
-        labels_path, targets_path, claimed_dtype, sum_order, profile, (engine, scheduler, workers), quick
+        labels_path, targets_path, claimed_dtype, sum_order, profile, (engine, scheduler, workers), (quick, quick_seed)
     )
     if csv_input is not None:
         if logits:

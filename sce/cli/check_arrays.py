@@ -17,6 +17,7 @@ from sce.cli.declarations import (
     LABELS_PATH,
     PROFILE,
     QUICK,
+    SEED,
     SUM_ORDER,
     TARGETS_PATH,
 )
@@ -40,6 +41,23 @@ Cluster = tuple[str, "str | None", "int | None"]
 ARRAY_ROLES = ("logits", "labels", "targets", "grad", "loss")
 
 
+def rank_dumps(arrays: str | None, extra: list[str] | None) -> list[str]:
+    """The other ranks' dumps after ``--arrays FIRST``: the words after it, where each is a file
+    (typed numbers beside --arrays are refused as before)."""
+    import os
+
+    from sce.cli.check_linear import is_linear_dump
+
+    if arrays is None or not extra or not all(os.path.isfile(word) for word in extra):
+        return []
+    if not is_linear_dump(arrays):
+        raise UsageProblem(
+            f"{arrays} holds logits: several dumps are a vocabulary-parallel kernel's, one per rank, each holding "
+            "hidden, classifier and labels; give one dump of logits"
+        )
+    return list(extra)
+
+
 def refuse_typed_inputs(
     logits: list[str] | None, csv_input: str | None, label: str | None, target: str | None, tol: float | None = None
 ) -> None:
@@ -58,7 +76,7 @@ def refuse_array_options(
     sum_order: SumOrder = SumOrder.parallel,
     profile: KernelProfile | None = None,
     cluster: Cluster = ("local", None, None),
-    quick: bool = False,
+    quick: tuple[bool, int | None] = (False, None),
 ) -> None:
     order = None if sum_order is SumOrder.parallel else sum_order
     engine, scheduler, workers = cluster
@@ -73,7 +91,7 @@ def refuse_array_options(
     ):
         if value is not None:
             raise UsageProblem(f"{name} goes with --arrays FILE or --logits FILE")
-    for name, given in ((PROFILE.name, profile is not None), (QUICK.name, quick)):
+    for name, given in ((PROFILE.name, profile is not None), (QUICK.name, quick[0]), (SEED.name, quick[1] is not None)):
         if given:
             raise UsageProblem(f"{name} goes with --arrays FILE holding hidden states (hidden, classifier, labels)")
 
@@ -81,13 +99,14 @@ def refuse_array_options(
 def check_arrays(
     *,
     arrays: str | None,
+    ranks: list[str] | None = None,
     paths: dict[str, str | None],
     keys: dict[str, str | None],
     claimed: ClaimedDType | None,
     options: LossOptions,
     sum_order: str = "parallel",
     profile: KernelProfile | None = None,
-    quick: bool = False,
+    quick: tuple[bool, int | None] = (False, None),
     digits: int,
     output_format: CheckFormat,
     reduction_given: bool = True,
@@ -112,10 +131,12 @@ def check_arrays(
         _refuse_cluster_for_hidden_states(cluster)
         check_linear_dump(
             arrays,
+            ranks=ranks,
             given=_logits_only_flags(paths, keys, claimed, sum_order),
             options=options,
             profile="pytorch" if profile is None else profile.value,
-            mode="quick" if quick else "full",
+            mode="quick" if quick[0] else "full",
+            seed=quick_seed(*quick),
             reduction_given=reduction_given,
             output_format=output_format,
             page_output=page_output,
@@ -160,8 +181,17 @@ def check_arrays(
         raise typer.Exit(ExitStatus.WRONG)
 
 
-def _refuse_profile(profile: KernelProfile | None, quick: bool = False) -> None:
-    for name, given in ((PROFILE.name, profile is not None), (QUICK.name, quick)):
+def quick_seed(quick: bool, seed: int | None) -> int | None:
+    """The seed of quick mode's sample: a whole number from 0, given only with --quick."""
+    if seed is not None and not quick:
+        raise UsageProblem(f"{SEED.name} chooses the rows {QUICK.name} samples: give {QUICK.name} too, or leave it out")
+    if seed is not None and seed < 0:
+        raise UsageProblem(f"{SEED.name}: a whole number from 0, not {seed}")
+    return seed
+
+
+def _refuse_profile(profile: KernelProfile | None, quick: tuple[bool, int | None] = (False, None)) -> None:
+    for name, given in ((PROFILE.name, profile is not None), (QUICK.name, quick[0]), (SEED.name, quick[1] is not None)):
         if given:
             raise UsageProblem(
                 f"{name} goes with a dump of hidden states (hidden, classifier, labels), not with logits"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import typer
 
@@ -32,10 +32,12 @@ def is_linear_dump(arrays: str | None) -> bool:
 def check_linear_dump(
     arrays: str,
     *,
+    ranks: list[str] | None = None,
     given: list[str],
     options: LossOptions,
     profile: str = "pytorch",
     mode: str = "full",
+    seed: int | None = None,
     reduction_given: bool,
     output_format: CheckFormat,
     page_output: str | None,
@@ -43,7 +45,8 @@ def check_linear_dump(
     """Read the dump, grade every output it holds, print the verdict; exit 1 when wrong.
 
     ``given``: the flags given that only a dump of logits takes (refused, in one line). Without
-    --reduction, the reduction is PyTorch's default, mean, unless the dump's loss is one per row."""
+    --reduction, the reduction is PyTorch's default, mean, unless the dump's loss is one per row.
+    ``ranks``: the dumps of the other ranks of a vocabulary-parallel kernel, in order."""
     from sce.io.arrays.linear_dump import read_linear_dump
 
     if given:
@@ -55,13 +58,22 @@ def check_linear_dump(
         raise UsageProblem("--temperature: a dump of hidden states is graded without a temperature; leave it out")
     if options.dtype != "float64":
         raise UsageProblem("--dtype: each output of a dump is graded in the type it is stored in; leave out --dtype")
-    dump = read_linear_dump(arrays, options.ignore_index)
+    if ranks:
+        from sce.io.arrays.rank_dumps import read_rank_dumps
+
+        several = read_rank_dumps([arrays, *ranks], options.ignore_index)
+        dump = several.dumps[0]
+        inputs = _Inputs(several.shards("classifier"), several.shards("bias"), several.shards("grad_classifier"),
+                         several.shards("grad_bias"))  # fmt: skip
+        shape = several.shape
+    else:
+        dump = read_linear_dump(arrays, options.ignore_index)
+        inputs, shape = None, dump.shape
     if not reduction_given:
         loss = dump.answers.get("loss")
         per_row = loss is not None and loss.ndim == 1 and dump.shape[0] > 1
         options = options.replace(reduction="none" if per_row else "mean")
-    report = _graded(dump, options, profile, mode)
-    shape = dump.shape
+    report = _graded(dump, options, profile, mode, seed, inputs)
     if output_format is CheckFormat.json:
         from sce.render.json_format import dumps
         from sce.render.linear_check import linear_check_document
@@ -74,7 +86,7 @@ def check_linear_dump(
         def page(console: object) -> None:
             print_linear_check(console, report, shape, options.reduction, FLAG_OF_FIELD)  # type: ignore[arg-type]
 
-        write_report_page(f"Checked: {arrays}", [], page, page_output)
+        write_report_page(f"Checked: {' '.join([arrays, *(ranks or [])])}", [], page, page_output)
     else:
         from sce.render.linear_check import print_linear_check
 
@@ -83,12 +95,33 @@ def check_linear_dump(
         raise typer.Exit(ExitStatus.WRONG)
 
 
-def _graded(dump: LinearDump, options: LossOptions, profile: str, mode: str) -> Report:
-    """The check of every output in the dump; an input it refuses, placed at its array in the dump."""
+class _Inputs(NamedTuple):
+    """The ranks' shards: the classifier, bias and their gradients, one array per rank (None where absent)."""
+
+    classifier: Any
+    bias: Any
+    grad_classifier: Any
+    grad_bias: Any
+
+
+def _graded(
+    dump: LinearDump,
+    options: LossOptions,
+    profile: str,
+    mode: str,
+    seed: int | None = None,
+    shards: _Inputs | None = None,
+) -> Report:
+    """The check of every output in the dump (the first rank's, with ``shards`` the ranks' shards);
+    an input it refuses, placed at its array in the dump."""
     from sce.grading.linear.grade import check_linear
     from sce.loss.result import InvalidInput
 
     answers = {name: dump.answers.get(name) for name in ("loss", "grad_hidden", "grad_classifier", "grad_bias")}
+    classifier, bias = dump.classifier, dump.bias
+    if shards is not None:
+        classifier, bias = shards.classifier, shards.bias
+        answers.update(grad_classifier=shards.grad_classifier, grad_bias=shards.grad_bias)
     loss_options = {
         "reduction": options.reduction,
         "ignore_index": options.ignore_index,
@@ -100,8 +133,8 @@ def _graded(dump: LinearDump, options: LossOptions, profile: str, mode: str) -> 
     }
     try:
         return check_linear(
-            dump.hidden, dump.classifier, dump.labels, bias=dump.bias, outputs=answers, options=loss_options,
-            profile=profile, mode=mode,
+            dump.hidden, classifier, dump.labels, bias=bias, outputs=answers, options=loss_options,
+            profile=profile, mode=mode, seed=seed,
         )  # fmt: skip
     except InvalidInput as problem:
         raise _placed(problem, dump.where) from None

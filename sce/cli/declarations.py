@@ -191,7 +191,7 @@ ARRAYS = Declared(
     "arrays", ("--arrays",),
     "A dump of arrays (.npz, .safetensors, .parquet, .arrow, .pt) named logits, labels or targets "
     "(and for sce check grad, loss; or a fused kernel's hidden, classifier, labels, bias, loss, grad_hidden, "
-    "grad_classifier, grad_bias).",
+    "grad_classifier, grad_bias; sce check --arrays RANK0 RANK1 …: a vocabulary-parallel kernel's, one per rank).",
     ARRAYS_PANEL, show_default=False,
 )
 LOGITS_PATH = Declared(
@@ -240,6 +240,11 @@ FRAMEWORK = Declared(
     "framework", ("--framework",), "Arrays as numpy, torch or jax (auto: from the file's imports).", FUNCTION_PANEL
 )
 SEED = Declared("seed", ("--seed",), "Varies the random cases.", FUNCTION_PANEL)
+#: sce test's seed as sce check's quick mode takes it: the same field and flag, in the arrays' panel.
+QUICK_SEED = SEED._replace(
+    help="With --quick: the seed of the sampled rows and the projections (default 0, so that a run repeats itself; "
+    "the report names it).", panel=ARRAYS_PANEL, show_default=False, parameter="quick_seed",
+)
 TIMEOUT = Declared("timeout", ("--timeout",), "Seconds each case may take.", FUNCTION_PANEL)
 SHOW_OUTPUT = Declared(
     "show_output", ("--show-output",),
@@ -259,7 +264,8 @@ DECLARED: tuple[Declared, ...] = (
     INPUT, OUTPUT, SUMMARY_JSON, PLOT, LABEL_COL, LOGIT_COLS, TARGET_COLS, NO_HEADER, DELIMITER, ENCODING, CSV_INPUT,
     GRAD_COLS, LOSS_COL, ID_COL,
     ARRAYS, LOGITS_PATH, LABELS_PATH, TARGETS_PATH, KEY_LOGITS, KEY_LABELS, KEY_TARGETS, KEY_GRAD, KEY_LOSS,
-    CLAIMED_DTYPE, SUM_ORDER, PROFILE, QUICK, CONVENTION, RETURNS, FRAMEWORK, SEED, TIMEOUT, STRICT, SHOW_OUTPUT,
+    CLAIMED_DTYPE, SUM_ORDER, PROFILE, QUICK, QUICK_SEED, CONVENTION, RETURNS, FRAMEWORK, SEED, TIMEOUT, STRICT,
+    SHOW_OUTPUT,
     *EXERCISE_OPTIONS, *ENGINE_OPTIONS,
 )
 
@@ -340,6 +346,7 @@ ClaimedDTypeOption = Annotated[Optional[ClaimedDType], CLAIMED_DTYPE.option()]
 SumOrderOption = Annotated[SumOrder, SUM_ORDER.option()]
 ProfileOption = Annotated[Optional[KernelProfile], PROFILE.option()]
 QuickOption = Annotated[bool, QUICK.option()]
+QuickSeedOption = Annotated[Optional[int], QUICK_SEED.option()]
 ConventionOption = Annotated[Convention, CONVENTION.option()]
 FrameworkOption = Annotated[Framework, FRAMEWORK.option()]
 DigitsOption = Annotated[

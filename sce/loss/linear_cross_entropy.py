@@ -279,7 +279,18 @@ def _cross_entropy_part(a: np.ndarray, top: np.ndarray, terms: LinearTerms, rows
 
 
 def _row_step(n_rows: int, n_classes: int) -> int:
-    return max(1, min(n_rows, BLOCK_BYTES // (8 * max(1, n_classes))))
+    """Rows per block: a multiple of SIZE_GROUP, so that the groups the operands' size is bounded
+    over are the same however the rows are cut into blocks."""
+    return max(1, min(n_rows, _whole_groups(BLOCK_BYTES // (8 * max(1, n_classes)))))
+
+
+def _class_step(n_classes: int, width: int) -> int:
+    """Classes per block: a multiple of SIZE_GROUP (as :func:`_row_step`)."""
+    return max(1, min(n_classes, _whole_groups(BLOCK_BYTES // (8 * width))))
+
+
+def _whole_groups(count: int) -> int:
+    return max(SIZE_GROUP, count // SIZE_GROUP * SIZE_GROUP)
 
 
 def _by_rows(
@@ -295,7 +306,7 @@ def _by_rows(
     n, v = len(e), len(c)
     everything = slice(0, v)
     c64 = np.asarray(c, np.float64)
-    c_size = _absolute(c) if rows_done else None
+    c_size = group_maxima(c) if rows_done else None
     grad_classifier = np.zeros(c64.shape) if classes_done else None
     class_magnitude = np.zeros(c.shape, np.float32) if classes_done else None
     grad_bias, bias_magnitude = np.zeros(v), np.zeros(v)
@@ -317,10 +328,10 @@ def _by_rows(
         del a, p, derivative
         size = block.magnitude.astype(np.float32)
         if rows_done and c_size is not None:
-            rows_done(rows, block.gradient @ c64, size @ c_size)
+            rows_done(rows, block.gradient @ c64, group_sums(size, 1) @ c_size)
         if grad_classifier is not None and class_magnitude is not None:
             grad_classifier += block.gradient.T @ e64
-            class_magnitude += size.T @ _absolute(e[rows])
+            class_magnitude += group_sums(size, 0).T @ group_maxima(e[rows])
         grad_bias += block.gradient.sum(axis=0)
         bias_magnitude += block.magnitude.sum(axis=0)
     if classes_done and grad_classifier is not None and class_magnitude is not None:
@@ -328,6 +339,22 @@ def _by_rows(
             classes = slice(start, min(start + step, v))
             classes_done(classes, grad_classifier[classes], class_magnitude[classes])
     return Streamed(losses, lses, bound, grad_bias, bias_magnitude)
+
+
+#: Classes (or rows) whose operands' size is bounded together: Σ|G| over the group times the group's
+#: largest |C| (or |E|). The size sets only the binade of an ulp, and a group of 8 Gaussian rows has its
+#: largest entry within about 2× of their mean: the products it replaces cost 8 times less.
+SIZE_GROUP = 4
+
+
+def group_sums(size: np.ndarray, axis: int) -> np.ndarray:
+    """Sums of |G| over consecutive groups of SIZE_GROUP along ``axis`` (the last group may be shorter)."""
+    return np.add.reduceat(size, np.arange(0, size.shape[axis], SIZE_GROUP), axis=axis)
+
+
+def group_maxima(a: np.ndarray) -> np.ndarray:
+    """The largest |a| of each column over consecutive groups of SIZE_GROUP rows, in float32."""
+    return np.maximum.reduceat(_absolute(a), np.arange(0, len(a), SIZE_GROUP), axis=0)
 
 
 def _absolute(a: np.ndarray) -> np.ndarray:
@@ -363,14 +390,14 @@ def _by_classes(
     hidden_magnitude = np.zeros((n, d) if rows_done else (0, d), np.float32)
     grad_bias, bias_magnitude = np.zeros(v), np.zeros(v)
     part = np.zeros(n)
-    class_step = max(1, min(v, BLOCK_BYTES // (8 * d)))
+    class_step = _class_step(v, d)
     row_step = _row_step(n, class_step)
     for first in range(0, v, class_step):
         classes = slice(first, min(first + class_step, v))
         c64 = np.asarray(c[classes], np.float64)
         block_classifier = np.zeros(c64.shape)
         block_magnitude = np.zeros(c64.shape, np.float32)
-        c_size = _absolute(c64)
+        c_size = group_maxima(c64)
         for start in range(0, n, row_step):
             rows = slice(start, min(start + row_step, n))
             e64 = np.asarray(e[rows], np.float64)
@@ -380,10 +407,10 @@ def _by_classes(
             size = block.magnitude.astype(np.float32)
             if rows_done:
                 grad_hidden[rows] += block.gradient @ c64
-                hidden_magnitude[rows] += size @ c_size
+                hidden_magnitude[rows] += group_sums(size, 1) @ c_size
             if classes_done:
                 block_classifier += block.gradient.T @ e64
-                block_magnitude += size.T @ _absolute(e64)
+                block_magnitude += group_sums(size, 0).T @ group_maxima(e64)
             grad_bias[classes] += block.gradient.sum(axis=0)
             bias_magnitude[classes] += block.magnitude.sum(axis=0)
         if classes_done:
@@ -402,7 +429,7 @@ def _hidden_by_rows(
     """∂L/∂E a block of rows at a time, over blocks of classes, from each row's log-sum-exp."""
     n, d = e.shape
     v = len(c)
-    class_step = max(1, min(v, BLOCK_BYTES // (8 * d)))
+    class_step = _class_step(v, d)
     row_step = max(1, min(n, BLOCK_BYTES // (8 * d)))
     for start in range(0, n, row_step):
         rows = slice(start, min(start + row_step, n))
@@ -417,7 +444,7 @@ def _hidden_by_rows(
                 block = _block_gradient(np.exp(a - lse[inner, None]), derivative, lse[inner], terms, inner, classes)
                 local = slice(inner.start - start, inner.stop - start)
                 grad_hidden[local] += block.gradient @ np.asarray(c[classes], np.float64)
-                magnitude[local] += block.magnitude.astype(np.float32) @ _absolute(c[classes])
+                magnitude[local] += group_sums(block.magnitude.astype(np.float32), 1) @ group_maxima(c[classes])
         rows_done(rows, grad_hidden, magnitude)
 
 
@@ -429,7 +456,7 @@ def _row_statistics(
     v = len(c)
     top = np.full(n, -np.inf)
     sums = np.zeros(n)
-    class_step = max(1, min(v, BLOCK_BYTES // (8 * d)))
+    class_step = _class_step(v, d)
     row_step = _row_step(n, class_step)
     for first in range(0, v, class_step):
         classes = slice(first, min(first + class_step, v))

@@ -266,6 +266,19 @@ class Sharding:
         here = self.counted[rows] & (labels >= start) & (labels < stop)
         return np.where(here, labels - start, -1)
 
+    def row_scales(self, lse: np.ndarray, rows: slice) -> RowScales:
+        """What multiplies each row's probabilities and smoothing shares in ∂L/∂z (``lse``: the rows')."""
+        counted = self.counted[rows]
+        w_total, n_total = self.denominators
+        shares = self.loss.smoothed_mass()
+        upstream = np.broadcast_to(np.asarray(self.upstream, dtype=np.float64), self.labels.shape)[rows]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return RowScales(
+                cross=np.where(counted, upstream / w_total, 0.0),
+                mass=shares[0] * self.label_weights[rows] + shares[1] * float(self.weights.sum()),
+                z=np.where(counted, 2 * self.loss.z_loss * lse * upstream / n_total, 0.0),
+            )
+
     def block(self, logits: Sequence[np.ndarray], rows: slice) -> ShardedBlock:
         """Each row's loss parts and each shard's gradient for a block of rows, from its shards'
         logits (float64 arrays this consumes: each becomes its shard's gradient)."""
@@ -277,15 +290,7 @@ class Sharding:
         lse = combined_log_sum_exp(stats)
         label_weight = self.label_weights[rows]
         cross, z_part = row_losses(lse, stats, label_weight, float(self.weights.sum()), self.loss)
-        counted = self.counted[rows]
-        w_total, n_total = self.denominators
-        upstream = np.broadcast_to(np.asarray(self.upstream, dtype=np.float64), self.labels.shape)[rows]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            scales = RowScales(
-                cross=np.where(counted, upstream / w_total, 0.0),
-                mass=shares[0] * label_weight + shares[1] * float(self.weights.sum()),
-                z=np.where(counted, 2 * self.loss.z_loss * lse * upstream / n_total, 0.0),
-            )
+        scales = self.row_scales(lse, rows)
         every = [shares] * len(logits)
         if self.local_classes is not None:
             every = [self.loss.smoothed_mass(k) for k in self.local_classes]

@@ -71,12 +71,13 @@ def checked_inputs(
     c = as_numpy(classifier, "classifier")
     b_given = None if bias is None else as_numpy(bias, "bias")
     given_labels = as_numpy(labels, "labels")
-    leading = e.shape[:-1]
+    leading, hidden_shape = e.shape[:-1], e.shape
     if e.ndim > 2:  # (batch, sequence, D) as language models hold them: rows in C order
         e = e.reshape(-1, e.shape[-1])
         if given_labels.shape == leading:
             given_labels = given_labels.reshape(-1)
         grad_output = _rows_of(grad_output, leading, options.reduction)
+    _require_label_shape(given_labels, hidden_shape)
     e, c, b, checked = checked_linear_inputs(e, c, given_labels, b_given, options.ignore_index)
     for name, array in (("hidden", e), ("classifier", c)):
         if _type_name(array) not in ANSWER_TYPES:
@@ -88,6 +89,20 @@ def checked_inputs(
     upstream = checked_grad_output(grad_output, options.reduction, len(checked))
     terms = linear_terms(checked, len(c), options, upstream)
     return LinearInputs(e, c, b, checked, terms, options, upstream, leading)
+
+
+def _require_label_shape(labels: np.ndarray, hidden_shape: tuple[int, ...]) -> None:
+    """Labels of one axis (one per row), or already flattened from the hidden states' leading axes;
+    any other shape named beside the hidden states' (their count alone may agree by chance)."""
+    if labels.ndim <= 1:
+        return
+    leading = hidden_shape[:-1]
+    rows = f"({leading[0]},)" if len(leading) == 1 else f"{leading} (or {int(np.prod(leading))} in rows' order)"
+    raise InvalidInput(
+        f"labels have shape {labels.shape} but hidden has {hidden_shape}",
+        field="labels",
+        hint=f"give one label per row of hidden: shape {rows}",
+    )
 
 
 def _rows_of(grad_output: Any, leading: tuple[int, ...], reduction: str) -> Any:
@@ -105,25 +120,62 @@ def checked_answer(inputs: LinearInputs, given: dict[str, Any]) -> LinearAnswer:
     shapes = {"loss": [(), (1,)] if reduced else [leading], "grad_hidden": [(*leading, d)],
               "grad_classifier": [(v, d)], "grad_bias": [(v,)]}  # fmt: skip
     arrays: dict[str, np.ndarray] = {}
+    if all(value is None for value in given.values()):
+        # A check of nothing would say "correct": a test that forgot to hand over its results must not pass.
+        raise InvalidInput(
+            "nothing to check: no output given", field="outputs",
+            hint="give the kernel's results: loss=, grad_hidden=, grad_classifier= or grad_bias=",
+        )  # fmt: skip
     for name, value in given.items():
         if value is None:
             continue
         if name == "grad_bias" and inputs.b is None:
             raise InvalidInput("grad_bias is given but bias is not", field="grad_bias", hint="give bias too")
-        array = as_numpy(value, name)
-        if not hasattr(value, "dtype"):
-            # A Python number or list has no type of its own: graded as the kernel's float32 (or
-            # float64 for float64 inputs), never as float64 by default (loss.item() is a float).
-            array = np.asarray(value, dtype=np.float64 if inputs.e.dtype == np.float64 else np.float32)
+        array = _typed(value, name, inputs.e.dtype)
         if array.shape not in shapes[name]:
             want = " or ".join(str(s) for s in shapes[name])
             raise InvalidInput(f"{name} has shape {array.shape}, not {want}", field=name)
         if _type_name(array) not in ANSWER_TYPES:
             raise InvalidInput(f"{name} has type {array.dtype}", field=name, hint=f"use {', '.join(ANSWER_TYPES)}")
+        _require_kernel_type(array, name, inputs.e.dtype)
         if name == "loss":
             array = array.reshape(()) if reduced else array.reshape(-1)
         arrays[name] = array.reshape(-1, d) if name == "grad_hidden" else array
     return LinearAnswer(**arrays, types={name: a.dtype for name, a in arrays.items()})
+
+
+def _typed(value: Any, name: str, given: np.dtype) -> np.ndarray:
+    """An output as an array of its own type. A Python number (loss.item()) has none: it is graded
+    as the kernel's float32 (float64 for float64 inputs). A gradient without a type is refused: a
+    list of floats cannot say which type's digits it holds."""
+    array = as_numpy(value, name)
+    if hasattr(value, "dtype"):
+        return array
+    if name != "loss" or array.ndim:
+        raise InvalidInput(
+            f"{name} is a {type(value).__name__}, which has no float type",
+            field=name,
+            hint=f"give it as an array of the type the kernel computed it in ({_kernel_types(given)[0]})",
+        )
+    return np.asarray(value, dtype=np.float64 if given == np.float64 else np.float32)
+
+
+def _kernel_types(given: np.dtype) -> tuple[str, ...]:
+    """The types a kernel given inputs of ``given`` returns its outputs in: that type, or float32
+    for a half type (a float32 loss, or float32 buffers that gradients accumulate in)."""
+    return (given.name,) if given.itemsize >= 4 else (given.name, "float32")
+
+
+def _require_kernel_type(array: np.ndarray, name: str, given: np.dtype) -> None:
+    """Refuse an output in a type no kernel on these inputs returns: a float32 result copied to
+    float64 would be graded in float64's ulps, against digits it never had."""
+    allowed = _kernel_types(given)
+    if _type_name(array) not in allowed:
+        raise InvalidInput(
+            f"{name} is {_type_name(array)} but hidden and classifier are {given.name}",
+            field=name,
+            hint=f"give it in the type the kernel computed it in ({' or '.join(allowed)})",
+        )
 
 
 def _type_name(array: np.ndarray) -> str:

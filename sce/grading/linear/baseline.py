@@ -28,6 +28,18 @@ class LinearBaseline:
     grad_classifier: np.ndarray
     grad_bias: np.ndarray
 
+    def hidden_rows(self, rows: slice) -> np.ndarray:
+        """∂L/∂E of these rows (as :class:`~.stepped_baseline.SteppedBaseline` gives them)."""
+        return self.grad_hidden[rows]
+
+    def classifier_classes(self, classes: slice) -> np.ndarray:
+        """∂L/∂C of these classes."""
+        return self.grad_classifier[classes]
+
+    def finished(self) -> LinearBaseline:
+        """Itself: every output is held whole."""
+        return self
+
 
 def same_type_baseline(
     e: np.ndarray,
@@ -60,7 +72,7 @@ def same_type_baseline(
             grad_bias += g.sum(axis=0, dtype=work)
     with np.errstate(over="ignore"):  # beyond the type's largest is ±inf in it, as in a kernel
         return LinearBaseline(
-            _reduced(losses, terms, work).astype(output_types.get("loss", work)),
+            reduced_loss(losses, terms, work).astype(output_types.get("loss", work)),
             grad_hidden.astype(output_types.get("grad_hidden", work)),
             grad_classifier.astype(output_types.get("grad_classifier", work)),
             grad_bias.astype(output_types.get("grad_bias", work)),
@@ -112,7 +124,7 @@ def block_gradient(
     return g, losses
 
 
-def _reduced(losses: np.ndarray, terms: LinearTerms, work: np.dtype) -> np.ndarray:
+def reduced_loss(losses: np.ndarray, terms: LinearTerms, work: np.dtype) -> np.ndarray:
     """The loss reduced in the work type, as a framework reduces it."""
     if terms.reduction == "none":
         return losses.sum(axis=1, dtype=work)
@@ -126,7 +138,7 @@ def _reduced(losses: np.ndarray, terms: LinearTerms, work: np.dtype) -> np.ndarr
     return np.asarray(mean)
 
 
-def _logits(
+def block_logits(
     e: np.ndarray, c: np.ndarray, b: np.ndarray | None, classes: slice, terms: LinearTerms, profile: Profile
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """A block's logits in the work type (rounded to the input's where the profile says), capped,
@@ -166,7 +178,7 @@ def _by_classes(
     top, total = np.full(n, -np.inf, work), np.zeros(n, work)
     with np.errstate(all="ignore"):
         for rows, classes in blocks:
-            z, _ = _logits(e[rows], c, b, classes, terms, profile)
+            z, _ = block_logits(e[rows], c, b, classes, terms, profile)
             new_top = np.maximum(top[rows], z.max(axis=1))
             total[rows] = total[rows] * np.exp(top[rows] - new_top) + np.exp(z - new_top[:, None]).sum(axis=1)
             top[rows] = new_top
@@ -178,7 +190,7 @@ def _by_classes(
             classes = slice(first, min(first + class_step, v))
             block = np.zeros((classes.stop - classes.start, d), work)
             for rows in (rows for rows, at in blocks if at == classes):
-                g = _class_block(e, c, b, terms, profile, rows, classes, lse, losses)
+                g = class_block(e, c, b, terms, profile, rows, classes, lse, losses)
                 grad_hidden[rows] += g @ c[classes].astype(work)
                 block += g.T @ e[rows].astype(work)
                 grad_bias[classes] += g.sum(axis=0, dtype=work)
@@ -190,14 +202,14 @@ def _by_classes(
     losses[~terms.counted] = 0
     with np.errstate(over="ignore"):
         return LinearBaseline(
-            _reduced(losses, terms, work).astype(output_types.get("loss", work)),
+            reduced_loss(losses, terms, work).astype(output_types.get("loss", work)),
             grad_hidden.astype(output_types.get("grad_hidden", work)),
             grad_classifier,
             grad_bias.astype(output_types.get("grad_bias", work)),
         )
 
 
-def _class_block(
+def class_block(
     e: np.ndarray,
     c: np.ndarray,
     b: np.ndarray | None,
@@ -211,7 +223,7 @@ def _class_block(
     """∂L/∂z of a block (as the products take it), from the rows' lse; the block's part of each
     row's cross-entropy added to ``losses``."""
     given, work = e.dtype, lse.dtype
-    z, derivative = _logits(e[rows], c, b, classes, terms, profile)
+    z, derivative = block_logits(e[rows], c, b, classes, terms, profile)
     p = np.exp(z - lse[rows, None])
     ce = terms.ce_scale[rows].astype(work)
     g = p * (terms.total[rows].astype(work) * ce)[:, None]

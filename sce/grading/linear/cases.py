@@ -12,6 +12,9 @@ answer as that type). They are the inputs on which kernels have been seen to go 
   has them (their logits are the bias alone, and must contribute nothing);
 * extreme logits: logits of size ~100 (float32) or ~60 (bfloat16) beside small ones, with a
   bias: exp overflows without the max shift;
+* long sums: 4,096 rows sharing a large component, nearly all of one frequent label, so that
+  each entry of ∂L/∂C and ∂L/∂b is a long sum of one sign: summed over chunks of rows in
+  bfloat16 (not float32), it drifts by several ulps;
 * per-row upstream: reduction 'none', each row's loss given its own upstream gradient (0.5 to
   2), as a loss weighted per token gives it: a backward that scales every row by the first
   row's shows;
@@ -139,6 +142,16 @@ def padding_rows(rng: np.random.Generator) -> Arrays:
     return hidden, rng.normal(0.0, 0.5, (classes, width)), labels, rng.normal(0.0, 0.5, classes)
 
 
+def long_sums(rng: np.random.Generator) -> Arrays:
+    """4,096 rows near (1, …, 1) + noise, as hidden states sharing a component, labelled one
+    frequent class but a few: ∂L/∂C's and ∂L/∂b's sums over the rows have one sign per class."""
+    rows, width, classes = 4096, 8, 10
+    labels = np.zeros(rows, np.int64)
+    labels[rng.choice(rows, 16, replace=False)] = rng.integers(1, classes, 16)
+    hidden = 1.0 + rng.normal(0.0, 0.1, (rows, width))
+    return hidden, rng.normal(0.0, 1.0, (classes, width)), labels, rng.normal(0.0, 0.1, classes)
+
+
 def extreme_logits(scale: float) -> Callable[[np.random.Generator], Arrays]:
     """Logits up to ~``scale`` in size, of both signs, beside small ones; a bias of the same size."""
 
@@ -173,6 +186,7 @@ def case_specs() -> tuple[CaseSpec, ...]:
             CaseSpec("ignored runs", dtype, ignored_runs),
             CaseSpec("padding-only rows", dtype, padding_rows),
             CaseSpec("extreme logits", dtype, extreme),
+            CaseSpec("long sums", dtype, long_sums),
             CaseSpec("per-row upstream", dtype, ignored_runs, per_row=True),
         ]
     specs.append(CaseSpec("past 2^31 logits", "float32", past_int32, slow=True, mode="quick"))

@@ -11,16 +11,38 @@ import numpy as np
 
 from sce.grading.dump.baseline import ulp_unit, ulps, ulps_if_finite
 from sce.grading.dump.block_errors import finite_errors
-from sce.grading.dump.verdict import QuantityVerdict
+from sce.grading.dump.verdict import LEAST_MARGIN_ULPS, QuantityVerdict
 from sce.grading.linear.answers import LinearAnswer, LinearInputs
-from sce.grading.linear.baseline import LinearBaseline, same_type_baseline
+from sce.grading.linear.baseline import LinearBaseline
 from sce.grading.linear.profiles import Profile
 from sce.grading.linear.report import OutputReport, Report
+from sce.grading.linear.stepped_baseline import SteppedBaseline, baseline_for
 from sce.loss.linear_cross_entropy import UNIT, reported_loss, stream_gradients
 from sce.loss.linear_terms import LinearTerms
 
 #: The gradients' accumulations are at most this many times longer than the reference's bound says.
 _BOUND_FACTOR = 3.0
+
+
+#: The types whose kernels accumulate in float32 and round each output once.
+NARROW_TYPES = ("float16", "bfloat16")
+
+
+@dataclass
+class NarrowVerdict(QuantityVerdict):
+    """An output graded in a type narrower than float32, which the common kernels accumulate in
+    float32 and round once: a correct one is within an ulp or two of the baseline's rounding, so
+    the margin beyond 4× the baseline's error is the least one. Eight ulps would pass ∂L/∂C summed
+    over chunks in the output's type, which errs a few ulps at every entry."""
+
+    @property
+    def margin_ulps(self) -> float:
+        return LEAST_MARGIN_ULPS
+
+
+def quantity_verdict(name: str, dtype: str) -> QuantityVerdict:
+    """An output's running verdict: :class:`NarrowVerdict` for float16 and bfloat16."""
+    return NarrowVerdict(name) if dtype in NARROW_TYPES else QuantityVerdict(name)
 
 
 @dataclass
@@ -37,9 +59,9 @@ def full_check(
     answer: LinearAnswer,
     profile: Profile,
     terms: LinearTerms | None = None,
-    baseline: LinearBaseline | None = None,
+    baseline: LinearBaseline | SteppedBaseline | None = None,
     allowed: Report | None = None,
-) -> tuple[Report, dict[str, Any], LinearBaseline]:
+) -> tuple[Report, dict[str, Any], LinearBaseline | SteppedBaseline]:
     """Grade every output given; return the report (without a mistake named), the reference's
     per-row results the mistakes are told apart by (each row's loss and lse), and the baseline.
 
@@ -47,22 +69,22 @@ def full_check(
     mistake gives); ``baseline``, the same-type baseline where it is known already; ``allowed``,
     a report whose allowances hold (those of the right result, for a what-if: the baseline's
     errors are measured against the right result, never against a mistake's)."""
-    if baseline is None:
-        baseline = same_type_baseline(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types)
-    graded = {name: _Graded(QuantityVerdict(name), answer.type_names[name]) for name in answer.given}
+    steps = baseline_for(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types, baseline)
+    types = answer.type_names
+    graded = {name: _Graded(quantity_verdict(name, types[name]), types[name]) for name in answer.given}
     excused = _skipped(inputs, profile)
 
     def rows_done(rows: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
         if "grad_hidden" in graded:
             excuse = None if excused is None else np.outer(excused[0][rows], excused[1])
-            _grade(graded["grad_hidden"], _given(answer, "grad_hidden")[rows], baseline.grad_hidden[rows], values,
+            _grade(graded["grad_hidden"], _given(answer, "grad_hidden")[rows], steps.hidden_rows(rows), values,
                    magnitude, rows.start, excuse)  # fmt: skip
 
     def classes_done(classes: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
         if "grad_classifier" in graded:
             excuse = None if excused is None else np.broadcast_to(excused[2], values.shape)
             given = _given(answer, "grad_classifier")[classes]
-            base = baseline.grad_classifier[classes]
+            base = steps.classifier_classes(classes)
             _grade(graded["grad_classifier"], given, base, values, magnitude, classes.start, excuse)
 
     t = inputs.terms if terms is None else terms
@@ -73,19 +95,20 @@ def full_check(
     )  # fmt: skip
     losses, bound, grad_bias = streamed.losses, streamed.logit_error, streamed.grad_bias
     bias_magnitude = streamed.bias_magnitude
+    finished = steps.finished()
     delta = float(bound.max(initial=0.0))
     reference = {"losses": losses, "loss": reported_loss(losses, t), "grad_bias": grad_bias, "lse": streamed.lse}
     if "grad_bias" in graded:
         excuse = None if excused is None else np.full(len(grad_bias), excused[3])
         given_bias = _given(answer, "grad_bias")
-        _grade(graded["grad_bias"], given_bias, baseline.grad_bias, grad_bias, bias_magnitude, 0, excuse)
+        _grade(graded["grad_bias"], given_bias, finished.grad_bias, grad_bias, bias_magnitude, 0, excuse)
     if "loss" in graded:
-        _grade_loss(graded["loss"], answer, baseline, reference["loss"], losses, inputs, bound, t)
+        _grade_loss(graded["loss"], answer, finished, reference["loss"], losses, inputs, bound, t)
     for name, found in graded.items():
         length = {"grad_hidden": len(inputs.c), "grad_classifier": len(inputs.e), "grad_bias": len(inputs.e)}
         relative = _BOUND_FACTOR * delta + (length.get(name, 1) + 2) * UNIT * 1.01
         found.reference_ulp = 2 * relative / float(np.finfo(np.float64).eps) * _eps_ratio(found.dtype)
-    return _report(graded, profile, allowed), reference, baseline
+    return _report(graded, profile, allowed), reference, steps
 
 
 def operand_share(given: np.dtype) -> float:

@@ -8,6 +8,7 @@ from typing import Any
 from sce.grading.linear.answers import checked_answer, checked_inputs
 from sce.grading.linear.check import full_check
 from sce.grading.linear.profiles import profile_named
+from sce.grading.linear.quick_report import checked_seed
 from sce.grading.linear.report import Report
 from sce.grading.linear.shards import check_sharded, checked_shards, is_sharded, sharded_candidates
 from sce.loss.result import InvalidInput
@@ -28,22 +29,24 @@ def check_linear(
     profile: str = "pytorch",
     mode: str = "full",
     grad_output: Any = 1.0,
+    seed: int | None = None,
 ) -> Report:
     """The report of a check: see :func:`sce.testing.check_linear_cross_entropy`."""
     chosen = profile_named(profile)
     if mode not in MODES:
         raise InvalidInput(f"unknown mode {mode!r}", field="mode", hint="use full or quick")
+    checked_seed(seed, mode)
     loss_options = _options(options)
     if is_sharded(classifier):
         sharded = checked_shards(hidden, classifier, labels, bias, loss_options, grad_output)
         candidates = sharded_candidates(sharded, outputs, loss_options)
-        return check_sharded(sharded, candidates, loss_options, chosen, mode)
+        return check_sharded(sharded, candidates, loss_options, chosen, mode, seed)
     inputs = checked_inputs(hidden, classifier, labels, bias, loss_options, grad_output)
     answer = checked_answer(inputs, outputs)
     if mode == "quick":
         from sce.grading.linear.quick_report import quick_report
 
-        return quick_report(inputs, answer, chosen)
+        return quick_report(inputs, answer, chosen, seed)
     report, reference, baseline = full_check(inputs, answer, chosen)
     if report.passed:
         return report

@@ -24,6 +24,7 @@ from sce.grading.linear.baseline import LinearBaseline
 from sce.grading.linear.check import full_check, operand_share
 from sce.grading.linear.profiles import Profile
 from sce.grading.linear.report import Report
+from sce.grading.linear.stepped_baseline import SteppedBaseline
 from sce.loss.linear_cross_entropy import stream_gradients
 from sce.loss.linear_terms import LinearTerms, linear_terms
 
@@ -80,7 +81,7 @@ def named_mistake(
     answer: LinearAnswer,
     profile: Profile,
     reference: dict[str, Any],
-    baseline: LinearBaseline,
+    baseline: LinearBaseline | SteppedBaseline,
 ) -> Report:
     """The report with the mistake named (and its fix) where a what-if explains every output."""
     # A few rows of ∂L/∂E first, then the loss alone (one product, the logits'), then everything.
@@ -93,7 +94,8 @@ def named_mistake(
             continue
         if full_check(inputs, answer, profile, terms, baseline, report)[0].passed:
             return dataclasses.replace(report, mistake=mistake.name, fix=mistake.fix)
-    if "grad_classifier" in answer.given and inputs.e.dtype.itemsize < 4:
+    # (At sizes where the baseline is formed in steps, a whole ∂L/∂C in the input's type is not.)
+    if "grad_classifier" in answer.given and inputs.e.dtype.itemsize < 4 and isinstance(baseline, LinearBaseline):
         from sce.grading.linear.accumulation import input_type_accumulations
 
         for accumulated in input_type_accumulations(inputs, profile, answer, baseline):

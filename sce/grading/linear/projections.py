@@ -30,6 +30,10 @@ class EntryGrade:
     worst_entry: tuple[int, ...] | None
     """The index of the worst entry (into the whole output), None when there is none."""
     checked: int
+    allowed: np.ndarray | None = None
+    """Each compared entry's allowance in ulps (what a mistake's what-if is allowed on the same entries)."""
+    magnitude: np.ndarray | None = None
+    """Each compared entry's size, at which its ulps are counted."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ def graded_entries(
     if index is not None:
         where = (int(index[where[0]]), *where[1:])
     passed = bool((error <= allowed).all())
-    return EntryGrade(passed, float(error[at]), float(allowed[at]), where, int(candidate.size))
+    return EntryGrade(passed, float(error[at]), float(allowed[at]), where, int(candidate.size), allowed, magnitude)
 
 
 def graded_projections(

@@ -41,12 +41,12 @@ def miss_probability(ratio: float, projections: int) -> float:
 
     Examples
     --------
-    >>> miss_probability(1000.0, 4)
+    >>> print(f"{miss_probability(1000.0, 4):.3g}")
     1e-12
     >>> miss_probability(0.5, 4)
     1.0
     """
-    return float(min(1.0, (1.0 / ratio) ** projections))
+    return float(min(1.0, 1.0 / ratio**projections))
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,8 @@ class QuickOutcome:
 
     plan: QuickPlan
     grades: list[OutputGrade]
+    lse: np.ndarray | None = None
+    """Each row's exact log-sum-exp (what a mistake's what-if needs of the exact pass)."""
 
     @property
     def passed(self) -> bool:
@@ -115,4 +117,5 @@ def quick_check(
     chunks = chunks_of(classifier, bias, min(n_rows, row_block_size(n_classes)))
     chunked = sharding.with_widths([len(c.classifier) for c in chunks], [c.shard for c in chunks])
     acc = exact_pass(hidden, chunks, chunked, plan, excused)
-    return QuickOutcome(plan, graded_outputs(hidden, acc, chunked, plan, candidates, excused))
+    lse = np.concatenate(acc.lse) if acc.lse else np.zeros(0)
+    return QuickOutcome(plan, graded_outputs(hidden, acc, chunked, plan, candidates), lse)

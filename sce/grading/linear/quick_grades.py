@@ -65,10 +65,9 @@ def graded_outputs(
     sharding: Sharding,
     plan: QuickPlan,
     candidates: Candidates,
-    excused: np.ndarray | None = None,
 ) -> list[OutputGrade]:
-    """Each given output's grade from the exact pass; ``excused`` as :func:`quick_check` takes it."""
-    excused = np.zeros(hidden.shape[0]) if excused is None else excused
+    """Each given output's grade from the exact pass."""
+    excused = np.concatenate(acc.excused) if acc.excused else np.zeros(hidden.shape[0])
     input_type = dtype_name(hidden, "float32")
     n_rows, width = hidden.shape
     n_classes = sharding.offsets[-1]
@@ -186,10 +185,15 @@ def _loss_grade(
     kind = dtype_name(given, input_type)
     width_terms = sharding.offsets[-1] + len(acc.column_maxima if acc.column_maxima is not None else ())
     allowance = allowance_units(kind, width_terms)
+    # A same-type kernel's logits move its loss: 4× what the baseline's do, as the full check allows.
+    moved = 4 * np.concatenate(acc.baseline_loss_error) if acc.baseline_loss_error else np.zeros(len(cross))
     if sharding.reduction != "none":
         w_total, n_total = sharding.denominators
-        size = np.array(math.fsum(size.tolist()) / max(min(w_total, n_total), np.finfo(np.float64).tiny))
+        denominator = max(min(w_total, n_total), np.finfo(np.float64).tiny)
+        size = np.array(math.fsum(size.tolist()) / denominator)
+        moved = np.array(math.fsum(moved.tolist()) / denominator)
     entries = graded_entries(
-        np.asarray(given, dtype=np.float64), np.asarray(exact), size, kind, allowance, 4 * UNIT64 * len(cross)
+        np.asarray(given, dtype=np.float64), np.asarray(exact), size, kind, allowance, 4 * UNIT64 * len(cross),
+        excuse=moved,
     )
     return OutputGrade("loss", kind, allowance, entries, None)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sce.loss.vocabulary_shards import ShardGradient, Sharding
+from sce.loss.vocabulary_shards import ShardedBlock, ShardGradient, Sharding
 
 BLOCK_BYTES = 1 << 27
 #: The entries of any one float64 array the pass makes: below glibc's largest mmap threshold
@@ -17,6 +17,9 @@ BLOCK_BYTES = 1 << 27
 ARRAY_ENTRIES = 1 << 20
 #: Unit roundoff of each type a candidate may be given in.
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
+#: Smallest normal number of each type: a probability below it is subnormal or, where a kernel flushes
+#: subnormals to zero (GPU kernels often do), 0; either way off by at most this much.
+SMALLEST_NORMAL = {"float64": 2.0**-1022, "float32": 2.0**-126, "float16": 2.0**-14, "bfloat16": 2.0**-126}
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,11 @@ class Accumulated:
     """Per row: the same-type baseline's worst error in ∂L/∂z, relative to each entry's size."""
     logit_size: list[np.ndarray] = field(default_factory=list)
     """Each row's bound on its logits' size, Σ_d |E_id|·max_v |C_vd| (bias aside)."""
+    baseline_loss_error: list[np.ndarray] = field(default_factory=list)
+    """Per row: how far the same-type baseline's logits move the row's loss."""
+    excused: list[np.ndarray] = field(default_factory=list)
+    """Per row: what each entry of a correct kernel's ∂L/∂z may be off by beyond its relative
+    rounding: the profile's skipped entries and the underflow of probabilities."""
 
 
 def row_block_size(n_classes: int) -> int:
@@ -143,10 +151,15 @@ def exact_pass(
     for start in range(0, hidden.shape[0], step):
         rows = slice(start, min(start + step, hidden.shape[0]))
         block_hidden = np.asarray(hidden[rows], dtype=np.float64)
-        if excused is not None:
-            acc.excused_hidden += excused[rows] @ np.abs(block_hidden)
         block = sharding.block([chunk.logits(block_hidden, chunk.float64()) for chunk in chunks], rows)
-        acc.baseline_error.append(_baseline_error(hidden[rows], chunks, sharding, rows, block.shards))
+        row_excused = underflow_per_row(sharding, block.lse, rows, hidden.dtype)
+        if excused is not None:
+            row_excused += excused[rows]
+        acc.excused.append(row_excused)
+        acc.excused_hidden += row_excused @ np.abs(block_hidden)
+        worst, loss_error = _baseline_error(hidden[rows], chunks, sharding, rows, block)
+        acc.baseline_error.append(worst)
+        acc.baseline_loss_error.append(loss_error)
         acc.cross.append(block.cross)
         acc.lse.append(block.lse)
         acc.z_part.append(block.z_part)
@@ -155,12 +168,38 @@ def exact_pass(
     return acc
 
 
+def underflow_per_row(sharding: Sharding, lse: np.ndarray, rows: slice, dtype: np.dtype) -> np.ndarray:
+    """Per row, what underflow may take from each entry of a correct kernel's ∂L/∂z: a probability
+    below the type's smallest normal number (e^-88 in float32) is lost (flushed, or subnormal),
+    and so is its product with the row's factor, the division by the mean's denominator and the
+    rounding to the type: 4·tiny·(1 + factor), far classes of confident rows being the common case."""
+    scales = sharding.row_scales(lse, rows)
+    factor = np.abs(scales.mass * scales.cross) + np.abs(scales.z)
+    tiny = SMALLEST_NORMAL.get(np.dtype(dtype).name, SMALLEST_NORMAL["float32"])
+    return 4 * tiny * (1 + np.nan_to_num(factor, nan=0.0, posinf=0.0))
+
+
+def _cap_derivative_rounding(logits: np.ndarray, softcap: float | None, work: type[np.floating]) -> np.ndarray | None:
+    """d'/d for the soft cap's derivative d = 1 - tanh²(z/c): d' as a kernel forms it in its working
+    type, where 1 - tanh² loses its digits as the cap saturates (float32: 166 u at z = 3c)."""
+    if softcap is None or work is np.float64:
+        return None
+    decay = np.exp(-2.0 * np.abs(logits / softcap))
+    exact = 4.0 * decay / (1.0 + decay) ** 2  # 1/cosh²: 1 - tanh² without its cancellation
+    t = np.tanh(logits.astype(work) / work(softcap))
+    rounded = (work(1) - t * t).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = rounded / exact
+    return np.where(exact > 0, ratio, 1.0)
+
+
 def _baseline_error(
-    hidden: np.ndarray, chunks: Sequence[Chunk], sharding: Sharding, rows: slice, exact: list[ShardGradient]
-) -> np.ndarray:
+    hidden: np.ndarray, chunks: Sequence[Chunk], sharding: Sharding, rows: slice, exact: ShardedBlock
+) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the worst of |G' - G| / size over the row's entries, G' the gradient of the logits a
     same-type kernel forms (float32 products and sums, rounded to the input's type): what its
-    logits' rounding moves the probabilities by, which the allowance must cover (extreme logits)."""
+    logits' rounding moves the probabilities by, which the allowance must cover (extreme logits);
+    and how far those logits move the row's loss."""
     kind = hidden.dtype if hidden.dtype in (np.float16, np.float64) or hidden.dtype.name == "bfloat16" else None
     work: type[np.floating] = np.float64 if hidden.dtype == np.float64 else np.float32
     block: np.ndarray = np.asarray(hidden, dtype=work)
@@ -172,9 +211,16 @@ def _baseline_error(
         if kind is not None and kind != np.float64:
             z = z.astype(kind)
         logits.append(np.asarray(z, dtype=np.float64))
+    rounded_caps = [_cap_derivative_rounding(z, sharding.loss.softcap, work) for z in logits]
     baseline = sharding.block(logits, rows)
+    for shard, rounding in zip(baseline.shards, rounded_caps):
+        if rounding is not None:
+            shard.gradient[...] *= rounding
+    with np.errstate(invalid="ignore"):
+        loss_error = np.abs((baseline.cross + baseline.z_part) - (exact.cross + exact.z_part))
+    loss_error[~np.isfinite(loss_error)] = 0.0
     worst = np.zeros(rows.stop - rows.start)
-    for base, right in zip(baseline.shards, exact):
+    for base, right in zip(baseline.shards, exact.shards):
         size = right.magnitude
         if size is None:
             size = np.abs(right.gradient)
@@ -184,7 +230,7 @@ def _baseline_error(
         ratio[~np.isfinite(ratio)] = 0.0
         if ratio.size:
             np.maximum(worst, ratio.max(axis=1), out=worst)
-    return worst
+    return worst, loss_error
 
 
 def _accumulate(

@@ -12,11 +12,25 @@ from sce.grading.linear.quick import QuickOutcome, quick_check
 from sce.grading.linear.quick_grades import Candidates, OutputGrade
 from sce.grading.linear.report import OutputReport, Report
 from sce.loss.linear_terms import LinearTerms
+from sce.loss.result import InvalidInput
 from sce.loss.vocabulary_shards import Sharding, ShardLoss
 from sce.options import LossOptions
 
 #: The seed when none is given: a run repeats itself, and the report names it.
 DEFAULT_SEED = 0
+
+
+def checked_seed(seed: object, mode: str) -> None:
+    """A seed is a whole number from 0, and only quick mode draws anything from it."""
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InvalidInput(f"seed must be a whole number from 0, not {seed!r}", field="seed")
+    if mode != "quick":
+        raise InvalidInput(
+            "a seed chooses quick mode's sampled rows and projections; the full check compares every entry",
+            field="seed", hint="drop the seed, or ask for quick mode",
+        )  # fmt: skip
 
 
 def sharding_for(
@@ -47,7 +61,12 @@ def quick_report(inputs: LinearInputs, answer: LinearAnswer, profile: Profile, s
         inputs.e, [inputs.c], inputs.labels, [inputs.b], candidates, sharding,
         seed=DEFAULT_SEED if seed is None else seed, excused=skipped_per_row(inputs.terms, inputs.e.dtype, profile),
     )  # fmt: skip
-    return outcome_report(outcome, profile, "quick")
+    report = outcome_report(outcome, profile, "quick")
+    if report.passed or outcome.lse is None:
+        return report
+    from sce.grading.linear.quick_mistakes import quick_named
+
+    return quick_named(report, inputs, answer, outcome)
 
 
 def skipped_per_row(terms: LinearTerms, dtype: np.dtype, profile: Profile) -> np.ndarray | None:

@@ -44,8 +44,8 @@ class Report:
 
     ``passed`` and ``verdict`` ("correct" or "not_correct") say whether every output given is as
     accurate as its type allows; ``mistake`` names the mistake where one explains the errors;
-    ``profile`` and ``mode`` say how it was checked; the outputs' own reports say how far off
-    each is. ``to_dict()`` is JSON-safe (infinities and NaN as strings).
+    ``profile`` and ``mode`` say how it was checked; ``summary`` is the verdict in one line; the
+    outputs' own reports say how far off each is. ``to_dict()`` is JSON-safe (infinities and NaN as strings).
     """
 
     passed: bool
@@ -69,8 +69,10 @@ class Report:
         """The outputs given, in the order loss, grad_hidden, grad_classifier, grad_bias."""
         return [found for name in OUTPUTS if (found := getattr(self, name)) is not None]
 
-    def headline(self) -> str:
-        """The verdict in one line: what failed, by how much, and the mistake's name."""
+    @property
+    def summary(self) -> str:
+        """The verdict in one line (the first line of an assertion's message, as on every sce
+        report): what failed, by how much, and the mistake's name."""
         if self.passed:
             given = ", ".join(o.name for o in self.outputs) or "nothing"
             return f"correct: {given} within {_ulp(self.worst_ulp)} ulp (profile {self.profile}, {self.mode} check)"
@@ -82,7 +84,7 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         found: dict[str, Any] = {
             key: _json_safe(getattr(self, key))
-            for key in ("passed", "verdict", "worst_ulp", "mistake", "fix", "profile", "mode")
+            for key in ("passed", "verdict", "summary", "worst_ulp", "mistake", "fix", "profile", "mode")
         }
         if self.quick is not None:
             found["quick"] = self.quick
@@ -92,7 +94,7 @@ class Report:
         return found
 
     def __str__(self) -> str:
-        lines = [self.headline()]
+        lines = [self.summary]
         for o in self.outputs:
             where = "" if o.worst_entry is None else f" at {list(o.worst_entry)}"
             if math.isnan(o.baseline_ulp):  # quick mode: no baseline, no typical error

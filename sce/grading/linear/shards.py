@@ -134,17 +134,22 @@ def _check_type(array: np.ndarray, where: str, name: str) -> None:
 
 
 def check_sharded(
-    inputs: ShardedInputs, candidates: Candidates, options: LossOptions, profile: Profile, mode: str
+    inputs: ShardedInputs,
+    candidates: Candidates,
+    options: LossOptions,
+    profile: Profile,
+    mode: str,
+    seed: int | None = None,
 ) -> Report:
     """Grade the outputs of a kernel whose classifier is split over the vocabulary."""
     sharding = sharding_for(options, inputs.labels, inputs.grad_output, inputs.widths)
     terms = linear_terms(inputs.labels, sum(inputs.widths), options, inputs.grad_output)
     excused = skipped_per_row(terms, inputs.hidden.dtype, profile)
-    outcome = _outcome(inputs, candidates, sharding, mode, excused)
+    outcome = _outcome(inputs, candidates, sharding, mode, excused, seed)
     report = outcome_report(outcome, profile, mode)
     if report.passed or not options.label_smoothing or len(inputs.classifier) < 2:
         return report
-    local = _outcome(inputs, candidates, sharding.as_if_smoothing_were_local(), mode, excused)
+    local = _outcome(inputs, candidates, sharding.as_if_smoothing_were_local(), mode, excused, seed)
     if all(grade.passed for grade in local.grades if grade.name != "loss"):
         mistake = SMOOTHING_OVER_LOCAL_VOCABULARY
         return dataclasses.replace(report, mistake=mistake.name, fix=mistake.fix)
@@ -152,11 +157,16 @@ def check_sharded(
 
 
 def _outcome(
-    inputs: ShardedInputs, candidates: Candidates, sharding: Sharding, mode: str, excused: np.ndarray | None
+    inputs: ShardedInputs,
+    candidates: Candidates,
+    sharding: Sharding,
+    mode: str,
+    excused: np.ndarray | None,
+    seed: int | None = None,
 ) -> QuickOutcome:
     n, v = len(inputs.hidden), sum(inputs.widths)
     samples, projections = (16, 4) if mode == "quick" else (max(n, v), 1)
     return quick_check(
         inputs.hidden, inputs.classifier, inputs.labels, inputs.bias, candidates, sharding,
-        seed=DEFAULT_SEED, samples=samples, projections=projections, excused=excused,
+        seed=DEFAULT_SEED if seed is None else seed, samples=samples, projections=projections, excused=excused,
     )  # fmt: skip

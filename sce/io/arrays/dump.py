@@ -58,11 +58,14 @@ def float_name(dtype: np.dtype) -> str | None:
     return name if name in FLOAT_NAMES else None
 
 
-def read_dump(request: DumpRequest, ignore_index: int = -100, *, answer: bool = True) -> ArrayDump:
+def read_dump(
+    request: DumpRequest, ignore_index: int = -100, *, answer: bool = True, empty_part: bool = False
+) -> ArrayDump:
     """Every array asked for, each checked; labels checked against the class count.
 
     ``answer=False`` reads the inputs alone (logits, labels or targets), for ``sce batch``:
-    a gradient or loss in the file is then neither needed nor read."""
+    a gradient or loss in the file is then neither needed nor read. ``empty_part``: no rows
+    is a part without rows of a larger input, not an error."""
     shared = None if request.arrays is None else open_arrays(request.arrays)
     sources: dict[str, tuple[ArrayFile, str]] = {}
     for role in ROLES if answer else ROLES[:3]:
@@ -72,7 +75,7 @@ def read_dump(request: DumpRequest, ignore_index: int = -100, *, answer: bool = 
     _check_roles(sources, shared, answer)  # before any data is read: a compressed member may be huge
     where = {role: f"{source.path}: array '{key}'" for role, (source, key) in sources.items()}
     found = {role: as_float_or_int(source.load(key), where[role], role) for role, (source, key) in sources.items()}
-    logits = as_logits(found["logits"], where["logits"], empty_batch=answer)
+    logits = as_logits(found["logits"], where["logits"], empty_batch=answer or empty_part, empty_part=empty_part)
     rows, classes = logits.shape
     labels = None if "labels" not in found else as_labels(found["labels"], where["labels"], rows, classes, ignore_index)
     targets = None
@@ -211,9 +214,10 @@ def _require_float(array: np.ndarray, where: str, what: str) -> None:
         raise DataProblem(f"{where} has type {array.dtype}; {what} must be floats ({', '.join(FLOAT_NAMES)})")
 
 
-def as_logits(array: np.ndarray, where: str, empty_batch: bool = False) -> np.ndarray:
+def as_logits(array: np.ndarray, where: str, empty_batch: bool = False, empty_part: bool = False) -> np.ndarray:
     """The logits as N × K floats (a vector is one row). ``empty_batch``: N = 0 is a batch
-    (graded as PyTorch computes it: 0 for 'sum', NaN for 'mean'); K = 0 never is."""
+    (graded as PyTorch computes it: 0 for 'sum', NaN for 'mean'); K = 0 never is, but in an
+    ``empty_part`` of N = 0 (a table's empty list column has no class count to give)."""
     _require_float(array, where, "logits")
     if array.ndim == 1:
         array = array.reshape(1, -1)
@@ -221,6 +225,8 @@ def as_logits(array: np.ndarray, where: str, empty_batch: bool = False) -> np.nd
         flat = "; for classes on axis 1 (N × K × …) save np.moveaxis(x, 1, -1).reshape(-1, K)"
         layout = flat if array.ndim > 2 else ""
         raise DataProblem(f"{where} has shape {tuple(array.shape)}; logits must be N × K (rows × classes){layout}")
+    if empty_part and array.shape[0] == 0:
+        return array
     if (array.shape[0] == 0 and not empty_batch) or array.shape[1] == 0:
         raise DataProblem(f"{where} is empty (shape {tuple(array.shape)}); give at least one row of one class")
     return array

@@ -88,7 +88,7 @@ class OutputTarget:
                     dir=directory, prefix=f".{os.path.basename(self.written)}.", suffix=".partial", delete=False
                 )
             except OSError as error:
-                raise OptionDataProblem(field, _cannot_create_in(directory, error, noun)) from None
+                raise OptionDataProblem(field, cannot_create_in(directory, error, noun)) from None
             self.temporary = handle.name
             self.stream = handle  # type: ignore[assignment]
 
@@ -410,7 +410,7 @@ def _own_descriptor(path: str) -> int | None:
     return None
 
 
-def _cannot_create_in(directory: str, error: OSError, noun: str = "output") -> str:
+def cannot_create_in(directory: str, error: OSError, noun: str = "output") -> str:
     """Why the output's temporary file cannot be made in its folder, and what to do."""
     if not os.path.isdir(directory):
         return f"the folder {directory} does not exist; create it, or write the {noun} elsewhere"

@@ -1,0 +1,125 @@
+"""sce check --arrays RANK0 RANK1 …: a vocabulary-parallel kernel's dumps, one per rank, checked
+without gathering them; a set that does not fit together is one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sce.cli.exit_status import ExitStatus
+from tests.test_check_arrays_hidden_states import dump, save
+
+SHARDED = ("classifier", "bias", "grad_classifier", "grad_bias")
+
+
+def ranks(tmp_path, arrays, cuts, prefix="rank"):  # noqa: ANN001, ANN201
+    """The dump split over the vocabulary at ``cuts``, one file per rank, their paths in order."""
+    bounds = [0, *cuts, len(arrays["classifier"])]
+    paths = []
+    for rank, (start, stop) in enumerate(zip(bounds, bounds[1:])):
+        part = {name: value[start:stop] if name in SHARDED else value for name, value in arrays.items()}
+        paths.append(save(tmp_path, part, f"{prefix}{rank}.npz"))
+    return paths
+
+
+@pytest.mark.parametrize("quick", [False, True])
+@pytest.mark.parametrize("case_id", ["padding-only-rows-float32", "ignored-runs-bfloat16"])
+def test_a_correct_kernels_rank_dumps_pass_as_the_whole_dump_does(tmp_path, sce, case_id, quick):
+    arrays = dump(case_id)
+    whole = sce("check", "--arrays", save(tmp_path, arrays), *(["--quick"] if quick else []))
+    assert whole.exit_code == 0
+    v = len(arrays["classifier"])
+    result = sce("check", "--arrays", *ranks(tmp_path, arrays, [v // 3, v // 2]), *(["--quick"] if quick else []))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == whole.stdout.splitlines()[-1]
+    checked = next(line for line in result.stdout.splitlines() if line.startswith("checked: "))
+    assert f"× {v} classes" in checked  # the whole vocabulary, from the shards
+
+
+def test_one_ranks_wrong_classifier_gradient_fails(tmp_path, sce):
+    arrays = dump()
+    arrays["grad_classifier"] = arrays["grad_classifier"].copy()
+    arrays["grad_classifier"][-2] *= np.float32(1.5)  # in the last rank's shard
+    result = sce("check", "--arrays", *ranks(tmp_path, arrays, [10]))
+    assert result.exit_code == ExitStatus.WRONG
+    assert result.stdout.splitlines()[-1] == "verdict: not correct for float32"
+
+
+def test_ranks_given_out_of_the_vocabularys_order_fail(tmp_path, sce):
+    first, second = ranks(tmp_path, dump(), [10])
+    assert sce("check", "--arrays", second, first).exit_code == ExitStatus.WRONG
+
+
+def _one_line(result) -> str:  # noqa: ANN001
+    assert result.exit_code in (ExitStatus.ERROR, ExitStatus.USAGE), result.output
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    return result.stderr
+
+
+def test_rank_dumps_with_other_hidden_states_are_one_line(tmp_path, sce):
+    arrays = dump()
+    first, _ = ranks(tmp_path, arrays, [10])
+    _, other = ranks(tmp_path, dict(arrays, hidden=arrays["hidden"] * 2), [10], prefix="other")
+    assert _one_line(sce("check", "--arrays", first, other)) == (
+        f"sce: error: {other}: array 'hidden' differs from {first}'s: every rank's dump holds the same hidden "
+        "(a vocabulary-parallel kernel splits only the classifier, the bias and their gradients)\n"
+    )
+
+
+def test_rank_dumps_whose_hidden_size_differs_are_one_line(tmp_path, sce):
+    arrays = dump()
+    first, _ = ranks(tmp_path, arrays, [10])
+    wide = {name: np.hstack([value, value]) if name in ("hidden", "classifier", "grad_hidden", "grad_classifier")
+            else value for name, value in arrays.items()}  # fmt: skip
+    _, other = ranks(tmp_path, wide, [10], prefix="wide")
+    d = arrays["hidden"].shape[1]
+    assert _one_line(sce("check", "--arrays", first, other)) == (
+        f"sce: error: {other}: hidden size D = {2 * d}, but {first} has D = {d}: every rank's dump holds the same "
+        "hidden states\n"
+    )
+
+
+def test_a_missing_rank_is_named_when_the_labels_reach_past_the_shards(tmp_path, sce):
+    arrays = dump()
+    labels = arrays["labels"]
+    top = int(labels[labels >= 0].max())
+    paths = ranks(tmp_path, arrays, [top // 2, top])  # the last rank holds the top label
+    stderr = _one_line(sce("check", "--arrays", *paths[:2]))
+    assert stderr == (
+        f"sce: error: {paths[0]}: array 'labels': label {top} is beyond the {top} classes the 2 dumps hold "
+        f"together (0 to {top - 1}): is a rank's dump missing?\n"
+    )
+
+
+def test_the_same_dump_twice_and_ranks_of_other_arrays_are_one_line(tmp_path, sce):
+    arrays = dump()
+    first, second = ranks(tmp_path, arrays, [10])
+    assert _one_line(sce("check", "--arrays", first, first)) == (
+        f"sce: error: {first} is given twice: give each rank's dump once, in the order of the vocabulary\n"
+    )
+    _, bare = ranks(tmp_path, {k: v for k, v in arrays.items() if k != "grad_bias"}, [10], prefix="bare")
+    assert _one_line(sce("check", "--arrays", first, bare)) == (
+        f"sce: error: {first} holds an array 'grad_bias' and {bare} does not: give every rank the same arrays\n"
+    )
+    _, wider = ranks(tmp_path, dict(arrays, grad_classifier=arrays["grad_classifier"].astype(np.float64)), [10],
+                     prefix="wider")  # fmt: skip
+    assert "array 'grad_classifier' is float64, but" in _one_line(sce("check", "--arrays", first, wider))
+
+
+def test_several_dumps_of_logits_are_refused_in_one_line(tmp_path, sce):
+    path = tmp_path / "logits.npz"
+    np.savez(path, logits=np.zeros((2, 3)), labels=np.array([0, 1]), grad=np.zeros((2, 3)))
+    first, _ = ranks(tmp_path, dump(), [10])
+    assert _one_line(sce("check", "--arrays", path, first)) == (
+        f"sce: error: {path} holds logits: several dumps are a vocabulary-parallel kernel's, one per rank, each "
+        "holding hidden, classifier and labels; give one dump of logits\n"
+    )
+
+
+def test_typed_numbers_after_arrays_are_refused_as_before(tmp_path, sce):
+    first, _ = ranks(tmp_path, dump(), [10])
+    result = sce("check", "--arrays", first, "2", "3")
+    assert result.exit_code == ExitStatus.USAGE
+    assert result.stderr == (
+        "sce: error: give the arrays (--arrays or --logits FILE) alone, without LOGITS, --csv, --label or --target\n"
+    )
