@@ -189,7 +189,8 @@ def _print_result(result: SoftmaxCrossEntropyResult, proofs: Proofs, digits: int
     if output_format is GradFormat.json:
         from sce.render.json_format import dumps, grad_document, proofs_document
 
-        write_stdout(dumps({**grad_document(result), **proofs_document(proofs)}) + "\n")
+        exact = exact_row(result, 17)
+        write_stdout(dumps({**grad_document(result, exact=exact), **proofs_document(proofs)}) + "\n")
     elif output_format is GradFormat.markdown:
         from sce.render.markdown_format import grad_markdown
 

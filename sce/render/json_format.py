@@ -12,6 +12,7 @@ import numpy as np
 from sce.errors import worded
 from sce.explain.derivation import Elided, Item, Matrix, Stage
 from sce.explain.derivation.by_hand import approximate_as_written
+from sce.explain.exact_values import ExactRow
 from sce.explain.proofs import TOP_EIGENVALUES, Proofs
 from sce.grading.answers import answer_verdict, diagnosis
 from sce.loss import SoftmaxCrossEntropyResult
@@ -30,23 +31,31 @@ if TYPE_CHECKING:  # only for annotations: rendering a result must not load pola
     from sce.grading.dump.verdict import DtypeCheck
 
 
-def grad_document(result: SoftmaxCrossEntropyResult, row: int = 0) -> dict[str, Any]:
-    """One row's result as plain JSON data, every float at full precision."""
+def grad_document(result: SoftmaxCrossEntropyResult, row: int = 0, exact: ExactRow | None = None) -> dict[str, Any]:
+    """One row's result as plain JSON data, every float at full precision; with ``exact`` (row 0's
+    exact values), its target, probabilities, loss and gradient are the exact values rounded once to
+    float64 (where float64's own p − q cancels, its digits are not the exact value's)."""
     dtype = result.options.dtype
     options = result.options
 
     def numbers(values: Any) -> list[float | str]:
         return [json_number(v, dtype) for v in values]
 
+    def rounded(computed: Any, exact_values: Any) -> list[float | str]:
+        if exact is None:
+            return numbers(computed)
+        # float(Decimal) rounds once; a value below float64's range keeps the computed float's zero.
+        return numbers([float(e) or c for c, e in zip(np.asarray(computed).tolist(), exact_values)])
+
     loss = result.reported_loss(row)
     return {
         "logits": numbers(result.logits[row]),
         "label": None if result.labels is None else int(result.labels[row]),
-        "target": numbers(result.target[row]),
-        "probabilities": numbers(result.probabilities[row]),
-        "loss": json_number(loss, dtype),
+        "target": rounded(result.target[row], exact.target if exact else ()),
+        "probabilities": rounded(result.probabilities[row], exact.probabilities if exact else ()),
+        "loss": rounded([loss], [exact.loss] if exact else ())[0],
         "reduction": options.reduction,
-        "gradient": numbers(result.gradient[row]),
+        "gradient": rounded(result.gradient[row], exact.gradient if exact else ()),
         "predicted": int(result.argmax[row]),
         "options": {
             "label_smoothing": options.label_smoothing,
