@@ -12,9 +12,8 @@ import mpmath
 import numpy as np
 import pytest
 
-from tests import reference
-
 from sce import softmax_cross_entropy
+from tests import reference
 
 CASES = {
     "softcap": (["2", "-3", "4"], 1, dict(softcap=3.0)),
