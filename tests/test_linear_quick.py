@@ -336,6 +336,23 @@ def test_the_seed_is_an_argument_of_the_check_and_named_in_its_report() -> None:
     assert sharded.passed and sharded.quick is not None and sharded.quick["seed"] == 12
 
 
+@pytest.mark.parametrize("seed", [np.int64(5), np.uint8(3)], ids=["int64", "uint8"])
+def test_a_numpy_integer_seed_gives_a_report_whose_dict_is_json(seed: np.integer) -> None:
+    import json
+
+    from sce.testing import check_linear_cross_entropy
+
+    hidden, classifier, bias, labels = _problem()
+    loss, grad_hidden, grad_classifier, grad_bias = float32_kernel(hidden, classifier, labels, bias)
+    report = check_linear_cross_entropy(
+        hidden, classifier, labels, bias=bias, mode="quick", seed=seed, loss=loss, grad_hidden=grad_hidden,
+        grad_classifier=grad_classifier, grad_bias=grad_bias,
+    )  # fmt: skip
+    assert report.passed and report.quick is not None
+    found = json.loads(json.dumps(report.to_dict()))  # a dashboard's json.dumps takes it whole
+    assert found["quick"]["seed"] == int(seed) and type(report.quick["seed"]) is int
+
+
 @pytest.mark.parametrize(("seed", "mode"), [(-1, "quick"), (True, "quick"), (1.5, "quick"), ("3", "quick"), (3, "full")])
 def test_a_seed_that_is_no_whole_number_or_given_to_the_full_check_is_a_value_error(seed: object, mode: str) -> None:
     from sce.testing import check_linear_cross_entropy

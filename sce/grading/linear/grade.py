@@ -36,6 +36,7 @@ def check_linear(
     if mode not in MODES:
         raise InvalidInput(f"unknown mode {mode!r}", field="mode", hint="use full or quick")
     checked_seed(seed, mode)
+    seed = None if seed is None else int(seed)  # a numpy integer is stored as Python's, as the report shows it
     loss_options = _options(options)
     if is_sharded(classifier):
         sharded = checked_shards(hidden, classifier, labels, bias, loss_options, grad_output)

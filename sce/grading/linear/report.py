@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 #: The outputs graded, in the order reported.
 OUTPUTS = ("loss", "grad_hidden", "grad_classifier", "grad_bias")
 
@@ -87,7 +89,7 @@ class Report:
             for key in ("passed", "verdict", "summary", "worst_ulp", "mistake", "fix", "profile", "mode")
         }
         if self.quick is not None:
-            found["quick"] = self.quick
+            found["quick"] = _json_safe(self.quick)
         for name in OUTPUTS:
             output = getattr(self, name)
             found[name] = None if output is None else output.to_dict()
@@ -117,6 +119,13 @@ def _ulp(value: float) -> str:
 
 
 def _json_safe(value: Any) -> Any:
+    # numpy scalars (a seed or a count handed over by a caller) become Python's, so json.dumps takes them
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
