@@ -539,6 +539,19 @@ def test_labels_of_the_wrong_shape_are_named_with_both_shapes(hidden_shape: tupl
     assert str(hidden_shape) in message and f"shape {want}" in message and "labels for" not in message
 
 
+@pytest.mark.parametrize("sharded", [False, True], ids=["whole", "shards"])
+def test_boolean_labels_are_refused_as_pytorch_refuses_them_not_graded(sharded: bool) -> None:
+    rng = np.random.default_rng(2)
+    hidden = rng.standard_normal((6, 8)).astype(np.float32)
+    classifier = rng.standard_normal((10, 8)).astype(np.float32)
+    given = [classifier[:4], classifier[4:]] if sharded else classifier
+    with pytest.raises(ValueError, match="^labels are booleans") as refused:
+        check_linear_cross_entropy(hidden, given, np.ones(6, dtype=bool), loss=np.float32(1.0))
+    assert "(labels)" in str(refused.value)
+    with pytest.raises(ValueError, match="^labels are booleans"):
+        softmax_cross_entropy(np.zeros((2, 3)), np.array([True, False]))
+
+
 def test_every_report_says_its_verdict_in_one_line_by_one_name() -> None:
     from sce.testing import check_cross_entropy
 

@@ -253,6 +253,11 @@ def checked_labels(labels: ArrayLike, n_rows: int, n_classes: int, ignore_index:
         label_arr = label_arr[None]
     if label_arr.shape != (n_rows,):
         raise InvalidInput(f"{count_of(label_arr.size, 'label')} for {count_of(n_rows, 'row')}", field="labels")
+    if label_arr.dtype.kind == "b":
+        # PyTorch refuses bool targets: True and False are no class indices, whatever they would count as
+        raise InvalidInput(
+            "labels are booleans, not class indices", field="labels", hint="give 0-based integer class indices"
+        )
     if label_arr.dtype.kind == "f":
         fractional = label_arr != np.round(label_arr)
         if fractional.any() or not np.isfinite(label_arr).all():
@@ -263,7 +268,7 @@ def checked_labels(labels: ArrayLike, n_rows: int, n_classes: int, ignore_index:
                 row=row,
                 hint="labels are 0-based class indices",
             )
-    elif label_arr.dtype.kind not in "biu":
+    elif label_arr.dtype.kind not in "iu":
         # numpy keeps integers beyond 64 bits as Python objects.
         values = label_arr.tolist()
         huge = next((i for i, v in enumerate(values) if isinstance(v, int) and not -(2**63) <= v < 2**63), None)
