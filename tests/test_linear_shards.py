@@ -143,3 +143,14 @@ def test_bad_shards_raise_a_value_error_naming_the_argument(change: dict, argume
         keywords.pop("bias")
     with pytest.raises(ValueError, match=argument):
         check_linear_cross_entropy(hidden, shards, labels, **keywords)
+
+
+@pytest.mark.parametrize("shard", ["empty", "narrow"])
+def test_a_bad_shards_refusal_names_the_shard_and_the_argument_once(shard: str) -> None:
+    hidden, classifier, bias, labels = _problem()
+    shards = _split(classifier)
+    shards[0] = shards[0][:0] if shard == "empty" else shards[0][:, :5]
+    with pytest.raises(ValueError, match="^shard 0: ") as refused:
+        check_linear_cross_entropy(hidden, shards, labels, loss=np.float32(1.0))
+    message = str(refused.value)
+    assert message.count("(classifier)") == 1, message

@@ -74,7 +74,10 @@ def checked_shards(
         try:
             _, _, b, _ = checked_linear_inputs(e, shard, np.zeros(len(e), np.int64), shard_bias, -1)
         except InvalidInput as problem:
-            raise InvalidInput(f"shard {k}: {problem}", field=problem.field or "classifier") from None
+            raise InvalidInput(
+                f"shard {k}: {problem.problem}", field=problem.field or "classifier", row=problem.row,
+                column=problem.column, hint=problem.marked_hint,
+            ) from None  # fmt: skip
         if shard.dtype != e.dtype or e.dtype.name not in ANSWER_TYPES:
             raise InvalidInput(
                 f"classifier[{k}] has type {shard.dtype} but hidden has {e.dtype}", field="classifier",
