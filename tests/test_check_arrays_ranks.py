@@ -106,6 +106,25 @@ def test_the_same_dump_twice_and_ranks_of_other_arrays_are_one_line(tmp_path, sc
     assert "array 'grad_classifier' is float64, but" in _one_line(sce("check", "--arrays", first, wider))
 
 
+@pytest.mark.parametrize("spelling", ["dot-slash", "symlink", "hard link"])
+def test_a_rank_dump_given_twice_under_another_name_is_refused_in_one_line(tmp_path, sce, monkeypatch, spelling):
+    first, second = ranks(tmp_path, dump(), [10])
+    monkeypatch.chdir(tmp_path)
+    again = "./" + first.name  # a string: pathlib would drop the ./
+    if spelling == "symlink":
+        (tmp_path / "again.npz").symlink_to(first)
+        again = "again.npz"
+    elif spelling == "hard link":
+        (tmp_path / "again.npz").hardlink_to(first)
+        again = "again.npz"
+    result = sce("check", "--arrays", first.name, again, second.name)
+    assert _one_line(result) == (
+        f"sce: error: {first.name} (also as {again}) is given twice: give each rank's dump once, in the order of "
+        "the vocabulary\n"
+    )
+    assert result.stdout == ""
+
+
 def test_several_dumps_of_logits_are_refused_in_one_line(tmp_path, sce):
     path = tmp_path / "logits.npz"
     np.savez(path, logits=np.zeros((2, 3)), labels=np.array([0, 1]), grad=np.zeros((2, 3)))

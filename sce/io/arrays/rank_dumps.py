@@ -7,6 +7,7 @@ whole outputs, the same arrays; the labels against the vocabulary all the shards
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,9 +43,7 @@ class RankDumps:
 def read_rank_dumps(paths: Sequence[str], ignore_index: int = -100) -> RankDumps:
     """Every rank's dump, each checked against the first; a DataProblem naming the file otherwise."""
     paths = list(paths)
-    if len(set(paths)) != len(paths):
-        twice = next(path for path in paths if paths.count(path) > 1)
-        raise DataProblem(f"{twice} is given twice: give each rank's dump once, in the order of the vocabulary")
+    _refuse_twice(paths)
     # The labels index the whole vocabulary, which no one rank holds: their range is checked once all are read.
     dumps = [read_linear_dump(path, ignore_index, vocabulary=np.iinfo(np.int64).max) for path in paths]
     first = dumps[0]
@@ -59,6 +58,22 @@ def read_rank_dumps(paths: Sequence[str], ignore_index: int = -100) -> RankDumps
             f"{len(paths)} dumps hold together (0 to {classes - 1}): is a rank's dump missing?"
         )
     return found
+
+
+def _refuse_twice(paths: list[str]) -> None:
+    """One file named twice, by one spelling or two (./a.npz, a link), would stand for two ranks."""
+    seen: dict[object, str] = {}
+    for path in paths:
+        try:
+            status = os.stat(path)
+            key: object = (status.st_dev, status.st_ino)
+        except OSError:
+            key = path  # reading it says why, unless the same missing name is given twice
+        if key in seen:
+            first = seen[key]
+            named = first if first == path else f"{first} (also as {path})"
+            raise DataProblem(f"{named} is given twice: give each rank's dump once, in the order of the vocabulary")
+        seen[key] = path
 
 
 def _same_as_first(path: str, dump: LinearDump, first_path: str, first: LinearDump) -> None:
