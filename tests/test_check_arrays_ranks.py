@@ -91,6 +91,17 @@ def test_a_missing_rank_is_named_when_the_labels_reach_past_the_shards(tmp_path,
     )
 
 
+def test_rank_dumps_whose_ignored_rows_use_another_index_name_the_classes_they_hold_together(tmp_path, sce):
+    arrays = dump("ignored-runs-float32")  # rows ignored with -100, checked with --ignore-index 3
+    v = len(arrays["classifier"])
+    paths = ranks(tmp_path, arrays, [v // 2])
+    whole = save(tmp_path, arrays, "whole.npz")
+    stderr = _one_line(sce("check", "--arrays", *paths, "--ignore-index", "3"))
+    assert f"label -100 is out of range for {v} classes" in stderr and f"use 0 to {v - 1} (or 3 " in stderr, stderr
+    # word for word what the one dump of the whole says, naming the first rank's file
+    assert stderr == _one_line(sce("check", "--arrays", whole, "--ignore-index", "3")).replace(str(whole), str(paths[0]))
+
+
 def test_the_same_dump_twice_and_ranks_of_other_arrays_are_one_line(tmp_path, sce):
     arrays = dump()
     first, second = ranks(tmp_path, arrays, [10])

@@ -245,8 +245,9 @@ def as_matrix(array: np.ndarray, where: str, rows: int, classes: int, what: str)
     return array
 
 
-def as_labels(array: np.ndarray, where: str, rows: int, classes: int, ignore_index: int) -> np.ndarray:
-    """One class index per row as int64, each in 0 … K - 1 or ``ignore_index``."""
+def as_labels(array: np.ndarray, where: str, rows: int, classes: int | None, ignore_index: int) -> np.ndarray:
+    """One class index per row as int64, each in 0 … K - 1 or ``ignore_index`` (unchecked where
+    ``classes`` is None: the caller checks them once it knows K)."""
     if array.dtype.kind not in "iu":
         hint = f" (probabilities N × K are targets: pass them as {option('targets_path')})" if array.ndim == 2 else ""
         raise DataProblem(f"{where} has type {array.dtype}; labels are class indices: save them as integers{hint}")
@@ -257,6 +258,8 @@ def as_labels(array: np.ndarray, where: str, rows: int, classes: int, ignore_ind
             f"{where} has shape {tuple(array.shape)} but the logits have {rows} rows; give one label per row"
         )
     labels = np.asarray(array, dtype=np.int64)
+    if classes is None:
+        return labels
     bad = np.flatnonzero(((labels < 0) | (labels >= classes)) & (labels != ignore_index))
     if len(bad):
         row = int(bad[0])

@@ -52,7 +52,7 @@ def holds_hidden_states(source: ArrayFile) -> bool:
     return "logits" not in names and bool(names & {"hidden", "classifier"})
 
 
-def read_linear_dump(path: str, ignore_index: int = -100, vocabulary: int | None = None) -> LinearDump:
+def read_linear_dump(path: str, ignore_index: int = -100, *, shard: bool = False) -> LinearDump:
     """Every array of the dump, each checked against the others; labels against the class count V.
 
     Raises
@@ -63,7 +63,8 @@ def read_linear_dump(path: str, ignore_index: int = -100, vocabulary: int | None
     sce.errors.UsageProblem
         No answer to grade.
 
-    ``vocabulary``: the classes the labels index, where the dump holds a shard of them (one rank's).
+    ``shard``: the dump holds one rank's shard of the classes, so the labels' range is left to the
+    caller, who knows the vocabulary all the ranks hold together.
     """
     source = open_arrays(path)
     listed = ", ".join(f"'{n}'" for n in source.names if n != WHOLE_TABLE) or "no arrays"
@@ -94,7 +95,7 @@ def read_linear_dump(path: str, ignore_index: int = -100, vocabulary: int | None
             f"{where['labels']} has shape {tuple(found['labels'].shape)} but 'hidden' has "
             f"{count_of(rows, 'row')}; give one label per row"
         )
-    labels = as_labels(found["labels"], where["labels"], rows, vocabulary or classes, ignore_index)
+    labels = as_labels(found["labels"], where["labels"], rows, None if shard else classes, ignore_index)
     expected = {"bias": (classes,), "grad_hidden": hidden.shape, "grad_classifier": classifier.shape}
     expected["grad_bias"] = (classes,)
     if "grad_bias" in found and "bias" not in found:

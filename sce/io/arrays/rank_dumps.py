@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sce.errors import DataProblem
+from sce.io.arrays.dump import as_labels
 from sce.io.arrays.linear_dump import LinearDump, read_linear_dump
 
 #: Arrays every rank holds whole (the same in each), and those each rank holds its shard of.
@@ -45,7 +46,7 @@ def read_rank_dumps(paths: Sequence[str], ignore_index: int = -100) -> RankDumps
     paths = list(paths)
     _refuse_twice(paths)
     # The labels index the whole vocabulary, which no one rank holds: their range is checked once all are read.
-    dumps = [read_linear_dump(path, ignore_index, vocabulary=np.iinfo(np.int64).max) for path in paths]
+    dumps = [read_linear_dump(path, ignore_index, shard=True) for path in paths]
     first = dumps[0]
     for path, dump in zip(paths[1:], dumps[1:]):
         _same_as_first(path, dump, paths[0], first)
@@ -57,6 +58,7 @@ def read_rank_dumps(paths: Sequence[str], ignore_index: int = -100) -> RankDumps
             f"{first.where['labels']}: label {int(counted.max())} is beyond the {classes} classes the "
             f"{len(paths)} dumps hold together (0 to {classes - 1}): is a rank's dump missing?"
         )
+    as_labels(first.labels, first.where["labels"], len(first.labels), classes, ignore_index)  # the negative ones
     return found
 
 
