@@ -154,3 +154,22 @@ def test_a_bad_shards_refusal_names_the_shard_and_the_argument_once(shard: str) 
         check_linear_cross_entropy(hidden, shards, labels, loss=np.float32(1.0))
     message = str(refused.value)
     assert message.count("(classifier)") == 1, message
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_shards_take_hidden_states_with_batch_and_sequence_axes_as_the_whole_classifier_does(reduction: str) -> None:
+    hidden, classifier, bias, labels = _problem()
+    upstream = np.linspace(0.5, 2.0, len(labels)) if reduction == "none" else 1.0
+    outputs = _rounded_exact(hidden, classifier, bias, labels, reduction=reduction, grad_output=upstream)
+    batched = {"grad_output": upstream if reduction == "none" else 1.0, "reduction": reduction}
+    if reduction == "none":
+        outputs["loss"] = np.asarray(outputs["loss"]).reshape(5, 8)
+        batched["grad_output"] = upstream.reshape(5, 8)
+    outputs["grad_hidden"] = outputs["grad_hidden"].reshape(5, 8, -1)
+    given = (hidden.reshape(5, 8, -1), _split(classifier), labels.reshape(5, 8))
+    report = check_linear_cross_entropy(*given, bias=_split(bias), **outputs, **batched)
+    assert report.passed, str(report)
+    wrong = dict(outputs, grad_hidden=outputs["grad_hidden"] * np.float32(1.01))
+    assert not check_linear_cross_entropy(*given, bias=_split(bias), **wrong, **batched).passed
+    with pytest.raises(ValueError, match="^grad_hidden has shape"):  # the rows' shape is not the states' own
+        check_linear_cross_entropy(*given, bias=_split(bias), **dict(outputs, grad_hidden=outputs["grad_hidden"].reshape(40, -1)), **batched)

@@ -70,14 +70,7 @@ def checked_inputs(
     e = as_numpy(hidden, "hidden")
     c = as_numpy(classifier, "classifier")
     b_given = None if bias is None else as_numpy(bias, "bias")
-    given_labels = as_numpy(labels, "labels")
-    leading, hidden_shape = e.shape[:-1], e.shape
-    if e.ndim > 2:  # (batch, sequence, D) as language models hold them: rows in C order
-        e = e.reshape(-1, e.shape[-1])
-        if given_labels.shape == leading:
-            given_labels = given_labels.reshape(-1)
-        grad_output = _rows_of(grad_output, leading, options.reduction)
-    _require_label_shape(given_labels, hidden_shape)
+    e, given_labels, grad_output, leading = as_rows(e, as_numpy(labels, "labels"), grad_output, options.reduction)
     e, c, b, checked = checked_linear_inputs(e, c, given_labels, b_given, options.ignore_index)
     for name, array in (("hidden", e), ("classifier", c)):
         if _type_name(array) not in ANSWER_TYPES:
@@ -89,6 +82,21 @@ def checked_inputs(
     upstream = checked_grad_output(grad_output, options.reduction, len(checked))
     terms = linear_terms(checked, len(c), options, upstream)
     return LinearInputs(e, c, b, checked, terms, options, upstream, leading)
+
+
+def as_rows(
+    hidden: np.ndarray, labels: np.ndarray, grad_output: Any, reduction: str
+) -> tuple[np.ndarray, np.ndarray, Any, tuple[int, ...]]:
+    """Hidden states with batch and sequence axes (B × T × D, as language models hold them) as rows
+    in C order, with their labels and per-position upstream gradient alike; and the leading axes."""
+    leading, hidden_shape = hidden.shape[:-1], hidden.shape
+    if hidden.ndim > 2:
+        hidden = hidden.reshape(-1, hidden.shape[-1])
+        if labels.shape == leading:
+            labels = labels.reshape(-1)
+        grad_output = _rows_of(grad_output, leading, reduction)
+    _require_label_shape(labels, hidden_shape)
+    return hidden, labels, grad_output, leading
 
 
 def _require_label_shape(labels: np.ndarray, hidden_shape: tuple[int, ...]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sce.grading.linear.answers import ANSWER_TYPES, as_numpy
+from sce.grading.linear.answers import ANSWER_TYPES, as_numpy, as_rows
 from sce.grading.linear.mistakes import SMOOTHING_OVER_LOCAL_VOCABULARY
 from sce.grading.linear.profiles import Profile
 from sce.grading.linear.quick import QuickOutcome, quick_check
@@ -48,6 +48,8 @@ class ShardedInputs:
     bias: list[np.ndarray | None]
     labels: np.ndarray
     grad_output: np.ndarray | float
+    leading: tuple[int, ...]
+    """The hidden states' leading axes as given: (N,), or (B, T) for B × T × D."""
 
     @property
     def widths(self) -> list[int]:
@@ -59,7 +61,8 @@ def checked_shards(
 ) -> ShardedInputs:
     """Each shard checked against the hidden states as a whole classifier would be; the labels
     against the whole vocabulary; a ValueError naming the argument (and the shard) otherwise."""
-    e = as_numpy(hidden, "hidden")
+    e, labels, grad_output, leading = as_rows(as_numpy(hidden, "hidden"), as_numpy(labels, "labels"), grad_output,
+                                              options.reduction)  # fmt: skip
     shards = [as_numpy(c, f"classifier[{k}]") for k, c in enumerate(classifier)]
     biases: list[Any] = [None] * len(shards)
     if bias is not None:
@@ -85,9 +88,9 @@ def checked_shards(
             )  # fmt: skip
         checked_bias.append(b)
     n_classes = sum(len(s) for s in shards)
-    checked = checked_labels(as_numpy(labels, "labels"), len(e), n_classes, options.ignore_index)
+    checked = checked_labels(labels, len(e), n_classes, options.ignore_index)
     upstream = checked_grad_output(grad_output, options.reduction, len(checked))
-    return ShardedInputs(e, shards, checked_bias, checked, upstream)
+    return ShardedInputs(e, shards, checked_bias, checked, upstream, leading)
 
 
 def sharded_candidates(inputs: ShardedInputs, outputs: dict[str, Any], options: LossOptions) -> Candidates:
@@ -100,11 +103,14 @@ def sharded_candidates(inputs: ShardedInputs, outputs: dict[str, Any], options: 
                                                            for w in inputs.widths])
         for name in ("grad_classifier", "grad_bias")
     }  # fmt: skip
-    grad_hidden = _whole(outputs.get("grad_hidden"), "grad_hidden", [(n, d)])
+    leading = inputs.leading
+    grad_hidden = _whole(outputs.get("grad_hidden"), "grad_hidden", [(*leading, d)])
     reduced = options.reduction != "none"
-    loss = _whole(outputs.get("loss"), "loss", [(), (1,)] if reduced else [(n,)])
-    if loss is not None and reduced:
-        loss = loss.reshape(())
+    loss = _whole(outputs.get("loss"), "loss", [(), (1,)] if reduced else [leading])
+    if grad_hidden is not None:
+        grad_hidden = grad_hidden.reshape(n, d)
+    if loss is not None:
+        loss = loss.reshape(()) if reduced else loss.reshape(n)
     return Candidates(loss, grad_hidden, per_shard["grad_classifier"], per_shard["grad_bias"])
 
 
