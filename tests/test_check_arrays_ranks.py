@@ -50,6 +50,30 @@ def test_ranks_given_out_of_the_vocabularys_order_fail(tmp_path, sce):
     assert sce("check", "--arrays", second, first).exit_code == ExitStatus.WRONG
 
 
+@pytest.mark.parametrize("order", [(1, 0, 2), (0, 2, 1)])
+def test_a_correct_kernels_ranks_given_with_two_neighbours_swapped_say_the_order_is_suspect(tmp_path, sce, order):
+    arrays = dump("ignored-runs-float32")
+    v = len(arrays["classifier"])
+    paths = ranks(tmp_path, arrays, [v // 3, v // 2])
+    given = [paths[k] for k in order]
+    result = sce("check", "--arrays", *given)
+    assert result.exit_code == ExitStatus.WRONG  # the outputs as given are still not correct
+    k = next(k for k in range(2) if order[k] > order[k + 1])
+    lines = result.stdout.splitlines()
+    assert lines[-3] == "mistake: rank dumps out of the vocabulary's order"
+    assert lines[-2].startswith(f"fix: with {given[k]} and {given[k + 1]} swapped every output is correct"), lines[-2]
+    assert lines[-1] == "verdict: not correct for float32"
+
+
+def test_a_wrong_kernels_ranks_in_order_are_not_called_out_of_order(tmp_path, sce):
+    arrays = dump()
+    arrays["grad_classifier"] = arrays["grad_classifier"].copy()
+    arrays["grad_classifier"][-2] *= np.float32(1.5)
+    result = sce("check", "--arrays", *ranks(tmp_path, arrays, [10]))
+    assert result.exit_code == ExitStatus.WRONG
+    assert "order" not in result.stdout
+
+
 def _one_line(result) -> str:  # noqa: ANN001
     assert result.exit_code in (ExitStatus.ERROR, ExitStatus.USAGE), result.output
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
