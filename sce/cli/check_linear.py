@@ -74,8 +74,7 @@ def check_linear_dump(
         per_row = loss is not None and loss.ndim == 1 and dump.shape[0] > 1
         options = options.replace(reduction="none" if per_row else "mean")
     report = _graded(dump, options, profile, mode, seed, inputs)
-    if not report.passed and inputs is not None:
-        report = _order_suspected(report, [arrays, *(ranks or [])], (dump, options, profile, mode, seed), inputs)
+    report = _order_suspected(report, [arrays, *(ranks or [])], (dump, options, profile, mode, seed), inputs)
     if output_format is CheckFormat.json:
         from sce.render.json_format import dumps
         from sce.render.linear_check import linear_check_document
@@ -106,16 +105,22 @@ class _Inputs(NamedTuple):
     grad_bias: Any
 
 
-def _order_suspected(report: Report, paths: list[str], graded: tuple[Any, ...], shards: _Inputs) -> Report:
+def _order_suspected(
+    report: Report, paths: list[str], graded: tuple[LinearDump, LossOptions, str, str, int | None],
+    shards: _Inputs | None,
+) -> Report:
     """A failing set of rank dumps that two neighbours swapped would pass: the ranks were given out of
     the vocabulary's order, most likely, rather than the kernel being wrong; said as the mistake."""
     import dataclasses
 
+    if report.passed or shards is None:
+        return report
+    dump, options, profile, mode, seed = graded
     for k in range(len(paths) - 1):
         swapped = _Inputs(*(None if part is None else [*part[:k], part[k + 1], part[k], *part[k + 2 :]]
                             for part in shards))  # fmt: skip
         try:
-            passed = _graded(*graded, swapped).passed
+            passed = _graded(dump, options, profile, mode, seed, swapped).passed
         except (DataProblem, UsageProblem):
             continue  # swapped, the shards do not fit the dump (a label beyond a shard's bias, …)
         if passed:
