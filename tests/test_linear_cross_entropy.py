@@ -603,3 +603,14 @@ def test_the_grouped_size_bounds_the_operands_size_from_above(rows: int, classes
     exact = size.astype(np.float64) @ np.abs(c.astype(np.float64))
     grouped = blocked.group_sums(size, 1) @ blocked.group_maxima(c)
     assert (grouped >= exact * (1 - 1e-6)).all()
+
+
+def test_the_kernels_page_names_only_options_check_has(sce) -> None:  # noqa: ANN001
+    from pathlib import Path
+
+    page = (Path(__file__).parent.parent / "docs" / "kernels.md").read_text(encoding="utf-8")
+    paragraph = page[page.index("The options are the loss's") :][:400]
+    named = set(re.findall(r"`(--[a-z-]+)`", paragraph))
+    assert {"--reduction", "--ignore-index", "--smoothing", "--z-loss"} <= named
+    declared = set(re.findall(r"--[a-z][a-z-]+", sce("check", "--help", env={"COLUMNS": "200"}).stdout))
+    assert named <= declared, sorted(named - declared)
