@@ -16,7 +16,7 @@ gradient per answer, computed here in plain float32 numpy, a row block at a time
                      and the implementation choices tried after it, are all spent)
 
 The baseline is the same command line in a `python -c` where the grading does not name
-mistakes (`sce.grading.dump.check._graded` called with its last argument, name_mistakes,
+mistakes (`sce.grading.dump.check._graded` called with its seventh argument, name_mistakes,
 False): the verdict's pass alone, then, as for any wrong answer no mistake explains, the
 implementation choices it may be consistent with (a narrower type, a sequential sum), which
 both runs try for too_few_classes. The verdict line must be the same. The two are run --rounds
@@ -48,7 +48,7 @@ import sce.grading.dump.check as check
 from sce.cli import main
 
 graded = check._graded
-check._graded = lambda *arguments: graded(*arguments[:-1], False)
+check._graded = lambda *arguments, **keywords: graded(*arguments[:6], False, *arguments[7:], **keywords)
 sys.argv = ["sce", *sys.argv[1:]]
 main()
 """

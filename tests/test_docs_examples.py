@@ -150,3 +150,41 @@ def test_readme_links_lead_to_files_that_exist() -> None:
 
 def test_readme_is_a_front_door_of_at_most_150_lines() -> None:
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 150
+
+
+#: Flags the docs show in code that are not sce's: another program's (pytest, chromium, dask, a bench script, a shell).
+OTHER_PROGRAMS_FLAGS = {
+    "--compare",  # bench/grad_startup.py
+    "--fixtures", "--strict-markers", "--sce-slow",  # pytest, and the plugin's pytest option
+    "--headless", "--print-to-pdf",  # chromium
+    "--nthreads", "--nworkers",  # dask worker
+    "--key-",  # the prefix of --key-logits, --key-labels, …
+    "--sm",  # a shell's word in the completion page
+    "--help",  # every command's, added by the command line itself
+}
+
+
+def test_every_flag_the_docs_show_in_code_is_one_sce_has():
+    # A page that names `--label-smoothing` where the option is `--smoothing` sends a reader to "No such option".
+    import typer
+
+    from sce.cli.application import app
+
+    flags: set[str] = set()
+
+    def collect(command) -> None:
+        for param in getattr(command, "params", []):
+            flags.update(option.split("=")[0] for option in (*param.opts, *param.secondary_opts))
+        for sub in getattr(command, "commands", {}).values():
+            collect(sub)
+
+    collect(typer.main.get_command(app))
+    root = Path(__file__).parent.parent
+    unknown = sorted(
+        f"{path.relative_to(root)}: {flag}"
+        for path in [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+        for span in re.findall(r"`([^`\n]+)`", path.read_text(encoding="utf-8"))
+        for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", span)
+        if flag not in flags and flag not in OTHER_PROGRAMS_FLAGS
+    )
+    assert not unknown, unknown
