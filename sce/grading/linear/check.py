@@ -14,10 +14,11 @@ from sce.grading.dump.block_errors import finite_errors
 from sce.grading.dump.verdict import LEAST_MARGIN_ULPS, QuantityVerdict
 from sce.grading.linear.answers import LinearAnswer, LinearInputs
 from sce.grading.linear.baseline import LinearBaseline
+from sce.grading.linear.exact_entries import PAST_CAP, EntryStore, Settled, settle, summary
 from sce.grading.linear.profiles import Profile
 from sce.grading.linear.report import OutputReport, Report
 from sce.grading.linear.stepped_baseline import SteppedBaseline, baseline_for
-from sce.loss.linear_cross_entropy import UNIT, reported_loss, stream_gradients
+from sce.loss.linear_cross_entropy import UNIT, logit_error_bound, reported_loss, stream_gradients
 from sce.loss.linear_terms import LinearTerms
 
 #: The gradients' accumulations are at most this many times longer than the reference's bound says.
@@ -52,6 +53,9 @@ class _Graded:
     verdict: QuantityVerdict
     dtype: str
     reference_ulp: float = 0.0
+    store: EntryStore | None = None
+    """The entries that could lie within the reference's bound of deciding (the right result's check only)."""
+    settled: Settled | None = None
 
 
 def full_check(
@@ -73,6 +77,7 @@ def full_check(
     types = answer.type_names
     graded = {name: _Graded(quantity_verdict(name, types[name]), types[name]) for name in answer.given}
     excused = _skipped(inputs, profile)
+    _set_bands(graded, inputs, float(logit_error_bound(inputs.e, inputs.c).max(initial=0.0)), terms is None)
 
     def rows_done(rows: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
         if "grad_hidden" in graded:
@@ -96,7 +101,6 @@ def full_check(
     losses, bound, grad_bias = streamed.losses, streamed.logit_error, streamed.grad_bias
     bias_magnitude = streamed.bias_magnitude
     finished = steps.finished()
-    delta = float(bound.max(initial=0.0))
     reference = {"losses": losses, "loss": reported_loss(losses, t), "grad_bias": grad_bias, "lse": streamed.lse}
     if "grad_bias" in graded:
         excuse = None if excused is None else np.full(len(grad_bias), excused[3])
@@ -104,11 +108,23 @@ def full_check(
         _grade(graded["grad_bias"], given_bias, finished.grad_bias, grad_bias, bias_magnitude, 0, excuse)
     if "loss" in graded:
         _grade_loss(graded["loss"], answer, finished, reference["loss"], losses, inputs, bound, t)
+    exact = None
+    if terms is None:  # the right result's check: entries the bound cannot decide are recomputed exactly
+        stores = {name: (found.verdict, found.store) for name, found in graded.items() if found.store is not None}
+        for name, settled in settle(stores, inputs).items():
+            graded[name].settled = settled
+        exact = summary({name: found.settled for name, found in graded.items() if found.settled is not None})
+    return _report(graded, profile, allowed, exact), reference, steps
+
+
+def _set_bands(graded: dict[str, _Graded], inputs: LinearInputs, delta: float, keep_entries: bool) -> None:
+    """Each output's reference bound in its ulps (the logits' bound ``delta`` and the gradient's
+    own sums), and where ``keep_entries``, a store for the entries that bound may not decide."""
     for name, found in graded.items():
         length = {"grad_hidden": len(inputs.c), "grad_classifier": len(inputs.e), "grad_bias": len(inputs.e)}
         relative = _BOUND_FACTOR * delta + (length.get(name, 1) + 2) * UNIT * 1.01
         found.reference_ulp = 2 * relative / float(np.finfo(np.float64).eps) * _eps_ratio(found.dtype)
-    return _report(graded, profile, allowed), reference, steps
+        found.store = EntryStore(found.reference_ulp) if keep_entries else None
 
 
 def operand_share(given: np.dtype) -> float:
@@ -147,6 +163,10 @@ def _grade(
         zero_errors = np.abs(expected) / unit
     route = finite_errors(base_errors, zero_errors)
     found.verdict.add(errors, route, expected, np.asarray(given, dtype=np.float64), start)
+    if found.store is not None:
+        block = {"given": given, "base": base, "expected": expected, "unit": unit, "start": start,
+                 "excuse": 0.0 if excuse is None else excuse, "base_worst": route.worst}  # fmt: skip
+        found.store.offer(found.verdict, errors, base_errors, block)
 
 
 def _errors(given: np.ndarray, expected: np.ndarray, magnitude: np.ndarray, unit: np.ndarray, dtype: str) -> np.ndarray:
@@ -213,7 +233,9 @@ def _absolute_column_sums(a: np.ndarray, weights: np.ndarray | None = None) -> n
     return total
 
 
-def _report(graded: dict[str, _Graded], profile: Profile, allowed: Report | None) -> Report:
+def _report(
+    graded: dict[str, _Graded], profile: Profile, allowed: Report | None, exact: dict[str, Any] | None = None
+) -> Report:
     fixed = {} if allowed is None else {o.name: o for o in allowed.outputs}
     outputs = {name: _output_report(found, fixed.get(name)) for name, found in graded.items()}
     passed = all(o.passed for o in outputs.values())
@@ -221,22 +243,51 @@ def _report(graded: dict[str, _Graded], profile: Profile, allowed: Report | None
     verdict = "correct" if passed else "not_correct"
     return Report(
         passed, verdict, worst, None, profile.name, "full", outputs.get("loss"), outputs.get("grad_hidden"),
-        outputs.get("grad_classifier"), outputs.get("grad_bias"),
+        outputs.get("grad_classifier"), outputs.get("grad_bias"), exact=exact,
     )  # fmt: skip
 
 
 def _output_report(found: _Graded, fixed: OutputReport | None) -> OutputReport:
-    v = found.verdict
-    allowed = v.allowed_ulps + found.reference_ulp if fixed is None else fixed.allowed_ulp
-    allowed_rms = v.allowed_rms_ulps + found.reference_ulp if fixed is None else fixed.allowed_rms_ulp
+    v, settled = found.verdict, found.settled
+    if settled is not None:
+        return _settled_report(found, settled)
+    allowed = v.allowed_ulps + found.reference_ulp if fixed is None else _fixed(fixed, found).allowed_ulp
+    allowed_rms = v.allowed_rms_ulps + found.reference_ulp if fixed is None else _fixed(fixed, found).allowed_rms_ulp
     passed = bool(v.counts[-1] == 0 and v.max_ulps <= allowed and v.rms_ulps <= allowed_rms)
     worst = v.worst[0] if v.worst else None
-    where: tuple[int, ...] | None = None
-    if worst is not None:
-        where = (worst.row,) if worst.column is None else (worst.row, worst.column)
-        if found.verdict.name == "loss":
-            where = (worst.row,) if v.entries > 1 else ()
+    where = _place(found, worst.row, worst.column) if worst is not None else None
     return OutputReport(
         found.verdict.name, found.dtype, passed, v.max_ulps, allowed, v.baseline_ulps, v.rms_ulps, allowed_rms,
         where, None if worst is None else worst.expected, None if worst is None else worst.given, found.reference_ulp,
+    )  # fmt: skip
+
+
+def _fixed(fixed: OutputReport, found: _Graded) -> OutputReport:
+    """A right result's allowances for a what-if, the reference's bound added back where the right
+    result's were settled without it: a mistake's float64 result is only as exact as that bound."""
+    if fixed.decided_by == PAST_CAP:
+        return fixed
+    r = found.reference_ulp
+    return dataclasses.replace(fixed, allowed_ulp=fixed.allowed_ulp + r, allowed_rms_ulp=fixed.allowed_rms_ulp + r)
+
+
+def _place(found: _Graded, row: int, column: int | None) -> tuple[int, ...]:
+    if found.verdict.name == "loss":
+        return (row,) if found.verdict.entries > 1 else ()
+    return (row,) if column is None or column < 0 else (row, column)
+
+
+def _settled_report(found: _Graded, settled: Settled) -> OutputReport:
+    """An output whose verdict is settled: by the bound, or with entries recomputed exactly."""
+    v = found.verdict
+    worst = v.worst[0] if v.worst else None
+    where, expected, given = (None, None, None) if worst is None else (worst.row, worst.expected, worst.given)
+    column = None if worst is None else worst.column
+    if settled.worst_entry is not None:
+        (where, *rest), expected, given = settled.worst_entry
+        column = rest[0] if rest else None
+    return OutputReport(
+        v.name, found.dtype, settled.passed, settled.worst_ulp, settled.allowed_ulp, settled.baseline_ulp,
+        settled.rms_ulp, settled.allowed_rms_ulp, None if where is None else _place(found, where, column),
+        expected, given, found.reference_ulp, settled.decided_by, settled.recomputed,
     )  # fmt: skip

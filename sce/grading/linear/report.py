@@ -33,6 +33,12 @@ class OutputReport:
     given: float | None
     reference_ulp: float = 0.0
     """A bound on the reference's own error, in the same ulps."""
+    decided_by: str = "bound"
+    """"bound": the reference's bound could not change the verdict; "exact": entries it could not
+    decide were recomputed exactly; "bound_past_cap": too many to recompute, so the allowance is
+    widened by ``reference_ulp`` (see ``Report.exact``)."""
+    recomputed: int = 0
+    """Entries of this output recomputed exactly."""
 
     def to_dict(self) -> dict[str, Any]:
         found = asdict(self)
@@ -65,6 +71,10 @@ class Report:
     quick: dict[str, Any] | None = None
     """In quick mode: the seed, the rows compared whole, the number of projections, and the
     chance (``miss_probability``) that an error of a stated size went unseen, with its ``statement``."""
+    exact: dict[str, Any] | None = None
+    """In the full check: the entries recomputed exactly where the reference's bound could not
+    decide a verdict (``recomputed``, ``by_output``), the ``cap``, the outputs decided past it by the
+    bound (``past_cap``), and a ``statement``."""
 
     @property
     def outputs(self) -> list[OutputReport]:
@@ -90,6 +100,8 @@ class Report:
         }
         if self.quick is not None:
             found["quick"] = _json_safe(self.quick)
+        if self.exact is not None:
+            found["exact"] = _json_safe(self.exact)
         for name in OUTPUTS:
             output = getattr(self, name)
             found[name] = None if output is None else output.to_dict()
@@ -111,6 +123,8 @@ class Report:
             lines.append(f"  fix: {self.fix}")
         if self.quick is not None:
             lines.append(f"  {self.quick['statement']}")
+        if self.exact is not None and (self.exact["recomputed"] or self.exact["past_cap"]):
+            lines.append(f"  exact: {self.exact['statement']}")
         return "\n".join(lines)
 
 
