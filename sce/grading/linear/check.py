@@ -14,7 +14,7 @@ from sce.grading.dump.block_errors import finite_errors
 from sce.grading.dump.verdict import LEAST_MARGIN_ULPS, QuantityVerdict
 from sce.grading.linear.answers import LinearAnswer, LinearInputs
 from sce.grading.linear.baseline import LinearBaseline
-from sce.grading.linear.exact_entries import PAST_CAP, EntryStore, Settled, settle, summary
+from sce.grading.linear.exact_entries import EntryStore, Settled, settle, summary
 from sce.grading.linear.profiles import Profile
 from sce.grading.linear.report import OutputReport, Report
 from sce.grading.linear.stepped_baseline import SteppedBaseline, baseline_for
@@ -265,10 +265,8 @@ def _output_report(found: _Graded, fixed: OutputReport | None) -> OutputReport:
 def _fixed(fixed: OutputReport, found: _Graded) -> OutputReport:
     """A right result's allowances for a what-if, the reference's bound added back where the right
     result's were settled without it: a mistake's float64 result is only as exact as that bound."""
-    if fixed.decided_by == PAST_CAP:
-        return fixed
-    r = found.reference_ulp
-    return dataclasses.replace(fixed, allowed_ulp=fixed.allowed_ulp + r, allowed_rms_ulp=fixed.allowed_rms_ulp + r)
+    allowed, allowed_rms = fixed.against_reference
+    return dataclasses.replace(fixed, allowed_ulp=allowed, allowed_rms_ulp=allowed_rms)
 
 
 def _place(found: _Graded, row: int, column: int | None) -> tuple[int, ...]:

@@ -311,8 +311,20 @@ def settle(graded: dict[str, tuple[QuantityVerdict, EntryStore]], inputs: Linear
         places = budget.take(places, list(range(n)) if whole else None, length)
         rows.ensure(sorted({r for r, _ in places}) if not whole else list(range(n)) if places else [])
         exact = np.array([float(_exact_value(rows, name, r, c)) for r, c in places], dtype=np.float64)
+        chosen, exact = _finite_first(chosen, exact)
         found[name] = settled_with(verdict, store, chosen, exact)
     return found
+
+
+def _finite_first(chosen: dict[str, np.ndarray], exact: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The entries whose exact value is finite first, with those values; the others (a mean over no
+    counted weight is 0/0) are left to the bound, as if past the cap."""
+    finite = np.isfinite(exact)
+    if finite.all():
+        return chosen, exact
+    k = len(exact)
+    order = np.concatenate([np.flatnonzero(finite), np.flatnonzero(~finite), np.arange(k, len(chosen["row"]))])
+    return {name: values[order] for name, values in chosen.items()}, exact[finite]
 
 
 @dataclass

@@ -123,6 +123,8 @@ class ExactRows:
         if terms.reduction == "sum":
             return cross_entropy + z
         denominator, count = self._coefficients.denominators
+        if not denominator or not count:
+            return mp.nan  # 0/0: a mean over no counted weight, as PyTorch returns it
         return cross_entropy / denominator + (z / count if terms.z_loss else 0)
 
 

@@ -40,6 +40,13 @@ class OutputReport:
     recomputed: int = 0
     """Entries of this output recomputed exactly."""
 
+    @property
+    def against_reference(self) -> tuple[float, float]:
+        """The worst and typical errors allowed against a float64 result only as exact as the
+        reference's bound (a mistake's what-if): the allowances widened by it, unless they are."""
+        widen = 0.0 if self.decided_by == "bound_past_cap" else self.reference_ulp
+        return self.allowed_ulp + widen, self.allowed_rms_ulp + widen
+
     def to_dict(self) -> dict[str, Any]:
         found = asdict(self)
         found["worst_entry"] = None if self.worst_entry is None else list(self.worst_entry)
