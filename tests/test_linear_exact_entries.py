@@ -234,3 +234,31 @@ def test_a_non_finite_float64_answer_fails_without_recomputing() -> None:
     wrong[0, 0] = np.nan
     report = check(case, {"grad_hidden": wrong})
     assert not report.passed and report.grad_hidden.decided_by == "bound"
+
+
+def test_check_arrays_on_a_float64_dump_grades_by_exact_entries_as_the_api_does(tmp_path, sce) -> None:  # noqa: ANN001
+    """The command line's verdict is the API's: a float64 entry 2 ulps beyond its allowance fails
+    there too, and the lines say how many entries were recomputed."""
+    case = make_case(np.float64)
+    answer = as_answer(oracle(case))
+    arrays = {"hidden": case.hidden, "classifier": case.classifier, "labels": case.labels, "bias": case.bias}
+    right = tmp_path / "right.npz"
+    np.savez(right, **arrays, **answer)
+    result = sce("check", "--arrays", str(right))
+    assert result.exit_code == 0, result.stdout
+    assert result.stdout.splitlines()[-1] == "verdict: correct for float64"
+    assert "exact: 873 entries recomputed exactly, where the reference's bound could not decide" in result.stdout
+    place = (4, 3)
+    unit = unit_of(case, "grad_hidden", place, float(answer["grad_hidden"][place]), answer)
+    allowed = check(case, answer).grad_hidden.allowed_ulp
+    moved = answer["grad_hidden"].copy()
+    moved[place] += (allowed + 2) * unit
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, **arrays, **{**answer, "grad_hidden": moved})
+    api = check(case, {**answer, "grad_hidden": moved})
+    result = sce("check", "--arrays", str(wrong))
+    assert not api.passed and result.exit_code == 1
+    assert result.stdout.splitlines()[-1] == "verdict: not correct for float64"
+    document = json.loads(sce("check", "--arrays", str(wrong), "--format", "json").stdout)
+    assert document["exact"]["recomputed"] == api.exact["recomputed"] > 0
+    assert document["grad_hidden"]["decided_by"] == "exact"

@@ -32,7 +32,7 @@ from sce.grading.dump.verdict import LEAST_MARGIN_ULPS, QuantityVerdict, allowan
 from sce.grading.linear.answers import LinearInputs
 
 #: The most entries recomputed exactly in one check (the answer's and the baseline's together).
-MAX_ENTRIES = 1024
+MAX_ENTRIES = 4096
 #: The most products of exact logits formed (rows × V × D): about a second of Python's integers.
 MAX_EXACT_PRODUCTS = 1 << 22
 #: The most exact rows' logits carried through mpmath's exponentials (rows × V).
@@ -190,13 +190,18 @@ def in_band(verdict: QuantityVerdict, store: EntryStore) -> dict[str, np.ndarray
     r = store.band
     least = allowed_at(verdict, max(verdict.baseline_ulps - r, 0.0), 0.0, 0.0)[0]
     near = (held["error"] + r > least) | (held["base_error"] >= verdict.baseline_ulps - 2 * r)
-    base_rms, zero = verdict.baseline_rms_ulps, verdict.zero_rms_ulps
-    least_rms = allowed_at(verdict, 0.0, max(base_rms - r, 0.0), max(zero - r, 0.0))[1]
-    most_rms = allowed_at(verdict, verdict.baseline_ulps + r, base_rms + r, zero + r)[1]
-    rms_close = verdict.rms_ulps + r > least_rms and verdict.rms_ulps - r <= most_rms
-    chosen = _where(held, np.ones(len(held["row"]), bool) if rms_close else near)
+    chosen = _where(held, np.ones(len(held["row"]), bool) if typical_close(verdict, r) else near)
     order = np.argsort(-np.maximum(chosen["error"], chosen["base_error"]), kind="stable")
     return {name: values[order] for name, values in chosen.items()}
+
+
+def typical_close(verdict: QuantityVerdict, band: float) -> bool:
+    """Whether the typical error is within the band of what its allowance may be: then only
+    every entry's exact error decides it."""
+    base_rms, zero = verdict.baseline_rms_ulps, verdict.zero_rms_ulps
+    least_rms = allowed_at(verdict, 0.0, max(base_rms - band, 0.0), max(zero - band, 0.0))[1]
+    most_rms = allowed_at(verdict, verdict.baseline_ulps + band, base_rms + band, zero + band)[1]
+    return verdict.rms_ulps + band > least_rms and verdict.rms_ulps - band <= most_rms
 
 
 def settled_with(
@@ -308,6 +313,9 @@ def settle(graded: dict[str, tuple[QuantityVerdict, EntryStore]], inputs: Linear
         places = list(zip(chosen["row"].tolist(), chosen["column"].tolist()))
         whole = name in ("grad_bias", "grad_classifier") or (name == "loss" and inputs.terms.reduction != "none")
         length = {"grad_hidden": v, "grad_classifier": n, "grad_bias": n}.get(name, 1)
+        every = typical_close(verdict, store.band)
+        if every and (len(places) < verdict.entries or not budget.covers(len(places), length)):
+            places = []  # every entry is needed (the typical error is that close) and not all fit: none help
         places = budget.take(places, list(range(n)) if whole else None, length)
         rows.ensure(sorted({r for r, _ in places}) if not whole else list(range(n)) if places else [])
         exact = np.array([float(_exact_value(rows, name, r, c)) for r, c in places], dtype=np.float64)
@@ -335,6 +343,10 @@ class _Budget:
     entries: int
     terms: int
     used: set[int] = field(default_factory=set)
+
+    def covers(self, count: int, length: int) -> bool:
+        """Whether ``count`` entries of sums of ``length`` terms fit in what is left."""
+        return count <= self.entries and count * length <= self.terms
 
     def take(self, places: list[tuple[int, int]], every_row: list[int] | None, length: int) -> list[tuple[int, int]]:
         """The first of ``places`` within the budget, each a sum of ``length`` terms (none where
