@@ -83,7 +83,7 @@ class EntryStore:
             return
         with np.errstate(invalid="ignore"):
             take = take & np.isfinite(errors) & np.isfinite(base_errors)
-        index = np.flatnonzero(take)
+        index = self._fewest(np.flatnonzero(take), errors.ravel(), base_errors.ravel())
         if not index.size:
             return
         position = np.unravel_index(index, errors.shape)
@@ -95,6 +95,19 @@ class EntryStore:
         self.parts.append(part)
         if sum(len(p["row"]) for p in self.parts) > 4 * self.cap:
             self.prune(verdict)
+
+    def _fewest(self, index: np.ndarray, errors: np.ndarray, base_errors: np.ndarray) -> np.ndarray:
+        """At most ``cap`` of a block's answer's worst and of its baseline's (a float64 block
+        holds millions in the band); the largest errors let go are remembered."""
+        if index.size <= 2 * self.cap:
+            return index
+        keep = np.zeros(index.size, bool)
+        keep[np.argpartition(-errors[index], self.cap)[: self.cap]] = True
+        keep[np.argpartition(-base_errors[index], self.cap)[: self.cap]] = True
+        self.dropped_error = max(self.dropped_error, float(errors[index[~keep]].max()))
+        self.dropped_base = max(self.dropped_base, float(base_errors[index[~keep]].max()))
+        self.dropped += int((~keep).sum())
+        return index[keep]
 
     def prune(self, verdict: QuantityVerdict) -> dict[str, np.ndarray]:
         """The entries held, below the floors let go, then at most ``cap`` of the answer's worst
@@ -223,16 +236,11 @@ def settled_with(
     base_squares = max(verdict.baseline_squares, default=0.0)
     base_rms = _rms_span(base_squares, known["base_error"], base_error, r, n, left)
     decided = _decided(verdict, r, worst, rms, base_span, base_rms)
-    shown_worst = max(_top(error), _top(others["error"]), _measured_rest(verdict, known))
+    shown_worst, where = _shown_worst(verdict, known, exact, error, others)
     shown_base = max(_top(base_error), store.dropped_base, _top(others["base_error"]))
     shown_rms = _root(verdict.squares - float(np.sum(known["error"] ** 2)) + float(np.sum(error**2)), n)
     shown_base_rms = _root(base_squares - float(np.sum(known["base_error"] ** 2)) + float(np.sum(base_error**2)), n)
     allowed, allowed_rms = allowed_at(verdict, shown_base, shown_base_rms, verdict.zero_rms_ulps)
-    where = None
-    if k and _top(error) >= shown_worst:
-        at = int(np.argmax(error))
-        row, column = int(known["row"][at]), int(known["column"][at])
-        where = ((row,) if column < 0 else (row, column), float(exact[at]), float(known["given"][at]))
     if decided is None:  # past the cap: as the bound allows
         allowed, allowed_rms = allowed + r, allowed_rms + r
         passed = shown_worst <= allowed and shown_rms <= allowed_rms
@@ -262,11 +270,34 @@ def held_others(store: EntryStore, known: dict[str, np.ndarray]) -> dict[str, np
     return _where(held, keep.reshape(-1)) if len(keep) else held
 
 
-def _measured_rest(verdict: QuantityVerdict, known: dict[str, np.ndarray]) -> float:
-    """The largest measured error among the verdict's worst entries not recomputed."""
+def _shown_worst(
+    verdict: QuantityVerdict,
+    known: dict[str, np.ndarray],
+    exact: np.ndarray,
+    error: np.ndarray,
+    others: dict[str, np.ndarray],
+) -> tuple[float, tuple[tuple[int, ...], float, float] | None]:
+    """The worst error to show and where: a recomputed entry's exact error, else the largest measured
+    one among the entries held and the verdict's worst that were not recomputed."""
+    found: list[tuple[float, int, int, float, float]] = []
+    if len(error):
+        at = int(np.argmax(error))
+        found.append((float(error[at]), int(known["row"][at]), int(known["column"][at]), float(exact[at]),
+                      float(known["given"][at])))  # fmt: skip
+    if len(others["error"]):
+        at = int(np.argmax(others["error"]))
+        found.append((float(others["error"][at]), int(others["row"][at]), int(others["column"][at]),
+                      float(others["expected"][at]), float(others["given"][at])))  # fmt: skip
     places = set(zip(known["row"].tolist(), known["column"].tolist()))
-    rest = [e.ulps for e in verdict.worst if (e.row, -1 if e.column is None else e.column) not in places]
-    return max(rest, default=0.0) if math.isfinite(max(rest, default=0.0)) else 0.0
+    for e in verdict.worst:
+        column = -1 if e.column is None else e.column
+        if (e.row, column) not in places and math.isfinite(e.ulps):
+            found.append((e.ulps, e.row, column, e.expected, e.given))
+            break
+    if not found:
+        return 0.0, None
+    ulps, row, column, expected, given = max(found, key=lambda entry: entry[0])  # ties: the recomputed, first
+    return ulps, ((row,) if column < 0 else (row, column), expected, given)
 
 
 def _rms_span(squares: float, measured: np.ndarray, exact: np.ndarray, band: float, n: int, left: int) -> Span:
@@ -300,7 +331,7 @@ def settle(graded: dict[str, tuple[QuantityVerdict, EntryStore]], inputs: Linear
         return found
     from sce.grading.linear.exact_rows import ExactRows
 
-    rows = ExactRows(inputs)
+    rows: ExactRows | None = None  # its integers are V×D: formed only where some entry fits the budget
     n, d = inputs.e.shape
     v = len(inputs.c)
     budget = _Budget(min(MAX_EXACT_PRODUCTS // max(1, v * d), MAX_EXACT_LOGITS // max(1, v)), MAX_ENTRIES,
@@ -317,7 +348,9 @@ def settle(graded: dict[str, tuple[QuantityVerdict, EntryStore]], inputs: Linear
         if every and (len(places) < verdict.entries or not budget.covers(len(places), length)):
             places = []  # every entry is needed (the typical error is that close) and not all fit: none help
         places = budget.take(places, list(range(n)) if whole else None, length)
-        rows.ensure(sorted({r for r, _ in places}) if not whole else list(range(n)) if places else [])
+        if places:
+            rows = rows or ExactRows(inputs)
+            rows.ensure(list(range(n)) if whole else sorted({r for r, _ in places}))
         exact = np.array([float(_exact_value(rows, name, r, c)) for r, c in places], dtype=np.float64)
         chosen, exact = _finite_first(chosen, exact)
         found[name] = settled_with(verdict, store, chosen, exact)
