@@ -33,12 +33,12 @@ from sce.grading.linear.answers import LinearInputs
 
 #: The most entries recomputed exactly in one check (the answer's and the baseline's together).
 MAX_ENTRIES = 4096
-#: The most products of exact logits formed (rows × V × D): about a second of Python's integers.
+#: The most products of exact logits formed (rows × V × D): under a second of Python's integers.
 MAX_EXACT_PRODUCTS = 1 << 22
 #: The most exact rows' logits carried through mpmath's exponentials (rows × V).
 MAX_EXACT_LOGITS = 1 << 15
 #: The most terms of the recomputed entries' sums (V for an entry of ∂L/∂E, N for one of ∂L/∂C or
-#: ∂L/∂b), each an exact product in mpmath: about a second.
+#: ∂L/∂b), each an exact product in mpmath: a second or two.
 MAX_EXACT_TERMS = 1 << 19
 
 #: How a verdict was decided: by the reference's bound alone, by entries recomputed exactly, or

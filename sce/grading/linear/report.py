@@ -22,7 +22,8 @@ class OutputReport:
     worst_ulp: float
     """The answer's worst error, in ulps of its type at the operands' size."""
     allowed_ulp: float
-    """The worst error allowed: 4× the baseline's worst + a margin (+ the reference's own bound)."""
+    """The worst error allowed: 4× the baseline's worst + a margin (+ the reference's own bound,
+    where it decided past the cap of exact entries: ``decided_by``)."""
     baseline_ulp: float
     """The same-type baseline's worst error."""
     rms_ulp: float
