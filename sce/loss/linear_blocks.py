@@ -13,13 +13,27 @@ SIZE_GROUP = 4
 
 
 def group_sums(size: np.ndarray, axis: int) -> np.ndarray:
-    """Sums of |G| over consecutive groups of SIZE_GROUP along ``axis`` (the last group may be shorter)."""
-    return np.add.reduceat(size, np.arange(0, size.shape[axis], SIZE_GROUP), axis=axis)
+    """Sums of |G| over consecutive groups of SIZE_GROUP along ``axis`` (the last group may be
+    shorter), each added in order, ((a₀ + a₁) + a₂) + a₃: strided additions, several times faster
+    than ``np.add.reduceat``, whose order of addition is numpy's own affair."""
+    return _by_groups(size, axis, np.add)
 
 
 def group_maxima(a: np.ndarray) -> np.ndarray:
     """The largest |a| of each column over consecutive groups of SIZE_GROUP rows, in float32."""
-    return np.maximum.reduceat(_absolute(a), np.arange(0, len(a), SIZE_GROUP), axis=0)
+    return _by_groups(_absolute(a), 0, np.maximum)
+
+
+def _by_groups(values: np.ndarray, axis: int, combine: np.ufunc) -> np.ndarray:
+    def along(part: slice) -> tuple[slice, ...]:
+        return (slice(None),) * axis + (part,)
+
+    found = values[along(slice(0, None, SIZE_GROUP))].copy()
+    for k in range(1, SIZE_GROUP):
+        part = values[along(slice(k, None, SIZE_GROUP))]
+        kept = along(slice(0, part.shape[axis]))
+        combine(found[kept], part, out=found[kept])
+    return found
 
 
 def _absolute(a: np.ndarray) -> np.ndarray:
