@@ -281,7 +281,7 @@ def _block_gradient(
 
 def _cross_entropy_part(a: np.ndarray, top: np.ndarray, terms: LinearTerms, rows: slice, classes: slice) -> np.ndarray:
     """Σ_j c_ij·(mᵢ − a_ij) over a block's classes: each row's loss is that plus s·log Σ e^(a − m)."""
-    return terms.weighted_sums(top[:, None] - a, rows, classes)
+    return terms.weighted_differences(top, a, rows, classes)
 
 
 def _row_step(n_rows: int, n_classes: int) -> int:
