@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from sce.loss.exact_sum import ExactSum, exact_ratio
+from sce.loss.linear_blocks import SIZE_GROUP, RowBlocks, group_maxima, group_sums
 from sce.loss.linear_inputs import checked_grad_output, checked_linear_inputs
 from sce.loss.linear_terms import LinearTerms, linear_terms
 from sce.loss.softcap import soft_capped
@@ -228,7 +229,12 @@ def _row_squares(a: np.ndarray) -> np.ndarray:
 
 
 def _logits(e_rows: np.ndarray, c: np.ndarray, b: np.ndarray | None, classes: slice) -> np.ndarray:
-    z = np.asarray(e_rows, np.float64) @ np.asarray(c[classes], np.float64).T
+    return _block_logits(np.asarray(e_rows, np.float64), np.asarray(c[classes], np.float64), b, classes)
+
+
+def _block_logits(e64: np.ndarray, c64: np.ndarray, b: np.ndarray | None, classes: slice) -> np.ndarray:
+    """E·Cᵀ + b of a block whose E and C are float64 already."""
+    z = e64 @ c64.T
     if b is not None:
         z += b[classes]
     return z
@@ -275,7 +281,7 @@ def _block_gradient(
 
 def _cross_entropy_part(a: np.ndarray, top: np.ndarray, terms: LinearTerms, rows: slice, classes: slice) -> np.ndarray:
     """Σ_j c_ij·(mᵢ − a_ij) over a block's classes: each row's loss is that plus s·log Σ e^(a − m)."""
-    return terms.weighted_sums(top[:, None] - a, rows, classes)
+    return terms.weighted_differences(top, a, rows, classes)
 
 
 def _row_step(n_rows: int, n_classes: int) -> int:
@@ -341,27 +347,6 @@ def _by_rows(
     return Streamed(losses, lses, bound, grad_bias, bias_magnitude)
 
 
-#: Classes (or rows) whose operands' size is bounded together: Σ|G| over the group times the group's
-#: largest |C| (or |E|). The size sets only the binade of an ulp, and a group of 8 Gaussian rows has its
-#: largest entry within about 2× of their mean: the products it replaces cost 8 times less.
-SIZE_GROUP = 4
-
-
-def group_sums(size: np.ndarray, axis: int) -> np.ndarray:
-    """Sums of |G| over consecutive groups of SIZE_GROUP along ``axis`` (the last group may be shorter)."""
-    return np.add.reduceat(size, np.arange(0, size.shape[axis], SIZE_GROUP), axis=axis)
-
-
-def group_maxima(a: np.ndarray) -> np.ndarray:
-    """The largest |a| of each column over consecutive groups of SIZE_GROUP rows, in float32."""
-    return np.maximum.reduceat(_absolute(a), np.arange(0, len(a), SIZE_GROUP), axis=0)
-
-
-def _absolute(a: np.ndarray) -> np.ndarray:
-    """|a| in float32: the operands' size needs a digit or two, not float64's sixteen."""
-    return np.abs(np.asarray(a, np.float32))
-
-
 def _row_losses(part: np.ndarray, top: np.ndarray, lse: np.ndarray, terms: LinearTerms, rows: slice) -> np.ndarray:
     """Each row's cross-entropy Σ c·(m − a) + s·(lse − m), and its z-loss λ·lse²; 0 where ignored (B×2)."""
     losses = np.zeros((len(part), 2))
@@ -391,17 +376,16 @@ def _by_classes(
     grad_bias, bias_magnitude = np.zeros(v), np.zeros(v)
     part = np.zeros(n)
     class_step = _class_step(v, d)
-    row_step = _row_step(n, class_step)
+    row_blocks = RowBlocks(e, _row_step(n, class_step))
     for first in range(0, v, class_step):
         classes = slice(first, min(first + class_step, v))
         c64 = np.asarray(c[classes], np.float64)
         block_classifier = np.zeros(c64.shape)
         block_magnitude = np.zeros(c64.shape, np.float32)
         c_size = group_maxima(c64)
-        for start in range(0, n, row_step):
-            rows = slice(start, min(start + row_step, n))
-            e64 = np.asarray(e[rows], np.float64)
-            a, derivative = _capped(_logits(e64, c, b, classes), terms.softcap)
+        for k, rows in enumerate(row_blocks.slices):
+            e64 = row_blocks.float64(k)
+            a, derivative = _capped(_block_logits(e64, c64, b, classes), terms.softcap)
             part[rows] += _cross_entropy_part(a, top[rows], terms, rows, classes)
             block = _block_gradient(np.exp(a - lse[rows, None]), derivative, lse[rows], terms, rows, classes)
             size = block.magnitude.astype(np.float32)
@@ -410,13 +394,12 @@ def _by_classes(
                 hidden_magnitude[rows] += group_sums(size, 1) @ c_size
             if classes_done:
                 block_classifier += block.gradient.T @ e64
-                block_magnitude += group_sums(size, 0).T @ group_maxima(e64)
+                block_magnitude += group_sums(size, 0).T @ row_blocks.group_maxima(k)
             grad_bias[classes] += block.gradient.sum(axis=0)
             bias_magnitude[classes] += block.magnitude.sum(axis=0)
         if classes_done:
             classes_done(classes, block_classifier, block_magnitude)
-    for start in range(0, n, row_step):
-        rows = slice(start, min(start + row_step, n))
+    for rows in row_blocks.slices:
         if rows_done:
             rows_done(rows, grad_hidden[rows], hidden_magnitude[rows])
     everything = slice(0, n)
@@ -457,12 +440,12 @@ def _row_statistics(
     top = np.full(n, -np.inf)
     sums = np.zeros(n)
     class_step = _class_step(v, d)
-    row_step = _row_step(n, class_step)
+    row_blocks = RowBlocks(e, _row_step(n, class_step))
     for first in range(0, v, class_step):
         classes = slice(first, min(first + class_step, v))
-        for start in range(0, n, row_step):
-            rows = slice(start, min(start + row_step, n))
-            a, _ = _capped(_logits(e[rows], c, b, classes), terms.softcap)
+        c64 = np.asarray(c[classes], np.float64)
+        for k, rows in enumerate(row_blocks.slices):
+            a, _ = _capped(_block_logits(row_blocks.float64(k), c64, b, classes), terms.softcap)
             new_top = np.maximum(top[rows], a.max(axis=1))
             sums[rows] = sums[rows] * np.exp(top[rows] - new_top) + np.exp(a - new_top[:, None]).sum(axis=1)
             top[rows] = new_top

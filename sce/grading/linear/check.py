@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from sce.grading.dump.baseline import ulp_unit, ulps, ulps_if_finite
-from sce.grading.dump.block_errors import finite_errors
+from sce.grading.dump.block_errors import finite_errors, grade_sized_compiled
 from sce.grading.dump.verdict import LEAST_MARGIN_ULPS, QuantityVerdict
 from sce.grading.linear.answers import LinearAnswer, LinearInputs
 from sce.grading.linear.baseline import LinearBaseline
@@ -151,6 +151,11 @@ def _grade(
     excuse: np.ndarray | None,
 ) -> None:
     """One block of one output: the answer's and the baseline's errors, in ulps at the operands' size."""
+    if excuse is None and magnitude.dtype == np.float32:
+        compiled = grade_sized_compiled(start, expected, magnitude, np.asarray(given), np.asarray(base), found.dtype)
+        if compiled is not None:
+            found.verdict.merge(compiled)
+            return
     given64 = np.asarray(given, dtype=np.float64)
     if excuse is not None:  # entries a profile may skip: move the answer toward the truth by what they add
         moved = given64 - np.sign(given64 - expected) * excuse
