@@ -6,6 +6,7 @@ independent mpmath oracle; a correct float32 or bfloat16 kernel recomputes nothi
 from __future__ import annotations
 
 import json
+import math
 
 import mpmath
 import numpy as np
@@ -161,10 +162,23 @@ def test_a_float64_loss_off_by_more_than_allowed_fails() -> None:
         assert found.loss.reference_ulp > 100
 
 
+@pytest.mark.parametrize("during_the_pass", [True, False], ids=["kept-during-the-pass", "kept-in-a-second-pass"])
 @pytest.mark.parametrize("dtype", [np.float32, ml_dtypes.bfloat16], ids=["float32", "bfloat16"])
-def test_an_entry_inside_a_widened_band_is_graded_by_its_exact_value(dtype: object, monkeypatch) -> None:
+def test_an_entry_inside_a_widened_band_is_graded_by_its_exact_value(dtype: object, during_the_pass: bool, monkeypatch) -> None:
     """The reference's band widened (its bound factor raised) until the answer's worst entry lies
-    in it: an entry 1.5 ulps within the allowance passes and 1.5 beyond fails, by the exact value."""
+    in it: an entry 1.5 ulps within the allowance passes and 1.5 beyond fails, by the exact value,
+    whether its entries are kept during the pass (a wide band) or in a second one (a narrow band
+    that leaves the verdict open)."""
+    if not during_the_pass:
+        monkeypatch.setattr(linear_check, "EAGER_BAND", math.inf)
+    collected = []
+    first_pass = linear_check.full_check
+
+    def counted(*args, **keywords):  # noqa: ANN002, ANN003, ANN202
+        collected.append(keywords.get("collect", False))
+        return first_pass(*args, **keywords)
+
+    monkeypatch.setattr(linear_check, "full_check", counted)
     case = make_case(dtype)
     answer = kernel(case)
     exact = oracle(case)["grad_hidden"]
@@ -179,25 +193,32 @@ def test_an_entry_inside_a_widened_band_is_graded_by_its_exact_value(dtype: obje
         assert output.passed is passes, (offset, output)
         assert output.decided_by == "exact"
         assert 2 < output.reference_ulp < allowed / 2  # the band held the entry; a bound-only rule passed it
+    assert (True in collected) is not during_the_pass
 
 
 @pytest.mark.parametrize("dtype", [np.float32, ml_dtypes.bfloat16], ids=["float32", "bfloat16"])
 @pytest.mark.parametrize("profile", PROFILES)
 def test_a_correct_narrow_kernel_is_decided_by_the_bound_and_keeps_nothing(dtype: object, profile: str, monkeypatch) -> None:
     """The common case costs nothing: no entry is held during the pass, no exact row is formed."""
-    offered = []
-    original = exact_entries.EntryStore.offer
+    offered, compiled = [], []
+    original, compiled_grading = exact_entries.EntryStore.offer, linear_check.grade_sized_compiled
 
     def counting(self, verdict, errors, base_errors, block) -> None:  # noqa: ANN001
+        offered.append(block)
         original(self, verdict, errors, base_errors, block)
-        offered.append(len(self.held()["row"]))
+
+    def grading(*args):  # noqa: ANN002, ANN202
+        compiled.append(args[0])
+        return compiled_grading(*args)
 
     monkeypatch.setattr(exact_entries.EntryStore, "offer", counting)
+    monkeypatch.setattr(linear_check, "grade_sized_compiled", grading)
     monkeypatch.setattr(exact_rows, "ExactRows", None)  # building one would raise
     case = make_case(dtype)
     report = check(case, kernel(case), profile=profile)
     assert report.passed, report
-    assert offered and max(offered) <= 4  # the baseline's worst entry of a block, where it is the worst yet
+    assert offered == []  # nothing kept, no second pass
+    assert compiled or profile == "cce"  # blocks graded by the compiled loop, as without exact entries
     assert report.exact["recomputed"] == 0 and report.exact["past_cap"] == []
     assert all(o.decided_by == "bound" for o in report.outputs)
     assert "exact:" not in str(report)

@@ -4,6 +4,7 @@ the exact blocked reference, allowed what the same-type baseline errs under the 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ from sce.grading.dump.block_errors import finite_errors, grade_sized_compiled
 from sce.grading.dump.verdict import LEAST_MARGIN_ULPS, QuantityVerdict
 from sce.grading.linear.answers import LinearAnswer, LinearInputs
 from sce.grading.linear.baseline import LinearBaseline
-from sce.grading.linear.exact_entries import EntryStore, Settled, settle, summary
+from sce.grading.linear.exact_entries import EAGER_BAND, EntryStore, Settled, bound_decides, settle, summary
 from sce.grading.linear.profiles import Profile
 from sce.grading.linear.report import OutputReport, Report
 from sce.grading.linear.stepped_baseline import SteppedBaseline, baseline_for
@@ -65,6 +66,7 @@ def full_check(
     terms: LinearTerms | None = None,
     baseline: LinearBaseline | SteppedBaseline | None = None,
     allowed: Report | None = None,
+    collect: bool = False,
 ) -> tuple[Report, dict[str, Any], LinearBaseline | SteppedBaseline]:
     """Grade every output given; return the report (without a mistake named), the reference's
     per-row results the mistakes are told apart by (each row's loss and lse), and the baseline.
@@ -72,12 +74,14 @@ def full_check(
     ``terms`` replaces the inputs' own (a mistake's what-if: the answer graded against what the
     mistake gives); ``baseline``, the same-type baseline where it is known already; ``allowed``,
     a report whose allowances hold (those of the right result, for a what-if: the baseline's
-    errors are measured against the right result, never against a mistake's)."""
+    errors are measured against the right result, never against a mistake's). ``collect`` keeps,
+    for every output, the entries its reference's bound may not decide (see :mod:`.exact_entries`)."""
     steps = baseline_for(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types, baseline)
     types = answer.type_names
     graded = {name: _Graded(quantity_verdict(name, types[name]), types[name]) for name in answer.given}
     excused = _skipped(inputs, profile)
-    _set_bands(graded, inputs, float(logit_error_bound(inputs.e, inputs.c).max(initial=0.0)), terms is None)
+    delta = float(logit_error_bound(inputs.e, inputs.c).max(initial=0.0))
+    _set_bands(graded, inputs, delta, terms is None, collect)
 
     def rows_done(rows: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
         if "grad_hidden" in graded:
@@ -110,21 +114,30 @@ def full_check(
         _grade_loss(graded["loss"], answer, finished, reference["loss"], losses, inputs, bound, t)
     exact = None
     if terms is None:  # the right result's check: entries the bound cannot decide are recomputed exactly
-        stores = {name: (found.verdict, found.store) for name, found in graded.items() if found.store is not None}
+        if not collect and any(f.store is None and not decided_by_bound(f) for f in graded.values()):
+            # A narrow band left a verdict open: the entries it needs are kept in a second pass.
+            return full_check(inputs, answer, profile, None, steps, allowed, collect=True)
+        stores = {name: (found.verdict, found.store, found.reference_ulp) for name, found in graded.items()}
         for name, settled in settle(stores, inputs).items():
             graded[name].settled = settled
         exact = summary({name: found.settled for name, found in graded.items() if found.settled is not None})
     return _report(graded, profile, allowed, exact), reference, steps
 
 
-def _set_bands(graded: dict[str, _Graded], inputs: LinearInputs, delta: float, keep_entries: bool) -> None:
+def decided_by_bound(found: _Graded) -> bool:
+    return bound_decides(found.verdict, found.reference_ulp) is not None
+
+
+def _set_bands(graded: dict[str, _Graded], inputs: LinearInputs, delta: float, keep: bool, collect: bool) -> None:
     """Each output's reference bound in its ulps (the logits' bound ``delta`` and the gradient's
-    own sums), and where ``keep_entries``, a store for the entries that bound may not decide."""
+    own sums), and where ``keep``, a store for the entries that bound may not decide: during this
+    pass where the band is wide (or ``collect`` says so); else only if a second pass needs it."""
     for name, found in graded.items():
         length = {"grad_hidden": len(inputs.c), "grad_classifier": len(inputs.e), "grad_bias": len(inputs.e)}
         relative = _BOUND_FACTOR * delta + (length.get(name, 1) + 2) * UNIT * 1.01
         found.reference_ulp = 2 * relative / float(np.finfo(np.float64).eps) * _eps_ratio(found.dtype)
-        found.store = EntryStore(found.reference_ulp) if keep_entries else None
+        wide = collect or found.reference_ulp >= EAGER_BAND
+        found.store = EntryStore(found.reference_ulp) if keep and wide else None
 
 
 def operand_share(given: np.dtype) -> float:
@@ -155,6 +168,8 @@ def _grade(
         compiled = grade_sized_compiled(start, expected, magnitude, np.asarray(given), np.asarray(base), found.dtype)
         if compiled is not None:
             found.verdict.merge(compiled)
+            if found.store is not None and found.store.wants(found.verdict, compiled.max_ulps, compiled.baseline_ulps):
+                _keep(found, given, base, expected, np.maximum(magnitude, np.abs(expected)), start, None)
             return
     given64 = np.asarray(given, dtype=np.float64)
     if excuse is not None:  # entries a profile may skip: move the answer toward the truth by what they add
@@ -168,10 +183,33 @@ def _grade(
         zero_errors = np.abs(expected) / unit
     route = finite_errors(base_errors, zero_errors)
     found.verdict.add(errors, route, expected, np.asarray(given, dtype=np.float64), start)
-    if found.store is not None:
-        block = {"given": given, "base": base, "expected": expected, "unit": unit, "start": start,
-                 "excuse": 0.0 if excuse is None else excuse, "base_worst": route.worst}  # fmt: skip
-        found.store.offer(found.verdict, errors, base_errors, block)
+    if found.store is not None and found.store.wants(found.verdict, math.inf, route.worst):
+        _keep(found, given, base, expected, magnitude, start, excuse, (unit, errors, base_errors))
+
+
+def _keep(
+    found: _Graded,
+    given: np.ndarray,
+    base: np.ndarray,
+    expected: np.ndarray,
+    magnitude: np.ndarray,
+    start: int,
+    excuse: np.ndarray | None,
+    measured: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> None:
+    """A block's entries that could lie in the band, to its output's store (their errors measured
+    here where the compiled loop graded the block)."""
+    assert found.store is not None
+    if measured is None:
+        unit = ulp_unit(magnitude, found.dtype)
+        with np.errstate(invalid="ignore"):
+            errors = _errors(np.asarray(given, dtype=np.float64), expected, magnitude, unit, found.dtype)
+            base_errors = _errors(np.asarray(base, dtype=np.float64), expected, magnitude, unit, found.dtype)
+        measured = (unit, errors, base_errors)
+    unit, errors, base_errors = measured
+    block = {"given": given, "base": base, "expected": expected, "unit": unit, "start": start,
+             "excuse": 0.0 if excuse is None else excuse}  # fmt: skip
+    found.store.offer(found.verdict, errors, base_errors, block)
 
 
 def _errors(given: np.ndarray, expected: np.ndarray, magnitude: np.ndarray, unit: np.ndarray, dtype: str) -> np.ndarray:

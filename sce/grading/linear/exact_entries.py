@@ -41,6 +41,11 @@ MAX_EXACT_LOGITS = 1 << 15
 #: ∂L/∂b), each an exact product in mpmath: a second or two.
 MAX_EXACT_TERMS = 1 << 19
 
+#: A band at least this wide (in ulps) has its entries kept during the blocked pass (a float64
+#: answer's always is); a narrower one only in a second pass, where it leaves a verdict open, so
+#: that the common case grades its blocks by the compiled loop and keeps nothing.
+EAGER_BAND = 1.0 / 16
+
 #: How a verdict was decided: by the reference's bound alone, by entries recomputed exactly, or
 #: (past the cap) by the bound, the allowance widened by it.
 BY_BOUND, BY_EXACT, PAST_CAP = "bound", "exact", "bound_past_cap"
@@ -68,13 +73,19 @@ class EntryStore:
         base = verdict.baseline_ulps
         return allowance(max(base - self.band, 0.0), LEAST_MARGIN_ULPS) - self.band, base - 2 * self.band
 
+    def wants(self, verdict: QuantityVerdict, worst: float, base_worst: float) -> bool:
+        """Whether a block just graded, whose answer's worst error is ``worst`` and the baseline's
+        ``base_worst``, may hold entries to keep (the common case reads two numbers and stops)."""
+        floor_a, floor_b = self.floors(verdict)
+        return base_worst >= floor_b or (verdict.max_ulps > floor_a and worst > floor_a)
+
     def offer(
         self, verdict: QuantityVerdict, errors: np.ndarray, base_errors: np.ndarray, block: dict[str, Any]
     ) -> None:
         """One graded block: ``block`` holds its ``given``, ``base``, ``expected``, ``unit`` and
-        ``excuse`` (arrays shaped as ``errors``), its ``start`` and the baseline's ``base_worst``."""
+        ``excuse`` (arrays shaped as ``errors``) and its ``start``."""
         floor_a, floor_b = self.floors(verdict)
-        take = base_errors >= floor_b if block["base_worst"] >= floor_b else None
+        take = base_errors >= floor_b
         if verdict.max_ulps > floor_a:
             with np.errstate(invalid="ignore"):
                 high = errors > floor_a
@@ -316,17 +327,22 @@ def _top(values: np.ndarray) -> float:
     return float(values.max(initial=0.0))
 
 
-def settle(graded: dict[str, tuple[QuantityVerdict, EntryStore]], inputs: LinearInputs) -> dict[str, Settled]:
-    """Each output's verdict: by the bound where it decides, else by its entries in the band
-    recomputed exactly, within :data:`MAX_ENTRIES` and the exact rows' budget."""
+def settle(
+    graded: dict[str, tuple[QuantityVerdict, EntryStore | None, float]], inputs: LinearInputs
+) -> dict[str, Settled]:
+    """Each output's verdict: by the bound (``band`` ulps) where it decides, else by its entries in
+    the band recomputed exactly (an output left open has its store), within :data:`MAX_ENTRIES` and
+    the exact rows' budget."""
     found: dict[str, Settled] = {}
     undecided: dict[str, dict[str, np.ndarray]] = {}
-    for name, (verdict, store) in graded.items():
-        decided = bound_decides(verdict, store.band)
-        if decided is None:
-            undecided[name] = in_band(verdict, store)
-        else:
+    stores: dict[str, tuple[QuantityVerdict, EntryStore]] = {}
+    for name, (verdict, store, band) in graded.items():
+        decided = bound_decides(verdict, band)
+        if decided is not None:
             found[name] = by_bound(verdict, decided)
+            continue
+        assert store is not None, "an output the bound leaves open has its entries kept"
+        undecided[name], stores[name] = in_band(verdict, store), (verdict, store)
     if not undecided:
         return found
     from sce.grading.linear.exact_rows import ExactRows
@@ -339,7 +355,7 @@ def settle(graded: dict[str, tuple[QuantityVerdict, EntryStore]], inputs: Linear
     for name in ("loss", "grad_hidden", "grad_bias", "grad_classifier"):
         if name not in undecided:
             continue
-        verdict, store = graded[name]
+        verdict, store = stores[name]
         chosen = undecided[name]
         places = list(zip(chosen["row"].tolist(), chosen["column"].tolist()))
         whole = name in ("grad_bias", "grad_classifier") or (name == "loss" and inputs.terms.reduction != "none")
