@@ -15,7 +15,7 @@ from sce.grading.dump.block_errors import finite_errors, grade_sized_compiled
 from sce.grading.dump.verdict import LEAST_MARGIN_ULPS, QuantityVerdict
 from sce.grading.linear.answers import LinearAnswer, LinearInputs
 from sce.grading.linear.baseline import LinearBaseline
-from sce.grading.linear.exact_entries import EAGER_BAND, EntryStore, Settled, bound_decides, settle, summary
+from sce.grading.linear.exact_entries import EntryStore, Settled, bound_decides, settle, summary
 from sce.grading.linear.profiles import Profile
 from sce.grading.linear.report import OutputReport, Report
 from sce.grading.linear.stepped_baseline import SteppedBaseline, baseline_for
@@ -80,8 +80,11 @@ def full_check(
     types = answer.type_names
     graded = {name: _Graded(quantity_verdict(name, types[name]), types[name]) for name in answer.given}
     excused = _skipped(inputs, profile)
-    delta = float(logit_error_bound(inputs.e, inputs.c).max(initial=0.0))
-    _set_bands(graded, inputs, delta, terms is None, collect)
+    # Entries are kept during the pass where the band is wide (a float64 answer's: hundreds of ulps
+    # or more) or in a second pass; a narrow band (~10⁻⁴ ulp) is read after the pass from the
+    # reference's own bound, and keeps nothing unless it leaves a verdict open.
+    early = terms is None and (collect or "float64" in types.values())
+    _set_bands(graded, inputs, logit_error_bound(inputs.e, inputs.c) if early else None, collect)
 
     def rows_done(rows: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
         if "grad_hidden" in graded:
@@ -103,6 +106,7 @@ def full_check(
         classes_done if "grad_classifier" in graded else None,
     )  # fmt: skip
     losses, bound, grad_bias = streamed.losses, streamed.logit_error, streamed.grad_bias
+    _set_bands(graded, inputs, None if early else bound, collect, keep=False)
     bias_magnitude = streamed.bias_magnitude
     finished = steps.finished()
     reference = {"losses": losses, "loss": reported_loss(losses, t), "grad_bias": grad_bias, "lse": streamed.lse}
@@ -112,32 +116,37 @@ def full_check(
         _grade(graded["grad_bias"], given_bias, finished.grad_bias, grad_bias, bias_magnitude, 0, excuse)
     if "loss" in graded:
         _grade_loss(graded["loss"], answer, finished, reference["loss"], losses, inputs, bound, t)
-    exact = None
-    if terms is None:  # the right result's check: entries the bound cannot decide are recomputed exactly
-        if not collect and any(f.store is None and not decided_by_bound(f) for f in graded.values()):
-            # A narrow band left a verdict open: the entries it needs are kept in a second pass.
-            return full_check(inputs, answer, profile, None, steps, allowed, collect=True)
-        stores = {name: (found.verdict, found.store, found.reference_ulp) for name, found in graded.items()}
-        for name, settled in settle(stores, inputs).items():
-            graded[name].settled = settled
-        exact = summary({name: found.settled for name, found in graded.items() if found.settled is not None})
-    return _report(graded, profile, allowed, exact), reference, steps
+    if terms is not None:
+        return _report(graded, profile, allowed), reference, steps
+    if not collect and any(f.store is None and not decided_by_bound(f) for f in graded.values()):
+        # A narrow band left a verdict open: the entries it needs are kept in a second pass.
+        return full_check(inputs, answer, profile, None, steps, allowed, collect=True)
+    # The right result's check: entries the bound cannot decide are recomputed exactly.
+    stores = {name: (found.verdict, found.store, found.reference_ulp) for name, found in graded.items()}
+    settled = settle(stores, inputs)
+    for name, found in settled.items():
+        graded[name].settled = found
+    return _report(graded, profile, allowed, summary(settled)), reference, steps
 
 
 def decided_by_bound(found: _Graded) -> bool:
     return bound_decides(found.verdict, found.reference_ulp) is not None
 
 
-def _set_bands(graded: dict[str, _Graded], inputs: LinearInputs, delta: float, keep: bool, collect: bool) -> None:
-    """Each output's reference bound in its ulps (the logits' bound ``delta`` and the gradient's
-    own sums), and where ``keep``, a store for the entries that bound may not decide: during this
-    pass where the band is wide (or ``collect`` says so); else only if a second pass needs it."""
+def _set_bands(
+    graded: dict[str, _Graded], inputs: LinearInputs, bound: np.ndarray | None, collect: bool, keep: bool = True
+) -> None:
+    """Each output's reference bound in its ulps (from each row's logits' ``bound``, None for not
+    yet, and the gradient's own sums), and where ``keep``, a store for the entries that bound may
+    not decide."""
+    if bound is None:
+        return
+    delta = float(bound.max(initial=0.0))
     for name, found in graded.items():
         length = {"grad_hidden": len(inputs.c), "grad_classifier": len(inputs.e), "grad_bias": len(inputs.e)}
         relative = _BOUND_FACTOR * delta + (length.get(name, 1) + 2) * UNIT * 1.01
         found.reference_ulp = 2 * relative / float(np.finfo(np.float64).eps) * _eps_ratio(found.dtype)
-        wide = collect or found.reference_ulp >= EAGER_BAND
-        found.store = EntryStore(found.reference_ulp) if keep and wide else None
+        found.store = EntryStore(found.reference_ulp) if keep else None
 
 
 def operand_share(given: np.dtype) -> float:

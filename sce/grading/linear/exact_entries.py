@@ -41,15 +41,12 @@ MAX_EXACT_LOGITS = 1 << 15
 #: ∂L/∂b), each an exact product in mpmath: a second or two.
 MAX_EXACT_TERMS = 1 << 19
 
-#: A band at least this wide (in ulps) has its entries kept during the blocked pass (a float64
-#: answer's always is); a narrower one only in a second pass, where it leaves a verdict open, so
-#: that the common case grades its blocks by the compiled loop and keeps nothing.
-EAGER_BAND = 1.0 / 16
-
 #: How a verdict was decided: by the reference's bound alone, by entries recomputed exactly, or
 #: (past the cap) by the bound, the allowance widened by it.
 BY_BOUND, BY_EXACT, PAST_CAP = "bound", "exact", "bound_past_cap"
 
+#: The outputs in the order a report names them.
+_REPORTED = ("loss", "grad_hidden", "grad_classifier", "grad_bias")
 _FIELDS = ("row", "column", "given", "base", "expected", "unit", "excuse", "error", "base_error")
 
 
@@ -431,8 +428,9 @@ def _exact_value(rows: Any, name: str, row: int, column: int) -> Any:
 def summary(settled: dict[str, Settled]) -> dict[str, Any]:
     """What the report says of the entries recomputed exactly: how many, of which output, the cap,
     and which outputs (past it) the bound decided with their allowance widened by it."""
-    by_output = {name: s.recomputed for name, s in settled.items() if s.recomputed}
-    past = [name for name, s in settled.items() if s.decided_by == PAST_CAP]
+    ordered = [(name, settled[name]) for name in _REPORTED if name in settled]
+    by_output = {name: s.recomputed for name, s in ordered if s.recomputed}
+    past = [name for name, s in ordered if s.decided_by == PAST_CAP]
     total = sum(by_output.values())
     if total:
         parts = ", ".join(f"{name} {count}" for name, count in by_output.items())
