@@ -13,10 +13,12 @@ and the band on the rest. At most :data:`MAX_ENTRIES` entries are recomputed, an
 the exact rows they need cost at most :data:`MAX_EXACT_PRODUCTS` products; past that, an output
 is graded as the bound allows (its allowance widened by the band), and the report says so.
 
-During the blocked pass each output keeps, in an :class:`EntryStore`, only the entries that
-could lie in the band: the answer's above the least allowance the baseline seen so far allows,
-the baseline's within two bands of its worst so far. A correct answer's errors stay below those
-floors, so the common case keeps nothing and compares nothing beyond the block's largest error.
+An :class:`EntryStore` keeps, as the blocks are graded, only the entries that could lie in the
+band: the answer's above the least allowance the baseline seen so far allows, the baseline's
+within two bands of its worst so far; a block whose worst errors are below both is passed over
+after reading two numbers. A float64 answer's band is hundreds of ulps or more, so its entries are
+kept during the blocked pass. A narrower type's band (~10⁻⁴ ulp) is read after the pass and keeps
+nothing: only where it leaves a verdict open does the check run again, keeping them.
 """
 
 from __future__ import annotations
@@ -82,15 +84,11 @@ class EntryStore:
         """One graded block: ``block`` holds its ``given``, ``base``, ``expected``, ``unit`` and
         ``excuse`` (arrays shaped as ``errors``) and its ``start``."""
         floor_a, floor_b = self.floors(verdict)
-        take = base_errors >= floor_b
-        if verdict.max_ulps > floor_a:
-            with np.errstate(invalid="ignore"):
-                high = errors > floor_a
-            take = high if take is None else take | high
-        if take is None:
-            return
         with np.errstate(invalid="ignore"):
-            take = take & np.isfinite(errors) & np.isfinite(base_errors)
+            take = base_errors >= floor_b
+            if verdict.max_ulps > floor_a:
+                take |= errors > floor_a
+            take &= np.isfinite(errors) & np.isfinite(base_errors)
         index = self._fewest(np.flatnonzero(take), errors.ravel(), base_errors.ravel())
         if not index.size:
             return
