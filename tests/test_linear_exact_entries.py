@@ -36,7 +36,7 @@ def oracle(case: Case, grad_output: object = 1.0, **options: object) -> dict[str
     w = [MP.mpf(x) for x in options.get("weight") or [1.0] * v]
     cap, reduction = options.get("softcap"), options.get("reduction", "mean")
     upstream = np.broadcast_to(np.asarray(grad_output, dtype=np.float64), (n,))
-    counted = [int(y) != -100 for y in case.labels]
+    counted = [int(y) != options.get("ignore_index", -100) for y in case.labels]
     weight_sum = MP.fsum(w[int(y)] for y, k in zip(case.labels, counted) if k)
     losses, grads = [], []
     for i in range(n):
@@ -321,3 +321,32 @@ def test_the_exact_outputs_rounded_once_are_within_half_an_ulp_at_any_shape(shap
         if output.recomputed == np.size(exact[output.name]):
             assert output.worst_ulp <= 0.5 + 1e-9, output
     assert report.passed, report
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"ignore_index": 3}, {"weight": [0.0, *np.linspace(0.5, 2.0, 39)]}, {"reduction": "none", "z_loss": 1e-2}],
+    ids=["ignore-index-3", "a-zero-weight", "batch-and-sequence-axes"],
+)
+def test_float64_answers_with_other_conventions_are_graded_by_their_exact_values(options: dict) -> None:
+    """A label that is the ignored index, a class of weight 0, hidden states of B × T × D: the exact
+    entries are those of the oracle, and the exact outputs rounded to float64 pass within half an ulp."""
+    case = make_case(np.float64, **options)
+    labels = case.labels.copy()
+    labels[[0, 4]] = 3  # rows with the label 3 (ignored under ignore_index=3)
+    if "ignore_index" in options:
+        labels[labels == -100] = 3  # −100 is a class index out of range there
+    labels[6] = 0  # a row whose label has weight 0 under the zero weight
+    case = Case(case.hidden, case.classifier, labels, case.bias, options)
+    grad_output = np.linspace(0.5, 2.0, 12) if options.get("reduction") == "none" else 1.0
+    exact = oracle(case, grad_output, **options)
+    answer = as_answer(exact, options.get("reduction", "mean"))
+    if options.get("reduction") == "none":  # batch and sequence axes: 3 × 4 rows
+        case = Case(case.hidden.reshape(3, 4, -1), case.classifier, labels.reshape(3, 4), case.bias, options)
+        answer = {**answer, "loss": answer["loss"].reshape(3, 4), "grad_hidden": answer["grad_hidden"].reshape(3, 4, -1)}
+        grad_output = grad_output.reshape(3, 4)
+    report = check(case, answer, grad_output=grad_output)
+    assert report.passed, report
+    for output in report.outputs:
+        assert output.decided_by == "exact" and output.recomputed == np.size(exact[output.name]), output
+        assert output.worst_ulp <= 0.5, output
