@@ -18,8 +18,9 @@ from sce.grading.linear.answers import LinearInputs
 from sce.grading.linear.profiles import Profile
 from sce.loss.linear_terms import LinearTerms
 
-#: The largest of the sums formed from the probabilities (V×D and N×D, float32) held whole.
-HELD_BYTES = 256 << 20
+#: The largest float64 copy of C (V×D) or E for the sums formed from the probabilities (those sums, in
+#: float32, and |C|, |E| beside it: some 200 MB at most beyond the check's own blocks).
+HELD_BYTES = 64 << 20
 #: How far above its row's threshold an entry's exact size may be and still be skipped: a kernel
 #: filters its own probabilities, formed from logits in its type (bfloat16's are off by 2⁻⁸ of their
 #: size, which moves a probability by a few percent), not the exact ones.
