@@ -61,6 +61,7 @@ def full_check(
     terms: LinearTerms | None = None,
     baseline: LinearBaseline | SteppedBaseline | None = None,
     allowed: Report | None = None,
+    stream: Any = stream_gradients,
 ) -> tuple[Report, dict[str, Any], LinearBaseline | SteppedBaseline]:
     """Grade every output given; return the report (without a mistake named), the reference's
     per-row results the mistakes are told apart by (each row's loss and lse), and the baseline.
@@ -68,7 +69,8 @@ def full_check(
     ``terms`` replaces the inputs' own (a mistake's what-if: the answer graded against what the
     mistake gives); ``baseline``, the same-type baseline where it is known already; ``allowed``,
     a report whose allowances hold (those of the right result, for a what-if: the baseline's
-    errors are measured against the right result, never against a mistake's)."""
+    errors are measured against the right result, never against a mistake's); ``stream``, what
+    computes the reference's blocks (:func:`stream_gradients`'s arguments; a cluster's, elsewhere)."""
     steps = baseline_for(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types, baseline)
     types = answer.type_names
     graded = {name: _Graded(quantity_verdict(name, types[name]), types[name]) for name in answer.given}
@@ -89,7 +91,7 @@ def full_check(
 
     t = inputs.terms if terms is None else terms
     t = dataclasses.replace(t, operand_share=operand_share(inputs.e.dtype))
-    streamed = stream_gradients(
+    streamed = stream(
         inputs.e, inputs.c, inputs.b, t, rows_done if "grad_hidden" in graded else None,
         classes_done if "grad_classifier" in graded else None,
     )  # fmt: skip
