@@ -63,8 +63,19 @@ def client():
 @pytest.fixture
 def shrunk(client):
     """The block sizes shrunk on this process and on every worker, restored after."""
-    before = set_constants(SHRUNK)
-    client.run(set_constants, SHRUNK)
+    yield from shrunk_to(client, SHRUNK)
+
+
+@pytest.fixture
+def tiny(client):
+    """Every size goes by classes, with every gradient formed a block at a time."""
+    yield from shrunk_to(client, {**SHRUNK, "sce.loss.linear_cross_entropy": {"CLASSIFIER_BYTES": 8, "BLOCK_BYTES": 8192},
+                                  "sce.grading.linear.stepped_baseline": {"BASELINE_BYTES": 8}})  # fmt: skip
+
+
+def shrunk_to(client, constants):
+    before = set_constants(constants)
+    client.run(set_constants, constants)
     yield
     set_constants(before)
     client.run(set_constants, before)
@@ -233,3 +244,91 @@ def test_the_python_entry_refuses_what_it_cannot_use_before_a_cluster(client):
         sce.dask.check_linear_cross_entropy(*arguments, **outputs, client=client, mode="quick")
     with pytest.raises(ValueError, match="grad_bias is given but bias is not"):
         sce.dask.check_linear_cross_entropy(*arguments, **outputs, scheduler="tcp://127.0.0.1:1")
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "v", "options"),
+    [(1, 1, 1, {}), (5, 3, 2, {"reduction": "sum"}), (24, 16, V, {"offset": 40.0}), (70, 16, V, {"every": "ignored"})],
+    ids=["one row, one class", "two classes", "extreme logits", "every row ignored"],
+)
+def test_edge_sizes_and_values_give_one_machines_report(n, d, v, options, client, tiny):
+    options = dict(options)
+    offset = options.pop("offset", 0.0)
+    every_ignored = options.pop("every", None) is not None
+    case = make_case(np.float32, n=n, d=d, v=v, offset=offset, confident=(), **options)
+    if every_ignored:
+        case = dataclasses.replace(case, options={"reduction": "sum"}, labels=np.full(n, -100))
+    outputs = kernel(case)
+    alone = check(case, outputs)
+    assert alone.passed, str(alone)
+    assert check(case, outputs, client=client).to_dict() == alone.to_dict()
+
+
+def test_results_come_back_in_their_order_however_the_tasks_finish(client):
+    """The later a task's place, the sooner it finishes: the results are still handed on in order."""
+    from sce.grading.linear.cluster import in_order
+
+    def late(place: int) -> int:
+        import time
+
+        time.sleep(0.1 * (4 - place))
+        return place
+
+    assert list(in_order(client, late, [(place,) for place in range(5)])) == [0, 1, 2, 3, 4]
+
+
+def test_a_worker_killed_mid_run_leaves_the_report_one_machines(client):
+    """The first block of classes kills its worker (a lost machine, an out-of-memory kill), once: Dask
+    runs it again on the other worker, which holds its own copy of the inputs."""
+    import tempfile
+    from pathlib import Path
+
+    case, outputs = planted_case(70, {}, "ignored_counted")
+    alone = check(case, outputs)
+    marker = Path(tempfile.mkdtemp()) / "died"
+    client.run(dies_once, str(marker))
+    try:
+        on_two = check(case, outputs, client=client)
+    finally:
+        client.run(dies_once, None)
+    assert marker.exists()
+    assert (on_two.passed, on_two.mistake) == (False, mistakes.IGNORED_ROWS_COUNTED.name)
+    assert on_two.grad_hidden.worst_ulp == pytest.approx(alone.grad_hidden.worst_ulp, rel=1e-9)
+
+
+def dies_once(marker: str | None) -> None:
+    """On a worker: the blocks of classes' task kills the process the first time any worker runs it
+    (``marker`` is a file then made); None puts the task back as it was."""
+    import os
+
+    tiles = importlib.import_module("sce.grading.linear.cluster")
+    original = getattr(tiles.class_tile, "original", tiles.class_tile)
+    if marker is None:
+        tiles.class_tile = original
+        return
+
+    def dying(*arguments):
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)
+        return original(*arguments)
+
+    dying.original = original
+    tiles.class_tile = dying
+
+
+def test_an_unreachable_scheduler_is_one_line_for_hidden_states(sce, tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    case, outputs = planted_case(24, {}, None)
+    path = tmp_path / saved(tmp_path, case, outputs)
+    began = time.monotonic()
+    result = sce("check", "--arrays", path, "--engine", "dask", "--scheduler", f"tcp://127.0.0.1:{port}")
+    assert time.monotonic() - began < 10
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"sce: error: --scheduler: no Dask scheduler answers at tcp://127.0.0.1:{port}")
