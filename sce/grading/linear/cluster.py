@@ -45,6 +45,9 @@ from sce.loss.linear_terms import LinearTerms
 #: Tiles of rows per thread of the cluster in the passes by rows (the passes by classes take one
 #: task per block of classes).
 TILES_PER_THREAD = 2
+#: Tasks under way per thread of the cluster: enough that a thread never waits for the next, few
+#: enough that the parts waiting to be added in order (N × D each) stay a few per thread.
+TASKS_PER_THREAD = 4
 
 
 class ClusterBaseline(SteppedBaseline):
@@ -208,20 +211,24 @@ def hidden_tile(
 
 
 def in_order(client: Any, function: Callable[..., Any], arguments: list[tuple[Any, ...]]) -> Iterator[Any]:
-    """Each task's result in the order of ``arguments`` (the tasks run at once and finish in any
-    order; those finished early wait here); an error of sce's raised as one machine raises it."""
+    """Each task's result in the order of ``arguments``: the tasks run :data:`TASKS_PER_THREAD` per
+    thread at a time and finish in any order (those finished early wait here), so that the parts
+    waiting to be added, on the workers and here, are a few per thread; an error of sce's raised
+    as one machine raises it."""
     from sce.batch.dask_engine import OnCluster
     from sce.batch.partition import PartitionFailure
 
-    waiting: dict[int, Any] = {}
-    following = 0
-    for index, result in OnCluster(client).unordered(function, arguments):
-        if isinstance(result, PartitionFailure):
-            raise result.error()
-        waiting[index] = result
-        while following in waiting:
-            yield waiting.pop(following)
-            following += 1
+    window = TASKS_PER_THREAD * (int(sum(client.nthreads().values())) or 1)
+    for first in range(0, len(arguments), window):
+        waiting: dict[int, Any] = {}
+        following = 0
+        for index, result in OnCluster(client).unordered(function, arguments[first : first + window]):
+            if isinstance(result, PartitionFailure):
+                raise result.error()
+            waiting[index] = result
+            while following in waiting:
+                yield waiting.pop(following)
+                following += 1
 
 
 def cluster_check(inputs: LinearInputs, answer: LinearAnswer, profile: Profile, client: Any) -> Report:
