@@ -9,7 +9,7 @@ cluster takes the same blocks as tasks, whatever the size:
 2. a task per block of classes: its finished ∂L/∂C and its parts of ∂L/∂E, of the losses and of
    ∂L/∂b, for the reference and the baseline alike, each begun from zeros; the client adds the
    parts in the blocks' order, as one machine's loop adds them (0 + x is x, to the bit) and grades;
-3. where ∂L/∂E does not fit whole, ∂L/∂E in tiles of rows, as one machine's third pass.
+3. where ∂L/∂E does not fit whole, ∂L/∂E a block of rows per task, as one machine's third pass.
 
 Same operations in the same order: where one machine also goes by classes, every figure of the
 report is the same, to the bit. The inputs are scattered to the workers once.
@@ -152,7 +152,8 @@ class ClusterStream:
     def _hidden(self, shared: list[Any], shared_lse: list[Any], n: int, v: int, d: int, rows_done: Finished) -> None:
         """Pass 3, where ∂L/∂E does not fit whole: a block of rows at a time, over every block of classes."""
         base = self.baseline
-        tiles = _row_tiles(n, block_steps(n, v, d)[2], self._threads())
+        step = block_steps(n, v, d)[2]  # a block's work is a pass over every class: a task each
+        tiles = [slice(start, min(start + step, n)) for start in range(0, n, step)]
         spec = (*shared, base.profile, base.output_types, *shared_lse)
         for found in in_order(self.client, hidden_tile, [(*spec, rows) for rows in tiles]):
             for rows, values, magnitude, base_values in found:
