@@ -308,10 +308,11 @@ def dies_once(marker: str | None) -> None:
         return
 
     def dying(*arguments):
-        if not os.path.exists(marker):
-            open(marker, "w").close()
-            os._exit(1)
-        return original(*arguments)
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL))  # one worker only, though both start at once
+        except FileExistsError:
+            return original(*arguments)
+        os._exit(1)
 
     dying.original = original
     tiles.class_tile = dying
