@@ -57,6 +57,7 @@ def client():
         ) as cluster,
         distributed.Client(cluster, set_as_default=False) as connected,
     ):
+        connected.wait_for_workers(2)  # each holds a copy of the inputs: one of them may die
         yield connected
 
 
@@ -290,6 +291,7 @@ def test_a_worker_killed_mid_run_leaves_the_report_one_machines(client):
     try:
         on_two = check(case, outputs, client=client)
     finally:
+        client.wait_for_workers(2)
         client.run(dies_once, None)
     assert marker.exists()
     assert (on_two.passed, on_two.mistake) == (False, mistakes.IGNORED_ROWS_COUNTED.name)

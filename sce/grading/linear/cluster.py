@@ -12,7 +12,7 @@ cluster takes the same blocks as tasks, whatever the size:
 3. where ∂L/∂E does not fit whole, ∂L/∂E a block of rows per task, as one machine's third pass.
 
 Same operations in the same order: where one machine also goes by classes, every figure of the
-report is the same, to the bit. The inputs are scattered to the workers once.
+report is the same, to the bit. The inputs go to the workers once.
 """
 
 from __future__ import annotations
@@ -95,9 +95,9 @@ class ClusterStream:
     ) -> Streamed:  # fmt: skip
         n, d = e.shape
         base = self.baseline
-        shared = self.client.scatter([e, c, b, terms, base.terms], broadcast=True, hash=False)
+        shared = held(self.client, [e, c, b, terms, base.terms])
         top, lse = self._statistics(shared, n, len(c), d)
-        shared_lse = self.client.scatter([(top, lse), base.lse], broadcast=True, hash=False)
+        shared_lse = held(self.client, [(top, lse), base.lse])
         later = rows_done is not None and by_classes(n, d, 6)
         sums = ClassSums.zeros(n, d, len(c), rows_done is not None and not later)
         for classes, block in self._classes(shared, shared_lse, sums, classes_done is not None):
@@ -162,6 +162,22 @@ class ClusterStream:
 
     def _threads(self) -> int:
         return int(sum(self.client.nthreads().values())) or 1
+
+
+def held(client: Any, values: list[Any]) -> list[Any]:
+    """Each value as the result of a task of its own, which the tasks that need it take from the
+    worker that holds it (once per worker, never sent again per task). Not scattered: Dask keeps
+    one copy of scattered data and cannot make it again where its worker dies; a task's result it
+    can (its value kept with the task)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Dask's advice to scatter a large argument instead
+        return [client.submit(_same, value, pure=False) for value in values]
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _row_tiles(n: int, unit: int, threads: int) -> list[slice]:
