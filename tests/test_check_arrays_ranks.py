@@ -177,3 +177,27 @@ def test_typed_numbers_after_arrays_are_refused_as_before(tmp_path, sce):
     assert result.stderr == (
         "sce: error: give the arrays (--arrays or --logits FILE) alone, without LOGITS, --csv, --label or --target\n"
     )
+
+
+def test_the_order_of_many_ranks_is_searched_by_the_loss_before_any_full_check(tmp_path, sce, monkeypatch):
+    import sce.grading.linear.grade as grade
+
+    arrays = dump("ignored-runs-float32")
+    v = len(arrays["classifier"])
+    paths = ranks(tmp_path, arrays, [v // 6, v // 3, v // 2, 2 * v // 3, 5 * v // 6])
+    given = [*paths[:4], paths[5], paths[4]]  # the last two swapped: four pairs before them are ruled out cheaply
+    checked: list[tuple[str, ...]] = []
+    original = grade.check_linear
+
+    def counted(*args, outputs, **keywords):  # noqa: ANN002, ANN003, ANN202
+        checked.append(tuple(sorted(name for name, value in outputs.items() if value is not None)))
+        return original(*args, outputs=outputs, **keywords)
+
+    monkeypatch.setattr(grade, "check_linear", counted)
+    result = sce("check", "--arrays", *given)
+    assert result.stdout.splitlines()[-3] == "mistake: rank dumps out of the vocabulary's order"
+    every_output = checked[0]
+    assert "grad_classifier" in every_output and "loss" in every_output
+    cheap = tuple(name for name in every_output if name in ("grad_bias", "loss"))
+    assert checked.count(every_output) == 2  # as given, then the one pair whose cheap outputs fit
+    assert checked.count(cheap) == 5

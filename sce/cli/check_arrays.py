@@ -91,9 +91,7 @@ def refuse_array_options(
     ):
         if value is not None:
             raise UsageProblem(f"{name} goes with --arrays FILE or --logits FILE")
-    for name, given in ((PROFILE.name, profile is not None), (QUICK.name, quick[0]), (SEED.name, quick[1] is not None)):
-        if given:
-            raise UsageProblem(f"{name} goes with --arrays FILE holding hidden states (hidden, classifier, labels)")
+    _refuse_hidden_state_options(profile, quick, "--arrays FILE holding hidden states (hidden, classifier, labels)")
 
 
 def check_arrays(
@@ -191,11 +189,15 @@ def quick_seed(quick: bool, seed: int | None) -> int | None:
 
 
 def _refuse_profile(profile: KernelProfile | None, quick: tuple[bool, int | None] = (False, None)) -> None:
+    hidden_dump = "a dump of hidden states (hidden, classifier, labels), not with logits"
+    _refuse_hidden_state_options(profile, quick, hidden_dump)
+
+
+def _refuse_hidden_state_options(profile: KernelProfile | None, quick: tuple[bool, int | None], what: str) -> None:
+    """Refuse the options only the fused check takes (a kernel's profile, quick mode and its seed)."""
     for name, given in ((PROFILE.name, profile is not None), (QUICK.name, quick[0]), (SEED.name, quick[1] is not None)):
         if given:
-            raise UsageProblem(
-                f"{name} goes with a dump of hidden states (hidden, classifier, labels), not with logits"
-            )
+            raise UsageProblem(f"{name} goes with {what}")
 
 
 def _logits_only_flags(

@@ -76,7 +76,7 @@ def check_linear_dump(
         loss = dump.answers.get("loss")
         per_row = loss is not None and loss.ndim == 1 and dump.shape[0] > 1
         options = options.replace(reduction="none" if per_row else "mean")
-    report = _graded(dump, options, profile, mode, seed, inputs, cluster)
+    report = _graded(dump, options, profile, mode, seed, inputs, cluster=cluster)
     report = _order_suspected(report, [arrays, *(ranks or [])], (dump, options, profile, mode, seed), inputs)
     if output_format is CheckFormat.json:
         from sce.render.json_format import dumps
@@ -135,10 +135,16 @@ def _order_suspected(
     if report.passed or shards is None:
         return report
     dump, options, profile, mode, seed = graded
+    # The loss and ∂L/∂b cost the logits' product alone: a pair whose swap fails them is ruled out
+    # before the full check of every output (one per pair of neighbours would cost 63 full checks at 64 ranks).
+    cheap = ("loss", "grad_bias")
     for k in range(len(paths) - 1):
         swapped = _Inputs(*(None if part is None else [*part[:k], part[k + 1], part[k], *part[k + 2 :]]
                             for part in shards))  # fmt: skip
         try:
+            screened = swapped.grad_bias is not None or dump.answers.get("loss") is not None
+            if screened and not _graded(dump, options, profile, mode, seed, swapped, cheap).passed:
+                continue
             passed = _graded(dump, options, profile, mode, seed, swapped).passed
         except (DataProblem, UsageProblem):
             continue  # swapped, the shards do not fit the dump (a label beyond a shard's bias, …)
@@ -158,10 +164,11 @@ def _graded(
     mode: str,
     seed: int | None = None,
     shards: _Inputs | None = None,
+    only: tuple[str, ...] | None = None,
     cluster: tuple[str | None, int | None] | None = None,
 ) -> Report:
-    """The check of every output in the dump (the first rank's, with ``shards`` the ranks' shards);
-    an input it refuses, placed at its array in the dump."""
+    """The check of every output in the dump (the first rank's, with ``shards`` the ranks' shards; of
+    the outputs ``only`` names, where given); an input it refuses, placed at its array in the dump."""
     from sce.grading.linear.grade import check_linear
     from sce.loss.result import InvalidInput
 
@@ -170,6 +177,8 @@ def _graded(
     if shards is not None:
         classifier, bias = shards.classifier, shards.bias
         answers.update(grad_classifier=shards.grad_classifier, grad_bias=shards.grad_bias)
+    if only is not None:
+        answers = {name: answer if name in only else None for name, answer in answers.items()}
     loss_options = {
         "reduction": options.reduction,
         "ignore_index": options.ignore_index,

@@ -29,6 +29,7 @@ from sce.grading.linear.profiles import Profile
 from sce.grading.linear.report import Report
 from sce.grading.linear.stepped_baseline import SteppedBaseline
 from sce.loss.class_sums import ClassSums
+from sce.loss.linear_blocks import RowBlocks
 from sce.loss.linear_cross_entropy import (
     Finished,
     Streamed,
@@ -104,7 +105,9 @@ class ClusterStream:
             if classes_done is not None and block is not None:
                 classes_done(classes, *block)  # with the baseline's block of the same classes in hand
         base.done[:] = True
-        streamed = finished_by_classes(sums, top, lse, terms, logit_error_bound(e, c), None if later else rows_done)
+        bound = logit_error_bound(e, c)
+        with np.errstate(over="ignore", invalid="ignore"):  # sizes past float32's range, as one machine's
+            streamed = finished_by_classes(sums, top, lse, terms, bound, None if later else rows_done)
         if later and rows_done is not None:
             self._hidden(shared, shared_lse, n, len(c), d, rows_done)
         return streamed
@@ -192,7 +195,8 @@ def statistics_tile(
     profile: Any, rows: slice,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """A tile of rows' (max, lse) and the baseline's lse (a task of pass 1)."""
-    top, lse = row_statistics(e[rows], c, b, terms)
+    with np.errstate(over="ignore", invalid="ignore"):
+        top, lse = row_statistics(e[rows], c, b, terms)
     baseline = SteppedBaseline(e[rows], c, b, base_terms, profile, {}, False)
     return top, lse, baseline.row_lse()
 
@@ -202,7 +206,9 @@ def class_tile(kind: str, arguments: tuple[Any, ...]) -> Any:
     if kind == "reference":
         e, c, b, terms, statistics, classes, rows_wanted, classes_wanted = arguments
         sums = ClassSums.zeros(len(e), e.shape[1], len(c), rows_wanted)
-        return sums, add_class_block(e, c, b, terms, classes, statistics, sums, classes_wanted)
+        row_blocks = RowBlocks(e, block_steps(len(e), len(c), e.shape[1])[1])
+        with np.errstate(over="ignore", invalid="ignore"):  # as one machine's pass: sizes past float32's range
+            return sums, add_class_block(row_blocks, c, b, terms, classes, statistics, sums, classes_wanted)
     e, c, b, terms, profile, types, wants_hidden, lse, classes, classes_wanted = arguments
     baseline = ClusterBaseline(e, c, b, terms, profile, types, wants_hidden)
     baseline.lse = lse
@@ -221,7 +227,8 @@ def hidden_tile(
     def done(block: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
         found.append([slice(rows.start + block.start, rows.start + block.stop), values, magnitude])
 
-    hidden_by_rows(e[rows], c, b, terms.of_rows(rows), done, statistics[1][rows])  # type: ignore[arg-type]
+    with np.errstate(over="ignore", invalid="ignore"):
+        hidden_by_rows(e[rows], c, b, terms.of_rows(rows), done, statistics[1][rows])  # type: ignore[arg-type]
     baseline = ClusterBaseline(e, c, b, base_terms, profile, types, True)
     baseline.lse = base_lse
     return [(block, values, magnitude, baseline.hidden_over_classes(block)) for block, values, magnitude in found]
