@@ -335,3 +335,26 @@ def test_an_unreachable_scheduler_is_one_line_for_hidden_states(sce, tmp_path):
     assert (result.exit_code, result.stdout) == (1, "")
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"sce: error: --scheduler: no Dask scheduler answers at tcp://127.0.0.1:{port}")
+
+
+def test_hidden_states_with_batch_and_sequence_axes_and_the_current_client(client, shrunk):
+    """B × T × D hidden states (labels B × T) as B·T rows; without client=, the current client is used."""
+    case, outputs = planted_case(70, {"reduction": "none"}, None)
+    hidden, labels = case.hidden.reshape(2, 35, 16), case.labels.reshape(2, 35)
+    shaped = {**outputs, "loss": outputs["loss"].reshape(2, 35), "grad_hidden": outputs["grad_hidden"].reshape(2, 35, 16)}
+    alone = check_linear_cross_entropy(hidden, case.classifier, labels, bias=case.bias, reduction="none", **shaped)
+    assert alone.passed, str(alone)
+    with client.as_current():
+        current = sce.dask.check_linear_cross_entropy(
+            hidden, case.classifier, labels, bias=case.bias, reduction="none", **shaped
+        )
+    assert current.to_dict() == alone.to_dict()
+
+
+def test_a_closed_client_is_refused(client):
+    case, outputs = planted_case(24, {}, None)
+    closed = distributed.Client(client.scheduler.address, set_as_default=False)
+    closed.close()
+    with pytest.raises(ValueError, match="^client: the client is closed"):
+        sce.dask.check_linear_cross_entropy(case.hidden, case.classifier, case.labels, **outputs, bias=case.bias,
+                                            client=closed)  # fmt: skip
