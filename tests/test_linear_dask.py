@@ -249,16 +249,17 @@ def test_the_python_entry_refuses_what_it_cannot_use_before_a_cluster(client):
 
 @pytest.mark.parametrize(
     ("n", "d", "v", "options"),
-    [(1, 1, 1, {}), (5, 3, 2, {"reduction": "sum"}), (24, 16, V, {"offset": 40.0}), (70, 16, V, {"every": "ignored"})],
-    ids=["one row, one class", "two classes", "extreme logits", "every row ignored"],
+    [(1, 1, 1, {}), (5, 3, 2, {"reduction": "sum"}), (24, 16, V, {"offset": 40.0}), (70, 16, V, {"every": "sum"}),
+     (70, 16, V, {"every": "mean"})],
+    ids=["one row, one class", "two classes", "extreme logits", "every row ignored", "every row ignored, a NaN mean"],
 )
 def test_edge_sizes_and_values_give_one_machines_report(n, d, v, options, client, tiny):
     options = dict(options)
     offset = options.pop("offset", 0.0)
-    every_ignored = options.pop("every", None) is not None
+    every_ignored = options.pop("every", None)
     case = make_case(np.float32, n=n, d=d, v=v, offset=offset, confident=(), **options)
     if every_ignored:
-        case = dataclasses.replace(case, options={"reduction": "sum"}, labels=np.full(n, -100))
+        case = dataclasses.replace(case, options={"reduction": every_ignored}, labels=np.full(n, -100))
     outputs = kernel(case)
     alone = check(case, outputs)
     assert alone.passed, str(alone)
