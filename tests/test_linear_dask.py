@@ -359,3 +359,35 @@ def test_a_closed_client_is_refused(client):
     with pytest.raises(ValueError, match="^client: the client is closed"):
         sce.dask.check_linear_cross_entropy(case.hidden, case.classifier, case.labels, **outputs, bias=case.bias,
                                             client=closed)  # fmt: skip
+
+
+def test_ctrl_c_on_the_client_cancels_the_clusters_tasks(client, tmp_path):
+    """Interrupted while the cluster computes the blocks of classes: 130, no traceback, and the
+    cluster (started apart, so that it outlives the run) is left with nothing to do."""
+    import signal
+    import subprocess
+    import time
+
+    rng = np.random.default_rng(5)
+    n, d, v = 4096, 256, 40_000
+    path = tmp_path / "large.npz"
+    np.savez(path, hidden=rng.standard_normal((n, d), np.float32), classifier=rng.standard_normal((v, d), np.float32),
+             labels=rng.integers(0, v, n), grad_hidden=np.zeros((n, d), np.float32))  # fmt: skip
+    process = subprocess.Popen(
+        ["sce", "check", "--arrays", str(path), "--engine", "dask", "--scheduler", client.scheduler.address],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not any(client.processing().values()):
+        assert process.poll() is None, f"finished before it could be interrupted: {process.stderr.read()}"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+    stdout, stderr = process.communicate()
+    assert process.returncode == 130, stderr
+    assert stdout == "" and "Traceback" not in stderr
+    deadline = time.monotonic() + 10
+    while any(client.processing().values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(client.processing().values())
