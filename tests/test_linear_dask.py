@@ -391,3 +391,30 @@ def test_ctrl_c_on_the_client_cancels_the_clusters_tasks(client, tmp_path):
     while any(client.processing().values()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(client.processing().values())
+
+
+@pytest.mark.parametrize("wrong", [False, True])
+def test_a_float64_kernel_and_its_exactly_recomputed_entries(wrong, client, shrunk):
+    """A float64 answer's entries that the reference's bound cannot decide are recomputed exactly
+    on this machine after the cluster's pass, as one machine recomputes them."""
+    from sce.loss.linear_cross_entropy import linear_cross_entropy
+
+    case = make_case(np.float64, n=24, v=V)
+    exact = linear_cross_entropy(case.hidden, case.classifier, case.labels, bias=case.bias)
+    outputs = {"loss": np.float64(exact.loss), "grad_hidden": exact.grad_hidden,
+               "grad_classifier": exact.grad_classifier * (1 + 1e-12 * wrong), "grad_bias": exact.grad_bias}  # fmt: skip
+    alone = check(case, outputs)
+    assert alone.passed is not wrong, str(alone)
+    assert check(case, outputs, client=client).to_dict() == alone.to_dict()
+
+
+def test_a_second_pass_for_entries_a_narrow_band_leaves_open_runs_on_the_cluster_too(client, shrunk, monkeypatch):
+    """Where the reference's bound leaves a verdict open, the check runs its pass again keeping
+    the entries: the cluster's pass again, from sums of nothing (forced here for every output)."""
+    import sce.grading.linear.check as full
+
+    monkeypatch.setattr(full, "decided_by_bound", lambda found: False)
+    case, outputs = planted_case(70, {"softcap": 2.0}, "softcap_factor_missing")
+    alone = check(case, outputs)
+    assert alone.mistake == mistakes.SOFTCAP_FACTOR_MISSING.name
+    assert check(case, outputs, client=client).to_dict() == alone.to_dict()

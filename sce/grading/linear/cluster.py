@@ -58,7 +58,13 @@ class ClusterBaseline(SteppedBaseline):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.restart()
+
+    def restart(self) -> None:
+        """Sums of nothing yet, going by classes (for another pass of the cluster's)."""
         n, d = self.e.shape
+        self.losses = np.zeros((n, 2), self.work)
+        self.grad_bias = np.zeros(len(self.c), self.work)
         self.by_classes = True
         self.hidden_later = by_classes(n, d, 6) and self.wants_hidden
         self.done = np.zeros(len(self.c), bool)
@@ -97,6 +103,7 @@ class ClusterStream:
     ) -> Streamed:  # fmt: skip
         n, d = e.shape
         base = self.baseline
+        base.restart()
         shared = held(self.client, [e, c, b, terms, base.terms])
         top, lse = self._statistics(shared, n, len(c), d)
         shared_lse = held(self.client, [(top, lse), base.lse])
