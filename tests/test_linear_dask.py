@@ -82,8 +82,8 @@ def shrunk_to(client, constants):
     client.run(set_constants, before)
 
 
-def check(case: Case, outputs: dict, **engine) -> sce.testing.Report:
-    arguments = dict(bias=case.bias, **outputs, **case.options, grad_output=case.grad_output)
+def check(case: Case, outputs: dict, profile: str = "pytorch", **engine) -> sce.testing.Report:
+    arguments = dict(bias=case.bias, **outputs, **case.options, grad_output=case.grad_output, profile=profile)
     if engine:
         return sce.dask.check_linear_cross_entropy(case.hidden, case.classifier, case.labels, **arguments, **engine)
     return check_linear_cross_entropy(case.hidden, case.classifier, case.labels, **arguments)
@@ -126,6 +126,14 @@ def test_the_cluster_gives_one_machines_report_to_the_bit(n, options, planted, c
     on_two = check(case, outputs, client=client)
     assert on_two.to_dict() == alone.to_dict()
     assert str(on_two) == str(alone)
+
+
+@pytest.mark.parametrize("profile", ["liger", "cce", "loop"])
+def test_every_profile_gives_one_machines_report(profile, client, shrunk):
+    case, outputs = planted_case(70, {"z_loss": 1e-3}, None, ml_dtypes.bfloat16)
+    alone = check(case, outputs, profile)
+    assert alone.passed and alone.profile == profile, str(alone)
+    assert check(case, outputs, profile, client=client).to_dict() == alone.to_dict()
 
 
 def test_a_bfloat16_kernel_and_a_planted_mistake_in_bfloat16(client, shrunk):
