@@ -102,6 +102,7 @@ def full_check(
     baseline: LinearBaseline | SteppedBaseline | None = None,
     allowed: Report | None = None,
     collect: bool = False,
+    stream: Any = None,
 ) -> tuple[Report, dict[str, Any], LinearBaseline | SteppedBaseline]:
     """Grade every output given; return the report (without a mistake named), the reference's
     per-row results the mistakes are told apart by (each row's loss and lse), and the baseline.
@@ -110,7 +111,9 @@ def full_check(
     mistake gives); ``baseline``, the same-type baseline where it is known already; ``allowed``,
     a report whose allowances hold (those of the right result, for a what-if: the baseline's
     errors are measured against the right result, never against a mistake's). ``collect`` keeps,
-    for every output, the entries its reference's bound may not decide (see :mod:`.exact_entries`)."""
+    for every output, the entries its reference's bound may not decide (see :mod:`.exact_entries`);
+    ``stream``, what computes the reference's blocks in place of :func:`stream_gradients` (a
+    cluster's: its arguments)."""
     steps = baseline_for(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types, baseline)
     types = answer.type_names
     floors = {name: running_sum_ulps(name, types[name], inputs) if profile.running_sums else 0.0 for name in types}
@@ -139,7 +142,7 @@ def full_check(
 
     t = inputs.terms if terms is None else terms
     t = dataclasses.replace(t, operand_share=operand_share(inputs.e.dtype))
-    streamed = stream_gradients(
+    streamed = (stream or stream_gradients)(
         inputs.e, inputs.c, inputs.b, t, rows_done if "grad_hidden" in graded else None,
         classes_done if "grad_classifier" in graded else None,
     )  # fmt: skip
@@ -158,7 +161,7 @@ def full_check(
         return _report(graded, profile, allowed), reference, steps
     if not collect and any(f.store is None and not decided_by_bound(f) for f in graded.values()):
         # A narrow band left a verdict open: the entries it needs are kept in a second pass.
-        return full_check(inputs, answer, profile, None, steps, allowed, collect=True)
+        return full_check(inputs, answer, profile, None, steps, allowed, collect=True, stream=stream)
     # The right result's check: entries the bound cannot decide are recomputed exactly.
     stores = {name: (found.verdict, found.store, found.reference_ulp) for name, found in graded.items()}
     settled = settle(stores, inputs)
