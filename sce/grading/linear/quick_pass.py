@@ -175,8 +175,10 @@ def _add_no_rows(acc: Accumulated, plan: QuickPlan, width: int) -> None:
     for parts in (acc.cross, acc.lse, acc.z_part, acc.excused, acc.baseline_error, acc.baseline_loss_error,
                   acc.logit_size):  # fmt: skip
         parts.append(np.zeros(0))
-    for parts, columns in ((acc.hidden_projected, plan.projections), (acc.hidden_projected_magnitude,
-                           plan.projections), (acc.hidden_rows, width), (acc.hidden_rows_magnitude, width)):  # fmt: skip
+    k = plan.projections
+    widths = ((acc.hidden_projected, k), (acc.hidden_projected_magnitude, k), (acc.hidden_rows, width),
+              (acc.hidden_rows_magnitude, width))  # fmt: skip
+    for parts, columns in widths:
         parts.append(np.zeros((0, columns)))
 
 
