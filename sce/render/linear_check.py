@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sce.grading.linear.report import OutputReport, Report
-from sce.number_text import count_of
+from sce.number_text import count_of, ulp_count
 from sce.render.grid import Column, Grid, print_grid, print_styled
 from sce.render.words import reduction_line
 
@@ -105,9 +105,5 @@ def _error_line(o: OutputReport) -> str:
 
 
 def _ulps(value: float) -> str:
-    if math.isnan(value):
-        return "–"
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:.3g}" if value < 1000 else f"{value:,.0f}"
+    return "–" if math.isnan(value) else ulp_count(value)
 
