@@ -51,3 +51,20 @@ def test_quick_mode_with_only_the_loss_says_it_compared_the_loss_alone() -> None
     assert report.passed, str(report)
     assert report.quick is not None
     assert report.quick["statement"] == "quick check (seed 0): the loss compared whole"
+
+
+@pytest.mark.parametrize("given", [("loss",), ("grad_classifier",), ("loss", "grad_bias")], ids="+".join)
+def test_a_failed_quick_check_without_grad_hidden_names_no_rows_of_it_as_compared(given: tuple[str, ...]) -> None:
+    # The sentence on naming once read "names one only where the sampled rows of grad_hidden fit it" with no
+    # grad_hidden given: rows that were never compared.
+    case = make_case(np.float32, seed=2)
+    outputs = {name: value * 2 for name, value in kernel(case).items() if name in given}  # every output doubled
+    report = check_linear_cross_entropy(
+        case.hidden, case.classifier, case.labels, bias=case.bias, mode="quick", **outputs
+    )
+    assert not report.passed and report.quick is not None
+    assert report.quick["naming"] == (
+        "no mistake named: quick mode names one only from sampled rows of grad_hidden, which was not given "
+        "(the full check tries every output)"
+    )
+    assert report.quick["statement"].endswith(report.quick["naming"])
