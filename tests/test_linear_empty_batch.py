@@ -52,3 +52,19 @@ def test_quick_mode_on_no_rows_does_not_raise_from_its_insides() -> None:
     given = {"loss": F32(0.0), "grad_classifier": outputs["grad_classifier"]}
     assert check_linear_cross_entropy(hidden, classifier, labels, reduction="sum", **given).passed
     assert check_linear_cross_entropy(hidden, classifier, labels, reduction="sum", mode="quick", **given).passed
+
+
+@pytest.mark.parametrize("shards", [False, True], ids=["whole", "shards"])
+@pytest.mark.parametrize("leading", [(3,), (2, 3)], ids=["rows", "batch-and-sequence"])
+def test_a_hidden_size_of_zero_is_graded_in_quick_mode(leading: tuple[int, ...], shards: bool) -> None:
+    # D = 0: every logit is 0, so by hand each row's loss is log V and ∂L/∂E, ∂L/∂C have no columns.
+    # grad_hidden of shape (…, 0) once raised "cannot reshape array of size 0 into shape (0)", naming nothing.
+    hidden = np.ones((*leading, 0), F32)
+    classifier = np.ones((4, 0), F32)
+    labels = np.zeros(leading, np.int64)
+    given = [classifier[:1], classifier[1:]] if shards else classifier
+    outputs = {"loss": F32(np.log(4.0)), "grad_hidden": np.zeros_like(hidden)}
+    report = check_linear_cross_entropy(hidden, given, labels, mode="quick", **outputs)
+    assert report.passed, str(report)
+    wrong = check_linear_cross_entropy(hidden, given, labels, mode="quick", loss=F32(np.log(5.0)))
+    assert not wrong.passed, str(wrong)
