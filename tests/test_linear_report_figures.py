@@ -85,3 +85,25 @@ def test_a_hopeless_answers_errors_are_not_printed_as_45_digit_integers(tmp_path
         assert all(FIGURE.match(cell) for cell in figures), row
     assert not re.search(r"\d{1,3}(,\d{3}){3,}", result.stdout), result.stdout  # nothing past 999,999,999
     assert re.search(r"grad_hidden: worst error \d\.\d{3}e\+\d+ ulp", result.stdout), result.stdout
+
+
+def test_a_failing_table_fits_a_terminal_of_100_columns_by_dropping_the_baselines_column() -> None:
+    import io
+
+    from rich.console import Console
+
+    from sce.render.linear_check import print_linear_check
+
+    hidden, classifier, labels = _inputs(12, 8, 10)
+    labels[:] = -100
+    report = check_linear_cross_entropy(hidden, classifier, labels, loss=F32(1e30),
+                                        grad_hidden=np.ones_like(hidden), grad_classifier=np.ones_like(classifier))  # fmt: skip
+    tables = {}
+    for width in (100, 140):
+        written = io.StringIO()
+        console = Console(file=written, force_terminal=True, width=width, color_system=None)
+        print_linear_check(console, report, (12, 8, 10), "mean")
+        tables[width] = written.getvalue().split("\n\n")[0].splitlines()
+    assert max(len(line.rstrip()) for line in tables[100]) <= 100, "\n".join(tables[100])
+    assert "baseline" not in tables[100][1] and "baseline" in tables[140][1]
+    assert "7.136e+44" in tables[100][4]  # the figures stay
