@@ -107,3 +107,21 @@ def test_a_failing_table_fits_a_terminal_of_100_columns_by_dropping_the_baseline
     assert max(len(line.rstrip()) for line in tables[100]) <= 100, "\n".join(tables[100])
     assert "baseline" not in tables[100][1] and "baseline" in tables[140][1]
     assert f"{2.0**149:.4g}" in tables[100][4]  # 1 where the truth is 0 at a size of 0: 2¹⁴⁹ ulps of 2⁻¹⁴⁹
+
+
+def test_check_arrays_says_an_answer_is_not_finite_and_its_typical_error_is_inf(tmp_path, sce) -> None:  # noqa: ANN001
+    hidden, classifier, labels = _inputs()
+    grad_hidden = np.zeros_like(hidden)
+    grad_hidden[2, 1] = np.nan
+    dump = tmp_path / "one_nan.npz"
+    np.savez(dump, hidden=hidden, classifier=classifier, labels=labels, grad_hidden=grad_hidden, loss=F32(np.inf))
+    result = sce("check", "--arrays", dump)
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    for name in ("loss", "grad_hidden"):
+        row = next(line for line in lines if line.startswith(f"{name} ") and "float32" in line).split()
+        assert row[2] == "inf" and row[5] == "inf", row  # worst and typical
+        line = next(line for line in lines if line.startswith(f"{name}: worst error"))
+        assert line.startswith(f"{name}: worst error inf ulp;") and line.endswith(
+            "; beyond (not finite where the exact value is)"
+        ), line

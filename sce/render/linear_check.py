@@ -100,6 +100,8 @@ def _fix(report: Report, flag_of: Mapping[str, str] | None) -> str | None:
 
 def _error_line(o: OutputReport) -> str:
     beyond = "" if o.passed else "; beyond"
+    if o.given is not None and not math.isfinite(o.given) and o.expected is not None and math.isfinite(o.expected):
+        beyond += " (not finite where the exact value is)"  # as the logits' report says it
     if math.isnan(o.baseline_ulp):  # the quick check and shards: no baseline, a correct kernel's worst case
         worst = f"{o.name}: worst error {_ulps(o.worst_ulp)} ulp"
         return f"{worst}; a correct kernel's worst case is {_ulps(o.allowed_ulp)}{beyond}"
