@@ -384,9 +384,10 @@ def check_linear_cross_entropy(
         per row for 'none'; shaped like hidden, V×D, V.
     reduction, ignore_index, label_smoothing, smoothing_style, softcap, z_loss, weight
         The loss's options, as :func:`sce.softmax_cross_entropy` takes them.
-    profile : {"pytorch", "liger", "cce", "torchtune", "megatron"}
+    profile : {"pytorch", "liger", "cce", "torchtune", "megatron", "loop"}
         Which family's legitimate differences are allowed (where it rounds to the input's type;
-        cut cross-entropy's skipped gradient blocks).
+        cut cross-entropy's skipped gradient blocks; "loop": one running sum per result, allowed
+        its worst case as quick mode allows).
     mode : {"full", "quick"}
         "full": every entry. "quick": the loss and ∂L/∂b whole, a seeded sample of rows of
         ∂L/∂E and ∂L/∂C whole, every row through random projections (the report states the

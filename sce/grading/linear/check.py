@@ -17,6 +17,7 @@ from sce.grading.linear.answers import LinearAnswer, LinearInputs
 from sce.grading.linear.baseline import LinearBaseline
 from sce.grading.linear.exact_entries import EntryStore, Settled, bound_decides, settle, summary
 from sce.grading.linear.profiles import Profile
+from sce.grading.linear.quick_grades import allowance_units
 from sce.grading.linear.report import OutputReport, Report
 from sce.grading.linear.stepped_baseline import SteppedBaseline, baseline_for
 from sce.loss.linear_cross_entropy import UNIT, logit_error_bound, reported_loss, stream_gradients
@@ -42,9 +43,42 @@ class NarrowVerdict(QuantityVerdict):
         return LEAST_MARGIN_ULPS
 
 
-def quantity_verdict(name: str, dtype: str) -> QuantityVerdict:
-    """An output's running verdict: :class:`NarrowVerdict` for float16 and bfloat16."""
+@dataclass
+class FlooredVerdict(QuantityVerdict):
+    """An output that may be summed in one running sum (the ``loop`` profile): allowed at least
+    ``floor_ulps``, that sum's worst case, however little the baseline errs."""
+
+    floor_ulps: float = 0.0
+    narrow: bool = False
+
+    @property
+    def margin_ulps(self) -> float:
+        return LEAST_MARGIN_ULPS if self.narrow else super().margin_ulps
+
+    @property
+    def allowed_ulps(self) -> float:
+        return max(super().allowed_ulps, self.floor_ulps)
+
+    @property
+    def allowed_rms_ulps(self) -> float:
+        return max(super().allowed_rms_ulps, self.floor_ulps)
+
+
+def quantity_verdict(name: str, dtype: str, floor_ulps: float = 0.0) -> QuantityVerdict:
+    """An output's running verdict: :class:`NarrowVerdict` for float16 and bfloat16; with a floor,
+    a :class:`FlooredVerdict`."""
+    if floor_ulps:
+        return FlooredVerdict(name, floor_ulps=floor_ulps, narrow=dtype in NARROW_TYPES)
     return NarrowVerdict(name) if dtype in NARROW_TYPES else QuantityVerdict(name)
+
+
+def running_sum_ulps(name: str, dtype: str, inputs: LinearInputs) -> float:
+    """The worst case of one running sum over an output's K terms, in ulps of its type at its
+    operands' size (error ≤ κ·u·size < κ ulps): K = V for ∂L/∂E, N for ∂L/∂C and ∂L/∂b, V + D
+    for the loss, as quick mode allows."""
+    n, d = inputs.e.shape
+    terms = {"grad_hidden": len(inputs.c), "grad_classifier": n, "grad_bias": n}.get(name, len(inputs.c) + d)
+    return allowance_units(dtype, terms)
 
 
 @dataclass
@@ -78,7 +112,10 @@ def full_check(
     for every output, the entries its reference's bound may not decide (see :mod:`.exact_entries`)."""
     steps = baseline_for(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types, baseline)
     types = answer.type_names
-    graded = {name: _Graded(quantity_verdict(name, types[name]), types[name]) for name in answer.given}
+    floors = {name: running_sum_ulps(name, types[name], inputs) if profile.running_sums else 0.0 for name in types}
+    graded = {
+        name: _Graded(quantity_verdict(name, types[name], floors[name]), types[name]) for name in answer.given
+    }
     excused = _skipped(inputs, profile)
     # Entries are kept during the pass where the band is wide (a float64 answer's: hundreds of ulps
     # or more) or in a second pass; a narrow band (~10⁻⁴ ulp) is read after the pass from the
