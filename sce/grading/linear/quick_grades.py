@@ -120,6 +120,7 @@ def _hidden_grade(
         slack=row_slack,
         width=given.shape[1],
         excuse=np.outer(excused, acc.column_sums @ np.abs(plan.hidden_vectors)),
+        vector_sizes=np.abs(plan.hidden_vectors).sum(axis=0),
     )
     return OutputGrade("grad_hidden", kind, allowance, entries, projections)
 
@@ -151,6 +152,7 @@ def _classifier_grade(
         slack=np.full(len(acc.classifier_projected), class_slack),
         width=given[0].shape[1],
         excuse=_projected_excuse(acc.excused_hidden, plan.classifier_vectors),
+        vector_sizes=np.abs(plan.classifier_vectors).sum(axis=0),
     )
     return OutputGrade("grad_classifier", kind, allowance, entries, projections)
 
