@@ -32,14 +32,16 @@ def check_linear(
     mode: str = "full",
     grad_output: Any = 1.0,
     seed: int | None = None,
+    client: Any = None,
 ) -> Report:
-    """The report of a check: see :func:`sce.testing.check_linear_cross_entropy`."""
+    """The report of a check: see :func:`sce.testing.check_linear_cross_entropy`; with ``client`` (a
+    ``distributed.Client``), the full check's blocks computed on its cluster (:mod:`.cluster`)."""
     # Extreme inputs (float16 logits past its range, a huge z-loss or weight) overflow in the exact
     # pass and the same-type baselines: the inf and NaN they make are graded as such (an answer not
     # finite where the truth is; a baseline's entry that is not finite left out of its allowance),
     # and numpy's own warnings about them would only reach the user's screen raw.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        return _checked(hidden, classifier, labels, bias, outputs, options, profile, mode, grad_output, seed)
+        return _checked(hidden, classifier, labels, bias, outputs, options, profile, mode, grad_output, seed, client)
 
 
 def _checked(
@@ -53,6 +55,7 @@ def _checked(
     mode: str,
     grad_output: Any,
     seed: int | None,
+    client: Any,
 ) -> Report:
     chosen = profile_named(profile)
     if mode not in MODES:
@@ -63,13 +66,19 @@ def _checked(
     if is_sharded(classifier):
         sharded = checked_shards(hidden, classifier, labels, bias, loss_options, grad_output)
         candidates = sharded_candidates(sharded, outputs, loss_options)
+        _refuse_cluster(client, "a classifier in shards")
         return check_sharded(sharded, candidates, loss_options, chosen, mode, seed)
     inputs = checked_inputs(hidden, classifier, labels, bias, loss_options, grad_output)
     answer = checked_answer(inputs, outputs)
     if mode == "quick":
         from sce.grading.linear.quick_report import quick_report
 
+        _refuse_cluster(client, "quick mode")
         return quick_report(inputs, answer, chosen, seed)
+    if client is not None:
+        from sce.grading.linear.cluster import cluster_check
+
+        return cluster_check(inputs, answer, chosen, client)
     report, reference, baseline = full_check(inputs, answer, chosen)
     if report.passed:
         return report
@@ -85,3 +94,11 @@ def _options(options: dict[str, Any]) -> LossOptions:
         return LossOptions(**found)
     except TypeError as problem:
         raise ValueError(str(problem)) from None
+
+
+def _refuse_cluster(client: Any, what: str) -> None:
+    if client is not None:
+        raise InvalidInput(
+            f"{what} is checked on one machine, not on a cluster", field="engine",
+            hint="leave out the cluster, or check the whole classifier in full mode",
+        )  # fmt: skip
