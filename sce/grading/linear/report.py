@@ -53,6 +53,12 @@ class OutputReport:
         found["worst_entry"] = None if self.worst_entry is None else list(self.worst_entry)
         return {key: _json_safe(value) for key, value in found.items()}
 
+    def __post_init__(self) -> None:
+        # The typical error is a root-mean-square over every entry: one entry off by infinitely many
+        # ulps (not finite where the truth is) makes it infinite, not the mean of the finite ones.
+        if math.isinf(self.worst_ulp) and math.isfinite(self.rms_ulp):
+            object.__setattr__(self, "rms_ulp", math.inf)
+
 
 @dataclass(frozen=True)
 class Report:
