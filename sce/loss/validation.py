@@ -74,16 +74,32 @@ def validated_options(options: LossOptions) -> tuple[np.dtype, np.ndarray | None
             field="smoothing_style",
             hint="use uniform (PyTorch: ε/K on every class) or off-target (Megatron, t5x: ε/(K−1) off the label)",
         )
-    if isinstance(options.ignore_index, bool) or not isinstance(options.ignore_index, (int, np.integer)):
-        raise InvalidInput(f"ignore_index {options.ignore_index!r} is not an integer", field="ignore_index")
-    if not -(2**63) <= int(options.ignore_index) < 2**63:
+    checked_ignore_index(options.ignore_index)
+    return dtype, _checked_weights(options.weight, dtype)
+
+
+def checked_ignore_index(value: object) -> int:
+    """The ignore index as an int, or an :class:`InvalidInput` naming it (before any label is judged by it).
+
+    Examples
+    --------
+    >>> checked_ignore_index(-100)
+    -100
+    >>> checked_ignore_index(10.5)
+    Traceback (most recent call last):
+    ...
+    sce.loss.result.InvalidInput: ignore_index 10.5 is not an integer (ignore_index)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidInput(f"ignore_index {value!r} is not an integer", field="ignore_index")
+    if not -(2**63) <= int(value) < 2**63:
         # Labels are int64 (PyTorch's too): such an index could never match one, and would overflow numpy.
         raise InvalidInput(
-            f"{options.ignore_index} is beyond int64",
+            f"{value} is beyond int64",
             field="ignore_index",
             hint="labels are int64: use an index such as -100 (the default)",
         )
-    return dtype, _checked_weights(options.weight, dtype)
+    return int(value)
 
 
 def _check_label_smoothing(value: float) -> None:
@@ -248,6 +264,7 @@ def _logit_array(logits: ArrayLike, dtype: np.dtype) -> np.ndarray:
 
 
 def checked_labels(labels: ArrayLike, n_rows: int, n_classes: int, ignore_index: int) -> np.ndarray:
+    checked_ignore_index(ignore_index)
     label_arr = np.asarray(labels)
     if label_arr.ndim == 0:
         label_arr = label_arr[None]

@@ -12,7 +12,7 @@ from sce.grading.linear.quick_report import checked_seed
 from sce.grading.linear.report import Report
 from sce.grading.linear.shards import check_sharded, checked_shards, is_sharded, sharded_candidates
 from sce.loss.result import InvalidInput
-from sce.loss.validation import weight_tuple
+from sce.loss.validation import validated_options, weight_tuple
 from sce.options import LossOptions
 
 MODES = ("full", "quick")
@@ -60,6 +60,9 @@ def _options(options: dict[str, Any]) -> LossOptions:
     found = dict(options)
     found["weight"] = weight_tuple(found.get("weight"))
     try:
-        return LossOptions(**found)
+        chosen = LossOptions(**found)
     except TypeError as problem:
         raise ValueError(str(problem)) from None
+    # Before the inputs: a bad option is named as itself, not as the labels it fails to ignore.
+    validated_options(chosen)
+    return chosen
