@@ -126,7 +126,6 @@ def check_arrays(
 
     check_cluster_options(*cluster)
     if arrays is not None and is_linear_dump(arrays):
-        _refuse_cluster_for_hidden_states(cluster)
         check_linear_dump(
             arrays,
             ranks=ranks,
@@ -138,6 +137,7 @@ def check_arrays(
             reduction_given=reduction_given,
             output_format=output_format,
             page_output=page_output,
+            cluster=cluster[1:] if cluster[0] == "dask" else None,
         )
         return
     _refuse_profile(profile, quick)
@@ -226,14 +226,6 @@ def _show(found: DtypeCheck, digits: int, output_format: CheckFormat, page: tupl
         write_report_page(title, [], lambda console: print_dtype_check(console, found, digits, FLAG_OF_FIELD), output)
     else:
         print_dtype_check(stdout_console(), found, digits, FLAG_OF_FIELD)
-
-
-def _refuse_cluster_for_hidden_states(cluster: Cluster) -> None:
-    if cluster[0] != "local":
-        raise UsageProblem(
-            f"{ENGINE.name} dask grades dumps of logits; a dump of hidden states (hidden, classifier, labels) "
-            f"is graded in this process: leave out {ENGINE.name}"
-        )
 
 
 @contextmanager

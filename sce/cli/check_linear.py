@@ -41,14 +41,17 @@ def check_linear_dump(
     reduction_given: bool,
     output_format: CheckFormat,
     page_output: str | None,
+    cluster: tuple[str | None, int | None] | None = None,
 ) -> None:
     """Read the dump, grade every output it holds, print the verdict; exit 1 when wrong.
 
     ``given``: the flags given that only a dump of logits takes (refused, in one line). Without
     --reduction, the reduction is PyTorch's default, mean, unless the dump's loss is one per row.
-    ``ranks``: the dumps of the other ranks of a vocabulary-parallel kernel, in order."""
+    ``ranks``: the dumps of the other ranks of a vocabulary-parallel kernel, in order. ``cluster``:
+    a Dask cluster's (scheduler address, local workers) to compute the full check's blocks on."""
     from sce.io.arrays.linear_dump import read_linear_dump
 
+    _refuse_cluster(cluster, bool(ranks), mode)
     if given:
         raise UsageProblem(
             f"{given[0]}: {arrays} holds hidden states (a dump of a linear layer and its loss), whose arrays are "
@@ -73,7 +76,7 @@ def check_linear_dump(
         loss = dump.answers.get("loss")
         per_row = loss is not None and loss.ndim == 1 and dump.shape[0] > 1
         options = options.replace(reduction="none" if per_row else "mean")
-    report = _graded(dump, options, profile, mode, seed, inputs)
+    report = _graded(dump, options, profile, mode, seed, inputs, cluster=cluster)
     report = _order_suspected(report, [arrays, *(ranks or [])], (dump, options, profile, mode, seed), inputs)
     if output_format is CheckFormat.json:
         from sce.render.json_format import dumps
@@ -94,6 +97,22 @@ def check_linear_dump(
         print_linear_check(stdout_console(), report, shape, options.reduction, FLAG_OF_FIELD)
     if not report.passed:
         raise typer.Exit(ExitStatus.WRONG)
+
+
+def _refuse_cluster(cluster: tuple[str | None, int | None] | None, ranks: bool, mode: str) -> None:
+    """The dask engine takes one dump in full mode: quick mode's sample and the ranks' shards run here."""
+    if cluster is None:
+        return
+    from sce.batch.cluster import require_dask
+
+    if ranks:
+        raise UsageProblem(
+            "--engine dask checks one dump of hidden states; the ranks' dumps of a vocabulary-parallel kernel are "
+            "checked in this process: leave out --engine"
+        )
+    if mode == "quick":
+        raise UsageProblem("--engine dask runs the full check; --quick runs in this process: leave out one of them")
+    require_dask()
 
 
 class _Inputs(NamedTuple):
@@ -146,6 +165,7 @@ def _graded(
     seed: int | None = None,
     shards: _Inputs | None = None,
     only: tuple[str, ...] | None = None,
+    cluster: tuple[str | None, int | None] | None = None,
 ) -> Report:
     """The check of every output in the dump (the first rank's, with ``shards`` the ranks' shards; of
     the outputs ``only`` names, where given); an input it refuses, placed at its array in the dump."""
@@ -168,10 +188,17 @@ def _graded(
         "z_loss": options.z_loss,
         "weight": options.weight,
     }
+    client = None
+    if cluster is not None:
+        from functools import partial
+
+        from sce.batch.cluster import cluster_client
+
+        client = partial(cluster_client, *cluster)  # started once the dump's arrays are checked
     try:
         return check_linear(
             dump.hidden, classifier, dump.labels, bias=bias, outputs=answers, options=loss_options,
-            profile=profile, mode=mode, seed=seed,
+            profile=profile, mode=mode, seed=seed, client=client,
         )  # fmt: skip
     except InvalidInput as problem:
         raise _placed(problem, dump.where) from None

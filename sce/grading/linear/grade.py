@@ -30,8 +30,10 @@ def check_linear(
     mode: str = "full",
     grad_output: Any = 1.0,
     seed: int | None = None,
+    client: Any = None,
 ) -> Report:
-    """The report of a check: see :func:`sce.testing.check_linear_cross_entropy`."""
+    """The report of a check: see :func:`sce.testing.check_linear_cross_entropy`; with ``client`` (a
+    ``distributed.Client``), the full check's blocks computed on its cluster (:mod:`.cluster`)."""
     chosen = profile_named(profile)
     if mode not in MODES:
         raise InvalidInput(f"unknown mode {mode!r}", field="mode", hint="use full or quick")
@@ -41,13 +43,19 @@ def check_linear(
     if is_sharded(classifier):
         sharded = checked_shards(hidden, classifier, labels, bias, loss_options, grad_output)
         candidates = sharded_candidates(sharded, outputs, loss_options)
+        _refuse_cluster(client, "a classifier in shards")
         return check_sharded(sharded, candidates, loss_options, chosen, mode, seed)
     inputs = checked_inputs(hidden, classifier, labels, bias, loss_options, grad_output)
     answer = checked_answer(inputs, outputs)
     if mode == "quick":
         from sce.grading.linear.quick_report import quick_report
 
+        _refuse_cluster(client, "quick mode")
         return quick_report(inputs, answer, chosen, seed)
+    if client is not None:
+        from sce.grading.linear.cluster import cluster_check
+
+        return cluster_check(inputs, answer, chosen, client)
     report, reference, baseline = full_check(inputs, answer, chosen)
     if report.passed:
         return report
@@ -66,3 +74,11 @@ def _options(options: dict[str, Any]) -> LossOptions:
     # Before the inputs: a bad option is named as itself, not as the labels it fails to ignore.
     validated_options(chosen)
     return chosen
+
+
+def _refuse_cluster(client: Any, what: str) -> None:
+    if client is not None:
+        raise InvalidInput(
+            f"{what} is checked on one machine, not on a cluster", field="engine",
+            hint="leave out the cluster, or check the whole classifier in full mode",
+        )  # fmt: skip
