@@ -199,6 +199,7 @@ def _graded(
         return check_linear(
             dump.hidden, classifier, dump.labels, bias=bias, outputs=answers, options=loss_options,
             profile=profile, mode=mode, seed=seed, client=client,
+            grad_output=1.0 if dump.grad_output is None else dump.grad_output,
         )  # fmt: skip
     except InvalidInput as problem:
         raise _placed(problem, dump.where) from None

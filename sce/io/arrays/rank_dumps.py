@@ -18,7 +18,7 @@ from sce.io.arrays.dump import as_labels
 from sce.io.arrays.linear_dump import LinearDump, read_linear_dump
 
 #: Arrays every rank holds whole (the same in each), and those each rank holds its shard of.
-SHARED = ("hidden", "labels", "grad_hidden", "loss")
+SHARED = ("hidden", "labels", "grad_hidden", "loss", "grad_output")
 SHARDED = ("classifier", "bias", "grad_classifier", "grad_bias")
 
 
@@ -104,6 +104,6 @@ def _same_as_first(path: str, dump: LinearDump, first_path: str, first: LinearDu
 
 
 def _array(dump: LinearDump, name: str) -> np.ndarray | None:
-    if name in ("hidden", "labels", "classifier", "bias"):
+    if name in ("hidden", "labels", "classifier", "bias", "grad_output"):
         return getattr(dump, name)
     return dump.answers.get(name)
