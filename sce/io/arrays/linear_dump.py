@@ -88,6 +88,9 @@ def read_linear_dump(path: str, ignore_index: int = -100, *, shard: bool = False
     _refuse_unknown(source, path)
     where = {name: f"{path}: array '{name}'" for name in KNOWN if name in source.names}
     found = {name: as_float_or_int(source.load(name), where[name], _role(name)) for name in where}
+    # Memory-mapped .npz members are read without zipfile's CRC-32 check: a damaged file is a data error
+    # here, before any grading, not an answer judged wrong (or, in quick mode, right) on bytes the disk changed.
+    source.verify()
     _flatten_leading_axes(found)
     hidden = _matrix(found["hidden"], where["hidden"], "hidden")
     classifier = _matrix(found["classifier"], where["classifier"], "classifier")
