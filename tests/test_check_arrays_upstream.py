@@ -132,3 +132,43 @@ def test_rank_dumps_hold_the_same_upstream_gradient(tmp_path, sce):
     result = sce("check", "--arrays", paths[0], other)
     assert (result.exit_code, result.stdout) == (1, "")
     assert result.stderr.startswith(f"sce: error: {other}: array 'grad_output' differs from {paths[0]}'s")
+
+
+def logits_dump(tmp_path: Path, **extra: np.ndarray) -> Path:
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((6, 4)).astype(F32)
+    p = np.exp(logits.astype(np.float64))
+    p /= p.sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 4, 6)
+    grad = p.copy()
+    grad[np.arange(6), labels] -= 1
+    return save(tmp_path, {"logits": logits, "labels": labels, "grad": (grad / 6).astype(F32), **extra}, "logits.npz")
+
+
+def test_a_dump_of_logits_refuses_an_upstream_gradient_it_would_not_read(tmp_path, sce):
+    # A dump of logits is graded as ∂L/∂z of the loss itself: a 'grad_output' beside it was left out without a word.
+    path = logits_dump(tmp_path, grad_output=np.full(6, 2, F32))
+    result = sce("check", "--arrays", path)
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"sce: error: {path}: array 'grad_output' is not read: a dump of logits is graded as the gradient of the loss "
+        "itself (an upstream gradient of 1); divide each row of 'grad' by its upstream gradient, and leave "
+        "'grad_output' out\n"
+    )
+
+
+@pytest.mark.parametrize(("name", "flag"), [("weight", "--weight"), ("z_loss", "--z-loss"), ("smoothing", "--smoothing")])
+def test_a_dump_of_logits_refuses_an_option_saved_as_an_array(tmp_path, sce, name, flag):
+    path = logits_dump(tmp_path, **{name: np.ones(4, F32)})
+    result = sce("check", "--arrays", path)
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"sce: error: {path}: array '{name}' is not read: the loss's options are given as options; give it as {flag}, "
+        "and leave the array out\n"
+    )
+
+
+def test_a_dump_of_logits_may_hold_other_arrays(tmp_path, sce):
+    # sce batch's own dumps hold its probabilities and predictions beside the logits: they change no verdict.
+    path = logits_dump(tmp_path, probabilities=np.ones((6, 4), F32), step=np.array(3))
+    assert sce("check", "--arrays", path).exit_code == 0

@@ -73,6 +73,8 @@ def read_dump(
         if located is not None:
             sources[role] = located
     _check_roles(sources, shared, answer)  # before any data is read: a compressed member may be huge
+    if answer and shared is not None:
+        _refuse_unread(shared, {key for source, key in sources.values() if source is shared})
     where = {role: f"{source.path}: array '{key}'" for role, (source, key) in sources.items()}
     found = {role: as_float_or_int(source.load(key), where[role], role) for role, (source, key) in sources.items()}
     logits = as_logits(found["logits"], where["logits"], empty_batch=answer or empty_part, empty_part=empty_part)
@@ -116,6 +118,31 @@ def _check_roles(found: dict[str, tuple[ArrayFile, str]], shared: ArrayFile | No
             "nothing to check: the answer to grade is an array 'grad' and/or 'loss' "
             f"(or {option('grad_path')}/{option('loss_path')})"
         )
+
+
+#: Arrays a dump of logits may not hold unread: each would change the verdict, were it read.
+#: Any other (sce batch's probabilities and predictions, say) is left as the file's own.
+MEANINGFUL = ("grad_output", "weight", "weights", "ignore_index", "label_smoothing", "smoothing", "softcap", "z_loss",
+              "temperature", "reduction")  # fmt: skip
+
+
+def _refuse_unread(shared: ArrayFile, read: set[str]) -> None:
+    """An array of the dump that would change the verdict but that the check does not read (an upstream
+    gradient, class weights, an option) is refused in one line rather than left out without a word."""
+    unread = [name for name in shared.names if name in MEANINGFUL and name not in read]
+    if not unread:
+        return
+    if unread[0] == "grad_output":
+        raise DataProblem(
+            f"{shared.path}: array 'grad_output' is not read: a dump of logits is graded as the gradient of the loss "
+            "itself (an upstream gradient of 1); divide each row of 'grad' by its upstream gradient, and leave "
+            "'grad_output' out"
+        )
+    field = {"weights": "weight", "smoothing": "label_smoothing"}.get(unread[0], unread[0])
+    raise DataProblem(
+        f"{shared.path}: array '{unread[0]}' is not read: the loss's options are given as options; give it as "
+        f"{option(field)}, and leave the array out"
+    )
 
 
 def placed_in_dump(problem: InvalidInput, where: dict[str, str], first_row: int) -> DataProblem:
