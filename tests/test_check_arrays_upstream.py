@@ -172,3 +172,16 @@ def test_a_dump_of_logits_may_hold_other_arrays(tmp_path, sce):
     # sce batch's own dumps hold its probabilities and predictions beside the logits: they change no verdict.
     path = logits_dump(tmp_path, probabilities=np.ones((6, 4), F32), step=np.array(3))
     assert sce("check", "--arrays", path).exit_code == 0
+
+
+def test_sce_batch_refuses_an_option_saved_in_its_dump_but_scores_beside_an_upstream_gradient(tmp_path, sce):
+    path = logits_dump(tmp_path, weight=np.ones(4, F32))
+    result = sce("batch", path, "-o", tmp_path / "out.csv")
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"sce: error: {path}: array 'weight' is not read: the loss's options are given as options; give it as "
+        "--weight, and leave the array out\n"
+    )
+    assert not (tmp_path / "out.csv").exists()
+    path = logits_dump(tmp_path, grad_output=np.full(6, 2, F32))
+    assert sce("batch", path, "-o", tmp_path / "out.csv", "-q").exit_code == 0

@@ -73,8 +73,8 @@ def read_dump(
         if located is not None:
             sources[role] = located
     _check_roles(sources, shared, answer)  # before any data is read: a compressed member may be huge
-    if answer and shared is not None:
-        _refuse_unread(shared, {key for source, key in sources.values() if source is shared})
+    if shared is not None:
+        _refuse_unread(shared, {key for source, key in sources.values() if source is shared}, answer)
     where = {role: f"{source.path}: array '{key}'" for role, (source, key) in sources.items()}
     found = {role: as_float_or_int(source.load(key), where[role], role) for role, (source, key) in sources.items()}
     logits = as_logits(found["logits"], where["logits"], empty_batch=answer or empty_part, empty_part=empty_part)
@@ -120,16 +120,18 @@ def _check_roles(found: dict[str, tuple[ArrayFile, str]], shared: ArrayFile | No
         )
 
 
-#: Arrays a dump of logits may not hold unread: each would change the verdict, were it read.
-#: Any other (sce batch's probabilities and predictions, say) is left as the file's own.
+#: Arrays a dump of logits may not hold unread: each would change the verdict (or the scores), were it
+#: read; the upstream gradient first. Any other (sce batch's probabilities, say) is left as the file's own.
 MEANINGFUL = ("grad_output", "weight", "weights", "ignore_index", "label_smoothing", "smoothing", "softcap", "z_loss",
               "temperature", "reduction")  # fmt: skip
 
 
-def _refuse_unread(shared: ArrayFile, read: set[str]) -> None:
-    """An array of the dump that would change the verdict but that the check does not read (an upstream
-    gradient, class weights, an option) is refused in one line rather than left out without a word."""
-    unread = [name for name in shared.names if name in MEANINGFUL and name not in read]
+def _refuse_unread(shared: ArrayFile, read: set[str], answer: bool) -> None:
+    """An array of the dump that would change the verdict (or, in ``sce batch``, the scores) but that is
+    not read (an upstream gradient, class weights, an option) is refused in one line rather than left out
+    without a word. Scored, not graded, a dump's upstream gradient means nothing and is left alone."""
+    meaningful = MEANINGFUL if answer else MEANINGFUL[1:]  # all but 'grad_output'
+    unread = [name for name in shared.names if name in meaningful and name not in read]
     if not unread:
         return
     if unread[0] == "grad_output":
