@@ -86,3 +86,13 @@ def test_score_starts_no_more_workers_than_parts(tmp_path, started):
     (tmp_path / "a.csv").write_text("z0,z1,label\n1,2,0\n")
     score([tmp_path / "a.csv"], tmp_path / "scored", workers=8)
     assert started == [1]
+
+
+def test_a_check_on_a_local_cluster_starts_no_more_workers_than_cores(sce, started):
+    from importlib.resources import files
+
+    cores = len(os.sched_getaffinity(0))
+    dump = files("sce") / "samples" / "dump_float32_correct.npz"
+    result = sce("check", "--arrays", dump, "--engine", "dask", "--workers", cores + 2)
+    assert result.exit_code == 0, result.output
+    assert started == [cores]
