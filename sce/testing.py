@@ -291,8 +291,7 @@ def _loss_options(options: dict[str, Any]) -> LossOptions:
 
 
 def _checked_options(options: dict[str, Any]) -> LossOptions:
-    """The options, each checked before the arrays: an ignore_index of 10.5 is named as itself, not
-    truncated to 10 (nor blamed on the labels it fails to ignore)."""
+    """The options, checked before the arrays: ignore_index=10.5 is named, not truncated to 10."""
     from sce.errors import option_problem
     from sce.loss.result import InvalidInput
     from sce.loss.validation import validated_options

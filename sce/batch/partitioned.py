@@ -266,11 +266,10 @@ def _all_of(
     paths: Sequence[str],
     staging: tuple[str, str, bool] | None = None,
 ) -> dict[int, Any]:
-    """Every partition's result by its index; an error stops the run, naming its partition (and, for
-    an error in writing, the output: ``staging`` is the parts' folder, the output's name, and whether
-    it is a folder). The error named is the first partition's in input order, as one process meets
-    them, however the tasks finish: once every partition before a failed one is done (the rest are
-    cancelled as the executor is left)."""
+    """Every partition's result by its index; an error stops the run, naming its partition (and, for an
+    error in writing, the output: ``staging`` is the parts' folder, the output's name, and whether it is
+    a folder): the first failed partition in input order, as one process meets them, once every one
+    before it is done (the rest are cancelled as the executor is left)."""
     results: dict[int, Any] = {}
     failed: dict[int, PartitionFailure] = {}
     for index, result in executor.unordered(function, arguments):
