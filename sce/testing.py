@@ -283,24 +283,19 @@ _ASSERT_OPTIONS = (
 )
 
 
-def _loss_options(options: dict[str, Any]) -> LossOptions:
-    try:
-        return LossOptions(**options)
-    except (TypeError, ValueError) as problem:
-        raise ValueError(str(problem)) from None
-
-
 def _checked_options(options: dict[str, Any]) -> LossOptions:
     """The options, checked before the arrays: ignore_index=10.5 is named, not truncated to 10."""
     from sce.errors import option_problem
     from sce.loss.result import InvalidInput
     from sce.loss.validation import validated_options
 
-    chosen = _loss_options(options)
     try:
+        chosen = LossOptions(**options)
         validated_options(chosen)
     except InvalidInput as problem:
         raise option_problem(problem) from None
+    except (TypeError, ValueError) as problem:
+        raise ValueError(str(problem)) from None
     return chosen
 
 
@@ -398,9 +393,10 @@ def check_linear_cross_entropy(
         per row for 'none'; shaped like hidden, V×D, V.
     reduction, ignore_index, label_smoothing, smoothing_style, softcap, z_loss, weight
         The loss's options, as :func:`sce.softmax_cross_entropy` takes them.
-    profile : {"pytorch", "liger", "cce", "torchtune", "megatron"}
+    profile : {"pytorch", "liger", "cce", "torchtune", "megatron", "loop"}
         Which family's legitimate differences are allowed (where it rounds to the input's type;
-        cut cross-entropy's skipped gradient blocks).
+        cut cross-entropy's skipped gradient blocks; "loop": one running sum per result, allowed
+        its worst case as quick mode allows).
     mode : {"full", "quick"}
         "full": every entry. "quick": the loss and ∂L/∂b whole, a seeded sample of rows of
         ∂L/∂E and ∂L/∂C whole, every row through random projections (the report states the

@@ -1,6 +1,7 @@
 """The fused check at the edges of its blocks and of float32's range: a few rows over a large vocabulary are
 graded in blocks of classes, not of as many classes as a block has rows; operands' sizes past float32's range
-never make an ulp infinite (and so every answer exact). Expected values from float64 numpy on float32 inputs."""
+never make an ulp infinite (and so every answer exact); logits so large that float64's own sums err by whole ulps
+of float32 do not excuse a wrong answer. Expected values from float64 numpy on float32 inputs."""
 
 from __future__ import annotations
 
@@ -76,3 +77,28 @@ def test_a_zero_gradient_does_not_pass_under_a_z_loss_past_float32s_range():
             return
     assert not report.passed, str(report)
     assert not leaked, [str(warning.message) for warning in leaked]
+
+
+def test_a_zero_loss_does_not_pass_where_the_logits_are_large():
+    # Logits of about 10^14 (hidden and classifier entries of about 10^7): the exact loss is about 10^14, a float32
+    # kernel's within an ulp of it (the baseline's error is 0.1 ulp). The float64 reference's own bound is 1.2e7 ulp of
+    # float32 there: added to the allowance it would pass a loss of 0; the entries are recomputed exactly instead.
+    hidden, classifier, labels = random_inputs(8, 4, 6)
+    hidden, classifier = (hidden * F32(1e7)), (classifier * F32(1e7))
+    loss, _, _ = exact_mean_outputs(hidden, classifier, labels)
+    assert loss > 1e13
+    right = check_linear_cross_entropy(hidden, classifier, labels, loss=F32(loss))
+    assert right.passed
+    wrong = check_linear_cross_entropy(hidden, classifier, labels, loss=F32(0.0))
+    assert not wrong.passed, str(wrong)
+
+
+def test_zero_gradients_do_not_pass_where_the_logits_are_huge():
+    # Logits of about 10^16: with the reference's bound in the allowance (1.19e+09 ulp against a baseline within
+    # 0.5), every output 0 would be "correct".
+    hidden, classifier, labels = random_inputs(8, 4, 6)
+    hidden, classifier = (hidden * F32(1e8)), (classifier * F32(1e8))
+    report = check_linear_cross_entropy(
+        hidden, classifier, labels, grad_hidden=np.zeros_like(hidden), grad_classifier=np.zeros_like(classifier)
+    )
+    assert not report.passed, str(report)

@@ -67,6 +67,8 @@ def print_linear_check(
         console.print(Text(_error_line(o)), soft_wrap=True)
     if report.quick is not None:
         console.print(Text(report.quick["statement"]), soft_wrap=True)
+    if report.exact is not None and (report.exact["recomputed"] or report.exact["past_cap"]):
+        console.print(Text(f"exact: {report.exact['statement']}"), soft_wrap=True)
     if report.mistake:
         console.print(Text(f"mistake: {report.mistake}"), soft_wrap=True)
     if report.fix:
