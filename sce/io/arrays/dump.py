@@ -120,10 +120,22 @@ def _check_roles(found: dict[str, tuple[ArrayFile, str]], shared: ArrayFile | No
         )
 
 
+#: Arrays named as one of the loss's options, and the option that gives it instead.
+OPTION_ARRAYS = {
+    "weight": option("weight"),
+    "weights": option("weight"),
+    "ignore_index": option("ignore_index"),
+    "label_smoothing": option("label_smoothing"),
+    "smoothing": option("label_smoothing"),
+    "smoothing_style": option("smoothing_style"),
+    "softcap": option("softcap"),
+    "z_loss": option("z_loss"),
+    "temperature": option("temperature"),
+    "reduction": option("reduction"),
+}
 #: Arrays a dump of logits may not hold unread: each would change the verdict (or the scores), were it
 #: read; the upstream gradient first. Any other (sce batch's probabilities, say) is left as the file's own.
-MEANINGFUL = ("grad_output", "weight", "weights", "ignore_index", "label_smoothing", "smoothing", "softcap", "z_loss",
-              "temperature", "reduction")  # fmt: skip
+MEANINGFUL = ("grad_output", *OPTION_ARRAYS)
 
 
 def _refuse_unread(shared: ArrayFile, read: set[str], answer: bool) -> None:
@@ -140,10 +152,9 @@ def _refuse_unread(shared: ArrayFile, read: set[str], answer: bool) -> None:
             "itself (an upstream gradient of 1); divide each row of 'grad' by its upstream gradient, and leave "
             "'grad_output' out"
         )
-    field = {"weights": "weight", "smoothing": "label_smoothing"}.get(unread[0], unread[0])
     raise DataProblem(
         f"{shared.path}: array '{unread[0]}' is not read: the loss's options are given as options; give it as "
-        f"{option(field)}, and leave the array out"
+        f"{OPTION_ARRAYS[unread[0]]}, and leave the array out"
     )
 
 

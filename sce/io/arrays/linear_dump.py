@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sce.errors import DataProblem, UsageProblem
-from sce.io.arrays.dump import FLOAT_NAMES, as_float_or_int, as_labels, as_loss, float_name
+from sce.io.arrays.dump import FLOAT_NAMES, OPTION_ARRAYS, as_float_or_int, as_labels, as_loss, float_name
 from sce.io.arrays.formats import ArrayFile, open_arrays
 from sce.io.arrays.tables import WHOLE_TABLE
 from sce.number_text import count_of
@@ -134,13 +134,10 @@ def _refuse_unknown(source: ArrayFile, path: str) -> None:
 
 
 def _as_option(name: str) -> str:
-    """Where an array is named as one of the loss's options: how to give that option instead."""
-    from sce.errors import option
-    from sce.options import LossOptions
-
-    fields = {"weights": "weight", "smoothing": "label_smoothing", **{f: f for f in LossOptions.__dataclass_fields__}}
-    field_name = fields.get(name)
-    return "" if field_name is None else f" and give it as {option(field_name)}"
+    """Where an array is named as one of the loss's options: how to give that option instead (a dump of
+    hidden states is graded without a temperature, which is refused as an option too)."""
+    flag = OPTION_ARRAYS.get(name) if name != "temperature" else None
+    return "" if flag is None else f" and give it as {flag}"
 
 
 def _upstream(array: np.ndarray, where: str, rows: int) -> np.ndarray:
