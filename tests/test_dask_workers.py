@@ -73,9 +73,10 @@ def test_workers_beyond_the_parts_are_not_started(tmp_path, sce, started):
 
 def test_workers_beyond_the_cores_are_not_started(tmp_path, sce, started):
     cores = len(os.sched_getaffinity(0))
+    (tmp_path / "parts").mkdir()
     for index in range(cores + 3):
-        (tmp_path / f"part{index:02}.csv").write_text("z0,z1,label\n1,2,0\n")
-    run = sce("batch", tmp_path, "-o", tmp_path.parent / "out.csv", "--engine", "dask", "--workers", cores + 2, "-q")
+        (tmp_path / "parts" / f"part{index:02}.csv").write_text("z0,z1,label\n1,2,0\n")
+    run = sce("batch", tmp_path / "parts", "-o", tmp_path / "out.csv", "--engine", "dask", "--workers", cores + 2, "-q")
     assert run.exit_code == 0, run.stderr
     assert started == [cores]
 
