@@ -32,6 +32,9 @@ SLOW_MARKER = "sce_slow"
 class SceCase:
     """One hard case: its inputs, in the type a kernel is run in, and the check of what the kernel returns.
 
+    The arrays are the test's own copies, which a kernel may change in place; the check grades against
+    the case's inputs as handed over (``.case``, read-only).
+
     Attributes
     ----------
     name, dtype : str
