@@ -26,6 +26,7 @@ from sce.grading.implementations.loading import UnusableImplementation
 from sce.grading.implementations.report import CaseResult, ImplementationReport, Mistake
 from sce.grading.linear.report import Report
 from sce.grading.verdicts import Verdict
+from sce.loss.validation import refuse_shared_memory
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
@@ -188,6 +189,7 @@ def check_cross_entropy(
         bfloat16_dtype()  # graded as bfloat16, never widened: an ImportError naming the extra where it is missing
     try:
         chosen = _checked_options(options)
+        refuse_shared_memory({"grad": grad, "loss": loss}, {"logits": logits, "labels_or_targets": labels_or_targets})
         given = _as_numpy(labels_or_targets, "targets")
         dump = _dump_in_rows(arrays, given, loss is not None, class_axis, chosen.ignore_index)
         found = check_dump(dump, chosen, answer_type or "float64", sum_order=sum_order)

@@ -405,3 +405,34 @@ def labels_and_targets_as_rows(
             )
         target_rows = np.moveaxis(target_arr, axis, -1).reshape(-1, moved[-1])
     return label_rows, target_rows
+
+
+def refuse_shared_memory(outputs: dict[str, object], inputs: dict[str, object]) -> None:
+    """Raise :class:`InvalidInput` where an output to grade lies in the memory of an input: an in-place
+    kernel wrote its result over what it was given (a fused backward writes ∂L/∂z over the logits), so
+    the input is no longer what the kernel read, and a check would grade the answer against itself.
+    numpy arrays only (a classifier and its gradient may come as lists of shards).
+
+    Examples
+    --------
+    >>> z = np.zeros((2, 3))
+    >>> refuse_shared_memory({"grad": z.copy()}, {"logits": z})
+    >>> refuse_shared_memory({"grad": z[:, :2]}, {"logits": z})
+    Traceback (most recent call last):
+    ...
+    sce.loss.result.InvalidInput: grad shares its memory with logits: the kernel wrote it over its input (grad); \
+give the kernel a copy of logits (or keep one to check against)
+    """
+
+    def arrays(value: object) -> list[np.ndarray]:
+        parts = value if isinstance(value, (list, tuple)) else [value]
+        return [part for part in parts if isinstance(part, np.ndarray)]
+
+    for name, output in outputs.items():
+        for input_name, given in inputs.items():
+            if any(np.may_share_memory(mine, theirs) for mine in arrays(output) for theirs in arrays(given)):
+                raise InvalidInput(
+                    f"{name} shares its memory with {input_name}: the kernel wrote it over its input",
+                    field=name,
+                    hint=f"give the kernel a copy of {input_name} (or keep one to check against)",
+                )

@@ -12,7 +12,7 @@ from sce.grading.linear.quick_report import checked_seed
 from sce.grading.linear.report import Report
 from sce.grading.linear.shards import check_sharded, checked_shards, is_sharded, sharded_candidates
 from sce.loss.result import InvalidInput
-from sce.loss.validation import validated_options, weight_tuple
+from sce.loss.validation import refuse_shared_memory, validated_options, weight_tuple
 from sce.options import LossOptions
 
 MODES = ("full", "quick")
@@ -40,7 +40,7 @@ def check_linear(
     checked_seed(seed, mode)
     seed = None if seed is None else int(seed)  # a numpy integer is stored as Python's, as the report shows it
     loss_options = _options(options)
-    _refuse_shared_memory({"hidden": hidden, "classifier": classifier, "labels": labels, "bias": bias}, outputs)
+    refuse_shared_memory(outputs, {"hidden": hidden, "classifier": classifier, "labels": labels, "bias": bias})
     if is_sharded(classifier):
         sharded = checked_shards(hidden, classifier, labels, bias, loss_options, grad_output)
         candidates = sharded_candidates(sharded, outputs, loss_options)
@@ -75,26 +75,6 @@ def _options(options: dict[str, Any]) -> LossOptions:
     # Before the inputs: a bad option is named as itself, not as the labels it fails to ignore.
     validated_options(chosen)
     return chosen
-
-
-def _refuse_shared_memory(inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
-    """An output in the memory of an input: an in-place kernel wrote its result over what it was given, so
-    the input graded against is no longer the one the kernel read (a check would grade the answer against
-    itself). Refused, naming both, rather than graded; numpy arrays only (torch's are copied first)."""
-    import numpy as np
-
-    def arrays(value: Any) -> list[np.ndarray]:  # a classifier and its gradient may come in shards
-        parts = value if isinstance(value, (list, tuple)) else [value]
-        return [part for part in parts if isinstance(part, np.ndarray)]
-
-    for name, output in outputs.items():
-        for input_name, given in inputs.items():
-            if any(np.may_share_memory(mine, theirs) for mine in arrays(output) for theirs in arrays(given)):
-                raise InvalidInput(
-                    f"{name} shares its memory with {input_name}: the kernel wrote it over its input",
-                    field=name,
-                    hint=f"give the kernel a copy of {input_name} (or keep one to check against)",
-                )
 
 
 def _refuse_cluster(client: Any, what: str) -> None:

@@ -1,12 +1,13 @@
-"""An output handed to the fused check in the memory of an input (an in-place kernel wrote its gradient over what
-it was given) is refused, naming both: graded, the input would be the answer itself, not what the kernel read."""
+"""An output handed to a check in the memory of an input (an in-place kernel wrote its gradient over what it was
+given, as fused cross-entropy backwards write ∂L/∂z over the logits) is refused, naming both: graded, the input
+would be the answer itself, not what the kernel read."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sce.testing import check_linear_cross_entropy
+from sce.testing import check_cross_entropy, check_linear_cross_entropy
 
 F32 = np.float32
 
@@ -41,3 +42,17 @@ def test_a_shard_of_the_gradient_written_over_a_shard_of_the_classifier_is_refus
     shards = [classifier[:2], classifier[2:]]
     with pytest.raises(ValueError, match="^grad_classifier shares its memory with classifier"):
         check_linear_cross_entropy(hidden, shards, labels, grad_classifier=[np.zeros((2, 4), F32), shards[1]])
+
+
+def test_a_gradient_written_over_the_logits_is_refused_and_a_kept_copy_is_graded() -> None:
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((5, 4)).astype(F32)
+    labels = rng.integers(0, 4, 5)
+    kept = logits.copy()
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    logits[...] = p / p.sum(axis=1, keepdims=True)  # the backward writes ∂L/∂z over its input, in place
+    logits[np.arange(5), labels] -= 1
+    logits /= 5
+    with pytest.raises(ValueError, match="^grad shares its memory with logits: the kernel wrote it over its input"):
+        check_cross_entropy(logits, labels, logits)
+    assert check_cross_entropy(kept, labels, logits).passed
