@@ -82,8 +82,8 @@ def shrunk_to(client, constants):
     client.run(set_constants, before)
 
 
-def check(case: Case, outputs: dict, **engine) -> sce.testing.Report:
-    arguments = dict(bias=case.bias, **outputs, **case.options, grad_output=case.grad_output)
+def check(case: Case, outputs: dict, profile: str = "pytorch", **engine) -> sce.testing.Report:
+    arguments = dict(bias=case.bias, **outputs, **case.options, grad_output=case.grad_output, profile=profile)
     if engine:
         return sce.dask.check_linear_cross_entropy(case.hidden, case.classifier, case.labels, **arguments, **engine)
     return check_linear_cross_entropy(case.hidden, case.classifier, case.labels, **arguments)
@@ -126,6 +126,14 @@ def test_the_cluster_gives_one_machines_report_to_the_bit(n, options, planted, c
     on_two = check(case, outputs, client=client)
     assert on_two.to_dict() == alone.to_dict()
     assert str(on_two) == str(alone)
+
+
+@pytest.mark.parametrize("profile", ["liger", "cce", "loop"])
+def test_every_profile_gives_one_machines_report(profile, client, shrunk):
+    case, outputs = planted_case(70, {"z_loss": 1e-3}, None, ml_dtypes.bfloat16)
+    alone = check(case, outputs, profile)
+    assert alone.passed and alone.profile == profile, str(alone)
+    assert check(case, outputs, profile, client=client).to_dict() == alone.to_dict()
 
 
 def test_a_bfloat16_kernel_and_a_planted_mistake_in_bfloat16(client, shrunk):
@@ -249,16 +257,17 @@ def test_the_python_entry_refuses_what_it_cannot_use_before_a_cluster(client):
 
 @pytest.mark.parametrize(
     ("n", "d", "v", "options"),
-    [(1, 1, 1, {}), (5, 3, 2, {"reduction": "sum"}), (24, 16, V, {"offset": 40.0}), (70, 16, V, {"every": "ignored"})],
-    ids=["one row, one class", "two classes", "extreme logits", "every row ignored"],
+    [(1, 1, 1, {}), (5, 3, 2, {"reduction": "sum"}), (24, 16, V, {"offset": 40.0}), (70, 16, V, {"every": "sum"}),
+     (70, 16, V, {"every": "mean"})],
+    ids=["one row, one class", "two classes", "extreme logits", "every row ignored", "every row ignored, a NaN mean"],
 )
 def test_edge_sizes_and_values_give_one_machines_report(n, d, v, options, client, tiny):
     options = dict(options)
     offset = options.pop("offset", 0.0)
-    every_ignored = options.pop("every", None) is not None
+    every_ignored = options.pop("every", None)
     case = make_case(np.float32, n=n, d=d, v=v, offset=offset, confident=(), **options)
     if every_ignored:
-        case = dataclasses.replace(case, options={"reduction": "sum"}, labels=np.full(n, -100))
+        case = dataclasses.replace(case, options={"reduction": every_ignored}, labels=np.full(n, -100))
     outputs = kernel(case)
     alone = check(case, outputs)
     assert alone.passed, str(alone)
@@ -335,3 +344,85 @@ def test_an_unreachable_scheduler_is_one_line_for_hidden_states(sce, tmp_path):
     assert (result.exit_code, result.stdout) == (1, "")
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"sce: error: --scheduler: no Dask scheduler answers at tcp://127.0.0.1:{port}")
+
+
+def test_hidden_states_with_batch_and_sequence_axes_and_the_current_client(client, shrunk):
+    """B × T × D hidden states (labels B × T) as B·T rows; without client=, the current client is used."""
+    case, outputs = planted_case(70, {"reduction": "none"}, None)
+    hidden, labels = case.hidden.reshape(2, 35, 16), case.labels.reshape(2, 35)
+    shaped = {**outputs, "loss": outputs["loss"].reshape(2, 35), "grad_hidden": outputs["grad_hidden"].reshape(2, 35, 16)}
+    alone = check_linear_cross_entropy(hidden, case.classifier, labels, bias=case.bias, reduction="none", **shaped)
+    assert alone.passed, str(alone)
+    with client.as_current():
+        current = sce.dask.check_linear_cross_entropy(
+            hidden, case.classifier, labels, bias=case.bias, reduction="none", **shaped
+        )
+    assert current.to_dict() == alone.to_dict()
+
+
+def test_a_closed_client_is_refused(client):
+    case, outputs = planted_case(24, {}, None)
+    closed = distributed.Client(client.scheduler.address, set_as_default=False)
+    closed.close()
+    with pytest.raises(ValueError, match="^client: the client is closed"):
+        sce.dask.check_linear_cross_entropy(case.hidden, case.classifier, case.labels, **outputs, bias=case.bias,
+                                            client=closed)  # fmt: skip
+
+
+def test_ctrl_c_on_the_client_cancels_the_clusters_tasks(client, tmp_path):
+    """Interrupted while the cluster computes the blocks of classes: 130, no traceback, and the
+    cluster (started apart, so that it outlives the run) is left with nothing to do."""
+    import signal
+    import subprocess
+    import time
+
+    rng = np.random.default_rng(5)
+    n, d, v = 4096, 256, 40_000
+    path = tmp_path / "large.npz"
+    np.savez(path, hidden=rng.standard_normal((n, d), np.float32), classifier=rng.standard_normal((v, d), np.float32),
+             labels=rng.integers(0, v, n), grad_hidden=np.zeros((n, d), np.float32))  # fmt: skip
+    process = subprocess.Popen(
+        ["sce", "check", "--arrays", str(path), "--engine", "dask", "--scheduler", client.scheduler.address],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not any(client.processing().values()):
+        assert process.poll() is None, f"finished before it could be interrupted: {process.stderr.read()}"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+    stdout, stderr = process.communicate()
+    assert process.returncode == 130, stderr
+    assert stdout == "" and "Traceback" not in stderr
+    deadline = time.monotonic() + 10
+    while any(client.processing().values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(client.processing().values())
+
+
+@pytest.mark.parametrize("wrong", [False, True])
+def test_a_float64_kernel_and_its_exactly_recomputed_entries(wrong, client, shrunk):
+    """A float64 answer's entries that the reference's bound cannot decide are recomputed exactly
+    on this machine after the cluster's pass, as one machine recomputes them."""
+    from sce.loss.linear_cross_entropy import linear_cross_entropy
+
+    case = make_case(np.float64, n=24, v=V)
+    exact = linear_cross_entropy(case.hidden, case.classifier, case.labels, bias=case.bias)
+    outputs = {"loss": np.float64(exact.loss), "grad_hidden": exact.grad_hidden,
+               "grad_classifier": exact.grad_classifier * (1 + 1e-12 * wrong), "grad_bias": exact.grad_bias}  # fmt: skip
+    alone = check(case, outputs)
+    assert alone.passed is not wrong, str(alone)
+    assert check(case, outputs, client=client).to_dict() == alone.to_dict()
+
+
+def test_a_second_pass_for_entries_a_narrow_band_leaves_open_runs_on_the_cluster_too(client, shrunk, monkeypatch):
+    """Where the reference's bound leaves a verdict open, the check runs its pass again keeping
+    the entries: the cluster's pass again, from sums of nothing (forced here for every output)."""
+    import sce.grading.linear.check as full
+
+    monkeypatch.setattr(full, "decided_by_bound", lambda found: False)
+    case, outputs = planted_case(70, {"softcap": 2.0}, "softcap_factor_missing")
+    alone = check(case, outputs)
+    assert alone.mistake == mistakes.SOFTCAP_FACTOR_MISSING.name
+    assert check(case, outputs, client=client).to_dict() == alone.to_dict()

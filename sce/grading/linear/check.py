@@ -19,6 +19,7 @@ from sce.grading.linear.exact_entries import EntryStore, Settled, bound_decides,
 from sce.grading.linear.profiles import Profile
 from sce.grading.linear.quick_grades import allowance_units
 from sce.grading.linear.report import OutputReport, Report
+from sce.grading.linear.skipped import skipped_excuses
 from sce.grading.linear.stepped_baseline import SteppedBaseline, baseline_for
 from sce.loss.linear_cross_entropy import UNIT, logit_error_bound, reported_loss, stream_gradients
 from sce.loss.linear_terms import LinearTerms
@@ -100,8 +101,8 @@ def full_check(
     terms: LinearTerms | None = None,
     baseline: LinearBaseline | SteppedBaseline | None = None,
     allowed: Report | None = None,
-    stream: Any = None,
     collect: bool = False,
+    stream: Any = None,
 ) -> tuple[Report, dict[str, Any], LinearBaseline | SteppedBaseline]:
     """Grade every output given; return the report (without a mistake named), the reference's
     per-row results the mistakes are told apart by (each row's loss and lse), and the baseline.
@@ -109,17 +110,17 @@ def full_check(
     ``terms`` replaces the inputs' own (a mistake's what-if: the answer graded against what the
     mistake gives); ``baseline``, the same-type baseline where it is known already; ``allowed``,
     a report whose allowances hold (those of the right result, for a what-if: the baseline's
-    errors are measured against the right result, never against a mistake's); ``stream``, what
-    computes the reference's blocks in place of :func:`stream_gradients` (a cluster's: its arguments).
-    ``collect`` keeps, for every output, the entries its reference's bound may not decide (see
-    :mod:`.exact_entries`)."""
+    errors are measured against the right result, never against a mistake's). ``collect`` keeps,
+    for every output, the entries its reference's bound may not decide (see :mod:`.exact_entries`);
+    ``stream``, what computes the reference's blocks in place of :func:`stream_gradients` (a
+    cluster's: its arguments)."""
     steps = baseline_for(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types, baseline)
     types = answer.type_names
     floors = {name: running_sum_ulps(name, types[name], inputs) if profile.running_sums else 0.0 for name in types}
     graded = {
         name: _Graded(quantity_verdict(name, types[name], floors[name]), types[name]) for name in answer.given
     }
-    excused = _skipped(inputs, profile)
+    excused = skipped_excuses(inputs, profile)
     # Entries are kept during the pass where the band is wide (a float64 answer's: hundreds of ulps
     # or more) or in a second pass; a narrow band (~10⁻⁴ ulp) is read after the pass from the
     # reference's own bound, and keeps nothing unless it leaves a verdict open.
@@ -128,13 +129,13 @@ def full_check(
 
     def rows_done(rows: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
         if "grad_hidden" in graded:
-            excuse = None if excused is None else np.outer(excused[0][rows], excused[1])
+            excuse = None if excused is None else excused.of_rows(rows)
             _grade(graded["grad_hidden"], _given(answer, "grad_hidden")[rows], steps.hidden_rows(rows), values,
                    magnitude, rows.start, excuse)  # fmt: skip
 
     def classes_done(classes: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
         if "grad_classifier" in graded:
-            excuse = None if excused is None else np.broadcast_to(excused[2], values.shape)
+            excuse = None if excused is None else excused.of_classes(classes, values.shape)
             given = _given(answer, "grad_classifier")[classes]
             base = steps.classifier_classes(classes)
             _grade(graded["grad_classifier"], given, base, values, magnitude, classes.start, excuse)
@@ -151,7 +152,7 @@ def full_check(
     finished = steps.finished()
     reference = {"losses": losses, "loss": reported_loss(losses, t), "grad_bias": grad_bias, "lse": streamed.lse}
     if "grad_bias" in graded:
-        excuse = None if excused is None else np.full(len(grad_bias), excused[3])
+        excuse = None if excused is None else excused.bias
         given_bias = _given(answer, "grad_bias")
         _grade(graded["grad_bias"], given_bias, finished.grad_bias, grad_bias, bias_magnitude, 0, excuse)
     if "loss" in graded:
@@ -160,7 +161,7 @@ def full_check(
         return _report(graded, profile, allowed), reference, steps
     if not collect and any(f.store is None and not decided_by_bound(f) for f in graded.values()):
         # A narrow band left a verdict open: the entries it needs are kept in a second pass.
-        return full_check(inputs, answer, profile, None, steps, allowed, stream, collect=True)
+        return full_check(inputs, answer, profile, None, steps, allowed, collect=True, stream=stream)
     # The right result's check: entries the bound cannot decide are recomputed exactly.
     stores = {name: (found.verdict, found.store, found.reference_ulp) for name, found in graded.items()}
     settled = settle(stores, inputs)
@@ -302,32 +303,6 @@ def _given(answer: LinearAnswer, name: str) -> np.ndarray:
     found = getattr(answer, name)
     assert found is not None
     return np.asarray(found)
-
-
-def _skipped(inputs: LinearInputs, profile: Profile) -> tuple[Any, ...] | None:
-    """What a profile's skipped gradient entries may leave out of each output, where it skips:
-    entries with p below ε/32 are each at most ε/32·s·scale, so ∂L/∂E_id misses at most that
-    times Σⱼ|C_jd|, ∂L/∂C_vd that times Σᵢ|E_id| (weighted by each row's s·scale), ∂L/∂b_v Σᵢ of it."""
-    if not profile.skipped_below:
-        return None
-    t = inputs.terms
-    eps = float(np.finfo(np.float32).eps) if inputs.e.dtype == np.float32 else 2.0**-7
-    if inputs.e.dtype == np.float64:
-        eps = float(np.finfo(np.float64).eps)
-    per_row = profile.skipped_below * eps * (t.total * np.abs(t.ce_scale) + np.abs(t.z_scale) * 100)
-    classifier_columns = _absolute_column_sums(inputs.c)
-    hidden_columns = _absolute_column_sums(inputs.e, per_row)
-    return per_row, classifier_columns, hidden_columns, float(per_row.sum())
-
-
-def _absolute_column_sums(a: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """Σᵢ wᵢ·|a_ij| of each column (w all 1 unless given), in float64, a block of rows at a time."""
-    total = np.zeros(a.shape[1])
-    step = max(1, (1 << 24) // (8 * max(1, a.shape[1])))
-    for start in range(0, len(a), step):
-        block = np.abs(np.asarray(a[start : start + step], np.float64))
-        total += block.sum(axis=0) if weights is None else weights[start : start + step] @ block
-    return total
 
 
 def _report(

@@ -17,6 +17,7 @@ report is the same, to the bit. The inputs go to the workers once.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,7 +58,13 @@ class ClusterBaseline(SteppedBaseline):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.restart()
+
+    def restart(self) -> None:
+        """Sums of nothing yet, going by classes (for another pass of the cluster's)."""
         n, d = self.e.shape
+        self.losses = np.zeros((n, 2), self.work)
+        self.grad_bias = np.zeros(len(self.c), self.work)
         self.by_classes = True
         self.hidden_later = by_classes(n, d, 6) and self.wants_hidden
         self.done = np.zeros(len(self.c), bool)
@@ -96,6 +103,7 @@ class ClusterStream:
     ) -> Streamed:  # fmt: skip
         n, d = e.shape
         base = self.baseline
+        base.restart()
         shared = held(self.client, [e, c, b, terms, base.terms])
         top, lse = self._statistics(shared, n, len(c), d)
         shared_lse = held(self.client, [(top, lse), base.lse])
@@ -235,24 +243,36 @@ def hidden_tile(
 
 
 def in_order(client: Any, function: Callable[..., Any], arguments: list[tuple[Any, ...]]) -> Iterator[Any]:
-    """Each task's result in the order of ``arguments``: the tasks run :data:`TASKS_PER_THREAD` per
-    thread at a time and finish in any order (those finished early wait here), so that the parts
-    waiting to be added, on the workers and here, are a few per thread; an error of sce's raised
-    as one machine raises it."""
-    from sce.batch.dask_engine import OnCluster
+    """Each task's result in the order of ``arguments``: :data:`TASKS_PER_THREAD` tasks per thread
+    under way at a time, the next sent as each is taken (they finish in any order; those finished
+    early wait on their workers), so that the parts waiting to be added stay a few per thread; an
+    error of sce's raised as one machine raises it; the tasks still under way cancelled on the way out."""
+    import contextlib
+    from collections import deque
+
+    from sce.batch.dask_engine import task_result
     from sce.batch.partition import PartitionFailure
+    from sce.batch.partitioned import guarded
 
     window = TASKS_PER_THREAD * (int(sum(client.nthreads().values())) or 1)
-    for first in range(0, len(arguments), window):
-        waiting: dict[int, Any] = {}
-        following = 0
-        for index, result in OnCluster(client).unordered(function, arguments[first : first + window]):
+    waiting = iter(arguments)
+    under_way: deque[Any] = deque()
+
+    def send(count: int) -> None:
+        for given in itertools.islice(waiting, count):
+            under_way.append(client.submit(guarded, function, *given, pure=False))
+
+    send(window)
+    try:
+        while under_way:
+            result = task_result(under_way.popleft())
             if isinstance(result, PartitionFailure):
                 raise result.error()
-            waiting[index] = result
-            while following in waiting:
-                yield waiting.pop(following)
-                following += 1
+            send(1)
+            yield result
+    finally:
+        with contextlib.suppress(Exception):  # a client already closed has nothing left to cancel
+            client.cancel(list(under_way))
 
 
 def cluster_check(inputs: LinearInputs, answer: LinearAnswer, profile: Profile, client: Any) -> Report:
