@@ -189,8 +189,7 @@ def test_sce_batch_refuses_an_option_saved_in_its_dump_but_scores_beside_an_upst
 
 def test_an_upstream_gradient_with_the_batch_and_sequence_axes_is_one_per_row(tmp_path, sce):
     rows = exact(PER_ROW, "none")
-    axes = {name: value.reshape(3, 4, *value.shape[1:]) for name, value in rows.items() if name != "classifier"}
-    axes["labels"] = rows["labels"].reshape(3, 4)
+    axes = {name: rows[name].reshape(3, 4, *rows[name].shape[1:]) for name in ("hidden", "labels", "loss", "grad_hidden")}
     path = save(tmp_path, {**rows, **axes, "grad_output": PER_ROW.reshape(3, 4)})
     assert sce("check", "--arrays", path).stdout.splitlines()[-1] == "verdict: correct for float32"
     path = save(tmp_path, {**rows, **axes, "grad_output": PER_ROW.reshape(4, 3)}, "transposed.npz")
