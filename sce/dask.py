@@ -75,8 +75,9 @@ def score(
     client
         The Dask client to run on (default: the current one, else a local cluster started for the call).
     workers
-        The worker processes (1 to 256) of a local cluster started for the call (default: the cores);
-        given, a local cluster is started even where a current client exists. Not with ``client``.
+        The worker processes (1 to 256) of a local cluster started for the call (default: the cores;
+        never more than the parts or the cores); given, a local cluster is started even where a current
+        client exists. Not with ``client``.
     options, \*\*loss_options
         The loss's options (:class:`sce.LossOptions`, or its fields as keywords); the reduction
         defaults to ``'none'`` (each row's own loss); ``'mean'`` divides every row by the whole
@@ -258,7 +259,7 @@ def _run(request: BatchRequest, paths: list[str], part_request: Any, client: Cli
         with contextlib.suppress(ValueError):  # no client yet: a local cluster for this call
             client = get_client()
     if client is None:
-        with cluster_client(None, workers) as started:
+        with cluster_client(None, workers, tasks=len(paths)) as started:
             return run_partitioned(request, paths, OnCluster(started), part_request)
     return run_partitioned(request, paths, OnCluster(client), part_request)
 

@@ -45,3 +45,55 @@ def test_local_workers_keep_freed_blocks_and_run_one_thread_per_pool_unless_the_
     assert not profiled  # no stack sampling for a dashboard that is not started
     assert dask.config.get("distributed.worker.profile.enabled")  # this process's own settings untouched
     assert dask.config.get("distributed.nanny.pre-spawn-environ") == before  # nothing left set in this process
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """The worker counts asked of LocalCluster, each cluster started with one worker."""
+    counts: list[int] = []
+    real = distributed.LocalCluster
+
+    def recorded(*args, n_workers=None, **kwargs):
+        counts.append(n_workers)
+        return real(*args, n_workers=1, **kwargs)
+
+    monkeypatch.setattr(distributed, "LocalCluster", recorded)
+    return counts
+
+
+def test_workers_beyond_the_parts_are_not_started(tmp_path, sce, started):
+    # `--workers 256` on two parts asked for 256 worker processes of about 100 MB each, 25 GB for two tasks.
+    (tmp_path / "a.csv").write_text("z0,z1,label\n1,2,0\n")
+    (tmp_path / "b.csv").write_text("z0,z1,label\n3,1,1\n")
+    run = sce("batch", tmp_path / "a.csv", tmp_path / "b.csv", "-o", tmp_path / "out.csv", "--engine", "dask",
+              "--workers", "256", "-q")  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    assert started == [min(2, len(os.sched_getaffinity(0)))]
+
+
+def test_workers_beyond_the_cores_are_not_started(tmp_path, sce, started):
+    cores = len(os.sched_getaffinity(0))
+    (tmp_path / "parts").mkdir()
+    for index in range(cores + 3):
+        (tmp_path / "parts" / f"part{index:02}.csv").write_text("z0,z1,label\n1,2,0\n")
+    run = sce("batch", tmp_path / "parts", "-o", tmp_path / "out.csv", "--engine", "dask", "--workers", cores + 2, "-q")
+    assert run.exit_code == 0, run.stderr
+    assert started == [cores]
+
+
+def test_score_starts_no_more_workers_than_parts(tmp_path, started):
+    from sce.dask import score
+
+    (tmp_path / "a.csv").write_text("z0,z1,label\n1,2,0\n")
+    score([tmp_path / "a.csv"], tmp_path / "scored", workers=8)
+    assert started == [1]
+
+
+def test_a_check_on_a_local_cluster_starts_no_more_workers_than_cores(sce, started):
+    from importlib.resources import files
+
+    cores = len(os.sched_getaffinity(0))
+    dump = files("sce") / "samples" / "dump_float32_correct.npz"
+    result = sce("check", "--arrays", dump, "--engine", "dask", "--workers", cores + 2)
+    assert result.exit_code == 0, result.output
+    assert started == [cores]

@@ -78,5 +78,5 @@ def run_on_cluster(
     from sce.batch.cluster import cluster_client
 
     check_output(request, paths)
-    with cluster_client(scheduler, workers) as client:
+    with cluster_client(scheduler, workers, tasks=len(paths)) as client:
         return run_partitioned(request, paths, OnCluster(client), part_request)

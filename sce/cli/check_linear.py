@@ -52,15 +52,7 @@ def check_linear_dump(
     from sce.io.arrays.linear_dump import read_linear_dump
 
     _refuse_cluster(cluster, bool(ranks), mode)
-    if given:
-        raise UsageProblem(
-            f"{given[0]}: {arrays} holds hidden states (a dump of a linear layer and its loss), whose arrays are "
-            "named hidden, classifier, labels, bias, loss, grad_hidden, grad_classifier, grad_bias: leave it out"
-        )
-    if options.temperature != 1.0:
-        raise UsageProblem("--temperature: a dump of hidden states is graded without a temperature; leave it out")
-    if options.dtype != "float64":
-        raise UsageProblem("--dtype: each output of a dump is graded in the type it is stored in; leave out --dtype")
+    _refuse_flags_for_logits(arrays, given, options)
     if ranks:
         from sce.io.arrays.rank_dumps import read_rank_dumps
 
@@ -77,7 +69,9 @@ def check_linear_dump(
         per_row = loss is not None and loss.ndim == 1 and dump.shape[0] > 1
         options = options.replace(reduction="none" if per_row else "mean")
     report = _graded(dump, options, profile, mode, seed, inputs, cluster=cluster)
-    report = _order_suspected(report, [arrays, *(ranks or [])], (dump, options, profile, mode, seed), inputs)
+    if ranks:
+        graded = (dump, options, profile, mode, seed)
+        report = _ranks_suspected(report, [arrays, *ranks], several.same_shards(), graded, inputs)
     if output_format is CheckFormat.json:
         from sce.render.json_format import dumps
         from sce.render.linear_check import linear_check_document
@@ -97,6 +91,20 @@ def check_linear_dump(
         print_linear_check(stdout_console(), report, shape, options.reduction, FLAG_OF_FIELD)
     if not report.passed:
         raise typer.Exit(ExitStatus.WRONG)
+
+
+def _refuse_flags_for_logits(arrays: str, given: list[str], options: LossOptions) -> None:
+    """The flags only a dump of logits takes, each refused in one line."""
+    if given:
+        raise UsageProblem(
+            f"{given[0]}: {arrays} holds hidden states (a dump of a linear layer and its loss), whose arrays are "
+            "named hidden, classifier, labels, bias, grad_output, loss, grad_hidden, grad_classifier, grad_bias: "
+            "leave it out"
+        )
+    if options.temperature != 1.0:
+        raise UsageProblem("--temperature: a dump of hidden states is graded without a temperature; leave it out")
+    if options.dtype != "float64":
+        raise UsageProblem("--dtype: each output of a dump is graded in the type it is stored in; leave out --dtype")
 
 
 def _refuse_cluster(cluster: tuple[str | None, int | None] | None, ranks: bool, mode: str) -> None:
@@ -122,6 +130,31 @@ class _Inputs(NamedTuple):
     bias: Any
     grad_classifier: Any
     grad_bias: Any
+
+
+def _ranks_suspected(
+    report: Report, paths: list[str], same: tuple[int, int] | None,
+    graded: tuple[LinearDump, LossOptions, str, str, int | None], shards: _Inputs | None,
+) -> Report:
+    """A failing set of rank dumps, two of which hold the same shards byte for byte (``same``), or which
+    pass in another order: the dumps given, most likely, rather than the kernel, said as the mistake."""
+    if report.passed:
+        return report
+    if same is not None:  # two copies of one shard fail in any order: no order is searched for
+        return _copies_named(report, paths, same)
+    return _order_suspected(report, paths, graded, shards)
+
+
+def _copies_named(report: Report, paths: list[str], same: tuple[int, int]) -> Report:
+    """A rank's dump copied over another's (or written under its name), as the mistake."""
+    import dataclasses
+
+    first, second = (paths[k] for k in same)
+    return dataclasses.replace(
+        report, mistake="two ranks' dumps hold the same shard",
+        fix=f"{second} holds the same shard of the classifier (and of every sharded array) as {first}, byte for "
+        "byte: a rank's dump copied over another's, or written under its name? give each rank's own dump",
+    )  # fmt: skip
 
 
 def _order_suspected(
@@ -199,6 +232,7 @@ def _graded(
         return check_linear(
             dump.hidden, classifier, dump.labels, bias=bias, outputs=answers, options=loss_options,
             profile=profile, mode=mode, seed=seed, client=client,
+            grad_output=1.0 if dump.grad_output is None else dump.grad_output,
         )  # fmt: skip
     except InvalidInput as problem:
         raise _placed(problem, dump.where) from None

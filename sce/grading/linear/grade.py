@@ -14,7 +14,7 @@ from sce.grading.linear.quick_report import checked_seed
 from sce.grading.linear.report import Report
 from sce.grading.linear.shards import check_sharded, checked_shards, is_sharded, sharded_candidates
 from sce.loss.result import InvalidInput
-from sce.loss.validation import weight_tuple
+from sce.loss.validation import refuse_shared_memory, validated_options, weight_tuple
 from sce.options import LossOptions
 
 MODES = ("full", "quick")
@@ -63,6 +63,7 @@ def _checked(
     checked_seed(seed, mode)
     seed = None if seed is None else int(seed)  # a numpy integer is stored as Python's, as the report shows it
     loss_options = _options(options)
+    refuse_shared_memory(outputs, {"hidden": hidden, "classifier": classifier, "labels": labels, "bias": bias})
     if is_sharded(classifier):
         sharded = checked_shards(hidden, classifier, labels, bias, loss_options, grad_output)
         candidates = sharded_candidates(sharded, outputs, loss_options)
@@ -91,9 +92,12 @@ def _options(options: dict[str, Any]) -> LossOptions:
     found = dict(options)
     found["weight"] = weight_tuple(found.get("weight"))
     try:
-        return LossOptions(**found)
+        chosen = LossOptions(**found)
     except TypeError as problem:
         raise ValueError(str(problem)) from None
+    # Before the inputs: a bad option is named as itself, not as the labels it fails to ignore.
+    validated_options(chosen)
+    return chosen
 
 
 def _refuse_cluster(client: Any, what: str) -> None:
