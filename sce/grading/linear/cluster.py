@@ -282,11 +282,6 @@ def cluster_check(inputs: LinearInputs, answer: LinearAnswer, profile: Profile, 
     this machine once the cluster is let go, as one machine tries them (against the report's allowances)."""
     from sce.grading.linear.check import full_check
 
-    if not by_classes(len(inputs.c), inputs.e.shape[1]):
-        # One machine holds ∂L/∂C whole and goes by rows: its sums in that order are one task's,
-        # so that the report is one machine's to the bit (tiles of classes would sum otherwise).
-        with _connected(client) as connected:
-            return connected.submit(whole_check, inputs, answer, profile, pure=False).result()
     baseline = ClusterBaseline(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types,
                                "grad_hidden" in answer.types)  # fmt: skip
     with _connected(client) as connected:
@@ -299,15 +294,6 @@ def cluster_check(inputs: LinearInputs, answer: LinearAnswer, profile: Profile, 
 
     local = baseline_for(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types, None)
     return named_mistake(report, inputs, answer, profile, reference, local)
-
-
-def whole_check(inputs: LinearInputs, answer: LinearAnswer, profile: Profile) -> Report:
-    """The check as one machine makes it, in one task: the mistake named where the answer is wrong."""
-    from sce.grading.linear.check import full_check
-    from sce.grading.linear.mistakes import named_mistake
-
-    report, reference, baseline = full_check(inputs, answer, profile)
-    return report if report.passed else named_mistake(report, inputs, answer, profile, reference, baseline)
 
 
 @contextmanager
