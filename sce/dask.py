@@ -1,4 +1,5 @@
-"""Scoring on a Dask cluster from Python: :func:`score` (the ``sce[dask]`` extra).
+"""Scoring and checking on a Dask cluster from Python: :func:`score` and
+:func:`check_linear_cross_entropy` (the ``sce[dask]`` extra).
 
 The same engine as ``sce batch --engine dask``: every partition (a file, or a Dask DataFrame's
 partition) computed on a worker into a Parquet part, with exact partial sums that combine into
@@ -27,7 +28,7 @@ from sce.options import LossOptions
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["Scored", "score"]
+__all__ = ["Scored", "check_linear_cross_entropy", "score"]
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,9 @@ def score(
     client
         The Dask client to run on (default: the current one, else a local cluster started for the call).
     workers
-        The worker processes (1 to 256) of a local cluster started for the call (default: the cores);
-        given, a local cluster is started even where a current client exists. Not with ``client``.
+        The worker processes (1 to 256) of a local cluster started for the call (default: the cores;
+        never more than the parts or the cores); given, a local cluster is started even where a current
+        client exists. Not with ``client``.
     options, \*\*loss_options
         The loss's options (:class:`sce.LossOptions`, or its fields as keywords); the reduction
         defaults to ``'none'`` (each row's own loss); ``'mean'`` divides every row by the whole
@@ -257,7 +259,7 @@ def _run(request: BatchRequest, paths: list[str], part_request: Any, client: Cli
         with contextlib.suppress(ValueError):  # no client yet: a local cluster for this call
             client = get_client()
     if client is None:
-        with cluster_client(None, workers) as started:
+        with cluster_client(None, workers, tasks=len(paths)) as started:
             return run_partitioned(request, paths, OnCluster(started), part_request)
     return run_partitioned(request, paths, OnCluster(client), part_request)
 
@@ -321,3 +323,112 @@ def _given_paths(source: Any) -> list[str]:
         raise ValueError("source: no files given; give files, folders of parts, quoted globs, or a Dask DataFrame")
     with _named_as_arguments():
         return partition_paths([os.fspath(path) for path in given])
+
+
+def check_linear_cross_entropy(
+    hidden: Any,
+    classifier: Any,
+    labels: Any,
+    *,
+    client: Client | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    **keywords: Any,
+) -> Any:
+    """:func:`sce.testing.check_linear_cross_entropy`'s full check, its blocks computed on a Dask cluster.
+
+    The classes are cut into the blocks one machine takes where ∂L/∂C does not fit whole, one
+    task each (after a pass over the rows' log-sum-exps in tiles of rows); the client adds their
+    parts in the blocks' order and grades. Where one machine goes by classes too, the report is
+    one machine's to the bit; where it holds ∂L/∂C whole (V·D·8 bytes up to 256 MB) the verdict,
+    the mistake and each output's worst error are one machine's, and the allowance may differ by
+    an ulp or two (the baseline's float32 sums go by blocks of classes). A wrong answer's mistakes
+    are then looked for on this machine, as one machine looks for them.
+
+    Parameters
+    ----------
+    hidden, classifier, labels
+        As :func:`sce.testing.check_linear_cross_entropy` (one classifier: a list of shards is
+        checked on one machine).
+    client
+        The Dask client to run on (default: the current one, else a local cluster started for the call).
+    workers
+        The worker processes (1 to 256) of a local cluster started for the call. Not with ``client``.
+    scheduler
+        A running scheduler's address (``tcp://host:8786``) to connect to for the call.
+    **keywords
+        Every other argument of :func:`sce.testing.check_linear_cross_entropy` (outputs, options,
+        ``profile``, ``grad_output``) but ``mode`` and ``seed``: quick mode runs on one machine.
+
+    Returns
+    -------
+    Report
+        As :func:`sce.testing.check_linear_cross_entropy`'s.
+
+    Raises
+    ------
+    ValueError
+        As :func:`sce.testing.check_linear_cross_entropy`, checked before a cluster is started or
+        reached; ``client``, ``workers`` or ``scheduler`` that cannot be used; a scheduler that does not answer.
+
+    Examples
+    --------
+    >>> import numpy as np, sce.dask
+    >>> E, C = np.eye(2, dtype=np.float32), np.ones((3, 2), dtype=np.float32)
+    >>> report = sce.dask.check_linear_cross_entropy(E, C, [0, 1], loss=np.float32(1.0986123))  # doctest: +SKIP
+    >>> report.passed  # doctest: +SKIP
+    True
+    >>> sce.dask.check_linear_cross_entropy(E, C, [0, 1], loss=np.float32(1), workers=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: workers: 0 worker processes cannot run anything; give 1 to 256
+    """
+    from sce.batch.cluster import require_dask
+    from sce.grading.linear.grade import check_linear
+
+    _check_run_arguments(client, workers, None)
+    if scheduler is not None and (client is not None or workers is not None):
+        raise ValueError("scheduler connects to a running cluster: give one of client, workers and scheduler")
+    for refused in ("mode", "seed"):
+        if refused in keywords:
+            raise TypeError(f"check_linear_cross_entropy() runs the full check: leave out {refused} (quick mode "
+                            "runs on one machine, with sce.testing.check_linear_cross_entropy)")  # fmt: skip
+    outputs = {name: keywords.pop(name, None) for name in ("loss", "grad_hidden", "grad_classifier", "grad_bias")}
+    bias, profile, grad_output = keywords.pop("bias", None), keywords.pop("profile", "pytorch"), keywords.pop(
+        "grad_output", 1.0)  # fmt: skip
+    options = {"reduction": "mean", **keywords}
+    require_dask()
+    with _named_as_arguments():
+        if scheduler is not None:
+            from sce.batch.scheduler_address import scheduler_address
+
+            scheduler_address(scheduler)
+        return check_linear(
+            hidden, classifier, labels, bias=bias, outputs=outputs, options=options, profile=profile,
+            grad_output=grad_output, client=_cluster_opener(client, workers, scheduler),
+        )  # fmt: skip
+
+
+def _cluster_opener(client: Client | None, workers: int | None, scheduler: str | None) -> Any:
+    """What the check runs on: ``client``, else a function that opens the current client or a
+    cluster (started, or reached at ``scheduler``) when the inputs are checked."""
+    from sce.batch.cluster import cluster_client
+
+    if client is not None:
+        return client
+
+    @contextmanager
+    def opened() -> Iterator[Any]:
+        current = None
+        if workers is None and scheduler is None:
+            from distributed import get_client
+
+            with contextlib.suppress(ValueError):  # no client yet: a local cluster for this call
+                current = get_client()
+        if current is not None:
+            yield current
+            return
+        with cluster_client(scheduler, workers) as started:
+            yield started
+
+    return opened

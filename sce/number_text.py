@@ -79,6 +79,30 @@ def display(value: float, digits: int = DISPLAY_DIGITS) -> str:
     return text[:-1] if text.endswith(".") else text.replace(".e", "e")
 
 
+#: Ulp counts from here up are written with significant digits: the count is a float64 quotient, and
+#: its digits beyond the 16th, written out, would be the binary value's, not the count's.
+LARGEST_ULPS_WRITTEN_OUT = 1e9
+
+
+def ulp_count(value: float) -> str:
+    """An error in ulps for people: 3 significant digits below 1,000, whole ulps with thousands
+    separators up to a billion, and 4 significant digits beyond; "inf" where it is not finite.
+
+    Examples
+    --------
+    >>> ulp_count(0.1789), ulp_count(4.3), ulp_count(123456.7), ulp_count(2.3092699999999998e43)
+    ('0.179', '4.3', '123,457', '2.309e+43')
+    >>> ulp_count(float("nan")), ulp_count(float("inf"))
+    ('inf', 'inf')
+    """
+    value = float(value)
+    if math.isnan(value) or math.isinf(value):
+        return "inf"
+    if value >= LARGEST_ULPS_WRITTEN_OUT:
+        return display(value, 4)
+    return f"{value:.3g}" if value < 1000 else f"{value:,.0f}"
+
+
 def display_bound(value: float) -> str:
     """A bound (a tolerance) for people, never shown smaller than it is: with the fewest
     significant digits, up to 3, that read back as the value itself, else rounded up to 2.

@@ -32,6 +32,9 @@ SLOW_MARKER = "sce_slow"
 class SceCase:
     """One hard case: its inputs, in the type a kernel is run in, and the check of what the kernel returns.
 
+    The arrays are the test's own copies, which a kernel may change in place; the check grades against
+    the case's inputs as handed over (``.case``, read-only).
+
     Attributes
     ----------
     name, dtype : str
@@ -45,15 +48,19 @@ class SceCase:
     """
 
     def __init__(self, case: LinearCase) -> None:
-        self.case = case
+        from sce.grading.linear.cases import kept_apart
+
+        # The check grades against the case's own arrays, read-only, and the kernel is handed copies: a kernel
+        # that works in place on its inputs (torch.from_numpy shares the buffer) must not move its reference.
+        self.case, handed = kept_apart(case)
         self.name = case.name
         self.dtype = case.dtype
-        self.hidden = case.hidden
-        self.classifier = case.classifier
-        self.labels = case.labels
-        self.bias = case.bias
-        self.options = dict(case.options)
-        self.grad_output = case.grad_output
+        self.hidden = handed.hidden
+        self.classifier = handed.classifier
+        self.labels = handed.labels
+        self.bias = handed.bias
+        self.options = handed.options
+        self.grad_output = handed.grad_output
 
     def __repr__(self) -> str:
         n, d = self.hidden.shape
@@ -78,21 +85,21 @@ class SceCase:
         return assert_linear_cross_entropy_close(*self._inputs(), **answers)
 
     def _inputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.hidden, self.classifier, self.labels
+        return self.case.hidden, self.case.classifier, self.case.labels
 
     def _answers(self, loss: Any, grad_hidden: Any, grad_classifier: Any, grad_bias: Any) -> dict[str, Any]:
         if loss is None and grad_hidden is None and grad_classifier is None and grad_bias is None:
             # A check of nothing would pass: a test that forgot to hand over its results must not.
             raise ValueError("sce_case: give the kernel's results: loss=, grad_hidden=, grad_classifier= or grad_bias=")
         return {
-            "bias": self.bias,
+            "bias": self.case.bias,
             "loss": loss,
             "grad_hidden": grad_hidden,
             "grad_classifier": grad_classifier,
             "grad_bias": grad_bias,
             "mode": self.case.mode,
-            "grad_output": self.grad_output,
-            **self.options,
+            "grad_output": self.case.grad_output,
+            **self.case.options,
         }
 
 

@@ -26,6 +26,7 @@ from sce.grading.implementations.loading import UnusableImplementation
 from sce.grading.implementations.report import CaseResult, ImplementationReport, Mistake
 from sce.grading.linear.report import Report
 from sce.grading.verdicts import Verdict
+from sce.loss.validation import refuse_shared_memory
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
@@ -187,9 +188,11 @@ def check_cross_entropy(
     if answer_type == "bfloat16":
         bfloat16_dtype()  # graded as bfloat16, never widened: an ImportError naming the extra where it is missing
     try:
+        chosen = _checked_options(options)
+        refuse_shared_memory({"grad": grad, "loss": loss}, {"logits": logits, "labels_or_targets": labels_or_targets})
         given = _as_numpy(labels_or_targets, "targets")
-        dump = _dump_in_rows(arrays, given, loss is not None, class_axis, options)
-        found = check_dump(dump, _loss_options(options), answer_type or "float64", sum_order=sum_order)
+        dump = _dump_in_rows(arrays, given, loss is not None, class_axis, chosen.ignore_index)
+        found = check_dump(dump, chosen, answer_type or "float64", sum_order=sum_order)
     except SceError as problem:
         raise ValueError(problem.worded({"claimed_dtype": "dtype"})) from None
     # A hint names the keyword that grades the answer so: dtype=, as this function calls it.
@@ -282,15 +285,24 @@ _ASSERT_OPTIONS = (
 )
 
 
-def _loss_options(options: dict[str, Any]) -> LossOptions:
+def _checked_options(options: dict[str, Any]) -> LossOptions:
+    """The options, checked before the arrays: ignore_index=10.5 is named, not truncated to 10."""
+    from sce.errors import option_problem
+    from sce.loss.result import InvalidInput
+    from sce.loss.validation import validated_options
+
     try:
-        return LossOptions(**options)
+        chosen = LossOptions(**options)
+        validated_options(chosen)
+    except InvalidInput as problem:
+        raise option_problem(problem) from None
     except (TypeError, ValueError) as problem:
         raise ValueError(str(problem)) from None
+    return chosen
 
 
 def _dump_in_rows(
-    arrays: dict[str, np.ndarray], given: np.ndarray, has_loss: bool, class_axis: int, options: dict[str, Any]
+    arrays: dict[str, np.ndarray], given: np.ndarray, has_loss: bool, class_axis: int, ignore_index: int
 ) -> ArrayDump:
     """The arrays as rows × classes (the class axis last, the others flattened), each checked as
     ``sce check --arrays`` checks a dump's (the same messages, naming the argument)."""
@@ -314,8 +326,7 @@ def _dump_in_rows(
             f"labels_or_targets has type {given.dtype}: labels are class indices (give them as integers); "
             "probability targets have the logits' shape"
         )
-    ignore = int(options.get("ignore_index", -100))
-    labels = as_labels(given.reshape(-1), "labels", n, k, ignore) if is_labels else None
+    labels = as_labels(given.reshape(-1), "labels", n, k, int(ignore_index)) if is_labels else None
     targets = None if is_labels else as_matrix(rows(given), "targets", n, k, "targets")
     grad = as_matrix(rows(arrays["grad"]), "grad", n, k, "gradient")
     loss = as_loss(arrays["loss"].reshape(-1) if arrays["loss"].ndim > 1 else arrays["loss"], "loss", n)
@@ -384,9 +395,10 @@ def check_linear_cross_entropy(
         per row for 'none'; shaped like hidden, V×D, V.
     reduction, ignore_index, label_smoothing, smoothing_style, softcap, z_loss, weight
         The loss's options, as :func:`sce.softmax_cross_entropy` takes them.
-    profile : {"pytorch", "liger", "cce", "torchtune", "megatron"}
+    profile : {"pytorch", "liger", "cce", "torchtune", "megatron", "loop"}
         Which family's legitimate differences are allowed (where it rounds to the input's type;
-        cut cross-entropy's skipped gradient blocks).
+        cut cross-entropy's skipped gradient blocks; "loop": one running sum per result, allowed
+        its worst case as quick mode allows).
     mode : {"full", "quick"}
         "full": every entry. "quick": the loss and ∂L/∂b whole, a seeded sample of rows of
         ∂L/∂E and ∂L/∂C whole, every row through random projections (the report states the

@@ -698,3 +698,21 @@ def test_a_closed_pipe_ends_a_run_on_a_cluster_with_141_and_leaves_nothing(tmp_p
     assert "Traceback" not in run.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["part0.csv", "part1.csv", "temporary"]
     assert not [p.name for p in (tmp_path / "temporary").iterdir() if "sce-output" in p.name]
+
+
+def test_a_cluster_names_the_same_bad_part_as_one_machine(tmp_path, sce):
+    # Two bad parts, the first (a.csv) failing at its last line, long after the second (b.csv) fails at line 2:
+    # the cluster named whichever task failed first, so the same command gave another message on each engine.
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    (folder / "a.csv").write_text("\n".join(["z0,z1,label", *["1,2,0"] * 100_000, "1,x,1"]) + "\n")
+    (folder / "b.csv").write_text("z0,z1,label\n1,y,0\n")
+    one = sce("batch", folder, "-o", tmp_path / "one.csv")
+    assert one.exit_code == 1
+    assert one.stderr == (
+        f"sce: error: {folder / 'a.csv'}: line 100002, column z1: 'x' is not a number; if z1 is not a logit column, "
+        "name the logit columns with --logit-cols\n"
+    )
+    run = sce("batch", folder, "-o", tmp_path / "cut.csv", "--engine", "dask", "--workers", "2")
+    assert (run.exit_code, run.stderr) == (one.exit_code, one.stderr)
+    assert not (tmp_path / "cut.csv").exists() and not (tmp_path / "one.csv").exists()

@@ -17,6 +17,7 @@ import pytest
 from sce.batch import BatchRequest, run_batch
 from sce.batch.loop import write_summary_file
 from sce.batch.partitioned import InProcess, guarded, partition_paths, run_partitioned
+from sce.errors import DataProblem
 from sce.io.arrays import DumpRequest
 from sce.options import LossOptions
 
@@ -512,3 +513,38 @@ def test_a_device_output_keeps_the_parts_in_the_temporary_folder_not_in_dev(tmp_
     summary = run_in_parts(parts, Path(os.devnull), LossOptions(), "csv", Shuffled(0))
     assert summary.rows == 211
     assert made == [None]
+
+
+class Recorded:
+    """Every partition computed in this process, handed back in a given order, the indices handed back kept."""
+
+    def __init__(self, order: list[int]) -> None:
+        self.order = order
+        self.handed: list[int] = []
+
+    def unordered(self, function, arguments):
+        done = {index: guarded(function, *given) for index, given in enumerate(arguments)}
+        for index in self.order:
+            self.handed.append(index)
+            yield index, done[index]
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+@pytest.mark.parametrize(
+    "order", [[6, 5, 4, 3, 2, 1, 0], [4, 0, 6, 1, 5, 3, 2], [2, 4, 1, 0, 3, 6, 5], [0, 1, 2, 3, 4, 5, 6]]
+)
+def test_of_several_bad_parts_the_first_in_input_order_is_named_however_tasks_finish(tmp_path, reduction, order):
+    # On a cluster the task that failed first was named, so the same run gave another message than one
+    # process does (which meets the parts in order), and, with parts of like sizes, from run to run.
+    _, parts = write_parts(tmp_path, 7)
+    for bad in (2, 4):
+        lines = parts[bad].read_text().splitlines()
+        lines[2] = "x" + lines[2]
+        parts[bad].write_text("\n".join(lines) + "\n")
+    executor = Recorded(order)
+    with pytest.raises(DataProblem) as raised:
+        run_in_parts(parts, tmp_path / "cut.csv", LossOptions(reduction=reduction), "csv", executor)
+    assert str(raised.value).startswith(f"{parts[2]}: line 3, column z0: ")
+    # The run waits for the parts before the first bad one, not for every part: it stops once that is known.
+    assert executor.handed == order[: max(order.index(k) for k in (0, 1, 2)) + 1]
+    assert not (tmp_path / "cut.csv").exists()

@@ -203,19 +203,6 @@ def test_a_bad_option_is_one_line_before_a_cluster_is_reached(tmp_path, sce):
     assert result.stderr.startswith("sce: error: --weight") and "scheduler" not in result.stderr
 
 
-def test_a_dump_of_hidden_states_is_graded_in_this_process_only(tmp_path, sce):
-    """The fused linear cross-entropy check runs in one process: the dask engine is refused in one line."""
-    rng = np.random.default_rng(0)
-    path = tmp_path / "linear.npz"
-    np.savez(path, hidden=rng.standard_normal((4, 8)), classifier=rng.standard_normal((10, 8)), labels=[1, 2, 3, 4])
-    result = sce("check", "--arrays", path, "--engine", "dask", "--workers", "2")
-    assert (result.exit_code, result.stdout) == (2, "")
-    assert result.stderr == (
-        "sce: error: --engine dask grades dumps of logits; a dump of hidden states (hidden, classifier, labels) "
-        "is graded in this process: leave out --engine\n"
-    )
-
-
 def test_a_malformed_scheduler_address_is_one_line_at_once_with_no_dask_traceback_in_check_arrays(tmp_path):
     """As in sce batch: refused before Dask is imported, and nothing printed after the line."""
     import subprocess

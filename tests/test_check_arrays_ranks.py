@@ -177,3 +177,81 @@ def test_typed_numbers_after_arrays_are_refused_as_before(tmp_path, sce):
     assert result.stderr == (
         "sce: error: give the arrays (--arrays or --logits FILE) alone, without LOGITS, --csv, --label or --target\n"
     )
+
+
+def test_the_order_of_many_ranks_is_searched_by_the_loss_before_any_full_check(tmp_path, sce, monkeypatch):
+    import sce.grading.linear.grade as grade
+
+    arrays = dump("ignored-runs-float32")
+    v = len(arrays["classifier"])
+    paths = ranks(tmp_path, arrays, [v // 6, v // 3, v // 2, 2 * v // 3, 5 * v // 6])
+    given = [*paths[:4], paths[5], paths[4]]  # the last two swapped: four pairs before them are ruled out cheaply
+    checked: list[tuple[str, ...]] = []
+    original = grade.check_linear
+
+    def counted(*args, outputs, **keywords):  # noqa: ANN002, ANN003, ANN202
+        checked.append(tuple(sorted(name for name, value in outputs.items() if value is not None)))
+        return original(*args, outputs=outputs, **keywords)
+
+    monkeypatch.setattr(grade, "check_linear", counted)
+    result = sce("check", "--arrays", *given)
+    assert result.stdout.splitlines()[-3] == "mistake: rank dumps out of the vocabulary's order"
+    every_output = checked[0]
+    assert "grad_classifier" in every_output and "loss" in every_output
+    cheap = tuple(name for name in every_output if name in ("grad_bias", "loss"))
+    assert checked.count(every_output) == 2  # as given, then the one pair whose cheap outputs fit
+    assert checked.count(cheap) == 5
+
+
+COPY_NAMED = (
+    "fix: {target} holds the same shard of the classifier (and of every sharded array) as {source}, byte for byte: "
+    "a rank's dump copied over another's, or written under its name? give each rank's own dump"
+)
+
+
+@pytest.mark.parametrize("copied", [(0, 1), (2, 1), (2, 0)])
+def test_a_ranks_dump_copied_over_anothers_is_named_as_the_mistake(tmp_path, sce, copied):
+    # One rank's dump written over another's (each rank saved under the same name, or a copy went wrong): the
+    # same file under two names is refused, but a byte-for-byte copy was graded as two shards, "not correct",
+    # with no word that both hold the same classifier.
+    paths = ranks(tmp_path, dump("ignored-runs-float32"), [13, 26])  # 13, 13 and 14 classes
+    source, target = (paths[k] for k in copied)
+    target.write_bytes(source.read_bytes())
+    result = sce("check", "--arrays", *paths)
+    assert result.exit_code == ExitStatus.WRONG
+    first, second = sorted((source, target))
+    assert result.stdout.splitlines()[-3:] == [
+        "mistake: two ranks' dumps hold the same shard",
+        COPY_NAMED.format(source=first, target=second),
+        "verdict: not correct for float32",
+    ]
+
+
+def test_a_copy_that_leaves_a_label_beyond_the_shards_names_the_copy(tmp_path, sce):
+    arrays = dump("ignored-runs-float32")
+    assert int(arrays["labels"].max()) == 39  # the last class: beyond the 39 classes three copies of 13 hold
+    paths = ranks(tmp_path, arrays, [13, 26])
+    paths[2].write_bytes(paths[0].read_bytes())
+    result = sce("check", "--arrays", *paths)
+    assert (result.exit_code, result.stdout) == (ExitStatus.ERROR, "")
+    assert result.stderr == (
+        f"sce: error: {paths[0]}: array 'labels': label 39 is beyond the 39 classes the 3 dumps hold together "
+        f"(0 to 38): {paths[2]} holds the same shards as {paths[0]}, byte for byte: a rank's dump copied over "
+        "another's?\n"
+    )
+
+
+def test_ranks_whose_classifier_shards_alone_are_alike_are_not_called_copies(tmp_path, sce):
+    # A classifier whose rows repeat every 13 classes (a shard the same as another's, as a zero-initialised one
+    # is) with each rank's own ∂L/∂C: a right kernel passes, and a wrong one is not said to be a copy.
+    arrays = dump("ignored-runs-float32")
+    v = len(arrays["classifier"])
+    assert v == 40
+    repeated = {**arrays, "classifier": arrays["classifier"][np.arange(v) % 13]}
+    from tests.test_check_arrays_hidden_states import kernel
+
+    repeated.update(kernel(repeated["hidden"], repeated["classifier"], repeated["labels"]))
+    assert sce("check", "--arrays", *ranks(tmp_path, repeated, [13, 26])).exit_code == 0
+    repeated["grad_hidden"] = repeated["grad_hidden"] * np.float32(2)
+    result = sce("check", "--arrays", *ranks(tmp_path, repeated, [13, 26], prefix="wrong"))
+    assert result.exit_code == ExitStatus.WRONG and "same shard" not in result.stdout

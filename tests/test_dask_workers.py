@@ -72,3 +72,55 @@ def test_the_local_clusters_event_loops_check_their_health_seldom_and_this_proce
     assert scheduler_tick == 1000
     assert dask.config.get("distributed.admin.tick.interval") == "20ms"
     assert dask.config.get("distributed.admin.system-monitor.interval") == "500ms"
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """The worker counts asked of LocalCluster, each cluster started with one worker."""
+    counts: list[int] = []
+    real = distributed.LocalCluster
+
+    def recorded(*args, n_workers=None, **kwargs):
+        counts.append(n_workers)
+        return real(*args, n_workers=1, **kwargs)
+
+    monkeypatch.setattr(distributed, "LocalCluster", recorded)
+    return counts
+
+
+def test_workers_beyond_the_parts_are_not_started(tmp_path, sce, started):
+    # `--workers 256` on two parts asked for 256 worker processes of about 100 MB each, 25 GB for two tasks.
+    (tmp_path / "a.csv").write_text("z0,z1,label\n1,2,0\n")
+    (tmp_path / "b.csv").write_text("z0,z1,label\n3,1,1\n")
+    run = sce("batch", tmp_path / "a.csv", tmp_path / "b.csv", "-o", tmp_path / "out.csv", "--engine", "dask",
+              "--workers", "256", "-q")  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    assert started == [min(2, len(os.sched_getaffinity(0)))]
+
+
+def test_workers_beyond_the_cores_are_not_started(tmp_path, sce, started):
+    cores = len(os.sched_getaffinity(0))
+    (tmp_path / "parts").mkdir()
+    for index in range(cores + 3):
+        (tmp_path / "parts" / f"part{index:02}.csv").write_text("z0,z1,label\n1,2,0\n")
+    run = sce("batch", tmp_path / "parts", "-o", tmp_path / "out.csv", "--engine", "dask", "--workers", cores + 2, "-q")
+    assert run.exit_code == 0, run.stderr
+    assert started == [cores]
+
+
+def test_score_starts_no_more_workers_than_parts(tmp_path, started):
+    from sce.dask import score
+
+    (tmp_path / "a.csv").write_text("z0,z1,label\n1,2,0\n")
+    score([tmp_path / "a.csv"], tmp_path / "scored", workers=8)
+    assert started == [1]
+
+
+def test_a_check_on_a_local_cluster_starts_no_more_workers_than_cores(sce, started):
+    from importlib.resources import files
+
+    cores = len(os.sched_getaffinity(0))
+    dump = files("sce") / "samples" / "dump_float32_correct.npz"
+    result = sce("check", "--arrays", dump, "--engine", "dask", "--workers", cores + 2)
+    assert result.exit_code == 0, result.output
+    assert started == [cores]

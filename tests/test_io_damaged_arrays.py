@@ -148,3 +148,52 @@ def test_regression_ambiguous_dumps_are_refused(tmp_path, sce):
         f"sce: error: {tmp_path / 'b.parquet'}: array 'logits' is both a column of lists and columns logits_0…; "
         "keep one of them\n",
     )
+
+
+def _hidden_state_dump(path, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "hidden": rng.standard_normal((12, 8)).astype(np.float32),
+        "classifier": (rng.standard_normal((10, 8)) / 4).astype(np.float32),
+        "labels": rng.integers(0, 10, 12),
+        "grad_hidden": rng.standard_normal((12, 8)).astype(np.float32),
+    }
+    np.savez(path, **arrays)
+    return arrays
+
+
+def _flip_a_byte_of(path, array: np.ndarray, entry: int) -> None:
+    """One bit of the stored bytes of ``array`` flipped in place in the archive, its CRC-32 kept."""
+    data = bytearray(path.read_bytes())
+    at = bytes(data).find(array.tobytes()) + array.itemsize * entry + array.itemsize - 1
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+DAMAGED = (
+    "sce: error: {}: array '{}' is damaged: its bytes do not match the archive's CRC-32 "
+    "(the file changed or was corrupted after it was written); write it again\n"
+)
+
+
+@pytest.mark.parametrize("name", ["hidden", "classifier", "labels", "grad_hidden"])
+@pytest.mark.parametrize("mode", [[], ["--quick"]])
+def test_a_damaged_hidden_state_dump_is_a_data_error_not_a_verdict(tmp_path, sce, name, mode):
+    # Memory-mapped .npz members skip zipfile's CRC-32 check: a flipped byte of grad_hidden was graded as read,
+    # "not correct" (the kernel blamed for the disk's fault), and "correct" in quick mode for another such file.
+    dump = tmp_path / "hidden.npz"
+    arrays = _hidden_state_dump(dump)
+    _flip_a_byte_of(dump, arrays[name], 5)
+    with pytest.raises(zipfile.BadZipFile, match="CRC"):
+        np.load(dump)[name]  # numpy's own reader, which checks the CRC, agrees that it is damaged
+    result = sce("check", "--arrays", dump, *mode)
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", DAMAGED.format(dump, name))
+
+
+def test_a_damaged_rank_dump_is_a_data_error_not_a_verdict(tmp_path, sce):
+    first, second = tmp_path / "rank0.npz", tmp_path / "rank1.npz"
+    arrays = _hidden_state_dump(first)
+    np.savez(second, **{**arrays, "classifier": arrays["classifier"] + 1})
+    _flip_a_byte_of(second, arrays["grad_hidden"], 40)
+    result = sce("check", "--arrays", first, second)
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", DAMAGED.format(second, "grad_hidden"))

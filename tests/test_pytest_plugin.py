@@ -273,3 +273,47 @@ def test_some_case_catches_the_classifier_gradient_summed_over_chunks_in_bfloat1
         caught += [spec.id] if not report.passed else []
         assert report.passed or report.mistake == "the classifier's gradient accumulated over chunks in the input's type"
     assert caught == ["long-sums-bfloat16"]
+
+
+CLOBBERING_KERNEL = """
+import numpy as np
+
+
+def test_kernel(sce_case):
+    sce_case.hidden[...] = 0  # works in place on its input (torch.from_numpy shares the buffer)
+    sce_case.assert_close(grad_classifier=np.zeros_like(sce_case.classifier))
+"""
+
+
+def test_a_kernel_that_overwrites_its_inputs_is_graded_against_the_cases_own(pytester: pytest.Pytester) -> None:
+    # A kernel that zeroes its input buffer and returns ∂L/∂C = 0: graded against the inputs as it left them
+    # (hidden all 0, so ∂L/∂C = Gᵀ·0 = 0) it would pass; against the case's own, ∂L/∂C is far from 0.
+    pytester.makepyfile(test_kernel=CLOBBERING_KERNEL)
+    result = pytester.runpytest("-q", "-p", "no:cacheprovider", "-k", "confident-rows and float32")
+    result.assert_outcomes(failed=1)
+
+
+@pytest.mark.parametrize("case_id", ["padding-only-rows-float32", "per-row-upstream-float32"])
+def test_a_right_kernel_that_scribbles_on_every_input_still_passes(case_id: str) -> None:
+    from sce.pytest_plugin import SceCase
+
+    case = SceCase(built(case_id))
+    right = float32_kernel(case)
+    scribbled = [case.hidden, case.classifier, case.labels, case.bias, case.grad_output]
+    for array in scribbled:
+        if isinstance(array, np.ndarray):
+            array[...] = 0
+    case.options["reduction"] = "sum"
+    assert case.check(**right).passed
+    zeros = {"grad_hidden": np.zeros_like(case.hidden), "grad_classifier": np.zeros_like(case.classifier)}
+    assert not case.check(**zeros).passed
+
+
+def test_the_inputs_graded_against_are_read_only_and_apart_from_those_handed_out() -> None:
+    from sce.pytest_plugin import SceCase
+
+    case = SceCase(built("padding-only-rows-float32"))
+    for name in ("hidden", "classifier", "labels", "bias"):
+        kept, handed = getattr(case.case, name), getattr(case, name)
+        assert not kept.flags.writeable and handed.flags.writeable
+        assert not np.shares_memory(kept, handed)

@@ -86,8 +86,34 @@ def check_cluster_options(engine: str, scheduler: str | None, workers: int | Non
         scheduler_address(scheduler)
 
 
+def local_workers(asked: int | None, tasks: int | None, cores: int) -> int:
+    """The worker processes a local cluster starts: those asked for (default: the cores), but never
+    more than the run has tasks to give them, nor than the machine has cores to run them on: each
+    worker is a process of about 100 MB running one task at a time on one thread, so one beyond
+    either only costs memory.
+
+    Examples
+    --------
+    >>> local_workers(256, tasks=2, cores=2)
+    2
+    >>> local_workers(None, tasks=None, cores=8), local_workers(None, tasks=3, cores=8), local_workers(16, 40, 4)
+    (8, 3, 4)
+    """
+    return max(1, min(asked or cores, cores, tasks or cores))
+
+
+def machine_cores() -> int:
+    """The cores this process may run on (a container's or a taskset's share, where the system says)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not on every system
+        return os.cpu_count() or 1
+
+
 @contextmanager
-def cluster_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Client]:
+def cluster_client(
+    scheduler: str | None = None, workers: int | None = None, tasks: int | None = None
+) -> Iterator[Client]:
     """A client of the cluster the run's tasks go to, closed (and a local cluster stopped) on the
     way out, by an error or a signal too.
 
@@ -96,7 +122,10 @@ def cluster_client(scheduler: str | None = None, workers: int | None = None) -> 
     scheduler
         A running scheduler's address (``tcp://host:8786``); None starts a local cluster.
     workers
-        The local cluster's worker processes (default: the machine's cores), each one thread.
+        The local cluster's worker processes (default: the machine's cores), each one thread;
+        never more than ``tasks`` or the cores (:func:`local_workers`).
+    tasks
+        The most tasks the run gives the cluster at once, where it is known.
     """
     require_dask()
     with _dask_quiet():
@@ -104,7 +133,7 @@ def cluster_client(scheduler: str | None = None, workers: int | None = None) -> 
 
         cluster: Any = None
         if scheduler is None:
-            count = workers or os.cpu_count() or 1
+            count = local_workers(workers, tasks, machine_cores())
             with _worker_environment():
                 cluster = LocalCluster(
                     n_workers=count,

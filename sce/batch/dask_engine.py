@@ -60,6 +60,12 @@ def _result(future: Any) -> Any:
         ) from None
 
 
+def task_result(future: Any) -> Any:
+    """A task's result (a partition's, or any task of sce's run through :func:`.partitioned.guarded`),
+    or one line saying why the cluster could not give it."""
+    return _result(future)
+
+
 def run_on_cluster(
     request: BatchRequest,
     paths: Sequence[str],
@@ -72,5 +78,5 @@ def run_on_cluster(
     from sce.batch.cluster import cluster_client
 
     check_output(request, paths)
-    with cluster_client(scheduler, workers) as client:
+    with cluster_client(scheduler, workers, tasks=len(paths)) as client:
         return run_partitioned(request, paths, OnCluster(client), part_request)

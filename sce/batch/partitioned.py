@@ -266,14 +266,20 @@ def _all_of(
     paths: Sequence[str],
     staging: tuple[str, str, bool] | None = None,
 ) -> dict[int, Any]:
-    """Every partition's result by its index; the first error stops the run, naming its partition
-    (and, for an error in writing, the output: ``staging`` is the parts' folder, the output's name,
-    and whether it is a folder)."""
+    """Every partition's result by its index; an error stops the run, naming its partition (and, for an
+    error in writing, the output: ``staging`` is the parts' folder, the output's name, and whether it is
+    a folder): the first failed partition in input order, as one process meets them, once every one
+    before it is done (the rest are cancelled as the executor is left)."""
     results: dict[int, Any] = {}
+    failed: dict[int, PartitionFailure] = {}
     for index, result in executor.unordered(function, arguments):
         if isinstance(result, PartitionFailure):
-            raise _named(result.error(), paths[index], staging)
-        results[index] = result
+            failed[index] = result
+        else:
+            results[index] = result
+        first = min(failed, default=None)
+        if first is not None and all(earlier in results for earlier in range(first)):
+            raise _named(failed[first].error(), paths[first], staging)
     return results
 
 

@@ -91,9 +91,7 @@ def refuse_array_options(
     ):
         if value is not None:
             raise UsageProblem(f"{name} goes with --arrays FILE or --logits FILE")
-    for name, given in ((PROFILE.name, profile is not None), (QUICK.name, quick[0]), (SEED.name, quick[1] is not None)):
-        if given:
-            raise UsageProblem(f"{name} goes with --arrays FILE holding hidden states (hidden, classifier, labels)")
+    _refuse_hidden_state_options(profile, quick, "--arrays FILE holding hidden states (hidden, classifier, labels)")
 
 
 def check_arrays(
@@ -128,7 +126,6 @@ def check_arrays(
 
     check_cluster_options(*cluster)
     if arrays is not None and is_linear_dump(arrays):
-        _refuse_cluster_for_hidden_states(cluster)
         check_linear_dump(
             arrays,
             ranks=ranks,
@@ -140,6 +137,7 @@ def check_arrays(
             reduction_given=reduction_given,
             output_format=output_format,
             page_output=page_output,
+            cluster=cluster[1:] if cluster[0] == "dask" else None,
         )
         return
     _refuse_profile(profile, quick)
@@ -191,11 +189,15 @@ def quick_seed(quick: bool, seed: int | None) -> int | None:
 
 
 def _refuse_profile(profile: KernelProfile | None, quick: tuple[bool, int | None] = (False, None)) -> None:
+    hidden_dump = "a dump of hidden states (hidden, classifier, labels), not with logits"
+    _refuse_hidden_state_options(profile, quick, hidden_dump)
+
+
+def _refuse_hidden_state_options(profile: KernelProfile | None, quick: tuple[bool, int | None], what: str) -> None:
+    """Refuse the options only the fused check takes (a kernel's profile, quick mode and its seed)."""
     for name, given in ((PROFILE.name, profile is not None), (QUICK.name, quick[0]), (SEED.name, quick[1] is not None)):
         if given:
-            raise UsageProblem(
-                f"{name} goes with a dump of hidden states (hidden, classifier, labels), not with logits"
-            )
+            raise UsageProblem(f"{name} goes with {what}")
 
 
 def _logits_only_flags(
@@ -224,14 +226,6 @@ def _show(found: DtypeCheck, digits: int, output_format: CheckFormat, page: tupl
         write_report_page(title, [], lambda console: print_dtype_check(console, found, digits, FLAG_OF_FIELD), output)
     else:
         print_dtype_check(stdout_console(), found, digits, FLAG_OF_FIELD)
-
-
-def _refuse_cluster_for_hidden_states(cluster: Cluster) -> None:
-    if cluster[0] != "local":
-        raise UsageProblem(
-            f"{ENGINE.name} dask grades dumps of logits; a dump of hidden states (hidden, classifier, labels) "
-            f"is graded in this process: leave out {ENGINE.name}"
-        )
 
 
 @contextmanager

@@ -80,6 +80,7 @@ class KernelProfile(str, Enum):
     cce = "cce"
     torchtune = "torchtune"
     megatron = "megatron"
+    loop = "loop"
 
 
 class ExerciseLevel(str, Enum):

@@ -217,7 +217,8 @@ SUM_ORDER = Declared(
 )
 PROFILE = Declared(
     "profile", ("--profile",), "With a dump of hidden states: whose conventions the fused kernel follows, and so "
-    "which differences are allowed: pytorch (the default), liger, cce, torchtune or megatron.", ARRAYS_PANEL,
+    "which differences are allowed: pytorch (the default), liger, cce, torchtune, megatron, or loop (one running "
+    "sum per result, as a textbook loop sums).", ARRAYS_PANEL,
     show_default=False,
 )
 QUICK = Declared(

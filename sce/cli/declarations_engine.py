@@ -26,7 +26,8 @@ SCHEDULER = Declared(
 )
 WORKERS = Declared(
     "workers", ("--workers",),
-    "With --engine dask and no --scheduler: the local cluster's worker processes, 1 to 256 (default: the cores).",
+    "With --engine dask and no --scheduler: the local cluster's worker processes, 1 to 256 (default: the cores); "
+    "never more than the cores, nor than a batch run's parts.",
     ENGINE_PANEL, show_default=False,
 )
 

@@ -29,7 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from sce.loss.class_sums import ClassSums
 from sce.loss.exact_sum import ExactSum, exact_ratio
+from sce.loss.linear_blocks import SIZE_GROUP, RowBlocks, group_maxima, group_sums
 from sce.loss.linear_inputs import checked_grad_output, checked_linear_inputs
 from sce.loss.linear_terms import LinearTerms, linear_terms
 from sce.loss.softcap import soft_capped
@@ -191,15 +193,18 @@ def stream_gradients(
     n, d = e.shape
     v = c.shape[0]
     bound = logit_error_bound(e, c)
-    if not by_classes(v, d):
-        return _by_rows(e, c, b, terms, rows_done, classes_done, bound)
-    if not by_classes(n, d, 6) or rows_done is None:  # float64 ∂L/∂E and its float32 size: 512 MiB
-        return _by_classes(e, c, b, terms, rows_done, classes_done, bound)
-    # Neither gradient fits whole: ∂L/∂C a block of classes at a time, then ∂L/∂E a block of
-    # rows at a time, each over the other's blocks (the logits formed three times).
-    streamed = _by_classes(e, c, b, terms, None, classes_done, bound)
-    _hidden_by_rows(e, c, b, terms, rows_done, streamed.lse)
-    return streamed
+    # The operands' sizes are float32: past its range (a z-loss factor of 1e40) they are infinite,
+    # which the grading knows; numpy's warnings about it are not the caller's concern.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not by_classes(v, d):
+            return _by_rows(e, c, b, terms, rows_done, classes_done, bound)
+        if not by_classes(n, d, 6) or rows_done is None:  # float64 ∂L/∂E and its float32 size: 512 MiB
+            return _by_classes(e, c, b, terms, rows_done, classes_done, bound)
+        # Neither gradient fits whole: ∂L/∂C a block of classes at a time, then ∂L/∂E a block of
+        # rows at a time, each over the other's blocks (the logits formed three times).
+        streamed = _by_classes(e, c, b, terms, None, classes_done, bound)
+        hidden_by_rows(e, c, b, terms, rows_done, streamed.lse)
+        return streamed
 
 
 def by_classes(n_classes: int, width: int, itemsize: int = 8) -> bool:
@@ -228,7 +233,12 @@ def _row_squares(a: np.ndarray) -> np.ndarray:
 
 
 def _logits(e_rows: np.ndarray, c: np.ndarray, b: np.ndarray | None, classes: slice) -> np.ndarray:
-    z = np.asarray(e_rows, np.float64) @ np.asarray(c[classes], np.float64).T
+    return _block_logits(np.asarray(e_rows, np.float64), np.asarray(c[classes], np.float64), b, classes)
+
+
+def _block_logits(e64: np.ndarray, c64: np.ndarray, b: np.ndarray | None, classes: slice) -> np.ndarray:
+    """E·Cᵀ + b of a block whose E and C are float64 already."""
+    z = e64 @ c64.T
     if b is not None:
         z += b[classes]
     return z
@@ -275,7 +285,7 @@ def _block_gradient(
 
 def _cross_entropy_part(a: np.ndarray, top: np.ndarray, terms: LinearTerms, rows: slice, classes: slice) -> np.ndarray:
     """Σ_j c_ij·(mᵢ − a_ij) over a block's classes: each row's loss is that plus s·log Σ e^(a − m)."""
-    return terms.weighted_sums(top[:, None] - a, rows, classes)
+    return terms.weighted_differences(top, a, rows, classes)
 
 
 def _row_step(n_rows: int, n_classes: int) -> int:
@@ -335,31 +345,11 @@ def _by_rows(
         grad_bias += block.gradient.sum(axis=0)
         bias_magnitude += block.magnitude.sum(axis=0)
     if classes_done and grad_classifier is not None and class_magnitude is not None:
-        for start in range(0, v, step):
-            classes = slice(start, min(start + step, v))
+        class_step = _class_step(v, c.shape[1])
+        for start in range(0, v, class_step):
+            classes = slice(start, min(start + class_step, v))
             classes_done(classes, grad_classifier[classes], class_magnitude[classes])
     return Streamed(losses, lses, bound, grad_bias, bias_magnitude)
-
-
-#: Classes (or rows) whose operands' size is bounded together: Σ|G| over the group times the group's
-#: largest |C| (or |E|). The size sets only the binade of an ulp, and a group of 8 Gaussian rows has its
-#: largest entry within about 2× of their mean: the products it replaces cost 8 times less.
-SIZE_GROUP = 4
-
-
-def group_sums(size: np.ndarray, axis: int) -> np.ndarray:
-    """Sums of |G| over consecutive groups of SIZE_GROUP along ``axis`` (the last group may be shorter)."""
-    return np.add.reduceat(size, np.arange(0, size.shape[axis], SIZE_GROUP), axis=axis)
-
-
-def group_maxima(a: np.ndarray) -> np.ndarray:
-    """The largest |a| of each column over consecutive groups of SIZE_GROUP rows, in float32."""
-    return np.maximum.reduceat(_absolute(a), np.arange(0, len(a), SIZE_GROUP), axis=0)
-
-
-def _absolute(a: np.ndarray) -> np.ndarray:
-    """|a| in float32: the operands' size needs a digit or two, not float64's sixteen."""
-    return np.abs(np.asarray(a, np.float32))
 
 
 def _row_losses(part: np.ndarray, top: np.ndarray, lse: np.ndarray, terms: LinearTerms, rows: slice) -> np.ndarray:
@@ -373,64 +363,70 @@ def _row_losses(part: np.ndarray, top: np.ndarray, lse: np.ndarray, terms: Linea
 
 
 def _by_classes(
-    e: np.ndarray,
-    c: np.ndarray,
-    b: np.ndarray | None,
-    terms: LinearTerms,
-    rows_done: Finished | None,
-    classes_done: Finished | None,
-    bound: np.ndarray,
+    e: np.ndarray, c: np.ndarray, b: np.ndarray | None, terms: LinearTerms, rows_done: Finished | None,
+    classes_done: Finished | None, bound: np.ndarray,
 ) -> Streamed:
     """Blocks of classes, after a pass that finds each row's maximum and log-sum-exp: ∂L/∂C is
     finished one block of classes at a time; ∂L/∂E (N×D) is accumulated in float64."""
     n, d = e.shape
-    v = len(c)
-    top, lse = _row_statistics(e, c, b, terms)
-    grad_hidden = np.zeros((n, d) if rows_done else (0, d))
-    hidden_magnitude = np.zeros((n, d) if rows_done else (0, d), np.float32)
-    grad_bias, bias_magnitude = np.zeros(v), np.zeros(v)
-    part = np.zeros(n)
-    class_step = _class_step(v, d)
-    row_step = _row_step(n, class_step)
-    for first in range(0, v, class_step):
-        classes = slice(first, min(first + class_step, v))
-        c64 = np.asarray(c[classes], np.float64)
-        block_classifier = np.zeros(c64.shape)
-        block_magnitude = np.zeros(c64.shape, np.float32)
-        c_size = group_maxima(c64)
-        for start in range(0, n, row_step):
-            rows = slice(start, min(start + row_step, n))
-            e64 = np.asarray(e[rows], np.float64)
-            a, derivative = _capped(_logits(e64, c, b, classes), terms.softcap)
-            part[rows] += _cross_entropy_part(a, top[rows], terms, rows, classes)
-            block = _block_gradient(np.exp(a - lse[rows, None]), derivative, lse[rows], terms, rows, classes)
-            size = block.magnitude.astype(np.float32)
-            if rows_done:
-                grad_hidden[rows] += block.gradient @ c64
-                hidden_magnitude[rows] += group_sums(size, 1) @ c_size
-            if classes_done:
-                block_classifier += block.gradient.T @ e64
-                block_magnitude += group_sums(size, 0).T @ group_maxima(e64)
-            grad_bias[classes] += block.gradient.sum(axis=0)
-            bias_magnitude[classes] += block.magnitude.sum(axis=0)
-        if classes_done:
-            classes_done(classes, block_classifier, block_magnitude)
-    for start in range(0, n, row_step):
-        rows = slice(start, min(start + row_step, n))
-        if rows_done:
-            rows_done(rows, grad_hidden[rows], hidden_magnitude[rows])
-    everything = slice(0, n)
-    return Streamed(_row_losses(part, top, lse, terms, everything), lse, bound, grad_bias, bias_magnitude)
+    top, lse = row_statistics(e, c, b, terms)
+    sums = ClassSums.zeros(n, d, len(c), rows_done is not None)
+    step = _class_step(len(c), d)
+    row_blocks = RowBlocks(e, _row_step(n, step))
+    for classes in (slice(k, min(k + step, len(c))) for k in range(0, len(c), step)):
+        block = add_class_block(row_blocks, c, b, terms, classes, (top, lse), sums, classes_done is not None)
+        if classes_done and block is not None:
+            classes_done(classes, *block)
+    return finished_by_classes(sums, top, lse, terms, bound, rows_done)
 
 
-def _hidden_by_rows(
+def add_class_block(
+    row_blocks: RowBlocks, c: np.ndarray, b: np.ndarray | None, terms: LinearTerms, classes: slice,
+    statistics: tuple[np.ndarray, np.ndarray], sums: ClassSums, classes_wanted: bool,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A block of classes over every block of rows (:func:`block_steps`), from each row's (max, lse):
+    its part of ∂L/∂E, the losses and ∂L/∂b added to ``sums``; its ∂L/∂C and operands' size, where wanted."""
+    top, lse = statistics
+    c64 = np.asarray(c[classes], np.float64)
+    block_classifier = np.zeros(c64.shape)
+    block_magnitude = np.zeros(c64.shape, np.float32)
+    c_size = group_maxima(c64)
+    for k, rows in enumerate(row_blocks.slices):
+        e64 = row_blocks.float64(k)
+        a, derivative = _capped(_block_logits(e64, c64, b, classes), terms.softcap)
+        sums.cross_entropy[rows] += _cross_entropy_part(a, top[rows], terms, rows, classes)
+        block = _block_gradient(np.exp(a - lse[rows, None]), derivative, lse[rows], terms, rows, classes)
+        size = block.magnitude.astype(np.float32)
+        if len(sums.grad_hidden):
+            sums.grad_hidden[rows] += block.gradient @ c64
+            sums.hidden_magnitude[rows] += group_sums(size, 1) @ c_size
+        if classes_wanted:
+            block_classifier += block.gradient.T @ e64
+            block_magnitude += group_sums(size, 0).T @ row_blocks.group_maxima(k)
+        sums.grad_bias[classes] += block.gradient.sum(axis=0)
+        sums.bias_magnitude[classes] += block.magnitude.sum(axis=0)
+    return (block_classifier, block_magnitude) if classes_wanted else None
+
+
+def finished_by_classes(
+    sums: ClassSums, top: np.ndarray, lse: np.ndarray, terms: LinearTerms, bound: np.ndarray, rows_done: Finished | None
+) -> Streamed:
+    """Every block of classes added in: ∂L/∂E handed over a block of rows at a time, the rest returned."""
+    n, step = len(top), _row_step(len(top), _class_step(len(sums.grad_bias), sums.grad_hidden.shape[1]))
+    for rows in (slice(k, min(k + step, n)) for k in range(0, n if rows_done else 0, step)):
+        rows_done(rows, sums.grad_hidden[rows], sums.hidden_magnitude[rows])  # type: ignore[misc]
+    losses = _row_losses(sums.cross_entropy, top, lse, terms, slice(0, n))
+    return Streamed(losses, lse, bound, sums.grad_bias, sums.bias_magnitude)
+
+
+def hidden_by_rows(
     e: np.ndarray, c: np.ndarray, b: np.ndarray | None, terms: LinearTerms, rows_done: Finished, lse: np.ndarray
 ) -> None:
     """∂L/∂E a block of rows at a time, over blocks of classes, from each row's log-sum-exp."""
     n, d = e.shape
     v = len(c)
     class_step = _class_step(v, d)
-    row_step = max(1, min(n, BLOCK_BYTES // (8 * d)))
+    row_step = block_steps(n, v, d)[2]
     for start in range(0, n, row_step):
         rows = slice(start, min(start + row_step, n))
         e64 = np.asarray(e[rows], np.float64)
@@ -448,7 +444,7 @@ def _hidden_by_rows(
         rows_done(rows, grad_hidden, magnitude)
 
 
-def _row_statistics(
+def row_statistics(
     e: np.ndarray, c: np.ndarray, b: np.ndarray | None, terms: LinearTerms
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each row's largest (capped) logit m and log-sum-exp, over blocks of classes (online)."""
@@ -457,16 +453,22 @@ def _row_statistics(
     top = np.full(n, -np.inf)
     sums = np.zeros(n)
     class_step = _class_step(v, d)
-    row_step = _row_step(n, class_step)
+    row_blocks = RowBlocks(e, _row_step(n, class_step))
     for first in range(0, v, class_step):
         classes = slice(first, min(first + class_step, v))
-        for start in range(0, n, row_step):
-            rows = slice(start, min(start + row_step, n))
-            a, _ = _capped(_logits(e[rows], c, b, classes), terms.softcap)
+        c64 = np.asarray(c[classes], np.float64)
+        for k, rows in enumerate(row_blocks.slices):
+            a, _ = _capped(_block_logits(row_blocks.float64(k), c64, b, classes), terms.softcap)
             new_top = np.maximum(top[rows], a.max(axis=1))
             sums[rows] = sums[rows] * np.exp(top[rows] - new_top) + np.exp(a - new_top[:, None]).sum(axis=1)
             top[rows] = new_top
     return top, top + np.log(sums)
+
+
+def block_steps(n_rows: int, n_classes: int, width: int) -> tuple[int, int, int]:
+    """Classes per block going by classes, rows per block of :func:`row_statistics` and of :func:`hidden_by_rows`."""
+    step = _class_step(n_classes, width)
+    return step, _row_step(n_rows, step), max(1, min(n_rows, BLOCK_BYTES // (8 * width)))
 
 
 def reported_loss(losses: np.ndarray, terms: LinearTerms) -> float | np.ndarray:

@@ -96,6 +96,19 @@ class LinearTerms:
         sums[inside] += self._label_part(rows, inside, where, smoothed) * values[inside, where]
         return sums
 
+    def weighted_differences(
+        self, row_values: np.ndarray, block: np.ndarray, rows: slice, classes: slice
+    ) -> np.ndarray:
+        """Σ_j c_ij·(row_valuesᵢ − block_ij) of each row of a block, as :meth:`weighted_sums` of the
+        differences gives it, forming them only at the labels where there is no smoothing."""
+        if self.smoothing:
+            return self.weighted_sums(row_values[:, None] - block, rows, classes)
+        sums = np.zeros(len(block), np.result_type(row_values, block))
+        inside, where = self.label_entries(rows, classes)
+        smoothed = self.smoothed[classes].astype(sums.dtype)
+        sums[inside] += self._label_part(rows, inside, where, smoothed) * (row_values[inside] - block[inside, where])
+        return sums
+
     @property
     def smoothing(self) -> bool:
         return bool(self.smoothed.any())

@@ -74,16 +74,32 @@ def validated_options(options: LossOptions) -> tuple[np.dtype, np.ndarray | None
             field="smoothing_style",
             hint="use uniform (PyTorch: ε/K on every class) or off-target (Megatron, t5x: ε/(K−1) off the label)",
         )
-    if isinstance(options.ignore_index, bool) or not isinstance(options.ignore_index, (int, np.integer)):
-        raise InvalidInput(f"ignore_index {options.ignore_index!r} is not an integer", field="ignore_index")
-    if not -(2**63) <= int(options.ignore_index) < 2**63:
+    checked_ignore_index(options.ignore_index)
+    return dtype, _checked_weights(options.weight, dtype)
+
+
+def checked_ignore_index(value: object) -> int:
+    """The ignore index as an int, or an :class:`InvalidInput` naming it (before any label is judged by it).
+
+    Examples
+    --------
+    >>> checked_ignore_index(-100)
+    -100
+    >>> checked_ignore_index(10.5)
+    Traceback (most recent call last):
+    ...
+    sce.loss.result.InvalidInput: ignore_index 10.5 is not an integer (ignore_index)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidInput(f"ignore_index {value!r} is not an integer", field="ignore_index")
+    if not -(2**63) <= int(value) < 2**63:
         # Labels are int64 (PyTorch's too): such an index could never match one, and would overflow numpy.
         raise InvalidInput(
-            f"{options.ignore_index} is beyond int64",
+            f"{value} is beyond int64",
             field="ignore_index",
             hint="labels are int64: use an index such as -100 (the default)",
         )
-    return dtype, _checked_weights(options.weight, dtype)
+    return int(value)
 
 
 def _check_label_smoothing(value: float) -> None:
@@ -248,6 +264,7 @@ def _logit_array(logits: ArrayLike, dtype: np.dtype) -> np.ndarray:
 
 
 def checked_labels(labels: ArrayLike, n_rows: int, n_classes: int, ignore_index: int) -> np.ndarray:
+    checked_ignore_index(ignore_index)
     label_arr = np.asarray(labels)
     if label_arr.ndim == 0:
         label_arr = label_arr[None]
@@ -388,3 +405,34 @@ def labels_and_targets_as_rows(
             )
         target_rows = np.moveaxis(target_arr, axis, -1).reshape(-1, moved[-1])
     return label_rows, target_rows
+
+
+def refuse_shared_memory(outputs: dict[str, object], inputs: dict[str, object]) -> None:
+    """Raise :class:`InvalidInput` where an output to grade lies in the memory of an input: an in-place
+    kernel wrote its result over what it was given (a fused backward writes ∂L/∂z over the logits), so
+    the input is no longer what the kernel read, and a check would grade the answer against itself.
+    numpy arrays only (a classifier and its gradient may come as lists of shards).
+
+    Examples
+    --------
+    >>> z = np.zeros((2, 3))
+    >>> refuse_shared_memory({"grad": z.copy()}, {"logits": z})
+    >>> refuse_shared_memory({"grad": z[:, :2]}, {"logits": z})
+    Traceback (most recent call last):
+    ...
+    sce.loss.result.InvalidInput: grad shares its memory with logits: the kernel wrote it over its input (grad); \
+give the kernel a copy of logits (or keep one to check against)
+    """
+
+    def arrays(value: object) -> list[np.ndarray]:
+        parts = value if isinstance(value, (list, tuple)) else [value]
+        return [part for part in parts if isinstance(part, np.ndarray)]
+
+    for name, output in outputs.items():
+        for input_name, given in inputs.items():
+            if any(np.may_share_memory(mine, theirs) for mine in arrays(output) for theirs in arrays(given)):
+                raise InvalidInput(
+                    f"{name} shares its memory with {input_name}: the kernel wrote it over its input",
+                    field=name,
+                    hint=f"give the kernel a copy of {input_name} (or keep one to check against)",
+                )

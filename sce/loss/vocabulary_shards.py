@@ -165,13 +165,17 @@ def shard_gradient(
     z-loss; times the cap's derivative. ``shares``: the label's extra share and every
     class's smoothed share (:meth:`ShardLoss.smoothed_mass`). The size is the same sum with
     every term's absolute value: a label's entry p - 1 of a confident row is tiny, but it is
-    the difference of numbers near 1, and errors are counted in units of those.
+    the difference of numbers near 1, and errors are counted in units of those. Under a soft
+    cap the size is that of ∂L/∂a, before the cap's factor 1 − tanh², as the full check counts
+    it: a kernel forms the factor from tanh's rounded result, to within an ulp of 1, which is
+    all of a saturated cap's factor; counted at the capped size, that rounding would excuse
+    any answer of the capped gradient's size, a negated one included.
     """
     extra, share = shares
     p = exponentials
     p *= np.exp(shift)[:, None]
     coefficient = scales.mass * scales.cross + scales.z
-    plain = not share and bool((coefficient >= 0).all()) and bool((scales.cross >= 0).all())
+    plain = derivative is None and not share and bool((coefficient >= 0).all()) and bool((scales.cross >= 0).all())
     magnitude = None if plain else p * (scales.mass * np.abs(scales.cross) + np.abs(scales.z))[:, None]
     gradient = p
     gradient *= coefficient[:, None]
@@ -189,9 +193,6 @@ def shard_gradient(
         magnitude[here, columns] += np.abs(label_part)
     if derivative is not None:
         gradient *= derivative
-        excess = excess * derivative[here, columns]
-        if magnitude is not None:
-            magnitude *= derivative
     return ShardGradient(gradient, magnitude, here, columns, excess)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sce.grading.linear.report import OutputReport, Report
-from sce.number_text import count_of
+from sce.number_text import count_of, ulp_count
 from sce.render.grid import Column, Grid, print_grid, print_styled
 from sce.render.words import reduction_line
 
@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 
 def outputs_grid(report: Report) -> Grid:
     """One row per output graded: its worst and typical errors against what is allowed."""
-    numbers = [Column(h, "right") for h in ("worst ulp", "allowed", "baseline", "typical", "allowed")]
+    # On a terminal too narrow for the table (a failing one is over 100 columns), the baseline's column gives
+    # way: its figure is the one the lines below the table repeat.
+    numbers = [Column(h, "right", gives_way=h == "baseline") for h in ("worst ulp", "allowed", "baseline", "typical",
+                                                                       "allowed")]  # fmt: skip
     columns = [Column("output"), Column("type"), *numbers, Column("worst entry"), Column("")]
     grid = Grid(columns, title="errors in ulps of each output's type")
     for o in report.outputs:
@@ -67,6 +70,8 @@ def print_linear_check(
         console.print(Text(_error_line(o)), soft_wrap=True)
     if report.quick is not None:
         console.print(Text(report.quick["statement"]), soft_wrap=True)
+    if report.exact is not None and (report.exact["recomputed"] or report.exact["past_cap"]):
+        console.print(Text(f"exact: {report.exact['statement']}"), soft_wrap=True)
     if report.mistake:
         console.print(Text(f"mistake: {report.mistake}"), soft_wrap=True)
     if report.fix:
@@ -95,6 +100,8 @@ def _fix(report: Report, flag_of: Mapping[str, str] | None) -> str | None:
 
 def _error_line(o: OutputReport) -> str:
     beyond = "" if o.passed else "; beyond"
+    if o.given is not None and not math.isfinite(o.given) and o.expected is not None and math.isfinite(o.expected):
+        beyond += " (not finite where the exact value is)"  # as the logits' report says it
     if math.isnan(o.baseline_ulp):  # the quick check and shards: no baseline, a correct kernel's worst case
         worst = f"{o.name}: worst error {_ulps(o.worst_ulp)} ulp"
         return f"{worst}; a correct kernel's worst case is {_ulps(o.allowed_ulp)}{beyond}"
@@ -105,9 +112,5 @@ def _error_line(o: OutputReport) -> str:
 
 
 def _ulps(value: float) -> str:
-    if math.isnan(value):
-        return "–"
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:.3g}" if value < 1000 else f"{value:,.0f}"
+    return "–" if math.isnan(value) else ulp_count(value)
 

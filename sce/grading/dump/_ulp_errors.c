@@ -1,5 +1,6 @@
 /* The arithmetic after the exponentials of sce check --arrays' pass over labels without
- * smoothing, fused into one loop over the entries (sce/grading/dump/ulp_kernel.py).
+ * smoothing, fused into one loop over the entries (sce/grading/dump/ulp_kernel.py); and the
+ * same grading of the fused linear check's ∂L/∂E and ∂L/∂C blocks, whose operands' size is given.
  *
  * numpy makes some twenty passes over a block's float64 arrays to grade a gradient: the
  * magnitude, its ulp unit, the answer's error, each baseline route's error, their largest,
@@ -189,6 +190,10 @@ typedef struct {
     const double *c;      /* c at each row's label (0 for an ignored row) */
     double a;             /* the gradient's factor: 1/(T·D) for 'mean', 1/T otherwise */
     int weighted;         /* magnitude (p·s)·a instead of p·(s·a) (sparse_labels.gradient_magnitude) */
+    /* Or, where not NULL, each entry's operands' size given (float32, rows × classes), the
+     * magnitude being max(size, |expected|) (the fused check's, sce/grading/linear/check.py);
+     * probabilities, s, label, c, a and weighted are then not read. */
+    const float *magnitude;
 } Rows;
 
 /* The answer: float32 or float64, rows × classes. */
@@ -244,6 +249,16 @@ static inline ALWAYS_INLINE void form_route(double *out, const Routes *routes, i
 static inline ALWAYS_INLINE void chunk_units(double *m, const Rows *rows, const Scale *scale, int divide, int64_t r,
                                              int64_t offset, int64_t n, int64_t y)
 {
+    if (rows->magnitude) {
+        const float *size = rows->magnitude + offset;
+        const double *x = rows->expected + offset;
+        for (int64_t j = 0; j < n; j++) {
+            double given_size = (double)size[j], own = fabs(x[j]);
+            m[j] = own > given_size || isnan(own) ? own : given_size; /* numpy's maximum keeps a NaN */
+        }
+        units(m, n, scale->smallest, scale->ulp_scale, divide);
+        return;
+    }
     const double *p = rows->probabilities + offset;
     double s = rows->s[r], a = rows->a, sa = s * a;
     if (rows->weighted)
@@ -307,9 +322,9 @@ int grade(const Rows *rows, const Answer *given, const Routes *routes, const Sca
     for (int64_t r = 0; r < rows->rows; r++)
         for (int64_t first = 0; first < classes; first += CHUNK) {
             int64_t n = classes - first < CHUNK ? classes - first : CHUNK;
-            int64_t offset = r * classes + first, y = rows->label[r] - first;
+            int64_t offset = r * classes + first, y = rows->magnitude ? -1 : rows->label[r] - first;
             const double *x = rows->expected + offset;
-            if (!(rows->label[r] >= 0 && y >= 0 && y < n))
+            if (!rows->magnitude && !(rows->label[r] >= 0 && y >= 0 && y < n))
                 y = -1;
             chunk_units(m, rows, scale, divide, r, offset, n, y);
             widen(values, (const char *)given->values + (size_t)offset * given_size, given->is_double, n);

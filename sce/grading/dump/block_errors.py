@@ -322,6 +322,30 @@ def grade_gradient_compiled(
     return BlockErrors(expected.size, found.counts, stats[0], route_worst + 0.0, worst, stats[1], squares, zero_squares)
 
 
+def grade_sized_compiled(
+    start: int, expected: np.ndarray, magnitude: np.ndarray, given: np.ndarray, base: np.ndarray, dtype: str
+) -> BlockErrors | None:
+    """A block graded in ulps of ``dtype`` at max(``magnitude``, |expected|) against one route
+    ``base``, by the compiled loop: what :func:`summarize` gives of the same errors (but for the
+    order the squares are summed in); None where the loop does not apply or something is not finite."""
+    if not (expected.ndim == 2 and expected.size and dtype in ("float32", "float64")):
+        return None
+    if not ulp_kernel.grades(given, (base,), dtype) or magnitude.shape != expected.shape:
+        return None
+    classes = expected.shape[1]
+    found = ulp_kernel.grade_sized(
+        expected, magnitude, given, base, ulp_format(dtype), (QUARTERS[1:], LOWEST_EXPONENT, len(EDGES) - 1)
+    )
+    if found is None:
+        return None
+    stats = found.stats.tolist()
+    worst = []
+    for index, error in zip(found.worst_index.tolist(), found.worst_error.tolist()):
+        row, column = divmod(index, classes)
+        worst.append(Entry(start + row, column, float(expected[row, column]), float(given[row, column]), error))
+    return BlockErrors(expected.size, found.counts, stats[0], stats[2] + 0.0, worst, stats[1], (stats[3],), stats[6])
+
+
 def label_rows(block: Block, coef: sparse_labels.LabelCoefficients) -> ulp_kernel.Rows:
     """What the compiled loop needs of a block's rows: its exact result and coefficients."""
     expected = block.exact.gradient

@@ -1,4 +1,5 @@
-"""The gradient's errors over labels without smoothing, by the compiled loop of ``_ulp_errors.c``.
+"""The gradient's errors over labels without smoothing, and the fused linear check's gradients
+given with their operands' size (:func:`grade_sized`), by the compiled loop of ``_ulp_errors.c``.
 
 numpy grades a block's gradient in some twenty memory-bound passes (the magnitude, its ulp
 unit, the answer's and each baseline route's errors, their largest and sums of squares, the
@@ -57,7 +58,7 @@ class _Routes(ctypes.Structure):
 
 class _Rows(ctypes.Structure):
     _fields_ = [("rows", _I), ("classes", _I), ("expected", _P), ("probabilities", _P)]
-    _fields_ += [("s", _P), ("label", _P), ("c", _P), ("a", _D), ("weighted", _C)]
+    _fields_ += [("s", _P), ("label", _P), ("c", _P), ("a", _D), ("weighted", _C), ("magnitude", _P)]
 
 
 class _Answer(ctypes.Structure):
@@ -269,6 +270,42 @@ def grade(
     result = _Found()
     status = found.grade(c_rows, c_answer, c_routes, c_scale, result)
     del kept, route_arrays  # alive until here: the call read them by address
+    if status:
+        return None
+    shown = int(result.worst_count)
+    return Found(
+        np.array(result.counts[: last + 2], np.int64),
+        np.array(result.stats[:]),
+        np.array(result.worst_index[:shown], np.int64),
+        np.array(result.worst_error[:shown]),
+    )
+
+
+def grade_sized(
+    expected: np.ndarray,
+    magnitude: np.ndarray,
+    given: np.ndarray,
+    base: np.ndarray,
+    unit_format: tuple[int, int],
+    histogram: tuple[np.ndarray, int, int],
+) -> Found | None:
+    """:func:`grade` of a block whose operands' size is given (float32, as ``expected``): each
+    entry's unit that of max(size, |expected|), one route (``base``), an all-zero answer's errors
+    over every entry; None where something is not finite."""
+    found = library()
+    assert found is not None
+    kept: list[np.ndarray] = [np.ascontiguousarray(expected, np.float64), np.ascontiguousarray(magnitude, np.float32)]
+    kept += [np.ascontiguousarray(given), np.ascontiguousarray(base)]
+    count, classes = kept[0].shape
+    c_rows = _Rows(count, classes, kept[0].ctypes.data, None, None, None, None, 0.0, 0, kept[1].ctypes.data)
+    c_answer = _Answer(kept[2].ctypes.data, int(kept[2].dtype == np.float64))
+    c_routes = _Routes(0, int(kept[3].dtype == np.float64), kept[3].ctypes.data, None)
+    mantissa, min_exponent = unit_format
+    quarters, lowest, last = histogram
+    c_scale = _Scale(2.0**min_exponent, 2.0**-mantissa, 1, (_D * 3)(*quarters.tolist()), lowest, last)
+    result = _Found()
+    status = found.grade(c_rows, c_answer, c_routes, c_scale, result)
+    del kept  # alive until here: the call read them by address
     if status:
         return None
     shown = int(result.worst_count)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,7 +92,7 @@ def as_rows(
     in C order, with their labels and per-position upstream gradient alike; and the leading axes."""
     leading, hidden_shape = hidden.shape[:-1], hidden.shape
     if hidden.ndim > 2:
-        hidden = hidden.reshape(-1, hidden.shape[-1])
+        hidden = hidden.reshape(math.prod(leading), hidden.shape[-1])  # not -1: D may be 0
         if labels.shape == leading:
             labels = labels.reshape(-1)
         grad_output = _rows_of(grad_output, leading, reduction)
@@ -148,7 +149,7 @@ def checked_answer(inputs: LinearInputs, given: dict[str, Any]) -> LinearAnswer:
         _require_kernel_type(array, name, inputs.e.dtype)
         if name == "loss":
             array = array.reshape(()) if reduced else array.reshape(-1)
-        arrays[name] = array.reshape(-1, d) if name == "grad_hidden" else array
+        arrays[name] = array.reshape(len(inputs.e), d) if name == "grad_hidden" else array
     return LinearAnswer(**arrays, types={name: a.dtype for name, a in arrays.items()})
 
 

@@ -228,7 +228,7 @@ def class_block(
     ce = terms.ce_scale[rows].astype(work)
     g = p * (terms.total[rows].astype(work) * ce)[:, None]
     terms.add_coefficients(g, rows, classes, -ce)
-    losses[rows, 0] += terms.weighted_sums(lse[rows, None] - z, rows, classes)
+    losses[rows, 0] += terms.weighted_differences(lse[rows], z, rows, classes)
     if terms.z_loss:
         g += (terms.z_scale[rows].astype(work) * lse[rows])[:, None] * p
     if derivative is not None:

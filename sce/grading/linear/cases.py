@@ -27,6 +27,7 @@ the tests are collected).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,6 +103,34 @@ class CaseSpec:
             self.mode,
             upstream,
         )
+
+
+def kept_apart(case: LinearCase) -> tuple[LinearCase, LinearCase]:
+    """Two copies of ``case`` that share no array: the one to grade against, its arrays read-only,
+    and the one to hand a kernel, its arrays its own to change.
+
+    Examples
+    --------
+    >>> case = LinearCase("tiny", "float32", np.ones((1, 2), np.float32), np.ones((3, 2), np.float32),
+    ...                   np.zeros(1, np.int64))
+    >>> graded, handed = kept_apart(case)
+    >>> handed.hidden[...] = 0
+    >>> float(graded.hidden.sum()), graded.hidden.flags.writeable
+    (2.0, False)
+    """
+    arrays = ("hidden", "classifier", "labels", "bias", "grad_output")
+
+    def copies(writeable: bool) -> LinearCase:
+        found = {}
+        for name in arrays:
+            array = getattr(case, name)
+            if isinstance(array, np.ndarray):
+                array = array.copy()
+                array.flags.writeable = writeable
+            found[name] = array
+        return dataclasses.replace(case, options=dict(case.options), **found)
+
+    return copies(False), copies(True)
 
 
 def as_dtype(name: str) -> np.dtype:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from sce.grading.linear.answers import checked_answer, checked_inputs
 from sce.grading.linear.check import full_check
 from sce.grading.linear.profiles import profile_named
@@ -12,7 +14,7 @@ from sce.grading.linear.quick_report import checked_seed
 from sce.grading.linear.report import Report
 from sce.grading.linear.shards import check_sharded, checked_shards, is_sharded, sharded_candidates
 from sce.loss.result import InvalidInput
-from sce.loss.validation import weight_tuple
+from sce.loss.validation import refuse_shared_memory, validated_options, weight_tuple
 from sce.options import LossOptions
 
 MODES = ("full", "quick")
@@ -30,24 +32,54 @@ def check_linear(
     mode: str = "full",
     grad_output: Any = 1.0,
     seed: int | None = None,
+    client: Any = None,
 ) -> Report:
-    """The report of a check: see :func:`sce.testing.check_linear_cross_entropy`."""
+    """The report of a check: see :func:`sce.testing.check_linear_cross_entropy`; with ``client`` (a
+    ``distributed.Client``), the full check's blocks computed on its cluster (:mod:`.cluster`)."""
+    # Extreme inputs (float16 logits past its range, a huge z-loss or weight) overflow in the exact
+    # pass and the same-type baselines: the inf and NaN they make are graded as such (an answer not
+    # finite where the truth is; a baseline's entry that is not finite left out of its allowance),
+    # and numpy's own warnings about them would only reach the user's screen raw.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        return _checked(hidden, classifier, labels, bias, outputs, options, profile, mode, grad_output, seed, client)
+
+
+def _checked(
+    hidden: Any,
+    classifier: Any,
+    labels: Any,
+    bias: Any,
+    outputs: dict[str, Any],
+    options: dict[str, Any],
+    profile: str,
+    mode: str,
+    grad_output: Any,
+    seed: int | None,
+    client: Any,
+) -> Report:
     chosen = profile_named(profile)
     if mode not in MODES:
         raise InvalidInput(f"unknown mode {mode!r}", field="mode", hint="use full or quick")
     checked_seed(seed, mode)
     seed = None if seed is None else int(seed)  # a numpy integer is stored as Python's, as the report shows it
     loss_options = _options(options)
+    refuse_shared_memory(outputs, {"hidden": hidden, "classifier": classifier, "labels": labels, "bias": bias})
     if is_sharded(classifier):
         sharded = checked_shards(hidden, classifier, labels, bias, loss_options, grad_output)
         candidates = sharded_candidates(sharded, outputs, loss_options)
+        _refuse_cluster(client, "a classifier in shards")
         return check_sharded(sharded, candidates, loss_options, chosen, mode, seed)
     inputs = checked_inputs(hidden, classifier, labels, bias, loss_options, grad_output)
     answer = checked_answer(inputs, outputs)
     if mode == "quick":
         from sce.grading.linear.quick_report import quick_report
 
+        _refuse_cluster(client, "quick mode")
         return quick_report(inputs, answer, chosen, seed)
+    if client is not None:
+        from sce.grading.linear.cluster import cluster_check
+
+        return cluster_check(inputs, answer, chosen, client)
     report, reference, baseline = full_check(inputs, answer, chosen)
     if report.passed:
         return report
@@ -60,6 +92,17 @@ def _options(options: dict[str, Any]) -> LossOptions:
     found = dict(options)
     found["weight"] = weight_tuple(found.get("weight"))
     try:
-        return LossOptions(**found)
+        chosen = LossOptions(**found)
     except TypeError as problem:
         raise ValueError(str(problem)) from None
+    # Before the inputs: a bad option is named as itself, not as the labels it fails to ignore.
+    validated_options(chosen)
+    return chosen
+
+
+def _refuse_cluster(client: Any, what: str) -> None:
+    if client is not None:
+        raise InvalidInput(
+            f"{what} is checked on one machine, not on a cluster", field="engine",
+            hint="leave out the cluster, or check the whole classifier in full mode",
+        )  # fmt: skip

@@ -128,7 +128,8 @@ def _rows_fit(inputs: LinearInputs, answer: LinearAnswer, terms: LinearTerms, re
         given = np.asarray(answer.grad_hidden, dtype=np.float64)[rows[block]]
         size = np.maximum(magnitude, np.abs(values))
         with np.errstate(invalid="ignore"):
-            found.append(bool((ulps(given, values, size, allowed.dtype) <= allowed.allowed_ulp).all()))
+            within = ulps(given, values, size, allowed.dtype) <= allowed.against_reference[0]
+            found.append(bool(within.all()))
 
     shared = dataclasses.replace(terms.of_rows(rows), operand_share=operand_share(inputs.e.dtype))
     stream_gradients(inputs.e[rows], inputs.c, inputs.b, shared, rows_done, None)

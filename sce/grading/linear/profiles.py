@@ -14,6 +14,10 @@ that family rounds, which the same-type baseline then rounds too (so its errors 
 * ``torchtune``: chunked loss: each chunk's logits in the input's type, upcast to float32 for
   the loss; the gradient back through the chunk's logits in the input's type.
 * ``megatron``: vocabulary-parallel loss: logits in the input's type, softmax in float32.
+* ``loop``: a kernel that sums each result in one running sum (a textbook loop over the vocabulary,
+  ∂L/∂C added one row at a time): as ``pytorch``, and every output allowed at least the worst case
+  of such a sum, Higham's K·u over its K terms (quick mode's allowance), where frameworks' sums in
+  lanes, tiles and pairs err some √K times less than that.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class Profile:
     """Gradient entries below this many ulps of 1 in the input type may be skipped (×ε of the type)."""
     z_loss_in_input_type: bool = False
     """The z-loss term λ·lse² is formed in the input's type."""
+    running_sums: bool = False
+    """Each output may be summed in one running sum: allowed at least its worst case, K·u over K terms."""
 
 
 PROFILES: dict[str, Profile] = {
@@ -46,6 +52,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "torchtune": Profile("torchtune", logits_in_input_type=True, gradient_in_input_type=True),
     "megatron": Profile("megatron", logits_in_input_type=True, gradient_in_input_type=True),
+    "loop": Profile("loop", logits_in_input_type=True, gradient_in_input_type=True, running_sums=True),
 }
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sce.grading.dump.baseline import ulps
+from sce.grading.dump.baseline import ulp_unit, ulps
 
 UNIT64 = 2.0**-53
 _UNIT = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
@@ -90,16 +90,21 @@ def graded_projections(
     slack: np.ndarray,
     width: int,
     excuse: np.ndarray | float = 0.0,
+    vector_sizes: np.ndarray | float = 0.0,
 ) -> ProjectionGrade:
     """Compare each row's k projections: |c·r - x·r| ≤ 2κu·(|G||Y|·|r|) + slack·(|G||Y|·|r|) +
-    the float64 rounding of c·r ((D + 2)·u·(|c|·|r|), ``candidate_size``).
+    the float64 rounding of c·r ((D + 2)·u·(|c|·|r|), ``candidate_size``) + κ of the type's
+    smallest ulp times Σ|r| (``vector_sizes``, one per projection).
 
-    2κu bounds κ ulps of any entry at its size (an ulp is at most 2u of the value it sits at).
+    2κu bounds κ ulps of any entry at its size (an ulp is at most 2u of the value it sits at), but
+    for values below the type's smallest normal number, whose ulp is the smallest one whatever
+    their size (hidden states of 1e-39 in float32): the last term covers them.
     """
     if candidate_projected.size == 0:
         return ProjectionGrade(True, 0.0, None, 0)
     tolerance = (2 * allowance * _UNIT[dtype_name] + slack[:, None]) * exact_size
     tolerance += (width + 2) * UNIT64 * 1.01 * candidate_size + excuse
+    tolerance += allowance * float(ulp_unit(np.zeros(1), dtype_name)[0]) * np.asarray(vector_sizes)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.abs(candidate_projected - exact_projected) / np.maximum(tolerance, np.finfo(np.float64).tiny)
     ratio = np.where(np.isnan(ratio), np.inf, ratio).max(axis=1)

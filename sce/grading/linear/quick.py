@@ -62,30 +62,61 @@ class QuickOutcome:
     def passed(self) -> bool:
         return all(grade.passed for grade in self.grades)
 
+    @property
+    def given(self) -> list[str]:
+        """The outputs graded, in the order the report lists them."""
+        return [grade.name for grade in self.grades]
+
+    @property
+    def projected(self) -> list[str]:
+        """The outputs checked through projections: the gradients of E and C, where given."""
+        return [name for name in self.given if name in ("grad_hidden", "grad_classifier")]
+
     def miss_probabilities(self) -> dict[str, float]:
         """For each stated ratio ρ: the chance an entry wrong by ρ times its row's summed allowance
-        goes unseen by every projection (keys as text, for JSON)."""
+        goes unseen by every projection (keys as text, for JSON); none where nothing was projected."""
+        if not self.projected:
+            return {}
         return {f"{ratio:g}": float(f"{miss_probability(ratio, self.plan.projections):.3g}") for ratio in STATED_RATIOS}
 
     def statement(self) -> str:
-        """The report's sentence on what the quick check may miss."""
+        """The report's sentence on what the quick check compared and what it may miss: only the
+        outputs given are named.
+
+        Examples
+        --------
+        >>> plan = QuickPlan.drawn(40, 30, 8, seed=0, samples=16, projections=4)
+        >>> QuickOutcome(plan, []).statement()
+        'quick check (seed 0): no output given'
+        """
+        whole = " and ".join(
+            words for name, words in (("loss", "the loss"), ("grad_bias", "grad_bias")) if name in self.given
+        )
+        counts = {"grad_hidden": len(self.plan.hidden_rows), "grad_classifier": len(self.plan.classifier_rows)}
+        rows = [f"{counts[name]} of {name}" for name in self.projected]
+        if rows:
+            rows[0] = rows[0].replace(" of ", " rows of ", 1)
+        sampled = " and ".join(rows)
+        compared = f"{whole} compared whole" if whole else ""
+        if sampled:
+            compared = f"{compared}, and {sampled}" if whole else f"{sampled} compared whole"
+        if not compared:
+            return f"quick check (seed {self.plan.seed}): no output given"
+        if not self.projected:
+            return f"quick check (seed {self.plan.seed}): {compared}"
         ratio = STATED_RATIOS[-1]
         return (
-            f"quick check (seed {self.plan.seed}): the loss and grad_bias compared whole, and "
-            f"{len(self.plan.hidden_rows)} rows of grad_hidden and {len(self.plan.classifier_rows)} of "
-            f"grad_classifier; every row through {self.plan.projections} random projections, which miss an "
-            f"entry wrong by {ratio:g}× its row's summed allowance with probability at most "
-            f"{miss_probability(ratio, self.plan.projections):.0e}"
+            f"quick check (seed {self.plan.seed}): {compared}; every row through {self.plan.projections} random "
+            f"projections, which miss an entry wrong by {ratio:g}× its row's summed allowance with probability at "
+            f"most {miss_probability(ratio, self.plan.projections):.0e}"
         )
 
     def to_dict(self) -> dict[str, object]:
+        rows = {"grad_hidden": self.plan.hidden_rows, "grad_classifier": self.plan.classifier_rows}
         return {
             "seed": self.plan.seed,
-            "sampled_rows": {
-                "grad_hidden": self.plan.hidden_rows.tolist(),
-                "grad_classifier": self.plan.classifier_rows.tolist(),
-            },
-            "projections": self.plan.projections,
+            "sampled_rows": {name: rows[name].tolist() for name in self.projected},
+            "projections": self.plan.projections if self.projected else 0,
             "miss_probability": self.miss_probabilities(),
             "miss_probability_means": "chance that an entry wrong by the key times its row's summed allowance "
             "passes every projection",

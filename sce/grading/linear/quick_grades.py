@@ -120,6 +120,7 @@ def _hidden_grade(
         slack=row_slack,
         width=given.shape[1],
         excuse=np.outer(excused, acc.column_sums @ np.abs(plan.hidden_vectors)),
+        vector_sizes=np.abs(plan.hidden_vectors).sum(axis=0),
     )
     return OutputGrade("grad_hidden", kind, allowance, entries, projections)
 
@@ -151,6 +152,7 @@ def _classifier_grade(
         slack=np.full(len(acc.classifier_projected), class_slack),
         width=given[0].shape[1],
         excuse=_projected_excuse(acc.excused_hidden, plan.classifier_vectors),
+        vector_sizes=np.abs(plan.classifier_vectors).sum(axis=0),
     )
     return OutputGrade("grad_classifier", kind, allowance, entries, projections)
 
@@ -191,9 +193,16 @@ def _loss_grade(
         w_total, n_total = sharding.denominators
         denominator = max(min(w_total, n_total), np.finfo(np.float64).tiny)
         size = np.array(math.fsum(size.tolist()) / denominator)
-        moved = np.array(math.fsum(moved.tolist()) / denominator)
+        moved = np.array(math.fsum(moved.tolist()) / denominator) + _row_sum_rounding(cross, z_part, kind) / denominator
     entries = graded_entries(
         np.asarray(given, dtype=np.float64), np.asarray(exact), size, kind, allowance, 4 * UNIT64 * len(cross),
         excuse=moved,
     )
     return OutputGrade("loss", kind, allowance, entries, None)
+
+
+def _row_sum_rounding(cross: np.ndarray, z_part: np.ndarray, kind: str) -> float:
+    """What summing the rows' losses one after another may take, as a correct kernel's loop does
+    (total += ℓᵢ in float32, float64 for a float64 loss): Higham's bound (N − 1)·u·Σ|ℓᵢ|."""
+    unit = UNIT_ROUNDOFF["float64"] if kind == "float64" else UNIT_ROUNDOFF["float32"]
+    return max(len(cross) - 1, 0) * unit * math.fsum(np.abs(cross + z_part).tolist())

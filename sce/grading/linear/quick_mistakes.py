@@ -26,6 +26,11 @@ NOT_NAMED = (
     "no mistake named: quick mode names one only where the sampled rows of grad_hidden fit it and not the right "
     "result (the full check tries every output)"
 )
+#: The same where ∂L/∂E was not given: the sentence names no rows that were never compared.
+NOT_NAMED_WITHOUT_HIDDEN = (
+    "no mistake named: quick mode names one only from sampled rows of grad_hidden, which was not given (the full "
+    "check tries every output)"
+)
 
 
 def quick_named(report: Report, inputs: LinearInputs, answer: LinearAnswer, outcome: QuickOutcome) -> Report:
@@ -35,7 +40,9 @@ def quick_named(report: Report, inputs: LinearInputs, answer: LinearAnswer, outc
         return report
     rows = outcome.plan.hidden_rows
     grade = next((grade for grade in outcome.grades if grade.name == "grad_hidden"), None)
-    if answer.grad_hidden is None or grade is None or grade.entries.passed:
+    if answer.grad_hidden is None or grade is None:
+        return _said(report, NOT_NAMED_WITHOUT_HIDDEN)
+    if grade.entries.passed:
         return _said(report, NOT_NAMED)
     allowed, size = grade.entries.allowed, grade.entries.magnitude
     if allowed is None or size is None:

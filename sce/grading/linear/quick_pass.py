@@ -147,7 +147,7 @@ def exact_pass(
             acc.column_sums += np.abs(c64).sum(axis=0)
         projected.append(c64 @ plan.hidden_vectors)
         projected_abs.append(np.abs(c64) @ np.abs(plan.hidden_vectors))
-    step = min(hidden.shape[0], row_block_size(n_classes))
+    step = max(1, min(hidden.shape[0], row_block_size(n_classes)))  # no rows (an empty batch): no block
     for start in range(0, hidden.shape[0], step):
         rows = slice(start, min(start + step, hidden.shape[0]))
         block_hidden = np.asarray(hidden[rows], dtype=np.float64)
@@ -165,7 +165,21 @@ def exact_pass(
         acc.z_part.append(block.z_part)
         sizes = (projected, projected_abs)
         _accumulate(acc, block.shards, block_hidden, chunks, rows, plan, sharding, sizes)
+    if not hidden.shape[0]:
+        _add_no_rows(acc, plan, width)
     return acc
+
+
+def _add_no_rows(acc: Accumulated, plan: QuickPlan, width: int) -> None:
+    """What a block of no rows adds (an empty batch has no block): empty per-row parts of every shape."""
+    for parts in (acc.cross, acc.lse, acc.z_part, acc.excused, acc.baseline_error, acc.baseline_loss_error,
+                  acc.logit_size):  # fmt: skip
+        parts.append(np.zeros(0))
+    k = plan.projections
+    widths = ((acc.hidden_projected, k), (acc.hidden_projected_magnitude, k), (acc.hidden_rows, width),
+              (acc.hidden_rows_magnitude, width))  # fmt: skip
+    for parts, columns in widths:
+        parts.append(np.zeros((0, columns)))
 
 
 def underflow_per_row(sharding: Sharding, lse: np.ndarray, rows: slice, dtype: np.dtype) -> np.ndarray:

@@ -22,7 +22,8 @@ class OutputReport:
     worst_ulp: float
     """The answer's worst error, in ulps of its type at the operands' size."""
     allowed_ulp: float
-    """The worst error allowed: 4× the baseline's worst + a margin (+ the reference's own bound)."""
+    """The worst error allowed: 4× the baseline's worst + a margin (+ the reference's own bound,
+    where it decided past the cap of exact entries: ``decided_by``)."""
     baseline_ulp: float
     """The same-type baseline's worst error."""
     rms_ulp: float
@@ -33,11 +34,30 @@ class OutputReport:
     given: float | None
     reference_ulp: float = 0.0
     """A bound on the reference's own error, in the same ulps."""
+    decided_by: str = "bound"
+    """"bound": the reference's bound could not change the verdict; "exact": entries it could not
+    decide were recomputed exactly; "bound_past_cap": too many to recompute, so the allowance is
+    widened by ``reference_ulp`` (see ``Report.exact``)."""
+    recomputed: int = 0
+    """Entries of this output recomputed exactly."""
+
+    @property
+    def against_reference(self) -> tuple[float, float]:
+        """The worst and typical errors allowed against a float64 result only as exact as the
+        reference's bound (a mistake's what-if): the allowances widened by it, unless they are."""
+        widen = 0.0 if self.decided_by == "bound_past_cap" else self.reference_ulp
+        return self.allowed_ulp + widen, self.allowed_rms_ulp + widen
 
     def to_dict(self) -> dict[str, Any]:
         found = asdict(self)
         found["worst_entry"] = None if self.worst_entry is None else list(self.worst_entry)
         return {key: _json_safe(value) for key, value in found.items()}
+
+    def __post_init__(self) -> None:
+        # The typical error is a root-mean-square over every entry: one entry off by infinitely many
+        # ulps (not finite where the truth is) makes it infinite, not the mean of the finite ones.
+        if math.isinf(self.worst_ulp) and math.isfinite(self.rms_ulp):
+            object.__setattr__(self, "rms_ulp", math.inf)
 
 
 @dataclass(frozen=True)
@@ -65,6 +85,10 @@ class Report:
     quick: dict[str, Any] | None = None
     """In quick mode: the seed, the rows compared whole, the number of projections, and the
     chance (``miss_probability``) that an error of a stated size went unseen, with its ``statement``."""
+    exact: dict[str, Any] | None = None
+    """In the full check: the entries recomputed exactly where the reference's bound could not
+    decide a verdict (``recomputed``, ``by_output``), the ``cap``, the outputs decided past it by the
+    bound (``past_cap``), and a ``statement``."""
 
     @property
     def outputs(self) -> list[OutputReport]:
@@ -90,6 +114,8 @@ class Report:
         }
         if self.quick is not None:
             found["quick"] = _json_safe(self.quick)
+        if self.exact is not None:
+            found["exact"] = _json_safe(self.exact)
         for name in OUTPUTS:
             output = getattr(self, name)
             found[name] = None if output is None else output.to_dict()
@@ -111,6 +137,8 @@ class Report:
             lines.append(f"  fix: {self.fix}")
         if self.quick is not None:
             lines.append(f"  {self.quick['statement']}")
+        if self.exact is not None and (self.exact["recomputed"] or self.exact["past_cap"]):
+            lines.append(f"  exact: {self.exact['statement']}")
         return "\n".join(lines)
 
 

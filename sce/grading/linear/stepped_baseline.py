@@ -78,6 +78,28 @@ class SteppedBaseline:
         """The same baseline from the start (for another pass of the reference)."""
         return SteppedBaseline(self.e, self.c, self.b, self.terms, self.profile, self.output_types, self.wants_hidden)
 
+    def row_lse(self) -> np.ndarray:
+        """Each row's log-sum-exp in the work type (by classes: a row's depends on its own logits
+        only, so a run of whole blocks of :meth:`steps` rows computed apart gives the same)."""
+        return self._statistics()
+
+    def steps(self) -> tuple[int, int]:
+        """Classes and rows per block, going by classes."""
+        return self._steps()
+
+    def own_class_blocks(self) -> list[slice]:
+        """The blocks of classes not yet done, in the baseline's own steps (as :meth:`finished` takes them)."""
+        return _undone(self.done, self._steps()[0])
+
+    def class_block(self, classes: slice) -> np.ndarray:
+        """A block of classes over every row (from :attr:`lse`): its ∂L/∂C in the work type, its
+        part of ∂L/∂E (where held), the losses and ∂L/∂b added in."""
+        return self._classes(classes)
+
+    def hidden_over_classes(self, rows: slice) -> np.ndarray:
+        """∂L/∂E of a block of rows over every block of classes, in the work type (from :attr:`lse`)."""
+        return self._hidden_over_classes(rows)
+
     def hidden_rows(self, rows: slice) -> np.ndarray:
         """The baseline's ∂L/∂E of these rows, in the answer's type."""
         if not self.by_classes:

@@ -73,6 +73,8 @@ def read_dump(
         if located is not None:
             sources[role] = located
     _check_roles(sources, shared, answer)  # before any data is read: a compressed member may be huge
+    if shared is not None:
+        _refuse_unread(shared, {key for source, key in sources.values() if source is shared}, answer)
     where = {role: f"{source.path}: array '{key}'" for role, (source, key) in sources.items()}
     found = {role: as_float_or_int(source.load(key), where[role], role) for role, (source, key) in sources.items()}
     logits = as_logits(found["logits"], where["logits"], empty_batch=answer or empty_part, empty_part=empty_part)
@@ -116,6 +118,44 @@ def _check_roles(found: dict[str, tuple[ArrayFile, str]], shared: ArrayFile | No
             "nothing to check: the answer to grade is an array 'grad' and/or 'loss' "
             f"(or {option('grad_path')}/{option('loss_path')})"
         )
+
+
+#: Arrays named as one of the loss's options, and the option that gives it instead.
+OPTION_ARRAYS = {
+    "weight": option("weight"),
+    "weights": option("weight"),
+    "ignore_index": option("ignore_index"),
+    "label_smoothing": option("label_smoothing"),
+    "smoothing": option("label_smoothing"),
+    "smoothing_style": option("smoothing_style"),
+    "softcap": option("softcap"),
+    "z_loss": option("z_loss"),
+    "temperature": option("temperature"),
+    "reduction": option("reduction"),
+}
+#: Arrays a dump of logits may not hold unread: each would change the verdict (or the scores), were it
+#: read; the upstream gradient first. Any other (sce batch's probabilities, say) is left as the file's own.
+MEANINGFUL = ("grad_output", *OPTION_ARRAYS)
+
+
+def _refuse_unread(shared: ArrayFile, read: set[str], answer: bool) -> None:
+    """An array of the dump that would change the verdict (or, in ``sce batch``, the scores) but that is
+    not read (an upstream gradient, class weights, an option) is refused in one line rather than left out
+    without a word. Scored, not graded, a dump's upstream gradient means nothing and is left alone."""
+    meaningful = MEANINGFUL if answer else MEANINGFUL[1:]  # all but 'grad_output'
+    unread = [name for name in shared.names if name in meaningful and name not in read]
+    if not unread:
+        return
+    if unread[0] == "grad_output":
+        raise DataProblem(
+            f"{shared.path}: array 'grad_output' is not read: a dump of logits is graded as the gradient of the loss "
+            "itself (an upstream gradient of 1); divide each row of 'grad' by its upstream gradient, and leave "
+            "'grad_output' out"
+        )
+    raise DataProblem(
+        f"{shared.path}: array '{unread[0]}' is not read: the loss's options are given as options; give it as "
+        f"{OPTION_ARRAYS[unread[0]]}, and leave the array out"
+    )
 
 
 def placed_in_dump(problem: InvalidInput, where: dict[str, str], first_row: int) -> DataProblem:

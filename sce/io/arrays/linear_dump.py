@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sce.errors import DataProblem, UsageProblem
-from sce.io.arrays.dump import FLOAT_NAMES, as_float_or_int, as_labels, as_loss, float_name
+from sce.io.arrays.dump import FLOAT_NAMES, OPTION_ARRAYS, as_float_or_int, as_labels, as_loss, float_name
 from sce.io.arrays.formats import ArrayFile, open_arrays
 from sce.io.arrays.tables import WHOLE_TABLE
 from sce.number_text import count_of
@@ -18,6 +18,10 @@ from sce.number_text import count_of
 #: The inputs, then the answers, by their array names in a dump.
 INPUTS = ("hidden", "classifier", "labels", "bias")
 ANSWERS = ("loss", "grad_hidden", "grad_classifier", "grad_bias")
+#: The upstream gradient the kernel's backward was given (∂ of what follows the loss): 1 unless the dump holds it.
+UPSTREAM = "grad_output"
+#: Every array a dump of hidden states may hold: any other is refused, never left out without a word.
+KNOWN = (*INPUTS, UPSTREAM, *ANSWERS)
 #: What each array is, in a message.
 MEANING = {
     "hidden": "the hidden states E, N × D",
@@ -39,6 +43,8 @@ class LinearDump:
     """The answer's arrays found: "loss", "grad_hidden", "grad_classifier", "grad_bias"."""
     where: dict[str, str] = field(default_factory=dict)
     """Each array's "file: array 'name'", for messages."""
+    grad_output: np.ndarray | None = None
+    """The upstream gradient the backward was given: one number (a 0-d array) or one per row; None for 1."""
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -79,8 +85,12 @@ def read_linear_dump(path: str, ignore_index: int = -100, *, shard: bool = False
             f"{path}: nothing to check: the answer to grade is an array 'loss', 'grad_hidden', 'grad_classifier' "
             f"and/or 'grad_bias' (it holds {listed})"
         )
-    where = {name: f"{path}: array '{name}'" for name in (*INPUTS, *ANSWERS) if name in source.names}
+    _refuse_unknown(source, path)
+    where = {name: f"{path}: array '{name}'" for name in KNOWN if name in source.names}
     found = {name: as_float_or_int(source.load(name), where[name], _role(name)) for name in where}
+    # Memory-mapped .npz members are read without zipfile's CRC-32 check: a damaged file is a data error
+    # here, before any grading, not an answer judged wrong (or, in quick mode, right) on bytes the disk changed.
+    source.verify()
     _flatten_leading_axes(found)
     hidden = _matrix(found["hidden"], where["hidden"], "hidden")
     classifier = _matrix(found["classifier"], where["classifier"], "classifier")
@@ -106,7 +116,41 @@ def read_linear_dump(path: str, ignore_index: int = -100, *, shard: bool = False
     answers = {name: found[name] for name in ANSWERS[1:] if name in found}
     if "loss" in found:
         answers["loss"] = as_loss(found["loss"], where["loss"], rows)
-    return LinearDump(hidden, classifier, labels, found.get("bias"), answers, where)
+    upstream = None if UPSTREAM not in found else _upstream(found[UPSTREAM], where[UPSTREAM], rows)
+    return LinearDump(hidden, classifier, labels, found.get("bias"), answers, where, upstream)
+
+
+def _refuse_unknown(source: ArrayFile, path: str) -> None:
+    """An array the check would not read (a typo of a name, class weights, an option) is refused in one
+    line: left out without a word, it would be graded as though the kernel never had it."""
+    unknown = [name for name in source.names if name not in KNOWN and name != WHOLE_TABLE]
+    if not unknown:
+        return
+    known = ", ".join(f"'{name}'" for name in KNOWN)
+    raise DataProblem(
+        f"{path}: array '{unknown[0]}' is not one a dump of hidden states holds ({known}); rename it, or leave it "
+        f"out of the dump{_as_option(unknown[0])}"
+    )
+
+
+def _as_option(name: str) -> str:
+    """Where an array is named as one of the loss's options: how to give that option instead (a dump of
+    hidden states is graded without a temperature, which is refused as an option too)."""
+    flag = OPTION_ARRAYS.get(name) if name != "temperature" else None
+    return "" if flag is None else f" and give it as {flag}"
+
+
+def _upstream(array: np.ndarray, where: str, rows: int) -> np.ndarray:
+    """The upstream gradient: one number, or one per row (with the hidden states' leading axes flattened)."""
+    _float(array, where, UPSTREAM)
+    if array.size == 1 and array.ndim <= 1:
+        return array.reshape(())
+    if array.shape != (rows,):
+        raise DataProblem(
+            f"{where} has shape {tuple(array.shape)}; give the upstream gradient as one number, or one per row "
+            f"({rows}) for reduction none"
+        )
+    return array
 
 
 def _flatten_leading_axes(found: dict[str, np.ndarray]) -> None:
@@ -117,7 +161,7 @@ def _flatten_leading_axes(found: dict[str, np.ndarray]) -> None:
         return
     leading = hidden.shape[:-1]
     found["hidden"] = hidden.reshape(-1, hidden.shape[-1])
-    for name in ("labels", "grad_hidden", "loss"):
+    for name in ("labels", "grad_hidden", "loss", UPSTREAM):
         array = found.get(name)
         if array is not None and array.shape[: len(leading)] == leading and array.ndim <= len(leading) + 1:
             found[name] = array.reshape(-1, *array.shape[len(leading):])

@@ -7,6 +7,7 @@ whole outputs, the same arrays; the labels against the vocabulary all the shards
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from sce.io.arrays.dump import as_labels
 from sce.io.arrays.linear_dump import LinearDump, read_linear_dump
 
 #: Arrays every rank holds whole (the same in each), and those each rank holds its shard of.
-SHARED = ("hidden", "labels", "grad_hidden", "loss")
+SHARED = ("hidden", "labels", "grad_hidden", "loss", "grad_output")
 SHARDED = ("classifier", "bias", "grad_classifier", "grad_bias")
 
 
@@ -34,6 +35,23 @@ class RankDumps:
         """N, D and the whole vocabulary V."""
         rows, width, _ = self.dumps[0].shape
         return rows, width, sum(dump.shape[2] for dump in self.dumps)
+
+    def same_shards(self) -> tuple[int, int] | None:
+        """The first two ranks (in order) whose dumps hold the same shards, byte for byte: every sharded
+        array of one is the other's (a rank's dump copied over another's, or written under its name)."""
+        seen: dict[bytes, int] = {}
+        for rank, dump in enumerate(self.dumps):
+            digest = hashlib.blake2b(digest_size=32)
+            for name in SHARDED:
+                array = _array(dump, name)
+                if array is not None:
+                    digest.update(f"{name} {array.dtype} {array.shape};".encode())
+                    digest.update(np.ascontiguousarray(array).view(np.uint8).reshape(-1).data)
+            key = digest.digest()
+            if key in seen:
+                return seen[key], rank
+            seen[key] = rank
+        return None
 
     def shards(self, name: str) -> list[np.ndarray] | None:
         """Each rank's shard of a sharded array, None where the dumps do not hold it."""
@@ -54,9 +72,14 @@ def read_rank_dumps(paths: Sequence[str], ignore_index: int = -100) -> RankDumps
     classes = found.shape[2]
     counted = first.labels[first.labels != ignore_index]
     if counted.size and int(counted.max()) >= classes:
+        same = found.same_shards()
+        why = "is a rank's dump missing?" if same is None else (
+            f"{paths[same[1]]} holds the same shards as {paths[same[0]]}, byte for byte: a rank's dump copied over "
+            "another's?"
+        )  # fmt: skip
         raise DataProblem(
             f"{first.where['labels']}: label {int(counted.max())} is beyond the {classes} classes the "
-            f"{len(paths)} dumps hold together (0 to {classes - 1}): is a rank's dump missing?"
+            f"{len(paths)} dumps hold together (0 to {classes - 1}): {why}"
         )
     as_labels(first.labels, first.where["labels"], len(first.labels), classes, ignore_index)  # the negative ones
     return found
@@ -104,6 +127,6 @@ def _same_as_first(path: str, dump: LinearDump, first_path: str, first: LinearDu
 
 
 def _array(dump: LinearDump, name: str) -> np.ndarray | None:
-    if name in ("hidden", "labels", "classifier", "bias"):
+    if name in ("hidden", "labels", "classifier", "bias", "grad_output"):
         return getattr(dump, name)
     return dump.answers.get(name)
