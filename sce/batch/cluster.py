@@ -35,7 +35,7 @@ INSTALL_HINT = "pip install 'sce[dask]'"
 #: profiler samples every thread's stack 100 times a second; its event loop checks its own health
 #: every 20 ms and reads the machine's counters every 0.5 s, each time taking the interpreter lock
 #: from the task's and the writer's threads (measured: 0.2 CPU seconds of a worker's event loop per
-#: part of 3.7, down to 0.03 with these); a GIL poller runs every 1 ms where gilknocker is installed.
+#: part of 3.7, 0.03 to 0.08 with these); a GIL poller runs every 1 ms where gilknocker is installed.
 QUIET_MONITORING: dict[str, Any] = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
