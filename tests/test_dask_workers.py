@@ -47,6 +47,33 @@ def test_local_workers_keep_freed_blocks_and_run_one_thread_per_pool_unless_the_
     assert dask.config.get("distributed.nanny.pre-spawn-environ") == before  # nothing left set in this process
 
 
+def _monitoring(dask_worker) -> dict[str, object]:
+    import dask
+
+    callbacks = dask_worker.periodic_callbacks
+    return {
+        "tick ms": callbacks["tick"].callback_time,
+        "monitor ms": callbacks["monitor"].callback_time,
+        "gil": dask_worker.monitor.monitor_gil_contention,
+        "profile": dask.config.get("distributed.worker.profile.enabled"),
+    }
+
+
+def test_the_local_clusters_event_loops_check_their_health_seldom_and_this_processs_settings_are_kept():
+    import dask
+
+    # Dask's defaults (distributed.yaml): a health check of the event loop every 20 ms, the machine's
+    # counters every 500 ms; a worker's event loop then took 0.2 CPU seconds per part from the task.
+    assert dask.config.get("distributed.admin.tick.interval") == "20ms"
+    with cluster_client(None, 2) as client:
+        seen = list(client.run(_monitoring).values())
+        scheduler_tick = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.periodic_callbacks["tick"].callback_time)
+    assert seen == [{"tick ms": 1000, "monitor ms": 5000, "gil": False, "profile": False}] * 2
+    assert scheduler_tick == 1000
+    assert dask.config.get("distributed.admin.tick.interval") == "20ms"
+    assert dask.config.get("distributed.admin.system-monitor.interval") == "500ms"
+
+
 @pytest.fixture
 def started(monkeypatch):
     """The worker counts asked of LocalCluster, each cluster started with one worker."""
