@@ -102,3 +102,25 @@ def test_zero_gradients_do_not_pass_where_the_logits_are_huge():
         hidden, classifier, labels, grad_hidden=np.zeros_like(hidden), grad_classifier=np.zeros_like(classifier)
     )
     assert not report.passed, str(report)
+
+
+def test_a_hidden_size_of_zero_is_checked_by_classes_too(monkeypatch):
+    # D = 0: every logit is the bias, ∂L/∂E and ∂L/∂C are empty, ∂L/∂b is softmax(b) − onehot per row. Where the
+    # classes are taken a block at a time, the block's size was divided by D.
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("sce.loss.linear_cross_entropy"), "CLASSIFIER_BYTES", 0)
+    rng = np.random.default_rng(3)
+    n, v = 5, 7
+    bias = rng.standard_normal(v).astype(F32)
+    labels = rng.integers(0, v, n)
+    p = np.exp(bias.astype(np.float64) - bias.max())
+    p /= p.sum()
+    grad_bias = n * p
+    np.subtract.at(grad_bias, labels, 1.0)
+    grad_bias /= n
+    report = check_linear_cross_entropy(
+        np.zeros((n, 0), F32), np.zeros((v, 0), F32), labels, bias=bias,
+        grad_classifier=np.zeros((v, 0), F32), grad_bias=grad_bias.astype(F32),
+    )  # fmt: skip
+    assert report.passed, str(report)

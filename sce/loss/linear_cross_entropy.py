@@ -296,7 +296,7 @@ def _row_step(n_rows: int, n_classes: int) -> int:
 
 def _class_step(n_classes: int, width: int) -> int:
     """Classes per block: a multiple of SIZE_GROUP (as :func:`_row_step`)."""
-    return max(1, min(n_classes, _whole_groups(BLOCK_BYTES // (8 * width))))
+    return max(1, min(n_classes, _whole_groups(BLOCK_BYTES // (8 * max(1, width)))))
 
 
 def _whole_groups(count: int) -> int:
@@ -468,7 +468,7 @@ def row_statistics(
 def block_steps(n_rows: int, n_classes: int, width: int) -> tuple[int, int, int]:
     """Classes per block going by classes, rows per block of :func:`row_statistics` and of :func:`hidden_by_rows`."""
     step = _class_step(n_classes, width)
-    return step, _row_step(n_rows, step), max(1, min(n_rows, BLOCK_BYTES // (8 * width)))
+    return step, _row_step(n_rows, step), max(1, min(n_rows, BLOCK_BYTES // (8 * max(1, width))))
 
 
 def reported_loss(losses: np.ndarray, terms: LinearTerms) -> float | np.ndarray:

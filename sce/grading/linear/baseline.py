@@ -171,7 +171,7 @@ def _by_classes(
     given, work = e.dtype, (np.dtype(np.float64) if e.dtype == np.float64 else np.dtype(np.float32))
     n, d = e.shape
     v = len(c)
-    class_step = max(1, block_bytes() // (8 * d))
+    class_step = max(1, block_bytes() // (8 * max(1, d)))
     row_step = max(1, block_bytes() // (8 * class_step))
     blocks = [(slice(r, min(r + row_step, n)), slice(k, min(k + class_step, v)))
               for k in range(0, v, class_step) for r in range(0, n, row_step)]  # fmt: skip
