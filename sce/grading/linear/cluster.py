@@ -28,7 +28,7 @@ import numpy as np
 from sce.grading.linear.answers import LinearAnswer, LinearInputs
 from sce.grading.linear.profiles import Profile
 from sce.grading.linear.report import Report
-from sce.grading.linear.stepped_baseline import SteppedBaseline
+from sce.grading.linear.stepped_baseline import SteppedBaseline, baseline_for
 from sce.loss.class_sums import ClassSums
 from sce.loss.linear_blocks import RowBlocks
 from sce.loss.linear_cross_entropy import (
@@ -93,9 +93,11 @@ class ClusterStream:
     """:func:`~sce.loss.linear_cross_entropy.stream_gradients` on a cluster, filling ``baseline``
     as it goes (see the module's passes)."""
 
-    def __init__(self, client: Any, baseline: ClusterBaseline) -> None:
+    def __init__(self, client: Any, baseline: ClusterBaseline, with_baseline: bool = True) -> None:
         self.client = client
         self.baseline = baseline
+        self.with_baseline = with_baseline
+        """Whether the cluster forms the baseline's blocks too (else the client's baseline serves)."""
 
     def __call__(
         self, e: np.ndarray, c: np.ndarray, b: np.ndarray | None, terms: LinearTerms,
@@ -142,13 +144,21 @@ class ClusterStream:
         reference = [("reference", k, (e, c, b, terms, shared_lse[0], k, rows_wanted, classes_wanted)) for k in blocks]
         own = blocks if classes_wanted else base.own_class_blocks()
         spec = (e, c, b, base_terms, base.profile, base.output_types, base.wants_hidden, shared_lse[1])
-        baseline = [("baseline", k, (*spec, k, classes_wanted)) for k in own]
-        tasks = [t for pair in zip(reference, baseline) for t in pair] if classes_wanted else reference + baseline
+        baseline = [("baseline", k, (*spec, k, classes_wanted)) for k in own] if self.with_baseline else []
+        tasks: list[tuple[str, slice, tuple[Any, ...]]]
+        if not self.with_baseline:
+            tasks = list(reference)
+        elif classes_wanted:
+            tasks = [t for pair in zip(reference, baseline) for t in pair]
+        else:
+            tasks = [*reference, *baseline]
         pending: tuple[slice, Any] | None = None
         for (kind, classes, _), part in zip(tasks, in_order(self.client, class_tile, [(t[0], t[2]) for t in tasks])):
             if kind == "reference":
                 sums.add(part[0], classes)
                 pending = (classes, part[1])
+                if not self.with_baseline and classes_wanted:
+                    yield pending
                 continue
             hidden, losses, grad_bias, block = part
             if len(base.sums):
@@ -284,13 +294,17 @@ def cluster_check(inputs: LinearInputs, answer: LinearAnswer, profile: Profile, 
 
     baseline = ClusterBaseline(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types,
                                "grad_hidden" in answer.types)  # fmt: skip
+    # Where one machine holds ∂L/∂C whole it forms the baseline by rows, its float32 sums in another
+    # order than tiles of classes would: this machine forms that baseline (0.5 of the reference's
+    # products, in float32), so that the allowance is one machine's; the cluster forms the reference.
+    whole = not by_classes(len(inputs.c), inputs.e.shape[1])
+    steps = baseline_for(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types, None) if whole else baseline
     with _connected(client) as connected:
-        stream = ClusterStream(connected, baseline)
-        report, reference, _ = full_check(inputs, answer, profile, baseline=baseline, stream=stream)
+        stream = ClusterStream(connected, baseline, with_baseline=not whole)
+        report, reference, _ = full_check(inputs, answer, profile, baseline=steps, stream=stream)
     if report.passed:
         return report
     from sce.grading.linear.mistakes import named_mistake
-    from sce.grading.linear.stepped_baseline import baseline_for
 
     local = baseline_for(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types, None)
     return named_mistake(report, inputs, answer, profile, reference, local)
