@@ -129,9 +129,11 @@ def test_rank_dumps_whose_ignored_rows_use_another_index_name_the_classes_they_h
 def test_the_same_dump_twice_and_ranks_of_other_arrays_are_one_line(tmp_path, sce):
     arrays = dump()
     first, second = ranks(tmp_path, arrays, [10])
-    assert _one_line(sce("check", "--arrays", first, first)) == (
+    twice = sce("check", "--arrays", first, first)
+    assert _one_line(twice) == (
         f"sce: error: {first} is given twice: give each rank's dump once, in the order of the vocabulary\n"
     )
+    assert twice.exit_code == ExitStatus.USAGE  # a command line's slip, as a part named twice is for sce batch
     _, bare = ranks(tmp_path, {k: v for k, v in arrays.items() if k != "grad_bias"}, [10], prefix="bare")
     assert _one_line(sce("check", "--arrays", first, bare)) == (
         f"sce: error: {first} holds an array 'grad_bias' and {bare} does not: give every rank the same arrays\n"
@@ -153,6 +155,7 @@ def test_a_rank_dump_given_twice_under_another_name_is_refused_in_one_line(tmp_p
         (tmp_path / "again.npz").hardlink_to(first)
         again = "again.npz"
     result = sce("check", "--arrays", first.name, again, second.name)
+    assert result.exit_code == ExitStatus.USAGE
     assert _one_line(result) == (
         f"sce: error: {first.name} (also as {again}) is given twice: give each rank's dump once, in the order of "
         "the vocabulary\n"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sce.errors import DataProblem
+from sce.errors import DataProblem, UsageProblem
 from sce.io.arrays.dump import as_labels
 from sce.io.arrays.linear_dump import LinearDump, read_linear_dump
 
@@ -97,7 +97,7 @@ def _refuse_twice(paths: list[str]) -> None:
         if key in seen:
             first = seen[key]
             named = first if first == path else f"{first} (also as {path})"
-            raise DataProblem(f"{named} is given twice: give each rank's dump once, in the order of the vocabulary")
+            raise UsageProblem(f"{named} is given twice: give each rank's dump once, in the order of the vocabulary")
         seen[key] = path
 
 
