@@ -187,7 +187,18 @@ def _chunk_means(t: LinearTerms) -> Iterator[LinearTerms]:
             chunk_weight, chunk_count = weight[first:last].sum(), count[first:last].sum()
             factors[first:last] = 1 / (len(starts) * chunk_weight) if chunk_weight else 0.0
             z_factors[first:last] = 1 / (len(starts) * chunk_count) if chunk_count else 0.0
+        if _as_the_mean(t, factors, z_factors):
+            continue  # chunks of equal weight: the mean of their means is the mean, no mistake to name
         yield _divided(t, factors, z_factors)
+
+
+def _as_the_mean(t: LinearTerms, factors: np.ndarray, z_factors: np.ndarray) -> bool:
+    """Whether every counted row's factors are the mean's own, 1/(weight sum) and 1/(counted rows)."""
+    counted = t.counted
+    if not t.denominator or not counted.any():
+        return True
+    same = np.allclose(factors[counted], 1 / t.denominator, rtol=1e-12, atol=0)
+    return bool(same and (not t.z_loss or np.allclose(z_factors[counted], 1 / t.z_denominator, rtol=1e-12, atol=0)))
 
 
 def _row_weights(t: LinearTerms) -> np.ndarray:
