@@ -297,6 +297,13 @@ def checked_labels(labels: ArrayLike, n_rows: int, n_classes: int, ignore_index:
                 hint="labels are 0-based class indices",
             )
         raise InvalidInput("labels must be integers", field="labels")
+    if label_arr.dtype.kind == "u" and label_arr.size and label_arr.max() > np.iinfo(np.int64).max:
+        # Cast to int64, 2⁶⁴ − 100 would read as −100 (an ignored row) and 2⁶³ + 1 as a negative label.
+        row = int(np.flatnonzero(label_arr > np.iinfo(np.int64).max)[0])
+        raise InvalidInput(
+            f"label {int(label_arr[row])} is out of range for {count_of(n_classes, 'class', 'classes')}",
+            field="labels", row=row, hint=f"labels are 0-based: use 0 to {n_classes - 1}",
+        )  # fmt: skip
     label_arr = label_arr.astype(np.int64)
     bad = ((label_arr < 0) | (label_arr >= n_classes)) & (label_arr != ignore_index)
     if bad.any():

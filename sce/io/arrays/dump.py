@@ -297,6 +297,11 @@ def as_labels(array: np.ndarray, where: str, rows: int, classes: int | None, ign
         raise DataProblem(
             f"{where} has shape {tuple(array.shape)} but the logits have {rows} rows; give one label per row"
         )
+    if array.dtype.kind == "u" and array.size and array.max() > np.iinfo(np.int64).max:
+        row = int(np.flatnonzero(array > np.iinfo(np.int64).max)[0])
+        # Cast to int64 it would wrap: 2⁶⁴ − 100 read as −100, an ignored row.
+        raise DataProblem(f"{where}: row {row}: label {int(array[row])} is beyond a 64-bit signed integer; "
+                          "labels are 0-based class indices")  # fmt: skip
     labels = np.asarray(array, dtype=np.int64)
     if classes is None:
         return labels
