@@ -107,3 +107,29 @@ def test_a_planted_mistake_still_fails_under_the_loop_profile_and_is_named_alike
     wrong = checked(kernel(case, mistake), "loop")
     assert not wrong.passed, str(wrong)
     assert wrong.mistake == checked(kernel(case, mistake), "pytorch").mistake
+
+
+def test_the_loop_profile_fails_a_classifiers_gradient_that_counts_an_ignored_row_in_the_mean() -> None:
+    # profile="loop" allows ∂L/∂C Higham's N·u over N rows; a mean divided by N instead of N − 1 is off
+    # by 1/(N − 1) relatively, under N·u from N ≈ 4096 up: at 8192 rows the worst case alone would pass it
+    # (562 ulp), but a pass the frameworks' allowance refuses stands only where no named mistake explains it.
+    rng = np.random.default_rng(0)
+    for n in (2048,):  # the draws of the smaller case before it
+        rng.standard_normal((n, 4)), rng.standard_normal((8, 4)), rng.integers(0, 8, n)
+    n, d, v = 8192, 4, 8
+    e = rng.standard_normal((n, d)).astype(np.float32)
+    c = rng.standard_normal((v, d)).astype(np.float32)
+    y = rng.integers(0, v, n)
+    y[0] = -100
+    z = e.astype(np.float64) @ c.T.astype(np.float64)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    counted = y != -100
+    g = p.copy()
+    g[np.arange(n)[counted], y[counted]] -= 1
+    g[~counted] = 0
+    wrong = (g.T @ e / n).astype(np.float32)  # divided by every row, the ignored one too
+    assert not check_linear_cross_entropy(e, c, y, grad_classifier=wrong).passed
+    report = check_linear_cross_entropy(e, c, y, grad_classifier=wrong, profile="loop")
+    assert not report.passed, report.summary
+    assert report.profile == "loop" and report.mistake == "ignored rows counted in the mean"
