@@ -258,3 +258,15 @@ def test_ranks_whose_classifier_shards_alone_are_alike_are_not_called_copies(tmp
     repeated["grad_hidden"] = repeated["grad_hidden"] * np.float32(2)
     result = sce("check", "--arrays", *ranks(tmp_path, repeated, [13, 26], prefix="wrong"))
     assert result.exit_code == ExitStatus.WRONG and "same shard" not in result.stdout
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder"])
+def test_a_rank_dump_that_is_no_readable_file_is_named_as_a_single_dump_is(tmp_path, sce, kind):
+    first, _ = ranks(tmp_path, dump(), [10])
+    other = tmp_path / "other.npz"
+    if kind == "folder":
+        other.mkdir()
+    result = sce("check", "--arrays", first, other)
+    why = "no such file" if kind == "missing" else "is a directory"
+    assert _one_line(result) == f"sce: error: {other}: cannot read: {why}\n"
+    assert result.exit_code == sce("check", "--arrays", other).exit_code

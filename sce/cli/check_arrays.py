@@ -42,13 +42,12 @@ ARRAY_ROLES = ("logits", "labels", "targets", "grad", "loss")
 
 
 def rank_dumps(arrays: str | None, extra: list[str] | None) -> list[str]:
-    """The other ranks' dumps after ``--arrays FIRST``: the words after it, where each is a file
-    (typed numbers beside --arrays are refused as before)."""
-    import os
-
+    """The other ranks' dumps after ``--arrays FIRST``: the words after it, unless they are all numbers
+    (typed numbers beside --arrays are refused as before); a word that is no readable file is then
+    named by the reader, as a single ``--arrays`` names it."""
     from sce.cli.check_linear import is_linear_dump
 
-    if arrays is None or not extra or not all(os.path.isfile(word) for word in extra):
+    if arrays is None or not extra or all(_is_number(word) for word in extra):
         return []
     if not is_linear_dump(arrays):
         raise UsageProblem(
@@ -56,6 +55,14 @@ def rank_dumps(arrays: str | None, extra: list[str] | None) -> list[str]:
             "hidden, classifier and labels; give one dump of logits"
         )
     return list(extra)
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
 
 
 def refuse_typed_inputs(
