@@ -8,6 +8,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 
 from sce.testing import check_linear_cross_entropy
 
@@ -124,3 +125,16 @@ def test_a_hidden_size_of_zero_is_checked_by_classes_too(monkeypatch):
         grad_classifier=np.zeros((v, 0), F32), grad_bias=grad_bias.astype(F32),
     )  # fmt: skip
     assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("name", ["hidden", "classifier"])
+def test_a_non_finite_input_is_placed_by_its_column_not_a_class(name) -> None:
+    # Not "classifier has a value that is not finite (nan) (classifier, row 6, class 2)": row 6 is the class,
+    # 2 a column of the hidden size; `sce check --arrays` says "row 1, column 4" for the same thing.
+    from sce.loss.result import InvalidInput
+
+    arrays = {"hidden": np.ones((3, 5), np.float32), "classifier": np.ones((7, 5), np.float32)}
+    arrays[name][1, 4] = np.nan
+    with pytest.raises(InvalidInput) as refused:
+        check_linear_cross_entropy(arrays["hidden"], arrays["classifier"], np.zeros(3, int), loss=np.float32(1))
+    assert "class 4" not in str(refused.value), str(refused.value)

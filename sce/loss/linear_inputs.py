@@ -54,6 +54,7 @@ def _float_matrix(value: ArrayLike, name: str) -> np.ndarray:
                 field=name,
                 row=int(start + row),
                 column=int(column),
+                column_word="column",  # of the hidden size D, not a class
             )
     return array
 

@@ -41,6 +41,8 @@ class InvalidInput(ValueError):
         0-based positions inside it.
     hint : str, optional
         How to fix it.
+    column_word : str, default "class"
+        What a column is called in the message: a class of logits, or a column of the hidden size.
 
     Examples
     --------
@@ -60,6 +62,7 @@ class InvalidInput(ValueError):
         row: int | None = None,
         column: int | None = None,
         hint: str | None = None,
+        column_word: str = "class",
     ) -> None:
         self.problem = problem
         self.field = field
@@ -71,7 +74,7 @@ class InvalidInput(ValueError):
         if row is not None:
             where.append(f"row {row}")
         if column is not None:
-            where.append(f"class {column}")
+            where.append(f"{column_word} {column}")
         text = f"{problem} ({', '.join(where)})"
         super().__init__(f"{text}; {self.hint}" if self.hint else text)
 
