@@ -9,32 +9,9 @@ import pytest
 
 from sce.testing import check_linear_cross_entropy
 
-from .linear_kernels import kernel, make_case
+from .linear_kernels import exact_mean_outputs, kernel, make_case, random_inputs
 
 F32 = np.float32
-
-def exact_mean_outputs(hidden, classifier, labels):
-    """Loss, ∂L/∂E and ∂L/∂C of the mean cross-entropy in float64 (no label is ignored)."""
-    e, c = hidden.astype(np.float64), classifier.astype(np.float64)
-    z = e @ c.T
-    top = z.max(axis=1, keepdims=True)
-    p = np.exp(z - top)
-    total = p.sum(axis=1, keepdims=True)
-    p /= total
-    rows = np.arange(len(labels))
-    lse = top[:, 0] + np.log(total[:, 0])
-    g = p.copy()
-    g[rows, labels] -= 1
-    g /= len(labels)
-    return float(np.mean(lse - z[rows, labels])), g @ c, g.T @ e
-
-
-def random_inputs(n, d, v, seed=0, scale=1.0):
-    rng = np.random.default_rng(seed)
-    hidden = (rng.standard_normal((n, d)) * scale).astype(F32)
-    classifier = (rng.standard_normal((v, d)) / 4 * scale).astype(F32)
-    return hidden, classifier, rng.integers(0, v, n)
-
 
 def test_a_textbook_float32_loop_summing_in_order_passes_the_loop_profile_and_quick_mode():
     # A kernel that sums every product in float32 one after another (a textbook loop, a naive Triton kernel's inner

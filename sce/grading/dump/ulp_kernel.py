@@ -270,15 +270,7 @@ def grade(
     result = _Found()
     status = found.grade(c_rows, c_answer, c_routes, c_scale, result)
     del kept, route_arrays  # alive until here: the call read them by address
-    if status:
-        return None
-    shown = int(result.worst_count)
-    return Found(
-        np.array(result.counts[: last + 2], np.int64),
-        np.array(result.stats[:]),
-        np.array(result.worst_index[:shown], np.int64),
-        np.array(result.worst_error[:shown]),
-    )
+    return None if status else _found(result, last)
 
 
 def grade_sized(
@@ -306,8 +298,11 @@ def grade_sized(
     result = _Found()
     status = found.grade(c_rows, c_answer, c_routes, c_scale, result)
     del kept  # alive until here: the call read them by address
-    if status:
-        return None
+    return None if status else _found(result, last)
+
+
+def _found(result: _Found, last: int) -> Found:
+    """The loop's result as arrays: the bins up to ``last`` and the not-finite one, the worst shown."""
     shown = int(result.worst_count)
     return Found(
         np.array(result.counts[: last + 2], np.int64),
