@@ -33,28 +33,11 @@ NARROW_TYPES = ("float16", "bfloat16")
 
 
 @dataclass
-class NarrowVerdict(QuantityVerdict):
-    """An output graded in a type narrower than float32, which the common kernels accumulate in
-    float32 and round once: a correct one is within an ulp or two of the baseline's rounding, so
-    the margin beyond 4× the baseline's error is the least one. Eight ulps would pass ∂L/∂C summed
-    over chunks in the output's type, which errs a few ulps at every entry."""
-
-    @property
-    def margin_ulps(self) -> float:
-        return LEAST_MARGIN_ULPS
-
-
-@dataclass
 class FlooredVerdict(QuantityVerdict):
-    """An output that may be summed in one running sum (the ``loop`` profile): allowed at least
-    ``floor_ulps``, that sum's worst case, however little the baseline errs."""
+    """An output's running verdict, allowed at least ``floor_ulps`` however little the baseline
+    errs: 0 but under the ``loop`` profile, where it is one running sum's worst case."""
 
     floor_ulps: float = 0.0
-    narrow: bool = False
-
-    @property
-    def margin_ulps(self) -> float:
-        return LEAST_MARGIN_ULPS if self.narrow else super().margin_ulps
 
     @property
     def allowed_ulps(self) -> float:
@@ -65,12 +48,23 @@ class FlooredVerdict(QuantityVerdict):
         return max(super().allowed_rms_ulps, self.floor_ulps)
 
 
+@dataclass
+class NarrowVerdict(FlooredVerdict):
+    """An output graded in a type narrower than float32, which the common kernels accumulate in
+    float32 and round once: a correct one is within an ulp or two of the baseline's rounding, so
+    the margin beyond 4× the baseline's error is the least one. Eight ulps would pass ∂L/∂C summed
+    over chunks in the output's type, which errs a few ulps at every entry."""
+
+    @property
+    def margin_ulps(self) -> float:
+        return LEAST_MARGIN_ULPS
+
+
 def quantity_verdict(name: str, dtype: str, floor_ulps: float = 0.0) -> QuantityVerdict:
-    """An output's running verdict: :class:`NarrowVerdict` for float16 and bfloat16; with a floor,
-    a :class:`FlooredVerdict`."""
-    if floor_ulps:
-        return FlooredVerdict(name, floor_ulps=floor_ulps, narrow=dtype in NARROW_TYPES)
-    return NarrowVerdict(name) if dtype in NARROW_TYPES else QuantityVerdict(name)
+    """An output's running verdict: :class:`NarrowVerdict` for float16 and bfloat16, else a
+    :class:`FlooredVerdict`; either allowed at least ``floor_ulps``."""
+    kind = NarrowVerdict if dtype in NARROW_TYPES else FlooredVerdict
+    return kind(name, floor_ulps=floor_ulps)
 
 
 def running_sum_ulps(name: str, dtype: str, inputs: LinearInputs) -> float:
