@@ -178,7 +178,8 @@ class ClusterStream:
         spec = (*shared, base.profile, base.output_types, *shared_lse)
         for found in in_order(self.client, hidden_tile, [(*spec, rows) for rows in tiles]):
             for rows, values, magnitude, base_values in found:
-                base.handed[("rows", rows.start)] = base_values
+                if self.with_baseline:  # else this machine's baseline serves, and nothing takes it
+                    base.handed[("rows", rows.start)] = base_values
                 rows_done(rows, values, magnitude)
 
     def _threads(self) -> int:
@@ -301,12 +302,13 @@ def cluster_check(inputs: LinearInputs, answer: LinearAnswer, profile: Profile, 
     steps = baseline_for(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types, None) if whole else baseline
     with _connected(client) as connected:
         stream = ClusterStream(connected, baseline, with_baseline=not whole)
-        report, reference, _ = full_check(inputs, answer, profile, baseline=steps, stream=stream)
+        report, reference, used = full_check(inputs, answer, profile, baseline=steps, stream=stream)
     if report.passed:
         return report
     from sce.grading.linear.mistakes import named_mistake
 
-    local = baseline_for(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types, None)
+    # The cluster's baseline holds only the blocks it was handed; this machine's serves the what-ifs.
+    local = used if whole else baseline_for(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types, None)
     return named_mistake(report, inputs, answer, profile, reference, local)
 
 
