@@ -23,6 +23,21 @@ if TYPE_CHECKING:  # numpy is imported where it is used: `sce --help` need not w
 DTypeName = Any
 
 
+def is_number(text: str) -> bool:
+    """Whether ``text`` reads as a number (what ``float`` takes: "2", "-1e3", "nan", "inf").
+
+    Examples
+    --------
+    >>> is_number("-1e3"), is_number("rank1.npz")
+    (True, False)
+    """
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def exact(value: float, dtype: DTypeName = "float64") -> str:
     """The shortest text that reads back as the same number in ``dtype``.
 

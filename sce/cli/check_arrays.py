@@ -25,6 +25,7 @@ from sce.cli.declarations_engine import ENGINE, SCHEDULER, WORKERS
 from sce.cli.exit_status import ExitStatus
 from sce.cli.stdout import stdout_console, write_stdout
 from sce.errors import UsageProblem
+from sce.number_text import is_number
 from sce.options import LossOptions
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def rank_dumps(arrays: str | None, extra: list[str] | None) -> list[str]:
     named by the reader, as a single ``--arrays`` names it."""
     from sce.cli.check_linear import is_linear_dump
 
-    if arrays is None or not extra or all(_is_number(word) for word in extra):
+    if arrays is None or not extra or all(is_number(word) for word in extra):
         return []
     if not is_linear_dump(arrays):
         raise UsageProblem(
@@ -56,13 +57,6 @@ def rank_dumps(arrays: str | None, extra: list[str] | None) -> list[str]:
         )
     return list(extra)
 
-
-def _is_number(word: str) -> bool:
-    try:
-        float(word)
-    except ValueError:
-        return False
-    return True
 
 
 def refuse_typed_inputs(

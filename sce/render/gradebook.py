@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sce.grading import verdicts
 from sce.grading.gradebook import LearnerGrade, mistake_counts
 from sce.grading.implementations.captured import escaped
-from sce.number_text import count_of
+from sce.number_text import count_of, is_number
 from sce.render.grid import Column, Grid, print_grid, print_styled
 from sce.render.words import reduction_line
 
@@ -125,17 +125,10 @@ def _cell(text: str) -> str:
     """A learner's text as a cell: control characters written out (as in the terminal), and never
     run as a formula by a spreadsheet."""
     text = shown(text)
-    if text[:1] in ("=", "+", "-", "@") and not _is_number(text):
+    if text[:1] in ("=", "+", "-", "@") and not is_number(text):
         return "'" + text
     return text
 
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def gradebook_document(
