@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from sce.grading.linear.answers import checked_answer, checked_inputs
+from sce.grading.linear.answers import LinearAnswer, LinearInputs, checked_answer, checked_inputs
 from sce.grading.linear.check import full_check
 from sce.grading.linear.profiles import profile_named
 from sce.grading.linear.quick_report import checked_seed
@@ -90,7 +90,7 @@ def _checked(
     return _unless_a_mistake_explains_it(report, inputs, answer) if report.passed and chosen.running_sums else report
 
 
-def _unless_a_mistake_explains_it(report: Report, inputs: Any, answer: Any) -> Report:
+def _unless_a_mistake_explains_it(report: Report, inputs: LinearInputs, answer: LinearAnswer) -> Report:
     """A pass under the loop profile that only a running sum's worst case allows (frameworks' sums
     would not) stands unless a named mistake explains the answer: at many rows K·u exceeds a 1/N
     slip (an ignored row counted in the mean). Then the frameworks' verdict and the mistake."""
