@@ -31,7 +31,9 @@ def test_group_sums_add_each_group_in_order_and_keep_a_shorter_last_group(shape,
 
 
 def test_group_maxima_are_the_largest_magnitudes_of_each_group_of_rows():
-    values = np.array([[-3.0, 1.0], [2.0, -5.0], [0.5, 0.0], [1.0, 1.0], [-7.0, 0.25]])
+    values = np.zeros((SIZE_GROUP + 1, 2))
+    values[:3] = [[-3.0, 1.0], [2.0, -5.0], [0.5, 0.0]]
+    values[SIZE_GROUP] = [-7.0, 0.25]  # the second group, of one row
     assert group_maxima(values).tolist() == [[3.0, 5.0], [7.0, 0.25]]
 
 

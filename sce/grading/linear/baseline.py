@@ -93,7 +93,7 @@ def block_gradient(
     z = e @ c.T
     if b is not None:
         z += b
-    if profile.logits_in_input_type:
+    if profile.logits_in_input_type and given != work:
         z = z.astype(given).astype(work)
     derivative = None
     if terms.softcap is not None:
@@ -118,7 +118,7 @@ def block_gradient(
         g += (terms.z_scale[rows, None].astype(work) * lse) * p
     if derivative is not None:
         g *= derivative
-    if profile.gradient_in_input_type:
+    if profile.gradient_in_input_type and given != work:
         g = g.astype(given).astype(work)
     losses[~terms.counted[rows]] = 0
     return g, losses
@@ -143,15 +143,26 @@ def block_logits(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """A block's logits in the work type (rounded to the input's where the profile says), capped,
     with the cap's derivative."""
+    return capped_logits(raw_logits(e, c, b, classes, profile), terms)
+
+
+def raw_logits(e: np.ndarray, c: np.ndarray, b: np.ndarray | None, classes: slice, profile: Profile) -> np.ndarray:
+    """A block's logits E·Cᵀ + b in the work type, rounded to the input's where the profile says."""
     given = e.dtype
     work: np.dtype = np.dtype(np.float64) if given == np.float64 else np.dtype(np.float32)
     z: np.ndarray = np.asarray(e, dtype=work) @ np.asarray(c[classes], dtype=work).T
     if b is not None:
         z += b[classes].astype(work)
-    if profile.logits_in_input_type:
+    if profile.logits_in_input_type and given != work:
         z = z.astype(given).astype(work)
+    return z
+
+
+def capped_logits(z: np.ndarray, terms: LinearTerms) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits in their work type capped as the terms say, with the cap's derivative (None without a cap)."""
     if terms.softcap is None:
         return z, None
+    work = z.dtype
     cap = work.type(terms.softcap)
     ratio = z / cap
     return cap * np.tanh(ratio), work.type(1) / np.square(np.cosh(ratio))
@@ -219,11 +230,14 @@ def class_block(
     classes: slice,
     lse: np.ndarray,
     losses: np.ndarray,
+    logits: np.ndarray | None = None,
 ) -> np.ndarray:
     """∂L/∂z of a block (as the products take it), from the rows' lse; the block's part of each
-    row's cross-entropy added to ``losses``."""
+    row's cross-entropy added to ``losses``. ``logits``: the block's :func:`raw_logits`, where
+    they are kept from the pass that found the lse."""
     given, work = e.dtype, lse.dtype
-    z, derivative = block_logits(e[rows], c, b, classes, terms, profile)
+    raw = raw_logits(e[rows], c, b, classes, profile) if logits is None else logits
+    z, derivative = capped_logits(raw, terms)
     p = np.exp(z - lse[rows, None])
     ce = terms.ce_scale[rows].astype(work)
     g = p * (terms.total[rows].astype(work) * ce)[:, None]
@@ -233,4 +247,4 @@ def class_block(
         g += (terms.z_scale[rows].astype(work) * lse[rows])[:, None] * p
     if derivative is not None:
         g *= derivative
-    return g.astype(given).astype(work) if profile.gradient_in_input_type else g
+    return g.astype(given).astype(work) if profile.gradient_in_input_type and given != work else g

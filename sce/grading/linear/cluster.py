@@ -216,7 +216,7 @@ def statistics_tile(
     """A tile of rows' (max, lse) and the baseline's lse (a task of pass 1)."""
     with np.errstate(over="ignore", invalid="ignore"):
         top, lse = row_statistics(e[rows], c, b, terms)
-    baseline = SteppedBaseline(e[rows], c, b, base_terms, profile, {}, False)
+    baseline = SteppedBaseline(e[rows], c, b, base_terms, profile, {}, False, keeps_logits=False)
     return top, lse, baseline.row_lse()
 
 

@@ -16,8 +16,9 @@ import numpy as np
 from sce.grading.linear.baseline import (
     LinearBaseline,
     block_gradient,
-    block_logits,
+    capped_logits,
     class_block,
+    raw_logits,
     reduced_loss,
     same_type_baseline,
 )
@@ -28,6 +29,10 @@ from sce.loss.linear_terms import LinearTerms
 #: The bytes of the baseline's outputs (in float32, with their copies in the answer's type) held
 #: whole; beyond it they are formed a block at a time.
 BASELINE_BYTES = 256 << 20
+#: The largest set of every logit in the work type kept from the pass that finds each row's
+#: log-sum-exp, so that the pass over blocks of classes does not form them again: at 4096 rows
+#: and 32,000 classes in float32 (500 MiB), a third of the baseline's matrix products.
+KEPT_LOGITS_BYTES = 512 << 20
 
 
 def held_whole(n: int, d: int, v: int) -> bool:
@@ -48,6 +53,8 @@ class SteppedBaseline:
     profile: Profile
     output_types: dict[str, np.dtype]
     wants_hidden: bool
+    keeps_logits: bool = True
+    """Whether the pass that finds the lse keeps the logits for the next (where they fit)."""
     work: np.dtype = field(init=False)
     by_classes: bool = field(init=False)
     hidden_later: bool = field(init=False)
@@ -58,6 +65,9 @@ class SteppedBaseline:
     sums: np.ndarray = field(init=False)
     """∂L/∂C in float32 (by rows), or ∂L/∂E (by classes, where held whole); else empty."""
     lse: np.ndarray | None = None
+    kept: dict[tuple[int, int], np.ndarray] | None = None
+    """Every block's raw logits (work type), by its first row and class, where all of them fit in
+    KEPT_LOGITS_BYTES, once :attr:`lse` is found."""
 
     def __post_init__(self) -> None:
         n, d = self.e.shape
@@ -76,7 +86,9 @@ class SteppedBaseline:
 
     def fresh(self) -> SteppedBaseline:
         """The same baseline from the start (for another pass of the reference)."""
-        return SteppedBaseline(self.e, self.c, self.b, self.terms, self.profile, self.output_types, self.wants_hidden)
+        again = SteppedBaseline(self.e, self.c, self.b, self.terms, self.profile, self.output_types, self.wants_hidden)
+        again.lse, again.kept = self.lse, self.kept
+        return again
 
     def row_lse(self) -> np.ndarray:
         """Each row's log-sum-exp in the work type (by classes: a row's depends on its own logits
@@ -168,17 +180,29 @@ class SteppedBaseline:
         n, v = len(self.e), len(self.c)
         class_step, row_step = self._steps()
         top, total = np.full(n, -np.inf, self.work), np.zeros(n, self.work)
+        fits = self.keeps_logits and n * v * self.work.itemsize <= KEPT_LOGITS_BYTES
+        kept: dict[tuple[int, int], np.ndarray] | None = {} if fits else None
         with np.errstate(all="ignore"):
             for first in range(0, v, class_step):
                 classes = slice(first, min(first + class_step, v))
                 for start in range(0, n, row_step):
                     rows = slice(start, min(start + row_step, n))
-                    z, _ = block_logits(self.e[rows], self.c, self.b, classes, self.terms, self.profile)
+                    raw = raw_logits(self.e[rows], self.c, self.b, classes, self.profile)
+                    if kept is not None:
+                        kept[rows.start, classes.start] = raw
+                    z, _ = capped_logits(raw, self.terms)
                     new_top = np.maximum(top[rows], z.max(axis=1))
                     total[rows] = total[rows] * np.exp(top[rows] - new_top) + np.exp(z - new_top[:, None]).sum(axis=1)
                     top[rows] = new_top
             self.lse = top + np.log(total)
+        self.kept = kept
         return self.lse
+
+    def _kept(self, rows: slice, classes: slice) -> np.ndarray | None:
+        """The block's raw logits where kept (the blocks :meth:`steps` cuts; any other is formed again)."""
+        found = None if self.kept is None else self.kept.get((rows.start, classes.start))
+        shape = (rows.stop - rows.start, classes.stop - classes.start)
+        return found if found is not None and found.shape == shape else None
 
     def _classes(self, classes: slice) -> np.ndarray:
         """A block of classes over every row: its ∂L/∂C in float32, its part of the rest."""
@@ -190,7 +214,8 @@ class SteppedBaseline:
         with np.errstate(all="ignore"):
             for start in range(0, n, row_step):
                 rows = slice(start, min(start + row_step, n))
-                g = class_block(self.e, self.c, self.b, self.terms, self.profile, rows, classes, lse, self.losses)
+                g = class_block(self.e, self.c, self.b, self.terms, self.profile, rows, classes, lse, self.losses,
+                                self._kept(rows, classes))  # fmt: skip
                 if len(self.sums):
                     self.sums[rows] += g @ c_block
                 block += g.T @ np.asarray(self.e[rows], self.work)
@@ -211,7 +236,8 @@ class SteppedBaseline:
         with np.errstate(all="ignore"):
             for first in range(0, len(self.c), class_step):
                 classes = slice(first, min(first + class_step, len(self.c)))
-                g = class_block(self.e, self.c, self.b, self.terms, self.profile, rows, classes, lse, scratch)
+                g = class_block(self.e, self.c, self.b, self.terms, self.profile, rows, classes, lse, scratch,
+                                self._kept(rows, classes))  # fmt: skip
                 found += g @ np.asarray(self.c[classes], self.work)
         return found
 
