@@ -22,8 +22,9 @@ from sce.grading.linear.mistakes import SMOOTHING_OVER_LOCAL_VOCABULARY
 from sce.grading.linear.profiles import Profile
 from sce.grading.linear.quick import QuickOutcome, quick_check
 from sce.grading.linear.quick_grades import Candidates
-from sce.grading.linear.quick_report import DEFAULT_SEED, outcome_report, sharding_for, skipped_per_row
+from sce.grading.linear.quick_report import DEFAULT_SEED, outcome_report, sharding_for
 from sce.grading.linear.report import Report
+from sce.grading.linear.skipped import skipped_per_row
 from sce.loss.linear_inputs import checked_grad_output, checked_linear_inputs
 from sce.loss.linear_terms import linear_terms
 from sce.loss.result import InvalidInput
