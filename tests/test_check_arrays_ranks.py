@@ -305,7 +305,7 @@ def test_sixteen_ranks_with_two_neighbours_swapped_name_them_after_a_few_checks(
     assert checked == [every_output, cheap, cheap, every_output]
 
 
-def test_a_wrong_kernels_sixteen_ranks_in_order_are_checked_once_and_not_called_out_of_order(tmp_path, sce, monkeypatch):
+def test_a_wrong_kernels_sixteen_ranks_in_order_are_not_searched_past_the_failing_rows_label(tmp_path, sce, monkeypatch):
     arrays = dump("ignored-runs-float32")
     arrays["grad_hidden"] = arrays["grad_hidden"].copy()
     arrays["grad_hidden"][4] *= np.float32(1.5)  # row 4, label 12 (rank 5's classes 12-14)

@@ -192,7 +192,9 @@ def test_shards_take_hidden_states_with_batch_and_sequence_axes_as_the_whole_cla
         ((2, 2, 2, 2), (0, -100), {"weight": (1, 1, 1, 1, 2, 2, 2, 2), "label_smoothing": 0.1}, (1,), []),
     ],
 )
-def test_only_the_swaps_that_move_every_failing_rows_label_could_pass(widths, labels, options, failing_rows, pairs):  # noqa: ANN001
+def test_only_the_swaps_that_move_every_failing_rows_label_could_pass(
+    widths: tuple[int, ...], labels: tuple[int, ...], options: dict, failing_rows: tuple[int, ...], pairs: list[int]
+) -> None:
     from sce.grading.linear.shards import swaps_that_could_pass
     from sce.options import LossOptions
 

@@ -54,7 +54,7 @@ def test_the_cce_threshold_is_each_types_own_epsilon_over_32(name: str) -> None:
     assert skipped.skipped_per_row(terms, dtype, PROFILES["liger"]) is None
 
 
-def _float16_kernel_skipping_below(threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+def _float16_kernel_skipping_below(threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """float16 inputs (V = 1000, so many probabilities lie near 10⁻⁴) and the gradients of the mean cross-entropy
     formed in float64 from the exact probabilities, with every entry whose probability is below ``threshold`` left
     out, rounded to float16: a filtering kernel without any rounding of its own."""
@@ -70,7 +70,8 @@ def _float16_kernel_skipping_below(threshold: float) -> tuple[np.ndarray, np.nda
     g = np.where(p < threshold, 0.0, p)
     g[np.arange(n), labels] -= 1
     g /= n
-    return hidden, classifier, labels, {"grad_hidden": (g @ c).astype(np.float16), "grad_classifier": (g.T @ e).astype(np.float16)}
+    answer = {"grad_hidden": (g @ c).astype(np.float16), "grad_classifier": (g.T @ e).astype(np.float16)}
+    return hidden, classifier, labels, answer
 
 
 def test_the_cce_profile_takes_float16s_own_epsilon_not_bfloat16s() -> None:
