@@ -182,13 +182,10 @@ def test_typed_numbers_after_arrays_are_refused_as_before(tmp_path, sce):
     )
 
 
-def test_the_order_of_many_ranks_is_searched_by_the_loss_before_any_full_check(tmp_path, sce, monkeypatch):
+def _counting_checks(monkeypatch) -> list[tuple[str, ...]]:  # noqa: ANN001
+    """The outputs of each check the command runs, in order, as it runs them."""
     import sce.grading.linear.grade as grade
 
-    arrays = dump("ignored-runs-float32")
-    v = len(arrays["classifier"])
-    paths = ranks(tmp_path, arrays, [v // 6, v // 3, v // 2, 2 * v // 3, 5 * v // 6])
-    given = [*paths[:4], paths[5], paths[4]]  # the last two swapped: four pairs before them are ruled out cheaply
     checked: list[tuple[str, ...]] = []
     original = grade.check_linear
 
@@ -197,13 +194,25 @@ def test_the_order_of_many_ranks_is_searched_by_the_loss_before_any_full_check(t
         return original(*args, outputs=outputs, **keywords)
 
     monkeypatch.setattr(grade, "check_linear", counted)
+    return checked
+
+
+def test_the_order_of_many_ranks_is_searched_by_the_loss_before_any_full_check(tmp_path, sce, monkeypatch):
+    arrays = dump("ignored-runs-float32")
+    v = len(arrays["classifier"])
+    paths = ranks(tmp_path, arrays, [v // 6, v // 3, v // 2, 2 * v // 3, 5 * v // 6])
+    given = [*paths[:4], paths[5], paths[4]]  # the last two swapped (classes 26-32 and 33-39)
+    checked = _counting_checks(monkeypatch)
     result = sce("check", "--arrays", *given)
     assert result.stdout.splitlines()[-3] == "mistake: rank dumps out of the vocabulary's order"
     every_output = checked[0]
     assert "grad_classifier" in every_output and "loss" in every_output
     cheap = tuple(name for name in every_output if name in ("grad_bias", "loss"))
     assert checked.count(every_output) == 2  # as given, then the one pair whose cheap outputs fit
-    assert checked.count(cheap) == 5
+    # ∂L/∂E fails worst at row 3, whose label is class 26: only the swaps of ranks 3, 4 (classes 20-32) and 4, 5
+    # (26-39) move it; the other three pairs are ruled out without a check.
+    assert arrays["labels"][3] == 26
+    assert checked.count(cheap) == 2
 
 
 COPY_NAMED = (
@@ -270,3 +279,40 @@ def test_a_rank_dump_that_is_no_readable_file_is_named_as_a_single_dump_is(tmp_p
     why = "no such file" if kind == "missing" else "is a directory"
     assert _one_line(result) == f"sce: error: {other}: cannot read: {why}\n"
     assert result.exit_code == sce("check", "--arrays", other).exit_code
+
+
+SIXTEEN_CUTS = [2, 5, 7, 10, 12, 15, 17, 20, 22, 25, 27, 30, 32, 35, 37]  # 40 classes over 16 ranks of 2 or 3
+
+
+def test_sixteen_ranks_with_two_neighbours_swapped_name_them_after_a_few_checks(tmp_path, sce, monkeypatch):
+    # Ranks 4 (classes 10, 11) and 5 (12-14) given the other way round, so classes 10-14 are misplaced.
+    arrays = dump("ignored-runs-float32")
+    assert len(arrays["classifier"]) == 40 and {10, 12} <= set(arrays["labels"].tolist())
+    paths = ranks(tmp_path, arrays, SIXTEEN_CUTS)
+    given = [*paths[:4], paths[5], paths[4], *paths[6:]]
+    checked = _counting_checks(monkeypatch)
+    result = sce("check", "--arrays", *given)
+    assert result.exit_code == ExitStatus.WRONG
+    assert result.stdout.splitlines()[-3:] == [
+        "mistake: rank dumps out of the vocabulary's order",
+        f"fix: with {paths[5]} and {paths[4]} swapped every output is correct: give the ranks' dumps in the order of "
+        f"the vocabulary ({paths[4]} before {paths[5]})",
+        "verdict: not correct for float32",
+    ]
+    # ∂L/∂E fails worst at row 4, label 12. As given, the ranks hold 2, 3, 2, 3, 3, 2, … classes: of the 15 pairs of
+    # neighbours only the 4th (classes 7-12) and the 5th (10-14) move class 12; the 4th fails the loss.
+    every_output, cheap = checked[0], ("loss",)
+    assert checked == [every_output, cheap, cheap, every_output]
+
+
+def test_a_wrong_kernels_sixteen_ranks_in_order_are_not_searched_past_the_failing_rows_label(tmp_path, sce, monkeypatch):
+    arrays = dump("ignored-runs-float32")
+    arrays["grad_hidden"] = arrays["grad_hidden"].copy()
+    arrays["grad_hidden"][4] *= np.float32(1.5)  # row 4, label 12 (rank 5's classes 12-14)
+    assert arrays["labels"][4] == 12
+    checked = _counting_checks(monkeypatch)
+    result = sce("check", "--arrays", *ranks(tmp_path, arrays, SIXTEEN_CUTS))
+    assert result.exit_code == ExitStatus.WRONG
+    assert "order" not in result.stdout
+    # Only the swaps of ranks 4, 5 and 5, 6 move row 4's label: two cheap checks (each fails the loss), no full one.
+    assert checked[1:] == [("loss",), ("loss",)]

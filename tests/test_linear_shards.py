@@ -173,3 +173,30 @@ def test_shards_take_hidden_states_with_batch_and_sequence_axes_as_the_whole_cla
     assert not check_linear_cross_entropy(*given, bias=_split(bias), **wrong, **batched).passed
     with pytest.raises(ValueError, match="^grad_hidden has shape"):  # the rows' shape is not the states' own
         check_linear_cross_entropy(*given, bias=_split(bias), **dict(outputs, grad_hidden=outputs["grad_hidden"].reshape(40, -1)), **batched)
+
+
+@pytest.mark.parametrize(
+    ("widths", "labels", "options", "failing_rows", "pairs"),
+    [
+        # Classes 0-1 | 2-3 | 4-5 | 6-7; labels 0 and 5 and an ignored row: each pair moving a label, by hand.
+        ((2, 2, 2, 2), (0, 5, -100), {}, (), [0, 1, 2]),
+        ((2, 2, 2, 2), (0, 5, -100), {}, (1,), [1, 2]),  # the row of label 5 fails: pair 0 leaves it as it was
+        ((2, 2, 2, 2), (0, 5, -100), {}, (0, 1), []),  # labels 0 and 5 both failing: no one pair moves both
+        ((2, 2, 2, 2), (0, 5, -100), {}, (2,), []),  # an ignored row failing: no order makes it right
+        ((2, 2, 2, 2), (0, 1), {}, (), [0]),  # no swap but the first moves a label
+        ((1, 3), (3,), {}, (0,), [0]),  # shards of other widths: the pair spans classes 0-3
+        # Class weights weigh a label the same in any order; with smoothing they weigh every class: a pair whose
+        # classes' weights differ (1, 1, 2, 2) moves every counted row, one whose weights are alike (1, 1, 1, 1) none.
+        ((2, 2, 2, 2), (0,), {"weight": (1, 1, 1, 1, 2, 2, 2, 2)}, (0,), [0]),
+        ((2, 2, 2, 2), (0,), {"weight": (1, 1, 1, 1, 2, 2, 2, 2), "label_smoothing": 0.1}, (0,), [0, 1]),
+        ((2, 2, 2, 2), (0, -100), {"weight": (1, 1, 1, 1, 2, 2, 2, 2), "label_smoothing": 0.1}, (1,), []),
+    ],
+)
+def test_only_the_swaps_that_move_every_failing_rows_label_could_pass(
+    widths: tuple[int, ...], labels: tuple[int, ...], options: dict, failing_rows: tuple[int, ...], pairs: list[int]
+) -> None:
+    from sce.grading.linear.shards import swaps_that_could_pass
+    from sce.options import LossOptions
+
+    found = swaps_that_could_pass(widths, np.array(labels), LossOptions(**options), failing_rows)
+    assert found == pairs

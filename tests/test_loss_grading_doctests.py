@@ -21,6 +21,8 @@ MODULES = [
     "sce.grading.catalogue",
     "sce.grading.mistakes",
     "sce.loss.linear_cross_entropy",
+    "sce.grading.linear.skipped",
+    "sce.grading.linear.shards",
     "sce.testing",
 ]
 

@@ -40,6 +40,9 @@ Cluster = tuple[str, "str | None", "int | None"]
 
 
 ARRAY_ROLES = ("logits", "labels", "targets", "grad", "loss")
+#: The endings of "--profile goes with …" (and --quick's, --seed's): given without a dump, and given with logits.
+_NEEDS_A_HIDDEN_STATE_DUMP = "--arrays FILE holding hidden states (hidden, classifier, labels)"
+_NEEDS_HIDDEN_STATES_NOT_LOGITS = "a dump of hidden states (hidden, classifier, labels), not with logits"
 
 
 def rank_dumps(arrays: str | None, extra: list[str] | None) -> list[str]:
@@ -92,7 +95,7 @@ def refuse_array_options(
     ):
         if value is not None:
             raise UsageProblem(f"{name} goes with --arrays FILE or --logits FILE")
-    _refuse_hidden_state_options(profile, quick, "--arrays FILE holding hidden states (hidden, classifier, labels)")
+    _refuse_hidden_state_options(profile, quick, _NEEDS_A_HIDDEN_STATE_DUMP)
 
 
 def check_arrays(
@@ -141,7 +144,7 @@ def check_arrays(
             cluster=cluster[1:] if cluster[0] == "dask" else None,
         )
         return
-    _refuse_profile(profile, quick)
+    _refuse_hidden_state_options(profile, quick, _NEEDS_HIDDEN_STATES_NOT_LOGITS)
     if options.dtype != "float64":
         raise UsageProblem(
             "--dtype: arrays are graded against the exact float64 result; "
@@ -189,16 +192,12 @@ def quick_seed(quick: bool, seed: int | None) -> int | None:
     return seed
 
 
-def _refuse_profile(profile: KernelProfile | None, quick: tuple[bool, int | None] = (False, None)) -> None:
-    hidden_dump = "a dump of hidden states (hidden, classifier, labels), not with logits"
-    _refuse_hidden_state_options(profile, quick, hidden_dump)
-
-
-def _refuse_hidden_state_options(profile: KernelProfile | None, quick: tuple[bool, int | None], what: str) -> None:
-    """Refuse the options only the fused check takes (a kernel's profile, quick mode and its seed)."""
+def _refuse_hidden_state_options(profile: KernelProfile | None, quick: tuple[bool, int | None], goes_with: str) -> None:
+    """Refuse the options only the fused check takes (a kernel's profile, quick mode and its seed): "NAME goes
+    with ``goes_with``", the sentence's ending saying what the option needs where it was given."""
     for name, given in ((PROFILE.name, profile is not None), (QUICK.name, quick[0]), (SEED.name, quick[1] is not None)):
         if given:
-            raise UsageProblem(f"{name} goes with {what}")
+            raise UsageProblem(f"{name} goes with {goes_with}")
 
 
 def _logits_only_flags(

@@ -167,11 +167,20 @@ def _order_suspected(
 
     if report.passed or shards is None:
         return report
+    import numpy as np
+
+    from sce.grading.linear.shards import swaps_that_could_pass
+
     dump, options, profile, mode, seed = graded
-    # The loss and ∂L/∂b cost the logits' product alone: a pair whose swap fails them is ruled out
-    # before the full check of every output (one per pair of neighbours would cost 63 full checks at 64 ranks).
+    failing_rows = [
+        output.worst_entry[0] for output in (report.grad_hidden, report.loss)
+        if output is not None and not output.passed and output.worst_entry
+    ]  # fmt: skip
+    widths = [len(part) for part in shards.classifier]
+    # Only the pairs whose swap moves a label, and every failing row's, are checked; of those, the loss and
+    # ∂L/∂b cost the logits' product alone: a pair whose swap fails them is ruled out before the full check.
     cheap = ("loss", "grad_bias")
-    for k in range(len(paths) - 1):
+    for k in swaps_that_could_pass(widths, np.asarray(dump.labels).reshape(-1), options, failing_rows):
         swapped = _Inputs(*(None if part is None else [*part[:k], part[k + 1], part[k], *part[k + 2 :]]
                             for part in shards))  # fmt: skip
         try:

@@ -9,8 +9,9 @@ that family rounds, which the same-type baseline then rounds too (so its errors 
   type, the softmax and the gradient in float32 inside the kernel, written back in the input's
   type; ∂L/∂C accumulated over chunks in float32.
 * ``cce``: Apple's cut cross-entropy: the logits and the gradient in the input's type, and gradient blocks whose
-  every entry is below ε/32 of the type (its ``filter_eps``) skipped: each entry of ∂L/∂E and
-  ∂L/∂C may miss up to ε/32·Σⱼ|C_jd| (or |E_id|) of such entries; the z-loss in the input type.
+  every entry is below ε/32 of the input's own type (its ``filter_eps``: 2⁻¹⁵ in float16, 2⁻¹² in bfloat16)
+  skipped: each entry of ∂L/∂E and ∂L/∂C may miss up to ε/32·Σⱼ|C_jd| (or |E_id|) of such entries; the z-loss
+  in the input type.
 * ``torchtune``: chunked loss: each chunk's logits in the input's type, upcast to float32 for
   the loss; the gradient back through the chunk's logits in the input's type.
 * ``megatron``: vocabulary-parallel loss: logits in the input's type, softmax in float32.
@@ -37,7 +38,7 @@ class Profile:
     gradient_in_input_type: bool
     """∂L/∂z is rounded to the input's type before the products that give ∂L/∂E and ∂L/∂C."""
     skipped_below: float = 0.0
-    """Gradient entries below this many ulps of 1 in the input type may be skipped (×ε of the type)."""
+    """Gradient entries below this many times the input type's own ε may be skipped."""
     z_loss_in_input_type: bool = False
     """The z-loss term λ·lse² is formed in the input's type."""
     running_sums: bool = False

@@ -11,7 +11,7 @@ from sce.grading.linear.profiles import Profile
 from sce.grading.linear.quick import QuickOutcome, quick_check
 from sce.grading.linear.quick_grades import Candidates, OutputGrade
 from sce.grading.linear.report import OutputReport, Report
-from sce.loss.linear_terms import LinearTerms
+from sce.grading.linear.skipped import skipped_per_row
 from sce.loss.result import InvalidInput
 from sce.loss.vocabulary_shards import Sharding, ShardLoss
 from sce.options import LossOptions
@@ -67,15 +67,6 @@ def quick_report(inputs: LinearInputs, answer: LinearAnswer, profile: Profile, s
     from sce.grading.linear.quick_mistakes import quick_named
 
     return quick_named(report, inputs, answer, outcome)
-
-
-def skipped_per_row(terms: LinearTerms, dtype: np.dtype, profile: Profile) -> np.ndarray | None:
-    """What a profile's skipped gradient entries (each below ε/32 of the input type) may leave out of
-    one entry of ∂L/∂z, per row: ε/32·(s·scale + the z-loss's), None where it skips nothing."""
-    if not profile.skipped_below:
-        return None
-    eps = {np.dtype(np.float64): 2.0**-52, np.dtype(np.float32): 2.0**-23}.get(np.dtype(dtype), 2.0**-7)
-    return profile.skipped_below * eps * (terms.total * np.abs(terms.ce_scale) + np.abs(terms.z_scale) * 100)
 
 
 def outcome_report(outcome: QuickOutcome, profile: Profile, mode: str) -> Report:

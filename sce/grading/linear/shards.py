@@ -22,8 +22,9 @@ from sce.grading.linear.mistakes import SMOOTHING_OVER_LOCAL_VOCABULARY
 from sce.grading.linear.profiles import Profile
 from sce.grading.linear.quick import QuickOutcome, quick_check
 from sce.grading.linear.quick_grades import Candidates
-from sce.grading.linear.quick_report import DEFAULT_SEED, outcome_report, sharding_for, skipped_per_row
+from sce.grading.linear.quick_report import DEFAULT_SEED, outcome_report, sharding_for
 from sce.grading.linear.report import Report
+from sce.grading.linear.skipped import skipped_per_row
 from sce.loss.linear_inputs import checked_grad_output, checked_linear_inputs
 from sce.loss.linear_terms import linear_terms
 from sce.loss.result import InvalidInput
@@ -179,3 +180,37 @@ def _outcome(
         inputs.hidden, inputs.classifier, inputs.labels, inputs.bias, candidates, sharding,
         seed=DEFAULT_SEED if seed is None else seed, samples=samples, projections=projections, excused=excused,
     )  # fmt: skip
+
+
+def swaps_that_could_pass(
+    widths: Sequence[int], labels: np.ndarray, options: LossOptions, failing_rows: Sequence[int] = ()
+) -> list[int]:
+    """The neighbours k whose shards, swapped (k and k + 1), could turn a failing check into a pass.
+
+    A swap moves only the classes of the two shards: every row whose label lies elsewhere keeps its
+    loss and its gradient's entries (moved with their classes), and so its verdicts, unless class
+    weights with label smoothing weigh those classes anew. A swap that moves no counted row's label
+    changes nothing the check sees, and one that leaves a failing row (``failing_rows``: where ∂L/∂E
+    or a per-row loss failed) as it was leaves it failing: neither is worth a check.
+
+    Examples
+    --------
+    >>> labels = np.array([0, 5, -100])
+    >>> swaps_that_could_pass([2, 2, 2, 2], labels, LossOptions())
+    [0, 1, 2]
+    >>> swaps_that_could_pass([2, 2, 2, 2], labels, LossOptions(), failing_rows=[1])
+    [1, 2]
+    """
+    offsets = np.cumsum([0, *widths])
+    counted = labels != options.ignore_index
+    weights = None if options.weight is None else np.asarray(options.weight, dtype=np.float64)
+    found = []
+    for k in range(len(widths) - 1):
+        low, middle, high = offsets[k], offsets[k + 1], offsets[k + 2]
+        moved = counted & (labels >= low) & (labels < high)
+        if options.label_smoothing and weights is not None:
+            swapped = np.concatenate([weights[middle:high], weights[low:middle]])
+            moved = moved if np.array_equal(weights[low:high], swapped) else counted
+        if moved.any() and all(moved[row] for row in failing_rows):
+            found.append(k)
+    return found

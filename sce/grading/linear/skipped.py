@@ -25,6 +25,9 @@ HELD_BYTES = 64 << 20
 #: filters its own probabilities, formed from logits in its type (bfloat16's are off by 2⁻⁸ of their
 #: size, which moves a probability by a few percent), not the exact ones.
 SLACK = 2.0
+#: Each type's ε, the distance from 1 to the next float (``torch.finfo(dtype).eps``): cut cross-entropy's
+#: ``filter_eps="auto"`` is the input type's own ε/32.
+MACHINE_EPSILON = {"float64": 2.0**-52, "float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}
 #: The bytes of one block of float64 logits.
 _BLOCK_BYTES = 1 << 25
 
@@ -51,17 +54,34 @@ class Excuses:
 
 def skipped_excuses(inputs: LinearInputs, profile: Profile) -> Excuses | None:
     """The excuses of ``profile``'s skipped entries, or None where it skips none."""
-    if not profile.skipped_below:
+    per_row = skipped_per_row(inputs.terms, inputs.e.dtype, profile)
+    if per_row is None:
         return None
-    t = inputs.terms
-    eps = {np.dtype(np.float32): 2.0**-23, np.dtype(np.float64): 2.0**-52}.get(inputs.e.dtype, 2.0**-7)
-    per_row = profile.skipped_below * eps * (t.total * np.abs(t.ce_scale) + np.abs(t.z_scale) * 100)
     n, d = inputs.e.shape
     v = len(inputs.c)
     if max(n, v) * d * 8 <= HELD_BYTES:
         return _from_probabilities(inputs, per_row)
     hidden_columns = _absolute_column_sums(inputs.e, per_row)
     return Excuses(per_row, _absolute_column_sums(inputs.c), hidden_columns, np.full(v, float(per_row.sum())))
+
+
+def skipped_per_row(terms: LinearTerms, dtype: np.dtype, profile: Profile) -> np.ndarray | None:
+    """Each row's threshold tᵢ below which ``profile`` may skip an entry of ∂L/∂z, in ``dtype``'s own ε
+    (ε/32·(sᵢ·|scaleᵢ| + 100·|z-scaleᵢ|) for cut cross-entropy), or None where it skips nothing.
+
+    Examples
+    --------
+    >>> from sce.grading.linear.profiles import PROFILES
+    >>> from sce.loss.linear_terms import linear_terms
+    >>> from sce.options import LossOptions
+    >>> terms = linear_terms(np.array([0]), 2, LossOptions(reduction="sum"), 1.0)
+    >>> [float(skipped_per_row(terms, np.dtype(t), PROFILES["cce"])[0]) * 2**15 for t in ("float16", "float32")]
+    [1.0, 0.0001220703125]
+    """
+    if not profile.skipped_below:
+        return None
+    eps = MACHINE_EPSILON[np.dtype(dtype).name]
+    return profile.skipped_below * eps * (terms.total * np.abs(terms.ce_scale) + np.abs(terms.z_scale) * 100)
 
 
 def _from_probabilities(inputs: LinearInputs, threshold: np.ndarray) -> Excuses:
