@@ -238,11 +238,13 @@ def class_block(
     given, work = e.dtype, lse.dtype
     raw = raw_logits(e[rows], c, b, classes, profile) if logits is None else logits
     z, derivative = capped_logits(raw, terms)
-    p = np.exp(z - lse[rows, None])
-    ce = terms.ce_scale[rows].astype(work)
-    g = p * (terms.total[rows].astype(work) * ce)[:, None]
-    terms.add_coefficients(g, rows, classes, -ce)
     losses[rows, 0] += terms.weighted_differences(lse[rows], z, rows, classes)
+    p = np.subtract(z, lse[rows, None])
+    np.exp(p, out=p)
+    ce = terms.ce_scale[rows].astype(work)
+    scale = (terms.total[rows].astype(work) * ce)[:, None]
+    g = p * scale if terms.z_loss else np.multiply(p, scale, out=p)  # the z-loss's term needs p again
+    terms.add_coefficients(g, rows, classes, -ce)
     if terms.z_loss:
         g += (terms.z_scale[rows].astype(work) * lse[rows])[:, None] * p
     if derivative is not None:

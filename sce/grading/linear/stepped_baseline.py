@@ -182,6 +182,7 @@ class SteppedBaseline:
         top, total = np.full(n, -np.inf, self.work), np.zeros(n, self.work)
         fits = self.keeps_logits and n * v * self.work.itemsize <= KEPT_LOGITS_BYTES
         kept: dict[tuple[int, int], np.ndarray] | None = {} if fits else None
+        scratch: dict[tuple[int, int], np.ndarray] = {}
         with np.errstate(all="ignore"):
             for first in range(0, v, class_step):
                 classes = slice(first, min(first + class_step, v))
@@ -192,7 +193,8 @@ class SteppedBaseline:
                         kept[rows.start, classes.start] = raw
                     z, _ = capped_logits(raw, self.terms)
                     new_top = np.maximum(top[rows], z.max(axis=1))
-                    total[rows] = total[rows] * np.exp(top[rows] - new_top) + np.exp(z - new_top[:, None]).sum(axis=1)
+                    shifted = np.subtract(z, new_top[:, None], out=_scratch(scratch, z.shape, self.work))
+                    total[rows] = total[rows] * np.exp(top[rows] - new_top) + np.exp(shifted, out=shifted).sum(axis=1)
                     top[rows] = new_top
             self.lse = top + np.log(total)
         self.kept = kept
@@ -240,6 +242,13 @@ class SteppedBaseline:
                                 self._kept(rows, classes))  # fmt: skip
                 found += g @ np.asarray(self.c[classes], self.work)
         return found
+
+
+def _scratch(buffers: dict[tuple[int, int], np.ndarray], shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+    """A buffer of ``shape`` for a block's temporaries, the same one for every block of that shape."""
+    if shape not in buffers:
+        buffers[shape] = np.empty(shape, dtype)
+    return buffers[shape]
 
 
 def _undone(done: np.ndarray, step: int) -> list[slice]:
