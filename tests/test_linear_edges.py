@@ -26,12 +26,12 @@ def test_few_rows_do_not_cut_the_classifiers_gradient_into_blocks_of_as_many_cla
     blocks = []
     streamed = full_check.stream_gradients
 
-    def counting(e, c, b, terms, rows_done, classes_done):
+    def counting(e, c, b, terms, rows_done, classes_done, **keywords):
         def counted(classes, values, magnitude):
             blocks.append(classes.stop - classes.start)
             classes_done(classes, values, magnitude)
 
-        return streamed(e, c, b, terms, rows_done, counted if classes_done else None)
+        return streamed(e, c, b, terms, rows_done, counted if classes_done else None, **keywords)
 
     monkeypatch.setattr(full_check, "stream_gradients", counting)
     hidden, classifier, labels = random_inputs(4, 4, 20_000)

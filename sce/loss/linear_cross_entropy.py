@@ -30,10 +30,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from sce.loss.class_sums import ClassSums
-from sce.loss.exact_sum import ExactSum, exact_ratio
+from sce.loss.kept_logits import KeptLogits, narrow_logits
 from sce.loss.linear_blocks import SIZE_GROUP, RowBlocks, group_maxima, group_sums, steady_heap
 from sce.loss.linear_inputs import checked_grad_output, checked_linear_inputs
-from sce.loss.linear_terms import LinearTerms, linear_terms
+from sce.loss.linear_terms import LinearTerms, linear_terms, reported_loss
 from sce.loss.softcap import soft_capped
 from sce.options import LossOptions
 
@@ -187,11 +187,14 @@ def stream_gradients(
     terms: LinearTerms,
     rows_done: Finished | None,
     classes_done: Finished | None,
+    kept: KeptLogits | None = None,
 ) -> Streamed:
     """Compute ∂L/∂E and ∂L/∂C in blocks, handing each finished block (float64, with the size of
     its operands, Σ_v |G|_iv·|C_vd| and Σᵢ |G|_iv·|E_id| in float32) to ``rows_done`` and
     ``classes_done``; return the rest (:class:`Streamed`). Where one is None, that gradient's
-    products are left out (a check of the loss alone costs the logits' product only)."""
+    products are left out (a check of the loss alone costs the logits' product only). ``kept``:
+    where to keep, going by classes, the logits the first pass forms for the passes after it (and
+    a float32 kernel's, for the same-type baseline); their error is then in the returned bound."""
     n, d = e.shape
     v = c.shape[0]
     bound = logit_error_bound(e, c)
@@ -201,10 +204,10 @@ def stream_gradients(
         if not by_classes(v, d):
             return _by_rows(e, c, b, terms, rows_done, classes_done, bound)
         if not by_classes(n, d, 6) or rows_done is None:  # float64 ∂L/∂E and its float32 size: 512 MiB
-            return _by_classes(e, c, b, terms, rows_done, classes_done, bound)
+            return _by_classes(e, c, b, terms, rows_done, classes_done, bound, kept)
         # Neither gradient fits whole: ∂L/∂C a block of classes at a time, then ∂L/∂E a block of
         # rows at a time, each over the other's blocks (the logits formed three times).
-        streamed = _by_classes(e, c, b, terms, None, classes_done, bound)
+        streamed = _by_classes(e, c, b, terms, None, classes_done, bound, kept)
         hidden_by_rows(e, c, b, terms, rows_done, streamed.lse)
         return streamed
 
@@ -367,25 +370,25 @@ def _row_losses(part: np.ndarray, top: np.ndarray, lse: np.ndarray, terms: Linea
 
 def _by_classes(
     e: np.ndarray, c: np.ndarray, b: np.ndarray | None, terms: LinearTerms, rows_done: Finished | None,
-    classes_done: Finished | None, bound: np.ndarray,
+    classes_done: Finished | None, bound: np.ndarray, kept: KeptLogits | None = None,
 ) -> Streamed:
     """Blocks of classes, after a pass that finds each row's maximum and log-sum-exp: ∂L/∂C is
     finished one block of classes at a time; ∂L/∂E (N×D) is accumulated in float64."""
     n, d = e.shape
-    top, lse = row_statistics(e, c, b, terms)
+    top, lse = row_statistics(e, c, b, terms, kept)
     sums = ClassSums.zeros(n, d, len(c), rows_done is not None)
     step = _class_step(len(c), d)
     row_blocks = RowBlocks(e, _row_step(n, step))
     for classes in (slice(k, min(k + step, len(c))) for k in range(0, len(c), step)):
-        block = add_class_block(row_blocks, c, b, terms, classes, (top, lse), sums, classes_done is not None)
+        block = add_class_block(row_blocks, c, b, terms, classes, (top, lse), sums, classes_done is not None, kept)
         if classes_done and block is not None:
             classes_done(classes, *block)
-    return finished_by_classes(sums, top, lse, terms, bound, rows_done)
+    return finished_by_classes(sums, top, lse, terms, bound if kept is None else bound + kept.error, rows_done)
 
 
 def add_class_block(
     row_blocks: RowBlocks, c: np.ndarray, b: np.ndarray | None, terms: LinearTerms, classes: slice,
-    statistics: tuple[np.ndarray, np.ndarray], sums: ClassSums, classes_wanted: bool,
+    statistics: tuple[np.ndarray, np.ndarray], sums: ClassSums, classes_wanted: bool, kept: KeptLogits | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """A block of classes over every block of rows (:func:`block_steps`), from each row's (max, lse):
     its part of ∂L/∂E, the losses and ∂L/∂b added to ``sums``; its ∂L/∂C and operands' size, where wanted."""
@@ -396,7 +399,8 @@ def add_class_block(
     c_size = group_maxima(c64)
     for k, rows in enumerate(row_blocks.slices):
         e64 = row_blocks.float64(k)
-        a, derivative = _capped(_block_logits(e64, c64, b, classes), terms.softcap)
+        z = None if kept is None else kept.wide(rows, classes)
+        a, derivative = _capped(_block_logits(e64, c64, b, classes) if z is None else z, terms.softcap)
         sums.cross_entropy[rows] += _cross_entropy_part(a, top[rows], terms, rows, classes)
         p = np.exp(np.subtract(a, lse[rows, None], out=a), out=a)
         block = _block_gradient(p, derivative, lse[rows], terms, rows, classes)
@@ -449,9 +453,10 @@ def hidden_by_rows(
 
 
 def row_statistics(
-    e: np.ndarray, c: np.ndarray, b: np.ndarray | None, terms: LinearTerms
+    e: np.ndarray, c: np.ndarray, b: np.ndarray | None, terms: LinearTerms, kept: KeptLogits | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's largest (capped) logit m and log-sum-exp, over blocks of classes (online)."""
+    """Each row's largest (capped) logit m and log-sum-exp, over blocks of classes (online); the
+    blocks ``kept`` has room for kept there (those it holds already taken from it)."""
     n, d = e.shape
     v = len(c)
     top = np.full(n, -np.inf)
@@ -462,7 +467,7 @@ def row_statistics(
         classes = slice(first, min(first + class_step, v))
         c64 = np.asarray(c[classes], np.float64)
         for k, rows in enumerate(row_blocks.slices):
-            a, _ = _capped(_block_logits(row_blocks.float64(k), c64, b, classes), terms.softcap)
+            a, _ = _capped(_statistics_logits(row_blocks, k, (c, c64), b, classes, kept), terms.softcap)
             new_top = np.maximum(top[rows], a.max(axis=1))
             exponentials = np.exp(np.subtract(a, new_top[:, None], out=a), out=a)
             sums[rows] = sums[rows] * np.exp(top[rows] - new_top) + exponentials.sum(axis=1)
@@ -470,24 +475,24 @@ def row_statistics(
     return top, top + np.log(sums)
 
 
+def _statistics_logits(
+    row_blocks: RowBlocks, k: int, classifier: tuple[np.ndarray, np.ndarray], b: np.ndarray | None, classes: slice,
+    kept: KeptLogits | None,
+) -> np.ndarray:
+    """A block's float64 logits: from ``kept`` where it holds them, else formed (and kept there,
+    with a float32 kernel's, where it has room). ``classifier``: C, and the block's classes of it in float64."""
+    c, c64 = classifier
+    rows = row_blocks.slices[k]
+    found = None if kept is None else kept.wide(rows, classes)
+    if found is not None:
+        return found
+    z = _block_logits(row_blocks.float64(k), c64, b, classes)
+    if kept is not None and kept.wants(rows, classes):
+        kept.keep(rows, classes, z, narrow_logits(row_blocks.e[rows], c, b, classes))
+    return z
+
+
 def block_steps(n_rows: int, n_classes: int, width: int) -> tuple[int, int, int]:
     """Classes per block going by classes, rows per block of :func:`row_statistics` and of :func:`hidden_by_rows`."""
     step = _class_step(n_classes, width)
     return step, _row_step(n_rows, step), max(1, min(n_rows, BLOCK_BYTES // (8 * max(1, width))))
-
-
-def reported_loss(losses: np.ndarray, terms: LinearTerms) -> float | np.ndarray:
-    """The loss as PyTorch reports it from each row's (cross-entropy, z-loss) (N×2): their sums
-    for 'none', else summed exactly and rounded once (for 'mean', the cross-entropy over the
-    counted rows' weight sum and the z-loss over their number)."""
-    if terms.reduction == "none":
-        return losses.sum(axis=1)
-    if terms.row_factors is not None:
-        return float((losses[:, 0] * terms.row_factors[0]).sum() + (losses[:, 1] * terms.row_factors[1]).sum())
-    cross_entropy, z = ExactSum.of(losses[:, 0]), ExactSum.of(losses[:, 1])
-    if terms.reduction == "sum":
-        return exact_ratio([(cross_entropy + z, 1.0)])
-    parts = [(cross_entropy, terms.denominator)]
-    if terms.z_loss:
-        parts.append((z, terms.z_denominator))
-    return exact_ratio(parts)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sce.loss.exact_sum import ExactSum, exact_ratio
 from sce.loss.result import InvalidInput
 from sce.loss.validation import validated_options
 from sce.options import LossOptions
@@ -163,3 +164,20 @@ def linear_terms(
         float(options.z_loss), options.softcap, options.reduction, denominator, z_denominator,
         row_weights=np.where(counted, w[safe], 0.0),
     )  # fmt: skip
+
+
+def reported_loss(losses: np.ndarray, terms: LinearTerms) -> float | np.ndarray:
+    """The loss as PyTorch reports it from each row's (cross-entropy, z-loss) (N×2): their sums
+    for 'none', else summed exactly and rounded once (for 'mean', the cross-entropy over the
+    counted rows' weight sum and the z-loss over their number)."""
+    if terms.reduction == "none":
+        return losses.sum(axis=1)
+    if terms.row_factors is not None:
+        return float((losses[:, 0] * terms.row_factors[0]).sum() + (losses[:, 1] * terms.row_factors[1]).sum())
+    cross_entropy, z = ExactSum.of(losses[:, 0]), ExactSum.of(losses[:, 1])
+    if terms.reduction == "sum":
+        return exact_ratio([(cross_entropy + z, 1.0)])
+    parts = [(cross_entropy, terms.denominator)]
+    if terms.z_loss:
+        parts.append((z, terms.z_denominator))
+    return exact_ratio(parts)

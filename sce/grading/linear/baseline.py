@@ -153,9 +153,12 @@ def raw_logits(e: np.ndarray, c: np.ndarray, b: np.ndarray | None, classes: slic
     z: np.ndarray = np.asarray(e, dtype=work) @ np.asarray(c[classes], dtype=work).T
     if b is not None:
         z += b[classes].astype(work)
-    if profile.logits_in_input_type and given != work:
-        z = z.astype(given).astype(work)
-    return z
+    return profile_logits(z, given, profile)
+
+
+def profile_logits(z: np.ndarray, given: np.dtype, profile: Profile) -> np.ndarray:
+    """Logits formed in the work type, rounded to the input's type where the profile says."""
+    return z.astype(given).astype(z.dtype) if profile.logits_in_input_type and given != z.dtype else z
 
 
 def capped_logits(z: np.ndarray, terms: LinearTerms) -> tuple[np.ndarray, np.ndarray | None]:

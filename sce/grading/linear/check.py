@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -21,8 +22,9 @@ from sce.grading.linear.quick_grades import allowance_units
 from sce.grading.linear.report import OutputReport, Report
 from sce.grading.linear.skipped import skipped_excuses
 from sce.grading.linear.stepped_baseline import SteppedBaseline, baseline_for
-from sce.loss.linear_cross_entropy import UNIT, logit_error_bound, reported_loss, stream_gradients
-from sce.loss.linear_terms import LinearTerms
+from sce.loss.kept_logits import KeptLogits
+from sce.loss.linear_cross_entropy import UNIT, logit_error_bound, stream_gradients
+from sce.loss.linear_terms import LinearTerms, reported_loss
 
 #: The gradients' accumulations are at most this many times longer than the reference's bound says.
 _BOUND_FACTOR = 3.0
@@ -119,7 +121,9 @@ def full_check(
     # or more) or in a second pass; a narrow band (~10⁻⁴ ulp) is read after the pass from the
     # reference's own bound, and keeps nothing unless it leaves a verdict open.
     early = terms is None and (collect or "float64" in types.values())
-    _set_bands(graded, inputs, logit_error_bound(inputs.e, inputs.c) if early else None, collect)
+    kept = kept_logits(steps, types, stream)
+    own_bound = logit_error_bound(inputs.e, inputs.c)  # the float64 products' own: the logits' size
+    _set_bands(graded, inputs, own_bound + (0.0 if kept is None else kept.error) if early else None, collect)
 
     def rows_done(rows: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
         if "grad_hidden" in graded:
@@ -136,10 +140,8 @@ def full_check(
 
     t = inputs.terms if terms is None else terms
     t = dataclasses.replace(t, operand_share=operand_share(inputs.e.dtype))
-    streamed = (stream or stream_gradients)(
-        inputs.e, inputs.c, inputs.b, t, rows_done if "grad_hidden" in graded else None,
-        classes_done if "grad_classifier" in graded else None,
-    )  # fmt: skip
+    wanted = (rows_done if "grad_hidden" in graded else None, classes_done if "grad_classifier" in graded else None)
+    streamed = (stream or partial(stream_gradients, kept=kept))(inputs.e, inputs.c, inputs.b, t, *wanted)
     losses, bound, grad_bias = streamed.losses, streamed.logit_error, streamed.grad_bias
     _set_bands(graded, inputs, None if early else bound, collect, keep=False)
     bias_magnitude = streamed.bias_magnitude
@@ -150,7 +152,7 @@ def full_check(
         given_bias = _given(answer, "grad_bias")
         _grade(graded["grad_bias"], given_bias, finished.grad_bias, grad_bias, bias_magnitude, 0, excuse)
     if "loss" in graded:
-        _grade_loss(graded["loss"], answer, finished, reference["loss"], losses, inputs, bound, t)
+        _grade_loss(graded["loss"], answer, finished, reference["loss"], losses, inputs, own_bound, t)
     if terms is not None:
         return _report(graded, profile, allowed), reference, steps
     if not collect and any(f.store is None and not decided_by_bound(f) for f in graded.values()):
@@ -162,6 +164,14 @@ def full_check(
     for name, found in settled.items():
         graded[name].settled = found
     return _report(graded, profile, allowed, summary(settled)), reference, steps
+
+
+def kept_logits(steps: LinearBaseline | SteppedBaseline, types: dict[str, str], stream: Any) -> KeptLogits | None:
+    """Where the reference's first pass keeps its logits: the stepped baseline's store, on this
+    machine, where no answer is float64 (whose ulps the kept logits' 10⁻¹¹ would not leave decided)."""
+    if stream is not None or not isinstance(steps, SteppedBaseline) or "float64" in types.values():
+        return None
+    return steps.logits
 
 
 def decided_by_bound(found: _Graded) -> bool:
@@ -278,7 +288,8 @@ def _grade_loss(
     t: LinearTerms,
 ) -> None:
     """The loss (each row's for 'none'), in ulps at the size of its operands: the loss and the
-    logits' own size (‖Eᵢ‖·max‖Cⱼ‖) times the coefficients' sum, as the logits' rounding moves it."""
+    logits' own size (‖Eᵢ‖·max‖Cⱼ‖, from their products' ``bound``) times the coefficients' sum, as
+    the logits' rounding moves it."""
     logit_size = bound / ((inputs.e.shape[1] + 2) * UNIT * 1.01)
     if inputs.b is not None:
         logit_size = logit_size + float(np.abs(inputs.b).max(initial=0.0))

@@ -18,21 +18,20 @@ from sce.grading.linear.baseline import (
     block_gradient,
     capped_logits,
     class_block,
+    profile_logits,
     raw_logits,
     reduced_loss,
     same_type_baseline,
 )
 from sce.grading.linear.profiles import Profile
+from sce.loss import kept_logits
+from sce.loss.kept_logits import KeptLogits
 from sce.loss.linear_cross_entropy import block_bytes, by_classes
 from sce.loss.linear_terms import LinearTerms
 
 #: The bytes of the baseline's outputs (in float32, with their copies in the answer's type) held
 #: whole; beyond it they are formed a block at a time.
 BASELINE_BYTES = 256 << 20
-#: The largest set of every logit in the work type kept from the pass that finds each row's
-#: log-sum-exp, so that the pass over blocks of classes does not form them again: at 4096 rows
-#: and 32,000 classes in float32 (500 MiB), a third of the baseline's matrix products.
-KEPT_LOGITS_BYTES = 512 << 20
 
 
 def held_whole(n: int, d: int, v: int) -> bool:
@@ -54,7 +53,7 @@ class SteppedBaseline:
     output_types: dict[str, np.dtype]
     wants_hidden: bool
     keeps_logits: bool = True
-    """Whether the pass that finds the lse keeps the logits for the next (where they fit)."""
+    """Whether a float32 baseline going by classes holds :attr:`logits` (for the reference to fill)."""
     work: np.dtype = field(init=False)
     by_classes: bool = field(init=False)
     hidden_later: bool = field(init=False)
@@ -65,9 +64,9 @@ class SteppedBaseline:
     sums: np.ndarray = field(init=False)
     """∂L/∂C in float32 (by rows), or ∂L/∂E (by classes, where held whole); else empty."""
     lse: np.ndarray | None = None
-    kept: dict[tuple[int, int], np.ndarray] | None = None
-    """Every block's raw logits (work type), by its first row and class, where all of them fit in
-    KEPT_LOGITS_BYTES, once :attr:`lse` is found."""
+    logits: KeptLogits | None = None
+    """The float32 logits the reference's first pass keeps (:mod:`sce.loss.kept_logits`): the
+    blocks it holds are not formed again here."""
 
     def __post_init__(self) -> None:
         n, d = self.e.shape
@@ -78,6 +77,9 @@ class SteppedBaseline:
         self.done = np.zeros(v if self.by_classes else n, bool)
         self.losses = np.zeros((n, 2), self.work)
         self.grad_bias = np.zeros(v, self.work)
+        worth = self.keeps_logits and n * v >= kept_logits.KEPT_FROM
+        if self.by_classes and self.work == np.float32 and worth and self.logits is None:
+            self.logits = KeptLogits(n)
         if self.by_classes:
             held = self.wants_hidden and not self.hidden_later
             self.sums = np.zeros((n, d) if held else (0, d), self.work)
@@ -87,7 +89,7 @@ class SteppedBaseline:
     def fresh(self) -> SteppedBaseline:
         """The same baseline from the start (for another pass of the reference)."""
         again = SteppedBaseline(self.e, self.c, self.b, self.terms, self.profile, self.output_types, self.wants_hidden)
-        again.lse, again.kept = self.lse, self.kept
+        again.lse, again.logits = self.lse, self.logits
         return again
 
     def row_lse(self) -> np.ndarray:
@@ -180,31 +182,26 @@ class SteppedBaseline:
         n, v = len(self.e), len(self.c)
         class_step, row_step = self._steps()
         top, total = np.full(n, -np.inf, self.work), np.zeros(n, self.work)
-        fits = self.keeps_logits and n * v * self.work.itemsize <= KEPT_LOGITS_BYTES
-        kept: dict[tuple[int, int], np.ndarray] | None = {} if fits else None
         scratch: dict[tuple[int, int], np.ndarray] = {}
         with np.errstate(all="ignore"):
             for first in range(0, v, class_step):
                 classes = slice(first, min(first + class_step, v))
                 for start in range(0, n, row_step):
                     rows = slice(start, min(start + row_step, n))
-                    raw = raw_logits(self.e[rows], self.c, self.b, classes, self.profile)
-                    if kept is not None:
-                        kept[rows.start, classes.start] = raw
-                    z, _ = capped_logits(raw, self.terms)
+                    z, _ = capped_logits(self._raw(rows, classes), self.terms)
                     new_top = np.maximum(top[rows], z.max(axis=1))
                     shifted = np.subtract(z, new_top[:, None], out=_scratch(scratch, z.shape, self.work))
                     total[rows] = total[rows] * np.exp(top[rows] - new_top) + np.exp(shifted, out=shifted).sum(axis=1)
                     top[rows] = new_top
             self.lse = top + np.log(total)
-        self.kept = kept
         return self.lse
 
-    def _kept(self, rows: slice, classes: slice) -> np.ndarray | None:
-        """The block's raw logits where kept (the blocks :meth:`steps` cuts; any other is formed again)."""
-        found = None if self.kept is None else self.kept.get((rows.start, classes.start))
-        shape = (rows.stop - rows.start, classes.stop - classes.start)
-        return found if found is not None and found.shape == shape else None
+    def _raw(self, rows: slice, classes: slice) -> np.ndarray:
+        """A block's raw logits (:func:`raw_logits`): from :attr:`logits` where it holds them."""
+        found = None if self.logits is None else self.logits.narrow(rows, classes)
+        if found is None:
+            return raw_logits(self.e[rows], self.c, self.b, classes, self.profile)
+        return profile_logits(found, self.e.dtype, self.profile)
 
     def _classes(self, classes: slice) -> np.ndarray:
         """A block of classes over every row: its ∂L/∂C in float32, its part of the rest."""
@@ -217,7 +214,7 @@ class SteppedBaseline:
             for start in range(0, n, row_step):
                 rows = slice(start, min(start + row_step, n))
                 g = class_block(self.e, self.c, self.b, self.terms, self.profile, rows, classes, lse, self.losses,
-                                self._kept(rows, classes))  # fmt: skip
+                                self._raw(rows, classes))  # fmt: skip
                 if len(self.sums):
                     self.sums[rows] += g @ c_block
                 block += g.T @ np.asarray(self.e[rows], self.work)
@@ -239,7 +236,7 @@ class SteppedBaseline:
             for first in range(0, len(self.c), class_step):
                 classes = slice(first, min(first + class_step, len(self.c)))
                 g = class_block(self.e, self.c, self.b, self.terms, self.profile, rows, classes, lse, scratch,
-                                self._kept(rows, classes))  # fmt: skip
+                                self._raw(rows, classes))  # fmt: skip
                 found += g @ np.asarray(self.c[classes], self.work)
         return found
 

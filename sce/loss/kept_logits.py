@@ -1,0 +1,113 @@
+"""Logits kept from the pass that finds each row's log-sum-exp, for the passes after it.
+
+A check of a fused linear cross-entropy forms every logit three times going by blocks of classes:
+in float64 for each row's log-sum-exp, in float32 for the same-type baseline (as a kernel's
+float32 product gives them), and in float64 again for ∂L/∂z. Where memory allows, the first pass
+keeps each block's float32 logits zₙ and, in 16 bits an entry, how far the float64 logits z lie
+from them: r = z − zₙ is a float32 product's rounding, about 10⁻⁶ of |z|, so a step of
+max|r|/32767 per row of a block puts z = zₙ + k·step within step/2 (about 10⁻¹¹ of |z|, the size
+of the float64 product's own error bound, which that much is added to). Six bytes an entry then
+save a float64 and a float32 product: per byte, twice what keeping zₙ alone saves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: The bytes kept (6 an entry); the blocks beyond them are formed again where they are needed.
+KEPT_BYTES = 600 << 20
+#: The fewest logits (N·V) worth keeping: below, a check takes a second or less and its reference
+#: stays the float64 products' own, the same to the bit as a cluster's.
+KEPT_FROM = 1 << 22
+#: float64's unit roundoff.
+_UNIT = 2.0**-53
+_LEVELS = 32767.0
+
+
+@dataclass(frozen=True)
+class KeptBlock:
+    """One block's float32 logits and the float64 logits' offsets from them."""
+
+    narrow: np.ndarray
+    """E·Cᵀ + b formed in float32 (rows × classes)."""
+    offsets: np.ndarray
+    """round((z − narrow)/step), int16 (rows × classes)."""
+    step: np.ndarray
+    """Each row's step (rows), float64."""
+
+
+@dataclass
+class KeptLogits:
+    """Blocks of logits kept by their first row and class, up to ``capacity`` entries, with a
+    bound per row on how far the float64 logits given back lie from the ones kept."""
+
+    n_rows: int
+    capacity: int = KEPT_BYTES // 6
+    blocks: dict[tuple[int, int], KeptBlock] = field(default_factory=dict)
+    error: np.ndarray = field(init=False)
+    """Each row's bound on |z given back − z formed| (0 where nothing is kept)."""
+    entries: int = 0
+    scratch: dict[tuple[int, ...], np.ndarray] = field(default_factory=dict)
+    """One float64 buffer per block shape for the offsets as they are formed: a temporary allocated
+    between two kept blocks would fault in fresh pages every time (the kept ones fill the holes)."""
+
+    def __post_init__(self) -> None:
+        self.error = np.zeros(self.n_rows)
+
+    def _scratch(self, shape: tuple[int, ...]) -> np.ndarray:
+        if shape not in self.scratch:
+            self.scratch[shape] = np.empty(shape)
+        return self.scratch[shape]
+
+    def wants(self, rows: slice, classes: slice) -> bool:
+        """Whether a block not yet kept fits in what is left."""
+        size = (rows.stop - rows.start) * (classes.stop - classes.start)
+        return (rows.start, classes.start) not in self.blocks and self.entries + size <= self.capacity
+
+    def keep(self, rows: slice, classes: slice, wide: np.ndarray, narrow: np.ndarray) -> None:
+        """Keep a block's float32 logits and its float64 logits' offsets from them (nothing where
+        either is not finite: that block is formed again)."""
+        offset = np.subtract(wide, narrow, out=self._scratch(wide.shape))
+        largest = np.maximum(offset.max(axis=1, initial=0.0), -offset.min(axis=1, initial=0.0))
+        if not np.isfinite(largest).all():  # an infinite or NaN logit in either
+            return
+        step = np.where(largest > 0, largest / _LEVELS, 1.0)
+        # r·(1/step) is within 2·32767 ulps of r/step: rint is then off a half step by 10⁻¹¹ at most.
+        offsets = np.rint(np.multiply(offset, 1.0 / step[:, None], out=offset), out=offset).astype(np.int16)
+        self.blocks[rows.start, classes.start] = KeptBlock(narrow, offsets, step)
+        self.entries += narrow.size
+        # |z − (zₙ + k·step)| ≤ step·(1/2 + 10⁻¹¹), and the rounding of k·step and of the sum, each
+        # within an ulp of |z| + step.
+        reach = np.maximum(wide.max(axis=1, initial=0.0), -wide.min(axis=1, initial=0.0)) + step
+        bound = np.where(largest > 0, step * (0.5 + 2**-30), 0.0) + 3 * _UNIT * reach  # a row without offsets is exact
+        np.maximum(self.error[rows], bound, out=self.error[rows])
+
+    def narrow(self, rows: slice, classes: slice) -> np.ndarray | None:
+        """A kept block's float32 logits, or None."""
+        block = self._block(rows, classes)
+        return None if block is None else block.narrow
+
+    def wide(self, rows: slice, classes: slice) -> np.ndarray | None:
+        """A kept block's float64 logits (within :attr:`error` of those formed), or None."""
+        block = self._block(rows, classes)
+        if block is None:
+            return None
+        found = block.offsets.astype(np.float64)
+        found *= block.step[:, None]
+        found += block.narrow
+        return found
+
+    def _block(self, rows: slice, classes: slice) -> KeptBlock | None:
+        block = self.blocks.get((rows.start, classes.start))
+        shape = (rows.stop - rows.start, classes.stop - classes.start)
+        return block if block is not None and block.narrow.shape == shape else None
+
+
+def narrow_logits(e_rows: np.ndarray, c: np.ndarray, b: np.ndarray | None, classes: slice) -> np.ndarray:
+    """A block's logits E·Cᵀ + b formed in float32, as a float32 kernel's product forms them."""
+    z: np.ndarray = np.asarray(e_rows, np.float32) @ np.asarray(c[classes], np.float32).T
+    if b is not None:
+        z += b[classes].astype(np.float32)
+    return z
