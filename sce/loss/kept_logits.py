@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 #: The bytes kept (6 an entry); the blocks beyond them are formed again where they are needed.
-KEPT_BYTES = 600 << 20
+KEPT_BYTES = 560 << 20
 #: The fewest logits (N·V) worth keeping: below, a check takes a second or less and its reference
 #: stays the float64 products' own, the same to the bit as a cluster's.
 KEPT_FROM = 1 << 22
@@ -73,15 +73,16 @@ class KeptLogits:
         largest = np.maximum(offset.max(axis=1, initial=0.0), -offset.min(axis=1, initial=0.0))
         if not np.isfinite(largest).all():  # an infinite or NaN logit in either
             return
-        step = np.where(largest > 0, largest / _LEVELS, 1.0)
+        step = largest / _LEVELS  # 0 where a row's logits are exact in float32 (or past float64's smallest)
         # r·(1/step) is within 2·32767 ulps of r/step: rint is then off a half step by 10⁻¹¹ at most.
-        offsets = np.rint(np.multiply(offset, 1.0 / step[:, None], out=offset), out=offset).astype(np.int16)
+        inverse = np.divide(1.0, step, out=np.zeros_like(step), where=step > 0)
+        offsets = np.rint(np.multiply(offset, inverse[:, None], out=offset), out=offset).astype(np.int16)
         self.blocks[rows.start, classes.start] = KeptBlock(narrow, offsets, step)
         self.entries += narrow.size
-        # |z − (zₙ + k·step)| ≤ step·(1/2 + 10⁻¹¹), and the rounding of k·step and of the sum, each
-        # within an ulp of |z| + step.
+        # |z − (zₙ + k·step)| ≤ step·(1/2 + 10⁻¹¹) (all of r where the step underflows), and the
+        # rounding of k·step and of the sum, each within an ulp of |z| + step.
         reach = np.maximum(wide.max(axis=1, initial=0.0), -wide.min(axis=1, initial=0.0)) + step
-        bound = np.where(largest > 0, step * (0.5 + 2**-30), 0.0) + 3 * _UNIT * reach  # a row without offsets is exact
+        bound = np.where(step > 0, step * (0.5 + 2**-30), largest) + 3 * _UNIT * reach
         np.maximum(self.error[rows], bound, out=self.error[rows])
 
     def narrow(self, rows: slice, classes: slice) -> np.ndarray | None:

@@ -121,7 +121,7 @@ def full_check(
     # or more) or in a second pass; a narrow band (~10⁻⁴ ulp) is read after the pass from the
     # reference's own bound, and keeps nothing unless it leaves a verdict open.
     early = terms is None and (collect or "float64" in types.values())
-    kept = kept_logits(steps, types, stream)
+    kept = kept_logits(steps, stream)
     own_bound = logit_error_bound(inputs.e, inputs.c)  # the float64 products' own: the logits' size
     _set_bands(graded, inputs, own_bound + (0.0 if kept is None else kept.error) if early else None, collect)
 
@@ -166,12 +166,11 @@ def full_check(
     return _report(graded, profile, allowed, summary(settled)), reference, steps
 
 
-def kept_logits(steps: LinearBaseline | SteppedBaseline, types: dict[str, str], stream: Any) -> KeptLogits | None:
-    """Where the reference's first pass keeps its logits: the stepped baseline's store, on this
-    machine, where no answer is float64 (whose ulps the kept logits' 10⁻¹¹ would not leave decided)."""
-    if stream is not None or not isinstance(steps, SteppedBaseline) or "float64" in types.values():
-        return None
-    return steps.logits
+def kept_logits(steps: LinearBaseline | SteppedBaseline, stream: Any) -> KeptLogits | None:
+    """Where the reference's first pass keeps its logits: the stepped baseline's store (float32
+    work, so no answer is float64, whose ulps the kept logits' 10⁻¹¹ would not leave decided), on
+    this machine."""
+    return steps.logits if stream is None and isinstance(steps, SteppedBaseline) else None
 
 
 def decided_by_bound(found: _Graded) -> bool:
