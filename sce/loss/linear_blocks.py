@@ -4,12 +4,6 @@ classes visits again for every block of classes."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import numpy as np
 
 #: Classes (or rows) whose operands' size is bounded together: Σ|G| over the group times the group's
@@ -73,70 +67,3 @@ class RowBlocks:
             found = self.maxima[k] = group_maxima(self.e[self.slices[k]])
         return found
 
-
-#: glibc's mallopt parameters: the free space at the heap's top kept rather than given back, the
-#: extra space asked for when the heap grows, and the size from which an allocation is a mapping of its own.
-_TRIM_THRESHOLD, _TOP_PAD, _MMAP_THRESHOLD = -1, -2, -3
-#: Inside :func:`steady_heap`.
-_HELD = {"trim": 1 << 30, "pad": 64 << 20, "mmap": 256 << 20}
-#: After it: where glibc's own adjustment takes them once a block of 32 MiB has been freed.
-_AFTER = {"trim": 64 << 20, "pad": 128 << 10, "mmap": 32 << 20}
-_depth = 0
-_depth_lock = threading.Lock()
-
-
-@contextmanager
-def steady_heap() -> Iterator[None]:
-    """Keep freed blocks' pages for the next blocks while a blocked pass runs.
-
-    A pass over blocks allocates and frees temporaries of a few MiB thousands of times. glibc
-    maps an allocation past its mmap threshold afresh and gives the top of its heap back past its
-    trim threshold, so every block's temporaries fault their pages in again (about 0.3 ms a MiB
-    on a 2-core machine: 5 s of a 38 s check at 4096 × 2048 × 32000 without it). Inside, both thresholds are raised; on
-    leaving the outermost, the free pages go back to the system and the thresholds are left where
-    glibc's own adjustment puts them after a large block is freed. Elsewhere than glibc, nothing.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> with steady_heap():
-    ...     total = sum(float((np.ones((512, 1024)) * k).sum()) for k in range(3))
-    >>> total
-    1572864.0
-    """
-    global _depth
-    libc = _glibc()
-    with _depth_lock:
-        _depth += 1
-        if _depth == 1 and libc is not None:
-            _set(libc, _HELD)
-    try:
-        yield
-    finally:
-        with _depth_lock:
-            _depth -= 1
-            if _depth == 0 and libc is not None:
-                libc.malloc_trim(0)
-                _set(libc, _AFTER)
-
-
-def _set(libc: ctypes.CDLL, values: dict[str, int]) -> None:
-    libc.mallopt(_TRIM_THRESHOLD, values["trim"])
-    libc.mallopt(_TOP_PAD, values["pad"])
-    libc.mallopt(_MMAP_THRESHOLD, values["mmap"])
-
-
-def _glibc() -> ctypes.CDLL | None:
-    """The C library where it is glibc (which has mallopt and malloc_trim), else None."""
-    global _libc
-    if _libc is False:
-        name = ctypes.util.find_library("c")
-        try:
-            found = ctypes.CDLL(name) if name else None
-            _libc = found if found is not None and hasattr(found, "malloc_trim") else None
-        except OSError:
-            _libc = None
-    return _libc  # type: ignore[return-value]
-
-
-_libc: ctypes.CDLL | None | bool = False

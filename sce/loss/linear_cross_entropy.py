@@ -31,7 +31,7 @@ from numpy.typing import ArrayLike
 
 from sce.loss.class_sums import ClassSums
 from sce.loss.kept_logits import KeptLogits, narrow_logits
-from sce.loss.linear_blocks import SIZE_GROUP, RowBlocks, group_maxima, group_sums, steady_heap
+from sce.loss.linear_blocks import SIZE_GROUP, RowBlocks, group_maxima, group_sums
 from sce.loss.linear_inputs import checked_grad_output, checked_linear_inputs
 from sce.loss.linear_terms import LinearTerms, linear_terms, reported_loss
 from sce.loss.softcap import soft_capped
@@ -200,7 +200,7 @@ def stream_gradients(
     bound = logit_error_bound(e, c)
     # The operands' sizes are float32: past its range (a z-loss factor of 1e40) they are infinite,
     # which the grading knows; numpy's warnings about it are not the caller's concern.
-    with np.errstate(over="ignore", invalid="ignore"), steady_heap():
+    with np.errstate(over="ignore", invalid="ignore"):
         if not by_classes(v, d):
             return _by_rows(e, c, b, terms, rows_done, classes_done, bound)
         if not by_classes(n, d, 6) or rows_done is None:  # float64 ∂L/∂E and its float32 size: 512 MiB

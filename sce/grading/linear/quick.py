@@ -30,7 +30,6 @@ import numpy as np
 
 from sce.grading.linear.quick_grades import Candidates, OutputGrade, graded_outputs
 from sce.grading.linear.quick_pass import QuickPlan, chunks_of, exact_pass, row_block_size
-from sce.loss.linear_blocks import steady_heap
 from sce.loss.vocabulary_shards import Sharding
 
 #: The error sizes (times a row's summed allowance) whose chance of being missed the report states.
@@ -148,7 +147,6 @@ def quick_check(
     n_rows = hidden.shape[0]
     chunks = chunks_of(classifier, bias, min(n_rows, row_block_size(n_classes)))
     chunked = sharding.with_widths([len(c.classifier) for c in chunks], [c.shard for c in chunks])
-    with steady_heap():
-        acc = exact_pass(hidden, chunks, chunked, plan, excused)
+    acc = exact_pass(hidden, chunks, chunked, plan, excused)
     lse = np.concatenate(acc.lse) if acc.lse else np.zeros(0)
     return QuickOutcome(plan, graded_outputs(hidden, acc, chunked, plan, candidates), lse)
