@@ -1,0 +1,111 @@
+"""What a hostile user finds in the fused check's kept logits: each test states what breaks. A check
+that takes the kept logits must give the verdict, the mistake and (within the reports' reference
+bound) the worst ulp of one that forms every logit again."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+from sce.testing import check_linear_cross_entropy
+from tests.linear_kernels import Case, kernel, make_case
+
+blocked = importlib.import_module("sce.loss.linear_cross_entropy")
+kept_module = importlib.import_module("sce.loss.kept_logits")
+stepped = importlib.import_module("sce.grading.linear.stepped_baseline")
+ml_dtypes = pytest.importorskip("ml_dtypes")
+BFLOAT16 = ml_dtypes.bfloat16
+
+
+def tiny_blocks(monkeypatch: pytest.MonkeyPatch, keep: bool, baseline_whole: bool = False) -> list[int]:
+    """Blocks of classes of 16 and rows of 7; the baseline stepped unless ``baseline_whole``; logits
+    kept where ``keep``. Returns a list that grows by one entry per block kept."""
+    monkeypatch.setattr(blocked, "CLASSIFIER_BYTES", 0)
+    monkeypatch.setattr(blocked, "BLOCK_BYTES", 8 * 16 * 7)
+    monkeypatch.setattr(kept_module, "KEPT_FROM", 0 if keep else 1 << 62)
+    if not baseline_whole:
+        monkeypatch.setattr(stepped, "BASELINE_BYTES", 0)
+    kept: list[int] = []
+    keep_block = kept_module.KeptLogits.keep
+
+    def counted(self, *arguments):  # noqa: ANN001, ANN002, ANN202
+        kept.append(1)
+        return keep_block(self, *arguments)
+
+    monkeypatch.setattr(kept_module.KeptLogits, "keep", counted)
+    return kept
+
+
+def _check(case: Case, outputs: dict, profile: str = "pytorch"):  # noqa: ANN202
+    return check_linear_cross_entropy(
+        case.hidden, case.classifier, case.labels, bias=case.bias, **outputs, **case.options, profile=profile,
+        grad_output=case.grad_output,
+    )  # fmt: skip
+
+
+def _scaled(dtype: object, scale: float) -> Case:
+    """make_case's inputs times ``scale`` (logits about 5·scale²), without a bias."""
+    base = make_case(np.float32)
+    hidden = (base.hidden.astype(np.float64) * scale).astype(dtype)
+    classifier = (base.classifier.astype(np.float64) * scale).astype(dtype)
+    return Case(hidden, classifier, base.labels, None, {})
+
+
+def _right(case: Case) -> dict:
+    with np.errstate(all="ignore"):
+        return {name: value for name, value in kernel(case).items() if name != "grad_bias"}
+
+
+def _both(case: Case, outputs: dict, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    reports = []
+    for keep in (False, True):
+        with monkeypatch.context() as patch:
+            kept = tiny_blocks(patch, keep)
+            reports.append(_check(case, outputs))
+            if keep:
+                assert kept, "the check did not take the kept logits"
+    return tuple(reports)
+
+
+def test_the_existing_kept_logits_check_test_takes_kept_logits(monkeypatch) -> None:
+    """tests/test_linear_kept_logits.py's check test patches the reference's blocks only: at its
+    12×40 the baseline is held whole (BASELINE_BYTES), so the check never keeps a logit and the
+    test compares two checks that form every logit again."""
+    kept = tiny_blocks(monkeypatch, keep=True, baseline_whole=True)
+    case = make_case(np.float32)
+    assert _check(case, kernel(case)).passed
+    assert kept, "no block kept: the check graded from logits formed again"
+
+
+@pytest.mark.parametrize("scale", [1e7, 1e8])
+def test_a_right_float32_kernel_passes_with_kept_logits_at_huge_logits(scale, monkeypatch) -> None:
+    """Logits past about 4e14 (float32 inputs): the second pass's logits rebuilt from the kept ones
+    lie above the first pass's log-sum-exp by more than 709, exp overflows, the reference's ∂L/∂E
+    is infinite and a right kernel fails (it passes with the logits formed again)."""
+    case = _scaled(np.float32, scale)
+    formed, kept = _both(case, _right(case), monkeypatch)
+    assert formed.passed
+    assert kept.passed, str(kept)
+
+
+def test_a_right_bfloat16_kernel_passes_with_kept_logits_and_no_mistake_named(monkeypatch) -> None:
+    """bfloat16 inputs, logits about 5e10: with the kept logits a right kernel fails and is told it
+    counted the ignored rows in the mean; with the logits formed again it passes."""
+    case = _scaled(BFLOAT16, 1e5)
+    formed, kept = _both(case, _right(case), monkeypatch)
+    assert formed.passed
+    assert kept.passed and kept.mistake is None, str(kept)
+
+
+@pytest.mark.parametrize("scale", [100.0, 1000.0])
+def test_the_bfloat16_reference_from_kept_logits_is_within_its_stated_ulps(scale, monkeypatch) -> None:
+    """bfloat16 inputs, logits about 5e4–5e6: the worst ulp moves by 0.6–78 ulp between the kept and
+    the formed logits while the reports state a reference bound of 10⁻⁴–10⁻² ulp (the bound in
+    ulps leaves out that a narrow type's operands' size is float32's share, 2⁻¹⁶ of it)."""
+    case = _scaled(BFLOAT16, scale)
+    formed, kept = _both(case, _right(case), monkeypatch)
+    for mine, theirs in zip(formed.outputs, kept.outputs):
+        reach = mine.reference_ulp + theirs.reference_ulp + 1e-9 * max(1.0, mine.worst_ulp)
+        assert abs(theirs.worst_ulp - mine.worst_ulp) <= reach, (mine.name, mine.worst_ulp, theirs.worst_ulp, reach)
