@@ -109,3 +109,52 @@ def test_the_bfloat16_reference_from_kept_logits_is_within_its_stated_ulps(scale
     for mine, theirs in zip(formed.outputs, kept.outputs):
         reach = mine.reference_ulp + theirs.reference_ulp + 1e-9 * max(1.0, mine.worst_ulp)
         assert abs(theirs.worst_ulp - mine.worst_ulp) <= reach, (mine.name, mine.worst_ulp, theirs.worst_ulp, reach)
+
+
+def _set_constants(values: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Set module constants (on whichever process runs it); return those they replace."""
+    before = {}
+    for module_name, constants in values.items():
+        module = importlib.import_module(module_name)
+        before[module_name] = {name: getattr(module, name) for name in constants}
+        for name, value in constants.items():
+            setattr(module, name, value)
+    return before
+
+
+def test_the_cluster_gives_one_machines_report_to_the_bit_where_one_machine_keeps_logits() -> None:
+    """docs/cluster.md and sce.dask's docstring: where one machine goes by classes the cluster's
+    report is one machine's to the bit. From KEPT_FROM logits up one machine's reference takes the
+    kept logits (the cluster's never does), so the figures differ in their last digits."""
+    distributed = pytest.importorskip("distributed")
+    import sys
+
+    import cloudpickle
+
+    import sce.dask
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    shrunk = {
+        "sce.loss.linear_cross_entropy": {"CLASSIFIER_BYTES": 5000, "BLOCK_BYTES": 8192},
+        "sce.grading.linear.stepped_baseline": {"BASELINE_BYTES": 2000},
+        "sce.loss.kept_logits": {"KEPT_FROM": 0},  # as past 4M logits, where one machine keeps them
+    }
+    case = make_case(np.float32, n=70, v=150)
+    outputs = kernel(case)
+    arguments = dict(bias=case.bias, **outputs)
+    before = _set_constants(shrunk)
+    try:
+        with (
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                     silence_logs=50) as cluster,
+            distributed.Client(cluster, set_as_default=False) as client,
+        ):  # fmt: skip
+            client.wait_for_workers(2)
+            client.run(_set_constants, shrunk)
+            alone = check_linear_cross_entropy(case.hidden, case.classifier, case.labels, **arguments)
+            on_two = sce.dask.check_linear_cross_entropy(case.hidden, case.classifier, case.labels, client=client,
+                                                         **arguments)  # fmt: skip
+    finally:
+        _set_constants(before)
+    assert alone.passed and on_two.passed
+    assert on_two.to_dict() == alone.to_dict()
