@@ -197,3 +197,28 @@ def test_a_right_float32_kernel_over_four_million_classes_passes() -> None:
         grad_classifier=grad_classifier, grad_bias=grad_bias,
     )  # fmt: skip
     assert report.passed, str(report)
+
+
+def test_the_loop_profile_holds_one_store_of_kept_logits_at_a_time(monkeypatch) -> None:
+    """profile="loop": a pass is checked again under pytorch's profile while the first check's
+    baseline, and its store of kept logits (up to KEPT_BYTES, 560 MiB), is still referenced: the
+    second check keeps its own beside it, twice the memory the store is sized for."""
+    import gc
+    import weakref
+
+    tiny_blocks(monkeypatch, keep=True)
+    stores: list[weakref.ref] = []
+    most = []
+    keep_block = kept_module.KeptLogits.keep
+
+    def counted(self, *arguments):  # noqa: ANN001, ANN002, ANN202
+        if not any(found() is self for found in stores):
+            stores.append(weakref.ref(self))
+        gc.collect()
+        most.append(sum(1 for found in stores if found() is not None))
+        return keep_block(self, *arguments)
+
+    monkeypatch.setattr(kept_module.KeptLogits, "keep", counted)
+    case = make_case(np.float32)
+    assert _check(case, kernel(case), "loop").passed
+    assert most and max(most) == 1, f"{max(most)} stores of kept logits alive at once"

@@ -87,6 +87,7 @@ def _checked(
             from sce.grading.linear.mistakes import named_mistake
 
             return named_mistake(report, inputs, answer, chosen, reference, baseline)
+        del reference, baseline  # its kept logits (up to 560 MiB) freed before a loop profile's second check
     return _unless_a_mistake_explains_it(report, inputs, answer) if report.passed and chosen.running_sums else report
 
 
