@@ -222,3 +222,14 @@ def test_the_loop_profile_holds_one_store_of_kept_logits_at_a_time(monkeypatch) 
     case = make_case(np.float32)
     assert _check(case, kernel(case), "loop").passed
     assert most and max(most) == 1, f"{max(most)} stores of kept logits alive at once"
+
+
+def test_a_small_soft_cap_leaves_the_kept_logits_reference_within_its_stated_ulps(monkeypatch) -> None:
+    """softcap 10⁻³ with a z-loss: the cap's derivative 1 − tanh²(z/c) moves by 2δ/c for a logit
+    moved by δ, so the kept logits' error reaches ∂L/∂b 1/c times over; the bound in ulps counts δ
+    once, and the worst ulp moves past both reports' reference bound."""
+    case = make_case(np.float32, softcap=1e-3, z_loss=10.0)
+    formed, kept = _both(case, kernel(case), monkeypatch)
+    for mine, theirs in zip(formed.outputs, kept.outputs):
+        reach = mine.reference_ulp + theirs.reference_ulp + 1e-9 * max(1.0, mine.worst_ulp)
+        assert abs(theirs.worst_ulp - mine.worst_ulp) <= reach, (mine.name, mine.worst_ulp, theirs.worst_ulp, reach)
