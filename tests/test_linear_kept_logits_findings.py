@@ -233,3 +233,25 @@ def test_a_small_soft_cap_leaves_the_kept_logits_reference_within_its_stated_ulp
     for mine, theirs in zip(formed.outputs, kept.outputs):
         reach = mine.reference_ulp + theirs.reference_ulp + 1e-9 * max(1.0, mine.worst_ulp)
         assert abs(theirs.worst_ulp - mine.worst_ulp) <= reach, (mine.name, mine.worst_ulp, theirs.worst_ulp, reach)
+
+
+@pytest.mark.parametrize("width", [16, 24])
+def test_the_baseline_takes_every_block_of_logits_the_reference_kept(width, monkeypatch) -> None:
+    """The baseline's pass over the log-sum-exps cuts classes by BLOCK_BYTES/(8·D) and the reference
+    by that rounded down to a multiple of 8 (SIZE_GROUP): where they differ (here D = 16 or 24; at
+    full size D = 1536, 2560, 3584, 5120…) none of its blocks is found kept and it forms every
+    float32 logit again, the store's memory spent for the reference's pass alone."""
+    tiny_blocks(monkeypatch, keep=True)
+    missed = []
+    narrow = kept_module.KeptLogits.narrow
+
+    def counted(self, rows, classes):  # noqa: ANN001, ANN202
+        found = narrow(self, rows, classes)
+        if found is None:
+            missed.append((rows, classes))
+        return found
+
+    monkeypatch.setattr(kept_module.KeptLogits, "narrow", counted)
+    case = make_case(np.float32, d=width)
+    assert _check(case, kernel(case)).passed
+    assert not missed, f"{len(missed)} blocks of float32 logits formed again, e.g. {missed[0]}"
