@@ -255,3 +255,18 @@ def test_the_baseline_takes_every_block_of_logits_the_reference_kept(width, monk
     case = make_case(np.float32, d=width)
     assert _check(case, kernel(case)).passed
     assert not missed, f"{len(missed)} blocks of float32 logits formed again, e.g. {missed[0]}"
+
+
+def test_a_bfloat16_kernel_that_errs_as_the_baseline_does_passes() -> None:
+    """bfloat16 inputs of 10⁵ (logits about 10¹⁰, V = 100,000, nothing patched): the logits rounded to
+    bfloat16 tie, so the kernel and the same-type baseline both give −7904 where ∂L/∂C is 0; the
+    baseline's error is 8.6·10⁴³ ulp, the allowance stops at 1.15·10¹⁸, and a right kernel fails."""
+    rng = np.random.default_rng(0)
+    n, d, v = 16, 16, 100_000
+    hidden = (rng.standard_normal((n, d)) * 1e5).astype(BFLOAT16)
+    classifier = (rng.standard_normal((v, d)) / np.sqrt(d) * 3e5).astype(BFLOAT16)
+    labels = rng.integers(0, v, n)
+    labels[1] = -100
+    outputs = _right(Case(hidden, classifier, labels, None, {}))
+    report = check_linear_cross_entropy(hidden, classifier, labels, **outputs)
+    assert report.passed or any(o.worst_ulp > o.baseline_ulp for o in report.outputs if not o.passed), str(report)
