@@ -270,3 +270,19 @@ def test_a_bfloat16_kernel_that_errs_as_the_baseline_does_passes() -> None:
     outputs = _right(Case(hidden, classifier, labels, None, {}))
     report = check_linear_cross_entropy(hidden, classifier, labels, **outputs)
     assert report.passed or any(o.worst_ulp > o.baseline_ulp for o in report.outputs if not o.passed), str(report)
+
+
+@pytest.mark.parametrize(("row", "amount"), [(3, 3e-3), (7, 1e-3)])
+def test_a_wrong_bfloat16_row_of_the_hidden_gradient_fails_with_kept_logits(row, amount, monkeypatch) -> None:
+    """bfloat16 inputs, logits about 5·10⁶: a confident row's ∂L/∂E moved by 10⁻³ (131–197 ulp
+    against the formed logits' allowance of 5.7) passes with the kept logits: their reference moves
+    that row by 78 ulp, the baseline's error measured against it grows with it, and the allowance
+    with that (362 ulp)."""
+    case = _scaled(BFLOAT16, 1000.0)
+    outputs = _right(case)
+    moved = outputs["grad_hidden"].astype(np.float32)
+    moved[row] += amount * np.sign(case.classifier[case.labels[row]].astype(np.float32))
+    wrong = {**outputs, "grad_hidden": moved.astype(BFLOAT16)}
+    formed, kept = _both(case, wrong, monkeypatch)
+    assert not formed.passed
+    assert not kept.passed, str(kept)
