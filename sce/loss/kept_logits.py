@@ -16,8 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: The bytes kept (6 an entry); the blocks beyond them are formed again where they are needed.
+from sce.loss.linear_blocks import HIDDEN_COPY_BYTES
+
+#: The most bytes kept (6 an entry); the blocks beyond them are formed again where they are needed.
 KEPT_BYTES = 560 << 20
+#: What a check holds beyond its inputs at most, the kept logits included (under 1 GB).
+CHECK_BYTES = 950 << 20
+#: A pass's blocks, their temporaries and the grading's, besides the sums it holds whole.
+_WORKING_BYTES = 160 << 20
 #: The fewest logits (N·V) worth keeping: below, a check takes a second or less and its reference
 #: stays the float64 products' own, the same to the bit as a cluster's.
 KEPT_FROM = 1 << 22
@@ -104,6 +110,13 @@ class KeptLogits:
         block = self.blocks.get((rows.start, classes.start))
         shape = (rows.stop - rows.start, classes.stop - classes.start)
         return block if block is not None and block.narrow.shape == shape else None
+
+
+def capacity(n_rows: int, width: int, hidden_held: bool) -> int:
+    """The logits to keep: what CHECK_BYTES leaves, at 6 bytes each, beside ∂L/∂E held whole (float64,
+    its float32 size and the baseline's float32: 16 bytes an entry), E's float64 copy and the blocks."""
+    rest = (n_rows * width * 16 if hidden_held else 0) + min(n_rows * width * 8, HIDDEN_COPY_BYTES) + _WORKING_BYTES
+    return max(0, min(KEPT_BYTES, CHECK_BYTES - rest)) // 6
 
 
 def narrow_logits(e_rows: np.ndarray, c: np.ndarray, b: np.ndarray | None, classes: slice) -> np.ndarray:

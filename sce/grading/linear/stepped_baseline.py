@@ -79,7 +79,8 @@ class SteppedBaseline:
         self.grad_bias = np.zeros(v, self.work)
         worth = self.keeps_logits and n * v >= kept_logits.KEPT_FROM
         if self.by_classes and self.work == np.float32 and worth and self.logits is None:
-            self.logits = KeptLogits(n)
+            held = self.wants_hidden and not self.hidden_later
+            self.logits = KeptLogits(n, kept_logits.capacity(n, d, held))
         if self.by_classes:
             held = self.wants_hidden and not self.hidden_later
             self.sums = np.zeros((n, d) if held else (0, d), self.work)
