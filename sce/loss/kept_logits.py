@@ -1,13 +1,13 @@
 """Logits kept from the pass that finds each row's log-sum-exp, for the passes after it.
 
-A check of a fused linear cross-entropy forms every logit three times going by blocks of classes:
-in float64 for each row's log-sum-exp, in float32 for the same-type baseline (as a kernel's
-float32 product gives them), and in float64 again for ∂L/∂z. Where memory allows, the first pass
-keeps each block's float32 logits zₙ and, in 16 bits an entry, how far the float64 logits z lie
-from them: r = z − zₙ is a float32 product's rounding, about 10⁻⁶ of |z|, so a step of
-max|r|/32767 per row of a block puts z = zₙ + k·step within step/2 (about 10⁻¹¹ of |z|, the size
-of the float64 product's own error bound, which that much is added to). Six bytes an entry then
-save a float64 and a float32 product: per byte, twice what keeping zₙ alone saves.
+A check of a fused linear cross-entropy going by blocks of classes forms every logit four times:
+twice in float64 for the reference (each row's log-sum-exp, then ∂L/∂z) and twice in float32 for
+the same-type baseline (as a kernel's float32 product gives them). Where memory allows, the first
+pass keeps each block's float32 logits zₙ and, in 16 bits an entry, how far the float64 logits z
+lie from them. The offset r = z − zₙ is a float32 product's rounding, about 10⁻⁶ of |z|: with a
+step of max|r|/32767 per row of a block, z = zₙ + k·step is within step/2 of z, about 10⁻¹¹ of |z|,
+as much as the float64 product's own error bound, to which it is added. Six bytes an entry then
+save a float64 and a float32 product: per byte, twice what keeping zₙ alone would save.
 """
 
 from __future__ import annotations
