@@ -28,7 +28,7 @@ import numpy as np
 from sce.grading.linear.answers import LinearAnswer, LinearInputs
 from sce.grading.linear.profiles import Profile
 from sce.grading.linear.report import Report
-from sce.grading.linear.stepped_baseline import SteppedBaseline, baseline_for
+from sce.grading.linear.stepped_baseline import SteppedBaseline, baseline_for, keeps_every_logit
 from sce.loss.class_sums import ClassSums
 from sce.loss.linear_blocks import RowBlocks
 from sce.loss.linear_cross_entropy import (
@@ -305,7 +305,8 @@ def cluster_check(inputs: LinearInputs, answer: LinearAnswer, profile: Profile, 
     # Where one machine holds ∂L/∂C whole it forms the baseline by rows, its float32 sums in another
     # order than tiles of classes would: this machine forms that baseline (0.5 of the reference's
     # products, in float32), so that the allowance is one machine's; the cluster forms the reference.
-    whole = not by_classes(len(inputs.c), inputs.e.shape[1])
+    n, d = inputs.e.shape
+    whole = not by_classes(len(inputs.c), d) and not keeps_every_logit(n, d, len(inputs.c), inputs.e.dtype)
     steps = baseline_for(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types, None) if whole else baseline
     with _connected(client) as connected:
         stream = ClusterStream(connected, baseline, with_baseline=not whole)
