@@ -16,7 +16,8 @@ Each child reports its wall time, its CPU time (user + system: about twice the w
 both cores work) and its peak memory beyond the inputs and outputs: the peak of numpy's and
 Python's allocations while it runs (tracemalloc), and the growth of the resident set (RSS)
 over what the inputs already held (its peak reset when the timing starts). ``--fraction F``
-runs the first N/F rows only (for sizes too large to run whole: the check's time is linear in N).
+runs the first N/F rows only (for sizes too large to run whole: the check's time is linear in N), keeping
+1/F of the logits the whole check would keep between its passes (the same share of them).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ CHILD = r"""
 import json, os, sys, time, tracemalloc
 import numpy as np
 
-n, d, v, what = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+n, d, v, what, fraction = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 rng = np.random.default_rng(0)
 hidden = rng.standard_normal((n, d), dtype=np.float32)
 classifier = (rng.standard_normal((v, d), dtype=np.float32) / np.float32(np.sqrt(d)))
@@ -81,6 +82,8 @@ if what == "floor":
     outputs = None
 else:
     from sce.testing import check_linear_cross_entropy
+    import sce.loss.kept_logits as kept_logits
+    kept_logits.KEPT_BYTES //= fraction  # a fraction of the rows keeps the share of their logits all of them would
     outputs = kernel()
 before = rss()
 with open("/proc/self/clear_refs", "w") as f:
@@ -106,10 +109,11 @@ print(json.dumps({"wall": wall, "cpu": cpu, "traced": traced, "rss": max(0, peak
 """
 
 
-def measure(n: int, d: int, v: int, what: str) -> dict:
+def measure(n: int, d: int, v: int, what: str, fraction: int = 1) -> dict:
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(n), str(d), str(v), what], capture_output=True, text=True, check=False
-    )
+        [sys.executable, "-c", CHILD, str(n), str(d), str(v), what, str(fraction)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
     if done.returncode:
         raise SystemExit(f"{what} at {n}x{d}x{v} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -131,7 +135,7 @@ def main() -> None:
         runs: dict[str, list[dict]] = {what: [] for what in ["floor", *args.modes]}
         for _ in range(args.rounds):
             for what in runs:
-                runs[what].append(measure(n, d, v, what))
+                runs[what].append(measure(n, d, v, what, args.fraction))
         floor = statistics.median(r["wall"] for r in runs["floor"])
         for what, found in runs.items():
             wall = statistics.median(r["wall"] for r in found)

@@ -430,3 +430,24 @@ def test_a_second_pass_for_entries_a_narrow_band_leaves_open_runs_on_the_cluster
     alone = check(case, outputs)
     assert alone.mistake == mistakes.SOFTCAP_FACTOR_MISSING.name
     assert check(case, outputs, client=client).to_dict() == alone.to_dict()
+
+
+def test_where_this_machine_forms_the_baseline_the_clusters_tasks_leave_it_out():
+    # Where one machine holds ∂L/∂C whole, the client forms the same-type baseline by rows: the
+    # cluster's first and last passes then compute the reference's statistics and ∂L/∂E only.
+    from sce.grading.linear.cluster import hidden_tile, statistics_tile
+    from sce.grading.linear.profiles import PROFILES
+    from sce.loss.linear_terms import linear_terms
+    from sce.options import LossOptions
+
+    case = make_case(np.float32)
+    terms = linear_terms(np.asarray(case.labels), len(case.classifier), LossOptions())
+    e, c, b, profile = case.hidden, case.classifier, case.bias, PROFILES["pytorch"]
+    rows = slice(0, len(e))
+    top, lse, base_lse = statistics_tile(e, c, b, terms, terms, profile, rows, False)
+    assert base_lse is None and top.shape == lse.shape == (len(e),)
+    with_base = statistics_tile(e, c, b, terms, terms, profile, rows)
+    assert with_base[2] is not None and (with_base[1] == lse).all()
+    found = hidden_tile(e, c, b, terms, terms, profile, {}, (top, lse), None, rows, False)
+    assert found and all(base is None for *_, base in found)
+    assert all(part[3] is not None for part in hidden_tile(e, c, b, terms, terms, profile, {}, (top, lse), with_base[2], rows))

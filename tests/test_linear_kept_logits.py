@@ -22,9 +22,11 @@ BFLOAT16 = ml_dtypes.bfloat16
 
 
 def _blocks(monkeypatch, keep: bool = True) -> None:
-    """Small sizes go by blocks of classes (two rows or classes of 16 at a time), keeping logits."""
+    """Small sizes go by blocks of classes (two rows or classes of 16 at a time), the baseline
+    formed in steps alongside, keeping logits or not."""
     monkeypatch.setattr(blocked, "CLASSIFIER_BYTES", 0)
     monkeypatch.setattr(blocked, "BLOCK_BYTES", 8 * 16 * 7)
+    monkeypatch.setattr(importlib.import_module("sce.grading.linear.stepped_baseline"), "BASELINE_BYTES", 0)
     monkeypatch.setattr(kept_module, "KEPT_FROM", 0 if keep else 1 << 62)
 
 
@@ -116,7 +118,9 @@ def test_a_check_that_takes_kept_logits_grades_as_one_that_forms_them_again(dtyp
     assert [r.passed for r in reports[True]] == [r.passed for r in reports[False]] == [True, False]
     assert reports[True][1].mistake == reports[False][1].mistake
     for mine, theirs in zip(*(reports[k][0].outputs + reports[k][1].outputs for k in (False, True))):
-        assert theirs.baseline_ulp == pytest.approx(mine.baseline_ulp, rel=1e-6, abs=1e-6), mine.name
+        # The baseline's logits are the same float32 values, formed again or kept: its errors, to the
+        # references' bounds.
+        assert abs(theirs.baseline_ulp - mine.baseline_ulp) <= mine.reference_ulp + theirs.reference_ulp + 1e-9, mine.name
         # The loss in ulps at the logits' own size, not at the kept logits' wider bound.
         reach = mine.reference_ulp + theirs.reference_ulp + 1e-9 * max(1.0, mine.worst_ulp)
         assert abs(theirs.worst_ulp - mine.worst_ulp) <= reach, (mine.name, mine.worst_ulp, theirs.worst_ulp)
@@ -148,3 +152,26 @@ def test_only_checks_of_some_million_logits_keep_them(monkeypatch) -> None:
     f64 = stepped.SteppedBaseline(case.hidden.astype(np.float64), case.classifier.astype(np.float64), None, terms,
                                   profile, {}, True)  # fmt: skip
     assert f64.logits is None  # float64 inputs: the baseline's own logits are float64
+
+
+def test_a_check_that_keeps_every_logit_goes_by_classes_where_the_classifiers_gradient_would_fit(monkeypatch) -> None:
+    # By rows, every block of rows adds a V × D partial ∂L/∂C into the whole one; by classes with every
+    # logit kept, each logit is formed once in each type and nothing of that size is added.
+    stepped = importlib.import_module("sce.grading.linear.stepped_baseline")
+    case = make_case(np.float32)
+    terms = linear_terms(np.asarray(case.labels), len(case.classifier), LossOptions())
+    profile = importlib.import_module("sce.grading.linear.profiles").PROFILES["pytorch"]
+    types = {"grad_classifier": np.dtype(np.float32)}
+
+    def baseline():
+        return stepped.baseline_for(case.hidden, case.classifier, case.bias, terms, profile, types, None)
+
+    assert not isinstance(baseline(), stepped.SteppedBaseline)  # held whole, by rows
+    monkeypatch.setattr(kept_module, "KEPT_FROM", 12 * 40)
+    found = baseline()
+    assert isinstance(found, stepped.SteppedBaseline) and found.by_classes and found.logits is not None
+    monkeypatch.setattr(kept_module, "CHECK_BYTES", 0)  # no room to keep them all: by rows again
+    assert not isinstance(baseline(), stepped.SteppedBaseline)
+    right = kernel(case)
+    monkeypatch.setattr(kept_module, "CHECK_BYTES", 950 << 20)
+    assert _check(case, right).passed

@@ -1,13 +1,13 @@
 """Logits kept from the pass that finds each row's log-sum-exp, for the passes after it.
 
-A check of a fused linear cross-entropy forms every logit three times going by blocks of classes:
-in float64 for each row's log-sum-exp, in float32 for the same-type baseline (as a kernel's
-float32 product gives them), and in float64 again for ∂L/∂z. Where memory allows, the first pass
-keeps each block's float32 logits zₙ and, in 16 bits an entry, how far the float64 logits z lie
-from them: r = z − zₙ is a float32 product's rounding, about 10⁻⁶ of |z|, so a step of
-max|r|/32767 per row of a block puts z = zₙ + k·step within step/2 (about 10⁻¹¹ of |z|, the size
-of the float64 product's own error bound, which that much is added to). Six bytes an entry then
-save a float64 and a float32 product: per byte, twice what keeping zₙ alone saves.
+A check of a fused linear cross-entropy going by blocks of classes forms every logit four times:
+twice in float64 for the reference (each row's log-sum-exp, then ∂L/∂z) and twice in float32 for
+the same-type baseline (as a kernel's float32 product gives them). Where memory allows, the first
+pass keeps each block's float32 logits zₙ and, in 16 bits an entry, how far the float64 logits z
+lie from them. The offset r = z − zₙ is a float32 product's rounding, about 10⁻⁶ of |z|: with a
+step of max|r|/32767 per row of a block, z = zₙ + k·step is within step/2 of z, about 10⁻¹¹ of |z|,
+as much as the float64 product's own error bound, to which it is added. Six bytes an entry then
+save a float64 and a float32 product: per byte, twice what keeping zₙ alone would save.
 """
 
 from __future__ import annotations
@@ -16,8 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: The bytes kept (6 an entry); the blocks beyond them are formed again where they are needed.
+from sce.loss.linear_blocks import HIDDEN_COPY_BYTES
+
+#: The most bytes kept (6 an entry); the blocks beyond them are formed again where they are needed.
 KEPT_BYTES = 560 << 20
+#: What a check holds beyond its inputs at most, the kept logits included (under 1 GB).
+CHECK_BYTES = 950 << 20
+#: A pass's blocks, their temporaries and the grading's, besides the sums it holds whole.
+_WORKING_BYTES = 160 << 20
 #: The fewest logits (N·V) worth keeping: below, a check takes a second or less and its reference
 #: stays the float64 products' own, the same to the bit as a cluster's.
 KEPT_FROM = 1 << 22
@@ -104,6 +110,13 @@ class KeptLogits:
         block = self.blocks.get((rows.start, classes.start))
         shape = (rows.stop - rows.start, classes.stop - classes.start)
         return block if block is not None and block.narrow.shape == shape else None
+
+
+def capacity(n_rows: int, width: int, hidden_held: bool) -> int:
+    """The logits to keep: what CHECK_BYTES leaves, at 6 bytes each, beside ∂L/∂E held whole (float64,
+    its float32 size and the baseline's float32: 16 bytes an entry), E's float64 copy and the blocks."""
+    rest = (n_rows * width * 16 if hidden_held else 0) + min(n_rows * width * 8, HIDDEN_COPY_BYTES) + _WORKING_BYTES
+    return max(0, min(KEPT_BYTES, CHECK_BYTES - rest)) // 6
 
 
 def narrow_logits(e_rows: np.ndarray, c: np.ndarray, b: np.ndarray | None, classes: slice) -> np.ndarray:

@@ -201,7 +201,7 @@ def stream_gradients(
     # The operands' sizes are float32: past its range (a z-loss factor of 1e40) they are infinite,
     # which the grading knows; numpy's warnings about it are not the caller's concern.
     with np.errstate(over="ignore", invalid="ignore"):
-        if not by_classes(v, d):
+        if not by_classes(v, d) and kept is None:
             return _by_rows(e, c, b, terms, rows_done, classes_done, bound)
         if not by_classes(n, d, 6) or rows_done is None:  # float64 ∂L/∂E and its float32 size: 512 MiB
             return _by_classes(e, c, b, terms, rows_done, classes_done, bound, kept)

@@ -128,15 +128,16 @@ def full_check(
     def rows_done(rows: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
         if "grad_hidden" in graded:
             excuse = None if excused is None else excused.of_rows(rows)
-            _grade(graded["grad_hidden"], _given(answer, "grad_hidden")[rows], steps.hidden_rows(rows), values,
-                   magnitude, rows.start, excuse)  # fmt: skip
+            block = GradedBlock(_given(answer, "grad_hidden")[rows], steps.hidden_rows(rows), values, magnitude,
+                                rows.start, excuse)  # fmt: skip
+            _grade(graded["grad_hidden"], block)
 
     def classes_done(classes: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
         if "grad_classifier" in graded:
             excuse = None if excused is None else excused.of_classes(classes, values.shape)
             given = _given(answer, "grad_classifier")[classes]
             base = steps.classifier_classes(classes)
-            _grade(graded["grad_classifier"], given, base, values, magnitude, classes.start, excuse)
+            _grade(graded["grad_classifier"], GradedBlock(given, base, values, magnitude, classes.start, excuse))
 
     t = inputs.terms if terms is None else terms
     t = dataclasses.replace(t, operand_share=operand_share(inputs.e.dtype))
@@ -150,7 +151,7 @@ def full_check(
     if "grad_bias" in graded:
         excuse = None if excused is None else excused.bias
         given_bias = _given(answer, "grad_bias")
-        _grade(graded["grad_bias"], given_bias, finished.grad_bias, grad_bias, bias_magnitude, 0, excuse)
+        _grade(graded["grad_bias"], GradedBlock(given_bias, finished.grad_bias, grad_bias, bias_magnitude, 0, excuse))
     if "loss" in graded:
         _grade_loss(graded["loss"], answer, finished, reference["loss"], losses, inputs, own_bound, t)
     if terms is not None:
@@ -207,16 +208,23 @@ def _eps_ratio(dtype: str) -> float:
     return 2.0 ** (mantissa - 52)
 
 
-def _grade(
-    found: _Graded,
-    given: np.ndarray,
-    base: np.ndarray,
-    expected: np.ndarray,
-    magnitude: np.ndarray,
-    start: int,
-    excuse: np.ndarray | None,
-) -> None:
+@dataclass(frozen=True)
+class GradedBlock:
+    """One block of one output to grade: the answer's, the baseline's and the reference's entries,
+    the operands' size, the block's first index, and what a profile excuses at each entry."""
+
+    given: np.ndarray
+    base: np.ndarray
+    expected: np.ndarray
+    magnitude: np.ndarray
+    start: int = 0
+    excuse: np.ndarray | None = None
+
+
+def _grade(found: _Graded, block: GradedBlock) -> None:
     """One block of one output: the answer's and the baseline's errors, in ulps at the operands' size."""
+    given, base, expected, magnitude = block.given, block.base, block.expected, block.magnitude
+    start, excuse = block.start, block.excuse
     if not np.isfinite(magnitude).all():
         # The size is formed in float32: past its range (a z-loss factor of 1e40) it is infinite, and an
         # infinite ulp would make every answer exact. The entry's own size is a finite floor for it.
@@ -227,7 +235,7 @@ def _grade(
         if compiled is not None:
             found.verdict.merge(compiled)
             if found.store is not None and found.store.wants(found.verdict, compiled.max_ulps, compiled.baseline_ulps):
-                _keep(found, given, base, expected, np.maximum(magnitude, np.abs(expected)), start, None)
+                _keep(found, dataclasses.replace(block, magnitude=np.maximum(magnitude, np.abs(expected))))
             return
     given64 = np.asarray(given, dtype=np.float64)
     if excuse is not None:  # entries a profile may skip: move the answer toward the truth by what they add
@@ -242,22 +250,16 @@ def _grade(
     route = finite_errors(base_errors, zero_errors)
     found.verdict.add(errors, route, expected, np.asarray(given, dtype=np.float64), start)
     if found.store is not None and found.store.wants(found.verdict, math.inf, route.worst):
-        _keep(found, given, base, expected, magnitude, start, excuse, (unit, errors, base_errors))
+        _keep(found, dataclasses.replace(block, magnitude=magnitude), (unit, errors, base_errors))
 
 
 def _keep(
-    found: _Graded,
-    given: np.ndarray,
-    base: np.ndarray,
-    expected: np.ndarray,
-    magnitude: np.ndarray,
-    start: int,
-    excuse: np.ndarray | None,
-    measured: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    found: _Graded, block: GradedBlock, measured: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 ) -> None:
     """A block's entries that could lie in the band, to its output's store (their errors measured
     here where the compiled loop graded the block)."""
     assert found.store is not None
+    given, base, expected, magnitude = block.given, block.base, block.expected, block.magnitude
     if measured is None:
         unit = ulp_unit(magnitude, found.dtype)
         with np.errstate(invalid="ignore"):
@@ -265,9 +267,10 @@ def _keep(
             base_errors = _errors(np.asarray(base, dtype=np.float64), expected, magnitude, unit, found.dtype)
         measured = (unit, errors, base_errors)
     unit, errors, base_errors = measured
-    block = {"given": given, "base": base, "expected": expected, "unit": unit, "start": start,
-             "excuse": 0.0 if excuse is None else excuse}  # fmt: skip
-    found.store.offer(found.verdict, errors, base_errors, block)
+    stored = {"given": given, "base": base, "expected": expected, "unit": unit, "start": block.start,
+              "excuse": 0.0 if block.excuse is None else block.excuse}  # fmt: skip
+    found.store.offer(found.verdict, errors, base_errors, stored)
+
 
 
 def _errors(given: np.ndarray, expected: np.ndarray, magnitude: np.ndarray, unit: np.ndarray, dtype: str) -> np.ndarray:
@@ -299,8 +302,9 @@ def _grade_loss(
         scale = 1.0 if t.reduction == "sum" or not t.denominator else 1.0 / t.denominator
         magnitude = np.asarray(row_size.sum() * scale)
     expected_array = np.atleast_1d(np.asarray(expected, dtype=np.float64))
-    _grade(found, np.atleast_1d(_given(answer, "loss")), np.atleast_1d(baseline.loss), expected_array,
-           np.atleast_1d(magnitude), 0, None)  # fmt: skip
+    block = GradedBlock(np.atleast_1d(_given(answer, "loss")), np.atleast_1d(baseline.loss), expected_array,
+                        np.atleast_1d(magnitude))  # fmt: skip
+    _grade(found, block)
 
 
 def _given(answer: LinearAnswer, name: str) -> np.ndarray:

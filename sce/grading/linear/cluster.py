@@ -28,7 +28,7 @@ import numpy as np
 from sce.grading.linear.answers import LinearAnswer, LinearInputs
 from sce.grading.linear.profiles import Profile
 from sce.grading.linear.report import Report
-from sce.grading.linear.stepped_baseline import SteppedBaseline, baseline_for
+from sce.grading.linear.stepped_baseline import SteppedBaseline, baseline_for, keeps_every_logit
 from sce.loss.class_sums import ClassSums
 from sce.loss.linear_blocks import RowBlocks
 from sce.loss.linear_cross_entropy import (
@@ -126,8 +126,10 @@ class ClusterStream:
         """Pass 1: each row's (max, lse), and the baseline's lse (kept on the baseline)."""
         unit = math.lcm(block_steps(n, v, d)[1], self.baseline.steps()[1])
         tiles = _row_tiles(n, unit, self._threads())
-        parts = list(in_order(self.client, statistics_tile, [(*shared, self.baseline.profile, rows) for rows in tiles]))
-        self.baseline.lse = np.concatenate([part[2] for part in parts])
+        arguments = [(*shared, self.baseline.profile, rows, self.with_baseline) for rows in tiles]
+        parts = list(in_order(self.client, statistics_tile, arguments))
+        if self.with_baseline:  # else this machine's baseline serves, with its own lse
+            self.baseline.lse = np.concatenate([part[2] for part in parts])
         return np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
 
     def _classes(
@@ -176,7 +178,7 @@ class ClusterStream:
         step = block_steps(n, v, d)[2]  # a block's work is a pass over every class: a task each
         tiles = [slice(start, min(start + step, n)) for start in range(0, n, step)]
         spec = (*shared, base.profile, base.output_types, *shared_lse)
-        for found in in_order(self.client, hidden_tile, [(*spec, rows) for rows in tiles]):
+        for found in in_order(self.client, hidden_tile, [(*spec, rows, self.with_baseline) for rows in tiles]):
             for rows, values, magnitude, base_values in found:
                 if self.with_baseline:  # else this machine's baseline serves, and nothing takes it
                     base.handed[("rows", rows.start)] = base_values
@@ -211,11 +213,13 @@ def _row_tiles(n: int, unit: int, threads: int) -> list[slice]:
 
 def statistics_tile(
     e: np.ndarray, c: np.ndarray, b: np.ndarray | None, terms: LinearTerms, base_terms: LinearTerms,
-    profile: Any, rows: slice,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """A tile of rows' (max, lse) and the baseline's lse (a task of pass 1)."""
+    profile: Any, rows: slice, with_baseline: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:  # fmt: skip
+    """A tile of rows' (max, lse) and, where the cluster forms the baseline, its lse (a task of pass 1)."""
     with np.errstate(over="ignore", invalid="ignore"):
         top, lse = row_statistics(e[rows], c, b, terms)
+    if not with_baseline:
+        return top, lse, None
     baseline = SteppedBaseline(e[rows], c, b, base_terms, profile, {}, False, keeps_logits=False)
     return top, lse, baseline.row_lse()
 
@@ -237,10 +241,11 @@ def class_tile(kind: str, arguments: tuple[Any, ...]) -> Any:
 
 def hidden_tile(
     e: np.ndarray, c: np.ndarray, b: np.ndarray | None, terms: LinearTerms, base_terms: LinearTerms,
-    profile: Any, types: dict[str, np.dtype], statistics: tuple[np.ndarray, np.ndarray], base_lse: np.ndarray,
-    rows: slice,
-) -> list[tuple[slice, np.ndarray, np.ndarray, np.ndarray]]:  # fmt: skip
-    """∂L/∂E of a tile of rows, the reference's and the baseline's, block by block (a task of pass 3)."""
+    profile: Any, types: dict[str, np.dtype], statistics: tuple[np.ndarray, np.ndarray], base_lse: np.ndarray | None,
+    rows: slice, with_baseline: bool = True,
+) -> list[tuple[slice, np.ndarray, np.ndarray, np.ndarray | None]]:  # fmt: skip
+    """∂L/∂E of a tile of rows, the reference's and (where the cluster forms it) the baseline's, block by
+    block (a task of pass 3)."""
     found: list[Any] = []
 
     def done(block: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
@@ -248,6 +253,8 @@ def hidden_tile(
 
     with np.errstate(over="ignore", invalid="ignore"):
         hidden_by_rows(e[rows], c, b, terms.of_rows(rows), done, statistics[1][rows])  # type: ignore[arg-type]
+    if not with_baseline:
+        return [(block, values, magnitude, None) for block, values, magnitude in found]
     baseline = ClusterBaseline(e, c, b, base_terms, profile, types, True)
     baseline.lse = base_lse
     return [(block, values, magnitude, baseline.hidden_over_classes(block)) for block, values, magnitude in found]
@@ -298,7 +305,8 @@ def cluster_check(inputs: LinearInputs, answer: LinearAnswer, profile: Profile, 
     # Where one machine holds ∂L/∂C whole it forms the baseline by rows, its float32 sums in another
     # order than tiles of classes would: this machine forms that baseline (0.5 of the reference's
     # products, in float32), so that the allowance is one machine's; the cluster forms the reference.
-    whole = not by_classes(len(inputs.c), inputs.e.shape[1])
+    n, d = inputs.e.shape
+    whole = not by_classes(len(inputs.c), d) and not keeps_every_logit(n, d, len(inputs.c), inputs.e.dtype)
     steps = baseline_for(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types, None) if whole else baseline
     with _connected(client) as connected:
         stream = ClusterStream(connected, baseline, with_baseline=not whole)

@@ -34,6 +34,16 @@ from sce.loss.linear_terms import LinearTerms
 BASELINE_BYTES = 256 << 20
 
 
+def keeps_every_logit(n: int, d: int, v: int, dtype: np.dtype) -> bool:
+    """Whether a check of these sizes keeps every logit of its first pass (float32 work, from
+    KEPT_FROM logits up, within what the kept logits may hold): it then goes by blocks of classes
+    whatever the size of ∂L/∂C, each logit formed once in each type and no V × D partial sums added
+    for every block of rows."""
+    if np.dtype(dtype) == np.float64 or n * v < kept_logits.KEPT_FROM:
+        return False
+    return n * v <= kept_logits.capacity(n, d, not by_classes(n, d, 6))
+
+
 def held_whole(n: int, d: int, v: int) -> bool:
     """Whether the baseline's ∂L/∂E and ∂L/∂C, in float32 and in the answer's type, fit in BASELINE_BYTES."""
     return (n + v) * d * 8 <= BASELINE_BYTES
@@ -72,14 +82,15 @@ class SteppedBaseline:
         n, d = self.e.shape
         v = len(self.c)
         self.work = np.dtype(np.float64) if self.e.dtype == np.float64 else np.dtype(np.float32)
-        self.by_classes = by_classes(v, d)
+        self.by_classes = by_classes(v, d) or (self.keeps_logits and keeps_every_logit(n, d, v, self.e.dtype))
         self.hidden_later = self.by_classes and by_classes(n, d, 6) and self.wants_hidden
         self.done = np.zeros(v if self.by_classes else n, bool)
         self.losses = np.zeros((n, 2), self.work)
         self.grad_bias = np.zeros(v, self.work)
         worth = self.keeps_logits and n * v >= kept_logits.KEPT_FROM
         if self.by_classes and self.work == np.float32 and worth and self.logits is None:
-            self.logits = KeptLogits(n)
+            held = self.wants_hidden and not self.hidden_later
+            self.logits = KeptLogits(n, kept_logits.capacity(n, d, held))
         if self.by_classes:
             held = self.wants_hidden and not self.hidden_later
             self.sums = np.zeros((n, d) if held else (0, d), self.work)
@@ -267,12 +278,13 @@ def baseline_for(
     known: LinearBaseline | SteppedBaseline | None,
 ) -> LinearBaseline | SteppedBaseline:
     """The baseline to grade against: ``known`` (a stepped one from its start), else held whole
-    where its outputs fit in BASELINE_BYTES, else formed in steps."""
+    where its outputs fit in BASELINE_BYTES and the check does not keep every logit, else formed in
+    steps."""
     if isinstance(known, SteppedBaseline):
         return known.fresh()
     if known is not None:
         return known
     n, d = e.shape
-    if held_whole(n, d, len(c)):
+    if held_whole(n, d, len(c)) and not keeps_every_logit(n, d, len(c), e.dtype):
         return same_type_baseline(e, c, b, terms, profile, output_types)
     return SteppedBaseline(e, c, b, terms, profile, output_types, "grad_hidden" in output_types)
