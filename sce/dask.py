@@ -340,7 +340,8 @@ def check_linear_cross_entropy(
     The classes are cut into the blocks one machine takes where ∂L/∂C does not fit whole, one
     task each (after a pass over the rows' log-sum-exps in tiles of rows); the client adds their
     parts in the blocks' order and grades. Where one machine goes by classes too, the report is
-    one machine's to the bit; where it holds ∂L/∂C whole (V·D·8 bytes up to 256 MB) the verdict,
+    one machine's to the bit below 4 million logits (from there to the reference's bound); where
+    it holds ∂L/∂C whole (V·D·8 bytes up to 256 MB) the verdict,
     the mistake and each output's worst error are one machine's, and the allowance may differ by
     an ulp or two (the baseline's float32 sums go by blocks of classes). A wrong answer's mistakes
     are then looked for on this machine, as one machine looks for them.
