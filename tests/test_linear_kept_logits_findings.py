@@ -287,3 +287,18 @@ def test_a_wrong_bfloat16_row_of_the_hidden_gradient_fails_with_kept_logits(row,
     formed, kept = _both(case, wrong, monkeypatch)
     assert not formed.passed
     assert not kept.passed, str(kept)
+
+
+@pytest.mark.parametrize("planted", ["ignored_counted", "mean_of_chunk_means"])
+def test_a_planted_mistake_is_named_from_kept_logits_at_large_bfloat16_logits(planted, monkeypatch) -> None:
+    """bfloat16 inputs times 1000 (logits about 5·10⁶): the planted mistake fails either way, but
+    only the check that forms its logits again names it; with the kept ones no mistake is named."""
+    base = make_case(np.float32)
+    case = Case((base.hidden.astype(np.float64) * 1000).astype(BFLOAT16),
+                (base.classifier.astype(np.float64) * 1000).astype(BFLOAT16), base.labels,
+                base.bias.astype(BFLOAT16), {})  # fmt: skip
+    with np.errstate(all="ignore"):
+        wrong = kernel(case, mistake=planted)
+    formed, kept = _both(case, wrong, monkeypatch)
+    assert not formed.passed and formed.mistake is not None
+    assert kept.mistake == formed.mistake, str(kept)
