@@ -175,3 +175,16 @@ def test_a_check_that_keeps_every_logit_goes_by_classes_where_the_classifiers_gr
     right = kernel(case)
     monkeypatch.setattr(kept_module, "CHECK_BYTES", 950 << 20)
     assert _check(case, right).passed
+
+
+@pytest.mark.parametrize("width", [12, 16, 20])
+def test_the_baseline_takes_every_logit_it_needs_from_the_kept_ones(width, monkeypatch) -> None:
+    # The baseline's blocks are the reference's, whatever D: none of its logits is formed again.
+    _blocks(monkeypatch)
+    stepped = importlib.import_module("sce.grading.linear.stepped_baseline")
+    formed = []
+    real = stepped.raw_logits
+    monkeypatch.setattr(stepped, "raw_logits", lambda *a: formed.append(a[3]) or real(*a))
+    case = make_case(np.float32, d=width)
+    assert _check(case, kernel(case)).passed
+    assert formed == []
