@@ -179,8 +179,10 @@ def test_a_check_that_keeps_every_logit_goes_by_classes_where_the_classifiers_gr
 
 @pytest.mark.parametrize("width", [12, 16, 20])
 def test_the_baseline_takes_every_logit_it_needs_from_the_kept_ones(width, monkeypatch) -> None:
-    # The baseline's blocks are the reference's, whatever D: none of its logits is formed again.
+    # The baseline's blocks are the reference's, whatever D: none of its logits is formed again (∂L/∂E
+    # held whole: where it is not, a last pass forms it a block of rows at a time, over other blocks).
     _blocks(monkeypatch)
+    monkeypatch.setattr(blocked, "CLASSIFIER_BYTES", 16 * 40 * 7)
     stepped = importlib.import_module("sce.grading.linear.stepped_baseline")
     formed = []
     real = stepped.raw_logits
