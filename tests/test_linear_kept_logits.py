@@ -190,3 +190,14 @@ def test_the_baseline_takes_every_logit_it_needs_from_the_kept_ones(width, monke
     case = make_case(np.float32, d=width)
     assert _check(case, kernel(case)).passed
     assert formed == []
+
+
+def test_the_classifier_gradient_summed_in_bfloat16_is_named_beside_kept_logits(monkeypatch) -> None:
+    # Keeping every logit, the baseline is formed in steps though its outputs would fit whole: the
+    # what-if of ∂L/∂C summed in the input's type forms it whole again, as without keeping.
+    from sce.grading.linear import mistakes
+
+    monkeypatch.setattr(kept_module, "KEPT_FROM", 0)
+    case = make_case(BFLOAT16, n=2048, offset=2.0)
+    report = _check(case, kernel(case, mistake="classifier_in_input_type", chunk=1))
+    assert not report.passed and report.mistake == mistakes.CLASSIFIER_GRADIENT_IN_INPUT_TYPE.name, str(report)
