@@ -175,3 +175,29 @@ def test_a_check_that_keeps_every_logit_goes_by_classes_where_the_classifiers_gr
     right = kernel(case)
     monkeypatch.setattr(kept_module, "CHECK_BYTES", 950 << 20)
     assert _check(case, right).passed
+
+
+@pytest.mark.parametrize("width", [12, 16, 20])
+def test_the_baseline_takes_every_logit_it_needs_from_the_kept_ones(width, monkeypatch) -> None:
+    # The baseline's blocks are the reference's, whatever D: none of its logits is formed again (∂L/∂E
+    # held whole: where it is not, a last pass forms it a block of rows at a time, over other blocks).
+    _blocks(monkeypatch)
+    monkeypatch.setattr(blocked, "CLASSIFIER_BYTES", 16 * 40 * 7)
+    stepped = importlib.import_module("sce.grading.linear.stepped_baseline")
+    formed = []
+    real = stepped.raw_logits
+    monkeypatch.setattr(stepped, "raw_logits", lambda *a: formed.append(a[3]) or real(*a))
+    case = make_case(np.float32, d=width)
+    assert _check(case, kernel(case)).passed
+    assert formed == []
+
+
+def test_the_classifier_gradient_summed_in_bfloat16_is_named_beside_kept_logits(monkeypatch) -> None:
+    # Keeping every logit, the baseline is formed in steps though its outputs would fit whole: the
+    # what-if of ∂L/∂C summed in the input's type forms it whole again, as without keeping.
+    from sce.grading.linear import mistakes
+
+    monkeypatch.setattr(kept_module, "KEPT_FROM", 0)
+    case = make_case(BFLOAT16, n=2048, offset=2.0)
+    report = _check(case, kernel(case, mistake="classifier_in_input_type", chunk=1))
+    assert not report.passed and report.mistake == mistakes.CLASSIFIER_GRADIENT_IN_INPUT_TYPE.name, str(report)

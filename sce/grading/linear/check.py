@@ -122,8 +122,8 @@ def full_check(
     # reference's own bound, and keeps nothing unless it leaves a verdict open.
     early = terms is None and (collect or "float64" in types.values())
     kept = kept_logits(steps, stream)
-    own_bound = logit_error_bound(inputs.e, inputs.c)  # the float64 products' own: the logits' size
-    _set_bands(graded, inputs, own_bound + (0.0 if kept is None else kept.error) if early else None, collect)
+    kept_error = 0.0 if kept is None else kept.error
+    _set_bands(graded, inputs, logit_error_bound(inputs.e, inputs.c) + kept_error if early else None, collect)
 
     def rows_done(rows: slice, values: np.ndarray, magnitude: np.ndarray) -> None:
         if "grad_hidden" in graded:
@@ -153,7 +153,9 @@ def full_check(
         given_bias = _given(answer, "grad_bias")
         _grade(graded["grad_bias"], GradedBlock(given_bias, finished.grad_bias, grad_bias, bias_magnitude, 0, excuse))
     if "loss" in graded:
-        _grade_loss(graded["loss"], answer, finished, reference["loss"], losses, inputs, own_bound, t)
+        # The loss's size is the logits' (their float64 products' bound), whatever the kept logits add to it.
+        products = np.maximum(bound - kept_error, 0.0)
+        _grade_loss(graded["loss"], answer, finished, reference["loss"], losses, inputs, products, t)
     if terms is not None:
         return _report(graded, profile, allowed), reference, steps
     if not collect and any(f.store is None and not decided_by_bound(f) for f in graded.values()):

@@ -20,11 +20,11 @@ from sce.errors import option
 from sce.grading.catalogue import Mistake
 from sce.grading.dump.baseline import ulps
 from sce.grading.linear.answers import LinearAnswer, LinearInputs
-from sce.grading.linear.baseline import LinearBaseline
+from sce.grading.linear.baseline import LinearBaseline, same_type_baseline
 from sce.grading.linear.check import full_check, operand_share
 from sce.grading.linear.profiles import Profile
 from sce.grading.linear.report import Report
-from sce.grading.linear.stepped_baseline import SteppedBaseline
+from sce.grading.linear.stepped_baseline import SteppedBaseline, held_whole
 from sce.loss.linear_cross_entropy import stream_gradients
 from sce.loss.linear_terms import LinearTerms, linear_terms
 
@@ -94,15 +94,29 @@ def named_mistake(
             continue
         if full_check(inputs, answer, profile, terms, baseline, report)[0].passed:
             return dataclasses.replace(report, mistake=mistake.name, fix=mistake.fix)
-    # (At sizes where the baseline is formed in steps, a whole ∂L/∂C in the input's type is not.)
-    if "grad_classifier" in answer.given and inputs.e.dtype.itemsize < 4 and isinstance(baseline, LinearBaseline):
+    # (At sizes where the baseline's outputs do not fit whole, a whole ∂L/∂C in the input's type does not either.)
+    whole = _whole_baseline(inputs, profile, answer, baseline) if "grad_classifier" in answer.given else None
+    if whole is not None and inputs.e.dtype.itemsize < 4:
         from sce.grading.linear.accumulation import input_type_accumulations
 
-        for accumulated in input_type_accumulations(inputs, profile, answer, baseline):
+        for accumulated in input_type_accumulations(inputs, profile, answer, whole):
             if full_check(inputs, answer, profile, None, accumulated)[0].passed:
                 mistake = CLASSIFIER_GRADIENT_IN_INPUT_TYPE
                 return dataclasses.replace(report, mistake=mistake.name, fix=mistake.fix)
     return report
+
+
+def _whole_baseline(
+    inputs: LinearInputs, profile: Profile, answer: LinearAnswer, baseline: LinearBaseline | SteppedBaseline
+) -> LinearBaseline | None:
+    """The baseline with its outputs whole: the one graded against, or (where it was formed in steps
+    beside kept logits, though its outputs fit) formed again whole; None where they do not fit."""
+    if isinstance(baseline, LinearBaseline):
+        return baseline
+    n, d = inputs.e.shape
+    if not held_whole(n, d, len(inputs.c)):
+        return None
+    return same_type_baseline(inputs.e, inputs.c, inputs.b, inputs.terms, profile, answer.types)
 
 
 #: Rows of ∂L/∂E a mistake's what-if is tried on before the whole check: its worst and some others.

@@ -26,7 +26,7 @@ from sce.grading.linear.baseline import (
 from sce.grading.linear.profiles import Profile
 from sce.loss import kept_logits
 from sce.loss.kept_logits import KeptLogits
-from sce.loss.linear_cross_entropy import block_bytes, by_classes
+from sce.loss.linear_cross_entropy import block_bytes, block_steps, by_classes
 from sce.loss.linear_terms import LinearTerms
 
 #: The bytes of the baseline's outputs (in float32, with their copies in the answer's type) held
@@ -183,8 +183,8 @@ class SteppedBaseline:
             self._rows(rows)
 
     def _steps(self) -> tuple[int, int]:
-        class_step = max(1, min(len(self.c), block_bytes() // (8 * self.e.shape[1])))
-        return class_step, max(1, block_bytes() // (8 * class_step))
+        """The reference's blocks going by classes (so that its kept logits are the baseline's blocks)."""
+        return block_steps(len(self.e), len(self.c), self.e.shape[1])[:2]
 
     def _statistics(self) -> np.ndarray:
         """Each row's log-sum-exp in the work type, online over blocks of classes (once)."""
