@@ -41,7 +41,7 @@ def test_kept_logits_give_back_the_float64_logits_within_their_stated_bound(dtyp
     b = rng.standard_normal(50).astype(dtype)
     rows, classes = slice(0, 9), slice(0, 50)
     wide = e.astype(np.float64) @ c.astype(np.float64).T + b.astype(np.float64)
-    kept = KeptLogits(9)
+    kept = KeptLogits(9, tolerance=np.inf)  # any size kept: the bound stated is what is tested
     kept.keep(rows, classes, wide.copy(), narrow_logits(e, c, b, classes))
     given = kept.wide(rows, classes)
     assert given is not None and given.dtype == np.float64
@@ -53,6 +53,12 @@ def test_kept_logits_give_back_the_float64_logits_within_their_stated_bound(dtyp
     sizes = (np.abs(e.astype(np.float64)) @ np.abs(c.astype(np.float64)).T + np.abs(b.astype(np.float64))).max(axis=1)
     float32_error = (300 + 1) * 2.0**-24 * sizes
     assert (kept.error <= float32_error * 2.0**-15 + 4 * 2.0**-53 * np.abs(wide).max(axis=1)).all()
+    # By default a block whose bound passes the tolerance is not kept, and is not offered again.
+    default = KeptLogits(9)
+    default.keep(rows, classes, wide.copy(), narrow_logits(e, c, b, classes))
+    held = default.wide(rows, classes) is not None
+    assert held == (kept.error.max() <= default.tolerance)
+    assert not default.wants(rows, classes)
 
 
 def test_a_block_whose_float32_logits_overflow_is_not_kept() -> None:
@@ -177,7 +183,7 @@ def test_a_check_that_keeps_every_logit_goes_by_classes_where_the_classifiers_gr
     assert _check(case, right).passed
 
 
-@pytest.mark.parametrize("width", [12, 16, 20])
+@pytest.mark.parametrize("width", [12, 16, 20, 24])
 def test_the_baseline_takes_every_logit_it_needs_from_the_kept_ones(width, monkeypatch) -> None:
     # The baseline's blocks are the reference's, whatever D: none of its logits is formed again (∂L/∂E
     # held whole: where it is not, a last pass forms it a block of rows at a time, over other blocks).

@@ -24,6 +24,14 @@ KEPT_BYTES = 560 << 20
 CHECK_BYTES = 950 << 20
 #: A pass's blocks, their temporaries and the grading's, besides the sums it holds whole.
 _WORKING_BYTES = 160 << 20
+#: The largest error a kept block's logits may have (absolute; times the cap under a soft cap below 1,
+#: whose factor moves 1/cap times as much): the probabilities then move by 10⁻⁹ of themselves at most,
+#: 0.02 of a float32 ulp. Blocks of larger logits (a float32 product's rounding grows with them) are
+#: formed again.
+TOLERANCE = 2.0**-30
+#: Bytes a check holds per class besides the blocks (∂L/∂b and its size, the smoothing's and the
+#: baseline's vectors): at millions of classes they, not the blocks, fill the memory.
+_PER_CLASS_BYTES = 96
 #: The fewest logits (N·V) worth keeping: below, a check takes a second or less and its reference
 #: stays the float64 products' own, the same to the bit as a cluster's.
 KEPT_FROM = 1 << 22
@@ -51,10 +59,14 @@ class KeptLogits:
 
     n_rows: int
     capacity: int = KEPT_BYTES // 6
+    tolerance: float = TOLERANCE
+    """The largest error of a block kept (:data:`TOLERANCE`, less under a small soft cap)."""
     blocks: dict[tuple[int, int], KeptBlock] = field(default_factory=dict)
     error: np.ndarray = field(init=False)
     """Each row's bound on |z given back − z formed| (0 where nothing is kept)."""
     entries: int = 0
+    refused: set[tuple[int, int]] = field(default_factory=set)
+    """Blocks not kept (logits not finite, or too large): formed again, never offered again."""
     scratch: dict[tuple[int, ...], np.ndarray] = field(default_factory=dict)
     """One float64 buffer per block shape for the offsets as they are formed: a temporary allocated
     between two kept blocks would fault in fresh pages every time (the kept ones fill the holes)."""
@@ -70,7 +82,8 @@ class KeptLogits:
     def wants(self, rows: slice, classes: slice) -> bool:
         """Whether a block not yet kept fits in what is left."""
         size = (rows.stop - rows.start) * (classes.stop - classes.start)
-        return (rows.start, classes.start) not in self.blocks and self.entries + size <= self.capacity
+        key = (rows.start, classes.start)
+        return key not in self.blocks and key not in self.refused and self.entries + size <= self.capacity
 
     def keep(self, rows: slice, classes: slice, wide: np.ndarray, narrow: np.ndarray) -> None:
         """Keep a block's float32 logits and its float64 logits' offsets from them (nothing where
@@ -78,17 +91,21 @@ class KeptLogits:
         offset = np.subtract(wide, narrow, out=self._scratch(wide.shape))
         largest = np.maximum(offset.max(axis=1, initial=0.0), -offset.min(axis=1, initial=0.0))
         if not np.isfinite(largest).all():  # an infinite or NaN logit in either
+            self.refused.add((rows.start, classes.start))
             return
         step = largest / _LEVELS  # 0 where a row's logits are exact in float32 (or past float64's smallest)
         # r·(1/step) is within 2·32767 ulps of r/step: rint is then off a half step by 10⁻¹¹ at most.
         inverse = np.divide(1.0, step, out=np.zeros_like(step), where=step > 0)
         offsets = np.rint(np.multiply(offset, inverse[:, None], out=offset), out=offset).astype(np.int16)
-        self.blocks[rows.start, classes.start] = KeptBlock(narrow, offsets, step)
-        self.entries += narrow.size
         # |z − (zₙ + k·step)| ≤ step·(1/2 + 10⁻¹¹) (all of r where the step underflows), and the
         # rounding of k·step and of the sum, each within an ulp of |z| + step.
         reach = np.maximum(wide.max(axis=1, initial=0.0), -wide.min(axis=1, initial=0.0)) + step
         bound = np.where(step > 0, step * (0.5 + 2**-30), largest) + 3 * _UNIT * reach
+        if bound.max(initial=0.0) > self.tolerance:  # logits too large for 16 bits of offset: formed again
+            self.refused.add((rows.start, classes.start))
+            return
+        self.blocks[rows.start, classes.start] = KeptBlock(narrow, offsets, step)
+        self.entries += narrow.size
         np.maximum(self.error[rows], bound, out=self.error[rows])
 
     def narrow(self, rows: slice, classes: slice) -> np.ndarray | None:
@@ -112,10 +129,12 @@ class KeptLogits:
         return block if block is not None and block.narrow.shape == shape else None
 
 
-def capacity(n_rows: int, width: int, hidden_held: bool) -> int:
+def capacity(n_rows: int, width: int, n_classes: int, hidden_held: bool) -> int:
     """The logits to keep: what CHECK_BYTES leaves, at 6 bytes each, beside ∂L/∂E held whole (float64,
-    its float32 size and the baseline's float32: 16 bytes an entry), E's float64 copy and the blocks."""
+    its float32 size and the baseline's float32: 16 bytes an entry), E's float64 copy, the vectors
+    of every class and the blocks."""
     rest = (n_rows * width * 16 if hidden_held else 0) + min(n_rows * width * 8, HIDDEN_COPY_BYTES) + _WORKING_BYTES
+    rest += n_classes * _PER_CLASS_BYTES
     return max(0, min(KEPT_BYTES, CHECK_BYTES - rest)) // 6
 
 

@@ -34,14 +34,18 @@ from sce.loss.linear_terms import LinearTerms
 BASELINE_BYTES = 256 << 20
 
 
+def keeps_logits_of(n: int, v: int, dtype: np.dtype) -> bool:
+    """Whether a check of float32 inputs of N·V logits keeps them between its passes (from
+    KEPT_FROM up). Narrower inputs' answers are graded at a size that float32's ε over their own
+    scales down (:func:`~.check.operand_share`), which the kept logits' error would not stay small in."""
+    return np.dtype(dtype) == np.float32 and n * v >= kept_logits.KEPT_FROM
+
+
 def keeps_every_logit(n: int, d: int, v: int, dtype: np.dtype) -> bool:
-    """Whether a check of these sizes keeps every logit of its first pass (float32 work, from
-    KEPT_FROM logits up, within what the kept logits may hold): it then goes by blocks of classes
-    whatever the size of ∂L/∂C, each logit formed once in each type and no V × D partial sums added
-    for every block of rows."""
-    if np.dtype(dtype) == np.float64 or n * v < kept_logits.KEPT_FROM:
-        return False
-    return n * v <= kept_logits.capacity(n, d, not by_classes(n, d, 6))
+    """Whether a check of these sizes keeps every logit of its first pass (within what the kept
+    logits may hold): it then goes by blocks of classes whatever the size of ∂L/∂C, each logit
+    formed once in each type and no V × D partial sums added for every block of rows."""
+    return keeps_logits_of(n, v, dtype) and n * v <= kept_logits.capacity(n, d, v, not by_classes(n, d, 6))
 
 
 def held_whole(n: int, d: int, v: int) -> bool:
@@ -87,10 +91,10 @@ class SteppedBaseline:
         self.done = np.zeros(v if self.by_classes else n, bool)
         self.losses = np.zeros((n, 2), self.work)
         self.grad_bias = np.zeros(v, self.work)
-        worth = self.keeps_logits and n * v >= kept_logits.KEPT_FROM
-        if self.by_classes and self.work == np.float32 and worth and self.logits is None:
+        if self.by_classes and self.keeps_logits and keeps_logits_of(n, v, self.e.dtype) and self.logits is None:
             held = self.wants_hidden and not self.hidden_later
-            self.logits = KeptLogits(n, kept_logits.capacity(n, d, held))
+            cap = 1.0 if self.terms.softcap is None else min(1.0, self.terms.softcap)
+            self.logits = KeptLogits(n, kept_logits.capacity(n, d, v, held), kept_logits.TOLERANCE * cap)
         if self.by_classes:
             held = self.wants_hidden and not self.hidden_later
             self.sums = np.zeros((n, d) if held else (0, d), self.work)
