@@ -17,7 +17,7 @@ both cores work) and its peak memory beyond the inputs and outputs: the peak of 
 Python's allocations while it runs (tracemalloc), and the growth of the resident set (RSS)
 over what the inputs already held (its peak reset when the timing starts). ``--fraction F``
 runs the first N/F rows only (for sizes too large to run whole: the check's time is linear in N), keeping
-1/F of the logits the whole check would keep between its passes (the same share of them).
+1/F of what the whole check would keep of its logits between its passes (the same share of them).
 """
 
 from __future__ import annotations
@@ -83,7 +83,10 @@ if what == "floor":
 else:
     from sce.testing import check_linear_cross_entropy
     import sce.loss.kept_logits as kept_logits
-    kept_logits.KEPT_BYTES //= fraction  # a fraction of the rows keeps the share of their logits all of them would
+    from sce.loss.linear_cross_entropy import by_classes
+    # A fraction of the rows keeps the share of their logits all of them would.
+    whole = kept_logits.capacity(n * fraction, d, v, not by_classes(n * fraction, d, 6)) * 6
+    kept_logits.KEPT_BYTES = whole // fraction
     outputs = kernel()
 before = rss()
 with open("/proc/self/clear_refs", "w") as f:
