@@ -340,11 +340,11 @@ def check_linear_cross_entropy(
     The classes are cut into the blocks one machine takes where ∂L/∂C does not fit whole, one
     task each (after a pass over the rows' log-sum-exps in tiles of rows); the client adds their
     parts in the blocks' order and grades. Where one machine goes by classes too, the report is
-    one machine's to the bit below 4 million logits (from there to the reference's bound); where
-    it holds ∂L/∂C whole (V·D·8 bytes up to 256 MB) the verdict,
-    the mistake and each output's worst error are one machine's, and the allowance may differ by
-    an ulp or two (the baseline's float32 sums go by blocks of classes). A wrong answer's mistakes
-    are then looked for on this machine, as one machine looks for them.
+    one machine's to the bit below 4 million logits (from there, where one machine keeps its
+    logits, to the reference's stated bound). Where it goes by rows (∂L/∂C whole, V·D·8 bytes up
+    to 256 MB), this machine forms the same-type baseline by rows as one machine does, and the
+    verdict, the mistake and every figure are one machine's to 10⁻⁹ of themselves. A wrong
+    answer's mistakes are then looked for on this machine, as one machine looks for them.
 
     Parameters
     ----------
