@@ -11,6 +11,7 @@ import pytest
 
 from sce.testing import check_linear_cross_entropy
 from tests.linear_kernels import Case, kernel, make_case
+from tests.test_linear_dask import set_constants
 
 blocked = importlib.import_module("sce.loss.linear_cross_entropy")
 kept_module = importlib.import_module("sce.loss.kept_logits")
@@ -113,17 +114,6 @@ def test_the_bfloat16_reference_from_kept_logits_is_within_its_stated_ulps(scale
         assert abs(theirs.worst_ulp - mine.worst_ulp) <= reach, (mine.name, mine.worst_ulp, theirs.worst_ulp, reach)
 
 
-def _set_constants(values: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
-    """Set module constants (on whichever process runs it); return those they replace."""
-    before = {}
-    for module_name, constants in values.items():
-        module = importlib.import_module(module_name)
-        before[module_name] = {name: getattr(module, name) for name in constants}
-        for name, value in constants.items():
-            setattr(module, name, value)
-    return before
-
-
 def test_the_cluster_gives_one_machines_verdict_and_figures_to_the_bound_where_one_machine_keeps_logits() -> None:
     """docs/cluster.md: from 4 million logits one machine keeps its logits and the cluster does not;
     the verdict and the mistake are one machine's, every figure within the reference's stated bound."""
@@ -135,6 +125,7 @@ def test_the_cluster_gives_one_machines_verdict_and_figures_to_the_bound_where_o
     import sce.dask
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cloudpickle.register_pickle_by_value(sys.modules[set_constants.__module__])  # the workers cannot import the tests
     shrunk = {
         "sce.loss.linear_cross_entropy": {"CLASSIFIER_BYTES": 5000, "BLOCK_BYTES": 8192},
         "sce.grading.linear.stepped_baseline": {"BASELINE_BYTES": 2000},
@@ -143,7 +134,7 @@ def test_the_cluster_gives_one_machines_verdict_and_figures_to_the_bound_where_o
     case = make_case(np.float32, n=70, v=150)
     outputs = kernel(case)
     arguments = dict(bias=case.bias, **outputs)
-    before = _set_constants(shrunk)
+    before = set_constants(shrunk)
     try:
         with (
             distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
@@ -151,12 +142,12 @@ def test_the_cluster_gives_one_machines_verdict_and_figures_to_the_bound_where_o
             distributed.Client(cluster, set_as_default=False) as client,
         ):  # fmt: skip
             client.wait_for_workers(2)
-            client.run(_set_constants, shrunk)
+            client.run(set_constants, shrunk)
             alone = check_linear_cross_entropy(case.hidden, case.classifier, case.labels, **arguments)
             on_two = sce.dask.check_linear_cross_entropy(case.hidden, case.classifier, case.labels, client=client,
                                                          **arguments)  # fmt: skip
     finally:
-        _set_constants(before)
+        set_constants(before)
     assert alone.passed and on_two.passed and alone.mistake == on_two.mistake
     for mine, theirs in zip(alone.outputs, on_two.outputs):
         reach = mine.reference_ulp + theirs.reference_ulp + 1e-9 * max(1.0, mine.worst_ulp)

@@ -91,12 +91,11 @@ class SteppedBaseline:
         self.done = np.zeros(v if self.by_classes else n, bool)
         self.losses = np.zeros((n, 2), self.work)
         self.grad_bias = np.zeros(v, self.work)
+        held = self.wants_hidden and not self.hidden_later
         if self.by_classes and self.keeps_logits and keeps_logits_of(n, v, self.e.dtype) and self.logits is None:
-            held = self.wants_hidden and not self.hidden_later
             cap = 1.0 if self.terms.softcap is None else min(1.0, self.terms.softcap)
             self.logits = KeptLogits(n, kept_logits.capacity(n, d, v, held), kept_logits.TOLERANCE * cap)
         if self.by_classes:
-            held = self.wants_hidden and not self.hidden_later
             self.sums = np.zeros((n, d) if held else (0, d), self.work)
         else:
             self.sums = np.zeros((v, d) if "grad_classifier" in self.output_types else (0, d), self.work)
